@@ -1,0 +1,14 @@
+//! Domain types at the bottom of the Strata dependency graph.
+//!
+//! Nothing here does I/O. Every other crate may depend on this one; this one
+//! depends on no other Strata crate.
+
+pub mod clock;
+pub mod code;
+pub mod limits;
+pub mod message;
+pub mod names;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use code::ErrorCode;
+pub use message::{Message, QueueKey, StoredMessage, TopicId};

@@ -1,0 +1,64 @@
+//! Messages as producers send them and as the store returns them.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// A topic's permanent identity. Names can be deleted and reused; ids never are,
+/// so WAL records of a deleted topic can never be mistaken for a new one's.
+pub type TopicId = u64;
+
+/// One queue of one topic: the unit of ordering and of ownership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct QueueKey {
+    pub topic: TopicId,
+    pub queue: u32,
+}
+
+impl QueueKey {
+    pub fn new(topic: TopicId, queue: u32) -> Self {
+        Self { topic, queue }
+    }
+}
+
+impl std::fmt::Display for QueueKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.topic, self.queue)
+    }
+}
+
+/// A message as a producer hands it over.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Message {
+    /// Server-unique id; the server fills it in when the producer gives none.
+    pub id: String,
+    pub key: Option<String>,
+    pub tag: Option<String>,
+    /// User properties, in the order the producer gave them.
+    pub properties: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Message {
+    /// Bytes this message occupies in memory and on the wire, roughly:
+    /// the number quotas, caches and metering count.
+    pub fn approx_size(&self) -> usize {
+        self.id.len()
+            + self.key.as_ref().map_or(0, String::len)
+            + self.tag.as_ref().map_or(0, String::len)
+            + self
+                .properties
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+            + self.body.len()
+    }
+}
+
+/// A message read back from a queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub offset: u64,
+    /// When the server made the message durable (milliseconds since the epoch).
+    pub timestamp_ms: i64,
+    pub message: Message,
+}

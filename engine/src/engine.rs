@@ -1,0 +1,361 @@
+//! Opening (recovery), topics, status and shutdown.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use strata_common::{Clock, QueueKey, TopicId, names};
+use strata_compactor::BatchRef;
+use strata_metadata::{Catalog, Check, MessageType, MetaStore, RedbStore, Retention, TopicRecord};
+use strata_tiering::batch::{KIND_MESSAGE_BATCH, decode_header, record_kind};
+use strata_tiering::{RecoveryReport, Wal, WalConfig};
+use tokio::sync::watch;
+
+use crate::error::{EngineError, Result};
+use crate::queue::{IndexEntry, QueueState};
+use crate::topic::{TopicState, Topics};
+use crate::types::*;
+
+/// The message engine of one node. Cheap to share: wrap in `Arc`.
+#[derive(Debug)]
+pub struct Engine {
+    pub(crate) config: EngineConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) catalog: Catalog,
+    pub(crate) wal: Arc<Wal>,
+    pub(crate) cache: strata_cache::TailCache,
+    pub(crate) topics: RwLock<Topics>,
+    /// `true` once shutdown began: new work is refused, long polls end.
+    pub(crate) shutdown: watch::Sender<bool>,
+    /// Appends hold it shared; shutdown takes it exclusively to wait for them.
+    pub(crate) appends: Arc<tokio::sync::RwLock<()>>,
+    /// WAL reads hold it shared; segment deletion takes it exclusively.
+    pub(crate) wal_files: Arc<RwLock<()>>,
+    pub(crate) retention_lock: tokio::sync::Mutex<()>,
+    started_ms: i64,
+    recovery: RecoverySummary,
+}
+
+impl Engine {
+    /// Opens the engine on its embedded metadata store under `data_dir`.
+    pub async fn open(config: EngineConfig, clock: Arc<dyn Clock>) -> Result<Arc<Self>> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            EngineError::Internal(format!(
+                "cannot create data directory {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let store = RedbStore::open(&config.data_dir.join("meta.redb"))?;
+        Self::open_with_store(config, clock, store).await
+    }
+
+    /// Opens the engine on any metadata store: loads topics, claims their
+    /// queues, replays the WAL, and starts the retention task.
+    pub async fn open_with_store(
+        config: EngineConfig,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn MetaStore>,
+    ) -> Result<Arc<Self>> {
+        let catalog = Catalog::new(store);
+        let floors = catalog.queue_floors().await?;
+        let mut topics = Topics::default();
+        for record in catalog.all_topics().await? {
+            let topic = load_topic(&catalog, &config.node_id, record).await?;
+            for q in &topic.queues {
+                if let Some(floor) = floors.get(&q.key) {
+                    q.lock().set_floor(*floor);
+                }
+            }
+            topics.insert(Arc::new(topic));
+        }
+
+        let wal_config = WalConfig {
+            dir: config.data_dir.join("wal"),
+            segment_bytes: config.wal_segment_bytes,
+            max_bytes: config.wal_max_bytes,
+            group_commit_max_bytes: config.wal_group_commit_max_bytes,
+            append_timeout: config.append_timeout,
+        };
+        let by_id = topics.id_map();
+        let (wal, report) = tokio::task::spawn_blocking(move || {
+            let mut skipped = 0u64;
+            let opened = Wal::open(wal_config, |lsn, payload| {
+                if !replay(&by_id, lsn, payload) {
+                    skipped += 1;
+                }
+                Ok(())
+            });
+            if skipped > 0 {
+                tracing::info!(
+                    skipped,
+                    "WAL records of deleted topics or released offsets skipped"
+                );
+            }
+            opened
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("WAL recovery task failed: {e}")))??;
+
+        for topic in topics.all() {
+            for q in &topic.queues {
+                let hw = q.lock().high_watermark;
+                q.announce(hw);
+            }
+        }
+        let recovery = summarize(&report);
+        tracing::info!(
+            segments = recovery.segments,
+            records = recovery.records,
+            bytes = recovery.bytes,
+            truncated_bytes = recovery.truncated_bytes,
+            "WAL recovered"
+        );
+        let started_ms = clock.now_ms();
+        let engine = Arc::new(Self {
+            cache: strata_cache::TailCache::new(config.tail_cache_bytes),
+            config,
+            clock,
+            catalog,
+            wal,
+            topics: RwLock::new(topics),
+            shutdown: watch::Sender::new(false),
+            appends: Arc::new(tokio::sync::RwLock::new(())),
+            wal_files: Arc::new(RwLock::new(())),
+            retention_lock: tokio::sync::Mutex::new(()),
+            started_ms,
+            recovery,
+        });
+        crate::retention::spawn_loop(&engine);
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if *self.shutdown.borrow() {
+            return Err(EngineError::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, Topics> {
+        self.topics.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn topics_write(&self) -> std::sync::RwLockWriteGuard<'_, Topics> {
+        self.topics.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn topic(&self, tenant: &str, name: &str) -> Result<Arc<TopicState>> {
+        self.topics_read()
+            .get(tenant, name)
+            .cloned()
+            .ok_or_else(|| EngineError::TopicNotFound(name.to_string()))
+    }
+
+    /// Creates a topic with `queues` queues and claims them for this node.
+    pub async fn create_topic(
+        &self,
+        tenant: &str,
+        name: &str,
+        queues: u32,
+        message_type: MessageType,
+        retention: Option<Retention>,
+    ) -> Result<TopicInfo> {
+        self.check_open()?;
+        names::validate_topic(name)?;
+        let max = self.config.max_queues_per_topic;
+        if queues == 0 || queues > max {
+            return Err(EngineError::InvalidArgument(format!(
+                "queues must be between 1 and {max}, got {queues}"
+            )));
+        }
+        let retention = retention.unwrap_or(self.config.default_retention);
+        let record = self
+            .catalog
+            .create_topic(
+                tenant,
+                name,
+                queues,
+                message_type,
+                retention,
+                self.clock.now_ms(),
+            )
+            .await?;
+        let topic = Arc::new(load_topic(&self.catalog, &self.config.node_id, record).await?);
+        self.topics_write().insert(topic.clone());
+        tracing::info!(tenant, topic = name, queues, "topic created");
+        Ok(topic_info(&topic.record))
+    }
+
+    pub fn list_topics(&self, tenant: &str) -> Vec<TopicInfo> {
+        let mut list: Vec<TopicInfo> = self
+            .topics_read()
+            .all()
+            .filter(|t| t.record.tenant == tenant)
+            .map(|t| topic_info(&t.record))
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    pub fn describe_topic(&self, tenant: &str, name: &str) -> Result<(TopicInfo, Vec<QueueInfo>)> {
+        let topic = self.topic(tenant, name)?;
+        let queues = topic.queues.iter().map(|q| queue_info(q)).collect();
+        Ok((topic_info(&topic.record), queues))
+    }
+
+    pub fn queue_info(&self, tenant: &str, topic: &str, queue: u32) -> Result<QueueInfo> {
+        let topic = self.topic(tenant, topic)?;
+        Ok(queue_info(topic.queue(queue)?))
+    }
+
+    /// Deletes a topic. Its WAL data is skipped on replay and released by
+    /// retention; its committed offsets stop being listed.
+    pub async fn delete_topic(&self, tenant: &str, name: &str) -> Result<TopicInfo> {
+        self.check_open()?;
+        let record = self.catalog.delete_topic(tenant, name).await?;
+        if let Some(topic) = self.topics_write().remove(tenant, name) {
+            for q in &topic.queues {
+                self.cache.remove_queue(q.key);
+            }
+        }
+        tracing::info!(tenant, topic = name, "topic deleted");
+        Ok(topic_info(&record))
+    }
+
+    /// A metadata check that holds only while this node still owns `key` at
+    /// the epoch it claimed: add it to a metadata transaction to fence it.
+    pub fn owner_check(&self, tenant: &str, topic: &str, queue: u32) -> Result<Check> {
+        let topic = self.topic(tenant, topic)?;
+        let q = topic.queue(queue)?;
+        Ok(self.catalog.owner_check(q.key, &q.owner))
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        let topics = self.topics_read();
+        let (mut queues, mut messages, mut bytes) = (0usize, 0u64, 0u64);
+        for t in topics.all() {
+            for q in &t.queues {
+                let inner = q.lock();
+                queues += 1;
+                messages += inner.high_watermark.saturating_sub(inner.first_offset);
+                bytes += inner.retained_bytes;
+            }
+        }
+        NodeStatus {
+            node_id: self.config.node_id.clone(),
+            started_ms: self.started_ms,
+            topics: topics.all().count(),
+            queues,
+            retained_messages: messages,
+            retained_bytes: bytes,
+            wal: self.wal.stats(),
+            tail_cache: self.cache.stats(),
+            recovery: self.recovery.clone(),
+        }
+    }
+
+    /// A receiver that turns `true` when shutdown begins.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Refuses new work, waits for in-flight appends to become durable, and
+    /// closes the WAL. Long polls return at once.
+    pub async fn close(&self) -> Result<()> {
+        self.shutdown.send_replace(true);
+        let _all_appends_done = self.appends.write().await;
+        let wal = self.wal.clone();
+        tokio::task::spawn_blocking(move || wal.close())
+            .await
+            .map_err(|e| EngineError::Internal(format!("WAL close task failed: {e}")))??;
+        tracing::info!("engine closed");
+        Ok(())
+    }
+}
+
+/// Builds a topic's live state, claiming each of its queues for this node.
+async fn load_topic(catalog: &Catalog, node: &str, record: TopicRecord) -> Result<TopicState> {
+    let mut queues = Vec::with_capacity(record.queues as usize);
+    for q in 0..record.queues {
+        let key = QueueKey::new(record.id, q);
+        let owner = catalog.claim_queue(key, node).await?;
+        queues.push(Arc::new(QueueState::new(key, owner)));
+    }
+    Ok(TopicState::new(record, queues))
+}
+
+/// Applies one replayed WAL record; false when it was skipped.
+fn replay(topics: &HashMap<TopicId, Arc<TopicState>>, lsn: u64, payload: &[u8]) -> bool {
+    if record_kind(payload) != Some(KIND_MESSAGE_BATCH) {
+        tracing::warn!(lsn, "unknown WAL record kind skipped");
+        return false;
+    }
+    let header = match decode_header(payload) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(lsn, error = %e, "undecodable WAL batch skipped");
+            return false;
+        }
+    };
+    let Some(queue) = topics
+        .get(&header.queue.topic)
+        .and_then(|t| t.queues.get(header.queue.queue as usize))
+    else {
+        return false;
+    };
+    let entry = IndexEntry {
+        base_offset: header.base_offset,
+        count: header.count,
+        bytes: payload.len() as u64,
+        at: BatchRef {
+            lsn,
+            timestamp_ms: header.timestamp_ms,
+        },
+    };
+    let accepted = queue.lock().recover(entry, header.timestamp_ms);
+    if !accepted && header.base_offset >= queue.lock().next_offset {
+        tracing::error!(lsn, queue = %header.queue, base = header.base_offset, "WAL batch out of sequence skipped");
+    }
+    accepted
+}
+
+fn summarize(report: &RecoveryReport) -> RecoverySummary {
+    RecoverySummary {
+        segments: report.segments,
+        records: report.records,
+        bytes: report.bytes,
+        truncated_path: report.truncated.as_ref().map(|t| t.path.clone()),
+        truncated_bytes: report.truncated.as_ref().map_or(0, |t| t.cut_bytes),
+        truncated_reason: report.truncated.as_ref().map(|t| t.reason.clone()),
+    }
+}
+
+pub(crate) fn topic_info(record: &TopicRecord) -> TopicInfo {
+    TopicInfo {
+        id: record.id,
+        name: record.name.clone(),
+        queues: record.queues,
+        message_type: record.message_type,
+        retention: record.retention,
+        created_ms: record.created_ms,
+    }
+}
+
+pub(crate) fn queue_info(q: &QueueState) -> QueueInfo {
+    let inner = q.lock();
+    QueueInfo {
+        queue: q.key.queue,
+        first_offset: inner.first_offset,
+        end_offset: inner.high_watermark,
+        messages: inner.high_watermark.saturating_sub(inner.first_offset),
+        bytes: inner.retained_bytes,
+        batches: inner.index.len() as u64,
+        oldest_timestamp_ms: inner.index.front().map(|e| e.at.timestamp_ms),
+        newest_timestamp_ms: inner.index.back().map(|e| e.at.timestamp_ms),
+        owner_node: q.owner.node.clone(),
+        owner_epoch: q.owner.epoch,
+    }
+}

@@ -1,0 +1,111 @@
+//! Engine errors, each mapped to one service [`ErrorCode`].
+
+use strata_common::ErrorCode;
+use strata_metadata::{CatalogError, MetaError};
+use strata_tiering::WalError;
+use strata_tiering::batch::BatchError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    InvalidName(#[from] strata_common::names::NameError),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("message {index} has a {size}-byte body; the limit is {limit} bytes")]
+    MessageTooLarge {
+        index: usize,
+        size: usize,
+        limit: usize,
+    },
+    #[error("batch has {count} messages; the limit is {limit}")]
+    BatchTooLarge { count: usize, limit: usize },
+    #[error("topic {0:?} does not exist")]
+    TopicNotFound(String),
+    #[error("topic {0:?} already exists")]
+    TopicAlreadyExists(String),
+    #[error("topic {topic:?} has queues 0..{queues}; queue {queue} does not exist")]
+    QueueNotFound {
+        topic: String,
+        queue: u32,
+        queues: u32,
+    },
+    #[error("consumer group {0:?} does not exist")]
+    GroupNotFound(String),
+    #[error(
+        "offset {offset} is outside queue {queue} of topic {topic:?}: readable offsets are {first}..{end}"
+    )]
+    OffsetOutOfRange {
+        topic: String,
+        queue: u32,
+        offset: u64,
+        first: u64,
+        end: u64,
+    },
+    #[error("{0}")]
+    WalFull(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("write-ahead log unavailable: {0}")]
+    WalFailed(String),
+    #[error("metadata conflict: {0}")]
+    Conflict(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    pub fn code(&self) -> ErrorCode {
+        use EngineError::*;
+        match self {
+            InvalidName(_) => ErrorCode::InvalidName,
+            InvalidArgument(_) => ErrorCode::InvalidArgument,
+            MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
+            BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
+            TopicNotFound(_) => ErrorCode::TopicNotFound,
+            TopicAlreadyExists(_) => ErrorCode::TopicAlreadyExists,
+            QueueNotFound { .. } => ErrorCode::QueueNotFound,
+            GroupNotFound(_) => ErrorCode::GroupNotFound,
+            OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            WalFull(_) => ErrorCode::WalFull,
+            ShuttingDown | WalFailed(_) => ErrorCode::Unavailable,
+            Conflict(_) => ErrorCode::Conflict,
+            Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<WalError> for EngineError {
+    fn from(e: WalError) -> Self {
+        match e {
+            WalError::Full { .. } => EngineError::WalFull(e.to_string()),
+            WalError::Closed => EngineError::ShuttingDown,
+            other => EngineError::WalFailed(other.to_string()),
+        }
+    }
+}
+
+impl From<BatchError> for EngineError {
+    fn from(e: BatchError) -> Self {
+        EngineError::InvalidArgument(e.to_string())
+    }
+}
+
+impl From<MetaError> for EngineError {
+    fn from(e: MetaError) -> Self {
+        EngineError::Internal(e.to_string())
+    }
+}
+
+impl From<CatalogError> for EngineError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::TopicAlreadyExists { name, .. } => EngineError::TopicAlreadyExists(name),
+            CatalogError::TopicNotFound { name, .. } => EngineError::TopicNotFound(name),
+            CatalogError::GroupNotFound { name, .. } => EngineError::GroupNotFound(name),
+            CatalogError::Conflict(m) => EngineError::Conflict(m),
+            CatalogError::Meta(m) => EngineError::Internal(m.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -1,0 +1,131 @@
+//! Consumer groups and their committed offsets.
+
+use strata_common::names;
+
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::types::{GroupInfo, GroupOffset};
+
+impl Engine {
+    /// Creates a group (idempotent).
+    pub async fn create_group(&self, tenant: &str, name: &str) -> Result<GroupInfo> {
+        self.check_open()?;
+        names::validate_group(name)?;
+        let record = self
+            .catalog
+            .create_group(tenant, name, self.clock.now_ms())
+            .await?;
+        Ok(GroupInfo {
+            name: record.name,
+            created_ms: record.created_ms,
+            offsets: Vec::new(),
+        })
+    }
+
+    pub async fn list_groups(&self, tenant: &str) -> Result<Vec<GroupInfo>> {
+        let groups = self.catalog.list_groups(tenant).await?;
+        Ok(groups
+            .into_iter()
+            .map(|g| GroupInfo {
+                name: g.name,
+                created_ms: g.created_ms,
+                offsets: Vec::new(),
+            })
+            .collect())
+    }
+
+    /// A group with its committed offsets and lag per queue.
+    pub async fn describe_group(&self, tenant: &str, name: &str) -> Result<GroupInfo> {
+        let record = self
+            .catalog
+            .get_group(tenant, name)
+            .await?
+            .ok_or_else(|| EngineError::GroupNotFound(name.to_string()))?;
+        let committed = self.catalog.list_offsets(tenant, name).await?;
+        let mut offsets = Vec::new();
+        for c in committed {
+            // Offsets of deleted topics are left out.
+            let Some(topic) = self.topics_read().by_id(c.topic_id).cloned() else {
+                continue;
+            };
+            let Some(q) = topic.queues.get(c.queue as usize) else {
+                continue;
+            };
+            let end = q.lock().high_watermark;
+            offsets.push(GroupOffset {
+                topic: topic.record.name.clone(),
+                queue: c.queue,
+                offset: c.offset,
+                lag: end.saturating_sub(c.offset),
+                updated_ms: c.updated_ms,
+            });
+        }
+        offsets.sort_by(|a, b| (&a.topic, a.queue).cmp(&(&b.topic, b.queue)));
+        Ok(GroupInfo {
+            name: record.name,
+            created_ms: record.created_ms,
+            offsets,
+        })
+    }
+
+    pub async fn delete_group(&self, tenant: &str, name: &str) -> Result<()> {
+        self.check_open()?;
+        self.catalog.delete_group(tenant, name).await?;
+        Ok(())
+    }
+
+    /// Commits `offset` (the next offset to consume) for a group on one
+    /// queue, creating the group if needed.
+    pub async fn commit_offset(
+        &self,
+        tenant: &str,
+        group: &str,
+        topic: &str,
+        queue: u32,
+        offset: u64,
+    ) -> Result<()> {
+        self.check_open()?;
+        names::validate_group(group)?;
+        let t = self.topic(tenant, topic)?;
+        let q = t.queue(queue)?;
+        let end = q.lock().high_watermark;
+        if offset > end {
+            let first = q.lock().first_offset;
+            return Err(EngineError::OffsetOutOfRange {
+                topic: topic.to_string(),
+                queue,
+                offset,
+                first,
+                end,
+            });
+        }
+        self.catalog
+            .commit_offset(
+                tenant,
+                group,
+                t.record.id,
+                queue,
+                offset,
+                self.clock.now_ms(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// A group's committed offset on one queue, if any.
+    pub async fn committed_offset(
+        &self,
+        tenant: &str,
+        group: &str,
+        topic: &str,
+        queue: u32,
+    ) -> Result<Option<u64>> {
+        let t = self.topic(tenant, topic)?;
+        t.queue(queue)?;
+        let got = self
+            .catalog
+            .get_offset(tenant, group, t.record.id, queue)
+            .await?;
+        Ok(got.map(|c| c.offset))
+    }
+}

@@ -1,0 +1,27 @@
+//! The Strata message engine.
+//!
+//! Topics have N queues; each queue has dense offsets. A publish assigns
+//! offsets under the queue's append lock, hands one record per queue to the
+//! write-ahead log (which group-commits many of them into one fdatasync) and
+//! acknowledges once the record is durable. Reads come from the tail cache
+//! when recent, otherwise from the WAL through a per-queue batch index.
+//! Queue state is rebuilt at startup by replaying the WAL.
+//!
+//! Every queue has one owner, recorded in the metadata store with an epoch
+//! that grows on every claim; batches carry the epoch, and later metadata
+//! commits can be fenced on it (see [`Engine::owner_check`]).
+
+mod engine;
+mod error;
+mod groups;
+mod publish;
+mod queue;
+mod read;
+mod retention;
+mod topic;
+mod types;
+
+pub use engine::Engine;
+pub use error::{EngineError, Result};
+pub use strata_metadata::{MessageType, Retention};
+pub use types::*;

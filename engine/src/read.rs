@@ -1,0 +1,133 @@
+//! The read path: tail cache when recent, otherwise the WAL; long polls
+//! when a reader is caught up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_common::StoredMessage;
+use strata_tiering::batch::decode_batch;
+
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::queue::{IndexEntry, QueueState};
+use crate::types::ReadResult;
+
+impl Engine {
+    /// Reads up to `max_messages` from `offset`. When `offset` is the end of
+    /// the queue, waits up to `wait` (capped by config) for new messages.
+    pub async fn read(
+        &self,
+        tenant: &str,
+        topic: &str,
+        queue: u32,
+        offset: u64,
+        max_messages: usize,
+        wait: Duration,
+    ) -> Result<ReadResult> {
+        self.check_open()?;
+        let topic_state = self.topic(tenant, topic)?;
+        let q = topic_state.queue(queue)?.clone();
+        let max_messages = max_messages.clamp(1, self.config.max_read_messages);
+        let (first, hw) = self.bounds(&q, topic, offset)?;
+        if offset == hw && !wait.is_zero() {
+            self.wait_past(&q, offset, wait.min(self.config.max_wait))
+                .await;
+        }
+        let (first_now, hw) = self.bounds(&q, topic, offset)?;
+        let first = first.max(first_now);
+        let end = hw.min(offset.saturating_add(max_messages as u64));
+        let messages = if offset >= end {
+            Vec::new()
+        } else if let Some(hit) = self.cache.read(q.key, offset, end, max_messages) {
+            hit
+        } else {
+            self.read_wal(&q, offset, end).await?
+        };
+        let next_offset = messages.last().map_or(offset, |m| m.offset + 1);
+        Ok(ReadResult {
+            messages,
+            next_offset,
+            first_offset: first,
+            high_watermark: hw,
+        })
+    }
+
+    /// The queue's (first, high watermark), or OFFSET_OUT_OF_RANGE.
+    fn bounds(&self, q: &QueueState, topic: &str, offset: u64) -> Result<(u64, u64)> {
+        let inner = q.lock();
+        let (first, hw) = (inner.first_offset, inner.high_watermark);
+        if offset < first || offset > hw {
+            return Err(EngineError::OffsetOutOfRange {
+                topic: topic.to_string(),
+                queue: q.key.queue,
+                offset,
+                first,
+                end: hw,
+            });
+        }
+        Ok((first, hw))
+    }
+
+    async fn wait_past(&self, q: &QueueState, offset: u64, wait: Duration) {
+        let mut hw = q.watch();
+        let mut shutdown = self.shutdown.subscribe();
+        tokio::select! {
+            _ = hw.wait_for(|hw| *hw > offset) => {}
+            _ = shutdown.wait_for(|down| *down) => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+
+    /// Reads [offset, end) from WAL records, within the byte budget.
+    async fn read_wal(
+        &self,
+        q: &Arc<QueueState>,
+        offset: u64,
+        end: u64,
+    ) -> Result<Vec<StoredMessage>> {
+        let budget = self.config.max_read_bytes as u64;
+        let entries: Vec<IndexEntry> = {
+            let inner = q.lock();
+            let mut bytes = 0u64;
+            inner
+                .entries_from(offset)
+                .take_while(|e| e.base_offset < end)
+                .take_while(|e| {
+                    // Always take the first batch, however large.
+                    let take = bytes == 0 || bytes + e.bytes <= budget;
+                    bytes += e.bytes;
+                    take
+                })
+                .copied()
+                .collect()
+        };
+        let wal = self.wal.clone();
+        let files = self.wal_files.clone();
+        tokio::task::spawn_blocking(move || {
+            // Segment deletion waits while this read holds the gate.
+            let _files = files.read().unwrap_or_else(|p| p.into_inner());
+            let mut out = Vec::new();
+            for entry in entries {
+                let payload = wal.read(entry.at.lsn)?;
+                let (header, messages) = decode_batch(&payload).map_err(|e| {
+                    EngineError::Internal(format!(
+                        "WAL record at {} does not decode: {e}",
+                        entry.at.lsn
+                    ))
+                })?;
+                for (message, msg_offset) in messages.into_iter().zip(header.base_offset..) {
+                    if msg_offset >= offset && msg_offset < end {
+                        out.push(StoredMessage {
+                            offset: msg_offset,
+                            timestamp_ms: header.timestamp_ms,
+                            message,
+                        });
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("WAL read task failed: {e}")))?
+    }
+}

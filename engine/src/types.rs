@@ -1,0 +1,149 @@
+//! What the engine takes and returns at its API.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use strata_common::{Message, StoredMessage, TopicId};
+use strata_metadata::{MessageType, Retention};
+
+/// Engine settings; the server config maps onto this.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Holds `wal/` and `meta.redb`.
+    pub data_dir: PathBuf,
+    /// This node's name in queue ownership records.
+    pub node_id: String,
+    pub wal_segment_bytes: u64,
+    pub wal_max_bytes: u64,
+    pub wal_group_commit_max_bytes: usize,
+    /// How long an append waits for WAL room before failing with WAL_FULL.
+    pub append_timeout: Duration,
+    pub tail_cache_bytes: usize,
+    pub max_message_bytes: usize,
+    pub max_batch_messages: usize,
+    pub max_queues_per_topic: u32,
+    pub max_read_messages: usize,
+    pub max_read_bytes: usize,
+    /// Longest long poll a reader may ask for.
+    pub max_wait: Duration,
+    /// Retention of topics created without one.
+    pub default_retention: Retention,
+    /// How often expired WAL data is looked for.
+    pub retention_interval: Duration,
+}
+
+impl EngineConfig {
+    /// Defaults suitable for one machine, rooted at `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            node_id: "node-1".to_string(),
+            wal_segment_bytes: 64 << 20,
+            wal_max_bytes: 2 << 30,
+            wal_group_commit_max_bytes: 4 << 20,
+            append_timeout: Duration::from_secs(10),
+            tail_cache_bytes: 256 << 20,
+            max_message_bytes: 4 << 20,
+            max_batch_messages: 1000,
+            max_queues_per_topic: 256,
+            max_read_messages: 1000,
+            max_read_bytes: 8 << 20,
+            max_wait: Duration::from_secs(30),
+            default_retention: Retention::Ms(72 * 3600 * 1000),
+            retention_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One message to publish, optionally pinned to a queue.
+#[derive(Debug, Clone, Default)]
+pub struct PublishMessage {
+    /// Explicit queue; otherwise the key's hash picks one, or round robin.
+    pub queue: Option<u32>,
+    pub message: Message,
+}
+
+/// Where a published message landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub queue: u32,
+    pub offset: u64,
+    pub message_id: String,
+}
+
+/// Messages read from one queue.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub messages: Vec<StoredMessage>,
+    /// Offset to ask for next.
+    pub next_offset: u64,
+    pub first_offset: u64,
+    pub high_watermark: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueInfo {
+    pub queue: u32,
+    pub first_offset: u64,
+    /// One past the newest readable offset.
+    pub end_offset: u64,
+    pub messages: u64,
+    /// Bytes of WAL records retained for this queue.
+    pub bytes: u64,
+    pub batches: u64,
+    pub oldest_timestamp_ms: Option<i64>,
+    pub newest_timestamp_ms: Option<i64>,
+    pub owner_node: String,
+    pub owner_epoch: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TopicInfo {
+    pub id: TopicId,
+    pub name: String,
+    pub queues: u32,
+    pub message_type: MessageType,
+    pub retention: Retention,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupOffset {
+    pub topic: String,
+    pub queue: u32,
+    pub offset: u64,
+    /// Messages between the committed offset and the queue's end.
+    pub lag: u64,
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupInfo {
+    pub name: String,
+    pub created_ms: i64,
+    pub offsets: Vec<GroupOffset>,
+}
+
+/// What was found and cut when the WAL was replayed at startup.
+#[derive(Debug, Clone, Default)]
+pub struct RecoverySummary {
+    pub segments: usize,
+    pub records: u64,
+    pub bytes: u64,
+    pub truncated_path: Option<PathBuf>,
+    pub truncated_bytes: u64,
+    pub truncated_reason: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeStatus {
+    pub node_id: String,
+    pub started_ms: i64,
+    pub topics: usize,
+    pub queues: usize,
+    pub retained_messages: u64,
+    pub retained_bytes: u64,
+    pub wal: strata_tiering::WalStats,
+    pub tail_cache: strata_cache::TailCacheStats,
+    pub recovery: RecoverySummary,
+}

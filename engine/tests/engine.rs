@@ -1,0 +1,461 @@
+//! Engine behaviour on the real WAL and the embedded metadata store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use strata_common::{Clock, ManualClock, Message, SystemClock};
+use strata_engine::{Engine, EngineConfig, EngineError, MessageType, PublishMessage, Retention};
+
+const T: &str = "default";
+
+fn msg(body: &str) -> PublishMessage {
+    PublishMessage {
+        queue: None,
+        message: Message {
+            body: Bytes::from(body.to_string()),
+            ..Message::default()
+        },
+    }
+}
+
+fn to_queue(queue: u32, body: &str) -> PublishMessage {
+    PublishMessage {
+        queue: Some(queue),
+        ..msg(body)
+    }
+}
+
+fn config(dir: &std::path::Path) -> EngineConfig {
+    let mut c = EngineConfig::new(dir);
+    c.retention_interval = Duration::from_secs(3600);
+    c
+}
+
+async fn open(dir: &std::path::Path) -> Arc<Engine> {
+    Engine::open(config(dir), Arc::new(SystemClock))
+        .await
+        .unwrap()
+}
+
+fn bodies(messages: &[strata_common::StoredMessage]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.message.body).into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn publish_then_read_back_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path()).await;
+    engine
+        .create_topic(T, "orders", 2, MessageType::Normal, None)
+        .await
+        .unwrap();
+    let published = engine
+        .publish(
+            T,
+            "orders",
+            vec![to_queue(1, "a"), to_queue(1, "b"), to_queue(0, "c")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        published
+            .iter()
+            .map(|p| (p.queue, p.offset))
+            .collect::<Vec<_>>(),
+        vec![(1, 0), (1, 1), (0, 0)]
+    );
+    let read = engine
+        .read(T, "orders", 1, 0, 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(bodies(&read.messages), ["a", "b"]);
+    assert_eq!((read.next_offset, read.high_watermark), (2, 2));
+    assert_eq!(read.messages[0].message.id, published[0].message_id);
+}
+
+#[tokio::test]
+async fn keys_route_to_one_queue_and_ids_are_unique() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path()).await;
+    engine
+        .create_topic(T, "t", 8, MessageType::Normal, None)
+        .await
+        .unwrap();
+    let keyed: Vec<_> = (0..20)
+        .map(|i| {
+            let mut m = msg(&i.to_string());
+            m.message.key = Some("customer-7".into());
+            m
+        })
+        .collect();
+    let published = engine.publish(T, "t", keyed).await.unwrap();
+    let queue = published[0].queue;
+    assert!(published.iter().all(|p| p.queue == queue));
+    let offsets: Vec<u64> = published.iter().map(|p| p.offset).collect();
+    assert_eq!(offsets, (0..20).collect::<Vec<_>>());
+    let mut ids: Vec<_> = published.iter().map(|p| p.message_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20);
+}
+
+#[tokio::test]
+async fn state_survives_restart_and_offsets_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let epoch_before;
+    {
+        let engine = open(dir.path()).await;
+        engine
+            .create_topic(T, "t", 3, MessageType::Fifo, Some(Retention::Unlimited))
+            .await
+            .unwrap();
+        for i in 0..50 {
+            engine
+                .publish(T, "t", vec![to_queue(i % 3, &format!("m{i}"))])
+                .await
+                .unwrap();
+        }
+        engine.commit_offset(T, "g", "t", 0, 5).await.unwrap();
+        epoch_before = engine.queue_info(T, "t", 0).unwrap().owner_epoch;
+        engine.close().await.unwrap();
+    }
+    let engine = open(dir.path()).await;
+    let (info, queues) = engine.describe_topic(T, "t").unwrap();
+    assert_eq!(info.message_type, MessageType::Fifo);
+    assert_eq!(info.retention, Retention::Unlimited);
+    assert_eq!(
+        queues.iter().map(|q| q.end_offset).collect::<Vec<_>>(),
+        [17, 17, 16]
+    );
+    assert!(
+        queues[0].owner_epoch > epoch_before,
+        "restart claims a new epoch"
+    );
+    let read = engine
+        .read(T, "t", 2, 0, 100, Duration::ZERO)
+        .await
+        .unwrap();
+    let expected: Vec<String> = (0..50)
+        .filter(|i| i % 3 == 2)
+        .map(|i| format!("m{i}"))
+        .collect();
+    assert_eq!(bodies(&read.messages), expected);
+    let p = engine
+        .publish(T, "t", vec![to_queue(2, "next")])
+        .await
+        .unwrap();
+    assert_eq!(p[0].offset, 16);
+    assert_eq!(
+        engine.committed_offset(T, "g", "t", 0).await.unwrap(),
+        Some(5)
+    );
+}
+
+#[tokio::test]
+async fn reads_fall_back_to_the_wal_when_the_tail_cache_is_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.tail_cache_bytes = 2048;
+    let engine = Engine::open(c, Arc::new(SystemClock)).await.unwrap();
+    engine
+        .create_topic(T, "t", 1, MessageType::Normal, None)
+        .await
+        .unwrap();
+    for i in 0..100 {
+        engine
+            .publish(T, "t", vec![msg(&format!("{i:0>200}"))])
+            .await
+            .unwrap();
+    }
+    let read = engine
+        .read(T, "t", 0, 0, 1000, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(read.messages.len(), 100);
+    for (i, m) in read.messages.iter().enumerate() {
+        assert_eq!(m.offset, i as u64);
+        assert_eq!(m.message.body, Bytes::from(format!("{i:0>200}")));
+    }
+    assert!(engine.status().tail_cache.misses > 0);
+}
+
+#[tokio::test]
+async fn long_poll_wakes_on_publish_and_times_out_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path()).await;
+    engine
+        .create_topic(T, "t", 1, MessageType::Normal, None)
+        .await
+        .unwrap();
+    let idle = engine
+        .read(T, "t", 0, 0, 10, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert!(idle.messages.is_empty());
+    let reader = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.read(T, "t", 0, 0, 10, Duration::from_secs(20)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    engine.publish(T, "t", vec![msg("wake")]).await.unwrap();
+    let woke = reader.await.unwrap().unwrap();
+    assert_eq!(bodies(&woke.messages), ["wake"]);
+}
+
+#[tokio::test]
+async fn errors_are_specific() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path()).await;
+    engine
+        .create_topic(T, "t", 2, MessageType::Normal, None)
+        .await
+        .unwrap();
+    let code = |e: EngineError| e.code().as_str();
+    assert_eq!(
+        code(
+            engine
+                .create_topic(T, "t", 1, MessageType::Normal, None)
+                .await
+                .unwrap_err()
+        ),
+        "TOPIC_ALREADY_EXISTS"
+    );
+    assert_eq!(
+        code(
+            engine
+                .create_topic(T, "bad/name", 1, MessageType::Normal, None)
+                .await
+                .unwrap_err()
+        ),
+        "INVALID_NAME"
+    );
+    assert_eq!(
+        code(
+            engine
+                .create_topic(T, "zero", 0, MessageType::Normal, None)
+                .await
+                .unwrap_err()
+        ),
+        "INVALID_ARGUMENT"
+    );
+    assert_eq!(
+        code(engine.publish(T, "nope", vec![msg("x")]).await.unwrap_err()),
+        "TOPIC_NOT_FOUND"
+    );
+    assert_eq!(
+        code(
+            engine
+                .publish(T, "t", vec![to_queue(2, "x")])
+                .await
+                .unwrap_err()
+        ),
+        "QUEUE_NOT_FOUND"
+    );
+    assert_eq!(
+        code(engine.publish(T, "t", vec![]).await.unwrap_err()),
+        "INVALID_ARGUMENT"
+    );
+    let big = msg(&"x".repeat(engine.config().max_message_bytes + 1));
+    assert_eq!(
+        code(engine.publish(T, "t", vec![big]).await.unwrap_err()),
+        "MESSAGE_TOO_LARGE"
+    );
+    let many = vec![msg("x"); engine.config().max_batch_messages + 1];
+    assert_eq!(
+        code(engine.publish(T, "t", many).await.unwrap_err()),
+        "BATCH_TOO_LARGE"
+    );
+    assert_eq!(
+        code(
+            engine
+                .read(T, "t", 0, 1, 1, Duration::ZERO)
+                .await
+                .unwrap_err()
+        ),
+        "OFFSET_OUT_OF_RANGE"
+    );
+    assert_eq!(
+        code(engine.commit_offset(T, "g", "t", 0, 99).await.unwrap_err()),
+        "OFFSET_OUT_OF_RANGE"
+    );
+    assert_eq!(
+        code(engine.describe_group(T, "none").await.unwrap_err()),
+        "GROUP_NOT_FOUND"
+    );
+    // Nothing above changed the queue.
+    assert_eq!(engine.queue_info(T, "t", 0).unwrap().end_offset, 0);
+}
+
+#[tokio::test]
+async fn deleted_topic_stays_deleted_after_restart_and_name_is_reusable() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = open(dir.path()).await;
+        engine
+            .create_topic(T, "t", 1, MessageType::Normal, None)
+            .await
+            .unwrap();
+        engine.publish(T, "t", vec![msg("old")]).await.unwrap();
+        engine.delete_topic(T, "t").await.unwrap();
+        engine
+            .create_topic(T, "t", 1, MessageType::Normal, None)
+            .await
+            .unwrap();
+        engine.publish(T, "t", vec![msg("new")]).await.unwrap();
+        engine.close().await.unwrap();
+    }
+    let engine = open(dir.path()).await;
+    let read = engine.read(T, "t", 0, 0, 10, Duration::ZERO).await.unwrap();
+    assert_eq!(bodies(&read.messages), ["new"]);
+}
+
+#[tokio::test]
+async fn retention_releases_expired_segments_and_offsets_never_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000_000, 1);
+    let mut c = config(dir.path());
+    c.wal_segment_bytes = 4096;
+    c.wal_max_bytes = 1 << 20;
+    let open_with = |c: EngineConfig, clock: Arc<ManualClock>| async move {
+        Engine::open(c, clock as Arc<dyn Clock>).await.unwrap()
+    };
+    {
+        let engine = open_with(c.clone(), clock.clone()).await;
+        engine
+            .create_topic(
+                T,
+                "short",
+                1,
+                MessageType::Normal,
+                Some(Retention::Ms(60_000)),
+            )
+            .await
+            .unwrap();
+        for i in 0..40 {
+            engine
+                .publish(T, "short", vec![msg(&format!("{i:0>500}"))])
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            engine.enforce_retention().await.unwrap(),
+            0,
+            "nothing expired yet"
+        );
+        clock.advance_ms(61_000);
+        engine
+            .publish(T, "short", vec![msg("fresh")])
+            .await
+            .unwrap();
+        let freed = engine.enforce_retention().await.unwrap();
+        assert!(freed > 0, "expired sealed segments are released");
+        let q = engine.queue_info(T, "short", 0).unwrap();
+        assert!(q.first_offset > 0 && q.end_offset == 41);
+        let err = engine
+            .read(T, "short", 0, 0, 1, Duration::ZERO)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code().as_str(), "OFFSET_OUT_OF_RANGE");
+        engine.close().await.unwrap();
+    }
+    let engine = open_with(c, clock.clone()).await;
+    let q = engine.queue_info(T, "short", 0).unwrap();
+    assert_eq!(q.end_offset, 41, "offsets continue after release + restart");
+    let p = engine
+        .publish(T, "short", vec![msg("after")])
+        .await
+        .unwrap();
+    assert_eq!(p[0].offset, 41);
+    let read = engine
+        .read(T, "short", 0, 40, 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(bodies(&read.messages), ["fresh", "after"]);
+}
+
+#[tokio::test]
+async fn unlimited_retention_fills_the_wal_and_appends_fail_with_wal_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.wal_segment_bytes = 4096;
+    c.wal_max_bytes = 16 * 1024;
+    c.append_timeout = Duration::from_millis(200);
+    let engine = Engine::open(c, Arc::new(SystemClock)).await.unwrap();
+    engine
+        .create_topic(T, "t", 1, MessageType::Normal, Some(Retention::Unlimited))
+        .await
+        .unwrap();
+    let mut acked = 0;
+    let err = loop {
+        match engine.publish(T, "t", vec![msg(&"x".repeat(1000))]).await {
+            Ok(_) => acked += 1,
+            Err(e) => break e,
+        }
+        assert!(acked < 1000, "WAL bound never engaged");
+    };
+    assert_eq!(err.code().as_str(), "WAL_FULL");
+    // Everything acknowledged before the error is still readable.
+    let read = engine
+        .read(T, "t", 0, 0, 1000, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(read.messages.len(), acked);
+}
+
+#[tokio::test]
+async fn owner_check_fences_after_a_new_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let check;
+    {
+        let engine = open(dir.path()).await;
+        engine
+            .create_topic(T, "t", 1, MessageType::Normal, None)
+            .await
+            .unwrap();
+        check = engine.owner_check(T, "t", 0).unwrap();
+        engine.close().await.unwrap();
+    }
+    // A restart is a new claim: the old owner's check no longer holds.
+    let engine = open(dir.path()).await;
+    let fresh = engine.owner_check(T, "t", 0).unwrap();
+    assert_ne!(check, fresh);
+    engine.close().await.unwrap();
+    drop(engine);
+    let store = strata_metadata::RedbStore::open(&dir.path().join("meta.redb")).unwrap();
+    use strata_metadata::{MetaStore, Txn, TxnOutcome};
+    let outcome = store
+        .commit(
+            Txn::new()
+                .check(check)
+                .put(b"fenced".to_vec(), b"x".to_vec()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, TxnOutcome::CheckFailed { index: 0 });
+    let outcome = store
+        .commit(
+            Txn::new()
+                .check(fresh)
+                .put(b"fenced".to_vec(), b"x".to_vec()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, TxnOutcome::Committed);
+}
+
+#[tokio::test]
+async fn shutdown_refuses_new_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path()).await;
+    engine
+        .create_topic(T, "t", 1, MessageType::Normal, None)
+        .await
+        .unwrap();
+    engine.close().await.unwrap();
+    let err = engine.publish(T, "t", vec![msg("late")]).await.unwrap_err();
+    assert_eq!(err.code().as_str(), "UNAVAILABLE");
+}

@@ -1,0 +1,164 @@
+//! `strata consume`: one reader task per queue, printing in arrival order.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::ConsumeArgs;
+use super::run::print_json;
+use crate::client::{Client, ClientError};
+use crate::http::messages::StoredJson;
+
+/// How long each queue's reader long-polls when following.
+const FOLLOW_WAIT_MS: u64 = 10_000;
+
+#[derive(Serialize)]
+struct Printed<'a> {
+    topic: &'a str,
+    queue: u32,
+    #[serde(flatten)]
+    message: &'a StoredJson,
+}
+
+enum Event {
+    Batch(u32, Vec<StoredJson>),
+    Failed(u32, ClientError),
+}
+
+pub async fn consume(client: &Client, json: bool, args: ConsumeArgs) -> Result<()> {
+    let detail = client.describe_topic(&args.topic).await?;
+    let queues: Vec<_> = detail
+        .queue_stats
+        .iter()
+        .filter(|q| args.queue.is_none_or(|only| q.queue == only))
+        .collect();
+    if queues.is_empty() {
+        anyhow::bail!(
+            "topic {} has no queue {}",
+            args.topic,
+            args.queue.unwrap_or_default()
+        );
+    }
+    let mut start = BTreeMap::new();
+    for q in &queues {
+        let from = match args.from.as_deref() {
+            Some("earliest") => q.first_offset,
+            Some("latest") => q.end_offset,
+            Some(n) => n
+                .parse()
+                .with_context(|| format!("--from {n:?} is not earliest, latest or an offset"))?,
+            None => match &args.group {
+                Some(g) => client
+                    .committed_offset(g, &args.topic, q.queue)
+                    .await?
+                    .offset
+                    .unwrap_or(q.first_offset),
+                None => q.first_offset,
+            },
+        };
+        start.insert(q.queue, from);
+    }
+
+    let (tx, mut rx) = mpsc::channel::<Event>(64);
+    let mut readers = Vec::new();
+    for (&queue, &from) in &start {
+        let (client, tx, topic) = (client.clone(), tx.clone(), args.topic.clone());
+        let follow = args.follow;
+        readers.push(tokio::spawn(async move {
+            let mut offset = from;
+            loop {
+                let wait = if follow { FOLLOW_WAIT_MS } else { 0 };
+                match client.read(&topic, queue, offset, 500, wait).await {
+                    Ok(reply) => {
+                        offset = reply.next_offset;
+                        let empty = reply.messages.is_empty();
+                        if !empty && tx.send(Event::Batch(queue, reply.messages)).await.is_err() {
+                            return;
+                        }
+                        if empty && !follow {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Event::Failed(queue, e)).await;
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    drop(tx);
+
+    let mut printed: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut total = 0u64;
+    let limit = args.count.unwrap_or(u64::MAX);
+    let mut failure = None;
+    'outer: while let Some(event) = rx.recv().await {
+        match event {
+            Event::Batch(queue, messages) => {
+                for m in &messages {
+                    if total >= limit {
+                        break 'outer;
+                    }
+                    print_message(json, &args.topic, queue, m)?;
+                    printed.insert(queue, m.offset + 1);
+                    total += 1;
+                }
+                if total >= limit {
+                    break;
+                }
+            }
+            Event::Failed(queue, e) => {
+                failure = Some(anyhow::Error::new(e).context(format!("reading queue {queue}")));
+                break;
+            }
+        }
+    }
+    for r in readers {
+        r.abort();
+    }
+    if let Some(group) = &args.group {
+        for (queue, next) in &printed {
+            client
+                .commit_offset(group, &args.topic, *queue, *next)
+                .await
+                .with_context(|| format!("committing group {group} on queue {queue}"))?;
+        }
+    }
+    if !json {
+        eprintln!("consumed {total} message(s) from {}", args.topic);
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn print_message(json: bool, topic: &str, queue: u32, m: &StoredJson) -> Result<()> {
+    if json {
+        return print_json(&Printed {
+            topic,
+            queue,
+            message: m,
+        });
+    }
+    let mut line = format!("queue={queue} offset={}", m.offset);
+    if let Some(k) = &m.key {
+        line.push_str(&format!(" key={k}"));
+    }
+    if let Some(t) = &m.tag {
+        line.push_str(&format!(" tag={t}"));
+    }
+    for (k, v) in &m.properties {
+        line.push_str(&format!(" {k}={v}"));
+    }
+    match (&m.body, &m.body_base64) {
+        (Some(text), _) => line.push_str(&format!("  {text}")),
+        (None, Some(b64)) => line.push_str(&format!("  base64:{b64}")),
+        _ => {}
+    }
+    println!("{line}");
+    Ok(())
+}

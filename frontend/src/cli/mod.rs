@@ -1,0 +1,200 @@
+//! The `strata` command line: `strata serve` runs a node; every other
+//! command is an HTTP client of a running node (`--server`, `STRATA_SERVER`).
+
+mod consume;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Strata: a durable message service with tiered storage",
+    long_about = "Strata: a durable message service with tiered storage.\n\n\
+        `strata serve` runs a node on its embedded defaults (data in ./strata-data, HTTP on 127.0.0.1:8080). \
+        The other commands talk to a running node over its HTTP API.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Base URL of the Strata HTTP API the client commands talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a Strata node until Ctrl-C or SIGTERM.
+    Serve(ServeArgs),
+    /// Create, list, inspect and delete topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Publish messages: one per line of standard input, or one from --file.
+    Produce(ProduceArgs),
+    /// Read messages from a topic's queues, optionally tracking a group's offsets.
+    Consume(ConsumeArgs),
+    /// Manage consumer groups and their committed offsets.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Show the node's status: WAL fill, cache, recovery.
+    Status,
+    /// Print the effective server configuration (defaults < file < STRATA_* env).
+    Config {
+        /// TOML config file to layer over the defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Directory for the WAL and the metadata store [default: ./strata-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP API listen address, HOST:PORT [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub http_addr: Option<String>,
+    /// gRPC (RocketMQ 5 API) listen address, reserved [default: 127.0.0.1:8081].
+    #[arg(long)]
+    pub grpc_addr: Option<String>,
+    /// TOML config file; see config/strata.example.toml for every key.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create {
+        /// Topic name: 1-127 ASCII letters, digits, '-' or '_'.
+        name: String,
+        /// Number of queues (the unit of ordering and parallelism).
+        #[arg(long, default_value_t = 4)]
+        queues: u32,
+        /// Message type the topic accepts: normal, fifo, delay or transaction.
+        #[arg(long = "type", default_value = "normal")]
+        message_type: String,
+        /// How long messages are kept: a duration like 72h or 7days, or "unlimited"
+        /// [default: the server's retention.default].
+        #[arg(long)]
+        retention: Option<String>,
+    },
+    /// List topics.
+    List,
+    /// Show a topic and per-queue offsets and sizes.
+    Describe { name: String },
+    /// Delete a topic and (eventually) its data.
+    Delete { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Topic to publish to.
+    pub topic: String,
+    /// Message key (messages with one key go to one queue, in order).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Message tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// User property NAME=VALUE; repeat for more.
+    #[arg(long = "property", value_name = "NAME=VALUE")]
+    pub properties: Vec<String>,
+    /// Publish to this queue instead of routing by key / round robin.
+    #[arg(long)]
+    pub queue: Option<u32>,
+    /// Publish the whole file as one message (binary safe) instead of reading lines from stdin.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Lines per publish request when reading stdin.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Topic to read.
+    pub topic: String,
+    /// Consumer group: start from its committed offsets and commit what was printed.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Where to start: earliest, latest, or an offset (applied to every queue read).
+    /// Default: the group's committed offset, else earliest.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Read only this queue.
+    #[arg(long)]
+    pub queue: Option<u32>,
+    /// Keep waiting for new messages instead of exiting when caught up.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a consumer group (idempotent).
+    Create { name: String },
+    /// List consumer groups.
+    List,
+    /// Show a group's committed offsets and lag.
+    Describe { name: String },
+    /// Delete a group and its offsets.
+    Delete { name: String },
+    /// Commit an offset (the next offset to consume) for one queue.
+    Commit {
+        name: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        queue: u32,
+        #[arg(long)]
+        offset: u64,
+    },
+    /// Move a group's offsets on every queue of a topic to earliest, latest or an offset.
+    Reset {
+        name: String,
+        #[arg(long)]
+        topic: String,
+        /// earliest, latest, or an offset.
+        #[arg(long)]
+        to: String,
+    },
+}
+
+/// Entry point of the `strata` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! Dispatch of CLI commands, and their text output.
+
+use std::io::{BufRead, Read, Write};
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Serialize;
+
+use super::{Cli, Command, GroupCommand, ProduceArgs, ServeArgs, TopicCommand};
+use crate::client::Client;
+use crate::config::Config;
+use crate::http::messages::MessageJson;
+use crate::http::topics::{CreateTopic, TopicJson};
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let client = Client::new(&cli.server);
+    let json = cli.json;
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Config { config } => {
+            let config = Config::load(config.as_deref(), std::env::vars())?;
+            print!("{}", toml::to_string(&config)?);
+            Ok(())
+        }
+        Command::Topic(cmd) => topic(&client, json, cmd).await,
+        Command::Produce(args) => produce(&client, json, args).await,
+        Command::Consume(args) => super::consume::consume(&client, json, args).await,
+        Command::Group(cmd) => group(&client, json, cmd).await,
+        Command::Status => {
+            let status = client.status().await?;
+            if json {
+                return print_json(&status);
+            }
+            println!(
+                "node        {} (version {})",
+                status.node_id, status.version
+            );
+            println!("topics      {} ({} queues)", status.topics, status.queues);
+            println!(
+                "retained    {} messages, {}",
+                status.retained_messages,
+                bytes(status.retained_bytes)
+            );
+            println!(
+                "wal         {} of {} ({:.1}%), {} segments, {} appends in {} fsyncs{}",
+                bytes(status.wal.used_bytes),
+                bytes(status.wal.max_bytes),
+                status.wal.fill_ratio * 100.0,
+                status.wal.segments,
+                status.wal.appends,
+                status.wal.syncs,
+                if status.wal.failed { ", FAILED" } else { "" }
+            );
+            println!(
+                "tail cache  {} of {}, {} hits, {} misses",
+                bytes(status.tail_cache.bytes as u64),
+                bytes(status.tail_cache.capacity_bytes as u64),
+                status.tail_cache.hits,
+                status.tail_cache.misses
+            );
+            let r = &status.recovery;
+            println!(
+                "recovery    {} records ({}) from {} segments{}",
+                r.records,
+                bytes(r.bytes),
+                r.segments,
+                match &r.truncated_path {
+                    Some(p) => format!(
+                        "; cut {} torn bytes from {p}: {}",
+                        r.truncated_bytes,
+                        r.truncated_reason.as_deref().unwrap_or("")
+                    ),
+                    None => String::new(),
+                }
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(addr) = args.http_addr {
+        config.http.addr = addr;
+    }
+    if let Some(addr) = args.grpc_addr {
+        config.grpc.addr = addr;
+    }
+    config.validate()?;
+    crate::telemetry::init(&config.log.level, &config.log.format);
+    crate::server::run_until_signal(config).await?;
+    Ok(())
+}
+
+pub(super) fn print_json<T: Serialize>(value: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+pub(super) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn print_topic_line(t: &TopicJson) {
+    println!(
+        "{:<32} {:>6} queues  type={:<11} retention={}",
+        t.name, t.queues, t.message_type, t.retention
+    );
+}
+
+async fn topic(client: &Client, json: bool, cmd: TopicCommand) -> Result<()> {
+    match cmd {
+        TopicCommand::Create {
+            name,
+            queues,
+            message_type,
+            retention,
+        } => {
+            let t = client
+                .create_topic(&CreateTopic {
+                    name,
+                    queues,
+                    message_type: Some(message_type),
+                    retention,
+                })
+                .await?;
+            if json {
+                return print_json(&t);
+            }
+            println!("created topic {} with {} queues", t.name, t.queues);
+        }
+        TopicCommand::List => {
+            let list = client.list_topics().await?;
+            if json {
+                return print_json(&list);
+            }
+            if list.topics.is_empty() {
+                println!("no topics; create one with `strata topic create NAME`");
+            }
+            for t in &list.topics {
+                print_topic_line(t);
+            }
+        }
+        TopicCommand::Describe { name } => {
+            let d = client.describe_topic(&name).await?;
+            if json {
+                return print_json(&d);
+            }
+            print_topic_line(&d.topic);
+            println!(
+                "{:>6} {:>14} {:>14} {:>12} {:>12}  owner",
+                "queue", "first_offset", "end_offset", "messages", "bytes"
+            );
+            for q in &d.queue_stats {
+                println!(
+                    "{:>6} {:>14} {:>14} {:>12} {:>12}  {}@{}",
+                    q.queue,
+                    q.first_offset,
+                    q.end_offset,
+                    q.messages,
+                    bytes(q.bytes),
+                    q.owner_node,
+                    q.owner_epoch
+                );
+            }
+        }
+        TopicCommand::Delete { name } => {
+            let t = client.delete_topic(&name).await?;
+            if json {
+                return print_json(&t);
+            }
+            println!("deleted topic {}", t.name);
+        }
+    }
+    Ok(())
+}
+
+fn parse_properties(raw: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for p in raw {
+        let Some((k, v)) = p.split_once('=') else {
+            bail!("--property {p:?} must be NAME=VALUE");
+        };
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+async fn produce(client: &Client, json: bool, args: ProduceArgs) -> Result<()> {
+    let template = MessageJson {
+        key: args.key.clone(),
+        tag: args.tag.clone(),
+        properties: parse_properties(&args.properties)?,
+        queue: args.queue,
+        ..MessageJson::default()
+    };
+    let mut total = 0usize;
+    let mut send = async |batch: Vec<MessageJson>| -> Result<()> {
+        let reply = client.publish(&args.topic, batch).await?;
+        for p in &reply.messages {
+            if json {
+                print_json(p)?;
+            } else {
+                println!("queue={} offset={} id={}", p.queue, p.offset, p.id);
+            }
+        }
+        total += reply.messages.len();
+        Ok(())
+    };
+    if let Some(path) = &args.file {
+        let mut data = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut data))
+            .with_context(|| format!("reading {}", path.display()))?;
+        let mut m = template.clone();
+        match String::from_utf8(data) {
+            Ok(text) => m.body = Some(text),
+            Err(e) => m.body_base64 = Some(B64.encode(e.into_bytes())),
+        }
+        send(vec![m]).await?;
+    } else {
+        let batch_size = args.batch.clamp(1, 1000);
+        let mut batch = Vec::with_capacity(batch_size);
+        for line in std::io::stdin().lock().lines() {
+            let line = line.context("reading standard input")?;
+            let mut m = template.clone();
+            m.body = Some(line);
+            batch.push(m);
+            if batch.len() == batch_size {
+                send(std::mem::take(&mut batch)).await?;
+            }
+        }
+        if !batch.is_empty() {
+            send(batch).await?;
+        }
+    }
+    if !json {
+        eprintln!("published {total} message(s) to {}", args.topic);
+    }
+    Ok(())
+}
+
+async fn group(client: &Client, json: bool, cmd: GroupCommand) -> Result<()> {
+    match cmd {
+        GroupCommand::Create { name } => {
+            let g = client.create_group(&name).await?;
+            if json {
+                return print_json(&g);
+            }
+            println!("group {} ready", g.name);
+        }
+        GroupCommand::List => {
+            let list = client.list_groups().await?;
+            if json {
+                return print_json(&list);
+            }
+            if list.groups.is_empty() {
+                println!("no groups");
+            }
+            for g in &list.groups {
+                println!("{}", g.name);
+            }
+        }
+        GroupCommand::Describe { name } => {
+            let g = client.describe_group(&name).await?;
+            if json {
+                return print_json(&g);
+            }
+            println!("group {}", g.name);
+            println!(
+                "{:<32} {:>6} {:>14} {:>10}",
+                "topic", "queue", "offset", "lag"
+            );
+            for o in g.offsets.unwrap_or_default() {
+                println!(
+                    "{:<32} {:>6} {:>14} {:>10}",
+                    o.topic, o.queue, o.offset, o.lag
+                );
+            }
+        }
+        GroupCommand::Delete { name } => {
+            client.delete_group(&name).await?;
+            if !json {
+                println!("deleted group {name}");
+            }
+        }
+        GroupCommand::Commit {
+            name,
+            topic,
+            queue,
+            offset,
+        } => {
+            let c = client.commit_offset(&name, &topic, queue, offset).await?;
+            if json {
+                return print_json(&c);
+            }
+            println!("group {name} committed {topic} queue {queue} at offset {offset}");
+        }
+        GroupCommand::Reset { name, topic, to } => {
+            let detail = client.describe_topic(&topic).await?;
+            for q in &detail.queue_stats {
+                let offset = match to.as_str() {
+                    "earliest" => q.first_offset,
+                    "latest" => q.end_offset,
+                    n => n.parse().with_context(|| {
+                        format!("--to {n:?} is not earliest, latest or an offset")
+                    })?,
+                };
+                let c = client.commit_offset(&name, &topic, q.queue, offset).await?;
+                if json {
+                    print_json(&c)?;
+                } else {
+                    println!("group {name}: {topic} queue {} -> offset {offset}", q.queue);
+                }
+            }
+        }
+    }
+    Ok(())
+}

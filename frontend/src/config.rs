@@ -1,0 +1,448 @@
+//! Server configuration: one typed struct, filled from defaults, then a TOML
+//! file, then `STRATA_*` environment variables, then command-line flags.
+//!
+//! Every key has an environment variable named after its path:
+//! `wal.max_bytes` ↔ `STRATA_WAL_MAX_BYTES`. The documented template is
+//! `config/strata.example.toml`; a test keeps it equal to the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use strata_engine::{EngineConfig, Retention};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("environment variable {var}={value:?} is invalid: {message}")]
+    Env {
+        var: String,
+        value: String,
+        message: String,
+    },
+    #[error("configuration is invalid: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Holds the WAL (`wal/`) and the embedded metadata store (`meta.redb`).
+    pub data_dir: PathBuf,
+    /// This node's name in queue ownership records.
+    pub node_id: String,
+    pub http: HttpConfig,
+    pub grpc: GrpcConfig,
+    pub wal: WalSection,
+    pub cache: CacheSection,
+    pub limits: LimitsSection,
+    pub retention: RetentionSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub addr: String,
+    /// Largest request body accepted, in bytes.
+    pub max_request_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Reserved for the RocketMQ 5 compatible gRPC API.
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalSection {
+    pub segment_bytes: u64,
+    pub max_bytes: u64,
+    pub group_commit_max_bytes: usize,
+    pub append_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSection {
+    pub tail_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    pub max_message_bytes: usize,
+    pub max_batch_messages: usize,
+    pub max_queues_per_topic: u32,
+    pub max_read_messages: usize,
+    pub max_read_bytes: usize,
+    pub max_wait_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSection {
+    /// Retention of topics created without one: a duration ("72h") or "unlimited".
+    pub default: String,
+    pub check_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// A `tracing` filter, e.g. "info" or "strata_engine=debug,info".
+    pub level: String,
+    /// "text" or "json".
+    pub format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let engine = EngineConfig::new("./strata-data");
+        Self {
+            data_dir: engine.data_dir.clone(),
+            node_id: engine.node_id.clone(),
+            http: HttpConfig {
+                addr: "127.0.0.1:8080".into(),
+                max_request_bytes: 16 << 20,
+            },
+            grpc: GrpcConfig {
+                addr: "127.0.0.1:8081".into(),
+            },
+            wal: WalSection {
+                segment_bytes: engine.wal_segment_bytes,
+                max_bytes: engine.wal_max_bytes,
+                group_commit_max_bytes: engine.wal_group_commit_max_bytes,
+                append_timeout_ms: engine.append_timeout.as_millis() as u64,
+            },
+            cache: CacheSection {
+                tail_bytes: engine.tail_cache_bytes,
+            },
+            limits: LimitsSection {
+                max_message_bytes: engine.max_message_bytes,
+                max_batch_messages: engine.max_batch_messages,
+                max_queues_per_topic: engine.max_queues_per_topic,
+                max_read_messages: engine.max_read_messages,
+                max_read_bytes: engine.max_read_bytes,
+                max_wait_ms: engine.max_wait.as_millis() as u64,
+            },
+            retention: RetentionSection {
+                default: "72h".into(),
+                check_interval_ms: engine.retention_interval.as_millis() as u64,
+            },
+            log: LogSection {
+                level: "info".into(),
+                format: "text".into(),
+            },
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Config::default().http
+    }
+}
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Config::default().grpc
+    }
+}
+impl Default for WalSection {
+    fn default() -> Self {
+        Config::default().wal
+    }
+}
+impl Default for CacheSection {
+    fn default() -> Self {
+        Config::default().cache
+    }
+}
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Config::default().limits
+    }
+}
+impl Default for RetentionSection {
+    fn default() -> Self {
+        Config::default().retention
+    }
+}
+impl Default for LogSection {
+    fn default() -> Self {
+        Config::default().log
+    }
+}
+
+/// Parses "unlimited" or a human duration ("72h", "7days", "30m").
+pub fn parse_retention(text: &str) -> Result<Retention, String> {
+    if text.eq_ignore_ascii_case("unlimited") {
+        return Ok(Retention::Unlimited);
+    }
+    let d = humantime::parse_duration(text).map_err(|e| {
+        format!("retention {text:?} is neither \"unlimited\" nor a duration like \"72h\": {e}")
+    })?;
+    if d.is_zero() {
+        return Err("retention must be longer than zero".into());
+    }
+    Ok(Retention::Ms(d.as_millis() as u64))
+}
+
+/// Formats a retention the way [`parse_retention`] reads it.
+pub fn format_retention(r: &Retention) -> String {
+    match r {
+        Retention::Unlimited => "unlimited".into(),
+        Retention::Ms(ms) => humantime::format_duration(Duration::from_millis(*ms)).to_string(),
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` (if given), then `STRATA_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut value = toml::Value::try_from(Config::default())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let from_file: Config = toml::from_str(&text).map_err(|e| ConfigError::File {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            value = toml::Value::try_from(from_file)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("STRATA_"))
+            .collect();
+        apply_env(&mut value, "", &env)?;
+        let config: Config = value
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Every key path, e.g. `wal.max_bytes`, in template order.
+    pub fn key_paths() -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(value) = toml::Value::try_from(Config::default()) {
+            collect_paths(&value, "", &mut out);
+        }
+        out
+    }
+
+    /// The environment variable that sets a key path.
+    pub fn env_var(path: &str) -> String {
+        format!("STRATA_{}", path.replace('.', "_").to_ascii_uppercase())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.http.addr.parse::<SocketAddr>().is_err() {
+            return bad(format!("http.addr {:?} is not HOST:PORT", self.http.addr));
+        }
+        if self.grpc.addr.parse::<SocketAddr>().is_err() {
+            return bad(format!("grpc.addr {:?} is not HOST:PORT", self.grpc.addr));
+        }
+        if self.wal.segment_bytes < 4096 || self.wal.max_bytes < 2 * self.wal.segment_bytes {
+            return bad(format!(
+                "wal.segment_bytes must be >= 4096 and wal.max_bytes at least twice it (got {} and {})",
+                self.wal.segment_bytes, self.wal.max_bytes
+            ));
+        }
+        if self.limits.max_message_bytes as u64 > self.wal.segment_bytes {
+            return bad("limits.max_message_bytes must not exceed wal.segment_bytes".into());
+        }
+        if self.http.max_request_bytes < self.limits.max_message_bytes {
+            return bad("http.max_request_bytes must be at least limits.max_message_bytes".into());
+        }
+        if self.node_id.is_empty() {
+            return bad("node_id must not be empty".into());
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return bad(format!(
+                "log.format must be \"text\" or \"json\", got {:?}",
+                self.log.format
+            ));
+        }
+        parse_retention(&self.retention.default).map_err(ConfigError::Invalid)?;
+        Ok(())
+    }
+
+    pub fn engine_config(&self) -> Result<EngineConfig, ConfigError> {
+        Ok(EngineConfig {
+            data_dir: self.data_dir.clone(),
+            node_id: self.node_id.clone(),
+            wal_segment_bytes: self.wal.segment_bytes,
+            wal_max_bytes: self.wal.max_bytes,
+            wal_group_commit_max_bytes: self.wal.group_commit_max_bytes,
+            append_timeout: Duration::from_millis(self.wal.append_timeout_ms),
+            tail_cache_bytes: self.cache.tail_bytes,
+            max_message_bytes: self.limits.max_message_bytes,
+            max_batch_messages: self.limits.max_batch_messages,
+            max_queues_per_topic: self.limits.max_queues_per_topic,
+            max_read_messages: self.limits.max_read_messages,
+            max_read_bytes: self.limits.max_read_bytes,
+            max_wait: Duration::from_millis(self.limits.max_wait_ms),
+            default_retention: parse_retention(&self.retention.default)
+                .map_err(ConfigError::Invalid)?,
+            retention_interval: Duration::from_millis(self.retention.check_interval_ms.max(1)),
+        })
+    }
+}
+
+fn collect_paths(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+    if let toml::Value::Table(table) = value {
+        for (k, v) in table {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            if v.is_table() {
+                collect_paths(v, &path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+}
+
+fn apply_env(
+    value: &mut toml::Value,
+    prefix: &str,
+    env: &[(String, String)],
+) -> Result<(), ConfigError> {
+    let toml::Value::Table(table) = value else {
+        return Ok(());
+    };
+    for (k, v) in table.iter_mut() {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        if v.is_table() {
+            apply_env(v, &path, env)?;
+            continue;
+        }
+        let var = Config::env_var(&path);
+        let Some((_, raw)) = env.iter().find(|(name, _)| *name == var) else {
+            continue;
+        };
+        let err = |message: String| ConfigError::Env {
+            var: var.clone(),
+            value: raw.clone(),
+            message,
+        };
+        *v = match v {
+            toml::Value::Integer(_) => toml::Value::Integer(
+                raw.trim()
+                    .parse()
+                    .map_err(|e| err(format!("expected a whole number: {e}")))?,
+            ),
+            toml::Value::Boolean(_) => toml::Value::Boolean(
+                raw.trim()
+                    .parse()
+                    .map_err(|e| err(format!("expected true or false: {e}")))?,
+            ),
+            _ => toml::Value::String(raw.clone()),
+        };
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEMPLATE: &str = include_str!("../../config/strata.example.toml");
+
+    #[test]
+    fn template_parses_to_the_defaults() {
+        let parsed: Config = toml::from_str(TEMPLATE).expect("template parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn template_documents_every_key_and_its_env_var() {
+        for path in Config::key_paths() {
+            let leaf = path.rsplit('.').next().unwrap_or(&path);
+            assert!(
+                TEMPLATE
+                    .lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{leaf} ="))),
+                "template lacks key {path}"
+            );
+            assert!(
+                TEMPLATE.contains(&Config::env_var(&path)),
+                "template does not name {}",
+                Config::env_var(&path)
+            );
+        }
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "node_id = \"from-file\"\n[wal]\nmax_bytes = 16777216\nsegment_bytes = 4194304\n",
+        )
+        .unwrap();
+        let env = vec![
+            ("STRATA_WAL_MAX_BYTES".to_string(), "33554432".to_string()),
+            ("STRATA_HTTP_ADDR".to_string(), "127.0.0.1:0".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let c = Config::load(Some(&file), env).unwrap();
+        assert_eq!(c.node_id, "from-file");
+        assert_eq!(c.wal.segment_bytes, 4 << 20);
+        assert_eq!(c.wal.max_bytes, 32 << 20, "env beats file");
+        assert_eq!(c.http.addr, "127.0.0.1:0");
+    }
+
+    #[test]
+    fn bad_values_name_the_culprit() {
+        let env = vec![("STRATA_WAL_MAX_BYTES".to_string(), "lots".to_string())];
+        let e = Config::load(None, env).unwrap_err().to_string();
+        assert!(e.contains("STRATA_WAL_MAX_BYTES"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[wal]\nmax_byte = 1\n").unwrap();
+        let e = Config::load(Some(&file), Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_byte"), "{e}");
+
+        let env = vec![("STRATA_RETENTION_DEFAULT".to_string(), "soon".to_string())];
+        assert!(Config::load(None, env).is_err());
+    }
+
+    #[test]
+    fn retention_round_trips() {
+        for text in ["unlimited", "72h", "30m", "7days"] {
+            let r = parse_retention(text).unwrap();
+            assert_eq!(parse_retention(&format_retention(&r)).unwrap(), r);
+        }
+        assert!(parse_retention("0s").is_err());
+        assert!(parse_retention("forever").is_err());
+    }
+}

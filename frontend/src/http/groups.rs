@@ -1,0 +1,138 @@
+//! Consumer group endpoints.
+
+use axum::Json as Reply;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use strata_engine::GroupInfo;
+
+use super::error::ApiResult;
+use super::extract::{Json, Path};
+use super::{AppState, DEFAULT_TENANT};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroup {
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OffsetJson {
+    pub topic: String,
+    pub queue: u32,
+    pub offset: u64,
+    pub lag: u64,
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GroupJson {
+    pub name: String,
+    pub created_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsets: Option<Vec<OffsetJson>>,
+}
+
+fn group_json(g: GroupInfo, with_offsets: bool) -> GroupJson {
+    GroupJson {
+        name: g.name,
+        created_ms: g.created_ms,
+        offsets: with_offsets.then(|| {
+            g.offsets
+                .into_iter()
+                .map(|o| OffsetJson {
+                    topic: o.topic,
+                    queue: o.queue,
+                    offset: o.offset,
+                    lag: o.lag,
+                    updated_ms: o.updated_ms,
+                })
+                .collect()
+        }),
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GroupList {
+    pub groups: Vec<GroupJson>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Json(req): Json<CreateGroup>,
+) -> ApiResult<(StatusCode, Reply<GroupJson>)> {
+    let group = state.engine.create_group(DEFAULT_TENANT, &req.name).await?;
+    Ok((StatusCode::CREATED, Reply(group_json(group, false))))
+}
+
+pub async fn list(State(state): State<AppState>) -> ApiResult<Reply<GroupList>> {
+    let groups = state.engine.list_groups(DEFAULT_TENANT).await?;
+    Ok(Reply(GroupList {
+        groups: groups.into_iter().map(|g| group_json(g, false)).collect(),
+    }))
+}
+
+pub async fn describe(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+) -> ApiResult<Reply<GroupJson>> {
+    let info = state.engine.describe_group(DEFAULT_TENANT, &group).await?;
+    Ok(Reply(group_json(info, true)))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.engine.delete_group(DEFAULT_TENANT, &group).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitOffset {
+    /// The next offset the group will consume.
+    pub offset: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CommittedJson {
+    pub group: String,
+    pub topic: String,
+    pub queue: u32,
+    /// `null` when the group never committed on this queue.
+    pub offset: Option<u64>,
+}
+
+pub async fn commit(
+    State(state): State<AppState>,
+    Path((group, topic, queue)): Path<(String, String, u32)>,
+    Json(req): Json<CommitOffset>,
+) -> ApiResult<Reply<CommittedJson>> {
+    state
+        .engine
+        .commit_offset(DEFAULT_TENANT, &group, &topic, queue, req.offset)
+        .await?;
+    Ok(Reply(CommittedJson {
+        group,
+        topic,
+        queue,
+        offset: Some(req.offset),
+    }))
+}
+
+pub async fn get_offset(
+    State(state): State<AppState>,
+    Path((group, topic, queue)): Path<(String, String, u32)>,
+) -> ApiResult<Reply<CommittedJson>> {
+    let offset = state
+        .engine
+        .committed_offset(DEFAULT_TENANT, &group, &topic, queue)
+        .await?;
+    Ok(Reply(CommittedJson {
+        group,
+        topic,
+        queue,
+        offset,
+    }))
+}

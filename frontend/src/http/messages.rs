@@ -1,0 +1,280 @@
+//! Publishing and reading messages.
+//!
+//! Publish takes JSON (`application/json`, many messages, bodies as UTF-8
+//! text or base64) or one raw message (`application/octet-stream` or
+//! `text/plain`, with key/tag/queue in the query string).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json as Reply;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::http::header::CONTENT_TYPE;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use strata_common::{ErrorCode, Message, StoredMessage};
+use strata_engine::{PublishMessage, Published};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{Path, Query};
+use super::{AppState, DEFAULT_TENANT};
+
+#[derive(Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PublishJson {
+    pub messages: Vec<MessageJson>,
+}
+
+#[derive(Debug, Deserialize, Serialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct MessageJson {
+    /// Producer-chosen id; the server assigns one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Body as UTF-8 text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Body as standard base64 (for binary data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawParams {
+    pub key: Option<String>,
+    pub tag: Option<String>,
+    pub queue: Option<u32>,
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PublishedJson {
+    pub queue: u32,
+    pub offset: u64,
+    pub id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PublishReply {
+    pub messages: Vec<PublishedJson>,
+}
+
+fn to_publish(index: usize, m: MessageJson) -> ApiResult<PublishMessage> {
+    let body = match (m.body, m.body_base64) {
+        (Some(text), None) => Bytes::from(text),
+        (None, Some(b64)) => B64.decode(b64.as_bytes()).map(Bytes::from).map_err(|e| {
+            ApiError::invalid(format!(
+                "message {index}: body_base64 is not valid base64: {e}"
+            ))
+        })?,
+        (None, None) => {
+            return Err(ApiError::invalid(format!(
+                "message {index}: give \"body\" (text) or \"body_base64\""
+            )));
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(format!(
+                "message {index}: give either \"body\" or \"body_base64\", not both"
+            )));
+        }
+    };
+    Ok(PublishMessage {
+        queue: m.queue,
+        message: Message {
+            id: m.id.unwrap_or_default(),
+            key: m.key,
+            tag: m.tag,
+            properties: m.properties.into_iter().collect(),
+            body,
+        },
+    })
+}
+
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let raw = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        raw.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+pub async fn publish(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    Query(params): Query<RawParams>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<Reply<PublishReply>> {
+    let body = body?;
+    let messages = match media_type(&headers).as_deref() {
+        Some("application/json") => {
+            if params.key.is_some()
+                || params.tag.is_some()
+                || params.queue.is_some()
+                || params.id.is_some()
+            {
+                return Err(ApiError::invalid(
+                    "query parameters key/tag/queue/id apply to raw bodies only; put them in the JSON message",
+                ));
+            }
+            let parsed: PublishJson = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::new(ErrorCode::InvalidJson, format!("invalid publish JSON: {e}"))
+            })?;
+            parsed
+                .messages
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| to_publish(i, m))
+                .collect::<ApiResult<Vec<_>>>()?
+        }
+        Some("application/octet-stream") | Some("text/plain") => vec![PublishMessage {
+            queue: params.queue,
+            message: Message {
+                id: params.id.unwrap_or_default(),
+                key: params.key,
+                tag: params.tag,
+                properties: Vec::new(),
+                body,
+            },
+        }],
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                format!(
+                    "Content-Type {:?} is not accepted; use application/json, application/octet-stream or text/plain",
+                    other.unwrap_or("(none)")
+                ),
+            ));
+        }
+    };
+    let published = state
+        .engine
+        .publish(DEFAULT_TENANT, &topic, messages)
+        .await?;
+    Ok(Reply(PublishReply {
+        messages: published.into_iter().map(published_json).collect(),
+    }))
+}
+
+fn published_json(p: Published) -> PublishedJson {
+    PublishedJson {
+        queue: p.queue,
+        offset: p.offset,
+        id: p.message_id,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadParams {
+    /// First offset to return; the queue's first retained offset if absent.
+    pub offset: Option<u64>,
+    /// Most messages to return (capped by the server's limit).
+    pub limit: Option<usize>,
+    /// Long-poll: how long to wait when `offset` is the end of the queue.
+    pub wait_ms: Option<u64>,
+    /// "auto" (text when the body is UTF-8, else base64) or "base64".
+    pub encoding: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StoredJson {
+    pub offset: u64,
+    pub timestamp_ms: i64,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReadReply {
+    pub messages: Vec<StoredJson>,
+    pub next_offset: u64,
+    pub first_offset: u64,
+    pub end_offset: u64,
+}
+
+fn stored_json(m: StoredMessage, force_base64: bool) -> StoredJson {
+    let text = if force_base64 {
+        None
+    } else {
+        std::str::from_utf8(&m.message.body)
+            .ok()
+            .map(str::to_string)
+    };
+    let body_base64 = text.is_none().then(|| B64.encode(&m.message.body));
+    StoredJson {
+        offset: m.offset,
+        timestamp_ms: m.timestamp_ms,
+        id: m.message.id,
+        key: m.message.key,
+        tag: m.message.tag,
+        properties: m.message.properties.into_iter().collect(),
+        body: text,
+        body_base64,
+    }
+}
+
+pub async fn read(
+    State(state): State<AppState>,
+    Path((topic, queue)): Path<(String, u32)>,
+    Query(params): Query<ReadParams>,
+) -> ApiResult<Reply<ReadReply>> {
+    let force_base64 = match params.encoding.as_deref() {
+        None | Some("auto") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "encoding {other:?} is not one of \"auto\", \"base64\""
+            )));
+        }
+    };
+    let offset = match params.offset {
+        Some(o) => o,
+        None => {
+            state
+                .engine
+                .queue_info(DEFAULT_TENANT, &topic, queue)?
+                .first_offset
+        }
+    };
+    let limit = params.limit.unwrap_or(100);
+    let wait = Duration::from_millis(params.wait_ms.unwrap_or(0));
+    let result = state
+        .engine
+        .read(DEFAULT_TENANT, &topic, queue, offset, limit, wait)
+        .await?;
+    Ok(Reply(ReadReply {
+        messages: result
+            .messages
+            .into_iter()
+            .map(|m| stored_json(m, force_base64))
+            .collect(),
+        next_offset: result.next_offset,
+        first_offset: result.first_offset,
+        end_offset: result.high_watermark,
+    }))
+}

@@ -1,0 +1,101 @@
+//! The versioned HTTP/JSON API (`/v1/...`). The OpenAPI document at
+//! `/v1/openapi.json` lists every route; a test keeps the two in step.
+
+mod error;
+mod extract;
+pub mod groups;
+pub mod messages;
+pub mod ops;
+pub mod topics;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, put};
+use strata_common::ErrorCode;
+use strata_engine::Engine;
+
+pub use error::{ApiError, ApiResult};
+pub use ops::Metrics;
+
+/// Tenant of every request until authentication assigns real ones.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Everything a handler needs.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Every route as (method, OpenAPI path). The OpenAPI test checks this list
+/// against the document; `router` registers exactly these.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/metrics"),
+    ("get", "/v1/openapi.json"),
+    ("get", "/v1/status"),
+    ("get", "/v1/topics"),
+    ("post", "/v1/topics"),
+    ("get", "/v1/topics/{topic}"),
+    ("delete", "/v1/topics/{topic}"),
+    ("post", "/v1/topics/{topic}/messages"),
+    ("get", "/v1/topics/{topic}/queues/{queue}"),
+    ("get", "/v1/topics/{topic}/queues/{queue}/messages"),
+    ("get", "/v1/groups"),
+    ("post", "/v1/groups"),
+    ("get", "/v1/groups/{group}"),
+    ("delete", "/v1/groups/{group}"),
+    ("get", "/v1/groups/{group}/offsets/{topic}/{queue}"),
+    ("put", "/v1/groups/{group}/offsets/{topic}/{queue}"),
+];
+
+pub fn router(state: AppState, max_request_bytes: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/openapi.json", get(ops::openapi))
+        .route("/v1/status", get(ops::status))
+        .route("/v1/topics", get(topics::list).post(topics::create))
+        .route(
+            "/v1/topics/{topic}",
+            get(topics::describe).delete(topics::delete),
+        )
+        .route(
+            "/v1/topics/{topic}/messages",
+            axum::routing::post(messages::publish),
+        )
+        .route("/v1/topics/{topic}/queues/{queue}", get(topics::queue))
+        .route(
+            "/v1/topics/{topic}/queues/{queue}/messages",
+            get(messages::read),
+        )
+        .route("/v1/groups", get(groups::list).post(groups::create))
+        .route(
+            "/v1/groups/{group}",
+            get(groups::describe).delete(groups::delete),
+        )
+        .route(
+            "/v1/groups/{group}/offsets/{topic}/{queue}",
+            put(groups::commit).get(groups::get_offset),
+        )
+        .fallback(|| async {
+            ApiError::new(
+                ErrorCode::NotFound,
+                "no such endpoint; see /v1/openapi.json",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "method not allowed on this endpoint; see /v1/openapi.json",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::track_requests,
+        ))
+        .layer(DefaultBodyLimit::max(max_request_bytes))
+        .with_state(state)
+}

@@ -1,0 +1,252 @@
+//! Operational endpoints: health, status, metrics, the OpenAPI document, and
+//! the request-counting middleware.
+
+use axum::Json as Reply;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+
+use super::AppState;
+
+/// The OpenAPI 3.1 document for this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The route template (bounded), never the raw path.
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+/// Prometheus metrics of the HTTP frontend; node gauges are refreshed from
+/// the engine at scrape time.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RequestLabels, Histogram>,
+    wal_used_bytes: Gauge<i64, AtomicGauge>,
+    wal_syncs: Gauge<i64, AtomicGauge>,
+    wal_appends: Gauge<i64, AtomicGauge>,
+    retained_messages: Gauge<i64, AtomicGauge>,
+    retained_bytes: Gauge<i64, AtomicGauge>,
+    tail_cache_bytes: Gauge<i64, AtomicGauge>,
+}
+
+type AtomicGauge = std::sync::atomic::AtomicI64;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("strata");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RequestLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route, method and status",
+            latency.clone(),
+        );
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let g: Gauge<i64, AtomicGauge> = Gauge::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let wal_used_bytes = gauge(
+            &mut registry,
+            "wal_used_bytes",
+            "Bytes of WAL segment files",
+        );
+        let wal_syncs = gauge(&mut registry, "wal_syncs", "fdatasync calls since start");
+        let wal_appends = gauge(
+            &mut registry,
+            "wal_appends",
+            "WAL records appended since start",
+        );
+        let retained_messages = gauge(
+            &mut registry,
+            "retained_messages",
+            "Messages readable on this node",
+        );
+        let retained_bytes = gauge(
+            &mut registry,
+            "retained_bytes",
+            "WAL bytes held by live queues",
+        );
+        let tail_cache_bytes = gauge(&mut registry, "tail_cache_bytes", "Bytes in the tail cache");
+        Self {
+            registry,
+            requests,
+            latency,
+            wal_used_bytes,
+            wal_syncs,
+            wal_appends,
+            retained_messages,
+            retained_bytes,
+            tail_cache_bytes,
+        }
+    }
+}
+
+pub async fn track_requests(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().as_str().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let labels = RequestLabels {
+        route,
+        method,
+        status: response.status().as_u16(),
+    };
+    state.metrics.requests.get_or_create(&labels).inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub async fn openapi() -> Response {
+    ([(CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let status = state.engine.status();
+    let m = &state.metrics;
+    let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    m.wal_used_bytes.set(clamp(status.wal.used_bytes));
+    m.wal_syncs.set(clamp(status.wal.syncs));
+    m.wal_appends.set(clamp(status.wal.appends));
+    m.retained_messages.set(clamp(status.retained_messages));
+    m.retained_bytes.set(clamp(status.retained_bytes));
+    m.tail_cache_bytes
+        .set(clamp(status.tail_cache.bytes as u64));
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &m.registry) {
+        return super::ApiError::new(strata_common::ErrorCode::Internal, e.to_string())
+            .into_response();
+    }
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct StatusJson {
+    pub node_id: String,
+    pub version: String,
+    pub started_ms: i64,
+    pub topics: usize,
+    pub queues: usize,
+    pub retained_messages: u64,
+    pub retained_bytes: u64,
+    pub wal: WalJson,
+    pub tail_cache: CacheJson,
+    pub recovery: RecoveryJson,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct WalJson {
+    pub used_bytes: u64,
+    pub max_bytes: u64,
+    pub fill_ratio: f64,
+    pub segments: usize,
+    pub appends: u64,
+    pub syncs: u64,
+    pub synced_bytes: u64,
+    pub failed: bool,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct CacheJson {
+    pub bytes: usize,
+    pub capacity_bytes: usize,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct RecoveryJson {
+    pub segments: usize,
+    pub records: u64,
+    pub bytes: u64,
+    pub truncated_path: Option<String>,
+    pub truncated_bytes: u64,
+    pub truncated_reason: Option<String>,
+}
+
+pub async fn status(State(state): State<AppState>) -> Reply<StatusJson> {
+    let s = state.engine.status();
+    Reply(StatusJson {
+        node_id: s.node_id,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started_ms: s.started_ms,
+        topics: s.topics,
+        queues: s.queues,
+        retained_messages: s.retained_messages,
+        retained_bytes: s.retained_bytes,
+        wal: WalJson {
+            used_bytes: s.wal.used_bytes,
+            max_bytes: s.wal.max_bytes,
+            fill_ratio: if s.wal.max_bytes == 0 {
+                0.0
+            } else {
+                s.wal.used_bytes as f64 / s.wal.max_bytes as f64
+            },
+            segments: s.wal.segments,
+            appends: s.wal.appends,
+            syncs: s.wal.syncs,
+            synced_bytes: s.wal.synced_bytes,
+            failed: s.wal.failed,
+        },
+        tail_cache: CacheJson {
+            bytes: s.tail_cache.bytes,
+            capacity_bytes: s.tail_cache.capacity_bytes,
+            hits: s.tail_cache.hits,
+            misses: s.tail_cache.misses,
+        },
+        recovery: RecoveryJson {
+            segments: s.recovery.segments,
+            records: s.recovery.records,
+            bytes: s.recovery.bytes,
+            truncated_path: s.recovery.truncated_path.map(|p| p.display().to_string()),
+            truncated_bytes: s.recovery.truncated_bytes,
+            truncated_reason: s.recovery.truncated_reason,
+        },
+    })
+}

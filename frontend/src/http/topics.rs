@@ -1,0 +1,159 @@
+//! Topic endpoints.
+
+use axum::Json as Reply;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use strata_engine::{MessageType, QueueInfo, TopicInfo};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{Json, Path};
+use super::{AppState, DEFAULT_TENANT};
+use crate::config::{format_retention, parse_retention};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTopic {
+    pub name: String,
+    #[serde(default = "one")]
+    pub queues: u32,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub message_type: Option<String>,
+    /// "unlimited" or a duration such as "72h"; the server default if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TopicJson {
+    pub name: String,
+    pub id: u64,
+    pub queues: u32,
+    #[serde(rename = "type")]
+    pub message_type: String,
+    pub retention: String,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct QueueJson {
+    pub queue: u32,
+    pub first_offset: u64,
+    pub end_offset: u64,
+    pub messages: u64,
+    pub bytes: u64,
+    pub batches: u64,
+    pub oldest_timestamp_ms: Option<i64>,
+    pub newest_timestamp_ms: Option<i64>,
+    pub owner_node: String,
+    pub owner_epoch: u64,
+}
+
+impl From<&TopicInfo> for TopicJson {
+    fn from(t: &TopicInfo) -> Self {
+        Self {
+            name: t.name.clone(),
+            id: t.id,
+            queues: t.queues,
+            message_type: t.message_type.to_string(),
+            retention: format_retention(&t.retention),
+            created_ms: t.created_ms,
+        }
+    }
+}
+
+impl From<&QueueInfo> for QueueJson {
+    fn from(q: &QueueInfo) -> Self {
+        Self {
+            queue: q.queue,
+            first_offset: q.first_offset,
+            end_offset: q.end_offset,
+            messages: q.messages,
+            bytes: q.bytes,
+            batches: q.batches,
+            oldest_timestamp_ms: q.oldest_timestamp_ms,
+            newest_timestamp_ms: q.newest_timestamp_ms,
+            owner_node: q.owner_node.clone(),
+            owner_epoch: q.owner_epoch,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TopicDetail {
+    #[serde(flatten)]
+    pub topic: TopicJson,
+    pub queue_stats: Vec<QueueJson>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Json(req): Json<CreateTopic>,
+) -> ApiResult<(StatusCode, Reply<TopicJson>)> {
+    let message_type = match req.message_type.as_deref() {
+        None => MessageType::Normal,
+        Some(t) => t
+            .parse::<MessageType>()
+            .map_err(|e| ApiError::invalid(e.to_string()))?,
+    };
+    let retention = req
+        .retention
+        .as_deref()
+        .map(parse_retention)
+        .transpose()
+        .map_err(ApiError::invalid)?;
+    let info = state
+        .engine
+        .create_topic(
+            DEFAULT_TENANT,
+            &req.name,
+            req.queues,
+            message_type,
+            retention,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Reply(TopicJson::from(&info))))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TopicList {
+    pub topics: Vec<TopicJson>,
+}
+
+pub async fn list(State(state): State<AppState>) -> Reply<TopicList> {
+    let topics = state.engine.list_topics(DEFAULT_TENANT);
+    Reply(TopicList {
+        topics: topics.iter().map(TopicJson::from).collect(),
+    })
+}
+
+pub async fn describe(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+) -> ApiResult<Reply<TopicDetail>> {
+    let (info, queues) = state.engine.describe_topic(DEFAULT_TENANT, &topic)?;
+    Ok(Reply(TopicDetail {
+        topic: TopicJson::from(&info),
+        queue_stats: queues.iter().map(QueueJson::from).collect(),
+    }))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+) -> ApiResult<Reply<TopicJson>> {
+    let info = state.engine.delete_topic(DEFAULT_TENANT, &topic).await?;
+    Ok(Reply(TopicJson::from(&info)))
+}
+
+pub async fn queue(
+    State(state): State<AppState>,
+    Path((topic, queue)): Path<(String, u32)>,
+) -> ApiResult<Reply<QueueJson>> {
+    let info = state.engine.queue_info(DEFAULT_TENANT, &topic, queue)?;
+    Ok(Reply(QueueJson::from(&info)))
+}

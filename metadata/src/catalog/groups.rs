@@ -1,0 +1,191 @@
+//! Consumer groups and their committed offsets.
+
+use strata_common::TopicId;
+
+use super::{Catalog, CatalogError, MAX_ATTEMPTS, encode, keys};
+use super::{CommittedOffset, GroupRecord};
+use crate::store::{Check, Txn, TxnOutcome};
+
+impl Catalog {
+    /// Creates a group, or returns the existing one unchanged (idempotent, so
+    /// consumers may call it on every start).
+    pub async fn create_group(
+        &self,
+        tenant: &str,
+        name: &str,
+        now_ms: i64,
+    ) -> Result<GroupRecord, CatalogError> {
+        let key = keys::group(tenant, name)?;
+        let record = GroupRecord {
+            tenant: tenant.to_string(),
+            name: name.to_string(),
+            created_ms: now_ms,
+        };
+        let value = encode(&key, &record)?;
+        for _ in 0..MAX_ATTEMPTS {
+            if let Some((existing, _)) = self.get_record::<GroupRecord>(&key).await? {
+                return Ok(existing);
+            }
+            let txn = Txn::new()
+                .check(Check::Absent { key: key.clone() })
+                .put(key.clone(), value.clone());
+            if self.store.commit(txn).await? == TxnOutcome::Committed {
+                tracing::info!(tenant, name, "created consumer group");
+                return Ok(record);
+            }
+            // Someone created it first: the next read returns theirs.
+        }
+        Err(CatalogError::Conflict(format!(
+            "creating group {tenant}/{name}: it kept changing"
+        )))
+    }
+
+    /// The group `tenant/name`, if it exists.
+    pub async fn get_group(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<GroupRecord>, CatalogError> {
+        let key = keys::group(tenant, name)?;
+        Ok(self.get_record(&key).await?.map(|(record, _)| record))
+    }
+
+    /// One tenant's groups, sorted by name.
+    pub async fn list_groups(&self, tenant: &str) -> Result<Vec<GroupRecord>, CatalogError> {
+        Ok(self.scan_records(&keys::group_prefix(tenant)?).await?)
+    }
+
+    /// Deletes a group and all its committed offsets, returning the record.
+    ///
+    /// The offsets are listed before the delete commits, so an offset
+    /// committed in between would survive it; a second pass removes such
+    /// leftovers as long as the group is still absent (an offset commit after
+    /// the delete re-creates the group, and then its offsets belong to it).
+    pub async fn delete_group(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<GroupRecord, CatalogError> {
+        let key = keys::group(tenant, name)?;
+        let offsets = keys::offset_prefix(tenant, name)?;
+        for _ in 0..MAX_ATTEMPTS {
+            let Some((record, raw)) = self.get_record::<GroupRecord>(&key).await? else {
+                return Err(CatalogError::GroupNotFound {
+                    tenant: tenant.to_string(),
+                    name: name.to_string(),
+                });
+            };
+            let mut txn = Txn::new()
+                .check(Check::ValueEquals {
+                    key: key.clone(),
+                    value: raw,
+                })
+                .delete(key.clone());
+            for (offset_key, _) in self.scan_all(&offsets).await? {
+                txn = txn.delete(offset_key);
+            }
+            if self.store.commit(txn).await? == TxnOutcome::Committed {
+                self.remove_orphan_offsets(&key, &offsets).await?;
+                tracing::info!(tenant, name, "deleted consumer group");
+                return Ok(record);
+            }
+        }
+        Err(CatalogError::Conflict(format!(
+            "deleting group {tenant}/{name}: it kept changing"
+        )))
+    }
+
+    /// Deletes offsets under `offsets` if the group at `group_key` is absent.
+    async fn remove_orphan_offsets(
+        &self,
+        group_key: &[u8],
+        offsets: &[u8],
+    ) -> Result<(), CatalogError> {
+        let leftovers = self.scan_all(offsets).await?;
+        if leftovers.is_empty() {
+            return Ok(());
+        }
+        let mut txn = Txn::new().check(Check::Absent {
+            key: group_key.to_vec(),
+        });
+        for (offset_key, _) in leftovers {
+            txn = txn.delete(offset_key);
+        }
+        // CheckFailed means the group was re-created: its offsets are live.
+        self.store.commit(txn).await?;
+        Ok(())
+    }
+
+    /// Records a group's position in one queue, creating the group in the
+    /// same transaction if it does not exist yet.
+    pub async fn commit_offset(
+        &self,
+        tenant: &str,
+        group: &str,
+        topic_id: TopicId,
+        queue: u32,
+        offset: u64,
+        now_ms: i64,
+    ) -> Result<(), CatalogError> {
+        let group_key = keys::group(tenant, group)?;
+        let offset_key = keys::offset(tenant, group, topic_id, queue)?;
+        let value = encode(
+            &offset_key,
+            &CommittedOffset {
+                topic_id,
+                queue,
+                offset,
+                updated_ms: now_ms,
+            },
+        )?;
+        for _ in 0..MAX_ATTEMPTS {
+            let exists = self.store.get(&group_key).await?.is_some();
+            let txn = if exists {
+                Txn::new().check(Check::Present {
+                    key: group_key.clone(),
+                })
+            } else {
+                let record = GroupRecord {
+                    tenant: tenant.to_string(),
+                    name: group.to_string(),
+                    created_ms: now_ms,
+                };
+                Txn::new()
+                    .check(Check::Absent {
+                        key: group_key.clone(),
+                    })
+                    .put(group_key.clone(), encode(&group_key, &record)?)
+            };
+            let txn = txn.put(offset_key.clone(), value.clone());
+            if self.store.commit(txn).await? == TxnOutcome::Committed {
+                return Ok(());
+            }
+        }
+        Err(CatalogError::Conflict(format!(
+            "committing offset for group {tenant}/{group}: the group kept changing"
+        )))
+    }
+
+    /// The group's committed position in one queue, if any.
+    pub async fn get_offset(
+        &self,
+        tenant: &str,
+        group: &str,
+        topic_id: TopicId,
+        queue: u32,
+    ) -> Result<Option<CommittedOffset>, CatalogError> {
+        let key = keys::offset(tenant, group, topic_id, queue)?;
+        Ok(self.get_record(&key).await?.map(|(record, _)| record))
+    }
+
+    /// All of a group's committed offsets, sorted by (topic id, queue).
+    pub async fn list_offsets(
+        &self,
+        tenant: &str,
+        group: &str,
+    ) -> Result<Vec<CommittedOffset>, CatalogError> {
+        Ok(self
+            .scan_records(&keys::offset_prefix(tenant, group)?)
+            .await?)
+    }
+}

@@ -1,0 +1,125 @@
+//! Every catalog key is built here, so the layout lives in one place and no
+//! other code hand-builds keys. See the [catalog docs](super) for the layout.
+//!
+//! Numbers are zero-padded decimal (20 digits for a `u64`, 10 for a `u32`)
+//! so byte order equals numeric order and prefix scans return records sorted
+//! by (topic id, queue).
+
+use strata_common::{QueueKey, TopicId};
+
+use crate::store::MetaError;
+
+/// The topic-id sequence: the last id handed out.
+pub const TOPIC_SEQ: &[u8] = b"seq/topic";
+
+/// Prefix of every topic record, across all tenants.
+pub const ALL_TOPICS: &[u8] = b"topic/";
+
+/// Names are validated elsewhere to `[A-Za-z0-9_-]`; refusing `/` here keeps
+/// a bad caller from ever producing a key that aliases another record.
+fn segment(s: &str) -> Result<&str, MetaError> {
+    if s.contains('/') {
+        return Err(MetaError::Invalid(format!(
+            "name {s:?} contains '/', which metadata keys use as a separator"
+        )));
+    }
+    Ok(s)
+}
+
+/// `topic/<tenant>/<name>` → JSON `TopicRecord`.
+pub fn topic(tenant: &str, name: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("topic/{}/{}", segment(tenant)?, segment(name)?).into_bytes())
+}
+
+/// `topic/<tenant>/`: prefix of one tenant's topics.
+pub fn topic_prefix(tenant: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("topic/{}/", segment(tenant)?).into_bytes())
+}
+
+/// `topic-id/<id:020>` → `<tenant>/<name>` (UTF-8): the id index.
+pub fn topic_id(id: TopicId) -> Vec<u8> {
+    format!("topic-id/{id:020}").into_bytes()
+}
+
+/// The value stored at [`topic_id`].
+pub fn topic_id_value(tenant: &str, name: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("{}/{}", segment(tenant)?, segment(name)?).into_bytes())
+}
+
+/// `group/<tenant>/<name>` → JSON `GroupRecord`.
+pub fn group(tenant: &str, name: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("group/{}/{}", segment(tenant)?, segment(name)?).into_bytes())
+}
+
+/// `group/<tenant>/`: prefix of one tenant's groups.
+pub fn group_prefix(tenant: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("group/{}/", segment(tenant)?).into_bytes())
+}
+
+/// `offset/<tenant>/<group>/<topic_id:020>/<queue:010>` → JSON `CommittedOffset`.
+pub fn offset(
+    tenant: &str,
+    group: &str,
+    topic_id: TopicId,
+    queue: u32,
+) -> Result<Vec<u8>, MetaError> {
+    let mut key = offset_prefix(tenant, group)?;
+    key.extend_from_slice(format!("{topic_id:020}/{queue:010}").as_bytes());
+    Ok(key)
+}
+
+/// `offset/<tenant>/<group>/`: prefix of one group's offsets.
+pub fn offset_prefix(tenant: &str, group: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("offset/{}/{}/", segment(tenant)?, segment(group)?).into_bytes())
+}
+
+/// `owner/<topic_id:020>/<queue:010>` → JSON `OwnerRecord`.
+pub fn owner(key: QueueKey) -> Vec<u8> {
+    format!("owner/{:020}/{:010}", key.topic, key.queue).into_bytes()
+}
+
+/// `floor/<topic_id:020>/<queue:010>` → JSON `u64`: the queue's first
+/// offset after WAL data below it was released.
+pub fn floor(key: QueueKey) -> Vec<u8> {
+    format!("floor/{:020}/{:010}", key.topic, key.queue).into_bytes()
+}
+
+/// Prefix of every queue floor.
+pub const ALL_FLOORS: &[u8] = b"floor/";
+
+/// Parses a [`floor`] key back into its queue.
+pub fn parse_floor(key: &[u8]) -> Option<QueueKey> {
+    let text = std::str::from_utf8(key).ok()?.strip_prefix("floor/")?;
+    let (topic, queue) = text.split_once('/')?;
+    Some(QueueKey::new(topic.parse().ok()?, queue.parse().ok()?))
+}
+
+/// A key as text for error messages (keys are ASCII in practice).
+pub fn display(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        assert_eq!(topic("t", "a").unwrap(), b"topic/t/a");
+        assert_eq!(topic_id(7), b"topic-id/00000000000000000007");
+        assert_eq!(
+            offset("t", "g", 3, 2).unwrap(),
+            b"offset/t/g/00000000000000000003/0000000002"
+        );
+        assert_eq!(
+            owner(QueueKey::new(u64::MAX, u32::MAX)),
+            b"owner/18446744073709551615/4294967295"
+        );
+        assert_eq!(
+            parse_floor(&floor(QueueKey::new(9, 3))),
+            Some(QueueKey::new(9, 3))
+        );
+        assert!(topic("t/x", "a").is_err());
+        assert!(group("t", "a/b").is_err());
+    }
+}

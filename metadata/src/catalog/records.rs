@@ -1,0 +1,131 @@
+//! The catalog's record types, stored as JSON values.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use strata_common::TopicId;
+
+/// How a topic's messages are delivered (RocketMQ's topic message types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageType {
+    Normal,
+    Fifo,
+    Delay,
+    Transaction,
+}
+
+impl MessageType {
+    /// Every variant, in declaration order.
+    pub const ALL: [MessageType; 4] = [
+        MessageType::Normal,
+        MessageType::Fifo,
+        MessageType::Delay,
+        MessageType::Transaction,
+    ];
+
+    /// The lowercase name used in APIs, config and storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageType::Normal => "normal",
+            MessageType::Fifo => "fifo",
+            MessageType::Delay => "delay",
+            MessageType::Transaction => "transaction",
+        }
+    }
+}
+
+impl fmt::Display for MessageType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that is not a [`MessageType`] name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown message type {0:?}; allowed values: normal, fifo, delay, transaction")]
+pub struct ParseMessageTypeError(pub String);
+
+impl FromStr for MessageType {
+    type Err = ParseMessageTypeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MessageType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| ParseMessageTypeError(s.to_string()))
+    }
+}
+
+/// How long a topic keeps messages. Stored as `"unlimited"` or `{"ms":N}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retention {
+    Unlimited,
+    Ms(u64),
+}
+
+/// A topic. `id` is permanent and never reused, even after deletion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    pub id: TopicId,
+    pub tenant: String,
+    pub name: String,
+    pub queues: u32,
+    pub message_type: MessageType,
+    pub retention: Retention,
+    pub created_ms: i64,
+}
+
+/// A consumer group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    pub tenant: String,
+    pub name: String,
+    pub created_ms: i64,
+}
+
+/// Which node owns a queue, and the fencing epoch of that ownership.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerRecord {
+    pub node: String,
+    pub epoch: u64,
+}
+
+/// A consumer group's committed position in one queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedOffset {
+    pub topic_id: TopicId,
+    pub queue: u32,
+    pub offset: u64,
+    pub updated_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_type_names_round_trip() {
+        for t in MessageType::ALL {
+            assert_eq!(t.to_string().parse::<MessageType>().unwrap(), t);
+            let json = serde_json::to_string(&t).unwrap();
+            assert_eq!(json, format!("\"{t}\""));
+        }
+        let err = "FIFO".parse::<MessageType>().unwrap_err().to_string();
+        assert!(err.contains("normal, fifo, delay, transaction"), "{err}");
+    }
+
+    #[test]
+    fn retention_encoding_is_stable() {
+        assert_eq!(
+            serde_json::to_string(&Retention::Unlimited).unwrap(),
+            "\"unlimited\""
+        );
+        assert_eq!(
+            serde_json::to_string(&Retention::Ms(5)).unwrap(),
+            "{\"ms\":5}"
+        );
+    }
+}

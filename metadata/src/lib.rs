@@ -1,0 +1,19 @@
+//! Strata's metadata: the [`MetaStore`] trait (a transactional, ordered
+//! key-value store), its backends ([`RedbStore`] embedded on disk,
+//! [`MemoryStore`] ephemeral), a [`conformance`] suite every backend must
+//! pass, and the [`Catalog`] of topics, groups, offsets and queue owners
+//! built on top of any backend.
+
+pub mod catalog;
+pub mod conformance;
+pub mod memory_store;
+pub mod redb_store;
+pub mod store;
+
+pub use catalog::{
+    Catalog, CatalogError, CommittedOffset, GroupRecord, MessageType, OwnerRecord,
+    ParseMessageTypeError, Retention, TopicRecord,
+};
+pub use memory_store::MemoryStore;
+pub use redb_store::RedbStore;
+pub use store::{Check, MetaError, MetaStore, Mutation, Txn, TxnOutcome};

@@ -1,0 +1,290 @@
+//! Catalog behaviour, run against both in-crate backends.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use strata_common::QueueKey;
+use strata_metadata::{
+    Catalog, CatalogError, MemoryStore, MessageType, MetaError, MetaStore, RedbStore, Retention,
+    Txn, TxnOutcome,
+};
+use tempfile::TempDir;
+
+/// Each backend, with the temp dir kept alive for the test's duration.
+fn backends() -> Vec<(Arc<dyn MetaStore>, Option<TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let redb = RedbStore::open(&dir.path().join("meta.redb")).unwrap();
+    vec![(redb, Some(dir)), (MemoryStore::new(), None)]
+}
+
+async fn create(catalog: &Catalog, tenant: &str, name: &str) -> Result<u64, CatalogError> {
+    catalog
+        .create_topic(
+            tenant,
+            name,
+            4,
+            MessageType::Normal,
+            Retention::Unlimited,
+            1000,
+        )
+        .await
+        .map(|t| t.id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn topic_lifecycle() {
+    for (store, _dir) in backends() {
+        let catalog = Catalog::new(store);
+        let t = catalog
+            .create_topic(
+                "acme",
+                "orders",
+                8,
+                MessageType::Fifo,
+                Retention::Ms(60_000),
+                42,
+            )
+            .await
+            .unwrap();
+        assert_eq!(t.id, 1);
+        assert_eq!(
+            (t.queues, t.message_type, t.retention),
+            (8, MessageType::Fifo, Retention::Ms(60_000))
+        );
+        assert_eq!(t.created_ms, 42);
+        assert_eq!(
+            catalog.get_topic("acme", "orders").await.unwrap(),
+            Some(t.clone())
+        );
+        assert_eq!(catalog.get_topic("acme", "nope").await.unwrap(), None);
+        assert_eq!(catalog.topic_by_id(1).await.unwrap(), Some(t.clone()));
+        assert_eq!(catalog.topic_by_id(99).await.unwrap(), None);
+
+        create(&catalog, "acme", "alpha").await.unwrap();
+        create(&catalog, "acme-2", "zeta").await.unwrap();
+        let names: Vec<_> = catalog
+            .list_topics("acme")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(names, ["alpha", "orders"]);
+        assert_eq!(catalog.all_topics().await.unwrap().len(), 3);
+
+        let err = create(&catalog, "acme", "orders").await.unwrap_err();
+        assert!(
+            matches!(err, CatalogError::TopicAlreadyExists { .. }),
+            "{err}"
+        );
+
+        let deleted = catalog.delete_topic("acme", "orders").await.unwrap();
+        assert_eq!(deleted, t);
+        assert_eq!(catalog.get_topic("acme", "orders").await.unwrap(), None);
+        assert_eq!(catalog.topic_by_id(1).await.unwrap(), None);
+        let err = catalog.delete_topic("acme", "orders").await.unwrap_err();
+        assert!(matches!(err, CatalogError::TopicNotFound { .. }), "{err}");
+
+        // Ids are never reused, even for the same name after deletion.
+        let again = create(&catalog, "acme", "orders").await.unwrap();
+        assert_eq!(again, 4);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_get_distinct_ids() {
+    for (store, _dir) in backends() {
+        let catalog = Catalog::new(store);
+        let mut handles = Vec::new();
+        for i in 0..10 {
+            let catalog = catalog.clone();
+            handles.push(tokio::spawn(async move {
+                create(&catalog, "t", &format!("topic-{i}")).await
+            }));
+        }
+        let mut ids = HashSet::new();
+        for h in handles {
+            ids.insert(h.await.unwrap().unwrap());
+        }
+        assert_eq!(ids, (1..=10).collect::<HashSet<u64>>());
+        assert_eq!(catalog.list_topics("t").await.unwrap().len(), 10);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn groups_and_offsets() {
+    for (store, _dir) in backends() {
+        let catalog = Catalog::new(store);
+        let g = catalog.create_group("acme", "billing", 5).await.unwrap();
+        assert_eq!(g.created_ms, 5);
+        // Idempotent: the original record comes back.
+        assert_eq!(catalog.create_group("acme", "billing", 9).await.unwrap(), g);
+        catalog.create_group("acme", "audit", 6).await.unwrap();
+        let names: Vec<_> = catalog
+            .list_groups("acme")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|g| g.name)
+            .collect();
+        assert_eq!(names, ["audit", "billing"]);
+
+        catalog
+            .commit_offset("acme", "billing", 2, 1, 10, 100)
+            .await
+            .unwrap();
+        catalog
+            .commit_offset("acme", "billing", 1, 3, 7, 101)
+            .await
+            .unwrap();
+        catalog
+            .commit_offset("acme", "billing", 2, 0, 4, 102)
+            .await
+            .unwrap();
+        catalog
+            .commit_offset("acme", "billing", 2, 1, 11, 103)
+            .await
+            .unwrap();
+        let got = catalog
+            .get_offset("acme", "billing", 2, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((got.offset, got.updated_ms), (11, 103));
+        assert_eq!(
+            catalog.get_offset("acme", "billing", 9, 9).await.unwrap(),
+            None
+        );
+        let order: Vec<_> = catalog
+            .list_offsets("acme", "billing")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.topic_id, o.queue, o.offset))
+            .collect();
+        assert_eq!(order, [(1, 3, 7), (2, 0, 4), (2, 1, 11)]);
+
+        // Committing an offset creates a missing group in the same txn.
+        catalog
+            .commit_offset("acme", "fresh", 1, 0, 1, 200)
+            .await
+            .unwrap();
+        let fresh = catalog.get_group("acme", "fresh").await.unwrap().unwrap();
+        assert_eq!(fresh.created_ms, 200);
+
+        let deleted = catalog.delete_group("acme", "billing").await.unwrap();
+        assert_eq!(deleted, g);
+        assert_eq!(catalog.get_group("acme", "billing").await.unwrap(), None);
+        assert!(
+            catalog
+                .list_offsets("acme", "billing")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            catalog.list_offsets("acme", "fresh").await.unwrap().len(),
+            1
+        );
+        let err = catalog.delete_group("acme", "billing").await.unwrap_err();
+        assert!(matches!(err, CatalogError::GroupNotFound { .. }), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queue_claims_fence_older_owners() {
+    for (store, _dir) in backends() {
+        let catalog = Catalog::new(store);
+        let q = QueueKey::new(7, 3);
+        assert_eq!(catalog.owner(q).await.unwrap(), None);
+        let first = catalog.claim_queue(q, "node-a").await.unwrap();
+        assert_eq!(first.epoch, 1);
+        let fenced = Txn::new()
+            .check(catalog.owner_check(q, &first))
+            .put(b"fenced/by/owner".to_vec(), b"x".to_vec());
+        assert_eq!(
+            catalog.store().commit(fenced.clone()).await.unwrap(),
+            TxnOutcome::Committed
+        );
+
+        let second = catalog.claim_queue(q, "node-b").await.unwrap();
+        let third = catalog.claim_queue(q, "node-a").await.unwrap();
+        assert_eq!((second.epoch, third.epoch), (2, 3));
+        assert_eq!(catalog.owner(q).await.unwrap(), Some(third.clone()));
+        assert_eq!(
+            catalog.store().commit(fenced).await.unwrap(),
+            TxnOutcome::CheckFailed { index: 0 }
+        );
+        let current = Txn::new().check(catalog.owner_check(q, &third));
+        assert_eq!(
+            catalog.store().commit(current).await.unwrap(),
+            TxnOutcome::Committed
+        );
+        // Other queues are independent.
+        assert_eq!(
+            catalog
+                .claim_queue(QueueKey::new(7, 4), "n")
+                .await
+                .unwrap()
+                .epoch,
+            1
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claims_get_distinct_epochs() {
+    for (store, _dir) in backends() {
+        let catalog = Catalog::new(store);
+        let q = QueueKey::new(1, 0);
+        let mut handles = Vec::new();
+        for i in 0..6 {
+            let catalog = catalog.clone();
+            handles.push(tokio::spawn(async move {
+                catalog.claim_queue(q, &format!("node-{i}")).await
+            }));
+        }
+        let mut epochs = Vec::new();
+        for h in handles {
+            epochs.push(h.await.unwrap().unwrap().epoch);
+        }
+        epochs.sort_unstable();
+        assert_eq!(epochs, [1, 2, 3, 4, 5, 6]);
+    }
+}
+
+#[tokio::test]
+async fn corrupt_values_name_their_key() {
+    let store = MemoryStore::new();
+    strata_metadata::store::put(&store, b"topic/acme/bad".to_vec(), b"{not json".to_vec())
+        .await
+        .unwrap();
+    let catalog = Catalog::new(store);
+    match catalog.get_topic("acme", "bad").await {
+        Err(CatalogError::Meta(MetaError::Corrupt { key, .. })) => {
+            assert_eq!(key, "topic/acme/bad")
+        }
+        other => panic!("want Corrupt, got {other:?}"),
+    }
+    let err = catalog.get_topic("ac/me", "x").await.unwrap_err();
+    assert!(
+        matches!(err, CatalogError::Meta(MetaError::Invalid(_))),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn queue_floors_round_trip() {
+    for (store, _dir) in backends() {
+        let catalog = Catalog::new(store);
+        assert!(catalog.queue_floors().await.unwrap().is_empty());
+        let a = strata_common::QueueKey::new(1, 0);
+        let b = strata_common::QueueKey::new(12, 7);
+        catalog.set_queue_floors(&[(a, 5), (b, 9)]).await.unwrap();
+        catalog.set_queue_floors(&[(a, 8)]).await.unwrap();
+        let floors = catalog.queue_floors().await.unwrap();
+        assert_eq!(floors.len(), 2);
+        assert_eq!(floors[&a], 8);
+        assert_eq!(floors[&b], 9);
+    }
+}

@@ -1,0 +1,23 @@
+//! Strata's hot tier: the write-ahead log and the message batch format.
+//!
+//! Producers' batches are encoded by [`batch`] into WAL payloads and appended
+//! to the [`Wal`], which makes them durable with group commit (many
+//! concurrent appends share one fdatasync) before the broker acknowledges
+//! them. Once the records are stored in a colder tier, the engine calls
+//! [`Wal::release_before`] so whole segments are deleted; until then the WAL
+//! applies back-pressure instead of growing without bound.
+//!
+//! After a crash, [`Wal::open`] replays every valid record in LSN order, cuts
+//! a torn tail off the newest segment and refuses to start on any other
+//! damage.
+//!
+//! Byte formats live in pure modules ([`batch`], [`wal::frame`]) with their
+//! layouts drawn in the docs; all blocking file I/O of the append path runs
+//! on the WAL's own thread.
+
+pub mod batch;
+pub mod wal;
+
+pub use wal::{
+    PendingAppend, RecoveryReport, SegmentInfo, TruncatedTail, Wal, WalConfig, WalError, WalStats,
+};

@@ -1,0 +1,497 @@
+//! The hot write-ahead log: segment files, group commit, recovery.
+//!
+//! # Positions
+//!
+//! An LSN is a logical byte position across all segments, not counting
+//! segment headers. A segment file `<dir>/<base_lsn:020>.wal` holds the LSNs
+//! `base_lsn..end_lsn`; the next segment's base is this one's end. A record's
+//! LSN is `base_lsn + (file offset − 24)`, and the record after it starts at
+//! `lsn + frame length` (8-byte frame header + payload).
+//!
+//! # Write path
+//!
+//! [`Wal::submit`] reserves the LSN under one lock and hands the frame to the
+//! I/O thread (see `writer`), so reservation order is write order is
+//! completion order. [`PendingAppend::durable`] resolves after the group
+//! containing the record was fdatasync'ed.
+//!
+//! # Space
+//!
+//! `used_bytes` is the sum of all segment file sizes, headers included, as
+//! reserved (so it counts records not yet written). An append that would push
+//! it over `max_bytes` waits until [`Wal::release_before`] deletes old
+//! segments, or fails with [`WalError::Full`] after `append_timeout`.
+//! To guarantee that releasing everything releasable always makes room,
+//! `open` requires `segment_bytes <= max_bytes / 2`, and one record may use at
+//! most half of `max_bytes` (see [`Wal::max_record_len`]).
+
+mod error;
+pub mod frame;
+mod recovery;
+mod segment;
+mod types;
+mod writer;
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::{Notify, oneshot};
+
+pub use error::WalError;
+use frame::{FRAME_HEADER_LEN, FrameResult, MAX_PAYLOAD_LEN, SEGMENT_HEADER_LEN};
+pub use types::{PendingAppend, RecoveryReport, SegmentInfo, TruncatedTail, WalConfig, WalStats};
+use writer::{AppendOp, IoStatus, Op, Writer};
+
+const HEADER: u64 = SEGMENT_HEADER_LEN as u64;
+
+#[derive(Debug)]
+struct Segment {
+    base_lsn: u64,
+    end_lsn: u64,
+    path: PathBuf,
+    /// Read handle, opened on first read.
+    reader: Option<Arc<File>>,
+}
+
+impl Segment {
+    fn file_len(&self) -> u64 {
+        HEADER + (self.end_lsn - self.base_lsn)
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    /// Oldest first; never empty: the last one is the active segment.
+    segments: VecDeque<Segment>,
+    used_bytes: u64,
+    /// `None` once closed.
+    sender: Option<mpsc::Sender<Op>>,
+}
+
+/// The write-ahead log. `Send + Sync`; share it via `Arc`.
+#[derive(Debug)]
+pub struct Wal {
+    config: WalConfig,
+    state: Mutex<State>,
+    io: Arc<IoStatus>,
+    /// Woken when space is freed or the WAL closes.
+    space: Notify,
+    /// Serialises submitters so a waiting one keeps its place in line.
+    submit_turn: tokio::sync::Mutex<()>,
+    /// Serialises release_before so two callers never delete the same file.
+    release_turn: Mutex<()>,
+    io_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Wal {
+    /// Creates the dir if missing, replays every valid record through
+    /// `visit(lsn, payload)` in LSN order, cuts a torn tail off the last
+    /// segment, refuses damage elsewhere, then starts the I/O thread.
+    /// Blocking: call at startup or from `spawn_blocking`.
+    pub fn open<F>(config: WalConfig, mut visit: F) -> Result<(Arc<Wal>, RecoveryReport), WalError>
+    where
+        F: FnMut(u64, &[u8]) -> Result<(), WalError>,
+    {
+        config.validate()?;
+        let started = Instant::now();
+        std::fs::create_dir_all(&config.dir).map_err(WalError::io(&config.dir))?;
+        let (recovered, report) = recovery::recover(&config.dir, &mut visit)?;
+        let mut segments: VecDeque<Segment> = recovered
+            .into_iter()
+            .map(|s| Segment {
+                base_lsn: s.base_lsn,
+                end_lsn: s.end_lsn,
+                path: s.path,
+                reader: None,
+            })
+            .collect();
+        if segments.is_empty() {
+            let (_, path) = segment::create_segment(&config.dir, 0)?;
+            segments.push_back(Segment {
+                base_lsn: 0,
+                end_lsn: 0,
+                path,
+                reader: None,
+            });
+        }
+        let Some(active) = segments.back() else {
+            return Err(WalError::Failed("no active segment".into()));
+        };
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&active.path)
+            .map_err(WalError::io(&active.path))?;
+        let io = Arc::new(IoStatus::new(active.end_lsn, active.base_lsn));
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            dir: config.dir.clone(),
+            file,
+            path: active.path.clone(),
+            pos: active.file_len(),
+            group_max: config.group_commit_max_bytes,
+            status: io.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("strata-wal-io".into())
+            .spawn(move || writer.run(rx))
+            .map_err(WalError::io(&config.dir))?;
+        let used_bytes = segments.iter().map(Segment::file_len).sum();
+        tracing::info!(dir = %config.dir.display(), segments = segments.len(),
+            records = report.records, bytes = report.bytes,
+            first_lsn = segments.front().map_or(0, |s| s.base_lsn), end_lsn = active.end_lsn,
+            truncated = report.truncated.is_some(), elapsed_ms = started.elapsed().as_millis() as u64,
+            "WAL opened");
+        let wal = Wal {
+            config,
+            state: Mutex::new(State {
+                segments,
+                used_bytes,
+                sender: Some(tx),
+            }),
+            io,
+            space: Notify::new(),
+            submit_turn: tokio::sync::Mutex::new(()),
+            release_turn: Mutex::new(()),
+            io_thread: Mutex::new(Some(handle)),
+        };
+        Ok((Arc::new(wal), report))
+    }
+
+    /// Largest payload [`submit`](Self::submit) accepts: the frame limit, and
+    /// at most half of `max_bytes` so a record always fits once everything
+    /// releasable was released.
+    pub fn max_record_len(&self) -> usize {
+        let half = (self.config.max_bytes / 2).saturating_sub(HEADER + FRAME_HEADER_LEN as u64);
+        usize::try_from(half).map_or(MAX_PAYLOAD_LEN, |h| h.min(MAX_PAYLOAD_LEN))
+    }
+
+    /// Waits (up to `append_timeout`) for room, reserves the LSN and hands the
+    /// frame to the I/O thread. Returns right after the handoff; await
+    /// [`PendingAppend::durable`] for durability. Cancel-safe: dropping the
+    /// future before it returns reserves nothing.
+    pub async fn submit(&self, payload: Bytes) -> Result<PendingAppend, WalError> {
+        let max = self.max_record_len();
+        if payload.is_empty() {
+            return Err(WalError::EmptyRecord);
+        }
+        if payload.len() > max {
+            return Err(WalError::TooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        let header = frame::frame_header(&payload)?;
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.config.append_timeout;
+        // Queueing behind a submitter that waits for space counts as waiting too.
+        let turn = tokio::time::timeout_at(deadline, self.submit_turn.lock()).await;
+        let mut timed_out = turn.is_err();
+        loop {
+            if !timed_out {
+                if let Some(pending) = self.try_reserve(header, &payload)? {
+                    return Ok(pending);
+                }
+                timed_out = tokio::time::timeout_at(deadline, self.space.notified())
+                    .await
+                    .is_err();
+            }
+            if timed_out {
+                if let Some(msg) = self.io.failure() {
+                    return Err(WalError::Failed(msg));
+                }
+                let used_bytes = lock(&self.state).used_bytes;
+                let waited_ms = started.elapsed().as_millis() as u64;
+                tracing::warn!(
+                    waited_ms,
+                    used_bytes,
+                    max_bytes = self.config.max_bytes,
+                    len = payload.len(),
+                    "WAL append gave up waiting for space"
+                );
+                return Err(WalError::Full {
+                    waited_ms,
+                    used_bytes,
+                    max_bytes: self.config.max_bytes,
+                });
+            }
+        }
+    }
+
+    /// Reserves and sends if the frame fits now; `Ok(None)` if it must wait.
+    fn try_reserve(
+        &self,
+        header: [u8; FRAME_HEADER_LEN],
+        payload: &Bytes,
+    ) -> Result<Option<PendingAppend>, WalError> {
+        if let Some(msg) = self.io.failure() {
+            return Err(WalError::Failed(msg));
+        }
+        let mut st = lock(&self.state);
+        let st = &mut *st;
+        let Some(sender) = st.sender.as_ref() else {
+            return Err(WalError::Closed);
+        };
+        let Some(active) = st.segments.back() else {
+            return Err(WalError::Failed("no active segment".into()));
+        };
+        let frame_len = (FRAME_HEADER_LEN + payload.len()) as u64;
+        let lsn = active.end_lsn;
+        let roll = active.end_lsn > active.base_lsn
+            && active.file_len() + frame_len > self.config.segment_bytes;
+        let needed = frame_len + if roll { HEADER } else { 0 };
+        if st.used_bytes + needed > self.config.max_bytes {
+            return Ok(None);
+        }
+        let (done_tx, done_rx) = oneshot::channel();
+        let append = Op::Append(AppendOp {
+            lsn,
+            header,
+            payload: payload.clone(),
+            done: done_tx,
+        });
+        let sent = if roll {
+            sender
+                .send(Op::Roll { base_lsn: lsn })
+                .and_then(|()| sender.send(append))
+        } else {
+            sender.send(append)
+        };
+        if sent.is_err() {
+            let msg = "WAL I/O thread is gone".to_owned();
+            self.io.fail(msg.clone());
+            return Err(WalError::Failed(msg));
+        }
+        if roll {
+            st.segments.push_back(Segment {
+                base_lsn: lsn,
+                end_lsn: lsn,
+                path: segment::segment_path(&self.config.dir, lsn),
+                reader: None,
+            });
+        }
+        if let Some(active) = st.segments.back_mut() {
+            active.end_lsn += frame_len;
+        }
+        st.used_bytes += needed;
+        Ok(Some(PendingAppend {
+            lsn,
+            len: frame_len,
+            done: done_rx,
+        }))
+    }
+
+    /// Reads back the payload of the durable record at `lsn`, verifying its
+    /// CRC. Blocking pread: call from `spawn_blocking`.
+    pub fn read(&self, lsn: u64) -> Result<Bytes, WalError> {
+        let durable_lsn = self.io.durable_lsn.load(Ordering::Acquire);
+        let (base_lsn, end_lsn, path, cached) = {
+            let st = lock(&self.state);
+            let first_lsn = st.segments.front().map_or(0, |s| s.base_lsn);
+            let idx = st.segments.partition_point(|s| s.end_lsn <= lsn);
+            match st.segments.get(idx) {
+                Some(s) if lsn >= first_lsn && lsn < durable_lsn => {
+                    (s.base_lsn, s.end_lsn, s.path.clone(), s.reader.clone())
+                }
+                _ => {
+                    return Err(WalError::LsnOutOfRange {
+                        lsn,
+                        first_lsn,
+                        durable_lsn,
+                    });
+                }
+            }
+        };
+        let file = match cached {
+            Some(file) => file,
+            None => {
+                let file = match File::open(&path) {
+                    Ok(file) => Arc::new(file),
+                    // Released between the lookup and the open.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(WalError::LsnOutOfRange {
+                            lsn,
+                            first_lsn: self.stats().first_lsn,
+                            durable_lsn,
+                        });
+                    }
+                    Err(e) => return Err(WalError::io(&path)(e)),
+                };
+                let mut st = lock(&self.state);
+                if let Some(s) = st.segments.iter_mut().find(|s| s.base_lsn == base_lsn) {
+                    s.reader.get_or_insert_with(|| file.clone());
+                }
+                file
+            }
+        };
+        let offset = HEADER + (lsn - base_lsn);
+        let corrupt = |reason: String| WalError::Corrupt {
+            path: path.clone(),
+            offset,
+            reason,
+        };
+        let mut head = [0u8; FRAME_HEADER_LEN];
+        file.read_exact_at(&mut head, offset)
+            .map_err(WalError::io(&path))?;
+        let needed = match frame::decode_frame(&head) {
+            FrameResult::Incomplete { needed } => needed,
+            FrameResult::Corrupt { reason } => return Err(corrupt(reason)),
+            FrameResult::Complete { .. } => return Err(corrupt("impossible frame".into())),
+        };
+        if lsn + (FRAME_HEADER_LEN + needed) as u64 > end_lsn {
+            return Err(corrupt(format!(
+                "record of {needed} bytes runs past the segment end (LSN {end_lsn}); \
+                 {lsn} is probably not a record boundary"
+            )));
+        }
+        let mut buf = vec![0u8; FRAME_HEADER_LEN + needed];
+        file.read_exact_at(&mut buf, offset)
+            .map_err(WalError::io(&path))?;
+        match frame::decode_frame(&buf) {
+            FrameResult::Complete { payload, .. } => Ok(Bytes::from(buf).slice(payload)),
+            FrameResult::Corrupt { reason } => Err(corrupt(reason)),
+            FrameResult::Incomplete { .. } => Err(corrupt("short read".into())),
+        }
+    }
+
+    /// Deletes sealed segments whose `end_lsn <= lsn`, oldest first (never
+    /// the active one), wakes a waiting appender, and returns the bytes freed.
+    /// Blocking (unlink + directory fsync): call from `spawn_blocking`.
+    pub fn release_before(&self, lsn: u64) -> Result<u64, WalError> {
+        let _turn = lock(&self.release_turn);
+        let active_base = self.io.active_base.load(Ordering::Acquire);
+        let victims: Vec<(u64, PathBuf)> = {
+            let st = lock(&self.state);
+            st.segments
+                .iter()
+                .take(st.segments.len().saturating_sub(1))
+                .take_while(|s| s.end_lsn <= lsn && s.end_lsn <= active_base)
+                .map(|s| (s.base_lsn, s.path.clone()))
+                .collect()
+        };
+        let mut freed = 0;
+        let mut result = Ok(());
+        for (base_lsn, path) in victims {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    result = Err(WalError::Io { path, source: e });
+                    break;
+                }
+            }
+            let mut st = lock(&self.state);
+            // Only this function pops, under release_turn, so the front is ours.
+            if st.segments.front().is_some_and(|s| s.base_lsn == base_lsn)
+                && let Some(s) = st.segments.pop_front()
+            {
+                st.used_bytes -= s.file_len();
+                freed += s.file_len();
+            }
+        }
+        if freed > 0 {
+            if let Err(e) = segment::sync_dir(&self.config.dir) {
+                // The deletions happened; at worst a crash resurrects an old
+                // segment, which recovery replays harmlessly.
+                tracing::warn!(error = %e, "fsync of the WAL directory after release failed");
+            }
+            self.space.notify_one();
+            tracing::info!(lsn, freed, "released WAL segments");
+        }
+        result.map(|()| freed)
+    }
+
+    /// Every segment, oldest first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let active_base = self.io.active_base.load(Ordering::Acquire);
+        let st = lock(&self.state);
+        let last = st.segments.len().saturating_sub(1);
+        st.segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SegmentInfo {
+                base_lsn: s.base_lsn,
+                end_lsn: s.end_lsn,
+                path: s.path.clone(),
+                sealed: i < last && s.end_lsn <= active_base,
+            })
+            .collect()
+    }
+
+    pub fn stats(&self) -> WalStats {
+        let st = lock(&self.state);
+        WalStats {
+            used_bytes: st.used_bytes,
+            max_bytes: self.config.max_bytes,
+            segments: st.segments.len(),
+            first_lsn: st.segments.front().map_or(0, |s| s.base_lsn),
+            end_lsn: st.segments.back().map_or(0, |s| s.end_lsn),
+            durable_lsn: self.io.durable_lsn.load(Ordering::Acquire),
+            appends: self.io.appends.load(Ordering::Relaxed),
+            syncs: self.io.syncs.load(Ordering::Relaxed),
+            synced_bytes: self.io.synced_bytes.load(Ordering::Relaxed),
+            failed: self.io.is_failed(),
+        }
+    }
+
+    /// End of the last durable record.
+    pub fn durable_lsn(&self) -> u64 {
+        self.io.durable_lsn.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting appends, lets the I/O thread make everything already
+    /// submitted durable, and joins it. Blocking. Idempotent. Returns
+    /// [`WalError::Failed`] if the WAL had failed.
+    pub fn close(&self) -> Result<(), WalError> {
+        let was_open = self.shutdown();
+        if was_open {
+            tracing::info!(dir = %self.config.dir.display(), durable_lsn = self.durable_lsn(), "WAL closed");
+        }
+        match self.io.failure() {
+            Some(msg) => Err(WalError::Failed(msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops the sender (the I/O thread drains the queue and exits) and joins.
+    fn shutdown(&self) -> bool {
+        let sender = lock(&self.state).sender.take();
+        let was_open = sender.is_some();
+        drop(sender);
+        // A submitter waiting for space must see Closed now.
+        self.space.notify_one();
+        if let Some(handle) = lock(&self.io_thread).take()
+            && handle.join().is_err()
+        {
+            self.io.fail("WAL I/O thread panicked".into());
+        }
+        was_open
+    }
+}
+
+impl Drop for Wal {
+    /// Ensures everything submitted reaches the disk before the files can be reopened.
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wal_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<super::Wal>();
+        assert_send_sync::<super::PendingAppend>();
+    }
+}
