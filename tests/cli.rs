@@ -1,0 +1,225 @@
+//! The `strata` CLI against a real server: the workflow the README shows.
+
+mod common;
+
+use common::{Server, cli};
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "strata failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn topic_produce_consume_group_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let url = server.url.clone();
+
+    let created = ok(&cli(
+        &url,
+        &[
+            "topic",
+            "create",
+            "orders",
+            "--queues",
+            "3",
+            "--retention",
+            "7days",
+        ],
+        None,
+    ));
+    assert!(
+        created.contains("created topic orders with 3 queues"),
+        "{created}"
+    );
+    let list = ok(&cli(&url, &["topic", "list"], None));
+    assert!(
+        list.contains("orders") && list.contains("retention=7days"),
+        "{list}"
+    );
+
+    let produced = ok(&cli(
+        &url,
+        &[
+            "produce",
+            "orders",
+            "--key",
+            "k1",
+            "--tag",
+            "red",
+            "--property",
+            "source=test",
+            "--json",
+        ],
+        Some("first\nsecond\nthird\n"),
+    ));
+    let acks = json_lines(&produced);
+    assert_eq!(acks.len(), 3);
+    let queue = acks[0]["queue"].as_u64().unwrap();
+    assert!(
+        acks.iter().all(|a| a["queue"] == queue),
+        "one key, one queue"
+    );
+    let offsets: Vec<u64> = acks.iter().map(|a| a["offset"].as_u64().unwrap()).collect();
+    assert_eq!(offsets, [0, 1, 2]);
+
+    let file = dir.path().join("payload.bin");
+    std::fs::write(&file, [0u8, 159, 146, 150, 255]).unwrap();
+    let queue_arg = queue.to_string();
+    ok(&cli(
+        &url,
+        &[
+            "produce",
+            "orders",
+            "--queue",
+            &queue_arg,
+            "--file",
+            file.to_str().unwrap(),
+        ],
+        None,
+    ));
+
+    let consumed = ok(&cli(
+        &url,
+        &[
+            "consume", "orders", "--group", "billing", "--count", "2", "--json",
+        ],
+        None,
+    ));
+    let got = json_lines(&consumed);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0]["body"], "first");
+    assert_eq!(got[0]["key"], "k1");
+    assert_eq!(got[0]["tag"], "red");
+    assert_eq!(got[0]["properties"]["source"], "test");
+
+    // The group resumes where the previous consume stopped.
+    let rest = json_lines(&ok(&cli(
+        &url,
+        &["consume", "orders", "--group", "billing", "--json"],
+        None,
+    )));
+    assert_eq!(rest.len(), 2);
+    assert_eq!(rest[0]["body"], "third");
+    assert_eq!(
+        rest[1]["body_base64"], "AJ+Slv8=",
+        "binary file body round-trips"
+    );
+
+    let group = json_lines(&ok(&cli(
+        &url,
+        &["group", "describe", "billing", "--json"],
+        None,
+    )));
+    let offsets = group[0]["offsets"].as_array().unwrap();
+    assert_eq!(offsets.len(), 1);
+    assert_eq!(offsets[0]["offset"], 4);
+    assert_eq!(offsets[0]["lag"], 0);
+
+    ok(&cli(
+        &url,
+        &[
+            "group", "reset", "billing", "--topic", "orders", "--to", "earliest",
+        ],
+        None,
+    ));
+    let again = json_lines(&ok(&cli(
+        &url,
+        &["consume", "orders", "--group", "billing", "--json"],
+        None,
+    )));
+    assert_eq!(again.len(), 4);
+
+    let describe = ok(&cli(&url, &["topic", "describe", "orders"], None));
+    assert!(describe.contains("first_offset"), "{describe}");
+    let status = ok(&cli(&url, &["status"], None));
+    assert!(
+        status.contains("wal") && status.contains("fsyncs"),
+        "{status}"
+    );
+
+    // Errors are specific and exit non-zero.
+    let missing = cli(&url, &["consume", "nope"], None);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("TOPIC_NOT_FOUND"));
+    let bad = cli(&url, &["topic", "create", "bad.name"], None);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("INVALID_NAME"));
+    server.stop();
+}
+
+#[test]
+fn client_commands_explain_an_unreachable_server() {
+    let out = cli("http://127.0.0.1:9", &["topic", "list"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach Strata") && err.contains("strata serve"),
+        "{err}"
+    );
+}
+
+#[test]
+fn second_server_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let out = std::process::Command::new(common::BIN)
+        .args(["serve", "--http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another Strata process"));
+    let status = server.stop();
+    assert!(status.success(), "graceful stop exits 0: {status:?}");
+}
+
+#[test]
+fn help_explains_every_command() {
+    let out = std::process::Command::new(common::BIN)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for cmd in [
+        "serve", "topic", "produce", "consume", "group", "status", "config",
+    ] {
+        assert!(help.contains(cmd), "--help lacks {cmd}");
+    }
+    let out = std::process::Command::new(common::BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--data-dir", "--http-addr", "--grpc-addr", "--config"] {
+        assert!(help.contains(flag), "serve --help lacks {flag}");
+    }
+}
+
+#[test]
+fn config_command_shows_env_overrides() {
+    let out = std::process::Command::new(common::BIN)
+        .arg("config")
+        .env("STRATA_WAL_MAX_BYTES", "4294967296")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("max_bytes = 4294967296"), "{text}");
+    let out = std::process::Command::new(common::BIN)
+        .arg("config")
+        .env("STRATA_WAL_MAX_BYTES", "lots")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("STRATA_WAL_MAX_BYTES"));
+}

@@ -1,0 +1,155 @@
+//! Runs the real `strata` binary for end-to-end tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_strata");
+
+/// A `strata serve` child process on a random loopback port.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    /// Starts `strata serve` and waits until it prints its address.
+    pub fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--http-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("STRATA_LOG_LEVEL", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn strata serve");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = mpsc::channel();
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent && let Some(rest) = line.split("serving HTTP on ").nth(1) {
+                    let url = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(url);
+                    sent = true;
+                }
+                if std::env::var_os("STRATA_TEST_SERVER_LOGS").is_some() {
+                    eprintln!("[server] {line}");
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!("strata serve did not report its address (exit: {status:?})");
+            }
+        };
+        Server {
+            child,
+            url,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a graceful exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait for strata")
+    }
+}
+
+/// Runs a client command of the `strata` binary against `url`.
+pub fn cli(url: &str, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("STRATA_SERVER", url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn strata client");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    } else {
+        drop(child.stdin.take());
+    }
+    child.wait_with_output().expect("strata client output")
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
+pub async fn create_topic(url: &str, name: &str, queues: u32) {
+    let resp = http()
+        .post(format!("{url}/v1/topics"))
+        .json(&serde_json::json!({"name": name, "queues": queues, "retention": "unlimited"}))
+        .send()
+        .await
+        .expect("create topic");
+    assert_eq!(
+        resp.status().as_u16(),
+        201,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+}
+
+/// Every message of a queue from its first offset, as (offset, body bytes).
+pub async fn read_all(url: &str, topic: &str, queue: u32) -> Vec<(u64, Vec<u8>)> {
+    use base64::Engine as _;
+    let client = http();
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    loop {
+        let resp = client
+            .get(format!(
+                "{url}/v1/topics/{topic}/queues/{queue}/messages?offset={offset}&limit=1000&encoding=base64"
+            ))
+            .send()
+            .await
+            .expect("read");
+        assert_eq!(resp.status().as_u16(), 200);
+        let body: serde_json::Value = resp.json().await.expect("read json");
+        let messages = body["messages"].as_array().expect("messages").clone();
+        if messages.is_empty() {
+            return out;
+        }
+        for m in messages {
+            let o = m["offset"].as_u64().expect("offset");
+            let b = base64::engine::general_purpose::STANDARD
+                .decode(m["body_base64"].as_str().expect("body_base64"))
+                .expect("base64");
+            out.push((o, b));
+        }
+        offset = body["next_offset"].as_u64().expect("next_offset");
+    }
+}
