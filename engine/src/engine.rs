@@ -262,10 +262,16 @@ impl Engine {
         self.shutdown.subscribe()
     }
 
-    /// Refuses new work, waits for in-flight appends to become durable, and
-    /// closes the WAL. Long polls return at once.
-    pub async fn close(&self) -> Result<()> {
+    /// Starts shutting down: new requests are refused with UNAVAILABLE and
+    /// long polls return at once; appends already accepted still finish.
+    pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
+    }
+
+    /// [`Engine::begin_shutdown`], then waits for in-flight appends to become
+    /// durable and closes the WAL.
+    pub async fn close(&self) -> Result<()> {
+        self.begin_shutdown();
         let _all_appends_done = self.appends.write().await;
         let wal = self.wal.clone();
         tokio::task::spawn_blocking(move || wal.close())

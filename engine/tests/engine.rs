@@ -459,3 +459,26 @@ async fn shutdown_refuses_new_work() {
     let err = engine.publish(T, "t", vec![msg("late")]).await.unwrap_err();
     assert_eq!(err.code().as_str(), "UNAVAILABLE");
 }
+
+#[tokio::test]
+async fn shutdown_ends_long_polls() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path()).await;
+    engine
+        .create_topic(T, "t", 1, MessageType::Normal, None)
+        .await
+        .unwrap();
+    let reader = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.read(T, "t", 0, 0, 10, Duration::from_secs(25)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    engine.begin_shutdown();
+    // A hang guard, not a latency assertion: the poll must end, not run 25 s.
+    let result = tokio::time::timeout(Duration::from_secs(20), reader)
+        .await
+        .expect("long poll ended by shutdown")
+        .unwrap()
+        .unwrap();
+    assert!(result.messages.is_empty());
+}

@@ -119,6 +119,7 @@ pub async fn start_with_clock(
     let app = http::router(state, config.http.max_request_bytes);
     let (stop, mut stopped) = watch::channel(false);
     let mut engine_down = engine.shutdown_signal();
+    let draining = engine.clone();
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -126,6 +127,9 @@ pub async fn start_with_clock(
                     _ = stopped.wait_for(|s| *s) => {}
                     _ = engine_down.wait_for(|s| *s) => {}
                 }
+                // Long polls end now instead of holding shutdown for up to
+                // their full wait; accepted appends still complete.
+                draining.begin_shutdown();
             })
             .await
             .map_err(ServerError::Http)
