@@ -15,6 +15,9 @@
 //! | `group/<tenant>/<name>`                               | [`GroupRecord`] (JSON)     |
 //! | `offset/<tenant>/<group>/<topic_id:020>/<queue:010>`  | [`CommittedOffset`] (JSON) |
 //! | `owner/<topic_id:020>/<queue:010>`                    | [`OwnerRecord`] (JSON)     |
+//! | `floor/<topic_id:020>/<queue:010>`                    | first offset after a release |
+//! | `range/<topic_id:020>/<queue:010>/<base:020>`         | [`RangeRecord`] (JSON)     |
+//! | `wal-checkpoint/<node>`                               | uploaded WAL position      |
 //!
 //! Every multi-key change is one [`crate::Txn`] guarded by checks, and a lost
 //! race is retried a bounded number of times before [`CatalogError::Conflict`].
@@ -26,6 +29,7 @@ mod floors;
 mod groups;
 pub mod keys;
 mod owners;
+mod ranges;
 mod records;
 mod topics;
 
@@ -36,6 +40,7 @@ use serde::de::DeserializeOwned;
 
 use crate::store::{MetaError, MetaStore, prefix_end};
 
+pub use ranges::{BlockRef, RangeRecord};
 pub use records::{
     CommittedOffset, GroupRecord, MessageType, OwnerRecord, ParseMessageTypeError, Retention,
     TopicRecord,

@@ -11,8 +11,8 @@ pub mod redb_store;
 pub mod store;
 
 pub use catalog::{
-    Catalog, CatalogError, CommittedOffset, GroupRecord, MessageType, OwnerRecord,
-    ParseMessageTypeError, Retention, TopicRecord,
+    BlockRef, Catalog, CatalogError, CommittedOffset, GroupRecord, MessageType, OwnerRecord,
+    ParseMessageTypeError, RangeRecord, Retention, TopicRecord,
 };
 pub use memory_store::MemoryStore;
 pub use redb_store::RedbStore;

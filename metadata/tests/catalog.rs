@@ -288,3 +288,94 @@ async fn queue_floors_round_trip() {
         assert_eq!(floors[&b], 9);
     }
 }
+
+fn range(queue: QueueKey, base: u64, end: u64, object: &str) -> strata_metadata::RangeRecord {
+    strata_metadata::RangeRecord {
+        queue,
+        base_offset: base,
+        end_offset: end,
+        object: object.into(),
+        blocks: vec![strata_metadata::BlockRef {
+            base_offset: base,
+            end_offset: end,
+            min_timestamp_ms: 1,
+            max_timestamp_ms: 2,
+            offset: 0,
+            len: 10,
+            raw_len: 20,
+            crc32c: 7,
+        }],
+        min_timestamp_ms: 1,
+        max_timestamp_ms: 2,
+        stored_bytes: 10,
+    }
+}
+
+#[tokio::test]
+async fn uploads_merges_and_expiry_of_ranges() {
+    for (store, _dir) in backends() {
+        let catalog = Catalog::new(store);
+        let q = QueueKey::new(3, 1);
+        let owner = catalog.claim_queue(q, "n1").await.unwrap();
+        let fence = catalog.owner_check(q, &owner);
+        let a = range(q, 0, 10, "seg/a");
+        let b = range(q, 10, 25, "seg/b");
+        assert!(
+            catalog
+                .commit_upload("n1", 100, &[a.clone()], vec![fence.clone()])
+                .await
+                .unwrap()
+        );
+        assert!(
+            catalog
+                .commit_upload("n1", 200, &[b.clone()], vec![fence.clone()])
+                .await
+                .unwrap()
+        );
+        assert_eq!(catalog.wal_checkpoint("n1").await.unwrap(), Some(200));
+        assert_eq!(
+            catalog.all_ranges().await.unwrap()[&q],
+            vec![a.clone(), b.clone()]
+        );
+
+        let merged = range(q, 0, 25, "merged/ab");
+        assert!(
+            catalog
+                .replace_ranges(&[a.clone(), b.clone()], &merged, fence.clone())
+                .await
+                .unwrap()
+        );
+        // A second merge of the same (now gone) ranges is refused.
+        assert!(
+            !catalog
+                .replace_ranges(&[a.clone()], &merged, fence.clone())
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            catalog.all_ranges().await.unwrap()[&q],
+            vec![merged.clone()]
+        );
+
+        // A zombie owner's upload is fenced off and writes nothing.
+        catalog.claim_queue(q, "n2").await.unwrap();
+        let c = range(q, 25, 30, "seg/c");
+        assert!(
+            !catalog
+                .commit_upload("n1", 300, &[c], vec![fence])
+                .await
+                .unwrap()
+        );
+        assert_eq!(catalog.wal_checkpoint("n1").await.unwrap(), Some(200));
+
+        assert!(
+            catalog
+                .expire_ranges(&[merged.clone()], &[(q, 25)])
+                .await
+                .unwrap()
+        );
+        assert!(catalog.all_ranges().await.unwrap().is_empty());
+        assert_eq!(catalog.queue_floors().await.unwrap()[&q], 25);
+        assert!(!catalog.expire_ranges(&[merged], &[(q, 30)]).await.unwrap());
+    }
+}

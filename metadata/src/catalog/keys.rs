@@ -94,6 +94,25 @@ pub fn parse_floor(key: &[u8]) -> Option<QueueKey> {
     Some(QueueKey::new(topic.parse().ok()?, queue.parse().ok()?))
 }
 
+/// `range/<topic_id:020>/<queue:010>/<base_offset:020>` → JSON `RangeRecord`:
+/// one queue's blocks in one object.
+pub fn range(queue: QueueKey, base_offset: u64) -> Vec<u8> {
+    format!(
+        "range/{:020}/{:010}/{base_offset:020}",
+        queue.topic, queue.queue
+    )
+    .into_bytes()
+}
+
+/// Prefix of every object range, across all queues.
+pub const ALL_RANGES: &[u8] = b"range/";
+
+/// `wal-checkpoint/<node>` → JSON `u64`: the WAL position below which the
+/// node's data is in object storage (or was never needed).
+pub fn wal_checkpoint(node: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("wal-checkpoint/{}", segment(node)?).into_bytes())
+}
+
 /// A key as text for error messages (keys are ASCII in practice).
 pub fn display(key: &[u8]) -> String {
     String::from_utf8_lossy(key).into_owned()
