@@ -322,13 +322,13 @@ async fn uploads_merges_and_expiry_of_ranges() {
         let b = range(q, 10, 25, "seg/b");
         assert!(
             catalog
-                .commit_upload("n1", 100, &[a.clone()], vec![fence.clone()])
+                .commit_upload("n1", 100, std::slice::from_ref(&a), vec![fence.clone()])
                 .await
                 .unwrap()
         );
         assert!(
             catalog
-                .commit_upload("n1", 200, &[b.clone()], vec![fence.clone()])
+                .commit_upload("n1", 200, std::slice::from_ref(&b), vec![fence.clone()])
                 .await
                 .unwrap()
         );
@@ -348,7 +348,7 @@ async fn uploads_merges_and_expiry_of_ranges() {
         // A second merge of the same (now gone) ranges is refused.
         assert!(
             !catalog
-                .replace_ranges(&[a.clone()], &merged, fence.clone())
+                .replace_ranges(std::slice::from_ref(&a), &merged, fence.clone())
                 .await
                 .unwrap()
         );
@@ -370,7 +370,7 @@ async fn uploads_merges_and_expiry_of_ranges() {
 
         assert!(
             catalog
-                .expire_ranges(&[merged.clone()], &[(q, 25)])
+                .expire_ranges(std::slice::from_ref(&merged), &[(q, 25)])
                 .await
                 .unwrap()
         );
