@@ -28,5 +28,12 @@ cargo fmt --all -- --check
 log "cargo clippy (warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# Real services the tests run against (S3-compatible object store), on
+# 127.0.0.1 only; stopped again when this script exits.
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+trap stop_services EXIT
+start_services
+
 log "cargo nextest run (whole workspace)"
 cargo nextest run --workspace --all-targets --locked --no-fail-fast "$@"

@@ -1,10 +1,19 @@
-//! Decides which stored data may be released.
+//! Decides what the tiering loops do; the engine carries it out.
 //!
-//! Today the compactor's job on a single node is retention over the hot WAL:
-//! given every live queue's retained batches, it finds the WAL position below
-//! which nothing needs keeping. Uploading WAL spans to object storage and
-//! merging objects join it with tiered storage.
+//! Every function here is pure planning over plain data, so the policies can
+//! be tested exhaustively without storage:
+//!
+//! - [`upload`]: which span of the WAL goes into the next object;
+//! - [`merge`]: which adjacent small ranges of a queue to rewrite as one
+//!   per-queue object (defragmentation), so cold reads need few GETs;
+//! - [`expiry`]: which of a queue's oldest ranges retention removes;
+//! - [`gc`]: which objects no index entry references any more;
+//! - [`retention`]: the WAL position below which no queue needs its data.
 
+pub mod expiry;
+pub mod gc;
+pub mod merge;
 pub mod retention;
+pub mod upload;
 
 pub use retention::{BatchRef, RetentionPolicy, release_bound};
