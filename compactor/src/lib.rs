@@ -7,8 +7,7 @@
 //! - [`merge`]: which adjacent small ranges of a queue to rewrite as one
 //!   per-queue object (defragmentation), so cold reads need few GETs;
 //! - [`expiry`]: which of a queue's oldest ranges retention removes;
-//! - [`gc`]: which objects no index entry references any more;
-//! - [`retention`]: the WAL position below which no queue needs its data.
+//! - [`gc`]: which objects no index entry references any more.
 
 pub mod expiry;
 pub mod gc;
@@ -16,4 +15,4 @@ pub mod merge;
 pub mod retention;
 pub mod upload;
 
-pub use retention::{BatchRef, RetentionPolicy, release_bound};
+pub use retention::{BatchRef, RetentionPolicy};

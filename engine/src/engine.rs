@@ -30,7 +30,7 @@ pub struct Engine {
     pub(crate) appends: Arc<tokio::sync::RwLock<()>>,
     /// WAL reads hold it shared; segment deletion takes it exclusively.
     pub(crate) wal_files: Arc<RwLock<()>>,
-    pub(crate) retention_lock: tokio::sync::Mutex<()>,
+    pub(crate) tiering: crate::tiered::Tiering,
     started_ms: i64,
     recovery: RecoverySummary,
 }
@@ -49,24 +49,31 @@ impl Engine {
     }
 
     /// Opens the engine on any metadata store: loads topics, claims their
-    /// queues, replays the WAL, and starts the retention task.
+    /// queues, loads their object ranges, replays the WAL, and starts the
+    /// upload and maintenance loops.
     pub async fn open_with_store(
         config: EngineConfig,
         clock: Arc<dyn Clock>,
         store: Arc<dyn MetaStore>,
     ) -> Result<Arc<Self>> {
         let catalog = Catalog::new(store);
+        let tiering = crate::tiered::Tiering::open(&config).await?;
         let floors = catalog.queue_floors().await?;
+        let mut ranges = catalog.all_ranges().await?;
         let mut topics = Topics::default();
         for record in catalog.all_topics().await? {
             let topic = load_topic(&catalog, &config.node_id, record).await?;
             for q in &topic.queues {
-                if let Some(floor) = floors.get(&q.key) {
-                    q.lock().set_floor(*floor);
-                }
+                let floor = floors.get(&q.key).copied().unwrap_or(0);
+                let cold = ranges.remove(&q.key).unwrap_or_default();
+                q.lock().load_cold(cold, floor);
             }
             topics.insert(Arc::new(topic));
         }
+        let checkpoint = catalog.wal_checkpoint(&config.node_id).await?.unwrap_or(0);
+        tiering
+            .checkpoint
+            .store(checkpoint, std::sync::atomic::Ordering::Release);
 
         let wal_config = WalConfig {
             dir: config.data_dir.join("wal"),
@@ -120,11 +127,11 @@ impl Engine {
             shutdown: watch::Sender::new(false),
             appends: Arc::new(tokio::sync::RwLock::new(())),
             wal_files: Arc::new(RwLock::new(())),
-            retention_lock: tokio::sync::Mutex::new(()),
+            tiering,
             started_ms,
             recovery,
         });
-        crate::retention::spawn_loop(&engine);
+        crate::tiered::spawn_loops(&engine);
         Ok(engine)
     }
 
@@ -241,7 +248,7 @@ impl Engine {
                 let inner = q.lock();
                 queues += 1;
                 messages += inner.high_watermark.saturating_sub(inner.first_offset);
-                bytes += inner.retained_bytes;
+                bytes += inner.retained_bytes + inner.cold_bytes;
             }
         }
         NodeStatus {
@@ -254,6 +261,7 @@ impl Engine {
             wal: self.wal.stats(),
             tail_cache: self.cache.stats(),
             recovery: self.recovery.clone(),
+            tiering: self.tiering_status(),
         }
     }
 
@@ -357,11 +365,26 @@ pub(crate) fn queue_info(q: &QueueState) -> QueueInfo {
         first_offset: inner.first_offset,
         end_offset: inner.high_watermark,
         messages: inner.high_watermark.saturating_sub(inner.first_offset),
-        bytes: inner.retained_bytes,
+        bytes: inner.retained_bytes + inner.cold_bytes,
         batches: inner.index.len() as u64,
-        oldest_timestamp_ms: inner.index.front().map(|e| e.at.timestamp_ms),
+        oldest_timestamp_ms: inner
+            .cold
+            .front()
+            .map(|r| r.min_timestamp_ms)
+            .or_else(|| inner.index.front().map(|e| e.at.timestamp_ms)),
         newest_timestamp_ms: inner.index.back().map(|e| e.at.timestamp_ms),
         owner_node: q.owner.node.clone(),
         owner_epoch: q.owner.epoch,
+        wal_first_offset: inner.hot_first(),
+        object_first_offset: inner.cold.front().map(|r| r.base_offset),
+        object_end_offset: inner.cold_end(),
+        object_bytes: inner.cold_bytes,
+        object_ranges: inner.cold.len() as u64,
+        objects: inner
+            .cold
+            .iter()
+            .map(|r| r.object.as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len() as u64,
     }
 }

@@ -49,6 +49,10 @@ pub enum EngineError {
     WalFailed(String),
     #[error("metadata conflict: {0}")]
     Conflict(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("object storage unavailable: {0}")]
+    ObjectStore(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -69,7 +73,8 @@ impl EngineError {
             WalFull(_) => ErrorCode::WalFull,
             ShuttingDown | WalFailed(_) => ErrorCode::Unavailable,
             Conflict(_) => ErrorCode::Conflict,
-            Internal(_) => ErrorCode::Internal,
+            ObjectStore(_) => ErrorCode::Unavailable,
+            Corrupt(_) | Internal(_) => ErrorCode::Internal,
         }
     }
 }
@@ -81,6 +86,24 @@ impl From<WalError> for EngineError {
             WalError::Closed => EngineError::ShuttingDown,
             other => EngineError::WalFailed(other.to_string()),
         }
+    }
+}
+
+impl From<strata_objects::ObjectError> for EngineError {
+    fn from(e: strata_objects::ObjectError) -> Self {
+        match e {
+            // A committed range points at a missing object: corruption, not an outage.
+            strata_objects::ObjectError::NotFound { key } => {
+                EngineError::Corrupt(format!("object {key} is referenced but missing"))
+            }
+            other => EngineError::ObjectStore(other.to_string()),
+        }
+    }
+}
+
+impl From<strata_cache::CacheError> for EngineError {
+    fn from(e: strata_cache::CacheError) -> Self {
+        EngineError::Internal(format!("block cache: {e}"))
     }
 }
 

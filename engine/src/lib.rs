@@ -17,11 +17,13 @@ mod groups;
 mod publish;
 mod queue;
 mod read;
-mod retention;
+mod tiered;
 mod topic;
 mod types;
 
 pub use engine::Engine;
 pub use error::{EngineError, Result};
 pub use strata_metadata::{MessageType, Retention};
+pub use tiered::maintenance::MaintenanceSummary;
+pub use tiered::upload::UploadSummary;
 pub use types::*;

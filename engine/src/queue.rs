@@ -9,9 +9,11 @@
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 
+use std::sync::Arc;
+
 use strata_common::QueueKey;
 use strata_compactor::BatchRef;
-use strata_metadata::OwnerRecord;
+use strata_metadata::{OwnerRecord, RangeRecord};
 use tokio::sync::watch;
 
 /// Where one retained batch lives in the WAL.
@@ -45,8 +47,15 @@ pub(crate) struct QueueInner {
     pub high_watermark: u64,
     /// Newest append timestamp, so timestamps never go backwards in a queue.
     pub last_timestamp_ms: i64,
+    /// Batches still in the WAL (hot), oldest first.
     pub index: VecDeque<IndexEntry>,
+    /// Bytes of `index`.
     pub retained_bytes: u64,
+    /// Ranges in object storage (cold), oldest first; may overlap the
+    /// oldest hot batches until their WAL space is released.
+    pub cold: VecDeque<Arc<RangeRecord>>,
+    /// Bytes of `cold`.
+    pub cold_bytes: u64,
     pending: VecDeque<PendingBatch>,
 }
 
@@ -55,6 +64,83 @@ impl QueueInner {
     pub fn entries_from(&self, offset: u64) -> impl Iterator<Item = &IndexEntry> {
         let start = self.index.partition_point(|e| e.end_offset() <= offset);
         self.index.iter().skip(start)
+    }
+
+    /// End of the offsets held in object storage.
+    pub fn cold_end(&self) -> Option<u64> {
+        self.cold.back().map(|r| r.end_offset)
+    }
+
+    /// First offset still in the WAL, if any.
+    pub fn hot_first(&self) -> Option<u64> {
+        self.index.front().map(|e| e.base_offset)
+    }
+
+    /// The cold range holding `offset`.
+    pub fn cold_range(&self, offset: u64) -> Option<Arc<RangeRecord>> {
+        let i = self.cold.partition_point(|r| r.end_offset <= offset);
+        self.cold
+            .get(i)
+            .filter(|r| r.base_offset <= offset)
+            .cloned()
+    }
+
+    /// Loads the queue's object ranges at startup: offsets continue after
+    /// them (or after `floor`, whichever is later).
+    pub fn load_cold(&mut self, ranges: Vec<RangeRecord>, floor: u64) {
+        let end = ranges.last().map_or(0, |r| r.end_offset).max(floor);
+        self.set_floor(end);
+        self.first_offset = ranges.first().map_or(end, |r| r.base_offset.max(floor));
+        for r in ranges {
+            self.cold_bytes += r.stored_bytes;
+            self.cold.push_back(Arc::new(r));
+        }
+    }
+
+    /// Appends a just-committed upload range.
+    pub fn push_cold(&mut self, range: RangeRecord) {
+        if self.cold.is_empty() && self.index.is_empty() {
+            self.first_offset = range.base_offset;
+        }
+        self.cold_bytes += range.stored_bytes;
+        self.cold.push_back(Arc::new(range));
+    }
+
+    /// Swaps the `count` cold ranges starting at `start` for `merged`, if
+    /// they are still the ones the merge read.
+    pub fn replace_cold(&mut self, old: &[RangeRecord], merged: RangeRecord) -> bool {
+        let Some(start) = self
+            .cold
+            .iter()
+            .position(|r| r.base_offset == old.first().map_or(u64::MAX, |o| o.base_offset))
+        else {
+            return false;
+        };
+        let same = old.len() <= self.cold.len() - start
+            && old
+                .iter()
+                .zip(self.cold.iter().skip(start))
+                .all(|(a, b)| a == b.as_ref());
+        if !same {
+            return false;
+        }
+        for r in self.cold.drain(start..start + old.len()) {
+            self.cold_bytes -= r.stored_bytes;
+        }
+        self.cold_bytes += merged.stored_bytes;
+        self.cold.insert(start, Arc::new(merged));
+        true
+    }
+
+    /// Drops the `count` oldest cold ranges (retention) and moves the first
+    /// offset past them.
+    pub fn expire_cold(&mut self, count: usize) {
+        for _ in 0..count {
+            if let Some(r) = self.cold.pop_front() {
+                self.cold_bytes -= r.stored_bytes;
+                self.first_offset = self.first_offset.max(r.end_offset);
+            }
+        }
     }
 
     /// Records a batch replayed from the WAL at startup. Returns false (and
@@ -67,7 +153,9 @@ impl QueueInner {
             if !self.index.is_empty() {
                 return false;
             }
-            self.first_offset = entry.base_offset;
+            if self.cold.is_empty() {
+                self.first_offset = entry.base_offset;
+            }
         }
         self.push(entry, timestamp_ms);
         self.high_watermark = self.next_offset;
@@ -105,25 +193,21 @@ impl QueueInner {
         (self.high_watermark != before).then_some(self.high_watermark)
     }
 
-    /// The offset that will be first once WAL data below `first_lsn` is gone.
-    pub fn first_offset_after_release(&self, first_lsn: u64) -> u64 {
-        self.index
-            .iter()
-            .find(|e| e.at.lsn >= first_lsn)
-            .map_or(self.next_offset, |e| e.base_offset)
-    }
-
-    /// Drops index entries whose WAL data is gone.
+    /// Drops index entries whose WAL data is gone. Data that was uploaded
+    /// stays readable from its cold ranges.
     pub fn release_below(&mut self, first_lsn: u64) {
         while self.index.front().is_some_and(|e| e.at.lsn < first_lsn) {
             if let Some(e) = self.index.pop_front() {
                 self.retained_bytes -= e.bytes;
             }
         }
-        self.first_offset = self
-            .index
-            .front()
-            .map_or(self.next_offset, |e| e.base_offset);
+        if self.cold.is_empty() {
+            let first = self
+                .index
+                .front()
+                .map_or(self.next_offset, |e| e.base_offset);
+            self.first_offset = self.first_offset.max(first);
+        }
     }
 
     /// Starts an empty queue at `floor` (offsets below it were released earlier).
@@ -220,7 +304,6 @@ mod tests {
         q.append(entry(2, 2, 100));
         q.mark_durable(2);
         q.mark_durable(4);
-        assert_eq!(q.first_offset_after_release(50), 2);
         q.release_below(50);
         assert_eq!((q.first_offset, q.retained_bytes), (2, 10));
         q.release_below(u64::MAX);

@@ -36,8 +36,15 @@ impl Engine {
         let (first_now, hw) = self.bounds(&q, topic, offset)?;
         let first = first.max(first_now);
         let end = hw.min(offset.saturating_add(max_messages as u64));
+        // Offsets below the first hot batch live only in object storage.
+        let cold = {
+            let inner = q.lock();
+            inner.cold_range(offset).is_some() && inner.hot_first().is_none_or(|h| offset < h)
+        };
         let messages = if offset >= end {
             Vec::new()
+        } else if cold {
+            self.read_cold(&q, offset, end, max_messages).await?
         } else if let Some(hit) = self.cache.read(q.key, offset, end, max_messages) {
             hit
         } else {

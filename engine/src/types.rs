@@ -28,15 +28,36 @@ pub struct EngineConfig {
     pub max_wait: Duration,
     /// Retention of topics created without one.
     pub default_retention: Retention,
-    /// How often expired WAL data is looked for.
+    /// How often retention, merges and garbage collection run.
     pub retention_interval: Duration,
+    /// Where cold data goes.
+    pub object_store: strata_objects::ObjectStoreConfig,
+    /// Upload at least this often while the WAL holds data not yet uploaded.
+    pub upload_interval: Duration,
+    /// Upload at once when this many WAL bytes wait.
+    pub upload_trigger_bytes: u64,
+    /// Largest object one upload writes.
+    pub max_object_bytes: u64,
+    /// Uncompressed size of one block in an object.
+    pub target_block_bytes: usize,
+    /// Ranges smaller than this are merged with their neighbours.
+    pub merge_small_range_bytes: u64,
+    /// A merge needs at least this many adjacent small ranges.
+    pub merge_min_ranges: usize,
+    /// Size at which a merged object stops growing.
+    pub merge_target_bytes: u64,
+    /// Unreferenced objects younger than this are left alone.
+    pub gc_grace: Duration,
+    pub block_cache: strata_cache::BlockCacheConfig,
+    pub cold_reader: strata_cache::ColdReaderConfig,
 }
 
 impl EngineConfig {
     /// Defaults suitable for one machine, rooted at `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir: PathBuf = data_dir.into();
         Self {
-            data_dir: data_dir.into(),
+            data_dir: data_dir.clone(),
             node_id: "node-1".to_string(),
             wal_segment_bytes: 64 << 20,
             wal_max_bytes: 2 << 30,
@@ -51,6 +72,25 @@ impl EngineConfig {
             max_wait: Duration::from_secs(30),
             default_retention: Retention::Ms(72 * 3600 * 1000),
             retention_interval: Duration::from_secs(10),
+            object_store: strata_objects::ObjectStoreConfig::local(data_dir.join("objects")),
+            upload_interval: Duration::from_secs(2),
+            upload_trigger_bytes: 32 << 20,
+            max_object_bytes: 128 << 20,
+            target_block_bytes: 256 << 10,
+            merge_small_range_bytes: 4 << 20,
+            merge_min_ranges: 8,
+            merge_target_bytes: 64 << 20,
+            gc_grace: Duration::from_secs(300),
+            block_cache: strata_cache::BlockCacheConfig {
+                memory_bytes: 64 << 20,
+                disk_dir: Some(data_dir.join("cache")),
+                disk_bytes: 1 << 30,
+            },
+            cold_reader: strata_cache::ColdReaderConfig {
+                threads: 1,
+                max_concurrent_fetches: 16,
+                bandwidth_bytes_per_sec: 0,
+            },
         }
     }
 }
@@ -95,6 +135,15 @@ pub struct QueueInfo {
     pub newest_timestamp_ms: Option<i64>,
     pub owner_node: String,
     pub owner_epoch: u64,
+    /// First offset still in the WAL (hot), if any.
+    pub wal_first_offset: Option<u64>,
+    /// Offsets `[first, end)` held in object storage (cold), if any.
+    pub object_first_offset: Option<u64>,
+    pub object_end_offset: Option<u64>,
+    pub object_bytes: u64,
+    pub object_ranges: u64,
+    /// Distinct objects holding this queue's cold ranges.
+    pub objects: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -146,4 +195,27 @@ pub struct NodeStatus {
     pub wal: strata_tiering::WalStats,
     pub tail_cache: strata_cache::TailCacheStats,
     pub recovery: RecoverySummary,
+    pub tiering: TieringStatus,
+}
+
+/// The node's tiered storage: upload progress, object traffic, cold reads.
+#[derive(Debug, Clone, Default)]
+pub struct TieringStatus {
+    pub object_store: String,
+    /// WAL position below which everything is in object storage.
+    pub checkpoint_lsn: u64,
+    /// Durable WAL bytes not yet uploaded.
+    pub upload_lag_bytes: u64,
+    /// Age of the oldest durable batch not yet uploaded.
+    pub upload_lag_ms: i64,
+    pub uploads: u64,
+    pub uploaded_bytes: u64,
+    pub merges: u64,
+    pub merged_bytes: u64,
+    pub expired_ranges: u64,
+    pub gc_deleted_objects: u64,
+    pub last_error: Option<String>,
+    pub objects: strata_objects::ObjectMetrics,
+    pub block_cache: strata_cache::BlockCacheStats,
+    pub cold_reader: strata_cache::ColdReaderStats,
 }

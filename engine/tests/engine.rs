@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use strata_common::{Clock, ManualClock, Message, SystemClock};
+use strata_common::{Message, SystemClock};
 use strata_engine::{Engine, EngineConfig, EngineError, MessageType, PublishMessage, Retention};
 
 const T: &str = "default";
@@ -311,99 +311,6 @@ async fn deleted_topic_stays_deleted_after_restart_and_name_is_reusable() {
     let engine = open(dir.path()).await;
     let read = engine.read(T, "t", 0, 0, 10, Duration::ZERO).await.unwrap();
     assert_eq!(bodies(&read.messages), ["new"]);
-}
-
-#[tokio::test]
-async fn retention_releases_expired_segments_and_offsets_never_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(1_000_000, 1);
-    let mut c = config(dir.path());
-    c.wal_segment_bytes = 4096;
-    c.wal_max_bytes = 1 << 20;
-    let open_with = |c: EngineConfig, clock: Arc<ManualClock>| async move {
-        Engine::open(c, clock as Arc<dyn Clock>).await.unwrap()
-    };
-    {
-        let engine = open_with(c.clone(), clock.clone()).await;
-        engine
-            .create_topic(
-                T,
-                "short",
-                1,
-                MessageType::Normal,
-                Some(Retention::Ms(60_000)),
-            )
-            .await
-            .unwrap();
-        for i in 0..40 {
-            engine
-                .publish(T, "short", vec![msg(&format!("{i:0>500}"))])
-                .await
-                .unwrap();
-        }
-        assert_eq!(
-            engine.enforce_retention().await.unwrap(),
-            0,
-            "nothing expired yet"
-        );
-        clock.advance_ms(61_000);
-        engine
-            .publish(T, "short", vec![msg("fresh")])
-            .await
-            .unwrap();
-        let freed = engine.enforce_retention().await.unwrap();
-        assert!(freed > 0, "expired sealed segments are released");
-        let q = engine.queue_info(T, "short", 0).unwrap();
-        assert!(q.first_offset > 0 && q.end_offset == 41);
-        let err = engine
-            .read(T, "short", 0, 0, 1, Duration::ZERO)
-            .await
-            .unwrap_err();
-        assert_eq!(err.code().as_str(), "OFFSET_OUT_OF_RANGE");
-        engine.close().await.unwrap();
-    }
-    let engine = open_with(c, clock.clone()).await;
-    let q = engine.queue_info(T, "short", 0).unwrap();
-    assert_eq!(q.end_offset, 41, "offsets continue after release + restart");
-    let p = engine
-        .publish(T, "short", vec![msg("after")])
-        .await
-        .unwrap();
-    assert_eq!(p[0].offset, 41);
-    let read = engine
-        .read(T, "short", 0, 40, 10, Duration::ZERO)
-        .await
-        .unwrap();
-    assert_eq!(bodies(&read.messages), ["fresh", "after"]);
-}
-
-#[tokio::test]
-async fn unlimited_retention_fills_the_wal_and_appends_fail_with_wal_full() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
-    c.wal_segment_bytes = 4096;
-    c.wal_max_bytes = 16 * 1024;
-    c.append_timeout = Duration::from_millis(200);
-    let engine = Engine::open(c, Arc::new(SystemClock)).await.unwrap();
-    engine
-        .create_topic(T, "t", 1, MessageType::Normal, Some(Retention::Unlimited))
-        .await
-        .unwrap();
-    let mut acked = 0;
-    let err = loop {
-        match engine.publish(T, "t", vec![msg(&"x".repeat(1000))]).await {
-            Ok(_) => acked += 1,
-            Err(e) => break e,
-        }
-        assert!(acked < 1000, "WAL bound never engaged");
-    };
-    assert_eq!(err.code().as_str(), "WAL_FULL");
-    // Everything acknowledged before the error is still readable.
-    let read = engine
-        .read(T, "t", 0, 0, 1000, Duration::ZERO)
-        .await
-        .unwrap();
-    assert_eq!(read.messages.len(), acked);
 }
 
 #[tokio::test]

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use strata_cache::{BlockCacheConfig, ColdReaderConfig};
 use strata_engine::{EngineConfig, Retention};
+use strata_objects::{Backend, ObjectStoreConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -42,6 +44,8 @@ pub struct Config {
     pub grpc: GrpcConfig,
     pub wal: WalSection,
     pub cache: CacheSection,
+    pub object_store: ObjectStoreSection,
+    pub compactor: CompactorSection,
     pub limits: LimitsSection,
     pub retention: RetentionSection,
     pub log: LogSection,
@@ -75,6 +79,47 @@ pub struct WalSection {
 #[serde(deny_unknown_fields, default)]
 pub struct CacheSection {
     pub tail_bytes: usize,
+    pub block_memory_bytes: usize,
+    pub block_disk_bytes: u64,
+    /// Directory of the block cache's disk tier; empty = `<data_dir>/cache`,
+    /// "none" = memory only.
+    pub block_disk_dir: String,
+    pub cold_read_threads: usize,
+    pub cold_read_concurrency: usize,
+    /// Bandwidth budget of cold reads; 0 = unlimited.
+    pub cold_read_bytes_per_sec: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectStoreSection {
+    /// "local" (a directory) or "s3" (any S3-compatible endpoint).
+    pub kind: String,
+    /// local: the directory; empty = `<data_dir>/objects`.
+    pub root: String,
+    /// s3: bucket, key prefix, endpoint URL (empty = AWS), region (empty =
+    /// from the AWS environment). Credentials come from the usual AWS
+    /// environment/config chain.
+    pub bucket: String,
+    pub prefix: String,
+    pub endpoint: String,
+    pub region: String,
+    pub allow_http: bool,
+    pub timeout_ms: u64,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompactorSection {
+    pub upload_interval_ms: u64,
+    pub upload_trigger_bytes: u64,
+    pub max_object_bytes: u64,
+    pub block_bytes: usize,
+    pub merge_small_range_bytes: u64,
+    pub merge_min_ranges: usize,
+    pub merge_target_bytes: u64,
+    pub gc_grace_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,6 +171,33 @@ impl Default for Config {
             },
             cache: CacheSection {
                 tail_bytes: engine.tail_cache_bytes,
+                block_memory_bytes: engine.block_cache.memory_bytes,
+                block_disk_bytes: engine.block_cache.disk_bytes,
+                block_disk_dir: String::new(),
+                cold_read_threads: engine.cold_reader.threads,
+                cold_read_concurrency: engine.cold_reader.max_concurrent_fetches,
+                cold_read_bytes_per_sec: engine.cold_reader.bandwidth_bytes_per_sec,
+            },
+            object_store: ObjectStoreSection {
+                kind: "local".into(),
+                root: String::new(),
+                bucket: String::new(),
+                prefix: String::new(),
+                endpoint: String::new(),
+                region: String::new(),
+                allow_http: false,
+                timeout_ms: engine.object_store.timeout.as_millis() as u64,
+                max_attempts: engine.object_store.max_attempts,
+            },
+            compactor: CompactorSection {
+                upload_interval_ms: engine.upload_interval.as_millis() as u64,
+                upload_trigger_bytes: engine.upload_trigger_bytes,
+                max_object_bytes: engine.max_object_bytes,
+                block_bytes: engine.target_block_bytes,
+                merge_small_range_bytes: engine.merge_small_range_bytes,
+                merge_min_ranges: engine.merge_min_ranges,
+                merge_target_bytes: engine.merge_target_bytes,
+                gc_grace_ms: engine.gc_grace.as_millis() as u64,
             },
             limits: LimitsSection {
                 max_message_bytes: engine.max_message_bytes,
@@ -165,6 +237,16 @@ impl Default for WalSection {
 impl Default for CacheSection {
     fn default() -> Self {
         Config::default().cache
+    }
+}
+impl Default for ObjectStoreSection {
+    fn default() -> Self {
+        Config::default().object_store
+    }
+}
+impl Default for CompactorSection {
+    fn default() -> Self {
+        Config::default().compactor
     }
 }
 impl Default for LimitsSection {
@@ -281,7 +363,54 @@ impl Config {
             ));
         }
         parse_retention(&self.retention.default).map_err(ConfigError::Invalid)?;
+        match self.object_store.kind.as_str() {
+            "local" => {}
+            "s3" if self.object_store.bucket.is_empty() => {
+                return bad(
+                    "object_store.bucket is required when object_store.kind = \"s3\"".into(),
+                );
+            }
+            "s3" => {}
+            other => {
+                return bad(format!(
+                    "object_store.kind must be \"local\" or \"s3\", got {other:?}"
+                ));
+            }
+        }
+        if self.compactor.block_bytes == 0 || self.compactor.max_object_bytes == 0 {
+            return bad("compactor.block_bytes and compactor.max_object_bytes must be > 0".into());
+        }
         Ok(())
+    }
+
+    fn object_store_config(&self) -> ObjectStoreConfig {
+        let o = &self.object_store;
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let backend = if o.kind == "s3" {
+            Backend::S3 {
+                bucket: o.bucket.clone(),
+                endpoint: non_empty(&o.endpoint),
+                region: non_empty(&o.region),
+                allow_http: o.allow_http,
+                access_key_id: None,
+                secret_access_key: None,
+            }
+        } else {
+            let root = if o.root.is_empty() {
+                self.data_dir.join("objects")
+            } else {
+                PathBuf::from(&o.root)
+            };
+            Backend::Local { root }
+        };
+        let defaults = ObjectStoreConfig::memory();
+        ObjectStoreConfig {
+            backend,
+            prefix: o.prefix.clone(),
+            timeout: Duration::from_millis(o.timeout_ms.max(1)),
+            max_attempts: o.max_attempts.max(1),
+            ..defaults
+        }
     }
 
     pub fn engine_config(&self) -> Result<EngineConfig, ConfigError> {
@@ -302,6 +431,29 @@ impl Config {
             default_retention: parse_retention(&self.retention.default)
                 .map_err(ConfigError::Invalid)?,
             retention_interval: Duration::from_millis(self.retention.check_interval_ms.max(1)),
+            object_store: self.object_store_config(),
+            upload_interval: Duration::from_millis(self.compactor.upload_interval_ms.max(1)),
+            upload_trigger_bytes: self.compactor.upload_trigger_bytes,
+            max_object_bytes: self.compactor.max_object_bytes,
+            target_block_bytes: self.compactor.block_bytes,
+            merge_small_range_bytes: self.compactor.merge_small_range_bytes,
+            merge_min_ranges: self.compactor.merge_min_ranges,
+            merge_target_bytes: self.compactor.merge_target_bytes,
+            gc_grace: Duration::from_millis(self.compactor.gc_grace_ms),
+            block_cache: BlockCacheConfig {
+                memory_bytes: self.cache.block_memory_bytes,
+                disk_dir: match self.cache.block_disk_dir.as_str() {
+                    "" => Some(self.data_dir.join("cache")),
+                    "none" => None,
+                    dir => Some(PathBuf::from(dir)),
+                },
+                disk_bytes: self.cache.block_disk_bytes,
+            },
+            cold_reader: ColdReaderConfig {
+                threads: self.cache.cold_read_threads.max(1),
+                max_concurrent_fetches: self.cache.cold_read_concurrency.max(1),
+                bandwidth_bytes_per_sec: self.cache.cold_read_bytes_per_sec,
+            },
         })
     }
 }

@@ -53,7 +53,16 @@ impl IntoResponse for ApiError {
                 message: &self.message,
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if self.code == ErrorCode::PayloadTooLarge {
+            // The rest of the body is left unread, so the connection cannot
+            // be reused; say so, or a client's next request on it fails.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 

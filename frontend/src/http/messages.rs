@@ -14,6 +14,7 @@ use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use strata_common::{ErrorCode, Message, StoredMessage};
 use strata_engine::{PublishMessage, Published};
@@ -132,9 +133,15 @@ pub async fn publish(
                     "query parameters key/tag/queue/id apply to raw bodies only; put them in the JSON message",
                 ));
             }
-            let parsed: PublishJson = serde_json::from_slice(&body).map_err(|e| {
-                ApiError::new(ErrorCode::InvalidJson, format!("invalid publish JSON: {e}"))
-            })?;
+            let parsed: PublishJson = serde_json::from_slice(&body)
+                .and_then(|parsed| {
+                    let mut de = serde_json::Deserializer::from_slice(&body);
+                    ObjectShape { messages: true }.deserialize(&mut de)?;
+                    Ok(parsed)
+                })
+                .map_err(|e| {
+                    ApiError::new(ErrorCode::InvalidJson, format!("invalid publish JSON: {e}"))
+                })?;
             parsed
                 .messages
                 .into_iter()
@@ -169,6 +176,67 @@ pub async fn publish(
     Ok(Reply(PublishReply {
         messages: published.into_iter().map(published_json).collect(),
     }))
+}
+
+/// Checks that a publish body has objects where the schema has them: serde's
+/// derived structs also accept arrays (fields by position), which the API
+/// does not document. Walks the JSON without building it.
+struct ObjectShape {
+    /// Also check each element of the top-level `messages` array.
+    messages: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for ObjectShape {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ObjectShape {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if self.messages && key == "messages" {
+                map.next_value_seed(MessageObjects)?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct MessageObjects;
+
+impl<'de> DeserializeSeed<'de> for MessageObjects {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MessageObjects {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of message objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(ObjectShape { messages: false })?
+            .is_some()
+        {}
+        Ok(())
+    }
 }
 
 fn published_json(p: Published) -> PublishedJson {

@@ -178,6 +178,60 @@ pub struct StatusJson {
     pub wal: WalJson,
     pub tail_cache: CacheJson,
     pub recovery: RecoveryJson,
+    pub tiering: TieringJson,
+}
+
+/// Tiered storage: upload progress, object-store traffic, cold reads.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct TieringJson {
+    pub object_store: String,
+    pub checkpoint_lsn: u64,
+    pub upload_lag_bytes: u64,
+    pub upload_lag_ms: i64,
+    pub uploads: u64,
+    pub uploaded_bytes: u64,
+    pub merges: u64,
+    pub merged_bytes: u64,
+    pub expired_ranges: u64,
+    pub gc_deleted_objects: u64,
+    pub last_error: Option<String>,
+    pub object_requests: ObjectRequestsJson,
+    pub block_cache: BlockCacheJson,
+    pub cold_reads: ColdReadsJson,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct ObjectRequestsJson {
+    pub puts: u64,
+    pub gets: u64,
+    pub heads: u64,
+    pub lists: u64,
+    pub deletes: u64,
+    pub put_bytes: u64,
+    pub get_bytes: u64,
+    pub errors: u64,
+    pub retries: u64,
+    pub timeouts: u64,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct BlockCacheJson {
+    pub hits: u64,
+    pub disk_hits: u64,
+    pub misses: u64,
+    pub coalesced: u64,
+    /// hits / (hits + misses); 0 before any cold read.
+    pub hit_ratio: f64,
+    pub memory_bytes: usize,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct ColdReadsJson {
+    pub fetches: u64,
+    pub fetch_errors: u64,
+    pub bytes: u64,
+    pub throttled_waits: u64,
+    pub prefetches: u64,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -248,5 +302,56 @@ pub async fn status(State(state): State<AppState>) -> Reply<StatusJson> {
             truncated_bytes: s.recovery.truncated_bytes,
             truncated_reason: s.recovery.truncated_reason,
         },
+        tiering: tiering_json(s.tiering),
     })
+}
+
+fn tiering_json(t: strata_engine::TieringStatus) -> TieringJson {
+    let o = t.objects;
+    let b = t.block_cache;
+    let lookups = b.hits + b.misses;
+    TieringJson {
+        object_store: t.object_store,
+        checkpoint_lsn: t.checkpoint_lsn,
+        upload_lag_bytes: t.upload_lag_bytes,
+        upload_lag_ms: t.upload_lag_ms,
+        uploads: t.uploads,
+        uploaded_bytes: t.uploaded_bytes,
+        merges: t.merges,
+        merged_bytes: t.merged_bytes,
+        expired_ranges: t.expired_ranges,
+        gc_deleted_objects: t.gc_deleted_objects,
+        last_error: t.last_error,
+        object_requests: ObjectRequestsJson {
+            puts: o.puts,
+            gets: o.gets,
+            heads: o.heads,
+            lists: o.lists,
+            deletes: o.deletes,
+            put_bytes: o.put_bytes,
+            get_bytes: o.get_bytes,
+            errors: o.errors,
+            retries: o.retries,
+            timeouts: o.timeouts,
+        },
+        block_cache: BlockCacheJson {
+            hits: b.hits,
+            disk_hits: b.disk_hits,
+            misses: b.misses,
+            coalesced: b.coalesced,
+            hit_ratio: if lookups == 0 {
+                0.0
+            } else {
+                b.hits as f64 / lookups as f64
+            },
+            memory_bytes: b.memory_bytes,
+        },
+        cold_reads: ColdReadsJson {
+            fetches: t.cold_reader.fetches,
+            fetch_errors: t.cold_reader.fetch_errors,
+            bytes: t.cold_reader.bytes,
+            throttled_waits: t.cold_reader.throttled_waits,
+            prefetches: t.cold_reader.prefetches_spawned,
+        },
+    }
 }

@@ -51,6 +51,14 @@ pub struct QueueJson {
     pub newest_timestamp_ms: Option<i64>,
     pub owner_node: String,
     pub owner_epoch: u64,
+    /// First offset still in the local WAL (hot tier), if any.
+    pub wal_first_offset: Option<u64>,
+    /// Offsets held in object storage (cold tier): `[first, end)`.
+    pub object_first_offset: Option<u64>,
+    pub object_end_offset: Option<u64>,
+    pub object_bytes: u64,
+    pub object_ranges: u64,
+    pub objects: u64,
 }
 
 impl From<&TopicInfo> for TopicJson {
@@ -79,6 +87,12 @@ impl From<&QueueInfo> for QueueJson {
             newest_timestamp_ms: q.newest_timestamp_ms,
             owner_node: q.owner_node.clone(),
             owner_epoch: q.owner_epoch,
+            wal_first_offset: q.wal_first_offset,
+            object_first_offset: q.object_first_offset,
+            object_end_offset: q.object_end_offset,
+            object_bytes: q.object_bytes,
+            object_ranges: q.object_ranges,
+            objects: q.objects,
         }
     }
 }

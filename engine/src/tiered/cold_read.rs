@@ -1,0 +1,130 @@
+//! Reading cold offsets: range → block → block cache or a ranged GET on the
+//! cold-read runtime, with read-ahead of the next block.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use strata_cache::BlockKey;
+use strata_common::{QueueKey, StoredMessage};
+use strata_metadata::BlockRef;
+use strata_objects::format::decode_block;
+use strata_tiering::batch::decode_batch;
+
+use super::upload::block_meta;
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::queue::QueueState;
+
+impl Engine {
+    /// Messages `[offset, end)` from object storage, at most `max`, within
+    /// the read byte budget (at least one block is always read).
+    pub(crate) async fn read_cold(
+        &self,
+        q: &Arc<QueueState>,
+        offset: u64,
+        end: u64,
+        max: usize,
+    ) -> Result<Vec<StoredMessage>> {
+        let budget = self.config.max_read_bytes as u64;
+        let mut out = Vec::new();
+        let mut cursor = offset;
+        let mut bytes = 0u64;
+        while cursor < end && out.len() < max && (bytes == 0 || bytes < budget) {
+            let Some(range) = q.lock().cold_range(cursor) else {
+                break;
+            };
+            let i = range.blocks.partition_point(|b| b.end_offset <= cursor);
+            let Some(block) = range.blocks.get(i) else {
+                break;
+            };
+            let payloads = self.fetch_block(q.key, &range.object, block).await?;
+            if let Some(next) = range.blocks.get(i + 1) {
+                self.prefetch_block(q.key, &range.object, next);
+            }
+            for payload in payloads {
+                let (header, messages) = decode_batch(&payload).map_err(|e| {
+                    EngineError::Corrupt(format!(
+                        "object {} block at byte {}: batch does not decode: {e}",
+                        range.object, block.offset
+                    ))
+                })?;
+                for (message, at) in messages.into_iter().zip(header.base_offset..) {
+                    if at >= cursor && at < end && out.len() < max {
+                        out.push(StoredMessage {
+                            offset: at,
+                            timestamp_ms: header.timestamp_ms,
+                            message,
+                        });
+                    }
+                }
+            }
+            bytes += u64::from(block.raw_len);
+            cursor = block.end_offset;
+        }
+        Ok(out)
+    }
+
+    /// One block's batch payloads, from the cache or object storage.
+    pub(crate) async fn fetch_block(
+        &self,
+        queue: QueueKey,
+        object: &str,
+        block: &BlockRef,
+    ) -> Result<Vec<Bytes>> {
+        let stored = self.fetch_stored_block(object, block).await?;
+        decode_block(&block_meta(queue, block), &stored).map_err(|e| {
+            EngineError::Corrupt(format!(
+                "object {object} block at byte {}: {e}",
+                block.offset
+            ))
+        })
+    }
+
+    async fn fetch_stored_block(&self, object: &str, block: &BlockRef) -> Result<Bytes> {
+        let key = BlockKey {
+            object: object.to_string(),
+            offset: block.offset,
+        };
+        let objects = self.tiering.objects.clone();
+        let cold = self.tiering.cold.clone();
+        let name = object.to_string();
+        let range = block.offset..block.offset + u64::from(block.len);
+        self.tiering
+            .blocks
+            .get_or_fetch(key, move || async move {
+                cold.run(async move {
+                    let bytes = objects.get_range(&name, range).await?;
+                    let len = bytes.len() as u64;
+                    Ok::<_, EngineError>((bytes, len))
+                })
+                .await
+            })
+            .await
+    }
+
+    /// Read-ahead: warms the cache with the block a sequential reader needs
+    /// next, on the cold runtime.
+    fn prefetch_block(&self, _queue: QueueKey, object: &str, block: &BlockRef) {
+        let key = BlockKey {
+            object: object.to_string(),
+            offset: block.offset,
+        };
+        let blocks = self.tiering.blocks.clone();
+        let objects = self.tiering.objects.clone();
+        let name = object.to_string();
+        let range = block.offset..block.offset + u64::from(block.len);
+        self.tiering.cold.spawn_prefetch(async move {
+            let fetched = blocks
+                .get_or_fetch(key, move || async move {
+                    objects
+                        .get_range(&name, range)
+                        .await
+                        .map_err(EngineError::from)
+                })
+                .await;
+            if let Err(e) = fetched {
+                tracing::debug!(error = %e, "read-ahead failed");
+            }
+        });
+    }
+}

@@ -1,0 +1,554 @@
+//! The HTTP API's happy paths against a real server: topics, publishing
+//! (JSON, base64, raw bodies), reading, long polls, consumer groups and the
+//! operational endpoints.
+
+mod common;
+
+use common::{TestServer, b64, unb64};
+use serde_json::{Value, json};
+use strata_frontend::config::{format_retention, parse_retention};
+use strata_frontend::http::topics::CreateTopic;
+
+fn names(list: &Value, key: &str) -> Vec<String> {
+    list[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} array in {list}"))
+        .iter()
+        .map(|t| t["name"].as_str().expect("name").to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_create_list_describe_delete() {
+    let s = TestServer::start().await;
+
+    let created = s
+        .post_json(
+            "/v1/topics",
+            &json!({"name": "orders", "queues": 3, "type": "fifo", "retention": "7days"}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(created["name"], "orders");
+    assert_eq!(created["queues"], 3);
+    assert_eq!(created["type"], "fifo");
+    assert_eq!(created["retention"], "7days");
+    assert!(created["id"].is_u64(), "{created}");
+    assert!(created["created_ms"].as_i64().unwrap() > 0, "{created}");
+
+    // Defaults: one queue, normal, the server's default retention.
+    let plain = s
+        .post_json("/v1/topics", &json!({"name": "plain"}))
+        .await
+        .expect(201);
+    assert_eq!(plain["queues"], 1);
+    assert_eq!(plain["type"], "normal");
+    let default_retention =
+        format_retention(&parse_retention(&s.config.retention.default).unwrap());
+    assert_eq!(plain["retention"], json!(default_retention));
+    assert_ne!(plain["id"], created["id"]);
+
+    // The typed client sees the same API.
+    let forever = s
+        .client()
+        .create_topic(&CreateTopic {
+            name: "forever".into(),
+            queues: 2,
+            message_type: None,
+            retention: Some("unlimited".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(forever.retention, "unlimited");
+    assert_eq!(forever.queues, 2);
+
+    let list = s.get("/v1/topics").await.expect(200);
+    assert_eq!(names(&list, "topics"), ["forever", "orders", "plain"]);
+    let listed = &list["topics"][1];
+    assert_eq!(listed, &created, "list shows the same fields as create");
+
+    let described = s.get("/v1/topics/orders").await.expect(200);
+    for field in ["name", "id", "queues", "type", "retention", "created_ms"] {
+        assert_eq!(described[field], created[field], "{field}");
+    }
+    let stats = described["queue_stats"].as_array().expect("queue_stats");
+    assert_eq!(stats.len(), 3);
+    for (i, q) in stats.iter().enumerate() {
+        assert_eq!(q["queue"], i as u64);
+        assert_eq!(q["first_offset"], 0);
+        assert_eq!(q["end_offset"], 0);
+        assert_eq!(q["messages"], 0);
+        assert_eq!(q["bytes"], 0);
+        assert_eq!(q["batches"], 0);
+        assert!(q["oldest_timestamp_ms"].is_null());
+        assert_eq!(q["owner_node"], json!(s.config.node_id));
+    }
+
+    let deleted = s.delete("/v1/topics/orders").await.expect(200);
+    assert_eq!(deleted["name"], "orders");
+    assert_eq!(deleted["id"], created["id"]);
+    s.get("/v1/topics/orders")
+        .await
+        .expect_error(404, "TOPIC_NOT_FOUND");
+    s.delete("/v1/topics/orders")
+        .await
+        .expect_error(404, "TOPIC_NOT_FOUND");
+    s.post_json(
+        "/v1/topics/orders/messages",
+        &json!({"messages": [{"body": "x"}]}),
+    )
+    .await
+    .expect_error(404, "TOPIC_NOT_FOUND");
+    let list = s.get("/v1/topics").await.expect(200);
+    assert_eq!(names(&list, "topics"), ["forever", "plain"]);
+
+    // The name is free again.
+    let again = s.create_topic("orders", 1).await;
+    assert_ne!(again["id"], created["id"]);
+    assert_eq!(s.queue("orders", 0).await["end_offset"], 0);
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_json_and_read_by_offset() {
+    let s = TestServer::start().await;
+    s.create_topic("events", 2).await;
+
+    let single = s
+        .publish(
+            "events",
+            json!([{
+                "body": "hello",
+                "key": "k1",
+                "tag": "greeting",
+                "properties": {"a": "1", "b": "two"},
+                "queue": 1
+            }]),
+        )
+        .await;
+    assert_eq!(single.len(), 1);
+    assert_eq!(single[0]["queue"], 1);
+    assert_eq!(single[0]["offset"], 0);
+    let generated = single[0]["id"].as_str().unwrap();
+    assert_eq!(generated.len(), 32, "{generated}");
+    assert!(generated.chars().all(|c| c.is_ascii_hexdigit()));
+
+    let batch: Vec<Value> = (0..5)
+        .map(|i| {
+            json!({
+                "id": format!("m-{i}"),
+                "body": format!("body {i}"),
+                "tag": format!("t{i}"),
+                "queue": 0
+            })
+        })
+        .collect();
+    let published = s.publish("events", Value::Array(batch)).await;
+    assert_eq!(published.len(), 5);
+    for (i, p) in published.iter().enumerate() {
+        assert_eq!(p["queue"], 0);
+        assert_eq!(p["offset"], i as u64, "offsets follow request order");
+        assert_eq!(p["id"], json!(format!("m-{i}")));
+    }
+
+    // Read with a limit, then the rest, then at the end.
+    let r = s.read("events", 0, "offset=0&limit=2").await;
+    assert_eq!(r["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(r["next_offset"], 2);
+    assert_eq!(r["first_offset"], 0);
+    assert_eq!(r["end_offset"], 5);
+    assert_eq!(r["messages"][0]["offset"], 0);
+    assert_eq!(r["messages"][0]["body"], "body 0");
+    assert_eq!(r["messages"][0]["id"], "m-0");
+    assert_eq!(r["messages"][0]["tag"], "t0");
+    assert!(r["messages"][0]["key"].is_null());
+    assert!(r["messages"][0]["timestamp_ms"].as_i64().unwrap() > 0);
+    assert!(r["messages"][0].get("body_base64").is_none());
+
+    let r = s.read("events", 0, "offset=2&limit=100").await;
+    let bodies: Vec<&str> = r["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["body 2", "body 3", "body 4"]);
+    assert_eq!(r["next_offset"], 5);
+
+    let r = s.read("events", 0, "offset=5").await;
+    assert_eq!(r["messages"], json!([]));
+    assert_eq!(r["next_offset"], 5);
+    assert_eq!(r["end_offset"], 5);
+
+    // No offset: from the first retained one.
+    let r = s.read("events", 0, "").await;
+    assert_eq!(r["messages"].as_array().unwrap().len(), 5);
+
+    let r = s.read("events", 1, "offset=0").await;
+    let m = &r["messages"][0];
+    assert_eq!(m["body"], "hello");
+    assert_eq!(m["key"], "k1");
+    assert_eq!(m["tag"], "greeting");
+    assert_eq!(m["properties"], json!({"a": "1", "b": "two"}));
+    assert_eq!(m["id"], json!(generated));
+
+    let q = s.queue("events", 0).await;
+    assert_eq!(q["queue"], 0);
+    assert_eq!(q["first_offset"], 0);
+    assert_eq!(q["end_offset"], 5);
+    assert_eq!(q["messages"], 5);
+    assert!(q["bytes"].as_u64().unwrap() > 0, "{q}");
+    assert!(q["batches"].as_u64().unwrap() >= 1, "{q}");
+    assert!(q["oldest_timestamp_ms"].as_i64().unwrap() > 0, "{q}");
+    assert!(q["newest_timestamp_ms"].as_i64().unwrap() > 0, "{q}");
+
+    let described = s.get("/v1/topics/events").await.expect(200);
+    assert_eq!(described["queue_stats"][0]["end_offset"], 5);
+    assert_eq!(described["queue_stats"][1]["end_offset"], 1);
+
+    // One key always lands on one queue.
+    let keyed = s
+        .publish(
+            "events",
+            json!([{"body": "a", "key": "same"}, {"body": "b", "key": "same"}, {"body": "c", "key": "same"}]),
+        )
+        .await;
+    assert!(
+        keyed.iter().all(|p| p["queue"] == keyed[0]["queue"]),
+        "{keyed:?}"
+    );
+
+    // The typed client reads the same data.
+    let typed = s.client().read("events", 0, 1, 2, 0).await.unwrap();
+    assert_eq!(typed.messages.len(), 2);
+    assert_eq!(typed.messages[0].body.as_deref(), Some("body 1"));
+    assert_eq!(typed.next_offset, 3);
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_bodies_round_trip_through_base64() {
+    let s = TestServer::start().await;
+    s.create_topic("bin", 1).await;
+
+    let all_bytes: Vec<u8> = (0..=255u8).collect();
+    let bodies: Vec<Vec<u8>> = vec![
+        vec![0x00],
+        vec![0xFF],
+        vec![0x00, 0xFF, 0x00, 0xFE, 0x80],
+        all_bytes,
+        "héllo wörld ✓".as_bytes().to_vec(),
+        Vec::new(),
+    ];
+    let messages: Vec<Value> = bodies
+        .iter()
+        .map(|b| json!({"body_base64": b64(b), "queue": 0}))
+        .collect();
+    let published = s.publish("bin", Value::Array(messages)).await;
+    assert_eq!(published.len(), bodies.len());
+
+    let r = s.read("bin", 0, "offset=0&encoding=base64").await;
+    let got = r["messages"].as_array().unwrap();
+    assert_eq!(got.len(), bodies.len());
+    for (m, want) in got.iter().zip(&bodies) {
+        assert!(
+            m.get("body").is_none(),
+            "encoding=base64 never sends text: {m}"
+        );
+        assert_eq!(&unb64(m["body_base64"].as_str().unwrap()), want);
+    }
+
+    for query in ["offset=0", "offset=0&encoding=auto"] {
+        let r = s.read("bin", 0, query).await;
+        let got = r["messages"].as_array().unwrap();
+        assert_eq!(got.len(), bodies.len());
+        for (m, want) in got.iter().zip(&bodies) {
+            match std::str::from_utf8(want) {
+                Ok(text) => {
+                    assert_eq!(m["body"], json!(text), "UTF-8 comes back as text");
+                    assert!(m.get("body_base64").is_none(), "{m}");
+                }
+                Err(_) => {
+                    assert!(m.get("body").is_none(), "binary is never text: {m}");
+                    assert_eq!(&unb64(m["body_base64"].as_str().unwrap()), want);
+                }
+            }
+        }
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_bodies_octet_stream_and_text_plain() {
+    let s = TestServer::start().await;
+    s.create_topic("raw", 2).await;
+
+    let binary = vec![0x00, 0x01, 0xFF, 0x80, 0x00, b'x'];
+    let r = s
+        .post_raw(
+            "/v1/topics/raw/messages?key=rk&tag=rt&queue=1&id=my-id",
+            Some("application/octet-stream"),
+            binary.clone(),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        r["messages"],
+        json!([{"queue": 1, "offset": 0, "id": "my-id"}])
+    );
+
+    let text = "plain text ✓\nline two";
+    let r = s
+        .post_raw(
+            "/v1/topics/raw/messages?queue=0&tag=txt",
+            Some("text/plain; charset=utf-8"),
+            text,
+        )
+        .await
+        .expect(200);
+    assert_eq!(r["messages"][0]["queue"], 0);
+    assert_eq!(r["messages"][0]["offset"], 0);
+
+    // Media types are case-insensitive.
+    let r = s
+        .post_raw(
+            "/v1/topics/raw/messages?queue=0",
+            Some("Application/Octet-Stream"),
+            vec![0xFEu8, 0xFF],
+        )
+        .await
+        .expect(200);
+    assert_eq!(r["messages"][0]["offset"], 1);
+
+    let r = s.read("raw", 1, "offset=0&encoding=base64").await;
+    let m = &r["messages"][0];
+    assert_eq!(unb64(m["body_base64"].as_str().unwrap()), binary);
+    assert_eq!(m["key"], "rk");
+    assert_eq!(m["tag"], "rt");
+    assert_eq!(m["id"], "my-id");
+    assert!(m.get("properties").is_none() || m["properties"] == json!({}));
+
+    let r = s.read("raw", 0, "offset=0").await;
+    assert_eq!(r["messages"][0]["body"], json!(text));
+    assert_eq!(r["messages"][0]["tag"], "txt");
+    assert_eq!(
+        unb64(r["messages"][1]["body_base64"].as_str().unwrap()),
+        [0xFE, 0xFF]
+    );
+    assert_eq!(r["end_offset"], 2);
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_returns_a_message_published_while_waiting() {
+    let s = TestServer::start().await;
+    s.create_topic("poll", 1).await;
+    s.publish("poll", json!([{"body": "first"}])).await;
+
+    let http = s.http.clone();
+    let url = s.url("/v1/topics/poll/queues/0/messages?offset=1&wait_ms=20000");
+    let waiting =
+        tokio::spawn(async move { common::read_resp(http.get(url).send().await.unwrap()).await });
+    // Give the read a chance to start waiting; correctness does not depend
+    // on it (an early publish is simply read at once).
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let p = s
+        .publish("poll", json!([{"body": "late", "key": "k"}]))
+        .await;
+    assert_eq!(p[0]["offset"], 1);
+
+    let r = waiting.await.unwrap().expect(200);
+    let got = r["messages"].as_array().unwrap();
+    assert_eq!(got.len(), 1, "{r}");
+    assert_eq!(got[0]["body"], "late");
+    assert_eq!(got[0]["offset"], 1);
+    assert_eq!(r["next_offset"], 2);
+    assert_eq!(r["end_offset"], 2);
+
+    // A long poll below the end answers with what is there.
+    let r = s.read("poll", 0, "offset=0&wait_ms=20000").await;
+    assert_eq!(r["messages"].as_array().unwrap().len(), 2);
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_group_lifecycle() {
+    let s = TestServer::start().await;
+    s.create_topic("work", 2).await;
+    s.publish(
+        "work",
+        json!([
+            {"body": "1", "queue": 0}, {"body": "2", "queue": 0},
+            {"body": "3", "queue": 0}, {"body": "4", "queue": 0}
+        ]),
+    )
+    .await;
+
+    let g = s
+        .post_json("/v1/groups", &json!({"name": "workers"}))
+        .await
+        .expect(201);
+    assert_eq!(g["name"], "workers");
+    assert!(g["created_ms"].as_i64().unwrap() > 0);
+    assert!(g.get("offsets").is_none(), "{g}");
+    // Creating again is idempotent.
+    let again = s
+        .post_json("/v1/groups", &json!({"name": "workers"}))
+        .await
+        .expect(201);
+    assert_eq!(again["name"], "workers");
+    s.post_json("/v1/groups", &json!({"name": "others"}))
+        .await
+        .expect(201);
+
+    let list = s.get("/v1/groups").await.expect(200);
+    let mut listed = names(&list, "groups");
+    listed.sort();
+    assert_eq!(listed, ["others", "workers"]);
+
+    let none = s.get("/v1/groups/workers/offsets/work/0").await.expect(200);
+    assert_eq!(
+        none,
+        json!({"group": "workers", "topic": "work", "queue": 0, "offset": null})
+    );
+
+    let committed = s
+        .put_json("/v1/groups/workers/offsets/work/0", &json!({"offset": 3}))
+        .await
+        .expect(200);
+    assert_eq!(
+        committed,
+        json!({"group": "workers", "topic": "work", "queue": 0, "offset": 3})
+    );
+    let got = s.get("/v1/groups/workers/offsets/work/0").await.expect(200);
+    assert_eq!(got["offset"], 3);
+
+    let described = s.get("/v1/groups/workers").await.expect(200);
+    let offsets = described["offsets"].as_array().expect("offsets");
+    assert_eq!(offsets.len(), 1, "{described}");
+    assert_eq!(offsets[0]["topic"], "work");
+    assert_eq!(offsets[0]["queue"], 0);
+    assert_eq!(offsets[0]["offset"], 3);
+    assert_eq!(offsets[0]["lag"], 1);
+    assert!(offsets[0]["updated_ms"].as_i64().unwrap() > 0);
+
+    // Committing the end is allowed and leaves no lag; the typed client agrees.
+    let c = s.client();
+    c.commit_offset("workers", "work", 0, 4).await.unwrap();
+    c.commit_offset("workers", "work", 1, 0).await.unwrap();
+    assert_eq!(
+        c.committed_offset("workers", "work", 0)
+            .await
+            .unwrap()
+            .offset,
+        Some(4)
+    );
+    let described = c.describe_group("workers").await.unwrap();
+    let offsets = described.offsets.unwrap();
+    assert_eq!(offsets.len(), 2);
+    assert_eq!((offsets[0].queue, offsets[0].lag), (0, 0));
+    assert_eq!((offsets[1].queue, offsets[1].offset), (1, 0));
+
+    let deleted = s.delete("/v1/groups/workers").await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    assert!(deleted.body.is_empty(), "{}", deleted.text());
+    s.get("/v1/groups/workers")
+        .await
+        .expect_error(404, "GROUP_NOT_FOUND");
+    s.delete("/v1/groups/workers")
+        .await
+        .expect_error(404, "GROUP_NOT_FOUND");
+    let list = s.get("/v1/groups").await.expect(200);
+    assert_eq!(names(&list, "groups"), ["others"]);
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_status_and_metrics() {
+    let s = TestServer::start().await;
+
+    let h = s.get("/healthz").await;
+    assert_eq!(h.status, 200);
+    assert_eq!(h.text().trim(), "ok");
+
+    s.create_topic("secret-topic-name", 3).await;
+    s.publish(
+        "secret-topic-name",
+        json!([{"body": "x", "queue": 0}, {"body": "y", "queue": 2}]),
+    )
+    .await;
+    s.get("/v1/topics/secret-topic-name/queues/0/messages?offset=0")
+        .await
+        .expect(200);
+    s.get("/no/such/secret-path-xyz")
+        .await
+        .expect_error(404, "NOT_FOUND");
+
+    let status = s.get("/v1/status").await.expect(200);
+    assert_eq!(status["node_id"], json!(s.config.node_id));
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    assert!(status["started_ms"].as_i64().unwrap() > 0);
+    assert_eq!(status["topics"], 1);
+    assert_eq!(status["queues"], 3);
+    assert_eq!(status["retained_messages"], 2);
+    assert!(status["retained_bytes"].as_u64().unwrap() > 0);
+    let wal = &status["wal"];
+    assert_eq!(wal["max_bytes"], json!(s.config.wal.max_bytes));
+    assert!(wal["used_bytes"].as_u64().unwrap() > 0);
+    assert!(wal["appends"].as_u64().unwrap() >= 1);
+    assert!(wal["syncs"].as_u64().unwrap() >= 1);
+    assert!(wal["segments"].as_u64().unwrap() >= 1);
+    assert_eq!(wal["failed"], false);
+    let fill = wal["fill_ratio"].as_f64().unwrap();
+    assert!(fill > 0.0 && fill < 1.0, "{fill}");
+    assert_eq!(
+        status["tail_cache"]["capacity_bytes"],
+        json!(s.config.cache.tail_bytes)
+    );
+    for key in ["bytes", "hits", "misses"] {
+        assert!(status["tail_cache"][key].is_u64(), "{status}");
+    }
+    for key in ["segments", "records", "bytes", "truncated_bytes"] {
+        assert!(status["recovery"][key].is_u64(), "{status}");
+    }
+    let typed = s.client().status().await.unwrap();
+    assert_eq!(typed.topics, 1);
+
+    let m = s.get("/metrics").await;
+    assert_eq!(m.status, 200);
+    assert!(
+        m.content_type
+            .as_deref()
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+        "{:?}",
+        m.content_type
+    );
+    let text = m.text();
+    assert!(text.contains("strata_http_requests_total"), "{text}");
+    let publish_line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("strata_http_requests_total{")
+                && l.contains("route=\"/v1/topics/{topic}/messages\"")
+                && l.contains("method=\"POST\"")
+                && l.contains("status=\"200\"")
+        })
+        .unwrap_or_else(|| panic!("no publish counter in:\n{text}"));
+    assert!(publish_line.trim_end().ends_with(" 1"), "{publish_line}");
+    assert!(
+        text.contains("route=\"/v1/topics/{topic}/queues/{queue}/messages\""),
+        "{text}"
+    );
+    assert!(
+        !text.contains("secret-topic-name"),
+        "raw topic names leak into metric labels:\n{text}"
+    );
+    assert!(
+        !text.contains("secret-path-xyz"),
+        "raw unknown paths leak into metric labels:\n{text}"
+    );
+    assert!(text.contains("strata_wal_used_bytes"), "{text}");
+    assert!(text.contains("strata_retained_messages 2"), "{text}");
+    s.shutdown().await;
+}

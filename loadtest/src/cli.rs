@@ -1,0 +1,156 @@
+//! Command-line arguments. Parsing only: validation that needs more than one
+//! flag lives with the code that uses them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "strata-loadtest",
+    version,
+    about = "Load generator for Strata (HTTP/JSON API). Targets loopback servers only.",
+    after_help = "Example: strata-loadtest publish --spawn target/release/strata --concurrency 1,8,64"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Publish messages as fast as possible (or at a fixed rate) and measure
+    /// durable-acknowledgement latency at each concurrency level.
+    Publish(PublishArgs),
+}
+
+/// Which server to load: an existing loopback one, or a fresh one we start.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Base URL of a running Strata server; the host must be loopback
+    /// (127.0.0.0/8, ::1 or localhost). Ignored with --spawn.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Path to a `strata` binary: start `strata serve` on a fresh temporary data
+    /// directory and a free loopback port, load it, then kill it and delete the data.
+    #[arg(long, value_name = "PATH_TO_STRATA_BINARY")]
+    pub spawn: Option<PathBuf>,
+    /// Parent directory for the --spawn data directory (put it on the disk you
+    /// want to measure; tmpfs makes fdatasync free) [default: the system temp dir].
+    #[arg(long, value_name = "DIR", requires = "spawn")]
+    pub spawn_dir: Option<PathBuf>,
+}
+
+/// Where the report goes besides stdout.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Write the full report (results, parameters, machine info) as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json_out: Option<PathBuf>,
+    /// Write the Markdown table (also printed on stdout).
+    #[arg(long, value_name = "FILE")]
+    pub markdown_out: Option<PathBuf>,
+    /// No per-second progress lines on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Topic to publish to; created if absent (an existing one is reused).
+    #[arg(long, default_value = "bench")]
+    pub topic: String,
+    /// Queues of the topic when it is created.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub queues: u32,
+    /// Comma-separated concurrency levels (publishing tasks), run one after another.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64",
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: Vec<u32>,
+    /// Message body size in bytes (random data).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=(64 << 20)))]
+    pub message_size: u32,
+    /// Messages per publish request.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch: u32,
+    /// Measured time per concurrency level (e.g. 10s, 1m, 500ms).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Unmeasured time before each level's measurement.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Fixed total rate in messages/s across all tasks; latency is measured from
+    /// each request's intended send time (no coordinated omission).
+    /// [default: as fast as possible]
+    #[arg(long, value_name = "MSGS_PER_SEC")]
+    pub rate: Option<f64>,
+    /// Stop a level after this many messages (warm-up included; whole batches).
+    #[arg(long, value_name = "N")]
+    pub max_messages: Option<u64>,
+    /// Per-request timeout; a timed-out request counts as an error.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Seed for the random message bodies.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Longest accepted --duration/--warmup/--timeout: keeps every loop bounded.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Parses "10s", "1m", "500ms" (humantime), bounded by [`MAX_DURATION`].
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration like 10s, 500ms or 2m: {e}"))?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{text:?} is longer than the {} limit",
+            humantime::format_duration(MAX_DURATION)
+        ));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_defaults_and_lists() {
+        let cli = Cli::try_parse_from([
+            "strata-loadtest",
+            "publish",
+            "--concurrency",
+            "2,4",
+            "--duration",
+            "1500ms",
+        ])
+        .expect("valid arguments");
+        let Command::Publish(args) = cli.command;
+        assert_eq!(args.concurrency, vec![2, 4]);
+        assert_eq!(args.duration, Duration::from_millis(1500));
+        assert_eq!(args.warmup, Duration::from_secs(2));
+        assert_eq!(args.target.server, "http://127.0.0.1:8080");
+        assert_eq!(args.batch, 1);
+        assert!(args.rate.is_none());
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        for bad in [
+            &["--concurrency", "0"][..],
+            &["--duration", "ten"],
+            &["--duration", "48h"],
+            &["--batch", "0"],
+        ] {
+            let mut argv = vec!["strata-loadtest", "publish"];
+            argv.extend_from_slice(bad);
+            assert!(Cli::try_parse_from(&argv).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! Strata's HTTP/JSON API, as far as the scenarios need it.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use reqwest::header::CONTENT_TYPE;
+use reqwest::{Client, StatusCode, Url};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+
+use super::RequestError;
+use crate::target;
+
+/// A client for one loopback Strata server.
+#[derive(Debug, Clone)]
+pub struct StrataHttp {
+    client: Client,
+    base: Url,
+}
+
+/// The parts of `GET /v1/status` the reports use.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct ServerStatus {
+    #[serde(default)]
+    pub node_id: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub retained_messages: u64,
+    pub wal: WalStatus,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+pub struct WalStatus {
+    /// WAL records appended (one per request and queue).
+    pub appends: u64,
+    /// fdatasync calls.
+    pub syncs: u64,
+    #[serde(default)]
+    pub synced_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct CreateTopic<'a> {
+    name: &'a str,
+    queues: u32,
+    retention: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct PublishBody<'a> {
+    messages: Vec<PublishMessage<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct PublishMessage<'a> {
+    body_base64: &'a str,
+}
+
+#[derive(Debug, Deserialize)]
+struct PublishReply {
+    messages: Vec<IgnoredAny>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorReply {
+    error: ErrorInner,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorInner {
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// Whether [`StrataHttp::create_topic`] made the topic or found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicOutcome {
+    Created,
+    AlreadyExisted,
+}
+
+impl StrataHttp {
+    /// `base` must be a loopback URL (see [`target::loopback_url`]); this is
+    /// checked again here so no code path can bypass it.
+    pub fn new(base: &str, request_timeout: Duration) -> Result<Self> {
+        let base = target::loopback_url(base)?;
+        let client = Client::builder()
+            .no_proxy()
+            .timeout(request_timeout)
+            .connect_timeout(Duration::from_secs(5).min(request_timeout))
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(4096)
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Self { client, base })
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> Result<Url> {
+        self.base
+            .join(path)
+            .with_context(|| format!("cannot form a URL from {} and {path}", self.base))
+    }
+
+    /// True when `GET /healthz` answers 200.
+    pub async fn healthy(&self) -> bool {
+        let Ok(url) = self.url("/healthz") else {
+            return false;
+        };
+        match self.client.get(url).send().await {
+            Ok(r) => r.status() == StatusCode::OK,
+            Err(_) => false,
+        }
+    }
+
+    pub async fn status(&self) -> Result<ServerStatus> {
+        let url = self.url("/v1/status")?;
+        let response = self
+            .client
+            .get(url.clone())
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        if status != StatusCode::OK {
+            bail!("GET {url}: {}", describe_failure(status, &body));
+        }
+        serde_json::from_slice(&body)
+            .with_context(|| format!("GET {url}: the reply is not Strata status JSON"))
+    }
+
+    pub async fn create_topic(&self, name: &str, queues: u32) -> Result<TopicOutcome> {
+        let url = self.url("/v1/topics")?;
+        let response = self
+            .client
+            .post(url.clone())
+            .json(&CreateTopic {
+                name,
+                queues,
+                retention: "unlimited",
+            })
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        match status {
+            StatusCode::CREATED | StatusCode::OK => Ok(TopicOutcome::Created),
+            StatusCode::CONFLICT
+                if error_code(&body).as_deref() == Some("TOPIC_ALREADY_EXISTS") =>
+            {
+                Ok(TopicOutcome::AlreadyExisted)
+            }
+            _ => bail!(
+                "cannot create topic {name:?}: {}",
+                describe_failure(status, &body)
+            ),
+        }
+    }
+
+    /// The publish URL of `topic`, computed once per run.
+    pub fn publish_url(&self, topic: &str) -> Result<Url> {
+        let mut url = self.url("/v1/topics")?;
+        url.path_segments_mut()
+            .map_err(|()| anyhow::anyhow!("{} cannot be a base URL", self.base))?
+            .pop_if_empty()
+            .push(topic)
+            .push("messages");
+        Ok(url)
+    }
+
+    /// Publishes one pre-encoded JSON body (see [`encode_publish_body`]) and
+    /// checks that the server acknowledged `expected` messages.
+    pub async fn publish(
+        &self,
+        url: &Url,
+        body: Bytes,
+        expected: usize,
+    ) -> Result<(), RequestError> {
+        let response = self
+            .client
+            .post(url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(RequestError::from_transport)?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(RequestError::from_transport)?;
+        if status != StatusCode::OK {
+            return Err(RequestError::Http {
+                status: status.as_u16(),
+                code: error_code(&body),
+            });
+        }
+        match serde_json::from_slice::<PublishReply>(&body) {
+            Ok(reply) if reply.messages.len() == expected => Ok(()),
+            Ok(reply) => Err(RequestError::BadReply(format!(
+                "acknowledged {} of {expected} messages",
+                reply.messages.len()
+            ))),
+            Err(e) => Err(RequestError::BadReply(format!("not publish JSON: {e}"))),
+        }
+    }
+}
+
+/// The JSON body of a publish request carrying `payloads` as base64.
+pub fn encode_publish_body(payloads: &[Vec<u8>]) -> Result<Bytes> {
+    let encoded: Vec<String> = payloads.iter().map(|p| B64.encode(p)).collect();
+    let body = PublishBody {
+        messages: encoded
+            .iter()
+            .map(|b| PublishMessage { body_base64: b })
+            .collect(),
+    };
+    Ok(Bytes::from(
+        serde_json::to_vec(&body).context("cannot encode a publish body")?,
+    ))
+}
+
+/// The `error.code` of a Strata error body, if it is one.
+fn error_code(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<ErrorReply>(body)
+        .ok()
+        .map(|e| e.error.code)
+}
+
+fn describe_failure(status: StatusCode, body: &[u8]) -> String {
+    match serde_json::from_slice::<ErrorReply>(body) {
+        Ok(e) => format!("HTTP {status} {}: {}", e.error.code, e.error.message),
+        Err(_) => format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_remote_base() {
+        assert!(StrataHttp::new("http://192.0.2.1:8080", Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn publish_url_escapes_the_topic() {
+        let c = StrataHttp::new("http://127.0.0.1:8080/", Duration::from_secs(1)).expect("ok");
+        assert_eq!(
+            c.publish_url("bench").expect("url").as_str(),
+            "http://127.0.0.1:8080/v1/topics/bench/messages"
+        );
+        assert_eq!(
+            c.publish_url("a/b").expect("url").as_str(),
+            "http://127.0.0.1:8080/v1/topics/a%2Fb/messages"
+        );
+    }
+
+    #[test]
+    fn publish_body_round_trips() {
+        let body = encode_publish_body(&[vec![0, 1, 2], vec![255]]).expect("encode");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["messages"][0]["body_base64"], "AAEC");
+        assert_eq!(v["messages"][1]["body_base64"], "/w==");
+    }
+
+    #[test]
+    fn error_codes() {
+        let body = br#"{"error":{"code":"WAL_FULL","message":"full"}}"#;
+        assert_eq!(error_code(body).as_deref(), Some("WAL_FULL"));
+        assert_eq!(error_code(b"<html>"), None);
+        assert!(describe_failure(StatusCode::BAD_GATEWAY, b"oops").contains("oops"));
+    }
+}

@@ -1,0 +1,403 @@
+//! The `publish` scenario: N tasks publish batches of random messages, as
+//! fast as acknowledgements allow or on a fixed schedule, at each
+//! concurrency level in turn.
+//!
+//! Timeline of one level: warm-up (unmeasured) then the measured window.
+//! A request belongs to the window its (intended) send time falls in; no new
+//! request starts after the window ends, and in-flight ones are bounded by
+//! the per-request timeout. Latency is the time from the (intended) send to
+//! the durable acknowledgement; failed requests are counted, never timed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use reqwest::Url;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::cli::PublishArgs;
+use crate::driver::strata_http::{ServerStatus, StrataHttp, TopicOutcome, encode_publish_body};
+use crate::report::{LevelResult, MachineInfo, Parameters, Report, WalDelta};
+use crate::stats::{self, Latency, TaskStats};
+use crate::{Target, connect};
+
+/// Upper bound on the memory spent on pre-generated request bodies.
+const POOL_BYTES: usize = 64 << 20;
+/// Most distinct request bodies in the pool.
+const POOL_MAX_BODIES: usize = 256;
+/// Pause after a transport failure in max-rate mode, so a dead server is not
+/// hammered in a tight loop.
+const TRANSPORT_BACKOFF: Duration = Duration::from_millis(10);
+/// Extra time granted after the last possible request timeout before the
+/// remaining tasks are aborted.
+const JOIN_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs the scenario and returns its report (printing is the caller's job).
+pub async fn run(args: &PublishArgs) -> Result<Report> {
+    validate(args)?;
+    let started_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let target = connect(&args.target, args.timeout).await?;
+    let client = &target.client;
+    let status = client
+        .status()
+        .await
+        .context("cannot read the server's /v1/status")?;
+    let topic_outcome = client.create_topic(&args.topic, args.queues).await?;
+    if topic_outcome == TopicOutcome::AlreadyExisted {
+        eprintln!(
+            "topic {:?} already exists; reusing it (its queue count may differ from --queues {})",
+            args.topic, args.queues
+        );
+    }
+    let url = client.publish_url(&args.topic)?;
+    let pool = Arc::new(payload_pool(args)?);
+
+    let mut levels = Vec::with_capacity(args.concurrency.len());
+    for &concurrency in &args.concurrency {
+        let level = run_level(client, &url, &pool, args, concurrency).await?;
+        if !args.output.quiet {
+            eprintln!(
+                "c={concurrency}: done, {} messages, {:.0} msgs/s, p99 {:.3} ms, {} errors",
+                level.messages, level.msgs_per_sec, level.latency_ms.p99, level.errors
+            );
+        }
+        levels.push(level);
+    }
+
+    Ok(Report {
+        tool: "strata-loadtest".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        scenario: "publish".into(),
+        started_unix_ms,
+        parameters: parameters(args, &target, topic_outcome),
+        machine: MachineInfo::collect(status.version, status.node_id),
+        levels,
+    })
+}
+
+fn validate(args: &PublishArgs) -> Result<()> {
+    if args.concurrency.is_empty() {
+        bail!("--concurrency needs at least one level");
+    }
+    if args.duration.is_zero() {
+        bail!("--duration must be longer than zero");
+    }
+    if args.timeout.is_zero() {
+        bail!("--timeout must be longer than zero");
+    }
+    if let Some(rate) = args.rate
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        bail!("--rate must be a positive number of messages per second, not {rate}");
+    }
+    if args.max_messages == Some(0) {
+        bail!("--max-messages must be at least 1");
+    }
+    let body = u64::from(args.message_size) * u64::from(args.batch);
+    if body > POOL_BYTES as u64 {
+        bail!("--message-size x --batch is {body} bytes per request; the limit is {POOL_BYTES}");
+    }
+    Ok(())
+}
+
+fn parameters(args: &PublishArgs, target: &Target, topic: TopicOutcome) -> Parameters {
+    Parameters {
+        server: target.client.base().to_string(),
+        spawned: args.target.spawn.as_ref().map(|p| p.display().to_string()),
+        spawn_data_dir: target
+            .spawned
+            .as_ref()
+            .map(|s| s.data_dir().display().to_string()),
+        topic: args.topic.clone(),
+        topic_created: topic == TopicOutcome::Created,
+        queues: args.queues,
+        concurrency: args.concurrency.clone(),
+        message_size: args.message_size,
+        batch: args.batch,
+        duration_s: args.duration.as_secs_f64(),
+        warmup_s: args.warmup.as_secs_f64(),
+        rate: args.rate,
+        max_messages: args.max_messages,
+        timeout_s: args.timeout.as_secs_f64(),
+        seed: args.seed,
+    }
+}
+
+/// Pre-encoded request bodies of `--batch` random messages each.
+fn payload_pool(args: &PublishArgs) -> Result<Vec<Bytes>> {
+    let raw = (args.message_size as usize).saturating_mul(args.batch as usize);
+    let bodies = (POOL_BYTES / raw.max(1)).clamp(1, POOL_MAX_BODIES);
+    let mut rng = fastrand::Rng::with_seed(args.seed);
+    let mut messages = vec![vec![0u8; args.message_size as usize]; args.batch as usize];
+    (0..bodies)
+        .map(|_| {
+            for m in &mut messages {
+                rng.fill(m);
+            }
+            encode_publish_body(&messages)
+        })
+        .collect()
+}
+
+/// Shared, read-only description of one level.
+struct Level {
+    client: StrataHttp,
+    url: Url,
+    pool: Arc<Vec<Bytes>>,
+    concurrency: u32,
+    batch: u32,
+    message_size: u32,
+    start: Instant,
+    warm_end: Instant,
+    end: Instant,
+    /// Fixed-rate mode: the time between one task's consecutive sends.
+    pacing: Option<Duration>,
+    /// Messages this level may still send (--max-messages, or unbounded).
+    max_messages: u64,
+    claimed: AtomicU64,
+}
+
+fn lock(stats: &Mutex<TaskStats>) -> MutexGuard<'_, TaskStats> {
+    stats.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn run_level(
+    client: &StrataHttp,
+    url: &Url,
+    pool: &Arc<Vec<Bytes>>,
+    args: &PublishArgs,
+    concurrency: u32,
+) -> Result<LevelResult> {
+    let start = Instant::now();
+    let warm_end = start + args.warmup;
+    let end = warm_end + args.duration;
+    let pacing = args.rate.map(|rate| {
+        // Each task sends concurrency * batch / rate seconds apart.
+        Duration::from_secs_f64(f64::from(concurrency) * f64::from(args.batch) / rate)
+    });
+    let level = Arc::new(Level {
+        client: client.clone(),
+        url: url.clone(),
+        pool: pool.clone(),
+        concurrency,
+        batch: args.batch,
+        message_size: args.message_size,
+        start,
+        warm_end,
+        end,
+        pacing,
+        max_messages: args.max_messages.unwrap_or(u64::MAX),
+        claimed: AtomicU64::new(0),
+    });
+    let stats: Vec<Arc<Mutex<TaskStats>>> = (0..concurrency)
+        .map(|_| Arc::new(Mutex::new(TaskStats::default())))
+        .collect();
+
+    let mut workers = JoinSet::new();
+    for (index, task_stats) in stats.iter().enumerate() {
+        workers.spawn(worker(level.clone(), index as u32, task_stats.clone()));
+    }
+    let progress =
+        (!args.output.quiet).then(|| tokio::spawn(progress(level.clone(), stats.clone())));
+
+    // WAL counters at the start of the measured window.
+    tokio::time::sleep_until(warm_end).await;
+    let before = client.status().await;
+    let before_at = Instant::now();
+
+    let deadline = end + args.timeout + TRANSPORT_BACKOFF + JOIN_GRACE;
+    let mut aborted = false;
+    loop {
+        match tokio::time::timeout_at(deadline, workers.join_next()).await {
+            Ok(Some(Ok(()))) => {}
+            Ok(Some(Err(e))) => bail!("a publishing task failed: {e}"),
+            Ok(None) => break,
+            Err(_) => {
+                workers.abort_all();
+                aborted = true;
+            }
+        }
+    }
+    if let Some(p) = progress {
+        p.abort();
+    }
+    if aborted {
+        eprintln!("c={concurrency}: some tasks did not stop in time and were aborted");
+    }
+    let after = client.status().await;
+    let after_at = Instant::now();
+
+    let mut total = TaskStats::default();
+    for s in &stats {
+        total.merge(&lock(s));
+    }
+    // The measured window runs from the end of warm-up to the last measured
+    // completion; a level with no completions counts the full window.
+    let elapsed = total
+        .last_completion
+        .map(|t| Instant::from_std(t).saturating_duration_since(warm_end))
+        .filter(|d| !d.is_zero())
+        .unwrap_or(args.duration);
+    let wal = wal_delta(&before, &after, after_at - before_at, total.messages);
+    Ok(LevelResult {
+        concurrency,
+        requests: total.requests,
+        messages: total.messages,
+        payload_bytes: total.bytes,
+        elapsed_s: elapsed.as_secs_f64(),
+        msgs_per_sec: stats::per_second(total.messages, elapsed),
+        payload_mib_per_sec: stats::mib_per_second(total.bytes, elapsed),
+        latency_ms: total.latency.summary(),
+        errors: total.error_count(),
+        errors_by_kind: total.errors,
+        warmup_errors: total.warmup_errors,
+        unsent_messages: total.unsent_messages,
+        wal,
+    })
+}
+
+fn wal_delta(
+    before: &Result<ServerStatus>,
+    after: &Result<ServerStatus>,
+    window: Duration,
+    messages: u64,
+) -> WalDelta {
+    match (before, after) {
+        (Ok(b), Ok(a)) => {
+            let syncs = a.wal.syncs.saturating_sub(b.wal.syncs);
+            WalDelta {
+                syncs,
+                appends: a.wal.appends.saturating_sub(b.wal.appends),
+                synced_bytes: a.wal.synced_bytes.saturating_sub(b.wal.synced_bytes),
+                window_s: window.as_secs_f64(),
+                syncs_per_sec: stats::per_second(syncs, window),
+                msgs_per_sync: stats::messages_per_sync(messages, syncs),
+            }
+        }
+        (b, a) => {
+            for e in [b.as_ref().err(), a.as_ref().err()].into_iter().flatten() {
+                eprintln!("warning: no WAL numbers for this level: {e:#}");
+            }
+            WalDelta {
+                syncs: 0,
+                appends: 0,
+                synced_bytes: 0,
+                window_s: window.as_secs_f64(),
+                syncs_per_sec: 0.0,
+                msgs_per_sync: None,
+            }
+        }
+    }
+}
+
+/// One publishing task: bounded by the level's end time and message budget.
+async fn worker(level: Arc<Level>, index: u32, stats: Arc<Mutex<TaskStats>>) {
+    let batch = u64::from(level.batch);
+    let payload = batch * u64::from(level.message_size);
+    // Spread the tasks' fixed-rate schedules evenly over one interval.
+    let phase = level.pacing.map_or(Duration::ZERO, |p| {
+        p.mul_f64(f64::from(index) / f64::from(level.concurrency))
+    });
+    let mut body_index = index as usize;
+    let mut sent: u64 = 0;
+    loop {
+        let now = Instant::now();
+        let intended = match level.pacing {
+            Some(interval) => {
+                let slot = level.start + stats::slot_offset(sent, phase, interval);
+                if slot >= level.end {
+                    break;
+                }
+                if now >= level.end {
+                    // Behind schedule when time ran out: report what was skipped.
+                    let before = |t: Instant| stats::slots_before(t - level.start, phase, interval);
+                    let first_unsent = sent.max(before(level.warm_end));
+                    let skipped = before(level.end).saturating_sub(first_unsent);
+                    lock(&stats).unsent_messages += skipped * batch;
+                    break;
+                }
+                tokio::time::sleep_until(slot).await;
+                slot
+            }
+            None => {
+                if now >= level.end {
+                    break;
+                }
+                now
+            }
+        };
+        if level.claimed.fetch_add(batch, Ordering::Relaxed) + batch > level.max_messages {
+            break;
+        }
+        let body = level.pool[body_index % level.pool.len()].clone();
+        body_index = body_index.wrapping_add(1);
+        let result = level
+            .client
+            .publish(&level.url, body, level.batch as usize)
+            .await;
+        let done = Instant::now();
+        let measured = intended >= level.warm_end;
+        let transport_failure = {
+            let mut s = lock(&stats);
+            if measured {
+                s.completed_at(done.into_std());
+            }
+            match &result {
+                Ok(()) => {
+                    s.record_success(measured, done - intended, batch, payload);
+                    false
+                }
+                Err(e) => {
+                    s.record_error(measured, &e.kind());
+                    e.is_transport()
+                }
+            }
+        };
+        sent += 1;
+        if transport_failure && level.pacing.is_none() {
+            tokio::time::sleep(TRANSPORT_BACKOFF).await;
+        }
+    }
+}
+
+/// Prints one line a second: elapsed time, msgs/s and p99 over the last second.
+async fn progress(level: Arc<Level>, stats: Vec<Arc<Mutex<TaskStats>>>) {
+    let period = Duration::from_secs(1);
+    let mut ticker = tokio::time::interval_at(level.start + period, period);
+    let mut window = Latency::new();
+    let mut last = level.start;
+    // Bounded: the level's coordinator aborts this task, and it stops by
+    // itself shortly after the level's end anyway.
+    while last < level.end + period {
+        let now = ticker.tick().await;
+        let mut messages = 0;
+        let mut errors = 0;
+        window.reset();
+        for s in &stats {
+            let mut s = lock(s);
+            window.merge(&s.interval);
+            s.interval.reset();
+            messages += std::mem::take(&mut s.interval_messages);
+            errors += s.error_count() + s.warmup_errors;
+        }
+        let phase = if now <= level.warm_end {
+            "warm-up"
+        } else {
+            "measure"
+        };
+        eprintln!(
+            "c={} {phase} {:>5.1}s {:>9.0} msgs/s  p99 {:>8.3} ms  errors {}",
+            level.concurrency,
+            (now - level.start).as_secs_f64(),
+            stats::per_second(messages, now - last),
+            window.quantile_us(0.99) as f64 / 1000.0,
+            errors,
+        );
+        last = now;
+    }
+}

@@ -1,0 +1,130 @@
+//! `--spawn`: run a fresh `strata serve` for the duration of one load test.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tempfile::TempDir;
+
+use crate::driver::strata_http::StrataHttp;
+
+/// How long a spawned server may take to answer `/healthz`.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A `strata serve` child on a temporary data directory. Dropping it kills
+/// the process, then deletes the directory (fields drop after `drop`).
+#[derive(Debug)]
+pub struct SpawnedServer {
+    child: Child,
+    url: String,
+    log_path: PathBuf,
+    dir: TempDir,
+}
+
+impl SpawnedServer {
+    /// Starts `binary serve` on a free 127.0.0.1 port and waits until healthy.
+    pub async fn start(binary: &Path, parent: Option<&Path>) -> Result<Self> {
+        if !binary.is_file() {
+            bail!(
+                "--spawn {}: no such file (build it with `cargo build --release -p strata`)",
+                binary.display()
+            );
+        }
+        let dir = match parent {
+            Some(p) => tempfile::Builder::new()
+                .prefix("strata-loadtest-")
+                .tempdir_in(p),
+            None => tempfile::Builder::new()
+                .prefix("strata-loadtest-")
+                .tempdir(),
+        }
+        .context("cannot create a temporary data directory")?;
+        let data_dir = dir.path().join("data");
+        let log_path = dir.path().join("server.log");
+        let port = free_port()?;
+        let addr = format!("127.0.0.1:{port}");
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("cannot create {}", log_path.display()))?;
+        let log_err = log.try_clone().context("cannot duplicate the log handle")?;
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--http-addr")
+            .arg(&addr)
+            // The gRPC port is reserved but may be bound; keep it off 8081.
+            .arg("--grpc-addr")
+            .arg(format!("127.0.0.1:{}", free_port()?))
+            .env("STRATA_LOG_LEVEL", "warn")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let mut server = Self {
+            child,
+            url: format!("http://{addr}"),
+            log_path,
+            dir,
+        };
+        server.wait_healthy().await?;
+        Ok(server)
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    async fn wait_healthy(&mut self) -> Result<()> {
+        let client = StrataHttp::new(&self.url, Duration::from_secs(1))?;
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().context("cannot poll the server")? {
+                bail!(
+                    "the spawned server exited during startup ({status}); its output:\n{}",
+                    self.log_tail()
+                );
+            }
+            if client.healthy().await {
+                return Ok(());
+            }
+            if started.elapsed() > STARTUP_TIMEOUT {
+                bail!(
+                    "the spawned server did not answer {}/healthz within {}s; its output:\n{}",
+                    self.url,
+                    STARTUP_TIMEOUT.as_secs(),
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for SpawnedServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+    Ok(listener
+        .local_addr()
+        .context("cannot find a free port")?
+        .port())
+}
