@@ -3,7 +3,6 @@
 //! Every function here is pure planning over plain data, so the policies can
 //! be tested exhaustively without storage:
 //!
-//! - [`upload`]: which span of the WAL goes into the next object;
 //! - [`merge`]: which adjacent small ranges of a queue to rewrite as one
 //!   per-queue object (defragmentation), so cold reads need few GETs;
 //! - [`expiry`]: which of a queue's oldest ranges retention removes;
@@ -13,6 +12,5 @@ pub mod expiry;
 pub mod gc;
 pub mod merge;
 pub mod retention;
-pub mod upload;
 
 pub use retention::{BatchRef, RetentionPolicy};

@@ -8,14 +8,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use strata_common::QueueKey;
-use strata_compactor::upload::{Pending, plan};
 use strata_metadata::{BlockRef, RangeRecord};
 use strata_objects::format::{BlockMeta, ObjectBuilder};
 
 use super::{UPLOAD_PREFIX, unique_suffix};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
-use crate::queue::{IndexEntry, QueueState};
+use crate::queue::QueueState;
+use strata_tiering::batch::{BatchHeader, KIND_MESSAGE_BATCH, decode_header, record_kind};
+use strata_tiering::wal::frame::FRAME_HEADER_LEN;
 
 /// What one upload did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,7 +64,8 @@ pub(crate) fn spawn_loop(engine: &Arc<Engine>) {
 /// A batch chosen for upload, with the queue it belongs to.
 struct Chosen {
     queue: Arc<QueueState>,
-    entry: IndexEntry,
+    header: BatchHeader,
+    payload: Bytes,
 }
 
 impl Engine {
@@ -77,21 +79,19 @@ impl Engine {
     /// Uploads durable WAL data from the checkpoint on (up to
     /// `max_object_bytes`) as one object, commits it, and releases WAL
     /// space below the new checkpoint.
+    ///
+    /// The span is read from the WAL itself, not from the queues' indexes:
+    /// a batch is durable (and may be acknowledged) a moment before its
+    /// publisher records it in the index, and the upload must not skip it.
     pub async fn upload_once(&self) -> Result<UploadSummary> {
         let tier = &self.tiering;
         let _one_at_a_time = tier.lock.lock().await;
-        let from = tier.checkpoint.load(Ordering::Acquire);
+        let from = tier
+            .checkpoint
+            .load(Ordering::Acquire)
+            .max(self.wal.stats().first_lsn);
         let durable = self.wal.durable_lsn();
-        let mut chosen = self.pending_batches(from, durable);
-        let sizes: Vec<Pending> = chosen
-            .iter()
-            .map(|c| Pending {
-                lsn: c.entry.at.lsn,
-                bytes: c.entry.bytes,
-            })
-            .collect();
-        let (take, checkpoint) = plan(&sizes, durable, self.config.max_object_bytes);
-        chosen.truncate(take);
+        let (records, checkpoint) = self.scan_wal(from, durable).await?;
         let mut summary = UploadSummary {
             checkpoint,
             ..UploadSummary::default()
@@ -100,6 +100,7 @@ impl Engine {
             self.release_wal(from).await?;
             return Ok(summary);
         }
+        let chosen = self.live_batches(records);
         let node = &self.config.node_id;
         if chosen.is_empty() {
             // Only deleted topics' data in this span: just move the checkpoint.
@@ -107,19 +108,11 @@ impl Engine {
                 .commit_upload(node, checkpoint, &[], Vec::new())
                 .await?;
         } else {
-            let payloads = self.read_payloads(&chosen).await?;
-            let mut items: Vec<(&Chosen, Bytes)> = chosen.iter().zip(payloads).collect();
-            items.sort_by_key(|(c, _)| (c.queue.key, c.entry.base_offset));
             let mut builder = ObjectBuilder::new(self.config.target_block_bytes);
-            for (c, payload) in &items {
+            for c in &chosen {
+                let h = &c.header;
                 builder
-                    .add_batch(
-                        c.queue.key,
-                        c.entry.base_offset,
-                        c.entry.count,
-                        c.entry.at.timestamp_ms,
-                        payload,
-                    )
+                    .add_batch(h.queue, h.base_offset, h.count, h.timestamp_ms, &c.payload)
                     .map_err(|e| EngineError::Internal(format!("building upload object: {e}")))?;
             }
             summary.raw_bytes = builder.raw_bytes();
@@ -169,41 +162,57 @@ impl Engine {
         Ok(summary)
     }
 
-    /// Live batches with `from <= lsn < durable`, in WAL order.
-    fn pending_batches(&self, from: u64, durable: u64) -> Vec<Chosen> {
-        let topics: Vec<_> = self.topics_read().all().cloned().collect();
-        let mut chosen = Vec::new();
-        for topic in &topics {
-            for q in &topic.queues {
-                let inner = q.lock();
-                let start = inner.index.partition_point(|e| e.at.lsn < from);
-                for e in inner.index.iter().skip(start) {
-                    if e.at.lsn >= durable {
-                        break;
-                    }
-                    chosen.push(Chosen {
-                        queue: q.clone(),
-                        entry: *e,
-                    });
-                }
-            }
-        }
-        chosen.sort_by_key(|c| c.entry.at.lsn);
-        chosen
-    }
-
-    async fn read_payloads(&self, chosen: &[Chosen]) -> Result<Vec<Bytes>> {
-        let lsns: Vec<u64> = chosen.iter().map(|c| c.entry.at.lsn).collect();
+    /// Reads WAL records from `from` until `durable` or until the next one
+    /// would pass `max_object_bytes` (at least one is read). Returns them
+    /// with the position after the last one read: the next checkpoint.
+    async fn scan_wal(&self, from: u64, durable: u64) -> Result<(Vec<(u64, Bytes)>, u64)> {
         let wal = self.wal.clone();
         let files = self.wal_files.clone();
+        let max = self.config.max_object_bytes;
         tokio::task::spawn_blocking(move || {
             let _files = files.read().unwrap_or_else(|p| p.into_inner());
-            lsns.into_iter()
-                .map(|lsn| wal.read(lsn).map_err(EngineError::from))
-                .collect()
+            let mut lsn = from;
+            let mut total = 0u64;
+            let mut records = Vec::new();
+            while lsn < durable {
+                let payload = wal.read(lsn)?;
+                let frame = (FRAME_HEADER_LEN + payload.len()) as u64;
+                if !records.is_empty() && total + frame > max {
+                    break;
+                }
+                total += frame;
+                records.push((lsn, payload));
+                lsn += frame;
+            }
+            Ok((records, lsn))
         })
         .await
-        .map_err(|e| EngineError::Internal(format!("WAL read task failed: {e}")))?
+        .map_err(|e| EngineError::Internal(format!("WAL scan task failed: {e}")))?
+    }
+
+    /// The message batches among `records` that belong to live queues,
+    /// sorted by queue, then offset (the object's order).
+    fn live_batches(&self, records: Vec<(u64, Bytes)>) -> Vec<Chosen> {
+        let topics = self.topics_read();
+        let mut chosen: Vec<Chosen> = records
+            .into_iter()
+            .filter(|(_, p)| record_kind(p) == Some(KIND_MESSAGE_BATCH))
+            .filter_map(|(_, payload)| {
+                let header = decode_header(&payload).ok()?;
+                let queue = topics
+                    .by_id(header.queue.topic)?
+                    .queues
+                    .get(header.queue.queue as usize)?
+                    .clone();
+                Some(Chosen {
+                    queue,
+                    header,
+                    payload,
+                })
+            })
+            .collect();
+        chosen.sort_by_key(|c| (c.header.queue, c.header.base_offset));
+        chosen
     }
 
     /// Deletes sealed WAL segments wholly below `checkpoint` and forgets
