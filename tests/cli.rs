@@ -141,8 +141,52 @@ fn topic_produce_consume_group_status() {
     )));
     assert_eq!(again.len(), 4);
 
+    let since_epoch = json_lines(&ok(&cli(
+        &url,
+        &["consume", "orders", "--from-time", "0", "--json"],
+        None,
+    )));
+    assert_eq!(
+        since_epoch.len(),
+        4,
+        "--from-time 0 starts at the beginning"
+    );
+    let future = ok(&cli(
+        &url,
+        &[
+            "consume",
+            "orders",
+            "--from-time",
+            "2999-01-01T00:00:00Z",
+            "--json",
+        ],
+        None,
+    ));
+    assert!(future.is_empty(), "nothing is that new: {future}");
+    let bad_time = cli(
+        &url,
+        &["consume", "orders", "--from-time", "yesterday"],
+        None,
+    );
+    assert!(String::from_utf8_lossy(&bad_time.stderr).contains("RFC 3339"));
+
+    ok(&cli(
+        &url,
+        &["topic", "create", "capped", "--retention-bytes", "1048576"],
+        None,
+    ));
+    let capped = json_lines(&ok(&cli(
+        &url,
+        &["topic", "describe", "capped", "--json"],
+        None,
+    )));
+    assert_eq!(capped[0]["retention_bytes"], 1048576);
+
     let describe = ok(&cli(&url, &["topic", "describe", "orders"], None));
-    assert!(describe.contains("first_offset"), "{describe}");
+    assert!(
+        describe.contains("first") && describe.contains("in objects"),
+        "{describe}"
+    );
     let status = ok(&cli(&url, &["status"], None));
     assert!(
         status.contains("wal") && status.contains("fsyncs"),

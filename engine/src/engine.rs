@@ -5,7 +5,9 @@ use std::sync::{Arc, RwLock};
 
 use strata_common::{Clock, QueueKey, TopicId, names};
 use strata_compactor::BatchRef;
-use strata_metadata::{Catalog, Check, MessageType, MetaStore, RedbStore, Retention, TopicRecord};
+use strata_metadata::{
+    Catalog, Check, MessageType, MetaStore, NewTopic, RedbStore, Retention, TopicRecord,
+};
 use strata_tiering::batch::{KIND_MESSAGE_BATCH, decode_header, record_kind};
 use strata_tiering::{RecoveryReport, Wal, WalConfig};
 use tokio::sync::watch;
@@ -170,23 +172,48 @@ impl Engine {
         message_type: MessageType,
         retention: Option<Retention>,
     ) -> Result<TopicInfo> {
+        let spec = TopicSpec {
+            queues,
+            message_type,
+            retention,
+            retention_bytes: None,
+        };
+        self.create_topic_with(tenant, name, spec).await
+    }
+
+    /// Creates a topic from a full specification.
+    pub async fn create_topic_with(
+        &self,
+        tenant: &str,
+        name: &str,
+        spec: TopicSpec,
+    ) -> Result<TopicInfo> {
         self.check_open()?;
         names::validate_topic(name)?;
         let max = self.config.max_queues_per_topic;
+        let queues = spec.queues;
         if queues == 0 || queues > max {
             return Err(EngineError::InvalidArgument(format!(
                 "queues must be between 1 and {max}, got {queues}"
             )));
         }
-        let retention = retention.unwrap_or(self.config.default_retention);
+        if spec.retention_bytes == Some(0) {
+            return Err(EngineError::InvalidArgument(
+                "retention_bytes must be greater than zero".into(),
+            ));
+        }
+        let retention = spec.retention.unwrap_or(self.config.default_retention);
         let record = self
             .catalog
             .create_topic(
                 tenant,
                 name,
-                queues,
-                message_type,
-                retention,
+                NewTopic {
+                    queues,
+                    message_type: spec.message_type,
+                    retention,
+                    retention_bytes: spec.retention_bytes,
+                },
                 self.clock.now_ms(),
             )
             .await?;
@@ -354,6 +381,7 @@ pub(crate) fn topic_info(record: &TopicRecord) -> TopicInfo {
         queues: record.queues,
         message_type: record.message_type,
         retention: record.retention,
+        retention_bytes: record.retention_bytes,
         created_ms: record.created_ms,
     }
 }

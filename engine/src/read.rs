@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_common::StoredMessage;
-use strata_tiering::batch::decode_batch;
+use strata_tiering::batch::{decode_batch, decode_header};
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
@@ -57,6 +57,51 @@ impl Engine {
             first_offset: first,
             high_watermark: hw,
         })
+    }
+
+    /// The first offset whose message was appended at or after
+    /// `timestamp_ms` (the end of the queue if none was). Timestamps never
+    /// decrease within a queue, so the index's time ranges narrow the search
+    /// to one block or one WAL batch.
+    pub async fn offset_for_time(
+        &self,
+        tenant: &str,
+        topic: &str,
+        queue: u32,
+        timestamp_ms: i64,
+    ) -> Result<u64> {
+        let topic_state = self.topic(tenant, topic)?;
+        let q = topic_state.queue(queue)?.clone();
+        let (cold_hit, first, hw) = {
+            let inner = q.lock();
+            let hit = inner.cold.iter().find_map(|r| {
+                r.blocks
+                    .iter()
+                    .find(|b| b.max_timestamp_ms >= timestamp_ms)
+                    .map(|b| (r.object.clone(), b.clone()))
+            });
+            let hot = inner
+                .index
+                .iter()
+                .find(|e| e.at.timestamp_ms >= timestamp_ms)
+                .map(|e| e.base_offset);
+            let hw = inner.high_watermark;
+            match hit {
+                Some(h) => (Some(h), inner.first_offset, hw),
+                None => return Ok(hot.unwrap_or(hw).clamp(inner.first_offset, hw)),
+            }
+        };
+        let Some((object, block)) = cold_hit else {
+            return Ok(hw);
+        };
+        for payload in self.fetch_block(q.key, &object, &block).await? {
+            let header = decode_header(&payload)
+                .map_err(|e| EngineError::Corrupt(format!("object {object}: {e}")))?;
+            if header.timestamp_ms >= timestamp_ms {
+                return Ok(header.base_offset.clamp(first, hw));
+            }
+        }
+        Ok(block.end_offset.clamp(first, hw))
     }
 
     /// The queue's (first, high watermark), or OFFSET_OUT_OF_RANGE.

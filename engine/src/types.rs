@@ -146,6 +146,17 @@ pub struct QueueInfo {
     pub objects: u64,
 }
 
+/// What a new topic looks like.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub queues: u32,
+    pub message_type: MessageType,
+    /// Time retention; the server default when `None`.
+    pub retention: Option<Retention>,
+    /// Size retention per queue (bytes in object storage and WAL), if any.
+    pub retention_bytes: Option<u64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct TopicInfo {
     pub id: TopicId,
@@ -153,6 +164,7 @@ pub struct TopicInfo {
     pub queues: u32,
     pub message_type: MessageType,
     pub retention: Retention,
+    pub retention_bytes: Option<u64>,
     pub created_ms: i64,
 }
 

@@ -427,3 +427,83 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_by_timestamp_in_cold_and_hot_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(10_000, 1);
+    let engine = Engine::open(config(dir.path()), clock.clone() as Arc<dyn Clock>)
+        .await
+        .unwrap();
+    engine
+        .create_topic(T, "t", 1, MessageType::Normal, Some(Retention::Unlimited))
+        .await
+        .unwrap();
+    // Offset i is appended at 10_000 + 1000 * i; the first 20 go cold.
+    for i in 0..30 {
+        if i == 20 {
+            upload_all(&engine).await;
+        }
+        engine
+            .publish(T, "t", vec![to_queue(0, body(0, i, 300))])
+            .await
+            .unwrap();
+        clock.advance_ms(1000);
+    }
+    let info = engine.queue_info(T, "t", 0).unwrap();
+    assert_eq!(info.object_end_offset, Some(20));
+    let at = |ts: i64| engine.offset_for_time(T, "t", 0, ts);
+    assert_eq!(at(0).await.unwrap(), 0, "before everything: first offset");
+    assert_eq!(at(10_000).await.unwrap(), 0);
+    assert_eq!(at(10_001).await.unwrap(), 1, "first at or after");
+    assert_eq!(at(15_500).await.unwrap(), 6, "inside cold data");
+    assert_eq!(at(29_000).await.unwrap(), 19, "last cold offset");
+    assert_eq!(at(29_001).await.unwrap(), 20, "first hot offset");
+    assert_eq!(at(35_000).await.unwrap(), 25, "inside hot data");
+    assert_eq!(
+        at(1_000_000).await.unwrap(),
+        30,
+        "after everything: the end"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn size_retention_keeps_the_newest_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path()), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    engine
+        .create_topic_with(
+            T,
+            "t",
+            strata_engine::TopicSpec {
+                queues: 1,
+                message_type: MessageType::Normal,
+                retention: Some(Retention::Unlimited),
+                retention_bytes: Some(20_000),
+            },
+        )
+        .await
+        .unwrap();
+    // Ten uploads of ten messages: ten ranges of a few KiB each.
+    for round in 0..10 {
+        for i in 0..10 {
+            engine
+                .publish(T, "t", vec![to_queue(0, body(0, round * 10 + i, 600))])
+                .await
+                .unwrap();
+        }
+        upload_all(&engine).await;
+    }
+    let before = engine.queue_info(T, "t", 0).unwrap();
+    assert!(before.object_bytes > 20_000, "{before:?}");
+    let expired = engine.enforce_retention().await.unwrap();
+    assert!(expired > 0);
+    let after = engine.queue_info(T, "t", 0).unwrap();
+    assert!(after.object_bytes <= 20_000, "{after:?}");
+    assert!(after.first_offset > 0 && after.end_offset == 100);
+    let got = read_all(&engine, "t", 0).await;
+    assert_eq!(got.first().map(|(o, _)| *o), Some(after.first_offset));
+    assert_eq!(got.len() as u64, 100 - after.first_offset);
+}

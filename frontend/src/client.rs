@@ -170,6 +170,21 @@ impl Client {
         .await
     }
 
+    /// The first offset of a queue appended at or after `timestamp_ms`.
+    pub async fn offset_at_time(
+        &self,
+        topic: &str,
+        queue: u32,
+        timestamp_ms: i64,
+    ) -> Result<u64, ClientError> {
+        let reply: crate::http::topics::OffsetAtTime = self
+            .get(&format!(
+                "/v1/topics/{topic}/queues/{queue}/offset?timestamp_ms={timestamp_ms}"
+            ))
+            .await?;
+        Ok(reply.offset)
+    }
+
     pub async fn create_group(&self, name: &str) -> Result<GroupJson, ClientError> {
         self.post("/v1/groups", &CreateGroup { name: name.into() })
             .await

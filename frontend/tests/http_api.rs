@@ -56,6 +56,7 @@ async fn topic_create_list_describe_delete() {
             queues: 2,
             message_type: None,
             retention: Some("unlimited".into()),
+            retention_bytes: None,
         })
         .await
         .unwrap();
@@ -551,4 +552,41 @@ async fn healthz_status_and_metrics() {
     assert!(text.contains("strata_wal_used_bytes"), "{text}");
     assert!(text.contains("strata_retained_messages 2"), "{text}");
     s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_by_timestamp_and_size_retention_fields() {
+    let s = TestServer::start().await;
+    let created = s
+        .post_json(
+            "/v1/topics",
+            &serde_json::json!({"name": "timed", "queues": 1, "retention_bytes": 1048576}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(created.json()["retention_bytes"], 1048576);
+    let before = s
+        .post_json(
+            "/v1/topics/timed/messages",
+            &serde_json::json!({"messages": [{"body": "a"}]}),
+        )
+        .await;
+    assert_eq!(before.status, 200);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let at = |ts: i64| format!("/v1/topics/timed/queues/0/offset?timestamp_ms={ts}");
+    assert_eq!(s.get(&at(0)).await.json()["offset"], 0);
+    assert_eq!(
+        s.get(&at(now_ms + 60_000)).await.json()["offset"],
+        1,
+        "future: the end"
+    );
+    s.get("/v1/topics/timed/queues/0/offset?timestamp_ms=soon")
+        .await
+        .expect_error(400, "INVALID_ARGUMENT");
+    s.get(&at(0).replace("/0/", "/7/"))
+        .await
+        .expect_error(404, "QUEUE_NOT_FOUND");
 }

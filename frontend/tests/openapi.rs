@@ -214,10 +214,14 @@ async fn every_route_is_served_as_documented() {
     let mut ordered: Vec<_> = ROUTES.to_vec();
     ordered.sort_by_key(|(m, _)| *m == "delete");
     for (method, template) in ordered {
-        let path = template
+        let mut path = template
             .replace("{topic}", "walk")
             .replace("{group}", "walkers")
             .replace("{queue}", "0");
+        // Required query parameters, as the document declares them.
+        if template.ends_with("/offset") {
+            path.push_str("?timestamp_ms=0");
+        }
         let m = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
         let mut req = s.http.request(m, s.url(&path));
         if let Some(body) = body_for(method, template) {

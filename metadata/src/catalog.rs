@@ -42,8 +42,8 @@ use crate::store::{MetaError, MetaStore, prefix_end};
 
 pub use ranges::{BlockRef, RangeRecord};
 pub use records::{
-    CommittedOffset, GroupRecord, MessageType, OwnerRecord, ParseMessageTypeError, Retention,
-    TopicRecord,
+    CommittedOffset, GroupRecord, MessageType, NewTopic, OwnerRecord, ParseMessageTypeError,
+    Retention, TopicRecord,
 };
 
 /// How many times a read-check-write loop retries after losing a race.

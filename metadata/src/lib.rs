@@ -11,8 +11,8 @@ pub mod redb_store;
 pub mod store;
 
 pub use catalog::{
-    BlockRef, Catalog, CatalogError, CommittedOffset, GroupRecord, MessageType, OwnerRecord,
-    ParseMessageTypeError, RangeRecord, Retention, TopicRecord,
+    BlockRef, Catalog, CatalogError, CommittedOffset, GroupRecord, MessageType, NewTopic,
+    OwnerRecord, ParseMessageTypeError, RangeRecord, Retention, TopicRecord,
 };
 pub use memory_store::MemoryStore;
 pub use redb_store::RedbStore;

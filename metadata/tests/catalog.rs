@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use strata_common::QueueKey;
 use strata_metadata::{
-    Catalog, CatalogError, MemoryStore, MessageType, MetaError, MetaStore, RedbStore, Retention,
-    Txn, TxnOutcome,
+    Catalog, CatalogError, MemoryStore, MessageType, MetaError, MetaStore, NewTopic, RedbStore,
+    Retention, Txn, TxnOutcome,
 };
 use tempfile::TempDir;
 
@@ -22,9 +22,12 @@ async fn create(catalog: &Catalog, tenant: &str, name: &str) -> Result<u64, Cata
         .create_topic(
             tenant,
             name,
-            4,
-            MessageType::Normal,
-            Retention::Unlimited,
+            NewTopic {
+                queues: 4,
+                message_type: MessageType::Normal,
+                retention: Retention::Unlimited,
+                retention_bytes: None,
+            },
             1000,
         )
         .await
@@ -39,9 +42,12 @@ async fn topic_lifecycle() {
             .create_topic(
                 "acme",
                 "orders",
-                8,
-                MessageType::Fifo,
-                Retention::Ms(60_000),
+                NewTopic {
+                    queues: 8,
+                    message_type: MessageType::Fifo,
+                    retention: Retention::Ms(60_000),
+                    retention_bytes: Some(1 << 20),
+                },
                 42,
             )
             .await

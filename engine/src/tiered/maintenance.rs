@@ -67,6 +67,7 @@ impl Engine {
         let mut expired = 0u64;
         for topic in &topics {
             let policy = topic.retention_policy();
+            let max_bytes = topic.record.retention_bytes;
             for q in &topic.queues {
                 let old: Vec<RangeRecord> = {
                     let inner = q.lock();
@@ -78,7 +79,17 @@ impl Engine {
                             stored_bytes: r.stored_bytes,
                         })
                         .collect();
-                    let n = expiry::expired(&ages, policy, None, inner.retained_bytes, now);
+                    let n = {
+                        // Only WAL data not yet uploaded is "newer"; the rest is in `ages`.
+                        let cold_end = inner.cold_end().unwrap_or(0);
+                        let newer: u64 = inner
+                            .index
+                            .iter()
+                            .filter(|e| e.base_offset >= cold_end)
+                            .map(|e| e.bytes)
+                            .sum();
+                        expiry::expired(&ages, policy, max_bytes, newer, now)
+                    };
                     inner.cold.iter().take(n).map(|r| (**r).clone()).collect()
                 };
                 let Some(last) = old.last() else { continue };

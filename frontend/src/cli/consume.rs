@@ -41,8 +41,16 @@ pub async fn consume(client: &Client, json: bool, args: ConsumeArgs) -> Result<(
             args.queue.unwrap_or_default()
         );
     }
+    let since = args.from_time.as_deref().map(parse_time).transpose()?;
     let mut start = BTreeMap::new();
     for q in &queues {
+        if let Some(ts) = since {
+            start.insert(
+                q.queue,
+                client.offset_at_time(&args.topic, q.queue, ts).await?,
+            );
+            continue;
+        }
         let from = match args.from.as_deref() {
             Some("earliest") => q.first_offset,
             Some("latest") => q.end_offset,
@@ -161,4 +169,21 @@ fn print_message(json: bool, topic: &str, queue: u32, m: &StoredJson) -> Result<
     }
     println!("{line}");
     Ok(())
+}
+
+/// RFC 3339 or milliseconds since the Unix epoch.
+fn parse_time(text: &str) -> Result<i64> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    let t = humantime::parse_rfc3339_weak(text).with_context(|| {
+        format!(
+            "--from-time {text:?} is neither RFC 3339 (2026-11-25T18:00:00Z) nor epoch milliseconds"
+        )
+    })?;
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("--from-time is before 1970")?
+        .as_millis();
+    Ok(i64::try_from(ms).unwrap_or(i64::MAX))
 }

@@ -91,6 +91,9 @@ pub enum TopicCommand {
         /// [default: the server's retention.default].
         #[arg(long)]
         retention: Option<String>,
+        /// Size limit per queue in bytes; the oldest data goes first [default: none].
+        #[arg(long)]
+        retention_bytes: Option<u64>,
     },
     /// List topics.
     List,
@@ -133,8 +136,12 @@ pub struct ConsumeArgs {
     pub group: Option<String>,
     /// Where to start: earliest, latest, or an offset (applied to every queue read).
     /// Default: the group's committed offset, else earliest.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "from_time")]
     pub from: Option<String>,
+    /// Start at the first message appended at or after this time: RFC 3339
+    /// (2026-11-25T18:00:00Z) or milliseconds since the Unix epoch.
+    #[arg(long)]
+    pub from_time: Option<String>,
     /// Stop after this many messages.
     #[arg(long)]
     pub count: Option<u64>,

@@ -59,6 +59,42 @@ pub async fn run(cli: Cli) -> Result<()> {
                 status.tail_cache.hits,
                 status.tail_cache.misses
             );
+            let t = &status.tiering;
+            println!(
+                "objects     {} — checkpoint {}, upload lag {} ({} ms), {} uploads ({}), {} merges, {} expired ranges, {} objects collected",
+                t.object_store,
+                t.checkpoint_lsn,
+                bytes(t.upload_lag_bytes),
+                t.upload_lag_ms,
+                t.uploads,
+                bytes(t.uploaded_bytes),
+                t.merges,
+                t.expired_ranges,
+                t.gc_deleted_objects
+            );
+            let o = &t.object_requests;
+            println!(
+                "requests    {} PUT ({}), {} GET ({}), {} LIST, {} DELETE, {} retries, {} errors",
+                o.puts,
+                bytes(o.put_bytes),
+                o.gets,
+                bytes(o.get_bytes),
+                o.lists,
+                o.deletes,
+                o.retries,
+                o.errors
+            );
+            println!(
+                "block cache {:.1}% hit ({} hits, {} misses), cold reads {} ({})",
+                t.block_cache.hit_ratio * 100.0,
+                t.block_cache.hits,
+                t.block_cache.misses,
+                t.cold_reads.fetches,
+                bytes(t.cold_reads.bytes)
+            );
+            if let Some(e) = &t.last_error {
+                println!("last error  {e}");
+            }
             let r = &status.recovery;
             println!(
                 "recovery    {} records ({}) from {} segments{}",
@@ -132,6 +168,7 @@ async fn topic(client: &Client, json: bool, cmd: TopicCommand) -> Result<()> {
             queues,
             message_type,
             retention,
+            retention_bytes,
         } => {
             let t = client
                 .create_topic(&CreateTopic {
@@ -139,6 +176,7 @@ async fn topic(client: &Client, json: bool, cmd: TopicCommand) -> Result<()> {
                     queues,
                     message_type: Some(message_type),
                     retention,
+                    retention_bytes,
                 })
                 .await?;
             if json {
@@ -165,17 +203,24 @@ async fn topic(client: &Client, json: bool, cmd: TopicCommand) -> Result<()> {
             }
             print_topic_line(&d.topic);
             println!(
-                "{:>6} {:>14} {:>14} {:>12} {:>12}  owner",
-                "queue", "first_offset", "end_offset", "messages", "bytes"
+                "{:>6} {:>12} {:>12} {:>10} {:>11} {:>14} {:>11} {:>8}  owner",
+                "queue", "first", "end", "messages", "bytes", "in objects", "obj bytes", "objects"
             );
             for q in &d.queue_stats {
+                let cold = match (q.object_first_offset, q.object_end_offset) {
+                    (Some(a), Some(b)) => format!("{a}..{b}"),
+                    _ => "-".to_string(),
+                };
                 println!(
-                    "{:>6} {:>14} {:>14} {:>12} {:>12}  {}@{}",
+                    "{:>6} {:>12} {:>12} {:>10} {:>11} {:>14} {:>11} {:>8}  {}@{}",
                     q.queue,
                     q.first_offset,
                     q.end_offset,
                     q.messages,
                     bytes(q.bytes),
+                    cold,
+                    bytes(q.object_bytes),
+                    q.objects,
                     q.owner_node,
                     q.owner_epoch
                 );

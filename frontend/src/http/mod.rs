@@ -43,6 +43,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/topics/{topic}/messages"),
     ("get", "/v1/topics/{topic}/queues/{queue}"),
     ("get", "/v1/topics/{topic}/queues/{queue}/messages"),
+    ("get", "/v1/topics/{topic}/queues/{queue}/offset"),
     ("get", "/v1/groups"),
     ("post", "/v1/groups"),
     ("get", "/v1/groups/{group}"),
@@ -70,6 +71,10 @@ pub fn router(state: AppState, max_request_bytes: usize) -> Router {
         .route(
             "/v1/topics/{topic}/queues/{queue}/messages",
             get(messages::read),
+        )
+        .route(
+            "/v1/topics/{topic}/queues/{queue}/offset",
+            get(topics::offset_at_time),
         )
         .route("/v1/groups", get(groups::list).post(groups::create))
         .route(

@@ -4,10 +4,10 @@ use axum::Json as Reply;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use strata_engine::{MessageType, QueueInfo, TopicInfo};
+use strata_engine::{MessageType, QueueInfo, TopicInfo, TopicSpec};
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{Json, Path};
+use super::extract::{Json, Path, Query};
 use super::{AppState, DEFAULT_TENANT};
 use crate::config::{format_retention, parse_retention};
 
@@ -22,6 +22,9 @@ pub struct CreateTopic {
     /// "unlimited" or a duration such as "72h"; the server default if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<String>,
+    /// Size limit per queue in bytes (oldest data goes first); none if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_bytes: Option<u64>,
 }
 
 fn one() -> u32 {
@@ -36,6 +39,8 @@ pub struct TopicJson {
     #[serde(rename = "type")]
     pub message_type: String,
     pub retention: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_bytes: Option<u64>,
     pub created_ms: i64,
 }
 
@@ -69,6 +74,7 @@ impl From<&TopicInfo> for TopicJson {
             queues: t.queues,
             message_type: t.message_type.to_string(),
             retention: format_retention(&t.retention),
+            retention_bytes: t.retention_bytes,
             created_ms: t.created_ms,
         }
     }
@@ -120,15 +126,15 @@ pub async fn create(
         .map(parse_retention)
         .transpose()
         .map_err(ApiError::invalid)?;
+    let spec = TopicSpec {
+        queues: req.queues,
+        message_type,
+        retention,
+        retention_bytes: req.retention_bytes,
+    };
     let info = state
         .engine
-        .create_topic(
-            DEFAULT_TENANT,
-            &req.name,
-            req.queues,
-            message_type,
-            retention,
-        )
+        .create_topic_with(DEFAULT_TENANT, &req.name, spec)
         .await?;
     Ok((StatusCode::CREATED, Reply(TopicJson::from(&info))))
 }
@@ -170,4 +176,35 @@ pub async fn queue(
 ) -> ApiResult<Reply<QueueJson>> {
     let info = state.engine.queue_info(DEFAULT_TENANT, &topic, queue)?;
     Ok(Reply(QueueJson::from(&info)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeParams {
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OffsetAtTime {
+    pub queue: u32,
+    pub timestamp_ms: i64,
+    /// First offset appended at or after `timestamp_ms`; the end offset if none.
+    pub offset: u64,
+}
+
+pub async fn offset_at_time(
+    State(state): State<AppState>,
+    Path((topic, queue)): Path<(String, u32)>,
+    Query(params): Query<TimeParams>,
+) -> ApiResult<Reply<OffsetAtTime>> {
+    let offset = state
+        .engine
+        .offset_for_time(DEFAULT_TENANT, &topic, queue, params.timestamp_ms)
+        .await?;
+    Ok(Reply(OffsetAtTime {
+        queue,
+        timestamp_ms: params.timestamp_ms,
+        offset,
+    }))
 }

@@ -66,6 +66,15 @@ pub enum Retention {
     Ms(u64),
 }
 
+/// What a new topic is created with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewTopic {
+    pub queues: u32,
+    pub message_type: MessageType,
+    pub retention: Retention,
+    pub retention_bytes: Option<u64>,
+}
+
 /// A topic. `id` is permanent and never reused, even after deletion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicRecord {
@@ -75,6 +84,9 @@ pub struct TopicRecord {
     pub queues: u32,
     pub message_type: MessageType,
     pub retention: Retention,
+    /// Size limit of the topic's data per queue, if any (older data goes first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_bytes: Option<u64>,
     pub created_ms: i64,
 }
 

@@ -3,7 +3,7 @@
 use strata_common::TopicId;
 
 use super::{Catalog, CatalogError, MAX_ATTEMPTS, decode, encode, keys};
-use super::{MessageType, Retention, TopicRecord};
+use super::{NewTopic, TopicRecord};
 use crate::store::{Check, MetaError, Txn, TxnOutcome};
 
 impl Catalog {
@@ -15,9 +15,7 @@ impl Catalog {
         &self,
         tenant: &str,
         name: &str,
-        queues: u32,
-        message_type: MessageType,
-        retention: Retention,
+        topic: NewTopic,
         now_ms: i64,
     ) -> Result<TopicRecord, CatalogError> {
         let key = keys::topic(tenant, name)?;
@@ -51,9 +49,10 @@ impl Catalog {
                 id,
                 tenant: tenant.to_string(),
                 name: name.to_string(),
-                queues,
-                message_type,
-                retention,
+                queues: topic.queues,
+                message_type: topic.message_type,
+                retention: topic.retention,
+                retention_bytes: topic.retention_bytes,
                 created_ms: now_ms,
             };
             let txn = Txn::new()
@@ -64,7 +63,7 @@ impl Catalog {
                 .put(keys::topic_id(id), keys::topic_id_value(tenant, name)?);
             match self.store.commit(txn).await? {
                 TxnOutcome::Committed => {
-                    tracing::info!(tenant, name, id, queues, "created topic");
+                    tracing::info!(tenant, name, id, queues = topic.queues, "created topic");
                     return Ok(record);
                 }
                 TxnOutcome::CheckFailed { index: 0 } => return Err(exists()),
