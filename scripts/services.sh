@@ -67,6 +67,8 @@ start_seaweedfs() {
   export STRATA_TEST_S3_ACCESS_KEY="strata-test"
   export STRATA_TEST_S3_SECRET_KEY="strata-test-secret"
   export STRATA_TEST_S3_REGION="us-east-1"
+  # Tests that stop and restart an S3 server of their own use this binary.
+  export STRATA_TEST_WEED="${STRATA_TOOLS}/venv/bin/weed"
 }
 
 start_services() {
