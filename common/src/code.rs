@@ -52,6 +52,22 @@ pub enum ErrorCode {
     NotFound,
     /// The route exists but not for this HTTP method.
     MethodNotAllowed,
+    /// No valid credentials: missing, malformed, unknown, revoked or expired.
+    Unauthenticated,
+    /// Valid credentials whose role does not allow the operation.
+    PermissionDenied,
+    /// The tenant does not exist.
+    TenantNotFound,
+    /// A tenant with that name already exists.
+    TenantAlreadyExists,
+    /// The tenant still owns topics or groups.
+    TenantNotEmpty,
+    /// The access key does not exist (or belongs to another tenant).
+    KeyNotFound,
+    /// A rate quota was exceeded; retry after the hinted delay.
+    TooManyRequests,
+    /// A count or size quota (topics, queues, groups, stored bytes) is used up.
+    QuotaExceeded,
     /// The write-ahead log stayed full for the whole append timeout.
     WalFull,
     /// The node is shutting down or storage failed; retry elsewhere or later.
@@ -68,9 +84,13 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             InvalidArgument | InvalidJson | InvalidName | BatchTooLarge => 400,
-            TopicNotFound | QueueNotFound | GroupNotFound | NotFound => 404,
+            Unauthenticated => 401,
+            PermissionDenied | QuotaExceeded => 403,
+            TopicNotFound | QueueNotFound | GroupNotFound | NotFound | TenantNotFound
+            | KeyNotFound => 404,
             MethodNotAllowed => 405,
-            TopicAlreadyExists | Conflict => 409,
+            TopicAlreadyExists | Conflict | TenantAlreadyExists | TenantNotEmpty => 409,
+            TooManyRequests => 429,
             PayloadTooLarge | MessageTooLarge => 413,
             UnsupportedMediaType => 415,
             OffsetOutOfRange => 416,
@@ -85,10 +105,14 @@ impl ErrorCode {
         match self {
             InvalidArgument | InvalidJson | InvalidName | BatchTooLarge | MessageTooLarge
             | PayloadTooLarge | UnsupportedMediaType => grpc::INVALID_ARGUMENT,
-            TopicNotFound | QueueNotFound | GroupNotFound | NotFound => grpc::NOT_FOUND,
+            TopicNotFound | QueueNotFound | GroupNotFound | NotFound | TenantNotFound
+            | KeyNotFound => grpc::NOT_FOUND,
             MethodNotAllowed => grpc::UNIMPLEMENTED,
-            TopicAlreadyExists => grpc::ALREADY_EXISTS,
-            Conflict => grpc::FAILED_PRECONDITION,
+            TopicAlreadyExists | TenantAlreadyExists => grpc::ALREADY_EXISTS,
+            Conflict | TenantNotEmpty => grpc::FAILED_PRECONDITION,
+            Unauthenticated => grpc::UNAUTHENTICATED,
+            PermissionDenied => grpc::PERMISSION_DENIED,
+            TooManyRequests | QuotaExceeded => grpc::RESOURCE_EXHAUSTED,
             OffsetOutOfRange => grpc::OUT_OF_RANGE,
             Internal => grpc::INTERNAL,
             WalFull => grpc::RESOURCE_EXHAUSTED,
@@ -114,6 +138,14 @@ impl ErrorCode {
             OffsetOutOfRange => "OFFSET_OUT_OF_RANGE",
             NotFound => "NOT_FOUND",
             MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Unauthenticated => "UNAUTHENTICATED",
+            PermissionDenied => "PERMISSION_DENIED",
+            TenantNotFound => "TENANT_NOT_FOUND",
+            TenantAlreadyExists => "TENANT_ALREADY_EXISTS",
+            TenantNotEmpty => "TENANT_NOT_EMPTY",
+            KeyNotFound => "KEY_NOT_FOUND",
+            TooManyRequests => "TOO_MANY_REQUESTS",
+            QuotaExceeded => "QUOTA_EXCEEDED",
             WalFull => "WAL_FULL",
             Unavailable => "UNAVAILABLE",
             Conflict => "CONFLICT",
@@ -122,7 +154,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::InvalidArgument,
         ErrorCode::InvalidJson,
         ErrorCode::InvalidName,
@@ -137,6 +169,14 @@ impl ErrorCode {
         ErrorCode::OffsetOutOfRange,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
+        ErrorCode::Unauthenticated,
+        ErrorCode::PermissionDenied,
+        ErrorCode::TenantNotFound,
+        ErrorCode::TenantAlreadyExists,
+        ErrorCode::TenantNotEmpty,
+        ErrorCode::KeyNotFound,
+        ErrorCode::TooManyRequests,
+        ErrorCode::QuotaExceeded,
         ErrorCode::WalFull,
         ErrorCode::Unavailable,
         ErrorCode::Conflict,
