@@ -55,6 +55,9 @@ pub enum EngineError {
     ObjectStore(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A catalog refusal with its own service code (tenants, keys).
+    #[error("{message}")]
+    Refused { code: ErrorCode, message: String },
 }
 
 impl EngineError {
@@ -75,6 +78,7 @@ impl EngineError {
             Conflict(_) => ErrorCode::Conflict,
             ObjectStore(_) => ErrorCode::Unavailable,
             Corrupt(_) | Internal(_) => ErrorCode::Internal,
+            Refused { code, .. } => *code,
         }
     }
 }
@@ -126,7 +130,25 @@ impl From<CatalogError> for EngineError {
             CatalogError::TopicNotFound { name, .. } => EngineError::TopicNotFound(name),
             CatalogError::GroupNotFound { name, .. } => EngineError::GroupNotFound(name),
             CatalogError::Conflict(m) => EngineError::Conflict(m),
+            CatalogError::AccessKeyAlreadyExists { access_key } => {
+                EngineError::Conflict(format!("access key {access_key} already exists"))
+            }
             CatalogError::Meta(m) => EngineError::Internal(m.to_string()),
+            other @ (CatalogError::TenantAlreadyExists { .. }
+            | CatalogError::TenantNotFound { .. }
+            | CatalogError::TenantNotEmpty { .. }
+            | CatalogError::KeyNotFound { .. }) => {
+                let code = match &other {
+                    CatalogError::TenantAlreadyExists { .. } => ErrorCode::TenantAlreadyExists,
+                    CatalogError::TenantNotFound { .. } => ErrorCode::TenantNotFound,
+                    CatalogError::TenantNotEmpty { .. } => ErrorCode::TenantNotEmpty,
+                    _ => ErrorCode::KeyNotFound,
+                };
+                EngineError::Refused {
+                    code,
+                    message: other.to_string(),
+                }
+            }
         }
     }
 }

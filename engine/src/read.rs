@@ -16,7 +16,7 @@ impl Engine {
     /// Reads up to `max_messages` from `offset`. When `offset` is the end of
     /// the queue, waits up to `wait` (capped by config) for new messages.
     pub async fn read(
-        &self,
+        self: &Arc<Self>,
         tenant: &str,
         topic: &str,
         queue: u32,
@@ -44,11 +44,15 @@ impl Engine {
         let messages = if offset >= end {
             Vec::new()
         } else if cold {
-            self.read_cold(&q, offset, end, max_messages).await?
+            self.read_cold_off_workers(&q, offset, end, max_messages)
+                .await?
         } else if let Some(hit) = self.cache.read(q.key, offset, end, max_messages) {
             hit
+        } else if let Some(hot) = self.read_wal(&q, offset, end).await? {
+            hot
         } else {
-            self.read_wal(&q, offset, end).await?
+            self.read_cold_off_workers(&q, offset, end, max_messages)
+                .await?
         };
         let next_offset = messages.last().map_or(offset, |m| m.offset + 1);
         Ok(ReadResult {
@@ -104,6 +108,26 @@ impl Engine {
         Ok(block.end_offset.clamp(first, hw))
     }
 
+    /// Decompressing and decoding cold blocks is CPU work; it runs on the
+    /// cold-read runtime so catch-up readers never occupy the workers that
+    /// serve producers.
+    async fn read_cold_off_workers(
+        self: &Arc<Self>,
+        q: &Arc<QueueState>,
+        offset: u64,
+        end: u64,
+        max_messages: usize,
+    ) -> Result<Vec<StoredMessage>> {
+        let engine = self.clone();
+        let queue = q.clone();
+        self.tiering
+            .cold
+            .handle()
+            .spawn(async move { engine.read_cold(&queue, offset, end, max_messages).await })
+            .await
+            .map_err(|e| EngineError::Internal(format!("cold read task failed: {e}")))?
+    }
+
     /// The queue's (first, high watermark), or OFFSET_OUT_OF_RANGE.
     fn bounds(&self, q: &QueueState, topic: &str, offset: u64) -> Result<(u64, u64)> {
         let inner = q.lock();
@@ -131,33 +155,41 @@ impl Engine {
     }
 
     /// Reads [offset, end) from WAL records, within the byte budget.
+    /// `None` when `offset` left the WAL (its segment was released after an
+    /// upload) between routing and reading: the caller reads it cold.
     async fn read_wal(
         &self,
         q: &Arc<QueueState>,
         offset: u64,
         end: u64,
-    ) -> Result<Vec<StoredMessage>> {
+    ) -> Result<Option<Vec<StoredMessage>>> {
         let budget = self.config.max_read_bytes as u64;
-        let entries: Vec<IndexEntry> = {
-            let inner = q.lock();
-            let mut bytes = 0u64;
-            inner
-                .entries_from(offset)
-                .take_while(|e| e.base_offset < end)
-                .take_while(|e| {
-                    // Always take the first batch, however large.
-                    let take = bytes == 0 || bytes + e.bytes <= budget;
-                    bytes += e.bytes;
-                    take
-                })
-                .copied()
-                .collect()
-        };
+        let queue = q.clone();
         let wal = self.wal.clone();
         let files = self.wal_files.clone();
         tokio::task::spawn_blocking(move || {
-            // Segment deletion waits while this read holds the gate.
+            // Segment deletion (and the index update that goes with it)
+            // waits while this read holds the gate, so the entries taken
+            // here stay readable until the read is done.
             let _files = files.read().unwrap_or_else(|p| p.into_inner());
+            let entries: Vec<IndexEntry> = {
+                let inner = queue.lock();
+                if inner.hot_first().is_none_or(|h| offset < h) {
+                    return Ok(None);
+                }
+                let mut bytes = 0u64;
+                inner
+                    .entries_from(offset)
+                    .take_while(|e| e.base_offset < end)
+                    .take_while(|e| {
+                        // Always take the first batch, however large.
+                        let take = bytes == 0 || bytes + e.bytes <= budget;
+                        bytes += e.bytes;
+                        take
+                    })
+                    .copied()
+                    .collect()
+            };
             let mut out = Vec::new();
             for entry in entries {
                 let payload = wal.read(entry.at.lsn)?;
@@ -177,7 +209,7 @@ impl Engine {
                     }
                 }
             }
-            Ok(out)
+            Ok(Some(out))
         })
         .await
         .map_err(|e| EngineError::Internal(format!("WAL read task failed: {e}")))?

@@ -63,7 +63,7 @@ fn body(queue: u32, i: usize, len: usize) -> Vec<u8> {
     b
 }
 
-async fn read_all(engine: &Engine, topic: &str, queue: u32) -> Vec<(u64, Bytes)> {
+async fn read_all(engine: &Arc<Engine>, topic: &str, queue: u32) -> Vec<(u64, Bytes)> {
     let mut out = Vec::new();
     let first = engine.queue_info(T, topic, queue).unwrap().first_offset;
     let mut offset = first;

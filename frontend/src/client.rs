@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use strata_tenancy::{DATE_HEADER, SecretKey, format_date_time, sign};
 
 use crate::http::groups::{CommitOffset, CommittedJson, CreateGroup, GroupJson, GroupList};
 use crate::http::messages::{MessageJson, PublishJson, PublishReply, ReadReply};
@@ -28,10 +29,22 @@ pub enum ClientError {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    credentials: Option<(String, SecretKey)>,
+    tenant: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("access_key", &self.credentials.as_ref().map(|(ak, _)| ak))
+            .field("tenant", &self.tenant)
+            .finish()
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -51,7 +64,46 @@ impl Client {
         Self {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
+            credentials: None,
+            tenant: None,
         }
+    }
+
+    /// Signs every request with this access key (RocketMQ's
+    /// MQv2-HMAC-SHA1 scheme: the secret never travels).
+    pub fn with_credentials(mut self, access_key: &str, secret_key: &str) -> Self {
+        self.credentials = Some((
+            access_key.to_string(),
+            SecretKey::new(secret_key.to_string()),
+        ));
+        self
+    }
+
+    /// Acts on another tenant's resources (service admins only).
+    pub fn with_tenant(mut self, tenant: &str) -> Self {
+        self.tenant = Some(tenant.to_string());
+        self
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let mut request = self.http.request(method, url);
+        if let Some((access_key, secret)) = &self.credentials {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let date = format_date_time(now_ms);
+            let signature = sign(secret, &date);
+            request = request.header(DATE_HEADER, date).header(
+                reqwest::header::AUTHORIZATION,
+                format!(
+                    "MQv2-HMAC-SHA1 Credential={access_key}, SignedHeaders={DATE_HEADER}, Signature={signature}"
+                ),
+            );
+        }
+        if let Some(tenant) = &self.tenant {
+            request = request.header(crate::http::auth::TENANT_HEADER, tenant);
+        }
+        request
     }
 
     pub fn base(&self) -> &str {
@@ -106,7 +158,8 @@ impl Client {
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = self.url(path);
-        self.send(self.http.get(&url), url).await
+        self.send(self.request(reqwest::Method::GET, &url), url)
+            .await
     }
 
     async fn post<B: Serialize, T: DeserializeOwned>(
@@ -115,12 +168,14 @@ impl Client {
         body: &B,
     ) -> Result<T, ClientError> {
         let url = self.url(path);
-        self.send(self.http.post(&url).json(body), url).await
+        self.send(self.request(reqwest::Method::POST, &url).json(body), url)
+            .await
     }
 
     async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = self.url(path);
-        self.send(self.http.delete(&url), url).await
+        self.send(self.request(reqwest::Method::DELETE, &url), url)
+            .await
     }
 
     pub async fn create_topic(&self, req: &CreateTopic) -> Result<TopicJson, ClientError> {
@@ -212,8 +267,12 @@ impl Client {
         offset: u64,
     ) -> Result<CommittedJson, ClientError> {
         let url = self.url(&format!("/v1/groups/{group}/offsets/{topic}/{queue}"));
-        self.send(self.http.put(&url).json(&CommitOffset { offset }), url)
-            .await
+        self.send(
+            self.request(reqwest::Method::PUT, &url)
+                .json(&CommitOffset { offset }),
+            url,
+        )
+        .await
     }
 
     pub async fn committed_offset(
@@ -228,5 +287,83 @@ impl Client {
 
     pub async fn status(&self) -> Result<StatusJson, ClientError> {
         self.get("/v1/status").await
+    }
+}
+
+impl Client {
+    pub async fn whoami(&self) -> Result<crate::http::admin::WhoAmI, ClientError> {
+        self.get("/v1/whoami").await
+    }
+
+    pub async fn create_tenant(
+        &self,
+        name: &str,
+        plan: Option<&str>,
+    ) -> Result<crate::http::admin::TenantJson, ClientError> {
+        let body = crate::http::admin::CreateTenant {
+            name: name.to_string(),
+            plan: plan.map(str::to_string),
+        };
+        self.post("/v1/tenants", &body).await
+    }
+
+    pub async fn list_tenants(&self) -> Result<crate::http::admin::TenantList, ClientError> {
+        self.get("/v1/tenants").await
+    }
+
+    pub async fn describe_tenant(
+        &self,
+        name: &str,
+    ) -> Result<crate::http::admin::TenantJson, ClientError> {
+        self.get(&format!("/v1/tenants/{name}")).await
+    }
+
+    pub async fn delete_tenant(
+        &self,
+        name: &str,
+    ) -> Result<crate::http::admin::TenantJson, ClientError> {
+        self.delete(&format!("/v1/tenants/{name}")).await
+    }
+
+    pub async fn create_key(
+        &self,
+        tenant: Option<&str>,
+        role: &str,
+        description: Option<&str>,
+    ) -> Result<crate::http::admin::IssuedKeyJson, ClientError> {
+        let body = crate::http::admin::CreateKey {
+            tenant: tenant.map(str::to_string),
+            role: role.to_string(),
+            description: description.map(str::to_string),
+        };
+        self.post("/v1/keys", &body).await
+    }
+
+    pub async fn list_keys(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<crate::http::admin::KeyList, ClientError> {
+        match tenant {
+            Some(t) => self.get(&format!("/v1/keys?tenant={t}")).await,
+            None => self.get("/v1/keys").await,
+        }
+    }
+
+    pub async fn rotate_key(
+        &self,
+        access_key: &str,
+    ) -> Result<crate::http::admin::IssuedKeyJson, ClientError> {
+        self.post(
+            &format!("/v1/keys/{access_key}/rotate"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    pub async fn revoke_key(
+        &self,
+        access_key: &str,
+    ) -> Result<crate::http::admin::KeyJson, ClientError> {
+        self.delete(&format!("/v1/keys/{access_key}")).await
     }
 }

@@ -48,7 +48,23 @@ pub struct Config {
     pub compactor: CompactorSection,
     pub limits: LimitsSection,
     pub retention: RetentionSection,
+    pub auth: AuthSection,
     pub log: LogSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Requests without credentials act as a service admin. Local
+    /// development only.
+    pub anonymous: bool,
+    pub max_clock_skew_ms: u64,
+    /// Encrypts stored secret keys; empty = `<data_dir>/master.key`
+    /// (created on first start, mode 0600).
+    pub master_key_file: String,
+    /// Where the bootstrap admin credential is written on first start;
+    /// empty = `<data_dir>/admin-credentials`.
+    pub credentials_file: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -211,6 +227,12 @@ impl Default for Config {
                 default: "72h".into(),
                 check_interval_ms: engine.retention_interval.as_millis() as u64,
             },
+            auth: AuthSection {
+                anonymous: false,
+                max_clock_skew_ms: 15 * 60 * 1000,
+                master_key_file: String::new(),
+                credentials_file: String::new(),
+            },
             log: LogSection {
                 level: "info".into(),
                 format: "text".into(),
@@ -257,6 +279,11 @@ impl Default for LimitsSection {
 impl Default for RetentionSection {
     fn default() -> Self {
         Config::default().retention
+    }
+}
+impl Default for AuthSection {
+    fn default() -> Self {
+        Config::default().auth
     }
 }
 impl Default for LogSection {
@@ -410,6 +437,22 @@ impl Config {
             timeout: Duration::from_millis(o.timeout_ms.max(1)),
             max_attempts: o.max_attempts.max(1),
             ..defaults
+        }
+    }
+
+    /// The master key file, resolved against the data directory.
+    pub fn master_key_path(&self) -> PathBuf {
+        match self.auth.master_key_file.as_str() {
+            "" => self.data_dir.join("master.key"),
+            path => PathBuf::from(path),
+        }
+    }
+
+    /// The bootstrap admin credential file, resolved against the data directory.
+    pub fn credentials_path(&self) -> PathBuf {
+        match self.auth.credentials_file.as_str() {
+            "" => self.data_dir.join("admin-credentials"),
+            path => PathBuf::from(path),
         }
     }
 

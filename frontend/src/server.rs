@@ -10,7 +10,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError};
-use crate::http::{self, AppState, Metrics};
+use crate::http::{self, AppState, AuthSettings, Metrics};
+use strata_metadata::{Catalog, MetaStore, RedbStore};
+use strata_tenancy::{Credentials, MasterKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -31,6 +33,10 @@ pub enum ServerError {
     DataDir { dir: String, source: std::io::Error },
     #[error("HTTP server failed: {0}")]
     Http(std::io::Error),
+    #[error("metadata store: {0}")]
+    Metadata(#[from] strata_metadata::MetaError),
+    #[error("credentials: {0}")]
+    Credentials(String),
 }
 
 /// A running node. Dropping it does not stop it; call [`Running::shutdown`].
@@ -104,7 +110,10 @@ pub async fn start_with_clock(
 ) -> Result<Running, ServerError> {
     config.validate()?;
     let lock = lock_data_dir(&config)?;
-    let engine = Engine::open(config.engine_config()?, clock).await?;
+    let store: Arc<dyn MetaStore> = RedbStore::open(&config.data_dir.join("meta.redb"))?;
+    let engine =
+        Engine::open_with_store(config.engine_config()?, clock.clone(), store.clone()).await?;
+    let credentials = open_credentials(&config, store, clock).await?;
     let listener = TcpListener::bind(&config.http.addr)
         .await
         .map_err(|source| ServerError::Bind {
@@ -115,6 +124,11 @@ pub async fn start_with_clock(
     let state = AppState {
         engine: engine.clone(),
         metrics: Arc::new(Metrics::default()),
+        credentials,
+        auth: AuthSettings {
+            anonymous: config.auth.anonymous,
+            max_clock_skew_ms: i64::try_from(config.auth.max_clock_skew_ms).unwrap_or(i64::MAX),
+        },
     };
     let app = http::router(state, config.http.max_request_bytes);
     let (stop, mut stopped) = watch::channel(false);
@@ -148,12 +162,48 @@ pub async fn start_with_clock(
     })
 }
 
+/// Loads (or creates) the master key and makes sure a bootstrap admin
+/// credential exists, writing it to the credentials file on first start.
+async fn open_credentials(
+    config: &Config,
+    store: Arc<dyn MetaStore>,
+    clock: Arc<dyn Clock>,
+) -> Result<Credentials, ServerError> {
+    let key_path = config.master_key_path();
+    let (master, created) = MasterKey::load_or_create(&key_path)
+        .map_err(|e| ServerError::Credentials(format!("master key {}: {e}", key_path.display())))?;
+    if created {
+        tracing::info!(path = %key_path.display(), "created the master key that encrypts stored secrets");
+    }
+    let credentials = Credentials::new(Catalog::new(store), master, clock);
+    let file = config.credentials_path();
+    let issued = credentials
+        .bootstrap(&file)
+        .await
+        .map_err(|e| ServerError::Credentials(e.to_string()))?;
+    if let Some(key) = issued {
+        tracing::warn!(
+            file = %file.display(),
+            access_key = %key.access_key,
+            "created the bootstrap admin credential (secret in the file, mode 0600)"
+        );
+    }
+    if config.auth.anonymous {
+        tracing::warn!(
+            "anonymous access is ON: requests without credentials act as a service admin (local development only)"
+        );
+    }
+    Ok(credentials)
+}
+
 /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
 pub async fn run_until_signal(config: Config) -> Result<(), ServerError> {
+    let credentials_file = config.credentials_path();
     let running = start(config).await?;
     eprintln!(
-        "Strata is serving HTTP on http://{} (Ctrl-C to stop)",
-        running.http_addr
+        "Strata is serving HTTP on http://{} (Ctrl-C to stop); admin credential in {}",
+        running.http_addr,
+        credentials_file.display()
     );
     let stop = running.stopper();
     tokio::spawn(async move {

@@ -196,6 +196,8 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         ("post", "/v1/topics/{topic}/messages") => Some(json!({"messages": [{"body": "x"}]})),
         ("post", "/v1/groups") => Some(json!({"name": "walkers"})),
         ("put", "/v1/groups/{group}/offsets/{topic}/{queue}") => Some(json!({"offset": 1})),
+        ("post", "/v1/tenants") => Some(json!({"name": "walk-created-tenant"})),
+        ("post", "/v1/keys") => Some(json!({"role": "consumer"})),
         _ => None,
     }
 }
@@ -209,15 +211,29 @@ async fn every_route_is_served_as_documented() {
     s.post_json("/v1/groups", &json!({"name": "walkers"}))
         .await
         .expect(201);
+    s.post_json("/v1/tenants", &json!({"name": "walk-tenant"}))
+        .await
+        .expect(201);
+    let key = s
+        .post_json(
+            "/v1/keys",
+            &json!({"role": "publisher", "tenant": "walk-tenant"}),
+        )
+        .await
+        .expect(201);
+    let access_key = key["access_key"].as_str().unwrap().to_string();
 
     // Deletes last, so every other route finds its topic and group.
     let mut ordered: Vec<_> = ROUTES.to_vec();
-    ordered.sort_by_key(|(m, _)| *m == "delete");
+    // Deleting a tenant deletes its keys: tenants go very last.
+    ordered.sort_by_key(|(m, p)| (*m == "delete", p.starts_with("/v1/tenants/")));
     for (method, template) in ordered {
         let mut path = template
             .replace("{topic}", "walk")
             .replace("{group}", "walkers")
-            .replace("{queue}", "0");
+            .replace("{queue}", "0")
+            .replace("{tenant}", "walk-tenant")
+            .replace("{access_key}", &access_key);
         // Required query parameters, as the document declares them.
         if template.ends_with("/offset") {
             path.push_str("?timestamp_ms=0");

@@ -136,7 +136,7 @@ async fn shutdown_under_load_keeps_every_acknowledged_publish() {
 
     let outcomes = Arc::new(Mutex::new(Outcomes::default()));
     let done = Arc::new(AtomicUsize::new(0));
-    let http = reqwest::Client::new();
+    let http = s.http.clone();
     let tasks: Vec<_> = (0..TASKS)
         .map(|task| {
             tokio::spawn(publisher(

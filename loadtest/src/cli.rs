@@ -23,6 +23,14 @@ pub enum Command {
     /// Publish messages as fast as possible (or at a fixed rate) and measure
     /// durable-acknowledgement latency at each concurrency level.
     Publish(PublishArgs),
+    /// Write a backlog, wait until it is in object storage, then measure
+    /// fixed-rate publish latency without and with one catch-up reader per
+    /// queue reading the backlog from offset 0 (then a second, warm read).
+    Catchup(CatchupArgs),
+    /// Publish a fixed number of messages over N queues (for each N in a
+    /// list), wait until everything is uploaded, and report object-store
+    /// PUTs, bytes and merges per GiB ingested.
+    Queues(QueuesArgs),
 }
 
 /// Which server to load: an existing loopback one, or a fresh one we start.
@@ -40,6 +48,17 @@ pub struct TargetArgs {
     /// want to measure; tmpfs makes fdatasync free) [default: the system temp dir].
     #[arg(long, value_name = "DIR", requires = "spawn")]
     pub spawn_dir: Option<PathBuf>,
+    /// Extra environment variable for the --spawn server (repeatable), e.g.
+    /// --server-env STRATA_LIMITS_MAX_QUEUES_PER_TOPIC=10000.
+    #[arg(long, value_name = "KEY=VALUE", requires = "spawn", value_parser = parse_env_pair)]
+    pub server_env: Vec<(String, String)>,
+    /// Access key for --server (with --secret-key); --spawn uses the
+    /// spawned server's bootstrap admin credential.
+    #[arg(long, env = "STRATA_ACCESS_KEY")]
+    pub access_key: Option<String>,
+    /// Secret key of --access-key.
+    #[arg(long, env = "STRATA_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
 }
 
 /// Where the report goes besides stdout.
@@ -100,6 +119,90 @@ pub struct PublishArgs {
     pub output: OutputArgs,
 }
 
+/// Flags shared by the tiered-storage scenarios (`catchup`, `queues`).
+#[derive(Debug, Clone, Args)]
+pub struct TieringArgs {
+    /// Message body size in bytes (random data).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=(8 << 20)))]
+    pub message_size: u32,
+    /// Publishing tasks.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
+    /// Longest wait for the server to report `tiering.upload_lag_bytes == 0`.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub lag_timeout: Duration,
+    /// Per-request timeout; a timed-out request counts as an error.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Seed for the random message bodies.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CatchupArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Topic to use; created if absent.
+    #[arg(long, default_value = "catchup")]
+    pub topic: String,
+    /// Queues of the topic; one catch-up reader each.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub queues: u32,
+    /// Backlog written (at max rate) before the measured phases, in MiB of bodies.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=(1 << 20)))]
+    pub backlog_mib: u64,
+    /// Messages per publish request.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch: u32,
+    /// Fixed total publish rate of the measured phases, in messages/s.
+    #[arg(long, default_value_t = 2000.0)]
+    pub rate: f64,
+    /// Length of each measured phase (baseline, with catch-up).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    #[command(flatten)]
+    pub tiering: TieringArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct QueuesArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Topic name prefix; each level uses a fresh topic `<prefix>-<queues>`.
+    #[arg(long, default_value = "queues")]
+    pub topic: String,
+    /// Comma-separated queue counts, run one after another (the server's
+    /// limits.max_queues_per_topic must allow the largest).
+    #[arg(long, value_delimiter = ',', default_value = "1,100,10000",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub queues: Vec<u32>,
+    /// Messages published per level (whole batches).
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub messages: u64,
+    /// Messages per publish request (all for one queue; queues round-robin).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch: u32,
+    /// After the upload lag reaches 0, wait until the object-store counters
+    /// have not moved for this long (late merges count for their level).
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub settle: Duration,
+    #[command(flatten)]
+    pub tiering: TieringArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Parses `KEY=VALUE` (non-empty key without `=`).
+pub fn parse_env_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
+}
+
 /// Longest accepted --duration/--warmup/--timeout: keeps every loop bounded.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
@@ -131,13 +234,62 @@ mod tests {
             "1500ms",
         ])
         .expect("valid arguments");
-        let Command::Publish(args) = cli.command;
+        let Command::Publish(args) = cli.command else {
+            panic!("publish expected");
+        };
         assert_eq!(args.concurrency, vec![2, 4]);
         assert_eq!(args.duration, Duration::from_millis(1500));
         assert_eq!(args.warmup, Duration::from_secs(2));
         assert_eq!(args.target.server, "http://127.0.0.1:8080");
         assert_eq!(args.batch, 1);
         assert!(args.rate.is_none());
+    }
+
+    #[test]
+    fn tiering_scenarios_parse() {
+        let cli = Cli::try_parse_from([
+            "strata-loadtest",
+            "queues",
+            "--spawn",
+            "/bin/true",
+            "--server-env",
+            "STRATA_LIMITS_MAX_QUEUES_PER_TOPIC=10000",
+            "--server-env",
+            "A=b=c",
+            "--queues",
+            "1,100",
+        ])
+        .expect("valid arguments");
+        let Command::Queues(args) = cli.command else {
+            panic!("queues expected");
+        };
+        assert_eq!(args.queues, vec![1, 100]);
+        assert_eq!(args.messages, 200_000);
+        assert_eq!(
+            args.target.server_env,
+            vec![
+                ("STRATA_LIMITS_MAX_QUEUES_PER_TOPIC".into(), "10000".into()),
+                ("A".into(), "b=c".into())
+            ]
+        );
+        let cli = Cli::try_parse_from(["strata-loadtest", "catchup"]).expect("valid");
+        let Command::Catchup(args) = cli.command else {
+            panic!("catchup expected");
+        };
+        assert_eq!(args.backlog_mib, 256);
+        assert_eq!(args.rate, 2000.0);
+        assert_eq!(args.duration, Duration::from_secs(10));
+        // --server-env needs --spawn; KEY=VALUE is required.
+        for bad in [
+            &["catchup", "--server-env", "A=1"][..],
+            &["catchup", "--spawn", "x", "--server-env", "=1"],
+            &["catchup", "--spawn", "x", "--server-env", "novalue"],
+            &["queues", "--queues", "0"],
+        ] {
+            let mut argv = vec!["strata-loadtest"];
+            argv.extend_from_slice(bad);
+            assert!(Cli::try_parse_from(&argv).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -19,22 +19,80 @@ use anyhow::Result;
 
 use crate::cli::{Cli, Command, OutputArgs, TargetArgs};
 use crate::driver::strata_http::StrataHttp;
-use crate::report::Report;
+use crate::report::{Render, Report};
+use crate::scenario::catchup::CatchupReport;
+use crate::scenario::queues::QueuesReport;
 use crate::spawn::SpawnedServer;
 
-/// Runs the chosen scenario, prints the Markdown table on stdout, writes the
-/// requested files, and returns the report.
-pub async fn run(cli: Cli) -> Result<Report> {
-    let (report, output) = match cli.command {
-        Command::Publish(args) => (scenario::publish::run(&args).await?, args.output),
-    };
-    emit(&report, &output)?;
-    Ok(report)
+/// The report of whichever scenario ran.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Publish(Report),
+    Catchup(Box<CatchupReport>),
+    Queues(QueuesReport),
 }
 
-fn emit(report: &Report, output: &OutputArgs) -> Result<()> {
+impl Outcome {
+    /// The `publish` report, if that scenario ran.
+    pub fn into_publish(self) -> Option<Report> {
+        match self {
+            Self::Publish(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn into_catchup(self) -> Option<CatchupReport> {
+        match self {
+            Self::Catchup(r) => Some(*r),
+            _ => None,
+        }
+    }
+
+    pub fn into_queues(self) -> Option<QueuesReport> {
+        match self {
+            Self::Queues(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn markdown(&self) -> String {
+        match self {
+            Self::Publish(r) => r.markdown(),
+            Self::Catchup(r) => Render::markdown(r.as_ref()),
+            Self::Queues(r) => Render::markdown(r),
+        }
+    }
+}
+
+/// Runs the chosen scenario, prints the Markdown on stdout, writes the
+/// requested files, and returns the report.
+pub async fn run(cli: Cli) -> Result<Outcome> {
+    match cli.command {
+        Command::Publish(args) => {
+            let report = scenario::publish::run(&args).await?;
+            emit(&report, &args.output)?;
+            Ok(Outcome::Publish(report))
+        }
+        Command::Catchup(args) => {
+            let report = scenario::catchup::run(&args).await?;
+            emit(&report, &args.output)?;
+            Ok(Outcome::Catchup(Box::new(report)))
+        }
+        Command::Queues(args) => {
+            let report = scenario::queues::run(&args).await?;
+            emit(&report, &args.output)?;
+            Ok(Outcome::Queues(report))
+        }
+    }
+}
+
+fn emit<R: Render>(report: &R, output: &OutputArgs) -> Result<()> {
     print!("{}", report.markdown());
-    report.write_files(output.json_out.as_deref(), output.markdown_out.as_deref())
+    report::write_files(
+        report,
+        output.json_out.as_deref(),
+        output.markdown_out.as_deref(),
+    )
 }
 
 /// The server under load: a client for it and, with `--spawn`, the child
@@ -49,7 +107,9 @@ pub struct Target {
 /// client for it.
 pub async fn connect(args: &TargetArgs, request_timeout: Duration) -> Result<Target> {
     let spawned = match &args.spawn {
-        Some(binary) => Some(SpawnedServer::start(binary, args.spawn_dir.as_deref()).await?),
+        Some(binary) => Some({
+            SpawnedServer::start(binary, args.spawn_dir.as_deref(), &args.server_env).await?
+        }),
         None => None,
     };
     let url = match &spawned {
@@ -57,6 +117,13 @@ pub async fn connect(args: &TargetArgs, request_timeout: Duration) -> Result<Tar
         None => target::loopback_url(&args.server)?,
     };
     target::check_resolves_to_loopback(&url).await?;
-    let client = StrataHttp::new(url.as_str(), request_timeout)?;
+    let credentials = match (&spawned, &args.access_key, &args.secret_key) {
+        (Some(s), _, _) => Some(s.admin_credentials()?),
+        (None, Some(ak), Some(sk)) => Some((ak.clone(), sk.clone())),
+        (None, None, None) => None,
+        _ => anyhow::bail!("give both --access-key and --secret-key"),
+    };
+    let authorization = credentials.map(|(ak, sk)| format!("Bearer {ak}:{sk}"));
+    let client = StrataHttp::with_authorization(url.as_str(), request_timeout, authorization)?;
     Ok(Target { client, spawned })
 }

@@ -179,18 +179,53 @@ impl Report {
 
     /// Writes the JSON and Markdown files the user asked for.
     pub fn write_files(&self, json: Option<&Path>, markdown: Option<&Path>) -> Result<()> {
-        if let Some(path) = json {
-            let mut text = self.to_json()?;
-            text.push('\n');
-            std::fs::write(path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-        }
-        if let Some(path) = markdown {
-            std::fs::write(path, self.markdown())
-                .with_context(|| format!("cannot write {}", path.display()))?;
-        }
-        Ok(())
+        write_files(self, json, markdown)
     }
+}
+
+/// A scenario's report: a JSON document and a Markdown summary.
+pub trait Render: Serialize {
+    fn markdown(&self) -> String;
+
+    fn to_json(&self) -> Result<String> {
+        serde_json::to_string_pretty(self).context("cannot encode the report as JSON")
+    }
+}
+
+impl Render for Report {
+    fn markdown(&self) -> String {
+        Report::markdown(self)
+    }
+}
+
+/// Writes the JSON and Markdown files the user asked for.
+pub fn write_files<R: Render>(
+    report: &R,
+    json: Option<&Path>,
+    markdown: Option<&Path>,
+) -> Result<()> {
+    if let Some(path) = json {
+        let mut text = report.to_json()?;
+        text.push('\n');
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = markdown {
+        std::fs::write(path, report.markdown())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// "-" for a missing value, else the value with `decimals` decimals.
+pub fn opt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.decimals$}"))
 }
 
 impl MachineInfo {

@@ -24,8 +24,13 @@ pub struct SpawnedServer {
 }
 
 impl SpawnedServer {
-    /// Starts `binary serve` on a free 127.0.0.1 port and waits until healthy.
-    pub async fn start(binary: &Path, parent: Option<&Path>) -> Result<Self> {
+    /// Starts `binary serve` on a free 127.0.0.1 port, with `env` added to
+    /// its environment, and waits until healthy.
+    pub async fn start(
+        binary: &Path,
+        parent: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Self> {
         if !binary.is_file() {
             bail!(
                 "--spawn {}: no such file (build it with `cargo build --release -p strata`)",
@@ -58,6 +63,7 @@ impl SpawnedServer {
             .arg("--grpc-addr")
             .arg(format!("127.0.0.1:{}", free_port()?))
             .env("STRATA_LOG_LEVEL", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -79,6 +85,22 @@ impl SpawnedServer {
 
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The bootstrap admin credential the server wrote on first start.
+    pub fn admin_credentials(&self) -> Result<(String, String)> {
+        let path = self.dir.path().join("data").join("admin-credentials");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+                .map(|v| v.trim().to_string())
+        };
+        match (value("access_key"), value("secret_key")) {
+            (Some(ak), Some(sk)) => Ok((ak, sk)),
+            _ => anyhow::bail!("{} lacks access_key/secret_key lines", path.display()),
+        }
     }
 
     async fn wait_healthy(&mut self) -> Result<()> {

@@ -1,5 +1,5 @@
-//! The catalog: topics, consumer groups, committed offsets and queue owners,
-//! stored as JSON values in any [`MetaStore`].
+//! The catalog: tenants, access keys, topics, consumer groups, committed
+//! offsets and queue owners, stored as JSON values in any [`MetaStore`].
 //!
 //! # Key layout
 //!
@@ -18,6 +18,9 @@
 //! | `floor/<topic_id:020>/<queue:010>`                    | first offset after a release |
 //! | `range/<topic_id:020>/<queue:010>/<base:020>`         | [`RangeRecord`] (JSON)     |
 //! | `wal-checkpoint/<node>`                               | uploaded WAL position      |
+//! | `tenant/<name>`                                       | [`TenantRecord`] (JSON)    |
+//! | `access-key/<access_key>`                             | [`AccessKeyRecord`] (JSON) |
+//! | `tenant-key/<tenant>/<access_key>`                    | empty (tenant's key index) |
 //!
 //! Every multi-key change is one [`crate::Txn`] guarded by checks, and a lost
 //! race is retried a bounded number of times before [`CatalogError::Conflict`].
@@ -25,12 +28,14 @@
 //! behind: topic ids are never reused, so they can never be mistaken for a
 //! newer topic's.
 
+mod access_keys;
 mod floors;
 mod groups;
 pub mod keys;
 mod owners;
 mod ranges;
 mod records;
+mod tenants;
 mod topics;
 
 use std::sync::Arc;
@@ -40,11 +45,13 @@ use serde::de::DeserializeOwned;
 
 use crate::store::{MetaError, MetaStore, prefix_end};
 
+pub use access_keys::{AccessKeyRecord, SealedSecretRecord};
 pub use ranges::{BlockRef, RangeRecord};
 pub use records::{
     CommittedOffset, GroupRecord, MessageType, NewTopic, OwnerRecord, ParseMessageTypeError,
     Retention, TopicRecord,
 };
+pub use tenants::TenantRecord;
 
 /// How many times a read-check-write loop retries after losing a race.
 const MAX_ATTEMPTS: usize = 16;
@@ -61,6 +68,17 @@ pub enum CatalogError {
     TopicNotFound { tenant: String, name: String },
     #[error("consumer group {tenant}/{name} not found")]
     GroupNotFound { tenant: String, name: String },
+    #[error("tenant {name} already exists")]
+    TenantAlreadyExists { name: String },
+    #[error("tenant {name} not found")]
+    TenantNotFound { name: String },
+    #[error("tenant {name} is not empty: {reason}")]
+    TenantNotEmpty { name: String, reason: String },
+    #[error("access key {access_key} not found")]
+    KeyNotFound { access_key: String },
+    /// A newly generated access key collided with an existing one.
+    #[error("access key {access_key} already exists")]
+    AccessKeyAlreadyExists { access_key: String },
     /// A conditional write kept losing races to concurrent writers; retry later.
     #[error("metadata conflict: {0}")]
     Conflict(String),
@@ -68,7 +86,7 @@ pub enum CatalogError {
     Meta(#[from] MetaError),
 }
 
-/// Topics, groups, offsets and queue owners on top of any [`MetaStore`].
+/// Tenants, access keys, topics, groups, offsets and queue owners on top of any [`MetaStore`].
 /// Cheap to clone: clones share the store.
 #[derive(Debug, Clone)]
 pub struct Catalog {

@@ -1,7 +1,7 @@
 //! Strata's metadata: the [`MetaStore`] trait (a transactional, ordered
 //! key-value store), its backends ([`RedbStore`] embedded on disk,
 //! [`MemoryStore`] ephemeral), a [`conformance`] suite every backend must
-//! pass, and the [`Catalog`] of topics, groups, offsets and queue owners
+//! pass, and the [`Catalog`] of tenants, access keys, topics, groups, offsets and queue owners
 //! built on top of any backend.
 
 pub mod catalog;
@@ -11,8 +11,9 @@ pub mod redb_store;
 pub mod store;
 
 pub use catalog::{
-    BlockRef, Catalog, CatalogError, CommittedOffset, GroupRecord, MessageType, NewTopic,
-    OwnerRecord, ParseMessageTypeError, RangeRecord, Retention, TopicRecord,
+    AccessKeyRecord, BlockRef, Catalog, CatalogError, CommittedOffset, GroupRecord, MessageType,
+    NewTopic, OwnerRecord, ParseMessageTypeError, RangeRecord, Retention, SealedSecretRecord,
+    TenantRecord, TopicRecord,
 };
 pub use memory_store::MemoryStore;
 pub use redb_store::RedbStore;

@@ -4,9 +4,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use strata_common::QueueKey;
+use strata_metadata::catalog::keys;
 use strata_metadata::{
-    Catalog, CatalogError, MemoryStore, MessageType, MetaError, MetaStore, NewTopic, RedbStore,
-    Retention, Txn, TxnOutcome,
+    AccessKeyRecord, Catalog, CatalogError, MemoryStore, MessageType, MetaError, MetaStore,
+    NewTopic, RedbStore, Retention, SealedSecretRecord, Txn, TxnOutcome,
 };
 use tempfile::TempDir;
 
@@ -383,5 +384,212 @@ async fn uploads_merges_and_expiry_of_ranges() {
         assert!(catalog.all_ranges().await.unwrap().is_empty());
         assert_eq!(catalog.queue_floors().await.unwrap()[&q], 25);
         assert!(!catalog.expire_ranges(&[merged], &[(q, 30)]).await.unwrap());
+    }
+}
+
+fn key_record(access_key: &str, tenant: &str) -> AccessKeyRecord {
+    AccessKeyRecord {
+        access_key: access_key.into(),
+        tenant: tenant.into(),
+        role: "publisher".into(),
+        sealed_secret: SealedSecretRecord {
+            nonce_hex: "00".repeat(12),
+            ciphertext_hex: "ab".repeat(56),
+        },
+        description: format!("{access_key} of {tenant}"),
+        created_ms: 10,
+        updated_ms: 10,
+        revoked_ms: None,
+    }
+}
+
+#[tokio::test]
+async fn tenant_lifecycle() {
+    for (store, _dir) in backends() {
+        let catalog = Catalog::new(store);
+        let t = catalog.create_tenant("zeta", "pro", 5).await.unwrap();
+        assert_eq!(
+            (t.name.as_str(), t.plan.as_str(), t.created_ms),
+            ("zeta", "pro", 5)
+        );
+        catalog.create_tenant("acme", "free", 6).await.unwrap();
+        assert!(matches!(
+            catalog.create_tenant("acme", "pro", 7).await,
+            Err(CatalogError::TenantAlreadyExists { name }) if name == "acme"
+        ));
+        assert_eq!(catalog.get_tenant("zeta").await.unwrap(), Some(t));
+        assert_eq!(catalog.get_tenant("nope").await.unwrap(), None);
+        let names: Vec<_> = catalog
+            .list_tenants()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(names, ["acme", "zeta"]);
+        assert!(catalog.create_tenant("a/b", "free", 1).await.is_err());
+
+        // Topics and groups block deletion until they are gone.
+        create(&catalog, "acme", "orders").await.unwrap();
+        catalog.create_group("acme", "billing", 1).await.unwrap();
+        let err = catalog.delete_tenant("acme").await.unwrap_err();
+        assert!(
+            matches!(&err, CatalogError::TenantNotEmpty { name, reason }
+                if name == "acme" && reason.contains("1 topic") && reason.contains("1 consumer group")),
+            "{err}"
+        );
+        catalog.delete_topic("acme", "orders").await.unwrap();
+        assert!(matches!(
+            catalog.delete_tenant("acme").await,
+            Err(CatalogError::TenantNotEmpty { .. })
+        ));
+        catalog.delete_group("acme", "billing").await.unwrap();
+
+        catalog
+            .create_access_key(&key_record("K1", "acme"))
+            .await
+            .unwrap();
+        catalog
+            .create_access_key(&key_record("K2", "acme"))
+            .await
+            .unwrap();
+        catalog
+            .create_access_key(&key_record("K3", "zeta"))
+            .await
+            .unwrap();
+        let deleted = catalog.delete_tenant("acme").await.unwrap();
+        assert_eq!(deleted.name, "acme");
+        assert_eq!(catalog.get_tenant("acme").await.unwrap(), None);
+        assert_eq!(catalog.get_access_key("K1").await.unwrap(), None);
+        assert_eq!(catalog.get_access_key("K2").await.unwrap(), None);
+        assert!(
+            catalog
+                .list_access_keys(Some("acme"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // The index entries went with the records, and the other tenant's key stayed.
+        let index = catalog
+            .store()
+            .scan(b"tenant-key/", b"tenant-key0", 100)
+            .await
+            .unwrap();
+        assert_eq!(index.len(), 1);
+        assert_eq!(keys::parse_tenant_key(&index[0].0), Some("K3"));
+        assert!(matches!(
+            catalog.delete_tenant("acme").await,
+            Err(CatalogError::TenantNotFound { name }) if name == "acme"
+        ));
+    }
+}
+
+#[tokio::test]
+async fn access_key_lifecycle() {
+    for (store, _dir) in backends() {
+        let catalog = Catalog::new(store);
+        assert!(matches!(
+            catalog.create_access_key(&key_record("K1", "acme")).await,
+            Err(CatalogError::TenantNotFound { name }) if name == "acme"
+        ));
+        assert_eq!(catalog.get_access_key("K1").await.unwrap(), None);
+        catalog.create_tenant("acme", "free", 1).await.unwrap();
+        catalog.create_tenant("acme-2", "free", 1).await.unwrap();
+
+        let k1 = key_record("K1", "acme");
+        catalog.create_access_key(&k1).await.unwrap();
+        assert!(matches!(
+            catalog.create_access_key(&key_record("K1", "acme-2")).await,
+            Err(CatalogError::AccessKeyAlreadyExists { access_key }) if access_key == "K1"
+        ));
+        catalog
+            .create_access_key(&key_record("K0", "acme-2"))
+            .await
+            .unwrap();
+        catalog
+            .create_access_key(&key_record("K2", "acme"))
+            .await
+            .unwrap();
+        assert_eq!(
+            catalog.get_access_key("K1").await.unwrap(),
+            Some(k1.clone())
+        );
+
+        let listed = |tenant: Option<&'static str>| {
+            let catalog = catalog.clone();
+            async move {
+                catalog
+                    .list_access_keys(tenant)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|k| k.access_key)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(listed(Some("acme")).await, ["K1", "K2"]);
+        assert_eq!(listed(Some("acme-2")).await, ["K0"]);
+        assert!(listed(Some("nope")).await.is_empty());
+        assert_eq!(listed(None).await, ["K0", "K1", "K2"]);
+
+        // A conditional update succeeds once; the stale `old` then loses.
+        let mut revoked = k1.clone();
+        revoked.revoked_ms = Some(20);
+        revoked.updated_ms = 20;
+        catalog.update_access_key(&k1, &revoked).await.unwrap();
+        assert_eq!(
+            catalog.get_access_key("K1").await.unwrap(),
+            Some(revoked.clone())
+        );
+        let mut other = k1.clone();
+        other.description = "late writer".into();
+        assert!(matches!(
+            catalog.update_access_key(&k1, &other).await,
+            Err(CatalogError::Conflict(_))
+        ));
+        assert_eq!(
+            catalog.get_access_key("K1").await.unwrap(),
+            Some(revoked.clone())
+        );
+
+        // Keys and tenants are immutable; missing keys are named.
+        let mut moved = revoked.clone();
+        moved.tenant = "acme-2".into();
+        assert!(catalog.update_access_key(&revoked, &moved).await.is_err());
+        let ghost = key_record("K9", "acme");
+        assert!(matches!(
+            catalog.update_access_key(&ghost, &ghost).await,
+            Err(CatalogError::KeyNotFound { access_key }) if access_key == "K9"
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_access_key_updates_have_one_winner() {
+    for (store, _dir) in backends() {
+        let catalog = Catalog::new(store);
+        catalog.create_tenant("acme", "free", 1).await.unwrap();
+        let old = key_record("K1", "acme");
+        catalog.create_access_key(&old).await.unwrap();
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let catalog = catalog.clone();
+                let old = old.clone();
+                tokio::spawn(async move {
+                    let mut new = old.clone();
+                    new.description = format!("writer {i}");
+                    catalog.update_access_key(&old, &new).await
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => winners += 1,
+                Err(CatalogError::Conflict(_)) => {}
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        assert_eq!(winners, 1);
     }
 }

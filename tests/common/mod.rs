@@ -55,6 +55,13 @@ impl Server {
                 panic!("strata serve did not report its address (exit: {status:?})");
             }
         };
+        // Every later request of this test process signs in as the
+        // bootstrap admin of this data directory (nextest runs one test per
+        // process, so a process-wide setting is per test).
+        let file = data_dir.join("admin-credentials");
+        if let Ok(mut slot) = CREDENTIALS.lock() {
+            *slot = Some(file);
+        }
         Server {
             child,
             url,
@@ -77,10 +84,34 @@ impl Server {
     }
 }
 
+static CREDENTIALS: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// The credentials file of the last server started, if any.
+pub fn credentials_file() -> Option<PathBuf> {
+    CREDENTIALS.lock().ok().and_then(|c| c.clone())
+}
+
+/// (access key, secret key) from a credentials file.
+pub fn read_credentials(path: &Path) -> (String, String) {
+    let text = std::fs::read_to_string(path).expect("credentials file");
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            .expect("credential line")
+            .trim()
+            .to_string()
+    };
+    (value("access_key"), value("secret_key"))
+}
+
 /// Runs a client command of the `strata` binary against `url`.
 pub fn cli(url: &str, args: &[&str], stdin: Option<&str>) -> std::process::Output {
     use std::io::Write;
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    if let Some(file) = credentials_file() {
+        command.env("STRATA_CREDENTIALS_FILE", file);
+    }
+    let mut child = command
         .args(args)
         .env("STRATA_SERVER", url)
         .stdin(Stdio::piped())
@@ -101,9 +132,20 @@ pub fn cli(url: &str, args: &[&str], stdin: Option<&str>) -> std::process::Outpu
     child.wait_with_output().expect("strata client output")
 }
 
+/// An HTTP client that signs in as the bootstrap admin of the last server
+/// started (bearer token), or sends no credentials before any started.
 pub fn http() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(file) = credentials_file().filter(|f| f.exists()) {
+        let (ak, sk) = read_credentials(&file);
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {ak}:{sk}")).expect("header"),
+        );
+    }
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        .default_headers(headers)
         .build()
         .expect("http client")
 }
@@ -137,8 +179,9 @@ pub async fn read_all(url: &str, topic: &str, queue: u32) -> Vec<(u64, Vec<u8>)>
             .send()
             .await
             .expect("read");
-        assert_eq!(resp.status().as_u16(), 200);
+        let status = resp.status().as_u16();
         let body: serde_json::Value = resp.json().await.expect("read json");
+        assert_eq!(status, 200, "reading {topic}/{queue} at {offset}: {body}");
         let messages = body["messages"].as_array().expect("messages").clone();
         if messages.is_empty() {
             return out;

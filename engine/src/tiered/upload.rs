@@ -232,18 +232,24 @@ impl Engine {
         }
         let wal = self.wal.clone();
         let files = self.wal_files.clone();
+        let queues: Vec<Arc<QueueState>> = self
+            .topics_read()
+            .all()
+            .flat_map(|t| t.queues.iter().cloned())
+            .collect();
         let freed = tokio::task::spawn_blocking(move || {
+            // Readers of WAL records hold the gate shared: none is reading
+            // while segments go, and none sees an index entry whose segment
+            // is gone (the indexes are updated before the gate opens).
             let _no_readers = files.write().unwrap_or_else(|p| p.into_inner());
-            wal.release_before(new_first)
+            let freed = wal.release_before(new_first)?;
+            for q in &queues {
+                q.lock().release_below(new_first);
+            }
+            Ok::<_, EngineError>(freed)
         })
         .await
         .map_err(|e| EngineError::Internal(format!("WAL release task failed: {e}")))??;
-        let topics: Vec<_> = self.topics_read().all().cloned().collect();
-        for topic in &topics {
-            for q in &topic.queues {
-                q.lock().release_below(new_first);
-            }
-        }
         tracing::debug!(
             freed_bytes = freed,
             first_lsn = new_first,

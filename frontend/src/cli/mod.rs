@@ -1,6 +1,7 @@
 //! The `strata` command line: `strata serve` runs a node; every other
 //! command is an HTTP client of a running node (`--server`, `STRATA_SERVER`).
 
+mod admin;
 mod consume;
 mod run;
 
@@ -31,6 +32,19 @@ pub struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     pub server: String,
+    /// Access key to sign requests with (with --secret-key).
+    #[arg(long, global = true, env = "STRATA_ACCESS_KEY")]
+    pub access_key: Option<String>,
+    /// Secret key of --access-key; never sent, only used to sign.
+    #[arg(long, global = true, env = "STRATA_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// File with access_key=/secret_key= lines, used when no keys are given
+    /// [default: ./strata-data/admin-credentials, if it exists].
+    #[arg(long, global = true, env = "STRATA_CREDENTIALS_FILE")]
+    pub credentials_file: Option<PathBuf>,
+    /// Act on this tenant's resources (service admins only).
+    #[arg(long, global = true, env = "STRATA_TENANT")]
+    pub tenant: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -51,6 +65,14 @@ pub enum Command {
     Group(GroupCommand),
     /// Show the node's status: WAL fill, cache, recovery.
     Status,
+    /// Show who the credentials belong to: access key, tenant, role.
+    Whoami,
+    /// Manage tenants (service admins).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage access keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Print the effective server configuration (defaults < file < STRATA_* env).
     Config {
         /// TOML config file to layer over the defaults.
@@ -101,6 +123,44 @@ pub enum TopicCommand {
     Describe { name: String },
     /// Delete a topic and (eventually) its data.
     Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        name: String,
+        /// Quota plan [default: default].
+        #[arg(long)]
+        plan: Option<String>,
+    },
+    /// List tenants.
+    List,
+    /// Show a tenant.
+    Describe { name: String },
+    /// Delete a tenant that owns no topics or groups; its keys stop working.
+    Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an access key; the secret is printed once.
+    /// The key belongs to the tenant the request acts on: your own, or the
+    /// one a service admin names with --tenant.
+    Create {
+        /// admin, tenant-admin, publisher or consumer.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List access keys (never secrets): your tenant's, or for a service
+    /// admin every tenant's unless --tenant narrows it.
+    List,
+    /// Give a key a new secret; the old secret stops working at once.
+    Rotate { access_key: String },
+    /// Revoke a key at once.
+    Revoke { access_key: String },
 }
 
 #[derive(Debug, Args)]

@@ -14,7 +14,7 @@ use crate::http::messages::MessageJson;
 use crate::http::topics::{CreateTopic, TopicJson};
 
 pub async fn run(cli: Cli) -> Result<()> {
-    let client = Client::new(&cli.server);
+    let client = client(&cli)?;
     let json = cli.json;
     match cli.command {
         Command::Serve(args) => serve(args).await,
@@ -24,6 +24,26 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Topic(cmd) => topic(&client, json, cmd).await,
+        Command::Whoami => {
+            let me = client.whoami().await?;
+            if json {
+                return print_json(&me);
+            }
+            println!(
+                "{} — tenant {}, role {}{}",
+                me.access_key,
+                me.tenant,
+                me.role,
+                if me.acting_tenant != me.tenant {
+                    format!(", acting on tenant {}", me.acting_tenant)
+                } else {
+                    String::new()
+                }
+            );
+            Ok(())
+        }
+        Command::Tenant(cmd) => super::admin::tenant(&client, json, cmd).await,
+        Command::Key(cmd) => super::admin::key(&client, json, cmd).await,
         Command::Produce(args) => produce(&client, json, args).await,
         Command::Consume(args) => super::consume::consume(&client, json, args).await,
         Command::Group(cmd) => group(&client, json, cmd).await,
@@ -112,6 +132,52 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// The HTTP client with the credentials the flags, the environment or a
+/// credentials file give.
+fn client(cli: &Cli) -> Result<Client> {
+    let mut client = Client::new(&cli.server);
+    let keys = match (&cli.access_key, &cli.secret_key) {
+        (Some(ak), Some(sk)) => Some((ak.clone(), sk.clone())),
+        (Some(_), None) | (None, Some(_)) => {
+            bail!(
+                "give both --access-key and --secret-key (or STRATA_ACCESS_KEY and STRATA_SECRET_KEY)"
+            )
+        }
+        (None, None) => {
+            let default = std::path::PathBuf::from("strata-data/admin-credentials");
+            match &cli.credentials_file {
+                Some(path) => Some(read_credentials_file(path)?),
+                None if default.exists() => read_credentials_file(&default).ok(),
+                None => None,
+            }
+        }
+    };
+    if let Some((ak, sk)) = keys {
+        client = client.with_credentials(&ak, &sk);
+    }
+    if let Some(t) = &cli.tenant {
+        client = client.with_tenant(t);
+    }
+    Ok(client)
+}
+
+fn read_credentials_file(path: &std::path::Path) -> Result<(String, String)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading credentials file {}", path.display()))?;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name)?.trim_start().strip_prefix('='))
+            .map(|v| v.trim().to_string())
+    };
+    match (value("access_key"), value("secret_key")) {
+        (Some(ak), Some(sk)) => Ok((ak, sk)),
+        _ => bail!(
+            "credentials file {} needs access_key= and secret_key= lines",
+            path.display()
+        ),
     }
 }
 

@@ -6,9 +6,11 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use strata_engine::GroupInfo;
 
+use super::AppState;
+use super::auth::Caller;
 use super::error::ApiResult;
 use super::extract::{Json, Path};
-use super::{AppState, DEFAULT_TENANT};
+use strata_tenancy::Permission;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,14 +61,17 @@ pub struct GroupList {
 
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     Json(req): Json<CreateGroup>,
 ) -> ApiResult<(StatusCode, Reply<GroupJson>)> {
-    let group = state.engine.create_group(DEFAULT_TENANT, &req.name).await?;
+    caller.require(Permission::Consume)?;
+    let group = state.engine.create_group(&caller.tenant, &req.name).await?;
     Ok((StatusCode::CREATED, Reply(group_json(group, false))))
 }
 
-pub async fn list(State(state): State<AppState>) -> ApiResult<Reply<GroupList>> {
-    let groups = state.engine.list_groups(DEFAULT_TENANT).await?;
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Reply<GroupList>> {
+    caller.require(Permission::Consume)?;
+    let groups = state.engine.list_groups(&caller.tenant).await?;
     Ok(Reply(GroupList {
         groups: groups.into_iter().map(|g| group_json(g, false)).collect(),
     }))
@@ -74,17 +79,21 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Reply<GroupList>> 
 
 pub async fn describe(
     State(state): State<AppState>,
+    caller: Caller,
     Path(group): Path<String>,
 ) -> ApiResult<Reply<GroupJson>> {
-    let info = state.engine.describe_group(DEFAULT_TENANT, &group).await?;
+    caller.require(Permission::Consume)?;
+    let info = state.engine.describe_group(&caller.tenant, &group).await?;
     Ok(Reply(group_json(info, true)))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     Path(group): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state.engine.delete_group(DEFAULT_TENANT, &group).await?;
+    caller.require(Permission::ManageTenant)?;
+    state.engine.delete_group(&caller.tenant, &group).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -106,12 +115,14 @@ pub struct CommittedJson {
 
 pub async fn commit(
     State(state): State<AppState>,
+    caller: Caller,
     Path((group, topic, queue)): Path<(String, String, u32)>,
     Json(req): Json<CommitOffset>,
 ) -> ApiResult<Reply<CommittedJson>> {
+    caller.require(Permission::Consume)?;
     state
         .engine
-        .commit_offset(DEFAULT_TENANT, &group, &topic, queue, req.offset)
+        .commit_offset(&caller.tenant, &group, &topic, queue, req.offset)
         .await?;
     Ok(Reply(CommittedJson {
         group,
@@ -123,11 +134,13 @@ pub async fn commit(
 
 pub async fn get_offset(
     State(state): State<AppState>,
+    caller: Caller,
     Path((group, topic, queue)): Path<(String, String, u32)>,
 ) -> ApiResult<Reply<CommittedJson>> {
+    caller.require(Permission::Consume)?;
     let offset = state
         .engine
-        .committed_offset(DEFAULT_TENANT, &group, &topic, queue)
+        .committed_offset(&caller.tenant, &group, &topic, queue)
         .await?;
     Ok(Reply(CommittedJson {
         group,

@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -19,9 +20,11 @@ use serde::{Deserialize, Serialize};
 use strata_common::{ErrorCode, Message, StoredMessage};
 use strata_engine::{PublishMessage, Published};
 
+use super::AppState;
+use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Path, Query};
-use super::{AppState, DEFAULT_TENANT};
+use strata_tenancy::Permission;
 
 #[derive(Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -116,11 +119,13 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
 
 pub async fn publish(
     State(state): State<AppState>,
+    caller: Caller,
     Path(topic): Path<String>,
     Query(params): Query<RawParams>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Reply<PublishReply>> {
+    caller.require(Permission::Publish)?;
     let body = body?;
     let messages = match media_type(&headers).as_deref() {
         Some("application/json") => {
@@ -171,7 +176,7 @@ pub async fn publish(
     };
     let published = state
         .engine
-        .publish(DEFAULT_TENANT, &topic, messages)
+        .publish(&caller.tenant, &topic, messages)
         .await?;
     Ok(Reply(PublishReply {
         messages: published.into_iter().map(published_json).collect(),
@@ -308,9 +313,11 @@ fn stored_json(m: StoredMessage, force_base64: bool) -> StoredJson {
 
 pub async fn read(
     State(state): State<AppState>,
+    caller: Caller,
     Path((topic, queue)): Path<(String, u32)>,
     Query(params): Query<ReadParams>,
-) -> ApiResult<Reply<ReadReply>> {
+) -> ApiResult<Response> {
+    caller.require(Permission::Consume)?;
     let force_base64 = match params.encoding.as_deref() {
         None | Some("auto") => false,
         Some("base64") => true,
@@ -325,7 +332,7 @@ pub async fn read(
         None => {
             state
                 .engine
-                .queue_info(DEFAULT_TENANT, &topic, queue)?
+                .queue_info(&caller.tenant, &topic, queue)?
                 .first_offset
         }
     };
@@ -333,16 +340,24 @@ pub async fn read(
     let wait = Duration::from_millis(params.wait_ms.unwrap_or(0));
     let result = state
         .engine
-        .read(DEFAULT_TENANT, &topic, queue, offset, limit, wait)
+        .read(&caller.tenant, &topic, queue, offset, limit, wait)
         .await?;
-    Ok(Reply(ReadReply {
-        messages: result
-            .messages
-            .into_iter()
-            .map(|m| stored_json(m, force_base64))
-            .collect(),
-        next_offset: result.next_offset,
-        first_offset: result.first_offset,
-        end_offset: result.high_watermark,
-    }))
+    // Encoding up to a thousand bodies is CPU work: keep it off the async
+    // workers, which must stay free for producers while a reader catches up.
+    let body = tokio::task::spawn_blocking(move || {
+        serde_json::to_vec(&ReadReply {
+            messages: result
+                .messages
+                .into_iter()
+                .map(|m| stored_json(m, force_base64))
+                .collect(),
+            next_offset: result.next_offset,
+            first_offset: result.first_offset,
+            end_offset: result.high_watermark,
+        })
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("encoding task failed: {e}")))?
+    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("encoding the reply: {e}")))?;
+    Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
 }

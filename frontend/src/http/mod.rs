@@ -1,6 +1,8 @@
 //! The versioned HTTP/JSON API (`/v1/...`). The OpenAPI document at
 //! `/v1/openapi.json` lists every route; a test keeps the two in step.
 
+pub mod admin;
+pub mod auth;
 mod error;
 mod extract;
 pub mod groups;
@@ -19,14 +21,23 @@ use strata_engine::Engine;
 pub use error::{ApiError, ApiResult};
 pub use ops::Metrics;
 
-/// Tenant of every request until authentication assigns real ones.
-pub const DEFAULT_TENANT: &str = "default";
-
 /// Everything a handler needs.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub metrics: Arc<Metrics>,
+    pub credentials: strata_tenancy::Credentials,
+    pub auth: AuthSettings,
+}
+
+/// How requests are authenticated.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthSettings {
+    /// Requests without credentials act as a service admin of tenant
+    /// "default". Only for local development; off by default.
+    pub anonymous: bool,
+    /// Largest accepted difference between `x-mq-date-time` and our clock.
+    pub max_clock_skew_ms: i64,
 }
 
 /// Every route as (method, OpenAPI path). The OpenAPI test checks this list
@@ -50,6 +61,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/groups/{group}"),
     ("get", "/v1/groups/{group}/offsets/{topic}/{queue}"),
     ("put", "/v1/groups/{group}/offsets/{topic}/{queue}"),
+    ("get", "/v1/whoami"),
+    ("get", "/v1/tenants"),
+    ("post", "/v1/tenants"),
+    ("get", "/v1/tenants/{tenant}"),
+    ("delete", "/v1/tenants/{tenant}"),
+    ("get", "/v1/keys"),
+    ("post", "/v1/keys"),
+    ("delete", "/v1/keys/{access_key}"),
+    ("post", "/v1/keys/{access_key}/rotate"),
 ];
 
 pub fn router(state: AppState, max_request_bytes: usize) -> Router {
@@ -85,6 +105,24 @@ pub fn router(state: AppState, max_request_bytes: usize) -> Router {
             "/v1/groups/{group}/offsets/{topic}/{queue}",
             put(groups::commit).get(groups::get_offset),
         )
+        .route("/v1/whoami", get(admin::whoami))
+        .route(
+            "/v1/tenants",
+            get(admin::list_tenants).post(admin::create_tenant),
+        )
+        .route(
+            "/v1/tenants/{tenant}",
+            get(admin::describe_tenant).delete(admin::delete_tenant),
+        )
+        .route("/v1/keys", get(admin::list_keys).post(admin::create_key))
+        .route(
+            "/v1/keys/{access_key}",
+            axum::routing::delete(admin::revoke_key),
+        )
+        .route(
+            "/v1/keys/{access_key}/rotate",
+            axum::routing::post(admin::rotate_key),
+        )
         .fallback(|| async {
             ApiError::new(
                 ErrorCode::NotFound,
@@ -97,6 +135,10 @@ pub fn router(state: AppState, max_request_bytes: usize) -> Router {
                 "method not allowed on this endpoint; see /v1/openapi.json",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             ops::track_requests,

@@ -14,7 +14,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
-use super::AppState;
+use super::auth::Caller;
+use super::{ApiResult, AppState};
+use strata_tenancy::Permission;
 
 /// The OpenAPI 3.1 document for this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -140,7 +142,10 @@ pub async fn openapi() -> Response {
     ([(CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(State(state): State<AppState>, caller: Caller) -> Response {
+    if let Err(e) = caller.require(Permission::ManageService) {
+        return e.into_response();
+    }
     let status = state.engine.status();
     let m = &state.metrics;
     let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -264,9 +269,10 @@ pub struct RecoveryJson {
     pub truncated_reason: Option<String>,
 }
 
-pub async fn status(State(state): State<AppState>) -> Reply<StatusJson> {
+pub async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<Reply<StatusJson>> {
+    caller.require(Permission::ManageService)?;
     let s = state.engine.status();
-    Reply(StatusJson {
+    Ok(Reply(StatusJson {
         node_id: s.node_id,
         version: env!("CARGO_PKG_VERSION").to_string(),
         started_ms: s.started_ms,
@@ -303,7 +309,7 @@ pub async fn status(State(state): State<AppState>) -> Reply<StatusJson> {
             truncated_reason: s.recovery.truncated_reason,
         },
         tiering: tiering_json(s.tiering),
-    })
+    }))
 }
 
 fn tiering_json(t: strata_engine::TieringStatus) -> TieringJson {

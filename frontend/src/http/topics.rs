@@ -6,10 +6,12 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use strata_engine::{MessageType, QueueInfo, TopicInfo, TopicSpec};
 
+use super::AppState;
+use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Json, Path, Query};
-use super::{AppState, DEFAULT_TENANT};
 use crate::config::{format_retention, parse_retention};
+use strata_tenancy::Permission;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,8 +114,10 @@ pub struct TopicDetail {
 
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     Json(req): Json<CreateTopic>,
 ) -> ApiResult<(StatusCode, Reply<TopicJson>)> {
+    caller.require(Permission::ManageTenant)?;
     let message_type = match req.message_type.as_deref() {
         None => MessageType::Normal,
         Some(t) => t
@@ -134,7 +138,7 @@ pub async fn create(
     };
     let info = state
         .engine
-        .create_topic_with(DEFAULT_TENANT, &req.name, spec)
+        .create_topic_with(&caller.tenant, &req.name, spec)
         .await?;
     Ok((StatusCode::CREATED, Reply(TopicJson::from(&info))))
 }
@@ -144,18 +148,21 @@ pub struct TopicList {
     pub topics: Vec<TopicJson>,
 }
 
-pub async fn list(State(state): State<AppState>) -> Reply<TopicList> {
-    let topics = state.engine.list_topics(DEFAULT_TENANT);
-    Reply(TopicList {
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Reply<TopicList>> {
+    caller.require(Permission::Describe)?;
+    let topics = state.engine.list_topics(&caller.tenant);
+    Ok(Reply(TopicList {
         topics: topics.iter().map(TopicJson::from).collect(),
-    })
+    }))
 }
 
 pub async fn describe(
     State(state): State<AppState>,
+    caller: Caller,
     Path(topic): Path<String>,
 ) -> ApiResult<Reply<TopicDetail>> {
-    let (info, queues) = state.engine.describe_topic(DEFAULT_TENANT, &topic)?;
+    caller.require(Permission::Describe)?;
+    let (info, queues) = state.engine.describe_topic(&caller.tenant, &topic)?;
     Ok(Reply(TopicDetail {
         topic: TopicJson::from(&info),
         queue_stats: queues.iter().map(QueueJson::from).collect(),
@@ -164,17 +171,21 @@ pub async fn describe(
 
 pub async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     Path(topic): Path<String>,
 ) -> ApiResult<Reply<TopicJson>> {
-    let info = state.engine.delete_topic(DEFAULT_TENANT, &topic).await?;
+    caller.require(Permission::ManageTenant)?;
+    let info = state.engine.delete_topic(&caller.tenant, &topic).await?;
     Ok(Reply(TopicJson::from(&info)))
 }
 
 pub async fn queue(
     State(state): State<AppState>,
+    caller: Caller,
     Path((topic, queue)): Path<(String, u32)>,
 ) -> ApiResult<Reply<QueueJson>> {
-    let info = state.engine.queue_info(DEFAULT_TENANT, &topic, queue)?;
+    caller.require(Permission::Describe)?;
+    let info = state.engine.queue_info(&caller.tenant, &topic, queue)?;
     Ok(Reply(QueueJson::from(&info)))
 }
 
@@ -195,12 +206,14 @@ pub struct OffsetAtTime {
 
 pub async fn offset_at_time(
     State(state): State<AppState>,
+    caller: Caller,
     Path((topic, queue)): Path<(String, u32)>,
     Query(params): Query<TimeParams>,
 ) -> ApiResult<Reply<OffsetAtTime>> {
+    caller.require(Permission::Describe)?;
     let offset = state
         .engine
-        .offset_for_time(DEFAULT_TENANT, &topic, queue, params.timestamp_ms)
+        .offset_for_time(&caller.tenant, &topic, queue, params.timestamp_ms)
         .await?;
     Ok(Reply(OffsetAtTime {
         queue,

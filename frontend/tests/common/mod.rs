@@ -34,6 +34,8 @@ pub struct TestServer {
     pub http: reqwest::Client,
     pub config: Config,
     pub dir: TempDir,
+    pub access_key: String,
+    pub secret_key: String,
 }
 
 /// A response with everything read, so tests can assert on it freely.
@@ -93,6 +95,19 @@ impl Resp {
     }
 }
 
+/// The bootstrap admin credential a fresh node writes on first start.
+pub fn admin_credentials(path: &std::path::Path) -> (String, String) {
+    let text = std::fs::read_to_string(path).expect("admin credentials file");
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            .expect("credential line")
+            .trim()
+            .to_string()
+    };
+    (value("access_key"), value("secret_key"))
+}
+
 pub async fn read_resp(r: reqwest::Response) -> Resp {
     let status = r.status().as_u16();
     let content_type = r
@@ -127,17 +142,35 @@ impl TestServer {
             .await
             .expect("server starts");
         let url = format!("http://{}", running.http_addr);
+        let (access_key, secret_key) = admin_credentials(&config.credentials_path());
+        let mut headers = reqwest::header::HeaderMap::new();
+        let bearer = format!("Bearer {access_key}:{secret_key}");
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&bearer).expect("header value"),
+        );
         Self {
             running: Some(running),
             url,
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .expect("http client"),
             config,
             dir,
+            access_key,
+            secret_key,
         }
     }
 
+    /// The typed client, signing as the bootstrap admin.
     pub fn client(&self) -> Client {
-        Client::new(&self.url)
+        Client::new(&self.url).with_credentials(&self.access_key, &self.secret_key)
+    }
+
+    /// A raw HTTP client that sends no credentials.
+    pub fn anonymous_http(&self) -> reqwest::Client {
+        reqwest::Client::new()
     }
 
     pub fn url(&self, path: &str) -> String {

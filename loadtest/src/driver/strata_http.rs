@@ -19,6 +19,8 @@ use crate::target;
 pub struct StrataHttp {
     client: Client,
     base: Url,
+    /// `Authorization` value sent with every request, if any.
+    authorization: Option<String>,
 }
 
 /// The parts of `GET /v1/status` the reports use.
@@ -31,6 +33,98 @@ pub struct ServerStatus {
     #[serde(default)]
     pub retained_messages: u64,
     pub wal: WalStatus,
+    /// Absent on servers without tiered storage.
+    #[serde(default)]
+    pub tiering: TieringStatus,
+}
+
+/// The tiered-storage counters of `GET /v1/status` (cumulative since start,
+/// except the lag gauges).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TieringStatus {
+    pub checkpoint_lsn: u64,
+    pub upload_lag_bytes: u64,
+    pub upload_lag_ms: i64,
+    pub uploads: u64,
+    pub uploaded_bytes: u64,
+    pub merges: u64,
+    pub merged_bytes: u64,
+    pub last_error: Option<String>,
+    pub object_requests: ObjectRequests,
+    pub block_cache: BlockCache,
+    pub cold_reads: ColdReads,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ObjectRequests {
+    pub puts: u64,
+    pub gets: u64,
+    pub lists: u64,
+    pub deletes: u64,
+    pub put_bytes: u64,
+    pub get_bytes: u64,
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct BlockCache {
+    pub hits: u64,
+    pub disk_hits: u64,
+    pub misses: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ColdReads {
+    pub fetches: u64,
+    pub fetch_errors: u64,
+    pub bytes: u64,
+}
+
+/// One queue of `GET /v1/topics/{topic}` (`queue_stats[]`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct QueueStat {
+    pub queue: u32,
+    pub first_offset: u64,
+    pub end_offset: u64,
+    pub wal_first_offset: Option<u64>,
+    pub object_first_offset: Option<u64>,
+    pub object_end_offset: Option<u64>,
+    pub object_bytes: u64,
+    pub object_ranges: u64,
+    pub objects: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct TopicDetail {
+    queue_stats: Vec<QueueStat>,
+}
+
+/// What one read returned: the offsets in order and the decoded body sizes.
+#[derive(Debug, Clone, Default)]
+pub struct ReadBatch {
+    pub offsets: Vec<u64>,
+    pub body_lens: Vec<usize>,
+    pub next_offset: u64,
+    pub end_offset: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReadReply {
+    messages: Vec<ReadMessage>,
+    next_offset: u64,
+    end_offset: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReadMessage {
+    offset: u64,
+    #[serde(default)]
+    body_base64: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
@@ -88,8 +182,25 @@ impl StrataHttp {
     /// `base` must be a loopback URL (see [`target::loopback_url`]); this is
     /// checked again here so no code path can bypass it.
     pub fn new(base: &str, request_timeout: Duration) -> Result<Self> {
+        Self::with_authorization(base, request_timeout, None)
+    }
+
+    /// A client that sends `authorization` (e.g. `Bearer AK:SK`) with every
+    /// request.
+    pub fn with_authorization(
+        base: &str,
+        request_timeout: Duration,
+        authorization: Option<String>,
+    ) -> Result<Self> {
         let base = target::loopback_url(base)?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(value) = &authorization {
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .context("the credentials do not fit in an HTTP header")?;
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let client = Client::builder()
+            .default_headers(headers)
             .no_proxy()
             .timeout(request_timeout)
             .connect_timeout(Duration::from_secs(5).min(request_timeout))
@@ -98,7 +209,20 @@ impl StrataHttp {
             .pool_max_idle_per_host(4096)
             .build()
             .context("cannot build the HTTP client")?;
-        Ok(Self { client, base })
+        Ok(Self {
+            client,
+            base,
+            authorization,
+        })
+    }
+
+    /// A new client (own connection pool) for the same server and credentials.
+    pub fn fresh(&self, request_timeout: Duration) -> Result<Self> {
+        Self::with_authorization(
+            self.base.as_str(),
+            request_timeout,
+            self.authorization.clone(),
+        )
     }
 
     pub fn base(&self) -> &Url {
@@ -123,7 +247,93 @@ impl StrataHttp {
     }
 
     pub async fn status(&self) -> Result<ServerStatus> {
-        let url = self.url("/v1/status")?;
+        let body = self.status_text().await?;
+        serde_json::from_str(&body).context("GET /v1/status: the reply is not Strata status JSON")
+    }
+
+    /// The raw `GET /v1/status` reply, for error reports.
+    pub async fn status_text(&self) -> Result<String> {
+        self.get_json_text(self.url("/v1/status")?).await
+    }
+
+    /// `queue_stats` of `GET /v1/topics/{topic}`.
+    pub async fn queue_stats(&self, topic: &str) -> Result<Vec<QueueStat>> {
+        let mut url = self.url("/v1/topics")?;
+        url.path_segments_mut()
+            .map_err(|()| anyhow::anyhow!("{} cannot be a base URL", self.base))?
+            .pop_if_empty()
+            .push(topic);
+        let body = self.get_json_text(url.clone()).await?;
+        let detail: TopicDetail = serde_json::from_str(&body)
+            .with_context(|| format!("GET {url}: the reply is not topic JSON"))?;
+        Ok(detail.queue_stats)
+    }
+
+    /// The read URL of one queue.
+    pub fn read_url(&self, topic: &str, queue: u32) -> Result<Url> {
+        let mut url = self.url("/v1/topics")?;
+        url.path_segments_mut()
+            .map_err(|()| anyhow::anyhow!("{} cannot be a base URL", self.base))?
+            .pop_if_empty()
+            .push(topic)
+            .push("queues")
+            .push(&queue.to_string())
+            .push("messages");
+        Ok(url)
+    }
+
+    /// Reads up to `limit` messages from `offset` (no long-poll), bodies as base64.
+    pub async fn read(
+        &self,
+        url: &Url,
+        offset: u64,
+        limit: u32,
+    ) -> Result<ReadBatch, RequestError> {
+        let response = self
+            .client
+            .get(url.clone())
+            .query(&[
+                ("offset", offset.to_string()),
+                ("limit", limit.to_string()),
+                ("encoding", "base64".to_string()),
+            ])
+            .send()
+            .await
+            .map_err(RequestError::from_transport)?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(RequestError::from_transport)?;
+        if status != StatusCode::OK {
+            return Err(RequestError::Http {
+                status: status.as_u16(),
+                code: error_code(&body),
+            });
+        }
+        let reply: ReadReply = serde_json::from_slice(&body)
+            .map_err(|e| RequestError::BadReply(format!("not read JSON: {e}")))?;
+        let mut batch = ReadBatch {
+            offsets: Vec::with_capacity(reply.messages.len()),
+            body_lens: Vec::with_capacity(reply.messages.len()),
+            next_offset: reply.next_offset,
+            end_offset: reply.end_offset,
+        };
+        for m in reply.messages {
+            let b64 = m.body_base64.ok_or_else(|| {
+                RequestError::BadReply(format!("offset {}: no body_base64", m.offset))
+            })?;
+            let len = B64
+                .decode(b64.as_bytes())
+                .map_err(|e| RequestError::BadReply(format!("offset {}: {e}", m.offset)))?
+                .len();
+            batch.offsets.push(m.offset);
+            batch.body_lens.push(len);
+        }
+        Ok(batch)
+    }
+
+    async fn get_json_text(&self, url: Url) -> Result<String> {
         let response = self
             .client
             .get(url.clone())
@@ -138,8 +348,7 @@ impl StrataHttp {
         if status != StatusCode::OK {
             bail!("GET {url}: {}", describe_failure(status, &body));
         }
-        serde_json::from_slice(&body)
-            .with_context(|| format!("GET {url}: the reply is not Strata status JSON"))
+        String::from_utf8(body.to_vec()).with_context(|| format!("GET {url}: not UTF-8"))
     }
 
     pub async fn create_topic(&self, name: &str, queues: u32) -> Result<TopicOutcome> {
@@ -237,6 +446,22 @@ pub fn encode_publish_body(payloads: &[Vec<u8>]) -> Result<Bytes> {
     ))
 }
 
+/// `body` (from [`encode_publish_body`]) with every message routed to `queue`.
+/// Base64 text holds no `{` or `"`, so the only matches are message objects.
+pub fn route_to_queue(body: &[u8], queue: u32) -> Bytes {
+    const KEY: &[u8] = br#"{"body_base64":"#;
+    let insert = format!(r#"{{"queue":{queue},"body_base64":"#);
+    let mut out = Vec::with_capacity(body.len() + 64);
+    let mut rest = body;
+    while let Some(at) = rest.windows(KEY.len()).position(|w| w == KEY) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(insert.as_bytes());
+        rest = &rest[at + KEY.len()..];
+    }
+    out.extend_from_slice(rest);
+    Bytes::from(out)
+}
+
 /// The `error.code` of a Strata error body, if it is one.
 fn error_code(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<ErrorReply>(body)
@@ -282,6 +507,26 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(v["messages"][0]["body_base64"], "AAEC");
         assert_eq!(v["messages"][1]["body_base64"], "/w==");
+    }
+
+    #[test]
+    fn routing_to_a_queue() {
+        let body = encode_publish_body(&[vec![0, 1, 2], vec![255]]).expect("encode");
+        let routed = route_to_queue(&body, 7);
+        let v: serde_json::Value = serde_json::from_slice(&routed).expect("json");
+        assert_eq!(v["messages"][0]["queue"], 7);
+        assert_eq!(v["messages"][0]["body_base64"], "AAEC");
+        assert_eq!(v["messages"][1]["queue"], 7);
+        assert_eq!(v["messages"][1]["body_base64"], "/w==");
+    }
+
+    #[test]
+    fn read_url_escapes() {
+        let c = StrataHttp::new("http://127.0.0.1:8080", Duration::from_secs(1)).expect("ok");
+        assert_eq!(
+            c.read_url("a b", 3).expect("url").as_str(),
+            "http://127.0.0.1:8080/v1/topics/a%20b/queues/3/messages"
+        );
     }
 
     #[test]

@@ -19,7 +19,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::cli::PublishArgs;
-use crate::driver::strata_http::{ServerStatus, StrataHttp, TopicOutcome, encode_publish_body};
+use crate::driver::strata_http::{
+    ServerStatus, StrataHttp, TopicOutcome, encode_publish_body, route_to_queue,
+};
 use crate::report::{LevelResult, MachineInfo, Parameters, Report, WalDelta};
 use crate::stats::{self, Latency, TaskStats};
 use crate::{Target, connect};
@@ -59,7 +61,7 @@ pub async fn run(args: &PublishArgs) -> Result<Report> {
 
     let mut levels = Vec::with_capacity(args.concurrency.len());
     for &concurrency in &args.concurrency {
-        let level = run_level(client, &url, &pool, args, concurrency).await?;
+        let level = run_level(client, &url, &pool, args, concurrency, None).await?;
         if !args.output.quiet {
             eprintln!(
                 "c={concurrency}: done, {} messages, {:.0} msgs/s, p99 {:.3} ms, {} errors",
@@ -80,7 +82,7 @@ pub async fn run(args: &PublishArgs) -> Result<Report> {
     })
 }
 
-fn validate(args: &PublishArgs) -> Result<()> {
+pub(crate) fn validate(args: &PublishArgs) -> Result<()> {
     if args.concurrency.is_empty() {
         bail!("--concurrency needs at least one level");
     }
@@ -129,9 +131,17 @@ fn parameters(args: &PublishArgs, target: &Target, topic: TopicOutcome) -> Param
 }
 
 /// Pre-encoded request bodies of `--batch` random messages each.
-fn payload_pool(args: &PublishArgs) -> Result<Vec<Bytes>> {
+pub(crate) fn payload_pool(args: &PublishArgs) -> Result<Vec<Bytes>> {
+    payload_pool_of(args, POOL_MAX_BODIES)
+}
+
+/// Like [`payload_pool`] with up to `max_bodies` bodies (still at most
+/// [`POOL_BYTES`] of messages). Scenarios that measure stored bytes use a
+/// large pool: a body repeated within the object format's compression window
+/// would make the data look compressible.
+pub(crate) fn payload_pool_of(args: &PublishArgs, max_bodies: usize) -> Result<Vec<Bytes>> {
     let raw = (args.message_size as usize).saturating_mul(args.batch as usize);
-    let bodies = (POOL_BYTES / raw.max(1)).clamp(1, POOL_MAX_BODIES);
+    let bodies = (POOL_BYTES / raw.max(1)).clamp(1, max_bodies.max(1));
     let mut rng = fastrand::Rng::with_seed(args.seed);
     let mut messages = vec![vec![0u8; args.message_size as usize]; args.batch as usize];
     (0..bodies)
@@ -160,18 +170,26 @@ struct Level {
     /// Messages this level may still send (--max-messages, or unbounded).
     max_messages: u64,
     claimed: AtomicU64,
+    /// Route each request to the next of this many queues (round-robin)
+    /// instead of letting the server choose.
+    route_queues: Option<u32>,
+    next_queue: AtomicU64,
 }
 
 fn lock(stats: &Mutex<TaskStats>) -> MutexGuard<'_, TaskStats> {
     stats.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn run_level(
+/// One level: `concurrency` tasks publish for `args.warmup + args.duration`
+/// (or until `args.max_messages`). With `route_queues`, request k goes to
+/// queue k mod `route_queues`.
+pub(crate) async fn run_level(
     client: &StrataHttp,
     url: &Url,
     pool: &Arc<Vec<Bytes>>,
     args: &PublishArgs,
     concurrency: u32,
+    route_queues: Option<u32>,
 ) -> Result<LevelResult> {
     let start = Instant::now();
     let warm_end = start + args.warmup;
@@ -193,6 +211,8 @@ async fn run_level(
         pacing,
         max_messages: args.max_messages.unwrap_or(u64::MAX),
         claimed: AtomicU64::new(0),
+        route_queues,
+        next_queue: AtomicU64::new(0),
     });
     let stats: Vec<Arc<Mutex<TaskStats>>> = (0..concurrency)
         .map(|_| Arc::new(Mutex::new(TaskStats::default())))
@@ -303,7 +323,9 @@ async fn worker(level: Arc<Level>, index: u32, stats: Arc<Mutex<TaskStats>>) {
     let phase = level.pacing.map_or(Duration::ZERO, |p| {
         p.mul_f64(f64::from(index) / f64::from(level.concurrency))
     });
-    let mut body_index = index as usize;
+    // Tasks start spread over the pool, so two tasks do not send the same
+    // body at about the same time.
+    let mut body_index = index as usize * level.pool.len() / level.concurrency.max(1) as usize;
     let mut sent: u64 = 0;
     loop {
         let now = Instant::now();
@@ -334,7 +356,11 @@ async fn worker(level: Arc<Level>, index: u32, stats: Arc<Mutex<TaskStats>>) {
         if level.claimed.fetch_add(batch, Ordering::Relaxed) + batch > level.max_messages {
             break;
         }
-        let body = level.pool[body_index % level.pool.len()].clone();
+        let mut body = level.pool[body_index % level.pool.len()].clone();
+        if let Some(queues) = level.route_queues {
+            let k = level.next_queue.fetch_add(1, Ordering::Relaxed);
+            body = route_to_queue(&body, (k % u64::from(queues.max(1))) as u32);
+        }
         body_index = body_index.wrapping_add(1);
         let result = level
             .client

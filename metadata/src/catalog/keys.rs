@@ -113,6 +113,43 @@ pub fn wal_checkpoint(node: &str) -> Result<Vec<u8>, MetaError> {
     Ok(format!("wal-checkpoint/{}", segment(node)?).into_bytes())
 }
 
+/// Prefix of every tenant record.
+pub const ALL_TENANTS: &[u8] = b"tenant/";
+
+/// `tenant/<name>` → JSON `TenantRecord`.
+pub fn tenant(name: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("tenant/{}", segment(name)?).into_bytes())
+}
+
+/// Prefix of every access key record, across all tenants.
+pub const ALL_ACCESS_KEYS: &[u8] = b"access-key/";
+
+/// `access-key/<access_key>` → JSON `AccessKeyRecord`. Keyed by the access
+/// key alone because authentication knows nothing else when it looks it up.
+pub fn access_key(access_key: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("access-key/{}", segment(access_key)?).into_bytes())
+}
+
+/// `tenant-key/<tenant>/<access_key>` → empty: the index that lists one
+/// tenant's keys by prefix without scanning every tenant's.
+pub fn tenant_key(tenant: &str, access_key: &str) -> Result<Vec<u8>, MetaError> {
+    let mut key = tenant_key_prefix(tenant)?;
+    key.extend_from_slice(segment(access_key)?.as_bytes());
+    Ok(key)
+}
+
+/// `tenant-key/<tenant>/`: prefix of one tenant's key index entries.
+pub fn tenant_key_prefix(tenant: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("tenant-key/{}/", segment(tenant)?).into_bytes())
+}
+
+/// The access key named by a [`tenant_key`] index key.
+pub fn parse_tenant_key(key: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(key).ok()?.strip_prefix("tenant-key/")?;
+    let (_tenant, access_key) = text.split_once('/')?;
+    Some(access_key)
+}
+
 /// A key as text for error messages (keys are ASCII in practice).
 pub fn display(key: &[u8]) -> String {
     String::from_utf8_lossy(key).into_owned()
@@ -140,5 +177,12 @@ mod tests {
         );
         assert!(topic("t/x", "a").is_err());
         assert!(group("t", "a/b").is_err());
+        assert_eq!(tenant("acme").unwrap(), b"tenant/acme");
+        assert_eq!(access_key("STRAX").unwrap(), b"access-key/STRAX");
+        let index = tenant_key("acme", "STRAX").unwrap();
+        assert_eq!(index, b"tenant-key/acme/STRAX");
+        assert_eq!(parse_tenant_key(&index), Some("STRAX"));
+        assert!(access_key("a/b").is_err());
+        assert!(tenant_key("a/b", "k").is_err());
     }
 }

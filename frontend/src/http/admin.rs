@@ -1,0 +1,273 @@
+//! Tenants and access keys: the admin API.
+//!
+//! A service admin manages every tenant and key. A tenant admin manages the
+//! keys of its own tenant (never admin keys); keys of other tenants are
+//! reported as not found, so their existence is not revealed.
+
+use axum::Json as Reply;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use strata_common::ErrorCode;
+use strata_tenancy::{IssuedKey, KeyInfo, Permission, Role};
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiError, ApiResult};
+use super::extract::{Json, Path, Query};
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TenantJson {
+    pub name: String,
+    pub plan: String,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TenantList {
+    pub tenants: Vec<TenantJson>,
+}
+
+fn tenant_json(t: strata_metadata::TenantRecord) -> TenantJson {
+    TenantJson {
+        name: t.name,
+        plan: t.plan,
+        created_ms: t.created_ms,
+    }
+}
+
+pub async fn create_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(req): Json<CreateTenant>,
+) -> ApiResult<(StatusCode, Reply<TenantJson>)> {
+    caller.require(Permission::ManageService)?;
+    let plan = req.plan.unwrap_or_else(|| "default".into());
+    let t = state.credentials.create_tenant(&req.name, &plan).await?;
+    Ok((StatusCode::CREATED, Reply(tenant_json(t))))
+}
+
+pub async fn list_tenants(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Reply<TenantList>> {
+    caller.require(Permission::ManageService)?;
+    let tenants = state.credentials.list_tenants().await?;
+    Ok(Reply(TenantList {
+        tenants: tenants.into_iter().map(tenant_json).collect(),
+    }))
+}
+
+/// A service admin sees any tenant; a tenant admin only its own.
+fn own_or_admin(caller: &Caller, tenant: &str) -> ApiResult<()> {
+    if caller.is_admin() || caller.principal.tenant == tenant {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::TenantNotFound,
+        format!("tenant {tenant:?} does not exist"),
+    ))
+}
+
+pub async fn describe_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> ApiResult<Reply<TenantJson>> {
+    caller.require(Permission::ManageTenant)?;
+    own_or_admin(&caller, &tenant)?;
+    let t = state.credentials.get_tenant(&tenant).await?;
+    Ok(Reply(tenant_json(t)))
+}
+
+pub async fn delete_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> ApiResult<Reply<TenantJson>> {
+    caller.require(Permission::ManageService)?;
+    let t = state.credentials.delete_tenant(&tenant).await?;
+    Ok(Reply(tenant_json(t)))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// The caller's tenant if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// admin, tenant-admin, publisher or consumer.
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeyJson {
+    pub access_key: String,
+    pub tenant: String,
+    pub role: String,
+    pub description: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_ms: Option<i64>,
+}
+
+/// A new or rotated key: the only response that ever carries the secret.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IssuedKeyJson {
+    pub access_key: String,
+    pub secret_key: String,
+    pub tenant: String,
+    pub role: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeyList {
+    pub keys: Vec<KeyJson>,
+}
+
+fn key_json(k: KeyInfo) -> KeyJson {
+    KeyJson {
+        access_key: k.access_key,
+        tenant: k.tenant,
+        role: k.role.to_string(),
+        description: k.description,
+        created_ms: k.created_ms,
+        updated_ms: k.updated_ms,
+        revoked_ms: k.revoked_ms,
+    }
+}
+
+fn issued_json(k: IssuedKey) -> IssuedKeyJson {
+    IssuedKeyJson {
+        access_key: k.access_key,
+        secret_key: k.secret_key.expose().to_string(),
+        tenant: k.tenant,
+        role: k.role.to_string(),
+    }
+}
+
+pub async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(req): Json<CreateKey>,
+) -> ApiResult<(StatusCode, Reply<IssuedKeyJson>)> {
+    caller.require(Permission::ManageTenant)?;
+    let role: Role = req
+        .role
+        .parse()
+        .map_err(|e: strata_tenancy::ParseRoleError| ApiError::invalid(e.to_string()))?;
+    let tenant = req.tenant.unwrap_or_else(|| caller.tenant.clone());
+    own_or_admin(&caller, &tenant)?;
+    if role == Role::Admin && !caller.is_admin() {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "only a service admin may create admin keys",
+        ));
+    }
+    let issued = state
+        .credentials
+        .create_key(&tenant, role, req.description.as_deref().unwrap_or(""))
+        .await?;
+    tracing::info!(access_key = %issued.access_key, tenant = %issued.tenant, role = %issued.role, by = %caller.principal.access_key, "access key created");
+    Ok((StatusCode::CREATED, Reply(issued_json(issued))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFilter {
+    pub tenant: Option<String>,
+}
+
+pub async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(filter): Query<KeyFilter>,
+) -> ApiResult<Reply<KeyList>> {
+    caller.require(Permission::ManageTenant)?;
+    // An admin acting on a tenant (x-strata-tenant) lists that tenant's keys.
+    let acting = (caller.tenant != caller.principal.tenant).then(|| caller.tenant.clone());
+    let tenant = match (caller.is_admin(), filter.tenant.or(acting)) {
+        (true, t) => t,
+        (false, Some(t)) => {
+            own_or_admin(&caller, &t)?;
+            Some(t)
+        }
+        (false, None) => Some(caller.principal.tenant.clone()),
+    };
+    let keys = state.credentials.list_keys(tenant.as_deref()).await?;
+    Ok(Reply(KeyList {
+        keys: keys.into_iter().map(key_json).collect(),
+    }))
+}
+
+/// The key, if the caller may manage it; KEY_NOT_FOUND otherwise.
+async fn manageable(state: &AppState, caller: &Caller, access_key: &str) -> ApiResult<KeyInfo> {
+    caller.require(Permission::ManageTenant)?;
+    let not_found = || {
+        ApiError::new(
+            ErrorCode::KeyNotFound,
+            format!("access key {access_key:?} does not exist"),
+        )
+    };
+    let key = state
+        .credentials
+        .get_key(access_key)
+        .await
+        .map_err(|_| not_found())?;
+    if !caller.is_admin() && (key.tenant != caller.principal.tenant || key.role == Role::Admin) {
+        return Err(not_found());
+    }
+    Ok(key)
+}
+
+pub async fn rotate_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(access_key): Path<String>,
+) -> ApiResult<Reply<IssuedKeyJson>> {
+    manageable(&state, &caller, &access_key).await?;
+    let issued = state.credentials.rotate_key(&access_key).await?;
+    tracing::info!(access_key = %access_key, by = %caller.principal.access_key, "access key rotated");
+    Ok(Reply(issued_json(issued)))
+}
+
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(access_key): Path<String>,
+) -> ApiResult<Reply<KeyJson>> {
+    manageable(&state, &caller, &access_key).await?;
+    state.credentials.revoke_key(&access_key).await?;
+    let key = state.credentials.get_key(&access_key).await?;
+    tracing::info!(access_key = %access_key, by = %caller.principal.access_key, "access key revoked");
+    Ok(Reply(key_json(key)))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub access_key: String,
+    pub tenant: String,
+    pub role: String,
+    /// The tenant this request acted on (differs for an admin using x-strata-tenant).
+    pub acting_tenant: String,
+}
+
+pub async fn whoami(caller: Caller) -> Reply<WhoAmI> {
+    Reply(WhoAmI {
+        access_key: caller.principal.access_key.clone(),
+        tenant: caller.principal.tenant.clone(),
+        role: caller.principal.role.to_string(),
+        acting_tenant: caller.tenant,
+    })
+}

@@ -1,0 +1,164 @@
+//! Tenants: creation, lookup, listing, and deletion together with their
+//! access keys.
+
+use serde::{Deserialize, Serialize};
+
+use super::{AccessKeyRecord, Catalog, CatalogError, MAX_ATTEMPTS, encode, keys};
+use crate::store::{Check, Txn, TxnOutcome};
+
+/// A tenant. Its topics, groups and access keys refer to it by `name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    pub name: String,
+    /// The plan's name; plans themselves are defined outside the catalog.
+    pub plan: String,
+    pub created_ms: i64,
+}
+
+impl Catalog {
+    /// Creates a tenant; [`CatalogError::TenantAlreadyExists`] if it exists.
+    pub async fn create_tenant(
+        &self,
+        name: &str,
+        plan: &str,
+        now_ms: i64,
+    ) -> Result<TenantRecord, CatalogError> {
+        let key = keys::tenant(name)?;
+        let record = TenantRecord {
+            name: name.to_string(),
+            plan: plan.to_string(),
+            created_ms: now_ms,
+        };
+        let txn = Txn::new()
+            .check(Check::Absent { key: key.clone() })
+            .put(key.clone(), encode(&key, &record)?);
+        match self.store.commit(txn).await? {
+            TxnOutcome::Committed => {
+                tracing::info!(tenant = name, plan, "created tenant");
+                Ok(record)
+            }
+            TxnOutcome::CheckFailed { .. } => Err(CatalogError::TenantAlreadyExists {
+                name: name.to_string(),
+            }),
+        }
+    }
+
+    /// The tenant `name`, if it exists.
+    pub async fn get_tenant(&self, name: &str) -> Result<Option<TenantRecord>, CatalogError> {
+        let key = keys::tenant(name)?;
+        Ok(self.get_record(&key).await?.map(|(record, _)| record))
+    }
+
+    /// Every tenant, sorted by name.
+    pub async fn list_tenants(&self) -> Result<Vec<TenantRecord>, CatalogError> {
+        Ok(self.scan_records(keys::ALL_TENANTS).await?)
+    }
+
+    /// Deletes a tenant with all its access keys, returning the record.
+    ///
+    /// Refused with [`CatalogError::TenantNotEmpty`] while the tenant has
+    /// topics or groups: deleting those is a deliberate, separate step, so a
+    /// mistyped tenant name cannot take data with it. Topic and group
+    /// creation do not check the tenant, so one created during this call can
+    /// survive it; callers create them only for existing tenants.
+    ///
+    /// The keys are listed before the delete commits; a key created in
+    /// between fails its own tenant check unless it committed first, and a
+    /// second pass removes such a key while the tenant is still absent.
+    pub async fn delete_tenant(&self, name: &str) -> Result<TenantRecord, CatalogError> {
+        let key = keys::tenant(name)?;
+        let index = keys::tenant_key_prefix(name)?;
+        for _ in 0..MAX_ATTEMPTS {
+            let Some((record, raw)) = self.get_record::<TenantRecord>(&key).await? else {
+                return Err(CatalogError::TenantNotFound {
+                    name: name.to_string(),
+                });
+            };
+            self.ensure_tenant_empty(name).await?;
+            let mut txn = Txn::new()
+                .check(Check::ValueEquals {
+                    key: key.clone(),
+                    value: raw,
+                })
+                .delete(key.clone());
+            txn = self.delete_tenant_keys(txn, &index).await?;
+            if self.store.commit(txn).await? == TxnOutcome::Committed {
+                self.remove_orphan_keys(&key, &index).await?;
+                tracing::info!(tenant = name, "deleted tenant");
+                return Ok(record);
+            }
+        }
+        Err(CatalogError::Conflict(format!(
+            "deleting tenant {name}: it kept changing"
+        )))
+    }
+
+    /// [`CatalogError::TenantNotEmpty`] if the tenant has topics or groups.
+    async fn ensure_tenant_empty(&self, name: &str) -> Result<(), CatalogError> {
+        let topics = self.list_topics(name).await?.len();
+        let groups = self.list_groups(name).await?.len();
+        if topics == 0 && groups == 0 {
+            return Ok(());
+        }
+        Err(CatalogError::TenantNotEmpty {
+            name: name.to_string(),
+            reason: format!(
+                "it still has {topics} topic(s) and {groups} consumer group(s); delete them first"
+            ),
+        })
+    }
+
+    /// Adds to `txn` deletes of every key indexed under `index` (the index
+    /// entries and the key records they name).
+    async fn delete_tenant_keys(&self, mut txn: Txn, index: &[u8]) -> Result<Txn, CatalogError> {
+        for (index_key, _) in self.scan_all(index).await? {
+            if let Some(access_key) = keys::parse_tenant_key(&index_key) {
+                txn = txn.delete(keys::access_key(access_key)?);
+            }
+            txn = txn.delete(index_key);
+        }
+        Ok(txn)
+    }
+
+    /// Deletes keys still indexed under `index` if the tenant at
+    /// `tenant_key` is absent (it may have been re-created since, and then
+    /// they belong to the new tenant).
+    async fn remove_orphan_keys(
+        &self,
+        tenant_key: &[u8],
+        index: &[u8],
+    ) -> Result<(), CatalogError> {
+        let txn = Txn::new().check(Check::Absent {
+            key: tenant_key.to_vec(),
+        });
+        let txn = self.delete_tenant_keys(txn, index).await?;
+        if !txn.mutations.is_empty() {
+            // CheckFailed means the tenant was re-created: its keys are live.
+            self.store.commit(txn).await?;
+        }
+        Ok(())
+    }
+
+    /// Every access key record of a tenant, through its index.
+    pub(super) async fn tenant_access_keys(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<AccessKeyRecord>, CatalogError> {
+        let mut out = Vec::new();
+        for (index_key, _) in self.scan_all(&keys::tenant_key_prefix(tenant)?).await? {
+            let Some(access_key) = keys::parse_tenant_key(&index_key) else {
+                continue;
+            };
+            // The index and the record change in one txn, but check the
+            // tenant anyway so a stale entry can never list another's key.
+            if let Some((record, _)) = self
+                .get_record::<AccessKeyRecord>(&keys::access_key(access_key)?)
+                .await?
+                && record.tenant == tenant
+            {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,110 @@
+//! Authenticating a request's credentials.
+
+use std::sync::Arc;
+
+use super::Credentials;
+use super::cache::Entry;
+use super::keys::parse_role;
+use crate::error::AuthError;
+use crate::principal::Principal;
+use crate::signature::{
+    Authorization, DATE_HEADER, check_skew, parse_authorization, parse_date_time, verify,
+};
+
+impl Credentials {
+    /// Checks a request's `authorization` header (and, for the RocketMQ
+    /// scheme, its `x-mq-date-time` header within `max_skew_ms` of now) and
+    /// returns who sent it.
+    ///
+    /// The order of checks keeps errors from revealing more than the caller
+    /// already knows: format and clock checks first (they need no key),
+    /// then the secret, and [`AuthError::Revoked`] only once the secret
+    /// matched.
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        date_time: Option<&str>,
+        max_skew_ms: i64,
+    ) -> Result<Principal, AuthError> {
+        let header = authorization
+            .filter(|h| !h.trim().is_empty())
+            .ok_or(AuthError::MissingCredentials)?;
+        match parse_authorization(header)? {
+            Authorization::Bearer { access_key, secret } => {
+                let entry = self.lookup(&access_key).await?;
+                if !entry.secret.ct_eq(secret.expose()) {
+                    return Err(AuthError::BadSignature);
+                }
+                finish(access_key, &entry)
+            }
+            Authorization::Hmac {
+                access_key,
+                signed_headers,
+                signature,
+            } => {
+                if signed_headers != [DATE_HEADER] {
+                    return Err(AuthError::UnsupportedSignedHeaders(signed_headers));
+                }
+                let date_time = date_time.ok_or(AuthError::MissingDateHeader)?;
+                let date_ms = parse_date_time(date_time)?;
+                check_skew(date_ms, self.now_ms(), max_skew_ms)?;
+                let entry = self.lookup(&access_key).await?;
+                if !verify(&entry.secret, date_time, &signature) {
+                    return Err(AuthError::BadSignature);
+                }
+                finish(access_key, &entry)
+            }
+        }
+    }
+
+    /// The opened key, from the cache or else from the catalog.
+    async fn lookup(&self, access_key: &str) -> Result<Arc<Entry>, AuthError> {
+        let now = self.now_ms();
+        if let Some(entry) = self.inner.cache.get_fresh(access_key, now) {
+            return Ok(entry);
+        }
+        // '/' cannot occur in a key we issued, and the catalog would refuse
+        // it as an invalid request; it is just an unknown key.
+        if access_key.contains('/') {
+            return Err(AuthError::UnknownKey);
+        }
+        let record = self
+            .inner
+            .catalog
+            .get_access_key(access_key)
+            .await
+            .map_err(|e| AuthError::Store(e.to_string()))?;
+        let Some(record) = record else {
+            self.inner.cache.remove(access_key);
+            return Err(AuthError::UnknownKey);
+        };
+        let role = parse_role(&record).map_err(|e| AuthError::Store(e.to_string()))?;
+        let secret = self
+            .inner
+            .master
+            .open(&record.sealed_secret, access_key)
+            .map_err(|e| AuthError::Store(e.to_string()))?;
+        Ok(self.inner.cache.put(
+            access_key,
+            Entry {
+                tenant: record.tenant,
+                role,
+                secret,
+                revoked: record.revoked_ms.is_some(),
+                updated_ms: record.updated_ms,
+                loaded_ms: now,
+            },
+        ))
+    }
+}
+
+fn finish(access_key: String, entry: &Entry) -> Result<Principal, AuthError> {
+    if entry.revoked {
+        return Err(AuthError::Revoked);
+    }
+    Ok(Principal {
+        access_key,
+        tenant: entry.tenant.clone(),
+        role: entry.role,
+    })
+}

@@ -1,0 +1,111 @@
+//! First-start setup: the default tenant and an admin key for the operator.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use strata_metadata::{AccessKeyRecord, CatalogError};
+
+use super::{Credentials, IssuedKey};
+use crate::error::TenancyError;
+use crate::roles::Role;
+use crate::secrets::{generate_access_key, generate_secret_key};
+
+/// The tenant created on first start.
+pub const DEFAULT_TENANT: &str = "default";
+/// The plan of [`DEFAULT_TENANT`].
+pub const DEFAULT_PLAN: &str = "default";
+
+impl Credentials {
+    /// Creates the [`DEFAULT_TENANT`] if it is missing and, if no unrevoked
+    /// admin key exists, an admin key for it, written to `credentials_file`
+    /// (mode 0600) and returned. Later starts find both and return `None`.
+    ///
+    /// Counting only unrevoked admin keys makes a restart the way back in
+    /// after every admin key was revoked; the new secret lands only on the
+    /// server's disk. Two nodes starting on an empty store at once may each
+    /// create one admin key; both are valid.
+    ///
+    /// Callers log the file's path, never the returned secret.
+    pub async fn bootstrap(
+        &self,
+        credentials_file: &Path,
+    ) -> Result<Option<IssuedKey>, TenancyError> {
+        let catalog = &self.inner.catalog;
+        match catalog
+            .create_tenant(DEFAULT_TENANT, DEFAULT_PLAN, self.now_ms())
+            .await
+        {
+            Ok(_) | Err(CatalogError::TenantAlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let has_admin = catalog
+            .list_access_keys(None)
+            .await?
+            .iter()
+            .any(|k| k.role == Role::Admin.as_str() && k.revoked_ms.is_none());
+        if has_admin {
+            return Ok(None);
+        }
+        let issued = IssuedKey {
+            access_key: generate_access_key()?,
+            secret_key: generate_secret_key()?,
+            tenant: DEFAULT_TENANT.to_string(),
+            role: Role::Admin,
+        };
+        // The file first: if storing the key then fails, the next start
+        // simply writes a new file. The other order could store a key whose
+        // secret nobody ever saw, and the next start would not replace it.
+        write_credentials_file(credentials_file, &issued)?;
+        let now = self.now_ms();
+        let record = AccessKeyRecord {
+            access_key: issued.access_key.clone(),
+            tenant: issued.tenant.clone(),
+            role: issued.role.as_str().to_string(),
+            sealed_secret: self
+                .inner
+                .master
+                .seal(&issued.secret_key, &issued.access_key)?,
+            description: "bootstrap admin key".to_string(),
+            created_ms: now,
+            updated_ms: now,
+            revoked_ms: None,
+        };
+        catalog.create_access_key(&record).await?;
+        self.cache_record(&record, issued.secret_key.clone(), now);
+        tracing::info!(
+            access_key = issued.access_key,
+            path = %credentials_file.display(),
+            "created bootstrap admin key"
+        );
+        Ok(Some(issued))
+    }
+}
+
+/// Writes `key=value` lines readable only by the owner. An existing file is
+/// narrowed to 0600 before the secret goes in, since `mode` applies only
+/// when a file is created.
+fn write_credentials_file(path: &Path, issued: &IssuedKey) -> Result<(), TenancyError> {
+    let io = |source| TenancyError::CredentialsFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(io)?;
+    let text = format!(
+        "access_key={}\nsecret_key={}\ntenant={}\nrole={}\n",
+        issued.access_key,
+        issued.secret_key.expose(),
+        issued.tenant,
+        issued.role
+    );
+    file.write_all(text.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)
+}

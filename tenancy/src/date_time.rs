@@ -1,0 +1,164 @@
+//! The `x-mq-date-time` format, `yyyyMMdd'T'HHmmss'Z'` in UTC (e.g.
+//! `20261125T185600Z`), with calendar math done here (Howard Hinnant's
+//! days-from-civil algorithms) rather than pulling in a date crate for two
+//! functions.
+
+use crate::error::AuthError;
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    // Months counted from March, so the leap day ends the year.
+    let mp = i64::from((month + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The (year, month, day) of a day count since 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    // Both are small and positive by construction (1..=31, 1..=12).
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn is_leap(year: i64) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Formats milliseconds since the epoch (sub-second part dropped). Only
+/// years 0..=9999 produce text that [`parse_date_time`] accepts back.
+pub fn format_date_time(ms: i64) -> String {
+    let days = ms.div_euclid(MS_PER_DAY);
+    let secs = ms.rem_euclid(MS_PER_DAY) / 1000;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Parses `yyyyMMdd'T'HHmmss'Z'` into milliseconds since the epoch.
+pub fn parse_date_time(text: &str) -> Result<i64, AuthError> {
+    let malformed = |why: &str| {
+        AuthError::Malformed(format!(
+            "{} value {text:?} {why}; expected yyyyMMddTHHmmssZ in UTC, e.g. 20261125T185600Z",
+            crate::signature::DATE_HEADER
+        ))
+    };
+    let b = text.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return Err(malformed("has the wrong shape"));
+    }
+    let number = |range: std::ops::Range<usize>| -> Result<u32, AuthError> {
+        b[range].iter().try_fold(0u32, |acc, &c| {
+            if c.is_ascii_digit() {
+                Ok(acc * 10 + u32::from(c - b'0'))
+            } else {
+                Err(malformed("has a non-digit where a digit belongs"))
+            }
+        })
+    };
+    let year = i64::from(number(0..4)?);
+    let (month, day) = (number(4..6)?, number(6..8)?);
+    let (hour, minute, second) = (number(9..11)?, number(11..13)?, number(13..15)?);
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return Err(malformed("is not a calendar date"));
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return Err(malformed("is not a time of day"));
+    }
+    let secs = i64::from(hour * 3600 + minute * 60 + second);
+    Ok(days_from_civil(year, month, day) * MS_PER_DAY + secs * 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn known_dates() {
+        assert_eq!(format_date_time(0), "19700101T000000Z");
+        assert_eq!(format_date_time(1_795_632_960_000), "20261125T185600Z");
+        assert_eq!(
+            parse_date_time("20261125T185600Z").unwrap(),
+            1_795_632_960_000
+        );
+        assert_eq!(
+            parse_date_time("20000229T235959Z").unwrap(),
+            951_868_799_000
+        );
+        assert_eq!(format_date_time(-1), "19691231T235959Z");
+        // Out-of-range instants format without panicking (and do not parse).
+        for ms in [i64::MIN, i64::MAX] {
+            assert!(parse_date_time(&format_date_time(ms)).is_err());
+        }
+        assert_eq!(
+            parse_date_time("00000101T000000Z").unwrap(),
+            -62_167_219_200_000
+        );
+    }
+
+    #[test]
+    fn rejects_bad_text() {
+        for bad in [
+            "",
+            "20261125T185600",
+            "20261125 185600Z",
+            "2026-11-25T18:56",
+            "20261325T185600Z",
+            "20261100T185600Z",
+            "19000229T000000Z",
+            "20261125T246000Z",
+            "20261125T186000Z",
+            "20261125T185660Z",
+            "2026112aT185600Z",
+            "+0261125T185600Z",
+        ] {
+            let err = parse_date_time(bad).unwrap_err();
+            assert!(
+                matches!(&err, AuthError::Malformed(m) if m.contains("yyyyMMddTHHmmssZ")),
+                "{bad}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip_1970_to_2200(secs in 0i64..7_258_118_400) {
+            let ms = secs * 1000;
+            let text = format_date_time(ms);
+            prop_assert_eq!(parse_date_time(&text).unwrap(), ms);
+        }
+
+        #[test]
+        fn civil_round_trip(days in -1_000_000i64..1_000_000) {
+            let (y, m, d) = civil_from_days(days);
+            prop_assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Errors of authentication ([`AuthError`]) and of tenant and key
+//! management ([`TenancyError`]), each with the [`ErrorCode`] clients see.
+
+use std::path::PathBuf;
+
+use strata_common::ErrorCode;
+use strata_metadata::CatalogError;
+
+use crate::roles::{Permission, Role};
+use crate::secrets::SecretsError;
+use crate::signature::DATE_HEADER;
+
+/// Why a request's credentials were refused.
+///
+/// [`AuthError::UnknownKey`] and [`AuthError::BadSignature`] are separate
+/// for logs and tests but print the same "invalid credentials", so a client
+/// cannot probe which access keys exist. [`AuthError::Revoked`] is only
+/// returned after the signature or secret checked out, so it reveals nothing
+/// to someone who does not hold the key.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing credentials: send an authorization header")]
+    MissingCredentials,
+    #[error("malformed authorization: {0}")]
+    Malformed(String),
+    #[error("missing {DATE_HEADER} header, which the signature covers")]
+    MissingDateHeader,
+    #[error("unsupported SignedHeaders {0:?}: only {DATE_HEADER} is supported")]
+    UnsupportedSignedHeaders(Vec<String>),
+    /// The access key does not exist.
+    #[error("invalid credentials")]
+    UnknownKey,
+    /// The key exists but the signature or secret does not match.
+    #[error("invalid credentials")]
+    BadSignature,
+    #[error("access key has been revoked")]
+    Revoked,
+    #[error(
+        "request time differs from server time by {skew_ms} ms; at most {max_ms} ms is allowed (check the client's clock)"
+    )]
+    ClockSkew { skew_ms: i64, max_ms: i64 },
+    #[error("role {role} does not allow {permission}")]
+    PermissionDenied { role: Role, permission: Permission },
+    /// The credential store failed or holds something unusable; not the
+    /// client's fault.
+    #[error("credential store error: {0}")]
+    Store(String),
+}
+
+impl AuthError {
+    /// The code the client sees.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AuthError::PermissionDenied { .. } => ErrorCode::PermissionDenied,
+            AuthError::Store(_) => ErrorCode::Internal,
+            _ => ErrorCode::Unauthenticated,
+        }
+    }
+}
+
+/// Errors from managing tenants and keys.
+#[derive(Debug, thiserror::Error)]
+pub enum TenancyError {
+    #[error(
+        "invalid tenant name {name:?}: use 1 to {max} ASCII letters, digits, '-' or '_'",
+        max = crate::credentials::MAX_TENANT_LEN
+    )]
+    InvalidTenantName { name: String },
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("access key {access_key} is revoked")]
+    KeyRevoked { access_key: String },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error("cannot write credentials file {path}: {source}")]
+    CredentialsFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl TenancyError {
+    /// The code the client sees.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            TenancyError::InvalidTenantName { .. } => ErrorCode::InvalidName,
+            TenancyError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            // The key's state, not the request, is what is wrong; like a
+            // lost race, the caller must look again before retrying.
+            TenancyError::KeyRevoked { .. } => ErrorCode::Conflict,
+            TenancyError::Catalog(e) => match e {
+                CatalogError::TenantAlreadyExists { .. } => ErrorCode::TenantAlreadyExists,
+                CatalogError::TenantNotFound { .. } => ErrorCode::TenantNotFound,
+                CatalogError::TenantNotEmpty { .. } => ErrorCode::TenantNotEmpty,
+                CatalogError::KeyNotFound { .. } => ErrorCode::KeyNotFound,
+                CatalogError::TopicAlreadyExists { .. } => ErrorCode::TopicAlreadyExists,
+                CatalogError::TopicNotFound { .. } => ErrorCode::TopicNotFound,
+                CatalogError::GroupNotFound { .. } => ErrorCode::GroupNotFound,
+                CatalogError::Conflict(_) | CatalogError::AccessKeyAlreadyExists { .. } => {
+                    ErrorCode::Conflict
+                }
+                CatalogError::Meta(_) => ErrorCode::Internal,
+            },
+            TenancyError::Secrets(_) | TenancyError::CredentialsFile { .. } => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<strata_metadata::MetaError> for TenancyError {
+    fn from(e: strata_metadata::MetaError) -> Self {
+        TenancyError::Catalog(e.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        assert_eq!(AuthError::BadSignature.code(), ErrorCode::Unauthenticated);
+        assert_eq!(AuthError::Revoked.code(), ErrorCode::Unauthenticated);
+        assert_eq!(AuthError::Store("x".into()).code(), ErrorCode::Internal);
+        let denied = AuthError::PermissionDenied {
+            role: Role::Consumer,
+            permission: Permission::Publish,
+        };
+        assert_eq!(denied.code(), ErrorCode::PermissionDenied);
+        // Unknown keys and wrong secrets look the same to the client.
+        assert_eq!(
+            AuthError::UnknownKey.to_string(),
+            AuthError::BadSignature.to_string()
+        );
+        let not_empty = TenancyError::from(CatalogError::TenantNotEmpty {
+            name: "a".into(),
+            reason: "r".into(),
+        });
+        assert_eq!(not_empty.code(), ErrorCode::TenantNotEmpty);
+    }
+}

@@ -1,0 +1,28 @@
+//! Strata's tenancy and credentials layer: tenants, access keys with
+//! secrets sealed under a master key, RocketMQ 5 HMAC and HTTP bearer
+//! authentication, and the roles and permissions callers are checked
+//! against.
+//!
+//! Secrets never appear in Debug or Display output ([`SecretKey`] and
+//! [`MasterKey`] redact themselves); only [`SecretKey::expose`] reveals one.
+
+pub mod credentials;
+mod date_time;
+pub mod error;
+pub mod principal;
+pub mod roles;
+pub mod secrets;
+pub mod signature;
+
+pub use credentials::{
+    Credentials, DEFAULT_CACHE_TTL_MS, DEFAULT_PLAN, DEFAULT_TENANT, IssuedKey, KeyInfo,
+    MAX_TENANT_LEN, validate_tenant,
+};
+pub use error::{AuthError, TenancyError};
+pub use principal::Principal;
+pub use roles::{ParseRoleError, Permission, Role};
+pub use secrets::{MasterKey, SecretKey, SecretsError, generate_access_key, generate_secret_key};
+pub use signature::{
+    Authorization, DATE_HEADER, check_skew, format_date_time, parse_authorization, parse_date_time,
+    sign, verify,
+};

@@ -1,0 +1,478 @@
+//! Credentials end to end, against both in-crate metadata backends.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use strata_common::{ErrorCode, ManualClock};
+use strata_metadata::catalog::keys;
+use strata_metadata::{
+    Catalog, MemoryStore, MessageType, MetaStore, NewTopic, RedbStore, Retention,
+};
+use strata_tenancy::{
+    AuthError, Credentials, IssuedKey, MasterKey, Role, TenancyError, format_date_time, sign,
+};
+use tempfile::TempDir;
+
+const NOW_MS: i64 = 1_795_632_960_000; // 20261125T185600Z
+const SKEW_MS: i64 = 5 * 60_000;
+
+struct Fixture {
+    credentials: Credentials,
+    clock: Arc<ManualClock>,
+    dir: TempDir,
+}
+
+/// One fixture per backend, each with its own temp dir.
+fn fixtures() -> Vec<Fixture> {
+    let redb_dir = tempfile::tempdir().unwrap();
+    let redb: Arc<dyn MetaStore> = RedbStore::open(&redb_dir.path().join("meta.redb")).unwrap();
+    let memory: Arc<dyn MetaStore> = MemoryStore::new();
+    [(redb, redb_dir), (memory, tempfile::tempdir().unwrap())]
+        .into_iter()
+        .map(|(store, dir)| {
+            let clock = ManualClock::new(NOW_MS, 1);
+            let credentials = Credentials::new(
+                Catalog::new(store),
+                MasterKey::generate().unwrap(),
+                clock.clone(),
+            );
+            Fixture {
+                credentials,
+                clock,
+                dir,
+            }
+        })
+        .collect()
+}
+
+fn bearer(key: &IssuedKey) -> String {
+    format!("Bearer {}:{}", key.access_key, key.secret_key.expose())
+}
+
+fn hmac_header(key: &IssuedKey, date: &str) -> String {
+    format!(
+        "MQv2-HMAC-SHA1 Credential={}, SignedHeaders=x-mq-date-time, Signature={}",
+        key.access_key,
+        sign(&key.secret_key, date)
+    )
+}
+
+async fn auth(
+    c: &Credentials,
+    header: &str,
+    date: Option<&str>,
+) -> Result<strata_tenancy::Principal, AuthError> {
+    c.authenticate(Some(header), date, SKEW_MS).await
+}
+
+#[tokio::test]
+async fn bootstrap_creates_then_is_idempotent() {
+    for f in fixtures() {
+        let path = f.dir.path().join("admin.credentials");
+        let issued = f.credentials.bootstrap(&path).await.unwrap().unwrap();
+        assert_eq!(
+            (issued.tenant.as_str(), issued.role),
+            ("default", Role::Admin)
+        );
+        let tenant = f.credentials.get_tenant("default").await.unwrap();
+        assert_eq!(tenant.plan, "default");
+
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(field("access_key"), issued.access_key);
+        assert_eq!(field("secret_key"), issued.secret_key.expose());
+        assert_eq!(field("tenant"), "default");
+        assert_eq!(field("role"), "admin");
+        let from_file = format!("Bearer {}:{}", field("access_key"), field("secret_key"));
+        let p = auth(&f.credentials, &from_file, None).await.unwrap();
+        assert_eq!(p.role, Role::Admin);
+
+        assert!(f.credentials.bootstrap(&path).await.unwrap().is_none());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        assert_eq!(f.credentials.list_keys(None).await.unwrap().len(), 1);
+        assert_eq!(f.credentials.list_tenants().await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn bearer_and_hmac_authenticate() {
+    for f in fixtures() {
+        let c = &f.credentials;
+        c.create_tenant("acme", "pro").await.unwrap();
+        let key = c
+            .create_key("acme", Role::Publisher, "orders service")
+            .await
+            .unwrap();
+        let p = auth(c, &bearer(&key), None).await.unwrap();
+        assert_eq!(
+            (p.access_key.as_str(), p.tenant.as_str(), p.role),
+            (key.access_key.as_str(), "acme", Role::Publisher)
+        );
+        let date = format_date_time(NOW_MS);
+        let p = auth(c, &hmac_header(&key, &date), Some(&date))
+            .await
+            .unwrap();
+        assert_eq!(p.tenant, "acme");
+        // Uppercase hex, as the Java client sends it, works too.
+        let upper = hmac_header(&key, &date).replace(
+            &sign(&key.secret_key, &date),
+            &sign(&key.secret_key, &date).to_uppercase(),
+        );
+        assert!(auth(c, &upper, Some(&date)).await.is_ok());
+        // Key details are readable without the secret.
+        let info = c.get_key(&key.access_key).await.unwrap();
+        assert_eq!(
+            (info.role, info.description.as_str()),
+            (Role::Publisher, "orders service")
+        );
+    }
+}
+
+#[tokio::test]
+async fn failures_give_the_right_variant() {
+    for f in fixtures() {
+        let c = &f.credentials;
+        c.create_tenant("acme", "pro").await.unwrap();
+        let key = c.create_key("acme", Role::Consumer, "").await.unwrap();
+        let date = format_date_time(NOW_MS);
+
+        let wrong = IssuedKey {
+            secret_key: strata_tenancy::SecretKey::new("wrong"),
+            ..key.clone()
+        };
+        let err = auth(c, &hmac_header(&wrong, &date), Some(&date))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::BadSignature), "{err:?}");
+        let err = auth(c, &bearer(&wrong), None).await.unwrap_err();
+        assert!(matches!(err, AuthError::BadSignature), "{err:?}");
+        assert_eq!(err.to_string(), "invalid credentials");
+        assert_eq!(err.code(), ErrorCode::Unauthenticated);
+
+        let unknown = IssuedKey {
+            access_key: "STRANOSUCHKEY0000000".into(),
+            ..key.clone()
+        };
+        let err = auth(c, &bearer(&unknown), None).await.unwrap_err();
+        assert!(matches!(err, AuthError::UnknownKey), "{err:?}");
+        assert_eq!(err.to_string(), "invalid credentials");
+        let slashed = IssuedKey {
+            access_key: "a/b".into(),
+            ..key.clone()
+        };
+        assert!(matches!(
+            auth(c, &bearer(&slashed), None).await,
+            Err(AuthError::UnknownKey)
+        ));
+
+        // The date may be off by up to the skew, in either direction.
+        let late = format_date_time(NOW_MS - SKEW_MS - 1_000);
+        let err = auth(c, &hmac_header(&key, &late), Some(&late))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuthError::ClockSkew {
+                    skew_ms: -301_000,
+                    max_ms: SKEW_MS
+                }
+            ),
+            "{err:?}"
+        );
+        let early = format_date_time(NOW_MS + SKEW_MS + 1_000);
+        let err = auth(c, &hmac_header(&key, &early), Some(&early))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::ClockSkew { .. }), "{err:?}");
+        let edge = format_date_time(NOW_MS - SKEW_MS);
+        assert!(
+            auth(c, &hmac_header(&key, &edge), Some(&edge))
+                .await
+                .is_ok()
+        );
+        // A date that is not the one signed.
+        let other = format_date_time(NOW_MS + 1_000);
+        let err = auth(c, &hmac_header(&key, &date), Some(&other))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::BadSignature), "{err:?}");
+
+        let err = auth(c, &hmac_header(&key, &date), None).await.unwrap_err();
+        assert!(matches!(err, AuthError::MissingDateHeader), "{err:?}");
+        let err = auth(c, &hmac_header(&key, &date), Some("2026-11-25"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::Malformed(_)), "{err:?}");
+        let err = c
+            .authenticate(None, Some(&date), SKEW_MS)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::MissingCredentials), "{err:?}");
+        let err = c.authenticate(Some("  "), None, SKEW_MS).await.unwrap_err();
+        assert!(matches!(err, AuthError::MissingCredentials), "{err:?}");
+        let err = auth(c, "Basic dXNlcjpwYXNz", None).await.unwrap_err();
+        assert!(matches!(err, AuthError::Malformed(_)), "{err:?}");
+        let header = hmac_header(&key, &date).replace(
+            "SignedHeaders=x-mq-date-time",
+            "SignedHeaders=host;x-mq-date-time",
+        );
+        let err = auth(c, &header, Some(&date)).await.unwrap_err();
+        assert!(
+            matches!(&err, AuthError::UnsupportedSignedHeaders(h) if h.len() == 2),
+            "{err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn revoked_keys_fail_only_once_the_secret_matches() {
+    for f in fixtures() {
+        let c = &f.credentials;
+        c.create_tenant("acme", "pro").await.unwrap();
+        let key = c.create_key("acme", Role::Publisher, "").await.unwrap();
+        f.clock.advance_ms(10);
+        let info = c.revoke_key(&key.access_key).await.unwrap();
+        assert_eq!(info.revoked_ms, Some(NOW_MS + 10));
+        assert!(matches!(
+            auth(c, &bearer(&key), None).await,
+            Err(AuthError::Revoked)
+        ));
+        let wrong = IssuedKey {
+            secret_key: strata_tenancy::SecretKey::new("wrong"),
+            ..key.clone()
+        };
+        assert!(matches!(
+            auth(c, &bearer(&wrong), None).await,
+            Err(AuthError::BadSignature)
+        ));
+        // Idempotent, and the record is still listed.
+        assert_eq!(c.revoke_key(&key.access_key).await.unwrap(), info);
+        assert_eq!(c.list_keys(Some("acme")).await.unwrap(), [info]);
+        assert!(matches!(
+            c.rotate_key(&key.access_key).await,
+            Err(TenancyError::KeyRevoked { .. })
+        ));
+        // Another node, cold cache: revoked too.
+        let cold = Credentials::new(
+            c.catalog().clone(),
+            MasterKey::generate().unwrap(),
+            f.clock.clone(),
+        );
+        assert!(
+            matches!(
+                auth(&cold, &bearer(&key), None).await,
+                Err(AuthError::Store(_))
+            ),
+            "a different master key cannot open the secret"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rotation_takes_effect_at_once() {
+    for f in fixtures() {
+        let c = &f.credentials;
+        c.create_tenant("acme", "pro").await.unwrap();
+        let old = c.create_key("acme", Role::TenantAdmin, "").await.unwrap();
+        assert!(auth(c, &bearer(&old), None).await.is_ok());
+        let new = c.rotate_key(&old.access_key).await.unwrap();
+        assert_eq!(new.access_key, old.access_key);
+        assert_ne!(new.secret_key.expose(), old.secret_key.expose());
+        assert_eq!(new.role, Role::TenantAdmin);
+        assert!(auth(c, &bearer(&new), None).await.is_ok());
+        assert!(matches!(
+            auth(c, &bearer(&old), None).await,
+            Err(AuthError::BadSignature)
+        ));
+        let date = format_date_time(NOW_MS);
+        assert!(
+            auth(c, &hmac_header(&new, &date), Some(&date))
+                .await
+                .is_ok()
+        );
+        assert!(matches!(
+            auth(c, &hmac_header(&old, &date), Some(&date)).await,
+            Err(AuthError::BadSignature)
+        ));
+        let info = c.get_key(&old.access_key).await.unwrap();
+        assert!(info.updated_ms > info.created_ms);
+        assert!(
+            matches!(c.rotate_key("STRANOPE").await, Err(e) if e.code() == ErrorCode::KeyNotFound)
+        );
+    }
+}
+
+#[tokio::test]
+async fn other_nodes_see_changes_after_the_cache_ttl() {
+    for f in fixtures() {
+        let master = MasterKey::generate().unwrap();
+        let node = |ttl| {
+            Credentials::with_cache_ttl_ms(
+                f.credentials.catalog().clone(),
+                master.clone(),
+                f.clock.clone(),
+                ttl,
+            )
+        };
+        let (a, b) = (node(1_000), node(1_000));
+        a.create_tenant("acme", "pro").await.unwrap();
+        let key = a.create_key("acme", Role::Publisher, "").await.unwrap();
+        assert!(auth(&b, &bearer(&key), None).await.is_ok());
+        a.revoke_key(&key.access_key).await.unwrap();
+        // b still trusts its cached entry until it expires.
+        assert!(auth(&b, &bearer(&key), None).await.is_ok());
+        f.clock.advance_ms(1_000);
+        assert!(matches!(
+            auth(&b, &bearer(&key), None).await,
+            Err(AuthError::Revoked)
+        ));
+    }
+}
+
+#[tokio::test]
+async fn sealed_secret_in_the_store_is_not_the_plaintext() {
+    for f in fixtures() {
+        let c = &f.credentials;
+        c.create_tenant("acme", "pro").await.unwrap();
+        let key = c.create_key("acme", Role::Consumer, "").await.unwrap();
+        let raw = c
+            .catalog()
+            .store()
+            .get(&keys::access_key(&key.access_key).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let raw = String::from_utf8(raw).unwrap();
+        assert!(raw.contains("ciphertext_hex"), "{raw}");
+        assert!(!raw.contains(key.secret_key.expose()), "{raw}");
+        let secret_hex: String = key
+            .secret_key
+            .expose()
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(!raw.contains(&secret_hex), "{raw}");
+        assert!(!format!("{key:?}").contains(key.secret_key.expose()));
+    }
+}
+
+#[tokio::test]
+async fn deleted_tenants_keys_stop_authenticating() {
+    for f in fixtures() {
+        let c = &f.credentials;
+        c.create_tenant("acme", "pro").await.unwrap();
+        let key = c.create_key("acme", Role::Publisher, "").await.unwrap();
+        assert!(auth(c, &bearer(&key), None).await.is_ok());
+        c.catalog()
+            .create_topic(
+                "acme",
+                "orders",
+                NewTopic {
+                    queues: 1,
+                    message_type: MessageType::Normal,
+                    retention: Retention::Unlimited,
+                    retention_bytes: None,
+                },
+                NOW_MS,
+            )
+            .await
+            .unwrap();
+        let err = c.delete_tenant("acme").await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::TenantNotEmpty);
+        assert!(auth(c, &bearer(&key), None).await.is_ok());
+        c.catalog().delete_topic("acme", "orders").await.unwrap();
+        c.delete_tenant("acme").await.unwrap();
+        assert!(matches!(
+            auth(c, &bearer(&key), None).await,
+            Err(AuthError::UnknownKey)
+        ));
+        assert!(
+            matches!(c.get_tenant("acme").await, Err(e) if e.code() == ErrorCode::TenantNotFound)
+        );
+        assert!(
+            matches!(c.get_key(&key.access_key).await, Err(e) if e.code() == ErrorCode::KeyNotFound)
+        );
+    }
+}
+
+#[tokio::test]
+async fn tenant_and_key_management() {
+    for f in fixtures() {
+        let c = &f.credentials;
+        c.create_tenant("acme", "pro").await.unwrap();
+        c.create_tenant("acme-2", "free").await.unwrap();
+        assert_eq!(
+            c.create_tenant("acme", "pro").await.unwrap_err().code(),
+            ErrorCode::TenantAlreadyExists
+        );
+        assert_eq!(
+            c.create_tenant("a/b", "pro").await.unwrap_err().code(),
+            ErrorCode::InvalidName
+        );
+        assert_eq!(
+            c.create_tenant("ok", "").await.unwrap_err().code(),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            c.create_key("nope", Role::Admin, "")
+                .await
+                .unwrap_err()
+                .code(),
+            ErrorCode::TenantNotFound
+        );
+        assert_eq!(
+            c.create_key("acme", Role::Admin, &"x".repeat(257))
+                .await
+                .unwrap_err()
+                .code(),
+            ErrorCode::InvalidArgument
+        );
+        let a1 = c.create_key("acme", Role::Publisher, "a1").await.unwrap();
+        let a2 = c.create_key("acme", Role::Consumer, "a2").await.unwrap();
+        let b1 = c
+            .create_key("acme-2", Role::TenantAdmin, "b1")
+            .await
+            .unwrap();
+
+        let mut expected = vec![a1.access_key.clone(), a2.access_key.clone()];
+        expected.sort();
+        let listed: Vec<_> = c
+            .list_keys(Some("acme"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.access_key)
+            .collect();
+        assert_eq!(listed, expected);
+        let listed = c.list_keys(Some("acme-2")).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].access_key.as_str(), listed[0].role),
+            (b1.access_key.as_str(), Role::TenantAdmin)
+        );
+        assert_eq!(c.list_keys(None).await.unwrap().len(), 3);
+        assert!(c.list_keys(Some("nope")).await.unwrap().is_empty());
+        let names: Vec<_> = c
+            .list_tenants()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(names, ["acme", "acme-2"]);
+        // KeyInfo serializes without any secret material.
+        let json = serde_json::to_string(&c.get_key(&a1.access_key).await.unwrap()).unwrap();
+        assert!(
+            !json.contains(a1.secret_key.expose()) && !json.contains("sealed"),
+            "{json}"
+        );
+    }
+}
