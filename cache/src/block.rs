@@ -14,6 +14,7 @@
 use std::fmt;
 use std::future::Future;
 use std::io::{Read, Write};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use foyer::{
     BlockEngineConfig, Code, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
-    Source,
+    Source, Throttle,
 };
 
 use crate::error::CacheError;
@@ -107,6 +108,11 @@ pub struct BlockCacheConfig {
     /// Disk tier budget in bytes; ignored without `disk_dir`. Must allow at
     /// least four engine blocks (32 MiB).
     pub disk_bytes: u64,
+    /// Write budget of the disk tier in bytes/s (0 = unlimited). The disk
+    /// tier usually shares a device with the WAL; a catch-up reader filling
+    /// it must not slow the fdatasyncs producers wait for. Blocks over the
+    /// budget stay memory-only.
+    pub disk_write_bytes_per_sec: u64,
 }
 
 impl Default for BlockCacheConfig {
@@ -115,6 +121,7 @@ impl Default for BlockCacheConfig {
             memory_bytes: 256 * MIB,
             disk_dir: None,
             disk_bytes: 0,
+            disk_write_bytes_per_sec: 0,
         }
     }
 }
@@ -254,8 +261,15 @@ impl BlockCache {
                     path: dir.clone(),
                     source,
                 })?;
+                let throttle = Throttle {
+                    write_throughput: usize::try_from(config.disk_write_bytes_per_sec)
+                        .ok()
+                        .and_then(NonZeroUsize::new),
+                    ..Throttle::default()
+                };
                 let device = FsDeviceBuilder::new(dir)
                     .with_capacity(disk_bytes)
+                    .with_throttle(throttle)
                     .build()
                     .map_err(|e| storage_error("disk device setup", e))?;
                 let engine = BlockEngineConfig::new(device).with_block_size(block_size);
@@ -461,6 +475,7 @@ mod tests {
             memory_bytes,
             disk_dir: None,
             disk_bytes: 0,
+            disk_write_bytes_per_sec: 0,
         }
     }
 
@@ -470,6 +485,7 @@ mod tests {
             // A subdirectory, to check that open creates it.
             disk_dir: Some(dir.path().join("blocks")),
             disk_bytes: 64 * MIB as u64,
+            disk_write_bytes_per_sec: 0,
         }
     }
 

@@ -212,6 +212,7 @@ impl ColdReader {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.threads)
             .thread_name("strata-cold-read")
+            .on_thread_start(lower_thread_priority)
             .enable_all()
             .build()
             .map_err(CacheError::Runtime)?;
@@ -602,5 +603,57 @@ mod tests {
             let err = ColdReader::start(&bad).expect_err("invalid");
             assert!(matches!(err, CacheError::InvalidConfig(_)), "{err}");
         }
+    }
+}
+
+/// Niceness of cold-read threads: when CPU is short, the OS runs the threads
+/// that acknowledge producers first and catch-up reads with what is left.
+pub const COLD_READ_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to [`COLD_READ_NICE`].
+/// On Linux `setpriority(PRIO_PROCESS, tid)` applies to one thread; if the
+/// call fails the thread simply keeps normal priority.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain syscalls on the current thread's own id; no memory
+        // is passed to the kernel.
+        let result = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, COLD_READ_NICE)
+        };
+        if result != 0 {
+            tracing::debug!("could not lower the cold-read thread's priority");
+        }
+    }
+}
+
+/// The calling thread's niceness (Linux), for tests.
+#[cfg(all(test, target_os = "linux"))]
+fn current_nice() -> i32 {
+    // SAFETY: as above.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::getpriority(libc::PRIO_PROCESS, tid)
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod priority_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn cold_read_threads_run_at_lower_priority() {
+        let reader = ColdReader::start(&ColdReaderConfig {
+            threads: 1,
+            max_concurrent_fetches: 1,
+            bandwidth_bytes_per_sec: 0,
+        })
+        .unwrap();
+        let nice = reader
+            .run(async { Ok::<_, CacheError>((current_nice(), 0)) })
+            .await
+            .unwrap();
+        assert!(nice >= COLD_READ_NICE, "cold-read thread nice {nice}");
     }
 }

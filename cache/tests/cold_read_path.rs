@@ -38,6 +38,7 @@ async fn misses_are_fetched_on_the_cold_runtime_and_cached() {
         memory_bytes: 8 << 20,
         disk_dir: Some(dir.path().to_path_buf()),
         disk_bytes: 64 << 20,
+        disk_write_bytes_per_sec: 0,
     })
     .await
     .expect("open cache");

@@ -85,6 +85,7 @@ impl EngineConfig {
                 memory_bytes: 64 << 20,
                 disk_dir: Some(data_dir.join("cache")),
                 disk_bytes: 1 << 30,
+                disk_write_bytes_per_sec: 32 << 20,
             },
             cold_reader: strata_cache::ColdReaderConfig {
                 threads: 1,

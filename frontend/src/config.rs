@@ -100,6 +100,8 @@ pub struct CacheSection {
     /// Directory of the block cache's disk tier; empty = `<data_dir>/cache`,
     /// "none" = memory only.
     pub block_disk_dir: String,
+    /// Write budget of the disk tier, bytes/s (0 = unlimited).
+    pub block_disk_write_bytes_per_sec: u64,
     pub cold_read_threads: usize,
     pub cold_read_concurrency: usize,
     /// Bandwidth budget of cold reads; 0 = unlimited.
@@ -190,6 +192,7 @@ impl Default for Config {
                 block_memory_bytes: engine.block_cache.memory_bytes,
                 block_disk_bytes: engine.block_cache.disk_bytes,
                 block_disk_dir: String::new(),
+                block_disk_write_bytes_per_sec: engine.block_cache.disk_write_bytes_per_sec,
                 cold_read_threads: engine.cold_reader.threads,
                 cold_read_concurrency: engine.cold_reader.max_concurrent_fetches,
                 cold_read_bytes_per_sec: engine.cold_reader.bandwidth_bytes_per_sec,
@@ -491,6 +494,7 @@ impl Config {
                     dir => Some(PathBuf::from(dir)),
                 },
                 disk_bytes: self.cache.block_disk_bytes,
+                disk_write_bytes_per_sec: self.cache.block_disk_write_bytes_per_sec,
             },
             cold_reader: ColdReaderConfig {
                 threads: self.cache.cold_read_threads.max(1),

@@ -120,6 +120,13 @@ impl Engine {
         &self.tiering.objects
     }
 
+    /// The low-priority runtime of reads: protocol adapters encode read
+    /// replies here (`spawn_blocking` on it runs on its threads), so
+    /// consumers never compete with producers for the async workers.
+    pub fn read_runtime(&self) -> tokio::runtime::Handle {
+        self.tiering.cold.handle().clone()
+    }
+
     /// The node's WAL checkpoint: everything below is in object storage.
     pub fn wal_checkpoint(&self) -> u64 {
         self.tiering.checkpoint.load(Ordering::Acquire)

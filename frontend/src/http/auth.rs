@@ -107,10 +107,13 @@ impl Caller {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let principal = parts
             .extensions
             .get::<Principal>()
@@ -129,7 +132,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         let tenant = match asked {
             None => principal.tenant.clone(),
             Some(t) if t == principal.tenant => t,
-            Some(t) if principal.role == Role::Admin => t,
+            Some(t) if principal.role == Role::Admin => {
+                // The tenant must exist: otherwise an admin would create
+                // topics and groups under a name no tenant owns (or one
+                // that is not even a valid tenant name).
+                state.credentials.get_tenant(&t).await?;
+                t
+            }
             Some(_) => {
                 return Err(ApiError::new(
                     ErrorCode::PermissionDenied,

@@ -342,22 +342,26 @@ pub async fn read(
         .engine
         .read(&caller.tenant, &topic, queue, offset, limit, wait)
         .await?;
-    // Encoding up to a thousand bodies is CPU work: keep it off the async
-    // workers, which must stay free for producers while a reader catches up.
-    let body = tokio::task::spawn_blocking(move || {
-        serde_json::to_vec(&ReadReply {
-            messages: result
-                .messages
-                .into_iter()
-                .map(|m| stored_json(m, force_base64))
-                .collect(),
-            next_offset: result.next_offset,
-            first_offset: result.first_offset,
-            end_offset: result.high_watermark,
+    // Encoding up to a thousand bodies is CPU work: it runs on the
+    // low-priority read runtime, so producers keep the async workers while
+    // a reader catches up.
+    let body = state
+        .engine
+        .read_runtime()
+        .spawn_blocking(move || {
+            serde_json::to_vec(&ReadReply {
+                messages: result
+                    .messages
+                    .into_iter()
+                    .map(|m| stored_json(m, force_base64))
+                    .collect(),
+                next_offset: result.next_offset,
+                first_offset: result.first_offset,
+                end_offset: result.high_watermark,
+            })
         })
-    })
-    .await
-    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("encoding task failed: {e}")))?
-    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("encoding the reply: {e}")))?;
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("encoding task failed: {e}")))?
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("encoding the reply: {e}")))?;
     Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
 }

@@ -315,3 +315,111 @@ pub fn unb64(text: &str) -> Vec<u8> {
         .decode(text)
         .unwrap_or_else(|e| panic!("server sent bad base64 {text:?}: {e}"))
 }
+
+/// A raw HTTP client signing every request as one access key (bearer), for
+/// tests of roles and tenants.
+#[derive(Clone)]
+pub struct Actor {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub tenant: String,
+    pub role: String,
+}
+
+/// A reqwest client whose every request carries `Authorization: <value>`.
+pub fn client_with_authorization(value: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(value).expect("header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("http client")
+}
+
+impl Actor {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A request for `method` ("get", "post", ... as in `ROUTES`) on `path`.
+    pub fn request(&self, method: &str, path: &str) -> reqwest::RequestBuilder {
+        let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .expect("HTTP method");
+        self.http.request(method, self.url(path))
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Resp {
+        read_resp(request.send().await.expect("request is answered")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(self.request("get", path)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send(self.request("delete", path)).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Resp {
+        self.send(self.request("post", path).json(body)).await
+    }
+
+    pub async fn put_json(&self, path: &str, body: &Value) -> Resp {
+        self.send(self.request("put", path).json(body)).await
+    }
+}
+
+impl TestServer {
+    /// An [`Actor`] for a key whose tenant and role the caller states.
+    pub fn actor(&self, access_key: &str, secret_key: &str, tenant: &str, role: &str) -> Actor {
+        Actor {
+            http: client_with_authorization(&format!("Bearer {access_key}:{secret_key}")),
+            base: self.url.clone(),
+            access_key: access_key.into(),
+            secret_key: secret_key.into(),
+            tenant: tenant.into(),
+            role: role.into(),
+        }
+    }
+
+    /// Creates tenant `name` as the bootstrap admin.
+    pub async fn create_tenant(&self, name: &str) -> Value {
+        self.post_json("/v1/tenants", &json!({ "name": name }))
+            .await
+            .expect(201)
+    }
+
+    /// Creates a key of `role` in `tenant` as the bootstrap admin.
+    pub async fn create_key(&self, tenant: &str, role: &str) -> Actor {
+        let v = self
+            .post_json("/v1/keys", &json!({ "tenant": tenant, "role": role }))
+            .await
+            .expect(201);
+        assert_eq!(v["tenant"], json!(tenant), "{v}");
+        assert_eq!(v["role"], json!(role), "{v}");
+        self.actor(
+            v["access_key"].as_str().expect("access_key"),
+            v["secret_key"].as_str().expect("secret_key"),
+            tenant,
+            role,
+        )
+    }
+}
+
+/// `path` (an OpenAPI template from `ROUTES`) with each `{name}` replaced.
+pub fn fill_path(template: &str, values: &[(&str, &str)]) -> String {
+    let mut path = template.to_string();
+    for (name, value) in values {
+        path = path.replace(&format!("{{{name}}}"), value);
+    }
+    assert!(
+        !path.contains('{'),
+        "{template}: a path parameter has no value"
+    );
+    path
+}

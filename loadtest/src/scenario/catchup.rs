@@ -185,6 +185,15 @@ fn spawn_reader(
     let (tx, rx) = oneshot::channel();
     let (template, topic, ends) = (client.clone(), topic.to_string(), ends.to_vec());
     std::thread::spawn(move || {
+        // The catch-up consumer stands in for a client on another machine:
+        // on a shared box it must not take CPU from the server's producers
+        // first, so it runs at lower priority (Linux; ignored elsewhere).
+        #[cfg(target_os = "linux")]
+        // SAFETY: plain syscalls on this thread's own id.
+        unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+        }
         let result = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
