@@ -317,14 +317,17 @@ impl Engine {
     }
 }
 
-/// Builds a topic's live state, claiming each of its queues for this node.
+/// Builds a topic's live state, claiming all its queues for this node in one
+/// metadata transaction.
 async fn load_topic(catalog: &Catalog, node: &str, record: TopicRecord) -> Result<TopicState> {
-    let mut queues = Vec::with_capacity(record.queues as usize);
-    for q in 0..record.queues {
-        let key = QueueKey::new(record.id, q);
-        let owner = catalog.claim_queue(key, node).await?;
-        queues.push(Arc::new(QueueState::new(key, owner)));
-    }
+    let owners = catalog
+        .claim_topic_queues(record.id, record.queues, node)
+        .await?;
+    let queues = owners
+        .into_iter()
+        .zip(0..)
+        .map(|(owner, q)| Arc::new(QueueState::new(QueueKey::new(record.id, q), owner)))
+        .collect();
     Ok(TopicState::new(record, queues))
 }
 

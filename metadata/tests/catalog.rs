@@ -593,3 +593,31 @@ async fn concurrent_access_key_updates_have_one_winner() {
         assert_eq!(winners, 1);
     }
 }
+
+#[tokio::test]
+async fn claiming_a_topics_queues_at_once_bumps_every_epoch_and_fences() {
+    for (store, _dir) in backends() {
+        let catalog = Catalog::new(store);
+        let first = catalog.claim_topic_queues(7, 3, "n1").await.unwrap();
+        assert!(first.iter().all(|o| o.epoch == 1 && o.node == "n1"));
+        let stale = catalog.owner_check(QueueKey::new(7, 2), &first[2]);
+        // A single-queue claim in between is respected by the batch claim.
+        catalog
+            .claim_queue(QueueKey::new(7, 1), "n3")
+            .await
+            .unwrap();
+        let second = catalog.claim_topic_queues(7, 3, "n2").await.unwrap();
+        let epochs: Vec<u64> = second.iter().map(|o| o.epoch).collect();
+        assert_eq!(epochs, [2, 3, 2]);
+        assert_eq!(
+            catalog.owner(QueueKey::new(7, 1)).await.unwrap(),
+            Some(second[1].clone())
+        );
+        let outcome = catalog
+            .store()
+            .commit(Txn::new().check(stale).put(b"x".to_vec(), b"y".to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(outcome, TxnOutcome::CheckFailed { index: 0 });
+    }
+}

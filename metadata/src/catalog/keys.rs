@@ -78,6 +78,11 @@ pub fn owner(key: QueueKey) -> Vec<u8> {
     format!("owner/{:020}/{:010}", key.topic, key.queue).into_bytes()
 }
 
+/// `owner/<topic_id:020>/`: prefix of one topic's owner records.
+pub fn owner_prefix(topic: strata_common::TopicId) -> Vec<u8> {
+    format!("owner/{topic:020}/").into_bytes()
+}
+
 /// `floor/<topic_id:020>/<queue:010>` → JSON `u64`: the queue's first
 /// offset after WAL data below it was released.
 pub fn floor(key: QueueKey) -> Vec<u8> {

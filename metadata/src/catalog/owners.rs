@@ -7,9 +7,11 @@
 //! node claims the queue, those commits fail their check instead of
 //! overwriting the new owner's state.
 
-use strata_common::QueueKey;
+use std::collections::HashMap;
 
-use super::{Catalog, CatalogError, MAX_ATTEMPTS, OwnerRecord, keys};
+use strata_common::{QueueKey, TopicId};
+
+use super::{Catalog, CatalogError, MAX_ATTEMPTS, OwnerRecord, decode, keys};
 use crate::store::{Check, Txn, TxnOutcome};
 
 /// The canonical bytes of an owner record. Built by hand rather than by
@@ -63,6 +65,57 @@ impl Catalog {
         }
         Err(CatalogError::Conflict(format!(
             "claiming queue {key}: other claimers kept winning"
+        )))
+    }
+
+    /// Claims queues `0..queues` of `topic` for `node` in one transaction
+    /// (each epoch = its previous + 1, or 1), so opening a topic with
+    /// thousands of queues costs one metadata commit, not one per queue.
+    pub async fn claim_topic_queues(
+        &self,
+        topic: TopicId,
+        queues: u32,
+        node: &str,
+    ) -> Result<Vec<OwnerRecord>, CatalogError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let mut previous: HashMap<Vec<u8>, (OwnerRecord, Vec<u8>)> = HashMap::new();
+            for (key, raw) in self.scan_all(&keys::owner_prefix(topic)).await? {
+                let record: OwnerRecord = decode(&key, &raw)?;
+                previous.insert(key, (record, raw));
+            }
+            let mut txn = Txn::new();
+            let mut claimed = Vec::with_capacity(queues as usize);
+            for q in 0..queues {
+                let owner_key = keys::owner(QueueKey::new(topic, q));
+                let (epoch, check) = match previous.remove(&owner_key) {
+                    Some((prev, raw)) => (
+                        prev.epoch.saturating_add(1),
+                        Check::ValueEquals {
+                            key: owner_key.clone(),
+                            value: raw,
+                        },
+                    ),
+                    None => (
+                        1,
+                        Check::Absent {
+                            key: owner_key.clone(),
+                        },
+                    ),
+                };
+                let record = OwnerRecord {
+                    node: node.to_string(),
+                    epoch,
+                };
+                txn = txn.check(check).put(owner_key, encode_owner(&record));
+                claimed.push(record);
+            }
+            if self.store.commit(txn).await? == TxnOutcome::Committed {
+                tracing::debug!(topic, queues, node, "claimed topic queues");
+                return Ok(claimed);
+            }
+        }
+        Err(CatalogError::Conflict(format!(
+            "claiming the queues of topic {topic}: other claimers kept winning"
         )))
     }
 
