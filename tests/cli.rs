@@ -182,6 +182,40 @@ fn topic_produce_consume_group_status() {
     )));
     assert_eq!(capped[0]["retention_bytes"], 1048576);
 
+    let plan = json_lines(&ok(&cli(
+        &url,
+        &[
+            "quota",
+            "set",
+            "small",
+            "--max-topics",
+            "3",
+            "--publish-messages-per-sec",
+            "100",
+            "--json",
+        ],
+        None,
+    )));
+    assert_eq!(plan[0]["quotas"]["max_topics"], 3);
+    assert_eq!(plan[0]["quotas"]["publish_messages_per_sec"], 100);
+    assert_eq!(
+        plan[0]["quotas"]["requests_per_sec"], 2000,
+        "unset fields keep the default"
+    );
+    ok(&cli(
+        &url,
+        &["tenant", "create", "acme", "--plan", "small"],
+        None,
+    ));
+    let shown = ok(&cli(&url, &["quota", "show", "small"], None));
+    assert!(shown.contains("topics") && shown.contains('3'), "{shown}");
+    let moved = json_lines(&ok(&cli(
+        &url,
+        &["tenant", "set-plan", "acme", "unlimited", "--json"],
+        None,
+    )));
+    assert_eq!(moved[0]["plan"], "unlimited");
+
     let describe = ok(&cli(&url, &["topic", "describe", "orders"], None));
     assert!(
         describe.contains("first") && describe.contains("in objects"),

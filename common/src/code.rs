@@ -64,6 +64,8 @@ pub enum ErrorCode {
     TenantNotEmpty,
     /// The access key does not exist (or belongs to another tenant).
     KeyNotFound,
+    /// The quota plan does not exist.
+    PlanNotFound,
     /// A rate quota was exceeded; retry after the hinted delay.
     TooManyRequests,
     /// A count or size quota (topics, queues, groups, stored bytes) is used up.
@@ -87,7 +89,7 @@ impl ErrorCode {
             Unauthenticated => 401,
             PermissionDenied | QuotaExceeded => 403,
             TopicNotFound | QueueNotFound | GroupNotFound | NotFound | TenantNotFound
-            | KeyNotFound => 404,
+            | KeyNotFound | PlanNotFound => 404,
             MethodNotAllowed => 405,
             TopicAlreadyExists | Conflict | TenantAlreadyExists | TenantNotEmpty => 409,
             TooManyRequests => 429,
@@ -106,7 +108,7 @@ impl ErrorCode {
             InvalidArgument | InvalidJson | InvalidName | BatchTooLarge | MessageTooLarge
             | PayloadTooLarge | UnsupportedMediaType => grpc::INVALID_ARGUMENT,
             TopicNotFound | QueueNotFound | GroupNotFound | NotFound | TenantNotFound
-            | KeyNotFound => grpc::NOT_FOUND,
+            | KeyNotFound | PlanNotFound => grpc::NOT_FOUND,
             MethodNotAllowed => grpc::UNIMPLEMENTED,
             TopicAlreadyExists | TenantAlreadyExists => grpc::ALREADY_EXISTS,
             Conflict | TenantNotEmpty => grpc::FAILED_PRECONDITION,
@@ -144,6 +146,7 @@ impl ErrorCode {
             TenantAlreadyExists => "TENANT_ALREADY_EXISTS",
             TenantNotEmpty => "TENANT_NOT_EMPTY",
             KeyNotFound => "KEY_NOT_FOUND",
+            PlanNotFound => "PLAN_NOT_FOUND",
             TooManyRequests => "TOO_MANY_REQUESTS",
             QuotaExceeded => "QUOTA_EXCEEDED",
             WalFull => "WAL_FULL",
@@ -154,7 +157,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::InvalidArgument,
         ErrorCode::InvalidJson,
         ErrorCode::InvalidName,
@@ -175,6 +178,7 @@ impl ErrorCode {
         ErrorCode::TenantAlreadyExists,
         ErrorCode::TenantNotEmpty,
         ErrorCode::KeyNotFound,
+        ErrorCode::PlanNotFound,
         ErrorCode::TooManyRequests,
         ErrorCode::QuotaExceeded,
         ErrorCode::WalFull,

@@ -366,4 +366,35 @@ impl Client {
     ) -> Result<crate::http::admin::KeyJson, ClientError> {
         self.delete(&format!("/v1/keys/{access_key}")).await
     }
+
+    pub async fn set_tenant_plan(
+        &self,
+        tenant: &str,
+        plan: &str,
+    ) -> Result<crate::http::admin::TenantJson, ClientError> {
+        let url = self.url(&format!("/v1/tenants/{tenant}/plan"));
+        let body = crate::http::admin::SetPlan {
+            plan: plan.to_string(),
+        };
+        self.send(self.request(reqwest::Method::PUT, &url).json(&body), url)
+            .await
+    }
+
+    pub async fn list_plans(&self) -> Result<crate::http::admin::PlanList, ClientError> {
+        self.get("/v1/plans").await
+    }
+
+    pub async fn get_plan(&self, plan: &str) -> Result<crate::http::admin::PlanJson, ClientError> {
+        self.get(&format!("/v1/plans/{plan}")).await
+    }
+
+    pub async fn put_plan(
+        &self,
+        plan: &str,
+        quotas: &strata_tenancy::Quotas,
+    ) -> Result<crate::http::admin::PlanJson, ClientError> {
+        let url = self.url(&format!("/v1/plans/{plan}"));
+        self.send(self.request(reqwest::Method::PUT, &url).json(quotas), url)
+            .await
+    }
 }

@@ -113,6 +113,7 @@ pub async fn start_with_clock(
     let store: Arc<dyn MetaStore> = RedbStore::open(&config.data_dir.join("meta.redb"))?;
     let engine =
         Engine::open_with_store(config.engine_config()?, clock.clone(), store.clone()).await?;
+    let rate_clock = clock.clone();
     let credentials = open_credentials(&config, store, clock).await?;
     let listener = TcpListener::bind(&config.http.addr)
         .await
@@ -125,6 +126,7 @@ pub async fn start_with_clock(
         engine: engine.clone(),
         metrics: Arc::new(Metrics::default()),
         credentials,
+        limiter: Arc::new(strata_tenancy::RateLimiter::new(rate_clock)),
         auth: AuthSettings {
             anonymous: config.auth.anonymous,
             max_clock_skew_ms: i64::try_from(config.auth.max_clock_skew_ms).unwrap_or(i64::MAX),

@@ -115,6 +115,7 @@ async fn missing_credentials_are_401_on_every_private_route() {
                 ("group", "g"),
                 ("tenant", "x"),
                 ("access_key", "STRAX"),
+                ("plan", "default"),
             ],
         );
         let m = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();

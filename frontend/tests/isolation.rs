@@ -189,6 +189,11 @@ fn case(method: &str, path: &str) -> Case {
         ("get", "/v1/groups/{group}") | ("delete", "/v1/groups/{group}") => Case::Resource,
         ("get", "/v1/groups/{group}/offsets/{topic}/{queue}") => Case::Resource,
         ("put", "/v1/groups/{group}/offsets/{topic}/{queue}") => Case::Resource,
+        ("put", "/v1/tenants/{tenant}/plan") => Case::Resource,
+        // Plans are service-wide: refused to every tenant key.
+        ("get", "/v1/plans") | ("get", "/v1/plans/{plan}") | ("put", "/v1/plans/{plan}") => {
+            Case::Resource
+        }
         ("post", "/v1/topics") | ("post", "/v1/groups") => Case::CreatesOwn,
         _ => panic!(
             "route {method} {path} has no tenant isolation case: add one to tests/isolation.rs"
@@ -213,6 +218,7 @@ impl Names {
             ("group", self.group.as_str()),
             ("tenant", self.tenant.as_str()),
             ("access_key", self.access_key.as_str()),
+            ("plan", "default"),
         ]
     }
 }
@@ -230,6 +236,7 @@ fn request(actor: &Actor, method: &str, template: &str, names: &Names) -> reqwes
         ("post", "/v1/keys") => Some(json!({"role": "publisher", "tenant": names.tenant})),
         ("post", "/v1/topics") => Some(json!({"name": names.topic, "queues": 1})),
         ("post", "/v1/groups") => Some(json!({"name": names.group})),
+        ("put", "/v1/tenants/{tenant}/plan") => Some(json!({"plan": "unlimited"})),
         ("post", _) | ("put", _) => Some(json!({})),
         _ => None,
     };

@@ -198,6 +198,8 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         ("put", "/v1/groups/{group}/offsets/{topic}/{queue}") => Some(json!({"offset": 1})),
         ("post", "/v1/tenants") => Some(json!({"name": "walk-created-tenant"})),
         ("post", "/v1/keys") => Some(json!({"role": "consumer"})),
+        ("put", "/v1/plans/{plan}") => Some(json!({"max_topics": 10})),
+        ("put", "/v1/tenants/{tenant}/plan") => Some(json!({"plan": "default"})),
         _ => None,
     }
 }
@@ -222,6 +224,9 @@ async fn every_route_is_served_as_documented() {
         .await
         .expect(201);
     let access_key = key["access_key"].as_str().unwrap().to_string();
+    s.put_json("/v1/plans/walk-plan-default", &json!({}))
+        .await
+        .expect(200);
 
     // Deletes last, so every other route finds its topic and group.
     let mut ordered: Vec<_> = ROUTES.to_vec();
@@ -233,7 +238,8 @@ async fn every_route_is_served_as_documented() {
             .replace("{group}", "walkers")
             .replace("{queue}", "0")
             .replace("{tenant}", "walk-tenant")
-            .replace("{access_key}", &access_key);
+            .replace("{access_key}", &access_key)
+            .replace("{plan}", "walk-plan-default");
         // Required query parameters, as the document declares them.
         if template.ends_with("/offset") {
             path.push_str("?timestamp_ms=0");

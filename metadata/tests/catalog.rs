@@ -621,3 +621,53 @@ async fn claiming_a_topics_queues_at_once_bumps_every_epoch_and_fences() {
         assert_eq!(outcome, TxnOutcome::CheckFailed { index: 0 });
     }
 }
+
+#[tokio::test]
+async fn plans_and_tenant_plans() {
+    for (store, _dir) in backends() {
+        let catalog = Catalog::new(store);
+        assert_eq!(catalog.get_plan("pro").await.unwrap(), None);
+        assert!(catalog.list_plans().await.unwrap().is_empty());
+        let pro = serde_json::json!({"requests_per_sec": 10});
+        let free = serde_json::json!({"requests_per_sec": 1});
+        catalog.put_plan("pro", &pro).await.unwrap();
+        catalog.put_plan("free", &free).await.unwrap();
+        assert_eq!(catalog.get_plan("pro").await.unwrap(), Some(pro.clone()));
+        // Unconditional: a second put replaces.
+        let pro2 = serde_json::json!({"requests_per_sec": 20});
+        catalog.put_plan("pro", &pro2).await.unwrap();
+        assert_eq!(catalog.get_plan("pro").await.unwrap(), Some(pro2.clone()));
+        assert_eq!(
+            catalog.list_plans().await.unwrap(),
+            [("free".to_string(), free), ("pro".to_string(), pro2)]
+        );
+        assert!(catalog.put_plan("a/b", &pro).await.is_err());
+        assert_eq!(
+            catalog
+                .store()
+                .get(&keys::plan("pro").unwrap())
+                .await
+                .unwrap(),
+            Some(br#"{"requests_per_sec":20}"#.to_vec())
+        );
+
+        // A corrupt plan names its key.
+        let txn = Txn::new().put(keys::plan("bad").unwrap(), b"{nope".to_vec());
+        catalog.store().commit(txn).await.unwrap();
+        let err = catalog.get_plan("bad").await.unwrap_err().to_string();
+        assert!(err.contains("plan/bad"), "{err}");
+
+        catalog.create_tenant("acme", "free", 5).await.unwrap();
+        let t = catalog.set_tenant_plan("acme", "pro").await.unwrap();
+        assert_eq!(
+            (t.name.as_str(), t.plan.as_str(), t.created_ms),
+            ("acme", "pro", 5)
+        );
+        assert_eq!(catalog.get_tenant("acme").await.unwrap(), Some(t));
+        assert!(matches!(
+            catalog.set_tenant_plan("nope", "pro").await,
+            Err(CatalogError::TenantNotFound { name }) if name == "nope"
+        ));
+        assert_eq!(catalog.get_tenant("nope").await.unwrap(), None);
+    }
+}

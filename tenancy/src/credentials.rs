@@ -17,6 +17,7 @@ mod auth;
 mod bootstrap;
 mod cache;
 mod keys;
+mod plans;
 
 use std::sync::Arc;
 
@@ -92,6 +93,7 @@ struct Inner {
     master: MasterKey,
     clock: Arc<dyn Clock>,
     cache: cache::KeyCache,
+    quotas: plans::QuotaCache,
 }
 
 impl Credentials {
@@ -113,6 +115,7 @@ impl Credentials {
                 master,
                 clock,
                 cache: cache::KeyCache::new(cache_ttl_ms),
+                quotas: plans::QuotaCache::default(),
             }),
         }
     }
@@ -126,7 +129,7 @@ impl Credentials {
         self.inner.clock.now_ms()
     }
 
-    /// Creates a tenant on `plan`.
+    /// Creates a tenant on `plan`, which must exist (stored or built in).
     pub async fn create_tenant(
         &self,
         name: &str,
@@ -138,6 +141,7 @@ impl Credentials {
                 "plan name must be 1 to {MAX_TENANT_LEN} printable characters"
             )));
         }
+        self.ensure_plan_exists(plan).await?;
         Ok(self
             .inner
             .catalog
@@ -166,6 +170,7 @@ impl Credentials {
         validate_tenant(name)?;
         let record = self.inner.catalog.delete_tenant(name).await?;
         self.inner.cache.evict_tenant(name);
+        self.inner.quotas.remove(name);
         Ok(record)
     }
 }

@@ -68,6 +68,8 @@ pub enum TenancyError {
     InvalidTenantName { name: String },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    #[error("plan {name} not found")]
+    PlanNotFound { name: String },
     #[error("access key {access_key} is revoked")]
     KeyRevoked { access_key: String },
     #[error(transparent)]
@@ -87,6 +89,7 @@ impl TenancyError {
         match self {
             TenancyError::InvalidTenantName { .. } => ErrorCode::InvalidName,
             TenancyError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            TenancyError::PlanNotFound { .. } => ErrorCode::PlanNotFound,
             // The key's state, not the request, is what is wrong; like a
             // lost race, the caller must look again before retrying.
             TenancyError::KeyRevoked { .. } => ErrorCode::Conflict,

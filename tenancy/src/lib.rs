@@ -10,6 +10,7 @@ pub mod credentials;
 mod date_time;
 pub mod error;
 pub mod principal;
+pub mod quota;
 pub mod roles;
 pub mod secrets;
 pub mod signature;
@@ -20,6 +21,7 @@ pub use credentials::{
 };
 pub use error::{AuthError, TenancyError};
 pub use principal::Principal;
+pub use quota::{Quotas, Rate, RateExceeded, RateLimiter, builtin_plan};
 pub use roles::{ParseRoleError, Permission, Role};
 pub use secrets::{MasterKey, SecretKey, SecretsError, generate_access_key, generate_secret_key};
 pub use signature::{

@@ -9,7 +9,8 @@ use strata_metadata::{
     Catalog, MemoryStore, MessageType, MetaStore, NewTopic, RedbStore, Retention,
 };
 use strata_tenancy::{
-    AuthError, Credentials, IssuedKey, MasterKey, Role, TenancyError, format_date_time, sign,
+    AuthError, Credentials, IssuedKey, MasterKey, Quotas, Role, TenancyError, format_date_time,
+    sign,
 };
 use tempfile::TempDir;
 
@@ -105,7 +106,7 @@ async fn bootstrap_creates_then_is_idempotent() {
 async fn bearer_and_hmac_authenticate() {
     for f in fixtures() {
         let c = &f.credentials;
-        c.create_tenant("acme", "pro").await.unwrap();
+        c.create_tenant("acme", "default").await.unwrap();
         let key = c
             .create_key("acme", Role::Publisher, "orders service")
             .await
@@ -139,7 +140,7 @@ async fn bearer_and_hmac_authenticate() {
 async fn failures_give_the_right_variant() {
     for f in fixtures() {
         let c = &f.credentials;
-        c.create_tenant("acme", "pro").await.unwrap();
+        c.create_tenant("acme", "default").await.unwrap();
         let key = c.create_key("acme", Role::Consumer, "").await.unwrap();
         let date = format_date_time(NOW_MS);
 
@@ -236,7 +237,7 @@ async fn failures_give_the_right_variant() {
 async fn revoked_keys_fail_only_once_the_secret_matches() {
     for f in fixtures() {
         let c = &f.credentials;
-        c.create_tenant("acme", "pro").await.unwrap();
+        c.create_tenant("acme", "default").await.unwrap();
         let key = c.create_key("acme", Role::Publisher, "").await.unwrap();
         f.clock.advance_ms(10);
         let info = c.revoke_key(&key.access_key).await.unwrap();
@@ -280,7 +281,7 @@ async fn revoked_keys_fail_only_once_the_secret_matches() {
 async fn rotation_takes_effect_at_once() {
     for f in fixtures() {
         let c = &f.credentials;
-        c.create_tenant("acme", "pro").await.unwrap();
+        c.create_tenant("acme", "default").await.unwrap();
         let old = c.create_key("acme", Role::TenantAdmin, "").await.unwrap();
         assert!(auth(c, &bearer(&old), None).await.is_ok());
         let new = c.rotate_key(&old.access_key).await.unwrap();
@@ -323,7 +324,7 @@ async fn other_nodes_see_changes_after_the_cache_ttl() {
             )
         };
         let (a, b) = (node(1_000), node(1_000));
-        a.create_tenant("acme", "pro").await.unwrap();
+        a.create_tenant("acme", "default").await.unwrap();
         let key = a.create_key("acme", Role::Publisher, "").await.unwrap();
         assert!(auth(&b, &bearer(&key), None).await.is_ok());
         a.revoke_key(&key.access_key).await.unwrap();
@@ -341,7 +342,7 @@ async fn other_nodes_see_changes_after_the_cache_ttl() {
 async fn sealed_secret_in_the_store_is_not_the_plaintext() {
     for f in fixtures() {
         let c = &f.credentials;
-        c.create_tenant("acme", "pro").await.unwrap();
+        c.create_tenant("acme", "default").await.unwrap();
         let key = c.create_key("acme", Role::Consumer, "").await.unwrap();
         let raw = c
             .catalog()
@@ -368,7 +369,7 @@ async fn sealed_secret_in_the_store_is_not_the_plaintext() {
 async fn deleted_tenants_keys_stop_authenticating() {
     for f in fixtures() {
         let c = &f.credentials;
-        c.create_tenant("acme", "pro").await.unwrap();
+        c.create_tenant("acme", "default").await.unwrap();
         let key = c.create_key("acme", Role::Publisher, "").await.unwrap();
         assert!(auth(c, &bearer(&key), None).await.is_ok());
         c.catalog()
@@ -407,14 +408,14 @@ async fn deleted_tenants_keys_stop_authenticating() {
 async fn tenant_and_key_management() {
     for f in fixtures() {
         let c = &f.credentials;
-        c.create_tenant("acme", "pro").await.unwrap();
-        c.create_tenant("acme-2", "free").await.unwrap();
+        c.create_tenant("acme", "default").await.unwrap();
+        c.create_tenant("acme-2", "unlimited").await.unwrap();
         assert_eq!(
-            c.create_tenant("acme", "pro").await.unwrap_err().code(),
+            c.create_tenant("acme", "default").await.unwrap_err().code(),
             ErrorCode::TenantAlreadyExists
         );
         assert_eq!(
-            c.create_tenant("a/b", "pro").await.unwrap_err().code(),
+            c.create_tenant("a/b", "default").await.unwrap_err().code(),
             ErrorCode::InvalidName
         );
         assert_eq!(
@@ -473,6 +474,137 @@ async fn tenant_and_key_management() {
         assert!(
             !json.contains(a1.secret_key.expose()) && !json.contains("sealed"),
             "{json}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn plans_and_quotas() {
+    for f in fixtures() {
+        let c = &f.credentials;
+        let pro = Quotas {
+            requests_per_sec: 5,
+            max_topics: 3,
+            ..Quotas::DEFAULT
+        };
+
+        // Built-ins exist without being stored; unknown plans do not.
+        assert_eq!(c.get_plan("default").await.unwrap(), Quotas::DEFAULT);
+        assert_eq!(c.get_plan("unlimited").await.unwrap(), Quotas::UNLIMITED);
+        let err = c.get_plan("pro").await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::PlanNotFound);
+        assert!(matches!(&err, TenancyError::PlanNotFound { name } if name == "pro"));
+        assert_eq!(
+            c.get_plan("a/b").await.unwrap_err().code(),
+            ErrorCode::InvalidArgument
+        );
+        let err = c.create_tenant("acme", "pro").await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidArgument);
+        assert!(err.to_string().contains("pro"), "{err}");
+        assert!(c.catalog().get_tenant("acme").await.unwrap().is_none());
+
+        // Stored plans.
+        assert_eq!(
+            c.set_plan("a/b", pro).await.unwrap_err().code(),
+            ErrorCode::InvalidArgument
+        );
+        c.set_plan("pro", pro).await.unwrap();
+        assert_eq!(c.get_plan("pro").await.unwrap(), pro);
+        let names: Vec<_> = c
+            .list_plans()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["default", "pro", "unlimited"]);
+
+        // A tenant's quotas come from its plan.
+        c.create_tenant("acme", "pro").await.unwrap();
+        c.create_tenant("beta", "default").await.unwrap();
+        assert_eq!(c.quotas_for("acme").await.unwrap(), pro);
+        assert_eq!(c.quotas_for("beta").await.unwrap(), Quotas::DEFAULT);
+        assert_eq!(
+            c.quotas_for("nope").await.unwrap_err().code(),
+            ErrorCode::TenantNotFound
+        );
+
+        // Local changes apply at once.
+        c.set_tenant_plan("beta", "unlimited").await.unwrap();
+        assert_eq!(c.quotas_for("beta").await.unwrap(), Quotas::UNLIMITED);
+        assert_eq!(c.get_tenant("beta").await.unwrap().plan, "unlimited");
+        assert_eq!(
+            c.set_tenant_plan("beta", "gold").await.unwrap_err().code(),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            c.set_tenant_plan("nope", "default")
+                .await
+                .unwrap_err()
+                .code(),
+            ErrorCode::TenantNotFound
+        );
+        let pro2 = Quotas {
+            max_topics: 9,
+            ..pro
+        };
+        c.set_plan("pro", pro2).await.unwrap();
+        assert_eq!(c.quotas_for("acme").await.unwrap(), pro2);
+
+        // A stored plan overrides a built-in one of the same name.
+        let small = Quotas {
+            requests_per_sec: 1,
+            ..Quotas::DEFAULT
+        };
+        c.set_plan("unlimited", small).await.unwrap();
+        assert_eq!(c.get_plan("unlimited").await.unwrap(), small);
+        assert_eq!(c.quotas_for("beta").await.unwrap(), small);
+        let plans = c.list_plans().await.unwrap();
+        assert_eq!(plans.len(), 3);
+        assert_eq!(plans[2], ("unlimited".to_string(), small));
+
+        // Changes behind the cache (another node) show once it expires.
+        assert_eq!(c.quotas_for("acme").await.unwrap(), pro2);
+        let store = c.catalog().clone();
+        store
+            .put_plan("pro", &serde_json::to_value(pro).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(c.quotas_for("acme").await.unwrap(), pro2);
+        f.clock.advance_ms(4_999);
+        assert_eq!(c.quotas_for("acme").await.unwrap(), pro2);
+        f.clock.advance_ms(1);
+        assert_eq!(c.quotas_for("acme").await.unwrap(), pro);
+        store.set_tenant_plan("acme", "default").await.unwrap();
+        f.clock.advance_ms(5_000);
+        assert_eq!(c.quotas_for("acme").await.unwrap(), Quotas::DEFAULT);
+
+        // A tenant on a plan that has vanished, and a corrupt stored plan.
+        store.set_tenant_plan("acme", "gone").await.unwrap();
+        f.clock.advance_ms(5_000);
+        let err = c.quotas_for("acme").await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidArgument);
+        assert!(err.to_string().contains("gone"), "{err}");
+        store
+            .put_plan("bad", &serde_json::json!({"max_topic": 1}))
+            .await
+            .unwrap();
+        let err = c.get_plan("bad").await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Internal);
+        assert!(err.to_string().contains("plan/bad"), "{err}");
+        assert!(c.list_plans().await.is_err());
+        store.set_tenant_plan("acme", "bad").await.unwrap();
+        f.clock.advance_ms(5_000);
+        assert_eq!(
+            c.quotas_for("acme").await.unwrap_err().code(),
+            ErrorCode::Internal
+        );
+
+        // Deleting a tenant forgets its quotas.
+        c.delete_tenant("beta").await.unwrap();
+        assert_eq!(
+            c.quotas_for("beta").await.unwrap_err().code(),
+            ErrorCode::TenantNotFound
         );
     }
 }

@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use super::run::print_json;
-use super::{KeyCommand, TenantCommand};
+use super::{KeyCommand, QuotaCommand, TenantCommand};
 use crate::client::Client;
 use crate::http::admin::{IssuedKeyJson, KeyJson};
 
@@ -34,6 +34,13 @@ pub async fn tenant(client: &Client, json: bool, cmd: TenantCommand) -> Result<(
                 "tenant {} plan={} created_ms={}",
                 t.name, t.plan, t.created_ms
             );
+        }
+        TenantCommand::SetPlan { name, plan } => {
+            let t = client.set_tenant_plan(&name, &plan).await?;
+            if json {
+                return print_json(&t);
+            }
+            println!("tenant {} is on plan {}", t.name, t.plan);
         }
         TenantCommand::Delete { name } => {
             let t = client.delete_tenant(&name).await?;
@@ -102,6 +109,82 @@ pub async fn key(client: &Client, json: bool, cmd: KeyCommand) -> Result<()> {
                 return print_json(&k);
             }
             println!("revoked {}", k.access_key);
+        }
+    }
+    Ok(())
+}
+
+fn print_plan(p: &crate::http::admin::PlanJson) {
+    let q = &p.quotas;
+    let v = |n: u64| {
+        if n == 0 {
+            "unlimited".to_string()
+        } else {
+            n.to_string()
+        }
+    };
+    println!("plan {}", p.name);
+    println!("  requests/s           {}", v(q.requests_per_sec));
+    println!("  publish messages/s   {}", v(q.publish_messages_per_sec));
+    println!("  publish bytes/s      {}", v(q.publish_bytes_per_sec));
+    println!("  consume messages/s   {}", v(q.consume_messages_per_sec));
+    println!("  consume bytes/s      {}", v(q.consume_bytes_per_sec));
+    println!("  topics               {}", v(q.max_topics));
+    println!("  queues               {}", v(q.max_queues));
+    println!("  consumer groups      {}", v(q.max_groups));
+}
+
+pub async fn quota(client: &Client, json: bool, cmd: QuotaCommand) -> Result<()> {
+    match cmd {
+        QuotaCommand::Show { plan: Some(plan) } => {
+            let p = client.get_plan(&plan).await?;
+            if json {
+                return print_json(&p);
+            }
+            print_plan(&p);
+        }
+        QuotaCommand::Show { plan: None } => {
+            let list = client.list_plans().await?;
+            if json {
+                return print_json(&list);
+            }
+            for p in &list.plans {
+                print_plan(p);
+            }
+        }
+        QuotaCommand::Set {
+            plan,
+            requests_per_sec,
+            publish_messages_per_sec,
+            publish_bytes_per_sec,
+            consume_messages_per_sec,
+            consume_bytes_per_sec,
+            max_topics,
+            max_queues,
+            max_groups,
+        } => {
+            let mut q = match client.get_plan(&plan).await {
+                Ok(p) => p.quotas,
+                Err(_) => strata_tenancy::Quotas::DEFAULT,
+            };
+            let set = |field: &mut u64, v: Option<u64>| {
+                if let Some(v) = v {
+                    *field = v;
+                }
+            };
+            set(&mut q.requests_per_sec, requests_per_sec);
+            set(&mut q.publish_messages_per_sec, publish_messages_per_sec);
+            set(&mut q.publish_bytes_per_sec, publish_bytes_per_sec);
+            set(&mut q.consume_messages_per_sec, consume_messages_per_sec);
+            set(&mut q.consume_bytes_per_sec, consume_bytes_per_sec);
+            set(&mut q.max_topics, max_topics);
+            set(&mut q.max_queues, max_queues);
+            set(&mut q.max_groups, max_groups);
+            let p = client.put_plan(&plan, &q).await?;
+            if json {
+                return print_json(&p);
+            }
+            print_plan(&p);
         }
     }
     Ok(())

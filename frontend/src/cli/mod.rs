@@ -73,6 +73,9 @@ pub enum Command {
     /// Manage access keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Show and set quota plans (service admins).
+    #[command(subcommand)]
+    Quota(QuotaCommand),
     /// Print the effective server configuration (defaults < file < STRATA_* env).
     Config {
         /// TOML config file to layer over the defaults.
@@ -140,6 +143,35 @@ pub enum TenantCommand {
     Describe { name: String },
     /// Delete a tenant that owns no topics or groups; its keys stop working.
     Delete { name: String },
+    /// Put a tenant on a quota plan.
+    SetPlan { name: String, plan: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Show one plan's quotas, or every plan.
+    Show { plan: Option<String> },
+    /// Create or change a plan; flags not given keep their current value
+    /// (0 means unlimited).
+    Set {
+        plan: String,
+        #[arg(long)]
+        requests_per_sec: Option<u64>,
+        #[arg(long)]
+        publish_messages_per_sec: Option<u64>,
+        #[arg(long)]
+        publish_bytes_per_sec: Option<u64>,
+        #[arg(long)]
+        consume_messages_per_sec: Option<u64>,
+        #[arg(long)]
+        consume_bytes_per_sec: Option<u64>,
+        #[arg(long)]
+        max_topics: Option<u64>,
+        #[arg(long)]
+        max_queues: Option<u64>,
+        #[arg(long)]
+        max_groups: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

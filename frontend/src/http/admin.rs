@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use strata_common::ErrorCode;
-use strata_tenancy::{IssuedKey, KeyInfo, Permission, Role};
+use strata_tenancy::{IssuedKey, KeyInfo, Permission, Quotas, Role};
 
 use super::AppState;
 use super::auth::Caller;
@@ -270,4 +270,74 @@ pub async fn whoami(caller: Caller) -> Reply<WhoAmI> {
         role: caller.principal.role.to_string(),
         acting_tenant: caller.tenant,
     })
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PlanJson {
+    pub name: String,
+    pub quotas: Quotas,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PlanList {
+    pub plans: Vec<PlanJson>,
+}
+
+pub async fn list_plans(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Reply<PlanList>> {
+    caller.require(Permission::ManageService)?;
+    let plans = state.credentials.list_plans().await?;
+    Ok(Reply(PlanList {
+        plans: plans
+            .into_iter()
+            .map(|(name, quotas)| PlanJson { name, quotas })
+            .collect(),
+    }))
+}
+
+pub async fn get_plan(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(plan): Path<String>,
+) -> ApiResult<Reply<PlanJson>> {
+    caller.require(Permission::ManageService)?;
+    let quotas = state.credentials.get_plan(&plan).await?;
+    Ok(Reply(PlanJson { name: plan, quotas }))
+}
+
+/// Creates or replaces a plan; tenants on it get the new quotas within
+/// seconds (quotas are cached briefly).
+pub async fn put_plan(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(plan): Path<String>,
+    Json(quotas): Json<Quotas>,
+) -> ApiResult<Reply<PlanJson>> {
+    caller.require(Permission::ManageService)?;
+    state.credentials.set_plan(&plan, quotas).await?;
+    tracing::info!(plan = %plan, by = %caller.principal.access_key, "plan set");
+    Ok(Reply(PlanJson { name: plan, quotas }))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetPlan {
+    pub plan: String,
+}
+
+pub async fn set_tenant_plan(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    Json(req): Json<SetPlan>,
+) -> ApiResult<Reply<TenantJson>> {
+    caller.require(Permission::ManageService)?;
+    state
+        .credentials
+        .set_tenant_plan(&tenant, &req.plan)
+        .await?;
+    let t = state.credentials.get_tenant(&tenant).await?;
+    Ok(Reply(tenant_json(t)))
 }

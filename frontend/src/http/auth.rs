@@ -14,7 +14,9 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use strata_common::ErrorCode;
-use strata_tenancy::{AuthError, DATE_HEADER, Permission, Principal, Role};
+use strata_tenancy::{
+    AuthError, DATE_HEADER, Permission, Principal, Quotas, Rate, RateLimiter, Role,
+};
 
 use super::AppState;
 use super::error::ApiError;
@@ -64,6 +66,22 @@ pub async fn authenticate(
     };
     match principal {
         Ok(p) => {
+            // Service admins operate the service and are not metered by
+            // quotas; everyone else pays one request token per call.
+            let quotas = if p.role == Role::Admin {
+                None
+            } else {
+                match state.credentials.quotas_for(&p.tenant).await {
+                    Ok(q) => Some(q),
+                    Err(e) => return ApiError::from(e).into_response(),
+                }
+            };
+            if let Some(q) = &quotas
+                && let Err(e) = state.limiter.try_take(&p.tenant, Rate::Requests, q, 1)
+            {
+                return ApiError::from(e).into_response();
+            }
+            request.extensions_mut().insert(TenantQuotas(quotas));
             request.extensions_mut().insert(p);
             next.run(request).await
         }
@@ -93,7 +111,13 @@ pub struct Caller {
     /// The caller's own tenant, or for a service admin the tenant named in
     /// the `x-strata-tenant` header.
     pub tenant: String,
+    /// The caller's quotas; `None` for service admins, who are not limited.
+    pub quotas: Option<Quotas>,
 }
+
+/// The quotas the middleware looked up, handed to the handlers.
+#[derive(Debug, Clone, Copy)]
+struct TenantQuotas(Option<Quotas>);
 
 impl Caller {
     /// Fails with PERMISSION_DENIED unless the caller's role allows `p`.
@@ -104,6 +128,47 @@ impl Caller {
 
     pub fn is_admin(&self) -> bool {
         self.principal.role == Role::Admin
+    }
+
+    /// Takes `amount` from the caller's `rate` quota, or TOO_MANY_REQUESTS
+    /// with a retry hint (nothing taken).
+    pub fn take(&self, limiter: &RateLimiter, rate: Rate, amount: u64) -> Result<(), ApiError> {
+        match &self.quotas {
+            Some(q) => Ok(limiter.try_take(&self.principal.tenant, rate, q, amount)?),
+            None => Ok(()),
+        }
+    }
+
+    /// Charges a cost known only afterwards (e.g. bytes read); the caller's
+    /// next requests wait it off.
+    pub fn charge(&self, limiter: &RateLimiter, rate: Rate, amount: u64) {
+        if let Some(q) = &self.quotas {
+            limiter.charge(&self.principal.tenant, rate, q, amount);
+        }
+    }
+
+    /// Fails with QUOTA_EXCEEDED when `used + adding` passes `limit` (0 = none).
+    pub fn within(
+        &self,
+        what: &str,
+        limit: impl Fn(&Quotas) -> u64,
+        used: u64,
+        adding: u64,
+    ) -> Result<(), ApiError> {
+        let Some(q) = &self.quotas else {
+            return Ok(());
+        };
+        let limit = limit(q);
+        if limit > 0 && used.saturating_add(adding) > limit {
+            return Err(ApiError::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "tenant {} may have at most {limit} {what}; it has {used} and this would add {adding}",
+                    self.principal.tenant
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -148,7 +213,12 @@ impl FromRequestParts<AppState> for Caller {
                 ));
             }
         };
-        Ok(Caller { principal, tenant })
+        let quotas = parts.extensions.get::<TenantQuotas>().and_then(|q| q.0);
+        Ok(Caller {
+            principal,
+            tenant,
+            quotas,
+        })
     }
 }
 

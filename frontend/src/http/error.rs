@@ -14,6 +14,8 @@ use strata_engine::EngineError;
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// For TOO_MANY_REQUESTS: when to retry (also sent as `Retry-After`).
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ApiError {
@@ -21,6 +23,7 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            retry_after_ms: None,
         }
     }
 
@@ -38,6 +41,8 @@ struct Body<'a> {
 struct Inner<'a> {
     code: ErrorCode,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_ms: Option<u64>,
 }
 
 impl IntoResponse for ApiError {
@@ -51,9 +56,19 @@ impl IntoResponse for ApiError {
             error: Inner {
                 code: self.code,
                 message: &self.message,
+                retry_after_ms: self.retry_after_ms,
             },
         };
         let mut response = (status, Json(body)).into_response();
+        if let Some(ms) = self.retry_after_ms {
+            // Retry-After is in whole seconds; round up so clients never retry early.
+            let secs = ms.div_ceil(1000).max(1);
+            if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, v);
+            }
+        }
         if self.code == ErrorCode::PayloadTooLarge {
             // The rest of the body is left unread, so the connection cannot
             // be reused; say so, or a client's next request on it fails.
@@ -116,3 +131,14 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<strata_tenancy::RateExceeded> for ApiError {
+    fn from(e: strata_tenancy::RateExceeded) -> Self {
+        let retry_after_ms = e.retry_after_ms;
+        ApiError {
+            code: ErrorCode::TooManyRequests,
+            message: e.to_string(),
+            retry_after_ms: Some(retry_after_ms),
+        }
+    }
+}

@@ -65,6 +65,10 @@ pub async fn create(
     Json(req): Json<CreateGroup>,
 ) -> ApiResult<(StatusCode, Reply<GroupJson>)> {
     caller.require(Permission::Consume)?;
+    let groups = state.engine.list_groups(&caller.tenant).await?;
+    if !groups.iter().any(|g| g.name == req.name) {
+        caller.within("consumer groups", |q| q.max_groups, groups.len() as u64, 1)?;
+    }
     let group = state.engine.create_group(&caller.tenant, &req.name).await?;
     Ok((StatusCode::CREATED, Reply(group_json(group, false))))
 }

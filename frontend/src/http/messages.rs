@@ -24,7 +24,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Path, Query};
-use strata_tenancy::Permission;
+use strata_tenancy::{Permission, Rate};
 
 #[derive(Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -174,6 +174,9 @@ pub async fn publish(
             ));
         }
     };
+    let bytes: u64 = messages.iter().map(|m| m.message.body.len() as u64).sum();
+    caller.take(&state.limiter, Rate::PublishBytes, bytes)?;
+    caller.take(&state.limiter, Rate::PublishMessages, messages.len() as u64)?;
     let published = state
         .engine
         .publish(&caller.tenant, &topic, messages)
@@ -337,11 +340,26 @@ pub async fn read(
         }
     };
     let limit = params.limit.unwrap_or(100);
+    // One message up front keeps an exhausted consumer out; the rest of
+    // the cost is charged once known.
+    caller.take(&state.limiter, Rate::ConsumeMessages, 1)?;
     let wait = Duration::from_millis(params.wait_ms.unwrap_or(0));
     let result = state
         .engine
         .read(&caller.tenant, &topic, queue, offset, limit, wait)
         .await?;
+    let read_bytes: u64 = result
+        .messages
+        .iter()
+        .map(|m| m.message.body.len() as u64)
+        .sum();
+    let read_count = result.messages.len() as u64;
+    caller.charge(
+        &state.limiter,
+        Rate::ConsumeMessages,
+        read_count.saturating_sub(1),
+    );
+    caller.charge(&state.limiter, Rate::ConsumeBytes, read_bytes);
     // Encoding up to a thousand bodies is CPU work: it runs on the
     // low-priority read runtime, so producers keep the async workers while
     // a reader catches up.

@@ -28,6 +28,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub credentials: strata_tenancy::Credentials,
     pub auth: AuthSettings,
+    /// Per-tenant rate quotas (token buckets).
+    pub limiter: Arc<strata_tenancy::RateLimiter>,
 }
 
 /// How requests are authenticated.
@@ -70,6 +72,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/keys"),
     ("delete", "/v1/keys/{access_key}"),
     ("post", "/v1/keys/{access_key}/rotate"),
+    ("put", "/v1/tenants/{tenant}/plan"),
+    ("get", "/v1/plans"),
+    ("get", "/v1/plans/{plan}"),
+    ("put", "/v1/plans/{plan}"),
 ];
 
 pub fn router(state: AppState, max_request_bytes: usize) -> Router {
@@ -113,6 +119,12 @@ pub fn router(state: AppState, max_request_bytes: usize) -> Router {
         .route(
             "/v1/tenants/{tenant}",
             get(admin::describe_tenant).delete(admin::delete_tenant),
+        )
+        .route("/v1/tenants/{tenant}/plan", put(admin::set_tenant_plan))
+        .route("/v1/plans", get(admin::list_plans))
+        .route(
+            "/v1/plans/{plan}",
+            get(admin::get_plan).put(admin::put_plan),
         )
         .route("/v1/keys", get(admin::list_keys).post(admin::create_key))
         .route(

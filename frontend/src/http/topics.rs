@@ -130,6 +130,15 @@ pub async fn create(
         .map(parse_retention)
         .transpose()
         .map_err(ApiError::invalid)?;
+    let existing = state.engine.list_topics(&caller.tenant);
+    caller.within("topics", |q| q.max_topics, existing.len() as u64, 1)?;
+    let queues_used: u64 = existing.iter().map(|t| u64::from(t.queues)).sum();
+    caller.within(
+        "queues",
+        |q| q.max_queues,
+        queues_used,
+        u64::from(req.queues),
+    )?;
     let spec = TopicSpec {
         queues: req.queues,
         message_type,

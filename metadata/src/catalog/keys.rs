@@ -155,6 +155,19 @@ pub fn parse_tenant_key(key: &[u8]) -> Option<&str> {
     Some(access_key)
 }
 
+/// Prefix of every plan record.
+pub const ALL_PLANS: &[u8] = b"plan/";
+
+/// `plan/<name>` → a JSON value whose shape the tenancy layer defines.
+pub fn plan(name: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("plan/{}", segment(name)?).into_bytes())
+}
+
+/// The plan name in a [`plan`] key.
+pub fn parse_plan(key: &[u8]) -> Option<&str> {
+    std::str::from_utf8(key).ok()?.strip_prefix("plan/")
+}
+
 /// A key as text for error messages (keys are ASCII in practice).
 pub fn display(key: &[u8]) -> String {
     String::from_utf8_lossy(key).into_owned()
@@ -189,5 +202,8 @@ mod tests {
         assert_eq!(parse_tenant_key(&index), Some("STRAX"));
         assert!(access_key("a/b").is_err());
         assert!(tenant_key("a/b", "k").is_err());
+        assert_eq!(plan("pro").unwrap(), b"plan/pro");
+        assert_eq!(parse_plan(&plan("pro").unwrap()), Some("pro"));
+        assert!(plan("a/b").is_err());
     }
 }

@@ -1,9 +1,9 @@
 //! Tenants: creation, lookup, listing, and deletion together with their
-//! access keys.
+//! access keys; plans and which plan a tenant is on.
 
 use serde::{Deserialize, Serialize};
 
-use super::{AccessKeyRecord, Catalog, CatalogError, MAX_ATTEMPTS, encode, keys};
+use super::{AccessKeyRecord, Catalog, CatalogError, MAX_ATTEMPTS, decode, encode, keys};
 use crate::store::{Check, Txn, TxnOutcome};
 
 /// A tenant. Its topics, groups and access keys refer to it by `name`.
@@ -52,6 +52,70 @@ impl Catalog {
     /// Every tenant, sorted by name.
     pub async fn list_tenants(&self) -> Result<Vec<TenantRecord>, CatalogError> {
         Ok(self.scan_records(keys::ALL_TENANTS).await?)
+    }
+
+    /// Moves a tenant to `plan`, returning the updated record;
+    /// [`CatalogError::TenantNotFound`] if it is missing. Whether the plan
+    /// exists is the caller's business, as in [`Catalog::create_tenant`].
+    pub async fn set_tenant_plan(
+        &self,
+        tenant: &str,
+        plan: &str,
+    ) -> Result<TenantRecord, CatalogError> {
+        let key = keys::tenant(tenant)?;
+        for _ in 0..MAX_ATTEMPTS {
+            let Some((mut record, raw)) = self.get_record::<TenantRecord>(&key).await? else {
+                return Err(CatalogError::TenantNotFound {
+                    name: tenant.to_string(),
+                });
+            };
+            record.plan = plan.to_string();
+            let txn = Txn::new()
+                .check(Check::ValueEquals {
+                    key: key.clone(),
+                    value: raw,
+                })
+                .put(key.clone(), encode(&key, &record)?);
+            if self.store.commit(txn).await? == TxnOutcome::Committed {
+                tracing::info!(tenant, plan, "set tenant plan");
+                return Ok(record);
+            }
+        }
+        Err(CatalogError::Conflict(format!(
+            "setting the plan of tenant {tenant}: it kept changing"
+        )))
+    }
+
+    /// Creates or replaces the plan `name`. The value is opaque here; the
+    /// tenancy layer defines its shape.
+    pub async fn put_plan(
+        &self,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), CatalogError> {
+        let key = keys::plan(name)?;
+        let txn = Txn::new().put(key.clone(), encode(&key, value)?);
+        // A txn without checks always commits.
+        self.store.commit(txn).await?;
+        tracing::info!(plan = name, "stored plan");
+        Ok(())
+    }
+
+    /// The stored plan `name`, if any.
+    pub async fn get_plan(&self, name: &str) -> Result<Option<serde_json::Value>, CatalogError> {
+        let key = keys::plan(name)?;
+        Ok(self.get_record(&key).await?.map(|(value, _)| value))
+    }
+
+    /// Every stored plan, sorted by name.
+    pub async fn list_plans(&self) -> Result<Vec<(String, serde_json::Value)>, CatalogError> {
+        let mut out = Vec::new();
+        for (key, raw) in self.scan_all(keys::ALL_PLANS).await? {
+            if let Some(name) = keys::parse_plan(&key) {
+                out.push((name.to_string(), decode(&key, &raw)?));
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes a tenant with all its access keys, returning the record.
