@@ -29,7 +29,7 @@ use crate::error::TenancyError;
 use crate::roles::Role;
 use crate::secrets::{MasterKey, SecretKey};
 
-pub use bootstrap::{DEFAULT_PLAN, DEFAULT_TENANT};
+pub use bootstrap::{DEFAULT_PLAN, DEFAULT_TENANT, parse_credentials};
 
 /// Longest tenant name.
 pub const MAX_TENANT_LEN: usize = 63;

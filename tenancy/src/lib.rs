@@ -17,7 +17,7 @@ pub mod signature;
 
 pub use credentials::{
     Credentials, DEFAULT_CACHE_TTL_MS, DEFAULT_PLAN, DEFAULT_TENANT, IssuedKey, KeyInfo,
-    MAX_TENANT_LEN, validate_tenant,
+    MAX_TENANT_LEN, parse_credentials, validate_tenant,
 };
 pub use error::{AuthError, TenancyError};
 pub use principal::Principal;

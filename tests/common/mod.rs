@@ -94,14 +94,8 @@ pub fn credentials_file() -> Option<PathBuf> {
 /// (access key, secret key) from a credentials file.
 pub fn read_credentials(path: &Path) -> (String, String) {
     let text = std::fs::read_to_string(path).expect("credentials file");
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
-            .expect("credential line")
-            .trim()
-            .to_string()
-    };
-    (value("access_key"), value("secret_key"))
+    let (ak, sk) = strata_tenancy::parse_credentials(&text).expect("credential lines");
+    (ak, sk.expose().to_string())
 }
 
 /// Runs a client command of the `strata` binary against `url`.

@@ -168,14 +168,9 @@ fn client(cli: &Cli) -> Result<Client> {
 fn read_credentials_file(path: &std::path::Path) -> Result<(String, String)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading credentials file {}", path.display()))?;
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(name)?.trim_start().strip_prefix('='))
-            .map(|v| v.trim().to_string())
-    };
-    match (value("access_key"), value("secret_key")) {
-        (Some(ak), Some(sk)) => Ok((ak, sk)),
-        _ => bail!(
+    match strata_tenancy::parse_credentials(&text) {
+        Some((ak, sk)) => Ok((ak, sk.expose().to_string())),
+        None => bail!(
             "credentials file {} needs access_key= and secret_key= lines",
             path.display()
         ),

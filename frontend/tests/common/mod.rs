@@ -98,14 +98,8 @@ impl Resp {
 /// The bootstrap admin credential a fresh node writes on first start.
 pub fn admin_credentials(path: &std::path::Path) -> (String, String) {
     let text = std::fs::read_to_string(path).expect("admin credentials file");
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
-            .expect("credential line")
-            .trim()
-            .to_string()
-    };
-    (value("access_key"), value("secret_key"))
+    let (ak, sk) = strata_tenancy::parse_credentials(&text).expect("credential lines");
+    (ak, sk.expose().to_string())
 }
 
 pub async fn read_resp(r: reqwest::Response) -> Resp {

@@ -9,7 +9,7 @@ use strata_metadata::{AccessKeyRecord, CatalogError};
 use super::{Credentials, IssuedKey};
 use crate::error::TenancyError;
 use crate::roles::Role;
-use crate::secrets::{generate_access_key, generate_secret_key};
+use crate::secrets::{SecretKey, generate_access_key, generate_secret_key};
 
 /// The tenant created on first start.
 pub const DEFAULT_TENANT: &str = "default";
@@ -82,6 +82,18 @@ impl Credentials {
     }
 }
 
+/// Reads the access and secret key back from a credentials file's text
+/// (the `key=value` lines [`write_credentials_file`] writes, which is also
+/// what `strata key create` prints). `None` if either line is missing.
+pub fn parse_credentials(text: &str) -> Option<(String, SecretKey)> {
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name)?.trim_start().strip_prefix('='))
+            .map(|v| v.trim().to_string())
+    };
+    Some((value("access_key")?, SecretKey::new(value("secret_key")?)))
+}
+
 /// Writes `key=value` lines readable only by the owner. An existing file is
 /// narrowed to 0600 before the secret goes in, since `mode` applies only
 /// when a file is created.
@@ -108,4 +120,18 @@ fn write_credentials_file(path: &Path, issued: &IssuedKey) -> Result<(), Tenancy
     );
     file.write_all(text.as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_is_written_and_refuses_partial_files() {
+        let (ak, sk) =
+            parse_credentials("access_key=AK1\nsecret_key = s3cr3t\ntenant=t\n").unwrap();
+        assert_eq!((ak.as_str(), sk.expose()), ("AK1", "s3cr3t"));
+        assert!(parse_credentials("access_key=AK1\n").is_none());
+        assert!(parse_credentials("").is_none());
+    }
 }
