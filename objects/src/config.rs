@@ -101,6 +101,7 @@ pub(crate) fn build_store(
             let root = std::fs::canonicalize(root).map_err(|e| {
                 ObjectError::Config(format!("cannot resolve {}: {e}", root.display()))
             })?;
+            remove_staging_files(&root);
             let store = LocalFileSystem::new_with_prefix(&root)
                 .map_err(|e| {
                     ObjectError::Config(format!("local store at {}: {e}", root.display()))
@@ -255,5 +256,61 @@ mod tests {
                 Duration::from_secs(5)
             )
         );
+    }
+}
+
+/// Deletes the staging files a local PUT leaves behind when the process dies
+/// mid-write: object_store writes `<key>#<n>` and renames it into place, and
+/// its listings skip such names, so garbage collection would never see them.
+/// Called when the store is opened, before this process starts any PUT (the
+/// data directory lock keeps other processes out).
+pub(crate) fn remove_staging_files(root: &std::path::Path) -> usize {
+    let mut removed = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let is_staging = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.rsplit_once('#'))
+                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if is_staging && std::fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, root = %root.display(), "removed staging files of interrupted uploads");
+    }
+    removed
+}
+
+#[cfg(test)]
+mod staging_tests {
+    use super::*;
+
+    #[test]
+    fn only_interrupted_upload_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("seg/node-1");
+        std::fs::create_dir_all(&nested).unwrap();
+        for name in ["a.seg", "a.seg#1", "b.seg#23", "c#x", "d#"] {
+            std::fs::write(nested.join(name), b"x").unwrap();
+        }
+        assert_eq!(remove_staging_files(dir.path()), 2);
+        let mut left: Vec<_> = std::fs::read_dir(&nested)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["a.seg", "c#x", "d#"]);
     }
 }
