@@ -8,6 +8,7 @@ pub mod code;
 pub mod limits;
 pub mod message;
 pub mod names;
+pub mod usage;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use code::ErrorCode;

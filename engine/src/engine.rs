@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use strata_common::usage::{Meter, StoredBytes};
 use strata_common::{Clock, QueueKey, TopicId, names};
 use strata_compactor::BatchRef;
 use strata_metadata::{
@@ -16,6 +17,9 @@ use crate::error::{EngineError, Result};
 use crate::queue::{IndexEntry, QueueState};
 use crate::topic::{TopicState, Topics};
 use crate::types::*;
+
+/// (tenant, group, queue) → end of the offsets handed to that group.
+pub(crate) type DeliveredMarks = HashMap<(String, String, QueueKey), u64>;
 
 /// The message engine of one node. Cheap to share: wrap in `Arc`.
 #[derive(Debug)]
@@ -33,6 +37,10 @@ pub struct Engine {
     /// WAL reads hold it shared; segment deletion takes it exclusively.
     pub(crate) wal_files: Arc<RwLock<()>>,
     pub(crate) tiering: crate::tiered::Tiering,
+    /// Per-tenant usage counters (the bill).
+    pub(crate) meter: Arc<Meter>,
+    /// How far each (tenant, group, queue) has been handed messages.
+    pub(crate) delivered: std::sync::Mutex<DeliveredMarks>,
     started_ms: i64,
     recovery: RecoverySummary,
 }
@@ -122,7 +130,7 @@ impl Engine {
         let engine = Arc::new(Self {
             cache: strata_cache::TailCache::new(config.tail_cache_bytes),
             config,
-            clock,
+            clock: clock.clone(),
             catalog,
             wal,
             topics: RwLock::new(topics),
@@ -130,6 +138,8 @@ impl Engine {
             appends: Arc::new(tokio::sync::RwLock::new(())),
             wal_files: Arc::new(RwLock::new(())),
             tiering,
+            meter: Arc::new(Meter::new(clock.clone())),
+            delivered: std::sync::Mutex::new(DeliveredMarks::new()),
             started_ms,
             recovery,
         });
@@ -139,6 +149,37 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// The clock the engine runs on.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// This node's per-tenant usage counters.
+    pub fn meter(&self) -> &Arc<Meter> {
+        &self.meter
+    }
+
+    /// Bytes each tenant stores on this node now: WAL bytes of its queues
+    /// (hot) and bytes of its object ranges (cold). Tenants storing nothing
+    /// are absent.
+    pub fn stored_bytes_by_tenant(&self) -> HashMap<String, StoredBytes> {
+        let mut out: HashMap<String, StoredBytes> = HashMap::new();
+        for topic in self.topics_read().all() {
+            for q in &topic.queues {
+                let (hot, cold) = {
+                    let inner = q.lock();
+                    (inner.retained_bytes, inner.cold_bytes)
+                };
+                if hot + cold > 0 {
+                    let entry = out.entry(topic.record.tenant.clone()).or_default();
+                    entry.hot += hot;
+                    entry.cold += cold;
+                }
+            }
+        }
+        out
     }
 
     pub(crate) fn check_open(&self) -> Result<()> {
@@ -323,10 +364,17 @@ async fn load_topic(catalog: &Catalog, node: &str, record: TopicRecord) -> Resul
     let owners = catalog
         .claim_topic_queues(record.id, record.queues, node)
         .await?;
+    let tenant: Arc<str> = Arc::from(record.tenant.as_str());
     let queues = owners
         .into_iter()
         .zip(0..)
-        .map(|(owner, q)| Arc::new(QueueState::new(QueueKey::new(record.id, q), owner)))
+        .map(|(owner, q)| {
+            Arc::new(QueueState::new(
+                QueueKey::new(record.id, q),
+                tenant.clone(),
+                owner,
+            ))
+        })
         .collect();
     Ok(TopicState::new(record, queues))
 }

@@ -71,6 +71,10 @@ impl Engine {
     pub async fn delete_group(&self, tenant: &str, name: &str) -> Result<()> {
         self.check_open()?;
         self.catalog.delete_group(tenant, name).await?;
+        self.delivered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(t, g, _), _| !(t == tenant && g == name));
         Ok(())
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use strata_common::limits::{
     MAX_KEY_LEN, MAX_PROPERTIES, MAX_PROPERTY_NAME_LEN, MAX_PROPERTY_VALUE_LEN, MAX_TAG_LEN,
 };
+use strata_common::usage::Counter;
 use strata_common::{Message, StoredMessage};
 use strata_compactor::BatchRef;
 use strata_tiering::PendingAppend;
@@ -26,6 +27,9 @@ struct InFlight {
     queue: Arc<QueueState>,
     end_offset: u64,
     pending: PendingAppend,
+    /// Messages and metered bytes, counted once durable.
+    messages: u64,
+    metered_bytes: u64,
 }
 
 impl Engine {
@@ -116,6 +120,11 @@ impl Engine {
                     if let Some(hw) = batch.queue.lock().mark_durable(batch.end_offset) {
                         batch.queue.announce(hw);
                     }
+                    let tenant = &batch.queue.tenant;
+                    self.meter
+                        .add(tenant, Counter::PublishedMessages, batch.messages);
+                    self.meter
+                        .add(tenant, Counter::PublishedBytes, batch.metered_bytes);
                 }
                 Err(e) => {
                     tracing::error!(queue = %batch.queue.key, error = %e, "append failed");
@@ -144,6 +153,7 @@ impl Engine {
             )
         };
         let (indexes, messages): (Vec<usize>, Vec<Message>) = messages.into_iter().unzip();
+        let metered_bytes = messages.iter().map(|m| m.approx_size() as u64).sum();
         let payload = encode_batch(q.key, q.owner.epoch, base_offset, timestamp_ms, &messages)?;
         let bytes = payload.len() as u64;
         let pending = self.wal.submit(payload).await?;
@@ -186,6 +196,8 @@ impl Engine {
             queue: q.clone(),
             end_offset: entry.end_offset(),
             pending,
+            messages: u64::from(entry.count),
+            metered_bytes,
         };
         Ok((batch, published))
     }

@@ -222,6 +222,8 @@ impl QueueInner {
 #[derive(Debug)]
 pub(crate) struct QueueState {
     pub key: QueueKey,
+    /// The tenant owning the queue's topic: who its usage is billed to.
+    pub tenant: Arc<str>,
     pub owner: OwnerRecord,
     /// Serialises offset assignment + WAL hand-off for this queue.
     pub append_lock: tokio::sync::Mutex<()>,
@@ -230,9 +232,10 @@ pub(crate) struct QueueState {
 }
 
 impl QueueState {
-    pub fn new(key: QueueKey, owner: OwnerRecord) -> Self {
+    pub fn new(key: QueueKey, tenant: Arc<str>, owner: OwnerRecord) -> Self {
         Self {
             key,
+            tenant,
             owner,
             append_lock: tokio::sync::Mutex::new(()),
             inner: Mutex::new(QueueInner::default()),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_common::StoredMessage;
+use strata_common::usage::Counter;
 use strata_tiering::batch::{decode_batch, decode_header};
 
 use crate::engine::Engine;
@@ -55,12 +56,62 @@ impl Engine {
                 .await?
         };
         let next_offset = messages.last().map_or(offset, |m| m.offset + 1);
+        let bytes = messages
+            .iter()
+            .map(|m| m.message.approx_size() as u64)
+            .sum();
+        self.meter
+            .add(&q.tenant, Counter::DeliveredMessages, messages.len() as u64);
+        self.meter.add(&q.tenant, Counter::DeliveredBytes, bytes);
         Ok(ReadResult {
             messages,
             next_offset,
             first_offset: first,
             high_watermark: hw,
         })
+    }
+
+    /// [`Engine::read`] on behalf of consumer `group` (which must exist):
+    /// messages the group was given before are counted as redeliveries.
+    ///
+    /// "Given before" means below the end of what this node has handed the
+    /// group on that queue since it started, or below the group's committed
+    /// offset (what it has consumed for good), whichever is further.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn read_for_group(
+        self: &Arc<Self>,
+        tenant: &str,
+        group: &str,
+        topic: &str,
+        queue: u32,
+        offset: u64,
+        max_messages: usize,
+        wait: Duration,
+    ) -> Result<ReadResult> {
+        if self.catalog.get_group(tenant, group).await?.is_none() {
+            return Err(EngineError::GroupNotFound(group.to_string()));
+        }
+        let key = self.topic(tenant, topic)?.queue(queue)?.key;
+        let committed = self
+            .catalog
+            .get_offset(tenant, group, key.topic, queue)
+            .await?
+            .map_or(0, |c| c.offset);
+        let result = self
+            .read(tenant, topic, queue, offset, max_messages, wait)
+            .await?;
+        let again = {
+            let mut delivered = self.delivered.lock().unwrap_or_else(|p| p.into_inner());
+            let mark = delivered
+                .entry((tenant.to_string(), group.to_string(), key))
+                .or_default();
+            *mark = (*mark).max(committed);
+            let again = result.messages.iter().filter(|m| m.offset < *mark).count();
+            *mark = (*mark).max(result.next_offset);
+            again
+        };
+        self.meter.add(tenant, Counter::Redeliveries, again as u64);
+        Ok(result)
     }
 
     /// The first offset whose message was appended at or after
@@ -98,7 +149,7 @@ impl Engine {
         let Some((object, block)) = cold_hit else {
             return Ok(hw);
         };
-        for payload in self.fetch_block(q.key, &object, &block).await? {
+        for payload in self.fetch_block(&q, &object, &block).await? {
             let header = decode_header(&payload)
                 .map_err(|e| EngineError::Corrupt(format!("object {object}: {e}")))?;
             if header.timestamp_ms >= timestamp_ms {

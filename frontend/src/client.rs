@@ -152,6 +152,53 @@ impl Client {
         }
     }
 
+    /// GET returning the body as text (e.g. CSV); errors as for JSON.
+    async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let url = self.url(path);
+        let response = self
+            .request(reqwest::Method::GET, &url)
+            .send()
+            .await
+            .map_err(|source| ClientError::Connect {
+                url: url.clone(),
+                source,
+            })?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Connect {
+                url: url.clone(),
+                source,
+            })?;
+        if (200..300).contains(&status) {
+            return Ok(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(e) => Err(ClientError::Api {
+                status,
+                code: e.error.code,
+                message: e.error.message,
+            }),
+            Err(_) => Err(ClientError::Protocol {
+                url,
+                status,
+                message: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
+            }),
+        }
+    }
+
+    /// Usage for `query` (`start=...&granularity=...`, already encoded).
+    pub async fn usage(&self, query: &str) -> Result<crate::http::usage::UsageReply, ClientError> {
+        self.get(&format!("/v1/usage?{query}")).await
+    }
+
+    /// Usage as CSV.
+    pub async fn usage_csv(&self, query: &str) -> Result<String, ClientError> {
+        self.get_text(&format!("/v1/usage?{query}&format=csv"))
+            .await
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

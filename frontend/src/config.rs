@@ -49,7 +49,26 @@ pub struct Config {
     pub limits: LimitsSection,
     pub retention: RetentionSection,
     pub auth: AuthSection,
+    pub metering: MeteringSection,
     pub log: LogSection,
+}
+
+/// Per-tenant usage metering (the bill).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeteringSection {
+    /// Usage counted since the last flush is what a crash can lose.
+    pub flush_interval_ms: u64,
+    /// How often stored bytes are sampled for byte-hours and the
+    /// stored-bytes quota.
+    pub storage_sample_interval_ms: u64,
+    /// An hour is rolled up once it ended this long ago.
+    pub rollup_grace_ms: u64,
+    /// Minute records of rolled-up hours are kept this long.
+    pub minute_retention_hours: u64,
+    /// Tenants with their own Prometheus series; the rest share
+    /// `tenant="_other"`.
+    pub metrics_max_tenants: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -236,6 +255,13 @@ impl Default for Config {
                 master_key_file: String::new(),
                 credentials_file: String::new(),
             },
+            metering: MeteringSection {
+                flush_interval_ms: 10_000,
+                storage_sample_interval_ms: 10_000,
+                rollup_grace_ms: 5 * 60 * 1000,
+                minute_retention_hours: 7 * 24,
+                metrics_max_tenants: 100,
+            },
             log: LogSection {
                 level: "info".into(),
                 format: "text".into(),
@@ -287,6 +313,11 @@ impl Default for RetentionSection {
 impl Default for AuthSection {
     fn default() -> Self {
         Config::default().auth
+    }
+}
+impl Default for MeteringSection {
+    fn default() -> Self {
+        Config::default().metering
     }
 }
 impl Default for LogSection {
@@ -367,6 +398,13 @@ impl Config {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.http.addr.parse::<SocketAddr>().is_err() {
             return bad(format!("http.addr {:?} is not HOST:PORT", self.http.addr));
+        }
+        let m = &self.metering;
+        if m.flush_interval_ms == 0 || m.storage_sample_interval_ms == 0 {
+            return bad(
+                "metering.flush_interval_ms and metering.storage_sample_interval_ms must be at least 1"
+                    .into(),
+            );
         }
         if self.grpc.addr.parse::<SocketAddr>().is_err() {
             return bad(format!("grpc.addr {:?} is not HOST:PORT", self.grpc.addr));

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod http;
+pub mod metering;
 pub mod server;
 pub mod telemetry;
 

@@ -11,8 +11,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError};
 use crate::http::{self, AppState, AuthSettings, Metrics};
+use crate::metering::{MeteringTasks, Operations, TenantCollector};
 use strata_metadata::{Catalog, MetaStore, RedbStore};
-use strata_tenancy::{Credentials, MasterKey};
+use strata_tenancy::{Credentials, MasterKey, UsageLedger};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -44,6 +45,7 @@ pub enum ServerError {
 pub struct Running {
     pub http_addr: SocketAddr,
     pub engine: Arc<Engine>,
+    metering: MeteringTasks,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), ServerError>>,
     _lock: std::fs::File,
@@ -64,6 +66,7 @@ impl Running {
             Err(e) => Err(ServerError::Http(std::io::Error::other(e.to_string()))),
         };
         self.engine.close().await?;
+        self.metering.finish().await;
         result
     }
 
@@ -114,6 +117,18 @@ pub async fn start_with_clock(
     let engine =
         Engine::open_with_store(config.engine_config()?, clock.clone(), store.clone()).await?;
     let rate_clock = clock.clone();
+    let ledger = Arc::new(UsageLedger::new(
+        Catalog::new(store.clone()),
+        engine.meter().clone(),
+        clock.clone(),
+        &config.node_id,
+    ));
+    let metering = MeteringTasks::start(
+        engine.clone(),
+        ledger.clone(),
+        clock.clone(),
+        &config.metering,
+    );
     let credentials = open_credentials(&config, store, clock).await?;
     let listener = TcpListener::bind(&config.http.addr)
         .await
@@ -124,7 +139,12 @@ pub async fn start_with_clock(
     let http_addr = listener.local_addr().map_err(ServerError::Http)?;
     let state = AppState {
         engine: engine.clone(),
-        metrics: Arc::new(Metrics::default()),
+        metrics: Arc::new(Metrics::new(Some(TenantCollector {
+            meter: engine.meter().clone(),
+            max_tenants: config.metering.metrics_max_tenants,
+        }))),
+        usage: ledger,
+        operations: Operations::from_openapi(http::ops::OPENAPI),
         credentials,
         limiter: Arc::new(strata_tenancy::RateLimiter::new(rate_clock)),
         auth: AuthSettings {
@@ -158,6 +178,7 @@ pub async fn start_with_clock(
     Ok(Running {
         http_addr,
         engine,
+        metering,
         stop,
         task,
         _lock: lock,

@@ -173,6 +173,8 @@ fn case(method: &str, path: &str) -> Case {
         ("get", "/healthz") | ("get", "/v1/openapi.json") => Case::Public,
         ("get", "/v1/topics") | ("get", "/v1/groups") | ("get", "/v1/keys") => Case::Own,
         ("get", "/v1/whoami") => Case::Own,
+        // A tenant's own usage; all_tenants is refused (tests/metering.rs).
+        ("get", "/v1/usage") => Case::Own,
         // Service-wide: refused to every tenant key, whatever it names.
         ("get", "/metrics") | ("get", "/v1/status") | ("get", "/v1/tenants") => Case::Resource,
         ("post", "/v1/tenants") | ("get", "/v1/tenants/{tenant}") => Case::Resource,

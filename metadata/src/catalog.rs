@@ -21,6 +21,10 @@
 //! | `tenant/<name>`                                       | [`TenantRecord`] (JSON)    |
 //! | `access-key/<access_key>`                             | [`AccessKeyRecord`] (JSON) |
 //! | `tenant-key/<tenant>/<access_key>`                    | empty (tenant's key index) |
+//! | `usage-min/<tenant>/<minute:020>/<node>/<incarnation>` | `UsageCounts` (JSON)     |
+//! | `usage-hour/<tenant>/<hour:020>`                      | `UsageCounts` (JSON)       |
+//! | `usage-dirty/<hour:020>/<tenant>`                     | flush id (roll-up pending) |
+//! | `usage-prune/<hour:020>/<tenant>`                     | empty (minutes prunable)   |
 //!
 //! Every multi-key change is one [`crate::Txn`] guarded by checks, and a lost
 //! race is retried a bounded number of times before [`CatalogError::Conflict`].
@@ -37,6 +41,7 @@ mod ranges;
 mod records;
 mod tenants;
 mod topics;
+mod usage;
 
 use std::sync::Arc;
 
@@ -52,6 +57,7 @@ pub use records::{
     Retention, TopicRecord,
 };
 pub use tenants::TenantRecord;
+pub use usage::UsageRollup;
 
 /// How many times a read-check-write loop retries after losing a race.
 const MAX_ATTEMPTS: usize = 16;
@@ -107,11 +113,20 @@ impl Catalog {
     /// Every pair under `prefix`, fetched page by page. Pages are separate
     /// reads, so the result is not one snapshot; catalog listings accept that.
     async fn scan_all(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, MetaError> {
-        let end = prefix_end(prefix);
-        let mut start = prefix.to_vec();
+        self.scan_between(prefix, &prefix_end(prefix)).await
+    }
+
+    /// Every pair with `start <= key < end`, page by page (an empty `end`
+    /// means no upper bound).
+    async fn scan_between(
+        &self,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, MetaError> {
+        let mut start = start.to_vec();
         let mut out = Vec::new();
         loop {
-            let page = self.store.scan(&start, &end, SCAN_PAGE).await?;
+            let page = self.store.scan(&start, end, SCAN_PAGE).await?;
             let full = page.len() == SCAN_PAGE;
             if let Some((last, _)) = page.last() {
                 // The smallest key after `last`.

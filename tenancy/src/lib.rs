@@ -14,6 +14,7 @@ pub mod quota;
 pub mod roles;
 pub mod secrets;
 pub mod signature;
+pub mod usage;
 
 pub use credentials::{
     Credentials, DEFAULT_CACHE_TTL_MS, DEFAULT_PLAN, DEFAULT_TENANT, IssuedKey, KeyInfo,
@@ -28,3 +29,4 @@ pub use signature::{
     Authorization, DATE_HEADER, check_skew, format_date_time, parse_authorization, parse_date_time,
     sign, verify,
 };
+pub use usage::{FlushSummary, Granularity, MAX_USAGE_BUCKETS, UsageBucket, UsageLedger};

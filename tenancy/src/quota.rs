@@ -25,6 +25,9 @@ pub struct Quotas {
     pub max_topics: u64,
     pub max_queues: u64,
     pub max_groups: u64,
+    /// Bytes stored in the WAL and object storage together; checked on
+    /// publish against the last storage sample (see `metering`).
+    pub max_stored_bytes: u64,
 }
 
 impl Quotas {
@@ -38,6 +41,7 @@ impl Quotas {
         max_topics: 1000,
         max_queues: 10000,
         max_groups: 1000,
+        max_stored_bytes: 100 << 30,
     };
 
     /// The `"unlimited"` plan: no limits at all.
@@ -50,6 +54,7 @@ impl Quotas {
         max_topics: 0,
         max_queues: 0,
         max_groups: 0,
+        max_stored_bytes: 0,
     };
 }
 

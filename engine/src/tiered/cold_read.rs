@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use strata_cache::BlockKey;
-use strata_common::{QueueKey, StoredMessage};
+use strata_common::StoredMessage;
+use strata_common::usage::Counter;
 use strata_metadata::BlockRef;
 use strata_objects::format::decode_block;
 use strata_tiering::batch::decode_batch;
@@ -37,9 +38,9 @@ impl Engine {
             let Some(block) = range.blocks.get(i) else {
                 break;
             };
-            let payloads = self.fetch_block(q.key, &range.object, block).await?;
+            let payloads = self.fetch_block(q, &range.object, block).await?;
             if let Some(next) = range.blocks.get(i + 1) {
-                self.prefetch_block(q.key, &range.object, next);
+                self.prefetch_block(q, &range.object, next);
             }
             for payload in payloads {
                 let (header, messages) = decode_batch(&payload).map_err(|e| {
@@ -67,12 +68,12 @@ impl Engine {
     /// One block's batch payloads, from the cache or object storage.
     pub(crate) async fn fetch_block(
         &self,
-        queue: QueueKey,
+        q: &QueueState,
         object: &str,
         block: &BlockRef,
     ) -> Result<Vec<Bytes>> {
-        let stored = self.fetch_stored_block(object, block).await?;
-        decode_block(&block_meta(queue, block), &stored).map_err(|e| {
+        let stored = self.fetch_stored_block(q, object, block).await?;
+        decode_block(&block_meta(q.key, block), &stored).map_err(|e| {
             EngineError::Corrupt(format!(
                 "object {object} block at byte {}: {e}",
                 block.offset
@@ -80,7 +81,13 @@ impl Engine {
         })
     }
 
-    async fn fetch_stored_block(&self, object: &str, block: &BlockRef) -> Result<Bytes> {
+    /// A miss costs one ranged GET, billed to the queue's tenant.
+    async fn fetch_stored_block(
+        &self,
+        q: &QueueState,
+        object: &str,
+        block: &BlockRef,
+    ) -> Result<Bytes> {
         let key = BlockKey {
             object: object.to_string(),
             offset: block.offset,
@@ -89,10 +96,13 @@ impl Engine {
         let cold = self.tiering.cold.clone();
         let name = object.to_string();
         let range = block.offset..block.offset + u64::from(block.len);
+        let meter = self.meter.clone();
+        let tenant = q.tenant.clone();
         self.tiering
             .blocks
             .get_or_fetch(key, move || async move {
                 cold.run(async move {
+                    meter.add(&tenant, Counter::ObjectGets, 1);
                     let bytes = objects.get_range(&name, range).await?;
                     let len = bytes.len() as u64;
                     Ok::<_, EngineError>((bytes, len))
@@ -104,7 +114,7 @@ impl Engine {
 
     /// Read-ahead: warms the cache with the block a sequential reader needs
     /// next, on the cold runtime.
-    fn prefetch_block(&self, _queue: QueueKey, object: &str, block: &BlockRef) {
+    fn prefetch_block(&self, q: &QueueState, object: &str, block: &BlockRef) {
         let key = BlockKey {
             object: object.to_string(),
             offset: block.offset,
@@ -113,9 +123,12 @@ impl Engine {
         let objects = self.tiering.objects.clone();
         let name = object.to_string();
         let range = block.offset..block.offset + u64::from(block.len);
+        let meter = self.meter.clone();
+        let tenant = q.tenant.clone();
         self.tiering.cold.spawn_prefetch(async move {
             let fetched = blocks
                 .get_or_fetch(key, move || async move {
+                    meter.add(&tenant, Counter::ObjectGets, 1);
                     objects
                         .get_range(&name, range)
                         .await

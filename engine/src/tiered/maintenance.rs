@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use strata_common::TopicId;
+use strata_common::usage::Counter;
 use strata_compactor::expiry::{self, RangeAge};
 use strata_compactor::gc::{self, Listed};
 use strata_compactor::merge::{self, MergePolicy, RangeSize};
@@ -154,7 +155,7 @@ impl Engine {
         let mut builder = ObjectBuilder::new(self.config.target_block_bytes);
         for range in old {
             for block in &range.blocks {
-                for payload in self.fetch_block(q.key, &range.object, block).await? {
+                for payload in self.fetch_block(q, &range.object, block).await? {
                     let header = decode_header(&payload).map_err(|e| {
                         EngineError::Corrupt(format!("object {}: {e}", range.object))
                     })?;
@@ -185,6 +186,7 @@ impl Engine {
         );
         let size = object.len() as u64;
         self.tiering.objects.put(&name, object).await?;
+        self.meter.add(&q.tenant, Counter::ObjectPuts, 1);
         let Some(merged) = ranges_from_blocks(&name, &blocks).pop() else {
             return Ok(false);
         };

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use strata_common::QueueKey;
+use strata_common::usage::Counter;
 use strata_metadata::{BlockRef, RangeRecord};
 use strata_objects::format::{BlockMeta, ObjectBuilder};
 
@@ -125,6 +126,12 @@ impl Engine {
             );
             summary.object_bytes = object.len() as u64;
             tier.objects.put(&name, object).await?;
+            // One PUT per tenant whose data the object holds.
+            let tenants: std::collections::BTreeSet<&str> =
+                chosen.iter().map(|c| &*c.queue.tenant).collect();
+            for tenant in tenants {
+                self.meter.add(tenant, Counter::ObjectPuts, 1);
+            }
             let ranges = ranges_from_blocks(&name, &blocks);
             let queues: BTreeMap<QueueKey, Arc<QueueState>> = chosen
                 .iter()

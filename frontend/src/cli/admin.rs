@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use super::run::print_json;
-use super::{KeyCommand, QuotaCommand, TenantCommand};
+use super::{KeyCommand, QuotaCommand, TenantCommand, UsageArgs};
 use crate::client::Client;
 use crate::http::admin::{IssuedKeyJson, KeyJson};
 
@@ -132,6 +132,7 @@ fn print_plan(p: &crate::http::admin::PlanJson) {
     println!("  topics               {}", v(q.max_topics));
     println!("  queues               {}", v(q.max_queues));
     println!("  consumer groups      {}", v(q.max_groups));
+    println!("  stored bytes         {}", v(q.max_stored_bytes));
 }
 
 pub async fn quota(client: &Client, json: bool, cmd: QuotaCommand) -> Result<()> {
@@ -162,6 +163,7 @@ pub async fn quota(client: &Client, json: bool, cmd: QuotaCommand) -> Result<()>
             max_topics,
             max_queues,
             max_groups,
+            max_stored_bytes,
         } => {
             let mut q = match client.get_plan(&plan).await {
                 Ok(p) => p.quotas,
@@ -180,6 +182,7 @@ pub async fn quota(client: &Client, json: bool, cmd: QuotaCommand) -> Result<()>
             set(&mut q.max_topics, max_topics);
             set(&mut q.max_queues, max_queues);
             set(&mut q.max_groups, max_groups);
+            set(&mut q.max_stored_bytes, max_stored_bytes);
             let p = client.put_plan(&plan, &q).await?;
             if json {
                 return print_json(&p);
@@ -188,4 +191,103 @@ pub async fn quota(client: &Client, json: bool, cmd: QuotaCommand) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// A usage time flag: absolute (RFC 3339 or ms) is passed through; a
+/// duration ("24h") means that long before now.
+fn usage_time(text: &str) -> Result<String> {
+    if text.parse::<i64>().is_ok() || humantime::parse_rfc3339_weak(text).is_ok() {
+        return Ok(text.to_string());
+    }
+    let ago = humantime::parse_duration(text).map_err(|e| {
+        anyhow::anyhow!("{text:?} is not an RFC 3339 time, Unix milliseconds or a duration: {e}")
+    })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    Ok(now.saturating_sub(ago.as_millis()).to_string())
+}
+
+pub async fn usage(client: &Client, json: bool, args: UsageArgs) -> Result<()> {
+    let mut query = format!("granularity={}", args.granularity);
+    for (name, value) in [("start", &args.start), ("end", &args.end)] {
+        if let Some(v) = value {
+            let v = usage_time(v)?;
+            query.push_str(&format!("&{name}={}", url_encode(&v)));
+        }
+    }
+    if args.all_tenants {
+        query.push_str("&all_tenants=true");
+    }
+    let format = if json { "json" } else { args.format.as_str() };
+    match format {
+        "csv" => {
+            print!("{}", client.usage_csv(&query).await?);
+            Ok(())
+        }
+        "json" => print_json(&client.usage(&query).await?),
+        "table" => {
+            let reply = client.usage(&query).await?;
+            print_usage_table(&reply);
+            Ok(())
+        }
+        other => anyhow::bail!("--format {other:?} is not one of table, json, csv"),
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn print_usage_table(reply: &crate::http::usage::UsageReply) {
+    println!(
+        "usage from {} to {} by {}",
+        reply.start, reply.end, reply.granularity
+    );
+    println!(
+        "{:<24} {:<24} {:>9} {:>10} {:>12} {:>10} {:>12} {:>8} {:>12} {:>12} {:>6} {:>6}",
+        "TENANT",
+        "START",
+        "REQUESTS",
+        "PUB MSGS",
+        "PUB BYTES",
+        "DEL MSGS",
+        "DEL BYTES",
+        "REDELIV",
+        "HOT GB-H",
+        "COLD GB-H",
+        "PUTS",
+        "GETS"
+    );
+    let gb_hours = |byte_hours: f64| byte_hours / 1e9;
+    let line = |r: &crate::http::usage::UsageRow, start: &str| {
+        println!(
+            "{:<24} {:<24} {:>9} {:>10} {:>12} {:>10} {:>12} {:>8} {:>12.6} {:>12.6} {:>6} {:>6}",
+            r.tenant,
+            start,
+            r.requests_total,
+            r.published_messages,
+            r.published_bytes,
+            r.delivered_messages,
+            r.delivered_bytes,
+            r.redeliveries,
+            gb_hours(r.hot_byte_hours),
+            gb_hours(r.cold_byte_hours),
+            r.object_puts,
+            r.object_gets
+        );
+    };
+    for r in &reply.usage {
+        line(r, &r.start);
+    }
+    for r in &reply.totals {
+        line(r, "TOTAL");
+    }
 }

@@ -76,12 +76,35 @@ pub enum Command {
     /// Show and set quota plans (service admins).
     #[command(subcommand)]
     Quota(QuotaCommand),
+    /// Show metered usage (the bill): your tenant's, or as a service admin
+    /// another's (--tenant) or everyone's (--all-tenants).
+    Usage(UsageArgs),
     /// Print the effective server configuration (defaults < file < STRATA_* env).
     Config {
         /// TOML config file to layer over the defaults.
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// Range start: RFC 3339 (2026-11-25T00:00:00Z), Unix milliseconds, or
+    /// a duration before now ("24h", "7days") [default: 24h].
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Range end, same forms [default: now].
+    #[arg(long)]
+    pub end: Option<String>,
+    /// minute, hour or day.
+    #[arg(long, default_value = "hour")]
+    pub granularity: String,
+    /// Every tenant (service admins).
+    #[arg(long)]
+    pub all_tenants: bool,
+    /// table (default), json or csv.
+    #[arg(long, default_value = "table")]
+    pub format: String,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +194,9 @@ pub enum QuotaCommand {
         max_queues: Option<u64>,
         #[arg(long)]
         max_groups: Option<u64>,
+        /// Bytes stored (WAL + object storage) before publishes are refused.
+        #[arg(long)]
+        max_stored_bytes: Option<u64>,
     },
 }
 

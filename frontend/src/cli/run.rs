@@ -45,6 +45,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Tenant(cmd) => super::admin::tenant(&client, json, cmd).await,
         Command::Key(cmd) => super::admin::key(&client, json, cmd).await,
         Command::Quota(cmd) => super::admin::quota(&client, json, cmd).await,
+        Command::Usage(args) => super::admin::usage(&client, json, args).await,
         Command::Produce(args) => produce(&client, json, args).await,
         Command::Consume(args) => super::consume::consume(&client, json, args).await,
         Command::Group(cmd) => group(&client, json, cmd).await,

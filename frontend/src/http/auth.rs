@@ -81,9 +81,25 @@ pub async fn authenticate(
             {
                 return ApiError::from(e).into_response();
             }
+            let op = state
+                .operations
+                .name(
+                    request.method().as_str(),
+                    request
+                        .extensions()
+                        .get::<axum::extract::MatchedPath>()
+                        .map(|m| m.as_str()),
+                )
+                .to_string();
+            let tenant = p.tenant.clone();
             request.extensions_mut().insert(TenantQuotas(quotas));
             request.extensions_mut().insert(p);
-            next.run(request).await
+            let response = next.run(request).await;
+            // The credential's tenant pays for the request (also when a
+            // service admin acts on another tenant); refused-by-quota
+            // requests above are not billed.
+            state.engine.meter().add_request(&tenant, &op);
+            response
         }
         Err(e) => {
             let mut response = ApiError::from(e).into_response();
@@ -145,6 +161,24 @@ impl Caller {
         if let Some(q) = &self.quotas {
             limiter.charge(&self.principal.tenant, rate, q, amount);
         }
+    }
+
+    /// Fails with QUOTA_EXCEEDED once the tenant stores more than its plan's
+    /// `max_stored_bytes` (as of the last storage sample).
+    pub fn within_stored_bytes(&self, stored: u64) -> Result<(), ApiError> {
+        let Some(q) = &self.quotas else {
+            return Ok(());
+        };
+        if q.max_stored_bytes > 0 && stored > q.max_stored_bytes {
+            return Err(ApiError::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "tenant {} stores {stored} bytes, more than its plan's {} stored bytes; delete topics or wait for retention, or move to a larger plan",
+                    self.principal.tenant, q.max_stored_bytes
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Fails with QUOTA_EXCEEDED when `used + adding` passes `limit` (0 = none).

@@ -175,6 +175,7 @@ pub async fn publish(
         }
     };
     let bytes: u64 = messages.iter().map(|m| m.message.body.len() as u64).sum();
+    caller.within_stored_bytes(state.engine.meter().stored_bytes(&caller.tenant).total())?;
     caller.take(&state.limiter, Rate::PublishBytes, bytes)?;
     caller.take(&state.limiter, Rate::PublishMessages, messages.len() as u64)?;
     let published = state
@@ -266,6 +267,9 @@ pub struct ReadParams {
     pub wait_ms: Option<u64>,
     /// "auto" (text when the body is UTF-8, else base64) or "base64".
     pub encoding: Option<String>,
+    /// Consumer group reading (must exist): messages it was given before
+    /// are metered as redeliveries.
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -344,10 +348,20 @@ pub async fn read(
     // the cost is charged once known.
     caller.take(&state.limiter, Rate::ConsumeMessages, 1)?;
     let wait = Duration::from_millis(params.wait_ms.unwrap_or(0));
-    let result = state
-        .engine
-        .read(&caller.tenant, &topic, queue, offset, limit, wait)
-        .await?;
+    let result = match &params.group {
+        Some(group) => {
+            state
+                .engine
+                .read_for_group(&caller.tenant, group, &topic, queue, offset, limit, wait)
+                .await?
+        }
+        None => {
+            state
+                .engine
+                .read(&caller.tenant, &topic, queue, offset, limit, wait)
+                .await?
+        }
+    };
     let read_bytes: u64 = result
         .messages
         .iter()

@@ -9,6 +9,7 @@ pub mod groups;
 pub mod messages;
 pub mod ops;
 pub mod topics;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -30,6 +31,10 @@ pub struct AppState {
     pub auth: AuthSettings,
     /// Per-tenant rate quotas (token buckets).
     pub limiter: Arc<strata_tenancy::RateLimiter>,
+    /// Durable usage records (for `GET /v1/usage`).
+    pub usage: Arc<strata_tenancy::UsageLedger>,
+    /// Operation names requests are metered under.
+    pub operations: crate::metering::Operations,
 }
 
 /// How requests are authenticated.
@@ -76,6 +81,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/plans"),
     ("get", "/v1/plans/{plan}"),
     ("put", "/v1/plans/{plan}"),
+    ("get", "/v1/usage"),
 ];
 
 pub fn router(state: AppState, max_request_bytes: usize) -> Router {
@@ -126,6 +132,7 @@ pub fn router(state: AppState, max_request_bytes: usize) -> Router {
             "/v1/plans/{plan}",
             get(admin::get_plan).put(admin::put_plan),
         )
+        .route("/v1/usage", get(usage::get_usage))
         .route("/v1/keys", get(admin::list_keys).post(admin::create_key))
         .route(
             "/v1/keys/{access_key}",

@@ -52,7 +52,17 @@ fn latency_histogram() -> Histogram {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+impl Metrics {
+    /// The frontend's metrics, plus per-tenant series when `tenants` is given.
+    pub fn new(tenants: Option<crate::metering::TenantCollector>) -> Self {
         let mut registry = Registry::with_prefix("strata");
+        if let Some(collector) = tenants {
+            registry.register_collector(Box::new(collector));
+        }
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RequestLabels, Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,

@@ -173,6 +173,78 @@ pub fn display(key: &[u8]) -> String {
     String::from_utf8_lossy(key).into_owned()
 }
 
+/// `usage-min/<tenant>/<minute_ms:020>/<node>/<incarnation>` → JSON
+/// `UsageCounts`: one process's usage of one tenant in one minute.
+pub fn usage_minute(
+    tenant: &str,
+    minute_ms: i64,
+    node: &str,
+    incarnation: &str,
+) -> Result<Vec<u8>, MetaError> {
+    let mut key = usage_minute_prefix(tenant)?;
+    key.extend_from_slice(
+        format!(
+            "{}/{}/{}",
+            time(minute_ms)?,
+            segment(node)?,
+            segment(incarnation)?
+        )
+        .as_bytes(),
+    );
+    Ok(key)
+}
+
+/// `usage-min/<tenant>/`: prefix of one tenant's minute records.
+pub fn usage_minute_prefix(tenant: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("usage-min/{}/", segment(tenant)?).into_bytes())
+}
+
+/// `usage-min/<tenant>/<ms:020>`: where a tenant's minutes from `ms` start.
+pub fn usage_minute_from(tenant: &str, ms: i64) -> Result<Vec<u8>, MetaError> {
+    let mut key = usage_minute_prefix(tenant)?;
+    key.extend_from_slice(time(ms)?.as_bytes());
+    Ok(key)
+}
+
+/// `usage-hour/<tenant>/<hour_ms:020>` → JSON `UsageCounts`: the roll-up of
+/// every minute record of that hour.
+pub fn usage_hour(tenant: &str, hour_ms: i64) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("usage-hour/{}/{}", segment(tenant)?, time(hour_ms)?).into_bytes())
+}
+
+/// `usage-hour/<tenant>/`: prefix of one tenant's hour records.
+pub fn usage_hour_prefix(tenant: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("usage-hour/{}/", segment(tenant)?).into_bytes())
+}
+
+/// Prefix of every roll-up marker.
+pub const ALL_USAGE_DIRTY: &[u8] = b"usage-dirty/";
+
+/// `usage-dirty/<hour_ms:020>/<tenant>` → a flush id: the hour's minute
+/// records changed since its roll-up was last written.
+pub fn usage_dirty(hour_ms: i64, tenant: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("usage-dirty/{}/{}", time(hour_ms)?, segment(tenant)?).into_bytes())
+}
+
+/// Prefix of every pruning marker.
+pub const ALL_USAGE_PRUNE: &[u8] = b"usage-prune/";
+
+/// `usage-prune/<hour_ms:020>/<tenant>` → empty: the hour is rolled up and
+/// its minute records can go once they are older than the retention.
+pub fn usage_prune(hour_ms: i64, tenant: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("usage-prune/{}/{}", time(hour_ms)?, segment(tenant)?).into_bytes())
+}
+
+/// Usage times are non-negative epoch milliseconds, 20 digits.
+fn time(ms: i64) -> Result<String, MetaError> {
+    if ms < 0 {
+        return Err(MetaError::Invalid(format!(
+            "usage time {ms} is before the Unix epoch"
+        )));
+    }
+    Ok(format!("{ms:020}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

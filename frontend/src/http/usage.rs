@@ -1,0 +1,261 @@
+//! `GET /v1/usage`: a tenant's metered usage (the bill), as JSON or CSV.
+//!
+//! A tenant admin sees its own tenant; a service admin sees any tenant
+//! (`x-strata-tenant`) or all of them (`all_tenants=true`).
+
+use axum::extract::State;
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use strata_common::usage::{Counter, HOUR_MS, UsageCounts};
+use strata_tenancy::{Granularity, Permission, UsageBucket};
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiError, ApiResult};
+use super::extract::Query;
+
+/// Default range when `start` is absent: the last 24 hours.
+const DEFAULT_RANGE_MS: i64 = 24 * HOUR_MS;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageParams {
+    /// RFC 3339 time (`2026-11-25T00:00:00Z`) or Unix milliseconds.
+    pub start: Option<String>,
+    pub end: Option<String>,
+    /// `minute`, `hour` (default) or `day`.
+    pub granularity: Option<String>,
+    /// `json` (default) or `csv`; `Accept: text/csv` also selects CSV.
+    pub format: Option<String>,
+    /// Service admins only: every tenant's usage.
+    #[serde(default)]
+    pub all_tenants: bool,
+}
+
+/// One bucket of one tenant's usage.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct UsageRow {
+    pub tenant: String,
+    /// Bucket start, RFC 3339 UTC.
+    pub start: String,
+    pub start_ms: i64,
+    pub requests: BTreeMap<String, u64>,
+    pub requests_total: u64,
+    pub published_messages: u64,
+    pub published_bytes: u64,
+    pub delivered_messages: u64,
+    pub delivered_bytes: u64,
+    pub redeliveries: u64,
+    pub hot_byte_seconds: u64,
+    pub cold_byte_seconds: u64,
+    pub hot_byte_hours: f64,
+    pub cold_byte_hours: f64,
+    pub object_puts: u64,
+    pub object_gets: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UsageReply {
+    pub granularity: String,
+    pub start: String,
+    pub end: String,
+    /// Buckets with any usage, by tenant then time.
+    pub usage: Vec<UsageRow>,
+    /// Per tenant, the sum over the range (`start` is the range start).
+    pub totals: Vec<UsageRow>,
+}
+
+fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn parse_time(name: &str, text: &str) -> ApiResult<i64> {
+    if let Ok(ms) = text.parse::<i64>() {
+        if ms < 0 {
+            return Err(ApiError::invalid(format!("{name} must not be before 1970")));
+        }
+        return Ok(ms);
+    }
+    let t = humantime::parse_rfc3339_weak(text).map_err(|e| {
+        ApiError::invalid(format!(
+            "{name} {text:?} is neither Unix milliseconds nor an RFC 3339 time: {e}"
+        ))
+    })?;
+    let since = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| ApiError::invalid(format!("{name} must not be before 1970")))?;
+    Ok(since.as_millis() as i64)
+}
+
+fn row(tenant: &str, start_ms: i64, c: &UsageCounts) -> UsageRow {
+    UsageRow {
+        tenant: tenant.to_string(),
+        start: rfc3339(start_ms),
+        start_ms,
+        requests: c.requests.clone(),
+        requests_total: c.requests_total(),
+        published_messages: c.published_messages,
+        published_bytes: c.published_bytes,
+        delivered_messages: c.delivered_messages,
+        delivered_bytes: c.delivered_bytes,
+        redeliveries: c.redeliveries,
+        hot_byte_seconds: c.hot_byte_seconds,
+        cold_byte_seconds: c.cold_byte_seconds,
+        hot_byte_hours: c.hot_byte_seconds as f64 / 3600.0,
+        cold_byte_hours: c.cold_byte_seconds as f64 / 3600.0,
+        object_puts: c.object_puts,
+        object_gets: c.object_gets,
+    }
+}
+
+pub async fn get_usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Query(params): Query<UsageParams>,
+) -> ApiResult<Response> {
+    caller.require(Permission::ManageTenant)?;
+    let granularity = Granularity::parse(params.granularity.as_deref().unwrap_or("hour"))?;
+    let csv = match params.format.as_deref() {
+        Some("csv") => true,
+        Some("json") => false,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "format {other:?} is not one of \"json\", \"csv\""
+            )));
+        }
+        None => headers
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/csv")),
+    };
+    let now = state.engine.clock().now_ms();
+    let end = match &params.end {
+        Some(t) => parse_time("end", t)?,
+        None => now,
+    };
+    let start = match &params.start {
+        Some(t) => parse_time("start", t)?,
+        None => end.saturating_sub(DEFAULT_RANGE_MS),
+    };
+    let tenants = if params.all_tenants {
+        caller.require(Permission::ManageService)?;
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        for t in state.credentials.list_tenants().await? {
+            names.insert(t.name);
+        }
+        names.into_iter().collect()
+    } else {
+        vec![caller.tenant.clone()]
+    };
+    let mut usage = Vec::new();
+    let mut totals = Vec::new();
+    for tenant in &tenants {
+        let buckets: Vec<UsageBucket> = state.usage.query(tenant, start, end, granularity).await?;
+        let mut total = UsageCounts::default();
+        for b in &buckets {
+            total.merge(&b.counts);
+            usage.push(row(tenant, b.start_ms, &b.counts));
+        }
+        totals.push(row(tenant, start, &total));
+    }
+    if csv {
+        let mut response = to_csv(granularity, &usage).into_response();
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/csv; charset=utf-8"),
+        );
+        return Ok(response);
+    }
+    Ok(axum::Json(UsageReply {
+        granularity: granularity.as_str().to_string(),
+        start: rfc3339(start),
+        end: rfc3339(end),
+        usage,
+        totals,
+    })
+    .into_response())
+}
+
+/// One line per bucket; one `requests.<operation>` column per operation
+/// that appears anywhere in the result.
+fn to_csv(granularity: Granularity, rows: &[UsageRow]) -> String {
+    let ops: BTreeSet<&String> = rows.iter().flat_map(|r| r.requests.keys()).collect();
+    let mut out = String::from("tenant,start,start_ms,granularity,requests_total");
+    for c in Counter::ALL {
+        out.push(',');
+        out.push_str(c.name());
+    }
+    out.push_str(",hot_byte_hours,cold_byte_hours");
+    for op in &ops {
+        out.push_str(",requests.");
+        out.push_str(op);
+    }
+    out.push('\n');
+    for r in rows {
+        let values = [
+            r.published_messages,
+            r.published_bytes,
+            r.delivered_messages,
+            r.delivered_bytes,
+            r.redeliveries,
+            r.hot_byte_seconds,
+            r.cold_byte_seconds,
+            r.object_puts,
+            r.object_gets,
+        ];
+        out.push_str(&format!(
+            "{},{},{},{},{}",
+            r.tenant,
+            r.start,
+            r.start_ms,
+            granularity.as_str(),
+            r.requests_total
+        ));
+        for v in values {
+            out.push_str(&format!(",{v}"));
+        }
+        out.push_str(&format!(
+            ",{:.6},{:.6}",
+            r.hot_byte_hours, r.cold_byte_hours
+        ));
+        for op in &ops {
+            out.push_str(&format!(",{}", r.requests.get(*op).copied().unwrap_or(0)));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_columns_follow_the_counters() {
+        let mut c = UsageCounts::default();
+        c.add_request("publish");
+        c.add(Counter::PublishedMessages, 2);
+        let text = to_csv(Granularity::Hour, &[row("a", 0, &c)]);
+        let mut lines = text.lines();
+        let header: Vec<_> = lines.next().unwrap().split(',').collect();
+        let values: Vec<_> = lines.next().unwrap().split(',').collect();
+        assert_eq!(header.len(), values.len());
+        let at = |name: &str| values[header.iter().position(|h| *h == name).unwrap()];
+        assert_eq!(at("published_messages"), "2");
+        assert_eq!(at("requests.publish"), "1");
+        assert_eq!(at("start"), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn times_parse_both_ways() {
+        assert_eq!(parse_time("start", "1000").unwrap(), 1000);
+        assert_eq!(parse_time("start", "1970-01-01T00:00:01Z").unwrap(), 1000);
+        assert!(parse_time("start", "yesterday").is_err());
+        assert!(parse_time("start", "-5").is_err());
+    }
+}
