@@ -233,6 +233,39 @@ fn topic_produce_consume_group_status() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("TOPIC_NOT_FOUND"));
     let bad = cli(&url, &["topic", "create", "bad.name"], None);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("INVALID_NAME"));
+
+    // Usage: a graceful stop writes every count; after a restart the CLI
+    // shows the admin tenant's publishes (JSON, table, CSV for all tenants).
+    server.stop();
+    let server = Server::start(dir.path(), &[]);
+    let url = server.url.clone();
+    let usage = json_lines(&ok(&cli(
+        &url,
+        &["usage", "--start", "24h", "--granularity", "day", "--json"],
+        None,
+    )));
+    let totals = &usage[0]["totals"][0];
+    assert!(
+        totals["published_messages"].as_u64().unwrap() > 0,
+        "{totals}"
+    );
+    assert!(totals["requests"]["publish"].as_u64().unwrap() > 0);
+    let table = ok(&cli(&url, &["usage"], None));
+    assert!(
+        table.contains("PUB MSGS") && table.contains("TOTAL"),
+        "{table}"
+    );
+    let csv = ok(&cli(
+        &url,
+        &["usage", "--all-tenants", "--format", "csv"],
+        None,
+    ));
+    assert!(csv.starts_with("tenant,start,"), "{csv}");
+    let me = json_lines(&ok(&cli(&url, &["whoami", "--json"], None)));
+    let own = format!("\n{},", me[0]["tenant"].as_str().unwrap());
+    assert!(csv.contains(&own), "no row for the admin's tenant: {csv}");
+    let bad = cli(&url, &["usage", "--granularity", "week"], None);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("INVALID_ARGUMENT"));
     server.stop();
 }
 
@@ -270,7 +303,7 @@ fn help_explains_every_command() {
         .unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     for cmd in [
-        "serve", "topic", "produce", "consume", "group", "status", "config",
+        "serve", "topic", "produce", "consume", "group", "status", "config", "usage",
     ] {
         assert!(help.contains(cmd), "--help lacks {cmd}");
     }

@@ -1,0 +1,144 @@
+//! The engine bills object-store requests and stored bytes to the tenant
+//! whose data caused them, exactly: the per-tenant counts add up to the
+//! object store's own request counters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use strata_common::usage::UsageCounts;
+use strata_common::{Message, SystemClock};
+use strata_engine::{Engine, EngineConfig, MessageType, PublishMessage, Retention};
+
+fn config(dir: &std::path::Path) -> EngineConfig {
+    let mut c = EngineConfig::new(dir);
+    c.wal_segment_bytes = 16 * 1024;
+    c.wal_max_bytes = 4 << 20;
+    c.target_block_bytes = 4 * 1024;
+    c.upload_interval = Duration::from_secs(3600);
+    c.upload_trigger_bytes = u64::MAX;
+    c.retention_interval = Duration::from_secs(3600);
+    c.block_cache.disk_dir = None;
+    c.merge_min_ranges = 2;
+    c.merge_small_range_bytes = 1 << 20;
+    c
+}
+
+fn message(queue: u32, i: usize) -> PublishMessage {
+    let mut rng = fastrand::Rng::with_seed(i as u64);
+    PublishMessage {
+        queue: Some(queue),
+        message: Message {
+            id: format!("m{i:05}"),
+            body: Bytes::from(
+                (0..300)
+                    .map(|_| rng.alphanumeric() as u8)
+                    .collect::<Vec<u8>>(),
+            ),
+            ..Message::default()
+        },
+    }
+}
+
+/// Enough 300-byte messages to fill and seal several 16 KiB WAL segments,
+/// so an upload releases them and reads must go to object storage.
+const N: usize = 200;
+
+fn usage(engine: &Engine, tenant: &str) -> UsageCounts {
+    engine
+        .meter()
+        .totals()
+        .get(tenant)
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn upload_all(engine: &Engine) {
+    while engine.upload_lag_bytes() > 0 {
+        engine.upload_once().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_requests_and_storage_are_billed_to_the_owning_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path()), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    for tenant in ["a", "b"] {
+        engine
+            .create_topic(
+                tenant,
+                "t",
+                1,
+                MessageType::Normal,
+                Some(Retention::Unlimited),
+            )
+            .await
+            .unwrap();
+    }
+    // One batch each: blocks hold whole batches, so a's data spans blocks.
+    for i in 0..N {
+        engine.publish("a", "t", vec![message(0, i)]).await.unwrap();
+    }
+    engine
+        .publish("b", "t", vec![message(0, 9999)])
+        .await
+        .unwrap();
+    assert_eq!(usage(&engine, "a").published_messages, N as u64);
+    assert_eq!(usage(&engine, "a").published_bytes, N as u64 * (6 + 300));
+    assert_eq!(usage(&engine, "b").published_bytes, 6 + 300);
+
+    // Hot bytes are the tenant's WAL batches; nothing is cold yet.
+    let stored = engine.stored_bytes_by_tenant();
+    assert!(
+        stored["a"].hot > N as u64 * 300 && stored["a"].cold == 0,
+        "{stored:?}"
+    );
+    assert!(stored["b"].hot > 300 && stored["b"].hot < stored["a"].hot);
+
+    // One upload object holds both tenants' data: one PUT billed to each.
+    let puts_before = engine.object_store().metrics().puts;
+    engine.upload_once().await.unwrap();
+    assert_eq!(engine.object_store().metrics().puts - puts_before, 1);
+    assert_eq!(usage(&engine, "a").object_puts, 1);
+    assert_eq!(usage(&engine, "b").object_puts, 1);
+    let stored = engine.stored_bytes_by_tenant();
+    assert!(stored["a"].cold > 0, "{stored:?}");
+
+    // A cold read by tenant a: every GET it causes is billed to a alone.
+    let gets_before = engine.object_store().metrics().gets;
+    let mut offset = 0;
+    while offset < N as u64 {
+        let r = engine
+            .read("a", "t", 0, offset, 1000, Duration::ZERO)
+            .await
+            .unwrap();
+        offset = r.next_offset;
+    }
+    let gets = engine.object_store().metrics().gets - gets_before;
+    assert!(gets >= 2, "{N} x 300 bytes span many 4 KiB blocks: {gets}");
+    assert_eq!(usage(&engine, "a").object_gets, gets);
+    assert_eq!(usage(&engine, "b").object_gets, 0);
+    assert_eq!(usage(&engine, "a").delivered_messages, N as u64);
+
+    // A merge of a's ranges is one more PUT for a (its GETs too).
+    // (Two more small uploads: the newest range is never merged.)
+    for i in [N, N + 1] {
+        engine.publish("a", "t", vec![message(0, i)]).await.unwrap();
+        upload_all(&engine).await;
+    }
+    let before = engine.object_store().metrics();
+    let (a_before, b_before) = (usage(&engine, "a"), usage(&engine, "b"));
+    assert_eq!(engine.merge_small_ranges().await.unwrap(), 1);
+    let after = engine.object_store().metrics();
+    let (a_after, b_after) = (usage(&engine, "a"), usage(&engine, "b"));
+    assert_eq!(after.puts - before.puts, 1);
+    assert_eq!(a_after.object_puts - a_before.object_puts, 1);
+    assert_eq!(
+        a_after.object_gets - a_before.object_gets,
+        after.gets - before.gets
+    );
+    assert_eq!(b_after, b_before, "tenant b paid nothing for a's merge");
+    engine.close().await.unwrap();
+}
