@@ -97,8 +97,11 @@ pub struct HttpConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcConfig {
-    /// Reserved for the RocketMQ 5 compatible gRPC API.
+    /// Listen address of the RocketMQ 5 compatible gRPC API.
     pub addr: String,
+    /// HOST:PORT that route answers tell clients to connect to; empty =
+    /// the listening address (an unspecified IP becomes 127.0.0.1).
+    pub advertise_addr: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,6 +202,7 @@ impl Default for Config {
             },
             grpc: GrpcConfig {
                 addr: "127.0.0.1:8081".into(),
+                advertise_addr: String::new(),
             },
             wal: WalSection {
                 segment_bytes: engine.wal_segment_bytes,
@@ -326,6 +330,14 @@ impl Default for LogSection {
     }
 }
 
+/// Splits an advertised `HOST:PORT` (IPv6 hosts in brackets).
+pub fn advertised(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| (host.to_string(), port))
+}
+
 /// Parses "unlimited" or a human duration ("72h", "7days", "30m").
 pub fn parse_retention(text: &str) -> Result<Retention, String> {
     if text.eq_ignore_ascii_case("unlimited") {
@@ -408,6 +420,12 @@ impl Config {
         }
         if self.grpc.addr.parse::<SocketAddr>().is_err() {
             return bad(format!("grpc.addr {:?} is not HOST:PORT", self.grpc.addr));
+        }
+        if !self.grpc.advertise_addr.is_empty() && advertised(&self.grpc.advertise_addr).is_none() {
+            return bad(format!(
+                "grpc.advertise_addr {:?} is not HOST:PORT",
+                self.grpc.advertise_addr
+            ));
         }
         if self.wal.segment_bytes < 4096 || self.wal.max_bytes < 2 * self.wal.segment_bytes {
             return bad(format!(

@@ -34,6 +34,8 @@ pub enum ServerError {
     DataDir { dir: String, source: std::io::Error },
     #[error("HTTP server failed: {0}")]
     Http(std::io::Error),
+    #[error("gRPC server failed: {0}")]
+    Grpc(String),
     #[error("metadata store: {0}")]
     Metadata(#[from] strata_metadata::MetaError),
     #[error("credentials: {0}")]
@@ -44,6 +46,9 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct Running {
     pub http_addr: SocketAddr,
+    /// Where the RocketMQ 5 gRPC API listens.
+    pub grpc_addr: SocketAddr,
+    grpc_task: JoinHandle<Result<(), ServerError>>,
     pub engine: Arc<Engine>,
     metering: MeteringTasks,
     stop: watch::Sender<bool>,
@@ -65,6 +70,13 @@ impl Running {
             Ok(r) => r,
             Err(e) => Err(ServerError::Http(std::io::Error::other(e.to_string()))),
         };
+        // The HTTP server stopped: stop gRPC too (it shares the signal).
+        self.stop.send_replace(true);
+        let grpc = match self.grpc_task.await {
+            Ok(r) => r,
+            Err(e) => Err(ServerError::Grpc(e.to_string())),
+        };
+        let result = result.and(grpc);
         self.engine.close().await?;
         self.metering.finish().await;
         result
@@ -137,6 +149,13 @@ pub async fn start_with_clock(
             source,
         })?;
     let http_addr = listener.local_addr().map_err(ServerError::Http)?;
+    let grpc_listener = TcpListener::bind(&config.grpc.addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.grpc.addr.clone(),
+            source,
+        })?;
+    let grpc_addr = grpc_listener.local_addr().map_err(ServerError::Http)?;
     let state = AppState {
         engine: engine.clone(),
         metrics: Arc::new(Metrics::new(Some(TenantCollector {
@@ -152,8 +171,39 @@ pub async fn start_with_clock(
             max_clock_skew_ms: i64::try_from(config.auth.max_clock_skew_ms).unwrap_or(i64::MAX),
         },
     };
+    let advertised = match crate::config::advertised(&config.grpc.advertise_addr) {
+        Some(a) => a,
+        None if grpc_addr.ip().is_unspecified() => ("127.0.0.1".to_string(), grpc_addr.port()),
+        None => (grpc_addr.ip().to_string(), grpc_addr.port()),
+    };
+    let grpc_state = strata_grpc::GrpcState {
+        engine: engine.clone(),
+        credentials: state.credentials.clone(),
+        limiter: state.limiter.clone(),
+        max_clock_skew_ms: state.auth.max_clock_skew_ms,
+        anonymous: state.auth.anonymous,
+        advertised,
+    };
+    let config_max_request_bytes = config.http.max_request_bytes;
     let app = http::router(state, config.http.max_request_bytes);
     let (stop, mut stopped) = watch::channel(false);
+    let mut grpc_stopped = stopped.clone();
+    let mut grpc_engine_down = engine.shutdown_signal();
+    let grpc_task = tokio::spawn(async move {
+        strata_grpc::serve(
+            grpc_listener,
+            grpc_state,
+            config_max_request_bytes,
+            async move {
+                tokio::select! {
+                    _ = grpc_stopped.wait_for(|s| *s) => {}
+                    _ = grpc_engine_down.wait_for(|s| *s) => {}
+                }
+            },
+        )
+        .await
+        .map_err(|e| ServerError::Grpc(e.to_string()))
+    });
     let mut engine_down = engine.shutdown_signal();
     let draining = engine.clone();
     let task = tokio::spawn(async move {
@@ -172,11 +222,14 @@ pub async fn start_with_clock(
     });
     tracing::info!(
         http = %http_addr,
+        grpc = %grpc_addr,
         data_dir = %config.data_dir.display(),
         "Strata is serving"
     );
     Ok(Running {
         http_addr,
+        grpc_addr,
+        grpc_task,
         engine,
         metering,
         stop,
@@ -224,8 +277,9 @@ pub async fn run_until_signal(config: Config) -> Result<(), ServerError> {
     let credentials_file = config.credentials_path();
     let running = start(config).await?;
     eprintln!(
-        "Strata is serving HTTP on http://{} (Ctrl-C to stop); admin credential in {}",
+        "Strata is serving HTTP on http://{} and RocketMQ gRPC on {} (Ctrl-C to stop); admin credential in {}",
         running.http_addr,
+        running.grpc_addr,
         credentials_file.display()
     );
     let stop = running.stopper();

@@ -115,7 +115,7 @@ pub struct ServeArgs {
     /// HTTP API listen address, HOST:PORT [default: 127.0.0.1:8080].
     #[arg(long)]
     pub http_addr: Option<String>,
-    /// gRPC (RocketMQ 5 API) listen address, reserved [default: 127.0.0.1:8081].
+    /// RocketMQ 5 gRPC API listen address [default: 127.0.0.1:8081].
     #[arg(long)]
     pub grpc_addr: Option<String>,
     /// TOML config file; see config/strata.example.toml for every key.

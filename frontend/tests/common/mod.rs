@@ -19,6 +19,7 @@ pub fn config(dir: &Path) -> Config {
         ..Config::default()
     };
     c.http.addr = "127.0.0.1:0".into();
+    c.grpc.addr = "127.0.0.1:0".into();
     // Small segments keep the test directories small.
     c.wal.segment_bytes = 4 << 20;
     c.wal.max_bytes = 64 << 20;

@@ -1,0 +1,655 @@
+//! The RocketMQ 5 gRPC API of a running node, driven with a generated
+//! client: routes, sends, Telemetry settings, authentication, tenant
+//! isolation on every RPC, and malformed requests (refused, nothing changed).
+
+mod common;
+
+use common::{Actor, TestServer};
+use serde_json::json;
+use strata_grpc::pb::messaging_service_client::MessagingServiceClient;
+use strata_grpc::pb::{self, Code};
+use strata_tenancy::{SecretKey, format_date_time, sign};
+use tonic::transport::Channel;
+
+/// How a request is signed.
+#[derive(Clone)]
+enum Auth {
+    None,
+    /// MQv2-HMAC-SHA1 over x-mq-date-time at `skew_ms` from now.
+    Hmac {
+        ak: String,
+        sk: String,
+        skew_ms: i64,
+        upper: bool,
+    },
+    Raw(&'static str),
+}
+
+fn hmac(actor: &Actor) -> Auth {
+    Auth::Hmac {
+        ak: actor.access_key.clone(),
+        sk: actor.secret_key.clone(),
+        skew_ms: 0,
+        upper: false,
+    }
+}
+
+fn request<T>(auth: &Auth, namespace: Option<&str>, body: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(body);
+    let md = r.metadata_mut();
+    match auth {
+        Auth::None => {}
+        Auth::Raw(v) => {
+            md.insert("authorization", v.parse().unwrap());
+        }
+        Auth::Hmac {
+            ak,
+            sk,
+            skew_ms,
+            upper,
+        } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64;
+            let date = format_date_time(now + skew_ms);
+            let mut signature = sign(&SecretKey::new(sk.clone()), &date);
+            if *upper {
+                signature = signature.to_uppercase();
+            }
+            md.insert("x-mq-date-time", date.parse().unwrap());
+            md.insert(
+                "authorization",
+                format!(
+                    "MQv2-HMAC-SHA1 Credential={ak}, SignedHeaders=x-mq-date-time, Signature={signature}"
+                )
+                .parse()
+                .unwrap(),
+            );
+        }
+    }
+    if let Some(ns) = namespace {
+        md.insert("x-mq-namespace", ns.parse().unwrap());
+    }
+    r
+}
+
+async fn client(s: &TestServer) -> MessagingServiceClient<Channel> {
+    let addr = s.running().grpc_addr;
+    MessagingServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("gRPC connect")
+}
+
+fn resource(name: &str) -> Option<pb::Resource> {
+    Some(pb::Resource {
+        resource_namespace: String::new(),
+        name: name.into(),
+    })
+}
+
+fn message(topic: &str, body: &[u8], queue: i32) -> pb::Message {
+    pb::Message {
+        topic: resource(topic),
+        user_properties: [("color".to_string(), "red".to_string())].into(),
+        system_properties: Some(pb::SystemProperties {
+            tag: Some("TagA".into()),
+            keys: vec!["order-1".into()],
+            message_id: format!("MSG{:016X}", fastrand::u64(..)),
+            message_type: pb::MessageType::Normal as i32,
+            queue_id: queue,
+            ..Default::default()
+        }),
+        body: body.to_vec(),
+    }
+}
+
+fn code(status: &Option<pb::Status>) -> Code {
+    Code::try_from(status.as_ref().expect("status").code).expect("known code")
+}
+
+struct World {
+    s: TestServer,
+    a_admin: Actor,
+    a_publisher: Actor,
+    b_publisher: Actor,
+    b_consumer: Actor,
+}
+
+async fn world() -> World {
+    let s = TestServer::start().await;
+    s.create_tenant("acme").await;
+    s.create_tenant("bolt").await;
+    let a_admin = s.create_key("acme", "tenant-admin").await;
+    a_admin
+        .post_json("/v1/topics", &json!({"name": "orders", "queues": 4}))
+        .await
+        .expect(201);
+    let a_publisher = s.create_key("acme", "publisher").await;
+    let b_publisher = s.create_key("bolt", "publisher").await;
+    let b_consumer = s.create_key("bolt", "consumer").await;
+    World {
+        s,
+        a_admin,
+        a_publisher,
+        b_publisher,
+        b_consumer,
+    }
+}
+
+async fn queue_ends(a: &Actor) -> Vec<u64> {
+    let d = a.get("/v1/topics/orders").await.expect(200);
+    d["queue_stats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["end_offset"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_and_send_with_hmac_then_read_over_http() {
+    let w = world().await;
+    let mut c = client(&w.s).await;
+    let auth = hmac(&w.a_publisher);
+    let route = c
+        .query_route(request(
+            &auth,
+            None,
+            pb::QueryRouteRequest {
+                topic: resource("orders"),
+                endpoints: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&route.status), Code::Ok);
+    assert_eq!(route.message_queues.len(), 4);
+    let q = &route.message_queues[2];
+    assert_eq!(q.id, 2);
+    assert_eq!(q.permission, pb::Permission::ReadWrite as i32);
+    assert_eq!(q.accept_message_types, [pb::MessageType::Normal as i32]);
+    let endpoints = q.broker.as_ref().unwrap().endpoints.as_ref().unwrap();
+    assert_eq!(endpoints.scheme, pb::AddressScheme::IPv4 as i32);
+    assert_eq!(
+        endpoints.addresses[0].port,
+        i32::from(w.s.running().grpc_addr.port())
+    );
+
+    let messages = vec![
+        message("orders", b"first", 2),
+        message("orders", b"second", 2),
+    ];
+    let ids: Vec<String> = messages
+        .iter()
+        .map(|m| m.system_properties.as_ref().unwrap().message_id.clone())
+        .collect();
+    let sent = c
+        .send_message(request(
+            &auth,
+            Some("acme"),
+            pb::SendMessageRequest { messages },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&sent.status), Code::Ok, "{sent:?}");
+    let offsets: Vec<i64> = sent.entries.iter().map(|e| e.offset).collect();
+    assert_eq!(offsets, [0, 1]);
+    assert_eq!(sent.entries[0].message_id, ids[0]);
+
+    let read = w
+        .a_admin
+        .get("/v1/topics/orders/queues/2/messages?offset=0")
+        .await
+        .expect(200);
+    let got = &read["messages"];
+    assert_eq!(got[0]["body"], "first");
+    assert_eq!(got[1]["body"], "second");
+    assert_eq!(got[0]["id"], json!(ids[0]));
+    assert_eq!(got[0]["key"], "order-1");
+    assert_eq!(got[0]["tag"], "TagA");
+    assert_eq!(got[0]["properties"]["color"], "red");
+
+    // Uppercase hex signatures (the Node.js SDK) and bearer tokens work too.
+    let upper = Auth::Hmac {
+        ak: w.a_publisher.access_key.clone(),
+        sk: w.a_publisher.secret_key.clone(),
+        skew_ms: 0,
+        upper: true,
+    };
+    let r = c
+        .heartbeat(request(&upper, None, pb::HeartbeatRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&r.status), Code::Ok);
+    let usage = w.s.running().engine.meter().totals();
+    assert_eq!(usage["acme"].requests["SendMessage"], 1);
+    assert_eq!(usage["acme"].requests["QueryRoute"], 1);
+    assert_eq!(usage["acme"].published_messages, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_answers_settings_at_once() {
+    let w = world().await;
+    let mut c = client(&w.s).await;
+    let settings = pb::Settings {
+        client_type: Some(pb::ClientType::Producer as i32),
+        pub_sub: Some(pb::settings::PubSub::Publishing(pb::Publishing {
+            topics: vec![resource("orders").unwrap()],
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let outbound = tokio_stream::iter(vec![pb::TelemetryCommand {
+        status: None,
+        command: Some(pb::telemetry_command::Command::Settings(settings)),
+    }]);
+    let mut replies = c
+        .telemetry(request(&hmac(&w.a_publisher), None, outbound))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.message().await.unwrap().expect("a settings reply");
+    assert_eq!(code(&reply.status), Code::Ok);
+    let Some(pb::telemetry_command::Command::Settings(s)) = reply.command else {
+        panic!("settings expected: {reply:?}");
+    };
+    let Some(pb::settings::PubSub::Publishing(p)) = s.pub_sub else {
+        panic!("publishing expected");
+    };
+    assert_eq!(p.max_body_size, 1 << 20);
+    assert!(matches!(
+        s.backoff_policy.unwrap().strategy,
+        Some(pb::retry_policy::Strategy::ExponentialBackoff(_))
+    ));
+
+    // Without credentials the stream is refused outright.
+    let refused = c
+        .telemetry(request(&Auth::None, None, tokio_stream::iter(vec![])))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_are_refused_with_unauthorized() {
+    let w = world().await;
+    let mut c = client(&w.s).await;
+    let p = &w.a_publisher;
+    let wrong_secret = Auth::Hmac {
+        ak: p.access_key.clone(),
+        sk: "not-the-secret".into(),
+        skew_ms: 0,
+        upper: false,
+    };
+    let unknown = Auth::Hmac {
+        ak: "STRAUNKNOWNKEY000".into(),
+        sk: p.secret_key.clone(),
+        skew_ms: 0,
+        upper: false,
+    };
+    let expired = Auth::Hmac {
+        ak: p.access_key.clone(),
+        sk: p.secret_key.clone(),
+        skew_ms: -3_600_000,
+        upper: false,
+    };
+    let revoked = w.s.create_key("acme", "publisher").await;
+    w.s.delete(&format!("/v1/keys/{}", revoked.access_key))
+        .await
+        .expect(200);
+    for (what, auth) in [
+        ("missing", Auth::None),
+        ("malformed", Auth::Raw("MQv2-HMAC-SHA1 garbage")),
+        ("bad signature", wrong_secret),
+        ("unknown key", unknown),
+        ("expired date-time", expired),
+        ("revoked key", hmac(&revoked)),
+    ] {
+        let r = c
+            .query_route(request(
+                &auth,
+                None,
+                pb::QueryRouteRequest {
+                    topic: resource("orders"),
+                    endpoints: None,
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(code(&r.status), Code::Unauthorized, "{what}: {r:?}");
+        assert!(r.message_queues.is_empty());
+    }
+}
+
+/// Tenant B's keys against tenant A's topic get what a topic that exists
+/// nowhere gets, on every RPC; A's data is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_b_learns_nothing_about_tenant_a_over_grpc() {
+    let w = world().await;
+    let mut c = client(&w.s).await;
+    let before = queue_ends(&w.a_admin).await;
+    for actor in [&w.b_publisher, &w.b_consumer] {
+        let auth = hmac(actor);
+        for topic in ["orders", "no-such-topic"] {
+            // The answers name the topic asked for; otherwise they must match.
+            let named = |v: Vec<(&'static str, i32, String)>, name: &str| -> Vec<_> {
+                v.into_iter()
+                    .map(|(rpc, code, text)| (rpc, code, text.replace(name, "<topic>")))
+                    .collect()
+            };
+            let answers = named(every_rpc(&mut c, &auth, None, topic).await, topic);
+            let nowhere = named(
+                every_rpc(&mut c, &auth, None, "no-such-topic").await,
+                "no-such-topic",
+            );
+            assert_eq!(answers, nowhere, "{} on {topic}", actor.role);
+            for (rpc, code, text) in &answers {
+                assert!(!text.contains("acme"), "{rpc} revealed tenant A: {text}");
+                assert_ne!(
+                    *code,
+                    Code::Ok as i32,
+                    "{rpc} succeeded on another tenant's topic"
+                );
+            }
+        }
+        // Naming A's namespace is refused outright.
+        let answers = every_rpc(&mut c, &auth, Some("acme"), "orders").await;
+        for (rpc, code, _) in answers {
+            assert_eq!(code, Code::Forbidden as i32, "{rpc} with namespace acme");
+        }
+    }
+    assert_eq!(queue_ends(&w.a_admin).await, before, "tenant A changed");
+}
+
+/// (rpc, body code, body message) for each RPC of the service.
+async fn every_rpc(
+    c: &mut MessagingServiceClient<Channel>,
+    auth: &Auth,
+    ns: Option<&str>,
+    topic: &str,
+) -> Vec<(&'static str, i32, String)> {
+    let st = |s: Option<pb::Status>| {
+        let s = s.unwrap_or_default();
+        (s.code, s.message)
+    };
+    let group = resource("g");
+    let queue = Some(pb::MessageQueue {
+        topic: resource(topic),
+        id: 0,
+        ..Default::default()
+    });
+    let mut out = Vec::new();
+    let r = c
+        .query_route(request(
+            auth,
+            ns,
+            pb::QueryRouteRequest {
+                topic: resource(topic),
+                endpoints: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (code, msg) = st(r.status);
+    out.push(("QueryRoute", code, format!("{msg} {:?}", r.message_queues)));
+    let r = c
+        .send_message(request(
+            auth,
+            ns,
+            pb::SendMessageRequest {
+                messages: vec![message(topic, b"b-was-here", 0)],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (code, msg) = st(r.status);
+    out.push(("SendMessage", code, format!("{msg} {:?}", r.entries)));
+    let r = c
+        .query_assignment(request(
+            auth,
+            ns,
+            pb::QueryAssignmentRequest {
+                topic: resource(topic),
+                group: group.clone(),
+                endpoints: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (code, msg) = st(r.status);
+    out.push(("QueryAssignment", code, msg));
+    let mut s = c
+        .receive_message(request(
+            auth,
+            ns,
+            pb::ReceiveMessageRequest {
+                group: group.clone(),
+                message_queue: queue.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = s.message().await.unwrap().and_then(|m| m.content);
+    let (code, msg) = match first {
+        Some(pb::receive_message_response::Content::Status(s)) => (s.code, s.message),
+        other => (0, format!("{other:?}")),
+    };
+    out.push(("ReceiveMessage", code, msg));
+    let r = c
+        .ack_message(request(
+            auth,
+            ns,
+            pb::AckMessageRequest {
+                group: group.clone(),
+                topic: resource(topic),
+                entries: vec![pb::AckMessageEntry {
+                    message_id: "m".into(),
+                    receipt_handle: "h".into(),
+                    lite_topic: None,
+                }],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (code, msg) = st(r.status);
+    out.push(("AckMessage", code, msg));
+    let r = c
+        .change_invisible_duration(request(
+            auth,
+            ns,
+            pb::ChangeInvisibleDurationRequest {
+                group: group.clone(),
+                topic: resource(topic),
+                receipt_handle: "h".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (code, msg) = st(r.status);
+    out.push(("ChangeInvisibleDuration", code, msg));
+    let r = c
+        .forward_message_to_dead_letter_queue(request(
+            auth,
+            ns,
+            pb::ForwardMessageToDeadLetterQueueRequest {
+                group: group.clone(),
+                topic: resource(topic),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (code, msg) = st(r.status);
+    out.push(("ForwardMessageToDeadLetterQueue", code, msg));
+    let r = c
+        .end_transaction(request(
+            auth,
+            ns,
+            pb::EndTransactionRequest {
+                topic: resource(topic),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (code, msg) = st(r.status);
+    out.push(("EndTransaction", code, msg));
+    let mut s = c
+        .pull_message(request(
+            auth,
+            ns,
+            pb::PullMessageRequest {
+                group: group.clone(),
+                message_queue: queue.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = s.message().await.unwrap().and_then(|m| m.content);
+    let (code, msg) = match first {
+        Some(pb::pull_message_response::Content::Status(s)) => (s.code, s.message),
+        other => (0, format!("{other:?}")),
+    };
+    out.push(("PullMessage", code, msg));
+    let r = c
+        .update_offset(request(
+            auth,
+            ns,
+            pb::UpdateOffsetRequest {
+                group: group.clone(),
+                message_queue: queue.clone(),
+                offset: 0,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (code, msg) = st(r.status);
+    out.push(("UpdateOffset", code, msg));
+    let r = c
+        .get_offset(request(
+            auth,
+            ns,
+            pb::GetOffsetRequest {
+                group: group.clone(),
+                message_queue: queue.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (code, msg) = st(r.status);
+    out.push(("GetOffset", code, msg));
+    let r = c
+        .query_offset(request(
+            auth,
+            ns,
+            pb::QueryOffsetRequest {
+                message_queue: queue.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (code, msg) = st(r.status);
+    out.push(("QueryOffset", code, msg));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_sends_are_refused_and_change_nothing() {
+    let w = world().await;
+    let mut c = client(&w.s).await;
+    let auth = hmac(&w.a_publisher);
+    let before = queue_ends(&w.a_admin).await;
+    let mut fifo = message("orders", b"x", 0);
+    if let Some(s) = fifo.system_properties.as_mut() {
+        s.message_type = pb::MessageType::Fifo as i32;
+        s.message_group = Some("g".into());
+    }
+    let mut reserved = message("orders", b"x", 0);
+    reserved
+        .user_properties
+        .insert("__mq.group".into(), "x".into());
+    let mut no_topic = message("orders", b"x", 0);
+    no_topic.topic = None;
+    let cases: Vec<(&str, Vec<pb::Message>, Code)> = vec![
+        ("no messages", vec![], Code::BadRequest),
+        ("no topic", vec![no_topic], Code::BadRequest),
+        (
+            "body over the limit",
+            vec![message("orders", &vec![b'z'; (1 << 20) + 1], 0)],
+            Code::MessageBodyTooLarge,
+        ),
+        (
+            "wrong type",
+            vec![fifo],
+            Code::MessagePropertyConflictWithType,
+        ),
+        (
+            "reserved property",
+            vec![reserved],
+            Code::IllegalMessagePropertyKey,
+        ),
+        (
+            "two topics",
+            vec![message("orders", b"x", 0), message("other", b"y", 0)],
+            Code::IllegalTopic,
+        ),
+        (
+            "unknown topic",
+            vec![message("nope", b"x", 0)],
+            Code::TopicNotFound,
+        ),
+    ];
+    for (what, messages, expected) in cases {
+        let r = c
+            .send_message(request(&auth, None, pb::SendMessageRequest { messages }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(code(&r.status), expected, "{what}: {r:?}");
+        assert!(r.entries.is_empty(), "{what}");
+    }
+    // A consumer key may not send.
+    let consumer = w.s.create_key("acme", "consumer").await;
+    let r = c
+        .send_message(request(
+            &hmac(&consumer),
+            None,
+            pb::SendMessageRequest {
+                messages: vec![message("orders", b"x", 0)],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&r.status), Code::Forbidden);
+    assert_eq!(queue_ends(&w.a_admin).await, before);
+
+    // RPCs this version does not serve say so (after authentication).
+    let r = c
+        .query_offset(request(&auth, None, pb::QueryOffsetRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&r.status), Code::NotImplemented);
+}

@@ -1,0 +1,239 @@
+//! RocketMQ messages ↔ Strata messages.
+//!
+//! Strata's message has an id, one key, a tag, properties and a body. The
+//! RocketMQ system properties Strata keeps beyond those travel as
+//! properties with the reserved prefix [`RESERVED_PREFIX`]; producers may
+//! not set such properties themselves.
+
+use bytes::Bytes;
+use strata_common::Message;
+use strata_engine::{MessageType, PublishMessage};
+
+use crate::failure::Failure;
+use crate::pb::{self, Code};
+
+/// Prefix of the properties that hold RocketMQ system properties.
+pub const RESERVED_PREFIX: &str = "__mq.";
+/// All keys, space-separated, when a message has more than one.
+pub const PROP_KEYS: &str = "__mq.keys";
+/// The FIFO message group.
+pub const PROP_GROUP: &str = "__mq.group";
+/// When the producer created the message (Unix ms).
+pub const PROP_BORN_MS: &str = "__mq.born_ms";
+/// The producer's host.
+pub const PROP_BORN_HOST: &str = "__mq.born_host";
+
+fn declared_type(m: &pb::Message) -> pb::MessageType {
+    m.system_properties
+        .as_ref()
+        .and_then(|s| pb::MessageType::try_from(s.message_type).ok())
+        .unwrap_or(pb::MessageType::Unspecified)
+}
+
+/// Checks that `m` may be published to a topic accepting `accepts`.
+fn check_type(index: usize, m: &pb::Message, accepts: MessageType) -> Result<(), Failure> {
+    let sys = m.system_properties.as_ref();
+    let declared = declared_type(m);
+    let has_group = sys.and_then(|s| s.message_group.as_ref()).is_some();
+    let has_delivery = sys.and_then(|s| s.delivery_timestamp.as_ref()).is_some();
+    let conflict = |why: String| {
+        Err(Failure::new(
+            Code::MessagePropertyConflictWithType,
+            format!("message {index}: {why}"),
+        ))
+    };
+    match accepts {
+        MessageType::Normal => {
+            if !matches!(
+                declared,
+                pb::MessageType::Normal | pb::MessageType::Unspecified
+            ) {
+                return conflict(format!(
+                    "the topic accepts NORMAL messages, not {}",
+                    declared.as_str_name()
+                ));
+            }
+            if has_group || has_delivery {
+                return conflict(
+                    "a NORMAL message carries neither a message group nor a delivery time".into(),
+                );
+            }
+            Ok(())
+        }
+        MessageType::Fifo => {
+            if declared != pb::MessageType::Fifo || !has_group {
+                return conflict(
+                    "the topic accepts FIFO messages, each with a message group".into(),
+                );
+            }
+            if has_delivery {
+                return conflict("a FIFO message carries no delivery time".into());
+            }
+            Ok(())
+        }
+        MessageType::Delay | MessageType::Transaction => Err(Failure::new(
+            Code::Unsupported,
+            format!(
+                "message {index}: {} topics are not served over gRPC by this server version",
+                accepts.as_str()
+            ),
+        )),
+    }
+}
+
+/// A RocketMQ message as a Strata publish, checked against the topic's
+/// message type and its queue count.
+pub fn to_publish(
+    index: usize,
+    m: pb::Message,
+    accepts: MessageType,
+    queues: u32,
+) -> Result<PublishMessage, Failure> {
+    check_type(index, &m, accepts)?;
+    let sys = m.system_properties.unwrap_or_default();
+    let mut properties: Vec<(String, String)> = Vec::with_capacity(m.user_properties.len() + 3);
+    for (name, value) in m.user_properties {
+        if name.starts_with(RESERVED_PREFIX) {
+            return Err(Failure::new(
+                Code::IllegalMessagePropertyKey,
+                format!(
+                    "message {index}: property names starting with {RESERVED_PREFIX:?} are reserved"
+                ),
+            ));
+        }
+        properties.push((name, value));
+    }
+    properties.sort();
+    if sys.keys.len() > 1 {
+        properties.push((PROP_KEYS.into(), sys.keys.join(" ")));
+    }
+    if let Some(group) = sys.message_group.filter(|g| !g.is_empty()) {
+        properties.push((PROP_GROUP.into(), group));
+    }
+    if let Some(born) = sys.born_timestamp {
+        let ms = born.seconds.saturating_mul(1000) + i64::from(born.nanos / 1_000_000);
+        properties.push((PROP_BORN_MS.into(), ms.to_string()));
+    }
+    if !sys.born_host.is_empty() {
+        properties.push((PROP_BORN_HOST.into(), sys.born_host));
+    }
+    if sys.keys.iter().any(|k| k.contains(' ')) {
+        return Err(Failure::new(
+            Code::IllegalMessageKey,
+            format!("message {index}: keys may not contain spaces"),
+        ));
+    }
+    let queue = u32::try_from(sys.queue_id).ok().filter(|q| *q < queues);
+    Ok(PublishMessage {
+        queue,
+        message: Message {
+            id: sys.message_id,
+            key: sys.keys.into_iter().next().filter(|k| !k.is_empty()),
+            tag: sys.tag.filter(|t| !t.is_empty()),
+            properties,
+            body: Bytes::from(m.body),
+        },
+    })
+}
+
+/// The protocol's name for a topic's message type.
+pub fn message_type(t: MessageType) -> pb::MessageType {
+    match t {
+        MessageType::Normal => pb::MessageType::Normal,
+        MessageType::Fifo => pb::MessageType::Fifo,
+        MessageType::Delay => pb::MessageType::Delay,
+        MessageType::Transaction => pb::MessageType::Transaction,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(t: pb::MessageType, group: Option<&str>) -> pb::Message {
+        pb::Message {
+            topic: None,
+            user_properties: [("b".to_string(), "2".to_string()), ("a".into(), "1".into())]
+                .into_iter()
+                .collect(),
+            system_properties: Some(pb::SystemProperties {
+                tag: Some("TagA".into()),
+                keys: vec!["k1".into(), "k2".into()],
+                message_id: "01ABC".into(),
+                message_type: t as i32,
+                message_group: group.map(str::to_string),
+                queue_id: 1,
+                born_host: "host-1".into(),
+                ..Default::default()
+            }),
+            body: b"hello".to_vec(),
+        }
+    }
+
+    #[test]
+    fn normal_messages_keep_what_strata_stores() {
+        let p = to_publish(
+            0,
+            msg(pb::MessageType::Normal, None),
+            MessageType::Normal,
+            4,
+        )
+        .unwrap();
+        assert_eq!(p.queue, Some(1));
+        assert_eq!(p.message.id, "01ABC");
+        assert_eq!(p.message.key.as_deref(), Some("k1"));
+        assert_eq!(p.message.tag.as_deref(), Some("TagA"));
+        assert_eq!(&p.message.body[..], b"hello");
+        let props: Vec<_> = p
+            .message
+            .properties
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(props, ["a", "b", PROP_KEYS, PROP_BORN_HOST]);
+        // A queue the topic does not have falls back to Strata's routing.
+        let p = to_publish(
+            0,
+            msg(pb::MessageType::Normal, None),
+            MessageType::Normal,
+            1,
+        )
+        .unwrap();
+        assert_eq!(p.queue, None);
+    }
+
+    #[test]
+    fn types_must_match_the_topic() {
+        let e = to_publish(
+            0,
+            msg(pb::MessageType::Fifo, Some("g")),
+            MessageType::Normal,
+            4,
+        );
+        assert_eq!(e.unwrap_err().code, Code::MessagePropertyConflictWithType);
+        let e = to_publish(0, msg(pb::MessageType::Fifo, None), MessageType::Fifo, 4);
+        assert_eq!(e.unwrap_err().code, Code::MessagePropertyConflictWithType);
+        let p = to_publish(
+            0,
+            msg(pb::MessageType::Fifo, Some("g")),
+            MessageType::Fifo,
+            4,
+        )
+        .unwrap();
+        assert!(
+            p.message
+                .properties
+                .contains(&(PROP_GROUP.into(), "g".into()))
+        );
+        let e = to_publish(0, msg(pb::MessageType::Delay, None), MessageType::Delay, 4);
+        assert_eq!(e.unwrap_err().code, Code::Unsupported);
+    }
+
+    #[test]
+    fn reserved_property_names_are_refused() {
+        let mut m = msg(pb::MessageType::Normal, None);
+        m.user_properties.insert("__mq.group".into(), "x".into());
+        let e = to_publish(0, m, MessageType::Normal, 4).unwrap_err();
+        assert_eq!(e.code, Code::IllegalMessagePropertyKey);
+    }
+}

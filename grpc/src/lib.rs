@@ -1,0 +1,44 @@
+//! The Apache RocketMQ 5 gRPC protocol (`apache.rocketmq.v2.MessagingService`)
+//! on top of the Strata engine, so the official RocketMQ 5 SDKs work
+//! against Strata unchanged.
+//!
+//! Layout: [`pb`] (generated from `proto/`), [`caller`] (authentication,
+//! tenant, quotas, metering), [`convert`] (messages), [`settings`]
+//! (Telemetry settings), [`failure`] (result codes), [`service`] (the RPCs).
+
+pub mod caller;
+pub mod convert;
+pub mod failure;
+pub mod service;
+pub mod settings;
+
+/// Types, client and server generated from `proto/` (package
+/// `apache.rocketmq.v2`).
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("apache.rocketmq.v2");
+}
+
+use std::future::Future;
+
+pub use caller::GrpcState;
+use pb::messaging_service_server::MessagingServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Serves the MessagingService on `listener` until `shutdown` completes.
+/// `max_request_bytes` bounds one decoded request (a SendMessage batch).
+pub async fn serve(
+    listener: TcpListener,
+    state: GrpcState,
+    max_request_bytes: usize,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let service = MessagingServiceServer::new(service::Service { state })
+        .max_decoding_message_size(max_request_bytes)
+        .max_encoding_message_size(max_request_bytes);
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}

@@ -1,0 +1,108 @@
+//! The settings the server answers a client's Settings command with: the
+//! client's own, completed with what this server enforces.
+
+use std::time::Duration;
+
+use crate::pb;
+
+/// How long a client should wait for one unary request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a receive may wait for messages (below the SDKs' deadlines).
+pub const LONG_POLLING_TIMEOUT: Duration = Duration::from_secs(20);
+/// Messages per receive when the client does not say.
+pub const RECEIVE_BATCH_SIZE: i32 = 32;
+/// Attempts a producer makes to send a message.
+pub const MAX_SEND_ATTEMPTS: i32 = 3;
+
+fn duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// Exponential backoff from 10 ms to 1 s, doubling.
+fn backoff(max_attempts: i32) -> pb::RetryPolicy {
+    pb::RetryPolicy {
+        max_attempts,
+        strategy: Some(pb::retry_policy::Strategy::ExponentialBackoff(
+            pb::ExponentialBackoff {
+                initial: Some(duration(Duration::from_millis(10))),
+                max: Some(duration(Duration::from_secs(1))),
+                multiplier: 2.0,
+            },
+        )),
+    }
+}
+
+/// `client` completed with the server's values: backoff, request timeout,
+/// the largest body it accepts, batch size and long-polling timeout.
+pub fn server_settings(client: pb::Settings, max_body_bytes: usize) -> pb::Settings {
+    let mut s = client;
+    let attempts = s
+        .backoff_policy
+        .as_ref()
+        .map(|p| p.max_attempts)
+        .filter(|n| *n > 0)
+        .unwrap_or(MAX_SEND_ATTEMPTS);
+    s.backoff_policy = Some(backoff(attempts));
+    s.request_timeout = Some(duration(REQUEST_TIMEOUT));
+    match &mut s.pub_sub {
+        Some(pb::settings::PubSub::Publishing(p)) => {
+            p.max_body_size = i32::try_from(max_body_bytes).unwrap_or(i32::MAX);
+            p.validate_message_type = true;
+        }
+        Some(pb::settings::PubSub::Subscription(sub)) => {
+            sub.receive_batch_size.get_or_insert(RECEIVE_BATCH_SIZE);
+            sub.long_polling_timeout
+                .get_or_insert(duration(LONG_POLLING_TIMEOUT));
+        }
+        None => {}
+    }
+    s.metric = Some(pb::Metric {
+        on: false,
+        endpoints: None,
+    });
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producers_get_a_body_limit_and_exponential_backoff() {
+        let client = pb::Settings {
+            client_type: Some(pb::ClientType::Producer as i32),
+            pub_sub: Some(pb::settings::PubSub::Publishing(pb::Publishing::default())),
+            ..Default::default()
+        };
+        let s = server_settings(client, 4 << 20);
+        let Some(pb::settings::PubSub::Publishing(p)) = &s.pub_sub else {
+            panic!("publishing kept");
+        };
+        assert_eq!(p.max_body_size, 4 << 20);
+        let policy = s.backoff_policy.unwrap();
+        assert_eq!(policy.max_attempts, MAX_SEND_ATTEMPTS);
+        assert!(matches!(
+            policy.strategy,
+            Some(pb::retry_policy::Strategy::ExponentialBackoff(_))
+        ));
+    }
+
+    #[test]
+    fn consumers_get_batch_size_and_long_polling() {
+        let client = pb::Settings {
+            pub_sub: Some(pb::settings::PubSub::Subscription(
+                pb::Subscription::default(),
+            )),
+            ..Default::default()
+        };
+        let s = server_settings(client, 1);
+        let Some(pb::settings::PubSub::Subscription(sub)) = &s.pub_sub else {
+            panic!("subscription kept");
+        };
+        assert_eq!(sub.receive_batch_size, Some(RECEIVE_BATCH_SIZE));
+        assert_eq!(sub.long_polling_timeout.as_ref().unwrap().seconds, 20);
+    }
+}
