@@ -37,3 +37,13 @@ start_services
 
 log "cargo nextest run (whole workspace)"
 cargo nextest run --workspace --all-targets --locked --no-fail-fast "$@"
+
+# The official RocketMQ 5 Rust SDK, unchanged, against the strata binary.
+# It lives in a workspace of its own (compat/) so its older tonic/prost
+# stay out of Strata's dependency graph.
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+log "official RocketMQ 5 Rust SDK against Strata (compat/rocketmq-rust)"
+cargo build --locked -p strata
+cargo fmt --manifest-path compat/rocketmq-rust/Cargo.toml -- --check
+STRATA_BIN="${target_dir}/debug/strata" CARGO_TARGET_DIR="${target_dir}/compat" \
+  cargo test --locked --manifest-path compat/rocketmq-rust/Cargo.toml -- --test-threads 1

@@ -1,5 +1,5 @@
 //! The `x-mq-date-time` format, `yyyyMMdd'T'HHmmss'Z'` in UTC (e.g.
-//! `20261125T185600Z`), with calendar math done here (Howard Hinnant's
+//! `20261125T185600Z`; RFC 3339 is accepted too), with calendar math done here (Howard Hinnant's
 //! days-from-civil algorithms) rather than pulling in a date crate for two
 //! functions.
 
@@ -61,18 +61,42 @@ pub fn format_date_time(ms: i64) -> String {
     )
 }
 
-/// Parses `yyyyMMdd'T'HHmmss'Z'` into milliseconds since the epoch.
+/// Parses an `x-mq-date-time` value to milliseconds since the epoch. Two
+/// shapes are accepted, both UTC: the compact `yyyyMMddTHHmmssZ` (the Java
+/// SDK's), and RFC 3339 with an optional fraction
+/// (`2026-11-25T18:56:00.123456789Z`) as the Rust SDK sends. The fraction
+/// is dropped: the skew check works in seconds.
 pub fn parse_date_time(text: &str) -> Result<i64, AuthError> {
     let malformed = |why: &str| {
         AuthError::Malformed(format!(
-            "{} value {text:?} {why}; expected yyyyMMddTHHmmssZ in UTC, e.g. 20261125T185600Z",
+            "{} value {text:?} {why}; expected yyyyMMddTHHmmssZ in UTC (e.g. 20261125T185600Z) or RFC 3339 in UTC",
             crate::signature::DATE_HEADER
         ))
     };
     let b = text.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+    // Byte offsets of year, month, day, hour, minute, second.
+    let fields: [std::ops::Range<usize>; 6] = if b.len() == 16 && b[8] == b'T' && b[15] == b'Z' {
+        [0..4, 4..6, 6..8, 9..11, 11..13, 13..15]
+    } else if b.len() >= 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b.last() == Some(&b'Z')
+    {
+        let fraction = &b[19..b.len() - 1];
+        let valid_fraction = fraction.is_empty()
+            || (fraction[0] == b'.'
+                && (2..=10).contains(&fraction.len())
+                && fraction[1..].iter().all(u8::is_ascii_digit));
+        if !valid_fraction {
+            return Err(malformed("has a malformed fraction of a second"));
+        }
+        [0..4, 5..7, 8..10, 11..13, 14..16, 17..19]
+    } else {
         return Err(malformed("has the wrong shape"));
-    }
+    };
     let number = |range: std::ops::Range<usize>| -> Result<u32, AuthError> {
         b[range].iter().try_fold(0u32, |acc, &c| {
             if c.is_ascii_digit() {
@@ -82,9 +106,10 @@ pub fn parse_date_time(text: &str) -> Result<i64, AuthError> {
             }
         })
     };
-    let year = i64::from(number(0..4)?);
-    let (month, day) = (number(4..6)?, number(6..8)?);
-    let (hour, minute, second) = (number(9..11)?, number(11..13)?, number(13..15)?);
+    let [y, mo, d, h, mi, se] = fields;
+    let year = i64::from(number(y)?);
+    let (month, day) = (number(mo)?, number(d)?);
+    let (hour, minute, second) = (number(h)?, number(mi)?, number(se)?);
     if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
         return Err(malformed("is not a calendar date"));
     }
@@ -99,6 +124,27 @@ pub fn parse_date_time(text: &str) -> Result<i64, AuthError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn rfc3339_as_the_rust_sdk_sends_it() {
+        let compact = parse_date_time("20261125T205911Z").unwrap();
+        assert_eq!(
+            parse_date_time("2026-11-25T20:59:11.175512481Z").unwrap(),
+            compact
+        );
+        assert_eq!(parse_date_time("2026-11-25T20:59:11Z").unwrap(), compact);
+        assert_eq!(parse_date_time("2026-11-25T20:59:11.1Z").unwrap(), compact);
+        for bad in [
+            "2026-11-25T20:59:11.Z",
+            "2026-11-25T20:59:11.12345678901Z",
+            "2026-11-25T20:59:11+01:00",
+            "2026-11-25 20:59:11Z",
+            "2026-13-25T20:59:11Z",
+            "2026-11-25T20:59:1xZ",
+        ] {
+            assert!(parse_date_time(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn known_dates() {
