@@ -12,4 +12,4 @@ pub mod usage;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use code::ErrorCode;
-pub use message::{Message, QueueKey, StoredMessage, TopicId};
+pub use message::{MESSAGE_GROUP_PROPERTY, Message, QueueKey, StoredMessage, TopicId};

@@ -54,6 +54,10 @@ impl Message {
     }
 }
 
+/// The property holding a message's FIFO message group: messages of one
+/// group in a FIFO topic are delivered to a consumer group in order.
+pub const MESSAGE_GROUP_PROPERTY: &str = "__mq.group";
+
 /// A message read back from a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {

@@ -41,6 +41,8 @@ pub struct Engine {
     pub(crate) meter: Arc<Meter>,
     /// How far each (tenant, group, queue) has been handed messages.
     pub(crate) delivered: std::sync::Mutex<DeliveredMarks>,
+    /// POP state per (tenant, group, queue), loaded on first use.
+    pub(crate) pops: std::sync::Mutex<crate::pop::PopSlots>,
     started_ms: i64,
     recovery: RecoverySummary,
 }
@@ -140,6 +142,7 @@ impl Engine {
             tiering,
             meter: Arc::new(Meter::new(clock.clone())),
             delivered: std::sync::Mutex::new(DeliveredMarks::new()),
+            pops: std::sync::Mutex::new(crate::pop::PopSlots::new()),
             started_ms,
             recovery,
         });

@@ -55,6 +55,9 @@ pub enum EngineError {
     ObjectStore(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A receipt handle that names no current delivery.
+    #[error("invalid receipt handle: {0}")]
+    InvalidReceiptHandle(String),
     /// A catalog refusal with its own service code (tenants, keys).
     #[error("{message}")]
     Refused { code: ErrorCode, message: String },
@@ -64,6 +67,7 @@ impl EngineError {
     pub fn code(&self) -> ErrorCode {
         use EngineError::*;
         match self {
+            InvalidReceiptHandle(_) => ErrorCode::InvalidArgument,
             InvalidName(_) => ErrorCode::InvalidName,
             InvalidArgument(_) => ErrorCode::InvalidArgument,
             MessageTooLarge { .. } => ErrorCode::MessageTooLarge,

@@ -71,6 +71,8 @@ impl Engine {
     pub async fn delete_group(&self, tenant: &str, name: &str) -> Result<()> {
         self.check_open()?;
         self.catalog.delete_group(tenant, name).await?;
+        self.catalog.delete_pop_state(tenant, name).await?;
+        self.forget_pop_state(tenant, name);
         self.delivered
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -14,6 +14,7 @@
 mod engine;
 mod error;
 mod groups;
+pub mod pop;
 mod publish;
 mod queue;
 mod read;
@@ -23,6 +24,9 @@ mod types;
 
 pub use engine::Engine;
 pub use error::{EngineError, Result};
+pub use pop::{
+    MAX_DELIVERY_ATTEMPTS, Popped, ReceiptHandle, ReceiveRequest, TagFilter, dead_letter_topic,
+};
 pub use strata_metadata::{MessageType, Retention};
 pub use tiered::maintenance::MaintenanceSummary;
 pub use tiered::upload::UploadSummary;

@@ -25,6 +25,30 @@ impl Engine {
         max_messages: usize,
         wait: Duration,
     ) -> Result<ReadResult> {
+        let result = self
+            .read_inner(tenant, topic, queue, offset, max_messages, wait)
+            .await?;
+        let bytes = result
+            .messages
+            .iter()
+            .map(|m| m.message.approx_size() as u64)
+            .sum();
+        let count = result.messages.len() as u64;
+        self.meter.add(tenant, Counter::DeliveredMessages, count);
+        self.meter.add(tenant, Counter::DeliveredBytes, bytes);
+        Ok(result)
+    }
+
+    /// [`Engine::read`] without metering (POP meters what it delivers).
+    pub(crate) async fn read_inner(
+        self: &Arc<Self>,
+        tenant: &str,
+        topic: &str,
+        queue: u32,
+        offset: u64,
+        max_messages: usize,
+        wait: Duration,
+    ) -> Result<ReadResult> {
         self.check_open()?;
         let topic_state = self.topic(tenant, topic)?;
         let q = topic_state.queue(queue)?.clone();
@@ -56,13 +80,6 @@ impl Engine {
                 .await?
         };
         let next_offset = messages.last().map_or(offset, |m| m.offset + 1);
-        let bytes = messages
-            .iter()
-            .map(|m| m.message.approx_size() as u64)
-            .sum();
-        self.meter
-            .add(&q.tenant, Counter::DeliveredMessages, messages.len() as u64);
-        self.meter.add(&q.tenant, Counter::DeliveredBytes, bytes);
         Ok(ReadResult {
             messages,
             next_offset,
@@ -195,7 +212,7 @@ impl Engine {
         Ok((first, hw))
     }
 
-    async fn wait_past(&self, q: &QueueState, offset: u64, wait: Duration) {
+    pub(crate) async fn wait_past(&self, q: &QueueState, offset: u64, wait: Duration) {
         let mut hw = q.watch();
         let mut shutdown = self.shutdown.subscribe();
         tokio::select! {

@@ -653,3 +653,197 @@ async fn malformed_sends_are_refused_and_change_nothing() {
         .into_inner();
     assert_eq!(code(&r.status), Code::NotImplemented);
 }
+
+fn receive_request(group: &str, topic: &str, queue: i32, batch: i32) -> pb::ReceiveMessageRequest {
+    pb::ReceiveMessageRequest {
+        group: resource(group),
+        message_queue: Some(pb::MessageQueue {
+            topic: resource(topic),
+            id: queue,
+            ..Default::default()
+        }),
+        filter_expression: Some(pb::FilterExpression {
+            r#type: pb::FilterType::Tag as i32,
+            expression: "*".into(),
+        }),
+        batch_size: batch,
+        invisible_duration: Some(prost_types::Duration {
+            seconds: 30,
+            nanos: 0,
+        }),
+        auto_renew: false,
+        long_polling_timeout: Some(prost_types::Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
+        attempt_id: None,
+    }
+}
+
+/// (messages, closing status code) of one receive.
+async fn receive(
+    c: &mut MessagingServiceClient<Channel>,
+    auth: &Auth,
+    r: pb::ReceiveMessageRequest,
+) -> (Vec<pb::Message>, i32) {
+    let mut stream = c
+        .receive_message(request(auth, None, r))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut messages = Vec::new();
+    let mut status = None;
+    while let Some(item) = stream.message().await.unwrap() {
+        match item.content {
+            Some(pb::receive_message_response::Content::Message(m)) => messages.push(m),
+            Some(pb::receive_message_response::Content::Status(s)) => status = Some(s.code),
+            _ => {}
+        }
+    }
+    (messages, status.expect("a closing status"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receive_ack_and_change_invisible_duration_over_grpc() {
+    let w = world().await;
+    w.a_admin
+        .post_json("/v1/groups", &json!({"name": "billing"}))
+        .await
+        .expect(201);
+    let mut c = client(&w.s).await;
+    let messages = vec![
+        message("orders", b"one", 1),
+        message("orders", b"two", 1),
+        message("orders", b"three", 1),
+    ];
+    let sent = c
+        .send_message(request(
+            &hmac(&w.a_publisher),
+            None,
+            pb::SendMessageRequest { messages },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&sent.status), Code::Ok);
+    let consumer = w.s.create_key("acme", "consumer").await;
+    let auth = hmac(&consumer);
+
+    let (got, status) = receive(&mut c, &auth, receive_request("billing", "orders", 1, 2)).await;
+    assert_eq!(status, Code::Ok as i32);
+    assert_eq!(got.len(), 2);
+    let sys = got[0].system_properties.clone().unwrap();
+    assert_eq!(got[0].body, b"one");
+    assert_eq!(sys.delivery_attempt, Some(1));
+    assert_eq!(sys.queue_offset, Some(0));
+    assert_eq!(sys.tag.as_deref(), Some("TagA"));
+    assert_eq!(sys.keys, ["order-1"]);
+    let digest = sys.body_digest.unwrap();
+    assert_eq!(
+        digest.checksum, "F97C5D29941BFB1B2FDAB0874906AB82",
+        "MD5 of `one`, uppercase"
+    );
+    assert_eq!(got[0].user_properties["color"], "red");
+    let handle = |m: &pb::Message| {
+        m.system_properties
+            .as_ref()
+            .unwrap()
+            .receipt_handle
+            .clone()
+            .unwrap()
+    };
+
+    let ack = c
+        .ack_message(request(
+            &auth,
+            None,
+            pb::AckMessageRequest {
+                group: resource("billing"),
+                topic: resource("orders"),
+                entries: vec![
+                    pb::AckMessageEntry {
+                        message_id: "m0".into(),
+                        receipt_handle: handle(&got[0]),
+                        lite_topic: None,
+                    },
+                    pb::AckMessageEntry {
+                        message_id: "bad".into(),
+                        receipt_handle: "not-a-handle".into(),
+                        lite_topic: None,
+                    },
+                ],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&ack.status), Code::MultipleResults);
+    assert_eq!(code(&ack.entries[0].status), Code::Ok);
+    assert_eq!(code(&ack.entries[1].status), Code::InvalidReceiptHandle);
+
+    let changed = c
+        .change_invisible_duration(request(
+            &auth,
+            None,
+            pb::ChangeInvisibleDurationRequest {
+                group: resource("billing"),
+                topic: resource("orders"),
+                receipt_handle: handle(&got[1]),
+                invisible_duration: Some(prost_types::Duration {
+                    seconds: 60,
+                    nanos: 0,
+                }),
+                message_id: String::new(),
+                lite_topic: None,
+                suspend: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&changed.status), Code::Ok);
+    assert_ne!(changed.receipt_handle, handle(&got[1]));
+
+    // The third message, then nothing (MESSAGE_NOT_FOUND after the long poll).
+    let (rest, _) = receive(&mut c, &auth, receive_request("billing", "orders", 1, 32)).await;
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].body, b"three");
+    let (none, status) = receive(&mut c, &auth, receive_request("billing", "orders", 1, 32)).await;
+    assert!(none.is_empty());
+    assert_eq!(status, Code::MessageNotFound as i32);
+
+    // Refusals: unknown group, bad invisible time, publisher role.
+    let (_, status) = receive(&mut c, &auth, receive_request("nope", "orders", 1, 1)).await;
+    assert_eq!(status, Code::ConsumerGroupNotFound as i32);
+    let mut bad = receive_request("billing", "orders", 1, 1);
+    bad.invisible_duration = Some(prost_types::Duration {
+        seconds: 0,
+        nanos: 1,
+    });
+    let (_, status) = receive(&mut c, &auth, bad).await;
+    assert_eq!(status, Code::IllegalInvisibleTime as i32);
+    let (_, status) = receive(
+        &mut c,
+        &hmac(&w.a_publisher),
+        receive_request("billing", "orders", 1, 1),
+    )
+    .await;
+    assert_eq!(status, Code::Forbidden as i32);
+
+    // QueryAssignment hands out every queue of the topic.
+    let assigned = c
+        .query_assignment(request(
+            &auth,
+            None,
+            pb::QueryAssignmentRequest {
+                topic: resource("orders"),
+                group: resource("billing"),
+                endpoints: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&assigned.status), Code::Ok);
+    assert_eq!(assigned.assignments.len(), 4);
+}

@@ -17,7 +17,7 @@ pub const RESERVED_PREFIX: &str = "__mq.";
 /// All keys, space-separated, when a message has more than one.
 pub const PROP_KEYS: &str = "__mq.keys";
 /// The FIFO message group.
-pub const PROP_GROUP: &str = "__mq.group";
+pub const PROP_GROUP: &str = strata_common::MESSAGE_GROUP_PROPERTY;
 /// When the producer created the message (Unix ms).
 pub const PROP_BORN_MS: &str = "__mq.born_ms";
 /// The producer's host.

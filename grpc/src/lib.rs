@@ -7,6 +7,7 @@
 //! (Telemetry settings), [`failure`] (result codes), [`service`] (the RPCs).
 
 pub mod caller;
+pub mod consume;
 pub mod convert;
 pub mod failure;
 pub mod service;

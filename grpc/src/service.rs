@@ -81,9 +81,23 @@ impl Service {
         caller.require(Permission::Describe)?;
         let topic = request.get_ref().topic.clone();
         let name = caller.resource(topic.as_ref(), "topic")?;
+        let message_queues = self.route(&caller, topic.clone(), name)?;
+        Ok(pb::QueryRouteResponse {
+            status: Some(ok()),
+            message_queues,
+        })
+    }
+
+    /// The message queues of topic `name` as a route answer.
+    pub(crate) fn route(
+        &self,
+        caller: &Caller,
+        asked: Option<pb::Resource>,
+        name: &str,
+    ) -> Result<Vec<pb::MessageQueue>, Failure> {
         let (info, _) = self.state.engine.describe_topic(&caller.tenant, name)?;
         let resource = pb::Resource {
-            resource_namespace: topic.map(|t| t.resource_namespace).unwrap_or_default(),
+            resource_namespace: asked.map(|t| t.resource_namespace).unwrap_or_default(),
             name: info.name.clone(),
         };
         let broker = pb::Broker {
@@ -91,7 +105,7 @@ impl Service {
             id: 0,
             endpoints: Some(self.endpoints()),
         };
-        let message_queues = (0..info.queues)
+        Ok((0..info.queues)
             .map(|q| pb::MessageQueue {
                 topic: Some(resource.clone()),
                 id: i32::try_from(q).unwrap_or(i32::MAX),
@@ -99,11 +113,7 @@ impl Service {
                 broker: Some(broker.clone()),
                 accept_message_types: vec![message_type(info.message_type) as i32],
             })
-            .collect();
-        Ok(pb::QueryRouteResponse {
-            status: Some(ok()),
-            message_queues,
-        })
+            .collect())
     }
 
     async fn send_inner(
@@ -228,8 +238,10 @@ impl MessagingService for Service {
         &self,
         request: Request<pb::QueryAssignmentRequest>,
     ) -> Result<Response<pb::QueryAssignmentResponse>, Status> {
-        let f = self.refuse(&request, "QueryAssignment").await;
-        answer::<pb::QueryAssignmentResponse>("QueryAssignment", Err(f))
+        answer(
+            "QueryAssignment",
+            self.query_assignment_inner(request).await,
+        )
     }
 
     type ReceiveMessageStream = BoxStream<pb::ReceiveMessageResponse>;
@@ -238,12 +250,16 @@ impl MessagingService for Service {
         &self,
         request: Request<pb::ReceiveMessageRequest>,
     ) -> Result<Response<Self::ReceiveMessageStream>, Status> {
-        let f = self.refuse(&request, "ReceiveMessage").await;
-        Ok(Response::new(failed_stream(f, |s| {
-            pb::ReceiveMessageResponse {
-                content: Some(pb::receive_message_response::Content::Status(s)),
-            }
-        })))
+        match self.receive_inner(request).await {
+            Ok(items) => Ok(Response::new(Box::pin(tokio_stream::iter(
+                items.into_iter().map(Ok),
+            )))),
+            Err(f) => Ok(Response::new(failed_stream(f, |s| {
+                pb::ReceiveMessageResponse {
+                    content: Some(pb::receive_message_response::Content::Status(s)),
+                }
+            }))),
+        }
     }
 
     async fn ack_message(
@@ -260,8 +276,11 @@ impl MessagingService for Service {
                 status: None,
             })
             .collect();
-        let f = self.refuse(&request, "AckMessage").await;
-        // Some SDKs expect one result entry per acknowledged message.
+        // Some SDKs expect one result entry per message, even on failure.
+        let f = match self.ack_inner(request).await {
+            Ok(r) => return Ok(Response::new(r)),
+            Err(f) => f,
+        };
         let entries = entries
             .into_iter()
             .map(|mut e| {
@@ -279,12 +298,9 @@ impl MessagingService for Service {
         &self,
         request: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
     ) -> Result<Response<pb::ForwardMessageToDeadLetterQueueResponse>, Status> {
-        let f = self
-            .refuse(&request, "ForwardMessageToDeadLetterQueue")
-            .await;
-        answer::<pb::ForwardMessageToDeadLetterQueueResponse>(
+        answer(
             "ForwardMessageToDeadLetterQueue",
-            Err(f),
+            self.forward_to_dlq_inner(request).await,
         )
     }
 
@@ -383,7 +399,9 @@ impl MessagingService for Service {
         &self,
         request: Request<pb::ChangeInvisibleDurationRequest>,
     ) -> Result<Response<pb::ChangeInvisibleDurationResponse>, Status> {
-        let f = self.refuse(&request, "ChangeInvisibleDuration").await;
-        answer::<pb::ChangeInvisibleDurationResponse>("ChangeInvisibleDuration", Err(f))
+        answer(
+            "ChangeInvisibleDuration",
+            self.change_invisible_inner(request).await,
+        )
     }
 }

@@ -21,6 +21,8 @@
 //! | `tenant/<name>`                                       | [`TenantRecord`] (JSON)    |
 //! | `access-key/<access_key>`                             | [`AccessKeyRecord`] (JSON) |
 //! | `tenant-key/<tenant>/<access_key>`                    | empty (tenant's key index) |
+//! | `pop-cursor/<tenant>/<group>/<topic_id:020>/<queue:010>` | next offset never handed out |
+//! | `pop-flight/<tenant>/<group>/<topic_id:020>/<queue:010>/<offset:020>` | [`InflightRecord`] (JSON) |
 //! | `usage-min/<tenant>/<minute:020>/<node>/<incarnation>` | `UsageCounts` (JSON)     |
 //! | `usage-hour/<tenant>/<hour:020>`                      | `UsageCounts` (JSON)       |
 //! | `usage-dirty/<hour:020>/<tenant>`                     | flush id (roll-up pending) |
@@ -37,6 +39,7 @@ mod floors;
 mod groups;
 pub mod keys;
 mod owners;
+mod pop;
 mod ranges;
 mod records;
 mod tenants;
@@ -51,6 +54,7 @@ use serde::de::DeserializeOwned;
 use crate::store::{MetaError, MetaStore, prefix_end};
 
 pub use access_keys::{AccessKeyRecord, SealedSecretRecord};
+pub use pop::{InflightRecord, PopChange, PopQueueState};
 pub use ranges::{BlockRef, RangeRecord};
 pub use records::{
     CommittedOffset, GroupRecord, MessageType, NewTopic, OwnerRecord, ParseMessageTypeError,

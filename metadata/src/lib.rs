@@ -11,9 +11,9 @@ pub mod redb_store;
 pub mod store;
 
 pub use catalog::{
-    AccessKeyRecord, BlockRef, Catalog, CatalogError, CommittedOffset, GroupRecord, MessageType,
-    NewTopic, OwnerRecord, ParseMessageTypeError, RangeRecord, Retention, SealedSecretRecord,
-    TenantRecord, TopicRecord,
+    AccessKeyRecord, BlockRef, Catalog, CatalogError, CommittedOffset, GroupRecord, InflightRecord,
+    MessageType, NewTopic, OwnerRecord, ParseMessageTypeError, PopChange, PopQueueState,
+    RangeRecord, Retention, SealedSecretRecord, TenantRecord, TopicRecord, UsageRollup,
 };
 pub use memory_store::MemoryStore;
 pub use redb_store::RedbStore;

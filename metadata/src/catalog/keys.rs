@@ -235,6 +235,52 @@ pub fn usage_prune(hour_ms: i64, tenant: &str) -> Result<Vec<u8>, MetaError> {
     Ok(format!("usage-prune/{}/{}", time(hour_ms)?, segment(tenant)?).into_bytes())
 }
 
+/// `pop-cursor/<tenant>/<group>/<topic_id:020>/<queue:010>` → decimal
+/// offset: messages below it were handed to the group at least once.
+pub fn pop_cursor(tenant: &str, group: &str, queue: QueueKey) -> Result<Vec<u8>, MetaError> {
+    Ok(format!(
+        "pop-cursor/{}/{}/{:020}/{:010}",
+        segment(tenant)?,
+        segment(group)?,
+        queue.topic,
+        queue.queue
+    )
+    .into_bytes())
+}
+
+/// `pop-flight/<tenant>/<group>/<topic_id:020>/<queue:010>/`: prefix of a
+/// queue's in-flight (received, not yet acknowledged) messages.
+pub fn pop_flight_prefix(tenant: &str, group: &str, queue: QueueKey) -> Result<Vec<u8>, MetaError> {
+    Ok(format!(
+        "pop-flight/{}/{}/{:020}/{:010}/",
+        segment(tenant)?,
+        segment(group)?,
+        queue.topic,
+        queue.queue
+    )
+    .into_bytes())
+}
+
+/// `pop-flight/.../<offset:020>` → JSON `InflightRecord`.
+pub fn pop_flight(
+    tenant: &str,
+    group: &str,
+    queue: QueueKey,
+    offset: u64,
+) -> Result<Vec<u8>, MetaError> {
+    let mut key = pop_flight_prefix(tenant, group, queue)?;
+    key.extend_from_slice(format!("{offset:020}").as_bytes());
+    Ok(key)
+}
+
+/// Prefixes of everything POP keeps for one group: cursors, in-flight.
+pub fn pop_group_prefixes(tenant: &str, group: &str) -> Result<[Vec<u8>; 2], MetaError> {
+    Ok([
+        format!("pop-cursor/{}/{}/", segment(tenant)?, segment(group)?).into_bytes(),
+        format!("pop-flight/{}/{}/", segment(tenant)?, segment(group)?).into_bytes(),
+    ])
+}
+
 /// Usage times are non-negative epoch milliseconds, 20 digits.
 fn time(ms: i64) -> Result<String, MetaError> {
     if ms < 0 {

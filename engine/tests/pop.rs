@@ -1,0 +1,302 @@
+//! Consumption by message (POP): receive with an invisible duration, ack,
+//! redelivery with attempts counted, dead-lettering after the maximum,
+//! FIFO blocking per message group, tag filters, visibility changes, bad
+//! handles — and all of it across a restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use strata_common::{Clock, MESSAGE_GROUP_PROPERTY, ManualClock, Message};
+use strata_engine::{
+    Engine, EngineConfig, EngineError, MAX_DELIVERY_ATTEMPTS, MessageType, Popped, PublishMessage,
+    ReceiveRequest, Retention, TagFilter, dead_letter_topic,
+};
+
+const T: &str = "acme";
+const START_MS: i64 = 1_800_000_000_000;
+const INVISIBLE: Duration = Duration::from_secs(30);
+
+fn config(dir: &std::path::Path) -> EngineConfig {
+    let mut c = EngineConfig::new(dir);
+    c.upload_interval = Duration::from_secs(3600);
+    c.upload_trigger_bytes = u64::MAX;
+    c.retention_interval = Duration::from_secs(3600);
+    c.block_cache.disk_dir = None;
+    c
+}
+
+async fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Arc<Engine> {
+    let clock: Arc<dyn Clock> = clock.clone();
+    Engine::open(config(dir), clock).await.unwrap()
+}
+
+fn msg(body: &str, tag: Option<&str>, group: Option<&str>) -> PublishMessage {
+    PublishMessage {
+        queue: Some(0),
+        message: Message {
+            tag: tag.map(str::to_string),
+            properties: group
+                .map(|g| vec![(MESSAGE_GROUP_PROPERTY.to_string(), g.to_string())])
+                .unwrap_or_default(),
+            body: Bytes::from(body.to_string()),
+            ..Message::default()
+        },
+    }
+}
+
+async fn receive(engine: &Arc<Engine>, topic: &str, max: usize, filter: &TagFilter) -> Vec<Popped> {
+    engine
+        .receive(ReceiveRequest {
+            tenant: T,
+            group: "g",
+            topic,
+            queue: 0,
+            max_messages: max,
+            invisible: INVISIBLE,
+            wait: Duration::ZERO,
+            filter,
+        })
+        .await
+        .unwrap()
+}
+
+fn bodies(p: &[Popped]) -> Vec<String> {
+    p.iter()
+        .map(|p| String::from_utf8_lossy(&p.message.message.body).into_owned())
+        .collect()
+}
+
+/// Opens again once the previous engine released the data directory
+/// (its background loops drop their references as they stop).
+async fn reopen(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Arc<Engine> {
+    for _ in 0..100 {
+        let c: Arc<dyn Clock> = clock.clone();
+        match Engine::open(config(dir), c).await {
+            Ok(e) => return e,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    panic!("the data directory was never released");
+}
+
+async fn setup(dir: &std::path::Path, clock: &Arc<ManualClock>, t: MessageType) -> Arc<Engine> {
+    let engine = open(dir, clock).await;
+    engine
+        .create_topic(T, "t", 1, t, Some(Retention::Unlimited))
+        .await
+        .unwrap();
+    engine.create_group(T, "g").await.unwrap();
+    engine
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receive_ack_and_redelivery_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 1);
+    let engine = setup(dir.path(), &clock, MessageType::Normal).await;
+    let all = TagFilter::All;
+    for b in ["m0", "m1", "m2"] {
+        engine
+            .publish(T, "t", vec![msg(b, None, None)])
+            .await
+            .unwrap();
+    }
+    let got = receive(&engine, "t", 2, &all).await;
+    assert_eq!(bodies(&got), ["m0", "m1"]);
+    assert!(got.iter().all(|p| p.attempt == 1));
+    // Invisible: nothing but m2 is deliverable now.
+    assert_eq!(bodies(&receive(&engine, "t", 10, &all).await), ["m2"]);
+    assert!(receive(&engine, "t", 10, &all).await.is_empty());
+    engine.ack(T, "g", "t", &got[0].handle).await.unwrap();
+    // A second ack of the same delivery is refused.
+    let again = engine.ack(T, "g", "t", &got[0].handle).await;
+    assert!(
+        matches!(again, Err(EngineError::InvalidReceiptHandle(_))),
+        "{again:?}"
+    );
+    engine.close().await.unwrap();
+
+    // Restart: m0 stays acknowledged; m1 and m2 come back after their
+    // invisible time, as second attempts.
+    drop(engine);
+    let engine = reopen(dir.path(), &clock).await;
+    assert!(receive(&engine, "t", 10, &all).await.is_empty());
+    clock.advance_ms(INVISIBLE.as_millis() as i64 + 1);
+    let again = receive(&engine, "t", 10, &all).await;
+    assert_eq!(bodies(&again), ["m1", "m2"]);
+    assert!(again.iter().all(|p| p.attempt == 2));
+    // The old handle of m1 expired and was superseded.
+    let stale = engine.ack(T, "g", "t", &got[1].handle).await;
+    assert!(matches!(stale, Err(EngineError::InvalidReceiptHandle(_))));
+    for p in &again {
+        engine.ack(T, "g", "t", &p.handle).await.unwrap();
+    }
+    clock.advance_ms(10 * INVISIBLE.as_millis() as i64);
+    assert!(receive(&engine, "t", 10, &all).await.is_empty());
+    let usage = engine.meter().totals()[T].clone();
+    assert_eq!(usage.redeliveries, 2);
+    assert_eq!(
+        usage.delivered_messages, 2,
+        "this process delivered m1, m2 once each"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_maximum_attempts_a_message_moves_to_the_dead_letter_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 2);
+    let engine = setup(dir.path(), &clock, MessageType::Normal).await;
+    engine
+        .publish(T, "t", vec![msg("poison", Some("x"), None)])
+        .await
+        .unwrap();
+    let all = TagFilter::All;
+    for attempt in 1..=MAX_DELIVERY_ATTEMPTS {
+        let got = receive(&engine, "t", 1, &all).await;
+        assert_eq!(got.len(), 1, "attempt {attempt}");
+        assert_eq!(got[0].attempt, attempt);
+        clock.advance_ms(INVISIBLE.as_millis() as i64 + 1);
+    }
+    assert!(receive(&engine, "t", 1, &all).await.is_empty());
+    let dlq = dead_letter_topic("g");
+    let dead = engine
+        .read(T, &dlq, 0, 0, 10, Duration::ZERO)
+        .await
+        .unwrap()
+        .messages;
+    assert_eq!(dead.len(), 1);
+    let m = &dead[0].message;
+    assert_eq!(&m.body[..], b"poison");
+    assert_eq!(m.tag.as_deref(), Some("x"));
+    let prop = |k: &str| {
+        m.properties
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(prop("__mq.dlq.topic"), Some("t"));
+    assert_eq!(prop("__mq.dlq.attempts"), Some("16"));
+    // The dead-letter topic is an ordinary topic a group can consume.
+    let g2 = engine
+        .receive(ReceiveRequest {
+            tenant: T,
+            group: "g",
+            topic: &dlq,
+            queue: 0,
+            max_messages: 10,
+            invisible: INVISIBLE,
+            wait: Duration::ZERO,
+            filter: &all,
+        })
+        .await
+        .unwrap();
+    assert_eq!(g2.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_groups_deliver_in_order_one_at_a_time_and_in_parallel_across_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 3);
+    let engine = setup(dir.path(), &clock, MessageType::Fifo).await;
+    for (b, g) in [
+        ("a1", "A"),
+        ("a2", "A"),
+        ("b1", "B"),
+        ("a3", "A"),
+        ("b2", "B"),
+    ] {
+        engine
+            .publish(T, "t", vec![msg(b, None, Some(g))])
+            .await
+            .unwrap();
+    }
+    let all = TagFilter::All;
+    let first = receive(&engine, "t", 10, &all).await;
+    assert_eq!(bodies(&first), ["a1", "b1"], "one per group at a time");
+    assert!(receive(&engine, "t", 10, &all).await.is_empty());
+    engine.ack(T, "g", "t", &first[0].handle).await.unwrap();
+    assert_eq!(bodies(&receive(&engine, "t", 10, &all).await), ["a2"]);
+    // b1 not acknowledged: after its invisible time it comes back before b2.
+    clock.advance_ms(INVISIBLE.as_millis() as i64 + 1);
+    engine.close().await.unwrap();
+    drop(engine);
+    let engine = reopen(dir.path(), &clock).await;
+    let next = receive(&engine, "t", 10, &all).await;
+    assert_eq!(
+        bodies(&next),
+        ["a2", "b1"],
+        "redeliveries keep the group order"
+    );
+    assert_eq!(next[1].attempt, 2);
+    for p in &next {
+        engine.ack(T, "g", "t", &p.handle).await.unwrap();
+    }
+    assert_eq!(bodies(&receive(&engine, "t", 10, &all).await), ["a3", "b2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_filters_visibility_changes_and_bad_handles() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 4);
+    let engine = setup(dir.path(), &clock, MessageType::Normal).await;
+    for (b, t) in [("x1", "x"), ("y1", "y"), ("z1", "z"), ("x2", "x")] {
+        engine
+            .publish(T, "t", vec![msg(b, Some(t), None)])
+            .await
+            .unwrap();
+    }
+    let filter = TagFilter::parse("x || z").unwrap();
+    let got = receive(&engine, "t", 10, &filter).await;
+    assert_eq!(bodies(&got), ["x1", "z1", "x2"]);
+    // Longer invisibility: still invisible after the original 30 s.
+    let renewed = engine
+        .change_invisible(T, "g", "t", &got[0].handle, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert!(matches!(
+        engine.ack(T, "g", "t", &got[0].handle).await,
+        Err(EngineError::InvalidReceiptHandle(_))
+    ));
+    clock.advance_ms(60_000);
+    let back = receive(&engine, "t", 10, &TagFilter::All).await;
+    assert_eq!(
+        bodies(&back),
+        ["z1", "x2"],
+        "x1 is still invisible; y1 was filtered out"
+    );
+    engine.ack(T, "g", "t", &renewed).await.unwrap();
+    for bad in ["garbage", "1-0-0-0", &got[1].handle.replace('-', "+")] {
+        let e = engine.ack(T, "g", "t", bad).await;
+        assert!(
+            matches!(e, Err(EngineError::InvalidReceiptHandle(_))),
+            "{bad}: {e:?}"
+        );
+    }
+    let e = engine
+        .receive(ReceiveRequest {
+            tenant: T,
+            group: "nope",
+            topic: "t",
+            queue: 0,
+            max_messages: 1,
+            invisible: INVISIBLE,
+            wait: Duration::ZERO,
+            filter: &TagFilter::All,
+        })
+        .await;
+    assert!(matches!(e, Err(EngineError::GroupNotFound(_))));
+    let e = engine
+        .receive(ReceiveRequest {
+            tenant: T,
+            group: "g",
+            topic: "t",
+            queue: 0,
+            max_messages: 1,
+            invisible: Duration::from_millis(10),
+            wait: Duration::ZERO,
+            filter: &TagFilter::All,
+        })
+        .await;
+    assert!(matches!(e, Err(EngineError::InvalidArgument(_))));
+}

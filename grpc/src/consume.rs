@@ -1,0 +1,383 @@
+//! Consumption RPCs: ReceiveMessage, AckMessage, ChangeInvisibleDuration,
+//! ForwardMessageToDeadLetterQueue and QueryAssignment, on the engine's
+//! POP consumption.
+
+use std::time::Duration;
+
+use md5::Digest as _;
+use strata_common::MESSAGE_GROUP_PROPERTY;
+use strata_engine::{EngineError, Popped, ReceiveRequest, TagFilter};
+use strata_tenancy::{Permission, Rate};
+use tonic::Request;
+
+use crate::caller::Caller;
+use crate::convert::{PROP_BORN_HOST, PROP_BORN_MS, PROP_KEYS, RESERVED_PREFIX, message_type};
+use crate::failure::{Failure, ok};
+use crate::pb::{self, Code};
+use crate::service::Service;
+use crate::settings::{LONG_POLLING_TIMEOUT, RECEIVE_BATCH_SIZE};
+
+/// Invisible duration when a receive does not say.
+pub const DEFAULT_INVISIBLE: Duration = Duration::from_secs(30);
+
+fn to_duration(d: &prost_types::Duration) -> Option<Duration> {
+    let secs = u64::try_from(d.seconds).ok()?;
+    let nanos = u32::try_from(d.nanos).ok()?;
+    Some(Duration::new(secs, nanos))
+}
+
+fn from_duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+    }
+}
+
+/// Checks a requested invisible duration against the engine's bounds.
+fn invisible(d: Option<&prost_types::Duration>) -> Result<Duration, Failure> {
+    let Some(d) = d else {
+        return Ok(DEFAULT_INVISIBLE);
+    };
+    let value = to_duration(d)
+        .filter(|v| {
+            (strata_engine::pop::MIN_INVISIBLE..=strata_engine::pop::MAX_INVISIBLE).contains(v)
+        })
+        .ok_or_else(|| {
+            Failure::new(
+                Code::IllegalInvisibleTime,
+                format!(
+                    "invisible duration must be between {:?} and {:?}",
+                    strata_engine::pop::MIN_INVISIBLE,
+                    strata_engine::pop::MAX_INVISIBLE
+                ),
+            )
+        })?;
+    Ok(value)
+}
+
+/// Engine failures of consumption, with the codes consumers expect.
+fn consume_failure(e: EngineError) -> Failure {
+    match e {
+        EngineError::InvalidReceiptHandle(m) => Failure::new(Code::InvalidReceiptHandle, m),
+        EngineError::GroupNotFound(g) => Failure::new(
+            Code::ConsumerGroupNotFound,
+            format!("consumer group {g:?} does not exist; create it first"),
+        ),
+        other => other.into(),
+    }
+}
+
+/// A delivered message in the protocol's shape.
+pub fn to_pb(
+    p: Popped,
+    topic: pb::Resource,
+    accepts: strata_engine::MessageType,
+    invisible: Duration,
+    store_host: &str,
+) -> pb::Message {
+    let m = p.message.message;
+    let prop = |name: &str| {
+        m.properties
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let keys: Vec<String> = match prop(PROP_KEYS) {
+        Some(all) => all.split(' ').map(str::to_string).collect(),
+        None => m.key.iter().cloned().collect(),
+    };
+    let born_ms = prop(PROP_BORN_MS)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(p.message.timestamp_ms);
+    let digest = hex::encode_upper(md5::Md5::digest(&m.body));
+    pb::Message {
+        topic: Some(topic),
+        user_properties: m
+            .properties
+            .iter()
+            .filter(|(k, _)| !k.starts_with(RESERVED_PREFIX))
+            .cloned()
+            .collect(),
+        system_properties: Some(pb::SystemProperties {
+            tag: m.tag.clone(),
+            keys,
+            message_id: m.id.clone(),
+            body_digest: Some(pb::Digest {
+                r#type: pb::DigestType::Md5 as i32,
+                checksum: digest,
+            }),
+            body_encoding: pb::Encoding::Identity as i32,
+            message_type: message_type(accepts) as i32,
+            born_timestamp: Some(timestamp(born_ms)),
+            born_host: prop(PROP_BORN_HOST).unwrap_or_default(),
+            store_timestamp: Some(timestamp(p.message.timestamp_ms)),
+            store_host: store_host.to_string(),
+            receipt_handle: Some(p.handle),
+            queue_id: i32::try_from(p.queue).unwrap_or(i32::MAX),
+            queue_offset: Some(i64::try_from(p.message.offset).unwrap_or(i64::MAX)),
+            invisible_duration: Some(from_duration(invisible)),
+            delivery_attempt: Some(i32::try_from(p.attempt).unwrap_or(i32::MAX)),
+            message_group: prop(MESSAGE_GROUP_PROPERTY),
+            ..Default::default()
+        }),
+        body: m.body.to_vec(),
+    }
+}
+
+impl Service {
+    /// The messages of one receive, then the closing status.
+    pub(crate) async fn receive_inner(
+        &self,
+        request: Request<pb::ReceiveMessageRequest>,
+    ) -> Result<Vec<pb::ReceiveMessageResponse>, Failure> {
+        let caller = self
+            .state
+            .caller(request.metadata(), "ReceiveMessage")
+            .await?;
+        caller.require(Permission::Consume)?;
+        let r = request.into_inner();
+        let group = caller
+            .resource(r.group.as_ref(), "consumer group")?
+            .to_string();
+        let mq = r
+            .message_queue
+            .as_ref()
+            .ok_or_else(|| Failure::bad_request("ReceiveMessage names no message queue"))?;
+        let topic_resource = mq.topic.clone();
+        let topic = caller
+            .resource(topic_resource.as_ref(), "topic")?
+            .to_string();
+        let queue = u32::try_from(mq.id)
+            .map_err(|_| Failure::bad_request(format!("queue id {} is negative", mq.id)))?;
+        let filter = match &r.filter_expression {
+            Some(f) if f.r#type == pb::FilterType::Sql as i32 => {
+                return Err(Failure::new(
+                    Code::IllegalFilterExpression,
+                    "SQL filter expressions are not supported; use tags (`a || b`)",
+                ));
+            }
+            Some(f) => TagFilter::parse(&f.expression)
+                .map_err(|e| Failure::new(Code::IllegalFilterExpression, e.to_string()))?,
+            None => TagFilter::All,
+        };
+        let invisible = invisible(r.invisible_duration.as_ref())?;
+        let wait = r
+            .long_polling_timeout
+            .as_ref()
+            .and_then(to_duration)
+            .unwrap_or(LONG_POLLING_TIMEOUT)
+            .min(LONG_POLLING_TIMEOUT);
+        let batch = if r.batch_size <= 0 {
+            RECEIVE_BATCH_SIZE as usize
+        } else {
+            r.batch_size as usize
+        };
+        caller.take(&self.state.limiter, Rate::ConsumeMessages, 1)?;
+        let (info, _) = self.state.engine.describe_topic(&caller.tenant, &topic)?;
+        let popped = self
+            .state
+            .engine
+            .receive(ReceiveRequest {
+                tenant: &caller.tenant,
+                group: &group,
+                topic: &topic,
+                queue,
+                max_messages: batch,
+                invisible,
+                wait,
+                filter: &filter,
+            })
+            .await
+            .map_err(consume_failure)?;
+        self.charge_consumed(&caller, &popped);
+        let resource = pb::Resource {
+            resource_namespace: topic_resource
+                .map(|t| t.resource_namespace)
+                .unwrap_or_default(),
+            name: topic,
+        };
+        let store_host = self.state.engine.config().node_id.clone();
+        let found = !popped.is_empty();
+        let mut out: Vec<pb::ReceiveMessageResponse> = popped
+            .into_iter()
+            .map(|p| pb::ReceiveMessageResponse {
+                content: Some(pb::receive_message_response::Content::Message(to_pb(
+                    p,
+                    resource.clone(),
+                    info.message_type,
+                    invisible,
+                    &store_host,
+                ))),
+            })
+            .collect();
+        let status = if found {
+            ok()
+        } else {
+            Failure::new(Code::MessageNotFound, "no new message").status()
+        };
+        out.push(pb::ReceiveMessageResponse {
+            content: Some(pb::receive_message_response::Content::Status(status)),
+        });
+        Ok(out)
+    }
+
+    fn charge_consumed(&self, caller: &Caller, popped: &[Popped]) {
+        let bytes: u64 = popped
+            .iter()
+            .map(|p| p.message.message.body.len() as u64)
+            .sum();
+        if let Some(q) = &caller.quotas {
+            let limiter = &self.state.limiter;
+            let extra = (popped.len() as u64).saturating_sub(1);
+            limiter.charge(&caller.principal.tenant, Rate::ConsumeMessages, q, extra);
+            limiter.charge(&caller.principal.tenant, Rate::ConsumeBytes, q, bytes);
+        }
+    }
+
+    pub(crate) async fn ack_inner(
+        &self,
+        request: Request<pb::AckMessageRequest>,
+    ) -> Result<pb::AckMessageResponse, Failure> {
+        let caller = self.state.caller(request.metadata(), "AckMessage").await?;
+        caller.require(Permission::Consume)?;
+        let r = request.into_inner();
+        let group = caller
+            .resource(r.group.as_ref(), "consumer group")?
+            .to_string();
+        let topic = caller.resource(r.topic.as_ref(), "topic")?.to_string();
+        if r.entries.is_empty() {
+            return Err(Failure::bad_request("AckMessage carries no entry"));
+        }
+        let mut entries = Vec::with_capacity(r.entries.len());
+        let mut failures = Vec::new();
+        for e in r.entries {
+            let status = match self
+                .state
+                .engine
+                .ack(&caller.tenant, &group, &topic, &e.receipt_handle)
+                .await
+            {
+                Ok(()) => ok(),
+                Err(err) => {
+                    let f = consume_failure(err);
+                    failures.push(f.code);
+                    f.status()
+                }
+            };
+            entries.push(pb::AckMessageResultEntry {
+                message_id: e.message_id,
+                receipt_handle: e.receipt_handle,
+                status: Some(status),
+            });
+        }
+        let status = match failures.first() {
+            None => ok(),
+            Some(code) if failures.len() == entries.len() && failures.iter().all(|c| c == code) => {
+                Failure::new(*code, "no entry was acknowledged").status()
+            }
+            Some(_) => {
+                Failure::new(Code::MultipleResults, "some entries were not acknowledged").status()
+            }
+        };
+        Ok(pb::AckMessageResponse {
+            status: Some(status),
+            entries,
+        })
+    }
+
+    pub(crate) async fn change_invisible_inner(
+        &self,
+        request: Request<pb::ChangeInvisibleDurationRequest>,
+    ) -> Result<pb::ChangeInvisibleDurationResponse, Failure> {
+        let caller = self
+            .state
+            .caller(request.metadata(), "ChangeInvisibleDuration")
+            .await?;
+        caller.require(Permission::Consume)?;
+        let r = request.into_inner();
+        let group = caller
+            .resource(r.group.as_ref(), "consumer group")?
+            .to_string();
+        let topic = caller.resource(r.topic.as_ref(), "topic")?.to_string();
+        let d = r.invisible_duration.as_ref().ok_or_else(|| {
+            Failure::new(Code::IllegalInvisibleTime, "no invisible duration given")
+        })?;
+        let d = invisible(Some(d))?;
+        let handle = self
+            .state
+            .engine
+            .change_invisible(&caller.tenant, &group, &topic, &r.receipt_handle, d)
+            .await
+            .map_err(consume_failure)?;
+        Ok(pb::ChangeInvisibleDurationResponse {
+            status: Some(ok()),
+            receipt_handle: handle,
+        })
+    }
+
+    pub(crate) async fn forward_to_dlq_inner(
+        &self,
+        request: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
+    ) -> Result<pb::ForwardMessageToDeadLetterQueueResponse, Failure> {
+        let caller = self
+            .state
+            .caller(request.metadata(), "ForwardMessageToDeadLetterQueue")
+            .await?;
+        caller.require(Permission::Consume)?;
+        let r = request.into_inner();
+        let group = caller
+            .resource(r.group.as_ref(), "consumer group")?
+            .to_string();
+        let topic = caller.resource(r.topic.as_ref(), "topic")?.to_string();
+        self.state
+            .engine
+            .forward_to_dead_letter(&caller.tenant, &group, &topic, &r.receipt_handle)
+            .await
+            .map_err(consume_failure)?;
+        Ok(pb::ForwardMessageToDeadLetterQueueResponse { status: Some(ok()) })
+    }
+
+    /// Every queue of the topic: POP consumption lets every consumer of a
+    /// group receive from every queue without duplicates.
+    pub(crate) async fn query_assignment_inner(
+        &self,
+        request: Request<pb::QueryAssignmentRequest>,
+    ) -> Result<pb::QueryAssignmentResponse, Failure> {
+        let caller = self
+            .state
+            .caller(request.metadata(), "QueryAssignment")
+            .await?;
+        caller.require(Permission::Consume)?;
+        let r = request.into_inner();
+        let topic = caller.resource(r.topic.as_ref(), "topic")?;
+        let group = caller.resource(r.group.as_ref(), "consumer group")?;
+        if self
+            .state
+            .engine
+            .describe_group(&caller.tenant, group)
+            .await
+            .is_err()
+        {
+            return Err(consume_failure(EngineError::GroupNotFound(
+                group.to_string(),
+            )));
+        }
+        let route = self.route(&caller, r.topic.clone(), topic)?;
+        Ok(pb::QueryAssignmentResponse {
+            status: Some(ok()),
+            assignments: route
+                .into_iter()
+                .map(|mq| pb::Assignment {
+                    message_queue: Some(mq),
+                })
+                .collect(),
+        })
+    }
+}
