@@ -168,12 +168,16 @@ impl Service {
             None => TagFilter::All,
         };
         let invisible = invisible(r.invisible_duration.as_ref())?;
+        // Answer well before the client's own deadline for the call, which
+        // SDKs derive from the same timeout.
         let wait = r
             .long_polling_timeout
             .as_ref()
             .and_then(to_duration)
             .unwrap_or(LONG_POLLING_TIMEOUT)
-            .min(LONG_POLLING_TIMEOUT);
+            .min(LONG_POLLING_TIMEOUT)
+            * 4
+            / 5;
         let batch = if r.batch_size <= 0 {
             RECEIVE_BATCH_SIZE as usize
         } else {
