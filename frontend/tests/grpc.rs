@@ -647,11 +647,31 @@ async fn malformed_sends_are_refused_and_change_nothing() {
 
     // RPCs this version does not serve say so (after authentication).
     let r = c
-        .query_offset(request(&auth, None, pb::QueryOffsetRequest::default()))
+        .end_transaction(request(&auth, None, pb::EndTransactionRequest::default()))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(code(&r.status), Code::NotImplemented);
+    let r = c
+        .query_offset(request(&auth, None, pb::QueryOffsetRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        code(&r.status),
+        Code::Forbidden,
+        "a publisher key may not consume"
+    );
+    let r = c
+        .query_offset(request(
+            &hmac(&consumer),
+            None,
+            pb::QueryOffsetRequest::default(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&r.status), Code::BadRequest, "no message queue named");
 }
 
 fn receive_request(group: &str, topic: &str, queue: i32, batch: i32) -> pb::ReceiveMessageRequest {
@@ -846,4 +866,153 @@ async fn receive_ack_and_change_invisible_duration_over_grpc() {
         .into_inner();
     assert_eq!(code(&assigned.status), Code::Ok);
     assert_eq!(assigned.assignments.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_and_offsets_over_grpc() {
+    let w = world().await;
+    w.a_admin
+        .post_json("/v1/groups", &json!({"name": "puller"}))
+        .await
+        .expect(201);
+    let mut c = client(&w.s).await;
+    let messages = (0..5)
+        .map(|i| message("orders", format!("p{i}").as_bytes(), 3))
+        .collect();
+    c.send_message(request(
+        &hmac(&w.a_publisher),
+        None,
+        pb::SendMessageRequest { messages },
+    ))
+    .await
+    .unwrap();
+    let consumer = w.s.create_key("acme", "consumer").await;
+    let auth = hmac(&consumer);
+    let mq = Some(pb::MessageQueue {
+        topic: resource("orders"),
+        id: 3,
+        ..Default::default()
+    });
+    let mut stream = c
+        .pull_message(request(
+            &auth,
+            None,
+            pb::PullMessageRequest {
+                group: resource("puller"),
+                message_queue: mq.clone(),
+                offset: 1,
+                batch_size: 3,
+                filter_expression: None,
+                long_polling_timeout: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut bodies, mut next, mut status) = (Vec::new(), None, None);
+    while let Some(item) = stream.message().await.unwrap() {
+        match item.content {
+            Some(pb::pull_message_response::Content::Message(m)) => bodies.push(m.body),
+            Some(pb::pull_message_response::Content::NextOffset(n)) => next = Some(n),
+            Some(pb::pull_message_response::Content::Status(s)) => status = Some(s.code),
+            None => {}
+        }
+    }
+    assert_eq!(bodies, [b"p1".to_vec(), b"p2".to_vec(), b"p3".to_vec()]);
+    assert_eq!((next, status), (Some(4), Some(Code::Ok as i32)));
+
+    let got = c
+        .get_offset(request(
+            &auth,
+            None,
+            pb::GetOffsetRequest {
+                group: resource("puller"),
+                message_queue: mq.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&got.status), Code::OffsetNotFound);
+    let updated = c
+        .update_offset(request(
+            &auth,
+            None,
+            pb::UpdateOffsetRequest {
+                group: resource("puller"),
+                message_queue: mq.clone(),
+                offset: 4,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&updated.status), Code::Ok);
+    let got = c
+        .get_offset(request(
+            &auth,
+            None,
+            pb::GetOffsetRequest {
+                group: resource("puller"),
+                message_queue: mq.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((code(&got.status), got.offset), (Code::Ok, 4));
+    let beyond = c
+        .update_offset(request(
+            &auth,
+            None,
+            pb::UpdateOffsetRequest {
+                group: resource("puller"),
+                message_queue: mq.clone(),
+                offset: 99,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&beyond.status), Code::BadRequest);
+    for (policy, expected) in [
+        (pb::QueryOffsetPolicy::Beginning, 0),
+        (pb::QueryOffsetPolicy::End, 5),
+    ] {
+        let q = c
+            .query_offset(request(
+                &auth,
+                None,
+                pb::QueryOffsetRequest {
+                    message_queue: mq.clone(),
+                    query_offset_policy: policy as i32,
+                    timestamp: None,
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (code(&q.status), q.offset),
+            (Code::Ok, expected),
+            "{policy:?}"
+        );
+    }
+    let q = c
+        .query_offset(request(
+            &auth,
+            None,
+            pb::QueryOffsetRequest {
+                message_queue: mq.clone(),
+                query_offset_policy: pb::QueryOffsetPolicy::Timestamp as i32,
+                timestamp: Some(prost_types::Timestamp {
+                    seconds: 0,
+                    nanos: 0,
+                }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((code(&q.status), q.offset), (Code::Ok, 0));
 }

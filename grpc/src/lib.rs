@@ -10,6 +10,7 @@ pub mod caller;
 pub mod consume;
 pub mod convert;
 pub mod failure;
+pub mod offsets;
 pub mod service;
 pub mod settings;
 

@@ -310,36 +310,37 @@ impl MessagingService for Service {
         &self,
         request: Request<pb::PullMessageRequest>,
     ) -> Result<Response<Self::PullMessageStream>, Status> {
-        let f = self.refuse(&request, "PullMessage").await;
-        Ok(Response::new(failed_stream(f, |s| {
-            pb::PullMessageResponse {
-                content: Some(pb::pull_message_response::Content::Status(s)),
-            }
-        })))
+        match self.pull_inner(request).await {
+            Ok(items) => Ok(Response::new(Box::pin(tokio_stream::iter(
+                items.into_iter().map(Ok),
+            )))),
+            Err(f) => Ok(Response::new(failed_stream(f, |s| {
+                pb::PullMessageResponse {
+                    content: Some(pb::pull_message_response::Content::Status(s)),
+                }
+            }))),
+        }
     }
 
     async fn update_offset(
         &self,
         request: Request<pb::UpdateOffsetRequest>,
     ) -> Result<Response<pb::UpdateOffsetResponse>, Status> {
-        let f = self.refuse(&request, "UpdateOffset").await;
-        answer::<pb::UpdateOffsetResponse>("UpdateOffset", Err(f))
+        answer("UpdateOffset", self.update_offset_inner(request).await)
     }
 
     async fn get_offset(
         &self,
         request: Request<pb::GetOffsetRequest>,
     ) -> Result<Response<pb::GetOffsetResponse>, Status> {
-        let f = self.refuse(&request, "GetOffset").await;
-        answer::<pb::GetOffsetResponse>("GetOffset", Err(f))
+        answer("GetOffset", self.get_offset_inner(request).await)
     }
 
     async fn query_offset(
         &self,
         request: Request<pb::QueryOffsetRequest>,
     ) -> Result<Response<pb::QueryOffsetResponse>, Status> {
-        let f = self.refuse(&request, "QueryOffset").await;
-        answer::<pb::QueryOffsetResponse>("QueryOffset", Err(f))
+        answer("QueryOffset", self.query_offset_inner(request).await)
     }
 
     async fn end_transaction(

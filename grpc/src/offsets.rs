@@ -1,0 +1,238 @@
+//! Consumption by offset: PullMessage, UpdateOffset, GetOffset and
+//! QueryOffset, on the engine's reads and committed offsets.
+
+use std::time::Duration;
+
+use strata_engine::TagFilter;
+use strata_tenancy::{Permission, Rate};
+use tonic::Request;
+
+use crate::caller::Caller;
+use crate::failure::{Failure, ok};
+use crate::pb::{self, Code};
+use crate::service::Service;
+use crate::settings::LONG_POLLING_TIMEOUT;
+
+/// Messages per pull when the client does not say, and at most.
+const PULL_BATCH: usize = 32;
+
+/// (topic, queue) named by a message queue in the caller's tenant.
+fn queue_of(caller: &Caller, mq: Option<&pb::MessageQueue>) -> Result<(String, u32), Failure> {
+    let mq = mq.ok_or_else(|| Failure::bad_request("the request names no message queue"))?;
+    let topic = caller.resource(mq.topic.as_ref(), "topic")?.to_string();
+    let queue = u32::try_from(mq.id)
+        .map_err(|_| Failure::bad_request(format!("queue id {} is negative", mq.id)))?;
+    Ok((topic, queue))
+}
+
+fn offset_arg(offset: i64) -> Result<u64, Failure> {
+    u64::try_from(offset).map_err(|_| Failure::bad_request(format!("offset {offset} is negative")))
+}
+
+fn offset_out(offset: u64) -> i64 {
+    i64::try_from(offset).unwrap_or(i64::MAX)
+}
+
+impl Service {
+    /// Messages from an offset, then the next offset, then the status.
+    pub(crate) async fn pull_inner(
+        &self,
+        request: Request<pb::PullMessageRequest>,
+    ) -> Result<Vec<pb::PullMessageResponse>, Failure> {
+        let caller = self.state.caller(request.metadata(), "PullMessage").await?;
+        caller.require(Permission::Consume)?;
+        let r = request.into_inner();
+        caller.resource(r.group.as_ref(), "consumer group")?;
+        let (topic, queue) = queue_of(&caller, r.message_queue.as_ref())?;
+        let filter = match &r.filter_expression {
+            Some(f) if f.r#type == pb::FilterType::Sql as i32 => {
+                return Err(Failure::new(
+                    Code::IllegalFilterExpression,
+                    "SQL filter expressions are not supported; use tags (`a || b`)",
+                ));
+            }
+            Some(f) => TagFilter::parse(&f.expression)
+                .map_err(|e| Failure::new(Code::IllegalFilterExpression, e.to_string()))?,
+            None => TagFilter::All,
+        };
+        let batch = usize::try_from(r.batch_size)
+            .ok()
+            .filter(|b| *b > 0)
+            .unwrap_or(PULL_BATCH)
+            .min(PULL_BATCH);
+        let wait = r
+            .long_polling_timeout
+            .as_ref()
+            .and_then(|d| Some(Duration::new(u64::try_from(d.seconds).ok()?, 0)))
+            .unwrap_or(Duration::ZERO)
+            .min(LONG_POLLING_TIMEOUT)
+            * 4
+            / 5;
+        caller.take(&self.state.limiter, Rate::ConsumeMessages, 1)?;
+        let (info, _) = self.state.engine.describe_topic(&caller.tenant, &topic)?;
+        let read = self
+            .state
+            .engine
+            .read(
+                &caller.tenant,
+                &topic,
+                queue,
+                offset_arg(r.offset)?,
+                batch,
+                wait,
+            )
+            .await?;
+        let resource = pb::Resource {
+            resource_namespace: String::new(),
+            name: topic,
+        };
+        let store_host = self.state.engine.config().node_id.clone();
+        let mut out: Vec<pb::PullMessageResponse> = read
+            .messages
+            .into_iter()
+            .filter(|m| filter.matches(m.message.tag.as_deref()))
+            .map(|m| {
+                let popped = strata_engine::Popped {
+                    queue,
+                    attempt: 1,
+                    handle: String::new(),
+                    visible_ms: 0,
+                    message: m,
+                };
+                let mut message = crate::consume::to_pb(
+                    popped,
+                    resource.clone(),
+                    info.message_type,
+                    Duration::ZERO,
+                    &store_host,
+                );
+                if let Some(sys) = message.system_properties.as_mut() {
+                    // Pulled messages have no receipt handle or invisibility.
+                    sys.receipt_handle = None;
+                    sys.invisible_duration = None;
+                }
+                pb::PullMessageResponse {
+                    content: Some(pb::pull_message_response::Content::Message(message)),
+                }
+            })
+            .collect();
+        out.push(pb::PullMessageResponse {
+            content: Some(pb::pull_message_response::Content::NextOffset(offset_out(
+                read.next_offset,
+            ))),
+        });
+        out.push(pb::PullMessageResponse {
+            content: Some(pb::pull_message_response::Content::Status(ok())),
+        });
+        Ok(out)
+    }
+
+    pub(crate) async fn update_offset_inner(
+        &self,
+        request: Request<pb::UpdateOffsetRequest>,
+    ) -> Result<pb::UpdateOffsetResponse, Failure> {
+        let caller = self
+            .state
+            .caller(request.metadata(), "UpdateOffset")
+            .await?;
+        caller.require(Permission::Consume)?;
+        let r = request.into_inner();
+        let group = caller
+            .resource(r.group.as_ref(), "consumer group")?
+            .to_string();
+        let (topic, queue) = queue_of(&caller, r.message_queue.as_ref())?;
+        if self
+            .state
+            .engine
+            .describe_group(&caller.tenant, &group)
+            .await
+            .is_err()
+        {
+            return Err(Failure::new(
+                Code::ConsumerGroupNotFound,
+                format!("consumer group {group:?} does not exist; create it first"),
+            ));
+        }
+        self.state
+            .engine
+            .commit_offset(&caller.tenant, &group, &topic, queue, offset_arg(r.offset)?)
+            .await
+            .map_err(|e| match e {
+                strata_engine::EngineError::OffsetOutOfRange { .. } => {
+                    Failure::new(Code::BadRequest, e.to_string())
+                }
+                other => other.into(),
+            })?;
+        Ok(pb::UpdateOffsetResponse { status: Some(ok()) })
+    }
+
+    /// The group's committed offset. A queue without one answers
+    /// OFFSET_NOT_FOUND (only pull consumers call this RPC).
+    pub(crate) async fn get_offset_inner(
+        &self,
+        request: Request<pb::GetOffsetRequest>,
+    ) -> Result<pb::GetOffsetResponse, Failure> {
+        let caller = self.state.caller(request.metadata(), "GetOffset").await?;
+        caller.require(Permission::Consume)?;
+        let r = request.into_inner();
+        let group = caller
+            .resource(r.group.as_ref(), "consumer group")?
+            .to_string();
+        let (topic, queue) = queue_of(&caller, r.message_queue.as_ref())?;
+        match self
+            .state
+            .engine
+            .committed_offset(&caller.tenant, &group, &topic, queue)
+            .await?
+        {
+            Some(offset) => Ok(pb::GetOffsetResponse {
+                status: Some(ok()),
+                offset: offset_out(offset),
+            }),
+            None => Err(Failure::new(
+                Code::OffsetNotFound,
+                format!("group {group:?} has no committed offset on {topic}/{queue}"),
+            )),
+        }
+    }
+
+    pub(crate) async fn query_offset_inner(
+        &self,
+        request: Request<pb::QueryOffsetRequest>,
+    ) -> Result<pb::QueryOffsetResponse, Failure> {
+        let caller = self.state.caller(request.metadata(), "QueryOffset").await?;
+        caller.require(Permission::Consume)?;
+        let r = request.into_inner();
+        let (topic, queue) = queue_of(&caller, r.message_queue.as_ref())?;
+        let engine = &self.state.engine;
+        let offset = match pb::QueryOffsetPolicy::try_from(r.query_offset_policy) {
+            Ok(pb::QueryOffsetPolicy::Beginning) => {
+                engine
+                    .queue_info(&caller.tenant, &topic, queue)?
+                    .first_offset
+            }
+            Ok(pb::QueryOffsetPolicy::End) => {
+                engine.queue_info(&caller.tenant, &topic, queue)?.end_offset
+            }
+            Ok(pb::QueryOffsetPolicy::Timestamp) => {
+                let t = r.timestamp.ok_or_else(|| {
+                    Failure::bad_request("the TIMESTAMP policy needs a timestamp")
+                })?;
+                let ms = t.seconds.saturating_mul(1000) + i64::from(t.nanos / 1_000_000);
+                engine
+                    .offset_for_time(&caller.tenant, &topic, queue, ms)
+                    .await?
+            }
+            Err(_) => {
+                return Err(Failure::bad_request(format!(
+                    "unknown query offset policy {}",
+                    r.query_offset_policy
+                )));
+            }
+        };
+        Ok(pb::QueryOffsetResponse {
+            status: Some(ok()),
+            offset: offset_out(offset),
+        })
+    }
+}
