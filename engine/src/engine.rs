@@ -43,6 +43,8 @@ pub struct Engine {
     pub(crate) delivered: std::sync::Mutex<DeliveredMarks>,
     /// POP state per (tenant, group, queue), loaded on first use.
     pub(crate) pops: std::sync::Mutex<crate::pop::PopSlots>,
+    /// Pending delayed deliveries.
+    pub(crate) timers: crate::delay::Timers,
     started_ms: i64,
     recovery: RecoverySummary,
 }
@@ -143,10 +145,13 @@ impl Engine {
             meter: Arc::new(Meter::new(clock.clone())),
             delivered: std::sync::Mutex::new(DeliveredMarks::new()),
             pops: std::sync::Mutex::new(crate::pop::PopSlots::new()),
+            timers: crate::delay::Timers::default(),
             started_ms,
             recovery,
         });
+        engine.timers.load(engine.catalog.all_timers().await?);
         crate::tiered::spawn_loops(&engine);
+        crate::delay::spawn_loop(&engine);
         Ok(engine)
     }
 
@@ -225,8 +230,25 @@ impl Engine {
         self.create_topic_with(tenant, name, spec).await
     }
 
-    /// Creates a topic from a full specification.
+    /// Creates a topic from a full specification. Names starting with
+    /// [`crate::delay::SYSTEM_TOPIC_PREFIX`] are the engine's own.
     pub async fn create_topic_with(
+        &self,
+        tenant: &str,
+        name: &str,
+        spec: TopicSpec,
+    ) -> Result<TopicInfo> {
+        if name.starts_with(crate::delay::SYSTEM_TOPIC_PREFIX) {
+            return Err(EngineError::InvalidArgument(format!(
+                "topic names starting with {:?} are reserved",
+                crate::delay::SYSTEM_TOPIC_PREFIX
+            )));
+        }
+        self.create_topic_unchecked(tenant, name, spec).await
+    }
+
+    /// [`Engine::create_topic_with`] for the engine's own topics.
+    pub(crate) async fn create_topic_unchecked(
         &self,
         tenant: &str,
         name: &str,
@@ -272,6 +294,7 @@ impl Engine {
             .topics_read()
             .all()
             .filter(|t| t.record.tenant == tenant)
+            .filter(|t| !t.record.name.starts_with(crate::delay::SYSTEM_TOPIC_PREFIX))
             .map(|t| topic_info(&t.record))
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));

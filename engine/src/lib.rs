@@ -11,6 +11,7 @@
 //! that grows on every claim; batches carry the epoch, and later metadata
 //! commits can be fenced on it (see [`Engine::owner_check`]).
 
+pub mod delay;
 mod engine;
 mod error;
 mod groups;

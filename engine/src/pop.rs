@@ -431,7 +431,7 @@ impl Engine {
         let dlq = dead_letter_topic(group);
         if self.topic(tenant, &dlq).is_err() {
             match self
-                .create_topic_with(
+                .create_topic_unchecked(
                     tenant,
                     &dlq,
                     TopicSpec {

@@ -18,6 +18,7 @@ use crate::error::{EngineError, Result};
 use crate::queue::{IndexEntry, QueueState};
 use crate::topic::TopicState;
 use crate::types::{PublishMessage, Published};
+use strata_metadata::MessageType;
 
 /// Longest producer-supplied message id.
 pub const MAX_MESSAGE_ID_LEN: usize = 128;
@@ -38,11 +39,30 @@ impl Engine {
     /// Messages for one queue keep their order and form one WAL record. A
     /// batch spanning queues is not atomic: on error some queues may have
     /// stored their part (retrying gives at-least-once delivery).
+    ///
+    /// DELAY topics take their messages through [`Engine::publish_at`].
     pub async fn publish(
         self: &Arc<Self>,
         tenant: &str,
         topic: &str,
         messages: Vec<PublishMessage>,
+    ) -> Result<Vec<Published>> {
+        if self.topic(tenant, topic)?.record.message_type == MessageType::Delay {
+            return Err(EngineError::InvalidArgument(format!(
+                "topic {topic:?} accepts DELAY messages: give each a delivery time"
+            )));
+        }
+        self.publish_with(tenant, topic, messages, true).await
+    }
+
+    /// [`Engine::publish`] for any topic type; `meter` false when the
+    /// messages were billed already (delayed deliveries).
+    pub(crate) async fn publish_with(
+        self: &Arc<Self>,
+        tenant: &str,
+        topic: &str,
+        messages: Vec<PublishMessage>,
+        meter: bool,
     ) -> Result<Vec<Published>> {
         self.check_open()?;
         if messages.is_empty() {
@@ -80,7 +100,7 @@ impl Engine {
         self.check_open()?;
         let engine = self.clone();
         let task = tokio::spawn(async move {
-            let result = engine.append_groups(&topic, groups).await;
+            let result = engine.append_groups(&topic, groups, meter).await;
             drop(guard);
             result
         });
@@ -95,6 +115,7 @@ impl Engine {
         &self,
         topic: &TopicState,
         groups: BTreeMap<u32, Vec<(usize, Message)>>,
+        meter: bool,
     ) -> Result<Vec<(usize, Published)>> {
         let mut results = Vec::new();
         let mut in_flight = Vec::new();
@@ -121,6 +142,9 @@ impl Engine {
                         batch.queue.announce(hw);
                     }
                     let tenant = &batch.queue.tenant;
+                    if !meter {
+                        continue;
+                    }
                     self.meter
                         .add(tenant, Counter::PublishedMessages, batch.messages);
                     self.meter

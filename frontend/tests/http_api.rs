@@ -590,3 +590,60 @@ async fn offset_by_timestamp_and_size_retention_fields() {
         .await
         .expect_error(404, "QUEUE_NOT_FOUND");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_messages_appear_at_their_time_not_before() {
+    let s = TestServer::start().await;
+    s.post_json(
+        "/v1/topics",
+        &json!({"name": "later", "queues": 1, "type": "delay"}),
+    )
+    .await
+    .expect(201);
+    s.post_json(
+        "/v1/topics/later/messages",
+        &json!({"messages": [{"body": "x"}]}),
+    )
+    .await
+    .expect_error(400, "INVALID_ARGUMENT");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let at = now + 1500;
+    s.post_json(
+        "/v1/topics/later/messages",
+        &json!({"messages": [{"body": "wake up", "deliver_at_ms": at}]}),
+    )
+    .await
+    .expect(200);
+    s.post_json(
+        "/v1/topics/later/messages",
+        &json!({"messages": [{"body": "a", "deliver_at_ms": at}, {"body": "b"}]}),
+    )
+    .await
+    .expect_error(400, "INVALID_ARGUMENT");
+    assert!(
+        s.read("later", 0, "offset=0").await["messages"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // Polled (not timed): it arrives, stamped no earlier than its time.
+    let mut delivered = None;
+    for _ in 0..200 {
+        let r = s.read("later", 0, "offset=0").await;
+        if let Some(m) = r["messages"].as_array().unwrap().first() {
+            delivered = Some(m.clone());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let m = delivered.expect("the delayed message was delivered");
+    assert_eq!(m["body"], "wake up");
+    assert!(m["timestamp_ms"].as_i64().unwrap() >= at, "{m}");
+    assert_eq!(m["properties"]["__mq.deliver_at_ms"], at.to_string());
+    // The schedule topic is not listed.
+    let topics = s.get("/v1/topics").await.expect(200);
+    assert_eq!(topics["topics"].as_array().unwrap().len(), 1, "{topics}");
+}

@@ -71,7 +71,18 @@ fn check_type(index: usize, m: &pb::Message, accepts: MessageType) -> Result<(),
             }
             Ok(())
         }
-        MessageType::Delay | MessageType::Transaction => Err(Failure::new(
+        MessageType::Delay => {
+            if declared != pb::MessageType::Delay || !has_delivery {
+                return conflict(
+                    "the topic accepts DELAY messages, each with a delivery time".into(),
+                );
+            }
+            if has_group {
+                return conflict("a DELAY message carries no message group".into());
+            }
+            Ok(())
+        }
+        MessageType::Transaction => Err(Failure::new(
             Code::Unsupported,
             format!(
                 "message {index}: {} topics are not served over gRPC by this server version",
@@ -82,15 +93,20 @@ fn check_type(index: usize, m: &pb::Message, accepts: MessageType) -> Result<(),
 }
 
 /// A RocketMQ message as a Strata publish, checked against the topic's
-/// message type and its queue count.
+/// message type and its queue count, with its delivery time (Unix ms) if
+/// it is a DELAY message.
 pub fn to_publish(
     index: usize,
     m: pb::Message,
     accepts: MessageType,
     queues: u32,
-) -> Result<PublishMessage, Failure> {
+) -> Result<(PublishMessage, Option<i64>), Failure> {
     check_type(index, &m, accepts)?;
     let sys = m.system_properties.unwrap_or_default();
+    let deliver_at = sys
+        .delivery_timestamp
+        .as_ref()
+        .map(|t| t.seconds.saturating_mul(1000) + i64::from(t.nanos / 1_000_000));
     let mut properties: Vec<(String, String)> = Vec::with_capacity(m.user_properties.len() + 3);
     for (name, value) in m.user_properties {
         if name.starts_with(RESERVED_PREFIX) {
@@ -124,7 +140,7 @@ pub fn to_publish(
         ));
     }
     let queue = u32::try_from(sys.queue_id).ok().filter(|q| *q < queues);
-    Ok(PublishMessage {
+    let publish = PublishMessage {
         queue,
         message: Message {
             id: sys.message_id,
@@ -133,7 +149,8 @@ pub fn to_publish(
             properties,
             body: Bytes::from(m.body),
         },
-    })
+    };
+    Ok((publish, deliver_at))
 }
 
 /// The protocol's name for a topic's message type.
@@ -170,15 +187,20 @@ mod tests {
         }
     }
 
+    fn publish(m: pb::Message, t: MessageType, queues: u32) -> Result<PublishMessage, Failure> {
+        to_publish(0, m, t, queues).map(|(p, _)| p)
+    }
+
     #[test]
     fn normal_messages_keep_what_strata_stores() {
-        let p = to_publish(
+        let (p, at) = to_publish(
             0,
             msg(pb::MessageType::Normal, None),
             MessageType::Normal,
             4,
         )
         .unwrap();
+        assert_eq!(at, None);
         assert_eq!(p.queue, Some(1));
         assert_eq!(p.message.id, "01ABC");
         assert_eq!(p.message.key.as_deref(), Some("k1"));
@@ -192,40 +214,47 @@ mod tests {
             .collect();
         assert_eq!(props, ["a", "b", PROP_KEYS, PROP_BORN_HOST]);
         // A queue the topic does not have falls back to Strata's routing.
-        let p = to_publish(
-            0,
-            msg(pb::MessageType::Normal, None),
-            MessageType::Normal,
-            1,
-        )
-        .unwrap();
+        let p = publish(msg(pb::MessageType::Normal, None), MessageType::Normal, 1).unwrap();
         assert_eq!(p.queue, None);
     }
 
     #[test]
     fn types_must_match_the_topic() {
-        let e = to_publish(
-            0,
+        let conflict = Code::MessagePropertyConflictWithType;
+        let e = publish(
             msg(pb::MessageType::Fifo, Some("g")),
             MessageType::Normal,
             4,
         );
-        assert_eq!(e.unwrap_err().code, Code::MessagePropertyConflictWithType);
-        let e = to_publish(0, msg(pb::MessageType::Fifo, None), MessageType::Fifo, 4);
-        assert_eq!(e.unwrap_err().code, Code::MessagePropertyConflictWithType);
-        let p = to_publish(
-            0,
-            msg(pb::MessageType::Fifo, Some("g")),
-            MessageType::Fifo,
-            4,
-        )
-        .unwrap();
+        assert_eq!(e.unwrap_err().code, conflict);
+        let e = publish(msg(pb::MessageType::Fifo, None), MessageType::Fifo, 4);
+        assert_eq!(e.unwrap_err().code, conflict);
+        let p = publish(msg(pb::MessageType::Fifo, Some("g")), MessageType::Fifo, 4).unwrap();
         assert!(
             p.message
                 .properties
                 .contains(&(PROP_GROUP.into(), "g".into()))
         );
-        let e = to_publish(0, msg(pb::MessageType::Delay, None), MessageType::Delay, 4);
+        let e = publish(msg(pb::MessageType::Delay, None), MessageType::Delay, 4);
+        assert_eq!(
+            e.unwrap_err().code,
+            conflict,
+            "a DELAY message needs a delivery time"
+        );
+        let mut delayed = msg(pb::MessageType::Delay, None);
+        if let Some(s) = delayed.system_properties.as_mut() {
+            s.delivery_timestamp = Some(prost_types::Timestamp {
+                seconds: 5,
+                nanos: 2_000_000,
+            });
+        }
+        let (_, at) = to_publish(0, delayed, MessageType::Delay, 4).unwrap();
+        assert_eq!(at, Some(5002));
+        let e = publish(
+            msg(pb::MessageType::Transaction, None),
+            MessageType::Transaction,
+            4,
+        );
         assert_eq!(e.unwrap_err().code, Code::Unsupported);
     }
 
@@ -233,7 +262,7 @@ mod tests {
     fn reserved_property_names_are_refused() {
         let mut m = msg(pb::MessageType::Normal, None);
         m.user_properties.insert("__mq.group".into(), "x".into());
-        let e = to_publish(0, m, MessageType::Normal, 4).unwrap_err();
+        let e = publish(m, MessageType::Normal, 4).unwrap_err();
         assert_eq!(e.code, Code::IllegalMessagePropertyKey);
     }
 }

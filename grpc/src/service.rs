@@ -143,12 +143,29 @@ impl Service {
             .enumerate()
             .map(|(i, m)| to_publish(i, m, info.message_type, info.queues))
             .collect::<Result<Vec<_>, _>>()?;
+        let (publishes, times): (Vec<_>, Vec<_>) = publishes.into_iter().unzip();
         self.check_quotas(&caller, &publishes)?;
-        let published = self
-            .state
-            .engine
-            .publish(&caller.tenant, &name, publishes)
-            .await?;
+        let engine = &self.state.engine;
+        let published = if info.message_type == strata_engine::MessageType::Delay {
+            let mut out = Vec::with_capacity(publishes.len());
+            for (p, at) in publishes.into_iter().zip(times) {
+                let at = at.unwrap_or_default();
+                out.extend(
+                    engine
+                        .publish_at(&caller.tenant, &name, vec![p], at)
+                        .await
+                        .map_err(|e| match e {
+                            strata_engine::EngineError::InvalidArgument(m) => {
+                                Failure::new(Code::IllegalDeliveryTime, m)
+                            }
+                            other => other.into(),
+                        })?,
+                );
+            }
+            out
+        } else {
+            engine.publish(&caller.tenant, &name, publishes).await?
+        };
         Ok(pb::SendMessageResponse {
             status: Some(ok()),
             entries: published

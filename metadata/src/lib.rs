@@ -13,7 +13,7 @@ pub mod store;
 pub use catalog::{
     AccessKeyRecord, BlockRef, Catalog, CatalogError, CommittedOffset, GroupRecord, InflightRecord,
     MessageType, NewTopic, OwnerRecord, ParseMessageTypeError, PopChange, PopQueueState,
-    RangeRecord, Retention, SealedSecretRecord, TenantRecord, TopicRecord, UsageRollup,
+    RangeRecord, Retention, SealedSecretRecord, TenantRecord, Timer, TopicRecord, UsageRollup,
 };
 pub use memory_store::MemoryStore;
 pub use redb_store::RedbStore;

@@ -52,6 +52,9 @@ pub struct MessageJson {
     pub properties: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<u32>,
+    /// DELAY topics: when to deliver (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +64,7 @@ pub struct RawParams {
     pub tag: Option<String>,
     pub queue: Option<u32>,
     pub id: Option<String>,
+    pub deliver_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -75,7 +79,7 @@ pub struct PublishReply {
     pub messages: Vec<PublishedJson>,
 }
 
-fn to_publish(index: usize, m: MessageJson) -> ApiResult<PublishMessage> {
+fn to_publish(index: usize, m: MessageJson) -> ApiResult<(PublishMessage, Option<i64>)> {
     let body = match (m.body, m.body_base64) {
         (Some(text), None) => Bytes::from(text),
         (None, Some(b64)) => B64.decode(b64.as_bytes()).map(Bytes::from).map_err(|e| {
@@ -94,7 +98,7 @@ fn to_publish(index: usize, m: MessageJson) -> ApiResult<PublishMessage> {
             )));
         }
     };
-    Ok(PublishMessage {
+    let publish = PublishMessage {
         queue: m.queue,
         message: Message {
             id: m.id.unwrap_or_default(),
@@ -103,7 +107,8 @@ fn to_publish(index: usize, m: MessageJson) -> ApiResult<PublishMessage> {
             properties: m.properties.into_iter().collect(),
             body,
         },
-    })
+    };
+    Ok((publish, m.deliver_at_ms))
 }
 
 fn media_type(headers: &HeaderMap) -> Option<String> {
@@ -133,9 +138,10 @@ pub async fn publish(
                 || params.tag.is_some()
                 || params.queue.is_some()
                 || params.id.is_some()
+                || params.deliver_at_ms.is_some()
             {
                 return Err(ApiError::invalid(
-                    "query parameters key/tag/queue/id apply to raw bodies only; put them in the JSON message",
+                    "query parameters key/tag/queue/id/deliver_at_ms apply to raw bodies only; put them in the JSON message",
                 ));
             }
             let parsed: PublishJson = serde_json::from_slice(&body)
@@ -154,16 +160,19 @@ pub async fn publish(
                 .map(|(i, m)| to_publish(i, m))
                 .collect::<ApiResult<Vec<_>>>()?
         }
-        Some("application/octet-stream") | Some("text/plain") => vec![PublishMessage {
-            queue: params.queue,
-            message: Message {
-                id: params.id.unwrap_or_default(),
-                key: params.key,
-                tag: params.tag,
-                properties: Vec::new(),
-                body,
+        Some("application/octet-stream") | Some("text/plain") => vec![(
+            PublishMessage {
+                queue: params.queue,
+                message: Message {
+                    id: params.id.unwrap_or_default(),
+                    key: params.key,
+                    tag: params.tag,
+                    properties: Vec::new(),
+                    body,
+                },
             },
-        }],
+            params.deliver_at_ms,
+        )],
         other => {
             return Err(ApiError::new(
                 ErrorCode::UnsupportedMediaType,
@@ -174,14 +183,35 @@ pub async fn publish(
             ));
         }
     };
-    let bytes: u64 = messages.iter().map(|m| m.message.body.len() as u64).sum();
+    let delayed = messages.iter().filter(|(_, at)| at.is_some()).count();
+    if delayed > 0 && delayed < messages.len() {
+        return Err(ApiError::invalid(
+            "either every message of a publish has deliver_at_ms or none has",
+        ));
+    }
+    let bytes: u64 = messages
+        .iter()
+        .map(|(m, _)| m.message.body.len() as u64)
+        .sum();
     caller.within_stored_bytes(state.engine.meter().stored_bytes(&caller.tenant).total())?;
     caller.take(&state.limiter, Rate::PublishBytes, bytes)?;
     caller.take(&state.limiter, Rate::PublishMessages, messages.len() as u64)?;
-    let published = state
-        .engine
-        .publish(&caller.tenant, &topic, messages)
-        .await?;
+    let published = if delayed > 0 {
+        let mut out = Vec::with_capacity(messages.len());
+        for (m, at) in messages {
+            let at = at.unwrap_or_default();
+            out.extend(
+                state
+                    .engine
+                    .publish_at(&caller.tenant, &topic, vec![m], at)
+                    .await?,
+            );
+        }
+        out
+    } else {
+        let plain = messages.into_iter().map(|(m, _)| m).collect();
+        state.engine.publish(&caller.tenant, &topic, plain).await?
+    };
     Ok(Reply(PublishReply {
         messages: published.into_iter().map(published_json).collect(),
     }))

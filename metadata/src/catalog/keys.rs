@@ -281,6 +281,20 @@ pub fn pop_group_prefixes(tenant: &str, group: &str) -> Result<[Vec<u8>; 2], Met
     ])
 }
 
+/// Prefix of every delay timer.
+pub const ALL_TIMERS: &[u8] = b"timer/";
+
+/// `timer/<deliver_at_ms:020>/<tenant>/<schedule_offset:020>` → empty: a
+/// delayed message in the tenant's schedule topic, due at that time.
+pub fn timer(deliver_at_ms: i64, tenant: &str, offset: u64) -> Result<Vec<u8>, MetaError> {
+    Ok(format!(
+        "timer/{}/{}/{offset:020}",
+        time(deliver_at_ms)?,
+        segment(tenant)?
+    )
+    .into_bytes())
+}
+
 /// Usage times are non-negative epoch milliseconds, 20 digits.
 fn time(ms: i64) -> Result<String, MetaError> {
     if ms < 0 {

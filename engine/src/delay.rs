@@ -1,0 +1,240 @@
+//! Delay (scheduled) messages: accepted now, delivered to their topic at a
+//! given time, up to [`MAX_DELAY`] ahead, millisecond precision.
+//!
+//! A delayed message is published (durably, acknowledged) to the tenant's
+//! hidden schedule topic [`SCHEDULE_TOPIC`], and a timer key naming its
+//! due time and schedule offset is committed to the catalog before the
+//! producer gets its answer. One timer task per node sleeps until the
+//! earliest due time (no polling), then publishes the message to its
+//! topic and deletes the timer. A crash between those two steps delivers
+//! the message twice (same message id) — at-least-once, never lost.
+//! Timers are reloaded from the catalog at startup.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_common::Message;
+use strata_metadata::{MessageType, Retention, Timer};
+use tokio::sync::Notify;
+
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::types::{PublishMessage, Published, TopicSpec};
+
+/// The farthest a delivery time may be ahead.
+pub const MAX_DELAY: Duration = Duration::from_secs(366 * 24 * 3600);
+/// Per-tenant hidden topic holding delayed messages until they are due.
+pub const SCHEDULE_TOPIC: &str = "__sys-schedule";
+/// Prefix of topic names the engine keeps for itself.
+pub const SYSTEM_TOPIC_PREFIX: &str = "__sys-";
+/// When the message is due (Unix ms); kept on the delivered message.
+pub const PROP_DELIVER_AT: &str = "__mq.deliver_at_ms";
+const PROP_TARGET_TOPIC: &str = "__mq.target_topic";
+const PROP_TARGET_QUEUE: &str = "__mq.target_queue";
+
+/// Pending timers of this node, earliest first.
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    pending: std::sync::Mutex<BTreeSet<Timer>>,
+    changed: Arc<Notify>,
+    /// One firing pass at a time, so no timer fires twice.
+    firing: tokio::sync::Mutex<()>,
+}
+
+impl Timers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<Timer>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn load(&self, timers: Vec<Timer>) {
+        self.lock().extend(timers);
+        self.changed.notify_one();
+    }
+}
+
+/// Spawns the task that fires due timers until shutdown.
+pub(crate) fn spawn_loop(engine: &Arc<Engine>) {
+    let weak = Arc::downgrade(engine);
+    let mut shutdown = engine.shutdown.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let Some(engine) = weak.upgrade() else { break };
+            let wait = match engine.fire_due_timers().await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::warn!(error = %e, "delayed delivery failed; retrying");
+                    Some(Duration::from_secs(1))
+                }
+            };
+            let changed = engine.timers.changed.clone();
+            drop(engine);
+            tokio::select! {
+                _ = changed.notified() => {}
+                // Bounded, so a clock that jumps is noticed within a minute.
+                _ = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(60)).min(Duration::from_secs(60))) => {}
+                _ = shutdown.wait_for(|down| *down) => break,
+            }
+        }
+    });
+}
+
+impl Engine {
+    /// Publishes `messages` to a DELAY topic for delivery at
+    /// `deliver_at_ms` (Unix ms). A time already past delivers at once.
+    pub async fn publish_at(
+        self: &Arc<Self>,
+        tenant: &str,
+        topic: &str,
+        messages: Vec<PublishMessage>,
+        deliver_at_ms: i64,
+    ) -> Result<Vec<Published>> {
+        let t = self.topic(tenant, topic)?;
+        if t.record.message_type != MessageType::Delay {
+            return Err(EngineError::InvalidArgument(format!(
+                "topic {topic:?} accepts {} messages, which carry no delivery time",
+                t.record.message_type.as_str()
+            )));
+        }
+        let now = self.clock.now_ms();
+        if deliver_at_ms > now.saturating_add(MAX_DELAY.as_millis() as i64) {
+            return Err(EngineError::InvalidArgument(format!(
+                "delivery time {deliver_at_ms} is more than {} days ahead",
+                MAX_DELAY.as_secs() / 86_400
+            )));
+        }
+        if deliver_at_ms <= now {
+            return self.publish_with(tenant, topic, messages, true).await;
+        }
+        for m in &messages {
+            if let Some(q) = m.queue {
+                t.queue(q)?;
+            }
+        }
+        self.ensure_schedule_topic(tenant).await?;
+        let scheduled: Vec<PublishMessage> = messages
+            .into_iter()
+            .map(|mut m| {
+                let props = &mut m.message.properties;
+                props.push((PROP_DELIVER_AT.into(), deliver_at_ms.to_string()));
+                props.push((PROP_TARGET_TOPIC.into(), topic.to_string()));
+                if let Some(q) = m.queue {
+                    props.push((PROP_TARGET_QUEUE.into(), q.to_string()));
+                }
+                PublishMessage {
+                    queue: Some(0),
+                    message: m.message,
+                }
+            })
+            .collect();
+        let published = self
+            .publish_with(tenant, SCHEDULE_TOPIC, scheduled, true)
+            .await?;
+        let timers: Vec<Timer> = published
+            .iter()
+            .map(|p| Timer {
+                deliver_at_ms,
+                tenant: tenant.to_string(),
+                offset: p.offset,
+            })
+            .collect();
+        self.catalog.put_timers(&timers).await?;
+        self.timers.load(timers);
+        Ok(published)
+    }
+
+    async fn ensure_schedule_topic(&self, tenant: &str) -> Result<()> {
+        if self.topic(tenant, SCHEDULE_TOPIC).is_ok() {
+            return Ok(());
+        }
+        let spec = TopicSpec {
+            queues: 1,
+            message_type: MessageType::Normal,
+            // Longer than the longest delay.
+            retention: Some(Retention::Ms(2 * MAX_DELAY.as_millis() as u64)),
+            retention_bytes: None,
+        };
+        match self
+            .create_topic_unchecked(tenant, SCHEDULE_TOPIC, spec)
+            .await
+        {
+            Ok(_) | Err(EngineError::TopicAlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Delivers every due delayed message; returns how long until the next
+    /// one is due (`None` when none is pending).
+    pub async fn fire_due_timers(self: &Arc<Self>) -> Result<Option<Duration>> {
+        let _one_pass = self.timers.firing.lock().await;
+        loop {
+            let now = self.clock.now_ms();
+            let next = self.timers.lock().first().cloned();
+            let Some(timer) = next else {
+                return Ok(None);
+            };
+            if timer.deliver_at_ms > now {
+                return Ok(Some(Duration::from_millis(
+                    (timer.deliver_at_ms - now) as u64,
+                )));
+            }
+            self.fire(&timer).await?;
+            self.catalog.delete_timer(&timer).await?;
+            self.timers.lock().remove(&timer);
+        }
+    }
+
+    /// Publishes one due message to its topic.
+    async fn fire(self: &Arc<Self>, timer: &Timer) -> Result<()> {
+        let read = match self
+            .read_inner(
+                &timer.tenant,
+                SCHEDULE_TOPIC,
+                0,
+                timer.offset,
+                1,
+                Duration::ZERO,
+            )
+            .await
+        {
+            Ok(r) => r
+                .messages
+                .into_iter()
+                .next()
+                .filter(|m| m.offset == timer.offset),
+            Err(EngineError::TopicNotFound(_) | EngineError::OffsetOutOfRange { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let Some(stored) = read else {
+            tracing::warn!(tenant = %timer.tenant, offset = timer.offset, "delayed message no longer in the schedule topic; dropped");
+            return Ok(());
+        };
+        let mut message: Message = stored.message;
+        let take = |props: &mut Vec<(String, String)>, name: &str| {
+            let at = props.iter().position(|(k, _)| k == name)?;
+            Some(props.remove(at).1)
+        };
+        let Some(topic) = take(&mut message.properties, PROP_TARGET_TOPIC) else {
+            tracing::warn!(tenant = %timer.tenant, offset = timer.offset, "schedule entry names no topic; dropped");
+            return Ok(());
+        };
+        let queue = take(&mut message.properties, PROP_TARGET_QUEUE).and_then(|q| q.parse().ok());
+        // Billed when it was accepted, not again when it is delivered.
+        match self
+            .publish_with(
+                &timer.tenant,
+                &topic,
+                vec![PublishMessage { queue, message }],
+                false,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(EngineError::TopicNotFound(_) | EngineError::QueueNotFound { .. }) => {
+                tracing::warn!(tenant = %timer.tenant, topic, "delayed message's topic is gone; dropped");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

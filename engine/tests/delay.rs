@@ -1,0 +1,166 @@
+//! Delay messages: invisible in their topic until due, delivered by the
+//! timer (not before the time), durable across a restart, billed once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use strata_common::{Clock, ManualClock, Message};
+use strata_engine::delay::{PROP_DELIVER_AT, SCHEDULE_TOPIC};
+use strata_engine::{Engine, EngineConfig, EngineError, MessageType, PublishMessage, Retention};
+
+const T: &str = "acme";
+const START_MS: i64 = 1_800_000_000_000;
+
+fn config(dir: &std::path::Path) -> EngineConfig {
+    let mut c = EngineConfig::new(dir);
+    c.upload_interval = Duration::from_secs(3600);
+    c.upload_trigger_bytes = u64::MAX;
+    c.retention_interval = Duration::from_secs(3600);
+    c.block_cache.disk_dir = None;
+    c
+}
+
+async fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Arc<Engine> {
+    for _ in 0..100 {
+        let c: Arc<dyn Clock> = clock.clone();
+        match Engine::open(config(dir), c).await {
+            Ok(e) => return e,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    panic!("the data directory was never released");
+}
+
+fn msg(body: &str) -> PublishMessage {
+    PublishMessage {
+        queue: None,
+        message: Message {
+            body: Bytes::from(body.to_string()),
+            ..Message::default()
+        },
+    }
+}
+
+async fn bodies(engine: &Arc<Engine>, topic: &str) -> Vec<String> {
+    engine
+        .read(T, topic, 0, 0, 100, Duration::ZERO)
+        .await
+        .unwrap()
+        .messages
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.message.body).into_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_messages_arrive_when_due_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 9);
+    let engine = open(dir.path(), &clock).await;
+    engine
+        .create_topic(T, "d", 1, MessageType::Delay, Some(Retention::Unlimited))
+        .await
+        .unwrap();
+    engine
+        .publish_at(
+            T,
+            "d",
+            vec![msg("in-10s"), msg("also-10s")],
+            START_MS + 10_000,
+        )
+        .await
+        .unwrap();
+    engine
+        .publish_at(T, "d", vec![msg("in-20s")], START_MS + 20_000)
+        .await
+        .unwrap();
+    assert!(
+        bodies(&engine, "d").await.is_empty(),
+        "nothing before its time"
+    );
+    let next = engine.fire_due_timers().await.unwrap();
+    assert_eq!(next, Some(Duration::from_millis(10_000)));
+    clock.advance_ms(9_999);
+    engine.fire_due_timers().await.unwrap();
+    assert!(bodies(&engine, "d").await.is_empty(), "not even 1 ms early");
+    clock.advance_ms(1);
+    engine.fire_due_timers().await.unwrap();
+    assert_eq!(bodies(&engine, "d").await, ["in-10s", "also-10s"]);
+    let delivered = engine.read(T, "d", 0, 0, 1, Duration::ZERO).await.unwrap();
+    let prop = delivered.messages[0]
+        .message
+        .properties
+        .iter()
+        .find(|(k, _)| k == PROP_DELIVER_AT)
+        .map(|(_, v)| v.clone());
+    assert_eq!(prop, Some((START_MS + 10_000).to_string()));
+
+    // The 20 s one survives a restart.
+    engine.close().await.unwrap();
+    drop(engine);
+    let engine = open(dir.path(), &clock).await;
+    clock.advance_ms(10_000);
+    engine.fire_due_timers().await.unwrap();
+    assert_eq!(bodies(&engine, "d").await, ["in-10s", "also-10s", "in-20s"]);
+    assert_eq!(engine.fire_due_timers().await.unwrap(), None);
+    // Billed once, when accepted.
+    assert_eq!(
+        engine
+            .meter()
+            .totals()
+            .get(T)
+            .map_or(0, |u| u.published_messages),
+        0
+    );
+    // The schedule topic is the engine's own: hidden and reserved.
+    assert!(
+        engine
+            .list_topics(T)
+            .iter()
+            .all(|t| t.name != SCHEDULE_TOPIC)
+    );
+    let reserved = engine
+        .create_topic(T, "__sys-mine", 1, MessageType::Normal, None)
+        .await;
+    assert!(matches!(reserved, Err(EngineError::InvalidArgument(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_times_are_checked_against_the_topic_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 10);
+    let engine = open(dir.path(), &clock).await;
+    engine
+        .create_topic(T, "d", 1, MessageType::Delay, None)
+        .await
+        .unwrap();
+    engine
+        .create_topic(T, "n", 1, MessageType::Normal, None)
+        .await
+        .unwrap();
+    let plain = engine.publish(T, "d", vec![msg("x")]).await;
+    assert!(
+        matches!(plain, Err(EngineError::InvalidArgument(_))),
+        "{plain:?}"
+    );
+    let wrong = engine
+        .publish_at(T, "n", vec![msg("x")], START_MS + 1000)
+        .await;
+    assert!(matches!(wrong, Err(EngineError::InvalidArgument(_))));
+    let far = engine
+        .publish_at(T, "d", vec![msg("x")], START_MS + 367 * 86_400_000)
+        .await;
+    assert!(matches!(far, Err(EngineError::InvalidArgument(_))));
+    // A year ahead is fine; a time already past is delivered at once.
+    engine
+        .publish_at(T, "d", vec![msg("next-year")], START_MS + 365 * 86_400_000)
+        .await
+        .unwrap();
+    engine
+        .publish_at(T, "d", vec![msg("late")], START_MS - 5)
+        .await
+        .unwrap();
+    assert_eq!(bodies(&engine, "d").await, ["late"]);
+    assert_eq!(engine.meter().totals()[T].published_messages, 2);
+}
