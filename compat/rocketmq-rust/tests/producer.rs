@@ -106,3 +106,46 @@ async fn an_unknown_topic_fails_the_producer_start() {
     let started = tokio::time::timeout(std::time::Duration::from_secs(30), producer.start()).await;
     assert!(matches!(started, Ok(Err(_))), "start must fail, not hang");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delay_messages_arrive_at_their_time() {
+    let strata = Strata::start("delay");
+    let key = strata.tenant_key("acme", "publisher");
+    strata.cli(&[
+        "--tenant", "acme", "topic", "create", "later", "--queues", "1", "--type", "delay",
+    ]);
+    let (po, co) = options(&strata, &key, "later");
+    let mut producer = Producer::new(po, co).expect("producer options");
+    producer.start().await.expect("producer starts");
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // The SDK takes whole seconds.
+    let at = now_s + 2;
+    let message = MessageBuilder::delay_message_builder("later", b"tick".to_vec(), at)
+        .build()
+        .expect("message");
+    producer.send(message).await.expect("send succeeds");
+    producer.shutdown().await.expect("shutdown");
+    assert!(
+        strata.consume_all("acme", "later").is_empty(),
+        "not before its time"
+    );
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        got = strata.consume_all("acme", "later");
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(got.len(), 1, "delivered");
+    assert_eq!(got[0]["body"], "tick");
+    let stored_ms = got[0]["timestamp_ms"].as_i64().unwrap();
+    assert!(
+        stored_ms >= at * 1000,
+        "delivered at {stored_ms}, due {}",
+        at * 1000
+    );
+}
