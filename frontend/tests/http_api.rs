@@ -647,3 +647,91 @@ async fn delayed_messages_appear_at_their_time_not_before() {
     let topics = s.get("/v1/topics").await.expect(200);
     assert_eq!(topics["topics"].as_array().unwrap().len(), 1, "{topics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_groups_receive_ack_and_get_redeliveries_over_http() {
+    let s = TestServer::start().await;
+    s.create_topic("jobs", 1).await;
+    s.publish(
+        "jobs",
+        json!([{"body": "j1", "tag": "a"}, {"body": "j2", "tag": "b"}, {"body": "j3", "tag": "a"}]),
+    )
+    .await;
+    s.post_json("/v1/groups", &json!({"name": "workers"}))
+        .await
+        .expect(201);
+    let got = s
+        .post_json(
+            "/v1/groups/workers/receive",
+            &json!({"topic": "jobs", "queue": 0, "tags": "a", "invisible_ms": 1000}),
+        )
+        .await
+        .expect(200);
+    let msgs = got["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 2, "{got}");
+    assert_eq!(msgs[0]["message"]["body"], "j1");
+    assert_eq!(msgs[1]["message"]["body"], "j3");
+    assert_eq!(msgs[0]["attempt"], 1);
+    let h1 = msgs[0]["receipt_handle"].as_str().unwrap().to_string();
+    let h3 = msgs[1]["receipt_handle"].as_str().unwrap().to_string();
+    let acked = s
+        .post_json(
+            "/v1/groups/workers/ack",
+            &json!({"topic": "jobs", "receipt_handles": [h1, "1-0-0-1"]}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(acked["results"][0]["code"], "OK");
+    assert_eq!(acked["results"][1]["code"], "INVALID_ARGUMENT");
+    // A second ack of the same handle alone is an error.
+    s.post_json(
+        "/v1/groups/workers/ack",
+        &json!({"topic": "jobs", "receipt_handles": [h1]}),
+    )
+    .await
+    .expect_error(400, "INVALID_ARGUMENT");
+    // j3 is not acknowledged: it comes back (long poll) as attempt 2.
+    let again = s
+        .post_json(
+            "/v1/groups/workers/receive",
+            &json!({"topic": "jobs", "queue": 0, "tags": "a", "wait_ms": 5000}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(again["messages"][0]["message"]["body"], "j3", "{again}");
+    assert_eq!(again["messages"][0]["attempt"], 2);
+    // The handle of the first delivery no longer works.
+    s.post_json(
+        "/v1/groups/workers/invisible",
+        &json!({"topic": "jobs", "receipt_handle": h3, "invisible_ms": 5000}),
+    )
+    .await
+    .expect_error(400, "INVALID_ARGUMENT");
+    let newer = again["messages"][0]["receipt_handle"].as_str().unwrap();
+    let changed = s
+        .post_json(
+            "/v1/groups/workers/invisible",
+            &json!({"topic": "jobs", "receipt_handle": newer, "invisible_ms": 5000}),
+        )
+        .await
+        .expect(200);
+    let latest = changed["receipt_handle"].as_str().unwrap();
+    s.post_json(
+        "/v1/groups/workers/ack",
+        &json!({"topic": "jobs", "receipt_handles": [latest]}),
+    )
+    .await
+    .expect(200);
+    s.post_json(
+        "/v1/groups/nobody/receive",
+        &json!({"topic": "jobs", "queue": 0}),
+    )
+    .await
+    .expect_error(404, "GROUP_NOT_FOUND");
+    s.post_json(
+        "/v1/groups/workers/receive",
+        &json!({"topic": "jobs", "queue": 0, "invisible_ms": 10}),
+    )
+    .await
+    .expect_error(400, "INVALID_ARGUMENT");
+}

@@ -191,6 +191,10 @@ fn case(method: &str, path: &str) -> Case {
         ("get", "/v1/groups/{group}") | ("delete", "/v1/groups/{group}") => Case::Resource,
         ("get", "/v1/groups/{group}/offsets/{topic}/{queue}") => Case::Resource,
         ("put", "/v1/groups/{group}/offsets/{topic}/{queue}") => Case::Resource,
+        ("post", "/v1/groups/{group}/receive") | ("post", "/v1/groups/{group}/ack") => {
+            Case::Resource
+        }
+        ("post", "/v1/groups/{group}/invisible") => Case::Resource,
         ("put", "/v1/tenants/{tenant}/plan") => Case::Resource,
         // Plans are service-wide: refused to every tenant key.
         ("get", "/v1/plans") | ("get", "/v1/plans/{plan}") | ("put", "/v1/plans/{plan}") => {
@@ -239,6 +243,13 @@ fn request(actor: &Actor, method: &str, template: &str, names: &Names) -> reqwes
         ("post", "/v1/topics") => Some(json!({"name": names.topic, "queues": 1})),
         ("post", "/v1/groups") => Some(json!({"name": names.group})),
         ("put", "/v1/tenants/{tenant}/plan") => Some(json!({"plan": "unlimited"})),
+        ("post", "/v1/groups/{group}/receive") => Some(json!({"topic": names.topic, "queue": 0})),
+        ("post", "/v1/groups/{group}/ack") => {
+            Some(json!({"topic": names.topic, "receipt_handles": ["1-0-0-1"]}))
+        }
+        ("post", "/v1/groups/{group}/invisible") => {
+            Some(json!({"topic": names.topic, "receipt_handle": "1-0-0-1", "invisible_ms": 5000}))
+        }
         ("post", _) | ("put", _) => Some(json!({})),
         _ => None,
     };

@@ -200,6 +200,13 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         ("post", "/v1/keys") => Some(json!({"role": "consumer"})),
         ("put", "/v1/plans/{plan}") => Some(json!({"max_topics": 10})),
         ("put", "/v1/tenants/{tenant}/plan") => Some(json!({"plan": "default"})),
+        ("post", "/v1/groups/{group}/receive") => Some(json!({"topic": "walk", "queue": 0})),
+        ("post", "/v1/groups/{group}/ack") => {
+            Some(json!({"topic": "walk", "receipt_handles": ["1-0-0-1"]}))
+        }
+        ("post", "/v1/groups/{group}/invisible") => {
+            Some(json!({"topic": "walk", "receipt_handle": "1-0-0-1", "invisible_ms": 5000}))
+        }
         _ => None,
     }
 }
@@ -228,6 +235,7 @@ async fn every_route_is_served_as_documented() {
         .await
         .expect(200);
 
+    let mut handle = String::new();
     // Deletes last, so every other route finds its topic and group.
     let mut ordered: Vec<_> = ROUTES.to_vec();
     // Deleting a tenant deletes its keys: tenants go very last.
@@ -246,10 +254,26 @@ async fn every_route_is_served_as_documented() {
         }
         let m = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
         let mut req = s.http.request(m, s.url(&path));
-        if let Some(body) = body_for(method, template) {
+        if let Some(mut body) = body_for(method, template) {
+            // Consumption routes act on the delivery the receive handed out.
+            if body.get("receipt_handle").is_some() {
+                body["receipt_handle"] = json!(handle);
+            }
+            if body.get("receipt_handles").is_some() {
+                body["receipt_handles"] = json!([handle]);
+            }
             req = req.json(&body);
         }
         let resp = s.send(req).await;
+        if resp.status == 200 && template.ends_with("/receive") {
+            handle = resp.json()["messages"][0]["receipt_handle"]
+                .as_str()
+                .expect("the walk's receive gets the published message")
+                .to_string();
+        }
+        if resp.status == 200 && template.ends_with("/invisible") {
+            handle = resp.json()["receipt_handle"].as_str().unwrap().to_string();
+        }
         let code = serde_json::from_slice::<Value>(&resp.body)
             .ok()
             .and_then(|v| v["error"]["code"].as_str().map(str::to_string));

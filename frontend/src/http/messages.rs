@@ -327,7 +327,7 @@ pub struct ReadReply {
     pub end_offset: u64,
 }
 
-fn stored_json(m: StoredMessage, force_base64: bool) -> StoredJson {
+pub(crate) fn stored_json(m: StoredMessage, force_base64: bool) -> StoredJson {
     let text = if force_base64 {
         None
     } else {

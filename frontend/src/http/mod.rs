@@ -8,6 +8,7 @@ mod extract;
 pub mod groups;
 pub mod messages;
 pub mod ops;
+pub mod pop;
 pub mod topics;
 pub mod usage;
 
@@ -82,6 +83,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/plans/{plan}"),
     ("put", "/v1/plans/{plan}"),
     ("get", "/v1/usage"),
+    ("post", "/v1/groups/{group}/receive"),
+    ("post", "/v1/groups/{group}/invisible"),
+    ("post", "/v1/groups/{group}/ack"),
 ];
 
 pub fn router(state: AppState, max_request_bytes: usize) -> Router {
@@ -133,6 +137,15 @@ pub fn router(state: AppState, max_request_bytes: usize) -> Router {
             get(admin::get_plan).put(admin::put_plan),
         )
         .route("/v1/usage", get(usage::get_usage))
+        .route(
+            "/v1/groups/{group}/receive",
+            axum::routing::post(pop::receive),
+        )
+        .route("/v1/groups/{group}/ack", axum::routing::post(pop::ack))
+        .route(
+            "/v1/groups/{group}/invisible",
+            axum::routing::post(pop::change_invisible),
+        )
         .route("/v1/keys", get(admin::list_keys).post(admin::create_key))
         .route(
             "/v1/keys/{access_key}",

@@ -1,0 +1,214 @@
+//! Consumption by message over HTTP: a consumer group receives messages
+//! with receipt handles, acknowledges them, or changes how long they stay
+//! invisible. The same engine operations serve the RocketMQ gRPC API.
+
+use std::time::Duration;
+
+use axum::Json as Reply;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use strata_engine::{ReceiveRequest, TagFilter};
+use strata_tenancy::{Permission, Rate};
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiError, ApiResult};
+use super::extract::{Json, Path};
+use super::messages::{StoredJson, stored_json};
+
+/// Invisible time when a receive does not say.
+const DEFAULT_INVISIBLE_MS: u64 = 30_000;
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveJson {
+    pub topic: String,
+    pub queue: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_messages: Option<usize>,
+    /// How long received messages stay invisible to the group (1 s..12 h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invisible_ms: Option<u64>,
+    /// Long poll: how long to wait when nothing is deliverable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+    /// Tag filter: `*` (default) or `a || b`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct ReceivedJson {
+    pub queue: u32,
+    pub receipt_handle: String,
+    /// 1 for the first delivery.
+    pub attempt: u32,
+    pub visible_at_ms: i64,
+    pub message: StoredJson,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct ReceiveReply {
+    pub messages: Vec<ReceivedJson>,
+}
+
+pub async fn receive(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(group): Path<String>,
+    Json(req): Json<ReceiveJson>,
+) -> ApiResult<Reply<ReceiveReply>> {
+    caller.require(Permission::Consume)?;
+    let filter = TagFilter::parse(req.tags.as_deref().unwrap_or("*"))?;
+    caller.take(&state.limiter, Rate::ConsumeMessages, 1)?;
+    let popped = state
+        .engine
+        .receive(ReceiveRequest {
+            tenant: &caller.tenant,
+            group: &group,
+            topic: &req.topic,
+            queue: req.queue,
+            max_messages: req.max_messages.unwrap_or(32),
+            invisible: Duration::from_millis(req.invisible_ms.unwrap_or(DEFAULT_INVISIBLE_MS)),
+            wait: Duration::from_millis(req.wait_ms.unwrap_or(0)),
+            filter: &filter,
+        })
+        .await?;
+    let bytes: u64 = popped
+        .iter()
+        .map(|p| p.message.message.body.len() as u64)
+        .sum();
+    caller.charge(
+        &state.limiter,
+        Rate::ConsumeMessages,
+        (popped.len() as u64).saturating_sub(1),
+    );
+    caller.charge(&state.limiter, Rate::ConsumeBytes, bytes);
+    Ok(Reply(ReceiveReply {
+        messages: popped
+            .into_iter()
+            .map(|p| ReceivedJson {
+                queue: p.queue,
+                receipt_handle: p.handle,
+                attempt: p.attempt,
+                visible_at_ms: p.visible_ms,
+                message: stored_json(p.message, false),
+            })
+            .collect(),
+    }))
+}
+
+/// The group and topic must exist (GROUP_NOT_FOUND, TOPIC_NOT_FOUND).
+async fn known(state: &AppState, caller: &Caller, group: &str, topic: &str) -> ApiResult<()> {
+    state.engine.describe_group(&caller.tenant, group).await?;
+    state.engine.describe_topic(&caller.tenant, topic)?;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckJson {
+    pub topic: String,
+    pub receipt_handles: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct AckResult {
+    pub receipt_handle: String,
+    /// `OK`, or the error code (e.g. `INVALID_ARGUMENT` for a handle that
+    /// expired, was superseded or was never issued).
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct AckReply {
+    pub results: Vec<AckResult>,
+}
+
+/// Most receipt handles per acknowledgement request.
+pub const MAX_ACK_HANDLES: usize = 1000;
+
+pub async fn ack(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(group): Path<String>,
+    Json(req): Json<AckJson>,
+) -> ApiResult<Reply<AckReply>> {
+    caller.require(Permission::Consume)?;
+    if req.receipt_handles.is_empty() || req.receipt_handles.len() > MAX_ACK_HANDLES {
+        return Err(ApiError::invalid(format!(
+            "receipt_handles must hold 1..={MAX_ACK_HANDLES} handles"
+        )));
+    }
+    known(&state, &caller, &group, &req.topic).await?;
+    let mut results = Vec::with_capacity(req.receipt_handles.len());
+    let mut first_error = None;
+    for handle in req.receipt_handles {
+        let outcome = state
+            .engine
+            .ack(&caller.tenant, &group, &req.topic, &handle)
+            .await;
+        results.push(match outcome {
+            Ok(()) => AckResult {
+                receipt_handle: handle,
+                code: "OK".into(),
+                message: None,
+            },
+            Err(e) => {
+                let result = AckResult {
+                    receipt_handle: handle,
+                    code: e.code().as_str().to_string(),
+                    message: Some(e.to_string()),
+                };
+                first_error.get_or_insert(e);
+                result
+            }
+        });
+    }
+    // Nothing acknowledged, all for the same reason: that is the answer.
+    if let Some(e) = first_error
+        && results.iter().all(|r| r.code == results[0].code)
+    {
+        return Err(e.into());
+    }
+    Ok(Reply(AckReply { results }))
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvisibleJson {
+    pub topic: String,
+    pub receipt_handle: String,
+    pub invisible_ms: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct InvisibleReply {
+    /// The new handle; the old one no longer works.
+    pub receipt_handle: String,
+}
+
+pub async fn change_invisible(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(group): Path<String>,
+    Json(req): Json<InvisibleJson>,
+) -> ApiResult<Reply<InvisibleReply>> {
+    caller.require(Permission::Consume)?;
+    known(&state, &caller, &group, &req.topic).await?;
+    let handle = state
+        .engine
+        .change_invisible(
+            &caller.tenant,
+            &group,
+            &req.topic,
+            &req.receipt_handle,
+            Duration::from_millis(req.invisible_ms),
+        )
+        .await?;
+    Ok(Reply(InvisibleReply {
+        receipt_handle: handle,
+    }))
+}
