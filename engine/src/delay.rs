@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_common::Message;
-use strata_metadata::{MessageType, Retention, Timer};
+use strata_metadata::{MessageType, Timer};
 use tokio::sync::Notify;
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
-use crate::types::{PublishMessage, Published, TopicSpec};
+use crate::types::{PublishMessage, Published};
 
 /// The farthest a delivery time may be ahead.
 pub const MAX_DELAY: Duration = Duration::from_secs(366 * 24 * 3600);
@@ -111,7 +111,7 @@ impl Engine {
                 t.queue(q)?;
             }
         }
-        self.ensure_schedule_topic(tenant).await?;
+        self.ensure_system_topic(tenant, SCHEDULE_TOPIC).await?;
         let scheduled: Vec<PublishMessage> = messages
             .into_iter()
             .map(|mut m| {
@@ -141,26 +141,6 @@ impl Engine {
         self.catalog.put_timers(&timers).await?;
         self.timers.load(timers);
         Ok(published)
-    }
-
-    async fn ensure_schedule_topic(&self, tenant: &str) -> Result<()> {
-        if self.topic(tenant, SCHEDULE_TOPIC).is_ok() {
-            return Ok(());
-        }
-        let spec = TopicSpec {
-            queues: 1,
-            message_type: MessageType::Normal,
-            // Longer than the longest delay.
-            retention: Some(Retention::Ms(2 * MAX_DELAY.as_millis() as u64)),
-            retention_bytes: None,
-        };
-        match self
-            .create_topic_unchecked(tenant, SCHEDULE_TOPIC, spec)
-            .await
-        {
-            Ok(_) | Err(EngineError::TopicAlreadyExists(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 
     /// Delivers every due delayed message; returns how long until the next

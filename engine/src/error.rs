@@ -58,6 +58,9 @@ pub enum EngineError {
     /// A receipt handle that names no current delivery.
     #[error("invalid receipt handle: {0}")]
     InvalidReceiptHandle(String),
+    /// A transaction id that names no open transaction.
+    #[error("invalid transaction: {0}")]
+    InvalidTransaction(String),
     /// A catalog refusal with its own service code (tenants, keys).
     #[error("{message}")]
     Refused { code: ErrorCode, message: String },
@@ -67,7 +70,7 @@ impl EngineError {
     pub fn code(&self) -> ErrorCode {
         use EngineError::*;
         match self {
-            InvalidReceiptHandle(_) => ErrorCode::InvalidArgument,
+            InvalidReceiptHandle(_) | InvalidTransaction(_) => ErrorCode::InvalidArgument,
             InvalidName(_) => ErrorCode::InvalidName,
             InvalidArgument(_) => ErrorCode::InvalidArgument,
             MessageTooLarge { .. } => ErrorCode::MessageTooLarge,

@@ -21,6 +21,7 @@ mod queue;
 mod read;
 mod tiered;
 mod topic;
+pub mod txn;
 mod types;
 
 pub use engine::Engine;

@@ -47,10 +47,18 @@ impl Engine {
         topic: &str,
         messages: Vec<PublishMessage>,
     ) -> Result<Vec<Published>> {
-        if self.topic(tenant, topic)?.record.message_type == MessageType::Delay {
-            return Err(EngineError::InvalidArgument(format!(
-                "topic {topic:?} accepts DELAY messages: give each a delivery time"
-            )));
+        match self.topic(tenant, topic)?.record.message_type {
+            MessageType::Delay => {
+                return Err(EngineError::InvalidArgument(format!(
+                    "topic {topic:?} accepts DELAY messages: give each a delivery time"
+                )));
+            }
+            MessageType::Transaction => {
+                return Err(EngineError::InvalidArgument(format!(
+                    "topic {topic:?} accepts TRANSACTION messages: send them as half messages and commit"
+                )));
+            }
+            MessageType::Normal | MessageType::Fifo => {}
         }
         self.publish_with(tenant, topic, messages, true).await
     }

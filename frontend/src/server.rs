@@ -183,6 +183,7 @@ pub async fn start_with_clock(
         max_clock_skew_ms: state.auth.max_clock_skew_ms,
         anonymous: state.auth.anonymous,
         advertised,
+        producers: Default::default(),
     };
     let config_max_request_bytes = config.http.max_request_bytes;
     let app = http::router(state, config.http.max_request_bytes);

@@ -645,13 +645,28 @@ async fn malformed_sends_are_refused_and_change_nothing() {
     assert_eq!(code(&r.status), Code::Forbidden);
     assert_eq!(queue_ends(&w.a_admin).await, before);
 
-    // RPCs this version does not serve say so (after authentication).
+    // Transactions: a topic is required, and only open transactions end.
     let r = c
         .end_transaction(request(&auth, None, pb::EndTransactionRequest::default()))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(code(&r.status), Code::NotImplemented);
+    assert_eq!(code(&r.status), Code::BadRequest);
+    let r = c
+        .end_transaction(request(
+            &auth,
+            None,
+            pb::EndTransactionRequest {
+                topic: resource("orders"),
+                transaction_id: "no-such-transaction".into(),
+                resolution: pb::TransactionResolution::Commit as i32,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&r.status), Code::InvalidTransactionId);
     let r = c
         .query_offset(request(&auth, None, pb::QueryOffsetRequest::default()))
         .await

@@ -34,6 +34,8 @@ pub struct GrpcState {
     pub anonymous: bool,
     /// The address clients are told to connect to (route answers).
     pub advertised: (String, u16),
+    /// Connected producers, for transaction check-backs.
+    pub producers: Arc<crate::txn::Producers>,
 }
 
 /// An authenticated caller and the tenant the request acts on.

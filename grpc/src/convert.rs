@@ -82,13 +82,18 @@ fn check_type(index: usize, m: &pb::Message, accepts: MessageType) -> Result<(),
             }
             Ok(())
         }
-        MessageType::Transaction => Err(Failure::new(
-            Code::Unsupported,
-            format!(
-                "message {index}: {} topics are not served over gRPC by this server version",
-                accepts.as_str()
-            ),
-        )),
+        MessageType::Transaction => {
+            if declared != pb::MessageType::Transaction {
+                return conflict("the topic accepts TRANSACTION messages".into());
+            }
+            if has_group || has_delivery {
+                return conflict(
+                    "a TRANSACTION message carries neither a message group nor a delivery time"
+                        .into(),
+                );
+            }
+            Ok(())
+        }
     }
 }
 
@@ -250,12 +255,18 @@ mod tests {
         }
         let (_, at) = to_publish(0, delayed, MessageType::Delay, 4).unwrap();
         assert_eq!(at, Some(5002));
-        let e = publish(
+        publish(
             msg(pb::MessageType::Transaction, None),
             MessageType::Transaction,
             4,
+        )
+        .unwrap();
+        let e = publish(
+            msg(pb::MessageType::Normal, None),
+            MessageType::Transaction,
+            4,
         );
-        assert_eq!(e.unwrap_err().code, Code::Unsupported);
+        assert_eq!(e.unwrap_err().code, conflict);
     }
 
     #[test]

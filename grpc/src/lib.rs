@@ -13,6 +13,7 @@ pub mod failure;
 pub mod offsets;
 pub mod service;
 pub mod settings;
+pub mod txn;
 
 /// Types, client and server generated from `proto/` (package
 /// `apache.rocketmq.v2`).
@@ -36,11 +37,14 @@ pub async fn serve(
     max_request_bytes: usize,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let checks = txn::spawn_check_loop(state.engine.clone(), state.producers.clone());
     let service = MessagingServiceServer::new(service::Service { state })
         .max_decoding_message_size(max_request_bytes)
         .max_encoding_message_size(max_request_bytes);
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .add_service(service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
+        .await;
+    checks.abort();
+    served
 }

@@ -40,13 +40,6 @@ fn answer<R: WithStatus + std::fmt::Debug>(
     })))
 }
 
-fn not_implemented(rpc: &str) -> Failure {
-    Failure::new(
-        Code::NotImplemented,
-        format!("{rpc} is not served by this server version"),
-    )
-}
-
 /// A one-item stream holding a failure status.
 fn failed_stream<T, F>(f: Failure, wrap: F) -> BoxStream<T>
 where
@@ -146,7 +139,24 @@ impl Service {
         let (publishes, times): (Vec<_>, Vec<_>) = publishes.into_iter().unzip();
         self.check_quotas(&caller, &publishes)?;
         let engine = &self.state.engine;
-        let published = if info.message_type == strata_engine::MessageType::Delay {
+        let published = if info.message_type == strata_engine::MessageType::Transaction {
+            let mut entries = Vec::with_capacity(publishes.len());
+            for p in publishes {
+                let (published, transaction_id) =
+                    engine.publish_half(&caller.tenant, &name, p).await?;
+                entries.push(pb::SendResultEntry {
+                    status: Some(ok()),
+                    message_id: published.message_id,
+                    transaction_id,
+                    offset: i64::try_from(published.offset).unwrap_or(i64::MAX),
+                    recall_handle: String::new(),
+                });
+            }
+            return Ok(pb::SendMessageResponse {
+                status: Some(ok()),
+                entries,
+            });
+        } else if info.message_type == strata_engine::MessageType::Delay {
             let mut out = Vec::with_capacity(publishes.len());
             for (p, at) in publishes.into_iter().zip(times) {
                 let at = at.unwrap_or_default();
@@ -212,14 +222,6 @@ impl Service {
             publishes.len() as u64,
         )?;
         Ok(())
-    }
-
-    /// Authenticates, then refuses: the RPC is not served yet.
-    async fn refuse<T>(&self, request: &Request<T>, rpc: &str) -> Failure {
-        match self.state.caller(request.metadata(), rpc).await {
-            Ok(_) => not_implemented(rpc),
-            Err(f) => f,
-        }
     }
 }
 
@@ -364,8 +366,7 @@ impl MessagingService for Service {
         &self,
         request: Request<pb::EndTransactionRequest>,
     ) -> Result<Response<pb::EndTransactionResponse>, Status> {
-        let f = self.refuse(&request, "EndTransaction").await;
-        answer::<pb::EndTransactionResponse>("EndTransaction", Err(f))
+        answer("EndTransaction", self.end_transaction_inner(request).await)
     }
 
     type TelemetryStream = BoxStream<pb::TelemetryCommand>;
@@ -377,15 +378,21 @@ impl MessagingService for Service {
         &self,
         request: Request<Streaming<pb::TelemetryCommand>>,
     ) -> Result<Response<Self::TelemetryStream>, Status> {
-        if let Err(f) = self.state.caller(request.metadata(), "Telemetry").await {
-            return Err(Status::unauthenticated(f.message));
-        }
+        let caller = match self.state.caller(request.metadata(), "Telemetry").await {
+            Ok(c) => c,
+            Err(f) => return Err(Status::unauthenticated(f.message)),
+        };
+        let producers = self.state.producers.clone();
         let max_body = self.state.engine.config().max_message_bytes;
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             while let Ok(Some(command)) = inbound.message().await {
                 if let Some(pb::telemetry_command::Command::Settings(settings)) = command.command {
+                    if let Some(pb::settings::PubSub::Publishing(p)) = &settings.pub_sub {
+                        let topics = p.topics.iter().map(|t| t.name.clone()).collect();
+                        producers.register(&caller.tenant, topics, tx.clone());
+                    }
                     let reply = pb::TelemetryCommand {
                         status: Some(ok()),
                         command: Some(pb::telemetry_command::Command::Settings(server_settings(

@@ -23,6 +23,7 @@
 //! | `tenant-key/<tenant>/<access_key>`                    | empty (tenant's key index) |
 //! | `pop-cursor/<tenant>/<group>/<topic_id:020>/<queue:010>` | next offset never handed out |
 //! | `pop-flight/<tenant>/<group>/<topic_id:020>/<queue:010>/<offset:020>` | [`InflightRecord`] (JSON) |
+//! | `half/<tenant>/<transaction_id>`                    | `HalfRecord` (JSON)        |
 //! | `timer/<deliver_at:020>/<tenant>/<offset:020>`       | empty (a delayed message)  |
 //! | `usage-min/<tenant>/<minute:020>/<node>/<incarnation>` | `UsageCounts` (JSON)     |
 //! | `usage-hour/<tenant>/<hour:020>`                      | `UsageCounts` (JSON)       |
@@ -46,6 +47,7 @@ mod records;
 mod tenants;
 mod timers;
 mod topics;
+mod txns;
 mod usage;
 
 use std::sync::Arc;
@@ -64,6 +66,7 @@ pub use records::{
 };
 pub use tenants::TenantRecord;
 pub use timers::Timer;
+pub use txns::HalfRecord;
 pub use usage::UsageRollup;
 
 /// How many times a read-check-write loop retries after losing a race.

@@ -11,9 +11,10 @@ pub mod redb_store;
 pub mod store;
 
 pub use catalog::{
-    AccessKeyRecord, BlockRef, Catalog, CatalogError, CommittedOffset, GroupRecord, InflightRecord,
-    MessageType, NewTopic, OwnerRecord, ParseMessageTypeError, PopChange, PopQueueState,
-    RangeRecord, Retention, SealedSecretRecord, TenantRecord, Timer, TopicRecord, UsageRollup,
+    AccessKeyRecord, BlockRef, Catalog, CatalogError, CommittedOffset, GroupRecord, HalfRecord,
+    InflightRecord, MessageType, NewTopic, OwnerRecord, ParseMessageTypeError, PopChange,
+    PopQueueState, RangeRecord, Retention, SealedSecretRecord, TenantRecord, Timer, TopicRecord,
+    UsageRollup,
 };
 pub use memory_store::MemoryStore;
 pub use redb_store::RedbStore;

@@ -2,16 +2,14 @@
 //! 5.0.0, unchanged) against Strata: receive, redelivery after the
 //! invisible duration with the attempt counted, acknowledgement, tag filters.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::Strata;
 use rocketmq::conf::{ClientOption, ProducerOption, SimpleConsumerOption};
 use rocketmq::model::common::{FilterExpression, FilterType};
 use rocketmq::model::message::MessageBuilder;
 use rocketmq::{Producer, SimpleConsumer};
+use strata_compat_rocketmq_rust::Strata;
 
 fn client(strata: &Strata, key: &(String, String)) -> ClientOption {
     let mut client = ClientOption::default();

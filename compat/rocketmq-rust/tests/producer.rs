@@ -2,14 +2,12 @@
 //! publishing to Strata: normal and FIFO messages arrive with their tag,
 //! keys and properties; an unknown topic fails the producer's start.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::Strata;
 use rocketmq::Producer;
 use rocketmq::conf::{ClientOption, ProducerOption};
 use rocketmq::model::message::MessageBuilder;
+use strata_compat_rocketmq_rust::Strata;
 
 fn options(strata: &Strata, key: &(String, String), topic: &str) -> (ProducerOption, ClientOption) {
     let mut producer = ProducerOption::default();

@@ -295,6 +295,14 @@ pub fn timer(deliver_at_ms: i64, tenant: &str, offset: u64) -> Result<Vec<u8>, M
     .into_bytes())
 }
 
+/// Prefix of every open transaction.
+pub const ALL_HALVES: &[u8] = b"half/";
+
+/// `half/<tenant>/<transaction_id>` → JSON `HalfRecord`.
+pub fn half(tenant: &str, transaction_id: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("half/{}/{}", segment(tenant)?, segment(transaction_id)?).into_bytes())
+}
+
 /// Usage times are non-negative epoch milliseconds, 20 digits.
 fn time(ms: i64) -> Result<String, MetaError> {
     if ms < 0 {

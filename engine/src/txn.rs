@@ -1,0 +1,238 @@
+//! Transactional messages: a producer sends a *half* message, which no
+//! consumer sees, then commits it (it enters its topic) or rolls it back
+//! (it is discarded). If the producer says nothing, the server asks it —
+//! a check-back — first after [`FIRST_CHECK_DELAY`], then with doubling
+//! intervals up to [`MAX_CHECK_INTERVAL`]; after [`MAX_CHECKS`] unanswered
+//! checks the transaction is rolled back and the half message discarded.
+//!
+//! Half messages are stored (durably) in the tenant's hidden topic
+//! [`HALF_TOPIC`]; each open transaction is a catalog record. A commit
+//! publishes before it removes the record, so a crash in between can only
+//! lead to a second commit after the next check (at-least-once).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_common::StoredMessage;
+use strata_metadata::{HalfRecord, MessageType, Retention};
+
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::types::{PublishMessage, Published, TopicSpec};
+
+/// Per-tenant hidden topic holding half messages.
+pub const HALF_TOPIC: &str = "__sys-half";
+/// First check-back after a half message is sent without an outcome.
+pub const FIRST_CHECK_DELAY: Duration = Duration::from_secs(5);
+/// Longest wait between check-backs.
+pub const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+/// Check-backs before an unresolved transaction is rolled back.
+pub const MAX_CHECKS: u32 = 15;
+const PROP_TARGET_TOPIC: &str = "__mq.txn_topic";
+const PROP_TARGET_QUEUE: &str = "__mq.txn_queue";
+
+/// An open transaction whose producer should be asked about it now.
+#[derive(Debug, Clone)]
+pub struct DueCheck {
+    pub record: HalfRecord,
+    /// The half message as the producer sent it.
+    pub message: StoredMessage,
+}
+
+fn strip(props: &mut Vec<(String, String)>, name: &str) -> Option<String> {
+    let at = props.iter().position(|(k, _)| k == name)?;
+    Some(props.remove(at).1)
+}
+
+impl Engine {
+    /// Stores a half message for `topic` (a TRANSACTION topic) and opens a
+    /// transaction; returns where the half message is and the transaction id.
+    pub async fn publish_half(
+        self: &Arc<Self>,
+        tenant: &str,
+        topic: &str,
+        mut message: PublishMessage,
+    ) -> Result<(Published, String)> {
+        let t = self.topic(tenant, topic)?;
+        if t.record.message_type != MessageType::Transaction {
+            return Err(EngineError::InvalidArgument(format!(
+                "topic {topic:?} accepts {} messages, not transactional ones",
+                t.record.message_type.as_str()
+            )));
+        }
+        if let Some(q) = message.queue {
+            t.queue(q)?;
+        }
+        self.ensure_system_topic(tenant, HALF_TOPIC).await?;
+        let props = &mut message.message.properties;
+        props.push((PROP_TARGET_TOPIC.into(), topic.to_string()));
+        if let Some(q) = message.queue {
+            props.push((PROP_TARGET_QUEUE.into(), q.to_string()));
+        }
+        message.queue = Some(0);
+        let published = self
+            .publish_with(tenant, HALF_TOPIC, vec![message], true)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| EngineError::Internal("half message not stored".into()))?;
+        let transaction_id = format!(
+            "{:016x}{:016x}",
+            self.clock.random_u64(),
+            self.clock.random_u64()
+        );
+        let now = self.clock.now_ms();
+        self.catalog
+            .put_half(&HalfRecord {
+                tenant: tenant.to_string(),
+                transaction_id: transaction_id.clone(),
+                message_id: published.message_id.clone(),
+                topic: topic.to_string(),
+                half_offset: published.offset,
+                created_ms: now,
+                checks: 0,
+                next_check_ms: now + FIRST_CHECK_DELAY.as_millis() as i64,
+            })
+            .await?;
+        Ok((published, transaction_id))
+    }
+
+    /// Commits (the message enters its topic) or rolls back an open
+    /// transaction of `topic`.
+    pub async fn end_transaction(
+        self: &Arc<Self>,
+        tenant: &str,
+        topic: &str,
+        transaction_id: &str,
+        commit: bool,
+    ) -> Result<()> {
+        let record = self
+            .catalog
+            .get_half(tenant, transaction_id)
+            .await?
+            .filter(|r| r.topic == topic)
+            .ok_or_else(|| {
+                EngineError::InvalidTransaction(format!(
+                    "no open transaction {transaction_id:?} on topic {topic:?} (ended already, rolled back after unanswered checks, or never opened)"
+                ))
+            })?;
+        if commit {
+            self.deliver_half(&record).await?;
+        }
+        if !self.catalog.end_half(&record).await? {
+            return Err(EngineError::InvalidTransaction(format!(
+                "transaction {transaction_id:?} ended concurrently"
+            )));
+        }
+        tracing::debug!(tenant, topic, transaction_id, commit, "transaction ended");
+        Ok(())
+    }
+
+    async fn deliver_half(self: &Arc<Self>, record: &HalfRecord) -> Result<()> {
+        let Some(stored) = self.half_message(record).await? else {
+            return Err(EngineError::InvalidTransaction(format!(
+                "the half message of transaction {:?} is gone (retention)",
+                record.transaction_id
+            )));
+        };
+        let mut message = stored.message;
+        strip(&mut message.properties, PROP_TARGET_TOPIC);
+        let queue = strip(&mut message.properties, PROP_TARGET_QUEUE).and_then(|q| q.parse().ok());
+        // Billed when the half message was sent.
+        self.publish_with(
+            &record.tenant,
+            &record.topic,
+            vec![PublishMessage { queue, message }],
+            false,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn half_message(self: &Arc<Self>, record: &HalfRecord) -> Result<Option<StoredMessage>> {
+        match self
+            .read_inner(
+                &record.tenant,
+                HALF_TOPIC,
+                0,
+                record.half_offset,
+                1,
+                Duration::ZERO,
+            )
+            .await
+        {
+            Ok(r) => Ok(r
+                .messages
+                .into_iter()
+                .next()
+                .filter(|m| m.offset == record.half_offset)),
+            Err(EngineError::TopicNotFound(_) | EngineError::OffsetOutOfRange { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Open transactions whose producer should be asked now.
+    pub async fn due_transaction_checks(self: &Arc<Self>) -> Result<Vec<DueCheck>> {
+        let now = self.clock.now_ms();
+        let mut out = Vec::new();
+        for record in self.catalog.all_halves().await? {
+            if record.next_check_ms > now {
+                continue;
+            }
+            match self.half_message(&record).await? {
+                Some(message) => out.push(DueCheck { record, message }),
+                None => {
+                    self.catalog.end_half(&record).await?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records that a check-back for `record` was sent (or could not be:
+    /// no producer connected). After [`MAX_CHECKS`] the transaction is
+    /// rolled back; returns true then.
+    pub async fn note_transaction_check(&self, record: &HalfRecord) -> Result<bool> {
+        if record.checks + 1 >= MAX_CHECKS {
+            if self.catalog.end_half(record).await? {
+                tracing::warn!(
+                    tenant = %record.tenant,
+                    topic = %record.topic,
+                    transaction_id = %record.transaction_id,
+                    checks = MAX_CHECKS,
+                    "transaction unresolved after the maximum check-backs; rolled back"
+                );
+            }
+            return Ok(true);
+        }
+        let backoff = FIRST_CHECK_DELAY
+            .saturating_mul(1 << record.checks.min(16))
+            .min(MAX_CHECK_INTERVAL);
+        let next = HalfRecord {
+            checks: record.checks + 1,
+            next_check_ms: self.clock.now_ms() + backoff.as_millis() as i64,
+            ..record.clone()
+        };
+        self.catalog.update_half(record, &next).await?;
+        Ok(false)
+    }
+
+    /// Creates one of the engine's hidden per-tenant topics if missing.
+    pub(crate) async fn ensure_system_topic(&self, tenant: &str, name: &str) -> Result<()> {
+        if self.topic(tenant, name).is_ok() {
+            return Ok(());
+        }
+        let spec = TopicSpec {
+            queues: 1,
+            message_type: MessageType::Normal,
+            retention: Some(Retention::Ms(
+                2 * crate::delay::MAX_DELAY.as_millis() as u64,
+            )),
+            retention_bytes: None,
+        };
+        match self.create_topic_unchecked(tenant, name, spec).await {
+            Ok(_) | Err(EngineError::TopicAlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Transactional messages: half messages are invisible until committed,
+//! rollbacks discard them, unresolved ones are due for check-backs with a
+//! growing interval and are rolled back after the maximum — across a restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use strata_common::{Clock, ManualClock, Message};
+use strata_engine::txn::{FIRST_CHECK_DELAY, MAX_CHECKS};
+use strata_engine::{Engine, EngineConfig, EngineError, MessageType, PublishMessage};
+
+const T: &str = "acme";
+
+fn config(dir: &std::path::Path) -> EngineConfig {
+    let mut c = EngineConfig::new(dir);
+    c.upload_interval = Duration::from_secs(3600);
+    c.upload_trigger_bytes = u64::MAX;
+    c.retention_interval = Duration::from_secs(3600);
+    c.block_cache.disk_dir = None;
+    c
+}
+
+async fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Arc<Engine> {
+    for _ in 0..100 {
+        let c: Arc<dyn Clock> = clock.clone();
+        if let Ok(e) = Engine::open(config(dir), c).await {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the data directory was never released");
+}
+
+fn msg(body: &str) -> PublishMessage {
+    PublishMessage {
+        queue: None,
+        message: Message {
+            body: Bytes::from(body.to_string()),
+            ..Message::default()
+        },
+    }
+}
+
+async fn bodies(engine: &Arc<Engine>) -> Vec<String> {
+    engine
+        .read(T, "tx", 0, 0, 100, Duration::ZERO)
+        .await
+        .unwrap()
+        .messages
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.message.body).into_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_rollback_and_check_backs() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_800_000_000_000, 5);
+    let engine = open(dir.path(), &clock).await;
+    engine
+        .create_topic(T, "tx", 1, MessageType::Transaction, None)
+        .await
+        .unwrap();
+    let plain = engine.publish(T, "tx", vec![msg("x")]).await;
+    assert!(matches!(plain, Err(EngineError::InvalidArgument(_))));
+    let (_, commit_id) = engine
+        .publish_half(T, "tx", msg("committed"))
+        .await
+        .unwrap();
+    let (_, rollback_id) = engine
+        .publish_half(T, "tx", msg("rolled-back"))
+        .await
+        .unwrap();
+    let (_, open_id) = engine
+        .publish_half(T, "tx", msg("unresolved"))
+        .await
+        .unwrap();
+    assert!(
+        bodies(&engine).await.is_empty(),
+        "half messages are invisible"
+    );
+    engine
+        .end_transaction(T, "tx", &commit_id, true)
+        .await
+        .unwrap();
+    engine
+        .end_transaction(T, "tx", &rollback_id, false)
+        .await
+        .unwrap();
+    assert_eq!(bodies(&engine).await, ["committed"]);
+    let again = engine.end_transaction(T, "tx", &commit_id, true).await;
+    assert!(
+        matches!(again, Err(EngineError::InvalidTransaction(_))),
+        "ends once"
+    );
+    let bogus = engine.end_transaction(T, "tx", "nope", true).await;
+    assert!(matches!(bogus, Err(EngineError::InvalidTransaction(_))));
+
+    // The unresolved one is due for a check-back after the first delay,
+    // also after a restart.
+    assert!(engine.due_transaction_checks().await.unwrap().is_empty());
+    engine.close().await.unwrap();
+    drop(engine);
+    let engine = open(dir.path(), &clock).await;
+    clock.advance_ms(FIRST_CHECK_DELAY.as_millis() as i64);
+    let due = engine.due_transaction_checks().await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].record.transaction_id, open_id);
+    assert_eq!(&due[0].message.message.body[..], b"unresolved");
+    assert!(!engine.note_transaction_check(&due[0].record).await.unwrap());
+    assert!(
+        engine.due_transaction_checks().await.unwrap().is_empty(),
+        "backed off"
+    );
+    // Unanswered up to the maximum: rolled back, never delivered.
+    let mut rolled_back = false;
+    for _ in 0..MAX_CHECKS * 2 {
+        clock.advance_ms(61_000);
+        for d in engine.due_transaction_checks().await.unwrap() {
+            rolled_back |= engine.note_transaction_check(&d.record).await.unwrap();
+        }
+        if rolled_back {
+            break;
+        }
+    }
+    assert!(rolled_back);
+    assert!(engine.due_transaction_checks().await.unwrap().is_empty());
+    let late = engine.end_transaction(T, "tx", &open_id, true).await;
+    assert!(matches!(late, Err(EngineError::InvalidTransaction(_))));
+    assert_eq!(bodies(&engine).await, ["committed"]);
+}

@@ -1,0 +1,160 @@
+//! Transactions over gRPC: half messages, EndTransaction, and check-backs
+//! sent to a connected producer of the topic over its Telemetry stream.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use strata_engine::{Engine, EngineError, Popped};
+use strata_tenancy::Permission;
+use tokio::sync::mpsc;
+use tonic::{Request, Status};
+
+use crate::failure::{Failure, ok};
+use crate::pb::{self, Code};
+use crate::service::Service;
+
+/// A producer's Telemetry stream, for check-backs.
+#[derive(Debug, Clone)]
+struct ProducerStream {
+    tenant: String,
+    topics: Vec<String>,
+    tx: mpsc::Sender<Result<pb::TelemetryCommand, Status>>,
+}
+
+/// Producers connected to this node, by the topics they declared.
+#[derive(Debug, Default)]
+pub struct Producers {
+    streams: Mutex<Vec<ProducerStream>>,
+}
+
+impl Producers {
+    /// Remembers a producer that publishes to `topics` in `tenant`.
+    pub fn register(
+        &self,
+        tenant: &str,
+        topics: Vec<String>,
+        tx: mpsc::Sender<Result<pb::TelemetryCommand, Status>>,
+    ) {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        streams.retain(|s| !s.tx.is_closed());
+        streams.push(ProducerStream {
+            tenant: tenant.to_string(),
+            topics,
+            tx,
+        });
+    }
+
+    /// A live stream of a producer of `topic`, if one is connected.
+    fn find(
+        &self,
+        tenant: &str,
+        topic: &str,
+    ) -> Option<mpsc::Sender<Result<pb::TelemetryCommand, Status>>> {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        streams.retain(|s| !s.tx.is_closed());
+        streams
+            .iter()
+            .find(|s| s.tenant == tenant && s.topics.iter().any(|t| t == topic))
+            .map(|s| s.tx.clone())
+    }
+}
+
+/// Every second: asks producers about transactions due for a check-back.
+pub fn spawn_check_loop(
+    engine: Arc<Engine>,
+    producers: Arc<Producers>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Err(e) = check_once(&engine, &producers).await {
+                tracing::warn!(error = %e, "transaction check-back pass failed");
+            }
+        }
+    })
+}
+
+/// One pass of check-backs (also called by tests).
+pub async fn check_once(engine: &Arc<Engine>, producers: &Producers) -> Result<usize, EngineError> {
+    let due = engine.due_transaction_checks().await?;
+    let mut sent = 0;
+    for check in due {
+        let r = &check.record;
+        if let Some(tx) = producers.find(&r.tenant, &r.topic) {
+            let (info, _) = engine.describe_topic(&r.tenant, &r.topic)?;
+            let popped = Popped {
+                queue: 0,
+                attempt: 1,
+                handle: String::new(),
+                visible_ms: 0,
+                message: check.message.clone(),
+            };
+            let resource = pb::Resource {
+                resource_namespace: String::new(),
+                name: r.topic.clone(),
+            };
+            let mut message = crate::consume::to_pb(
+                popped,
+                resource,
+                info.message_type,
+                Duration::ZERO,
+                &engine.config().node_id,
+            );
+            if let Some(sys) = message.system_properties.as_mut() {
+                sys.receipt_handle = None;
+                sys.invisible_duration = None;
+                sys.message_id = r.message_id.clone();
+            }
+            let command = pb::TelemetryCommand {
+                status: Some(ok()),
+                command: Some(
+                    pb::telemetry_command::Command::RecoverOrphanedTransactionCommand(
+                        pb::RecoverOrphanedTransactionCommand {
+                            message: Some(message),
+                            transaction_id: r.transaction_id.clone(),
+                        },
+                    ),
+                ),
+            };
+            if tx.try_send(Ok(command)).is_ok() {
+                sent += 1;
+            }
+        }
+        engine.note_transaction_check(r).await?;
+    }
+    Ok(sent)
+}
+
+impl Service {
+    pub(crate) async fn end_transaction_inner(
+        &self,
+        request: Request<pb::EndTransactionRequest>,
+    ) -> Result<pb::EndTransactionResponse, Failure> {
+        let caller = self
+            .state
+            .caller(request.metadata(), "EndTransaction")
+            .await?;
+        caller.require(Permission::Publish)?;
+        let r = request.into_inner();
+        let topic = caller.resource(r.topic.as_ref(), "topic")?.to_string();
+        let commit = match pb::TransactionResolution::try_from(r.resolution) {
+            Ok(pb::TransactionResolution::Commit) => true,
+            Ok(pb::TransactionResolution::Rollback) => false,
+            _ => {
+                return Err(Failure::bad_request(
+                    "resolution must be COMMIT or ROLLBACK",
+                ));
+            }
+        };
+        self.state
+            .engine
+            .end_transaction(&caller.tenant, &topic, &r.transaction_id, commit)
+            .await
+            .map_err(|e| match e {
+                EngineError::InvalidTransaction(m) => Failure::new(Code::InvalidTransactionId, m),
+                other => other.into(),
+            })?;
+        Ok(pb::EndTransactionResponse { status: Some(ok()) })
+    }
+}
