@@ -47,3 +47,12 @@ cargo build --locked -p strata
 cargo fmt --manifest-path compat/rocketmq-rust/Cargo.toml -- --check
 STRATA_BIN="${target_dir}/debug/strata" CARGO_TARGET_DIR="${target_dir}/compat" \
   cargo test --locked --manifest-path compat/rocketmq-rust/Cargo.toml -- --test-threads 1
+
+# The official RocketMQ 5 Node.js SDK (npm rocketmq-client-nodejs), unchanged.
+if ! command -v npm >/dev/null 2>&1; then
+  log "installing Node.js and npm from Debian"
+  apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+fi
+log "official RocketMQ 5 Node.js SDK against Strata (compat/node)"
+(cd compat/node && npm ci --no-audit --no-fund --loglevel=error \
+  && STRATA_BIN="${target_dir}/debug/strata" npm test)
