@@ -7,7 +7,7 @@ const assert = require('node:assert');
 const os = require('node:os');
 const path = require('node:path');
 const { Producer, SimpleConsumer, PushConsumer, ConsumeResult } = require('rocketmq-client-nodejs');
-const { start } = require('./strata');
+const { start } = require('../strata');
 
 // The SDK writes its logs under the home directory; keep them in /tmp.
 process.env.HOME = path.join(os.tmpdir(), 'strata-node-sdk-home');
