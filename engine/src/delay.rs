@@ -33,6 +33,9 @@ pub const PROP_DELIVER_AT: &str = "__mq.deliver_at_ms";
 const PROP_TARGET_TOPIC: &str = "__mq.target_topic";
 const PROP_TARGET_QUEUE: &str = "__mq.target_queue";
 
+/// Due timers fired in one pass.
+const FIRE_BATCH: usize = 256;
+
 /// Pending timers of this node, earliest first.
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
@@ -149,18 +152,43 @@ impl Engine {
         let _one_pass = self.timers.firing.lock().await;
         loop {
             let now = self.clock.now_ms();
-            let next = self.timers.lock().first().cloned();
-            let Some(timer) = next else {
-                return Ok(None);
+            // Everything due fires together: the publishes share WAL group
+            // commits and the timer keys go in one transaction.
+            let (due, next) = {
+                let pending = self.timers.lock();
+                let due: Vec<Timer> = pending
+                    .iter()
+                    .take_while(|t| t.deliver_at_ms <= now)
+                    .take(FIRE_BATCH)
+                    .cloned()
+                    .collect();
+                (due, pending.first().map(|t| t.deliver_at_ms))
             };
-            if timer.deliver_at_ms > now {
-                return Ok(Some(Duration::from_millis(
-                    (timer.deliver_at_ms - now) as u64,
-                )));
+            if due.is_empty() {
+                return Ok(next.map(|at| Duration::from_millis(at.saturating_sub(now) as u64)));
             }
-            self.fire(&timer).await?;
-            self.catalog.delete_timer(&timer).await?;
-            self.timers.lock().remove(&timer);
+            let fired = futures::future::join_all(due.iter().map(|t| self.fire(t))).await;
+            let done: Vec<Timer> = due
+                .into_iter()
+                .zip(fired)
+                .filter_map(|(t, r)| match r {
+                    Ok(()) => Some(t),
+                    Err(e) => {
+                        tracing::warn!(tenant = %t.tenant, offset = t.offset, error = %e, "delayed delivery failed; will retry");
+                        None
+                    }
+                })
+                .collect();
+            if done.is_empty() {
+                return Err(EngineError::Internal(
+                    "no due delayed message could be delivered".into(),
+                ));
+            }
+            self.catalog.delete_timers(&done).await?;
+            let mut pending = self.timers.lock();
+            for t in &done {
+                pending.remove(t);
+            }
         }
     }
 

@@ -26,9 +26,12 @@ impl Catalog {
         Ok(())
     }
 
-    /// Removes a fired timer.
-    pub async fn delete_timer(&self, t: &Timer) -> Result<(), CatalogError> {
-        let txn = Txn::new().delete(keys::timer(t.deliver_at_ms, &t.tenant, t.offset)?);
+    /// Removes fired timers in one transaction.
+    pub async fn delete_timers(&self, timers: &[Timer]) -> Result<(), CatalogError> {
+        let mut txn = Txn::new();
+        for t in timers {
+            txn = txn.delete(keys::timer(t.deliver_at_ms, &t.tenant, t.offset)?);
+        }
         self.store.commit(txn).await?;
         Ok(())
     }
@@ -82,7 +85,7 @@ mod tests {
             .unwrap();
         let all = catalog.all_timers().await.unwrap();
         assert_eq!(all, [t(1000, "a", 7), t(1000, "b", 9), t(2000, "a", 5)]);
-        catalog.delete_timer(&t(1000, "b", 9)).await.unwrap();
+        catalog.delete_timers(&[t(1000, "b", 9)]).await.unwrap();
         assert_eq!(catalog.all_timers().await.unwrap().len(), 2);
     }
 }
