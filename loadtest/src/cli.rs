@@ -31,6 +31,15 @@ pub enum Command {
     /// list), wait until everything is uploaded, and report object-store
     /// PUTs, bytes and merges per GiB ingested.
     Queues(QueuesArgs),
+    /// Scenarios 1-4 (max rate, fixed rate, tail consumers, catch-up)
+    /// against Strata and its peers (NATS JetStream, Redis Streams), each
+    /// started fresh on 127.0.0.1; JSON, Markdown and SVG charts in --out.
+    Compare(crate::compare::args::CompareArgs),
+    /// Scenario 6 (Strata only): many tenants publish at a modest fixed
+    /// rate, first alone, then beside one noisy tenant publishing at max
+    /// rate into its quota; per-tenant latency and the noisy tenant's
+    /// accepted and throttled counts.
+    Tenants(crate::compare::tenants::TenantsArgs),
 }
 
 /// Which server to load: an existing loopback one, or a fresh one we start.

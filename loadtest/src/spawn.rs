@@ -79,6 +79,11 @@ impl SpawnedServer {
         Ok(server)
     }
 
+    /// The server's process id (for CPU and memory samples).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -143,7 +148,7 @@ impl Drop for SpawnedServer {
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
     Ok(listener
         .local_addr()
