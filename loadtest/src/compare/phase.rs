@@ -231,8 +231,10 @@ pub async fn run(spec: &PhaseSpec) -> Result<PhaseResult> {
     }
 
     let sampled = Arc::new(Mutex::new(Sampled::default()));
+    let stop_sampler = Arc::new(tokio::sync::Notify::new());
     let sampler = tokio::spawn(sampler::run(
         sampler::Inputs {
+            stop: stop_sampler.clone(),
             label: spec.name.clone(),
             start,
             warm_end: clock.warm_end,
@@ -280,7 +282,10 @@ pub async fn run(spec: &PhaseSpec) -> Result<PhaseResult> {
     let window_s = producers_done
         .saturating_duration_since(clock.warm_end)
         .as_secs_f64();
-    sampler.abort();
+    stop_sampler.notify_one();
+    if tokio::time::timeout(JOIN_GRACE, sampler).await.is_err() {
+        eprintln!("{}: the sampler did not stop", spec.name);
+    }
     let sampled = std::mem::take(&mut *lock(&sampled));
     let usage = |f: Option<_>, l: Option<_>, max| match (f, l) {
         (Some(f), Some(l)) => Some(ProcUsage::between(f, l, max, window_s)),

@@ -33,6 +33,8 @@ pub struct Sampled {
 }
 
 pub struct Inputs {
+    /// Notified when the phase is over: one last (partial) point, then stop.
+    pub stop: Arc<tokio::sync::Notify>,
     pub label: String,
     pub start: Instant,
     pub warm_end: Instant,
@@ -48,7 +50,7 @@ pub fn usage_sample(server: Option<u32>) -> (Option<ProcSample>, Option<ProcSamp
     (server.and_then(procstat::sample), procstat::sample_self())
 }
 
-/// Runs until aborted by the phase.
+/// Runs until `inputs.stop` is notified (or aborted by the phase).
 pub async fn run(inputs: Inputs, out: Arc<Mutex<Sampled>>) {
     let period = Duration::from_secs(1);
     let mut ticker = tokio::time::interval_at(inputs.start + period, period);
@@ -57,8 +59,11 @@ pub async fn run(inputs: Inputs, out: Arc<Mutex<Sampled>>) {
     let mut last = inputs.start;
     let mut last_server = inputs.server_pid.and_then(procstat::sample);
     loop {
-        let now = ticker.tick().await;
-        // Bounded even if the phase never aborts this task.
+        let (now, last_point) = tokio::select! {
+            now = ticker.tick() => (now, false),
+            () = inputs.stop.notified() => (Instant::now(), true),
+        };
+        // Bounded even if the phase never stops this task.
         if now > inputs.end + Duration::from_secs(3600) {
             break;
         }
@@ -128,5 +133,8 @@ pub async fn run(inputs: Inputs, out: Arc<Mutex<Sampled>>) {
         }
         last = now;
         last_server = server;
+        if last_point {
+            break;
+        }
     }
 }
