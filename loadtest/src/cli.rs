@@ -40,6 +40,19 @@ pub enum Command {
     /// rate into its quota; per-tenant latency and the noisy tenant's
     /// accepted and throttled counts.
     Tenants(crate::compare::tenants::TenantsArgs),
+    /// Rewrite report.md and the SVG charts of a `compare` run from its
+    /// report.json (e.g. after changing how charts are drawn).
+    Render(RenderArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RenderArgs {
+    /// The report.json written by `compare`.
+    #[arg(long, value_name = "FILE")]
+    pub report: PathBuf,
+    /// Where report.md and the charts go [default: next to the report].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// Which server to load: an existing loopback one, or a fresh one we start.

@@ -141,8 +141,8 @@ impl Render for CompareReport {
         }
         out.push_str(
             "\nPublish (acknowledgement latency from the intended send time, ms; catch-up: producers while the readers catch up):\n\n\
-             | scenario | system | durable ack | msgs/s | MiB/s | p50 | p90 | p99 | p99.9 | p99.99 | max | errors | unsent | server CPU (cores) | server RSS MiB |\n\
-             |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|\n",
+             | scenario | system | durable ack | msgs/s | MiB/s | p50 | p90 | p99 | p99.9 | p99.99 | max | errors | unsent | server CPU (cores) | server RSS MiB | load generator CPU (cores) |\n\
+             |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n",
         );
         for r in &self.runs {
             let Some(phase) = r.main_phase() else {
@@ -158,9 +158,12 @@ impl Render for CompareReport {
                     format!("{:.0}", u.rss_max_mib),
                 )
             });
+            let loadgen = phase
+                .loadgen
+                .map_or("-".into(), |u| format!("{:.2}", u.cpu_cores));
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.0} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {cpu} | {rss} |",
+                "| {} | {} | {} | {:.0} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {cpu} | {rss} | {loadgen} |",
                 r.scenario,
                 r.system,
                 durable_label(r.durable),

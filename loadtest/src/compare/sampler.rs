@@ -126,7 +126,11 @@ pub async fn run(inputs: Inputs, out: Arc<Mutex<Sampled>>) {
         }
         {
             let mut o = lock(&out);
-            o.timeline.push(point);
+            // A last sliver of a second is mostly stragglers: keep it out
+            // of the per-second timeline unless it is the only point.
+            if !(last_point && span < Duration::from_millis(500) && !o.timeline.is_empty()) {
+                o.timeline.push(point);
+            }
             if let Some(s) = server {
                 o.server_rss_max = o.server_rss_max.max(s.rss_bytes);
             }

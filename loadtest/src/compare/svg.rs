@@ -19,10 +19,10 @@ pub enum XAxis {
     Seconds,
 }
 
-const W: f64 = 760.0;
+const W: f64 = 860.0;
 const H: f64 = 420.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 170.0;
+const RIGHT: f64 = 270.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 50.0;
 const COLORS: [&str; 8] = [

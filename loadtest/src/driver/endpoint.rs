@@ -20,10 +20,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use reqwest::Url;
-use tokio::time::Instant;
 
 use super::RequestError;
-use super::nats::NatsConn;
+use super::nats::{NatsConn, PullReader};
 use super::redis::{self, RedisConn};
 use super::strata_http::StrataHttp;
 
@@ -116,13 +115,7 @@ impl Endpoint {
                 let consumer = conn
                     .create_consumer(topic, queue, from == ReadFrom::Start)
                     .await?;
-                ReaderKind::Nats {
-                    conn,
-                    topic: topic.to_string(),
-                    consumer,
-                    outstanding: 0,
-                    last_seen: Instant::now(),
-                }
+                ReaderKind::Nats(PullReader::new(conn, topic, consumer))
             }
             Self::Redis(addr) => {
                 let mut conn = RedisConn::connect(*addr, timeout).await?;
@@ -200,14 +193,7 @@ enum ReaderKind {
         url: Url,
         offset: u64,
     },
-    Nats {
-        conn: NatsConn,
-        topic: String,
-        consumer: String,
-        /// Messages asked for by pull requests and not yet delivered or expired.
-        outstanding: u64,
-        last_seen: Instant,
-    },
+    Nats(PullReader),
     Redis {
         conn: RedisConn,
         key: String,
@@ -243,58 +229,7 @@ impl Reader {
                 }
                 Ok(entries.into_iter().map(|(_, body)| body).collect())
             }
-            ReaderKind::Nats {
-                conn,
-                topic,
-                consumer,
-                outstanding,
-                last_seen,
-            } => {
-                let expires = wait.max(Duration::from_millis(500));
-                // A pull request that vanished without a status (it should
-                // not) would stall the reader: start over after a while.
-                if last_seen.elapsed() > expires * 3 {
-                    *outstanding = 0;
-                    *last_seen = Instant::now();
-                }
-                if *outstanding < u64::from(READ_BATCH / 2) {
-                    conn.pull(topic, consumer, READ_BATCH, expires).await?;
-                    *outstanding += u64::from(READ_BATCH);
-                }
-                let mut out = Vec::new();
-                let mut wait_next = wait;
-                while out.len() < READ_BATCH as usize {
-                    let Some(m) = conn.next_pulled(wait_next).await? else {
-                        break;
-                    };
-                    *last_seen = Instant::now();
-                    match m.status() {
-                        None => {
-                            *outstanding = outstanding.saturating_sub(1);
-                            out.push(m.payload);
-                            // Take what is already buffered, without waiting.
-                            wait_next = Duration::ZERO;
-                        }
-                        // Idle heartbeat or flow control: nothing to count.
-                        Some(100) => {}
-                        // Expired / no messages: the rest of that request is void.
-                        Some(404 | 408) => {
-                            let unfilled = m
-                                .header("Nats-Pending-Messages")
-                                .and_then(|v| v.parse().ok())
-                                .unwrap_or(u64::from(READ_BATCH));
-                            *outstanding = outstanding.saturating_sub(unfilled);
-                            if out.is_empty() {
-                                break;
-                            }
-                        }
-                        Some(status) => {
-                            return Err(RequestError::Refused(format!("nats {status}")));
-                        }
-                    }
-                }
-                Ok(out)
-            }
+            ReaderKind::Nats(reader) => reader.next_batch(READ_BATCH, wait).await,
         }
     }
 }
