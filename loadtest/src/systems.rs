@@ -243,7 +243,9 @@ fn temp_dir(parent: Option<&Path>, name: &str) -> Result<TempDir> {
 fn spawn(binary: &Path, args: &[String], dir: &Path) -> Result<Child> {
     let log = std::fs::File::create(dir.join("server.log")).context("cannot create a log file")?;
     let log_err = log.try_clone().context("cannot duplicate the log handle")?;
-    Command::new(binary)
+    let mut command = Command::new(binary);
+    crate::spawn::die_with_parent(&mut command);
+    command
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
