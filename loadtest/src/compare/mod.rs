@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod phase;
+mod producer;
 pub mod reading;
 pub mod report;
 pub mod sampler;

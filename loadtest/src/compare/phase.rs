@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::producer;
 use super::reading::{self, ReadOutcome, ReadSpec, ReaderStats};
 use super::sampler::{self, Sampled, TimelinePoint};
 use crate::driver::endpoint::Endpoint;
@@ -28,7 +29,7 @@ use crate::stats::{self, LatencySummary, TaskStats};
 
 /// Random bytes the bodies are cut from.
 const POOL_BYTES: usize = 8 << 20;
-/// Pause after a transport failure in max-rate mode.
+/// Longest pause of a producer between its last request and its exit.
 const TRANSPORT_BACKOFF: Duration = Duration::from_millis(10);
 /// Extra time after the last possible request timeout before stragglers are aborted.
 const JOIN_GRACE: Duration = Duration::from_secs(5);
@@ -126,27 +127,27 @@ pub struct PhaseResult {
 }
 
 /// Shared, read-only description of one producer group while it runs.
-struct Group {
-    endpoint: Endpoint,
-    topic: String,
-    producers: u32,
-    pacing: Option<Duration>,
-    max_messages: u64,
-    claimed: AtomicU64,
-    next_queue: AtomicU64,
-    acked: Vec<AtomicU64>,
+pub(crate) struct Group {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) topic: String,
+    pub(crate) producers: u32,
+    pub(crate) pacing: Option<Duration>,
+    pub(crate) max_messages: u64,
+    pub(crate) claimed: AtomicU64,
+    pub(crate) next_queue: AtomicU64,
+    pub(crate) acked: Vec<AtomicU64>,
 }
 
 /// What every task of a phase shares.
-struct Clock {
-    start: Instant,
-    warm_end: Instant,
-    end: Instant,
-    batch: u32,
-    message_size: u32,
-    queues: u32,
-    timeout: Duration,
-    pool: Bytes,
+pub(crate) struct Clock {
+    pub(crate) start: Instant,
+    pub(crate) warm_end: Instant,
+    pub(crate) end: Instant,
+    pub(crate) batch: u32,
+    pub(crate) message_size: u32,
+    pub(crate) queues: u32,
+    pub(crate) timeout: Duration,
+    pub(crate) pool: Bytes,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -224,7 +225,12 @@ pub async fn run(spec: &PhaseSpec) -> Result<PhaseResult> {
             .map(|_| Arc::new(Mutex::new(TaskStats::default())))
             .collect();
         for (i, s) in stats.iter().enumerate() {
-            workers.spawn(producer(clock.clone(), group.clone(), i as u32, s.clone()));
+            workers.spawn(producer::producer(
+                clock.clone(),
+                group.clone(),
+                i as u32,
+                s.clone(),
+            ));
         }
         groups.push(group);
         group_stats.push(stats);
@@ -302,7 +308,7 @@ pub async fn run(spec: &PhaseSpec) -> Result<PhaseResult> {
     let read = spec
         .readers
         .as_ref()
-        .map(|r| reading::outcome(r, &reader_stats, clock.warm_end));
+        .map(|r| reading::outcome(r, &reader_stats));
     Ok(PhaseResult {
         name: spec.name.clone(),
         warmup_s: spec.warmup.as_secs_f64(),
@@ -353,93 +359,6 @@ fn group_result(
             .iter()
             .map(|a| a.load(Ordering::Relaxed))
             .collect(),
-    }
-}
-
-/// The bodies of one request: each stamped with `intended`, the rest cut
-/// from the random pool at a moving offset.
-fn bodies(clock: &Clock, intended: Instant, cursor: &mut usize) -> Vec<Bytes> {
-    let size = clock.message_size as usize;
-    let ts = stamp(intended);
-    (0..clock.batch)
-        .map(|_| {
-            let at = *cursor % (clock.pool.len() - size);
-            *cursor = cursor.wrapping_add(size + 7);
-            let mut b = Vec::with_capacity(size);
-            b.extend_from_slice(&ts);
-            b.extend_from_slice(&clock.pool[at + 8..at + size]);
-            Bytes::from(b)
-        })
-        .collect()
-}
-
-/// One producer: bounded by the phase end and the group's message budget.
-async fn producer(clock: Arc<Clock>, group: Arc<Group>, index: u32, stats: Arc<Mutex<TaskStats>>) {
-    let batch = u64::from(clock.batch);
-    let payload = batch * u64::from(clock.message_size);
-    let phase = group.pacing.map_or(Duration::ZERO, |p| {
-        p.mul_f64(f64::from(index) / f64::from(group.producers))
-    });
-    let mut cursor = index as usize * 7919;
-    let mut client = match group.endpoint.producer(&group.topic, clock.timeout).await {
-        Ok(c) => c,
-        Err(e) => {
-            lock(&stats).record_error(false, &format!("setup: {e:#}"));
-            return;
-        }
-    };
-    let mut sent: u64 = 0;
-    loop {
-        let now = Instant::now();
-        let intended = match group.pacing {
-            Some(interval) => {
-                let slot = clock.start + stats::slot_offset(sent, phase, interval);
-                if slot >= clock.end {
-                    break;
-                }
-                if now >= clock.end {
-                    let before = |t: Instant| stats::slots_before(t - clock.start, phase, interval);
-                    let first_unsent = sent.max(before(clock.warm_end));
-                    let skipped = before(clock.end).saturating_sub(first_unsent);
-                    lock(&stats).unsent_messages += skipped * batch;
-                    break;
-                }
-                tokio::time::sleep_until(slot).await;
-                slot
-            }
-            None if now >= clock.end => break,
-            None => now,
-        };
-        if group.claimed.fetch_add(batch, Ordering::Relaxed) + batch > group.max_messages {
-            break;
-        }
-        let queue =
-            (group.next_queue.fetch_add(1, Ordering::Relaxed) % u64::from(clock.queues)) as u32;
-        let body = bodies(&clock, intended, &mut cursor);
-        let result = client.publish(queue, &body).await;
-        let done = Instant::now();
-        let measured = intended >= clock.warm_end;
-        let transport_failure = {
-            let mut s = lock(&stats);
-            if measured {
-                s.completed_at(done.into_std());
-            }
-            match &result {
-                Ok(()) => {
-                    group.acked[queue as usize].fetch_add(batch, Ordering::Relaxed);
-                    s.record_success(measured, done - intended, batch, payload);
-                    false
-                }
-                Err(e) => {
-                    s.record_error(measured, &e.kind());
-                    e.is_transport()
-                }
-            }
-        };
-        sent += 1;
-        if transport_failure && group.pacing.is_none() {
-            tokio::time::sleep(TRANSPORT_BACKOFF).await;
-        }
     }
 }
 

@@ -154,11 +154,7 @@ fn retryable(e: &RequestError) -> bool {
     matches!(e, RequestError::Http { .. })
 }
 
-pub fn outcome(
-    spec: &ReadSpec,
-    readers: &[Arc<Mutex<ReaderStats>>],
-    _warm_end: Instant,
-) -> ReadOutcome {
+pub fn outcome(spec: &ReadSpec, readers: &[Arc<Mutex<ReaderStats>>]) -> ReadOutcome {
     let mut e2e = Latency::new();
     let (mut messages, mut bytes) = (0, 0);
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();

@@ -22,7 +22,8 @@ use bytes::Bytes;
 use reqwest::Url;
 
 use super::RequestError;
-use super::nats::{NatsConn, PullReader};
+use super::nats::NatsConn;
+use super::nats_pull::PullReader;
 use super::redis::{self, RedisConn};
 use super::strata_http::StrataHttp;
 

@@ -3,6 +3,7 @@
 
 pub mod endpoint;
 pub mod nats;
+pub mod nats_pull;
 pub mod redis;
 pub mod strata_admin;
 pub mod strata_http;
