@@ -40,16 +40,17 @@ pub enum Command {
     /// rate into its quota; per-tenant latency and the noisy tenant's
     /// accepted and throttled counts.
     Tenants(crate::compare::tenants::TenantsArgs),
-    /// Rewrite report.md and the SVG charts of a `compare` run from its
-    /// report.json (e.g. after changing how charts are drawn).
+    /// Rewrite report.json, report.md and the SVG charts of `compare` runs
+    /// from their report.json files, merging several into one.
     Render(RenderArgs),
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct RenderArgs {
-    /// The report.json written by `compare`.
-    #[arg(long, value_name = "FILE")]
-    pub report: PathBuf,
+    /// The report.json written by `compare`; repeat it to merge several runs
+    /// (e.g. one system rerun on a quieter machine) into one report, in order.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub report: Vec<PathBuf>,
     /// Where report.md and the charts go [default: next to the report].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,

@@ -21,7 +21,7 @@ pub mod target;
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::cli::{Cli, Command, OutputArgs, TargetArgs};
 use crate::compare::report::CompareReport;
@@ -110,14 +110,10 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             Ok(Outcome::Compare(Box::new(report)))
         }
         Command::Render(args) => {
-            let text = std::fs::read_to_string(&args.report)
-                .with_context(|| format!("cannot read {}", args.report.display()))?;
-            let report: CompareReport = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a compare report", args.report.display()))?;
+            let report = compare::report::merge_files(&args.report)?;
             let dir = match &args.out {
                 Some(d) => d.clone(),
-                None => args
-                    .report
+                None => args.report[0]
                     .parent()
                     .map_or_else(|| ".".into(), |p| p.to_path_buf()),
             };

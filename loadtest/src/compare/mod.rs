@@ -89,6 +89,7 @@ pub async fn run(args: &CompareArgs) -> Result<CompareReport> {
         machine: MachineInfo::collect(String::new(), String::new()),
         systems: systems_info,
         runs,
+        merged_from: Vec::new(),
     };
     report.write(&args.out)?;
     Ok(report)

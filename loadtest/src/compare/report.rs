@@ -22,6 +22,9 @@ pub struct CompareReport {
     pub machine: MachineInfo,
     pub systems: Vec<SystemInfo>,
     pub runs: Vec<RunResult>,
+    /// `render` with several reports: where each part came from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -181,6 +184,12 @@ impl Render for CompareReport {
         }
         tail_table(&mut out, &self.runs);
         catchup_table(&mut out, &self.runs);
+        if self.merged_from.len() > 1 {
+            out.push_str("\nMerged from separate invocations (one per system):\n\n");
+            for m in &self.merged_from {
+                let _ = writeln!(out, "- {m}");
+            }
+        }
         out
     }
 }
@@ -263,10 +272,55 @@ fn catchup_table(out: &mut String, runs: &[RunResult]) {
     }
 }
 
+/// Reads `compare` reports and merges them: the first one's parameters
+/// and machine, every file's systems and runs (a system that appears in
+/// several files keeps the runs of each). Each merged file is noted in
+/// `merged_from`.
+pub fn merge_files(paths: &[std::path::PathBuf]) -> Result<CompareReport> {
+    let mut merged: Option<CompareReport> = None;
+    for path in paths {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut r: CompareReport = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a compare report", path.display()))?;
+        let note = format!(
+            "{}: {} started at {} ms since the epoch",
+            path.display(),
+            r.parameters.systems.join(","),
+            r.started_unix_ms
+        );
+        match &mut merged {
+            None => {
+                if r.merged_from.is_empty() {
+                    r.merged_from.push(note);
+                }
+                merged = Some(r);
+            }
+            Some(m) => {
+                m.merged_from.push(note);
+                for s in r.systems {
+                    if !m.systems.iter().any(|x| x.system == s.system) {
+                        m.parameters.systems.push(s.system.clone());
+                        m.systems.push(s);
+                    }
+                }
+                for sc in r.parameters.scenarios {
+                    if !m.parameters.scenarios.contains(&sc) {
+                        m.parameters.scenarios.push(sc);
+                    }
+                }
+                m.runs.extend(r.runs);
+            }
+        }
+    }
+    merged.context("no report given")
+}
+
 impl CompareReport {
     /// Writes report.json, report.md and the charts into `dir`; returns the
     /// chart file names.
     pub fn write(&self, dir: &Path) -> Result<Vec<String>> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let mut json = self.to_json()?;
         json.push('\n');
         let put = |name: &str, text: &str| {
