@@ -183,6 +183,30 @@ fn compare_runs_every_scenario_on_every_system() {
             );
         }
     }
+
+    // `render` redraws from the JSON, and merges several reports.
+    let merged = out.path().join("merged");
+    let json = out.path().join("report.json");
+    let json = json.to_str().expect("utf-8 path");
+    let stdout = run(&[
+        "render",
+        "--report",
+        json,
+        "--report",
+        json,
+        "--out",
+        merged.to_str().expect("utf-8 path"),
+    ]);
+    assert!(
+        stdout.contains("Merged from separate invocations"),
+        "{stdout}"
+    );
+    let again = read_json(&merged.join("report.json"));
+    assert_eq!(
+        again["runs"].as_array().expect("runs").len(),
+        2 * runs.len()
+    );
+    assert!(merged.join("tail-latency.svg").is_file());
 }
 
 #[test]
