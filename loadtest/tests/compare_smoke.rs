@@ -107,6 +107,8 @@ fn compare_runs_every_scenario_on_every_system() {
         "1",
         "--max-messages",
         "5000",
+        "--settle",
+        "0s",
         "--quiet",
         "--out",
         out.path().to_str().expect("utf-8 path"),

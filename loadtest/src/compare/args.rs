@@ -98,6 +98,11 @@ pub struct CompareArgs {
     /// storage before the catch-up phases (so the read is a cold read).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub upload_timeout: Duration,
+    /// Strata: before each scenario (and after the catch-up backlog), wait
+    /// until the object-store counters have stood still this long, so one
+    /// scenario's uploads and merges do not land in the next one's numbers.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub settle: Duration,
     /// Stop each publishing phase after this many messages (whole batches).
     #[arg(long, value_name = "N")]
     pub max_messages: Option<u64>,

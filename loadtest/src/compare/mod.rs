@@ -28,8 +28,6 @@ use crate::systems::{self, Binaries, Running};
 
 /// Long-poll wait of one read.
 const READ_WAIT: Duration = Duration::from_secs(1);
-/// Strata is idle when its object-store counters stood still this long.
-const SETTLE: Duration = Duration::from_secs(3);
 /// Tail readers' time to receive what was published last.
 const TAIL_DRAIN: Duration = Duration::from_secs(3);
 
@@ -148,7 +146,7 @@ async fn run_scenario(
     // follow the previous scenario's writes finish first (they are part of
     // that scenario's cost, and would otherwise land in this one's numbers).
     if let Endpoint::Strata(client) = endpoint {
-        wait_uploaded(client, args.upload_timeout, SETTLE).await?;
+        wait_uploaded(client, args.upload_timeout, args.settle).await?;
     }
     let topic = format!("bench-{}", scenario.name());
     endpoint
@@ -184,7 +182,7 @@ async fn run_scenario(
             phases.push(written);
             if let Endpoint::Strata(client) = endpoint {
                 note(args, "waiting until Strata has uploaded the backlog".into());
-                wait_uploaded(client, args.upload_timeout, SETTLE).await?;
+                wait_uploaded(client, args.upload_timeout, args.settle).await?;
             }
             let mut spec = base_spec(args, running, label("baseline"), progress);
             spec.groups = vec![group(args, endpoint, &topic, Some(args.rate), None)];

@@ -43,6 +43,9 @@ pub struct CompareParameters {
     pub timeout_s: f64,
     pub seed: u64,
     pub data_dir: Option<String>,
+    /// Strata's settle time before each scenario (absent in older reports).
+    #[serde(default)]
+    pub settle_s: f64,
 }
 
 pub fn parameters(a: &CompareArgs) -> CompareParameters {
@@ -61,6 +64,7 @@ pub fn parameters(a: &CompareArgs) -> CompareParameters {
         timeout_s: a.timeout.as_secs_f64(),
         seed: a.seed,
         data_dir: a.data_dir.as_ref().map(|d| d.display().to_string()),
+        settle_s: a.settle.as_secs_f64(),
     }
 }
 

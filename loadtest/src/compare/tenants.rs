@@ -256,6 +256,13 @@ impl Render for TenantsReport {
                 a.cpu_cores, w.cpu_cores, a.rss_max_mib, w.rss_max_mib
             );
         }
+        if let (Some(a), Some(w)) = (self.alone.loadgen, self.with_noisy.loadgen) {
+            let _ = writeln!(
+                out,
+                "\nLoad generator CPU (same machine): {:.2} cores alone, {:.2} with the noisy tenant.",
+                a.cpu_cores, w.cpu_cores
+            );
+        }
         out
     }
 }
