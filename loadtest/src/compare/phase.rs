@@ -158,8 +158,12 @@ pub async fn run(spec: &PhaseSpec) -> Result<PhaseResult> {
     if spec.message_size < MIN_MESSAGE_SIZE {
         bail!("--message-size must be at least {MIN_MESSAGE_SIZE} bytes");
     }
-    if spec.groups.iter().any(|g| g.producers == 0) || spec.queues == 0 || spec.batch == 0 {
-        bail!("producers, queues and batch must be at least 1");
+    if spec.groups.is_empty()
+        || spec.groups.iter().any(|g| g.producers == 0)
+        || spec.queues == 0
+        || spec.batch == 0
+    {
+        bail!("a phase needs a producer group; producers, queues and batch must be at least 1");
     }
     let mut rng = fastrand::Rng::with_seed(spec.seed);
     let mut pool = vec![0u8; POOL_BYTES + spec.message_size as usize];

@@ -43,9 +43,10 @@ pub struct CompareParameters {
     pub timeout_s: f64,
     pub seed: u64,
     pub data_dir: Option<String>,
-    /// Strata's settle time before each scenario (absent in older reports).
-    #[serde(default)]
-    pub settle_s: f64,
+    /// Strata's settle time before each scenario (absent in reports of
+    /// versions that had a fixed 3 s settle, or none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_s: Option<f64>,
 }
 
 pub fn parameters(a: &CompareArgs) -> CompareParameters {
@@ -64,7 +65,7 @@ pub fn parameters(a: &CompareArgs) -> CompareParameters {
         timeout_s: a.timeout.as_secs_f64(),
         seed: a.seed,
         data_dir: a.data_dir.as_ref().map(|d| d.display().to_string()),
-        settle_s: a.settle.as_secs_f64(),
+        settle_s: Some(a.settle.as_secs_f64()),
     }
 }
 
@@ -362,13 +363,14 @@ impl CompareReport {
         };
         let mut latency = Vec::new();
         let mut throughput = Vec::new();
-        for r in &runs {
+        for (color, r) in runs.iter().enumerate() {
             let Some(p) = r.main_phase() else { continue };
             if let Some(g) = p.groups.first() {
                 latency.push(Series {
                     name: format!("{} ack", label(r)),
                     points: g.spectrum.clone(),
                     dashed: false,
+                    color,
                 });
             }
             if let Some(read) = &p.read
@@ -378,6 +380,7 @@ impl CompareReport {
                     name: format!("{} e2e", r.system),
                     points: read.e2e_spectrum.clone(),
                     dashed: true,
+                    color,
                 });
             }
             throughput.push(Series {
@@ -388,6 +391,7 @@ impl CompareReport {
                     .map(|t| (t.t_s, t.published_msgs_per_sec))
                     .collect(),
                 dashed: false,
+                color,
             });
             if p.read.is_some() {
                 throughput.push(Series {
@@ -398,6 +402,7 @@ impl CompareReport {
                         .map(|t| (t.t_s, t.read_msgs_per_sec))
                         .collect(),
                     dashed: true,
+                    color,
                 });
             }
         }

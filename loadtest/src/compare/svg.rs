@@ -9,6 +9,8 @@ pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
     pub dashed: bool,
+    /// Index into the palette: lines of one system share a colour.
+    pub color: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -183,7 +185,7 @@ pub fn line_chart(title: &str, y_label: &str, x: XAxis, log_y: bool, series: &[S
         esc(y_label)
     );
     for (i, s) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
+        let color = COLORS[s.color % COLORS.len()];
         let pts: Vec<String> = s
             .points
             .iter()
@@ -235,11 +237,13 @@ mod tests {
                 name: "a<b".into(),
                 points: vec![(0.5, 1.0), (0.99, 5.0), (0.9999, 40.0)],
                 dashed: false,
+                color: 0,
             },
             Series {
                 name: "c".into(),
                 points: vec![(0.5, 0.0), (0.9, 2.0)],
                 dashed: true,
+                color: 1,
             },
         ];
         let svg = line_chart("t", "ms", XAxis::Percentile, true, &s);

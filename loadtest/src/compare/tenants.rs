@@ -282,11 +282,12 @@ impl TenantsReport {
             ("with noisy", &self.with_noisy, false),
         ] {
             // The quiet tenants' spectra, up to four of them, to keep it readable.
-            for g in phase.groups.iter().take(quiet.min(4)) {
+            for (color, g) in phase.groups.iter().take(quiet.min(4)).enumerate() {
                 latency.push(Series {
                     name: format!("{} {name}", g.label),
                     points: g.spectrum.clone(),
                     dashed,
+                    color,
                 });
             }
         }
@@ -302,7 +303,8 @@ impl TenantsReport {
         )?;
         let throughput: Vec<Series> = [("alone", &self.alone), ("with noisy", &self.with_noisy)]
             .iter()
-            .map(|(name, p)| Series {
+            .enumerate()
+            .map(|(color, (name, p))| Series {
                 name: format!("all tenants, {name}"),
                 points: p
                     .timeline
@@ -310,6 +312,7 @@ impl TenantsReport {
                     .map(|t| (t.t_s, t.published_msgs_per_sec))
                     .collect(),
                 dashed: *name == "alone",
+                color,
             })
             .collect();
         put(
