@@ -93,7 +93,8 @@ pub struct OutputArgs {
     /// Write the Markdown table (also printed on stdout).
     #[arg(long, value_name = "FILE")]
     pub markdown_out: Option<PathBuf>,
-    /// No per-second progress lines on stderr.
+    /// No per-second progress lines on stderr (they are also off when
+    /// stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
 }
