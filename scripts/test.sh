@@ -18,6 +18,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest from crates.io"
   cargo install cargo-nextest --locked
 fi
+# Benchmark peers (nats-server, redis-server from Debian) for the load
+# tester's cross-system smoke test, which then must not skip them.
+# shellcheck source=scripts/peers.sh
+source scripts/peers.sh
+install_peers
+export STRATA_TEST_REQUIRE_PEERS=1
 if ! command -v terraform >/dev/null 2>&1; then
   log "terraform is not on PATH (no registry here provides it): the terraform fmt check will be skipped with a message; the HCL lint still runs"
 fi

@@ -31,6 +31,29 @@ pub enum Command {
     /// list), wait until everything is uploaded, and report object-store
     /// PUTs, bytes and merges per GiB ingested.
     Queues(QueuesArgs),
+    /// Scenarios 1-4 (max rate, fixed rate, tail consumers, catch-up)
+    /// against Strata and its peers (NATS JetStream, Redis Streams), each
+    /// started fresh on 127.0.0.1; JSON, Markdown and SVG charts in --out.
+    Compare(crate::compare::args::CompareArgs),
+    /// Scenario 6 (Strata only): many tenants publish at a modest fixed
+    /// rate, first alone, then beside one noisy tenant publishing at max
+    /// rate into its quota; per-tenant latency and the noisy tenant's
+    /// accepted and throttled counts.
+    Tenants(crate::compare::tenants::TenantsArgs),
+    /// Rewrite report.json, report.md and the SVG charts of `compare` runs
+    /// from their report.json files, merging several into one.
+    Render(RenderArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RenderArgs {
+    /// The report.json written by `compare`; repeat it to merge several runs
+    /// (e.g. one system rerun on a quieter machine) into one report, in order.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub report: Vec<PathBuf>,
+    /// Where report.md and the charts go [default: next to the report].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// Which server to load: an existing loopback one, or a fresh one we start.
@@ -70,7 +93,8 @@ pub struct OutputArgs {
     /// Write the Markdown table (also printed on stdout).
     #[arg(long, value_name = "FILE")]
     pub markdown_out: Option<PathBuf>,
-    /// No per-second progress lines on stderr.
+    /// No per-second progress lines on stderr (they are also off when
+    /// stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
 }

@@ -1,16 +1,22 @@
-//! `strata-loadtest`: a load generator for Strata's HTTP/JSON API.
+//! `strata-loadtest`: a load generator for Strata and its peers.
 //!
 //! Layout: [`cli`] (arguments), [`target`] (the loopback-only rule),
-//! [`spawn`] (`--spawn` a fresh server), [`driver`] (protocol clients),
-//! [`scenario`] (load shapes), [`stats`] (histograms and rate math) and
+//! [`spawn`] (`--spawn` a fresh server), [`systems`] (Strata, NATS
+//! JetStream and Redis started on loopback for a comparison), [`driver`]
+//! (protocol clients), [`scenario`] (Strata-specific load shapes),
+//! [`compare`] (scenarios 1–4 on any system, charts), [`stats`]
+//! (histograms and rate math), [`procstat`] (server CPU and RSS) and
 //! [`report`] (JSON and Markdown output).
 
 pub mod cli;
+pub mod compare;
 pub mod driver;
+pub mod procstat;
 pub mod report;
 pub mod scenario;
 pub mod spawn;
 pub mod stats;
+pub mod systems;
 pub mod target;
 
 use std::time::Duration;
@@ -18,6 +24,8 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::cli::{Cli, Command, OutputArgs, TargetArgs};
+use crate::compare::report::CompareReport;
+use crate::compare::tenants::TenantsReport;
 use crate::driver::strata_http::StrataHttp;
 use crate::report::{Render, Report};
 use crate::scenario::catchup::CatchupReport;
@@ -30,6 +38,8 @@ pub enum Outcome {
     Publish(Report),
     Catchup(Box<CatchupReport>),
     Queues(QueuesReport),
+    Compare(Box<CompareReport>),
+    Tenants(Box<TenantsReport>),
 }
 
 impl Outcome {
@@ -55,8 +65,24 @@ impl Outcome {
         }
     }
 
+    pub fn into_tenants(self) -> Option<TenantsReport> {
+        match self {
+            Self::Tenants(r) => Some(*r),
+            _ => None,
+        }
+    }
+
+    pub fn into_compare(self) -> Option<CompareReport> {
+        match self {
+            Self::Compare(r) => Some(*r),
+            _ => None,
+        }
+    }
+
     pub fn markdown(&self) -> String {
         match self {
+            Self::Compare(r) => Render::markdown(r.as_ref()),
+            Self::Tenants(r) => Render::markdown(r.as_ref()),
             Self::Publish(r) => r.markdown(),
             Self::Catchup(r) => Render::markdown(r.as_ref()),
             Self::Queues(r) => Render::markdown(r),
@@ -77,6 +103,28 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             let report = scenario::catchup::run(&args).await?;
             emit(&report, &args.output)?;
             Ok(Outcome::Catchup(Box::new(report)))
+        }
+        Command::Compare(args) => {
+            let report = compare::run(&args).await?;
+            print!("{}", Render::markdown(&report));
+            Ok(Outcome::Compare(Box::new(report)))
+        }
+        Command::Render(args) => {
+            let report = compare::report::merge_files(&args.report)?;
+            let dir = match &args.out {
+                Some(d) => d.clone(),
+                None => args.report[0]
+                    .parent()
+                    .map_or_else(|| ".".into(), |p| p.to_path_buf()),
+            };
+            report.write(&dir)?;
+            print!("{}", Render::markdown(&report));
+            Ok(Outcome::Compare(Box::new(report)))
+        }
+        Command::Tenants(args) => {
+            let report = compare::tenants::run(&args).await?;
+            print!("{}", Render::markdown(&report));
+            Ok(Outcome::Tenants(Box::new(report)))
         }
         Command::Queues(args) => {
             let report = scenario::queues::run(&args).await?;

@@ -53,7 +53,9 @@ impl SpawnedServer {
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let log_err = log.try_clone().context("cannot duplicate the log handle")?;
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        die_with_parent(&mut command);
+        let child = command
             .arg("serve")
             .arg("--data-dir")
             .arg(&data_dir)
@@ -77,6 +79,11 @@ impl SpawnedServer {
         };
         server.wait_healthy().await?;
         Ok(server)
+    }
+
+    /// The server's process id (for CPU and memory samples).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self) -> &str {
@@ -142,8 +149,30 @@ impl Drop for SpawnedServer {
     }
 }
 
+/// Linux: the child gets SIGKILL when this process dies, however it dies,
+/// so a killed load test never leaves a server running. (The signal
+/// follows the thread that spawned the child; tokio's worker threads, where
+/// the servers are started, live as long as the runtime.)
+pub fn die_with_parent(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt as _;
+        // SAFETY: prctl is async-signal-safe and touches only the child.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
+}
+
 /// A port that was free a moment ago on 127.0.0.1.
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
     Ok(listener
         .local_addr()

@@ -60,6 +60,21 @@ impl Latency {
         }
     }
 
+    /// (quantile, milliseconds) at the quantiles of a percentile chart,
+    /// up to the largest one the sample count supports; empty when empty.
+    pub fn spectrum(&self) -> Vec<(f64, f64)> {
+        const QUANTILES: [f64; 11] = [
+            0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99995, 0.99999,
+        ];
+        let n = self.hist.len() as f64;
+        QUANTILES
+            .iter()
+            .filter(|&&q| n * (1.0 - q) >= 1.0 || q == 0.5)
+            .filter(|_| n > 0.0)
+            .map(|&q| (q, self.hist.value_at_quantile(q) as f64 / 1000.0))
+            .collect()
+    }
+
     pub fn summary(&self) -> LatencySummary {
         if self.hist.is_empty() {
             return LatencySummary::default();
@@ -70,6 +85,7 @@ impl Latency {
             p90: ms(self.hist.value_at_quantile(0.90)),
             p99: ms(self.hist.value_at_quantile(0.99)),
             p999: ms(self.hist.value_at_quantile(0.999)),
+            p9999: ms(self.hist.value_at_quantile(0.9999)),
             max: ms(self.hist.max()),
             mean: self.hist.mean() / 1000.0,
         }
@@ -83,6 +99,9 @@ pub struct LatencySummary {
     pub p90: f64,
     pub p99: f64,
     pub p999: f64,
+    /// p99.99 (absent in reports written before it was added).
+    #[serde(default)]
+    pub p9999: f64,
     pub max: f64,
     pub mean: f64,
 }

@@ -1,7 +1,14 @@
 //! Drivers: how a scenario talks to a system under test. Scenarios decide
 //! what to send and when; drivers only send it and classify the outcome.
 
+pub mod endpoint;
+pub mod nats;
+pub mod nats_pull;
+pub mod redis;
+pub mod strata_admin;
 pub mod strata_http;
+pub mod strata_stream;
+pub mod wire;
 
 use std::fmt;
 
@@ -19,6 +26,9 @@ pub enum RequestError {
     Transport,
     /// The server answered 200 with a reply that does not match the request.
     BadReply(String),
+    /// A peer (NATS, Redis) refused the request; a short, bounded label
+    /// such as "redis OOM" or "nats 503".
+    Refused(String),
 }
 
 impl RequestError {
@@ -44,6 +54,7 @@ impl RequestError {
             Self::Connect => "connect".into(),
             Self::Transport => "transport".into(),
             Self::BadReply(_) => "bad_reply".into(),
+            Self::Refused(code) => code.clone(),
         }
     }
 

@@ -229,6 +229,11 @@ impl StrataHttp {
         &self.base
     }
 
+    /// The underlying HTTP client (with the default headers).
+    pub(crate) fn http(&self) -> &Client {
+        &self.client
+    }
+
     fn url(&self, path: &str) -> Result<Url> {
         self.base
             .join(path)
@@ -463,13 +468,13 @@ pub fn route_to_queue(body: &[u8], queue: u32) -> Bytes {
 }
 
 /// The `error.code` of a Strata error body, if it is one.
-fn error_code(body: &[u8]) -> Option<String> {
+pub(crate) fn error_code(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<ErrorReply>(body)
         .ok()
         .map(|e| e.error.code)
 }
 
-fn describe_failure(status: StatusCode, body: &[u8]) -> String {
+pub(crate) fn describe_failure(status: StatusCode, body: &[u8]) -> String {
     match serde_json::from_slice::<ErrorReply>(body) {
         Ok(e) => format!("HTTP {status} {}: {}", e.error.code, e.error.message),
         Err(_) => format!(

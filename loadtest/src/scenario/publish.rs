@@ -8,6 +8,7 @@
 //! the per-request timeout. Latency is the time from the (intended) send to
 //! the durable acknowledgement; failed requests are counted, never timed.
 
+use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -222,8 +223,10 @@ pub(crate) async fn run_level(
     for (index, task_stats) in stats.iter().enumerate() {
         workers.spawn(worker(level.clone(), index as u32, task_stats.clone()));
     }
-    let progress =
-        (!args.output.quiet).then(|| tokio::spawn(progress(level.clone(), stats.clone())));
+    // Progress lines only for a person watching: not with --quiet, and not
+    // when stderr is a file or a pipe.
+    let watched = !args.output.quiet && std::io::stderr().is_terminal();
+    let progress = watched.then(|| tokio::spawn(progress(level.clone(), stats.clone())));
 
     // WAL counters at the start of the measured window.
     tokio::time::sleep_until(warm_end).await;

@@ -1,0 +1,226 @@
+//! `strata-loadtest compare`: scenarios 1–4 against several systems in one
+//! invocation (Strata over HTTP, NATS JetStream, Redis Streams), each
+//! started fresh on loopback, with the durability of each stated beside
+//! its numbers. Output: report.json, report.md and SVG charts in `--out`.
+
+pub mod args;
+pub mod phase;
+mod producer;
+pub mod reading;
+pub mod report;
+pub mod sampler;
+pub mod svg;
+pub mod tenants;
+
+use std::io::IsTerminal as _;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use self::args::{CompareArgs, ScenarioKind};
+use self::phase::{GroupSpec, PhaseResult, PhaseSpec};
+use self::reading::ReadSpec;
+use self::report::{CompareReport, RunResult, SystemInfo};
+use crate::driver::endpoint::{Endpoint, ReadFrom};
+use crate::report::{MachineInfo, unix_ms_now};
+use crate::scenario::tiering::{TieringDelta, wait_uploaded};
+use crate::systems::{self, Binaries, Running};
+
+/// Long-poll wait of one read.
+const READ_WAIT: Duration = Duration::from_secs(1);
+/// Tail readers' time to receive what was published last.
+const TAIL_DRAIN: Duration = Duration::from_secs(3);
+
+pub async fn run(args: &CompareArgs) -> Result<CompareReport> {
+    if args.systems.is_empty() || args.scenarios.is_empty() {
+        bail!("--systems and --scenarios need at least one value each");
+    }
+    if !(args.rate.is_finite() && args.rate > 0.0) {
+        bail!("--rate must be a positive number of messages per second");
+    }
+    if args.duration.is_zero() || args.timeout.is_zero() {
+        bail!("--duration and --timeout must be longer than zero");
+    }
+    if args.max_messages == Some(0) {
+        bail!("--max-messages must be at least 1");
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let started_unix_ms = unix_ms_now();
+    let bins = Binaries {
+        strata: args.strata_bin.clone(),
+        nats: args.nats_server.clone(),
+        redis: args.redis_server.clone(),
+        data_parent: args.data_dir.clone(),
+        strata_env: args.strata_env.clone(),
+    };
+    let progress = !args.quiet && std::io::stderr().is_terminal();
+    let mut systems_info = Vec::new();
+    let mut runs = Vec::new();
+    for &system in &args.systems {
+        note(args, format!("== {}: starting", system.name()));
+        let running = systems::start(system, &bins, args.timeout).await?;
+        let (durable, durability) = system.durability();
+        systems_info.push(SystemInfo {
+            system: system.name().into(),
+            version: running.version.clone(),
+            durable,
+            durability: durability.into(),
+            settings: running.settings.clone(),
+        });
+        for &scenario in &args.scenarios {
+            note(args, format!("== {} / {}", system.name(), scenario.name()));
+            let phases = run_scenario(args, &running, scenario, progress).await?;
+            runs.push(RunResult {
+                system: system.name().into(),
+                durable,
+                scenario: scenario.name().into(),
+                phases,
+            });
+        }
+        // Dropping `running` stops the server and deletes its data.
+    }
+    let report = CompareReport {
+        tool: "strata-loadtest".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        scenario: "compare".into(),
+        started_unix_ms,
+        parameters: report::parameters(args),
+        machine: MachineInfo::collect(String::new(), String::new()),
+        systems: systems_info,
+        runs,
+        merged_from: Vec::new(),
+    };
+    report.write(&args.out)?;
+    Ok(report)
+}
+
+fn note(args: &CompareArgs, text: String) {
+    if !args.quiet {
+        eprintln!("{text}");
+    }
+}
+
+fn base_spec(args: &CompareArgs, running: &Running, name: String, progress: bool) -> PhaseSpec {
+    PhaseSpec {
+        name,
+        groups: Vec::new(),
+        queues: args.queues,
+        batch: args.batch,
+        message_size: args.message_size,
+        warmup: args.warmup,
+        duration: args.duration,
+        timeout: args.timeout,
+        seed: args.seed,
+        readers: None,
+        progress,
+        server_pid: running.pid,
+    }
+}
+
+fn group(
+    args: &CompareArgs,
+    endpoint: &Endpoint,
+    topic: &str,
+    rate: Option<f64>,
+    max: Option<u64>,
+) -> GroupSpec {
+    GroupSpec {
+        label: "producers".into(),
+        endpoint: endpoint.clone(),
+        topic: topic.into(),
+        producers: args.producers,
+        rate,
+        max_messages: max,
+    }
+}
+
+async fn run_scenario(
+    args: &CompareArgs,
+    running: &Running,
+    scenario: ScenarioKind,
+    progress: bool,
+) -> Result<Vec<PhaseResult>> {
+    let endpoint = &running.endpoint;
+    // Each scenario starts on an idle Strata: the uploads and merges that
+    // follow the previous scenario's writes finish first (they are part of
+    // that scenario's cost, and would otherwise land in this one's numbers).
+    if let Endpoint::Strata(client) = endpoint {
+        wait_uploaded(client, args.upload_timeout, args.settle).await?;
+    }
+    let topic = format!("bench-{}", scenario.name());
+    endpoint
+        .create_topic(&topic, args.queues, args.timeout)
+        .await?;
+    let label = |phase: &str| format!("{}/{}/{phase}", running.system.name(), scenario.name());
+    let mut phases = Vec::new();
+    match scenario {
+        ScenarioKind::MaxRate | ScenarioKind::FixedRate | ScenarioKind::Tail => {
+            let rate = (scenario != ScenarioKind::MaxRate).then_some(args.rate);
+            let mut spec = base_spec(args, running, label("measure"), progress);
+            spec.groups = vec![group(args, endpoint, &topic, rate, args.max_messages)];
+            if scenario == ScenarioKind::Tail {
+                spec.readers = Some(ReadSpec {
+                    from: ReadFrom::End,
+                    e2e: true,
+                    expected: None,
+                    drain: TAIL_DRAIN,
+                    wait: READ_WAIT,
+                });
+            }
+            phases.push(measured(running, &spec).await?);
+        }
+        ScenarioKind::Catchup => {
+            let per_batch = u64::from(args.message_size) * u64::from(args.batch);
+            let backlog = (args.backlog_mib << 20).div_ceil(per_batch) * u64::from(args.batch);
+            let mut spec = base_spec(args, running, label("backlog"), progress);
+            spec.warmup = Duration::ZERO;
+            spec.duration = crate::cli::MAX_DURATION;
+            spec.groups = vec![group(args, endpoint, &topic, None, Some(backlog))];
+            let written = measured(running, &spec).await?;
+            let mut expected = written.groups[0].acked_per_queue.clone();
+            phases.push(written);
+            if let Endpoint::Strata(client) = endpoint {
+                note(args, "waiting until Strata has uploaded the backlog".into());
+                wait_uploaded(client, args.upload_timeout, args.settle).await?;
+            }
+            let mut spec = base_spec(args, running, label("baseline"), progress);
+            spec.groups = vec![group(args, endpoint, &topic, Some(args.rate), None)];
+            let baseline = measured(running, &spec).await?;
+            // The readers read everything published before they start.
+            for (e, b) in expected.iter_mut().zip(&baseline.groups[0].acked_per_queue) {
+                *e += b;
+            }
+            phases.push(baseline);
+            spec.name = label("with-catchup");
+            spec.readers = Some(ReadSpec {
+                from: ReadFrom::Start,
+                e2e: false,
+                expected: Some(expected),
+                drain: args.catchup_drain,
+                wait: READ_WAIT,
+            });
+            phases.push(measured(running, &spec).await?);
+        }
+    }
+    Ok(phases)
+}
+
+/// Runs a phase and adds the object-store traffic Strata reports over it.
+async fn measured(running: &Running, spec: &PhaseSpec) -> Result<PhaseResult> {
+    let client = match &running.endpoint {
+        Endpoint::Strata(c) => Some(c),
+        _ => None,
+    };
+    let before = match client {
+        Some(c) => c.status().await.ok(),
+        None => None,
+    };
+    let mut result = phase::run(spec).await?;
+    if let (Some(c), Some(before)) = (client, before)
+        && let Ok(after) = c.status().await
+    {
+        result.objects = Some(TieringDelta::between(&before, &after));
+    }
+    Ok(result)
+}

@@ -1,0 +1,329 @@
+//! Scenario 6, `strata-loadtest tenants`: many tenants, one of them noisy.
+//! A fresh Strata gets N tenants (each with its own tenant-admin key and
+//! topic). Quiet tenants publish at a fixed, modest rate, first alone, then
+//! while one noisy tenant (on a plan with a low publish quota) publishes as
+//! fast as it can, ignoring Retry-After. Its 429s are counted as
+//! throttled, not as failures of the tool.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::phase::{self, GroupResult, GroupSpec, PhaseResult, PhaseSpec};
+use super::report::SystemInfo;
+use super::svg::{self, Series, XAxis};
+use crate::cli::parse_duration;
+use crate::driver::endpoint::Endpoint;
+use crate::driver::strata_http::StrataHttp;
+use crate::report::{MachineInfo, Render, unix_ms_now};
+use crate::systems::{self, Binaries, System};
+
+#[derive(Debug, Clone, Args)]
+pub struct TenantsArgs {
+    /// The `strata` binary to start (fresh data directory on loopback).
+    #[arg(long, default_value = "target/release/strata")]
+    pub strata_bin: PathBuf,
+    /// Parent of the temporary data directory.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Tenants in all, the last one noisy.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=1000))]
+    pub tenants: u32,
+    /// Publish rate of each quiet tenant, messages/s.
+    #[arg(long, default_value_t = 100.0)]
+    pub quiet_rate: f64,
+    /// Producer tasks per quiet tenant.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub quiet_producers: u32,
+    /// Producer tasks of the noisy tenant (max rate).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub noisy_producers: u32,
+    /// The noisy tenant's plan: publish quota in messages/s.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub noisy_quota: u64,
+    /// Queues of each tenant's topic.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub queues: u32,
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=(1 << 20)))]
+    pub message_size: u32,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub batch: u32,
+    /// Measured time of each phase (alone, with the noisy tenant).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Directory for tenants.json, tenants.md and the SVG charts.
+    #[arg(long, value_name = "DIR", default_value = "loadtest-report")]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TenantsReport {
+    pub tool: String,
+    pub tool_version: String,
+    pub scenario: String,
+    pub started_unix_ms: u64,
+    pub tenants: u32,
+    pub quiet_rate: f64,
+    pub noisy_quota: u64,
+    pub machine: MachineInfo,
+    pub system: SystemInfo,
+    /// Quiet tenants only.
+    pub alone: PhaseResult,
+    /// Quiet tenants plus the noisy one (the last group).
+    pub with_noisy: PhaseResult,
+}
+
+pub async fn run(args: &TenantsArgs) -> Result<TenantsReport> {
+    if !(args.quiet_rate.is_finite() && args.quiet_rate > 0.0) {
+        bail!("--quiet-rate must be a positive number of messages per second");
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let started_unix_ms = unix_ms_now();
+    let bins = Binaries {
+        strata: args.strata_bin.clone(),
+        nats: PathBuf::new(),
+        redis: PathBuf::new(),
+        data_parent: args.data_dir.clone(),
+        strata_env: Vec::new(),
+    };
+    let running = systems::start(System::StrataHttp, &bins, args.timeout).await?;
+    let Endpoint::Strata(admin) = &running.endpoint else {
+        bail!("the tenants scenario needs Strata");
+    };
+    admin
+        .put_plan(
+            "bench-noisy",
+            &json!({"publish_messages_per_sec": args.noisy_quota}),
+        )
+        .await?;
+    let mut groups = Vec::new();
+    for i in 0..args.tenants {
+        let noisy = i + 1 == args.tenants;
+        let name = if noisy {
+            "noisy".to_string()
+        } else {
+            format!("quiet-{i:03}")
+        };
+        admin.create_tenant(&name, "default").await?;
+        if noisy {
+            admin.set_tenant_plan(&name, "bench-noisy").await?;
+        }
+        let (ak, sk) = admin.create_key(&name, "tenant-admin").await?;
+        let client = StrataHttp::with_authorization(
+            admin.base().as_str(),
+            args.timeout,
+            Some(format!("Bearer {ak}:{sk}")),
+        )?;
+        let endpoint = Endpoint::Strata(client);
+        endpoint
+            .create_topic("bench", args.queues, args.timeout)
+            .await?;
+        groups.push(GroupSpec {
+            label: name,
+            endpoint,
+            topic: "bench".into(),
+            producers: if noisy {
+                args.noisy_producers
+            } else {
+                args.quiet_producers
+            },
+            rate: (!noisy).then_some(args.quiet_rate),
+            max_messages: None,
+        });
+    }
+    let progress = !args.quiet && std::io::stderr().is_terminal();
+    let noisy = groups.pop().context("no tenants")?;
+    let mut spec = PhaseSpec {
+        name: "tenants/alone".into(),
+        groups,
+        queues: args.queues,
+        batch: args.batch,
+        message_size: args.message_size,
+        warmup: args.warmup,
+        duration: args.duration,
+        timeout: args.timeout,
+        seed: args.seed,
+        readers: None,
+        progress,
+        server_pid: running.pid,
+    };
+    let alone = phase::run(&spec).await?;
+    spec.name = "tenants/with-noisy".into();
+    spec.groups.push(noisy);
+    let with_noisy = phase::run(&spec).await?;
+    let (durable, durability) = System::StrataHttp.durability();
+    let report = TenantsReport {
+        tool: "strata-loadtest".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        scenario: "tenants".into(),
+        started_unix_ms,
+        tenants: args.tenants,
+        quiet_rate: args.quiet_rate,
+        noisy_quota: args.noisy_quota,
+        machine: MachineInfo::collect(String::new(), String::new()),
+        system: SystemInfo {
+            system: "strata-http".into(),
+            version: running.version.clone(),
+            durable,
+            durability: durability.into(),
+            settings: running.settings.clone(),
+        },
+        alone,
+        with_noisy,
+    };
+    report.write(&args.out)?;
+    Ok(report)
+}
+
+/// Requests the server throttled (429) and other failures.
+fn throttled(g: &GroupResult) -> (u64, u64) {
+    let t: u64 = g
+        .errors_by_kind
+        .iter()
+        .filter(|(k, _)| k.starts_with("429"))
+        .map(|(_, n)| n)
+        .sum();
+    (t, g.errors - t)
+}
+
+impl Render for TenantsReport {
+    fn markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "strata-loadtest tenants: {} tenants; each quiet tenant publishes {} msgs/s; the noisy tenant publishes \
+             at max rate on a plan of {} msgs/s (ignoring Retry-After); {}s measured per phase; {}\n",
+            self.tenants,
+            self.quiet_rate,
+            self.noisy_quota,
+            self.alone.duration_s,
+            self.system.durability
+        );
+        out.push_str(
+            "| tenant | alone msgs/s | alone p50 ms | alone p99 ms | with noisy msgs/s | with noisy p50 ms | with noisy p99 ms | with noisy p99.9 ms | errors alone / with |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        );
+        for (a, w) in self.alone.groups.iter().zip(&self.with_noisy.groups) {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} | {:.3} | {} / {} |",
+                a.label,
+                a.msgs_per_sec,
+                a.latency_ms.p50,
+                a.latency_ms.p99,
+                w.msgs_per_sec,
+                w.latency_ms.p50,
+                w.latency_ms.p99,
+                w.latency_ms.p999,
+                a.errors,
+                w.errors
+            );
+        }
+        if let Some(n) = self.with_noisy.groups.last() {
+            let (t, other) = throttled(n);
+            let window = n.elapsed_s.max(f64::MIN_POSITIVE);
+            let _ = writeln!(
+                out,
+                "\nNoisy tenant: {} messages accepted ({:.0} msgs/s, quota {}), {t} requests throttled with 429 \
+                 ({:.0}/s), {other} other errors; accepted p50 {:.3} ms, p99 {:.3} ms.",
+                n.messages,
+                n.msgs_per_sec,
+                self.noisy_quota,
+                t as f64 / window,
+                n.latency_ms.p50,
+                n.latency_ms.p99,
+            );
+        }
+        if let (Some(a), Some(w)) = (self.alone.server, self.with_noisy.server) {
+            let _ = writeln!(
+                out,
+                "\nServer CPU: {:.2} cores alone, {:.2} with the noisy tenant; RSS max {:.0} / {:.0} MiB.",
+                a.cpu_cores, w.cpu_cores, a.rss_max_mib, w.rss_max_mib
+            );
+        }
+        if let (Some(a), Some(w)) = (self.alone.loadgen, self.with_noisy.loadgen) {
+            let _ = writeln!(
+                out,
+                "\nLoad generator CPU (same machine): {:.2} cores alone, {:.2} with the noisy tenant.",
+                a.cpu_cores, w.cpu_cores
+            );
+        }
+        out
+    }
+}
+
+impl TenantsReport {
+    pub fn write(&self, dir: &std::path::Path) -> Result<()> {
+        let put = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+        };
+        put("tenants.json", &(self.to_json()? + "\n"))?;
+        put("tenants.md", &self.markdown())?;
+        let quiet = self.alone.groups.len();
+        let mut latency = Vec::new();
+        for (name, phase, dashed) in [
+            ("alone", &self.alone, true),
+            ("with noisy", &self.with_noisy, false),
+        ] {
+            // The quiet tenants' spectra, up to four of them, to keep it readable.
+            for (color, g) in phase.groups.iter().take(quiet.min(4)).enumerate() {
+                latency.push(Series {
+                    name: format!("{} {name}", g.label),
+                    points: g.spectrum.clone(),
+                    dashed,
+                    color,
+                });
+            }
+        }
+        put(
+            "tenants-latency.svg",
+            &svg::line_chart(
+                "quiet tenants: publish latency by percentile",
+                "milliseconds (log)",
+                XAxis::Percentile,
+                true,
+                &latency,
+            ),
+        )?;
+        let throughput: Vec<Series> = [("alone", &self.alone), ("with noisy", &self.with_noisy)]
+            .iter()
+            .enumerate()
+            .map(|(color, (name, p))| Series {
+                name: format!("all tenants, {name}"),
+                points: p
+                    .timeline
+                    .iter()
+                    .map(|t| (t.t_s, t.published_msgs_per_sec))
+                    .collect(),
+                dashed: *name == "alone",
+                color,
+            })
+            .collect();
+        put(
+            "tenants-throughput.svg",
+            &svg::line_chart(
+                "accepted messages/s per second",
+                "messages/s",
+                XAxis::Seconds,
+                false,
+                &throughput,
+            ),
+        )
+    }
+}

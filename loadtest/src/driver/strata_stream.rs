@@ -1,0 +1,139 @@
+//! Strata HTTP calls in the shape the cross-system scenarios use: publish
+//! a batch of raw bodies to one queue, read raw bodies from an offset
+//! (long-polling at the end of the queue).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use reqwest::header::CONTENT_TYPE;
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+
+use super::RequestError;
+use super::strata_http::{StrataHttp, error_code};
+
+#[derive(Debug, Deserialize)]
+struct ReadReply {
+    messages: Vec<ReadMessage>,
+    next_offset: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReadMessage {
+    #[serde(default)]
+    body_base64: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PublishReply {
+    messages: Vec<serde::de::IgnoredAny>,
+}
+
+/// `{"messages":[{"queue":Q,"body_base64":"..."},...]}`.
+pub fn publish_body(queue: u32, bodies: &[Bytes]) -> Bytes {
+    let size: usize = bodies.iter().map(|b| b.len() * 4 / 3 + 40).sum();
+    let mut out = String::with_capacity(size + 16);
+    out.push_str(r#"{"messages":["#);
+    for (i, b) in bodies.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, r#"{{"queue":{queue},"body_base64":""#);
+        B64.encode_string(b, &mut out);
+        out.push_str("\"}");
+    }
+    out.push_str("]}");
+    Bytes::from(out)
+}
+
+async fn send(request: reqwest::RequestBuilder) -> Result<Bytes, RequestError> {
+    let response = request.send().await.map_err(RequestError::from_transport)?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(RequestError::from_transport)?;
+    if status != StatusCode::OK {
+        return Err(RequestError::Http {
+            status: status.as_u16(),
+            code: error_code(&body),
+        });
+    }
+    Ok(body)
+}
+
+impl StrataHttp {
+    /// Publishes `bodies` to `queue` of the topic whose publish URL is `url`
+    /// and checks every message was acknowledged.
+    pub async fn publish_raw(
+        &self,
+        url: &Url,
+        queue: u32,
+        bodies: &[Bytes],
+    ) -> Result<(), RequestError> {
+        let request = self
+            .http()
+            .post(url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(publish_body(queue, bodies));
+        let body = send(request).await?;
+        match serde_json::from_slice::<PublishReply>(&body) {
+            Ok(r) if r.messages.len() == bodies.len() => Ok(()),
+            Ok(r) => Err(RequestError::BadReply(format!(
+                "acknowledged {} of {} messages",
+                r.messages.len(),
+                bodies.len()
+            ))),
+            Err(e) => Err(RequestError::BadReply(format!("not publish JSON: {e}"))),
+        }
+    }
+
+    /// Reads up to `limit` bodies from `offset` of the queue whose read URL
+    /// is `url`, waiting up to `wait` when there are none yet. Returns the
+    /// bodies and the next offset.
+    pub async fn read_raw(
+        &self,
+        url: &Url,
+        offset: u64,
+        limit: u32,
+        wait: Duration,
+    ) -> Result<(Vec<Vec<u8>>, u64), RequestError> {
+        let request = self.http().get(url.clone()).query(&[
+            ("offset", offset.to_string()),
+            ("limit", limit.to_string()),
+            ("wait_ms", wait.as_millis().to_string()),
+            ("encoding", "base64".to_string()),
+        ]);
+        let body = send(request).await?;
+        let reply: ReadReply = serde_json::from_slice(&body)
+            .map_err(|e| RequestError::BadReply(format!("not read JSON: {e}")))?;
+        let mut bodies = Vec::with_capacity(reply.messages.len());
+        for m in reply.messages {
+            let text = m
+                .body_base64
+                .ok_or_else(|| RequestError::BadReply("no body_base64".into()))?;
+            let raw = B64
+                .decode(text.as_bytes())
+                .map_err(|e| RequestError::BadReply(format!("body_base64: {e}")))?;
+            bodies.push(raw);
+        }
+        Ok((bodies, reply.next_offset))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_body_is_json() {
+        let body = publish_body(3, &[Bytes::from_static(&[0, 1, 2]), Bytes::new()]);
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["messages"][0]["queue"], 3);
+        assert_eq!(v["messages"][0]["body_base64"], "AAEC");
+        assert_eq!(v["messages"][1]["body_base64"], "");
+    }
+}
