@@ -82,6 +82,11 @@ pub struct TargetArgs {
     /// Secret key of --access-key.
     #[arg(long, env = "STRATA_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
+    /// Send no credentials; a --spawn server then runs with
+    /// STRATA_AUTH_ANONYMOUS=true. Only for measuring the cost of
+    /// authentication (compare with and without).
+    #[arg(long, conflicts_with_all = ["access_key", "secret_key"])]
+    pub no_auth: bool,
 }
 
 /// Where the report goes besides stdout.

@@ -154,10 +154,12 @@ pub struct Target {
 /// Checks the loopback rule, starts a server if asked to, and returns a
 /// client for it.
 pub async fn connect(args: &TargetArgs, request_timeout: Duration) -> Result<Target> {
+    let mut env = args.server_env.clone();
+    if args.no_auth {
+        env.push(("STRATA_AUTH_ANONYMOUS".into(), "true".into()));
+    }
     let spawned = match &args.spawn {
-        Some(binary) => Some({
-            SpawnedServer::start(binary, args.spawn_dir.as_deref(), &args.server_env).await?
-        }),
+        Some(binary) => Some(SpawnedServer::start(binary, args.spawn_dir.as_deref(), &env).await?),
         None => None,
     };
     let url = match &spawned {
@@ -166,6 +168,7 @@ pub async fn connect(args: &TargetArgs, request_timeout: Duration) -> Result<Tar
     };
     target::check_resolves_to_loopback(&url).await?;
     let credentials = match (&spawned, &args.access_key, &args.secret_key) {
+        _ if args.no_auth => None,
         (Some(s), _, _) => Some(s.admin_credentials()?),
         (None, Some(ak), Some(sk)) => Some((ak.clone(), sk.clone())),
         (None, None, None) => None,
