@@ -27,6 +27,7 @@ use std::future::Future;
 pub use caller::GrpcState;
 use pb::messaging_service_server::MessagingServiceServer;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
 /// Serves the MessagingService on `listener` until `shutdown` completes.
@@ -38,12 +39,22 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let checks = txn::spawn_check_loop(state.engine.clone(), state.producers.clone());
+    // Responses are small frames (a message, then the status trailers):
+    // without TCP_NODELAY, Nagle's algorithm meets the client's delayed
+    // ACKs and each answer can wait tens of milliseconds.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        })
+    });
     let service = MessagingServiceServer::new(service::Service { state })
         .max_decoding_message_size(max_request_bytes)
         .max_encoding_message_size(max_request_bytes);
     let served = tonic::transport::Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     checks.abort();
     served
