@@ -17,6 +17,7 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// the process, then deletes the directory (fields drop after `drop`).
 #[derive(Debug)]
 pub struct SpawnedServer {
+    grpc_port: u16,
     child: Child,
     url: String,
     log_path: PathBuf,
@@ -49,6 +50,7 @@ impl SpawnedServer {
         let data_dir = dir.path().join("data");
         let log_path = dir.path().join("server.log");
         let port = free_port()?;
+        let grpc_port = free_port()?;
         let addr = format!("127.0.0.1:{port}");
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
@@ -61,9 +63,9 @@ impl SpawnedServer {
             .arg(&data_dir)
             .arg("--http-addr")
             .arg(&addr)
-            // The gRPC port is reserved but may be bound; keep it off 8081.
+            // The RocketMQ gRPC API, on its own free port.
             .arg("--grpc-addr")
-            .arg(format!("127.0.0.1:{}", free_port()?))
+            .arg(format!("127.0.0.1:{grpc_port}"))
             .env("STRATA_LOG_LEVEL", "warn")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -72,6 +74,7 @@ impl SpawnedServer {
             .spawn()
             .with_context(|| format!("cannot start {}", binary.display()))?;
         let mut server = Self {
+            grpc_port,
             child,
             url: format!("http://{addr}"),
             log_path,
@@ -88,6 +91,11 @@ impl SpawnedServer {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Where the RocketMQ gRPC API listens.
+    pub fn grpc_addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.grpc_port).into()
     }
 
     pub fn data_dir(&self) -> &Path {

@@ -19,14 +19,14 @@ use crate::driver::redis::{RedisConn, Resp};
 use crate::driver::strata_http::StrataHttp;
 use crate::spawn::{SpawnedServer, free_port};
 
-/// A system under test. A `strata-grpc` value (Strata over its RocketMQ 5
-/// gRPC API) belongs here once that server exists; the scenarios only
-/// need an [`Endpoint`] for it.
+/// A system under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum System {
     /// Strata's HTTP/JSON API.
     StrataHttp,
+    /// Strata over its RocketMQ 5 gRPC API (SendMessage, PullMessage).
+    StrataGrpc,
     /// NATS JetStream (file storage).
     Nats,
     /// Redis Streams (AOF, appendfsync always).
@@ -37,6 +37,7 @@ impl System {
     pub fn name(self) -> &'static str {
         match self {
             Self::StrataHttp => "strata-http",
+            Self::StrataGrpc => "strata-grpc",
             Self::Nats => "nats",
             Self::Redis => "redis",
         }
@@ -45,7 +46,7 @@ impl System {
     /// Whether an acknowledged publish survives a power loss, and why.
     pub fn durability(self) -> (bool, &'static str) {
         match self {
-            Self::StrataHttp => (
+            Self::StrataHttp | Self::StrataGrpc => (
                 true,
                 "durable: acknowledged after the WAL write is fdatasync'ed (group commit)",
             ),
@@ -112,7 +113,7 @@ const STARTUP: Duration = Duration::from_secs(30);
 /// Starts `system` on a free loopback port and waits until it serves.
 pub async fn start(system: System, bins: &Binaries, timeout: Duration) -> Result<Running> {
     match system {
-        System::StrataHttp => {
+        System::StrataHttp | System::StrataGrpc => {
             let server =
                 SpawnedServer::start(&bins.strata, bins.data_parent.as_deref(), &bins.strata_env)
                     .await?;
@@ -123,9 +124,15 @@ pub async fn start(system: System, bins: &Binaries, timeout: Duration) -> Result
                 Some(format!("Bearer {ak}:{sk}")),
             )?;
             let version = client.status().await.map(|s| s.version).unwrap_or_default();
+            let endpoint = match system {
+                System::StrataGrpc => Endpoint::StrataGrpc(
+                    crate::driver::strata_grpc::StrataGrpc::new(client, server.grpc_addr(), ak, sk),
+                ),
+                _ => Endpoint::Strata(client),
+            };
             Ok(Running {
                 system,
-                endpoint: Endpoint::Strata(client),
+                endpoint,
                 pid: Some(server.pid()),
                 version: format!("strata {version}"),
                 settings: format!(

@@ -49,9 +49,9 @@ fn systems() -> Vec<&'static str> {
             "nats-server/redis-server not on PATH; run scripts/peers.sh"
         );
         eprintln!("SKIPPING the peers (nats, redis): not installed; run scripts/peers.sh");
-        return vec!["strata-http"];
+        return vec!["strata-http", "strata-grpc"];
     }
-    vec!["strata-http", "nats", "redis"]
+    vec!["strata-http", "strata-grpc", "nats", "redis"]
 }
 
 fn run(args: &[&str]) -> String {

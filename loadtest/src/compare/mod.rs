@@ -145,7 +145,7 @@ async fn run_scenario(
     // Each scenario starts on an idle Strata: the uploads and merges that
     // follow the previous scenario's writes finish first (they are part of
     // that scenario's cost, and would otherwise land in this one's numbers).
-    if let Endpoint::Strata(client) = endpoint {
+    if let Some(client) = endpoint.strata_http() {
         wait_uploaded(client, args.upload_timeout, args.settle).await?;
     }
     let topic = format!("bench-{}", scenario.name());
@@ -180,7 +180,7 @@ async fn run_scenario(
             let written = measured(running, &spec).await?;
             let mut expected = written.groups[0].acked_per_queue.clone();
             phases.push(written);
-            if let Endpoint::Strata(client) = endpoint {
+            if let Some(client) = endpoint.strata_http() {
                 note(args, "waiting until Strata has uploaded the backlog".into());
                 wait_uploaded(client, args.upload_timeout, args.settle).await?;
             }
@@ -208,10 +208,7 @@ async fn run_scenario(
 
 /// Runs a phase and adds the object-store traffic Strata reports over it.
 async fn measured(running: &Running, spec: &PhaseSpec) -> Result<PhaseResult> {
-    let client = match &running.endpoint {
-        Endpoint::Strata(c) => Some(c),
-        _ => None,
-    };
+    let client = running.endpoint.strata_http();
     let before = match client {
         Some(c) => c.status().await.ok(),
         None => None,

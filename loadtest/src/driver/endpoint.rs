@@ -25,7 +25,10 @@ use super::RequestError;
 use super::nats::NatsConn;
 use super::nats_pull::PullReader;
 use super::redis::{self, RedisConn};
+use super::strata_grpc::StrataGrpc;
 use super::strata_http::StrataHttp;
+use strata_grpc::pb::messaging_service_client::MessagingServiceClient;
+use tonic::transport::Channel;
 
 /// Messages asked for per read.
 pub const READ_BATCH: u32 = 1000;
@@ -34,6 +37,8 @@ pub const READ_BATCH: u32 = 1000;
 #[derive(Debug, Clone)]
 pub enum Endpoint {
     Strata(StrataHttp),
+    /// Strata over its RocketMQ 5 gRPC API.
+    StrataGrpc(StrataGrpc),
     Nats(SocketAddr),
     Redis(SocketAddr),
 }
@@ -48,10 +53,20 @@ pub enum ReadFrom {
 }
 
 impl Endpoint {
+    /// The HTTP client of a Strata endpoint (admin, status, offsets).
+    pub fn strata_http(&self) -> Option<&StrataHttp> {
+        match self {
+            Self::Strata(c) => Some(c),
+            Self::StrataGrpc(g) => Some(&g.http),
+            _ => None,
+        }
+    }
+
     /// Creates `topic` with `queues` queues (an existing one is reused).
     pub async fn create_topic(&self, topic: &str, queues: u32, timeout: Duration) -> Result<()> {
         match self {
             Self::Strata(c) => c.create_topic(topic, queues).await.map(|_| ()),
+            Self::StrataGrpc(g) => g.http.create_topic(topic, queues).await.map(|_| ()),
             Self::Nats(addr) => {
                 let mut conn = NatsConn::connect(*addr, timeout).await?;
                 conn.create_stream(topic)
@@ -69,6 +84,7 @@ impl Endpoint {
                 client: c.clone(),
                 url: c.publish_url(topic)?,
             },
+            Self::StrataGrpc(g) => ProducerKind::StrataGrpc(g.clone(), None),
             Self::Nats(addr) => ProducerKind::Nats(*addr, None),
             Self::Redis(addr) => ProducerKind::Redis(*addr, None),
         };
@@ -111,6 +127,27 @@ impl Endpoint {
                     offset,
                 }
             }
+            Self::StrataGrpc(g) => {
+                let offset = match from {
+                    ReadFrom::Start => 0,
+                    ReadFrom::End => g
+                        .http
+                        .queue_stats(topic)
+                        .await
+                        .map_err(|e| RequestError::BadReply(format!("{e:#}")))?
+                        .iter()
+                        .find(|q| q.queue == queue)
+                        .map_or(0, |q| q.end_offset),
+                };
+                let client = g.connect(timeout + Duration::from_secs(30)).await?;
+                ReaderKind::StrataGrpc {
+                    grpc: g.clone(),
+                    client,
+                    topic: topic.to_string(),
+                    queue,
+                    offset,
+                }
+            }
             Self::Nats(addr) => {
                 let mut conn = NatsConn::connect(*addr, timeout).await?;
                 let consumer = conn
@@ -135,6 +172,7 @@ impl Endpoint {
 #[derive(Debug)]
 enum ProducerKind {
     Strata { client: StrataHttp, url: Url },
+    StrataGrpc(StrataGrpc, Option<MessagingServiceClient<Channel>>),
     Nats(SocketAddr, Option<NatsConn>),
     Redis(SocketAddr, Option<RedisConn>),
 }
@@ -154,6 +192,20 @@ impl Producer {
         let timeout = self.timeout;
         match &mut self.kind {
             ProducerKind::Strata { client, url } => client.publish_raw(url, queue, bodies).await,
+            ProducerKind::StrataGrpc(grpc, slot) => {
+                let client = match slot {
+                    Some(c) => c,
+                    None => slot.insert(grpc.connect(timeout).await?),
+                };
+                let result = grpc.publish(client, &self.topic, queue, bodies).await;
+                if result
+                    .as_ref()
+                    .is_err_and(|e| !matches!(e, RequestError::Refused(_)))
+                {
+                    *slot = None;
+                }
+                result
+            }
             ProducerKind::Nats(addr, slot) => {
                 let conn = match slot {
                     Some(c) => c,
@@ -194,6 +246,13 @@ enum ReaderKind {
         url: Url,
         offset: u64,
     },
+    StrataGrpc {
+        grpc: StrataGrpc,
+        client: MessagingServiceClient<Channel>,
+        topic: String,
+        queue: u32,
+        offset: u64,
+    },
     Nats(PullReader),
     Redis {
         conn: RedisConn,
@@ -220,6 +279,19 @@ impl Reader {
                 offset,
             } => {
                 let (bodies, next) = client.read_raw(url, *offset, READ_BATCH, wait).await?;
+                *offset = next;
+                Ok(bodies)
+            }
+            ReaderKind::StrataGrpc {
+                grpc,
+                client,
+                topic,
+                queue,
+                offset,
+            } => {
+                let (bodies, next) = grpc
+                    .pull(client, topic, *queue, *offset, READ_BATCH, wait)
+                    .await?;
                 *offset = next;
                 Ok(bodies)
             }
