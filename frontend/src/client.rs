@@ -110,82 +110,57 @@ impl Client {
         &self.base
     }
 
+    /// Sends `request` and returns the status and body of a 2xx answer;
+    /// any other answer becomes the API error it carries.
+    async fn fetch(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<(u16, bytes::Bytes), ClientError> {
+        let connect = |source| ClientError::Connect {
+            url: url.to_string(),
+            source,
+        };
+        let response = request.send().await.map_err(connect)?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(connect)?;
+        if (200..300).contains(&status) {
+            return Ok((status, bytes));
+        }
+        Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(e) => ClientError::Api {
+                status,
+                code: e.error.code,
+                message: e.error.message,
+            },
+            Err(_) => ClientError::Protocol {
+                url: url.to_string(),
+                status,
+                message: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
+            },
+        })
+    }
+
     async fn send<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
         url: String,
     ) -> Result<T, ClientError> {
-        let response = request
-            .send()
-            .await
-            .map_err(|source| ClientError::Connect {
-                url: url.clone(),
-                source,
-            })?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| ClientError::Connect {
-                url: url.clone(),
-                source,
-            })?;
-        if (200..300).contains(&status) {
-            let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-            return serde_json::from_slice(body).map_err(|e| ClientError::Protocol {
-                url,
-                status,
-                message: e.to_string(),
-            });
-        }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(e) => Err(ClientError::Api {
-                status,
-                code: e.error.code,
-                message: e.error.message,
-            }),
-            Err(_) => Err(ClientError::Protocol {
-                url,
-                status,
-                message: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
-            }),
-        }
+        let (status, bytes) = self.fetch(request, &url).await?;
+        let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        serde_json::from_slice(body).map_err(|e| ClientError::Protocol {
+            url,
+            status,
+            message: e.to_string(),
+        })
     }
 
     /// GET returning the body as text (e.g. CSV); errors as for JSON.
     async fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let url = self.url(path);
-        let response = self
-            .request(reqwest::Method::GET, &url)
-            .send()
-            .await
-            .map_err(|source| ClientError::Connect {
-                url: url.clone(),
-                source,
-            })?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| ClientError::Connect {
-                url: url.clone(),
-                source,
-            })?;
-        if (200..300).contains(&status) {
-            return Ok(String::from_utf8_lossy(&bytes).into_owned());
-        }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(e) => Err(ClientError::Api {
-                status,
-                code: e.error.code,
-                message: e.error.message,
-            }),
-            Err(_) => Err(ClientError::Protocol {
-                url,
-                status,
-                message: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
-            }),
-        }
+        let request = self.request(reqwest::Method::GET, &url);
+        let (_, bytes) = self.fetch(request, &url).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// Usage for `query` (`start=...&granularity=...`, already encoded).

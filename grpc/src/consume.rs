@@ -62,6 +62,19 @@ fn invisible(d: Option<&prost_types::Duration>) -> Result<Duration, Failure> {
     Ok(value)
 }
 
+/// The tag filter a request asks for (`*` when none); SQL is refused.
+pub(crate) fn tag_filter(f: Option<&pb::FilterExpression>) -> Result<TagFilter, Failure> {
+    match f {
+        Some(f) if f.r#type == pb::FilterType::Sql as i32 => Err(Failure::new(
+            Code::IllegalFilterExpression,
+            "SQL filter expressions are not supported; use tags (`a || b`)",
+        )),
+        Some(f) => TagFilter::parse(&f.expression)
+            .map_err(|e| Failure::new(Code::IllegalFilterExpression, e.to_string())),
+        None => Ok(TagFilter::All),
+    }
+}
+
 /// Engine failures of consumption, with the codes consumers expect.
 fn consume_failure(e: EngineError) -> Failure {
     match e {
@@ -156,17 +169,7 @@ impl Service {
             .to_string();
         let queue = u32::try_from(mq.id)
             .map_err(|_| Failure::bad_request(format!("queue id {} is negative", mq.id)))?;
-        let filter = match &r.filter_expression {
-            Some(f) if f.r#type == pb::FilterType::Sql as i32 => {
-                return Err(Failure::new(
-                    Code::IllegalFilterExpression,
-                    "SQL filter expressions are not supported; use tags (`a || b`)",
-                ));
-            }
-            Some(f) => TagFilter::parse(&f.expression)
-                .map_err(|e| Failure::new(Code::IllegalFilterExpression, e.to_string()))?,
-            None => TagFilter::All,
-        };
+        let filter = tag_filter(r.filter_expression.as_ref())?;
         let invisible = invisible(r.invisible_duration.as_ref())?;
         // Answer well before the client's own deadline for the call, which
         // SDKs derive from the same timeout.

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use strata_engine::TagFilter;
 use strata_tenancy::{Permission, Rate};
 use tonic::Request;
 
@@ -44,17 +43,7 @@ impl Service {
         let r = request.into_inner();
         caller.resource(r.group.as_ref(), "consumer group")?;
         let (topic, queue) = queue_of(&caller, r.message_queue.as_ref())?;
-        let filter = match &r.filter_expression {
-            Some(f) if f.r#type == pb::FilterType::Sql as i32 => {
-                return Err(Failure::new(
-                    Code::IllegalFilterExpression,
-                    "SQL filter expressions are not supported; use tags (`a || b`)",
-                ));
-            }
-            Some(f) => TagFilter::parse(&f.expression)
-                .map_err(|e| Failure::new(Code::IllegalFilterExpression, e.to_string()))?,
-            None => TagFilter::All,
-        };
+        let filter = crate::consume::tag_filter(r.filter_expression.as_ref())?;
         let batch = usize::try_from(r.batch_size)
             .ok()
             .filter(|b| *b > 0)
