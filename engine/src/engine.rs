@@ -301,6 +301,12 @@ impl Engine {
         list
     }
 
+    /// A topic's settings, without per-queue statistics (cheap: for
+    /// request paths that only need its type and queue count).
+    pub fn topic_info(&self, tenant: &str, name: &str) -> Result<TopicInfo> {
+        Ok(topic_info(&self.topic(tenant, name)?.record))
+    }
+
     pub fn describe_topic(&self, tenant: &str, name: &str) -> Result<(TopicInfo, Vec<QueueInfo>)> {
         let topic = self.topic(tenant, name)?;
         let queues = topic.queues.iter().map(|q| queue_info(q)).collect();

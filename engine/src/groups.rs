@@ -22,6 +22,14 @@ impl Engine {
         })
     }
 
+    /// Ok if the group exists, else [`EngineError::GroupNotFound`].
+    pub async fn require_group(&self, tenant: &str, name: &str) -> Result<()> {
+        match self.catalog.get_group(tenant, name).await? {
+            Some(_) => Ok(()),
+            None => Err(EngineError::GroupNotFound(name.to_string())),
+        }
+    }
+
     pub async fn list_groups(&self, tenant: &str) -> Result<Vec<GroupInfo>> {
         let groups = self.catalog.list_groups(tenant).await?;
         Ok(groups

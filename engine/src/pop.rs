@@ -173,9 +173,7 @@ impl Engine {
                 r.invisible
             )));
         }
-        if self.catalog.get_group(r.tenant, r.group).await?.is_none() {
-            return Err(EngineError::GroupNotFound(r.group.to_string()));
-        }
+        self.require_group(r.tenant, r.group).await?;
         let topic = self.topic(r.tenant, r.topic)?;
         let q = topic.queue(r.queue)?.clone();
         let fifo = topic.record.message_type == MessageType::Fifo;

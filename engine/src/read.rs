@@ -105,9 +105,7 @@ impl Engine {
         max_messages: usize,
         wait: Duration,
     ) -> Result<ReadResult> {
-        if self.catalog.get_group(tenant, group).await?.is_none() {
-            return Err(EngineError::GroupNotFound(group.to_string()));
-        }
+        self.require_group(tenant, group).await?;
         let key = self.topic(tenant, topic)?.queue(queue)?.key;
         let committed = self
             .catalog

@@ -76,7 +76,7 @@ pub(crate) fn tag_filter(f: Option<&pb::FilterExpression>) -> Result<TagFilter, 
 }
 
 /// Engine failures of consumption, with the codes consumers expect.
-fn consume_failure(e: EngineError) -> Failure {
+pub(crate) fn consume_failure(e: EngineError) -> Failure {
     match e {
         EngineError::InvalidReceiptHandle(m) => Failure::new(Code::InvalidReceiptHandle, m),
         EngineError::GroupNotFound(g) => Failure::new(
@@ -187,7 +187,7 @@ impl Service {
             r.batch_size as usize
         };
         caller.take(&self.state.limiter, Rate::ConsumeMessages, 1)?;
-        let (info, _) = self.state.engine.describe_topic(&caller.tenant, &topic)?;
+        let info = self.state.engine.topic_info(&caller.tenant, &topic)?;
         let popped = self
             .state
             .engine
@@ -365,17 +365,11 @@ impl Service {
         let r = request.into_inner();
         let topic = caller.resource(r.topic.as_ref(), "topic")?;
         let group = caller.resource(r.group.as_ref(), "consumer group")?;
-        if self
-            .state
+        self.state
             .engine
-            .describe_group(&caller.tenant, group)
+            .require_group(&caller.tenant, group)
             .await
-            .is_err()
-        {
-            return Err(consume_failure(EngineError::GroupNotFound(
-                group.to_string(),
-            )));
-        }
+            .map_err(consume_failure)?;
         let route = self.route(&caller, r.topic.clone(), topic)?;
         Ok(pb::QueryAssignmentResponse {
             status: Some(ok()),

@@ -58,7 +58,7 @@ impl Service {
             * 4
             / 5;
         caller.take(&self.state.limiter, Rate::ConsumeMessages, 1)?;
-        let (info, _) = self.state.engine.describe_topic(&caller.tenant, &topic)?;
+        let info = self.state.engine.topic_info(&caller.tenant, &topic)?;
         let read = self
             .state
             .engine
@@ -130,18 +130,11 @@ impl Service {
             .resource(r.group.as_ref(), "consumer group")?
             .to_string();
         let (topic, queue) = queue_of(&caller, r.message_queue.as_ref())?;
-        if self
-            .state
+        self.state
             .engine
-            .describe_group(&caller.tenant, &group)
+            .require_group(&caller.tenant, &group)
             .await
-            .is_err()
-        {
-            return Err(Failure::new(
-                Code::ConsumerGroupNotFound,
-                format!("consumer group {group:?} does not exist; create it first"),
-            ));
-        }
+            .map_err(crate::consume::consume_failure)?;
         self.state
             .engine
             .commit_offset(&caller.tenant, &group, &topic, queue, offset_arg(r.offset)?)

@@ -88,7 +88,7 @@ impl Service {
         asked: Option<pb::Resource>,
         name: &str,
     ) -> Result<Vec<pb::MessageQueue>, Failure> {
-        let (info, _) = self.state.engine.describe_topic(&caller.tenant, name)?;
+        let info = self.state.engine.topic_info(&caller.tenant, name)?;
         let resource = pb::Resource {
             resource_namespace: asked.map(|t| t.resource_namespace).unwrap_or_default(),
             name: info.name.clone(),
@@ -130,7 +130,7 @@ impl Service {
                 "all messages of one SendMessage must go to the same topic",
             ));
         }
-        let (info, _) = self.state.engine.describe_topic(&caller.tenant, &name)?;
+        let info = self.state.engine.topic_info(&caller.tenant, &name)?;
         let publishes = messages
             .into_iter()
             .enumerate()

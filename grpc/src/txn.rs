@@ -82,7 +82,7 @@ pub async fn check_once(engine: &Arc<Engine>, producers: &Producers) -> Result<u
     for check in due {
         let r = &check.record;
         if let Some(tx) = producers.find(&r.tenant, &r.topic) {
-            let (info, _) = engine.describe_topic(&r.tenant, &r.topic)?;
+            let info = engine.topic_info(&r.tenant, &r.topic)?;
             let popped = Popped {
                 queue: 0,
                 attempt: 1,

@@ -100,8 +100,8 @@ pub async fn receive(
 
 /// The group and topic must exist (GROUP_NOT_FOUND, TOPIC_NOT_FOUND).
 async fn known(state: &AppState, caller: &Caller, group: &str, topic: &str) -> ApiResult<()> {
-    state.engine.describe_group(&caller.tenant, group).await?;
-    state.engine.describe_topic(&caller.tenant, topic)?;
+    state.engine.require_group(&caller.tenant, group).await?;
+    state.engine.topic_info(&caller.tenant, topic)?;
     Ok(())
 }
 
