@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
+use crate::publish::Origin;
 use crate::types::{PublishMessage, Published};
 
 /// The farthest a delivery time may be ahead.
@@ -107,7 +108,9 @@ impl Engine {
             )));
         }
         if deliver_at_ms <= now {
-            return self.publish_with(tenant, topic, messages, true).await;
+            return self
+                .publish_with(tenant, topic, messages, Origin::Internal)
+                .await;
         }
         for m in &messages {
             if let Some(q) = m.queue {
@@ -131,7 +134,7 @@ impl Engine {
             })
             .collect();
         let published = self
-            .publish_with(tenant, SCHEDULE_TOPIC, scheduled, true)
+            .publish_with(tenant, SCHEDULE_TOPIC, scheduled, Origin::Internal)
             .await?;
         let timers: Vec<Timer> = published
             .iter()
@@ -233,7 +236,7 @@ impl Engine {
                 &timer.tenant,
                 &topic,
                 vec![PublishMessage { queue, message }],
-                false,
+                Origin::Delivery,
             )
             .await
         {

@@ -22,6 +22,7 @@ use strata_metadata::{InflightRecord, MessageType, PopChange, PopQueueState};
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
+use crate::publish::Origin;
 use crate::queue::QueueState;
 use crate::types::{PublishMessage, TopicSpec};
 
@@ -452,13 +453,14 @@ impl Engine {
             ("__mq.dlq.offset".to_string(), offset.to_string()),
             ("__mq.dlq.attempts".to_string(), rec.attempt.to_string()),
         ]);
-        self.publish(
+        self.publish_with(
             tenant,
             &dlq,
             vec![PublishMessage {
                 queue: Some(0),
                 message,
             }],
+            Origin::Internal,
         )
         .await?;
         tracing::info!(

@@ -23,6 +23,19 @@ use strata_metadata::MessageType;
 /// Longest producer-supplied message id.
 pub const MAX_MESSAGE_ID_LEN: usize = 128;
 
+/// Who publishes, which decides the checks and the billing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A producer: the topic's type must take plain messages; billed.
+    Client,
+    /// The engine storing accepted messages (schedule and half topics,
+    /// dead letters, a delay already due): any topic type; billed.
+    Internal,
+    /// The engine delivering messages billed when they were accepted
+    /// (a delay that came due, a committed transaction): not billed again.
+    Delivery,
+}
+
 /// A batch handed to the WAL, not yet durable.
 struct InFlight {
     queue: Arc<QueueState>,
@@ -47,30 +60,17 @@ impl Engine {
         topic: &str,
         messages: Vec<PublishMessage>,
     ) -> Result<Vec<Published>> {
-        match self.topic(tenant, topic)?.record.message_type {
-            MessageType::Delay => {
-                return Err(EngineError::InvalidArgument(format!(
-                    "topic {topic:?} accepts DELAY messages: give each a delivery time"
-                )));
-            }
-            MessageType::Transaction => {
-                return Err(EngineError::InvalidArgument(format!(
-                    "topic {topic:?} accepts TRANSACTION messages: send them as half messages and commit"
-                )));
-            }
-            MessageType::Normal | MessageType::Fifo => {}
-        }
-        self.publish_with(tenant, topic, messages, true).await
+        self.publish_with(tenant, topic, messages, Origin::Client)
+            .await
     }
 
-    /// [`Engine::publish`] for any topic type; `meter` false when the
-    /// messages were billed already (delayed deliveries).
+    /// [`Engine::publish`], for the engine's own publishes too.
     pub(crate) async fn publish_with(
         self: &Arc<Self>,
         tenant: &str,
-        topic: &str,
+        topic_name: &str,
         messages: Vec<PublishMessage>,
-        meter: bool,
+        origin: Origin,
     ) -> Result<Vec<Published>> {
         self.check_open()?;
         if messages.is_empty() {
@@ -84,7 +84,23 @@ impl Engine {
                 limit: self.config.max_batch_messages,
             });
         }
-        let topic = self.topic(tenant, topic)?;
+        let topic = self.topic(tenant, topic_name)?;
+        if origin == Origin::Client {
+            match topic.record.message_type {
+                MessageType::Delay => {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "topic {topic_name:?} accepts DELAY messages: give each a delivery time"
+                    )));
+                }
+                MessageType::Transaction => {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "topic {topic_name:?} accepts TRANSACTION messages: send them as half messages and commit"
+                    )));
+                }
+                MessageType::Normal | MessageType::Fifo => {}
+            }
+        }
+        let meter = origin != Origin::Delivery;
         let unkeyed = topic.next_round_robin();
         let mut groups: BTreeMap<u32, Vec<(usize, Message)>> = BTreeMap::new();
         for (index, m) in messages.into_iter().enumerate() {

@@ -18,6 +18,7 @@ use strata_metadata::{HalfRecord, MessageType, Retention};
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
+use crate::publish::Origin;
 use crate::types::{PublishMessage, Published, TopicSpec};
 
 /// Per-tenant hidden topic holding half messages.
@@ -71,7 +72,7 @@ impl Engine {
         }
         message.queue = Some(0);
         let published = self
-            .publish_with(tenant, HALF_TOPIC, vec![message], true)
+            .publish_with(tenant, HALF_TOPIC, vec![message], Origin::Internal)
             .await?
             .into_iter()
             .next()
@@ -143,7 +144,7 @@ impl Engine {
             &record.tenant,
             &record.topic,
             vec![PublishMessage { queue, message }],
-            false,
+            Origin::Delivery,
         )
         .await?;
         Ok(())
