@@ -22,9 +22,9 @@ use crate::config::MeteringSection;
 pub const OTHER_TENANTS: &str = "_other";
 
 /// Operation names requests are metered under: the OpenAPI `operationId`
-/// of each route, keyed by (method, path template).
+/// of each route, by path template, then method.
 #[derive(Debug, Clone, Default)]
-pub struct Operations(Arc<HashMap<(String, String), String>>);
+pub struct Operations(Arc<HashMap<String, Vec<(String, String)>>>);
 
 impl Operations {
     /// Reads every operation id from an OpenAPI document.
@@ -38,7 +38,9 @@ impl Operations {
                 };
                 for (method, op) in methods {
                     if let Some(id) = op.get("operationId").and_then(|v| v.as_str()) {
-                        map.insert((method.clone(), path.clone()), id.to_string());
+                        map.entry(path.clone())
+                            .or_insert_with(Vec::new)
+                            .push((method.clone(), id.to_string()));
                     }
                 }
             }
@@ -48,13 +50,11 @@ impl Operations {
 
     /// The operation for `method` (any case) on route template `path`, or
     /// "other" for requests that matched no route.
+    /// Allocation-free: it runs on every request.
     pub fn name(&self, method: &str, path: Option<&str>) -> &str {
-        path.and_then(|p| {
-            self.0
-                .get(&(method.to_ascii_lowercase(), p.to_string()))
-                .map(String::as_str)
-        })
-        .unwrap_or("other")
+        path.and_then(|p| self.0.get(p))
+            .and_then(|methods| methods.iter().find(|(m, _)| m.eq_ignore_ascii_case(method)))
+            .map_or("other", |(_, id)| id.as_str())
     }
 }
 

@@ -81,16 +81,13 @@ pub async fn authenticate(
             {
                 return ApiError::from(e).into_response();
             }
-            let op = state
-                .operations
-                .name(
-                    request.method().as_str(),
-                    request
-                        .extensions()
-                        .get::<axum::extract::MatchedPath>()
-                        .map(|m| m.as_str()),
-                )
-                .to_string();
+            let op = state.operations.name(
+                request.method().as_str(),
+                request
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|m| m.as_str()),
+            );
             let tenant = p.tenant.clone();
             request.extensions_mut().insert(TenantQuotas(quotas));
             request.extensions_mut().insert(p);
@@ -98,7 +95,7 @@ pub async fn authenticate(
             // The credential's tenant pays for the request (also when a
             // service admin acts on another tenant); refused-by-quota
             // requests above are not billed.
-            state.engine.meter().add_request(&tenant, &op);
+            state.engine.meter().add_request(&tenant, op);
             response
         }
         Err(e) => {
