@@ -211,6 +211,56 @@ pub fn slot_offset(k: u64, phase: Duration, interval: Duration) -> Duration {
     phase.saturating_add(Duration::from_nanos(nanos))
 }
 
+/// A send loop's window: when it starts, when measuring starts, when it ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub start: tokio::time::Instant,
+    pub warm_end: tokio::time::Instant,
+    pub end: tokio::time::Instant,
+}
+
+/// When a sender should send its next request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextSend {
+    /// At this intended time (latency is measured from it).
+    At(tokio::time::Instant),
+    /// Time is up; `unsent` scheduled sends never happened (fixed rate only).
+    Stop { unsent: u64 },
+}
+
+/// The next send of a loop that has sent `sent` requests: at max rate now,
+/// at a fixed rate (`pacing` apart, starting `phase` into the window) its
+/// slot, waiting for it. Behind schedule when time runs out, the slots
+/// skipped inside the measured part are reported as unsent.
+pub async fn next_send(
+    window: Window,
+    pacing: Option<Duration>,
+    phase: Duration,
+    sent: u64,
+) -> NextSend {
+    let now = tokio::time::Instant::now();
+    let Some(interval) = pacing else {
+        return if now >= window.end {
+            NextSend::Stop { unsent: 0 }
+        } else {
+            NextSend::At(now)
+        };
+    };
+    let slot = window.start + slot_offset(sent, phase, interval);
+    if slot >= window.end {
+        return NextSend::Stop { unsent: 0 };
+    }
+    if now >= window.end {
+        let before = |t: tokio::time::Instant| slots_before(t - window.start, phase, interval);
+        let first_unsent = sent.max(before(window.warm_end));
+        return NextSend::Stop {
+            unsent: before(window.end).saturating_sub(first_unsent),
+        };
+    }
+    tokio::time::sleep_until(slot).await;
+    NextSend::At(slot)
+}
+
 /// Messages made durable per fdatasync; `None` when the server did not sync.
 pub fn messages_per_sync(messages: u64, syncs: u64) -> Option<f64> {
     (syncs > 0).then(|| messages as f64 / syncs as f64)

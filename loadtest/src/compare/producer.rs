@@ -53,25 +53,17 @@ pub(crate) async fn producer(
     };
     let mut sent: u64 = 0;
     loop {
-        let now = Instant::now();
-        let intended = match group.pacing {
-            Some(interval) => {
-                let slot = clock.start + stats::slot_offset(sent, phase, interval);
-                if slot >= clock.end {
-                    break;
-                }
-                if now >= clock.end {
-                    let before = |t: Instant| stats::slots_before(t - clock.start, phase, interval);
-                    let first_unsent = sent.max(before(clock.warm_end));
-                    let skipped = before(clock.end).saturating_sub(first_unsent);
-                    lock(&stats).unsent_messages += skipped * batch;
-                    break;
-                }
-                tokio::time::sleep_until(slot).await;
-                slot
+        let window = stats::Window {
+            start: clock.start,
+            warm_end: clock.warm_end,
+            end: clock.end,
+        };
+        let intended = match stats::next_send(window, group.pacing, phase, sent).await {
+            stats::NextSend::At(t) => t,
+            stats::NextSend::Stop { unsent } => {
+                lock(&stats).unsent_messages += unsent * batch;
+                break;
             }
-            None if now >= clock.end => break,
-            None => now,
         };
         if group.claimed.fetch_add(batch, Ordering::Relaxed) + batch > group.max_messages {
             break;

@@ -331,29 +331,16 @@ async fn worker(level: Arc<Level>, index: u32, stats: Arc<Mutex<TaskStats>>) {
     let mut body_index = index as usize * level.pool.len() / level.concurrency.max(1) as usize;
     let mut sent: u64 = 0;
     loop {
-        let now = Instant::now();
-        let intended = match level.pacing {
-            Some(interval) => {
-                let slot = level.start + stats::slot_offset(sent, phase, interval);
-                if slot >= level.end {
-                    break;
-                }
-                if now >= level.end {
-                    // Behind schedule when time ran out: report what was skipped.
-                    let before = |t: Instant| stats::slots_before(t - level.start, phase, interval);
-                    let first_unsent = sent.max(before(level.warm_end));
-                    let skipped = before(level.end).saturating_sub(first_unsent);
-                    lock(&stats).unsent_messages += skipped * batch;
-                    break;
-                }
-                tokio::time::sleep_until(slot).await;
-                slot
-            }
-            None => {
-                if now >= level.end {
-                    break;
-                }
-                now
+        let window = stats::Window {
+            start: level.start,
+            warm_end: level.warm_end,
+            end: level.end,
+        };
+        let intended = match stats::next_send(window, level.pacing, phase, sent).await {
+            stats::NextSend::At(t) => t,
+            stats::NextSend::Stop { unsent } => {
+                lock(&stats).unsent_messages += unsent * batch;
+                break;
             }
         };
         if level.claimed.fetch_add(batch, Ordering::Relaxed) + batch > level.max_messages {
