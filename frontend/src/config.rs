@@ -49,8 +49,20 @@ pub struct Config {
     pub limits: LimitsSection,
     pub retention: RetentionSection,
     pub auth: AuthSection,
+    pub quotas: QuotasSection,
     pub metering: MeteringSection,
     pub log: LogSection,
+}
+
+/// How per-tenant rate quotas are enforced (the quotas themselves are plans
+/// in the metadata store).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotasSection {
+    /// A request over a rate waits up to this long for its tokens instead
+    /// of being refused; one that would wait longer is refused with 429
+    /// after this long. 0 = refuse at once.
+    pub max_delay_ms: u64,
 }
 
 /// Per-tenant usage metering (the bill).
@@ -259,6 +271,7 @@ impl Default for Config {
                 master_key_file: String::new(),
                 credentials_file: String::new(),
             },
+            quotas: QuotasSection { max_delay_ms: 100 },
             metering: MeteringSection {
                 flush_interval_ms: 10_000,
                 storage_sample_interval_ms: 10_000,
@@ -317,6 +330,11 @@ impl Default for RetentionSection {
 impl Default for AuthSection {
     fn default() -> Self {
         Config::default().auth
+    }
+}
+impl Default for QuotasSection {
+    fn default() -> Self {
+        Config::default().quotas
     }
 }
 impl Default for MeteringSection {

@@ -165,7 +165,10 @@ pub async fn start_with_clock(
         usage: ledger,
         operations: Operations::from_openapi(http::ops::OPENAPI),
         credentials,
-        limiter: Arc::new(strata_tenancy::RateLimiter::new(rate_clock)),
+        limiter: Arc::new(strata_tenancy::RateLimiter::with_max_delay(
+            rate_clock,
+            config.quotas.max_delay_ms,
+        )),
         auth: AuthSettings {
             anonymous: config.auth.anonymous,
             max_clock_skew_ms: i64::try_from(config.auth.max_clock_skew_ms).unwrap_or(i64::MAX),

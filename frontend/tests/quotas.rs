@@ -105,6 +105,106 @@ async fn the_retry_after_header_comes_with_429() {
     }
 }
 
+/// Publishes `n` one-message batches at once as `actor`; returns how many
+/// were accepted and the refusals.
+async fn concurrent_publishes(actor: &common::Actor, n: usize) -> (usize, Vec<common::Resp>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let actor = actor.clone();
+        tasks.spawn(async move {
+            actor
+                .post_json(
+                    "/v1/topics/t/messages",
+                    &json!({ "messages": [{ "body": "x" }] }),
+                )
+                .await
+        });
+    }
+    let (mut accepted, mut refused) = (0, Vec::new());
+    while let Some(r) = tasks.join_next().await {
+        let r = r.unwrap();
+        match r.status {
+            200 => accepted += 1,
+            _ => refused.push(r),
+        }
+    }
+    (accepted, refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_the_rate_is_delayed_up_to_the_maximum_then_refused() {
+    // 20 messages/s is one token per 50 ms; requests may wait up to 500 ms.
+    let s = TestServer::start_with(|c| c.quotas.max_delay_ms = 500).await;
+    s.put_json(
+        "/v1/plans/twenty",
+        &json!({ "publish_messages_per_sec": 20 }),
+    )
+    .await
+    .expect(200);
+    let a = tenant_on_plan(&s, "bursty", "twenty").await;
+    a.post_json("/v1/topics", &json!({ "name": "t", "queues": 1 }))
+        .await
+        .expect(201);
+    // The first second's worth passes at once and empties the bucket.
+    let (accepted, refused) = concurrent_publishes(&a, 20).await;
+    assert_eq!((accepted, refused.len()), (20, 0));
+    // Of 40 more, those whose tokens accrue within 500 ms (10, or a few
+    // more as time passes while they arrive) are delayed and accepted; the rest are refused
+    // after the 500 ms hold, each with a hint for what is still missing.
+    let started = std::time::Instant::now();
+    let (accepted, refused) = concurrent_publishes(&a, 40).await;
+    assert!((10..=25).contains(&accepted), "{accepted} accepted");
+    assert_eq!(accepted + refused.len(), 40);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+    for r in &refused {
+        assert_eq!(r.status, 429, "{}", r.text());
+        let body = r.json();
+        assert_eq!(body["error"]["code"], "TOO_MANY_REQUESTS");
+        assert!(body["error"]["retry_after_ms"].as_u64().unwrap() >= 1);
+    }
+    // Exactly the accepted messages were stored.
+    let end = a.get("/v1/topics/t/queues/0").await.expect(200)["end_offset"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(end, 20 + accepted as u64);
+    // Operators see both outcomes in the metrics. (A token that accrued
+    // before the burst lets one publish through without a delay.)
+    let metrics = s.get("/metrics").await.text();
+    let value = |name: &str| -> usize {
+        let prefix = format!("{name}{{rate=\"publish_messages\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
+    };
+    let delayed = value("strata_quota_delayed_requests");
+    assert!(
+        (accepted - 2..=accepted).contains(&delayed),
+        "{delayed} delayed of {accepted}"
+    );
+    assert_eq!(value("strata_quota_refused_requests"), refused.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_maximum_delay_a_burst_over_the_rate_is_refused_at_once() {
+    let s = TestServer::start_with(|c| c.quotas.max_delay_ms = 0).await;
+    s.put_json(
+        "/v1/plans/twenty",
+        &json!({ "publish_messages_per_sec": 20 }),
+    )
+    .await
+    .expect(200);
+    let a = tenant_on_plan(&s, "bursty", "twenty").await;
+    a.post_json("/v1/topics", &json!({ "name": "t", "queues": 1 }))
+        .await
+        .expect(201);
+    let (accepted, refused) = concurrent_publishes(&a, 30).await;
+    // A token accrues every 50 ms, so a slow machine may admit a few more.
+    assert!((20..=26).contains(&accepted), "{accepted} accepted");
+    assert!(refused.iter().all(|r| r.status == 429));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn count_quotas_refuse_topics_queues_and_groups_beyond_the_plan() {
     let s = TestServer::start().await;

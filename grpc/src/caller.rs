@@ -83,7 +83,8 @@ impl GrpcState {
         };
         if let Some(q) = &quotas {
             self.limiter
-                .try_take(&principal.tenant, Rate::Requests, q, 1)?;
+                .acquire(&principal.tenant, Rate::Requests, q, 1)
+                .await?;
         }
         self.engine.meter().add_request(&principal.tenant, rpc);
         Ok(Caller {
@@ -137,10 +138,18 @@ impl Caller {
         Ok(&r.name)
     }
 
-    /// Takes `amount` from the caller's `rate` quota.
-    pub fn take(&self, limiter: &RateLimiter, rate: Rate, amount: u64) -> Result<(), Failure> {
+    /// Takes `amount` from the caller's `rate` quota, waiting when the
+    /// limiter throttles.
+    pub async fn take(
+        &self,
+        limiter: &RateLimiter,
+        rate: Rate,
+        amount: u64,
+    ) -> Result<(), Failure> {
         match &self.quotas {
-            Some(q) => Ok(limiter.try_take(&self.principal.tenant, rate, q, amount)?),
+            Some(q) => Ok(limiter
+                .acquire(&self.principal.tenant, rate, q, amount)
+                .await?),
             None => Ok(()),
         }
     }

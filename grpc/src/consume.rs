@@ -186,7 +186,9 @@ impl Service {
         } else {
             r.batch_size as usize
         };
-        caller.take(&self.state.limiter, Rate::ConsumeMessages, 1)?;
+        caller
+            .take(&self.state.limiter, Rate::ConsumeMessages, 1)
+            .await?;
         let info = self.state.engine.topic_info(&caller.tenant, &topic)?;
         let popped = self
             .state

@@ -57,7 +57,9 @@ impl Service {
             .min(LONG_POLLING_TIMEOUT)
             * 4
             / 5;
-        caller.take(&self.state.limiter, Rate::ConsumeMessages, 1)?;
+        caller
+            .take(&self.state.limiter, Rate::ConsumeMessages, 1)
+            .await?;
         let info = self.state.engine.topic_info(&caller.tenant, &topic)?;
         let read = self
             .state

@@ -137,7 +137,7 @@ impl Service {
             .map(|(i, m)| to_publish(i, m, info.message_type, info.queues))
             .collect::<Result<Vec<_>, _>>()?;
         let (publishes, times): (Vec<_>, Vec<_>) = publishes.into_iter().unzip();
-        self.check_quotas(&caller, &publishes)?;
+        self.check_quotas(&caller, &publishes).await?;
         let engine = &self.state.engine;
         let published = if info.message_type == strata_engine::MessageType::Transaction {
             let mut entries = Vec::with_capacity(publishes.len());
@@ -191,7 +191,7 @@ impl Service {
         })
     }
 
-    fn check_quotas(
+    async fn check_quotas(
         &self,
         caller: &Caller,
         publishes: &[strata_engine::PublishMessage],
@@ -215,12 +215,16 @@ impl Service {
             ));
         }
         let bytes = publishes.iter().map(|p| p.message.body.len() as u64).sum();
-        caller.take(&self.state.limiter, Rate::PublishBytes, bytes)?;
-        caller.take(
-            &self.state.limiter,
-            Rate::PublishMessages,
-            publishes.len() as u64,
-        )?;
+        caller
+            .take(&self.state.limiter, Rate::PublishBytes, bytes)
+            .await?;
+        caller
+            .take(
+                &self.state.limiter,
+                Rate::PublishMessages,
+                publishes.len() as u64,
+            )
+            .await?;
         Ok(())
     }
 }

@@ -237,13 +237,17 @@ fn tenants_counts_throttled_requests_of_the_noisy_tenant() {
     ]);
     let report = read_json(&out.path().join("tenants.json"));
     let alone = report["alone"]["groups"].as_array().expect("groups");
+    let at_quota = report["at_quota"]["groups"].as_array().expect("groups");
     let with = report["with_noisy"]["groups"].as_array().expect("groups");
     assert_eq!(alone.len(), 2);
+    assert_eq!(at_quota.len(), 3);
     assert_eq!(with.len(), 3);
-    for g in alone.iter().chain(&with[..2]) {
+    for g in alone.iter().chain(&at_quota[..2]).chain(&with[..2]) {
         assert!(num(g, "messages") > 0.0, "{g}");
         assert_eq!(num(g, "errors"), 0.0, "{g}");
     }
+    assert_eq!(at_quota[2]["label"], "noisy");
+    assert!(num(&at_quota[2], "messages") > 0.0, "{}", at_quota[2]);
     let noisy = &with[2];
     assert_eq!(noisy["label"], "noisy");
     assert!(num(noisy, "messages") > 0.0, "{noisy}");
@@ -259,7 +263,7 @@ fn tenants_counts_throttled_requests_of_the_noisy_tenant() {
     assert!(out.path().join("tenants-latency.svg").is_file());
     let md = std::fs::read_to_string(out.path().join("tenants.md")).expect("Markdown");
     assert!(
-        md.contains("| quiet-000 |") && md.contains("Noisy tenant:"),
+        md.contains("| quiet-000 |") && md.contains("Noisy tenant at max rate:"),
         "{md}"
     );
 }

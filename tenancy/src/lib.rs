@@ -22,7 +22,7 @@ pub use credentials::{
 };
 pub use error::{AuthError, TenancyError};
 pub use principal::Principal;
-pub use quota::{Quotas, Rate, RateExceeded, RateLimiter, builtin_plan};
+pub use quota::{Quotas, Rate, RateExceeded, RateLimiter, ThrottleCounts, builtin_plan};
 pub use roles::{ParseRoleError, Permission, Role};
 pub use secrets::{MasterKey, SecretKey, SecretsError, generate_access_key, generate_secret_key};
 pub use signature::{

@@ -6,6 +6,7 @@
 //! ones ([`builtin_plan`]) exist without being stored.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -90,6 +91,26 @@ pub enum Rate {
 impl Rate {
     const COUNT: usize = 5;
 
+    /// Every rate, in a fixed order.
+    pub const ALL: [Rate; Rate::COUNT] = [
+        Rate::Requests,
+        Rate::PublishMessages,
+        Rate::PublishBytes,
+        Rate::ConsumeMessages,
+        Rate::ConsumeBytes,
+    ];
+
+    /// A metric label: "requests", "publish_messages", ...
+    pub fn label(self) -> &'static str {
+        match self {
+            Rate::Requests => "requests",
+            Rate::PublishMessages => "publish_messages",
+            Rate::PublishBytes => "publish_bytes",
+            Rate::ConsumeMessages => "consume_messages",
+            Rate::ConsumeBytes => "consume_bytes",
+        }
+    }
+
     /// What is limited, for messages: "requests", "publish messages", ...
     pub fn name(self) -> &'static str {
         match self {
@@ -155,17 +176,82 @@ impl Bucket {
 /// Token buckets per (tenant, rate), capacity = one second of the limit,
 /// refilled continuously from the [`Clock`]. A bucket starts full. The
 /// limits come with each call, so a plan change applies at once.
+///
+/// A request over its rate is throttled rather than refused when its tokens
+/// accrue within `max_delay_ms` ([`RateLimiter::acquire`]): it reserves them
+/// (the bucket goes negative) and waits, as Kafka delays responses of a
+/// client over its quota. A closed-loop client that ignores retry hints is
+/// thereby slowed to its rate instead of costing the server a refusal per
+/// attempt. A request that would wait longer is refused, and the refusal
+/// itself is held for `max_delay_ms`, which bounds how fast one connection
+/// can collect refusals.
 #[derive(Debug)]
 pub struct RateLimiter {
     clock: Arc<dyn Clock>,
+    max_delay_ms: u64,
     buckets: Mutex<HashMap<String, [Option<Bucket>; Rate::COUNT]>>,
+    delayed: [AtomicU64; Rate::COUNT],
+    refused: [AtomicU64; Rate::COUNT],
+}
+
+/// How often [`RateLimiter::acquire`] delayed and refused, per rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ThrottleCounts {
+    pub delayed: u64,
+    pub refused: u64,
 }
 
 impl RateLimiter {
+    /// A limiter that refuses at once whatever the bucket cannot cover now.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self::with_max_delay(clock, 0)
+    }
+
+    /// A limiter that throttles requests up to `max_delay_ms` (see the type).
+    pub fn with_max_delay(clock: Arc<dyn Clock>, max_delay_ms: u64) -> Self {
         Self {
             clock,
+            max_delay_ms,
             buckets: Mutex::new(HashMap::new()),
+            delayed: Default::default(),
+            refused: Default::default(),
+        }
+    }
+
+    /// Requests delayed and refused by [`acquire`](Self::acquire) since start.
+    pub fn throttle_counts(&self, rate: Rate) -> ThrottleCounts {
+        ThrottleCounts {
+            delayed: self.delayed[rate.index()].load(Ordering::Relaxed),
+            refused: self.refused[rate.index()].load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takes `amount` tokens, waiting for them when they accrue within the
+    /// limiter's maximum delay. Otherwise waits that maximum delay and fails
+    /// with the time still to wait as the hint; nothing is taken then.
+    pub async fn acquire(
+        &self,
+        tenant: &str,
+        rate: Rate,
+        quotas: &Quotas,
+        amount: u64,
+    ) -> Result<(), RateExceeded> {
+        match self.reserve(tenant, rate, quotas, amount, self.max_delay_ms) {
+            Ok(0) => Ok(()),
+            Ok(wait_ms) => {
+                self.delayed[rate.index()].fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+                Ok(())
+            }
+            Err(mut e) => {
+                self.refused[rate.index()].fetch_add(1, Ordering::Relaxed);
+                if self.max_delay_ms > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(self.max_delay_ms)).await;
+                    // Strictly more than the delay was needed, so the hint stays >= 1.
+                    e.retry_after_ms = e.retry_after_ms.saturating_sub(self.max_delay_ms).max(1);
+                }
+                Err(e)
+            }
         }
     }
 
@@ -204,30 +290,44 @@ impl RateLimiter {
         quotas: &Quotas,
         amount: u64,
     ) -> Result<(), RateExceeded> {
+        self.reserve(tenant, rate, quotas, amount, 0).map(|_| ())
+    }
+
+    /// Like [`try_take`](Self::try_take), but when the tokens accrue within
+    /// `max_wait_ms` they are reserved (the bucket goes negative) and the
+    /// wait in milliseconds is returned; the caller must wait that long.
+    /// Amounts larger than the capacity count as the capacity.
+    pub fn reserve(
+        &self,
+        tenant: &str,
+        rate: Rate,
+        quotas: &Quotas,
+        amount: u64,
+        max_wait_ms: u64,
+    ) -> Result<u64, RateExceeded> {
         let limit = rate.limit(quotas);
         if limit == 0 {
-            return Ok(());
+            return Ok(0);
         }
-        let need = i128::from(amount) * 1000;
         self.with_bucket(tenant, rate, limit, |bucket, capacity| {
+            let need = (i128::from(amount) * 1000).min(capacity);
             if bucket.milli_tokens >= need {
                 bucket.milli_tokens -= need;
-                return Ok(());
+                return Ok(0);
             }
-            if bucket.milli_tokens >= capacity {
-                // Oversize, and the bucket is full.
-                bucket.milli_tokens = 0;
-                return Ok(());
-            }
-            // Enough for the amount, or a full bucket if it is oversize.
-            let missing = need.min(capacity) - bucket.milli_tokens;
+            let missing = need - bucket.milli_tokens;
             let limit_per_ms = i128::from(limit);
-            let wait = (missing + limit_per_ms - 1) / limit_per_ms;
+            let wait =
+                u64::try_from((missing + limit_per_ms - 1) / limit_per_ms).unwrap_or(u64::MAX);
+            if wait <= max_wait_ms {
+                bucket.milli_tokens -= need;
+                return Ok(wait);
+            }
             Err(RateExceeded {
                 tenant: tenant.to_string(),
                 rate: rate.name(),
                 limit,
-                retry_after_ms: u64::try_from(wait).unwrap_or(u64::MAX),
+                retry_after_ms: wait,
             })
         })
     }
@@ -370,6 +470,67 @@ mod tests {
         // Not when the bucket is only partly full.
         clock.advance_ms(500);
         assert!(l.try_take("a", Rate::Requests, &q, 11).is_err());
+    }
+
+    #[test]
+    fn reservations_queue_up_to_the_maximum_wait() {
+        let (l, clock) = limiter();
+        let q = quotas(10);
+        l.try_take("a", Rate::Requests, &q, 10).unwrap();
+        // Each reservation waits 100 ms longer than the one before.
+        assert_eq!(l.reserve("a", Rate::Requests, &q, 1, 250), Ok(100));
+        assert_eq!(l.reserve("a", Rate::Requests, &q, 1, 250), Ok(200));
+        // The third would wait 300 ms: refused, with the queue in its hint,
+        // and it reserves nothing.
+        let err = l.reserve("a", Rate::Requests, &q, 1, 250).unwrap_err();
+        assert_eq!(err.retry_after_ms, 300);
+        assert_eq!(l.reserve("a", Rate::Requests, &q, 1, 300), Ok(300));
+        // Time pays the debt of 3 tokens off: after 300 ms the bucket is at 0.
+        clock.advance_ms(300);
+        assert_eq!(
+            l.reserve("a", Rate::Requests, &q, 1, 0)
+                .unwrap_err()
+                .retry_after_ms,
+            100
+        );
+        // An oversize amount reserves one full bucket.
+        assert_eq!(l.reserve("a", Rate::Requests, &q, 50, 1000), Ok(1000));
+        assert_eq!(
+            l.reserve("b", Rate::Requests, &Quotas::UNLIMITED, 50, 0),
+            Ok(0)
+        );
+    }
+
+    #[tokio::test]
+    async fn acquire_waits_for_reserved_tokens_and_holds_refusals() {
+        let l = RateLimiter::with_max_delay(Arc::new(strata_common::SystemClock), 40);
+        // 100/s: one token per 10 ms, 100 to start with.
+        let q = quotas(100);
+        l.acquire("a", Rate::Requests, &q, 100).await.unwrap();
+        let started = std::time::Instant::now();
+        l.acquire("a", Rate::Requests, &q, 2).await.unwrap();
+        assert!(started.elapsed() >= std::time::Duration::from_millis(19));
+        // 10 more tokens are 100 ms away (less what accrued meanwhile):
+        // refused after the 40 ms hold, with what remains as the hint.
+        let started = std::time::Instant::now();
+        let err = l.acquire("a", Rate::Requests, &q, 10).await.unwrap_err();
+        assert!(started.elapsed() >= std::time::Duration::from_millis(40));
+        assert!((1..=60).contains(&err.retry_after_ms), "{err}");
+        assert_eq!(
+            l.throttle_counts(Rate::Requests),
+            ThrottleCounts {
+                delayed: 1,
+                refused: 1
+            }
+        );
+        assert_eq!(
+            l.throttle_counts(Rate::PublishBytes),
+            ThrottleCounts::default()
+        );
+        // An immediate limiter never sleeps.
+        let now = RateLimiter::new(Arc::new(strata_common::SystemClock));
+        now.acquire("a", Rate::Requests, &q, 100).await.unwrap();
+        assert!(now.acquire("a", Rate::Requests, &q, 1).await.is_err());
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub async fn authenticate(
                 }
             };
             if let Some(q) = &quotas
-                && let Err(e) = state.limiter.try_take(&p.tenant, Rate::Requests, q, 1)
+                && let Err(e) = state.limiter.acquire(&p.tenant, Rate::Requests, q, 1).await
             {
                 return ApiError::from(e).into_response();
             }
@@ -143,11 +143,19 @@ impl Caller {
         self.principal.role == Role::Admin
     }
 
-    /// Takes `amount` from the caller's `rate` quota, or TOO_MANY_REQUESTS
-    /// with a retry hint (nothing taken).
-    pub fn take(&self, limiter: &RateLimiter, rate: Rate, amount: u64) -> Result<(), ApiError> {
+    /// Takes `amount` from the caller's `rate` quota, waiting when the
+    /// limiter throttles, or TOO_MANY_REQUESTS with a retry hint (nothing
+    /// taken).
+    pub async fn take(
+        &self,
+        limiter: &RateLimiter,
+        rate: Rate,
+        amount: u64,
+    ) -> Result<(), ApiError> {
         match &self.quotas {
-            Some(q) => Ok(limiter.try_take(&self.principal.tenant, rate, q, amount)?),
+            Some(q) => Ok(limiter
+                .acquire(&self.principal.tenant, rate, q, amount)
+                .await?),
             None => Ok(()),
         }
     }

@@ -194,8 +194,12 @@ pub async fn publish(
         .map(|(m, _)| m.message.body.len() as u64)
         .sum();
     caller.within_stored_bytes(state.engine.meter().stored_bytes(&caller.tenant).total())?;
-    caller.take(&state.limiter, Rate::PublishBytes, bytes)?;
-    caller.take(&state.limiter, Rate::PublishMessages, messages.len() as u64)?;
+    caller
+        .take(&state.limiter, Rate::PublishBytes, bytes)
+        .await?;
+    caller
+        .take(&state.limiter, Rate::PublishMessages, messages.len() as u64)
+        .await?;
     let published = if delayed > 0 {
         let mut out = Vec::with_capacity(messages.len());
         for (m, at) in messages {
@@ -376,7 +380,9 @@ pub async fn read(
     let limit = params.limit.unwrap_or(100);
     // One message up front keeps an exhausted consumer out; the rest of
     // the cost is charged once known.
-    caller.take(&state.limiter, Rate::ConsumeMessages, 1)?;
+    caller
+        .take(&state.limiter, Rate::ConsumeMessages, 1)
+        .await?;
     let wait = Duration::from_millis(params.wait_ms.unwrap_or(0));
     let result = match &params.group {
         Some(group) => {

@@ -42,6 +42,14 @@ pub struct Metrics {
     retained_messages: Gauge<i64, AtomicGauge>,
     retained_bytes: Gauge<i64, AtomicGauge>,
     tail_cache_bytes: Gauge<i64, AtomicGauge>,
+    quota_delayed: Family<RateLabels, Gauge<i64, AtomicGauge>>,
+    quota_refused: Family<RateLabels, Gauge<i64, AtomicGauge>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLabels {
+    /// One of the five quota rates (bounded).
+    pub rate: &'static str,
 }
 
 type AtomicGauge = std::sync::atomic::AtomicI64;
@@ -104,6 +112,18 @@ impl Metrics {
             "WAL bytes held by live queues",
         );
         let tail_cache_bytes = gauge(&mut registry, "tail_cache_bytes", "Bytes in the tail cache");
+        let quota_delayed = Family::<RateLabels, Gauge<i64, AtomicGauge>>::default();
+        registry.register(
+            "quota_delayed_requests",
+            "Requests over a tenant rate that waited for their tokens, since start",
+            quota_delayed.clone(),
+        );
+        let quota_refused = Family::<RateLabels, Gauge<i64, AtomicGauge>>::default();
+        registry.register(
+            "quota_refused_requests",
+            "Requests over a tenant rate refused with 429 / TOO_MANY_REQUESTS, since start",
+            quota_refused.clone(),
+        );
         Self {
             registry,
             requests,
@@ -114,6 +134,8 @@ impl Metrics {
             retained_messages,
             retained_bytes,
             tail_cache_bytes,
+            quota_delayed,
+            quota_refused,
         }
     }
 }
@@ -166,6 +188,16 @@ pub async fn metrics(State(state): State<AppState>, caller: Caller) -> Response 
     m.retained_bytes.set(clamp(status.retained_bytes));
     m.tail_cache_bytes
         .set(clamp(status.tail_cache.bytes as u64));
+    for rate in strata_tenancy::Rate::ALL {
+        let counts = state.limiter.throttle_counts(rate);
+        let labels = RateLabels { rate: rate.label() };
+        m.quota_delayed
+            .get_or_create(&labels)
+            .set(clamp(counts.delayed));
+        m.quota_refused
+            .get_or_create(&labels)
+            .set(clamp(counts.refused));
+    }
     let mut text = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &m.registry) {
         return super::ApiError::new(strata_common::ErrorCode::Internal, e.to_string())

@@ -60,7 +60,9 @@ pub async fn receive(
 ) -> ApiResult<Reply<ReceiveReply>> {
     caller.require(Permission::Consume)?;
     let filter = TagFilter::parse(req.tags.as_deref().unwrap_or("*"))?;
-    caller.take(&state.limiter, Rate::ConsumeMessages, 1)?;
+    caller
+        .take(&state.limiter, Rate::ConsumeMessages, 1)
+        .await?;
     let popped = state
         .engine
         .receive(ReceiveRequest {
