@@ -170,6 +170,24 @@ fn topic_produce_consume_group_status() {
     );
     assert!(String::from_utf8_lossy(&bad_time.stderr).contains("RFC 3339"));
 
+    // Found by key in whichever queue it went to, and by id.
+    let by_key = json_lines(&ok(&cli(
+        &url,
+        &["find", "orders", "--key", "k1", "--json"],
+        None,
+    )));
+    let bodies: Vec<&str> = by_key.iter().map(|m| m["body"].as_str().unwrap()).collect();
+    assert_eq!(bodies, ["first", "second", "third"]);
+    assert_eq!(by_key[0]["queue"].as_u64(), Some(queue));
+    let id = by_key[1]["id"].as_str().unwrap().to_string();
+    let by_id = ok(&cli(&url, &["find", "orders", "--id", &id], None));
+    assert!(
+        by_id.contains("key=k1") && by_id.contains("second"),
+        "{by_id}"
+    );
+    let neither = cli(&url, &["find", "orders"], None);
+    assert!(!neither.status.success());
+
     ok(&cli(
         &url,
         &["topic", "create", "capped", "--retention-bytes", "1048576"],

@@ -10,7 +10,7 @@
 //! the message twice (same message id) — at-least-once, never lost.
 //! Timers are reloaded from the catalog at startup.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -170,18 +170,40 @@ impl Engine {
             if due.is_empty() {
                 return Ok(next.map(|at| Duration::from_millis(at.saturating_sub(now) as u64)));
             }
-            let fired = futures::future::join_all(due.iter().map(|t| self.fire(t))).await;
-            let done: Vec<Timer> = due
-                .into_iter()
-                .zip(fired)
-                .filter_map(|(t, r)| match r {
-                    Ok(()) => Some(t),
+            // The schedule reads run concurrently. Deliveries are grouped
+            // per (tenant, topic), one publish per group in due order, so
+            // messages due together arrive in the order they were sent;
+            // groups go out concurrently and share WAL group commits.
+            let prepared =
+                futures::future::join_all(due.iter().map(|t| self.prepare_delivery(t))).await;
+            let mut done = Vec::new();
+            let mut groups: Vec<(String, Vec<(Timer, PublishMessage)>)> = Vec::new();
+            let mut group_of: HashMap<(String, String), usize> = HashMap::new();
+            for (t, p) in due.into_iter().zip(prepared) {
+                match p {
+                    Ok(Some((topic, m))) => {
+                        let at = *group_of
+                            .entry((t.tenant.clone(), topic.clone()))
+                            .or_insert_with(|| {
+                                groups.push((topic, Vec::new()));
+                                groups.len() - 1
+                            });
+                        groups[at].1.push((t, m));
+                    }
+                    // Nothing left to deliver: the timer is done.
+                    Ok(None) => done.push(t),
                     Err(e) => {
                         tracing::warn!(tenant = %t.tenant, offset = t.offset, error = %e, "delayed delivery failed; will retry");
-                        None
                     }
-                })
-                .collect();
+                }
+            }
+            let delivered = futures::future::join_all(
+                groups
+                    .into_iter()
+                    .map(|(topic, run)| async move { self.deliver(&topic, run).await }),
+            )
+            .await;
+            done.extend(delivered.into_iter().flatten());
             if done.is_empty() {
                 return Err(EngineError::Internal(
                     "no due delayed message could be delivered".into(),
@@ -195,8 +217,12 @@ impl Engine {
         }
     }
 
-    /// Publishes one due message to its topic.
-    async fn fire(self: &Arc<Self>, timer: &Timer) -> Result<()> {
+    /// The message one due timer delivers and its topic; `None` when there
+    /// is nothing to deliver any more (logged).
+    async fn prepare_delivery(
+        self: &Arc<Self>,
+        timer: &Timer,
+    ) -> Result<Option<(String, PublishMessage)>> {
         let read = match self
             .read_inner(
                 &timer.tenant,
@@ -218,7 +244,7 @@ impl Engine {
         };
         let Some(stored) = read else {
             tracing::warn!(tenant = %timer.tenant, offset = timer.offset, "delayed message no longer in the schedule topic; dropped");
-            return Ok(());
+            return Ok(None);
         };
         let mut message: Message = stored.message;
         let take = |props: &mut Vec<(String, String)>, name: &str| {
@@ -227,25 +253,69 @@ impl Engine {
         };
         let Some(topic) = take(&mut message.properties, PROP_TARGET_TOPIC) else {
             tracing::warn!(tenant = %timer.tenant, offset = timer.offset, "schedule entry names no topic; dropped");
-            return Ok(());
+            return Ok(None);
         };
         let queue = take(&mut message.properties, PROP_TARGET_QUEUE).and_then(|q| q.parse().ok());
-        // Billed when it was accepted, not again when it is delivered.
-        match self
-            .publish_with(
-                &timer.tenant,
-                &topic,
-                vec![PublishMessage { queue, message }],
-                Origin::Delivery,
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(EngineError::TopicNotFound(_) | EngineError::QueueNotFound { .. }) => {
-                tracing::warn!(tenant = %timer.tenant, topic, "delayed message's topic is gone; dropped");
-                Ok(())
+        Ok(Some((topic, PublishMessage { queue, message })))
+    }
+
+    /// Publishes `run` (one tenant's due messages for `topic`, in due order)
+    /// and returns the timers that are done. When the batch fails, each
+    /// message is tried alone, so one bad message holds up no other.
+    async fn deliver(
+        self: &Arc<Self>,
+        topic: &str,
+        run: Vec<(Timer, PublishMessage)>,
+    ) -> Vec<Timer> {
+        let Some(tenant) = run.first().map(|(t, _)| t.tenant.clone()) else {
+            return Vec::new();
+        };
+        let cap = self.config.max_batch_messages.max(1);
+        if run.len() > cap {
+            let mut done = Vec::new();
+            let mut rest = run;
+            while !rest.is_empty() {
+                let tail = rest.split_off(rest.len().min(cap));
+                done.extend(Box::pin(self.deliver(topic, rest)).await);
+                rest = tail;
             }
-            Err(e) => Err(e),
+            return done;
         }
+        let (timers, messages): (Vec<Timer>, Vec<PublishMessage>) = run.into_iter().unzip();
+        if timers.len() > 1 {
+            // Billed when it was accepted, not again when it is delivered.
+            match self
+                .publish_with(&tenant, topic, messages.clone(), Origin::Delivery)
+                .await
+            {
+                Ok(_) => return timers,
+                Err(EngineError::TopicNotFound(_)) => {
+                    tracing::warn!(tenant, topic, "delayed messages' topic is gone; dropped");
+                    return timers;
+                }
+                Err(_) => {}
+            }
+        }
+        let mut done = Vec::new();
+        for (timer, message) in timers.into_iter().zip(messages) {
+            match self
+                .publish_with(&tenant, topic, vec![message], Origin::Delivery)
+                .await
+            {
+                Ok(_) => done.push(timer),
+                Err(EngineError::TopicNotFound(_) | EngineError::QueueNotFound { .. }) => {
+                    tracing::warn!(
+                        tenant,
+                        topic,
+                        "delayed message's topic or queue is gone; dropped"
+                    );
+                    done.push(timer);
+                }
+                Err(e) => {
+                    tracing::warn!(tenant, topic, offset = timer.offset, error = %e, "delayed delivery failed; will retry");
+                }
+            }
+        }
+        done
     }
 }

@@ -45,6 +45,8 @@ pub struct Engine {
     pub(crate) pops: std::sync::Mutex<crate::pop::PopSlots>,
     /// Pending delayed deliveries.
     pub(crate) timers: crate::delay::Timers,
+    /// How far the message index reaches.
+    pub(crate) index: crate::lookup::IndexState,
     started_ms: i64,
     recovery: RecoverySummary,
 }
@@ -146,12 +148,15 @@ impl Engine {
             delivered: std::sync::Mutex::new(DeliveredMarks::new()),
             pops: std::sync::Mutex::new(crate::pop::PopSlots::new()),
             timers: crate::delay::Timers::default(),
+            index: crate::lookup::IndexState::default(),
             started_ms,
             recovery,
         });
         engine.timers.load(engine.catalog.all_timers().await?);
+        engine.index.load(engine.catalog.index_marks().await?);
         crate::tiered::spawn_loops(&engine);
         crate::delay::spawn_loop(&engine);
+        crate::lookup::spawn_loop(&engine);
         Ok(engine)
     }
 
@@ -380,6 +385,8 @@ impl Engine {
     /// durable and closes the WAL.
     pub async fn close(&self) -> Result<()> {
         self.begin_shutdown();
+        // A message-index pass in progress finishes; later ones do nothing.
+        let _no_index_pass = self.index.running.lock().await;
         let _all_appends_done = self.appends.write().await;
         let wal = self.wal.clone();
         tokio::task::spawn_blocking(move || wal.close())

@@ -15,6 +15,7 @@ pub mod delay;
 mod engine;
 mod error;
 mod groups;
+pub mod lookup;
 pub mod pop;
 mod publish;
 mod queue;
@@ -26,10 +27,11 @@ mod types;
 
 pub use engine::Engine;
 pub use error::{EngineError, Result};
+pub use lookup::FoundMessage;
 pub use pop::{
     MAX_DELIVERY_ATTEMPTS, Popped, ReceiptHandle, ReceiveRequest, TagFilter, dead_letter_topic,
 };
-pub use strata_metadata::{MessageType, Retention};
+pub use strata_metadata::{IndexKind, MessageType, Retention};
 pub use tiered::maintenance::MaintenanceSummary;
 pub use tiered::upload::UploadSummary;
 pub use types::*;

@@ -247,6 +247,21 @@ impl Client {
         .await
     }
 
+    /// Messages of `topic` whose id (`by` = "id") or key (`by` = "key") is
+    /// `value`.
+    pub async fn find_messages(
+        &self,
+        topic: &str,
+        by: &str,
+        value: &str,
+        limit: usize,
+    ) -> Result<crate::http::lookup::FindReply, ClientError> {
+        let url = self.url(&format!("/v1/topics/{topic}/messages"));
+        let query = [(by, value.to_string()), ("limit", limit.to_string())];
+        self.send(self.request(reqwest::Method::GET, &url).query(&query), url)
+            .await
+    }
+
     /// The first offset of a queue appended at or after `timestamp_ms`.
     pub async fn offset_at_time(
         &self,

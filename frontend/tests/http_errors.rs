@@ -732,7 +732,7 @@ async fn unknown_path_is_404_and_wrong_method_is_405() {
         (reqwest::Method::DELETE, "/v1/topics"),
         (reqwest::Method::POST, "/v1/topics/t"),
         (reqwest::Method::PUT, "/v1/topics/t"),
-        (reqwest::Method::GET, "/v1/topics/t/messages"),
+        (reqwest::Method::PUT, "/v1/topics/t/messages"),
         (reqwest::Method::DELETE, "/v1/topics/t/queues/0"),
         (reqwest::Method::POST, "/v1/topics/t/queues/0/messages"),
         (reqwest::Method::DELETE, "/v1/groups"),

@@ -185,6 +185,7 @@ fn case(method: &str, path: &str) -> Case {
         }
         ("get", "/v1/topics/{topic}") | ("delete", "/v1/topics/{topic}") => Case::Resource,
         ("post", "/v1/topics/{topic}/messages") => Case::Resource,
+        ("get", "/v1/topics/{topic}/messages") => Case::Resource,
         ("get", "/v1/topics/{topic}/queues/{queue}") => Case::Resource,
         ("get", "/v1/topics/{topic}/queues/{queue}/messages") => Case::Resource,
         ("get", "/v1/topics/{topic}/queues/{queue}/offset") => Case::Resource,
@@ -256,6 +257,7 @@ fn request(actor: &Actor, method: &str, template: &str, names: &Names) -> reqwes
     match template {
         "/v1/topics/{topic}/queues/{queue}/offset" => path.push_str("?timestamp_ms=0"),
         "/v1/topics/{topic}/queues/{queue}/messages" => path.push_str("?wait_ms=0"),
+        "/v1/topics/{topic}/messages" if method == "get" => path.push_str("?key=k"),
         _ => {}
     }
     let req = actor.request(method, &path);

@@ -29,6 +29,10 @@
 //! | `usage-hour/<tenant>/<hour:020>`                      | `UsageCounts` (JSON)       |
 //! | `usage-dirty/<hour:020>/<tenant>`                     | flush id (roll-up pending) |
 //! | `usage-prune/<hour:020>/<tenant>`                     | empty (minutes prunable)   |
+//! | `msg-mark/<topic_id:020>/<queue:010>`                 | first offset not indexed   |
+//! | `msg-pos/<topic_id:020>/<queue:010>/<offset:020>`     | `IndexedMessage` (JSON)    |
+//! | `msg-id/<topic_id:020>/<len:04x><id>/<queue:010>/<offset:020>` | empty (id index) |
+//! | `msg-key/<topic_id:020>/<len:04x><key>/<queue:010>/<offset:020>` | empty (key index) |
 //!
 //! Every multi-key change is one [`crate::Txn`] guarded by checks, and a lost
 //! race is retried a bounded number of times before [`CatalogError::Conflict`].
@@ -40,6 +44,7 @@ mod access_keys;
 mod floors;
 mod groups;
 pub mod keys;
+mod lookup;
 mod owners;
 mod pop;
 mod ranges;
@@ -58,6 +63,8 @@ use serde::de::DeserializeOwned;
 use crate::store::{MetaError, MetaStore, prefix_end};
 
 pub use access_keys::{AccessKeyRecord, SealedSecretRecord};
+pub use keys::IndexKind;
+pub use lookup::IndexedMessage;
 pub use pop::{InflightRecord, PopChange, PopQueueState};
 pub use ranges::{BlockRef, RangeRecord};
 pub use records::{

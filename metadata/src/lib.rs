@@ -12,9 +12,9 @@ pub mod store;
 
 pub use catalog::{
     AccessKeyRecord, BlockRef, Catalog, CatalogError, CommittedOffset, GroupRecord, HalfRecord,
-    InflightRecord, MessageType, NewTopic, OwnerRecord, ParseMessageTypeError, PopChange,
-    PopQueueState, RangeRecord, Retention, SealedSecretRecord, TenantRecord, Timer, TopicRecord,
-    UsageRollup,
+    IndexKind, IndexedMessage, InflightRecord, MessageType, NewTopic, OwnerRecord,
+    ParseMessageTypeError, PopChange, PopQueueState, RangeRecord, Retention, SealedSecretRecord,
+    TenantRecord, Timer, TopicRecord, UsageRollup,
 };
 pub use memory_store::MemoryStore;
 pub use redb_store::RedbStore;

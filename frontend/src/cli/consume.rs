@@ -6,8 +6,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::ConsumeArgs;
 use super::run::print_json;
+use super::{ConsumeArgs, FindArgs};
 use crate::client::{Client, ClientError};
 use crate::http::messages::StoredJson;
 
@@ -142,6 +142,29 @@ pub async fn consume(client: &Client, json: bool, args: ConsumeArgs) -> Result<(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// `strata find`: messages by id or key, from every queue.
+pub async fn find(client: &Client, json: bool, args: FindArgs) -> Result<()> {
+    let (by, value) = match (&args.id, &args.key) {
+        (Some(id), _) => ("id", id),
+        (None, Some(key)) => ("key", key),
+        (None, None) => anyhow::bail!("give --id or --key"),
+    };
+    let reply = client
+        .find_messages(&args.topic, by, value, args.limit)
+        .await?;
+    for found in &reply.messages {
+        print_message(json, &args.topic, found.queue, &found.message)?;
+    }
+    if !json {
+        eprintln!(
+            "found {} message(s) with {by} {value:?} in {}",
+            reply.messages.len(),
+            args.topic
+        );
+    }
+    Ok(())
 }
 
 fn print_message(json: bool, topic: &str, queue: u32, m: &StoredJson) -> Result<()> {

@@ -60,6 +60,8 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Read messages from a topic's queues, optionally tracking a group's offsets.
     Consume(ConsumeArgs),
+    /// Find messages by message id or by key, in every queue of a topic.
+    Find(FindArgs),
     /// Manage consumer groups and their committed offsets.
     #[command(subcommand)]
     Group(GroupCommand),
@@ -243,6 +245,22 @@ pub struct ProduceArgs {
     /// Lines per publish request when reading stdin.
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("by").required(true).args(["id", "key"])))]
+pub struct FindArgs {
+    /// Topic to search.
+    pub topic: String,
+    /// The message id to find.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The message key to find.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Most messages to print.
+    #[arg(long, default_value_t = 32)]
+    pub limit: usize,
 }
 
 #[derive(Debug, Args)]

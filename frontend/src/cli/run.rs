@@ -48,6 +48,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Usage(args) => super::admin::usage(&client, json, args).await,
         Command::Produce(args) => produce(&client, json, args).await,
         Command::Consume(args) => super::consume::consume(&client, json, args).await,
+        Command::Find(args) => super::consume::find(&client, json, args).await,
         Command::Group(cmd) => group(&client, json, cmd).await,
         Command::Status => {
             let status = client.status().await?;

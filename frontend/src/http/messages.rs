@@ -331,6 +331,17 @@ pub struct ReadReply {
     pub end_offset: u64,
 }
 
+/// The `encoding` query parameter: whether bodies are always base64.
+pub(crate) fn force_base64(encoding: Option<&str>) -> ApiResult<bool> {
+    match encoding {
+        None | Some("auto") => Ok(false),
+        Some("base64") => Ok(true),
+        Some(other) => Err(ApiError::invalid(format!(
+            "encoding {other:?} is not one of \"auto\", \"base64\""
+        ))),
+    }
+}
+
 pub(crate) fn stored_json(m: StoredMessage, force_base64: bool) -> StoredJson {
     let text = if force_base64 {
         None
@@ -359,15 +370,7 @@ pub async fn read(
     Query(params): Query<ReadParams>,
 ) -> ApiResult<Response> {
     caller.require(Permission::Consume)?;
-    let force_base64 = match params.encoding.as_deref() {
-        None | Some("auto") => false,
-        Some("base64") => true,
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "encoding {other:?} is not one of \"auto\", \"base64\""
-            )));
-        }
-    };
+    let force_base64 = force_base64(params.encoding.as_deref())?;
     let offset = match params.offset {
         Some(o) => o,
         None => {

@@ -6,6 +6,7 @@ pub mod auth;
 mod error;
 mod extract;
 pub mod groups;
+pub mod lookup;
 pub mod messages;
 pub mod ops;
 pub mod pop;
@@ -59,6 +60,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/topics"),
     ("get", "/v1/topics/{topic}"),
     ("delete", "/v1/topics/{topic}"),
+    ("get", "/v1/topics/{topic}/messages"),
     ("post", "/v1/topics/{topic}/messages"),
     ("get", "/v1/topics/{topic}/queues/{queue}"),
     ("get", "/v1/topics/{topic}/queues/{queue}/messages"),
@@ -101,7 +103,7 @@ pub fn router(state: AppState, max_request_bytes: usize) -> Router {
         )
         .route(
             "/v1/topics/{topic}/messages",
-            axum::routing::post(messages::publish),
+            get(lookup::find).post(messages::publish),
         )
         .route("/v1/topics/{topic}/queues/{queue}", get(topics::queue))
         .route(

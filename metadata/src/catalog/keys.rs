@@ -282,6 +282,77 @@ pub fn pop_group_prefixes(tenant: &str, group: &str) -> Result<[Vec<u8>; 2], Met
 }
 
 /// Prefix of every delay timer.
+/// Prefix of every message-index mark.
+pub const ALL_INDEX_MARKS: &[u8] = b"msg-mark/";
+
+/// `msg-mark/<topic_id:020>/<queue:010>` → JSON `u64`: the first offset of
+/// the queue the message index does not cover yet.
+pub fn index_mark(queue: QueueKey) -> Vec<u8> {
+    format!("msg-mark/{:020}/{:010}", queue.topic, queue.queue).into_bytes()
+}
+
+/// Parses an [`index_mark`] key back into its queue.
+pub fn parse_index_mark(key: &[u8]) -> Option<QueueKey> {
+    let text = std::str::from_utf8(key).ok()?.strip_prefix("msg-mark/")?;
+    let (topic, queue) = text.split_once('/')?;
+    Some(QueueKey::new(topic.parse().ok()?, queue.parse().ok()?))
+}
+
+/// `msg-pos/<topic_id:020>/<queue:010>/<offset:020>` → JSON
+/// `IndexedMessage`: what the index holds for one message, in offset order,
+/// so retention can find the entries of expired messages.
+pub fn index_position(queue: QueueKey, offset: u64) -> Vec<u8> {
+    let mut key = index_position_prefix(queue);
+    key.extend_from_slice(format!("{offset:020}").as_bytes());
+    key
+}
+
+/// `msg-pos/<topic_id:020>/<queue:010>/`: one queue's index positions.
+pub fn index_position_prefix(queue: QueueKey) -> Vec<u8> {
+    format!("msg-pos/{:020}/{:010}/", queue.topic, queue.queue).into_bytes()
+}
+
+/// What a message is looked up by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexKind {
+    Id,
+    Key,
+}
+
+/// `msg-id/<topic_id:020>/<len:04x><id>/` or `msg-key/...`: every entry for
+/// one id or key. The byte length in front keeps a value that contains `/`
+/// (ids and keys may) from matching a longer one's entries.
+pub fn index_entry_prefix(kind: IndexKind, topic: TopicId, value: &str) -> Vec<u8> {
+    let name = match kind {
+        IndexKind::Id => "msg-id",
+        IndexKind::Key => "msg-key",
+    };
+    format!("{name}/{topic:020}/{:04x}{value}/", value.len()).into_bytes()
+}
+
+/// `<index_entry_prefix>/<queue:010>/<offset:020>` → empty: one message with
+/// that id or key.
+pub fn index_entry(kind: IndexKind, queue: QueueKey, value: &str, offset: u64) -> Vec<u8> {
+    let mut key = index_entry_prefix(kind, queue.topic, value);
+    key.extend_from_slice(format!("{:010}/{offset:020}", queue.queue).as_bytes());
+    key
+}
+
+/// The (queue, offset) at the end of an [`index_entry`] key.
+pub fn parse_index_entry(key: &[u8]) -> Option<(u32, u64)> {
+    // "<queue:010>/<offset:020>" is the fixed-width tail.
+    let tail = key.len().checked_sub(31).map(|start| &key[start..])?;
+    let text = std::str::from_utf8(tail).ok()?;
+    let (queue, offset) = text.split_once('/')?;
+    Some((queue.parse().ok()?, offset.parse().ok()?))
+}
+
+/// Every index prefix of one topic (positions, ids, keys, marks), for
+/// deleting a deleted topic's index.
+pub fn topic_index_prefixes(topic: TopicId) -> [Vec<u8>; 4] {
+    ["msg-pos", "msg-id", "msg-key", "msg-mark"].map(|p| format!("{p}/{topic:020}/").into_bytes())
+}
+
 pub const ALL_TIMERS: &[u8] = b"timer/";
 
 /// `timer/<deliver_at_ms:020>/<tenant>/<schedule_offset:020>` → empty: a

@@ -1,0 +1,103 @@
+//! Finding messages by message id or by key:
+//! `GET /v1/topics/{topic}/messages?id=...` or `?key=...`.
+
+use axum::Json as Reply;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use strata_common::limits::MAX_KEY_LEN;
+use strata_engine::IndexKind;
+use strata_tenancy::{Permission, Rate};
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiError, ApiResult};
+use super::extract::{Path, Query};
+use super::messages::{StoredJson, force_base64, stored_json};
+
+/// Matches returned when the request names no limit.
+const DEFAULT_LIMIT: usize = 32;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindParams {
+    /// The message id to find (exactly one of `id` and `key`).
+    pub id: Option<String>,
+    /// The message key to find.
+    pub key: Option<String>,
+    /// Most messages to return (capped by the server's read limit).
+    pub limit: Option<usize>,
+    /// "auto" or "base64", as for reads.
+    pub encoding: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FoundJson {
+    pub queue: u32,
+    #[serde(flatten)]
+    pub message: StoredJson,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FindReply {
+    pub messages: Vec<FoundJson>,
+}
+
+pub async fn find(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(topic): Path<String>,
+    Query(params): Query<FindParams>,
+) -> ApiResult<Reply<FindReply>> {
+    caller.require(Permission::Consume)?;
+    let force_base64 = force_base64(params.encoding.as_deref())?;
+    let (kind, value) = match (params.id, params.key) {
+        (Some(id), None) => (IndexKind::Id, id),
+        (None, Some(key)) => (IndexKind::Key, key),
+        _ => {
+            return Err(ApiError::invalid(
+                "give exactly one of the query parameters id and key",
+            ));
+        }
+    };
+    if value.is_empty() || value.len() > MAX_KEY_LEN {
+        return Err(ApiError::invalid(format!(
+            "the value to find must be 1 to {MAX_KEY_LEN} bytes long"
+        )));
+    }
+    if params.limit == Some(0) {
+        return Err(ApiError::invalid("limit must be at least 1"));
+    }
+    // As for reads: one message up front, the rest charged once known.
+    caller
+        .take(&state.limiter, Rate::ConsumeMessages, 1)
+        .await?;
+    let found = state
+        .engine
+        .find_messages(
+            &caller.tenant,
+            &topic,
+            kind,
+            &value,
+            params.limit.unwrap_or(DEFAULT_LIMIT),
+        )
+        .await?;
+    let bytes = found
+        .iter()
+        .map(|f| f.message.message.body.len() as u64)
+        .sum();
+    caller.charge(
+        &state.limiter,
+        Rate::ConsumeMessages,
+        (found.len() as u64).saturating_sub(1),
+    );
+    caller.charge(&state.limiter, Rate::ConsumeBytes, bytes);
+    Ok(Reply(FindReply {
+        messages: found
+            .into_iter()
+            .map(|f| FoundJson {
+                queue: f.queue,
+                message: stored_json(f.message, force_base64),
+            })
+            .collect(),
+    }))
+}
