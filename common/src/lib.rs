@@ -12,4 +12,6 @@ pub mod usage;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use code::ErrorCode;
-pub use message::{MESSAGE_GROUP_PROPERTY, Message, QueueKey, StoredMessage, TopicId};
+pub use message::{
+    MESSAGE_GROUP_PROPERTY, Message, QueueKey, RESERVED_PROPERTY_PREFIX, StoredMessage, TopicId,
+};

@@ -54,9 +54,23 @@ impl Message {
     }
 }
 
+/// Prefix of the properties Strata sets itself (system properties);
+/// producers may not set them.
+pub const RESERVED_PROPERTY_PREFIX: &str = "__mq.";
+
 /// The property holding a message's FIFO message group: messages of one
 /// group in a FIFO topic are delivered to a consumer group in order.
 pub const MESSAGE_GROUP_PROPERTY: &str = "__mq.group";
+
+impl Message {
+    /// The FIFO message group, if the message has one.
+    pub fn message_group(&self) -> Option<&str> {
+        self.properties
+            .iter()
+            .find(|(k, _)| k == MESSAGE_GROUP_PROPERTY)
+            .map(|(_, v)| v.as_str())
+    }
+}
 
 /// A message read back from a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]

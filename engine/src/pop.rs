@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_common::usage::Counter;
-use strata_common::{MESSAGE_GROUP_PROPERTY, Message, QueueKey, StoredMessage, TopicId};
+use strata_common::{QueueKey, StoredMessage, TopicId};
 use strata_metadata::{InflightRecord, MessageType, PopChange, PopQueueState};
 
 use crate::engine::Engine;
@@ -139,13 +139,6 @@ pub struct ReceiveRequest<'a> {
 type PopSlot = Arc<tokio::sync::Mutex<Option<PopQueueState>>>;
 /// (tenant, group, queue) → that queue's POP state, loaded on first use.
 pub(crate) type PopSlots = std::collections::HashMap<(String, String, QueueKey), PopSlot>;
-
-fn message_group(m: &Message) -> Option<String> {
-    m.properties
-        .iter()
-        .find(|(k, _)| k == MESSAGE_GROUP_PROPERTY)
-        .map(|(_, v)| v.clone())
-}
 
 impl Engine {
     fn pop_slot(&self, tenant: &str, group: &str, queue: QueueKey) -> PopSlot {
@@ -300,7 +293,7 @@ impl Engine {
                     continue;
                 }
                 let group = if fifo {
-                    message_group(&m.message)
+                    m.message.message_group().map(str::to_string)
                 } else {
                     None
                 };

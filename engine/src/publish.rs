@@ -97,7 +97,26 @@ impl Engine {
                         "topic {topic_name:?} accepts TRANSACTION messages: send them as half messages and commit"
                     )));
                 }
-                MessageType::Normal | MessageType::Fifo => {}
+                MessageType::Fifo => {
+                    if let Some(i) = messages
+                        .iter()
+                        .position(|m| m.message.message_group().is_none_or(str::is_empty))
+                    {
+                        return Err(EngineError::InvalidArgument(format!(
+                            "message {i}: topic {topic_name:?} accepts FIFO messages: give each a message group"
+                        )));
+                    }
+                }
+                MessageType::Normal => {
+                    if let Some(i) = messages
+                        .iter()
+                        .position(|m| m.message.message_group().is_some())
+                    {
+                        return Err(EngineError::InvalidArgument(format!(
+                            "message {i}: topic {topic_name:?} accepts NORMAL messages, which carry no message group; create a FIFO topic for ordered groups"
+                        )));
+                    }
+                }
             }
         }
         let meter = origin != Origin::Delivery;
@@ -110,7 +129,11 @@ impl Engine {
                     topic.queue(q)?;
                     q
                 }
-                None => topic.route(m.message.key.as_deref(), unkeyed),
+                // A message group keeps to one queue, so its order holds.
+                None => topic.route(
+                    m.message.message_group().or(m.message.key.as_deref()),
+                    unkeyed,
+                ),
             };
             let mut message = m.message;
             if message.id.is_empty() {

@@ -114,10 +114,13 @@ async fn state_survives_restart_and_offsets_continue() {
             .await
             .unwrap();
         for i in 0..50 {
-            engine
-                .publish(T, "t", vec![to_queue(i % 3, &format!("m{i}"))])
-                .await
-                .unwrap();
+            // FIFO messages carry a message group.
+            let mut m = to_queue(i % 3, &format!("m{i}"));
+            m.message.properties = vec![(
+                strata_common::MESSAGE_GROUP_PROPERTY.to_string(),
+                format!("g{}", i % 3),
+            )];
+            engine.publish(T, "t", vec![m]).await.unwrap();
         }
         engine.commit_offset(T, "g", "t", 0, 5).await.unwrap();
         epoch_before = engine.queue_info(T, "t", 0).unwrap().owner_epoch;
@@ -144,11 +147,18 @@ async fn state_survives_restart_and_offsets_continue() {
         .map(|i| format!("m{i}"))
         .collect();
     assert_eq!(bodies(&read.messages), expected);
-    let p = engine
+    let err = engine
         .publish(T, "t", vec![to_queue(2, "next")])
         .await
-        .unwrap();
-    assert_eq!(p[0].offset, 16);
+        .unwrap_err();
+    assert!(err.to_string().contains("message group"), "{err}");
+    let mut next = to_queue(2, "next");
+    next.message.properties = vec![(
+        strata_common::MESSAGE_GROUP_PROPERTY.to_string(),
+        "g2".to_string(),
+    )];
+    let p = engine.publish(T, "t", vec![next]).await.unwrap();
+    assert_eq!(p[0].offset, 16, "a refused publish took no offset");
     assert_eq!(
         engine.committed_offset(T, "g", "t", 0).await.unwrap(),
         Some(5)

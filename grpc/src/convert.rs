@@ -13,7 +13,7 @@ use crate::failure::Failure;
 use crate::pb::{self, Code};
 
 /// Prefix of the properties that hold RocketMQ system properties.
-pub const RESERVED_PREFIX: &str = "__mq.";
+pub const RESERVED_PREFIX: &str = strata_common::RESERVED_PROPERTY_PREFIX;
 /// All keys, space-separated, when a message has more than one.
 pub const PROP_KEYS: &str = "__mq.keys";
 /// The FIFO message group.

@@ -17,7 +17,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use strata_common::{ErrorCode, Message, StoredMessage};
+use strata_common::limits::MAX_KEY_LEN;
+use strata_common::{
+    ErrorCode, MESSAGE_GROUP_PROPERTY, Message, RESERVED_PROPERTY_PREFIX, StoredMessage,
+};
 use strata_engine::{PublishMessage, Published};
 
 use super::AppState;
@@ -55,6 +58,10 @@ pub struct MessageJson {
     /// DELAY topics: when to deliver (Unix ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deliver_at_ms: Option<i64>,
+    /// FIFO topics: the message group (required there, refused elsewhere);
+    /// messages of one group are delivered in order, one at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_group: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +72,7 @@ pub struct RawParams {
     pub queue: Option<u32>,
     pub id: Option<String>,
     pub deliver_at_ms: Option<i64>,
+    pub message_group: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -98,17 +106,44 @@ fn to_publish(index: usize, m: MessageJson) -> ApiResult<(PublishMessage, Option
             )));
         }
     };
+    if let Some(name) = m
+        .properties
+        .keys()
+        .find(|k| k.starts_with(RESERVED_PROPERTY_PREFIX))
+    {
+        return Err(ApiError::invalid(format!(
+            "message {index}: property {name:?}: names starting with {RESERVED_PROPERTY_PREFIX:?} are reserved for the system{}",
+            if name == MESSAGE_GROUP_PROPERTY {
+                "; give a FIFO message group as \"message_group\""
+            } else {
+                ""
+            }
+        )));
+    }
+    let mut properties: Vec<(String, String)> = m.properties.into_iter().collect();
+    properties.extend(group_property(index, m.message_group)?);
     let publish = PublishMessage {
         queue: m.queue,
         message: Message {
             id: m.id.unwrap_or_default(),
             key: m.key,
             tag: m.tag,
-            properties: m.properties.into_iter().collect(),
+            properties,
             body,
         },
     };
     Ok((publish, m.deliver_at_ms))
+}
+
+/// The property that carries a FIFO message group, checked.
+fn group_property(index: usize, group: Option<String>) -> ApiResult<Option<(String, String)>> {
+    match group {
+        None => Ok(None),
+        Some(g) if g.is_empty() || g.len() > MAX_KEY_LEN => Err(ApiError::invalid(format!(
+            "message {index}: message_group must be 1 to {MAX_KEY_LEN} bytes long"
+        ))),
+        Some(g) => Ok(Some((MESSAGE_GROUP_PROPERTY.to_string(), g))),
+    }
 }
 
 fn media_type(headers: &HeaderMap) -> Option<String> {
@@ -139,9 +174,10 @@ pub async fn publish(
                 || params.queue.is_some()
                 || params.id.is_some()
                 || params.deliver_at_ms.is_some()
+                || params.message_group.is_some()
             {
                 return Err(ApiError::invalid(
-                    "query parameters key/tag/queue/id/deliver_at_ms apply to raw bodies only; put them in the JSON message",
+                    "query parameters key/tag/queue/id/deliver_at_ms/message_group apply to raw bodies only; put them in the JSON message",
                 ));
             }
             let parsed: PublishJson = serde_json::from_slice(&body)
@@ -167,7 +203,9 @@ pub async fn publish(
                     id: params.id.unwrap_or_default(),
                     key: params.key,
                     tag: params.tag,
-                    properties: Vec::new(),
+                    properties: group_property(0, params.message_group)?
+                        .into_iter()
+                        .collect(),
                     body,
                 },
             },
@@ -315,6 +353,9 @@ pub struct StoredJson {
     pub key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
+    /// FIFO topics: the message's group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_group: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub properties: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -351,13 +392,16 @@ pub(crate) fn stored_json(m: StoredMessage, force_base64: bool) -> StoredJson {
             .map(str::to_string)
     };
     let body_base64 = text.is_none().then(|| B64.encode(&m.message.body));
+    let mut properties: BTreeMap<String, String> = m.message.properties.into_iter().collect();
+    let message_group = properties.remove(MESSAGE_GROUP_PROPERTY);
     StoredJson {
         offset: m.offset,
         timestamp_ms: m.timestamp_ms,
         id: m.message.id,
         key: m.message.key,
         tag: m.message.tag,
-        properties: m.message.properties.into_iter().collect(),
+        message_group,
+        properties,
         body: text,
         body_base64,
     }
