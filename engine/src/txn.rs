@@ -172,6 +172,24 @@ impl Engine {
         }
     }
 
+    /// The open transactions of `topic` (which must exist), oldest first:
+    /// what a producer without a check-back channel (HTTP) resolves after
+    /// it restarts.
+    pub async fn open_transactions(&self, tenant: &str, topic: &str) -> Result<Vec<HalfRecord>> {
+        self.topic(tenant, topic)?;
+        let mut open: Vec<HalfRecord> = self
+            .catalog
+            .tenant_halves(tenant)
+            .await?
+            .into_iter()
+            .filter(|h| h.topic == topic)
+            .collect();
+        open.sort_by(|a, b| {
+            (a.created_ms, &a.transaction_id).cmp(&(b.created_ms, &b.transaction_id))
+        });
+        Ok(open)
+    }
+
     /// Open transactions whose producer should be asked now.
     pub async fn due_transaction_checks(self: &Arc<Self>) -> Result<Vec<DueCheck>> {
         let now = self.clock.now_ms();

@@ -115,6 +115,7 @@ async fn missing_credentials_are_401_on_every_private_route() {
                 ("group", "g"),
                 ("tenant", "x"),
                 ("access_key", "STRAX"),
+                ("transaction_id", "0123456789abcdef0123456789abcdef"),
                 ("plan", "default"),
             ],
         );

@@ -186,6 +186,10 @@ fn case(method: &str, path: &str) -> Case {
         ("get", "/v1/topics/{topic}") | ("delete", "/v1/topics/{topic}") => Case::Resource,
         ("post", "/v1/topics/{topic}/messages") => Case::Resource,
         ("get", "/v1/topics/{topic}/messages") => Case::Resource,
+        ("get", "/v1/topics/{topic}/transactions")
+        | ("post", "/v1/topics/{topic}/transactions")
+        | ("post", "/v1/topics/{topic}/transactions/{transaction_id}/commit")
+        | ("post", "/v1/topics/{topic}/transactions/{transaction_id}/rollback") => Case::Resource,
         ("get", "/v1/topics/{topic}/queues/{queue}") => Case::Resource,
         ("get", "/v1/topics/{topic}/queues/{queue}/messages") => Case::Resource,
         ("get", "/v1/topics/{topic}/queues/{queue}/offset") => Case::Resource,
@@ -225,6 +229,7 @@ impl Names {
             ("group", self.group.as_str()),
             ("tenant", self.tenant.as_str()),
             ("access_key", self.access_key.as_str()),
+            ("transaction_id", "0123456789abcdef0123456789abcdef"),
             ("plan", "default"),
         ]
     }
@@ -238,6 +243,7 @@ fn request(actor: &Actor, method: &str, template: &str, names: &Names) -> reqwes
         ("post", "/v1/topics/{topic}/messages") => {
             Some(json!({"messages": [{"body": "from-b", "queue": 0}]}))
         }
+        ("post", "/v1/topics/{topic}/transactions") => Some(json!({"body": "from-b"})),
         ("put", "/v1/groups/{group}/offsets/{topic}/{queue}") => Some(json!({"offset": 1})),
         ("post", "/v1/tenants") => Some(json!({"name": names.tenant})),
         ("post", "/v1/keys") => Some(json!({"role": "publisher", "tenant": names.tenant})),

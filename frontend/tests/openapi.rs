@@ -194,6 +194,7 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
     match (method, path) {
         ("post", "/v1/topics") => Some(json!({"name": "walk-created", "queues": 2})),
         ("post", "/v1/topics/{topic}/messages") => Some(json!({"messages": [{"body": "x"}]})),
+        ("post", "/v1/topics/{topic}/transactions") => Some(json!({"body": "x"})),
         ("post", "/v1/groups") => Some(json!({"name": "walkers"})),
         ("put", "/v1/groups/{group}/offsets/{topic}/{queue}") => Some(json!({"offset": 1})),
         ("post", "/v1/tenants") => Some(json!({"name": "walk-created-tenant"})),
@@ -235,19 +236,46 @@ async fn every_route_is_served_as_documented() {
         .await
         .expect(200);
 
+    // Transaction routes act on a TRANSACTION topic with two open transactions.
+    s.post_json(
+        "/v1/topics",
+        &json!({"name": "walk-txn", "queues": 1, "type": "transaction"}),
+    )
+    .await
+    .expect(201);
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let began = s
+            .post_json("/v1/topics/walk-txn/transactions", &json!({"body": "x"}))
+            .await
+            .expect(201);
+        open.push(began["transaction_id"].as_str().unwrap().to_string());
+    }
+
     let mut handle = String::new();
     // Deletes last, so every other route finds its topic and group.
     let mut ordered: Vec<_> = ROUTES.to_vec();
     // Deleting a tenant deletes its keys: tenants go very last.
     ordered.sort_by_key(|(m, p)| (*m == "delete", p.starts_with("/v1/tenants/")));
     for (method, template) in ordered {
+        let topic = if template.contains("/transactions") {
+            "walk-txn"
+        } else {
+            "walk"
+        };
+        let transaction = if template.ends_with("/commit") {
+            &open[0]
+        } else {
+            &open[1]
+        };
         let mut path = template
-            .replace("{topic}", "walk")
+            .replace("{topic}", topic)
             .replace("{group}", "walkers")
             .replace("{queue}", "0")
             .replace("{tenant}", "walk-tenant")
             .replace("{access_key}", &access_key)
-            .replace("{plan}", "walk-plan-default");
+            .replace("{plan}", "walk-plan-default")
+            .replace("{transaction_id}", transaction);
         // Required query parameters, as the document declares them.
         if template.ends_with("/offset") {
             path.push_str("?timestamp_ms=0");

@@ -87,7 +87,7 @@ pub struct PublishReply {
     pub messages: Vec<PublishedJson>,
 }
 
-fn to_publish(index: usize, m: MessageJson) -> ApiResult<(PublishMessage, Option<i64>)> {
+pub(crate) fn to_publish(index: usize, m: MessageJson) -> ApiResult<(PublishMessage, Option<i64>)> {
     let body = match (m.body, m.body_base64) {
         (Some(text), None) => Bytes::from(text),
         (None, Some(b64)) => B64.decode(b64.as_bytes()).map(Bytes::from).map_err(|e| {

@@ -11,6 +11,7 @@ pub mod messages;
 pub mod ops;
 pub mod pop;
 pub mod topics;
+pub mod txn;
 pub mod usage;
 
 use std::sync::Arc;
@@ -62,6 +63,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/topics/{topic}"),
     ("get", "/v1/topics/{topic}/messages"),
     ("post", "/v1/topics/{topic}/messages"),
+    ("get", "/v1/topics/{topic}/transactions"),
+    ("post", "/v1/topics/{topic}/transactions"),
+    (
+        "post",
+        "/v1/topics/{topic}/transactions/{transaction_id}/commit",
+    ),
+    (
+        "post",
+        "/v1/topics/{topic}/transactions/{transaction_id}/rollback",
+    ),
     ("get", "/v1/topics/{topic}/queues/{queue}"),
     ("get", "/v1/topics/{topic}/queues/{queue}/messages"),
     ("get", "/v1/topics/{topic}/queues/{queue}/offset"),
@@ -104,6 +115,18 @@ pub fn router(state: AppState, max_request_bytes: usize) -> Router {
         .route(
             "/v1/topics/{topic}/messages",
             get(lookup::find).post(messages::publish),
+        )
+        .route(
+            "/v1/topics/{topic}/transactions",
+            get(txn::list).post(txn::begin),
+        )
+        .route(
+            "/v1/topics/{topic}/transactions/{transaction_id}/commit",
+            axum::routing::post(txn::commit),
+        )
+        .route(
+            "/v1/topics/{topic}/transactions/{transaction_id}/rollback",
+            axum::routing::post(txn::rollback),
         )
         .route("/v1/topics/{topic}/queues/{queue}", get(topics::queue))
         .route(

@@ -374,6 +374,11 @@ pub fn half(tenant: &str, transaction_id: &str) -> Result<Vec<u8>, MetaError> {
     Ok(format!("half/{}/{}", segment(tenant)?, segment(transaction_id)?).into_bytes())
 }
 
+/// `half/<tenant>/`: one tenant's open transactions.
+pub fn half_prefix(tenant: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("half/{}/", segment(tenant)?).into_bytes())
+}
+
 /// Usage times are non-negative epoch milliseconds, 20 digits.
 fn time(ms: i64) -> Result<String, MetaError> {
     if ms < 0 {

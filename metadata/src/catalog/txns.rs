@@ -72,6 +72,15 @@ impl Catalog {
         Ok(self.store.commit(txn).await? == TxnOutcome::Committed)
     }
 
+    /// Every open transaction of `tenant`.
+    pub async fn tenant_halves(&self, tenant: &str) -> Result<Vec<HalfRecord>, CatalogError> {
+        let mut out = Vec::new();
+        for (key, value) in self.scan_all(&keys::half_prefix(tenant)?).await? {
+            out.push(decode(&key, &value)?);
+        }
+        Ok(out)
+    }
+
     /// Every open transaction of every tenant.
     pub async fn all_halves(&self) -> Result<Vec<HalfRecord>, CatalogError> {
         let mut out = Vec::new();
