@@ -38,6 +38,7 @@ pub async fn run_all(store: Arc<dyn MetaStore>) {
     empty_key_is_invalid(&store).await;
     zero_limit_is_invalid(&store).await;
     concurrent_conditional_increments(&store).await;
+    concurrent_commits_behave_as_if_serial(&store).await;
 }
 
 /// Unwraps a store result, panicking with the backend and operation on error.
@@ -592,4 +593,68 @@ fn parse_counter(raw: &[u8]) -> Result<u64, MetaError> {
             key: "conf/ctr/counter".into(),
             reason: format!("not a decimal counter: {raw:?}"),
         })
+}
+
+/// Many commits at once (which a backend may group into one write): each
+/// is decided as if alone, in some order. 64 independent creates all land;
+/// of 64 creates of one key exactly one wins and the rest fail their check,
+/// writing nothing; a failed commit in a group does not hold back others.
+pub async fn concurrent_commits_behave_as_if_serial(store: &Store) {
+    const N: usize = 64;
+    let shared = key("conf/serial/", b"shared");
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        let store = Arc::clone(store);
+        let own = key("conf/serial/own-", format!("{i:03}").as_bytes());
+        let shared = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let own = store
+                .commit(
+                    Txn::new()
+                        .check(Check::Absent { key: own.clone() })
+                        .put(own, b"x".to_vec()),
+                )
+                .await?;
+            let claim = store
+                .commit(
+                    Txn::new()
+                        .check(Check::Absent {
+                            key: shared.clone(),
+                        })
+                        .put(shared, i.to_string())
+                        .put(
+                            key("conf/serial/claimed-", format!("{i:03}").as_bytes()),
+                            b"y".to_vec(),
+                        ),
+                )
+                .await?;
+            Ok::<_, MetaError>((own, claim))
+        }));
+    }
+    let mut winners = 0;
+    for task in tasks {
+        let (own, claim) = match task.await {
+            Ok(result) => ok(store, "concurrent commit", result),
+            Err(err) => panic!("[{}] commit task panicked: {err}", store.backend_name()),
+        };
+        same(store, "independent create", own, TxnOutcome::Committed);
+        match claim {
+            TxnOutcome::Committed => winners += 1,
+            TxnOutcome::CheckFailed { index } => same(store, "failed check index", index, 0),
+        }
+    }
+    same(store, "winners of one key", winners, 1);
+    let owned = ok(
+        store,
+        "scan",
+        store::scan_prefix(store, b"conf/serial/own-", 1000).await,
+    );
+    same(store, "independent creates stored", owned.len(), N);
+    // A losing claim wrote nothing, not even its second key.
+    let claimed = ok(
+        store,
+        "scan",
+        store::scan_prefix(store, b"conf/serial/claimed-", 1000).await,
+    );
+    same(store, "claims stored", claimed.len(), 1);
 }
