@@ -105,6 +105,23 @@ async fn the_retry_after_header_comes_with_429() {
     }
 }
 
+/// A server whose quotas wait up to `max_delay_ms`, and a tenant allowed
+/// 20 published messages/s with a one-queue topic `t`.
+async fn twenty_per_second(max_delay_ms: u64) -> (TestServer, common::Actor) {
+    let s = TestServer::start_with(|c| c.quotas.max_delay_ms = max_delay_ms).await;
+    s.put_json(
+        "/v1/plans/twenty",
+        &json!({ "publish_messages_per_sec": 20 }),
+    )
+    .await
+    .expect(200);
+    let a = tenant_on_plan(&s, "bursty", "twenty").await;
+    a.post_json("/v1/topics", &json!({ "name": "t", "queues": 1 }))
+        .await
+        .expect(201);
+    (s, a)
+}
+
 /// Publishes `n` one-message batches at once as `actor`; returns how many
 /// were accepted and the refusals.
 async fn concurrent_publishes(actor: &common::Actor, n: usize) -> (usize, Vec<common::Resp>) {
@@ -134,17 +151,7 @@ async fn concurrent_publishes(actor: &common::Actor, n: usize) -> (usize, Vec<co
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_over_the_rate_is_delayed_up_to_the_maximum_then_refused() {
     // 20 messages/s is one token per 50 ms; requests may wait up to 500 ms.
-    let s = TestServer::start_with(|c| c.quotas.max_delay_ms = 500).await;
-    s.put_json(
-        "/v1/plans/twenty",
-        &json!({ "publish_messages_per_sec": 20 }),
-    )
-    .await
-    .expect(200);
-    let a = tenant_on_plan(&s, "bursty", "twenty").await;
-    a.post_json("/v1/topics", &json!({ "name": "t", "queues": 1 }))
-        .await
-        .expect(201);
+    let (s, a) = twenty_per_second(500).await;
     // The first second's worth passes at once and empties the bucket.
     let (accepted, refused) = concurrent_publishes(&a, 20).await;
     assert_eq!((accepted, refused.len()), (20, 0));
@@ -188,17 +195,7 @@ async fn a_burst_over_the_rate_is_delayed_up_to_the_maximum_then_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_maximum_delay_a_burst_over_the_rate_is_refused_at_once() {
-    let s = TestServer::start_with(|c| c.quotas.max_delay_ms = 0).await;
-    s.put_json(
-        "/v1/plans/twenty",
-        &json!({ "publish_messages_per_sec": 20 }),
-    )
-    .await
-    .expect(200);
-    let a = tenant_on_plan(&s, "bursty", "twenty").await;
-    a.post_json("/v1/topics", &json!({ "name": "t", "queues": 1 }))
-        .await
-        .expect(201);
+    let (_s, a) = twenty_per_second(0).await;
     let (accepted, refused) = concurrent_publishes(&a, 30).await;
     // A token accrues every 50 ms, so a slow machine may admit a few more.
     assert!((20..=26).contains(&accepted), "{accepted} accepted");
