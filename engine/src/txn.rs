@@ -120,10 +120,21 @@ impl Engine {
         if commit {
             self.deliver_half(&record).await?;
         }
-        if !self.catalog.end_half(&record).await? {
-            return Err(EngineError::InvalidTransaction(format!(
-                "transaction {transaction_id:?} ended concurrently"
-            )));
+        // A check-back noted meanwhile (a producer often answers the check
+        // it was just sent) only moved the record's counters: end the
+        // record as it is now. Gone means someone else ended it.
+        let mut current = record;
+        while !self.catalog.end_half(&current).await? {
+            current = self
+                .catalog
+                .get_half(tenant, transaction_id)
+                .await?
+                .filter(|r| r.topic == topic && r.half_offset == current.half_offset)
+                .ok_or_else(|| {
+                    EngineError::InvalidTransaction(format!(
+                        "transaction {transaction_id:?} ended concurrently"
+                    ))
+                })?;
         }
         tracing::debug!(tenant, topic, transaction_id, commit, "transaction ended");
         Ok(())

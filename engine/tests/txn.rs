@@ -130,3 +130,52 @@ async fn commit_rollback_and_check_backs() {
     assert!(matches!(late, Err(EngineError::InvalidTransaction(_))));
     assert_eq!(bodies(&engine).await, ["committed"]);
 }
+
+/// A producer answers a check-back while the check loop notes that check
+/// (grpc/src/txn.rs sends the check, then notes it): the note only bumps
+/// the record's counters, so a commit or rollback racing it still ends the
+/// transaction, once, instead of failing after the message was delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_while_a_check_back_is_noted_still_ends_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_800_000_000_000, 5);
+    let engine = open(dir.path(), &clock).await;
+    engine
+        .create_topic(T, "tx", 1, MessageType::Transaction, None)
+        .await
+        .unwrap();
+    for i in 0..40 {
+        engine
+            .publish_half(T, "tx", msg(&format!("m{i:02}")))
+            .await
+            .unwrap();
+    }
+    clock.advance_ms(FIRST_CHECK_DELAY.as_millis() as i64);
+    let due = engine.due_transaction_checks().await.unwrap();
+    assert_eq!(due.len(), 40);
+    let mut expected = Vec::new();
+    for d in due {
+        let body = String::from_utf8_lossy(&d.message.message.body).into_owned();
+        let commit = body.ends_with(['0', '2', '4', '6', '8']);
+        let e = engine.clone();
+        let record = d.record.clone();
+        let note = tokio::spawn(async move { e.note_transaction_check(&record).await });
+        let end = engine
+            .end_transaction(T, "tx", &d.record.transaction_id, commit)
+            .await;
+        note.await.unwrap().unwrap();
+        end.unwrap_or_else(|e| panic!("ending {body} failed: {e}"));
+        if commit {
+            expected.push(body);
+        }
+    }
+    let mut got = bodies(&engine).await;
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "each commit delivered once, no rollback");
+    clock.advance_ms(3_600_000);
+    assert!(
+        engine.due_transaction_checks().await.unwrap().is_empty(),
+        "every transaction ended"
+    );
+}

@@ -8,12 +8,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use serde_json::{Value, json};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_strata");
 
 /// A `strata serve` child process on a random loopback port.
 pub struct Server {
     pub child: Child,
     pub url: String,
+    /// `host:port` of the RocketMQ gRPC listener.
+    pub grpc_addr: String,
     pub data_dir: PathBuf,
 }
 
@@ -46,7 +50,13 @@ impl Server {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if !sent && let Some(rest) = line.split("serving HTTP on ").nth(1) {
                     let url = rest.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(url);
+                    let grpc = rest
+                        .split("RocketMQ gRPC on ")
+                        .nth(1)
+                        .and_then(|r| r.split_whitespace().next())
+                        .unwrap_or("")
+                        .to_string();
+                    let _ = tx.send((url, grpc));
                     sent = true;
                 }
                 if std::env::var_os("STRATA_TEST_SERVER_LOGS").is_some() {
@@ -54,8 +64,8 @@ impl Server {
                 }
             }
         });
-        let url = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => url,
+        let (url, grpc_addr) = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addrs) => addrs,
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait();
@@ -72,6 +82,7 @@ impl Server {
         Server {
             child,
             url,
+            grpc_addr,
             data_dir: data_dir.to_path_buf(),
         }
     }
@@ -151,10 +162,95 @@ pub fn http() -> reqwest::Client {
         .expect("http client")
 }
 
+/// A JSON reply, a refusal (4xx), or nothing: the server died or failed
+/// (5xx), so whether the request took effect is unknown.
+pub enum Reply {
+    Ok(Value),
+    Refused(Value),
+    Lost,
+}
+
+/// POSTs `body` to `url` + `path` as the bootstrap admin.
+pub async fn call(url: &str, path: &str, body: &Value) -> Reply {
+    let Ok(r) = http().post(format!("{url}{path}")).json(body).send().await else {
+        return Reply::Lost;
+    };
+    let status = r.status();
+    match r.json().await {
+        Ok(v) if status.is_success() => Reply::Ok(v),
+        Ok(v) if status.is_client_error() => Reply::Refused(v),
+        _ => Reply::Lost,
+    }
+}
+
+/// Receives for `group` as `ask` says: (message, attempt, receipt handle)
+/// each; None once the server is gone.
+pub async fn pop_receive(url: &str, group: &str, ask: Value) -> Option<Vec<(Value, u64, Value)>> {
+    let got = match call(url, &format!("/v1/groups/{group}/receive"), &ask).await {
+        Reply::Ok(v) => v,
+        Reply::Refused(v) => panic!("receive for {group} refused: {v}"),
+        Reply::Lost => return None,
+    };
+    let messages = got["messages"].as_array().cloned().unwrap_or_default();
+    Some(
+        messages
+            .into_iter()
+            .map(|m| {
+                (
+                    m["message"].clone(),
+                    m["attempt"].as_u64().unwrap_or(0),
+                    m["receipt_handle"].clone(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Acknowledges one delivery: Some(true) confirmed, Some(false) refused
+/// (e.g. expired: still in flight), None unanswered.
+pub async fn pop_ack(url: &str, group: &str, topic: &str, handle: Value) -> Option<bool> {
+    let body = json!({"topic": topic, "receipt_handles": [handle]});
+    match call(url, &format!("/v1/groups/{group}/ack"), &body).await {
+        Reply::Ok(a) => Some(a["results"][0]["code"] == "OK"),
+        Reply::Refused(_) => Some(false),
+        Reply::Lost => None,
+    }
+}
+
+/// A client of the RocketMQ gRPC API.
+pub type Grpc =
+    strata_grpc::pb::messaging_service_client::MessagingServiceClient<tonic::transport::Channel>;
+
+/// `body` as a gRPC request signed (MQv2-HMAC-SHA1) with the bootstrap
+/// admin's key of the last server started.
+pub fn signed<T>(body: T) -> tonic::Request<T> {
+    let file = credentials_file().expect("a server was started");
+    let (ak, sk) = read_credentials(&file);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    let date = strata_tenancy::format_date_time(now.as_millis() as i64);
+    let signature = strata_tenancy::sign(&strata_tenancy::SecretKey::new(sk), &date);
+    let auth = format!(
+        "MQv2-HMAC-SHA1 Credential={ak}, SignedHeaders=x-mq-date-time, Signature={signature}"
+    );
+    let mut r = tonic::Request::new(body);
+    let md = r.metadata_mut();
+    md.insert("x-mq-date-time", date.parse().expect("date header"));
+    md.insert("authorization", auth.parse().expect("authorization header"));
+    r
+}
+
+/// The result code of a gRPC answer.
+pub fn grpc_code(status: Option<strata_grpc::pb::Status>) -> strata_grpc::pb::Code {
+    strata_grpc::pb::Code::try_from(status.map_or(0, |s| s.code))
+        .unwrap_or(strata_grpc::pb::Code::Unspecified)
+}
+
 pub async fn create_topic(url: &str, name: &str, queues: u32) {
     let resp = http()
         .post(format!("{url}/v1/topics"))
-        .json(&serde_json::json!({"name": name, "queues": queues, "retention": "unlimited"}))
+        .json(&json!({"name": name, "queues": queues, "retention": "unlimited"}))
         .send()
         .await
         .expect("create topic");
@@ -164,6 +260,42 @@ pub async fn create_topic(url: &str, name: &str, queues: u32) {
         "{}",
         resp.text().await.unwrap_or_default()
     );
+}
+
+/// Every message of a queue from its first offset, as the JSON the HTTP
+/// API returns (offset, id, key, tag, properties, body).
+pub async fn read_messages(url: &str, topic: &str, queue: u32) -> Vec<Value> {
+    try_read_messages(url, topic, queue)
+        .await
+        .unwrap_or_else(|| panic!("topic {topic} does not exist"))
+}
+
+/// [`read_messages`], or None if the topic does not exist (yet).
+pub async fn try_read_messages(url: &str, topic: &str, queue: u32) -> Option<Vec<Value>> {
+    let client = http();
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    loop {
+        let resp = client
+            .get(format!(
+                "{url}/v1/topics/{topic}/queues/{queue}/messages?offset={offset}&limit=1000"
+            ))
+            .send()
+            .await
+            .expect("read");
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.expect("read json");
+        if status == 404 && body["error"]["code"] == "TOPIC_NOT_FOUND" {
+            return None;
+        }
+        assert_eq!(status, 200, "reading {topic}/{queue} at {offset}: {body}");
+        let messages = body["messages"].as_array().expect("messages");
+        if messages.is_empty() {
+            return Some(out);
+        }
+        out.extend(messages.iter().cloned());
+        offset = body["next_offset"].as_u64().expect("next_offset");
+    }
 }
 
 /// Every message of a queue from its first offset, as (offset, body bytes).
@@ -181,7 +313,7 @@ pub async fn read_all(url: &str, topic: &str, queue: u32) -> Vec<(u64, Vec<u8>)>
             .await
             .expect("read");
         let status = resp.status().as_u16();
-        let body: serde_json::Value = resp.json().await.expect("read json");
+        let body: Value = resp.json().await.expect("read json");
         assert_eq!(status, 200, "reading {topic}/{queue} at {offset}: {body}");
         let messages = body["messages"].as_array().expect("messages").clone();
         if messages.is_empty() {
