@@ -109,10 +109,7 @@ async fn fifo_publisher(url: String, fifo: Arc<Mutex<Fifo>>, seed: u64) {
             .collect();
         let messages: Vec<Value> = batch
             .iter()
-            .map(|&(g, s)| {
-                json!({"body": format!("{g}:{s}"), "key": group_name(g),
-                       "properties": {"__mq.group": group_name(g)}})
-            })
+            .map(|&(g, s)| json!({"body": format!("{g}:{s}"), "message_group": group_name(g)}))
             .collect();
         let publish = json!({ "messages": messages });
         let confirmed = match call(&url, "/v1/topics/fifo/messages", &publish).await {
@@ -142,8 +139,8 @@ async fn fifo_consumer(url: String, queue: u32, fifo: Arc<Mutex<Fifo>>, seed: u6
         for (m, attempt, handle) in got {
             let (g, s) = m["body"].as_str().unwrap().split_once(':').unwrap();
             let msg: Msg = (g.parse().unwrap(), s.parse().unwrap());
-            let property = m["properties"]["__mq.group"].as_str();
-            assert_eq!(property, Some(group_name(msg.0).as_str()), "{m}");
+            let group = m["message_group"].as_str();
+            assert_eq!(group, Some(group_name(msg.0).as_str()), "{m}");
             {
                 let mut f = fifo.lock().unwrap();
                 f.events.push(Event::Delivered(msg, attempt));
