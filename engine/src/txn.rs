@@ -4,6 +4,7 @@
 //! a check-back — first after [`FIRST_CHECK_DELAY`], then with doubling
 //! intervals up to [`MAX_CHECK_INTERVAL`]; after [`MAX_CHECKS`] unanswered
 //! checks the transaction is rolled back and the half message discarded.
+//! (Those are the defaults; `EngineConfig` sets all three.)
 //!
 //! Half messages are stored (durably) in the tenant's hidden topic
 //! [`HALF_TOPIC`]; each open transaction is a catalog record. A commit
@@ -23,11 +24,11 @@ use crate::types::{PublishMessage, Published, TopicSpec};
 
 /// Per-tenant hidden topic holding half messages.
 pub const HALF_TOPIC: &str = "__sys-half";
-/// First check-back after a half message is sent without an outcome.
+/// Default first check-back after a half message is sent without an outcome.
 pub const FIRST_CHECK_DELAY: Duration = Duration::from_secs(5);
-/// Longest wait between check-backs.
+/// Default longest wait between check-backs.
 pub const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(60);
-/// Check-backs before an unresolved transaction is rolled back.
+/// Default check-backs before an unresolved transaction is rolled back.
 pub const MAX_CHECKS: u32 = 15;
 const PROP_TARGET_TOPIC: &str = "__mq.txn_topic";
 const PROP_TARGET_QUEUE: &str = "__mq.txn_queue";
@@ -92,7 +93,7 @@ impl Engine {
                 half_offset: published.offset,
                 created_ms: now,
                 checks: 0,
-                next_check_ms: now + FIRST_CHECK_DELAY.as_millis() as i64,
+                next_check_ms: now + self.config.txn_first_check_delay.as_millis() as i64,
             })
             .await?;
         Ok((published, transaction_id))
@@ -220,24 +221,27 @@ impl Engine {
     }
 
     /// Records that a check-back for `record` was sent (or could not be:
-    /// no producer connected). After [`MAX_CHECKS`] the transaction is
-    /// rolled back; returns true then.
+    /// no producer connected). After the configured maximum of checks the
+    /// transaction is rolled back; returns true then.
     pub async fn note_transaction_check(&self, record: &HalfRecord) -> Result<bool> {
-        if record.checks + 1 >= MAX_CHECKS {
+        let max_checks = self.config.txn_max_checks.max(1);
+        if record.checks + 1 >= max_checks {
             if self.catalog.end_half(record).await? {
                 tracing::warn!(
                     tenant = %record.tenant,
                     topic = %record.topic,
                     transaction_id = %record.transaction_id,
-                    checks = MAX_CHECKS,
+                    checks = max_checks,
                     "transaction unresolved after the maximum check-backs; rolled back"
                 );
             }
             return Ok(true);
         }
-        let backoff = FIRST_CHECK_DELAY
+        let backoff = self
+            .config
+            .txn_first_check_delay
             .saturating_mul(1 << record.checks.min(16))
-            .min(MAX_CHECK_INTERVAL);
+            .min(self.config.txn_max_check_interval);
         let next = HalfRecord {
             checks: record.checks + 1,
             next_check_ms: self.clock.now_ms() + backoff.as_millis() as i64,

@@ -50,6 +50,12 @@ pub struct EngineConfig {
     pub gc_grace: Duration,
     pub block_cache: strata_cache::BlockCacheConfig,
     pub cold_reader: strata_cache::ColdReaderConfig,
+    /// Transaction check-backs: the first after this long, then doubling
+    /// up to `txn_max_check_interval`; after `txn_max_checks` unanswered
+    /// ones the transaction is rolled back.
+    pub txn_first_check_delay: Duration,
+    pub txn_max_check_interval: Duration,
+    pub txn_max_checks: u32,
 }
 
 impl EngineConfig {
@@ -92,6 +98,9 @@ impl EngineConfig {
                 max_concurrent_fetches: 16,
                 bandwidth_bytes_per_sec: 0,
             },
+            txn_first_check_delay: crate::txn::FIRST_CHECK_DELAY,
+            txn_max_check_interval: crate::txn::MAX_CHECK_INTERVAL,
+            txn_max_checks: crate::txn::MAX_CHECKS,
         }
     }
 }

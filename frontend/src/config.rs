@@ -50,8 +50,21 @@ pub struct Config {
     pub retention: RetentionSection,
     pub auth: AuthSection,
     pub quotas: QuotasSection,
+    pub transactions: TransactionsSection,
     pub metering: MeteringSection,
     pub log: LogSection,
+}
+
+/// Check-backs of unresolved transactions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransactionsSection {
+    /// The first check-back comes this long after the half message.
+    pub first_check_delay_ms: u64,
+    /// Intervals double up to this.
+    pub max_check_interval_ms: u64,
+    /// Unanswered check-backs before the transaction is rolled back.
+    pub max_checks: u32,
 }
 
 /// How per-tenant rate quotas are enforced (the quotas themselves are plans
@@ -272,6 +285,11 @@ impl Default for Config {
                 credentials_file: String::new(),
             },
             quotas: QuotasSection { max_delay_ms: 100 },
+            transactions: TransactionsSection {
+                first_check_delay_ms: 5_000,
+                max_check_interval_ms: 60_000,
+                max_checks: 15,
+            },
             metering: MeteringSection {
                 flush_interval_ms: 10_000,
                 storage_sample_interval_ms: 10_000,
@@ -330,6 +348,11 @@ impl Default for RetentionSection {
 impl Default for AuthSection {
     fn default() -> Self {
         Config::default().auth
+    }
+}
+impl Default for TransactionsSection {
+    fn default() -> Self {
+        Config::default().transactions
     }
 }
 impl Default for QuotasSection {
@@ -460,6 +483,13 @@ impl Config {
         if self.node_id.is_empty() {
             return bad("node_id must not be empty".into());
         }
+        let t = &self.transactions;
+        if t.first_check_delay_ms == 0 || t.max_checks == 0 {
+            return bad(
+                "transactions.first_check_delay_ms and transactions.max_checks must be at least 1"
+                    .into(),
+            );
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad(format!(
                 "log.format must be \"text\" or \"json\", got {:?}",
@@ -575,6 +605,13 @@ impl Config {
                 max_concurrent_fetches: self.cache.cold_read_concurrency.max(1),
                 bandwidth_bytes_per_sec: self.cache.cold_read_bytes_per_sec,
             },
+            txn_first_check_delay: Duration::from_millis(self.transactions.first_check_delay_ms),
+            txn_max_check_interval: Duration::from_millis(
+                self.transactions
+                    .max_check_interval_ms
+                    .max(self.transactions.first_check_delay_ms),
+            ),
+            txn_max_checks: self.transactions.max_checks,
         })
     }
 }

@@ -91,7 +91,7 @@ async fn fifo_messages_of_one_group_land_in_one_queue_in_order() {
     for (i, m) in stored.iter().enumerate() {
         assert_eq!(&m["queue"], queue, "one group, one queue");
         assert_eq!(m["body"], format!("step {i}"));
-        assert_eq!(m["properties"]["__mq.group"], "order-42");
+        assert_eq!(m["message_group"], "order-42");
     }
 }
 
