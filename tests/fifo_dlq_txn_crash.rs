@@ -36,7 +36,7 @@ const FIFO_INVISIBLE_MS: u64 = 1500;
 /// Runs that publish a poison message (never acknowledged) and a fine one
 /// to topic `poison`, so their moves to the DLQ fall into different runs.
 const POISON: usize = 5;
-/// engine/src/pop.rs MAX_DELIVERY_ATTEMPTS: fixed, not configurable per group.
+/// The default of a group's retry policy (engine/src/pop.rs MAX_DELIVERY_ATTEMPTS).
 const MAX_ATTEMPTS: u64 = 16;
 /// Transactions are opened until each run's kill; this only bounds them.
 const MAX_TXNS: usize = 1500;

@@ -1,33 +1,57 @@
 //! Consumer groups and their committed offsets.
 
 use strata_common::names;
+use strata_metadata::{GroupRecord, RetryPolicy};
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::types::{GroupInfo, GroupOffset};
 
 impl Engine {
-    /// Creates a group (idempotent).
+    /// Creates a group with the default retry policy (idempotent).
     pub async fn create_group(&self, tenant: &str, name: &str) -> Result<GroupInfo> {
+        self.create_group_with(tenant, name, RetryPolicy::DEFAULT)
+            .await
+    }
+
+    /// Creates a group with `retry` as its retry policy; an existing group
+    /// is returned unchanged (its policy was set when it was created).
+    pub async fn create_group_with(
+        &self,
+        tenant: &str,
+        name: &str,
+        retry: RetryPolicy,
+    ) -> Result<GroupInfo> {
         self.check_open()?;
         names::validate_group(name)?;
+        if let Some(problem) = retry.problem() {
+            return Err(EngineError::InvalidArgument(format!(
+                "retry policy of group {name:?}: {problem}"
+            )));
+        }
         let record = self
             .catalog
-            .create_group(tenant, name, self.clock.now_ms())
+            .create_group_with(tenant, name, self.clock.now_ms(), retry)
             .await?;
         Ok(GroupInfo {
             name: record.name,
             created_ms: record.created_ms,
+            retry: record.retry,
             offsets: Vec::new(),
         })
     }
 
     /// Ok if the group exists, else [`EngineError::GroupNotFound`].
     pub async fn require_group(&self, tenant: &str, name: &str) -> Result<()> {
-        match self.catalog.get_group(tenant, name).await? {
-            Some(_) => Ok(()),
-            None => Err(EngineError::GroupNotFound(name.to_string())),
-        }
+        self.group_record(tenant, name).await.map(|_| ())
+    }
+
+    /// The group's record, or [`EngineError::GroupNotFound`].
+    pub(crate) async fn group_record(&self, tenant: &str, name: &str) -> Result<GroupRecord> {
+        self.catalog
+            .get_group(tenant, name)
+            .await?
+            .ok_or_else(|| EngineError::GroupNotFound(name.to_string()))
     }
 
     pub async fn list_groups(&self, tenant: &str) -> Result<Vec<GroupInfo>> {
@@ -37,6 +61,7 @@ impl Engine {
             .map(|g| GroupInfo {
                 name: g.name,
                 created_ms: g.created_ms,
+                retry: g.retry,
                 offsets: Vec::new(),
             })
             .collect())
@@ -72,6 +97,7 @@ impl Engine {
         Ok(GroupInfo {
             name: record.name,
             created_ms: record.created_ms,
+            retry: record.retry,
             offsets,
         })
     }

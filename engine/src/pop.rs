@@ -1,8 +1,10 @@
 //! Consumption by message (POP): a consumer group receives messages with
 //! an invisible duration and a receipt handle each, and acknowledges them;
 //! unacknowledged messages become visible again and are redelivered with
-//! their attempt counted, and after [`MAX_DELIVERY_ATTEMPTS`] they move to
-//! the group's dead-letter topic ([`dead_letter_topic`]).
+//! their attempt counted, after the group's retry backoff (none by
+//! default), and after the group's maximum attempts
+//! ([`MAX_DELIVERY_ATTEMPTS`] by default) they move to the group's
+//! dead-letter topic ([`dead_letter_topic`]).
 //!
 //! State per (tenant, group, queue): a cursor (first offset never handed
 //! out) and the in-flight records, both in the catalog; every receive,
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use strata_common::usage::Counter;
 use strata_common::{QueueKey, StoredMessage, TopicId};
-use strata_metadata::{InflightRecord, MessageType, PopChange, PopQueueState};
+use strata_metadata::{InflightRecord, MessageType, PopChange, PopQueueState, RetryPolicy};
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
@@ -26,8 +28,9 @@ use crate::publish::Origin;
 use crate::queue::QueueState;
 use crate::types::{PublishMessage, TopicSpec};
 
-/// Deliveries of one message before it goes to the dead-letter topic.
-pub const MAX_DELIVERY_ATTEMPTS: u32 = 16;
+/// Deliveries of one message before it goes to the dead-letter topic,
+/// unless the group's retry policy says otherwise.
+pub const MAX_DELIVERY_ATTEMPTS: u32 = RetryPolicy::DEFAULT.max_delivery_attempts;
 /// Shortest and longest invisible duration a receive may ask for.
 pub const MIN_INVISIBLE: Duration = Duration::from_secs(1);
 pub const MAX_INVISIBLE: Duration = Duration::from_secs(12 * 3600);
@@ -167,7 +170,7 @@ impl Engine {
                 r.invisible
             )));
         }
-        self.require_group(r.tenant, r.group).await?;
+        let retry = self.group_record(r.tenant, r.group).await?.retry;
         let topic = self.topic(r.tenant, r.topic)?;
         let q = topic.queue(r.queue)?.clone();
         let fifo = topic.record.message_type == MessageType::Fifo;
@@ -175,7 +178,8 @@ impl Engine {
         let started = tokio::time::Instant::now();
         let wait = r.wait.min(self.config.max_wait);
         loop {
-            let (got, cursor, next_visible_ms) = self.receive_once(&r, &q, fifo, max).await?;
+            let (got, cursor, next_visible_ms) =
+                self.receive_once(&r, &q, fifo, max, &retry).await?;
             let left = wait.saturating_sub(started.elapsed());
             if !got.is_empty() || left.is_zero() || self.check_open().is_err() {
                 return Ok(got);
@@ -188,14 +192,23 @@ impl Engine {
     }
 
     /// One pass: picks, commits and returns deliveries, with the cursor and
-    /// the earliest time an in-flight message becomes visible.
+    /// the earliest time an in-flight message may be delivered again.
     async fn receive_once(
         self: &Arc<Self>,
         r: &ReceiveRequest<'_>,
         q: &Arc<QueueState>,
         fifo: bool,
         max: usize,
+        retry: &RetryPolicy,
     ) -> Result<(Vec<Popped>, u64, Option<i64>)> {
+        // A delivery that expired unacknowledged waits out the group's
+        // backoff before the message goes out again.
+        let due_ms = |rec: &InflightRecord| match rec.attempt {
+            0 => rec.visible_ms,
+            n => rec
+                .visible_ms
+                .saturating_add(i64::try_from(retry.backoff_ms(n)).unwrap_or(i64::MAX)),
+        };
         let slot = self.pop_slot(r.tenant, r.group, q.key);
         let mut guard = slot.lock().await;
         if guard.is_none() {
@@ -218,7 +231,7 @@ impl Engine {
         let mut blocked: HashSet<String> = HashSet::new();
         if fifo {
             for rec in state.inflight.range(first..).map(|(_, r)| r) {
-                if rec.visible_ms > now && rec.attempt > 0 {
+                if due_ms(rec) > now && rec.attempt > 0 {
                     blocked.extend(rec.message_group.clone());
                 }
             }
@@ -229,7 +242,7 @@ impl Engine {
         let candidates: Vec<(u64, InflightRecord)> = state
             .inflight
             .range(first..)
-            .filter(|(_, rec)| rec.visible_ms <= now)
+            .filter(|(_, rec)| due_ms(rec) <= now)
             .map(|(o, rec)| (*o, rec.clone()))
             .collect();
         for (offset, rec) in candidates {
@@ -246,7 +259,7 @@ impl Engine {
                 change.remove.push((offset, rec));
                 continue;
             };
-            if rec.attempt >= MAX_DELIVERY_ATTEMPTS {
+            if rec.attempt >= retry.max_delivery_attempts {
                 // Its group is unblocked by the move: later ones may go now.
                 if let Some(g) = &rec.message_group {
                     blocked.remove(g);
@@ -359,7 +372,7 @@ impl Engine {
             .inflight
             .values()
             .filter(|r| r.attempt > 0)
-            .map(|r| r.visible_ms)
+            .map(due_ms)
             .min();
         let popped: Vec<Popped> = out
             .into_iter()

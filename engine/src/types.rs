@@ -192,6 +192,7 @@ pub struct GroupOffset {
 pub struct GroupInfo {
     pub name: String,
     pub created_ms: i64,
+    pub retry: strata_metadata::RetryPolicy,
     pub offsets: Vec<GroupOffset>,
 }
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use strata_common::{Clock, MESSAGE_GROUP_PROPERTY, ManualClock, Message};
 use strata_engine::{
     Engine, EngineConfig, EngineError, MAX_DELIVERY_ATTEMPTS, MessageType, Popped, PublishMessage,
-    ReceiveRequest, Retention, TagFilter, dead_letter_topic,
+    ReceiveRequest, Retention, RetryPolicy, TagFilter, dead_letter_topic,
 };
 
 const T: &str = "acme";
@@ -299,4 +299,95 @@ async fn tag_filters_visibility_changes_and_bad_handles() {
         })
         .await;
     assert!(matches!(e, Err(EngineError::InvalidArgument(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_retry_policy_backs_off_redeliveries_and_caps_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 4);
+    let engine = setup(dir.path(), &clock, MessageType::Normal).await;
+    // Waits of 10 s, then 20 s, capped at 30 s; three deliveries at most.
+    let policy = RetryPolicy {
+        max_delivery_attempts: 3,
+        initial_backoff_ms: 10_000,
+        max_backoff_ms: 30_000,
+    };
+    let info = engine.create_group_with(T, "r", policy).await.unwrap();
+    assert_eq!(info.retry, policy);
+    let bad = RetryPolicy {
+        max_backoff_ms: 1,
+        ..policy
+    };
+    let err = engine.create_group_with(T, "bad", bad).await.unwrap_err();
+    assert!(matches!(err, EngineError::InvalidArgument(_)), "{err}");
+    engine
+        .publish(T, "t", vec![msg("flaky", None, None)])
+        .await
+        .unwrap();
+    let all = TagFilter::All;
+    let take = || {
+        engine.receive(ReceiveRequest {
+            tenant: T,
+            group: "r",
+            topic: "t",
+            queue: 0,
+            max_messages: 10,
+            invisible: INVISIBLE,
+            wait: Duration::ZERO,
+            filter: &all,
+        })
+    };
+    let invisible = INVISIBLE.as_millis() as i64;
+    assert_eq!(take().await.unwrap()[0].attempt, 1);
+    // Expired unacknowledged: not again until the 10 s backoff is over,
+    // and the old handle is dead meanwhile.
+    clock.advance_ms(invisible + 9_999);
+    assert!(take().await.unwrap().is_empty(), "still backing off");
+    clock.advance_ms(1);
+    assert_eq!(take().await.unwrap()[0].attempt, 2);
+    // The second wait doubles to 20 s; it survives a restart.
+    clock.advance_ms(invisible + 19_999);
+    assert!(take().await.unwrap().is_empty(), "still backing off");
+    engine.close().await.unwrap();
+    drop(engine);
+    let engine = reopen(dir.path(), &clock).await;
+    let take = || {
+        engine.receive(ReceiveRequest {
+            tenant: T,
+            group: "r",
+            topic: "t",
+            queue: 0,
+            max_messages: 10,
+            invisible: INVISIBLE,
+            wait: Duration::ZERO,
+            filter: &all,
+        })
+    };
+    assert!(
+        take().await.unwrap().is_empty(),
+        "still backing off after a restart"
+    );
+    clock.advance_ms(1);
+    assert_eq!(take().await.unwrap()[0].attempt, 3);
+    // The third delivery was the last: once it expires (and its backoff is
+    // over) the message goes to the dead-letter topic, not out again.
+    clock.advance_ms(invisible + 30_000);
+    assert!(take().await.unwrap().is_empty());
+    let dead = engine
+        .read(T, &dead_letter_topic("r"), 0, 0, 10, Duration::ZERO)
+        .await
+        .unwrap()
+        .messages;
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .message
+            .properties
+            .contains(&("__mq.dlq.attempts".to_string(), "3".to_string()))
+    );
+    // The default group "g" has no backoff and 16 attempts.
+    assert_eq!(
+        engine.describe_group(T, "g").await.unwrap().retry,
+        RetryPolicy::DEFAULT
+    );
 }

@@ -277,9 +277,8 @@ impl Client {
         Ok(reply.offset)
     }
 
-    pub async fn create_group(&self, name: &str) -> Result<GroupJson, ClientError> {
-        self.post("/v1/groups", &CreateGroup { name: name.into() })
-            .await
+    pub async fn create_group(&self, group: &CreateGroup) -> Result<GroupJson, ClientError> {
+        self.post("/v1/groups", group).await
     }
 
     pub async fn list_groups(&self) -> Result<GroupList, ClientError> {

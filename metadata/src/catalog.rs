@@ -69,7 +69,7 @@ pub use pop::{InflightRecord, PopChange, PopQueueState};
 pub use ranges::{BlockRef, RangeRecord};
 pub use records::{
     CommittedOffset, GroupRecord, MessageType, NewTopic, OwnerRecord, ParseMessageTypeError,
-    Retention, TopicRecord,
+    Retention, RetryPolicy, TopicRecord,
 };
 pub use tenants::TenantRecord;
 pub use timers::Timer;

@@ -13,8 +13,8 @@ pub mod store;
 pub use catalog::{
     AccessKeyRecord, BlockRef, Catalog, CatalogError, CommittedOffset, GroupRecord, HalfRecord,
     IndexKind, IndexedMessage, InflightRecord, MessageType, NewTopic, OwnerRecord,
-    ParseMessageTypeError, PopChange, PopQueueState, RangeRecord, Retention, SealedSecretRecord,
-    TenantRecord, Timer, TopicRecord, UsageRollup,
+    ParseMessageTypeError, PopChange, PopQueueState, RangeRecord, Retention, RetryPolicy,
+    SealedSecretRecord, TenantRecord, Timer, TopicRecord, UsageRollup,
 };
 pub use memory_store::MemoryStore;
 pub use redb_store::RedbStore;

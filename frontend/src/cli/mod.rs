@@ -292,7 +292,19 @@ pub struct ConsumeArgs {
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
     /// Create a consumer group (idempotent).
-    Create { name: String },
+    Create {
+        name: String,
+        /// Deliveries before a message moves to <group>-DLQ [default: 16].
+        #[arg(long)]
+        max_delivery_attempts: Option<u32>,
+        /// Wait after an unacknowledged delivery expires before redelivering,
+        /// in ms, doubling per attempt [default: 0].
+        #[arg(long)]
+        retry_initial_backoff_ms: Option<u64>,
+        /// Cap of that wait, in ms [default: the initial backoff].
+        #[arg(long)]
+        retry_max_backoff_ms: Option<u64>,
+    },
     /// List consumer groups.
     List,
     /// Show a group's committed offsets and lag.

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::{Cli, Command, GroupCommand, ProduceArgs, ServeArgs, TopicCommand};
 use crate::client::Client;
 use crate::config::Config;
+use crate::http::groups::CreateGroup;
 use crate::http::messages::MessageJson;
 use crate::http::topics::{CreateTopic, TopicJson};
 
@@ -368,12 +369,32 @@ async fn produce(client: &Client, json: bool, args: ProduceArgs) -> Result<()> {
 
 async fn group(client: &Client, json: bool, cmd: GroupCommand) -> Result<()> {
     match cmd {
-        GroupCommand::Create { name } => {
-            let g = client.create_group(&name).await?;
+        GroupCommand::Create {
+            name,
+            max_delivery_attempts,
+            retry_initial_backoff_ms,
+            retry_max_backoff_ms,
+        } => {
+            let g = client
+                .create_group(&CreateGroup {
+                    name,
+                    max_delivery_attempts,
+                    retry_initial_backoff_ms,
+                    retry_max_backoff_ms,
+                })
+                .await?;
             if json {
                 return print_json(&g);
             }
-            println!("group {} ready", g.name);
+            let backoff = match (g.retry_initial_backoff_ms, g.retry_max_backoff_ms) {
+                (0, _) => "no retry backoff".to_string(),
+                (a, b) if a == b => format!("retry backoff {a} ms"),
+                (a, b) => format!("retry backoff {a} ms doubling to {b} ms"),
+            };
+            println!(
+                "group {} ready: {} deliveries before its DLQ, {backoff}",
+                g.name, g.max_delivery_attempts
+            );
         }
         GroupCommand::List => {
             let list = client.list_groups().await?;

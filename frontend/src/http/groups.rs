@@ -4,7 +4,7 @@ use axum::Json as Reply;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use strata_engine::GroupInfo;
+use strata_engine::{GroupInfo, RetryPolicy};
 
 use super::AppState;
 use super::auth::Caller;
@@ -16,6 +16,13 @@ use strata_tenancy::Permission;
 #[serde(deny_unknown_fields)]
 pub struct CreateGroup {
     pub name: String,
+    /// Retry policy (see [`RetryPolicy`]); defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delivery_attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_initial_backoff_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_max_backoff_ms: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -31,6 +38,9 @@ pub struct OffsetJson {
 pub struct GroupJson {
     pub name: String,
     pub created_ms: i64,
+    pub max_delivery_attempts: u32,
+    pub retry_initial_backoff_ms: u64,
+    pub retry_max_backoff_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offsets: Option<Vec<OffsetJson>>,
 }
@@ -39,6 +49,9 @@ fn group_json(g: GroupInfo, with_offsets: bool) -> GroupJson {
     GroupJson {
         name: g.name,
         created_ms: g.created_ms,
+        max_delivery_attempts: g.retry.max_delivery_attempts,
+        retry_initial_backoff_ms: g.retry.initial_backoff_ms,
+        retry_max_backoff_ms: g.retry.max_backoff_ms,
         offsets: with_offsets.then(|| {
             g.offsets
                 .into_iter()
@@ -69,7 +82,18 @@ pub async fn create(
     if !groups.iter().any(|g| g.name == req.name) {
         caller.within("consumer groups", |q| q.max_groups, groups.len() as u64, 1)?;
     }
-    let group = state.engine.create_group(&caller.tenant, &req.name).await?;
+    let d = RetryPolicy::DEFAULT;
+    let initial = req.retry_initial_backoff_ms.unwrap_or(d.initial_backoff_ms);
+    let retry = RetryPolicy {
+        max_delivery_attempts: req.max_delivery_attempts.unwrap_or(d.max_delivery_attempts),
+        initial_backoff_ms: initial,
+        // Without a cap the backoff stays at its initial value.
+        max_backoff_ms: req.retry_max_backoff_ms.unwrap_or(initial),
+    };
+    let group = state
+        .engine
+        .create_group_with(&caller.tenant, &req.name, retry)
+        .await?;
     Ok((StatusCode::CREATED, Reply(group_json(group, false))))
 }
 

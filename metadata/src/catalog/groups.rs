@@ -3,7 +3,7 @@
 use strata_common::TopicId;
 
 use super::{Catalog, CatalogError, MAX_ATTEMPTS, encode, keys};
-use super::{CommittedOffset, GroupRecord};
+use super::{CommittedOffset, GroupRecord, RetryPolicy};
 use crate::store::{Check, Txn, TxnOutcome};
 
 impl Catalog {
@@ -15,11 +15,25 @@ impl Catalog {
         name: &str,
         now_ms: i64,
     ) -> Result<GroupRecord, CatalogError> {
+        self.create_group_with(tenant, name, now_ms, RetryPolicy::DEFAULT)
+            .await
+    }
+
+    /// [`Catalog::create_group`] with a retry policy (kept by an existing
+    /// group: a group's policy is set when it is created).
+    pub async fn create_group_with(
+        &self,
+        tenant: &str,
+        name: &str,
+        now_ms: i64,
+        retry: RetryPolicy,
+    ) -> Result<GroupRecord, CatalogError> {
         let key = keys::group(tenant, name)?;
         let record = GroupRecord {
             tenant: tenant.to_string(),
             name: name.to_string(),
             created_ms: now_ms,
+            retry,
         };
         let value = encode(&key, &record)?;
         for _ in 0..MAX_ATTEMPTS {
@@ -149,6 +163,7 @@ impl Catalog {
                     tenant: tenant.to_string(),
                     name: group.to_string(),
                     created_ms: now_ms,
+                    retry: RetryPolicy::DEFAULT,
                 };
                 Txn::new()
                     .check(Check::Absent {

@@ -96,6 +96,72 @@ pub struct GroupRecord {
     pub tenant: String,
     pub name: String,
     pub created_ms: i64,
+    /// Groups stored before retry policies existed have the default.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+}
+
+/// How a consumer group retries messages it received but did not
+/// acknowledge in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Deliveries of one message before it moves to the group's
+    /// dead-letter topic.
+    pub max_delivery_attempts: u32,
+    /// After a delivery's invisible time ends unacknowledged, the message
+    /// waits this long before it is delivered again, doubling with every
+    /// attempt up to `max_backoff_ms`. 0: delivered again at once.
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+impl RetryPolicy {
+    pub const DEFAULT: RetryPolicy = RetryPolicy {
+        max_delivery_attempts: 16,
+        initial_backoff_ms: 0,
+        max_backoff_ms: 0,
+    };
+    /// Most attempts a policy may allow.
+    pub const MAX_ATTEMPTS_LIMIT: u32 = 1000;
+    /// Longest backoff a policy may ask for (12 h, the longest invisible time).
+    pub const MAX_BACKOFF_LIMIT_MS: u64 = 12 * 3600 * 1000;
+
+    /// Why the policy is unusable, if it is.
+    pub fn problem(&self) -> Option<String> {
+        if !(1..=Self::MAX_ATTEMPTS_LIMIT).contains(&self.max_delivery_attempts) {
+            return Some(format!(
+                "max_delivery_attempts must be 1 to {}",
+                Self::MAX_ATTEMPTS_LIMIT
+            ));
+        }
+        if self.initial_backoff_ms > Self::MAX_BACKOFF_LIMIT_MS
+            || self.max_backoff_ms > Self::MAX_BACKOFF_LIMIT_MS
+        {
+            return Some(format!(
+                "backoffs may be at most {} ms (12 h)",
+                Self::MAX_BACKOFF_LIMIT_MS
+            ));
+        }
+        if self.max_backoff_ms < self.initial_backoff_ms {
+            return Some("max_backoff_ms must be at least initial_backoff_ms".into());
+        }
+        None
+    }
+
+    /// The wait after delivery `attempt` (1-based) expired unacknowledged.
+    pub fn backoff_ms(&self, attempt: u32) -> u64 {
+        let doublings = attempt.saturating_sub(1).min(40);
+        self.initial_backoff_ms
+            .saturating_mul(1u64 << doublings)
+            .min(self.max_backoff_ms)
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy::DEFAULT
+    }
 }
 
 /// Which node owns a queue, and the fencing epoch of that ownership.
