@@ -452,11 +452,7 @@ async fn setup(url: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifo_dead_letters_and_transactions_survive_repeated_sigkill() {
-    let seed = match std::env::var("STRATA_CRASH_SEED") {
-        Ok(s) => s.parse().expect("STRATA_CRASH_SEED is a u64"),
-        Err(_) => fastrand::u64(..),
-    };
-    eprintln!("seed {seed} (STRATA_CRASH_SEED={seed} replays the kill schedule)");
+    let seed = common::crash_seed();
     let mut rng = fastrand::Rng::with_seed(seed);
     let dir = tempfile::tempdir().unwrap();
     let fifo = Arc::new(Mutex::new(Fifo::default()));

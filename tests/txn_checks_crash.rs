@@ -51,11 +51,7 @@ async fn open(url: &str) -> Option<HashMap<String, u64>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unanswered_transactions_roll_back_after_their_checks_across_sigkill() {
-    let seed = match std::env::var("STRATA_CRASH_SEED") {
-        Ok(s) => s.parse().expect("STRATA_CRASH_SEED is a u64"),
-        Err(_) => fastrand::u64(..),
-    };
-    eprintln!("seed {seed} (STRATA_CRASH_SEED={seed} replays the kill schedule)");
+    let seed = common::crash_seed();
     let mut rng = fastrand::Rng::with_seed(seed);
     let dir = tempfile::tempdir().unwrap();
     // Highest check count seen per transaction: it may never go down.

@@ -324,19 +324,7 @@ async fn a_group_retry_policy_backs_off_redeliveries_and_caps_attempts() {
         .publish(T, "t", vec![msg("flaky", None, None)])
         .await
         .unwrap();
-    let all = TagFilter::All;
-    let take = || {
-        engine.receive(ReceiveRequest {
-            tenant: T,
-            group: "r",
-            topic: "t",
-            queue: 0,
-            max_messages: 10,
-            invisible: INVISIBLE,
-            wait: Duration::ZERO,
-            filter: &all,
-        })
-    };
+    let take = || receive_as(&engine, "r");
     let invisible = INVISIBLE.as_millis() as i64;
     assert_eq!(take().await.unwrap()[0].attempt, 1);
     // Expired unacknowledged: not again until the 10 s backoff is over,
@@ -351,18 +339,7 @@ async fn a_group_retry_policy_backs_off_redeliveries_and_caps_attempts() {
     engine.close().await.unwrap();
     drop(engine);
     let engine = reopen(dir.path(), &clock).await;
-    let take = || {
-        engine.receive(ReceiveRequest {
-            tenant: T,
-            group: "r",
-            topic: "t",
-            queue: 0,
-            max_messages: 10,
-            invisible: INVISIBLE,
-            wait: Duration::ZERO,
-            filter: &all,
-        })
-    };
+    let take = || receive_as(&engine, "r");
     assert!(
         take().await.unwrap().is_empty(),
         "still backing off after a restart"
@@ -390,4 +367,20 @@ async fn a_group_retry_policy_backs_off_redeliveries_and_caps_attempts() {
         engine.describe_group(T, "g").await.unwrap().retry,
         RetryPolicy::DEFAULT
     );
+}
+
+/// One receive of everything deliverable on queue 0 of "t" for `group`.
+async fn receive_as(engine: &Arc<Engine>, group: &str) -> strata_engine::Result<Vec<Popped>> {
+    engine
+        .receive(ReceiveRequest {
+            tenant: T,
+            group,
+            topic: "t",
+            queue: 0,
+            max_messages: 10,
+            invisible: INVISIBLE,
+            wait: Duration::ZERO,
+            filter: &TagFilter::All,
+        })
+        .await
 }

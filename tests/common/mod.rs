@@ -329,3 +329,14 @@ pub async fn read_all(url: &str, topic: &str, queue: u32) -> Vec<(u64, Vec<u8>)>
         offset = body["next_offset"].as_u64().expect("next_offset");
     }
 }
+
+/// The seed of a crash test's kill schedule: `STRATA_CRASH_SEED` to replay
+/// one, else random; printed either way.
+pub fn crash_seed() -> u64 {
+    let seed = match std::env::var("STRATA_CRASH_SEED") {
+        Ok(s) => s.parse().expect("STRATA_CRASH_SEED is a u64"),
+        Err(_) => fastrand::u64(..),
+    };
+    eprintln!("seed {seed} (STRATA_CRASH_SEED={seed} replays the kill schedule)");
+    seed
+}
