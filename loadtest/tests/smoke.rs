@@ -14,6 +14,8 @@ async fn start_server(dir: &std::path::Path) -> strata_frontend::Running {
         },
         ..defaults
     };
+    // Tests run in parallel: the gRPC listener takes any free port too.
+    config.grpc.addr = "127.0.0.1:0".into();
     // Uploads every 100 ms, so waits for upload lag 0 are short.
     config.compactor.upload_interval_ms = 100;
     strata_frontend::server::start(config)
