@@ -187,7 +187,11 @@ impl Engine {
             let until_visible = next_visible_ms
                 .map(|at| at.saturating_sub(self.clock.now_ms()).max(1) as u64)
                 .map_or(left, Duration::from_millis);
-            self.wait_past(&q, cursor, left.min(until_visible)).await;
+            // The cursor stops short of the end only when the in-flight cap
+            // is reached: then only a new message or a due one helps, and
+            // waiting past the cursor would return at once, again and again.
+            let end = q.lock().high_watermark.max(cursor);
+            self.wait_past(&q, end, left.min(until_visible)).await;
         }
     }
 
@@ -538,8 +542,11 @@ impl Engine {
         action: Action,
     ) -> Result<String> {
         self.check_open()?;
-        let h = ReceiptHandle::parse(handle)?;
+        // Before any per-group state is touched: an unknown group name must
+        // not add a POP slot.
+        self.require_group(tenant, group).await?;
         let t = self.topic(tenant, topic)?;
+        let h = ReceiptHandle::parse(handle)?;
         if t.record.id != h.topic {
             return Err(EngineError::InvalidReceiptHandle(format!(
                 "receipt handle {handle:?} belongs to another topic"

@@ -17,7 +17,7 @@
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
@@ -43,18 +43,16 @@ pub struct RedbStore {
     db: Arc<Database>,
     path: PathBuf,
     /// To the writer thread; taken on drop so the thread ends.
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
 }
 
 impl Drop for RedbStore {
     fn drop(&mut self) {
-        let jobs = self.jobs.get_mut().unwrap_or_else(|p| p.into_inner());
-        drop(jobs.take());
+        drop(self.jobs.take());
         // The thread holds the database: wait for it, so the file can be
         // opened again as soon as this store is gone.
-        let writer = self.writer.get_mut().unwrap_or_else(|p| p.into_inner());
-        if let Some(thread) = writer.take() {
+        if let Some(thread) = self.writer.take() {
             let _ = thread.join();
         }
     }
@@ -101,8 +99,8 @@ impl RedbStore {
         Ok(Arc::new(RedbStore {
             db,
             path: path.to_path_buf(),
-            jobs: Mutex::new(Some(jobs)),
-            writer: Mutex::new(Some(writer)),
+            jobs: Some(jobs),
+            writer: Some(writer),
         }))
     }
 
@@ -177,10 +175,10 @@ impl MetaStore for RedbStore {
     async fn commit(&self, txn: Txn) -> Result<TxnOutcome, MetaError> {
         validate_txn(&txn)?;
         let (reply, outcome) = oneshot::channel();
-        let sent = {
-            let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-            jobs.as_ref().is_some_and(|j| j.send((txn, reply)).is_ok())
-        };
+        let sent = self
+            .jobs
+            .as_ref()
+            .is_some_and(|j| j.send((txn, reply)).is_ok());
         if !sent {
             return Err(MetaError::Backend(
                 "redb: the metadata writer has stopped".into(),

@@ -100,13 +100,6 @@ pub async fn receive(
     }))
 }
 
-/// The group and topic must exist (GROUP_NOT_FOUND, TOPIC_NOT_FOUND).
-async fn known(state: &AppState, caller: &Caller, group: &str, topic: &str) -> ApiResult<()> {
-    state.engine.require_group(&caller.tenant, group).await?;
-    state.engine.topic_info(&caller.tenant, topic)?;
-    Ok(())
-}
-
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AckJson {
@@ -144,7 +137,6 @@ pub async fn ack(
             "receipt_handles must hold 1..={MAX_ACK_HANDLES} handles"
         )));
     }
-    known(&state, &caller, &group, &req.topic).await?;
     let mut results = Vec::with_capacity(req.receipt_handles.len());
     let mut first_error = None;
     for handle in req.receipt_handles {
@@ -199,7 +191,6 @@ pub async fn change_invisible(
     Json(req): Json<InvisibleJson>,
 ) -> ApiResult<Reply<InvisibleReply>> {
     caller.require(Permission::Consume)?;
-    known(&state, &caller, &group, &req.topic).await?;
     let handle = state
         .engine
         .change_invisible(
