@@ -199,33 +199,20 @@ impl Service {
         let Some(q) = &caller.quotas else {
             return Ok(());
         };
-        let stored = self
-            .state
-            .engine
-            .meter()
-            .stored_bytes(&caller.tenant)
-            .total();
-        if q.max_stored_bytes > 0 && stored > q.max_stored_bytes {
-            return Err(Failure::new(
-                Code::Forbidden,
-                format!(
-                    "tenant {} stores {stored} bytes, more than its plan's {} stored bytes",
-                    caller.principal.tenant, q.max_stored_bytes
-                ),
-            ));
+        let engine = &self.state.engine;
+        if let Some(why) = q.over_stored_bytes(&caller.principal.tenant, || {
+            engine.meter().stored_bytes(&caller.tenant).total()
+        }) {
+            return Err(Failure::new(Code::Forbidden, why));
         }
         let bytes = publishes.iter().map(|p| p.message.body.len() as u64).sum();
-        caller
-            .take(&self.state.limiter, Rate::PublishBytes, bytes)
-            .await?;
-        caller
-            .take(
-                &self.state.limiter,
-                Rate::PublishMessages,
-                publishes.len() as u64,
-            )
-            .await?;
-        Ok(())
+        let count = publishes.len() as u64;
+        let wants = [(Rate::PublishBytes, bytes), (Rate::PublishMessages, count)];
+        Ok(self
+            .state
+            .limiter
+            .acquire_all(&caller.principal.tenant, q, &wants)
+            .await?)
     }
 }
 
@@ -384,7 +371,17 @@ impl MessagingService for Service {
     ) -> Result<Response<Self::TelemetryStream>, Status> {
         let caller = match self.state.caller(request.metadata(), "Telemetry").await {
             Ok(c) => c,
-            Err(f) => return Err(Status::unauthenticated(f.message)),
+            // The stream has no body status: the refusal goes in the gRPC
+            // status, so a throttled client is not told its key is bad.
+            Err(f) => {
+                return Err(match f.code {
+                    Code::Forbidden => Status::permission_denied(f.message),
+                    Code::TooManyRequests => Status::resource_exhausted(f.message),
+                    Code::Unauthorized => Status::unauthenticated(f.message),
+                    c if c as i32 >= 50000 => Status::internal(f.message),
+                    _ => Status::invalid_argument(f.message),
+                });
+            }
         };
         let producers = self.state.producers.clone();
         let max_body = self.state.engine.config().max_message_bytes;

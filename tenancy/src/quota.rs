@@ -59,6 +59,23 @@ impl Quotas {
     };
 }
 
+impl Quotas {
+    /// Why `tenant` may not publish more, if it stores more than
+    /// `max_stored_bytes`. `stored` is asked only when there is a limit.
+    pub fn over_stored_bytes(&self, tenant: &str, stored: impl FnOnce() -> u64) -> Option<String> {
+        if self.max_stored_bytes == 0 {
+            return None;
+        }
+        let stored = stored();
+        (stored > self.max_stored_bytes).then(|| {
+            format!(
+                "tenant {tenant} stores {stored} bytes, more than its plan's {} stored bytes; delete topics or wait for retention, or move to a larger plan",
+                self.max_stored_bytes
+            )
+        })
+    }
+}
+
 impl Default for Quotas {
     fn default() -> Self {
         Quotas::DEFAULT
@@ -236,14 +253,25 @@ impl RateLimiter {
         quotas: &Quotas,
         amount: u64,
     ) -> Result<(), RateExceeded> {
-        match self.reserve(tenant, rate, quotas, amount, self.max_delay_ms) {
-            Ok(0) => Ok(()),
-            Ok(wait_ms) => {
+        self.acquire_all(tenant, quotas, &[(rate, amount)]).await
+    }
+
+    /// [`acquire`](Self::acquire) for several rates at once (a publish costs
+    /// messages and bytes): all are taken or none, and one wait covers them.
+    pub async fn acquire_all(
+        &self,
+        tenant: &str,
+        quotas: &Quotas,
+        wants: &[(Rate, u64)],
+    ) -> Result<(), RateExceeded> {
+        match self.reserve_all(tenant, quotas, wants, self.max_delay_ms) {
+            Ok((0, _)) => Ok(()),
+            Ok((wait_ms, rate)) => {
                 self.delayed[rate.index()].fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
                 Ok(())
             }
-            Err(mut e) => {
+            Err((mut e, rate)) => {
                 self.refused[rate.index()].fetch_add(1, Ordering::Relaxed);
                 if self.max_delay_ms > 0 {
                     tokio::time::sleep(std::time::Duration::from_millis(self.max_delay_ms)).await;
@@ -255,29 +283,77 @@ impl RateLimiter {
         }
     }
 
-    /// Runs `f` on the refilled bucket of (`tenant`, `rate`) with its
-    /// capacity in milli-tokens.
-    fn with_bucket<T>(
+    /// Reserves every `(rate, amount)` of `wants` under one lock when each
+    /// accrues within `max_wait_ms`, returning the longest wait and its
+    /// rate; otherwise reserves nothing and names the rate that waits
+    /// longest. Amounts larger than a bucket count as the whole bucket.
+    #[allow(clippy::result_large_err)]
+    fn reserve_all(
         &self,
         tenant: &str,
-        rate: Rate,
-        limit: u64,
-        f: impl FnOnce(&mut Bucket, i128) -> T,
-    ) -> T {
+        quotas: &Quotas,
+        wants: &[(Rate, u64)],
+        max_wait_ms: u64,
+    ) -> Result<(u64, Rate), (RateExceeded, Rate)> {
         let now_ms = self.clock.now_ms();
-        let capacity = i128::from(limit) * 1000;
         // Each update is a single assignment, so a poisoned map is usable.
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let slots = match buckets.get_mut(tenant) {
             Some(slots) => slots,
             None => buckets.entry(tenant.to_string()).or_default(),
         };
-        let bucket = slots[rate.index()].get_or_insert(Bucket {
-            milli_tokens: capacity,
-            last_ms: now_ms,
-        });
-        bucket.refill(now_ms, limit, capacity);
-        f(bucket, capacity)
+        let mut longest = (0u64, Rate::Requests);
+        for &(rate, amount) in wants {
+            let limit = rate.limit(quotas);
+            if limit == 0 {
+                continue;
+            }
+            let capacity = i128::from(limit) * 1000;
+            let bucket = refilled(&mut slots[rate.index()], limit, now_ms);
+            let need = (i128::from(amount) * 1000).min(capacity);
+            let missing = (need - bucket.milli_tokens).max(0);
+            let limit_per_ms = i128::from(limit);
+            let wait =
+                u64::try_from((missing + limit_per_ms - 1) / limit_per_ms).unwrap_or(u64::MAX);
+            if wait > max_wait_ms {
+                let e = RateExceeded {
+                    tenant: tenant.to_string(),
+                    rate: rate.name(),
+                    limit,
+                    retry_after_ms: wait,
+                };
+                return Err((e, rate));
+            }
+            if wait >= longest.0 {
+                longest = (wait, rate);
+            }
+        }
+        // Every rate fits: take them all.
+        for &(rate, amount) in wants {
+            let limit = rate.limit(quotas);
+            if let Some(bucket) = slots[rate.index()].as_mut().filter(|_| limit > 0) {
+                let capacity = i128::from(limit) * 1000;
+                bucket.milli_tokens -= (i128::from(amount) * 1000).min(capacity);
+            }
+        }
+        Ok(longest)
+    }
+
+    /// Runs `f` on the refilled bucket of (`tenant`, `rate`).
+    fn with_bucket<T>(
+        &self,
+        tenant: &str,
+        rate: Rate,
+        limit: u64,
+        f: impl FnOnce(&mut Bucket) -> T,
+    ) -> T {
+        let now_ms = self.clock.now_ms();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let slots = match buckets.get_mut(tenant) {
+            Some(slots) => slots,
+            None => buckets.entry(tenant.to_string()).or_default(),
+        };
+        f(refilled(&mut slots[rate.index()], limit, now_ms))
     }
 
     /// Takes `amount` tokens or fails without taking any. An amount larger
@@ -305,31 +381,9 @@ impl RateLimiter {
         amount: u64,
         max_wait_ms: u64,
     ) -> Result<u64, RateExceeded> {
-        let limit = rate.limit(quotas);
-        if limit == 0 {
-            return Ok(0);
-        }
-        self.with_bucket(tenant, rate, limit, |bucket, capacity| {
-            let need = (i128::from(amount) * 1000).min(capacity);
-            if bucket.milli_tokens >= need {
-                bucket.milli_tokens -= need;
-                return Ok(0);
-            }
-            let missing = need - bucket.milli_tokens;
-            let limit_per_ms = i128::from(limit);
-            let wait =
-                u64::try_from((missing + limit_per_ms - 1) / limit_per_ms).unwrap_or(u64::MAX);
-            if wait <= max_wait_ms {
-                bucket.milli_tokens -= need;
-                return Ok(wait);
-            }
-            Err(RateExceeded {
-                tenant: tenant.to_string(),
-                rate: rate.name(),
-                limit,
-                retry_after_ms: wait,
-            })
-        })
+        self.reserve_all(tenant, quotas, &[(rate, amount)], max_wait_ms)
+            .map(|(wait, _)| wait)
+            .map_err(|(e, _)| e)
     }
 
     /// Takes `amount` unconditionally (may go negative: later calls wait it
@@ -340,10 +394,21 @@ impl RateLimiter {
         if limit == 0 {
             return;
         }
-        self.with_bucket(tenant, rate, limit, |bucket, _| {
+        self.with_bucket(tenant, rate, limit, |bucket| {
             bucket.milli_tokens -= i128::from(amount) * 1000;
         });
     }
+}
+
+/// The bucket in `slot` (full when new), refilled up to `now_ms`.
+fn refilled(slot: &mut Option<Bucket>, limit: u64, now_ms: i64) -> &mut Bucket {
+    let capacity = i128::from(limit) * 1000;
+    let bucket = slot.get_or_insert(Bucket {
+        milli_tokens: capacity,
+        last_ms: now_ms,
+    });
+    bucket.refill(now_ms, limit, capacity);
+    bucket
 }
 
 #[cfg(test)]

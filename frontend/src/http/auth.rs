@@ -170,20 +170,29 @@ impl Caller {
 
     /// Fails with QUOTA_EXCEEDED once the tenant stores more than its plan's
     /// `max_stored_bytes` (as of the last storage sample).
-    pub fn within_stored_bytes(&self, stored: u64) -> Result<(), ApiError> {
-        let Some(q) = &self.quotas else {
-            return Ok(());
-        };
-        if q.max_stored_bytes > 0 && stored > q.max_stored_bytes {
-            return Err(ApiError::new(
-                ErrorCode::QuotaExceeded,
-                format!(
-                    "tenant {} stores {stored} bytes, more than its plan's {} stored bytes; delete topics or wait for retention, or move to a larger plan",
-                    self.principal.tenant, q.max_stored_bytes
-                ),
-            ));
+    pub fn within_stored_bytes(&self, stored: impl FnOnce() -> u64) -> Result<(), ApiError> {
+        match self
+            .quotas
+            .as_ref()
+            .and_then(|q| q.over_stored_bytes(&self.principal.tenant, stored))
+        {
+            Some(why) => Err(ApiError::new(ErrorCode::QuotaExceeded, why)),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// [`Caller::take`] for several rates: all are taken or none.
+    pub async fn take_all(
+        &self,
+        limiter: &RateLimiter,
+        wants: &[(Rate, u64)],
+    ) -> Result<(), ApiError> {
+        match &self.quotas {
+            Some(q) => Ok(limiter
+                .acquire_all(&self.principal.tenant, q, wants)
+                .await?),
+            None => Ok(()),
+        }
     }
 
     /// Fails with QUOTA_EXCEEDED when `used + adding` passes `limit` (0 = none).

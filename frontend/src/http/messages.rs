@@ -231,12 +231,13 @@ pub async fn publish(
         .iter()
         .map(|(m, _)| m.message.body.len() as u64)
         .sum();
-    caller.within_stored_bytes(state.engine.meter().stored_bytes(&caller.tenant).total())?;
+    caller.within_stored_bytes(|| state.engine.meter().stored_bytes(&caller.tenant).total())?;
+    let count = messages.len() as u64;
     caller
-        .take(&state.limiter, Rate::PublishBytes, bytes)
-        .await?;
-    caller
-        .take(&state.limiter, Rate::PublishMessages, messages.len() as u64)
+        .take_all(
+            &state.limiter,
+            &[(Rate::PublishBytes, bytes), (Rate::PublishMessages, count)],
+        )
         .await?;
     let published = if delayed > 0 {
         let mut out = Vec::with_capacity(messages.len());

@@ -62,16 +62,13 @@ pub async fn begin(
         ));
     }
     let (publish, _) = to_publish(0, message)?;
-    caller.within_stored_bytes(state.engine.meter().stored_bytes(&caller.tenant).total())?;
+    caller.within_stored_bytes(|| state.engine.meter().stored_bytes(&caller.tenant).total())?;
+    let bytes = publish.message.body.len() as u64;
     caller
-        .take(
+        .take_all(
             &state.limiter,
-            Rate::PublishBytes,
-            publish.message.body.len() as u64,
+            &[(Rate::PublishBytes, bytes), (Rate::PublishMessages, 1)],
         )
-        .await?;
-    caller
-        .take(&state.limiter, Rate::PublishMessages, 1)
         .await?;
     let (published, transaction_id) = state
         .engine
@@ -135,15 +132,6 @@ async fn end(
     commit: bool,
 ) -> ApiResult<Reply<EndedJson>> {
     caller.require(Permission::Publish)?;
-    let well_formed = (1..=64).contains(&transaction_id.len())
-        && transaction_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !well_formed {
-        return Err(ApiError::invalid(format!(
-            "{transaction_id:?} is not a transaction id (1-64 of [A-Za-z0-9_-])"
-        )));
-    }
     // The topic must exist for this tenant, whatever the transaction.
     state.engine.topic_info(&caller.tenant, &topic)?;
     state
