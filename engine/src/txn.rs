@@ -108,6 +108,17 @@ impl Engine {
         transaction_id: &str,
         commit: bool,
     ) -> Result<()> {
+        // Ids this server hands out are hex; anything else names nothing
+        // (and must not reach a metadata key).
+        let well_formed = (1..=64).contains(&transaction_id.len())
+            && transaction_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !well_formed {
+            return Err(EngineError::InvalidTransaction(format!(
+                "{transaction_id:?} is not a transaction id (1-64 of [A-Za-z0-9_-])"
+            )));
+        }
         let record = self
             .catalog
             .get_half(tenant, transaction_id)
@@ -202,12 +213,27 @@ impl Engine {
         Ok(open)
     }
 
-    /// Open transactions whose producer should be asked now.
+    /// Open transactions whose producer should be asked now. One whose
+    /// last check went unanswered for its whole interval is rolled back
+    /// here instead (so the answer to the last check is still taken).
     pub async fn due_transaction_checks(self: &Arc<Self>) -> Result<Vec<DueCheck>> {
         let now = self.clock.now_ms();
+        let max_checks = self.config.txn_max_checks.max(1);
         let mut out = Vec::new();
         for record in self.catalog.all_halves().await? {
             if record.next_check_ms > now {
+                continue;
+            }
+            if record.checks >= max_checks {
+                if self.catalog.end_half(&record).await? {
+                    tracing::warn!(
+                        tenant = %record.tenant,
+                        topic = %record.topic,
+                        transaction_id = %record.transaction_id,
+                        checks = record.checks,
+                        "transaction unresolved after the maximum check-backs; rolled back"
+                    );
+                }
                 continue;
             }
             match self.half_message(&record).await? {
@@ -221,22 +247,11 @@ impl Engine {
     }
 
     /// Records that a check-back for `record` was sent (or could not be:
-    /// no producer connected). After the configured maximum of checks the
-    /// transaction is rolled back; returns true then.
+    /// no producer connected) and when the next is due. Returns true when
+    /// that was the last one: unanswered until then, the transaction is
+    /// rolled back when the next would be due.
     pub async fn note_transaction_check(&self, record: &HalfRecord) -> Result<bool> {
         let max_checks = self.config.txn_max_checks.max(1);
-        if record.checks + 1 >= max_checks {
-            if self.catalog.end_half(record).await? {
-                tracing::warn!(
-                    tenant = %record.tenant,
-                    topic = %record.topic,
-                    transaction_id = %record.transaction_id,
-                    checks = max_checks,
-                    "transaction unresolved after the maximum check-backs; rolled back"
-                );
-            }
-            return Ok(true);
-        }
         let backoff = self
             .config
             .txn_first_check_delay
@@ -248,7 +263,7 @@ impl Engine {
             ..record.clone()
         };
         self.catalog.update_half(record, &next).await?;
-        Ok(false)
+        Ok(next.checks >= max_checks)
     }
 
     /// Creates one of the engine's hidden per-tenant topics if missing.

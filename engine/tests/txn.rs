@@ -113,18 +113,26 @@ async fn commit_rollback_and_check_backs() {
         engine.due_transaction_checks().await.unwrap().is_empty(),
         "backed off"
     );
-    // Unanswered up to the maximum: rolled back, never delivered.
-    let mut rolled_back = false;
-    for _ in 0..MAX_CHECKS * 2 {
+    // Unanswered up to the maximum: the last check is still answerable
+    // for one interval, then the transaction is rolled back, never delivered.
+    let mut checks = 1;
+    let mut last = false;
+    while !last {
         clock.advance_ms(61_000);
-        for d in engine.due_transaction_checks().await.unwrap() {
-            rolled_back |= engine.note_transaction_check(&d.record).await.unwrap();
-        }
-        if rolled_back {
-            break;
-        }
+        let due = engine.due_transaction_checks().await.unwrap();
+        assert_eq!(due.len(), 1, "check {}", checks + 1);
+        last = engine.note_transaction_check(&due[0].record).await.unwrap();
+        checks += 1;
+        assert!(checks <= MAX_CHECKS, "more checks than the maximum");
     }
-    assert!(rolled_back);
+    assert_eq!(checks, MAX_CHECKS);
+    assert_eq!(engine.open_transactions(T, "tx").await.unwrap().len(), 1);
+    clock.advance_ms(61_000);
+    assert!(engine.due_transaction_checks().await.unwrap().is_empty());
+    assert!(
+        engine.open_transactions(T, "tx").await.unwrap().is_empty(),
+        "rolled back"
+    );
     assert!(engine.due_transaction_checks().await.unwrap().is_empty());
     let late = engine.end_transaction(T, "tx", &open_id, true).await;
     assert!(matches!(late, Err(EngineError::InvalidTransaction(_))));

@@ -82,7 +82,6 @@ pub async fn check_once(engine: &Arc<Engine>, producers: &Producers) -> Result<u
     for check in due {
         let r = &check.record;
         if let Some(tx) = producers.find(&r.tenant, &r.topic) {
-            let info = engine.topic_info(&r.tenant, &r.topic)?;
             let popped = Popped {
                 queue: 0,
                 attempt: 1,
@@ -97,7 +96,9 @@ pub async fn check_once(engine: &Arc<Engine>, producers: &Producers) -> Result<u
             let mut message = crate::consume::to_pb(
                 popped,
                 resource,
-                info.message_type,
+                // A half message is a TRANSACTION message by construction;
+                // no topic lookup (the topic may be gone) can stall the pass.
+                strata_engine::MessageType::Transaction,
                 Duration::ZERO,
                 &engine.config().node_id,
             );
