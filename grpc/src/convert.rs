@@ -23,6 +23,14 @@ pub const PROP_BORN_MS: &str = "__mq.born_ms";
 /// The producer's host.
 pub const PROP_BORN_HOST: &str = "__mq.born_host";
 
+/// A protobuf timestamp in Unix milliseconds, saturating: a far-off
+/// time from a client must not wrap into the past.
+pub fn timestamp_ms(t: &prost_types::Timestamp) -> i64 {
+    t.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(t.nanos / 1_000_000))
+}
+
 fn declared_type(m: &pb::Message) -> pb::MessageType {
     m.system_properties
         .as_ref()
@@ -108,10 +116,7 @@ pub fn to_publish(
 ) -> Result<(PublishMessage, Option<i64>), Failure> {
     check_type(index, &m, accepts)?;
     let sys = m.system_properties.unwrap_or_default();
-    let deliver_at = sys
-        .delivery_timestamp
-        .as_ref()
-        .map(|t| t.seconds.saturating_mul(1000) + i64::from(t.nanos / 1_000_000));
+    let deliver_at = sys.delivery_timestamp.as_ref().map(timestamp_ms);
     let mut properties: Vec<(String, String)> = Vec::with_capacity(m.user_properties.len() + 3);
     for (name, value) in m.user_properties {
         if name.starts_with(RESERVED_PREFIX) {
@@ -132,7 +137,7 @@ pub fn to_publish(
         properties.push((PROP_GROUP.into(), group));
     }
     if let Some(born) = sys.born_timestamp {
-        let ms = born.seconds.saturating_mul(1000) + i64::from(born.nanos / 1_000_000);
+        let ms = timestamp_ms(&born);
         properties.push((PROP_BORN_MS.into(), ms.to_string()));
     }
     if !sys.born_host.is_empty() {

@@ -202,7 +202,7 @@ impl Service {
                 let t = r.timestamp.ok_or_else(|| {
                     Failure::bad_request("the TIMESTAMP policy needs a timestamp")
                 })?;
-                let ms = t.seconds.saturating_mul(1000) + i64::from(t.nanos / 1_000_000);
+                let ms = crate::convert::timestamp_ms(&t);
                 engine
                     .offset_for_time(&caller.tenant, &topic, queue, ms)
                     .await?
