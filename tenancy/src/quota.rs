@@ -567,6 +567,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn several_rates_are_taken_together_or_not_at_all() {
+        let (l, _clock) = limiter();
+        let q = Quotas {
+            publish_messages_per_sec: 10,
+            publish_bytes_per_sec: 100,
+            ..Quotas::UNLIMITED
+        };
+        let publish = |messages, bytes| {
+            [
+                (Rate::PublishMessages, messages),
+                (Rate::PublishBytes, bytes),
+            ]
+        };
+        l.acquire_all("a", &q, &publish(10, 50)).await.unwrap();
+        // Bytes would fit, messages do not: refused, and no byte is spent.
+        let err = l.acquire_all("a", &q, &publish(1, 50)).await.unwrap_err();
+        assert_eq!(err.rate, "publish messages");
+        assert_eq!(l.reserve("a", Rate::PublishBytes, &q, 50, 0), Ok(0));
+        assert_eq!(
+            l.throttle_counts(Rate::PublishMessages),
+            ThrottleCounts {
+                delayed: 0,
+                refused: 1
+            }
+        );
+    }
+
+    #[tokio::test]
     async fn acquire_waits_for_reserved_tokens_and_holds_refusals() {
         let l = RateLimiter::with_max_delay(Arc::new(strata_common::SystemClock), 40);
         // 100/s: one token per 10 ms, 100 to start with.
