@@ -1,5 +1,6 @@
-//! Consumption by message and delay messages under SIGKILL: a consumer
-//! receives and acknowledges while the server is killed at random moments.
+//! Consumption by message and delay messages under SIGKILL: two consumers
+//! receive from every queue of a 4-queue topic (topic-wide receives) and
+//! acknowledge while the server is killed at random moments.
 //! An acknowledged message is never delivered again, every message is
 //! eventually delivered and acknowledged, unacknowledged ones come back
 //! with their attempt counted, and delayed messages all arrive.
@@ -15,6 +16,8 @@ use serde_json::{Value, json};
 
 const MESSAGES: usize = 200;
 const CYCLES: usize = 6;
+const QUEUES: u32 = 4;
+const CONSUMERS: usize = 2;
 
 #[derive(Default)]
 struct Seen {
@@ -48,7 +51,7 @@ async fn consumer(url: String, seen: Arc<Mutex<Seen>>) {
         let Some(got) = post(
             &url,
             "/v1/groups/workers/receive",
-            &json!({"topic": "jobs", "queue": 0, "max_messages": 10, "invisible_ms": 1000, "wait_ms": 200}),
+            &json!({"topic": "jobs", "max_messages": 10, "invisible_ms": 1000, "wait_ms": 200}),
         )
         .await
         else {
@@ -118,7 +121,7 @@ async fn pop_and_delay_state_survive_repeated_sigkill() {
     for cycle in 0..CYCLES {
         let server = Server::start(dir.path(), &[]);
         if cycle == 0 {
-            create_topic(&server.url, "jobs", 1).await;
+            create_topic(&server.url, "jobs", QUEUES).await;
             let c = http();
             c.post(format!("{}/v1/groups", server.url))
                 .json(&json!({"name": "workers"}))
@@ -135,7 +138,7 @@ async fn pop_and_delay_state_survive_repeated_sigkill() {
                 .error_for_status()
                 .unwrap();
             let messages: Vec<Value> = (0..MESSAGES)
-                .map(|i| json!({"body": format!("job-{i:03}")}))
+                .map(|i| json!({"body": format!("job-{i:03}"), "queue": i % QUEUES as usize}))
                 .collect();
             post(
                 &server.url,
@@ -160,10 +163,14 @@ async fn pop_and_delay_state_survive_repeated_sigkill() {
             .await
             .expect("publish delayed");
         }
-        let task = tokio::spawn(consumer(server.url.clone(), seen.clone()));
+        let tasks: Vec<_> = (0..CONSUMERS)
+            .map(|_| tokio::spawn(consumer(server.url.clone(), seen.clone())))
+            .collect();
         tokio::time::sleep(Duration::from_millis(rng.u64(150..700))).await;
         server.kill();
-        task.await.expect("consumer checks held");
+        for task in tasks {
+            task.await.expect("consumer checks held");
+        }
         let s = seen.lock().unwrap();
         eprintln!("cycle {cycle}: {} acknowledged", s.acked.len());
     }
@@ -172,7 +179,9 @@ async fn pop_and_delay_state_survive_repeated_sigkill() {
     // longer than the invisible time (nothing in flight comes back).
     let server = Server::start(dir.path(), &[]);
     seen.lock().unwrap().empty_receives = 0;
-    let task = tokio::spawn(consumer(server.url.clone(), seen.clone()));
+    let tasks: Vec<_> = (0..CONSUMERS)
+        .map(|_| tokio::spawn(consumer(server.url.clone(), seen.clone())))
+        .collect();
     let started = Instant::now();
     while seen.lock().unwrap().empty_receives < 10 && started.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -189,7 +198,9 @@ async fn pop_and_delay_state_survive_repeated_sigkill() {
         .await
         .unwrap();
     server.stop();
-    let _ = task.await;
+    for task in tasks {
+        let _ = task.await;
+    }
     let s = seen.lock().unwrap();
     assert_eq!(s.attempts.len(), MESSAGES, "every message was delivered");
     for body in s.attempts.keys() {

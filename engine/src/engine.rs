@@ -14,7 +14,7 @@ use strata_tiering::{RecoveryReport, Wal, WalConfig};
 use tokio::sync::watch;
 
 use crate::error::{EngineError, Result};
-use crate::queue::{IndexEntry, QueueState};
+use crate::queue::{IndexEntry, QueueState, TopicActivity};
 use crate::topic::{TopicState, Topics};
 use crate::types::*;
 
@@ -404,6 +404,7 @@ async fn load_topic(catalog: &Catalog, node: &str, record: TopicRecord) -> Resul
         .claim_topic_queues(record.id, record.queues, node)
         .await?;
     let tenant: Arc<str> = Arc::from(record.tenant.as_str());
+    let activity = Arc::new(TopicActivity::new());
     let queues = owners
         .into_iter()
         .zip(0..)
@@ -412,6 +413,7 @@ async fn load_topic(catalog: &Catalog, node: &str, record: TopicRecord) -> Resul
                 QueueKey::new(record.id, q),
                 tenant.clone(),
                 owner,
+                activity.clone(),
             ))
         })
         .collect();

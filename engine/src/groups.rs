@@ -1,44 +1,47 @@
 //! Consumer groups and their committed offsets.
 
 use strata_common::names;
-use strata_metadata::{GroupRecord, RetryPolicy};
+use strata_metadata::{GroupRecord, GroupSpec};
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::types::{GroupInfo, GroupOffset};
 
 impl Engine {
-    /// Creates a group with the default retry policy (idempotent).
+    /// Creates a group with the defaults of [`GroupSpec`] (idempotent).
     pub async fn create_group(&self, tenant: &str, name: &str) -> Result<GroupInfo> {
-        self.create_group_with(tenant, name, RetryPolicy::DEFAULT)
+        self.create_group_with(tenant, name, GroupSpec::default())
             .await
     }
 
-    /// Creates a group with `retry` as its retry policy; an existing group
-    /// is returned unchanged (its policy was set when it was created).
+    /// Creates a group as `spec` says; an existing group is returned
+    /// unchanged (its settings were fixed when it was created).
     pub async fn create_group_with(
         &self,
         tenant: &str,
         name: &str,
-        retry: RetryPolicy,
+        spec: GroupSpec,
     ) -> Result<GroupInfo> {
         self.check_open()?;
         names::validate_group(name)?;
-        if let Some(problem) = retry.problem() {
+        if let Some(problem) = spec.retry.problem() {
             return Err(EngineError::InvalidArgument(format!(
                 "retry policy of group {name:?}: {problem}"
             )));
         }
         let record = self
             .catalog
-            .create_group_with(tenant, name, self.clock.now_ms(), retry)
+            .create_group_with(tenant, name, self.clock.now_ms(), spec)
             .await?;
-        Ok(GroupInfo {
-            name: record.name,
-            created_ms: record.created_ms,
-            retry: record.retry,
-            offsets: Vec::new(),
-        })
+        Ok(GroupInfo::new(record, Vec::new()))
+    }
+
+    /// The group's settings (without offsets), or [`EngineError::GroupNotFound`].
+    pub async fn group(&self, tenant: &str, name: &str) -> Result<GroupInfo> {
+        Ok(GroupInfo::new(
+            self.group_record(tenant, name).await?,
+            Vec::new(),
+        ))
     }
 
     /// Ok if the group exists, else [`EngineError::GroupNotFound`].
@@ -58,12 +61,7 @@ impl Engine {
         let groups = self.catalog.list_groups(tenant).await?;
         Ok(groups
             .into_iter()
-            .map(|g| GroupInfo {
-                name: g.name,
-                created_ms: g.created_ms,
-                retry: g.retry,
-                offsets: Vec::new(),
-            })
+            .map(|g| GroupInfo::new(g, Vec::new()))
             .collect())
     }
 
@@ -94,12 +92,7 @@ impl Engine {
             });
         }
         offsets.sort_by(|a, b| (&a.topic, a.queue).cmp(&(&b.topic, b.queue)));
-        Ok(GroupInfo {
-            name: record.name,
-            created_ms: record.created_ms,
-            retry: record.retry,
-            offsets,
-        })
+        Ok(GroupInfo::new(record, offsets))
     }
 
     pub async fn delete_group(&self, tenant: &str, name: &str) -> Result<()> {

@@ -31,7 +31,9 @@ pub use lookup::FoundMessage;
 pub use pop::{
     MAX_DELIVERY_ATTEMPTS, Popped, ReceiptHandle, ReceiveRequest, TagFilter, dead_letter_topic,
 };
-pub use strata_metadata::{HalfRecord, IndexKind, MessageType, Retention, RetryPolicy};
+pub use strata_metadata::{
+    GroupSpec, HalfRecord, IndexKind, MessageType, Retention, RetryPolicy, StartPosition,
+};
 pub use tiered::maintenance::MaintenanceSummary;
 pub use tiered::upload::UploadSummary;
 pub use types::*;

@@ -229,10 +229,39 @@ pub(crate) struct QueueState {
     pub append_lock: tokio::sync::Mutex<()>,
     inner: Mutex<QueueInner>,
     high_watermark: watch::Sender<u64>,
+    /// Shared by every queue of the topic: see [`TopicActivity`].
+    activity: Arc<TopicActivity>,
+}
+
+/// Wakes the topic-wide waiters (long-polling receives) whenever something
+/// may have become deliverable on any queue of a topic: new messages, or
+/// an acknowledgement that frees the next message of a FIFO group.
+/// A waiter subscribes before it looks, so no change between its look and
+/// its wait is missed.
+#[derive(Debug)]
+pub(crate) struct TopicActivity(watch::Sender<u64>);
+
+impl TopicActivity {
+    pub fn new() -> Self {
+        Self(watch::Sender::new(0))
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+
+    pub fn bump(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 impl QueueState {
-    pub fn new(key: QueueKey, tenant: Arc<str>, owner: OwnerRecord) -> Self {
+    pub fn new(
+        key: QueueKey,
+        tenant: Arc<str>,
+        owner: OwnerRecord,
+        activity: Arc<TopicActivity>,
+    ) -> Self {
         Self {
             key,
             tenant,
@@ -240,6 +269,7 @@ impl QueueState {
             append_lock: tokio::sync::Mutex::new(()),
             inner: Mutex::new(QueueInner::default()),
             high_watermark: watch::Sender::new(0),
+            activity,
         }
     }
 
@@ -252,6 +282,12 @@ impl QueueState {
     /// Publishes a new high watermark to long-polling readers.
     pub fn announce(&self, high_watermark: u64) {
         self.high_watermark.send_replace(high_watermark);
+        self.activity.bump();
+    }
+
+    /// The topic-wide activity signal this queue bumps.
+    pub fn activity(&self) -> &TopicActivity {
+        &self.activity
     }
 
     pub fn watch(&self) -> watch::Receiver<u64> {

@@ -142,6 +142,15 @@ impl Engine {
     ) -> Result<u64> {
         let topic_state = self.topic(tenant, topic)?;
         let q = topic_state.queue(queue)?.clone();
+        self.queue_offset_for_time(&q, timestamp_ms).await
+    }
+
+    /// [`Engine::offset_for_time`] on a queue already looked up.
+    pub(crate) async fn queue_offset_for_time(
+        &self,
+        q: &Arc<QueueState>,
+        timestamp_ms: i64,
+    ) -> Result<u64> {
         let (cold_hit, first, hw) = {
             let inner = q.lock();
             let hit = inner.cold.iter().find_map(|r| {
@@ -164,7 +173,7 @@ impl Engine {
         let Some((object, block)) = cold_hit else {
             return Ok(hw);
         };
-        for payload in self.fetch_block(&q, &object, &block).await? {
+        for payload in self.fetch_block(q, &object, &block).await? {
             let header = decode_header(&payload)
                 .map_err(|e| EngineError::Corrupt(format!("object {object}: {e}")))?;
             if header.timestamp_ms >= timestamp_ms {

@@ -193,7 +193,24 @@ pub struct GroupInfo {
     pub name: String,
     pub created_ms: i64,
     pub retry: strata_metadata::RetryPolicy,
+    /// Where consumption by message starts on a queue the group never read.
+    pub start: strata_metadata::StartPosition,
+    /// Whether FIFO topics are consumed in order.
+    pub fifo: bool,
     pub offsets: Vec<GroupOffset>,
+}
+
+impl GroupInfo {
+    pub(crate) fn new(record: strata_metadata::GroupRecord, offsets: Vec<GroupOffset>) -> Self {
+        Self {
+            name: record.name,
+            created_ms: record.created_ms,
+            retry: record.retry,
+            start: record.start,
+            fifo: record.fifo,
+            offsets,
+        }
+    }
 }
 
 /// What was found and cut when the WAL was replayed at startup.

@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use strata_common::{Clock, MESSAGE_GROUP_PROPERTY, ManualClock, Message};
 use strata_engine::{
-    Engine, EngineConfig, EngineError, MAX_DELIVERY_ATTEMPTS, MessageType, Popped, PublishMessage,
-    ReceiveRequest, Retention, RetryPolicy, TagFilter, dead_letter_topic,
+    Engine, EngineConfig, EngineError, GroupSpec, MAX_DELIVERY_ATTEMPTS, MessageType, Popped,
+    PublishMessage, ReceiveRequest, Retention, RetryPolicy, TagFilter, dead_letter_topic,
 };
 
 const T: &str = "acme";
@@ -51,7 +51,7 @@ async fn receive(engine: &Arc<Engine>, topic: &str, max: usize, filter: &TagFilt
             tenant: T,
             group: "g",
             topic,
-            queue: 0,
+            queue: None,
             max_messages: max,
             invisible: INVISIBLE,
             wait: Duration::ZERO,
@@ -183,7 +183,7 @@ async fn after_the_maximum_attempts_a_message_moves_to_the_dead_letter_topic() {
             tenant: T,
             group: "g",
             topic: &dlq,
-            queue: 0,
+            queue: None,
             max_messages: 10,
             invisible: INVISIBLE,
             wait: Duration::ZERO,
@@ -278,7 +278,7 @@ async fn tag_filters_visibility_changes_and_bad_handles() {
             tenant: T,
             group: "nope",
             topic: "t",
-            queue: 0,
+            queue: None,
             max_messages: 1,
             invisible: INVISIBLE,
             wait: Duration::ZERO,
@@ -291,7 +291,7 @@ async fn tag_filters_visibility_changes_and_bad_handles() {
             tenant: T,
             group: "g",
             topic: "t",
-            queue: 0,
+            queue: None,
             max_messages: 1,
             invisible: Duration::from_millis(10),
             wait: Duration::ZERO,
@@ -312,13 +312,23 @@ async fn a_group_retry_policy_backs_off_redeliveries_and_caps_attempts() {
         initial_backoff_ms: 10_000,
         max_backoff_ms: 30_000,
     };
-    let info = engine.create_group_with(T, "r", policy).await.unwrap();
+    let spec = |retry| GroupSpec {
+        retry,
+        ..GroupSpec::default()
+    };
+    let info = engine
+        .create_group_with(T, "r", spec(policy))
+        .await
+        .unwrap();
     assert_eq!(info.retry, policy);
     let bad = RetryPolicy {
         max_backoff_ms: 1,
         ..policy
     };
-    let err = engine.create_group_with(T, "bad", bad).await.unwrap_err();
+    let err = engine
+        .create_group_with(T, "bad", spec(bad))
+        .await
+        .unwrap_err();
     assert!(matches!(err, EngineError::InvalidArgument(_)), "{err}");
     engine
         .publish(T, "t", vec![msg("flaky", None, None)])
@@ -376,7 +386,7 @@ async fn receive_as(engine: &Arc<Engine>, group: &str) -> strata_engine::Result<
             tenant: T,
             group,
             topic: "t",
-            queue: 0,
+            queue: None,
             max_messages: 10,
             invisible: INVISIBLE,
             wait: Duration::ZERO,

@@ -187,6 +187,7 @@ pub async fn start_with_clock(
         anonymous: state.auth.anonymous,
         advertised,
         producers: Default::default(),
+        clients: Default::default(),
     };
     let config_max_request_bytes = config.http.max_request_bytes;
     let app = http::router(state, config.http.max_request_bytes);

@@ -657,9 +657,13 @@ async fn consumer_groups_receive_ack_and_get_redeliveries_over_http() {
         json!([{"body": "j1", "tag": "a"}, {"body": "j2", "tag": "b"}, {"body": "j3", "tag": "a"}]),
     )
     .await;
-    s.post_json("/v1/groups", &json!({"name": "workers"}))
-        .await
-        .expect(201);
+    // Created after the publish: it must ask for the earliest messages.
+    s.post_json(
+        "/v1/groups",
+        &json!({"name": "workers", "start": "earliest"}),
+    )
+    .await
+    .expect(201);
     let got = s
         .post_json(
             "/v1/groups/workers/receive",

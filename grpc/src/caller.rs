@@ -36,6 +36,8 @@ pub struct GrpcState {
     pub advertised: (String, u16),
     /// Connected producers, for transaction check-backs.
     pub producers: Arc<crate::txn::Producers>,
+    /// Receives in progress by client, for NotifyClientTermination.
+    pub clients: Arc<crate::clients::Clients>,
 }
 
 /// An authenticated caller and the tenant the request acts on.

@@ -11,6 +11,7 @@ use strata_tenancy::{Permission, Rate};
 use tonic::Request;
 
 use crate::caller::Caller;
+use crate::clients::client_id;
 use crate::convert::{PROP_BORN_HOST, PROP_BORN_MS, PROP_KEYS, RESERVED_PREFIX, message_type};
 use crate::failure::{Failure, ok};
 use crate::pb::{self, Code};
@@ -155,6 +156,7 @@ impl Service {
             .caller(request.metadata(), "ReceiveMessage")
             .await?;
         caller.require(Permission::Consume)?;
+        let client = client_id(request.metadata());
         let r = request.into_inner();
         let group = caller
             .resource(r.group.as_ref(), "consumer group")?
@@ -164,11 +166,11 @@ impl Service {
             .as_ref()
             .ok_or_else(|| Failure::bad_request("ReceiveMessage names no message queue"))?;
         let topic_resource = mq.topic.clone();
+        // As in RocketMQ's proxy, the queue names the topic (and the node
+        // serving it), not a queue to pop: a receive spans the topic.
         let topic = caller
             .resource(topic_resource.as_ref(), "topic")?
             .to_string();
-        let queue = u32::try_from(mq.id)
-            .map_err(|_| Failure::bad_request(format!("queue id {} is negative", mq.id)))?;
         let filter = tag_filter(r.filter_expression.as_ref())?;
         let invisible = invisible(r.invisible_duration.as_ref())?;
         // Answer well before the client's own deadline for the call, which
@@ -190,21 +192,29 @@ impl Service {
             .take(&self.state.limiter, Rate::ConsumeMessages, 1)
             .await?;
         let info = self.state.engine.topic_info(&caller.tenant, &topic)?;
-        let popped = self
-            .state
-            .engine
-            .receive(ReceiveRequest {
-                tenant: &caller.tenant,
-                group: &group,
-                topic: &topic,
-                queue,
-                max_messages: batch,
-                invisible,
-                wait,
-                filter: &filter,
-            })
-            .await
-            .map_err(consume_failure)?;
+        let receive = self.state.engine.receive(ReceiveRequest {
+            tenant: &caller.tenant,
+            group: &group,
+            topic: &topic,
+            queue: None,
+            max_messages: batch,
+            invisible,
+            wait,
+            filter: &filter,
+        });
+        // A client that announces its termination gets its long polls
+        // back at once (deliveries already committed are released).
+        let popped = match &client {
+            Some(id) => {
+                let mut receiving = self.state.clients.receiving(&caller.tenant, id);
+                tokio::select! {
+                    popped = receive => popped,
+                    () = receiving.gone() => Ok(Vec::new()),
+                }
+            }
+            None => receive.await,
+        }
+        .map_err(consume_failure)?;
         self.charge_consumed(&caller, &popped);
         let resource = pb::Resource {
             resource_namespace: topic_resource

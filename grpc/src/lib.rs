@@ -3,10 +3,12 @@
 //! against Strata unchanged.
 //!
 //! Layout: [`pb`] (generated from `proto/`), [`caller`] (authentication,
-//! tenant, quotas, metering), [`convert`] (messages), [`settings`]
+//! tenant, quotas, metering), [`clients`] (waiting receives by client),
+//! [`convert`] (messages), [`settings`]
 //! (Telemetry settings), [`failure`] (result codes), [`service`] (the RPCs).
 
 pub mod caller;
+pub mod clients;
 pub mod consume;
 pub mod convert;
 pub mod failure;

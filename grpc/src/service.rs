@@ -19,7 +19,7 @@ use crate::convert::{message_type, to_publish};
 use crate::failure::{Failure, WithStatus, ok};
 use crate::pb::messaging_service_server::MessagingService;
 use crate::pb::{self, Code};
-use crate::settings::server_settings;
+use crate::settings::{ConsumerGroup, server_settings};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -384,7 +384,8 @@ impl MessagingService for Service {
             }
         };
         let producers = self.state.producers.clone();
-        let max_body = self.state.engine.config().max_message_bytes;
+        let engine = self.state.engine.clone();
+        let max_body = engine.config().max_message_bytes;
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
@@ -394,10 +395,16 @@ impl MessagingService for Service {
                         let topics = p.topics.iter().map(|t| t.name.clone()).collect();
                         producers.register(&caller.tenant, topics, tx.clone());
                     }
+                    let group = match &settings.pub_sub {
+                        Some(pb::settings::PubSub::Subscription(sub)) => {
+                            consumer_group(&engine, &caller.tenant, sub).await
+                        }
+                        _ => None,
+                    };
                     let reply = pb::TelemetryCommand {
                         status: Some(ok()),
                         command: Some(pb::telemetry_command::Command::Settings(server_settings(
-                            settings, max_body,
+                            settings, max_body, group,
                         ))),
                     };
                     if tx.send(Ok(reply)).await.is_err() {
@@ -413,11 +420,18 @@ impl MessagingService for Service {
         &self,
         request: Request<pb::NotifyClientTerminationRequest>,
     ) -> Result<Response<pb::NotifyClientTerminationResponse>, Status> {
+        let client = crate::clients::client_id(request.metadata());
         let result = self
             .state
             .caller(request.metadata(), "NotifyClientTermination")
             .await
-            .map(|_| pb::NotifyClientTerminationResponse { status: Some(ok()) });
+            .map(|caller| {
+                if let Some(id) = client {
+                    let ended = self.state.clients.terminate(&caller.tenant, &id);
+                    tracing::debug!(client = id, ended, "client terminated");
+                }
+                pb::NotifyClientTerminationResponse { status: Some(ok()) }
+            });
         answer("NotifyClientTermination", result)
     }
 
@@ -430,4 +444,29 @@ impl MessagingService for Service {
             self.change_invisible_inner(request).await,
         )
     }
+}
+
+/// What a consumer's settings say about its group: FIFO when the group
+/// consumes in order and subscribes to a FIFO topic (RocketMQ's proxy sends
+/// the group's `consumeMessageOrderly`; here a group of plain topics is
+/// never told FIFO, which would only slow its push consumers). `None` for an
+/// unknown group: its receives fail with a clear error instead.
+async fn consumer_group(
+    engine: &strata_engine::Engine,
+    tenant: &str,
+    sub: &pb::Subscription,
+) -> Option<ConsumerGroup> {
+    let name = sub.group.as_ref()?.name.as_str();
+    let group = engine.group(tenant, name).await.ok()?;
+    let fifo_topic = sub.subscriptions.iter().any(|entry| {
+        entry.topic.as_ref().is_some_and(|t| {
+            engine
+                .topic_info(tenant, &t.name)
+                .is_ok_and(|info| info.message_type == strata_engine::MessageType::Fifo)
+        })
+    });
+    Some(ConsumerGroup {
+        fifo: group.fifo && fifo_topic,
+        retry: group.retry,
+    })
 }

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use strata_engine::RetryPolicy;
+
 use crate::pb;
 
 /// How long a client should wait for one unary request.
@@ -35,9 +37,44 @@ fn backoff(max_attempts: i32) -> pb::RetryPolicy {
     }
 }
 
+/// What the server tells a consumer about its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerGroup {
+    /// The group consumes in order and subscribes to a FIFO topic: the
+    /// SDK's push consumer then hands one message of a group at a time.
+    pub fifo: bool,
+    pub retry: RetryPolicy,
+}
+
+/// A consumer's retry backoff (what an SDK waits before redelivering a
+/// message its listener failed): the group's policy, in whole seconds of at
+/// least one, since SDKs read only the seconds and the server refuses
+/// invisible durations under a second.
+fn consumer_backoff(retry: &RetryPolicy) -> pb::RetryPolicy {
+    let whole_secs = |ms: u64| ms.div_ceil(1000).max(1);
+    let initial = whole_secs(retry.initial_backoff_ms);
+    let max = whole_secs(retry.max_backoff_ms).max(initial);
+    let secs = |s: u64| duration(Duration::from_secs(s));
+    pb::RetryPolicy {
+        max_attempts: i32::try_from(retry.max_delivery_attempts).unwrap_or(i32::MAX),
+        strategy: Some(pb::retry_policy::Strategy::ExponentialBackoff(
+            pb::ExponentialBackoff {
+                initial: Some(secs(initial)),
+                max: Some(secs(max)),
+                multiplier: 2.0,
+            },
+        )),
+    }
+}
+
 /// `client` completed with the server's values: backoff, request timeout,
-/// the largest body it accepts, batch size and long-polling timeout.
-pub fn server_settings(client: pb::Settings, max_body_bytes: usize) -> pb::Settings {
+/// the largest body it accepts, batch size and long-polling timeout, and
+/// for a consumer of a known group, its FIFO flag and retry policy.
+pub fn server_settings(
+    client: pb::Settings,
+    max_body_bytes: usize,
+    group: Option<ConsumerGroup>,
+) -> pb::Settings {
     let mut s = client;
     let attempts = s
         .backoff_policy
@@ -45,7 +82,10 @@ pub fn server_settings(client: pb::Settings, max_body_bytes: usize) -> pb::Setti
         .map(|p| p.max_attempts)
         .filter(|n| *n > 0)
         .unwrap_or(MAX_SEND_ATTEMPTS);
-    s.backoff_policy = Some(backoff(attempts));
+    s.backoff_policy = Some(match (&s.pub_sub, group) {
+        (Some(pb::settings::PubSub::Subscription(_)), Some(g)) => consumer_backoff(&g.retry),
+        _ => backoff(attempts),
+    });
     s.request_timeout = Some(duration(REQUEST_TIMEOUT));
     match &mut s.pub_sub {
         Some(pb::settings::PubSub::Publishing(p)) => {
@@ -56,6 +96,7 @@ pub fn server_settings(client: pb::Settings, max_body_bytes: usize) -> pb::Setti
             sub.receive_batch_size.get_or_insert(RECEIVE_BATCH_SIZE);
             sub.long_polling_timeout
                 .get_or_insert(duration(LONG_POLLING_TIMEOUT));
+            sub.fifo = Some(group.is_some_and(|g| g.fifo));
         }
         None => {}
     }
@@ -77,7 +118,7 @@ mod tests {
             pub_sub: Some(pb::settings::PubSub::Publishing(pb::Publishing::default())),
             ..Default::default()
         };
-        let s = server_settings(client, 4 << 20);
+        let s = server_settings(client, 4 << 20, None);
         let Some(pb::settings::PubSub::Publishing(p)) = &s.pub_sub else {
             panic!("publishing kept");
         };
@@ -98,11 +139,43 @@ mod tests {
             )),
             ..Default::default()
         };
-        let s = server_settings(client, 1);
+        let s = server_settings(client.clone(), 1, None);
         let Some(pb::settings::PubSub::Subscription(sub)) = &s.pub_sub else {
             panic!("subscription kept");
         };
         assert_eq!(sub.receive_batch_size, Some(RECEIVE_BATCH_SIZE));
         assert_eq!(sub.long_polling_timeout.as_ref().unwrap().seconds, 20);
+        assert_eq!(sub.fifo, Some(false), "no known group: not FIFO");
+
+        let group = ConsumerGroup {
+            fifo: true,
+            retry: RetryPolicy {
+                max_delivery_attempts: 5,
+                initial_backoff_ms: 1500,
+                max_backoff_ms: 10_000,
+            },
+        };
+        let s = server_settings(client, 1, Some(group));
+        let Some(pb::settings::PubSub::Subscription(sub)) = &s.pub_sub else {
+            panic!("subscription kept");
+        };
+        assert_eq!(sub.fifo, Some(true));
+        let policy = s.backoff_policy.unwrap();
+        assert_eq!(policy.max_attempts, 5);
+        let Some(pb::retry_policy::Strategy::ExponentialBackoff(e)) = policy.strategy else {
+            panic!("exponential backoff");
+        };
+        assert_eq!(e.initial.unwrap().seconds, 2, "rounded up to whole seconds");
+        assert_eq!(e.max.unwrap().seconds, 10);
+    }
+
+    #[test]
+    fn a_group_without_backoff_still_waits_a_second() {
+        let p = consumer_backoff(&RetryPolicy::DEFAULT);
+        let Some(pb::retry_policy::Strategy::ExponentialBackoff(e)) = p.strategy else {
+            panic!("exponential backoff");
+        };
+        assert_eq!((e.initial.unwrap().seconds, e.max.unwrap().seconds), (1, 1));
+        assert_eq!(p.max_attempts, 16);
     }
 }

@@ -68,8 +68,8 @@ pub use lookup::IndexedMessage;
 pub use pop::{InflightRecord, PopChange, PopQueueState};
 pub use ranges::{BlockRef, RangeRecord};
 pub use records::{
-    CommittedOffset, GroupRecord, MessageType, NewTopic, OwnerRecord, ParseMessageTypeError,
-    Retention, RetryPolicy, TopicRecord,
+    CommittedOffset, GroupRecord, GroupSpec, MessageType, NewTopic, OwnerRecord,
+    ParseMessageTypeError, Retention, RetryPolicy, StartPosition, TopicRecord,
 };
 pub use tenants::TenantRecord;
 pub use timers::Timer;

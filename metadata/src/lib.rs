@@ -11,10 +11,10 @@ pub mod redb_store;
 pub mod store;
 
 pub use catalog::{
-    AccessKeyRecord, BlockRef, Catalog, CatalogError, CommittedOffset, GroupRecord, HalfRecord,
-    IndexKind, IndexedMessage, InflightRecord, MessageType, NewTopic, OwnerRecord,
+    AccessKeyRecord, BlockRef, Catalog, CatalogError, CommittedOffset, GroupRecord, GroupSpec,
+    HalfRecord, IndexKind, IndexedMessage, InflightRecord, MessageType, NewTopic, OwnerRecord,
     ParseMessageTypeError, PopChange, PopQueueState, RangeRecord, Retention, RetryPolicy,
-    SealedSecretRecord, TenantRecord, Timer, TopicRecord, UsageRollup,
+    SealedSecretRecord, StartPosition, TenantRecord, Timer, TopicRecord, UsageRollup,
 };
 pub use memory_store::MemoryStore;
 pub use redb_store::RedbStore;

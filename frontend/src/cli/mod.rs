@@ -304,6 +304,15 @@ pub enum GroupCommand {
         /// Cap of that wait, in ms [default: the initial backoff].
         #[arg(long)]
         retry_max_backoff_ms: Option<u64>,
+        /// Where receiving starts on a queue the group never read: latest
+        /// (messages published after the group was created) or earliest
+        /// (every retained message) [default: latest].
+        #[arg(long, value_name = "earliest|latest")]
+        start: Option<strata_engine::StartPosition>,
+        /// Deliver FIFO topics in order, one message per message group at a
+        /// time [default: true].
+        #[arg(long, value_name = "true|false")]
+        fifo: Option<bool>,
     },
     /// List consumer groups.
     List,

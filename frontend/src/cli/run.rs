@@ -374,6 +374,8 @@ async fn group(client: &Client, json: bool, cmd: GroupCommand) -> Result<()> {
             max_delivery_attempts,
             retry_initial_backoff_ms,
             retry_max_backoff_ms,
+            start,
+            fifo,
         } => {
             let g = client
                 .create_group(&CreateGroup {
@@ -381,6 +383,8 @@ async fn group(client: &Client, json: bool, cmd: GroupCommand) -> Result<()> {
                     max_delivery_attempts,
                     retry_initial_backoff_ms,
                     retry_max_backoff_ms,
+                    start,
+                    fifo,
                 })
                 .await?;
             if json {
@@ -392,8 +396,15 @@ async fn group(client: &Client, json: bool, cmd: GroupCommand) -> Result<()> {
                 (a, b) => format!("retry backoff {a} ms doubling to {b} ms"),
             };
             println!(
-                "group {} ready: {} deliveries before its DLQ, {backoff}",
-                g.name, g.max_delivery_attempts
+                "group {} ready: starts at the {} messages, {} deliveries before its DLQ, {backoff}{}",
+                g.name,
+                g.start.as_str(),
+                g.max_delivery_attempts,
+                if g.fifo {
+                    ""
+                } else {
+                    ", FIFO topics unordered"
+                }
             );
         }
         GroupCommand::List => {
@@ -413,7 +424,12 @@ async fn group(client: &Client, json: bool, cmd: GroupCommand) -> Result<()> {
             if json {
                 return print_json(&g);
             }
-            println!("group {}", g.name);
+            println!(
+                "group {}: starts at the {} messages; FIFO topics {}",
+                g.name,
+                g.start.as_str(),
+                if g.fifo { "in order" } else { "unordered" }
+            );
             println!(
                 "{:<32} {:>6} {:>14} {:>10}",
                 "topic", "queue", "offset", "lag"

@@ -4,7 +4,7 @@ use axum::Json as Reply;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use strata_engine::{GroupInfo, RetryPolicy};
+use strata_engine::{GroupInfo, GroupSpec, RetryPolicy, StartPosition};
 
 use super::AppState;
 use super::auth::Caller;
@@ -23,6 +23,15 @@ pub struct CreateGroup {
     pub retry_initial_backoff_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_max_backoff_ms: Option<u64>,
+    /// Where consumption by message starts on a queue the group never
+    /// read: `latest` (default: messages published after the group was
+    /// created) or `earliest` (every retained message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<StartPosition>,
+    /// Whether FIFO topics are delivered in order, one message per message
+    /// group at a time (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fifo: Option<bool>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -41,6 +50,8 @@ pub struct GroupJson {
     pub max_delivery_attempts: u32,
     pub retry_initial_backoff_ms: u64,
     pub retry_max_backoff_ms: u64,
+    pub start: StartPosition,
+    pub fifo: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offsets: Option<Vec<OffsetJson>>,
 }
@@ -52,6 +63,8 @@ fn group_json(g: GroupInfo, with_offsets: bool) -> GroupJson {
         max_delivery_attempts: g.retry.max_delivery_attempts,
         retry_initial_backoff_ms: g.retry.initial_backoff_ms,
         retry_max_backoff_ms: g.retry.max_backoff_ms,
+        start: g.start,
+        fifo: g.fifo,
         offsets: with_offsets.then(|| {
             g.offsets
                 .into_iter()
@@ -82,17 +95,25 @@ pub async fn create(
     if !groups.iter().any(|g| g.name == req.name) {
         caller.within("consumer groups", |q| q.max_groups, groups.len() as u64, 1)?;
     }
-    let d = RetryPolicy::DEFAULT;
-    let initial = req.retry_initial_backoff_ms.unwrap_or(d.initial_backoff_ms);
-    let retry = RetryPolicy {
-        max_delivery_attempts: req.max_delivery_attempts.unwrap_or(d.max_delivery_attempts),
-        initial_backoff_ms: initial,
-        // Without a cap the backoff stays at its initial value.
-        max_backoff_ms: req.retry_max_backoff_ms.unwrap_or(initial),
+    let d = GroupSpec::default();
+    let initial = req
+        .retry_initial_backoff_ms
+        .unwrap_or(d.retry.initial_backoff_ms);
+    let spec = GroupSpec {
+        retry: RetryPolicy {
+            max_delivery_attempts: req
+                .max_delivery_attempts
+                .unwrap_or(d.retry.max_delivery_attempts),
+            initial_backoff_ms: initial,
+            // Without a cap the backoff stays at its initial value.
+            max_backoff_ms: req.retry_max_backoff_ms.unwrap_or(initial),
+        },
+        start: req.start.unwrap_or(d.start),
+        fifo: req.fifo.unwrap_or(d.fifo),
     };
     let group = state
         .engine
-        .create_group_with(&caller.tenant, &req.name, retry)
+        .create_group_with(&caller.tenant, &req.name, spec)
         .await?;
     Ok((StatusCode::CREATED, Reply(group_json(group, false))))
 }

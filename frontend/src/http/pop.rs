@@ -23,7 +23,9 @@ const DEFAULT_INVISIBLE_MS: u64 = 30_000;
 #[serde(deny_unknown_fields)]
 pub struct ReceiveJson {
     pub topic: String,
-    pub queue: u32,
+    /// One queue only; absent: every queue of the topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_messages: Option<usize>,
     /// How long received messages stay invisible to the group (1 s..12 h).

@@ -3,7 +3,7 @@
 use strata_common::TopicId;
 
 use super::{Catalog, CatalogError, MAX_ATTEMPTS, encode, keys};
-use super::{CommittedOffset, GroupRecord, RetryPolicy};
+use super::{CommittedOffset, GroupRecord, GroupSpec, RetryPolicy};
 use crate::store::{Check, Txn, TxnOutcome};
 
 impl Catalog {
@@ -15,7 +15,7 @@ impl Catalog {
         name: &str,
         now_ms: i64,
     ) -> Result<GroupRecord, CatalogError> {
-        self.create_group_with(tenant, name, now_ms, RetryPolicy::DEFAULT)
+        self.create_group_with(tenant, name, now_ms, GroupSpec::default())
             .await
     }
 
@@ -26,14 +26,16 @@ impl Catalog {
         tenant: &str,
         name: &str,
         now_ms: i64,
-        retry: RetryPolicy,
+        spec: GroupSpec,
     ) -> Result<GroupRecord, CatalogError> {
         let key = keys::group(tenant, name)?;
         let record = GroupRecord {
             tenant: tenant.to_string(),
             name: name.to_string(),
             created_ms: now_ms,
-            retry,
+            retry: spec.retry,
+            start: spec.start,
+            fifo: spec.fifo,
         };
         let value = encode(&key, &record)?;
         for _ in 0..MAX_ATTEMPTS {
@@ -164,6 +166,8 @@ impl Catalog {
                     name: group.to_string(),
                     created_ms: now_ms,
                     retry: RetryPolicy::DEFAULT,
+                    start: GroupSpec::default().start,
+                    fifo: GroupSpec::default().fifo,
                 };
                 Txn::new()
                     .check(Check::Absent {

@@ -99,6 +99,74 @@ pub struct GroupRecord {
     /// Groups stored before retry policies existed have the default.
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// Groups stored before start positions existed started at the earliest.
+    #[serde(default = "StartPosition::earliest")]
+    pub start: StartPosition,
+    /// Whether FIFO topics are consumed in order (RocketMQ's
+    /// `consumeMessageOrderly`). Groups stored before it existed had it on.
+    #[serde(default = "fifo_on")]
+    pub fifo: bool,
+}
+
+fn fifo_on() -> bool {
+    true
+}
+
+/// What a consumer group is created with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupSpec {
+    pub retry: RetryPolicy,
+    pub start: StartPosition,
+    pub fifo: bool,
+}
+
+impl Default for GroupSpec {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::DEFAULT,
+            start: StartPosition::Latest,
+            fifo: true,
+        }
+    }
+}
+
+/// Where a consumer group starts consuming by message on a queue it never
+/// consumed before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartPosition {
+    /// The oldest message still retained.
+    Earliest,
+    /// The first message appended since the group was created: what
+    /// RocketMQ's proxy asks for (`ConsumeInitMode.MAX`), the default.
+    Latest,
+}
+
+impl StartPosition {
+    fn earliest() -> Self {
+        Self::Earliest
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Earliest => "earliest",
+            Self::Latest => "latest",
+        }
+    }
+}
+
+impl std::str::FromStr for StartPosition {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "earliest" => Ok(Self::Earliest),
+            "latest" => Ok(Self::Latest),
+            other => Err(format!(
+                "start position {other:?} is neither \"earliest\" nor \"latest\""
+            )),
+        }
+    }
 }
 
 /// How a consumer group retries messages it received but did not

@@ -14,19 +14,23 @@
 //! ones of the same group wait (as attempt-0 in-flight records), while
 //! other groups proceed.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_common::usage::Counter;
 use strata_common::{QueueKey, StoredMessage, TopicId};
-use strata_metadata::{InflightRecord, MessageType, PopChange, PopQueueState, RetryPolicy};
+use strata_metadata::{
+    GroupRecord, InflightRecord, MessageType, PopChange, PopQueueState, RetryPolicy, StartPosition,
+};
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::publish::Origin;
 use crate::queue::QueueState;
 use crate::types::{PublishMessage, TopicSpec};
+
+mod receive;
+pub use receive::{Popped, ReceiveRequest};
 
 /// Deliveries of one message before it goes to the dead-letter topic,
 /// unless the group's retry policy says otherwise.
@@ -113,32 +117,6 @@ impl ReceiptHandle {
     }
 }
 
-/// A message handed out by [`Engine::receive`].
-#[derive(Debug, Clone)]
-pub struct Popped {
-    pub message: StoredMessage,
-    pub queue: u32,
-    /// 1 for the first delivery.
-    pub attempt: u32,
-    pub handle: String,
-    /// When it becomes visible again unless acknowledged, Unix ms.
-    pub visible_ms: i64,
-}
-
-/// What [`Engine::receive`] is asked for.
-#[derive(Debug, Clone)]
-pub struct ReceiveRequest<'a> {
-    pub tenant: &'a str,
-    pub group: &'a str,
-    pub topic: &'a str,
-    pub queue: u32,
-    pub max_messages: usize,
-    pub invisible: Duration,
-    /// Long polling: how long to wait when nothing is deliverable.
-    pub wait: Duration,
-    pub filter: &'a TagFilter,
-}
-
 type PopSlot = Arc<tokio::sync::Mutex<Option<PopQueueState>>>;
 /// (tenant, group, queue) → that queue's POP state, loaded on first use.
 pub(crate) type PopSlots = std::collections::HashMap<(String, String, QueueKey), PopSlot>;
@@ -158,252 +136,46 @@ impl Engine {
         slots.retain(|(t, g, _), _| !(t == tenant && g == group));
     }
 
-    /// Receives up to `max_messages` from one queue for a consumer group:
-    /// visible redeliveries first (oldest first), then new messages. Waits
-    /// up to `wait` when nothing is deliverable. The messages are
-    /// invisible to the group for `invisible` unless acknowledged.
-    pub async fn receive(self: &Arc<Self>, r: ReceiveRequest<'_>) -> Result<Vec<Popped>> {
-        self.check_open()?;
-        if !(MIN_INVISIBLE..=MAX_INVISIBLE).contains(&r.invisible) {
-            return Err(EngineError::InvalidArgument(format!(
-                "invisible duration {:?} is outside {MIN_INVISIBLE:?}..={MAX_INVISIBLE:?}",
-                r.invisible
-            )));
-        }
-        let retry = self.group_record(r.tenant, r.group).await?.retry;
-        let topic = self.topic(r.tenant, r.topic)?;
-        let q = topic.queue(r.queue)?.clone();
-        let fifo = topic.record.message_type == MessageType::Fifo;
-        let max = r.max_messages.clamp(1, self.config.max_read_messages);
-        let started = tokio::time::Instant::now();
-        let wait = r.wait.min(self.config.max_wait);
-        loop {
-            let (got, cursor, next_visible_ms) =
-                self.receive_once(&r, &q, fifo, max, &retry).await?;
-            let left = wait.saturating_sub(started.elapsed());
-            if !got.is_empty() || left.is_zero() || self.check_open().is_err() {
-                return Ok(got);
-            }
-            let until_visible = next_visible_ms
-                .map(|at| at.saturating_sub(self.clock.now_ms()).max(1) as u64)
-                .map_or(left, Duration::from_millis);
-            // The cursor stops short of the end only when the in-flight cap
-            // is reached: then only a new message or a due one helps, and
-            // waiting past the cursor would return at once, again and again.
-            let end = q.lock().high_watermark.max(cursor);
-            self.wait_past(&q, end, left.min(until_visible)).await;
-        }
-    }
-
-    /// One pass: picks, commits and returns deliveries, with the cursor and
-    /// the earliest time an in-flight message may be delivered again.
-    async fn receive_once(
-        self: &Arc<Self>,
-        r: &ReceiveRequest<'_>,
+    /// The queue's POP state in `slot`, loaded on first use. A group that
+    /// starts at the latest messages begins, on a queue it never consumed,
+    /// at the first message appended since the group was created; that
+    /// start is committed right away, so it never moves again.
+    pub(crate) async fn loaded_pop_state<'s>(
+        &self,
+        slot: &'s mut Option<PopQueueState>,
+        group: &GroupRecord,
         q: &Arc<QueueState>,
-        fifo: bool,
-        max: usize,
-        retry: &RetryPolicy,
-    ) -> Result<(Vec<Popped>, u64, Option<i64>)> {
-        // A delivery that expired unacknowledged waits out the group's
-        // backoff before the message goes out again.
-        let due_ms = |rec: &InflightRecord| match rec.attempt {
-            0 => rec.visible_ms,
-            n => rec
-                .visible_ms
-                .saturating_add(i64::try_from(retry.backoff_ms(n)).unwrap_or(i64::MAX)),
-        };
-        let slot = self.pop_slot(r.tenant, r.group, q.key);
-        let mut guard = slot.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.catalog.pop_state(r.tenant, r.group, q.key).await?);
-        }
-        let Some(state) = guard.as_mut() else {
-            return Err(EngineError::Internal("POP state not loaded".into()));
-        };
-        let now = self.clock.now_ms();
-        let invisible_ms = r.invisible.as_millis() as i64;
-        let (first, hw) = {
-            let inner = q.lock();
-            (inner.first_offset, inner.high_watermark)
-        };
-        let mut change = PopChange::default();
-        // Retention removed these messages: nothing left to deliver.
-        for (&offset, rec) in state.inflight.range(..first) {
-            change.remove.push((offset, rec.clone()));
-        }
-        let mut blocked: HashSet<String> = HashSet::new();
-        if fifo {
-            for rec in state.inflight.range(first..).map(|(_, r)| r) {
-                if due_ms(rec) > now && rec.attempt > 0 {
-                    blocked.extend(rec.message_group.clone());
-                }
-            }
-        }
-        let mut out: Vec<(u64, InflightRecord, StoredMessage)> = Vec::new();
-        let mut dead: Vec<(u64, InflightRecord, StoredMessage)> = Vec::new();
-        // 1. In-flight messages that are visible again (or waiting FIFO ones).
-        let candidates: Vec<(u64, InflightRecord)> = state
-            .inflight
-            .range(first..)
-            .filter(|(_, rec)| due_ms(rec) <= now)
-            .map(|(o, rec)| (*o, rec.clone()))
-            .collect();
-        for (offset, rec) in candidates {
-            if out.len() >= max {
-                break;
-            }
-            if let Some(g) = &rec.message_group
-                && fifo
-                && !blocked.insert(g.clone())
-            {
-                continue;
-            }
-            let Some(message) = self.read_at(r.tenant, r.topic, q.key.queue, offset).await? else {
-                change.remove.push((offset, rec));
-                continue;
-            };
-            if rec.attempt >= retry.max_delivery_attempts {
-                // Its group is unblocked by the move: later ones may go now.
-                if let Some(g) = &rec.message_group {
-                    blocked.remove(g);
-                }
-                dead.push((offset, rec, message));
-                continue;
-            }
-            let next = InflightRecord {
-                attempt: rec.attempt + 1,
-                visible_ms: now + invisible_ms,
-                seq: self.clock.random_u64(),
-                message_group: rec.message_group.clone(),
-            };
-            change.remove.push((offset, rec));
-            out.push((offset, next, message));
-        }
-        // 2. New messages from the cursor.
-        let mut cursor = state.cursor.max(first);
-        let mut waiting: Vec<(u64, InflightRecord)> = Vec::new();
-        while out.len() < max
-            && cursor < hw
-            && state.inflight.len() + out.len() + waiting.len() < MAX_INFLIGHT_PER_QUEUE
-        {
-            let batch = self
-                .read_inner(
-                    r.tenant,
-                    r.topic,
-                    q.key.queue,
-                    cursor,
-                    max - out.len(),
-                    Duration::ZERO,
-                )
-                .await?
-                .messages;
-            if batch.is_empty() {
-                break;
-            }
-            for m in batch {
-                if out.len() >= max {
-                    break;
-                }
-                cursor = m.offset + 1;
-                if !r.filter.matches(m.message.tag.as_deref()) {
-                    continue;
-                }
-                let group = if fifo {
-                    m.message.message_group().map(str::to_string)
-                } else {
-                    None
-                };
-                if let Some(g) = &group
-                    && !blocked.insert(g.clone())
-                {
-                    // An earlier message of its group is in flight: it waits.
-                    waiting.push((
-                        m.offset,
-                        InflightRecord {
-                            attempt: 0,
-                            visible_ms: 0,
-                            seq: 0,
-                            message_group: group,
-                        },
-                    ));
-                    continue;
-                }
-                let rec = InflightRecord {
-                    attempt: 1,
-                    visible_ms: now + invisible_ms,
-                    seq: self.clock.random_u64(),
-                    message_group: group,
-                };
-                out.push((m.offset, rec, m));
-            }
-        }
-        for (offset, rec, message) in &dead {
-            self.dead_letter(
-                r.tenant,
-                r.group,
-                r.topic,
-                q.key.queue,
-                *offset,
-                rec,
-                message,
-            )
-            .await?;
-            change.remove.push((*offset, rec.clone()));
-        }
-        if cursor != state.cursor {
-            change.cursor = Some((state.cursor, cursor));
-        }
-        change
-            .put
-            .extend(out.iter().map(|(o, rec, _)| (*o, rec.clone())));
-        change.put.extend(waiting);
-        if change.cursor.is_some() || !change.put.is_empty() || !change.remove.is_empty() {
-            let fence = self.catalog.owner_check(q.key, &q.owner);
-            if !self
+    ) -> Result<&'s mut PopQueueState> {
+        if slot.is_none() {
+            let mut state = self
                 .catalog
-                .commit_pop(r.tenant, r.group, q.key, &change, fence)
-                .await?
-            {
-                *guard = None;
-                return Err(EngineError::Conflict(
-                    "POP state changed underneath (queue ownership moved?); retry".into(),
-                ));
-            }
-            apply(state, &change);
-        }
-        let next_visible = state
-            .inflight
-            .values()
-            .filter(|r| r.attempt > 0)
-            .map(due_ms)
-            .min();
-        let popped: Vec<Popped> = out
-            .into_iter()
-            .map(|(offset, rec, message)| Popped {
-                handle: ReceiptHandle {
-                    topic: q.key.topic,
-                    queue: q.key.queue,
-                    offset,
-                    seq: rec.seq,
+                .pop_state(&group.tenant, &group.name, q.key)
+                .await?;
+            // A cursor of 0 is never stored: the group never consumed here.
+            if state.cursor == 0 && group.start == StartPosition::Latest {
+                let from = self.queue_offset_for_time(q, group.created_ms).await?;
+                if from > 0 {
+                    let change = PopChange {
+                        cursor: Some((0, from)),
+                        ..PopChange::default()
+                    };
+                    let fence = self.catalog.owner_check(q.key, &q.owner);
+                    if !self
+                        .catalog
+                        .commit_pop(&group.tenant, &group.name, q.key, &change, fence)
+                        .await?
+                    {
+                        return Err(EngineError::Conflict(
+                            "POP state changed underneath (queue ownership moved?); retry".into(),
+                        ));
+                    }
+                    state.cursor = from;
                 }
-                .encode(),
-                queue: q.key.queue,
-                attempt: rec.attempt,
-                visible_ms: rec.visible_ms,
-                message,
-            })
-            .collect();
-        let bytes = popped
-            .iter()
-            .map(|p| p.message.message.approx_size() as u64)
-            .sum();
-        let again = popped.iter().filter(|p| p.attempt > 1).count() as u64;
-        self.meter
-            .add(r.tenant, Counter::DeliveredMessages, popped.len() as u64);
-        self.meter.add(r.tenant, Counter::DeliveredBytes, bytes);
-        self.meter.add(r.tenant, Counter::Redeliveries, again);
-        Ok((popped, cursor, next_visible))
+            }
+            *slot = Some(state);
+        }
+        slot.as_mut()
+            .ok_or_else(|| EngineError::Internal("POP state not loaded".into()))
     }
 
     /// The message at `offset`, if the queue still holds it.
@@ -544,7 +316,7 @@ impl Engine {
         self.check_open()?;
         // Before any per-group state is touched: an unknown group name must
         // not add a POP slot.
-        self.require_group(tenant, group).await?;
+        let group_record = self.group_record(tenant, group).await?;
         let t = self.topic(tenant, topic)?;
         let h = ReceiptHandle::parse(handle)?;
         if t.record.id != h.topic {
@@ -555,12 +327,7 @@ impl Engine {
         let q = t.queue(h.queue)?.clone();
         let slot = self.pop_slot(tenant, group, q.key);
         let mut guard = slot.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.catalog.pop_state(tenant, group, q.key).await?);
-        }
-        let Some(state) = guard.as_mut() else {
-            return Err(EngineError::Internal("POP state not loaded".into()));
-        };
+        let state = self.loaded_pop_state(&mut guard, &group_record, &q).await?;
         let now = self.clock.now_ms();
         let current = state
             .inflight
@@ -588,7 +355,7 @@ impl Engine {
                 let next = InflightRecord {
                     visible_ms: now + d.as_millis() as i64,
                     seq: self.clock.random_u64(),
-                    ..current
+                    ..current.clone()
                 };
                 new_handle = ReceiptHandle { seq: next.seq, ..h }.encode();
                 change.put.push((h.offset, next));
@@ -612,6 +379,10 @@ impl Engine {
             ));
         }
         apply(state, &change);
+        // The next message of its FIFO group may go out now.
+        if current.message_group.is_some() && !matches!(action, Action::Invisible(_)) {
+            q.activity().bump();
+        }
         Ok(new_handle)
     }
 }

@@ -1,0 +1,655 @@
+//! Receiving by message: one receive spans every queue of the topic.
+//!
+//! A consumer names a topic and a group, never a queue (RocketMQ 5's
+//! stateless consumption model; HTTP may still pin one queue). A receive
+//! runs *passes*; one pass:
+//!
+//! 1. looks at each queue in a rotating order (the start moves on with
+//!    every receive of the topic, so no queue is always looked at first)
+//!    and keeps those that may have something deliverable for the group:
+//!    due in-flight messages (redeliveries, FIFO messages freed by an ack)
+//!    or messages past the group's cursor;
+//! 2. splits what is left of the batch evenly over them and takes every
+//!    queue's share at once: each queue still serves its redeliveries
+//!    before new messages and keeps its FIFO rules, and the per-queue POP
+//!    commits meet in one metadata group commit;
+//! 3. a queue that gave less than its share is done for this receive; the
+//!    rest of the batch goes round again to the queues that filled theirs.
+//!
+//! A pass that finds nothing waits on the topic's activity signal (a
+//! publish, delayed or transactional messages entering the topic, an ack
+//! that frees a FIFO group), the earliest moment an in-flight message may
+//! be delivered again, shutdown, or the end of the long poll, whichever
+//! comes first; nothing polls on a timer.
+//!
+//! Deliveries committed by a receive whose caller goes away before they are
+//! handed over (the future is dropped, or a later step fails) are released:
+//! visible again at once, their attempt not counted.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use strata_common::usage::Counter;
+use strata_common::{QueueKey, StoredMessage};
+use strata_metadata::{GroupRecord, InflightRecord, MessageType, PopChange, PopQueueState};
+
+use super::{
+    MAX_INFLIGHT_PER_QUEUE, MAX_INVISIBLE, MIN_INVISIBLE, ReceiptHandle, TagFilter, apply,
+};
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::queue::QueueState;
+use crate::topic::TopicState;
+
+/// A message handed out by [`Engine::receive`].
+#[derive(Debug, Clone)]
+pub struct Popped {
+    pub message: StoredMessage,
+    pub queue: u32,
+    /// 1 for the first delivery.
+    pub attempt: u32,
+    pub handle: String,
+    /// When it becomes visible again unless acknowledged, Unix ms.
+    pub visible_ms: i64,
+}
+
+/// What [`Engine::receive`] is asked for.
+#[derive(Debug, Clone)]
+pub struct ReceiveRequest<'a> {
+    pub tenant: &'a str,
+    pub group: &'a str,
+    pub topic: &'a str,
+    /// `None`: every queue of the topic (what consumers normally want);
+    /// `Some(q)`: that queue only.
+    pub queue: Option<u32>,
+    pub max_messages: usize,
+    pub invisible: Duration,
+    /// Long polling: how long to wait when nothing is deliverable.
+    pub wait: Duration,
+    pub filter: &'a TagFilter,
+}
+
+/// One delivery a pass committed, until it is handed to the caller.
+struct Delivery {
+    queue: Arc<QueueState>,
+    offset: u64,
+    record: InflightRecord,
+    message: StoredMessage,
+}
+
+/// What a look at one queue's POP state found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Look {
+    /// Something may be deliverable now (a hint: filters and FIFO groups
+    /// can still leave the queue's share empty).
+    pub deliverable: bool,
+    /// The earliest future moment an in-flight message becomes due.
+    pub next_due_ms: Option<i64>,
+}
+
+impl Engine {
+    /// Receives up to `max_messages` for a consumer group from the topic's
+    /// queues (or the one queue asked for): due redeliveries first in each
+    /// queue, then new messages, the batch shared fairly between queues.
+    /// Waits up to `wait` when nothing is deliverable. The messages are
+    /// invisible to the group for `invisible` unless acknowledged.
+    pub async fn receive(self: &Arc<Self>, r: ReceiveRequest<'_>) -> Result<Vec<Popped>> {
+        self.check_open()?;
+        if !(MIN_INVISIBLE..=MAX_INVISIBLE).contains(&r.invisible) {
+            return Err(EngineError::InvalidArgument(format!(
+                "invisible duration {:?} is outside {MIN_INVISIBLE:?}..={MAX_INVISIBLE:?}",
+                r.invisible
+            )));
+        }
+        let group = self.group_record(r.tenant, r.group).await?;
+        let topic = self.topic(r.tenant, r.topic)?;
+        let queues: Vec<Arc<QueueState>> = match r.queue {
+            Some(q) => vec![topic.queue(q)?.clone()],
+            None => topic.queues.clone(),
+        };
+        let max = r.max_messages.clamp(1, self.config.max_read_messages);
+        let started = tokio::time::Instant::now();
+        let wait = r.wait.min(self.config.max_wait);
+        let mut shutdown = self.shutdown.subscribe();
+        let claims = Unclaimed::new(self, r.tenant, r.group);
+        loop {
+            // Subscribed before looking: a change during the pass wakes us.
+            let mut activity = topic.activity();
+            let next_due_ms = self
+                .receive_pass(&r, &topic, &queues, max, &group, &claims)
+                .await?;
+            let got = claims.take();
+            let left = wait.saturating_sub(started.elapsed());
+            if !got.is_empty() || left.is_zero() || self.check_open().is_err() {
+                return Ok(self.hand_over(r.tenant, got));
+            }
+            let until_due = next_due_ms
+                .map(|at| at.saturating_sub(self.clock.now_ms()).max(1) as u64)
+                .map_or(left, Duration::from_millis);
+            tokio::select! {
+                _ = activity.changed() => {}
+                _ = shutdown.wait_for(|down| *down) => {}
+                _ = tokio::time::sleep(left.min(until_due)) => {}
+            }
+        }
+    }
+
+    /// One pass over `queues` (see the module doc). Committed deliveries go
+    /// to `claims`; returns the earliest future moment something is due.
+    async fn receive_pass(
+        self: &Arc<Self>,
+        r: &ReceiveRequest<'_>,
+        topic: &TopicState,
+        queues: &[Arc<QueueState>],
+        max: usize,
+        group: &GroupRecord,
+        claims: &Unclaimed,
+    ) -> Result<Option<i64>> {
+        // Ordered only when the topic is FIFO and the group consumes in order.
+        let fifo = topic.record.message_type == MessageType::Fifo && group.fifo;
+        let n = queues.len();
+        let start = topic.next_pop_start();
+        let order: Vec<&Arc<QueueState>> = (0..n).map(|i| &queues[(start + i) % n]).collect();
+        let mut done = vec![false; n];
+        let mut next_due_ms: Option<i64> = None;
+        let mut taken = 0;
+        while taken < max {
+            let mut candidates = Vec::new();
+            for (i, q) in order.iter().enumerate() {
+                if done[i] {
+                    continue;
+                }
+                let look = self.look(r, q, fifo, group).await?;
+                next_due_ms = earliest(next_due_ms, look.next_due_ms);
+                if look.deliverable {
+                    candidates.push(i);
+                } else {
+                    done[i] = true;
+                }
+            }
+            let remaining = max - taken;
+            candidates.truncate(remaining);
+            if candidates.is_empty() {
+                break;
+            }
+            let k = candidates.len();
+            let shares: Vec<usize> = (0..k)
+                .map(|j| remaining / k + usize::from(j < remaining % k))
+                .collect();
+            let results =
+                futures::future::join_all(candidates.iter().zip(&shares).map(|(&i, &share)| {
+                    self.receive_once(r, order[i], fifo, share, group, claims)
+                }))
+                .await;
+            for ((&i, &share), result) in candidates.iter().zip(&shares).zip(results) {
+                let (got, due) = result?;
+                next_due_ms = earliest(next_due_ms, due);
+                if got < share {
+                    done[i] = true;
+                }
+                taken += got;
+            }
+        }
+        Ok(next_due_ms)
+    }
+
+    /// Whether `q` may have something deliverable for the group now.
+    async fn look(
+        self: &Arc<Self>,
+        r: &ReceiveRequest<'_>,
+        q: &Arc<QueueState>,
+        fifo: bool,
+        group: &GroupRecord,
+    ) -> Result<Look> {
+        let slot = self.pop_slot(r.tenant, r.group, q.key);
+        let mut guard = slot.lock().await;
+        let state = self.loaded_pop_state(&mut guard, group, q).await?;
+        let (first, hw) = {
+            let inner = q.lock();
+            (inner.first_offset, inner.high_watermark)
+        };
+        Ok(look_at(state, first, hw, fifo, group, self.clock.now_ms()))
+    }
+
+    /// Takes up to `max` deliveries from one queue and commits them; they
+    /// go to `claims`. Returns how many, and the earliest future moment an
+    /// in-flight message of the queue becomes due.
+    async fn receive_once(
+        self: &Arc<Self>,
+        r: &ReceiveRequest<'_>,
+        q: &Arc<QueueState>,
+        fifo: bool,
+        max: usize,
+        group: &GroupRecord,
+        claims: &Unclaimed,
+    ) -> Result<(usize, Option<i64>)> {
+        let retry = &group.retry;
+        let slot = self.pop_slot(r.tenant, r.group, q.key);
+        let mut guard = slot.lock().await;
+        let state = self.loaded_pop_state(&mut guard, group, q).await?;
+        let now = self.clock.now_ms();
+        let invisible_ms = r.invisible.as_millis() as i64;
+        let (first, hw) = {
+            let inner = q.lock();
+            (inner.first_offset, inner.high_watermark)
+        };
+        let mut change = PopChange::default();
+        // Retention removed these messages: nothing left to deliver.
+        for (&offset, rec) in state.inflight.range(..first) {
+            change.remove.push((offset, rec.clone()));
+        }
+        let mut blocked = if fifo {
+            blocked_groups(state, first, group, now)
+        } else {
+            HashSet::new()
+        };
+        let mut out: Vec<(u64, InflightRecord, StoredMessage)> = Vec::new();
+        let mut dead: Vec<(u64, InflightRecord, StoredMessage)> = Vec::new();
+        // 1. In-flight messages that are visible again (or waiting FIFO ones).
+        let candidates: Vec<(u64, InflightRecord)> = state
+            .inflight
+            .range(first..)
+            .filter(|(_, rec)| due_ms(rec, group) <= now)
+            .map(|(o, rec)| (*o, rec.clone()))
+            .collect();
+        for (offset, rec) in candidates {
+            if out.len() >= max {
+                break;
+            }
+            if let Some(g) = &rec.message_group
+                && fifo
+                && !blocked.insert(g.clone())
+            {
+                continue;
+            }
+            let Some(message) = self.read_at(r.tenant, r.topic, q.key.queue, offset).await? else {
+                change.remove.push((offset, rec));
+                continue;
+            };
+            if rec.attempt >= retry.max_delivery_attempts {
+                // Its group is unblocked by the move: later ones may go now.
+                if let Some(g) = &rec.message_group {
+                    blocked.remove(g);
+                }
+                dead.push((offset, rec, message));
+                continue;
+            }
+            let next = InflightRecord {
+                attempt: rec.attempt + 1,
+                visible_ms: now + invisible_ms,
+                seq: self.clock.random_u64(),
+                message_group: rec.message_group.clone(),
+            };
+            change.remove.push((offset, rec));
+            out.push((offset, next, message));
+        }
+        // 2. New messages from the cursor.
+        let mut cursor = state.cursor.max(first);
+        let mut waiting: Vec<(u64, InflightRecord)> = Vec::new();
+        while out.len() < max
+            && cursor < hw
+            && state.inflight.len() + out.len() + waiting.len() < MAX_INFLIGHT_PER_QUEUE
+        {
+            let batch = self
+                .read_inner(
+                    r.tenant,
+                    r.topic,
+                    q.key.queue,
+                    cursor,
+                    max - out.len(),
+                    Duration::ZERO,
+                )
+                .await?
+                .messages;
+            if batch.is_empty() {
+                break;
+            }
+            for m in batch {
+                if out.len() >= max {
+                    break;
+                }
+                cursor = m.offset + 1;
+                if !r.filter.matches(m.message.tag.as_deref()) {
+                    continue;
+                }
+                let message_group = if fifo {
+                    m.message.message_group().map(str::to_string)
+                } else {
+                    None
+                };
+                if let Some(g) = &message_group
+                    && !blocked.insert(g.clone())
+                {
+                    // An earlier message of its group is in flight: it waits.
+                    waiting.push((
+                        m.offset,
+                        InflightRecord {
+                            attempt: 0,
+                            visible_ms: 0,
+                            seq: 0,
+                            message_group,
+                        },
+                    ));
+                    continue;
+                }
+                let rec = InflightRecord {
+                    attempt: 1,
+                    visible_ms: now + invisible_ms,
+                    seq: self.clock.random_u64(),
+                    message_group,
+                };
+                out.push((m.offset, rec, m));
+            }
+        }
+        for (offset, rec, message) in &dead {
+            self.dead_letter(
+                r.tenant,
+                r.group,
+                r.topic,
+                q.key.queue,
+                *offset,
+                rec,
+                message,
+            )
+            .await?;
+            change.remove.push((*offset, rec.clone()));
+        }
+        if cursor != state.cursor {
+            change.cursor = Some((state.cursor, cursor));
+        }
+        change
+            .put
+            .extend(out.iter().map(|(o, rec, _)| (*o, rec.clone())));
+        change.put.extend(waiting);
+        if change.cursor.is_some() || !change.put.is_empty() || !change.remove.is_empty() {
+            let fence = self.catalog.owner_check(q.key, &q.owner);
+            if !self
+                .catalog
+                .commit_pop(r.tenant, r.group, q.key, &change, fence)
+                .await?
+            {
+                *guard = None;
+                return Err(EngineError::Conflict(
+                    "POP state changed underneath (queue ownership moved?); retry".into(),
+                ));
+            }
+            apply(state, &change);
+        }
+        let next_due_ms = look_at(state, first, hw, fifo, group, now).next_due_ms;
+        let got = out.len();
+        claims.add(out.into_iter().map(|(offset, record, message)| Delivery {
+            queue: q.clone(),
+            offset,
+            record,
+            message,
+        }));
+        Ok((got, next_due_ms))
+    }
+
+    /// Turns committed deliveries into what the caller gets, and meters them.
+    fn hand_over(&self, tenant: &str, got: Vec<Delivery>) -> Vec<Popped> {
+        let popped: Vec<Popped> = got
+            .into_iter()
+            .map(|d| Popped {
+                handle: ReceiptHandle {
+                    topic: d.queue.key.topic,
+                    queue: d.queue.key.queue,
+                    offset: d.offset,
+                    seq: d.record.seq,
+                }
+                .encode(),
+                queue: d.queue.key.queue,
+                attempt: d.record.attempt,
+                visible_ms: d.record.visible_ms,
+                message: d.message,
+            })
+            .collect();
+        let bytes = popped
+            .iter()
+            .map(|p| p.message.message.approx_size() as u64)
+            .sum();
+        let again = popped.iter().filter(|p| p.attempt > 1).count() as u64;
+        self.meter
+            .add(tenant, Counter::DeliveredMessages, popped.len() as u64);
+        self.meter.add(tenant, Counter::DeliveredBytes, bytes);
+        self.meter.add(tenant, Counter::Redeliveries, again);
+        popped
+    }
+
+    /// Makes deliveries that never reached a caller visible again at once,
+    /// as if they had not been made (the attempt is not counted). A
+    /// delivery that changed since (there is none but this receive's) is
+    /// left alone: its invisible time brings it back.
+    async fn release(self: Arc<Self>, tenant: String, group: String, got: Vec<Delivery>) {
+        let mut by_queue: HashMap<QueueKey, (Arc<QueueState>, PopChange)> = HashMap::new();
+        for d in got {
+            let (_, change) = by_queue
+                .entry(d.queue.key)
+                .or_insert_with(|| (d.queue.clone(), PopChange::default()));
+            change.put.push((
+                d.offset,
+                InflightRecord {
+                    attempt: d.record.attempt - 1,
+                    visible_ms: 0,
+                    seq: 0,
+                    message_group: d.record.message_group.clone(),
+                },
+            ));
+            change.remove.push((d.offset, d.record));
+        }
+        for (q, change) in by_queue.into_values() {
+            let slot = self.pop_slot(&tenant, &group, q.key);
+            let mut guard = slot.lock().await;
+            let fence = self.catalog.owner_check(q.key, &q.owner);
+            match self
+                .catalog
+                .commit_pop(&tenant, &group, q.key, &change, fence)
+                .await
+            {
+                Ok(true) => {
+                    if let Some(state) = guard.as_mut() {
+                        apply(state, &change);
+                    }
+                    q.activity().bump();
+                }
+                Ok(false) => *guard = None,
+                Err(e) => tracing::warn!(
+                    tenant,
+                    group,
+                    error = %e,
+                    "releasing undelivered messages failed; they return after their invisible time"
+                ),
+            }
+        }
+    }
+}
+
+/// Deliveries committed by one receive and not yet handed to its caller.
+/// Dropped with any left (the caller went away, or the receive failed
+/// half-way), it releases them in the background.
+struct Unclaimed {
+    engine: Arc<Engine>,
+    tenant: String,
+    group: String,
+    got: Mutex<Vec<Delivery>>,
+}
+
+impl Unclaimed {
+    fn new(engine: &Arc<Engine>, tenant: &str, group: &str) -> Self {
+        Self {
+            engine: engine.clone(),
+            tenant: tenant.to_string(),
+            group: group.to_string(),
+            got: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn add(&self, more: impl Iterator<Item = Delivery>) {
+        self.got
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(more);
+    }
+
+    /// Everything claimed so far; the caller now owns it.
+    fn take(&self) -> Vec<Delivery> {
+        std::mem::take(&mut *self.got.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Drop for Unclaimed {
+    fn drop(&mut self) {
+        let got = self.take();
+        if got.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (engine, tenant, group) = (
+            self.engine.clone(),
+            std::mem::take(&mut self.tenant),
+            std::mem::take(&mut self.group),
+        );
+        runtime.spawn(engine.release(tenant, group, got));
+    }
+}
+
+/// When an in-flight record may go out again: a waiting FIFO record (attempt
+/// 0) at once; an expired delivery after the group's retry backoff.
+fn due_ms(rec: &InflightRecord, group: &GroupRecord) -> i64 {
+    match rec.attempt {
+        0 => rec.visible_ms,
+        n => rec
+            .visible_ms
+            .saturating_add(i64::try_from(group.retry.backoff_ms(n)).unwrap_or(i64::MAX)),
+    }
+}
+
+/// FIFO message groups with a delivery still in flight (not yet due).
+fn blocked_groups(
+    state: &PopQueueState,
+    first: u64,
+    group: &GroupRecord,
+    now: i64,
+) -> HashSet<String> {
+    state
+        .inflight
+        .range(first..)
+        .map(|(_, rec)| rec)
+        .filter(|rec| rec.attempt > 0 && due_ms(rec, group) > now)
+        .filter_map(|rec| rec.message_group.clone())
+        .collect()
+}
+
+/// What one queue's POP state offers the group at `now` (see [`Look`]).
+pub(crate) fn look_at(
+    state: &PopQueueState,
+    first: u64,
+    hw: u64,
+    fifo: bool,
+    group: &GroupRecord,
+    now: i64,
+) -> Look {
+    let blocked = if fifo {
+        blocked_groups(state, first, group, now)
+    } else {
+        HashSet::new()
+    };
+    let due_now = state.inflight.range(first..).any(|(_, rec)| {
+        due_ms(rec, group) <= now
+            && !rec
+                .message_group
+                .as_ref()
+                .is_some_and(|g| blocked.contains(g))
+    });
+    let fresh = state.cursor.max(first) < hw && state.inflight.len() < MAX_INFLIGHT_PER_QUEUE;
+    let next_due_ms = state
+        .inflight
+        .values()
+        .filter(|rec| rec.attempt > 0)
+        .map(|rec| due_ms(rec, group))
+        .filter(|&at| at > now)
+        .min();
+    Look {
+        deliverable: due_now || fresh,
+        next_due_ms,
+    }
+}
+
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_metadata::RetryPolicy;
+
+    use super::*;
+
+    fn group() -> GroupRecord {
+        GroupRecord {
+            tenant: "t".into(),
+            name: "g".into(),
+            created_ms: 0,
+            retry: RetryPolicy::DEFAULT,
+            start: strata_metadata::StartPosition::Earliest,
+            fifo: true,
+        }
+    }
+
+    fn rec(attempt: u32, visible_ms: i64, message_group: Option<&str>) -> InflightRecord {
+        InflightRecord {
+            attempt,
+            visible_ms,
+            seq: 1,
+            message_group: message_group.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_queue_is_deliverable_with_new_or_due_messages_only() {
+        let g = group();
+        let mut s = PopQueueState::default();
+        assert!(!look_at(&s, 0, 0, false, &g, 100).deliverable, "empty");
+        assert!(look_at(&s, 0, 3, false, &g, 100).deliverable, "new ones");
+        s.cursor = 3;
+        s.inflight.insert(2, rec(1, 500, None));
+        let look = look_at(&s, 0, 3, false, &g, 100);
+        assert_eq!(
+            look,
+            Look {
+                deliverable: false,
+                next_due_ms: Some(500)
+            }
+        );
+        assert!(look_at(&s, 0, 3, false, &g, 500).deliverable, "due again");
+        // Retention moved the first offset past the in-flight one.
+        assert!(!look_at(&s, 3, 3, false, &g, 500).deliverable);
+    }
+
+    #[test]
+    fn a_waiting_fifo_message_is_deliverable_only_once_its_group_is_free() {
+        let g = group();
+        let mut s = PopQueueState {
+            cursor: 2,
+            ..Default::default()
+        };
+        s.inflight.insert(0, rec(1, 500, Some("a")));
+        s.inflight.insert(1, rec(0, 0, Some("a")));
+        assert!(!look_at(&s, 0, 2, true, &g, 100).deliverable, "a is busy");
+        s.inflight.remove(&0);
+        assert!(look_at(&s, 0, 2, true, &g, 100).deliverable, "acked");
+    }
+
+    #[test]
+    fn earliest_of_two() {
+        assert_eq!(earliest(None, None), None);
+        assert_eq!(earliest(Some(3), None), Some(3));
+        assert_eq!(earliest(Some(3), Some(2)), Some(2));
+    }
+}

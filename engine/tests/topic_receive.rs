@@ -1,0 +1,311 @@
+//! Receiving by message across the queues of a topic: fairness between a
+//! deep queue and a shallow one, no duplicates with concurrent consumers,
+//! long polls woken by a publish on any queue and by an ack that frees a
+//! FIFO group, FIFO order per group across queues, and where a new group
+//! starts (latest or earliest), across a restart.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use strata_common::{Clock, MESSAGE_GROUP_PROPERTY, ManualClock, Message};
+use strata_engine::{
+    Engine, EngineConfig, GroupSpec, MessageType, Popped, PublishMessage, ReceiveRequest,
+    Retention, StartPosition, TagFilter,
+};
+
+const T: &str = "acme";
+const START_MS: i64 = 1_800_000_000_000;
+const INVISIBLE: Duration = Duration::from_secs(30);
+
+fn config(dir: &std::path::Path) -> EngineConfig {
+    let mut c = EngineConfig::new(dir);
+    c.upload_interval = Duration::from_secs(3600);
+    c.upload_trigger_bytes = u64::MAX;
+    c.retention_interval = Duration::from_secs(3600);
+    c.block_cache.disk_dir = None;
+    c
+}
+
+async fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Arc<Engine> {
+    for _ in 0..100 {
+        let c: Arc<dyn Clock> = clock.clone();
+        match Engine::open(config(dir), c).await {
+            Ok(e) => return e,
+            // The previous engine is still letting go of the directory.
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    panic!("the data directory was never released");
+}
+
+fn msg(queue: u32, body: String, group: Option<&str>) -> PublishMessage {
+    PublishMessage {
+        queue: Some(queue),
+        message: Message {
+            properties: group
+                .map(|g| vec![(MESSAGE_GROUP_PROPERTY.to_string(), g.to_string())])
+                .unwrap_or_default(),
+            body: Bytes::from(body),
+            ..Message::default()
+        },
+    }
+}
+
+async fn receive(
+    engine: &Arc<Engine>,
+    group: &str,
+    topic: &str,
+    max: usize,
+    wait: Duration,
+) -> Vec<Popped> {
+    engine
+        .receive(ReceiveRequest {
+            tenant: T,
+            group,
+            topic,
+            queue: None,
+            max_messages: max,
+            invisible: INVISIBLE,
+            wait,
+            filter: &TagFilter::All,
+        })
+        .await
+        .unwrap()
+}
+
+fn body(p: &Popped) -> String {
+    String::from_utf8_lossy(&p.message.message.body).into_owned()
+}
+
+async fn topic(engine: &Arc<Engine>, name: &str, queues: u32, t: MessageType) {
+    engine
+        .create_topic(T, name, queues, t, Some(Retention::Unlimited))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_queue_does_not_starve_a_shallow_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 1);
+    let engine = open(dir.path(), &clock).await;
+    topic(&engine, "t", 4, MessageType::Normal).await;
+    engine.create_group(T, "g").await.unwrap();
+    let deep: Vec<_> = (0..200)
+        .map(|i| msg(0, format!("deep-{i}"), None))
+        .collect();
+    engine.publish(T, "t", deep).await.unwrap();
+    engine
+        .publish(T, "t", vec![msg(3, "lonely".into(), None)])
+        .await
+        .unwrap();
+    // Whichever queue the rotation starts at, the one message of queue 3
+    // shares the first batch with the backlog, which fills the rest.
+    let first = receive(&engine, "g", "t", 10, Duration::ZERO).await;
+    assert_eq!(first.len(), 10, "the batch is filled");
+    assert!(first.iter().any(|p| body(p) == "lonely"), "queue 3 served");
+    let deep_offsets: Vec<u64> = first
+        .iter()
+        .filter(|p| p.queue == 0)
+        .map(|p| p.message.offset)
+        .collect();
+    assert_eq!(deep_offsets, (0..9).collect::<Vec<_>>(), "in queue order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_consumers_get_every_message_of_every_queue_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 2);
+    let engine = open(dir.path(), &clock).await;
+    topic(&engine, "t", 8, MessageType::Normal).await;
+    engine.create_group(T, "g").await.unwrap();
+    let all: Vec<_> = (0..400)
+        .map(|i| msg(i % 8, format!("m{i}"), None))
+        .collect();
+    engine.publish(T, "t", all).await.unwrap();
+    let consumers: Vec<_> = (0..4)
+        .map(|_| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                loop {
+                    let batch = receive(&engine, "g", "t", 7, Duration::ZERO).await;
+                    if batch.is_empty() {
+                        return got;
+                    }
+                    for p in batch {
+                        engine.ack(T, "g", "t", &p.handle).await.unwrap();
+                        got.push(body(&p));
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for c in consumers {
+        for b in c.await.unwrap() {
+            *seen.entry(b).or_default() += 1;
+        }
+    }
+    assert_eq!(seen.len(), 400, "every message delivered");
+    assert!(seen.values().all(|&n| n == 1), "none twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_wakes_on_a_publish_to_any_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 3);
+    let engine = open(dir.path(), &clock).await;
+    topic(&engine, "t", 16, MessageType::Normal).await;
+    engine.create_group(T, "g").await.unwrap();
+    let waiting = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let got = receive(&engine, "g", "t", 32, Duration::from_secs(60)).await;
+            (got, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    engine
+        .publish(T, "t", vec![msg(11, "late".into(), None)])
+        .await
+        .unwrap();
+    let (got, took) = waiting.await.unwrap();
+    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["late"]);
+    assert_eq!(got[0].queue, 11);
+    // Woken by the publish, not by the end of the 60 s wait.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_groups_keep_order_across_queues_and_an_ack_wakes_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 4);
+    let engine = open(dir.path(), &clock).await;
+    topic(&engine, "f", 4, MessageType::Fifo).await;
+    engine.create_group(T, "g").await.unwrap();
+    // Three message groups on different queues, five messages each.
+    let mut batch = Vec::new();
+    for i in 0..5 {
+        for (q, g) in [(0, "a"), (1, "b"), (3, "c")] {
+            batch.push(msg(q, format!("{g}{i}"), Some(g)));
+        }
+    }
+    engine.publish(T, "f", batch).await.unwrap();
+    // One at a time per group: a batch holds the head of each group.
+    let first = receive(&engine, "g", "f", 32, Duration::ZERO).await;
+    let heads: BTreeSet<String> = first.iter().map(body).collect();
+    assert_eq!(heads, ["a0", "b0", "c0"].map(String::from).into());
+    // A long poll now waits: every group has a message in flight.
+    let waiting = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let got = receive(&engine, "g", "f", 32, Duration::from_secs(60)).await;
+            (got, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let b0 = first.iter().find(|p| body(p) == "b0").unwrap();
+    engine.ack(T, "g", "f", &b0.handle).await.unwrap();
+    let (got, took) = waiting.await.unwrap();
+    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["b1"]);
+    assert!(took < Duration::from_secs(30), "woken by the ack: {took:?}");
+    // Draining with acks gives each group's messages in order.
+    for p in first.iter().filter(|p| body(p) != "b0").chain(&got) {
+        engine.ack(T, "g", "f", &p.handle).await.unwrap();
+    }
+    let mut order: BTreeMap<char, Vec<String>> = BTreeMap::new();
+    for p in first.iter().chain(&got) {
+        order.entry(body(p).remove(0)).or_default().push(body(p));
+    }
+    loop {
+        let batch = receive(&engine, "g", "f", 32, Duration::ZERO).await;
+        if batch.is_empty() {
+            break;
+        }
+        let groups: BTreeSet<char> = batch.iter().map(|p| body(p).remove(0)).collect();
+        assert_eq!(groups.len(), batch.len(), "one message per group at a time");
+        for p in batch {
+            order.entry(body(&p).remove(0)).or_default().push(body(&p));
+            engine.ack(T, "g", "f", &p.handle).await.unwrap();
+        }
+    }
+    for (g, bodies) in order {
+        let want: Vec<String> = (0..5).map(|i| format!("{g}{i}")).collect();
+        assert_eq!(bodies, want, "group {g} in order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unordered_group_takes_a_fifo_topic_without_waiting_for_acks() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 5);
+    let engine = open(dir.path(), &clock).await;
+    topic(&engine, "f", 2, MessageType::Fifo).await;
+    let unordered = GroupSpec {
+        fifo: false,
+        ..GroupSpec::default()
+    };
+    engine.create_group_with(T, "any", unordered).await.unwrap();
+    let batch: Vec<_> = (0..4).map(|i| msg(0, format!("a{i}"), Some("a"))).collect();
+    engine.publish(T, "f", batch).await.unwrap();
+    let got = receive(&engine, "any", "f", 32, Duration::ZERO).await;
+    assert_eq!(got.len(), 4, "not held back by the group's first message");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_group_starts_at_the_latest_messages_unless_asked_for_earliest() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 6);
+    let engine = open(dir.path(), &clock).await;
+    topic(&engine, "t", 3, MessageType::Normal).await;
+    let old: Vec<_> = (0..6)
+        .map(|i| msg(i % 3, format!("old{i}"), None))
+        .collect();
+    engine.publish(T, "t", old).await.unwrap();
+    clock.advance_ms(1000);
+    let latest = engine.create_group(T, "latest").await.unwrap();
+    assert_eq!(latest.start, StartPosition::Latest, "the default");
+    let earliest = GroupSpec {
+        start: StartPosition::Earliest,
+        ..GroupSpec::default()
+    };
+    engine
+        .create_group_with(T, "earliest", earliest)
+        .await
+        .unwrap();
+    clock.advance_ms(1000);
+    let new: Vec<_> = (0..3).map(|i| msg(i, format!("new{i}"), None)).collect();
+    engine.publish(T, "t", new).await.unwrap();
+
+    let got: BTreeSet<String> = receive(&engine, "latest", "t", 32, Duration::ZERO)
+        .await
+        .iter()
+        .map(body)
+        .collect();
+    assert_eq!(got, ["new0", "new1", "new2"].map(String::from).into());
+    // The start was committed: after a restart nothing old shows up.
+    engine.close().await.unwrap();
+    drop(engine);
+    let engine = open(dir.path(), &clock).await;
+    assert_eq!(
+        engine.group(T, "latest").await.unwrap().start,
+        StartPosition::Latest
+    );
+    clock.advance_ms(INVISIBLE.as_millis() as i64 + 1);
+    let again: BTreeSet<String> = receive(&engine, "latest", "t", 32, Duration::ZERO)
+        .await
+        .iter()
+        .map(body)
+        .collect();
+    assert_eq!(
+        again, got,
+        "redelivered after the invisible time, no old ones"
+    );
+    let all = receive(&engine, "earliest", "t", 32, Duration::ZERO).await;
+    assert_eq!(all.len(), 9, "earliest: every retained message");
+}

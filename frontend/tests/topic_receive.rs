@@ -1,0 +1,143 @@
+//! Consumption by message over HTTP spans the topic: a receive without a
+//! queue takes from every queue and its long poll wakes on any of them;
+//! a group's start position and FIFO flag are set at creation, shown, and
+//! validated; a receive can still pin one queue.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receive_without_a_queue_spans_the_topic() {
+    let s = TestServer::start().await;
+    s.create_topic("jobs", 4).await;
+    let g = s
+        .post_json("/v1/groups", &json!({"name": "w"}))
+        .await
+        .expect(201);
+    assert_eq!(g["start"], "latest", "{g}");
+    assert_eq!(g["fifo"], true, "{g}");
+
+    // A consumer waiting before any producer: woken by a publish to queue 2.
+    let waiting = {
+        let http = s.http.clone();
+        let url = s.url("/v1/groups/w/receive");
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let r = http
+                .post(url)
+                .json(&json!({"topic": "jobs", "wait_ms": 25_000}))
+                .send()
+                .await
+                .unwrap();
+            let v: serde_json::Value = r.json().await.unwrap();
+            (v, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.publish("jobs", json!([{"body": "first", "queue": 2}]))
+        .await;
+    let (got, took) = waiting.await.unwrap();
+    assert_eq!(got["messages"][0]["message"]["body"], "first", "{got}");
+    assert_eq!(got["messages"][0]["queue"], 2);
+    assert!(
+        took < Duration::from_secs(15),
+        "woken by the publish: {took:?}"
+    );
+
+    // Messages on every queue come back in one receive.
+    let batch: Vec<_> = (0..4)
+        .map(|q| json!({"body": format!("q{q}"), "queue": q}))
+        .collect();
+    s.publish("jobs", json!(batch)).await;
+    let got = s
+        .post_json("/v1/groups/w/receive", &json!({"topic": "jobs"}))
+        .await
+        .expect(200);
+    let mut queues: Vec<u64> = got["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["queue"].as_u64().unwrap())
+        .collect();
+    queues.sort_unstable();
+    assert_eq!(queues, [0, 1, 2, 3], "{got}");
+
+    // Pinning a queue still works, and a queue that does not exist is refused.
+    s.publish(
+        "jobs",
+        json!([{"body": "a", "queue": 1}, {"body": "b", "queue": 3}]),
+    )
+    .await;
+    let pinned = s
+        .post_json(
+            "/v1/groups/w/receive",
+            &json!({"topic": "jobs", "queue": 3}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(pinned["messages"].as_array().unwrap().len(), 1, "{pinned}");
+    assert_eq!(pinned["messages"][0]["message"]["body"], "b");
+    s.post_json(
+        "/v1/groups/w/receive",
+        &json!({"topic": "jobs", "queue": 4}),
+    )
+    .await
+    .expect_error(404, "QUEUE_NOT_FOUND");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_start_position_decides_what_it_sees_first() {
+    let s = TestServer::start().await;
+    s.create_topic("log", 2).await;
+    s.publish("log", json!([{"body": "old", "queue": 0}])).await;
+    for bad in [
+        json!({"name": "g", "start": "middle"}),
+        json!({"name": "g", "fifo": "yes"}),
+    ] {
+        s.post_json("/v1/groups", &bad)
+            .await
+            .expect_error(400, "INVALID_JSON");
+    }
+    s.post_json("/v1/groups", &json!({"name": "new"}))
+        .await
+        .expect(201);
+    let all = s
+        .post_json(
+            "/v1/groups",
+            &json!({"name": "all", "start": "earliest", "fifo": false}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(
+        (&all["start"], &all["fifo"]),
+        (&json!("earliest"), &json!(false))
+    );
+    let described = s.get("/v1/groups/all").await.expect(200);
+    assert_eq!(described["start"], "earliest", "{described}");
+    s.publish("log", json!([{"body": "fresh", "queue": 1}]))
+        .await;
+    let bodies = |v: serde_json::Value| -> Vec<String> {
+        let mut b: Vec<String> = v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["message"]["body"].as_str().unwrap().to_string())
+            .collect();
+        b.sort();
+        b
+    };
+    let new = s
+        .post_json("/v1/groups/new/receive", &json!({"topic": "log"}))
+        .await
+        .expect(200);
+    assert_eq!(bodies(new), ["fresh"]);
+    let all = s
+        .post_json("/v1/groups/all/receive", &json!({"topic": "log"}))
+        .await
+        .expect(200);
+    assert_eq!(bodies(all), ["fresh", "old"]);
+}
