@@ -37,13 +37,19 @@ async function start(name) {
     const field = (n) => out.split('\n').find((l) => l.trim().startsWith(`${n}=`)).trim().slice(n.length + 1);
     return { accessKey: field('access_key'), accessSecret: field('secret_key') };
   };
+  // Publishes one message per line to one queue through the CLI.
+  const publishTo = (tenant, topic, queue, lines) => execFileSync(bin, ['--tenant', tenant, 'produce', topic, '--queue', String(queue)], {
+    env: { ...process.env, STRATA_SERVER: addrs.http, STRATA_CREDENTIALS_FILE: path.join(dir, 'admin-credentials') },
+    input: lines.map((l) => `${l}\n`).join(''),
+    encoding: 'utf8',
+  });
   const consumeAll = (tenant, topic) => cli('--tenant', tenant, 'consume', topic, '--from', 'earliest', '--json')
     .split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l));
   const stop = () => {
     child.kill('SIGKILL');
     fs.rmSync(dir, { recursive: true, force: true });
   };
-  return { ...addrs, cli, key, consumeAll, stop };
+  return { ...addrs, cli, key, publishTo, consumeAll, stop };
 }
 
 module.exports = { start };

@@ -1031,3 +1031,124 @@ async fn pull_and_offsets_over_grpc() {
         .into_inner();
     assert_eq!((code(&q.status), q.offset), (Code::Ok, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receive_spans_the_topic_and_a_terminating_client_gets_its_long_poll_back() {
+    let w = world().await;
+    w.a_admin
+        .post_json("/v1/groups", &json!({"name": "spread"}))
+        .await
+        .expect(201);
+    let mut c = client(&w.s).await;
+    let consumer = w.s.create_key("acme", "consumer").await;
+    let auth = hmac(&consumer);
+    // Sent to queue 3; received through a request that names queue 0, as
+    // the official SDKs do when they rotate over the route.
+    let sent = c
+        .send_message(request(
+            &hmac(&w.a_publisher),
+            None,
+            pb::SendMessageRequest {
+                messages: vec![message("orders", b"far", 3)],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&sent.status), Code::Ok);
+    let (got, status) = receive(&mut c, &auth, receive_request("spread", "orders", 0, 8)).await;
+    assert_eq!(status, Code::Ok as i32);
+    assert_eq!(got.len(), 1);
+    let sys = got[0].system_properties.clone().unwrap();
+    assert_eq!(sys.queue_id, 3, "the message's own queue is reported");
+
+    // A push consumer's nack: the Node.js SDK sends its retry backoff of
+    // "1" second as 1 ms. Accepted; the message comes straight back.
+    let changed = c
+        .change_invisible_duration(request(
+            &auth,
+            None,
+            pb::ChangeInvisibleDurationRequest {
+                group: resource("spread"),
+                topic: resource("orders"),
+                receipt_handle: sys.receipt_handle.clone().unwrap(),
+                invisible_duration: Some(prost_types::Duration {
+                    seconds: 0,
+                    nanos: 1_000_000,
+                }),
+                message_id: String::new(),
+                lite_topic: None,
+                suspend: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&changed.status), Code::Ok);
+    let (again, _) = receive(&mut c, &auth, receive_request("spread", "orders", 2, 8)).await;
+    assert_eq!(again.len(), 1, "redelivered at once");
+    let again_sys = again[0].system_properties.clone().unwrap();
+    assert_eq!(again_sys.delivery_attempt, Some(2));
+
+    // A long poll of a client that then announces its termination ends at
+    // once, with nothing received.
+    let mut long = receive_request("spread", "orders", 1, 8);
+    long.long_polling_timeout = Some(prost_types::Duration {
+        seconds: 20,
+        nanos: 0,
+    });
+    fn with_client<T>(auth: &Auth, r: T) -> tonic::Request<T> {
+        let mut r = request(auth, None, r);
+        r.metadata_mut()
+            .insert("x-mq-client-id", "node@1@test".parse().unwrap());
+        r
+    }
+    let mut waiting_client = c.clone();
+    let waiting_auth = auth.clone();
+    let started = std::time::Instant::now();
+    let waiting = tokio::spawn(async move {
+        let mut stream = waiting_client
+            .receive_message(with_client(&waiting_auth, long))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut n = 0;
+        while let Some(item) = stream.message().await.unwrap() {
+            if let Some(pb::receive_message_response::Content::Message(_)) = item.content {
+                n += 1;
+            }
+        }
+        (n, started.elapsed())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Another tenant's client of the same id cannot end it.
+    let other = c
+        .notify_client_termination(with_client(
+            &hmac(&w.b_consumer),
+            pb::NotifyClientTerminationRequest { group: None },
+        ))
+        .await;
+    assert!(other.is_ok());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "still waiting after the other tenant's call"
+    );
+    let done = c
+        .notify_client_termination(with_client(
+            &auth,
+            pb::NotifyClientTerminationRequest {
+                group: resource("spread"),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&done.status), Code::Ok);
+    let (n, took) = waiting.await.unwrap();
+    assert_eq!(n, 0);
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "ended by the termination: {took:?}"
+    );
+}

@@ -41,23 +41,19 @@ fn timestamp(ms: i64) -> prost_types::Timestamp {
     }
 }
 
-/// Checks a requested invisible duration against the engine's bounds.
-fn invisible(d: Option<&prost_types::Duration>) -> Result<Duration, Failure> {
+/// Checks a requested invisible duration against `min` and the engine's
+/// longest.
+fn invisible(d: Option<&prost_types::Duration>, min: Duration) -> Result<Duration, Failure> {
     let Some(d) = d else {
         return Ok(DEFAULT_INVISIBLE);
     };
+    let max = strata_engine::pop::MAX_INVISIBLE;
     let value = to_duration(d)
-        .filter(|v| {
-            (strata_engine::pop::MIN_INVISIBLE..=strata_engine::pop::MAX_INVISIBLE).contains(v)
-        })
+        .filter(|v| (min..=max).contains(v))
         .ok_or_else(|| {
             Failure::new(
                 Code::IllegalInvisibleTime,
-                format!(
-                    "invisible duration must be between {:?} and {:?}",
-                    strata_engine::pop::MIN_INVISIBLE,
-                    strata_engine::pop::MAX_INVISIBLE
-                ),
+                format!("invisible duration must be between {min:?} and {max:?}"),
             )
         })?;
     Ok(value)
@@ -172,7 +168,10 @@ impl Service {
             .resource(topic_resource.as_ref(), "topic")?
             .to_string();
         let filter = tag_filter(r.filter_expression.as_ref())?;
-        let invisible = invisible(r.invisible_duration.as_ref())?;
+        let invisible = invisible(
+            r.invisible_duration.as_ref(),
+            strata_engine::pop::MIN_INVISIBLE,
+        )?;
         // Answer well before the client's own deadline for the call, which
         // SDKs derive from the same timeout.
         let wait = r
@@ -328,7 +327,10 @@ impl Service {
         let d = r.invisible_duration.as_ref().ok_or_else(|| {
             Failure::new(Code::IllegalInvisibleTime, "no invisible duration given")
         })?;
-        let d = invisible(Some(d))?;
+        // Push consumers nack with their retry backoff, which the official
+        // Node.js SDK sends in milliseconds where it means seconds: short
+        // durations are accepted and mean "deliver again soon".
+        let d = invisible(Some(d), Duration::ZERO)?;
         let handle = self
             .state
             .engine

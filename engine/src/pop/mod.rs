@@ -35,7 +35,10 @@ pub use receive::{Popped, ReceiveRequest};
 /// Deliveries of one message before it goes to the dead-letter topic,
 /// unless the group's retry policy says otherwise.
 pub const MAX_DELIVERY_ATTEMPTS: u32 = RetryPolicy::DEFAULT.max_delivery_attempts;
-/// Shortest and longest invisible duration a receive may ask for.
+/// Shortest and longest invisible duration a receive may ask for. A change
+/// of invisible duration may ask for anything up to the longest: a short one
+/// (zero included) hands the message back for redelivery at once, which is
+/// how the official SDKs' push consumers turn a failed message around.
 pub const MIN_INVISIBLE: Duration = Duration::from_secs(1);
 pub const MAX_INVISIBLE: Duration = Duration::from_secs(12 * 3600);
 /// In-flight messages per group and queue; beyond it receives hand out
@@ -286,8 +289,9 @@ impl Engine {
             .map(|_| ())
     }
 
-    /// Makes one delivery invisible for `invisible` from now; returns the
-    /// new receipt handle (the old one stops working).
+    /// Makes one delivery invisible for `invisible` from now (zero: visible
+    /// again at once); returns the new receipt handle (the old one stops
+    /// working).
     pub async fn change_invisible(
         self: &Arc<Self>,
         tenant: &str,
@@ -296,9 +300,9 @@ impl Engine {
         handle: &str,
         invisible: Duration,
     ) -> Result<String> {
-        if !(MIN_INVISIBLE..=MAX_INVISIBLE).contains(&invisible) {
+        if invisible > MAX_INVISIBLE {
             return Err(EngineError::InvalidArgument(format!(
-                "invisible duration {invisible:?} is outside {MIN_INVISIBLE:?}..={MAX_INVISIBLE:?}"
+                "invisible duration {invisible:?} is longer than {MAX_INVISIBLE:?}"
             )));
         }
         self.change_delivery(tenant, group, topic, handle, Action::Invisible(invisible))
@@ -379,8 +383,9 @@ impl Engine {
             ));
         }
         apply(state, &change);
-        // The next message of its FIFO group may go out now.
-        if current.message_group.is_some() && !matches!(action, Action::Invisible(_)) {
+        // The next message of its FIFO group, or this one, may go out now
+        // (or sooner than a waiting receive planned for).
+        if current.message_group.is_some() || matches!(action, Action::Invisible(_)) {
             q.activity().bump();
         }
         Ok(new_handle)
