@@ -16,8 +16,6 @@ pub(crate) struct TopicState {
     pub record: TopicRecord,
     pub queues: Vec<Arc<QueueState>>,
     round_robin: AtomicU64,
-    /// Where the next topic-wide receive starts looking.
-    pop_rotation: AtomicU64,
 }
 
 impl TopicState {
@@ -26,15 +24,7 @@ impl TopicState {
             record,
             queues,
             round_robin: AtomicU64::new(0),
-            pop_rotation: AtomicU64::new(0),
         }
-    }
-
-    /// Index of the queue the next topic-wide receive looks at first:
-    /// every receive starts one further, so no queue is always first.
-    pub fn next_pop_start(&self) -> usize {
-        let n = self.pop_rotation.fetch_add(1, Ordering::Relaxed);
-        (n % self.queues.len().max(1) as u64) as usize
     }
 
     /// Subscribes to the topic's activity (see [`crate::queue::TopicActivity`]).

@@ -309,3 +309,47 @@ async fn a_new_group_starts_at_the_latest_messages_unless_asked_for_earliest() {
     let all = receive(&engine, "earliest", "t", 32, Duration::ZERO).await;
     assert_eq!(all.len(), 9, "earliest: every retained message");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_chosen_invisible_time_gets_no_backoff_on_top() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 7);
+    let engine = open(dir.path(), &clock).await;
+    topic(&engine, "t", 2, MessageType::Normal).await;
+    let slow = GroupSpec {
+        retry: strata_engine::RetryPolicy {
+            max_delivery_attempts: 16,
+            initial_backoff_ms: 60_000,
+            max_backoff_ms: 60_000,
+        },
+        ..GroupSpec::default()
+    };
+    engine.create_group_with(T, "g", slow).await.unwrap();
+    engine
+        .publish(T, "t", vec![msg(1, "nacked".into(), None)])
+        .await
+        .unwrap();
+    let got = receive(&engine, "g", "t", 8, Duration::ZERO).await;
+    assert_eq!(got.len(), 1);
+    // A push consumer's nack: visible again now. The group's 60 s backoff
+    // is for deliveries that ran out unnoticed, not for this.
+    engine
+        .change_invisible(T, "g", "t", &got[0].handle, Duration::ZERO)
+        .await
+        .unwrap();
+    let again = receive(&engine, "g", "t", 8, Duration::ZERO).await;
+    assert_eq!(again.iter().map(body).collect::<Vec<_>>(), ["nacked"]);
+    assert_eq!(again[0].attempt, 2);
+    // Left to run out, the backoff applies again.
+    clock.advance_ms(INVISIBLE.as_millis() as i64 + 1);
+    assert!(
+        receive(&engine, "g", "t", 8, Duration::ZERO)
+            .await
+            .is_empty()
+    );
+    clock.advance_ms(60_000);
+    assert_eq!(
+        receive(&engine, "g", "t", 8, Duration::ZERO).await[0].attempt,
+        3
+    );
+}

@@ -865,22 +865,33 @@ async fn receive_ack_and_change_invisible_duration_over_grpc() {
     .await;
     assert_eq!(status, Code::Forbidden as i32);
 
-    // QueryAssignment hands out every queue of the topic.
-    let assigned = c
-        .query_assignment(request(
-            &auth,
-            None,
-            pb::QueryAssignmentRequest {
-                topic: resource("orders"),
-                group: resource("billing"),
-                endpoints: None,
-            },
-        ))
+    // QueryAssignment: a receive spans the topic, so a push consumer needs
+    // one receive loop for a plain topic; a FIFO topic consumed in order
+    // gets one per queue, as RocketMQ's proxy answers.
+    w.a_admin
+        .post_json(
+            "/v1/topics",
+            &json!({"name": "steps", "queues": 3, "type": "fifo"}),
+        )
         .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(code(&assigned.status), Code::Ok);
-    assert_eq!(assigned.assignments.len(), 4);
+        .expect(201);
+    for (topic, queues) in [("orders", 1), ("steps", 3)] {
+        let assigned = c
+            .query_assignment(request(
+                &auth,
+                None,
+                pb::QueryAssignmentRequest {
+                    topic: resource(topic),
+                    group: resource("billing"),
+                    endpoints: None,
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(code(&assigned.status), Code::Ok);
+        assert_eq!(assigned.assignments.len(), queues, "{topic}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -141,3 +141,34 @@ async fn a_groups_start_position_decides_what_it_sees_first() {
         .expect(200);
     assert_eq!(bodies(all), ["fresh", "old"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_long_poll_does_not_take_the_next_message() {
+    let s = TestServer::start().await;
+    s.create_topic("jobs", 2).await;
+    s.post_json("/v1/groups", &json!({"name": "w"}))
+        .await
+        .expect(201);
+    // A consumer gives up on its long poll: its connection goes away.
+    let gone = tokio::time::timeout(
+        Duration::from_millis(300),
+        s.http
+            .post(s.url("/v1/groups/w/receive"))
+            .json(&json!({"topic": "jobs", "wait_ms": 25_000}))
+            .send(),
+    )
+    .await;
+    assert!(gone.is_err(), "the long poll was still waiting");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.publish("jobs", json!([{"body": "next"}])).await;
+    // Had the abandoned receive still been waiting, it would have taken the
+    // message (invisible for 30 s) and this receive would come back empty.
+    let got = s
+        .post_json(
+            "/v1/groups/w/receive",
+            &json!({"topic": "jobs", "wait_ms": 5_000}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(got["messages"][0]["message"]["body"], "next", "{got}");
+}

@@ -365,8 +365,11 @@ impl Service {
         Ok(pb::ForwardMessageToDeadLetterQueueResponse { status: Some(ok()) })
     }
 
-    /// Every queue of the topic: POP consumption lets every consumer of a
-    /// group receive from every queue without duplicates.
+    /// Where a push consumer runs its receive loops. A receive spans the
+    /// topic, so one assignment serves a group that takes the topic
+    /// unordered (RocketMQ's proxy likewise answers one "broker" queue);
+    /// a group consuming a FIFO topic in order gets every queue, as there.
+    /// POP consumption keeps either free of duplicates.
     pub(crate) async fn query_assignment_inner(
         &self,
         request: Request<pb::QueryAssignmentRequest>,
@@ -379,12 +382,23 @@ impl Service {
         let r = request.into_inner();
         let topic = caller.resource(r.topic.as_ref(), "topic")?;
         let group = caller.resource(r.group.as_ref(), "consumer group")?;
-        self.state
+        let group = self
+            .state
             .engine
-            .require_group(&caller.tenant, group)
+            .group(&caller.tenant, group)
             .await
             .map_err(consume_failure)?;
-        let route = self.route(&caller, r.topic.clone(), topic)?;
+        let mut route = self.route(&caller, r.topic.clone(), topic)?;
+        let ordered = group.fifo
+            && self
+                .state
+                .engine
+                .topic_info(&caller.tenant, topic)?
+                .message_type
+                == strata_engine::MessageType::Fifo;
+        if !ordered {
+            route.truncate(1);
+        }
         Ok(pb::QueryAssignmentResponse {
             status: Some(ok()),
             assignments: route

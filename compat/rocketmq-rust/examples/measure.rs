@@ -61,25 +61,41 @@ async fn consumer(
     c
 }
 
-/// Sends `count` messages at `rate`/s with their send time in the body;
-/// one consumer receives and acks; latency = receive time − send time.
-async fn end_to_end(strata: &Strata, publisher: &(String, String), reader: &(String, String)) {
+/// Sends `count` messages at `rate`/s with their send time in the body to
+/// a topic of `queues` queues; one consumer, waiting before the first
+/// send, receives and acks; latency = receive time − send time.
+async fn end_to_end(
+    strata: &Strata,
+    publisher: &(String, String),
+    reader: &(String, String),
+    queues: u32,
+) {
+    let topic = format!("e2e{queues}");
+    let group = format!("e2e-readers{queues}");
     strata.cli(&[
-        "--tenant", "acme", "topic", "create", "e2e", "--queues", "1",
+        "--tenant",
+        "acme",
+        "topic",
+        "create",
+        &topic,
+        "--queues",
+        &queues.to_string(),
     ]);
-    strata.cli(&["--tenant", "acme", "group", "create", "e2e-readers"]);
+    strata.cli(&["--tenant", "acme", "group", "create", &group]);
     let count = 2000;
     let rate = 200.0;
-    let p = producer(strata, publisher, "e2e").await;
-    let c = consumer(strata, reader, "e2e", "e2e-readers").await;
+    let p = producer(strata, publisher, &topic).await;
+    let c = consumer(strata, reader, &topic, &group).await;
     let all = FilterExpression::new(FilterType::Tag, "*");
+    let sent_topic = topic.clone();
     let sender = tokio::spawn(async move {
+        let topic = sent_topic;
         let start = Instant::now();
         for i in 0..count {
             let due = start + Duration::from_secs_f64(i as f64 / rate);
             tokio::time::sleep_until(due.into()).await;
             let m = MessageBuilder::builder()
-                .set_topic("e2e")
+                .set_topic(topic.as_str())
                 .set_body(now_ms().to_string().into_bytes())
                 .build()
                 .unwrap();
@@ -90,7 +106,7 @@ async fn end_to_end(strata: &Strata, publisher: &(String, String), reader: &(Str
     let mut latencies = Vec::with_capacity(count);
     while latencies.len() < count {
         let got = c
-            .receive_with("e2e", &all, 32, Duration::from_secs(30))
+            .receive_with(topic.as_str(), &all, 32, Duration::from_secs(30))
             .await
             .expect("receive");
         let at = now_ms();
@@ -105,7 +121,7 @@ async fn end_to_end(strata: &Strata, publisher: &(String, String), reader: &(Str
     c.shutdown().await.ok();
     latencies.sort_unstable();
     println!(
-        "| end-to-end (send → receive), {count} msgs at {rate}/s, 1 KiB-less bodies | p50 {} ms | p99 {} ms | max {} ms |",
+        "| end-to-end (send → receive), {queues} queue(s), {count} msgs at {rate}/s, small bodies | p50 {} ms | p99 {} ms | max {} ms |",
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         latencies.last().unwrap()
@@ -255,7 +271,8 @@ async fn main() {
     strata.cli(&["tenant", "set-plan", "acme", "bench"]);
     println!("| measurement | result | | |");
     println!("|---|---|---|---|");
-    end_to_end(&strata, &publisher, &reader).await;
+    end_to_end(&strata, &publisher, &reader, 1).await;
+    end_to_end(&strata, &publisher, &reader, 16).await;
     receive_ack_throughput(&strata, &publisher, &reader, 1).await;
     receive_ack_throughput(&strata, &publisher, &reader, 16).await;
     delay_slack(&strata, &publisher, &reader).await;

@@ -181,6 +181,35 @@ impl Engine {
             .ok_or_else(|| EngineError::Internal("POP state not loaded".into()))
     }
 
+    /// Commits `change` to a queue's POP state and applies it to the state
+    /// cached in `slot`. The state is out of the slot while the commit is in
+    /// flight, so a caller that goes away then (the commit may still land)
+    /// leaves the slot to be reloaded, never stale. `Ok(false)`: a check
+    /// failed, nothing was written, and the slot reloads on next use.
+    pub(crate) async fn commit_to_slot(
+        &self,
+        slot: &mut Option<PopQueueState>,
+        tenant: &str,
+        group: &str,
+        q: &QueueState,
+        change: &PopChange,
+    ) -> Result<bool> {
+        let Some(mut state) = slot.take() else {
+            return Err(EngineError::Internal("POP state not loaded".into()));
+        };
+        let fence = self.catalog.owner_check(q.key, &q.owner);
+        if !self
+            .catalog
+            .commit_pop(tenant, group, q.key, change, fence)
+            .await?
+        {
+            return Ok(false);
+        }
+        apply(&mut state, change);
+        *slot = Some(state);
+        Ok(true)
+    }
+
     /// The message at `offset`, if the queue still holds it.
     async fn read_at(
         self: &Arc<Self>,
@@ -359,6 +388,7 @@ impl Engine {
                 let next = InflightRecord {
                     visible_ms: now + d.as_millis() as i64,
                     seq: self.clock.random_u64(),
+                    chosen: true,
                     ..current.clone()
                 };
                 new_handle = ReceiptHandle { seq: next.seq, ..h }.encode();
@@ -371,18 +401,14 @@ impl Engine {
                 }
             }
         }
-        let fence = self.catalog.owner_check(q.key, &q.owner);
         if !self
-            .catalog
-            .commit_pop(tenant, group, q.key, &change, fence)
+            .commit_to_slot(&mut guard, tenant, group, &q, &change)
             .await?
         {
-            *guard = None;
             return Err(EngineError::Conflict(
                 "POP state changed underneath; retry".into(),
             ));
         }
-        apply(state, &change);
         // The next message of its FIFO group, or this one, may go out now
         // (or sooner than a waiting receive planned for).
         if current.message_group.is_some() || matches!(action, Action::Invisible(_)) {

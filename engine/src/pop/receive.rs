@@ -4,8 +4,8 @@
 //! stateless consumption model; HTTP may still pin one queue). A receive
 //! runs *passes*; one pass:
 //!
-//! 1. looks at each queue in a rotating order (the start moves on with
-//!    every receive of the topic, so no queue is always looked at first)
+//! 1. looks at each queue from a random start (so no queue is always
+//!    looked at first)
 //!    and keeps those that may have something deliverable for the group:
 //!    due in-flight messages (redeliveries, FIFO messages freed by an ack)
 //!    or messages past the group's cursor;
@@ -34,9 +34,7 @@ use strata_common::usage::Counter;
 use strata_common::{QueueKey, StoredMessage};
 use strata_metadata::{GroupRecord, InflightRecord, MessageType, PopChange, PopQueueState};
 
-use super::{
-    MAX_INFLIGHT_PER_QUEUE, MAX_INVISIBLE, MIN_INVISIBLE, ReceiptHandle, TagFilter, apply,
-};
+use super::{MAX_INFLIGHT_PER_QUEUE, MAX_INVISIBLE, MIN_INVISIBLE, ReceiptHandle, TagFilter};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::queue::QueueState;
@@ -76,6 +74,28 @@ struct Delivery {
     offset: u64,
     record: InflightRecord,
     message: StoredMessage,
+}
+
+/// Queues of a pass that failed, and the first error.
+#[derive(Default)]
+struct Failed {
+    queues: usize,
+    first: Option<EngineError>,
+}
+
+impl Failed {
+    fn note(&mut self, r: &ReceiveRequest<'_>, q: &QueueState, e: EngineError) {
+        tracing::warn!(
+            tenant = r.tenant,
+            group = r.group,
+            topic = r.topic,
+            queue = q.key.queue,
+            error = %e,
+            "receive skipped a queue that failed"
+        );
+        self.queues += 1;
+        self.first.get_or_insert(e);
+    }
 }
 
 /// What a look at one queue's POP state found.
@@ -149,9 +169,12 @@ impl Engine {
         // Ordered only when the topic is FIFO and the group consumes in order.
         let fifo = topic.record.message_type == MessageType::Fifo && group.fifo;
         let n = queues.len();
-        let start = topic.next_pop_start();
+        // A random start, so no queue is always looked at first, whichever
+        // groups and consumers share the topic.
+        let start = (self.clock.random_u64() % n.max(1) as u64) as usize;
         let order: Vec<&Arc<QueueState>> = (0..n).map(|i| &queues[(start + i) % n]).collect();
         let mut done = vec![false; n];
+        let mut failed = Failed::default();
         let mut next_due_ms: Option<i64> = None;
         let mut taken = 0;
         while taken < max {
@@ -160,7 +183,14 @@ impl Engine {
                 if done[i] {
                     continue;
                 }
-                let look = self.look(r, q, fifo, group).await?;
+                let look = match self.look(r, q, fifo, group).await {
+                    Ok(look) => look,
+                    Err(e) => {
+                        done[i] = true;
+                        failed.note(r, q, e);
+                        continue;
+                    }
+                };
                 next_due_ms = earliest(next_due_ms, look.next_due_ms);
                 if look.deliverable {
                     candidates.push(i);
@@ -183,7 +213,14 @@ impl Engine {
                 }))
                 .await;
             for ((&i, &share), result) in candidates.iter().zip(&shares).zip(results) {
-                let (got, due) = result?;
+                let (got, due) = match result {
+                    Ok(r) => r,
+                    Err(e) => {
+                        done[i] = true;
+                        failed.note(r, order[i], e);
+                        continue;
+                    }
+                };
                 next_due_ms = earliest(next_due_ms, due);
                 if got < share {
                     done[i] = true;
@@ -191,7 +228,12 @@ impl Engine {
                 taken += got;
             }
         }
-        Ok(next_due_ms)
+        // One failing queue does not stop the others; the receive fails
+        // only when every queue did.
+        match failed.first {
+            Some(e) if failed.queues == n => Err(e),
+            _ => Ok(next_due_ms),
+        }
     }
 
     /// Whether `q` may have something deliverable for the group now.
@@ -280,6 +322,7 @@ impl Engine {
                 visible_ms: now + invisible_ms,
                 seq: self.clock.random_u64(),
                 message_group: rec.message_group.clone(),
+                chosen: false,
             };
             change.remove.push((offset, rec));
             out.push((offset, next, message));
@@ -329,6 +372,7 @@ impl Engine {
                             visible_ms: 0,
                             seq: 0,
                             message_group,
+                            chosen: false,
                         },
                     ));
                     continue;
@@ -338,6 +382,7 @@ impl Engine {
                     visible_ms: now + invisible_ms,
                     seq: self.clock.random_u64(),
                     message_group,
+                    chosen: false,
                 };
                 out.push((m.offset, rec, m));
             }
@@ -362,28 +407,33 @@ impl Engine {
             .put
             .extend(out.iter().map(|(o, rec, _)| (*o, rec.clone())));
         change.put.extend(waiting);
-        if change.cursor.is_some() || !change.put.is_empty() || !change.remove.is_empty() {
-            let fence = self.catalog.owner_check(q.key, &q.owner);
-            if !self
-                .catalog
-                .commit_pop(r.tenant, r.group, q.key, &change, fence)
-                .await?
-            {
-                *guard = None;
-                return Err(EngineError::Conflict(
-                    "POP state changed underneath (queue ownership moved?); retry".into(),
-                ));
-            }
-            apply(state, &change);
-        }
-        let next_due_ms = look_at(state, first, hw, fifo, group, now).next_due_ms;
         let got = out.len();
+        let seqs: Vec<u64> = out.iter().map(|(_, rec, _)| rec.seq).collect();
+        // Claimed before the commit is awaited: a caller that goes away
+        // while it is in flight (it may still land) has them released, and
+        // the release only undoes what the commit really wrote.
         claims.add(out.into_iter().map(|(offset, record, message)| Delivery {
             queue: q.clone(),
             offset,
             record,
             message,
         }));
+        if change.cursor.is_some() || !change.put.is_empty() || !change.remove.is_empty() {
+            let committed = self
+                .commit_to_slot(&mut guard, r.tenant, r.group, q, &change)
+                .await;
+            if !matches!(committed, Ok(true)) {
+                claims.retract(q.key, &seqs);
+            }
+            if !committed? {
+                return Err(EngineError::Conflict(
+                    "POP state changed underneath (queue ownership moved?); retry".into(),
+                ));
+            }
+        }
+        let next_due_ms = guard
+            .as_ref()
+            .and_then(|state| look_at(state, first, hw, fifo, group, now).next_due_ms);
         Ok((got, next_due_ms))
     }
 
@@ -434,6 +484,7 @@ impl Engine {
                     visible_ms: 0,
                     seq: 0,
                     message_group: d.record.message_group.clone(),
+                    chosen: false,
                 },
             ));
             change.remove.push((d.offset, d.record));
@@ -441,19 +492,21 @@ impl Engine {
         for (q, change) in by_queue.into_values() {
             let slot = self.pop_slot(&tenant, &group, q.key);
             let mut guard = slot.lock().await;
-            let fence = self.catalog.owner_check(q.key, &q.owner);
-            match self
-                .catalog
-                .commit_pop(&tenant, &group, q.key, &change, fence)
-                .await
-            {
-                Ok(true) => {
-                    if let Some(state) = guard.as_mut() {
-                        apply(state, &change);
-                    }
-                    q.activity().bump();
-                }
-                Ok(false) => *guard = None,
+            let released = if guard.is_some() {
+                self.commit_to_slot(&mut guard, &tenant, &group, &q, &change)
+                    .await
+            } else {
+                let fence = self.catalog.owner_check(q.key, &q.owner);
+                self.catalog
+                    .commit_pop(&tenant, &group, q.key, &change, fence)
+                    .await
+                    .map_err(EngineError::from)
+            };
+            match released {
+                Ok(true) => q.activity().bump(),
+                // A record changed since (this receive's commit did not land):
+                // its invisible time brings the message back.
+                Ok(false) => {}
                 Err(e) => tracing::warn!(
                     tenant,
                     group,
@@ -492,6 +545,15 @@ impl Unclaimed {
             .extend(more);
     }
 
+    /// Takes back the deliveries of `queue` with these seqs (their commit
+    /// failed: they were never made).
+    fn retract(&self, queue: QueueKey, seqs: &[u64]) {
+        self.got
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|d| d.queue.key != queue || !seqs.contains(&d.record.seq));
+    }
+
     /// Everything claimed so far; the caller now owns it.
     fn take(&self) -> Vec<Delivery> {
         std::mem::take(&mut *self.got.lock().unwrap_or_else(|p| p.into_inner()))
@@ -517,9 +579,11 @@ impl Drop for Unclaimed {
 }
 
 /// When an in-flight record may go out again: a waiting FIFO record (attempt
-/// 0) at once; an expired delivery after the group's retry backoff.
+/// 0) at once; a delivery whose invisible time the consumer chose when that
+/// time ends; an expired delivery after the group's retry backoff.
 fn due_ms(rec: &InflightRecord, group: &GroupRecord) -> i64 {
     match rec.attempt {
+        _ if rec.chosen => rec.visible_ms,
         0 => rec.visible_ms,
         n => rec
             .visible_ms
@@ -565,6 +629,9 @@ pub(crate) fn look_at(
                 .is_some_and(|g| blocked.contains(g))
     });
     let fresh = state.cursor.max(first) < hw && state.inflight.len() < MAX_INFLIGHT_PER_QUEUE;
+    // Records of messages retention removed: a pass clears them (and so
+    // frees room under the in-flight cap).
+    let stale = state.inflight.range(..first).next().is_some();
     let next_due_ms = state
         .inflight
         .values()
@@ -573,7 +640,7 @@ pub(crate) fn look_at(
         .filter(|&at| at > now)
         .min();
     Look {
-        deliverable: due_now || fresh,
+        deliverable: due_now || fresh || stale,
         next_due_ms,
     }
 }
@@ -608,6 +675,7 @@ mod tests {
             visible_ms,
             seq: 1,
             message_group: message_group.map(str::to_string),
+            chosen: false,
         }
     }
 
@@ -628,8 +696,11 @@ mod tests {
             }
         );
         assert!(look_at(&s, 0, 3, false, &g, 500).deliverable, "due again");
-        // Retention moved the first offset past the in-flight one.
-        assert!(!look_at(&s, 3, 3, false, &g, 500).deliverable);
+        // Retention moved the first offset past the in-flight one: a pass
+        // must clear its record (it counts against the in-flight cap).
+        assert!(look_at(&s, 3, 3, false, &g, 100).deliverable);
+        s.inflight.clear();
+        assert!(!look_at(&s, 3, 3, false, &g, 100).deliverable);
     }
 
     #[test]

@@ -50,10 +50,22 @@ pub struct GroupJson {
     pub max_delivery_attempts: u32,
     pub retry_initial_backoff_ms: u64,
     pub retry_max_backoff_ms: u64,
+    /// Servers before start positions answered without it: their groups
+    /// started at the earliest message.
+    #[serde(default = "earliest")]
     pub start: StartPosition,
+    #[serde(default = "fifo_on")]
     pub fifo: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offsets: Option<Vec<OffsetJson>>,
+}
+
+fn earliest() -> StartPosition {
+    StartPosition::Earliest
+}
+
+fn fifo_on() -> bool {
+    true
 }
 
 fn group_json(g: GroupInfo, with_offsets: bool) -> GroupJson {

@@ -25,6 +25,11 @@ pub struct InflightRecord {
     /// FIFO message group, if the message has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_group: Option<String>,
+    /// The consumer set `visible_ms` itself (a change of invisible
+    /// duration, a push consumer's nack): the group's retry backoff, meant
+    /// for deliveries that ran out unnoticed, is not added to it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub chosen: bool,
 }
 
 /// A queue's POP state as stored.
@@ -155,6 +160,7 @@ mod tests {
             visible_ms: 1000,
             seq,
             message_group: None,
+            chosen: false,
         }
     }
 
