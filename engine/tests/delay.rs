@@ -1,36 +1,19 @@
 //! Delay messages: invisible in their topic until due, delivered by the
 //! timer (not before the time), durable across a restart, billed once.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use strata_common::{Clock, ManualClock, Message};
+use common::open;
+use strata_common::{ManualClock, Message};
 use strata_engine::delay::{PROP_DELIVER_AT, SCHEDULE_TOPIC};
-use strata_engine::{Engine, EngineConfig, EngineError, MessageType, PublishMessage, Retention};
+use strata_engine::{Engine, EngineError, MessageType, PublishMessage, Retention};
 
 const T: &str = "acme";
 const START_MS: i64 = 1_800_000_000_000;
-
-fn config(dir: &std::path::Path) -> EngineConfig {
-    let mut c = EngineConfig::new(dir);
-    c.upload_interval = Duration::from_secs(3600);
-    c.upload_trigger_bytes = u64::MAX;
-    c.retention_interval = Duration::from_secs(3600);
-    c.block_cache.disk_dir = None;
-    c
-}
-
-async fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Arc<Engine> {
-    for _ in 0..100 {
-        let c: Arc<dyn Clock> = clock.clone();
-        match Engine::open(config(dir), c).await {
-            Ok(e) => return e,
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-    panic!("the data directory was never released");
-}
 
 fn msg(body: &str) -> PublishMessage {
     PublishMessage {

@@ -3,33 +3,22 @@
 //! FIFO blocking per message group, tag filters, visibility changes, bad
 //! handles — and all of it across a restart.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use strata_common::{Clock, MESSAGE_GROUP_PROPERTY, ManualClock, Message};
+use common::{open, open as reopen};
+use strata_common::{MESSAGE_GROUP_PROPERTY, ManualClock, Message};
 use strata_engine::{
-    Engine, EngineConfig, EngineError, GroupSpec, MAX_DELIVERY_ATTEMPTS, MessageType, Popped,
-    PublishMessage, ReceiveRequest, Retention, RetryPolicy, TagFilter, dead_letter_topic,
+    Engine, EngineError, GroupSpec, MAX_DELIVERY_ATTEMPTS, MessageType, Popped, PublishMessage,
+    ReceiveRequest, Retention, RetryPolicy, TagFilter, dead_letter_topic,
 };
 
 const T: &str = "acme";
 const START_MS: i64 = 1_800_000_000_000;
 const INVISIBLE: Duration = Duration::from_secs(30);
-
-fn config(dir: &std::path::Path) -> EngineConfig {
-    let mut c = EngineConfig::new(dir);
-    c.upload_interval = Duration::from_secs(3600);
-    c.upload_trigger_bytes = u64::MAX;
-    c.retention_interval = Duration::from_secs(3600);
-    c.block_cache.disk_dir = None;
-    c
-}
-
-async fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Arc<Engine> {
-    let clock: Arc<dyn Clock> = clock.clone();
-    Engine::open(config(dir), clock).await.unwrap()
-}
 
 fn msg(body: &str, tag: Option<&str>, group: Option<&str>) -> PublishMessage {
     PublishMessage {
@@ -65,19 +54,6 @@ fn bodies(p: &[Popped]) -> Vec<String> {
     p.iter()
         .map(|p| String::from_utf8_lossy(&p.message.message.body).into_owned())
         .collect()
-}
-
-/// Opens again once the previous engine released the data directory
-/// (its background loops drop their references as they stop).
-async fn reopen(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Arc<Engine> {
-    for _ in 0..100 {
-        let c: Arc<dyn Clock> = clock.clone();
-        match Engine::open(config(dir), c).await {
-            Ok(e) => return e,
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-    panic!("the data directory was never released");
 }
 
 async fn setup(dir: &std::path::Path, clock: &Arc<ManualClock>, t: MessageType) -> Arc<Engine> {

@@ -4,41 +4,23 @@
 //! FIFO group, FIFO order per group across queues, and where a new group
 //! starts (latest or earliest), across a restart.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use strata_common::{Clock, MESSAGE_GROUP_PROPERTY, ManualClock, Message};
+use common::open;
+use strata_common::{MESSAGE_GROUP_PROPERTY, ManualClock, Message};
 use strata_engine::{
-    Engine, EngineConfig, GroupSpec, MessageType, Popped, PublishMessage, ReceiveRequest,
-    Retention, StartPosition, TagFilter,
+    Engine, GroupSpec, MessageType, Popped, PublishMessage, ReceiveRequest, Retention,
+    StartPosition, TagFilter,
 };
 
 const T: &str = "acme";
 const START_MS: i64 = 1_800_000_000_000;
 const INVISIBLE: Duration = Duration::from_secs(30);
-
-fn config(dir: &std::path::Path) -> EngineConfig {
-    let mut c = EngineConfig::new(dir);
-    c.upload_interval = Duration::from_secs(3600);
-    c.upload_trigger_bytes = u64::MAX;
-    c.retention_interval = Duration::from_secs(3600);
-    c.block_cache.disk_dir = None;
-    c
-}
-
-async fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Arc<Engine> {
-    for _ in 0..100 {
-        let c: Arc<dyn Clock> = clock.clone();
-        match Engine::open(config(dir), c).await {
-            Ok(e) => return e,
-            // The previous engine is still letting go of the directory.
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-    panic!("the data directory was never released");
-}
 
 fn msg(queue: u32, body: String, group: Option<&str>) -> PublishMessage {
     PublishMessage {

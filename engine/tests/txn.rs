@@ -2,35 +2,18 @@
 //! rollbacks discard them, unresolved ones are due for check-backs with a
 //! growing interval and are rolled back after the maximum — across a restart.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use strata_common::{Clock, ManualClock, Message};
+use common::open;
+use strata_common::{ManualClock, Message};
 use strata_engine::txn::{FIRST_CHECK_DELAY, MAX_CHECKS};
-use strata_engine::{Engine, EngineConfig, EngineError, MessageType, PublishMessage};
+use strata_engine::{Engine, EngineError, MessageType, PublishMessage};
 
 const T: &str = "acme";
-
-fn config(dir: &std::path::Path) -> EngineConfig {
-    let mut c = EngineConfig::new(dir);
-    c.upload_interval = Duration::from_secs(3600);
-    c.upload_trigger_bytes = u64::MAX;
-    c.retention_interval = Duration::from_secs(3600);
-    c.block_cache.disk_dir = None;
-    c
-}
-
-async fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Arc<Engine> {
-    for _ in 0..100 {
-        let c: Arc<dyn Clock> = clock.clone();
-        if let Ok(e) = Engine::open(config(dir), c).await {
-            return e;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the data directory was never released");
-}
 
 fn msg(body: &str) -> PublishMessage {
     PublishMessage {

@@ -1,0 +1,31 @@
+//! What the engine's test files share: opening an engine on a manual clock
+//! with the background work that tests do not drive turned off.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_common::{Clock, ManualClock};
+use strata_engine::{Engine, EngineConfig};
+
+/// No uploads, no retention runs, no disk block cache.
+pub fn config(dir: &std::path::Path) -> EngineConfig {
+    let mut c = EngineConfig::new(dir);
+    c.upload_interval = Duration::from_secs(3600);
+    c.upload_trigger_bytes = u64::MAX;
+    c.retention_interval = Duration::from_secs(3600);
+    c.block_cache.disk_dir = None;
+    c
+}
+
+/// Opens the engine on `dir`, waiting while a previous engine still lets go
+/// of the directory (its background loops drop their references as they stop).
+pub async fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Arc<Engine> {
+    for _ in 0..100 {
+        let c: Arc<dyn Clock> = clock.clone();
+        match Engine::open(config(dir), c).await {
+            Ok(e) => return e,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    panic!("the data directory was never released");
+}
