@@ -1162,4 +1162,38 @@ async fn receive_spans_the_topic_and_a_terminating_client_gets_its_long_poll_bac
         took < std::time::Duration::from_secs(10),
         "ended by the termination: {took:?}"
     );
+
+    // A client that cancels its long poll (here: its deadline passes) does
+    // not leave a receive behind to take the next message.
+    let mut cancelled = request(&auth, None, {
+        let mut r = receive_request("spread", "orders", 1, 8);
+        r.long_polling_timeout = Some(prost_types::Duration {
+            seconds: 20,
+            nanos: 0,
+        });
+        r
+    });
+    cancelled.set_timeout(std::time::Duration::from_millis(300));
+    let gone = c.receive_message(cancelled).await;
+    if let Ok(stream) = gone {
+        let mut stream = stream.into_inner();
+        while let Ok(Some(_)) = stream.message().await {}
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    c.send_message(request(
+        &hmac(&w.a_publisher),
+        None,
+        pb::SendMessageRequest {
+            messages: vec![message("orders", b"after", 2)],
+        },
+    ))
+    .await
+    .unwrap();
+    let (next, _) = receive(&mut c, &auth, receive_request("spread", "orders", 0, 8)).await;
+    let bodies: Vec<&[u8]> = next.iter().map(|m| m.body.as_slice()).collect();
+    assert_eq!(
+        bodies,
+        [b"after".as_slice()],
+        "not taken by the cancelled call"
+    );
 }
