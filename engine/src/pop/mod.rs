@@ -29,6 +29,8 @@ use crate::publish::Origin;
 use crate::queue::QueueState;
 use crate::types::{PublishMessage, TopicSpec};
 
+mod claims;
+mod look;
 mod receive;
 pub use receive::{Popped, ReceiveRequest};
 

@@ -26,14 +26,16 @@
 //! handed over (the future is dropped, or a later step fails) are released:
 //! visible again at once, their attempt not counted.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
+use strata_common::StoredMessage;
 use strata_common::usage::Counter;
-use strata_common::{QueueKey, StoredMessage};
-use strata_metadata::{GroupRecord, InflightRecord, MessageType, PopChange, PopQueueState};
+use strata_metadata::{GroupRecord, InflightRecord, MessageType, PopChange};
 
+use super::claims::{Delivery, Unclaimed};
+use super::look::{Look, blocked_groups, due_ms, earliest, look_at};
 use super::{MAX_INFLIGHT_PER_QUEUE, MAX_INVISIBLE, MIN_INVISIBLE, ReceiptHandle, TagFilter};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
@@ -68,14 +70,6 @@ pub struct ReceiveRequest<'a> {
     pub filter: &'a TagFilter,
 }
 
-/// One delivery a pass committed, until it is handed to the caller.
-struct Delivery {
-    queue: Arc<QueueState>,
-    offset: u64,
-    record: InflightRecord,
-    message: StoredMessage,
-}
-
 /// Queues of a pass that failed, and the first error.
 #[derive(Default)]
 struct Failed {
@@ -96,16 +90,6 @@ impl Failed {
         self.queues += 1;
         self.first.get_or_insert(e);
     }
-}
-
-/// What a look at one queue's POP state found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Look {
-    /// Something may be deliverable now (a hint: filters and FIFO groups
-    /// can still leave the queue's share empty).
-    pub deliverable: bool,
-    /// The earliest future moment an in-flight message becomes due.
-    pub next_due_ms: Option<i64>,
 }
 
 impl Engine {
@@ -179,15 +163,19 @@ impl Engine {
         let mut taken = 0;
         while taken < max {
             let mut candidates = Vec::new();
-            for (i, q) in order.iter().enumerate() {
-                if done[i] {
-                    continue;
-                }
-                let look = match self.look(r, q, fifo, group).await {
+            // Looked at together: a first look may load a queue's state and
+            // commit a group's start there.
+            let open: Vec<usize> = (0..n).filter(|&i| !done[i]).collect();
+            let looks = futures::future::join_all(
+                open.iter().map(|&i| self.look(r, order[i], fifo, group)),
+            )
+            .await;
+            for (i, look) in open.into_iter().zip(looks) {
+                let look = match look {
                     Ok(look) => look,
                     Err(e) => {
                         done[i] = true;
-                        failed.note(r, q, e);
+                        failed.note(r, order[i], e);
                         continue;
                     }
                 };
@@ -465,262 +453,5 @@ impl Engine {
         self.meter.add(tenant, Counter::DeliveredBytes, bytes);
         self.meter.add(tenant, Counter::Redeliveries, again);
         popped
-    }
-
-    /// Makes deliveries that never reached a caller visible again at once,
-    /// as if they had not been made (the attempt is not counted). A
-    /// delivery that changed since (there is none but this receive's) is
-    /// left alone: its invisible time brings it back.
-    async fn release(self: Arc<Self>, tenant: String, group: String, got: Vec<Delivery>) {
-        let mut by_queue: HashMap<QueueKey, (Arc<QueueState>, PopChange)> = HashMap::new();
-        for d in got {
-            let (_, change) = by_queue
-                .entry(d.queue.key)
-                .or_insert_with(|| (d.queue.clone(), PopChange::default()));
-            change.put.push((
-                d.offset,
-                InflightRecord {
-                    attempt: d.record.attempt - 1,
-                    visible_ms: 0,
-                    seq: 0,
-                    message_group: d.record.message_group.clone(),
-                    chosen: false,
-                },
-            ));
-            change.remove.push((d.offset, d.record));
-        }
-        for (q, change) in by_queue.into_values() {
-            let slot = self.pop_slot(&tenant, &group, q.key);
-            let mut guard = slot.lock().await;
-            let released = if guard.is_some() {
-                self.commit_to_slot(&mut guard, &tenant, &group, &q, &change)
-                    .await
-            } else {
-                let fence = self.catalog.owner_check(q.key, &q.owner);
-                self.catalog
-                    .commit_pop(&tenant, &group, q.key, &change, fence)
-                    .await
-                    .map_err(EngineError::from)
-            };
-            match released {
-                Ok(true) => q.activity().bump(),
-                // A record changed since (this receive's commit did not land):
-                // its invisible time brings the message back.
-                Ok(false) => {}
-                Err(e) => tracing::warn!(
-                    tenant,
-                    group,
-                    error = %e,
-                    "releasing undelivered messages failed; they return after their invisible time"
-                ),
-            }
-        }
-    }
-}
-
-/// Deliveries committed by one receive and not yet handed to its caller.
-/// Dropped with any left (the caller went away, or the receive failed
-/// half-way), it releases them in the background.
-struct Unclaimed {
-    engine: Arc<Engine>,
-    tenant: String,
-    group: String,
-    got: Mutex<Vec<Delivery>>,
-}
-
-impl Unclaimed {
-    fn new(engine: &Arc<Engine>, tenant: &str, group: &str) -> Self {
-        Self {
-            engine: engine.clone(),
-            tenant: tenant.to_string(),
-            group: group.to_string(),
-            got: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn add(&self, more: impl Iterator<Item = Delivery>) {
-        self.got
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(more);
-    }
-
-    /// Takes back the deliveries of `queue` with these seqs (their commit
-    /// failed: they were never made).
-    fn retract(&self, queue: QueueKey, seqs: &[u64]) {
-        self.got
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|d| d.queue.key != queue || !seqs.contains(&d.record.seq));
-    }
-
-    /// Everything claimed so far; the caller now owns it.
-    fn take(&self) -> Vec<Delivery> {
-        std::mem::take(&mut *self.got.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
-impl Drop for Unclaimed {
-    fn drop(&mut self) {
-        let got = self.take();
-        if got.is_empty() {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let (engine, tenant, group) = (
-            self.engine.clone(),
-            std::mem::take(&mut self.tenant),
-            std::mem::take(&mut self.group),
-        );
-        runtime.spawn(engine.release(tenant, group, got));
-    }
-}
-
-/// When an in-flight record may go out again: a waiting FIFO record (attempt
-/// 0) at once; a delivery whose invisible time the consumer chose when that
-/// time ends; an expired delivery after the group's retry backoff.
-fn due_ms(rec: &InflightRecord, group: &GroupRecord) -> i64 {
-    match rec.attempt {
-        _ if rec.chosen => rec.visible_ms,
-        0 => rec.visible_ms,
-        n => rec
-            .visible_ms
-            .saturating_add(i64::try_from(group.retry.backoff_ms(n)).unwrap_or(i64::MAX)),
-    }
-}
-
-/// FIFO message groups with a delivery still in flight (not yet due).
-fn blocked_groups(
-    state: &PopQueueState,
-    first: u64,
-    group: &GroupRecord,
-    now: i64,
-) -> HashSet<String> {
-    state
-        .inflight
-        .range(first..)
-        .map(|(_, rec)| rec)
-        .filter(|rec| rec.attempt > 0 && due_ms(rec, group) > now)
-        .filter_map(|rec| rec.message_group.clone())
-        .collect()
-}
-
-/// What one queue's POP state offers the group at `now` (see [`Look`]).
-pub(crate) fn look_at(
-    state: &PopQueueState,
-    first: u64,
-    hw: u64,
-    fifo: bool,
-    group: &GroupRecord,
-    now: i64,
-) -> Look {
-    let blocked = if fifo {
-        blocked_groups(state, first, group, now)
-    } else {
-        HashSet::new()
-    };
-    let due_now = state.inflight.range(first..).any(|(_, rec)| {
-        due_ms(rec, group) <= now
-            && !rec
-                .message_group
-                .as_ref()
-                .is_some_and(|g| blocked.contains(g))
-    });
-    let fresh = state.cursor.max(first) < hw && state.inflight.len() < MAX_INFLIGHT_PER_QUEUE;
-    // Records of messages retention removed: a pass clears them (and so
-    // frees room under the in-flight cap).
-    let stale = state.inflight.range(..first).next().is_some();
-    let next_due_ms = state
-        .inflight
-        .values()
-        .filter(|rec| rec.attempt > 0)
-        .map(|rec| due_ms(rec, group))
-        .filter(|&at| at > now)
-        .min();
-    Look {
-        deliverable: due_now || fresh || stale,
-        next_due_ms,
-    }
-}
-
-fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use strata_metadata::RetryPolicy;
-
-    use super::*;
-
-    fn group() -> GroupRecord {
-        GroupRecord {
-            tenant: "t".into(),
-            name: "g".into(),
-            created_ms: 0,
-            retry: RetryPolicy::DEFAULT,
-            start: strata_metadata::StartPosition::Earliest,
-            fifo: true,
-        }
-    }
-
-    fn rec(attempt: u32, visible_ms: i64, message_group: Option<&str>) -> InflightRecord {
-        InflightRecord {
-            attempt,
-            visible_ms,
-            seq: 1,
-            message_group: message_group.map(str::to_string),
-            chosen: false,
-        }
-    }
-
-    #[test]
-    fn a_queue_is_deliverable_with_new_or_due_messages_only() {
-        let g = group();
-        let mut s = PopQueueState::default();
-        assert!(!look_at(&s, 0, 0, false, &g, 100).deliverable, "empty");
-        assert!(look_at(&s, 0, 3, false, &g, 100).deliverable, "new ones");
-        s.cursor = 3;
-        s.inflight.insert(2, rec(1, 500, None));
-        let look = look_at(&s, 0, 3, false, &g, 100);
-        assert_eq!(
-            look,
-            Look {
-                deliverable: false,
-                next_due_ms: Some(500)
-            }
-        );
-        assert!(look_at(&s, 0, 3, false, &g, 500).deliverable, "due again");
-        // Retention moved the first offset past the in-flight one: a pass
-        // must clear its record (it counts against the in-flight cap).
-        assert!(look_at(&s, 3, 3, false, &g, 100).deliverable);
-        s.inflight.clear();
-        assert!(!look_at(&s, 3, 3, false, &g, 100).deliverable);
-    }
-
-    #[test]
-    fn a_waiting_fifo_message_is_deliverable_only_once_its_group_is_free() {
-        let g = group();
-        let mut s = PopQueueState {
-            cursor: 2,
-            ..Default::default()
-        };
-        s.inflight.insert(0, rec(1, 500, Some("a")));
-        s.inflight.insert(1, rec(0, 0, Some("a")));
-        assert!(!look_at(&s, 0, 2, true, &g, 100).deliverable, "a is busy");
-        s.inflight.remove(&0);
-        assert!(look_at(&s, 0, 2, true, &g, 100).deliverable, "acked");
-    }
-
-    #[test]
-    fn earliest_of_two() {
-        assert_eq!(earliest(None, None), None);
-        assert_eq!(earliest(Some(3), None), Some(3));
-        assert_eq!(earliest(Some(3), Some(2)), Some(2));
     }
 }

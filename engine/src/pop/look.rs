@@ -1,0 +1,166 @@
+//! What one queue's POP state offers a group now: pure functions over the
+//! state, so a receive can decide which queues to take from, and when
+//! something in flight falls due, without touching storage.
+
+use std::collections::HashSet;
+
+use strata_metadata::{GroupRecord, InflightRecord, PopQueueState};
+
+use super::MAX_INFLIGHT_PER_QUEUE;
+
+/// What a look at one queue's POP state found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Look {
+    /// Something may be deliverable now (a hint: filters and FIFO groups
+    /// can still leave the queue's share empty).
+    pub deliverable: bool,
+    /// The earliest future moment an in-flight message becomes due.
+    pub next_due_ms: Option<i64>,
+}
+
+/// When an in-flight record may go out again: a waiting FIFO record (attempt
+/// 0) at once; a delivery whose invisible time the consumer chose when that
+/// time ends; an expired delivery after the group's retry backoff.
+pub(crate) fn due_ms(rec: &InflightRecord, group: &GroupRecord) -> i64 {
+    match rec.attempt {
+        _ if rec.chosen => rec.visible_ms,
+        0 => rec.visible_ms,
+        n => rec
+            .visible_ms
+            .saturating_add(i64::try_from(group.retry.backoff_ms(n)).unwrap_or(i64::MAX)),
+    }
+}
+
+/// FIFO message groups with a delivery still in flight (not yet due).
+pub(crate) fn blocked_groups(
+    state: &PopQueueState,
+    first: u64,
+    group: &GroupRecord,
+    now: i64,
+) -> HashSet<String> {
+    state
+        .inflight
+        .range(first..)
+        .map(|(_, rec)| rec)
+        .filter(|rec| rec.attempt > 0 && due_ms(rec, group) > now)
+        .filter_map(|rec| rec.message_group.clone())
+        .collect()
+}
+
+/// What one queue's POP state offers the group at `now` (see [`Look`]).
+pub(crate) fn look_at(
+    state: &PopQueueState,
+    first: u64,
+    hw: u64,
+    fifo: bool,
+    group: &GroupRecord,
+    now: i64,
+) -> Look {
+    let blocked = if fifo {
+        blocked_groups(state, first, group, now)
+    } else {
+        HashSet::new()
+    };
+    let due_now = state.inflight.range(first..).any(|(_, rec)| {
+        due_ms(rec, group) <= now
+            && !rec
+                .message_group
+                .as_ref()
+                .is_some_and(|g| blocked.contains(g))
+    });
+    let fresh = state.cursor.max(first) < hw && state.inflight.len() < MAX_INFLIGHT_PER_QUEUE;
+    // Records of messages retention removed: a pass clears them (and so
+    // frees room under the in-flight cap).
+    let stale = state.inflight.range(..first).next().is_some();
+    let next_due_ms = state
+        .inflight
+        .values()
+        .filter(|rec| rec.attempt > 0)
+        .map(|rec| due_ms(rec, group))
+        .filter(|&at| at > now)
+        .min();
+    Look {
+        deliverable: due_now || fresh || stale,
+        next_due_ms,
+    }
+}
+
+pub(crate) fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_metadata::RetryPolicy;
+
+    use super::*;
+
+    fn group() -> GroupRecord {
+        GroupRecord {
+            tenant: "t".into(),
+            name: "g".into(),
+            created_ms: 0,
+            retry: RetryPolicy::DEFAULT,
+            start: strata_metadata::StartPosition::Earliest,
+            fifo: true,
+        }
+    }
+
+    fn rec(attempt: u32, visible_ms: i64, message_group: Option<&str>) -> InflightRecord {
+        InflightRecord {
+            attempt,
+            visible_ms,
+            seq: 1,
+            message_group: message_group.map(str::to_string),
+            chosen: false,
+        }
+    }
+
+    #[test]
+    fn a_queue_is_deliverable_with_new_or_due_messages_only() {
+        let g = group();
+        let mut s = PopQueueState::default();
+        assert!(!look_at(&s, 0, 0, false, &g, 100).deliverable, "empty");
+        assert!(look_at(&s, 0, 3, false, &g, 100).deliverable, "new ones");
+        s.cursor = 3;
+        s.inflight.insert(2, rec(1, 500, None));
+        let look = look_at(&s, 0, 3, false, &g, 100);
+        assert_eq!(
+            look,
+            Look {
+                deliverable: false,
+                next_due_ms: Some(500)
+            }
+        );
+        assert!(look_at(&s, 0, 3, false, &g, 500).deliverable, "due again");
+        // Retention moved the first offset past the in-flight one: a pass
+        // must clear its record (it counts against the in-flight cap).
+        assert!(look_at(&s, 3, 3, false, &g, 100).deliverable);
+        s.inflight.clear();
+        assert!(!look_at(&s, 3, 3, false, &g, 100).deliverable);
+    }
+
+    #[test]
+    fn a_waiting_fifo_message_is_deliverable_only_once_its_group_is_free() {
+        let g = group();
+        let mut s = PopQueueState {
+            cursor: 2,
+            ..Default::default()
+        };
+        s.inflight.insert(0, rec(1, 500, Some("a")));
+        s.inflight.insert(1, rec(0, 0, Some("a")));
+        assert!(!look_at(&s, 0, 2, true, &g, 100).deliverable, "a is busy");
+        s.inflight.remove(&0);
+        assert!(look_at(&s, 0, 2, true, &g, 100).deliverable, "acked");
+    }
+
+    #[test]
+    fn earliest_of_two() {
+        assert_eq!(earliest(None, None), None);
+        assert_eq!(earliest(Some(3), None), Some(3));
+        assert_eq!(earliest(Some(3), Some(2)), Some(2));
+    }
+}
