@@ -2,9 +2,9 @@
 //!
 //! Every RPC authenticates first (see [`crate::caller`]); failures are
 //! answered with a result code in the response body, as the protocol
-//! expects. RPCs of the messaging model this server version does not serve
-//! yet (consumption, transactions, offsets) answer `NOT_IMPLEMENTED` after
-//! authentication — never a hang or a panic.
+//! expects — never a hang or a panic. Publishing and routes are here;
+//! consumption by message is in [`crate::consume`], consumption by offset in
+//! [`crate::offsets`], transactions in [`crate::txn`].
 
 use std::pin::Pin;
 
