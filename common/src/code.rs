@@ -1,4 +1,5 @@
-//! Service error codes: one code maps to both an HTTP status and a gRPC status.
+//! Service error codes: one code maps to an HTTP status, a gRPC status and a
+//! RocketMQ result code, so a refusal means the same on every protocol.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,26 @@ pub mod grpc {
     pub const INTERNAL: i32 = 13;
     pub const UNAVAILABLE: i32 = 14;
     pub const UNAUTHENTICATED: i32 = 16;
+}
+
+/// RocketMQ 5 result codes by number (`apache.rocketmq.v2.Code`): the ones
+/// service errors are answered with over the RocketMQ protocol, all known to
+/// the official SDKs (the Rust SDK 5.0.0 cannot decode newer ones).
+pub mod rocketmq {
+    pub const BAD_REQUEST: i32 = 40000;
+    pub const ILLEGAL_TOPIC: i32 = 40002;
+    pub const UNAUTHORIZED: i32 = 40100;
+    pub const FORBIDDEN: i32 = 40300;
+    pub const NOT_FOUND: i32 = 40400;
+    pub const TOPIC_NOT_FOUND: i32 = 40402;
+    pub const CONSUMER_GROUP_NOT_FOUND: i32 = 40403;
+    pub const PAYLOAD_TOO_LARGE: i32 = 41300;
+    pub const MESSAGE_BODY_TOO_LARGE: i32 = 41301;
+    pub const PRECONDITION_FAILED: i32 = 42800;
+    pub const TOO_MANY_REQUESTS: i32 = 42900;
+    pub const INTERNAL_SERVER_ERROR: i32 = 50001;
+    pub const NOT_IMPLEMENTED: i32 = 50100;
+    pub const PROXY_TIMEOUT: i32 = 50400;
 }
 
 /// Every error a client can see. The wire name (`SCREAMING_SNAKE_CASE`) is
@@ -122,6 +143,31 @@ impl ErrorCode {
         }
     }
 
+    /// The RocketMQ result code this code is answered with in a RocketMQ
+    /// response body (see [`rocketmq`]).
+    pub fn rocketmq_code(self) -> i32 {
+        use ErrorCode::*;
+        match self {
+            InvalidArgument | InvalidJson | UnsupportedMediaType | BatchTooLarge
+            | OffsetOutOfRange => rocketmq::BAD_REQUEST,
+            InvalidName => rocketmq::ILLEGAL_TOPIC,
+            PayloadTooLarge => rocketmq::PAYLOAD_TOO_LARGE,
+            MessageTooLarge => rocketmq::MESSAGE_BODY_TOO_LARGE,
+            TopicNotFound | QueueNotFound => rocketmq::TOPIC_NOT_FOUND,
+            GroupNotFound => rocketmq::CONSUMER_GROUP_NOT_FOUND,
+            NotFound | TenantNotFound | KeyNotFound | PlanNotFound => rocketmq::NOT_FOUND,
+            TopicAlreadyExists | TenantAlreadyExists | TenantNotEmpty | Conflict => {
+                rocketmq::PRECONDITION_FAILED
+            }
+            MethodNotAllowed => rocketmq::NOT_IMPLEMENTED,
+            Unauthenticated => rocketmq::UNAUTHORIZED,
+            PermissionDenied | QuotaExceeded => rocketmq::FORBIDDEN,
+            TooManyRequests => rocketmq::TOO_MANY_REQUESTS,
+            WalFull | Unavailable => rocketmq::PROXY_TIMEOUT,
+            Internal => rocketmq::INTERNAL_SERVER_ERROR,
+        }
+    }
+
     /// The wire name, e.g. `TOPIC_NOT_FOUND`.
     pub fn as_str(self) -> &'static str {
         use ErrorCode::*;
@@ -197,6 +243,93 @@ impl std::fmt::Display for ErrorCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a status says a client should do, whichever protocol carries it.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Meaning {
+        FixTheRequest,
+        Authenticate,
+        NotAllowed,
+        Missing,
+        Conflicting,
+        TooLarge,
+        SlowDown,
+        Unsupported,
+        RetryLater,
+        ServerFault,
+    }
+
+    fn http_meaning(status: u16) -> Meaning {
+        match status {
+            400 | 415 | 416 => Meaning::FixTheRequest,
+            401 => Meaning::Authenticate,
+            403 => Meaning::NotAllowed,
+            404 => Meaning::Missing,
+            405 => Meaning::Unsupported,
+            409 => Meaning::Conflicting,
+            413 => Meaning::TooLarge,
+            429 => Meaning::SlowDown,
+            503 => Meaning::RetryLater,
+            500 => Meaning::ServerFault,
+            other => panic!("unexpected HTTP status {other}"),
+        }
+    }
+
+    fn grpc_meaning(code: i32) -> Meaning {
+        match code {
+            grpc::INVALID_ARGUMENT | grpc::OUT_OF_RANGE => Meaning::FixTheRequest,
+            grpc::UNAUTHENTICATED => Meaning::Authenticate,
+            grpc::PERMISSION_DENIED => Meaning::NotAllowed,
+            grpc::NOT_FOUND => Meaning::Missing,
+            grpc::UNIMPLEMENTED => Meaning::Unsupported,
+            grpc::ALREADY_EXISTS | grpc::FAILED_PRECONDITION => Meaning::Conflicting,
+            grpc::UNAVAILABLE => Meaning::RetryLater,
+            grpc::INTERNAL => Meaning::ServerFault,
+            other => panic!("unexpected gRPC code {other}"),
+        }
+    }
+
+    fn rocketmq_meaning(code: i32) -> Meaning {
+        match code {
+            rocketmq::BAD_REQUEST | rocketmq::ILLEGAL_TOPIC => Meaning::FixTheRequest,
+            rocketmq::UNAUTHORIZED => Meaning::Authenticate,
+            rocketmq::FORBIDDEN => Meaning::NotAllowed,
+            rocketmq::NOT_FOUND
+            | rocketmq::TOPIC_NOT_FOUND
+            | rocketmq::CONSUMER_GROUP_NOT_FOUND => Meaning::Missing,
+            rocketmq::NOT_IMPLEMENTED => Meaning::Unsupported,
+            rocketmq::PRECONDITION_FAILED => Meaning::Conflicting,
+            rocketmq::PAYLOAD_TOO_LARGE | rocketmq::MESSAGE_BODY_TOO_LARGE => Meaning::TooLarge,
+            rocketmq::TOO_MANY_REQUESTS => Meaning::SlowDown,
+            rocketmq::PROXY_TIMEOUT => Meaning::RetryLater,
+            rocketmq::INTERNAL_SERVER_ERROR => Meaning::ServerFault,
+            other => panic!("unexpected RocketMQ code {other}"),
+        }
+    }
+
+    #[test]
+    fn every_code_means_the_same_on_http_grpc_and_rocketmq() {
+        for code in ErrorCode::ALL {
+            let http = http_meaning(code.http_status());
+            assert_eq!(rocketmq_meaning(code.rocketmq_code()), http, "{code}");
+            // gRPC has no "too large" or "slow down" of its own: those two are
+            // INVALID_ARGUMENT and RESOURCE_EXHAUSTED; a quota used up and a
+            // full WAL are RESOURCE_EXHAUSTED too.
+            match code.grpc_code() {
+                grpc::RESOURCE_EXHAUSTED => assert!(
+                    matches!(
+                        http,
+                        Meaning::SlowDown | Meaning::NotAllowed | Meaning::RetryLater
+                    ),
+                    "{code}"
+                ),
+                g if http == Meaning::TooLarge => {
+                    assert_eq!(g, grpc::INVALID_ARGUMENT, "{code}")
+                }
+                g => assert_eq!(grpc_meaning(g), http, "{code}"),
+            }
+        }
+    }
 
     #[test]
     fn names_are_unique_and_statuses_are_errors() {

@@ -26,6 +26,13 @@ impl Failure {
         }
     }
 
+    /// A service error: its RocketMQ code, and its wire name ahead of the
+    /// message, so a gRPC client reads the same code an HTTP client gets
+    /// (`QUOTA_EXCEEDED: …`, where RocketMQ has only FORBIDDEN).
+    pub fn service(code: ErrorCode, message: impl std::fmt::Display) -> Self {
+        Self::new(code_for(code), format!("{code}: {message}"))
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(Code::BadRequest, message)
     }
@@ -47,49 +54,27 @@ pub fn ok() -> pb::Status {
     }
 }
 
-/// The RocketMQ code a Strata service error is reported with.
+/// The RocketMQ code a Strata service error is reported with (one mapping,
+/// in `strata_common`, shared with HTTP and gRPC statuses).
 pub fn code_for(e: ErrorCode) -> Code {
-    use ErrorCode::*;
-    match e {
-        InvalidArgument | InvalidJson | UnsupportedMediaType | BatchTooLarge => Code::BadRequest,
-        InvalidName => Code::IllegalTopic,
-        PayloadTooLarge => Code::PayloadTooLarge,
-        MessageTooLarge => Code::MessageBodyTooLarge,
-        TopicNotFound | QueueNotFound => Code::TopicNotFound,
-        GroupNotFound => Code::ConsumerGroupNotFound,
-        NotFound | TenantNotFound | KeyNotFound | PlanNotFound => Code::NotFound,
-        OffsetOutOfRange => Code::BadRequest,
-        TopicAlreadyExists | TenantAlreadyExists | TenantNotEmpty | Conflict => {
-            Code::PreconditionFailed
-        }
-        MethodNotAllowed => Code::NotImplemented,
-        Unauthenticated => Code::Unauthorized,
-        PermissionDenied | QuotaExceeded => Code::Forbidden,
-        TooManyRequests => Code::TooManyRequests,
-        WalFull | Unavailable => Code::ProxyTimeout,
-        Internal => Code::InternalServerError,
-    }
+    Code::try_from(e.rocketmq_code()).unwrap_or(Code::InternalServerError)
 }
 
 impl From<EngineError> for Failure {
     fn from(e: EngineError) -> Self {
-        let code = match &e {
-            EngineError::TopicNotFound(_) => Code::TopicNotFound,
-            other => code_for(other.code()),
-        };
-        Self::new(code, e.to_string())
+        Self::service(e.code(), e)
     }
 }
 
 impl From<AuthError> for Failure {
     fn from(e: AuthError) -> Self {
-        Self::new(code_for(e.code()), e.to_string())
+        Self::service(e.code(), e)
     }
 }
 
 impl From<TenancyError> for Failure {
     fn from(e: TenancyError) -> Self {
-        Self::new(code_for(e.code()), e.to_string())
+        Self::service(e.code(), e)
     }
 }
 
@@ -140,12 +125,27 @@ with_status!(
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_service_error_names_its_code_where_rocketmq_has_none() {
+        let f = Failure::service(ErrorCode::QuotaExceeded, "stored bytes over the plan");
+        assert_eq!(f.code, Code::Forbidden);
+        assert_eq!(f.message, "QUOTA_EXCEEDED: stored bytes over the plan");
+        let f: Failure = EngineError::TopicNotFound("t".into()).into();
+        assert_eq!(f.code, Code::TopicNotFound);
+        assert!(f.message.starts_with("TOPIC_NOT_FOUND: "), "{}", f.message);
+    }
+
     /// Codes the Rust SDK 5.0.0 cannot decode must never be produced.
     #[test]
     fn never_sends_codes_old_sdks_panic_on() {
         let forbidden = [40019, 40020, 40021, 40404, 41302];
         for e in ErrorCode::ALL {
             let code = code_for(e) as i32;
+            assert_eq!(
+                code,
+                e.rocketmq_code(),
+                "{e:?} is a code the protocol knows"
+            );
             assert!(!forbidden.contains(&code), "{e:?} → {code}");
             assert!(code >= 40000, "{e:?} must map to a failure code");
         }

@@ -203,7 +203,10 @@ impl Service {
         if let Some(why) = q.over_stored_bytes(&caller.principal.tenant, || {
             engine.meter().stored_bytes(&caller.tenant).total()
         }) {
-            return Err(Failure::new(Code::Forbidden, why));
+            return Err(Failure::service(
+                strata_common::ErrorCode::QuotaExceeded,
+                why,
+            ));
         }
         let bytes = publishes.iter().map(|p| p.message.body.len() as u64).sum();
         let count = publishes.len() as u64;
