@@ -24,9 +24,10 @@ pub(crate) struct Delivery {
 
 impl Engine {
     /// Makes deliveries that never reached a caller visible again at once,
-    /// as if they had not been made (the attempt is not counted). A
-    /// delivery that changed since (there is none but this receive's) is
-    /// left alone: its invisible time brings it back.
+    /// as if they had not been made (the attempt is not counted). A queue's
+    /// records are released only if they are still the ones this receive
+    /// committed; otherwise (the commit never landed, say) they are left to
+    /// their invisible time.
     async fn release(self: Arc<Self>, tenant: String, group: String, got: Vec<Delivery>) {
         let mut by_queue: HashMap<QueueKey, (Arc<QueueState>, PopChange)> = HashMap::new();
         for d in got {
