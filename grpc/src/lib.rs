@@ -2,7 +2,7 @@
 //! on top of the Strata engine, so the official RocketMQ 5 SDKs work
 //! against Strata unchanged.
 //!
-//! Layout: [`pb`] (generated from `proto/`), [`caller`] (authentication,
+//! Layout: [`pb`] (generated, in `strata-client`), [`caller`] (authentication,
 //! tenant, quotas, metering), [`clients`] (waiting receives by client),
 //! [`convert`] (messages), [`settings`]
 //! (Telemetry settings), [`failure`] (result codes), [`service`] (the RPCs).
@@ -17,12 +17,8 @@ pub mod service;
 pub mod settings;
 pub mod txn;
 
-/// Types, client and server generated from `proto/` (package
-/// `apache.rocketmq.v2`).
-#[allow(clippy::all, clippy::pedantic, missing_docs)]
-pub mod pb {
-    tonic::include_proto!("apache.rocketmq.v2");
-}
+/// The generated protocol, from `strata-client`.
+pub use strata_client::pb;
 
 use std::future::Future;
 

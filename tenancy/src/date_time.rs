@@ -1,9 +1,11 @@
 //! The `x-mq-date-time` format, `yyyyMMdd'T'HHmmss'Z'` in UTC (e.g.
-//! `20261125T185600Z`; RFC 3339 is accepted too), with calendar math done here (Howard Hinnant's
-//! days-from-civil algorithms) rather than pulling in a date crate for two
-//! functions.
+//! `20261125T185600Z`; RFC 3339 is accepted too): parsing, with calendar
+//! math done here (Howard Hinnant's days-from-civil algorithm) rather than
+//! pulling in a date crate. Formatting is the clients' half, in
+//! `strata_client::signing`.
 
 use crate::error::AuthError;
+pub use strata_client::signing::format_date_time;
 
 const MS_PER_DAY: i64 = 86_400_000;
 
@@ -19,21 +21,6 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// The (year, month, day) of a day count since 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    // Both are small and positive by construction (1..=31, 1..=12).
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 fn is_leap(year: i64) -> bool {
     year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
 }
@@ -45,20 +32,6 @@ fn days_in_month(year: i64, month: u32) -> u32 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
-}
-
-/// Formats milliseconds since the epoch (sub-second part dropped). Only
-/// years 0..=9999 produce text that [`parse_date_time`] accepts back.
-pub fn format_date_time(ms: i64) -> String {
-    let days = ms.div_euclid(MS_PER_DAY);
-    let secs = ms.rem_euclid(MS_PER_DAY) / 1000;
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
 }
 
 /// Parses an `x-mq-date-time` value to milliseconds since the epoch. Two
@@ -203,7 +176,7 @@ mod tests {
 
         #[test]
         fn civil_round_trip(days in -1_000_000i64..1_000_000) {
-            let (y, m, d) = civil_from_days(days);
+            let (y, m, d) = strata_client::signing::civil_from_days(days);
             prop_assert_eq!(days_from_civil(y, m, d), days);
         }
     }

@@ -9,18 +9,14 @@
 //!   of the `x-mq-date-time` header. The secret never crosses the wire.
 //! * HTTP: `Authorization: Bearer <AK>:<SK>`, for curl and scripts over TLS.
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha1::Sha1;
+use strata_client::signing::mac;
+pub use strata_client::signing::{DATE_HEADER, HMAC_SCHEME};
 use subtle::ConstantTimeEq;
 
 pub use crate::date_time::{format_date_time, parse_date_time};
 use crate::error::AuthError;
 use crate::secrets::SecretKey;
 
-/// The header whose value the RocketMQ signature covers.
-pub const DATE_HEADER: &str = "x-mq-date-time";
-/// The RocketMQ 5 signature scheme name.
-pub const HMAC_SCHEME: &str = "MQv2-HMAC-SHA1";
 /// The HTTP scheme name.
 pub const BEARER_SCHEME: &str = "Bearer";
 
@@ -136,27 +132,15 @@ fn parse_hmac(params: &str) -> Result<Authorization, AuthError> {
     })
 }
 
-fn mac(secret: &SecretKey, date_time: &str) -> Vec<u8> {
-    // HMAC takes keys of any length, so this cannot fail; the fallback only
-    // keeps a panic out of the code path if that ever changed.
-    match <Hmac<Sha1> as KeyInit>::new_from_slice(secret.expose().as_bytes()) {
-        Ok(mut mac) => {
-            mac.update(date_time.as_bytes());
-            mac.finalize().into_bytes().to_vec()
-        }
-        Err(_) => Vec::new(),
-    }
-}
-
 /// The signature a client sends: lowercase hex HMAC-SHA1(secret, date_time).
 pub fn sign(secret: &SecretKey, date_time: &str) -> String {
-    hex::encode(mac(secret, date_time))
+    strata_client::signing::sign(secret.expose(), date_time)
 }
 
 /// Whether `signature` (raw bytes) signs `date_time` under `secret`,
 /// compared in constant time.
 pub fn verify(secret: &SecretKey, date_time: &str, signature: &[u8]) -> bool {
-    let expected = mac(secret, date_time);
+    let expected = mac(secret.expose(), date_time);
     !expected.is_empty() && bool::from(expected.ct_eq(signature))
 }
 

@@ -27,7 +27,7 @@ use super::nats_pull::PullReader;
 use super::redis::{self, RedisConn};
 use super::strata_grpc::StrataGrpc;
 use super::strata_http::StrataHttp;
-use strata_grpc::pb::messaging_service_client::MessagingServiceClient;
+use strata_client::pb::messaging_service_client::MessagingServiceClient;
 use tonic::transport::Channel;
 
 /// Messages asked for per read.

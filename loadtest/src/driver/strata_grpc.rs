@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use bytes::Bytes;
-use strata_grpc::pb::messaging_service_client::MessagingServiceClient;
-use strata_grpc::pb::{self, Code};
-use strata_tenancy::{SecretKey, format_date_time, sign};
+use strata_client::pb::messaging_service_client::MessagingServiceClient;
+use strata_client::pb::{self, Code};
+use strata_client::signing::{DATE_HEADER, signed_headers};
 use tonic::transport::{Channel, Endpoint};
 
 use super::RequestError;
@@ -73,18 +73,10 @@ impl StrataGrpc {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let date = format_date_time(now);
-        let signature = sign(&SecretKey::new(self.secret_key.clone()), &date);
+        let (date, authorization) = signed_headers(&self.access_key, &self.secret_key, now);
         let md = r.metadata_mut();
-        if let (Ok(d), Ok(a)) = (
-            date.parse(),
-            format!(
-                "MQv2-HMAC-SHA1 Credential={}, SignedHeaders=x-mq-date-time, Signature={signature}",
-                self.access_key
-            )
-            .parse(),
-        ) {
-            md.insert("x-mq-date-time", d);
+        if let (Ok(d), Ok(a)) = (date.parse(), authorization.parse()) {
+            md.insert(DATE_HEADER, d);
             md.insert("authorization", a);
         }
         r
