@@ -335,3 +335,36 @@ async fn a_consumer_chosen_invisible_time_gets_no_backoff_on_top() {
         3
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_redeliveries_come_first_across_the_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 8);
+    let engine = open(dir.path(), &clock).await;
+    topic(&engine, "t", 4, MessageType::Normal).await;
+    engine.create_group(T, "g").await.unwrap();
+    let first: Vec<_> = (0..5).map(|i| msg(0, format!("again{i}"), None)).collect();
+    engine.publish(T, "t", first).await.unwrap();
+    assert_eq!(receive(&engine, "g", "t", 5, Duration::ZERO).await.len(), 5);
+    // Deep backlogs on the other queues, then the five expire unacknowledged.
+    for q in 1..4 {
+        let backlog: Vec<_> = (0..50)
+            .map(|i| msg(q, format!("new{q}-{i}"), None))
+            .collect();
+        engine.publish(T, "t", backlog).await.unwrap();
+    }
+    clock.advance_ms(INVISIBLE.as_millis() as i64 + 1);
+    let got = receive(&engine, "g", "t", 8, Duration::ZERO).await;
+    assert_eq!(got.len(), 8);
+    let again = got.iter().filter(|p| p.attempt == 2).count();
+    assert_eq!(again, 5, "every due redelivery before new messages");
+    // All eight run out: batches of one take those eight before anything
+    // new, whichever queue the pass starts at.
+    clock.advance_ms(INVISIBLE.as_millis() as i64 + 1);
+    for _ in 0..8 {
+        let one = receive(&engine, "g", "t", 1, Duration::ZERO).await;
+        assert!(one[0].attempt >= 2, "{} is new", body(&one[0]));
+    }
+    let next = receive(&engine, "g", "t", 1, Duration::ZERO).await;
+    assert_eq!(next[0].attempt, 1, "then the backlog");
+}

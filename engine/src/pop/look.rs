@@ -14,6 +14,9 @@ pub(crate) struct Look {
     /// Something may be deliverable now (a hint: filters and FIFO groups
     /// can still leave the queue's share empty).
     pub deliverable: bool,
+    /// Redeliveries that may go now: expired deliveries past their backoff,
+    /// whose FIFO group (if any) has nothing else in flight.
+    pub redeliveries: usize,
     /// The earliest future moment an in-flight message becomes due.
     pub next_due_ms: Option<i64>,
 }
@@ -61,13 +64,19 @@ pub(crate) fn look_at(
     } else {
         HashSet::new()
     };
-    let due_now = state.inflight.range(first..).any(|(_, rec)| {
+    let may_go = |rec: &InflightRecord| {
         due_ms(rec, group) <= now
             && !rec
                 .message_group
                 .as_ref()
                 .is_some_and(|g| blocked.contains(g))
-    });
+    };
+    let due_now = state.inflight.range(first..).any(|(_, rec)| may_go(rec));
+    let redeliveries = state
+        .inflight
+        .range(first..)
+        .filter(|(_, rec)| rec.attempt > 0 && may_go(rec))
+        .count();
     let fresh = state.cursor.max(first) < hw && state.inflight.len() < MAX_INFLIGHT_PER_QUEUE;
     // Records of messages retention removed: a pass clears them (and so
     // frees room under the in-flight cap).
@@ -81,8 +90,40 @@ pub(crate) fn look_at(
         .min();
     Look {
         deliverable: due_now || fresh || stale,
+        redeliveries,
         next_due_ms,
     }
+}
+
+/// How much of `remaining` each of the chosen queues is asked for:
+/// redeliveries first (each queue's due ones, as far as the batch holds
+/// them, spread evenly when it cannot hold them all), the rest evenly.
+pub(crate) fn shares(redeliveries: &[usize], remaining: usize) -> Vec<usize> {
+    let k = redeliveries.len();
+    let mut share = vec![0; k];
+    if k == 0 {
+        return share;
+    }
+    let due: usize = redeliveries.iter().sum();
+    let mut left = remaining;
+    if due >= remaining {
+        // One at a time round the queues that still have redeliveries.
+        while left > 0 {
+            for (s, &r) in share.iter_mut().zip(redeliveries) {
+                if left > 0 && *s < r {
+                    *s += 1;
+                    left -= 1;
+                }
+            }
+        }
+        return share;
+    }
+    share.copy_from_slice(redeliveries);
+    left -= due;
+    for (j, s) in share.iter_mut().enumerate() {
+        *s += left / k + usize::from(j < left % k);
+    }
+    share
 }
 
 pub(crate) fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
@@ -132,9 +173,11 @@ mod tests {
             look,
             Look {
                 deliverable: false,
+                redeliveries: 0,
                 next_due_ms: Some(500)
             }
         );
+        assert_eq!(look_at(&s, 0, 3, false, &g, 500).redeliveries, 1);
         assert!(look_at(&s, 0, 3, false, &g, 500).deliverable, "due again");
         // Retention moved the first offset past the in-flight one: a pass
         // must clear its record (it counts against the in-flight cap).
@@ -155,6 +198,25 @@ mod tests {
         assert!(!look_at(&s, 0, 2, true, &g, 100).deliverable, "a is busy");
         s.inflight.remove(&0);
         assert!(look_at(&s, 0, 2, true, &g, 100).deliverable, "acked");
+    }
+
+    #[test]
+    fn redeliveries_get_their_share_first() {
+        // No redeliveries: even, the first ones get the odd ones out.
+        assert_eq!(shares(&[0, 0, 0], 8), [3, 3, 2]);
+        // Some: each queue's due ones, then the rest evenly.
+        assert_eq!(shares(&[5, 0, 0, 0], 8), [6, 1, 1, 0]);
+        // More than the batch holds: spread over the queues that have them.
+        assert_eq!(shares(&[10, 0, 1], 4), [3, 0, 1]);
+        assert_eq!(shares(&[3, 3], 4), [2, 2]);
+        assert_eq!(shares(&[], 4), Vec::<usize>::new());
+        for (r, n) in [
+            (&[2usize, 7, 0][..], 5),
+            (&[1, 1, 1][..], 32),
+            (&[9, 9][..], 3),
+        ] {
+            assert_eq!(shares(r, n).iter().sum::<usize>(), n, "{r:?} {n}");
+        }
     }
 
     #[test]

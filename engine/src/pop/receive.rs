@@ -4,15 +4,14 @@
 //! stateless consumption model; HTTP may still pin one queue). A receive
 //! runs *passes*; one pass:
 //!
-//! 1. looks at each queue from a random start (so no queue is always
-//!    looked at first)
-//!    and keeps those that may have something deliverable for the group:
+//! 1. looks at every queue at once, from a random start (so no queue is
+//!    always first), and keeps those that may have something deliverable:
 //!    due in-flight messages (redeliveries, FIFO messages freed by an ack)
 //!    or messages past the group's cursor;
-//! 2. splits what is left of the batch evenly over them and takes every
-//!    queue's share at once: each queue still serves its redeliveries
-//!    before new messages and keeps its FIFO rules, and the per-queue POP
-//!    commits meet in one metadata group commit;
+//! 2. splits what is left of the batch over them, due redeliveries first
+//!    (each queue's, as far as the batch holds them), the rest evenly, and
+//!    takes every queue's share at once: each queue keeps its FIFO rules,
+//!    and the per-queue POP commits meet in one metadata group commit;
 //! 3. a queue that gave less than its share is done for this receive; the
 //!    rest of the batch goes round again to the queues that filled theirs.
 //!
@@ -35,7 +34,7 @@ use strata_common::usage::Counter;
 use strata_metadata::{GroupRecord, InflightRecord, MessageType, PopChange};
 
 use super::claims::{Delivery, Unclaimed};
-use super::look::{Look, blocked_groups, due_ms, earliest, look_at};
+use super::look::{Look, blocked_groups, due_ms, earliest, look_at, shares};
 use super::{MAX_INFLIGHT_PER_QUEUE, MAX_INVISIBLE, MIN_INVISIBLE, ReceiptHandle, TagFilter};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
@@ -181,20 +180,29 @@ impl Engine {
                 };
                 next_due_ms = earliest(next_due_ms, look.next_due_ms);
                 if look.deliverable {
-                    candidates.push(i);
+                    candidates.push((i, look.redeliveries));
                 } else {
                     done[i] = true;
                 }
             }
             let remaining = max - taken;
-            candidates.truncate(remaining);
+            // Queues with redeliveries first when the batch cannot take
+            // from every queue (stable: the random rotation stays otherwise).
+            if candidates.len() > remaining {
+                candidates.sort_by_key(|&(_, redeliveries)| usize::from(redeliveries == 0));
+                candidates.truncate(remaining);
+            }
             if candidates.is_empty() {
                 break;
             }
-            let k = candidates.len();
-            let shares: Vec<usize> = (0..k)
-                .map(|j| remaining / k + usize::from(j < remaining % k))
-                .collect();
+            let redeliveries: Vec<usize> = candidates.iter().map(|&(_, r)| r).collect();
+            // A queue left without a share this round keeps its turn.
+            let (candidates, shares): (Vec<usize>, Vec<usize>) = candidates
+                .into_iter()
+                .map(|(i, _)| i)
+                .zip(shares(&redeliveries, remaining))
+                .filter(|&(_, share)| share > 0)
+                .unzip();
             let results =
                 futures::future::join_all(candidates.iter().zip(&shares).map(|(&i, &share)| {
                     self.receive_once(r, order[i], fifo, share, group, claims)
