@@ -64,30 +64,32 @@ pub(crate) fn look_at(
     } else {
         HashSet::new()
     };
-    let may_go = |rec: &InflightRecord| {
-        due_ms(rec, group) <= now
-            && !rec
-                .message_group
-                .as_ref()
-                .is_some_and(|g| blocked.contains(g))
-    };
-    let due_now = state.inflight.range(first..).any(|(_, rec)| may_go(rec));
-    let redeliveries = state
-        .inflight
-        .range(first..)
-        .filter(|(_, rec)| rec.attempt > 0 && may_go(rec))
-        .count();
+    // One walk over the in-flight records: what may go now, and when the
+    // next one falls due.
+    let mut due_now = false;
+    let mut redeliveries = 0;
+    let mut next_due_ms: Option<i64> = None;
+    for rec in state.inflight.range(first..).map(|(_, rec)| rec) {
+        let due = due_ms(rec, group);
+        if due > now {
+            if rec.attempt > 0 {
+                next_due_ms = Some(next_due_ms.map_or(due, |at| at.min(due)));
+            }
+            continue;
+        }
+        let free = !rec
+            .message_group
+            .as_ref()
+            .is_some_and(|g| blocked.contains(g));
+        if free {
+            due_now = true;
+            redeliveries += usize::from(rec.attempt > 0);
+        }
+    }
     let fresh = state.cursor.max(first) < hw && state.inflight.len() < MAX_INFLIGHT_PER_QUEUE;
     // Records of messages retention removed: a pass clears them (and so
     // frees room under the in-flight cap).
     let stale = state.inflight.range(..first).next().is_some();
-    let next_due_ms = state
-        .inflight
-        .values()
-        .filter(|rec| rec.attempt > 0)
-        .map(|rec| due_ms(rec, group))
-        .filter(|&at| at > now)
-        .min();
     Look {
         deliverable: due_now || fresh || stale,
         redeliveries,

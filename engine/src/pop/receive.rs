@@ -209,15 +209,14 @@ impl Engine {
                 }))
                 .await;
             for ((&i, &share), result) in candidates.iter().zip(&shares).zip(results) {
-                let (got, due) = match result {
-                    Ok(r) => r,
+                let got = match result {
+                    Ok(got) => got,
                     Err(e) => {
                         done[i] = true;
                         failed.note(r, order[i], e);
                         continue;
                     }
                 };
-                next_due_ms = earliest(next_due_ms, due);
                 if got < share {
                     done[i] = true;
                 }
@@ -251,8 +250,8 @@ impl Engine {
     }
 
     /// Takes up to `max` deliveries from one queue and commits them; they
-    /// go to `claims`. Returns how many, and the earliest future moment an
-    /// in-flight message of the queue becomes due.
+    /// go to `claims`. Returns how many. (When to wait until comes from the
+    /// looks: what this adds is either handed over or not due before them.)
     async fn receive_once(
         self: &Arc<Self>,
         r: &ReceiveRequest<'_>,
@@ -261,7 +260,7 @@ impl Engine {
         max: usize,
         group: &GroupRecord,
         claims: &Unclaimed,
-    ) -> Result<(usize, Option<i64>)> {
+    ) -> Result<usize> {
         let retry = &group.retry;
         let slot = self.pop_slot(r.tenant, r.group, q.key);
         let mut guard = slot.lock().await;
@@ -427,10 +426,7 @@ impl Engine {
                 ));
             }
         }
-        let next_due_ms = guard
-            .as_ref()
-            .and_then(|state| look_at(state, first, hw, fifo, group, now).next_due_ms);
-        Ok((got, next_due_ms))
+        Ok(got)
     }
 
     /// Turns committed deliveries into what the caller gets, and meters them.
