@@ -108,6 +108,18 @@ fn code(status: &Option<pb::Status>) -> Code {
     Code::try_from(status.as_ref().expect("status").code).expect("known code")
 }
 
+/// SendMessage without a namespace header.
+async fn send(
+    c: &mut MessagingServiceClient<Channel>,
+    auth: &Auth,
+    messages: Vec<pb::Message>,
+) -> pb::SendMessageResponse {
+    c.send_message(request(auth, None, pb::SendMessageRequest { messages }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 struct World {
     s: TestServer,
     a_admin: Actor,
@@ -631,17 +643,7 @@ async fn malformed_sends_are_refused_and_change_nothing() {
     }
     // A consumer key may not send.
     let consumer = w.s.create_key("acme", "consumer").await;
-    let r = c
-        .send_message(request(
-            &hmac(&consumer),
-            None,
-            pb::SendMessageRequest {
-                messages: vec![message("orders", b"x", 0)],
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = send(&mut c, &hmac(&consumer), vec![message("orders", b"x", 0)]).await;
     assert_eq!(code(&r.status), Code::Forbidden);
     assert_eq!(queue_ends(&w.a_admin).await, before);
 
@@ -751,15 +753,7 @@ async fn receive_ack_and_change_invisible_duration_over_grpc() {
         message("orders", b"two", 1),
         message("orders", b"three", 1),
     ];
-    let sent = c
-        .send_message(request(
-            &hmac(&w.a_publisher),
-            None,
-            pb::SendMessageRequest { messages },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let sent = send(&mut c, &hmac(&w.a_publisher), messages).await;
     assert_eq!(code(&sent.status), Code::Ok);
     let consumer = w.s.create_key("acme", "consumer").await;
     let auth = hmac(&consumer);
@@ -905,13 +899,7 @@ async fn pull_and_offsets_over_grpc() {
     let messages = (0..5)
         .map(|i| message("orders", format!("p{i}").as_bytes(), 3))
         .collect();
-    c.send_message(request(
-        &hmac(&w.a_publisher),
-        None,
-        pb::SendMessageRequest { messages },
-    ))
-    .await
-    .unwrap();
+    send(&mut c, &hmac(&w.a_publisher), messages).await;
     let consumer = w.s.create_key("acme", "consumer").await;
     let auth = hmac(&consumer);
     let mq = Some(pb::MessageQueue {
@@ -1055,17 +1043,12 @@ async fn receive_spans_the_topic_and_a_terminating_client_gets_its_long_poll_bac
     let auth = hmac(&consumer);
     // Sent to queue 3; received through a request that names queue 0, as
     // the official SDKs do when they rotate over the route.
-    let sent = c
-        .send_message(request(
-            &hmac(&w.a_publisher),
-            None,
-            pb::SendMessageRequest {
-                messages: vec![message("orders", b"far", 3)],
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let sent = send(
+        &mut c,
+        &hmac(&w.a_publisher),
+        vec![message("orders", b"far", 3)],
+    )
+    .await;
     assert_eq!(code(&sent.status), Code::Ok);
     let (got, status) = receive(&mut c, &auth, receive_request("spread", "orders", 0, 8)).await;
     assert_eq!(status, Code::Ok as i32);
@@ -1180,15 +1163,12 @@ async fn receive_spans_the_topic_and_a_terminating_client_gets_its_long_poll_bac
         while let Ok(Some(_)) = stream.message().await {}
     }
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    c.send_message(request(
+    send(
+        &mut c,
         &hmac(&w.a_publisher),
-        None,
-        pb::SendMessageRequest {
-            messages: vec![message("orders", b"after", 2)],
-        },
-    ))
-    .await
-    .unwrap();
+        vec![message("orders", b"after", 2)],
+    )
+    .await;
     let (next, _) = receive(&mut c, &auth, receive_request("spread", "orders", 0, 8)).await;
     let bodies: Vec<&[u8]> = next.iter().map(|m| m.body.as_slice()).collect();
     assert_eq!(
