@@ -108,6 +108,33 @@ fn code(status: &Option<pb::Status>) -> Code {
     Code::try_from(status.as_ref().expect("status").code).expect("known code")
 }
 
+/// ChangeInvisibleDuration of one delivery, without a namespace header.
+async fn change_invisible(
+    c: &mut MessagingServiceClient<Channel>,
+    auth: &Auth,
+    group: &str,
+    handle: String,
+    invisible: std::time::Duration,
+) -> pb::ChangeInvisibleDurationResponse {
+    c.change_invisible_duration(request(
+        auth,
+        None,
+        pb::ChangeInvisibleDurationRequest {
+            group: resource(group),
+            topic: resource("orders"),
+            receipt_handle: handle,
+            invisible_duration: Some(prost_types::Duration {
+                seconds: invisible.as_secs() as i64,
+                nanos: invisible.subsec_nanos() as i32,
+            }),
+            ..Default::default()
+        },
+    ))
+    .await
+    .unwrap()
+    .into_inner()
+}
+
 /// SendMessage without a namespace header.
 async fn send(
     c: &mut MessagingServiceClient<Channel>,
@@ -810,26 +837,14 @@ async fn receive_ack_and_change_invisible_duration_over_grpc() {
     assert_eq!(code(&ack.entries[0].status), Code::Ok);
     assert_eq!(code(&ack.entries[1].status), Code::InvalidReceiptHandle);
 
-    let changed = c
-        .change_invisible_duration(request(
-            &auth,
-            None,
-            pb::ChangeInvisibleDurationRequest {
-                group: resource("billing"),
-                topic: resource("orders"),
-                receipt_handle: handle(&got[1]),
-                invisible_duration: Some(prost_types::Duration {
-                    seconds: 60,
-                    nanos: 0,
-                }),
-                message_id: String::new(),
-                lite_topic: None,
-                suspend: None,
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let changed = change_invisible(
+        &mut c,
+        &auth,
+        "billing",
+        handle(&got[1]),
+        std::time::Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(code(&changed.status), Code::Ok);
     assert_ne!(changed.receipt_handle, handle(&got[1]));
 
@@ -1058,26 +1073,14 @@ async fn receive_spans_the_topic_and_a_terminating_client_gets_its_long_poll_bac
 
     // A push consumer's nack: the Node.js SDK sends its retry backoff of
     // "1" second as 1 ms. Accepted; the message comes straight back.
-    let changed = c
-        .change_invisible_duration(request(
-            &auth,
-            None,
-            pb::ChangeInvisibleDurationRequest {
-                group: resource("spread"),
-                topic: resource("orders"),
-                receipt_handle: sys.receipt_handle.clone().unwrap(),
-                invisible_duration: Some(prost_types::Duration {
-                    seconds: 0,
-                    nanos: 1_000_000,
-                }),
-                message_id: String::new(),
-                lite_topic: None,
-                suspend: None,
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let changed = change_invisible(
+        &mut c,
+        &auth,
+        "spread",
+        sys.receipt_handle.clone().unwrap(),
+        std::time::Duration::from_millis(1),
+    )
+    .await;
     assert_eq!(code(&changed.status), Code::Ok);
     let (again, _) = receive(&mut c, &auth, receive_request("spread", "orders", 2, 8)).await;
     assert_eq!(again.len(), 1, "redelivered at once");
