@@ -73,7 +73,7 @@ impl Engine {
         store: Arc<dyn MetaStore>,
     ) -> Result<Arc<Self>> {
         let catalog = Catalog::new(store);
-        let tiering = crate::tiered::Tiering::open(&config).await?;
+        let tiering = crate::tiered::Tiering::open(&config, clock.clone()).await?;
         let floors = catalog.queue_floors().await?;
         let mut ranges = catalog.all_ranges().await?;
         let mut topics = Topics::default();

@@ -6,10 +6,11 @@
 //!   the block they need. Pure functions over bytes, no I/O, so it is
 //!   property-tested in isolation.
 //! * [`Objects`] — the **object store wrapper**: the single path through which
-//!   Strata talks to S3, a local directory, or memory. It adds per-attempt
-//!   timeouts, retries with exponential backoff and jitter, request/byte
-//!   [metrics](ObjectMetrics) and [fault injection](Faults), so callers stay
-//!   free of retry loops and tests can simulate outages.
+//!   Strata talks to S3, a local directory, or memory. It stacks
+//!   [layers](layers) over the backend: per-attempt timeouts, retries with
+//!   exponential backoff and jitter, request/byte [metrics](ObjectMetrics),
+//!   and, in tests (feature `faults`), fault injection, so callers stay free
+//!   of retry loops and tests can simulate outages.
 //!
 //! [`conformance`] is a backend-agnostic test suite that every backend must
 //! pass, shared by this crate's tests and by deployments that want to check a
@@ -17,13 +18,14 @@
 
 mod config;
 pub mod conformance;
-mod faults;
 pub mod format;
+pub mod layers;
 pub mod metrics;
 mod store;
 
 pub use config::{Backend, ObjectStoreConfig};
-pub use faults::Faults;
 pub use format::{BlockMeta, FOOTER_LEN, Footer, FormatError, ObjectBuilder};
+#[cfg(any(test, feature = "faults"))]
+pub use layers::faults::Faults;
 pub use metrics::ObjectMetrics;
 pub use store::{ObjectError, ObjectInfo, Objects};

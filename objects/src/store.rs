@@ -1,22 +1,23 @@
 //! [`Objects`]: the one door to object storage.
 //!
-//! Every Strata read and write of object storage goes through this type so
-//! that timeouts, retries, metrics and fault injection are applied the same
-//! way everywhere, and callers only see three outcomes: the data, "not
-//! found", or "unavailable after N attempts".
+//! Every Strata read and write of object storage goes through this type, and
+//! through the [layers](crate::layers) it stacks over the backend, so that
+//! timeouts, retries, metrics and fault injection apply the same way
+//! everywhere. Callers see the data, "not found", "rejected", or
+//! "unavailable after N attempts".
 
-use std::future::Future;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use strata_common::Clock;
 
 use crate::config::{ObjectStoreConfig, build_store, describe};
-use crate::faults::{Faults, InjectedFault};
+use crate::layers::retry::{GaveUp, RETRY};
+use crate::layers::{Policy, stack};
 use crate::metrics::{Metrics, ObjectMetrics, Op};
 
 /// What can go wrong talking to the object store.
@@ -64,63 +65,70 @@ pub struct Objects {
 
 #[derive(Debug)]
 struct Inner {
+    /// The backend under every layer.
     store: Arc<dyn ObjectStore>,
     /// Normalized key prefix (no leading/trailing `/`), may be empty.
     prefix: String,
-    timeout: Duration,
-    max_attempts: u32,
-    backoff_base: Duration,
-    backoff_max: Duration,
     description: String,
-    metrics: Metrics,
-    faults: Faults,
-}
-
-/// Why one attempt failed.
-#[derive(Debug, thiserror::Error)]
-enum Failure {
-    #[error("{0}")]
-    Store(object_store::Error),
-    #[error("{0}")]
-    Injected(InjectedFault),
-    #[error("attempt timed out after {0:?}")]
-    Timeout(Duration),
+    metrics: Arc<Metrics>,
+    #[cfg(any(test, feature = "faults"))]
+    faults: Arc<crate::Faults>,
 }
 
 impl Objects {
     /// Connects to the configured backend (a `Local` root is created if
     /// missing). No request is sent; an unreachable S3 endpoint surfaces on
-    /// first use as [`ObjectError::Unavailable`].
-    pub fn open(config: &ObjectStoreConfig) -> Result<Self, ObjectError> {
+    /// first use as [`ObjectError::Unavailable`]. Timeouts and backoff run
+    /// on `clock`.
+    pub fn open(config: &ObjectStoreConfig, clock: Arc<dyn Clock>) -> Result<Self, ObjectError> {
         let (store, description) = build_store(config)?;
-        Ok(Self::from_parts(store, config, description))
+        Ok(Self::from_parts(store, config, description, clock))
     }
 
     /// Wraps an existing store (tests, or custom stores) with the config's
     /// prefix and retry policy; the config's backend is used only in
     /// [`Objects::describe`]. An invalid prefix makes every request fail with
     /// [`ObjectError::Rejected`] (use [`Objects::open`] to get it up front).
-    pub fn with_store(store: Arc<dyn ObjectStore>, config: &ObjectStoreConfig) -> Self {
+    pub fn with_store(
+        store: Arc<dyn ObjectStore>,
+        config: &ObjectStoreConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let prefix = config.prefix.trim_matches('/');
-        Self::from_parts(store, config, describe(&config.backend, prefix))
+        Self::from_parts(store, config, describe(&config.backend, prefix), clock)
     }
 
     fn from_parts(
-        store: Arc<dyn ObjectStore>,
+        backend: Arc<dyn ObjectStore>,
         config: &ObjectStoreConfig,
         description: String,
+        clock: Arc<dyn Clock>,
     ) -> Self {
+        let policy = Policy {
+            timeout: config.timeout,
+            max_attempts: config.max_attempts,
+            backoff_base: config.backoff_base,
+            backoff_max: config.backoff_max,
+        };
+        let metrics = Arc::new(Metrics::default());
+        #[cfg(any(test, feature = "faults"))]
+        let faults = Arc::new(crate::Faults::default());
+        let store = stack(
+            backend,
+            policy,
+            clock,
+            metrics.clone(),
+            #[cfg(any(test, feature = "faults"))]
+            faults.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 store,
                 prefix: config.prefix.trim_matches('/').to_string(),
-                timeout: config.timeout,
-                max_attempts: config.max_attempts.max(1),
-                backoff_base: config.backoff_base,
-                backoff_max: config.backoff_max,
                 description,
-                metrics: Metrics::default(),
-                faults: Faults::default(),
+                metrics,
+                #[cfg(any(test, feature = "faults"))]
+                faults,
             }),
         }
     }
@@ -128,27 +136,16 @@ impl Objects {
     /// Stores `data` under `key`, replacing any previous object.
     pub async fn put(&self, key: &str, data: Bytes) -> Result<(), ObjectError> {
         let path = &self.path(Op::Put, key)?;
-        let store = &self.inner.store;
-        let data = &data;
-        self.run(Op::Put, key, || async move {
-            store.put(path, PutPayload::from(data.clone())).await
-        })
-        .await?;
-        self.inner.metrics.put_bytes(data.len() as u64);
-        Ok(())
+        let put = self.inner.store.put(path, PutPayload::from(data));
+        self.answer(Op::Put, key, put.await).map(drop)
     }
 
     /// Reads a whole object.
     pub async fn get(&self, key: &str) -> Result<Bytes, ObjectError> {
         let path = &self.path(Op::Get, key)?;
         let store = &self.inner.store;
-        let bytes = self
-            .run(Op::Get, key, || async move {
-                store.get(path).await?.bytes().await
-            })
-            .await?;
-        self.inner.metrics.get_bytes(bytes.len() as u64);
-        Ok(bytes)
+        let got = async { store.get(path).await?.bytes().await };
+        self.answer(Op::Get, key, got.await)
     }
 
     /// Reads `range` of an object. An empty range returns empty bytes without
@@ -166,25 +163,14 @@ impl Objects {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        let store = &self.inner.store;
-        let range = &range;
-        let bytes = self
-            .run(Op::GetRange, key, || async move {
-                store.get_range(path, range.clone()).await
-            })
-            .await?;
-        self.inner.metrics.get_bytes(bytes.len() as u64);
-        Ok(bytes)
+        let got = self.inner.store.get_range(path, range).await;
+        self.answer(Op::GetRange, key, got)
     }
 
     /// Size and modification time of an object, or `None` if it is missing.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, ObjectError> {
         let path = &self.path(Op::Head, key)?;
-        let store = &self.inner.store;
-        match self
-            .run(Op::Head, key, || async move { store.head(path).await })
-            .await
-        {
+        match self.answer(Op::Head, key, self.inner.store.head(path).await) {
             Ok(meta) => Ok(Some(info(key.to_string(), &meta))),
             Err(ObjectError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -202,12 +188,9 @@ impl Objects {
         } else {
             Some(self.root_path(Op::List, dir)?)
         };
-        let store = &self.inner.store;
-        let dir_path = dir_path.as_ref();
-        let listed = self.run(Op::List, prefix, || async move {
-            store.list(dir_path).try_collect::<Vec<ObjectMeta>>().await
-        });
-        let metas = match listed.await {
+        let listed = self.inner.store.list(dir_path.as_ref());
+        let listed = listed.try_collect::<Vec<ObjectMeta>>().await;
+        let metas = match self.answer(Op::List, prefix, listed) {
             Ok(metas) => metas,
             // Some stores report a missing directory instead of an empty list.
             Err(ObjectError::NotFound { .. }) => Vec::new(),
@@ -233,11 +216,7 @@ impl Objects {
     /// be retried and repeated freely.
     pub async fn delete(&self, key: &str) -> Result<(), ObjectError> {
         let path = &self.path(Op::Delete, key)?;
-        let store = &self.inner.store;
-        match self
-            .run(Op::Delete, key, || async move { store.delete(path).await })
-            .await
-        {
+        match self.answer(Op::Delete, key, self.inner.store.delete(path).await) {
             Ok(()) | Err(ObjectError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
@@ -249,8 +228,10 @@ impl Objects {
         self.inner.metrics.snapshot()
     }
 
-    /// Fault-injection switches, shared by all clones.
-    pub fn faults(&self) -> &Faults {
+    /// Fault-injection switches, shared by all clones (tests and the
+    /// `faults` feature only).
+    #[cfg(any(test, feature = "faults"))]
+    pub fn faults(&self) -> &crate::Faults {
         &self.inner.faults
     }
 
@@ -288,99 +269,46 @@ impl Objects {
         }
     }
 
-    /// Runs one logical request: attempts with a per-attempt timeout, retried
-    /// with exponential backoff and jitter until success, a non-retryable
-    /// answer, or `max_attempts`.
-    async fn run<T, F, Fut>(&self, op: Op, key: &str, mut attempt_fn: F) -> Result<T, ObjectError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = object_store::Result<T>>,
-    {
-        let inner = &self.inner;
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            inner.metrics.attempt(op);
-            let one = async {
-                inner
-                    .faults
-                    .before_attempt()
-                    .await
-                    .map_err(Failure::Injected)?;
-                attempt_fn().await.map_err(Failure::Store)
-            };
-            let failure = match tokio::time::timeout(inner.timeout, one).await {
-                Ok(Ok(value)) => return Ok(value),
-                Ok(Err(failure)) => failure,
-                Err(_) => {
-                    inner.metrics.timeout();
-                    Failure::Timeout(inner.timeout)
+    /// Turns what the layers answered into one of the caller's outcomes.
+    fn answer<T>(
+        &self,
+        op: Op,
+        key: &str,
+        result: object_store::Result<T>,
+    ) -> Result<T, ObjectError> {
+        let e = match result {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        Err(match e {
+            object_store::Error::NotFound { .. } => ObjectError::NotFound {
+                key: key.to_string(),
+            },
+            object_store::Error::Generic { store, source } if store == RETRY => {
+                match source.downcast::<GaveUp>() {
+                    Ok(gave_up) => ObjectError::Unavailable {
+                        op: op.name(),
+                        key: key.to_string(),
+                        attempts: gave_up.attempts,
+                        reason: gave_up.last.to_string(),
+                    },
+                    Err(source) => unavailable(op, key, &source.to_string()),
                 }
-            };
-            if let Failure::Store(object_store::Error::NotFound { .. }) = failure {
-                return Err(ObjectError::NotFound {
-                    key: key.to_string(),
-                });
             }
-            inner.metrics.error();
-            if let Failure::Store(e) = &failure
-                && is_permanent(e)
-            {
-                tracing::warn!(op = op.name(), key, error = %e, "object store rejected request");
-                return Err(rejected(op, key, &e.to_string()));
-            }
-            if attempt >= inner.max_attempts {
-                tracing::warn!(op = op.name(), key, attempt, error = %failure, "object store request failed; giving up");
-                return Err(ObjectError::Unavailable {
-                    op: op.name(),
-                    key: key.to_string(),
-                    attempts: attempt,
-                    reason: failure.to_string(),
-                });
-            }
-            let delay = self.backoff(attempt);
-            inner.metrics.retry();
-            tracing::warn!(
-                op = op.name(),
-                key,
-                attempt,
-                max_attempts = inner.max_attempts,
-                delay_ms = delay.as_millis() as u64,
-                error = %failure,
-                "object store request failed; retrying"
-            );
-            tokio::time::sleep(delay).await;
-        }
-    }
-
-    /// `base * 2^(attempt-1)` capped at `backoff_max`, then "equal jitter"
-    /// (50–100 % of that) so many clients retrying together spread out.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let exp = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
-        let delay = self
-            .inner
-            .backoff_base
-            .saturating_mul(exp)
-            .min(self.inner.backoff_max);
-        delay.mul_f64(0.5 + fastrand::f64() * 0.5)
+            e if crate::layers::retry::is_permanent(&e) => rejected(op, key, &e.to_string()),
+            // The retry layer names its attempts; anything else failed once.
+            e => unavailable(op, key, &e.to_string()),
+        })
     }
 }
 
-/// Errors that will not go away by asking again.
-fn is_permanent(e: &object_store::Error) -> bool {
-    use object_store::Error as E;
-    matches!(
-        e,
-        E::InvalidPath { .. }
-            | E::NotSupported { .. }
-            | E::NotImplemented { .. }
-            | E::AlreadyExists { .. }
-            | E::Precondition { .. }
-            | E::NotModified { .. }
-            | E::PermissionDenied { .. }
-            | E::Unauthenticated { .. }
-            | E::UnknownConfigurationKey { .. }
-    )
+fn unavailable(op: Op, key: &str, reason: &str) -> ObjectError {
+    ObjectError::Unavailable {
+        op: op.name(),
+        key: key.to_string(),
+        attempts: 1,
+        reason: reason.to_string(),
+    }
 }
 
 fn rejected(op: Op, key: &str, reason: &str) -> ObjectError {

@@ -1,19 +1,29 @@
 //! Runs the shared conformance suite against every backend.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use strata_common::{Clock, SystemClock};
 use strata_objects::{Backend, ObjectStoreConfig, Objects, conformance};
+
+/// The real clock, for tests that do not drive time.
+fn clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
 
 #[tokio::test]
 async fn memory_backend_conforms() {
-    let objects = Objects::open(&ObjectStoreConfig::memory()).unwrap();
+    let objects = Objects::open(&ObjectStoreConfig::memory(), clock()).unwrap();
     conformance::run_all(&objects).await;
 }
 
 #[tokio::test]
 async fn memory_backend_with_prefix_conforms() {
-    let objects =
-        Objects::open(&ObjectStoreConfig::memory().with_prefix("cluster-a/objects")).unwrap();
+    let objects = Objects::open(
+        &ObjectStoreConfig::memory().with_prefix("cluster-a/objects"),
+        clock(),
+    )
+    .unwrap();
     conformance::run_all(&objects).await;
 }
 
@@ -21,9 +31,11 @@ async fn memory_backend_with_prefix_conforms() {
 async fn local_backend_conforms() {
     let dir = tempfile::tempdir().unwrap();
     // A root that does not exist yet: open must create it.
-    let objects =
-        Objects::open(&ObjectStoreConfig::local(dir.path().join("store")).with_prefix("strata"))
-            .unwrap();
+    let objects = Objects::open(
+        &ObjectStoreConfig::local(dir.path().join("store")).with_prefix("strata"),
+        clock(),
+    )
+    .unwrap();
     assert!(
         objects.describe().starts_with("file:///"),
         "{}",
@@ -34,6 +46,7 @@ async fn local_backend_conforms() {
         "{}",
         objects.describe()
     );
+
     conformance::run_all(&objects).await;
 }
 
@@ -58,7 +71,7 @@ async fn s3_backend_conforms() {
     .with_prefix("strata-objects-tests");
     config.timeout = Duration::from_secs(20);
     config.max_attempts = 3;
-    let objects = Objects::open(&config).unwrap();
+    let objects = Objects::open(&config, clock()).unwrap();
     assert_eq!(
         objects.describe(),
         format!(

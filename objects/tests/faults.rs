@@ -7,10 +7,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use object_store::memory::InMemory;
 use strata_common::QueueKey;
+use strata_common::{Clock, ManualClock, SystemClock};
 use strata_objects::format::{decode_block, decode_footer, decode_index};
 use strata_objects::{
     FOOTER_LEN, FormatError, ObjectBuilder, ObjectError, ObjectMetrics, ObjectStoreConfig, Objects,
 };
+
+/// The real clock, for tests that do not drive time.
+fn clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
 
 /// Memory store with fast backoff so retry tests finish quickly.
 fn memory(max_attempts: u32) -> Objects {
@@ -18,7 +24,7 @@ fn memory(max_attempts: u32) -> Objects {
     config.max_attempts = max_attempts;
     config.backoff_base = Duration::from_millis(1);
     config.backoff_max = Duration::from_millis(4);
-    Objects::open(&config).unwrap()
+    Objects::open(&config, clock()).unwrap()
 }
 
 #[tokio::test]
@@ -89,7 +95,7 @@ async fn latency_above_timeout_is_unavailable() {
     config.timeout = Duration::from_millis(50);
     config.max_attempts = 2;
     config.backoff_base = Duration::from_millis(1);
-    let objects = Objects::open(&config).unwrap();
+    let objects = Objects::open(&config, clock()).unwrap();
     objects.faults().set_latency(Duration::from_secs(5));
     let err = objects.get("slow").await.unwrap_err();
     assert!(
@@ -109,6 +115,51 @@ async fn latency_above_timeout_is_unavailable() {
         (m.gets, m.timeouts, m.errors, m.retries),
         (2, 2, 2, 1),
         "{m:?}"
+    );
+}
+
+/// Timeouts and backoff run on the clock the store was given, so a test
+/// with a manual clock decides when an attempt times out and when the next
+/// one starts; nothing happens while the clock stands still.
+#[tokio::test]
+async fn timeouts_and_backoff_follow_the_given_clock() {
+    let clock = ManualClock::new(0, 3);
+    let mut config = ObjectStoreConfig::memory();
+    config.timeout = Duration::from_secs(10);
+    config.max_attempts = 2;
+    config.backoff_base = Duration::from_secs(60);
+    config.backoff_max = Duration::from_secs(60);
+    let objects = Objects::open(&config, clock.clone()).unwrap();
+    objects.faults().set_latency(Duration::from_secs(3600));
+    let get = tokio::spawn({
+        let objects = objects.clone();
+        async move { objects.get("slow").await }
+    });
+    let settle = || async {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    };
+    settle().await;
+    assert_eq!(objects.metrics().gets, 1, "the first attempt is in flight");
+    clock.advance_ms(9_999);
+    settle().await;
+    assert_eq!(objects.metrics().timeouts, 0, "not timed out before 10 s");
+    clock.advance_ms(1);
+    settle().await;
+    assert_eq!((objects.metrics().timeouts, objects.metrics().gets), (1, 1));
+    // The backoff is 30–60 s (jitter); the second attempt waits for it.
+    clock.advance_ms(29_999);
+    settle().await;
+    assert_eq!(objects.metrics().gets, 1, "still backing off");
+    clock.advance_ms(30_001);
+    settle().await;
+    assert_eq!(objects.metrics().gets, 2, "second attempt started");
+    clock.advance_ms(10_000);
+    let err = get.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, ObjectError::Unavailable { attempts: 2, .. }),
+        "{err:?}"
     );
 }
 
@@ -177,7 +228,7 @@ async fn invalid_keys_are_rejected_without_requests() {
     ));
     assert_eq!(objects.metrics(), ObjectMetrics::default());
     assert!(matches!(
-        Objects::open(&ObjectStoreConfig::memory().with_prefix("a//b")),
+        Objects::open(&ObjectStoreConfig::memory().with_prefix("a//b"), clock()),
         Err(ObjectError::Config(_))
     ));
 }
@@ -188,8 +239,13 @@ async fn prefixes_isolate_objects_sharing_a_store() {
     let a = Objects::with_store(
         store.clone(),
         &ObjectStoreConfig::memory().with_prefix("/a/"),
+        clock(),
     );
-    let b = Objects::with_store(store, &ObjectStoreConfig::memory().with_prefix("b"));
+    let b = Objects::with_store(
+        store,
+        &ObjectStoreConfig::memory().with_prefix("b"),
+        clock(),
+    );
     assert_eq!(
         (a.describe(), b.describe()),
         ("memory://a".to_string(), "memory://b".to_string())
@@ -256,7 +312,8 @@ async fn read_segment(objects: &Objects, key: &str) -> Result<Vec<Bytes>, String
 async fn local_segment(
     dir: &std::path::Path,
 ) -> (Objects, std::path::PathBuf, std::ops::Range<u64>) {
-    let objects = Objects::open(&ObjectStoreConfig::local(dir).with_prefix("segs")).unwrap();
+    let objects =
+        Objects::open(&ObjectStoreConfig::local(dir).with_prefix("segs"), clock()).unwrap();
     let mut builder = ObjectBuilder::new(64);
     builder
         .add_batch(QueueKey::new(1, 0), 0, 3, 1_000, &[b'a'; 60])

@@ -28,6 +28,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use strata_cache::{BlockCache, ColdReader};
+use strata_common::Clock;
 use strata_objects::Objects;
 
 use crate::engine::Engine;
@@ -72,8 +73,8 @@ pub(crate) struct Counters {
 }
 
 impl Tiering {
-    pub async fn open(config: &crate::EngineConfig) -> Result<Self> {
-        let objects = Objects::open(&config.object_store)
+    pub async fn open(config: &crate::EngineConfig, clock: Arc<dyn Clock>) -> Result<Self> {
+        let objects = Objects::open(&config.object_store, clock)
             .map_err(|e| EngineError::Internal(format!("object store: {e}")))?;
         let blocks = BlockCache::open(&config.block_cache)
             .await
