@@ -3,6 +3,8 @@
 //! once, at the offset it was acknowledged with, byte-identical, and every
 //! queue's offsets must be dense.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 mod common;
 
 use std::collections::HashMap;

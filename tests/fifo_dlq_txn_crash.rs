@@ -13,6 +13,8 @@
 //!
 //! The seed (printed) picks the kill moments; `STRATA_CRASH_SEED` replays one.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 mod common;
 
 use std::collections::{HashMap, HashSet};

@@ -3,6 +3,8 @@
 //! the queue holds), a crash loses at most the unflushed tail, and a
 //! graceful stop loses nothing.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 mod common;
 
 use std::sync::Arc;

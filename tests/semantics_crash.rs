@@ -5,6 +5,8 @@
 //! eventually delivered and acknowledged, unacknowledged ones come back
 //! with their attempt counted, and delayed messages all arrive.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 mod common;
 
 use std::collections::{HashMap, HashSet};

@@ -14,6 +14,8 @@
 //! `${...}`/`%{...}` templates, and bracket nesting. Heredocs are treated as
 //! opaque text.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::ErrorKind;

@@ -3,6 +3,8 @@
 //! message is readable exactly once at its offset; at the end no index entry
 //! points to a missing object and no unreferenced object is left behind.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 mod common;
 
 use std::collections::{BTreeSet, HashMap};

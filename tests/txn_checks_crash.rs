@@ -6,6 +6,8 @@
 //! The check timing is shortened through the server's config so the whole
 //! life of a transaction fits in a few seconds.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 mod common;
 
 use std::collections::HashMap;

@@ -436,6 +436,7 @@ impl BlockCache {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests pace concurrent readers with real sleeps
 mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::time::Duration;

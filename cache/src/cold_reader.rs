@@ -14,8 +14,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use strata_common::Clock;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -80,22 +81,25 @@ struct Counters {
 struct TokenBucket {
     rate: f64,
     state: Mutex<BucketState>,
+    clock: Arc<dyn Clock>,
 }
 
 struct BucketState {
     tokens: f64,
-    last: Instant,
+    /// When the tokens were last counted, on the clock's monotonic time.
+    last: Duration,
 }
 
 impl TokenBucket {
-    fn new(bytes_per_sec: u64) -> Self {
+    fn new(bytes_per_sec: u64, clock: Arc<dyn Clock>) -> Self {
         let rate = bytes_per_sec as f64;
         Self {
             rate,
             state: Mutex::new(BucketState {
                 tokens: rate,
-                last: Instant::now(),
+                last: clock.monotonic(),
             }),
+            clock,
         }
     }
 
@@ -108,8 +112,8 @@ impl TokenBucket {
     /// debt, or `None` if a fetch may start now.
     fn delay(&self) -> Option<Duration> {
         let mut state = self.lock();
-        let now = Instant::now();
-        let elapsed = now.duration_since(state.last).as_secs_f64();
+        let now = self.clock.monotonic();
+        let elapsed = now.saturating_sub(state.last).as_secs_f64();
         state.tokens = (state.tokens + elapsed * self.rate).min(self.rate);
         state.last = now;
         if state.tokens >= 0.0 {
@@ -141,7 +145,7 @@ impl Shared {
                 .throttled_waits
                 .fetch_add(1, Ordering::Relaxed);
             tracing::trace!(?delay, "cold read throttled by bandwidth budget");
-            tokio::time::sleep(delay).await;
+            bucket.clock.sleep(delay).await;
         }
     }
 }
@@ -198,7 +202,8 @@ impl fmt::Debug for ColdReader {
 impl ColdReader {
     /// Starts the cold runtime's threads. Does not need to be called from
     /// inside a runtime.
-    pub fn start(config: &ColdReaderConfig) -> Result<Self, CacheError> {
+    /// The bandwidth budget refills on `clock`.
+    pub fn start(config: &ColdReaderConfig, clock: Arc<dyn Clock>) -> Result<Self, CacheError> {
         if config.threads == 0 {
             return Err(CacheError::InvalidConfig(
                 "cold reader threads must be non-zero".into(),
@@ -219,7 +224,7 @@ impl ColdReader {
         let handle = runtime.handle().clone();
         let bucket = match config.bandwidth_bytes_per_sec {
             0 => None,
-            rate => Some(TokenBucket::new(rate)),
+            rate => Some(TokenBucket::new(rate, clock)),
         };
         tracing::info!(
             threads = config.threads,
@@ -357,9 +362,12 @@ impl Drop for ColdReader {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests pace real threads with real sleeps
 mod tests {
     use std::fmt;
     use std::thread;
+
+    use strata_common::SystemClock;
 
     use super::*;
 
@@ -391,7 +399,8 @@ mod tests {
 
     #[tokio::test]
     async fn fetches_run_on_the_cold_runtime_threads() {
-        let reader = ColdReader::start(&ColdReaderConfig::default()).expect("start");
+        let reader =
+            ColdReader::start(&ColdReaderConfig::default(), Arc::new(SystemClock)).expect("start");
         let (id, name) = reader
             .run(async {
                 let current = thread::current();
@@ -409,7 +418,8 @@ mod tests {
     /// cold runtime's.
     #[test]
     fn awaitable_from_a_bare_runtime() {
-        let reader = ColdReader::start(&ColdReaderConfig::default()).expect("start");
+        let reader =
+            ColdReader::start(&ColdReaderConfig::default(), Arc::new(SystemClock)).expect("start");
         let bare = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("bare runtime");
@@ -425,7 +435,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrency_never_exceeds_the_limit() {
         const LIMIT: usize = 3;
-        let reader = Arc::new(ColdReader::start(&config(2, LIMIT, 0)).expect("start"));
+        let reader = Arc::new(
+            ColdReader::start(&config(2, LIMIT, 0), Arc::new(SystemClock)).expect("start"),
+        );
         let in_flight = Arc::new(AtomicUsize::new(0));
         let max_seen = Arc::new(AtomicUsize::new(0));
 
@@ -464,7 +476,7 @@ mod tests {
     #[tokio::test]
     async fn bandwidth_budget_throttles() {
         const RATE: u64 = 64 << 20;
-        let reader = ColdReader::start(&config(1, 4, RATE)).expect("start");
+        let reader = ColdReader::start(&config(1, 4, RATE), Arc::new(SystemClock)).expect("start");
         // The first fetch overdraws the one-second bucket by half a second's
         // worth, so the next one must wait for the refill.
         reader
@@ -480,7 +492,7 @@ mod tests {
         assert!(stats.throttled_waits > 0, "{stats:?}");
         assert_eq!(stats.bytes, RATE + RATE / 2 + 1);
 
-        let unlimited = ColdReader::start(&config(1, 4, 0)).expect("start");
+        let unlimited = ColdReader::start(&config(1, 4, 0), Arc::new(SystemClock)).expect("start");
         for _ in 0..3 {
             unlimited
                 .run(async { Ok::<_, TestError>(((), RATE * 10)) })
@@ -492,7 +504,8 @@ mod tests {
 
     #[tokio::test]
     async fn errors_and_panics_reach_the_caller() {
-        let reader = ColdReader::start(&ColdReaderConfig::default()).expect("start");
+        let reader =
+            ColdReader::start(&ColdReaderConfig::default(), Arc::new(SystemClock)).expect("start");
         let err = reader
             .run(async { Err::<((), u64), _>(TestError::Fetch("not found")) })
             .await
@@ -525,7 +538,7 @@ mod tests {
 
     #[tokio::test]
     async fn prefetches_beyond_the_limit_are_dropped() {
-        let reader = ColdReader::start(&config(1, 2, 0)).expect("start");
+        let reader = ColdReader::start(&config(1, 2, 0), Arc::new(SystemClock)).expect("start");
         let gate = Arc::new(Semaphore::new(0));
         let done = Arc::new(AtomicUsize::new(0));
         for _ in 0..5 {
@@ -571,7 +584,8 @@ mod tests {
     /// concurrency limit, even with a single permit.
     #[tokio::test]
     async fn prefetch_may_call_run() {
-        let reader = Arc::new(ColdReader::start(&config(1, 1, 0)).expect("start"));
+        let reader =
+            Arc::new(ColdReader::start(&config(1, 1, 0), Arc::new(SystemClock)).expect("start"));
         let (tx, rx) = tokio::sync::oneshot::channel();
         let inner = reader.clone();
         reader.spawn_prefetch(async move {
@@ -585,7 +599,8 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_inside_a_runtime_does_not_panic() {
-        let reader = ColdReader::start(&config(1, 2, 1 << 20)).expect("start");
+        let reader =
+            ColdReader::start(&config(1, 2, 1 << 20), Arc::new(SystemClock)).expect("start");
         reader
             .run(async { Ok::<_, TestError>(((), 10)) })
             .await
@@ -600,7 +615,7 @@ mod tests {
     #[test]
     fn invalid_configs_are_rejected() {
         for bad in [config(0, 1, 0), config(1, 0, 0)] {
-            let err = ColdReader::start(&bad).expect_err("invalid");
+            let err = ColdReader::start(&bad, Arc::new(SystemClock)).expect_err("invalid");
             assert!(matches!(err, CacheError::InvalidConfig(_)), "{err}");
         }
     }
@@ -644,11 +659,14 @@ mod priority_tests {
 
     #[tokio::test]
     async fn cold_read_threads_run_at_lower_priority() {
-        let reader = ColdReader::start(&ColdReaderConfig {
-            threads: 1,
-            max_concurrent_fetches: 1,
-            bandwidth_bytes_per_sec: 0,
-        })
+        let reader = ColdReader::start(
+            &ColdReaderConfig {
+                threads: 1,
+                max_concurrent_fetches: 1,
+                bandwidth_bytes_per_sec: 0,
+            },
+            Arc::new(strata_common::SystemClock),
+        )
         .unwrap();
         let nice = reader
             .run(async { Ok::<_, CacheError>((current_nice(), 0)) })

@@ -1,6 +1,8 @@
 //! The cold read path end to end: block cache misses fetched through the
 //! cold reader, and read-ahead filling the cache from the cold runtime.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
@@ -42,7 +44,13 @@ async fn misses_are_fetched_on_the_cold_runtime_and_cached() {
     })
     .await
     .expect("open cache");
-    let reader = Arc::new(ColdReader::start(&ColdReaderConfig::default()).expect("start reader"));
+    let reader = Arc::new(
+        ColdReader::start(
+            &ColdReaderConfig::default(),
+            Arc::new(strata_common::SystemClock),
+        )
+        .expect("start reader"),
+    );
     let threads = Arc::new(std::sync::Mutex::new(Vec::new()));
 
     let key = BlockKey::new("queues/q/0001.obj", 0);

@@ -48,6 +48,7 @@ pub async fn timeout<F: Future>(
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
+#[allow(clippy::disallowed_methods)] // the one place the real clock is read
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
         SystemTime::now()
@@ -60,13 +61,11 @@ impl Clock for SystemClock {
         fastrand::u64(..)
     }
 
-    #[allow(clippy::disallowed_methods)] // the one place the real clock is read
     fn monotonic(&self) -> Duration {
         static ORIGIN: OnceLock<Instant> = OnceLock::new();
         ORIGIN.get_or_init(Instant::now).elapsed()
     }
 
-    #[allow(clippy::disallowed_methods)] // the one place a real timer is armed
     fn sleep(&self, duration: Duration) -> Sleep {
         Box::pin(tokio::time::sleep(duration))
     }

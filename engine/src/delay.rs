@@ -61,6 +61,7 @@ impl Timers {
 pub(crate) fn spawn_loop(engine: &Arc<Engine>) {
     let weak = Arc::downgrade(engine);
     let mut shutdown = engine.shutdown.subscribe();
+    let clock = engine.clock.clone();
     tokio::spawn(async move {
         loop {
             let Some(engine) = weak.upgrade() else { break };
@@ -76,7 +77,7 @@ pub(crate) fn spawn_loop(engine: &Arc<Engine>) {
             tokio::select! {
                 _ = changed.notified() => {}
                 // Bounded, so a clock that jumps is noticed within a minute.
-                _ = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(60)).min(Duration::from_secs(60))) => {}
+                _ = clock.sleep(wait.unwrap_or(Duration::from_secs(60)).min(Duration::from_secs(60))) => {}
                 _ = shutdown.wait_for(|down| *down) => break,
             }
         }

@@ -97,6 +97,7 @@ impl Engine {
             max_bytes: config.wal_max_bytes,
             group_commit_max_bytes: config.wal_group_commit_max_bytes,
             append_timeout: config.append_timeout,
+            clock: clock.clone(),
         };
         let by_id = topics.id_map();
         let (wal, report) = tokio::task::spawn_blocking(move || {

@@ -76,10 +76,11 @@ impl IndexState {
 pub(crate) fn spawn_loop(engine: &Arc<Engine>) {
     let weak = Arc::downgrade(engine);
     let mut shutdown = engine.shutdown.subscribe();
+    let clock = engine.clock.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(INDEX_INTERVAL) => {}
+                _ = clock.sleep(INDEX_INTERVAL) => {}
                 _ = shutdown.wait_for(|down| *down) => break,
             }
             let Some(engine) = weak.upgrade() else { break };

@@ -225,7 +225,7 @@ impl Engine {
         tokio::select! {
             _ = hw.wait_for(|hw| *hw > offset) => {}
             _ = shutdown.wait_for(|down| *down) => {}
-            _ = tokio::time::sleep(wait) => {}
+            _ = self.clock.sleep(wait) => {}
         }
     }
 

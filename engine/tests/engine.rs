@@ -1,5 +1,7 @@
 //! Engine behaviour on the real WAL and the embedded metadata store.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 use std::sync::Arc;
 use std::time::Duration;
 

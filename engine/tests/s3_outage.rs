@@ -2,6 +2,8 @@
 //! writes survive, back-pressure engages while the WAL fills, and the
 //! backlog drains with no loss once the server returns.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

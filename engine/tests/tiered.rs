@@ -3,6 +3,8 @@
 //! Runs on the local-directory backend, and on S3 (SeaweedFS) when the test
 //! script provides one.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,6 +4,8 @@
 //! FIFO group, FIFO order per group across queues, and where a new group
 //! starts (latest or earliest), across a restart.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

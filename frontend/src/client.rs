@@ -88,9 +88,7 @@ impl Client {
     fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
         let mut request = self.http.request(method, url);
         if let Some((access_key, secret)) = &self.credentials {
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
+            let now_ms = strata_common::Clock::now_ms(&strata_common::SystemClock);
             let date = format_date_time(now_ms);
             let signature = sign(secret, &date);
             request = request.header(DATE_HEADER, date).header(

@@ -99,7 +99,7 @@ impl MeteringTasks {
         let sampler = StorageSampler {
             engine,
             last_ms: Arc::new(std::sync::Mutex::new(clock.now_ms())),
-            clock,
+            clock: clock.clone(),
         };
         let every = |ms: u64| Duration::from_millis(ms.max(1));
         let sample_every = every(settings.storage_sample_interval_ms);
@@ -108,36 +108,31 @@ impl MeteringTasks {
         let retention = i64::try_from(settings.minute_retention_hours)
             .unwrap_or(i64::MAX)
             .saturating_mul(strata_common::usage::HOUR_MS);
-        let s = sampler.clone();
+        let (s, c) = (sampler.clone(), clock.clone());
         let sampling = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(sample_every);
-            tick.tick().await;
             loop {
-                tick.tick().await;
+                c.sleep(sample_every).await;
                 s.sample();
             }
         });
-        let l = ledger.clone();
+        let (l, c) = (ledger.clone(), clock.clone());
         let flushing = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(flush_every);
-            tick.tick().await;
             loop {
-                tick.tick().await;
+                c.sleep(flush_every).await;
                 if let Err(e) = l.flush().await {
                     tracing::warn!(error = %e, "usage flush failed; will retry");
                 }
             }
         });
-        let l = ledger.clone();
+        let (l, c) = (ledger.clone(), clock.clone());
         let rolling = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
-                tick.tick().await;
                 match l.roll_up(grace, retention).await {
                     Ok(0) => {}
                     Ok(hours) => tracing::debug!(hours, "usage rolled up"),
                     Err(e) => tracing::warn!(error = %e, "usage roll-up failed; will retry"),
                 }
+                c.sleep(Duration::from_secs(60)).await;
             }
         });
         Self {

@@ -2,6 +2,8 @@
 //! rotation) and authorization (what each role may do, and the
 //! `x-strata-tenant` header) against a real server.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 mod common;
 
 use std::time::{SystemTime, UNIX_EPOCH};

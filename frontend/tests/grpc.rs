@@ -2,6 +2,8 @@
 //! client: routes, sends, Telemetry settings, authentication, tenant
 //! isolation on every RPC, and malformed requests (refused, nothing changed).
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 mod common;
 
 use common::{Actor, TestServer};

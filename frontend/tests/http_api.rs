@@ -2,6 +2,8 @@
 //! (JSON, base64, raw bodies), reading, long polls, consumer groups and the
 //! operational endpoints.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 mod common;
 
 use common::{TestServer, b64, unb64};

@@ -4,6 +4,8 @@
 //! `strata_frontend::http::ROUTES`, so a new route without an isolation
 //! case fails here until one is written.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 mod common;
 
 use common::{Actor, Resp, TestServer, fill_path};

@@ -3,6 +3,8 @@
 //! exactly, across graceful restarts, in every granularity and in CSV;
 //! plus the per-tenant Prometheus series and the stored-bytes quota.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 mod common;
 
 use common::{Actor, TestServer};

@@ -1,6 +1,8 @@
 //! Per-tenant quotas: plans, rate limits with retry hints, count limits,
 //! and a tenant at its limit not affecting another tenant.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 mod common;
 
 use common::TestServer;

@@ -2,6 +2,8 @@
 //! or during shutdown is readable after a restart, byte-identical at the
 //! acknowledged queue and offset; every other publish failed cleanly.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 mod common;
 
 use std::collections::HashMap;

@@ -3,6 +3,8 @@
 //! a group's start position and FIFO flag are set at creation, shown, and
 //! validated; a receive can still pin one queue.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -110,6 +110,7 @@ impl Drop for Receiving {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // bounds the waits on real time
 mod tests {
     use std::time::Duration;
 

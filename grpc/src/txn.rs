@@ -65,9 +65,9 @@ pub fn spawn_check_loop(
     producers: Arc<Producers>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let clock = engine.clock().clone();
         loop {
-            tick.tick().await;
+            clock.sleep(Duration::from_secs(1)).await;
             if let Err(e) = check_once(&engine, &producers).await {
                 tracing::warn!(error = %e, "transaction check-back pass failed");
             }

@@ -1,5 +1,7 @@
 //! The `strata-loadtest` binary: argument parsing; everything else is in the library.
 
+#![allow(clippy::disallowed_methods)] // the load tester measures and paces real time
+
 use std::process::ExitCode;
 
 use clap::Parser;

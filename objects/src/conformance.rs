@@ -275,6 +275,7 @@ pub async fn nested_keys(objects: &Objects) {
 }
 
 /// A fresh sub-prefix per check and run, so concurrent runs never collide.
+#[allow(clippy::disallowed_methods)] // a test harness: real randomness is the point
 fn scratch(check: &str) -> String {
     format!("conformance/{:016x}/{check}", fastrand::u64(..))
 }

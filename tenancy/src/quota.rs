@@ -268,13 +268,17 @@ impl RateLimiter {
             Ok((0, _)) => Ok(()),
             Ok((wait_ms, rate)) => {
                 self.delayed[rate.index()].fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+                self.clock
+                    .sleep(std::time::Duration::from_millis(wait_ms))
+                    .await;
                 Ok(())
             }
             Err((mut e, rate)) => {
                 self.refused[rate.index()].fetch_add(1, Ordering::Relaxed);
                 if self.max_delay_ms > 0 {
-                    tokio::time::sleep(std::time::Duration::from_millis(self.max_delay_ms)).await;
+                    self.clock
+                        .sleep(std::time::Duration::from_millis(self.max_delay_ms))
+                        .await;
                     // Strictly more than the delay was needed, so the hint stays >= 1.
                     e.retry_after_ms = e.retry_after_ms.saturating_sub(self.max_delay_ms).max(1);
                 }
@@ -594,21 +598,38 @@ mod tests {
         );
     }
 
+    /// Whether `future` is still waiting after the runtime had every chance
+    /// to run it (the clock is manual, so only the test moves time).
+    async fn pending<F: std::future::Future + Unpin>(future: &mut F) -> bool {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::pin::Pin::new(&mut *future).poll(cx).is_pending())
+        })
+        .await
+    }
+
     #[tokio::test]
     async fn acquire_waits_for_reserved_tokens_and_holds_refusals() {
-        let l = RateLimiter::with_max_delay(Arc::new(strata_common::SystemClock), 40);
+        let clock = ManualClock::new(1_000_000, 1);
+        let l = RateLimiter::with_max_delay(clock.clone(), 40);
         // 100/s: one token per 10 ms, 100 to start with.
         let q = quotas(100);
         l.acquire("a", Rate::Requests, &q, 100).await.unwrap();
-        let started = std::time::Instant::now();
-        l.acquire("a", Rate::Requests, &q, 2).await.unwrap();
-        assert!(started.elapsed() >= std::time::Duration::from_millis(19));
-        // 10 more tokens are 100 ms away (less what accrued meanwhile):
-        // refused after the 40 ms hold, with what remains as the hint.
-        let started = std::time::Instant::now();
-        let err = l.acquire("a", Rate::Requests, &q, 10).await.unwrap_err();
-        assert!(started.elapsed() >= std::time::Duration::from_millis(40));
-        assert!((1..=60).contains(&err.retry_after_ms), "{err}");
+        let mut take_two = Box::pin(l.acquire("a", Rate::Requests, &q, 2));
+        assert!(pending(&mut take_two).await, "two tokens are 20 ms away");
+        clock.advance_ms(19);
+        assert!(pending(&mut take_two).await, "not before 20 ms");
+        clock.advance_ms(1);
+        take_two.await.unwrap();
+        // 10 more tokens are 100 ms away: refused after the 40 ms hold, with
+        // the 60 ms that remain as the hint.
+        let mut take_ten = Box::pin(l.acquire("a", Rate::Requests, &q, 10));
+        assert!(pending(&mut take_ten).await, "held before the refusal");
+        clock.advance_ms(40);
+        let err = take_ten.await.unwrap_err();
+        assert_eq!(err.retry_after_ms, 60, "{err}");
         assert_eq!(
             l.throttle_counts(Rate::Requests),
             ThrottleCounts {
@@ -621,7 +642,7 @@ mod tests {
             ThrottleCounts::default()
         );
         // An immediate limiter never sleeps.
-        let now = RateLimiter::new(Arc::new(strata_common::SystemClock));
+        let now = RateLimiter::new(clock);
         now.acquire("a", Rate::Requests, &q, 100).await.unwrap();
         assert!(now.acquire("a", Rate::Requests, &q, 1).await.is_err());
     }

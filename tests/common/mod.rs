@@ -1,5 +1,6 @@
 //! Runs the real `strata` binary for end-to-end tests.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};

@@ -1,5 +1,7 @@
 //! Append path: concurrency, group commit, rolling, release, back-pressure.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 mod common;
 
 use std::sync::Arc;

@@ -112,7 +112,7 @@ impl Engine {
             None => topic.queues.clone(),
         };
         let max = r.max_messages.clamp(1, self.config.max_read_messages);
-        let started = tokio::time::Instant::now();
+        let started = self.clock.monotonic();
         let wait = r.wait.min(self.config.max_wait);
         let mut shutdown = self.shutdown.subscribe();
         let claims = Unclaimed::new(self, r.tenant, r.group);
@@ -123,7 +123,7 @@ impl Engine {
                 .receive_pass(&r, &topic, &queues, max, &group, &claims)
                 .await?;
             let got = claims.take();
-            let left = wait.saturating_sub(started.elapsed());
+            let left = wait.saturating_sub(self.clock.monotonic().saturating_sub(started));
             if !got.is_empty() || left.is_zero() || self.check_open().is_err() {
                 return Ok(self.hand_over(r.tenant, got));
             }
@@ -133,7 +133,7 @@ impl Engine {
             tokio::select! {
                 _ = activity.changed() => {}
                 _ = shutdown.wait_for(|down| *down) => {}
-                _ = tokio::time::sleep(left.min(until_due)) => {}
+                _ = self.clock.sleep(left.min(until_due)) => {}
             }
         }
     }

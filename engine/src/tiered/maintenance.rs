@@ -27,10 +27,11 @@ pub(crate) fn spawn_loop(engine: &Arc<Engine>) {
     let weak = Arc::downgrade(engine);
     let interval = engine.config.retention_interval;
     let mut shutdown = engine.shutdown.subscribe();
+    let clock = engine.clock.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
+                _ = clock.sleep(interval) => {}
                 _ = shutdown.wait_for(|down| *down) => break,
             }
             let Some(engine) = weak.upgrade() else { break };

@@ -74,12 +74,12 @@ pub(crate) struct Counters {
 
 impl Tiering {
     pub async fn open(config: &crate::EngineConfig, clock: Arc<dyn Clock>) -> Result<Self> {
-        let objects = Objects::open(&config.object_store, clock)
+        let objects = Objects::open(&config.object_store, clock.clone())
             .map_err(|e| EngineError::Internal(format!("object store: {e}")))?;
         let blocks = BlockCache::open(&config.block_cache)
             .await
             .map_err(|e| EngineError::Internal(format!("block cache: {e}")))?;
-        let cold = ColdReader::start(&config.cold_reader)
+        let cold = ColdReader::start(&config.cold_reader, clock.clone())
             .map(Arc::new)
             .map_err(|e| EngineError::Internal(format!("cold reader: {e}")))?;
         Ok(Self {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use strata_common::QueueKey;
@@ -36,11 +36,12 @@ pub(crate) fn spawn_loop(engine: &Arc<Engine>) {
     let trigger = engine.config.upload_trigger_bytes;
     let tick = interval.clamp(Duration::from_millis(10), Duration::from_millis(200));
     let mut shutdown = engine.shutdown.subscribe();
+    let clock = engine.clock.clone();
     tokio::spawn(async move {
-        let mut last = Instant::now();
+        let mut last = clock.monotonic();
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(tick) => {}
+                _ = clock.sleep(tick) => {}
                 _ = shutdown.wait_for(|down| *down) => break,
             }
             let Some(engine) = weak.upgrade() else { break };
@@ -48,12 +49,14 @@ pub(crate) fn spawn_loop(engine: &Arc<Engine>) {
             let wal = engine.wal.stats();
             // A filling WAL uploads at once: appends are waiting for room.
             let filling = wal.used_bytes.saturating_mul(2) > wal.max_bytes;
-            if lag == 0 || (lag < trigger && !filling && last.elapsed() < interval) {
+            if lag == 0
+                || (lag < trigger && !filling && clock.monotonic().saturating_sub(last) < interval)
+            {
                 continue;
             }
             match engine.upload_once().await {
                 Ok(_) => {
-                    last = Instant::now();
+                    last = clock.monotonic();
                     engine.tiering.clear_error();
                 }
                 Err(e) => engine.tiering.note_error("upload", &e),

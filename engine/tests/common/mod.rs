@@ -1,6 +1,8 @@
 //! What the engine's test files share: opening an engine on a manual clock
 //! with the background work that tests do not drive turned off.
 
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
 use std::sync::Arc;
 use std::time::Duration;
 

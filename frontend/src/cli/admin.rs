@@ -202,9 +202,7 @@ fn usage_time(text: &str) -> Result<String> {
     let ago = humantime::parse_duration(text).map_err(|e| {
         anyhow::anyhow!("{text:?} is not an RFC 3339 time, Unix milliseconds or a duration: {e}")
     })?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+    let now = strata_common::Clock::now_ms(&strata_common::SystemClock).max(0) as u128;
     Ok(now.saturating_sub(ago.as_millis()).to_string())
 }
 

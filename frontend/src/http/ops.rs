@@ -150,7 +150,8 @@ pub async fn track_requests(
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = request.method().as_str().to_string();
-    let started = std::time::Instant::now();
+    let clock = state.engine.clock();
+    let started = clock.monotonic();
     let response = next.run(request).await;
     let labels = RequestLabels {
         route,
@@ -162,7 +163,7 @@ pub async fn track_requests(
         .metrics
         .latency
         .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
+        .observe(clock.monotonic().saturating_sub(started).as_secs_f64());
     response
 }
 

@@ -39,7 +39,6 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::{Notify, oneshot};
@@ -104,7 +103,7 @@ impl Wal {
         F: FnMut(u64, &[u8]) -> Result<(), WalError>,
     {
         config.validate()?;
-        let started = Instant::now();
+        let started = config.clock.monotonic();
         std::fs::create_dir_all(&config.dir).map_err(WalError::io(&config.dir))?;
         let (recovered, report) = recovery::recover(&config.dir, &mut visit)?;
         let mut segments: VecDeque<Segment> = recovered
@@ -150,7 +149,7 @@ impl Wal {
         tracing::info!(dir = %config.dir.display(), segments = segments.len(),
             records = report.records, bytes = report.bytes,
             first_lsn = segments.front().map_or(0, |s| s.base_lsn), end_lsn = active.end_lsn,
-            truncated = report.truncated.is_some(), elapsed_ms = started.elapsed().as_millis() as u64,
+            truncated = report.truncated.is_some(), elapsed_ms = config.clock.monotonic().saturating_sub(started).as_millis() as u64,
             "WAL opened");
         let wal = Wal {
             config,
@@ -192,26 +191,28 @@ impl Wal {
             });
         }
         let header = frame::frame_header(&payload)?;
-        let started = tokio::time::Instant::now();
+        let clock = self.config.clock.as_ref();
+        let started = clock.monotonic();
         let deadline = started + self.config.append_timeout;
+        let left = || deadline.saturating_sub(clock.monotonic());
         // Queueing behind a submitter that waits for space counts as waiting too.
-        let turn = tokio::time::timeout_at(deadline, self.submit_turn.lock()).await;
-        let mut timed_out = turn.is_err();
+        let turn = strata_common::clock::timeout(clock, left(), self.submit_turn.lock()).await;
+        let mut timed_out = turn.is_none();
         loop {
             if !timed_out {
                 if let Some(pending) = self.try_reserve(header, &payload)? {
                     return Ok(pending);
                 }
-                timed_out = tokio::time::timeout_at(deadline, self.space.notified())
+                timed_out = strata_common::clock::timeout(clock, left(), self.space.notified())
                     .await
-                    .is_err();
+                    .is_none();
             }
             if timed_out {
                 if let Some(msg) = self.io.failure() {
                     return Err(WalError::Failed(msg));
                 }
                 let used_bytes = lock(&self.state).used_bytes;
-                let waited_ms = started.elapsed().as_millis() as u64;
+                let waited_ms = clock.monotonic().saturating_sub(started).as_millis() as u64;
                 tracing::warn!(
                     waited_ms,
                     used_bytes,

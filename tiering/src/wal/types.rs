@@ -2,8 +2,10 @@
 //! the handle of a pending append.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use strata_common::{Clock, SystemClock};
 use tokio::sync::oneshot;
 
 use super::WalError;
@@ -22,6 +24,8 @@ pub struct WalConfig {
     pub group_commit_max_bytes: usize,
     /// How long an append may wait for room before [`WalError::Full`].
     pub append_timeout: Duration,
+    /// The clock that wait is measured on.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl WalConfig {
@@ -33,6 +37,7 @@ impl WalConfig {
             max_bytes: 4 * 1024 * 1024 * 1024,
             group_commit_max_bytes: 4 * 1024 * 1024,
             append_timeout: Duration::from_secs(5),
+            clock: Arc::new(SystemClock),
         }
     }
 
