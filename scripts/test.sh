@@ -18,6 +18,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest from crates.io"
   cargo install cargo-nextest --locked
 fi
+if ! cargo machete --version >/dev/null 2>&1; then
+  log "installing cargo-machete from crates.io"
+  cargo install cargo-machete --locked
+fi
 # Benchmark peers (nats-server, redis-server from Debian) for the load
 # tester's cross-system smoke test, which then must not skip them.
 # shellcheck source=scripts/peers.sh
@@ -33,6 +37,9 @@ cargo fmt --all -- --check
 
 log "cargo clippy (warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "cargo machete (no unused dependencies)"
+cargo machete
 
 # Real services the tests run against (S3-compatible object store), on
 # 127.0.0.1 only; stopped again when this script exits.
