@@ -26,7 +26,7 @@ use common::{
     try_read_messages,
 };
 use serde_json::{Value, json};
-use strata_grpc::pb::{self, Code};
+use strata_frontend::grpc::pb::{self, Code};
 
 const CYCLES: usize = 10;
 const FIFO_QUEUES: u32 = 2;

@@ -1,9 +1,11 @@
-//! Strata's top layer: configuration, the HTTP/JSON API, the server runner
-//! and the `strata` command-line tool.
+//! Strata's top layer: the protocol adapters (HTTP/JSON in [`http`], RocketMQ
+//! 5 gRPC in [`grpc`]), configuration, the server runner and the `strata`
+//! command-line tool.
 
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod grpc;
 pub mod http;
 pub mod metering;
 pub mod server;

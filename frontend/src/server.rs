@@ -179,7 +179,7 @@ pub async fn start_with_clock(
         None if grpc_addr.ip().is_unspecified() => ("127.0.0.1".to_string(), grpc_addr.port()),
         None => (grpc_addr.ip().to_string(), grpc_addr.port()),
     };
-    let grpc_state = strata_grpc::GrpcState {
+    let grpc_state = crate::grpc::GrpcState {
         engine: engine.clone(),
         credentials: state.credentials.clone(),
         limiter: state.limiter.clone(),
@@ -195,7 +195,7 @@ pub async fn start_with_clock(
     let mut grpc_stopped = stopped.clone();
     let mut grpc_engine_down = engine.shutdown_signal();
     let grpc_task = tokio::spawn(async move {
-        strata_grpc::serve(
+        crate::grpc::serve(
             grpc_listener,
             grpc_state,
             config_max_request_bytes,

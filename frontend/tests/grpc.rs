@@ -8,8 +8,8 @@ mod common;
 
 use common::{Actor, TestServer};
 use serde_json::json;
-use strata_grpc::pb::messaging_service_client::MessagingServiceClient;
-use strata_grpc::pb::{self, Code};
+use strata_frontend::grpc::pb::messaging_service_client::MessagingServiceClient;
+use strata_frontend::grpc::pb::{self, Code};
 use strata_tenancy::{SecretKey, format_date_time, sign};
 use tonic::transport::Channel;
 

@@ -219,8 +219,9 @@ pub async fn pop_ack(url: &str, group: &str, topic: &str, handle: Value) -> Opti
 }
 
 /// A client of the RocketMQ gRPC API.
-pub type Grpc =
-    strata_grpc::pb::messaging_service_client::MessagingServiceClient<tonic::transport::Channel>;
+pub type Grpc = strata_frontend::grpc::pb::messaging_service_client::MessagingServiceClient<
+    tonic::transport::Channel,
+>;
 
 /// `body` as a gRPC request signed (MQv2-HMAC-SHA1) with the bootstrap
 /// admin's key of the last server started.
@@ -243,9 +244,11 @@ pub fn signed<T>(body: T) -> tonic::Request<T> {
 }
 
 /// The result code of a gRPC answer.
-pub fn grpc_code(status: Option<strata_grpc::pb::Status>) -> strata_grpc::pb::Code {
-    strata_grpc::pb::Code::try_from(status.map_or(0, |s| s.code))
-        .unwrap_or(strata_grpc::pb::Code::Unspecified)
+pub fn grpc_code(
+    status: Option<strata_frontend::grpc::pb::Status>,
+) -> strata_frontend::grpc::pb::Code {
+    strata_frontend::grpc::pb::Code::try_from(status.map_or(0, |s| s.code))
+        .unwrap_or(strata_frontend::grpc::pb::Code::Unspecified)
 }
 
 pub async fn create_topic(url: &str, name: &str, queues: u32) {

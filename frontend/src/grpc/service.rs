@@ -1,10 +1,10 @@
 //! `apache.rocketmq.v2.MessagingService` on the Strata engine.
 //!
-//! Every RPC authenticates first (see [`crate::caller`]); failures are
+//! Every RPC authenticates first (see [`crate::grpc::caller`]); failures are
 //! answered with a result code in the response body, as the protocol
 //! expects — never a hang or a panic. Publishing and routes are here;
-//! consumption by message is in [`crate::consume`], consumption by offset in
-//! [`crate::offsets`], transactions in [`crate::txn`].
+//! consumption by message is in [`crate::grpc::consume`], consumption by offset in
+//! [`crate::grpc::offsets`], transactions in [`crate::grpc::txn`].
 
 use std::pin::Pin;
 
@@ -14,12 +14,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::caller::{Caller, GrpcState};
-use crate::convert::{message_type, to_publish};
-use crate::failure::{Failure, WithStatus, ok};
-use crate::pb::messaging_service_server::MessagingService;
-use crate::pb::{self, Code};
-use crate::settings::{ConsumerGroup, server_settings};
+use crate::grpc::caller::{Caller, GrpcState};
+use crate::grpc::convert::{message_type, to_publish};
+use crate::grpc::failure::{Failure, WithStatus, ok};
+use crate::grpc::pb::messaging_service_server::MessagingService;
+use crate::grpc::pb::{self, Code};
+use crate::grpc::settings::{ConsumerGroup, server_settings};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -423,7 +423,7 @@ impl MessagingService for Service {
         &self,
         request: Request<pb::NotifyClientTerminationRequest>,
     ) -> Result<Response<pb::NotifyClientTerminationResponse>, Status> {
-        let client = crate::clients::client_id(request.metadata());
+        let client = crate::grpc::clients::client_id(request.metadata());
         let result = self
             .state
             .caller(request.metadata(), "NotifyClientTermination")

@@ -9,9 +9,9 @@ use strata_tenancy::Permission;
 use tokio::sync::mpsc;
 use tonic::{Request, Status};
 
-use crate::failure::{Failure, ok};
-use crate::pb::{self, Code};
-use crate::service::Service;
+use crate::grpc::failure::{Failure, ok};
+use crate::grpc::pb::{self, Code};
+use crate::grpc::service::Service;
 
 /// A producer's Telemetry stream, for check-backs.
 #[derive(Debug, Clone)]
@@ -93,7 +93,7 @@ pub async fn check_once(engine: &Arc<Engine>, producers: &Producers) -> Result<u
                 resource_namespace: String::new(),
                 name: r.topic.clone(),
             };
-            let mut message = crate::consume::to_pb(
+            let mut message = crate::grpc::consume::to_pb(
                 popped,
                 resource,
                 // A half message is a TRANSACTION message by construction;

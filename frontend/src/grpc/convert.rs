@@ -9,8 +9,8 @@ use bytes::Bytes;
 use strata_common::Message;
 use strata_engine::{MessageType, PublishMessage};
 
-use crate::failure::Failure;
-use crate::pb::{self, Code};
+use crate::grpc::failure::Failure;
+use crate::grpc::pb::{self, Code};
 
 /// Prefix of the properties that hold RocketMQ system properties.
 pub const RESERVED_PREFIX: &str = strata_common::RESERVED_PROPERTY_PREFIX;

@@ -10,13 +10,15 @@ use strata_engine::{EngineError, Popped, ReceiveRequest, TagFilter};
 use strata_tenancy::{Permission, Rate};
 use tonic::Request;
 
-use crate::caller::Caller;
-use crate::clients::client_id;
-use crate::convert::{PROP_BORN_HOST, PROP_BORN_MS, PROP_KEYS, RESERVED_PREFIX, message_type};
-use crate::failure::{Failure, ok};
-use crate::pb::{self, Code};
-use crate::service::Service;
-use crate::settings::{LONG_POLLING_TIMEOUT, RECEIVE_BATCH_SIZE};
+use crate::grpc::caller::Caller;
+use crate::grpc::clients::client_id;
+use crate::grpc::convert::{
+    PROP_BORN_HOST, PROP_BORN_MS, PROP_KEYS, RESERVED_PREFIX, message_type,
+};
+use crate::grpc::failure::{Failure, ok};
+use crate::grpc::pb::{self, Code};
+use crate::grpc::service::Service;
+use crate::grpc::settings::{LONG_POLLING_TIMEOUT, RECEIVE_BATCH_SIZE};
 
 /// Invisible duration when a receive does not say.
 pub const DEFAULT_INVISIBLE: Duration = Duration::from_secs(30);

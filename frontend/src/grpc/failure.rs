@@ -9,7 +9,7 @@ use strata_common::ErrorCode;
 use strata_engine::EngineError;
 use strata_tenancy::{AuthError, TenancyError};
 
-use crate::pb::{self, Code};
+use crate::grpc::pb::{self, Code};
 
 /// A refused or failed request: a RocketMQ code and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]

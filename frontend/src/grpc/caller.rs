@@ -15,8 +15,8 @@ use strata_tenancy::{
 };
 use tonic::metadata::MetadataMap;
 
-use crate::failure::Failure;
-use crate::pb::{self, Code};
+use crate::grpc::failure::Failure;
+use crate::grpc::pb::{self, Code};
 
 /// Header naming the namespace (tenant) a client works in.
 pub const NAMESPACE_HEADER: &str = "x-mq-namespace";
@@ -35,9 +35,9 @@ pub struct GrpcState {
     /// The address clients are told to connect to (route answers).
     pub advertised: (String, u16),
     /// Connected producers, for transaction check-backs.
-    pub producers: Arc<crate::txn::Producers>,
+    pub producers: Arc<crate::grpc::txn::Producers>,
     /// Receives in progress by client, for NotifyClientTermination.
-    pub clients: Arc<crate::clients::Clients>,
+    pub clients: Arc<crate::grpc::clients::Clients>,
 }
 
 /// An authenticated caller and the tenant the request acts on.

@@ -6,11 +6,11 @@ use std::time::Duration;
 use strata_tenancy::{Permission, Rate};
 use tonic::Request;
 
-use crate::caller::Caller;
-use crate::failure::{Failure, ok};
-use crate::pb::{self, Code};
-use crate::service::Service;
-use crate::settings::LONG_POLLING_TIMEOUT;
+use crate::grpc::caller::Caller;
+use crate::grpc::failure::{Failure, ok};
+use crate::grpc::pb::{self, Code};
+use crate::grpc::service::Service;
+use crate::grpc::settings::LONG_POLLING_TIMEOUT;
 
 /// Messages per pull when the client does not say, and at most.
 const PULL_BATCH: usize = 32;
@@ -43,7 +43,7 @@ impl Service {
         let r = request.into_inner();
         caller.resource(r.group.as_ref(), "consumer group")?;
         let (topic, queue) = queue_of(&caller, r.message_queue.as_ref())?;
-        let filter = crate::consume::tag_filter(r.filter_expression.as_ref())?;
+        let filter = crate::grpc::consume::tag_filter(r.filter_expression.as_ref())?;
         let batch = usize::try_from(r.batch_size)
             .ok()
             .filter(|b| *b > 0)
@@ -90,7 +90,7 @@ impl Service {
                     visible_ms: 0,
                     message: m,
                 };
-                let mut message = crate::consume::to_pb(
+                let mut message = crate::grpc::consume::to_pb(
                     popped,
                     resource.clone(),
                     info.message_type,
@@ -136,7 +136,7 @@ impl Service {
             .engine
             .require_group(&caller.tenant, &group)
             .await
-            .map_err(crate::consume::consume_failure)?;
+            .map_err(crate::grpc::consume::consume_failure)?;
         self.state
             .engine
             .commit_offset(&caller.tenant, &group, &topic, queue, offset_arg(r.offset)?)
@@ -202,7 +202,7 @@ impl Service {
                 let t = r.timestamp.ok_or_else(|| {
                     Failure::bad_request("the TIMESTAMP policy needs a timestamp")
                 })?;
-                let ms = crate::convert::timestamp_ms(&t);
+                let ms = crate::grpc::convert::timestamp_ms(&t);
                 engine
                     .offset_for_time(&caller.tenant, &topic, queue, ms)
                     .await?

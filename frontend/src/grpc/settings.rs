@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use strata_engine::RetryPolicy;
 
-use crate::pb;
+use crate::grpc::pb;
 
 /// How long a client should wait for one unary request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
