@@ -1,5 +1,5 @@
-//! Strata's top layer: the protocol adapters (HTTP/JSON in [`http`], RocketMQ
-//! 5 gRPC in [`grpc`]), configuration, the server runner and the `strata`
+//! Strata's top layer: the request [`pipeline`] and its two protocol adapters
+//! (HTTP/JSON in [`http`], RocketMQ 5 gRPC in [`grpc`]), configuration, the server runner and the `strata`
 //! command-line tool.
 
 pub mod cli;
@@ -8,6 +8,7 @@ pub mod config;
 pub mod grpc;
 pub mod http;
 pub mod metering;
+pub mod pipeline;
 pub mod server;
 pub mod telemetry;
 

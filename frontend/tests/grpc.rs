@@ -1182,3 +1182,89 @@ async fn receive_spans_the_topic_and_a_terminating_client_gets_its_long_poll_bac
         "not taken by the cancelled call"
     );
 }
+
+/// Both adapters run one pipeline: the same refusal carries the same code
+/// name and message over HTTP and gRPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_refuses_alike_over_http_and_grpc() {
+    let w = world().await;
+    let mut c = client(&w.s).await;
+    // A namespace (gRPC) or x-strata-tenant (HTTP) naming another tenant.
+    let http = w
+        .b_publisher
+        .send(
+            w.b_publisher
+                .request("get", "/v1/topics")
+                .header("x-strata-tenant", "acme"),
+        )
+        .await;
+    http.expect_error(403, "PERMISSION_DENIED");
+    let http_message = http.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let grpc = c
+        .send_message(request(
+            &hmac(&w.b_publisher),
+            Some("acme"),
+            pb::SendMessageRequest {
+                messages: vec![message("orders", b"x", 0)],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&grpc.status), Code::Forbidden);
+    let grpc_message = grpc.status.unwrap().message;
+    assert!(
+        grpc_message.starts_with("PERMISSION_DENIED: "),
+        "{grpc_message}"
+    );
+    let tail = |m: &str| m.split_once("names ").map(|(_, t)| t.to_string());
+    assert_eq!(
+        tail(&grpc_message),
+        tail(&http_message),
+        "{grpc_message} / {http_message}"
+    );
+
+    // A publish rate of one message per second: HTTP takes the token, then
+    // gRPC is refused with the same code name, and the reverse.
+    w.s.put_json(
+        "/v1/plans/trickle",
+        &json!({ "publish_messages_per_sec": 1 }),
+    )
+    .await
+    .expect(200);
+    w.s.put_json("/v1/tenants/acme/plan", &json!({ "plan": "trickle" }))
+        .await
+        .expect(200);
+    let publish = json!({ "messages": [{ "body": "x" }] });
+    let mut refusals = (None, None);
+    for _ in 0..10 {
+        let over_http = w
+            .a_publisher
+            .post_json("/v1/topics/orders/messages", &publish)
+            .await;
+        if over_http.status == 429 {
+            refusals.0 = Some(over_http.json()["error"]["code"].clone());
+        }
+        let over_grpc = send(
+            &mut c,
+            &hmac(&w.a_publisher),
+            vec![message("orders", b"x", 0)],
+        )
+        .await;
+        if code(&over_grpc.status) == Code::TooManyRequests {
+            refusals.1 = Some(over_grpc.status.unwrap().message);
+        }
+        if refusals.0.is_some() && refusals.1.is_some() {
+            break;
+        }
+    }
+    assert_eq!(refusals.0, Some(json!("TOO_MANY_REQUESTS")));
+    let grpc_refusal = refusals.1.expect("gRPC met the same publish rate");
+    assert!(
+        grpc_refusal.starts_with("TOO_MANY_REQUESTS: "),
+        "{grpc_refusal}"
+    );
+}

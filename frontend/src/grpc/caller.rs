@@ -1,5 +1,5 @@
-//! Who is calling: RocketMQ 5 authentication from gRPC metadata, the tenant
-//! a request acts on, quotas, and request metering.
+//! Who is calling: the pipeline's admission ([`Gate`]) fed from gRPC
+//! metadata, and the namespace a request acts in.
 //!
 //! Clients sign `x-mq-date-time` with HMAC-SHA1 in the `authorization`
 //! header (`MQv2-HMAC-SHA1 Credential=<AK>, SignedHeaders=x-mq-date-time,
@@ -10,10 +10,11 @@
 use std::sync::Arc;
 
 use strata_engine::Engine;
-use strata_tenancy::{
-    Credentials, DATE_HEADER, Permission, Principal, Quotas, Rate, RateLimiter, Role,
-};
+use strata_tenancy::{Credentials, DATE_HEADER, RateLimiter};
 use tonic::metadata::MetadataMap;
+
+pub use crate::pipeline::Caller;
+use crate::pipeline::Gate;
 
 use crate::grpc::failure::Failure;
 use crate::grpc::pb::{self, Code};
@@ -40,84 +41,46 @@ pub struct GrpcState {
     pub clients: Arc<crate::grpc::clients::Clients>,
 }
 
-/// An authenticated caller and the tenant the request acts on.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub principal: Principal,
-    pub tenant: String,
-    /// `None` for service admins, who are not limited.
-    pub quotas: Option<Quotas>,
-}
-
 fn header<'a>(metadata: &'a MetadataMap, name: &str) -> Option<&'a str> {
     metadata.get(name).and_then(|v| v.to_str().ok())
 }
 
 impl GrpcState {
-    /// Authenticates the request, resolves its tenant, takes one request
-    /// token and meters the call as `rpc`.
-    pub async fn caller(&self, metadata: &MetadataMap, rpc: &str) -> Result<Caller, Failure> {
-        let authorization = header(metadata, "authorization");
-        let principal = match (authorization, self.anonymous) {
-            (None, true) => Principal {
-                access_key: "anonymous".into(),
-                tenant: strata_tenancy::DEFAULT_TENANT.into(),
-                role: Role::Admin,
-            },
-            _ => {
-                self.credentials
-                    .authenticate(
-                        authorization,
-                        header(metadata, DATE_HEADER),
-                        self.max_clock_skew_ms,
-                    )
-                    .await?
-            }
-        };
-        let tenant = match header(metadata, NAMESPACE_HEADER).filter(|n| !n.is_empty()) {
-            None => principal.tenant.clone(),
-            Some(n) => self.namespace_tenant(&principal, n).await?,
-        };
-        let quotas = if principal.role == Role::Admin {
-            None
-        } else {
-            Some(self.credentials.quotas_for(&principal.tenant).await?)
-        };
-        if let Some(q) = &quotas {
-            self.limiter
-                .acquire(&principal.tenant, Rate::Requests, q, 1)
-                .await?;
+    /// The pipeline's admission stage over this server's credentials.
+    pub fn gate(&self) -> Gate<'_> {
+        Gate {
+            engine: &self.engine,
+            credentials: &self.credentials,
+            limiter: &self.limiter,
+            max_clock_skew_ms: self.max_clock_skew_ms,
+            anonymous: self.anonymous,
         }
-        self.engine.meter().add_request(&principal.tenant, rpc);
-        Ok(Caller {
-            principal,
-            tenant,
-            quotas,
-        })
     }
 
-    /// The tenant a namespace names, if the caller may act on it.
-    async fn namespace_tenant(&self, p: &Principal, namespace: &str) -> Result<String, Failure> {
-        if namespace == p.tenant {
-            return Ok(namespace.to_string());
-        }
-        if p.role == Role::Admin {
-            self.credentials.get_tenant(namespace).await?;
-            return Ok(namespace.to_string());
-        }
-        Err(Failure::new(
-            Code::Forbidden,
-            format!("namespace {namespace:?} is not the tenant of this access key"),
-        ))
+    /// Runs the pipeline's admission for the request (metered as `rpc`) and
+    /// resolves the namespace it acts in.
+    pub async fn caller(&self, metadata: &MetadataMap, rpc: &str) -> Result<Caller, Failure> {
+        let gate = self.gate();
+        let admitted = gate
+            .admit(
+                header(metadata, "authorization"),
+                header(metadata, DATE_HEADER),
+                rpc,
+            )
+            .await?;
+        // RocketMQ clients send an empty namespace when they have none.
+        let namespace = header(metadata, NAMESPACE_HEADER).filter(|n| !n.is_empty());
+        Ok(gate
+            .act_as(
+                admitted,
+                namespace,
+                &format!("the {NAMESPACE_HEADER} header"),
+            )
+            .await?)
     }
 }
 
 impl Caller {
-    /// Fails with FORBIDDEN unless the caller's role allows `p`.
-    pub fn require(&self, p: Permission) -> Result<(), Failure> {
-        Ok(self.principal.require(p)?)
-    }
-
     /// The name of `resource` in the caller's tenant; its namespace, when
     /// set, must be that tenant.
     pub fn resource<'a>(
@@ -138,21 +101,5 @@ impl Caller {
             ));
         }
         Ok(&r.name)
-    }
-
-    /// Takes `amount` from the caller's `rate` quota, waiting when the
-    /// limiter throttles.
-    pub async fn take(
-        &self,
-        limiter: &RateLimiter,
-        rate: Rate,
-        amount: u64,
-    ) -> Result<(), Failure> {
-        match &self.quotas {
-            Some(q) => Ok(limiter
-                .acquire(&self.principal.tenant, rate, q, amount)
-                .await?),
-            None => Ok(()),
-        }
     }
 }

@@ -7,9 +7,10 @@
 
 use strata_common::ErrorCode;
 use strata_engine::EngineError;
-use strata_tenancy::{AuthError, TenancyError};
+use strata_tenancy::{AuthError, RateExceeded, TenancyError};
 
 use crate::grpc::pb::{self, Code};
+use crate::pipeline::ServiceError;
 
 /// A refused or failed request: a RocketMQ code and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,29 +61,24 @@ pub fn code_for(e: ErrorCode) -> Code {
     Code::try_from(e.rocketmq_code()).unwrap_or(Code::InternalServerError)
 }
 
-impl From<EngineError> for Failure {
-    fn from(e: EngineError) -> Self {
-        Self::service(e.code(), e)
+impl From<ServiceError> for Failure {
+    fn from(e: ServiceError) -> Self {
+        Self::service(e.code, e.message)
     }
 }
 
-impl From<AuthError> for Failure {
-    fn from(e: AuthError) -> Self {
-        Self::service(e.code(), e)
-    }
+/// Errors of the crates below travel as the pipeline's [`ServiceError`].
+macro_rules! via_service_error {
+    ($($t:ty),*) => {
+        $(impl From<$t> for Failure {
+            fn from(e: $t) -> Self {
+                ServiceError::from(e).into()
+            }
+        })*
+    };
 }
 
-impl From<TenancyError> for Failure {
-    fn from(e: TenancyError) -> Self {
-        Self::service(e.code(), e)
-    }
-}
-
-impl From<strata_tenancy::RateExceeded> for Failure {
-    fn from(e: strata_tenancy::RateExceeded) -> Self {
-        Self::new(Code::TooManyRequests, e.to_string())
-    }
-}
+via_service_error!(EngineError, AuthError, TenancyError, RateExceeded);
 
 /// Responses that carry a body status, so a failure can be answered in
 /// the response itself.
@@ -133,6 +129,19 @@ mod tests {
         let f: Failure = EngineError::TopicNotFound("t".into()).into();
         assert_eq!(f.code, Code::TopicNotFound);
         assert!(f.message.starts_with("TOPIC_NOT_FOUND: "), "{}", f.message);
+        let f: Failure = RateExceeded {
+            tenant: "t".into(),
+            rate: "requests",
+            limit: 10,
+            retry_after_ms: 100,
+        }
+        .into();
+        assert_eq!(f.code, Code::TooManyRequests);
+        assert!(
+            f.message.starts_with("TOO_MANY_REQUESTS: "),
+            "{}",
+            f.message
+        );
     }
 
     /// Codes the Rust SDK 5.0.0 cannot decode must never be produced.

@@ -9,7 +9,8 @@
 use std::pin::Pin;
 
 use futures::Stream;
-use strata_tenancy::{Permission, Rate};
+use strata_common::ErrorCode;
+use strata_tenancy::Permission;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -136,10 +137,11 @@ impl Service {
             .enumerate()
             .map(|(i, m)| to_publish(i, m, info.message_type, info.queues))
             .collect::<Result<Vec<_>, _>>()?;
-        let (publishes, times): (Vec<_>, Vec<_>) = publishes.into_iter().unzip();
-        self.check_quotas(&caller, &publishes).await?;
         let engine = &self.state.engine;
-        let published = if info.message_type == strata_engine::MessageType::Transaction {
+        let limiter = &self.state.limiter;
+        if info.message_type == strata_engine::MessageType::Transaction {
+            let publishes: Vec<_> = publishes.into_iter().map(|(p, _)| p).collect();
+            crate::pipeline::publish::charge(engine, limiter, &caller, &publishes).await?;
             let mut entries = Vec::with_capacity(publishes.len());
             for p in publishes {
                 let (published, transaction_id) =
@@ -156,26 +158,30 @@ impl Service {
                 status: Some(ok()),
                 entries,
             });
-        } else if info.message_type == strata_engine::MessageType::Delay {
-            let mut out = Vec::with_capacity(publishes.len());
-            for (p, at) in publishes.into_iter().zip(times) {
-                let at = at.unwrap_or_default();
-                out.extend(
-                    engine
-                        .publish_at(&caller.tenant, &name, vec![p], at)
-                        .await
-                        .map_err(|e| match e {
-                            strata_engine::EngineError::InvalidArgument(m) => {
-                                Failure::new(Code::IllegalDeliveryTime, m)
-                            }
-                            other => other.into(),
-                        })?,
-                );
-            }
-            out
-        } else {
-            engine.publish(&caller.tenant, &name, publishes).await?
-        };
+        }
+        let delayed = info.message_type == strata_engine::MessageType::Delay;
+        let batch = publishes
+            .into_iter()
+            // A DELAY topic message without a delivery time is due at once.
+            .map(|(p, at)| {
+                (
+                    p,
+                    if delayed {
+                        Some(at.unwrap_or_default())
+                    } else {
+                        at
+                    },
+                )
+            })
+            .collect();
+        let published = crate::pipeline::publish::publish(engine, limiter, &caller, &name, batch)
+            .await
+            .map_err(|e| match e.code {
+                ErrorCode::InvalidArgument if delayed => {
+                    Failure::new(Code::IllegalDeliveryTime, e.message)
+                }
+                _ => e.into(),
+            })?;
         Ok(pb::SendMessageResponse {
             status: Some(ok()),
             entries: published
@@ -189,33 +195,6 @@ impl Service {
                 })
                 .collect(),
         })
-    }
-
-    async fn check_quotas(
-        &self,
-        caller: &Caller,
-        publishes: &[strata_engine::PublishMessage],
-    ) -> Result<(), Failure> {
-        let Some(q) = &caller.quotas else {
-            return Ok(());
-        };
-        let engine = &self.state.engine;
-        if let Some(why) = q.over_stored_bytes(&caller.principal.tenant, || {
-            engine.meter().stored_bytes(&caller.tenant).total()
-        }) {
-            return Err(Failure::service(
-                strata_common::ErrorCode::QuotaExceeded,
-                why,
-            ));
-        }
-        let bytes = publishes.iter().map(|p| p.message.body.len() as u64).sum();
-        let count = publishes.len() as u64;
-        let wants = [(Rate::PublishBytes, bytes), (Rate::PublishMessages, count)];
-        Ok(self
-            .state
-            .limiter
-            .acquire_all(&caller.principal.tenant, q, &wants)
-            .await?)
     }
 }
 

@@ -1,4 +1,5 @@
-//! The one error shape every endpoint returns:
+//! How a [`ServiceError`](crate::pipeline::ServiceError) travels over HTTP:
+//! the one error shape every endpoint returns,
 //! `{"error": {"code": "TOPIC_NOT_FOUND", "message": "..."}}` with the code's
 //! HTTP status.
 
@@ -8,29 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use strata_common::ErrorCode;
-use strata_engine::EngineError;
 
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    pub code: ErrorCode,
-    pub message: String,
-    /// For TOO_MANY_REQUESTS: when to retry (also sent as `Retry-After`).
-    pub retry_after_ms: Option<u64>,
-}
-
-impl ApiError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            retry_after_ms: None,
-        }
-    }
-
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::InvalidArgument, message)
-    }
-}
+/// The pipeline's error, rendered as an HTTP response here.
+pub type ApiError = crate::pipeline::ServiceError;
 
 #[derive(Serialize)]
 struct Body<'a> {
@@ -81,12 +62,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<EngineError> for ApiError {
-    fn from(e: EngineError) -> Self {
-        Self::new(e.code(), e.to_string())
-    }
-}
-
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
@@ -131,14 +106,3 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
-
-impl From<strata_tenancy::RateExceeded> for ApiError {
-    fn from(e: strata_tenancy::RateExceeded) -> Self {
-        let retry_after_ms = e.retry_after_ms;
-        ApiError {
-            code: ErrorCode::TooManyRequests,
-            message: e.to_string(),
-            retry_after_ms: Some(retry_after_ms),
-        }
-    }
-}

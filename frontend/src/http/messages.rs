@@ -221,40 +221,9 @@ pub async fn publish(
             ));
         }
     };
-    let delayed = messages.iter().filter(|(_, at)| at.is_some()).count();
-    if delayed > 0 && delayed < messages.len() {
-        return Err(ApiError::invalid(
-            "either every message of a publish has deliver_at_ms or none has",
-        ));
-    }
-    let bytes: u64 = messages
-        .iter()
-        .map(|(m, _)| m.message.body.len() as u64)
-        .sum();
-    caller.within_stored_bytes(|| state.engine.meter().stored_bytes(&caller.tenant).total())?;
-    let count = messages.len() as u64;
-    caller
-        .take_all(
-            &state.limiter,
-            &[(Rate::PublishBytes, bytes), (Rate::PublishMessages, count)],
-        )
-        .await?;
-    let published = if delayed > 0 {
-        let mut out = Vec::with_capacity(messages.len());
-        for (m, at) in messages {
-            let at = at.unwrap_or_default();
-            out.extend(
-                state
-                    .engine
-                    .publish_at(&caller.tenant, &topic, vec![m], at)
-                    .await?,
-            );
-        }
-        out
-    } else {
-        let plain = messages.into_iter().map(|(m, _)| m).collect();
-        state.engine.publish(&caller.tenant, &topic, plain).await?
-    };
+    let published =
+        crate::pipeline::publish::publish(&state.engine, &state.limiter, &caller, &topic, messages)
+            .await?;
     Ok(Reply(PublishReply {
         messages: published.into_iter().map(published_json).collect(),
     }))

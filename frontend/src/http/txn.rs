@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use strata_engine::HalfRecord;
-use strata_tenancy::{Permission, Rate};
+use strata_tenancy::Permission;
 
 use super::AppState;
 use super::auth::Caller;
@@ -62,14 +62,7 @@ pub async fn begin(
         ));
     }
     let (publish, _) = to_publish(0, message)?;
-    caller.within_stored_bytes(|| state.engine.meter().stored_bytes(&caller.tenant).total())?;
-    let bytes = publish.message.body.len() as u64;
-    caller
-        .take_all(
-            &state.limiter,
-            &[(Rate::PublishBytes, bytes), (Rate::PublishMessages, 1)],
-        )
-        .await?;
+    crate::pipeline::publish::charge(&state.engine, &state.limiter, &caller, [&publish]).await?;
     let (published, transaction_id) = state
         .engine
         .publish_half(&caller.tenant, &topic, publish)
