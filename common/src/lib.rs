@@ -3,15 +3,19 @@
 //! Nothing here does I/O. Every other crate may depend on this one; this one
 //! depends on no other Strata crate.
 
+pub mod block;
 pub mod clock;
 pub mod code;
 pub mod limits;
 pub mod message;
 pub mod names;
+pub mod retention;
 pub mod usage;
 
+pub use block::BlockRef;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use code::ErrorCode;
 pub use message::{
     MESSAGE_GROUP_PROPERTY, Message, QueueKey, RESERVED_PROPERTY_PREFIX, StoredMessage, TopicId,
 };
+pub use retention::Retention;

@@ -1,6 +1,6 @@
 //! Retention over object ranges: how many of a queue's oldest ranges go.
 
-use crate::retention::RetentionPolicy;
+use strata_common::Retention;
 
 /// What retention needs to know about a range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,14 +15,14 @@ pub struct RangeAge {
 /// still in the WAL). Ranges are removed whole, so retention is a minimum.
 pub fn expired(
     ranges: &[RangeAge],
-    policy: RetentionPolicy,
+    policy: Retention,
     max_bytes: Option<u64>,
     newer_bytes: u64,
     now_ms: i64,
 ) -> usize {
     let by_time = match policy {
-        RetentionPolicy::Unlimited => 0,
-        RetentionPolicy::ExpireAfterMs(ms) => {
+        Retention::Unlimited => 0,
+        Retention::Ms(ms) => {
             let cutoff = now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX));
             ranges
                 .iter()
@@ -59,25 +59,16 @@ mod tests {
     #[test]
     fn time_limit_removes_only_a_prefix() {
         let rs = [r(100, 1), r(900, 1), r(200, 1)];
-        assert_eq!(
-            expired(&rs, RetentionPolicy::ExpireAfterMs(500), None, 0, 1000),
-            1
-        );
-        assert_eq!(
-            expired(&rs, RetentionPolicy::ExpireAfterMs(5), None, 0, 1000),
-            3
-        );
-        assert_eq!(expired(&rs, RetentionPolicy::Unlimited, None, 0, 1000), 0);
+        assert_eq!(expired(&rs, Retention::Ms(500), None, 0, 1000), 1);
+        assert_eq!(expired(&rs, Retention::Ms(5), None, 0, 1000), 3);
+        assert_eq!(expired(&rs, Retention::Unlimited, None, 0, 1000), 0);
     }
 
     #[test]
     fn size_limit_counts_the_wal_too() {
         let rs = [r(0, 10), r(0, 10), r(0, 10)];
-        assert_eq!(expired(&rs, RetentionPolicy::Unlimited, Some(25), 0, 0), 1);
-        assert_eq!(expired(&rs, RetentionPolicy::Unlimited, Some(25), 10, 0), 2);
-        assert_eq!(
-            expired(&rs, RetentionPolicy::Unlimited, Some(1000), 0, 0),
-            0
-        );
+        assert_eq!(expired(&rs, Retention::Unlimited, Some(25), 0, 0), 1);
+        assert_eq!(expired(&rs, Retention::Unlimited, Some(25), 10, 0), 2);
+        assert_eq!(expired(&rs, Retention::Unlimited, Some(1000), 0, 0), 0);
     }
 }

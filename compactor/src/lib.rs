@@ -11,6 +11,3 @@
 pub mod expiry;
 pub mod gc;
 pub mod merge;
-pub mod retention;
-
-pub use retention::{BatchRef, RetentionPolicy};

@@ -58,7 +58,7 @@ impl Timers {
 }
 
 /// Spawns the task that fires due timers until shutdown.
-pub(crate) fn spawn_loop(engine: &Arc<Engine>) {
+pub(crate) fn spawn_loop(engine: &Arc<Engine>) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(engine);
     let mut shutdown = engine.shutdown.subscribe();
     let clock = engine.clock.clone();
@@ -81,7 +81,7 @@ pub(crate) fn spawn_loop(engine: &Arc<Engine>) {
                 _ = shutdown.wait_for(|down| *down) => break,
             }
         }
-    });
+    })
 }
 
 impl Engine {

@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use crate::queue::BatchRef;
 use strata_common::usage::{Meter, StoredBytes};
 use strata_common::{Clock, QueueKey, TopicId, names};
-use strata_compactor::BatchRef;
 use strata_metadata::{
     Catalog, Check, MessageType, MetaStore, NewTopic, RedbStore, Retention, TopicRecord,
 };
@@ -47,6 +47,9 @@ pub struct Engine {
     pub(crate) timers: crate::delay::Timers,
     /// How far the message index reaches.
     pub(crate) index: crate::lookup::IndexState,
+    /// The background loops, awaited by `close` so that nothing holds the
+    /// engine (and its metadata store) once it returns.
+    loops: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     started_ms: i64,
     recovery: RecoverySummary,
 }
@@ -150,15 +153,24 @@ impl Engine {
             pops: std::sync::Mutex::new(crate::pop::PopSlots::new()),
             timers: crate::delay::Timers::default(),
             index: crate::lookup::IndexState::default(),
+            loops: std::sync::Mutex::new(Vec::new()),
             started_ms,
             recovery,
         });
         engine.timers.load(engine.catalog.all_timers().await?);
         engine.index.load(engine.catalog.index_marks().await?);
-        crate::tiered::spawn_loops(&engine);
-        crate::delay::spawn_loop(&engine);
-        crate::lookup::spawn_loop(&engine);
+        let loops = [
+            crate::tiered::upload::spawn_loop(&engine),
+            crate::tiered::maintenance::spawn_loop(&engine),
+            crate::delay::spawn_loop(&engine),
+            crate::lookup::spawn_loop(&engine),
+        ];
+        engine.lock_loops().extend(loops);
         Ok(engine)
+    }
+
+    fn lock_loops(&self) -> std::sync::MutexGuard<'_, Vec<tokio::task::JoinHandle<()>>> {
+        self.loops.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -386,6 +398,15 @@ impl Engine {
     /// durable and closes the WAL.
     pub async fn close(&self) -> Result<()> {
         self.begin_shutdown();
+        // A pass in progress finishes; the loops then see the shutdown.
+        let loops = std::mem::take(&mut *self.lock_loops());
+        for looped in loops {
+            if let Err(e) = looped.await
+                && e.is_panic()
+            {
+                tracing::error!(error = %e, "an engine loop panicked");
+            }
+        }
         // A message-index pass in progress finishes; later ones do nothing.
         let _no_index_pass = self.index.running.lock().await;
         let _all_appends_done = self.appends.write().await;

@@ -73,7 +73,7 @@ impl IndexState {
 }
 
 /// Spawns the index task; it runs until shutdown.
-pub(crate) fn spawn_loop(engine: &Arc<Engine>) {
+pub(crate) fn spawn_loop(engine: &Arc<Engine>) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(engine);
     let mut shutdown = engine.shutdown.subscribe();
     let clock = engine.clock.clone();
@@ -90,7 +90,7 @@ pub(crate) fn spawn_loop(engine: &Arc<Engine>) {
                 tracing::warn!(error = %e, "message index pass failed; retrying");
             }
         }
-    });
+    })
 }
 
 impl Engine {

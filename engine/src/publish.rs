@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::queue::BatchRef;
 use strata_common::limits::{
     MAX_KEY_LEN, MAX_PROPERTIES, MAX_PROPERTY_NAME_LEN, MAX_PROPERTY_VALUE_LEN, MAX_TAG_LEN,
 };
 use strata_common::usage::Counter;
 use strata_common::{Message, StoredMessage};
-use strata_compactor::BatchRef;
 use strata_tiering::PendingAppend;
 use strata_tiering::batch::encode_batch;
 

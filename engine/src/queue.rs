@@ -12,9 +12,15 @@ use std::sync::{Mutex, MutexGuard};
 use std::sync::Arc;
 
 use strata_common::QueueKey;
-use strata_compactor::BatchRef;
 use strata_metadata::{OwnerRecord, RangeRecord};
 use tokio::sync::watch;
+
+/// Where one batch sits in the WAL and when it was appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchRef {
+    pub lsn: u64,
+    pub timestamp_ms: i64,
+}
 
 /// Where one retained batch lives in the WAL.
 #[derive(Debug, Clone, Copy)]

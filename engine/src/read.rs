@@ -157,7 +157,7 @@ impl Engine {
                 r.blocks
                     .iter()
                     .find(|b| b.max_timestamp_ms >= timestamp_ms)
-                    .map(|b| (r.object.clone(), b.clone()))
+                    .map(|b| (r.object.clone(), *b))
             });
             let hot = inner
                 .index

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use strata_common::TopicId;
-use strata_compactor::RetentionPolicy;
-use strata_metadata::{Retention, TopicRecord};
+use strata_metadata::TopicRecord;
 
 use crate::error::{EngineError, Result};
 use crate::queue::QueueState;
@@ -59,13 +58,6 @@ impl TopicState {
     pub fn next_round_robin(&self) -> u32 {
         let n = self.round_robin.fetch_add(1, Ordering::Relaxed);
         (n % u64::from(self.record.queues)) as u32
-    }
-
-    pub fn retention_policy(&self) -> RetentionPolicy {
-        match self.record.retention {
-            Retention::Unlimited => RetentionPolicy::Unlimited,
-            Retention::Ms(ms) => RetentionPolicy::ExpireAfterMs(ms),
-        }
     }
 }
 

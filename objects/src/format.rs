@@ -54,7 +54,7 @@ mod tests;
 
 pub use builder::ObjectBuilder;
 pub use decode::{decode_block, decode_footer, decode_index, decode_object_index};
-use strata_common::QueueKey;
+use strata_common::{BlockRef, QueueKey};
 
 /// Magic at the start of the footer; the trailing digits name the layout family.
 pub const MAGIC: [u8; 8] = *b"STRSEG01";
@@ -70,31 +70,12 @@ pub const MAX_BLOCK_RAW_BYTES: usize = 64 * 1024 * 1024;
 /// Per-batch framing overhead inside a raw block (the `len u32`).
 pub const BATCH_HEADER_LEN: usize = 4;
 
-/// Where a block lives in the object and what it covers, as stored in the index.
+/// One entry of an object's index: a block and the queue whose batches it
+/// holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockMeta {
     pub queue: QueueKey,
-    /// First offset of the first batch in the block.
-    pub base_offset: u64,
-    /// One past the last offset of the last batch (exclusive).
-    pub end_offset: u64,
-    pub min_timestamp_ms: i64,
-    pub max_timestamp_ms: i64,
-    /// Byte position of the block in the object.
-    pub offset: u64,
-    /// Stored (compressed) length.
-    pub len: u32,
-    /// Uncompressed length.
-    pub raw_len: u32,
-    /// crc32c of the stored bytes.
-    pub crc32c: u32,
-}
-
-impl BlockMeta {
-    /// Byte range of the block in the object, ready for a range request.
-    pub fn range(&self) -> std::ops::Range<u64> {
-        self.offset..self.offset.saturating_add(u64::from(self.len))
-    }
+    pub block: BlockRef,
 }
 
 /// The decoded footer: where to find the index.

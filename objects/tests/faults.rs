@@ -299,10 +299,10 @@ async fn read_segment(objects: &Objects, key: &str) -> Result<Vec<Bytes>, String
     let mut payloads = Vec::new();
     for meta in &metas {
         let block = objects
-            .get_range(key, meta.range())
+            .get_range(key, meta.block.range())
             .await
             .map_err(|e| e.to_string())?;
-        payloads.extend(decode_block(meta, &block).map_err(show)?);
+        payloads.extend(decode_block(&meta.block, &block).map_err(show)?);
     }
     Ok(payloads)
 }
@@ -326,7 +326,7 @@ async fn local_segment(
     objects.put("seg/000001", object).await.unwrap();
     let path = dir.join("segs/seg/000001");
     assert!(path.exists());
-    (objects, path, metas[0].range())
+    (objects, path, metas[0].block.range())
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! layout (or to what the pinned bytes decode to) must fail here first.
 //! The bytes were checked by hand against the layout drawn in `format.rs`.
 
-use strata_common::QueueKey;
+use strata_common::{BlockRef, QueueKey};
 use strata_objects::format::{decode_block, decode_footer, decode_object_index};
 use strata_objects::{BlockMeta, FOOTER_LEN, Footer, ObjectBuilder};
 
@@ -49,14 +49,16 @@ fn a_segment_object_is_the_pinned_bytes_and_decodes_back() {
     let golden = unhex(OBJECT);
     let block = BlockMeta {
         queue: QueueKey::new(7, 3),
-        base_offset: 100,
-        end_offset: 102,
-        min_timestamp_ms: 5,
-        max_timestamp_ms: 5,
-        offset: 0,
-        len: 8,
-        raw_len: 7,
-        crc32c: 0xf174_fc00,
+        block: BlockRef {
+            base_offset: 100,
+            end_offset: 102,
+            min_timestamp_ms: 5,
+            max_timestamp_ms: 5,
+            offset: 0,
+            len: 8,
+            raw_len: 7,
+            crc32c: 0xf174_fc00,
+        },
     };
 
     let mut builder = ObjectBuilder::new(1024);
@@ -80,6 +82,6 @@ fn a_segment_object_is_the_pinned_bytes_and_decodes_back() {
         }
     );
     assert_eq!(decode_object_index(&golden).expect("index"), vec![block]);
-    let batches = decode_block(&block, &golden[0..8]).expect("block");
+    let batches = decode_block(&block.block, &golden[0..8]).expect("block");
     assert_eq!(batches, vec![bytes::Bytes::from_static(b"abc")]);
 }

@@ -11,7 +11,6 @@ use strata_metadata::BlockRef;
 use strata_objects::format::decode_block;
 use strata_tiering::batch::decode_batch;
 
-use super::upload::block_meta;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::queue::QueueState;
@@ -73,7 +72,7 @@ impl Engine {
         block: &BlockRef,
     ) -> Result<Vec<Bytes>> {
         let stored = self.fetch_stored_block(q, object, block).await?;
-        decode_block(&block_meta(q.key, block), &stored).map_err(|e| {
+        decode_block(block, &stored).map_err(|e| {
             EngineError::Corrupt(format!(
                 "object {object} block at byte {}: {e}",
                 block.offset

@@ -23,7 +23,7 @@ use crate::queue::QueueState;
 /// Most merges one maintenance pass performs, to bound its work.
 const MERGES_PER_PASS: usize = 16;
 
-pub(crate) fn spawn_loop(engine: &Arc<Engine>) {
+pub(crate) fn spawn_loop(engine: &Arc<Engine>) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(engine);
     let interval = engine.config.retention_interval;
     let mut shutdown = engine.shutdown.subscribe();
@@ -39,7 +39,7 @@ pub(crate) fn spawn_loop(engine: &Arc<Engine>) {
                 engine.tiering.note_error("maintenance", &e);
             }
         }
-    });
+    })
 }
 
 /// What one maintenance pass did.
@@ -68,7 +68,7 @@ impl Engine {
         let topics: Vec<_> = self.topics_read().all().cloned().collect();
         let mut expired = 0u64;
         for topic in &topics {
-            let policy = topic.retention_policy();
+            let policy = topic.record.retention;
             let max_bytes = topic.record.retention_bytes;
             for q in &topic.queues {
                 let old: Vec<RangeRecord> = {

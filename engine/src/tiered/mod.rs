@@ -103,12 +103,6 @@ impl Tiering {
     }
 }
 
-/// Starts the upload and maintenance loops; both stop at shutdown.
-pub(crate) fn spawn_loops(engine: &Arc<Engine>) {
-    upload::spawn_loop(engine);
-    maintenance::spawn_loop(engine);
-}
-
 /// A random 64-bit suffix for object names, so a zombie writer can never
 /// overwrite another writer's object.
 pub(crate) fn unique_suffix(engine: &Engine) -> String {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use strata_common::QueueKey;
 use strata_common::usage::Counter;
-use strata_metadata::{BlockRef, RangeRecord};
+use strata_metadata::RangeRecord;
 use strata_objects::format::{BlockMeta, ObjectBuilder};
 
 use super::{UPLOAD_PREFIX, unique_suffix};
@@ -30,7 +30,7 @@ pub struct UploadSummary {
     pub checkpoint: u64,
 }
 
-pub(crate) fn spawn_loop(engine: &Arc<Engine>) {
+pub(crate) fn spawn_loop(engine: &Arc<Engine>) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(engine);
     let interval = engine.config.upload_interval;
     let trigger = engine.config.upload_trigger_bytes;
@@ -62,7 +62,7 @@ pub(crate) fn spawn_loop(engine: &Arc<Engine>) {
                 Err(e) => engine.tiering.note_error("upload", &e),
             }
         }
-    });
+    })
 }
 
 /// A batch chosen for upload, with the queue it belongs to.
@@ -272,51 +272,26 @@ impl Engine {
 /// One range per queue from an object's blocks (sorted by queue, offset).
 pub(crate) fn ranges_from_blocks(object: &str, blocks: &[BlockMeta]) -> Vec<RangeRecord> {
     let mut ranges: Vec<RangeRecord> = Vec::new();
-    for b in blocks {
-        let block = BlockRef {
-            base_offset: b.base_offset,
-            end_offset: b.end_offset,
-            min_timestamp_ms: b.min_timestamp_ms,
-            max_timestamp_ms: b.max_timestamp_ms,
-            offset: b.offset,
-            len: b.len,
-            raw_len: b.raw_len,
-            crc32c: b.crc32c,
-        };
+    for &BlockMeta { queue, block } in blocks {
         match ranges.last_mut() {
-            Some(r) if r.queue == b.queue => {
-                r.end_offset = b.end_offset;
-                r.min_timestamp_ms = r.min_timestamp_ms.min(b.min_timestamp_ms);
-                r.max_timestamp_ms = r.max_timestamp_ms.max(b.max_timestamp_ms);
-                r.stored_bytes += u64::from(b.len);
+            Some(r) if r.queue == queue => {
+                r.end_offset = block.end_offset;
+                r.min_timestamp_ms = r.min_timestamp_ms.min(block.min_timestamp_ms);
+                r.max_timestamp_ms = r.max_timestamp_ms.max(block.max_timestamp_ms);
+                r.stored_bytes += u64::from(block.len);
                 r.blocks.push(block);
             }
             _ => ranges.push(RangeRecord {
-                queue: b.queue,
-                base_offset: b.base_offset,
-                end_offset: b.end_offset,
+                queue,
+                base_offset: block.base_offset,
+                end_offset: block.end_offset,
                 object: object.to_string(),
                 blocks: vec![block],
-                min_timestamp_ms: b.min_timestamp_ms,
-                max_timestamp_ms: b.max_timestamp_ms,
-                stored_bytes: u64::from(b.len),
+                min_timestamp_ms: block.min_timestamp_ms,
+                max_timestamp_ms: block.max_timestamp_ms,
+                stored_bytes: u64::from(block.len),
             }),
         }
     }
     ranges
-}
-
-/// The format's view of a committed block.
-pub(crate) fn block_meta(queue: QueueKey, b: &BlockRef) -> BlockMeta {
-    BlockMeta {
-        queue,
-        base_offset: b.base_offset,
-        end_offset: b.end_offset,
-        min_timestamp_ms: b.min_timestamp_ms,
-        max_timestamp_ms: b.max_timestamp_ms,
-        offset: b.offset,
-        len: b.len,
-        raw_len: b.raw_len,
-        crc32c: b.crc32c,
-    }
 }

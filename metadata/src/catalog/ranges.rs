@@ -9,25 +9,11 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+pub use strata_common::BlockRef;
 use strata_common::QueueKey;
 
 use super::{Catalog, CatalogError, encode, keys};
 use crate::store::{Check, Txn, TxnOutcome};
-
-/// One compressed block of one queue inside an object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BlockRef {
-    pub base_offset: u64,
-    pub end_offset: u64,
-    pub min_timestamp_ms: i64,
-    pub max_timestamp_ms: i64,
-    /// Byte position of the block in the object.
-    pub offset: u64,
-    /// Stored (compressed) length.
-    pub len: u32,
-    pub raw_len: u32,
-    pub crc32c: u32,
-}
 
 /// Offsets `[base_offset, end_offset)` of one queue, stored in `object`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -58,13 +58,7 @@ impl FromStr for MessageType {
     }
 }
 
-/// How long a topic keeps messages. Stored as `"unlimited"` or `{"ms":N}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Retention {
-    Unlimited,
-    Ms(u64),
-}
+pub use strata_common::Retention;
 
 /// What a new topic is created with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +255,25 @@ mod tests {
         }
         let err = "FIFO".parse::<MessageType>().unwrap_err().to_string();
         assert!(err.contains("normal, fifo, delay, transaction"), "{err}");
+    }
+
+    /// Range records hold block references: their encoding must not change.
+    #[test]
+    fn block_ref_encoding_is_stable() {
+        let block = strata_common::BlockRef {
+            base_offset: 1,
+            end_offset: 2,
+            min_timestamp_ms: 3,
+            max_timestamp_ms: 4,
+            offset: 5,
+            len: 6,
+            raw_len: 7,
+            crc32c: 8,
+        };
+        assert_eq!(
+            serde_json::to_string(&block).unwrap(),
+            "{\"base_offset\":1,\"end_offset\":2,\"min_timestamp_ms\":3,\"max_timestamp_ms\":4,\"offset\":5,\"len\":6,\"raw_len\":7,\"crc32c\":8}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Writing side of the segment format: packs sorted batches into blocks.
 
 use bytes::Bytes;
-use strata_common::QueueKey;
+use strata_common::{BlockRef, QueueKey};
 
 use super::{
     BATCH_HEADER_LEN, BlockMeta, FOOTER_LEN, FORMAT_VERSION, FormatError, INDEX_ENTRY_LEN, MAGIC,
@@ -176,14 +176,16 @@ impl ObjectBuilder {
         };
         let meta = BlockMeta {
             queue: block.queue,
-            base_offset: block.base_offset,
-            end_offset: block.end_offset,
-            min_timestamp_ms: block.min_ts,
-            max_timestamp_ms: block.max_ts,
-            offset: self.out.len() as u64,
-            len: u32::try_from(stored.len()).map_err(|_| too_large(stored.len()))?,
-            raw_len: u32::try_from(block.raw.len()).map_err(|_| too_large(block.raw.len()))?,
-            crc32c: crc32c::crc32c(&stored),
+            block: BlockRef {
+                base_offset: block.base_offset,
+                end_offset: block.end_offset,
+                min_timestamp_ms: block.min_ts,
+                max_timestamp_ms: block.max_ts,
+                offset: self.out.len() as u64,
+                len: u32::try_from(stored.len()).map_err(|_| too_large(stored.len()))?,
+                raw_len: u32::try_from(block.raw.len()).map_err(|_| too_large(block.raw.len()))?,
+                crc32c: crc32c::crc32c(&stored),
+            },
         };
         self.out.extend_from_slice(&stored);
         self.metas.push(meta);
@@ -194,14 +196,14 @@ impl ObjectBuilder {
 fn encode_entry(out: &mut Vec<u8>, meta: &BlockMeta) {
     out.extend_from_slice(&meta.queue.topic.to_le_bytes());
     out.extend_from_slice(&meta.queue.queue.to_le_bytes());
-    out.extend_from_slice(&meta.base_offset.to_le_bytes());
-    out.extend_from_slice(&meta.end_offset.to_le_bytes());
-    out.extend_from_slice(&meta.min_timestamp_ms.to_le_bytes());
-    out.extend_from_slice(&meta.max_timestamp_ms.to_le_bytes());
-    out.extend_from_slice(&meta.offset.to_le_bytes());
-    out.extend_from_slice(&meta.len.to_le_bytes());
-    out.extend_from_slice(&meta.raw_len.to_le_bytes());
-    out.extend_from_slice(&meta.crc32c.to_le_bytes());
+    out.extend_from_slice(&meta.block.base_offset.to_le_bytes());
+    out.extend_from_slice(&meta.block.end_offset.to_le_bytes());
+    out.extend_from_slice(&meta.block.min_timestamp_ms.to_le_bytes());
+    out.extend_from_slice(&meta.block.max_timestamp_ms.to_le_bytes());
+    out.extend_from_slice(&meta.block.offset.to_le_bytes());
+    out.extend_from_slice(&meta.block.len.to_le_bytes());
+    out.extend_from_slice(&meta.block.raw_len.to_le_bytes());
+    out.extend_from_slice(&meta.block.crc32c.to_le_bytes());
 }
 
 fn encode_footer(index_offset: u64, index_len: u32) -> [u8; FOOTER_LEN] {

@@ -5,7 +5,7 @@
 //! anything inconsistent is reported as [`FormatError::Corrupt`].
 
 use bytes::Bytes;
-use strata_common::QueueKey;
+use strata_common::{BlockRef, QueueKey};
 
 use super::{
     BATCH_HEADER_LEN, BlockMeta, FOOTER_LEN, FORMAT_VERSION, Footer, FormatError, INDEX_ENTRY_LEN,
@@ -85,35 +85,38 @@ pub fn decode_index(index: &[u8]) -> Result<Vec<BlockMeta>, FormatError> {
         let meta = decode_entry(entry);
         let bad =
             |detail: String| FormatError::corrupt("index entry", format!("entry {i}: {detail}"));
-        if meta.base_offset >= meta.end_offset {
+        if meta.block.base_offset >= meta.block.end_offset {
             return Err(bad(format!(
                 "empty offset range {}..{}",
-                meta.base_offset, meta.end_offset
+                meta.block.base_offset, meta.block.end_offset
             )));
         }
-        if meta.min_timestamp_ms > meta.max_timestamp_ms {
+        if meta.block.min_timestamp_ms > meta.block.max_timestamp_ms {
             return Err(bad("min timestamp after max timestamp".into()));
         }
-        if meta.len == 0 || meta.raw_len == 0 || meta.raw_len as usize > MAX_BLOCK_RAW_BYTES {
+        if meta.block.len == 0
+            || meta.block.raw_len == 0
+            || meta.block.raw_len as usize > MAX_BLOCK_RAW_BYTES
+        {
             return Err(bad(format!(
                 "implausible lengths len={} raw_len={}",
-                meta.len, meta.raw_len
+                meta.block.len, meta.block.raw_len
             )));
         }
-        if meta.offset != next_offset {
+        if meta.block.offset != next_offset {
             return Err(bad(format!(
                 "block at {} but previous block ended at {next_offset}",
-                meta.offset
+                meta.block.offset
             )));
         }
         if let Some(prev) = metas.last() {
             let sorted = meta.queue > prev.queue
-                || (meta.queue == prev.queue && meta.base_offset >= prev.end_offset);
+                || (meta.queue == prev.queue && meta.block.base_offset >= prev.block.end_offset);
             if !sorted {
                 return Err(bad("blocks not sorted by (queue, offset)".into()));
             }
         }
-        next_offset += u64::from(meta.len);
+        next_offset += u64::from(meta.block.len);
         metas.push(meta);
     }
     Ok(metas)
@@ -136,7 +139,7 @@ pub fn decode_object_index(object: &[u8]) -> Result<Vec<BlockMeta>, FormatError>
     }
     // index.start <= index.end == footer_start <= object.len(), so this slice is in bounds.
     let metas = decode_index(&object[index.start as usize..index.end as usize])?;
-    let blocks_end = metas.last().map_or(0, |m| m.range().end);
+    let blocks_end = metas.last().map_or(0, |m| m.block.range().end);
     if blocks_end != footer.index_offset {
         return Err(FormatError::corrupt(
             "index",
@@ -151,24 +154,24 @@ pub fn decode_object_index(object: &[u8]) -> Result<Vec<BlockMeta>, FormatError>
 
 /// Verifies the checksum, decompresses, and splits a block into its batch
 /// payloads, in the order they were added.
-pub fn decode_block(meta: &BlockMeta, stored: &[u8]) -> Result<Vec<Bytes>, FormatError> {
-    if stored.len() != meta.len as usize {
+pub fn decode_block(block: &BlockRef, stored: &[u8]) -> Result<Vec<Bytes>, FormatError> {
+    if stored.len() != block.len as usize {
         return Err(FormatError::corrupt(
             "block length",
-            format!("expected {} bytes, got {}", meta.len, stored.len()),
+            format!("expected {} bytes, got {}", block.len, stored.len()),
         ));
     }
     let actual_crc = crc32c::crc32c(stored);
-    if actual_crc != meta.crc32c {
+    if actual_crc != block.crc32c {
         return Err(FormatError::corrupt(
             "block crc",
             format!(
                 "block at {}: stored {:#010x}, computed {actual_crc:#010x}",
-                meta.offset, meta.crc32c
+                block.offset, block.crc32c
             ),
         ));
     }
-    let raw_len = meta.raw_len as usize;
+    let raw_len = block.raw_len as usize;
     if raw_len > MAX_BLOCK_RAW_BYTES {
         return Err(FormatError::corrupt(
             "block raw_len",
@@ -177,7 +180,10 @@ pub fn decode_block(meta: &BlockMeta, stored: &[u8]) -> Result<Vec<Bytes>, Forma
     }
     let mut raw = vec![0u8; raw_len];
     let written = lz4_flex::block::decompress_into(stored, &mut raw).map_err(|e| {
-        FormatError::corrupt("block decompress", format!("block at {}: {e}", meta.offset))
+        FormatError::corrupt(
+            "block decompress",
+            format!("block at {}: {e}", block.offset),
+        )
     })?;
     if written != raw_len {
         return Err(FormatError::corrupt(
@@ -228,14 +234,16 @@ fn decode_entry(e: &[u8]) -> BlockMeta {
             topic: le_u64(&e[0..8]),
             queue: le_u32(&e[8..12]),
         },
-        base_offset: le_u64(&e[12..20]),
-        end_offset: le_u64(&e[20..28]),
-        min_timestamp_ms: le_u64(&e[28..36]) as i64,
-        max_timestamp_ms: le_u64(&e[36..44]) as i64,
-        offset: le_u64(&e[44..52]),
-        len: le_u32(&e[52..56]),
-        raw_len: le_u32(&e[56..60]),
-        crc32c: le_u32(&e[60..64]),
+        block: BlockRef {
+            base_offset: le_u64(&e[12..20]),
+            end_offset: le_u64(&e[20..28]),
+            min_timestamp_ms: le_u64(&e[28..36]) as i64,
+            max_timestamp_ms: le_u64(&e[36..44]) as i64,
+            offset: le_u64(&e[44..52]),
+            len: le_u32(&e[52..56]),
+            raw_len: le_u32(&e[56..60]),
+            crc32c: le_u32(&e[60..64]),
+        },
     }
 }
 

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use strata_common::QueueKey;
+use strata_common::{BlockRef, QueueKey};
 
 use super::*;
 
@@ -58,7 +58,7 @@ fn build(batches: &[Batch], target: usize) -> (Bytes, Vec<BlockMeta>) {
 }
 
 fn block_bytes<'a>(object: &'a [u8], meta: &BlockMeta) -> &'a [u8] {
-    &object[meta.range().start as usize..meta.range().end as usize]
+    &object[meta.block.range().start as usize..meta.block.range().end as usize]
 }
 
 proptest! {
@@ -70,21 +70,21 @@ proptest! {
 
         let mut rest = batches.as_slice();
         for (i, meta) in metas.iter().enumerate() {
-            let payloads = decode_block(meta, block_bytes(&object, meta)).unwrap();
+            let payloads = decode_block(&meta.block, block_bytes(&object, meta)).unwrap();
             prop_assert!(!payloads.is_empty() && payloads.len() <= rest.len());
             let (mine, tail) = rest.split_at(payloads.len());
             for (got, want) in payloads.iter().zip(mine) {
                 prop_assert_eq!(got.as_ref(), want.payload.as_slice());
                 prop_assert_eq!(want.queue, meta.queue);
             }
-            prop_assert_eq!(meta.base_offset, mine[0].base);
+            prop_assert_eq!(meta.block.base_offset, mine[0].base);
             let last = &mine[mine.len() - 1];
-            prop_assert_eq!(meta.end_offset, last.base + u64::from(last.count));
-            prop_assert_eq!(meta.min_timestamp_ms, mine.iter().map(|b| b.ts).min().unwrap());
-            prop_assert_eq!(meta.max_timestamp_ms, mine.iter().map(|b| b.ts).max().unwrap());
+            prop_assert_eq!(meta.block.end_offset, last.base + u64::from(last.count));
+            prop_assert_eq!(meta.block.min_timestamp_ms, mine.iter().map(|b| b.ts).min().unwrap());
+            prop_assert_eq!(meta.block.max_timestamp_ms, mine.iter().map(|b| b.ts).max().unwrap());
             // Size rule: over target only for a lone batch, and a block only
             // ends early when the queue changes or the next batch would not fit.
-            let raw = meta.raw_len as usize;
+            let raw = meta.block.raw_len as usize;
             prop_assert!(raw <= target || mine.len() == 1);
             if let (Some(next), Some(_)) = (tail.first(), metas.get(i + 1)) {
                 prop_assert!(next.queue != meta.queue || raw + 4 + next.payload.len() > target);
@@ -106,11 +106,11 @@ proptest! {
         // The index survived, so the flip must be inside a block.
         prop_assert_eq!(&metas, &built);
         for meta in &metas {
-            let result = decode_block(meta, block_bytes(&bad, meta));
-            if meta.range().contains(&(pos as u64)) {
+            let result = decode_block(&meta.block, block_bytes(&bad, meta));
+            if meta.block.range().contains(&(pos as u64)) {
                 prop_assert!(matches!(result, Err(FormatError::Corrupt { .. })), "flip at {} not detected", pos);
             } else {
-                let want = decode_block(meta, block_bytes(&object, meta)).unwrap();
+                let want = decode_block(&meta.block, block_bytes(&object, meta)).unwrap();
                 prop_assert_eq!(result.unwrap(), want);
             }
         }
@@ -127,11 +127,11 @@ proptest! {
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512), raw_len in any::<u32>()) {
         let _ = decode_object_index(&bytes);
         let _ = decode_index(&bytes);
-        let meta = BlockMeta {
-            queue: QueueKey::new(1, 1), base_offset: 0, end_offset: 1, min_timestamp_ms: 0, max_timestamp_ms: 0,
+        let block = BlockRef {
+            base_offset: 0, end_offset: 1, min_timestamp_ms: 0, max_timestamp_ms: 0,
             offset: 0, len: bytes.len() as u32, raw_len, crc32c: crc32c::crc32c(&bytes),
         };
-        let _ = decode_block(&meta, &bytes);
+        let _ = decode_block(&block, &bytes);
     }
 }
 
@@ -140,10 +140,9 @@ fn q(topic: u64) -> QueueKey {
 }
 
 /// Builds a block whose checksum is right but whose content is `raw`.
-fn forged_block(raw: &[u8], raw_len: u32) -> (BlockMeta, Vec<u8>) {
+fn forged_block(raw: &[u8], raw_len: u32) -> (BlockRef, Vec<u8>) {
     let stored = lz4_flex::block::compress(raw);
-    let meta = BlockMeta {
-        queue: q(1),
+    let meta = BlockRef {
         base_offset: 0,
         end_offset: 1,
         min_timestamp_ms: 0,
@@ -211,7 +210,7 @@ fn oversized_batch_gets_its_own_block() {
     let (_, metas) = b.finish().unwrap();
     let ranges: Vec<_> = metas
         .iter()
-        .map(|m| (m.base_offset, m.end_offset, m.raw_len))
+        .map(|m| (m.block.base_offset, m.block.end_offset, m.block.raw_len))
         .collect();
     assert_eq!(ranges, vec![(0, 1, 14), (1, 2, 504), (2, 3, 14)]);
 }
@@ -293,12 +292,12 @@ fn forged_blocks_are_corrupt() {
 
     // Not lz4 at all, with a matching crc.
     let junk = [0xffu8; 16];
-    let meta = BlockMeta {
+    let meta = BlockRef {
         len: 16,
         crc32c: crc32c::crc32c(&junk),
         ..meta
     };
-    let meta = BlockMeta {
+    let meta = BlockRef {
         raw_len: 64,
         ..meta
     };
