@@ -1,9 +1,11 @@
-//! What a client of Strata's RocketMQ 5 API needs, without the server: the
-//! generated protocol ([`pb`]: messages, the MessagingService client and
-//! server stubs) and request signing ([`signing`]). The server's gRPC
+//! What a client of Strata needs, without the server: the generated RocketMQ
+//! 5 protocol ([`pb`]: messages, the MessagingService client and server
+//! stubs), request signing ([`signing`]) and the JSON bodies of the HTTP API
+//! ([`api`]). The server's gRPC
 //! adapter, the load tester and tests share it, so none of them has to link
 //! the engine to speak the protocol.
 
+pub mod api;
 pub mod signing;
 
 /// Types, client and server generated from `proto/` (package

@@ -4,6 +4,7 @@ use axum::Json as Reply;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+pub use strata_client::api::topics::{CreateTopic, QueueJson, TopicDetail, TopicJson, TopicList};
 use strata_engine::{MessageType, QueueInfo, TopicInfo, TopicSpec};
 
 use super::AppState;
@@ -13,103 +14,39 @@ use super::extract::{Json, Path, Query};
 use crate::config::{format_retention, parse_retention};
 use strata_tenancy::Permission;
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTopic {
-    pub name: String,
-    #[serde(default = "one")]
-    pub queues: u32,
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub message_type: Option<String>,
-    /// "unlimited" or a duration such as "72h"; the server default if absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retention: Option<String>,
-    /// Size limit per queue in bytes (oldest data goes first); none if absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retention_bytes: Option<u64>,
-}
-
-fn one() -> u32 {
-    1
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct TopicJson {
-    pub name: String,
-    pub id: u64,
-    pub queues: u32,
-    #[serde(rename = "type")]
-    pub message_type: String,
-    pub retention: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retention_bytes: Option<u64>,
-    pub created_ms: i64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct QueueJson {
-    pub queue: u32,
-    pub first_offset: u64,
-    pub end_offset: u64,
-    pub messages: u64,
-    pub bytes: u64,
-    pub batches: u64,
-    pub oldest_timestamp_ms: Option<i64>,
-    pub newest_timestamp_ms: Option<i64>,
-    pub owner_node: String,
-    pub owner_epoch: u64,
-    /// First offset still in the local WAL (hot tier), if any.
-    pub wal_first_offset: Option<u64>,
-    /// Offsets held in object storage (cold tier): `[first, end)`.
-    pub object_first_offset: Option<u64>,
-    pub object_end_offset: Option<u64>,
-    pub object_bytes: u64,
-    pub object_ranges: u64,
-    pub objects: u64,
-}
-
-impl From<&TopicInfo> for TopicJson {
-    fn from(t: &TopicInfo) -> Self {
-        Self {
-            name: t.name.clone(),
-            id: t.id,
-            queues: t.queues,
-            message_type: t.message_type.to_string(),
-            retention: format_retention(&t.retention),
-            retention_bytes: t.retention_bytes,
-            created_ms: t.created_ms,
-        }
+/// The wire form of a topic.
+pub fn topic_json(t: &TopicInfo) -> TopicJson {
+    TopicJson {
+        name: t.name.clone(),
+        id: t.id,
+        queues: t.queues,
+        message_type: t.message_type.to_string(),
+        retention: format_retention(&t.retention),
+        retention_bytes: t.retention_bytes,
+        created_ms: t.created_ms,
     }
 }
 
-impl From<&QueueInfo> for QueueJson {
-    fn from(q: &QueueInfo) -> Self {
-        Self {
-            queue: q.queue,
-            first_offset: q.first_offset,
-            end_offset: q.end_offset,
-            messages: q.messages,
-            bytes: q.bytes,
-            batches: q.batches,
-            oldest_timestamp_ms: q.oldest_timestamp_ms,
-            newest_timestamp_ms: q.newest_timestamp_ms,
-            owner_node: q.owner_node.clone(),
-            owner_epoch: q.owner_epoch,
-            wal_first_offset: q.wal_first_offset,
-            object_first_offset: q.object_first_offset,
-            object_end_offset: q.object_end_offset,
-            object_bytes: q.object_bytes,
-            object_ranges: q.object_ranges,
-            objects: q.objects,
-        }
+/// The wire form of a queue's statistics.
+pub fn queue_json(q: &QueueInfo) -> QueueJson {
+    QueueJson {
+        queue: q.queue,
+        first_offset: q.first_offset,
+        end_offset: q.end_offset,
+        messages: q.messages,
+        bytes: q.bytes,
+        batches: q.batches,
+        oldest_timestamp_ms: q.oldest_timestamp_ms,
+        newest_timestamp_ms: q.newest_timestamp_ms,
+        owner_node: q.owner_node.clone(),
+        owner_epoch: q.owner_epoch,
+        wal_first_offset: q.wal_first_offset,
+        object_first_offset: q.object_first_offset,
+        object_end_offset: q.object_end_offset,
+        object_bytes: q.object_bytes,
+        object_ranges: q.object_ranges,
+        objects: q.objects,
     }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct TopicDetail {
-    #[serde(flatten)]
-    pub topic: TopicJson,
-    pub queue_stats: Vec<QueueJson>,
 }
 
 pub async fn create(
@@ -149,19 +86,14 @@ pub async fn create(
         .engine
         .create_topic_with(&caller.tenant, &req.name, spec)
         .await?;
-    Ok((StatusCode::CREATED, Reply(TopicJson::from(&info))))
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct TopicList {
-    pub topics: Vec<TopicJson>,
+    Ok((StatusCode::CREATED, Reply(topic_json(&info))))
 }
 
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Reply<TopicList>> {
     caller.require(Permission::Describe)?;
     let topics = state.engine.list_topics(&caller.tenant);
     Ok(Reply(TopicList {
-        topics: topics.iter().map(TopicJson::from).collect(),
+        topics: topics.iter().map(topic_json).collect(),
     }))
 }
 
@@ -173,8 +105,8 @@ pub async fn describe(
     caller.require(Permission::Describe)?;
     let (info, queues) = state.engine.describe_topic(&caller.tenant, &topic)?;
     Ok(Reply(TopicDetail {
-        topic: TopicJson::from(&info),
-        queue_stats: queues.iter().map(QueueJson::from).collect(),
+        topic: topic_json(&info),
+        queue_stats: queues.iter().map(queue_json).collect(),
     }))
 }
 
@@ -185,7 +117,7 @@ pub async fn delete(
 ) -> ApiResult<Reply<TopicJson>> {
     caller.require(Permission::ManageTenant)?;
     let info = state.engine.delete_topic(&caller.tenant, &topic).await?;
-    Ok(Reply(TopicJson::from(&info)))
+    Ok(Reply(topic_json(&info)))
 }
 
 pub async fn queue(
@@ -195,7 +127,7 @@ pub async fn queue(
 ) -> ApiResult<Reply<QueueJson>> {
     caller.require(Permission::Describe)?;
     let info = state.engine.queue_info(&caller.tenant, &topic, queue)?;
-    Ok(Reply(QueueJson::from(&info)))
+    Ok(Reply(queue_json(&info)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -84,25 +84,7 @@ pub struct ColdReads {
     pub bytes: u64,
 }
 
-/// One queue of `GET /v1/topics/{topic}` (`queue_stats[]`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default)]
-pub struct QueueStat {
-    pub queue: u32,
-    pub first_offset: u64,
-    pub end_offset: u64,
-    pub wal_first_offset: Option<u64>,
-    pub object_first_offset: Option<u64>,
-    pub object_end_offset: Option<u64>,
-    pub object_bytes: u64,
-    pub object_ranges: u64,
-    pub objects: u64,
-}
-
-#[derive(Debug, Deserialize)]
-struct TopicDetail {
-    queue_stats: Vec<QueueStat>,
-}
+use strata_client::api::topics::{QueueJson, TopicDetail};
 
 /// What one read returned: the offsets in order and the decoded body sizes.
 #[derive(Debug, Clone, Default)]
@@ -262,7 +244,7 @@ impl StrataHttp {
     }
 
     /// `queue_stats` of `GET /v1/topics/{topic}`.
-    pub async fn queue_stats(&self, topic: &str) -> Result<Vec<QueueStat>> {
+    pub async fn queue_stats(&self, topic: &str) -> Result<Vec<QueueJson>> {
         let mut url = self.url("/v1/topics")?;
         url.path_segments_mut()
             .map_err(|()| anyhow::anyhow!("{} cannot be a base URL", self.base))?

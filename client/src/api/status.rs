@@ -1,0 +1,101 @@
+//! `GET /v1/status`: the node's state and counters.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StatusJson {
+    pub node_id: String,
+    pub version: String,
+    pub started_ms: i64,
+    pub topics: usize,
+    pub queues: usize,
+    pub retained_messages: u64,
+    pub retained_bytes: u64,
+    pub wal: WalJson,
+    pub tail_cache: CacheJson,
+    pub recovery: RecoveryJson,
+    pub tiering: TieringJson,
+}
+
+/// Tiered storage: upload progress, object-store traffic, cold reads.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TieringJson {
+    pub object_store: String,
+    pub checkpoint_lsn: u64,
+    pub upload_lag_bytes: u64,
+    pub upload_lag_ms: i64,
+    pub uploads: u64,
+    pub uploaded_bytes: u64,
+    pub merges: u64,
+    pub merged_bytes: u64,
+    pub expired_ranges: u64,
+    pub gc_deleted_objects: u64,
+    pub last_error: Option<String>,
+    pub object_requests: ObjectRequestsJson,
+    pub block_cache: BlockCacheJson,
+    pub cold_reads: ColdReadsJson,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ObjectRequestsJson {
+    pub puts: u64,
+    pub gets: u64,
+    pub heads: u64,
+    pub lists: u64,
+    pub deletes: u64,
+    pub put_bytes: u64,
+    pub get_bytes: u64,
+    pub errors: u64,
+    pub retries: u64,
+    pub timeouts: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BlockCacheJson {
+    pub hits: u64,
+    pub disk_hits: u64,
+    pub misses: u64,
+    pub coalesced: u64,
+    /// hits / (hits + misses); 0 before any cold read.
+    pub hit_ratio: f64,
+    pub memory_bytes: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ColdReadsJson {
+    pub fetches: u64,
+    pub fetch_errors: u64,
+    pub bytes: u64,
+    pub throttled_waits: u64,
+    pub prefetches: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WalJson {
+    pub used_bytes: u64,
+    pub max_bytes: u64,
+    pub fill_ratio: f64,
+    pub segments: usize,
+    pub appends: u64,
+    pub syncs: u64,
+    pub synced_bytes: u64,
+    pub failed: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CacheJson {
+    pub bytes: usize,
+    pub capacity_bytes: usize,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RecoveryJson {
+    pub segments: usize,
+    pub records: u64,
+    pub bytes: u64,
+    pub truncated_path: Option<String>,
+    pub truncated_bytes: u64,
+    pub truncated_reason: Option<String>,
+}
