@@ -37,6 +37,8 @@ pub struct Engine {
     /// WAL reads hold it shared; segment deletion takes it exclusively.
     pub(crate) wal_files: Arc<RwLock<()>>,
     pub(crate) tiering: crate::tiered::Tiering,
+    /// Moves this node's WAL data to object storage (and keeps it in shape).
+    pub(crate) compactor: Arc<strata_compactor::Compactor>,
     /// Per-tenant usage counters (the bill).
     pub(crate) meter: Arc<Meter>,
     /// How far each (tenant, group, queue) has been handed messages.
@@ -90,9 +92,6 @@ impl Engine {
             topics.insert(Arc::new(topic));
         }
         let checkpoint = catalog.wal_checkpoint(&config.node_id).await?.unwrap_or(0);
-        tiering
-            .checkpoint
-            .store(checkpoint, std::sync::atomic::Ordering::Release);
 
         let wal_config = WalConfig {
             dir: config.data_dir.join("wal"),
@@ -137,7 +136,27 @@ impl Engine {
             "WAL recovered"
         );
         let started_ms = clock.now_ms();
-        let engine = Arc::new(Self {
+        let compactor_config = strata_compactor::CompactorConfig {
+            node_id: config.node_id.clone(),
+            upload_interval: config.upload_interval,
+            upload_trigger_bytes: config.upload_trigger_bytes,
+            max_object_bytes: config.max_object_bytes,
+            target_block_bytes: config.target_block_bytes,
+            maintenance_interval: config.retention_interval,
+            merge_small_range_bytes: config.merge_small_range_bytes,
+            merge_min_ranges: config.merge_min_ranges,
+            merge_target_bytes: config.merge_target_bytes,
+            gc_grace: config.gc_grace,
+        };
+        let engine = Arc::new_cyclic(|engine: &std::sync::Weak<Self>| Self {
+            compactor: Arc::new(strata_compactor::Compactor::new(
+                engine.clone(),
+                catalog.clone(),
+                tiering.objects.clone(),
+                clock.clone(),
+                compactor_config,
+                checkpoint,
+            )),
             cache: strata_cache::TailCache::new(config.tail_cache_bytes),
             config,
             clock: clock.clone(),
@@ -159,9 +178,10 @@ impl Engine {
         });
         engine.timers.load(engine.catalog.all_timers().await?);
         engine.index.load(engine.catalog.index_marks().await?);
+        let [uploads, maintenance] = engine.compactor.spawn(&engine.shutdown.subscribe());
         let loops = [
-            crate::tiered::upload::spawn_loop(&engine),
-            crate::tiered::maintenance::spawn_loop(&engine),
+            uploads,
+            maintenance,
             crate::delay::spawn_loop(&engine),
             crate::lookup::spawn_loop(&engine),
         ];

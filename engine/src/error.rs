@@ -130,6 +130,19 @@ impl From<MetaError> for EngineError {
     }
 }
 
+impl From<strata_compactor::CompactorError> for EngineError {
+    fn from(e: strata_compactor::CompactorError) -> Self {
+        use strata_compactor::CompactorError as C;
+        match e {
+            C::Objects(e) => e.into(),
+            C::Catalog(e) => e.into(),
+            C::Fenced(m) => EngineError::Conflict(m),
+            C::Corrupt(m) => EngineError::Corrupt(m),
+            C::Log(m) | C::Internal(m) => EngineError::Internal(m),
+        }
+    }
+}
+
 impl From<CatalogError> for EngineError {
     fn from(e: CatalogError) -> Self {
         match e {

@@ -31,9 +31,8 @@ pub use lookup::FoundMessage;
 pub use pop::{
     MAX_DELIVERY_ATTEMPTS, Popped, ReceiptHandle, ReceiveRequest, TagFilter, dead_letter_topic,
 };
+pub use strata_compactor::{MaintenanceSummary, UploadSummary};
 pub use strata_metadata::{
     GroupSpec, HalfRecord, IndexKind, MessageType, Retention, RetryPolicy, StartPosition,
 };
-pub use tiered::maintenance::MaintenanceSummary;
-pub use tiered::upload::UploadSummary;
 pub use types::*;

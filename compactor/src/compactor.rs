@@ -1,0 +1,217 @@
+//! [`Compactor`]: the loops that move a node's data from its WAL to object
+//! storage and keep what is there in shape (see the crate docs).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use strata_common::Clock;
+use strata_metadata::Catalog;
+use strata_objects::Objects;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::{CompactorError, Result};
+use crate::host::TieredLog;
+
+/// How the compactor paces and sizes its work.
+#[derive(Debug, Clone)]
+pub struct CompactorConfig {
+    /// The node whose WAL checkpoint the uploads advance.
+    pub node_id: String,
+    /// Upload at least this often while there is durable data.
+    pub upload_interval: Duration,
+    /// Upload at once when this much durable data waits.
+    pub upload_trigger_bytes: u64,
+    /// Largest upload object.
+    pub max_object_bytes: u64,
+    /// Uncompressed size blocks are cut at.
+    pub target_block_bytes: usize,
+    /// How often retention, merges and GC run.
+    pub maintenance_interval: Duration,
+    /// Ranges smaller than this are merge candidates.
+    pub merge_small_range_bytes: u64,
+    /// Fewest adjacent small ranges worth a merge.
+    pub merge_min_ranges: usize,
+    /// Size a merge aims for.
+    pub merge_target_bytes: u64,
+    /// Unreferenced objects younger than this are left alone (an upload
+    /// may be about to commit them).
+    pub gc_grace: Duration,
+}
+
+/// Cumulative counters since start.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub uploads: AtomicU64,
+    pub uploaded_bytes: AtomicU64,
+    pub merges: AtomicU64,
+    pub merged_bytes: AtomicU64,
+    pub expired_ranges: AtomicU64,
+    pub gc_deleted: AtomicU64,
+}
+
+/// Moves one log's data to object storage. Cheap to share: wrap in `Arc`.
+pub struct Compactor {
+    pub(crate) log: Weak<dyn TieredLog>,
+    pub(crate) catalog: Catalog,
+    pub(crate) objects: Objects,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: CompactorConfig,
+    /// WAL position below which everything is in object storage.
+    pub(crate) checkpoint: AtomicU64,
+    /// Serialises upload, merge, expiry and GC: GC must never see an object
+    /// whose commit is in progress.
+    pub(crate) lock: tokio::sync::Mutex<()>,
+    pub(crate) counters: Counters,
+    last_error: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Compactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compactor")
+            .field("node_id", &self.config.node_id)
+            .field("objects", &self.objects.describe())
+            .field("checkpoint", &self.checkpoint())
+            .finish()
+    }
+}
+
+impl Compactor {
+    /// A compactor for `log`, starting at the WAL `checkpoint` the metadata
+    /// store holds for the node. It holds the log weakly: the log owns it.
+    pub fn new(
+        log: Weak<dyn TieredLog>,
+        catalog: Catalog,
+        objects: Objects,
+        clock: Arc<dyn Clock>,
+        config: CompactorConfig,
+        checkpoint: u64,
+    ) -> Self {
+        Self {
+            log,
+            catalog,
+            objects,
+            clock,
+            config,
+            checkpoint: AtomicU64::new(checkpoint),
+            lock: tokio::sync::Mutex::new(()),
+            counters: Counters::default(),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn log(&self) -> Result<Arc<dyn TieredLog>> {
+        self.log
+            .upgrade()
+            .ok_or_else(|| CompactorError::Log("the log is closed".into()))
+    }
+
+    /// The WAL checkpoint: everything below is in object storage.
+    pub fn checkpoint(&self) -> u64 {
+        self.checkpoint.load(Ordering::Acquire)
+    }
+
+    /// Durable WAL bytes not yet in object storage.
+    pub fn lag_bytes(&self) -> u64 {
+        self.log()
+            .map_or(0, |log| log.durable_lsn().saturating_sub(self.checkpoint()))
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The object store the compactor writes to.
+    pub fn objects(&self) -> &Objects {
+        &self.objects
+    }
+
+    /// The last failure of a loop, until a later pass succeeds.
+    pub fn last_error(&self) -> Option<String> {
+        self.lock_error().clone()
+    }
+
+    fn lock_error(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn note(&self, what: &str, result: Result<()>) {
+        match result {
+            Ok(()) => *self.lock_error() = None,
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} failed; will retry");
+                *self.lock_error() = Some(format!("{what}: {e}"));
+            }
+        }
+    }
+
+    /// A random 64-bit suffix for object names, so a zombie writer can never
+    /// overwrite another writer's object.
+    pub(crate) fn unique_suffix(&self) -> String {
+        format!("{:016x}", self.clock.random_u64())
+    }
+
+    /// Starts the upload and maintenance loops; they end when `shutdown`
+    /// turns true (a pass in progress finishes first).
+    pub fn spawn(self: &Arc<Self>, shutdown: &watch::Receiver<bool>) -> [JoinHandle<()>; 2] {
+        [
+            self.spawn_uploads(shutdown.clone()),
+            self.spawn_maintenance(shutdown.clone()),
+        ]
+    }
+
+    fn spawn_uploads(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+        let this = self.clone();
+        let interval = self.config.upload_interval;
+        let trigger = self.config.upload_trigger_bytes;
+        let tick = interval.clamp(Duration::from_millis(10), Duration::from_millis(200));
+        tokio::spawn(async move {
+            let clock = this.clock.clone();
+            let mut last = clock.monotonic();
+            loop {
+                tokio::select! {
+                    _ = clock.sleep(tick) => {}
+                    _ = shutdown.wait_for(|down| *down) => break,
+                }
+                let Ok(log) = this.log() else { break };
+                let lag = this.lag_bytes();
+                // A filling WAL uploads at once: appends are waiting for room.
+                let filling = log.wal_filling();
+                drop(log);
+                let since = clock.monotonic().saturating_sub(last);
+                if lag == 0 || (lag < trigger && !filling && since < interval) {
+                    continue;
+                }
+                let uploaded = this.upload_once().await;
+                if uploaded.is_ok() {
+                    last = clock.monotonic();
+                }
+                this.note("upload", uploaded.map(drop));
+            }
+        })
+    }
+
+    fn spawn_maintenance(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+        let this = self.clone();
+        let interval = self.config.maintenance_interval;
+        tokio::spawn(async move {
+            let clock = this.clock.clone();
+            loop {
+                tokio::select! {
+                    _ = clock.sleep(interval) => {}
+                    _ = shutdown.wait_for(|down| *down) => break,
+                }
+                if this.log.strong_count() == 0 {
+                    break;
+                }
+                let passed = this.maintain().await;
+                // Only failures are noted: a good pass does not clear an
+                // upload's error.
+                if passed.is_err() {
+                    this.note("maintenance", passed.map(drop));
+                }
+            }
+        })
+    }
+}

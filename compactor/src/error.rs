@@ -1,0 +1,28 @@
+//! [`CompactorError`]: what can stop an upload or a maintenance pass.
+
+use strata_metadata::CatalogError;
+use strata_objects::ObjectError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompactorError {
+    /// The object store failed (after its retries) or refused.
+    #[error(transparent)]
+    Objects(#[from] ObjectError),
+    /// The metadata store failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The log the compactor serves failed, or is gone.
+    #[error("log: {0}")]
+    Log(String),
+    /// Another node owns one of the queues now; nothing was committed.
+    #[error("{0}")]
+    Fenced(String),
+    /// Stored bytes that do not decode.
+    #[error("{0}")]
+    Corrupt(String),
+    /// An object could not be built.
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = CompactorError> = std::result::Result<T, E>;

@@ -1,0 +1,72 @@
+//! [`TieredLog`]: all the compactor needs from the node whose data it moves
+//! to object storage. The engine implements it; the compactor never sees
+//! the engine's types.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use strata_common::{BlockRef, QueueKey, Retention, TopicId};
+use strata_metadata::{OwnerRecord, RangeRecord};
+
+use crate::error::Result;
+
+/// A live queue as the compactor sees it.
+#[derive(Debug, Clone)]
+pub struct LiveQueue {
+    pub key: QueueKey,
+    /// The tenant billed for the queue's object requests.
+    pub tenant: Arc<str>,
+    /// The ownership this node holds; commits are fenced on it.
+    pub owner: OwnerRecord,
+    pub retention: Retention,
+    pub retention_bytes: Option<u64>,
+}
+
+/// The log: its WAL (what it holds, what may be released) and its queues'
+/// cold ranges (what is already in object storage).
+#[async_trait::async_trait]
+pub trait TieredLog: Send + Sync {
+    /// WAL position up to which records are durable.
+    fn durable_lsn(&self) -> u64;
+    /// Oldest WAL position still held.
+    fn first_lsn(&self) -> u64;
+    /// Whether the WAL is more than half full (appends may soon wait).
+    fn wal_filling(&self) -> bool;
+    /// Durable WAL records from `from` until `until`, stopping before the
+    /// one that would pass `max_bytes` (at least one is read): each with its
+    /// position, and the position after the last one read.
+    async fn read_wal(
+        &self,
+        from: u64,
+        until: u64,
+        max_bytes: u64,
+    ) -> Result<(Vec<(u64, Bytes)>, u64)>;
+    /// Releases WAL space wholly below `checkpoint` (its data is in object
+    /// storage); returns the bytes freed.
+    async fn release_wal(&self, checkpoint: u64) -> Result<u64>;
+
+    /// The queue, if it is live on this node.
+    fn queue(&self, key: QueueKey) -> Option<LiveQueue>;
+    /// Every live queue.
+    fn queues(&self) -> Vec<LiveQueue>;
+    /// Topics that exist; ranges of any other topic are garbage.
+    fn live_topics(&self) -> HashSet<TopicId>;
+    /// A queue's cold ranges, oldest first.
+    fn cold_ranges(&self, key: QueueKey) -> Vec<Arc<RangeRecord>>;
+    /// Bytes of a queue's batches still only in the WAL.
+    fn wal_only_bytes(&self, key: QueueKey) -> u64;
+    /// One block's batch payloads (through the node's block cache).
+    async fn read_block(&self, key: QueueKey, object: &str, block: &BlockRef)
+    -> Result<Vec<Bytes>>;
+
+    /// Committed upload ranges join their queues' cold ranges.
+    fn ranges_uploaded(&self, ranges: &[RangeRecord]);
+    /// The queue's `count` oldest cold ranges expired.
+    fn ranges_expired(&self, key: QueueKey, count: usize);
+    /// `old` ranges were merged into `merged`; false if the queue's ranges
+    /// changed meanwhile.
+    fn ranges_merged(&self, key: QueueKey, old: &[RangeRecord], merged: RangeRecord) -> bool;
+    /// One object PUT, billed to `tenant`.
+    fn object_put(&self, tenant: &str);
+}
