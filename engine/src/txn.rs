@@ -24,12 +24,7 @@ use crate::types::{PublishMessage, Published, TopicSpec};
 
 /// Per-tenant hidden topic holding half messages.
 pub const HALF_TOPIC: &str = "__sys-half";
-/// Default first check-back after a half message is sent without an outcome.
-pub const FIRST_CHECK_DELAY: Duration = Duration::from_secs(5);
-/// Default longest wait between check-backs.
-pub const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(60);
-/// Default check-backs before an unresolved transaction is rolled back.
-pub const MAX_CHECKS: u32 = 15;
+pub use crate::types::{FIRST_CHECK_DELAY, MAX_CHECK_INTERVAL, MAX_CHECKS};
 const PROP_TARGET_TOPIC: &str = "__mq.txn_topic";
 const PROP_TARGET_QUEUE: &str = "__mq.txn_queue";
 

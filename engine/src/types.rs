@@ -6,6 +6,13 @@ use std::time::Duration;
 use strata_common::{Message, StoredMessage, TopicId};
 use strata_metadata::{MessageType, Retention};
 
+/// Default first check-back after a half message is sent without an outcome.
+pub const FIRST_CHECK_DELAY: Duration = Duration::from_secs(5);
+/// Default longest wait between check-backs.
+pub const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+/// Default check-backs before an unresolved transaction is rolled back.
+pub const MAX_CHECKS: u32 = 15;
+
 /// Engine settings; the server config maps onto this.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -98,9 +105,9 @@ impl EngineConfig {
                 max_concurrent_fetches: 16,
                 bandwidth_bytes_per_sec: 0,
             },
-            txn_first_check_delay: crate::txn::FIRST_CHECK_DELAY,
-            txn_max_check_interval: crate::txn::MAX_CHECK_INTERVAL,
-            txn_max_checks: crate::txn::MAX_CHECKS,
+            txn_first_check_delay: FIRST_CHECK_DELAY,
+            txn_max_check_interval: MAX_CHECK_INTERVAL,
+            txn_max_checks: MAX_CHECKS,
         }
     }
 }
