@@ -9,7 +9,9 @@ pub mod code;
 pub mod limits;
 pub mod message;
 pub mod names;
+pub mod quotas;
 pub mod retention;
+pub mod start;
 pub mod usage;
 
 pub use block::BlockRef;
@@ -18,4 +20,6 @@ pub use code::ErrorCode;
 pub use message::{
     MESSAGE_GROUP_PROPERTY, Message, QueueKey, RESERVED_PROPERTY_PREFIX, StoredMessage, TopicId,
 };
+pub use quotas::Quotas;
 pub use retention::Retention;
+pub use start::StartPosition;

@@ -7,7 +7,10 @@
 use axum::Json as Reply;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+pub use strata_client::api::admin::{
+    CreateKey, CreateTenant, IssuedKeyJson, KeyFilter, KeyJson, KeyList, PlanJson, PlanList,
+    SetPlan, TenantJson, TenantList, WhoAmI,
+};
 use strata_common::ErrorCode;
 use strata_tenancy::{IssuedKey, KeyInfo, Permission, Quotas, Role};
 
@@ -15,26 +18,6 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Json, Path, Query};
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTenant {
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plan: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct TenantJson {
-    pub name: String,
-    pub plan: String,
-    pub created_ms: i64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct TenantList {
-    pub tenants: Vec<TenantJson>,
-}
 
 fn tenant_json(t: strata_metadata::TenantRecord) -> TenantJson {
     TenantJson {
@@ -98,44 +81,6 @@ pub async fn delete_tenant(
     Ok(Reply(tenant_json(t)))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateKey {
-    /// The caller's tenant if absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<String>,
-    /// admin, tenant-admin, publisher or consumer.
-    pub role: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct KeyJson {
-    pub access_key: String,
-    pub tenant: String,
-    pub role: String,
-    pub description: String,
-    pub created_ms: i64,
-    pub updated_ms: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoked_ms: Option<i64>,
-}
-
-/// A new or rotated key: the only response that ever carries the secret.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct IssuedKeyJson {
-    pub access_key: String,
-    pub secret_key: String,
-    pub tenant: String,
-    pub role: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct KeyList {
-    pub keys: Vec<KeyJson>,
-}
-
 fn key_json(k: KeyInfo) -> KeyJson {
     KeyJson {
         access_key: k.access_key,
@@ -181,12 +126,6 @@ pub async fn create_key(
         .await?;
     tracing::info!(access_key = %issued.access_key, tenant = %issued.tenant, role = %issued.role, by = %caller.principal.access_key, "access key created");
     Ok((StatusCode::CREATED, Reply(issued_json(issued))))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyFilter {
-    pub tenant: Option<String>,
 }
 
 pub async fn list_keys(
@@ -254,15 +193,6 @@ pub async fn revoke_key(
     Ok(Reply(key_json(key)))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct WhoAmI {
-    pub access_key: String,
-    pub tenant: String,
-    pub role: String,
-    /// The tenant this request acted on (differs for an admin using x-strata-tenant).
-    pub acting_tenant: String,
-}
-
 pub async fn whoami(caller: Caller) -> Reply<WhoAmI> {
     Reply(WhoAmI {
         access_key: caller.principal.access_key.clone(),
@@ -270,17 +200,6 @@ pub async fn whoami(caller: Caller) -> Reply<WhoAmI> {
         role: caller.principal.role.to_string(),
         acting_tenant: caller.tenant,
     })
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PlanJson {
-    pub name: String,
-    pub quotas: Quotas,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PlanList {
-    pub plans: Vec<PlanJson>,
 }
 
 pub async fn list_plans(
@@ -319,12 +238,6 @@ pub async fn put_plan(
     state.credentials.set_plan(&plan, quotas).await?;
     tracing::info!(plan = %plan, by = %caller.principal.access_key, "plan set");
     Ok(Reply(PlanJson { name: plan, quotas }))
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SetPlan {
-    pub plan: String,
 }
 
 pub async fn set_tenant_plan(

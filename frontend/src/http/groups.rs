@@ -3,70 +3,16 @@
 use axum::Json as Reply;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
-use strata_engine::{GroupInfo, GroupSpec, RetryPolicy, StartPosition};
+pub use strata_client::api::groups::{
+    CommitOffset, CommittedJson, CreateGroup, GroupJson, GroupList, OffsetJson,
+};
+use strata_engine::{GroupInfo, GroupSpec, RetryPolicy};
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiResult;
 use super::extract::{Json, Path};
 use strata_tenancy::Permission;
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateGroup {
-    pub name: String,
-    /// Retry policy (see [`RetryPolicy`]); defaults when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_delivery_attempts: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_initial_backoff_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_max_backoff_ms: Option<u64>,
-    /// Where consumption by message starts on a queue the group never
-    /// read: `latest` (default: messages published after the group was
-    /// created) or `earliest` (every retained message).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start: Option<StartPosition>,
-    /// Whether FIFO topics are delivered in order, one message per message
-    /// group at a time (default true).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fifo: Option<bool>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct OffsetJson {
-    pub topic: String,
-    pub queue: u32,
-    pub offset: u64,
-    pub lag: u64,
-    pub updated_ms: i64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct GroupJson {
-    pub name: String,
-    pub created_ms: i64,
-    pub max_delivery_attempts: u32,
-    pub retry_initial_backoff_ms: u64,
-    pub retry_max_backoff_ms: u64,
-    /// Servers before start positions answered without it: their groups
-    /// started at the earliest message.
-    #[serde(default = "earliest")]
-    pub start: StartPosition,
-    #[serde(default = "fifo_on")]
-    pub fifo: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offsets: Option<Vec<OffsetJson>>,
-}
-
-fn earliest() -> StartPosition {
-    StartPosition::Earliest
-}
-
-fn fifo_on() -> bool {
-    true
-}
 
 fn group_json(g: GroupInfo, with_offsets: bool) -> GroupJson {
     GroupJson {
@@ -90,11 +36,6 @@ fn group_json(g: GroupInfo, with_offsets: bool) -> GroupJson {
                 .collect()
         }),
     }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct GroupList {
-    pub groups: Vec<GroupJson>,
 }
 
 pub async fn create(
@@ -156,22 +97,6 @@ pub async fn delete(
     caller.require(Permission::ManageTenant)?;
     state.engine.delete_group(&caller.tenant, &group).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CommitOffset {
-    /// The next offset the group will consume.
-    pub offset: u64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CommittedJson {
-    pub group: String,
-    pub topic: String,
-    pub queue: u32,
-    /// `null` when the group never committed on this queue.
-    pub offset: Option<u64>,
 }
 
 pub async fn commit(

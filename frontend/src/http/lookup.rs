@@ -3,7 +3,7 @@
 
 use axum::Json as Reply;
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
+pub use strata_client::api::lookup::{FindParams, FindReply, FoundJson};
 use strata_common::limits::MAX_KEY_LEN;
 use strata_engine::IndexKind;
 use strata_tenancy::{Permission, Rate};
@@ -12,35 +12,10 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Path, Query};
-use super::messages::{StoredJson, force_base64, stored_json};
+use super::messages::{force_base64, stored_json};
 
 /// Matches returned when the request names no limit.
 const DEFAULT_LIMIT: usize = 32;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FindParams {
-    /// The message id to find (exactly one of `id` and `key`).
-    pub id: Option<String>,
-    /// The message key to find.
-    pub key: Option<String>,
-    /// Most messages to return (capped by the server's read limit).
-    pub limit: Option<usize>,
-    /// "auto" or "base64", as for reads.
-    pub encoding: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct FoundJson {
-    pub queue: u32,
-    #[serde(flatten)]
-    pub message: StoredJson,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct FindReply {
-    pub messages: Vec<FoundJson>,
-}
 
 pub async fn find(
     State(state): State<AppState>,

@@ -7,7 +7,9 @@
 use axum::Json as Reply;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+pub use strata_client::api::txn::{
+    BeganJson, EndedJson, OpenTransactionJson, OpenTransactionsJson,
+};
 use strata_engine::HalfRecord;
 use strata_tenancy::Permission;
 
@@ -16,37 +18,6 @@ use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Json, Path};
 use super::messages::{MessageJson, to_publish};
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct BeganJson {
-    pub transaction_id: String,
-    pub message_id: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct OpenTransactionJson {
-    pub transaction_id: String,
-    pub message_id: String,
-    pub created_ms: i64,
-    /// Check-backs counted so far (sent to gRPC producers, or due with no
-    /// producer to ask).
-    pub checks: u32,
-    /// When the next check is due; after the last one the transaction is
-    /// rolled back.
-    pub next_check_ms: i64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct OpenTransactionsJson {
-    pub transactions: Vec<OpenTransactionJson>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct EndedJson {
-    pub transaction_id: String,
-    /// "committed" or "rolled_back".
-    pub outcome: String,
-}
 
 /// Begins a transaction: the message is stored as a half message.
 pub async fn begin(

@@ -94,7 +94,7 @@ pub struct GroupRecord {
     #[serde(default)]
     pub retry: RetryPolicy,
     /// Groups stored before start positions existed started at the earliest.
-    #[serde(default = "StartPosition::earliest")]
+    #[serde(default = "earliest_start")]
     pub start: StartPosition,
     /// Whether FIFO topics are consumed in order (RocketMQ's
     /// `consumeMessageOrderly`). Groups stored before it existed had it on.
@@ -124,43 +124,10 @@ impl Default for GroupSpec {
     }
 }
 
-/// Where a consumer group starts consuming by message on a queue it never
-/// consumed before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StartPosition {
-    /// The oldest message still retained.
-    Earliest,
-    /// The first message appended since the group was created: what
-    /// RocketMQ's proxy asks for (`ConsumeInitMode.MAX`), the default.
-    Latest,
-}
+pub use strata_common::StartPosition;
 
-impl StartPosition {
-    fn earliest() -> Self {
-        Self::Earliest
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Earliest => "earliest",
-            Self::Latest => "latest",
-        }
-    }
-}
-
-impl std::str::FromStr for StartPosition {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "earliest" => Ok(Self::Earliest),
-            "latest" => Ok(Self::Latest),
-            other => Err(format!(
-                "start position {other:?} is neither \"earliest\" nor \"latest\""
-            )),
-        }
-    }
+fn earliest_start() -> StartPosition {
+    StartPosition::Earliest
 }
 
 /// How a consumer group retries messages it received but did not
