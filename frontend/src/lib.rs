@@ -3,7 +3,6 @@
 //! command-line tool.
 
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod grpc;
 pub mod http;

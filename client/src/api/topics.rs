@@ -68,3 +68,12 @@ pub struct TopicDetail {
 pub struct TopicList {
     pub topics: Vec<TopicJson>,
 }
+
+/// `GET /v1/topics/{topic}/queues/{queue}/offset?timestamp_ms=…`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OffsetAtTime {
+    pub queue: u32,
+    pub timestamp_ms: i64,
+    /// First offset appended at or after `timestamp_ms`; the end offset if none.
+    pub offset: u64,
+}

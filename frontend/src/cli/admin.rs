@@ -4,8 +4,8 @@ use anyhow::Result;
 
 use super::run::print_json;
 use super::{KeyCommand, QuotaCommand, TenantCommand, UsageArgs};
-use crate::client::Client;
 use crate::http::admin::{IssuedKeyJson, KeyJson};
+use strata_client::http::Client;
 
 pub async fn tenant(client: &Client, json: bool, cmd: TenantCommand) -> Result<()> {
     match cmd {

@@ -8,8 +8,8 @@ use tokio::sync::mpsc;
 
 use super::run::print_json;
 use super::{ConsumeArgs, FindArgs};
-use crate::client::{Client, ClientError};
 use crate::http::messages::StoredJson;
+use strata_client::http::{Client, ClientError};
 
 /// How long each queue's reader long-polls when following.
 const FOLLOW_WAIT_MS: u64 = 10_000;

@@ -8,11 +8,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::Serialize;
 
 use super::{Cli, Command, GroupCommand, ProduceArgs, ServeArgs, TopicCommand};
-use crate::client::Client;
 use crate::config::Config;
 use crate::http::groups::CreateGroup;
 use crate::http::messages::MessageJson;
 use crate::http::topics::{CreateTopic, TopicJson};
+use strata_client::http::Client;
 
 pub async fn run(cli: Cli) -> Result<()> {
     let client = client(&cli)?;

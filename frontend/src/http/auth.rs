@@ -24,7 +24,7 @@ use super::AppState;
 use super::error::ApiError;
 
 /// Header with which a service admin acts on another tenant's resources.
-pub const TENANT_HEADER: &str = "x-strata-tenant";
+pub use strata_client::http::TENANT_HEADER;
 
 /// Paths anyone may call.
 const PUBLIC: &[&str] = &["/healthz", "/v1/openapi.json"];

@@ -3,8 +3,10 @@
 use axum::Json as Reply;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
-pub use strata_client::api::topics::{CreateTopic, QueueJson, TopicDetail, TopicJson, TopicList};
+use serde::Deserialize;
+pub use strata_client::api::topics::{
+    CreateTopic, OffsetAtTime, QueueJson, TopicDetail, TopicJson, TopicList,
+};
 use strata_engine::{MessageType, QueueInfo, TopicInfo, TopicSpec};
 
 use super::AppState;
@@ -135,14 +137,6 @@ pub async fn queue(
 pub struct TimeParams {
     /// Milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct OffsetAtTime {
-    pub queue: u32,
-    pub timestamp_ms: i64,
-    /// First offset appended at or after `timestamp_ms`; the end offset if none.
-    pub offset: u64,
 }
 
 pub async fn offset_at_time(

@@ -8,8 +8,9 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
+use strata_client::http::Client;
+use strata_frontend::Config;
 use strata_frontend::server::Running;
-use strata_frontend::{Config, client::Client};
 use tempfile::TempDir;
 
 /// A default config rooted at `dir`, listening on an ephemeral port.

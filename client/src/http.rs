@@ -1,13 +1,16 @@
-//! A typed client for the HTTP API, used by the CLI and the tests.
+//! A typed client for the HTTP API, used by the `strata` CLI and the tests.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use strata_tenancy::{DATE_HEADER, SecretKey, format_date_time, sign};
 
-use crate::http::groups::{CommitOffset, CommittedJson, CreateGroup, GroupJson, GroupList};
-use crate::http::messages::{MessageJson, PublishJson, PublishReply, ReadReply};
-use crate::http::ops::StatusJson;
-use crate::http::topics::{CreateTopic, QueueJson, TopicDetail, TopicJson, TopicList};
+use crate::api::groups::{CommitOffset, CommittedJson, CreateGroup, GroupJson, GroupList};
+use crate::api::messages::{MessageJson, PublishJson, PublishReply, ReadReply};
+use crate::api::status::StatusJson;
+use crate::api::topics::{CreateTopic, QueueJson, TopicDetail, TopicJson, TopicList};
+use crate::signing::{DATE_HEADER, format_date_time, sign};
+
+/// Header with which a service admin acts on another tenant's resources.
+pub const TENANT_HEADER: &str = "x-strata-tenant";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -33,7 +36,9 @@ pub enum ClientError {
 pub struct Client {
     base: String,
     http: reqwest::Client,
-    credentials: Option<(String, SecretKey)>,
+    /// Access key and secret key; the secret never leaves this value (not
+    /// in requests, not in `Debug`).
+    credentials: Option<(String, String)>,
     tenant: Option<String>,
 }
 
@@ -72,10 +77,7 @@ impl Client {
     /// Signs every request with this access key (RocketMQ's
     /// MQv2-HMAC-SHA1 scheme: the secret never travels).
     pub fn with_credentials(mut self, access_key: &str, secret_key: &str) -> Self {
-        self.credentials = Some((
-            access_key.to_string(),
-            SecretKey::new(secret_key.to_string()),
-        ));
+        self.credentials = Some((access_key.to_string(), secret_key.to_string()));
         self
     }
 
@@ -99,7 +101,7 @@ impl Client {
             );
         }
         if let Some(tenant) = &self.tenant {
-            request = request.header(crate::http::auth::TENANT_HEADER, tenant);
+            request = request.header(TENANT_HEADER, tenant);
         }
         request
     }
@@ -162,7 +164,7 @@ impl Client {
     }
 
     /// Usage for `query` (`start=...&granularity=...`, already encoded).
-    pub async fn usage(&self, query: &str) -> Result<crate::http::usage::UsageReply, ClientError> {
+    pub async fn usage(&self, query: &str) -> Result<crate::api::usage::UsageReply, ClientError> {
         self.get(&format!("/v1/usage?{query}")).await
     }
 
@@ -253,7 +255,7 @@ impl Client {
         by: &str,
         value: &str,
         limit: usize,
-    ) -> Result<crate::http::lookup::FindReply, ClientError> {
+    ) -> Result<crate::api::lookup::FindReply, ClientError> {
         let url = self.url(&format!("/v1/topics/{topic}/messages"));
         let query = [(by, value.to_string()), ("limit", limit.to_string())];
         self.send(self.request(reqwest::Method::GET, &url).query(&query), url)
@@ -267,7 +269,7 @@ impl Client {
         queue: u32,
         timestamp_ms: i64,
     ) -> Result<u64, ClientError> {
-        let reply: crate::http::topics::OffsetAtTime = self
+        let reply: crate::api::topics::OffsetAtTime = self
             .get(&format!(
                 "/v1/topics/{topic}/queues/{queue}/offset?timestamp_ms={timestamp_ms}"
             ))
@@ -325,7 +327,7 @@ impl Client {
 }
 
 impl Client {
-    pub async fn whoami(&self) -> Result<crate::http::admin::WhoAmI, ClientError> {
+    pub async fn whoami(&self) -> Result<crate::api::admin::WhoAmI, ClientError> {
         self.get("/v1/whoami").await
     }
 
@@ -333,29 +335,29 @@ impl Client {
         &self,
         name: &str,
         plan: Option<&str>,
-    ) -> Result<crate::http::admin::TenantJson, ClientError> {
-        let body = crate::http::admin::CreateTenant {
+    ) -> Result<crate::api::admin::TenantJson, ClientError> {
+        let body = crate::api::admin::CreateTenant {
             name: name.to_string(),
             plan: plan.map(str::to_string),
         };
         self.post("/v1/tenants", &body).await
     }
 
-    pub async fn list_tenants(&self) -> Result<crate::http::admin::TenantList, ClientError> {
+    pub async fn list_tenants(&self) -> Result<crate::api::admin::TenantList, ClientError> {
         self.get("/v1/tenants").await
     }
 
     pub async fn describe_tenant(
         &self,
         name: &str,
-    ) -> Result<crate::http::admin::TenantJson, ClientError> {
+    ) -> Result<crate::api::admin::TenantJson, ClientError> {
         self.get(&format!("/v1/tenants/{name}")).await
     }
 
     pub async fn delete_tenant(
         &self,
         name: &str,
-    ) -> Result<crate::http::admin::TenantJson, ClientError> {
+    ) -> Result<crate::api::admin::TenantJson, ClientError> {
         self.delete(&format!("/v1/tenants/{name}")).await
     }
 
@@ -364,8 +366,8 @@ impl Client {
         tenant: Option<&str>,
         role: &str,
         description: Option<&str>,
-    ) -> Result<crate::http::admin::IssuedKeyJson, ClientError> {
-        let body = crate::http::admin::CreateKey {
+    ) -> Result<crate::api::admin::IssuedKeyJson, ClientError> {
+        let body = crate::api::admin::CreateKey {
             tenant: tenant.map(str::to_string),
             role: role.to_string(),
             description: description.map(str::to_string),
@@ -376,7 +378,7 @@ impl Client {
     pub async fn list_keys(
         &self,
         tenant: Option<&str>,
-    ) -> Result<crate::http::admin::KeyList, ClientError> {
+    ) -> Result<crate::api::admin::KeyList, ClientError> {
         match tenant {
             Some(t) => self.get(&format!("/v1/keys?tenant={t}")).await,
             None => self.get("/v1/keys").await,
@@ -386,7 +388,7 @@ impl Client {
     pub async fn rotate_key(
         &self,
         access_key: &str,
-    ) -> Result<crate::http::admin::IssuedKeyJson, ClientError> {
+    ) -> Result<crate::api::admin::IssuedKeyJson, ClientError> {
         self.post(
             &format!("/v1/keys/{access_key}/rotate"),
             &serde_json::json!({}),
@@ -397,7 +399,7 @@ impl Client {
     pub async fn revoke_key(
         &self,
         access_key: &str,
-    ) -> Result<crate::http::admin::KeyJson, ClientError> {
+    ) -> Result<crate::api::admin::KeyJson, ClientError> {
         self.delete(&format!("/v1/keys/{access_key}")).await
     }
 
@@ -405,28 +407,28 @@ impl Client {
         &self,
         tenant: &str,
         plan: &str,
-    ) -> Result<crate::http::admin::TenantJson, ClientError> {
+    ) -> Result<crate::api::admin::TenantJson, ClientError> {
         let url = self.url(&format!("/v1/tenants/{tenant}/plan"));
-        let body = crate::http::admin::SetPlan {
+        let body = crate::api::admin::SetPlan {
             plan: plan.to_string(),
         };
         self.send(self.request(reqwest::Method::PUT, &url).json(&body), url)
             .await
     }
 
-    pub async fn list_plans(&self) -> Result<crate::http::admin::PlanList, ClientError> {
+    pub async fn list_plans(&self) -> Result<crate::api::admin::PlanList, ClientError> {
         self.get("/v1/plans").await
     }
 
-    pub async fn get_plan(&self, plan: &str) -> Result<crate::http::admin::PlanJson, ClientError> {
+    pub async fn get_plan(&self, plan: &str) -> Result<crate::api::admin::PlanJson, ClientError> {
         self.get(&format!("/v1/plans/{plan}")).await
     }
 
     pub async fn put_plan(
         &self,
         plan: &str,
-        quotas: &strata_tenancy::Quotas,
-    ) -> Result<crate::http::admin::PlanJson, ClientError> {
+        quotas: &strata_common::Quotas,
+    ) -> Result<crate::api::admin::PlanJson, ClientError> {
         let url = self.url(&format!("/v1/plans/{plan}"));
         self.send(self.request(reqwest::Method::PUT, &url).json(quotas), url)
             .await
