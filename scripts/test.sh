@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 log() { printf '==> %s\n' "$*" >&2; }
 
 # Rust components and tools the suite uses.
+installed_components="$(rustup component list --installed 2>/dev/null || true)"
 for component in rustfmt clippy; do
-  if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
+  if ! grep -q "^${component}" <<<"${installed_components}"; then
     log "installing rustup component ${component}"
     rustup component add "${component}"
   fi
