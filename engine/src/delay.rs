@@ -18,17 +18,14 @@ use strata_common::Message;
 use strata_metadata::{MessageType, Timer};
 use tokio::sync::Notify;
 
-use crate::engine::Engine;
+use crate::core::{Billing, Core};
 use crate::error::{EngineError, Result};
-use crate::publish::Origin;
 use crate::types::{PublishMessage, Published};
 
 /// The farthest a delivery time may be ahead.
 pub const MAX_DELAY: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Per-tenant hidden topic holding delayed messages until they are due.
 pub const SCHEDULE_TOPIC: &str = "__sys-schedule";
-/// Prefix of topic names the engine keeps for itself.
-pub const SYSTEM_TOPIC_PREFIX: &str = "__sys-";
 /// When the message is due (Unix ms); kept on the delivered message.
 pub const PROP_DELIVER_AT: &str = "__mq.deliver_at_ms";
 const PROP_TARGET_TOPIC: &str = "__mq.target_topic";
@@ -37,54 +34,69 @@ const PROP_TARGET_QUEUE: &str = "__mq.target_queue";
 /// Due timers fired in one pass.
 const FIRE_BATCH: usize = 256;
 
-/// Pending timers of this node, earliest first.
-#[derive(Debug, Default)]
-pub(crate) struct Timers {
+/// Delayed delivery: the timers pending on this node, earliest first, and
+/// the task that fires them.
+#[derive(Debug)]
+pub(crate) struct Delay {
+    core: Arc<Core>,
     pending: std::sync::Mutex<BTreeSet<Timer>>,
     changed: Arc<Notify>,
     /// One firing pass at a time, so no timer fires twice.
     firing: tokio::sync::Mutex<()>,
 }
 
-impl Timers {
+impl Delay {
+    /// Loads the timers pending in the catalog.
+    pub(crate) async fn open(core: Arc<Core>) -> Result<Arc<Self>> {
+        let timers = core.catalog.all_timers().await?;
+        let delay = Arc::new(Self {
+            core,
+            pending: std::sync::Mutex::new(BTreeSet::new()),
+            changed: Arc::new(Notify::new()),
+            firing: tokio::sync::Mutex::new(()),
+        });
+        delay.load(timers);
+        Ok(delay)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<Timer>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn load(&self, timers: Vec<Timer>) {
+    fn load(&self, timers: Vec<Timer>) {
         self.lock().extend(timers);
         self.changed.notify_one();
     }
-}
 
-/// Spawns the task that fires due timers until shutdown.
-pub(crate) fn spawn_loop(engine: &Arc<Engine>) -> tokio::task::JoinHandle<()> {
-    let weak = Arc::downgrade(engine);
-    let mut shutdown = engine.shutdown.subscribe();
-    let clock = engine.clock.clone();
-    tokio::spawn(async move {
-        loop {
-            let Some(engine) = weak.upgrade() else { break };
-            let wait = match engine.fire_due_timers().await {
-                Ok(next) => next,
-                Err(e) => {
-                    tracing::warn!(error = %e, "delayed delivery failed; retrying");
-                    Some(Duration::from_secs(1))
+    /// Spawns the task that fires due timers until shutdown.
+    pub(crate) fn spawn_loop(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        let mut shutdown = self.core.shutdown.subscribe();
+        let clock = self.core.clock.clone();
+        tokio::spawn(async move {
+            loop {
+                let Some(delay) = weak.upgrade() else { break };
+                let wait = match delay.fire_due_timers().await {
+                    Ok(next) => next,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "delayed delivery failed; retrying");
+                        Some(Duration::from_secs(1))
+                    }
+                };
+                let changed = delay.changed.clone();
+                drop(delay);
+                tokio::select! {
+                    _ = changed.notified() => {}
+                    // Bounded, so a clock that jumps is noticed within a minute.
+                    _ = clock.sleep(wait.unwrap_or(Duration::from_secs(60)).min(Duration::from_secs(60))) => {}
+                    _ = shutdown.wait_for(|down| *down) => break,
                 }
-            };
-            let changed = engine.timers.changed.clone();
-            drop(engine);
-            tokio::select! {
-                _ = changed.notified() => {}
-                // Bounded, so a clock that jumps is noticed within a minute.
-                _ = clock.sleep(wait.unwrap_or(Duration::from_secs(60)).min(Duration::from_secs(60))) => {}
-                _ = shutdown.wait_for(|down| *down) => break,
             }
-        }
-    })
+        })
+    }
 }
 
-impl Engine {
+impl Delay {
     /// Publishes `messages` to a DELAY topic for delivery at
     /// `deliver_at_ms` (Unix ms). A time already past delivers at once.
     pub async fn publish_at(
@@ -94,14 +106,14 @@ impl Engine {
         messages: Vec<PublishMessage>,
         deliver_at_ms: i64,
     ) -> Result<Vec<Published>> {
-        let t = self.topic(tenant, topic)?;
+        let t = self.core.topic(tenant, topic)?;
         if t.record.message_type != MessageType::Delay {
             return Err(EngineError::InvalidArgument(format!(
                 "topic {topic:?} accepts {} messages, which carry no delivery time",
                 t.record.message_type.as_str()
             )));
         }
-        let now = self.clock.now_ms();
+        let now = self.core.clock.now_ms();
         if deliver_at_ms > now.saturating_add(MAX_DELAY.as_millis() as i64) {
             return Err(EngineError::InvalidArgument(format!(
                 "delivery time {deliver_at_ms} is more than {} days ahead",
@@ -110,7 +122,8 @@ impl Engine {
         }
         if deliver_at_ms <= now {
             return self
-                .publish_with(tenant, topic, messages, Origin::Internal)
+                .core
+                .append(tenant, topic, messages, Billing::Bill)
                 .await;
         }
         for m in &messages {
@@ -118,7 +131,9 @@ impl Engine {
                 t.queue(q)?;
             }
         }
-        self.ensure_system_topic(tenant, SCHEDULE_TOPIC).await?;
+        self.core
+            .ensure_system_topic(tenant, SCHEDULE_TOPIC)
+            .await?;
         let scheduled: Vec<PublishMessage> = messages
             .into_iter()
             .map(|mut m| {
@@ -135,7 +150,8 @@ impl Engine {
             })
             .collect();
         let published = self
-            .publish_with(tenant, SCHEDULE_TOPIC, scheduled, Origin::Internal)
+            .core
+            .append(tenant, SCHEDULE_TOPIC, scheduled, Billing::Bill)
             .await?;
         let timers: Vec<Timer> = published
             .iter()
@@ -145,21 +161,21 @@ impl Engine {
                 offset: p.offset,
             })
             .collect();
-        self.catalog.put_timers(&timers).await?;
-        self.timers.load(timers);
+        self.core.catalog.put_timers(&timers).await?;
+        self.load(timers);
         Ok(published)
     }
 
     /// Delivers every due delayed message; returns how long until the next
     /// one is due (`None` when none is pending).
     pub async fn fire_due_timers(self: &Arc<Self>) -> Result<Option<Duration>> {
-        let _one_pass = self.timers.firing.lock().await;
+        let _one_pass = self.firing.lock().await;
         loop {
-            let now = self.clock.now_ms();
+            let now = self.core.clock.now_ms();
             // Everything due fires together: the publishes share WAL group
             // commits and the timer keys go in one transaction.
             let (due, next) = {
-                let pending = self.timers.lock();
+                let pending = self.lock();
                 let due: Vec<Timer> = pending
                     .iter()
                     .take_while(|t| t.deliver_at_ms <= now)
@@ -210,8 +226,8 @@ impl Engine {
                     "no due delayed message could be delivered".into(),
                 ));
             }
-            self.catalog.delete_timers(&done).await?;
-            let mut pending = self.timers.lock();
+            self.core.catalog.delete_timers(&done).await?;
+            let mut pending = self.lock();
             for t in &done {
                 pending.remove(t);
             }
@@ -225,6 +241,7 @@ impl Engine {
         timer: &Timer,
     ) -> Result<Option<(String, PublishMessage)>> {
         let read = match self
+            .core
             .read_inner(
                 &timer.tenant,
                 SCHEDULE_TOPIC,
@@ -271,7 +288,7 @@ impl Engine {
         let Some(tenant) = run.first().map(|(t, _)| t.tenant.clone()) else {
             return Vec::new();
         };
-        let cap = self.config.max_batch_messages.max(1);
+        let cap = self.core.config.max_batch_messages.max(1);
         if run.len() > cap {
             let mut done = Vec::new();
             let mut rest = run;
@@ -286,7 +303,8 @@ impl Engine {
         if timers.len() > 1 {
             // Billed when it was accepted, not again when it is delivered.
             match self
-                .publish_with(&tenant, topic, messages.clone(), Origin::Delivery)
+                .core
+                .append(&tenant, topic, messages.clone(), Billing::AlreadyBilled)
                 .await
             {
                 Ok(_) => return timers,
@@ -300,7 +318,8 @@ impl Engine {
         let mut done = Vec::new();
         for (timer, message) in timers.into_iter().zip(messages) {
             match self
-                .publish_with(&tenant, topic, vec![message], Origin::Delivery)
+                .core
+                .append(&tenant, topic, vec![message], Billing::AlreadyBilled)
                 .await
             {
                 Ok(_) => done.push(timer),

@@ -1,61 +1,46 @@
-//! Opening (recovery), topics, status and shutdown.
+//! The engine assembled: the core (topics, queues, publish, read, groups,
+//! the tiered log) and the features built on it, each owning its state and
+//! its loop. This file only opens them in order, starts and stops their
+//! loops, and routes the public API to whichever part answers it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use crate::queue::BatchRef;
+use strata_common::Clock;
 use strata_common::usage::{Meter, StoredBytes};
-use strata_common::{Clock, QueueKey, TopicId, names};
+use strata_compactor::{MaintenanceSummary, UploadSummary};
 use strata_metadata::{
-    Catalog, Check, MessageType, MetaStore, NewTopic, RedbStore, Retention, TopicRecord,
+    Check, GroupSpec, HalfRecord, IndexKind, MessageType, MetaStore, RedbStore, Retention,
 };
-use strata_tiering::batch::{KIND_MESSAGE_BATCH, decode_header, record_kind};
-use strata_tiering::{RecoveryReport, Wal, WalConfig};
+use strata_objects::Objects;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
+use crate::core::Core;
+use crate::delay::Delay;
 use crate::error::{EngineError, Result};
-use crate::queue::{IndexEntry, QueueState, TopicActivity};
-use crate::topic::{TopicState, Topics};
+use crate::lookup::{FoundMessage, Lookup};
+use crate::pop::{Pop, Popped, ReceiveRequest};
+use crate::pull::Pull;
+use crate::txn::{DueCheck, Txn};
 use crate::types::*;
-
-/// (tenant, group, queue) → end of the offsets handed to that group.
-pub(crate) type DeliveredMarks = HashMap<(String, String, QueueKey), u64>;
 
 /// The message engine of one node. Cheap to share: wrap in `Arc`.
 #[derive(Debug)]
 pub struct Engine {
-    pub(crate) config: EngineConfig,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) catalog: Catalog,
-    pub(crate) wal: Arc<Wal>,
-    pub(crate) cache: strata_cache::TailCache,
-    pub(crate) topics: RwLock<Topics>,
-    /// `true` once shutdown began: new work is refused, long polls end.
-    pub(crate) shutdown: watch::Sender<bool>,
-    /// Appends hold it shared; shutdown takes it exclusively to wait for them.
-    pub(crate) appends: Arc<tokio::sync::RwLock<()>>,
-    /// WAL reads hold it shared; segment deletion takes it exclusively.
-    pub(crate) wal_files: Arc<RwLock<()>>,
-    pub(crate) tiering: crate::tiered::Tiering,
-    /// Moves this node's WAL data to object storage (and keeps it in shape).
-    pub(crate) compactor: Arc<strata_compactor::Compactor>,
-    /// Per-tenant usage counters (the bill).
-    pub(crate) meter: Arc<Meter>,
-    /// How far each (tenant, group, queue) has been handed messages.
-    pub(crate) delivered: std::sync::Mutex<DeliveredMarks>,
-    /// POP state per (tenant, group, queue), loaded on first use.
-    pub(crate) pops: std::sync::Mutex<crate::pop::PopSlots>,
-    /// Pending delayed deliveries.
-    pub(crate) timers: crate::delay::Timers,
-    /// How far the message index reaches.
-    pub(crate) index: crate::lookup::IndexState,
+    core: Arc<Core>,
+    pull: Pull,
+    pop: Arc<Pop>,
+    delay: Arc<Delay>,
+    txn: Txn,
+    lookup: Arc<Lookup>,
     /// The background loops, awaited by `close` so that nothing holds the
     /// engine (and its metadata store) once it returns.
-    loops: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    started_ms: i64,
-    recovery: RecoverySummary,
+    loops: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// Opening and closing.
 impl Engine {
     /// Opens the engine on its embedded metadata store under `data_dir`.
     pub async fn open(config: EngineConfig, clock: Arc<dyn Clock>) -> Result<Arc<Self>> {
@@ -69,353 +54,55 @@ impl Engine {
         Self::open_with_store(config, clock, store).await
     }
 
-    /// Opens the engine on any metadata store: loads topics, claims their
-    /// queues, loads their object ranges, replays the WAL, and starts the
-    /// upload and maintenance loops.
+    /// Opens the engine on any metadata store: recovers the core (topics,
+    /// queue claims, object ranges, WAL replay), loads the features' state,
+    /// then starts the compactor's, the delay's and the index's loops.
     pub async fn open_with_store(
         config: EngineConfig,
         clock: Arc<dyn Clock>,
         store: Arc<dyn MetaStore>,
     ) -> Result<Arc<Self>> {
-        let catalog = Catalog::new(store);
-        let tiering = crate::tiered::Tiering::open(&config, clock.clone()).await?;
-        let floors = catalog.queue_floors().await?;
-        let mut ranges = catalog.all_ranges().await?;
-        let mut topics = Topics::default();
-        for record in catalog.all_topics().await? {
-            let topic = load_topic(&catalog, &config.node_id, record).await?;
-            for q in &topic.queues {
-                let floor = floors.get(&q.key).copied().unwrap_or(0);
-                let cold = ranges.remove(&q.key).unwrap_or_default();
-                q.lock().load_cold(cold, floor);
-            }
-            topics.insert(Arc::new(topic));
-        }
-        let checkpoint = catalog.wal_checkpoint(&config.node_id).await?.unwrap_or(0);
-
-        let wal_config = WalConfig {
-            dir: config.data_dir.join("wal"),
-            segment_bytes: config.wal_segment_bytes,
-            max_bytes: config.wal_max_bytes,
-            group_commit_max_bytes: config.wal_group_commit_max_bytes,
-            append_timeout: config.append_timeout,
-            clock: clock.clone(),
-        };
-        let by_id = topics.id_map();
-        let (wal, report) = tokio::task::spawn_blocking(move || {
-            let mut skipped = 0u64;
-            let opened = Wal::open(wal_config, |lsn, payload| {
-                if !replay(&by_id, lsn, payload) {
-                    skipped += 1;
-                }
-                Ok(())
-            });
-            if skipped > 0 {
-                tracing::info!(
-                    skipped,
-                    "WAL records of deleted topics or released offsets skipped"
-                );
-            }
-            opened
-        })
-        .await
-        .map_err(|e| EngineError::Internal(format!("WAL recovery task failed: {e}")))??;
-
-        for topic in topics.all() {
-            for q in &topic.queues {
-                let hw = q.lock().high_watermark;
-                q.announce(hw);
-            }
-        }
-        let recovery = summarize(&report);
-        tracing::info!(
-            segments = recovery.segments,
-            records = recovery.records,
-            bytes = recovery.bytes,
-            truncated_bytes = recovery.truncated_bytes,
-            "WAL recovered"
-        );
-        let started_ms = clock.now_ms();
-        let compactor_config = strata_compactor::CompactorConfig {
-            node_id: config.node_id.clone(),
-            upload_interval: config.upload_interval,
-            upload_trigger_bytes: config.upload_trigger_bytes,
-            max_object_bytes: config.max_object_bytes,
-            target_block_bytes: config.target_block_bytes,
-            maintenance_interval: config.retention_interval,
-            merge_small_range_bytes: config.merge_small_range_bytes,
-            merge_min_ranges: config.merge_min_ranges,
-            merge_target_bytes: config.merge_target_bytes,
-            gc_grace: config.gc_grace,
-        };
-        let engine = Arc::new_cyclic(|engine: &std::sync::Weak<Self>| Self {
-            compactor: Arc::new(strata_compactor::Compactor::new(
-                engine.clone(),
-                catalog.clone(),
-                tiering.objects.clone(),
-                clock.clone(),
-                compactor_config,
-                checkpoint,
-            )),
-            cache: strata_cache::TailCache::new(config.tail_cache_bytes),
-            config,
-            clock: clock.clone(),
-            catalog,
-            wal,
-            topics: RwLock::new(topics),
-            shutdown: watch::Sender::new(false),
-            appends: Arc::new(tokio::sync::RwLock::new(())),
-            wal_files: Arc::new(RwLock::new(())),
-            tiering,
-            meter: Arc::new(Meter::new(clock.clone())),
-            delivered: std::sync::Mutex::new(DeliveredMarks::new()),
-            pops: std::sync::Mutex::new(crate::pop::PopSlots::new()),
-            timers: crate::delay::Timers::default(),
-            index: crate::lookup::IndexState::default(),
-            loops: std::sync::Mutex::new(Vec::new()),
-            started_ms,
-            recovery,
+        let core = Core::open(config, clock, store).await?;
+        let engine = Arc::new(Self {
+            pull: Pull::new(core.clone()),
+            pop: Pop::new(core.clone()),
+            delay: Delay::open(core.clone()).await?,
+            txn: Txn::new(core.clone()),
+            lookup: Lookup::open(core.clone()).await?,
+            loops: Mutex::new(Vec::new()),
+            core,
         });
-        engine.timers.load(engine.catalog.all_timers().await?);
-        engine.index.load(engine.catalog.index_marks().await?);
-        let [uploads, maintenance] = engine.compactor.spawn(&engine.shutdown.subscribe());
+        let [uploads, maintenance] = engine
+            .core
+            .compactor
+            .spawn(&engine.core.shutdown.subscribe());
         let loops = [
             uploads,
             maintenance,
-            crate::delay::spawn_loop(&engine),
-            crate::lookup::spawn_loop(&engine),
+            engine.delay.spawn_loop(),
+            engine.lookup.spawn_loop(),
         ];
         engine.lock_loops().extend(loops);
         Ok(engine)
     }
 
-    fn lock_loops(&self) -> std::sync::MutexGuard<'_, Vec<tokio::task::JoinHandle<()>>> {
+    fn lock_loops(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
         self.loops.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn config(&self) -> &EngineConfig {
-        &self.config
-    }
-
-    /// The clock the engine runs on.
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
-    }
-
-    /// This node's per-tenant usage counters.
-    pub fn meter(&self) -> &Arc<Meter> {
-        &self.meter
-    }
-
-    /// Bytes each tenant stores on this node now: WAL bytes of its queues
-    /// (hot) and bytes of its object ranges (cold). Tenants storing nothing
-    /// are absent.
-    pub fn stored_bytes_by_tenant(&self) -> HashMap<String, StoredBytes> {
-        let mut out: HashMap<String, StoredBytes> = HashMap::new();
-        for topic in self.topics_read().all() {
-            for q in &topic.queues {
-                let (hot, cold) = {
-                    let inner = q.lock();
-                    (inner.retained_bytes, inner.cold_bytes)
-                };
-                if hot + cold > 0 {
-                    let entry = out.entry(topic.record.tenant.clone()).or_default();
-                    entry.hot += hot;
-                    entry.cold += cold;
-                }
-            }
-        }
-        out
-    }
-
-    pub(crate) fn check_open(&self) -> Result<()> {
-        if *self.shutdown.borrow() {
-            return Err(EngineError::ShuttingDown);
-        }
-        Ok(())
-    }
-
-    pub(crate) fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, Topics> {
-        self.topics.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn topics_write(&self) -> std::sync::RwLockWriteGuard<'_, Topics> {
-        self.topics.write().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn topic(&self, tenant: &str, name: &str) -> Result<Arc<TopicState>> {
-        self.topics_read()
-            .get(tenant, name)
-            .cloned()
-            .ok_or_else(|| EngineError::TopicNotFound(name.to_string()))
-    }
-
-    /// Creates a topic with `queues` queues and claims them for this node.
-    pub async fn create_topic(
-        &self,
-        tenant: &str,
-        name: &str,
-        queues: u32,
-        message_type: MessageType,
-        retention: Option<Retention>,
-    ) -> Result<TopicInfo> {
-        let spec = TopicSpec {
-            queues,
-            message_type,
-            retention,
-            retention_bytes: None,
-        };
-        self.create_topic_with(tenant, name, spec).await
-    }
-
-    /// Creates a topic from a full specification. Names starting with
-    /// [`crate::delay::SYSTEM_TOPIC_PREFIX`] are the engine's own.
-    pub async fn create_topic_with(
-        &self,
-        tenant: &str,
-        name: &str,
-        spec: TopicSpec,
-    ) -> Result<TopicInfo> {
-        if name.starts_with(crate::delay::SYSTEM_TOPIC_PREFIX) {
-            return Err(EngineError::InvalidArgument(format!(
-                "topic names starting with {:?} are reserved",
-                crate::delay::SYSTEM_TOPIC_PREFIX
-            )));
-        }
-        self.create_topic_unchecked(tenant, name, spec).await
-    }
-
-    /// [`Engine::create_topic_with`] for the engine's own topics.
-    pub(crate) async fn create_topic_unchecked(
-        &self,
-        tenant: &str,
-        name: &str,
-        spec: TopicSpec,
-    ) -> Result<TopicInfo> {
-        self.check_open()?;
-        names::validate_topic(name)?;
-        let max = self.config.max_queues_per_topic;
-        let queues = spec.queues;
-        if queues == 0 || queues > max {
-            return Err(EngineError::InvalidArgument(format!(
-                "queues must be between 1 and {max}, got {queues}"
-            )));
-        }
-        if spec.retention_bytes == Some(0) {
-            return Err(EngineError::InvalidArgument(
-                "retention_bytes must be greater than zero".into(),
-            ));
-        }
-        let retention = spec.retention.unwrap_or(self.config.default_retention);
-        let record = self
-            .catalog
-            .create_topic(
-                tenant,
-                name,
-                NewTopic {
-                    queues,
-                    message_type: spec.message_type,
-                    retention,
-                    retention_bytes: spec.retention_bytes,
-                },
-                self.clock.now_ms(),
-            )
-            .await?;
-        let topic = Arc::new(load_topic(&self.catalog, &self.config.node_id, record).await?);
-        self.topics_write().insert(topic.clone());
-        tracing::info!(tenant, topic = name, queues, "topic created");
-        Ok(topic_info(&topic.record))
-    }
-
-    pub fn list_topics(&self, tenant: &str) -> Vec<TopicInfo> {
-        let mut list: Vec<TopicInfo> = self
-            .topics_read()
-            .all()
-            .filter(|t| t.record.tenant == tenant)
-            .filter(|t| !t.record.name.starts_with(crate::delay::SYSTEM_TOPIC_PREFIX))
-            .map(|t| topic_info(&t.record))
-            .collect();
-        list.sort_by(|a, b| a.name.cmp(&b.name));
-        list
-    }
-
-    /// A topic's settings, without per-queue statistics (cheap: for
-    /// request paths that only need its type and queue count).
-    pub fn topic_info(&self, tenant: &str, name: &str) -> Result<TopicInfo> {
-        Ok(topic_info(&self.topic(tenant, name)?.record))
-    }
-
-    pub fn describe_topic(&self, tenant: &str, name: &str) -> Result<(TopicInfo, Vec<QueueInfo>)> {
-        let topic = self.topic(tenant, name)?;
-        let queues = topic.queues.iter().map(|q| queue_info(q)).collect();
-        Ok((topic_info(&topic.record), queues))
-    }
-
-    pub fn queue_info(&self, tenant: &str, topic: &str, queue: u32) -> Result<QueueInfo> {
-        let topic = self.topic(tenant, topic)?;
-        Ok(queue_info(topic.queue(queue)?))
-    }
-
-    /// Deletes a topic. Its WAL data is skipped on replay and released by
-    /// retention; its committed offsets stop being listed.
-    pub async fn delete_topic(&self, tenant: &str, name: &str) -> Result<TopicInfo> {
-        self.check_open()?;
-        let record = self.catalog.delete_topic(tenant, name).await?;
-        if let Some(topic) = self.topics_write().remove(tenant, name) {
-            for q in &topic.queues {
-                self.cache.remove_queue(q.key);
-            }
-        }
-        tracing::info!(tenant, topic = name, "topic deleted");
-        Ok(topic_info(&record))
-    }
-
-    /// A metadata check that holds only while this node still owns `key` at
-    /// the epoch it claimed: add it to a metadata transaction to fence it.
-    pub fn owner_check(&self, tenant: &str, topic: &str, queue: u32) -> Result<Check> {
-        let topic = self.topic(tenant, topic)?;
-        let q = topic.queue(queue)?;
-        Ok(self.catalog.owner_check(q.key, &q.owner))
-    }
-
-    pub fn status(&self) -> NodeStatus {
-        let topics = self.topics_read();
-        let (mut queues, mut messages, mut bytes) = (0usize, 0u64, 0u64);
-        for t in topics.all() {
-            for q in &t.queues {
-                let inner = q.lock();
-                queues += 1;
-                messages += inner.high_watermark.saturating_sub(inner.first_offset);
-                bytes += inner.retained_bytes + inner.cold_bytes;
-            }
-        }
-        NodeStatus {
-            node_id: self.config.node_id.clone(),
-            started_ms: self.started_ms,
-            topics: topics.all().count(),
-            queues,
-            retained_messages: messages,
-            retained_bytes: bytes,
-            wal: self.wal.stats(),
-            tail_cache: self.cache.stats(),
-            recovery: self.recovery.clone(),
-            tiering: self.tiering_status(),
-        }
     }
 
     /// A receiver that turns `true` when shutdown begins.
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.subscribe()
+        self.core.shutdown_signal()
     }
 
     /// Starts shutting down: new requests are refused with UNAVAILABLE and
     /// long polls return at once; appends already accepted still finish.
     pub fn begin_shutdown(&self) {
-        self.shutdown.send_replace(true);
+        self.core.begin_shutdown();
     }
 
-    /// [`Engine::begin_shutdown`], then waits for in-flight appends to become
-    /// durable and closes the WAL.
+    /// [`Engine::begin_shutdown`], then waits for the loops to end and for
+    /// in-flight appends to become durable, and closes the WAL.
     pub async fn close(&self) -> Result<()> {
         self.begin_shutdown();
         // A pass in progress finishes; the loops then see the shutdown.
@@ -427,126 +114,419 @@ impl Engine {
                 tracing::error!(error = %e, "an engine loop panicked");
             }
         }
-        // A message-index pass in progress finishes; later ones do nothing.
-        let _no_index_pass = self.index.running.lock().await;
-        let _all_appends_done = self.appends.write().await;
-        let wal = self.wal.clone();
-        tokio::task::spawn_blocking(move || wal.close())
-            .await
-            .map_err(|e| EngineError::Internal(format!("WAL close task failed: {e}")))??;
+        // A message-index pass started by a caller finishes too.
+        self.lookup.wait_for_pass().await;
+        self.core.close().await?;
         tracing::info!("engine closed");
         Ok(())
     }
 }
 
-/// Builds a topic's live state, claiming all its queues for this node in one
-/// metadata transaction.
-async fn load_topic(catalog: &Catalog, node: &str, record: TopicRecord) -> Result<TopicState> {
-    let owners = catalog
-        .claim_topic_queues(record.id, record.queues, node)
-        .await?;
-    let tenant: Arc<str> = Arc::from(record.tenant.as_str());
-    let activity = Arc::new(TopicActivity::new());
-    let queues = owners
-        .into_iter()
-        .zip(0..)
-        .map(|(owner, q)| {
-            Arc::new(QueueState::new(
-                QueueKey::new(record.id, q),
-                tenant.clone(),
-                owner,
-                activity.clone(),
-            ))
-        })
-        .collect();
-    Ok(TopicState::new(record, queues))
-}
-
-/// Applies one replayed WAL record; false when it was skipped.
-fn replay(topics: &HashMap<TopicId, Arc<TopicState>>, lsn: u64, payload: &[u8]) -> bool {
-    if record_kind(payload) != Some(KIND_MESSAGE_BATCH) {
-        tracing::warn!(lsn, "unknown WAL record kind skipped");
-        return false;
+/// The node: configuration, clock, usage, status.
+impl Engine {
+    pub fn config(&self) -> &EngineConfig {
+        self.core.config()
     }
-    let header = match decode_header(payload) {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::error!(lsn, error = %e, "undecodable WAL batch skipped");
-            return false;
-        }
-    };
-    let Some(queue) = topics
-        .get(&header.queue.topic)
-        .and_then(|t| t.queues.get(header.queue.queue as usize))
-    else {
-        return false;
-    };
-    let entry = IndexEntry {
-        base_offset: header.base_offset,
-        count: header.count,
-        bytes: payload.len() as u64,
-        at: BatchRef {
-            lsn,
-            timestamp_ms: header.timestamp_ms,
-        },
-    };
-    let accepted = queue.lock().recover(entry, header.timestamp_ms);
-    if !accepted && header.base_offset >= queue.lock().next_offset {
-        tracing::error!(lsn, queue = %header.queue, base = header.base_offset, "WAL batch out of sequence skipped");
-    }
-    accepted
-}
 
-fn summarize(report: &RecoveryReport) -> RecoverySummary {
-    RecoverySummary {
-        segments: report.segments,
-        records: report.records,
-        bytes: report.bytes,
-        truncated_path: report.truncated.as_ref().map(|t| t.path.clone()),
-        truncated_bytes: report.truncated.as_ref().map_or(0, |t| t.cut_bytes),
-        truncated_reason: report.truncated.as_ref().map(|t| t.reason.clone()),
+    /// The clock the engine runs on.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        self.core.clock()
+    }
+
+    /// This node's per-tenant usage counters.
+    pub fn meter(&self) -> &Arc<Meter> {
+        self.core.meter()
+    }
+
+    /// Bytes each tenant stores on this node now: WAL bytes of its queues
+    /// (hot) and bytes of its object ranges (cold). Tenants storing nothing
+    /// are absent.
+    pub fn stored_bytes_by_tenant(&self) -> HashMap<String, StoredBytes> {
+        self.core.stored_bytes_by_tenant()
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        self.core.status()
+    }
+
+    /// A metadata check that holds only while this node still owns the
+    /// queue at the epoch it claimed: add it to a metadata transaction to
+    /// fence it.
+    pub fn owner_check(&self, tenant: &str, topic: &str, queue: u32) -> Result<Check> {
+        self.core.owner_check(tenant, topic, queue)
     }
 }
 
-pub(crate) fn topic_info(record: &TopicRecord) -> TopicInfo {
-    TopicInfo {
-        id: record.id,
-        name: record.name.clone(),
-        queues: record.queues,
-        message_type: record.message_type,
-        retention: record.retention,
-        retention_bytes: record.retention_bytes,
-        created_ms: record.created_ms,
+/// Topics.
+impl Engine {
+    /// Creates a topic with `queues` queues and claims them for this node.
+    pub async fn create_topic(
+        &self,
+        tenant: &str,
+        name: &str,
+        queues: u32,
+        message_type: MessageType,
+        retention: Option<Retention>,
+    ) -> Result<TopicInfo> {
+        self.core
+            .create_topic(tenant, name, queues, message_type, retention)
+            .await
+    }
+
+    /// Creates a topic from a full specification. Names starting with
+    /// [`SYSTEM_TOPIC_PREFIX`](crate::SYSTEM_TOPIC_PREFIX) are the engine's own.
+    pub async fn create_topic_with(
+        &self,
+        tenant: &str,
+        name: &str,
+        spec: TopicSpec,
+    ) -> Result<TopicInfo> {
+        self.core.create_topic_with(tenant, name, spec).await
+    }
+
+    /// The tenant's topics by name, hidden ones left out.
+    pub fn list_topics(&self, tenant: &str) -> Vec<TopicInfo> {
+        self.core.list_topics(tenant)
+    }
+
+    /// A topic's settings, without per-queue statistics (cheap: for
+    /// request paths that only need its type and queue count).
+    pub fn topic_info(&self, tenant: &str, name: &str) -> Result<TopicInfo> {
+        self.core.topic_info(tenant, name)
+    }
+
+    pub fn describe_topic(&self, tenant: &str, name: &str) -> Result<(TopicInfo, Vec<QueueInfo>)> {
+        self.core.describe_topic(tenant, name)
+    }
+
+    pub fn queue_info(&self, tenant: &str, topic: &str, queue: u32) -> Result<QueueInfo> {
+        self.core.queue_info(tenant, topic, queue)
+    }
+
+    /// Deletes a topic. Its WAL data is skipped on replay and released by
+    /// retention; its committed offsets stop being listed.
+    pub async fn delete_topic(&self, tenant: &str, name: &str) -> Result<TopicInfo> {
+        self.core.delete_topic(tenant, name).await
     }
 }
 
-pub(crate) fn queue_info(q: &QueueState) -> QueueInfo {
-    let inner = q.lock();
-    QueueInfo {
-        queue: q.key.queue,
-        first_offset: inner.first_offset,
-        end_offset: inner.high_watermark,
-        messages: inner.high_watermark.saturating_sub(inner.first_offset),
-        bytes: inner.retained_bytes + inner.cold_bytes,
-        batches: inner.index.len() as u64,
-        oldest_timestamp_ms: inner
-            .cold
-            .front()
-            .map(|r| r.min_timestamp_ms)
-            .or_else(|| inner.index.front().map(|e| e.at.timestamp_ms)),
-        newest_timestamp_ms: inner.index.back().map(|e| e.at.timestamp_ms),
-        owner_node: q.owner.node.clone(),
-        owner_epoch: q.owner.epoch,
-        wal_first_offset: inner.hot_first(),
-        object_first_offset: inner.cold.front().map(|r| r.base_offset),
-        object_end_offset: inner.cold_end(),
-        object_bytes: inner.cold_bytes,
-        object_ranges: inner.cold.len() as u64,
-        objects: inner
-            .cold
-            .iter()
-            .map(|r| r.object.as_str())
-            .collect::<std::collections::HashSet<_>>()
-            .len() as u64,
+/// Publishing: plain, delayed ([`crate::delay`]), transactional ([`crate::txn`]).
+impl Engine {
+    /// Publishes messages and returns once all of them are durable.
+    ///
+    /// Messages for one queue keep their order and form one WAL record. A
+    /// batch spanning queues is not atomic: on error some queues may have
+    /// stored their part (retrying gives at-least-once delivery). DELAY
+    /// topics take their messages through [`Engine::publish_at`],
+    /// TRANSACTION topics through [`Engine::publish_half`].
+    pub async fn publish(
+        &self,
+        tenant: &str,
+        topic: &str,
+        messages: Vec<PublishMessage>,
+    ) -> Result<Vec<Published>> {
+        self.core.publish(tenant, topic, messages).await
+    }
+
+    /// Publishes `messages` to a DELAY topic for delivery at
+    /// `deliver_at_ms` (Unix ms). A time already past delivers at once.
+    pub async fn publish_at(
+        &self,
+        tenant: &str,
+        topic: &str,
+        messages: Vec<PublishMessage>,
+        deliver_at_ms: i64,
+    ) -> Result<Vec<Published>> {
+        self.delay
+            .publish_at(tenant, topic, messages, deliver_at_ms)
+            .await
+    }
+
+    /// Delivers every due delayed message; returns how long until the next
+    /// one is due (`None` when none is pending).
+    pub async fn fire_due_timers(&self) -> Result<Option<Duration>> {
+        self.delay.fire_due_timers().await
+    }
+
+    /// Stores a half message for `topic` (a TRANSACTION topic) and opens a
+    /// transaction; returns where the half message is and the transaction id.
+    pub async fn publish_half(
+        &self,
+        tenant: &str,
+        topic: &str,
+        message: PublishMessage,
+    ) -> Result<(Published, String)> {
+        self.txn.publish_half(tenant, topic, message).await
+    }
+
+    /// Commits (the message enters its topic) or rolls back a transaction.
+    pub async fn end_transaction(
+        &self,
+        tenant: &str,
+        topic: &str,
+        transaction_id: &str,
+        commit: bool,
+    ) -> Result<()> {
+        self.txn
+            .end_transaction(tenant, topic, transaction_id, commit)
+            .await
+    }
+
+    /// The open transactions of `topic` (which must exist), oldest first.
+    pub async fn open_transactions(&self, tenant: &str, topic: &str) -> Result<Vec<HalfRecord>> {
+        self.txn.open_transactions(tenant, topic).await
+    }
+
+    /// Open transactions whose producer should be asked about them now;
+    /// those asked too often are rolled back instead.
+    pub async fn due_transaction_checks(&self) -> Result<Vec<DueCheck>> {
+        self.txn.due_transaction_checks().await
+    }
+
+    /// Records that a producer was asked about `record`; `true` when that
+    /// was the last check before the transaction is rolled back.
+    pub async fn note_transaction_check(&self, record: &HalfRecord) -> Result<bool> {
+        self.txn.note_transaction_check(record).await
+    }
+}
+
+/// Reading by offset, and finding messages by id or key ([`crate::lookup`]).
+impl Engine {
+    /// Reads up to `max_messages` from `offset`. When `offset` is the end of
+    /// the queue, waits up to `wait` (capped by config) for new messages.
+    pub async fn read(
+        &self,
+        tenant: &str,
+        topic: &str,
+        queue: u32,
+        offset: u64,
+        max_messages: usize,
+        wait: Duration,
+    ) -> Result<ReadResult> {
+        self.core
+            .read(tenant, topic, queue, offset, max_messages, wait)
+            .await
+    }
+
+    /// [`Engine::read`] on behalf of consumer `group` (which must exist):
+    /// messages the group was given before are counted as redeliveries.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn read_for_group(
+        &self,
+        tenant: &str,
+        group: &str,
+        topic: &str,
+        queue: u32,
+        offset: u64,
+        max_messages: usize,
+        wait: Duration,
+    ) -> Result<ReadResult> {
+        self.pull
+            .read_for_group(tenant, group, topic, queue, offset, max_messages, wait)
+            .await
+    }
+
+    /// The first offset whose message was appended at or after
+    /// `timestamp_ms` (the end of the queue if none was).
+    pub async fn offset_for_time(
+        &self,
+        tenant: &str,
+        topic: &str,
+        queue: u32,
+        timestamp_ms: i64,
+    ) -> Result<u64> {
+        self.core
+            .offset_for_time(tenant, topic, queue, timestamp_ms)
+            .await
+    }
+
+    /// Up to `limit` messages of `topic` whose id (or key) is `value`, in
+    /// (queue, offset) order; counted as delivered.
+    pub async fn find_messages(
+        &self,
+        tenant: &str,
+        topic: &str,
+        kind: IndexKind,
+        value: &str,
+        limit: usize,
+    ) -> Result<Vec<FoundMessage>> {
+        self.lookup
+            .find_messages(tenant, topic, kind, value, limit)
+            .await
+    }
+
+    /// One pass of the index task; returns how many messages it indexed.
+    pub async fn index_pending(&self) -> Result<usize> {
+        self.lookup.index_pending().await
+    }
+}
+
+/// Consumer groups and their committed offsets.
+impl Engine {
+    /// Creates a group with the defaults of [`GroupSpec`] (idempotent).
+    pub async fn create_group(&self, tenant: &str, name: &str) -> Result<GroupInfo> {
+        self.core.create_group(tenant, name).await
+    }
+
+    /// Creates a group as `spec` says; an existing group is returned
+    /// unchanged (its settings were fixed when it was created).
+    pub async fn create_group_with(
+        &self,
+        tenant: &str,
+        name: &str,
+        spec: GroupSpec,
+    ) -> Result<GroupInfo> {
+        self.core.create_group_with(tenant, name, spec).await
+    }
+
+    /// The group's settings (without offsets), or [`EngineError::GroupNotFound`].
+    pub async fn group(&self, tenant: &str, name: &str) -> Result<GroupInfo> {
+        self.core.group(tenant, name).await
+    }
+
+    /// Ok if the group exists, else [`EngineError::GroupNotFound`].
+    pub async fn require_group(&self, tenant: &str, name: &str) -> Result<()> {
+        self.core.require_group(tenant, name).await
+    }
+
+    pub async fn list_groups(&self, tenant: &str) -> Result<Vec<GroupInfo>> {
+        self.core.list_groups(tenant).await
+    }
+
+    /// A group with its committed offsets and lag per queue.
+    pub async fn describe_group(&self, tenant: &str, name: &str) -> Result<GroupInfo> {
+        self.core.describe_group(tenant, name).await
+    }
+
+    /// Deletes a group: its record and offsets, its POP state, and what
+    /// this node remembers handing it.
+    pub async fn delete_group(&self, tenant: &str, name: &str) -> Result<()> {
+        self.core.delete_group(tenant, name).await?;
+        self.pop.forget_group(tenant, name).await?;
+        self.pull.forget_group(tenant, name);
+        Ok(())
+    }
+
+    /// Commits `offset` (the next offset to consume) for a group on one
+    /// queue, creating the group if needed.
+    pub async fn commit_offset(
+        &self,
+        tenant: &str,
+        group: &str,
+        topic: &str,
+        queue: u32,
+        offset: u64,
+    ) -> Result<()> {
+        self.core
+            .commit_offset(tenant, group, topic, queue, offset)
+            .await
+    }
+
+    /// A group's committed offset on one queue, if any.
+    pub async fn committed_offset(
+        &self,
+        tenant: &str,
+        group: &str,
+        topic: &str,
+        queue: u32,
+    ) -> Result<Option<u64>> {
+        self.core
+            .committed_offset(tenant, group, topic, queue)
+            .await
+    }
+}
+
+/// Consumption by message ([`crate::pop`]).
+impl Engine {
+    /// Receives up to `max_messages` for a consumer group from the topic's
+    /// queues (or the one queue asked for), invisible to the group for
+    /// `r.invisible` unless acknowledged; waits up to `r.wait` when nothing
+    /// is deliverable.
+    pub async fn receive(&self, r: ReceiveRequest<'_>) -> Result<Vec<Popped>> {
+        self.pop.receive(r).await
+    }
+
+    /// Acknowledges one delivery; a malformed, superseded or expired
+    /// handle is refused.
+    pub async fn ack(&self, tenant: &str, group: &str, topic: &str, handle: &str) -> Result<()> {
+        self.pop.ack(tenant, group, topic, handle).await
+    }
+
+    /// Moves one delivered message to the group's dead-letter topic now.
+    pub async fn forward_to_dead_letter(
+        &self,
+        tenant: &str,
+        group: &str,
+        topic: &str,
+        handle: &str,
+    ) -> Result<()> {
+        self.pop
+            .forward_to_dead_letter(tenant, group, topic, handle)
+            .await
+    }
+
+    /// Makes one delivery invisible for `invisible` from now (zero: visible
+    /// again at once); returns the new receipt handle.
+    pub async fn change_invisible(
+        &self,
+        tenant: &str,
+        group: &str,
+        topic: &str,
+        handle: &str,
+        invisible: Duration,
+    ) -> Result<String> {
+        self.pop
+            .change_invisible(tenant, group, topic, handle, invisible)
+            .await
+    }
+}
+
+/// Tiered storage: the object store, the cold-read runtime, the compactor.
+impl Engine {
+    /// The object store wrapper: its metrics, and its fault switches in tests.
+    pub fn object_store(&self) -> &Objects {
+        self.core.object_store()
+    }
+
+    /// The low-priority runtime of reads: protocol adapters encode read
+    /// replies here, so consumers never compete with producers for the
+    /// async workers.
+    pub fn read_runtime(&self) -> tokio::runtime::Handle {
+        self.core.read_runtime()
+    }
+
+    /// The node's WAL checkpoint: everything below is in object storage.
+    pub fn wal_checkpoint(&self) -> u64 {
+        self.core.wal_checkpoint()
+    }
+
+    /// Durable WAL bytes not yet in object storage.
+    pub fn upload_lag_bytes(&self) -> u64 {
+        self.core.upload_lag_bytes()
+    }
+
+    /// Uploads durable WAL data from the checkpoint on as one object.
+    pub async fn upload_once(&self) -> Result<UploadSummary> {
+        self.core.upload_once().await
+    }
+
+    /// One pass of retention, merging and garbage collection.
+    pub async fn maintain(&self) -> Result<MaintenanceSummary> {
+        self.core.maintain().await
+    }
+
+    /// Expires the ranges retention no longer keeps; returns how many went.
+    pub async fn enforce_retention(&self) -> Result<u64> {
+        self.core.enforce_retention().await
+    }
+
+    /// Rewrites runs of small adjacent ranges into per-queue objects.
+    pub async fn merge_small_ranges(&self) -> Result<u64> {
+        self.core.merge_small_ranges().await
+    }
+
+    /// Deletes objects no committed range references.
+    pub async fn collect_garbage(&self) -> Result<u64> {
+        self.core.collect_garbage().await
     }
 }

@@ -10,21 +10,24 @@
 //! Every queue has one owner, recorded in the metadata store with an epoch
 //! that grows on every claim; batches carry the epoch, and later metadata
 //! commits can be fenced on it (see [`Engine::owner_check`]).
+//!
+//! The crate is a core and features on top of it. [`core`](crate::core)
+//! holds topics, queues, the publish and read paths, groups' offsets and
+//! the tiered log; the features ([`pop`], [`delay`], [`txn`], [`lookup`],
+//! and `pull`) each hold an `Arc` of the core and their own state and loop,
+//! and never each other; [`Engine`] assembles them.
 
+mod core;
 pub mod delay;
 mod engine;
 mod error;
-mod groups;
 pub mod lookup;
 pub mod pop;
-mod publish;
-mod queue;
-mod read;
-mod tiered;
-mod topic;
+mod pull;
 pub mod txn;
 mod types;
 
+pub use crate::core::{SYSTEM_TOPIC_PREFIX, SYSTEM_TOPIC_RETENTION};
 pub use engine::Engine;
 pub use error::{EngineError, Result};
 pub use lookup::FoundMessage;

@@ -22,10 +22,9 @@ use strata_common::usage::Counter;
 use strata_common::{QueueKey, StoredMessage};
 use strata_metadata::{IndexKind, IndexedMessage};
 
-use crate::delay::SYSTEM_TOPIC_PREFIX;
-use crate::engine::Engine;
+use crate::core::topic::TopicState;
+use crate::core::{Core, SYSTEM_TOPIC_PREFIX};
 use crate::error::{EngineError, Result};
-use crate::topic::TopicState;
 
 /// How often the index task catches up with new messages.
 pub const INDEX_INTERVAL: Duration = Duration::from_millis(200);
@@ -45,18 +44,28 @@ pub struct FoundMessage {
     pub message: StoredMessage,
 }
 
-/// The index task's view: how far each queue is indexed and pruned.
-#[derive(Debug, Default)]
-pub(crate) struct IndexState {
+/// The message index: the task that follows every queue, and lookups.
+#[derive(Debug)]
+pub(crate) struct Lookup {
+    core: Arc<Core>,
+    /// How far each queue is indexed.
     marks: std::sync::Mutex<HashMap<QueueKey, u64>>,
+    /// Below which offset each queue's entries are pruned.
     pruned_below: std::sync::Mutex<HashMap<QueueKey, u64>>,
     /// One pass at a time; `Engine::close` takes it to wait for a pass.
-    pub(crate) running: tokio::sync::Mutex<()>,
+    running: tokio::sync::Mutex<()>,
 }
 
-impl IndexState {
-    pub(crate) fn load(&self, marks: HashMap<QueueKey, u64>) {
-        *self.marks.lock().unwrap_or_else(|p| p.into_inner()) = marks;
+impl Lookup {
+    /// Loads how far the index reaches.
+    pub(crate) async fn open(core: Arc<Core>) -> Result<Arc<Self>> {
+        let marks = core.catalog.index_marks().await?;
+        Ok(Arc::new(Self {
+            core,
+            marks: std::sync::Mutex::new(marks),
+            pruned_below: std::sync::Mutex::new(HashMap::new()),
+            running: tokio::sync::Mutex::new(()),
+        }))
     }
 
     fn mark(&self, queue: QueueKey) -> u64 {
@@ -70,39 +79,46 @@ impl IndexState {
             all.insert(QueueKey::new(topic, queue), next);
         }
     }
+
+    /// Waits for a pass in progress to end; later passes do nothing once
+    /// shutdown has begun.
+    pub(crate) async fn wait_for_pass(&self) {
+        let _pass = self.running.lock().await;
+    }
+
+    /// Spawns the index task; it runs until shutdown.
+    pub(crate) fn spawn_loop(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        let mut shutdown = self.core.shutdown.subscribe();
+        let clock = self.core.clock.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = clock.sleep(INDEX_INTERVAL) => {}
+                    _ = shutdown.wait_for(|down| *down) => break,
+                }
+                let Some(lookup) = weak.upgrade() else { break };
+                if let Err(e) = lookup.index_pending().await
+                    && !*lookup.core.shutdown.borrow()
+                {
+                    tracing::warn!(error = %e, "message index pass failed; retrying");
+                }
+            }
+        })
+    }
 }
 
-/// Spawns the index task; it runs until shutdown.
-pub(crate) fn spawn_loop(engine: &Arc<Engine>) -> tokio::task::JoinHandle<()> {
-    let weak = Arc::downgrade(engine);
-    let mut shutdown = engine.shutdown.subscribe();
-    let clock = engine.clock.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = clock.sleep(INDEX_INTERVAL) => {}
-                _ = shutdown.wait_for(|down| *down) => break,
-            }
-            let Some(engine) = weak.upgrade() else { break };
-            if let Err(e) = engine.index_pending().await
-                && !*engine.shutdown.borrow()
-            {
-                tracing::warn!(error = %e, "message index pass failed; retrying");
-            }
-        }
-    })
-}
-
-impl Engine {
+impl Lookup {
     /// One pass of the index task: indexes every queue up to its durable
     /// end, prunes entries of expired messages and drops the index of
     /// deleted topics. Returns how many messages it indexed.
-    pub async fn index_pending(self: &Arc<Self>) -> Result<usize> {
-        let _one = self.index.running.lock().await;
-        if *self.shutdown.borrow() {
+    pub async fn index_pending(&self) -> Result<usize> {
+        let _one = self.running.lock().await;
+        if *self.core.shutdown.borrow() {
             return Ok(0);
         }
         let topics: Vec<Arc<TopicState>> = self
+            .core
             .topics_read()
             .all()
             .filter(|t| !t.record.name.starts_with(SYSTEM_TOPIC_PREFIX))
@@ -116,7 +132,7 @@ impl Engine {
         Ok(indexed)
     }
 
-    async fn index_topic(self: &Arc<Self>, topic: &TopicState) -> Result<usize> {
+    async fn index_topic(&self, topic: &TopicState) -> Result<usize> {
         let (tenant, name, id) = (&topic.record.tenant, &topic.record.name, topic.record.id);
         let mut batch = Vec::new();
         let mut marks = Vec::new();
@@ -127,11 +143,12 @@ impl Engine {
                 (inner.first_offset, inner.high_watermark)
             };
             self.prune_expired(q.key, first).await?;
-            let mark = self.index.mark(q.key);
+            let mark = self.mark(q.key);
             let mut at = mark.max(first);
             while at < hw && batch.len() < INDEX_BATCH {
                 let want = INDEX_BATCH - batch.len();
                 let read = match self
+                    .core
                     .read_inner(tenant, name, q.key.queue, at, want, Duration::ZERO)
                     .await
                 {
@@ -181,8 +198,11 @@ impl Engine {
         if marks.is_empty() {
             return Ok(0);
         }
-        self.catalog.index_messages(topic, batch, marks).await?;
-        self.index.set_marks(topic, marks);
+        self.core
+            .catalog
+            .index_messages(topic, batch, marks)
+            .await?;
+        self.set_marks(topic, marks);
         let n = batch.len();
         batch.clear();
         marks.clear();
@@ -192,23 +212,19 @@ impl Engine {
     /// Deletes entries of messages below `first` (expired), a page per pass.
     async fn prune_expired(&self, queue: QueueKey, first: u64) -> Result<()> {
         let below = {
-            let pruned = self
-                .index
-                .pruned_below
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let pruned = self.pruned_below.lock().unwrap_or_else(|p| p.into_inner());
             pruned.get(&queue).copied().unwrap_or(0)
         };
         if first <= below {
             return Ok(());
         }
-        let deleted = self.catalog.prune_index(queue, first, PRUNE_BATCH).await?;
+        let deleted = self
+            .core
+            .catalog
+            .prune_index(queue, first, PRUNE_BATCH)
+            .await?;
         if deleted < PRUNE_BATCH {
-            let mut pruned = self
-                .index
-                .pruned_below
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut pruned = self.pruned_below.lock().unwrap_or_else(|p| p.into_inner());
             pruned.insert(queue, first);
         }
         Ok(())
@@ -217,8 +233,8 @@ impl Engine {
     /// Drops the index of every topic that has marks but no longer exists.
     async fn drop_deleted_indexes(&self) -> Result<()> {
         let dead: Vec<u64> = {
-            let topics = self.topics_read();
-            let marks = self.index.marks.lock().unwrap_or_else(|p| p.into_inner());
+            let topics = self.core.topics_read();
+            let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
             let mut dead: Vec<u64> = marks
                 .keys()
                 .map(|q| q.topic)
@@ -229,8 +245,8 @@ impl Engine {
             dead
         };
         for topic in dead {
-            self.catalog.drop_index(topic).await?;
-            let mut marks = self.index.marks.lock().unwrap_or_else(|p| p.into_inner());
+            self.core.catalog.drop_index(topic).await?;
+            let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
             marks.retain(|q, _| q.topic != topic);
             tracing::info!(topic, "dropped the message index of a deleted topic");
         }
@@ -240,27 +256,29 @@ impl Engine {
     /// Up to `limit` messages of `topic` whose id (or key) is `value`, in
     /// (queue, offset) order; counted as delivered.
     pub async fn find_messages(
-        self: &Arc<Self>,
+        &self,
         tenant: &str,
         topic: &str,
         kind: IndexKind,
         value: &str,
         limit: usize,
     ) -> Result<Vec<FoundMessage>> {
-        self.check_open()?;
-        let state = self.topic(tenant, topic)?;
-        let limit = limit.clamp(1, self.config.max_read_messages);
+        self.core.check_open()?;
+        let state = self.core.topic(tenant, topic)?;
+        let limit = limit.clamp(1, self.core.config.max_read_messages);
         let matches = |m: &StoredMessage| match kind {
             IndexKind::Id => m.message.id == value,
             IndexKind::Key => m.message.key.as_deref() == Some(value),
         };
         let mut found = Vec::new();
         let hits = self
+            .core
             .catalog
             .find_messages(kind, state.record.id, value, limit)
             .await?;
         for (queue, offset) in hits {
             match self
+                .core
                 .read_inner(tenant, topic, queue, offset, 1, Duration::ZERO)
                 .await
             {
@@ -282,12 +300,12 @@ impl Engine {
                 (inner.first_offset, inner.high_watermark)
             };
             let mut at = self
-                .index
                 .mark(q.key)
                 .max(first)
                 .max(hw.saturating_sub(MAX_UNINDEXED_SCAN));
             while at < hw {
                 let read = match self
+                    .core
                     .read_inner(tenant, topic, q.key.queue, at, usize::MAX, Duration::ZERO)
                     .await
                 {
@@ -321,9 +339,10 @@ impl Engine {
             .iter()
             .map(|f| f.message.message.approx_size() as u64)
             .sum();
-        self.meter
+        self.core
+            .meter
             .add(tenant, Counter::DeliveredMessages, found.len() as u64);
-        self.meter.add(tenant, Counter::DeliveredBytes, bytes);
+        self.core.meter.add(tenant, Counter::DeliveredBytes, bytes);
         Ok(found)
     }
 }

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_common::StoredMessage;
-use strata_metadata::{HalfRecord, MessageType, Retention};
+use strata_metadata::{HalfRecord, MessageType};
 
-use crate::engine::Engine;
+use crate::core::Billing;
+use crate::core::Core;
 use crate::error::{EngineError, Result};
-use crate::publish::Origin;
-use crate::types::{PublishMessage, Published, TopicSpec};
+use crate::types::{PublishMessage, Published};
 
 /// Per-tenant hidden topic holding half messages.
 pub const HALF_TOPIC: &str = "__sys-half";
@@ -41,16 +41,27 @@ fn strip(props: &mut Vec<(String, String)>, name: &str) -> Option<String> {
     Some(props.remove(at).1)
 }
 
-impl Engine {
+/// Transactions: half messages, commits and rollbacks, check-backs. Its
+/// state is all in the catalog.
+#[derive(Debug)]
+pub(crate) struct Txn {
+    core: Arc<Core>,
+}
+
+impl Txn {
+    pub(crate) fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+
     /// Stores a half message for `topic` (a TRANSACTION topic) and opens a
     /// transaction; returns where the half message is and the transaction id.
     pub async fn publish_half(
-        self: &Arc<Self>,
+        &self,
         tenant: &str,
         topic: &str,
         mut message: PublishMessage,
     ) -> Result<(Published, String)> {
-        let t = self.topic(tenant, topic)?;
+        let t = self.core.topic(tenant, topic)?;
         if t.record.message_type != MessageType::Transaction {
             return Err(EngineError::InvalidArgument(format!(
                 "topic {topic:?} accepts {} messages, not transactional ones",
@@ -60,7 +71,7 @@ impl Engine {
         if let Some(q) = message.queue {
             t.queue(q)?;
         }
-        self.ensure_system_topic(tenant, HALF_TOPIC).await?;
+        self.core.ensure_system_topic(tenant, HALF_TOPIC).await?;
         let props = &mut message.message.properties;
         props.push((PROP_TARGET_TOPIC.into(), topic.to_string()));
         if let Some(q) = message.queue {
@@ -68,18 +79,20 @@ impl Engine {
         }
         message.queue = Some(0);
         let published = self
-            .publish_with(tenant, HALF_TOPIC, vec![message], Origin::Internal)
+            .core
+            .append(tenant, HALF_TOPIC, vec![message], Billing::Bill)
             .await?
             .into_iter()
             .next()
             .ok_or_else(|| EngineError::Internal("half message not stored".into()))?;
         let transaction_id = format!(
             "{:016x}{:016x}",
-            self.clock.random_u64(),
-            self.clock.random_u64()
+            self.core.clock.random_u64(),
+            self.core.clock.random_u64()
         );
-        let now = self.clock.now_ms();
-        self.catalog
+        let now = self.core.clock.now_ms();
+        self.core
+            .catalog
             .put_half(&HalfRecord {
                 tenant: tenant.to_string(),
                 transaction_id: transaction_id.clone(),
@@ -88,7 +101,7 @@ impl Engine {
                 half_offset: published.offset,
                 created_ms: now,
                 checks: 0,
-                next_check_ms: now + self.config.txn_first_check_delay.as_millis() as i64,
+                next_check_ms: now + self.core.config.txn_first_check_delay.as_millis() as i64,
             })
             .await?;
         Ok((published, transaction_id))
@@ -97,7 +110,7 @@ impl Engine {
     /// Commits (the message enters its topic) or rolls back an open
     /// transaction of `topic`.
     pub async fn end_transaction(
-        self: &Arc<Self>,
+        &self,
         tenant: &str,
         topic: &str,
         transaction_id: &str,
@@ -115,7 +128,7 @@ impl Engine {
             )));
         }
         let record = self
-            .catalog
+            .core.catalog
             .get_half(tenant, transaction_id)
             .await?
             .filter(|r| r.topic == topic)
@@ -131,8 +144,9 @@ impl Engine {
         // it was just sent) only moved the record's counters: end the
         // record as it is now. Gone means someone else ended it.
         let mut current = record;
-        while !self.catalog.end_half(&current).await? {
+        while !self.core.catalog.end_half(&current).await? {
             current = self
+                .core
                 .catalog
                 .get_half(tenant, transaction_id)
                 .await?
@@ -147,7 +161,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn deliver_half(self: &Arc<Self>, record: &HalfRecord) -> Result<()> {
+    async fn deliver_half(&self, record: &HalfRecord) -> Result<()> {
         let Some(stored) = self.half_message(record).await? else {
             return Err(EngineError::InvalidTransaction(format!(
                 "the half message of transaction {:?} is gone (retention)",
@@ -158,18 +172,20 @@ impl Engine {
         strip(&mut message.properties, PROP_TARGET_TOPIC);
         let queue = strip(&mut message.properties, PROP_TARGET_QUEUE).and_then(|q| q.parse().ok());
         // Billed when the half message was sent.
-        self.publish_with(
-            &record.tenant,
-            &record.topic,
-            vec![PublishMessage { queue, message }],
-            Origin::Delivery,
-        )
-        .await?;
+        self.core
+            .append(
+                &record.tenant,
+                &record.topic,
+                vec![PublishMessage { queue, message }],
+                Billing::AlreadyBilled,
+            )
+            .await?;
         Ok(())
     }
 
-    async fn half_message(self: &Arc<Self>, record: &HalfRecord) -> Result<Option<StoredMessage>> {
+    async fn half_message(&self, record: &HalfRecord) -> Result<Option<StoredMessage>> {
         match self
+            .core
             .read_inner(
                 &record.tenant,
                 HALF_TOPIC,
@@ -194,8 +210,9 @@ impl Engine {
     /// what a producer without a check-back channel (HTTP) resolves after
     /// it restarts.
     pub async fn open_transactions(&self, tenant: &str, topic: &str) -> Result<Vec<HalfRecord>> {
-        self.topic(tenant, topic)?;
+        self.core.topic(tenant, topic)?;
         let mut open: Vec<HalfRecord> = self
+            .core
             .catalog
             .tenant_halves(tenant)
             .await?
@@ -211,16 +228,16 @@ impl Engine {
     /// Open transactions whose producer should be asked now. One whose
     /// last check went unanswered for its whole interval is rolled back
     /// here instead (so the answer to the last check is still taken).
-    pub async fn due_transaction_checks(self: &Arc<Self>) -> Result<Vec<DueCheck>> {
-        let now = self.clock.now_ms();
-        let max_checks = self.config.txn_max_checks.max(1);
+    pub async fn due_transaction_checks(&self) -> Result<Vec<DueCheck>> {
+        let now = self.core.clock.now_ms();
+        let max_checks = self.core.config.txn_max_checks.max(1);
         let mut out = Vec::new();
-        for record in self.catalog.all_halves().await? {
+        for record in self.core.catalog.all_halves().await? {
             if record.next_check_ms > now {
                 continue;
             }
             if record.checks >= max_checks {
-                if self.catalog.end_half(&record).await? {
+                if self.core.catalog.end_half(&record).await? {
                     tracing::warn!(
                         tenant = %record.tenant,
                         topic = %record.topic,
@@ -234,7 +251,7 @@ impl Engine {
             match self.half_message(&record).await? {
                 Some(message) => out.push(DueCheck { record, message }),
                 None => {
-                    self.catalog.end_half(&record).await?;
+                    self.core.catalog.end_half(&record).await?;
                 }
             }
         }
@@ -246,37 +263,19 @@ impl Engine {
     /// that was the last one: unanswered until then, the transaction is
     /// rolled back when the next would be due.
     pub async fn note_transaction_check(&self, record: &HalfRecord) -> Result<bool> {
-        let max_checks = self.config.txn_max_checks.max(1);
+        let max_checks = self.core.config.txn_max_checks.max(1);
         let backoff = self
+            .core
             .config
             .txn_first_check_delay
             .saturating_mul(1 << record.checks.min(16))
-            .min(self.config.txn_max_check_interval);
+            .min(self.core.config.txn_max_check_interval);
         let next = HalfRecord {
             checks: record.checks + 1,
-            next_check_ms: self.clock.now_ms() + backoff.as_millis() as i64,
+            next_check_ms: self.core.clock.now_ms() + backoff.as_millis() as i64,
             ..record.clone()
         };
-        self.catalog.update_half(record, &next).await?;
+        self.core.catalog.update_half(record, &next).await?;
         Ok(next.checks >= max_checks)
-    }
-
-    /// Creates one of the engine's hidden per-tenant topics if missing.
-    pub(crate) async fn ensure_system_topic(&self, tenant: &str, name: &str) -> Result<()> {
-        if self.topic(tenant, name).is_ok() {
-            return Ok(());
-        }
-        let spec = TopicSpec {
-            queues: 1,
-            message_type: MessageType::Normal,
-            retention: Some(Retention::Ms(
-                2 * crate::delay::MAX_DELAY.as_millis() as u64,
-            )),
-            retention_bytes: None,
-        };
-        match self.create_topic_unchecked(tenant, name, spec).await {
-            Ok(_) | Err(EngineError::TopicAlreadyExists(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 }

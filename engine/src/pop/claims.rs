@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use strata_common::{QueueKey, StoredMessage};
 use strata_metadata::{InflightRecord, PopChange};
 
-use crate::engine::Engine;
+use super::Pop;
+use crate::core::queue::QueueState;
 use crate::error::EngineError;
-use crate::queue::QueueState;
 
 /// One delivery a pass committed, until it is handed to the caller.
 pub(crate) struct Delivery {
@@ -22,7 +22,7 @@ pub(crate) struct Delivery {
     pub message: StoredMessage,
 }
 
-impl Engine {
+impl Pop {
     /// Makes deliveries that never reached a caller visible again at once,
     /// as if they had not been made (the attempt is not counted). A queue's
     /// records are released only if they are still the ones this receive
@@ -53,8 +53,9 @@ impl Engine {
                 self.commit_to_slot(&mut guard, &tenant, &group, &q, &change)
                     .await
             } else {
-                let fence = self.catalog.owner_check(q.key, &q.owner);
-                self.catalog
+                let fence = self.core.catalog.owner_check(q.key, &q.owner);
+                self.core
+                    .catalog
                     .commit_pop(&tenant, &group, q.key, &change, fence)
                     .await
                     .map_err(EngineError::from)
@@ -79,16 +80,16 @@ impl Engine {
 /// Dropped with any left (the caller went away, or the receive failed
 /// half-way), it releases them in the background.
 pub(crate) struct Unclaimed {
-    engine: Arc<Engine>,
+    pop: Arc<Pop>,
     tenant: String,
     group: String,
     got: Mutex<Vec<Delivery>>,
 }
 
 impl Unclaimed {
-    pub fn new(engine: &Arc<Engine>, tenant: &str, group: &str) -> Self {
+    pub fn new(pop: &Arc<Pop>, tenant: &str, group: &str) -> Self {
         Self {
-            engine: engine.clone(),
+            pop: pop.clone(),
             tenant: tenant.to_string(),
             group: group.to_string(),
             got: Mutex::new(Vec::new()),
@@ -126,11 +127,11 @@ impl Drop for Unclaimed {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (engine, tenant, group) = (
-            self.engine.clone(),
+        let (pop, tenant, group) = (
+            self.pop.clone(),
             std::mem::take(&mut self.tenant),
             std::mem::take(&mut self.group),
         );
-        runtime.spawn(engine.release(tenant, group, got));
+        runtime.spawn(pop.release(tenant, group, got));
     }
 }

@@ -23,10 +23,9 @@ use strata_metadata::{
     GroupRecord, InflightRecord, MessageType, PopChange, PopQueueState, RetryPolicy, StartPosition,
 };
 
-use crate::engine::Engine;
+use crate::core::queue::QueueState;
+use crate::core::{Billing, Core};
 use crate::error::{EngineError, Result};
-use crate::publish::Origin;
-use crate::queue::QueueState;
 use crate::types::{PublishMessage, TopicSpec};
 
 mod claims;
@@ -124,21 +123,39 @@ impl ReceiptHandle {
 
 type PopSlot = Arc<tokio::sync::Mutex<Option<PopQueueState>>>;
 /// (tenant, group, queue) → that queue's POP state, loaded on first use.
-pub(crate) type PopSlots = std::collections::HashMap<(String, String, QueueKey), PopSlot>;
+type PopSlots = std::collections::HashMap<(String, String, QueueKey), PopSlot>;
 
-impl Engine {
+/// Consumption by message: receives, acknowledgements, visibility changes
+/// and dead letters, over POP state kept per (tenant, group, queue).
+#[derive(Debug)]
+pub(crate) struct Pop {
+    core: Arc<Core>,
+    /// POP state per (tenant, group, queue), loaded on first use.
+    slots: std::sync::Mutex<PopSlots>,
+}
+
+impl Pop {
+    pub(crate) fn new(core: Arc<Core>) -> Arc<Self> {
+        Arc::new(Self {
+            core,
+            slots: std::sync::Mutex::new(PopSlots::new()),
+        })
+    }
+
     fn pop_slot(&self, tenant: &str, group: &str, queue: QueueKey) -> PopSlot {
-        let mut slots = self.pops.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots
             .entry((tenant.to_string(), group.to_string(), queue))
             .or_default()
             .clone()
     }
 
-    /// Forgets the cached POP state of a deleted group.
-    pub(crate) fn forget_pop_state(&self, tenant: &str, group: &str) {
-        let mut slots = self.pops.lock().unwrap_or_else(|p| p.into_inner());
+    /// Deletes a deleted group's POP state, stored and cached.
+    pub(crate) async fn forget_group(&self, tenant: &str, group: &str) -> Result<()> {
+        self.core.catalog.delete_pop_state(tenant, group).await?;
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.retain(|(t, g, _), _| !(t == tenant && g == group));
+        Ok(())
     }
 
     /// The queue's POP state in `slot`, loaded on first use. A group that
@@ -153,19 +170,21 @@ impl Engine {
     ) -> Result<&'s mut PopQueueState> {
         if slot.is_none() {
             let mut state = self
+                .core
                 .catalog
                 .pop_state(&group.tenant, &group.name, q.key)
                 .await?;
             // A cursor of 0 is never stored: the group never consumed here.
             if state.cursor == 0 && group.start == StartPosition::Latest {
-                let from = self.queue_offset_for_time(q, group.created_ms).await?;
+                let from = self.core.queue_offset_for_time(q, group.created_ms).await?;
                 if from > 0 {
                     let change = PopChange {
                         cursor: Some((0, from)),
                         ..PopChange::default()
                     };
-                    let fence = self.catalog.owner_check(q.key, &q.owner);
+                    let fence = self.core.catalog.owner_check(q.key, &q.owner);
                     if !self
+                        .core
                         .catalog
                         .commit_pop(&group.tenant, &group.name, q.key, &change, fence)
                         .await?
@@ -199,8 +218,9 @@ impl Engine {
         let Some(mut state) = slot.take() else {
             return Err(EngineError::Internal("POP state not loaded".into()));
         };
-        let fence = self.catalog.owner_check(q.key, &q.owner);
+        let fence = self.core.catalog.owner_check(q.key, &q.owner);
         if !self
+            .core
             .catalog
             .commit_pop(tenant, group, q.key, change, fence)
             .await?
@@ -221,6 +241,7 @@ impl Engine {
         offset: u64,
     ) -> Result<Option<StoredMessage>> {
         match self
+            .core
             .read_inner(tenant, topic, queue, offset, 1, Duration::ZERO)
             .await
         {
@@ -244,8 +265,9 @@ impl Engine {
         m: &StoredMessage,
     ) -> Result<()> {
         let dlq = dead_letter_topic(group);
-        if self.topic(tenant, &dlq).is_err() {
+        if self.core.topic(tenant, &dlq).is_err() {
             match self
+                .core
                 .create_topic_unchecked(
                     tenant,
                     &dlq,
@@ -269,16 +291,17 @@ impl Engine {
             ("__mq.dlq.offset".to_string(), offset.to_string()),
             ("__mq.dlq.attempts".to_string(), rec.attempt.to_string()),
         ]);
-        self.publish_with(
-            tenant,
-            &dlq,
-            vec![PublishMessage {
-                queue: Some(0),
-                message,
-            }],
-            Origin::Internal,
-        )
-        .await?;
+        self.core
+            .append(
+                tenant,
+                &dlq,
+                vec![PublishMessage {
+                    queue: Some(0),
+                    message,
+                }],
+                Billing::Bill,
+            )
+            .await?;
         tracing::info!(
             tenant,
             group,
@@ -307,7 +330,7 @@ impl Engine {
     }
 
     /// Moves one delivered message to the group's dead-letter topic now
-    /// (a consumer gave up on it), with the same handle checks as [`Engine::ack`].
+    /// (a consumer gave up on it), with the same handle checks as [`Pop::ack`].
     pub async fn forward_to_dead_letter(
         self: &Arc<Self>,
         tenant: &str,
@@ -348,11 +371,11 @@ impl Engine {
         handle: &str,
         action: Action,
     ) -> Result<String> {
-        self.check_open()?;
+        self.core.check_open()?;
         // Before any per-group state is touched: an unknown group name must
         // not add a POP slot.
-        let group_record = self.group_record(tenant, group).await?;
-        let t = self.topic(tenant, topic)?;
+        let group_record = self.core.group_record(tenant, group).await?;
+        let t = self.core.topic(tenant, topic)?;
         let h = ReceiptHandle::parse(handle)?;
         if t.record.id != h.topic {
             return Err(EngineError::InvalidReceiptHandle(format!(
@@ -363,7 +386,7 @@ impl Engine {
         let slot = self.pop_slot(tenant, group, q.key);
         let mut guard = slot.lock().await;
         let state = self.loaded_pop_state(&mut guard, &group_record, &q).await?;
-        let now = self.clock.now_ms();
+        let now = self.core.clock.now_ms();
         let current = state
             .inflight
             .get(&h.offset)
@@ -389,7 +412,7 @@ impl Engine {
             Action::Invisible(d) => {
                 let next = InflightRecord {
                     visible_ms: now + d.as_millis() as i64,
-                    seq: self.clock.random_u64(),
+                    seq: self.core.clock.random_u64(),
                     chosen: true,
                     ..current.clone()
                 };
@@ -420,7 +443,7 @@ impl Engine {
     }
 }
 
-/// What [`Engine::change_delivery`] does with a delivery.
+/// What [`Pop::change_delivery`] does with a delivery.
 #[derive(Debug, Clone, Copy)]
 enum Action {
     Ack,

@@ -33,15 +33,15 @@ use strata_common::StoredMessage;
 use strata_common::usage::Counter;
 use strata_metadata::{GroupRecord, InflightRecord, MessageType, PopChange};
 
+use super::Pop;
 use super::claims::{Delivery, Unclaimed};
 use super::look::{Look, blocked_groups, due_ms, earliest, look_at, shares};
 use super::{MAX_INFLIGHT_PER_QUEUE, MAX_INVISIBLE, MIN_INVISIBLE, ReceiptHandle, TagFilter};
-use crate::engine::Engine;
+use crate::core::queue::QueueState;
+use crate::core::topic::TopicState;
 use crate::error::{EngineError, Result};
-use crate::queue::QueueState;
-use crate::topic::TopicState;
 
-/// A message handed out by [`Engine::receive`].
+/// A message handed out by [`Pop::receive`].
 #[derive(Debug, Clone)]
 pub struct Popped {
     pub message: StoredMessage,
@@ -53,7 +53,7 @@ pub struct Popped {
     pub visible_ms: i64,
 }
 
-/// What [`Engine::receive`] is asked for.
+/// What [`Pop::receive`] is asked for.
 #[derive(Debug, Clone)]
 pub struct ReceiveRequest<'a> {
     pub tenant: &'a str,
@@ -91,30 +91,30 @@ impl Failed {
     }
 }
 
-impl Engine {
+impl Pop {
     /// Receives up to `max_messages` for a consumer group from the topic's
     /// queues (or the one queue asked for): due redeliveries first in each
     /// queue, then new messages, the batch shared fairly between queues.
     /// Waits up to `wait` when nothing is deliverable. The messages are
     /// invisible to the group for `invisible` unless acknowledged.
     pub async fn receive(self: &Arc<Self>, r: ReceiveRequest<'_>) -> Result<Vec<Popped>> {
-        self.check_open()?;
+        self.core.check_open()?;
         if !(MIN_INVISIBLE..=MAX_INVISIBLE).contains(&r.invisible) {
             return Err(EngineError::InvalidArgument(format!(
                 "invisible duration {:?} is outside {MIN_INVISIBLE:?}..={MAX_INVISIBLE:?}",
                 r.invisible
             )));
         }
-        let group = self.group_record(r.tenant, r.group).await?;
-        let topic = self.topic(r.tenant, r.topic)?;
+        let group = self.core.group_record(r.tenant, r.group).await?;
+        let topic = self.core.topic(r.tenant, r.topic)?;
         let queues: Vec<Arc<QueueState>> = match r.queue {
             Some(q) => vec![topic.queue(q)?.clone()],
             None => topic.queues.clone(),
         };
-        let max = r.max_messages.clamp(1, self.config.max_read_messages);
-        let started = self.clock.monotonic();
-        let wait = r.wait.min(self.config.max_wait);
-        let mut shutdown = self.shutdown.subscribe();
+        let max = r.max_messages.clamp(1, self.core.config.max_read_messages);
+        let started = self.core.clock.monotonic();
+        let wait = r.wait.min(self.core.config.max_wait);
+        let mut shutdown = self.core.shutdown.subscribe();
         let claims = Unclaimed::new(self, r.tenant, r.group);
         loop {
             // Subscribed before looking: a change during the pass wakes us.
@@ -123,17 +123,17 @@ impl Engine {
                 .receive_pass(&r, &topic, &queues, max, &group, &claims)
                 .await?;
             let got = claims.take();
-            let left = wait.saturating_sub(self.clock.monotonic().saturating_sub(started));
-            if !got.is_empty() || left.is_zero() || self.check_open().is_err() {
+            let left = wait.saturating_sub(self.core.clock.monotonic().saturating_sub(started));
+            if !got.is_empty() || left.is_zero() || self.core.check_open().is_err() {
                 return Ok(self.hand_over(r.tenant, got));
             }
             let until_due = next_due_ms
-                .map(|at| at.saturating_sub(self.clock.now_ms()).max(1) as u64)
+                .map(|at| at.saturating_sub(self.core.clock.now_ms()).max(1) as u64)
                 .map_or(left, Duration::from_millis);
             tokio::select! {
                 _ = activity.changed() => {}
                 _ = shutdown.wait_for(|down| *down) => {}
-                _ = self.clock.sleep(left.min(until_due)) => {}
+                _ = self.core.clock.sleep(left.min(until_due)) => {}
             }
         }
     }
@@ -154,7 +154,7 @@ impl Engine {
         let n = queues.len();
         // A random start, so no queue is always looked at first, whichever
         // groups and consumers share the topic.
-        let start = (self.clock.random_u64() % n.max(1) as u64) as usize;
+        let start = (self.core.clock.random_u64() % n.max(1) as u64) as usize;
         let order: Vec<&Arc<QueueState>> = (0..n).map(|i| &queues[(start + i) % n]).collect();
         let mut done = vec![false; n];
         let mut failed = Failed::default();
@@ -246,7 +246,14 @@ impl Engine {
             let inner = q.lock();
             (inner.first_offset, inner.high_watermark)
         };
-        Ok(look_at(state, first, hw, fifo, group, self.clock.now_ms()))
+        Ok(look_at(
+            state,
+            first,
+            hw,
+            fifo,
+            group,
+            self.core.clock.now_ms(),
+        ))
     }
 
     /// Takes up to `max` deliveries from one queue and commits them; they
@@ -265,7 +272,7 @@ impl Engine {
         let slot = self.pop_slot(r.tenant, r.group, q.key);
         let mut guard = slot.lock().await;
         let state = self.loaded_pop_state(&mut guard, group, q).await?;
-        let now = self.clock.now_ms();
+        let now = self.core.clock.now_ms();
         let invisible_ms = r.invisible.as_millis() as i64;
         let (first, hw) = {
             let inner = q.lock();
@@ -315,7 +322,7 @@ impl Engine {
             let next = InflightRecord {
                 attempt: rec.attempt + 1,
                 visible_ms: now + invisible_ms,
-                seq: self.clock.random_u64(),
+                seq: self.core.clock.random_u64(),
                 message_group: rec.message_group.clone(),
                 chosen: false,
             };
@@ -330,6 +337,7 @@ impl Engine {
             && state.inflight.len() + out.len() + waiting.len() < MAX_INFLIGHT_PER_QUEUE
         {
             let batch = self
+                .core
                 .read_inner(
                     r.tenant,
                     r.topic,
@@ -375,7 +383,7 @@ impl Engine {
                 let rec = InflightRecord {
                     attempt: 1,
                     visible_ms: now + invisible_ms,
-                    seq: self.clock.random_u64(),
+                    seq: self.core.clock.random_u64(),
                     message_group,
                     chosen: false,
                 };
@@ -452,10 +460,11 @@ impl Engine {
             .map(|p| p.message.message.approx_size() as u64)
             .sum();
         let again = popped.iter().filter(|p| p.attempt > 1).count() as u64;
-        self.meter
+        self.core
+            .meter
             .add(tenant, Counter::DeliveredMessages, popped.len() as u64);
-        self.meter.add(tenant, Counter::DeliveredBytes, bytes);
-        self.meter.add(tenant, Counter::Redeliveries, again);
+        self.core.meter.add(tenant, Counter::DeliveredBytes, bytes);
+        self.core.meter.add(tenant, Counter::Redeliveries, again);
         popped
     }
 }

@@ -3,11 +3,11 @@
 use strata_common::names;
 use strata_metadata::{GroupRecord, GroupSpec};
 
-use crate::engine::Engine;
+use super::Core;
 use crate::error::{EngineError, Result};
 use crate::types::{GroupInfo, GroupOffset};
 
-impl Engine {
+impl Core {
     /// Creates a group with the defaults of [`GroupSpec`] (idempotent).
     pub async fn create_group(&self, tenant: &str, name: &str) -> Result<GroupInfo> {
         self.create_group_with(tenant, name, GroupSpec::default())
@@ -95,15 +95,11 @@ impl Engine {
         Ok(GroupInfo::new(record, offsets))
     }
 
+    /// Deletes the group's record and committed offsets; the features
+    /// forget their own state of it (see `Engine::delete_group`).
     pub async fn delete_group(&self, tenant: &str, name: &str) -> Result<()> {
         self.check_open()?;
         self.catalog.delete_group(tenant, name).await?;
-        self.catalog.delete_pop_state(tenant, name).await?;
-        self.forget_pop_state(tenant, name);
-        self.delivered
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(t, g, _), _| !(t == tenant && g == name));
         Ok(())
     }
 

@@ -15,7 +15,7 @@ use strata_common::Clock;
 use strata_compactor::{MaintenanceSummary, UploadSummary};
 use strata_objects::Objects;
 
-use crate::engine::Engine;
+use crate::core::Core;
 use crate::error::{EngineError, Result};
 
 /// Tiered-storage state of the engine.
@@ -51,7 +51,7 @@ impl Tiering {
     }
 }
 
-impl Engine {
+impl Core {
     /// The object store wrapper: its metrics, and its fault switches in tests.
     pub fn object_store(&self) -> &Objects {
         &self.tiering.objects

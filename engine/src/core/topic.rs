@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use strata_common::TopicId;
 use strata_metadata::TopicRecord;
 
+use crate::core::queue::QueueState;
 use crate::error::{EngineError, Result};
-use crate::queue::QueueState;
 
 #[derive(Debug)]
 pub(crate) struct TopicState {
@@ -26,7 +26,7 @@ impl TopicState {
         }
     }
 
-    /// Subscribes to the topic's activity (see [`crate::queue::TopicActivity`]).
+    /// Subscribes to the topic's activity (see [`crate::core::queue::TopicActivity`]).
     pub fn activity(&self) -> tokio::sync::watch::Receiver<u64> {
         match self.queues.first() {
             Some(q) => q.activity().subscribe(),

@@ -11,11 +11,11 @@ use strata_metadata::BlockRef;
 use strata_objects::format::decode_block;
 use strata_tiering::batch::decode_batch;
 
-use crate::engine::Engine;
+use crate::core::Core;
+use crate::core::queue::QueueState;
 use crate::error::{EngineError, Result};
-use crate::queue::QueueState;
 
-impl Engine {
+impl Core {
     /// Messages `[offset, end)` from object storage, at most `max`, within
     /// the read byte budget (at least one block is always read).
     pub(crate) async fn read_cold(

@@ -8,12 +8,12 @@ use strata_common::StoredMessage;
 use strata_common::usage::Counter;
 use strata_tiering::batch::{decode_batch, decode_header};
 
-use crate::engine::Engine;
+use super::Core;
+use super::queue::{IndexEntry, QueueState};
 use crate::error::{EngineError, Result};
-use crate::queue::{IndexEntry, QueueState};
 use crate::types::ReadResult;
 
-impl Engine {
+impl Core {
     /// Reads up to `max_messages` from `offset`. When `offset` is the end of
     /// the queue, waits up to `wait` (capped by config) for new messages.
     pub async fn read(
@@ -39,7 +39,7 @@ impl Engine {
         Ok(result)
     }
 
-    /// [`Engine::read`] without metering (POP meters what it delivers).
+    /// [`Core::read`] without metering (POP meters what it delivers).
     pub(crate) async fn read_inner(
         self: &Arc<Self>,
         tenant: &str,
@@ -88,47 +88,6 @@ impl Engine {
         })
     }
 
-    /// [`Engine::read`] on behalf of consumer `group` (which must exist):
-    /// messages the group was given before are counted as redeliveries.
-    ///
-    /// "Given before" means below the end of what this node has handed the
-    /// group on that queue since it started, or below the group's committed
-    /// offset (what it has consumed for good), whichever is further.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn read_for_group(
-        self: &Arc<Self>,
-        tenant: &str,
-        group: &str,
-        topic: &str,
-        queue: u32,
-        offset: u64,
-        max_messages: usize,
-        wait: Duration,
-    ) -> Result<ReadResult> {
-        self.require_group(tenant, group).await?;
-        let key = self.topic(tenant, topic)?.queue(queue)?.key;
-        let committed = self
-            .catalog
-            .get_offset(tenant, group, key.topic, queue)
-            .await?
-            .map_or(0, |c| c.offset);
-        let result = self
-            .read(tenant, topic, queue, offset, max_messages, wait)
-            .await?;
-        let again = {
-            let mut delivered = self.delivered.lock().unwrap_or_else(|p| p.into_inner());
-            let mark = delivered
-                .entry((tenant.to_string(), group.to_string(), key))
-                .or_default();
-            *mark = (*mark).max(committed);
-            let again = result.messages.iter().filter(|m| m.offset < *mark).count();
-            *mark = (*mark).max(result.next_offset);
-            again
-        };
-        self.meter.add(tenant, Counter::Redeliveries, again as u64);
-        Ok(result)
-    }
-
     /// The first offset whose message was appended at or after
     /// `timestamp_ms` (the end of the queue if none was). Timestamps never
     /// decrease within a queue, so the index's time ranges narrow the search
@@ -145,7 +104,7 @@ impl Engine {
         self.queue_offset_for_time(&q, timestamp_ms).await
     }
 
-    /// [`Engine::offset_for_time`] on a queue already looked up.
+    /// [`Core::offset_for_time`] on a queue already looked up.
     pub(crate) async fn queue_offset_for_time(
         &self,
         q: &Arc<QueueState>,
@@ -193,12 +152,12 @@ impl Engine {
         end: u64,
         max_messages: usize,
     ) -> Result<Vec<StoredMessage>> {
-        let engine = self.clone();
+        let core = self.clone();
         let queue = q.clone();
         self.tiering
             .cold
             .handle()
-            .spawn(async move { engine.read_cold(&queue, offset, end, max_messages).await })
+            .spawn(async move { core.read_cold(&queue, offset, end, max_messages).await })
             .await
             .map_err(|e| EngineError::Internal(format!("cold read task failed: {e}")))?
     }

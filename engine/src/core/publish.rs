@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::queue::BatchRef;
 use strata_common::limits::{
     MAX_KEY_LEN, MAX_PROPERTIES, MAX_PROPERTY_NAME_LEN, MAX_PROPERTY_VALUE_LEN, MAX_TAG_LEN,
 };
@@ -13,27 +12,26 @@ use strata_common::{Message, StoredMessage};
 use strata_tiering::PendingAppend;
 use strata_tiering::batch::encode_batch;
 
-use crate::engine::Engine;
+use super::Core;
+use super::queue::{BatchRef, IndexEntry, QueueState};
+use super::topic::TopicState;
 use crate::error::{EngineError, Result};
-use crate::queue::{IndexEntry, QueueState};
-use crate::topic::TopicState;
 use crate::types::{PublishMessage, Published};
 use strata_metadata::MessageType;
 
 /// Longest producer-supplied message id.
 pub const MAX_MESSAGE_ID_LEN: usize = 128;
 
-/// Who publishes, which decides the checks and the billing.
+/// Whether an append is billed as published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Origin {
-    /// A producer: the topic's type must take plain messages; billed.
-    Client,
-    /// The engine storing accepted messages (schedule and half topics,
-    /// dead letters, a delay already due): any topic type; billed.
-    Internal,
-    /// The engine delivering messages billed when they were accepted
-    /// (a delay that came due, a committed transaction): not billed again.
-    Delivery,
+pub(crate) enum Billing {
+    /// Messages a tenant publishes now, whatever path they take (a plain
+    /// publish; the schedule and half topics, dead letters, a delay
+    /// already due).
+    Bill,
+    /// Messages billed when they were accepted, delivered now to their
+    /// topic (a delay that came due, a committed transaction).
+    AlreadyBilled,
 }
 
 /// A batch handed to the WAL, not yet durable.
@@ -46,80 +44,72 @@ struct InFlight {
     metered_bytes: u64,
 }
 
-impl Engine {
-    /// Publishes messages and returns once all of them are durable.
+impl Core {
+    /// Publishes a producer's messages and returns once all of them are
+    /// durable. The topic's type must take plain messages: DELAY and
+    /// TRANSACTION topics take theirs through their features, FIFO topics
+    /// need a message group on each, NORMAL topics none.
     ///
     /// Messages for one queue keep their order and form one WAL record. A
     /// batch spanning queues is not atomic: on error some queues may have
     /// stored their part (retrying gives at-least-once delivery).
-    ///
-    /// DELAY topics take their messages through [`Engine::publish_at`].
     pub async fn publish(
-        self: &Arc<Self>,
-        tenant: &str,
-        topic: &str,
-        messages: Vec<PublishMessage>,
-    ) -> Result<Vec<Published>> {
-        self.publish_with(tenant, topic, messages, Origin::Client)
-            .await
-    }
-
-    /// [`Engine::publish`], for the engine's own publishes too.
-    pub(crate) async fn publish_with(
         self: &Arc<Self>,
         tenant: &str,
         topic_name: &str,
         messages: Vec<PublishMessage>,
-        origin: Origin,
     ) -> Result<Vec<Published>> {
-        self.check_open()?;
-        if messages.is_empty() {
-            return Err(EngineError::InvalidArgument(
-                "a publish needs at least one message".into(),
-            ));
-        }
-        if messages.len() > self.config.max_batch_messages {
-            return Err(EngineError::BatchTooLarge {
-                count: messages.len(),
-                limit: self.config.max_batch_messages,
-            });
-        }
+        self.check_batch(&messages)?;
         let topic = self.topic(tenant, topic_name)?;
-        if origin == Origin::Client {
-            match topic.record.message_type {
-                MessageType::Delay => {
+        match topic.record.message_type {
+            MessageType::Delay => {
+                return Err(EngineError::InvalidArgument(format!(
+                    "topic {topic_name:?} accepts DELAY messages: give each a delivery time"
+                )));
+            }
+            MessageType::Transaction => {
+                return Err(EngineError::InvalidArgument(format!(
+                    "topic {topic_name:?} accepts TRANSACTION messages: send them as half messages and commit"
+                )));
+            }
+            MessageType::Fifo => {
+                if let Some(i) = messages
+                    .iter()
+                    .position(|m| m.message.message_group().is_none_or(str::is_empty))
+                {
                     return Err(EngineError::InvalidArgument(format!(
-                        "topic {topic_name:?} accepts DELAY messages: give each a delivery time"
+                        "message {i}: topic {topic_name:?} accepts FIFO messages: give each a message group"
                     )));
                 }
-                MessageType::Transaction => {
+            }
+            MessageType::Normal => {
+                if let Some(i) = messages
+                    .iter()
+                    .position(|m| m.message.message_group().is_some())
+                {
                     return Err(EngineError::InvalidArgument(format!(
-                        "topic {topic_name:?} accepts TRANSACTION messages: send them as half messages and commit"
+                        "message {i}: topic {topic_name:?} accepts NORMAL messages, which carry no message group; create a FIFO topic for ordered groups"
                     )));
-                }
-                MessageType::Fifo => {
-                    if let Some(i) = messages
-                        .iter()
-                        .position(|m| m.message.message_group().is_none_or(str::is_empty))
-                    {
-                        return Err(EngineError::InvalidArgument(format!(
-                            "message {i}: topic {topic_name:?} accepts FIFO messages: give each a message group"
-                        )));
-                    }
-                }
-                MessageType::Normal => {
-                    if let Some(i) = messages
-                        .iter()
-                        .position(|m| m.message.message_group().is_some())
-                    {
-                        return Err(EngineError::InvalidArgument(format!(
-                            "message {i}: topic {topic_name:?} accepts NORMAL messages, which carry no message group; create a FIFO topic for ordered groups"
-                        )));
-                    }
                 }
             }
         }
-        let meter = origin != Origin::Delivery;
+        self.append(tenant, topic_name, messages, Billing::Bill)
+            .await
+    }
+
+    /// Appends messages to any topic, whatever its type, and returns once
+    /// all of them are durable: [`Core::publish`] after its checks, and the
+    /// features storing or delivering the messages they took.
+    pub(crate) async fn append(
+        self: &Arc<Self>,
+        tenant: &str,
+        topic_name: &str,
+        messages: Vec<PublishMessage>,
+        billing: Billing,
+    ) -> Result<Vec<Published>> {
+        self.check_batch(&messages)?;
+        let topic = self.topic(tenant, topic_name)?;
+        let meter = billing == Billing::Bill;
         let unkeyed = topic.next_round_robin();
         let mut groups: BTreeMap<u32, Vec<(usize, Message)>> = BTreeMap::new();
         for (index, m) in messages.into_iter().enumerate() {
@@ -145,9 +135,9 @@ impl Engine {
         // cannot cancel it between the WAL hand-off and the bookkeeping.
         let guard = self.appends.clone().read_owned().await;
         self.check_open()?;
-        let engine = self.clone();
+        let core = self.clone();
         let task = tokio::spawn(async move {
-            let result = engine.append_groups(&topic, groups, meter).await;
+            let result = core.append_groups(&topic, groups, meter).await;
             drop(guard);
             result
         });
@@ -156,6 +146,24 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("append task failed: {e}")))??;
         results.sort_by_key(|(index, _)| *index);
         Ok(results.into_iter().map(|(_, p)| p).collect())
+    }
+
+    /// The engine is open and the batch holds 1 to the configured most
+    /// messages.
+    fn check_batch(&self, messages: &[PublishMessage]) -> Result<()> {
+        self.check_open()?;
+        if messages.is_empty() {
+            return Err(EngineError::InvalidArgument(
+                "a publish needs at least one message".into(),
+            ));
+        }
+        if messages.len() > self.config.max_batch_messages {
+            return Err(EngineError::BatchTooLarge {
+                count: messages.len(),
+                limit: self.config.max_batch_messages,
+            });
+        }
+        Ok(())
     }
 
     async fn append_groups(

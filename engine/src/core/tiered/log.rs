@@ -12,10 +12,10 @@ use strata_compactor::{CompactorError, LiveQueue, TieredLog};
 use strata_metadata::RangeRecord;
 use strata_tiering::wal::frame::FRAME_HEADER_LEN;
 
-use crate::engine::Engine;
+use crate::core::Core;
+use crate::core::queue::QueueState;
+use crate::core::topic::TopicState;
 use crate::error::EngineError;
-use crate::queue::QueueState;
-use crate::topic::TopicState;
 
 type Result<T> = std::result::Result<T, CompactorError>;
 
@@ -36,7 +36,7 @@ fn live(topic: &TopicState, q: &QueueState) -> LiveQueue {
     }
 }
 
-impl Engine {
+impl Core {
     fn queue_state(&self, key: QueueKey) -> Option<Arc<QueueState>> {
         let topics = self.topics_read();
         topics
@@ -91,7 +91,7 @@ impl Engine {
 }
 
 #[async_trait::async_trait]
-impl TieredLog for Engine {
+impl TieredLog for Core {
     fn durable_lsn(&self) -> u64 {
         self.wal.durable_lsn()
     }

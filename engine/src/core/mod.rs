@@ -1,0 +1,530 @@
+//! The engine's core: topics and their queues, the publish and read paths,
+//! consumer groups' committed offsets, and the tiered log under them.
+//! Opening (recovery), topics, status and shutdown live here; the
+//! messaging features (`pop`, `delay`, `txn`, `lookup`, `pull`) are built
+//! on this module and never the other way round.
+
+pub(crate) mod groups;
+pub(crate) mod publish;
+pub(crate) mod queue;
+pub(crate) mod read;
+pub(crate) mod tiered;
+pub(crate) mod topic;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use strata_common::usage::{Meter, StoredBytes};
+use strata_common::{Clock, QueueKey, TopicId, names};
+use strata_metadata::{Catalog, Check, MessageType, MetaStore, NewTopic, Retention, TopicRecord};
+use strata_tiering::batch::{KIND_MESSAGE_BATCH, decode_header, record_kind};
+use strata_tiering::{RecoveryReport, Wal, WalConfig};
+use tokio::sync::watch;
+
+use crate::error::{EngineError, Result};
+use crate::types::*;
+use queue::{BatchRef, IndexEntry, QueueState, TopicActivity};
+use topic::{TopicState, Topics};
+
+pub(crate) use publish::Billing;
+
+/// Prefix of topic names the engine keeps for itself (schedule, half and
+/// other hidden topics): clients cannot create them, lists leave them out.
+pub const SYSTEM_TOPIC_PREFIX: &str = "__sys-";
+/// How long hidden topics keep their messages: twice the longest delay
+/// (`delay::MAX_DELAY`), so a scheduled message outlives its wait.
+pub const SYSTEM_TOPIC_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(2 * 366 * 24 * 3600);
+
+/// The core of one node's engine. Shared as `Arc<Core>` by the features.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) config: EngineConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) catalog: Catalog,
+    pub(crate) wal: Arc<Wal>,
+    pub(crate) cache: strata_cache::TailCache,
+    pub(crate) topics: RwLock<Topics>,
+    /// `true` once shutdown began: new work is refused, long polls end.
+    pub(crate) shutdown: watch::Sender<bool>,
+    /// Appends hold it shared; shutdown takes it exclusively to wait for them.
+    pub(crate) appends: Arc<tokio::sync::RwLock<()>>,
+    /// WAL reads hold it shared; segment deletion takes it exclusively.
+    pub(crate) wal_files: Arc<RwLock<()>>,
+    pub(crate) tiering: tiered::Tiering,
+    /// Moves this node's WAL data to object storage (and keeps it in shape).
+    pub(crate) compactor: Arc<strata_compactor::Compactor>,
+    /// Per-tenant usage counters (the bill).
+    pub(crate) meter: Arc<Meter>,
+    pub(crate) started_ms: i64,
+    pub(crate) recovery: RecoverySummary,
+}
+
+impl Core {
+    /// Opens the core on a metadata store: loads topics, claims their
+    /// queues, loads their object ranges and replays the WAL. The
+    /// compactor is built but its loops are not started.
+    pub(crate) async fn open(
+        config: EngineConfig,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn MetaStore>,
+    ) -> Result<Arc<Self>> {
+        let catalog = Catalog::new(store);
+        let tiering = tiered::Tiering::open(&config, clock.clone()).await?;
+        let floors = catalog.queue_floors().await?;
+        let mut ranges = catalog.all_ranges().await?;
+        let mut topics = Topics::default();
+        for record in catalog.all_topics().await? {
+            let topic = load_topic(&catalog, &config.node_id, record).await?;
+            for q in &topic.queues {
+                let floor = floors.get(&q.key).copied().unwrap_or(0);
+                let cold = ranges.remove(&q.key).unwrap_or_default();
+                q.lock().load_cold(cold, floor);
+            }
+            topics.insert(Arc::new(topic));
+        }
+        let checkpoint = catalog.wal_checkpoint(&config.node_id).await?.unwrap_or(0);
+
+        let wal_config = WalConfig {
+            dir: config.data_dir.join("wal"),
+            segment_bytes: config.wal_segment_bytes,
+            max_bytes: config.wal_max_bytes,
+            group_commit_max_bytes: config.wal_group_commit_max_bytes,
+            append_timeout: config.append_timeout,
+            clock: clock.clone(),
+        };
+        let by_id = topics.id_map();
+        let (wal, report) = tokio::task::spawn_blocking(move || {
+            let mut skipped = 0u64;
+            let opened = Wal::open(wal_config, |lsn, payload| {
+                if !replay(&by_id, lsn, payload) {
+                    skipped += 1;
+                }
+                Ok(())
+            });
+            if skipped > 0 {
+                tracing::info!(
+                    skipped,
+                    "WAL records of deleted topics or released offsets skipped"
+                );
+            }
+            opened
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("WAL recovery task failed: {e}")))??;
+
+        for topic in topics.all() {
+            for q in &topic.queues {
+                let hw = q.lock().high_watermark;
+                q.announce(hw);
+            }
+        }
+        let recovery = summarize(&report);
+        tracing::info!(
+            segments = recovery.segments,
+            records = recovery.records,
+            bytes = recovery.bytes,
+            truncated_bytes = recovery.truncated_bytes,
+            "WAL recovered"
+        );
+        let started_ms = clock.now_ms();
+        let compactor_config = strata_compactor::CompactorConfig {
+            node_id: config.node_id.clone(),
+            upload_interval: config.upload_interval,
+            upload_trigger_bytes: config.upload_trigger_bytes,
+            max_object_bytes: config.max_object_bytes,
+            target_block_bytes: config.target_block_bytes,
+            maintenance_interval: config.retention_interval,
+            merge_small_range_bytes: config.merge_small_range_bytes,
+            merge_min_ranges: config.merge_min_ranges,
+            merge_target_bytes: config.merge_target_bytes,
+            gc_grace: config.gc_grace,
+        };
+        let core = Arc::new_cyclic(|core: &std::sync::Weak<Self>| Self {
+            compactor: Arc::new(strata_compactor::Compactor::new(
+                core.clone(),
+                catalog.clone(),
+                tiering.objects.clone(),
+                clock.clone(),
+                compactor_config,
+                checkpoint,
+            )),
+            cache: strata_cache::TailCache::new(config.tail_cache_bytes),
+            config,
+            clock: clock.clone(),
+            catalog,
+            wal,
+            topics: RwLock::new(topics),
+            shutdown: watch::Sender::new(false),
+            appends: Arc::new(tokio::sync::RwLock::new(())),
+            wal_files: Arc::new(RwLock::new(())),
+            tiering,
+            meter: Arc::new(Meter::new(clock.clone())),
+            started_ms,
+            recovery,
+        });
+        Ok(core)
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The clock the engine runs on.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// This node's per-tenant usage counters.
+    pub fn meter(&self) -> &Arc<Meter> {
+        &self.meter
+    }
+
+    /// Bytes each tenant stores on this node now: WAL bytes of its queues
+    /// (hot) and bytes of its object ranges (cold). Tenants storing nothing
+    /// are absent.
+    pub fn stored_bytes_by_tenant(&self) -> HashMap<String, StoredBytes> {
+        let mut out: HashMap<String, StoredBytes> = HashMap::new();
+        for topic in self.topics_read().all() {
+            for q in &topic.queues {
+                let (hot, cold) = {
+                    let inner = q.lock();
+                    (inner.retained_bytes, inner.cold_bytes)
+                };
+                if hot + cold > 0 {
+                    let entry = out.entry(topic.record.tenant.clone()).or_default();
+                    entry.hot += hot;
+                    entry.cold += cold;
+                }
+            }
+        }
+        out
+    }
+
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if *self.shutdown.borrow() {
+            return Err(EngineError::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, Topics> {
+        self.topics.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn topics_write(&self) -> std::sync::RwLockWriteGuard<'_, Topics> {
+        self.topics.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn topic(&self, tenant: &str, name: &str) -> Result<Arc<TopicState>> {
+        self.topics_read()
+            .get(tenant, name)
+            .cloned()
+            .ok_or_else(|| EngineError::TopicNotFound(name.to_string()))
+    }
+
+    /// Creates a topic with `queues` queues and claims them for this node.
+    pub async fn create_topic(
+        &self,
+        tenant: &str,
+        name: &str,
+        queues: u32,
+        message_type: MessageType,
+        retention: Option<Retention>,
+    ) -> Result<TopicInfo> {
+        let spec = TopicSpec {
+            queues,
+            message_type,
+            retention,
+            retention_bytes: None,
+        };
+        self.create_topic_with(tenant, name, spec).await
+    }
+
+    /// Creates a topic from a full specification. Names starting with
+    /// [`SYSTEM_TOPIC_PREFIX`] are the engine's own.
+    pub async fn create_topic_with(
+        &self,
+        tenant: &str,
+        name: &str,
+        spec: TopicSpec,
+    ) -> Result<TopicInfo> {
+        if name.starts_with(SYSTEM_TOPIC_PREFIX) {
+            return Err(EngineError::InvalidArgument(format!(
+                "topic names starting with {:?} are reserved",
+                SYSTEM_TOPIC_PREFIX
+            )));
+        }
+        self.create_topic_unchecked(tenant, name, spec).await
+    }
+
+    /// [`Core::create_topic_with`] for the engine's own topics.
+    pub(crate) async fn create_topic_unchecked(
+        &self,
+        tenant: &str,
+        name: &str,
+        spec: TopicSpec,
+    ) -> Result<TopicInfo> {
+        self.check_open()?;
+        names::validate_topic(name)?;
+        let max = self.config.max_queues_per_topic;
+        let queues = spec.queues;
+        if queues == 0 || queues > max {
+            return Err(EngineError::InvalidArgument(format!(
+                "queues must be between 1 and {max}, got {queues}"
+            )));
+        }
+        if spec.retention_bytes == Some(0) {
+            return Err(EngineError::InvalidArgument(
+                "retention_bytes must be greater than zero".into(),
+            ));
+        }
+        let retention = spec.retention.unwrap_or(self.config.default_retention);
+        let record = self
+            .catalog
+            .create_topic(
+                tenant,
+                name,
+                NewTopic {
+                    queues,
+                    message_type: spec.message_type,
+                    retention,
+                    retention_bytes: spec.retention_bytes,
+                },
+                self.clock.now_ms(),
+            )
+            .await?;
+        let topic = Arc::new(load_topic(&self.catalog, &self.config.node_id, record).await?);
+        self.topics_write().insert(topic.clone());
+        tracing::info!(tenant, topic = name, queues, "topic created");
+        Ok(topic_info(&topic.record))
+    }
+
+    /// Creates one of the engine's hidden per-tenant topics if missing:
+    /// one queue, kept [`SYSTEM_TOPIC_RETENTION`].
+    pub(crate) async fn ensure_system_topic(&self, tenant: &str, name: &str) -> Result<()> {
+        if self.topic(tenant, name).is_ok() {
+            return Ok(());
+        }
+        let spec = TopicSpec {
+            queues: 1,
+            message_type: MessageType::Normal,
+            retention: Some(Retention::Ms(SYSTEM_TOPIC_RETENTION.as_millis() as u64)),
+            retention_bytes: None,
+        };
+        match self.create_topic_unchecked(tenant, name, spec).await {
+            Ok(_) | Err(EngineError::TopicAlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn list_topics(&self, tenant: &str) -> Vec<TopicInfo> {
+        let mut list: Vec<TopicInfo> = self
+            .topics_read()
+            .all()
+            .filter(|t| t.record.tenant == tenant)
+            .filter(|t| !t.record.name.starts_with(SYSTEM_TOPIC_PREFIX))
+            .map(|t| topic_info(&t.record))
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    /// A topic's settings, without per-queue statistics (cheap: for
+    /// request paths that only need its type and queue count).
+    pub fn topic_info(&self, tenant: &str, name: &str) -> Result<TopicInfo> {
+        Ok(topic_info(&self.topic(tenant, name)?.record))
+    }
+
+    pub fn describe_topic(&self, tenant: &str, name: &str) -> Result<(TopicInfo, Vec<QueueInfo>)> {
+        let topic = self.topic(tenant, name)?;
+        let queues = topic.queues.iter().map(|q| queue_info(q)).collect();
+        Ok((topic_info(&topic.record), queues))
+    }
+
+    pub fn queue_info(&self, tenant: &str, topic: &str, queue: u32) -> Result<QueueInfo> {
+        let topic = self.topic(tenant, topic)?;
+        Ok(queue_info(topic.queue(queue)?))
+    }
+
+    /// Deletes a topic. Its WAL data is skipped on replay and released by
+    /// retention; its committed offsets stop being listed.
+    pub async fn delete_topic(&self, tenant: &str, name: &str) -> Result<TopicInfo> {
+        self.check_open()?;
+        let record = self.catalog.delete_topic(tenant, name).await?;
+        if let Some(topic) = self.topics_write().remove(tenant, name) {
+            for q in &topic.queues {
+                self.cache.remove_queue(q.key);
+            }
+        }
+        tracing::info!(tenant, topic = name, "topic deleted");
+        Ok(topic_info(&record))
+    }
+
+    /// A metadata check that holds only while this node still owns `key` at
+    /// the epoch it claimed: add it to a metadata transaction to fence it.
+    pub fn owner_check(&self, tenant: &str, topic: &str, queue: u32) -> Result<Check> {
+        let topic = self.topic(tenant, topic)?;
+        let q = topic.queue(queue)?;
+        Ok(self.catalog.owner_check(q.key, &q.owner))
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        let topics = self.topics_read();
+        let (mut queues, mut messages, mut bytes) = (0usize, 0u64, 0u64);
+        for t in topics.all() {
+            for q in &t.queues {
+                let inner = q.lock();
+                queues += 1;
+                messages += inner.high_watermark.saturating_sub(inner.first_offset);
+                bytes += inner.retained_bytes + inner.cold_bytes;
+            }
+        }
+        NodeStatus {
+            node_id: self.config.node_id.clone(),
+            started_ms: self.started_ms,
+            topics: topics.all().count(),
+            queues,
+            retained_messages: messages,
+            retained_bytes: bytes,
+            wal: self.wal.stats(),
+            tail_cache: self.cache.stats(),
+            recovery: self.recovery.clone(),
+            tiering: self.tiering_status(),
+        }
+    }
+
+    /// A receiver that turns `true` when shutdown begins.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Starts shutting down: new requests are refused with UNAVAILABLE and
+    /// long polls return at once; appends already accepted still finish.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Waits for in-flight appends to become durable and closes the WAL.
+    /// Shutdown must have begun and the loops that use the core ended.
+    pub(crate) async fn close(&self) -> Result<()> {
+        let _all_appends_done = self.appends.write().await;
+        let wal = self.wal.clone();
+        tokio::task::spawn_blocking(move || wal.close())
+            .await
+            .map_err(|e| EngineError::Internal(format!("WAL close task failed: {e}")))??;
+        Ok(())
+    }
+}
+
+/// Builds a topic's live state, claiming all its queues for this node in one
+/// metadata transaction.
+async fn load_topic(catalog: &Catalog, node: &str, record: TopicRecord) -> Result<TopicState> {
+    let owners = catalog
+        .claim_topic_queues(record.id, record.queues, node)
+        .await?;
+    let tenant: Arc<str> = Arc::from(record.tenant.as_str());
+    let activity = Arc::new(TopicActivity::new());
+    let queues = owners
+        .into_iter()
+        .zip(0..)
+        .map(|(owner, q)| {
+            Arc::new(QueueState::new(
+                QueueKey::new(record.id, q),
+                tenant.clone(),
+                owner,
+                activity.clone(),
+            ))
+        })
+        .collect();
+    Ok(TopicState::new(record, queues))
+}
+
+/// Applies one replayed WAL record; false when it was skipped.
+fn replay(topics: &HashMap<TopicId, Arc<TopicState>>, lsn: u64, payload: &[u8]) -> bool {
+    if record_kind(payload) != Some(KIND_MESSAGE_BATCH) {
+        tracing::warn!(lsn, "unknown WAL record kind skipped");
+        return false;
+    }
+    let header = match decode_header(payload) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(lsn, error = %e, "undecodable WAL batch skipped");
+            return false;
+        }
+    };
+    let Some(queue) = topics
+        .get(&header.queue.topic)
+        .and_then(|t| t.queues.get(header.queue.queue as usize))
+    else {
+        return false;
+    };
+    let entry = IndexEntry {
+        base_offset: header.base_offset,
+        count: header.count,
+        bytes: payload.len() as u64,
+        at: BatchRef {
+            lsn,
+            timestamp_ms: header.timestamp_ms,
+        },
+    };
+    let accepted = queue.lock().recover(entry, header.timestamp_ms);
+    if !accepted && header.base_offset >= queue.lock().next_offset {
+        tracing::error!(lsn, queue = %header.queue, base = header.base_offset, "WAL batch out of sequence skipped");
+    }
+    accepted
+}
+
+fn summarize(report: &RecoveryReport) -> RecoverySummary {
+    RecoverySummary {
+        segments: report.segments,
+        records: report.records,
+        bytes: report.bytes,
+        truncated_path: report.truncated.as_ref().map(|t| t.path.clone()),
+        truncated_bytes: report.truncated.as_ref().map_or(0, |t| t.cut_bytes),
+        truncated_reason: report.truncated.as_ref().map(|t| t.reason.clone()),
+    }
+}
+
+pub(crate) fn topic_info(record: &TopicRecord) -> TopicInfo {
+    TopicInfo {
+        id: record.id,
+        name: record.name.clone(),
+        queues: record.queues,
+        message_type: record.message_type,
+        retention: record.retention,
+        retention_bytes: record.retention_bytes,
+        created_ms: record.created_ms,
+    }
+}
+
+pub(crate) fn queue_info(q: &QueueState) -> QueueInfo {
+    let inner = q.lock();
+    QueueInfo {
+        queue: q.key.queue,
+        first_offset: inner.first_offset,
+        end_offset: inner.high_watermark,
+        messages: inner.high_watermark.saturating_sub(inner.first_offset),
+        bytes: inner.retained_bytes + inner.cold_bytes,
+        batches: inner.index.len() as u64,
+        oldest_timestamp_ms: inner
+            .cold
+            .front()
+            .map(|r| r.min_timestamp_ms)
+            .or_else(|| inner.index.front().map(|e| e.at.timestamp_ms)),
+        newest_timestamp_ms: inner.index.back().map(|e| e.at.timestamp_ms),
+        owner_node: q.owner.node.clone(),
+        owner_epoch: q.owner.epoch,
+        wal_first_offset: inner.hot_first(),
+        object_first_offset: inner.cold.front().map(|r| r.base_offset),
+        object_end_offset: inner.cold_end(),
+        object_bytes: inner.cold_bytes,
+        object_ranges: inner.cold.len() as u64,
+        objects: inner
+            .cold
+            .iter()
+            .map(|r| r.object.as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len() as u64,
+    }
+}
