@@ -53,7 +53,10 @@ pub struct Running {
     metering: MeteringTasks,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), ServerError>>,
-    _lock: std::fs::File,
+    /// The metadata store, to see it closed before the data directory is
+    /// given up.
+    store: std::sync::Weak<dyn MetaStore>,
+    lock: std::fs::File,
 }
 
 impl Running {
@@ -79,12 +82,43 @@ impl Running {
         let result = result.and(grpc);
         self.engine.close().await?;
         self.metering.finish().await;
+        let Self {
+            engine,
+            store,
+            lock,
+            ..
+        } = self;
+        drop(engine);
+        release_store(&store).await;
+        drop(lock);
         result
     }
 
     /// A handle that asks the server to stop.
     pub fn stopper(&self) -> watch::Sender<bool> {
         self.stop.clone()
+    }
+}
+
+/// Waits (up to 10 s) until nothing holds the metadata store any more. The
+/// last clones go with tasks that end a moment after shutdown (a
+/// connection's task drops its copy of the router just after it reports
+/// itself closed); a node restarted in the same process must find the
+/// embedded store closed, or it cannot open it.
+// Real time, not the node's clock: this waits on tasks of the runtime, and a
+// test's manual clock would never let it end.
+#[allow(clippy::disallowed_methods)]
+async fn release_store(store: &std::sync::Weak<dyn MetaStore>) {
+    let started = std::time::Instant::now();
+    while store.strong_count() > 0 {
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            tracing::warn!(
+                holders = store.strong_count(),
+                "the metadata store is still held 10 s after shutdown"
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 
@@ -126,6 +160,7 @@ pub async fn start_with_clock(
     config.validate()?;
     let lock = lock_data_dir(&config)?;
     let store: Arc<dyn MetaStore> = RedbStore::open(&config.data_dir.join("meta.redb"))?;
+    let weak_store = Arc::downgrade(&store);
     let engine =
         Engine::open_with_store(config.engine_config()?, clock.clone(), store.clone()).await?;
     let rate_clock = clock.clone();
@@ -239,7 +274,8 @@ pub async fn start_with_clock(
         metering,
         stop,
         task,
-        _lock: lock,
+        store: weak_store,
+        lock,
     })
 }
 
