@@ -77,13 +77,85 @@ start_seaweedfs() {
   export STRATA_TEST_WEED="${STRATA_TOOLS}/venv/bin/weed"
 }
 
+install_etcd() {
+  command -v etcd >/dev/null 2>&1 && return 0
+  if ! command -v apt-get >/dev/null 2>&1; then
+    _svc_log "etcd is missing and there is no apt-get: install etcd 3.4+ by hand"
+    return 1
+  fi
+  local sudo=()
+  [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+  _svc_log "installing etcd-server from Debian"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends etcd-server
+}
+
+# A 3-member etcd cluster on 127.0.0.1: member i serves clients on
+# 12379+100*i and peers on 12380+100*i. Txn limits as docs/operations.md asks.
+ETCD_MEMBERS=3
+_etcd_client_port() { echo $((12379 + 100 * $1)); }
+_etcd_peer_port() { echo $((12380 + 100 * $1)); }
+
+start_etcd_member() {
+  local i="$1" cluster="$2"
+  local client peer
+  client="$(_etcd_client_port "${i}")"
+  peer="$(_etcd_peer_port "${i}")"
+  mkdir -p "${STRATA_SERVICES_DIR}/etcd${i}"
+  etcd --name "m${i}" --data-dir "${STRATA_SERVICES_DIR}/etcd${i}/data" \
+    --listen-client-urls "http://127.0.0.1:${client}" --advertise-client-urls "http://127.0.0.1:${client}" \
+    --listen-peer-urls "http://127.0.0.1:${peer}" --initial-advertise-peer-urls "http://127.0.0.1:${peer}" \
+    --initial-cluster "${cluster}" --initial-cluster-token strata-test --initial-cluster-state new \
+    --max-txn-ops 65536 --max-request-bytes 33554432 \
+    --logger zap --log-outputs stderr --log-level warn \
+    >"${STRATA_SERVICES_DIR}/etcd${i}.log" 2>&1 &
+  STRATA_SERVICE_PIDS+=("$!")
+  echo "$!" >"${STRATA_SERVICES_DIR}/etcd${i}.pid"
+}
+
+start_etcd() {
+  install_etcd
+  local i cluster="" endpoints=""
+  for i in $(seq 0 $((ETCD_MEMBERS - 1))); do
+    cluster+="${cluster:+,}m${i}=http://127.0.0.1:$(_etcd_peer_port "${i}")"
+    endpoints+="${endpoints:+,}127.0.0.1:$(_etcd_client_port "${i}")"
+  done
+  _svc_log "starting a ${ETCD_MEMBERS}-member etcd cluster on 127.0.0.1 (${endpoints})"
+  for i in $(seq 0 $((ETCD_MEMBERS - 1))); do
+    start_etcd_member "${i}" "${cluster}"
+  done
+  # Healthy once the members elected a leader and serve linearizable reads.
+  local tries=0 port health=""
+  port="$(_etcd_client_port 0)"
+  until [[ "${health}" == *'"health":"true"'* ]]; do
+    health="$(curl -fs "http://127.0.0.1:${port}/health" 2>/dev/null || true)"
+    tries=$((tries + 1))
+    if [ "${tries}" -gt 300 ]; then
+      _svc_log "etcd did not become healthy within 30 s; member 0's log:"
+      tail -n 40 "${STRATA_SERVICES_DIR}/etcd0.log" >&2 || true
+      return 1
+    fi
+    sleep 0.1
+  done
+  export STRATA_TEST_ETCD_ENDPOINTS="${endpoints}"
+  # Tests that stop a member find its pid here: etcd<i>.pid.
+  export STRATA_TEST_ETCD_DIR="${STRATA_SERVICES_DIR}"
+}
+
 start_services() {
   STRATA_SERVICES_DIR="$(mktemp -d "${TMPDIR:-/tmp}/strata-services.XXXXXX")"
   start_seaweedfs
+  start_etcd
 }
 
 stop_services() {
-  local pid
+  local pid file
+  # Tests that restart a service record its new pid in <name>.pid.
+  if [ -n "${STRATA_SERVICES_DIR}" ]; then
+    for file in "${STRATA_SERVICES_DIR}"/*.pid; do
+      [ -f "${file}" ] && STRATA_SERVICE_PIDS+=("$(cat "${file}")")
+    done
+  fi
   for pid in "${STRATA_SERVICE_PIDS[@]:-}"; do
     [ -n "${pid}" ] || continue
     kill "${pid}" 2>/dev/null || true

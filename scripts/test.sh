@@ -42,12 +42,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo machete (no unused dependencies)"
 cargo machete
 
-# Real services the tests run against (S3-compatible object store), on
-# 127.0.0.1 only; stopped again when this script exits.
+# Real services the tests run against (an S3-compatible object store and a
+# 3-member etcd cluster), on 127.0.0.1 only; stopped again when this script
+# exits. The etcd tests must not skip here.
 # shellcheck source=scripts/services.sh
 source scripts/services.sh
 trap stop_services EXIT
 start_services
+export STRATA_TEST_REQUIRE_ETCD=1
 
 log "cargo nextest run (whole workspace)"
 cargo nextest run --workspace --all-targets --locked --no-fail-fast "$@"

@@ -104,12 +104,40 @@ async fn verify(url: &str, acked: &Acked, cycle: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_messages_survive_repeated_sigkill() {
+    sigkill_cycles(&[]).await;
+}
+
+/// The same with the node's metadata (offsets, ranges, checkpoints) in the
+/// etcd cluster `scripts/test.sh` starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_messages_survive_repeated_sigkill_with_metadata_on_etcd() {
+    let endpoints = match std::env::var("STRATA_TEST_ETCD_ENDPOINTS") {
+        Ok(e) => e,
+        Err(_) if std::env::var_os("STRATA_TEST_REQUIRE_ETCD").is_some() => {
+            panic!("STRATA_TEST_REQUIRE_ETCD is set but STRATA_TEST_ETCD_ENDPOINTS is not")
+        }
+        Err(_) => {
+            eprintln!("SKIPPED: STRATA_TEST_ETCD_ENDPOINTS not set (scripts/test.sh starts etcd)");
+            return;
+        }
+    };
+    let nanos = std::time::SystemTime::UNIX_EPOCH
+        .elapsed()
+        .map_or(0, |d| d.as_nanos());
+    let url = format!(
+        "etcd://{endpoints}/strata-test/durability/{}-{nanos}",
+        std::process::id()
+    );
+    sigkill_cycles(&[("STRATA_METADATA_URL", url.as_str())]).await;
+}
+
+async fn sigkill_cycles(env: &[(&str, &str)]) {
     let dir = tempfile::tempdir().unwrap();
     let acked: Acked = Arc::default();
     let mut rng = fastrand::Rng::with_seed(0x5742_4154);
     let started = Instant::now();
     for cycle in 0..CYCLES {
-        let server = Server::start(dir.path(), &[]);
+        let server = Server::start(dir.path(), env);
         if cycle == 0 {
             create_topic(&server.url, TOPIC, QUEUES).await;
         }
@@ -135,7 +163,7 @@ async fn acknowledged_messages_survive_repeated_sigkill() {
             acked.lock().unwrap().len()
         );
     }
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start(dir.path(), env);
     let stored = verify(&server.url, &acked, CYCLES).await;
     let acked_total = acked.lock().unwrap().len();
     assert!(

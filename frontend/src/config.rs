@@ -42,6 +42,7 @@ pub struct Config {
     pub node_id: String,
     pub http: HttpConfig,
     pub grpc: GrpcConfig,
+    pub metadata: MetadataSection,
     pub wal: WalSection,
     pub cache: CacheSection,
     pub object_store: ObjectStoreSection,
@@ -155,6 +156,39 @@ pub struct CacheSection {
     pub cold_read_bytes_per_sec: u64,
 }
 
+/// Where the metadata store is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetadataSection {
+    /// "embedded" (redb under the data directory) or
+    /// "etcd://host:port[,host:port...][/namespace]".
+    pub url: String,
+}
+
+/// The metadata store [`MetadataSection::url`] names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataUrl {
+    Embedded,
+    Etcd(strata_metadata::EtcdAddress),
+}
+
+impl MetadataSection {
+    pub fn parse(&self) -> Result<MetadataUrl, ConfigError> {
+        let url = self.url.trim();
+        if url == "embedded" {
+            return Ok(MetadataUrl::Embedded);
+        }
+        if url.starts_with("etcd://") {
+            return strata_metadata::EtcdAddress::parse(url)
+                .map(MetadataUrl::Etcd)
+                .map_err(|e| ConfigError::Invalid(format!("metadata.url: {e}")));
+        }
+        Err(ConfigError::Invalid(format!(
+            "metadata.url must be \"embedded\" or etcd://host:port[,host:port...][/namespace], got {url:?}"
+        )))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ObjectStoreSection {
@@ -228,6 +262,9 @@ impl Default for Config {
             grpc: GrpcConfig {
                 addr: "127.0.0.1:8081".into(),
                 advertise_addr: String::new(),
+            },
+            metadata: MetadataSection {
+                url: "embedded".into(),
             },
             wal: WalSection {
                 segment_bytes: engine.wal_segment_bytes,
@@ -313,6 +350,11 @@ impl Default for HttpConfig {
 impl Default for GrpcConfig {
     fn default() -> Self {
         Config::default().grpc
+    }
+}
+impl Default for MetadataSection {
+    fn default() -> Self {
+        Config::default().metadata
     }
 }
 impl Default for WalSection {
@@ -497,6 +539,7 @@ impl Config {
             ));
         }
         parse_retention(&self.retention.default).map_err(ConfigError::Invalid)?;
+        self.metadata.parse()?;
         match self.object_store.kind.as_str() {
             "local" => {}
             "s3" if self.object_store.bucket.is_empty() => {

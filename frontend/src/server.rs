@@ -9,10 +9,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, MetadataUrl};
 use crate::http::{self, AppState, AuthSettings, Metrics};
 use crate::metering::{MeteringTasks, Operations, TenantCollector};
-use strata_metadata::{Catalog, MetaStore, RedbStore};
+use strata_metadata::{Catalog, EtcdStore, MetaStore, RedbStore};
 use strata_tenancy::{Credentials, MasterKey, UsageLedger};
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +122,18 @@ async fn release_store(store: &std::sync::Weak<dyn MetaStore>) {
     }
 }
 
+/// Opens the metadata store `metadata.url` names.
+async fn open_metadata(config: &Config) -> Result<Arc<dyn MetaStore>, ServerError> {
+    Ok(match config.metadata.parse()? {
+        MetadataUrl::Embedded => RedbStore::open(&config.data_dir.join("meta.redb"))?,
+        MetadataUrl::Etcd(address) => {
+            let store = EtcdStore::connect(&address).await?;
+            tracing::info!(endpoints = %address.endpoints.join(","), namespace = %address.namespace, "metadata on etcd");
+            store
+        }
+    })
+}
+
 /// Takes the data directory's lock so two nodes never share one WAL.
 fn lock_data_dir(config: &Config) -> Result<std::fs::File, ServerError> {
     let dir = config.data_dir.display().to_string();
@@ -159,7 +171,7 @@ pub async fn start_with_clock(
 ) -> Result<Running, ServerError> {
     config.validate()?;
     let lock = lock_data_dir(&config)?;
-    let store: Arc<dyn MetaStore> = RedbStore::open(&config.data_dir.join("meta.redb"))?;
+    let store = open_metadata(&config).await?;
     let weak_store = Arc::downgrade(&store);
     let engine =
         Engine::open_with_store(config.engine_config()?, clock.clone(), store.clone()).await?;

@@ -1,11 +1,12 @@
 //! Strata's metadata: the [`MetaStore`] trait (a transactional, ordered
 //! key-value store), its backends ([`RedbStore`] embedded on disk,
-//! [`MemoryStore`] ephemeral), a [`conformance`] suite every backend must
+//! [`EtcdStore`] on an etcd v3 cluster, [`MemoryStore`] ephemeral), a [`conformance`] suite every backend must
 //! pass, and the [`Catalog`] of tenants, access keys, topics, groups, offsets and queue owners
 //! built on top of any backend.
 
 pub mod catalog;
 pub mod conformance;
+pub mod etcd_store;
 pub mod memory_store;
 pub mod redb_store;
 pub mod store;
@@ -16,6 +17,7 @@ pub use catalog::{
     ParseMessageTypeError, PopChange, PopQueueState, RangeRecord, Retention, RetryPolicy,
     SealedSecretRecord, StartPosition, TenantRecord, Timer, TopicRecord, UsageRollup,
 };
+pub use etcd_store::{EtcdAddress, EtcdStore};
 pub use memory_store::MemoryStore;
 pub use redb_store::RedbStore;
 pub use store::{Check, MetaError, MetaStore, Mutation, Txn, TxnOutcome};

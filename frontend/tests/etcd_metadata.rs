@@ -1,0 +1,188 @@
+//! A node whose metadata lives in etcd (`metadata.url = "etcd://..."`): the
+//! HTTP API behaves as on the embedded store, everything survives a restart,
+//! and a bad URL or an unreachable cluster stops the start with a clear error.
+//!
+//! Needs the etcd cluster `scripts/test.sh` starts (`STRATA_TEST_ETCD_ENDPOINTS`);
+//! skips with a message without it unless `STRATA_TEST_REQUIRE_ETCD` is set.
+
+mod common;
+
+use common::TestServer;
+use serde_json::{Value, json};
+use strata_frontend::Config;
+
+fn etcd_url(test: &str) -> Option<String> {
+    let endpoints = match std::env::var("STRATA_TEST_ETCD_ENDPOINTS") {
+        Ok(e) => e,
+        Err(_) if std::env::var_os("STRATA_TEST_REQUIRE_ETCD").is_some() => {
+            panic!("STRATA_TEST_REQUIRE_ETCD is set but STRATA_TEST_ETCD_ENDPOINTS is not")
+        }
+        Err(_) => {
+            eprintln!(
+                "SKIPPED: STRATA_TEST_ETCD_ENDPOINTS not set (scripts/test.sh starts a 3-member etcd cluster)"
+            );
+            return None;
+        }
+    };
+    let nanos = std::time::SystemTime::UNIX_EPOCH
+        .elapsed()
+        .map_or(0, |d| d.as_nanos());
+    Some(format!(
+        "etcd://{endpoints}/strata-test/{test}/{}-{nanos}",
+        std::process::id()
+    ))
+}
+
+async fn restart(s: TestServer) -> TestServer {
+    let config = s.config.clone();
+    let dir = s.shutdown().await;
+    TestServer::start_in(dir, config).await
+}
+
+/// A snapshot without queue owner epochs, which every start raises (the
+/// node claims its queues anew).
+fn without_epochs(mut snapshot: Value) -> Value {
+    for topic in snapshot["topics"].as_array_mut().expect("topics") {
+        for q in topic["queue_stats"].as_array_mut().expect("queue stats") {
+            q.as_object_mut().expect("queue").remove("owner_epoch");
+        }
+    }
+    snapshot
+}
+
+fn bodies(messages: &Value) -> Vec<String> {
+    let mut out: Vec<String> = messages
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            let m = if m["message"].is_object() {
+                &m["message"]
+            } else {
+                m
+            };
+            String::from_utf8(common::unb64(m["body"].as_str().expect("body"))).expect("utf-8")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_etcd_serves_and_keeps_its_state_across_restarts() {
+    let Some(url) = etcd_url("node") else { return };
+    let s = TestServer::start_with(|c| c.metadata.url = url.clone()).await;
+
+    // Topics, messages, a pull group's offset, a POP group half-acknowledged.
+    s.create_topic("orders", 4).await;
+    let sent: Vec<Value> = (0..20)
+        .map(|i| json!({ "body": common::b64(format!("m{i:02}").as_bytes()), "key": format!("k{}", i % 7) }))
+        .collect();
+    s.publish("orders", json!(sent)).await;
+    s.post_json(
+        "/v1/groups",
+        &json!({"name": "billing", "start": "earliest"}),
+    )
+    .await
+    .expect(201);
+    s.put_json("/v1/groups/billing/offsets/orders/0", &json!({"offset": 1}))
+        .await
+        .expect(200);
+    s.post_json(
+        "/v1/groups",
+        &json!({"name": "workers", "start": "earliest"}),
+    )
+    .await
+    .expect(201);
+    let got = s
+        .post_json(
+            "/v1/groups/workers/receive",
+            &json!({"topic": "orders", "max_messages": 10, "invisible_ms": 600000}),
+        )
+        .await
+        .expect(200);
+    let received = got["messages"].as_array().expect("messages").clone();
+    assert_eq!(received.len(), 10, "{got}");
+    let handles: Vec<Value> = received
+        .iter()
+        .map(|m| m["receipt_handle"].clone())
+        .collect();
+    let acked = s
+        .post_json(
+            "/v1/groups/workers/ack",
+            &json!({"topic": "orders", "receipt_handles": handles}),
+        )
+        .await
+        .expect(200);
+    assert!(
+        acked["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .all(|r| r["code"] == "OK"),
+        "{acked}"
+    );
+    let before = without_epochs(s.snapshot().await);
+
+    let s = restart(s).await;
+    assert_eq!(without_epochs(s.snapshot().await), before);
+    // The other ten, and only those, come to the POP group after the restart.
+    let rest = s
+        .post_json(
+            "/v1/groups/workers/receive",
+            &json!({"topic": "orders", "max_messages": 32, "invisible_ms": 600000}),
+        )
+        .await
+        .expect(200);
+    let mut all = bodies(&json!(received));
+    all.extend(bodies(&rest["messages"]));
+    all.sort();
+    let want: Vec<String> = (0..20).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(all, want, "{rest}");
+    let mut total = 0;
+    for q in 0..4 {
+        let r = s.read("orders", q, "offset=0&limit=100").await;
+        total += r["messages"].as_array().expect("messages").len();
+    }
+    assert_eq!(total, 20);
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_in_different_namespaces_share_nothing() {
+    let (Some(a_url), Some(b_url)) = (etcd_url("ns-a"), etcd_url("ns-b")) else {
+        return;
+    };
+    let a = TestServer::start_with(|c| c.metadata.url = a_url.clone()).await;
+    let b = TestServer::start_with(|c| c.metadata.url = b_url.clone()).await;
+    a.create_topic("only-in-a", 1).await;
+    let listed = b.get("/v1/topics").await.expect(200);
+    assert_eq!(listed["topics"], json!([]), "{listed}");
+    b.get("/v1/topics/only-in-a")
+        .await
+        .expect_error(404, "TOPIC_NOT_FOUND");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_metadata_urls_stop_the_start_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (url, expect) in [
+        (
+            "redis://x:1",
+            "metadata.url must be \"embedded\" or etcd://",
+        ),
+        ("etcd://nohost", "endpoint \"nohost\" is not host:port"),
+        // Nothing listens on port 1: the start fails, naming the endpoint.
+        ("etcd://127.0.0.1:1/x", "etcd 127.0.0.1:1"),
+    ] {
+        let mut c: Config = common::config(dir.path());
+        c.metadata.url = url.into();
+        let err = strata_frontend::server::start(c)
+            .await
+            .expect_err(url)
+            .to_string();
+        assert!(err.contains(expect), "{url}: {err}");
+    }
+}
