@@ -359,3 +359,48 @@ fn config_command_shows_env_overrides() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("STRATA_WAL_MAX_BYTES"));
 }
+
+#[test]
+fn metadata_bench_measures_the_embedded_store_and_refuses_bad_input() {
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "metadata",
+            "bench",
+            "--seconds",
+            "1",
+            "--concurrency",
+            "3",
+            "--json",
+        ])
+        .env_remove("STRATA_METADATA_URL")
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(report["backend"], "redb", "{report}");
+    assert_eq!(report["concurrency"], 3, "{report}");
+    assert!(report["commits"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["reads_per_sec"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        report["p50_ms"].as_f64().unwrap() <= report["p99_ms"].as_f64().unwrap(),
+        "{report}"
+    );
+
+    for (args, expect) in [
+        (
+            vec!["metadata", "bench", "--url", "etcd://nohost"],
+            "endpoint \"nohost\" is not host:port",
+        ),
+        (
+            vec!["metadata", "bench", "--concurrency", "0"],
+            "--concurrency and --seconds must be at least 1",
+        ),
+    ] {
+        let out = std::process::Command::new(common::BIN)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+}

@@ -3,6 +3,7 @@
 
 mod admin;
 mod consume;
+mod metadata;
 mod run;
 
 use std::path::PathBuf;
@@ -81,12 +82,22 @@ pub enum Command {
     /// Show metered usage (the bill): your tenant's, or as a service admin
     /// another's (--tenant) or everyone's (--all-tenants).
     Usage(UsageArgs),
+    /// Work with a metadata store directly (no running node needed).
+    #[command(subcommand)]
+    Metadata(MetadataCommand),
     /// Print the effective server configuration (defaults < file < STRATA_* env).
     Config {
         /// TOML config file to layer over the defaults.
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MetadataCommand {
+    /// Measure conditional commits/s and latency of a metadata store
+    /// ("embedded" or etcd://...), in a throwaway namespace.
+    Bench(metadata::BenchArgs),
 }
 
 #[derive(Debug, Args)]

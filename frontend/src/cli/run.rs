@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::Serialize;
 
-use super::{Cli, Command, GroupCommand, ProduceArgs, ServeArgs, TopicCommand};
+use super::{Cli, Command, GroupCommand, MetadataCommand, ProduceArgs, ServeArgs, TopicCommand};
 use crate::config::Config;
 use crate::http::groups::CreateGroup;
 use crate::http::messages::MessageJson;
@@ -24,6 +24,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             print!("{}", toml::to_string(&config)?);
             Ok(())
         }
+        Command::Metadata(MetadataCommand::Bench(args)) => super::metadata::bench(args, json).await,
         Command::Topic(cmd) => topic(&client, json, cmd).await,
         Command::Whoami => {
             let me = client.whoami().await?;
