@@ -17,7 +17,7 @@ use strata_objects::Objects;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::core::Core;
+use crate::core::{Core, WalLayer};
 use crate::delay::Delay;
 use crate::error::{EngineError, Result};
 use crate::lookup::{FoundMessage, Lookup};
@@ -62,7 +62,18 @@ impl Engine {
         clock: Arc<dyn Clock>,
         store: Arc<dyn MetaStore>,
     ) -> Result<Arc<Self>> {
-        let core = Core::open(config, clock, store).await?;
+        Self::open_with_wal_layer(config, clock, store, None).await
+    }
+
+    /// [`Engine::open_with_store`], with the WAL wrapped by `layer` (a test
+    /// wraps it to make appends fail).
+    pub async fn open_with_wal_layer(
+        config: EngineConfig,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn MetaStore>,
+        layer: Option<WalLayer>,
+    ) -> Result<Arc<Self>> {
+        let core = Core::open(config, clock, store, layer).await?;
         let engine = Arc::new(Self {
             pull: Pull::new(core.clone()),
             pop: Pop::new(core.clone()),

@@ -27,7 +27,7 @@ mod pull;
 pub mod txn;
 mod types;
 
-pub use crate::core::{SYSTEM_TOPIC_PREFIX, SYSTEM_TOPIC_RETENTION};
+pub use crate::core::{SYSTEM_TOPIC_PREFIX, SYSTEM_TOPIC_RETENTION, WalLayer};
 pub use engine::Engine;
 pub use error::{EngineError, Result};
 pub use lookup::FoundMessage;

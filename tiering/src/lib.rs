@@ -1,13 +1,13 @@
 //! Strata's hot tier: the write-ahead log and the message batch format.
 //!
 //! Producers' batches are encoded by [`batch`] into WAL payloads and appended
-//! to the [`Wal`], which makes them durable with group commit (many
+//! to the [`Wal`] ([`FileWal`] on disk), which makes them durable with group commit (many
 //! concurrent appends share one fdatasync) before the broker acknowledges
 //! them. Once the records are stored in a colder tier, the engine calls
 //! [`Wal::release_before`] so whole segments are deleted; until then the WAL
 //! applies back-pressure instead of growing without bound.
 //!
-//! After a crash, [`Wal::open`] replays every valid record in LSN order, cuts
+//! After a crash, [`FileWal::open`] replays every valid record in LSN order, cuts
 //! a torn tail off the newest segment and refuses to start on any other
 //! damage.
 //!
@@ -16,8 +16,11 @@
 //! on the WAL's own thread.
 
 pub mod batch;
+mod hot;
 pub mod wal;
 
+pub use hot::Wal;
 pub use wal::{
-    PendingAppend, RecoveryReport, SegmentInfo, TruncatedTail, Wal, WalConfig, WalError, WalStats,
+    FileWal, PendingAppend, RecoveryReport, SegmentInfo, TruncatedTail, WalConfig, WalError,
+    WalStats,
 };

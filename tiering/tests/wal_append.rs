@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{append_all, config, open, payload};
-use strata_tiering::{Wal, WalError};
+use strata_tiering::{FileWal, WalError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_round_trip_and_reopen() {
@@ -216,7 +216,7 @@ async fn back_pressure_waits_then_fails_or_succeeds_after_release() {
     }
 
     let waiter = {
-        let wal: Arc<Wal> = wal.clone();
+        let wal: Arc<FileWal> = wal.clone();
         let p = p.clone();
         tokio::spawn(async move { wal.submit(p).await?.durable().await })
     };
@@ -260,7 +260,7 @@ fn rejects_bad_config() {
     let mut cfg = config(dir.path());
     cfg.segment_bytes = cfg.max_bytes;
     assert!(matches!(
-        Wal::open(cfg, |_, _| Ok(())),
+        FileWal::open(cfg, |_, _| Ok(())),
         Err(WalError::Config(_))
     ));
 }

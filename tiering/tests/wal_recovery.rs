@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use common::{append_all, config, open, payload, runtime};
-use strata_tiering::{Wal, WalError};
+use strata_tiering::{FileWal, WalError};
 
 const HEADER: u64 = 24;
 
@@ -163,7 +163,7 @@ fn damage_in_an_older_segment_is_refused() {
     let mut bytes = std::fs::read(victim).unwrap();
     bytes[HEADER as usize + 20] ^= 1;
     std::fs::write(victim, &bytes).unwrap();
-    match Wal::open(cfg.clone(), |_, _| Ok(())) {
+    match FileWal::open(cfg.clone(), |_, _| Ok(())) {
         Err(WalError::Corrupt { path, offset, .. }) => {
             assert_eq!(&path, victim);
             assert_eq!(offset, HEADER);
@@ -176,7 +176,7 @@ fn damage_in_an_older_segment_is_refused() {
     bytes.truncate(bytes.len() - 1);
     std::fs::write(victim, &bytes).unwrap();
     assert!(matches!(
-        Wal::open(cfg, |_, _| Ok(())),
+        FileWal::open(cfg, |_, _| Ok(())),
         Err(WalError::Corrupt { path, .. }) if &path == victim
     ));
 }
@@ -193,7 +193,7 @@ fn missing_middle_segment_is_refused() {
     drop(wal);
     std::fs::remove_file(&segs[1].path).unwrap();
     assert!(matches!(
-        Wal::open(cfg, |_, _| Ok(())),
+        FileWal::open(cfg, |_, _| Ok(())),
         Err(WalError::Corrupt { .. })
     ));
 }
@@ -262,7 +262,7 @@ fn header_base_must_match_file_name() {
     drop(wal);
     std::fs::rename(&path, dir.path().join(format!("{:020}.wal", 77))).unwrap();
     assert!(matches!(
-        Wal::open(config(dir.path()), |_, _| Ok(())),
+        FileWal::open(config(dir.path()), |_, _| Ok(())),
         Err(WalError::Corrupt { .. })
     ));
 }
@@ -271,7 +271,7 @@ fn header_base_must_match_file_name() {
 fn visitor_error_aborts_open() {
     let dir = tempfile::tempdir().unwrap();
     write_records(dir.path(), 2);
-    let result = Wal::open(config(dir.path()), |_, _| {
+    let result = FileWal::open(config(dir.path()), |_, _| {
         Err(WalError::Config("stop".into()))
     });
     assert!(matches!(result, Err(WalError::Config(m)) if m == "stop"));

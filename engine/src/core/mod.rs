@@ -18,7 +18,7 @@ use strata_common::usage::{Meter, StoredBytes};
 use strata_common::{Clock, QueueKey, TopicId, names};
 use strata_metadata::{Catalog, Check, MessageType, MetaStore, NewTopic, Retention, TopicRecord};
 use strata_tiering::batch::{KIND_MESSAGE_BATCH, decode_header, record_kind};
-use strata_tiering::{RecoveryReport, Wal, WalConfig};
+use strata_tiering::{FileWal, RecoveryReport, Wal, WalConfig};
 use tokio::sync::watch;
 
 use crate::error::{EngineError, Result};
@@ -27,6 +27,10 @@ use queue::{BatchRef, IndexEntry, QueueState, TopicActivity};
 use topic::{TopicState, Topics};
 
 pub(crate) use publish::Billing;
+
+/// Wraps the WAL the engine opens, after recovery and before any append:
+/// tests inject failures this way (see `Engine::open_with_wal_layer`).
+pub type WalLayer = Box<dyn FnOnce(Arc<FileWal>) -> Arc<dyn Wal> + Send>;
 
 /// Prefix of topic names the engine keeps for itself (schedule, half and
 /// other hidden topics): clients cannot create them, lists leave them out.
@@ -42,7 +46,7 @@ pub(crate) struct Core {
     pub(crate) config: EngineConfig,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) catalog: Catalog,
-    pub(crate) wal: Arc<Wal>,
+    pub(crate) wal: Arc<dyn Wal>,
     pub(crate) cache: strata_cache::TailCache,
     pub(crate) topics: RwLock<Topics>,
     /// `true` once shutdown began: new work is refused, long polls end.
@@ -68,6 +72,7 @@ impl Core {
         config: EngineConfig,
         clock: Arc<dyn Clock>,
         store: Arc<dyn MetaStore>,
+        wal_layer: Option<WalLayer>,
     ) -> Result<Arc<Self>> {
         let catalog = Catalog::new(store);
         let tiering = tiered::Tiering::open(&config, clock.clone()).await?;
@@ -96,7 +101,7 @@ impl Core {
         let by_id = topics.id_map();
         let (wal, report) = tokio::task::spawn_blocking(move || {
             let mut skipped = 0u64;
-            let opened = Wal::open(wal_config, |lsn, payload| {
+            let opened = FileWal::open(wal_config, |lsn, payload| {
                 if !replay(&by_id, lsn, payload) {
                     skipped += 1;
                 }
@@ -112,6 +117,10 @@ impl Core {
         })
         .await
         .map_err(|e| EngineError::Internal(format!("WAL recovery task failed: {e}")))??;
+        let wal: Arc<dyn Wal> = match wal_layer {
+            Some(layer) => layer(wal),
+            None => wal,
+        };
 
         for topic in topics.all() {
             for q in &topic.queues {

@@ -10,7 +10,7 @@
 //!
 //! # Write path
 //!
-//! [`Wal::submit`] reserves the LSN under one lock and hands the frame to the
+//! [`FileWal::submit`] reserves the LSN under one lock and hands the frame to the
 //! I/O thread (see `writer`), so reservation order is write order is
 //! completion order. [`PendingAppend::durable`] resolves after the group
 //! containing the record was fdatasync'ed.
@@ -19,11 +19,11 @@
 //!
 //! `used_bytes` is the sum of all segment file sizes, headers included, as
 //! reserved (so it counts records not yet written). An append that would push
-//! it over `max_bytes` waits until [`Wal::release_before`] deletes old
+//! it over `max_bytes` waits until [`FileWal::release_before`] deletes old
 //! segments, or fails with [`WalError::Full`] after `append_timeout`.
 //! To guarantee that releasing everything releasable always makes room,
 //! `open` requires `segment_bytes <= max_bytes / 2`, and one record may use at
-//! most half of `max_bytes` (see [`Wal::max_record_len`]).
+//! most half of `max_bytes` (see [`FileWal::max_record_len`]).
 
 mod error;
 pub mod frame;
@@ -76,7 +76,7 @@ struct State {
 
 /// The write-ahead log. `Send + Sync`; share it via `Arc`.
 #[derive(Debug)]
-pub struct Wal {
+pub struct FileWal {
     config: WalConfig,
     state: Mutex<State>,
     io: Arc<IoStatus>,
@@ -93,12 +93,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Wal {
+impl FileWal {
     /// Creates the dir if missing, replays every valid record through
     /// `visit(lsn, payload)` in LSN order, cuts a torn tail off the last
     /// segment, refuses damage elsewhere, then starts the I/O thread.
     /// Blocking: call at startup or from `spawn_blocking`.
-    pub fn open<F>(config: WalConfig, mut visit: F) -> Result<(Arc<Wal>, RecoveryReport), WalError>
+    pub fn open<F>(
+        config: WalConfig,
+        mut visit: F,
+    ) -> Result<(Arc<FileWal>, RecoveryReport), WalError>
     where
         F: FnMut(u64, &[u8]) -> Result<(), WalError>,
     {
@@ -151,7 +154,7 @@ impl Wal {
             first_lsn = segments.front().map_or(0, |s| s.base_lsn), end_lsn = active.end_lsn,
             truncated = report.truncated.is_some(), elapsed_ms = config.clock.monotonic().saturating_sub(started).as_millis() as u64,
             "WAL opened");
-        let wal = Wal {
+        let wal = FileWal {
             config,
             state: Mutex::new(State {
                 segments,
@@ -480,7 +483,7 @@ impl Wal {
     }
 }
 
-impl Drop for Wal {
+impl Drop for FileWal {
     /// Ensures everything submitted reaches the disk before the files can be reopened.
     fn drop(&mut self) {
         self.shutdown();
@@ -492,7 +495,7 @@ mod tests {
     #[test]
     fn wal_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<super::Wal>();
+        assert_send_sync::<super::FileWal>();
         assert_send_sync::<super::PendingAppend>();
     }
 }

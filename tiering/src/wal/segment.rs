@@ -1,5 +1,5 @@
 //! Segment files on disk: naming, listing, creating. Blocking I/O; called
-//! from `Wal::open` and from the WAL's I/O thread only.
+//! from `FileWal::open` and from the WAL's I/O thread only.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -65,7 +65,7 @@ impl WalConfig {
     }
 }
 
-/// What [`Wal::open`](super::Wal::open) found.
+/// What [`FileWal::open`](super::FileWal::open) found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoveryReport {
     pub segments: usize,
@@ -86,7 +86,7 @@ pub struct TruncatedTail {
     pub reason: String,
 }
 
-/// One segment, as listed by [`Wal::segments`](super::Wal::segments).
+/// One segment, as listed by [`FileWal::segments`](super::FileWal::segments).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentInfo {
     pub base_lsn: u64,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use strata_tiering::{RecoveryReport, Wal, WalConfig};
+use strata_tiering::{FileWal, RecoveryReport, WalConfig};
 
 pub fn config(dir: &Path) -> WalConfig {
     WalConfig {
@@ -23,9 +23,9 @@ pub fn config(dir: &Path) -> WalConfig {
 pub type Records = Vec<(u64, Vec<u8>)>;
 
 /// Opens the WAL and collects every replayed record.
-pub fn open(config: WalConfig) -> (Arc<Wal>, RecoveryReport, Records) {
+pub fn open(config: WalConfig) -> (Arc<FileWal>, RecoveryReport, Records) {
     let mut seen = Vec::new();
-    let (wal, report) = Wal::open(config, |lsn, payload| {
+    let (wal, report) = FileWal::open(config, |lsn, payload| {
         seen.push((lsn, payload.to_vec()));
         Ok(())
     })
@@ -44,7 +44,7 @@ pub fn payload(i: usize) -> Bytes {
 }
 
 /// Appends `payloads` one after the other, each durable before the next.
-pub async fn append_all(wal: &Wal, payloads: &[Bytes]) -> Vec<u64> {
+pub async fn append_all(wal: &FileWal, payloads: &[Bytes]) -> Vec<u64> {
     let mut lsns = Vec::new();
     for p in payloads {
         let pending = wal.submit(p.clone()).await.unwrap();

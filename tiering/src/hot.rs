@@ -1,0 +1,77 @@
+//! The hot tier as the engine and the compactor use it: the [`Wal`] trait.
+//!
+//! [`FileWal`](crate::FileWal) is the implementation (segment files, group
+//! commit, recovery). The trait is the seam where another hot log can stand
+//! in, and where tests wrap the real one to inject failures; opening and
+//! recovery stay with each implementation, since what a log replays at
+//! start is its own business.
+
+use bytes::Bytes;
+
+use crate::wal::{PendingAppend, SegmentInfo, WalError, WalStats};
+
+/// An append-only log of records addressed by LSN, durable on
+/// [`PendingAppend::durable`], released from the front in whole segments.
+#[async_trait::async_trait]
+pub trait Wal: Send + Sync + std::fmt::Debug + 'static {
+    /// Reserves the next LSN for `payload` and queues it for writing;
+    /// waits while the log is full (back-pressure), up to its append
+    /// timeout. Records become durable in submission order.
+    async fn submit(&self, payload: Bytes) -> Result<PendingAppend, WalError>;
+
+    /// The payload of the record at `lsn` (blocking file I/O: call it off
+    /// the async workers).
+    fn read(&self, lsn: u64) -> Result<Bytes, WalError>;
+
+    /// Deletes every whole segment below `lsn`; returns the bytes freed.
+    fn release_before(&self, lsn: u64) -> Result<u64, WalError>;
+
+    /// The segments held now, oldest first.
+    fn segments(&self) -> Vec<SegmentInfo>;
+
+    fn stats(&self) -> WalStats;
+
+    /// Everything below this LSN is durable.
+    fn durable_lsn(&self) -> u64;
+
+    /// The largest payload one record may hold.
+    fn max_record_len(&self) -> usize;
+
+    /// Waits for queued records to become durable and stops writing.
+    fn close(&self) -> Result<(), WalError>;
+}
+
+#[async_trait::async_trait]
+impl Wal for crate::FileWal {
+    async fn submit(&self, payload: Bytes) -> Result<PendingAppend, WalError> {
+        crate::FileWal::submit(self, payload).await
+    }
+
+    fn read(&self, lsn: u64) -> Result<Bytes, WalError> {
+        crate::FileWal::read(self, lsn)
+    }
+
+    fn release_before(&self, lsn: u64) -> Result<u64, WalError> {
+        crate::FileWal::release_before(self, lsn)
+    }
+
+    fn segments(&self) -> Vec<SegmentInfo> {
+        crate::FileWal::segments(self)
+    }
+
+    fn stats(&self) -> WalStats {
+        crate::FileWal::stats(self)
+    }
+
+    fn durable_lsn(&self) -> u64 {
+        crate::FileWal::durable_lsn(self)
+    }
+
+    fn max_record_len(&self) -> usize {
+        crate::FileWal::max_record_len(self)
+    }
+
+    fn close(&self) -> Result<(), WalError> {
+        crate::FileWal::close(self)
+    }
+}
