@@ -9,6 +9,7 @@ pub mod http;
 pub mod metering;
 pub mod pipeline;
 pub mod server;
+pub mod serving;
 pub mod telemetry;
 
 pub use config::Config;

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, ConfigError, MetadataUrl};
 use crate::http::{self, AppState, AuthSettings, Metrics};
 use crate::metering::{MeteringTasks, Operations, TenantCollector};
+use crate::serving::ServingKeeper;
 use strata_metadata::{Catalog, EtcdStore, MetaStore, RedbStore};
 use strata_tenancy::{Credentials, MasterKey, UsageLedger};
 
@@ -40,6 +41,9 @@ pub enum ServerError {
     Metadata(#[from] strata_metadata::MetaError),
     #[error("credentials: {0}")]
     Credentials(String),
+    /// The shared metadata namespace is another node's (see `serving`).
+    #[error("{0}")]
+    Serving(String),
 }
 
 /// A running node. Dropping it does not stop it; call [`Running::shutdown`].
@@ -56,6 +60,8 @@ pub struct Running {
     /// The metadata store, to see it closed before the data directory is
     /// given up.
     store: std::sync::Weak<dyn MetaStore>,
+    /// The serving lease, on shared metadata.
+    serving: Option<ServingKeeper>,
     lock: std::fs::File,
 }
 
@@ -80,14 +86,24 @@ impl Running {
             Err(e) => Err(ServerError::Grpc(e.to_string())),
         };
         let result = result.and(grpc);
+        // On shared metadata another node may take over after a graceful
+        // stop, so nothing may stay only in this node's WAL.
+        let uploaded_all = match self.serving {
+            Some(_) => crate::serving::upload_everything(&self.engine).await,
+            None => false,
+        };
         self.engine.close().await?;
         self.metering.finish().await;
         let Self {
             engine,
             store,
+            serving,
             lock,
             ..
         } = self;
+        if let Some(keeper) = serving {
+            keeper.finish(uploaded_all).await;
+        }
         drop(engine);
         release_store(&store).await;
         drop(lock);
@@ -172,6 +188,25 @@ pub async fn start_with_clock(
     config.validate()?;
     let lock = lock_data_dir(&config)?;
     let store = open_metadata(&config).await?;
+    let serving = match config.metadata.parse()? {
+        MetadataUrl::Embedded => None,
+        MetadataUrl::Etcd(_) => {
+            let identity = crate::serving::data_dir_identity(&config.data_dir, clock.as_ref())
+                .map_err(|source| ServerError::DataDir {
+                    dir: config.data_dir.display().to_string(),
+                    source,
+                })?;
+            let keeper = ServingKeeper::take(
+                Catalog::new(store.clone()),
+                &config.node_id,
+                &identity,
+                clock.clone(),
+            )
+            .await
+            .map_err(|e| ServerError::Serving(e.to_string()))?;
+            Some(keeper)
+        }
+    };
     let weak_store = Arc::downgrade(&store);
     let engine =
         Engine::open_with_store(config.engine_config()?, clock.clone(), store.clone()).await?;
@@ -287,6 +322,7 @@ pub async fn start_with_clock(
         stop,
         task,
         store: weak_store,
+        serving,
         lock,
     })
 }

@@ -39,12 +39,17 @@ async fn restart(s: TestServer) -> TestServer {
     TestServer::start_in(dir, config).await
 }
 
-/// A snapshot without queue owner epochs, which every start raises (the
-/// node claims its queues anew).
-fn without_epochs(mut snapshot: Value) -> Value {
+/// A snapshot with only what a client relies on per queue: its offsets.
+/// Owner epochs grow on every start (the node claims its queues anew), and
+/// a graceful stop on shared metadata moves the WAL to object storage, so
+/// where the bytes are (and their encoded size) changes.
+fn logical(mut snapshot: Value) -> Value {
     for topic in snapshot["topics"].as_array_mut().expect("topics") {
         for q in topic["queue_stats"].as_array_mut().expect("queue stats") {
-            q.as_object_mut().expect("queue").remove("owner_epoch");
+            let keep = ["queue", "first_offset", "end_offset", "messages"];
+            q.as_object_mut()
+                .expect("queue")
+                .retain(|k, _| keep.contains(&k.as_str()));
         }
     }
     snapshot
@@ -122,10 +127,10 @@ async fn a_node_on_etcd_serves_and_keeps_its_state_across_restarts() {
             .all(|r| r["code"] == "OK"),
         "{acked}"
     );
-    let before = without_epochs(s.snapshot().await);
+    let before = logical(s.snapshot().await);
 
     let s = restart(s).await;
-    assert_eq!(without_epochs(s.snapshot().await), before);
+    assert_eq!(logical(s.snapshot().await), before);
     // The other ten, and only those, come to the POP group after the restart.
     let rest = s
         .post_json(
@@ -185,4 +190,102 @@ async fn bad_metadata_urls_stop_the_start_with_a_clear_error() {
             .to_string();
         assert!(err.contains(expect), "{url}: {err}");
     }
+}
+
+/// Gives `to` the master key (which seals the namespace's secret keys) and
+/// the bootstrap admin credential of `from`, as an operator moving a node
+/// does: both belong to the namespace, not to one data directory.
+fn share_secrets(from: &Config, to: &Config) {
+    std::fs::create_dir_all(&to.data_dir).unwrap();
+    std::fs::copy(from.master_key_path(), to.master_key_path()).unwrap();
+    std::fs::copy(from.credentials_path(), to.credentials_path()).unwrap();
+}
+
+/// Two data directories sharing one namespace and one object store.
+fn pair_config(dir: &std::path::Path, objects: &std::path::Path, url: &str, node: &str) -> Config {
+    let mut c = common::config(dir);
+    c.metadata.url = url.to_string();
+    c.node_id = node.to_string();
+    c.object_store.root = objects.display().to_string();
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_waits_until_the_first_hands_the_namespace_over() {
+    let Some(url) = etcd_url("handover") else {
+        return;
+    };
+    let objects = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a_config = pair_config(dir_a.path(), objects.path(), &url, "node-a");
+    let a = TestServer::start_in(dir_a, a_config.clone()).await;
+    a.create_topic("orders", 2).await;
+    let sent: Vec<Value> = (0..20)
+        .map(|i| json!({ "body": common::b64(format!("m{i:02}").as_bytes()) }))
+        .collect();
+    a.publish("orders", json!(sent)).await;
+
+    // While node-a serves the namespace, another data directory is refused.
+    let b_config = pair_config(dir_b.path(), objects.path(), &url, "node-b");
+    let refused = strata_frontend::server::start(b_config.clone())
+        .await
+        .expect_err("a second node on the namespace")
+        .to_string();
+    assert!(refused.contains("served by node \"node-a\""), "{refused}");
+
+    // A graceful stop uploads node-a's whole WAL and hands over; node-b
+    // then serves every message from object storage.
+    let _dir_a = a.shutdown().await;
+    share_secrets(&a_config, &b_config);
+    let b = TestServer::start_in(dir_b, b_config).await;
+    let mut got = Vec::new();
+    for q in 0..2 {
+        got.extend(bodies(
+            &b.read("orders", q, "offset=0&limit=100").await["messages"],
+        ));
+    }
+    got.sort();
+    let want: Vec<String> = (0..20).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(got, want);
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_could_not_upload_keeps_the_namespace_until_it_can() {
+    let Some(url) = etcd_url("no-handover") else {
+        return;
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let objects = scratch.path().join("objects");
+    std::fs::create_dir(&objects).unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a_config = pair_config(dir_a.path(), &objects, &url, "node-a");
+    let b_config = pair_config(dir_b.path(), &objects, &url, "node-b");
+    let a = TestServer::start_in(dir_a, a_config.clone()).await;
+    a.create_topic("orders", 1).await;
+    a.publish("orders", json!([{ "body": common::b64(b"kept") }]))
+        .await;
+
+    // The object store breaks (its directory is now a file): the stop
+    // cannot upload the WAL, so it does not hand over.
+    std::fs::remove_dir_all(&objects).unwrap();
+    std::fs::write(&objects, b"not a directory").unwrap();
+    let dir_a = a.shutdown().await;
+    let refused = strata_frontend::server::start(b_config.clone())
+        .await
+        .expect_err("node-a never handed over")
+        .to_string();
+    assert!(refused.contains("node \"node-a\""), "{refused}");
+
+    // node-a, started again on its own data directory, takes the namespace
+    // back at once, uploads once the store works, and hands over.
+    std::fs::remove_file(&objects).unwrap();
+    std::fs::create_dir(&objects).unwrap();
+    let a = TestServer::start_in(dir_a, a_config.clone()).await;
+    let _dir_a = a.shutdown().await;
+    share_secrets(&a_config, &b_config);
+    let b = TestServer::start_in(dir_b, b_config).await;
+    let read = b.read("orders", 0, "offset=0").await;
+    assert_eq!(bodies(&read["messages"]), ["kept"]);
+    b.shutdown().await;
 }

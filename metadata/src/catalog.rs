@@ -18,6 +18,7 @@
 //! | `floor/<topic_id:020>/<queue:010>`                    | first offset after a release |
 //! | `range/<topic_id:020>/<queue:010>/<base:020>`         | [`RangeRecord`] (JSON)     |
 //! | `wal-checkpoint/<node>`                               | uploaded WAL position      |
+//! | `serving-lease`                                       | [`ServingLease`] (JSON)    |
 //! | `tenant/<name>`                                       | [`TenantRecord`] (JSON)    |
 //! | `access-key/<access_key>`                             | [`AccessKeyRecord`] (JSON) |
 //! | `tenant-key/<tenant>/<access_key>`                    | empty (tenant's key index) |
@@ -49,6 +50,7 @@ mod owners;
 mod pop;
 mod ranges;
 mod records;
+mod serving;
 mod tenants;
 mod timers;
 mod topics;
@@ -71,6 +73,7 @@ pub use records::{
     CommittedOffset, GroupRecord, GroupSpec, MessageType, NewTopic, OwnerRecord,
     ParseMessageTypeError, Retention, RetryPolicy, StartPosition, TopicRecord,
 };
+pub use serving::ServingLease;
 pub use tenants::TenantRecord;
 pub use timers::Timer;
 pub use txns::HalfRecord;
@@ -102,6 +105,10 @@ pub enum CatalogError {
     /// A newly generated access key collided with an existing one.
     #[error("access key {access_key} already exists")]
     AccessKeyAlreadyExists { access_key: String },
+    /// Another node serves this metadata namespace, or last did and did not
+    /// hand it over (see [`ServingLease`]).
+    #[error("{0}")]
+    NamespaceServed(String),
     /// A conditional write kept losing races to concurrent writers; retry later.
     #[error("metadata conflict: {0}")]
     Conflict(String),

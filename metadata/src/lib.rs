@@ -15,7 +15,7 @@ pub use catalog::{
     AccessKeyRecord, BlockRef, Catalog, CatalogError, CommittedOffset, GroupRecord, GroupSpec,
     HalfRecord, IndexKind, IndexedMessage, InflightRecord, MessageType, NewTopic, OwnerRecord,
     ParseMessageTypeError, PopChange, PopQueueState, RangeRecord, Retention, RetryPolicy,
-    SealedSecretRecord, StartPosition, TenantRecord, Timer, TopicRecord, UsageRollup,
+    SealedSecretRecord, ServingLease, StartPosition, TenantRecord, Timer, TopicRecord, UsageRollup,
 };
 pub use etcd_store::{EtcdAddress, EtcdStore};
 pub use memory_store::MemoryStore;

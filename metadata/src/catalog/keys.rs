@@ -12,6 +12,9 @@ use crate::store::MetaError;
 /// The topic-id sequence: the last id handed out.
 pub const TOPIC_SEQ: &[u8] = b"seq/topic";
 
+/// `serving-lease` → JSON `ServingLease`: the node serving this namespace.
+pub const SERVING_LEASE: &[u8] = b"serving-lease";
+
 /// Prefix of every topic record, across all tenants.
 pub const ALL_TOPICS: &[u8] = b"topic/";
 
