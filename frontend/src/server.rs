@@ -188,6 +188,9 @@ pub async fn start_with_clock(
     config.validate()?;
     let lock = lock_data_dir(&config)?;
     let store = open_metadata(&config).await?;
+    // Before the serving lease: a node that cannot verify the namespace's
+    // keys (a missing master key) must not take the namespace.
+    let credentials = open_credentials(&config, store.clone(), clock.clone()).await?;
     let serving = match config.metadata.parse()? {
         MetadataUrl::Embedded => None,
         MetadataUrl::Etcd(_) => {
@@ -223,7 +226,6 @@ pub async fn start_with_clock(
         clock.clone(),
         &config.metering,
     );
-    let credentials = open_credentials(&config, store, clock).await?;
     let listener = TcpListener::bind(&config.http.addr)
         .await
         .map_err(|source| ServerError::Bind {

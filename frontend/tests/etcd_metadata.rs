@@ -225,8 +225,25 @@ async fn a_second_node_waits_until_the_first_hands_the_namespace_over() {
         .collect();
     a.publish("orders", json!(sent)).await;
 
-    // While node-a serves the namespace, another data directory is refused.
+    // Without node-a's master key, node-b could verify none of the
+    // namespace's access keys: it says so, and does not touch the lease.
     let b_config = pair_config(dir_b.path(), objects.path(), &url, "node-b");
+    let keyless = strata_frontend::server::start(b_config.clone())
+        .await
+        .expect_err("no master key")
+        .to_string();
+    assert!(keyless.contains("master key does not open"), "{keyless}");
+    let catalog = strata_metadata::Catalog::new(
+        strata_metadata::EtcdStore::connect(&strata_metadata::EtcdAddress::parse(&url).unwrap())
+            .await
+            .unwrap(),
+    );
+    let lease = catalog.serving_lease().await.unwrap().expect("lease");
+    assert_eq!((lease.node.as_str(), lease.released), ("node-a", false));
+    std::fs::remove_file(b_config.master_key_path()).unwrap();
+    share_secrets(&a_config, &b_config);
+
+    // While node-a serves the namespace, another data directory is refused.
     let refused = strata_frontend::server::start(b_config.clone())
         .await
         .expect_err("a second node on the namespace")
@@ -236,7 +253,8 @@ async fn a_second_node_waits_until_the_first_hands_the_namespace_over() {
     // A graceful stop uploads node-a's whole WAL and hands over; node-b
     // then serves every message from object storage.
     let _dir_a = a.shutdown().await;
-    share_secrets(&a_config, &b_config);
+    let lease = catalog.serving_lease().await.unwrap().expect("lease");
+    assert_eq!((lease.node.as_str(), lease.released), ("node-a", true));
     let b = TestServer::start_in(dir_b, b_config).await;
     let mut got = Vec::new();
     for q in 0..2 {
@@ -271,6 +289,7 @@ async fn a_node_that_could_not_upload_keeps_the_namespace_until_it_can() {
     std::fs::remove_dir_all(&objects).unwrap();
     std::fs::write(&objects, b"not a directory").unwrap();
     let dir_a = a.shutdown().await;
+    share_secrets(&a_config, &b_config);
     let refused = strata_frontend::server::start(b_config.clone())
         .await
         .expect_err("node-a never handed over")

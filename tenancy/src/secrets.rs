@@ -45,6 +45,12 @@ pub enum SecretsError {
     Unseal { access_key: String },
     #[error("cannot seal secret for access key {access_key}")]
     Seal { access_key: String },
+    /// The stored keys were sealed with another master key (a node started
+    /// on metadata another node created, without that node's key file).
+    #[error(
+        "the master key does not open the secret keys stored in this metadata (admin key {access_key} was sealed with another one): give this node the master key file of the node that created them (auth.master_key_file)"
+    )]
+    ForeignMasterKey { access_key: String },
 }
 
 fn fill_random(buf: &mut [u8]) -> Result<(), SecretsError> {

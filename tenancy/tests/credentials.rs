@@ -102,6 +102,26 @@ async fn bootstrap_creates_then_is_idempotent() {
     }
 }
 
+/// A node starting on metadata whose keys another master key sealed (a
+/// shared store, the key file not copied) is refused at once, by name.
+#[tokio::test]
+async fn bootstrap_refuses_a_master_key_that_does_not_open_the_stored_keys() {
+    for f in fixtures() {
+        let path = f.dir.path().join("admin.credentials");
+        f.credentials.bootstrap(&path).await.unwrap().unwrap();
+        let other = Credentials::new(
+            f.credentials.catalog().clone(),
+            MasterKey::generate().unwrap(),
+            f.clock.clone(),
+        );
+        let err = other.bootstrap(&path).await.unwrap_err().to_string();
+        assert!(err.contains("master key does not open"), "{err}");
+        assert!(err.contains("auth.master_key_file"), "{err}");
+        // The right key still starts.
+        assert!(f.credentials.bootstrap(&path).await.unwrap().is_none());
+    }
+}
+
 #[tokio::test]
 async fn bearer_and_hmac_authenticate() {
     for f in fixtures() {

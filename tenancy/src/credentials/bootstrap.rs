@@ -9,7 +9,7 @@ use strata_metadata::{AccessKeyRecord, CatalogError};
 use super::{Credentials, IssuedKey};
 use crate::error::TenancyError;
 use crate::roles::Role;
-use crate::secrets::{SecretKey, generate_access_key, generate_secret_key};
+use crate::secrets::{SecretKey, SecretsError, generate_access_key, generate_secret_key};
 
 /// The tenant created on first start.
 pub const DEFAULT_TENANT: &str = "default";
@@ -39,12 +39,25 @@ impl Credentials {
             Ok(_) | Err(CatalogError::TenantAlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let has_admin = catalog
-            .list_access_keys(None)
-            .await?
+        let keys = catalog.list_access_keys(None).await?;
+        let admin = keys
             .iter()
-            .any(|k| k.role == Role::Admin.as_str() && k.revoked_ms.is_none());
-        if has_admin {
+            .find(|k| k.role == Role::Admin.as_str() && k.revoked_ms.is_none());
+        if let Some(admin) = admin {
+            // Metadata shared with other nodes (etcd) may have been sealed
+            // with another node's master key: say so now, not as every
+            // request failing to authenticate.
+            if self
+                .inner
+                .master
+                .open(&admin.sealed_secret, &admin.access_key)
+                .is_err()
+            {
+                return Err(SecretsError::ForeignMasterKey {
+                    access_key: admin.access_key.clone(),
+                }
+                .into());
+            }
             return Ok(None);
         }
         let issued = IssuedKey {
