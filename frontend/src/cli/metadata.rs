@@ -79,7 +79,9 @@ pub async fn bench(args: BenchArgs, json: bool) -> anyhow::Result<()> {
         RedbStore::open(&dir.join("bench.redb")).context("opening the embedded store")?
     } else {
         let mut address = EtcdAddress::parse(&args.url)?;
-        address.namespace = format!("{}/bench-{nanos:x}", address.namespace);
+        // A sibling of the namespace, not inside it: keys under
+        // `<namespace>/` belong to the nodes using it.
+        address.namespace = format!("{}-bench-{nanos:x}", address.namespace);
         EtcdStore::connect(&address)
             .await
             .context("connecting to etcd")?
