@@ -95,12 +95,14 @@ impl EtcdAddress {
 /// A [`MetaStore`] on an etcd v3 cluster.
 ///
 /// It keeps one client per member and sends every request to the member
-/// that last answered. A request that member cannot take moves on to the
-/// next: any read whose transport failed, and a commit only when it was
-/// never sent (the connection was refused), since a commit whose answer was
-/// lost may have applied. So a dead member costs one refused connection,
-/// not a failed request. (A balanced channel over all members kept picking
-/// the dead one.)
+/// that last answered. A member that does not answer (connection refused
+/// or reset, request timed out) is left for the next one. The request
+/// itself is retried there if that is safe: any read, and a commit only
+/// when it was never sent (the connection was refused), since a commit
+/// whose answer was lost may have applied. So a dead member costs one
+/// refused connection, and a hung or partitioned one at most one failed
+/// commit per request timeout. (A balanced channel over all members kept
+/// picking the dead one.)
 pub struct EtcdStore {
     /// One client per member, in the order given.
     members: Vec<KvClient>,
@@ -182,18 +184,26 @@ impl EtcdStore {
             let at = self.current.load(Ordering::Relaxed) % n;
             match request(self.members[at].clone()).await {
                 Ok(r) => return Ok(r),
-                Err(e) if may_retry(&e) => {
-                    tracing::debug!(member = at, error = %e, "etcd member unavailable; trying the next");
-                    // Unless another request already moved on.
-                    let _ = self.current.compare_exchange(
-                        at,
-                        (at + 1) % n,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
+                Err(e) => {
+                    // A member that did not answer (refused, reset, timed
+                    // out) is left for the next request, even when this one
+                    // may not be retried: a partitioned member would
+                    // otherwise fail every commit sent to it.
+                    if is_transport(&e) || never_sent(&e) {
+                        tracing::debug!(member = at, error = %e, "etcd member unavailable; moving to the next");
+                        // Unless another request already moved on.
+                        let _ = self.current.compare_exchange(
+                            at,
+                            (at + 1) % n,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
+                    }
+                    if !may_retry(&e) {
+                        return Err(self.error(what, e));
+                    }
                     last = Some(e);
                 }
-                Err(e) => return Err(self.error(what, e)),
             }
         }
         match last {
@@ -242,10 +252,14 @@ fn never_sent(e: &etcd_client::Error) -> bool {
 fn is_transport(e: &etcd_client::Error) -> bool {
     match e {
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
-        etcd_client::Error::GRpcStatus(s) => matches!(
-            s.code(),
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
-        ),
+        etcd_client::Error::GRpcStatus(s) => match s.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => true,
+            // How tonic reports a connection reset mid-request, and its own
+            // request timeout.
+            tonic::Code::Unknown => s.message().contains("transport error"),
+            tonic::Code::Cancelled => s.message().contains("Timeout"),
+            _ => false,
+        },
         _ => false,
     }
 }

@@ -220,3 +220,62 @@ async fn commits_continue_with_one_member_killed() {
     }
     assert_eq!(seen, 100, "the restarted member did not catch up");
 }
+
+/// SIGSTOPs the member the store talks to: it neither answers nor closes
+/// its connections (a hung or partitioned member). At most the requests in
+/// flight when it stopped fail, after the request timeout; the store then
+/// works on the others. The member is resumed afterwards.
+// Waits in real time on a real etcd process.
+#[allow(clippy::disallowed_methods)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_member_costs_at_most_one_failed_commit() {
+    let Some(endpoints) = endpoints() else { return };
+    let Some(pid_file) = member_pid_file(0) else {
+        eprintln!("SKIPPED: STRATA_TEST_ETCD_DIR not set (scripts/test.sh sets it)");
+        return;
+    };
+    // A store that talks to member 0 first.
+    let s = connect(&endpoints, "member-hung").await;
+    store::put(&s, b"before".to_vec(), b"1".to_vec())
+        .await
+        .unwrap();
+    let pid = std::fs::read_to_string(&pid_file).expect("member pid file");
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, pid.trim()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    signal("-STOP");
+    let mut failures = 0;
+    for i in 0..30u32 {
+        let key = format!("during/{i:03}");
+        let txn = Txn::new()
+            .check(Check::Absent {
+                key: key.clone().into_bytes(),
+            })
+            .put(key.clone(), "v");
+        loop {
+            match s.commit(txn.clone()).await {
+                Ok(TxnOutcome::Committed) => break,
+                Ok(TxnOutcome::CheckFailed { .. }) => {
+                    assert_eq!(s.get(key.as_bytes()).await.unwrap(), Some(b"v".to_vec()));
+                    break;
+                }
+                Err(e) => {
+                    failures += 1;
+                    eprintln!("commit {i} with member 0 hung: {e}");
+                    assert!(
+                        failures <= 3,
+                        "commits keep failing with two members up: {e}"
+                    );
+                }
+            }
+        }
+    }
+    signal("-CONT");
+    eprintln!("{failures} failed commits while member 0 hung");
+    assert_eq!(s.scan(b"during/", b"", 100).await.unwrap().len(), 30);
+}
