@@ -127,6 +127,11 @@ async fn a_node_on_etcd_serves_and_keeps_its_state_across_restarts() {
             .all(|r| r["code"] == "OK"),
         "{acked}"
     );
+    let status = s.get("/v1/status").await.expect(200);
+    let metadata = &status["metadata"];
+    assert_eq!(metadata["backend"], "etcd", "{status}");
+    assert_eq!(metadata["serving_lease"]["node"], "node-1", "{status}");
+    assert_eq!(metadata["serving_lease"]["released"], false, "{status}");
     let before = logical(s.snapshot().await);
 
     let s = restart(s).await;

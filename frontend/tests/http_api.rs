@@ -495,6 +495,10 @@ async fn healthz_status_and_metrics() {
     assert_eq!(status["queues"], 3);
     assert_eq!(status["retained_messages"], 2);
     assert!(status["retained_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(
+        status["metadata"],
+        json!({"backend": "redb", "serving_lease": null})
+    );
     let wal = &status["wal"];
     assert_eq!(wal["max_bytes"], json!(s.config.wal.max_bytes));
     assert!(wal["used_bytes"].as_u64().unwrap() > 0);

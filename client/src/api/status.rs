@@ -15,6 +15,26 @@ pub struct StatusJson {
     pub tail_cache: CacheJson,
     pub recovery: RecoveryJson,
     pub tiering: TieringJson,
+    pub metadata: MetadataJson,
+}
+
+/// Where the node's metadata is, and who serves it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MetadataJson {
+    /// "redb" (embedded) or "etcd".
+    pub backend: String,
+    /// On shared metadata (etcd): the node serving the namespace.
+    pub serving_lease: Option<ServingLeaseJson>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ServingLeaseJson {
+    pub node: String,
+    /// Identity of the serving node's data directory.
+    pub identity: String,
+    pub expires_ms: i64,
+    /// Handed over by a graceful stop: another node may take the namespace.
+    pub released: bool,
 }
 
 /// Tiered storage: upload progress, object-store traffic, cold reads.

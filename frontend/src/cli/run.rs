@@ -135,6 +135,17 @@ pub async fn run(cli: Cli) -> Result<()> {
                     None => String::new(),
                 }
             );
+            let m = &status.metadata;
+            match &m.serving_lease {
+                Some(l) => println!(
+                    "metadata    {}, namespace served by node {} (data directory {}){}",
+                    m.backend,
+                    l.node,
+                    l.identity,
+                    if l.released { ", handed over" } else { "" }
+                ),
+                None => println!("metadata    {}", m.backend),
+            }
             Ok(())
         }
     }

@@ -13,8 +13,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 pub use strata_client::api::status::{
-    BlockCacheJson, CacheJson, ColdReadsJson, ObjectRequestsJson, RecoveryJson, StatusJson,
-    TieringJson, WalJson,
+    BlockCacheJson, CacheJson, ColdReadsJson, MetadataJson, ObjectRequestsJson, RecoveryJson,
+    ServingLeaseJson, StatusJson, TieringJson, WalJson,
 };
 
 use super::auth::Caller;
@@ -219,6 +219,22 @@ pub async fn metrics(State(state): State<AppState>, caller: Caller) -> Response 
 
 pub async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<Reply<StatusJson>> {
     caller.require(Permission::ManageService)?;
+    let catalog = state.credentials.catalog();
+    let lease = catalog.serving_lease().await.map_err(|e| {
+        super::ApiError::new(
+            strata_common::ErrorCode::Unavailable,
+            format!("metadata store: {e}"),
+        )
+    })?;
+    let metadata = MetadataJson {
+        backend: catalog.store().backend_name().to_string(),
+        serving_lease: lease.map(|l| ServingLeaseJson {
+            node: l.node,
+            identity: l.identity,
+            expires_ms: l.expires_ms,
+            released: l.released,
+        }),
+    };
     let s = state.engine.status();
     Ok(Reply(StatusJson {
         node_id: s.node_id,
@@ -257,6 +273,7 @@ pub async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<
             truncated_reason: s.recovery.truncated_reason,
         },
         tiering: tiering_json(s.tiering),
+        metadata,
     }))
 }
 
