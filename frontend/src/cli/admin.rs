@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::run::print_json;
+use super::output::print_json;
 use super::{KeyCommand, QuotaCommand, TenantCommand, UsageArgs};
 use crate::http::admin::{IssuedKeyJson, KeyJson};
 use strata_client::http::Client;

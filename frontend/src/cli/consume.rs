@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::run::print_json;
+use super::output::print_json;
 use super::{ConsumeArgs, FindArgs};
 use crate::http::messages::StoredJson;
 use strata_client::http::{Client, ClientError};

@@ -4,6 +4,7 @@
 mod admin;
 mod consume;
 mod metadata;
+mod output;
 mod run;
 
 use std::path::PathBuf;

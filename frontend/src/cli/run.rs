@@ -1,11 +1,11 @@
 //! Dispatch of CLI commands, and their text output.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Read};
 
+use super::output::{bytes, print_json};
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use serde::Serialize;
 
 use super::{Cli, Command, GroupCommand, MetadataCommand, ProduceArgs, ServeArgs, TopicCommand};
 use crate::config::Config;
@@ -207,28 +207,6 @@ async fn serve(args: ServeArgs) -> Result<()> {
     crate::telemetry::init(&config.log.level, &config.log.format);
     crate::server::run_until_signal(config).await?;
     Ok(())
-}
-
-pub(super) fn print_json<T: Serialize>(value: &T) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, value)?;
-    writeln!(out)?;
-    Ok(())
-}
-
-pub(super) fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 fn print_topic_line(t: &TopicJson) {

@@ -36,7 +36,7 @@ pub struct GrpcState {
     /// The address clients are told to connect to (route answers).
     pub advertised: (String, u16),
     /// Connected producers, for transaction check-backs.
-    pub producers: Arc<crate::grpc::txn::Producers>,
+    pub producers: Arc<crate::grpc::producers::Producers>,
     /// Receives in progress by client, for NotifyClientTermination.
     pub clients: Arc<crate::grpc::clients::Clients>,
 }

@@ -10,14 +10,13 @@ use strata_engine::{EngineError, Popped, ReceiveRequest, TagFilter};
 use strata_tenancy::{Permission, Rate};
 use tonic::Request;
 
-use crate::grpc::caller::Caller;
+use crate::grpc::caller::{Caller, GrpcState};
 use crate::grpc::clients::client_id;
 use crate::grpc::convert::{
     PROP_BORN_HOST, PROP_BORN_MS, PROP_KEYS, RESERVED_PREFIX, message_type,
 };
 use crate::grpc::failure::{Failure, ok};
 use crate::grpc::pb::{self, Code};
-use crate::grpc::service::Service;
 use crate::grpc::settings::{LONG_POLLING_TIMEOUT, RECEIVE_BATCH_SIZE};
 
 /// Invisible duration when a receive does not say.
@@ -143,16 +142,13 @@ pub fn to_pb(
     }
 }
 
-impl Service {
+impl GrpcState {
     /// The messages of one receive, then the closing status.
     pub(crate) async fn receive_inner(
         &self,
         request: Request<pb::ReceiveMessageRequest>,
     ) -> Result<Vec<pb::ReceiveMessageResponse>, Failure> {
-        let caller = self
-            .state
-            .caller(request.metadata(), "ReceiveMessage")
-            .await?;
+        let caller = self.caller(request.metadata(), "ReceiveMessage").await?;
         caller.require(Permission::Consume)?;
         let client = client_id(request.metadata());
         let r = request.into_inner();
@@ -189,11 +185,9 @@ impl Service {
         } else {
             r.batch_size as usize
         };
-        caller
-            .take(&self.state.limiter, Rate::ConsumeMessages, 1)
-            .await?;
-        let info = self.state.engine.topic_info(&caller.tenant, &topic)?;
-        let receive = self.state.engine.receive(ReceiveRequest {
+        caller.take(&self.limiter, Rate::ConsumeMessages, 1).await?;
+        let info = self.engine.topic_info(&caller.tenant, &topic)?;
+        let receive = self.engine.receive(ReceiveRequest {
             tenant: &caller.tenant,
             group: &group,
             topic: &topic,
@@ -207,7 +201,7 @@ impl Service {
         // back at once (deliveries already committed are released).
         let popped = match &client {
             Some(id) => {
-                let mut receiving = self.state.clients.receiving(&caller.tenant, id);
+                let mut receiving = self.clients.receiving(&caller.tenant, id);
                 tokio::select! {
                     popped = receive => popped,
                     () = receiving.gone() => Ok(Vec::new()),
@@ -223,7 +217,7 @@ impl Service {
                 .unwrap_or_default(),
             name: topic,
         };
-        let store_host = self.state.engine.config().node_id.clone();
+        let store_host = self.engine.config().node_id.clone();
         let found = !popped.is_empty();
         let mut out: Vec<pb::ReceiveMessageResponse> = popped
             .into_iter()
@@ -254,7 +248,7 @@ impl Service {
             .map(|p| p.message.message.body.len() as u64)
             .sum();
         if let Some(q) = &caller.quotas {
-            let limiter = &self.state.limiter;
+            let limiter = &self.limiter;
             let extra = (popped.len() as u64).saturating_sub(1);
             limiter.charge(&caller.principal.tenant, Rate::ConsumeMessages, q, extra);
             limiter.charge(&caller.principal.tenant, Rate::ConsumeBytes, q, bytes);
@@ -265,7 +259,7 @@ impl Service {
         &self,
         request: Request<pb::AckMessageRequest>,
     ) -> Result<pb::AckMessageResponse, Failure> {
-        let caller = self.state.caller(request.metadata(), "AckMessage").await?;
+        let caller = self.caller(request.metadata(), "AckMessage").await?;
         caller.require(Permission::Consume)?;
         let r = request.into_inner();
         let group = caller
@@ -279,7 +273,6 @@ impl Service {
         let mut failures = Vec::new();
         for e in r.entries {
             let status = match self
-                .state
                 .engine
                 .ack(&caller.tenant, &group, &topic, &e.receipt_handle)
                 .await
@@ -317,7 +310,6 @@ impl Service {
         request: Request<pb::ChangeInvisibleDurationRequest>,
     ) -> Result<pb::ChangeInvisibleDurationResponse, Failure> {
         let caller = self
-            .state
             .caller(request.metadata(), "ChangeInvisibleDuration")
             .await?;
         caller.require(Permission::Consume)?;
@@ -334,7 +326,6 @@ impl Service {
         // durations are accepted and mean "deliver again soon".
         let d = invisible(Some(d), Duration::ZERO)?;
         let handle = self
-            .state
             .engine
             .change_invisible(&caller.tenant, &group, &topic, &r.receipt_handle, d)
             .await
@@ -350,7 +341,6 @@ impl Service {
         request: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
     ) -> Result<pb::ForwardMessageToDeadLetterQueueResponse, Failure> {
         let caller = self
-            .state
             .caller(request.metadata(), "ForwardMessageToDeadLetterQueue")
             .await?;
         caller.require(Permission::Consume)?;
@@ -359,8 +349,7 @@ impl Service {
             .resource(r.group.as_ref(), "consumer group")?
             .to_string();
         let topic = caller.resource(r.topic.as_ref(), "topic")?.to_string();
-        self.state
-            .engine
+        self.engine
             .forward_to_dead_letter(&caller.tenant, &group, &topic, &r.receipt_handle)
             .await
             .map_err(consume_failure)?;
@@ -376,27 +365,19 @@ impl Service {
         &self,
         request: Request<pb::QueryAssignmentRequest>,
     ) -> Result<pb::QueryAssignmentResponse, Failure> {
-        let caller = self
-            .state
-            .caller(request.metadata(), "QueryAssignment")
-            .await?;
+        let caller = self.caller(request.metadata(), "QueryAssignment").await?;
         caller.require(Permission::Consume)?;
         let r = request.into_inner();
         let topic = caller.resource(r.topic.as_ref(), "topic")?;
         let group = caller.resource(r.group.as_ref(), "consumer group")?;
         let group = self
-            .state
             .engine
             .group(&caller.tenant, group)
             .await
             .map_err(consume_failure)?;
         let mut route = self.route(&caller, r.topic.clone(), topic)?;
         let ordered = group.fifo
-            && self
-                .state
-                .engine
-                .topic_info(&caller.tenant, topic)?
-                .message_type
+            && self.engine.topic_info(&caller.tenant, topic)?.message_type
                 == strata_engine::MessageType::Fifo;
         if !ordered {
             route.truncate(1);

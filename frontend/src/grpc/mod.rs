@@ -2,10 +2,14 @@
 //! on top of the Strata engine, so the official RocketMQ 5 SDKs work
 //! against Strata unchanged.
 //!
-//! Layout: [`pb`] (generated, in `strata-client`), [`caller`] (authentication,
-//! tenant, quotas, metering), [`clients`] (waiting receives by client),
-//! [`convert`] (messages), [`settings`]
-//! (Telemetry settings), [`failure`] (result codes), [`service`] (the RPCs).
+//! Layout: [`pb`] (generated, in `strata-client`), [`caller`] (the shared
+//! [`GrpcState`]; authentication, tenant, quotas, metering), [`clients`]
+//! (waiting receives by client), [`producers`] (Telemetry streams for
+//! check-backs), [`convert`] (messages), [`settings`] (Telemetry settings),
+//! [`failure`] (result codes). The RPCs' work is done on `GrpcState` in
+//! [`route`], [`consume`], [`offsets`] and [`txn`]; [`service`] only
+//! implements the tonic trait and answers, so no module imports the one
+//! that uses it.
 
 pub mod caller;
 pub mod clients;
@@ -13,6 +17,8 @@ pub mod consume;
 pub mod convert;
 pub mod failure;
 pub mod offsets;
+pub mod producers;
+pub mod route;
 pub mod service;
 pub mod settings;
 pub mod txn;

@@ -6,10 +6,9 @@ use std::time::Duration;
 use strata_tenancy::{Permission, Rate};
 use tonic::Request;
 
-use crate::grpc::caller::Caller;
+use crate::grpc::caller::{Caller, GrpcState};
 use crate::grpc::failure::{Failure, ok};
 use crate::grpc::pb::{self, Code};
-use crate::grpc::service::Service;
 use crate::grpc::settings::LONG_POLLING_TIMEOUT;
 
 /// Messages per pull when the client does not say, and at most.
@@ -32,13 +31,13 @@ fn offset_out(offset: u64) -> i64 {
     i64::try_from(offset).unwrap_or(i64::MAX)
 }
 
-impl Service {
+impl GrpcState {
     /// Messages from an offset, then the next offset, then the status.
     pub(crate) async fn pull_inner(
         &self,
         request: Request<pb::PullMessageRequest>,
     ) -> Result<Vec<pb::PullMessageResponse>, Failure> {
-        let caller = self.state.caller(request.metadata(), "PullMessage").await?;
+        let caller = self.caller(request.metadata(), "PullMessage").await?;
         caller.require(Permission::Consume)?;
         let r = request.into_inner();
         caller.resource(r.group.as_ref(), "consumer group")?;
@@ -57,12 +56,9 @@ impl Service {
             .min(LONG_POLLING_TIMEOUT)
             * 4
             / 5;
-        caller
-            .take(&self.state.limiter, Rate::ConsumeMessages, 1)
-            .await?;
-        let info = self.state.engine.topic_info(&caller.tenant, &topic)?;
+        caller.take(&self.limiter, Rate::ConsumeMessages, 1).await?;
+        let info = self.engine.topic_info(&caller.tenant, &topic)?;
         let read = self
-            .state
             .engine
             .read(
                 &caller.tenant,
@@ -77,7 +73,7 @@ impl Service {
             resource_namespace: String::new(),
             name: topic,
         };
-        let store_host = self.state.engine.config().node_id.clone();
+        let store_host = self.engine.config().node_id.clone();
         let mut out: Vec<pb::PullMessageResponse> = read
             .messages
             .into_iter()
@@ -122,23 +118,18 @@ impl Service {
         &self,
         request: Request<pb::UpdateOffsetRequest>,
     ) -> Result<pb::UpdateOffsetResponse, Failure> {
-        let caller = self
-            .state
-            .caller(request.metadata(), "UpdateOffset")
-            .await?;
+        let caller = self.caller(request.metadata(), "UpdateOffset").await?;
         caller.require(Permission::Consume)?;
         let r = request.into_inner();
         let group = caller
             .resource(r.group.as_ref(), "consumer group")?
             .to_string();
         let (topic, queue) = queue_of(&caller, r.message_queue.as_ref())?;
-        self.state
-            .engine
+        self.engine
             .require_group(&caller.tenant, &group)
             .await
             .map_err(crate::grpc::consume::consume_failure)?;
-        self.state
-            .engine
+        self.engine
             .commit_offset(&caller.tenant, &group, &topic, queue, offset_arg(r.offset)?)
             .await
             .map_err(|e| match e {
@@ -156,7 +147,7 @@ impl Service {
         &self,
         request: Request<pb::GetOffsetRequest>,
     ) -> Result<pb::GetOffsetResponse, Failure> {
-        let caller = self.state.caller(request.metadata(), "GetOffset").await?;
+        let caller = self.caller(request.metadata(), "GetOffset").await?;
         caller.require(Permission::Consume)?;
         let r = request.into_inner();
         let group = caller
@@ -164,7 +155,6 @@ impl Service {
             .to_string();
         let (topic, queue) = queue_of(&caller, r.message_queue.as_ref())?;
         match self
-            .state
             .engine
             .committed_offset(&caller.tenant, &group, &topic, queue)
             .await?
@@ -184,11 +174,11 @@ impl Service {
         &self,
         request: Request<pb::QueryOffsetRequest>,
     ) -> Result<pb::QueryOffsetResponse, Failure> {
-        let caller = self.state.caller(request.metadata(), "QueryOffset").await?;
+        let caller = self.caller(request.metadata(), "QueryOffset").await?;
         caller.require(Permission::Consume)?;
         let r = request.into_inner();
         let (topic, queue) = queue_of(&caller, r.message_queue.as_ref())?;
-        let engine = &self.state.engine;
+        let engine = &self.engine;
         let offset = match pb::QueryOffsetPolicy::try_from(r.query_offset_policy) {
             Ok(pb::QueryOffsetPolicy::Beginning) => {
                 engine

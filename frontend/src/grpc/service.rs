@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::grpc::caller::{Caller, GrpcState};
-use crate::grpc::convert::{message_type, to_publish};
+use crate::grpc::caller::GrpcState;
+use crate::grpc::convert::to_publish;
 use crate::grpc::failure::{Failure, WithStatus, ok};
 use crate::grpc::pb::messaging_service_server::MessagingService;
 use crate::grpc::pb::{self, Code};
@@ -51,22 +51,6 @@ where
 }
 
 impl Service {
-    fn endpoints(&self) -> pb::Endpoints {
-        let (host, port) = &self.state.advertised;
-        let scheme = match host.parse::<std::net::IpAddr>() {
-            Ok(std::net::IpAddr::V4(_)) => pb::AddressScheme::IPv4,
-            Ok(std::net::IpAddr::V6(_)) => pb::AddressScheme::IPv6,
-            Err(_) => pb::AddressScheme::DomainName,
-        };
-        pb::Endpoints {
-            scheme: scheme as i32,
-            addresses: vec![pb::Address {
-                host: host.clone(),
-                port: i32::from(*port),
-            }],
-        }
-    }
-
     async fn query_route_inner(
         &self,
         request: Request<pb::QueryRouteRequest>,
@@ -75,39 +59,11 @@ impl Service {
         caller.require(Permission::Describe)?;
         let topic = request.get_ref().topic.clone();
         let name = caller.resource(topic.as_ref(), "topic")?;
-        let message_queues = self.route(&caller, topic.clone(), name)?;
+        let message_queues = self.state.route(&caller, topic.clone(), name)?;
         Ok(pb::QueryRouteResponse {
             status: Some(ok()),
             message_queues,
         })
-    }
-
-    /// The message queues of topic `name` as a route answer.
-    pub(crate) fn route(
-        &self,
-        caller: &Caller,
-        asked: Option<pb::Resource>,
-        name: &str,
-    ) -> Result<Vec<pb::MessageQueue>, Failure> {
-        let info = self.state.engine.topic_info(&caller.tenant, name)?;
-        let resource = pb::Resource {
-            resource_namespace: asked.map(|t| t.resource_namespace).unwrap_or_default(),
-            name: info.name.clone(),
-        };
-        let broker = pb::Broker {
-            name: self.state.engine.config().node_id.clone(),
-            id: 0,
-            endpoints: Some(self.endpoints()),
-        };
-        Ok((0..info.queues)
-            .map(|q| pb::MessageQueue {
-                topic: Some(resource.clone()),
-                id: i32::try_from(q).unwrap_or(i32::MAX),
-                permission: pb::Permission::ReadWrite as i32,
-                broker: Some(broker.clone()),
-                accept_message_types: vec![message_type(info.message_type) as i32],
-            })
-            .collect())
     }
 
     async fn send_inner(
@@ -232,7 +188,7 @@ impl MessagingService for Service {
     ) -> Result<Response<pb::QueryAssignmentResponse>, Status> {
         answer(
             "QueryAssignment",
-            self.query_assignment_inner(request).await,
+            self.state.query_assignment_inner(request).await,
         )
     }
 
@@ -242,7 +198,7 @@ impl MessagingService for Service {
         &self,
         request: Request<pb::ReceiveMessageRequest>,
     ) -> Result<Response<Self::ReceiveMessageStream>, Status> {
-        match self.receive_inner(request).await {
+        match self.state.receive_inner(request).await {
             Ok(items) => Ok(Response::new(Box::pin(tokio_stream::iter(
                 items.into_iter().map(Ok),
             )))),
@@ -269,7 +225,7 @@ impl MessagingService for Service {
             })
             .collect();
         // Some SDKs expect one result entry per message, even on failure.
-        let f = match self.ack_inner(request).await {
+        let f = match self.state.ack_inner(request).await {
             Ok(r) => return Ok(Response::new(r)),
             Err(f) => f,
         };
@@ -292,7 +248,7 @@ impl MessagingService for Service {
     ) -> Result<Response<pb::ForwardMessageToDeadLetterQueueResponse>, Status> {
         answer(
             "ForwardMessageToDeadLetterQueue",
-            self.forward_to_dlq_inner(request).await,
+            self.state.forward_to_dlq_inner(request).await,
         )
     }
 
@@ -302,7 +258,7 @@ impl MessagingService for Service {
         &self,
         request: Request<pb::PullMessageRequest>,
     ) -> Result<Response<Self::PullMessageStream>, Status> {
-        match self.pull_inner(request).await {
+        match self.state.pull_inner(request).await {
             Ok(items) => Ok(Response::new(Box::pin(tokio_stream::iter(
                 items.into_iter().map(Ok),
             )))),
@@ -318,28 +274,34 @@ impl MessagingService for Service {
         &self,
         request: Request<pb::UpdateOffsetRequest>,
     ) -> Result<Response<pb::UpdateOffsetResponse>, Status> {
-        answer("UpdateOffset", self.update_offset_inner(request).await)
+        answer(
+            "UpdateOffset",
+            self.state.update_offset_inner(request).await,
+        )
     }
 
     async fn get_offset(
         &self,
         request: Request<pb::GetOffsetRequest>,
     ) -> Result<Response<pb::GetOffsetResponse>, Status> {
-        answer("GetOffset", self.get_offset_inner(request).await)
+        answer("GetOffset", self.state.get_offset_inner(request).await)
     }
 
     async fn query_offset(
         &self,
         request: Request<pb::QueryOffsetRequest>,
     ) -> Result<Response<pb::QueryOffsetResponse>, Status> {
-        answer("QueryOffset", self.query_offset_inner(request).await)
+        answer("QueryOffset", self.state.query_offset_inner(request).await)
     }
 
     async fn end_transaction(
         &self,
         request: Request<pb::EndTransactionRequest>,
     ) -> Result<Response<pb::EndTransactionResponse>, Status> {
-        answer("EndTransaction", self.end_transaction_inner(request).await)
+        answer(
+            "EndTransaction",
+            self.state.end_transaction_inner(request).await,
+        )
     }
 
     type TelemetryStream = BoxStream<pb::TelemetryCommand>;
@@ -423,7 +385,7 @@ impl MessagingService for Service {
     ) -> Result<Response<pb::ChangeInvisibleDurationResponse>, Status> {
         answer(
             "ChangeInvisibleDuration",
-            self.change_invisible_inner(request).await,
+            self.state.change_invisible_inner(request).await,
         )
     }
 }

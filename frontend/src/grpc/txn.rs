@@ -1,63 +1,17 @@
 //! Transactions over gRPC: half messages, EndTransaction, and check-backs
 //! sent to a connected producer of the topic over its Telemetry stream.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use strata_engine::{Engine, EngineError, Popped};
 use strata_tenancy::Permission;
-use tokio::sync::mpsc;
-use tonic::{Request, Status};
+use tonic::Request;
 
+use crate::grpc::caller::GrpcState;
 use crate::grpc::failure::{Failure, ok};
 use crate::grpc::pb::{self, Code};
-use crate::grpc::service::Service;
-
-/// A producer's Telemetry stream, for check-backs.
-#[derive(Debug, Clone)]
-struct ProducerStream {
-    tenant: String,
-    topics: Vec<String>,
-    tx: mpsc::Sender<Result<pb::TelemetryCommand, Status>>,
-}
-
-/// Producers connected to this node, by the topics they declared.
-#[derive(Debug, Default)]
-pub struct Producers {
-    streams: Mutex<Vec<ProducerStream>>,
-}
-
-impl Producers {
-    /// Remembers a producer that publishes to `topics` in `tenant`.
-    pub fn register(
-        &self,
-        tenant: &str,
-        topics: Vec<String>,
-        tx: mpsc::Sender<Result<pb::TelemetryCommand, Status>>,
-    ) {
-        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
-        streams.retain(|s| !s.tx.is_closed());
-        streams.push(ProducerStream {
-            tenant: tenant.to_string(),
-            topics,
-            tx,
-        });
-    }
-
-    /// A live stream of a producer of `topic`, if one is connected.
-    fn find(
-        &self,
-        tenant: &str,
-        topic: &str,
-    ) -> Option<mpsc::Sender<Result<pb::TelemetryCommand, Status>>> {
-        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
-        streams.retain(|s| !s.tx.is_closed());
-        streams
-            .iter()
-            .find(|s| s.tenant == tenant && s.topics.iter().any(|t| t == topic))
-            .map(|s| s.tx.clone())
-    }
-}
+use crate::grpc::producers::Producers;
 
 /// Every second: asks producers about transactions due for a check-back.
 pub fn spawn_check_loop(
@@ -127,15 +81,12 @@ pub async fn check_once(engine: &Arc<Engine>, producers: &Producers) -> Result<u
     Ok(sent)
 }
 
-impl Service {
+impl GrpcState {
     pub(crate) async fn end_transaction_inner(
         &self,
         request: Request<pb::EndTransactionRequest>,
     ) -> Result<pb::EndTransactionResponse, Failure> {
-        let caller = self
-            .state
-            .caller(request.metadata(), "EndTransaction")
-            .await?;
+        let caller = self.caller(request.metadata(), "EndTransaction").await?;
         caller.require(Permission::Publish)?;
         let r = request.into_inner();
         let topic = caller.resource(r.topic.as_ref(), "topic")?.to_string();
@@ -148,8 +99,7 @@ impl Service {
                 ));
             }
         };
-        self.state
-            .engine
+        self.engine
             .end_transaction(&caller.tenant, &topic, &r.transaction_id, commit)
             .await
             .map_err(|e| match e {
