@@ -116,6 +116,48 @@ async fn an_unreachable_cluster_is_a_clear_error() {
     assert!(err.contains("etcd 127.0.0.1:1"), "{err}");
 }
 
+/// Commits `during/000..n` (each: absent, then put), retrying a failed
+/// commit after `pause` as Strata's callers do. A retry may find its first
+/// attempt applied after all (its answer was lost). Panics past
+/// `max_failures` failed attempts; returns how many there were.
+// Pauses in real time between attempts on a real cluster.
+#[allow(clippy::disallowed_methods)]
+async fn commit_all(
+    s: &EtcdStore,
+    n: u32,
+    max_failures: usize,
+    pause: std::time::Duration,
+) -> usize {
+    let mut failures = 0;
+    for i in 0..n {
+        let key = format!("during/{i:03}");
+        let txn = Txn::new()
+            .check(Check::Absent {
+                key: key.clone().into_bytes(),
+            })
+            .put(key.clone(), "v");
+        loop {
+            match s.commit(txn.clone()).await {
+                Ok(TxnOutcome::Committed) => break,
+                Ok(TxnOutcome::CheckFailed { .. }) => {
+                    assert_eq!(s.get(key.as_bytes()).await.unwrap(), Some(b"v".to_vec()));
+                    break;
+                }
+                Err(e) => {
+                    failures += 1;
+                    eprintln!("commit {i} failed: {e}");
+                    assert!(
+                        failures <= max_failures,
+                        "commits keep failing with two members up: {e}"
+                    );
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+    failures
+}
+
 /// The pid file `scripts/services.sh` keeps for member `i`.
 fn member_pid_file(i: usize) -> Option<std::path::PathBuf> {
     let dir = std::env::var_os("STRATA_TEST_ETCD_DIR")?;
@@ -158,30 +200,7 @@ async fn commits_continue_with_one_member_killed() {
     // the cluster, commits fail until the others elect a leader (about a
     // second); a failed commit is retried, as Strata's callers do. A retry
     // may find its first attempt applied after all (its answer was lost).
-    let mut failures = 0;
-    for i in 0..100u32 {
-        let key = format!("during/{i:03}");
-        let txn = Txn::new()
-            .check(Check::Absent {
-                key: key.clone().into_bytes(),
-            })
-            .put(key.clone(), "v");
-        loop {
-            match s.commit(txn.clone()).await {
-                Ok(TxnOutcome::Committed) => break,
-                Ok(TxnOutcome::CheckFailed { .. }) => {
-                    assert_eq!(s.get(key.as_bytes()).await.unwrap(), Some(b"v".to_vec()));
-                    break;
-                }
-                Err(e) => {
-                    failures += 1;
-                    eprintln!("commit {i} with member 0 gone: {e}");
-                    assert!(failures <= 100, "commits keep failing with two members up");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
+    let failures = commit_all(&s, 100, 100, std::time::Duration::from_millis(100)).await;
     eprintln!("{failures} failed attempts while the cluster moved on");
     assert_eq!(s.scan(b"during/", b"", 1000).await.unwrap().len(), 100);
     assert_eq!(s.get(b"before").await.unwrap(), Some(b"1".to_vec()));
@@ -249,32 +268,7 @@ async fn a_hung_member_costs_at_most_one_failed_commit() {
         assert!(ok, "kill {sig}");
     };
     signal("-STOP");
-    let mut failures = 0;
-    for i in 0..30u32 {
-        let key = format!("during/{i:03}");
-        let txn = Txn::new()
-            .check(Check::Absent {
-                key: key.clone().into_bytes(),
-            })
-            .put(key.clone(), "v");
-        loop {
-            match s.commit(txn.clone()).await {
-                Ok(TxnOutcome::Committed) => break,
-                Ok(TxnOutcome::CheckFailed { .. }) => {
-                    assert_eq!(s.get(key.as_bytes()).await.unwrap(), Some(b"v".to_vec()));
-                    break;
-                }
-                Err(e) => {
-                    failures += 1;
-                    eprintln!("commit {i} with member 0 hung: {e}");
-                    assert!(
-                        failures <= 3,
-                        "commits keep failing with two members up: {e}"
-                    );
-                }
-            }
-        }
-    }
+    let failures = commit_all(&s, 30, 3, std::time::Duration::ZERO).await;
     signal("-CONT");
     eprintln!("{failures} failed commits while member 0 hung");
     assert_eq!(s.scan(b"during/", b"", 100).await.unwrap().len(), 30);
