@@ -42,6 +42,12 @@ pub enum WalError {
     /// A zero-length frame would be indistinguishable from zeroed disk.
     #[error("WAL records must not be empty")]
     EmptyRecord,
+    /// Another compactor holds the volume's lock.
+    #[error(
+        "another compactor is working on this WAL: {path} is locked; one compactor \
+         per WAL volume"
+    )]
+    Busy { path: PathBuf },
     #[error("invalid WAL config: {0}")]
     Config(String),
     /// The LSN was released already or is not durable yet.

@@ -27,14 +27,15 @@
 
 mod error;
 pub mod frame;
+pub mod mark;
 mod recovery;
 mod segment;
 mod types;
+mod volume;
 mod writer;
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
@@ -44,7 +45,8 @@ use bytes::Bytes;
 use tokio::sync::{Notify, oneshot};
 
 pub use error::WalError;
-use frame::{FRAME_HEADER_LEN, FrameResult, MAX_PAYLOAD_LEN, SEGMENT_HEADER_LEN};
+use frame::{FRAME_HEADER_LEN, MAX_PAYLOAD_LEN, SEGMENT_HEADER_LEN};
+pub use volume::{COMPACTOR_LOCK_FILE, VolumeSegment, WalVolume, write_durable_mark};
 pub use types::{PendingAppend, RecoveryReport, SegmentInfo, TruncatedTail, WalConfig, WalStats};
 use writer::{AppendOp, IoStatus, Op, Writer};
 
@@ -338,34 +340,7 @@ impl FileWal {
                 file
             }
         };
-        let offset = HEADER + (lsn - base_lsn);
-        let corrupt = |reason: String| WalError::Corrupt {
-            path: path.clone(),
-            offset,
-            reason,
-        };
-        let mut head = [0u8; FRAME_HEADER_LEN];
-        file.read_exact_at(&mut head, offset)
-            .map_err(WalError::io(&path))?;
-        let needed = match frame::decode_frame(&head) {
-            FrameResult::Incomplete { needed } => needed,
-            FrameResult::Corrupt { reason } => return Err(corrupt(reason)),
-            FrameResult::Complete { .. } => return Err(corrupt("impossible frame".into())),
-        };
-        if lsn + (FRAME_HEADER_LEN + needed) as u64 > end_lsn {
-            return Err(corrupt(format!(
-                "record of {needed} bytes runs past the segment end (LSN {end_lsn}); \
-                 {lsn} is probably not a record boundary"
-            )));
-        }
-        let mut buf = vec![0u8; FRAME_HEADER_LEN + needed];
-        file.read_exact_at(&mut buf, offset)
-            .map_err(WalError::io(&path))?;
-        match frame::decode_frame(&buf) {
-            FrameResult::Complete { payload, .. } => Ok(Bytes::from(buf).slice(payload)),
-            FrameResult::Corrupt { reason } => Err(corrupt(reason)),
-            FrameResult::Incomplete { .. } => Err(corrupt("short read".into())),
-        }
+        volume::read_frame(&file, &path, base_lsn, end_lsn, lsn)
     }
 
     /// Deletes sealed segments whose `end_lsn <= lsn`, oldest first (never
