@@ -23,10 +23,25 @@ pub struct LiveQueue {
     pub retention_bytes: Option<u64>,
 }
 
+/// What a pass needs fresh before it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// Queues and owners (an upload).
+    Queues,
+    /// Queues, owners, cold ranges and WAL-only bytes (maintenance).
+    Everything,
+}
+
 /// The log: its WAL (what it holds, what may be released) and its queues'
 /// cold ranges (what is already in object storage).
 #[async_trait::async_trait]
 pub trait TieredLog: Send + Sync {
+    /// Brings what the log knows up to date before a pass. A log inside the
+    /// node is always current; a separate compactor's
+    /// ([`VolumeLog`](crate::VolumeLog)) reloads from the metadata store.
+    async fn refresh(&self, _scope: Refresh) -> Result<()> {
+        Ok(())
+    }
     /// WAL position up to which records are durable.
     fn durable_lsn(&self) -> u64;
     /// Oldest WAL position still held.

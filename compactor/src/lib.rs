@@ -23,9 +23,12 @@
 //! (which oldest ranges retention removes), [`gc`] (which objects nothing
 //! references).
 //!
-//! It runs inside `strata serve`, on the node's runtime. Running it as a
-//! separate process needs a metadata store that two processes can share
-//! (etcd or TiKV, cluster mode): the embedded redb store is opened by one
+//! It runs inside `strata serve` on the node's runtime (the engine is the
+//! log), or as `strata compactor`, a separate process working on the
+//! node's WAL volume ([`VolumeLog`]): the node then publishes its durable
+//! mark, follows the checkpoint the uploads commit and releases its WAL
+//! below it. The separate process needs a metadata store that two
+//! processes can share (etcd): the embedded redb store is opened by one
 //! process at a time.
 
 mod compactor;
@@ -36,9 +39,11 @@ mod host;
 mod maintenance;
 pub mod merge;
 mod upload;
+mod volume;
 
 pub use compactor::{Compactor, CompactorConfig, Counters};
 pub use error::{CompactorError, Result};
-pub use host::{LiveQueue, TieredLog};
+pub use host::{LiveQueue, Refresh, TieredLog};
 pub use maintenance::{MERGED_PREFIX, MaintenanceSummary};
 pub use upload::{UPLOAD_PREFIX, UploadSummary, ranges_from_blocks};
+pub use volume::VolumeLog;

@@ -12,7 +12,7 @@ use crate::compactor::Compactor;
 use crate::error::{CompactorError, Result};
 use crate::expiry::{self, RangeAge};
 use crate::gc::{self, Listed};
-use crate::host::{LiveQueue, TieredLog};
+use crate::host::{LiveQueue, Refresh, TieredLog};
 use crate::merge::{self, MergePolicy, RangeSize};
 use crate::upload::{UPLOAD_PREFIX, ranges_from_blocks};
 
@@ -33,6 +33,7 @@ pub struct MaintenanceSummary {
 impl Compactor {
     /// One pass of retention, merging and garbage collection.
     pub async fn maintain(&self) -> Result<MaintenanceSummary> {
+        self.log()?.refresh(Refresh::Everything).await?;
         Ok(MaintenanceSummary {
             expired_ranges: self.enforce_retention().await?,
             merges: self.merge_small_ranges().await?,

@@ -13,7 +13,7 @@ use strata_tiering::batch::{BatchHeader, KIND_MESSAGE_BATCH, decode_header, reco
 
 use crate::compactor::Compactor;
 use crate::error::{CompactorError, Result};
-use crate::host::{LiveQueue, TieredLog};
+use crate::host::{LiveQueue, Refresh, TieredLog};
 
 /// Object prefix of upload objects (many queues each).
 pub const UPLOAD_PREFIX: &str = "seg/";
@@ -47,6 +47,7 @@ impl Compactor {
     pub async fn upload_once(&self) -> Result<UploadSummary> {
         let log = self.log()?;
         let _one_at_a_time = self.lock.lock().await;
+        log.refresh(Refresh::Queues).await?;
         let from = self.checkpoint().max(log.first_lsn());
         let durable = log.durable_lsn();
         let (records, checkpoint) = log

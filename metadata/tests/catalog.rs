@@ -218,6 +218,14 @@ async fn queue_claims_fence_older_owners() {
         let third = catalog.claim_queue(q, "node-a").await.unwrap();
         assert_eq!((second.epoch, third.epoch), (2, 3));
         assert_eq!(catalog.owner(q).await.unwrap(), Some(third.clone()));
+        let other = catalog
+            .claim_queue(QueueKey::new(12, 0), "node-b")
+            .await
+            .unwrap();
+        let all = catalog.all_owners().await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all.get(&q), Some(&third));
+        assert_eq!(all.get(&QueueKey::new(12, 0)), Some(&other));
         assert_eq!(
             catalog.store().commit(fenced).await.unwrap(),
             TxnOutcome::CheckFailed { index: 0 }

@@ -86,6 +86,16 @@ pub fn owner_prefix(topic: strata_common::TopicId) -> Vec<u8> {
     format!("owner/{topic:020}/").into_bytes()
 }
 
+/// Prefix of every owner record.
+pub const ALL_OWNERS: &[u8] = b"owner/";
+
+/// Parses an [`owner`] key back into its queue.
+pub fn parse_owner(key: &[u8]) -> Option<QueueKey> {
+    let text = std::str::from_utf8(key).ok()?.strip_prefix("owner/")?;
+    let (topic, queue) = text.split_once('/')?;
+    Some(QueueKey::new(topic.parse().ok()?, queue.parse().ok()?))
+}
+
 /// `floor/<topic_id:020>/<queue:010>` → JSON `u64`: the queue's first
 /// offset after WAL data below it was released.
 pub fn floor(key: QueueKey) -> Vec<u8> {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use strata_common::{QueueKey, TopicId};
 
 use super::{Catalog, CatalogError, MAX_ATTEMPTS, OwnerRecord, decode, keys};
-use crate::store::{Check, Txn, TxnOutcome};
+use crate::store::{Check, MetaError, Txn, TxnOutcome};
 
 /// The canonical bytes of an owner record. Built by hand rather than by
 /// serde so the bytes [`Catalog::owner_check`] compares can never drift from
@@ -125,6 +125,20 @@ impl Catalog {
             .get_record(&keys::owner(key))
             .await?
             .map(|(record, _)| record))
+    }
+
+    /// The owner of every queue ever claimed (a process that does not own
+    /// queues, such as a separate compactor, learns whose they are).
+    pub async fn all_owners(&self) -> Result<HashMap<QueueKey, OwnerRecord>, CatalogError> {
+        let mut out = HashMap::new();
+        for (key, value) in self.scan_all(keys::ALL_OWNERS).await? {
+            let queue = keys::parse_owner(&key).ok_or_else(|| MetaError::Corrupt {
+                key: keys::display(&key),
+                reason: "an owner key that names no queue".into(),
+            })?;
+            out.insert(queue, decode::<OwnerRecord>(&key, &value)?);
+        }
+        Ok(out)
     }
 
     /// A check that holds only while `owner` is still the owner of `key` at
