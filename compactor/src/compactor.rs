@@ -112,6 +112,12 @@ impl Compactor {
         self.checkpoint.load(Ordering::Acquire)
     }
 
+    /// Takes a checkpoint another process committed (a separate
+    /// compactor's); it never moves back.
+    pub fn observe_checkpoint(&self, checkpoint: u64) {
+        self.checkpoint.fetch_max(checkpoint, Ordering::AcqRel);
+    }
+
     /// Durable WAL bytes not yet in object storage.
     pub fn lag_bytes(&self) -> u64 {
         self.log()

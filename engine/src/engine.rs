@@ -83,17 +83,16 @@ impl Engine {
             loops: Mutex::new(Vec::new()),
             core,
         });
-        let [uploads, maintenance] = engine
-            .core
-            .compactor
-            .spawn(&engine.core.shutdown.subscribe());
-        let loops = [
-            uploads,
-            maintenance,
-            engine.delay.spawn_loop(),
-            engine.lookup.spawn_loop(),
-        ];
-        engine.lock_loops().extend(loops);
+        let shutdown = engine.core.shutdown.subscribe();
+        let compaction: Vec<JoinHandle<()>> = if engine.core.compactor_is_separate() {
+            vec![engine.core.spawn_follower(shutdown)]
+        } else {
+            engine.core.compactor.spawn(&shutdown).into()
+        };
+        let loops = [engine.delay.spawn_loop(), engine.lookup.spawn_loop()];
+        engine
+            .lock_loops()
+            .extend(compaction.into_iter().chain(loops));
         Ok(engine)
     }
 

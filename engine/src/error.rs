@@ -53,6 +53,10 @@ pub enum EngineError {
     Corrupt(String),
     #[error("object storage unavailable: {0}")]
     ObjectStore(String),
+    /// A range the node knows points at an object that is gone: corrupt,
+    /// unless a separate compactor merged the range away since.
+    #[error("stored data is corrupt: object {0} is referenced but missing")]
+    ObjectMissing(String),
     #[error("internal error: {0}")]
     Internal(String),
     /// A receipt handle that names no current delivery.
@@ -84,7 +88,7 @@ impl EngineError {
             ShuttingDown | WalFailed(_) => ErrorCode::Unavailable,
             Conflict(_) => ErrorCode::Conflict,
             ObjectStore(_) => ErrorCode::Unavailable,
-            Corrupt(_) | Internal(_) => ErrorCode::Internal,
+            Corrupt(_) | ObjectMissing(_) | Internal(_) => ErrorCode::Internal,
             Refused { code, .. } => *code,
         }
     }
@@ -104,9 +108,7 @@ impl From<strata_objects::ObjectError> for EngineError {
     fn from(e: strata_objects::ObjectError) -> Self {
         match e {
             // A committed range points at a missing object: corruption, not an outage.
-            strata_objects::ObjectError::NotFound { key } => {
-                EngineError::Corrupt(format!("object {key} is referenced but missing"))
-            }
+            strata_objects::ObjectError::NotFound { key } => EngineError::ObjectMissing(key),
             other => EngineError::ObjectStore(other.to_string()),
         }
     }

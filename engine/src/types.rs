@@ -13,6 +13,18 @@ pub const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// Default check-backs before an unresolved transaction is rolled back.
 pub const MAX_CHECKS: u32 = 15;
 
+/// Where the compactor that moves this node's WAL to object storage runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CompactorPlacement {
+    /// Its loops run on the node's runtime (the default).
+    #[default]
+    InProcess,
+    /// A separate `strata compactor` process works on the node's WAL
+    /// volume; the node publishes its durable mark, follows the checkpoint
+    /// and ranges the compactor commits, and releases its WAL below it.
+    Separate,
+}
+
 /// Engine settings; the server config maps onto this.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -55,6 +67,8 @@ pub struct EngineConfig {
     pub merge_target_bytes: u64,
     /// Unreferenced objects younger than this are left alone.
     pub gc_grace: Duration,
+    /// Where the compactor runs: in this process, or as `strata compactor`.
+    pub compactor: CompactorPlacement,
     pub block_cache: strata_cache::BlockCacheConfig,
     pub cold_reader: strata_cache::ColdReaderConfig,
     /// Transaction check-backs: the first after this long, then doubling
@@ -94,6 +108,7 @@ impl EngineConfig {
             merge_min_ranges: 8,
             merge_target_bytes: 64 << 20,
             gc_grace: Duration::from_secs(300),
+            compactor: CompactorPlacement::InProcess,
             block_cache: strata_cache::BlockCacheConfig {
                 memory_bytes: 64 << 20,
                 disk_dir: Some(data_dir.join("cache")),
@@ -249,6 +264,9 @@ pub struct NodeStatus {
 #[derive(Debug, Clone, Default)]
 pub struct TieringStatus {
     pub object_store: String,
+    /// Where the compactor runs: "in_process" or "separate" (its counters
+    /// are then the separate process's, and read 0 here).
+    pub compactor: &'static str,
     /// WAL position below which everything is in object storage.
     pub checkpoint_lsn: u64,
     /// Durable WAL bytes not yet uploaded.

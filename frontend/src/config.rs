@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use strata_cache::{BlockCacheConfig, ColdReaderConfig};
-use strata_engine::{EngineConfig, Retention};
+use strata_engine::{CompactorPlacement, EngineConfig, Retention};
 use strata_objects::{Backend, ObjectStoreConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +211,8 @@ pub struct ObjectStoreSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CompactorSection {
+    /// "in_process" (the node runs it) or "separate" (`strata compactor`).
+    pub mode: String,
     pub upload_interval_ms: u64,
     pub upload_trigger_bytes: u64,
     pub max_object_bytes: u64,
@@ -294,6 +296,7 @@ impl Default for Config {
                 max_attempts: engine.object_store.max_attempts,
             },
             compactor: CompactorSection {
+                mode: "in_process".into(),
                 upload_interval_ms: engine.upload_interval.as_millis() as u64,
                 upload_trigger_bytes: engine.upload_trigger_bytes,
                 max_object_bytes: engine.max_object_bytes,
@@ -557,6 +560,15 @@ impl Config {
         if self.compactor.block_bytes == 0 || self.compactor.max_object_bytes == 0 {
             return bad("compactor.block_bytes and compactor.max_object_bytes must be > 0".into());
         }
+        if self.compactor_placement()? == CompactorPlacement::Separate
+            && self.metadata.parse()? == MetadataUrl::Embedded
+        {
+            return bad(
+                "compactor.mode = \"separate\" needs a metadata store two processes can share: \
+                 set metadata.url to etcd://... (the embedded store is opened by one process at a time)"
+                    .into(),
+            );
+        }
         Ok(())
     }
 
@@ -606,6 +618,17 @@ impl Config {
         }
     }
 
+    /// Where the compactor runs, from `compactor.mode`.
+    pub fn compactor_placement(&self) -> Result<CompactorPlacement, ConfigError> {
+        match self.compactor.mode.as_str() {
+            "in_process" => Ok(CompactorPlacement::InProcess),
+            "separate" => Ok(CompactorPlacement::Separate),
+            other => Err(ConfigError::Invalid(format!(
+                "compactor.mode must be \"in_process\" or \"separate\", got {other:?}"
+            ))),
+        }
+    }
+
     pub fn engine_config(&self) -> Result<EngineConfig, ConfigError> {
         Ok(EngineConfig {
             data_dir: self.data_dir.clone(),
@@ -633,6 +656,7 @@ impl Config {
             merge_min_ranges: self.compactor.merge_min_ranges,
             merge_target_bytes: self.compactor.merge_target_bytes,
             gc_grace: Duration::from_millis(self.compactor.gc_grace_ms),
+            compactor: self.compactor_placement()?,
             block_cache: BlockCacheConfig {
                 memory_bytes: self.cache.block_memory_bytes,
                 disk_dir: match self.cache.block_disk_dir.as_str() {
@@ -787,6 +811,30 @@ mod tests {
 
         let env = vec![("STRATA_RETENTION_DEFAULT".to_string(), "soon".to_string())];
         assert!(Config::load(None, env).is_err());
+    }
+
+    #[test]
+    fn a_separate_compactor_needs_etcd_and_a_known_mode() {
+        let mut c = Config::default();
+        assert_eq!(
+            c.engine_config().unwrap().compactor,
+            CompactorPlacement::InProcess
+        );
+        c.compactor.mode = "separate".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("metadata.url"), "{e}");
+        c.metadata.url = "etcd://127.0.0.1:2379/ns".into();
+        c.validate().unwrap();
+        assert_eq!(
+            c.engine_config().unwrap().compactor,
+            CompactorPlacement::Separate
+        );
+        c.compactor.mode = "elsewhere".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("compactor.mode") && e.contains("elsewhere"),
+            "{e}"
+        );
     }
 
     #[test]

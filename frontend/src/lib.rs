@@ -8,6 +8,7 @@ pub mod grpc;
 pub mod http;
 pub mod metering;
 pub mod pipeline;
+pub mod separate_compactor;
 pub mod server;
 pub mod serving;
 pub mod telemetry;

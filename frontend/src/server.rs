@@ -44,6 +44,9 @@ pub enum ServerError {
     /// The shared metadata namespace is another node's (see `serving`).
     #[error("{0}")]
     Serving(String),
+    /// `strata compactor` cannot start or run.
+    #[error("compactor: {0}")]
+    Compactor(String),
 }
 
 /// A running node. Dropping it does not stop it; call [`Running::shutdown`].
@@ -139,7 +142,7 @@ async fn release_store(store: &std::sync::Weak<dyn MetaStore>) {
 }
 
 /// Opens the metadata store `metadata.url` names.
-async fn open_metadata(config: &Config) -> Result<Arc<dyn MetaStore>, ServerError> {
+pub(crate) async fn open_metadata(config: &Config) -> Result<Arc<dyn MetaStore>, ServerError> {
     Ok(match config.metadata.parse()? {
         MetadataUrl::Embedded => RedbStore::open(&config.data_dir.join("meta.redb"))?,
         MetadataUrl::Etcd(address) => {
@@ -382,7 +385,7 @@ pub async fn run_until_signal(config: Config) -> Result<(), ServerError> {
     running.wait().await
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -352,6 +352,12 @@ async fn uploads_merges_and_expiry_of_ranges() {
             catalog.all_ranges().await.unwrap()[&q],
             vec![a.clone(), b.clone()]
         );
+        assert_eq!(
+            catalog.queue_ranges(q).await.unwrap(),
+            vec![a.clone(), b.clone()]
+        );
+        let neighbour = QueueKey::new(q.topic, q.queue + 10);
+        assert!(catalog.queue_ranges(neighbour).await.unwrap().is_empty());
 
         let merged = range(q, 0, 25, "merged/ab");
         assert!(

@@ -41,6 +41,8 @@ pub struct ServingLeaseJson {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct TieringJson {
     pub object_store: String,
+    /// Where the compactor runs: "in_process" or "separate".
+    pub compactor: String,
     pub checkpoint_lsn: u64,
     pub upload_lag_bytes: u64,
     pub upload_lag_ms: i64,

@@ -138,6 +138,20 @@ impl QueueInner {
         true
     }
 
+    /// Takes the queue's cold ranges as the metadata store holds them now
+    /// (a separate compactor uploaded, merged or expired some); `floor`,
+    /// when known, is where retention moved the queue's start.
+    pub fn sync_cold(&mut self, ranges: Vec<RangeRecord>, floor: Option<u64>) {
+        if let Some(first) = ranges.first() {
+            self.first_offset = self.first_offset.max(first.base_offset);
+        }
+        if let Some(floor) = floor {
+            self.first_offset = self.first_offset.max(floor.min(self.next_offset));
+        }
+        self.cold_bytes = ranges.iter().map(|r| r.stored_bytes).sum();
+        self.cold = ranges.into_iter().map(Arc::new).collect();
+    }
+
     /// Drops the `count` oldest cold ranges (retention) and moves the first
     /// offset past them.
     pub fn expire_cold(&mut self, count: usize) {
@@ -340,6 +354,37 @@ mod tests {
         let mut fresh = QueueInner::default();
         assert!(fresh.recover(entry(7, 1, 0), 0));
         assert_eq!(fresh.first_offset, 7);
+    }
+
+    fn range(base: u64, end: u64) -> RangeRecord {
+        RangeRecord {
+            queue: QueueKey::new(1, 0),
+            base_offset: base,
+            end_offset: end,
+            object: format!("o{base}"),
+            blocks: Vec::new(),
+            min_timestamp_ms: 0,
+            max_timestamp_ms: 0,
+            stored_bytes: end - base,
+        }
+    }
+
+    #[test]
+    fn synced_cold_ranges_only_move_the_start_forward() {
+        let mut q = QueueInner::default();
+        q.append(entry(0, 10, 0));
+        q.mark_durable(10);
+        q.sync_cold(vec![range(0, 4), range(4, 10)], None);
+        assert_eq!((q.first_offset, q.cold_bytes, q.cold.len()), (0, 10, 2));
+        // A merge elsewhere: one range now.
+        q.sync_cold(vec![range(0, 10)], None);
+        assert_eq!((q.first_offset, q.cold_bytes, q.cold.len()), (0, 10, 1));
+        // Retention expired everything up to 10; the floor says so.
+        q.sync_cold(Vec::new(), Some(10));
+        assert_eq!((q.first_offset, q.cold_bytes), (10, 0));
+        // An older view never moves the start back.
+        q.sync_cold(vec![range(0, 10)], Some(0));
+        assert_eq!(q.first_offset, 10);
     }
 
     #[test]

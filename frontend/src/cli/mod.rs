@@ -55,6 +55,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a Strata node until Ctrl-C or SIGTERM.
     Serve(ServeArgs),
+    /// Run the compactor as its own process, for nodes configured with
+    /// compactor.mode = "separate" (metadata on etcd), until Ctrl-C or SIGTERM.
+    Compactor(CompactorArgs),
     /// Create, list, inspect and delete topics.
     #[command(subcommand)]
     Topic(TopicCommand),
@@ -135,6 +138,20 @@ pub struct ServeArgs {
     /// TOML config file; see config/strata.example.toml for every key.
     #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompactorArgs {
+    /// TOML config file: the node's (metadata.url, object_store, compactor.*).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// A node's WAL volume as NODE_ID=DATA_DIR; repeat for several
+    /// [default: the config's node_id=data_dir].
+    #[arg(long = "volume", value_name = "NODE_ID=DATA_DIR")]
+    pub volumes: Vec<String>,
+    /// Upload everything durable and run one maintenance pass, then exit.
+    #[arg(long)]
+    pub once: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,7 +7,10 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use super::{Cli, Command, GroupCommand, MetadataCommand, ProduceArgs, ServeArgs, TopicCommand};
+use super::{
+    Cli, Command, CompactorArgs, GroupCommand, MetadataCommand, ProduceArgs, ServeArgs,
+    TopicCommand,
+};
 use crate::config::Config;
 use crate::http::groups::CreateGroup;
 use crate::http::messages::MessageJson;
@@ -19,6 +22,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     let json = cli.json;
     match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Compactor(args) => compactor(args).await,
         Command::Config { config } => {
             let config = Config::load(config.as_deref(), std::env::vars())?;
             print!("{}", toml::to_string(&config)?);
@@ -86,8 +90,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             let t = &status.tiering;
             println!(
-                "objects     {} — checkpoint {}, upload lag {} ({} ms), {} uploads ({}), {} merges, {} expired ranges, {} objects collected",
+                "objects     {} — compactor {}, checkpoint {}, upload lag {} ({} ms), {} uploads ({}), {} merges, {} expired ranges, {} objects collected",
                 t.object_store,
+                t.compactor,
                 t.checkpoint_lsn,
                 bytes(t.upload_lag_bytes),
                 t.upload_lag_ms,
@@ -206,6 +211,24 @@ async fn serve(args: ServeArgs) -> Result<()> {
     config.validate()?;
     crate::telemetry::init(&config.log.level, &config.log.format);
     crate::server::run_until_signal(config).await?;
+    Ok(())
+}
+
+async fn compactor(args: CompactorArgs) -> Result<()> {
+    let config = Config::load(args.config.as_deref(), std::env::vars())?;
+    let volumes = args
+        .volumes
+        .iter()
+        .map(|v| crate::separate_compactor::Volume::parse(v))
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::telemetry::init(&config.log.level, &config.log.format);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::server::wait_for_signal().await;
+        tracing::info!("shutdown signal received; finishing the pass in progress");
+        stop.send_replace(true);
+    });
+    crate::separate_compactor::run(config, volumes, args.once, stopped).await?;
     Ok(())
 }
 

@@ -283,6 +283,7 @@ fn tiering_json(t: strata_engine::TieringStatus) -> TieringJson {
     let lookups = b.hits + b.misses;
     TieringJson {
         object_store: t.object_store,
+        compactor: t.compactor.to_string(),
         checkpoint_lsn: t.checkpoint_lsn,
         upload_lag_bytes: t.upload_lag_bytes,
         upload_lag_ms: t.upload_lag_ms,

@@ -112,6 +112,11 @@ pub fn parse_floor(key: &[u8]) -> Option<QueueKey> {
     Some(QueueKey::new(topic.parse().ok()?, queue.parse().ok()?))
 }
 
+/// `range/<topic_id:020>/<queue:010>/`: prefix of one queue's ranges.
+pub fn range_prefix(queue: QueueKey) -> Vec<u8> {
+    format!("range/{:020}/{:010}/", queue.topic, queue.queue).into_bytes()
+}
+
 /// `range/<topic_id:020>/<queue:010>/<base_offset:020>` → JSON `RangeRecord`:
 /// one queue's blocks in one object.
 pub fn range(queue: QueueKey, base_offset: u64) -> Vec<u8> {

@@ -56,6 +56,11 @@ impl Catalog {
         Ok(out)
     }
 
+    /// One queue's ranges, sorted by offset.
+    pub async fn queue_ranges(&self, queue: QueueKey) -> Result<Vec<RangeRecord>, CatalogError> {
+        Ok(self.scan_records(&keys::range_prefix(queue)).await?)
+    }
+
     /// The node's WAL checkpoint, if it ever uploaded.
     pub async fn wal_checkpoint(&self, node: &str) -> Result<Option<u64>, CatalogError> {
         Ok(self

@@ -29,6 +29,7 @@ impl Core {
         let mut out = Vec::new();
         let mut cursor = offset;
         let mut bytes = 0u64;
+        let mut resynced = false;
         while cursor < end && out.len() < max && (bytes == 0 || bytes < budget) {
             let Some(range) = q.lock().cold_range(cursor) else {
                 break;
@@ -37,7 +38,17 @@ impl Core {
             let Some(block) = range.blocks.get(i) else {
                 break;
             };
-            let payloads = self.fetch_block(q, &range.object, block).await?;
+            let payloads = match self.fetch_block(q, &range.object, block).await {
+                Ok(payloads) => payloads,
+                // A separate compactor merged the range away and collected
+                // its object: take the queue's ranges as they are now, once.
+                Err(EngineError::ObjectMissing(_)) if self.compactor_is_separate() && !resynced => {
+                    resynced = true;
+                    self.sync_queue_cold(q, None).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(next) = range.blocks.get(i + 1) {
                 self.prefetch_block(q, &range.object, next);
             }

@@ -22,6 +22,7 @@ type Result<T> = std::result::Result<T, CompactorError>;
 fn log_error(e: EngineError) -> CompactorError {
     match e {
         EngineError::Corrupt(m) => CompactorError::Corrupt(m),
+        EngineError::ObjectMissing(_) => CompactorError::Corrupt(e.to_string()),
         other => CompactorError::Log(other.to_string()),
     }
 }
@@ -48,7 +49,7 @@ impl Core {
 
     /// Deletes sealed WAL segments wholly below `checkpoint` and forgets
     /// their index entries (the data is in object storage).
-    async fn release_wal_below(&self, checkpoint: u64) -> crate::Result<u64> {
+    pub(crate) async fn release_wal_below(&self, checkpoint: u64) -> crate::Result<u64> {
         let segments = self.wal.segments();
         let Some(current_first) = segments.first().map(|s| s.base_lsn) else {
             return Ok(0);

@@ -5,6 +5,7 @@
 //! are the compactor's (`strata_compactor`).
 
 pub(crate) mod cold_read;
+mod follow;
 pub(crate) mod log;
 
 use std::sync::Arc;
@@ -17,6 +18,9 @@ use strata_objects::Objects;
 
 use crate::core::Core;
 use crate::error::{EngineError, Result};
+
+/// Longest [`Core::upload_once`] waits for a separate compactor.
+const SEPARATE_UPLOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Tiered-storage state of the engine.
 pub(crate) struct Tiering {
@@ -76,28 +80,54 @@ impl Core {
 
     /// Uploads durable WAL data from the checkpoint on as one object (see
     /// [`Compactor::upload_once`](strata_compactor::Compactor::upload_once)).
+    /// With a separate compactor, waits (up to 30 s) until it has uploaded
+    /// everything durable now.
     pub async fn upload_once(&self) -> Result<UploadSummary> {
+        if self.compactor_is_separate() {
+            let checkpoint = self.wait_for_separate_upload(SEPARATE_UPLOAD_WAIT).await?;
+            return Ok(UploadSummary {
+                checkpoint,
+                ..UploadSummary::default()
+            });
+        }
         Ok(self.compactor.upload_once().await?)
     }
 
     /// One pass of retention, merging and garbage collection.
     pub async fn maintain(&self) -> Result<MaintenanceSummary> {
+        self.in_process_compactor()?;
         Ok(self.compactor.maintain().await?)
     }
 
     /// Expires the ranges retention no longer keeps; returns how many went.
     pub async fn enforce_retention(&self) -> Result<u64> {
+        self.in_process_compactor()?;
         Ok(self.compactor.enforce_retention().await?)
     }
 
     /// Rewrites runs of small adjacent ranges into per-queue objects.
     pub async fn merge_small_ranges(&self) -> Result<u64> {
+        self.in_process_compactor()?;
         Ok(self.compactor.merge_small_ranges().await?)
     }
 
     /// Deletes objects no committed range references.
     pub async fn collect_garbage(&self) -> Result<u64> {
+        self.in_process_compactor()?;
         Ok(self.compactor.collect_garbage().await?)
+    }
+
+    /// Maintenance is the separate compactor's when there is one.
+    fn in_process_compactor(&self) -> Result<()> {
+        if self.compactor_is_separate() {
+            return Err(EngineError::Refused {
+                code: strata_common::ErrorCode::Unavailable,
+                message: "maintenance runs in the separate `strata compactor` process \
+                          (compactor.mode = \"separate\")"
+                    .into(),
+            });
+        }
+        Ok(())
     }
 
     pub(crate) fn tiering_status(&self) -> crate::types::TieringStatus {
@@ -116,6 +146,11 @@ impl Core {
         let c = self.compactor.counters();
         crate::types::TieringStatus {
             object_store: tier.objects.describe(),
+            compactor: if self.compactor_is_separate() {
+                "separate"
+            } else {
+                "in_process"
+            },
             checkpoint_lsn: checkpoint,
             upload_lag_bytes: self.upload_lag_bytes(),
             upload_lag_ms: oldest_pending.map_or(0, |ts| (self.clock.now_ms() - ts).max(0)),

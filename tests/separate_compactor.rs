@@ -1,0 +1,320 @@
+//! The compactor as its own process (`strata compactor`) beside a node run
+//! with `compactor.mode = "separate"`, metadata on the etcd cluster the test
+//! command starts. Node and compactor are SIGKILLed at random moments, apart
+//! and together, while producers publish; after every restart each
+//! acknowledged message is readable exactly once at its offset, though the
+//! compactor uploads, merges and collects garbage behind the node's back. At
+//! the end the node's WAL has been released below the compactor's
+//! checkpoint, no range points at a missing object and no object is orphaned.
+
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::{BIN, Server, create_topic, http, read_all};
+
+const TOPIC: &str = "apart";
+const QUEUES: u32 = 3;
+const CYCLES: usize = 14;
+
+/// Tiny segments, blocks and intervals: the compactor uploads, merges and
+/// collects garbage every few hundred milliseconds.
+const ENV: &[(&str, &str)] = &[
+    ("STRATA_COMPACTOR_MODE", "separate"),
+    ("STRATA_WAL_SEGMENT_BYTES", "65536"),
+    ("STRATA_WAL_MAX_BYTES", "8388608"),
+    ("STRATA_LIMITS_MAX_MESSAGE_BYTES", "32768"),
+    ("STRATA_COMPACTOR_UPLOAD_INTERVAL_MS", "40"),
+    ("STRATA_COMPACTOR_BLOCK_BYTES", "8192"),
+    ("STRATA_COMPACTOR_MERGE_MIN_RANGES", "3"),
+    ("STRATA_COMPACTOR_MERGE_SMALL_RANGE_BYTES", "1048576"),
+    ("STRATA_COMPACTOR_GC_GRACE_MS", "0"),
+    ("STRATA_RETENTION_CHECK_INTERVAL_MS", "200"),
+    ("STRATA_CACHE_BLOCK_DISK_DIR", "none"),
+];
+
+type Acked = Arc<Mutex<HashMap<(u32, u64), Vec<u8>>>>;
+
+/// The etcd URL of a fresh namespace, or `None` (the test skips) when the
+/// test command did not start etcd.
+fn etcd_url() -> Option<String> {
+    let endpoints = match std::env::var("STRATA_TEST_ETCD_ENDPOINTS") {
+        Ok(e) => e,
+        Err(_) if std::env::var_os("STRATA_TEST_REQUIRE_ETCD").is_some() => {
+            panic!("STRATA_TEST_REQUIRE_ETCD is set but STRATA_TEST_ETCD_ENDPOINTS is not")
+        }
+        Err(_) => {
+            eprintln!("SKIPPED: STRATA_TEST_ETCD_ENDPOINTS not set (scripts/test.sh starts etcd)");
+            return None;
+        }
+    };
+    let nanos = std::time::SystemTime::UNIX_EPOCH
+        .elapsed()
+        .map_or(0, |d| d.as_nanos());
+    Some(format!(
+        "etcd://{endpoints}/strata-test/separate-compactor/{}-{nanos}",
+        std::process::id()
+    ))
+}
+
+/// `strata compactor` for the node whose data directory is `dir`.
+fn compactor(dir: &Path, env: &[(&str, &str)], extra: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("compactor")
+        .args(extra)
+        .env("STRATA_DATA_DIR", dir)
+        .env("STRATA_LOG_LEVEL", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn start_compactor(dir: &Path, env: &[(&str, &str)]) -> Child {
+    compactor(dir, env, &[])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn strata compactor")
+}
+
+async fn writer(url: String, tag: String, acked: Acked, seed: u64) {
+    let client = http();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for seq in 0u64.. {
+        let queue = rng.u32(0..QUEUES);
+        let mut body = format!("{tag}-{seq}-").into_bytes();
+        body.extend((0..rng.usize(200..3000)).map(|_| rng.u8(..)));
+        let message = serde_json::json!({
+            "body_base64": base64::engine::general_purpose::STANDARD.encode(&body),
+            "queue": queue,
+        });
+        let Ok(resp) = client
+            .post(format!("{url}/v1/topics/{TOPIC}/messages"))
+            .json(&serde_json::json!({ "messages": [message] }))
+            .send()
+            .await
+        else {
+            return;
+        };
+        if resp.status().as_u16() != 200 {
+            return;
+        }
+        let Ok(reply) = resp.json::<serde_json::Value>().await else {
+            return;
+        };
+        let offset = reply["messages"][0]["offset"].as_u64().unwrap();
+        acked.lock().unwrap().insert((queue, offset), body);
+    }
+}
+
+async fn verify(url: &str, acked: &Acked, cycle: usize) {
+    let acked = acked.lock().unwrap().clone();
+    for queue in 0..QUEUES {
+        let stored = read_all(url, TOPIC, queue).await;
+        for (i, (offset, _)) in stored.iter().enumerate() {
+            assert_eq!(
+                *offset, i as u64,
+                "cycle {cycle}: queue {queue} offsets not dense"
+            );
+        }
+        let unique: BTreeSet<&Vec<u8>> = stored.iter().map(|(_, b)| b).collect();
+        assert_eq!(
+            unique.len(),
+            stored.len(),
+            "cycle {cycle}: duplicate in queue {queue}"
+        );
+        for ((q, offset), body) in acked.iter().filter(|((q, _), _)| *q == queue) {
+            assert_eq!(
+                stored.get(*offset as usize).map(|(_, b)| b),
+                Some(body),
+                "cycle {cycle}: acknowledged message at queue {q} offset {offset} lost"
+            );
+        }
+    }
+}
+
+async fn status(url: &str) -> serde_json::Value {
+    http()
+        .get(format!("{url}/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn files_under(dir: &Path, root: &Path, out: &mut BTreeSet<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files_under(&path, root, out);
+        } else {
+            out.insert(
+                path.strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_node_and_compactor_loses_nothing_and_leaves_no_garbage() {
+    let Some(url) = etcd_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = ENV.to_vec();
+    env.push(("STRATA_METADATA_URL", url.as_str()));
+    let acked: Acked = Arc::default();
+    let mut rng = fastrand::Rng::with_seed(0x5e9a_7a7e);
+    let mut worker: Option<Child> = None;
+    let mut last_checkpoint = 0u64;
+    let mut compactor_kills = 0;
+    for cycle in 0..CYCLES {
+        let node = Server::start(dir.path(), &env);
+        if cycle == 0 {
+            create_topic(&node.url, TOPIC, QUEUES).await;
+            let s = status(&node.url).await;
+            assert_eq!(s["tiering"]["compactor"], "separate", "{s}");
+        }
+        if worker.is_none() {
+            worker = Some(start_compactor(dir.path(), &env));
+        }
+        verify(&node.url, &acked, cycle).await;
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let tag = format!("c{cycle}w{w}");
+                tokio::spawn(writer(node.url.clone(), tag, acked.clone(), rng.u64(..)))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(rng.u64(200..700))).await;
+        // Half the cycles also kill the compactor, mid-pass; it comes back
+        // at once or only with the next cycle.
+        if rng.bool()
+            && let Some(mut c) = worker.take()
+        {
+            let _ = c.kill();
+            let _ = c.wait();
+            compactor_kills += 1;
+            tokio::time::sleep(Duration::from_millis(rng.u64(50..300))).await;
+            if rng.bool() {
+                worker = Some(start_compactor(dir.path(), &env));
+            }
+        }
+        let checkpoint = status(&node.url).await["tiering"]["checkpoint_lsn"]
+            .as_u64()
+            .unwrap();
+        assert!(checkpoint >= last_checkpoint, "the checkpoint went back");
+        last_checkpoint = checkpoint;
+        node.kill();
+        for w in writers {
+            w.await.unwrap();
+        }
+    }
+    assert!(compactor_kills > 0);
+    assert!(last_checkpoint > 0, "the separate compactor never uploaded");
+
+    // Quiet: the compactor uploads everything; the node follows and
+    // releases its WAL.
+    let node = Server::start(dir.path(), &env);
+    if worker.is_none() {
+        worker = Some(start_compactor(dir.path(), &env));
+    }
+    verify(&node.url, &acked, CYCLES).await;
+    let mut quiet = serde_json::Value::Null;
+    for _ in 0..100 {
+        quiet = status(&node.url).await;
+        if quiet["tiering"]["upload_lag_bytes"] == 0 && quiet["wal"]["segments"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(quiet["tiering"]["upload_lag_bytes"], 0, "{quiet}");
+    assert_eq!(quiet["wal"]["segments"], 1, "WAL not released: {quiet}");
+    // Everything is read back from object storage now.
+    verify(&node.url, &acked, CYCLES + 1).await;
+
+    // A second compactor on the same volume is refused while one runs.
+    let second = compactor(dir.path(), &env, &["--once"]).output().unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("one compactor per WAL volume"), "{err}");
+
+    node.stop();
+    // GC (grace 0) collects what the kills orphaned.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    if let Some(mut c) = worker.take() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        assert!(c.wait().unwrap().success(), "compactor exit on SIGTERM");
+    }
+    let once = compactor(dir.path(), &env, &["--once"]).output().unwrap();
+    assert!(
+        once.status.success(),
+        "{}",
+        String::from_utf8_lossy(&once.stderr)
+    );
+
+    let address = strata_metadata::EtcdAddress::parse(&url).unwrap();
+    let store = strata_metadata::EtcdStore::connect(&address).await.unwrap();
+    let catalog = strata_metadata::Catalog::new(store);
+    let referenced: BTreeSet<String> = catalog
+        .all_ranges()
+        .await
+        .unwrap()
+        .into_values()
+        .flatten()
+        .map(|r| r.object)
+        .collect();
+    let root = dir.path().join("objects");
+    let mut stored = BTreeSet::new();
+    files_under(&root, &root, &mut stored);
+    let dangling: Vec<_> = referenced.difference(&stored).collect();
+    let orphans: Vec<_> = stored.difference(&referenced).collect();
+    assert!(
+        dangling.is_empty(),
+        "ranges pointing to missing objects: {dangling:?}"
+    );
+    assert!(
+        orphans.is_empty(),
+        "unreferenced objects left behind: {orphans:?}"
+    );
+    assert!(
+        referenced.iter().any(|o| o.starts_with("merged/")),
+        "no merge ran: {referenced:?}"
+    );
+    eprintln!(
+        "{CYCLES} node kills, {compactor_kills} compactor kills; {} acknowledged; {} objects referenced",
+        acked.lock().unwrap().len(),
+        referenced.len()
+    );
+}
+
+#[test]
+fn a_separate_compactor_needs_shared_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = compactor(dir.path(), &[], &["--once"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("metadata.url"), "{err}");
+    let out = compactor(dir.path(), &[], &["--volume", "no-equals-sign"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("NODE_ID=DATA_DIR"), "{err}");
+}
