@@ -114,9 +114,17 @@ impl From<strata_objects::ObjectError> for EngineError {
     }
 }
 
-impl From<strata_cache::CacheError> for EngineError {
-    fn from(e: strata_cache::CacheError) -> Self {
-        EngineError::Internal(format!("block cache: {e}"))
+impl From<strata_tiering::log::TierError> for EngineError {
+    fn from(e: strata_tiering::log::TierError) -> Self {
+        use strata_tiering::log::TierError as T;
+        match e {
+            T::Wal(e) => e.into(),
+            T::ObjectStore(m) => EngineError::ObjectStore(m),
+            T::ObjectMissing(key) => EngineError::ObjectMissing(key),
+            T::Corrupt(m) => EngineError::Corrupt(m),
+            T::Cache(e) => EngineError::Internal(format!("block cache: {e}")),
+            T::Open(m) | T::Internal(m) => EngineError::Internal(m),
+        }
     }
 }
 

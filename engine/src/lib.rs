@@ -3,9 +3,10 @@
 //! Topics have N queues; each queue has dense offsets. A publish assigns
 //! offsets under the queue's append lock, hands one record per queue to the
 //! write-ahead log (which group-commits many of them into one fdatasync) and
-//! acknowledges once the record is durable. Reads come from the tail cache
-//! when recent, otherwise from the WAL through a per-queue batch index.
-//! Queue state is rebuilt at startup by replaying the WAL.
+//! acknowledges once the record is durable. Reads are served by the tiered
+//! log (`strata_tiering::log::Tiers`): the tail cache when recent, the WAL
+//! through each queue's batch index, or object storage. Queue state is
+//! rebuilt at startup from the object ranges and by replaying the WAL.
 //!
 //! Every queue has one owner, recorded in the metadata store with an epoch
 //! that grows on every claim; batches carry the epoch, and later metadata

@@ -18,6 +18,7 @@ use strata_common::usage::{Meter, StoredBytes};
 use strata_common::{Clock, QueueKey, TopicId, names};
 use strata_metadata::{Catalog, Check, MessageType, MetaStore, NewTopic, Retention, TopicRecord};
 use strata_tiering::batch::{KIND_MESSAGE_BATCH, decode_header, record_kind};
+use strata_tiering::log::{Tiers, TiersConfig};
 use strata_tiering::{FileWal, RecoveryReport, Wal, WalConfig};
 use tokio::sync::watch;
 
@@ -46,16 +47,16 @@ pub(crate) struct Core {
     pub(crate) config: EngineConfig,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) catalog: Catalog,
+    /// The hot tier; also in `tiers`, which reads it.
     pub(crate) wal: Arc<dyn Wal>,
-    pub(crate) cache: strata_cache::TailCache,
     pub(crate) topics: RwLock<Topics>,
     /// `true` once shutdown began: new work is refused, long polls end.
     pub(crate) shutdown: watch::Sender<bool>,
     /// Appends hold it shared; shutdown takes it exclusively to wait for them.
     pub(crate) appends: Arc<tokio::sync::RwLock<()>>,
-    /// WAL reads hold it shared; segment deletion takes it exclusively.
-    pub(crate) wal_files: Arc<RwLock<()>>,
-    pub(crate) tiering: tiered::Tiering,
+    /// The tiered log: reads across the tail cache, the WAL and object
+    /// storage; WAL release.
+    pub(crate) tiers: Arc<Tiers>,
     /// Moves this node's WAL data to object storage (and keeps it in shape).
     pub(crate) compactor: Arc<strata_compactor::Compactor>,
     /// Per-tenant usage counters (the bill).
@@ -75,7 +76,6 @@ impl Core {
         wal_layer: Option<WalLayer>,
     ) -> Result<Arc<Self>> {
         let catalog = Catalog::new(store);
-        let tiering = tiered::Tiering::open(&config, clock.clone()).await?;
         let floors = catalog.queue_floors().await?;
         let mut ranges = catalog.all_ranges().await?;
         let mut topics = Topics::default();
@@ -121,6 +121,17 @@ impl Core {
             Some(layer) => layer(wal),
             None => wal,
         };
+        let meter = Arc::new(Meter::new(clock.clone()));
+        let tiers_config = TiersConfig {
+            object_store: config.object_store.clone(),
+            block_cache: config.block_cache.clone(),
+            cold_reader: config.cold_reader.clone(),
+            tail_cache_bytes: config.tail_cache_bytes,
+            max_read_bytes: config.max_read_bytes,
+        };
+        let tiers = Tiers::open(&tiers_config, wal.clone(), meter.clone(), clock.clone())
+            .await
+            .map(Arc::new)?;
 
         for topic in topics.all() {
             for q in &topic.queues {
@@ -153,12 +164,11 @@ impl Core {
             compactor: Arc::new(strata_compactor::Compactor::new(
                 core.clone(),
                 catalog.clone(),
-                tiering.objects.clone(),
+                tiers.objects().clone(),
                 clock.clone(),
                 compactor_config,
                 checkpoint,
             )),
-            cache: strata_cache::TailCache::new(config.tail_cache_bytes),
             config,
             clock: clock.clone(),
             catalog,
@@ -166,9 +176,8 @@ impl Core {
             topics: RwLock::new(topics),
             shutdown: watch::Sender::new(false),
             appends: Arc::new(tokio::sync::RwLock::new(())),
-            wal_files: Arc::new(RwLock::new(())),
-            tiering,
-            meter: Arc::new(Meter::new(clock.clone())),
+            tiers,
+            meter,
             started_ms,
             recovery,
         });
@@ -363,7 +372,7 @@ impl Core {
         let record = self.catalog.delete_topic(tenant, name).await?;
         if let Some(topic) = self.topics_write().remove(tenant, name) {
             for q in &topic.queues {
-                self.cache.remove_queue(q.key);
+                self.tiers.tail().remove_queue(q.key);
             }
         }
         tracing::info!(tenant, topic = name, "topic deleted");
@@ -397,7 +406,7 @@ impl Core {
             retained_messages: messages,
             retained_bytes: bytes,
             wal: self.wal.stats(),
-            tail_cache: self.cache.stats(),
+            tail_cache: self.tiers.tail().stats(),
             recovery: self.recovery.clone(),
             tiering: self.tiering_status(),
         }

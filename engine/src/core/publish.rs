@@ -270,7 +270,7 @@ impl Core {
                 message,
             })
             .collect();
-        self.cache.insert(q.key, stored);
+        self.tiers.tail().insert(q.key, stored);
         let batch = InFlight {
             queue: q.clone(),
             end_offset: entry.end_offset(),

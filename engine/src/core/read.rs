@@ -1,15 +1,14 @@
-//! The read path: tail cache when recent, otherwise the WAL; long polls
-//! when a reader is caught up.
+//! The read path: bounds, long polls when a reader is caught up, metering;
+//! the tiers (`strata_tiering::log`) serve the messages.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_common::StoredMessage;
 use strata_common::usage::Counter;
-use strata_tiering::batch::{decode_batch, decode_header};
+use strata_tiering::log::TierError;
 
 use super::Core;
-use super::queue::{IndexEntry, QueueState};
+use super::queue::QueueState;
 use crate::error::{EngineError, Result};
 use crate::types::ReadResult;
 
@@ -61,23 +60,14 @@ impl Core {
         let (first_now, hw) = self.bounds(&q, topic, offset)?;
         let first = first.max(first_now);
         let end = hw.min(offset.saturating_add(max_messages as u64));
-        // Offsets below the first hot batch live only in object storage.
-        let cold = {
-            let inner = q.lock();
-            inner.cold_range(offset).is_some() && inner.hot_first().is_none_or(|h| offset < h)
-        };
-        let messages = if offset >= end {
-            Vec::new()
-        } else if cold {
-            self.read_cold_off_workers(&q, offset, end, max_messages)
-                .await?
-        } else if let Some(hit) = self.cache.read(q.key, offset, end, max_messages) {
-            hit
-        } else if let Some(hot) = self.read_wal(&q, offset, end).await? {
-            hot
-        } else {
-            self.read_cold_off_workers(&q, offset, end, max_messages)
-                .await?
+        let messages = match self.tiers.read(&q.log, offset, end, max_messages).await {
+            // A separate compactor merged a range away and collected its
+            // object: take the queue's ranges as they are now, once.
+            Err(TierError::ObjectMissing(_)) if self.compactor_is_separate() => {
+                self.sync_queue_cold(&q, None).await?;
+                self.tiers.read(&q.log, offset, end, max_messages).await?
+            }
+            read => read?,
         };
         let next_offset = messages.last().map_or(offset, |m| m.offset + 1);
         Ok(ReadResult {
@@ -110,56 +100,7 @@ impl Core {
         q: &Arc<QueueState>,
         timestamp_ms: i64,
     ) -> Result<u64> {
-        let (cold_hit, first, hw) = {
-            let inner = q.lock();
-            let hit = inner.cold.iter().find_map(|r| {
-                r.blocks
-                    .iter()
-                    .find(|b| b.max_timestamp_ms >= timestamp_ms)
-                    .map(|b| (r.object.clone(), *b))
-            });
-            let hot = inner
-                .index
-                .iter()
-                .find(|e| e.at.timestamp_ms >= timestamp_ms)
-                .map(|e| e.base_offset);
-            let hw = inner.high_watermark;
-            match hit {
-                Some(h) => (Some(h), inner.first_offset, hw),
-                None => return Ok(hot.unwrap_or(hw).clamp(inner.first_offset, hw)),
-            }
-        };
-        let Some((object, block)) = cold_hit else {
-            return Ok(hw);
-        };
-        for payload in self.fetch_block(q, &object, &block).await? {
-            let header = decode_header(&payload)
-                .map_err(|e| EngineError::Corrupt(format!("object {object}: {e}")))?;
-            if header.timestamp_ms >= timestamp_ms {
-                return Ok(header.base_offset.clamp(first, hw));
-            }
-        }
-        Ok(block.end_offset.clamp(first, hw))
-    }
-
-    /// Decompressing and decoding cold blocks is CPU work; it runs on the
-    /// cold-read runtime so catch-up readers never occupy the workers that
-    /// serve producers.
-    async fn read_cold_off_workers(
-        self: &Arc<Self>,
-        q: &Arc<QueueState>,
-        offset: u64,
-        end: u64,
-        max_messages: usize,
-    ) -> Result<Vec<StoredMessage>> {
-        let core = self.clone();
-        let queue = q.clone();
-        self.tiering
-            .cold
-            .handle()
-            .spawn(async move { core.read_cold(&queue, offset, end, max_messages).await })
-            .await
-            .map_err(|e| EngineError::Internal(format!("cold read task failed: {e}")))?
+        Ok(self.tiers.offset_for_time(&q.log, timestamp_ms).await?)
     }
 
     /// The queue's (first, high watermark), or OFFSET_OUT_OF_RANGE.
@@ -186,66 +127,5 @@ impl Core {
             _ = shutdown.wait_for(|down| *down) => {}
             _ = self.clock.sleep(wait) => {}
         }
-    }
-
-    /// Reads [offset, end) from WAL records, within the byte budget.
-    /// `None` when `offset` left the WAL (its segment was released after an
-    /// upload) between routing and reading: the caller reads it cold.
-    async fn read_wal(
-        &self,
-        q: &Arc<QueueState>,
-        offset: u64,
-        end: u64,
-    ) -> Result<Option<Vec<StoredMessage>>> {
-        let budget = self.config.max_read_bytes as u64;
-        let queue = q.clone();
-        let wal = self.wal.clone();
-        let files = self.wal_files.clone();
-        tokio::task::spawn_blocking(move || {
-            // Segment deletion (and the index update that goes with it)
-            // waits while this read holds the gate, so the entries taken
-            // here stay readable until the read is done.
-            let _files = files.read().unwrap_or_else(|p| p.into_inner());
-            let entries: Vec<IndexEntry> = {
-                let inner = queue.lock();
-                if inner.hot_first().is_none_or(|h| offset < h) {
-                    return Ok(None);
-                }
-                let mut bytes = 0u64;
-                inner
-                    .entries_from(offset)
-                    .take_while(|e| e.base_offset < end)
-                    .take_while(|e| {
-                        // Always take the first batch, however large.
-                        let take = bytes == 0 || bytes + e.bytes <= budget;
-                        bytes += e.bytes;
-                        take
-                    })
-                    .copied()
-                    .collect()
-            };
-            let mut out = Vec::new();
-            for entry in entries {
-                let payload = wal.read(entry.at.lsn)?;
-                let (header, messages) = decode_batch(&payload).map_err(|e| {
-                    EngineError::Internal(format!(
-                        "WAL record at {} does not decode: {e}",
-                        entry.at.lsn
-                    ))
-                })?;
-                for (message, msg_offset) in messages.into_iter().zip(header.base_offset..) {
-                    if msg_offset >= offset && msg_offset < end {
-                        out.push(StoredMessage {
-                            offset: msg_offset,
-                            timestamp_ms: header.timestamp_ms,
-                            message,
-                        });
-                    }
-                }
-            }
-            Ok(Some(out))
-        })
-        .await
-        .map_err(|e| EngineError::Internal(format!("WAL read task failed: {e}")))?
     }
 }

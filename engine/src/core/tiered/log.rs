@@ -10,10 +10,9 @@ use strata_common::usage::Counter;
 use strata_common::{BlockRef, QueueKey, TopicId};
 use strata_compactor::{CompactorError, LiveQueue, TieredLog};
 use strata_metadata::RangeRecord;
-use strata_tiering::wal::frame::FRAME_HEADER_LEN;
 
 use crate::core::Core;
-use crate::core::queue::QueueState;
+use crate::core::queue::{QueueLog, QueueState};
 use crate::core::topic::TopicState;
 use crate::error::EngineError;
 
@@ -50,44 +49,12 @@ impl Core {
     /// Deletes sealed WAL segments wholly below `checkpoint` and forgets
     /// their index entries (the data is in object storage).
     pub(crate) async fn release_wal_below(&self, checkpoint: u64) -> crate::Result<u64> {
-        let segments = self.wal.segments();
-        let Some(current_first) = segments.first().map(|s| s.base_lsn) else {
-            return Ok(0);
-        };
-        let new_first = segments
-            .iter()
-            .take_while(|s| s.sealed && s.end_lsn <= checkpoint)
-            .last()
-            .map_or(current_first, |s| s.end_lsn);
-        if new_first <= current_first {
-            return Ok(0);
-        }
-        let wal = self.wal.clone();
-        let files = self.wal_files.clone();
-        let queues: Vec<Arc<QueueState>> = self
+        let queues: Vec<Arc<QueueLog>> = self
             .topics_read()
             .all()
-            .flat_map(|t| t.queues.iter().cloned())
+            .flat_map(|t| t.queues.iter().map(|q| q.log.clone()))
             .collect();
-        let freed = tokio::task::spawn_blocking(move || {
-            // Readers of WAL records hold the gate shared: none is reading
-            // while segments go, and none sees an index entry whose segment
-            // is gone (the indexes are updated before the gate opens).
-            let _no_readers = files.write().unwrap_or_else(|p| p.into_inner());
-            let freed = wal.release_before(new_first)?;
-            for q in &queues {
-                q.lock().release_below(new_first);
-            }
-            Ok::<_, EngineError>(freed)
-        })
-        .await
-        .map_err(|e| EngineError::Internal(format!("WAL release task failed: {e}")))??;
-        tracing::debug!(
-            freed_bytes = freed,
-            first_lsn = new_first,
-            "released WAL segments"
-        );
-        Ok(freed)
+        Ok(self.tiers.release_below(checkpoint, queues).await?)
     }
 }
 
@@ -112,28 +79,10 @@ impl TieredLog for Core {
         until: u64,
         max_bytes: u64,
     ) -> Result<(Vec<(u64, Bytes)>, u64)> {
-        let wal = self.wal.clone();
-        let files = self.wal_files.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            let _files = files.read().unwrap_or_else(|p| p.into_inner());
-            let mut lsn = from;
-            let mut total = 0u64;
-            let mut records = Vec::new();
-            while lsn < until {
-                let payload = wal.read(lsn)?;
-                let frame = (FRAME_HEADER_LEN + payload.len()) as u64;
-                if !records.is_empty() && total + frame > max_bytes {
-                    break;
-                }
-                total += frame;
-                records.push((lsn, payload));
-                lsn += frame;
-            }
-            Ok::<_, EngineError>((records, lsn))
-        });
-        read.await
-            .map_err(|e| CompactorError::Log(format!("WAL scan task failed: {e}")))?
-            .map_err(log_error)
+        self.tiers
+            .read_span(from, until, max_bytes)
+            .await
+            .map_err(|e| log_error(e.into()))
     }
 
     async fn release_wal(&self, checkpoint: u64) -> Result<u64> {
@@ -187,7 +136,10 @@ impl TieredLog for Core {
         let q = self
             .queue_state(key)
             .ok_or_else(|| CompactorError::Log(format!("queue {key} is gone")))?;
-        self.fetch_block(&q, object, block).await.map_err(log_error)
+        self.tiers
+            .fetch_block(&q.log, object, block)
+            .await
+            .map_err(|e| log_error(e.into()))
     }
 
     fn ranges_uploaded(&self, ranges: &[RangeRecord]) {

@@ -1,18 +1,14 @@
-//! Tiered storage, the engine's side: the object store, the block cache
-//! and the cold-read runtime that serve cold reads ([`cold_read`]), and the
-//! engine as the [`TieredLog`](strata_compactor::TieredLog) the compactor
-//! moves to object storage ([`log`]). Uploads, merges, retention and GC
-//! are the compactor's (`strata_compactor`).
+//! Tiered storage, the engine's side: the engine as the
+//! [`TieredLog`](strata_compactor::TieredLog) the compactor moves to object
+//! storage ([`log`]), following a separate compactor ([`follow`]), and the
+//! tiering status. Reads across the tiers are `strata_tiering::log`'s;
+//! uploads, merges, retention and GC are the compactor's.
 
-pub(crate) mod cold_read;
 mod follow;
 pub(crate) mod log;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use strata_cache::{BlockCache, ColdReader};
-use strata_common::Clock;
 use strata_compactor::{MaintenanceSummary, UploadSummary};
 use strata_objects::Objects;
 
@@ -22,50 +18,17 @@ use crate::error::{EngineError, Result};
 /// Longest [`Core::upload_once`] waits for a separate compactor.
 const SEPARATE_UPLOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Tiered-storage state of the engine.
-pub(crate) struct Tiering {
-    pub objects: Objects,
-    pub blocks: BlockCache,
-    pub cold: Arc<ColdReader>,
-}
-
-impl std::fmt::Debug for Tiering {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tiering")
-            .field("objects", &self.objects.describe())
-            .finish()
-    }
-}
-
-impl Tiering {
-    pub async fn open(config: &crate::EngineConfig, clock: Arc<dyn Clock>) -> Result<Self> {
-        let objects = Objects::open(&config.object_store, clock.clone())
-            .map_err(|e| EngineError::Internal(format!("object store: {e}")))?;
-        let blocks = BlockCache::open(&config.block_cache)
-            .await
-            .map_err(|e| EngineError::Internal(format!("block cache: {e}")))?;
-        let cold = ColdReader::start(&config.cold_reader, clock.clone())
-            .map(Arc::new)
-            .map_err(|e| EngineError::Internal(format!("cold reader: {e}")))?;
-        Ok(Self {
-            objects,
-            blocks,
-            cold,
-        })
-    }
-}
-
 impl Core {
     /// The object store wrapper: its metrics, and its fault switches in tests.
     pub fn object_store(&self) -> &Objects {
-        &self.tiering.objects
+        self.tiers.objects()
     }
 
     /// The low-priority runtime of reads: protocol adapters encode read
     /// replies here (`spawn_blocking` on it runs on its threads), so
     /// consumers never compete with producers for the async workers.
     pub fn read_runtime(&self) -> tokio::runtime::Handle {
-        self.tiering.cold.handle().clone()
+        self.tiers.cold().handle().clone()
     }
 
     /// The node's WAL checkpoint: everything below is in object storage.
@@ -131,7 +94,7 @@ impl Core {
     }
 
     pub(crate) fn tiering_status(&self) -> crate::types::TieringStatus {
-        let tier = &self.tiering;
+        let tiers = &self.tiers;
         let checkpoint = self.compactor.checkpoint();
         let oldest_pending = self
             .topics_read()
@@ -145,7 +108,7 @@ impl Core {
             .min();
         let c = self.compactor.counters();
         crate::types::TieringStatus {
-            object_store: tier.objects.describe(),
+            object_store: tiers.objects().describe(),
             compactor: if self.compactor_is_separate() {
                 "separate"
             } else {
@@ -161,9 +124,9 @@ impl Core {
             expired_ranges: c.expired_ranges.load(Ordering::Relaxed),
             gc_deleted_objects: c.gc_deleted.load(Ordering::Relaxed),
             last_error: self.compactor.last_error(),
-            objects: tier.objects.metrics(),
-            block_cache: tier.blocks.stats(),
-            cold_reader: tier.cold.stats(),
+            objects: tiers.objects().metrics(),
+            block_cache: tiers.blocks().stats(),
+            cold_reader: tiers.cold().stats(),
         }
     }
 }
