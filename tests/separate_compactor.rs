@@ -318,3 +318,82 @@ fn a_separate_compactor_needs_shared_metadata() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("NODE_ID=DATA_DIR"), "{err}");
 }
+
+/// One `strata compactor` for several nodes' volumes (nodes sharing one
+/// metadata namespace): each volume is uploaded for its own node, fenced
+/// by that node's queue ownership, and advances that node's checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_compactor_process_serves_several_volumes() {
+    use strata_common::{Message, QueueKey};
+    use strata_metadata::{MessageType, NewTopic, Retention};
+    use strata_tiering::wal::write_durable_mark;
+    use strata_tiering::{FileWal, WalConfig};
+
+    let Some(url) = etcd_url() else { return };
+    let address = strata_metadata::EtcdAddress::parse(&url).unwrap();
+    let catalog =
+        strata_metadata::Catalog::new(strata_metadata::EtcdStore::connect(&address).await.unwrap());
+    let spec = NewTopic {
+        queues: 2,
+        message_type: MessageType::Normal,
+        retention: Retention::Unlimited,
+        retention_bytes: None,
+    };
+    let topic = catalog.create_topic("acme", "t", spec, 0).await.unwrap();
+    let nodes = ["node-a", "node-b"];
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut durable = Vec::new();
+    for (i, (node, dir)) in nodes.iter().zip(&dirs).enumerate() {
+        let queue = QueueKey::new(topic.id, i as u32);
+        catalog.claim_queue(queue, node).await.unwrap();
+        let wal_dir = dir.path().join("wal");
+        let (wal, _) = FileWal::open(WalConfig::new(&wal_dir), |_, _| Ok(())).unwrap();
+        for base in [0u64, 2] {
+            let messages: Vec<Message> = (0..2)
+                .map(|m| Message {
+                    id: format!("{node}-{base}-{m}"),
+                    key: None,
+                    tag: None,
+                    properties: Vec::new(),
+                    body: bytes::Bytes::from(format!("body of {node} {base} {m}")),
+                })
+                .collect();
+            let batch =
+                strata_tiering::batch::encode_batch(queue, 1, base, 1_000, &messages).unwrap();
+            wal.submit(batch).await.unwrap().durable().await.unwrap();
+        }
+        write_durable_mark(&wal_dir, wal.durable_lsn()).unwrap();
+        durable.push(wal.durable_lsn());
+        wal.close().unwrap();
+    }
+    let objects = tempfile::tempdir().unwrap();
+    let env = [("STRATA_METADATA_URL", url.as_str())];
+    let out = compactor(objects.path(), &env, &["--once"])
+        .args(nodes.iter().zip(&dirs).flat_map(|(node, dir)| {
+            [
+                "--volume".to_string(),
+                format!("{node}={}", dir.path().display()),
+            ]
+        }))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("node node-a: 1 uploads") && err.contains("node node-b: 1 uploads"),
+        "{err}"
+    );
+    let ranges = catalog.all_ranges().await.unwrap();
+    for (i, node) in nodes.iter().enumerate() {
+        assert_eq!(
+            catalog.wal_checkpoint(node).await.unwrap(),
+            Some(durable[i])
+        );
+        let queue = QueueKey::new(topic.id, i as u32);
+        let offsets: Vec<(u64, u64)> = ranges[&queue]
+            .iter()
+            .map(|r| (r.base_offset, r.end_offset))
+            .collect();
+        assert_eq!(offsets, vec![(0, 4)], "{node}");
+    }
+}
