@@ -100,6 +100,12 @@ impl Engine {
         self.loops.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Installs the fence every publish checks before it acknowledges (once;
+    /// later calls are ignored).
+    pub fn set_write_fence(&self, fence: Arc<dyn crate::WriteFence>) {
+        let _ = self.core.write_fence.set(fence);
+    }
+
     /// A receiver that turns `true` when shutdown begins.
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.core.shutdown_signal()

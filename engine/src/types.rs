@@ -13,6 +13,15 @@ pub const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// Default check-backs before an unresolved transaction is rolled back.
 pub const MAX_CHECKS: u32 = 15;
 
+/// Says whether this node may still acknowledge writes: a server serving a
+/// shared metadata namespace under a lease installs one
+/// ([`Engine::set_write_fence`](crate::Engine::set_write_fence)), so a node
+/// paused past its lease never acknowledges what its successor cannot see.
+pub trait WriteFence: Send + Sync + std::fmt::Debug {
+    /// `Err` with the reason while writes must not be acknowledged.
+    fn check(&self) -> Result<(), String>;
+}
+
 /// Where the compactor that moves this node's WAL to object storage runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CompactorPlacement {

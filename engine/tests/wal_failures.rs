@@ -149,3 +149,51 @@ async fn refused_appends_store_nothing_and_leave_offsets_dense() {
     assert_eq!(bodies(&e, 1).await, ["b0", "b1"]);
     e.close().await.unwrap();
 }
+
+/// A write fence that refuses while `closed` is set.
+#[derive(Debug)]
+struct Fence {
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl strata_engine::WriteFence for Fence {
+    fn check(&self) -> Result<(), String> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err("injected: the serving lease lapsed".into());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_write_fence_acknowledges_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_700_000_000_000, 7);
+    let e = common::open(dir.path(), &clock).await;
+    e.create_topic(T, "t", 1, MessageType::Normal, None)
+        .await
+        .unwrap();
+    e.create_topic(T, "later", 1, MessageType::Delay, None)
+        .await
+        .unwrap();
+    let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    e.set_write_fence(Arc::new(Fence {
+        closed: closed.clone(),
+    }));
+    e.publish(T, "t", vec![to_queue(0, "a0")]).await.unwrap();
+    closed.store(true, Ordering::SeqCst);
+    let err = e
+        .publish(T, "t", vec![to_queue(0, "unacknowledged")])
+        .await
+        .unwrap_err();
+    assert_unavailable(err);
+    // Delayed and transactional messages go through the same path.
+    let err = e
+        .publish_at(T, "later", vec![to_queue(0, "later")], 1_700_000_100_000)
+        .await
+        .unwrap_err();
+    assert_unavailable(err);
+    closed.store(false, Ordering::SeqCst);
+    let published = e.publish(T, "t", vec![to_queue(0, "a1")]).await.unwrap();
+    assert!(published[0].offset >= 1);
+}

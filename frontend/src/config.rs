@@ -43,6 +43,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub grpc: GrpcConfig,
     pub metadata: MetadataSection,
+    pub serving: ServingSection,
     pub wal: WalSection,
     pub cache: CacheSection,
     pub object_store: ObjectStoreSection,
@@ -54,6 +55,17 @@ pub struct Config {
     pub transactions: TransactionsSection,
     pub metering: MeteringSection,
     pub log: LogSection,
+}
+
+/// The serving lease of a shared (etcd) metadata namespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServingSection {
+    /// How long the lease lasts unless renewed; renewed every fifth of it.
+    pub lease_ttl_ms: u64,
+    /// Wait for the namespace instead of refusing to start while another
+    /// node serves it; take over when that node hands over or dies.
+    pub standby: bool,
 }
 
 /// Check-backs of unresolved transactions.
@@ -268,6 +280,10 @@ impl Default for Config {
             metadata: MetadataSection {
                 url: "embedded".into(),
             },
+            serving: ServingSection {
+                lease_ttl_ms: 15_000,
+                standby: false,
+            },
             wal: WalSection {
                 segment_bytes: engine.wal_segment_bytes,
                 max_bytes: engine.wal_max_bytes,
@@ -375,6 +391,12 @@ impl Default for ObjectStoreSection {
         Config::default().object_store
     }
 }
+impl Default for ServingSection {
+    fn default() -> Self {
+        Config::default().serving
+    }
+}
+
 impl Default for CompactorSection {
     fn default() -> Self {
         Config::default().compactor
@@ -559,6 +581,12 @@ impl Config {
         }
         if self.compactor.block_bytes == 0 || self.compactor.max_object_bytes == 0 {
             return bad("compactor.block_bytes and compactor.max_object_bytes must be > 0".into());
+        }
+        if self.serving.lease_ttl_ms < 1_000 {
+            return bad(format!(
+                "serving.lease_ttl_ms must be at least 1000, got {}",
+                self.serving.lease_ttl_ms
+            ));
         }
         if self.compactor_placement()? == CompactorPlacement::Separate
             && self.metadata.parse()? == MetadataUrl::Embedded

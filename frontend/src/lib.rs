@@ -2,6 +2,7 @@
 //! (HTTP/JSON in [`http`], RocketMQ 5 gRPC in [`grpc`]), configuration, the server runner and the `strata`
 //! command-line tool.
 
+pub mod adopt;
 pub mod cli;
 pub mod config;
 pub mod grpc;

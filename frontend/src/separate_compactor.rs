@@ -9,10 +9,11 @@
 //! the node's producers. Why not: one more process to run, and the node sees
 //! uploads a polling interval later. The default is in-process.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use strata_common::usage::Meter;
 use strata_common::{Clock, SystemClock};
 use strata_compactor::{Compactor, CompactorConfig, TieredLog, VolumeLog};
 use strata_metadata::Catalog;
@@ -20,6 +21,8 @@ use strata_objects::Objects;
 use strata_tenancy::UsageLedger;
 use strata_tiering::wal::WalVolume;
 use tokio::sync::watch;
+
+use strata_engine::EngineConfig;
 
 use crate::config::{Config, MetadataUrl};
 use crate::server::ServerError;
@@ -88,7 +91,7 @@ pub async fn run(
     let catalog = Catalog::new(store);
     let objects = Objects::open(&engine.object_store, clock.clone())
         .map_err(|e| ServerError::Compactor(format!("object store: {e}")))?;
-    let meter = Arc::new(strata_common::usage::Meter::new(clock.clone()));
+    let meter = Arc::new(Meter::new(clock.clone()));
     let ledger = UsageLedger::new(
         catalog.clone(),
         meter.clone(),
@@ -106,41 +109,17 @@ pub async fn run(
                 v.node_id
             )));
         }
-        let volume = WalVolume::open(&wal_dir)
-            .map_err(|e| ServerError::Compactor(format!("volume of node {}: {e}", v.node_id)))?;
-        let log: Arc<dyn TieredLog> = Arc::new(VolumeLog::new(
-            &v.node_id,
-            volume,
-            catalog.clone(),
-            objects.clone(),
+        let (log, compactor) = volume_compactor(
+            &engine,
+            &catalog,
+            &objects,
             meter.clone(),
-            engine.wal_max_bytes,
-        ));
-        let checkpoint = catalog
-            .wal_checkpoint(&v.node_id)
-            .await
-            .map_err(|e| ServerError::Compactor(e.to_string()))?
-            .unwrap_or(0);
-        let compactor = Compactor::new(
-            Arc::downgrade(&log),
-            catalog.clone(),
-            objects.clone(),
             clock.clone(),
-            CompactorConfig {
-                node_id: v.node_id.clone(),
-                upload_interval: engine.upload_interval,
-                upload_trigger_bytes: engine.upload_trigger_bytes,
-                max_object_bytes: engine.max_object_bytes,
-                target_block_bytes: engine.target_block_bytes,
-                maintenance_interval: engine.retention_interval,
-                merge_small_range_bytes: engine.merge_small_range_bytes,
-                merge_min_ranges: engine.merge_min_ranges,
-                merge_target_bytes: engine.merge_target_bytes,
-                gc_grace: engine.gc_grace,
-            },
-            checkpoint,
-        );
-        tracing::info!(node = %v.node_id, wal = %wal_dir.display(), checkpoint, "compacting WAL volume");
+            &v.node_id,
+            &wal_dir,
+        )
+        .await?;
+        tracing::info!(node = %v.node_id, wal = %wal_dir.display(), checkpoint = compactor.checkpoint(), "compacting WAL volume");
         workers.push(Worker {
             node_id: v.node_id.clone(),
             compactor: Arc::new(compactor),
@@ -177,6 +156,55 @@ pub async fn run(
     }
     tracing::info!("compactor stopped");
     result
+}
+
+/// A compactor for `node`'s WAL in `wal_dir` (holding its compactor lock),
+/// from the checkpoint the node last committed; the log it works on comes
+/// with it, since the compactor holds the log weakly.
+pub(crate) async fn volume_compactor(
+    engine: &EngineConfig,
+    catalog: &Catalog,
+    objects: &Objects,
+    meter: Arc<Meter>,
+    clock: Arc<dyn Clock>,
+    node: &str,
+    wal_dir: &Path,
+) -> Result<(Arc<dyn TieredLog>, Compactor), ServerError> {
+    let volume = WalVolume::open(wal_dir)
+        .map_err(|e| ServerError::Compactor(format!("volume of node {node}: {e}")))?;
+    let log: Arc<dyn TieredLog> = Arc::new(VolumeLog::new(
+        node,
+        volume,
+        catalog.clone(),
+        objects.clone(),
+        meter,
+        engine.wal_max_bytes,
+    ));
+    let checkpoint = catalog
+        .wal_checkpoint(node)
+        .await
+        .map_err(|e| ServerError::Compactor(e.to_string()))?
+        .unwrap_or(0);
+    let compactor = Compactor::new(
+        Arc::downgrade(&log),
+        catalog.clone(),
+        objects.clone(),
+        clock,
+        CompactorConfig {
+            node_id: node.to_string(),
+            upload_interval: engine.upload_interval,
+            upload_trigger_bytes: engine.upload_trigger_bytes,
+            max_object_bytes: engine.max_object_bytes,
+            target_block_bytes: engine.target_block_bytes,
+            maintenance_interval: engine.retention_interval,
+            merge_small_range_bytes: engine.merge_small_range_bytes,
+            merge_min_ranges: engine.merge_min_ranges,
+            merge_target_bytes: engine.merge_target_bytes,
+            gc_grace: engine.gc_grace,
+        },
+        checkpoint,
+    );
+    Ok((log, compactor))
 }
 
 /// Uploads each volume until nothing durable is left, then one maintenance pass.

@@ -204,18 +204,20 @@ pub async fn start_with_clock(
                 })?;
             let keeper = ServingKeeper::take(
                 Catalog::new(store.clone()),
-                &config.node_id,
+                &config,
                 &identity,
                 clock.clone(),
             )
-            .await
-            .map_err(|e| ServerError::Serving(e.to_string()))?;
+            .await?;
             Some(keeper)
         }
     };
     let weak_store = Arc::downgrade(&store);
     let engine =
         Engine::open_with_store(config.engine_config()?, clock.clone(), store.clone()).await?;
+    if let Some(keeper) = &serving {
+        engine.set_write_fence(keeper.fence());
+    }
     let rate_clock = clock.clone();
     let ledger = Arc::new(UsageLedger::new(
         Catalog::new(store.clone()),

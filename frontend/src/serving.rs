@@ -1,22 +1,24 @@
 //! Keeping the serving lease of a shared metadata namespace (etcd): taken at
-//! start, renewed while the node runs, handed over by a graceful stop that
-//! first uploads the whole WAL. See `strata_metadata::ServingLease` for why.
+//! start (after adopting the data directory of a node that died holding
+//! it, or after standing by), renewed while the node runs, handed over by a
+//! graceful stop that first uploads the whole WAL. While renewals lapse the
+//! node acknowledges no writes ([`LeaseFence`]). See
+//! `strata_metadata::ServingLease` for why.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use strata_common::Clock;
-use strata_engine::Engine;
+use strata_engine::{Engine, WriteFence};
 use strata_metadata::{Catalog, ServingLease};
+
+use crate::config::Config;
+use crate::server::ServerError;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// How long a lease lasts unless renewed.
-pub const LEASE_TTL: Duration = Duration::from_secs(15);
-/// How often the node renews it (a fifth of the lease: four renewals may
-/// fail before it lapses).
-const RENEW_EVERY: Duration = Duration::from_secs(3);
 /// Uploads a graceful stop makes at most to empty the WAL.
 const MAX_DRAIN_UPLOADS: usize = 64;
 
@@ -38,41 +40,140 @@ pub fn data_dir_identity(dir: &Path, clock: &dyn Clock) -> std::io::Result<Strin
     Ok(identity)
 }
 
+/// How long writes stay acknowledged after a renewal: four fifths of the
+/// lease, so a node that stopped renewing (paused, cut off) stops
+/// acknowledging before any successor could take the namespace over, with a
+/// fifth of the lease to spare for clock drift between the two.
+fn fence_ms(ttl_ms: u64) -> u64 {
+    ttl_ms - ttl_ms / 5
+}
+
+/// The write fence of a node serving under the lease: open while the last
+/// renewal is recent (by this node's monotonic clock), closed for good once
+/// the lease was taken by another.
+#[derive(Debug)]
+pub struct LeaseFence {
+    clock: Arc<dyn Clock>,
+    /// Monotonic milliseconds until which writes may be acknowledged.
+    open_until_ms: AtomicU64,
+}
+
+impl LeaseFence {
+    fn renewed(&self, started: Duration, ttl_ms: u64) {
+        let until = started.as_millis() as u64 + fence_ms(ttl_ms);
+        self.open_until_ms.fetch_max(until, Ordering::AcqRel);
+    }
+
+    fn close(&self) {
+        self.open_until_ms.store(0, Ordering::Release);
+    }
+}
+
+impl WriteFence for LeaseFence {
+    fn check(&self) -> Result<(), String> {
+        let until = self.open_until_ms.load(Ordering::Acquire);
+        let now = self.clock.monotonic().as_millis() as u64;
+        if now < until {
+            return Ok(());
+        }
+        Err(
+            "this node has not renewed its serving lease in time and may have lost the \
+             metadata namespace to another node: it acknowledges no writes until it renews \
+             (see serving.lease_ttl_ms)"
+                .into(),
+        )
+    }
+}
+
 /// The lease this node holds, and the task renewing it.
 #[derive(Debug)]
 pub struct ServingKeeper {
     catalog: Catalog,
     clock: Arc<dyn Clock>,
+    ttl_ms: u64,
+    fence: Arc<LeaseFence>,
     stop: watch::Sender<bool>,
     task: JoinHandle<ServingLease>,
 }
 
 impl ServingKeeper {
-    /// Takes the namespace's lease for this node and data directory, or
-    /// fails saying who holds it and what to do.
+    /// Takes the namespace's lease for this node and its data directory.
+    /// While another node holds it: refuses, saying who and what to do, or
+    /// with `serving.standby` waits. A node that died without handing over
+    /// is adopted first when its data directory is reachable here.
     pub async fn take(
         catalog: Catalog,
-        node: &str,
+        config: &Config,
         identity: &str,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, strata_metadata::CatalogError> {
-        let ttl = LEASE_TTL.as_millis() as i64;
-        let lease = catalog
-            .acquire_serving_lease(node, identity, clock.now_ms(), ttl)
-            .await?;
-        tracing::info!(
-            node,
-            identity,
-            "took the serving lease of the metadata namespace"
-        );
+    ) -> Result<Self, ServerError> {
+        let ttl_ms = config.serving.lease_ttl_ms;
+        let node = &config.node_id;
+        let data_dir = std::fs::canonicalize(&config.data_dir)
+            .unwrap_or_else(|_| config.data_dir.clone())
+            .display()
+            .to_string();
+        let serving = |e: strata_metadata::CatalogError| ServerError::Serving(e.to_string());
+        let mut waiting = false;
+        let lease = loop {
+            let started = clock.monotonic();
+            let refusal = match catalog
+                .acquire_serving_lease(node, identity, &data_dir, clock.now_ms(), ttl_ms as i64)
+                .await
+            {
+                Ok(lease) => break (lease, started),
+                Err(e @ strata_metadata::CatalogError::NamespaceServed(_)) => e,
+                Err(e) => return Err(serving(e)),
+            };
+            let held = catalog.serving_lease().await.map_err(serving)?;
+            if let Some(held) = held.filter(|h| !h.released && h.expires_ms <= clock.now_ms()) {
+                match crate::adopt::adopt(config, &catalog, &held, clock.clone()).await {
+                    Ok(()) => continue,
+                    Err(why) if !config.serving.standby => {
+                        return Err(ServerError::Serving(format!("{refusal} ({why})")));
+                    }
+                    Err(why) => {
+                        tracing::warn!(node = %held.node, reason = %why, "cannot adopt the data directory of the node that served last; waiting")
+                    }
+                }
+            } else if !config.serving.standby {
+                return Err(serving(refusal));
+            }
+            if !waiting {
+                tracing::info!(reason = %refusal, "standing by for the metadata namespace");
+                waiting = true;
+            }
+            clock.sleep(Duration::from_millis(ttl_ms / 5)).await;
+        };
+        let (lease, started) = lease;
+        tracing::info!(node = %node, identity, "took the serving lease of the metadata namespace");
+        let fence = Arc::new(LeaseFence {
+            clock: clock.clone(),
+            open_until_ms: AtomicU64::new(0),
+        });
+        fence.renewed(started, ttl_ms);
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(renew(catalog.clone(), clock.clone(), lease, stopped));
+        let task = tokio::spawn(renew(
+            catalog.clone(),
+            clock.clone(),
+            ttl_ms,
+            fence.clone(),
+            lease,
+            stopped,
+        ));
         Ok(Self {
             catalog,
             clock,
+            ttl_ms,
+            fence,
             stop,
             task,
         })
+    }
+
+    /// The fence the engine checks before acknowledging a write.
+    pub fn fence(&self) -> Arc<LeaseFence> {
+        self.fence.clone()
     }
 
     /// Stops renewing; with `uploaded_all` (the WAL is empty of anything
@@ -93,10 +194,9 @@ impl ServingKeeper {
             );
             return;
         }
-        let ttl = LEASE_TTL.as_millis() as i64;
         match self
             .catalog
-            .renew_serving_lease(&lease, self.clock.now_ms(), ttl, true)
+            .renew_serving_lease(&lease, self.clock.now_ms(), self.ttl_ms as i64, true)
             .await
         {
             Ok(Some(_)) => tracing::info!("handed the metadata namespace over"),
@@ -106,28 +206,37 @@ impl ServingKeeper {
     }
 }
 
-/// Renews `lease` every [`RENEW_EVERY`] until `stopped`; returns the lease
-/// last held.
+/// Renews `lease` every fifth of its TTL until `stopped`, keeping `fence`
+/// open while renewals succeed; returns the lease last held.
 async fn renew(
     catalog: Catalog,
     clock: Arc<dyn Clock>,
+    ttl_ms: u64,
+    fence: Arc<LeaseFence>,
     mut lease: ServingLease,
     mut stopped: watch::Receiver<bool>,
 ) -> ServingLease {
-    let ttl = LEASE_TTL.as_millis() as i64;
+    let every = Duration::from_millis(ttl_ms / 5);
     loop {
         tokio::select! {
             _ = stopped.wait_for(|s| *s) => return lease,
-            _ = clock.sleep(RENEW_EVERY) => {}
+            _ = clock.sleep(every) => {}
         }
+        let started = clock.monotonic();
         match catalog
-            .renew_serving_lease(&lease, clock.now_ms(), ttl, false)
+            .renew_serving_lease(&lease, clock.now_ms(), ttl_ms as i64, false)
             .await
         {
-            Ok(Some(next)) => lease = next,
-            Ok(None) => tracing::error!(
-                "the serving lease was changed by someone else: another process claims this metadata namespace"
-            ),
+            Ok(Some(next)) => {
+                lease = next;
+                fence.renewed(started, ttl_ms);
+            }
+            Ok(None) => {
+                fence.close();
+                tracing::error!(
+                    "the serving lease was taken by another node: this node acknowledges no more writes; stop it"
+                );
+            }
             Err(e) => tracing::warn!(error = %e, "renewing the serving lease failed; retrying"),
         }
     }

@@ -313,3 +313,62 @@ async fn a_node_that_could_not_upload_keeps_the_namespace_until_it_can() {
     assert_eq!(bodies(&read["messages"]), ["kept"]);
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_lease_was_taken_acknowledges_no_more_writes() {
+    let Some(url) = etcd_url("fenced") else {
+        return;
+    };
+    let objects = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = pair_config(dir.path(), objects.path(), &url, "node-a");
+    config.serving.lease_ttl_ms = 1000;
+    let a = TestServer::start_in(dir, config).await;
+    a.create_topic("orders", 1).await;
+    let one = json!({ "messages": [{ "body": common::b64(b"m") }] });
+    assert_eq!(
+        a.post_json("/v1/topics/orders/messages", &one).await.status,
+        200
+    );
+
+    // Another node takes the namespace over (as an adopter would: release
+    // on node-a's behalf, then acquire).
+    let catalog = strata_metadata::Catalog::new(
+        strata_metadata::EtcdStore::connect(&strata_metadata::EtcdAddress::parse(&url).unwrap())
+            .await
+            .unwrap(),
+    );
+    let held = catalog.serving_lease().await.unwrap().expect("lease");
+    let now = strata_common::Clock::now_ms(&strata_common::SystemClock);
+    catalog
+        .renew_serving_lease(&held, now, 0, true)
+        .await
+        .unwrap()
+        .expect("released");
+    catalog
+        .acquire_serving_lease("node-z", "elsewhere", "/elsewhere", now, 60_000)
+        .await
+        .unwrap();
+
+    // Node-a's next renewal finds the lease changed: its writes are refused.
+    let mut refused = None;
+    for _ in 0..40 {
+        let resp = a.post_json("/v1/topics/orders/messages", &one).await;
+        if resp.status == 503 {
+            refused = Some(String::from_utf8_lossy(&resp.body).into_owned());
+            break;
+        }
+        strata_common::Clock::sleep(
+            &strata_common::SystemClock,
+            std::time::Duration::from_millis(100),
+        )
+        .await;
+    }
+    let refused = refused.expect("node-a kept acknowledging writes after losing its lease");
+    assert!(refused.contains("serving lease"), "{refused}");
+    // Reads still work.
+    assert_eq!(
+        a.read("orders", 0, "offset=0&limit=10").await["messages"][0]["offset"],
+        0
+    );
+}

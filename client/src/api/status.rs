@@ -32,6 +32,9 @@ pub struct ServingLeaseJson {
     pub node: String,
     /// Identity of the serving node's data directory.
     pub identity: String,
+    /// Where that data directory is (a successor adopts it from there).
+    #[serde(default)]
+    pub data_dir: String,
     pub expires_ms: i64,
     /// Handed over by a graceful stop: another node may take the namespace.
     pub released: bool,

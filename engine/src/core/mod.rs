@@ -63,6 +63,8 @@ pub(crate) struct Core {
     pub(crate) meter: Arc<Meter>,
     pub(crate) started_ms: i64,
     pub(crate) recovery: RecoverySummary,
+    /// Set by a server that serves a shared namespace under a lease.
+    pub(crate) write_fence: std::sync::OnceLock<Arc<dyn WriteFence>>,
 }
 
 impl Core {
@@ -180,6 +182,7 @@ impl Core {
             meter,
             started_ms,
             recovery,
+            write_fence: std::sync::OnceLock::new(),
         });
         Ok(core)
     }
@@ -217,6 +220,18 @@ impl Core {
             }
         }
         out
+    }
+
+    /// Refuses to acknowledge writes while the write fence says this node
+    /// may no longer own what it writes.
+    pub(crate) fn check_write_fence(&self) -> Result<()> {
+        match self.write_fence.get().map(|f| f.check()) {
+            Some(Err(why)) => Err(EngineError::Refused {
+                code: strata_common::ErrorCode::Unavailable,
+                message: why,
+            }),
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn check_open(&self) -> Result<()> {

@@ -211,6 +211,11 @@ impl Core {
                 }
             }
         }
+        if first_error.is_none() {
+            // Durable, but a node that may have lost its namespace to
+            // another must not acknowledge: the other did not see it.
+            first_error = self.check_write_fence().err();
+        }
         match first_error {
             Some(e) => Err(e),
             None => Ok(results),

@@ -143,9 +143,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             let m = &status.metadata;
             match &m.serving_lease {
                 Some(l) => println!(
-                    "metadata    {}, namespace served by node {} (data directory {}){}",
+                    "metadata    {}, namespace served by node {} (data directory {}, identity {}){}",
                     m.backend,
                     l.node,
+                    l.data_dir,
                     l.identity,
                     if l.released { ", handed over" } else { "" }
                 ),

@@ -231,6 +231,7 @@ pub async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<
         serving_lease: lease.map(|l| ServingLeaseJson {
             node: l.node,
             identity: l.identity,
+            data_dir: l.data_dir,
             expires_ms: l.expires_ms,
             released: l.released,
         }),

@@ -26,6 +26,10 @@ pub struct ServingLease {
     pub node: String,
     /// The identity of the node's data directory (kept in the directory).
     pub identity: String,
+    /// Where that data directory is, as the node saw it: a successor that
+    /// can reach it (a shared directory, a re-attached volume) adopts it.
+    #[serde(default)]
+    pub data_dir: String,
     /// Unix ms after which the node is presumed gone, unless renewed.
     pub expires_ms: i64,
     /// Set by a graceful stop once the node's WAL was all uploaded: any
@@ -41,6 +45,7 @@ impl Catalog {
         &self,
         node: &str,
         identity: &str,
+        data_dir: &str,
         now_ms: i64,
         ttl_ms: i64,
     ) -> Result<ServingLease, CatalogError> {
@@ -51,6 +56,7 @@ impl Catalog {
                 None => Check::Absent { key: key.to_vec() },
                 Some(raw) => {
                     let held: ServingLease = decode(key, raw)?;
+                    refuse_node_id_reuse(&held, node, identity)?;
                     refuse_unless_free(&held, identity, now_ms)?;
                     Check::ValueEquals {
                         key: key.to_vec(),
@@ -61,6 +67,7 @@ impl Catalog {
             let lease = ServingLease {
                 node: node.to_string(),
                 identity: identity.to_string(),
+                data_dir: data_dir.to_string(),
                 expires_ms: now_ms.saturating_add(ttl_ms),
                 released: false,
             };
@@ -111,6 +118,25 @@ impl Catalog {
     }
 }
 
+/// A node's WAL checkpoint is kept under its node id: a second data
+/// directory under the same id would take the first one's checkpoint for
+/// its own and skip (then delete) its WAL below it.
+fn refuse_node_id_reuse(
+    held: &ServingLease,
+    node: &str,
+    identity: &str,
+) -> Result<(), CatalogError> {
+    if held.node == node && held.identity != identity {
+        return Err(CatalogError::NamespaceServed(format!(
+            "node id {node:?} belongs to another data directory in this namespace (identity {}, \
+             at {}); WAL positions are tracked per node id, so give this data directory its own \
+             node_id",
+            held.identity, held.data_dir
+        )));
+    }
+    Ok(())
+}
+
 fn refuse_unless_free(
     held: &ServingLease,
     identity: &str,
@@ -120,22 +146,24 @@ fn refuse_unless_free(
         return Ok(());
     }
     let who = format!(
-        "node {:?} (data directory identity {})",
-        held.node, held.identity
+        "node {:?} (data directory {}, identity {})",
+        held.node, held.data_dir, held.identity
     );
     if held.expires_ms > now_ms {
         return Err(CatalogError::NamespaceServed(format!(
             "this metadata namespace is served by {who}, whose lease runs {} ms more; \
-             one node serves a namespace until cluster mode: stop that node, or give this one \
-             another namespace",
+             one node serves a namespace until cluster mode: stop that node, give this one \
+             another namespace, or start it with serving.standby = true to take over when \
+             that node stops or dies",
             held.expires_ms - now_ms
         )));
     }
     Err(CatalogError::NamespaceServed(format!(
         "{who} served this metadata namespace last and did not hand it over (no graceful \
-         stop): its WAL may hold acknowledged messages not yet in object storage. Start that \
-         node again on its data directory (it recovers and uploads them) and stop it \
-         gracefully; then this node can take over"
+         stop): its WAL may hold acknowledged messages not yet in object storage. Make its \
+         data directory reachable here at the same path (a shared directory, a re-attached \
+         volume) so this node adopts it, or start that node again on it (it recovers and \
+         uploads them) and stop it gracefully"
     )))
 }
 
@@ -150,20 +178,20 @@ mod tests {
     async fn one_data_directory_serves_a_namespace_until_it_hands_over() {
         let c = Catalog::new(MemoryStore::new());
         let a = c
-            .acquire_serving_lease("n1", "dir-a", 1_000, TTL)
+            .acquire_serving_lease("n1", "dir-a", "/data/dir-a", 1_000, TTL)
             .await
             .unwrap();
         assert_eq!(a.expires_ms, 16_000);
 
         // Another data directory: refused while the lease runs...
         let live = c
-            .acquire_serving_lease("n2", "dir-b", 2_000, TTL)
+            .acquire_serving_lease("n2", "dir-b", "/data/dir-b", 2_000, TTL)
             .await
             .unwrap_err();
         assert!(live.to_string().contains("served by node \"n1\""), "{live}");
         // ...and after it ran out, since node n1 never handed over.
         let stale = c
-            .acquire_serving_lease("n2", "dir-b", 60_000, TTL)
+            .acquire_serving_lease("n2", "dir-b", "/data/dir-b", 60_000, TTL)
             .await
             .unwrap_err();
         assert!(
@@ -174,7 +202,7 @@ mod tests {
 
         // The same data directory restarting (a crash): taken at once.
         let a2 = c
-            .acquire_serving_lease("n1", "dir-a", 3_000, TTL)
+            .acquire_serving_lease("n1", "dir-a", "/data/dir-a", 3_000, TTL)
             .await
             .unwrap();
         // The old holder's renewal now fails: the lease changed underneath.
@@ -195,10 +223,28 @@ mod tests {
             .unwrap()
             .expect("released");
         let b = c
-            .acquire_serving_lease("n2", "dir-b", 5_001, TTL)
+            .acquire_serving_lease("n2", "dir-b", "/data/dir-b", 5_001, TTL)
             .await
             .unwrap();
         assert_eq!(b.node, "n2");
         assert!(!b.released);
+        assert_eq!(b.data_dir, "/data/dir-b");
+
+        // A third data directory under n2's node id is refused even once n2
+        // handed over: the two would share one WAL checkpoint.
+        c.renew_serving_lease(&b, 6_000, TTL, true)
+            .await
+            .unwrap()
+            .expect("released");
+        let reused = c
+            .acquire_serving_lease("n2", "dir-c", "/data/dir-c", 6_001, TTL)
+            .await
+            .unwrap_err();
+        assert!(
+            reused
+                .to_string()
+                .contains("give this data directory its own node_id"),
+            "{reused}"
+        );
     }
 }

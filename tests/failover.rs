@@ -1,0 +1,228 @@
+//! Failover on shared metadata (etcd): a standby node takes over the
+//! namespace when the serving node is SIGKILLed under load, after adopting
+//! the dead node's data directory (recovering and uploading its WAL), so
+//! every message the dead node acknowledged is served by the survivor. A
+//! node paused past its lease while its data directory is still locked is
+//! not adopted (no two writers on one WAL).
+
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::{Server, create_topic, http, read_all};
+
+const TOPIC: &str = "failover";
+const QUEUES: u32 = 4;
+const LEASE_TTL_MS: u64 = 2000;
+
+type Acked = Arc<Mutex<HashMap<(u32, u64), Vec<u8>>>>;
+
+fn etcd_url(name: &str) -> Option<String> {
+    let endpoints = match std::env::var("STRATA_TEST_ETCD_ENDPOINTS") {
+        Ok(e) => e,
+        Err(_) if std::env::var_os("STRATA_TEST_REQUIRE_ETCD").is_some() => {
+            panic!("STRATA_TEST_REQUIRE_ETCD is set but STRATA_TEST_ETCD_ENDPOINTS is not")
+        }
+        Err(_) => {
+            eprintln!("SKIPPED: STRATA_TEST_ETCD_ENDPOINTS not set (scripts/test.sh starts etcd)");
+            return None;
+        }
+    };
+    let nanos = std::time::SystemTime::UNIX_EPOCH
+        .elapsed()
+        .map_or(0, |d| d.as_nanos());
+    Some(format!(
+        "etcd://{endpoints}/strata-test/failover-{name}/{}-{nanos}",
+        std::process::id()
+    ))
+}
+
+/// The environment of one node of the pair: shared namespace, object store
+/// and master key; its own node id.
+fn node_env(url: &str, shared: &Path, node: &str) -> Vec<(String, String)> {
+    vec![
+        ("STRATA_METADATA_URL".into(), url.into()),
+        ("STRATA_NODE_ID".into(), node.into()),
+        ("STRATA_SERVING_STANDBY".into(), "true".into()),
+        (
+            "STRATA_SERVING_LEASE_TTL_MS".into(),
+            LEASE_TTL_MS.to_string(),
+        ),
+        (
+            "STRATA_OBJECT_STORE_ROOT".into(),
+            shared.join("objects").display().to_string(),
+        ),
+        (
+            "STRATA_AUTH_MASTER_KEY_FILE".into(),
+            shared.join("master.key").display().to_string(),
+        ),
+        ("STRATA_CACHE_BLOCK_DISK_DIR".into(), "none".into()),
+    ]
+}
+
+fn start(dir: &Path, env: &[(String, String)]) -> Server {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Server::start(dir, &env)
+}
+
+async fn writer(url: String, id: usize, acked: Acked, seed: u64) {
+    let client = http();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for seq in 0u64.. {
+        let queue = rng.u32(0..QUEUES);
+        let mut body = format!("w{id}-{seq}-").into_bytes();
+        body.extend((0..rng.usize(10..1500)).map(|_| rng.u8(..)));
+        let message = serde_json::json!({
+            "body_base64": base64::engine::general_purpose::STANDARD.encode(&body),
+            "queue": queue,
+        });
+        let Ok(resp) = client
+            .post(format!("{url}/v1/topics/{TOPIC}/messages"))
+            .json(&serde_json::json!({ "messages": [message] }))
+            .send()
+            .await
+        else {
+            return;
+        };
+        if resp.status().as_u16() != 200 {
+            return;
+        }
+        let Ok(reply) = resp.json::<serde_json::Value>().await else {
+            return;
+        };
+        let offset = reply["messages"][0]["offset"].as_u64().unwrap();
+        acked.lock().unwrap().insert((queue, offset), body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_adopts_a_killed_node_and_serves_everything_it_acknowledged() {
+    let Some(url) = etcd_url("kill") else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let env_a = node_env(&url, shared.path(), "node-a");
+    let env_b = node_env(&url, shared.path(), "node-b");
+    let a = start(dir_a.path(), &env_a);
+    create_topic(&a.url, TOPIC, QUEUES).await;
+    // Node-b signs requests in as the namespace's admin too.
+    std::fs::copy(
+        dir_a.path().join("admin-credentials"),
+        dir_b.path().join("admin-credentials"),
+    )
+    .unwrap();
+
+    // Node-b stands by: it prints its address only once it serves.
+    let b_dir = dir_b.path().to_path_buf();
+    let standby = tokio::task::spawn_blocking(move || start(&b_dir, &env_b));
+
+    let acked: Acked = Arc::default();
+    let writers: Vec<_> = (0..4)
+        .map(|w| tokio::spawn(writer(a.url.clone(), w, acked.clone(), w as u64)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!standby.is_finished(), "node-b served while node-a did");
+    a.kill();
+    let killed = Instant::now();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let b = standby.await.unwrap();
+    let took = killed.elapsed();
+
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 50, "too little load: {}", acked.len());
+    for queue in 0..QUEUES {
+        let stored = read_all(&b.url, TOPIC, queue).await;
+        for (i, (offset, _)) in stored.iter().enumerate() {
+            assert_eq!(*offset, i as u64, "queue {queue} offsets not dense");
+        }
+        for ((_, offset), body) in acked.iter().filter(|((q, _), _)| *q == queue) {
+            assert_eq!(
+                stored.get(*offset as usize).map(|(_, b)| b),
+                Some(body),
+                "acknowledged message at queue {queue} offset {offset} lost in the failover"
+            );
+        }
+    }
+    // The survivor takes new writes after the adopted ones.
+    let client = http();
+    let resp = client
+        .post(format!("{}/v1/topics/{TOPIC}/messages", b.url))
+        .json(&serde_json::json!({ "messages": [{ "body": "after", "queue": 0 }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    eprintln!(
+        "failover after SIGKILL: node-b served {:.2} s after the kill (lease {LEASE_TTL_MS} ms), {} acknowledged messages all present",
+        took.as_secs_f64(),
+        acked.len()
+    );
+    b.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_node_keeps_its_locked_data_directory_and_a_killed_one_is_adopted() {
+    let Some(url) = etcd_url("pause") else { return };
+    let shared = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let env_a = node_env(&url, shared.path(), "node-a");
+    let env_b = node_env(&url, shared.path(), "node-b");
+    let a = start(dir_a.path(), &env_a);
+    create_topic(&a.url, TOPIC, 1).await;
+    std::fs::copy(
+        dir_a.path().join("admin-credentials"),
+        dir_b.path().join("admin-credentials"),
+    )
+    .unwrap();
+    let b_dir = dir_b.path().to_path_buf();
+    let standby = tokio::task::spawn_blocking(move || start(&b_dir, &env_b));
+
+    // Paused for three leases: its lease lapses, but its data directory is
+    // still locked by a live process, so node-b must not adopt it.
+    let pid = a.child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(3 * LEASE_TTL_MS)).await;
+    assert!(
+        !standby.is_finished(),
+        "node-b took over a live node's data directory"
+    );
+    std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap();
+    // Back, it renews its own lease and serves on.
+    let client = http();
+    let mut published = false;
+    for _ in 0..50 {
+        let resp = client
+            .post(format!("{}/v1/topics/{TOPIC}/messages", a.url))
+            .json(&serde_json::json!({ "messages": [{ "body": "still here" }] }))
+            .send()
+            .await
+            .unwrap();
+        if resp.status().as_u16() == 200 {
+            published = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(published, "node-a did not serve again after SIGCONT");
+    assert!(!standby.is_finished());
+
+    a.kill();
+    let b = standby.await.unwrap();
+    let stored = read_all(&b.url, TOPIC, 0).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].1, b"still here");
+    b.stop();
+}
