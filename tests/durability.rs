@@ -111,23 +111,9 @@ async fn acknowledged_messages_survive_repeated_sigkill() {
 /// etcd cluster `scripts/test.sh` starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_messages_survive_repeated_sigkill_with_metadata_on_etcd() {
-    let endpoints = match std::env::var("STRATA_TEST_ETCD_ENDPOINTS") {
-        Ok(e) => e,
-        Err(_) if std::env::var_os("STRATA_TEST_REQUIRE_ETCD").is_some() => {
-            panic!("STRATA_TEST_REQUIRE_ETCD is set but STRATA_TEST_ETCD_ENDPOINTS is not")
-        }
-        Err(_) => {
-            eprintln!("SKIPPED: STRATA_TEST_ETCD_ENDPOINTS not set (scripts/test.sh starts etcd)");
-            return;
-        }
+    let Some(url) = common::etcd_test_url("durability") else {
+        return;
     };
-    let nanos = std::time::SystemTime::UNIX_EPOCH
-        .elapsed()
-        .map_or(0, |d| d.as_nanos());
-    let url = format!(
-        "etcd://{endpoints}/strata-test/durability/{}-{nanos}",
-        std::process::id()
-    );
     sigkill_cycles(&[("STRATA_METADATA_URL", url.as_str())]).await;
 }
 

@@ -9,39 +9,17 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use common::{Server, create_topic, http, read_all};
+use common::{
+    Acked, Server, create_topic, etcd_test_url, http, publish_until_refused, read_all, verify_acked,
+};
 
 const TOPIC: &str = "failover";
 const QUEUES: u32 = 4;
 const LEASE_TTL_MS: u64 = 2000;
-
-type Acked = Arc<Mutex<HashMap<(u32, u64), Vec<u8>>>>;
-
-fn etcd_url(name: &str) -> Option<String> {
-    let endpoints = match std::env::var("STRATA_TEST_ETCD_ENDPOINTS") {
-        Ok(e) => e,
-        Err(_) if std::env::var_os("STRATA_TEST_REQUIRE_ETCD").is_some() => {
-            panic!("STRATA_TEST_REQUIRE_ETCD is set but STRATA_TEST_ETCD_ENDPOINTS is not")
-        }
-        Err(_) => {
-            eprintln!("SKIPPED: STRATA_TEST_ETCD_ENDPOINTS not set (scripts/test.sh starts etcd)");
-            return None;
-        }
-    };
-    let nanos = std::time::SystemTime::UNIX_EPOCH
-        .elapsed()
-        .map_or(0, |d| d.as_nanos());
-    Some(format!(
-        "etcd://{endpoints}/strata-test/failover-{name}/{}-{nanos}",
-        std::process::id()
-    ))
-}
 
 /// The environment of one node of the pair: shared namespace, object store
 /// and master key; its own node id.
@@ -71,39 +49,11 @@ fn start(dir: &Path, env: &[(String, String)]) -> Server {
     Server::start(dir, &env)
 }
 
-async fn writer(url: String, id: usize, acked: Acked, seed: u64) {
-    let client = http();
-    let mut rng = fastrand::Rng::with_seed(seed);
-    for seq in 0u64.. {
-        let queue = rng.u32(0..QUEUES);
-        let mut body = format!("w{id}-{seq}-").into_bytes();
-        body.extend((0..rng.usize(10..1500)).map(|_| rng.u8(..)));
-        let message = serde_json::json!({
-            "body_base64": base64::engine::general_purpose::STANDARD.encode(&body),
-            "queue": queue,
-        });
-        let Ok(resp) = client
-            .post(format!("{url}/v1/topics/{TOPIC}/messages"))
-            .json(&serde_json::json!({ "messages": [message] }))
-            .send()
-            .await
-        else {
-            return;
-        };
-        if resp.status().as_u16() != 200 {
-            return;
-        }
-        let Ok(reply) = resp.json::<serde_json::Value>().await else {
-            return;
-        };
-        let offset = reply["messages"][0]["offset"].as_u64().unwrap();
-        acked.lock().unwrap().insert((queue, offset), body);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_adopts_a_killed_node_and_serves_everything_it_acknowledged() {
-    let Some(url) = etcd_url("kill") else { return };
+    let Some(url) = etcd_test_url("failover-kill") else {
+        return;
+    };
     let shared = tempfile::tempdir().unwrap();
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let env_a = node_env(&url, shared.path(), "node-a");
@@ -123,7 +73,18 @@ async fn a_standby_adopts_a_killed_node_and_serves_everything_it_acknowledged() 
 
     let acked: Acked = Arc::default();
     let writers: Vec<_> = (0..4)
-        .map(|w| tokio::spawn(writer(a.url.clone(), w, acked.clone(), w as u64)))
+        .map(|w| {
+            let (url, acked) = (a.url.clone(), acked.clone());
+            tokio::spawn(publish_until_refused(
+                url,
+                TOPIC,
+                QUEUES,
+                format!("w{w}"),
+                acked,
+                w,
+                1500,
+            ))
+        })
         .collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!standby.is_finished(), "node-b served while node-a did");
@@ -135,21 +96,9 @@ async fn a_standby_adopts_a_killed_node_and_serves_everything_it_acknowledged() 
     let b = standby.await.unwrap();
     let took = killed.elapsed();
 
-    let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 50, "too little load: {}", acked.len());
-    for queue in 0..QUEUES {
-        let stored = read_all(&b.url, TOPIC, queue).await;
-        for (i, (offset, _)) in stored.iter().enumerate() {
-            assert_eq!(*offset, i as u64, "queue {queue} offsets not dense");
-        }
-        for ((_, offset), body) in acked.iter().filter(|((q, _), _)| *q == queue) {
-            assert_eq!(
-                stored.get(*offset as usize).map(|(_, b)| b),
-                Some(body),
-                "acknowledged message at queue {queue} offset {offset} lost in the failover"
-            );
-        }
-    }
+    let total = acked.lock().unwrap().len();
+    assert!(total > 50, "too little load: {total}");
+    verify_acked(&b.url, TOPIC, QUEUES, &acked, 0).await;
     // The survivor takes new writes after the adopted ones.
     let client = http();
     let resp = client
@@ -162,14 +111,16 @@ async fn a_standby_adopts_a_killed_node_and_serves_everything_it_acknowledged() 
     eprintln!(
         "failover after SIGKILL: node-b served {:.2} s after the kill (lease {LEASE_TTL_MS} ms), {} acknowledged messages all present",
         took.as_secs_f64(),
-        acked.len()
+        total
     );
     b.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_node_keeps_its_locked_data_directory_and_a_killed_one_is_adopted() {
-    let Some(url) = etcd_url("pause") else { return };
+    let Some(url) = etcd_test_url("failover-pause") else {
+        return;
+    };
     let shared = tempfile::tempdir().unwrap();
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let env_a = node_env(&url, shared.path(), "node-a");

@@ -11,14 +11,16 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use common::{BIN, Server, create_topic, http, read_all};
+use common::{
+    Acked, BIN, Server, create_topic, etcd_test_url, files_under, http, publish_until_refused,
+    verify_acked,
+};
 
 const TOPIC: &str = "apart";
 const QUEUES: u32 = 3;
@@ -39,30 +41,6 @@ const ENV: &[(&str, &str)] = &[
     ("STRATA_RETENTION_CHECK_INTERVAL_MS", "200"),
     ("STRATA_CACHE_BLOCK_DISK_DIR", "none"),
 ];
-
-type Acked = Arc<Mutex<HashMap<(u32, u64), Vec<u8>>>>;
-
-/// The etcd URL of a fresh namespace, or `None` (the test skips) when the
-/// test command did not start etcd.
-fn etcd_url() -> Option<String> {
-    let endpoints = match std::env::var("STRATA_TEST_ETCD_ENDPOINTS") {
-        Ok(e) => e,
-        Err(_) if std::env::var_os("STRATA_TEST_REQUIRE_ETCD").is_some() => {
-            panic!("STRATA_TEST_REQUIRE_ETCD is set but STRATA_TEST_ETCD_ENDPOINTS is not")
-        }
-        Err(_) => {
-            eprintln!("SKIPPED: STRATA_TEST_ETCD_ENDPOINTS not set (scripts/test.sh starts etcd)");
-            return None;
-        }
-    };
-    let nanos = std::time::SystemTime::UNIX_EPOCH
-        .elapsed()
-        .map_or(0, |d| d.as_nanos());
-    Some(format!(
-        "etcd://{endpoints}/strata-test/separate-compactor/{}-{nanos}",
-        std::process::id()
-    ))
-}
 
 /// `strata compactor` for the node whose data directory is `dir`.
 fn compactor(dir: &Path, env: &[(&str, &str)], extra: &[&str]) -> Command {
@@ -86,62 +64,6 @@ fn start_compactor(dir: &Path, env: &[(&str, &str)]) -> Child {
         .expect("spawn strata compactor")
 }
 
-async fn writer(url: String, tag: String, acked: Acked, seed: u64) {
-    let client = http();
-    let mut rng = fastrand::Rng::with_seed(seed);
-    for seq in 0u64.. {
-        let queue = rng.u32(0..QUEUES);
-        let mut body = format!("{tag}-{seq}-").into_bytes();
-        body.extend((0..rng.usize(200..3000)).map(|_| rng.u8(..)));
-        let message = serde_json::json!({
-            "body_base64": base64::engine::general_purpose::STANDARD.encode(&body),
-            "queue": queue,
-        });
-        let Ok(resp) = client
-            .post(format!("{url}/v1/topics/{TOPIC}/messages"))
-            .json(&serde_json::json!({ "messages": [message] }))
-            .send()
-            .await
-        else {
-            return;
-        };
-        if resp.status().as_u16() != 200 {
-            return;
-        }
-        let Ok(reply) = resp.json::<serde_json::Value>().await else {
-            return;
-        };
-        let offset = reply["messages"][0]["offset"].as_u64().unwrap();
-        acked.lock().unwrap().insert((queue, offset), body);
-    }
-}
-
-async fn verify(url: &str, acked: &Acked, cycle: usize) {
-    let acked = acked.lock().unwrap().clone();
-    for queue in 0..QUEUES {
-        let stored = read_all(url, TOPIC, queue).await;
-        for (i, (offset, _)) in stored.iter().enumerate() {
-            assert_eq!(
-                *offset, i as u64,
-                "cycle {cycle}: queue {queue} offsets not dense"
-            );
-        }
-        let unique: BTreeSet<&Vec<u8>> = stored.iter().map(|(_, b)| b).collect();
-        assert_eq!(
-            unique.len(),
-            stored.len(),
-            "cycle {cycle}: duplicate in queue {queue}"
-        );
-        for ((q, offset), body) in acked.iter().filter(|((q, _), _)| *q == queue) {
-            assert_eq!(
-                stored.get(*offset as usize).map(|(_, b)| b),
-                Some(body),
-                "cycle {cycle}: acknowledged message at queue {q} offset {offset} lost"
-            );
-        }
-    }
-}
-
 async fn status(url: &str) -> serde_json::Value {
     http()
         .get(format!("{url}/v1/status"))
@@ -153,28 +75,11 @@ async fn status(url: &str) -> serde_json::Value {
         .unwrap()
 }
 
-fn files_under(dir: &Path, root: &Path, out: &mut BTreeSet<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files_under(&path, root, out);
-        } else {
-            out.insert(
-                path.strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned(),
-            );
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_node_and_compactor_loses_nothing_and_leaves_no_garbage() {
-    let Some(url) = etcd_url() else { return };
+    let Some(url) = etcd_test_url("separate-compactor") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut env = ENV.to_vec();
     env.push(("STRATA_METADATA_URL", url.as_str()));
@@ -193,11 +98,19 @@ async fn sigkill_of_node_and_compactor_loses_nothing_and_leaves_no_garbage() {
         if worker.is_none() {
             worker = Some(start_compactor(dir.path(), &env));
         }
-        verify(&node.url, &acked, cycle).await;
+        verify_acked(&node.url, TOPIC, QUEUES, &acked, cycle).await;
         let writers: Vec<_> = (0..4)
             .map(|w| {
                 let tag = format!("c{cycle}w{w}");
-                tokio::spawn(writer(node.url.clone(), tag, acked.clone(), rng.u64(..)))
+                tokio::spawn(publish_until_refused(
+                    node.url.clone(),
+                    TOPIC,
+                    QUEUES,
+                    tag,
+                    acked.clone(),
+                    rng.u64(..),
+                    3000,
+                ))
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(rng.u64(200..700))).await;
@@ -233,7 +146,7 @@ async fn sigkill_of_node_and_compactor_loses_nothing_and_leaves_no_garbage() {
     if worker.is_none() {
         worker = Some(start_compactor(dir.path(), &env));
     }
-    verify(&node.url, &acked, CYCLES).await;
+    verify_acked(&node.url, TOPIC, QUEUES, &acked, CYCLES).await;
     let mut quiet = serde_json::Value::Null;
     for _ in 0..100 {
         quiet = status(&node.url).await;
@@ -245,7 +158,7 @@ async fn sigkill_of_node_and_compactor_loses_nothing_and_leaves_no_garbage() {
     assert_eq!(quiet["tiering"]["upload_lag_bytes"], 0, "{quiet}");
     assert_eq!(quiet["wal"]["segments"], 1, "WAL not released: {quiet}");
     // Everything is read back from object storage now.
-    verify(&node.url, &acked, CYCLES + 1).await;
+    verify_acked(&node.url, TOPIC, QUEUES, &acked, CYCLES + 1).await;
 
     // A second compactor on the same volume is refused while one runs.
     let second = compactor(dir.path(), &env, &["--once"]).output().unwrap();
@@ -329,7 +242,9 @@ async fn one_compactor_process_serves_several_volumes() {
     use strata_tiering::wal::write_durable_mark;
     use strata_tiering::{FileWal, WalConfig};
 
-    let Some(url) = etcd_url() else { return };
+    let Some(url) = etcd_test_url("separate-compactor") else {
+        return;
+    };
     let address = strata_metadata::EtcdAddress::parse(&url).unwrap();
     let catalog =
         strata_metadata::Catalog::new(strata_metadata::EtcdStore::connect(&address).await.unwrap());

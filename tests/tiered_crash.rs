@@ -7,13 +7,11 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use common::{Server, create_topic, http, read_all};
+use common::{Acked, Server, create_topic, files_under, http, publish_until_refused, verify_acked};
 
 const TOPIC: &str = "tiered";
 const QUEUES: u32 = 3;
@@ -34,61 +32,6 @@ const ENV: &[(&str, &str)] = &[
     ("STRATA_CACHE_BLOCK_DISK_DIR", "none"),
 ];
 
-type Acked = Arc<Mutex<HashMap<(u32, u64), Vec<u8>>>>;
-
-async fn writer(url: String, tag: String, acked: Acked, seed: u64) {
-    let client = http();
-    let mut rng = fastrand::Rng::with_seed(seed);
-    for seq in 0u64.. {
-        let queue = rng.u32(0..QUEUES);
-        let mut body = format!("{tag}-{seq}-").into_bytes();
-        body.extend((0..rng.usize(10..2000)).map(|_| rng.u8(..)));
-        let resp = client
-            .post(format!("{url}/v1/topics/{TOPIC}/messages"))
-            .json(&serde_json::json!({"messages": [{
-                "body_base64": base64::engine::general_purpose::STANDARD.encode(&body),
-                "queue": queue,
-            }]}))
-            .send()
-            .await;
-        let Ok(resp) = resp else { return };
-        if resp.status().as_u16() != 200 {
-            return;
-        }
-        let Ok(reply) = resp.json::<serde_json::Value>().await else {
-            return;
-        };
-        let offset = reply["messages"][0]["offset"].as_u64().unwrap();
-        acked.lock().unwrap().insert((queue, offset), body);
-    }
-}
-
-async fn verify(url: &str, acked: &Acked, cycle: usize) {
-    let acked = acked.lock().unwrap().clone();
-    for queue in 0..QUEUES {
-        let stored = read_all(url, TOPIC, queue).await;
-        for (i, (offset, _)) in stored.iter().enumerate() {
-            assert_eq!(
-                *offset, i as u64,
-                "cycle {cycle}: queue {queue} offsets not dense"
-            );
-        }
-        let unique: BTreeSet<&Vec<u8>> = stored.iter().map(|(_, b)| b).collect();
-        assert_eq!(
-            unique.len(),
-            stored.len(),
-            "cycle {cycle}: duplicate message in queue {queue}"
-        );
-        for ((q, offset), body) in acked.iter().filter(|((q, _), _)| *q == queue) {
-            assert_eq!(
-                stored.get(*offset as usize).map(|(_, b)| b),
-                Some(body),
-                "cycle {cycle}: acknowledged message at queue {q} offset {offset} lost"
-            );
-        }
-    }
-}
-
 async fn tiering(url: &str) -> serde_json::Value {
     http()
         .get(format!("{url}/v1/status"))
@@ -99,25 +42,6 @@ async fn tiering(url: &str) -> serde_json::Value {
         .await
         .unwrap()["tiering"]
         .clone()
-}
-
-fn files_under(dir: &Path, root: &Path, out: &mut BTreeSet<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files_under(&path, root, out);
-        } else {
-            let key = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            out.insert(key);
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,14 +55,17 @@ async fn sigkill_during_uploads_and_merges_loses_nothing_and_leaves_no_garbage()
         if cycle == 0 {
             create_topic(&server.url, TOPIC, QUEUES).await;
         }
-        verify(&server.url, &acked, cycle).await;
+        verify_acked(&server.url, TOPIC, QUEUES, &acked, cycle).await;
         let writers: Vec<_> = (0..6)
             .map(|w| {
-                tokio::spawn(writer(
+                tokio::spawn(publish_until_refused(
                     server.url.clone(),
+                    TOPIC,
+                    QUEUES,
                     format!("c{cycle}w{w}"),
                     acked.clone(),
                     rng.u64(..),
+                    2000,
                 ))
             })
             .collect();
@@ -156,7 +83,7 @@ async fn sigkill_during_uploads_and_merges_loses_nothing_and_leaves_no_garbage()
 
     // Final check: everything readable (mostly from object storage now).
     let server = Server::start(dir.path(), ENV);
-    verify(&server.url, &acked, CYCLES).await;
+    verify_acked(&server.url, TOPIC, QUEUES, &acked, CYCLES).await;
     server.stop();
     // One quiet run lets GC collect what the kills orphaned.
     let server = Server::start(dir.path(), ENV);

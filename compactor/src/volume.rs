@@ -19,8 +19,8 @@ use strata_objects::Objects;
 use strata_objects::format::decode_block;
 use strata_tiering::WalError;
 use strata_tiering::batch::{KIND_MESSAGE_BATCH, decode_header, record_kind};
-use strata_tiering::wal::WalVolume;
 use strata_tiering::wal::frame::FRAME_HEADER_LEN;
+use strata_tiering::wal::{WalVolume, read_records};
 
 use crate::error::{CompactorError, Result};
 use crate::host::{LiveQueue, Refresh, TieredLog};
@@ -193,23 +193,8 @@ impl TieredLog for VolumeLog {
         until: u64,
         max_bytes: u64,
     ) -> Result<(Vec<(u64, Bytes)>, u64)> {
-        self.blocking(move |volume| {
-            let mut lsn = from;
-            let mut total = 0u64;
-            let mut records = Vec::new();
-            while lsn < until {
-                let payload = volume.read(lsn)?;
-                let frame = (FRAME_HEADER_LEN + payload.len()) as u64;
-                if !records.is_empty() && total + frame > max_bytes {
-                    break;
-                }
-                total += frame;
-                records.push((lsn, payload));
-                lsn += frame;
-            }
-            Ok((records, lsn))
-        })
-        .await
+        self.blocking(move |volume| read_records(|lsn| volume.read(lsn), from, until, max_bytes))
+            .await
     }
 
     async fn release_wal(&self, _checkpoint: u64) -> Result<u64> {

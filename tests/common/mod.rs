@@ -344,3 +344,114 @@ pub fn crash_seed() -> u64 {
     eprintln!("seed {seed} (STRATA_CRASH_SEED={seed} replays the kill schedule)");
     seed
 }
+
+/// A fresh namespace on the etcd cluster the test command starts,
+/// `etcd://<endpoints>/strata-test/<name>/<pid>-<nanos>`; `None` (the test
+/// skips, saying so) when etcd was not started, unless it is required.
+pub fn etcd_test_url(name: &str) -> Option<String> {
+    let endpoints = match std::env::var("STRATA_TEST_ETCD_ENDPOINTS") {
+        Ok(e) => e,
+        Err(_) if std::env::var_os("STRATA_TEST_REQUIRE_ETCD").is_some() => {
+            panic!("STRATA_TEST_REQUIRE_ETCD is set but STRATA_TEST_ETCD_ENDPOINTS is not")
+        }
+        Err(_) => {
+            eprintln!("SKIPPED: STRATA_TEST_ETCD_ENDPOINTS not set (scripts/test.sh starts etcd)");
+            return None;
+        }
+    };
+    let nanos = std::time::SystemTime::UNIX_EPOCH
+        .elapsed()
+        .map_or(0, |d| d.as_nanos());
+    Some(format!(
+        "etcd://{endpoints}/strata-test/{name}/{}-{nanos}",
+        std::process::id()
+    ))
+}
+
+/// (queue, offset) → body of every acknowledged message.
+pub type Acked = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(u32, u64), Vec<u8>>>>;
+
+/// Publishes one message per request to a random queue of `topic` until a
+/// request fails (the server was killed), recording every acknowledged one.
+/// Bodies are `<tag>-<seq>-` and up to `max_pad` random bytes.
+pub async fn publish_until_refused(
+    url: String,
+    topic: &'static str,
+    queues: u32,
+    tag: String,
+    acked: Acked,
+    seed: u64,
+    max_pad: usize,
+) {
+    use base64::Engine as _;
+    let client = http();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for seq in 0u64.. {
+        let queue = rng.u32(0..queues);
+        let mut body = format!("{tag}-{seq}-").into_bytes();
+        body.extend((0..rng.usize(10..max_pad)).map(|_| rng.u8(..)));
+        let Ok(resp) = client
+            .post(format!("{url}/v1/topics/{topic}/messages"))
+            .json(&json!({"messages": [{
+                "body_base64": base64::engine::general_purpose::STANDARD.encode(&body),
+                "queue": queue,
+            }]}))
+            .send()
+            .await
+        else {
+            return;
+        };
+        if resp.status().as_u16() != 200 {
+            return;
+        }
+        let Ok(reply) = resp.json::<Value>().await else {
+            return;
+        };
+        let offset = reply["messages"][0]["offset"].as_u64().expect("offset");
+        acked.lock().expect("acked").insert((queue, offset), body);
+    }
+}
+
+/// Every queue of `topic` holds dense offsets, no message twice, and every
+/// acknowledged message at its offset, byte-identical.
+pub async fn verify_acked(url: &str, topic: &str, queues: u32, acked: &Acked, round: usize) {
+    let acked = acked.lock().expect("acked").clone();
+    for queue in 0..queues {
+        let stored = read_all(url, topic, queue).await;
+        for (i, (offset, _)) in stored.iter().enumerate() {
+            assert_eq!(
+                *offset, i as u64,
+                "round {round}: queue {queue} offsets not dense"
+            );
+        }
+        let unique: std::collections::BTreeSet<&Vec<u8>> = stored.iter().map(|(_, b)| b).collect();
+        assert_eq!(
+            unique.len(),
+            stored.len(),
+            "round {round}: duplicate in queue {queue}"
+        );
+        for ((_, offset), body) in acked.iter().filter(|((q, _), _)| *q == queue) {
+            assert_eq!(
+                stored.get(*offset as usize).map(|(_, b)| b),
+                Some(body),
+                "round {round}: acknowledged message at queue {queue} offset {offset} lost"
+            );
+        }
+    }
+}
+
+/// Every file under `dir`, as paths relative to `root`.
+pub fn files_under(dir: &Path, root: &Path, out: &mut std::collections::BTreeSet<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            files_under(&path, root, out);
+        } else {
+            let key = path.strip_prefix(root).expect("under root");
+            out.insert(key.to_string_lossy().into_owned());
+        }
+    }
+}

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::error::task_failed;
 use super::{QueueLog, TierError, Tiers};
-use crate::wal::frame::FRAME_HEADER_LEN;
+use crate::wal::read_records;
 
 impl Tiers {
     /// Durable WAL records from `from` until `until`, stopping before the
@@ -24,20 +24,7 @@ impl Tiers {
         let files = self.files.clone();
         tokio::task::spawn_blocking(move || {
             let _files = files.read().unwrap_or_else(|p| p.into_inner());
-            let mut lsn = from;
-            let mut total = 0u64;
-            let mut records = Vec::new();
-            while lsn < until {
-                let payload = wal.read(lsn)?;
-                let frame = (FRAME_HEADER_LEN + payload.len()) as u64;
-                if !records.is_empty() && total + frame > max_bytes {
-                    break;
-                }
-                total += frame;
-                records.push((lsn, payload));
-                lsn += frame;
-            }
-            Ok((records, lsn))
+            Ok(read_records(|lsn| wal.read(lsn), from, until, max_bytes)?)
         })
         .await
         .map_err(task_failed("WAL scan"))?

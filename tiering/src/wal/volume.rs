@@ -182,6 +182,32 @@ impl WalVolume {
     }
 }
 
+/// Records from `from` until `until` through `read` (one record's payload
+/// by LSN), stopping before the one that would pass `max_bytes` (at least
+/// one is read): each with its position, and the position after the last
+/// one read. Blocking, like `read`.
+pub fn read_records(
+    read: impl Fn(u64) -> Result<Bytes, WalError>,
+    from: u64,
+    until: u64,
+    max_bytes: u64,
+) -> Result<(Vec<(u64, Bytes)>, u64), WalError> {
+    let mut lsn = from;
+    let mut total = 0u64;
+    let mut records = Vec::new();
+    while lsn < until {
+        let payload = read(lsn)?;
+        let frame = (FRAME_HEADER_LEN + payload.len()) as u64;
+        if !records.is_empty() && total + frame > max_bytes {
+            break;
+        }
+        total += frame;
+        records.push((lsn, payload));
+        lsn += frame;
+    }
+    Ok((records, lsn))
+}
+
 /// Reads the record at `lsn` from the segment file holding
 /// `base_lsn..end_lsn`, verifying its CRC.
 pub(crate) fn read_frame(
