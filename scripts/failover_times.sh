@@ -13,7 +13,7 @@ start_etcd
 export STRATA_TEST_REQUIRE_ETCD=1
 times=()
 for i in $(seq "${runs}"); do
-  line="$(cargo nextest run -q --test failover --no-capture \
+  line="$(cargo nextest run --test failover --no-capture \
     a_standby_adopts_a_killed_node_and_serves_everything_it_acknowledged 2>&1 |
     grep -o 'served [0-9.]* s after the kill' || true)"
   [ -n "${line}" ] || { echo "run ${i}: the test failed" >&2; exit 1; }
