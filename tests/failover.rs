@@ -49,27 +49,44 @@ fn start(dir: &Path, env: &[(String, String)]) -> Server {
     Server::start(dir, &env)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_standby_adopts_a_killed_node_and_serves_everything_it_acknowledged() {
-    let Some(url) = etcd_test_url("failover-kill") else {
-        return;
-    };
+/// Node-a serving `TOPIC` with `queues` queues, and node-b standing by on
+/// the same namespace, object store and master key (it prints its address,
+/// so the task ends, only once it serves). The directories live as long as
+/// the returned guards.
+struct Pair {
+    a: Server,
+    standby: tokio::task::JoinHandle<Server>,
+    _dirs: [tempfile::TempDir; 3],
+}
+
+async fn pair(url: &str, queues: u32) -> Pair {
     let shared = tempfile::tempdir().unwrap();
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let env_a = node_env(&url, shared.path(), "node-a");
-    let env_b = node_env(&url, shared.path(), "node-b");
+    let env_a = node_env(url, shared.path(), "node-a");
+    let env_b = node_env(url, shared.path(), "node-b");
     let a = start(dir_a.path(), &env_a);
-    create_topic(&a.url, TOPIC, QUEUES).await;
+    create_topic(&a.url, TOPIC, queues).await;
     // Node-b signs requests in as the namespace's admin too.
     std::fs::copy(
         dir_a.path().join("admin-credentials"),
         dir_b.path().join("admin-credentials"),
     )
     .unwrap();
-
-    // Node-b stands by: it prints its address only once it serves.
     let b_dir = dir_b.path().to_path_buf();
     let standby = tokio::task::spawn_blocking(move || start(&b_dir, &env_b));
+    Pair {
+        a,
+        standby,
+        _dirs: [shared, dir_a, dir_b],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_adopts_a_killed_node_and_serves_everything_it_acknowledged() {
+    let Some(url) = etcd_test_url("failover-kill") else {
+        return;
+    };
+    let Pair { a, standby, _dirs } = pair(&url, QUEUES).await;
 
     let acked: Acked = Arc::default();
     let writers: Vec<_> = (0..4)
@@ -121,19 +138,7 @@ async fn a_paused_node_keeps_its_locked_data_directory_and_a_killed_one_is_adopt
     let Some(url) = etcd_test_url("failover-pause") else {
         return;
     };
-    let shared = tempfile::tempdir().unwrap();
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let env_a = node_env(&url, shared.path(), "node-a");
-    let env_b = node_env(&url, shared.path(), "node-b");
-    let a = start(dir_a.path(), &env_a);
-    create_topic(&a.url, TOPIC, 1).await;
-    std::fs::copy(
-        dir_a.path().join("admin-credentials"),
-        dir_b.path().join("admin-credentials"),
-    )
-    .unwrap();
-    let b_dir = dir_b.path().to_path_buf();
-    let standby = tokio::task::spawn_blocking(move || start(&b_dir, &env_b));
+    let Pair { a, standby, _dirs } = pair(&url, 1).await;
 
     // Paused for three leases: its lease lapses, but its data directory is
     // still locked by a live process, so node-b must not adopt it.

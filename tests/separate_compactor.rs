@@ -11,15 +11,14 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    Acked, BIN, Server, create_topic, etcd_test_url, files_under, http, publish_until_refused,
-    verify_acked,
+    Acked, BIN, Server, assert_objects_match_ranges, create_topic, etcd_test_url, http,
+    publish_until_refused, verify_acked,
 };
 
 const TOPIC: &str = "apart";
@@ -185,27 +184,7 @@ async fn sigkill_of_node_and_compactor_loses_nothing_and_leaves_no_garbage() {
     let address = strata_metadata::EtcdAddress::parse(&url).unwrap();
     let store = strata_metadata::EtcdStore::connect(&address).await.unwrap();
     let catalog = strata_metadata::Catalog::new(store);
-    let referenced: BTreeSet<String> = catalog
-        .all_ranges()
-        .await
-        .unwrap()
-        .into_values()
-        .flatten()
-        .map(|r| r.object)
-        .collect();
-    let root = dir.path().join("objects");
-    let mut stored = BTreeSet::new();
-    files_under(&root, &root, &mut stored);
-    let dangling: Vec<_> = referenced.difference(&stored).collect();
-    let orphans: Vec<_> = stored.difference(&referenced).collect();
-    assert!(
-        dangling.is_empty(),
-        "ranges pointing to missing objects: {dangling:?}"
-    );
-    assert!(
-        orphans.is_empty(),
-        "unreferenced objects left behind: {orphans:?}"
-    );
+    let referenced = assert_objects_match_ranges(&catalog, &dir.path().join("objects")).await;
     assert!(
         referenced.iter().any(|o| o.starts_with("merged/")),
         "no merge ran: {referenced:?}"

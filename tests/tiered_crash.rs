@@ -7,11 +7,13 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Acked, Server, create_topic, files_under, http, publish_until_refused, verify_acked};
+use common::{
+    Acked, Server, assert_objects_match_ranges, create_topic, http, publish_until_refused,
+    verify_acked,
+};
 
 const TOPIC: &str = "tiered";
 const QUEUES: u32 = 3;
@@ -94,27 +96,7 @@ async fn sigkill_during_uploads_and_merges_loses_nothing_and_leaves_no_garbage()
 
     let store = strata_metadata::RedbStore::open(&dir.path().join("meta.redb")).unwrap();
     let catalog = strata_metadata::Catalog::new(store);
-    let referenced: BTreeSet<String> = catalog
-        .all_ranges()
-        .await
-        .unwrap()
-        .into_values()
-        .flatten()
-        .map(|r| r.object)
-        .collect();
-    let root = dir.path().join("objects");
-    let mut stored = BTreeSet::new();
-    files_under(&root, &root, &mut stored);
-    let dangling: Vec<_> = referenced.difference(&stored).collect();
-    let orphans: Vec<_> = stored.difference(&referenced).collect();
-    assert!(
-        dangling.is_empty(),
-        "index entries pointing to missing objects: {dangling:?}"
-    );
-    assert!(
-        orphans.is_empty(),
-        "unreferenced objects left behind: {orphans:?}"
-    );
+    let referenced = assert_objects_match_ranges(&catalog, &dir.path().join("objects")).await;
     assert!(!referenced.is_empty());
     eprintln!(
         "{CYCLES} kills; {} acknowledged; {uploads} uploads, {merges} merges; {} objects referenced",

@@ -455,3 +455,33 @@ pub fn files_under(dir: &Path, root: &Path, out: &mut std::collections::BTreeSet
         }
     }
 }
+
+/// Checks object storage against the metadata: no range points to a
+/// missing object and no object is unreferenced. Returns the referenced
+/// objects.
+pub async fn assert_objects_match_ranges(
+    catalog: &strata_metadata::Catalog,
+    objects_root: &Path,
+) -> std::collections::BTreeSet<String> {
+    let referenced: std::collections::BTreeSet<String> = catalog
+        .all_ranges()
+        .await
+        .expect("ranges")
+        .into_values()
+        .flatten()
+        .map(|r| r.object)
+        .collect();
+    let mut stored = std::collections::BTreeSet::new();
+    files_under(objects_root, objects_root, &mut stored);
+    let dangling: Vec<_> = referenced.difference(&stored).collect();
+    let orphans: Vec<_> = stored.difference(&referenced).collect();
+    assert!(
+        dangling.is_empty(),
+        "ranges pointing to missing objects: {dangling:?}"
+    );
+    assert!(
+        orphans.is_empty(),
+        "unreferenced objects left behind: {orphans:?}"
+    );
+    referenced
+}
