@@ -18,28 +18,12 @@ use std::time::Duration;
 
 use common::{
     Acked, BIN, Server, assert_objects_match_ranges, create_topic, etcd_test_url, http,
-    publish_until_refused, verify_acked,
+    publish_until_refused, tiny_tiering_env, verify_acked,
 };
 
 const TOPIC: &str = "apart";
 const QUEUES: u32 = 3;
 const CYCLES: usize = 14;
-
-/// Tiny segments, blocks and intervals: the compactor uploads, merges and
-/// collects garbage every few hundred milliseconds.
-const ENV: &[(&str, &str)] = &[
-    ("STRATA_COMPACTOR_MODE", "separate"),
-    ("STRATA_WAL_SEGMENT_BYTES", "65536"),
-    ("STRATA_WAL_MAX_BYTES", "8388608"),
-    ("STRATA_LIMITS_MAX_MESSAGE_BYTES", "32768"),
-    ("STRATA_COMPACTOR_UPLOAD_INTERVAL_MS", "40"),
-    ("STRATA_COMPACTOR_BLOCK_BYTES", "8192"),
-    ("STRATA_COMPACTOR_MERGE_MIN_RANGES", "3"),
-    ("STRATA_COMPACTOR_MERGE_SMALL_RANGE_BYTES", "1048576"),
-    ("STRATA_COMPACTOR_GC_GRACE_MS", "0"),
-    ("STRATA_RETENTION_CHECK_INTERVAL_MS", "200"),
-    ("STRATA_CACHE_BLOCK_DISK_DIR", "none"),
-];
 
 /// `strata compactor` for the node whose data directory is `dir`.
 fn compactor(dir: &Path, env: &[(&str, &str)], extra: &[&str]) -> Command {
@@ -80,7 +64,10 @@ async fn sigkill_of_node_and_compactor_loses_nothing_and_leaves_no_garbage() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut env = ENV.to_vec();
+    let mut env = tiny_tiering_env(&[
+        ("STRATA_COMPACTOR_MODE", "separate"),
+        ("STRATA_RETENTION_CHECK_INTERVAL_MS", "200"),
+    ]);
     env.push(("STRATA_METADATA_URL", url.as_str()));
     let acked: Acked = Arc::default();
     let mut rng = fastrand::Rng::with_seed(0x5e9a_7a7e);

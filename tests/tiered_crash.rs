@@ -12,27 +12,12 @@ use std::time::Duration;
 
 use common::{
     Acked, Server, assert_objects_match_ranges, create_topic, http, publish_until_refused,
-    verify_acked,
+    tiny_tiering_env, verify_acked,
 };
 
 const TOPIC: &str = "tiered";
 const QUEUES: u32 = 3;
 const CYCLES: usize = 20;
-
-/// Tiny segments, blocks and intervals so every few hundred milliseconds
-/// the node uploads, merges and collects garbage.
-const ENV: &[(&str, &str)] = &[
-    ("STRATA_WAL_SEGMENT_BYTES", "65536"),
-    ("STRATA_WAL_MAX_BYTES", "8388608"),
-    ("STRATA_LIMITS_MAX_MESSAGE_BYTES", "32768"),
-    ("STRATA_COMPACTOR_UPLOAD_INTERVAL_MS", "40"),
-    ("STRATA_COMPACTOR_BLOCK_BYTES", "8192"),
-    ("STRATA_COMPACTOR_MERGE_MIN_RANGES", "3"),
-    ("STRATA_COMPACTOR_MERGE_SMALL_RANGE_BYTES", "1048576"),
-    ("STRATA_COMPACTOR_GC_GRACE_MS", "0"),
-    ("STRATA_RETENTION_CHECK_INTERVAL_MS", "60"),
-    ("STRATA_CACHE_BLOCK_DISK_DIR", "none"),
-];
 
 async fn tiering(url: &str) -> serde_json::Value {
     http()
@@ -49,11 +34,12 @@ async fn tiering(url: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_uploads_and_merges_loses_nothing_and_leaves_no_garbage() {
     let dir = tempfile::tempdir().unwrap();
+    let env = tiny_tiering_env(&[("STRATA_RETENTION_CHECK_INTERVAL_MS", "60")]);
     let acked: Acked = Arc::default();
     let mut rng = fastrand::Rng::with_seed(0x71e2);
     let (mut uploads, mut merges) = (0u64, 0u64);
     for cycle in 0..CYCLES {
-        let server = Server::start(dir.path(), ENV);
+        let server = Server::start(dir.path(), &env);
         if cycle == 0 {
             create_topic(&server.url, TOPIC, QUEUES).await;
         }
@@ -84,11 +70,11 @@ async fn sigkill_during_uploads_and_merges_loses_nothing_and_leaves_no_garbage()
     assert!(merges > 0, "merges ran: {merges}");
 
     // Final check: everything readable (mostly from object storage now).
-    let server = Server::start(dir.path(), ENV);
+    let server = Server::start(dir.path(), &env);
     verify_acked(&server.url, TOPIC, QUEUES, &acked, CYCLES).await;
     server.stop();
     // One quiet run lets GC collect what the kills orphaned.
-    let server = Server::start(dir.path(), ENV);
+    let server = Server::start(dir.path(), &env);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let t = tiering(&server.url).await;
     assert_eq!(t["upload_lag_bytes"], 0, "{t}");

@@ -197,3 +197,25 @@ async fn a_closed_write_fence_acknowledges_nothing() {
     let published = e.publish(T, "t", vec![to_queue(0, "a1")]).await.unwrap();
     assert!(published[0].offset >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_compacting_its_own_wal_shares_it_with_no_other_compactor() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_700_000_000_000, 7);
+    let e = common::open(dir.path(), &clock).await;
+    let err = strata_tiering::wal::WalVolume::open(dir.path().join("wal")).unwrap_err();
+    assert!(matches!(err, WalError::Busy { .. }), "{err}");
+    e.close().await.unwrap();
+    drop(e);
+
+    // A separate compactor holds the volume: a node that would compact the
+    // same WAL itself does not start.
+    let volume = strata_tiering::wal::WalVolume::open(dir.path().join("wal")).unwrap();
+    let dyn_clock: Arc<dyn Clock> = clock.clone();
+    let store = RedbStore::open(&dir.path().join("meta.redb")).unwrap();
+    let err = Engine::open_with_store(common::config(dir.path()), dyn_clock, store)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("another compactor"), "{err}");
+    drop(volume);
+}

@@ -485,3 +485,24 @@ pub async fn assert_objects_match_ranges(
     );
     referenced
 }
+
+/// Tiny segments, blocks and intervals so that every few hundred
+/// milliseconds the compactor uploads, merges and collects garbage, plus
+/// `extra`.
+pub fn tiny_tiering_env(
+    extra: &[(&'static str, &'static str)],
+) -> Vec<(&'static str, &'static str)> {
+    let mut env = vec![
+        ("STRATA_WAL_SEGMENT_BYTES", "65536"),
+        ("STRATA_WAL_MAX_BYTES", "8388608"),
+        ("STRATA_LIMITS_MAX_MESSAGE_BYTES", "32768"),
+        ("STRATA_COMPACTOR_UPLOAD_INTERVAL_MS", "40"),
+        ("STRATA_COMPACTOR_BLOCK_BYTES", "8192"),
+        ("STRATA_COMPACTOR_MERGE_MIN_RANGES", "3"),
+        ("STRATA_COMPACTOR_MERGE_SMALL_RANGE_BYTES", "1048576"),
+        ("STRATA_COMPACTOR_GC_GRACE_MS", "0"),
+        ("STRATA_CACHE_BLOCK_DISK_DIR", "none"),
+    ];
+    env.extend_from_slice(extra);
+    env
+}

@@ -63,6 +63,9 @@ pub(crate) struct Core {
     pub(crate) meter: Arc<Meter>,
     pub(crate) started_ms: i64,
     pub(crate) recovery: RecoverySummary,
+    /// The WAL's compactor lock, held while this node's own compactor runs
+    /// (in-process), so a separate `strata compactor` cannot also upload it.
+    compaction_lock: std::sync::Mutex<Option<std::fs::File>>,
     /// Set by a server that serves a shared namespace under a lease.
     pub(crate) write_fence: std::sync::OnceLock<Arc<dyn WriteFence>>,
 }
@@ -91,6 +94,13 @@ impl Core {
             topics.insert(Arc::new(topic));
         }
         let checkpoint = catalog.wal_checkpoint(&config.node_id).await?.unwrap_or(0);
+        let compaction_lock = match config.compactor {
+            CompactorPlacement::InProcess => Some(
+                strata_tiering::wal::lock_compaction(&config.data_dir.join("wal"))
+                    .map_err(|e| EngineError::Internal(format!("cannot open the WAL: {e}")))?,
+            ),
+            CompactorPlacement::Separate => None,
+        };
 
         let wal_config = WalConfig {
             dir: config.data_dir.join("wal"),
@@ -182,6 +192,7 @@ impl Core {
             meter,
             started_ms,
             recovery,
+            compaction_lock: std::sync::Mutex::new(compaction_lock),
             write_fence: std::sync::OnceLock::new(),
         });
         Ok(core)
@@ -446,6 +457,10 @@ impl Core {
         tokio::task::spawn_blocking(move || wal.close())
             .await
             .map_err(|e| EngineError::Internal(format!("WAL close task failed: {e}")))??;
+        self.compaction_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         Ok(())
     }
 }

@@ -45,7 +45,7 @@ pub enum WalError {
     /// Another compactor holds the volume's lock.
     #[error(
         "another compactor is working on this WAL: {path} is locked; one compactor \
-         per WAL volume"
+         per WAL volume (a node compacts its own WAL unless compactor.mode = \"separate\")"
     )]
     Busy { path: PathBuf },
     #[error("invalid WAL config: {0}")]

@@ -47,7 +47,10 @@ use tokio::sync::{Notify, oneshot};
 pub use error::WalError;
 use frame::{FRAME_HEADER_LEN, MAX_PAYLOAD_LEN, SEGMENT_HEADER_LEN};
 pub use types::{PendingAppend, RecoveryReport, SegmentInfo, TruncatedTail, WalConfig, WalStats};
-pub use volume::{COMPACTOR_LOCK_FILE, VolumeSegment, WalVolume, read_records, write_durable_mark};
+pub use volume::{
+    COMPACTOR_LOCK_FILE, VolumeSegment, WalVolume, lock_compaction, read_records,
+    write_durable_mark,
+};
 use writer::{AppendOp, IoStatus, Op, Writer};
 
 const HEADER: u64 = SEGMENT_HEADER_LEN as u64;

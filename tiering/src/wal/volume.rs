@@ -37,6 +37,25 @@ pub fn write_durable_mark(dir: &Path, lsn: u64) -> Result<(), WalError> {
         .map_err(WalError::io(&path))
 }
 
+/// Takes the compactor lock of the WAL in `dir` (held while the returned
+/// file is open): whoever compacts a WAL, the node itself or a separate
+/// `strata compactor`, holds it, so two never upload the same records.
+pub fn lock_compaction(dir: &Path) -> Result<File, WalError> {
+    std::fs::create_dir_all(dir).map_err(WalError::io(dir))?;
+    let path = dir.join(COMPACTOR_LOCK_FILE);
+    let lock = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(WalError::io(&path))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(WalError::Busy { path }),
+        Err(std::fs::TryLockError::Error(e)) => Err(WalError::io(&path)(e)),
+    }
+}
+
 /// One segment of a volume: the LSNs `base_lsn..end_lsn`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeSegment {
@@ -60,18 +79,7 @@ impl WalVolume {
     /// Opens the WAL in `dir` for reading and takes its compactor lock.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, WalError> {
         let dir = dir.into();
-        let path = dir.join(COMPACTOR_LOCK_FILE);
-        let lock = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(WalError::io(&path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(WalError::Busy { path }),
-            Err(std::fs::TryLockError::Error(e)) => return Err(WalError::io(&path)(e)),
-        }
+        let lock = lock_compaction(&dir)?;
         Ok(Self {
             dir,
             _lock: lock,
