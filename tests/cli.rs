@@ -244,6 +244,20 @@ fn topic_produce_consume_group_status() {
         status.contains("wal") && status.contains("fsyncs"),
         "{status}"
     );
+    // Embedded: a cluster of one, this node, owning every queue.
+    let cluster = ok(&cli(&url, &["cluster", "status"], None));
+    let row = cluster
+        .lines()
+        .find(|l| l.starts_with("node-1 "))
+        .unwrap_or_else(|| panic!("no row for node-1: {cluster}"));
+    assert!(
+        cluster.starts_with("metadata redb — 1 node,") && row.contains(" live "),
+        "{cluster}"
+    );
+    let described = json_lines(&ok(&cli(&url, &["cluster", "status", "--json"], None)));
+    let nodes = described[0]["nodes"].as_array().expect("nodes").clone();
+    assert_eq!(nodes[0]["queues"], described[0]["queues"], "{nodes:?}");
+    assert!(described[0]["queues"].as_u64().unwrap() > 0);
 
     // Errors are specific and exit non-zero.
     let missing = cli(&url, &["consume", "nope"], None);

@@ -125,6 +125,35 @@ async fn a_standby_adopts_a_killed_node_and_serves_everything_it_acknowledged() 
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
+    // The registry records who adopted node-a's WAL.
+    let cluster: serde_json::Value = client
+        .get(format!("{}/v1/cluster", b.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let states: Vec<(&str, &str, Option<&str>)> = cluster["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_str().unwrap_or_default(),
+                n["state"].as_str().unwrap_or_default(),
+                n["adopted_by"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("node-a", "adopted", Some("node-b")),
+            ("node-b", "live", None)
+        ],
+        "{cluster}"
+    );
     eprintln!(
         "failover after SIGKILL: node-b served {:.2} s after the kill (lease {LEASE_TTL_MS} ms), {} acknowledged messages all present",
         took.as_secs_f64(),

@@ -324,6 +324,10 @@ impl Client {
     pub async fn status(&self) -> Result<StatusJson, ClientError> {
         self.get("/v1/status").await
     }
+
+    pub async fn cluster(&self) -> Result<crate::api::status::ClusterJson, ClientError> {
+        self.get("/v1/cluster").await
+    }
 }
 
 impl Client {

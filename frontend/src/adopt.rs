@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use strata_common::Clock;
 use strata_common::usage::Meter;
-use strata_metadata::{Catalog, ServingLease};
+use strata_metadata::{Catalog, NodeRecord, NodeState, ServingLease};
 use strata_objects::Objects;
 use strata_tiering::wal::write_durable_mark;
 use strata_tiering::{FileWal, WalConfig};
@@ -131,9 +131,30 @@ pub async fn adopt(
     {
         Some(_) => {
             tracing::warn!(node = %held.node, uploads, checkpoint = compactor.checkpoint(), "adopted its data directory: everything it held is in object storage; handed its lease over");
+            mark_adopted(catalog, &held.node, &config.node_id).await;
             drop(lock);
             Ok(())
         }
         None => Err("the lease changed while adopting: another node took over".into()),
+    }
+}
+
+/// Records in the node registry that `node`'s WAL was adopted by `by`, so
+/// `strata cluster status` shows it gone rather than expired.
+async fn mark_adopted(catalog: &Catalog, node: &str, by: &str) {
+    let record = match catalog.cluster_node(node).await {
+        Ok(Some(record)) if record.state == NodeState::Live => record,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, node, "reading the adopted node's registry record failed");
+            return;
+        }
+    };
+    let adopted = NodeRecord {
+        state: NodeState::Adopted { by: by.to_string() },
+        ..record.clone()
+    };
+    if let Err(e) = catalog.update_node(&record, adopted).await {
+        tracing::warn!(error = %e, node, "marking the node adopted failed");
     }
 }

@@ -130,6 +130,9 @@ pub struct HttpConfig {
     pub addr: String,
     /// Largest request body accepted, in bytes.
     pub max_request_bytes: usize,
+    /// HOST:PORT other nodes of a cluster reach this node's HTTP API at;
+    /// empty = the listening address (an unspecified IP becomes 127.0.0.1).
+    pub advertise_addr: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -272,6 +275,7 @@ impl Default for Config {
             http: HttpConfig {
                 addr: "127.0.0.1:8080".into(),
                 max_request_bytes: 16 << 20,
+                advertise_addr: String::new(),
             },
             grpc: GrpcConfig {
                 addr: "127.0.0.1:8081".into(),
@@ -528,6 +532,12 @@ impl Config {
         }
         if self.grpc.addr.parse::<SocketAddr>().is_err() {
             return bad(format!("grpc.addr {:?} is not HOST:PORT", self.grpc.addr));
+        }
+        if !self.http.advertise_addr.is_empty() && advertised(&self.http.advertise_addr).is_none() {
+            return bad(format!(
+                "http.advertise_addr {:?} is not HOST:PORT",
+                self.http.advertise_addr
+            ));
         }
         if !self.grpc.advertise_addr.is_empty() && advertised(&self.grpc.advertise_addr).is_none() {
             return bad(format!(

@@ -4,6 +4,7 @@
 
 pub mod adopt;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod grpc;
 pub mod http;

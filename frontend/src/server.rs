@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::cluster::registry::{Advertised, NodeKeeper};
 use crate::config::{Config, ConfigError, MetadataUrl};
 use crate::http::{self, AppState, AuthSettings, Metrics};
 use crate::metering::{MeteringTasks, Operations, TenantCollector};
@@ -65,6 +66,8 @@ pub struct Running {
     store: std::sync::Weak<dyn MetaStore>,
     /// The serving lease, on shared metadata.
     serving: Option<ServingKeeper>,
+    /// This node's registry entry.
+    node: NodeKeeper,
     lock: std::fs::File,
 }
 
@@ -93,7 +96,9 @@ impl Running {
         // stop, so nothing may stay only in this node's WAL.
         let uploaded_all = match self.serving {
             Some(_) => crate::serving::upload_everything(&self.engine).await,
-            None => false,
+            // Embedded: nobody else can take over; the record says
+            // whether anything is left only in the WAL.
+            None => self.engine.upload_lag_bytes() == 0,
         };
         self.engine.close().await?;
         self.metering.finish().await;
@@ -101,9 +106,11 @@ impl Running {
             engine,
             store,
             serving,
+            node,
             lock,
             ..
         } = self;
+        node.leave(uploaded_all).await;
         if let Some(keeper) = serving {
             keeper.finish(uploaded_all).await;
         }
@@ -194,23 +201,24 @@ pub async fn start_with_clock(
     // Before the serving lease: a node that cannot verify the namespace's
     // keys (a missing master key) must not take the namespace.
     let credentials = open_credentials(&config, store.clone(), clock.clone()).await?;
+    let identity =
+        crate::serving::data_dir_identity(&config.data_dir, clock.as_ref()).map_err(|source| {
+            ServerError::DataDir {
+                dir: config.data_dir.display().to_string(),
+                source,
+            }
+        })?;
     let serving = match config.metadata.parse()? {
         MetadataUrl::Embedded => None,
-        MetadataUrl::Etcd(_) => {
-            let identity = crate::serving::data_dir_identity(&config.data_dir, clock.as_ref())
-                .map_err(|source| ServerError::DataDir {
-                    dir: config.data_dir.display().to_string(),
-                    source,
-                })?;
-            let keeper = ServingKeeper::take(
+        MetadataUrl::Etcd(_) => Some(
+            ServingKeeper::take(
                 Catalog::new(store.clone()),
                 &config,
                 &identity,
                 clock.clone(),
             )
-            .await?;
-            Some(keeper)
-        }
+            .await?,
+        ),
     };
     let weak_store = Arc::downgrade(&store);
     let engine =
@@ -263,11 +271,22 @@ pub async fn start_with_clock(
             max_clock_skew_ms: i64::try_from(config.auth.max_clock_skew_ms).unwrap_or(i64::MAX),
         },
     };
-    let advertised = match crate::config::advertised(&config.grpc.advertise_addr) {
-        Some(a) => a,
-        None if grpc_addr.ip().is_unspecified() => ("127.0.0.1".to_string(), grpc_addr.port()),
-        None => (grpc_addr.ip().to_string(), grpc_addr.port()),
-    };
+    let advertised = advertised_addr(&config.grpc.advertise_addr, grpc_addr);
+    // Every node registers, embedded ones too: `strata cluster status`
+    // then reads the same way everywhere.
+    let (http_host, http_port) = advertised_addr(&config.http.advertise_addr, http_addr);
+    let node = NodeKeeper::join(
+        Catalog::new(store.clone()),
+        engine.clone(),
+        &identity,
+        &crate::serving::data_dir_path(&config),
+        Advertised {
+            grpc: join_host_port(&advertised.0, advertised.1),
+            http: join_host_port(&http_host, http_port),
+        },
+        config.serving.lease_ttl_ms,
+    )
+    .await?;
     let grpc_state = crate::grpc::GrpcState {
         engine: engine.clone(),
         credentials: state.credentials.clone(),
@@ -330,8 +349,28 @@ pub async fn start_with_clock(
         task,
         store: weak_store,
         serving,
+        node,
         lock,
     })
+}
+
+/// The address to tell others for a listener: the configured `HOST:PORT`,
+/// else the bound address with an unspecified IP shown as 127.0.0.1.
+fn advertised_addr(configured: &str, bound: SocketAddr) -> (String, u16) {
+    match crate::config::advertised(configured) {
+        Some(a) => a,
+        None if bound.ip().is_unspecified() => ("127.0.0.1".to_string(), bound.port()),
+        None => (bound.ip().to_string(), bound.port()),
+    }
+}
+
+/// `host:port`, with an IPv6 host in brackets.
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// Loads (or creates) the master key and makes sure a bootstrap admin

@@ -40,6 +40,14 @@ pub fn data_dir_identity(dir: &Path, clock: &dyn Clock) -> std::io::Result<Strin
     Ok(identity)
 }
 
+/// The data directory as recorded for successors: absolute where possible.
+pub fn data_dir_path(config: &Config) -> String {
+    std::fs::canonicalize(&config.data_dir)
+        .unwrap_or_else(|_| config.data_dir.clone())
+        .display()
+        .to_string()
+}
+
 /// How long writes stay acknowledged after a renewal: four fifths of the
 /// lease, so a node that stopped renewing (paused, cut off) stops
 /// acknowledging before any successor could take the namespace over, with a
@@ -109,10 +117,7 @@ impl ServingKeeper {
     ) -> Result<Self, ServerError> {
         let ttl_ms = config.serving.lease_ttl_ms;
         let node = &config.node_id;
-        let data_dir = std::fs::canonicalize(&config.data_dir)
-            .unwrap_or_else(|_| config.data_dir.clone())
-            .display()
-            .to_string();
+        let data_dir = data_dir_path(config);
         let serving = |e: strata_metadata::CatalogError| ServerError::Serving(e.to_string());
         let mut waiting = false;
         let lease = loop {

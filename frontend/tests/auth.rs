@@ -599,6 +599,7 @@ async fn publisher_may_publish_and_describe_only() {
             .await,
     );
     denied("status", &p.get("/v1/status").await);
+    denied("cluster", &p.get("/v1/cluster").await);
     denied("metrics", &p.get("/metrics").await);
     denied("list tenants", &p.get("/v1/tenants").await);
     // Nothing was created on the way.
@@ -682,6 +683,7 @@ async fn consumer_may_read_commit_and_describe_only() {
         &c.post_json("/v1/keys", &json!({"role": "consumer"})).await,
     );
     denied("status", &c.get("/v1/status").await);
+    denied("cluster", &c.get("/v1/cluster").await);
     denied("metrics", &c.get("/metrics").await);
     // The topic and its data are untouched.
     let topic = c.get("/v1/topics/orders").await.expect(200);
@@ -775,6 +777,7 @@ async fn tenant_admin_manages_its_own_tenant_only() {
     );
     denied("delete tenant", &ta.delete("/v1/tenants/acme").await);
     denied("status", &ta.get("/v1/status").await);
+    denied("cluster", &ta.get("/v1/cluster").await);
     denied("metrics", &ta.get("/metrics").await);
     s.get("/v1/tenants/mine")
         .await

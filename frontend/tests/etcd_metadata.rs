@@ -245,6 +245,18 @@ async fn a_second_node_waits_until_the_first_hands_the_namespace_over() {
     );
     let lease = catalog.serving_lease().await.unwrap().expect("lease");
     assert_eq!((lease.node.as_str(), lease.released), ("node-a", false));
+    // The registry has node-a, live, at the address it listens on.
+    let cluster = a.get("/v1/cluster").await.expect(200);
+    assert_eq!(cluster["backend"], "etcd", "{cluster}");
+    let nodes = cluster["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 1, "{cluster}");
+    assert_eq!(
+        (&nodes[0]["node"], &nodes[0]["state"], &nodes[0]["queues"]),
+        (&json!("node-a"), &json!("live"), &json!(2)),
+        "{cluster}"
+    );
+    let a_http = a.url.trim_start_matches("http://").to_string();
+    assert_eq!(nodes[0]["http_addr"], json!(a_http), "{cluster}");
     std::fs::remove_file(b_config.master_key_path()).unwrap();
     share_secrets(&a_config, &b_config);
 
@@ -270,6 +282,22 @@ async fn a_second_node_waits_until_the_first_hands_the_namespace_over() {
     got.sort();
     let want: Vec<String> = (0..20).map(|i| format!("m{i:02}")).collect();
     assert_eq!(got, want);
+    // node-a left (its WAL is all uploaded); node-b owns the queues now.
+    let cluster = b.get("/v1/cluster").await.expect(200);
+    let view: Vec<(Value, Value, Value)> = cluster["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| (n["node"].clone(), n["state"].clone(), n["queues"].clone()))
+        .collect();
+    assert_eq!(
+        view,
+        [
+            (json!("node-a"), json!("left"), json!(0)),
+            (json!("node-b"), json!("live"), json!(2)),
+        ],
+        "{cluster}"
+    );
     b.shutdown().await;
 }
 

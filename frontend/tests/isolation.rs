@@ -179,6 +179,7 @@ fn case(method: &str, path: &str) -> Case {
         ("get", "/v1/usage") => Case::Own,
         // Service-wide: refused to every tenant key, whatever it names.
         ("get", "/metrics") | ("get", "/v1/status") | ("get", "/v1/tenants") => Case::Resource,
+        ("get", "/v1/cluster") => Case::Resource,
         ("post", "/v1/tenants") | ("get", "/v1/tenants/{tenant}") => Case::Resource,
         ("delete", "/v1/tenants/{tenant}") => Case::Resource,
         ("post", "/v1/keys") => Case::Resource,

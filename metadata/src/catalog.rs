@@ -19,6 +19,8 @@
 //! | `range/<topic_id:020>/<queue:010>/<base:020>`         | [`RangeRecord`] (JSON)     |
 //! | `wal-checkpoint/<node>`                               | uploaded WAL position      |
 //! | `serving-lease`                                       | [`ServingLease`] (JSON)    |
+//! | `node/<id>`                                           | [`NodeRecord`] (JSON)      |
+//! | `placement/<tenant>`                                  | [`TenantPlacement`] (JSON) |
 //! | `tenant/<name>`                                       | [`TenantRecord`] (JSON)    |
 //! | `access-key/<access_key>`                             | [`AccessKeyRecord`] (JSON) |
 //! | `tenant-key/<tenant>/<access_key>`                    | empty (tenant's key index) |
@@ -46,7 +48,9 @@ mod floors;
 mod groups;
 pub mod keys;
 mod lookup;
+mod nodes;
 mod owners;
+mod placement;
 mod pop;
 mod ranges;
 mod records;
@@ -67,6 +71,8 @@ use crate::store::{MetaError, MetaStore, prefix_end};
 pub use access_keys::{AccessKeyRecord, SealedSecretRecord};
 pub use keys::IndexKind;
 pub use lookup::IndexedMessage;
+pub use nodes::{NodeRecord, NodeState};
+pub use placement::{Placed, TenantPlacement};
 pub use pop::{InflightRecord, PopChange, PopQueueState};
 pub use ranges::{BlockRef, RangeRecord};
 pub use records::{
@@ -109,6 +115,10 @@ pub enum CatalogError {
     /// hand it over (see [`ServingLease`]).
     #[error("{0}")]
     NamespaceServed(String),
+    /// A node id already belongs to another data directory (see
+    /// [`NodeRecord`]).
+    #[error("{0}")]
+    NodeIdTaken(String),
     /// A conditional write kept losing races to concurrent writers; retry later.
     #[error("metadata conflict: {0}")]
     Conflict(String),

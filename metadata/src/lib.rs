@@ -13,9 +13,10 @@ pub mod store;
 
 pub use catalog::{
     AccessKeyRecord, BlockRef, Catalog, CatalogError, CommittedOffset, GroupRecord, GroupSpec,
-    HalfRecord, IndexKind, IndexedMessage, InflightRecord, MessageType, NewTopic, OwnerRecord,
-    ParseMessageTypeError, PopChange, PopQueueState, RangeRecord, Retention, RetryPolicy,
-    SealedSecretRecord, ServingLease, StartPosition, TenantRecord, Timer, TopicRecord, UsageRollup,
+    HalfRecord, IndexKind, IndexedMessage, InflightRecord, MessageType, NewTopic, NodeRecord,
+    NodeState, OwnerRecord, ParseMessageTypeError, Placed, PopChange, PopQueueState, RangeRecord,
+    Retention, RetryPolicy, SealedSecretRecord, ServingLease, StartPosition, TenantPlacement,
+    TenantRecord, Timer, TopicRecord, UsageRollup,
 };
 pub use etcd_store::{EtcdAddress, EtcdStore};
 pub use memory_store::MemoryStore;

@@ -104,7 +104,9 @@ impl TenancyError {
                 CatalogError::Conflict(_) | CatalogError::AccessKeyAlreadyExists { .. } => {
                     ErrorCode::Conflict
                 }
-                CatalogError::Meta(_) | CatalogError::NamespaceServed(_) => ErrorCode::Internal,
+                CatalogError::Meta(_)
+                | CatalogError::NamespaceServed(_)
+                | CatalogError::NodeIdTaken(_) => ErrorCode::Internal,
             },
             TenancyError::Secrets(_) | TenancyError::CredentialsFile { .. } => ErrorCode::Internal,
         }

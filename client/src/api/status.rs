@@ -124,3 +124,44 @@ pub struct RecoveryJson {
     pub truncated_bytes: u64,
     pub truncated_reason: Option<String>,
 }
+
+/// `GET /v1/cluster`: the nodes sharing this metadata namespace, the queues
+/// and tenants each holds, and the serving lease.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClusterJson {
+    /// "redb" (embedded, one node) or "etcd".
+    pub backend: String,
+    /// The answering node's clock, Unix ms (expiries are relative to it).
+    pub now_ms: i64,
+    /// The node that answered.
+    pub answered_by: String,
+    /// On shared metadata (etcd): the node serving the namespace.
+    pub serving_lease: Option<ServingLeaseJson>,
+    pub nodes: Vec<ClusterNodeJson>,
+    /// Queues of existing topics.
+    pub queues: usize,
+    /// Queues whose owner is no registered node.
+    pub queues_unregistered_owner: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClusterNodeJson {
+    pub node: String,
+    /// "live", "expired" (stopped heartbeating without leaving: its WAL
+    /// awaits adoption or a restart), "left" or "adopted".
+    pub state: String,
+    /// The node that adopted this one's WAL, when "adopted".
+    pub adopted_by: Option<String>,
+    pub grpc_addr: String,
+    pub http_addr: String,
+    pub data_dir: String,
+    pub started_ms: i64,
+    /// Milliseconds until the heartbeat lease runs out; negative once it has.
+    pub expires_in_ms: i64,
+    /// Bytes of its WAL not yet in object storage, at its last heartbeat.
+    pub upload_lag_bytes: u64,
+    /// Queues (of existing topics) this node owns.
+    pub queues: usize,
+    /// Tenants placed on this node.
+    pub tenants: usize,
+}

@@ -72,6 +72,9 @@ pub enum Command {
     Group(GroupCommand),
     /// Show the node's status: WAL fill, cache, recovery.
     Status,
+    /// Inspect the nodes sharing the metadata namespace (service admins).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Show who the credentials belong to: access key, tenant, role.
     Whoami,
     /// Manage tenants (service admins).
@@ -95,6 +98,13 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Nodes with their state, addresses, heartbeat and upload lag, and the
+    /// queues and tenants each holds, as the metadata store has them.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,8 +8,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use super::{
-    Cli, Command, CompactorArgs, GroupCommand, MetadataCommand, ProduceArgs, ServeArgs,
-    TopicCommand,
+    Cli, ClusterCommand, Command, CompactorArgs, GroupCommand, MetadataCommand, ProduceArgs,
+    ServeArgs, TopicCommand,
 };
 use crate::config::Config;
 use crate::http::groups::CreateGroup;
@@ -56,6 +56,14 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Consume(args) => super::consume::consume(&client, json, args).await,
         Command::Find(args) => super::consume::find(&client, json, args).await,
         Command::Group(cmd) => group(&client, json, cmd).await,
+        Command::Cluster(ClusterCommand::Status) => {
+            let cluster = client.cluster().await?;
+            if json {
+                return print_json(&cluster);
+            }
+            print_cluster(&cluster);
+            Ok(())
+        }
         Command::Status => {
             let status = client.status().await?;
             if json {
@@ -493,4 +501,61 @@ async fn group(client: &Client, json: bool, cmd: GroupCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_cluster(c: &strata_client::api::status::ClusterJson) {
+    println!(
+        "metadata {} — {} node{}, {} queues (answered by {})",
+        c.backend,
+        c.nodes.len(),
+        if c.nodes.len() == 1 { "" } else { "s" },
+        c.queues,
+        c.answered_by
+    );
+    if let Some(l) = &c.serving_lease {
+        let left = l.expires_ms - c.now_ms;
+        println!(
+            "serving lease: {}{}",
+            l.node,
+            if l.released {
+                " (handed over)".to_string()
+            } else if left > 0 {
+                format!(" ({left} ms left)")
+            } else {
+                format!(" (expired {} ms ago, not handed over)", -left)
+            }
+        );
+    }
+    println!(
+        "{:<16} {:<9} {:<22} {:<22} {:>7} {:>7} {:>10} {:>12}",
+        "NODE", "STATE", "GRPC", "HTTP", "QUEUES", "TENANTS", "LAG", "HEARTBEAT"
+    );
+    for n in &c.nodes {
+        let state = match &n.adopted_by {
+            Some(by) => format!("adopted by {by}"),
+            None => n.state.clone(),
+        };
+        let heartbeat = if n.state == "live" || n.state == "expired" {
+            format!("{} ms", n.expires_in_ms)
+        } else {
+            "-".to_string()
+        };
+        println!(
+            "{:<16} {:<9} {:<22} {:<22} {:>7} {:>7} {:>10} {:>12}",
+            n.node,
+            state,
+            n.grpc_addr,
+            n.http_addr,
+            n.queues,
+            n.tenants,
+            bytes(n.upload_lag_bytes),
+            heartbeat
+        );
+    }
+    if c.queues_unregistered_owner > 0 {
+        println!(
+            "{} queues are owned by nodes not in the registry (nodes from before it existed)",
+            c.queues_unregistered_owner
+        );
+    }
 }

@@ -57,6 +57,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/metrics"),
     ("get", "/v1/openapi.json"),
     ("get", "/v1/status"),
+    ("get", "/v1/cluster"),
     ("get", "/v1/topics"),
     ("post", "/v1/topics"),
     ("get", "/v1/topics/{topic}"),
@@ -107,6 +108,7 @@ pub fn router(state: AppState, max_request_bytes: usize) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/v1/status", get(ops::status))
+        .route("/v1/cluster", get(ops::cluster))
         .route("/v1/topics", get(topics::list).post(topics::create))
         .route(
             "/v1/topics/{topic}",

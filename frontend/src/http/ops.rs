@@ -217,6 +217,28 @@ pub async fn metrics(State(state): State<AppState>, caller: Caller) -> Response 
         .into_response()
 }
 
+/// `GET /v1/cluster`: the nodes of this metadata namespace (service admins).
+pub async fn cluster(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Reply<strata_client::api::status::ClusterJson>> {
+    caller.require(Permission::ManageService)?;
+    let engine = &state.engine;
+    crate::cluster::status::cluster_status(
+        state.credentials.catalog(),
+        &engine.config().node_id,
+        engine.clock().now_ms(),
+    )
+    .await
+    .map(Reply)
+    .map_err(|e| {
+        super::ApiError::new(
+            strata_common::ErrorCode::Unavailable,
+            format!("metadata store: {e}"),
+        )
+    })
+}
+
 pub async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<Reply<StatusJson>> {
     caller.require(Permission::ManageService)?;
     let catalog = state.credentials.catalog();

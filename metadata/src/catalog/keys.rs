@@ -15,6 +15,22 @@ pub const TOPIC_SEQ: &[u8] = b"seq/topic";
 /// `serving-lease` → JSON `ServingLease`: the node serving this namespace.
 pub const SERVING_LEASE: &[u8] = b"serving-lease";
 
+/// Prefix of every node record (`node/<id>` → JSON `NodeRecord`).
+pub const ALL_NODES: &[u8] = b"node/";
+
+/// `node/<id>` → JSON `NodeRecord`: a node of the cluster and its heartbeat.
+pub fn node(id: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("node/{}", segment(id)?).into_bytes())
+}
+
+/// Prefix of every tenant placement (`placement/<tenant>`).
+pub const ALL_PLACEMENTS: &[u8] = b"placement/";
+
+/// `placement/<tenant>` → JSON `TenantPlacement`: the node serving a tenant.
+pub fn placement(tenant: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("placement/{}", segment(tenant)?).into_bytes())
+}
+
 /// Prefix of every topic record, across all tenants.
 pub const ALL_TOPICS: &[u8] = b"topic/";
 

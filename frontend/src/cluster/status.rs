@@ -1,0 +1,174 @@
+//! What `GET /v1/cluster` (and `strata cluster status`) shows: every
+//! registered node with its state, addresses, heartbeat and upload lag, and
+//! how many queues and tenants each holds, all read from the metadata store.
+
+use std::collections::{HashMap, HashSet};
+
+use strata_client::api::status::{ClusterJson, ClusterNodeJson, ServingLeaseJson};
+use strata_common::TopicId;
+use strata_metadata::{Catalog, CatalogError, NodeRecord, NodeState};
+
+/// The cluster as the metadata store has it, seen from `answered_by` at `now_ms`.
+pub async fn cluster_status(
+    catalog: &Catalog,
+    answered_by: &str,
+    now_ms: i64,
+) -> Result<ClusterJson, CatalogError> {
+    let nodes = catalog.cluster_nodes().await?;
+    let topics: HashMap<TopicId, u32> = catalog
+        .all_topics()
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t.queues))
+        .collect();
+    // Owner records outlive deleted topics (ids are never reused): count
+    // only queues of topics that exist.
+    let mut owned: HashMap<String, usize> = HashMap::new();
+    let mut queues = 0;
+    for (key, owner) in catalog.all_owners().await? {
+        if topics.get(&key.topic).is_some_and(|n| key.queue < *n) {
+            *owned.entry(owner.node).or_default() += 1;
+            queues += 1;
+        }
+    }
+    let mut tenants: HashMap<String, usize> = HashMap::new();
+    for p in catalog.tenant_placements().await? {
+        if !p.released {
+            *tenants.entry(p.node).or_default() += 1;
+        }
+    }
+    let registered: HashSet<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
+    let queues_unregistered_owner = owned
+        .iter()
+        .filter(|(node, _)| !registered.contains(node.as_str()))
+        .map(|(_, n)| n)
+        .sum();
+    let serving_lease = catalog.serving_lease().await?.map(|l| ServingLeaseJson {
+        node: l.node,
+        identity: l.identity,
+        data_dir: l.data_dir,
+        expires_ms: l.expires_ms,
+        released: l.released,
+    });
+    Ok(ClusterJson {
+        backend: catalog.store().backend_name().to_string(),
+        now_ms,
+        answered_by: answered_by.to_string(),
+        serving_lease,
+        nodes: nodes
+            .into_iter()
+            .map(|n| node_json(n, now_ms, &owned, &tenants))
+            .collect(),
+        queues,
+        queues_unregistered_owner,
+    })
+}
+
+fn node_json(
+    n: NodeRecord,
+    now_ms: i64,
+    owned: &HashMap<String, usize>,
+    tenants: &HashMap<String, usize>,
+) -> ClusterNodeJson {
+    let (state, adopted_by) = match &n.state {
+        NodeState::Live if n.is_live(now_ms) => ("live", None),
+        NodeState::Live => ("expired", None),
+        NodeState::Left => ("left", None),
+        NodeState::Adopted { by } => ("adopted", Some(by.clone())),
+    };
+    ClusterNodeJson {
+        queues: owned.get(&n.node).copied().unwrap_or(0),
+        tenants: tenants.get(&n.node).copied().unwrap_or(0),
+        state: state.to_string(),
+        adopted_by,
+        expires_in_ms: n.expires_ms.saturating_sub(now_ms),
+        node: n.node,
+        grpc_addr: n.grpc_addr,
+        http_addr: n.http_addr,
+        data_dir: n.data_dir,
+        started_ms: n.started_ms,
+        upload_lag_bytes: n.upload_lag_bytes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_metadata::{MemoryStore, MessageType, NewTopic, Retention};
+
+    fn topic(queues: u32) -> NewTopic {
+        NewTopic {
+            queues,
+            message_type: MessageType::Normal,
+            retention: Retention::Unlimited,
+            retention_bytes: None,
+        }
+    }
+
+    fn draft(node: &str) -> NodeRecord {
+        NodeRecord {
+            node: node.into(),
+            identity: format!("dir-{node}"),
+            data_dir: format!("/data/{node}"),
+            grpc_addr: format!("{node}:8081"),
+            http_addr: format!("{node}:8080"),
+            started_ms: 0,
+            expires_ms: 0,
+            upload_lag_bytes: 0,
+            state: NodeState::Live,
+        }
+    }
+
+    #[tokio::test]
+    async fn nodes_show_their_state_and_the_queues_of_live_topics_they_own() {
+        let c = Catalog::new(MemoryStore::new());
+        c.join_cluster(draft("a"), 0, 10_000).await.unwrap();
+        let b = c.join_cluster(draft("b"), 0, 1_000).await.unwrap();
+        c.join_cluster(draft("c"), 0, 10_000).await.unwrap();
+        let adopted = NodeRecord {
+            state: NodeState::Adopted { by: "a".into() },
+            ..b.clone()
+        };
+        let c_record = c.cluster_node("c").await.unwrap().unwrap();
+        c.update_node(
+            &c_record,
+            NodeRecord {
+                expires_ms: 2_000,
+                ..c_record.clone()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        c.update_node(&b, adopted).await.unwrap().unwrap();
+        let orders = c.create_topic("t1", "orders", topic(4), 0).await.unwrap();
+        c.claim_topic_queues(orders.id, 4, "a").await.unwrap();
+        let gone = c.create_topic("t1", "gone", topic(2), 0).await.unwrap();
+        c.claim_topic_queues(gone.id, 2, "a").await.unwrap();
+        c.delete_topic("t1", "gone").await.unwrap();
+        let logs = c.create_topic("t2", "logs", topic(1), 0).await.unwrap();
+        c.claim_topic_queues(logs.id, 1, "ghost").await.unwrap();
+        c.place_tenant("t1", "a").await.unwrap();
+
+        let s = cluster_status(&c, "a", 5_000).await.unwrap();
+        assert_eq!((s.queues, s.queues_unregistered_owner), (5, 1));
+        let view: Vec<String> = s
+            .nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "{} {} {:?} queues={} tenants={} expires_in={}",
+                    n.node, n.state, n.adopted_by, n.queues, n.tenants, n.expires_in_ms
+                )
+            })
+            .collect();
+        assert_eq!(
+            view,
+            [
+                "a live None queues=4 tenants=1 expires_in=5000",
+                "b adopted Some(\"a\") queues=0 tenants=0 expires_in=-4000",
+                "c expired None queues=0 tenants=0 expires_in=-3000",
+            ]
+        );
+    }
+}

@@ -1,0 +1,261 @@
+//! The node registry: every node of a cluster registers under its id with
+//! its data directory's identity and advertised addresses, and keeps a
+//! heartbeat lease by pushing `expires_ms` forward.
+//!
+//! A record's state says what may be done with the node's WAL:
+//! - `Live` and unexpired: the node serves; nobody touches its tenants.
+//! - `Live` but expired: the node died or was cut off without leaving. Its
+//!   WAL may hold acknowledged messages not yet in object storage, so its
+//!   tenants stay put until a survivor adopts its data directory (uploads
+//!   that WAL) and marks the record `Adopted`.
+//! - `Left` or `Adopted`: nothing of the node's is only in its WAL any more;
+//!   its tenants may be placed elsewhere.
+//!
+//! A node id belongs to one data directory for good: WAL positions (the
+//! `wal-checkpoint/<node>` key) are tracked per node id, so a second
+//! directory under the same id would mistake the first one's checkpoint for
+//! its own.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Catalog, CatalogError, MAX_ATTEMPTS, decode, encode, keys};
+use crate::store::{Check, Txn, TxnOutcome};
+
+/// What the cluster may do with a node's tenants and WAL (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum NodeState {
+    Live,
+    /// Left gracefully after uploading its whole WAL.
+    Left,
+    /// Died; `by` adopted its data directory and uploaded its WAL.
+    Adopted {
+        by: String,
+    },
+}
+
+/// A node as registered, with its heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub node: String,
+    /// The identity of the node's data directory (kept in the directory).
+    pub identity: String,
+    /// Where the data directory is, as the node saw it: a survivor that can
+    /// reach the same path (a shared directory, a re-attached volume) adopts it.
+    pub data_dir: String,
+    /// Address clients reach this node's gRPC service at (`host:port`).
+    pub grpc_addr: String,
+    /// Address other nodes forward HTTP requests to (`host:port`).
+    pub http_addr: String,
+    /// Unix ms of the node's (latest) start.
+    pub started_ms: i64,
+    /// Unix ms after which the node is presumed gone unless it heartbeats.
+    pub expires_ms: i64,
+    /// Bytes of its WAL not yet in object storage, as of its last heartbeat.
+    #[serde(default)]
+    pub upload_lag_bytes: u64,
+    #[serde(flatten)]
+    pub state: NodeState,
+}
+
+impl NodeRecord {
+    /// Heartbeating and unexpired at `now_ms`.
+    pub fn is_live(&self, now_ms: i64) -> bool {
+        self.state == NodeState::Live && self.expires_ms > now_ms
+    }
+
+    /// Stopped heartbeating without leaving: its WAL must be adopted before
+    /// its tenants move.
+    pub fn needs_adoption(&self, now_ms: i64) -> bool {
+        self.state == NodeState::Live && self.expires_ms <= now_ms
+    }
+
+    /// Left or adopted: nothing of it remains only in its WAL.
+    pub fn is_gone(&self) -> bool {
+        self.state != NodeState::Live
+    }
+}
+
+impl Catalog {
+    /// Registers `node` (live until `now_ms + ttl_ms`), or takes its record
+    /// back after a restart of the same data directory. Refuses with
+    /// [`CatalogError::NodeIdTaken`] when the id belongs to another data
+    /// directory.
+    pub async fn join_cluster(
+        &self,
+        node: NodeRecord,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<NodeRecord, CatalogError> {
+        let key = keys::node(&node.node)?;
+        let joined = NodeRecord {
+            started_ms: now_ms,
+            expires_ms: now_ms.saturating_add(ttl_ms),
+            state: NodeState::Live,
+            ..node
+        };
+        for _ in 0..MAX_ATTEMPTS {
+            let check = match self.store.get(&key).await? {
+                None => Check::Absent { key: key.clone() },
+                Some(raw) => {
+                    let held: NodeRecord = decode(&key, &raw)?;
+                    if held.identity != joined.identity {
+                        return Err(CatalogError::NodeIdTaken(format!(
+                            "node id {:?} belongs to another data directory in this \
+                             namespace (identity {}, at {}); WAL positions are tracked per \
+                             node id, so give this data directory its own node_id",
+                            held.node, held.identity, held.data_dir
+                        )));
+                    }
+                    Check::ValueEquals {
+                        key: key.clone(),
+                        value: raw,
+                    }
+                }
+            };
+            let txn = Txn::new()
+                .check(check)
+                .put(key.clone(), encode(&key, &joined)?);
+            if self.store.commit(txn).await? == TxnOutcome::Committed {
+                return Ok(joined);
+            }
+        }
+        Err(CatalogError::Conflict(format!(
+            "node record {:?} kept changing while this node joined",
+            joined.node
+        )))
+    }
+
+    /// Replaces `held` by `next` if the stored record is still `held`:
+    /// heartbeats, leaving, adoption. `None` when it changed underneath (a
+    /// heartbeat that gets `None` means the node was adopted or replaced).
+    /// The check compares the stored bytes, read here, so nodes running
+    /// different versions (encoding a record differently) still agree.
+    pub async fn update_node(
+        &self,
+        held: &NodeRecord,
+        next: NodeRecord,
+    ) -> Result<Option<NodeRecord>, CatalogError> {
+        let key = keys::node(&held.node)?;
+        let Some((current, raw)) = self.get_record::<NodeRecord>(&key).await? else {
+            return Ok(None);
+        };
+        if &current != held {
+            return Ok(None);
+        }
+        let txn = Txn::new()
+            .check(Check::ValueEquals {
+                key: key.clone(),
+                value: raw,
+            })
+            .put(key.clone(), encode(&key, &next)?);
+        Ok(match self.store.commit(txn).await? {
+            TxnOutcome::Committed => Some(next),
+            TxnOutcome::CheckFailed { .. } => None,
+        })
+    }
+
+    /// One node's record.
+    pub async fn cluster_node(&self, node: &str) -> Result<Option<NodeRecord>, CatalogError> {
+        Ok(self
+            .get_record::<NodeRecord>(&keys::node(node)?)
+            .await?
+            .map(|(record, _)| record))
+    }
+
+    /// Every registered node, by id.
+    pub async fn cluster_nodes(&self) -> Result<Vec<NodeRecord>, CatalogError> {
+        Ok(self.scan_records(keys::ALL_NODES).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    const TTL: i64 = 10_000;
+
+    fn draft(node: &str, identity: &str) -> NodeRecord {
+        NodeRecord {
+            node: node.into(),
+            identity: identity.into(),
+            data_dir: format!("/data/{identity}"),
+            grpc_addr: "127.0.0.1:8081".into(),
+            http_addr: "127.0.0.1:8080".into(),
+            started_ms: 0,
+            expires_ms: 0,
+            upload_lag_bytes: 0,
+            state: NodeState::Live,
+        }
+    }
+
+    #[tokio::test]
+    async fn nodes_join_heartbeat_leave_and_keep_their_ids() {
+        let c = Catalog::new(MemoryStore::new());
+        let a = c
+            .join_cluster(draft("a", "dir-a"), 1_000, TTL)
+            .await
+            .unwrap();
+        assert_eq!((a.started_ms, a.expires_ms), (1_000, 11_000));
+        assert!(a.is_live(10_999) && !a.is_live(11_000));
+        assert!(a.needs_adoption(11_000) && !a.is_gone());
+        c.join_cluster(draft("b", "dir-b"), 1_000, TTL)
+            .await
+            .unwrap();
+
+        // Another data directory under a's id: refused, live or not.
+        let taken = c
+            .join_cluster(draft("a", "dir-c"), 50_000, TTL)
+            .await
+            .unwrap_err();
+        assert!(taken.to_string().contains("its own node_id"), "{taken}");
+
+        // A heartbeat moves the expiry; a stale copy no longer applies.
+        let beat = NodeRecord {
+            expires_ms: 15_000,
+            upload_lag_bytes: 42,
+            ..a.clone()
+        };
+        let a2 = c.update_node(&a, beat).await.unwrap().expect("heartbeat");
+        assert_eq!(c.update_node(&a, a.clone()).await.unwrap(), None);
+
+        // A restart of the same directory takes the record back, live again.
+        let left = NodeRecord {
+            state: NodeState::Left,
+            ..a2.clone()
+        };
+        c.update_node(&a2, left).await.unwrap().expect("left");
+        assert!(c.cluster_node("a").await.unwrap().unwrap().is_gone());
+        let back = c
+            .join_cluster(draft("a", "dir-a"), 20_000, TTL)
+            .await
+            .unwrap();
+        assert_eq!(back.state, NodeState::Live);
+        assert_eq!(back.started_ms, 20_000);
+
+        let ids: Vec<String> = c
+            .cluster_nodes()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| n.node)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[test]
+    fn node_state_is_stored_flat_and_readable_without_lag() {
+        let adopted = NodeRecord {
+            state: NodeState::Adopted { by: "b".into() },
+            ..draft("a", "dir-a")
+        };
+        let json = serde_json::to_value(&adopted).unwrap();
+        assert_eq!(json["state"], "adopted");
+        assert_eq!(json["by"], "b");
+        let mut older = json.clone();
+        older.as_object_mut().unwrap().remove("upload_lag_bytes");
+        let back: NodeRecord = serde_json::from_value(older).unwrap();
+        assert_eq!(back.state, adopted.state);
+    }
+}
