@@ -185,6 +185,16 @@ pub struct MetadataSection {
 pub enum MetadataUrl {
     Embedded,
     Etcd(strata_metadata::EtcdAddress),
+    /// TiKV through its PD endpoints; served only by a build with the
+    /// `tikv` feature.
+    Tikv(strata_metadata::TikvAddress),
+}
+
+impl MetadataUrl {
+    /// Shared between nodes (etcd, TiKV) rather than embedded in one.
+    pub fn is_shared(&self) -> bool {
+        !matches!(self, MetadataUrl::Embedded)
+    }
 }
 
 impl MetadataSection {
@@ -198,8 +208,14 @@ impl MetadataSection {
                 .map(MetadataUrl::Etcd)
                 .map_err(|e| ConfigError::Invalid(format!("metadata.url: {e}")));
         }
+        if url.starts_with("tikv://") {
+            return strata_metadata::TikvAddress::parse(url)
+                .map(MetadataUrl::Tikv)
+                .map_err(|e| ConfigError::Invalid(format!("metadata.url: {e}")));
+        }
         Err(ConfigError::Invalid(format!(
-            "metadata.url must be \"embedded\" or etcd://host:port[,host:port...][/namespace], got {url:?}"
+            "metadata.url must be \"embedded\", etcd://host:port[,host:port...][/namespace] or \
+             tikv://pd-host:port[,pd-host:port...][/namespace], got {url:?}"
         )))
     }
 }
@@ -599,11 +615,11 @@ impl Config {
             ));
         }
         if self.compactor_placement()? == CompactorPlacement::Separate
-            && self.metadata.parse()? == MetadataUrl::Embedded
+            && !self.metadata.parse()?.is_shared()
         {
             return bad(
                 "compactor.mode = \"separate\" needs a metadata store two processes can share: \
-                 set metadata.url to etcd://... (the embedded store is opened by one process at a time)"
+                 set metadata.url to etcd://... or tikv://... (the embedded store is opened by one process at a time)"
                     .into(),
             );
         }

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use strata_engine::EngineConfig;
 
-use crate::config::{Config, MetadataUrl};
+use crate::config::Config;
 use crate::server::ServerError;
 
 /// One node's WAL volume: the node's id and its data directory.
@@ -70,7 +70,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ServerError> {
     config.validate()?;
-    if config.metadata.parse()? == MetadataUrl::Embedded {
+    if !config.metadata.parse()?.is_shared() {
         return Err(ServerError::Compactor(
             "`strata compactor` shares the metadata store with the node: set metadata.url to \
              etcd://... (the embedded store is opened by one process at a time)"

@@ -157,7 +157,29 @@ pub(crate) async fn open_metadata(config: &Config) -> Result<Arc<dyn MetaStore>,
             tracing::info!(endpoints = %address.endpoints.join(","), namespace = %address.namespace, "metadata on etcd");
             store
         }
+        MetadataUrl::Tikv(address) => open_tikv(&address).await?,
     })
+}
+
+#[cfg(feature = "tikv")]
+async fn open_tikv(
+    address: &strata_metadata::TikvAddress,
+) -> Result<Arc<dyn MetaStore>, ServerError> {
+    let store = strata_metadata::TikvStore::connect(address).await?;
+    tracing::info!(pd = %address.pd_endpoints.join(","), namespace = %address.namespace, "metadata on TiKV");
+    Ok(store)
+}
+
+#[cfg(not(feature = "tikv"))]
+async fn open_tikv(
+    _address: &strata_metadata::TikvAddress,
+) -> Result<Arc<dyn MetaStore>, ServerError> {
+    Err(ServerError::Config(ConfigError::Invalid(
+        "metadata.url names TiKV, but this strata binary was built without TiKV support \
+         (its client brings a second gRPC stack, so it is opt-in): build it with \
+         `cargo build --release --features tikv`"
+            .into(),
+    )))
 }
 
 /// Takes the data directory's lock so two nodes never share one WAL.
@@ -208,9 +230,9 @@ pub async fn start_with_clock(
                 source,
             }
         })?;
-    let serving = match config.metadata.parse()? {
-        MetadataUrl::Embedded => None,
-        MetadataUrl::Etcd(_) => Some(
+    let serving = match config.metadata.parse()?.is_shared() {
+        false => None,
+        true => Some(
             ServingKeeper::take(
                 Catalog::new(store.clone()),
                 &config,

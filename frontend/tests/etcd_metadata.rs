@@ -179,13 +179,21 @@ async fn nodes_in_different_namespaces_share_nothing() {
 async fn bad_metadata_urls_stop_the_start_with_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     for (url, expect) in [
-        (
-            "redis://x:1",
-            "metadata.url must be \"embedded\" or etcd://",
-        ),
+        ("redis://x:1", "metadata.url must be \"embedded\", etcd://"),
         ("etcd://nohost", "endpoint \"nohost\" is not host:port"),
         // Nothing listens on port 1: the start fails, naming the endpoint.
         ("etcd://127.0.0.1:1/x", "etcd 127.0.0.1:1"),
+        ("tikv://pd", "endpoint \"pd\" is not host:port"),
+        // Without the `tikv` feature the build says how to get it; with
+        // it, the unreachable PD is named.
+        (
+            "tikv://127.0.0.1:1/x",
+            if cfg!(feature = "tikv") {
+                "TiKV (PD 127.0.0.1:1)"
+            } else {
+                "cargo build --release --features tikv"
+            },
+        ),
     ] {
         let mut c: Config = common::config(dir.path());
         c.metadata.url = url.into();

@@ -33,6 +33,7 @@ use etcd_client::{
     TxnOpResponse,
 };
 
+use crate::address::EtcdAddress;
 use crate::store::{
     Check, MetaError, MetaStore, Mutation, Txn, TxnOutcome, prefix_end, range_is_empty,
     validate_key, validate_scan, validate_txn,
@@ -44,53 +45,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rounds over the members a request makes before it fails.
 const ROUNDS: usize = 2;
-
-/// Where an [`EtcdStore`] connects, parsed from
-/// `etcd://host:port[,host:port...][/namespace]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EtcdAddress {
-    /// `host:port` of each member, as given.
-    pub endpoints: Vec<String>,
-    /// Prefix of every key (without the trailing `/`); `strata` by default.
-    pub namespace: String,
-}
-
-impl EtcdAddress {
-    /// The namespace used when the URL names none.
-    pub const DEFAULT_NAMESPACE: &'static str = "strata";
-
-    /// Parses `etcd://h1:2379,h2:2379/namespace`.
-    pub fn parse(url: &str) -> Result<Self, MetaError> {
-        let bad = |why: &str| {
-            MetaError::Invalid(format!(
-                "metadata URL {url:?}: {why}; expected etcd://host:port[,host:port...][/namespace]"
-            ))
-        };
-        let rest = url
-            .strip_prefix("etcd://")
-            .ok_or_else(|| bad("it does not start with etcd://"))?;
-        let (hosts, namespace) = match rest.split_once('/') {
-            Some((hosts, ns)) => (hosts, ns.trim_end_matches('/')),
-            None => (rest, ""),
-        };
-        let endpoints: Vec<String> = hosts.split(',').map(str::trim).map(String::from).collect();
-        for e in &endpoints {
-            let port = e.rsplit_once(':').map(|(_, p)| p);
-            if e.is_empty() || port.is_none_or(|p| p.parse::<u16>().is_err()) {
-                return Err(bad(&format!("endpoint {e:?} is not host:port")));
-            }
-        }
-        let namespace = if namespace.is_empty() {
-            Self::DEFAULT_NAMESPACE.to_string()
-        } else {
-            namespace.to_string()
-        };
-        Ok(Self {
-            endpoints,
-            namespace,
-        })
-    }
-}
 
 /// A [`MetaStore`] on an etcd v3 cluster.
 ///
@@ -390,26 +344,6 @@ impl MetaStore for EtcdStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_parse_with_and_without_a_namespace() {
-        let a = EtcdAddress::parse("etcd://127.0.0.1:2379,h2:2380/prod/eu").unwrap();
-        assert_eq!(a.endpoints, ["127.0.0.1:2379", "h2:2380"]);
-        assert_eq!(a.namespace, "prod/eu");
-        let b = EtcdAddress::parse("etcd://h:1/").unwrap();
-        assert_eq!(b.namespace, EtcdAddress::DEFAULT_NAMESPACE);
-        for bad in [
-            "http://h:1",
-            "etcd://",
-            "etcd://h",
-            "etcd://h:x",
-            "etcd://h:1,,h:2",
-            "etcd://h:99999",
-        ] {
-            let e = EtcdAddress::parse(bad).unwrap_err().to_string();
-            assert!(e.contains("etcd://host:port"), "{bad}: {e}");
-        }
-    }
 
     #[test]
     fn only_the_last_write_of_a_key_is_sent() {

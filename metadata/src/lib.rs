@@ -1,16 +1,21 @@
 //! Strata's metadata: the [`MetaStore`] trait (a transactional, ordered
 //! key-value store), its backends ([`RedbStore`] embedded on disk,
-//! [`EtcdStore`] on an etcd v3 cluster, [`MemoryStore`] ephemeral), a [`conformance`] suite every backend must
+//! [`EtcdStore`] on an etcd v3 cluster, `TikvStore` on TiKV with the
+//! `tikv` feature, [`MemoryStore`] ephemeral), a [`conformance`] suite every backend must
 //! pass, and the [`Catalog`] of tenants, access keys, topics, groups, offsets and queue owners
 //! built on top of any backend.
 
+pub mod address;
 pub mod catalog;
 pub mod conformance;
 pub mod etcd_store;
 pub mod memory_store;
 pub mod redb_store;
 pub mod store;
+#[cfg(feature = "tikv")]
+pub mod tikv_store;
 
+pub use address::{EtcdAddress, TikvAddress};
 pub use catalog::{
     AccessKeyRecord, BlockRef, Catalog, CatalogError, CommittedOffset, GroupRecord, GroupSpec,
     HalfRecord, IndexKind, IndexedMessage, InflightRecord, MessageType, NewTopic, NodeRecord,
@@ -18,7 +23,9 @@ pub use catalog::{
     Retention, RetryPolicy, SealedSecretRecord, ServingLease, StartPosition, TenantPlacement,
     TenantRecord, Timer, TopicRecord, UsageRollup,
 };
-pub use etcd_store::{EtcdAddress, EtcdStore};
+pub use etcd_store::EtcdStore;
 pub use memory_store::MemoryStore;
 pub use redb_store::RedbStore;
 pub use store::{Check, MetaError, MetaStore, Mutation, Txn, TxnOutcome};
+#[cfg(feature = "tikv")]
+pub use tikv_store::TikvStore;
