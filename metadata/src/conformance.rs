@@ -703,3 +703,26 @@ pub async fn checks_fence_writes_to_other_keys(store: &Store) {
         );
     }
 }
+
+/// Two stores on one cluster under different namespaces (`a/`, `b/`) see
+/// nothing of each other: not by key, not by scan, not through a check.
+/// For backends that namespace their keys (etcd, TiKV); the two must be
+/// empty to begin with.
+pub async fn namespaces_are_disjoint(a: &Store, b: &Store) {
+    put(a, b"k", b"a").await;
+    same(b, "get across namespaces", get(b, b"k").await, None);
+    let seen = ok(b, "scan", b.scan(b"", b"", 100).await);
+    same(b, "scan across namespaces", seen, Vec::new());
+    let outcome = ok(
+        b,
+        "commit",
+        b.commit(
+            Txn::new()
+                .check(Check::Absent { key: b"k".to_vec() })
+                .put("k", "b"),
+        )
+        .await,
+    );
+    same(b, "check across namespaces", outcome, TxnOutcome::Committed);
+    same(a, "own value kept", get(a, b"k").await, Some(b"a".to_vec()));
+}
