@@ -48,7 +48,8 @@ pub(crate) struct Delay {
 impl Delay {
     /// Loads the timers pending in the catalog.
     pub(crate) async fn open(core: Arc<Core>) -> Result<Arc<Self>> {
-        let timers = core.catalog.all_timers().await?;
+        let mut timers = core.catalog.all_timers().await?;
+        timers.retain(|t| core.serves(&t.tenant));
         let delay = Arc::new(Self {
             core,
             pending: std::sync::Mutex::new(BTreeSet::new()),
@@ -57,6 +58,20 @@ impl Delay {
         });
         delay.load(timers);
         Ok(delay)
+    }
+
+    /// Takes up the pending timers of a tenant this node now serves.
+    pub(crate) async fn load_tenant(&self, tenant: &str) -> Result<()> {
+        let mut timers = self.core.catalog.all_timers().await?;
+        timers.retain(|t| t.tenant == tenant);
+        self.load(timers);
+        Ok(())
+    }
+
+    /// Forgets the timers of a tenant this node no longer serves (they
+    /// stay in the catalog for the node that serves it next).
+    pub(crate) fn drop_tenant(&self, tenant: &str) {
+        self.lock().retain(|t| t.tenant != tenant);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<Timer>> {

@@ -102,6 +102,31 @@ impl Engine {
 
     /// Installs the fence every publish checks before it acknowledges (once;
     /// later calls are ignored).
+    /// Whether this node serves `tenant` (always, outside cluster mode).
+    pub fn serves(&self, tenant: &str) -> bool {
+        self.core.serves(tenant)
+    }
+
+    /// The tenants this node serves, or `None` when it serves all.
+    pub fn served_tenants(&self) -> Option<Vec<String>> {
+        self.core.served.list()
+    }
+
+    /// Starts serving a tenant placed on this node: claims its queues,
+    /// loads its topics from object storage, takes up its timers.
+    pub async fn serve_tenant(&self, tenant: &str) -> Result<()> {
+        self.core.serve_tenant(tenant).await?;
+        self.delay.load_tenant(tenant).await
+    }
+
+    /// Stops serving a tenant: refuses its requests, uploads the WAL so
+    /// that everything it acknowledged is in object storage, drops its
+    /// topics and timers. Then it may be placed on another node.
+    pub async fn release_tenant(&self, tenant: &str) -> Result<()> {
+        self.delay.drop_tenant(tenant);
+        self.core.release_tenant(tenant).await
+    }
+
     pub fn set_write_fence(&self, fence: Arc<dyn crate::WriteFence>) {
         let _ = self.core.write_fence.set(fence);
     }

@@ -233,7 +233,8 @@ impl Txn {
         let max_checks = self.core.config.txn_max_checks.max(1);
         let mut out = Vec::new();
         for record in self.core.catalog.all_halves().await? {
-            if record.next_check_ms > now {
+            // Another node's tenant (cluster mode): that node asks.
+            if record.next_check_ms > now || !self.core.serves(&record.tenant) {
                 continue;
             }
             if record.checks >= max_checks {

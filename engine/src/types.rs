@@ -78,6 +78,10 @@ pub struct EngineConfig {
     pub gc_grace: Duration,
     /// Where the compactor runs: in this process, or as `strata compactor`.
     pub compactor: CompactorPlacement,
+    /// The tenants this node serves at open, in cluster mode (`None`: every
+    /// tenant). More are added and removed while it runs
+    /// (`Engine::serve_tenant`, `Engine::release_tenant`).
+    pub served_tenants: Option<Vec<String>>,
     pub block_cache: strata_cache::BlockCacheConfig,
     pub cold_reader: strata_cache::ColdReaderConfig,
     /// Transaction check-backs: the first after this long, then doubling
@@ -118,6 +122,7 @@ impl EngineConfig {
             merge_target_bytes: 64 << 20,
             gc_grace: Duration::from_secs(300),
             compactor: CompactorPlacement::InProcess,
+            served_tenants: None,
             block_cache: strata_cache::BlockCacheConfig {
                 memory_bytes: 64 << 20,
                 disk_dir: Some(data_dir.join("cache")),

@@ -32,7 +32,79 @@ pub async fn adopt(
     held: &ServingLease,
     clock: Arc<dyn Clock>,
 ) -> Result<(), String> {
-    let dir = PathBuf::from(&held.data_dir);
+    let adoptee = Adoptee {
+        node: &held.node,
+        identity: &held.identity,
+        data_dir: &held.data_dir,
+    };
+    let lock = upload_volume(config, catalog, &adoptee, clock.clone()).await?;
+    match catalog
+        .renew_serving_lease(held, clock.now_ms(), 0, true)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Some(_) => {
+            tracing::warn!(node = %held.node, "handed the lease of the adopted node over");
+            mark_adopted(catalog, &held.node, &config.node_id).await;
+            drop(lock);
+            Ok(())
+        }
+        None => Err("the lease changed while adopting: another node took over".into()),
+    }
+}
+
+/// In cluster mode: adopts the data directory of `dead` (a node record that
+/// stopped heartbeating without leaving) and marks it adopted, which frees
+/// its tenants for other nodes. `Err` says why not (retried later).
+pub async fn adopt_node(
+    config: &Config,
+    catalog: &Catalog,
+    dead: &NodeRecord,
+    clock: Arc<dyn Clock>,
+) -> Result<(), String> {
+    let adoptee = Adoptee {
+        node: &dead.node,
+        identity: &dead.identity,
+        data_dir: &dead.data_dir,
+    };
+    let lock = upload_volume(config, catalog, &adoptee, clock).await?;
+    let adopted = NodeRecord {
+        state: NodeState::Adopted {
+            by: config.node_id.clone(),
+        },
+        ..dead.clone()
+    };
+    let marked = catalog
+        .update_node(dead, adopted)
+        .await
+        .map_err(|e| e.to_string())?;
+    drop(lock);
+    match marked {
+        Some(_) => {
+            tracing::warn!(node = %dead.node, "adopted the WAL of a node that stopped heartbeating; its tenants may move");
+            Ok(())
+        }
+        None => Err("its registry record changed while adopting (it came back)".into()),
+    }
+}
+
+/// The node whose data directory is adopted.
+struct Adoptee<'a> {
+    node: &'a str,
+    identity: &'a str,
+    data_dir: &'a str,
+}
+
+/// Locks the adoptee's data directory, recovers its WAL and uploads all of
+/// it under the adoptee's node id; returns the lock, held until the caller
+/// has recorded the adoption.
+async fn upload_volume(
+    config: &Config,
+    catalog: &Catalog,
+    held: &Adoptee<'_>,
+    clock: Arc<dyn Clock>,
+) -> Result<std::fs::File, String> {
+    let dir = PathBuf::from(held.data_dir);
     if held.data_dir.is_empty() || !dir.is_dir() {
         return Err(format!(
             "its data directory {:?} is not reachable here",
@@ -61,7 +133,7 @@ pub async fn adopt(
             lock_path.display()
         ));
     }
-    tracing::warn!(node = %held.node, dir = %dir.display(), "adopting the data directory of the node that served last and did not hand over");
+    tracing::warn!(node = %held.node, dir = %dir.display(), "adopting the data directory of a node that died without handing over");
 
     // Recover the WAL as its node would at restart (a torn tail is cut),
     // and publish how far it is durable for the volume reader.
@@ -95,7 +167,7 @@ pub async fn adopt(
         &objects,
         meter.clone(),
         clock.clone(),
-        &held.node,
+        held.node,
         &wal_dir,
     )
     .await
@@ -124,19 +196,8 @@ pub async fn adopt(
     if let Err(e) = ledger.flush().await {
         tracing::warn!(error = %e, "flushing the adoption's usage failed");
     }
-    match catalog
-        .renew_serving_lease(held, clock.now_ms(), 0, true)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        Some(_) => {
-            tracing::warn!(node = %held.node, uploads, checkpoint = compactor.checkpoint(), "adopted its data directory: everything it held is in object storage; handed its lease over");
-            mark_adopted(catalog, &held.node, &config.node_id).await;
-            drop(lock);
-            Ok(())
-        }
-        None => Err("the lease changed while adopting: another node took over".into()),
-    }
+    tracing::warn!(node = %held.node, uploads, checkpoint = compactor.checkpoint(), "adopted its data directory: everything it held is in object storage");
+    Ok(lock)
 }
 
 /// Records in the node registry that `node`'s WAL was adopted by `by`, so

@@ -66,6 +66,8 @@ pub struct ServingSection {
     /// Wait for the namespace instead of refusing to start while another
     /// node serves it; take over when that node hands over or dies.
     pub standby: bool,
+    /// Cluster mode: every node serves, each the tenants placed on it.
+    pub cluster: bool,
 }
 
 /// Check-backs of unresolved transactions.
@@ -303,6 +305,7 @@ impl Default for Config {
             serving: ServingSection {
                 lease_ttl_ms: 15_000,
                 standby: false,
+                cluster: false,
             },
             wal: WalSection {
                 segment_bytes: engine.wal_segment_bytes,
@@ -614,6 +617,13 @@ impl Config {
                 self.serving.lease_ttl_ms
             ));
         }
+        if self.serving.cluster && !self.metadata.parse()?.is_shared() {
+            return bad(
+                "serving.cluster = true needs a metadata store the nodes share: set \
+                 metadata.url to etcd://... or tikv://..."
+                    .into(),
+            );
+        }
         if self.compactor_placement()? == CompactorPlacement::Separate
             && !self.metadata.parse()?.is_shared()
         {
@@ -711,6 +721,7 @@ impl Config {
             merge_target_bytes: self.compactor.merge_target_bytes,
             gc_grace: Duration::from_millis(self.compactor.gc_grace_ms),
             compactor: self.compactor_placement()?,
+            served_tenants: None,
             block_cache: BlockCacheConfig {
                 memory_bytes: self.cache.block_memory_bytes,
                 disk_dir: match self.cache.block_disk_dir.as_str() {

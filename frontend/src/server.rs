@@ -9,6 +9,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::cluster::balance::Balancer;
+use crate::cluster::forward::Forwarder;
 use crate::cluster::registry::{Advertised, NodeKeeper};
 use crate::config::{Config, ConfigError, MetadataUrl};
 use crate::http::{self, AppState, AuthSettings, Metrics};
@@ -68,6 +70,8 @@ pub struct Running {
     serving: Option<ServingKeeper>,
     /// This node's registry entry.
     node: NodeKeeper,
+    /// In cluster mode: the balancer, its task and its stop signal.
+    balancer: Option<(Arc<Balancer>, JoinHandle<()>, watch::Sender<bool>)>,
     lock: std::fs::File,
 }
 
@@ -94,11 +98,17 @@ impl Running {
         let result = result.and(grpc);
         // On shared metadata another node may take over after a graceful
         // stop, so nothing may stay only in this node's WAL.
-        let uploaded_all = match self.serving {
-            Some(_) => crate::serving::upload_everything(&self.engine).await,
+        // A cluster node stops moving tenants before it uploads them all.
+        if let Some((_, task, stop)) = &self.balancer {
+            stop.send_replace(true);
+            task.abort();
+        }
+        let shared = self.serving.is_some() || self.balancer.is_some();
+        let uploaded_all = match shared {
+            true => crate::serving::upload_everything(&self.engine).await,
             // Embedded: nobody else can take over; the record says
             // whether anything is left only in the WAL.
-            None => self.engine.upload_lag_bytes() == 0,
+            false => self.engine.upload_lag_bytes() == 0,
         };
         self.engine.close().await?;
         self.metering.finish().await;
@@ -107,9 +117,15 @@ impl Running {
             store,
             serving,
             node,
+            balancer,
             lock,
             ..
         } = self;
+        if let Some((balancer, _, _)) = balancer
+            && uploaded_all
+        {
+            balancer.release_all().await;
+        }
         node.leave(uploaded_all).await;
         if let Some(keeper) = serving {
             keeper.finish(uploaded_all).await;
@@ -230,37 +246,7 @@ pub async fn start_with_clock(
                 source,
             }
         })?;
-    let serving = match config.metadata.parse()?.is_shared() {
-        false => None,
-        true => Some(
-            ServingKeeper::take(
-                Catalog::new(store.clone()),
-                &config,
-                &identity,
-                clock.clone(),
-            )
-            .await?,
-        ),
-    };
-    let weak_store = Arc::downgrade(&store);
-    let engine =
-        Engine::open_with_store(config.engine_config()?, clock.clone(), store.clone()).await?;
-    if let Some(keeper) = &serving {
-        engine.set_write_fence(keeper.fence());
-    }
-    let rate_clock = clock.clone();
-    let ledger = Arc::new(UsageLedger::new(
-        Catalog::new(store.clone()),
-        engine.meter().clone(),
-        clock.clone(),
-        &config.node_id,
-    ));
-    let metering = MeteringTasks::start(
-        engine.clone(),
-        ledger.clone(),
-        clock.clone(),
-        &config.metering,
-    );
+    // Listening first: the node registers its addresses before it serves.
     let listener = TcpListener::bind(&config.http.addr)
         .await
         .map_err(|source| ServerError::Bind {
@@ -275,6 +261,76 @@ pub async fn start_with_clock(
             source,
         })?;
     let grpc_addr = grpc_listener.local_addr().map_err(ServerError::Http)?;
+    let advertised = advertised_addr(&config.grpc.advertise_addr, grpc_addr);
+    let (http_host, http_port) = advertised_addr(&config.http.advertise_addr, http_addr);
+    let catalog = Catalog::new(store.clone());
+    let engine_slot: Arc<std::sync::OnceLock<Arc<Engine>>> = Arc::default();
+    // Every node registers, embedded ones too: `strata cluster status`
+    // then reads the same way everywhere. In cluster mode the heartbeat is
+    // the node's lease, and joining before reading placements keeps a node
+    // whose WAL was just adopted from taking back tenants others now hold.
+    let node = NodeKeeper::join(
+        catalog.clone(),
+        &config,
+        clock.clone(),
+        &identity,
+        Advertised {
+            grpc: join_host_port(&advertised.0, advertised.1),
+            http: join_host_port(&http_host, http_port),
+        },
+        engine_slot.clone(),
+    )
+    .await?;
+    let cluster = config.serving.cluster;
+    let serving = match config.metadata.parse()?.is_shared() && !cluster {
+        false => None,
+        true => {
+            Some(ServingKeeper::take(catalog.clone(), &config, &identity, clock.clone()).await?)
+        }
+    };
+    let mut engine_config = config.engine_config()?;
+    if cluster {
+        let mine = catalog
+            .tenant_placements()
+            .await
+            .map_err(|e| ServerError::Serving(e.to_string()))?
+            .into_iter()
+            .filter(|p| p.node == config.node_id && !p.released)
+            .map(|p| p.tenant)
+            .collect();
+        engine_config.served_tenants = Some(mine);
+    }
+    let weak_store = Arc::downgrade(&store);
+    let engine = Engine::open_with_store(engine_config, clock.clone(), store.clone()).await?;
+    let _ = engine_slot.set(engine.clone());
+    match &serving {
+        Some(keeper) => engine.set_write_fence(keeper.fence()),
+        None if cluster => engine.set_write_fence(node.fence()),
+        None => {}
+    }
+    let (balancer_stop, balancer_stopped) = watch::channel(false);
+    let balancer = if cluster {
+        let balancer = Balancer::new(catalog.clone(), engine.clone(), config.clone());
+        if let Err(e) = balancer.pass().await {
+            tracing::warn!(error = %e, "first cluster balancing pass failed; retrying");
+        }
+        Some((balancer.clone(), balancer.spawn(balancer_stopped)))
+    } else {
+        None
+    };
+    let rate_clock = clock.clone();
+    let ledger = Arc::new(UsageLedger::new(
+        Catalog::new(store.clone()),
+        engine.meter().clone(),
+        clock.clone(),
+        &config.node_id,
+    ));
+    let metering = MeteringTasks::start(
+        engine.clone(),
+        ledger.clone(),
+        clock.clone(),
+        &config.metering,
+    );
     let state = AppState {
         engine: engine.clone(),
         metrics: Arc::new(Metrics::new(Some(TenantCollector {
@@ -292,23 +348,13 @@ pub async fn start_with_clock(
             anonymous: config.auth.anonymous,
             max_clock_skew_ms: i64::try_from(config.auth.max_clock_skew_ms).unwrap_or(i64::MAX),
         },
+        cluster: balancer.as_ref().map(|(b, _)| Forwarder {
+            balancer: b.clone(),
+            client: reqwest::Client::new(),
+            node: config.node_id.clone(),
+            max_request_bytes: config.http.max_request_bytes,
+        }),
     };
-    let advertised = advertised_addr(&config.grpc.advertise_addr, grpc_addr);
-    // Every node registers, embedded ones too: `strata cluster status`
-    // then reads the same way everywhere.
-    let (http_host, http_port) = advertised_addr(&config.http.advertise_addr, http_addr);
-    let node = NodeKeeper::join(
-        Catalog::new(store.clone()),
-        engine.clone(),
-        &identity,
-        &crate::serving::data_dir_path(&config),
-        Advertised {
-            grpc: join_host_port(&advertised.0, advertised.1),
-            http: join_host_port(&http_host, http_port),
-        },
-        config.serving.lease_ttl_ms,
-    )
-    .await?;
     let grpc_state = crate::grpc::GrpcState {
         engine: engine.clone(),
         credentials: state.credentials.clone(),
@@ -372,6 +418,7 @@ pub async fn start_with_clock(
         store: weak_store,
         serving,
         node,
+        balancer: balancer.map(|(b, task)| (b, task, balancer_stop)),
         lock,
     })
 }

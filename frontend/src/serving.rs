@@ -67,12 +67,22 @@ pub struct LeaseFence {
 }
 
 impl LeaseFence {
-    fn renewed(&self, started: Duration, ttl_ms: u64) {
+    /// A fence that is shut until the first renewal.
+    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            clock,
+            open_until_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// A renewal that started at monotonic `started` succeeded.
+    pub(crate) fn renewed(&self, started: Duration, ttl_ms: u64) {
         let until = started.as_millis() as u64 + fence_ms(ttl_ms);
         self.open_until_ms.fetch_max(until, Ordering::AcqRel);
     }
 
-    fn close(&self) {
+    /// The lease was taken: shut for good.
+    pub(crate) fn close(&self) {
         self.open_until_ms.store(0, Ordering::Release);
     }
 }
@@ -152,10 +162,7 @@ impl ServingKeeper {
         };
         let (lease, started) = lease;
         tracing::info!(node = %node, identity, "took the serving lease of the metadata namespace");
-        let fence = Arc::new(LeaseFence {
-            clock: clock.clone(),
-            open_until_ms: AtomicU64::new(0),
-        });
+        let fence = Arc::new(LeaseFence::new(clock.clone()));
         fence.renewed(started, ttl_ms);
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(renew(

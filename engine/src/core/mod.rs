@@ -8,6 +8,7 @@ pub(crate) mod groups;
 pub(crate) mod publish;
 pub(crate) mod queue;
 pub(crate) mod read;
+pub(crate) mod served;
 pub(crate) mod tiered;
 pub(crate) mod topic;
 
@@ -68,6 +69,8 @@ pub(crate) struct Core {
     compaction_lock: std::sync::Mutex<Option<std::fs::File>>,
     /// Set by a server that serves a shared namespace under a lease.
     pub(crate) write_fence: std::sync::OnceLock<Arc<dyn WriteFence>>,
+    /// The tenants this node serves (all, or those placed on it).
+    pub(crate) served: served::Served,
 }
 
 impl Core {
@@ -84,7 +87,11 @@ impl Core {
         let floors = catalog.queue_floors().await?;
         let mut ranges = catalog.all_ranges().await?;
         let mut topics = Topics::default();
+        let served = served::Served::new(config.served_tenants.clone());
         for record in catalog.all_topics().await? {
+            if !served.contains(&record.tenant) {
+                continue;
+            }
             let topic = load_topic(&catalog, &config.node_id, record).await?;
             for q in &topic.queues {
                 let floor = floors.get(&q.key).copied().unwrap_or(0);
@@ -194,6 +201,7 @@ impl Core {
             recovery,
             compaction_lock: std::sync::Mutex::new(compaction_lock),
             write_fence: std::sync::OnceLock::new(),
+            served,
         });
         Ok(core)
     }
@@ -260,7 +268,11 @@ impl Core {
         self.topics.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A topic of a tenant this node serves.
     pub(crate) fn topic(&self, tenant: &str, name: &str) -> Result<Arc<TopicState>> {
+        if !self.serves(tenant) {
+            return Err(served::not_served(tenant));
+        }
         self.topics_read()
             .get(tenant, name)
             .cloned()
@@ -310,6 +322,9 @@ impl Core {
         spec: TopicSpec,
     ) -> Result<TopicInfo> {
         self.check_open()?;
+        if !self.serves(tenant) {
+            return Err(served::not_served(tenant));
+        }
         names::validate_topic(name)?;
         let max = self.config.max_queues_per_topic;
         let queues = spec.queues;
@@ -395,6 +410,9 @@ impl Core {
     /// retention; its committed offsets stop being listed.
     pub async fn delete_topic(&self, tenant: &str, name: &str) -> Result<TopicInfo> {
         self.check_open()?;
+        if !self.serves(tenant) {
+            return Err(served::not_served(tenant));
+        }
         let record = self.catalog.delete_topic(tenant, name).await?;
         if let Some(topic) = self.topics_write().remove(tenant, name) {
             for q in &topic.queues {

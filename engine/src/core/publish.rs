@@ -135,6 +135,9 @@ impl Core {
         // cannot cancel it between the WAL hand-off and the bookkeeping.
         let guard = self.appends.clone().read_owned().await;
         self.check_open()?;
+        if !self.serves(tenant) {
+            return Err(super::served::not_served(tenant));
+        }
         let core = self.clone();
         let task = tokio::spawn(async move {
             let result = core.append_groups(&topic, groups, meter).await;
@@ -215,6 +218,12 @@ impl Core {
             // Durable, but a node that may have lost its namespace to
             // another must not acknowledge: the other did not see it.
             first_error = self.check_write_fence().err();
+        }
+        if first_error.is_none() && !self.serves(&topic.record.tenant) {
+            // Released while this append was in flight (under the appends
+            // lock the release waits for): it may not be in what the
+            // release uploaded, so it is not acknowledged.
+            first_error = Some(super::served::not_served(&topic.record.tenant));
         }
         match first_error {
             Some(e) => Err(e),

@@ -21,6 +21,7 @@ pub fn config(dir: &std::path::Path) -> EngineConfig {
 
 /// Opens the engine on `dir`, waiting while a previous engine still lets go
 /// of the directory (its background loops drop their references as they stop).
+#[allow(dead_code)] // not every test file opens on a manual clock
 pub async fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Arc<Engine> {
     for _ in 0..100 {
         let c: Arc<dyn Clock> = clock.clone();

@@ -1,5 +1,8 @@
-//! Cluster mode: nodes sharing one metadata namespace (etcd), each serving
-//! the tenants placed on it.
+//! Cluster mode: nodes sharing one metadata namespace (etcd, TiKV), each
+//! serving the tenants placed on it.
 
+pub mod assign;
+pub mod balance;
+pub mod forward;
 pub mod registry;
 pub mod status;

@@ -4,7 +4,7 @@
 //! WAL. A heartbeat that finds the record changed underneath (adopted by a
 //! survivor) stops heartbeating and says so.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use strata_common::Clock;
@@ -13,7 +13,9 @@ use strata_metadata::{Catalog, NodeRecord, NodeState};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::config::Config;
 use crate::server::ServerError;
+use crate::serving::LeaseFence;
 
 /// Where this node can be reached, as registered.
 #[derive(Debug, Clone)]
@@ -26,51 +28,73 @@ pub struct Advertised {
 #[derive(Debug)]
 pub struct NodeKeeper {
     catalog: Catalog,
+    /// Open while heartbeats succeed (the write fence in cluster mode).
+    fence: Arc<LeaseFence>,
     stop: watch::Sender<bool>,
     task: JoinHandle<Option<NodeRecord>>,
+    node: String,
 }
 
 impl NodeKeeper {
-    /// Registers this node and starts heartbeating every fifth of `ttl_ms`.
+    /// Registers this node and starts heartbeating every fifth of
+    /// `serving.lease_ttl_ms`, reporting the upload lag of the engine once
+    /// it is in `engine`.
     pub async fn join(
         catalog: Catalog,
-        engine: Arc<Engine>,
+        config: &Config,
+        clock: Arc<dyn Clock>,
         identity: &str,
-        data_dir: &str,
         advertised: Advertised,
-        ttl_ms: u64,
+        engine: Arc<OnceLock<Arc<Engine>>>,
     ) -> Result<Self, ServerError> {
-        let clock = engine.clock().clone();
+        let ttl_ms = config.serving.lease_ttl_ms;
+        let fence = Arc::new(LeaseFence::new(clock.clone()));
+        let started = clock.monotonic();
         let draft = NodeRecord {
-            node: engine.config().node_id.clone(),
+            node: config.node_id.clone(),
             identity: identity.to_string(),
-            data_dir: data_dir.to_string(),
+            data_dir: crate::serving::data_dir_path(config),
             grpc_addr: advertised.grpc,
             http_addr: advertised.http,
             started_ms: 0,
             expires_ms: 0,
-            upload_lag_bytes: engine.upload_lag_bytes(),
+            upload_lag_bytes: 0,
             state: NodeState::Live,
         };
         let record = catalog
             .join_cluster(draft, clock.now_ms(), ttl_ms as i64)
             .await
             .map_err(|e| ServerError::Serving(e.to_string()))?;
+        fence.renewed(started, ttl_ms);
         tracing::info!(node = %record.node, grpc = %record.grpc_addr, http = %record.http_addr, "joined the node registry");
+        let node = record.node.clone();
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(heartbeat(
             catalog.clone(),
             engine,
             clock,
             ttl_ms,
+            fence.clone(),
             record,
             stopped,
         ));
         Ok(Self {
             catalog,
+            fence,
             stop,
             task,
+            node,
         })
+    }
+
+    /// The fence that shuts when heartbeats lapse or the record is taken.
+    pub fn fence(&self) -> Arc<LeaseFence> {
+        self.fence.clone()
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// Stops heartbeating; with `uploaded_all` marks the node `Left` (its
@@ -100,9 +124,10 @@ impl NodeKeeper {
 /// `stopped`; returns the record last held, `None` once it was taken away.
 async fn heartbeat(
     catalog: Catalog,
-    engine: Arc<Engine>,
+    engine: Arc<OnceLock<Arc<Engine>>>,
     clock: Arc<dyn Clock>,
     ttl_ms: u64,
+    fence: Arc<LeaseFence>,
     mut record: NodeRecord,
     mut stopped: watch::Receiver<bool>,
 ) -> Option<NodeRecord> {
@@ -112,14 +137,19 @@ async fn heartbeat(
             _ = stopped.wait_for(|s| *s) => return Some(record),
             _ = clock.sleep(every) => {}
         }
+        let started = clock.monotonic();
         let next = NodeRecord {
             expires_ms: clock.now_ms().saturating_add(ttl_ms as i64),
-            upload_lag_bytes: engine.upload_lag_bytes(),
+            upload_lag_bytes: engine.get().map_or(0, |e| e.upload_lag_bytes()),
             ..record.clone()
         };
         match catalog.update_node(&record, next).await {
-            Ok(Some(next)) => record = next,
+            Ok(Some(next)) => {
+                record = next;
+                fence.renewed(started, ttl_ms);
+            }
             Ok(None) => {
+                fence.close();
                 tracing::error!(
                     "this node's registry record was changed by another node (adopted): heartbeats stop; stop this node"
                 );

@@ -29,6 +29,9 @@ pub use ops::Metrics;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
+    /// In cluster mode: where tenants are served, and the client that
+    /// forwards requests to other nodes.
+    pub cluster: Option<crate::cluster::forward::Forwarder>,
     pub metrics: Arc<Metrics>,
     pub credentials: strata_tenancy::Credentials,
     pub auth: AuthSettings,
@@ -197,6 +200,10 @@ pub fn router(state: AppState, max_request_bytes: usize) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::cluster::forward::to_tenant_node,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

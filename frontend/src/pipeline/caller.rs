@@ -57,18 +57,7 @@ impl Gate<'_> {
         date_time: Option<&str>,
         operation: &str,
     ) -> Result<Admitted, ServiceError> {
-        let principal = match (authorization, self.anonymous) {
-            (None, true) => Principal {
-                access_key: "anonymous".into(),
-                tenant: ANONYMOUS_TENANT.into(),
-                role: Role::Admin,
-            },
-            _ => {
-                self.credentials
-                    .authenticate(authorization, date_time, self.max_clock_skew_ms)
-                    .await?
-            }
-        };
+        let principal = self.identify(authorization, date_time).await?;
         // Service admins operate the service and are not limited.
         let quotas = if principal.role == Role::Admin {
             None
@@ -84,6 +73,28 @@ impl Gate<'_> {
             .meter()
             .add_request(&principal.tenant, operation);
         Ok(Admitted { principal, quotas })
+    }
+
+    /// Who the credentials belong to, with nothing taken or metered (a
+    /// cluster node forwarding the request to the tenant's node uses it;
+    /// that node admits it).
+    pub async fn identify(
+        &self,
+        authorization: Option<&str>,
+        date_time: Option<&str>,
+    ) -> Result<Principal, ServiceError> {
+        Ok(match (authorization, self.anonymous) {
+            (None, true) => Principal {
+                access_key: "anonymous".into(),
+                tenant: ANONYMOUS_TENANT.into(),
+                role: Role::Admin,
+            },
+            _ => {
+                self.credentials
+                    .authenticate(authorization, date_time, self.max_clock_skew_ms)
+                    .await?
+            }
+        })
     }
 
     /// The caller acting on `asked` (its own tenant when `None`).

@@ -1,0 +1,168 @@
+//! A tenant moving between two nodes that share metadata and object
+//! storage (cluster mode): the old node stops serving it and uploads its
+//! WAL, the new node claims its queues and serves everything from object
+//! storage, offsets continuing; delayed messages fire on the new node; the
+//! old node acknowledges nothing more for it.
+
+#![allow(clippy::disallowed_methods)] // waits on real timers
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use strata_common::{ErrorCode, Message, SystemClock};
+use strata_engine::{Engine, EngineConfig, EngineError, PublishMessage};
+use strata_metadata::{MemoryStore, MessageType, MetaStore};
+
+mod common;
+
+fn node(
+    dir: &std::path::Path,
+    objects: &std::path::Path,
+    id: &str,
+    tenants: &[&str],
+) -> EngineConfig {
+    let mut c = common::config(dir);
+    c.node_id = id.into();
+    c.object_store = strata_objects::ObjectStoreConfig::local(objects.to_path_buf());
+    c.served_tenants = Some(tenants.iter().map(|t| t.to_string()).collect());
+    c
+}
+
+fn messages(from: usize, n: usize) -> Vec<PublishMessage> {
+    (from..from + n)
+        .map(|i| PublishMessage {
+            queue: None,
+            message: Message {
+                body: Bytes::from(format!("m{i:03}")),
+                ..Message::default()
+            },
+        })
+        .collect()
+}
+
+async fn bodies(engine: &Engine, tenant: &str, topic: &str, queues: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for q in 0..queues {
+        let r = engine
+            .read(tenant, topic, q, 0, 1000, Duration::ZERO)
+            .await
+            .unwrap();
+        out.extend(
+            r.messages
+                .iter()
+                .map(|m| String::from_utf8_lossy(&m.message.body).into_owned()),
+        );
+    }
+    out.sort();
+    out
+}
+
+fn unavailable(e: EngineError) -> String {
+    assert_eq!(e.code(), ErrorCode::Unavailable, "{e}");
+    e.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_moves_with_everything_it_acknowledged() {
+    let (dir_a, dir_b, objects) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let store: Arc<dyn MetaStore> = MemoryStore::new();
+    let clock = Arc::new(SystemClock);
+    let a = Engine::open_with_store(
+        node(dir_a.path(), objects.path(), "a", &["t1", "t2"]),
+        clock.clone(),
+        store.clone(),
+    )
+    .await
+    .unwrap();
+    let b = Engine::open_with_store(
+        node(dir_b.path(), objects.path(), "b", &[]),
+        clock.clone(),
+        store.clone(),
+    )
+    .await
+    .unwrap();
+    a.create_topic("t1", "orders", 4, MessageType::Normal, None)
+        .await
+        .unwrap();
+    a.create_topic("t1", "later", 1, MessageType::Delay, None)
+        .await
+        .unwrap();
+    a.create_topic("t2", "logs", 1, MessageType::Normal, None)
+        .await
+        .unwrap();
+    a.publish("t1", "orders", messages(0, 100)).await.unwrap();
+    a.publish("t2", "logs", messages(0, 10)).await.unwrap();
+    let due = clock_ms() + 1_500;
+    a.publish_at("t1", "later", messages(500, 3), due)
+        .await
+        .unwrap();
+    assert!(a.upload_lag_bytes() > 0, "the messages are only in a's WAL");
+
+    // b does not serve t1 yet: a clear, retryable refusal, nothing created.
+    let refused = unavailable(b.publish("t1", "orders", messages(0, 1)).await.unwrap_err());
+    assert!(
+        refused.contains("tenant t1 is not served by this node"),
+        "{refused}"
+    );
+    unavailable(
+        b.create_topic("t1", "x", 1, MessageType::Normal, None)
+            .await
+            .unwrap_err(),
+    );
+
+    a.release_tenant("t1").await.unwrap();
+    assert!(!a.serves("t1") && a.serves("t2"));
+    unavailable(
+        a.publish("t1", "orders", messages(100, 1))
+            .await
+            .unwrap_err(),
+    );
+    unavailable(
+        a.read("t1", "orders", 0, 0, 10, Duration::ZERO)
+            .await
+            .unwrap_err(),
+    );
+    // t2 stays on a, untouched.
+    assert_eq!(bodies(&a, "t2", "logs", 1).await.len(), 10);
+
+    b.serve_tenant("t1").await.unwrap();
+    let want: Vec<String> = (0..100).map(|i| format!("m{i:03}")).collect();
+    assert_eq!(bodies(&b, "t1", "orders", 4).await, want);
+    // Offsets continue where a left off.
+    let more = b.publish("t1", "orders", messages(100, 8)).await.unwrap();
+    let ends: u64 = (0..4)
+        .map(|q| b.queue_info("t1", "orders", q).unwrap().end_offset)
+        .sum();
+    assert_eq!(ends, 108);
+    assert!(more.iter().all(|p| p.offset >= 25), "{more:?}");
+
+    // The delayed messages fire on b, into b's topic.
+    let mut fired = Vec::new();
+    for _ in 0..100 {
+        b.fire_due_timers().await.unwrap();
+        fired = bodies(&b, "t1", "later", 1).await;
+        if fired.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(fired, ["m500", "m501", "m502"]);
+
+    // Back to a: it reloads t1 from object storage, b's writes included.
+    b.release_tenant("t1").await.unwrap();
+    a.serve_tenant("t1").await.unwrap();
+    let all: Vec<String> = (0..108).map(|i| format!("m{i:03}")).collect();
+    assert_eq!(bodies(&a, "t1", "orders", 4).await, all);
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+fn clock_ms() -> i64 {
+    use strata_common::Clock;
+    SystemClock.now_ms()
+}

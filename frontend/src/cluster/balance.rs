@@ -1,0 +1,221 @@
+//! The balancer each node of a cluster runs: every fifth of the heartbeat
+//! lease (or when kicked) it adopts the WAL of nodes that stopped
+//! heartbeating, computes where every tenant should be
+//! ([`super::assign::assign`] over the live nodes), releases the tenants
+//! it serves that belong elsewhere, and places on itself the free tenants
+//! that belong here. It also keeps the routing view the HTTP forwarder and
+//! the gRPC route answers read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use strata_common::Clock;
+use strata_engine::Engine;
+use strata_metadata::{Catalog, CatalogError, NodeRecord, Placed, TenantPlacement};
+use tokio::sync::{Notify, watch};
+
+use super::assign::{TenantAt, assign};
+use crate::config::Config;
+
+/// Where a tenant is served, as this node last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// This node serves it.
+    Here,
+    /// Another live node serves it, at these addresses.
+    Node {
+        node: String,
+        http_addr: String,
+        grpc_addr: String,
+    },
+    /// Nobody serves it right now (new, or moving): retry shortly.
+    Moving,
+}
+
+#[derive(Debug, Default)]
+struct View {
+    /// Unreleased placements, by tenant.
+    placements: HashMap<String, String>,
+    /// Live nodes, by id.
+    live: HashMap<String, NodeRecord>,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct Balancer {
+    catalog: Catalog,
+    engine: Arc<Engine>,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    every: Duration,
+    kick: Notify,
+    view: RwLock<View>,
+}
+
+impl Balancer {
+    pub fn new(catalog: Catalog, engine: Arc<Engine>, config: Config) -> Arc<Self> {
+        let clock = engine.clock().clone();
+        Arc::new(Self {
+            every: Duration::from_millis(config.serving.lease_ttl_ms / 5),
+            catalog,
+            engine,
+            config,
+            clock,
+            kick: Notify::new(),
+            view: RwLock::new(View::default()),
+        })
+    }
+
+    /// Runs passes until `stopped`.
+    pub fn spawn(
+        self: &Arc<Self>,
+        mut stopped: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = this.pass().await {
+                    tracing::warn!(error = %e, "cluster balancing pass failed; retrying");
+                }
+                tokio::select! {
+                    _ = stopped.wait_for(|s| *s) => return,
+                    _ = this.kick.notified() => {}
+                    _ = this.clock.sleep(this.every) => {}
+                }
+            }
+        })
+    }
+
+    /// Asks for a pass now (a request for a tenant nobody serves).
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    /// Where `tenant` is served, from the last pass's view.
+    pub fn route(&self, tenant: &str) -> Route {
+        if self.engine.serves(tenant) {
+            return Route::Here;
+        }
+        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        match view
+            .placements
+            .get(tenant)
+            .and_then(|node| view.live.get(node))
+        {
+            Some(n) if n.node != self.config.node_id => Route::Node {
+                node: n.node.clone(),
+                http_addr: n.http_addr.clone(),
+                grpc_addr: n.grpc_addr.clone(),
+            },
+            _ => Route::Moving,
+        }
+    }
+
+    /// One pass (see the module docs).
+    pub async fn pass(&self) -> Result<(), CatalogError> {
+        let me = self.config.node_id.as_str();
+        let mut nodes = self.catalog.cluster_nodes().await?;
+        let now = self.clock.now_ms();
+        let mut adopted = false;
+        for dead in nodes
+            .iter()
+            .filter(|n| n.node != me && n.needs_adoption(now))
+        {
+            match crate::adopt::adopt_node(&self.config, &self.catalog, dead, self.clock.clone())
+                .await
+            {
+                Ok(()) => adopted = true,
+                Err(why) => {
+                    tracing::warn!(node = %dead.node, reason = %why, "cannot adopt the WAL of a node that stopped heartbeating; its tenants wait")
+                }
+            }
+        }
+        if adopted {
+            nodes = self.catalog.cluster_nodes().await?;
+        }
+        let live: HashMap<String, NodeRecord> = nodes
+            .into_iter()
+            .filter(|n| n.is_live(now))
+            .map(|n| (n.node.clone(), n))
+            .collect();
+        let placements: HashMap<String, TenantPlacement> = self
+            .catalog
+            .tenant_placements()
+            .await?
+            .into_iter()
+            .map(|p| (p.tenant.clone(), p))
+            .collect();
+        let mut tenants: Vec<String> = self
+            .catalog
+            .list_tenants()
+            .await?
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        tenants.push(strata_tenancy::DEFAULT_TENANT.to_string());
+        let at: Vec<TenantAt> = tenants
+            .iter()
+            .map(|t| TenantAt {
+                tenant: t.clone(),
+                current: placements
+                    .get(t)
+                    .filter(|p| !p.released && live.contains_key(&p.node))
+                    .map(|p| p.node.clone()),
+            })
+            .collect();
+        let live_ids: Vec<String> = live.keys().cloned().collect();
+        let target = assign(&at, &live_ids);
+
+        // Let go first, so the others can place what they are owed.
+        for tenant in self.engine.served_tenants().unwrap_or_default() {
+            if target.get(&tenant).is_none_or(|n| n == me) {
+                continue;
+            }
+            if let Err(e) = self.engine.release_tenant(&tenant).await {
+                tracing::warn!(tenant, error = %e, "releasing a tenant failed; it stays unserved here until retried");
+                continue;
+            }
+            if let Some(p) = placements.get(&tenant).filter(|p| p.node == me) {
+                self.catalog.release_tenant(p).await?;
+            }
+        }
+        for (tenant, node) in &target {
+            if node != me || self.engine.serves(tenant) {
+                continue;
+            }
+            match self.catalog.place_tenant(tenant, me).await? {
+                Placed::Here(_) => {
+                    if let Err(e) = self.engine.serve_tenant(tenant).await {
+                        tracing::warn!(tenant, error = %e, "serving a placed tenant failed; retrying");
+                    }
+                }
+                Placed::Busy(why) => tracing::debug!(tenant, reason = %why, "tenant not free yet"),
+            }
+        }
+        let placements = self
+            .catalog
+            .tenant_placements()
+            .await?
+            .into_iter()
+            .filter(|p| !p.released)
+            .map(|p| (p.tenant, p.node))
+            .collect();
+        *self.view.write().unwrap_or_else(|p| p.into_inner()) = View { placements, live };
+        Ok(())
+    }
+
+    /// A graceful stop: releases every tenant served here (the WAL was
+    /// uploaded), so the others place them at once.
+    pub async fn release_all(&self) {
+        let me = self.config.node_id.as_str();
+        let Ok(placements) = self.catalog.tenant_placements().await else {
+            return;
+        };
+        for p in placements.iter().filter(|p| p.node == me && !p.released) {
+            if let Err(e) = self.catalog.release_tenant(p).await {
+                tracing::warn!(tenant = %p.tenant, error = %e, "releasing a tenant at stop failed");
+            }
+        }
+    }
+}

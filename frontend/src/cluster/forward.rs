@@ -1,0 +1,169 @@
+//! Any node takes any HTTP request: a request for a tenant served by
+//! another node is forwarded there, whole (method, path, query, headers,
+//! body), and its answer returned as is. The forwarding node only
+//! identifies the caller; the serving node admits it (rate limits,
+//! metering), so a tenant's quotas are counted once, where it is served.
+//! A forwarded request is never forwarded again: a node that finds the
+//! tenant moved answers 503 and the client retries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use strata_common::ErrorCode;
+use strata_tenancy::DATE_HEADER;
+
+use super::balance::{Balancer, Route};
+use crate::http::AppState;
+use crate::http::auth::TENANT_HEADER;
+
+/// Names the node that forwarded a request.
+pub const FORWARDED_HEADER: &str = "x-strata-forwarded-by";
+
+/// How long a request for a tenant nobody serves waits for a placement.
+const PLACEMENT_WAIT: Duration = Duration::from_secs(3);
+
+/// What the HTTP layer needs for cluster routing.
+#[derive(Debug, Clone)]
+pub struct Forwarder {
+    pub balancer: Arc<Balancer>,
+    pub client: reqwest::Client,
+    pub node: String,
+    pub max_request_bytes: usize,
+}
+
+/// Routes whose requests act on one tenant's resources.
+fn tenant_scoped(path: &str) -> bool {
+    ["/v1/topics", "/v1/groups"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+}
+
+/// The middleware: serves here, forwards, or answers 503 (see module docs).
+pub async fn to_tenant_node(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(cluster) = state.cluster.clone() else {
+        return next.run(request).await;
+    };
+    if !tenant_scoped(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let authorization = header(&request, AUTHORIZATION.as_str());
+    let date_time = header(&request, DATE_HEADER);
+    let asked = header(&request, TENANT_HEADER);
+    let identified = state
+        .gate()
+        .identify(authorization.as_deref(), date_time.as_deref())
+        .await;
+    let principal = match identified {
+        Ok(p) => p,
+        // The normal admission answers with the error.
+        Err(_) => return next.run(request).await,
+    };
+    let tenant = asked.unwrap_or(principal.tenant);
+    let forwarded = request.headers().contains_key(FORWARDED_HEADER);
+    let mut route = cluster.balancer.route(&tenant);
+    if route == Route::Moving && !forwarded {
+        cluster.balancer.kick();
+        let clock = state.engine.clock().clone();
+        let deadline = clock.monotonic() + PLACEMENT_WAIT;
+        while route == Route::Moving && clock.monotonic() < deadline {
+            clock.sleep(Duration::from_millis(50)).await;
+            route = cluster.balancer.route(&tenant);
+        }
+    }
+    match route {
+        Route::Here => next.run(request).await,
+        Route::Node {
+            http_addr, node, ..
+        } if !forwarded => forward(&cluster, &http_addr, &node, request).await,
+        _ => crate::http::ApiError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "tenant {tenant} is moving between nodes (or not placed yet); retry in a moment"
+            ),
+        )
+        .into_response(),
+    }
+}
+
+fn header(request: &Request, name: &str) -> Option<String> {
+    request
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Headers that belong to one hop, not to the request.
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "host" | "content-length" | "connection" | "transfer-encoding" | "keep-alive" | "upgrade"
+    )
+}
+
+async fn forward(cluster: &Forwarder, addr: &str, node: &str, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, cluster.max_request_bytes).await {
+        Ok(b) => b,
+        Err(e) => {
+            return crate::http::ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("request body could not be read for forwarding: {e}"),
+            )
+            .into_response();
+        }
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |p| p.as_str());
+    let mut outgoing = cluster
+        .client
+        .request(parts.method.clone(), format!("http://{addr}{path}"))
+        .header(FORWARDED_HEADER, cluster.node.as_str())
+        .body(body);
+    for (name, value) in &parts.headers {
+        if !hop_by_hop(name.as_str()) {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    let answer = match outgoing.send().await {
+        Ok(a) => a,
+        Err(e) => {
+            return crate::http::ApiError::new(
+                ErrorCode::Unavailable,
+                format!("forwarding to node {node} at {addr} failed: {e}; retry"),
+            )
+            .into_response();
+        }
+    };
+    let status = answer.status();
+    let headers = answer.headers().clone();
+    let bytes = match answer.bytes().await {
+        Ok(b) => b,
+        Err(e) => {
+            return crate::http::ApiError::new(
+                ErrorCode::Unavailable,
+                format!("reading node {node}'s answer failed: {e}; retry"),
+            )
+            .into_response();
+        }
+    };
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    for (name, value) in &headers {
+        if !hop_by_hop(name.as_str()) {
+            response.headers_mut().append(name, value.clone());
+        }
+    }
+    response
+}

@@ -1,0 +1,276 @@
+//! Cluster mode (`serving.cluster = true`) on a 3-member etcd: three nodes
+//! share one namespace and object store and each serves the tenants placed
+//! on it. Every request works through every node (forwarded to the
+//! tenant's node); a node SIGKILLed under load has its WAL adopted by a
+//! survivor and its tenants placed again with every acknowledged message;
+//! a fourth node joining takes tenants over, nothing lost.
+
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Server, etcd_test_url};
+use serde_json::{Value, json};
+
+const LEASE_TTL_MS: u64 = 2000;
+const TENANTS: usize = 6;
+const QUEUES: u32 = 4;
+
+fn start(dir: &Path, url: &str, shared: &Path, node: &str) -> Server {
+    let objects = shared.join("objects").display().to_string();
+    let key = shared.join("master.key").display().to_string();
+    let ttl = LEASE_TTL_MS.to_string();
+    let env = [
+        ("STRATA_METADATA_URL", url),
+        ("STRATA_NODE_ID", node),
+        ("STRATA_SERVING_CLUSTER", "true"),
+        ("STRATA_SERVING_LEASE_TTL_MS", ttl.as_str()),
+        ("STRATA_OBJECT_STORE_ROOT", objects.as_str()),
+        ("STRATA_AUTH_MASTER_KEY_FILE", key.as_str()),
+        ("STRATA_AUTH_ANONYMOUS", "true"),
+        ("STRATA_CACHE_BLOCK_DISK_DIR", "none"),
+    ];
+    Server::start(dir, &env)
+}
+
+fn tenant(i: usize) -> String {
+    format!("tenant{i}")
+}
+
+/// A request as the anonymous admin acting on `tenant`; `None` when it
+/// did not succeed (refused, moving, node gone).
+async fn call(
+    method: reqwest::Method,
+    url: &str,
+    tenant: &str,
+    body: Option<Value>,
+) -> Option<Value> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .ok()?;
+    let mut request = client
+        .request(method, url)
+        .header("x-strata-tenant", tenant);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.json().await.ok()
+}
+
+/// Publishes `body` through `url`, retrying for up to 10 s while the
+/// tenant is refused (moving between nodes, a heartbeat late under load).
+async fn publish_until_acked(url: &str, tenant: &str, body: &str) {
+    let began = Instant::now();
+    while !publish(url, tenant, body).await {
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "publishing {body} through {url} kept failing"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn publish(url: &str, tenant: &str, body: &str) -> bool {
+    call(
+        reqwest::Method::POST,
+        &format!("{url}/v1/topics/orders/messages"),
+        tenant,
+        Some(json!({ "messages": [{ "body": body }] })),
+    )
+    .await
+    .is_some()
+}
+
+/// Every body in `tenant`'s topic, read through `url` (a read may stop at
+/// a tier boundary, so each queue is read until it has no more).
+async fn bodies(url: &str, tenant: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for q in 0..QUEUES {
+        let mut offset = 0;
+        loop {
+            let path =
+                format!("{url}/v1/topics/orders/queues/{q}/messages?offset={offset}&limit=10000");
+            let got = call(reqwest::Method::GET, &path, tenant, None)
+                .await
+                .unwrap_or_else(|| panic!("read {tenant} queue {q} through {url}"));
+            let messages = got["messages"].as_array().expect("messages");
+            if messages.is_empty() {
+                break;
+            }
+            for m in messages {
+                out.push(m["body"].as_str().unwrap_or_default().to_string());
+            }
+            offset = got["next_offset"].as_u64().expect("next_offset");
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Tenants per live node, as `url` sees the cluster.
+async fn tenants_per_node(url: &str) -> BTreeMap<String, u64> {
+    let cluster = reqwest::get(format!("{url}/v1/cluster"))
+        .await
+        .expect("cluster status")
+        .json::<Value>()
+        .await
+        .expect("cluster json");
+    cluster["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter(|n| n["state"] == "live")
+        .map(|n| {
+            (
+                n["node"].as_str().unwrap_or_default().to_string(),
+                n["tenants"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Waits until every tenant (and the default one) is placed on one of
+/// `nodes`, each holding at least one; returns how long that took.
+async fn settled(url: &str, nodes: &[&str]) -> Duration {
+    let began = Instant::now();
+    loop {
+        let view = tenants_per_node(url).await;
+        let placed: u64 = view.values().sum();
+        if placed == TENANTS as u64 + 1
+            && view.len() == nodes.len()
+            && nodes.iter().all(|n| view.get(*n).is_some_and(|t| *t > 0))
+        {
+            return began.elapsed();
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "never settled: {view:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_spread_move_on_a_kill_and_rebalance_on_a_join() {
+    let Some(url) = etcd_test_url("cluster") else {
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = start(dirs[0].path(), &url, shared.path(), "node-a");
+    let b = start(dirs[1].path(), &url, shared.path(), "node-b");
+    let c = start(dirs[2].path(), &url, shared.path(), "node-c");
+    let urls = [a.url.clone(), b.url.clone(), c.url.clone()];
+    let client = reqwest::Client::new();
+    for i in 0..TENANTS {
+        let created = client
+            .post(format!("{}/v1/tenants", urls[i % 3]))
+            .json(&json!({ "name": tenant(i) }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            created.status().is_success(),
+            "{}",
+            created.text().await.unwrap()
+        );
+    }
+    settled(&a.url, &["node-a", "node-b", "node-c"]).await;
+
+    // Create, publish and read through three different nodes per tenant.
+    let mut acked: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for i in 0..TENANTS {
+        let t = tenant(i);
+        let began = Instant::now();
+        while call(
+            reqwest::Method::POST,
+            &format!("{}/v1/topics", urls[i % 3]),
+            &t,
+            Some(json!({ "name": "orders", "queues": QUEUES })),
+        )
+        .await
+        .is_none()
+        {
+            // A retry after a lost answer finds the topic made.
+            let exists = format!("{}/v1/topics/orders", urls[i % 3]);
+            if call(reqwest::Method::GET, &exists, &t, None)
+                .await
+                .is_some()
+            {
+                break;
+            }
+            assert!(
+                began.elapsed() < Duration::from_secs(10),
+                "create a topic for {t}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for n in 0..20 {
+            let body = format!("{t}-{n:03}");
+            publish_until_acked(&urls[(i + 1) % 3], &t, &body).await;
+            acked.entry(t.clone()).or_default().push(body);
+        }
+    }
+    for (i, t) in (0..TENANTS).map(|i| (i, tenant(i))) {
+        assert_eq!(bodies(&urls[(i + 2) % 3], &t).await, acked[&t]);
+    }
+
+    // SIGKILL node-c while every tenant keeps publishing through node-a.
+    let publisher = {
+        let url = a.url.clone();
+        tokio::spawn(async move {
+            let mut acked: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let began = Instant::now();
+            let mut n = 0;
+            while began.elapsed() < Duration::from_secs(6) {
+                for i in 0..TENANTS {
+                    let t = tenant(i);
+                    let body = format!("{t}-live-{n:04}");
+                    if publish(&url, &t, &body).await {
+                        acked.entry(t).or_default().push(body);
+                    }
+                }
+                n += 1;
+            }
+            acked
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    c.kill();
+    let killed = Instant::now();
+    settled(&a.url, &["node-a", "node-b"]).await;
+    let took = killed.elapsed();
+    for (t, bodies_live) in publisher.await.unwrap() {
+        acked.entry(t).or_default().extend(bodies_live);
+    }
+    for list in acked.values_mut() {
+        list.sort();
+    }
+    for t in acked.keys() {
+        assert_eq!(&bodies(&b.url, t).await, &acked[t], "{t} after the kill");
+    }
+    eprintln!(
+        "cluster: node-c's tenants served again {:.2} s after SIGKILL (lease {LEASE_TTL_MS} ms); {} acknowledged messages all present",
+        took.as_secs_f64(),
+        acked.values().map(Vec::len).sum::<usize>()
+    );
+
+    // A fourth node joins and takes tenants over, everything still there.
+    let d = start(dirs[3].path(), &url, shared.path(), "node-d");
+    settled(&a.url, &["node-a", "node-b", "node-d"]).await;
+    for t in acked.keys() {
+        assert_eq!(&bodies(&d.url, t).await, &acked[t], "{t} after the join");
+    }
+    d.stop();
+    b.stop();
+    a.stop();
+}
