@@ -2,11 +2,10 @@
 //! to object storage. The engine implements it; the compactor never sees
 //! the engine's types.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use strata_common::{BlockRef, QueueKey, Retention, TopicId};
+use strata_common::{BlockRef, QueueKey, Retention};
 use strata_metadata::{OwnerRecord, RangeRecord};
 
 use crate::error::Result;
@@ -65,8 +64,6 @@ pub trait TieredLog: Send + Sync {
     fn queue(&self, key: QueueKey) -> Option<LiveQueue>;
     /// Every live queue.
     fn queues(&self) -> Vec<LiveQueue>;
-    /// Topics that exist; ranges of any other topic are garbage.
-    fn live_topics(&self) -> HashSet<TopicId>;
     /// A queue's cold ranges, oldest first.
     fn cold_ranges(&self, key: QueueKey) -> Vec<Arc<RangeRecord>>;
     /// Bytes of a queue's batches still only in the WAL.

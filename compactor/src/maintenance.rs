@@ -166,10 +166,21 @@ impl Compactor {
     /// Deletes range records of deleted topics, then every object that no
     /// committed range references (older than the grace period).
     pub async fn collect_garbage(&self) -> Result<u64> {
-        let log = self.log()?;
+        // Fails once the host is gone, like every pass.
+        self.log()?;
         let _exclusive = self.lock.lock().await;
-        let live: HashSet<_> = log.live_topics();
+        // Live topics come from the metadata store, read after the ranges
+        // (so a range's topic is known), not from this node's own topics:
+        // in cluster mode a node loads only its tenants' topics, and every
+        // other tenant's ranges would look like a deleted topic's.
         let all = self.catalog.all_ranges().await?;
+        let live: HashSet<_> = self
+            .catalog
+            .all_topics()
+            .await?
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
         let (live_ranges, dead): (Vec<RangeRecord>, Vec<RangeRecord>) = all
             .into_values()
             .flatten()

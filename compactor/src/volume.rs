@@ -211,10 +211,6 @@ impl TieredLog for VolumeLog {
         queues
     }
 
-    fn live_topics(&self) -> HashSet<TopicId> {
-        self.read().topics.clone()
-    }
-
     fn cold_ranges(&self, key: QueueKey) -> Vec<Arc<RangeRecord>> {
         self.read().ranges.get(&key).cloned().unwrap_or_default()
     }

@@ -364,6 +364,7 @@ pub async fn start_with_clock(
         advertised,
         producers: Default::default(),
         clients: Default::default(),
+        cluster: balancer.as_ref().map(|(b, _)| b.clone()),
     };
     let config_max_request_bytes = config.http.max_request_bytes;
     let app = http::router(state, config.http.max_request_bytes);

@@ -35,7 +35,10 @@ impl Server {
             "--data-dir",
         ])
         .arg(data_dir)
-        .env("STRATA_LOG_LEVEL", "warn")
+        .env(
+            "STRATA_LOG_LEVEL",
+            std::env::var("STRATA_TEST_SERVER_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

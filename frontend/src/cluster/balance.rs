@@ -167,17 +167,33 @@ impl Balancer {
         let live_ids: Vec<String> = live.keys().cloned().collect();
         let target = assign(&at, &live_ids);
 
-        // Let go first, so the others can place what they are owed.
+        // Let go first, so the others can place what they are owed. Every
+        // tenant still placed here counts, served or not: a release that
+        // failed half-way (unserved, placement kept) is finished here.
+        let mut held: Vec<&TenantPlacement> = placements
+            .values()
+            .filter(|p| p.node == me && !p.released)
+            .collect();
+        held.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        for p in held {
+            if target.get(&p.tenant).is_none_or(|n| n == me) {
+                continue;
+            }
+            if let Err(e) = self.engine.release_tenant(&p.tenant).await {
+                tracing::warn!(tenant = %p.tenant, error = %e, "releasing a tenant failed; it stays unserved here until a later pass finishes it");
+                continue;
+            }
+            self.catalog.release_tenant(p).await?;
+        }
+        // Served without a placement naming this node (a failed serve, or
+        // a placement taken over): stop serving.
         for tenant in self.engine.served_tenants().unwrap_or_default() {
-            if target.get(&tenant).is_none_or(|n| n == me) {
-                continue;
-            }
-            if let Err(e) = self.engine.release_tenant(&tenant).await {
-                tracing::warn!(tenant, error = %e, "releasing a tenant failed; it stays unserved here until retried");
-                continue;
-            }
-            if let Some(p) = placements.get(&tenant).filter(|p| p.node == me) {
-                self.catalog.release_tenant(p).await?;
+            if placements
+                .get(&tenant)
+                .is_none_or(|p| p.node != me || p.released)
+                && let Err(e) = self.engine.release_tenant(&tenant).await
+            {
+                tracing::warn!(tenant, error = %e, "dropping a tenant placed elsewhere failed");
             }
         }
         for (tenant, node) in &target {

@@ -39,6 +39,8 @@ pub struct GrpcState {
     pub producers: Arc<crate::grpc::producers::Producers>,
     /// Receives in progress by client, for NotifyClientTermination.
     pub clients: Arc<crate::grpc::clients::Clients>,
+    /// In cluster mode: where tenants are served (route answers).
+    pub cluster: Option<Arc<crate::cluster::balance::Balancer>>,
 }
 
 fn header<'a>(metadata: &'a MetadataMap, name: &str) -> Option<&'a str> {

@@ -375,10 +375,12 @@ impl GrpcState {
             .group(&caller.tenant, group)
             .await
             .map_err(consume_failure)?;
-        let mut route = self.route(&caller, r.topic.clone(), topic)?;
+        let mut route = self.route(&caller, r.topic.clone(), topic).await?;
+        let fifo = pb::MessageType::Fifo as i32;
         let ordered = group.fifo
-            && self.engine.topic_info(&caller.tenant, topic)?.message_type
-                == strata_engine::MessageType::Fifo;
+            && route
+                .first()
+                .is_some_and(|mq| mq.accept_message_types.contains(&fifo));
         if !ordered {
             route.truncate(1);
         }

@@ -59,7 +59,7 @@ impl Service {
         caller.require(Permission::Describe)?;
         let topic = request.get_ref().topic.clone();
         let name = caller.resource(topic.as_ref(), "topic")?;
-        let message_queues = self.state.route(&caller, topic.clone(), name)?;
+        let message_queues = self.state.route(&caller, topic.clone(), name).await?;
         Ok(pb::QueryRouteResponse {
             status: Some(ok()),
             message_queues,

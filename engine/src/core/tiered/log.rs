@@ -2,12 +2,11 @@
 //! queue's in-memory view of its cold ranges, which the compactor's commits
 //! update.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use strata_common::usage::Counter;
-use strata_common::{BlockRef, QueueKey, TopicId};
+use strata_common::{BlockRef, QueueKey};
 use strata_compactor::{CompactorError, LiveQueue, TieredLog};
 use strata_metadata::RangeRecord;
 
@@ -101,10 +100,6 @@ impl TieredLog for Core {
             .all()
             .flat_map(|t| t.queues.iter().map(|q| live(t, q)))
             .collect()
-    }
-
-    fn live_topics(&self) -> HashSet<TopicId> {
-        self.topics_read().all().map(|t| t.record.id).collect()
     }
 
     fn cold_ranges(&self, key: QueueKey) -> Vec<Arc<RangeRecord>> {
