@@ -106,6 +106,16 @@ impl Server {
     }
 }
 
+/// A test that panics does not leave its servers running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 static CREDENTIALS: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
 
 /// The credentials file of the last server started, if any.
