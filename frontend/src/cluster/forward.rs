@@ -3,6 +3,8 @@
 //! body), and its answer returned as is. The forwarding node only
 //! identifies the caller; the serving node admits it (rate limits,
 //! metering), so a tenant's quotas are counted once, where it is served.
+//! A request served here is authenticated once: admission takes the
+//! principal identified here.
 //! A forwarded request is never forwarded again: a node that finds the
 //! tenant moved answers 503 and the client retries.
 
@@ -67,7 +69,7 @@ pub async fn to_tenant_node(
         // The normal admission answers with the error.
         Err(_) => return next.run(request).await,
     };
-    let tenant = asked.unwrap_or(principal.tenant);
+    let tenant = asked.unwrap_or_else(|| principal.tenant.clone());
     let forwarded = request.headers().contains_key(FORWARDED_HEADER);
     let mut route = cluster.balancer.route(&tenant);
     if route == Route::Moving && !forwarded {
@@ -80,7 +82,12 @@ pub async fn to_tenant_node(
         }
     }
     match route {
-        Route::Here => next.run(request).await,
+        Route::Here => {
+            // Authenticated once: admission takes the principal from here.
+            let mut request = request;
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
         Route::Node {
             http_addr, node, ..
         } if !forwarded => forward(&cluster, &http_addr, &node, request).await,

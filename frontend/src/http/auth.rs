@@ -61,10 +61,19 @@ pub async fn authenticate(
             .get::<axum::extract::MatchedPath>()
             .map(|m| m.as_str()),
     );
-    let admitted = state
-        .gate()
-        .admit(authorization.as_deref(), date_time.as_deref(), operation)
-        .await;
+    // In cluster mode the router already authenticated the request.
+    let identified = request
+        .extensions_mut()
+        .remove::<strata_tenancy::Principal>();
+    let admitted = match identified {
+        Some(principal) => state.gate().admit_identified(principal, operation).await,
+        None => {
+            state
+                .gate()
+                .admit(authorization.as_deref(), date_time.as_deref(), operation)
+                .await
+        }
+    };
     match admitted {
         Ok(admitted) => {
             request.extensions_mut().insert(admitted);

@@ -58,6 +58,16 @@ impl Gate<'_> {
         operation: &str,
     ) -> Result<Admitted, ServiceError> {
         let principal = self.identify(authorization, date_time).await?;
+        self.admit_identified(principal, operation).await
+    }
+
+    /// [`Gate::admit`] for a principal already identified (by the cluster
+    /// router, which authenticated the request to find its tenant).
+    pub async fn admit_identified(
+        &self,
+        principal: Principal,
+        operation: &str,
+    ) -> Result<Admitted, ServiceError> {
         // Service admins operate the service and are not limited.
         let quotas = if principal.role == Role::Admin {
             None
