@@ -3,7 +3,8 @@
 //! answer from the same metadata and only ever acts on its own part (it
 //! releases tenants assigned elsewhere, places tenants assigned to it).
 //!
-//! - **Balanced**: no node gets more than `ceil(tenants / nodes)`.
+//! - **Balanced**: every node gets `floor(tenants / nodes)` or one more,
+//!   so no live node sits idle while another holds two more than it.
 //! - **Sticky**: a tenant stays on its current live node while that node is
 //!   within its share, so a node joining takes only the overflow of the
 //!   others and a node leaving gives out only its own tenants.
@@ -31,36 +32,58 @@ pub fn assign(tenants: &[TenantAt], live_nodes: &[String]) -> BTreeMap<String, S
     let mut sorted: Vec<&TenantAt> = tenants.iter().collect();
     sorted.sort_by(|a, b| a.tenant.cmp(&b.tenant));
     sorted.dedup_by(|a, b| a.tenant == b.tenant);
-    let share = sorted.len().div_ceil(nodes.len());
-    let mut load: BTreeMap<&str, usize> = nodes.iter().map(|n| (*n, 0)).collect();
+    let mut slots = Slots {
+        floor: sorted.len() / nodes.len(),
+        extras: sorted.len() % nodes.len(),
+        load: nodes.iter().map(|n| (*n, 0)).collect(),
+    };
     let mut homeless = Vec::new();
     // Stay where you are while your node has room.
     for t in &sorted {
-        let stays = t
-            .current
-            .as_deref()
-            .and_then(|n| load.get_mut(n))
-            .filter(|l| **l < share);
-        match stays {
-            Some(l) => {
-                *l += 1;
-                out.insert(t.tenant.clone(), t.current.clone().unwrap_or_default());
+        match t.current.as_deref() {
+            Some(n) if slots.take(n) => {
+                out.insert(t.tenant.clone(), n.to_string());
             }
-            None => homeless.push(*t),
+            _ => homeless.push(*t),
         }
     }
     // Everyone else: the first node with room in the tenant's own order.
+    // There is always one: the slots add up to the number of tenants.
     for t in homeless {
         let mut order: Vec<&str> = nodes.iter().copied().collect();
         order.sort_by_key(|n| std::cmp::Reverse(score(&t.tenant, n)));
-        if let Some(node) = order.into_iter().find(|n| load[n] < share) {
-            if let Some(l) = load.get_mut(node) {
-                *l += 1;
-            }
+        if let Some(node) = order.into_iter().find(|n| slots.take(n)) {
             out.insert(t.tenant.clone(), node.to_string());
         }
     }
     out
+}
+
+/// Room on the nodes: each holds `floor` tenants, and `extras` of them one
+/// more.
+struct Slots<'a> {
+    floor: usize,
+    extras: usize,
+    load: BTreeMap<&'a str, usize>,
+}
+
+impl Slots<'_> {
+    /// Takes a slot on `node`; false when it is full (or not live).
+    fn take(&mut self, node: &str) -> bool {
+        let Some(load) = self.load.get_mut(node) else {
+            return false;
+        };
+        if *load < self.floor {
+            *load += 1;
+            true
+        } else if *load == self.floor && self.extras > 0 {
+            *load += 1;
+            self.extras -= 1;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Rendezvous weight of `node` for `tenant`: FNV-1a over both, with a
@@ -154,7 +177,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn every_tenant_gets_a_live_node_within_its_share(
+        fn every_tenant_gets_a_live_node_and_loads_differ_by_at_most_one(
             tenants in proptest::collection::btree_set("[a-z]{1,6}", 0..80),
             nodes in proptest::collection::btree_set("[a-z]{1,4}", 1..7),
             stale in proptest::collection::vec(0usize..10, 80),
@@ -175,9 +198,12 @@ mod tests {
                 .collect();
             let out = assign(&at, &nodes);
             prop_assert_eq!(out.len(), at.len());
+            // Within one of each other: floor(T/N) or ceil(T/N) each.
+            let floor = at.len() / nodes.len();
             let share = at.len().div_ceil(nodes.len());
             for n in &nodes {
-                prop_assert!(out.values().filter(|v| *v == n).count() <= share);
+                let load = out.values().filter(|v| *v == n).count();
+                prop_assert!((floor..=share).contains(&load), "{} holds {}", n, load);
             }
             prop_assert!(out.values().all(|v| nodes.contains(v)));
             // The same answer whatever order the inputs come in.
