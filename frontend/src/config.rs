@@ -124,6 +124,10 @@ pub struct AuthSection {
     /// Where the bootstrap admin credential is written on first start;
     /// empty = `<data_dir>/admin-credentials`.
     pub credentials_file: String,
+    /// How long an opened access key is trusted before it is read from
+    /// the metadata store again: the bound on how long a key revoked (or
+    /// a tenant deleted) on another node keeps working on this one.
+    pub key_cache_ttl_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -362,6 +366,7 @@ impl Default for Config {
                 max_clock_skew_ms: 15 * 60 * 1000,
                 master_key_file: String::new(),
                 credentials_file: String::new(),
+                key_cache_ttl_ms: 10_000,
             },
             quotas: QuotasSection { max_delay_ms: 100 },
             transactions: TransactionsSection {

@@ -456,7 +456,8 @@ async fn open_credentials(
     if created {
         tracing::info!(path = %key_path.display(), "created the master key that encrypts stored secrets");
     }
-    let credentials = Credentials::new(Catalog::new(store), master, clock);
+    let ttl_ms = i64::try_from(config.auth.key_cache_ttl_ms).unwrap_or(i64::MAX);
+    let credentials = Credentials::with_cache_ttl_ms(Catalog::new(store), master, clock, ttl_ms);
     let file = config.credentials_path();
     let issued = credentials
         .bootstrap(&file)

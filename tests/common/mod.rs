@@ -381,6 +381,55 @@ pub fn etcd_test_url(name: &str) -> Option<String> {
     ))
 }
 
+/// A member of the test etcd cluster SIGKILLed by [`kill_etcd_member`],
+/// to be started again from its data directory.
+pub struct KilledEtcdMember {
+    args: Vec<String>,
+    pid_file: PathBuf,
+}
+
+/// SIGKILLs member `i` of the etcd cluster `scripts/services.sh` started
+/// (its pid is in `$STRATA_TEST_ETCD_DIR/etcd<i>.pid`); `None` when that
+/// is not set.
+pub fn kill_etcd_member(i: usize) -> Option<KilledEtcdMember> {
+    let dir = std::env::var_os("STRATA_TEST_ETCD_DIR")?;
+    let pid_file = Path::new(&dir).join(format!("etcd{i}.pid"));
+    let pid = std::fs::read_to_string(&pid_file).expect("member pid file");
+    let pid = pid.trim();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("member is running");
+    let args = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success(), "kill etcd member {i}");
+    Some(KilledEtcdMember { args, pid_file })
+}
+
+impl KilledEtcdMember {
+    /// Starts the member again; `scripts/services.sh` stops it later by
+    /// the pid written back to its pid file.
+    pub fn restart(self) {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.pid_file.with_extension("log"))
+            .expect("member log");
+        #[allow(clippy::zombie_processes)]
+        let child = std::process::Command::new(&self.args[0])
+            .args(&self.args[1..])
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("member restarts");
+        std::fs::write(&self.pid_file, child.id().to_string()).expect("pid file");
+    }
+}
+
 /// (queue, offset) → body of every acknowledged message.
 pub type Acked = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(u32, u64), Vec<u8>>>>;
 

@@ -25,6 +25,9 @@ use crate::http::auth::TENANT_HEADER;
 
 /// Names the node that forwarded a request.
 pub const FORWARDED_HEADER: &str = "x-strata-forwarded-by";
+/// Names the node that served a tenant's request (on the answer), so a
+/// client or load balancer can send the tenant's next requests there.
+pub const SERVED_BY_HEADER: &str = "x-strata-served-by";
 
 /// How long a request for a tenant nobody serves waits for a placement.
 const PLACEMENT_WAIT: Duration = Duration::from_secs(3);
@@ -86,7 +89,11 @@ pub async fn to_tenant_node(
             // Authenticated once: admission takes the principal from here.
             let mut request = request;
             request.extensions_mut().insert(principal);
-            next.run(request).await
+            let mut response = next.run(request).await;
+            if let Ok(node) = axum::http::HeaderValue::from_str(&cluster.node) {
+                response.headers_mut().insert(SERVED_BY_HEADER, node);
+            }
+            response
         }
         Route::Node {
             http_addr, node, ..
