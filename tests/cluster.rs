@@ -1,10 +1,10 @@
 //! Cluster mode (`serving.cluster = true`) on a 3-member etcd: three nodes
 //! share one namespace and object store and each serves the tenants placed
 //! on it. Every request works through every node (forwarded to the
-//! tenant's node); a node SIGKILLed under load has its WAL adopted by a
-//! survivor and its tenants placed again with every acknowledged message;
-//! a fourth node joining takes tenants over, nothing lost; an etcd member
-//! SIGKILLed under load costs at most a pause.
+//! tenant's node, over HTTP and gRPC alike); a node SIGKILLed under load
+//! has its WAL adopted by a survivor and its tenants placed again with
+//! every acknowledged message; a fourth node joining takes tenants over,
+//! nothing lost; an etcd member SIGKILLed under load costs at most a pause.
 
 #![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
 
@@ -165,6 +165,43 @@ async fn route_of(grpc: &str, tenant: &str) -> String {
         .expect("broker endpoints");
     let address = &endpoints.addresses[0];
     format!("{}:{}", address.host, address.port)
+}
+
+/// A SendMessage of one message to `tenant`'s topic through `grpc`, as
+/// the anonymous admin naming the tenant's namespace.
+async fn send_grpc(
+    grpc: &str,
+    tenant: &str,
+    body: &str,
+) -> strata_frontend::grpc::pb::SendMessageResponse {
+    use strata_frontend::grpc::pb;
+    let mut client = common::Grpc::connect(format!("http://{grpc}"))
+        .await
+        .expect("gRPC connects");
+    let message = pb::Message {
+        topic: Some(pb::Resource {
+            resource_namespace: String::new(),
+            name: "orders".into(),
+        }),
+        user_properties: Default::default(),
+        system_properties: Some(pb::SystemProperties {
+            message_id: body.to_string(),
+            message_type: pb::MessageType::Normal as i32,
+            ..Default::default()
+        }),
+        body: body.as_bytes().to_vec(),
+    };
+    let mut request = tonic::Request::new(pb::SendMessageRequest {
+        messages: vec![message],
+    });
+    request
+        .metadata_mut()
+        .insert("x-mq-namespace", tenant.parse().expect("namespace header"));
+    client
+        .send_message(request)
+        .await
+        .expect("SendMessage")
+        .into_inner()
 }
 
 /// Asserts `tenant`'s topic, read through `url`, holds every body of
@@ -355,6 +392,28 @@ async fn tenants_spread_move_on_a_kill_and_rebalance_on_a_join() {
                 "{t} through {url}"
             );
         }
+    }
+
+    // Any RPC through any node: a SendMessage for a tenant served
+    // elsewhere is forwarded (a client whose route went stale still works).
+    for (i, t) in (0..TENANTS).map(|i| (i, tenant(i))) {
+        for (n, addr) in grpc_addrs.iter().enumerate() {
+            let body = format!("{t}-grpc-{n}");
+            let answer = send_grpc(addr, &t, &body).await;
+            assert_eq!(
+                common::grpc_code(answer.status.clone()),
+                strata_frontend::grpc::pb::Code::Ok,
+                "{t} through {addr}: {answer:?}"
+            );
+            acked.entry(t.clone()).or_default().push(body);
+        }
+        let list = acked.get_mut(&t).expect("published");
+        list.sort();
+        assert_eq!(
+            &bodies(&urls[i % 3], &t).await,
+            list,
+            "{t} after gRPC sends"
+        );
     }
 
     // SIGKILL node-c while every tenant keeps publishing through node-a.

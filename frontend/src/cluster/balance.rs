@@ -41,6 +41,9 @@ struct View {
     live: HashMap<String, NodeRecord>,
 }
 
+/// How long a request for a tenant nobody serves waits for a placement.
+pub const PLACEMENT_WAIT: Duration = Duration::from_secs(3);
+
 /// See the module docs.
 #[derive(Debug)]
 pub struct Balancer {
@@ -90,6 +93,26 @@ impl Balancer {
     /// Asks for a pass now (a request for a tenant nobody serves).
     pub fn kick(&self) {
         self.kick.notify_one();
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.config.node_id
+    }
+
+    /// Where `tenant` is served, waiting up to [`PLACEMENT_WAIT`] (and
+    /// asking for a pass) while nobody serves it.
+    pub async fn wait_placed(&self, tenant: &str) -> Route {
+        let mut route = self.route(tenant);
+        if route == Route::Moving {
+            self.kick();
+            let deadline = self.clock.monotonic() + PLACEMENT_WAIT;
+            while route == Route::Moving && self.clock.monotonic() < deadline {
+                self.clock.sleep(Duration::from_millis(50)).await;
+                route = self.route(tenant);
+            }
+        }
+        route
     }
 
     /// Where `tenant` is served, from the last pass's view.

@@ -9,7 +9,6 @@
 //! tenant moved answers 503 and the client retries.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -28,9 +27,6 @@ pub const FORWARDED_HEADER: &str = "x-strata-forwarded-by";
 /// Names the node that served a tenant's request (on the answer), so a
 /// client or load balancer can send the tenant's next requests there.
 pub const SERVED_BY_HEADER: &str = "x-strata-served-by";
-
-/// How long a request for a tenant nobody serves waits for a placement.
-const PLACEMENT_WAIT: Duration = Duration::from_secs(3);
 
 /// What the HTTP layer needs for cluster routing.
 #[derive(Debug, Clone)]
@@ -74,16 +70,11 @@ pub async fn to_tenant_node(
     };
     let tenant = asked.unwrap_or_else(|| principal.tenant.clone());
     let forwarded = request.headers().contains_key(FORWARDED_HEADER);
-    let mut route = cluster.balancer.route(&tenant);
-    if route == Route::Moving && !forwarded {
-        cluster.balancer.kick();
-        let clock = state.engine.clock().clone();
-        let deadline = clock.monotonic() + PLACEMENT_WAIT;
-        while route == Route::Moving && clock.monotonic() < deadline {
-            clock.sleep(Duration::from_millis(50)).await;
-            route = cluster.balancer.route(&tenant);
-        }
-    }
+    let route = if forwarded {
+        cluster.balancer.route(&tenant)
+    } else {
+        cluster.balancer.wait_placed(&tenant).await
+    };
     match route {
         Route::Here => {
             // Authenticated once: admission takes the principal from here.

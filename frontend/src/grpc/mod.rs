@@ -6,7 +6,8 @@
 //! [`GrpcState`]; authentication, tenant, quotas, metering), [`clients`]
 //! (waiting receives by client), [`producers`] (Telemetry streams for
 //! check-backs), [`convert`] (messages), [`settings`] (Telemetry settings),
-//! [`failure`] (result codes). The RPCs' work is done on `GrpcState` in
+//! [`failure`] (result codes), [`forward`] (cluster mode: RPCs for a
+//! tenant served elsewhere go there). The RPCs' work is done on `GrpcState` in
 //! [`route`], [`consume`], [`offsets`] and [`txn`]; [`service`] only
 //! implements the tonic trait and answers, so no module imports the one
 //! that uses it.
@@ -16,6 +17,7 @@ pub mod clients;
 pub mod consume;
 pub mod convert;
 pub mod failure;
+pub mod forward;
 pub mod offsets;
 pub mod producers;
 pub mod route;
@@ -53,9 +55,12 @@ pub async fn serve(
             }
         })
     });
-    let service = MessagingServiceServer::new(service::Service { state })
-        .max_decoding_message_size(max_request_bytes)
-        .max_encoding_message_size(max_request_bytes);
+    let service = MessagingServiceServer::new(service::Service {
+        state: state.clone(),
+    })
+    .max_decoding_message_size(max_request_bytes)
+    .max_encoding_message_size(max_request_bytes);
+    let service = forward::Forwarding::new(service, state);
     let served = tonic::transport::Server::builder()
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -1,0 +1,209 @@
+//! Cluster mode over gRPC: an RPC for a tenant served by another node is
+//! forwarded there whole (headers, body, and the streamed answer), so a
+//! client whose route went stale (its tenant moved) keeps working. Route
+//! and assignment queries, heartbeats and Telemetry streams are answered
+//! where they arrive (the first two name the tenant's node; the others
+//! belong to the connection). Like HTTP forwarding, the forwarding node
+//! only identifies the caller; the tenant's node admits it; a forwarded
+//! RPC is never forwarded again.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use strata_tenancy::DATE_HEADER;
+use tonic::body::Body;
+use tonic::codegen::{BoxFuture, Service, http};
+use tonic::server::NamedService;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::cluster::balance::Route;
+use crate::cluster::forward::FORWARDED_HEADER;
+use crate::grpc::caller::{GrpcState, NAMESPACE_HEADER};
+
+/// RPCs answered by whichever node receives them.
+const ANSWERED_HERE: [&str; 4] = ["QueryRoute", "QueryAssignment", "Heartbeat", "Telemetry"];
+
+/// Wraps the MessagingService: forwards, or passes the RPC on.
+#[derive(Clone)]
+pub struct Forwarding<S> {
+    inner: S,
+    router: Arc<Router>,
+}
+
+impl<S> Forwarding<S> {
+    pub fn new(inner: S, state: GrpcState) -> Self {
+        Forwarding {
+            inner,
+            router: Arc::new(Router {
+                state,
+                channels: Mutex::default(),
+            }),
+        }
+    }
+}
+
+impl<S: NamedService> NamedService for Forwarding<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+/// Decides where RPCs go and keeps a channel per node.
+struct Router {
+    state: GrpcState,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+/// What routing needs of a request, owned (the body is not `Sync`).
+struct Asked {
+    rpc: String,
+    authorization: Option<String>,
+    date_time: Option<String>,
+    namespace: Option<String>,
+    forwarded: bool,
+}
+
+impl Asked {
+    fn of(request: &http::Request<Body>) -> Asked {
+        let headers = request.headers();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        Asked {
+            rpc: request
+                .uri()
+                .path()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            authorization: header("authorization"),
+            date_time: header(DATE_HEADER),
+            // RocketMQ clients send an empty namespace when they have none.
+            namespace: header(NAMESPACE_HEADER).filter(|n| !n.is_empty()),
+            forwarded: headers.contains_key(FORWARDED_HEADER),
+        }
+    }
+}
+
+/// Where an RPC goes.
+enum Target {
+    Here,
+    There { node: String, channel: Channel },
+    Refused(tonic::Status),
+}
+
+impl<S> Service<http::Request<Body>> for Forwarding<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        // The clone that was made ready serves this call (tower's rule).
+        let fresh = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, fresh);
+        if self.router.state.cluster.is_none() {
+            return Box::pin(inner.call(request));
+        }
+        let router = self.router.clone();
+        let asked = Asked::of(&request);
+        Box::pin(async move {
+            match router.target(asked).await {
+                Target::Here => inner.call(request).await,
+                Target::Refused(status) => Ok(status.into_http()),
+                Target::There { node, mut channel } => {
+                    if let Ok(v) = http::HeaderValue::from_str(&router.node()) {
+                        request.headers_mut().insert(FORWARDED_HEADER, v);
+                    }
+                    // A channel is a buffer: it takes a call once ready.
+                    let ready = std::future::poll_fn(|cx| channel.poll_ready(cx)).await;
+                    let answer = match ready {
+                        Ok(()) => channel.call(request).await,
+                        Err(e) => Err(e),
+                    };
+                    Ok(answer.unwrap_or_else(|e| {
+                        tonic::Status::unavailable(format!(
+                            "forwarding to node {node} failed: {e}; retry"
+                        ))
+                        .into_http()
+                    }))
+                }
+            }
+        })
+    }
+}
+
+impl Router {
+    fn node(&self) -> String {
+        self.state
+            .cluster
+            .as_ref()
+            .map(|b| b.node_id().to_string())
+            .unwrap_or_default()
+    }
+
+    async fn target(&self, asked: Asked) -> Target {
+        let Some(balancer) = self.state.cluster.as_ref() else {
+            return Target::Here;
+        };
+        if ANSWERED_HERE.contains(&asked.rpc.as_str()) {
+            return Target::Here;
+        }
+        let identified = self
+            .state
+            .gate()
+            .identify(asked.authorization.as_deref(), asked.date_time.as_deref())
+            .await;
+        let Ok(principal) = identified else {
+            // The service answers with the refusal.
+            return Target::Here;
+        };
+        let tenant = asked.namespace.unwrap_or(principal.tenant);
+        let route = if asked.forwarded {
+            balancer.route(&tenant)
+        } else {
+            balancer.wait_placed(&tenant).await
+        };
+        match route {
+            Route::Here => Target::Here,
+            Route::Node {
+                node, grpc_addr, ..
+            } if !asked.forwarded => match self.channel(&grpc_addr) {
+                Ok(channel) => Target::There { node, channel },
+                Err(e) => Target::Refused(tonic::Status::unavailable(format!(
+                    "node {node} at {grpc_addr}: {e}"
+                ))),
+            },
+            _ => Target::Refused(tonic::Status::unavailable(format!(
+                "tenant {tenant} is moving between nodes (or not placed yet); retry in a moment"
+            ))),
+        }
+    }
+
+    /// A lazily connecting channel to `addr`, one per node address.
+    fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let channel = Endpoint::from_shared(format!("http://{addr}"))?
+            .tcp_nodelay(true)
+            .connect_lazy();
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+}
