@@ -350,7 +350,10 @@ pub async fn start_with_clock(
         },
         cluster: balancer.as_ref().map(|(b, _)| Forwarder {
             balancer: b.clone(),
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder()
+                .timeout(b.forward_timeout())
+                .build()
+                .unwrap_or_default(),
             node: config.node_id.clone(),
             max_request_bytes: config.http.max_request_bytes,
         }),

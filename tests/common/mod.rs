@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+pub mod cluster;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_strata");
 
 /// A `strata serve` child process on a random loopback port.

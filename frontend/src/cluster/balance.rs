@@ -100,6 +100,19 @@ impl Balancer {
         &self.config.node_id
     }
 
+    /// How long a request forwarded to another node may take: the longest
+    /// long poll plus a lease. An owner silent for that long (paused, cut
+    /// off) has lost its tenants or will soon; the caller gets an error to
+    /// retry on instead of hanging.
+    pub fn forward_timeout(&self) -> Duration {
+        Duration::from_millis(
+            self.config
+                .limits
+                .max_wait_ms
+                .saturating_add(self.config.serving.lease_ttl_ms),
+        )
+    }
+
     /// Where `tenant` is served, waiting up to [`PLACEMENT_WAIT`] (and
     /// asking for a pass) while nobody serves it.
     pub async fn wait_placed(&self, tenant: &str) -> Route {

@@ -196,12 +196,19 @@ impl Router {
 
     /// A lazily connecting channel to `addr`, one per node address.
     fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let timeout = self
+            .state
+            .cluster
+            .as_ref()
+            .map(|b| b.forward_timeout())
+            .unwrap_or_default();
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
         let channel = Endpoint::from_shared(format!("http://{addr}"))?
             .tcp_nodelay(true)
+            .timeout(timeout)
             .connect_lazy();
         channels.insert(addr.to_string(), channel.clone());
         Ok(channel)
