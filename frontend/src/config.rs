@@ -184,6 +184,10 @@ pub struct MetadataSection {
     /// "embedded" (redb under the data directory) or
     /// "etcd://host:port[,host:port...][/namespace]".
     pub url: String,
+    /// How often this node compacts the metadata store's history (etcd
+    /// keeps every superseded value until compacted); 0 leaves it to the
+    /// operator (etcd's own `--auto-compaction-*`).
+    pub compact_history_interval_ms: u64,
 }
 
 /// The metadata store [`MetadataSection::url`] names.
@@ -305,6 +309,7 @@ impl Default for Config {
             },
             metadata: MetadataSection {
                 url: "embedded".into(),
+                compact_history_interval_ms: 5 * 60 * 1000,
             },
             serving: ServingSection {
                 lease_ttl_ms: 15_000,

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use strata_common::{Clock, SystemClock};
 use strata_engine::{Engine, EngineError};
@@ -308,6 +309,10 @@ pub async fn start_with_clock(
         None if cluster => engine.set_write_fence(node.fence()),
         None => {}
     }
+    if config.metadata.compact_history_interval_ms > 0 {
+        let every = Duration::from_millis(config.metadata.compact_history_interval_ms);
+        spawn_history_compaction(Arc::downgrade(&store), clock.clone(), every);
+    }
     let (balancer_stop, balancer_stopped) = watch::channel(false);
     let balancer = if cluster {
         let balancer = Balancer::new(catalog.clone(), engine.clone(), config.clone());
@@ -444,6 +449,33 @@ fn join_host_port(host: &str, port: u16) -> String {
     } else {
         format!("{host}:{port}")
     }
+}
+
+/// Compacts the metadata store's history every `every` while the store
+/// lives (see `MetaStore::compact_history`); a failure is retried at the
+/// next interval.
+fn spawn_history_compaction(
+    store: std::sync::Weak<dyn MetaStore>,
+    clock: Arc<dyn Clock>,
+    every: Duration,
+) {
+    tokio::spawn(async move {
+        loop {
+            clock.sleep(every).await;
+            let Some(store) = store.upgrade() else {
+                return;
+            };
+            match store.compact_history().await {
+                Ok(Some(revision)) => {
+                    tracing::info!(revision, "compacted the metadata store's history")
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "compacting the metadata store's history failed; retrying later")
+                }
+            }
+        }
+    });
 }
 
 /// Loads (or creates) the master key and makes sure a bootstrap admin

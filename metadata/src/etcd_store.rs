@@ -17,6 +17,14 @@
 //!   checked key, so the index of the first failing check is found from
 //!   values read atomically with the compares.
 //!
+//! etcd keeps every superseded value (one revision per write) until it is
+//! compacted; left alone, its database grows with every write until it hits
+//! its quota and refuses all writes. [`MetaStore::compact_history`]
+//! compacts to the revision seen at its previous call, as Kubernetes'
+//! API server does: each node calls it every few minutes, so about one
+//! interval of history is kept, and compactions by several nodes only
+//! ever move the floor up.
+//!
 //! etcd bounds a txn: at most `--max-txn-ops` compares (and as many writes)
 //! and `--max-request-bytes` per request. Strata commits up to a topic's
 //! queue count or an index batch in one txn, so run etcd with
@@ -29,8 +37,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn as EtcdTxn, TxnOp,
-    TxnOpResponse,
+    Client, CompactionOptions, Compare, CompareOp, ConnectOptions, GetOptions, KvClient,
+    Txn as EtcdTxn, TxnOp, TxnOpResponse,
 };
 
 use crate::address::EtcdAddress;
@@ -65,6 +73,8 @@ pub struct EtcdStore {
     /// `<namespace>/`, prepended to every key.
     prefix: Vec<u8>,
     endpoints: Vec<String>,
+    /// The cluster's revision at the previous `compact_history` call.
+    seen_revision: std::sync::Mutex<Option<i64>>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -102,6 +112,7 @@ impl EtcdStore {
             current: AtomicUsize::new(0),
             prefix: format!("{}/", address.namespace).into_bytes(),
             endpoints: address.endpoints.clone(),
+            seen_revision: std::sync::Mutex::new(None),
         };
         // A cheap linearizable read: fails now, not at the first request,
         // when no member is reachable.
@@ -271,6 +282,33 @@ impl MetaStore for EtcdStore {
             .iter()
             .map(|kv| (kv.key()[cut..].to_vec(), kv.value().to_vec()))
             .collect())
+    }
+
+    async fn compact_history(&self) -> Result<Option<i64>, MetaError> {
+        // The current revision comes with any read.
+        let now = self
+            .range(self.full_key(b"\0probe"), None)
+            .await?
+            .header()
+            .map(|h| h.revision());
+        let previous = {
+            let mut seen = self.seen_revision.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::replace(&mut *seen, now)
+        };
+        let Some(revision) = previous else {
+            return Ok(None);
+        };
+        let compacted = self
+            .on_members("compact", is_transport, |mut kv| async move {
+                kv.compact(revision, Some(CompactionOptions::new())).await
+            })
+            .await;
+        match compacted {
+            Ok(_) => Ok(Some(revision)),
+            // Another node compacted past it already.
+            Err(MetaError::Backend(m)) if m.contains("compacted") => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn commit(&self, txn: Txn) -> Result<TxnOutcome, MetaError> {

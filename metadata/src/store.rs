@@ -152,6 +152,15 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// All checks and mutations atomically: if any check fails nothing is written.
     async fn commit(&self, txn: Txn) -> Result<TxnOutcome, MetaError>;
+
+    /// Drops the backend's history of superseded values, if it keeps one
+    /// that grows with every write (etcd's MVCC revisions). Called every
+    /// few minutes by each node; returns the revision compacted to, if
+    /// any. Strata reads only current values, so it needs none of that
+    /// history. Backends without such history do nothing.
+    async fn compact_history(&self) -> Result<Option<i64>, MetaError> {
+        Ok(None)
+    }
 }
 
 /// Lets helpers taking `&S where S: MetaStore` accept an `&Arc<dyn MetaStore>` directly.
@@ -176,6 +185,10 @@ impl<T: MetaStore + ?Sized> MetaStore for Arc<T> {
 
     async fn commit(&self, txn: Txn) -> Result<TxnOutcome, MetaError> {
         (**self).commit(txn).await
+    }
+
+    async fn compact_history(&self) -> Result<Option<i64>, MetaError> {
+        (**self).compact_history().await
     }
 }
 

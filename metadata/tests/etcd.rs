@@ -261,3 +261,53 @@ async fn a_hung_member_costs_at_most_one_failed_commit() {
     eprintln!("{failures} failed commits while member 0 hung");
     assert_eq!(s.scan(b"during/", b"", 100).await.unwrap().len(), 30);
 }
+
+/// etcd keeps every superseded value until its history is compacted; each
+/// call compacts to the revision the previous one saw, so values
+/// overwritten before that are gone while current ones stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_is_compacted_to_the_revision_of_the_previous_call() {
+    let Some(endpoints) = endpoints() else { return };
+    let ns = namespace("compaction");
+    let s = connect_in(&endpoints, &ns).await;
+    store::put(&s, b"k".to_vec(), b"1".to_vec()).await.unwrap();
+    let first_endpoint = endpoints.split(',').next().expect("an endpoint");
+    let mut raw = etcd_client::Client::connect([format!("http://{first_endpoint}")], None)
+        .await
+        .expect("raw client");
+    let key = format!("{ns}/k");
+    let written = raw.get(key.clone(), None).await.expect("read k");
+    let first_write = written.kvs()[0].mod_revision();
+    store::put(&s, b"k".to_vec(), b"2".to_vec()).await.unwrap();
+
+    assert_eq!(
+        s.compact_history().await.unwrap(),
+        None,
+        "first call only looks"
+    );
+    store::put(&s, b"k".to_vec(), b"3".to_vec()).await.unwrap();
+    let floor = s
+        .compact_history()
+        .await
+        .unwrap()
+        .expect("second call compacts");
+    assert!(floor > first_write, "{floor} <= {first_write}");
+
+    let old = raw
+        .get(
+            key.clone(),
+            Some(etcd_client::GetOptions::new().with_revision(first_write)),
+        )
+        .await;
+    assert!(
+        old.as_ref()
+            .is_err_and(|e| e.to_string().contains("compacted")),
+        "the overwritten value is still readable: {old:?}"
+    );
+    assert_eq!(s.get(b"k").await.unwrap(), Some(b"3".to_vec()));
+    // Another node compacting too, behind or ahead, is not an error.
+    let other = connect_in(&endpoints, &ns).await;
+    assert_eq!(other.compact_history().await.unwrap(), None);
+    other.compact_history().await.unwrap();
+    s.compact_history().await.unwrap();
+}
