@@ -44,6 +44,29 @@ fn messages(from: usize, n: usize) -> Vec<PublishMessage> {
         .collect()
 }
 
+/// Two engines sharing metadata and object storage: `a` serving
+/// `tenants`, `b` serving nothing; and the directories they live in.
+async fn pair(tenants: &[&str]) -> (Arc<Engine>, Arc<Engine>, [tempfile::TempDir; 3]) {
+    let dirs = [
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    ];
+    let store: Arc<dyn MetaStore> = MemoryStore::new();
+    let clock = Arc::new(SystemClock);
+    let a = Engine::open_with_store(
+        node(dirs[0].path(), dirs[2].path(), "a", tenants),
+        clock.clone(),
+        store.clone(),
+    )
+    .await
+    .unwrap();
+    let b = Engine::open_with_store(node(dirs[1].path(), dirs[2].path(), "b", &[]), clock, store)
+        .await
+        .unwrap();
+    (a, b, dirs)
+}
+
 async fn bodies(engine: &Engine, tenant: &str, topic: &str, queues: u32) -> Vec<String> {
     let mut out = Vec::new();
     for q in 0..queues {
@@ -68,27 +91,7 @@ fn unavailable(e: EngineError) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_moves_with_everything_it_acknowledged() {
-    let (dir_a, dir_b, objects) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let store: Arc<dyn MetaStore> = MemoryStore::new();
-    let clock = Arc::new(SystemClock);
-    let a = Engine::open_with_store(
-        node(dir_a.path(), objects.path(), "a", &["t1", "t2"]),
-        clock.clone(),
-        store.clone(),
-    )
-    .await
-    .unwrap();
-    let b = Engine::open_with_store(
-        node(dir_b.path(), objects.path(), "b", &[]),
-        clock.clone(),
-        store.clone(),
-    )
-    .await
-    .unwrap();
+    let (a, b, _dirs) = pair(&["t1", "t2"]).await;
     a.create_topic("t1", "orders", 4, MessageType::Normal, None)
         .await
         .unwrap();
@@ -201,27 +204,7 @@ async fn pop(engine: &Engine, max: usize, invisible: Duration) -> Vec<Popped> {
 /// lost); an open transaction is committed on the new node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_acks_and_open_transactions_move_with_the_tenant() {
-    let (dir_a, dir_b, objects) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let store: Arc<dyn MetaStore> = MemoryStore::new();
-    let clock = Arc::new(SystemClock);
-    let a = Engine::open_with_store(
-        node(dir_a.path(), objects.path(), "a", &["t1"]),
-        clock.clone(),
-        store.clone(),
-    )
-    .await
-    .unwrap();
-    let b = Engine::open_with_store(
-        node(dir_b.path(), objects.path(), "b", &[]),
-        clock.clone(),
-        store.clone(),
-    )
-    .await
-    .unwrap();
+    let (a, b, _dirs) = pair(&["t1"]).await;
     a.create_topic("t1", "orders", 4, MessageType::Normal, None)
         .await
         .unwrap();

@@ -128,17 +128,21 @@ pub async fn served_by(url: &str, tenant: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// `node`'s state ("live", "expired", ...) as `url` sees the cluster.
-pub async fn node_state(url: &str, node: &str) -> String {
+/// The nodes of `GET /v1/cluster` through `url`.
+async fn cluster_nodes(url: &str) -> Vec<Value> {
     let cluster = reqwest::get(format!("{url}/v1/cluster"))
         .await
         .expect("cluster status")
         .json::<Value>()
         .await
         .expect("cluster json");
-    cluster["nodes"]
-        .as_array()
-        .expect("nodes")
+    cluster["nodes"].as_array().expect("nodes").clone()
+}
+
+/// `node`'s state ("live", "expired", ...) as `url` sees the cluster.
+pub async fn node_state(url: &str, node: &str) -> String {
+    cluster_nodes(url)
+        .await
         .iter()
         .find(|n| n["node"] == node)
         .and_then(|n| n["state"].as_str())
@@ -330,15 +334,8 @@ pub async fn expect_bodies(
 
 /// Tenants per live node, as `url` sees the cluster.
 pub async fn tenants_per_node(url: &str) -> BTreeMap<String, u64> {
-    let cluster = reqwest::get(format!("{url}/v1/cluster"))
+    cluster_nodes(url)
         .await
-        .expect("cluster status")
-        .json::<Value>()
-        .await
-        .expect("cluster json");
-    cluster["nodes"]
-        .as_array()
-        .expect("nodes")
         .iter()
         .filter(|n| n["state"] == "live")
         .map(|n| {
