@@ -258,3 +258,107 @@ async fn a_paused_node_keeps_its_tenants_and_nothing_is_served_twice() {
     b.stop();
     a.stop();
 }
+
+/// A tenant's plan holds across the cluster: publishing through three
+/// nodes at once, the tenant gets its plan's rate once, not three times
+/// (every node forwards to the one node that serves it and counts there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_rate_is_counted_once_however_many_nodes_it_reaches() {
+    const RATE: u64 = 50;
+    let Some(url) = etcd_test_url("cluster-quota") else {
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes: Vec<_> = ["node-a", "node-b", "node-c"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            // Over the rate: refused at once (429), not delayed.
+            let extra = [("STRATA_QUOTAS_MAX_DELAY_MS", "0")];
+            start_with(dirs[i].path(), &url, shared.path(), n, &extra)
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    let plan = client
+        .put(format!("{}/v1/plans/slow", nodes[0].url))
+        .json(&serde_json::json!({ "publish_messages_per_sec": RATE }))
+        .send()
+        .await
+        .unwrap();
+    assert!(plan.status().is_success(), "{:?}", plan.text().await);
+    let created = client
+        .post(format!("{}/v1/tenants", nodes[0].url))
+        .json(&serde_json::json!({ "name": "capped", "plan": "slow" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success(), "{:?}", created.text().await);
+    create_topic(&nodes[1].url, "capped").await;
+    // The tenant's own key: service admins are not rate limited.
+    let key: serde_json::Value = client
+        .post(format!("{}/v1/keys", nodes[2].url))
+        .json(&serde_json::json!({ "tenant": "capped", "role": "publisher" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = format!(
+        "Bearer {}:{}",
+        key["access_key"].as_str().expect("access_key"),
+        key["secret_key"].as_str().expect("secret_key")
+    );
+
+    // Every node publishes as fast as it is answered, for three seconds.
+    let began = Instant::now();
+    let publishers: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            let url = n.url.clone();
+            let bearer = bearer.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let (mut accepted, mut throttled) = (0u64, 0u64);
+                let mut i = 0;
+                while began.elapsed() < Duration::from_secs(3) {
+                    let answer = client
+                        .post(format!("{url}/v1/topics/orders/messages"))
+                        .header("authorization", bearer.as_str())
+                        .json(
+                            &serde_json::json!({ "messages": [{ "body": format!("{url}-{i}") }] }),
+                        )
+                        .send()
+                        .await
+                        .expect("publish answered");
+                    match answer.status().as_u16() {
+                        200 => accepted += 1,
+                        429 => throttled += 1,
+                        other => panic!("{other}: {:?}", answer.text().await),
+                    }
+                    i += 1;
+                }
+                (accepted, throttled)
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    let mut throttled = 0;
+    for p in publishers {
+        let (a, t) = p.await.unwrap();
+        accepted += a;
+        throttled += t;
+    }
+    let window = began.elapsed().as_secs_f64();
+    // A full bucket (one second's worth) plus the refill over the window.
+    let bound = (RATE as f64 * (window + 1.0)).ceil() as u64;
+    eprintln!(
+        "cluster: plan of {RATE} msgs/s through 3 nodes for {window:.1} s: {accepted} accepted (bound {bound}), {throttled} throttled"
+    );
+    assert!(throttled > 0, "the plan never throttled");
+    assert!(accepted <= bound, "{accepted} accepted, more than {bound}");
+    for n in nodes {
+        n.stop();
+    }
+}

@@ -15,10 +15,21 @@ pub const TENANTS: usize = 6;
 pub const QUEUES: u32 = 4;
 
 pub fn start(dir: &Path, url: &str, shared: &Path, node: &str) -> Server {
+    start_with(dir, url, shared, node, &[])
+}
+
+/// [`start`] with `extra` settings.
+pub fn start_with(
+    dir: &Path,
+    url: &str,
+    shared: &Path,
+    node: &str,
+    extra: &[(&str, &str)],
+) -> Server {
     let objects = shared.join("objects").display().to_string();
     let key = shared.join("master.key").display().to_string();
     let ttl = LEASE_TTL_MS.to_string();
-    let env = [
+    let mut env = vec![
         ("STRATA_METADATA_URL", url),
         ("STRATA_NODE_ID", node),
         ("STRATA_SERVING_CLUSTER", "true"),
@@ -28,6 +39,7 @@ pub fn start(dir: &Path, url: &str, shared: &Path, node: &str) -> Server {
         ("STRATA_AUTH_ANONYMOUS", "true"),
         ("STRATA_CACHE_BLOCK_DISK_DIR", "none"),
     ];
+    env.extend_from_slice(extra);
     Server::start(dir, &env)
 }
 
