@@ -40,6 +40,7 @@ pub async fn run_all(store: Arc<dyn MetaStore>) {
     concurrent_conditional_increments(&store).await;
     concurrent_commits_behave_as_if_serial(&store).await;
     checks_fence_writes_to_other_keys(&store).await;
+    compacting_history_keeps_current_values(&store).await;
 }
 
 /// Unwraps a store result, panicking with the backend and operation on error.
@@ -97,6 +98,42 @@ pub async fn get_missing_and_present(store: &Store) {
         get(store, &key("conf/get/", b"k2")).await,
         None,
     );
+}
+
+/// Compacting the backend's history (twice, so a backend that compacts to
+/// its previous call's point really compacts) leaves every current value,
+/// and every deletion, as it was.
+pub async fn compacting_history_keeps_current_values(store: &Store) {
+    let (a, b) = (key("conf/hist/", b"a"), key("conf/hist/", b"b"));
+    put(store, &a, b"1").await;
+    put(store, &a, b"2").await;
+    put(store, &b, b"x").await;
+    ok(store, "delete", store::delete(store, b.clone()).await);
+    ok(store, "compact history", store.compact_history().await);
+    put(store, &a, b"3").await;
+    ok(
+        store,
+        "compact history again",
+        store.compact_history().await,
+    );
+    same(
+        store,
+        "value after compaction",
+        get(store, &a).await,
+        Some(b"3".to_vec()),
+    );
+    same(
+        store,
+        "deleted key after compaction",
+        get(store, &b).await,
+        None,
+    );
+    let listed = ok(
+        store,
+        "scan",
+        store::scan_prefix(store, b"conf/hist/", 10).await,
+    );
+    same(store, "scan after compaction", listed, pairs(&[(&a, b"3")]));
 }
 
 /// A second put replaces the first value.

@@ -24,11 +24,20 @@
 //!   the PD endpoints and the operation, as on etcd. A commit whose outcome
 //!   is undetermined (the commit request's answer was lost) says so: the
 //!   caller's retry re-reads its checks, which tells it whether it applied.
+//! * History: TiKV keeps old MVCC versions until garbage collection, which
+//!   runs below a GC safe point that clients advance through PD. As on
+//!   etcd, [`MetaStore::compact_history`] uses the timestamp it took at its
+//!   previous call (one interval ago; no Strata transaction lives that
+//!   long): it resolves older locks and moves the safe point there. The
+//!   safe point is cluster-wide, so run Strata on a TiKV cluster of its own
+//!   or set `metadata.compact_history_interval_ms = 0` and leave GC to
+//!   whatever already runs it.
 
 use std::time::Duration;
 
 use tikv_client::{
-    BoundRange, CheckLevel, Config, Error as TikvError, Key, TransactionClient, TransactionOptions,
+    BoundRange, CheckLevel, Config, Error as TikvError, Key, TimestampExt, TransactionClient,
+    TransactionOptions,
 };
 
 use crate::address::TikvAddress;
@@ -48,6 +57,8 @@ pub struct TikvStore {
     /// `<namespace>/`, prepended to every key.
     prefix: Vec<u8>,
     pd_endpoints: Vec<String>,
+    /// The timestamp taken at the previous `compact_history` call.
+    seen_timestamp: std::sync::Mutex<Option<tikv_client::Timestamp>>,
 }
 
 impl std::fmt::Debug for TikvStore {
@@ -71,6 +82,7 @@ impl TikvStore {
             client,
             prefix: format!("{}/", address.namespace).into_bytes(),
             pd_endpoints: address.pd_endpoints.clone(),
+            seen_timestamp: std::sync::Mutex::new(None),
         };
         store.get(b"\0probe").await?;
         Ok(std::sync::Arc::new(store))
@@ -180,6 +192,30 @@ fn is_write_conflict(e: &TikvError) -> bool {
 impl MetaStore for TikvStore {
     fn backend_name(&self) -> &'static str {
         "tikv"
+    }
+
+    async fn compact_history(&self) -> Result<Option<i64>, MetaError> {
+        let now = self
+            .client
+            .current_timestamp()
+            .await
+            .map_err(|e| self.error("get a timestamp", e))?;
+        let previous = {
+            let mut seen = self
+                .seen_timestamp
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            seen.replace(now)
+        };
+        let Some(safe_point) = previous else {
+            return Ok(None);
+        };
+        let version = i64::try_from(safe_point.version()).unwrap_or(i64::MAX);
+        self.client
+            .gc(safe_point)
+            .await
+            .map_err(|e| self.error("garbage-collect old versions", e))?;
+        Ok(Some(version))
     }
 
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MetaError> {
