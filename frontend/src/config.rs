@@ -149,6 +149,11 @@ pub struct GrpcConfig {
     /// HOST:PORT that route answers tell clients to connect to; empty =
     /// the listening address (an unspecified IP becomes 127.0.0.1).
     pub advertise_addr: String,
+    /// HOST:PORT that route answers name for every queue instead of the
+    /// serving node: a load balancer in front of all nodes (any node
+    /// forwards an RPC to the tenant's node), for clients that never
+    /// refresh routes. Empty = the serving node's `advertise_addr`.
+    pub route_addr: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -306,6 +311,7 @@ impl Default for Config {
             grpc: GrpcConfig {
                 addr: "127.0.0.1:8081".into(),
                 advertise_addr: String::new(),
+                route_addr: String::new(),
             },
             metadata: MetadataSection {
                 url: "embedded".into(),
@@ -566,6 +572,12 @@ impl Config {
             return bad(format!(
                 "http.advertise_addr {:?} is not HOST:PORT",
                 self.http.advertise_addr
+            ));
+        }
+        if !self.grpc.route_addr.is_empty() && advertised(&self.grpc.route_addr).is_none() {
+            return bad(format!(
+                "grpc.route_addr {:?} is not HOST:PORT",
+                self.grpc.route_addr
             ));
         }
         if !self.grpc.advertise_addr.is_empty() && advertised(&self.grpc.advertise_addr).is_none() {

@@ -370,6 +370,7 @@ pub async fn start_with_clock(
         max_clock_skew_ms: state.auth.max_clock_skew_ms,
         anonymous: state.auth.anonymous,
         advertised,
+        route_endpoint: crate::config::advertised(&config.grpc.route_addr),
         producers: Default::default(),
         clients: Default::default(),
         cluster: balancer.as_ref().map(|(b, _)| b.clone()),

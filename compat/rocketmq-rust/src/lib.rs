@@ -93,6 +93,27 @@ impl Strata {
         }
     }
 
+    /// `Bearer <access>:<secret>` of the bootstrap admin.
+    pub fn admin_bearer(&self) -> String {
+        let text = std::fs::read_to_string(&self.credentials).expect("credentials file");
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(&format!("{name}=")))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+        format!("{}:{}", field("access_key"), field("secret_key"))
+    }
+
+    /// The node id (`node-<i>` in a [`Cluster`]; the data directory's name).
+    pub fn node_id(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     /// Stops the node at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -171,6 +192,11 @@ impl Cluster {
     /// (started by `scripts/services.sh`); `None`, saying why, when that is
     /// unset (a failure when `STRATA_TEST_REQUIRE_ETCD` is set).
     pub fn start(name: &str, n: usize) -> Option<Cluster> {
+        Cluster::start_with(name, n, &[])
+    }
+
+    /// [`Cluster::start`] with `extra` settings for every node.
+    pub fn start_with(name: &str, n: usize, extra: &[(&str, String)]) -> Option<Cluster> {
         let endpoints = match std::env::var("STRATA_TEST_ETCD_ENDPOINTS") {
             Ok(e) => e,
             Err(_) if std::env::var_os("STRATA_TEST_REQUIRE_ETCD").is_some() => {
@@ -210,6 +236,8 @@ impl Cluster {
                 ),
                 ("STRATA_CACHE_BLOCK_DISK_DIR", "none".to_string()),
             ];
+            let mut env = env.to_vec();
+            env.extend(extra.iter().cloned());
             let dir = root.join(format!("node-{i}"));
             nodes.push(Strata::spawn(dir, credentials.clone(), &env, false));
         }

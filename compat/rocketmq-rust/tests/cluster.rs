@@ -5,6 +5,8 @@
 //! etcd `scripts/services.sh` starts; skips, saying so, without it.
 
 use std::collections::BTreeSet;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rocketmq::conf::{ClientOption, ProducerOption, SimpleConsumerOption};
@@ -141,4 +143,159 @@ async fn every_node_takes_the_sdk_for_every_tenant() {
         assert_eq!(stored.len(), PER_ROUND * nodes.len(), "{t}: {stored:?}");
     }
     eprintln!("SDK through every node of 3 for tenants {TENANTS:?}: tenants per node {view:?}");
+}
+
+/// The node serving `tenant`, from the `x-strata-served-by` header of an
+/// answer through `node` (asked with curl, as the bootstrap admin).
+fn served_by(node: &Strata, tenant: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-D", "-", "-H"])
+        .arg(format!("x-strata-tenant: {tenant}"))
+        .arg("-H")
+        .arg(format!("authorization: Bearer {}", node.admin_bearer()))
+        .arg(format!("{}/v1/topics", node.http))
+        .output()
+        .expect("curl runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-strata-served-by:")
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no x-strata-served-by in {:?}", out))
+}
+
+/// A TCP load balancer like the one a deployment puts in front of its
+/// nodes: each connection goes to the next backend that accepts it.
+struct LoadBalancer {
+    addr: String,
+    backends: Arc<Mutex<Vec<String>>>,
+}
+
+impl LoadBalancer {
+    fn start() -> LoadBalancer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address").to_string();
+        let backends: Arc<Mutex<Vec<String>>> = Arc::default();
+        let list = backends.clone();
+        std::thread::spawn(move || {
+            let mut next = 0;
+            for inbound in listener.incoming().map_while(Result::ok) {
+                let list = list.lock().expect("backends").clone();
+                next += 1;
+                let outbound = (0..list.len())
+                    .find_map(|i| TcpStream::connect(&list[(next + i) % list.len()]).ok());
+                if let Some(outbound) = outbound {
+                    pipe(inbound, outbound);
+                }
+            }
+        });
+        LoadBalancer { addr, backends }
+    }
+}
+
+/// Copies both ways until either side closes, then closes both.
+fn pipe(a: TcpStream, b: TcpStream) {
+    let (Ok(mut a2), Ok(mut b2)) = (a.try_clone(), b.try_clone()) else {
+        return;
+    };
+    let (mut a, mut b) = (a, b);
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut a, &mut b2);
+        let _ = b2.shutdown(Shutdown::Both);
+    });
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut b, &mut a2);
+        let _ = a2.shutdown(Shutdown::Both);
+    });
+}
+
+/// SIGKILL of the node serving a tenant while the official SDK publishes
+/// to it. The Rust SDK 5.0.0 never queries a route again once it has one,
+/// so with routes naming the serving node it would send to the dead node
+/// forever. With `grpc.route_addr` naming a load balancer in front of the
+/// nodes, its connection is re-established through the balancer to a live
+/// node, which forwards to wherever the tenant is now served: sends
+/// succeed again once the tenant is placed, and every send the SDK saw
+/// succeed is stored, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_behind_a_load_balancer_publishes_on_after_its_tenants_node_is_killed() {
+    let balancer = LoadBalancer::start();
+    let route = [("STRATA_GRPC_ROUTE_ADDR", balancer.addr.clone())];
+    let Some(mut cluster) = Cluster::start_with("cluster-sdk-kill", 3, &route) else {
+        return;
+    };
+    *balancer.backends.lock().expect("backends") =
+        cluster.nodes.iter().map(|n| n.grpc.clone()).collect();
+    let key = cluster.nodes[0].tenant_key("acme", "publisher");
+    cli_until_ok(
+        &cluster.nodes[0],
+        &[
+            "--tenant", "acme", "topic", "create", "orders", "--queues", "4",
+        ],
+    );
+    let owner = served_by(&cluster.nodes[0], "acme");
+    let victim = cluster
+        .nodes
+        .iter()
+        .position(|n| n.node_id() == owner)
+        .expect("the owner is a node");
+    let access = (victim + 1) % cluster.nodes.len();
+    let mut po = ProducerOption::default();
+    po.set_topics(vec!["orders"]);
+    let mut through = client(&cluster.nodes[access], &key);
+    through.set_access_url(balancer.addr.clone());
+    let mut p = Producer::new(po, through).expect("producer");
+    p.start().await.expect("producer starts");
+    let mut acked = BTreeSet::new();
+    let mut killed_at = None;
+    let mut recovered_after = None;
+    let began = Instant::now();
+    for n in 0.. {
+        if n == 20 {
+            cluster.nodes[victim].kill();
+            killed_at = Some(Instant::now());
+        }
+        let body = format!("acme-{n:05}");
+        let m = MessageBuilder::builder()
+            .set_topic("orders")
+            .set_body(body.clone().into_bytes())
+            .build()
+            .expect("message");
+        let sent = tokio::time::timeout(Duration::from_secs(15), p.send(m)).await;
+        if let Ok(Ok(_)) = sent {
+            acked.insert(body);
+            if let Some(at) = killed_at
+                && recovered_after.is_none()
+            {
+                recovered_after = Some(at.elapsed());
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if recovered_after.is_some() && acked.len() >= 40 {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(120),
+            "the SDK never published again after node {owner} was killed"
+        );
+    }
+    let _ = p.shutdown().await;
+    let reader = &cluster.nodes[access];
+    let stored: Vec<String> = reader
+        .consume_all("acme", "orders")
+        .iter()
+        .map(|m| m["body"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let unique: BTreeSet<String> = stored.iter().cloned().collect();
+    assert_eq!(unique.len(), stored.len(), "stored twice: {stored:?}");
+    let missing: Vec<&String> = acked.difference(&unique).collect();
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+    eprintln!(
+        "official SDK behind a load balancer: node {owner} SIGKILLed; sends succeeded again {:.1} s later; {} acknowledged, all stored once",
+        recovered_after.map_or(0.0, |d| d.as_secs_f64()),
+        acked.len()
+    );
 }

@@ -35,6 +35,9 @@ pub struct GrpcState {
     pub anonymous: bool,
     /// The address clients are told to connect to (route answers).
     pub advertised: (String, u16),
+    /// What route answers name for every queue instead of the serving
+    /// node (`grpc.route_addr`: a load balancer), if set.
+    pub route_endpoint: Option<(String, u16)>,
     /// Connected producers, for transaction check-backs.
     pub producers: Arc<crate::grpc::producers::Producers>,
     /// Receives in progress by client, for NotifyClientTermination.

@@ -19,6 +19,7 @@ impl GrpcState {
     /// mode a topic of a tenant served by another node is answered with
     /// that node's endpoints (from the catalog), so clients talk to it
     /// directly; a tenant moving between nodes is UNAVAILABLE (retried).
+    /// With `grpc.route_addr` set, every answer names that address.
     pub(crate) async fn route(
         &self,
         caller: &Caller,
@@ -64,6 +65,13 @@ impl GrpcState {
                     ),
                 ));
             }
+        };
+        let broker = match &self.route_endpoint {
+            Some((host, port)) => pb::Broker {
+                endpoints: Some(endpoints(host.clone(), *port)),
+                ..broker
+            },
+            None => broker,
         };
         let resource = pb::Resource {
             resource_namespace: asked.map(|t| t.resource_namespace).unwrap_or_default(),
