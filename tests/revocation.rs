@@ -7,30 +7,13 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{Server, etcd_test_url, read_credentials};
+use common::cluster::start_with;
+use common::{etcd_test_url, read_credentials};
 use serde_json::{Value, json};
 
 const KEY_CACHE_TTL_MS: u64 = 1000;
-
-fn start(dir: &Path, url: &str, shared: &Path, node: &str) -> Server {
-    let objects = shared.join("objects").display().to_string();
-    let key = shared.join("master.key").display().to_string();
-    let ttl = KEY_CACHE_TTL_MS.to_string();
-    let env = [
-        ("STRATA_METADATA_URL", url),
-        ("STRATA_NODE_ID", node),
-        ("STRATA_SERVING_CLUSTER", "true"),
-        ("STRATA_SERVING_LEASE_TTL_MS", "2000"),
-        ("STRATA_OBJECT_STORE_ROOT", objects.as_str()),
-        ("STRATA_AUTH_MASTER_KEY_FILE", key.as_str()),
-        ("STRATA_AUTH_KEY_CACHE_TTL_MS", ttl.as_str()),
-        ("STRATA_CACHE_BLOCK_DISK_DIR", "none"),
-    ];
-    Server::start(dir, &env)
-}
 
 fn client(access: &str, secret: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -72,8 +55,13 @@ async fn a_key_revoked_on_one_node_is_refused_everywhere_within_the_cache_ttl() 
     };
     let shared = tempfile::tempdir().unwrap();
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let a = start(dirs[0].path(), &url, shared.path(), "node-a");
-    let b = start(dirs[1].path(), &url, shared.path(), "node-b");
+    let ttl = KEY_CACHE_TTL_MS.to_string();
+    let env = [
+        ("STRATA_AUTH_ANONYMOUS", "false"),
+        ("STRATA_AUTH_KEY_CACHE_TTL_MS", ttl.as_str()),
+    ];
+    let a = start_with(dirs[0].path(), &url, shared.path(), "node-a", &env);
+    let b = start_with(dirs[1].path(), &url, shared.path(), "node-b", &env);
     let (admin_ak, admin_sk) = read_credentials(&dirs[0].path().join("admin-credentials"));
     let admin = client(&admin_ak, &admin_sk);
 
