@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use strata_engine::Engine;
-use strata_tenancy::{Credentials, DATE_HEADER, RateLimiter};
+use strata_tenancy::{Credentials, DATE_HEADER, Principal, RateLimiter};
 use tonic::metadata::MetadataMap;
 
 pub use crate::pipeline::Caller;
@@ -63,16 +63,27 @@ impl GrpcState {
     }
 
     /// Runs the pipeline's admission for the request (metered as `rpc`) and
-    /// resolves the namespace it acts in.
-    pub async fn caller(&self, metadata: &MetadataMap, rpc: &str) -> Result<Caller, Failure> {
+    /// resolves the namespace it acts in. A request the cluster router
+    /// already authenticated carries its principal (an extension, which no
+    /// client can set) and is not authenticated again.
+    pub async fn caller<T>(
+        &self,
+        request: &tonic::Request<T>,
+        rpc: &str,
+    ) -> Result<Caller, Failure> {
         let gate = self.gate();
-        let admitted = gate
-            .admit(
-                header(metadata, "authorization"),
-                header(metadata, DATE_HEADER),
-                rpc,
-            )
-            .await?;
+        let metadata = request.metadata();
+        let admitted = match request.extensions().get::<Principal>() {
+            Some(principal) => gate.admit_identified(principal.clone(), rpc).await?,
+            None => {
+                gate.admit(
+                    header(metadata, "authorization"),
+                    header(metadata, DATE_HEADER),
+                    rpc,
+                )
+                .await?
+            }
+        };
         // RocketMQ clients send an empty namespace when they have none.
         let namespace = header(metadata, NAMESPACE_HEADER).filter(|n| !n.is_empty());
         Ok(gate

@@ -148,7 +148,7 @@ impl GrpcState {
         &self,
         request: Request<pb::ReceiveMessageRequest>,
     ) -> Result<Vec<pb::ReceiveMessageResponse>, Failure> {
-        let caller = self.caller(request.metadata(), "ReceiveMessage").await?;
+        let caller = self.caller(&request, "ReceiveMessage").await?;
         caller.require(Permission::Consume)?;
         let client = client_id(request.metadata());
         let r = request.into_inner();
@@ -259,7 +259,7 @@ impl GrpcState {
         &self,
         request: Request<pb::AckMessageRequest>,
     ) -> Result<pb::AckMessageResponse, Failure> {
-        let caller = self.caller(request.metadata(), "AckMessage").await?;
+        let caller = self.caller(&request, "AckMessage").await?;
         caller.require(Permission::Consume)?;
         let r = request.into_inner();
         let group = caller
@@ -309,9 +309,7 @@ impl GrpcState {
         &self,
         request: Request<pb::ChangeInvisibleDurationRequest>,
     ) -> Result<pb::ChangeInvisibleDurationResponse, Failure> {
-        let caller = self
-            .caller(request.metadata(), "ChangeInvisibleDuration")
-            .await?;
+        let caller = self.caller(&request, "ChangeInvisibleDuration").await?;
         caller.require(Permission::Consume)?;
         let r = request.into_inner();
         let group = caller
@@ -341,7 +339,7 @@ impl GrpcState {
         request: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
     ) -> Result<pb::ForwardMessageToDeadLetterQueueResponse, Failure> {
         let caller = self
-            .caller(request.metadata(), "ForwardMessageToDeadLetterQueue")
+            .caller(&request, "ForwardMessageToDeadLetterQueue")
             .await?;
         caller.require(Permission::Consume)?;
         let r = request.into_inner();
@@ -365,7 +363,7 @@ impl GrpcState {
         &self,
         request: Request<pb::QueryAssignmentRequest>,
     ) -> Result<pb::QueryAssignmentResponse, Failure> {
-        let caller = self.caller(request.metadata(), "QueryAssignment").await?;
+        let caller = self.caller(&request, "QueryAssignment").await?;
         caller.require(Permission::Consume)?;
         let r = request.into_inner();
         let topic = caller.resource(r.topic.as_ref(), "topic")?;

@@ -5,14 +5,15 @@
 //! where they arrive (the first two name the tenant's node; the others
 //! belong to the connection). Like HTTP forwarding, the forwarding node
 //! only identifies the caller; the tenant's node admits it; a forwarded
-//! RPC is never forwarded again.
+//! RPC is never forwarded again. An RPC served where it arrives is
+//! authenticated once: the principal found here goes on to admission.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use strata_tenancy::DATE_HEADER;
+use strata_tenancy::{DATE_HEADER, Principal};
 use tonic::body::Body;
 use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::NamedService;
@@ -91,8 +92,12 @@ impl Asked {
 
 /// Where an RPC goes.
 enum Target {
-    Here,
-    There { node: String, channel: Channel },
+    /// Served here; with the caller when it was identified on the way.
+    Here(Option<Principal>),
+    There {
+        node: String,
+        channel: Channel,
+    },
     Refused(tonic::Status),
 }
 
@@ -123,7 +128,13 @@ where
         let asked = Asked::of(&request);
         Box::pin(async move {
             match router.target(asked).await {
-                Target::Here => inner.call(request).await,
+                Target::Here(principal) => {
+                    // Authenticated once: admission takes the principal.
+                    if let Some(p) = principal {
+                        request.extensions_mut().insert(p);
+                    }
+                    inner.call(request).await
+                }
                 Target::Refused(status) => Ok(status.into_http()),
                 Target::There { node, mut channel } => {
                     if let Ok(v) = http::HeaderValue::from_str(&router.node()) {
@@ -158,10 +169,10 @@ impl Router {
 
     async fn target(&self, asked: Asked) -> Target {
         let Some(balancer) = self.state.cluster.as_ref() else {
-            return Target::Here;
+            return Target::Here(None);
         };
         if ANSWERED_HERE.contains(&asked.rpc.as_str()) {
-            return Target::Here;
+            return Target::Here(None);
         }
         let identified = self
             .state
@@ -170,16 +181,16 @@ impl Router {
             .await;
         let Ok(principal) = identified else {
             // The service answers with the refusal.
-            return Target::Here;
+            return Target::Here(None);
         };
-        let tenant = asked.namespace.unwrap_or(principal.tenant);
+        let tenant = asked.namespace.unwrap_or_else(|| principal.tenant.clone());
         let route = if asked.forwarded {
             balancer.route(&tenant)
         } else {
             balancer.wait_placed(&tenant).await
         };
         match route {
-            Route::Here => Target::Here,
+            Route::Here => Target::Here(Some(principal)),
             Route::Node {
                 node, grpc_addr, ..
             } if !asked.forwarded => match self.channel(&grpc_addr) {

@@ -37,7 +37,7 @@ impl GrpcState {
         &self,
         request: Request<pb::PullMessageRequest>,
     ) -> Result<Vec<pb::PullMessageResponse>, Failure> {
-        let caller = self.caller(request.metadata(), "PullMessage").await?;
+        let caller = self.caller(&request, "PullMessage").await?;
         caller.require(Permission::Consume)?;
         let r = request.into_inner();
         caller.resource(r.group.as_ref(), "consumer group")?;
@@ -118,7 +118,7 @@ impl GrpcState {
         &self,
         request: Request<pb::UpdateOffsetRequest>,
     ) -> Result<pb::UpdateOffsetResponse, Failure> {
-        let caller = self.caller(request.metadata(), "UpdateOffset").await?;
+        let caller = self.caller(&request, "UpdateOffset").await?;
         caller.require(Permission::Consume)?;
         let r = request.into_inner();
         let group = caller
@@ -147,7 +147,7 @@ impl GrpcState {
         &self,
         request: Request<pb::GetOffsetRequest>,
     ) -> Result<pb::GetOffsetResponse, Failure> {
-        let caller = self.caller(request.metadata(), "GetOffset").await?;
+        let caller = self.caller(&request, "GetOffset").await?;
         caller.require(Permission::Consume)?;
         let r = request.into_inner();
         let group = caller
@@ -174,7 +174,7 @@ impl GrpcState {
         &self,
         request: Request<pb::QueryOffsetRequest>,
     ) -> Result<pb::QueryOffsetResponse, Failure> {
-        let caller = self.caller(request.metadata(), "QueryOffset").await?;
+        let caller = self.caller(&request, "QueryOffset").await?;
         caller.require(Permission::Consume)?;
         let r = request.into_inner();
         let (topic, queue) = queue_of(&caller, r.message_queue.as_ref())?;

@@ -55,7 +55,7 @@ impl Service {
         &self,
         request: Request<pb::QueryRouteRequest>,
     ) -> Result<pb::QueryRouteResponse, Failure> {
-        let caller = self.state.caller(request.metadata(), "QueryRoute").await?;
+        let caller = self.state.caller(&request, "QueryRoute").await?;
         caller.require(Permission::Describe)?;
         let topic = request.get_ref().topic.clone();
         let name = caller.resource(topic.as_ref(), "topic")?;
@@ -70,7 +70,7 @@ impl Service {
         &self,
         request: Request<pb::SendMessageRequest>,
     ) -> Result<pb::SendMessageResponse, Failure> {
-        let caller = self.state.caller(request.metadata(), "SendMessage").await?;
+        let caller = self.state.caller(&request, "SendMessage").await?;
         caller.require(Permission::Publish)?;
         let messages = request.into_inner().messages;
         let Some(first) = messages.first() else {
@@ -169,7 +169,7 @@ impl MessagingService for Service {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let result = self
             .state
-            .caller(request.metadata(), "Heartbeat")
+            .caller(&request, "Heartbeat")
             .await
             .map(|_| pb::HeartbeatResponse { status: Some(ok()) });
         answer("Heartbeat", result)
@@ -313,7 +313,7 @@ impl MessagingService for Service {
         &self,
         request: Request<Streaming<pb::TelemetryCommand>>,
     ) -> Result<Response<Self::TelemetryStream>, Status> {
-        let caller = match self.state.caller(request.metadata(), "Telemetry").await {
+        let caller = match self.state.caller(&request, "Telemetry").await {
             Ok(c) => c,
             // The stream has no body status: the refusal goes in the gRPC
             // status, so a throttled client is not told its key is bad.
@@ -367,7 +367,7 @@ impl MessagingService for Service {
         let client = crate::grpc::clients::client_id(request.metadata());
         let result = self
             .state
-            .caller(request.metadata(), "NotifyClientTermination")
+            .caller(&request, "NotifyClientTermination")
             .await
             .map(|caller| {
                 if let Some(id) = client {

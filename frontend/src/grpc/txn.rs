@@ -86,7 +86,7 @@ impl GrpcState {
         &self,
         request: Request<pb::EndTransactionRequest>,
     ) -> Result<pb::EndTransactionResponse, Failure> {
-        let caller = self.caller(request.metadata(), "EndTransaction").await?;
+        let caller = self.caller(&request, "EndTransaction").await?;
         caller.require(Permission::Publish)?;
         let r = request.into_inner();
         let topic = caller.resource(r.topic.as_ref(), "topic")?.to_string();
