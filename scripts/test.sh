@@ -42,6 +42,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo machete (no unused dependencies)"
 cargo machete
 
+# Committed reports and docs name binaries and temporary directories as
+# <strata-bin> and <tmp>, never by a path of the machine that wrote them.
+log "no machine paths in committed docs"
+if grep -rnE "(/root|/home/[A-Za-z0-9_.-]+|/work)/" README.md docs; then
+  log "docs hold paths of a machine (above): write <strata-bin> or <tmp>"
+  exit 1
+fi
+
 # The TiKV metadata backend is opt-in (its client brings a second gRPC
 # stack): lint it, and run its suite, which needs STRATA_TEST_TIKV_PD (no
 # TiKV is installable here, so it skips saying so; the unreachable-PD test

@@ -22,11 +22,18 @@ pub struct Report {
     pub levels: Vec<LevelResult>,
 }
 
+/// How a report names the `strata` binary it started: reports get
+/// committed, so they hold no path of the machine that ran them.
+pub const STRATA_BIN: &str = "<strata-bin>";
+/// How a report names a temporary directory (see [`STRATA_BIN`]).
+pub const TMP_DIR: &str = "<tmp>";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Parameters {
     pub server: String,
-    /// The `strata` binary started for this run, if `--spawn` was used.
+    /// [`STRATA_BIN`] if `--spawn` started a server for this run.
     pub spawned: Option<String>,
+    /// [`TMP_DIR`] then: the data directory, deleted after the run.
     pub spawn_data_dir: Option<String>,
     pub topic: String,
     pub topic_created: bool,

@@ -136,8 +136,9 @@ pub async fn start(system: System, bins: &Binaries, timeout: Duration) -> Result
                 pid: Some(server.pid()),
                 version: format!("strata {version}"),
                 settings: format!(
-                    "{} serve --data-dir <tmp> (defaults: WAL group commit + fdatasync; local-dir object store){}",
-                    bins.strata.display(),
+                    "{} serve --data-dir {} (defaults: WAL group commit + fdatasync; local-dir object store){}",
+                    crate::report::STRATA_BIN,
+                    crate::report::TMP_DIR,
                     env_note(&bins.strata_env)
                 ),
                 _guard: Guard::Strata(Box::new(server)),
@@ -171,7 +172,7 @@ pub async fn start(system: System, bins: &Binaries, timeout: Duration) -> Result
                 version: version_of(&bins.nats),
                 settings: format!(
                     "{} -a 127.0.0.1 -p {port} -js -sd <tmp>",
-                    bins.nats.display()
+                    program_name(&bins.nats)
                 ),
                 _guard: Guard::Peer(peer),
             })
@@ -220,12 +221,20 @@ pub async fn start(system: System, bins: &Binaries, timeout: Duration) -> Result
                 version: version_of(&bins.redis),
                 settings: format!(
                     "{} --bind 127.0.0.1 --port {port} --appendonly yes --appendfsync always --save '' --dir <tmp>",
-                    bins.redis.display()
+                    program_name(&bins.redis)
                 ),
                 _guard: Guard::Peer(peer),
             })
         }
     }
+}
+
+/// A peer's program as a report names it: its file name, not its path.
+fn program_name(binary: &Path) -> String {
+    binary.file_name().map_or_else(
+        || binary.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 fn env_note(env: &[(String, String)]) -> String {

@@ -131,7 +131,21 @@ fn compare_runs_every_scenario_on_every_system() {
             .unwrap_or_else(|| panic!("no system entry for {system}"));
         assert_eq!(info["durable"], *system != "nats", "{info}");
         assert!(!info["durability"].as_str().expect("durability").is_empty());
+        // Reports get committed: programs by name, never a path of this
+        // machine.
+        let settings = info["settings"].as_str().expect("settings");
+        let program = match *system {
+            "nats" => "nats-server ",
+            "redis" => "redis-server ",
+            _ => "<strata-bin> serve --data-dir <tmp> ",
+        };
+        assert!(settings.starts_with(program), "{system}: {settings}");
     }
+    let text = std::fs::read_to_string(out.path().join("report.json")).expect("report");
+    assert!(
+        !text.contains(strata.to_str().expect("utf-8 path")),
+        "the report names the strata binary's path"
+    );
     for r in runs {
         let what = format!("{} / {}", r["system"], r["scenario"]);
         for phase in r["phases"].as_array().expect("phases") {

@@ -64,7 +64,11 @@ pub fn parameters(a: &CompareArgs) -> CompareParameters {
         max_messages: a.max_messages,
         timeout_s: a.timeout.as_secs_f64(),
         seed: a.seed,
-        data_dir: a.data_dir.as_ref().map(|d| d.display().to_string()),
+        // A directory of the machine that ran it: named, not shown.
+        data_dir: a
+            .data_dir
+            .as_ref()
+            .map(|_| crate::report::TMP_DIR.to_string()),
         settle_s: Some(a.settle.as_secs_f64()),
     }
 }

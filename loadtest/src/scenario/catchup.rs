@@ -143,11 +143,15 @@ pub async fn run(args: &CatchupArgs) -> Result<CatchupReport> {
         started_unix_ms,
         parameters: CatchupParameters {
             server: client.base().to_string(),
-            spawned: args.target.spawn.as_ref().map(|p| p.display().to_string()),
+            spawned: args
+                .target
+                .spawn
+                .as_ref()
+                .map(|_| crate::report::STRATA_BIN.to_string()),
             spawn_data_dir: target
                 .spawned
                 .as_ref()
-                .map(|s| s.data_dir().display().to_string()),
+                .map(|_| crate::report::TMP_DIR.to_string()),
             server_env: args.target.server_env.clone(),
             topic: args.topic.clone(),
             queues: args.queues,

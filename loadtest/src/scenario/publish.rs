@@ -118,11 +118,15 @@ pub(crate) fn validate(args: &PublishArgs) -> Result<()> {
 fn parameters(args: &PublishArgs, target: &Target, topic: TopicOutcome) -> Parameters {
     Parameters {
         server: target.client.base().to_string(),
-        spawned: args.target.spawn.as_ref().map(|p| p.display().to_string()),
+        spawned: args
+            .target
+            .spawn
+            .as_ref()
+            .map(|_| crate::report::STRATA_BIN.to_string()),
         spawn_data_dir: target
             .spawned
             .as_ref()
-            .map(|s| s.data_dir().display().to_string()),
+            .map(|_| crate::report::TMP_DIR.to_string()),
         topic: args.topic.clone(),
         topic_created: topic == TopicOutcome::Created,
         queues: args.queues,
