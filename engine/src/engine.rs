@@ -300,6 +300,17 @@ impl Engine {
         self.txn.publish_half(tenant, topic, message).await
     }
 
+    /// [`Engine::publish_half`] for a batch: one WAL append and one
+    /// metadata commit for all of it; results in the order given.
+    pub async fn publish_halves(
+        &self,
+        tenant: &str,
+        topic: &str,
+        messages: Vec<PublishMessage>,
+    ) -> Result<Vec<(Published, String)>> {
+        self.txn.publish_halves(tenant, topic, messages).await
+    }
+
     /// Commits (the message enters its topic) or rolls back a transaction.
     pub async fn end_transaction(
         &self,

@@ -59,8 +59,24 @@ impl Txn {
         &self,
         tenant: &str,
         topic: &str,
-        mut message: PublishMessage,
+        message: PublishMessage,
     ) -> Result<(Published, String)> {
+        self.publish_halves(tenant, topic, vec![message])
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| EngineError::Internal("half message not stored".into()))
+    }
+
+    /// [`Txn::publish_half`] for a batch: one WAL append for all the half
+    /// messages and one metadata commit for all their transactions, so a
+    /// batch costs what one message does. In the order given.
+    pub async fn publish_halves(
+        &self,
+        tenant: &str,
+        topic: &str,
+        mut messages: Vec<PublishMessage>,
+    ) -> Result<Vec<(Published, String)>> {
         let t = self.core.topic(tenant, topic)?;
         if t.record.message_type != MessageType::Transaction {
             return Err(EngineError::InvalidArgument(format!(
@@ -68,43 +84,55 @@ impl Txn {
                 t.record.message_type.as_str()
             )));
         }
-        if let Some(q) = message.queue {
-            t.queue(q)?;
+        for m in &messages {
+            if let Some(q) = m.queue {
+                t.queue(q)?;
+            }
         }
         self.core.ensure_system_topic(tenant, HALF_TOPIC).await?;
-        let props = &mut message.message.properties;
-        props.push((PROP_TARGET_TOPIC.into(), topic.to_string()));
-        if let Some(q) = message.queue {
-            props.push((PROP_TARGET_QUEUE.into(), q.to_string()));
+        for message in &mut messages {
+            let props = &mut message.message.properties;
+            props.push((PROP_TARGET_TOPIC.into(), topic.to_string()));
+            if let Some(q) = message.queue {
+                props.push((PROP_TARGET_QUEUE.into(), q.to_string()));
+            }
+            message.queue = Some(0);
         }
-        message.queue = Some(0);
+        let count = messages.len();
         let published = self
             .core
-            .append(tenant, HALF_TOPIC, vec![message], Billing::Bill)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| EngineError::Internal("half message not stored".into()))?;
-        let transaction_id = format!(
-            "{:016x}{:016x}",
-            self.core.clock.random_u64(),
-            self.core.clock.random_u64()
-        );
+            .append(tenant, HALF_TOPIC, messages, Billing::Bill)
+            .await?;
+        if published.len() != count {
+            return Err(EngineError::Internal(format!(
+                "{count} half messages sent, {} stored",
+                published.len()
+            )));
+        }
         let now = self.core.clock.now_ms();
-        self.core
-            .catalog
-            .put_half(&HalfRecord {
+        let first_check = now + self.core.config.txn_first_check_delay.as_millis() as i64;
+        let mut halves = Vec::with_capacity(count);
+        let mut out = Vec::with_capacity(count);
+        for p in published {
+            let transaction_id = format!(
+                "{:016x}{:016x}",
+                self.core.clock.random_u64(),
+                self.core.clock.random_u64()
+            );
+            halves.push(HalfRecord {
                 tenant: tenant.to_string(),
                 transaction_id: transaction_id.clone(),
-                message_id: published.message_id.clone(),
+                message_id: p.message_id.clone(),
                 topic: topic.to_string(),
-                half_offset: published.offset,
+                half_offset: p.offset,
                 created_ms: now,
                 checks: 0,
-                next_check_ms: now + self.core.config.txn_first_check_delay.as_millis() as i64,
-            })
-            .await?;
-        Ok((published, transaction_id))
+                next_check_ms: first_check,
+            });
+            out.push((p, transaction_id));
+        }
+        self.core.catalog.put_halves(&halves).await?;
+        Ok(out)
     }
 
     /// Commits (the message enters its topic) or rolls back an open

@@ -170,3 +170,51 @@ async fn ending_while_a_check_back_is_noted_still_ends_once() {
         "every transaction ended"
     );
 }
+
+/// A batch of half messages costs one WAL append and opens one transaction
+/// per message, each ended on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_half_messages_is_one_wal_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_800_000_000_000, 5);
+    let engine = open(dir.path(), &clock).await;
+    engine
+        .create_topic(T, "tx", 1, MessageType::Transaction, None)
+        .await
+        .unwrap();
+    // The first half message creates the hidden half topic; measure after.
+    let (_, first) = engine.publish_half(T, "tx", msg("first")).await.unwrap();
+    let before = engine.status().wal.appends;
+    let batch: Vec<PublishMessage> = (0..5).map(|i| msg(&format!("b{i}"))).collect();
+    let opened = engine.publish_halves(T, "tx", batch).await.unwrap();
+    assert_eq!(engine.status().wal.appends - before, 1, "one WAL append");
+    assert_eq!(opened.len(), 5);
+    let ids: std::collections::BTreeSet<&String> = opened.iter().map(|(_, id)| id).collect();
+    assert_eq!(ids.len(), 5, "a transaction per message");
+    let open_now = engine.open_transactions(T, "tx").await.unwrap();
+    assert_eq!(open_now.len(), 6);
+    // In the order given, each ended on its own.
+    for (i, (_, id)) in opened.iter().enumerate() {
+        engine
+            .end_transaction(T, "tx", id, i % 2 == 0)
+            .await
+            .unwrap();
+    }
+    engine.end_transaction(T, "tx", &first, true).await.unwrap();
+    let mut got = bodies(&engine).await;
+    got.sort();
+    assert_eq!(got, ["b0", "b2", "b4", "first"]);
+    assert!(engine.open_transactions(T, "tx").await.unwrap().is_empty());
+    // A batch naming a queue the topic lacks stores nothing.
+    let before = engine.status().wal.appends;
+    let mut bad = msg("bad");
+    bad.queue = Some(7);
+    assert!(
+        engine
+            .publish_halves(T, "tx", vec![msg("ok"), bad])
+            .await
+            .is_err()
+    );
+    assert_eq!(engine.status().wal.appends, before);
+    assert!(engine.open_transactions(T, "tx").await.unwrap().is_empty());
+}

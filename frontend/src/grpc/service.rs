@@ -98,18 +98,19 @@ impl Service {
         if info.message_type == strata_engine::MessageType::Transaction {
             let publishes: Vec<_> = publishes.into_iter().map(|(p, _)| p).collect();
             crate::pipeline::publish::charge(engine, limiter, &caller, &publishes).await?;
-            let mut entries = Vec::with_capacity(publishes.len());
-            for p in publishes {
-                let (published, transaction_id) =
-                    engine.publish_half(&caller.tenant, &name, p).await?;
-                entries.push(pb::SendResultEntry {
+            // One WAL append and one metadata commit for the whole batch.
+            let entries = engine
+                .publish_halves(&caller.tenant, &name, publishes)
+                .await?
+                .into_iter()
+                .map(|(published, transaction_id)| pb::SendResultEntry {
                     status: Some(ok()),
                     message_id: published.message_id,
                     transaction_id,
                     offset: i64::try_from(published.offset).unwrap_or(i64::MAX),
                     recall_handle: String::new(),
-                });
-            }
+                })
+                .collect();
             return Ok(pb::SendMessageResponse {
                 status: Some(ok()),
                 entries,

@@ -26,10 +26,17 @@ pub struct HalfRecord {
 impl Catalog {
     /// Records an open transaction.
     pub async fn put_half(&self, h: &HalfRecord) -> Result<(), CatalogError> {
-        let key = keys::half(&h.tenant, &h.transaction_id)?;
-        self.store
-            .commit(Txn::new().put(key.clone(), encode(&key, h)?))
-            .await?;
+        self.put_halves(std::slice::from_ref(h)).await
+    }
+
+    /// Records several open transactions in one commit.
+    pub async fn put_halves(&self, halves: &[HalfRecord]) -> Result<(), CatalogError> {
+        let mut txn = Txn::new();
+        for h in halves {
+            let key = keys::half(&h.tenant, &h.transaction_id)?;
+            txn = txn.put(key.clone(), encode(&key, h)?);
+        }
+        self.store.commit(txn).await?;
         Ok(())
     }
 
