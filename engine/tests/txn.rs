@@ -36,8 +36,8 @@ async fn bodies(engine: &Arc<Engine>) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commit_rollback_and_check_backs() {
+/// An engine on a manual clock with the one-queue TRANSACTION topic "tx".
+async fn with_tx_topic() -> (tempfile::TempDir, Arc<ManualClock>, Arc<Engine>) {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(1_800_000_000_000, 5);
     let engine = open(dir.path(), &clock).await;
@@ -45,6 +45,12 @@ async fn commit_rollback_and_check_backs() {
         .create_topic(T, "tx", 1, MessageType::Transaction, None)
         .await
         .unwrap();
+    (dir, clock, engine)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_rollback_and_check_backs() {
+    let (dir, clock, engine) = with_tx_topic().await;
     let plain = engine.publish(T, "tx", vec![msg("x")]).await;
     assert!(matches!(plain, Err(EngineError::InvalidArgument(_))));
     let (_, commit_id) = engine
@@ -128,13 +134,7 @@ async fn commit_rollback_and_check_backs() {
 /// transaction, once, instead of failing after the message was delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ending_while_a_check_back_is_noted_still_ends_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(1_800_000_000_000, 5);
-    let engine = open(dir.path(), &clock).await;
-    engine
-        .create_topic(T, "tx", 1, MessageType::Transaction, None)
-        .await
-        .unwrap();
+    let (_dir, clock, engine) = with_tx_topic().await;
     for i in 0..40 {
         engine
             .publish_half(T, "tx", msg(&format!("m{i:02}")))
@@ -175,13 +175,7 @@ async fn ending_while_a_check_back_is_noted_still_ends_once() {
 /// per message, each ended on its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_half_messages_is_one_wal_append() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(1_800_000_000_000, 5);
-    let engine = open(dir.path(), &clock).await;
-    engine
-        .create_topic(T, "tx", 1, MessageType::Transaction, None)
-        .await
-        .unwrap();
+    let (_dir, _clock, engine) = with_tx_topic().await;
     // The first half message creates the hidden half topic; measure after.
     let (_, first) = engine.publish_half(T, "tx", msg("first")).await.unwrap();
     let before = engine.status().wal.appends;

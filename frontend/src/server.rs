@@ -309,7 +309,8 @@ pub async fn start_with_clock(
         None if cluster => engine.set_write_fence(node.fence()),
         None => {}
     }
-    if config.metadata.compact_history_interval_ms > 0 {
+    // Only shared stores (etcd, TiKV) keep a history that grows.
+    if config.metadata.compact_history_interval_ms > 0 && config.metadata.parse()?.is_shared() {
         let every = Duration::from_millis(config.metadata.compact_history_interval_ms);
         spawn_history_compaction(Arc::downgrade(&store), clock.clone(), every);
     }
