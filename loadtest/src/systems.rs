@@ -14,8 +14,9 @@ use tempfile::TempDir;
 use tokio::time::Instant;
 
 use crate::driver::endpoint::Endpoint;
-use crate::driver::nats::NatsConn;
-use crate::driver::redis::{RedisConn, Resp};
+use crate::driver::nats::Nats;
+use crate::driver::redis::Redis;
+use crate::driver::strata_grpc::StrataGrpc;
 use crate::driver::strata_http::StrataHttp;
 use crate::spawn::{SpawnedServer, free_port};
 
@@ -27,9 +28,9 @@ pub enum System {
     StrataHttp,
     /// Strata over its RocketMQ 5 gRPC API (SendMessage, PullMessage).
     StrataGrpc,
-    /// NATS JetStream (file storage).
+    /// NATS JetStream (file storage), driven by `async-nats`.
     Nats,
-    /// Redis Streams (AOF, appendfsync always).
+    /// Redis Streams (AOF, appendfsync always), driven by `redis` (redis-rs).
     Redis,
 }
 
@@ -125,10 +126,10 @@ pub async fn start(system: System, bins: &Binaries, timeout: Duration) -> Result
             )?;
             let version = client.status().await.map(|s| s.version).unwrap_or_default();
             let endpoint = match system {
-                System::StrataGrpc => Endpoint::StrataGrpc(
-                    crate::driver::strata_grpc::StrataGrpc::new(client, server.grpc_addr(), ak, sk),
-                ),
-                _ => Endpoint::Strata(client),
+                System::StrataGrpc => {
+                    Endpoint::new(StrataGrpc::new(client, server.grpc_addr(), ak, sk))
+                }
+                _ => Endpoint::new(client),
             };
             Ok(Running {
                 system,
@@ -160,14 +161,16 @@ pub async fn start(system: System, bins: &Binaries, timeout: Duration) -> Result
             let child = spawn(&bins.nats, &args, dir.path())?;
             let mut peer = PeerProcess { child, dir };
             let addr = ([127, 0, 0, 1], port).into();
-            wait_ready(&mut peer, "nats-server", || async move {
-                let mut c = NatsConn::connect(addr, Duration::from_secs(2)).await.ok()?;
-                c.api("$JS.API.INFO", &serde_json::json!({})).await.ok()
+            let nats = Nats::new(addr);
+            let probe = nats.clone();
+            wait_ready(&mut peer, "nats-server", || {
+                let probe = probe.clone();
+                async move { probe.ready(Duration::from_secs(2)).await.then_some(()) }
             })
             .await?;
             Ok(Running {
                 system,
-                endpoint: Endpoint::Nats(addr),
+                endpoint: Endpoint::new(nats),
                 pid: Some(peer.child.id()),
                 version: version_of(&bins.nats),
                 settings: format!(
@@ -204,19 +207,20 @@ pub async fn start(system: System, bins: &Binaries, timeout: Duration) -> Result
             let child = spawn(&bins.redis, &args, dir.path())?;
             let mut peer = PeerProcess { child, dir };
             let addr = ([127, 0, 0, 1], port).into();
-            wait_ready(&mut peer, "redis-server", || async move {
-                let mut c = RedisConn::connect(addr, Duration::from_secs(2))
-                    .await
-                    .ok()?;
-                match c.command(&[b"PING"]).await.ok()? {
-                    Resp::Simple(s) if s == "PONG" => Some(()),
-                    _ => None,
+            let redis = Redis::new(addr)?;
+            let probe = redis.clone();
+            wait_ready(&mut peer, "redis-server", || {
+                let probe = probe.clone();
+                async move {
+                    let mut c = probe.connect(Duration::from_secs(2)).await.ok()?;
+                    let pong: String = redis::cmd("PING").query_async(&mut c).await.ok()?;
+                    (pong == "PONG").then_some(())
                 }
             })
             .await?;
             Ok(Running {
                 system,
-                endpoint: Endpoint::Redis(addr),
+                endpoint: Endpoint::new(redis),
                 pid: Some(peer.child.id()),
                 version: version_of(&bins.redis),
                 settings: format!(

@@ -1,6 +1,9 @@
 //! Runs a real `strata serve` (the binary named by `STRATA_BIN`) on loopback
 //! ports chosen by the OS, and its CLI; shared by the tests and the
-//! `measure` example.
+//! `measure` and `bench` examples.
+
+pub mod bench;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -37,11 +37,20 @@ impl ScenarioKind {
 
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
-    /// Systems to load, one after another, each started fresh on 127.0.0.1
-    /// and stopped (data deleted) afterwards. (`strata-grpc` will join when
-    /// Strata's gRPC server exists.)
-    #[arg(long, value_delimiter = ',', default_value = "strata-http,nats,redis")]
+    /// Systems to load, one after another in this one invocation, each
+    /// started fresh on 127.0.0.1 and stopped (data deleted) afterwards.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "strata-http,strata-grpc,nats,redis"
+    )]
     pub systems: Vec<System>,
+    /// An OpenMessaging Benchmark workload file (YAML; see
+    /// loadtest/workloads/). It sets the topics, queues, message size,
+    /// producers, rate, consumers, backlog, duration and warm-up, and picks
+    /// the scenario; those flags are then ignored.
+    #[arg(long, value_name = "FILE")]
+    pub workload: Option<PathBuf>,
     /// Scenarios to run on each system, in this order.
     #[arg(
         long,
@@ -65,6 +74,10 @@ pub struct CompareArgs {
     /// Extra environment variable for the Strata server (repeatable).
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env_pair)]
     pub strata_env: Vec<(String, String)>,
+    /// Topics each scenario publishes to (producer i to topic i mod N; one
+    /// reader per queue of every topic).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub topics: u32,
     /// Producer tasks (each with its own connection, one request in flight).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub producers: u32,
@@ -85,7 +98,8 @@ pub struct CompareArgs {
     /// Unmeasured time before each phase's measurement.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub warmup: Duration,
-    /// Total messages/s of the fixed-rate, tail and catch-up producers.
+    /// Total messages/s of the fixed-rate, tail and catch-up producers (0:
+    /// as fast as acknowledgements allow).
     #[arg(long, default_value_t = 2000.0)]
     pub rate: f64,
     /// Catch-up backlog, MiB of bodies, written at max rate first.

@@ -4,13 +4,15 @@
 //! its numbers. Output: report.json, report.md and SVG charts in `--out`.
 
 pub mod args;
+pub mod charts;
 pub mod phase;
 mod producer;
 pub mod reading;
 pub mod report;
+mod report_charts;
 pub mod sampler;
-pub mod svg;
 pub mod tenants;
+pub mod workload;
 
 use std::io::IsTerminal as _;
 use std::time::Duration;
@@ -32,11 +34,23 @@ const READ_WAIT: Duration = Duration::from_secs(1);
 const TAIL_DRAIN: Duration = Duration::from_secs(3);
 
 pub async fn run(args: &CompareArgs) -> Result<CompareReport> {
+    let workload = match &args.workload {
+        Some(path) => Some(workload::Workload::load(path)?),
+        None => None,
+    };
+    let shaped;
+    let args = match &workload {
+        Some(w) => {
+            shaped = w.apply(args)?;
+            &shaped
+        }
+        None => args,
+    };
     if args.systems.is_empty() || args.scenarios.is_empty() {
         bail!("--systems and --scenarios need at least one value each");
     }
-    if !(args.rate.is_finite() && args.rate > 0.0) {
-        bail!("--rate must be a positive number of messages per second");
+    if !(args.rate.is_finite() && args.rate >= 0.0) {
+        bail!("--rate must be a number of messages per second (0: as fast as possible)");
     }
     if args.duration.is_zero() || args.timeout.is_zero() {
         bail!("--duration and --timeout must be longer than zero");
@@ -85,7 +99,10 @@ pub async fn run(args: &CompareArgs) -> Result<CompareReport> {
         tool_version: env!("CARGO_PKG_VERSION").into(),
         scenario: "compare".into(),
         started_unix_ms,
-        parameters: report::parameters(args),
+        parameters: report::CompareParameters {
+            workload: workload.map(|w| w.name),
+            ..report::parameters(args)
+        },
         machine: MachineInfo::collect(String::new(), String::new()),
         systems: systems_info,
         runs,
@@ -121,14 +138,14 @@ fn base_spec(args: &CompareArgs, running: &Running, name: String, progress: bool
 fn group(
     args: &CompareArgs,
     endpoint: &Endpoint,
-    topic: &str,
+    topics: &[String],
     rate: Option<f64>,
     max: Option<u64>,
 ) -> GroupSpec {
     GroupSpec {
         label: "producers".into(),
         endpoint: endpoint.clone(),
-        topic: topic.into(),
+        topics: topics.to_vec(),
         producers: args.producers,
         rate,
         max_messages: max,
@@ -148,17 +165,26 @@ async fn run_scenario(
     if let Some(client) = endpoint.strata_http() {
         wait_uploaded(client, args.upload_timeout, args.settle).await?;
     }
-    let topic = format!("bench-{}", scenario.name());
-    endpoint
-        .create_topic(&topic, args.queues, args.timeout)
-        .await?;
+    let topics: Vec<String> = match args.topics {
+        1 => vec![format!("bench-{}", scenario.name())],
+        n => (0..n)
+            .map(|t| format!("bench-{}-{t}", scenario.name()))
+            .collect(),
+    };
+    for topic in &topics {
+        endpoint
+            .create_topic(topic, args.queues, args.timeout)
+            .await?;
+    }
+    // A rate of 0 is "as fast as acknowledgements allow" in every scenario.
+    let fixed = (args.rate > 0.0).then_some(args.rate);
     let label = |phase: &str| format!("{}/{}/{phase}", running.system.name(), scenario.name());
     let mut phases = Vec::new();
     match scenario {
         ScenarioKind::MaxRate | ScenarioKind::FixedRate | ScenarioKind::Tail => {
-            let rate = (scenario != ScenarioKind::MaxRate).then_some(args.rate);
+            let rate = fixed.filter(|_| scenario != ScenarioKind::MaxRate);
             let mut spec = base_spec(args, running, label("measure"), progress);
-            spec.groups = vec![group(args, endpoint, &topic, rate, args.max_messages)];
+            spec.groups = vec![group(args, endpoint, &topics, rate, args.max_messages)];
             if scenario == ScenarioKind::Tail {
                 spec.readers = Some(ReadSpec {
                     from: ReadFrom::End,
@@ -176,7 +202,7 @@ async fn run_scenario(
             let mut spec = base_spec(args, running, label("backlog"), progress);
             spec.warmup = Duration::ZERO;
             spec.duration = crate::cli::MAX_DURATION;
-            spec.groups = vec![group(args, endpoint, &topic, None, Some(backlog))];
+            spec.groups = vec![group(args, endpoint, &topics, None, Some(backlog))];
             let written = measured(running, &spec).await?;
             let mut expected = written.groups[0].acked_per_queue.clone();
             phases.push(written);
@@ -185,7 +211,7 @@ async fn run_scenario(
                 wait_uploaded(client, args.upload_timeout, args.settle).await?;
             }
             let mut spec = base_spec(args, running, label("baseline"), progress);
-            spec.groups = vec![group(args, endpoint, &topic, Some(args.rate), None)];
+            spec.groups = vec![group(args, endpoint, &topics, fixed, None)];
             let baseline = measured(running, &spec).await?;
             // The readers read everything published before they start.
             for (e, b) in expected.iter_mut().zip(&baseline.groups[0].acked_per_queue) {

@@ -58,7 +58,9 @@ pub fn stamped_at(body: &[u8]) -> Option<Instant> {
 pub struct GroupSpec {
     pub label: String,
     pub endpoint: Endpoint,
-    pub topic: String,
+    /// The topics the group publishes to: producer i to topic i mod N.
+    /// Queue q of topic t is "queue" t × queues + q in the per-queue counts.
+    pub topics: Vec<String>,
     pub producers: u32,
     /// Total messages/s for the group; `None` = as fast as acknowledgements allow.
     pub rate: Option<f64>,
@@ -105,7 +107,8 @@ pub struct GroupResult {
     pub warmup_errors: u64,
     /// Fixed rate: scheduled in the window but never sent (senders behind).
     pub unsent_messages: u64,
-    /// Acknowledged messages per queue, warm-up included.
+    /// Acknowledged messages per queue, warm-up included (topic-major: the
+    /// queues of the first topic, then those of the second, ...).
     pub acked_per_queue: Vec<u64>,
 }
 
@@ -129,7 +132,7 @@ pub struct PhaseResult {
 /// Shared, read-only description of one producer group while it runs.
 pub(crate) struct Group {
     pub(crate) endpoint: Endpoint,
-    pub(crate) topic: String,
+    pub(crate) topics: Vec<String>,
     pub(crate) producers: u32,
     pub(crate) pacing: Option<Duration>,
     pub(crate) max_messages: u64,
@@ -159,7 +162,10 @@ pub async fn run(spec: &PhaseSpec) -> Result<PhaseResult> {
         bail!("--message-size must be at least {MIN_MESSAGE_SIZE} bytes");
     }
     if spec.groups.is_empty()
-        || spec.groups.iter().any(|g| g.producers == 0)
+        || spec
+            .groups
+            .iter()
+            .any(|g| g.producers == 0 || g.topics.is_empty())
         || spec.queues == 0
         || spec.batch == 0
     {
@@ -169,17 +175,25 @@ pub async fn run(spec: &PhaseSpec) -> Result<PhaseResult> {
     let mut pool = vec![0u8; POOL_BYTES + spec.message_size as usize];
     rng.fill(&mut pool);
 
-    // Readers first: "from the end" means after this point.
+    // Readers first: "from the end" means after this point. One per queue
+    // of every topic of the first group.
+    let read_topics = &spec.groups[0].topics;
+    let read_queues = read_topics.len() * spec.queues as usize;
     let reader_stats: Vec<Arc<Mutex<ReaderStats>>> = match &spec.readers {
-        Some(_) => (0..spec.queues)
+        Some(_) => (0..read_queues)
             .map(|_| Arc::new(Mutex::new(ReaderStats::default())))
             .collect(),
         None => Vec::new(),
     };
     let mut readers = Vec::new();
     if let Some(read) = &spec.readers {
-        for q in 0..spec.queues {
-            readers.push(read.open(&spec.groups[0], q, spec.timeout).await?);
+        for topic in read_topics {
+            for q in 0..spec.queues {
+                readers.push(
+                    read.open(&spec.groups[0].endpoint, topic, q, spec.timeout)
+                        .await?,
+                );
+            }
         }
     }
 
@@ -215,7 +229,7 @@ pub async fn run(spec: &PhaseSpec) -> Result<PhaseResult> {
     for g in &spec.groups {
         let group = Arc::new(Group {
             endpoint: g.endpoint.clone(),
-            topic: g.topic.clone(),
+            topics: g.topics.clone(),
             producers: g.producers,
             pacing: g.rate.map(|r| {
                 Duration::from_secs_f64(f64::from(g.producers) * f64::from(spec.batch) / r)
@@ -223,7 +237,9 @@ pub async fn run(spec: &PhaseSpec) -> Result<PhaseResult> {
             max_messages: g.max_messages.unwrap_or(u64::MAX),
             claimed: AtomicU64::new(0),
             next_queue: AtomicU64::new(0),
-            acked: (0..spec.queues).map(|_| AtomicU64::new(0)).collect(),
+            acked: (0..g.topics.len() * spec.queues as usize)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
         });
         let stats: Vec<Arc<Mutex<TaskStats>>> = (0..g.producers)
             .map(|_| Arc::new(Mutex::new(TaskStats::default())))

@@ -44,7 +44,12 @@ pub(crate) async fn producer(
         p.mul_f64(f64::from(index) / f64::from(group.producers))
     });
     let mut cursor = index as usize * 7919;
-    let mut client = match group.endpoint.producer(&group.topic, clock.timeout).await {
+    let topic = index as usize % group.topics.len();
+    let mut client = match group
+        .endpoint
+        .producer(&group.topics[topic], clock.timeout)
+        .await
+    {
         Ok(c) => c,
         Err(e) => {
             lock(&stats).record_error(false, &format!("setup: {e:#}"));
@@ -81,7 +86,8 @@ pub(crate) async fn producer(
             }
             match &result {
                 Ok(()) => {
-                    group.acked[queue as usize].fetch_add(batch, Ordering::Relaxed);
+                    let counted = topic * clock.queues as usize + queue as usize;
+                    group.acked[counted].fetch_add(batch, Ordering::Relaxed);
                     s.record_success(measured, done - intended, batch, payload);
                     false
                 }

@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::phase::{GroupSpec, lock, stamped_at};
+use super::phase::{lock, stamped_at};
 use crate::driver::RequestError;
-use crate::driver::endpoint::{ReadFrom, Reader};
+use crate::driver::endpoint::{Endpoint, ReadFrom, Reader};
 use crate::stats::{self, Latency, LatencySummary};
 
 /// A reader gives up after this many failed reads in a row.
@@ -33,18 +33,18 @@ pub struct ReadSpec {
 }
 
 impl ReadSpec {
-    /// Opens the reader of `queue` on the first group's topic.
+    /// Opens the reader of `queue` of `topic`.
     pub async fn open(
         &self,
-        group: &GroupSpec,
+        endpoint: &Endpoint,
+        topic: &str,
         queue: u32,
         timeout: Duration,
     ) -> anyhow::Result<Reader> {
-        group
-            .endpoint
-            .reader(&group.topic, queue, self.from, timeout)
+        endpoint
+            .reader(topic, queue, self.from, timeout)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot open a reader on queue {queue}: {e}"))
+            .map_err(|e| anyhow::anyhow!("cannot open a reader on {topic} queue {queue}: {e}"))
     }
 }
 

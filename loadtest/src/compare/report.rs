@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use super::args::CompareArgs;
 use super::phase::{GroupResult, PhaseResult};
-use super::svg::{self, Series, XAxis};
 use crate::report::{MachineInfo, Render};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,6 +31,9 @@ pub struct CompareParameters {
     pub systems: Vec<String>,
     pub scenarios: Vec<String>,
     pub producers: u32,
+    /// Topics per scenario (1 in reports of versions without `--topics`).
+    #[serde(default = "one")]
+    pub topics: u32,
     pub queues: u32,
     pub message_size: u32,
     pub batch: u32,
@@ -47,6 +49,13 @@ pub struct CompareParameters {
     /// versions that had a fixed 3 s settle, or none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle_s: Option<f64>,
+    /// The OpenMessaging Benchmark workload the run followed, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 pub fn parameters(a: &CompareArgs) -> CompareParameters {
@@ -54,6 +63,7 @@ pub fn parameters(a: &CompareArgs) -> CompareParameters {
         systems: a.systems.iter().map(|s| s.name().to_string()).collect(),
         scenarios: a.scenarios.iter().map(|s| s.name().to_string()).collect(),
         producers: a.producers,
+        topics: a.topics,
         queues: a.queues,
         message_size: a.message_size,
         batch: a.batch,
@@ -70,6 +80,7 @@ pub fn parameters(a: &CompareArgs) -> CompareParameters {
             .as_ref()
             .map(|_| crate::report::TMP_DIR.to_string()),
         settle_s: Some(a.settle.as_secs_f64()),
+        workload: None,
     }
 }
 
@@ -122,12 +133,16 @@ impl Render for CompareReport {
     fn markdown(&self) -> String {
         let p = &self.parameters;
         let mut out = String::new();
+        if let Some(w) = &p.workload {
+            let _ = writeln!(out, "Workload: {w} (OpenMessaging Benchmark format)\n");
+        }
         let _ = writeln!(
             out,
-            "strata-loadtest compare: {} B messages, batch {}, {} queues, {} producers, fixed rate {} msgs/s, \
+            "strata-loadtest compare: {} B messages, batch {}, {} topic(s) of {} queues, {} producers, fixed rate {} msgs/s, \
              {}s measured after {}s warm-up per phase, catch-up backlog {} MiB; {} CPUs, {}",
             p.message_size,
             p.batch,
+            p.topics,
             p.queues,
             p.producers,
             p.rate,
@@ -198,6 +213,11 @@ impl Render for CompareReport {
             for m in &self.merged_from {
                 let _ = writeln!(out, "- {m}");
             }
+        } else {
+            out.push_str(
+                "\nEvery system above ran in this one invocation, one after another on the same machine, \
+                 each started fresh and stopped before the next.\n",
+            );
         }
         out
     }
@@ -340,102 +360,11 @@ impl CompareReport {
         put("report.md", &self.markdown())?;
         let mut charts = Vec::new();
         for scenario in &self.parameters.scenarios {
-            for (name, text) in self.charts(scenario) {
+            for (name, text) in self.charts(scenario)? {
                 put(&name, &text)?;
                 charts.push(name);
             }
         }
         Ok(charts)
-    }
-
-    /// (file name, SVG) of the charts of one scenario.
-    pub fn charts(&self, scenario: &str) -> Vec<(String, String)> {
-        let runs: Vec<&RunResult> = self
-            .runs
-            .iter()
-            .filter(|r| r.scenario == scenario)
-            .collect();
-        if runs.is_empty() {
-            return Vec::new();
-        }
-        let label = |r: &RunResult| {
-            format!(
-                "{}{}",
-                r.system,
-                if r.durable { "" } else { " (not durable)" }
-            )
-        };
-        let mut latency = Vec::new();
-        let mut throughput = Vec::new();
-        for (color, r) in runs.iter().enumerate() {
-            let Some(p) = r.main_phase() else { continue };
-            if let Some(g) = p.groups.first() {
-                latency.push(Series {
-                    name: format!("{} ack", label(r)),
-                    points: g.spectrum.clone(),
-                    dashed: false,
-                    color,
-                });
-            }
-            if let Some(read) = &p.read
-                && !read.e2e_spectrum.is_empty()
-            {
-                latency.push(Series {
-                    name: format!("{} e2e", r.system),
-                    points: read.e2e_spectrum.clone(),
-                    dashed: true,
-                    color,
-                });
-            }
-            throughput.push(Series {
-                name: format!("{} publish", label(r)),
-                points: p
-                    .timeline
-                    .iter()
-                    .map(|t| (t.t_s, t.published_msgs_per_sec))
-                    .collect(),
-                dashed: false,
-                color,
-            });
-            if p.read.is_some() {
-                throughput.push(Series {
-                    name: format!("{} read", r.system),
-                    points: p
-                        .timeline
-                        .iter()
-                        .map(|t| (t.t_s, t.read_msgs_per_sec))
-                        .collect(),
-                    dashed: true,
-                    color,
-                });
-            }
-        }
-        let what = if scenario == "catchup" {
-            " (with catch-up readers)"
-        } else {
-            ""
-        };
-        vec![
-            (
-                format!("{scenario}-latency.svg"),
-                svg::line_chart(
-                    &format!("{scenario}{what}: latency by percentile"),
-                    "milliseconds (log)",
-                    XAxis::Percentile,
-                    true,
-                    &latency,
-                ),
-            ),
-            (
-                format!("{scenario}-throughput.svg"),
-                svg::line_chart(
-                    &format!("{scenario}{what}: messages/s per second"),
-                    "messages/s",
-                    XAxis::Seconds,
-                    false,
-                    &throughput,
-                ),
-            ),
-        ]
     }
 }

@@ -17,9 +17,9 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::charts::{self, Series, XAxis};
 use super::phase::{self, GroupResult, GroupSpec, PhaseResult, PhaseSpec};
 use super::report::SystemInfo;
-use super::svg::{self, Series, XAxis};
 use crate::cli::parse_duration;
 use crate::driver::endpoint::Endpoint;
 use crate::driver::strata_http::StrataHttp;
@@ -106,7 +106,7 @@ pub async fn run(args: &TenantsArgs) -> Result<TenantsReport> {
         strata_env: Vec::new(),
     };
     let running = systems::start(System::StrataHttp, &bins, args.timeout).await?;
-    let Endpoint::Strata(admin) = &running.endpoint else {
+    let Some(admin) = running.endpoint.strata_http() else {
         bail!("the tenants scenario needs Strata");
     };
     admin
@@ -133,14 +133,14 @@ pub async fn run(args: &TenantsArgs) -> Result<TenantsReport> {
             args.timeout,
             Some(format!("Bearer {ak}:{sk}")),
         )?;
-        let endpoint = Endpoint::Strata(client);
+        let endpoint = Endpoint::new(client);
         endpoint
             .create_topic("bench", args.queues, args.timeout)
             .await?;
         groups.push(GroupSpec {
             label: name,
             endpoint,
-            topic: "bench".into(),
+            topics: vec!["bench".into()],
             producers: if noisy {
                 args.noisy_producers
             } else {
@@ -336,13 +336,13 @@ impl TenantsReport {
             .collect();
         put(
             "tenants-latency.svg",
-            &svg::line_chart(
+            &charts::line_chart(
                 "quiet tenants: publish latency by percentile",
                 "milliseconds (log)",
                 XAxis::Percentile,
                 true,
                 &latency,
-            ),
+            )?,
         )?;
         let throughput: Vec<Series> = phases
             .iter()
@@ -360,13 +360,13 @@ impl TenantsReport {
             .collect();
         put(
             "tenants-throughput.svg",
-            &svg::line_chart(
+            &charts::line_chart(
                 "accepted messages/s per second",
                 "messages/s",
                 XAxis::Seconds,
                 false,
                 &throughput,
-            ),
+            )?,
         )
     }
 }

@@ -1,47 +1,35 @@
-//! One interface over every system under test: create a topic of N queues,
-//! publish a batch of bodies to one queue, read one queue from its start
-//! or from its end. Concepts map as
+//! The one interface every system under test implements: create a topic of
+//! N queues, publish a batch of bodies to one queue, read one queue from
+//! its start or from its end. Concepts map as
 //!
-//! | Strata            | NATS JetStream                 | Redis Streams          |
-//! |-------------------|--------------------------------|------------------------|
-//! | topic             | stream `<topic>`               | (key prefix)           |
+//! | Strata            | NATS JetStream                 | Redis Streams            |
+//! |-------------------|--------------------------------|--------------------------|
+//! | topic             | stream `<topic>`               | (key prefix)             |
 //! | queue q           | subject `<topic>.<q>`          | stream key `<topic>:<q>` |
-//! | publish (durable) | publish + PubAck per message   | XADD (pipelined)       |
-//! | read from offset  | pull consumer on `<topic>.<q>` | XREAD from an id       |
+//! | publish (durable) | publish + PubAck per message   | XADD (pipelined)         |
+//! | read from offset  | pull consumer on `<topic>.<q>` | XREAD from an id         |
 //!
-//! Each producer or reader owns one connection (NATS, Redis) or shares the
-//! HTTP pool (Strata); after a transport failure or timeout the connection
-//! is dropped and the next call reconnects, so a late reply can never be
-//! taken for the answer to a newer request.
+//! Each system's driver is one file beside this one ([`super::strata_stream`]
+//! for Strata's HTTP API, [`super::strata_grpc`], [`super::nats`],
+//! [`super::redis`]). Each producer or reader owns its own connection (or
+//! shares the HTTP pool, for Strata's HTTP API); after a transport failure
+//! or timeout a producer drops its connection and the next call
+//! reconnects, so a late reply can never be taken for the answer to a
+//! newer request.
 
-use std::net::SocketAddr;
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use async_trait::async_trait;
 use bytes::Bytes;
-use reqwest::Url;
 
 use super::RequestError;
-use super::nats::NatsConn;
-use super::nats_pull::PullReader;
-use super::redis::{self, RedisConn};
-use super::strata_grpc::StrataGrpc;
 use super::strata_http::StrataHttp;
-use strata_client::pb::messaging_service_client::MessagingServiceClient;
-use tonic::transport::Channel;
 
 /// Messages asked for per read.
 pub const READ_BATCH: u32 = 1000;
-
-/// Where a system under test listens.
-#[derive(Debug, Clone)]
-pub enum Endpoint {
-    Strata(StrataHttp),
-    /// Strata over its RocketMQ 5 gRPC API.
-    StrataGrpc(StrataGrpc),
-    Nats(SocketAddr),
-    Redis(SocketAddr),
-}
 
 /// Where a reader starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,51 +40,75 @@ pub enum ReadFrom {
     End,
 }
 
-impl Endpoint {
-    /// The HTTP client of a Strata endpoint (admin, status, offsets).
-    pub fn strata_http(&self) -> Option<&StrataHttp> {
-        match self {
-            Self::Strata(c) => Some(c),
-            Self::StrataGrpc(g) => Some(&g.http),
-            _ => None,
-        }
-    }
-
+/// A system under test, reachable and ready.
+#[async_trait]
+pub trait Driver: Send + Sync + fmt::Debug {
     /// Creates `topic` with `queues` queues (an existing one is reused).
-    pub async fn create_topic(&self, topic: &str, queues: u32, timeout: Duration) -> Result<()> {
-        match self {
-            Self::Strata(c) => c.create_topic(topic, queues).await.map(|_| ()),
-            Self::StrataGrpc(g) => g.http.create_topic(topic, queues).await.map(|_| ()),
-            Self::Nats(addr) => {
-                let mut conn = NatsConn::connect(*addr, timeout).await?;
-                conn.create_stream(topic)
-                    .await
-                    .with_context(|| format!("cannot create JetStream stream {topic}"))
-            }
-            // Redis creates a stream key on its first XADD.
-            Self::Redis(_) => Ok(()),
-        }
-    }
+    async fn create_topic(&self, topic: &str, queues: u32, timeout: Duration) -> Result<()>;
 
-    pub async fn producer(&self, topic: &str, timeout: Duration) -> Result<Producer> {
-        let kind = match self {
-            Self::Strata(c) => ProducerKind::Strata {
-                client: c.clone(),
-                url: c.publish_url(topic)?,
-            },
-            Self::StrataGrpc(g) => ProducerKind::StrataGrpc(g.clone(), None),
-            Self::Nats(addr) => ProducerKind::Nats(*addr, None),
-            Self::Redis(addr) => ProducerKind::Redis(*addr, None),
-        };
-        Ok(Producer {
-            kind,
-            topic: topic.to_string(),
-            timeout,
-        })
-    }
+    /// A producer for one task. It may connect lazily, on its first publish.
+    async fn producer(&self, topic: &str, timeout: Duration) -> Result<Box<dyn Publish>>;
 
     /// A reader of one queue. `End` readers must be created before the
     /// producers start: whatever is published afterwards is read.
+    async fn reader(
+        &self,
+        topic: &str,
+        queue: u32,
+        from: ReadFrom,
+        timeout: Duration,
+    ) -> Result<Box<dyn ReadQueue>, RequestError>;
+
+    /// Strata's HTTP client (admin, status, offsets); `None` for peers.
+    fn strata_http(&self) -> Option<&StrataHttp> {
+        None
+    }
+}
+
+/// Publishes to one topic; used by one task.
+#[async_trait]
+pub trait Publish: Send + fmt::Debug {
+    /// Publishes `bodies` to `queue` and waits until the system acknowledged
+    /// every one of them.
+    async fn publish(&mut self, queue: u32, bodies: &[Bytes]) -> Result<(), RequestError>;
+}
+
+/// Reads one queue in order; used by one task. A failed reader is not
+/// reconnected: the caller counts the error and stops it.
+#[async_trait]
+pub trait ReadQueue: Send + fmt::Debug {
+    /// The next bodies in order, waiting up to `wait` when there are none
+    /// (an empty result then).
+    async fn next_batch(&mut self, wait: Duration) -> Result<Vec<Vec<u8>>, RequestError>;
+}
+
+/// A shared handle on a system's driver.
+#[derive(Debug, Clone)]
+pub struct Endpoint(Arc<dyn Driver>);
+
+/// A producer of one task.
+pub type Producer = Box<dyn Publish>;
+/// A reader of one queue.
+pub type Reader = Box<dyn ReadQueue>;
+
+impl Endpoint {
+    pub fn new(driver: impl Driver + 'static) -> Self {
+        Self(Arc::new(driver))
+    }
+
+    /// The HTTP client of a Strata endpoint (admin, status, offsets).
+    pub fn strata_http(&self) -> Option<&StrataHttp> {
+        self.0.strata_http()
+    }
+
+    pub async fn create_topic(&self, topic: &str, queues: u32, timeout: Duration) -> Result<()> {
+        self.0.create_topic(topic, queues, timeout).await
+    }
+
+    pub async fn producer(&self, topic: &str, timeout: Duration) -> Result<Producer> {
+        self.0.producer(topic, timeout).await
+    }
+
     pub async fn reader(
         &self,
         topic: &str,
@@ -104,205 +116,17 @@ impl Endpoint {
         from: ReadFrom,
         timeout: Duration,
     ) -> Result<Reader, RequestError> {
-        let kind = match self {
-            Self::Strata(c) => {
-                let offset = match from {
-                    ReadFrom::Start => 0,
-                    ReadFrom::End => c
-                        .queue_stats(topic)
-                        .await
-                        .map_err(|e| RequestError::BadReply(format!("{e:#}")))?
-                        .iter()
-                        .find(|q| q.queue == queue)
-                        .map_or(0, |q| q.end_offset),
-                };
-                let url = c
-                    .read_url(topic, queue)
-                    .map_err(|e| RequestError::BadReply(format!("{e:#}")))?;
-                ReaderKind::Strata {
-                    client: c
-                        .fresh(timeout + Duration::from_secs(30))
-                        .map_err(|e| RequestError::BadReply(format!("{e:#}")))?,
-                    url,
-                    offset,
-                }
-            }
-            Self::StrataGrpc(g) => {
-                let offset = match from {
-                    ReadFrom::Start => 0,
-                    ReadFrom::End => g
-                        .http
-                        .queue_stats(topic)
-                        .await
-                        .map_err(|e| RequestError::BadReply(format!("{e:#}")))?
-                        .iter()
-                        .find(|q| q.queue == queue)
-                        .map_or(0, |q| q.end_offset),
-                };
-                let client = g.connect(timeout + Duration::from_secs(30)).await?;
-                ReaderKind::StrataGrpc {
-                    grpc: g.clone(),
-                    client,
-                    topic: topic.to_string(),
-                    queue,
-                    offset,
-                }
-            }
-            Self::Nats(addr) => {
-                let mut conn = NatsConn::connect(*addr, timeout).await?;
-                let consumer = conn
-                    .create_consumer(topic, queue, from == ReadFrom::Start)
-                    .await?;
-                ReaderKind::Nats(PullReader::new(conn, topic, consumer))
-            }
-            Self::Redis(addr) => {
-                let mut conn = RedisConn::connect(*addr, timeout).await?;
-                let key = redis::key(topic, queue);
-                let after = match from {
-                    ReadFrom::Start => "0-0".to_string(),
-                    ReadFrom::End => conn.last_id(&key).await?,
-                };
-                ReaderKind::Redis { conn, key, after }
-            }
-        };
-        Ok(Reader { kind })
+        self.0.reader(topic, queue, from, timeout).await
     }
 }
 
-#[derive(Debug)]
-enum ProducerKind {
-    Strata { client: StrataHttp, url: Url },
-    StrataGrpc(StrataGrpc, Option<MessagingServiceClient<Channel>>),
-    Nats(SocketAddr, Option<NatsConn>),
-    Redis(SocketAddr, Option<RedisConn>),
-}
-
-/// Publishes to one topic; used by one task.
-#[derive(Debug)]
-pub struct Producer {
-    kind: ProducerKind,
-    topic: String,
-    timeout: Duration,
-}
-
-impl Producer {
-    /// Publishes `bodies` to `queue` and waits until the system acknowledged
-    /// every one of them.
-    pub async fn publish(&mut self, queue: u32, bodies: &[Bytes]) -> Result<(), RequestError> {
-        let timeout = self.timeout;
-        match &mut self.kind {
-            ProducerKind::Strata { client, url } => client.publish_raw(url, queue, bodies).await,
-            ProducerKind::StrataGrpc(grpc, slot) => {
-                let client = match slot {
-                    Some(c) => c,
-                    None => slot.insert(grpc.connect(timeout).await?),
-                };
-                let result = grpc.publish(client, &self.topic, queue, bodies).await;
-                if result
-                    .as_ref()
-                    .is_err_and(|e| !matches!(e, RequestError::Refused(_)))
-                {
-                    *slot = None;
-                }
-                result
-            }
-            ProducerKind::Nats(addr, slot) => {
-                let conn = match slot {
-                    Some(c) => c,
-                    None => slot.insert(NatsConn::connect(*addr, timeout).await?),
-                };
-                let subject = format!("{}.{queue}", self.topic);
-                let result = conn.publish(&subject, bodies).await;
-                if result
-                    .as_ref()
-                    .is_err_and(|e| !matches!(e, RequestError::Refused(_)))
-                {
-                    *slot = None;
-                }
-                result
-            }
-            ProducerKind::Redis(addr, slot) => {
-                let conn = match slot {
-                    Some(c) => c,
-                    None => slot.insert(RedisConn::connect(*addr, timeout).await?),
-                };
-                let result = conn.xadd(&redis::key(&self.topic, queue), bodies).await;
-                if result
-                    .as_ref()
-                    .is_err_and(|e| !matches!(e, RequestError::Refused(_)))
-                {
-                    *slot = None;
-                }
-                result
-            }
-        }
-    }
-}
-
-#[derive(Debug)]
-enum ReaderKind {
-    Strata {
-        client: StrataHttp,
-        url: Url,
-        offset: u64,
-    },
-    StrataGrpc {
-        grpc: StrataGrpc,
-        client: MessagingServiceClient<Channel>,
-        topic: String,
-        queue: u32,
-        offset: u64,
-    },
-    Nats(PullReader),
-    Redis {
-        conn: RedisConn,
-        key: String,
-        after: String,
-    },
-}
-
-/// Reads one queue in order; used by one task. A failed reader is not
-/// reconnected: the caller counts the error and stops it.
-#[derive(Debug)]
-pub struct Reader {
-    kind: ReaderKind,
-}
-
-impl Reader {
-    /// The next bodies in order, waiting up to `wait` when there are none
-    /// (an empty result then).
-    pub async fn next_batch(&mut self, wait: Duration) -> Result<Vec<Vec<u8>>, RequestError> {
-        match &mut self.kind {
-            ReaderKind::Strata {
-                client,
-                url,
-                offset,
-            } => {
-                let (bodies, next) = client.read_raw(url, *offset, READ_BATCH, wait).await?;
-                *offset = next;
-                Ok(bodies)
-            }
-            ReaderKind::StrataGrpc {
-                grpc,
-                client,
-                topic,
-                queue,
-                offset,
-            } => {
-                let (bodies, next) = grpc
-                    .pull(client, topic, *queue, *offset, READ_BATCH, wait)
-                    .await?;
-                *offset = next;
-                Ok(bodies)
-            }
-            ReaderKind::Redis { conn, key, after } => {
-                let entries = conn.xread(key, after, READ_BATCH, wait).await?;
-                if let Some((id, _)) = entries.last() {
-                    *after = id.clone();
-                }
-                Ok(entries.into_iter().map(|(_, body)| body).collect())
-            }
-            ReaderKind::Nats(reader) => reader.next_batch(READ_BATCH, wait).await,
-        }
+/// Drops a producer's connection after a failure that may leave a reply in
+/// flight (anything but a clean refusal), so the next call reconnects.
+pub(crate) fn keep_connection<C>(slot: &mut Option<C>, result: &Result<(), RequestError>) {
+    if result
+        .as_ref()
+        .is_err_and(|e| !matches!(e, RequestError::Refused(_)))
+    {
+        *slot = None;
     }
 }

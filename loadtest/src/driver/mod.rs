@@ -3,13 +3,13 @@
 
 pub mod endpoint;
 pub mod nats;
-pub mod nats_pull;
 pub mod redis;
 pub mod strata_admin;
+pub mod strata_body;
 pub mod strata_grpc;
 pub mod strata_http;
+pub mod strata_status;
 pub mod strata_stream;
-pub mod wire;
 
 use std::fmt;
 

@@ -1,381 +1,205 @@
-//! NATS JetStream over the NATS text protocol, written for the load
-//! tester. A topic with N queues is one stream `<topic>` with subjects
-//! `<topic>.<queue>`; a publish waits for the PubAck of every message of the
-//! batch; readers are ephemeral pull consumers (ack policy none) filtered
-//! to one queue's subject.
+//! The `nats` driver: NATS JetStream through `async-nats`, the maintained
+//! Rust client, used the way its documentation shows.
+//!
+//! A topic with N queues is one stream `<topic>` (file storage) with
+//! subjects `<topic>.<queue>`. A publish sends every message of the batch
+//! with `jetstream::Context::publish`, then awaits every PubAck. A reader
+//! is an ephemeral pull consumer (ack policy none) filtered to one queue's
+//! subject, consumed through `Consumer::stream()`, which keeps pull
+//! requests open ahead of the reader. Each producer and reader has its own
+//! client (its own TCP connection), as each Strata gRPC producer has.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
+use anyhow::{Context as _, Result};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, ReplayPolicy, pull};
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::{self, stream};
+use async_trait::async_trait;
 use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::json;
+use futures::{FutureExt as _, StreamExt as _};
 
 use super::RequestError;
-use super::wire::{self, Parse, Wire};
+use super::endpoint::{Driver, Publish, READ_BATCH, ReadFrom, ReadQueue};
 
-/// One message (or status) received on a subscription.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Msg {
-    pub subject: String,
-    pub sid: u64,
-    pub reply: Option<String>,
-    /// The header block of an HMSG (starts with "NATS/1.0").
-    pub headers: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
+/// A NATS server with JetStream enabled, at `nats://addr`.
+#[derive(Debug, Clone)]
+pub struct Nats {
+    pub url: String,
 }
 
-impl Msg {
-    /// The status code of a header-only status message ("NATS/1.0 408 ...").
-    pub fn status(&self) -> Option<u16> {
-        let h = self.headers.as_ref()?;
-        let (first, _) = wire::line(h)?;
-        let text = std::str::from_utf8(first).ok()?;
-        text.split_whitespace().nth(1)?.parse().ok()
+impl Nats {
+    pub fn new(addr: std::net::SocketAddr) -> Self {
+        Self {
+            url: format!("nats://{addr}"),
+        }
     }
 
-    /// A header value (case-insensitive name).
-    pub fn header(&self, name: &str) -> Option<String> {
-        let h = std::str::from_utf8(self.headers.as_ref()?).ok()?;
-        h.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
+    /// A JetStream context on a new connection; PubAcks and API calls time
+    /// out after `timeout`.
+    pub async fn connect(&self, timeout: Duration) -> Result<jetstream::Context, RequestError> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(timeout)
+            .request_timeout(Some(timeout))
+            .connect(self.url.as_str())
+            .await
+            .map_err(|_| RequestError::Connect)?;
+        let mut js = jetstream::new(client);
+        js.set_timeout(timeout);
+        Ok(js)
+    }
+
+    /// Whether JetStream answers its API: looking up a stream that does not
+    /// exist gets a JetStream error back only once it is up.
+    pub async fn ready(&self, timeout: Duration) -> bool {
+        let Ok(js) = self.connect(timeout).await else {
+            return false;
+        };
+        match js.get_stream("strata-loadtest-probe").await {
+            Ok(_) => true,
+            Err(e) => matches!(
+                e.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(_)
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl Driver for Nats {
+    async fn create_topic(&self, topic: &str, _queues: u32, timeout: Duration) -> Result<()> {
+        let js = self.connect(timeout).await?;
+        js.get_or_create_stream(stream::Config {
+            name: topic.to_string(),
+            subjects: vec![format!("{topic}.*")],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            discard: stream::DiscardPolicy::Old,
+            num_replicas: 1,
+            ..Default::default()
         })
+        .await
+        .with_context(|| format!("cannot create JetStream stream {topic}"))?;
+        Ok(())
     }
-}
 
-/// A frame from the server.
-#[derive(Debug, PartialEq)]
-pub enum Frame {
-    Msg(Msg),
-    Ping,
-    Pong,
-    Ok,
-    Err(String),
-    Info,
-}
-
-/// Parses one server frame from the front of `buf`.
-pub fn parse(buf: &[u8]) -> Parse<Frame> {
-    let Some((head, used)) = wire::line(buf) else {
-        return Parse::Incomplete;
-    };
-    let text = String::from_utf8_lossy(head);
-    let mut parts = text.split_ascii_whitespace();
-    let op = parts.next().unwrap_or("").to_ascii_uppercase();
-    let args: Vec<&str> = parts.collect();
-    let simple = |f| Parse::Done(f, used);
-    match op.as_str() {
-        "PING" => simple(Frame::Ping),
-        "PONG" => simple(Frame::Pong),
-        "+OK" => simple(Frame::Ok),
-        "INFO" => simple(Frame::Info),
-        "-ERR" => simple(Frame::Err(args.join(" "))),
-        "MSG" | "HMSG" => {
-            let headers = op == "HMSG";
-            let want = if headers { 4 } else { 3 };
-            if args.len() != want && args.len() != want + 1 {
-                return Parse::Invalid(format!("bad {op} line {text:?}"));
-            }
-            let reply = (args.len() == want + 1).then(|| args[2].to_string());
-            let nums: Vec<Option<i64>> = args[args.len() - if headers { 2 } else { 1 }..]
-                .iter()
-                .map(|n| wire::int(n.as_bytes()))
-                .collect();
-            let (hlen, total) = match (headers, nums.as_slice()) {
-                (true, [Some(h), Some(t)]) if *h >= 0 && t >= h => (*h as usize, *t as usize),
-                (false, [Some(t)]) if *t >= 0 => (0, *t as usize),
-                _ => return Parse::Invalid(format!("bad sizes in {text:?}")),
-            };
-            if total > wire::MAX_FRAME {
-                return Parse::Invalid("NATS message too large".into());
-            }
-            if buf.len() < used + total + 2 {
-                return Parse::Incomplete;
-            }
-            let data = &buf[used..used + total];
-            let Ok(sid) = args[1].parse() else {
-                return Parse::Invalid(format!("bad sid in {text:?}"));
-            };
-            Parse::Done(
-                Frame::Msg(Msg {
-                    subject: args[0].to_string(),
-                    sid,
-                    reply,
-                    headers: headers.then(|| data[..hlen].to_vec()),
-                    payload: data[hlen..].to_vec(),
-                }),
-                used + total + 2,
-            )
-        }
-        _ => Parse::Invalid(format!("unknown NATS frame {text:?}")),
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct ApiReply {
-    #[serde(default)]
-    error: Option<ApiError>,
-    #[serde(default)]
-    name: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ApiError {
-    #[serde(default)]
-    code: u16,
-    #[serde(default)]
-    description: String,
-}
-
-/// Subscription ids: replies to this connection's requests, and pulls.
-const SID_REPLY: u64 = 1;
-const SID_PULL: u64 = 2;
-
-/// One NATS connection (used by one task at a time).
-#[derive(Debug)]
-pub struct NatsConn {
-    wire: Wire,
-    timeout: Duration,
-    inbox: String,
-    next_reply: u64,
-}
-
-impl NatsConn {
-    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, RequestError> {
-        let mut wire = Wire::connect(addr, timeout).await?;
-        let inbox = format!("_INBOX.{:016x}", fastrand::u64(..));
-        let hello = format!(
-            "CONNECT {}\r\nSUB {inbox}.r.* {SID_REPLY}\r\nSUB {inbox}.p {SID_PULL}\r\nPING\r\n",
-            json!({"verbose": false, "pedantic": false, "headers": true, "no_responders": true,
-                   "protocol": 1, "lang": "rust", "version": "strata-loadtest"})
-        );
-        wire.queue(hello.as_bytes());
-        let mut conn = Self {
-            wire,
+    async fn producer(&self, topic: &str, timeout: Duration) -> Result<Box<dyn Publish>> {
+        Ok(Box::new(NatsProducer {
+            nats: self.clone(),
+            js: None,
+            topic: topic.to_string(),
             timeout,
-            inbox,
-            next_reply: 0,
-        };
-        let handshake = async {
-            conn.wire.flush().await?;
-            loop {
-                match conn.wire.next(parse).await? {
-                    Frame::Pong => return Ok(()),
-                    Frame::Err(e) => return Err(RequestError::Refused(format!("nats {e}"))),
-                    _ => {}
-                }
-            }
-        };
-        tokio::time::timeout(timeout, handshake)
-            .await
-            .map_err(|_| RequestError::Timeout)??;
-        Ok(conn)
+        }))
     }
 
-    /// The next message for us, answering PINGs on the way.
-    async fn next_msg(&mut self) -> Result<Msg, RequestError> {
-        loop {
-            match self.wire.next(parse).await? {
-                Frame::Msg(m) => return Ok(m),
-                Frame::Ping => {
-                    self.wire.queue(b"PONG\r\n");
-                    self.wire.flush().await?;
-                }
-                Frame::Err(e) => return Err(RequestError::Refused(format!("nats {e}"))),
-                Frame::Pong | Frame::Ok | Frame::Info => {}
-            }
-        }
-    }
-
-    fn queue_pub(&mut self, subject: &str, reply: &str, payload: &[u8]) {
-        let head = format!("PUB {subject} {reply} {}\r\n", payload.len());
-        self.wire.queue(head.as_bytes());
-        self.wire.queue(payload);
-        self.wire.queue(b"\r\n");
-    }
-
-    /// A JetStream API request; returns the reply JSON, or its error.
-    pub async fn api(
-        &mut self,
-        subject: &str,
-        body: &serde_json::Value,
-    ) -> Result<String, RequestError> {
-        let id = self.next_reply;
-        self.next_reply += 1;
-        let reply = format!("{}.r.{id}", self.inbox);
-        let payload = body.to_string();
-        self.queue_pub(subject, &reply, payload.as_bytes());
-        let timeout = self.timeout;
-        let work = async {
-            self.wire.flush().await?;
-            loop {
-                let m = self.next_msg().await?;
-                if m.subject == reply {
-                    return Ok(m);
-                }
-            }
-        };
-        let m = tokio::time::timeout(timeout, work)
-            .await
-            .map_err(|_| RequestError::Timeout)??;
-        if m.status() == Some(503) {
-            return Err(RequestError::Refused(
-                "nats no responders (JetStream off?)".into(),
-            ));
-        }
-        let text = String::from_utf8_lossy(&m.payload).into_owned();
-        let parsed: ApiReply = serde_json::from_str(&text)
-            .map_err(|e| RequestError::BadReply(format!("JetStream API reply: {e}")))?;
-        if let Some(e) = parsed.error {
-            return Err(RequestError::Refused(format!(
-                "nats {} {}",
-                e.code, e.description
-            )));
-        }
-        Ok(text)
-    }
-
-    /// Creates the stream of a topic (file storage, no limits); an existing
-    /// identical stream is fine.
-    pub async fn create_stream(&mut self, topic: &str) -> Result<(), RequestError> {
-        let config = json!({
-            "name": topic, "subjects": [format!("{topic}.*")], "storage": "file",
-            "retention": "limits", "discard": "old", "num_replicas": 1,
-            "max_msgs": -1, "max_bytes": -1, "max_age": 0,
-        });
-        self.api(&format!("$JS.API.STREAM.CREATE.{topic}"), &config)
-            .await
-            .map(|_| ())
-    }
-
-    /// Publishes every body to `subject` and waits for all PubAcks.
-    pub async fn publish(&mut self, subject: &str, bodies: &[Bytes]) -> Result<(), RequestError> {
-        let first = self.next_reply;
-        for b in bodies {
-            let reply = format!("{}.r.{}", self.inbox, self.next_reply);
-            self.next_reply += 1;
-            self.queue_pub(subject, &reply, b);
-        }
-        let prefix = format!("{}.r.", self.inbox);
-        let timeout = self.timeout;
-        let work = async {
-            self.wire.flush().await?;
-            let mut acked = 0;
-            while acked < bodies.len() {
-                let m = self.next_msg().await?;
-                let Some(id) = m.subject.strip_prefix(&prefix) else {
-                    continue;
-                };
-                // Only replies of this batch count (a late ack of an older
-                // request cannot arrive: a timeout drops the connection).
-                if !id.parse::<u64>().is_ok_and(|id| id >= first) {
-                    continue;
-                }
-                if let Some(status) = m.status() {
-                    return Err(RequestError::Refused(format!("nats {status}")));
-                }
-                let ack: ApiReply = serde_json::from_slice(&m.payload)
-                    .map_err(|e| RequestError::BadReply(format!("PubAck: {e}")))?;
-                if let Some(e) = ack.error {
-                    return Err(RequestError::Refused(format!("nats {}", e.code)));
-                }
-                acked += 1;
-            }
-            Ok(())
-        };
-        tokio::time::timeout(timeout, work)
-            .await
-            .map_err(|_| RequestError::Timeout)?
-    }
-
-    /// Creates an ephemeral pull consumer on one queue's subject, from the
-    /// first message (`from_start`) or from the next one published.
-    pub async fn create_consumer(
-        &mut self,
+    async fn reader(
+        &self,
         topic: &str,
         queue: u32,
-        from_start: bool,
-    ) -> Result<String, RequestError> {
-        let body = json!({
-            "stream_name": topic,
-            "config": {
-                "ack_policy": "none",
-                "deliver_policy": if from_start { "all" } else { "new" },
-                "filter_subject": format!("{topic}.{queue}"),
-                "replay_policy": "instant",
-                "inactive_threshold": 60_000_000_000u64,
-            }
-        });
-        let text = self
-            .api(&format!("$JS.API.CONSUMER.CREATE.{topic}"), &body)
-            .await?;
-        let reply: ApiReply = serde_json::from_str(&text)
-            .map_err(|e| RequestError::BadReply(format!("consumer create: {e}")))?;
-        reply
-            .name
-            .ok_or_else(|| RequestError::BadReply("consumer create: no name".into()))
-    }
-
-    /// Asks the consumer for up to `batch` messages, delivered to our pull
-    /// inbox as they arrive, for at most `expires`.
-    pub async fn pull(
-        &mut self,
-        topic: &str,
-        consumer: &str,
-        batch: u32,
-        expires: Duration,
-    ) -> Result<(), RequestError> {
-        let subject = format!("$JS.API.CONSUMER.MSG.NEXT.{topic}.{consumer}");
-        let reply = format!("{}.p", self.inbox);
-        let body = json!({"batch": batch, "expires": expires.as_nanos() as u64}).to_string();
-        self.queue_pub(&subject, &reply, body.as_bytes());
-        self.wire.flush().await
-    }
-
-    /// The next message or status on the pull inbox, waiting at most `wait`
-    /// (`Ok(None)` when nothing came).
-    pub async fn next_pulled(&mut self, wait: Duration) -> Result<Option<Msg>, RequestError> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let m = match tokio::time::timeout_at(deadline, self.next_msg()).await {
-                Err(_) => return Ok(None),
-                Ok(m) => m?,
-            };
-            if m.sid == SID_PULL {
-                return Ok(Some(m));
-            }
-        }
+        from: ReadFrom,
+        timeout: Duration,
+    ) -> Result<Box<dyn ReadQueue>, RequestError> {
+        let refused = |what: &str, e: &dyn std::fmt::Display| {
+            RequestError::BadReply(format!("nats {what}: {e}"))
+        };
+        let js = self.connect(timeout).await?;
+        let stream = js
+            .get_stream(topic)
+            .await
+            .map_err(|e| refused("get stream", &e))?;
+        let consumer = stream
+            .create_consumer(pull::Config {
+                filter_subject: format!("{topic}.{queue}"),
+                deliver_policy: match from {
+                    ReadFrom::Start => DeliverPolicy::All,
+                    ReadFrom::End => DeliverPolicy::New,
+                },
+                ack_policy: AckPolicy::None,
+                replay_policy: ReplayPolicy::Instant,
+                inactive_threshold: Duration::from_secs(60),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| refused("create consumer", &e))?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(READ_BATCH as usize)
+            .messages()
+            .await
+            .map_err(|e| refused("pull", &e))?;
+        Ok(Box::new(NatsReader { messages }))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+#[derive(Debug)]
+struct NatsProducer {
+    nats: Nats,
+    /// The client reconnects by itself; it is made on the first publish.
+    js: Option<jetstream::Context>,
+    topic: String,
+    timeout: Duration,
+}
 
-    #[test]
-    fn parses_frames() {
-        assert_eq!(parse(b"PING\r\n"), Parse::Done(Frame::Ping, 6));
-        assert_eq!(parse(b"+OK\r\n"), Parse::Done(Frame::Ok, 5));
-        assert_eq!(parse(b"MSG a 1 3\r\nab"), Parse::Incomplete);
-        let Parse::Done(Frame::Msg(m), used) = parse(b"MSG a.b 2 r.1 3\r\nabc\r\nX") else {
-            panic!("msg");
+fn publish_error(e: &jetstream::context::PublishError) -> RequestError {
+    match e.kind() {
+        PublishErrorKind::TimedOut => RequestError::Timeout,
+        PublishErrorKind::BrokenPipe => RequestError::Transport,
+        kind => RequestError::Refused(format!("nats {kind:?}")),
+    }
+}
+
+#[async_trait]
+impl Publish for NatsProducer {
+    async fn publish(&mut self, queue: u32, bodies: &[Bytes]) -> Result<(), RequestError> {
+        let js = match &self.js {
+            Some(js) => js,
+            None => self.js.insert(self.nats.connect(self.timeout).await?),
         };
-        assert_eq!(used, 22);
-        assert_eq!(m.subject, "a.b");
-        assert_eq!(m.sid, 2);
-        assert_eq!(m.reply.as_deref(), Some("r.1"));
-        assert_eq!(m.payload, b"abc");
-        let raw = b"HMSG i 2 58 58\r\nNATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: 7\r\n\r\n\r\n";
-        let Parse::Done(Frame::Msg(m), _) = parse(raw) else {
-            panic!("hmsg");
+        let subject = format!("{}.{queue}", self.topic);
+        // Send the whole batch, then wait for its acknowledgements.
+        let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            let ack = js
+                .publish(subject.clone(), body.clone())
+                .await
+                .map_err(|e| publish_error(&e))?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await.map_err(|e| publish_error(&e))?;
+        }
+        Ok(())
+    }
+}
+
+struct NatsReader {
+    messages: pull::Stream,
+}
+
+impl std::fmt::Debug for NatsReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NatsReader")
+    }
+}
+
+#[async_trait]
+impl ReadQueue for NatsReader {
+    async fn next_batch(&mut self, wait: Duration) -> Result<Vec<Vec<u8>>, RequestError> {
+        let bad = |e: pull::MessagesError| RequestError::Refused(format!("nats {:?}", e.kind()));
+        let mut out = Vec::new();
+        // Wait for the first message, then take what has already arrived.
+        let first = match tokio::time::timeout(wait, self.messages.next()).await {
+            Err(_) => return Ok(out),
+            Ok(None) => return Err(RequestError::Transport),
+            Ok(Some(m)) => m.map_err(bad)?,
         };
-        assert_eq!(m.status(), Some(408));
-        assert_eq!(m.header("nats-pending-messages").as_deref(), Some("7"));
-        assert!(m.payload.is_empty());
-        assert!(matches!(parse(b"HMSG i 2 9 3\r\n"), Parse::Invalid(_)));
-        assert!(matches!(parse(b"WAT\r\n"), Parse::Invalid(_)));
+        out.push(first.payload.to_vec());
+        while out.len() < READ_BATCH as usize {
+            match self.messages.next().now_or_never() {
+                Some(Some(m)) => out.push(m.map_err(bad)?.payload.to_vec()),
+                Some(None) | None => break,
+            }
+        }
+        Ok(out)
     }
 }

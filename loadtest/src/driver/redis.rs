@@ -1,100 +1,30 @@
-//! Redis Streams over RESP2, written for the load tester: XADD to publish
-//! (pipelined per batch), XREAD to tail or read from the start. A topic
-//! with N queues is N stream keys `<topic>:<queue>`.
+//! The `redis` driver: Redis Streams through `redis` (redis-rs), the
+//! maintained Rust client, async on tokio.
+//!
+//! A topic with N queues is N stream keys `<topic>:<queue>`. A publish is
+//! one pipeline of XADDs (one round trip per batch); a reader XREADs with
+//! COUNT and BLOCK from the last id it saw. Each producer and reader has
+//! its own multiplexed connection.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
+use anyhow::{Context as _, Result};
+use async_trait::async_trait;
 use bytes::Bytes;
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands as _, AsyncConnectionConfig, RedisError};
 
 use super::RequestError;
-use super::wire::{self, Parse, Wire};
+use super::endpoint::{Driver, Publish, READ_BATCH, ReadFrom, ReadQueue, keep_connection};
 
-/// One RESP2 value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Resp {
-    Simple(String),
-    Error(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Option<Vec<Resp>>),
-}
+/// The field that carries a message's body.
+const FIELD: &str = "b";
 
-/// Parses one RESP2 value from the front of `buf`.
-pub fn parse(buf: &[u8]) -> Parse<Resp> {
-    parse_at(buf, 0)
-}
-
-fn parse_at(buf: &[u8], depth: u32) -> Parse<Resp> {
-    if depth > 8 {
-        return Parse::Invalid("RESP nested too deeply".into());
-    }
-    let Some((head, mut used)) = wire::line(buf) else {
-        return Parse::Incomplete;
-    };
-    let Some((&kind, rest)) = head.split_first() else {
-        return Parse::Invalid("empty RESP line".into());
-    };
-    let text = || String::from_utf8_lossy(rest).into_owned();
-    let number = || wire::int(rest).ok_or_else(|| format!("bad RESP length {:?}", text()));
-    match kind {
-        b'+' => Parse::Done(Resp::Simple(text()), used),
-        b'-' => Parse::Done(Resp::Error(text()), used),
-        b':' => match number() {
-            Ok(n) => Parse::Done(Resp::Int(n), used),
-            Err(e) => Parse::Invalid(e),
-        },
-        b'$' => {
-            let n = match number() {
-                Ok(n) => n,
-                Err(e) => return Parse::Invalid(e),
-            };
-            if n < 0 {
-                return Parse::Done(Resp::Bulk(None), used);
-            }
-            let n = n as usize;
-            if n > wire::MAX_FRAME {
-                return Parse::Invalid("RESP bulk string too large".into());
-            }
-            if buf.len() < used + n + 2 {
-                return Parse::Incomplete;
-            }
-            let data = buf[used..used + n].to_vec();
-            Parse::Done(Resp::Bulk(Some(data)), used + n + 2)
-        }
-        b'*' => {
-            let n = match number() {
-                Ok(n) => n,
-                Err(e) => return Parse::Invalid(e),
-            };
-            if n < 0 {
-                return Parse::Done(Resp::Array(None), used);
-            }
-            let mut items = Vec::with_capacity((n as usize).min(4096));
-            for _ in 0..n {
-                match parse_at(&buf[used..], depth + 1) {
-                    Parse::Done(v, u) => {
-                        items.push(v);
-                        used += u;
-                    }
-                    Parse::Incomplete => return Parse::Incomplete,
-                    Parse::Invalid(e) => return Parse::Invalid(e),
-                }
-            }
-            Parse::Done(Resp::Array(Some(items)), used)
-        }
-        other => Parse::Invalid(format!("unknown RESP type byte {other:#x}")),
-    }
-}
-
-/// Appends one command (an array of bulk strings) to `out`.
-pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
+/// A Redis server at `redis://addr`.
+#[derive(Debug, Clone)]
+pub struct Redis {
+    client: redis::Client,
 }
 
 /// The stream key of one queue.
@@ -102,200 +32,142 @@ pub fn key(topic: &str, queue: u32) -> String {
     format!("{topic}:{queue}")
 }
 
-/// One Redis connection.
-#[derive(Debug)]
-pub struct RedisConn {
-    wire: Wire,
-    timeout: Duration,
+fn request_error(e: &RedisError) -> RequestError {
+    if e.is_timeout() {
+        RequestError::Timeout
+    } else if e.is_connection_refusal() {
+        RequestError::Connect
+    } else if e.is_io_error() || e.is_connection_dropped() {
+        RequestError::Transport
+    } else {
+        RequestError::Refused(format!("redis {}", e.code().unwrap_or("ERR")))
+    }
 }
 
-impl RedisConn {
-    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, RequestError> {
-        Ok(Self {
-            wire: Wire::connect(addr, timeout).await?,
-            timeout,
-        })
+impl Redis {
+    pub fn new(addr: std::net::SocketAddr) -> Result<Self> {
+        let client = redis::Client::open(format!("redis://{addr}/"))
+            .context("cannot make a Redis client")?;
+        Ok(Self { client })
     }
 
-    /// Sends every command, then reads one reply per command. A reply that
-    /// is a RESP error becomes `RequestError::Refused`.
-    pub async fn pipeline(&mut self, commands: &[Vec<&[u8]>]) -> Result<Vec<Resp>, RequestError> {
-        let mut out = Vec::new();
-        for c in commands {
-            encode(&mut out, c);
-        }
-        self.wire.queue(&out);
-        let work = async {
-            self.wire.flush().await?;
-            let mut replies = Vec::with_capacity(commands.len());
-            for _ in commands {
-                replies.push(self.wire.next(parse).await?);
-            }
-            Ok::<_, RequestError>(replies)
-        };
-        let replies = tokio::time::timeout(self.timeout, work)
+    /// A new connection whose replies time out after `timeout`.
+    pub async fn connect(&self, timeout: Duration) -> Result<MultiplexedConnection, RequestError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|_| RequestError::Timeout)??;
-        for r in &replies {
-            if let Resp::Error(e) = r {
-                let code = e.split_whitespace().next().unwrap_or("ERR");
-                return Err(RequestError::Refused(format!("redis {code}")));
-            }
-        }
-        Ok(replies)
+            .map_err(|e| match request_error(&e) {
+                RequestError::Refused(_) => RequestError::Connect,
+                other => other,
+            })
     }
+}
 
-    /// One command with a timeout of `wait` beyond the usual one (XREAD BLOCK).
-    pub async fn command(&mut self, args: &[&[u8]]) -> Result<Resp, RequestError> {
-        let mut replies = self.pipeline(&[args.to_vec()]).await?;
-        replies
-            .pop()
-            .ok_or_else(|| RequestError::BadReply("no reply".into()))
-    }
-
-    /// XADD of every body to `key`, pipelined; checks each reply is an id.
-    pub async fn xadd(&mut self, key: &str, bodies: &[Bytes]) -> Result<(), RequestError> {
-        let commands: Vec<Vec<&[u8]>> = bodies
-            .iter()
-            .map(|b| vec![&b"XADD"[..], key.as_bytes(), b"*", b"b", b.as_ref()])
-            .collect();
-        for r in self.pipeline(&commands).await? {
-            if !matches!(r, Resp::Bulk(Some(_))) {
-                return Err(RequestError::BadReply(format!("XADD replied {r:?}")));
-            }
-        }
+#[async_trait]
+impl Driver for Redis {
+    // Redis creates a stream key on its first XADD.
+    async fn create_topic(&self, _topic: &str, _queues: u32, _timeout: Duration) -> Result<()> {
         Ok(())
     }
 
-    /// The id of the last entry of `key`, or "0-0" when it is empty or absent.
-    pub async fn last_id(&mut self, key: &str) -> Result<String, RequestError> {
-        let reply = self
-            .command(&[b"XREVRANGE", key.as_bytes(), b"+", b"-", b"COUNT", b"1"])
-            .await?;
-        let entries = stream_entries(&reply)?;
-        Ok(entries
-            .last()
-            .map_or_else(|| "0-0".to_string(), |(id, _)| id.clone()))
+    async fn producer(&self, topic: &str, timeout: Duration) -> Result<Box<dyn Publish>> {
+        Ok(Box::new(RedisProducer {
+            redis: self.clone(),
+            conn: None,
+            topic: topic.to_string(),
+            timeout,
+        }))
     }
 
-    /// XREAD of up to `count` entries after `after` (blocking up to `block`
-    /// when there are none). Returns (id, body) pairs.
-    pub async fn xread(
-        &mut self,
-        key: &str,
-        after: &str,
-        count: u32,
-        block: Duration,
-    ) -> Result<Vec<(String, Vec<u8>)>, RequestError> {
-        let count = count.to_string();
-        let block_ms = block.as_millis().max(1).to_string();
-        let reply = self
-            .command(&[
-                b"XREAD",
-                b"COUNT",
-                count.as_bytes(),
-                b"BLOCK",
-                block_ms.as_bytes(),
-                b"STREAMS",
-                key.as_bytes(),
-                after.as_bytes(),
-            ])
-            .await?;
-        match reply {
-            Resp::Array(None) | Resp::Bulk(None) => Ok(Vec::new()),
-            Resp::Array(Some(streams)) => {
-                let mut out = Vec::new();
-                for s in &streams {
-                    match s {
-                        Resp::Array(Some(pair)) if pair.len() == 2 => {
-                            out.extend(stream_entries(&pair[1])?);
-                        }
-                        other => {
-                            return Err(RequestError::BadReply(format!("XREAD item {other:?}")));
-                        }
-                    }
-                }
-                Ok(out)
+    async fn reader(
+        &self,
+        topic: &str,
+        queue: u32,
+        from: ReadFrom,
+        timeout: Duration,
+    ) -> Result<Box<dyn ReadQueue>, RequestError> {
+        // Replies to a blocking XREAD come after up to the read's wait.
+        let mut conn = self.connect(timeout + Duration::from_secs(30)).await?;
+        let key = key(topic, queue);
+        let after = match from {
+            ReadFrom::Start => "0-0".to_string(),
+            ReadFrom::End => {
+                let last: StreamRangeReply = conn
+                    .xrevrange_count(&key, "+", "-", 1)
+                    .await
+                    .map_err(|e| request_error(&e))?;
+                last.ids
+                    .first()
+                    .map_or_else(|| "0-0".to_string(), |e| e.id.clone())
             }
-            other => Err(RequestError::BadReply(format!("XREAD replied {other:?}"))),
+        };
+        Ok(Box::new(RedisReader { conn, key, after }))
+    }
+}
+
+#[derive(Debug)]
+struct RedisProducer {
+    redis: Redis,
+    conn: Option<MultiplexedConnection>,
+    topic: String,
+    timeout: Duration,
+}
+
+#[async_trait]
+impl Publish for RedisProducer {
+    async fn publish(&mut self, queue: u32, bodies: &[Bytes]) -> Result<(), RequestError> {
+        let conn = match &mut self.conn {
+            Some(c) => c,
+            None => self.conn.insert(self.redis.connect(self.timeout).await?),
+        };
+        let key = key(&self.topic, queue);
+        let mut pipe = redis::pipe();
+        for body in bodies {
+            pipe.xadd(&key, "*", &[(FIELD, body.as_ref())]);
         }
+        let result = match pipe.query_async::<Vec<String>>(conn).await {
+            Ok(ids) if ids.len() == bodies.len() => Ok(()),
+            Ok(ids) => Err(RequestError::BadReply(format!(
+                "{} ids for {} XADDs",
+                ids.len(),
+                bodies.len()
+            ))),
+            Err(e) => Err(request_error(&e)),
+        };
+        keep_connection(&mut self.conn, &result);
+        result
     }
 }
 
-/// `[[id, [field, value, ...]], ...]` → (id, value of field "b").
-fn stream_entries(reply: &Resp) -> Result<Vec<(String, Vec<u8>)>, RequestError> {
-    let bad = |what: &str| RequestError::BadReply(format!("stream entries: {what}"));
-    let Resp::Array(Some(entries)) = reply else {
-        return Err(bad("not an array"));
-    };
-    let mut out = Vec::with_capacity(entries.len());
-    for e in entries {
-        let Resp::Array(Some(parts)) = e else {
-            return Err(bad("entry is not an array"));
-        };
-        let (Some(Resp::Bulk(Some(id))), Some(Resp::Array(Some(fields)))) =
-            (parts.first(), parts.get(1))
-        else {
-            return Err(bad("entry is not [id, fields]"));
-        };
-        let body = fields
-            .chunks(2)
-            .find_map(|kv| match kv {
-                [Resp::Bulk(Some(k)), Resp::Bulk(Some(v))] if k == b"b" => Some(v.clone()),
-                _ => None,
-            })
-            .ok_or_else(|| bad("no field b"))?;
-        out.push((String::from_utf8_lossy(id).into_owned(), body));
-    }
-    Ok(out)
+#[derive(Debug)]
+struct RedisReader {
+    conn: MultiplexedConnection,
+    key: String,
+    after: String,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_values() {
-        assert_eq!(parse(b"+OK\r\n"), Parse::Done(Resp::Simple("OK".into()), 5));
-        assert_eq!(parse(b":42\r\n"), Parse::Done(Resp::Int(42), 5));
-        assert_eq!(parse(b"$-1\r\n"), Parse::Done(Resp::Bulk(None), 5));
-        assert_eq!(parse(b"*-1\r\n"), Parse::Done(Resp::Array(None), 5));
-        assert_eq!(
-            parse(b"$3\r\nabc\r\nxx"),
-            Parse::Done(Resp::Bulk(Some(b"abc".to_vec())), 9)
-        );
-        assert_eq!(parse(b"$3\r\nab"), Parse::Incomplete);
-        assert_eq!(parse(b"*2\r\n:1\r\n"), Parse::Incomplete);
-        assert!(matches!(parse(b"?x\r\n"), Parse::Invalid(_)));
-        assert_eq!(
-            parse(b"-ERR no\r\n"),
-            Parse::Done(Resp::Error("ERR no".into()), 9)
-        );
-    }
-
-    #[test]
-    fn parses_xread_reply() {
-        let raw =
-            b"*1\r\n*2\r\n$3\r\nt:0\r\n*2\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nb\r\n$2\r\nhi\r\n\
-                    *2\r\n$3\r\n2-0\r\n*2\r\n$1\r\nb\r\n$0\r\n\r\n";
-        let Parse::Done(Resp::Array(Some(streams)), used) = parse(raw) else {
-            panic!("parse");
-        };
-        assert_eq!(used, raw.len());
-        let Resp::Array(Some(pair)) = &streams[0] else {
-            panic!("pair");
-        };
-        let entries = stream_entries(&pair[1]).expect("entries");
-        assert_eq!(
-            entries,
-            vec![("1-0".into(), b"hi".to_vec()), ("2-0".into(), vec![])]
-        );
-    }
-
-    #[test]
-    fn encodes_commands() {
+#[async_trait]
+impl ReadQueue for RedisReader {
+    async fn next_batch(&mut self, wait: Duration) -> Result<Vec<Vec<u8>>, RequestError> {
+        let options = StreamReadOptions::default()
+            .count(READ_BATCH as usize)
+            .block(wait.as_millis().max(1) as usize);
+        let reply: Option<StreamReadReply> = self
+            .conn
+            .xread_options(&[&self.key], &[&self.after], &options)
+            .await
+            .map_err(|e| request_error(&e))?;
         let mut out = Vec::new();
-        encode(&mut out, &[b"XADD", b"k", b"*"]);
-        assert_eq!(out, b"*3\r\n$4\r\nXADD\r\n$1\r\nk\r\n$1\r\n*\r\n");
+        for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+            let body: Vec<u8> = entry
+                .get(FIELD)
+                .ok_or_else(|| RequestError::BadReply(format!("entry {} has no body", entry.id)))?;
+            out.push(body);
+            self.after = entry.id;
+        }
+        Ok(out)
     }
 }

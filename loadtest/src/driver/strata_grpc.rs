@@ -1,4 +1,5 @@
-//! Strata over its RocketMQ 5 gRPC API: SendMessage to publish (signed
+//! The `strata-grpc` driver: Strata over its RocketMQ 5 gRPC API, through
+//! the generated client code: SendMessage to publish (signed
 //! `MQv2-HMAC-SHA1`, as the official SDKs do), PullMessage to read a queue
 //! by offset. Topic creation and queue offsets go through the HTTP admin
 //! client.
@@ -13,8 +14,12 @@ use strata_client::pb::{self, Code};
 use strata_client::signing::{DATE_HEADER, signed_headers};
 use tonic::transport::{Channel, Endpoint};
 
+use async_trait::async_trait;
+
 use super::RequestError;
+use super::endpoint::{Driver, Publish, READ_BATCH, ReadFrom, ReadQueue, keep_connection};
 use super::strata_http::StrataHttp;
+use super::strata_stream::start_offset;
 
 /// A Strata node's gRPC API plus its HTTP admin client.
 #[derive(Debug, Clone)]
@@ -170,5 +175,92 @@ impl StrataGrpc {
             }
         }
         Ok((bodies, next))
+    }
+}
+
+#[async_trait]
+impl Driver for StrataGrpc {
+    async fn create_topic(&self, topic: &str, queues: u32, _timeout: Duration) -> Result<()> {
+        self.http.create_topic(topic, queues).await.map(|_| ())
+    }
+
+    async fn producer(&self, topic: &str, timeout: Duration) -> Result<Box<dyn Publish>> {
+        Ok(Box::new(GrpcProducer {
+            grpc: self.clone(),
+            client: None,
+            topic: topic.to_string(),
+            timeout,
+        }))
+    }
+
+    async fn reader(
+        &self,
+        topic: &str,
+        queue: u32,
+        from: ReadFrom,
+        timeout: Duration,
+    ) -> Result<Box<dyn ReadQueue>, RequestError> {
+        let offset = start_offset(&self.http, topic, queue, from).await?;
+        let client = self.connect(timeout + Duration::from_secs(30)).await?;
+        Ok(Box::new(GrpcReader {
+            grpc: self.clone(),
+            client,
+            topic: topic.to_string(),
+            queue,
+            offset,
+        }))
+    }
+
+    fn strata_http(&self) -> Option<&StrataHttp> {
+        Some(&self.http)
+    }
+}
+
+#[derive(Debug)]
+struct GrpcProducer {
+    grpc: StrataGrpc,
+    client: Option<MessagingServiceClient<Channel>>,
+    topic: String,
+    timeout: Duration,
+}
+
+#[async_trait]
+impl Publish for GrpcProducer {
+    async fn publish(&mut self, queue: u32, bodies: &[Bytes]) -> Result<(), RequestError> {
+        let client = match &mut self.client {
+            Some(c) => c,
+            None => self.client.insert(self.grpc.connect(self.timeout).await?),
+        };
+        let result = self.grpc.publish(client, &self.topic, queue, bodies).await;
+        keep_connection(&mut self.client, &result);
+        result
+    }
+}
+
+#[derive(Debug)]
+struct GrpcReader {
+    grpc: StrataGrpc,
+    client: MessagingServiceClient<Channel>,
+    topic: String,
+    queue: u32,
+    offset: u64,
+}
+
+#[async_trait]
+impl ReadQueue for GrpcReader {
+    async fn next_batch(&mut self, wait: Duration) -> Result<Vec<Vec<u8>>, RequestError> {
+        let (bodies, next) = self
+            .grpc
+            .pull(
+                &mut self.client,
+                &self.topic,
+                self.queue,
+                self.offset,
+                READ_BATCH,
+                wait,
+            )
+            .await?;
+        self.offset = next;
+        Ok(bodies)
     }
 }

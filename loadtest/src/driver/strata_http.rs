@@ -12,6 +12,9 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use super::RequestError;
+pub use super::strata_status::{
+    BlockCache, ColdReads, ObjectRequests, ServerStatus, TieringStatus, WalStatus,
+};
 use crate::target;
 
 /// A client for one loopback Strata server.
@@ -21,67 +24,6 @@ pub struct StrataHttp {
     base: Url,
     /// `Authorization` value sent with every request, if any.
     authorization: Option<String>,
-}
-
-/// The parts of `GET /v1/status` the reports use.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-pub struct ServerStatus {
-    #[serde(default)]
-    pub node_id: String,
-    #[serde(default)]
-    pub version: String,
-    #[serde(default)]
-    pub retained_messages: u64,
-    pub wal: WalStatus,
-    /// Absent on servers without tiered storage.
-    #[serde(default)]
-    pub tiering: TieringStatus,
-}
-
-/// The tiered-storage counters of `GET /v1/status` (cumulative since start,
-/// except the lag gauges).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default)]
-pub struct TieringStatus {
-    pub checkpoint_lsn: u64,
-    pub upload_lag_bytes: u64,
-    pub upload_lag_ms: i64,
-    pub uploads: u64,
-    pub uploaded_bytes: u64,
-    pub merges: u64,
-    pub merged_bytes: u64,
-    pub last_error: Option<String>,
-    pub object_requests: ObjectRequests,
-    pub block_cache: BlockCache,
-    pub cold_reads: ColdReads,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
-#[serde(default)]
-pub struct ObjectRequests {
-    pub puts: u64,
-    pub gets: u64,
-    pub lists: u64,
-    pub deletes: u64,
-    pub put_bytes: u64,
-    pub get_bytes: u64,
-    pub errors: u64,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
-#[serde(default)]
-pub struct BlockCache {
-    pub hits: u64,
-    pub disk_hits: u64,
-    pub misses: u64,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
-#[serde(default)]
-pub struct ColdReads {
-    pub fetches: u64,
-    pub fetch_errors: u64,
-    pub bytes: u64,
 }
 
 use strata_client::api::topics::{QueueJson, TopicDetail};
@@ -109,31 +51,11 @@ struct ReadMessage {
     body_base64: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
-pub struct WalStatus {
-    /// WAL records appended (one per request and queue).
-    pub appends: u64,
-    /// fdatasync calls.
-    pub syncs: u64,
-    #[serde(default)]
-    pub synced_bytes: u64,
-}
-
 #[derive(Debug, Serialize)]
 struct CreateTopic<'a> {
     name: &'a str,
     queues: u32,
     retention: &'a str,
-}
-
-#[derive(Debug, Serialize)]
-struct PublishBody<'a> {
-    messages: Vec<PublishMessage<'a>>,
-}
-
-#[derive(Debug, Serialize)]
-struct PublishMessage<'a> {
-    body_base64: &'a str,
 }
 
 #[derive(Debug, Deserialize)]
@@ -419,36 +341,6 @@ impl StrataHttp {
     }
 }
 
-/// The JSON body of a publish request carrying `payloads` as base64.
-pub fn encode_publish_body(payloads: &[Vec<u8>]) -> Result<Bytes> {
-    let encoded: Vec<String> = payloads.iter().map(|p| B64.encode(p)).collect();
-    let body = PublishBody {
-        messages: encoded
-            .iter()
-            .map(|b| PublishMessage { body_base64: b })
-            .collect(),
-    };
-    Ok(Bytes::from(
-        serde_json::to_vec(&body).context("cannot encode a publish body")?,
-    ))
-}
-
-/// `body` (from [`encode_publish_body`]) with every message routed to `queue`.
-/// Base64 text holds no `{` or `"`, so the only matches are message objects.
-pub fn route_to_queue(body: &[u8], queue: u32) -> Bytes {
-    const KEY: &[u8] = br#"{"body_base64":"#;
-    let insert = format!(r#"{{"queue":{queue},"body_base64":"#);
-    let mut out = Vec::with_capacity(body.len() + 64);
-    let mut rest = body;
-    while let Some(at) = rest.windows(KEY.len()).position(|w| w == KEY) {
-        out.extend_from_slice(&rest[..at]);
-        out.extend_from_slice(insert.as_bytes());
-        rest = &rest[at + KEY.len()..];
-    }
-    out.extend_from_slice(rest);
-    Bytes::from(out)
-}
-
 /// The `error.code` of a Strata error body, if it is one.
 pub(crate) fn error_code(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<ErrorReply>(body)
@@ -486,25 +378,6 @@ mod tests {
             c.publish_url("a/b").expect("url").as_str(),
             "http://127.0.0.1:8080/v1/topics/a%2Fb/messages"
         );
-    }
-
-    #[test]
-    fn publish_body_round_trips() {
-        let body = encode_publish_body(&[vec![0, 1, 2], vec![255]]).expect("encode");
-        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
-        assert_eq!(v["messages"][0]["body_base64"], "AAEC");
-        assert_eq!(v["messages"][1]["body_base64"], "/w==");
-    }
-
-    #[test]
-    fn routing_to_a_queue() {
-        let body = encode_publish_body(&[vec![0, 1, 2], vec![255]]).expect("encode");
-        let routed = route_to_queue(&body, 7);
-        let v: serde_json::Value = serde_json::from_slice(&routed).expect("json");
-        assert_eq!(v["messages"][0]["queue"], 7);
-        assert_eq!(v["messages"][0]["body_base64"], "AAEC");
-        assert_eq!(v["messages"][1]["queue"], 7);
-        assert_eq!(v["messages"][1]["body_base64"], "/w==");
     }
 
     #[test]

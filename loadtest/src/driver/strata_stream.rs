@@ -1,6 +1,6 @@
-//! Strata HTTP calls in the shape the cross-system scenarios use: publish
-//! a batch of raw bodies to one queue, read raw bodies from an offset
-//! (long-polling at the end of the queue).
+//! The `strata-http` driver: Strata's HTTP API in the shape the
+//! cross-system scenarios use. Publish a batch of raw bodies to one queue,
+//! read raw bodies from an offset (long-polling at the end of the queue).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -12,7 +12,11 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
+use anyhow::Result;
+use async_trait::async_trait;
+
 use super::RequestError;
+use super::endpoint::{Driver, Publish, READ_BATCH, ReadFrom, ReadQueue};
 use super::strata_http::{StrataHttp, error_code};
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +125,94 @@ impl StrataHttp {
             bodies.push(raw);
         }
         Ok((bodies, reply.next_offset))
+    }
+}
+
+/// The offset a reader of `queue` starts at.
+pub(crate) async fn start_offset(
+    http: &StrataHttp,
+    topic: &str,
+    queue: u32,
+    from: ReadFrom,
+) -> Result<u64, RequestError> {
+    Ok(match from {
+        ReadFrom::Start => 0,
+        ReadFrom::End => http
+            .queue_stats(topic)
+            .await
+            .map_err(|e| RequestError::BadReply(format!("{e:#}")))?
+            .iter()
+            .find(|q| q.queue == queue)
+            .map_or(0, |q| q.end_offset),
+    })
+}
+
+#[async_trait]
+impl Driver for StrataHttp {
+    async fn create_topic(&self, topic: &str, queues: u32, _timeout: Duration) -> Result<()> {
+        StrataHttp::create_topic(self, topic, queues)
+            .await
+            .map(|_| ())
+    }
+
+    async fn producer(&self, topic: &str, _timeout: Duration) -> Result<Box<dyn Publish>> {
+        Ok(Box::new(HttpProducer {
+            client: self.clone(),
+            url: self.publish_url(topic)?,
+        }))
+    }
+
+    async fn reader(
+        &self,
+        topic: &str,
+        queue: u32,
+        from: ReadFrom,
+        timeout: Duration,
+    ) -> Result<Box<dyn ReadQueue>, RequestError> {
+        let bad = |e: anyhow::Error| RequestError::BadReply(format!("{e:#}"));
+        let offset = start_offset(self, topic, queue, from).await?;
+        Ok(Box::new(HttpReader {
+            // Its own connection: a long poll must not hold up producers.
+            client: self.fresh(timeout + Duration::from_secs(30)).map_err(bad)?,
+            url: self.read_url(topic, queue).map_err(bad)?,
+            offset,
+        }))
+    }
+
+    fn strata_http(&self) -> Option<&StrataHttp> {
+        Some(self)
+    }
+}
+
+#[derive(Debug)]
+struct HttpProducer {
+    client: StrataHttp,
+    url: Url,
+}
+
+#[async_trait]
+impl Publish for HttpProducer {
+    async fn publish(&mut self, queue: u32, bodies: &[Bytes]) -> Result<(), RequestError> {
+        self.client.publish_raw(&self.url, queue, bodies).await
+    }
+}
+
+#[derive(Debug)]
+struct HttpReader {
+    client: StrataHttp,
+    url: Url,
+    offset: u64,
+}
+
+#[async_trait]
+impl ReadQueue for HttpReader {
+    async fn next_batch(&mut self, wait: Duration) -> Result<Vec<Vec<u8>>, RequestError> {
+        let (bodies, next) = self
+            .client
+            .read_raw(&self.url, self.offset, READ_BATCH, wait)
+            .await?;
+        self.offset = next;
+        Ok(bodies)
     }
 }
 

@@ -3,5 +3,6 @@
 
 pub mod catchup;
 pub mod publish;
+mod publish_task;
 pub mod queues;
 pub mod tiering;

@@ -9,8 +9,8 @@
 //! the durable acknowledgement; failed requests are counted, never timed.
 
 use std::io::IsTerminal as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
@@ -20,20 +20,18 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::cli::PublishArgs;
-use crate::driver::strata_http::{
-    ServerStatus, StrataHttp, TopicOutcome, encode_publish_body, route_to_queue,
-};
+use crate::driver::strata_body::encode_publish_body;
+use crate::driver::strata_http::{ServerStatus, StrataHttp, TopicOutcome};
 use crate::report::{LevelResult, MachineInfo, Parameters, Report, WalDelta};
-use crate::stats::{self, Latency, TaskStats};
+use crate::stats::{self, TaskStats};
 use crate::{Target, connect};
+
+use super::publish_task::{Level, TRANSPORT_BACKOFF, lock, progress, worker};
 
 /// Upper bound on the memory spent on pre-generated request bodies.
 const POOL_BYTES: usize = 64 << 20;
 /// Most distinct request bodies in the pool.
 const POOL_MAX_BODIES: usize = 256;
-/// Pause after a transport failure in max-rate mode, so a dead server is not
-/// hammered in a tight loop.
-const TRANSPORT_BACKOFF: Duration = Duration::from_millis(10);
 /// Extra time granted after the last possible request timeout before the
 /// remaining tasks are aborted.
 const JOIN_GRACE: Duration = Duration::from_secs(5);
@@ -164,32 +162,6 @@ pub(crate) fn payload_pool_of(args: &PublishArgs, max_bodies: usize) -> Result<V
             encode_publish_body(&messages)
         })
         .collect()
-}
-
-/// Shared, read-only description of one level.
-struct Level {
-    client: StrataHttp,
-    url: Url,
-    pool: Arc<Vec<Bytes>>,
-    concurrency: u32,
-    batch: u32,
-    message_size: u32,
-    start: Instant,
-    warm_end: Instant,
-    end: Instant,
-    /// Fixed-rate mode: the time between one task's consecutive sends.
-    pacing: Option<Duration>,
-    /// Messages this level may still send (--max-messages, or unbounded).
-    max_messages: u64,
-    claimed: AtomicU64,
-    /// Route each request to the next of this many queues (round-robin)
-    /// instead of letting the server choose.
-    route_queues: Option<u32>,
-    next_queue: AtomicU64,
-}
-
-fn lock(stats: &Mutex<TaskStats>) -> MutexGuard<'_, TaskStats> {
-    stats.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One level: `concurrency` tasks publish for `args.warmup + args.duration`
@@ -326,105 +298,5 @@ fn wal_delta(
                 msgs_per_sync: None,
             }
         }
-    }
-}
-
-/// One publishing task: bounded by the level's end time and message budget.
-async fn worker(level: Arc<Level>, index: u32, stats: Arc<Mutex<TaskStats>>) {
-    let batch = u64::from(level.batch);
-    let payload = batch * u64::from(level.message_size);
-    // Spread the tasks' fixed-rate schedules evenly over one interval.
-    let phase = level.pacing.map_or(Duration::ZERO, |p| {
-        p.mul_f64(f64::from(index) / f64::from(level.concurrency))
-    });
-    // Tasks start spread over the pool, so two tasks do not send the same
-    // body at about the same time.
-    let mut body_index = index as usize * level.pool.len() / level.concurrency.max(1) as usize;
-    let mut sent: u64 = 0;
-    loop {
-        let window = stats::Window {
-            start: level.start,
-            warm_end: level.warm_end,
-            end: level.end,
-        };
-        let intended = match stats::next_send(window, level.pacing, phase, sent).await {
-            stats::NextSend::At(t) => t,
-            stats::NextSend::Stop { unsent } => {
-                lock(&stats).unsent_messages += unsent * batch;
-                break;
-            }
-        };
-        if level.claimed.fetch_add(batch, Ordering::Relaxed) + batch > level.max_messages {
-            break;
-        }
-        let mut body = level.pool[body_index % level.pool.len()].clone();
-        if let Some(queues) = level.route_queues {
-            let k = level.next_queue.fetch_add(1, Ordering::Relaxed);
-            body = route_to_queue(&body, (k % u64::from(queues.max(1))) as u32);
-        }
-        body_index = body_index.wrapping_add(1);
-        let result = level
-            .client
-            .publish(&level.url, body, level.batch as usize)
-            .await;
-        let done = Instant::now();
-        let measured = intended >= level.warm_end;
-        let transport_failure = {
-            let mut s = lock(&stats);
-            if measured {
-                s.completed_at(done.into_std());
-            }
-            match &result {
-                Ok(()) => {
-                    s.record_success(measured, done - intended, batch, payload);
-                    false
-                }
-                Err(e) => {
-                    s.record_error(measured, &e.kind());
-                    e.is_transport()
-                }
-            }
-        };
-        sent += 1;
-        if transport_failure && level.pacing.is_none() {
-            tokio::time::sleep(TRANSPORT_BACKOFF).await;
-        }
-    }
-}
-
-/// Prints one line a second: elapsed time, msgs/s and p99 over the last second.
-async fn progress(level: Arc<Level>, stats: Vec<Arc<Mutex<TaskStats>>>) {
-    let period = Duration::from_secs(1);
-    let mut ticker = tokio::time::interval_at(level.start + period, period);
-    let mut window = Latency::new();
-    let mut last = level.start;
-    // Bounded: the level's coordinator aborts this task, and it stops by
-    // itself shortly after the level's end anyway.
-    while last < level.end + period {
-        let now = ticker.tick().await;
-        let mut messages = 0;
-        let mut errors = 0;
-        window.reset();
-        for s in &stats {
-            let mut s = lock(s);
-            window.merge(&s.interval);
-            s.interval.reset();
-            messages += std::mem::take(&mut s.interval_messages);
-            errors += s.error_count() + s.warmup_errors;
-        }
-        let phase = if now <= level.warm_end {
-            "warm-up"
-        } else {
-            "measure"
-        };
-        eprintln!(
-            "c={} {phase} {:>5.1}s {:>9.0} msgs/s  p99 {:>8.3} ms  errors {}",
-            level.concurrency,
-            (now - level.start).as_secs_f64(),
-            stats::per_second(messages, now - last),
-            window.quantile_us(0.99) as f64 / 1000.0,
-            errors,
-        );
-        last = now;
     }
 }

@@ -1,0 +1,75 @@
+//! The report generator on a fixed `report.json` (a short real run of
+//! `compare` on every system, kept in tests/data): the Markdown has every
+//! system's row with its numbers, and every chart parses and has its series.
+
+use std::path::{Path, PathBuf};
+
+use strata_loadtest::compare::report::merge_files;
+use strata_loadtest::report::Render as _;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/report.json")
+}
+
+/// Legend and label texts of a chart; panics unless it is well-formed SVG.
+fn texts(svg: &str) -> Vec<String> {
+    let doc = roxmltree::Document::parse(svg).expect("well-formed SVG");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(|t| t.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn renders_the_fixed_report() {
+    let report = merge_files(&[fixture()]).expect("the fixture parses");
+    let md = report.markdown();
+    for run in &report.runs {
+        let phase = run.main_phase().expect("a phase");
+        let g = &phase.groups[0];
+        let row = format!(
+            "| {} | {} | {} | {:.0} |",
+            run.scenario,
+            run.system,
+            if run.durable { "yes" } else { "**no**" },
+            g.msgs_per_sec
+        );
+        assert!(md.contains(&row), "no row {row} in\n{md}");
+    }
+    assert!(md.contains("ran in this one invocation"), "{md}");
+
+    let out = tempfile::tempdir().expect("tempdir");
+    let charts = report.write(out.path()).expect("written");
+    let scenarios = &report.parameters.scenarios;
+    // Latency and throughput per scenario, plus p99 over time per phase.
+    let phases: usize = scenarios
+        .iter()
+        .map(|s| {
+            report
+                .runs
+                .iter()
+                .find(|r| &r.scenario == s)
+                .map_or(0, |r| r.phases.len())
+        })
+        .sum();
+    assert_eq!(charts.len(), 2 * scenarios.len() + phases, "{charts:?}");
+    for name in &charts {
+        let svg = std::fs::read_to_string(out.path().join(name)).expect("chart");
+        let texts = texts(&svg);
+        for run in report
+            .runs
+            .iter()
+            .filter(|r| name.starts_with(&format!("{}-", r.scenario)))
+        {
+            assert!(
+                texts
+                    .iter()
+                    .any(|t| t.starts_with(&format!("{} ", run.system))),
+                "{name}: no series of {} in {texts:?}",
+                run.system
+            );
+        }
+    }
+}
