@@ -7,6 +7,8 @@
 //! sets STRATA_TEST_REQUIRE_PEERS=1). Without them, and without that
 //! variable, the peers are skipped with a message and Strata runs alone.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -73,20 +75,6 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_str(&text).expect("the JSON report parses")
 }
 
-/// Parses a chart and returns the text of every `<text>` element (titles,
-/// tick labels, legend entries).
-fn chart_texts(path: &Path) -> Vec<String> {
-    let svg = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let doc = roxmltree::Document::parse(&svg)
-        .unwrap_or_else(|e| panic!("{} is not well-formed SVG: {e}", path.display()));
-    assert_eq!(doc.root_element().tag_name().name(), "svg");
-    doc.descendants()
-        .filter(|n| n.has_tag_name("text"))
-        .filter_map(|n| n.text())
-        .map(|t| t.trim().to_string())
-        .collect()
-}
-
 /// Every chart of `report_dir` parses, and each system of a scenario has
 /// its line in the legend of that scenario's charts.
 fn check_charts(report_dir: &Path, report: &Value) {
@@ -100,7 +88,8 @@ fn check_charts(report_dir: &Path, report: &Value) {
             continue;
         }
         charts += 1;
-        let texts = chart_texts(&path);
+        let svg = std::fs::read_to_string(&path).expect("chart");
+        let texts = common::chart_texts(&svg);
         for r in report["runs"].as_array().expect("runs") {
             let scenario = r["scenario"].as_str().expect("scenario");
             let system = r["system"].as_str().expect("system");

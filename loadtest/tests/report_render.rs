@@ -2,6 +2,8 @@
 //! `compare` on every system, kept in tests/data): the Markdown has every
 //! system's row with its numbers, and every chart parses and has its series.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use strata_loadtest::compare::report::merge_files;
@@ -9,17 +11,6 @@ use strata_loadtest::report::Render as _;
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/report.json")
-}
-
-/// Legend and label texts of a chart; panics unless it is well-formed SVG.
-fn texts(svg: &str) -> Vec<String> {
-    let doc = roxmltree::Document::parse(svg).expect("well-formed SVG");
-    assert_eq!(doc.root_element().tag_name().name(), "svg");
-    doc.descendants()
-        .filter(|n| n.has_tag_name("text"))
-        .filter_map(|n| n.text())
-        .map(|t| t.trim().to_string())
-        .collect()
 }
 
 #[test]
@@ -57,7 +48,7 @@ fn renders_the_fixed_report() {
     assert_eq!(charts.len(), 2 * scenarios.len() + phases, "{charts:?}");
     for name in &charts {
         let svg = std::fs::read_to_string(out.path().join(name)).expect("chart");
-        let texts = texts(&svg);
+        let texts = common::chart_texts(&svg);
         for run in report
             .runs
             .iter()

@@ -13,7 +13,7 @@ use rocketmq::conf::{ClientOption, ProducerOption, SimpleConsumerOption};
 use rocketmq::model::common::{FilterExpression, FilterType};
 use rocketmq::model::message::MessageBuilder;
 use rocketmq::{Producer, SimpleConsumer};
-use strata_compat_rocketmq_rust::Strata;
+use strata_compat_rocketmq_rust::{Strata, bench};
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -260,22 +260,7 @@ async fn main() {
     let strata = Strata::start("measure");
     let publisher = strata.tenant_key("acme", "publisher");
     let reader = strata.tenant_key("acme", "consumer");
-    strata.cli(&[
-        "quota",
-        "set",
-        "bench",
-        "--requests-per-sec",
-        "0",
-        "--publish-messages-per-sec",
-        "0",
-        "--publish-bytes-per-sec",
-        "0",
-        "--consume-messages-per-sec",
-        "0",
-        "--consume-bytes-per-sec",
-        "0",
-    ]);
-    strata.cli(&["tenant", "set-plan", "acme", "bench"]);
+    bench::unlimited_plan(&strata, "acme");
     println!("| measurement | result | | |");
     println!("|---|---|---|---|");
     end_to_end(&strata, &publisher, &reader, 1).await;

@@ -91,6 +91,13 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 pub fn bench_tenant(strata: &Strata) -> ((String, String), (String, String)) {
     let publisher = strata.tenant_key("bench", "publisher");
     let reader = strata.tenant_key("bench", "consumer");
+    unlimited_plan(strata, "bench");
+    (publisher, reader)
+}
+
+/// Puts `tenant` on a plan without quotas, so a measurement measures the
+/// server and not its rate limits.
+pub fn unlimited_plan(strata: &Strata, tenant: &str) {
     strata.cli(&[
         "quota",
         "set",
@@ -106,8 +113,7 @@ pub fn bench_tenant(strata: &Strata) -> ((String, String), (String, String)) {
         "--consume-bytes-per-sec",
         "0",
     ]);
-    strata.cli(&["tenant", "set-plan", "bench", "unlimited"]);
-    (publisher, reader)
+    strata.cli(&["tenant", "set-plan", tenant, "unlimited"]);
 }
 
 /// Runs the bench on `strata` as tenant `bench` (see [`bench_tenant`]).
