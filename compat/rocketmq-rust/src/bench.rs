@@ -43,6 +43,12 @@ pub struct BenchReport {
     /// Deliveries of a message already received.
     pub duplicates: u64,
     pub receive_ack_msgs_per_sec: f64,
+    /// Latency of a receive that returned messages, and of one ack, in
+    /// microseconds: p50, p99.
+    pub receive_p50_us: u64,
+    pub receive_p99_us: u64,
+    pub ack_p50_us: u64,
+    pub ack_p99_us: u64,
 }
 
 impl BenchReport {
@@ -52,7 +58,9 @@ impl BenchReport {
             "| official Rust SDK (rocketmq 5.0.0) | msgs/s | p50 ms | p99 ms | max ms | messages | errors |\n\
              |---|---:|---:|---:|---:|---:|---:|\n\
              | publish, {} producers, {} queues, {} B | {:.0} | {:.2} | {:.2} | {:.2} | {} acknowledged | {} |\n\
-             | receive + ack, {} consumers | {:.0} | | | | {} received, {} duplicates | |\n",
+             | receive + ack, {} consumers | {:.0} | | | | {} received, {} duplicates | |\n\
+             | one receive (batch of up to 32) | | {:.2} | {:.2} | | | |\n\
+             | one ack | | {:.2} | {:.2} | | | |\n",
             o.producers,
             o.queues,
             o.message_size,
@@ -66,6 +74,10 @@ impl BenchReport {
             self.receive_ack_msgs_per_sec,
             self.received,
             self.duplicates,
+            self.receive_p50_us as f64 / 1000.0,
+            self.receive_p99_us as f64 / 1000.0,
+            self.ack_p50_us as f64 / 1000.0,
+            self.ack_p99_us as f64 / 1000.0,
         )
     }
 }
@@ -191,9 +203,11 @@ pub async fn run(
         readers.push(tokio::spawn(async move {
             let all = FilterExpression::new(FilterType::Tag, "*");
             let (mut got, mut last) = (Vec::new(), Instant::now());
+            let (mut receives, mut acks) = (Vec::new(), Vec::new());
             let mut empty = 0;
             // Three empty long polls in a row: the topic is drained.
             while empty < 3 {
+                let asked = Instant::now();
                 let batch = c
                     .receive_with(topic, &all, 32, Duration::from_secs(30))
                     .await
@@ -202,10 +216,13 @@ pub async fn run(
                     empty += 1;
                     continue;
                 }
+                receives.push(asked.elapsed().as_micros() as u64);
                 empty = 0;
-                last = Instant::now();
                 for m in &batch {
-                    if c.ack(m).await.is_ok() {
+                    let acking = Instant::now();
+                    let acked = c.ack(m).await.is_ok();
+                    acks.push(acking.elapsed().as_micros() as u64);
+                    if acked {
                         let body = String::from_utf8_lossy(m.body());
                         let tag: String = body.split_inclusive(':').take(2).collect();
                         if sent.contains(&tag) {
@@ -213,15 +230,19 @@ pub async fn run(
                         }
                     }
                 }
+                last = Instant::now();
             }
             c.shutdown().await.ok();
-            (got, last)
+            (got, last, receives, acks)
         }));
     }
     let (mut received, mut duplicates) = (HashSet::new(), 0);
+    let (mut receives, mut acks) = (Vec::new(), Vec::new());
     let mut drained = drain_start;
     for r in readers {
-        let (tags, last) = r.await.expect("a consumer task");
+        let (tags, last, r_lat, a_lat) = r.await.expect("a consumer task");
+        receives.extend(r_lat);
+        acks.extend(a_lat);
         drained = drained.max(last);
         for tag in tags {
             if !received.insert(tag) {
@@ -232,6 +253,8 @@ pub async fn run(
     // Until the last message received: the empty polls after it are not
     // part of the drain.
     let drain_s = (drained - drain_start).as_secs_f64().max(0.001);
+    receives.sort_unstable();
+    acks.sort_unstable();
     BenchReport {
         acknowledged,
         send_errors,
@@ -242,5 +265,9 @@ pub async fn run(
         received: received.len() as u64,
         duplicates,
         receive_ack_msgs_per_sec: received.len() as f64 / drain_s,
+        receive_p50_us: percentile(&receives, 0.5),
+        receive_p99_us: percentile(&receives, 0.99),
+        ack_p50_us: percentile(&acks, 0.5),
+        ack_p99_us: percentile(&acks, 0.99),
     }
 }
