@@ -138,14 +138,18 @@ impl Render for CompareReport {
         }
         let _ = writeln!(
             out,
-            "strata-loadtest compare: {} B messages, batch {}, {} topic(s) of {} queues, {} producers, fixed rate {} msgs/s, \
+            "strata-loadtest compare: {} B messages, batch {}, {} topic(s) of {} queues, {} producers, {}, \
              {}s measured after {}s warm-up per phase, catch-up backlog {} MiB; {} CPUs, {}",
             p.message_size,
             p.batch,
             p.topics,
             p.queues,
             p.producers,
-            p.rate,
+            if p.rate > 0.0 {
+                format!("fixed rate {} msgs/s", p.rate)
+            } else {
+                "every rate as fast as acknowledgements allow".to_string()
+            },
             p.duration_s,
             p.warmup_s,
             p.backlog_mib,
