@@ -303,7 +303,10 @@ fn compare_runs_an_omb_workload() {
         assert_eq!(num(g, "errors"), 0.0, "{what}: {}", g["errors_by_kind"]);
         let acked = g["acked_per_queue"].as_array().expect("acked_per_queue");
         assert_eq!(acked.len(), 6, "{what}: 3 topics × 2 queues");
-        let acked: f64 = acked.iter().map(|n| n.as_f64().unwrap_or(0.0)).sum();
+        // Every queue of every topic got its share.
+        let per_queue: Vec<f64> = acked.iter().map(|n| n.as_f64().unwrap_or(0.0)).collect();
+        assert!(per_queue.iter().all(|&n| n > 0.0), "{what}: {per_queue:?}");
+        let acked: f64 = per_queue.iter().sum();
         assert!(acked > 0.0, "{what}: nothing acknowledged");
         // One reader per queue of every topic, and it read back everything.
         let read = &phase["read"];

@@ -33,10 +33,11 @@ async fn main() {
     let (publisher, reader) = bench::bench_tenant(&strata);
     let report = bench::run(&strata, &publisher, &reader, &options).await;
     print!("{}", report.markdown(&options));
-    if report.received != report.acknowledged || report.duplicates > 0 {
+    if report.received != report.acknowledged || report.duplicates > 0 || report.consume_errors > 0
+    {
         eprintln!(
-            "MISMATCH: {} acknowledged, {} received, {} duplicates",
-            report.acknowledged, report.received, report.duplicates
+            "MISMATCH: {} acknowledged, {} received, {} duplicates, {} failed receives or acks",
+            report.acknowledged, report.received, report.duplicates, report.consume_errors
         );
         std::process::exit(1);
     }

@@ -15,6 +15,9 @@ use rocketmq::{Producer, SimpleConsumer};
 
 use crate::Strata;
 
+/// Smallest message: room for "<producer>:<number>:".
+pub const MIN_MESSAGE_SIZE: usize = 32;
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -42,6 +45,8 @@ pub struct BenchReport {
     pub received: u64,
     /// Deliveries of a message already received.
     pub duplicates: u64,
+    /// Receives and acks that failed.
+    pub consume_errors: u64,
     pub receive_ack_msgs_per_sec: f64,
     /// Latency of a receive that returned messages, and of one ack, in
     /// microseconds: p50, p99.
@@ -58,7 +63,7 @@ impl BenchReport {
             "| official Rust SDK (rocketmq 5.0.0) | msgs/s | p50 ms | p99 ms | max ms | messages | errors |\n\
              |---|---:|---:|---:|---:|---:|---:|\n\
              | publish, {} producers, {} queues, {} B | {:.0} | {:.2} | {:.2} | {:.2} | {} acknowledged | {} |\n\
-             | receive + ack, {} consumers | {:.0} | | | | {} received, {} duplicates | |\n\
+             | receive + ack, {} consumers | {:.0} | | | | {} received, {} duplicates | {} |\n\
              | one receive (batch of up to 32) | | {:.2} | {:.2} | | | |\n\
              | one ack | | {:.2} | {:.2} | | | |\n",
             o.producers,
@@ -74,6 +79,7 @@ impl BenchReport {
             self.receive_ack_msgs_per_sec,
             self.received,
             self.duplicates,
+            self.consume_errors,
             self.receive_p50_us as f64 / 1000.0,
             self.receive_p99_us as f64 / 1000.0,
             self.ack_p50_us as f64 / 1000.0,
@@ -142,14 +148,23 @@ pub async fn run(
     ]);
     strata.cli(&["--tenant", "bench", "group", "create", "sdk-bench-readers"]);
 
-    let start = Instant::now();
-    let deadline = start + o.duration;
-    let mut tasks = Vec::new();
-    for i in 0..o.producers {
+    assert!(
+        o.message_size >= MIN_MESSAGE_SIZE,
+        "messages must be at least {MIN_MESSAGE_SIZE} bytes: each carries its producer and number"
+    );
+    // Every producer is started before the clock starts.
+    let mut producers = Vec::new();
+    for _ in 0..o.producers {
         let mut po = ProducerOption::default();
         po.set_topics(vec![topic]);
         let mut p = Producer::new(po, client(strata, publisher)).expect("producer");
         p.start().await.expect("producer start");
+        producers.push(p);
+    }
+    let start = Instant::now();
+    let deadline = start + o.duration;
+    let mut tasks = Vec::new();
+    for (i, p) in producers.into_iter().enumerate() {
         let body = vec![b'x'; o.message_size];
         tasks.push(tokio::spawn(async move {
             let (mut latencies, mut ids, mut errors) = (Vec::new(), Vec::new(), 0u64);
@@ -175,18 +190,21 @@ pub async fn run(
                     Err(_) => errors += 1,
                 }
             }
+            let done = Instant::now();
             p.shutdown().await.ok();
-            (latencies, ids, errors)
+            (latencies, ids, errors, done)
         }));
     }
     let (mut latencies, mut sent, mut send_errors) = (Vec::new(), HashSet::new(), 0);
+    let mut published = start;
     for t in tasks {
-        let (l, ids, e) = t.await.expect("a producer task");
+        let (l, ids, e, done) = t.await.expect("a producer task");
         latencies.extend(l);
         sent.extend(ids);
         send_errors += e;
+        published = published.max(done);
     }
-    let publish_s = start.elapsed().as_secs_f64();
+    let publish_s = (published - start).as_secs_f64().max(0.001);
     latencies.sort_unstable();
     let acknowledged = sent.len() as u64;
 
@@ -204,14 +222,22 @@ pub async fn run(
             let all = FilterExpression::new(FilterType::Tag, "*");
             let (mut got, mut last) = (Vec::new(), Instant::now());
             let (mut receives, mut acks) = (Vec::new(), Vec::new());
+            let mut errors = 0u64;
             let mut empty = 0;
             // Three empty long polls in a row: the topic is drained.
             while empty < 3 {
                 let asked = Instant::now();
-                let batch = c
+                let batch = match c
                     .receive_with(topic, &all, 32, Duration::from_secs(30))
                     .await
-                    .unwrap_or_default();
+                {
+                    Ok(batch) => batch,
+                    Err(_) => {
+                        errors += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
                 if batch.is_empty() {
                     empty += 1;
                     continue;
@@ -222,6 +248,9 @@ pub async fn run(
                     let acking = Instant::now();
                     let acked = c.ack(m).await.is_ok();
                     acks.push(acking.elapsed().as_micros() as u64);
+                    if !acked {
+                        errors += 1;
+                    }
                     if acked {
                         let body = String::from_utf8_lossy(m.body());
                         let tag: String = body.split_inclusive(':').take(2).collect();
@@ -233,14 +262,16 @@ pub async fn run(
                 last = Instant::now();
             }
             c.shutdown().await.ok();
-            (got, last, receives, acks)
+            (got, last, receives, acks, errors)
         }));
     }
     let (mut received, mut duplicates) = (HashSet::new(), 0);
     let (mut receives, mut acks) = (Vec::new(), Vec::new());
+    let mut consume_errors = 0;
     let mut drained = drain_start;
     for r in readers {
-        let (tags, last, r_lat, a_lat) = r.await.expect("a consumer task");
+        let (tags, last, r_lat, a_lat, errors) = r.await.expect("a consumer task");
+        consume_errors += errors;
         receives.extend(r_lat);
         acks.extend(a_lat);
         drained = drained.max(last);
@@ -264,6 +295,7 @@ pub async fn run(
         send_max_us: latencies.last().copied().unwrap_or(0),
         received: received.len() as u64,
         duplicates,
+        consume_errors,
         receive_ack_msgs_per_sec: received.len() as f64 / drain_s,
         receive_p50_us: percentile(&receives, 0.5),
         receive_p99_us: percentile(&receives, 0.99),

@@ -23,4 +23,5 @@ async fn bench_mode_receives_every_acknowledged_message_once() {
     assert_eq!(report.send_errors, 0, "{report:?}");
     assert_eq!(report.received, report.acknowledged, "{report:?}");
     assert_eq!(report.duplicates, 0, "{report:?}");
+    assert_eq!(report.consume_errors, 0, "{report:?}");
 }

@@ -74,8 +74,9 @@ pub struct CompareArgs {
     /// Extra environment variable for the Strata server (repeatable).
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env_pair)]
     pub strata_env: Vec<(String, String)>,
-    /// Topics each scenario publishes to (producer i to topic i mod N; one
-    /// reader per queue of every topic).
+    /// Topics each scenario publishes to (producer i to topic i mod N, so
+    /// --producers must be a multiple of it; one reader per queue of every
+    /// topic).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub topics: u32,
     /// Producer tasks (each with its own connection, one request in flight).
@@ -98,8 +99,8 @@ pub struct CompareArgs {
     /// Unmeasured time before each phase's measurement.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub warmup: Duration,
-    /// Total messages/s of the fixed-rate, tail and catch-up producers (0:
-    /// as fast as acknowledgements allow).
+    /// Total messages/s of the fixed-rate, tail and catch-up producers
+    /// (tail also takes 0: as fast as acknowledgements allow).
     #[arg(long, default_value_t = 2000.0)]
     pub rate: f64,
     /// Catch-up backlog, MiB of bodies, written at max rate first.

@@ -58,6 +58,24 @@ pub async fn run(args: &CompareArgs) -> Result<CompareReport> {
     if args.max_messages == Some(0) {
         bail!("--max-messages must be at least 1");
     }
+    if args.producers % args.topics != 0 {
+        bail!(
+            "--producers ({}) must be a multiple of --topics ({}): every topic gets the same number of producers",
+            args.producers,
+            args.topics
+        );
+    }
+    if args.rate == 0.0
+        && let Some(s) = args
+            .scenarios
+            .iter()
+            .find(|s| matches!(s, ScenarioKind::FixedRate | ScenarioKind::Catchup))
+    {
+        bail!(
+            "scenario {} needs a fixed --rate above 0 (max-rate and tail run at 0: as fast as possible)",
+            s.name()
+        );
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let started_unix_ms = unix_ms_now();

@@ -137,7 +137,10 @@ pub(crate) struct Group {
     pub(crate) pacing: Option<Duration>,
     pub(crate) max_messages: u64,
     pub(crate) claimed: AtomicU64,
-    pub(crate) next_queue: AtomicU64,
+    /// Per topic: the next queue to publish to, round-robin over the
+    /// producers of that topic (one counter per topic, so every queue of
+    /// every topic gets its share).
+    pub(crate) next_queue: Vec<AtomicU64>,
     pub(crate) acked: Vec<AtomicU64>,
 }
 
@@ -236,7 +239,7 @@ pub async fn run(spec: &PhaseSpec) -> Result<PhaseResult> {
             }),
             max_messages: g.max_messages.unwrap_or(u64::MAX),
             claimed: AtomicU64::new(0),
-            next_queue: AtomicU64::new(0),
+            next_queue: g.topics.iter().map(|_| AtomicU64::new(0)).collect(),
             acked: (0..g.topics.len() * spec.queues as usize)
                 .map(|_| AtomicU64::new(0))
                 .collect(),

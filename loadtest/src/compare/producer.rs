@@ -73,8 +73,8 @@ pub(crate) async fn producer(
         if group.claimed.fetch_add(batch, Ordering::Relaxed) + batch > group.max_messages {
             break;
         }
-        let queue =
-            (group.next_queue.fetch_add(1, Ordering::Relaxed) % u64::from(clock.queues)) as u32;
+        let queue = (group.next_queue[topic].fetch_add(1, Ordering::Relaxed)
+            % u64::from(clock.queues)) as u32;
         let body = bodies(&clock, intended, &mut cursor);
         let result = client.publish(queue, &body).await;
         let done = Instant::now();

@@ -24,7 +24,8 @@ pub struct ReadSpec {
     pub from: ReadFrom,
     /// Record end-to-end latency (tail readers; not for old backlogs).
     pub e2e: bool,
-    /// Per queue: stop after this many messages (catch-up).
+    /// Per queue of every topic (topic-major): stop after this many
+    /// messages (catch-up).
     pub expected: Option<Vec<u64>>,
     /// How long readers may run after the producers stopped.
     pub drain: Duration,
@@ -148,8 +149,9 @@ pub async fn run_reader(
     }
 }
 
-/// HTTP readers can retry anything; a NATS/Redis reader's connection is
-/// unusable after a transport error or timeout.
+/// HTTP readers retry anything. The other readers stop at their first
+/// failure, so that a failed pull or XREAD shows in the report instead of
+/// being retried away.
 fn retryable(e: &RequestError) -> bool {
     matches!(e, RequestError::Http { .. })
 }

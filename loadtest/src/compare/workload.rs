@@ -11,7 +11,7 @@
 //! | `partitionsPerTopic`                           | `--queues` (per topic)                  |
 //! | `messageSize`                                  | `--message-size`                        |
 //! | `producersPerTopic` × `topics`                 | `--producers`                           |
-//! | `producerRate` (total msgs/s; 0 = max rate)    | `--rate`                                |
+//! | `producerRate` (total msgs/s)                  | `--rate`                                |
 //! | `subscriptionsPerTopic` × `consumerPerSubscription` > 0 | readers: one per queue (tail)  |
 //! | `consumerBacklogSizeGB` > 0                    | the catch-up scenario, that backlog     |
 //! | `testDurationMinutes`, `warmupDurationMinutes` | `--duration`, `--warmup`                |
@@ -19,6 +19,9 @@
 //! The scenario follows from the shape: a backlog → `catchup`; consumers →
 //! `tail`; otherwise `max-rate` at rate 0 and `fixed-rate` at a rate.
 //! Durations may be fractions of a minute (OMB itself reads whole minutes).
+//! `producerRate: 0` differs: OMB searches for the highest rate its
+//! consumers keep up with; here producers publish as fast as the system
+//! acknowledges, so the two numbers are not the same measurement.
 //! `keyDistributor`, `payloadFile`, `useRandomizedPayloads`,
 //! `randomBytesRatio`, `randomizedPayloadPoolSize` and `backlogDrainRatio`
 //! are accepted and not used: bodies are always random, each stamped with
@@ -126,8 +129,16 @@ impl Workload {
         if self.test_duration_minutes == 0.0 {
             bail!("testDurationMinutes must be more than 0");
         }
-        if self.test_duration_minutes > 24.0 * 60.0 {
-            bail!("testDurationMinutes is over a day");
+        for (key, v) in [
+            ("testDurationMinutes", self.test_duration_minutes),
+            ("warmupDurationMinutes", self.warmup_duration_minutes),
+        ] {
+            if v > 24.0 * 60.0 {
+                bail!("{key} is over a day");
+            }
+        }
+        if self.consumer_backlog_size_g_b > 64.0 {
+            bail!("consumerBacklogSizeGB is over 64");
         }
         Ok(())
     }
@@ -136,7 +147,7 @@ impl Workload {
     pub fn scenario(&self) -> ScenarioKind {
         if self.consumer_backlog_size_g_b > 0.0 {
             ScenarioKind::Catchup
-        } else if self.subscriptions_per_topic * self.consumer_per_subscription > 0 {
+        } else if self.subscriptions_per_topic > 0 && self.consumer_per_subscription > 0 {
             ScenarioKind::Tail
         } else if self.producer_rate == 0.0 {
             ScenarioKind::MaxRate
@@ -239,6 +250,30 @@ mod tests {
             ScenarioKind::Catchup
         );
         Ok(())
+    }
+
+    /// Shapes `compare` refuses before it starts any system.
+    #[tokio::test]
+    async fn compare_refuses_uneven_topics_and_rate_0_fixed_scenarios() {
+        let out = tempfile::tempdir().expect("tempdir");
+        let mut a = args();
+        a.out = out.path().to_path_buf();
+        a.topics = 3;
+        a.producers = 4;
+        let err = crate::compare::run(&a)
+            .await
+            .expect_err("4 producers, 3 topics");
+        assert!(
+            format!("{err:#}").contains("multiple of --topics"),
+            "{err:#}"
+        );
+        a.topics = 1;
+        a.rate = 0.0;
+        let err = crate::compare::run(&a).await.expect_err("fixed-rate at 0");
+        assert!(
+            format!("{err:#}").contains("needs a fixed --rate"),
+            "{err:#}"
+        );
     }
 
     #[test]

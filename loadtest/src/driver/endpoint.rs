@@ -12,10 +12,10 @@
 //! Each system's driver is one file beside this one ([`super::strata_stream`]
 //! for Strata's HTTP API, [`super::strata_grpc`], [`super::nats`],
 //! [`super::redis`]). Each producer or reader owns its own connection (or
-//! shares the HTTP pool, for Strata's HTTP API); after a transport failure
-//! or timeout a producer drops its connection and the next call
-//! reconnects, so a late reply can never be taken for the answer to a
-//! newer request.
+//! shares the HTTP pool, for Strata's HTTP API). Where a late reply could
+//! be taken for the answer to a newer request (Redis, Strata gRPC), a
+//! producer drops its connection after a transport failure or timeout and
+//! the next call reconnects; a NATS publish waits on its own reply inbox.
 
 use std::fmt;
 use std::sync::Arc;

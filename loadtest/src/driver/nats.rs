@@ -144,6 +144,17 @@ fn publish_error(e: &jetstream::context::PublishError) -> RequestError {
     match e.kind() {
         PublishErrorKind::TimedOut => RequestError::Timeout,
         PublishErrorKind::BrokenPipe => RequestError::Transport,
+        // A JetStream refusal carries its error code (bounded); anything
+        // else (the client could not send) is a transport failure.
+        PublishErrorKind::Other => {
+            let code = std::error::Error::source(e)
+                .and_then(|s| s.downcast_ref::<jetstream::Error>())
+                .map(|j| j.error_code().0);
+            match code {
+                Some(code) => RequestError::Refused(format!("nats {code}")),
+                None => RequestError::Transport,
+            }
+        }
         kind => RequestError::Refused(format!("nats {kind:?}")),
     }
 }
@@ -156,19 +167,25 @@ impl Publish for NatsProducer {
             None => self.js.insert(self.nats.connect(self.timeout).await?),
         };
         let subject = format!("{}.{queue}", self.topic);
-        // Send the whole batch, then wait for its acknowledgements.
-        let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(bodies.len());
-        for body in bodies {
-            let ack = js
-                .publish(subject.clone(), body.clone())
-                .await
-                .map_err(|e| publish_error(&e))?;
-            acks.push(ack);
-        }
-        for ack in acks {
-            ack.await.map_err(|e| publish_error(&e))?;
-        }
-        Ok(())
+        // Send the whole batch, then wait for its acknowledgements; the
+        // whole batch within one request timeout, as for the other systems.
+        let batch = async {
+            let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(bodies.len());
+            for body in bodies {
+                let ack = js
+                    .publish(subject.clone(), body.clone())
+                    .await
+                    .map_err(|e| publish_error(&e))?;
+                acks.push(ack);
+            }
+            for ack in acks {
+                ack.await.map_err(|e| publish_error(&e))?;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(self.timeout, batch)
+            .await
+            .map_err(|_| RequestError::Timeout)?
     }
 }
 

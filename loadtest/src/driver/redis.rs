@@ -40,7 +40,12 @@ fn request_error(e: &RedisError) -> RequestError {
     } else if e.is_io_error() || e.is_connection_dropped() {
         RequestError::Transport
     } else {
-        RequestError::Refused(format!("redis {}", e.code().unwrap_or("ERR")))
+        match e.code() {
+            // The server refused: its error code is the label.
+            Some(code) => RequestError::Refused(format!("redis {code}")),
+            // The client could not read the reply.
+            None => RequestError::BadReply(e.to_string()),
+        }
     }
 }
 
