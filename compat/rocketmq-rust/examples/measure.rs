@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rocketmq::conf::{ClientOption, ProducerOption, SimpleConsumerOption};
+use rocketmq::conf::{ProducerOption, SimpleConsumerOption};
 use rocketmq::model::common::{FilterExpression, FilterType};
 use rocketmq::model::message::MessageBuilder;
 use rocketmq::{Producer, SimpleConsumer};
-use strata_compat_rocketmq_rust::{Strata, bench};
+use strata_compat_rocketmq_rust::Strata;
+use strata_compat_rocketmq_rust::bench::{self, client};
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -28,15 +29,6 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
-}
-
-fn client(strata: &Strata, key: &(String, String)) -> ClientOption {
-    let mut c = ClientOption::default();
-    c.set_access_url(strata.grpc.clone());
-    c.set_access_key(key.0.clone());
-    c.set_secret_key(key.1.clone());
-    c.set_long_polling_timeout(Duration::from_secs(5));
-    c
 }
 
 async fn producer(strata: &Strata, key: &(String, String), topic: &str) -> Producer {

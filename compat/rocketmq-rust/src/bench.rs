@@ -88,7 +88,9 @@ impl BenchReport {
     }
 }
 
-fn client(strata: &Strata, key: &(String, String)) -> ClientOption {
+/// Client options for `strata`'s gRPC API signed with `key`; long polls
+/// wait up to 5 s.
+pub fn client(strata: &Strata, key: &(String, String)) -> ClientOption {
     let mut c = ClientOption::default();
     c.set_access_url(strata.grpc.clone());
     c.set_access_key(key.0.clone());
