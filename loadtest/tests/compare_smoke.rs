@@ -138,6 +138,9 @@ fn compare_runs_every_scenario_on_every_system() {
         "1",
         "--max-messages",
         "5000",
+        // More members than queues: some receive nothing for a while.
+        "--consumers",
+        "3",
         "--settle",
         "0s",
         "--quiet",
@@ -152,7 +155,7 @@ fn compare_runs_every_scenario_on_every_system() {
     let report = read_json(&out.path().join("report.json"));
     assert_eq!(report["scenario"], "compare");
     let runs = report["runs"].as_array().expect("runs");
-    assert_eq!(runs.len(), systems.len() * 4);
+    assert_eq!(runs.len(), systems.len() * 5);
     for system in &systems {
         let info = report["systems"]
             .as_array()
@@ -201,6 +204,25 @@ fn compare_runs_every_scenario_on_every_system() {
                 assert!(num(read, "messages") > 0.0, "{what}: {read}");
                 assert!(num(&read["e2e_latency_ms"], "p50") > 0.0, "{what}: {read}");
             }
+            Some("consume") => {
+                // Every message acknowledged to a producer reached a member
+                // once, and each batch was acknowledged.
+                let read = &last["read"];
+                let acked: f64 = last["groups"][0]["acked_per_queue"]
+                    .as_array()
+                    .expect("acked_per_queue")
+                    .iter()
+                    .filter_map(Value::as_f64)
+                    .sum();
+                assert!(acked > 0.0, "{what}: {last}");
+                assert_eq!(num(read, "readers"), 3.0, "{what}: {read}");
+                assert_eq!(num(read, "expected"), acked, "{what}: {read}");
+                assert_eq!(num(read, "messages"), acked, "{what}: {read}");
+                assert_eq!(num(read, "extra_received"), 0.0, "{what}: {read}");
+                assert_eq!(num(read, "errors"), 0.0, "{what}: {read}");
+                assert!(num(&read["e2e_latency_ms"], "p50") > 0.0, "{what}: {read}");
+                assert!(num(&read["ack_latency_ms"], "max") > 0.0, "{what}: {read}");
+            }
             Some("catchup") => {
                 let read = &last["read"];
                 assert!(num(read, "expected") > 0.0, "{what}: {read}");
@@ -216,11 +238,13 @@ fn compare_runs_every_scenario_on_every_system() {
     }
     let md = std::fs::read_to_string(out.path().join("report.md")).expect("Markdown");
     assert!(
-        md.contains("| catchup |") && md.contains("Tail consumers"),
+        md.contains("| catchup |")
+            && md.contains("Tail consumers")
+            && md.contains("Consumer group ("),
         "{md}"
     );
     check_charts(out.path(), &report);
-    for scenario in ["max-rate", "fixed-rate", "tail", "catchup"] {
+    for scenario in ["max-rate", "fixed-rate", "tail", "catchup", "consume"] {
         for chart in ["latency", "throughput", "measure-latency-over-time"] {
             if scenario == "catchup" && chart.starts_with("measure") {
                 continue;

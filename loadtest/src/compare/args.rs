@@ -22,6 +22,11 @@ pub enum ScenarioKind {
     /// 4: write a backlog, then fixed-rate producers without and with one
     /// reader per queue reading the backlog from the start.
     Catchup,
+    /// 7: publish at --rate while --consumers members of one consumer group
+    /// receive from every queue and acknowledge each batch: end-to-end and
+    /// acknowledgement latency, and whether every acknowledged message
+    /// arrived.
+    Consume,
 }
 
 impl ScenarioKind {
@@ -31,6 +36,7 @@ impl ScenarioKind {
             Self::FixedRate => "fixed-rate",
             Self::Tail => "tail",
             Self::Catchup => "catchup",
+            Self::Consume => "consume",
         }
     }
 }
@@ -55,7 +61,7 @@ pub struct CompareArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "max-rate,fixed-rate,tail,catchup"
+        default_value = "max-rate,fixed-rate,tail,catchup,consume"
     )]
     pub scenarios: Vec<ScenarioKind>,
     /// The `strata` binary to start.
@@ -82,6 +88,10 @@ pub struct CompareArgs {
     /// Producer tasks (each with its own connection, one request in flight).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub producers: u32,
+    /// Members of the consumer group in `consume` (member i on topic i mod
+    /// N, so a multiple of --topics; each with its own connection).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub consumers: u32,
     /// Queues per topic (JetStream subjects, Redis stream keys); one reader
     /// each in `tail` and `catchup`.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -99,8 +109,9 @@ pub struct CompareArgs {
     /// Unmeasured time before each phase's measurement.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub warmup: Duration,
-    /// Total messages/s of the fixed-rate, tail and catch-up producers
-    /// (tail also takes 0: as fast as acknowledgements allow).
+    /// Total messages/s of the fixed-rate, tail, catch-up and consume
+    /// producers (tail and consume also take 0: as fast as acknowledgements
+    /// allow).
     #[arg(long, default_value_t = 2000.0)]
     pub rate: f64,
     /// Catch-up backlog, MiB of bodies, written at max rate first.

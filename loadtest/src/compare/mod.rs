@@ -1,4 +1,4 @@
-//! `strata-loadtest compare`: scenarios 1–4 against several systems in one
+//! `strata-loadtest compare`: scenarios 1–4 and 7 (consumer groups) against several systems in one
 //! invocation (Strata over HTTP, NATS JetStream, Redis Streams), each
 //! started fresh on loopback, with the durability of each stated beside
 //! its numbers. Output: report.json, report.md and SVG charts in `--out`.
@@ -10,6 +10,7 @@ mod producer;
 pub mod reading;
 pub mod report;
 mod report_charts;
+mod report_tables;
 pub mod sampler;
 pub mod tenants;
 pub mod workload;
@@ -21,7 +22,7 @@ use anyhow::{Context, Result, bail};
 
 use self::args::{CompareArgs, ScenarioKind};
 use self::phase::{GroupSpec, PhaseResult, PhaseSpec};
-use self::reading::ReadSpec;
+use self::reading::{ReadMode, ReadSpec};
 use self::report::{CompareReport, RunResult, SystemInfo};
 use crate::driver::endpoint::{Endpoint, ReadFrom};
 use crate::report::{MachineInfo, unix_ms_now};
@@ -62,6 +63,13 @@ pub async fn run(args: &CompareArgs) -> Result<CompareReport> {
         bail!(
             "--producers ({}) must be a multiple of --topics ({}): every topic gets the same number of producers",
             args.producers,
+            args.topics
+        );
+    }
+    if args.scenarios.contains(&ScenarioKind::Consume) && args.consumers % args.topics != 0 {
+        bail!(
+            "--consumers ({}) must be a multiple of --topics ({}): every topic gets the same number of group members",
+            args.consumers,
             args.topics
         );
     }
@@ -199,13 +207,23 @@ async fn run_scenario(
     let label = |phase: &str| format!("{}/{}/{phase}", running.system.name(), scenario.name());
     let mut phases = Vec::new();
     match scenario {
-        ScenarioKind::MaxRate | ScenarioKind::FixedRate | ScenarioKind::Tail => {
+        ScenarioKind::MaxRate
+        | ScenarioKind::FixedRate
+        | ScenarioKind::Tail
+        | ScenarioKind::Consume => {
             let rate = fixed.filter(|_| scenario != ScenarioKind::MaxRate);
             let mut spec = base_spec(args, running, label("measure"), progress);
             spec.groups = vec![group(args, endpoint, &topics, rate, args.max_messages)];
-            if scenario == ScenarioKind::Tail {
+            let mode = match scenario {
+                ScenarioKind::Tail => Some(ReadMode::Queues(ReadFrom::End)),
+                ScenarioKind::Consume => Some(ReadMode::Group {
+                    consumers: args.consumers,
+                }),
+                _ => None,
+            };
+            if let Some(mode) = mode {
                 spec.readers = Some(ReadSpec {
-                    from: ReadFrom::End,
+                    mode,
                     e2e: true,
                     expected: None,
                     drain: TAIL_DRAIN,
@@ -238,7 +256,7 @@ async fn run_scenario(
             phases.push(baseline);
             spec.name = label("with-catchup");
             spec.readers = Some(ReadSpec {
-                from: ReadFrom::Start,
+                mode: ReadMode::Queues(ReadFrom::Start),
                 e2e: false,
                 expected: Some(expected),
                 drain: args.catchup_drain,

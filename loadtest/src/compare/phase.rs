@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::producer;
-use super::reading::{self, ReadOutcome, ReadSpec, ReaderStats};
+use super::reading::{self, ReadMode, ReadOutcome, ReadSpec, ReaderStats};
 use super::sampler::{self, Sampled, TimelinePoint};
 use crate::driver::endpoint::Endpoint;
 use crate::procstat::ProcUsage;
@@ -178,27 +178,20 @@ pub async fn run(spec: &PhaseSpec) -> Result<PhaseResult> {
     let mut pool = vec![0u8; POOL_BYTES + spec.message_size as usize];
     rng.fill(&mut pool);
 
-    // Readers first: "from the end" means after this point. One per queue
-    // of every topic of the first group.
-    let read_topics = &spec.groups[0].topics;
-    let read_queues = read_topics.len() * spec.queues as usize;
-    let reader_stats: Vec<Arc<Mutex<ReaderStats>>> = match &spec.readers {
-        Some(_) => (0..read_queues)
-            .map(|_| Arc::new(Mutex::new(ReaderStats::default())))
-            .collect(),
+    // Readers first: "from the end" means after this point. They read the
+    // topics of the first group.
+    let readers = match &spec.readers {
+        Some(read) => {
+            let g = &spec.groups[0];
+            read.open_all(&g.endpoint, &g.topics, spec.queues, spec.timeout)
+                .await?
+        }
         None => Vec::new(),
     };
-    let mut readers = Vec::new();
-    if let Some(read) = &spec.readers {
-        for topic in read_topics {
-            for q in 0..spec.queues {
-                readers.push(
-                    read.open(&spec.groups[0].endpoint, topic, q, spec.timeout)
-                        .await?,
-                );
-            }
-        }
-    }
+    let reader_stats: Vec<Arc<Mutex<ReaderStats>>> = readers
+        .iter()
+        .map(|_| Arc::new(Mutex::new(ReaderStats::default())))
+        .collect();
 
     let start = Instant::now();
     let clock = Arc::new(Clock {
@@ -215,7 +208,7 @@ pub async fn run(spec: &PhaseSpec) -> Result<PhaseResult> {
     let mut reader_tasks = JoinSet::new();
     if let Some(read) = &spec.readers {
         for (q, reader) in readers.into_iter().enumerate() {
-            reader_tasks.spawn(reading::run_reader(
+            reader_tasks.spawn(reading::run(
                 reader,
                 read.clone(),
                 q,
@@ -297,6 +290,12 @@ pub async fn run(spec: &PhaseSpec) -> Result<PhaseResult> {
     let producers_done = Instant::now();
     if let Some(read) = &spec.readers {
         let until = producers_done.max(clock.end) + read.drain;
+        if let ReadMode::Group { .. } = read.mode {
+            // Members never stop by themselves: until they have everything.
+            let acked = groups[0].acked.iter().map(|a| a.load(Ordering::Relaxed));
+            reading::wait_consumed(&reader_stats, acked.sum(), until).await;
+            stop_readers.store(true, Ordering::Relaxed);
+        }
         while let Ok(Some(next)) = tokio::time::timeout_at(until, reader_tasks.join_next()).await {
             if let Err(e) = next {
                 bail!("a reader task failed: {e}");
@@ -331,7 +330,7 @@ pub async fn run(spec: &PhaseSpec) -> Result<PhaseResult> {
     let read = spec
         .readers
         .as_ref()
-        .map(|r| reading::outcome(r, &reader_stats));
+        .map(|r| reading::outcome(r, &reader_stats, &groups[0].acked));
     Ok(PhaseResult {
         name: spec.name.clone(),
         warmup_s: spec.warmup.as_secs_f64(),

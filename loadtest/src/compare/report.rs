@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::args::CompareArgs;
 use super::phase::{GroupResult, PhaseResult};
+use super::report_tables;
 use crate::report::{MachineInfo, Render};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,7 +114,7 @@ impl RunResult {
     }
 }
 
-fn durable_label(durable: bool) -> &'static str {
+pub(super) fn durable_label(durable: bool) -> &'static str {
     if durable { "yes" } else { "**no**" }
 }
 
@@ -210,8 +211,9 @@ impl Render for CompareReport {
                 g.unsent_messages,
             );
         }
-        tail_table(&mut out, &self.runs);
-        catchup_table(&mut out, &self.runs);
+        report_tables::tail(&mut out, &self.runs);
+        report_tables::catchup(&mut out, &self.runs);
+        report_tables::consume(&mut out, &self.runs);
         if self.merged_from.len() > 1 {
             out.push_str("\nMerged from separate invocations (one per system):\n\n");
             for m in &self.merged_from {
@@ -224,84 +226,6 @@ impl Render for CompareReport {
             );
         }
         out
-    }
-}
-
-fn tail_table(out: &mut String, runs: &[RunResult]) {
-    let rows: Vec<_> = runs
-        .iter()
-        .filter_map(|r| {
-            let read = r.main_phase()?.read.as_ref()?;
-            Some((r, read, read.e2e_latency_ms?))
-        })
-        .collect();
-    if rows.is_empty() {
-        return;
-    }
-    out.push_str(
-        "\nTail consumers (end-to-end latency from the intended send time to the reader, ms):\n\n\
-         | system | durable ack | read msgs/s | p50 | p90 | p99 | p99.9 | p99.99 | max | read errors |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
-    for (r, read, l) in rows {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} |",
-            r.system,
-            durable_label(r.durable),
-            read.msgs_per_sec,
-            l.p50,
-            l.p90,
-            l.p99,
-            l.p999,
-            l.p9999,
-            l.max,
-            read.errors
-        );
-    }
-}
-
-fn catchup_table(out: &mut String, runs: &[RunResult]) {
-    let rows: Vec<_> = runs.iter().filter(|r| r.scenario == "catchup").collect();
-    if rows.is_empty() {
-        return;
-    }
-    out.push_str(
-        "\nCatch-up (hot/cold isolation): fixed-rate producers without and with one reader per queue reading the backlog from the start:\n\n\
-         | system | durable ack | backlog msgs | backlog msgs/s | baseline p50 / p99 / p99.9 ms | with catch-up p50 / p99 / p99.9 ms | read MiB/s | read / backlog | read s | object GETs |\n\
-         |---|---|---:|---:|---|---|---:|---:|---:|---:|\n",
-    );
-    for r in rows {
-        let g = |suffix: &str| r.phase(suffix).and_then(|p| p.groups.first());
-        let lat = |suffix: &str| {
-            g(suffix).map_or("-".into(), |g| {
-                let l = g.latency_ms;
-                format!("{:.2} / {:.2} / {:.2}", l.p50, l.p99, l.p999)
-            })
-        };
-        let backlog = g("backlog");
-        let with = r.phase("with-catchup");
-        let read = with.and_then(|p| p.read.as_ref());
-        let gets = with
-            .and_then(|p| p.objects.as_ref())
-            .map_or("-".into(), |o| o.gets.to_string());
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {gets} |",
-            r.system,
-            durable_label(r.durable),
-            backlog.map_or(0, |b| b.acked_per_queue.iter().sum::<u64>()),
-            backlog.map_or(0.0, |b| b.msgs_per_sec),
-            lat("baseline"),
-            lat("with-catchup"),
-            read.map_or("-".into(), |x| format!("{:.1}", x.mib_per_sec)),
-            read.map_or("-".into(), |x| format!(
-                "{}/{}",
-                x.messages,
-                x.expected.unwrap_or(0)
-            )),
-            read.map_or("-".into(), |x| format!("{:.1}", x.elapsed_s)),
-        );
     }
 }
 

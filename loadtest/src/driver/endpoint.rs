@@ -8,6 +8,8 @@
 //! | queue q           | subject `<topic>.<q>`          | stream key `<topic>:<q>` |
 //! | publish (durable) | publish + PubAck per message   | XADD (pipelined)         |
 //! | read from offset  | pull consumer on `<topic>.<q>` | XREAD from an id         |
+//! | consumer group    | durable pull consumer, explicit acks | XGROUP on every queue's key |
+//! | receive + ack     | pull + `ack` per message       | XREADGROUP + XACK (pipelined) |
 //!
 //! Each system's driver is one file beside this one ([`super::strata_stream`]
 //! for Strata's HTTP API, [`super::strata_grpc`], [`super::nats`],
@@ -30,6 +32,10 @@ use super::strata_http::StrataHttp;
 
 /// Messages asked for per read.
 pub const READ_BATCH: u32 = 1000;
+
+/// Messages asked for per receive of a consumer-group member (the
+/// official RocketMQ SDKs' default batch).
+pub const GROUP_BATCH: u32 = 32;
 
 /// Where a reader starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +65,28 @@ pub trait Driver: Send + Sync + fmt::Debug {
         timeout: Duration,
     ) -> Result<Box<dyn ReadQueue>, RequestError>;
 
+    /// Creates consumer group `group` on every queue of `topic`, starting
+    /// at the end: it gets what is published afterwards. An existing group
+    /// is reused.
+    async fn create_group(
+        &self,
+        topic: &str,
+        queues: u32,
+        group: &str,
+        timeout: Duration,
+    ) -> Result<()>;
+
+    /// Member `member` of `group` (made by [`Driver::create_group`]): it
+    /// receives from any queue of `topic` and acknowledges what it got.
+    async fn group_member(
+        &self,
+        topic: &str,
+        queues: u32,
+        group: &str,
+        member: u32,
+        timeout: Duration,
+    ) -> Result<Box<dyn ConsumeGroup>, RequestError>;
+
     /// Strata's HTTP client (admin, status, offsets); `None` for peers.
     fn strata_http(&self) -> Option<&StrataHttp> {
         None
@@ -82,6 +110,21 @@ pub trait ReadQueue: Send + fmt::Debug {
     async fn next_batch(&mut self, wait: Duration) -> Result<Vec<Vec<u8>>, RequestError>;
 }
 
+/// One member of a consumer group; used by one task. Like a reader, a
+/// failed member is not reconnected.
+#[async_trait]
+pub trait ConsumeGroup: Send + fmt::Debug {
+    /// Up to `max` bodies from any queue, waiting up to `wait` when none is
+    /// ready (an empty result then). The member keeps what it needs to
+    /// acknowledge them.
+    async fn receive(&mut self, max: u32, wait: Duration) -> Result<Vec<Vec<u8>>, RequestError>;
+
+    /// Acknowledges every message of the last receive, in as few requests
+    /// as the system's client allows, and waits for the answers where the
+    /// client gives any.
+    async fn ack(&mut self) -> Result<(), RequestError>;
+}
+
 /// A shared handle on a system's driver.
 #[derive(Debug, Clone)]
 pub struct Endpoint(Arc<dyn Driver>);
@@ -90,6 +133,8 @@ pub struct Endpoint(Arc<dyn Driver>);
 pub type Producer = Box<dyn Publish>;
 /// A reader of one queue.
 pub type Reader = Box<dyn ReadQueue>;
+/// A member of a consumer group.
+pub type Member = Box<dyn ConsumeGroup>;
 
 impl Endpoint {
     pub fn new(driver: impl Driver + 'static) -> Self {
@@ -117,6 +162,29 @@ impl Endpoint {
         timeout: Duration,
     ) -> Result<Reader, RequestError> {
         self.0.reader(topic, queue, from, timeout).await
+    }
+
+    pub async fn create_group(
+        &self,
+        topic: &str,
+        queues: u32,
+        group: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.0.create_group(topic, queues, group, timeout).await
+    }
+
+    pub async fn group_member(
+        &self,
+        topic: &str,
+        queues: u32,
+        group: &str,
+        member: u32,
+        timeout: Duration,
+    ) -> Result<Member, RequestError> {
+        self.0
+            .group_member(topic, queues, group, member, timeout)
+            .await
     }
 }
 

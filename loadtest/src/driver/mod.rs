@@ -6,6 +6,7 @@ pub mod nats;
 pub mod redis;
 pub mod strata_admin;
 pub mod strata_body;
+pub mod strata_group;
 pub mod strata_grpc;
 pub mod strata_http;
 pub mod strata_status;

@@ -20,7 +20,9 @@ use bytes::Bytes;
 use futures::{FutureExt as _, StreamExt as _};
 
 use super::RequestError;
-use super::endpoint::{Driver, Publish, READ_BATCH, ReadFrom, ReadQueue};
+use super::endpoint::{
+    ConsumeGroup, Driver, GROUP_BATCH, Publish, READ_BATCH, ReadFrom, ReadQueue,
+};
 
 /// A NATS server with JetStream enabled, at `nats://addr`.
 #[derive(Debug, Clone)]
@@ -129,6 +131,71 @@ impl Driver for Nats {
             .map_err(|e| refused("pull", &e))?;
         Ok(Box::new(NatsReader { messages }))
     }
+
+    /// A durable pull consumer named `group` on every subject of the
+    /// stream, with explicit acks, shared by the group's members.
+    async fn create_group(
+        &self,
+        topic: &str,
+        _queues: u32,
+        group: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.stream(topic, timeout)
+            .await?
+            .get_or_create_consumer(
+                group,
+                pull::Config {
+                    durable_name: Some(group.to_string()),
+                    deliver_policy: DeliverPolicy::New,
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(60),
+                    // Above what the members can hold, so it never throttles.
+                    max_ack_pending: 100_000,
+                    replay_policy: ReplayPolicy::Instant,
+                    ..Default::default()
+                },
+            )
+            .await
+            .with_context(|| format!("cannot create JetStream consumer {group} on {topic}"))?;
+        Ok(())
+    }
+
+    async fn group_member(
+        &self,
+        topic: &str,
+        _queues: u32,
+        group: &str,
+        _member: u32,
+        timeout: Duration,
+    ) -> Result<Box<dyn ConsumeGroup>, RequestError> {
+        let consumer: jetstream::consumer::Consumer<pull::Config> = self
+            .stream(topic, timeout)
+            .await?
+            .get_consumer(group)
+            .await
+            .map_err(|e| RequestError::BadReply(format!("nats get consumer: {e}")))?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(GROUP_BATCH as usize)
+            .messages()
+            .await
+            .map_err(|e| RequestError::BadReply(format!("nats pull: {e}")))?;
+        Ok(Box::new(NatsMember {
+            messages,
+            received: Vec::new(),
+        }))
+    }
+}
+
+impl Nats {
+    /// The stream of `topic` on a new connection.
+    async fn stream(&self, topic: &str, timeout: Duration) -> Result<stream::Stream, RequestError> {
+        let js = self.connect(timeout).await?;
+        js.get_stream(topic)
+            .await
+            .map_err(|e| RequestError::BadReply(format!("nats get stream: {e}")))
+    }
 }
 
 #[derive(Debug)]
@@ -218,5 +285,49 @@ impl ReadQueue for NatsReader {
             }
         }
         Ok(out)
+    }
+}
+
+/// A member of a consumer group: its own pull stream on the shared durable
+/// consumer.
+struct NatsMember {
+    messages: pull::Stream,
+    /// The messages of the last receive, to acknowledge.
+    received: Vec<jetstream::Message>,
+}
+
+impl std::fmt::Debug for NatsMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NatsMember")
+    }
+}
+
+#[async_trait]
+impl ConsumeGroup for NatsMember {
+    async fn receive(&mut self, max: u32, wait: Duration) -> Result<Vec<Vec<u8>>, RequestError> {
+        let bad = |e: pull::MessagesError| RequestError::Refused(format!("nats {:?}", e.kind()));
+        self.received.clear();
+        let first = match tokio::time::timeout(wait, self.messages.next()).await {
+            Err(_) => return Ok(Vec::new()),
+            Ok(None) => return Err(RequestError::Transport),
+            Ok(Some(m)) => m.map_err(bad)?,
+        };
+        self.received.push(first);
+        while self.received.len() < max as usize {
+            match self.messages.next().now_or_never() {
+                Some(Some(m)) => self.received.push(m.map_err(bad)?),
+                Some(None) | None => break,
+            }
+        }
+        Ok(self.received.iter().map(|m| m.payload.to_vec()).collect())
+    }
+
+    /// One `+ACK` per message, as the client sends it: published without
+    /// waiting for the server to confirm (`double_ack` would wait).
+    async fn ack(&mut self) -> Result<(), RequestError> {
+        for m in self.received.drain(..) {
+            m.ack().await.map_err(|_| RequestError::Transport)?;
+        }
+        Ok(())
     }
 }

@@ -16,7 +16,9 @@ use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands as _, AsyncConnectionConfig, RedisError};
 
 use super::RequestError;
-use super::endpoint::{Driver, Publish, READ_BATCH, ReadFrom, ReadQueue, keep_connection};
+use super::endpoint::{
+    ConsumeGroup, Driver, Publish, READ_BATCH, ReadFrom, ReadQueue, keep_connection,
+};
 
 /// The field that carries a message's body.
 const FIELD: &str = "b";
@@ -111,6 +113,45 @@ impl Driver for Redis {
         };
         Ok(Box::new(RedisReader { conn, key, after }))
     }
+
+    /// `XGROUP CREATE <key> <group> $ MKSTREAM` on every queue's key (a
+    /// group that already exists is kept).
+    async fn create_group(
+        &self,
+        topic: &str,
+        queues: u32,
+        group: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        let mut conn = self.connect(timeout).await?;
+        for q in 0..queues {
+            let key = key(topic, q);
+            let made: Result<(), RedisError> = conn.xgroup_create_mkstream(&key, group, "$").await;
+            match made {
+                Ok(()) => {}
+                Err(e) if e.code() == Some("BUSYGROUP") => {}
+                Err(e) => anyhow::bail!("XGROUP CREATE {key} {group}: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn group_member(
+        &self,
+        topic: &str,
+        queues: u32,
+        group: &str,
+        member: u32,
+        timeout: Duration,
+    ) -> Result<Box<dyn ConsumeGroup>, RequestError> {
+        Ok(Box::new(RedisMember {
+            conn: self.connect(timeout + Duration::from_secs(30)).await?,
+            keys: (0..queues).map(|q| key(topic, q)).collect(),
+            group: group.to_string(),
+            name: format!("member-{member}"),
+            received: Vec::new(),
+        }))
+    }
 }
 
 #[derive(Debug)]
@@ -174,5 +215,71 @@ impl ReadQueue for RedisReader {
             self.after = entry.id;
         }
         Ok(out)
+    }
+}
+
+/// A member of a consumer group: XREADGROUP over every queue's key, then
+/// one pipelined XACK per key that delivered something.
+#[derive(Debug)]
+struct RedisMember {
+    conn: MultiplexedConnection,
+    keys: Vec<String>,
+    group: String,
+    name: String,
+    /// Per key: the ids of the last receive.
+    received: Vec<(String, Vec<String>)>,
+}
+
+#[async_trait]
+impl ConsumeGroup for RedisMember {
+    /// COUNT applies per key, so one read may return up to `max` per queue.
+    async fn receive(&mut self, max: u32, wait: Duration) -> Result<Vec<Vec<u8>>, RequestError> {
+        let options = StreamReadOptions::default()
+            .group(&self.group, &self.name)
+            .count(max as usize)
+            .block(wait.as_millis().max(1) as usize);
+        let new: Vec<&str> = self.keys.iter().map(|_| ">").collect();
+        let reply: Option<StreamReadReply> = self
+            .conn
+            .xread_options(&self.keys, &new, &options)
+            .await
+            .map_err(|e| request_error(&e))?;
+        self.received.clear();
+        let mut out = Vec::new();
+        for stream in reply.into_iter().flat_map(|r| r.keys) {
+            let mut ids = Vec::with_capacity(stream.ids.len());
+            for entry in stream.ids {
+                let body: Vec<u8> = entry.get(FIELD).ok_or_else(|| {
+                    RequestError::BadReply(format!("entry {} has no body", entry.id))
+                })?;
+                out.push(body);
+                ids.push(entry.id);
+            }
+            self.received.push((stream.key, ids));
+        }
+        Ok(out)
+    }
+
+    async fn ack(&mut self) -> Result<(), RequestError> {
+        if self.received.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        let mut expected = 0;
+        for (key, ids) in self.received.drain(..) {
+            expected += ids.len() as i64;
+            pipe.xack(key, &self.group, &ids);
+        }
+        let counts: Vec<i64> = pipe
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| request_error(&e))?;
+        let acked: i64 = counts.iter().sum();
+        if acked != expected {
+            return Err(RequestError::BadReply(format!(
+                "XACK acknowledged {acked} of {expected}"
+            )));
+        }
+        Ok(())
     }
 }

@@ -17,7 +17,10 @@ use tonic::transport::{Channel, Endpoint};
 use async_trait::async_trait;
 
 use super::RequestError;
-use super::endpoint::{Driver, Publish, READ_BATCH, ReadFrom, ReadQueue, keep_connection};
+use super::endpoint::{
+    ConsumeGroup, Driver, Publish, READ_BATCH, ReadFrom, ReadQueue, keep_connection,
+};
+use super::strata_group::GrpcMember;
 use super::strata_http::StrataHttp;
 use super::strata_stream::start_offset;
 
@@ -30,7 +33,7 @@ pub struct StrataGrpc {
     secret_key: String,
 }
 
-fn status_error(status: Option<pb::Status>) -> Result<(), RequestError> {
+pub(super) fn status_error(status: Option<pb::Status>) -> Result<(), RequestError> {
     let s = status.unwrap_or_default();
     if s.code == Code::Ok as i32 {
         return Ok(());
@@ -40,7 +43,7 @@ fn status_error(status: Option<pb::Status>) -> Result<(), RequestError> {
     Err(RequestError::Refused(format!("grpc {name}")))
 }
 
-fn transport(e: &tonic::Status) -> RequestError {
+pub(super) fn transport(e: &tonic::Status) -> RequestError {
     match e.code() {
         tonic::Code::DeadlineExceeded => RequestError::Timeout,
         tonic::Code::Unavailable => RequestError::Connect,
@@ -73,7 +76,7 @@ impl StrataGrpc {
         Ok(MessagingServiceClient::new(channel))
     }
 
-    fn signed<T>(&self, body: T) -> tonic::Request<T> {
+    pub(super) fn signed<T>(&self, body: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(body);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -208,6 +211,33 @@ impl Driver for StrataGrpc {
             topic: topic.to_string(),
             queue,
             offset,
+        }))
+    }
+
+    async fn create_group(
+        &self,
+        _topic: &str,
+        _queues: u32,
+        group: &str,
+        _timeout: Duration,
+    ) -> Result<()> {
+        self.http.create_group(group).await
+    }
+
+    async fn group_member(
+        &self,
+        topic: &str,
+        _queues: u32,
+        group: &str,
+        _member: u32,
+        timeout: Duration,
+    ) -> Result<Box<dyn ConsumeGroup>, RequestError> {
+        Ok(Box::new(GrpcMember {
+            grpc: self.clone(),
+            client: self.connect(timeout + Duration::from_secs(30)).await?,
+            topic: topic.to_string(),
+            group: group.to_string(),
+            entries: Vec::new(),
         }))
     }
 

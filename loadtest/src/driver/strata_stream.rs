@@ -16,7 +16,7 @@ use anyhow::Result;
 use async_trait::async_trait;
 
 use super::RequestError;
-use super::endpoint::{Driver, Publish, READ_BATCH, ReadFrom, ReadQueue};
+use super::endpoint::{ConsumeGroup, Driver, Publish, READ_BATCH, ReadFrom, ReadQueue};
 use super::strata_http::{StrataHttp, error_code};
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +177,27 @@ impl Driver for StrataHttp {
             url: self.read_url(topic, queue).map_err(bad)?,
             offset,
         }))
+    }
+
+    async fn create_group(
+        &self,
+        _topic: &str,
+        _queues: u32,
+        group: &str,
+        _timeout: Duration,
+    ) -> Result<()> {
+        StrataHttp::create_group(self, group).await
+    }
+
+    async fn group_member(
+        &self,
+        topic: &str,
+        _queues: u32,
+        group: &str,
+        _member: u32,
+        timeout: Duration,
+    ) -> Result<Box<dyn ConsumeGroup>, RequestError> {
+        Ok(Box::new(self.http_member(topic, group, timeout)?))
     }
 
     fn strata_http(&self) -> Option<&StrataHttp> {
