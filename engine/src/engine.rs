@@ -504,6 +504,18 @@ impl Engine {
         self.pop.ack(tenant, group, topic, handle).await
     }
 
+    /// Acknowledges several deliveries of one topic, one commit per queue;
+    /// each handle gets its own outcome (see [`Engine::ack`]).
+    pub async fn ack_many(
+        &self,
+        tenant: &str,
+        group: &str,
+        topic: &str,
+        handles: &[String],
+    ) -> Result<Vec<Result<()>>> {
+        self.pop.ack_many(tenant, group, topic, handles).await
+    }
+
     /// Moves one delivered message to the group's dead-letter topic now.
     pub async fn forward_to_dead_letter(
         &self,

@@ -71,6 +71,21 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// The same failure again, for each of several requests it ended
+    /// (same code and message; the errors are not `Clone`).
+    pub fn shared(&self) -> EngineError {
+        match self {
+            EngineError::Conflict(m) => EngineError::Conflict(m.clone()),
+            EngineError::Internal(m) => EngineError::Internal(m.clone()),
+            EngineError::InvalidReceiptHandle(m) => EngineError::InvalidReceiptHandle(m.clone()),
+            EngineError::ShuttingDown => EngineError::ShuttingDown,
+            other => EngineError::Refused {
+                code: other.code(),
+                message: other.to_string(),
+            },
+        }
+    }
+
     pub fn code(&self) -> ErrorCode {
         use EngineError::*;
         match self {

@@ -838,6 +838,26 @@ async fn receive_ack_and_change_invisible_duration_over_grpc() {
     assert_eq!(code(&ack.status), Code::MultipleResults);
     assert_eq!(code(&ack.entries[0].status), Code::Ok);
     assert_eq!(code(&ack.entries[1].status), Code::InvalidReceiptHandle);
+    // More entries than one acknowledgement may carry: refused whole.
+    let entry = pb::AckMessageEntry {
+        message_id: "m1".into(),
+        receipt_handle: handle(&got[1]),
+        lite_topic: None,
+    };
+    let too_many = c
+        .ack_message(request(
+            &auth,
+            None,
+            pb::AckMessageRequest {
+                group: resource("billing"),
+                topic: resource("orders"),
+                entries: vec![entry; strata_engine::pop::MAX_ACK_BATCH + 1],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&too_many.status), Code::BadRequest);
 
     let changed = change_invisible(
         &mut c,

@@ -28,6 +28,7 @@ use crate::core::{Billing, Core};
 use crate::error::{EngineError, Result};
 use crate::types::{PublishMessage, TopicSpec};
 
+mod ack;
 mod claims;
 mod look;
 mod receive;
@@ -42,6 +43,8 @@ pub const MAX_DELIVERY_ATTEMPTS: u32 = RetryPolicy::DEFAULT.max_delivery_attempt
 /// how the official SDKs' push consumers turn a failed message around.
 pub const MIN_INVISIBLE: Duration = Duration::from_secs(1);
 pub const MAX_INVISIBLE: Duration = Duration::from_secs(12 * 3600);
+/// Receipt handles per acknowledgement request (HTTP and gRPC).
+pub const MAX_ACK_BATCH: usize = 1000;
 /// In-flight messages per group and queue; beyond it receives hand out
 /// only redeliveries until acknowledgements come in.
 pub const MAX_INFLIGHT_PER_QUEUE: usize = 65_536;

@@ -269,14 +269,24 @@ impl GrpcState {
         if r.entries.is_empty() {
             return Err(Failure::bad_request("AckMessage carries no entry"));
         }
+        if r.entries.len() > strata_engine::pop::MAX_ACK_BATCH {
+            return Err(Failure::bad_request(format!(
+                "AckMessage carries {} entries; the limit is {}",
+                r.entries.len(),
+                strata_engine::pop::MAX_ACK_BATCH
+            )));
+        }
+        // One commit per queue for the whole batch.
+        let handles: Vec<String> = r.entries.iter().map(|e| e.receipt_handle.clone()).collect();
+        let outcomes = self
+            .engine
+            .ack_many(&caller.tenant, &group, &topic, &handles)
+            .await
+            .map_err(consume_failure)?;
         let mut entries = Vec::with_capacity(r.entries.len());
         let mut failures = Vec::new();
-        for e in r.entries {
-            let status = match self
-                .engine
-                .ack(&caller.tenant, &group, &topic, &e.receipt_handle)
-                .await
-            {
+        for (e, outcome) in r.entries.into_iter().zip(outcomes) {
+            let status = match outcome {
                 Ok(()) => ok(),
                 Err(err) => {
                     let f = consume_failure(err);

@@ -71,7 +71,7 @@ pub async fn receive(
 }
 
 /// Most receipt handles per acknowledgement request.
-pub const MAX_ACK_HANDLES: usize = 1000;
+pub const MAX_ACK_HANDLES: usize = strata_engine::pop::MAX_ACK_BATCH;
 
 pub async fn ack(
     State(state): State<AppState>,
@@ -85,13 +85,14 @@ pub async fn ack(
             "receipt_handles must hold 1..={MAX_ACK_HANDLES} handles"
         )));
     }
-    let mut results = Vec::with_capacity(req.receipt_handles.len());
+    // One commit per queue for the whole batch.
+    let outcomes = state
+        .engine
+        .ack_many(&caller.tenant, &group, &req.topic, &req.receipt_handles)
+        .await?;
+    let mut results = Vec::with_capacity(outcomes.len());
     let mut first_error = None;
-    for handle in req.receipt_handles {
-        let outcome = state
-            .engine
-            .ack(&caller.tenant, &group, &req.topic, &handle)
-            .await;
+    for (handle, outcome) in req.receipt_handles.into_iter().zip(outcomes) {
         results.push(match outcome {
             Ok(()) => AckResult {
                 receipt_handle: handle,

@@ -1,0 +1,220 @@
+//! Acknowledging a batch of receipt handles at once (`ack_many`): one
+//! outcome per handle, refused handles change nothing, the accepted ones
+//! are durable across a restart, and handles of several queues commit
+//! together.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{open, open as reopen};
+use strata_common::{MESSAGE_GROUP_PROPERTY, ManualClock, Message};
+use strata_engine::{
+    Engine, EngineError, MessageType, Popped, PublishMessage, ReceiveRequest, Retention, TagFilter,
+};
+
+const T: &str = "acme";
+const START_MS: i64 = 1_800_000_000_000;
+const INVISIBLE: Duration = Duration::from_secs(30);
+const QUEUES: u32 = 4;
+
+fn msg(queue: u32, body: String, group: Option<&str>) -> PublishMessage {
+    PublishMessage {
+        queue: Some(queue),
+        message: Message {
+            properties: group
+                .map(|g| vec![(MESSAGE_GROUP_PROPERTY.to_string(), g.to_string())])
+                .unwrap_or_default(),
+            body: Bytes::from(body),
+            ..Message::default()
+        },
+    }
+}
+
+async fn receive(engine: &Arc<Engine>, topic: &str, max: usize) -> Vec<Popped> {
+    engine
+        .receive(ReceiveRequest {
+            tenant: T,
+            group: "g",
+            topic,
+            queue: None,
+            max_messages: max,
+            invisible: INVISIBLE,
+            wait: Duration::ZERO,
+            filter: &TagFilter::All,
+        })
+        .await
+        .unwrap()
+}
+
+async fn setup(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Arc<Engine> {
+    let engine = open(dir, clock).await;
+    for (topic, t) in [("t", MessageType::Normal), ("other", MessageType::Normal)] {
+        engine
+            .create_topic(T, topic, QUEUES, t, Some(Retention::Unlimited))
+            .await
+            .unwrap();
+    }
+    engine
+        .create_topic(T, "fifo", 1, MessageType::Fifo, Some(Retention::Unlimited))
+        .await
+        .unwrap();
+    engine.create_group(T, "g").await.unwrap();
+    engine
+}
+
+fn handles(p: &[Popped]) -> Vec<String> {
+    p.iter().map(|p| p.handle.clone()).collect()
+}
+
+fn refused(r: &Result<(), EngineError>) -> bool {
+    matches!(r, Err(EngineError::InvalidReceiptHandle(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_every_queue_is_acknowledged_handle_by_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 1);
+    let engine = setup(dir.path(), &clock).await;
+    let batch: Vec<PublishMessage> = (0..40)
+        .map(|i| msg(i % QUEUES, format!("m{i}"), None))
+        .collect();
+    engine.publish(T, "t", batch).await.unwrap();
+    engine
+        .publish(T, "other", vec![msg(0, "x".into(), None)])
+        .await
+        .unwrap();
+    let got = receive(&engine, "t", 40).await;
+    assert_eq!(got.len(), 40);
+    let queues: std::collections::BTreeSet<u32> = got.iter().map(|p| p.queue).collect();
+    assert_eq!(queues.len(), QUEUES as usize, "the batch spans every queue");
+    let foreign = receive(&engine, "other", 1).await;
+
+    // 30 good handles, one of them twice, plus garbage and another topic's.
+    let mut request = handles(&got[..30]);
+    request.push(got[3].handle.clone());
+    request.push("not-a-handle".into());
+    request.push(foreign[0].handle.clone());
+    let outcome = engine.ack_many(T, "g", "t", &request).await.unwrap();
+    assert_eq!(outcome.len(), request.len());
+    assert!(outcome[..30].iter().all(Result::is_ok), "{outcome:?}");
+    assert!(
+        refused(&outcome[30]),
+        "a handle twice: the second is refused"
+    );
+    assert!(refused(&outcome[31]), "{:?}", outcome[31]);
+    assert!(refused(&outcome[32]), "{:?}", outcome[32]);
+
+    // The same handles again: every one is refused now.
+    let again = engine
+        .ack_many(T, "g", "t", &handles(&got[..30]))
+        .await
+        .unwrap();
+    assert!(again.iter().all(refused), "{again:?}");
+
+    // Restart, then past the invisible time: only the 10 unacknowledged
+    // messages come back, and the other topic's one.
+    engine.close().await.unwrap();
+    drop(engine);
+    let engine = reopen(dir.path(), &clock).await;
+    clock.advance_ms(INVISIBLE.as_millis() as i64 + 1);
+    let back = receive(&engine, "t", 100).await;
+    let mut bodies: Vec<String> = back
+        .iter()
+        .map(|p| String::from_utf8_lossy(&p.message.message.body).into_owned())
+        .collect();
+    bodies.sort();
+    let mut expected: Vec<String> = got[30..]
+        .iter()
+        .map(|p| String::from_utf8_lossy(&p.message.message.body).into_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(bodies, expected);
+    assert!(back.iter().all(|p| p.attempt == 2));
+
+    // Handles that expired meanwhile are refused, one by one.
+    let expired = engine
+        .ack_many(T, "g", "t", &handles(&got[30..]))
+        .await
+        .unwrap();
+    assert!(expired.iter().all(refused), "{expired:?}");
+    let done = engine.ack_many(T, "g", "t", &handles(&back)).await.unwrap();
+    assert!(done.iter().all(Result::is_ok), "{done:?}");
+    clock.advance_ms(10 * INVISIBLE.as_millis() as i64);
+    assert!(receive(&engine, "t", 100).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 1);
+    let engine = setup(dir.path(), &clock).await;
+    engine
+        .publish(T, "t", vec![msg(0, "m".into(), None)])
+        .await
+        .unwrap();
+    let got = receive(&engine, "t", 1).await;
+    let one = handles(&got);
+    for (what, result) in [
+        ("no handle", engine.ack_many(T, "g", "t", &[]).await),
+        (
+            "too many",
+            engine
+                .ack_many(T, "g", "t", &vec![one[0].clone(); 1001])
+                .await,
+        ),
+    ] {
+        assert!(
+            matches!(result, Err(EngineError::InvalidArgument(_))),
+            "{what}: {result:?}"
+        );
+    }
+    let unknown = engine.ack_many(T, "nobody", "t", &one).await;
+    assert!(
+        matches!(unknown, Err(EngineError::GroupNotFound(_))),
+        "{unknown:?}"
+    );
+    let missing = engine.ack_many(T, "g", "nothing", &one).await;
+    assert!(
+        matches!(missing, Err(EngineError::TopicNotFound(_))),
+        "{missing:?}"
+    );
+    // Nothing above acknowledged the message.
+    let ok = engine.ack_many(T, "g", "t", &one).await.unwrap();
+    assert!(ok[0].is_ok(), "{ok:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_group_moves_on_after_a_batch_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 1);
+    let engine = setup(dir.path(), &clock).await;
+    let batch = (0..4)
+        .map(|i| msg(0, format!("a{i}"), Some("a")))
+        .chain((0..2).map(|i| msg(0, format!("b{i}"), Some("b"))))
+        .collect();
+    engine.publish(T, "fifo", batch).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        let got = receive(&engine, "fifo", 10).await;
+        if got.is_empty() {
+            break;
+        }
+        // One message per message group at a time.
+        assert!(got.len() <= 2, "{}", got.len());
+        seen.extend(
+            got.iter()
+                .map(|p| String::from_utf8_lossy(&p.message.message.body).into_owned()),
+        );
+        let outcome = engine
+            .ack_many(T, "g", "fifo", &handles(&got))
+            .await
+            .unwrap();
+        assert!(outcome.iter().all(Result::is_ok), "{outcome:?}");
+    }
+    let a: Vec<&String> = seen.iter().filter(|s| s.starts_with('a')).collect();
+    assert_eq!(a, ["a0", "a1", "a2", "a3"]);
+    assert_eq!(seen.len(), 6, "{seen:?}");
+}
