@@ -137,10 +137,12 @@ impl TailCache {
         };
         let start = batches.partition_point(|b| b.end_offset() <= offset);
         let mut out = Vec::new();
-        for batch in batches.iter().skip(start) {
+        // Offsets ascend within and across batches: stop at the first
+        // message past the limit rather than visiting every later batch.
+        'batches: for batch in batches.iter().skip(start) {
             for m in &batch.messages {
                 if out.len() >= max_messages || m.offset >= end {
-                    break;
+                    break 'batches;
                 }
                 if m.offset >= offset {
                     out.push(m.clone());
