@@ -121,6 +121,21 @@ impl Delay {
         messages: Vec<PublishMessage>,
         deliver_at_ms: i64,
     ) -> Result<Vec<Published>> {
+        let timed = messages.into_iter().map(|m| (m, deliver_at_ms)).collect();
+        self.publish_each_at(tenant, topic, timed).await
+    }
+
+    /// Publishes a batch to a DELAY topic, each message for delivery at its
+    /// own time (Unix ms); results in the order given. The whole batch is
+    /// checked first. Messages already due go to the topic in one append;
+    /// the others to the schedule in one append, with their timers in one
+    /// metadata commit: a batch costs what one message does.
+    pub async fn publish_each_at(
+        self: &Arc<Self>,
+        tenant: &str,
+        topic: &str,
+        messages: Vec<(PublishMessage, i64)>,
+    ) -> Result<Vec<Published>> {
         let t = self.core.topic(tenant, topic)?;
         if t.record.message_type != MessageType::Delay {
             return Err(EngineError::InvalidArgument(format!(
@@ -129,56 +144,85 @@ impl Delay {
             )));
         }
         let now = self.core.clock.now_ms();
-        if deliver_at_ms > now.saturating_add(MAX_DELAY.as_millis() as i64) {
-            return Err(EngineError::InvalidArgument(format!(
-                "delivery time {deliver_at_ms} is more than {} days ahead",
-                MAX_DELAY.as_secs() / 86_400
-            )));
-        }
-        if deliver_at_ms <= now {
-            return self
-                .core
-                .append(tenant, topic, messages, Billing::Bill)
-                .await;
-        }
-        for m in &messages {
+        let latest = now.saturating_add(MAX_DELAY.as_millis() as i64);
+        for (m, at) in &messages {
+            if *at > latest {
+                return Err(EngineError::InvalidArgument(format!(
+                    "delivery time {at} is more than {} days ahead",
+                    MAX_DELAY.as_secs() / 86_400
+                )));
+            }
             if let Some(q) = m.queue {
                 t.queue(q)?;
             }
         }
-        self.core
-            .ensure_system_topic(tenant, SCHEDULE_TOPIC)
-            .await?;
-        let scheduled: Vec<PublishMessage> = messages
-            .into_iter()
-            .map(|mut m| {
-                let props = &mut m.message.properties;
-                props.push((PROP_DELIVER_AT.into(), deliver_at_ms.to_string()));
-                props.push((PROP_TARGET_TOPIC.into(), topic.to_string()));
-                if let Some(q) = m.queue {
-                    props.push((PROP_TARGET_QUEUE.into(), q.to_string()));
-                }
-                PublishMessage {
-                    queue: Some(0),
-                    message: m.message,
-                }
+        let count = messages.len();
+        let (mut due, mut later) = (Vec::new(), Vec::new());
+        for (i, (m, at)) in messages.into_iter().enumerate() {
+            if at <= now {
+                due.push((i, m));
+            } else {
+                later.push((i, m, at));
+            }
+        }
+        let mut out: Vec<Option<Published>> = (0..count).map(|_| None).collect();
+        if !due.is_empty() {
+            let (places, batch): (Vec<usize>, Vec<PublishMessage>) = due.into_iter().unzip();
+            let published = self
+                .core
+                .append(tenant, topic, batch, Billing::Bill)
+                .await?;
+            for (i, p) in places.into_iter().zip(published) {
+                out[i] = Some(p);
+            }
+        }
+        if !later.is_empty() {
+            self.core
+                .ensure_system_topic(tenant, SCHEDULE_TOPIC)
+                .await?;
+            let mut places = Vec::with_capacity(later.len());
+            let mut times = Vec::with_capacity(later.len());
+            let scheduled: Vec<PublishMessage> = later
+                .into_iter()
+                .map(|(i, mut m, at)| {
+                    places.push(i);
+                    times.push(at);
+                    let props = &mut m.message.properties;
+                    props.push((PROP_DELIVER_AT.into(), at.to_string()));
+                    props.push((PROP_TARGET_TOPIC.into(), topic.to_string()));
+                    if let Some(q) = m.queue {
+                        props.push((PROP_TARGET_QUEUE.into(), q.to_string()));
+                    }
+                    PublishMessage {
+                        queue: Some(0),
+                        message: m.message,
+                    }
+                })
+                .collect();
+            let published = self
+                .core
+                .append(tenant, SCHEDULE_TOPIC, scheduled, Billing::Bill)
+                .await?;
+            let timers: Vec<Timer> = published
+                .iter()
+                .zip(&times)
+                .map(|(p, &deliver_at_ms)| Timer {
+                    deliver_at_ms,
+                    tenant: tenant.to_string(),
+                    offset: p.offset,
+                })
+                .collect();
+            self.core.catalog.put_timers(&timers).await?;
+            self.load(timers);
+            for (i, p) in places.into_iter().zip(published) {
+                out[i] = Some(p);
+            }
+        }
+        out.into_iter()
+            .map(|p| {
+                p.ok_or_else(|| EngineError::Internal("a delayed message was not stored".into()))
             })
-            .collect();
-        let published = self
-            .core
-            .append(tenant, SCHEDULE_TOPIC, scheduled, Billing::Bill)
-            .await?;
-        let timers: Vec<Timer> = published
-            .iter()
-            .map(|p| Timer {
-                deliver_at_ms,
-                tenant: tenant.to_string(),
-                offset: p.offset,
-            })
-            .collect();
-        self.core.catalog.put_timers(&timers).await?;
-        self.load(timers);
-        Ok(published)
+            .collect()
     }
 
     /// Delivers every due delayed message; returns how long until the next

@@ -283,6 +283,18 @@ impl Engine {
             .await
     }
 
+    /// Publishes a batch to a DELAY topic, each message at its own delivery
+    /// time (Unix ms; a time already past delivers at once); one WAL append
+    /// and one metadata commit for the whole batch. In the order given.
+    pub async fn publish_each_at(
+        &self,
+        tenant: &str,
+        topic: &str,
+        messages: Vec<(PublishMessage, i64)>,
+    ) -> Result<Vec<Published>> {
+        self.delay.publish_each_at(tenant, topic, messages).await
+    }
+
     /// Delivers every due delayed message; returns how long until the next
     /// one is due (`None` when none is pending).
     pub async fn fire_due_timers(&self) -> Result<Option<Duration>> {

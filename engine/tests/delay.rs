@@ -147,3 +147,89 @@ async fn delivery_times_are_checked_against_the_topic_type() {
     assert_eq!(bodies(&engine, "d").await, ["late"]);
     assert_eq!(engine.meter().totals()[T].published_messages, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_a_time_per_message_is_stored_as_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 9);
+    let engine = open(dir.path(), &clock).await;
+    engine
+        .create_topic(T, "d", 1, MessageType::Delay, Some(Retention::Unlimited))
+        .await
+        .unwrap();
+    let before = engine.status().wal.appends;
+    let batch = vec![
+        (msg("at-30s"), START_MS + 30_000),
+        (msg("now"), START_MS - 1),
+        (msg("at-10s"), START_MS + 10_000),
+        (msg("at-20s"), START_MS + 20_000),
+        (msg("also-10s"), START_MS + 10_000),
+    ];
+    let published = engine.publish_each_at(T, "d", batch).await.unwrap();
+    assert_eq!(published.len(), 5);
+    let ids: std::collections::HashSet<_> = published.iter().map(|p| &p.message_id).collect();
+    assert_eq!(ids.len(), 5, "one result per message");
+    assert_eq!(
+        engine.status().wal.appends - before,
+        2,
+        "one WAL record for the message already due, one for the four scheduled"
+    );
+    assert_eq!(bodies(&engine, "d").await, ["now"]);
+    clock.advance_ms(10_000);
+    engine.fire_due_timers().await.unwrap();
+    assert_eq!(bodies(&engine, "d").await, ["now", "at-10s", "also-10s"]);
+    clock.advance_ms(20_000);
+    engine.fire_due_timers().await.unwrap();
+    assert_eq!(
+        bodies(&engine, "d").await,
+        ["now", "at-10s", "also-10s", "at-20s", "at-30s"]
+    );
+
+    // One time too far ahead refuses the whole batch: nothing is stored.
+    let before = engine.status().wal.appends;
+    let bad = engine
+        .publish_each_at(
+            T,
+            "d",
+            vec![
+                (msg("fine"), START_MS + 60_000),
+                (msg("too-far"), START_MS + 400 * 86_400_000),
+            ],
+        )
+        .await;
+    assert!(
+        matches!(bad, Err(EngineError::InvalidArgument(_))),
+        "{bad:?}"
+    );
+    assert_eq!(engine.status().wal.appends, before);
+    clock.advance_ms(120_000);
+    engine.fire_due_timers().await.unwrap();
+    assert_eq!(bodies(&engine, "d").await.len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_delayed_publishes_all_succeed() {
+    // The first delayed publish creates the hidden schedule topic; callers
+    // racing it must wait for it, not fail with "topic not found".
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 9);
+    let engine = open(dir.path(), &clock).await;
+    engine
+        .create_topic(T, "d", 1, MessageType::Delay, Some(Retention::Unlimited))
+        .await
+        .unwrap();
+    let publishes = (0..16).map(|i| {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .publish_at(T, "d", vec![msg(&format!("m{i}"))], START_MS + 1_000)
+                .await
+        })
+    });
+    for p in futures::future::join_all(publishes).await {
+        p.unwrap().unwrap();
+    }
+    clock.advance_ms(1_000);
+    engine.fire_due_timers().await.unwrap();
+    assert_eq!(bodies(&engine, "d").await.len(), 16);
+}

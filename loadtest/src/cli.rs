@@ -144,6 +144,10 @@ pub struct PublishArgs {
     /// Seed for the random message bodies.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Delayed messages: every message is due this long after the run
+    /// starts (at most a year), and the topic is created as a DELAY topic.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub deliver_after: Option<Duration>,
     #[command(flatten)]
     pub output: OutputArgs,
 }

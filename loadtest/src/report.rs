@@ -48,6 +48,9 @@ pub struct Parameters {
     pub max_messages: Option<u64>,
     pub timeout_s: f64,
     pub seed: u64,
+    /// Delayed messages: due this long after the run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_after_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -284,6 +287,7 @@ mod tests {
                 max_messages: None,
                 timeout_s: 30.0,
                 seed: 1,
+                deliver_after_s: None,
             },
             machine: MachineInfo::collect("0.1.0".into(), "node".into()),
             levels: vec![LevelResult {

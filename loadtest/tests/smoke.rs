@@ -411,3 +411,67 @@ async fn queues_smoke_run_reports_object_traffic_per_level() {
     assert!(md.contains("\n| 4 | 500 |"), "{md}");
     running.shutdown().await.expect("clean shutdown");
 }
+
+/// `--deliver-after` publishes delayed messages to a DELAY topic: none is
+/// visible yet, and a batch is stored as one WAL record, not one per message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_publish_run_stores_each_batch_once() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let running = start_server(data.path()).await;
+    let server = format!("http://{}", running.http_addr);
+    let (ak, sk) = admin_credentials(data.path());
+    let cli = Cli::try_parse_from([
+        "strata-loadtest",
+        "publish",
+        "--server",
+        &server,
+        "--access-key",
+        &ak,
+        "--secret-key",
+        &sk,
+        "--topic",
+        "later",
+        "--queues",
+        "2",
+        "--concurrency",
+        "4",
+        "--message-size",
+        "128",
+        "--batch",
+        "8",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--deliver-after",
+        "1h",
+        "--quiet",
+    ])
+    .expect("valid arguments");
+    let report = strata_loadtest::run(cli)
+        .await
+        .expect("the run succeeds")
+        .into_publish()
+        .expect("a publish report");
+    let level = &report.levels[0];
+    assert!(level.messages > 0);
+    assert_eq!(level.errors, 0, "{:?}", level.errors_by_kind);
+    assert!(
+        level.wal.appends * 4 <= level.messages,
+        "{} WAL records for {} delayed messages in batches of 8",
+        level.wal.appends,
+        level.messages
+    );
+    let client = strata_loadtest::driver::strata_http::StrataHttp::with_authorization(
+        &server,
+        std::time::Duration::from_secs(5),
+        Some(format!("Bearer {ak}:{sk}")),
+    )
+    .expect("client");
+    let queues = client.queue_stats("later").await.expect("topic stats");
+    assert!(
+        queues.iter().all(|q| q.end_offset == 0),
+        "nothing is delivered an hour early: {queues:?}"
+    );
+    running.shutdown().await.expect("clean shutdown");
+}

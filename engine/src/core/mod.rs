@@ -71,6 +71,9 @@ pub(crate) struct Core {
     pub(crate) write_fence: std::sync::OnceLock<Arc<dyn WriteFence>>,
     /// The tenants this node serves (all, or those placed on it).
     pub(crate) served: served::Served,
+    /// Held while a hidden system topic is created, so concurrent first
+    /// uses wait for the one creation instead of racing it.
+    system_topics: tokio::sync::Mutex<()>,
 }
 
 impl Core {
@@ -200,6 +203,7 @@ impl Core {
             started_ms,
             recovery,
             compaction_lock: std::sync::Mutex::new(compaction_lock),
+            system_topics: tokio::sync::Mutex::new(()),
             write_fence: std::sync::OnceLock::new(),
             served,
         });
@@ -362,6 +366,13 @@ impl Core {
     /// Creates one of the engine's hidden per-tenant topics if missing:
     /// one queue, kept [`SYSTEM_TOPIC_RETENTION`].
     pub(crate) async fn ensure_system_topic(&self, tenant: &str, name: &str) -> Result<()> {
+        if self.topic(tenant, name).is_ok() {
+            return Ok(());
+        }
+        // A concurrent caller may have committed the topic without having
+        // loaded it yet: "already exists" would then be answered before
+        // the topic can take appends.
+        let _creating = self.system_topics.lock().await;
         if self.topic(tenant, name).is_ok() {
             return Ok(());
         }

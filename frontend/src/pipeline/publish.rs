@@ -30,8 +30,8 @@ pub async fn charge<'m>(
 }
 
 /// Charges the batch, then publishes it. Messages with a delivery time
-/// (Unix ms) go to a DELAY topic one by one; either every message of a
-/// batch has one or none has.
+/// (Unix ms) go to a DELAY topic, each at its own time, as one batch;
+/// either every message of a batch has one or none has.
 pub async fn publish(
     engine: &Arc<Engine>,
     limiter: &RateLimiter,
@@ -50,14 +50,10 @@ pub async fn publish(
         let plain = batch.into_iter().map(|(m, _)| m).collect();
         return Ok(engine.publish(&caller.tenant, topic, plain).await?);
     }
-    let mut out = Vec::with_capacity(batch.len());
-    for (m, at) in batch {
-        let at = at.unwrap_or_default();
-        out.extend(
-            engine
-                .publish_at(&caller.tenant, topic, vec![m], at)
-                .await?,
-        );
-    }
-    Ok(out)
+    // One WAL append and one metadata commit for the whole batch.
+    let timed = batch
+        .into_iter()
+        .map(|(m, at)| (m, at.unwrap_or_default()))
+        .collect();
+    Ok(engine.publish_each_at(&caller.tenant, topic, timed).await?)
 }

@@ -15,16 +15,23 @@ struct PublishBody<'a> {
 
 #[derive(Debug, Serialize)]
 struct PublishMessage<'a> {
+    // First: [`route_to_queue`] finds messages by it.
     body_base64: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deliver_at_ms: Option<i64>,
 }
 
-/// The JSON body of a publish request carrying `payloads` as base64.
-pub fn encode_publish_body(payloads: &[Vec<u8>]) -> Result<Bytes> {
+/// The JSON body of a publish request carrying `payloads` as base64, each
+/// due at `deliver_at_ms` (Unix ms) if given.
+pub fn encode_publish_body(payloads: &[Vec<u8>], deliver_at_ms: Option<i64>) -> Result<Bytes> {
     let encoded: Vec<String> = payloads.iter().map(|p| B64.encode(p)).collect();
     let body = PublishBody {
         messages: encoded
             .iter()
-            .map(|b| PublishMessage { body_base64: b })
+            .map(|b| PublishMessage {
+                body_base64: b,
+                deliver_at_ms,
+            })
             .collect(),
     };
     Ok(Bytes::from(
@@ -54,15 +61,28 @@ mod tests {
 
     #[test]
     fn publish_body_round_trips() {
-        let body = encode_publish_body(&[vec![0, 1, 2], vec![255]]).expect("encode");
+        let body = encode_publish_body(&[vec![0, 1, 2], vec![255]], None).expect("encode");
         let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(v["messages"][0]["body_base64"], "AAEC");
         assert_eq!(v["messages"][1]["body_base64"], "/w==");
+        assert!(v["messages"][0].get("deliver_at_ms").is_none());
+    }
+
+    #[test]
+    fn delayed_bodies_carry_their_time_and_still_route() {
+        let body =
+            encode_publish_body(&[vec![1], vec![2]], Some(1_800_000_000_000)).expect("encode");
+        let routed = route_to_queue(&body, 3);
+        let v: serde_json::Value = serde_json::from_slice(&routed).expect("json");
+        for m in v["messages"].as_array().expect("messages") {
+            assert_eq!(m["deliver_at_ms"], 1_800_000_000_000_i64);
+            assert_eq!(m["queue"], 3);
+        }
     }
 
     #[test]
     fn routing_to_a_queue() {
-        let body = encode_publish_body(&[vec![0, 1, 2], vec![255]]).expect("encode");
+        let body = encode_publish_body(&[vec![0, 1, 2], vec![255]], None).expect("encode");
         let routed = route_to_queue(&body, 7);
         let v: serde_json::Value = serde_json::from_slice(&routed).expect("json");
         assert_eq!(v["messages"][0]["queue"], 7);

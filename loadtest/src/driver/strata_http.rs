@@ -56,6 +56,8 @@ struct CreateTopic<'a> {
     name: &'a str,
     queues: u32,
     retention: &'a str,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -261,6 +263,16 @@ impl StrataHttp {
     }
 
     pub async fn create_topic(&self, name: &str, queues: u32) -> Result<TopicOutcome> {
+        self.create_topic_of_type(name, queues, None).await
+    }
+
+    /// [`StrataHttp::create_topic`] of a message type (`delay`, `fifo`, ...).
+    pub async fn create_topic_of_type(
+        &self,
+        name: &str,
+        queues: u32,
+        kind: Option<&str>,
+    ) -> Result<TopicOutcome> {
         let url = self.url("/v1/topics")?;
         let response = self
             .client
@@ -269,6 +281,7 @@ impl StrataHttp {
                 name,
                 queues,
                 retention: "unlimited",
+                kind,
             })
             .send()
             .await

@@ -55,7 +55,10 @@ pub async fn run(args: &PublishArgs) -> Result<Report> {
         }
         Err(e) => return Err(e.context("cannot read the server's /v1/status")),
     };
-    let topic_outcome = client.create_topic(&args.topic, args.queues).await?;
+    let kind = args.deliver_after.map(|_| "delay");
+    let topic_outcome = client
+        .create_topic_of_type(&args.topic, args.queues, kind)
+        .await?;
     if topic_outcome == TopicOutcome::AlreadyExisted {
         eprintln!(
             "topic {:?} already exists; reusing it (its queue count may differ from --queues {})",
@@ -106,6 +109,12 @@ pub(crate) fn validate(args: &PublishArgs) -> Result<()> {
     if args.max_messages == Some(0) {
         bail!("--max-messages must be at least 1");
     }
+    if args
+        .deliver_after
+        .is_some_and(|d| d.is_zero() || d > Duration::from_secs(365 * 86_400))
+    {
+        bail!("--deliver-after must be longer than zero and at most a year");
+    }
     let body = u64::from(args.message_size) * u64::from(args.batch);
     if body > POOL_BYTES as u64 {
         bail!("--message-size x --batch is {body} bytes per request; the limit is {POOL_BYTES}");
@@ -137,6 +146,7 @@ fn parameters(args: &PublishArgs, target: &Target, topic: TopicOutcome) -> Param
         max_messages: args.max_messages,
         timeout_s: args.timeout.as_secs_f64(),
         seed: args.seed,
+        deliver_after_s: args.deliver_after.map(|d| d.as_secs_f64()),
     }
 }
 
@@ -151,6 +161,11 @@ pub(crate) fn payload_pool(args: &PublishArgs) -> Result<Vec<Bytes>> {
 /// would make the data look compressible.
 pub(crate) fn payload_pool_of(args: &PublishArgs, max_bodies: usize) -> Result<Vec<Bytes>> {
     let raw = (args.message_size as usize).saturating_mul(args.batch as usize);
+    let deliver_at_ms = args.deliver_after.map(|after| {
+        let due = SystemTime::now() + after;
+        due.duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    });
     let bodies = (POOL_BYTES / raw.max(1)).clamp(1, max_bodies.max(1));
     let mut rng = fastrand::Rng::with_seed(args.seed);
     let mut messages = vec![vec![0u8; args.message_size as usize]; args.batch as usize];
@@ -159,7 +174,7 @@ pub(crate) fn payload_pool_of(args: &PublishArgs, max_bodies: usize) -> Result<V
             for m in &mut messages {
                 rng.fill(m);
             }
-            encode_publish_body(&messages)
+            encode_publish_body(&messages, deliver_at_ms)
         })
         .collect()
 }

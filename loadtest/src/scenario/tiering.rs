@@ -53,6 +53,7 @@ pub fn publish_args(
         max_messages: phase.max_messages,
         timeout: t.timeout,
         seed: t.seed,
+        deliver_after: None,
         output: output.clone(),
     }
 }
