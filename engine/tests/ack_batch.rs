@@ -3,6 +3,8 @@
 //! are durable across a restart, and handles of several queues commit
 //! together.
 
+#![allow(clippy::disallowed_methods)] // a long poll is woken in real time
+
 mod common;
 
 use std::sync::Arc;
@@ -217,4 +219,76 @@ async fn a_fifo_group_moves_on_after_a_batch_ack() {
     let a: Vec<&String> = seen.iter().filter(|s| s.starts_with('a')).collect();
     assert_eq!(a, ["a0", "a1", "a2", "a3"]);
     assert_eq!(seen.len(), 6, "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_ack_wakes_a_long_poll_waiting_on_the_fifo_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 1);
+    let engine = setup(dir.path(), &clock).await;
+    let batch = vec![
+        msg(0, "a0".into(), Some("a")),
+        msg(0, "a1".into(), Some("a")),
+    ];
+    engine.publish(T, "fifo", batch).await.unwrap();
+    let first = receive(&engine, "fifo", 10).await;
+    assert_eq!(first.len(), 1, "a1 waits for a0");
+    let waiting = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .receive(ReceiveRequest {
+                    tenant: T,
+                    group: "g",
+                    topic: "fifo",
+                    queue: None,
+                    max_messages: 10,
+                    invisible: INVISIBLE,
+                    wait: Duration::from_secs(600),
+                    filter: &TagFilter::All,
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let outcome = engine
+        .ack_many(T, "g", "fifo", &handles(&first))
+        .await
+        .unwrap();
+    assert!(outcome[0].is_ok(), "{outcome:?}");
+    // The ack wakes the waiting receive; nothing else would before the
+    // (manual) clock reaches the end of its long poll.
+    let next = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the acknowledgement woke the long poll")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(&next[0].message.message.body[..], b"a1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_naming_a_missing_queue_is_refused_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 1);
+    let engine = setup(dir.path(), &clock).await;
+    engine
+        .publish(T, "t", vec![msg(1, "m".into(), None)])
+        .await
+        .unwrap();
+    let got = receive(&engine, "t", 1).await;
+    // The same handle with queue 99 (hex 63) of a 4-queue topic.
+    let mut parts: Vec<&str> = got[0].handle.split('-').collect();
+    parts[1] = "63";
+    let missing = parts.join("-");
+    let outcome = engine
+        .ack_many(T, "g", "t", &[missing, got[0].handle.clone()])
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome[0], Err(EngineError::QueueNotFound { .. })),
+        "{:?}",
+        outcome[0]
+    );
+    assert!(outcome[1].is_ok(), "{:?}", outcome[1]);
 }

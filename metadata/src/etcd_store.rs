@@ -27,7 +27,8 @@
 //!
 //! etcd bounds a txn: at most `--max-txn-ops` compares (and as many writes)
 //! and `--max-request-bytes` per request. Strata commits up to a topic's
-//! queue count or an index batch in one txn, so run etcd with
+//! queue count, an index batch or an acknowledgement of up to 1000 receipt
+//! handles (two ops each) in one txn, so run etcd with
 //! `--max-txn-ops 65536 --max-request-bytes 33554432` (see "Metadata
 //! backends" in `docs/architecture.md`); a txn over the limit fails with a
 //! [`MetaError::Backend`] that says so, and writes nothing.

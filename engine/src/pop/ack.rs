@@ -1,6 +1,7 @@
 //! Acknowledging a batch of deliveries: one POP commit per queue, the
-//! queues' commits in flight together (the metadata writer commits them as
-//! one group), instead of one commit after another per receipt handle.
+//! queues' commits in flight together (the embedded store's writer commits
+//! them as one group; etcd and TiKV get them as concurrent requests),
+//! instead of one commit after another per receipt handle.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -19,9 +20,11 @@ type Parsed = (usize, ReceiptHandle);
 impl Pop {
     /// Acknowledges `handles` of one topic. Each gets its own outcome, with
     /// the checks of [`Pop::ack`]; a refused handle changes nothing and does
-    /// not hold the others back. The request as a whole fails (`Err`) only
-    /// when nothing can be checked: the server is closing, or the group or
-    /// topic does not exist.
+    /// not hold the others back, while a failed commit fails every handle
+    /// of its queue. The request as a whole fails (`Err`) only when nothing
+    /// can be checked: no handle or more than [`super::MAX_ACK_BATCH`], the
+    /// server is closing, the group or topic does not exist, or the group
+    /// cannot be read.
     pub async fn ack_many(
         self: &Arc<Self>,
         tenant: &str,
@@ -39,7 +42,11 @@ impl Pop {
         self.core.check_open()?;
         let group_record = self.core.group_record(tenant, group).await?;
         let t = self.core.topic(tenant, topic)?;
-        let mut outcome: Vec<Result<()>> = handles.iter().map(|_| Ok(())).collect();
+        // Every handle is answered below; none is ever left at OK unchecked.
+        let mut outcome: Vec<Result<()>> = handles
+            .iter()
+            .map(|_| Err(EngineError::Internal("handle not processed".into())))
+            .collect();
         let mut queues: BTreeMap<u32, Arc<QueueState>> = BTreeMap::new();
         let mut by_queue: BTreeMap<u32, Vec<Parsed>> = BTreeMap::new();
         for (i, handle) in handles.iter().enumerate() {
@@ -100,10 +107,16 @@ impl Pop {
         let mut results: Vec<Result<()>> = Vec::with_capacity(parsed.len());
         for (i, h) in parsed {
             let handle = &handles[*i];
+            if taken.contains(&h.offset) {
+                results.push(Err(EngineError::InvalidReceiptHandle(format!(
+                    "receipt handle {handle:?} appears twice in this acknowledgement"
+                ))));
+                continue;
+            }
             let current = state
                 .inflight
                 .get(&h.offset)
-                .filter(|r| r.seq == h.seq && r.attempt > 0 && !taken.contains(&h.offset));
+                .filter(|r| r.seq == h.seq && r.attempt > 0);
             results.push(match current {
                 None => Err(EngineError::InvalidReceiptHandle(format!(
                     "receipt handle {handle:?} is not in flight: acknowledged, redelivered since, or never issued to group {group:?}"

@@ -12,6 +12,7 @@
 //! implements the tonic trait and answers, so no module imports the one
 //! that uses it.
 
+pub mod ack;
 pub mod caller;
 pub mod clients;
 pub mod consume;

@@ -12,6 +12,7 @@ pub mod report;
 mod report_charts;
 mod report_tables;
 pub mod sampler;
+mod stamp;
 pub mod tenants;
 pub mod workload;
 
@@ -80,7 +81,7 @@ pub async fn run(args: &CompareArgs) -> Result<CompareReport> {
             .find(|s| matches!(s, ScenarioKind::FixedRate | ScenarioKind::Catchup))
     {
         bail!(
-            "scenario {} needs a fixed --rate above 0 (max-rate and tail run at 0: as fast as possible)",
+            "scenario {} needs a fixed --rate above 0 (max-rate, tail and consume run at 0: as fast as possible)",
             s.name()
         );
     }

@@ -2,7 +2,8 @@
 //! a fixed schedule) and optional readers, one per queue.
 //!
 //! Every body starts with the producer's *intended* send time (8 bytes,
-//! nanoseconds since a process-wide anchor), so readers measure end-to-end
+//! nanoseconds since a process-wide anchor) and a phase-wide message id
+//! (8 bytes: group members count duplicates), so readers measure end-to-end
 //! latency from the moment the message was due, not from when a stalled
 //! sender got round to it (no coordinated omission). Acknowledgement
 //! latency is measured the same way. Failed requests are counted, never
@@ -10,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -33,25 +34,10 @@ const POOL_BYTES: usize = 8 << 20;
 const TRANSPORT_BACKOFF: Duration = Duration::from_millis(10);
 /// Extra time after the last possible request timeout before stragglers are aborted.
 const JOIN_GRACE: Duration = Duration::from_secs(5);
-/// Smallest body: the 8-byte send time plus some payload.
+/// Smallest body: the 8-byte send time and the 8-byte id.
 pub const MIN_MESSAGE_SIZE: u32 = 16;
 
-fn anchor() -> Instant {
-    static ANCHOR: OnceLock<Instant> = OnceLock::new();
-    *ANCHOR.get_or_init(Instant::now)
-}
-
-/// The send time carried in the first 8 bytes of a body.
-pub fn stamp(at: Instant) -> [u8; 8] {
-    let nanos = at.saturating_duration_since(anchor()).as_nanos();
-    u64::try_from(nanos).unwrap_or(u64::MAX).to_le_bytes()
-}
-
-/// The send time of a body written by [`stamp`], if it has one.
-pub fn stamped_at(body: &[u8]) -> Option<Instant> {
-    let raw: [u8; 8] = body.get(..8)?.try_into().ok()?;
-    Some(anchor() + Duration::from_nanos(u64::from_le_bytes(raw)))
-}
+pub use super::stamp::{stamp, stamped_at};
 
 /// One group of producers (one tenant, or the only group).
 #[derive(Debug, Clone)]
@@ -154,6 +140,8 @@ pub(crate) struct Clock {
     pub(crate) queues: u32,
     pub(crate) timeout: Duration,
     pub(crate) pool: Bytes,
+    /// The next message id (bytes 8..16 of a body).
+    pub(crate) next_id: AtomicU64,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -203,6 +191,7 @@ pub async fn run(spec: &PhaseSpec) -> Result<PhaseResult> {
         queues: spec.queues,
         timeout: spec.timeout,
         pool: Bytes::from(pool),
+        next_id: AtomicU64::new(0),
     });
     let stop_readers = Arc::new(AtomicBool::new(false));
     let mut reader_tasks = JoinSet::new();

@@ -14,8 +14,8 @@ use crate::stats::{self, TaskStats};
 /// Pause after a transport failure in max-rate mode.
 const TRANSPORT_BACKOFF: Duration = Duration::from_millis(10);
 
-/// The bodies of one request: each stamped with `intended`, the rest cut
-/// from the random pool at a moving offset.
+/// The bodies of one request: each stamped with `intended` and its own id,
+/// the rest cut from the random pool at a moving offset.
 fn bodies(clock: &Clock, intended: Instant, cursor: &mut usize) -> Vec<Bytes> {
     let size = clock.message_size as usize;
     let ts = stamp(intended);
@@ -25,7 +25,8 @@ fn bodies(clock: &Clock, intended: Instant, cursor: &mut usize) -> Vec<Bytes> {
             *cursor = cursor.wrapping_add(size + 7);
             let mut b = Vec::with_capacity(size);
             b.extend_from_slice(&ts);
-            b.extend_from_slice(&clock.pool[at + 8..at + size]);
+            b.extend_from_slice(&clock.next_id.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+            b.extend_from_slice(&clock.pool[at + 16..at + size]);
             Bytes::from(b)
         })
         .collect()

@@ -118,8 +118,11 @@ pub struct ReaderStats {
     pub last_read: Option<Instant>,
     pub errors: BTreeMap<String, u64>,
     pub gave_up: bool,
-    /// Group members: one acknowledgement request, in the measured window.
+    /// Group members: one acknowledgement request asked for after the
+    /// warm-up (the drain included).
     pub ack: Latency,
+    /// Group members: the id of every message received.
+    pub ids: Vec<u64>,
 }
 
 /// What the readers of a phase did.
@@ -143,11 +146,16 @@ pub struct ReadOutcome {
     /// Group members: one acknowledgement request (a received batch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ack_latency_ms: Option<LatencySummary>,
-    /// Group members: received beyond what the producers had acknowledged
-    /// (a message delivered again, or a publish stored after the producer
-    /// gave up on it).
+    /// Group members: distinct messages received beyond what the producers
+    /// had acknowledged (a publish stored after its producer gave up on it).
     #[serde(default)]
     pub extra_received: u64,
+    /// Group members: messages received more than once (each repeat).
+    #[serde(default)]
+    pub duplicates: u64,
+    /// Members or readers that gave up after repeated failures.
+    #[serde(default)]
+    pub gave_up: u32,
 }
 
 /// Runs one reader or group member until it is done or told to stop.
@@ -168,8 +176,12 @@ pub async fn run(
 /// Records what one read or receive returned.
 fn record(spec: &ReadSpec, stats: &Mutex<ReaderStats>, bodies: &[Vec<u8>], warm_end: Instant) {
     let now = Instant::now();
+    let group = matches!(spec.mode, ReadMode::Group { .. });
     let mut s = lock(stats);
     for b in bodies {
+        if group && let Some(id) = b.get(8..16).and_then(|r| <[u8; 8]>::try_from(r).ok()) {
+            s.ids.push(u64::from_le_bytes(id));
+        }
         if spec.e2e
             && let Some(sent) = stamped_at(b)
             && sent >= warm_end
@@ -188,10 +200,13 @@ fn record(spec: &ReadSpec, stats: &Mutex<ReaderStats>, bodies: &[Vec<u8>], warm_
     }
 }
 
-/// Counts a failure; true when the reader or member should give up.
-fn failed(stats: &Mutex<ReaderStats>, e: &RequestError, failures: &mut u32) -> bool {
+/// Counts a failure; true when the reader or member should give up: after
+/// [`MAX_CONSECUTIVE_FAILURES`] in a row, or at once for a reader whose
+/// failure is not [`retryable`] (members retry anything: a member that
+/// stopped would strand its messages until their invisible time ends).
+fn failed(stats: &Mutex<ReaderStats>, e: &RequestError, failures: &mut u32, member: bool) -> bool {
     *failures += 1;
-    let give_up = *failures >= MAX_CONSECUTIVE_FAILURES || !retryable(e);
+    let give_up = *failures >= MAX_CONSECUTIVE_FAILURES || !(member || retryable(e));
     let mut s = lock(stats);
     *s.errors.entry(e.kind()).or_default() += 1;
     s.gave_up = give_up;
@@ -212,7 +227,7 @@ async fn run_member(
         let bodies = match member.receive(GROUP_BATCH, spec.wait).await {
             Ok(bodies) => bodies,
             Err(e) => {
-                if failed(&stats, &e, &mut failures) {
+                if failed(&stats, &e, &mut failures, true) {
                     break;
                 }
                 tokio::time::sleep(READ_BACKOFF).await;
@@ -233,7 +248,7 @@ async fn run_member(
                 }
             }
             Err(e) => {
-                if failed(&stats, &e, &mut failures) {
+                if failed(&stats, &e, &mut failures, true) {
                     break;
                 }
                 tokio::time::sleep(READ_BACKOFF).await;
@@ -281,7 +296,7 @@ pub async fn run_reader(
                 read += take as u64;
             }
             Err(e) => {
-                if failed(&stats, &e, &mut failures) {
+                if failed(&stats, &e, &mut failures, false) {
                     break;
                 }
                 tokio::time::sleep(READ_BACKOFF).await;
@@ -311,8 +326,13 @@ pub fn outcome(
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut first: Option<Instant> = None;
     let mut last: Option<Instant> = None;
+    let mut ids = std::collections::HashSet::new();
+    let (mut received_ids, mut gave_up) = (0u64, 0u32);
     for r in readers {
         let s = lock(r);
+        received_ids += s.ids.len() as u64;
+        ids.extend(s.ids.iter().copied());
+        gave_up += u32::from(s.gave_up);
         e2e.merge(&s.e2e);
         ack.merge(&s.ack);
         messages += s.messages;
@@ -345,12 +365,19 @@ pub fn outcome(
         msgs_per_sec: stats::per_second(messages, elapsed),
         mib_per_sec: stats::mib_per_second(bytes, elapsed),
         expected,
-        unread: expected.map_or(0, |e| e.saturating_sub(messages)),
+        unread: expected.map_or(0, |e| {
+            e.saturating_sub(if group { ids.len() as u64 } else { messages })
+        }),
         e2e_latency_ms: spec.e2e.then(|| e2e.summary()),
         e2e_spectrum: if spec.e2e { e2e.spectrum() } else { Vec::new() },
         errors: errors.values().sum(),
         errors_by_kind: errors,
         ack_latency_ms: group.then(|| ack.summary()),
-        extra_received: expected.map_or(0, |e| messages.saturating_sub(e)),
+        extra_received: match (group, expected) {
+            (true, Some(e)) => (ids.len() as u64).saturating_sub(e),
+            _ => 0,
+        },
+        duplicates: received_ids - ids.len() as u64,
+        gave_up,
     }
 }

@@ -95,15 +95,15 @@ pub(super) fn consume(out: &mut String, runs: &[RunResult]) {
     }
     out.push_str(
         "\nConsumer group (members receive from every queue and acknowledge each batch; end-to-end latency from the intended send time to the member, ms; acknowledgement: one request per batch, ms):\n\n\
-         | system | durable ack | members | received msgs/s | e2e p50 | e2e p99 | e2e p99.9 | e2e max | ack p50 | ack p99 | ack p99.9 | received / acknowledged to producers | extra | errors |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | system | durable ack | members | received msgs/s | e2e p50 | e2e p99 | e2e p99.9 | e2e max | ack p50 | ack p99 | ack p99.9 | distinct received / acknowledged to producers | duplicates | extra | errors | members gave up |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for (r, read) in rows {
         let e2e = read.e2e_latency_ms.unwrap_or_default();
         let ack = read.ack_latency_ms.unwrap_or_default();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {}/{} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {}/{} | {} | {} | {} | {} |",
             r.system,
             durable_label(r.durable),
             read.readers,
@@ -115,10 +115,12 @@ pub(super) fn consume(out: &mut String, runs: &[RunResult]) {
             ack.p50,
             ack.p99,
             ack.p999,
-            read.messages,
+            read.expected.unwrap_or(0).saturating_sub(read.unread) + read.extra_received,
             read.expected.unwrap_or(0),
+            read.duplicates,
             read.extra_received,
             read.errors,
+            read.gave_up,
         );
     }
 }

@@ -9,7 +9,7 @@
 //! | publish (durable) | publish + PubAck per message   | XADD (pipelined)         |
 //! | read from offset  | pull consumer on `<topic>.<q>` | XREAD from an id         |
 //! | consumer group    | durable pull consumer, explicit acks | XGROUP on every queue's key |
-//! | receive + ack     | pull + `ack` per message       | XREADGROUP + XACK (pipelined) |
+//! | receive + ack     | pull + `double_ack` per message | XREADGROUP + XACK (pipelined) |
 //!
 //! Each system's driver is one file beside this one ([`super::strata_stream`]
 //! for Strata's HTTP API, [`super::strata_grpc`], [`super::nats`],
@@ -67,7 +67,8 @@ pub trait Driver: Send + Sync + fmt::Debug {
 
     /// Creates consumer group `group` on every queue of `topic`, starting
     /// at the end: it gets what is published afterwards. An existing group
-    /// is reused.
+    /// is reused where it stands (each scenario has its own topics, so the
+    /// group is new there).
     async fn create_group(
         &self,
         topic: &str,

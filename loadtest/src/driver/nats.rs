@@ -322,11 +322,14 @@ impl ConsumeGroup for NatsMember {
         Ok(self.received.iter().map(|m| m.payload.to_vec()).collect())
     }
 
-    /// One `+ACK` per message, as the client sends it: published without
-    /// waiting for the server to confirm (`double_ack` would wait).
+    /// One `double_ack` per message, all in flight together: each waits
+    /// for the server to confirm, as Strata's and Redis's acks do (a plain
+    /// `ack` is only queued in the client and would time nothing).
     async fn ack(&mut self) -> Result<(), RequestError> {
-        for m in self.received.drain(..) {
-            m.ack().await.map_err(|_| RequestError::Transport)?;
+        let received = std::mem::take(&mut self.received);
+        let acks = received.iter().map(|m| m.double_ack());
+        for result in futures::future::join_all(acks).await {
+            result.map_err(|_| RequestError::Transport)?;
         }
         Ok(())
     }

@@ -232,11 +232,13 @@ struct RedisMember {
 
 #[async_trait]
 impl ConsumeGroup for RedisMember {
-    /// COUNT applies per key, so one read may return up to `max` per queue.
+    /// COUNT applies per key: it is `max` split over the keys (rounded up),
+    /// so a receive returns about `max` when every queue has messages.
     async fn receive(&mut self, max: u32, wait: Duration) -> Result<Vec<Vec<u8>>, RequestError> {
+        let per_key = (max as usize).div_ceil(self.keys.len().max(1)).max(1);
         let options = StreamReadOptions::default()
             .group(&self.group, &self.name)
-            .count(max as usize)
+            .count(per_key)
             .block(wait.as_millis().max(1) as usize);
         let new: Vec<&str> = self.keys.iter().map(|_| ">").collect();
         let reply: Option<StreamReadReply> = self

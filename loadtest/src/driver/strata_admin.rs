@@ -1,12 +1,22 @@
-//! Strata's admin API, as far as the tenants scenario needs it: tenants,
-//! access keys and quota plans (service-admin credentials required).
+//! Strata's admin API, as far as the scenarios need it: topics, and for
+//! the tenants scenario tenants, access keys and quota plans
+//! (service-admin credentials required).
 
 use anyhow::{Context, Result, bail};
 use reqwest::{Method, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::strata_http::{StrataHttp, describe_failure};
+use super::strata_http::{StrataHttp, TopicOutcome, describe_failure, error_code};
+
+#[derive(Debug, Serialize)]
+struct CreateTopic<'a> {
+    name: &'a str,
+    queues: u32,
+    retention: &'a str,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+}
 
 #[derive(Debug, Deserialize)]
 struct IssuedKey {
@@ -15,6 +25,49 @@ struct IssuedKey {
 }
 
 impl StrataHttp {
+    pub async fn create_topic(&self, name: &str, queues: u32) -> Result<TopicOutcome> {
+        self.create_topic_of_type(name, queues, None).await
+    }
+
+    /// [`StrataHttp::create_topic`] of a message type (`delay`, `fifo`, ...).
+    pub async fn create_topic_of_type(
+        &self,
+        name: &str,
+        queues: u32,
+        kind: Option<&str>,
+    ) -> Result<TopicOutcome> {
+        let url = self.url("/v1/topics")?;
+        let response = self
+            .http()
+            .post(url.clone())
+            .json(&CreateTopic {
+                name,
+                queues,
+                retention: "unlimited",
+                kind,
+            })
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        match status {
+            StatusCode::CREATED | StatusCode::OK => Ok(TopicOutcome::Created),
+            StatusCode::CONFLICT
+                if error_code(&body).as_deref() == Some("TOPIC_ALREADY_EXISTS") =>
+            {
+                Ok(TopicOutcome::AlreadyExisted)
+            }
+            _ => bail!(
+                "cannot create topic {name:?}: {}",
+                describe_failure(status, &body)
+            ),
+        }
+    }
+
     async fn admin_call(&self, method: Method, path: &str, body: &Value) -> Result<Value> {
         let url = self
             .base()

@@ -8,8 +8,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Client, StatusCode, Url};
+use serde::Deserialize;
 use serde::de::IgnoredAny;
-use serde::{Deserialize, Serialize};
 
 use super::RequestError;
 pub use super::strata_status::{
@@ -49,15 +49,6 @@ struct ReadMessage {
     offset: u64,
     #[serde(default)]
     body_base64: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct CreateTopic<'a> {
-    name: &'a str,
-    queues: u32,
-    retention: &'a str,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'a str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,7 +131,7 @@ impl StrataHttp {
         &self.client
     }
 
-    fn url(&self, path: &str) -> Result<Url> {
+    pub(super) fn url(&self, path: &str) -> Result<Url> {
         self.base
             .join(path)
             .with_context(|| format!("cannot form a URL from {} and {path}", self.base))
@@ -260,49 +251,6 @@ impl StrataHttp {
             bail!("GET {url}: {}", describe_failure(status, &body));
         }
         String::from_utf8(body.to_vec()).with_context(|| format!("GET {url}: not UTF-8"))
-    }
-
-    pub async fn create_topic(&self, name: &str, queues: u32) -> Result<TopicOutcome> {
-        self.create_topic_of_type(name, queues, None).await
-    }
-
-    /// [`StrataHttp::create_topic`] of a message type (`delay`, `fifo`, ...).
-    pub async fn create_topic_of_type(
-        &self,
-        name: &str,
-        queues: u32,
-        kind: Option<&str>,
-    ) -> Result<TopicOutcome> {
-        let url = self.url("/v1/topics")?;
-        let response = self
-            .client
-            .post(url.clone())
-            .json(&CreateTopic {
-                name,
-                queues,
-                retention: "unlimited",
-                kind,
-            })
-            .send()
-            .await
-            .with_context(|| format!("POST {url}"))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .with_context(|| format!("POST {url}"))?;
-        match status {
-            StatusCode::CREATED | StatusCode::OK => Ok(TopicOutcome::Created),
-            StatusCode::CONFLICT
-                if error_code(&body).as_deref() == Some("TOPIC_ALREADY_EXISTS") =>
-            {
-                Ok(TopicOutcome::AlreadyExisted)
-            }
-            _ => bail!(
-                "cannot create topic {name:?}: {}",
-                describe_failure(status, &body)
-            ),
-        }
     }
 
     /// The publish URL of `topic`, computed once per run.
