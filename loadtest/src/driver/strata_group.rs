@@ -10,8 +10,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use reqwest::Url;
 use reqwest::header::CONTENT_TYPE;
-use reqwest::{StatusCode, Url};
 use strata_client::api::pop::{AckJson, AckReply, ReceiveJson, ReceiveReply};
 use strata_client::pb::messaging_service_client::MessagingServiceClient;
 use strata_client::pb::{self, Code};
@@ -20,7 +21,8 @@ use tonic::transport::Channel;
 use super::RequestError;
 use super::endpoint::ConsumeGroup;
 use super::strata_grpc::{StrataGrpc, status_error, transport};
-use super::strata_http::{StrataHttp, describe_failure, error_code};
+use super::strata_http::{StrataHttp, describe_failure};
+use super::strata_stream::send;
 
 /// How long a received message stays invisible to the rest of the group:
 /// long enough that nothing is delivered twice while a member acks.
@@ -89,27 +91,13 @@ pub struct HttpMember {
     handles: Vec<String>,
 }
 
-async fn post_json(client: &StrataHttp, url: &Url, body: Vec<u8>) -> Result<Vec<u8>, RequestError> {
-    let response = client
+async fn post_json(client: &StrataHttp, url: &Url, body: Vec<u8>) -> Result<Bytes, RequestError> {
+    let request = client
         .http()
         .post(url.clone())
         .header(CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(RequestError::from_transport)?;
-    let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(RequestError::from_transport)?;
-    if status != StatusCode::OK {
-        return Err(RequestError::Http {
-            status: status.as_u16(),
-            code: error_code(&body),
-        });
-    }
-    Ok(body.to_vec())
+        .body(body);
+    send(request).await
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, RequestError> {

@@ -272,25 +272,12 @@ impl StrataHttp {
         body: Bytes,
         expected: usize,
     ) -> Result<(), RequestError> {
-        let response = self
+        let request = self
             .client
             .post(url.clone())
             .header(CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(RequestError::from_transport)?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(RequestError::from_transport)?;
-        if status != StatusCode::OK {
-            return Err(RequestError::Http {
-                status: status.as_u16(),
-                code: error_code(&body),
-            });
-        }
+            .body(body);
+        let body = super::strata_stream::send(request).await?;
         match serde_json::from_slice::<PublishReply>(&body) {
             Ok(reply) if reply.messages.len() == expected => Ok(()),
             Ok(reply) => Err(RequestError::BadReply(format!(

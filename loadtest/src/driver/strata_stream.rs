@@ -53,7 +53,8 @@ pub fn publish_body(queue: u32, bodies: &[Bytes]) -> Bytes {
     Bytes::from(out)
 }
 
-async fn send(request: reqwest::RequestBuilder) -> Result<Bytes, RequestError> {
+/// Sends `request`; the body of a 200 reply, else the status and error code.
+pub(super) async fn send(request: reqwest::RequestBuilder) -> Result<Bytes, RequestError> {
     let response = request.send().await.map_err(RequestError::from_transport)?;
     let status = response.status();
     let body = response
