@@ -2,6 +2,8 @@
 //! counters, and the rate arithmetic the reports use.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -217,6 +219,38 @@ pub struct Window {
     pub start: tokio::time::Instant,
     pub warm_end: tokio::time::Instant,
     pub end: tokio::time::Instant,
+}
+
+/// A sending task's schedule: its window and pacing, and the message
+/// budget it shares with the phase's other tasks.
+#[derive(Debug)]
+pub struct Schedule<'a> {
+    pub window: Window,
+    pub pacing: Option<Duration>,
+    pub phase: Duration,
+    /// Messages per request.
+    pub batch: u64,
+    /// Messages claimed by every task so far, and the most they may claim.
+    pub claimed: &'a AtomicU64,
+    pub max_messages: u64,
+}
+
+impl Schedule<'_> {
+    /// The intended time of the request after `sent` requests, or `None`
+    /// when the task is done: time is up (scheduled messages never sent
+    /// are added to `stats`) or the budget is spent.
+    pub async fn next(&self, sent: u64, stats: &Mutex<TaskStats>) -> Option<tokio::time::Instant> {
+        let intended = match next_send(self.window, self.pacing, self.phase, sent).await {
+            NextSend::At(t) => t,
+            NextSend::Stop { unsent } => {
+                let mut s = stats.lock().unwrap_or_else(PoisonError::into_inner);
+                s.unsent_messages += unsent * self.batch;
+                return None;
+            }
+        };
+        let claimed = self.claimed.fetch_add(self.batch, Ordering::Relaxed);
+        (claimed + self.batch <= self.max_messages).then_some(intended)
+    }
 }
 
 /// When a sender should send its next request.

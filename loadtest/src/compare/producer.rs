@@ -57,23 +57,20 @@ pub(crate) async fn producer(
             return;
         }
     };
-    let mut sent: u64 = 0;
-    loop {
-        let window = stats::Window {
+    let schedule = stats::Schedule {
+        window: stats::Window {
             start: clock.start,
             warm_end: clock.warm_end,
             end: clock.end,
-        };
-        let intended = match stats::next_send(window, group.pacing, phase, sent).await {
-            stats::NextSend::At(t) => t,
-            stats::NextSend::Stop { unsent } => {
-                lock(&stats).unsent_messages += unsent * batch;
-                break;
-            }
-        };
-        if group.claimed.fetch_add(batch, Ordering::Relaxed) + batch > group.max_messages {
-            break;
-        }
+        },
+        pacing: group.pacing,
+        phase,
+        batch,
+        claimed: &group.claimed,
+        max_messages: group.max_messages,
+    };
+    let mut sent: u64 = 0;
+    while let Some(intended) = schedule.next(sent, &stats).await {
         let queue = (group.next_queue[topic].fetch_add(1, Ordering::Relaxed)
             % u64::from(clock.queues)) as u32;
         let body = bodies(&clock, intended, &mut cursor);

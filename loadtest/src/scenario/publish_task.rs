@@ -53,23 +53,20 @@ pub(super) async fn worker(level: Arc<Level>, index: u32, stats: Arc<Mutex<TaskS
     // Tasks start spread over the pool, so two tasks do not send the same
     // body at about the same time.
     let mut body_index = index as usize * level.pool.len() / level.concurrency.max(1) as usize;
-    let mut sent: u64 = 0;
-    loop {
-        let window = stats::Window {
+    let schedule = stats::Schedule {
+        window: stats::Window {
             start: level.start,
             warm_end: level.warm_end,
             end: level.end,
-        };
-        let intended = match stats::next_send(window, level.pacing, phase, sent).await {
-            stats::NextSend::At(t) => t,
-            stats::NextSend::Stop { unsent } => {
-                lock(&stats).unsent_messages += unsent * batch;
-                break;
-            }
-        };
-        if level.claimed.fetch_add(batch, Ordering::Relaxed) + batch > level.max_messages {
-            break;
-        }
+        },
+        pacing: level.pacing,
+        phase,
+        batch,
+        claimed: &level.claimed,
+        max_messages: level.max_messages,
+    };
+    let mut sent: u64 = 0;
+    while let Some(intended) = schedule.next(sent, &stats).await {
         let mut body = level.pool[body_index % level.pool.len()].clone();
         if let Some(queues) = level.route_queues {
             let k = level.next_queue.fetch_add(1, Ordering::Relaxed);
