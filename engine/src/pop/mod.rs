@@ -327,9 +327,13 @@ impl Pop {
         topic: &str,
         handle: &str,
     ) -> Result<()> {
-        self.change_delivery(tenant, group, topic, handle, Action::Ack)
-            .await
-            .map(|_| ())
+        // One acknowledgement path: a batch of one.
+        let mut outcome = self
+            .ack_many(tenant, group, topic, &[handle.to_string()])
+            .await?;
+        outcome
+            .pop()
+            .unwrap_or_else(|| Err(EngineError::Internal("no outcome for the handle".into())))
     }
 
     /// Moves one delivered message to the group's dead-letter topic now
@@ -411,7 +415,6 @@ impl Pop {
         };
         let mut new_handle = String::new();
         match action {
-            Action::Ack => {}
             Action::Invisible(d) => {
                 let next = InflightRecord {
                     visible_ms: now + d.as_millis() as i64,
@@ -449,7 +452,6 @@ impl Pop {
 /// What [`Pop::change_delivery`] does with a delivery.
 #[derive(Debug, Clone, Copy)]
 enum Action {
-    Ack,
     Invisible(Duration),
     DeadLetter,
 }
