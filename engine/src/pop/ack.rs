@@ -47,8 +47,7 @@ impl Pop {
             .iter()
             .map(|_| Err(EngineError::Internal("handle not processed".into())))
             .collect();
-        let mut queues: BTreeMap<u32, Arc<QueueState>> = BTreeMap::new();
-        let mut by_queue: BTreeMap<u32, Vec<Parsed>> = BTreeMap::new();
+        let mut by_queue: BTreeMap<u32, (Arc<QueueState>, Vec<Parsed>)> = BTreeMap::new();
         for (i, handle) in handles.iter().enumerate() {
             let parsed = ReceiptHandle::parse(handle).and_then(|h| {
                 if h.topic != t.record.id {
@@ -56,24 +55,22 @@ impl Pop {
                         "receipt handle {handle:?} belongs to another topic"
                     )));
                 }
-                let q = t.queue(h.queue)?;
-                queues.entry(h.queue).or_insert_with(|| q.clone());
-                Ok(h)
+                Ok((t.queue(h.queue)?.clone(), h))
             });
             match parsed {
-                Ok(h) => by_queue.entry(h.queue).or_default().push((i, h)),
+                Ok((q, h)) => {
+                    let (_, of_queue) = by_queue.entry(h.queue).or_insert_with(|| (q, Vec::new()));
+                    of_queue.push((i, h));
+                }
                 Err(e) => outcome[i] = Err(e),
             }
         }
         let group_record = &group_record;
-        let per_queue = by_queue.into_iter().filter_map(|(queue, parsed)| {
-            let q = queues.get(&queue)?.clone();
-            Some(async move {
-                let results = self
-                    .ack_queue(tenant, group_record, &q, handles, &parsed)
-                    .await;
-                (parsed, results)
-            })
+        let per_queue = by_queue.into_values().map(|(q, parsed)| async move {
+            let results = self
+                .ack_queue(tenant, group_record, &q, handles, &parsed)
+                .await;
+            (parsed, results)
         });
         for (parsed, results) in join_all(per_queue).await {
             for ((i, _), result) in parsed.iter().zip(results) {
