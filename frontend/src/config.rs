@@ -193,6 +193,8 @@ pub struct MetadataSection {
     /// keeps every superseded value until compacted); 0 leaves it to the
     /// operator (etcd's own `--auto-compaction-*`).
     pub compact_history_interval_ms: u64,
+    /// Page cache of the embedded store (bytes); ignored by etcd and TiKV.
+    pub cache_bytes: u64,
 }
 
 /// The metadata store [`MetadataSection::url`] names.
@@ -316,6 +318,7 @@ impl Default for Config {
             metadata: MetadataSection {
                 url: "embedded".into(),
                 compact_history_interval_ms: 5 * 60 * 1000,
+                cache_bytes: strata_metadata::DEFAULT_CACHE_BYTES as u64,
             },
             serving: ServingSection {
                 lease_ttl_ms: 15_000,
@@ -584,6 +587,12 @@ impl Config {
             return bad(format!(
                 "grpc.advertise_addr {:?} is not HOST:PORT",
                 self.grpc.advertise_addr
+            ));
+        }
+        if self.metadata.cache_bytes < 1 << 20 || self.metadata.cache_bytes > 1 << 40 {
+            return bad(format!(
+                "metadata.cache_bytes must be between 1 MiB and 1 TiB (got {})",
+                self.metadata.cache_bytes
             ));
         }
         if self.wal.segment_bytes < 4096 || self.wal.max_bytes < 2 * self.wal.segment_bytes {
@@ -898,6 +907,19 @@ mod tests {
 
         let env = vec![("STRATA_RETENTION_DEFAULT".to_string(), "soon".to_string())];
         assert!(Config::load(None, env).is_err());
+    }
+
+    #[test]
+    fn the_metadata_cache_is_bounded_both_ways() {
+        let mut c = Config::default();
+        assert_eq!(c.metadata.cache_bytes, 64 << 20);
+        for bad in [0, (1 << 20) - 1, (1 << 40) + 1] {
+            c.metadata.cache_bytes = bad;
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("metadata.cache_bytes"), "{e}");
+        }
+        c.metadata.cache_bytes = 1 << 20;
+        c.validate().unwrap();
     }
 
     #[test]

@@ -168,7 +168,11 @@ async fn release_store(store: &std::sync::Weak<dyn MetaStore>) {
 /// Opens the metadata store `metadata.url` names.
 pub(crate) async fn open_metadata(config: &Config) -> Result<Arc<dyn MetaStore>, ServerError> {
     Ok(match config.metadata.parse()? {
-        MetadataUrl::Embedded => RedbStore::open(&config.data_dir.join("meta.redb"))?,
+        MetadataUrl::Embedded => {
+            // validate() bounds cache_bytes to at most 1 TiB, which fits usize on 64-bit.
+            let cache = usize::try_from(config.metadata.cache_bytes).unwrap_or(usize::MAX);
+            RedbStore::open_with_cache(&config.data_dir.join("meta.redb"), cache)?
+        }
         MetadataUrl::Etcd(address) => {
             let store = EtcdStore::connect(&address).await?;
             tracing::info!(endpoints = %address.endpoints.join(","), namespace = %address.namespace, "metadata on etcd");

@@ -72,16 +72,29 @@ fn backend(err: impl Into<redb::Error>) -> MetaError {
     MetaError::Backend(format!("redb: {}", err.into()))
 }
 
+/// The embedded store's page cache unless configured (`metadata.cache_bytes`).
+/// redb's own default is 1 GiB, which the message index fills as data is
+/// written, so the server's memory would grow with the data it stores.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
 impl RedbStore {
     /// Opens (creating if missing, along with its parent directory) the
-    /// database at `path`. This blocks on file I/O; call it at startup or
-    /// from a blocking context.
+    /// database at `path` with a page cache of [`DEFAULT_CACHE_BYTES`]. This
+    /// blocks on file I/O; call it at startup or from a blocking context.
     pub fn open(path: &Path) -> Result<Arc<RedbStore>, MetaError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`RedbStore::open`] with a page cache of at most `cache_bytes`.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Arc<RedbStore>, MetaError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|e| MetaError::Backend(format!("creating {}: {e}", parent.display())))?;
         }
-        let db = Database::create(path).map_err(backend)?;
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(backend)?;
         // Create the table up front so read transactions can always open it.
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(KV).map_err(backend)?;
