@@ -28,6 +28,18 @@ fn renders_the_fixed_report() {
             g.msgs_per_sec
         );
         assert!(md.contains(&row), "no row {row} in\n{md}");
+        let server = phase.server.expect("the fixture sampled every server");
+        let cpu = format!(
+            "| {:.2} | {:.2} | {:.0} |",
+            server.cpu_cores,
+            server.cpu_cores * 10_000.0 / g.msgs_per_sec,
+            server.rss_max_mib
+        );
+        let line = md.lines().find(|l| l.starts_with(&row)).expect("the row");
+        assert!(
+            line.contains(&cpu),
+            "no CPU, CPU per 10k msgs/s, RSS {cpu} in {line}"
+        );
     }
     assert!(md.contains("ran in this one invocation"), "{md}");
 

@@ -173,8 +173,8 @@ impl Render for CompareReport {
         }
         out.push_str(
             "\nPublish (acknowledgement latency from the intended send time, ms; catch-up: producers while the readers catch up):\n\n\
-             | scenario | system | durable ack | msgs/s | MiB/s | p50 | p90 | p99 | p99.9 | p99.99 | max | errors | unsent | server CPU (cores) | server RSS MiB | load generator CPU (cores) |\n\
-             |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n",
+             | scenario | system | durable ack | msgs/s | MiB/s | p50 | p90 | p99 | p99.9 | p99.99 | max | errors | unsent | server CPU (cores) | server CPU per 10k msgs/s | server RSS MiB | load generator CPU (cores) |\n\
+             |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|\n",
         );
         for r in &self.runs {
             let Some(phase) = r.main_phase() else {
@@ -184,18 +184,22 @@ impl Render for CompareReport {
                 continue;
             };
             let l = &g.latency_ms;
-            let (cpu, rss) = phase.server.map_or(("-".into(), "-".into()), |u| {
-                (
-                    format!("{:.2}", u.cpu_cores),
-                    format!("{:.0}", u.rss_max_mib),
-                )
-            });
+            let (cpu, cpu_per_10k, rss) =
+                phase
+                    .server
+                    .map_or(("-".into(), "-".into(), "-".into()), |u| {
+                        (
+                            format!("{:.2}", u.cpu_cores),
+                            cpu_per_10k(u.cpu_cores, g.msgs_per_sec),
+                            format!("{:.0}", u.rss_max_mib),
+                        )
+                    });
             let loadgen = phase
                 .loadgen
                 .map_or("-".into(), |u| format!("{:.2}", u.cpu_cores));
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.0} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {cpu} | {rss} | {loadgen} |",
+                "| {} | {} | {} | {:.0} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {cpu} | {cpu_per_10k} | {rss} | {loadgen} |",
                 r.scenario,
                 r.system,
                 durable_label(r.durable),
@@ -294,5 +298,15 @@ impl CompareReport {
             }
         }
         Ok(charts)
+    }
+}
+
+/// Cores per 10,000 msgs/s: what a message costs the server, comparable
+/// across systems that ran at different rates.
+fn cpu_per_10k(cores: f64, msgs_per_sec: f64) -> String {
+    if msgs_per_sec > 0.0 {
+        format!("{:.2}", cores * 10_000.0 / msgs_per_sec)
+    } else {
+        "-".into()
     }
 }
