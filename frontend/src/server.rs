@@ -14,7 +14,7 @@ use crate::cluster::balance::Balancer;
 use crate::cluster::forward::Forwarder;
 use crate::cluster::registry::{Advertised, NodeKeeper};
 use crate::config::{Config, ConfigError, MetadataUrl};
-use crate::http::{self, AppState, AuthSettings, Metrics};
+use crate::http::{self, AppState, AuthSettings, Handles, Metrics};
 use crate::metering::{MeteringTasks, Operations, TenantCollector};
 use crate::serving::ServingKeeper;
 use strata_metadata::{Catalog, EtcdStore, MetaStore, RedbStore};
@@ -341,7 +341,7 @@ pub async fn start_with_clock(
         clock.clone(),
         &config.metering,
     );
-    let state = AppState {
+    let state = AppState::new(Handles {
         engine: engine.clone(),
         metrics: Arc::new(Metrics::new(Some(TenantCollector {
             meter: engine.meter().clone(),
@@ -367,7 +367,7 @@ pub async fn start_with_clock(
             node: config.node_id.clone(),
             max_request_bytes: config.http.max_request_bytes,
         }),
-    };
+    });
     let grpc_state = crate::grpc::GrpcState {
         engine: engine.clone(),
         credentials: state.credentials.clone(),

@@ -25,9 +25,30 @@ use strata_engine::Engine;
 pub use error::{ApiError, ApiResult};
 pub use ops::Metrics;
 
-/// Everything a handler needs.
+/// Everything a handler needs, behind one `Arc`: axum clones the state for
+/// every extractor and middleware of every request, and a clone of the
+/// fields themselves (several reference counts and the forwarder's strings)
+/// showed up in publish profiles.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Handles>);
+
+impl AppState {
+    pub fn new(handles: Handles) -> Self {
+        Self(Arc::new(handles))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Handles;
+
+    fn deref(&self) -> &Handles {
+        &self.0
+    }
+}
+
+/// The services and settings [`AppState`] shares.
+#[derive(Debug)]
+pub struct Handles {
     pub engine: Arc<Engine>,
     /// In cluster mode: where tenants are served, and the client that
     /// forwards requests to other nodes.
