@@ -38,12 +38,14 @@ pub mod gc;
 mod host;
 mod maintenance;
 pub mod merge;
+mod merge_pass;
 mod upload;
 mod volume;
 
 pub use compactor::{Compactor, CompactorConfig, Counters};
 pub use error::{CompactorError, Result};
 pub use host::{LiveQueue, Refresh, TieredLog};
-pub use maintenance::{MERGED_PREFIX, MaintenanceSummary};
+pub use maintenance::MaintenanceSummary;
+pub use merge_pass::MERGED_PREFIX;
 pub use upload::{UPLOAD_PREFIX, UploadSummary, ranges_from_blocks};
 pub use volume::VolumeLog;

@@ -1,26 +1,18 @@
-//! Maintenance: retention over object ranges, merges of small ranges into
-//! per-queue objects, and garbage collection of unreferenced objects.
+//! Maintenance: retention over object ranges, merges of small ranges (see
+//! `merge_pass`), and garbage collection of unreferenced objects.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use strata_metadata::RangeRecord;
-use strata_objects::format::ObjectBuilder;
-use strata_tiering::batch::decode_header;
 
 use crate::compactor::Compactor;
-use crate::error::{CompactorError, Result};
+use crate::error::Result;
 use crate::expiry::{self, RangeAge};
 use crate::gc::{self, Listed};
-use crate::host::{LiveQueue, Refresh, TieredLog};
-use crate::merge::{self, MergePolicy, RangeSize};
-use crate::upload::{UPLOAD_PREFIX, ranges_from_blocks};
-
-/// Object prefix of merged objects (one queue each).
-pub const MERGED_PREFIX: &str = "merged/";
-
-/// Most merges one maintenance pass performs, to bound its work.
-const MERGES_PER_PASS: usize = 16;
+use crate::host::Refresh;
+use crate::merge_pass::MERGED_PREFIX;
+use crate::upload::UPLOAD_PREFIX;
 
 /// What one maintenance pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,95 +64,6 @@ impl Compactor {
             .expired_ranges
             .fetch_add(expired, Ordering::Relaxed);
         Ok(expired)
-    }
-
-    /// Rewrites runs of small adjacent ranges into per-queue objects.
-    pub async fn merge_small_ranges(&self) -> Result<u64> {
-        let log = self.log()?;
-        let _exclusive = self.lock.lock().await;
-        let policy = MergePolicy {
-            small_range_bytes: self.config.merge_small_range_bytes,
-            min_ranges: self.config.merge_min_ranges,
-            target_bytes: self.config.merge_target_bytes,
-        };
-        let mut merges = 0u64;
-        for q in log.queues() {
-            if merges as usize >= MERGES_PER_PASS {
-                break;
-            }
-            let cold = log.cold_ranges(q.key);
-            let sizes: Vec<RangeSize> = cold
-                .iter()
-                .map(|r| RangeSize {
-                    base_offset: r.base_offset,
-                    end_offset: r.end_offset,
-                    stored_bytes: r.stored_bytes,
-                })
-                .collect();
-            // The newest range may still grow by uploads: leave it.
-            let Some((s, e)) = merge::plan(&sizes, policy, 1) else {
-                continue;
-            };
-            let old: Vec<RangeRecord> = cold[s..e].iter().map(|r| (**r).clone()).collect();
-            if self.merge(log.as_ref(), &q, &old).await? {
-                merges += 1;
-            }
-        }
-        Ok(merges)
-    }
-
-    async fn merge(&self, log: &dyn TieredLog, q: &LiveQueue, old: &[RangeRecord]) -> Result<bool> {
-        let (Some(first), Some(last)) = (old.first(), old.last()) else {
-            return Ok(false);
-        };
-        let built = |e| CompactorError::Internal(format!("building merged object: {e}"));
-        let mut builder = ObjectBuilder::new(self.config.target_block_bytes);
-        for range in old {
-            for block in &range.blocks {
-                for payload in log.read_block(q.key, &range.object, block).await? {
-                    let header = decode_header(&payload).map_err(|e| {
-                        CompactorError::Corrupt(format!("object {}: {e}", range.object))
-                    })?;
-                    builder
-                        .add_batch(
-                            q.key,
-                            header.base_offset,
-                            header.count,
-                            header.timestamp_ms,
-                            &payload,
-                        )
-                        .map_err(built)?;
-                }
-            }
-        }
-        let (object, blocks) = builder.finish().map_err(built)?;
-        let name = format!(
-            "{MERGED_PREFIX}{:020}/{:010}/{:020}-{:020}-{}.seg",
-            q.key.topic,
-            q.key.queue,
-            first.base_offset,
-            last.end_offset,
-            self.unique_suffix()
-        );
-        let size = object.len() as u64;
-        self.objects.put(&name, object).await?;
-        log.object_put(&q.tenant);
-        let Some(merged) = ranges_from_blocks(&name, &blocks).pop() else {
-            return Ok(false);
-        };
-        let fence = self.catalog.owner_check(q.key, &q.owner);
-        if !self.catalog.replace_ranges(old, &merged, fence).await? {
-            // Something changed underneath; the new object is garbage now.
-            return Ok(false);
-        }
-        let applied = log.ranges_merged(q.key, old, merged);
-        if applied {
-            self.counters.merges.fetch_add(1, Ordering::Relaxed);
-            self.counters
-                .merged_bytes
-                .fetch_add(size, Ordering::Relaxed);
-        }
-        Ok(applied)
     }
 
     /// Deletes range records of deleted topics, then every object that no

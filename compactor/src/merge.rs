@@ -1,8 +1,23 @@
-//! Defragmentation: which adjacent small ranges of a queue become one object.
+//! Defragmentation: which adjacent small ranges of a queue are merged.
 //!
 //! Uploads pack many queues per object, so a queue that trickles messages
 //! ends up with many tiny ranges, each costing a GET on a cold read. A merge
-//! rewrites a run of adjacent small ranges into one per-queue object.
+//! rewrites a run of adjacent small ranges of a queue into one range; one
+//! merge pass packs the runs of many queues into one object (see
+//! `merge_pass`), so merges cost PUTs by the bytes they rewrite, not by
+//! the number of queues.
+//!
+//! Every merge must grow what it rewrites: no range of a run may hold more
+//! than `1 / g` of the run's bytes, where `g` is [`GROWTH`] or, if smaller,
+//! `min_ranges - 1/2` (so that `min_ranges` ranges of about the same size
+//! qualify). So a byte is rewritten only when the range
+//! holding it grows at least `g` times, at most
+//! `log_g(small_range_bytes / smallest range)` times in all, instead of once
+//! per merge of a queue's one growing range with a few new ones.
+
+/// Least factor by which a merge grows every range it rewrites (unless
+/// `min_ranges` is smaller).
+pub const GROWTH: u64 = 4;
 
 /// What the planner needs to know about a range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,13 +33,14 @@ pub struct MergePolicy {
     pub small_range_bytes: u64,
     /// A merge needs at least this many adjacent small ranges.
     pub min_ranges: usize,
-    /// A merged object stops growing at this size.
+    /// A merged range stops growing at this size.
     pub target_bytes: u64,
 }
 
 /// The index span `[start, end)` of `ranges` (sorted, oldest first) to
 /// merge, if any: the first run of at least `min_ranges` adjacent small
-/// ranges, cut at `target_bytes`. `skip_newest` ranges at the end are left
+/// ranges, cut at `target_bytes`, in which no range holds more than
+/// `1 / g` of the bytes (see the module's documentation). `skip_newest` ranges at the end are left
 /// alone (they may still be growing into larger neighbours).
 pub fn plan(
     ranges: &[RangeSize],
@@ -32,28 +48,48 @@ pub fn plan(
     skip_newest: usize,
 ) -> Option<(usize, usize)> {
     let usable = ranges.len().saturating_sub(skip_newest);
-    let mut start = 0;
-    while start < usable {
-        let mut end = start;
-        let mut bytes = 0u64;
-        while end < usable {
-            let r = &ranges[end];
-            let adjacent = end == start || ranges[end - 1].end_offset == r.base_offset;
-            if r.stored_bytes >= policy.small_range_bytes
-                || !adjacent
-                || (end > start && bytes + r.stored_bytes > policy.target_bytes)
-            {
-                break;
+    let min = policy.min_ranges.max(2);
+    // Twice the growth factor, in integers: min(GROWTH, min - 1/2).
+    let twice_growth = (2 * min as u64 - 1).min(2 * GROWTH);
+    for start in 0..usable {
+        let end = small_run_end(ranges, usable, start, policy);
+        let (s, mut e) = (start, end);
+        while e - s >= min {
+            let run = &ranges[s..e];
+            let total: u64 = run.iter().map(|r| r.stored_bytes).sum();
+            let (largest, bytes) = run
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i, r.stored_bytes))
+                .max_by_key(|&(i, b)| (b, std::cmp::Reverse(i)))?;
+            if bytes.saturating_mul(twice_growth) <= total.saturating_mul(2) {
+                return Some((s, e));
             }
-            bytes += r.stored_bytes;
-            end += 1;
+            // Merging around the largest range grows it too little; try the
+            // run before it, which starts at `start` like this one.
+            e = s + largest;
         }
-        if end - start >= policy.min_ranges.max(2) {
-            return Some((start, end));
-        }
-        start = end.max(start + 1);
     }
     None
+}
+
+/// End of the run of adjacent small ranges from `start`, cut at the target.
+fn small_run_end(ranges: &[RangeSize], usable: usize, start: usize, policy: MergePolicy) -> usize {
+    let mut end = start;
+    let mut bytes = 0u64;
+    while end < usable {
+        let r = &ranges[end];
+        let adjacent = end == start || ranges[end - 1].end_offset == r.base_offset;
+        if r.stored_bytes >= policy.small_range_bytes
+            || !adjacent
+            || (end > start && bytes + r.stored_bytes > policy.target_bytes)
+        {
+            break;
+        }
+        bytes += r.stored_bytes;
+        end += 1;
+    }
+    end
 }
 
 #[cfg(test)]
@@ -109,6 +145,59 @@ mod tests {
         assert_eq!(plan(&gap, POLICY, 0), None);
     }
 
+    #[test]
+    fn a_grown_range_waits_for_enough_new_ones() {
+        // 60 with three 10s would grow 60 by less than 2.5x: merge the 10s alone.
+        assert_eq!(plan(&ranges(&[60, 10, 10, 10]), POLICY, 0), Some((1, 4)));
+        assert_eq!(plan(&ranges(&[60, 10, 10]), POLICY, 0), None);
+        // Once the small ones add up, the grown range joins them.
+        assert_eq!(plan(&ranges(&[60, 40, 40, 40]), POLICY, 0), Some((0, 4)));
+        // The run before a range too large to merge is still found.
+        assert_eq!(
+            plan(&ranges(&[10, 10, 10, 90, 10]), POLICY, 0),
+            Some((0, 3))
+        );
+    }
+
+    /// A queue trickling tiny ranges, merged after every upload: the bytes
+    /// merges rewrite stay within a few times what was written, where
+    /// merging the one growing range with each few new ones rewrote it
+    /// hundreds of times.
+    #[test]
+    fn trickling_writes_are_rewritten_a_bounded_number_of_times() {
+        let policy = MergePolicy {
+            small_range_bytes: 10_000,
+            min_ranges: 3,
+            target_bytes: 1 << 30,
+        };
+        let mut rs: Vec<RangeSize> = Vec::new();
+        let (mut written, mut rewritten) = (0u64, 0u64);
+        for i in 0..2_000u64 {
+            rs.push(RangeSize {
+                base_offset: i,
+                end_offset: i + 1,
+                stored_bytes: 10,
+            });
+            written += 10;
+            while let Some((s, e)) = plan(&rs, policy, 1) {
+                let bytes: u64 = rs[s..e].iter().map(|r| r.stored_bytes).sum();
+                rewritten += bytes;
+                let merged = RangeSize {
+                    base_offset: rs[s].base_offset,
+                    end_offset: rs[e - 1].end_offset,
+                    stored_bytes: bytes,
+                };
+                rs.splice(s..e, [merged]);
+            }
+        }
+        // log_2.5(10_000 / 10) is under 8 rewrites per byte.
+        assert!(
+            rewritten <= 8 * written,
+            "{rewritten} rewritten for {written} written"
+        );
+        assert!(rs.len() < 40, "ranges stay few: {}", rs.len());
+    }
+
     proptest! {
         #[test]
         fn plans_are_valid(sizes in proptest::collection::vec(1u64..300, 0..30), skip in 0usize..3) {
@@ -118,6 +207,8 @@ mod tests {
                 prop_assert!(e <= rs.len().saturating_sub(skip));
                 prop_assert!(rs[s..e].iter().all(|r| r.stored_bytes < POLICY.small_range_bytes));
                 prop_assert!(rs[s..e].iter().map(|r| r.stored_bytes).sum::<u64>() <= POLICY.target_bytes);
+                let total: u64 = rs[s..e].iter().map(|r| r.stored_bytes).sum();
+                prop_assert!(rs[s..e].iter().all(|r| r.stored_bytes * 5 <= total * 2), "every range grows 2.5x");
             }
         }
     }

@@ -123,8 +123,9 @@ async fn object_requests_and_storage_are_billed_to_the_owning_tenant() {
     assert_eq!(usage(&engine, "a").delivered_messages, N as u64);
 
     // A merge of a's ranges is one more PUT for a (its GETs too).
-    // (Two more small uploads: the newest range is never merged.)
-    for i in [N, N + 1] {
+    // Three more small uploads: the newest range is never merged, and the
+    // first, much larger range is not rewritten to grow it by two messages.
+    for i in [N, N + 1, N + 2] {
         engine.publish("a", "t", vec![message(0, i)]).await.unwrap();
         upload_all(&engine).await;
     }

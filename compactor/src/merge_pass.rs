@@ -1,0 +1,164 @@
+//! The merge pass: runs of small ranges of many queues, rewritten into one
+//! object per `merge_target_bytes`.
+//!
+//! The planner (`merge`) picks each queue's run. The pass packs the runs
+//! of as many queues as fit into one object (sorted by queue, like an
+//! upload), PUTs it once, then replaces each queue's run by its range in
+//! the new object, each queue in its own fenced commit. A queue whose
+//! commit fails (its ranges changed, or another node owns it now) keeps its
+//! old ranges; its part of the object is never referenced and goes with
+//! the object once no queue references it.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+
+use futures::StreamExt as _;
+use strata_metadata::RangeRecord;
+use strata_objects::format::ObjectBuilder;
+use strata_tiering::batch::decode_header;
+
+use crate::compactor::Compactor;
+use crate::error::{CompactorError, Result};
+use crate::host::{LiveQueue, TieredLog};
+use crate::merge::{self, MergePolicy, RangeSize};
+use crate::upload::ranges_from_blocks;
+
+/// Object prefix of merged objects (runs of many queues each).
+pub const MERGED_PREFIX: &str = "merged/";
+
+/// Most objects one merge pass writes, to bound its work.
+const OBJECTS_PER_PASS: usize = 16;
+
+/// Queue commits of one merged object in flight together (the metadata
+/// store groups them into fewer syncs).
+const COMMITS_IN_FLIGHT: usize = 64;
+
+/// One queue's run of ranges to merge.
+struct Run {
+    queue: LiveQueue,
+    old: Vec<RangeRecord>,
+}
+
+impl Compactor {
+    /// Rewrites runs of small adjacent ranges, many queues per object.
+    /// Returns how many queues had a run merged.
+    pub async fn merge_small_ranges(&self) -> Result<u64> {
+        let log = self.log()?;
+        let _exclusive = self.lock.lock().await;
+        let policy = MergePolicy {
+            small_range_bytes: self.config.merge_small_range_bytes,
+            min_ranges: self.config.merge_min_ranges,
+            target_bytes: self.config.merge_target_bytes,
+        };
+        let mut queues = log.queues();
+        // The object holds its queues in key order, as an upload does.
+        queues.sort_by_key(|q| q.key);
+        let (mut merged, mut objects) = (0u64, 0usize);
+        let mut runs: Vec<Run> = Vec::new();
+        let mut run_bytes = 0u64;
+        for q in queues {
+            let cold = log.cold_ranges(q.key);
+            let sizes: Vec<RangeSize> = cold
+                .iter()
+                .map(|r| RangeSize {
+                    base_offset: r.base_offset,
+                    end_offset: r.end_offset,
+                    stored_bytes: r.stored_bytes,
+                })
+                .collect();
+            // The newest range may still grow by uploads: leave it.
+            let Some((s, e)) = merge::plan(&sizes, policy, 1) else {
+                continue;
+            };
+            let bytes: u64 = sizes[s..e].iter().map(|r| r.stored_bytes).sum();
+            if !runs.is_empty() && run_bytes + bytes > policy.target_bytes {
+                merged += self
+                    .merge_runs(log.as_ref(), std::mem::take(&mut runs))
+                    .await?;
+                run_bytes = 0;
+                objects += 1;
+                if objects >= OBJECTS_PER_PASS {
+                    return Ok(merged);
+                }
+            }
+            let old = cold[s..e].iter().map(|r| (**r).clone()).collect();
+            runs.push(Run { queue: q, old });
+            run_bytes += bytes;
+        }
+        if !runs.is_empty() {
+            merged += self.merge_runs(log.as_ref(), runs).await?;
+        }
+        Ok(merged)
+    }
+
+    /// Writes `runs` (sorted by queue) as one object and commits each
+    /// queue's new range; returns how many queues took theirs.
+    async fn merge_runs(&self, log: &dyn TieredLog, runs: Vec<Run>) -> Result<u64> {
+        let built = |e| CompactorError::Internal(format!("building merged object: {e}"));
+        let mut builder = ObjectBuilder::new(self.config.target_block_bytes);
+        for run in &runs {
+            let key = run.queue.key;
+            for range in &run.old {
+                for block in &range.blocks {
+                    for payload in log.read_block(key, &range.object, block).await? {
+                        let header = decode_header(&payload).map_err(|e| {
+                            CompactorError::Corrupt(format!("object {}: {e}", range.object))
+                        })?;
+                        builder
+                            .add_batch(
+                                key,
+                                header.base_offset,
+                                header.count,
+                                header.timestamp_ms,
+                                &payload,
+                            )
+                            .map_err(built)?;
+                    }
+                }
+            }
+        }
+        let (object, blocks) = builder.finish().map_err(built)?;
+        let name = format!(
+            "{MERGED_PREFIX}{}/{}.seg",
+            self.config.node_id,
+            self.unique_suffix()
+        );
+        let size = object.len() as u64;
+        self.objects.put(&name, object).await?;
+        // One PUT per tenant whose data the object holds.
+        let tenants: BTreeSet<&str> = runs.iter().map(|r| &*r.queue.tenant).collect();
+        for tenant in tenants {
+            log.object_put(tenant);
+        }
+        let merged = ranges_from_blocks(&name, &blocks);
+        let commits = runs.into_iter().zip(merged).map(|(run, new)| async move {
+            if run.queue.key != new.queue {
+                return Err(CompactorError::Internal(format!(
+                    "merged object {} out of queue order",
+                    new.object
+                )));
+            }
+            let fence = self.catalog.owner_check(run.queue.key, &run.queue.owner);
+            // A changed queue keeps its old ranges; its part is never referenced.
+            if !self.catalog.replace_ranges(&run.old, &new, fence).await? {
+                return Ok(false);
+            }
+            Ok(log.ranges_merged(run.queue.key, &run.old, new))
+        });
+        let outcomes: Vec<Result<bool>> = futures::stream::iter(commits)
+            .buffer_unordered(COMMITS_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut applied = 0u64;
+        for outcome in outcomes {
+            applied += u64::from(outcome?);
+        }
+        if applied > 0 {
+            self.counters.merges.fetch_add(applied, Ordering::Relaxed);
+            self.counters
+                .merged_bytes
+                .fetch_add(size, Ordering::Relaxed);
+        }
+        Ok(applied)
+    }
+}
