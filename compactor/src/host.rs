@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use strata_common::{BlockRef, QueueKey, Retention};
+use strata_common::{QueueKey, Retention};
 use strata_metadata::{OwnerRecord, RangeRecord};
 
 use crate::error::Result;
@@ -68,9 +68,6 @@ pub trait TieredLog: Send + Sync {
     fn cold_ranges(&self, key: QueueKey) -> Vec<Arc<RangeRecord>>;
     /// Bytes of a queue's batches still only in the WAL.
     fn wal_only_bytes(&self, key: QueueKey) -> u64;
-    /// One block's batch payloads (through the node's block cache).
-    async fn read_block(&self, key: QueueKey, object: &str, block: &BlockRef)
-    -> Result<Vec<Bytes>>;
 
     /// Committed upload ranges join their queues' cold ranges.
     fn ranges_uploaded(&self, ranges: &[RangeRecord]);
@@ -81,4 +78,6 @@ pub trait TieredLog: Send + Sync {
     fn ranges_merged(&self, key: QueueKey, old: &[RangeRecord], merged: RangeRecord) -> bool;
     /// One object PUT, billed to `tenant`.
     fn object_put(&self, tenant: &str);
+    /// One object GET (a merge reading its sources), billed to `tenant`.
+    fn object_get(&self, tenant: &str);
 }

@@ -92,6 +92,26 @@ fn small_run_end(ranges: &[RangeSize], usable: usize, start: usize, policy: Merg
     end
 }
 
+/// Byte spans to GET from one object so that every block in `blocks`
+/// (offset, stored length) is read, in offset order: blocks closer than
+/// `max_gap` bytes share a span, so a merge reads each source object in a
+/// few ranged GETs instead of one per block.
+pub fn read_spans(blocks: &[(u64, u32)], max_gap: u64) -> Vec<std::ops::Range<u64>> {
+    let mut sorted: Vec<(u64, u32)> = blocks.to_vec();
+    sorted.sort_unstable();
+    let mut spans: Vec<std::ops::Range<u64>> = Vec::new();
+    for (offset, len) in sorted {
+        let end = offset + u64::from(len);
+        match spans.last_mut() {
+            Some(last) if offset <= last.end.saturating_add(max_gap) => {
+                last.end = last.end.max(end);
+            }
+            _ => spans.push(offset..end),
+        }
+    }
+    spans
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,7 +218,32 @@ mod tests {
         assert!(rs.len() < 40, "ranges stay few: {}", rs.len());
     }
 
+    #[test]
+    fn spans_cover_blocks_and_bridge_small_gaps() {
+        assert_eq!(read_spans(&[], 10), vec![]);
+        assert_eq!(
+            read_spans(&[(100, 50), (0, 100), (160, 10), (500, 20)], 10),
+            vec![0..170, 500..520]
+        );
+        assert_eq!(read_spans(&[(0, 10), (11, 10)], 0), vec![0..10, 11..21]);
+    }
+
     proptest! {
+        #[test]
+        fn spans_are_sorted_disjoint_and_cover_every_block(
+            blocks in proptest::collection::vec((0u64..10_000, 1u32..500), 0..40),
+            gap in 0u64..300,
+        ) {
+            let spans = read_spans(&blocks, gap);
+            for w in spans.windows(2) {
+                prop_assert!(w[0].end + gap < w[1].start, "{spans:?}");
+            }
+            for (offset, len) in &blocks {
+                let end = offset + u64::from(*len);
+                prop_assert!(spans.iter().any(|s| s.start <= *offset && end <= s.end));
+            }
+        }
+
         #[test]
         fn plans_are_valid(sizes in proptest::collection::vec(1u64..300, 0..30), skip in 0usize..3) {
             let rs = ranges(&sizes);

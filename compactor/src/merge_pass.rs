@@ -9,12 +9,14 @@
 //! old ranges; its part of the object is never referenced and goes with
 //! the object once no queue references it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 
+use bytes::Bytes;
 use futures::StreamExt as _;
+use strata_common::BlockRef;
 use strata_metadata::RangeRecord;
-use strata_objects::format::ObjectBuilder;
+use strata_objects::format::{ObjectBuilder, decode_block};
 use strata_tiering::batch::decode_header;
 
 use crate::compactor::Compactor;
@@ -94,16 +96,26 @@ impl Compactor {
     /// Writes `runs` (sorted by queue) as one object and commits each
     /// queue's new range; returns how many queues took theirs.
     async fn merge_runs(&self, log: &dyn TieredLog, runs: Vec<Run>) -> Result<u64> {
+        let sources = self.read_sources(log, &runs).await?;
         let built = |e| CompactorError::Internal(format!("building merged object: {e}"));
         let mut builder = ObjectBuilder::new(self.config.target_block_bytes);
         for run in &runs {
             let key = run.queue.key;
             for range in &run.old {
                 for block in &range.blocks {
-                    for payload in log.read_block(key, &range.object, block).await? {
-                        let header = decode_header(&payload).map_err(|e| {
-                            CompactorError::Corrupt(format!("object {}: {e}", range.object))
-                        })?;
+                    let corrupt = |e: String| {
+                        CompactorError::Corrupt(format!(
+                            "object {} block at byte {}: {e}",
+                            range.object, block.offset
+                        ))
+                    };
+                    let stored = sources
+                        .block(&range.object, block)
+                        .ok_or_else(|| corrupt("not read".into()))?;
+                    for payload in
+                        decode_block(block, &stored).map_err(|e| corrupt(e.to_string()))?
+                    {
+                        let header = decode_header(&payload).map_err(|e| corrupt(e.to_string()))?;
                         builder
                             .add_batch(
                                 key,
@@ -160,5 +172,73 @@ impl Compactor {
                 .fetch_add(size, Ordering::Relaxed);
         }
         Ok(applied)
+    }
+
+    /// Reads every block the runs need straight from object storage (not
+    /// through the block cache: merged data is cold, and must not evict what
+    /// readers use), each source object in as few ranged GETs as its blocks
+    /// allow. Each GET is billed to every tenant with a block in it.
+    async fn read_sources(&self, log: &dyn TieredLog, runs: &[Run]) -> Result<Sources> {
+        let mut wanted: BTreeMap<&str, Vec<(u64, u32, &str)>> = BTreeMap::new();
+        for run in runs {
+            for range in &run.old {
+                let blocks = wanted.entry(&range.object).or_default();
+                for b in &range.blocks {
+                    blocks.push((b.offset, b.len, &run.queue.tenant));
+                }
+            }
+        }
+        let mut gets = Vec::new();
+        for (object, blocks) in &wanted {
+            let offsets: Vec<(u64, u32)> = blocks.iter().map(|&(o, l, _)| (o, l)).collect();
+            for span in merge::read_spans(&offsets, SPAN_GAP_BYTES) {
+                let tenants: BTreeSet<&str> = blocks
+                    .iter()
+                    .filter(|&&(o, _, _)| span.contains(&o))
+                    .map(|&(_, _, t)| t)
+                    .collect();
+                for tenant in tenants {
+                    log.object_get(tenant);
+                }
+                gets.push(async move {
+                    let bytes = self.objects.get_range(object, span.clone()).await?;
+                    Ok::<_, CompactorError>(((object.to_string(), span.start), bytes))
+                });
+            }
+        }
+        let spans: Vec<Result<((String, u64), Bytes)>> = futures::stream::iter(gets)
+            .buffer_unordered(GETS_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut read = BTreeMap::new();
+        for span in spans {
+            let (key, bytes) = span?;
+            read.insert(key, bytes);
+        }
+        Ok(Sources { spans: read })
+    }
+}
+
+/// Blocks of one source object closer than this share a GET.
+const SPAN_GAP_BYTES: u64 = 1 << 20;
+
+/// Ranged GETs of one merge in flight together.
+const GETS_IN_FLIGHT: usize = 8;
+
+/// The spans a merge read: (object, first byte) → bytes.
+struct Sources {
+    spans: BTreeMap<(String, u64), Bytes>,
+}
+
+impl Sources {
+    /// A block's stored bytes, sliced out of the span that holds it.
+    fn block(&self, object: &str, block: &BlockRef) -> Option<Bytes> {
+        let (&(ref name, start), bytes) = self
+            .spans
+            .range(..=(object.to_string(), block.offset))
+            .next_back()?;
+        let from = usize::try_from(block.offset.checked_sub(start)?).ok()?;
+        let to = from.checked_add(usize::try_from(block.len).ok()?)?;
+        (name == object && to <= bytes.len()).then(|| bytes.slice(from..to))
     }
 }

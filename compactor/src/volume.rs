@@ -13,10 +13,8 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use strata_common::usage::{Counter, Meter};
-use strata_common::{BlockRef, QueueKey, TopicId};
+use strata_common::{QueueKey, TopicId};
 use strata_metadata::{Catalog, RangeRecord};
-use strata_objects::Objects;
-use strata_objects::format::decode_block;
 use strata_tiering::WalError;
 use strata_tiering::batch::{KIND_MESSAGE_BATCH, decode_header, record_kind};
 use strata_tiering::wal::frame::FRAME_HEADER_LEN;
@@ -40,7 +38,6 @@ pub struct VolumeLog {
     node: String,
     volume: Arc<WalVolume>,
     catalog: Catalog,
-    objects: Objects,
     meter: Arc<Meter>,
     /// The node's WAL bound: past half of it, uploads start at once.
     wal_max_bytes: u64,
@@ -61,7 +58,6 @@ impl VolumeLog {
         node: &str,
         volume: WalVolume,
         catalog: Catalog,
-        objects: Objects,
         meter: Arc<Meter>,
         wal_max_bytes: u64,
     ) -> Self {
@@ -69,7 +65,6 @@ impl VolumeLog {
             node: node.to_string(),
             volume: Arc::new(volume),
             catalog,
-            objects,
             meter,
             wal_max_bytes,
             snapshot: RwLock::new(Snapshot::default()),
@@ -219,25 +214,6 @@ impl TieredLog for VolumeLog {
         self.read().wal_only.get(&key).copied().unwrap_or(0)
     }
 
-    async fn read_block(
-        &self,
-        key: QueueKey,
-        object: &str,
-        block: &BlockRef,
-    ) -> Result<Vec<Bytes>> {
-        if let Some(q) = self.queue(key) {
-            self.meter.add(&q.tenant, Counter::ObjectGets, 1);
-        }
-        let range = block.offset..block.offset + u64::from(block.len);
-        let stored = self.objects.get_range(object, range).await?;
-        decode_block(block, &stored).map_err(|e| {
-            CompactorError::Corrupt(format!(
-                "object {object} block at byte {}: {e}",
-                block.offset
-            ))
-        })
-    }
-
     fn ranges_uploaded(&self, ranges: &[RangeRecord]) {
         let mut snapshot = self.write();
         for range in ranges {
@@ -276,5 +252,9 @@ impl TieredLog for VolumeLog {
 
     fn object_put(&self, tenant: &str) {
         self.meter.add(tenant, Counter::ObjectPuts, 1);
+    }
+
+    fn object_get(&self, tenant: &str) {
+        self.meter.add(tenant, Counter::ObjectGets, 1);
     }
 }

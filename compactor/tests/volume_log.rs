@@ -83,7 +83,6 @@ fn compactor_on(
         "node-a",
         WalVolume::open(dir).unwrap(),
         catalog.clone(),
-        objects.clone(),
         meter,
         1 << 20,
     ));

@@ -207,12 +207,20 @@ async fn merges_and_gc(c: EngineConfig) {
     assert_eq!(engine.queue_info(T, "m", 0).unwrap().object_ranges, 6);
     let before = objects_in_store(&engine).await;
     assert_eq!(before.len(), 6);
-    let puts_before = engine.object_store().metrics().puts;
+    let (puts_before, gets_before) = {
+        let m = engine.object_store().metrics();
+        (m.puts, m.gets)
+    };
 
     let merges = engine.merge_small_ranges().await.unwrap();
     assert_eq!(merges, 2, "both queues' runs merged");
     let merged_puts = engine.object_store().metrics().puts - puts_before;
     assert_eq!(merged_puts, 1, "one object for both queues");
+    let merge_gets = engine.object_store().metrics().gets - gets_before;
+    assert_eq!(
+        merge_gets, 5,
+        "one ranged GET per source object, for both queues"
+    );
     for q in 0..2 {
         let info = engine.queue_info(T, "m", q).unwrap();
         assert_eq!(info.object_ranges, 2, "5 merged + the newest left alone");

@@ -176,7 +176,6 @@ pub(crate) async fn volume_compactor(
         node,
         volume,
         catalog.clone(),
-        objects.clone(),
         meter,
         engine.wal_max_bytes,
     ));

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use strata_common::QueueKey;
 use strata_common::usage::Counter;
-use strata_common::{BlockRef, QueueKey};
 use strata_compactor::{CompactorError, LiveQueue, TieredLog};
 use strata_metadata::RangeRecord;
 
@@ -122,21 +122,6 @@ impl TieredLog for Core {
             .sum()
     }
 
-    async fn read_block(
-        &self,
-        key: QueueKey,
-        object: &str,
-        block: &BlockRef,
-    ) -> Result<Vec<Bytes>> {
-        let q = self
-            .queue_state(key)
-            .ok_or_else(|| CompactorError::Log(format!("queue {key} is gone")))?;
-        self.tiers
-            .fetch_block(&q.log, object, block)
-            .await
-            .map_err(|e| log_error(e.into()))
-    }
-
     fn ranges_uploaded(&self, ranges: &[RangeRecord]) {
         for range in ranges {
             if let Some(q) = self.queue_state(range.queue) {
@@ -158,5 +143,9 @@ impl TieredLog for Core {
 
     fn object_put(&self, tenant: &str) {
         self.meter.add(tenant, Counter::ObjectPuts, 1);
+    }
+
+    fn object_get(&self, tenant: &str) {
+        self.meter.add(tenant, Counter::ObjectGets, 1);
     }
 }
