@@ -1,8 +1,10 @@
 //! Message lookup by message id and by key.
 //!
 //! An index task follows every queue of every user topic a little behind
-//! its durable end (every [`INDEX_INTERVAL`]), reading the new messages
-//! from the tail cache and committing their id and key entries, with the
+//! its durable end (every [`INDEX_INTERVAL`]), taking the new messages' ids
+//! and keys from the index feed the appends fill (reading messages back
+//! only where the feed has a gap: after a restart, or when it was full)
+//! and committing their id and key entries, with the
 //! queue's new mark, to the catalog in one transaction per batch (see
 //! `strata_metadata::catalog::lookup`). Publishing never waits for it.
 //! A lookup reads the index, then scans each queue's messages past its mark,
@@ -125,6 +127,11 @@ impl Lookup {
             .cloned()
             .collect();
         self.drop_deleted_indexes().await?;
+        let indexed_queues = topics
+            .iter()
+            .flat_map(|t| t.queues.iter().map(|q| q.key))
+            .collect();
+        self.core.index_feed.retain(&indexed_queues);
         let mut indexed = 0;
         for topic in &topics {
             indexed += self.index_topic(topic).await?;
@@ -147,6 +154,13 @@ impl Lookup {
             let mut at = mark.max(first);
             while at < hw && batch.len() < INDEX_BATCH {
                 let want = INDEX_BATCH - batch.len();
+                // What appends fed continues the mark: no read back.
+                let fed = self.core.index_feed.take(q.key, at, hw, want);
+                if let Some(last) = fed.last() {
+                    at = last.offset + 1;
+                    batch.extend(fed.into_iter().filter(|m| !m.id.is_empty()));
+                    continue;
+                }
                 let read = match self
                     .core
                     .read_inner(tenant, name, q.key.queue, at, want, Duration::ZERO)

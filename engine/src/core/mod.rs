@@ -5,6 +5,7 @@
 //! on this module and never the other way round.
 
 pub(crate) mod groups;
+pub(crate) mod index_feed;
 pub(crate) mod publish;
 pub(crate) mod queue;
 pub(crate) mod read;
@@ -74,6 +75,8 @@ pub(crate) struct Core {
     /// Held while a hidden system topic is created, so concurrent first
     /// uses wait for the one creation instead of racing it.
     system_topics: tokio::sync::Mutex<()>,
+    /// Ids and keys of appended messages for the message index task.
+    pub(crate) index_feed: index_feed::IndexFeed,
 }
 
 impl Core {
@@ -204,6 +207,7 @@ impl Core {
             recovery,
             compaction_lock: std::sync::Mutex::new(compaction_lock),
             system_topics: tokio::sync::Mutex::new(()),
+            index_feed: index_feed::IndexFeed::default(),
             write_fence: std::sync::OnceLock::new(),
             served,
         });

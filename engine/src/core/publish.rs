@@ -260,6 +260,7 @@ impl Core {
             },
         };
         q.lock().append(entry);
+        self.index_feed.push(q.key, base_offset, &messages);
         let published = indexes
             .into_iter()
             .zip(&messages)
