@@ -114,7 +114,7 @@ impl EngineConfig {
             retention_interval: Duration::from_secs(10),
             object_store: strata_objects::ObjectStoreConfig::local(data_dir.join("objects")),
             upload_interval: Duration::from_secs(2),
-            upload_trigger_bytes: 32 << 20,
+            upload_trigger_bytes: 64 << 20,
             max_object_bytes: 128 << 20,
             target_block_bytes: 256 << 10,
             merge_small_range_bytes: 4 << 20,
