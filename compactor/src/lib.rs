@@ -7,7 +7,7 @@
 //!   together with the new checkpoint, in one transaction fenced by the
 //!   queues' owner epochs. Only then is WAL space released.
 //! - **maintenance** ([`Compactor::maintain`]): retention expires old ranges;
-//!   merges rewrite runs of small ranges into per-queue objects; garbage
+//!   merges rewrite runs of small ranges, many queues per object; garbage
 //!   collection deletes objects no committed range references.
 //!
 //! Every step is crash-safe: an object is only referenced after its commit,

@@ -9,8 +9,8 @@
 //!
 //! Every merge must grow what it rewrites: no range of a run may hold more
 //! than `1 / g` of the run's bytes, where `g` is [`GROWTH`] or, if smaller,
-//! `min_ranges - 1/2` (so that `min_ranges` ranges of about the same size
-//! qualify). So a byte is rewritten only when the range
+//! `max(min_ranges, 2) - 1/2` (so that `min_ranges` ranges of about the
+//! same size qualify). So a byte is rewritten only when the range
 //! holding it grows at least `g` times, at most
 //! `log_g(small_range_bytes / smallest range)` times in all, instead of once
 //! per merge of a queue's one growing range with a few new ones.
@@ -94,16 +94,20 @@ fn small_run_end(ranges: &[RangeSize], usable: usize, start: usize, policy: Merg
 
 /// Byte spans to GET from one object so that every block in `blocks`
 /// (offset, stored length) is read, in offset order: blocks closer than
-/// `max_gap` bytes share a span, so a merge reads each source object in a
-/// few ranged GETs instead of one per block.
-pub fn read_spans(blocks: &[(u64, u32)], max_gap: u64) -> Vec<std::ops::Range<u64>> {
+/// `max_gap` bytes share a span unless it would grow past `max_span`, so a
+/// merge reads each source object in a few ranged GETs instead of one per
+/// block, and reads little it does not need.
+pub fn read_spans(blocks: &[(u64, u32)], max_gap: u64, max_span: u64) -> Vec<std::ops::Range<u64>> {
     let mut sorted: Vec<(u64, u32)> = blocks.to_vec();
     sorted.sort_unstable();
     let mut spans: Vec<std::ops::Range<u64>> = Vec::new();
     for (offset, len) in sorted {
         let end = offset + u64::from(len);
         match spans.last_mut() {
-            Some(last) if offset <= last.end.saturating_add(max_gap) => {
+            Some(last)
+                if offset <= last.end.saturating_add(max_gap)
+                    && end.saturating_sub(last.start) <= max_span =>
+            {
                 last.end = last.end.max(end);
             }
             _ => spans.push(offset..end),
@@ -220,27 +224,55 @@ mod tests {
 
     #[test]
     fn spans_cover_blocks_and_bridge_small_gaps() {
-        assert_eq!(read_spans(&[], 10), vec![]);
+        assert_eq!(read_spans(&[], 10, 1000), vec![]);
         assert_eq!(
-            read_spans(&[(100, 50), (0, 100), (160, 10), (500, 20)], 10),
+            read_spans(&[(100, 50), (0, 100), (160, 10), (500, 20)], 10, 1000),
             vec![0..170, 500..520]
         );
-        assert_eq!(read_spans(&[(0, 10), (11, 10)], 0), vec![0..10, 11..21]);
+        assert_eq!(
+            read_spans(&[(0, 10), (11, 10)], 0, 1000),
+            vec![0..10, 11..21]
+        );
+        assert_eq!(
+            read_spans(&[(0, 100), (100, 100), (200, 100)], 10, 250),
+            vec![0..200, 200..300],
+            "a span stops growing at max_span"
+        );
     }
 
     proptest! {
         #[test]
-        fn spans_are_sorted_disjoint_and_cover_every_block(
-            blocks in proptest::collection::vec((0u64..10_000, 1u32..500), 0..40),
+        fn spans_are_sorted_bounded_and_hold_every_block(
+            layout in proptest::collection::vec((0u64..400, 1u32..500), 0..40),
             gap in 0u64..300,
+            max_span in 1u64..2000,
         ) {
-            let spans = read_spans(&blocks, gap);
+            // Blocks of an object never overlap: each starts some bytes
+            // after the one before; the planner gets them in any order.
+            let mut at = 0;
+            let mut blocks: Vec<(u64, u32)> = layout
+                .iter()
+                .map(|&(skip, len)| {
+                    let block = (at + skip, len);
+                    at += skip + u64::from(len);
+                    block
+                })
+                .collect();
+            blocks.reverse();
+            let spans = read_spans(&blocks, gap, max_span);
             for w in spans.windows(2) {
-                prop_assert!(w[0].end + gap < w[1].start, "{spans:?}");
+                prop_assert!(w[0].start < w[1].start, "{spans:?}");
             }
+            for s in &spans {
+                let widest = blocks.iter().map(|b| u64::from(b.1)).max().unwrap_or(0);
+                prop_assert!(s.end - s.start <= max_span.max(widest), "{spans:?}");
+            }
+            // A block is in the last span starting at or before it (how a
+            // merge finds it).
             for (offset, len) in &blocks {
                 let end = offset + u64::from(*len);
-                prop_assert!(spans.iter().any(|s| s.start <= *offset && end <= s.end));
+                let span = spans.iter().rev().find(|s| s.start <= *offset);
+                prop_assert!(span.is_some_and(|s| end <= s.end), "{spans:?}");
             }
         }
 

@@ -17,7 +17,7 @@ use futures::StreamExt as _;
 use strata_common::BlockRef;
 use strata_metadata::RangeRecord;
 use strata_objects::format::{ObjectBuilder, decode_block};
-use strata_tiering::batch::decode_header;
+use strata_tiering::batch::{BatchHeader, decode_header};
 
 use crate::compactor::Compactor;
 use crate::error::{CompactorError, Result};
@@ -99,35 +99,32 @@ impl Compactor {
         let sources = self.read_sources(log, &runs).await?;
         let built = |e| CompactorError::Internal(format!("building merged object: {e}"));
         let mut builder = ObjectBuilder::new(self.config.target_block_bytes);
-        for run in &runs {
-            let key = run.queue.key;
-            for range in &run.old {
-                for block in &range.blocks {
-                    let corrupt = |e: String| {
-                        CompactorError::Corrupt(format!(
-                            "object {} block at byte {}: {e}",
-                            range.object, block.offset
-                        ))
-                    };
-                    let stored = sources
-                        .block(&range.object, block)
-                        .ok_or_else(|| corrupt("not read".into()))?;
-                    for payload in
-                        decode_block(block, &stored).map_err(|e| corrupt(e.to_string()))?
-                    {
-                        let header = decode_header(&payload).map_err(|e| corrupt(e.to_string()))?;
-                        builder
-                            .add_batch(
-                                key,
-                                header.base_offset,
-                                header.count,
-                                header.timestamp_ms,
-                                &payload,
-                            )
-                            .map_err(built)?;
-                    }
+        let mut kept = Vec::with_capacity(runs.len());
+        for run in runs {
+            // A run whose data cannot be read is left out (its queue keeps its
+            // ranges, and readers see the damage), not every run beside it.
+            let batches = match run_batches(&run, &sources) {
+                Ok(batches) => batches,
+                Err(e) => {
+                    tracing::warn!(queue = %run.queue.key, error = %e, "merge skips a queue whose ranges cannot be read");
+                    continue;
                 }
+            };
+            for (header, payload) in batches {
+                builder
+                    .add_batch(
+                        run.queue.key,
+                        header.base_offset,
+                        header.count,
+                        header.timestamp_ms,
+                        &payload,
+                    )
+                    .map_err(built)?;
             }
+            kept.push(run);
+        }
+        if kept.is_empty() {
+            return Ok(0);
         }
         let (object, blocks) = builder.finish().map_err(built)?;
         let name = format!(
@@ -135,21 +132,28 @@ impl Compactor {
             self.config.node_id,
             self.unique_suffix()
         );
+        let merged = ranges_from_blocks(&name, &blocks);
+        // Each queue's new range must cover exactly its old ones: checked
+        // before anything is written.
+        let matches = merged.len() == kept.len()
+            && kept.iter().zip(&merged).all(|(run, new)| {
+                new.queue == run.queue.key
+                    && run.old.first().map(|r| r.base_offset) == Some(new.base_offset)
+                    && run.old.last().map(|r| r.end_offset) == Some(new.end_offset)
+            });
+        if !matches {
+            return Err(CompactorError::Internal(format!(
+                "merged object {name} does not cover its runs exactly"
+            )));
+        }
         let size = object.len() as u64;
         self.objects.put(&name, object).await?;
         // One PUT per tenant whose data the object holds.
-        let tenants: BTreeSet<&str> = runs.iter().map(|r| &*r.queue.tenant).collect();
+        let tenants: BTreeSet<&str> = kept.iter().map(|r| &*r.queue.tenant).collect();
         for tenant in tenants {
             log.object_put(tenant);
         }
-        let merged = ranges_from_blocks(&name, &blocks);
-        let commits = runs.into_iter().zip(merged).map(|(run, new)| async move {
-            if run.queue.key != new.queue {
-                return Err(CompactorError::Internal(format!(
-                    "merged object {} out of queue order",
-                    new.object
-                )));
-            }
+        let commits = kept.into_iter().zip(merged).map(|(run, new)| async move {
             let fence = self.catalog.owner_check(run.queue.key, &run.queue.owner);
             // A changed queue keeps its old ranges; its part is never referenced.
             if !self.catalog.replace_ranges(&run.old, &new, fence).await? {
@@ -161,17 +165,18 @@ impl Compactor {
             .buffer_unordered(COMMITS_IN_FLIGHT)
             .collect()
             .await;
-        let mut applied = 0u64;
-        for outcome in outcomes {
-            applied += u64::from(outcome?);
-        }
+        let applied = outcomes.iter().filter(|o| matches!(o, Ok(true))).count() as u64;
         if applied > 0 {
             self.counters.merges.fetch_add(applied, Ordering::Relaxed);
             self.counters
                 .merged_bytes
                 .fetch_add(size, Ordering::Relaxed);
         }
-        Ok(applied)
+        // Commits that failed leave their queues as they were; report the first.
+        outcomes
+            .into_iter()
+            .find_map(Result::err)
+            .map_or(Ok(applied), Err)
     }
 
     /// Reads every block the runs need straight from object storage (not
@@ -191,7 +196,7 @@ impl Compactor {
         let mut gets = Vec::new();
         for (object, blocks) in &wanted {
             let offsets: Vec<(u64, u32)> = blocks.iter().map(|&(o, l, _)| (o, l)).collect();
-            for span in merge::read_spans(&offsets, SPAN_GAP_BYTES) {
+            for span in merge::read_spans(&offsets, SPAN_GAP_BYTES, MAX_SPAN_BYTES) {
                 let tenants: BTreeSet<&str> = blocks
                     .iter()
                     .filter(|&&(o, _, _)| span.contains(&o))
@@ -219,8 +224,34 @@ impl Compactor {
     }
 }
 
-/// Blocks of one source object closer than this share a GET.
-const SPAN_GAP_BYTES: u64 = 1 << 20;
+/// The batches of one run, in offset order, decoded from what was read.
+fn run_batches(run: &Run, sources: &Sources) -> Result<Vec<(BatchHeader, Bytes)>> {
+    let mut batches = Vec::new();
+    for range in &run.old {
+        for block in &range.blocks {
+            let corrupt = |e: String| {
+                CompactorError::Corrupt(format!(
+                    "object {} block at byte {}: {e}",
+                    range.object, block.offset
+                ))
+            };
+            let stored = sources
+                .block(&range.object, block)
+                .ok_or_else(|| corrupt("not read".into()))?;
+            for payload in decode_block(block, &stored).map_err(|e| corrupt(e.to_string()))? {
+                let header = decode_header(&payload).map_err(|e| corrupt(e.to_string()))?;
+                batches.push((header, payload));
+            }
+        }
+    }
+    Ok(batches)
+}
+
+/// Blocks of one source object closer than this share a GET...
+const SPAN_GAP_BYTES: u64 = 256 << 10;
+/// ...up to this many bytes: a merge holds about the bytes of its runs (at
+/// most `merge_target_bytes`) plus the small gaps it read through.
+const MAX_SPAN_BYTES: u64 = 8 << 20;
 
 /// Ranged GETs of one merge in flight together.
 const GETS_IN_FLIGHT: usize = 8;

@@ -596,7 +596,8 @@ impl Engine {
         self.core.enforce_retention().await
     }
 
-    /// Rewrites runs of small adjacent ranges into per-queue objects.
+    /// Rewrites runs of small adjacent ranges, many queues per object;
+    /// returns how many queues had a run merged.
     pub async fn merge_small_ranges(&self) -> Result<u64> {
         self.core.merge_small_ranges().await
     }

@@ -150,9 +150,16 @@ impl Lookup {
                 (inner.first_offset, inner.high_watermark)
             };
             self.prune_expired(q.key, first).await?;
-            let mark = self.mark(q.key);
+            let mut mark = self.mark(q.key);
             let mut at = mark.max(first);
-            while at < hw && batch.len() < INDEX_BATCH {
+            while at < hw {
+                if batch.len() >= INDEX_BATCH {
+                    // Stay with this queue: one moving on after each batch
+                    // would let a busy queue fill the index feed for all.
+                    marks.push((q.key.queue, at));
+                    mark = at;
+                    indexed += self.commit_index(id, &mut batch, &mut marks).await?;
+                }
                 let want = INDEX_BATCH - batch.len();
                 // What appends fed continues the mark: no read back.
                 let fed = self.core.index_feed.take(q.key, at, hw, want);

@@ -7,7 +7,7 @@
 //! 2,000 GETs per GiB published on one queue, 90,000 on 10,000 queues).
 //!
 //! Appends push in offset order per queue (under the queue's append lock).
-//! The feed is a cache, not a log: it holds at most [`MAX_FED_MESSAGES`],
+//! The feed is a cache, not a log: it holds at most [`MAX_FED_BYTES`],
 //! refuses pushes beyond that, and is empty after a restart. The index task
 //! takes what continues its mark and reads back only the gaps.
 
@@ -17,14 +17,20 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use strata_common::{Message, QueueKey};
 use strata_metadata::IndexedMessage;
 
-/// Most messages the feed holds (about 100 bytes each, so ~25 MiB): several
-/// seconds of publishing at full speed, many index passes' worth.
-pub const MAX_FED_MESSAGES: usize = 1 << 18;
+/// Most memory the feed holds (32 MiB, counted as [`fed_bytes`]): several
+/// seconds of publishing at full speed with short ids, many index passes'
+/// worth. Part of the server's memory budget (README).
+pub const MAX_FED_BYTES: usize = 32 << 20;
+
+/// Bytes one fed message is counted as: its id and key, and the entry.
+fn fed_bytes(m: &IndexedMessage) -> usize {
+    64 + m.id.len() + m.key.as_ref().map_or(0, String::len)
+}
 
 #[derive(Debug, Default)]
 struct Inner {
     queues: HashMap<QueueKey, VecDeque<IndexedMessage>>,
-    len: usize,
+    bytes: usize,
 }
 
 /// See the module documentation.
@@ -42,23 +48,23 @@ impl IndexFeed {
     /// Records `messages` of `queue`, the first at `base_offset`; nothing if
     /// the feed is full (the index task then reads them back).
     pub(crate) fn push(&self, queue: QueueKey, base_offset: u64, messages: &[Message]) {
+        let entries: Vec<IndexedMessage> = messages
+            .iter()
+            .zip(base_offset..)
+            .map(|(m, offset)| IndexedMessage {
+                queue: queue.queue,
+                offset,
+                id: m.id.clone(),
+                key: m.key.clone(),
+            })
+            .collect();
+        let bytes: usize = entries.iter().map(fed_bytes).sum();
         let mut inner = self.lock();
-        if inner.len + messages.len() > MAX_FED_MESSAGES {
+        if inner.bytes + bytes > MAX_FED_BYTES {
             return;
         }
-        inner.len += messages.len();
-        let fed = inner.queues.entry(queue).or_default();
-        fed.extend(
-            messages
-                .iter()
-                .zip(base_offset..)
-                .map(|(m, offset)| IndexedMessage {
-                    queue: queue.queue,
-                    offset,
-                    id: m.id.clone(),
-                    key: m.key.clone(),
-                }),
-        );
+        inner.bytes += bytes;
+        inner.queues.entry(queue).or_default().extend(entries);
     }
 
     /// Takes up to `max` of `queue`'s messages that continue `from`
@@ -76,10 +82,10 @@ impl IndexFeed {
         let Some(fed) = inner.queues.get_mut(&queue) else {
             return Vec::new();
         };
-        let mut dropped = 0;
-        while fed.front().is_some_and(|m| m.offset < from) {
+        let mut freed = 0;
+        while let Some(m) = fed.front().filter(|m| m.offset < from) {
+            freed += fed_bytes(m);
             fed.pop_front();
-            dropped += 1;
         }
         let mut taken = Vec::new();
         let mut next = from;
@@ -89,12 +95,13 @@ impl IndexFeed {
             && m.offset == next
         {
             next += 1;
+            freed += fed_bytes(m);
             taken.extend(fed.pop_front());
         }
         if fed.is_empty() {
             inner.queues.remove(&queue);
         }
-        inner.len -= dropped + taken.len();
+        inner.bytes -= freed;
         taken
     }
 
@@ -105,17 +112,23 @@ impl IndexFeed {
         inner.queues.retain(|q, fed| {
             let keep = indexed.contains(q);
             if !keep {
-                forgotten += fed.len();
+                forgotten += fed.iter().map(fed_bytes).sum::<usize>();
             }
             keep
         });
-        inner.len -= forgotten;
+        inner.bytes -= forgotten;
     }
 
     /// Messages held now.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.lock().len
+        self.lock().queues.values().map(VecDeque::len).sum()
+    }
+
+    /// Bytes held now.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.lock().bytes
     }
 }
 
@@ -146,20 +159,29 @@ mod tests {
         assert_eq!(feed.len(), 2, "10 dropped, 13 and 14 wait");
         assert_eq!(feed.take(q, 13, 100, 1).len(), 1);
         assert_eq!(feed.take(q, 14, 100, 10).len(), 1);
-        assert_eq!(feed.len(), 0);
+        assert_eq!((feed.len(), feed.bytes()), (0, 0));
     }
 
     #[test]
-    fn is_bounded_and_forgets_queues_no_longer_indexed() {
+    fn is_bounded_by_bytes_and_forgets_queues_no_longer_indexed() {
         let feed = IndexFeed::default();
         let (a, b) = (QueueKey::new(1, 0), QueueKey::new(2, 0));
-        feed.push(a, 0, &messages(MAX_FED_MESSAGES - 1));
-        feed.push(b, 0, &messages(2));
-        assert_eq!(feed.len(), MAX_FED_MESSAGES - 1, "a full feed refuses");
+        let big = Message {
+            id: "i".repeat(MAX_FED_BYTES / 2 - 64 - 100),
+            key: Some("k".repeat(100)),
+            ..Message::default()
+        };
+        feed.push(a, 0, std::slice::from_ref(&big));
+        feed.push(a, 1, std::slice::from_ref(&big));
+        assert_eq!(feed.bytes(), MAX_FED_BYTES);
         feed.push(b, 0, &messages(1));
-        assert_eq!(feed.len(), MAX_FED_MESSAGES);
+        assert_eq!(feed.len(), 2, "a full feed refuses");
+        assert_eq!(feed.take(a, 0, 1, 10).len(), 1);
+        feed.push(b, 0, &messages(2));
+        assert_eq!(feed.len(), 3);
         feed.retain(&HashSet::from([b]));
-        assert_eq!(feed.len(), 1);
-        assert_eq!(feed.take(b, 0, 1, 10).len(), 1);
+        assert_eq!(feed.len(), 2);
+        assert_eq!(feed.take(b, 0, 2, 10).len(), 2);
+        assert_eq!(feed.bytes(), 0);
     }
 }

@@ -68,7 +68,7 @@ impl Core {
         Ok(self.compactor.enforce_retention().await?)
     }
 
-    /// Rewrites runs of small adjacent ranges into per-queue objects.
+    /// Rewrites runs of small adjacent ranges, many queues per object.
     pub async fn merge_small_ranges(&self) -> Result<u64> {
         self.in_process_compactor()?;
         Ok(self.compactor.merge_small_ranges().await?)
