@@ -273,3 +273,52 @@ impl Sources {
         (name == object && to <= bytes.len()).then(|| bytes.slice(from..to))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(offset: u64, len: u32) -> BlockRef {
+        BlockRef {
+            base_offset: 0,
+            end_offset: 1,
+            min_timestamp_ms: 0,
+            max_timestamp_ms: 0,
+            offset,
+            len,
+            raw_len: len,
+            crc32c: 0,
+        }
+    }
+
+    #[test]
+    fn a_block_is_sliced_from_its_own_objects_span() {
+        let mut spans = BTreeMap::new();
+        spans.insert(
+            ("seg/a".to_string(), 100),
+            Bytes::from_static(b"0123456789"),
+        );
+        spans.insert(("seg/a".to_string(), 500), Bytes::from_static(b"abcdef"));
+        // A name that sorts right after "seg/a": never taken for it.
+        spans.insert(("seg/a2".to_string(), 0), Bytes::from_static(b"zzzz"));
+        let sources = Sources { spans };
+        assert_eq!(sources.block("seg/a", &block(102, 3)).unwrap(), "234");
+        assert_eq!(sources.block("seg/a", &block(504, 2)).unwrap(), "ef");
+        assert!(
+            sources.block("seg/a", &block(108, 5)).is_none(),
+            "runs past its span"
+        );
+        assert!(
+            sources.block("seg/a", &block(50, 1)).is_none(),
+            "before every span"
+        );
+        assert!(
+            sources.block("seg/a2", &block(10, 1)).is_none(),
+            "past a short span"
+        );
+        assert!(
+            sources.block("seg/b", &block(0, 1)).is_none(),
+            "not read at all"
+        );
+    }
+}
