@@ -9,8 +9,10 @@ pub mod address;
 pub mod catalog;
 pub mod conformance;
 pub mod etcd_store;
+pub mod journal;
 pub mod memory_store;
 pub mod redb_store;
+mod redb_writer;
 pub mod store;
 #[cfg(feature = "tikv")]
 pub mod tikv_store;
@@ -25,7 +27,7 @@ pub use catalog::{
 };
 pub use etcd_store::EtcdStore;
 pub use memory_store::MemoryStore;
-pub use redb_store::{DEFAULT_CACHE_BYTES, RedbStore};
+pub use redb_store::{Checkpoints, DEFAULT_CACHE_BYTES, RedbStore};
 pub use store::{Check, MetaError, MetaStore, Mutation, Txn, TxnOutcome};
 #[cfg(feature = "tikv")]
 pub use tikv_store::TikvStore;

@@ -1,19 +1,21 @@
-//! `RedbStore`: the embedded default [`MetaStore`], one redb file per node.
+//! `RedbStore`: the embedded default [`MetaStore`], one redb file per node
+//! plus its commit journal (`<file>.journal`).
 //!
 //! All data lives in a single table `kv` of raw bytes to raw bytes.
 //!
 //! Commits are group-committed: one writer thread takes every commit that
 //! is waiting and applies them, in arrival order, inside one redb write
-//! transaction, then makes that durable with one fsync (redb's default
-//! durability). Each commit's checks are read inside that transaction,
+//! transaction. Each commit's checks are read inside that transaction,
 //! after the commits before it in the group, and a commit whose check fails
 //! writes nothing, so the outcome is exactly that of running the commits one
-//! by one; only the fsync is shared. A `Committed` outcome survives a crash.
+//! by one. The group is made durable by one synced append to the journal
+//! (see [`crate::redb_writer`]); a `Committed` outcome survives a crash.
 //! Concurrent writers (POP state of many queues, index batches, offsets)
-//! thereby pay one fsync per group instead of one each.
+//! thereby pay one small sync per group instead of one B-tree sync each.
 //!
 //! Reads block on disk I/O too, so they run on tokio's blocking pool via
-//! `spawn_blocking` and never stall an async worker.
+//! `spawn_blocking` and never stall an async worker. They see a group only
+//! once its journal record is synced.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -22,21 +24,14 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase};
 
+pub use crate::redb_writer::Checkpoints;
+use crate::redb_writer::{Job, KV, Writer, backend};
 use crate::store::{
-    MetaError, MetaStore, Mutation, Txn, TxnOutcome, range_is_empty, validate_key, validate_scan,
+    MetaError, MetaStore, Txn, TxnOutcome, range_is_empty, validate_key, validate_scan,
     validate_txn,
 };
-
-/// The one table holding every metadata key.
-const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
-
-/// Most commits applied in one write transaction.
-const MAX_GROUP: usize = 512;
-
-/// A commit waiting for the writer thread, and where its outcome goes.
-type Job = (Txn, oneshot::Sender<Result<TxnOutcome, MetaError>>);
 
 /// A [`MetaStore`] backed by a local redb database file.
 pub struct RedbStore {
@@ -45,6 +40,8 @@ pub struct RedbStore {
     /// To the writer thread; taken on drop so the thread ends.
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
+    /// Groups of commits the journal replayed at open.
+    replayed: u64,
 }
 
 impl Drop for RedbStore {
@@ -66,12 +63,6 @@ impl std::fmt::Debug for RedbStore {
     }
 }
 
-/// Every redb error type converts into `redb::Error`; flatten them to text so
-/// redb types never leak through the public API.
-fn backend(err: impl Into<redb::Error>) -> MetaError {
-    MetaError::Backend(format!("redb: {}", err.into()))
-}
-
 /// The embedded store's page cache unless configured (`metadata.cache_bytes`).
 /// redb's own default is 1 GiB, which the message index fills as data is
 /// written, so the server's memory would grow with the data it stores.
@@ -87,9 +78,24 @@ impl RedbStore {
 
     /// [`RedbStore::open`] with a page cache of at most `cache_bytes`.
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Arc<RedbStore>, MetaError> {
+        Self::open_with(path, cache_bytes, Checkpoints::default())
+    }
+
+    /// [`RedbStore::open_with_cache`], syncing the B-tree at `checkpoints`.
+    /// Opening replays the journal of a store that was not closed cleanly.
+    pub fn open_with(
+        path: &Path,
+        cache_bytes: usize,
+        checkpoints: Checkpoints,
+    ) -> Result<Arc<RedbStore>, MetaError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|e| MetaError::Backend(format!("creating {}: {e}", parent.display())))?;
+        }
+        if checkpoints.groups == 0 || checkpoints.bytes == 0 {
+            return Err(MetaError::Invalid(
+                "checkpoints need at least 1 group and 1 byte".into(),
+            ));
         }
         let db = redb::Builder::new()
             .set_cache_size(cache_bytes)
@@ -99,22 +105,28 @@ impl RedbStore {
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(KV).map_err(backend)?;
         txn.commit().map_err(backend)?;
-        tracing::debug!(path = %path.display(), "opened redb metadata store");
         let db = Arc::new(db);
+        let writer = Writer::open(Arc::clone(&db), &journal_path(path), checkpoints)?;
+        let replayed = writer.replayed;
+        tracing::debug!(path = %path.display(), "opened redb metadata store");
         let (jobs, queue) = mpsc::channel();
-        let writer = {
-            let db = Arc::clone(&db);
-            std::thread::Builder::new()
-                .name("strata-meta-writer".into())
-                .spawn(move || write_groups(&db, &queue))
-                .map_err(|e| MetaError::Backend(format!("starting the metadata writer: {e}")))?
-        };
+        let writer = std::thread::Builder::new()
+            .name("strata-meta-writer".into())
+            .spawn(move || writer.run(&queue))
+            .map_err(|e| MetaError::Backend(format!("starting the metadata writer: {e}")))?;
         Ok(Arc::new(RedbStore {
             db,
             path: path.to_path_buf(),
             jobs: Some(jobs),
             writer: Some(writer),
+            replayed,
         }))
+    }
+
+    /// How many groups of commits opening replayed from the journal: 0
+    /// after a clean close, which checkpoints.
+    pub fn replayed_at_open(&self) -> u64 {
+        self.replayed
     }
 
     /// The database file's path.
@@ -203,64 +215,9 @@ impl MetaStore for RedbStore {
     }
 }
 
-/// The writer thread: takes every waiting commit (up to [`MAX_GROUP`]),
-/// applies the group in one write transaction and answers each.
-fn write_groups(db: &Database, queue: &mpsc::Receiver<Job>) {
-    while let Ok(first) = queue.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match queue.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        let (txns, replies): (Vec<Txn>, Vec<_>) = group.into_iter().unzip();
-        match commit_group(db, &txns) {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
-            }
-            Err(e) => {
-                let text = e.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(MetaError::Backend(text.clone())));
-                }
-            }
-        }
-    }
-}
-
-/// Applies `txns` in order in one write transaction: a commit whose check
-/// fails is skipped whole. Any backend error fails (and aborts) the group.
-fn commit_group(db: &Database, txns: &[Txn]) -> Result<Vec<TxnOutcome>, MetaError> {
-    let wtxn = db.begin_write().map_err(backend)?;
-    let mut outcomes = Vec::with_capacity(txns.len());
-    {
-        let mut table = wtxn.open_table(KV).map_err(backend)?;
-        'txns: for txn in txns {
-            for (index, check) in txn.checks.iter().enumerate() {
-                let current = table.get(check.key()).map_err(backend)?;
-                if !check.holds(current.as_ref().map(|v| v.value())) {
-                    outcomes.push(TxnOutcome::CheckFailed { index });
-                    continue 'txns;
-                }
-            }
-            for mutation in &txn.mutations {
-                match mutation {
-                    Mutation::Put { key, value } => {
-                        table
-                            .insert(key.as_slice(), value.as_slice())
-                            .map_err(backend)?;
-                    }
-                    Mutation::Delete { key } => {
-                        table.remove(key.as_slice()).map_err(backend)?;
-                    }
-                }
-            }
-            outcomes.push(TxnOutcome::Committed);
-        }
-    }
-    wtxn.commit().map_err(backend)?;
-    Ok(outcomes)
+/// Where the journal of the database at `path` lives.
+pub fn journal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
 }

@@ -3,12 +3,25 @@
 use std::sync::Arc;
 
 use strata_metadata::store::{self, MetaStore};
-use strata_metadata::{MemoryStore, RedbStore, conformance};
+use strata_metadata::{Checkpoints, MemoryStore, RedbStore, conformance};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redb_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(&dir.path().join("nested/dir/meta.redb")).unwrap();
+    conformance::run_all(store).await;
+}
+
+/// The same suite with a checkpoint every other group, so checks and
+/// scans run across synced and journaled commits alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redb_conforms_across_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = Checkpoints {
+        groups: 2,
+        bytes: 512,
+    };
+    let store = RedbStore::open_with(&dir.path().join("meta.redb"), 1 << 20, checkpoints).unwrap();
     conformance::run_all(store).await;
 }
 
