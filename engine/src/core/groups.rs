@@ -29,6 +29,7 @@ impl Core {
                 "retry policy of group {name:?}: {problem}"
             )));
         }
+        self.group_cache.forget(tenant, name);
         let record = self
             .catalog
             .create_group_with(tenant, name, self.clock.now_ms(), spec)
@@ -49,12 +50,20 @@ impl Core {
         self.group_record(tenant, name).await.map(|_| ())
     }
 
-    /// The group's record, or [`EngineError::GroupNotFound`].
+    /// The group's record, or [`EngineError::GroupNotFound`]; read from
+    /// the store at most once per [`super::group_cache::TTL`].
     pub(crate) async fn group_record(&self, tenant: &str, name: &str) -> Result<GroupRecord> {
-        self.catalog
+        let now = self.clock.monotonic();
+        if let Some(record) = self.group_cache.get(tenant, name, now) {
+            return Ok(record);
+        }
+        let record = self
+            .catalog
             .get_group(tenant, name)
             .await?
-            .ok_or_else(|| EngineError::GroupNotFound(name.to_string()))
+            .ok_or_else(|| EngineError::GroupNotFound(name.to_string()))?;
+        self.group_cache.put(tenant, record.clone(), now);
+        Ok(record)
     }
 
     pub async fn list_groups(&self, tenant: &str) -> Result<Vec<GroupInfo>> {
@@ -100,6 +109,7 @@ impl Core {
     pub async fn delete_group(&self, tenant: &str, name: &str) -> Result<()> {
         self.check_open()?;
         self.catalog.delete_group(tenant, name).await?;
+        self.group_cache.forget(tenant, name);
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 //! messaging features (`pop`, `delay`, `txn`, `lookup`, `pull`) are built
 //! on this module and never the other way round.
 
+pub(crate) mod group_cache;
 pub(crate) mod groups;
 pub(crate) mod index_feed;
 pub(crate) mod publish;
@@ -77,6 +78,8 @@ pub(crate) struct Core {
     system_topics: tokio::sync::Mutex<()>,
     /// Ids and keys of appended messages for the message index task.
     pub(crate) index_feed: index_feed::IndexFeed,
+    /// Group records read recently.
+    pub(crate) group_cache: group_cache::GroupCache,
 }
 
 impl Core {
@@ -208,6 +211,7 @@ impl Core {
             compaction_lock: std::sync::Mutex::new(compaction_lock),
             system_topics: tokio::sync::Mutex::new(()),
             index_feed: index_feed::IndexFeed::default(),
+            group_cache: group_cache::GroupCache::default(),
             write_fence: std::sync::OnceLock::new(),
             served,
         });
