@@ -43,12 +43,21 @@ pub struct Decoded {
     pub valid_len: usize,
 }
 
-/// Appends the record of group `seq` to `out`.
+/// A key, value or whole record too long for the format's 32-bit lengths.
+#[derive(Debug, thiserror::Error)]
+#[error("a journal record holds lengths below 4 GiB; this group has a {what} of {len} bytes")]
+pub struct TooLarge {
+    pub what: &'static str,
+    pub len: usize,
+}
+
+/// Appends the record of group `seq` to `out`; on error `out` may hold
+/// part of it.
 pub fn encode_record<'a>(
     seq: u64,
     mutations: impl IntoIterator<Item = &'a Mutation>,
     out: &mut Vec<u8>,
-) {
+) -> Result<(), TooLarge> {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER]);
     out.extend_from_slice(&seq.to_le_bytes());
@@ -60,27 +69,31 @@ pub fn encode_record<'a>(
         match m {
             Mutation::Put { key, value } => {
                 out.push(PUT);
-                put_bytes(out, key);
-                put_bytes(out, value);
+                put_bytes(out, key, "key")?;
+                put_bytes(out, value, "value")?;
             }
             Mutation::Delete { key } => {
                 out.push(DELETE);
-                put_bytes(out, key);
+                put_bytes(out, key, "key")?;
             }
         }
     }
     out[count_at..count_at + 4].copy_from_slice(&count.to_le_bytes());
-    let body_len = (out.len() - start - HEADER) as u32;
+    let body_len = len32(out.len() - start - HEADER, "record")?;
     let crc = crc32c::crc32c(&out[start + HEADER..]);
     out[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
     out[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
 }
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    // Keys and values of a metadata store are far below 4 GiB (validated
-    // by the store); the length field is 32 bits.
-    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+fn len32(len: usize, what: &'static str) -> Result<u32, TooLarge> {
+    u32::try_from(len).map_err(|_| TooLarge { what, len })
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8], what: &'static str) -> Result<(), TooLarge> {
+    out.extend_from_slice(&len32(bytes.len(), what)?.to_le_bytes());
     out.extend_from_slice(bytes);
+    Ok(())
 }
 
 /// Decodes every whole, valid record from the start of `bytes`.
@@ -98,6 +111,8 @@ pub fn decode(bytes: &[u8]) -> Decoded {
 }
 
 /// The record at the start of `bytes` and its length, if whole and valid.
+/// Zeros are not a record: their checksum matches (that of no bytes is 0)
+/// but a body must hold at least its number and count.
 fn decode_one(bytes: &[u8]) -> Option<(Record, usize)> {
     let body_len = u32::from_le_bytes(bytes.get(0..4)?.try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(bytes.get(4..HEADER)?.try_into().ok()?);
@@ -169,7 +184,7 @@ mod tests {
     fn journal(groups: &[Vec<Mutation>]) -> (Vec<u8>, Vec<usize>) {
         let (mut out, mut ends) = (Vec::new(), Vec::new());
         for (i, g) in groups.iter().enumerate() {
-            encode_record(i as u64 + 1, g, &mut out);
+            encode_record(i as u64 + 1, g, &mut out).unwrap();
             ends.push(out.len());
         }
         (out, ends)
@@ -211,6 +226,21 @@ mod tests {
             let before = ends.iter().filter(|&&e| e <= at).count();
             prop_assert_eq!(decoded.records.len(), before);
         }
+    }
+
+    #[test]
+    fn zeros_ahead_of_the_writer_are_not_a_record() {
+        let mut bytes = Vec::new();
+        let put = Mutation::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        };
+        encode_record(7, [&put], &mut bytes).unwrap();
+        let end = bytes.len();
+        bytes.resize(end + 4096, 0);
+        let decoded = decode(&bytes);
+        assert_eq!(decoded.records.len(), 1);
+        assert_eq!(decoded.valid_len, end);
     }
 
     #[test]

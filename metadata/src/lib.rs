@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod conformance;
 pub mod etcd_store;
 pub mod journal;
+mod journal_file;
 pub mod memory_store;
 pub mod redb_store;
 mod redb_writer;

@@ -19,28 +19,30 @@
 //! journal's records after that number, so every acknowledged commit is
 //! back before the store answers anything.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::path::Path;
 use std::sync::{Arc, mpsc};
 
 use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::oneshot;
 
 use crate::journal;
+use crate::journal_file::{AppendError, JournalFile};
 use crate::store::{MetaError, Mutation, Txn, TxnOutcome};
 
 /// The one table holding every metadata key.
 pub(crate) const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
-/// The journal's bookkeeping: [`APPLIED`] → last group applied.
+/// The journal's bookkeeping: [`APPLIED`] → last group applied, [`ID`] →
+/// the database's id, also written in its journal's header.
 const JOURNAL: TableDefinition<&str, u64> = TableDefinition::new("journal");
 const APPLIED: &str = "applied";
-
-/// The journal grows by this much at a time.
-const GROW_BYTES: u64 = 1 << 20;
+const ID: &str = "id";
 
 /// Most commits applied in one group.
 const MAX_GROUP: usize = 512;
+/// A group stops taking commits once their keys and values reach this.
+const MAX_GROUP_BYTES: usize = 64 << 20;
 
 /// A commit waiting for the writer thread, and where its outcome goes.
 pub(crate) type Job = (Txn, oneshot::Sender<Result<TxnOutcome, MetaError>>);
@@ -50,13 +52,14 @@ pub(crate) type Job = (Txn, oneshot::Sender<Result<TxnOutcome, MetaError>>);
 pub struct Checkpoints {
     /// After this many groups since the last checkpoint.
     pub groups: u64,
-    /// After the journal reaches this many bytes.
+    /// After this many bytes of records appended since the last checkpoint.
     pub bytes: u64,
 }
 
 impl Default for Checkpoints {
     /// A checkpoint every 4096 groups or 16 MiB: a restart replays at most
-    /// that much, and redb keeps pages freed since the last checkpoint.
+    /// that much, and pages that redb frees cannot be reused before the
+    /// next checkpoint (so the file grows meanwhile).
     fn default() -> Self {
         Checkpoints {
             groups: 4096,
@@ -69,21 +72,22 @@ pub(crate) fn backend(err: impl Into<redb::Error>) -> MetaError {
     MetaError::Backend(format!("redb: {}", err.into()))
 }
 
-fn io(what: &str, path: &Path, e: std::io::Error) -> MetaError {
-    MetaError::Backend(format!("{what} {}: {e}", path.display()))
+/// How a group ended, and whether the writer can go on.
+enum GroupEnd {
+    /// Answered; the writer goes on.
+    Answered(Vec<TxnOutcome>),
+    /// Answered, but a checkpoint after it failed: redb's state is unknown.
+    AnsweredThenStop(Vec<TxnOutcome>, MetaError),
+    /// Nothing of the group was written; the writer goes on.
+    Failed(MetaError),
+    /// The group's record may be on disk while the database lacks it.
+    Fatal(MetaError),
 }
 
 /// Owns the write side of the database: only this thread writes.
 pub(crate) struct Writer {
     db: Arc<Database>,
-    journal: File,
-    journal_path: PathBuf,
-    /// Where the next record goes: the journal is rewritten from the start
-    /// after each checkpoint, over records that checkpoint made redundant.
-    write_at: u64,
-    /// The journal file's length. It only grows (by zeros, ahead of the
-    /// records), so a record's sync never has to update the file's size.
-    file_len: u64,
+    journal: JournalFile,
     /// Groups replayed when the store was opened.
     pub(crate) replayed: u64,
     next_seq: u64,
@@ -92,64 +96,47 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Opens the journal at `journal_path` and replays what it holds
-    /// beyond the database's last applied group, then checkpoints.
+    /// Opens the journal at `journal_path`, replays what it holds beyond
+    /// the database's last applied group and makes that durable.
     pub(crate) fn open(
         db: Arc<Database>,
         journal_path: &Path,
         checkpoints: Checkpoints,
     ) -> Result<Writer, MetaError> {
-        let journal = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(journal_path)
-            .map_err(|e| io("opening the metadata journal", journal_path, e))?;
-        if let Some(dir) = journal_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            // The journal's directory entry must survive a crash too.
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io("syncing", dir, e))?;
-        }
+        let id = database_id(&db)?;
+        let (journal, bytes) = JournalFile::open(journal_path, id)?;
         let mut writer = Writer {
             db,
             journal,
-            journal_path: journal_path.to_path_buf(),
-            write_at: 0,
-            file_len: 0,
             replayed: 0,
             next_seq: 1,
             groups_since_checkpoint: 0,
             checkpoints,
         };
-        writer.replay()?;
+        writer.replay(&bytes, journal_path)?;
         Ok(writer)
     }
 
-    fn replay(&mut self) -> Result<(), MetaError> {
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut &self.journal, &mut bytes)
-            .map_err(|e| io("reading the metadata journal", &self.journal_path, e))?;
-        self.file_len = bytes.len() as u64;
-        let decoded = journal::decode(&bytes);
-        // Records end at the first one cut short or failing its checksum:
-        // the one a crash interrupted (never acknowledged), zeros ahead of
-        // the writer, or an older record partly overwritten.
-        let mut wtxn = self.db.begin_write().map_err(backend)?;
+    /// Applies the records numbered after the last applied group, in one
+    /// synced commit. Records end at the first one cut short or failing
+    /// its checksum: the one a crash interrupted (never acknowledged),
+    /// zeros ahead of the writer, or an older record partly overwritten.
+    fn replay(&mut self, bytes: &[u8], journal_path: &Path) -> Result<(), MetaError> {
+        let decoded = journal::decode(bytes);
+        let wtxn = self.db.begin_write().map_err(backend)?;
         let applied = {
             let table = wtxn.open_table(JOURNAL).map_err(backend)?;
             let applied = table.get(APPLIED).map_err(backend)?;
             applied.map_or(0, |v| v.value())
         };
         let mut last = applied;
-        let mut replayed = 0usize;
+        let mut replayed = 0;
         {
             let mut kv = wtxn.open_table(KV).map_err(backend)?;
             for record in decoded.records.iter().filter(|r| r.seq > applied) {
                 if record.seq != last + 1 {
                     return Err(MetaError::Corrupt {
-                        key: self.journal_path.display().to_string(),
+                        key: journal_path.display().to_string(),
                         reason: format!(
                             "journal record {} follows group {last}: groups in between are missing",
                             record.seq
@@ -161,32 +148,43 @@ impl Writer {
                 replayed += 1;
             }
         }
-        set_applied(&mut wtxn, last)?;
+        set_applied(&wtxn, last)?;
         wtxn.commit().map_err(backend)?;
         if replayed > 0 {
             tracing::info!(groups = replayed, last, "replayed the metadata journal");
         }
-        self.replayed = replayed as u64;
+        self.replayed = replayed;
         self.next_seq = last + 1;
-        self.write_at = 0;
-        Ok(())
+        self.journal.restart(self.checkpoints.bytes)
     }
 
-    /// Answers commits until every sender is gone, then checkpoints. An I/O
-    /// failure once a group's record may be on disk stops the thread: what
-    /// the database holds is then uncertain, and later commits fail.
+    /// Answers commits until every sender is gone, then checkpoints. A
+    /// failure that leaves the database uncertain stops the thread, and
+    /// later commits fail until the store is opened again.
     pub(crate) fn run(mut self, queue: &mpsc::Receiver<Job>) {
         while let Ok(first) = queue.recv() {
+            let mut bytes = txn_bytes(&first.0);
             let mut group = vec![first];
-            while group.len() < MAX_GROUP {
+            while group.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
                 match queue.try_recv() {
-                    Ok(job) => group.push(job),
+                    Ok(job) => {
+                        bytes += txn_bytes(&job.0);
+                        group.push(job);
+                    }
                     Err(_) => break,
                 }
             }
             let (txns, replies): (Vec<Txn>, Vec<_>) = group.into_iter().unzip();
-            let (result, fatal) = self.commit_group(&txns);
-            match result {
+            let (outcomes, stop) = match self.commit_group(&txns) {
+                GroupEnd::Answered(outcomes) => (Ok(outcomes), None),
+                GroupEnd::AnsweredThenStop(outcomes, e) => (Ok(outcomes), Some(e)),
+                GroupEnd::Failed(e) => (Err(e), None),
+                GroupEnd::Fatal(e) => {
+                    let text = e.to_string();
+                    (Err(e), Some(MetaError::Backend(text)))
+                }
+            };
+            match outcomes {
                 Ok(outcomes) => {
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
                         let _ = reply.send(Ok(outcome));
@@ -197,11 +195,11 @@ impl Writer {
                     for reply in replies {
                         let _ = reply.send(Err(MetaError::Backend(text.clone())));
                     }
-                    if fatal {
-                        tracing::error!(error = %text, "the metadata writer stops: later commits fail until the server restarts");
-                        return;
-                    }
                 }
+            }
+            if let Some(e) = stop {
+                tracing::error!(error = %e, "the metadata writer stops: later commits fail until the store is opened again");
+                return;
             }
         }
         if let Err(e) = self.checkpoint() {
@@ -210,21 +208,19 @@ impl Writer {
     }
 
     /// Applies `txns` in order, a commit whose check fails skipped whole,
-    /// and makes the group durable. The flag says whether a failure leaves
-    /// the database uncertain (the writer must stop).
-    fn commit_group(&mut self, txns: &[Txn]) -> (Result<Vec<TxnOutcome>, MetaError>, bool) {
+    /// and makes the group durable.
+    fn commit_group(&mut self, txns: &[Txn]) -> GroupEnd {
         let mut wtxn = match self.db.begin_write() {
             Ok(w) => w,
-            Err(e) => return (Err(backend(e)), false),
+            Err(e) => return GroupEnd::Failed(backend(e)),
         };
-        let outcomes = match evaluate(&mut wtxn, txns) {
+        // On any early return, dropping the transaction discards its writes.
+        let outcomes = match evaluate(&wtxn, txns) {
             Ok(outcomes) => outcomes,
-            // Dropping the transaction discards the group's writes.
-            Err(e) => return (Err(e), false),
+            Err(e) => return GroupEnd::Failed(e),
         };
         if outcomes.iter().all(|o| *o != TxnOutcome::Committed) {
-            // Nothing written: dropping the transaction ends it.
-            return (Ok(outcomes), false);
+            return GroupEnd::Answered(outcomes);
         }
         let committed = txns
             .iter()
@@ -232,87 +228,84 @@ impl Writer {
             .filter(|(_, o)| **o == TxnOutcome::Committed)
             .flat_map(|(t, _)| &t.mutations);
         let mut record = Vec::new();
-        journal::encode_record(self.next_seq, committed, &mut record);
+        if let Err(e) = journal::encode_record(self.next_seq, committed, &mut record) {
+            return GroupEnd::Failed(MetaError::Invalid(e.to_string()));
+        }
         let prepared = wtxn
             .set_durability(Durability::None)
             .map_err(backend)
-            .and_then(|()| set_applied(&mut wtxn, self.next_seq));
+            .and_then(|()| set_applied(&wtxn, self.next_seq));
         if let Err(e) = prepared {
-            return (Err(e), false);
+            return GroupEnd::Failed(e);
         }
-        // From here the record may be on disk: a failure is fatal.
-        let done = self
-            .append_journal(&record)
-            .and_then(|()| wtxn.commit().map_err(backend));
-        if let Err(e) = done {
-            return (Err(e), true);
+        match self.journal.append(&record) {
+            Ok(()) => {}
+            Err(AppendError::NotWritten(e)) => return GroupEnd::Failed(e),
+            Err(AppendError::Uncertain(e)) => return GroupEnd::Fatal(e),
+        }
+        // The record is durable: a restart replays it even if this fails.
+        if let Err(e) = wtxn.commit() {
+            return GroupEnd::Fatal(backend(e));
         }
         self.next_seq += 1;
         self.groups_since_checkpoint += 1;
-        if self.groups_since_checkpoint >= self.checkpoints.groups
-            || self.write_at >= self.checkpoints.bytes
-        {
-            // The group is durable in the journal already; a failed
-            // checkpoint still stops the writer, as redb's state is unknown.
-            if let Err(e) = self.checkpoint() {
-                tracing::error!(error = %e, "metadata checkpoint failed");
-                return (Ok(outcomes), true);
-            }
+        let due = self.groups_since_checkpoint >= self.checkpoints.groups
+            || self.journal.written() >= self.checkpoints.bytes;
+        if due && let Err(e) = self.checkpoint() {
+            return GroupEnd::AnsweredThenStop(outcomes, e);
         }
-        (Ok(outcomes), false)
+        GroupEnd::Answered(outcomes)
     }
 
-    fn append_journal(&mut self, record: &[u8]) -> Result<(), MetaError> {
-        let end = self.write_at + record.len() as u64;
-        if end > self.file_len {
-            self.grow_journal(end)?;
-        }
-        self.journal
-            .write_all_at(record, self.write_at)
-            .and_then(|()| self.journal.sync_data())
-            .map_err(|e| io("writing the metadata journal", &self.journal_path, e))?;
-        self.write_at = end;
-        Ok(())
-    }
-
-    /// Extends the journal with zeros to a whole [`GROW_BYTES`] past `end`.
-    fn grow_journal(&mut self, end: u64) -> Result<(), MetaError> {
-        let target = end.next_multiple_of(GROW_BYTES);
-        let zeros = vec![0u8; 64 << 10];
-        let mut at = self.file_len;
-        while at < target {
-            let n = (target - at).min(zeros.len() as u64) as usize;
-            self.journal
-                .write_all_at(&zeros[..n], at)
-                .map_err(|e| io("growing the metadata journal", &self.journal_path, e))?;
-            at += n as u64;
-        }
-        self.journal
-            .sync_all()
-            .map_err(|e| io("growing the metadata journal", &self.journal_path, e))?;
-        self.file_len = target;
-        Ok(())
-    }
-
-    /// Syncs every group applied so far into redb, then empties the journal.
+    /// Syncs every group applied so far into redb, then writes the journal
+    /// from its start again (the records there stay until overwritten).
     fn checkpoint(&mut self) -> Result<(), MetaError> {
         if self.groups_since_checkpoint == 0 {
             return Ok(());
         }
-        let mut wtxn = self.db.begin_write().map_err(backend)?;
+        let wtxn = self.db.begin_write().map_err(backend)?;
         // A synced commit persists the unsynced ones before it; it writes
         // the applied number again so it is never empty.
-        set_applied(&mut wtxn, self.next_seq - 1)?;
+        set_applied(&wtxn, self.next_seq - 1)?;
         wtxn.commit().map_err(backend)?;
         self.groups_since_checkpoint = 0;
-        self.write_at = 0;
-        Ok(())
+        self.journal.restart(self.checkpoints.bytes)
     }
+}
+
+/// The database's id, created (durably) on first use.
+fn database_id(db: &Database) -> Result<u64, MetaError> {
+    let wtxn = db.begin_write().map_err(backend)?;
+    let id = {
+        let mut table = wtxn.open_table(JOURNAL).map_err(backend)?;
+        let stored = table.get(ID).map_err(backend)?.map(|v| v.value());
+        match stored {
+            Some(id) => id,
+            None => {
+                let id = RandomState::new().hash_one(std::process::id());
+                table.insert(ID, id).map_err(backend)?;
+                id
+            }
+        }
+    };
+    wtxn.commit().map_err(backend)?;
+    Ok(id)
+}
+
+/// Bytes of keys and values a commit writes.
+fn txn_bytes(txn: &Txn) -> usize {
+    txn.mutations
+        .iter()
+        .map(|m| match m {
+            Mutation::Put { key, value } => key.len() + value.len(),
+            Mutation::Delete { key } => key.len(),
+        })
+        .sum()
 }
 
 /// Runs each commit's checks and, if they hold, its mutations, inside
 /// `wtxn` (so a commit sees the ones before it in the group).
-fn evaluate(wtxn: &mut WriteTransaction, txns: &[Txn]) -> Result<Vec<TxnOutcome>, MetaError> {
+fn evaluate(wtxn: &WriteTransaction, txns: &[Txn]) -> Result<Vec<TxnOutcome>, MetaError> {
     let mut table = wtxn.open_table(KV).map_err(backend)?;
     let mut outcomes = Vec::with_capacity(txns.len());
     'txns: for txn in txns {
@@ -345,7 +338,7 @@ fn apply(table: &mut redb::Table<&[u8], &[u8]>, mutations: &[Mutation]) -> Resul
     Ok(())
 }
 
-fn set_applied(wtxn: &mut WriteTransaction, seq: u64) -> Result<(), MetaError> {
+fn set_applied(wtxn: &WriteTransaction, seq: u64) -> Result<(), MetaError> {
     let mut table = wtxn.open_table(JOURNAL).map_err(backend)?;
     table.insert(APPLIED, seq).map_err(backend)?;
     Ok(())

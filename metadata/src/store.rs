@@ -151,6 +151,11 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, MetaError>;
 
     /// All checks and mutations atomically: if any check fails nothing is written.
+    ///
+    /// An `Err` does not always mean nothing was written: a backend that
+    /// lost its connection (etcd, TiKV) or failed after making the commit
+    /// durable (the embedded store's journal) may still apply it. Callers
+    /// that must know read the state again.
     async fn commit(&self, txn: Txn) -> Result<TxnOutcome, MetaError>;
 
     /// Drops the backend's history of superseded values, if it keeps one

@@ -2,9 +2,12 @@
 //! (one of each per message with the official SDKs) do not each read the
 //! metadata store on the blocking pool.
 //!
-//! A group's settings never change after it is created. A group deleted
-//! through this node is forgotten at once; one deleted through another node
-//! of a cluster is still found here for at most [`TTL`].
+//! A group's settings never change while it exists. A group deleted or
+//! created through this node is forgotten at once, and a read of the store
+//! that began before that is not cached. A group deleted (or deleted and
+//! created again with other settings) through another node of a cluster
+//! can still be found here, as it was, for at most [`TTL`]. A group that
+//! does not exist is not cached.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -29,6 +32,8 @@ struct Inner {
     /// Tenant → group → (record, when it was read, on the monotonic clock).
     tenants: HashMap<String, HashMap<String, Entry>>,
     entries: usize,
+    /// Moves on at every forget; a read that began before it is not kept.
+    generation: u64,
 }
 
 impl GroupCache {
@@ -44,9 +49,19 @@ impl GroupCache {
         (now.saturating_sub(*read) < TTL).then(|| record.clone())
     }
 
-    /// Remembers `record`, read from the store at `now`.
-    pub(crate) fn put(&self, tenant: &str, record: GroupRecord, now: Duration) {
+    /// What [`GroupCache::put`] takes: call it before reading the store.
+    pub(crate) fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Remembers `record`, read from the store at `now` after
+    /// [`GroupCache::generation`] said `generation`; unless a group was
+    /// forgotten since, as the record may predate that.
+    pub(crate) fn put(&self, tenant: &str, record: GroupRecord, now: Duration, generation: u64) {
         let mut inner = self.lock();
+        if inner.generation != generation {
+            return;
+        }
         if inner.entries >= MAX_ENTRIES {
             inner.tenants.clear();
             inner.entries = 0;
@@ -63,6 +78,7 @@ impl GroupCache {
     /// Forgets `group` (deleted or created through this node).
     pub(crate) fn forget(&self, tenant: &str, group: &str) {
         let mut inner = self.lock();
+        inner.generation += 1;
         if let Some(of_tenant) = inner.tenants.get_mut(tenant)
             && of_tenant.remove(group).is_some()
         {
@@ -93,7 +109,7 @@ mod tests {
         let cache = GroupCache::default();
         let t0 = Duration::from_secs(100);
         assert!(cache.get("t", "g", t0).is_none());
-        cache.put("t", record("g"), t0);
+        cache.put("t", record("g"), t0, cache.generation());
         assert_eq!(cache.get("t", "g", t0 + TTL / 2).unwrap().name, "g");
         assert!(cache.get("t", "g", t0 + TTL).is_none());
         // Another tenant's group of the same name is not this one.
@@ -104,10 +120,24 @@ mod tests {
     fn a_forgotten_group_is_read_again() {
         let cache = GroupCache::default();
         let t0 = Duration::from_secs(5);
-        cache.put("t", record("g"), t0);
+        cache.put("t", record("g"), t0, cache.generation());
         cache.forget("t", "g");
         assert!(cache.get("t", "g", t0).is_none());
         cache.forget("t", "missing");
+    }
+
+    /// A read that began before a delete may return the deleted group:
+    /// it must not be cached.
+    #[test]
+    fn a_read_from_before_a_forget_is_not_kept() {
+        let cache = GroupCache::default();
+        let now = Duration::from_secs(5);
+        let before = cache.generation();
+        cache.forget("t", "g");
+        cache.put("t", record("g"), now, before);
+        assert!(cache.get("t", "g", now).is_none());
+        cache.put("t", record("g"), now, cache.generation());
+        assert!(cache.get("t", "g", now).is_some());
     }
 
     #[test]
@@ -115,7 +145,7 @@ mod tests {
         let cache = GroupCache::default();
         let now = Duration::from_secs(1);
         for i in 0..MAX_ENTRIES + 10 {
-            cache.put("t", record(&format!("g{i}")), now);
+            cache.put("t", record(&format!("g{i}")), now, cache.generation());
         }
         let inner = cache.lock();
         assert!(inner.entries <= MAX_ENTRIES);

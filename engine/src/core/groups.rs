@@ -29,11 +29,11 @@ impl Core {
                 "retry policy of group {name:?}: {problem}"
             )));
         }
-        self.group_cache.forget(tenant, name);
         let record = self
             .catalog
             .create_group_with(tenant, name, self.clock.now_ms(), spec)
             .await?;
+        self.group_cache.forget(tenant, name);
         Ok(GroupInfo::new(record, Vec::new()))
     }
 
@@ -57,12 +57,14 @@ impl Core {
         if let Some(record) = self.group_cache.get(tenant, name, now) {
             return Ok(record);
         }
+        let generation = self.group_cache.generation();
         let record = self
             .catalog
             .get_group(tenant, name)
             .await?
             .ok_or_else(|| EngineError::GroupNotFound(name.to_string()))?;
-        self.group_cache.put(tenant, record.clone(), now);
+        self.group_cache
+            .put(tenant, record.clone(), now, generation);
         Ok(record)
     }
 

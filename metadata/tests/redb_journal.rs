@@ -1,0 +1,147 @@
+//! Replaying the embedded store's journal from crafted files: which records
+//! a restart applies, and which it must not.
+
+use std::path::{Path, PathBuf};
+
+use strata_metadata::journal::encode_record;
+use strata_metadata::redb_store::journal_path;
+use strata_metadata::store::{self, MetaError, MetaStore, Mutation};
+use strata_metadata::{Checkpoints, RedbStore};
+
+fn put(key: &str, value: &str) -> Mutation {
+    Mutation::Put {
+        key: key.as_bytes().to_vec(),
+        value: value.as_bytes().to_vec(),
+    }
+}
+
+/// A store closed cleanly after groups 1..=5 (one commit each), and its
+/// journal's 16-byte header.
+async fn five_groups(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let path = dir.join("meta.redb");
+    let store = RedbStore::open(&path).unwrap();
+    for i in 1..=5 {
+        store::put(&store, format!("k{i}").into_bytes(), b"v".to_vec())
+            .await
+            .unwrap();
+    }
+    drop(store);
+    let header = std::fs::read(journal_path(&path)).unwrap()[..16].to_vec();
+    (path, header)
+}
+
+/// Writes the journal as `header` then `records` (seq, key) then `tail`.
+fn write_journal(path: &Path, header: &[u8], records: &[(u64, &str)], tail: &[u8]) {
+    let mut bytes = header.to_vec();
+    for (seq, key) in records {
+        encode_record(*seq, [&put(key, &format!("from {seq}"))], &mut bytes).unwrap();
+    }
+    bytes.extend_from_slice(tail);
+    std::fs::write(journal_path(path), bytes).unwrap();
+}
+
+async fn value(store: &RedbStore, key: &str) -> Option<String> {
+    store
+        .get(key.as_bytes())
+        .await
+        .unwrap()
+        .map(|v| String::from_utf8(v).unwrap())
+}
+
+#[tokio::test]
+async fn records_after_the_last_applied_group_are_replayed_and_older_ones_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, header) = five_groups(dir.path()).await;
+    // 4 and 5 are covered already; after 6 and 7 sits a whole record from
+    // before the last checkpoint (the journal is written over from its
+    // start), then zeros.
+    let mut stale = Vec::new();
+    encode_record(3, [&put("stale", "old")], &mut stale).unwrap();
+    stale.extend_from_slice(&[0; 100]);
+    write_journal(
+        &path,
+        &header,
+        &[(4, "a"), (5, "b"), (6, "c"), (7, "d")],
+        &stale,
+    );
+    let store = RedbStore::open(&path).unwrap();
+    assert_eq!(store.replayed_at_open(), 2);
+    assert_eq!(value(&store, "c").await.as_deref(), Some("from 6"));
+    assert_eq!(value(&store, "d").await.as_deref(), Some("from 7"));
+    assert_eq!(value(&store, "a").await, None);
+    assert_eq!(value(&store, "stale").await, None);
+    // New groups continue the numbering: a crash now replays only them.
+    store::put(&store, b"e".to_vec(), b"v".to_vec())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_torn_record_ends_the_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, header) = five_groups(dir.path()).await;
+    let mut torn = Vec::new();
+    encode_record(7, [&put("torn", "x")], &mut torn).unwrap();
+    torn.truncate(torn.len() - 3);
+    // An older whole record follows the torn one: it must stay unread.
+    encode_record(2, [&put("older", "x")], &mut torn).unwrap();
+    write_journal(&path, &header, &[(6, "c")], &torn);
+    let store = RedbStore::open(&path).unwrap();
+    assert_eq!(store.replayed_at_open(), 1);
+    assert_eq!(value(&store, "c").await.as_deref(), Some("from 6"));
+    assert_eq!(value(&store, "torn").await, None);
+    assert_eq!(value(&store, "older").await, None);
+}
+
+#[tokio::test]
+async fn a_missing_group_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, header) = five_groups(dir.path()).await;
+    write_journal(&path, &header, &[(6, "c"), (8, "e")], &[]);
+    let err = RedbStore::open(&path).unwrap_err();
+    assert!(
+        matches!(&err, MetaError::Corrupt { reason, .. } if reason.contains("missing")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_journal_of_another_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = five_groups(dir.path()).await;
+    let other = tempfile::tempdir().unwrap();
+    let (_, other_header) = five_groups(other.path()).await;
+    write_journal(&path, &other_header, &[(6, "c")], &[]);
+    let err = RedbStore::open(&path).unwrap_err();
+    assert!(err.to_string().contains("another database"), "{err}");
+    // Removing the journal keeps the database as it was.
+    std::fs::remove_file(journal_path(&path)).unwrap();
+    let store = RedbStore::open(&path).unwrap();
+    assert_eq!(value(&store, "k5").await.as_deref(), Some("v"));
+}
+
+/// A journal grown by one huge group is cut back at the next checkpoint.
+#[tokio::test]
+async fn a_journal_grown_by_a_huge_group_shrinks_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.redb");
+    let checkpoints = Checkpoints {
+        groups: 1,
+        bytes: 64 << 10,
+    };
+    let store = RedbStore::open_with(&path, 1 << 20, checkpoints).unwrap();
+    store::put(&store, b"big".to_vec(), vec![7; 8 << 20])
+        .await
+        .unwrap();
+    store::put(&store, b"small".to_vec(), b"v".to_vec())
+        .await
+        .unwrap();
+    let len = std::fs::metadata(journal_path(&path)).unwrap().len();
+    assert!(len <= 2 << 20, "journal still {len} bytes");
+    drop(store);
+    let store = RedbStore::open_with(&path, 1 << 20, checkpoints).unwrap();
+    assert_eq!(
+        store.get(b"big").await.unwrap().map(|v| v.len()),
+        Some(8 << 20)
+    );
+}
