@@ -78,8 +78,16 @@ impl JournalFile {
             return Ok((journal, Vec::new()));
         }
         let (magic, rest) = bytes.split_at(4);
+        if magic != MAGIC {
+            return Err(MetaError::Corrupt {
+                key: path.display().to_string(),
+                reason: format!(
+                    "not a metadata journal: it starts with {magic:02x?}, not {MAGIC:02x?}"
+                ),
+            });
+        }
         let found = u64::from_le_bytes(rest[..8].try_into().unwrap_or_default());
-        if magic != MAGIC || found != id {
+        if found != id {
             return Err(MetaError::Corrupt {
                 key: path.display().to_string(),
                 reason: format!(
