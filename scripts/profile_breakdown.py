@@ -13,17 +13,20 @@ from collections import Counter
 
 # (stage, pattern over the frames of one stack), first match wins.
 STAGES = [
+    ("metadata store (its writer thread, redb, the journal)", r"^strata-meta-wri|redb::|strata_metadata::(redb_|journal)"),
     ("WAL (writer thread: copy, write, fdatasync)", r"^strata-wal-io|strata_tiering::wal|fdatasync"),
-    ("metadata store (redb)", r"redb::|strata_metadata::redb_store"),
+    ("POP: receive, ack, in-flight state", r"strata_engine::pop"),
     ("message index task", r"strata_engine::lookup"),
-    ("tiering (uploads, merges)", r"strata_tiering::(?!wal)|strata_compactor|strata_objects"),
+    ("tiering (stored-message reads, uploads, merges)", r"strata_tiering::(?!wal)|strata_compactor|strata_objects"),
     ("metering and quotas", r"strata_common::usage|strata_tenancy::quota|metering"),
     ("authentication (HMAC, key cache)", r"strata_tenancy::credentials|hmac|sha1"),
     ("publish path in the engine (queues, appends)", r"strata_engine::core::publish|strata_engine::core"),
     ("request decode/encode (JSON, base64)", r"serde_json|base64|serde::"),
-    ("kernel: sockets (send, receive)", r"tcp_|sock_|__sys_sendto|__sys_recvfrom|sys_writev|sys_readv"),
-    ("kernel: waiting and waking (futex, epoll, scheduler)", r"futex_|epoll_|schedule|finish_task_switch|try_to_wake_up"),
-    ("HTTP server (hyper, axum, tower)", r"hyper::|axum::|tower::|h2::"),
+    # Kernel frames end in "_[k]" (inferno-collapse-perf --all); without
+    # that anchor "schedule" would also match tokio's scheduler.
+    ("kernel: sockets (send, receive)", r"(tcp_|sock_|__sys_sendto|__sys_recvfrom|sys_writev|sys_readv)[^;]*_\[k\]"),
+    ("kernel: waiting and waking (futex, epoll, scheduler)", r"(futex_|epoll_|schedule|finish_task_switch|try_to_wake_up)[^;]*_\[k\]"),
+    ("HTTP and gRPC servers (hyper, axum, tower, tonic, h2)", r"hyper::|axum::|tower::|tonic::|h2::"),
     ("tokio runtime (scheduling, timers)", r"tokio::"),
 ]
 

@@ -9,7 +9,7 @@ use strata_metadata::BlockRef;
 use strata_objects::format::decode_block;
 
 use super::{QueueLog, TierError, Tiers};
-use crate::batch::decode_batch;
+use crate::batch::{BatchError, decode_batch, decode_header};
 
 impl Tiers {
     /// Messages `[offset, end)` from object storage, at most `max`, within
@@ -37,13 +37,24 @@ impl Tiers {
             if let Some(next) = range.blocks.get(i + 1) {
                 self.prefetch_block(q, &range.object, next);
             }
+            let corrupt = |e: BatchError| {
+                TierError::Corrupt(format!(
+                    "object {} block at byte {}: batch does not decode: {e}",
+                    range.object, block.offset
+                ))
+            };
             for payload in payloads {
-                let (header, messages) = decode_batch(&payload).map_err(|e| {
-                    TierError::Corrupt(format!(
-                        "object {} block at byte {}: batch does not decode: {e}",
-                        range.object, block.offset
-                    ))
-                })?;
+                if out.len() >= max {
+                    break;
+                }
+                // A block holds hundreds of batches and a receive wants a
+                // few dozen messages: only the batches it reads are decoded.
+                let header = decode_header(&payload).map_err(corrupt)?;
+                let batch_end = header.base_offset + u64::from(header.count);
+                if batch_end <= cursor || header.base_offset >= end {
+                    continue;
+                }
+                let (header, messages) = decode_batch(&payload).map_err(corrupt)?;
                 for (message, at) in messages.into_iter().zip(header.base_offset..) {
                     if at >= cursor && at < end && out.len() < max {
                         out.push(StoredMessage {
