@@ -9,9 +9,8 @@
 //! small append is synced; only then is the transaction committed (made
 //! visible) and the group answered. Every [`Checkpoints::groups`] groups
 //! or [`Checkpoints::bytes`] of journal, one synced redb commit persists
-//! them all and the journal is written again from its start. The file is
-//! grown with zeros ahead of the records and never shrunk, so a record's
-//! sync writes its data only, not the file's size.
+//! them all and the journal is written again from its start (see
+//! [`crate::journal_file`] for how the file is kept).
 //!
 //! The redb table `journal` holds the sequence number of the last group
 //! applied, written in the same transaction as the group. After a crash
