@@ -12,10 +12,9 @@ cd "$(dirname "$0")/.."
 out="${1:-docs/benchmarks/profile}"
 secs="${2:-15}"
 concurrency="${3:-32}"
-log() { printf '==> %s\n' "$*" >&2; }
-command -v perf >/dev/null || { log "needs perf (apt-get install linux-perf)"; exit 1; }
-command -v inferno-flamegraph >/dev/null ||
-  { log "installing inferno (flame graphs)"; cargo install --locked inferno; }
+# shellcheck source=scripts/profile_lib.sh
+. scripts/profile_lib.sh
+need_profilers
 
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 if [ -z "${STRATA_BIN:-}" ] || [ -z "${LOADTEST_BIN:-}" ]; then
@@ -56,14 +55,8 @@ log "sampling the node for ${secs} s under load"
 perf record -q -F 299 --call-graph dwarf,16384 -p "${node}" -o "${work}/perf.data" \
   -- sleep "${secs}" 2>"${work}/perf.log"
 wait "${load}"
-mkdir -p "${out}"
-perf script -i "${work}/perf.data" 2>/dev/null | inferno-collapse-perf --all >"${work}/folded"
-inferno-flamegraph --minwidth 0.3 \
-  --title "strata serve, HTTP publish, 1 KiB, batch 1, ${concurrency} tasks (${secs} s of perf samples)" \
-  <"${work}/folded" >"${out}/publish-http.svg"
-python3 scripts/profile_breakdown.py "${work}/folded" >"${out}/publish-http-breakdown.md"
-# KEEP_FOLDED=1 keeps the folded stacks for a closer look.
-[ -z "${KEEP_FOLDED:-}" ] || cp "${work}/folded" "${out}/publish-http.folded"
+render_profile "${work}/perf.data" "${out}" publish-http \
+  "strata serve, HTTP publish, 1 KiB, batch 1, ${concurrency} tasks (${secs} s of perf samples)"
 rate="$(sed -n 's/.*"msgs_per_sec": *\([0-9.]*\).*/\1/p' "${work}/publish.json" | head -n 1)"
 log "throughput while sampled: ${rate} msgs/s; ${out}/publish-http.svg, ${out}/publish-http-breakdown.md"
 cat "${out}/publish-http-breakdown.md"

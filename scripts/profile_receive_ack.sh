@@ -12,10 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-docs/benchmarks/profile}"
 secs="${2:-6}"
-log() { printf '==> %s\n' "$*" >&2; }
-command -v perf >/dev/null || { log "needs perf (apt-get install linux-perf)"; exit 1; }
-command -v inferno-flamegraph >/dev/null ||
-  { log "installing inferno (flame graphs)"; cargo install --locked inferno; }
+# shellcheck source=scripts/profile_lib.sh
+. scripts/profile_lib.sh
+need_profilers
 
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 if [ -z "${STRATA_BIN:-}" ]; then
@@ -50,14 +49,8 @@ perf record -q -F 299 --call-graph dwarf,16384 -p "${node}" -o "${work}/perf.dat
   -- sleep "${secs}" 2>"${work}/perf.log"
 wait "${bench}"
 bench=""
-mkdir -p "${out}"
-perf script -i "${work}/perf.data" 2>/dev/null | inferno-collapse-perf --all >"${work}/folded"
-inferno-flamegraph --minwidth 0.3 \
-  --title "strata serve, official Rust SDK draining 16 queues: receive 32, ack each (${secs} s of perf samples)" \
-  <"${work}/folded" >"${out}/receive-ack-sdk.svg"
-python3 scripts/profile_breakdown.py "${work}/folded" >"${out}/receive-ack-sdk-breakdown.md"
+render_profile "${work}/perf.data" "${out}" receive-ack-sdk \
+  "strata serve, official Rust SDK draining 16 queues: receive 32, ack each (${secs} s of perf samples)"
 grep '^|' "${work}/bench.log" >"${out}/receive-ack-sdk-bench.md" || true
-# KEEP_FOLDED=1 keeps the folded stacks for a closer look.
-[ -z "${KEEP_FOLDED:-}" ] || cp "${work}/folded" "${out}/receive-ack-sdk.folded"
 log "${out}/receive-ack-sdk.svg, ${out}/receive-ack-sdk-breakdown.md"
 cat "${out}/receive-ack-sdk-bench.md" "${out}/receive-ack-sdk-breakdown.md"
