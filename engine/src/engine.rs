@@ -187,7 +187,10 @@ impl Engine {
     }
 
     pub fn status(&self) -> NodeStatus {
-        self.core.status()
+        NodeStatus {
+            pop: self.pop.stats(),
+            ..self.core.status()
+        }
     }
 
     /// A metadata check that holds only while this node still owns the

@@ -272,6 +272,16 @@ pub struct NodeStatus {
     pub tail_cache: strata_cache::TailCacheStats,
     pub recovery: RecoverySummary,
     pub tiering: TieringStatus,
+    pub pop: PopStats,
+}
+
+/// Acknowledgements by message (POP) since start: how many handles were
+/// acknowledged and in how many metadata commits (acknowledgements that
+/// reach a queue together share one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PopStats {
+    pub acks: u64,
+    pub ack_commits: u64,
 }
 
 /// The node's tiered storage: upload progress, object traffic, cold reads.

@@ -292,3 +292,66 @@ async fn a_handle_naming_a_missing_queue_is_refused_alone() {
     );
     assert!(outcome[1].is_ok(), "{:?}", outcome[1]);
 }
+
+/// The official SDKs acknowledge one message per request. Requests that
+/// reach a queue together are committed together (one metadata commit for
+/// many), each still answered with its own outcome: a handle acknowledged
+/// by two requests at once succeeds in exactly one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_arriving_together_share_commits_and_keep_their_outcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 1);
+    let engine = setup(dir.path(), &clock).await;
+    let batch: Vec<PublishMessage> = (0..200)
+        .map(|i| msg(i % QUEUES, format!("m{i}"), None))
+        .collect();
+    engine.publish(T, "t", batch).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 200 {
+        let more = receive(&engine, "t", 32).await;
+        assert!(!more.is_empty(), "only {} of 200 received", got.len());
+        got.extend(more);
+    }
+    let before = engine.status().pop;
+
+    // Every handle twice, one request each, plus one request of ten handles
+    // that the single requests also carry; all in flight at once.
+    let singles = got
+        .iter()
+        .chain(got.iter())
+        .map(|p| engine.ack(T, "g", "t", &p.handle));
+    let ten = handles(&got[..10]);
+    let (singles, batch) = tokio::join!(
+        futures::future::join_all(singles),
+        engine.ack_many(T, "g", "t", &ten)
+    );
+    let batch = batch.unwrap();
+    for (i, p) in got.iter().enumerate() {
+        let mut outcomes = vec![&singles[i], &singles[i + 200]];
+        if i < 10 {
+            outcomes.push(&batch[i]);
+        }
+        let ok = outcomes.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(ok, 1, "handle {} answered {outcomes:?}", p.handle);
+        for r in outcomes.iter().filter(|r| r.is_err()) {
+            assert!(
+                matches!(r, Err(EngineError::InvalidReceiptHandle(m)) if m.contains("not in flight")),
+                "{r:?}"
+            );
+        }
+    }
+    let after = engine.status().pop;
+    assert_eq!(after.acks - before.acks, 200);
+    let commits = after.ack_commits - before.ack_commits;
+    assert!(
+        commits * 4 < 200,
+        "{commits} commits for 200 acknowledgements arriving together"
+    );
+
+    // Durable: after a restart and past the invisible time nothing returns.
+    engine.close().await.unwrap();
+    drop(engine);
+    let engine = reopen(dir.path(), &clock).await;
+    clock.advance_ms(10 * INVISIBLE.as_millis() as i64);
+    assert!(receive(&engine, "t", 100).await.is_empty());
+}

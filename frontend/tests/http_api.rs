@@ -486,6 +486,34 @@ async fn healthz_status_and_metrics() {
     s.get("/no/such/secret-path-xyz")
         .await
         .expect_error(404, "NOT_FOUND");
+    // Two messages (queues 0 and 2) acknowledged in one request: one
+    // commit per queue.
+    s.post_json(
+        "/v1/groups",
+        &json!({"name": "workers", "start": "earliest"}),
+    )
+    .await
+    .expect(201);
+    let got = s
+        .post_json(
+            "/v1/groups/workers/receive",
+            &json!({"topic": "secret-topic-name", "max_messages": 2}),
+        )
+        .await
+        .expect(200);
+    let handles: Vec<&Value> = got["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["receipt_handle"])
+        .collect();
+    assert_eq!(handles.len(), 2, "{got}");
+    s.post_json(
+        "/v1/groups/workers/ack",
+        &json!({"topic": "secret-topic-name", "receipt_handles": handles}),
+    )
+    .await
+    .expect(200);
 
     let status = s.get("/v1/status").await.expect(200);
     assert_eq!(status["node_id"], json!(s.config.node_id));
@@ -518,6 +546,7 @@ async fn healthz_status_and_metrics() {
     for key in ["segments", "records", "bytes", "truncated_bytes"] {
         assert!(status["recovery"][key].is_u64(), "{status}");
     }
+    assert_eq!(status["pop"], json!({"acks": 2, "ack_commits": 2}));
     let typed = s.client().status().await.unwrap();
     assert_eq!(typed.topics, 1);
 
@@ -533,6 +562,8 @@ async fn healthz_status_and_metrics() {
     );
     let text = m.text();
     assert!(text.contains("strata_http_requests_total"), "{text}");
+    assert!(text.contains("\nstrata_pop_acks 2\n"), "{text}");
+    assert!(text.contains("\nstrata_pop_ack_commits 2\n"), "{text}");
     let publish_line = text
         .lines()
         .find(|l| {

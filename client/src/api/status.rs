@@ -16,6 +16,15 @@ pub struct StatusJson {
     pub recovery: RecoveryJson,
     pub tiering: TieringJson,
     pub metadata: MetadataJson,
+    pub pop: PopJson,
+}
+
+/// Acknowledgements by message since start, and the metadata commits that
+/// made them durable (acknowledgements reaching a queue together share one).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PopJson {
+    pub acks: u64,
+    pub ack_commits: u64,
 }
 
 /// Where the node's metadata is, and who serves it.

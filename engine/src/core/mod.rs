@@ -472,6 +472,7 @@ impl Core {
             tail_cache: self.tiers.tail().stats(),
             recovery: self.recovery.clone(),
             tiering: self.tiering_status(),
+            pop: PopStats::default(),
         }
     }
 

@@ -1,16 +1,20 @@
-//! Acknowledging a batch of deliveries: one POP commit per queue, the
-//! queues' commits in flight together (the embedded store's writer commits
-//! them as one group; etcd and TiKV get them as concurrent requests),
-//! instead of one commit after another per receipt handle.
+//! Acknowledging deliveries: one POP commit per queue for a request's
+//! handles, the queues' commits in flight together (the embedded store's
+//! writer commits them as one group; etcd and TiKV get them as concurrent
+//! requests), and the acknowledgements of every request that reaches a
+//! queue while it is busy committed together in its next commit
+//! ([`AckQueue`]): the official SDKs acknowledge one message per request.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use futures::future::join_all;
+use tokio::sync::oneshot;
 
-use strata_metadata::{GroupRecord, PopChange};
+use strata_metadata::{GroupRecord, PopChange, PopQueueState};
 
-use super::{Pop, ReceiptHandle};
+use super::{Pop, PopSlot, ReceiptHandle};
 use crate::core::queue::QueueState;
 use crate::error::{EngineError, Result};
 
@@ -80,8 +84,8 @@ impl Pop {
         Ok(outcome)
     }
 
-    /// Acknowledges the handles of one queue with one commit; the outcome
-    /// of each, in order.
+    /// Acknowledges the handles of one queue; the outcome of each, in
+    /// order. They join the queue's next commit (see [`AckQueue`]).
     async fn ack_queue(
         self: &Arc<Self>,
         tenant: &str,
@@ -90,51 +94,121 @@ impl Pop {
         handles: &[String],
         parsed: &[Parsed],
     ) -> Vec<Result<()>> {
-        let group = group_record.name.as_str();
-        let slot = self.pop_slot(tenant, group, q.key);
-        let mut guard = slot.lock().await;
-        let state = match self.loaded_pop_state(&mut guard, group_record, q).await {
+        let slot = self.pop_slot(tenant, &group_record.name, q.key);
+        let (done, answer) = oneshot::channel();
+        let request = AckRequest {
+            group: group_record.clone(),
+            handles: parsed
+                .iter()
+                .map(|(i, h)| (handles[*i].clone(), *h))
+                .collect(),
+            done,
+        };
+        let start = {
+            let mut acks = slot.acks.lock().unwrap_or_else(|p| p.into_inner());
+            acks.pending.push(request);
+            !std::mem::replace(&mut acks.draining, true)
+        };
+        if start {
+            // A task of its own: the requests it answers must not depend
+            // on this caller staying (a client that goes away drops it).
+            let (pop, tenant, q) = (self.clone(), tenant.to_string(), q.clone());
+            tokio::spawn(async move { pop.drain_acks(&tenant, &q, &slot).await });
+        }
+        match answer.await {
+            Ok(results) => results,
+            // The draining task went away (the runtime is shutting down):
+            // whether the commit landed is unknown.
+            Err(_) => parsed
+                .iter()
+                .map(|_| Err(EngineError::ShuttingDown))
+                .collect(),
+        }
+    }
+
+    /// Commits the slot's waiting acknowledgements until none are left:
+    /// each round takes every request that arrived meanwhile.
+    async fn drain_acks(self: &Arc<Self>, tenant: &str, q: &Arc<QueueState>, slot: &PopSlot) {
+        let mut unwind = DrainGuard { slot, armed: true };
+        loop {
+            let mut guard = slot.state.lock().await;
+            let batch = {
+                let mut acks = slot.acks.lock().unwrap_or_else(|p| p.into_inner());
+                if acks.pending.is_empty() {
+                    acks.draining = false;
+                    unwind.armed = false;
+                    return;
+                }
+                std::mem::take(&mut acks.pending)
+            };
+            let results = self.ack_locked(&mut guard, tenant, q, &batch).await;
+            drop(guard);
+            for (request, results) in batch.into_iter().zip(results) {
+                // The requester may have gone away; its outcome stands.
+                let _ = request.done.send(results);
+            }
+        }
+    }
+
+    /// Checks every handle of `batch` against the queue's POP state and
+    /// removes the valid ones in one commit; the outcomes, per request.
+    async fn ack_locked(
+        self: &Arc<Self>,
+        slot: &mut Option<PopQueueState>,
+        tenant: &str,
+        q: &Arc<QueueState>,
+        batch: &[AckRequest],
+    ) -> Vec<Vec<Result<()>>> {
+        let Some(first) = batch.first() else {
+            return Vec::new();
+        };
+        let group = first.group.name.as_str();
+        let state = match self.loaded_pop_state(slot, &first.group, q).await {
             Ok(state) => state,
-            Err(e) => return parsed.iter().map(|_| Err(e.shared())).collect(),
+            Err(e) => {
+                return batch
+                    .iter()
+                    .map(|r| r.handles.iter().map(|_| Err(e.shared())).collect())
+                    .collect();
+            }
         };
         let now = self.core.clock.now_ms();
         let mut change = PopChange::default();
-        let mut taken = BTreeSet::new();
+        // Offset → the request that acknowledged it.
+        let mut taken: HashMap<u64, usize> = HashMap::new();
         let mut fifo = false;
-        let mut results: Vec<Result<()>> = Vec::with_capacity(parsed.len());
-        for (i, h) in parsed {
-            let handle = &handles[*i];
-            if taken.contains(&h.offset) {
-                results.push(Err(EngineError::InvalidReceiptHandle(format!(
-                    "receipt handle {handle:?} appears twice in this acknowledgement"
-                ))));
-                continue;
+        let mut results: Vec<Vec<Result<()>>> = Vec::with_capacity(batch.len());
+        for (n, request) in batch.iter().enumerate() {
+            let mut outcome = Vec::with_capacity(request.handles.len());
+            for (handle, h) in &request.handles {
+                let current = state
+                    .inflight
+                    .get(&h.offset)
+                    .filter(|r| r.seq == h.seq && r.attempt > 0);
+                outcome.push(match (taken.get(&h.offset), current) {
+                    (Some(&by), _) if by == n => Err(EngineError::InvalidReceiptHandle(format!(
+                        "receipt handle {handle:?} appears twice in this acknowledgement"
+                    ))),
+                    (Some(_), _) | (None, None) => Err(EngineError::InvalidReceiptHandle(format!(
+                        "receipt handle {handle:?} is not in flight: acknowledged, redelivered since, or never issued to group {group:?}"
+                    ))),
+                    (None, Some(r)) if r.visible_ms <= now => Err(EngineError::InvalidReceiptHandle(format!(
+                        "receipt handle {handle:?} expired: its invisible time ended, so the message will be delivered again"
+                    ))),
+                    (None, Some(r)) => {
+                        fifo |= r.message_group.is_some();
+                        taken.insert(h.offset, n);
+                        change.remove.push((h.offset, r.clone()));
+                        Ok(())
+                    }
+                });
             }
-            let current = state
-                .inflight
-                .get(&h.offset)
-                .filter(|r| r.seq == h.seq && r.attempt > 0);
-            results.push(match current {
-                None => Err(EngineError::InvalidReceiptHandle(format!(
-                    "receipt handle {handle:?} is not in flight: acknowledged, redelivered since, or never issued to group {group:?}"
-                ))),
-                Some(r) if r.visible_ms <= now => Err(EngineError::InvalidReceiptHandle(format!(
-                    "receipt handle {handle:?} expired: its invisible time ended, so the message will be delivered again"
-                ))),
-                Some(r) => {
-                    fifo |= r.message_group.is_some();
-                    taken.insert(h.offset);
-                    change.remove.push((h.offset, r.clone()));
-                    Ok(())
-                }
-            });
+            results.push(outcome);
         }
         if change.remove.is_empty() {
             return results;
         }
-        let committed = self
-            .commit_to_slot(&mut guard, tenant, group, q, &change)
-            .await;
+        let committed = self.commit_to_slot(slot, tenant, group, q, &change).await;
         let failure = match committed {
             Ok(true) => None,
             Ok(false) => Some(EngineError::Conflict(
@@ -143,15 +217,57 @@ impl Pop {
             Err(e) => Some(e),
         };
         if let Some(e) = failure {
-            for r in results.iter_mut().filter(|r| r.is_ok()) {
+            for r in results.iter_mut().flatten().filter(|r| r.is_ok()) {
                 *r = Err(e.shared());
             }
             return results;
         }
+        self.acks
+            .fetch_add(change.remove.len() as u64, Ordering::Relaxed);
+        self.ack_commits.fetch_add(1, Ordering::Relaxed);
         // The next message of a FIFO group may go out now.
         if fifo {
             q.activity().bump();
         }
         results
+    }
+}
+
+/// Acknowledgements waiting for their queue's next commit. A queue's POP
+/// state is committed by one task at a time, so acknowledgements that
+/// arrive while a commit (an acknowledgement's, or a receive's) holds the
+/// state wait here and go into the next commit together, each answered
+/// with its own outcome after that commit is durable: one metadata commit
+/// for many acknowledgements, not one each behind one another.
+#[derive(Debug, Default)]
+pub(crate) struct AckQueue {
+    pending: Vec<AckRequest>,
+    /// A task is committing the pending requests (and will take any added).
+    draining: bool,
+}
+
+/// One request's handles of one queue, and where to answer.
+#[derive(Debug)]
+struct AckRequest {
+    group: GroupRecord,
+    handles: Vec<(String, ReceiptHandle)>,
+    done: oneshot::Sender<Vec<Result<()>>>,
+}
+
+/// Lets the next acknowledgement start a new draining task if this one
+/// ends early (a panic, or the runtime dropping it): its waiting requests
+/// are dropped, so their callers fail instead of waiting forever.
+struct DrainGuard<'a> {
+    slot: &'a PopSlot,
+    armed: bool,
+}
+
+impl Drop for DrainGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut acks = self.slot.acks.lock().unwrap_or_else(|p| p.into_inner());
+            acks.pending.clear();
+            acks.draining = false;
+        }
     }
 }

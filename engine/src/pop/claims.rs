@@ -48,7 +48,7 @@ impl Pop {
         }
         for (q, change) in by_queue.into_values() {
             let slot = self.pop_slot(&tenant, &group, q.key);
-            let mut guard = slot.lock().await;
+            let mut guard = slot.state.lock().await;
             let released = if guard.is_some() {
                 self.commit_to_slot(&mut guard, &tenant, &group, &q, &change)
                     .await

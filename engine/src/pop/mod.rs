@@ -16,6 +16,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use strata_common::{QueueKey, StoredMessage, TopicId};
@@ -26,7 +27,7 @@ use strata_metadata::{
 use crate::core::queue::QueueState;
 use crate::core::{Billing, Core};
 use crate::error::{EngineError, Result};
-use crate::types::{PublishMessage, TopicSpec};
+use crate::types::{PopStats, PublishMessage, TopicSpec};
 
 mod ack;
 mod claims;
@@ -124,9 +125,15 @@ impl ReceiptHandle {
     }
 }
 
-type PopSlot = Arc<tokio::sync::Mutex<Option<PopQueueState>>>;
-/// (tenant, group, queue) → that queue's POP state, loaded on first use.
-type PopSlots = std::collections::HashMap<(String, String, QueueKey), PopSlot>;
+/// One (tenant, group, queue): its POP state, loaded on first use, and the
+/// acknowledgements waiting to be committed to it together.
+#[derive(Debug, Default)]
+pub(crate) struct PopSlot {
+    state: tokio::sync::Mutex<Option<PopQueueState>>,
+    acks: std::sync::Mutex<ack::AckQueue>,
+}
+/// (tenant, group, queue) → its slot.
+type PopSlots = std::collections::HashMap<(String, String, QueueKey), Arc<PopSlot>>;
 
 /// Consumption by message: receives, acknowledgements, visibility changes
 /// and dead letters, over POP state kept per (tenant, group, queue).
@@ -135,6 +142,9 @@ pub(crate) struct Pop {
     core: Arc<Core>,
     /// POP state per (tenant, group, queue), loaded on first use.
     slots: std::sync::Mutex<PopSlots>,
+    /// Handles acknowledged, and the commits that made them durable.
+    acks: AtomicU64,
+    ack_commits: AtomicU64,
 }
 
 impl Pop {
@@ -142,10 +152,19 @@ impl Pop {
         Arc::new(Self {
             core,
             slots: std::sync::Mutex::new(PopSlots::new()),
+            acks: AtomicU64::new(0),
+            ack_commits: AtomicU64::new(0),
         })
     }
 
-    fn pop_slot(&self, tenant: &str, group: &str, queue: QueueKey) -> PopSlot {
+    pub(crate) fn stats(&self) -> PopStats {
+        PopStats {
+            acks: self.acks.load(Ordering::Relaxed),
+            ack_commits: self.ack_commits.load(Ordering::Relaxed),
+        }
+    }
+
+    fn pop_slot(&self, tenant: &str, group: &str, queue: QueueKey) -> Arc<PopSlot> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots
             .entry((tenant.to_string(), group.to_string(), queue))
@@ -391,7 +410,7 @@ impl Pop {
         }
         let q = t.queue(h.queue)?.clone();
         let slot = self.pop_slot(tenant, group, q.key);
-        let mut guard = slot.lock().await;
+        let mut guard = slot.state.lock().await;
         let state = self.loaded_pop_state(&mut guard, &group_record, &q).await?;
         let now = self.core.clock.now_ms();
         let current = state

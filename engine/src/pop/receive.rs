@@ -240,7 +240,7 @@ impl Pop {
         group: &GroupRecord,
     ) -> Result<Look> {
         let slot = self.pop_slot(r.tenant, r.group, q.key);
-        let mut guard = slot.lock().await;
+        let mut guard = slot.state.lock().await;
         let state = self.loaded_pop_state(&mut guard, group, q).await?;
         let (first, hw) = {
             let inner = q.lock();
@@ -270,7 +270,7 @@ impl Pop {
     ) -> Result<usize> {
         let retry = &group.retry;
         let slot = self.pop_slot(r.tenant, r.group, q.key);
-        let mut guard = slot.lock().await;
+        let mut guard = slot.state.lock().await;
         let state = self.loaded_pop_state(&mut guard, group, q).await?;
         let now = self.core.clock.now_ms();
         let invisible_ms = r.invisible.as_millis() as i64;

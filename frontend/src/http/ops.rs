@@ -13,8 +13,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 pub use strata_client::api::status::{
-    BlockCacheJson, CacheJson, ColdReadsJson, MetadataJson, ObjectRequestsJson, RecoveryJson,
-    ServingLeaseJson, StatusJson, TieringJson, WalJson,
+    BlockCacheJson, CacheJson, ColdReadsJson, MetadataJson, ObjectRequestsJson, PopJson,
+    RecoveryJson, ServingLeaseJson, StatusJson, TieringJson, WalJson,
 };
 
 use super::auth::Caller;
@@ -45,6 +45,8 @@ pub struct Metrics {
     retained_messages: Gauge<i64, AtomicGauge>,
     retained_bytes: Gauge<i64, AtomicGauge>,
     tail_cache_bytes: Gauge<i64, AtomicGauge>,
+    pop_acks: Gauge<i64, AtomicGauge>,
+    pop_ack_commits: Gauge<i64, AtomicGauge>,
     quota_delayed: Family<RateLabels, Gauge<i64, AtomicGauge>>,
     quota_refused: Family<RateLabels, Gauge<i64, AtomicGauge>>,
 }
@@ -115,6 +117,16 @@ impl Metrics {
             "WAL bytes held by live queues",
         );
         let tail_cache_bytes = gauge(&mut registry, "tail_cache_bytes", "Bytes in the tail cache");
+        let pop_acks = gauge(
+            &mut registry,
+            "pop_acks",
+            "Receipt handles acknowledged since start",
+        );
+        let pop_ack_commits = gauge(
+            &mut registry,
+            "pop_ack_commits",
+            "Metadata commits that made acknowledgements durable, since start",
+        );
         let quota_delayed = Family::<RateLabels, Gauge<i64, AtomicGauge>>::default();
         registry.register(
             "quota_delayed_requests",
@@ -137,6 +149,8 @@ impl Metrics {
             retained_messages,
             retained_bytes,
             tail_cache_bytes,
+            pop_acks,
+            pop_ack_commits,
             quota_delayed,
             quota_refused,
         }
@@ -192,6 +206,8 @@ pub async fn metrics(State(state): State<AppState>, caller: Caller) -> Response 
     m.retained_bytes.set(clamp(status.retained_bytes));
     m.tail_cache_bytes
         .set(clamp(status.tail_cache.bytes as u64));
+    m.pop_acks.set(clamp(status.pop.acks));
+    m.pop_ack_commits.set(clamp(status.pop.ack_commits));
     for rate in strata_tenancy::Rate::ALL {
         let counts = state.limiter.throttle_counts(rate);
         let labels = RateLabels { rate: rate.label() };
@@ -297,6 +313,10 @@ pub async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<
         },
         tiering: tiering_json(s.tiering),
         metadata,
+        pop: PopJson {
+            acks: s.pop.acks,
+            ack_commits: s.pop.ack_commits,
+        },
     }))
 }
 
