@@ -1,13 +1,15 @@
 //! Reading cold offsets: range → block → block cache or a ranged GET on the
 //! cold-read runtime, with read-ahead of the next block.
 
-use bytes::Bytes;
+use std::sync::Arc;
+
 use strata_cache::BlockKey;
 use strata_common::StoredMessage;
 use strata_common::usage::Counter;
 use strata_metadata::BlockRef;
 use strata_objects::format::decode_block;
 
+use super::decoded::{DecodedBlock, Payloads};
 use super::{QueueLog, TierError, Tiers};
 use crate::batch::{BatchError, decode_batch, decode_header};
 
@@ -33,7 +35,7 @@ impl Tiers {
             let Some(block) = range.blocks.get(i) else {
                 break;
             };
-            let payloads = self.fetch_block(q, &range.object, block).await?;
+            let decoded = self.fetch_block(q, &range.object, block).await?;
             if let Some(next) = range.blocks.get(i + 1) {
                 self.prefetch_block(q, &range.object, next);
             }
@@ -43,18 +45,18 @@ impl Tiers {
                     range.object, block.offset
                 ))
             };
-            for payload in payloads {
+            // A block holds hundreds of batches and a receive wants a few
+            // dozen messages: only the batches it reads are decoded.
+            let first = decoded.first_at(cursor);
+            let batches = decoded.payloads.iter().zip(&decoded.spans).skip(first);
+            for (payload, &(base, count)) in batches {
                 if out.len() >= max {
                     break;
                 }
-                // A block holds hundreds of batches and a receive wants a
-                // few dozen messages: only the batches it reads are decoded.
-                let header = decode_header(&payload).map_err(corrupt)?;
-                let batch_end = header.base_offset + u64::from(header.count);
-                if batch_end <= cursor || header.base_offset >= end {
+                if base + u64::from(count) <= cursor || base >= end {
                     continue;
                 }
-                let (header, messages) = decode_batch(&payload).map_err(corrupt)?;
+                let (header, messages) = decode_batch(payload).map_err(corrupt)?;
                 for (message, at) in messages.into_iter().zip(header.base_offset..) {
                     if at >= cursor && at < end && out.len() < max {
                         out.push(StoredMessage {
@@ -71,18 +73,23 @@ impl Tiers {
         Ok(out)
     }
 
-    /// One block's batch payloads, from the block cache or object storage
-    /// (a miss costs one ranged GET, billed to the queue's tenant).
+    /// One block's batch payloads: still decoded from a recent read, or
+    /// from the block cache or object storage (a miss costs one ranged
+    /// GET, billed to the queue's tenant).
     pub async fn fetch_block(
         &self,
         q: &QueueLog,
         object: &str,
         block: &BlockRef,
-    ) -> Result<Vec<Bytes>, TierError> {
+    ) -> Result<Payloads, TierError> {
         let key = BlockKey {
             object: object.to_string(),
             offset: block.offset,
         };
+        if let Some(payloads) = self.decoded.get(&key) {
+            return Ok(payloads);
+        }
+        let memo_key = key.clone();
         let objects = self.objects.clone();
         let cold = self.cold.clone();
         let name = object.to_string();
@@ -101,12 +108,25 @@ impl Tiers {
                 .await
             })
             .await?;
-        decode_block(block, &stored).map_err(|e| {
+        let corrupt = |e: String| {
             TierError::Corrupt(format!(
                 "object {object} block at byte {}: {e}",
                 block.offset
             ))
-        })
+        };
+        let payloads = decode_block(block, &stored).map_err(|e| corrupt(e.to_string()))?;
+        let spans = payloads
+            .iter()
+            .map(|p| {
+                decode_header(p)
+                    .map(|h| (h.base_offset, h.count))
+                    .map_err(|e| corrupt(format!("batch does not decode: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let decoded = Arc::new(DecodedBlock::new(payloads, spans));
+        self.decoded
+            .insert(memo_key, decoded.clone(), block.raw_len as usize);
+        Ok(decoded)
     }
 
     /// Read-ahead: warms the cache with the block a sequential reader needs

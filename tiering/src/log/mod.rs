@@ -7,7 +7,8 @@
 //! read(queue, offset)
 //!   ├─ offset below the first WAL batch, in a cold range → cold.rs:
 //!   │    range → block → block cache or a ranged GET on the cold runtime
-//!   │    (+ read-ahead of the next block) → decode
+//!   │    (+ read-ahead of the next block) → decode (or the block still
+//!   │    decoded from a read just before)
 //!   ├─ in the tail cache → the cached messages
 //!   ├─ in the WAL index → read.rs: the WAL records, decoded
 //!   └─ released from the WAL meanwhile → cold, as above
@@ -18,6 +19,7 @@
 //! object storage, and their index entries, go together).
 
 mod cold;
+mod decoded;
 mod error;
 mod index;
 mod read;
@@ -80,6 +82,8 @@ pub struct Tiers {
     tail: TailCache,
     objects: Objects,
     blocks: BlockCache,
+    /// The blocks cold reads decoded last, still decoded.
+    decoded: decoded::DecodedBlocks,
     cold: Arc<ColdReader>,
     /// Object GETs are billed to the queue's tenant here.
     meter: Arc<Meter>,
@@ -118,6 +122,7 @@ impl Tiers {
             tail: TailCache::new(config.tail_cache_bytes),
             objects,
             blocks,
+            decoded: decoded::DecodedBlocks::default(),
             cold,
             meter,
             max_read_bytes: config.max_read_bytes as u64,

@@ -147,8 +147,8 @@ impl Tiers {
         let Some((object, block)) = cold_hit else {
             return Ok(hw);
         };
-        for payload in self.fetch_block(q, &object, &block).await? {
-            let header = decode_header(&payload)
+        for payload in &self.fetch_block(q, &object, &block).await?.payloads {
+            let header = decode_header(payload)
                 .map_err(|e| TierError::Corrupt(format!("object {object}: {e}")))?;
             if header.timestamp_ms >= timestamp_ms {
                 return Ok(header.base_offset.clamp(first, hw));
