@@ -370,3 +370,59 @@ async fn due_redeliveries_come_first_across_the_topic() {
     let next = receive(&engine, "g", "t", 1, Duration::ZERO).await;
     assert_eq!(next[0].attempt, 1, "then the backlog");
 }
+
+/// Each queue a receive takes from costs a POP commit, so a batch over many
+/// deep queues takes at least 8 messages from each queue it visits (4 of 16
+/// for a batch of 32); the random rotation gives every queue its turn, and a
+/// batch over shallow queues still collects from all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_deep_queues_takes_from_a_few_and_shallow_ones_from_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 3);
+    let engine = open(dir.path(), &clock).await;
+    topic(&engine, "deep", 16, MessageType::Normal).await;
+    topic(&engine, "shallow", 16, MessageType::Normal).await;
+    engine.create_group(T, "g").await.unwrap();
+    let all: Vec<_> = (0..16 * 64)
+        .map(|i| msg(i % 16, format!("m{i}"), None))
+        .collect();
+    for half in all.chunks(512) {
+        engine.publish(T, "deep", half.to_vec()).await.unwrap();
+    }
+    let mut seen = BTreeSet::new();
+    for i in 0..32 {
+        let batch = receive(&engine, "g", "deep", 32, Duration::ZERO).await;
+        assert_eq!(batch.len(), 32);
+        let mut per_queue: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+        for p in &batch {
+            per_queue.entry(p.queue).or_default().push(p.message.offset);
+            assert!(seen.insert(body(p)), "{} twice", body(p));
+        }
+        // Every queue holds a multiple of 8, so a pass takes 8 from each of
+        // 4; near the end a queue may be taken from again.
+        if i == 0 {
+            assert_eq!(per_queue.len(), 4, "{per_queue:?}");
+        }
+        assert!(per_queue.len() <= 4, "{per_queue:?}");
+        for offsets in per_queue.values() {
+            assert_eq!(offsets.len() % 8, 0, "{per_queue:?}");
+            assert!(offsets.windows(2).all(|w| w[1] == w[0] + 1), "{offsets:?}");
+        }
+    }
+    assert_eq!(seen.len(), 16 * 64, "every queue drained");
+    assert!(
+        receive(&engine, "g", "deep", 32, Duration::ZERO)
+            .await
+            .is_empty()
+    );
+
+    let one_each: Vec<_> = (0..16).map(|q| msg(q, format!("s{q}"), None)).collect();
+    engine.publish(T, "shallow", one_each).await.unwrap();
+    let batch = receive(&engine, "g", "shallow", 32, Duration::ZERO).await;
+    let queues: BTreeSet<u32> = batch.iter().map(|p| p.queue).collect();
+    assert_eq!(
+        queues.len(),
+        16,
+        "one receive collects every queue's message"
+    );
+}

@@ -9,9 +9,11 @@
 //!    due in-flight messages (redeliveries, FIFO messages freed by an ack)
 //!    or messages past the group's cursor;
 //! 2. splits what is left of the batch over them, due redeliveries first
-//!    (each queue's, as far as the batch holds them), the rest evenly, and
-//!    takes every queue's share at once: each queue keeps its FIFO rules,
-//!    and the per-queue POP commits meet in one metadata group commit;
+//!    (each queue's, as far as the batch holds them), the rest evenly, but
+//!    over no more queues than gives each [`MIN_SHARE`] (queues with due
+//!    redeliveries first, then in rotation order), and takes every queue's
+//!    share at once: each queue keeps its FIFO rules, and the per-queue POP
+//!    commits meet in one metadata group commit;
 //! 3. a queue that gave less than its share is done for this receive; the
 //!    rest of the batch goes round again to the queues that filled theirs.
 //!
@@ -40,6 +42,11 @@ use super::{MAX_INFLIGHT_PER_QUEUE, MAX_INVISIBLE, MIN_INVISIBLE, ReceiptHandle,
 use crate::core::queue::QueueState;
 use crate::core::topic::TopicState;
 use crate::error::{EngineError, Result};
+
+/// A pass asks each queue it takes from for this many messages at least
+/// (as far as the batch goes): each queue taken from costs a POP commit, so
+/// a batch of 32 over 16 deep queues takes from 4 of them, not 16.
+pub(crate) const MIN_SHARE: usize = 8;
 
 /// A message handed out by [`Pop::receive`].
 #[derive(Debug, Clone)]
@@ -188,9 +195,10 @@ impl Pop {
             let remaining = max - taken;
             // Queues with redeliveries first when the batch cannot take
             // from every queue (stable: the random rotation stays otherwise).
-            if candidates.len() > remaining {
+            let room = remaining.div_ceil(MIN_SHARE);
+            if candidates.len() > room {
                 candidates.sort_by_key(|&(_, redeliveries)| usize::from(redeliveries == 0));
-                candidates.truncate(remaining);
+                candidates.truncate(room);
             }
             if candidates.is_empty() {
                 break;
