@@ -355,3 +355,45 @@ async fn acknowledgements_arriving_together_share_commits_and_keep_their_outcome
     clock.advance_ms(10 * INVISIBLE.as_millis() as i64);
     assert!(receive(&engine, "t", 100).await.is_empty());
 }
+
+/// One combined commit carries at most `MAX_ACK_BATCH` handles (what one
+/// request may carry, and what the etcd settings are sized for); the rest
+/// wait for the next round. On one thread every request below is waiting
+/// before the first round starts.
+#[tokio::test(flavor = "current_thread")]
+async fn a_combined_commit_carries_at_most_one_requests_worth_of_handles() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 1);
+    let engine = setup(dir.path(), &clock).await;
+    for chunk in 0..5 {
+        let batch: Vec<PublishMessage> = (0..500)
+            .map(|i| msg(0, format!("m{chunk}-{i}"), None))
+            .collect();
+        engine.publish(T, "t", batch).await.unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < 2500 {
+        let more = receive(&engine, "t", 500).await;
+        assert!(!more.is_empty(), "only {} of 2500 received", got.len());
+        got.extend(more);
+    }
+    let before = engine.status().pop;
+    let requests: Vec<Vec<String>> = got.chunks(500).map(handles).collect();
+    let outcomes = futures::future::join_all(
+        requests
+            .iter()
+            .map(|request| engine.ack_many(T, "g", "t", request)),
+    )
+    .await;
+    for outcome in outcomes {
+        let outcome = outcome.unwrap();
+        assert!(outcome.iter().all(Result::is_ok), "{outcome:?}");
+    }
+    let after = engine.status().pop;
+    assert_eq!(after.acks - before.acks, 2500);
+    assert_eq!(
+        after.ack_commits - before.ack_commits,
+        3,
+        "1000 + 1000 + 500 handles"
+    );
+}

@@ -112,24 +112,42 @@ impl Pop {
         if start {
             // A task of its own: the requests it answers must not depend
             // on this caller staying (a client that goes away drops it).
+            // The guard goes in with it, so even a task dropped before it
+            // ever ran lets the next acknowledgement start another.
+            let unwind = DrainGuard {
+                slot: slot.clone(),
+                armed: true,
+            };
             let (pop, tenant, q) = (self.clone(), tenant.to_string(), q.clone());
-            tokio::spawn(async move { pop.drain_acks(&tenant, &q, &slot).await });
+            tokio::spawn(async move { pop.drain_acks(&tenant, &q, unwind).await });
         }
         match answer.await {
             Ok(results) => results,
-            // The draining task went away (the runtime is shutting down):
-            // whether the commit landed is unknown.
+            // The draining task went away before answering (the runtime is
+            // shutting down, or it failed): whether the commit landed is
+            // unknown.
             Err(_) => parsed
                 .iter()
-                .map(|_| Err(EngineError::ShuttingDown))
+                .map(|_| {
+                    Err(EngineError::Internal(
+                        "the acknowledgement was dropped before its commit was answered; whether it landed is unknown".into(),
+                    ))
+                })
                 .collect(),
         }
     }
 
     /// Commits the slot's waiting acknowledgements until none are left:
-    /// each round takes every request that arrived meanwhile.
-    async fn drain_acks(self: &Arc<Self>, tenant: &str, q: &Arc<QueueState>, slot: &PopSlot) {
-        let mut unwind = DrainGuard { slot, armed: true };
+    /// each round takes the requests that arrived meanwhile, up to
+    /// [`super::MAX_ACK_BATCH`] handles (at least one request), so one
+    /// commit stays within what one acknowledgement request may carry.
+    async fn drain_acks(
+        self: &Arc<Self>,
+        tenant: &str,
+        q: &Arc<QueueState>,
+        mut unwind: DrainGuard,
+    ) {
+        let slot = unwind.slot.clone();
         loop {
             let mut guard = slot.state.lock().await;
             let batch = {
@@ -139,7 +157,17 @@ impl Pop {
                     unwind.armed = false;
                     return;
                 }
-                std::mem::take(&mut acks.pending)
+                let mut handles = 0;
+                let take = acks
+                    .pending
+                    .iter()
+                    .take_while(|r| {
+                        let first = handles == 0;
+                        handles += r.handles.len();
+                        first || handles <= super::MAX_ACK_BATCH
+                    })
+                    .count();
+                acks.pending.drain(..take).collect::<Vec<_>>()
             };
             let results = self.ack_locked(&mut guard, tenant, q, &batch).await;
             drop(guard);
@@ -176,6 +204,9 @@ impl Pop {
         let mut change = PopChange::default();
         // Offset → the request that acknowledged it.
         let mut taken: HashMap<u64, usize> = HashMap::new();
+        // Handles refused only because an earlier request of this round
+        // took them: if the commit fails, they share its failure.
+        let mut behind: Vec<(usize, usize)> = Vec::new();
         let mut fifo = false;
         let mut results: Vec<Vec<Result<()>>> = Vec::with_capacity(batch.len());
         for (n, request) in batch.iter().enumerate() {
@@ -185,6 +216,9 @@ impl Pop {
                     .inflight
                     .get(&h.offset)
                     .filter(|r| r.seq == h.seq && r.attempt > 0);
+                if taken.get(&h.offset).is_some_and(|&by| by != n) {
+                    behind.push((n, outcome.len()));
+                }
                 outcome.push(match (taken.get(&h.offset), current) {
                     (Some(&by), _) if by == n => Err(EngineError::InvalidReceiptHandle(format!(
                         "receipt handle {handle:?} appears twice in this acknowledgement"
@@ -217,6 +251,9 @@ impl Pop {
             Err(e) => Some(e),
         };
         if let Some(e) = failure {
+            for (n, i) in behind {
+                results[n][i] = Err(e.shared());
+            }
             for r in results.iter_mut().flatten().filter(|r| r.is_ok()) {
                 *r = Err(e.shared());
             }
@@ -257,12 +294,12 @@ struct AckRequest {
 /// Lets the next acknowledgement start a new draining task if this one
 /// ends early (a panic, or the runtime dropping it): its waiting requests
 /// are dropped, so their callers fail instead of waiting forever.
-struct DrainGuard<'a> {
-    slot: &'a PopSlot,
+struct DrainGuard {
+    slot: Arc<PopSlot>,
     armed: bool,
 }
 
-impl Drop for DrainGuard<'_> {
+impl Drop for DrainGuard {
     fn drop(&mut self) {
         if self.armed {
             let mut acks = self.slot.acks.lock().unwrap_or_else(|p| p.into_inner());

@@ -19,6 +19,9 @@ pub(crate) struct Look {
     pub redeliveries: usize,
     /// The earliest future moment an in-flight message becomes due.
     pub next_due_ms: Option<i64>,
+    /// About how many messages it could give now: new ones past the cursor
+    /// and due in-flight ones (a hint, like `deliverable`).
+    pub available: usize,
 }
 
 /// When an in-flight record may go out again: a waiting FIFO record (attempt
@@ -67,6 +70,7 @@ pub(crate) fn look_at(
     // One walk over the in-flight records: what may go now, and when the
     // next one falls due.
     let mut due_now = false;
+    let mut due_free = 0usize;
     let mut redeliveries = 0;
     let mut next_due_ms: Option<i64> = None;
     for rec in state.inflight.range(first..).map(|(_, rec)| rec) {
@@ -83,18 +87,43 @@ pub(crate) fn look_at(
             .is_some_and(|g| blocked.contains(g));
         if free {
             due_now = true;
+            due_free += 1;
             redeliveries += usize::from(rec.attempt > 0);
         }
     }
-    let fresh = state.cursor.max(first) < hw && state.inflight.len() < MAX_INFLIGHT_PER_QUEUE;
+    let new_ones = if state.inflight.len() < MAX_INFLIGHT_PER_QUEUE {
+        hw.saturating_sub(state.cursor.max(first))
+    } else {
+        0
+    };
+    let fresh = new_ones > 0;
     // Records of messages retention removed: a pass clears them (and so
     // frees room under the in-flight cap).
     let stale = state.inflight.range(..first).next().is_some();
+    let new_ones = usize::try_from(new_ones).unwrap_or(usize::MAX);
     Look {
         deliverable: due_now || fresh || stale,
         redeliveries,
         next_due_ms,
+        // A queue with only stale records still needs a visit to clear them.
+        available: due_free.saturating_add(new_ones).max(usize::from(stale)),
     }
+}
+
+/// How many of the candidate queues (in the order given, with what each
+/// may give) a pass takes from for `remaining` messages: enough that,
+/// counting at most `min_share` from each, they cover the batch; at least
+/// one. Each queue taken from costs a POP commit, so deep queues are asked
+/// for `min_share` or more each, while shallow ones are all visited at once.
+pub(crate) fn queues_to_take(available: &[usize], remaining: usize, min_share: usize) -> usize {
+    let mut covered = 0usize;
+    for (k, &a) in available.iter().enumerate() {
+        covered = covered.saturating_add(a.min(min_share));
+        if covered >= remaining {
+            return k + 1;
+        }
+    }
+    available.len().max(1)
 }
 
 /// How much of `remaining` each of the chosen queues is asked for:
@@ -176,8 +205,14 @@ mod tests {
             Look {
                 deliverable: false,
                 redeliveries: 0,
-                next_due_ms: Some(500)
+                next_due_ms: Some(500),
+                available: 0,
             }
+        );
+        assert_eq!(
+            look_at(&s, 0, 5, false, &g, 500).available,
+            3,
+            "2 new, 1 due"
         );
         assert_eq!(look_at(&s, 0, 3, false, &g, 500).redeliveries, 1);
         assert!(look_at(&s, 0, 3, false, &g, 500).deliverable, "due again");
@@ -219,6 +254,20 @@ mod tests {
         ] {
             assert_eq!(shares(r, n).iter().sum::<usize>(), n, "{r:?} {n}");
         }
+    }
+
+    #[test]
+    fn deep_queues_are_taken_a_few_at_a_time_and_shallow_ones_together() {
+        // 16 deep queues, a batch of 32: 4 of them, 8 or more each.
+        assert_eq!(queues_to_take(&[1000; 16], 32, 8), 4);
+        // 16 queues of 2: all of them, in one round.
+        assert_eq!(queues_to_take(&[2; 16], 32, 8), 16);
+        // Mixed: counted in order until the batch is covered.
+        assert_eq!(queues_to_take(&[1, 100, 1, 100, 100], 10, 8), 3);
+        // Not enough anywhere: every queue; none: still one.
+        assert_eq!(queues_to_take(&[3, 3], 32, 8), 2);
+        assert_eq!(queues_to_take(&[], 32, 8), 1);
+        assert_eq!(queues_to_take(&[0, 0, 5], 4, 8), 3);
     }
 
     #[test]

@@ -8,12 +8,13 @@
 //!    always first), and keeps those that may have something deliverable:
 //!    due in-flight messages (redeliveries, FIFO messages freed by an ack)
 //!    or messages past the group's cursor;
-//! 2. splits what is left of the batch over them, due redeliveries first
-//!    (each queue's, as far as the batch holds them), the rest evenly, but
-//!    over no more queues than gives each [`MIN_SHARE`] (queues with due
-//!    redeliveries first, then in rotation order), and takes every queue's
-//!    share at once: each queue keeps its FIFO rules, and the per-queue POP
-//!    commits meet in one metadata group commit;
+//! 2. keeps as many of them as cover the batch counting at most
+//!    [`MIN_SHARE`] from each (queues with due redeliveries first, then in
+//!    rotation order), splits what is left of the batch over those, due
+//!    redeliveries first (each queue's, as far as the batch holds them),
+//!    the rest evenly, and takes every queue's share at once: each queue
+//!    keeps its FIFO rules, and the per-queue POP commits meet in one
+//!    metadata group commit;
 //! 3. a queue that gave less than its share is done for this receive; the
 //!    rest of the batch goes round again to the queues that filled theirs.
 //!
@@ -37,15 +38,16 @@ use strata_metadata::{GroupRecord, InflightRecord, MessageType, PopChange};
 
 use super::Pop;
 use super::claims::{Delivery, Unclaimed};
-use super::look::{Look, blocked_groups, due_ms, earliest, look_at, shares};
+use super::look::{Look, blocked_groups, due_ms, earliest, look_at, queues_to_take, shares};
 use super::{MAX_INFLIGHT_PER_QUEUE, MAX_INVISIBLE, MIN_INVISIBLE, ReceiptHandle, TagFilter};
 use crate::core::queue::QueueState;
 use crate::core::topic::TopicState;
 use crate::error::{EngineError, Result};
 
-/// A pass asks each queue it takes from for this many messages at least
-/// (as far as the batch goes): each queue taken from costs a POP commit, so
-/// a batch of 32 over 16 deep queues takes from 4 of them, not 16.
+/// A pass takes from as many queues as cover the batch counting at most
+/// this many from each (see [`queues_to_take`]): each queue taken from
+/// costs a POP commit, so a batch of 32 over 16 deep queues takes from 4 of
+/// them, not 16, while 16 queues of 2 messages are all taken from at once.
 pub(crate) const MIN_SHARE: usize = 8;
 
 /// A message handed out by [`Pop::receive`].
@@ -187,27 +189,25 @@ impl Pop {
                 };
                 next_due_ms = earliest(next_due_ms, look.next_due_ms);
                 if look.deliverable {
-                    candidates.push((i, look.redeliveries));
+                    candidates.push((i, look.redeliveries, look.available));
                 } else {
                     done[i] = true;
                 }
             }
             let remaining = max - taken;
-            // Queues with redeliveries first when the batch cannot take
-            // from every queue (stable: the random rotation stays otherwise).
-            let room = remaining.div_ceil(MIN_SHARE);
-            if candidates.len() > room {
-                candidates.sort_by_key(|&(_, redeliveries)| usize::from(redeliveries == 0));
-                candidates.truncate(room);
-            }
+            // Queues with redeliveries first (stable: the random rotation
+            // stays otherwise), then as many as cover the batch.
+            candidates.sort_by_key(|&(_, redeliveries, _)| usize::from(redeliveries == 0));
+            let available: Vec<usize> = candidates.iter().map(|&(_, _, a)| a).collect();
+            candidates.truncate(queues_to_take(&available, remaining, MIN_SHARE));
             if candidates.is_empty() {
                 break;
             }
-            let redeliveries: Vec<usize> = candidates.iter().map(|&(_, r)| r).collect();
+            let redeliveries: Vec<usize> = candidates.iter().map(|&(_, r, _)| r).collect();
             // A queue left without a share this round keeps its turn.
             let (candidates, shares): (Vec<usize>, Vec<usize>) = candidates
                 .into_iter()
-                .map(|(i, _)| i)
+                .map(|(i, _, _)| i)
                 .zip(shares(&redeliveries, remaining))
                 .filter(|&(_, share)| share > 0)
                 .unzip();

@@ -32,14 +32,16 @@ pub struct DecodedBlock {
     pub payloads: Vec<Bytes>,
     /// (base offset, message count) of each payload.
     pub spans: Vec<(u64, u32)>,
-    /// The spans are in offset order (a block is one queue's batches,
-    /// written in order).
+    /// The spans are in offset order and do not overlap (a block is one
+    /// queue's batches, written in order).
     ordered: bool,
 }
 
 impl DecodedBlock {
     pub fn new(payloads: Vec<Bytes>, spans: Vec<(u64, u32)>) -> Self {
-        let ordered = spans.windows(2).all(|w| w[0].0 <= w[1].0);
+        let ordered = spans
+            .windows(2)
+            .all(|w| w[0].0 + u64::from(w[0].1) <= w[1].0);
         Self {
             payloads,
             spans,
@@ -135,6 +137,8 @@ mod tests {
         assert_eq!(starts, [0, 0, 0, 1, 2, 2, 3, 3]);
         let unordered = DecodedBlock::new(vec![Bytes::new(); 2], vec![(16, 4), (10, 5)]);
         assert_eq!(unordered.first_at(17), 0);
+        let overlapping = DecodedBlock::new(vec![Bytes::new(); 2], vec![(10, 8), (15, 5)]);
+        assert_eq!(overlapping.first_at(17), 0);
     }
 
     #[test]
