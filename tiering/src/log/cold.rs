@@ -9,7 +9,7 @@ use strata_common::usage::Counter;
 use strata_metadata::BlockRef;
 use strata_objects::format::decode_block;
 
-use super::decoded::{DecodedBlock, Payloads};
+use super::decoded::DecodedBlock;
 use super::{QueueLog, TierError, Tiers};
 use crate::batch::{BatchError, decode_batch, decode_header};
 
@@ -73,7 +73,7 @@ impl Tiers {
         Ok(out)
     }
 
-    /// One block's batch payloads: still decoded from a recent read, or
+    /// One block's batches, decoded: kept from a recent read, or decoded
     /// from the block cache or object storage (a miss costs one ranged
     /// GET, billed to the queue's tenant).
     pub async fn fetch_block(
@@ -81,13 +81,13 @@ impl Tiers {
         q: &QueueLog,
         object: &str,
         block: &BlockRef,
-    ) -> Result<Payloads, TierError> {
+    ) -> Result<Arc<DecodedBlock>, TierError> {
         let key = BlockKey {
             object: object.to_string(),
             offset: block.offset,
         };
-        if let Some(payloads) = self.decoded.get(&key) {
-            return Ok(payloads);
+        if let Some(decoded) = self.decoded.get(&key) {
+            return Ok(decoded);
         }
         let memo_key = key.clone();
         let objects = self.objects.clone();

@@ -22,9 +22,6 @@ pub const DECODED_BLOCKS_BYTES: usize = 16 << 20;
 /// Blocks kept at most.
 pub const DECODED_BLOCKS_MAX: usize = 128;
 
-/// One block's batch payloads, decoded.
-pub(crate) type Payloads = Arc<DecodedBlock>;
-
 /// A block's batches, decompressed, and where each starts, so a read finds
 /// its first batch by binary search instead of reading every header.
 #[derive(Debug)]
@@ -68,23 +65,23 @@ pub(crate) struct DecodedBlocks {
 
 #[derive(Debug, Default)]
 struct Lru {
-    entries: VecDeque<(BlockKey, Payloads, usize)>,
+    entries: VecDeque<(BlockKey, Arc<DecodedBlock>, usize)>,
     bytes: usize,
 }
 
 impl DecodedBlocks {
-    pub(crate) fn get(&self, key: &BlockKey) -> Option<Payloads> {
+    pub(crate) fn get(&self, key: &BlockKey) -> Option<Arc<DecodedBlock>> {
         let mut lru = self.lru.lock().unwrap_or_else(|p| p.into_inner());
         let at = lru.entries.iter().rposition(|(k, _, _)| k == key)?;
         let entry = lru.entries.remove(at)?;
-        let payloads = entry.1.clone();
+        let block = entry.1.clone();
         lru.entries.push_back(entry);
-        Some(payloads)
+        Some(block)
     }
 
-    /// Keeps `payloads` (`bytes` decoded bytes), evicting the least recently
+    /// Keeps `block` (`bytes` decoded bytes), evicting the least recently
     /// used. A block larger than the whole budget is not kept.
-    pub(crate) fn insert(&self, key: BlockKey, payloads: Payloads, bytes: usize) {
+    pub(crate) fn insert(&self, key: BlockKey, block: Arc<DecodedBlock>, bytes: usize) {
         if bytes > DECODED_BLOCKS_BYTES {
             return;
         }
@@ -99,7 +96,7 @@ impl DecodedBlocks {
             lru.bytes -= freed;
         }
         lru.bytes += bytes;
-        lru.entries.push_back((key, payloads, bytes));
+        lru.entries.push_back((key, block, bytes));
     }
 
     /// Decoded bytes held.
@@ -120,7 +117,7 @@ mod tests {
         }
     }
 
-    fn payloads(tag: u8) -> Payloads {
+    fn block(tag: u8) -> Arc<DecodedBlock> {
         Arc::new(DecodedBlock::new(
             vec![Bytes::from(vec![tag])],
             vec![(0, 1)],
@@ -146,19 +143,19 @@ mod tests {
         let cache = DecodedBlocks::default();
         let quarter = DECODED_BLOCKS_BYTES / 4;
         for i in 0..4 {
-            cache.insert(key(i), payloads(i as u8), quarter);
+            cache.insert(key(i), block(i as u8), quarter);
         }
         assert_eq!(cache.bytes(), DECODED_BLOCKS_BYTES);
         // Block 0 read again: block 1 is now the oldest.
         assert_eq!(cache.get(&key(0)).unwrap().payloads[0][0], 0);
-        cache.insert(key(4), payloads(4), quarter);
+        cache.insert(key(4), block(4), quarter);
         assert!(cache.get(&key(1)).is_none(), "evicted");
         for i in [0, 2, 3, 4] {
             assert_eq!(cache.get(&key(i)).unwrap().payloads[0][0], i as u8);
         }
         assert_eq!(cache.bytes(), DECODED_BLOCKS_BYTES);
         // Too big for the budget: not kept, nothing evicted for it.
-        cache.insert(key(9), payloads(9), DECODED_BLOCKS_BYTES + 1);
+        cache.insert(key(9), block(9), DECODED_BLOCKS_BYTES + 1);
         assert!(cache.get(&key(9)).is_none());
         assert!(cache.get(&key(4)).is_some());
     }
@@ -167,13 +164,13 @@ mod tests {
     fn entries_are_bounded_when_blocks_are_small() {
         let cache = DecodedBlocks::default();
         for i in 0..(DECODED_BLOCKS_MAX as u64 + 10) {
-            cache.insert(key(i), payloads(0), 1);
+            cache.insert(key(i), block(0), 1);
         }
         assert_eq!(cache.bytes(), DECODED_BLOCKS_MAX);
         assert!(cache.get(&key(9)).is_none());
         assert!(cache.get(&key(10)).is_some());
         // The same block twice is kept once.
-        cache.insert(key(10), payloads(0), 1);
+        cache.insert(key(10), block(0), 1);
         assert_eq!(cache.bytes(), DECODED_BLOCKS_MAX);
     }
 }
