@@ -9,6 +9,7 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
 
+use crate::local::DurableLocal;
 use crate::store::ObjectError;
 
 /// The storage service behind [`crate::Objects`].
@@ -106,7 +107,11 @@ pub(crate) fn build_store(
                 .map_err(|e| {
                     ObjectError::Config(format!("local store at {}: {e}", root.display()))
                 })?
-                .with_automatic_cleanup(true);
+                .with_automatic_cleanup(true)
+                // What `DurableLocal` passes down must be durable too (the
+                // crate does not sync by default).
+                .with_fsync(true);
+            let store = DurableLocal::new(store, root.clone());
             let description = describe(&Backend::Local { root }, &prefix);
             Ok((Arc::new(store), description))
         }
@@ -200,6 +205,21 @@ pub(crate) fn describe(backend: &Backend, prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Uploads replace WAL segments that are deleted once the upload commits,
+    /// so a local store must sync what it writes: without it, an object
+    /// still in the page cache at a power loss is lost with its segments.
+    #[test]
+    fn local_store_syncs_its_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ObjectStoreConfig::new(Backend::Local {
+            root: dir.path().to_path_buf(),
+        });
+        let (store, _) = build_store(&config).unwrap();
+        let shown = format!("{store:?}");
+        assert!(shown.starts_with("DurableLocal"), "{shown}");
+        assert!(shown.contains("fsync: true"), "{shown}");
+    }
 
     #[test]
     fn descriptions_name_backend_and_prefix() {

@@ -20,6 +20,7 @@ mod config;
 pub mod conformance;
 pub mod format;
 pub mod layers;
+mod local;
 pub mod metrics;
 mod store;
 
@@ -27,5 +28,6 @@ pub use config::{Backend, ObjectStoreConfig};
 pub use format::{BlockMeta, FOOTER_LEN, Footer, FormatError, ObjectBuilder};
 #[cfg(any(test, feature = "faults"))]
 pub use layers::faults::Faults;
+pub use local::PACE_CHUNK;
 pub use metrics::ObjectMetrics;
 pub use store::{ObjectError, ObjectInfo, Objects};
