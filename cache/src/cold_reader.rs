@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use strata_common::Clock;
-use tokio::runtime::{Handle, Runtime};
+use strata_common::{BackgroundRuntime, Clock};
+use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
@@ -185,9 +185,7 @@ impl<T> Future for AbortOnDrop<T> {
 /// so it is safe to drop from inside another runtime); cold reads still
 /// running are cancelled and their callers get [`CacheError::ColdTask`].
 pub struct ColdReader {
-    /// `Option` only so `Drop` can move the runtime out.
-    runtime: Option<Runtime>,
-    handle: Handle,
+    runtime: BackgroundRuntime,
     shared: Arc<Shared>,
 }
 
@@ -214,14 +212,8 @@ impl ColdReader {
                 "cold reader max_concurrent_fetches must be non-zero".into(),
             ));
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(config.threads)
-            .thread_name("strata-cold-read")
-            .on_thread_start(lower_thread_priority)
-            .enable_all()
-            .build()
+        let runtime = BackgroundRuntime::start("strata-cold-read", config.threads, COLD_READ_NICE)
             .map_err(CacheError::Runtime)?;
-        let handle = runtime.handle().clone();
         let bucket = match config.bandwidth_bytes_per_sec {
             0 => None,
             rate => Some(TokenBucket::new(rate, clock)),
@@ -233,8 +225,7 @@ impl ColdReader {
             "cold reader started"
         );
         Ok(Self {
-            runtime: Some(runtime),
-            handle,
+            runtime,
             shared: Arc::new(Shared {
                 permits: Arc::new(Semaphore::new(config.max_concurrent_fetches)),
                 bucket,
@@ -247,7 +238,7 @@ impl ColdReader {
     /// Handle of the cold runtime, for work that must stay off the hot
     /// runtime but does not fit [`ColdReader::run`].
     pub fn handle(&self) -> &Handle {
-        &self.handle
+        self.runtime.handle()
     }
 
     /// Runs `fetch` on the cold runtime under the concurrency limit and
@@ -262,7 +253,7 @@ impl ColdReader {
         E: From<CacheError> + Send + 'static,
     {
         let shared = self.shared.clone();
-        let task = self.handle.spawn(async move {
+        let task = self.runtime.handle().spawn(async move {
             // The semaphore is never closed, so acquiring only fails if that
             // invariant breaks; report it rather than panic.
             let _permit =
@@ -330,7 +321,7 @@ impl ColdReader {
         }
         counters.prefetches_spawned.fetch_add(1, Ordering::Relaxed);
         let shared = self.shared.clone();
-        self.handle.spawn(async move {
+        self.runtime.handle().spawn(async move {
             let _pending = CountGuard(&shared.counters.prefetches_pending);
             fut.await;
         });
@@ -352,12 +343,8 @@ impl ColdReader {
 
 impl Drop for ColdReader {
     fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            // A plain drop blocks on the workers and panics when dropped
-            // inside another runtime; the background shutdown does neither.
-            runtime.shutdown_background();
-            tracing::info!("cold reader stopped");
-        }
+        // The runtime shuts down in the background as it drops.
+        tracing::info!("cold reader stopped");
     }
 }
 
@@ -625,34 +612,6 @@ mod tests {
 /// that acknowledge producers first and catch-up reads with what is left.
 pub const COLD_READ_NICE: i32 = 10;
 
-/// Lowers the calling thread's scheduling priority to [`COLD_READ_NICE`].
-/// On Linux `setpriority(PRIO_PROCESS, tid)` applies to one thread; if the
-/// call fails the thread simply keeps normal priority.
-fn lower_thread_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: plain syscalls on the current thread's own id; no memory
-        // is passed to the kernel.
-        let result = unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, COLD_READ_NICE)
-        };
-        if result != 0 {
-            tracing::debug!("could not lower the cold-read thread's priority");
-        }
-    }
-}
-
-/// The calling thread's niceness (Linux), for tests.
-#[cfg(all(test, target_os = "linux"))]
-fn current_nice() -> i32 {
-    // SAFETY: as above.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::getpriority(libc::PRIO_PROCESS, tid)
-    }
-}
-
 #[cfg(all(test, target_os = "linux"))]
 mod priority_tests {
     use super::*;
@@ -669,7 +628,9 @@ mod priority_tests {
         )
         .unwrap();
         let nice = reader
-            .run(async { Ok::<_, CacheError>((current_nice(), 0)) })
+            .run(async {
+                Ok::<_, CacheError>((strata_common::background::current_thread_nice(), 0))
+            })
             .await
             .unwrap();
         assert!(nice >= COLD_READ_NICE, "cold-read thread nice {nice}");

@@ -1,8 +1,10 @@
 //! Domain types at the bottom of the Strata dependency graph.
 //!
-//! Nothing here does I/O. Every other crate may depend on this one; this one
-//! depends on no other Strata crate.
+//! Nothing here does I/O (the one exception starts threads: the background
+//! runtime). Every other crate may depend on this one; this one depends on
+//! no other Strata crate.
 
+pub mod background;
 pub mod block;
 pub mod clock;
 pub mod code;
@@ -14,6 +16,7 @@ pub mod retention;
 pub mod start;
 pub mod usage;
 
+pub use background::BackgroundRuntime;
 pub use block::BlockRef;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use code::ErrorCode;

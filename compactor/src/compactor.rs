@@ -8,6 +8,7 @@ use std::time::Duration;
 use strata_common::Clock;
 use strata_metadata::Catalog;
 use strata_objects::Objects;
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -158,21 +159,32 @@ impl Compactor {
         format!("{:016x}", self.clock.random_u64())
     }
 
-    /// Starts the upload and maintenance loops; they end when `shutdown`
-    /// turns true (a pass in progress finishes first).
-    pub fn spawn(self: &Arc<Self>, shutdown: &watch::Receiver<bool>) -> [JoinHandle<()>; 2] {
+    /// Starts the upload and maintenance loops on `runtime`; they end when
+    /// `shutdown` turns true (a pass in progress finishes first). A node
+    /// passes its low-priority background runtime: building, compressing
+    /// and merging objects then never holds up the workers that serve
+    /// requests.
+    pub fn spawn(
+        self: &Arc<Self>,
+        shutdown: &watch::Receiver<bool>,
+        runtime: &Handle,
+    ) -> [JoinHandle<()>; 2] {
         [
-            self.spawn_uploads(shutdown.clone()),
-            self.spawn_maintenance(shutdown.clone()),
+            self.spawn_uploads(shutdown.clone(), runtime),
+            self.spawn_maintenance(shutdown.clone(), runtime),
         ]
     }
 
-    fn spawn_uploads(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    fn spawn_uploads(
+        self: &Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+        runtime: &Handle,
+    ) -> JoinHandle<()> {
         let this = self.clone();
         let interval = self.config.upload_interval;
         let trigger = self.config.upload_trigger_bytes;
         let tick = interval.clamp(Duration::from_millis(10), Duration::from_millis(200));
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let clock = this.clock.clone();
             let mut last = clock.monotonic();
             loop {
@@ -198,10 +210,14 @@ impl Compactor {
         })
     }
 
-    fn spawn_maintenance(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    fn spawn_maintenance(
+        self: &Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+        runtime: &Handle,
+    ) -> JoinHandle<()> {
         let this = self.clone();
         let interval = self.config.maintenance_interval;
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let clock = this.clock.clone();
             loop {
                 tokio::select! {

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use strata_common::Clock;
 use strata_common::usage::{Meter, StoredBytes};
+use strata_common::{BackgroundRuntime, Clock};
 use strata_compactor::{MaintenanceSummary, UploadSummary};
 use strata_metadata::{
     Check, GroupSpec, HalfRecord, IndexKind, MessageType, MetaStore, RedbStore, Retention,
@@ -38,7 +38,18 @@ pub struct Engine {
     /// The background loops, awaited by `close` so that nothing holds the
     /// engine (and its metadata store) once it returns.
     loops: Mutex<Vec<JoinHandle<()>>>,
+    /// Where the in-process compactor's loops run (see
+    /// [`COMPACTION_NICE`]); `None` when a separate process compacts.
+    compaction: Option<BackgroundRuntime>,
 }
+
+/// Niceness of the compactor's threads. Uploads and merges build, compress
+/// and write objects in runs of up to a few hundred milliseconds of CPU;
+/// on the two request workers such a run holds up whatever is queued on
+/// its worker. On their own lowered threads the OS runs request threads
+/// first; when producers outpace uploads the WAL fills, and its
+/// backpressure slows them until the compactor catches up.
+pub const COMPACTION_NICE: i32 = 10;
 
 /// Opening and closing.
 impl Engine {
@@ -74,6 +85,15 @@ impl Engine {
         layer: Option<WalLayer>,
     ) -> Result<Arc<Self>> {
         let core = Core::open(config, clock, store, layer).await?;
+        let compaction = if core.compactor_is_separate() {
+            None
+        } else {
+            let runtime =
+                BackgroundRuntime::start("strata-compact", 1, COMPACTION_NICE).map_err(|e| {
+                    EngineError::Internal(format!("cannot start the compaction runtime: {e}"))
+                })?;
+            Some(runtime)
+        };
         let engine = Arc::new(Self {
             pull: Pull::new(core.clone()),
             pop: Pop::new(core.clone()),
@@ -81,13 +101,17 @@ impl Engine {
             txn: Txn::new(core.clone()),
             lookup: Lookup::open(core.clone()).await?,
             loops: Mutex::new(Vec::new()),
+            compaction,
             core,
         });
         let shutdown = engine.core.shutdown.subscribe();
-        let compaction: Vec<JoinHandle<()>> = if engine.core.compactor_is_separate() {
-            vec![engine.core.spawn_follower(shutdown)]
-        } else {
-            engine.core.compactor.spawn(&shutdown).into()
+        let compaction: Vec<JoinHandle<()>> = match &engine.compaction {
+            Some(runtime) => engine
+                .core
+                .compactor
+                .spawn(&shutdown, runtime.handle())
+                .into(),
+            None => vec![engine.core.spawn_follower(shutdown)],
         };
         let loops = [engine.delay.spawn_loop(), engine.lookup.spawn_loop()];
         engine

@@ -29,7 +29,7 @@ pub mod txn;
 mod types;
 
 pub use crate::core::{SYSTEM_TOPIC_PREFIX, SYSTEM_TOPIC_RETENTION, WalLayer};
-pub use engine::Engine;
+pub use engine::{COMPACTION_NICE, Engine};
 pub use error::{EngineError, Result};
 pub use lookup::FoundMessage;
 pub use pop::{

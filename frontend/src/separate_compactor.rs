@@ -132,7 +132,10 @@ pub async fn run(
         let (shutdown, signal) = watch::channel(false);
         let loops: Vec<_> = workers
             .iter()
-            .flat_map(|w| w.compactor.spawn(&signal))
+            .flat_map(|w| {
+                w.compactor
+                    .spawn(&signal, &tokio::runtime::Handle::current())
+            })
             .collect();
         let flush_every = Duration::from_millis(config.metering.flush_interval_ms);
         loop {

@@ -1,0 +1,143 @@
+//! Runtimes for background work, on threads that run at a lower priority.
+//!
+//! Catch-up reads and compaction (building, compressing and writing upload
+//! objects; reading and rewriting objects in merges) take CPU in runs of
+//! tens to hundreds of milliseconds, and none of it is urgent. On the async
+//! workers that serve requests, one such run stalls every request queued
+//! behind it. A [`BackgroundRuntime`] gives that work OS threads of its own
+//! (its blocking pool included) with a higher niceness, so when the two
+//! cores are short the OS runs the threads that acknowledge producers first
+//! and the background work with what is left.
+
+use tokio::runtime::{Handle, Runtime};
+
+/// A multi-thread tokio runtime whose threads run at a lower priority.
+///
+/// Work is spawned through [`BackgroundRuntime::handle`] and awaitable from
+/// any runtime. Dropping it shuts the runtime down in the background: it
+/// never blocks, so it is safe to drop from inside another runtime.
+#[derive(Debug)]
+pub struct BackgroundRuntime {
+    /// `Option` only so `Drop` can move the runtime out.
+    runtime: Option<Runtime>,
+    handle: Handle,
+}
+
+impl BackgroundRuntime {
+    /// Starts `threads` worker threads named `name` at niceness `nice` (the
+    /// runtime's blocking threads get the same). Does not need to be called
+    /// from inside a runtime.
+    pub fn start(name: &str, threads: usize, nice: i32) -> std::io::Result<Self> {
+        if threads == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("the {name} runtime needs at least one thread"),
+            ));
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name(name)
+            .on_thread_start(move || {
+                // A thread that cannot be lowered keeps normal priority:
+                // slower producers, never lost work.
+                let _ = lower_current_thread_priority(nice);
+            })
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        Ok(Self {
+            runtime: Some(runtime),
+            handle,
+        })
+    }
+
+    /// The runtime's handle, to spawn work on it.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl Drop for BackgroundRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            // A plain drop blocks on the workers and panics inside another
+            // runtime; the background shutdown does neither.
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Sets the calling thread's niceness to `nice`; false if the OS refused.
+/// On Linux `setpriority(PRIO_PROCESS, tid)` applies to one thread only.
+pub fn lower_current_thread_priority(nice: i32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain syscalls on the current thread's own id; no memory
+        // is passed to the kernel.
+        let result = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, nice)
+        };
+        result == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = nice;
+        false
+    }
+}
+
+/// The calling thread's niceness (Linux; 0 elsewhere), for tests and status.
+pub fn current_thread_nice() -> i32 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: as above.
+        unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::getpriority(libc::PRIO_PROCESS, tid)
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_threads_is_refused() {
+        let err = BackgroundRuntime::start("strata-test-bg", 0, 10).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn workers_and_blocking_threads_run_lowered_and_named() {
+        let bg = BackgroundRuntime::start("strata-test-bg", 1, 7).unwrap();
+        let probe = || {
+            let name = std::thread::current().name().map(str::to_owned);
+            (name, current_thread_nice())
+        };
+        let task = bg.handle().spawn(async move {
+            let worker = probe();
+            let blocking = tokio::task::spawn_blocking(probe).await.unwrap();
+            (worker, blocking)
+        });
+        let (worker, blocking) = bg.handle().block_on(task).unwrap();
+        for (name, nice) in [worker, blocking] {
+            assert_eq!(name.as_deref(), Some("strata-test-bg"));
+            assert!(nice >= 7, "nice {nice}");
+        }
+    }
+
+    #[tokio::test]
+    async fn dropping_inside_a_runtime_does_not_block_or_panic() {
+        let bg = BackgroundRuntime::start("strata-test-bg", 1, 10).unwrap();
+        bg.handle()
+            .spawn(async { tokio::time::sleep(std::time::Duration::from_secs(3600)).await });
+        drop(bg);
+    }
+}

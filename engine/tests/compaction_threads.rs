@@ -1,0 +1,88 @@
+//! The in-process compactor runs on its own lowered threads, never on the
+//! workers that serve requests: an upload's work (reading the WAL span,
+//! building and compressing the object, writing it) happens on threads
+//! named `strata-compact` whose niceness is at least `COMPACTION_NICE`.
+//!
+//! Observed through the compactor's own `tracing` events: a layer records
+//! the thread each `strata_compactor` event is emitted on.
+
+#![allow(clippy::disallowed_methods)] // tests wait on real threads and timers
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use strata_common::background::current_thread_nice;
+use strata_common::{Message, SystemClock};
+use strata_engine::{COMPACTION_NICE, Engine, MessageType, PublishMessage, Retention};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::{Layer, Registry};
+
+mod common;
+
+/// (thread name, niceness) of every event the compactor emitted.
+#[derive(Clone, Default)]
+struct CompactorThreads(Arc<Mutex<Vec<(Option<String>, i32)>>>);
+
+impl<S: tracing::Subscriber> Layer<S> for CompactorThreads {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        if event.metadata().target().starts_with("strata_compactor") {
+            let name = std::thread::current().name().map(str::to_owned);
+            let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            seen.push((name, current_thread_nice()));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_run_on_the_lowered_compaction_threads() {
+    let seen = CompactorThreads::default();
+    tracing::subscriber::set_global_default(Registry::default().with(seen.clone()))
+        .expect("the only subscriber of this test process");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.upload_interval = Duration::from_millis(20);
+    config.upload_trigger_bytes = 1;
+    let engine = Engine::open(config, Arc::new(SystemClock)).await.unwrap();
+    engine
+        .create_topic(
+            "default",
+            "t",
+            4,
+            MessageType::Normal,
+            Some(Retention::Unlimited),
+        )
+        .await
+        .unwrap();
+    for i in 0..64u32 {
+        let message = PublishMessage {
+            queue: Some(i % 4),
+            message: Message {
+                body: Bytes::from(vec![i as u8; 4096]),
+                ..Message::default()
+            },
+        };
+        engine.publish("default", "t", vec![message]).await.unwrap();
+    }
+    let mut uploaded = false;
+    for _ in 0..1500 {
+        if engine.upload_lag_bytes() == 0 && engine.status().tiering.uploads > 0 {
+            uploaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(uploaded, "the upload loop never uploaded");
+    engine.close().await.unwrap();
+
+    let seen = seen.0.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the compactor emitted no events");
+    for (name, nice) in seen {
+        assert_eq!(
+            name.as_deref(),
+            Some("strata-compact"),
+            "compactor work on {name:?}"
+        );
+        assert!(nice >= COMPACTION_NICE, "compactor thread at nice {nice}");
+    }
+}
