@@ -20,9 +20,12 @@ use tracing_subscriber::{Layer, Registry};
 
 mod common;
 
-/// (thread name, niceness) of every event the compactor emitted.
+/// A thread's name and niceness.
+type ThreadSeen = (Option<String>, i32);
+
+/// The thread of every event the compactor emitted.
 #[derive(Clone, Default)]
-struct CompactorThreads(Arc<Mutex<Vec<(Option<String>, i32)>>>);
+struct CompactorThreads(Arc<Mutex<Vec<ThreadSeen>>>);
 
 impl<S: tracing::Subscriber> Layer<S> for CompactorThreads {
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
