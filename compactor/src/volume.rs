@@ -17,8 +17,8 @@ use strata_common::{QueueKey, TopicId};
 use strata_metadata::{Catalog, RangeRecord};
 use strata_tiering::WalError;
 use strata_tiering::batch::{KIND_MESSAGE_BATCH, decode_header, record_kind};
+use strata_tiering::wal::WalVolume;
 use strata_tiering::wal::frame::FRAME_HEADER_LEN;
-use strata_tiering::wal::{WalVolume, read_records};
 
 use crate::error::{CompactorError, Result};
 use crate::host::{LiveQueue, Refresh, TieredLog};
@@ -188,7 +188,7 @@ impl TieredLog for VolumeLog {
         until: u64,
         max_bytes: u64,
     ) -> Result<(Vec<(u64, Bytes)>, u64)> {
-        self.blocking(move |volume| read_records(|lsn| volume.read(lsn), from, until, max_bytes))
+        self.blocking(move |volume| volume.read_span(from, until, max_bytes))
             .await
     }
 

@@ -39,6 +39,14 @@ impl Wal for RefusingWal {
     fn read(&self, lsn: u64) -> Result<Bytes, WalError> {
         self.inner.read(lsn)
     }
+    fn read_span(
+        &self,
+        from: u64,
+        until: u64,
+        max_bytes: u64,
+    ) -> Result<(Vec<(u64, Bytes)>, u64), WalError> {
+        self.inner.read_span(from, until, max_bytes)
+    }
     fn release_before(&self, lsn: u64) -> Result<u64, WalError> {
         self.inner.release_before(lsn)
     }

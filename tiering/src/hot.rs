@@ -23,6 +23,17 @@ pub trait Wal: Send + Sync + std::fmt::Debug + 'static {
     /// the async workers).
     fn read(&self, lsn: u64) -> Result<Bytes, WalError>;
 
+    /// The records from `from` until `until` (at most the durable end),
+    /// stopping before the one that would pass `max_bytes` (at least one
+    /// is read), each with its LSN, and the LSN after the last one read.
+    /// Blocking file I/O, like `read`.
+    fn read_span(
+        &self,
+        from: u64,
+        until: u64,
+        max_bytes: u64,
+    ) -> Result<(Vec<(u64, Bytes)>, u64), WalError>;
+
     /// Deletes every whole segment below `lsn`; returns the bytes freed.
     fn release_before(&self, lsn: u64) -> Result<u64, WalError>;
 
@@ -49,6 +60,15 @@ impl Wal for crate::FileWal {
 
     fn read(&self, lsn: u64) -> Result<Bytes, WalError> {
         crate::FileWal::read(self, lsn)
+    }
+
+    fn read_span(
+        &self,
+        from: u64,
+        until: u64,
+        max_bytes: u64,
+    ) -> Result<(Vec<(u64, Bytes)>, u64), WalError> {
+        crate::FileWal::read_span(self, from, until, max_bytes)
     }
 
     fn release_before(&self, lsn: u64) -> Result<u64, WalError> {

@@ -8,7 +8,6 @@ use bytes::Bytes;
 
 use super::error::task_failed;
 use super::{QueueLog, TierError, Tiers};
-use crate::wal::read_records;
 
 impl Tiers {
     /// Durable WAL records from `from` until `until`, stopping before the
@@ -24,7 +23,7 @@ impl Tiers {
         let files = self.files.clone();
         tokio::task::spawn_blocking(move || {
             let _files = files.read().unwrap_or_else(|p| p.into_inner());
-            Ok(read_records(|lsn| wal.read(lsn), from, until, max_bytes)?)
+            Ok(wal.read_span(from, until, max_bytes)?)
         })
         .await
         .map_err(task_failed("WAL scan"))?

@@ -30,6 +30,7 @@ pub mod frame;
 pub mod mark;
 mod recovery;
 mod segment;
+mod span;
 mod types;
 mod volume;
 mod writer;
@@ -46,10 +47,10 @@ use tokio::sync::{Notify, oneshot};
 
 pub use error::WalError;
 use frame::{FRAME_HEADER_LEN, MAX_PAYLOAD_LEN, SEGMENT_HEADER_LEN};
+pub use span::{SPAN_CHUNK, SegmentRead, read_span};
 pub use types::{PendingAppend, RecoveryReport, SegmentInfo, TruncatedTail, WalConfig, WalStats};
 pub use volume::{
-    COMPACTOR_LOCK_FILE, VolumeSegment, WalVolume, lock_compaction, read_records,
-    write_durable_mark,
+    COMPACTOR_LOCK_FILE, VolumeSegment, WalVolume, lock_compaction, write_durable_mark,
 };
 use writer::{AppendOp, IoStatus, Op, Writer};
 
@@ -303,6 +304,24 @@ impl FileWal {
     /// Reads back the payload of the durable record at `lsn`, verifying its
     /// CRC. Blocking pread: call from `spawn_blocking`.
     pub fn read(&self, lsn: u64) -> Result<Bytes, WalError> {
+        let s = self.locate(lsn)?;
+        volume::read_frame(&s.file, &s.path, s.base_lsn, s.end_lsn, lsn)
+    }
+
+    /// The durable records from `from` until `until`, up to `max_bytes`
+    /// (see [`crate::wal::read_span`]). Blocking: call from `spawn_blocking`.
+    pub fn read_span(
+        &self,
+        from: u64,
+        until: u64,
+        max_bytes: u64,
+    ) -> Result<(Vec<(u64, Bytes)>, u64), WalError> {
+        span::read_span(|lsn| self.locate(lsn), from, until, max_bytes)
+    }
+
+    /// The segment holding the durable LSN `lsn`, open for reading up to
+    /// the durable end.
+    fn locate(&self, lsn: u64) -> Result<SegmentRead, WalError> {
         let durable_lsn = self.io.durable_lsn.load(Ordering::Acquire);
         let (base_lsn, end_lsn, path, cached) = {
             let st = lock(&self.state);
@@ -343,7 +362,12 @@ impl FileWal {
                 file
             }
         };
-        volume::read_frame(&file, &path, base_lsn, end_lsn, lsn)
+        Ok(SegmentRead {
+            file,
+            path,
+            base_lsn,
+            end_lsn: end_lsn.min(durable_lsn),
+        })
     }
 
     /// Deletes sealed segments whose `end_lsn <= lsn`, oldest first (never

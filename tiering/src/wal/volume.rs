@@ -18,6 +18,7 @@ use super::WalError;
 use super::frame::{self, FRAME_HEADER_LEN, FrameResult, SEGMENT_HEADER_LEN};
 use super::mark::{DURABLE_MARK_FILE, DURABLE_MARK_LEN, decode_mark, encode_mark};
 use super::segment::list_segments;
+use super::span::SegmentRead;
 
 const HEADER: u64 = SEGMENT_HEADER_LEN as u64;
 
@@ -144,6 +145,24 @@ impl WalVolume {
 
     /// The payload of the durable record at `lsn`, CRC-checked.
     pub fn read(&self, lsn: u64) -> Result<Bytes, WalError> {
+        let s = self.locate(lsn)?;
+        read_frame(&s.file, &s.path, s.base_lsn, s.end_lsn, lsn)
+    }
+
+    /// The durable records from `from` until `until`, up to `max_bytes`
+    /// (see [`read_span`](super::read_span)).
+    pub fn read_span(
+        &self,
+        from: u64,
+        until: u64,
+        max_bytes: u64,
+    ) -> Result<(Vec<(u64, Bytes)>, u64), WalError> {
+        super::span::read_span(|lsn| self.locate(lsn), from, until, max_bytes)
+    }
+
+    /// The segment holding the durable LSN `lsn`, open for reading up to
+    /// the durable mark.
+    fn locate(&self, lsn: u64) -> Result<SegmentRead, WalError> {
         let durable_lsn = self.durable_lsn()?;
         let segments = self.segments()?;
         let first_lsn = segments.first().map_or(durable_lsn, |s| s.base_lsn);
@@ -158,8 +177,12 @@ impl WalVolume {
                 });
             }
         };
-        let file = self.file(segment)?;
-        read_frame(&file, &segment.path, segment.base_lsn, segment.end_lsn, lsn)
+        Ok(SegmentRead {
+            file: self.file(segment)?,
+            path: segment.path.clone(),
+            base_lsn: segment.base_lsn,
+            end_lsn: segment.end_lsn.min(durable_lsn),
+        })
     }
 
     fn file(&self, segment: &VolumeSegment) -> Result<Arc<File>, WalError> {
@@ -188,32 +211,6 @@ impl WalVolume {
         *open = Some((segment.base_lsn, file.clone()));
         Ok(file)
     }
-}
-
-/// Records from `from` until `until` through `read` (one record's payload
-/// by LSN), stopping before the one that would pass `max_bytes` (at least
-/// one is read): each with its position, and the position after the last
-/// one read. Blocking, like `read`.
-pub fn read_records(
-    read: impl Fn(u64) -> Result<Bytes, WalError>,
-    from: u64,
-    until: u64,
-    max_bytes: u64,
-) -> Result<(Vec<(u64, Bytes)>, u64), WalError> {
-    let mut lsn = from;
-    let mut total = 0u64;
-    let mut records = Vec::new();
-    while lsn < until {
-        let payload = read(lsn)?;
-        let frame = (FRAME_HEADER_LEN + payload.len()) as u64;
-        if !records.is_empty() && total + frame > max_bytes {
-            break;
-        }
-        total += frame;
-        records.push((lsn, payload));
-        lsn += frame;
-    }
-    Ok((records, lsn))
 }
 
 /// Reads the record at `lsn` from the segment file holding
