@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::aws::AmazonS3Builder;
+use object_store::client::SpawnedReqwestConnector;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
@@ -149,6 +150,13 @@ pub(crate) fn build_store(
             }
             if let Some(secret) = secret_access_key {
                 builder = builder.with_secret_access_key(secret);
+            }
+            // Connections live on the runtime that opens the store (the
+            // server's), not on whichever runtime makes a request: one the
+            // niced compaction runtime opened would otherwise be driven by
+            // its single thread when a reader reuses it, and die with it.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                builder = builder.with_http_connector(SpawnedReqwestConnector::new(runtime));
             }
             let store = builder
                 .build()

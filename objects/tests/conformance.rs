@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_common::{Clock, SystemClock};
+use bytes::Bytes;
+use strata_common::{BackgroundRuntime, Clock, SystemClock};
 use strata_objects::{Backend, ObjectStoreConfig, Objects, conformance};
 
 /// The real clock, for tests that do not drive time.
@@ -50,11 +51,12 @@ async fn local_backend_conforms() {
     conformance::run_all(&objects).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn s3_backend_conforms() {
+/// The SeaweedFS bucket the test command starts, under `prefix`; `None`
+/// (and a note why) when the tests run without it.
+fn s3_config(prefix: &str) -> Option<(ObjectStoreConfig, String)> {
     let Ok(endpoint) = std::env::var("STRATA_TEST_S3_ENDPOINT") else {
         eprintln!("SKIPPED: STRATA_TEST_S3_ENDPOINT not set (scripts/test.sh starts SeaweedFS)");
-        return;
+        return None;
     };
     let var = |name: &str| {
         std::env::var(name)
@@ -68,21 +70,61 @@ async fn s3_backend_conforms() {
         access_key_id: Some(var("STRATA_TEST_S3_ACCESS_KEY")),
         secret_access_key: Some(var("STRATA_TEST_S3_SECRET_KEY")),
     })
-    .with_prefix("strata-objects-tests");
+    .with_prefix(prefix);
     config.timeout = Duration::from_secs(20);
     config.max_attempts = 3;
-    let objects = Objects::open(&config, clock()).unwrap();
-    assert_eq!(
-        objects.describe(),
-        format!(
-            "s3://{}/strata-objects-tests (endpoint {endpoint})",
-            var("STRATA_TEST_S3_BUCKET")
-        )
+    let described = format!(
+        "s3://{}/{prefix} (endpoint {endpoint})",
+        var("STRATA_TEST_S3_BUCKET")
     );
+    Some((config, described))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_backend_conforms() {
+    let Some((config, described)) = s3_config("strata-objects-tests") else {
+        return;
+    };
+    let objects = Objects::open(&config, clock()).unwrap();
+    assert_eq!(objects.describe(), described);
     conformance::run_all(&objects).await;
     let m = objects.metrics();
     assert_eq!(
         m.errors, 0,
         "a healthy local server should need no retries: {m:?}"
     );
+}
+
+/// The compactor and the cold reader call the store from low-priority
+/// runtimes of one thread. A connection one of them opened must not be
+/// driven by that thread when the server's runtime reuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_connections_are_driven_by_the_runtime_that_opened_the_store() {
+    let Some((config, _)) = s3_config("strata-objects-runtime") else {
+        return;
+    };
+    let objects = Objects::open(&config, clock()).unwrap();
+    let other = BackgroundRuntime::start("strata-test-other", 1, 0).unwrap();
+    let put = objects.clone();
+    other
+        .handle()
+        .spawn(async move { put.put("k", Bytes::from_static(b"v")).await })
+        .await
+        .unwrap()
+        .unwrap();
+    // Hold the other runtime's only thread until the get below is done.
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let held = other.handle().spawn(async move {
+        let _ = started_tx.send(());
+        done_rx.recv_timeout(Duration::from_secs(15)).is_ok()
+    });
+    started_rx.await.unwrap();
+    assert_eq!(objects.get("k").await.unwrap(), Bytes::from_static(b"v"));
+    let _ = done_tx.send(());
+    assert!(
+        held.await.unwrap(),
+        "the get waited for the other runtime's held thread"
+    );
+    objects.delete("k").await.unwrap();
 }

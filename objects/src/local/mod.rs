@@ -13,15 +13,18 @@
 //! and waits for the chunk before it (Linux `sync_file_range`): at most two
 //! chunks are ever queued ahead of a WAL sync. The final sync then has
 //! little left to write; the file is renamed into place and its directory
-//! synced.
+//! synced (and every directory above it the first time the process writes
+//! there).
 //!
 //! Staging files are named `<object>#<n>`, like the crate's, so the cleanup
 //! at startup (`config::remove_staging_files`) removes the ones a crash
-//! left behind.
+//! left behind. A put runs to its end on a blocking thread even when its
+//! caller gives up (a timeout): a retry then writes a second staging file
+//! and both rename the same bytes into place.
 
-use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::path::{Path as FsPath, PathBuf};
+mod durable_write;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::stream::BoxStream;
@@ -32,16 +35,14 @@ use object_store::{
 };
 
 use crate::layers::{display_as, pass_through};
-
-/// Bytes written between writeback waits: about 1.3 ms of this disk's
-/// sequential bandwidth, the most a WAL sync waits behind an object.
-pub const PACE_CHUNK: usize = 256 << 10;
+use durable_write::DurableWriter;
+pub use durable_write::PACE_CHUNK;
 
 /// A local directory whose puts are durable and paced (see the module docs).
 #[derive(Debug)]
 pub(crate) struct DurableLocal {
     inner: Arc<LocalFileSystem>,
-    root: PathBuf,
+    writer: Arc<DurableWriter>,
 }
 
 impl DurableLocal {
@@ -50,7 +51,7 @@ impl DurableLocal {
     pub(crate) fn new(inner: LocalFileSystem, root: PathBuf) -> Self {
         Self {
             inner: Arc::new(inner),
-            root,
+            writer: Arc::new(DurableWriter::new(root, durable_write::sync_file_range)),
         }
     }
 }
@@ -70,9 +71,8 @@ impl ObjectStore for DurableLocal {
             return self.inner.put_opts(location, payload, opts).await;
         }
         let path = self.inner.path_to_filesystem(location)?;
-        let root = self.root.clone();
-        let written =
-            tokio::task::spawn_blocking(move || write_durably(&root, &path, &payload)).await;
+        let writer = self.writer.clone();
+        let written = tokio::task::spawn_blocking(move || writer.write(&path, &payload)).await;
         match written {
             Ok(result) => result.map_err(generic),
             Err(e) => Err(generic(std::io::Error::other(format!(
@@ -110,158 +110,11 @@ fn generic(e: std::io::Error) -> object_store::Error {
     }
 }
 
-/// Writes `payload` to `path` (under `root`) through a synced staging file,
-/// renames it into place and syncs the directory.
-fn write_durably(root: &FsPath, path: &FsPath, payload: &PutPayload) -> std::io::Result<PutResult> {
-    let parent = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other(format!("{} has no parent", path.display())))?;
-    ensure_dir(root, parent)?;
-    let (file, staging) = create_staging(path)?;
-    let written = write_paced(&file, payload)
-        .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::rename(&staging, path))
-        .and_then(|()| sync_dir(parent));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&staging);
-        return Err(e);
-    }
-    let meta = file.metadata()?;
-    Ok(PutResult {
-        e_tag: Some(etag(&meta)),
-        version: None,
-        extensions: Default::default(),
-    })
-}
-
-/// Creates `dir` if missing; a new directory is synced into its parent, up
-/// to `root`, so the object's path survives a power loss too.
-fn ensure_dir(root: &FsPath, dir: &FsPath) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir)?;
-    let mut at = dir;
-    while let Some(up) = at.parent() {
-        sync_dir(up)?;
-        if up == root || !up.starts_with(root) {
-            break;
-        }
-        at = up;
-    }
-    Ok(())
-}
-
-/// A new, empty staging file beside `path`.
-fn create_staging(path: &FsPath) -> std::io::Result<(File, PathBuf)> {
-    for n in 0u32.. {
-        let mut name = path.as_os_str().to_owned();
-        name.push(format!("#{n}"));
-        let staging = PathBuf::from(name);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&staging)
-        {
-            Ok(file) => return Ok((file, staging)),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(std::io::Error::other("no free staging name"))
-}
-
-/// Writes the payload in [`PACE_CHUNK`]s, each chunk's writeback started as
-/// it is written and the previous chunk's awaited before the next write.
-fn write_paced(mut file: &File, payload: &PutPayload) -> std::io::Result<()> {
-    let mut offset = 0u64;
-    let mut previous: Option<(u64, usize)> = None;
-    for part in payload.iter() {
-        for chunk in part.chunks(PACE_CHUNK) {
-            file.write_all(chunk)?;
-            writeback::start(file, offset, chunk.len())?;
-            if let Some((at, len)) = previous {
-                writeback::wait(file, at, len)?;
-            }
-            previous = Some((offset, chunk.len()));
-            offset += chunk.len() as u64;
-        }
-    }
-    Ok(())
-}
-
-fn sync_dir(dir: &FsPath) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// The crate's e-tag scheme (inode, modification time, size), so a put's
-/// e-tag matches what a later head or get of the object reports.
-fn etag(meta: &std::fs::Metadata) -> String {
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(meta);
-    #[cfg(not(unix))]
-    let inode = 0u64;
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::SystemTime::UNIX_EPOCH).ok())
-        .unwrap_or_default()
-        .as_micros();
-    format!("\"{inode:x}-{mtime:x}-{:x}\"", meta.len())
-}
-
-#[cfg(target_os = "linux")]
-mod writeback {
-    use std::fs::File;
-    use std::os::fd::AsRawFd;
-
-    fn sync_range(
-        file: &File,
-        offset: u64,
-        len: usize,
-        flags: libc::c_uint,
-    ) -> std::io::Result<()> {
-        // SAFETY: a plain syscall on an open descriptor; no memory is passed.
-        let rc =
-            unsafe { libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, flags) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    }
-
-    /// Starts writing the range back without waiting for it.
-    pub(super) fn start(file: &File, offset: u64, len: usize) -> std::io::Result<()> {
-        sync_range(file, offset, len, libc::SYNC_FILE_RANGE_WRITE)
-    }
-
-    /// Waits until the range is written back.
-    pub(super) fn wait(file: &File, offset: u64, len: usize) -> std::io::Result<()> {
-        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-            | libc::SYNC_FILE_RANGE_WRITE
-            | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-        sync_range(file, offset, len, flags)
-    }
-}
-
-/// Elsewhere the final sync does all the work.
-#[cfg(not(target_os = "linux"))]
-mod writeback {
-    use std::fs::File;
-
-    pub(super) fn start(_: &File, _: u64, _: usize) -> std::io::Result<()> {
-        Ok(())
-    }
-
-    pub(super) fn wait(_: &File, _: u64, _: usize) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use object_store::ObjectStoreExt;
+
+    use std::path::Path as FsPath;
 
     use super::*;
 
