@@ -608,7 +608,7 @@ mod tests {
     }
 }
 
-/// Niceness of cold-read threads: when CPU is short, the OS runs the threads
+/// Nice levels cold-read threads run below the server's: when CPU is short, the OS runs the threads
 /// that acknowledge producers first and catch-up reads with what is left.
 pub const COLD_READ_NICE: i32 = 10;
 

@@ -24,23 +24,30 @@ pub struct BackgroundRuntime {
 }
 
 impl BackgroundRuntime {
-    /// Starts `threads` worker threads named `name` at niceness `nice` (the
-    /// runtime's blocking threads get the same). Does not need to be called
-    /// from inside a runtime.
-    pub fn start(name: &str, threads: usize, nice: i32) -> std::io::Result<Self> {
+    /// Starts `threads` worker threads named `name`, each `lower_by` nice
+    /// levels below the thread that starts it (the runtime's blocking
+    /// threads too; at most nice 19). Does not need to be called from
+    /// inside a runtime.
+    pub fn start(name: &str, threads: usize, lower_by: i32) -> std::io::Result<Self> {
         if threads == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("the {name} runtime needs at least one thread"),
             ));
         }
+        // Relative to the server's own priority: an operator who runs it at
+        // nice 15 (or -5) keeps the background that much below it.
+        let nice = (current_thread_nice() + lower_by).min(MAX_NICE);
+        let runtime_name = name.to_owned();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name(name)
             .on_thread_start(move || {
                 // A thread that cannot be lowered keeps normal priority:
                 // slower producers, never lost work.
-                let _ = lower_current_thread_priority(nice);
+                if let Err(e) = set_current_thread_nice(nice) {
+                    tracing::warn!(runtime = %runtime_name, nice, error = %e, "cannot lower a background thread's priority");
+                }
             })
             .enable_all()
             .build()?;
@@ -67,9 +74,12 @@ impl Drop for BackgroundRuntime {
     }
 }
 
-/// Sets the calling thread's niceness to `nice`; false if the OS refused.
-/// On Linux `setpriority(PRIO_PROCESS, tid)` applies to one thread only.
-pub fn lower_current_thread_priority(nice: i32) -> bool {
+/// The least favourable niceness Linux has.
+const MAX_NICE: i32 = 19;
+
+/// Sets the calling thread's niceness to `nice`. On Linux
+/// `setpriority(PRIO_PROCESS, tid)` applies to one thread only.
+pub fn set_current_thread_nice(nice: i32) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: plain syscalls on the current thread's own id; no memory
@@ -78,12 +88,16 @@ pub fn lower_current_thread_priority(nice: i32) -> bool {
             let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
             libc::setpriority(libc::PRIO_PROCESS, tid, nice)
         };
-        result == 0
+        if result == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = nice;
-        false
+        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
     }
 }
 
@@ -116,6 +130,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn workers_and_blocking_threads_run_lowered_and_named() {
+        let base = current_thread_nice();
         let bg = BackgroundRuntime::start("strata-test-bg", 1, 7).unwrap();
         let probe = || {
             let name = std::thread::current().name().map(str::to_owned);
@@ -129,8 +144,29 @@ mod tests {
         let (worker, blocking) = bg.handle().block_on(task).unwrap();
         for (name, nice) in [worker, blocking] {
             assert_eq!(name.as_deref(), Some("strata-test-bg"));
-            assert!(nice >= 7, "nice {nice}");
+            assert_eq!(nice, (base + 7).min(MAX_NICE), "relative to the caller's");
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn priority_is_lowered_from_the_starting_threads_and_capped() {
+        // A thread of its own, so the test thread keeps its priority.
+        std::thread::spawn(|| {
+            let base = current_thread_nice() + 5;
+            set_current_thread_nice(base).unwrap();
+            let probe = |bg: &BackgroundRuntime| {
+                bg.handle()
+                    .block_on(bg.handle().spawn(async { current_thread_nice() }))
+                    .unwrap()
+            };
+            let lowered = BackgroundRuntime::start("strata-test-bg", 1, 3).unwrap();
+            assert_eq!(probe(&lowered), (base + 3).min(MAX_NICE));
+            let capped = BackgroundRuntime::start("strata-test-bg", 1, 40).unwrap();
+            assert_eq!(probe(&capped), MAX_NICE);
+        })
+        .join()
+        .unwrap();
     }
 
     #[tokio::test]

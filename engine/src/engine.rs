@@ -43,7 +43,7 @@ pub struct Engine {
     compaction: Option<BackgroundRuntime>,
 }
 
-/// Niceness of the compactor's threads. Uploads and merges build, compress
+/// Nice levels the compactor's threads run below the server's. Uploads and merges build, compress
 /// and write objects in runs of up to a few hundred milliseconds of CPU;
 /// on the two request workers such a run holds up whatever is queued on
 /// its worker. On their own lowered threads the OS runs request threads
