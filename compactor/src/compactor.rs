@@ -153,6 +153,18 @@ impl Compactor {
         }
     }
 
+    /// Runs CPU-heavy work (building, compressing or decoding an object)
+    /// on the blocking pool of the runtime it is called from, so the
+    /// compaction runtime's one worker keeps driving the other loop and the
+    /// object requests in flight.
+    pub(crate) async fn on_blocking_pool<T: Send + 'static>(
+        work: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| CompactorError::Internal(format!("compaction task failed: {e}")))?
+    }
+
     /// A random 64-bit suffix for object names, so a zombie writer can never
     /// overwrite another writer's object.
     pub(crate) fn unique_suffix(&self) -> String {

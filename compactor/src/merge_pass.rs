@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use strata_common::BlockRef;
 use strata_metadata::RangeRecord;
-use strata_objects::format::{ObjectBuilder, decode_block};
+use strata_objects::format::{BlockMeta, ObjectBuilder, decode_block};
 use strata_tiering::batch::{BatchHeader, decode_header};
 
 use crate::compactor::Compactor;
@@ -97,36 +97,13 @@ impl Compactor {
     /// queue's new range; returns how many queues took theirs.
     async fn merge_runs(&self, log: &dyn TieredLog, runs: Vec<Run>) -> Result<u64> {
         let sources = self.read_sources(log, &runs).await?;
-        let built = |e| CompactorError::Internal(format!("building merged object: {e}"));
-        let mut builder = ObjectBuilder::new(self.config.target_block_bytes);
-        let mut kept = Vec::with_capacity(runs.len());
-        for run in runs {
-            // A run whose data cannot be read is left out (its queue keeps its
-            // ranges, and readers see the damage), not every run beside it.
-            let batches = match run_batches(&run, &sources) {
-                Ok(batches) => batches,
-                Err(e) => {
-                    tracing::warn!(queue = %run.queue.key, error = %e, "merge skips a queue whose ranges cannot be read");
-                    continue;
-                }
-            };
-            for (header, payload) in batches {
-                builder
-                    .add_batch(
-                        run.queue.key,
-                        header.base_offset,
-                        header.count,
-                        header.timestamp_ms,
-                        &payload,
-                    )
-                    .map_err(built)?;
-            }
-            kept.push(run);
-        }
-        if kept.is_empty() {
+        let target_block_bytes = self.config.target_block_bytes;
+        let Some((kept, object, blocks)) =
+            Compactor::on_blocking_pool(move || build_merged(target_block_bytes, runs, &sources))
+                .await?
+        else {
             return Ok(0);
-        }
-        let (object, blocks) = builder.finish().map_err(built)?;
+        };
         let name = format!(
             "{MERGED_PREFIX}{}/{}.seg",
             self.config.node_id,
@@ -222,6 +199,49 @@ impl Compactor {
         }
         Ok(Sources { spans: read })
     }
+}
+
+/// A merged object, its blocks, and the runs it holds.
+type Merged = (Vec<Run>, Bytes, Vec<BlockMeta>);
+
+/// Decodes the runs from what was read and builds the merged object; the
+/// runs it holds come back beside it (`None` if no run could be read).
+fn build_merged(
+    target_block_bytes: usize,
+    runs: Vec<Run>,
+    sources: &Sources,
+) -> Result<Option<Merged>> {
+    let built = |e| CompactorError::Internal(format!("building merged object: {e}"));
+    let mut builder = ObjectBuilder::new(target_block_bytes);
+    let mut kept = Vec::with_capacity(runs.len());
+    for run in runs {
+        // A run whose data cannot be read is left out (its queue keeps its
+        // ranges, and readers see the damage), not every run beside it.
+        let batches = match run_batches(&run, sources) {
+            Ok(batches) => batches,
+            Err(e) => {
+                tracing::warn!(queue = %run.queue.key, error = %e, "merge skips a queue whose ranges cannot be read");
+                continue;
+            }
+        };
+        for (header, payload) in batches {
+            builder
+                .add_batch(
+                    run.queue.key,
+                    header.base_offset,
+                    header.count,
+                    header.timestamp_ms,
+                    &payload,
+                )
+                .map_err(built)?;
+        }
+        kept.push(run);
+    }
+    if kept.is_empty() {
+        return Ok(None);
+    }
+    let (object, blocks) = builder.finish().map_err(built)?;
+    Ok(Some((kept, object, blocks)))
 }
 
 /// The batches of one run, in offset order, decoded from what was read.

@@ -69,16 +69,25 @@ impl Compactor {
                 .commit_upload(node, checkpoint, &[], Vec::new())
                 .await?;
         } else {
-            let built = |e| CompactorError::Internal(format!("building upload object: {e}"));
-            let mut builder = ObjectBuilder::new(self.config.target_block_bytes);
-            for c in &chosen {
-                let h = &c.header;
-                builder
-                    .add_batch(h.queue, h.base_offset, h.count, h.timestamp_ms, &c.payload)
-                    .map_err(built)?;
-            }
-            summary.raw_bytes = builder.raw_bytes();
-            let (object, blocks) = builder.finish().map_err(built)?;
+            let batches: Vec<(BatchHeader, Bytes)> = chosen
+                .iter()
+                .map(|c| (c.header.clone(), c.payload.clone()))
+                .collect();
+            let target_block_bytes = self.config.target_block_bytes;
+            let (raw_bytes, object, blocks) = Compactor::on_blocking_pool(move || {
+                let built = |e| CompactorError::Internal(format!("building upload object: {e}"));
+                let mut builder = ObjectBuilder::new(target_block_bytes);
+                for (h, payload) in &batches {
+                    builder
+                        .add_batch(h.queue, h.base_offset, h.count, h.timestamp_ms, payload)
+                        .map_err(built)?;
+                }
+                let raw_bytes = builder.raw_bytes();
+                let (object, blocks) = builder.finish().map_err(built)?;
+                Ok((raw_bytes, object, blocks))
+            })
+            .await?;
+            summary.raw_bytes = raw_bytes;
             let name = format!(
                 "{UPLOAD_PREFIX}{node}/{from:020}-{checkpoint:020}-{}.seg",
                 self.unique_suffix()

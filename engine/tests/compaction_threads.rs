@@ -1,7 +1,9 @@
-//! The in-process compactor runs on its own lowered threads, never on the
-//! workers that serve requests: an upload's work (reading the WAL span,
-//! building and compressing the object, writing it) happens on threads
-//! named `strata-compact` whose niceness is at least `COMPACTION_NICE`.
+//! The in-process compactor's loops run on their own lowered threads, not
+//! on the workers that serve requests: a periodic upload's work (reading
+//! the WAL span, building and compressing the object, writing it) happens
+//! on threads named `strata-compact` whose niceness is at least
+//! `COMPACTION_NICE`. (Uploads a request asks for, when a tenant is
+//! released or a WAL adopted, run on the caller's threads.)
 //!
 //! Observed through the compactor's own `tracing` events: a layer records
 //! the thread each `strata_compactor` event is emitted on.

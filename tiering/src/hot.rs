@@ -23,7 +23,8 @@ pub trait Wal: Send + Sync + std::fmt::Debug + 'static {
     /// the async workers).
     fn read(&self, lsn: u64) -> Result<Bytes, WalError>;
 
-    /// The records from `from` until `until` (at most the durable end),
+    /// The records from `from` until `until` (both record boundaries;
+    /// `until` no further than the durable end, which the caller reads),
     /// stopping before the one that would pass `max_bytes` (at least one
     /// is read), each with its LSN, and the LSN after the last one read.
     /// Blocking file I/O, like `read`.

@@ -52,15 +52,18 @@ impl Tiers {
         let wal = self.wal.clone();
         let files = self.files.clone();
         let freed = tokio::task::spawn_blocking(move || {
-            // Readers of WAL records hold the gate shared: none is reading
-            // while segments go, and none sees an index entry whose segment
-            // is gone (the indexes are updated before the gate opens).
-            let _no_readers = files.write().unwrap_or_else(|p| p.into_inner());
-            let freed = wal.release_before(new_first)?;
-            for q in &queues {
-                q.lock().release_below(new_first);
+            // Readers of WAL records hold the gate shared. Once the entries
+            // into these segments are gone (under the gate, so no reader is
+            // half-way through one), no reader can reach them, and they are
+            // deleted outside it: a reader never waits behind an unlink and
+            // a directory fsync on this (low-priority) thread.
+            {
+                let _no_readers = files.write().unwrap_or_else(|p| p.into_inner());
+                for q in &queues {
+                    q.lock().release_below(new_first);
+                }
             }
-            Ok::<_, TierError>(freed)
+            Ok::<_, TierError>(wal.release_before(new_first)?)
         })
         .await
         .map_err(task_failed("WAL release"))??;

@@ -56,7 +56,8 @@ impl SegmentRead {
 /// Records from `from` until `until`, with `locate` giving the segment of
 /// an LSN, stopping before the record that would pass `max_bytes` (at least
 /// one is read): each with its position, and the position after the last
-/// one read. `from` must be a record boundary. Blocking file I/O.
+/// one read. `from` and `until` must both be record boundaries (uploads read
+/// up to the durable LSN, which always is one). Blocking file I/O.
 pub fn read_span(
     locate: impl Fn(u64) -> Result<SegmentRead, WalError>,
     from: u64,
@@ -94,7 +95,7 @@ pub fn read_span(
                             lsn,
                             format!(
                                 "record of {frame_len} bytes runs past LSN {end}; \
-                                 {lsn} is probably not a record boundary"
+                                 the start {lsn} or the end {end} is not a record boundary"
                             ),
                         ));
                     }
