@@ -8,6 +8,7 @@ pub mod background;
 pub mod block;
 pub mod clock;
 pub mod code;
+pub mod histogram;
 pub mod limits;
 pub mod message;
 pub mod names;
@@ -20,6 +21,7 @@ pub use background::BackgroundRuntime;
 pub use block::BlockRef;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use code::ErrorCode;
+pub use histogram::{LatencyHistogram, LatencySnapshot};
 pub use message::{
     MESSAGE_GROUP_PROPERTY, Message, QueueKey, RESERVED_PROPERTY_PREFIX, StoredMessage, TopicId,
 };

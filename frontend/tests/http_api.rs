@@ -587,6 +587,28 @@ async fn healthz_status_and_metrics() {
         "raw unknown paths leak into metric labels:\n{text}"
     );
     assert!(text.contains("strata_wal_used_bytes"), "{text}");
+    // Every WAL sync so far is in the histogram, as many as the status counts.
+    let syncs = status["wal"]["syncs"].as_u64().unwrap();
+    assert!(syncs > 0, "{status}");
+    let sync_count: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("strata_wal_sync_seconds_count "))
+        .unwrap_or_else(|| panic!("no WAL sync histogram in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(sync_count >= syncs, "{sync_count} < {syncs}");
+    assert!(
+        text.contains("strata_wal_sync_seconds_bucket{le=\"0.001\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("strata_wal_sync_seconds_bucket{le=\"+Inf\"}"),
+        "{text}"
+    );
+    let p50 = status["wal"]["sync_p50_ms"].as_f64().unwrap();
+    let p999 = status["wal"]["sync_p999_ms"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 <= p999 && p999 <= 2000.0, "{status}");
     assert!(text.contains("strata_retained_messages 2"), "{text}");
     s.shutdown().await;
 }

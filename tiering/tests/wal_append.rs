@@ -89,6 +89,8 @@ async fn group_commit_shares_fdatasync() {
         stats.appends
     );
     assert_eq!(stats.synced_bytes, stats.end_lsn);
+    // Every sync was timed.
+    assert_eq!(stats.sync_latency.count(), stats.syncs);
 }
 
 #[tokio::test]

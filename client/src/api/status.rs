@@ -113,6 +113,15 @@ pub struct WalJson {
     pub appends: u64,
     pub syncs: u64,
     pub synced_bytes: u64,
+    /// How long one group's write + fdatasync took since start, in ms: the
+    /// upper bound of the histogram bucket holding the median, the 99th and
+    /// the 99.9th percentile (capped at 2000); `null` before the first sync.
+    #[serde(default)]
+    pub sync_p50_ms: Option<f64>,
+    #[serde(default)]
+    pub sync_p99_ms: Option<f64>,
+    #[serde(default)]
+    pub sync_p999_ms: Option<f64>,
     pub failed: bool,
 }
 

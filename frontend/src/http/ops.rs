@@ -6,7 +6,11 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -19,6 +23,7 @@ pub use strata_client::api::status::{
 
 use super::auth::Caller;
 use super::{ApiResult, AppState};
+use strata_common::histogram::{LATENCY_BOUNDS_US, LatencySnapshot};
 use strata_tenancy::Permission;
 
 /// The OpenAPI 3.1 document for this API.
@@ -42,6 +47,7 @@ pub struct Metrics {
     wal_used_bytes: Gauge<i64, AtomicGauge>,
     wal_syncs: Gauge<i64, AtomicGauge>,
     wal_appends: Gauge<i64, AtomicGauge>,
+    wal_sync_seconds: CopiedHistogram,
     retained_messages: Gauge<i64, AtomicGauge>,
     retained_bytes: Gauge<i64, AtomicGauge>,
     tail_cache_bytes: Gauge<i64, AtomicGauge>,
@@ -58,6 +64,33 @@ pub struct RateLabels {
 }
 
 type AtomicGauge = std::sync::atomic::AtomicI64;
+
+/// A histogram whose counts live elsewhere (the WAL's I/O thread records
+/// them without locks) and are copied in at scrape time.
+#[derive(Debug, Clone, Default)]
+struct CopiedHistogram(Arc<Mutex<LatencySnapshot>>);
+
+impl CopiedHistogram {
+    fn set(&self, snapshot: LatencySnapshot) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+    }
+}
+
+impl EncodeMetric for CopiedHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        encoder.encode_histogram::<NoLabelSet>(
+            s.sum_us as f64 / 1e6,
+            s.count(),
+            &s.buckets_seconds(),
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
 
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -106,6 +139,12 @@ impl Metrics {
             "wal_appends",
             "WAL records appended since start",
         );
+        let wal_sync_seconds = CopiedHistogram::default();
+        registry.register(
+            "wal_sync_seconds",
+            "Duration of each WAL group's write + fdatasync",
+            wal_sync_seconds.clone(),
+        );
         let retained_messages = gauge(
             &mut registry,
             "retained_messages",
@@ -146,6 +185,7 @@ impl Metrics {
             wal_used_bytes,
             wal_syncs,
             wal_appends,
+            wal_sync_seconds,
             retained_messages,
             retained_bytes,
             tail_cache_bytes,
@@ -184,6 +224,14 @@ pub async fn track_requests(
     response
 }
 
+/// A quantile's bucket bound in ms, capped at the largest bound.
+fn bound_ms(latency: &LatencySnapshot, q: f64) -> Option<f64> {
+    let largest = LATENCY_BOUNDS_US.last().copied().unwrap_or(0);
+    latency
+        .quantile_bound(q)
+        .map(|d| d.min(Duration::from_micros(largest)).as_secs_f64() * 1e3)
+}
+
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -202,6 +250,7 @@ pub async fn metrics(State(state): State<AppState>, caller: Caller) -> Response 
     m.wal_used_bytes.set(clamp(status.wal.used_bytes));
     m.wal_syncs.set(clamp(status.wal.syncs));
     m.wal_appends.set(clamp(status.wal.appends));
+    m.wal_sync_seconds.set(status.wal.sync_latency.clone());
     m.retained_messages.set(clamp(status.retained_messages));
     m.retained_bytes.set(clamp(status.retained_bytes));
     m.tail_cache_bytes
@@ -295,6 +344,9 @@ pub async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<
             appends: s.wal.appends,
             syncs: s.wal.syncs,
             synced_bytes: s.wal.synced_bytes,
+            sync_p50_ms: bound_ms(&s.wal.sync_latency, 0.5),
+            sync_p99_ms: bound_ms(&s.wal.sync_latency, 0.99),
+            sync_p999_ms: bound_ms(&s.wal.sync_latency, 0.999),
             failed: s.wal.failed,
         },
         tail_cache: CacheJson {

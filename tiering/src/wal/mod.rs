@@ -149,6 +149,7 @@ impl FileWal {
             pos: active.file_len(),
             group_max: config.group_commit_max_bytes,
             status: io.clone(),
+            clock: config.clock.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("strata-wal-io".into())
@@ -446,6 +447,7 @@ impl FileWal {
             appends: self.io.appends.load(Ordering::Relaxed),
             syncs: self.io.syncs.load(Ordering::Relaxed),
             synced_bytes: self.io.synced_bytes.load(Ordering::Relaxed),
+            sync_latency: self.io.sync_latency.snapshot(),
             failed: self.io.is_failed(),
         }
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_common::{Clock, SystemClock};
+use strata_common::{Clock, LatencySnapshot, SystemClock};
 use tokio::sync::oneshot;
 
 use super::WalError;
@@ -114,6 +114,8 @@ pub struct WalStats {
     /// fdatasync calls for record groups.
     pub syncs: u64,
     pub synced_bytes: u64,
+    /// How long each group's write + fdatasync took, since start.
+    pub sync_latency: LatencySnapshot,
     pub failed: bool,
 }
 

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError, mpsc};
 
 use bytes::Bytes;
+use strata_common::{Clock, LatencyHistogram};
 use tokio::sync::oneshot;
 
 use super::WalError;
@@ -54,6 +55,8 @@ pub(crate) struct IoStatus {
     pub appends: AtomicU64,
     pub syncs: AtomicU64,
     pub synced_bytes: AtomicU64,
+    /// How long each group's write + fdatasync took.
+    pub sync_latency: LatencyHistogram,
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
 }
@@ -66,6 +69,7 @@ impl IoStatus {
             appends: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
             synced_bytes: AtomicU64::new(0),
+            sync_latency: LatencyHistogram::new(),
             failed: AtomicBool::new(false),
             failure: Mutex::new(None),
         }
@@ -102,6 +106,8 @@ pub(crate) struct Writer {
     pub pos: u64,
     pub group_max: usize,
     pub status: std::sync::Arc<IoStatus>,
+    /// Times each write + fdatasync.
+    pub clock: std::sync::Arc<dyn Clock>,
 }
 
 impl Writer {
@@ -159,10 +165,12 @@ impl Writer {
             buf.extend_from_slice(&op.header);
             buf.extend_from_slice(&op.payload);
         }
+        let started = self.clock.monotonic();
         let result = self
             .file
             .write_all_at(buf, self.pos)
             .and_then(|()| self.file.sync_data());
+        let took = self.clock.monotonic().saturating_sub(started);
         if let Err(e) = result {
             // Never retry: after a failed fsync the kernel may have dropped
             // the dirty pages, so a later "successful" fsync would lie.
@@ -178,6 +186,7 @@ impl Writer {
         let s = &self.status;
         s.durable_lsn.fetch_max(end, Ordering::AcqRel);
         s.syncs.fetch_add(1, Ordering::Relaxed);
+        s.sync_latency.record(took);
         s.appends.fetch_add(group.len() as u64, Ordering::Relaxed);
         s.synced_bytes
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
