@@ -11,7 +11,10 @@ use super::{
 /// Accumulates batches and produces one segment object.
 ///
 /// Blocks are compressed as soon as they are full, so memory holds the
-/// compressed object plus at most one uncompressed block.
+/// compressed object plus at most one uncompressed block. The block and
+/// compression buffers are reused from block to block: allocated fresh,
+/// each 256 KiB block cost a zeroed mapping, its page faults and an unmap,
+/// a quarter of the compactor's time at 150 MiB/s.
 #[derive(Debug)]
 pub struct ObjectBuilder {
     target_block_bytes: usize,
@@ -19,6 +22,10 @@ pub struct ObjectBuilder {
     out: Vec<u8>,
     metas: Vec<BlockMeta>,
     open: Option<OpenBlock>,
+    /// The open block's bytes, uncompressed.
+    raw: Vec<u8>,
+    /// Where a block is compressed before it is appended to `out`.
+    compressed: Vec<u8>,
     /// Queue and end offset of the last accepted batch, for the order check.
     last: Option<(QueueKey, u64)>,
     raw_bytes: u64,
@@ -32,7 +39,6 @@ struct OpenBlock {
     end_offset: u64,
     min_ts: i64,
     max_ts: i64,
-    raw: Vec<u8>,
 }
 
 impl ObjectBuilder {
@@ -40,11 +46,23 @@ impl ObjectBuilder {
     /// blocks compress better, smaller ones make point reads cheaper. It is
     /// clamped to `1..=MAX_BLOCK_RAW_BYTES` so every block stays readable.
     pub fn new(target_block_bytes: usize) -> Self {
+        Self::with_capacity(target_block_bytes, 0)
+    }
+
+    /// As [`new`](Self::new), with room for an object of about
+    /// `expected_bytes` (the raw bytes the caller will add), so the object
+    /// is not copied each time it outgrows its buffer.
+    pub fn with_capacity(target_block_bytes: usize, expected_bytes: usize) -> Self {
+        let target_block_bytes = target_block_bytes.clamp(1, MAX_BLOCK_RAW_BYTES);
+        // Incompressible data grows a little in LZ4; leave room for that.
+        let capacity = expected_bytes.saturating_add(expected_bytes / 64);
         Self {
-            target_block_bytes: target_block_bytes.clamp(1, MAX_BLOCK_RAW_BYTES),
-            out: Vec::new(),
+            target_block_bytes,
+            out: Vec::with_capacity(capacity),
             metas: Vec::new(),
             open: None,
+            raw: Vec::new(),
+            compressed: Vec::new(),
             last: None,
             raw_bytes: 0,
         }
@@ -102,25 +120,28 @@ impl ObjectBuilder {
         let must_seal = self
             .open
             .as_ref()
-            .is_some_and(|b| b.queue != queue || b.raw.len() + framed > self.target_block_bytes);
+            .is_some_and(|b| b.queue != queue || self.raw.len() + framed > self.target_block_bytes);
         if must_seal {
             self.seal()?;
         }
-        let block = self.open.get_or_insert_with(|| OpenBlock {
+        if self.open.is_none() {
+            self.raw.clear();
+            self.raw.reserve(self.target_block_bytes.max(framed));
+        }
+        let block = self.open.get_or_insert(OpenBlock {
             queue,
             base_offset,
             end_offset,
             min_ts: timestamp_ms,
             max_ts: timestamp_ms,
-            raw: Vec::with_capacity(framed),
         });
         // `framed <= MAX_BLOCK_RAW_BYTES` was checked above, so this fits.
         let len = u32::try_from(payload.len()).map_err(|_| FormatError::BatchTooLarge {
             len: payload.len(),
             max: MAX_BLOCK_RAW_BYTES,
         })?;
-        block.raw.extend_from_slice(&len.to_le_bytes());
-        block.raw.extend_from_slice(payload);
+        self.raw.extend_from_slice(&len.to_le_bytes());
+        self.raw.extend_from_slice(payload);
         block.end_offset = end_offset;
         block.min_ts = block.min_ts.min(timestamp_ms);
         block.max_ts = block.max_ts.max(timestamp_ms);
@@ -169,7 +190,13 @@ impl ObjectBuilder {
         let Some(block) = self.open.take() else {
             return Ok(());
         };
-        let stored = lz4_flex::block::compress(&block.raw);
+        let max_stored = lz4_flex::block::get_maximum_output_size(self.raw.len());
+        if self.compressed.len() < max_stored {
+            self.compressed.resize(max_stored, 0);
+        }
+        let stored_len = lz4_flex::block::compress_into(&self.raw, &mut self.compressed)
+            .map_err(|e| FormatError::corrupt("block", format!("compression failed: {e}")))?;
+        let stored = &self.compressed[..stored_len];
         let too_large = |len| FormatError::BatchTooLarge {
             len,
             max: MAX_BLOCK_RAW_BYTES,
@@ -183,11 +210,11 @@ impl ObjectBuilder {
                 max_timestamp_ms: block.max_ts,
                 offset: self.out.len() as u64,
                 len: u32::try_from(stored.len()).map_err(|_| too_large(stored.len()))?,
-                raw_len: u32::try_from(block.raw.len()).map_err(|_| too_large(block.raw.len()))?,
-                crc32c: crc32c::crc32c(&stored),
+                raw_len: u32::try_from(self.raw.len()).map_err(|_| too_large(self.raw.len()))?,
+                crc32c: crc32c::crc32c(stored),
             },
         };
-        self.out.extend_from_slice(&stored);
+        self.out.extend_from_slice(stored);
         self.metas.push(meta);
         Ok(())
     }
