@@ -176,6 +176,11 @@ impl Compactor {
     /// passes its low-priority background runtime: building, compressing
     /// and merging objects then never holds up the workers that serve
     /// requests.
+    ///
+    /// Uploads of a WAL more than half full run on the caller's runtime
+    /// instead, at its priority: producers are then waiting for room, and
+    /// at low priority on two busy cores the compactor fell ever further
+    /// behind them (the WAL stayed full and publishes stalled behind it).
     pub fn spawn(
         self: &Arc<Self>,
         shutdown: &watch::Receiver<bool>,
@@ -196,6 +201,7 @@ impl Compactor {
         let interval = self.config.upload_interval;
         let trigger = self.config.upload_trigger_bytes;
         let tick = interval.clamp(Duration::from_millis(10), Duration::from_millis(200));
+        let urgent = Handle::try_current().ok();
         runtime.spawn(async move {
             let clock = this.clock.clone();
             let mut last = clock.monotonic();
@@ -213,7 +219,21 @@ impl Compactor {
                 if lag == 0 || (lag < trigger && !filling && since < interval) {
                     continue;
                 }
-                let uploaded = this.upload_once().await;
+                let uploaded = match (&urgent, filling) {
+                    (Some(urgent), true) => {
+                        let upload = this.clone();
+                        match urgent
+                            .spawn(async move { upload.upload_once().await })
+                            .await
+                        {
+                            Ok(uploaded) => uploaded,
+                            Err(e) => {
+                                Err(CompactorError::Internal(format!("upload task failed: {e}")))
+                            }
+                        }
+                    }
+                    _ => this.upload_once().await,
+                };
                 if uploaded.is_ok() {
                     last = clock.monotonic();
                 }

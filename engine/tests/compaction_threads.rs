@@ -22,8 +22,8 @@ use tracing_subscriber::{Layer, Registry};
 
 mod common;
 
-/// A thread's name and niceness.
-type ThreadSeen = (Option<String>, i32);
+/// An event's target, and its thread's name and niceness.
+type ThreadSeen = (String, Option<String>, i32);
 
 /// The thread of every event the compactor emitted.
 #[derive(Clone, Default)]
@@ -34,20 +34,23 @@ impl<S: tracing::Subscriber> Layer<S> for CompactorThreads {
         if event.metadata().target().starts_with("strata_compactor") {
             let name = std::thread::current().name().map(str::to_owned);
             let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            seen.push((name, current_thread_nice()));
+            let target = event.metadata().target().to_owned();
+            seen.push((target, name, current_thread_nice()));
         }
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn uploads_run_on_the_lowered_compaction_threads() {
-    let seen = CompactorThreads::default();
-    tracing::subscriber::set_global_default(Registry::default().with(seen.clone()))
-        .expect("the only subscriber of this test process");
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = common::config(dir.path());
-    config.upload_interval = Duration::from_millis(20);
-    config.upload_trigger_bytes = 1;
+/// Publishes `messages` of `size` bytes to a new engine with `config` and
+/// waits for an upload (and, if `everything`, until all is uploaded);
+/// returns the compactor events seen.
+async fn publish_and_upload(
+    config: strata_engine::EngineConfig,
+    seen: &CompactorThreads,
+    messages: u32,
+    size: usize,
+    everything: bool,
+) -> Vec<ThreadSeen> {
+    seen.0.lock().unwrap().clear();
     let engine = Engine::open(config, Arc::new(SystemClock)).await.unwrap();
     engine
         .create_topic(
@@ -59,11 +62,11 @@ async fn uploads_run_on_the_lowered_compaction_threads() {
         )
         .await
         .unwrap();
-    for i in 0..64u32 {
+    for i in 0..messages {
         let message = PublishMessage {
             queue: Some(i % 4),
             message: Message {
-                body: Bytes::from(vec![i as u8; 4096]),
+                body: Bytes::from(vec![i as u8; size]),
                 ..Message::default()
             },
         };
@@ -71,7 +74,8 @@ async fn uploads_run_on_the_lowered_compaction_threads() {
     }
     let mut uploaded = false;
     for _ in 0..1500 {
-        if engine.upload_lag_bytes() == 0 && engine.status().tiering.uploads > 0 {
+        let lag = engine.upload_lag_bytes();
+        if (lag == 0 || !everything) && engine.status().tiering.uploads > 0 {
             uploaded = true;
             break;
         }
@@ -79,15 +83,52 @@ async fn uploads_run_on_the_lowered_compaction_threads() {
     }
     assert!(uploaded, "the upload loop never uploaded");
     engine.close().await.unwrap();
-
     let seen = seen.0.lock().unwrap().clone();
     assert!(!seen.is_empty(), "the compactor emitted no events");
-    for (name, nice) in seen {
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_run_on_the_lowered_compaction_threads_unless_the_wal_is_filling() {
+    let seen = CompactorThreads::default();
+    tracing::subscriber::set_global_default(Registry::default().with(seen.clone()))
+        .expect("the only subscriber of this test process");
+
+    // Periodic uploads: on the lowered threads.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.upload_interval = Duration::from_millis(20);
+    config.upload_trigger_bytes = 1;
+    for (_, name, nice) in publish_and_upload(config, &seen, 64, 4096, true).await {
         assert_eq!(
             name.as_deref(),
             Some("strata-compact"),
             "compactor work on {name:?}"
         );
         assert!(nice >= COMPACTION_NICE, "compactor thread at nice {nice}");
+    }
+
+    // Nothing is uploaded until the WAL is over half full (1 MiB of 2):
+    // then the upload runs on the engine's own runtime, at its priority.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.upload_interval = Duration::from_secs(3600);
+    config.upload_trigger_bytes = 1 << 40;
+    config.wal_segment_bytes = 256 << 10;
+    config.wal_max_bytes = 2 << 20;
+    let base = current_thread_nice();
+    let seen = publish_and_upload(config, &seen, 320, 4096, false).await;
+    let uploads: Vec<_> = seen
+        .into_iter()
+        .filter(|(target, ..)| target == "strata_compactor::upload")
+        .collect();
+    assert!(!uploads.is_empty(), "no upload event");
+    for (_, name, nice) in uploads {
+        assert_ne!(
+            name.as_deref(),
+            Some("strata-compact"),
+            "an upload of a filling WAL ran on the lowered threads"
+        );
+        assert_eq!(nice, base, "on {name:?}");
     }
 }
