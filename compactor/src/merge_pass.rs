@@ -212,13 +212,7 @@ fn build_merged(
     sources: &Sources,
 ) -> Result<Option<Merged>> {
     let built = |e| CompactorError::Internal(format!("building merged object: {e}"));
-    let expected = runs
-        .iter()
-        .flat_map(|run| &run.old)
-        .flat_map(|range| &range.blocks)
-        .map(|block| block.raw_len as usize)
-        .sum();
-    let mut builder = ObjectBuilder::with_capacity(target_block_bytes, expected);
+    let mut builder = ObjectBuilder::new(target_block_bytes);
     let mut kept = Vec::with_capacity(runs.len());
     for run in runs {
         // A run whose data cannot be read is left out (its queue keeps its

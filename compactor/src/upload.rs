@@ -76,8 +76,7 @@ impl Compactor {
             let target_block_bytes = self.config.target_block_bytes;
             let (raw_bytes, object, blocks) = Compactor::on_blocking_pool(move || {
                 let built = |e| CompactorError::Internal(format!("building upload object: {e}"));
-                let expected = batches.iter().map(|(_, p)| p.len() + 4).sum();
-                let mut builder = ObjectBuilder::with_capacity(target_block_bytes, expected);
+                let mut builder = ObjectBuilder::new(target_block_bytes);
                 for (h, payload) in &batches {
                     builder
                         .add_batch(h.queue, h.base_offset, h.count, h.timestamp_ms, payload)

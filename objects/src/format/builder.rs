@@ -13,8 +13,7 @@ use super::{
 /// Blocks are compressed as soon as they are full, so memory holds the
 /// compressed object plus at most one uncompressed block. The block and
 /// compression buffers are reused from block to block: allocated fresh,
-/// each 256 KiB block cost a zeroed mapping, its page faults and an unmap,
-/// a quarter of the compactor's time at 150 MiB/s.
+/// each 256 KiB block cost a zeroed mapping, its page faults and an unmap.
 #[derive(Debug)]
 pub struct ObjectBuilder {
     target_block_bytes: usize,
@@ -46,19 +45,12 @@ impl ObjectBuilder {
     /// blocks compress better, smaller ones make point reads cheaper. It is
     /// clamped to `1..=MAX_BLOCK_RAW_BYTES` so every block stays readable.
     pub fn new(target_block_bytes: usize) -> Self {
-        Self::with_capacity(target_block_bytes, 0)
-    }
-
-    /// As [`new`](Self::new), with room for an object of about
-    /// `expected_bytes` (the raw bytes the caller will add), so the object
-    /// is not copied each time it outgrows its buffer.
-    pub fn with_capacity(target_block_bytes: usize, expected_bytes: usize) -> Self {
-        let target_block_bytes = target_block_bytes.clamp(1, MAX_BLOCK_RAW_BYTES);
-        // Incompressible data grows a little in LZ4; leave room for that.
-        let capacity = expected_bytes.saturating_add(expected_bytes / 64);
+        // The object is not presized to what the caller expects: tried, it
+        // saved the copies of its growth but raised the publish p99 beside
+        // uploads at 4,000 msgs/s from ~4.5 to ~6 ms and the RSS by ~100 MiB.
         Self {
-            target_block_bytes,
-            out: Vec::with_capacity(capacity),
+            target_block_bytes: target_block_bytes.clamp(1, MAX_BLOCK_RAW_BYTES),
+            out: Vec::new(),
             metas: Vec::new(),
             open: None,
             raw: Vec::new(),
