@@ -219,20 +219,17 @@ impl Compactor {
                 if lag == 0 || (lag < trigger && !filling && since < interval) {
                     continue;
                 }
-                let uploaded = match (&urgent, filling) {
-                    (Some(urgent), true) => {
+                let uploaded = match urgent.as_ref().filter(|_| filling) {
+                    Some(urgent) => {
                         let upload = this.clone();
-                        match urgent
+                        urgent
                             .spawn(async move { upload.upload_once().await })
                             .await
-                        {
-                            Ok(uploaded) => uploaded,
-                            Err(e) => {
+                            .unwrap_or_else(|e| {
                                 Err(CompactorError::Internal(format!("upload task failed: {e}")))
-                            }
-                        }
+                            })
                     }
-                    _ => this.upload_once().await,
+                    None => this.upload_once().await,
                 };
                 if uploaded.is_ok() {
                     last = clock.monotonic();
