@@ -73,9 +73,9 @@ impl Tiers {
         let wal = self.wal.clone();
         let files = self.files.clone();
         tokio::task::spawn_blocking(move || {
-            // Segment deletion (and the index update that goes with it)
-            // waits while this read holds the gate, so the entries taken
-            // here stay readable until the read is done.
+            // Releasing segments drops their index entries under the gate
+            // and deletes the files after it, so entries taken here point
+            // at segments that stay until this read is done.
             let _files = files.read().unwrap_or_else(|p| p.into_inner());
             let entries: Vec<IndexEntry> = {
                 let index = queue.lock();
