@@ -19,6 +19,7 @@
 mod config;
 pub mod conformance;
 pub mod format;
+pub mod index_run;
 pub mod layers;
 mod local;
 pub mod metrics;
