@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use crate::core::{Core, WalLayer};
 use crate::delay::Delay;
 use crate::error::{EngineError, Result};
-use crate::lookup::{FoundMessage, Lookup};
+use crate::lookup::{FoundMessage, IndexMaintenance, Lookup};
 use crate::pop::{Pop, Popped, ReceiveRequest};
 use crate::pull::Pull;
 use crate::txn::{DueCheck, Txn};
@@ -179,8 +179,9 @@ impl Engine {
                 tracing::error!(error = %e, "an engine loop panicked");
             }
         }
-        // A message-index pass started by a caller finishes too.
-        self.lookup.wait_for_pass().await;
+        // A message-index pass started by a caller finishes too; what it
+        // holds pending is written, so a restart need not index it again.
+        self.lookup.flush_on_close().await;
         self.core.close().await?;
         tracing::info!("engine closed");
         Ok(())
@@ -213,6 +214,7 @@ impl Engine {
     pub fn status(&self) -> NodeStatus {
         NodeStatus {
             pop: self.pop.stats(),
+            message_index: self.lookup.stats(),
             ..self.core.status()
         }
     }
@@ -447,8 +449,21 @@ impl Engine {
     }
 
     /// One pass of the index task; returns how many messages it indexed.
+    /// They are pending until [`Engine::flush_message_index`] (or the task,
+    /// when a run is due) writes them to object storage.
     pub async fn index_pending(&self) -> Result<usize> {
         self.lookup.index_pending().await
+    }
+
+    /// Writes the pending index entries as one run; returns how many.
+    pub async fn flush_message_index(&self) -> Result<usize> {
+        self.lookup.flush_now().await
+    }
+
+    /// Drops, merges and sweeps this node's index runs (the task does this
+    /// after each run it writes, and every ten minutes).
+    pub async fn maintain_message_index(&self) -> Result<IndexMaintenance> {
+        self.lookup.maintain_now().await
     }
 }
 

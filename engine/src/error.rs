@@ -129,6 +129,12 @@ impl From<strata_objects::ObjectError> for EngineError {
     }
 }
 
+impl From<strata_objects::index_run::RunFormatError> for EngineError {
+    fn from(e: strata_objects::index_run::RunFormatError) -> Self {
+        EngineError::Corrupt(e.to_string())
+    }
+}
+
 impl From<strata_tiering::log::TierError> for EngineError {
     fn from(e: strata_tiering::log::TierError) -> Self {
         use strata_tiering::log::TierError as T;

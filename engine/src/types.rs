@@ -273,6 +273,20 @@ pub struct NodeStatus {
     pub recovery: RecoverySummary,
     pub tiering: TieringStatus,
     pub pop: PopStats,
+    pub message_index: IndexStats,
+}
+
+/// The message index since start (`crate::lookup`): entries waiting for a
+/// run, and what happened to runs in object storage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexStats {
+    pub pending_entries: u64,
+    pub runs_written: u64,
+    pub runs_merged: u64,
+    pub runs_dropped: u64,
+    pub objects_swept: u64,
+    /// Why the last pass failed, until one succeeds.
+    pub last_error: Option<String>,
 }
 
 /// Acknowledgements by message (POP) since start: how many handles were

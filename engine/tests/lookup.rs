@@ -95,16 +95,26 @@ async fn found_by_id_and_key_before_and_after_indexing_and_after_a_restart() {
     );
     assert!(find(&engine, IndexKind::Id, "m-99").await.is_empty());
 
-    // ...and the same through the index once it caught up.
-    engine.index_pending().await.unwrap();
-    assert_eq!(count(&store, "msg-pos/").await, 31);
-    assert_eq!(count(&store, "msg-id/").await, 31);
-    assert_eq!(count(&store, "msg-key/").await, 31);
+    // ...the same from the pending entries once the task caught up...
+    assert_eq!(engine.index_pending().await.unwrap(), 31);
     assert_eq!(
         engine.index_pending().await.unwrap(),
         0,
         "nothing indexed twice"
     );
+    assert_eq!(count(&store, "msg-run/").await, 0);
+    assert_eq!(engine.status().message_index.pending_entries, 62);
+    assert_eq!(find(&engine, IndexKind::Id, "m-7").await, by_id);
+    assert_eq!(find(&engine, IndexKind::Key, "k-1").await, by_key);
+
+    // ...and from a run in object storage: one record in the metadata
+    // store, whatever the number of messages (an id and a key each).
+    assert_eq!(engine.flush_message_index().await.unwrap(), 62);
+    let stats = engine.status().message_index;
+    assert_eq!((stats.pending_entries, stats.runs_written), (0, 1));
+    assert_eq!(count(&store, "msg-run/").await, 1);
+    assert_eq!(count(&store, "msg-mark/").await, 3);
+    assert_eq!(engine.object_store().list("index/").await.unwrap().len(), 1);
     assert_eq!(find(&engine, IndexKind::Id, "m-7").await, by_id);
     assert_eq!(find(&engine, IndexKind::Key, "k-1").await, by_key);
     let limited = engine
@@ -120,31 +130,111 @@ async fn found_by_id_and_key_before_and_after_indexing_and_after_a_restart() {
         .unwrap_err();
     assert!(matches!(err, EngineError::TopicNotFound(_)), "{err}");
 
-    // New messages are found next to indexed ones, and after a restart the
-    // index resumes where it was.
+    // New messages are found next to indexed ones. They are pending when
+    // the node stops and the object store refuses the run: after a restart
+    // the index resumes at the committed marks and indexes them again.
     engine
         .publish(T, "orders", vec![message("m-new", Some("k-1"), "new")])
         .await
         .unwrap();
     assert_eq!(find(&engine, IndexKind::Key, "k-1").await.len(), 11);
+    assert_eq!(engine.index_pending().await.unwrap(), 1);
+    engine.object_store().faults().set_down(true);
+    assert!(engine.flush_message_index().await.is_err());
+    let err = engine
+        .find_messages(T, "orders", IndexKind::Id, "m-new", 10)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::ObjectStore(_)),
+        "runs unreadable: {err}"
+    );
+    engine.object_store().faults().set_down(false);
+    assert_eq!(
+        bodies(&find(&engine, IndexKind::Id, "m-new").await),
+        ["new"],
+        "still pending after the failed write"
+    );
+    engine.object_store().faults().set_down(true);
     engine.close().await.unwrap();
     drop(engine);
     let engine = open().await.unwrap();
+    assert_eq!(count(&store, "msg-run/").await, 1);
     assert_eq!(
         bodies(&find(&engine, IndexKind::Id, "m-new").await),
         ["new"]
     );
     assert_eq!(find(&engine, IndexKind::Key, "k-1").await.len(), 11);
-    engine.index_pending().await.unwrap();
-    assert_eq!(count(&store, "msg-pos/").await, 32);
+    assert_eq!(engine.index_pending().await.unwrap(), 1, "only m-new again");
+    engine.close().await.unwrap();
+    let engine = open().await.unwrap();
+    assert_eq!(count(&store, "msg-run/").await, 2, "written at the close");
+    assert_eq!(engine.index_pending().await.unwrap(), 0);
     assert_eq!(find(&engine, IndexKind::Id, "m-7").await, by_id);
+    assert_eq!(find(&engine, IndexKind::Key, "k-1").await.len(), 11);
+}
+
+/// Index runs written one after another, for the tests of runs.
+async fn index_in_runs(engine: &Arc<Engine>, runs: usize, per_run: usize) {
+    for r in 0..runs {
+        let batch = (0..per_run)
+            .map(|i| {
+                let n = r * per_run + i;
+                message(&format!("m-{n}"), Some(&format!("k-{}", n % 5)), "x")
+            })
+            .collect();
+        engine.publish(T, "orders", batch).await.unwrap();
+        engine.index_pending().await.unwrap();
+        engine.flush_message_index().await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_prunes_entries_and_deleting_the_topic_drops_them() {
+async fn runs_merge_and_every_message_is_still_found() {
     let dir = tempfile::tempdir().unwrap();
     let store = MemoryStore::new();
-    let clock = ManualClock::new(1_000_000, 1);
+    let engine = Engine::open_with_store(config(dir.path()), Arc::new(SystemClock), store.clone())
+        .await
+        .unwrap();
+    engine
+        .create_topic(T, "orders", 4, MessageType::Normal, None)
+        .await
+        .unwrap();
+    index_in_runs(&engine, 10, 20).await;
+    assert_eq!(count(&store, "msg-run/").await, 10);
+    // A run a crash left between its PUT and its commit.
+    engine
+        .object_store()
+        .put(
+            "index/node-1/00000000000000ff.idx",
+            Bytes::from_static(b"orphan"),
+        )
+        .await
+        .unwrap();
+    let summary = engine.maintain_message_index().await.unwrap();
+    // Eight of the ten small runs became one; the replaced objects and the
+    // orphan are swept (no grace period here).
+    assert_eq!((summary.merged, summary.dropped, summary.swept), (8, 0, 9));
+    assert_eq!(count(&store, "msg-run/").await, 3);
+    assert_eq!(engine.object_store().list("index/").await.unwrap().len(), 3);
+    for n in [0, 77, 159, 160, 199] {
+        let id = format!("m-{n}");
+        let found = find(&engine, IndexKind::Id, &id).await;
+        assert_eq!(found.len(), 1, "{id}");
+        assert_eq!(found[0].message.message.id, id);
+    }
+    assert_eq!(find(&engine, IndexKind::Key, "k-3").await.len(), 40);
+    let again = engine.maintain_message_index().await.unwrap();
+    assert_eq!((again.merged, again.swept), (0, 0), "nothing more to merge");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_runs_and_deleting_the_topic_drops_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemoryStore::new();
+    // From the real time on: the local object store dates objects by it, and
+    // sweeping compares those dates with the clock.
+    let clock = ManualClock::new(SystemClock.now_ms(), 1);
     let engine = Engine::open_with_store(
         config(dir.path()),
         clock.clone() as Arc<dyn Clock>,
@@ -170,6 +260,7 @@ async fn retention_prunes_entries_and_deleting_the_topic_drops_them() {
             .unwrap();
     }
     engine.index_pending().await.unwrap();
+    engine.flush_message_index().await.unwrap();
     // The old messages go to object storage in ranges of their own, which
     // retention can expire whole.
     let upload_all = || async {
@@ -184,19 +275,70 @@ async fn retention_prunes_entries_and_deleting_the_topic_drops_them() {
         .await
         .unwrap();
     upload_all().await;
-    assert_eq!(engine.enforce_retention().await.unwrap(), 1);
     engine.index_pending().await.unwrap();
+    engine.flush_message_index().await.unwrap();
+    assert_eq!(count(&store, "msg-run/").await, 2);
+    assert_eq!(
+        engine.maintain_message_index().await.unwrap().dropped,
+        0,
+        "nothing expired yet"
+    );
+    assert_eq!(engine.enforce_retention().await.unwrap(), 1);
     assert!(find(&engine, IndexKind::Id, "m-3").await.is_empty());
     assert_eq!(bodies(&find(&engine, IndexKind::Key, "k").await), ["fresh"]);
-    assert_eq!(count(&store, "msg-pos/").await, 1, "expired entries pruned");
-    assert_eq!(count(&store, "msg-id/").await, 1);
-    assert_eq!(count(&store, "msg-key/").await, 1);
+    let summary = engine.maintain_message_index().await.unwrap();
+    assert_eq!((summary.dropped, summary.swept), (1, 1), "the old run went");
+    assert_eq!(count(&store, "msg-run/").await, 1);
+    assert_eq!(bodies(&find(&engine, IndexKind::Key, "k").await), ["fresh"]);
 
     engine.delete_topic(T, "orders").await.unwrap();
     engine.index_pending().await.unwrap();
-    for prefix in ["msg-pos/", "msg-id/", "msg-key/", "msg-mark/"] {
-        assert_eq!(count(&store, prefix).await, 0, "{prefix} left behind");
-    }
+    assert_eq!(count(&store, "msg-mark/").await, 0);
+    let summary = engine.maintain_message_index().await.unwrap();
+    assert_eq!((summary.dropped, summary.swept), (1, 1));
+    assert_eq!(count(&store, "msg-run/").await, 0);
+    assert!(
+        engine
+            .object_store()
+            .list("index/")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// An index kept the old way (keys per message in the metadata store) is
+/// dropped on upgrade and built again in object storage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_in_the_metadata_store_is_rebuilt_in_object_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemoryStore::new();
+    let open = || Engine::open_with_store(config(dir.path()), Arc::new(SystemClock), store.clone());
+    let engine = open().await.unwrap();
+    engine
+        .create_topic(T, "orders", 2, MessageType::Normal, None)
+        .await
+        .unwrap();
+    index_in_runs(&engine, 1, 30).await;
+    engine.close().await.unwrap();
+    drop(engine);
+    // What an older version left: entries, and marks saying all is indexed.
+    let legacy = strata_metadata::Txn::new()
+        .put(
+            b"msg-pos/00000000000000000001/0000000000/00000000000000000000".to_vec(),
+            b"{\"id\":\"m-0\"}".to_vec(),
+        )
+        .put(
+            b"msg-id/00000000000000000001/0003m-0/0000000000/00000000000000000000".to_vec(),
+            Vec::new(),
+        );
+    store.commit(legacy).await.unwrap();
+    let engine = open().await.unwrap();
+    assert_eq!(count(&store, "msg-pos/").await, 0);
+    assert_eq!(count(&store, "msg-id/").await, 0);
+    assert_eq!(count(&store, "msg-mark/").await, 0);
+    assert_eq!(engine.index_pending().await.unwrap(), 30, "indexed again");
+    assert_eq!(find(&engine, IndexKind::Id, "m-12").await.len(), 1);
 }
 
 /// Nothing stays in the tail cache, and every upload frees the WAL.

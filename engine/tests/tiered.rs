@@ -428,7 +428,8 @@ async fn a_corrupt_block_is_an_error_naming_the_object_never_wrong_data() {
         upload_all(&engine).await;
         engine.close().await.unwrap();
     }
-    let objects: Vec<_> = walk(&dir.path().join("objects"));
+    // The segment objects (the message index's run is beside them).
+    let objects: Vec<_> = walk(&dir.path().join("objects").join("seg"));
     assert_eq!(objects.len(), 1);
     let mut bytes = std::fs::read(&objects[0]).unwrap();
     bytes[10] ^= 0x55;

@@ -547,6 +547,15 @@ async fn healthz_status_and_metrics() {
         assert!(status["recovery"][key].is_u64(), "{status}");
     }
     assert_eq!(status["pop"], json!({"acks": 2, "ack_commits": 2}));
+    for key in [
+        "pending_entries",
+        "runs_written",
+        "runs_merged",
+        "runs_dropped",
+    ] {
+        assert!(status["message_index"][key].is_u64(), "{status}");
+    }
+    assert!(status["message_index"]["last_error"].is_null(), "{status}");
     let typed = s.client().status().await.unwrap();
     assert_eq!(typed.topics, 1);
 
@@ -564,6 +573,10 @@ async fn healthz_status_and_metrics() {
     assert!(text.contains("strata_http_requests_total"), "{text}");
     assert!(text.contains("\nstrata_pop_acks 2\n"), "{text}");
     assert!(text.contains("\nstrata_pop_ack_commits 2\n"), "{text}");
+    assert!(
+        text.contains("\nstrata_message_index_pending_entries "),
+        "{text}"
+    );
     let publish_line = text
         .lines()
         .find(|l| {

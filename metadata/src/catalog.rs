@@ -33,9 +33,7 @@
 //! | `usage-dirty/<hour:020>/<tenant>`                     | flush id (roll-up pending) |
 //! | `usage-prune/<hour:020>/<tenant>`                     | empty (minutes prunable)   |
 //! | `msg-mark/<topic_id:020>/<queue:010>`                 | first offset not indexed   |
-//! | `msg-pos/<topic_id:020>/<queue:010>/<offset:020>`     | `IndexedMessage` (JSON)    |
-//! | `msg-id/<topic_id:020>/<len:04x><id>/<queue:010>/<offset:020>` | empty (id index) |
-//! | `msg-key/<topic_id:020>/<len:04x><key>/<queue:010>/<offset:020>` | empty (key index) |
+//! | `msg-run/<node>/<run_id:016x>`                        | [`IndexRunRecord`] (JSON)  |
 //!
 //! Every multi-key change is one [`crate::Txn`] guarded by checks, and a lost
 //! race is retried a bounded number of times before [`CatalogError::Conflict`].
@@ -70,7 +68,7 @@ use crate::store::{MetaError, MetaStore, prefix_end};
 
 pub use access_keys::{AccessKeyRecord, SealedSecretRecord};
 pub use keys::IndexKind;
-pub use lookup::IndexedMessage;
+pub use lookup::{IndexRun, IndexRunRecord};
 pub use nodes::{NodeRecord, NodeState};
 pub use placement::{Placed, TenantPlacement};
 pub use pop::{InflightRecord, PopChange, PopQueueState};

@@ -21,10 +21,10 @@ pub mod tikv_store;
 pub use address::{EtcdAddress, TikvAddress};
 pub use catalog::{
     AccessKeyRecord, BlockRef, Catalog, CatalogError, CommittedOffset, GroupRecord, GroupSpec,
-    HalfRecord, IndexKind, IndexedMessage, InflightRecord, MessageType, NewTopic, NodeRecord,
-    NodeState, OwnerRecord, ParseMessageTypeError, Placed, PopChange, PopQueueState, RangeRecord,
-    Retention, RetryPolicy, SealedSecretRecord, ServingLease, StartPosition, TenantPlacement,
-    TenantRecord, Timer, TopicRecord, UsageRollup,
+    HalfRecord, IndexKind, IndexRun, IndexRunRecord, InflightRecord, MessageType, NewTopic,
+    NodeRecord, NodeState, OwnerRecord, ParseMessageTypeError, Placed, PopChange, PopQueueState,
+    RangeRecord, Retention, RetryPolicy, SealedSecretRecord, ServingLease, StartPosition,
+    TenantPlacement, TenantRecord, Timer, TopicRecord, UsageRollup,
 };
 pub use etcd_store::EtcdStore;
 pub use memory_store::MemoryStore;

@@ -520,9 +520,9 @@ pub fn files_under(dir: &Path, root: &Path, out: &mut std::collections::BTreeSet
     }
 }
 
-/// Checks object storage against the metadata: no range points to a
-/// missing object and no object is unreferenced. Returns the referenced
-/// objects.
+/// Checks object storage against the metadata: no range or message-index
+/// run points to a missing object and no object is unreferenced. Returns
+/// the referenced objects.
 pub async fn assert_objects_match_ranges(
     catalog: &strata_metadata::Catalog,
     objects_root: &Path,
@@ -534,6 +534,14 @@ pub async fn assert_objects_match_ranges(
         .into_values()
         .flatten()
         .map(|r| r.object)
+        .chain(
+            catalog
+                .index_runs()
+                .await
+                .expect("index runs")
+                .into_iter()
+                .map(|r| r.record.object),
+        )
         .collect();
     let mut stored = std::collections::BTreeSet::new();
     files_under(objects_root, objects_root, &mut stored);

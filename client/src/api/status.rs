@@ -17,6 +17,22 @@ pub struct StatusJson {
     pub tiering: TieringJson,
     pub metadata: MetadataJson,
     pub pop: PopJson,
+    /// Absent from servers older than the index in object storage.
+    #[serde(default)]
+    pub message_index: MessageIndexJson,
+}
+
+/// The message index since start: entries waiting to be written as a run,
+/// and what happened to runs in object storage.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct MessageIndexJson {
+    pub pending_entries: u64,
+    pub runs_written: u64,
+    pub runs_merged: u64,
+    pub runs_dropped: u64,
+    pub objects_swept: u64,
+    /// Why the index task's last pass failed, until one succeeds.
+    pub last_error: Option<String>,
 }
 
 /// Acknowledgements by message since start, and the metadata commits that

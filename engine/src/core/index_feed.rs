@@ -15,21 +15,46 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use strata_common::{Message, QueueKey};
-use strata_metadata::IndexedMessage;
+use strata_objects::index_run::{ValueKind, entry_hash};
 
-/// Most memory the feed holds (32 MiB, counted as [`fed_bytes`]): several
-/// seconds of publishing at full speed with short ids, many index passes'
-/// worth. Part of the server's memory budget (README).
+/// Most memory the feed holds (32 MiB, counted as [`FED_BYTES`] per
+/// message): about a million messages, many index passes' worth. Part of
+/// the server's memory budget (README).
 pub const MAX_FED_BYTES: usize = 32 << 20;
 
-/// Bytes one fed message is counted as: its id and key, and the entry.
-fn fed_bytes(m: &IndexedMessage) -> usize {
-    64 + m.id.len() + m.key.as_ref().map_or(0, String::len)
+/// What the index needs of one appended message: the hashes its id and key
+/// are filed under (hashed here, so the feed holds no strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FedMessage {
+    pub offset: u64,
+    pub id: Option<u64>,
+    pub key: Option<u64>,
+}
+
+impl FedMessage {
+    pub(crate) fn new(queue: QueueKey, offset: u64, message: &Message) -> Self {
+        Self {
+            offset,
+            id: (!message.id.is_empty())
+                .then(|| entry_hash(queue.topic, ValueKind::Id, &message.id)),
+            key: message
+                .key
+                .as_deref()
+                .map(|key| entry_hash(queue.topic, ValueKind::Key, key)),
+        }
+    }
+}
+
+/// Bytes one fed message is counted as.
+const FED_BYTES: usize = std::mem::size_of::<FedMessage>();
+
+fn fed_bytes(_: &FedMessage) -> usize {
+    FED_BYTES
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    queues: HashMap<QueueKey, VecDeque<IndexedMessage>>,
+    queues: HashMap<QueueKey, VecDeque<FedMessage>>,
     bytes: usize,
 }
 
@@ -48,17 +73,16 @@ impl IndexFeed {
     /// Records `messages` of `queue`, the first at `base_offset`; nothing if
     /// the feed is full (the index task then reads them back).
     pub(crate) fn push(&self, queue: QueueKey, base_offset: u64, messages: &[Message]) {
-        let entries: Vec<IndexedMessage> = messages
+        let bytes = messages.len() * FED_BYTES;
+        if self.lock().bytes + bytes > MAX_FED_BYTES {
+            return;
+        }
+        // Hashed outside the lock; appends of other queues push meanwhile.
+        let entries: Vec<FedMessage> = messages
             .iter()
             .zip(base_offset..)
-            .map(|(m, offset)| IndexedMessage {
-                queue: queue.queue,
-                offset,
-                id: m.id.clone(),
-                key: m.key.clone(),
-            })
+            .map(|(m, offset)| FedMessage::new(queue, offset, m))
             .collect();
-        let bytes: usize = entries.iter().map(fed_bytes).sum();
         let mut inner = self.lock();
         if inner.bytes + bytes > MAX_FED_BYTES {
             return;
@@ -77,7 +101,7 @@ impl IndexFeed {
         from: u64,
         below: u64,
         max: usize,
-    ) -> Vec<IndexedMessage> {
+    ) -> Vec<FedMessage> {
         let mut inner = self.lock();
         let Some(fed) = inner.queues.get_mut(&queue) else {
             return Vec::new();
@@ -155,7 +179,8 @@ mod tests {
         assert!(feed.take(q, 9, 100, 10).is_empty(), "a gap before 10");
         let got = feed.take(q, 11, 13, 10);
         assert_eq!(got.iter().map(|m| m.offset).collect::<Vec<_>>(), [11, 12]);
-        assert_eq!(got[0].id, "id-1");
+        let want = entry_hash(1, ValueKind::Id, "id-1");
+        assert_eq!((got[0].id, got[0].key), (Some(want), None));
         assert_eq!(feed.len(), 2, "10 dropped, 13 and 14 wait");
         assert_eq!(feed.take(q, 13, 100, 1).len(), 1);
         assert_eq!(feed.take(q, 14, 100, 10).len(), 1);
@@ -166,22 +191,18 @@ mod tests {
     fn is_bounded_by_bytes_and_forgets_queues_no_longer_indexed() {
         let feed = IndexFeed::default();
         let (a, b) = (QueueKey::new(1, 0), QueueKey::new(2, 0));
-        let big = Message {
-            id: "i".repeat(MAX_FED_BYTES / 2 - 64 - 100),
-            key: Some("k".repeat(100)),
-            ..Message::default()
-        };
-        feed.push(a, 0, std::slice::from_ref(&big));
-        feed.push(a, 1, std::slice::from_ref(&big));
-        assert_eq!(feed.bytes(), MAX_FED_BYTES);
+        let full = MAX_FED_BYTES / FED_BYTES;
+        feed.push(a, 0, &messages(full - 1));
+        feed.push(a, full as u64 - 1, &messages(1));
+        assert_eq!(feed.bytes(), full * FED_BYTES);
         feed.push(b, 0, &messages(1));
-        assert_eq!(feed.len(), 2, "a full feed refuses");
+        assert_eq!(feed.len(), full, "a full feed refuses");
         assert_eq!(feed.take(a, 0, 1, 10).len(), 1);
-        feed.push(b, 0, &messages(2));
-        assert_eq!(feed.len(), 3);
+        feed.push(b, 0, &messages(1));
+        assert_eq!(feed.len(), full);
         feed.retain(&HashSet::from([b]));
-        assert_eq!(feed.len(), 2);
-        assert_eq!(feed.take(b, 0, 2, 10).len(), 2);
+        assert_eq!(feed.len(), 1);
+        assert_eq!(feed.take(b, 0, 2, 10).len(), 1);
         assert_eq!(feed.bytes(), 0);
     }
 }

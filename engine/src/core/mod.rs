@@ -473,6 +473,7 @@ impl Core {
             recovery: self.recovery.clone(),
             tiering: self.tiering_status(),
             pop: PopStats::default(),
+            message_index: Default::default(),
         }
     }
 

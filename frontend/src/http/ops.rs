@@ -17,8 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 pub use strata_client::api::status::{
-    BlockCacheJson, CacheJson, ColdReadsJson, MetadataJson, ObjectRequestsJson, PopJson,
-    RecoveryJson, ServingLeaseJson, StatusJson, TieringJson, WalJson,
+    BlockCacheJson, CacheJson, ColdReadsJson, MessageIndexJson, MetadataJson, ObjectRequestsJson,
+    PopJson, RecoveryJson, ServingLeaseJson, StatusJson, TieringJson, WalJson,
 };
 
 use super::auth::Caller;
@@ -53,6 +53,8 @@ pub struct Metrics {
     tail_cache_bytes: Gauge<i64, AtomicGauge>,
     pop_acks: Gauge<i64, AtomicGauge>,
     pop_ack_commits: Gauge<i64, AtomicGauge>,
+    index_pending_entries: Gauge<i64, AtomicGauge>,
+    index_runs_written: Gauge<i64, AtomicGauge>,
     quota_delayed: Family<RateLabels, Gauge<i64, AtomicGauge>>,
     quota_refused: Family<RateLabels, Gauge<i64, AtomicGauge>>,
 }
@@ -166,6 +168,16 @@ impl Metrics {
             "pop_ack_commits",
             "Metadata commits that made acknowledgements durable, since start",
         );
+        let index_pending_entries = gauge(
+            &mut registry,
+            "message_index_pending_entries",
+            "Message index entries waiting to be written as a run",
+        );
+        let index_runs_written = gauge(
+            &mut registry,
+            "message_index_runs_written",
+            "Message index runs written to object storage since start",
+        );
         let quota_delayed = Family::<RateLabels, Gauge<i64, AtomicGauge>>::default();
         registry.register(
             "quota_delayed_requests",
@@ -191,6 +203,8 @@ impl Metrics {
             tail_cache_bytes,
             pop_acks,
             pop_ack_commits,
+            index_pending_entries,
+            index_runs_written,
             quota_delayed,
             quota_refused,
         }
@@ -257,6 +271,10 @@ pub async fn metrics(State(state): State<AppState>, caller: Caller) -> Response 
         .set(clamp(status.tail_cache.bytes as u64));
     m.pop_acks.set(clamp(status.pop.acks));
     m.pop_ack_commits.set(clamp(status.pop.ack_commits));
+    m.index_pending_entries
+        .set(clamp(status.message_index.pending_entries));
+    m.index_runs_written
+        .set(clamp(status.message_index.runs_written));
     for rate in strata_tenancy::Rate::ALL {
         let counts = state.limiter.throttle_counts(rate);
         let labels = RateLabels { rate: rate.label() };
@@ -368,6 +386,14 @@ pub async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<
         pop: PopJson {
             acks: s.pop.acks,
             ack_commits: s.pop.ack_commits,
+        },
+        message_index: MessageIndexJson {
+            pending_entries: s.message_index.pending_entries,
+            runs_written: s.message_index.runs_written,
+            runs_merged: s.message_index.runs_merged,
+            runs_dropped: s.message_index.runs_dropped,
+            objects_swept: s.message_index.objects_swept,
+            last_error: s.message_index.last_error,
         },
     }))
 }

@@ -332,20 +332,6 @@ pub fn parse_index_mark(key: &[u8]) -> Option<QueueKey> {
     Some(QueueKey::new(topic.parse().ok()?, queue.parse().ok()?))
 }
 
-/// `msg-pos/<topic_id:020>/<queue:010>/<offset:020>` → JSON
-/// `IndexedMessage`: what the index holds for one message, in offset order,
-/// so retention can find the entries of expired messages.
-pub fn index_position(queue: QueueKey, offset: u64) -> Vec<u8> {
-    let mut key = index_position_prefix(queue);
-    key.extend_from_slice(format!("{offset:020}").as_bytes());
-    key
-}
-
-/// `msg-pos/<topic_id:020>/<queue:010>/`: one queue's index positions.
-pub fn index_position_prefix(queue: QueueKey) -> Vec<u8> {
-    format!("msg-pos/{:020}/{:010}/", queue.topic, queue.queue).into_bytes()
-}
-
 /// What a message is looked up by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndexKind {
@@ -353,39 +339,29 @@ pub enum IndexKind {
     Key,
 }
 
-/// `msg-id/<topic_id:020>/<len:04x><id>/` or `msg-key/...`: every entry for
-/// one id or key. The byte length in front keeps a value that contains `/`
-/// (ids and keys may) from matching a longer one's entries.
-pub fn index_entry_prefix(kind: IndexKind, topic: TopicId, value: &str) -> Vec<u8> {
-    let name = match kind {
-        IndexKind::Id => "msg-id",
-        IndexKind::Key => "msg-key",
-    };
-    format!("{name}/{topic:020}/{:04x}{value}/", value.len()).into_bytes()
+pub const ALL_INDEX_RUNS: &[u8] = b"msg-run/";
+
+/// `msg-run/<node>/<run_id:016x>` → JSON `IndexRunRecord`: one run of the
+/// message index in object storage, written by that node.
+pub fn index_run(node: &str, run: u64) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("msg-run/{}/{run:016x}", segment(node)?).into_bytes())
 }
 
-/// `<index_entry_prefix>/<queue:010>/<offset:020>` → empty: one message with
-/// that id or key.
-pub fn index_entry(kind: IndexKind, queue: QueueKey, value: &str, offset: u64) -> Vec<u8> {
-    let mut key = index_entry_prefix(kind, queue.topic, value);
-    key.extend_from_slice(format!("{:010}/{offset:020}", queue.queue).as_bytes());
-    key
+/// Parses an [`index_run`] key back into its node and run id.
+pub fn parse_index_run(key: &[u8]) -> Option<(String, u64)> {
+    let text = std::str::from_utf8(key).ok()?.strip_prefix("msg-run/")?;
+    let (node, run) = text.rsplit_once('/')?;
+    Some((node.to_string(), u64::from_str_radix(run, 16).ok()?))
 }
 
-/// The (queue, offset) at the end of an [`index_entry`] key.
-pub fn parse_index_entry(key: &[u8]) -> Option<(u32, u64)> {
-    // "<queue:010>/<offset:020>" is the fixed-width tail.
-    let tail = key.len().checked_sub(31).map(|start| &key[start..])?;
-    let text = std::str::from_utf8(tail).ok()?;
-    let (queue, offset) = text.split_once('/')?;
-    Some((queue.parse().ok()?, offset.parse().ok()?))
+/// Where one topic's index marks live, for dropping a deleted topic's.
+pub fn topic_index_marks(topic: TopicId) -> Vec<u8> {
+    format!("msg-mark/{topic:020}/").into_bytes()
 }
 
-/// Every index prefix of one topic (positions, ids, keys, marks), for
-/// deleting a deleted topic's index.
-pub fn topic_index_prefixes(topic: TopicId) -> [Vec<u8>; 4] {
-    ["msg-pos", "msg-id", "msg-key", "msg-mark"].map(|p| format!("{p}/{topic:020}/").into_bytes())
-}
+/// Prefixes of the index as it was kept before it moved to object storage
+/// (a key per message and per id or key), dropped on upgrade.
+pub const LEGACY_INDEX_PREFIXES: [&[u8]; 3] = [b"msg-pos/", b"msg-id/", b"msg-key/"];
 
 pub const ALL_TIMERS: &[u8] = b"timer/";
 

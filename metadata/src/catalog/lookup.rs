@@ -1,63 +1,87 @@
-//! The message index: message id and key → (queue, offset), so a message
-//! can be found without knowing where it was stored.
+//! The message index's records: its runs in object storage and how far it
+//! reaches per queue.
 //!
-//! Per indexed message there is one position key (`msg-pos/`, in offset
-//! order, naming its id and key) and one entry per id and key (`msg-id/`,
-//! `msg-key/`). Lookups scan the entries of one id or key; retention walks
-//! positions below a queue's first offset and deletes what they name. A
-//! per-queue mark (`msg-mark/`) says how far the index reaches, so the
-//! indexer resumes there after a restart and lookups scan only the
-//! messages past it.
+//! The entries themselves (message id or key → queue, offset) live in runs,
+//! immutable objects (`strata_objects::index_run`); the catalog holds one
+//! record per run (`msg-run/`) and a mark per queue (`msg-mark/`) saying
+//! where the runs end, so the indexer resumes there after a restart. A run
+//! and the marks it moves are committed together. Until the index moved to
+//! object storage it kept two or three keys per message here (`msg-pos/`,
+//! `msg-id/`, `msg-key/`); [`Catalog::drop_legacy_index`] removes them.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use strata_common::{QueueKey, TopicId};
 
-use super::keys::{self, IndexKind};
+use super::keys;
 use super::{Catalog, CatalogError, decode, encode};
 use crate::store::{MetaError, Txn, prefix_end};
 
-/// What the index records about one message.
+/// One run of the message index, as the catalog knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IndexedMessage {
-    #[serde(skip)]
-    pub queue: u32,
-    #[serde(skip)]
-    pub offset: u64,
-    pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
+pub struct IndexRunRecord {
+    /// The object's key in the object store.
+    pub object: String,
+    /// The object's length in bytes.
+    pub bytes: u64,
+    pub entries: u64,
+    pub created_ms: i64,
 }
 
-/// Keys deleted per transaction when dropping a topic's index.
+/// A run record with the node that wrote it (and merges it) and its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexRun {
+    pub node: String,
+    pub id: u64,
+    pub record: IndexRunRecord,
+}
+
+/// Keys deleted per transaction when dropping keys by prefix.
 const DROP_PAGE: usize = 1000;
 
 impl Catalog {
-    /// Adds `messages` of `topic` to the index and moves the queues' marks
-    /// to `marks` (queue, first offset not covered), in one transaction.
-    pub async fn index_messages(
+    /// Records a new run written by `node` and, in the same transaction,
+    /// moves the marks of the queues it covers (queue, first offset not
+    /// covered) and forgets the runs it replaces (a merge's inputs).
+    pub async fn commit_index_run(
         &self,
-        topic: TopicId,
-        messages: &[IndexedMessage],
-        marks: &[(u32, u64)],
+        node: &str,
+        run: Option<(u64, &IndexRunRecord)>,
+        marks: &[(QueueKey, u64)],
+        replaced: &[u64],
     ) -> Result<(), CatalogError> {
         let mut txn = Txn::new();
-        for m in messages {
-            let queue = QueueKey::new(topic, m.queue);
-            let position = keys::index_position(queue, m.offset);
-            txn = txn.put(position.clone(), encode(&position, m)?);
-            txn = txn.put(keys::index_entry(IndexKind::Id, queue, &m.id, m.offset), []);
-            if let Some(key) = &m.key {
-                txn = txn.put(keys::index_entry(IndexKind::Key, queue, key, m.offset), []);
-            }
+        if let Some((id, record)) = run {
+            let key = keys::index_run(node, id)?;
+            txn = txn.put(key.clone(), encode(&key, record)?);
         }
         for &(queue, next) in marks {
-            let key = keys::index_mark(QueueKey::new(topic, queue));
+            let key = keys::index_mark(queue);
             txn = txn.put(key.clone(), encode(&key, &next)?);
+        }
+        for &id in replaced {
+            txn = txn.delete(keys::index_run(node, id)?);
         }
         self.store.commit(txn).await?;
         Ok(())
+    }
+
+    /// Every run of every node.
+    pub async fn index_runs(&self) -> Result<Vec<IndexRun>, CatalogError> {
+        let mut out = Vec::new();
+        for (key, value) in self.scan_all(keys::ALL_INDEX_RUNS).await? {
+            let (node, id) = keys::parse_index_run(&key).ok_or_else(|| MetaError::Corrupt {
+                key: keys::display(&key),
+                reason: "not msg-run/<node>/<run id>".into(),
+            })?;
+            out.push(IndexRun {
+                node,
+                id,
+                record: decode(&key, &value)?,
+            });
+        }
+        Ok(out)
     }
 
     /// Every queue's index mark.
@@ -73,88 +97,47 @@ impl Catalog {
         Ok(out)
     }
 
-    /// Up to `limit` (queue, offset) pairs of messages of `topic` whose id
-    /// or key is `value`, in (queue, offset) order.
-    pub async fn find_messages(
-        &self,
-        kind: IndexKind,
-        topic: TopicId,
-        value: &str,
-        limit: usize,
-    ) -> Result<Vec<(u32, u64)>, CatalogError> {
-        let prefix = keys::index_entry_prefix(kind, topic, value);
-        let page = self
-            .store
-            .scan(&prefix, &prefix_end(&prefix), limit.max(1))
-            .await?;
-        page.iter()
-            .map(|(key, _)| {
-                keys::parse_index_entry(key).ok_or_else(|| {
-                    CatalogError::Meta(MetaError::Corrupt {
-                        key: keys::display(key),
-                        reason: "index entry does not end in <queue>/<offset>".into(),
-                    })
-                })
-            })
-            .collect()
+    /// Deletes the marks of a deleted topic (its entries leave the runs when
+    /// they are merged or expire).
+    pub async fn drop_index(&self, topic: TopicId) -> Result<(), CatalogError> {
+        self.delete_prefix(&keys::topic_index_marks(topic)).await
     }
 
-    /// Deletes the index entries of up to `limit` messages of `queue` below
-    /// offset `below` (retention removed them); returns how many.
-    pub async fn prune_index(
-        &self,
-        queue: QueueKey,
-        below: u64,
-        limit: usize,
-    ) -> Result<usize, CatalogError> {
-        let start = keys::index_position_prefix(queue);
-        let end = keys::index_position(queue, below);
-        let page = self.store.scan(&start, &end, limit.max(1)).await?;
-        let mut txn = Txn::new();
-        for (key, value) in &page {
-            let m: IndexedMessage = decode(key, value)?;
-            let offset = key
-                .get(start.len()..)
-                .and_then(|t| std::str::from_utf8(t).ok())
-                .and_then(|t| t.parse().ok())
-                .ok_or_else(|| MetaError::Corrupt {
-                    key: keys::display(key),
-                    reason: "index position does not end in an offset".into(),
-                })?;
-            txn = txn.delete(key.clone()).delete(keys::index_entry(
-                IndexKind::Id,
-                queue,
-                &m.id,
-                offset,
-            ));
-            if let Some(k) = &m.key {
-                txn = txn.delete(keys::index_entry(IndexKind::Key, queue, k, offset));
-            }
+    /// Drops the index as kept before it moved to object storage, with
+    /// every mark (so the indexer starts over from each queue's first
+    /// message). Returns whether there was one.
+    pub async fn drop_legacy_index(&self) -> Result<bool, CatalogError> {
+        let mut found = false;
+        for prefix in keys::LEGACY_INDEX_PREFIXES {
+            found |= !self
+                .store
+                .scan(prefix, &prefix_end(prefix), 1)
+                .await?
+                .is_empty();
         }
-        if !page.is_empty() {
+        if found {
+            for prefix in keys::LEGACY_INDEX_PREFIXES {
+                self.delete_prefix(prefix).await?;
+            }
+            self.delete_prefix(keys::ALL_INDEX_MARKS).await?;
+        }
+        Ok(found)
+    }
+
+    async fn delete_prefix(&self, prefix: &[u8]) -> Result<(), CatalogError> {
+        loop {
+            let page = self
+                .store
+                .scan(prefix, &prefix_end(prefix), DROP_PAGE)
+                .await?;
+            if page.is_empty() {
+                return Ok(());
+            }
+            let txn = page
+                .into_iter()
+                .fold(Txn::new(), |txn, (key, _)| txn.delete(key));
             self.store.commit(txn).await?;
         }
-        Ok(page.len())
-    }
-
-    /// Deletes the whole index of a deleted topic, page by page.
-    pub async fn drop_index(&self, topic: TopicId) -> Result<(), CatalogError> {
-        for prefix in keys::topic_index_prefixes(topic) {
-            loop {
-                let page = self
-                    .store
-                    .scan(&prefix, &prefix_end(&prefix), DROP_PAGE)
-                    .await?;
-                if page.is_empty() {
-                    break;
-                }
-                let txn = page
-                    .into_iter()
-                    .fold(Txn::new(), |txn, (key, _)| txn.delete(key));
-                self.store.commit(txn).await?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -162,84 +145,91 @@ impl Catalog {
 mod tests {
     use super::*;
     use crate::MemoryStore;
+    use crate::store::MetaStore;
 
-    fn message(queue: u32, offset: u64, id: &str, key: Option<&str>) -> IndexedMessage {
-        IndexedMessage {
-            queue,
-            offset,
-            id: id.into(),
-            key: key.map(str::to_string),
+    fn record(object: &str) -> IndexRunRecord {
+        IndexRunRecord {
+            object: object.into(),
+            bytes: 100,
+            entries: 3,
+            created_ms: 5,
         }
     }
 
     #[tokio::test]
-    async fn messages_are_found_by_id_and_key_until_pruned_or_dropped() {
+    async fn runs_and_marks_commit_together_and_merges_replace_runs() {
         let catalog = Catalog::new(MemoryStore::new());
-        let batch = [
-            message(0, 0, "id-a", Some("order/1")),
-            message(0, 1, "id-b", Some("order")),
-            message(1, 0, "id-c", Some("order")),
-            // A duplicate id (a producer retry) is found twice.
-            message(1, 1, "id-a", None),
-        ];
+        let (a, b) = (QueueKey::new(7, 0), QueueKey::new(8, 1));
         catalog
-            .index_messages(7, &batch, &[(0, 2), (1, 2)])
+            .commit_index_run("n1", Some((1, &record("r1"))), &[(a, 10), (b, 4)], &[])
             .await
             .unwrap();
         catalog
-            .index_messages(8, &[message(0, 0, "id-b", Some("order"))], &[(0, 1)])
+            .commit_index_run("n1", Some((2, &record("r2"))), &[(a, 12)], &[])
             .await
             .unwrap();
-        let find = |kind, topic, value: &'static str| {
-            let catalog = catalog.clone();
-            async move { catalog.find_messages(kind, topic, value, 10).await.unwrap() }
-        };
-        assert_eq!(find(IndexKind::Id, 7, "id-a").await, vec![(0, 0), (1, 1)]);
-        // "order" does not match "order/1", whose prefix it is.
-        assert_eq!(find(IndexKind::Key, 7, "order").await, vec![(0, 1), (1, 0)]);
-        assert_eq!(find(IndexKind::Key, 7, "order/1").await, vec![(0, 0)]);
-        assert_eq!(find(IndexKind::Key, 7, "id-a").await, vec![]);
-        assert_eq!(find(IndexKind::Id, 8, "id-b").await, vec![(0, 0)]);
-        assert_eq!(
-            catalog
-                .find_messages(IndexKind::Id, 7, "id-a", 1)
-                .await
-                .unwrap(),
-            vec![(0, 0)]
-        );
+        catalog
+            .commit_index_run("n2", Some((1, &record("other"))), &[], &[])
+            .await
+            .unwrap();
         let marks = catalog.index_marks().await.unwrap();
-        assert_eq!(marks.get(&QueueKey::new(7, 1)), Some(&2));
-        assert_eq!(marks.get(&QueueKey::new(8, 0)), Some(&1));
+        assert_eq!((marks[&a], marks[&b]), (12, 4));
+        let runs = catalog.index_runs().await.unwrap();
+        let names: Vec<(&str, u64)> = runs.iter().map(|r| (r.node.as_str(), r.id)).collect();
+        assert_eq!(names, [("n1", 1), ("n1", 2), ("n2", 1)]);
 
-        // Retention removed offset 0 of topic 7's queue 0.
-        assert_eq!(
-            catalog
-                .prune_index(QueueKey::new(7, 0), 1, 100)
-                .await
-                .unwrap(),
-            1
-        );
-        assert_eq!(
-            catalog
-                .prune_index(QueueKey::new(7, 0), 1, 100)
-                .await
-                .unwrap(),
-            0
-        );
-        assert_eq!(find(IndexKind::Id, 7, "id-a").await, vec![(1, 1)]);
-        assert_eq!(find(IndexKind::Key, 7, "order/1").await, vec![]);
-        assert_eq!(find(IndexKind::Key, 7, "order").await, vec![(0, 1), (1, 0)]);
+        // A merge of n1's two runs replaces them and leaves n2's.
+        catalog
+            .commit_index_run("n1", Some((3, &record("r3"))), &[], &[1, 2])
+            .await
+            .unwrap();
+        let runs = catalog.index_runs().await.unwrap();
+        let objects: Vec<&str> = runs.iter().map(|r| r.record.object.as_str()).collect();
+        assert_eq!(objects, ["r3", "other"]);
 
         catalog.drop_index(7).await.unwrap();
-        assert_eq!(find(IndexKind::Key, 7, "order").await, vec![]);
+        let marks = catalog.index_marks().await.unwrap();
+        assert_eq!(marks.keys().collect::<Vec<_>>(), [&b]);
         assert!(
-            !catalog
-                .index_marks()
+            catalog
+                .commit_index_run("a/b", None, &[], &[1])
                 .await
-                .unwrap()
-                .contains_key(&QueueKey::new(7, 0))
+                .is_err()
         );
-        // Another topic's index is untouched.
-        assert_eq!(find(IndexKind::Key, 8, "order").await, vec![(0, 0)]);
+    }
+
+    #[tokio::test]
+    async fn the_legacy_index_and_every_mark_go_on_upgrade() {
+        let store = MemoryStore::new();
+        let catalog = Catalog::new(store.clone());
+        assert!(!catalog.drop_legacy_index().await.unwrap());
+        catalog
+            .commit_index_run("n1", None, &[(QueueKey::new(7, 0), 3)], &[])
+            .await
+            .unwrap();
+        assert!(
+            !catalog.drop_legacy_index().await.unwrap(),
+            "marks alone stay"
+        );
+        let legacy = Txn::new()
+            .put(
+                b"msg-pos/00000000000000000007/0000000000/00000000000000000000".to_vec(),
+                b"{}".to_vec(),
+            )
+            .put(
+                b"msg-id/00000000000000000007/0003m-1/0000000000/00000000000000000000".to_vec(),
+                Vec::new(),
+            );
+        store.commit(legacy).await.unwrap();
+        assert!(catalog.drop_legacy_index().await.unwrap());
+        for prefix in [&b"msg-pos/"[..], b"msg-id/", b"msg-mark/"] {
+            assert!(
+                store
+                    .scan(prefix, &prefix_end(prefix), 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
     }
 }

@@ -1,0 +1,448 @@
+//! The message index's runs in object storage: writing one, searching them,
+//! and keeping them in shape.
+//!
+//! Each node writes runs of the topics it indexes under
+//! `index/<node>/<run id>.idx` and keeps its own runs in shape:
+//! - a run whose every queue retention moved past (or whose topics were
+//!   deleted) is dropped;
+//! - runs of about the same size are merged [`MERGE_FANIN`] at a time
+//!   (size tiers a factor of [`MERGE_FANIN`] apart), dropping expired and
+//!   deleted topics' entries, so a lookup reads few runs; merged runs stop
+//!   growing at [`MAX_MERGED_ENTRIES`];
+//! - objects no record names (a crash between PUT and commit, or a run
+//!   merged or dropped) are deleted after the GC grace period, so a lookup
+//!   that listed the runs just before still reads them.
+//!
+//! Readers keep each run's summary (page fences, queues) in memory and read
+//! one page per run that holds the topic.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use strata_common::QueueKey;
+use strata_metadata::{IndexRun, IndexRunRecord};
+use strata_objects::ObjectError;
+use strata_objects::index_run::{
+    QueueEnd, RUN_FOOTER_LEN, RunEntry, RunSummary, decode_footer, decode_page, decode_run,
+    decode_summary, encode_run,
+};
+
+use super::{Lookup, lock};
+use crate::error::{EngineError, Result};
+
+/// Where runs live in the object store (`index/<node>/<run id>.idx`).
+pub const INDEX_RUN_PREFIX: &str = "index/";
+/// Runs merged at once, and the size ratio between tiers.
+pub const MERGE_FANIN: usize = 8;
+/// Merges stop at this many entries: a 112 MiB run. A merge holds the
+/// decoded entries (32 bytes each) and the encoded run in memory, so this
+/// bounds it at about 240 MiB while it runs.
+pub const MAX_MERGED_ENTRIES: u64 = 4 << 20;
+/// How often a node drops, merges and sweeps its runs when it writes none
+/// (and once at start).
+const MAINTAIN_INTERVAL: Duration = Duration::from_secs(600);
+/// Runs read at once by a lookup.
+const SEARCH_PARALLEL: usize = 16;
+
+/// What one pass over a node's runs did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexMaintenance {
+    /// Runs dropped because nothing they cover is stored any more.
+    pub dropped: u64,
+    /// Runs merged into others.
+    pub merged: u64,
+    /// Objects deleted that no run record names.
+    pub swept: u64,
+}
+
+/// Summaries of runs read so far, by object key.
+#[derive(Debug, Default)]
+pub(crate) struct RunCache {
+    summaries: std::sync::Mutex<HashMap<String, Arc<RunSummary>>>,
+    /// When the last maintenance ran (clock ms).
+    maintained_ms: std::sync::Mutex<Option<i64>>,
+}
+
+impl RunCache {
+    /// Due at the first pass after a start, then every [`MAINTAIN_INTERVAL`].
+    pub(crate) fn maintenance_due(&self, now_ms: i64) -> bool {
+        lock(&self.maintained_ms)
+            .is_none_or(|since| now_ms - since >= MAINTAIN_INTERVAL.as_millis() as i64)
+    }
+
+    fn forget_except(&self, live: &HashSet<&str>) {
+        lock(&self.summaries).retain(|object, _| live.contains(object.as_str()));
+    }
+}
+
+/// The size tier of a run with `entries` entries.
+fn tier(entries: u64) -> u32 {
+    let mut t = 0;
+    let mut bound = 8192;
+    while entries >= bound && t < 16 {
+        t += 1;
+        bound *= MERGE_FANIN as u64;
+    }
+    t
+}
+
+impl Lookup {
+    fn run_object(&self, id: u64) -> String {
+        format!(
+            "{INDEX_RUN_PREFIX}{}/{id:016x}.idx",
+            self.core.config.node_id
+        )
+    }
+
+    /// Writes the pending set as a run and commits it with the marks it
+    /// moves; returns how many entries it wrote. On failure the entries stay
+    /// pending.
+    pub(super) async fn flush(&self) -> Result<usize> {
+        // The entries move from the pending set to `flushing` under one
+        // lock, so a lookup finds them on one side or the other throughout.
+        let (unsorted, marks) = {
+            let mut pending = lock(&self.pending);
+            if pending.marks.is_empty() {
+                return Ok(0);
+            }
+            pending.since_ms = None;
+            let unsorted = Arc::new(std::mem::take(&mut pending.entries));
+            *lock(&self.flushing) = Some(unsorted.clone());
+            (unsorted, std::mem::take(&mut pending.marks))
+        };
+        let sorting = unsorted.clone();
+        let sorted = tokio::task::spawn_blocking(move || {
+            let mut entries = sorting.to_vec();
+            entries.sort_unstable();
+            entries.dedup();
+            entries
+        })
+        .await;
+        let result = match sorted {
+            Ok(entries) => {
+                let entries = Arc::new(entries);
+                self.write_run(&entries, &marks)
+                    .await
+                    .map(|()| entries.len())
+            }
+            Err(e) => Err(EngineError::Internal(format!("sorting index entries: {e}"))),
+        };
+        if result.is_err() {
+            // Back to pending before `flushing` is cleared, for the same reason.
+            let mut pending = lock(&self.pending);
+            pending.entries.extend(unsorted.iter().copied());
+            for (queue, next) in marks {
+                let at = pending.marks.entry(queue).or_insert(next);
+                *at = (*at).max(next);
+            }
+            pending.since_ms.get_or_insert(self.core.clock.now_ms());
+        }
+        *lock(&self.flushing) = None;
+        result
+    }
+
+    async fn write_run(
+        &self,
+        entries: &Arc<Vec<RunEntry>>,
+        marks: &HashMap<QueueKey, u64>,
+    ) -> Result<()> {
+        let queues: Vec<QueueEnd> = marks
+            .iter()
+            .map(|(q, &end)| QueueEnd {
+                topic: q.topic,
+                queue: q.queue,
+                end,
+            })
+            .collect();
+        let sorted = entries.clone();
+        let bytes = tokio::task::spawn_blocking(move || encode_run(&sorted, queues))
+            .await
+            .map_err(|e| EngineError::Internal(format!("encoding an index run: {e}")))?;
+        let id = self.core.clock.random_u64();
+        let record = IndexRunRecord {
+            object: self.run_object(id),
+            bytes: bytes.len() as u64,
+            entries: entries.len() as u64,
+            created_ms: self.core.clock.now_ms(),
+        };
+        self.core.tiers.objects().put(&record.object, bytes).await?;
+        let marks: Vec<(QueueKey, u64)> = marks.iter().map(|(&q, &n)| (q, n)).collect();
+        self.core
+            .catalog
+            .commit_index_run(&self.core.config.node_id, Some((id, &record)), &marks, &[])
+            .await?;
+        self.stats.runs_written.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(object = %record.object, entries = record.entries, "wrote a message index run");
+        Ok(())
+    }
+
+    /// A run's summary, read once and then kept.
+    async fn summary(&self, record: &IndexRunRecord) -> Result<Arc<RunSummary>> {
+        if let Some(s) = lock(&self.runs.summaries).get(&record.object) {
+            return Ok(s.clone());
+        }
+        let objects = self.core.tiers.objects();
+        let len = record.bytes;
+        let tail = objects
+            .get_range(
+                &record.object,
+                len.saturating_sub(RUN_FOOTER_LEN as u64)..len,
+            )
+            .await?;
+        let footer = decode_footer(&tail, len)?;
+        let bytes = objects
+            .get_range(&record.object, footer.summary_range())
+            .await?;
+        let summary = Arc::new(decode_summary(footer, &bytes)?);
+        lock(&self.runs.summaries).insert(record.object.clone(), summary.clone());
+        Ok(summary)
+    }
+
+    /// (queue, offset) of every entry of `topic` filed under `hash` in any
+    /// node's runs.
+    pub(super) async fn search_runs(&self, topic: u64, hash: u64) -> Result<Vec<(u32, u64)>> {
+        let runs = self.core.catalog.index_runs().await?;
+        self.runs
+            .forget_except(&runs.iter().map(|r| r.record.object.as_str()).collect());
+        let found: Vec<Vec<(u32, u64)>> = futures::stream::iter(runs)
+            .map(|run| async move {
+                match self.search_run(&run.record, topic, hash).await {
+                    // Swept after a merge since the listing: its entries
+                    // are in the run that replaced it.
+                    Err(EngineError::ObjectMissing(object)) => {
+                        tracing::debug!(%object, "index run gone while searched");
+                        Ok(Vec::new())
+                    }
+                    other => other,
+                }
+            })
+            .buffer_unordered(SEARCH_PARALLEL)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    async fn search_run(
+        &self,
+        record: &IndexRunRecord,
+        topic: u64,
+        hash: u64,
+    ) -> Result<Vec<(u32, u64)>> {
+        let summary = self.summary(record).await?;
+        if !summary.has_topic(topic) {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for page in summary.pages_for(hash) {
+            let range = summary.footer.page_range(page);
+            let bytes = self
+                .core
+                .tiers
+                .objects()
+                .get_range(&record.object, range)
+                .await?;
+            out.extend(
+                decode_page(&bytes)?
+                    .into_iter()
+                    .filter(|e| e.hash == hash && e.topic == topic)
+                    .map(|e| (e.queue, e.offset)),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Drops this node's runs that cover nothing stored any more, merges a
+    /// tier that has [`MERGE_FANIN`] runs, and deletes objects no record
+    /// names (older than the GC grace period).
+    pub async fn maintain(&self) -> Result<IndexMaintenance> {
+        *lock(&self.runs.maintained_ms) = Some(self.core.clock.now_ms());
+        let node = self.core.config.node_id.clone();
+        let live: HashSet<u64> = self
+            .core
+            .catalog
+            .all_topics()
+            .await?
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        let mut own: Vec<IndexRun> = self
+            .core
+            .catalog
+            .index_runs()
+            .await?
+            .into_iter()
+            .filter(|r| r.node == node)
+            .collect();
+        let mut done = IndexMaintenance::default();
+
+        let mut dead = Vec::new();
+        for run in &own {
+            let summary = self.summary(&run.record).await?;
+            if summary.queues.iter().all(|q| self.gone(&live, q)) {
+                dead.push(run.id);
+            }
+        }
+        if !dead.is_empty() {
+            self.core
+                .catalog
+                .commit_index_run(&node, None, &[], &dead)
+                .await?;
+            own.retain(|r| !dead.contains(&r.id));
+            done.dropped = dead.len() as u64;
+        }
+
+        own.sort_by_key(|r| r.record.created_ms);
+        let mut tiers: HashMap<u32, Vec<&IndexRun>> = HashMap::new();
+        for run in &own {
+            tiers.entry(tier(run.record.entries)).or_default().push(run);
+        }
+        let mergeable = tiers.into_values().find_map(|runs| {
+            let oldest = runs.get(..MERGE_FANIN)?;
+            let total: u64 = oldest.iter().map(|r| r.record.entries).sum();
+            (total <= MAX_MERGED_ENTRIES).then(|| oldest.to_vec())
+        });
+        if let Some(inputs) = mergeable {
+            self.merge(&live, &inputs).await?;
+            done.merged = inputs.len() as u64;
+        }
+        done.swept = self.sweep().await?;
+        let c = &self.stats;
+        c.runs_dropped.fetch_add(done.dropped, Ordering::Relaxed);
+        c.runs_merged.fetch_add(done.merged, Ordering::Relaxed);
+        c.objects_swept.fetch_add(done.swept, Ordering::Relaxed);
+        Ok(done)
+    }
+
+    /// Whether nothing of `q` that a run covers can be stored: its topic was
+    /// deleted, or (for a topic this node serves) retention moved past it.
+    fn gone(&self, live: &HashSet<u64>, q: &QueueEnd) -> bool {
+        if !live.contains(&q.topic) {
+            return true;
+        }
+        let topics = self.core.topics_read();
+        let first = topics
+            .by_id(q.topic)
+            .and_then(|t| t.queues.get(q.queue as usize))
+            .map(|state| state.lock().first_offset);
+        first.is_some_and(|first| q.end <= first)
+    }
+
+    /// Below which offset `queue`'s messages are gone, where this node knows.
+    fn first_offset(&self, queue: QueueKey) -> Option<u64> {
+        let topics = self.core.topics_read();
+        let t = topics.by_id(queue.topic)?;
+        Some(t.queues.get(queue.queue as usize)?.lock().first_offset)
+    }
+
+    async fn merge(&self, live: &HashSet<u64>, inputs: &[&IndexRun]) -> Result<()> {
+        let objects = self.core.tiers.objects();
+        let mut entries = Vec::new();
+        let mut ends: HashMap<QueueKey, u64> = HashMap::new();
+        for run in inputs {
+            let bytes = objects.get(&run.record.object).await?;
+            let (run_entries, queues) = tokio::task::spawn_blocking(move || decode_run(&bytes))
+                .await
+                .map_err(|e| EngineError::Internal(format!("decoding an index run: {e}")))??;
+            entries.extend(run_entries);
+            for q in queues {
+                let end = ends.entry(QueueKey::new(q.topic, q.queue)).or_default();
+                *end = (*end).max(q.end);
+            }
+        }
+        ends.retain(|q, _| live.contains(&q.topic));
+        let firsts: HashMap<QueueKey, u64> = ends
+            .keys()
+            .filter_map(|&q| Some((q, self.first_offset(q)?)))
+            .collect();
+        entries.retain(|e| {
+            let q = QueueKey::new(e.topic, e.queue);
+            live.contains(&e.topic) && firsts.get(&q).is_none_or(|&first| e.offset >= first)
+        });
+        let queues: Vec<QueueEnd> = ends
+            .into_iter()
+            .map(|(q, end)| QueueEnd {
+                topic: q.topic,
+                queue: q.queue,
+                end,
+            })
+            .collect();
+        let (entries, bytes) = tokio::task::spawn_blocking(move || {
+            entries.sort_unstable();
+            entries.dedup();
+            let bytes = encode_run(&entries, queues);
+            (entries.len(), bytes)
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("merging index runs: {e}")))?;
+        let id = self.core.clock.random_u64();
+        let record = IndexRunRecord {
+            object: self.run_object(id),
+            bytes: bytes.len() as u64,
+            entries: entries as u64,
+            created_ms: inputs
+                .iter()
+                .map(|r| r.record.created_ms)
+                .max()
+                .unwrap_or_default(),
+        };
+        objects.put(&record.object, bytes).await?;
+        let replaced: Vec<u64> = inputs.iter().map(|r| r.id).collect();
+        self.core
+            .catalog
+            .commit_index_run(
+                &self.core.config.node_id,
+                Some((id, &record)),
+                &[],
+                &replaced,
+            )
+            .await?;
+        tracing::debug!(object = %record.object, runs = inputs.len(), entries, "merged message index runs");
+        Ok(())
+    }
+
+    /// Deletes this node's run objects that no record names, once older
+    /// than the GC grace period.
+    async fn sweep(&self) -> Result<u64> {
+        let objects = self.core.tiers.objects();
+        let named: HashSet<String> = self
+            .core
+            .catalog
+            .index_runs()
+            .await?
+            .into_iter()
+            .map(|r| r.record.object)
+            .collect();
+        let prefix = format!("{INDEX_RUN_PREFIX}{}/", self.core.config.node_id);
+        let grace = i64::try_from(self.core.config.gc_grace.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = self.core.clock.now_ms().saturating_sub(grace);
+        let mut swept = 0;
+        for o in objects.list(&prefix).await? {
+            if named.contains(&o.key) || o.last_modified_ms > cutoff {
+                continue;
+            }
+            match objects.delete(&o.key).await {
+                Ok(()) | Err(ObjectError::NotFound { .. }) => swept += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(swept)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiers_are_a_factor_of_the_fanin_apart() {
+        assert_eq!(tier(0), 0);
+        assert_eq!(tier(8191), 0);
+        assert_eq!(tier(8192), 1);
+        assert_eq!(tier(8192 * 8 - 1), 1);
+        assert_eq!(tier(8192 * 8), 2);
+        assert_eq!(tier(u64::MAX), 16);
+    }
+}
