@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use strata_common::{Clock, ManualClock, Message, SystemClock};
-use strata_engine::{Engine, EngineConfig, MessageType, PublishMessage, Retention};
+use strata_engine::{Engine, EngineConfig, EngineError, MessageType, PublishMessage, Retention};
 use strata_objects::{Backend, ObjectStoreConfig};
 
 const T: &str = "default";
@@ -445,6 +445,50 @@ async fn a_corrupt_block_is_an_error_naming_the_object_never_wrong_data() {
     assert!(
         text.contains("seg/") && text.contains(".seg"),
         "names the object: {text}"
+    );
+}
+
+/// A read that waits on a read-ahead's fetch of the same block gets the
+/// object's own error when that fetch fails, not a copy of its message: a
+/// node following a separate compactor resynchronises a queue's ranges only
+/// on a missing object, and a SIGKILL suite hit the copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_behind_a_failed_read_ahead_reports_the_missing_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.tail_cache_bytes = 0;
+    let engine = Engine::open(c, Arc::new(SystemClock)).await.unwrap();
+    engine
+        .create_topic(T, "t", 1, MessageType::Normal, Some(Retention::Unlimited))
+        .await
+        .unwrap();
+    for i in 0..50 {
+        engine
+            .publish(T, "t", vec![to_queue(0, body(0, i, 400))])
+            .await
+            .unwrap();
+    }
+    upload_all(&engine).await;
+    let objects = engine.object_store();
+    let segments = objects.list("seg/").await.unwrap();
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    let segment = &segments[0].key;
+
+    // The first block is read slowly; its read-ahead of the second starts
+    // as slowly, and finds the object deleted meanwhile.
+    objects.faults().set_latency(Duration::from_millis(300));
+    let first = engine.read(T, "t", 0, 0, 1, Duration::ZERO).await.unwrap();
+    assert_eq!(first.messages.len(), 1);
+    objects.faults().set_latency(Duration::ZERO);
+    objects.delete(segment).await.unwrap();
+    // The first block is decoded already; the second is the read-ahead's.
+    let err = engine
+        .read(T, "t", 0, 0, 1000, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineError::ObjectMissing(object) if object == segment),
+        "{err:?}"
     );
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use strata_cache::BlockKey;
+use strata_cache::{BlockKey, CacheError};
 use strata_common::StoredMessage;
 use strata_common::usage::Counter;
 use strata_metadata::BlockRef;
@@ -90,24 +90,17 @@ impl Tiers {
             return Ok(decoded);
         }
         let memo_key = key.clone();
-        let objects = self.objects.clone();
-        let cold = self.cold.clone();
-        let name = object.to_string();
-        let range = block.offset..block.offset + u64::from(block.len);
-        let meter = self.meter.clone();
-        let tenant = q.tenant.clone();
-        let stored = self
-            .blocks
-            .get_or_fetch(key, move || async move {
-                cold.run(async move {
-                    meter.add(&tenant, Counter::ObjectGets, 1);
-                    let bytes = objects.get_range(&name, range).await?;
-                    let len = bytes.len() as u64;
-                    Ok::<_, TierError>((bytes, len))
-                })
-                .await
-            })
-            .await?;
+        let stored = match self.stored_block(q, key.clone(), block).await {
+            // This read waited on another's fetch (a read-ahead, say) that
+            // failed, and got only its message. Failures are not cached:
+            // fetch once more, so the error is this read's own and keeps
+            // its kind (a missing object makes a separate compactor's node
+            // resynchronise the queue's ranges).
+            Err(TierError::Cache(CacheError::FetchFailed { .. })) => {
+                self.stored_block(q, key, block).await?
+            }
+            fetched => fetched?,
+        };
         let corrupt = |e: String| {
             TierError::Corrupt(format!(
                 "object {object} block at byte {}: {e}",
@@ -127,6 +120,32 @@ impl Tiers {
         self.decoded
             .insert(memo_key, decoded.clone(), block.raw_len as usize);
         Ok(decoded)
+    }
+
+    /// The block's stored bytes, through the block cache.
+    async fn stored_block(
+        &self,
+        q: &QueueLog,
+        key: BlockKey,
+        block: &BlockRef,
+    ) -> Result<bytes::Bytes, TierError> {
+        let objects = self.objects.clone();
+        let cold = self.cold.clone();
+        let name = key.object.clone();
+        let range = block.offset..block.offset + u64::from(block.len);
+        let meter = self.meter.clone();
+        let tenant = q.tenant.clone();
+        self.blocks
+            .get_or_fetch(key, move || async move {
+                cold.run(async move {
+                    meter.add(&tenant, Counter::ObjectGets, 1);
+                    let bytes = objects.get_range(&name, range).await?;
+                    let len = bytes.len() as u64;
+                    Ok::<_, TierError>((bytes, len))
+                })
+                .await
+            })
+            .await
     }
 
     /// Read-ahead: warms the cache with the block a sequential reader needs
