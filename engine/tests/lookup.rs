@@ -228,6 +228,43 @@ async fn runs_merge_and_every_message_is_still_found() {
     assert_eq!((again.merged, again.swept), (0, 0), "nothing more to merge");
 }
 
+/// Entries on their way into a run are past the marks and out of the
+/// pending set while the run's PUT and commit run: lookups still find them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn found_while_its_run_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemoryStore::new();
+    let engine = Engine::open_with_store(config(dir.path()), Arc::new(SystemClock), store.clone())
+        .await
+        .unwrap();
+    engine
+        .create_topic(T, "orders", 4, MessageType::Normal, None)
+        .await
+        .unwrap();
+    let batch = (0..40)
+        .map(|i| message(&format!("m-{i}"), Some(&format!("k-{}", i % 4)), "x"))
+        .collect();
+    engine.publish(T, "orders", batch).await.unwrap();
+    assert_eq!(engine.index_pending().await.unwrap(), 40);
+
+    engine
+        .object_store()
+        .faults()
+        .set_latency(Duration::from_millis(500));
+    let flush = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.flush_message_index().await }
+    });
+    SystemClock.sleep(Duration::from_millis(150)).await;
+    assert_eq!(bodies(&find(&engine, IndexKind::Id, "m-17").await), ["x"]);
+    assert_eq!(find(&engine, IndexKind::Key, "k-2").await.len(), 10);
+    assert_eq!(flush.await.unwrap().unwrap(), 80);
+    engine.object_store().faults().set_latency(Duration::ZERO);
+    assert_eq!(count(&store, "msg-run/").await, 1);
+    assert_eq!(bodies(&find(&engine, IndexKind::Id, "m-17").await), ["x"]);
+    assert_eq!(find(&engine, IndexKind::Key, "k-2").await.len(), 10);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_drops_runs_and_deleting_the_topic_drops_its_index() {
     let dir = tempfile::tempdir().unwrap();
