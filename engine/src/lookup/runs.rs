@@ -7,8 +7,8 @@
 //!   deleted) is dropped;
 //! - runs of about the same size are merged [`MERGE_FANIN`] at a time
 //!   (size tiers a factor of [`MERGE_FANIN`] apart), dropping expired and
-//!   deleted topics' entries, so a lookup reads few runs; merged runs stop
-//!   growing at [`MAX_MERGED_ENTRIES`];
+//!   deleted topics' entries, so a lookup reads few runs; merges stop at
+//!   [`MAX_MERGED_ENTRIES`] ([`pick_merge`]);
 //! - objects no record names (a crash between PUT and commit, or a run
 //!   merged or dropped) are deleted after the GC grace period, so a lookup
 //!   that listed the runs just before still reads them.
@@ -87,6 +87,32 @@ fn tier(entries: u64) -> u32 {
         bound *= MERGE_FANIN as u64;
     }
     t
+}
+
+/// Which runs of one size tier (their entry counts, oldest first) to merge:
+/// the oldest [`MERGE_FANIN`] that are not settled, or fewer (at least two)
+/// where the next would take the merge past [`MAX_MERGED_ENTRIES`]. A run
+/// of half that or more is settled: it is merged no more. Cut short by the
+/// cap, a merge's output holds over half of it, so the runs a node keeps
+/// hold at least [`MAX_MERGED_ENTRIES`]` / 2` entries each once they stop
+/// merging, whatever size its flushes write.
+fn pick_merge(entries: &[u64]) -> Option<Vec<usize>> {
+    let mut picked = Vec::new();
+    let mut total = 0;
+    for (i, &n) in entries.iter().enumerate() {
+        if n >= MAX_MERGED_ENTRIES / 2 {
+            continue;
+        }
+        if total + n > MAX_MERGED_ENTRIES {
+            return (picked.len() >= 2).then_some(picked);
+        }
+        total += n;
+        picked.push(i);
+        if picked.len() == MERGE_FANIN {
+            return Some(picked);
+        }
+    }
+    None
 }
 
 impl Lookup {
@@ -300,9 +326,9 @@ impl Lookup {
             tiers.entry(tier(run.record.entries)).or_default().push(run);
         }
         let mergeable = tiers.into_values().find_map(|runs| {
-            let oldest = runs.get(..MERGE_FANIN)?;
-            let total: u64 = oldest.iter().map(|r| r.record.entries).sum();
-            (total <= MAX_MERGED_ENTRIES).then(|| oldest.to_vec())
+            let entries: Vec<u64> = runs.iter().map(|r| r.record.entries).collect();
+            let picked = pick_merge(&entries)?;
+            Some(picked.into_iter().map(|i| runs[i]).collect::<Vec<_>>())
         });
         if let Some(inputs) = mergeable {
             self.merge(&live, &inputs).await?;
@@ -435,6 +461,23 @@ impl Lookup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merges_take_the_fanin_or_what_fits_under_the_cap() {
+        const M: u64 = 1 << 20;
+        assert_eq!(pick_merge(&[10_000; 10]), Some((0..8).collect()));
+        assert_eq!(pick_merge(&[10_000; 7]), None, "waits for a full fan-in");
+        // Flushes of a million entries: four make a capped run.
+        assert_eq!(pick_merge(&[M; 5]), Some(vec![0, 1, 2, 3]));
+        assert_eq!(pick_merge(&[M; 3]), None, "a fourth may still fit");
+        // Flushes of 600,000 entries (a minute at 10,000 a second).
+        assert_eq!(pick_merge(&[600_000; 7]), Some((0..6).collect()));
+        // A settled run (half the cap or more) is passed over.
+        let mut tier = vec![3 * M + M / 2];
+        tier.extend([M; 5]);
+        assert_eq!(pick_merge(&tier), Some(vec![1, 2, 3, 4]));
+        assert_eq!(pick_merge(&[2 * M, 2 * M, 3 * M]), None);
+    }
 
     #[test]
     fn tiers_are_a_factor_of_the_fanin_apart() {
