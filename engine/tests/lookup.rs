@@ -25,6 +25,22 @@ fn config(dir: &std::path::Path) -> EngineConfig {
     c
 }
 
+/// A node on `dir` and `store` with the topic "orders" of `queues` queues.
+async fn node_with_orders(
+    dir: &std::path::Path,
+    store: &Arc<MemoryStore>,
+    queues: u32,
+) -> Arc<Engine> {
+    let engine = Engine::open_with_store(config(dir), Arc::new(SystemClock), store.clone())
+        .await
+        .unwrap();
+    engine
+        .create_topic(T, "orders", queues, MessageType::Normal, None)
+        .await
+        .unwrap();
+    engine
+}
+
 fn message(id: &str, key: Option<&str>, body: &str) -> PublishMessage {
     PublishMessage {
         queue: None,
@@ -70,11 +86,7 @@ async fn found_by_id_and_key_before_and_after_indexing_and_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let store = MemoryStore::new();
     let open = || Engine::open_with_store(config(dir.path()), Arc::new(SystemClock), store.clone());
-    let engine = open().await.unwrap();
-    engine
-        .create_topic(T, "orders", 3, MessageType::Normal, None)
-        .await
-        .unwrap();
+    let engine = node_with_orders(dir.path(), &store, 3).await;
     let batch: Vec<PublishMessage> = (0..30)
         .map(|i| {
             let key = format!("k-{}", i % 3);
@@ -193,13 +205,7 @@ async fn index_in_runs(engine: &Arc<Engine>, runs: usize, per_run: usize) {
 async fn runs_merge_and_every_message_is_still_found() {
     let dir = tempfile::tempdir().unwrap();
     let store = MemoryStore::new();
-    let engine = Engine::open_with_store(config(dir.path()), Arc::new(SystemClock), store.clone())
-        .await
-        .unwrap();
-    engine
-        .create_topic(T, "orders", 4, MessageType::Normal, None)
-        .await
-        .unwrap();
+    let engine = node_with_orders(dir.path(), &store, 4).await;
     index_in_runs(&engine, 10, 20).await;
     assert_eq!(count(&store, "msg-run/").await, 10);
     // A run a crash left between its PUT and its commit.
@@ -234,13 +240,7 @@ async fn runs_merge_and_every_message_is_still_found() {
 async fn found_while_its_run_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let store = MemoryStore::new();
-    let engine = Engine::open_with_store(config(dir.path()), Arc::new(SystemClock), store.clone())
-        .await
-        .unwrap();
-    engine
-        .create_topic(T, "orders", 4, MessageType::Normal, None)
-        .await
-        .unwrap();
+    let engine = node_with_orders(dir.path(), &store, 4).await;
     let batch = (0..40)
         .map(|i| message(&format!("m-{i}"), Some(&format!("k-{}", i % 4)), "x"))
         .collect();
@@ -351,11 +351,7 @@ async fn an_index_in_the_metadata_store_is_rebuilt_in_object_storage() {
     let dir = tempfile::tempdir().unwrap();
     let store = MemoryStore::new();
     let open = || Engine::open_with_store(config(dir.path()), Arc::new(SystemClock), store.clone());
-    let engine = open().await.unwrap();
-    engine
-        .create_topic(T, "orders", 2, MessageType::Normal, None)
-        .await
-        .unwrap();
+    let engine = node_with_orders(dir.path(), &store, 2).await;
     index_in_runs(&engine, 1, 30).await;
     engine.close().await.unwrap();
     drop(engine);

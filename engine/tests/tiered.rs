@@ -407,6 +407,22 @@ async fn object_store_outage_engages_back_pressure_then_drains_without_loss() {
     }
 }
 
+/// Topic "t" with 50 messages of 400 bytes, uploaded (one object of
+/// several blocks).
+async fn fifty_messages_in_one_object(engine: &Engine) {
+    engine
+        .create_topic(T, "t", 1, MessageType::Normal, Some(Retention::Unlimited))
+        .await
+        .unwrap();
+    for i in 0..50 {
+        engine
+            .publish(T, "t", vec![to_queue(0, body(0, i, 400))])
+            .await
+            .unwrap();
+    }
+    upload_all(engine).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_block_is_an_error_naming_the_object_never_wrong_data() {
     let dir = tempfile::tempdir().unwrap();
@@ -415,17 +431,7 @@ async fn a_corrupt_block_is_an_error_naming_the_object_never_wrong_data() {
         let engine = Engine::open(c.clone(), Arc::new(SystemClock))
             .await
             .unwrap();
-        engine
-            .create_topic(T, "t", 1, MessageType::Normal, Some(Retention::Unlimited))
-            .await
-            .unwrap();
-        for i in 0..50 {
-            engine
-                .publish(T, "t", vec![to_queue(0, body(0, i, 400))])
-                .await
-                .unwrap();
-        }
-        upload_all(&engine).await;
+        fifty_messages_in_one_object(&engine).await;
         engine.close().await.unwrap();
     }
     // The segment objects (the message index's run is beside them).
@@ -458,17 +464,7 @@ async fn a_read_behind_a_failed_read_ahead_reports_the_missing_object() {
     let mut c = config(dir.path());
     c.tail_cache_bytes = 0;
     let engine = Engine::open(c, Arc::new(SystemClock)).await.unwrap();
-    engine
-        .create_topic(T, "t", 1, MessageType::Normal, Some(Retention::Unlimited))
-        .await
-        .unwrap();
-    for i in 0..50 {
-        engine
-            .publish(T, "t", vec![to_queue(0, body(0, i, 400))])
-            .await
-            .unwrap();
-    }
-    upload_all(&engine).await;
+    fifty_messages_in_one_object(&engine).await;
     let objects = engine.object_store();
     let segments = objects.list("seg/").await.unwrap();
     assert_eq!(segments.len(), 1, "{segments:?}");
