@@ -1,0 +1,218 @@
+//! A zombie across machines: a cluster node is paused past its lease while
+//! its volume is re-attached elsewhere and adopted by a survivor. On one
+//! machine the data directory's LOCK keeps a paused node's WAL from being
+//! adopted (`tests/cluster.rs`); across machines nothing does, so the
+//! fences must: the write fence refuses acknowledgements once heartbeats
+//! lapse, and every commit is conditioned on queue epochs the survivor has
+//! since raised. When the paused node resumes, nothing it does may be
+//! acknowledged or become visible, and every message acknowledged before
+//! the pause, or by the survivor, is there once.
+//!
+//! The "other machine" is simulated on this one: while the node is stopped
+//! its directory is renamed (the process keeps its open files: the old
+//! machine's view of the volume) and a copy takes its place at the same
+//! path (the volume as re-attached to the survivor's machine, unlocked).
+
+#![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::cluster::*;
+use common::etcd_test_url;
+use serde_json::json;
+
+/// A publish sent straight to one node: its body, whether it was
+/// acknowledged, and the node that says it served it.
+struct Direct {
+    body: String,
+    acked: bool,
+    served_by: Option<String>,
+}
+
+/// Publishes `body` for `tenant` to `url` only (no retries), waiting up to
+/// a minute for an answer (the node may be paused).
+async fn publish_direct(url: &str, tenant: &str, body: String) -> Direct {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let answer = client
+        .post(format!("{url}/v1/topics/orders/messages"))
+        .header("x-strata-tenant", tenant)
+        .json(&json!({ "messages": [{ "body": body }] }))
+        .send()
+        .await;
+    let (acked, served_by) = match answer {
+        Ok(answer) => (
+            answer.status().is_success(),
+            answer
+                .headers()
+                .get("x-strata-served-by")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        ),
+        Err(_) => (false, None),
+    };
+    Direct {
+        body,
+        acked,
+        served_by,
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let sent = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill {sig} {pid}");
+}
+
+/// Moves `dir` aside to `aside` and puts a copy of it back at `dir`.
+fn reattach_elsewhere(dir: &Path, aside: &Path) {
+    std::fs::rename(dir, aside).expect("move the paused node's directory aside");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(aside)
+        .arg(dir)
+        .status()
+        .expect("cp runs");
+    assert!(copied.success(), "copy the volume back to its path");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_node_whose_volume_was_adopted_elsewhere_is_fenced() {
+    let Some(url) = etcd_test_url("cluster-zombie") else {
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (root.path().join("node-a"), root.path().join("node-b"));
+    std::fs::create_dir_all(&dir_a).unwrap();
+    std::fs::create_dir_all(&dir_b).unwrap();
+    let a = start(&dir_a, &url, shared.path(), "node-a");
+    let b = start(&dir_b, &url, shared.path(), "node-b");
+    create_tenants(&[a.url.clone(), b.url.clone()]).await;
+    settled(&a.url, &["node-a", "node-b"]).await;
+    let mut on_a = Vec::new();
+    for t in (0..TENANTS).map(tenant) {
+        create_topic(&b.url, &t).await;
+        if served_by(&b.url, &t).await.as_deref() == Some("node-a") {
+            on_a.push(t);
+        }
+    }
+    assert!(!on_a.is_empty(), "no tenant on node-a");
+
+    // Acknowledged by node-a before the pause: only its WAL holds them.
+    let mut acked: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for t in (0..TENANTS).map(tenant) {
+        for n in 0..10 {
+            let body = format!("{t}-before-{n:02}");
+            publish_until_acked(&a.url, &t, &body).await;
+            acked.entry(t.clone()).or_default().push(body);
+        }
+    }
+
+    let pid = a.child.id();
+    signal(pid, "-STOP");
+    let stopped = Instant::now();
+    reattach_elsewhere(&dir_a, &root.path().join("node-a-zombie"));
+
+    // Clients of node-a keep sending to it; their requests wait for it.
+    let mut zombie_sends = Vec::new();
+    for t in &on_a {
+        for n in 0..3 {
+            let (url, t) = (a.url.clone(), t.clone());
+            let body = format!("{t}-zombie-{n}");
+            zombie_sends.push(tokio::spawn(
+                async move { publish_direct(&url, &t, body).await },
+            ));
+        }
+    }
+
+    // The survivor adopts the copy and serves every tenant.
+    settled(&b.url, &["node-b"]).await;
+    let moved = stopped.elapsed();
+    assert_eq!(node_state(&b.url, "node-a").await, "adopted");
+    for t in &on_a {
+        assert_eq!(served_by(&b.url, t).await.as_deref(), Some("node-b"));
+        let body = format!("{t}-survivor");
+        publish_until_acked(&b.url, t, &body).await;
+        acked.entry(t.clone()).or_default().push(body);
+    }
+
+    // The zombie resumes: what it was sent while paused, and what it is
+    // sent now, is refused, or served by the survivor (forwarded).
+    signal(pid, "-CONT");
+    let mut late = Vec::new();
+    for task in zombie_sends {
+        late.push(task.await.expect("zombie send"));
+    }
+    for t in &on_a {
+        for n in 0..3 {
+            late.push(publish_direct(&a.url, t, format!("{t}-late-{n}")).await);
+        }
+    }
+    let mut refused = BTreeSet::new();
+    let mut forwarded = 0;
+    for sent in late {
+        if !sent.acked {
+            refused.insert(sent.body);
+            continue;
+        }
+        assert_eq!(
+            sent.served_by.as_deref(),
+            Some("node-b"),
+            "{} acknowledged by the zombie",
+            sent.body
+        );
+        forwarded += 1;
+        let t = sent.body.split('-').next().unwrap_or_default().to_string();
+        acked.entry(t).or_default().push(sent.body);
+    }
+
+    // Give the zombie time to try what it would do next (uploads, merges
+    // of its index, heartbeats), then read every tenant on the survivor:
+    // every acknowledged message once, nothing the zombie was refused.
+    tokio::time::sleep(Duration::from_millis(3 * LEASE_TTL_MS)).await;
+    let nothing_unsure = BTreeSet::new();
+    for (t, list) in &mut acked {
+        list.sort();
+        expect_bodies(&b.url, t, list, &nothing_unsure, "after the zombie resumed").await;
+    }
+    // Reads through the zombie never show what it refused either.
+    let mut reads_answered = 0;
+    for t in &on_a {
+        for q in 0..QUEUES {
+            let path = format!(
+                "{}/v1/topics/orders/queues/{q}/messages?offset=0&limit=10000",
+                a.url
+            );
+            let Some(got) = call(reqwest::Method::GET, &path, t, None).await else {
+                continue;
+            };
+            reads_answered += 1;
+            for m in got["messages"].as_array().expect("messages") {
+                let body = m["body"].as_str().unwrap_or_default();
+                assert!(
+                    acked[t].iter().any(|b| b == body),
+                    "{body} read through the zombie, never acknowledged"
+                );
+            }
+        }
+    }
+    eprintln!(
+        "zombie: node-a's {} tenants served by node-b {:.1} s after SIGSTOP; after SIGCONT {} of its sends refused, {forwarded} forwarded to node-b; {reads_answered} reads through it answered; {} acknowledged messages all present once",
+        on_a.len(),
+        moved.as_secs_f64(),
+        refused.len(),
+        acked.values().map(Vec::len).sum::<usize>()
+    );
+    a.kill();
+    b.stop();
+}
