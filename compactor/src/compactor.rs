@@ -143,12 +143,26 @@ impl Compactor {
         self.last_error.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Records a pass's outcome. A failure is logged as a warning when it
+    /// differs from the last one and at debug level when it repeats: a loop
+    /// that retries every tick through an outage (or on a node whose volume
+    /// was adopted) would otherwise log several warnings a second.
     fn note(&self, what: &str, result: Result<()>) {
+        let mut last = self.lock_error();
         match result {
-            Ok(()) => *self.lock_error() = None,
+            Ok(()) => {
+                if let Some(was) = last.take() {
+                    tracing::info!(failure = %was, "{what} succeeded again");
+                }
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "{what} failed; will retry");
-                *self.lock_error() = Some(format!("{what}: {e}"));
+                let now = format!("{what}: {e}");
+                if last.as_deref() == Some(now.as_str()) {
+                    tracing::debug!(error = %e, "{what} failed again; will retry");
+                } else {
+                    tracing::warn!(error = %e, "{what} failed; will retry");
+                }
+                *last = Some(now);
             }
         }
     }
@@ -163,6 +177,27 @@ impl Compactor {
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|e| CompactorError::Internal(format!("compaction task failed: {e}")))?
+    }
+
+    /// Refuses to commit object `name`, whose PUT began at `began` (on the
+    /// monotonic clock), once more than half of `gc_grace` has passed:
+    /// garbage collection on any node deletes unreferenced objects older
+    /// than the grace, so a commit arriving later (after a pause, a slow
+    /// store) could reference a deleted object. The other half is left for
+    /// the commit itself. The object stays an orphan for GC to collect.
+    /// A zero grace (one compactor per store, as in tests) turns it off:
+    /// GC and commits then take turns under the compactor's lock.
+    pub(crate) fn fresh_enough(&self, name: &str, began: Duration) -> Result<()> {
+        let grace = self.config.gc_grace;
+        let age = self.clock.monotonic().saturating_sub(began);
+        if grace.is_zero() || age <= grace / 2 {
+            return Ok(());
+        }
+        Err(CompactorError::TooSlow(format!(
+            "object {name} was written {:.1} s ago, over half the GC grace of {} s: not committed (left for garbage collection); the work is retried",
+            age.as_secs_f64(),
+            grace.as_secs()
+        )))
     }
 
     /// A random 64-bit suffix for object names, so a zombie writer can never

@@ -17,6 +17,10 @@ pub enum CompactorError {
     /// Another node owns one of the queues now; nothing was committed.
     #[error("{0}")]
     Fenced(String),
+    /// An object's PUT took so long that garbage collection may already
+    /// treat it as an orphan; it is not committed (the work is redone).
+    #[error("{0}")]
+    TooSlow(String),
     /// Stored bytes that do not decode.
     #[error("{0}")]
     Corrupt(String),

@@ -72,6 +72,11 @@ impl Compactor {
         // Fails once the host is gone, like every pass.
         self.log()?;
         let _exclusive = self.lock.lock().await;
+        // Ages are judged from before the ranges are read: an object
+        // committed after that read was written at most half the grace
+        // earlier (`Compactor::fresh_enough`), so it is spared however long
+        // this pass is held up (paused, slow store) before it lists.
+        let now_ms = self.clock.now_ms();
         // Live topics come from the metadata store, read after the ranges
         // (so a range's topic is known), not from this node's own topics:
         // in cluster mode a node loads only its tenants' topics, and every
@@ -102,7 +107,7 @@ impl Compactor {
             }
         }
         let grace = i64::try_from(self.config.gc_grace.as_millis()).unwrap_or(i64::MAX);
-        let garbage = gc::garbage(&listed, &referenced, self.clock.now_ms(), grace);
+        let garbage = gc::garbage(&listed, &referenced, now_ms, grace);
         for key in &garbage {
             self.objects.delete(key).await?;
             tracing::debug!(object = %key, "deleted unreferenced object");

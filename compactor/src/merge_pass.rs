@@ -124,13 +124,16 @@ impl Compactor {
             )));
         }
         let size = object.len() as u64;
+        let began = self.clock.monotonic();
         self.objects.put(&name, object).await?;
         // One PUT per tenant whose data the object holds.
         let tenants: BTreeSet<&str> = kept.iter().map(|r| &*r.queue.tenant).collect();
         for tenant in tenants {
             log.object_put(tenant);
         }
+        let name = &name;
         let commits = kept.into_iter().zip(merged).map(|(run, new)| async move {
+            self.fresh_enough(name, began)?;
             let fence = self.catalog.owner_check(run.queue.key, &run.queue.owner);
             // A changed queue keeps its old ranges; its part is never referenced.
             if !self.catalog.replace_ranges(&run.old, &new, fence).await? {

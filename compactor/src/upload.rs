@@ -93,6 +93,7 @@ impl Compactor {
                 self.unique_suffix()
             );
             summary.object_bytes = object.len() as u64;
+            let began = self.clock.monotonic();
             self.objects.put(&name, object).await?;
             // One PUT per tenant whose data the object holds.
             let tenants: std::collections::BTreeSet<&str> =
@@ -107,6 +108,7 @@ impl Compactor {
                 .values()
                 .map(|q| self.catalog.owner_check(q.key, &q.owner))
                 .collect();
+            self.fresh_enough(&name, began)?;
             if !self
                 .catalog
                 .commit_upload(node, checkpoint, &ranges, fences)

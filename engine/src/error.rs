@@ -169,7 +169,7 @@ impl From<strata_compactor::CompactorError> for EngineError {
             C::Catalog(e) => e.into(),
             C::Fenced(m) => EngineError::Conflict(m),
             C::Corrupt(m) => EngineError::Corrupt(m),
-            C::Log(m) | C::Internal(m) => EngineError::Internal(m),
+            C::Log(m) | C::TooSlow(m) | C::Internal(m) => EngineError::Internal(m),
         }
     }
 }
