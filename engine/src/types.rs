@@ -76,6 +76,9 @@ pub struct EngineConfig {
     pub merge_target_bytes: u64,
     /// Unreferenced objects younger than this are left alone.
     pub gc_grace: Duration,
+    /// Pending message-index entries that make a run
+    /// ([`crate::lookup::FLUSH_ENTRIES`]; smaller in tests).
+    pub index_flush_entries: usize,
     /// Where the compactor runs: in this process, or as `strata compactor`.
     pub compactor: CompactorPlacement,
     /// The tenants this node serves at open, in cluster mode (`None`: every
@@ -121,6 +124,7 @@ impl EngineConfig {
             merge_min_ranges: 8,
             merge_target_bytes: 64 << 20,
             gc_grace: Duration::from_secs(300),
+            index_flush_entries: crate::lookup::FLUSH_ENTRIES,
             compactor: CompactorPlacement::InProcess,
             served_tenants: None,
             block_cache: strata_cache::BlockCacheConfig {

@@ -234,6 +234,46 @@ async fn runs_merge_and_every_message_is_still_found() {
     assert_eq!((again.merged, again.swept), (0, 0), "nothing more to merge");
 }
 
+/// Under steady load most runs are written in the middle of an indexing
+/// pass (the pending set fills while queues are still being indexed); each
+/// is followed by maintenance, so runs merge as they pile up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_written_in_the_middle_of_a_pass_are_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemoryStore::new();
+    let mut c = config(dir.path());
+    c.index_flush_entries = 100;
+    // A clock that never moves: the index task never runs a pass itself.
+    let clock = ManualClock::new(1_000_000, 1);
+    let engine = Engine::open_with_store(c, clock as Arc<dyn Clock>, store.clone())
+        .await
+        .unwrap();
+    engine
+        .create_topic(T, "orders", 10, MessageType::Normal, None)
+        .await
+        .unwrap();
+    for q in 0..10u32 {
+        let batch = (0..100)
+            .map(|i| {
+                let mut m = message(&format!("q{q}-m{i}"), Some(&format!("k-{}", i % 4)), "x");
+                m.queue = Some(q);
+                m
+            })
+            .collect();
+        engine.publish(T, "orders", batch).await.unwrap();
+    }
+    assert_eq!(engine.index_pending().await.unwrap(), 1000);
+    // A run was written before each queue after the first (nine); the
+    // eighth's maintenance merged the eight into one.
+    assert_eq!(count(&store, "msg-run/").await, 2);
+    engine.flush_message_index().await.unwrap();
+    for id in ["q0-m0", "q3-m57", "q8-m99", "q9-m42"] {
+        let found = find(&engine, IndexKind::Id, id).await;
+        assert_eq!(found.len(), 1, "{id}");
+    }
+    assert_eq!(find(&engine, IndexKind::Key, "k-1").await.len(), 250);
+}
+
 /// Entries on their way into a run are past the marks and out of the
 /// pending set while the run's PUT and commit run: lookups still find them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

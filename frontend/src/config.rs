@@ -751,6 +751,7 @@ impl Config {
             merge_min_ranges: self.compactor.merge_min_ranges,
             merge_target_bytes: self.compactor.merge_target_bytes,
             gc_grace: Duration::from_millis(self.compactor.gc_grace_ms),
+            index_flush_entries: strata_engine::lookup::FLUSH_ENTRIES,
             compactor: self.compactor_placement()?,
             served_tenants: None,
             block_cache: BlockCacheConfig {
