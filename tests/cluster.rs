@@ -188,18 +188,8 @@ async fn a_paused_node_keeps_its_tenants_and_nothing_is_served_twice() {
     };
     let shared = tempfile::tempdir().unwrap();
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let a = start(dirs[0].path(), &url, shared.path(), "node-a");
-    let b = start(dirs[1].path(), &url, shared.path(), "node-b");
-    let urls = [a.url.clone(), b.url.clone()];
-    create_tenants(&urls).await;
-    settled(&a.url, &["node-a", "node-b"]).await;
-    let mut on_a = Vec::new();
-    for t in (0..TENANTS).map(tenant) {
-        create_topic(&b.url, &t).await;
-        if served_by(&b.url, &t).await.as_deref() == Some("node-a") {
-            on_a.push(t);
-        }
-    }
+    let (a, b, on_a) =
+        two_nodes_with_topics([dirs[0].path(), dirs[1].path()], &url, shared.path()).await;
     assert!(!on_a.is_empty() && on_a.len() < TENANTS, "{on_a:?}");
 
     let pause = Duration::from_millis(3 * LEASE_TTL_MS);

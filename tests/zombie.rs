@@ -95,17 +95,7 @@ async fn a_paused_node_whose_volume_was_adopted_elsewhere_is_fenced() {
     let (dir_a, dir_b) = (root.path().join("node-a"), root.path().join("node-b"));
     std::fs::create_dir_all(&dir_a).unwrap();
     std::fs::create_dir_all(&dir_b).unwrap();
-    let a = start(&dir_a, &url, shared.path(), "node-a");
-    let b = start(&dir_b, &url, shared.path(), "node-b");
-    create_tenants(&[a.url.clone(), b.url.clone()]).await;
-    settled(&a.url, &["node-a", "node-b"]).await;
-    let mut on_a = Vec::new();
-    for t in (0..TENANTS).map(tenant) {
-        create_topic(&b.url, &t).await;
-        if served_by(&b.url, &t).await.as_deref() == Some("node-a") {
-            on_a.push(t);
-        }
-    }
+    let (a, b, on_a) = two_nodes_with_topics([&dir_a, &dir_b], &url, shared.path()).await;
     assert!(!on_a.is_empty(), "no tenant on node-a");
 
     // Acknowledged by node-a before the pause: only its WAL holds them.

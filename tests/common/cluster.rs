@@ -43,6 +43,27 @@ pub fn start_with(
     Server::start(dir, &env)
 }
 
+/// node-a and node-b on `dirs`, with every tenant and its topic "orders"
+/// created; returns them and the tenants placed on node-a.
+pub async fn two_nodes_with_topics(
+    dirs: [&Path; 2],
+    url: &str,
+    shared: &Path,
+) -> (Server, Server, Vec<String>) {
+    let a = start(dirs[0], url, shared, "node-a");
+    let b = start(dirs[1], url, shared, "node-b");
+    create_tenants(&[a.url.clone(), b.url.clone()]).await;
+    settled(&a.url, &["node-a", "node-b"]).await;
+    let mut on_a = Vec::new();
+    for t in (0..TENANTS).map(tenant) {
+        create_topic(&b.url, &t).await;
+        if served_by(&b.url, &t).await.as_deref() == Some("node-a") {
+            on_a.push(t);
+        }
+    }
+    (a, b, on_a)
+}
+
 pub fn tenant(i: usize) -> String {
     format!("tenant{i}")
 }
