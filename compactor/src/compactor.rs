@@ -144,9 +144,9 @@ impl Compactor {
     }
 
     /// Records a pass's outcome. A failure is logged as a warning when it
-    /// differs from the last one and at debug level when it repeats: a loop
-    /// that retries every tick through an outage (or on a node whose volume
-    /// was adopted) would otherwise log several warnings a second.
+    /// differs from the last one and at debug level when it repeats word for
+    /// word (a store outage retried every tick). Failures that name their
+    /// object (fenced, too slow) differ each time and are all warnings.
     fn note(&self, what: &str, result: Result<()>) {
         let mut last = self.lock_error();
         match result {
