@@ -189,7 +189,7 @@ async fn a_paused_node_keeps_its_tenants_and_nothing_is_served_twice() {
     let shared = tempfile::tempdir().unwrap();
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let (a, b, on_a) =
-        two_nodes_with_topics([dirs[0].path(), dirs[1].path()], &url, shared.path()).await;
+        two_nodes_with_topics([dirs[0].path(), dirs[1].path()], &url, shared.path(), &[]).await;
     assert!(!on_a.is_empty() && on_a.len() < TENANTS, "{on_a:?}");
 
     let pause = Duration::from_millis(3 * LEASE_TTL_MS);

@@ -26,12 +26,18 @@ use common::cluster::*;
 use common::etcd_test_url;
 use serde_json::json;
 
-/// A publish sent straight to one node: its body, whether it was
-/// acknowledged, and the node that says it served it.
+/// A publish sent straight to one node: its body, the HTTP status it got
+/// (none when the connection failed), and the node that says it served it.
 struct Direct {
     body: String,
-    acked: bool,
+    status: Option<u16>,
     served_by: Option<String>,
+}
+
+impl Direct {
+    fn acked(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
 }
 
 /// Publishes `body` for `tenant` to `url` only (no retries), waiting up to
@@ -47,20 +53,20 @@ async fn publish_direct(url: &str, tenant: &str, body: String) -> Direct {
         .json(&json!({ "messages": [{ "body": body }] }))
         .send()
         .await;
-    let (acked, served_by) = match answer {
+    let (status, served_by) = match answer {
         Ok(answer) => (
-            answer.status().is_success(),
+            Some(answer.status().as_u16()),
             answer
                 .headers()
                 .get("x-strata-served-by")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
         ),
-        Err(_) => (false, None),
+        Err(_) => (None, None),
     };
     Direct {
         body,
-        acked,
+        status,
         served_by,
     }
 }
@@ -85,6 +91,34 @@ fn reattach_elsewhere(dir: &Path, aside: &Path) {
     assert!(copied.success(), "copy the volume back to its path");
 }
 
+/// The failures of the compactor on the node at `url` (its `/v1/status`),
+/// once its upload loop has failed since its heartbeat found its record
+/// adopted (it uploads every 20 s here).
+async fn zombie_upload_error(url: &str) -> String {
+    let began = Instant::now();
+    loop {
+        let status: serde_json::Value = reqwest::get(format!("{url}/v1/status"))
+            .await
+            .expect("status of the zombie")
+            .json()
+            .await
+            .expect("status json");
+        // Attempts before its heartbeat found its record adopted see only
+        // a lapsed lease.
+        if let Some(error) = status["tiering"]["last_error"].as_str()
+            && error.contains("took over this node's serving lease")
+        {
+            return error.to_string();
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(40),
+            "the zombie's upload loop reported nothing: {}",
+            status["tiering"]
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_node_whose_volume_was_adopted_elsewhere_is_fenced() {
     let Some(url) = etcd_test_url("cluster-zombie") else {
@@ -95,7 +129,11 @@ async fn a_paused_node_whose_volume_was_adopted_elsewhere_is_fenced() {
     let (dir_a, dir_b) = (root.path().join("node-a"), root.path().join("node-b"));
     std::fs::create_dir_all(&dir_a).unwrap();
     std::fs::create_dir_all(&dir_b).unwrap();
-    let (a, b, on_a) = two_nodes_with_topics([&dir_a, &dir_b], &url, shared.path()).await;
+    // node-a uploads only every 20 s, so it still holds the messages below
+    // in its WAL when paused, and tries to upload them after it resumes.
+    let slow_uploads = [("STRATA_COMPACTOR_UPLOAD_INTERVAL_MS", "20000")];
+    let (a, b, on_a) =
+        two_nodes_with_topics([&dir_a, &dir_b], &url, shared.path(), &slow_uploads).await;
     assert!(!on_a.is_empty(), "no tenant on node-a");
 
     // Acknowledged by node-a before the pause: only its WAL holds them.
@@ -151,7 +189,15 @@ async fn a_paused_node_whose_volume_was_adopted_elsewhere_is_fenced() {
     let mut refused = BTreeSet::new();
     let mut forwarded = 0;
     for sent in late {
-        if !sent.acked {
+        if !sent.acked() {
+            // Refused as unavailable (the fence), never failed otherwise.
+            assert_eq!(
+                sent.status,
+                Some(503),
+                "{} got {:?}",
+                sent.body,
+                sent.status
+            );
             refused.insert(sent.body);
             continue;
         }
@@ -196,8 +242,21 @@ async fn a_paused_node_whose_volume_was_adopted_elsewhere_is_fenced() {
             }
         }
     }
+    assert!(
+        reads_answered > 0,
+        "no read through the zombie was answered"
+    );
+
+    // Its uploads are refused before they read or write anything: its
+    // write fence is shut for good (its record was adopted).
+    let upload_error = zombie_upload_error(&a.url).await;
+    assert!(
+        upload_error.contains("upload: not uploading while this node's write fence is shut")
+            && upload_error.contains("another node took over this node's serving lease"),
+        "{upload_error}"
+    );
     eprintln!(
-        "zombie: node-a's {} tenants served by node-b {:.1} s after SIGSTOP; after SIGCONT {} of its sends refused, {forwarded} forwarded to node-b; {reads_answered} reads through it answered; {} acknowledged messages all present once",
+        "zombie: node-a's {} tenants served by node-b {:.1} s after SIGSTOP; after SIGCONT {} of its sends refused (503), {forwarded} forwarded to node-b; {reads_answered} reads through it answered; {} acknowledged messages all present once; its upload: {upload_error}",
         on_a.len(),
         moved.as_secs_f64(),
         refused.len(),

@@ -13,7 +13,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::{CompactorError, Result};
+use crate::failures::{Failures, Logged, Pass};
 use crate::host::TieredLog;
+
+/// Longest wait between upload attempts while they keep failing.
+const MAX_UPLOAD_RETRY_DELAY: Duration = Duration::from_secs(5);
 
 /// How the compactor paces and sizes its work.
 #[derive(Debug, Clone)]
@@ -50,6 +54,8 @@ pub struct Counters {
     pub merged_bytes: AtomicU64,
     pub expired_ranges: AtomicU64,
     pub gc_deleted: AtomicU64,
+    /// Upload and maintenance passes that failed.
+    pub failures: AtomicU64,
 }
 
 /// Moves one log's data to object storage. Cheap to share: wrap in `Arc`.
@@ -65,7 +71,7 @@ pub struct Compactor {
     /// whose commit is in progress.
     pub(crate) lock: tokio::sync::Mutex<()>,
     pub(crate) counters: Counters,
-    last_error: Mutex<Option<String>>,
+    failures: Mutex<Failures>,
 }
 
 impl std::fmt::Debug for Compactor {
@@ -98,7 +104,7 @@ impl Compactor {
             checkpoint: AtomicU64::new(checkpoint),
             lock: tokio::sync::Mutex::new(()),
             counters: Counters::default(),
-            last_error: Mutex::new(None),
+            failures: Mutex::new(Failures::default()),
         }
     }
 
@@ -134,37 +140,53 @@ impl Compactor {
         &self.objects
     }
 
-    /// The last failure of a loop, until a later pass succeeds.
+    /// The failures of the loops that keep failing (the last message of
+    /// each and how many attempts in a row), until a later pass succeeds.
     pub fn last_error(&self) -> Option<String> {
-        self.lock_error().clone()
+        self.lock_failures().describe()
     }
 
-    fn lock_error(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        self.last_error.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock_failures(&self) -> std::sync::MutexGuard<'_, Failures> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records a pass's outcome. A failure is logged as a warning when it
-    /// differs from the last one and at debug level when it repeats word for
-    /// word (a store outage retried every tick). Failures that name their
-    /// object (fenced, too slow) differ each time and are all warnings.
-    fn note(&self, what: &str, result: Result<()>) {
-        let mut last = self.lock_error();
+    /// Records a pass's outcome. Failures are compared by kind (see
+    /// [`Failures`]): the first of a kind is a warning, repeats are debug
+    /// events with a warning again every minute, and recovery is logged.
+    fn note(&self, pass: Pass, result: Result<()>) {
+        let what = pass.name();
+        let mut failures = self.lock_failures();
         match result {
             Ok(()) => {
-                if let Some(was) = last.take() {
-                    tracing::info!(failure = %was, "{what} succeeded again");
+                if let Some((was, attempts)) = failures.succeeded(pass) {
+                    tracing::info!(failure = %was, attempts, "{what} succeeded again");
                 }
             }
             Err(e) => {
-                let now = format!("{what}: {e}");
-                if last.as_deref() == Some(now.as_str()) {
-                    tracing::debug!(error = %e, "{what} failed again; will retry");
-                } else {
-                    tracing::warn!(error = %e, "{what} failed; will retry");
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                let now = self.clock.monotonic();
+                match failures.failed(pass, e.kind(), e.to_string(), now) {
+                    Logged::Warn { attempts: 1 } => {
+                        tracing::warn!(error = %e, kind = e.kind(), "{what} failed; will retry");
+                    }
+                    Logged::Warn { attempts } => tracing::warn!(
+                        error = %e, kind = e.kind(), attempts,
+                        "{what} keeps failing; still retrying"
+                    ),
+                    Logged::Quiet => {
+                        tracing::debug!(error = %e, kind = e.kind(), "{what} failed again; will retry");
+                    }
                 }
-                *last = Some(now);
             }
         }
+    }
+
+    /// How long the upload loop waits after its last attempt: its tick, or
+    /// longer while attempts keep failing, so a node whose uploads are
+    /// refused (fenced, a store outage) does not redo the work every tick.
+    fn upload_retry_delay(&self, tick: Duration) -> Duration {
+        self.lock_failures()
+            .retry_delay(Pass::Upload, tick, MAX_UPLOAD_RETRY_DELAY)
     }
 
     /// Runs CPU-heavy work (building, compressing or decoding an object)
@@ -240,6 +262,7 @@ impl Compactor {
         runtime.spawn(async move {
             let clock = this.clock.clone();
             let mut last = clock.monotonic();
+            let mut attempted = last;
             loop {
                 tokio::select! {
                     _ = clock.sleep(tick) => {}
@@ -250,10 +273,16 @@ impl Compactor {
                 // A filling WAL uploads at once: appends are waiting for room.
                 let filling = log.wal_filling();
                 drop(log);
-                let since = clock.monotonic().saturating_sub(last);
+                let now = clock.monotonic();
+                let since = now.saturating_sub(last);
                 if lag == 0 || (lag < trigger && !filling && since < interval) {
                     continue;
                 }
+                let wait = this.upload_retry_delay(tick);
+                if wait > tick && now.saturating_sub(attempted) < wait {
+                    continue;
+                }
+                attempted = now;
                 let uploaded = match urgent.as_ref().filter(|_| filling) {
                     Some(urgent) => {
                         let upload = this.clone();
@@ -269,7 +298,7 @@ impl Compactor {
                 if uploaded.is_ok() {
                     last = clock.monotonic();
                 }
-                this.note("upload", uploaded.map(drop));
+                this.note(Pass::Upload, uploaded.map(drop));
             }
         })
     }
@@ -292,11 +321,7 @@ impl Compactor {
                     break;
                 }
                 let passed = this.maintain().await;
-                // Only failures are noted: a good pass does not clear an
-                // upload's error.
-                if passed.is_err() {
-                    this.note("maintenance", passed.map(drop));
-                }
+                this.note(Pass::Maintenance, passed.map(drop));
             }
         })
     }

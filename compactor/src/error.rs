@@ -29,4 +29,23 @@ pub enum CompactorError {
     Internal(String),
 }
 
+impl CompactorError {
+    /// A stable name of the failure's kind: repeated failures are compared
+    /// by it (their messages name objects that differ on every attempt).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CompactorError::Objects(ObjectError::NotFound { .. }) => "object_missing",
+            CompactorError::Objects(ObjectError::Unavailable { .. }) => "object_store_unavailable",
+            CompactorError::Objects(ObjectError::Rejected { .. }) => "object_store_rejected",
+            CompactorError::Objects(ObjectError::Config(_)) => "object_store_config",
+            CompactorError::Catalog(_) => "metadata",
+            CompactorError::Log(_) => "log",
+            CompactorError::Fenced(_) => "fenced",
+            CompactorError::TooSlow(_) => "too_slow",
+            CompactorError::Corrupt(_) => "corrupt",
+            CompactorError::Internal(_) => "internal",
+        }
+    }
+}
+
 pub type Result<T, E = CompactorError> = std::result::Result<T, E>;

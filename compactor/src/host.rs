@@ -47,6 +47,13 @@ pub trait TieredLog: Send + Sync {
     fn first_lsn(&self) -> u64;
     /// Whether the WAL is more than half full (appends may soon wait).
     fn wal_filling(&self) -> bool;
+    /// `Err` with the reason while the node may no longer own what it
+    /// writes (its write fence is shut: its lease lapsed, or another node
+    /// adopted it). Uploads then write nothing: their commit would be
+    /// refused anyway, after a PUT of an object nobody references.
+    fn write_fence(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
     /// Durable WAL records from `from` until `until`, stopping before the
     /// one that would pass `max_bytes` (at least one is read): each with its
     /// position, and the position after the last one read.

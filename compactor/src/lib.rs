@@ -34,6 +34,7 @@
 mod compactor;
 mod error;
 pub mod expiry;
+mod failures;
 pub mod gc;
 mod host;
 mod maintenance;

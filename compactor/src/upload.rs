@@ -47,6 +47,13 @@ impl Compactor {
     pub async fn upload_once(&self) -> Result<UploadSummary> {
         let log = self.log()?;
         let _one_at_a_time = self.lock.lock().await;
+        // Nothing is read or written while this node may no longer own its
+        // queues: the commit would be refused after a PUT of an orphan.
+        if let Err(why) = log.write_fence() {
+            return Err(CompactorError::Fenced(format!(
+                "not uploading while this node's write fence is shut: {why}"
+            )));
+        }
         log.refresh(Refresh::Queues).await?;
         let from = self.checkpoint().max(log.first_lsn());
         let durable = log.durable_lsn();

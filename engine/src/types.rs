@@ -321,6 +321,9 @@ pub struct TieringStatus {
     pub merged_bytes: u64,
     pub expired_ranges: u64,
     pub gc_deleted_objects: u64,
+    /// Upload and maintenance passes that failed since start.
+    pub failed_passes: u64,
+    /// The failures of the loops failing now (see `Compactor::last_error`).
     pub last_error: Option<String>,
     pub objects: strata_objects::ObjectMetrics,
     pub block_cache: strata_cache::BlockCacheStats,

@@ -201,9 +201,18 @@ async fn a_closed_write_fence_acknowledges_nothing() {
         .await
         .unwrap_err();
     assert_unavailable(err);
+    // Nor does it upload: the commit would be fenced after a PUT of an
+    // object nobody references (an adopted node retried that every tick).
+    let puts = e.status().tiering.objects.puts;
+    let err = e.upload_once().await.unwrap_err();
+    assert!(err.to_string().contains("write fence is shut"), "{err}");
+    assert_eq!(e.status().tiering.objects.puts, puts);
     closed.store(false, Ordering::SeqCst);
     let published = e.publish(T, "t", vec![to_queue(0, "a1")]).await.unwrap();
     assert!(published[0].offset >= 1);
+    let uploaded = e.upload_once().await.unwrap();
+    assert!(uploaded.object.is_some(), "{uploaded:?}");
+    assert_eq!(e.status().tiering.objects.puts, puts + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,6 +64,8 @@ pub struct LeaseFence {
     clock: Arc<dyn Clock>,
     /// Monotonic milliseconds until which writes may be acknowledged.
     open_until_ms: AtomicU64,
+    /// Set once another node took the lease: shut for good.
+    taken: std::sync::atomic::AtomicBool,
 }
 
 impl LeaseFence {
@@ -72,17 +74,22 @@ impl LeaseFence {
         Self {
             clock,
             open_until_ms: AtomicU64::new(0),
+            taken: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     /// A renewal that started at monotonic `started` succeeded.
     pub(crate) fn renewed(&self, started: Duration, ttl_ms: u64) {
+        if self.taken.load(Ordering::Acquire) {
+            return;
+        }
         let until = started.as_millis() as u64 + fence_ms(ttl_ms);
         self.open_until_ms.fetch_max(until, Ordering::AcqRel);
     }
 
     /// The lease was taken: shut for good.
     pub(crate) fn close(&self) {
+        self.taken.store(true, Ordering::Release);
         self.open_until_ms.store(0, Ordering::Release);
     }
 }
@@ -91,6 +98,13 @@ impl WriteFence for LeaseFence {
     fn check(&self) -> Result<(), String> {
         let until = self.open_until_ms.load(Ordering::Acquire);
         let now = self.clock.monotonic().as_millis() as u64;
+        if self.taken.load(Ordering::Acquire) {
+            return Err(
+                "another node took over this node's serving lease: it acknowledges no more \
+                 writes; stop this node"
+                    .into(),
+            );
+        }
         if now < until {
             return Ok(());
         }

@@ -43,14 +43,16 @@ pub fn start_with(
     Server::start(dir, &env)
 }
 
-/// node-a and node-b on `dirs`, with every tenant and its topic "orders"
-/// created; returns them and the tenants placed on node-a.
+/// node-a (with `extra_a` settings) and node-b on `dirs`, with every
+/// tenant and its topic "orders" created; returns them and the tenants
+/// placed on node-a.
 pub async fn two_nodes_with_topics(
     dirs: [&Path; 2],
     url: &str,
     shared: &Path,
+    extra_a: &[(&str, &str)],
 ) -> (Server, Server, Vec<String>) {
-    let a = start(dirs[0], url, shared, "node-a");
+    let a = start_with(dirs[0], url, shared, "node-a", extra_a);
     let b = start(dirs[1], url, shared, "node-b");
     create_tenants(&[a.url.clone(), b.url.clone()]).await;
     settled(&a.url, &["node-a", "node-b"]).await;

@@ -80,6 +80,11 @@ pub struct TieringJson {
     pub merged_bytes: u64,
     pub expired_ranges: u64,
     pub gc_deleted_objects: u64,
+    /// Upload and maintenance passes that failed since start.
+    #[serde(default)]
+    pub failed_passes: u64,
+    /// The failures of the compactor's loops failing now, until a pass
+    /// succeeds: the last message of each and its attempts in a row.
     pub last_error: Option<String>,
     pub object_requests: ObjectRequestsJson,
     pub block_cache: BlockCacheJson,

@@ -131,7 +131,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                 bytes(t.cold_reads.bytes)
             );
             if let Some(e) = &t.last_error {
-                println!("last error  {e}");
+                println!(
+                    "last error  {e} ({} failed passes since start)",
+                    t.failed_passes
+                );
             }
             let r = &status.recovery;
             println!(

@@ -414,6 +414,7 @@ fn tiering_json(t: strata_engine::TieringStatus) -> TieringJson {
         merged_bytes: t.merged_bytes,
         expired_ranges: t.expired_ranges,
         gc_deleted_objects: t.gc_deleted_objects,
+        failed_passes: t.failed_passes,
         last_error: t.last_error,
         object_requests: ObjectRequestsJson {
             puts: o.puts,

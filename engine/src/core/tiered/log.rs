@@ -72,6 +72,13 @@ impl TieredLog for Core {
         wal.used_bytes.saturating_mul(2) > wal.max_bytes
     }
 
+    fn write_fence(&self) -> std::result::Result<(), String> {
+        match self.write_fence.get() {
+            Some(fence) => fence.check(),
+            None => Ok(()),
+        }
+    }
+
     async fn read_wal(
         &self,
         from: u64,

@@ -123,6 +123,7 @@ impl Core {
             merged_bytes: c.merged_bytes.load(Ordering::Relaxed),
             expired_ranges: c.expired_ranges.load(Ordering::Relaxed),
             gc_deleted_objects: c.gc_deleted.load(Ordering::Relaxed),
+            failed_passes: c.failures.load(Ordering::Relaxed),
             last_error: self.compactor.last_error(),
             objects: tiers.objects().metrics(),
             block_cache: tiers.blocks().stats(),
