@@ -203,10 +203,13 @@ impl Compactor {
 
     /// Refuses to commit object `name`, whose PUT began at `began` (on the
     /// monotonic clock), once more than half of `gc_grace` has passed:
-    /// garbage collection on any node deletes unreferenced objects older
-    /// than the grace, so a commit arriving later (after a pause, a slow
-    /// store) could reference a deleted object. The other half is left for
-    /// the commit itself. The object stays an orphan for GC to collect.
+    /// garbage collection deletes unreferenced objects older than the
+    /// grace, so a commit arriving later (after a pause, a slow store)
+    /// could reference a deleted object. Other nodes leave this node's
+    /// objects alone while it is registered (see `gc`); this guards what
+    /// they cannot tell apart (a node outside the registry, as under the
+    /// serving lease). The other half is left for the commit itself. The
+    /// object stays an orphan for GC to collect.
     /// A zero grace (one compactor per store, as in tests) turns it off:
     /// GC and commits then take turns under the compactor's lock.
     pub(crate) fn fresh_enough(&self, name: &str, began: Duration) -> Result<()> {

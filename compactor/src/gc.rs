@@ -4,6 +4,13 @@
 //! was merged away or expired) or when it never got committed (an upload or
 //! merge crashed between PUT and commit). Young objects are spared for a
 //! grace period, in case their commit is still on its way.
+//!
+//! Objects written by another node that may still commit are spared at any
+//! age: each node names its objects `<prefix><node>/...` and collects only
+//! its own (under the lock its commits take, so never one whose commit is
+//! on its way) and those of nodes that left or were adopted, whose commits
+//! can no longer land. The grace alone could not protect a node paused
+//! between a commit's freshness check and the metadata store applying it.
 
 use std::collections::HashSet;
 
@@ -14,10 +21,21 @@ pub struct Listed {
     pub last_modified_ms: i64,
 }
 
-/// Keys of listed objects to delete.
+/// The node that wrote an object named `<prefix><node>/<rest>`, if the
+/// name has that shape.
+pub fn writer(key: &str) -> Option<&str> {
+    let (_prefix, rest) = key.split_once('/')?;
+    let (node, _) = rest.split_once('/')?;
+    Some(node).filter(|n| !n.is_empty())
+}
+
+/// Keys of listed objects to delete: unreferenced, older than the grace,
+/// and not written by one of the `spared` nodes (other nodes that may
+/// still commit what they wrote).
 pub fn garbage(
     listed: &[Listed],
     referenced: &HashSet<String>,
+    spared: &HashSet<String>,
     now_ms: i64,
     grace_ms: i64,
 ) -> Vec<String> {
@@ -25,6 +43,7 @@ pub fn garbage(
         .iter()
         .filter(|o| !referenced.contains(&o.key))
         .filter(|o| o.last_modified_ms <= now_ms.saturating_sub(grace_ms))
+        .filter(|o| writer(&o.key).is_none_or(|w| !spared.contains(w)))
         .map(|o| o.key.clone())
         .collect()
 }
@@ -50,7 +69,40 @@ mod tests {
             },
         ];
         let referenced: HashSet<String> = ["a".to_string()].into();
-        assert_eq!(garbage(&listed, &referenced, 1000, 100), ["b"]);
-        assert_eq!(garbage(&listed, &referenced, 1000, 0), ["b", "c"]);
+        let none = HashSet::new();
+        assert_eq!(garbage(&listed, &referenced, &none, 1000, 100), ["b"]);
+        assert_eq!(garbage(&listed, &referenced, &none, 1000, 0), ["b", "c"]);
+    }
+
+    #[test]
+    fn objects_of_spared_writers_stay_at_any_age() {
+        let old = |key: &str| Listed {
+            key: key.into(),
+            last_modified_ms: 0,
+        };
+        let listed = [
+            old("seg/node-a/1-2-x.seg"),
+            old("merged/node-a/y.seg"),
+            old("seg/node-b/1-2-z.seg"),
+            old("merged/node-c/w.seg"),
+            old("seg/unnamed.seg"),
+        ];
+        let spared: HashSet<String> = ["node-a".to_string()].into();
+        assert_eq!(
+            garbage(&listed, &HashSet::new(), &spared, i64::MAX, 100),
+            [
+                "seg/node-b/1-2-z.seg",
+                "merged/node-c/w.seg",
+                "seg/unnamed.seg"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_writer_is_the_second_part_of_the_name() {
+        assert_eq!(writer("seg/node-a/0-1-ab.seg"), Some("node-a"));
+        assert_eq!(writer("merged/n1/ab.seg"), Some("n1"));
+        assert_eq!(writer("seg/ab.seg"), None);
+        assert_eq!(writer("seg//ab.seg"), None);
     }
 }

@@ -97,6 +97,16 @@ impl Compactor {
             return Ok(0);
         }
         let referenced: HashSet<String> = live_ranges.into_iter().map(|r| r.object).collect();
+        // Other registered nodes that have not left nor been adopted may
+        // still commit their objects, however old (see `gc`).
+        let spared: HashSet<String> = self
+            .catalog
+            .cluster_nodes()
+            .await?
+            .into_iter()
+            .filter(|n| !n.is_gone() && n.node != self.config.node_id)
+            .map(|n| n.node)
+            .collect();
         let mut listed = Vec::new();
         for prefix in [UPLOAD_PREFIX, MERGED_PREFIX] {
             for o in self.objects.list(prefix).await? {
@@ -107,7 +117,7 @@ impl Compactor {
             }
         }
         let grace = i64::try_from(self.config.gc_grace.as_millis()).unwrap_or(i64::MAX);
-        let garbage = gc::garbage(&listed, &referenced, now_ms, grace);
+        let garbage = gc::garbage(&listed, &referenced, &spared, now_ms, grace);
         for key in &garbage {
             self.objects.delete(key).await?;
             tracing::debug!(object = %key, "deleted unreferenced object");
