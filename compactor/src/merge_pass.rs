@@ -123,9 +123,9 @@ impl Compactor {
                 "merged object {name} does not cover its runs exactly"
             )));
         }
-        let size = object.len() as u64;
+        let size: u64 = object.iter().map(|part| part.len() as u64).sum();
         let began = self.clock.monotonic();
-        self.objects.put(&name, object).await?;
+        self.objects.put_parts(&name, object).await?;
         // One PUT per tenant whose data the object holds.
         let tenants: BTreeSet<&str> = kept.iter().map(|r| &*r.queue.tenant).collect();
         for tenant in tenants {
@@ -204,8 +204,8 @@ impl Compactor {
     }
 }
 
-/// A merged object, its blocks, and the runs it holds.
-type Merged = (Vec<Run>, Bytes, Vec<BlockMeta>);
+/// A merged object (its parts), its blocks, and the runs it holds.
+type Merged = (Vec<Run>, Vec<Bytes>, Vec<BlockMeta>);
 
 /// Decodes the runs from what was read and builds the merged object; the
 /// runs it holds come back beside it (`None` if no run could be read).
@@ -243,7 +243,7 @@ fn build_merged(
     if kept.is_empty() {
         return Ok(None);
     }
-    let (object, blocks) = builder.finish().map_err(built)?;
+    let (object, blocks) = builder.finish_parts().map_err(built)?;
     Ok(Some((kept, object, blocks)))
 }
 

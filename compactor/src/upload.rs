@@ -90,7 +90,7 @@ impl Compactor {
                         .map_err(built)?;
                 }
                 let raw_bytes = builder.raw_bytes();
-                let (object, blocks) = builder.finish().map_err(built)?;
+                let (object, blocks) = builder.finish_parts().map_err(built)?;
                 Ok((raw_bytes, object, blocks))
             })
             .await?;
@@ -99,9 +99,9 @@ impl Compactor {
                 "{UPLOAD_PREFIX}{node}/{from:020}-{checkpoint:020}-{}.seg",
                 self.unique_suffix()
             );
-            summary.object_bytes = object.len() as u64;
+            summary.object_bytes = object.iter().map(|part| part.len() as u64).sum();
             let began = self.clock.monotonic();
-            self.objects.put(&name, object).await?;
+            self.objects.put_parts(&name, object).await?;
             // One PUT per tenant whose data the object holds.
             let tenants: std::collections::BTreeSet<&str> =
                 chosen.iter().map(|c| &*c.queue.tenant).collect();

@@ -17,6 +17,7 @@ use crate::{ObjectError, Objects};
 /// Runs every check in turn.
 pub async fn run_all(objects: &Objects) {
     put_get_round_trip(objects).await;
+    put_parts_is_one_object(objects).await;
     overwrite(objects).await;
     get_range(objects).await;
     head(objects).await;
@@ -47,6 +48,47 @@ pub async fn put_get_round_trip(objects: &Objects) {
         );
     }
     cleanup(objects, &base).await;
+}
+
+/// An object put in parts (as the compactor writes them: many chunks,
+/// some empty, of uneven sizes) reads back as their concatenation, whole
+/// and in ranges across the seams between parts.
+pub async fn put_parts_is_one_object(objects: &Objects) {
+    let key = format!("{}/obj", scratch("parts"));
+    let sizes = [1, 0, 65_536, 7, 3 * 1024 * 1024 + 5, 0, 1_000_003];
+    let parts: Vec<Bytes> = sizes
+        .iter()
+        .map(|&n| {
+            let mut part = vec![0u8; n];
+            fastrand::fill(&mut part);
+            Bytes::from(part)
+        })
+        .collect();
+    let whole = parts.concat();
+    ok(objects, "put", objects.put_parts(&key, parts).await);
+    let got = ok(objects, "get", objects.get(&key).await);
+    check(
+        objects,
+        got.as_ref() == whole.as_slice(),
+        &format!(
+            "{key}: got {} bytes back, put {} in parts",
+            got.len(),
+            whole.len()
+        ),
+    );
+    let seam = (1 + 65_536 + 7) as u64;
+    let range = seam - 3..seam + 10;
+    let got = ok(
+        objects,
+        "get_range",
+        objects.get_range(&key, range.clone()).await,
+    );
+    check(
+        objects,
+        got.as_ref() == &whole[range.start as usize..range.end as usize],
+        &format!("{key}: range {range:?} across a seam differs"),
+    );
+    ok(objects, "delete", objects.delete(&key).await);
 }
 
 /// A second put replaces the first, even with a shorter body.

@@ -140,6 +140,15 @@ impl Objects {
         self.answer(Op::Put, key, put.await).map(drop)
     }
 
+    /// Stores the concatenation of `parts` under `key` (one object, one
+    /// PUT), replacing any previous object, without copying them into one
+    /// buffer.
+    pub async fn put_parts(&self, key: &str, parts: Vec<Bytes>) -> Result<(), ObjectError> {
+        let path = &self.path(Op::Put, key)?;
+        let put = self.inner.store.put(path, parts.into_iter().collect());
+        self.answer(Op::Put, key, put.await).map(drop)
+    }
+
     /// Reads a whole object.
     pub async fn get(&self, key: &str) -> Result<Bytes, ObjectError> {
         let path = &self.path(Op::Get, key)?;

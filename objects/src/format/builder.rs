@@ -8,6 +8,11 @@ use super::{
     MAX_BLOCK_RAW_BYTES,
 };
 
+/// Sizes of the first and of the largest chunks of a built object (see
+/// [`Chunks`]).
+const FIRST_CHUNK_BYTES: usize = 64 << 10;
+const MAX_CHUNK_BYTES: usize = 4 << 20;
+
 /// Accumulates batches and produces one segment object.
 ///
 /// Blocks are compressed as soon as they are full, so memory holds the
@@ -18,7 +23,7 @@ use super::{
 pub struct ObjectBuilder {
     target_block_bytes: usize,
     /// Stored (compressed) blocks written so far.
-    out: Vec<u8>,
+    out: Chunks,
     metas: Vec<BlockMeta>,
     open: Option<OpenBlock>,
     /// The open block's bytes, uncompressed.
@@ -50,7 +55,7 @@ impl ObjectBuilder {
         // uploads at 4,000 msgs/s from ~4.5 to ~6 ms and the RSS by ~100 MiB.
         Self {
             target_block_bytes: target_block_bytes.clamp(1, MAX_BLOCK_RAW_BYTES),
-            out: Vec::new(),
+            out: Chunks::default(),
             metas: Vec::new(),
             open: None,
             raw: Vec::new(),
@@ -153,13 +158,27 @@ impl ObjectBuilder {
         self.raw_bytes
     }
 
-    /// Seals the last block and appends index and footer.
-    pub fn finish(mut self) -> Result<(Bytes, Vec<BlockMeta>), FormatError> {
+    /// Seals the last block and appends index and footer; returns the
+    /// object in one buffer (a copy of its parts, see
+    /// [`ObjectBuilder::finish_parts`]).
+    pub fn finish(self) -> Result<(Bytes, Vec<BlockMeta>), FormatError> {
+        let (parts, metas) = self.finish_parts()?;
+        let mut object = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
+        for part in &parts {
+            object.extend_from_slice(part);
+        }
+        Ok((Bytes::from(object), metas))
+    }
+
+    /// Seals the last block and appends index and footer; returns the
+    /// object as the parts it was written in, in order, to be stored as
+    /// one object made of them (no copy into one buffer).
+    pub fn finish_parts(mut self) -> Result<(Vec<Bytes>, Vec<BlockMeta>), FormatError> {
         self.seal()?;
         if self.metas.is_empty() {
             return Err(FormatError::Empty);
         }
-        let index_offset = self.out.len() as u64;
+        let index_offset = self.out.len;
         let count = u32::try_from(self.metas.len())
             .map_err(|_| FormatError::corrupt("index", "too many blocks"))?;
         let mut index = Vec::with_capacity(4 + self.metas.len() * INDEX_ENTRY_LEN + 4);
@@ -171,10 +190,9 @@ impl ObjectBuilder {
         index.extend_from_slice(&crc.to_le_bytes());
         let index_len = u32::try_from(index.len())
             .map_err(|_| FormatError::corrupt("index", "index too large"))?;
-        self.out.extend_from_slice(&index);
-        self.out
-            .extend_from_slice(&encode_footer(index_offset, index_len));
-        Ok((Bytes::from(self.out), self.metas))
+        self.out.append(&index);
+        self.out.append(&encode_footer(index_offset, index_len));
+        Ok((self.out.into_parts(), self.metas))
     }
 
     /// Compresses the open block (if any) and records its index entry.
@@ -200,15 +218,52 @@ impl ObjectBuilder {
                 end_offset: block.end_offset,
                 min_timestamp_ms: block.min_ts,
                 max_timestamp_ms: block.max_ts,
-                offset: self.out.len() as u64,
+                offset: self.out.len,
                 len: u32::try_from(stored.len()).map_err(|_| too_large(stored.len()))?,
                 raw_len: u32::try_from(self.raw.len()).map_err(|_| too_large(self.raw.len()))?,
                 crc32c: crc32c::crc32c(stored),
             },
         };
-        self.out.extend_from_slice(stored);
+        self.out.append(stored);
         self.metas.push(meta);
         Ok(())
+    }
+}
+
+/// The stored bytes of an object, in chunks that are never reallocated: a
+/// full chunk is frozen and the next one starts, each twice the size of the
+/// last up to [`MAX_CHUNK_BYTES`]. One growing buffer copied the object
+/// about twice over as it doubled and faulted in twice its size in fresh
+/// pages: 11% of a node's CPU under durable publishing at batch 1.
+#[derive(Debug, Default)]
+struct Chunks {
+    frozen: Vec<Bytes>,
+    current: Vec<u8>,
+    /// Bytes appended so far: the offset of the next one in the object.
+    len: u64,
+}
+
+impl Chunks {
+    fn append(&mut self, data: &[u8]) {
+        if self.current.capacity() - self.current.len() < data.len() {
+            let next = (self.current.capacity() * 2).clamp(FIRST_CHUNK_BYTES, MAX_CHUNK_BYTES);
+            self.freeze();
+            self.current = Vec::with_capacity(next.max(data.len()));
+        }
+        self.current.extend_from_slice(data);
+        self.len += data.len() as u64;
+    }
+
+    fn freeze(&mut self) {
+        if !self.current.is_empty() {
+            let full = std::mem::take(&mut self.current);
+            self.frozen.push(Bytes::from(full));
+        }
+    }
+
+    fn into_parts(mut self) -> Vec<Bytes> {
+        self.freeze();
+        self.frozen
     }
 }
 

@@ -338,3 +338,60 @@ fn forged_blocks_are_corrupt() {
         vec![Bytes::from_static(b"abc")]
     );
 }
+
+/// Batches of up to `max_len` bytes of noise (incompressible, so the
+/// object is about as large as its payloads), over a few queues.
+fn large_batches(max_len: usize) -> impl Strategy<Value = Vec<Batch>> {
+    prop::collection::vec(
+        (0u32..3, prop::collection::vec(any::<u8>(), 1..max_len)),
+        1..24,
+    )
+    .prop_map(|mut picked| {
+        picked.sort_by_key(|(queue, _)| *queue);
+        let mut next = 0;
+        let mut previous = None;
+        picked
+            .into_iter()
+            .map(|(queue, payload)| {
+                if previous != Some(queue) {
+                    next = 0;
+                    previous = Some(queue);
+                }
+                let base = next;
+                next += 3;
+                Batch {
+                    queue: QueueKey { topic: 9, queue },
+                    base,
+                    count: 3,
+                    ts: 1,
+                    payload,
+                }
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// An object built in parts is exactly the one-buffer object, cut
+    /// into chunks no larger than the largest chunk (a block larger than
+    /// that gets a chunk of its own size).
+    #[test]
+    fn parts_concatenate_to_the_object(batches in large_batches(600 << 10), target in (64usize << 10)..(512 << 10)) {
+        let (whole, metas) = build(&batches, target);
+        let mut b = ObjectBuilder::new(target);
+        for x in &batches {
+            b.add_batch(x.queue, x.base, x.count, x.ts, &x.payload).unwrap();
+        }
+        let (parts, part_metas) = b.finish_parts().unwrap();
+        prop_assert_eq!(&part_metas, &metas);
+        let largest_block = metas.iter().map(|m| m.block.len as usize).max().unwrap_or(0);
+        let limit = (4usize << 20).max(largest_block);
+        prop_assert!(parts.iter().all(|p| !p.is_empty() && p.len() <= limit));
+        if whole.len() > 64 << 10 {
+            prop_assert!(parts.len() > 1, "{} bytes in one part", whole.len());
+        }
+        prop_assert_eq!(parts.concat(), whole.to_vec());
+    }
+}
