@@ -281,8 +281,10 @@ impl Compactor {
                 if lag == 0 || (lag < trigger && !filling && since < interval) {
                     continue;
                 }
+                // Backing off never holds up producers waiting for room:
+                // a filling WAL is retried every tick.
                 let wait = this.upload_retry_delay(tick);
-                if wait > tick && now.saturating_sub(attempted) < wait {
+                if !filling && wait > tick && now.saturating_sub(attempted) < wait {
                     continue;
                 }
                 attempted = now;

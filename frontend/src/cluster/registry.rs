@@ -149,6 +149,16 @@ async fn heartbeat(
                 fence.renewed(started, ttl_ms);
             }
             Ok(None) => {
+                // A heartbeat whose commit landed but whose answer was lost
+                // finds its own write on the retry: that is not an adoption.
+                if let Ok(Some(current)) = catalog.cluster_node(&record.node).await
+                    && current.identity == record.identity
+                    && !current.is_gone()
+                    && current.started_ms == record.started_ms
+                {
+                    record = current;
+                    continue;
+                }
                 fence.close();
                 tracing::error!(
                     "this node's registry record was changed by another node (adopted): heartbeats stop; stop this node"
