@@ -106,7 +106,7 @@ async fn zombie_upload_error(url: &str) -> String {
         // Attempts before its heartbeat found its record adopted see only
         // a lapsed lease.
         if let Some(error) = status["tiering"]["last_error"].as_str()
-            && error.contains("took over this node's serving lease")
+            && error.contains("adopted this node's WAL and took over its tenants")
         {
             return error.to_string();
         }
@@ -252,7 +252,7 @@ async fn a_paused_node_whose_volume_was_adopted_elsewhere_is_fenced() {
     let upload_error = zombie_upload_error(&a.url).await;
     assert!(
         upload_error.contains("upload: not uploading while this node's write fence is shut")
-            && upload_error.contains("another node took over this node's serving lease"),
+            && upload_error.contains("another node adopted this node's WAL"),
         "{upload_error}"
     );
     eprintln!(

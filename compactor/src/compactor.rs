@@ -206,9 +206,10 @@ impl Compactor {
     /// garbage collection deletes unreferenced objects older than the
     /// grace, so a commit arriving later (after a pause, a slow store)
     /// could reference a deleted object. Other nodes leave this node's
-    /// objects alone while its record is live (see `gc`); this guards a
-    /// commit held up past the moment its node is marked left or adopted.
-    /// The other half is left for the commit itself. The
+    /// objects alone while its record is live and for a grace after it is
+    /// marked left or adopted (see `gc`); this guards what they cannot
+    /// tell apart (a node outside the registry, as under the serving
+    /// lease). The other half is left for the commit itself. The
     /// object stays an orphan for GC to collect.
     /// A zero grace (one compactor per store, as in tests) turns it off:
     /// GC and commits then take turns under the compactor's lock.

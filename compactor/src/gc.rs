@@ -8,9 +8,11 @@
 //! Objects written by another node that may still commit are spared at any
 //! age: each node names its objects `<prefix><node>/...` and collects only
 //! its own (under the lock its commits take, so never one whose commit is
-//! on its way) and those of nodes that left or were adopted, whose commits
-//! can no longer land. The grace alone could not protect a node paused
-//! between a commit's freshness check and the metadata store applying it.
+//! on its way) and those of nodes that left or were adopted more than a
+//! grace ago (by then the queues of an adopted node were claimed by others,
+//! whose raised epochs refuse its commits). The grace alone could not
+//! protect a node paused between a commit's freshness check and the
+//! metadata store applying it.
 
 use std::collections::HashSet;
 

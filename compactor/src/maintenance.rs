@@ -97,14 +97,22 @@ impl Compactor {
             return Ok(0);
         }
         let referenced: HashSet<String> = live_ranges.into_iter().map(|r| r.object).collect();
-        // Other registered nodes that have not left nor been adopted may
-        // still commit their objects, however old (see `gc`).
+        let grace = i64::try_from(self.config.gc_grace.as_millis()).unwrap_or(i64::MAX);
+        // Other registered nodes may still commit their objects, however
+        // old (see `gc`): while live, and for a grace after they left or
+        // were adopted, for a commit held up across that moment (an
+        // adopted node's commits are refused only once its queues are
+        // claimed by others).
         let spared: HashSet<String> = self
             .catalog
             .cluster_nodes()
             .await?
             .into_iter()
-            .filter(|n| !n.is_gone() && n.node != self.config.node_id)
+            .filter(|n| n.node != self.config.node_id)
+            .filter(|n| {
+                n.gone_at_ms()
+                    .is_none_or(|at| at > now_ms.saturating_sub(grace))
+            })
             .map(|n| n.node)
             .collect();
         let mut listed = Vec::new();
@@ -116,7 +124,6 @@ impl Compactor {
                 });
             }
         }
-        let grace = i64::try_from(self.config.gc_grace.as_millis()).unwrap_or(i64::MAX);
         let garbage = gc::garbage(&listed, &referenced, &spared, now_ms, grace);
         for key in &garbage {
             self.objects.delete(key).await?;

@@ -1,6 +1,7 @@
 //! Garbage collection on nodes that share object storage: a node collects
 //! the unreferenced objects it wrote and those of nodes that left or were
-//! adopted, never those of another registered node, however old. Such a
+//! adopted more than a grace ago, never those of another registered node,
+//! however old. Such a
 //! node may be paused between an upload's freshness check and its commit;
 //! if another node deleted the object meanwhile, the commit would point a
 //! range at nothing and the WAL would then be released.
@@ -93,15 +94,60 @@ async fn a_node_collects_only_its_own_objects_and_those_of_nodes_gone() {
     assert_eq!(b.collect_garbage().await.unwrap(), 2);
     assert_eq!(present(&b, &keys).await, [true, true, false, false]);
 
-    // Once node-a is adopted its commits can no longer land.
+    // Once node-a is adopted, a commit of its held up across the adoption
+    // may still land until its queues are claimed by others: its objects
+    // are spared for one more grace, then go.
     let adopted = NodeRecord {
         state: NodeState::Adopted {
             by: "node-b".into(),
+            at_ms: clock.now_ms(),
         },
         ..a.clone()
     };
     assert!(catalog.update_node(&a, adopted).await.unwrap().is_some());
+    assert_eq!(b.collect_garbage().await.unwrap(), 0);
+    assert_eq!(present(&b, &keys).await, [true, true, false, false]);
+    clock.advance_ms(GRACE.as_millis() as i64 + 1);
     assert_eq!(b.collect_garbage().await.unwrap(), 2);
     assert_eq!(present(&b, &keys).await, [false; 4]);
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_left_has_its_objects_collected_a_grace_later() {
+    let (dir_b, objects) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store: Arc<dyn MetaStore> = MemoryStore::new();
+    let clock = ManualClock::new(SystemClock.now_ms(), 3);
+    let b = Engine::open_with_store(
+        config(dir_b.path(), objects.path(), "node-b"),
+        clock.clone() as Arc<dyn Clock>,
+        store.clone(),
+    )
+    .await
+    .unwrap();
+    let catalog = Catalog::new(store);
+    let key = "seg/node-c/00000000000000000000-00000000000000000100-cc.seg";
+    b.object_store()
+        .put(key, Bytes::from_static(b"never committed"))
+        .await
+        .unwrap();
+    let c = catalog
+        .join_cluster(record("node-c", 0), clock.now_ms(), 60_000)
+        .await
+        .unwrap();
+    clock.advance_ms(2 * GRACE.as_millis() as i64);
+    let left = NodeRecord {
+        state: NodeState::Left {
+            at_ms: clock.now_ms(),
+        },
+        ..c.clone()
+    };
+    assert!(catalog.update_node(&c, left).await.unwrap().is_some());
+    // Old, but its node left only now.
+    assert_eq!(b.collect_garbage().await.unwrap(), 0);
+    assert_eq!(present(&b, &[key]).await, [true]);
+    clock.advance_ms(GRACE.as_millis() as i64 + 1);
+    assert_eq!(b.collect_garbage().await.unwrap(), 1);
+    assert_eq!(present(&b, &[key]).await, [false]);
     b.close().await.unwrap();
 }

@@ -45,7 +45,7 @@ pub async fn adopt(
     {
         Some(_) => {
             tracing::warn!(node = %held.node, "handed the lease of the adopted node over");
-            mark_adopted(catalog, &held.node, &config.node_id).await;
+            mark_adopted(catalog, &held.node, &config.node_id, clock.now_ms()).await;
             drop(lock);
             Ok(())
         }
@@ -67,10 +67,11 @@ pub async fn adopt_node(
         identity: &dead.identity,
         data_dir: &dead.data_dir,
     };
-    let lock = upload_volume(config, catalog, &adoptee, clock).await?;
+    let lock = upload_volume(config, catalog, &adoptee, clock.clone()).await?;
     let adopted = NodeRecord {
         state: NodeState::Adopted {
             by: config.node_id.clone(),
+            at_ms: clock.now_ms(),
         },
         ..dead.clone()
     };
@@ -202,7 +203,7 @@ async fn upload_volume(
 
 /// Records in the node registry that `node`'s WAL was adopted by `by`, so
 /// `strata cluster status` shows it gone rather than expired.
-async fn mark_adopted(catalog: &Catalog, node: &str, by: &str) {
+async fn mark_adopted(catalog: &Catalog, node: &str, by: &str, at_ms: i64) {
     let record = match catalog.cluster_node(node).await {
         Ok(Some(record)) if record.state == NodeState::Live => record,
         Ok(_) => return,
@@ -212,7 +213,10 @@ async fn mark_adopted(catalog: &Catalog, node: &str, by: &str) {
         }
     };
     let adopted = NodeRecord {
-        state: NodeState::Adopted { by: by.to_string() },
+        state: NodeState::Adopted {
+            by: by.to_string(),
+            at_ms,
+        },
         ..record.clone()
     };
     if let Err(e) = catalog.update_node(&record, adopted).await {

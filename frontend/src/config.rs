@@ -38,7 +38,7 @@ pub enum ConfigError {
 pub struct Config {
     /// Holds the WAL (`wal/`) and the embedded metadata store (`meta.redb`).
     pub data_dir: PathBuf,
-    /// This node's name in queue ownership records.
+    /// This node's name in queue ownership records (see [`check_node_id`]).
     pub node_id: String,
     pub http: HttpConfig,
     pub grpc: GrpcConfig,
@@ -607,8 +607,8 @@ impl Config {
         if self.http.max_request_bytes < self.limits.max_message_bytes {
             return bad("http.max_request_bytes must be at least limits.max_message_bytes".into());
         }
-        if self.node_id.is_empty() {
-            return bad("node_id must not be empty".into());
+        if let Err(e) = check_node_id(&self.node_id) {
+            return bad(format!("node_id: {e}"));
         }
         let t = &self.transactions;
         if t.first_check_delay_ms == 0 || t.max_checks == 0 {
@@ -841,6 +841,29 @@ fn apply_env(
     Ok(())
 }
 
+/// Longest node id accepted.
+pub const MAX_NODE_ID_BYTES: usize = 64;
+
+/// A node id names the node's objects (`seg/<node>/...`) and its metadata
+/// keys (`node/<node>`), so it is 1 to 64 ASCII letters, digits, '.', '_'
+/// or '-': no separator that would credit its objects to another node.
+pub fn check_node_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_NODE_ID_BYTES {
+        return Err(format!(
+            "{id:?} must be 1 to {MAX_NODE_ID_BYTES} characters long"
+        ));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{id:?} contains {c:?}; use ASCII letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -908,6 +931,20 @@ mod tests {
 
         let env = vec![("STRATA_RETENTION_DEFAULT".to_string(), "soon".to_string())];
         assert!(Config::load(None, env).is_err());
+    }
+
+    #[test]
+    fn node_ids_are_short_names_without_separators() {
+        let mut c = Config::default();
+        for good in ["node-1", "ip-10-0-0-1.ec2.internal", "N_2", &"a".repeat(64)] {
+            c.node_id = good.to_string();
+            c.validate().unwrap();
+        }
+        for bad in ["", "a/b", "node 1", "nöde", &"a".repeat(65)] {
+            c.node_id = bad.to_string();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("node_id"), "{e}");
+        }
     }
 
     #[test]

@@ -38,10 +38,15 @@ impl Volume {
     /// Parses `NODE_ID=DATA_DIR`.
     pub fn parse(spec: &str) -> Result<Self, ServerError> {
         match spec.split_once('=') {
-            Some((node, dir)) if !node.is_empty() && !dir.is_empty() => Ok(Self {
-                node_id: node.to_string(),
-                data_dir: PathBuf::from(dir),
-            }),
+            Some((node, dir)) if !node.is_empty() && !dir.is_empty() => {
+                crate::config::check_node_id(node).map_err(|e| {
+                    ServerError::Compactor(format!("--volume {spec:?}: node id {e}"))
+                })?;
+                Ok(Self {
+                    node_id: node.to_string(),
+                    data_dir: PathBuf::from(dir),
+                })
+            }
             _ => Err(ServerError::Compactor(format!(
                 "--volume {spec:?} is not NODE_ID=DATA_DIR (for example node-1=/var/lib/strata)"
             ))),
@@ -238,4 +243,22 @@ async fn run_once(workers: &[Worker]) -> Result<(), ServerError> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_volume_is_a_node_id_and_a_directory() {
+        let v = Volume::parse("node-1=/var/lib/strata").unwrap();
+        assert_eq!(v.node_id, "node-1");
+        assert_eq!(v.data_dir, PathBuf::from("/var/lib/strata"));
+        for bad in ["node-1", "=/data", "node-1=", "a/b=/data", "a b=/data"] {
+            let e = Volume::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("--volume"), "{e}");
+        }
+        let e = Volume::parse("a/b=/data").unwrap_err().to_string();
+        assert!(e.contains("'/'"), "{e}");
+    }
 }

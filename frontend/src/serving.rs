@@ -56,12 +56,52 @@ fn fence_ms(ttl_ms: u64) -> u64 {
     ttl_ms - ttl_ms / 5
 }
 
-/// The write fence of a node serving under the lease: open while the last
+/// What a [`LeaseFence`] stands for, which its refusals name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FencedBy {
+    /// The serving lease of a shared namespace (standby mode).
+    ServingLease,
+    /// The node's heartbeat in the cluster's node registry.
+    NodeRecord,
+}
+
+impl FencedBy {
+    fn taken(self) -> &'static str {
+        match self {
+            Self::ServingLease => {
+                "another node took over this node's serving lease: it acknowledges no more \
+                 writes; stop this node"
+            }
+            Self::NodeRecord => {
+                "another node adopted this node's WAL and took over its tenants: it \
+                 acknowledges no more writes; stop this node"
+            }
+        }
+    }
+
+    fn lapsed(self) -> &'static str {
+        match self {
+            Self::ServingLease => {
+                "this node has not renewed its serving lease in time and may have lost the \
+                 metadata namespace to another node: it acknowledges no writes until it renews \
+                 (see serving.lease_ttl_ms)"
+            }
+            Self::NodeRecord => {
+                "this node has not renewed its node registry heartbeat in time and its tenants \
+                 may have moved to another node: it acknowledges no writes until it renews \
+                 (see serving.lease_ttl_ms)"
+            }
+        }
+    }
+}
+
+/// The write fence of a node serving under a lease: open while the last
 /// renewal is recent (by this node's monotonic clock), closed for good once
 /// the lease was taken by another.
 #[derive(Debug)]
 pub struct LeaseFence {
     clock: Arc<dyn Clock>,
+    by: FencedBy,
     /// Monotonic milliseconds until which writes may be acknowledged.
     open_until_ms: AtomicU64,
     /// Set once another node took the lease: shut for good.
@@ -70,9 +110,10 @@ pub struct LeaseFence {
 
 impl LeaseFence {
     /// A fence that is shut until the first renewal.
-    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(clock: Arc<dyn Clock>, by: FencedBy) -> Self {
         Self {
             clock,
+            by,
             open_until_ms: AtomicU64::new(0),
             taken: std::sync::atomic::AtomicBool::new(false),
         }
@@ -96,24 +137,14 @@ impl LeaseFence {
 
 impl WriteFence for LeaseFence {
     fn check(&self) -> Result<(), String> {
-        let until = self.open_until_ms.load(Ordering::Acquire);
-        let now = self.clock.monotonic().as_millis() as u64;
         if self.taken.load(Ordering::Acquire) {
-            return Err(
-                "another node took over this node's serving lease: it acknowledges no more \
-                 writes; stop this node"
-                    .into(),
-            );
+            return Err(self.by.taken().into());
         }
-        if now < until {
+        let until = self.open_until_ms.load(Ordering::Acquire);
+        if (self.clock.monotonic().as_millis() as u64) < until {
             return Ok(());
         }
-        Err(
-            "this node has not renewed its serving lease in time and may have lost the \
-             metadata namespace to another node: it acknowledges no writes until it renews \
-             (see serving.lease_ttl_ms)"
-                .into(),
-        )
+        Err(self.by.lapsed().into())
     }
 }
 
@@ -176,7 +207,7 @@ impl ServingKeeper {
         };
         let (lease, started) = lease;
         tracing::info!(node = %node, identity, "took the serving lease of the metadata namespace");
-        let fence = Arc::new(LeaseFence::new(clock.clone()));
+        let fence = Arc::new(LeaseFence::new(clock.clone(), FencedBy::ServingLease));
         fence.renewed(started, ttl_ms);
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(renew(
@@ -281,4 +312,40 @@ pub async fn upload_everything(engine: &Engine) -> bool {
         }
     }
     engine.upload_lag_bytes() == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_common::ManualClock;
+
+    #[test]
+    fn the_fence_opens_on_renewal_lapses_and_stays_shut_once_taken() {
+        let clock = ManualClock::new(0, 1);
+        let fence = LeaseFence::new(clock.clone(), FencedBy::NodeRecord);
+        let shut = fence.check().unwrap_err();
+        assert!(shut.contains("node registry heartbeat"), "{shut}");
+
+        fence.renewed(clock.monotonic(), 10_000);
+        fence.check().unwrap();
+        // Open for four fifths of the lease after the renewal started.
+        clock.advance_ms(7_999);
+        fence.check().unwrap();
+        clock.advance_ms(1);
+        assert!(fence.check().is_err());
+
+        fence.renewed(clock.monotonic(), 10_000);
+        fence.check().unwrap();
+        fence.close();
+        let taken = fence.check().unwrap_err();
+        assert!(taken.contains("adopted this node's WAL"), "{taken}");
+        // A renewal racing the adoption does not reopen it.
+        fence.renewed(clock.monotonic(), 10_000);
+        assert_eq!(fence.check().unwrap_err(), taken);
+
+        let lease = LeaseFence::new(clock.clone(), FencedBy::ServingLease);
+        lease.close();
+        let taken = lease.check().unwrap_err();
+        assert!(taken.contains("serving lease"), "{taken}");
+    }
 }

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::server::ServerError;
-use crate::serving::LeaseFence;
+use crate::serving::{FencedBy, LeaseFence};
 
 /// Where this node can be reached, as registered.
 #[derive(Debug, Clone)]
@@ -33,6 +33,7 @@ pub struct NodeKeeper {
     stop: watch::Sender<bool>,
     task: JoinHandle<Option<NodeRecord>>,
     node: String,
+    clock: Arc<dyn Clock>,
 }
 
 impl NodeKeeper {
@@ -48,7 +49,7 @@ impl NodeKeeper {
         engine: Arc<OnceLock<Arc<Engine>>>,
     ) -> Result<Self, ServerError> {
         let ttl_ms = config.serving.lease_ttl_ms;
-        let fence = Arc::new(LeaseFence::new(clock.clone()));
+        let fence = Arc::new(LeaseFence::new(clock.clone(), FencedBy::NodeRecord));
         let started = clock.monotonic();
         let draft = NodeRecord {
             node: config.node_id.clone(),
@@ -72,7 +73,7 @@ impl NodeKeeper {
         let task = tokio::spawn(heartbeat(
             catalog.clone(),
             engine,
-            clock,
+            clock.clone(),
             ttl_ms,
             fence.clone(),
             record,
@@ -84,6 +85,7 @@ impl NodeKeeper {
             stop,
             task,
             node,
+            clock,
         })
     }
 
@@ -109,7 +111,9 @@ impl NodeKeeper {
             return;
         }
         let left = NodeRecord {
-            state: NodeState::Left,
+            state: NodeState::Left {
+                at_ms: self.clock.now_ms(),
+            },
             ..record.clone()
         };
         match self.catalog.update_node(&record, left).await {

@@ -73,8 +73,8 @@ fn node_json(
     let (state, adopted_by) = match &n.state {
         NodeState::Live if n.is_live(now_ms) => ("live", None),
         NodeState::Live => ("expired", None),
-        NodeState::Left => ("left", None),
-        NodeState::Adopted { by } => ("adopted", Some(by.clone())),
+        NodeState::Left { .. } => ("left", None),
+        NodeState::Adopted { by, .. } => ("adopted", Some(by.clone())),
     };
     ClusterNodeJson {
         queues: owned.get(&n.node).copied().unwrap_or(0),
@@ -126,7 +126,10 @@ mod tests {
         let b = c.join_cluster(draft("b"), 0, 1_000).await.unwrap();
         c.join_cluster(draft("c"), 0, 10_000).await.unwrap();
         let adopted = NodeRecord {
-            state: NodeState::Adopted { by: "a".into() },
+            state: NodeState::Adopted {
+                by: "a".into(),
+                at_ms: 0,
+            },
             ..b.clone()
         };
         let c_record = c.cluster_node("c").await.unwrap().unwrap();

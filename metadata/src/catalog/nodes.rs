@@ -26,11 +26,18 @@ use crate::store::{Check, Txn, TxnOutcome};
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum NodeState {
     Live,
-    /// Left gracefully after uploading its whole WAL.
-    Left,
-    /// Died; `by` adopted its data directory and uploaded its WAL.
+    /// Left gracefully after uploading its whole WAL, at `at_ms` (Unix ms;
+    /// 0 in records written before the time was kept).
+    Left {
+        #[serde(default)]
+        at_ms: i64,
+    },
+    /// Died; `by` adopted its data directory and uploaded its WAL, at
+    /// `at_ms` (Unix ms; 0 in records written before the time was kept).
     Adopted {
         by: String,
+        #[serde(default)]
+        at_ms: i64,
     },
 }
 
@@ -73,6 +80,14 @@ impl NodeRecord {
     /// Left or adopted: nothing of it remains only in its WAL.
     pub fn is_gone(&self) -> bool {
         self.state != NodeState::Live
+    }
+
+    /// When the node left or was adopted; `None` while it is `Live`.
+    pub fn gone_at_ms(&self) -> Option<i64> {
+        match self.state {
+            NodeState::Live => None,
+            NodeState::Left { at_ms } | NodeState::Adopted { at_ms, .. } => Some(at_ms),
+        }
     }
 }
 
@@ -222,16 +237,18 @@ mod tests {
 
         // A restart of the same directory takes the record back, live again.
         let left = NodeRecord {
-            state: NodeState::Left,
+            state: NodeState::Left { at_ms: 18_000 },
             ..a2.clone()
         };
         c.update_node(&a2, left).await.unwrap().expect("left");
-        assert!(c.cluster_node("a").await.unwrap().unwrap().is_gone());
+        let gone = c.cluster_node("a").await.unwrap().unwrap();
+        assert_eq!(gone.gone_at_ms(), Some(18_000));
         let back = c
             .join_cluster(draft("a", "dir-a"), 20_000, TTL)
             .await
             .unwrap();
         assert_eq!(back.state, NodeState::Live);
+        assert_eq!(back.gone_at_ms(), None);
         assert_eq!(back.started_ms, 20_000);
 
         let ids: Vec<String> = c
@@ -247,7 +264,10 @@ mod tests {
     #[test]
     fn node_state_is_stored_flat_and_readable_without_lag() {
         let adopted = NodeRecord {
-            state: NodeState::Adopted { by: "b".into() },
+            state: NodeState::Adopted {
+                by: "b".into(),
+                at_ms: 30_000,
+            },
             ..draft("a", "dir-a")
         };
         let json = serde_json::to_value(&adopted).unwrap();
@@ -255,7 +275,14 @@ mod tests {
         assert_eq!(json["by"], "b");
         let mut older = json.clone();
         older.as_object_mut().unwrap().remove("upload_lag_bytes");
-        let back: NodeRecord = serde_json::from_value(older).unwrap();
+        let back: NodeRecord = serde_json::from_value(older.clone()).unwrap();
         assert_eq!(back.state, adopted.state);
+        // Records written before the time of leaving was kept read as 0.
+        older.as_object_mut().unwrap().remove("at_ms");
+        let back: NodeRecord = serde_json::from_value(older.clone()).unwrap();
+        assert_eq!(back.gone_at_ms(), Some(0));
+        older["state"] = "left".into();
+        let left: NodeRecord = serde_json::from_value(older).unwrap();
+        assert_eq!(left.state, NodeState::Left { at_ms: 0 });
     }
 }

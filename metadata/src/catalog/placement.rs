@@ -180,7 +180,10 @@ mod tests {
         // A node adopted after dying gives its tenants up.
         here(c.place_tenant("t2", "a").await.unwrap());
         let adopted = NodeRecord {
-            state: NodeState::Adopted { by: "b".into() },
+            state: NodeState::Adopted {
+                by: "b".into(),
+                at_ms: 0,
+            },
             ..a.clone()
         };
         c.update_node(&a, adopted).await.unwrap().expect("adopted");
