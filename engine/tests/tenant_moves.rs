@@ -70,15 +70,23 @@ async fn pair(tenants: &[&str]) -> (Arc<Engine>, Arc<Engine>, [tempfile::TempDir
 async fn bodies(engine: &Engine, tenant: &str, topic: &str, queues: u32) -> Vec<String> {
     let mut out = Vec::new();
     for q in 0..queues {
-        let r = engine
-            .read(tenant, topic, q, 0, 1000, Duration::ZERO)
-            .await
-            .unwrap();
-        out.extend(
-            r.messages
-                .iter()
-                .map(|m| String::from_utf8_lossy(&m.message.body).into_owned()),
-        );
+        // A read may stop where one stored range ends: read to the end.
+        let mut at = 0;
+        loop {
+            let r = engine
+                .read(tenant, topic, q, at, 1000, Duration::ZERO)
+                .await
+                .unwrap();
+            out.extend(
+                r.messages
+                    .iter()
+                    .map(|m| String::from_utf8_lossy(&m.message.body).into_owned()),
+            );
+            if r.next_offset >= r.high_watermark || r.next_offset == at {
+                break;
+            }
+            at = r.next_offset;
+        }
     }
     out.sort();
     out
@@ -270,4 +278,58 @@ async fn receipts_acks_and_open_transactions_move_with_the_tenant() {
     assert_eq!(bodies(&b, "t1", "payments", 1).await, ["m900"]);
     a.close().await.unwrap();
     b.close().await.unwrap();
+}
+
+/// A write fence that refuses while `closed` is set (a lapsed heartbeat).
+#[derive(Debug)]
+struct Fence {
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl strata_engine::WriteFence for Fence {
+    fn check(&self) -> Result<(), String> {
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("injected: the heartbeat lapsed".into());
+        }
+        Ok(())
+    }
+}
+
+/// A node back from a pause finds its heartbeat lapsed: releasing a tenant
+/// fails (nothing uploads behind a shut fence), and once it renews, the
+/// tenant is placed here again. Serving it again must keep what the WAL
+/// holds: reloading from object storage alone restarted the offsets at 0
+/// and lost every acknowledged message not yet uploaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_served_again_after_a_failed_release_keeps_its_wal() {
+    let (a, b, _dirs) = pair(&["t1"]).await;
+    a.create_topic("t1", "orders", 4, MessageType::Normal, None)
+        .await
+        .unwrap();
+    a.publish("t1", "orders", messages(0, 40)).await.unwrap();
+    let closed = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    a.set_write_fence(Arc::new(Fence {
+        closed: closed.clone(),
+    }));
+    let failed = a.release_tenant("t1").await.unwrap_err();
+    assert!(
+        failed.to_string().contains("write fence is shut"),
+        "{failed}"
+    );
+    assert!(!a.serves("t1"));
+
+    closed.store(false, std::sync::atomic::Ordering::SeqCst);
+    a.serve_tenant("t1").await.unwrap();
+    assert!(a.serves("t1"));
+    let expected: Vec<String> = (0..40).map(|i| format!("m{i:03}")).collect();
+    assert_eq!(bodies(&a, "t1", "orders", 4).await, expected);
+    // Offsets continue: new messages land after the old ones.
+    a.publish("t1", "orders", messages(40, 8)).await.unwrap();
+    let expected: Vec<String> = (0..48).map(|i| format!("m{i:03}")).collect();
+    assert_eq!(bodies(&a, "t1", "orders", 4).await, expected);
+
+    // And it all moves on a release that succeeds.
+    a.release_tenant("t1").await.unwrap();
+    b.serve_tenant("t1").await.unwrap();
+    assert_eq!(bodies(&b, "t1", "orders", 4).await, expected);
 }

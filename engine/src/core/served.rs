@@ -80,6 +80,21 @@ impl Core {
         if self.serves(tenant) {
             return Ok(());
         }
+        // A release that failed half-way (its upload refused behind a shut
+        // write fence, say) left the topics loaded, and what they
+        // acknowledged may be only in the WAL. Loading from object storage
+        // over them would restart their offsets below it: finish the
+        // release first.
+        if self.topics_read().all().any(|t| t.record.tenant == tenant) {
+            let uploads = self.upload_wal(tenant).await?;
+            let topics = self.drop_topics(tenant);
+            tracing::info!(
+                tenant,
+                topics,
+                uploads,
+                "finished a release that had failed before serving the tenant again"
+            );
+        }
         let floors = self.catalog.queue_floors().await?;
         let mut loaded = Vec::new();
         for record in self.catalog.list_topics(tenant).await? {
@@ -112,6 +127,15 @@ impl Core {
     /// stay loaded, so a retry can finish the upload.
     pub async fn release_tenant(&self, tenant: &str) -> Result<()> {
         self.served.set(tenant, false);
+        let uploads = self.upload_wal(tenant).await?;
+        let topics = self.drop_topics(tenant);
+        tracing::info!(tenant, topics, uploads, "released tenant");
+        Ok(())
+    }
+
+    /// Uploads the whole WAL as of now, after the appends in flight (those
+    /// of `tenant`, unserved, included); returns the uploads it took.
+    async fn upload_wal(&self, tenant: &str) -> Result<usize> {
         // Appends hold this shared: taking it once waits for those in flight.
         drop(self.appends.write().await);
         // Everything durable now, the tenant's last appends included, must
@@ -129,6 +153,12 @@ impl Core {
             self.upload_once().await?;
             uploads += 1;
         }
+        Ok(uploads)
+    }
+
+    /// Forgets `tenant`'s topics (their data is in object storage); returns
+    /// how many.
+    fn drop_topics(&self, tenant: &str) -> usize {
         let mut map = self.topics_write();
         let names: Vec<String> = map
             .all()
@@ -142,7 +172,6 @@ impl Core {
                 }
             }
         }
-        tracing::info!(tenant, topics = names.len(), uploads, "released tenant");
-        Ok(())
+        names.len()
     }
 }

@@ -200,6 +200,16 @@ impl Balancer {
                     .map(|p| p.node.clone()),
             })
             .collect();
+        if !live.contains_key(me) {
+            // This node's own heartbeat lapsed (a pause, a cut from the
+            // metadata store): to the others it may be gone, but its
+            // tenants stay placed here until its WAL is adopted. Letting
+            // them go would fail (nothing uploads behind the shut fence)
+            // and leave them half-released; wait for the renewal.
+            tracing::debug!("this node's registry record is not live; not balancing");
+            self.drop_placed_elsewhere(&placements).await;
+            return self.set_view(live).await;
+        }
         let live_ids: Vec<String> = live.keys().cloned().collect();
         let target = assign(&at, &live_ids);
 
@@ -221,17 +231,7 @@ impl Balancer {
             }
             self.catalog.release_tenant(p).await?;
         }
-        // Served without a placement naming this node (a failed serve, or
-        // a placement taken over): stop serving.
-        for tenant in self.engine.served_tenants().unwrap_or_default() {
-            if placements
-                .get(&tenant)
-                .is_none_or(|p| p.node != me || p.released)
-                && let Err(e) = self.engine.release_tenant(&tenant).await
-            {
-                tracing::warn!(tenant, error = %e, "dropping a tenant placed elsewhere failed");
-            }
-        }
+        self.drop_placed_elsewhere(&placements).await;
         for (tenant, node) in &target {
             if node != me || self.engine.serves(tenant) {
                 continue;
@@ -245,6 +245,28 @@ impl Balancer {
                 Placed::Busy(why) => tracing::debug!(tenant, reason = %why, "tenant not free yet"),
             }
         }
+        self.set_view(live).await
+    }
+
+    /// Stops serving the tenants served here without a placement naming
+    /// this node (a failed serve, or a placement taken over, as by the
+    /// node that adopted this one's WAL).
+    async fn drop_placed_elsewhere(&self, placements: &HashMap<String, TenantPlacement>) {
+        let me = self.config.node_id.as_str();
+        for tenant in self.engine.served_tenants().unwrap_or_default() {
+            if placements
+                .get(&tenant)
+                .is_none_or(|p| p.node != me || p.released)
+                && let Err(e) = self.engine.release_tenant(&tenant).await
+            {
+                tracing::warn!(tenant, error = %e, "dropping a tenant placed elsewhere failed");
+            }
+        }
+    }
+
+    /// Reads the placements again and publishes them with `live` as the
+    /// routing view.
+    async fn set_view(&self, live: HashMap<String, NodeRecord>) -> Result<(), CatalogError> {
         let placements = self
             .catalog
             .tenant_placements()
