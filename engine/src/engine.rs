@@ -151,6 +151,11 @@ impl Engine {
         self.core.release_tenant(tenant).await
     }
 
+    /// Why the write fence is shut, if it is.
+    pub fn write_fence_shut(&self) -> Option<String> {
+        self.core.check_write_fence().err().map(|e| e.to_string())
+    }
+
     pub fn set_write_fence(&self, fence: Arc<dyn crate::WriteFence>) {
         let _ = self.core.write_fence.set(fence);
     }

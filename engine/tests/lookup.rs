@@ -480,3 +480,119 @@ async fn indexing_fetches_nothing_back_from_object_storage() {
     assert!(engine.object_store().metrics().gets > gets, "read back");
     assert_eq!(find(&engine, IndexKind::Key, "k").await.len(), 210);
 }
+
+/// A node that left the cluster (or was adopted) maintains its index runs
+/// no more: another node takes them over, merges them, drops them once
+/// retention passed them (judged from the metadata store where it does not
+/// serve the queues) and sweeps the objects that node wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runs_of_a_node_that_left_are_taken_over() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let objects = tempfile::tempdir().unwrap();
+    let store = MemoryStore::new();
+    let clock = ManualClock::new(SystemClock.now_ms(), 1);
+    let on = |dir: &std::path::Path, id: &str, served: Option<Vec<String>>| {
+        let mut c = config(dir);
+        c.node_id = id.into();
+        c.object_store = strata_objects::ObjectStoreConfig::local(objects.path().to_path_buf());
+        c.served_tenants = served;
+        c
+    };
+    let a = Engine::open_with_store(
+        on(dir_a.path(), "node-a", None),
+        clock.clone() as Arc<dyn Clock>,
+        store.clone(),
+    )
+    .await
+    .unwrap();
+    a.create_topic(T, "orders", 2, MessageType::Normal, None)
+        .await
+        .unwrap();
+    index_in_runs(&a, 10, 4).await;
+    while a.upload_lag_bytes() > 0 {
+        a.upload_once().await.unwrap();
+    }
+    a.close().await.unwrap();
+    drop(a);
+    let b = Engine::open_with_store(
+        on(dir_b.path(), "node-b", Some(Vec::new())),
+        clock.clone() as Arc<dyn Clock>,
+        store.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        b.maintain_message_index().await.unwrap().taken,
+        0,
+        "node-a is not registered as gone"
+    );
+
+    let catalog = strata_metadata::Catalog::new(store.clone());
+    let record = strata_metadata::NodeRecord {
+        node: "node-a".into(),
+        identity: "a-dir".into(),
+        data_dir: "/volumes/a".into(),
+        grpc_addr: "127.0.0.1:1".into(),
+        http_addr: "127.0.0.1:2".into(),
+        started_ms: 0,
+        expires_ms: 0,
+        upload_lag_bytes: 0,
+        state: strata_metadata::NodeState::Live,
+    };
+    let joined = catalog
+        .join_cluster(record, clock.now_ms(), 60_000)
+        .await
+        .unwrap();
+    let left = strata_metadata::NodeRecord {
+        state: strata_metadata::NodeState::Left {
+            at_ms: clock.now_ms(),
+        },
+        ..joined.clone()
+    };
+    catalog.update_node(&joined, left).await.unwrap().unwrap();
+
+    // Taken over and merged (8 of the 10 small runs); the merged inputs'
+    // objects, written by node-a, are swept by node-b (objects are dated by
+    // the file system, the sweep by the clock: a second later).
+    clock.advance_ms(1_000);
+    let done = b.maintain_message_index().await.unwrap();
+    assert_eq!((done.taken, done.merged, done.swept), (10, 8, 8));
+    let runs = catalog.index_runs().await.unwrap();
+    assert!(runs.iter().all(|r| r.node == "node-b"), "{runs:?}");
+    assert_eq!(runs.len(), 3);
+    assert_eq!(
+        b.object_store().list("index/node-a/").await.unwrap().len(),
+        2
+    );
+    b.serve_tenant(T).await.unwrap();
+    for n in [0, 17, 39] {
+        assert_eq!(find(&b, IndexKind::Id, &format!("m-{n}")).await.len(), 1);
+    }
+    assert_eq!(find(&b, IndexKind::Key, "k-3").await.len(), 8);
+    b.release_tenant(T).await.unwrap();
+
+    // The node now serving the queues (here: the catalog, directly) expires
+    // everything; node-b, serving none of it, learns that from the
+    // metadata store and drops every run.
+    let ranges: Vec<_> = catalog
+        .all_ranges()
+        .await
+        .unwrap()
+        .into_values()
+        .flatten()
+        .collect();
+    assert!(!ranges.is_empty());
+    // Retention records where each queue now starts with the expiry.
+    let mut floors = std::collections::BTreeMap::new();
+    for r in &ranges {
+        let floor = floors.entry(r.queue).or_insert(0);
+        *floor = r.end_offset.max(*floor);
+    }
+    let floors: Vec<_> = floors.into_iter().collect();
+    assert!(catalog.expire_ranges(&ranges, &floors).await.unwrap());
+    clock.advance_ms(61_000);
+    let done = b.maintain_message_index().await.unwrap();
+    assert_eq!((done.dropped, done.swept), (3, 3));
+    assert!(catalog.index_runs().await.unwrap().is_empty());
+    assert!(b.object_store().list("index/").await.unwrap().is_empty());
+}

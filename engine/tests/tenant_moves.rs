@@ -317,6 +317,10 @@ async fn a_tenant_served_again_after_a_failed_release_keeps_its_wal() {
         "{failed}"
     );
     assert!(!a.serves("t1"));
+    // Nor is it served again while the fence stays shut.
+    let refused = unavailable(a.serve_tenant("t1").await.unwrap_err());
+    assert!(refused.contains("heartbeat lapsed"), "{refused}");
+    assert!(!a.serves("t1"));
 
     closed.store(false, std::sync::atomic::Ordering::SeqCst);
     a.serve_tenant("t1").await.unwrap();

@@ -648,6 +648,17 @@ impl Config {
                 self.serving.lease_ttl_ms
             ));
         }
+        if self.serving.cluster && self.compactor.gc_grace_ms < 3 * self.serving.lease_ttl_ms {
+            // Another node's objects are spared for a grace after it left or
+            // was adopted, so that a commit it had on its way when adopted
+            // finds its object: the grace must outlast the claims of its
+            // queues by the others (about one heartbeat lease).
+            return bad(format!(
+                "compactor.gc_grace_ms must be at least three serving.lease_ttl_ms in a \
+                 cluster (serving.cluster = true): got {} with a lease of {} ms",
+                self.compactor.gc_grace_ms, self.serving.lease_ttl_ms
+            ));
+        }
         if self.serving.cluster && !self.metadata.parse()?.is_shared() {
             return bad(
                 "serving.cluster = true needs a metadata store the nodes share: set \
@@ -846,7 +857,8 @@ pub const MAX_NODE_ID_BYTES: usize = 64;
 
 /// A node id names the node's objects (`seg/<node>/...`) and its metadata
 /// keys (`node/<node>`), so it is 1 to 64 ASCII letters, digits, '.', '_'
-/// or '-': no separator that would credit its objects to another node.
+/// or '-', starting with a letter or digit: no separator that would credit
+/// its objects to another node, no path segment an object store refuses.
 pub fn check_node_id(id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > MAX_NODE_ID_BYTES {
         return Err(format!(
@@ -860,6 +872,10 @@ pub fn check_node_id(id: &str) -> Result<(), String> {
         return Err(format!(
             "{id:?} contains {c:?}; use ASCII letters, digits, '.', '_' and '-'"
         ));
+    }
+    // Object stores refuse "." and ".." as path segments.
+    if !id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(format!("{id:?} must start with an ASCII letter or digit"));
     }
     Ok(())
 }
@@ -940,11 +956,37 @@ mod tests {
             c.node_id = good.to_string();
             c.validate().unwrap();
         }
-        for bad in ["", "a/b", "node 1", "nöde", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "a/b",
+            "node 1",
+            "nöde",
+            ".",
+            "..",
+            "-n",
+            &"a".repeat(65),
+        ] {
             c.node_id = bad.to_string();
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains("node_id"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_cluster_keeps_objects_of_nodes_gone_for_several_leases() {
+        let mut c = Config::default();
+        c.metadata.url = "etcd://127.0.0.1:2379".into();
+        c.serving.cluster = true;
+        c.serving.lease_ttl_ms = 10_000;
+        c.compactor.gc_grace_ms = 29_999;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("compactor.gc_grace_ms"), "{e}");
+        c.compactor.gc_grace_ms = 30_000;
+        c.validate().unwrap();
+        // One node alone may turn the grace off.
+        c.serving.cluster = false;
+        c.compactor.gc_grace_ms = 0;
+        c.validate().unwrap();
     }
 
     #[test]

@@ -72,11 +72,15 @@ impl Core {
     }
 
     /// Starts serving `tenant`: claims its queues (fencing any previous
-    /// owner's commits), loads their object ranges and floors. Its data must
-    /// all be in object storage (the node that served it released it, or
-    /// its WAL was adopted). Serving it already is a no-op.
+    /// owner's commits), loads their object ranges and floors. Its data is
+    /// in object storage (the node that served it released it, or its WAL
+    /// was adopted), or in this node's WAL after a release here failed
+    /// half-way, which is finished first. Serving it already is a no-op;
+    /// behind a shut write fence it is refused (the node may have lost the
+    /// tenant while its heartbeat lapsed).
     pub async fn serve_tenant(&self, tenant: &str) -> Result<()> {
         self.check_open()?;
+        self.check_write_fence()?;
         if self.serves(tenant) {
             return Ok(());
         }

@@ -13,17 +13,28 @@
 //!   merged or dropped) are deleted after the GC grace period, so a lookup
 //!   that listed the runs just before still reads them.
 //!
+//! The runs of a node that left the cluster or was adopted would stay
+//! forever, as nobody else touched them: a grace after it went, a node
+//! takes them over (moves
+//! their records under its own id, [`Catalog::take_index_runs`]) and keeps
+//! them in shape with its own, sweeping that node's objects too. Whether a
+//! queue's entries expired is judged by this node's state of the queue
+//! where it serves it, else by the metadata store (the queue's oldest
+//! stored range, or its floor).
+//!
+//! [`Catalog::take_index_runs`]: strata_metadata::Catalog::take_index_runs
+//!
 //! Readers keep each run's summary (page fences, queues) in memory and read
 //! one page per run that holds the topic.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use strata_common::QueueKey;
-use strata_metadata::{IndexRun, IndexRunRecord};
+use strata_metadata::{IndexRun, IndexRunRecord, RangeRecord};
 use strata_objects::ObjectError;
 use strata_objects::index_run::{
     QueueEnd, RUN_FOOTER_LEN, RunEntry, RunSummary, decode_footer, decode_page, decode_run,
@@ -44,6 +55,9 @@ pub const MAX_MERGED_ENTRIES: u64 = 4 << 20;
 /// How often a node drops, merges and sweeps its runs when it writes none
 /// (and once at start).
 const MAINTAIN_INTERVAL: Duration = Duration::from_secs(600);
+/// How long the first offsets of queues served elsewhere, read from the
+/// metadata store, are used before they are read again.
+const ELSEWHERE_TTL_MS: i64 = 60_000;
 /// Runs read at once by a lookup.
 const SEARCH_PARALLEL: usize = 16;
 
@@ -56,6 +70,8 @@ pub struct IndexMaintenance {
     pub merged: u64,
     /// Objects deleted that no run record names.
     pub swept: u64,
+    /// Runs of nodes that left or were adopted taken over by this node.
+    pub taken: u64,
 }
 
 /// Summaries of runs read so far, by object key.
@@ -64,6 +80,8 @@ pub(crate) struct RunCache {
     summaries: std::sync::Mutex<HashMap<String, Arc<RunSummary>>>,
     /// When the last maintenance ran (clock ms).
     maintained_ms: std::sync::Mutex<Option<i64>>,
+    /// First offsets of queues served elsewhere, and when they were read.
+    elsewhere: std::sync::Mutex<Option<(i64, FirstOffsets)>>,
 }
 
 impl RunCache {
@@ -194,7 +212,21 @@ impl Lookup {
             entries: entries.len() as u64,
             created_ms: self.core.clock.now_ms(),
         };
+        let began = self.core.clock.monotonic();
         self.core.tiers.objects().put(&record.object, bytes).await?;
+        // Sweeps delete unnamed objects older than the grace: commit only
+        // while this one is younger than half of it (the other half is for
+        // the commit itself); the object is then swept as an orphan.
+        let age = self.core.clock.monotonic().saturating_sub(began);
+        let grace = self.core.config.gc_grace;
+        if !grace.is_zero() && age > grace / 2 {
+            return Err(EngineError::Internal(format!(
+                "index run {} was written {:.1} s ago, over half the GC grace: not \
+                 committed; its entries stay pending",
+                record.object,
+                age.as_secs_f64()
+            )));
+        }
         let marks: Vec<(QueueKey, u64)> = marks.iter().map(|(&q, &n)| (q, n)).collect();
         self.core
             .catalog
@@ -203,6 +235,10 @@ impl Lookup {
         self.stats.runs_written.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(object = %record.object, entries = record.entries, "wrote a message index run");
         Ok(())
+    }
+
+    fn grace_ms(&self) -> i64 {
+        i64::try_from(self.core.config.gc_grace.as_millis()).unwrap_or(i64::MAX)
     }
 
     /// A run's summary, read once and then kept.
@@ -294,20 +330,55 @@ impl Lookup {
             .into_iter()
             .map(|t| t.id)
             .collect();
-        let mut own: Vec<IndexRun> = self
+        let mut done = IndexMaintenance::default();
+        // Nodes that left or were adopted more than a grace ago (none
+        // outside cluster mode): a run commit they had on its way then has
+        // landed or never will (`write_run` commits only fresh objects).
+        let grace_ms = self.grace_ms();
+        let now_ms = self.core.clock.now_ms();
+        let gone_nodes: HashSet<String> = self
             .core
             .catalog
-            .index_runs()
+            .cluster_nodes()
             .await?
             .into_iter()
-            .filter(|r| r.node == node)
+            .filter(|n| n.node != node)
+            .filter(|n| {
+                n.gone_at_ms()
+                    .is_some_and(|at| at <= now_ms.saturating_sub(grace_ms))
+            })
+            .map(|n| n.node)
             .collect();
-        let mut done = IndexMaintenance::default();
+        let mut runs = self.core.catalog.index_runs().await?;
+        let orphaned: Vec<(IndexRun, u64)> = runs
+            .iter()
+            .filter(|r| gone_nodes.contains(&r.node))
+            .map(|r| (r.clone(), self.core.clock.random_u64()))
+            .collect();
+        if !orphaned.is_empty() {
+            done.taken = self.core.catalog.take_index_runs(&node, &orphaned).await? as u64;
+            tracing::info!(
+                runs = done.taken,
+                "took over the message index runs of nodes that left or were adopted"
+            );
+            runs = self.core.catalog.index_runs().await?;
+        }
+        let mut own: Vec<IndexRun> = runs.into_iter().filter(|r| r.node == node).collect();
 
-        let mut dead = Vec::new();
+        let mut summaries = Vec::with_capacity(own.len());
         for run in &own {
-            let summary = self.summary(&run.record).await?;
-            if summary.queues.iter().all(|q| self.gone(&live, q)) {
+            summaries.push(self.summary(&run.record).await?);
+        }
+        let elsewhere = self
+            .first_offsets_elsewhere(&live, summaries.iter().flat_map(|s| s.queues.iter()))
+            .await?;
+        let mut dead = Vec::new();
+        for (run, summary) in own.iter().zip(&summaries) {
+            if summary
+                .queues
+                .iter()
+                .all(|q| self.gone(&live, &elsewhere, q))
+            {
                 dead.push(run.id);
             }
         }
@@ -331,10 +402,10 @@ impl Lookup {
             Some(picked.into_iter().map(|i| runs[i]).collect::<Vec<_>>())
         });
         if let Some(inputs) = mergeable {
-            self.merge(&live, &inputs).await?;
+            self.merge(&live, &elsewhere, &inputs).await?;
             done.merged = inputs.len() as u64;
         }
-        done.swept = self.sweep().await?;
+        done.swept = self.sweep(&gone_nodes).await?;
         let c = &self.stats;
         c.runs_dropped.fetch_add(done.dropped, Ordering::Relaxed);
         c.runs_merged.fetch_add(done.merged, Ordering::Relaxed);
@@ -343,27 +414,65 @@ impl Lookup {
     }
 
     /// Whether nothing of `q` that a run covers can be stored: its topic was
-    /// deleted, or (for a topic this node serves) retention moved past it.
-    fn gone(&self, live: &HashSet<u64>, q: &QueueEnd) -> bool {
+    /// deleted, or retention moved past it.
+    fn gone(&self, live: &HashSet<u64>, elsewhere: &FirstOffsets, q: &QueueEnd) -> bool {
         if !live.contains(&q.topic) {
             return true;
         }
+        let queue = QueueKey::new(q.topic, q.queue);
+        self.first_offset(elsewhere, queue)
+            .is_some_and(|first| q.end <= first)
+    }
+
+    /// Below which offset `queue`'s messages are gone: by this node's state
+    /// where it serves the queue, else as the metadata store says.
+    fn first_offset(&self, elsewhere: &FirstOffsets, queue: QueueKey) -> Option<u64> {
         let topics = self.core.topics_read();
-        let first = topics
-            .by_id(q.topic)
-            .and_then(|t| t.queues.get(q.queue as usize))
+        let here = topics
+            .by_id(queue.topic)
+            .and_then(|t| t.queues.get(queue.queue as usize))
             .map(|state| state.lock().first_offset);
-        first.is_some_and(|first| q.end <= first)
+        here.or_else(|| elsewhere.get(&queue).copied())
     }
 
-    /// Below which offset `queue`'s messages are gone, where this node knows.
-    fn first_offset(&self, queue: QueueKey) -> Option<u64> {
-        let topics = self.core.topics_read();
-        let t = topics.by_id(queue.topic)?;
-        Some(t.queues.get(queue.queue as usize)?.lock().first_offset)
+    /// The first offsets of the queues of live topics among `queues` that
+    /// this node does not serve, from the metadata store (read at most
+    /// every [`ELSEWHERE_TTL_MS`]); empty when it serves them all.
+    async fn first_offsets_elsewhere<'a>(
+        &self,
+        live: &HashSet<u64>,
+        mut queues: impl Iterator<Item = &'a QueueEnd>,
+    ) -> Result<FirstOffsets> {
+        let known = |q: &QueueEnd| {
+            !live.contains(&q.topic)
+                || self
+                    .core
+                    .topics_read()
+                    .by_id(q.topic)
+                    .is_some_and(|t| (q.queue as usize) < t.queues.len())
+        };
+        if queues.all(known) {
+            return Ok(Arc::default());
+        }
+        let now = self.core.clock.now_ms();
+        if let Some((read_ms, firsts)) = &*lock(&self.runs.elsewhere)
+            && now - read_ms < ELSEWHERE_TTL_MS
+        {
+            return Ok(firsts.clone());
+        }
+        let floors = self.core.catalog.queue_floors().await?;
+        let ranges = self.core.catalog.all_ranges().await?;
+        let firsts = Arc::new(stored_first_offsets(floors, &ranges));
+        *lock(&self.runs.elsewhere) = Some((now, firsts.clone()));
+        Ok(firsts)
     }
 
-    async fn merge(&self, live: &HashSet<u64>, inputs: &[&IndexRun]) -> Result<()> {
+    async fn merge(
+        &self,
+        live: &HashSet<u64>,
+        elsewhere: &FirstOffsets,
+        inputs: &[&IndexRun],
+    ) -> Result<()> {
         let objects = self.core.tiers.objects();
         let mut entries = Vec::new();
         let mut ends: HashMap<QueueKey, u64> = HashMap::new();
@@ -381,7 +490,7 @@ impl Lookup {
         ends.retain(|q, _| live.contains(&q.topic));
         let firsts: HashMap<QueueKey, u64> = ends
             .keys()
-            .filter_map(|&q| Some((q, self.first_offset(q)?)))
+            .filter_map(|&q| Some((q, self.first_offset(elsewhere, q)?)))
             .collect();
         entries.retain(|e| {
             let q = QueueKey::new(e.topic, e.queue);
@@ -429,9 +538,9 @@ impl Lookup {
         Ok(())
     }
 
-    /// Deletes this node's run objects that no record names, once older
-    /// than the GC grace period.
-    async fn sweep(&self) -> Result<u64> {
+    /// Deletes the run objects of this node and of the `gone_nodes` that
+    /// no record names, once older than the GC grace period.
+    async fn sweep(&self, gone_nodes: &HashSet<String>) -> Result<u64> {
         let objects = self.core.tiers.objects();
         let named: HashSet<String> = self
             .core
@@ -441,26 +550,75 @@ impl Lookup {
             .into_iter()
             .map(|r| r.record.object)
             .collect();
-        let prefix = format!("{INDEX_RUN_PREFIX}{}/", self.core.config.node_id);
-        let grace = i64::try_from(self.core.config.gc_grace.as_millis()).unwrap_or(i64::MAX);
-        let cutoff = self.core.clock.now_ms().saturating_sub(grace);
+        let cutoff = self.core.clock.now_ms().saturating_sub(self.grace_ms());
         let mut swept = 0;
-        for o in objects.list(&prefix).await? {
-            if named.contains(&o.key) || o.last_modified_ms > cutoff {
-                continue;
-            }
-            match objects.delete(&o.key).await {
-                Ok(()) | Err(ObjectError::NotFound { .. }) => swept += 1,
-                Err(e) => return Err(e.into()),
+        let writers = std::iter::once(&self.core.config.node_id).chain(gone_nodes);
+        for writer in writers {
+            let prefix = format!("{INDEX_RUN_PREFIX}{writer}/");
+            for o in objects.list(&prefix).await? {
+                if named.contains(&o.key) || o.last_modified_ms > cutoff {
+                    continue;
+                }
+                match objects.delete(&o.key).await {
+                    Ok(()) | Err(ObjectError::NotFound { .. }) => swept += 1,
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         Ok(swept)
     }
 }
 
+/// First offsets of queues, by queue.
+type FirstOffsets = Arc<HashMap<QueueKey, u64>>;
+
+/// Below which offset each queue's messages are gone, as stored: its oldest
+/// range's base where it has ranges (older data expired; newer data is in
+/// ranges or a WAL), else its floor (everything below was released from a
+/// WAL). Queues with neither are left out: nothing says any expired.
+fn stored_first_offsets(
+    floors: HashMap<QueueKey, u64>,
+    ranges: &BTreeMap<QueueKey, Vec<RangeRecord>>,
+) -> HashMap<QueueKey, u64> {
+    let mut firsts = floors;
+    for (queue, list) in ranges {
+        if let Some(base) = list.iter().map(|r| r.base_offset).min() {
+            firsts.insert(*queue, base);
+        }
+    }
+    firsts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_queue_starts_at_its_oldest_range_else_at_its_floor() {
+        let range = |queue: QueueKey, base_offset: u64| RangeRecord {
+            queue,
+            base_offset,
+            end_offset: base_offset + 10,
+            object: format!("seg/n/{base_offset}.seg"),
+            blocks: Vec::new(),
+            min_timestamp_ms: 0,
+            max_timestamp_ms: 0,
+            stored_bytes: 10,
+        };
+        let (a, b, c) = (
+            QueueKey::new(1, 0),
+            QueueKey::new(1, 1),
+            QueueKey::new(2, 0),
+        );
+        let floors: HashMap<QueueKey, u64> = [(a, 5), (b, 40)].into();
+        let ranges: BTreeMap<QueueKey, Vec<RangeRecord>> = [
+            (a, vec![range(a, 30), range(a, 20)]),
+            (c, vec![range(c, 7)]),
+        ]
+        .into();
+        let firsts = stored_first_offsets(floors, &ranges);
+        assert_eq!(firsts, [(a, 20), (b, 40), (c, 7)].into());
+    }
 
     #[test]
     fn merges_take_the_fanin_or_what_fits_under_the_cap() {

@@ -200,13 +200,15 @@ impl Balancer {
                     .map(|p| p.node.clone()),
             })
             .collect();
-        if !live.contains_key(me) {
+        if !live.contains_key(me) || self.engine.write_fence_shut().is_some() {
             // This node's own heartbeat lapsed (a pause, a cut from the
-            // metadata store): to the others it may be gone, but its
+            // metadata store; its fence shuts a fifth of a lease before its
+            // record expires): to the others it may be gone, but its
             // tenants stay placed here until its WAL is adopted. Letting
             // them go would fail (nothing uploads behind the shut fence)
-            // and leave them half-released; wait for the renewal.
-            tracing::debug!("this node's registry record is not live; not balancing");
+            // and leave them half-released, and placing more could claim
+            // queues another node took; wait for the renewal.
+            tracing::debug!("this node's heartbeat lapsed; not balancing");
             self.drop_placed_elsewhere(&placements).await;
             return self.set_view(live).await;
         }

@@ -16,7 +16,7 @@ use strata_common::{QueueKey, TopicId};
 
 use super::keys;
 use super::{Catalog, CatalogError, decode, encode};
-use crate::store::{MetaError, Txn, prefix_end};
+use crate::store::{Check, MetaError, Txn, TxnOutcome, prefix_end};
 
 /// One run of the message index, as the catalog knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +39,9 @@ pub struct IndexRun {
 
 /// Keys deleted per transaction when dropping keys by prefix.
 const DROP_PAGE: usize = 1000;
+/// Runs moved per transaction when a node takes over another's (two
+/// writes each, well under etcd's default of 128 operations).
+const TAKE_PAGE: usize = 32;
 
 impl Catalog {
     /// Records a new run written by `node` and, in the same transaction,
@@ -65,6 +68,35 @@ impl Catalog {
         }
         self.store.commit(txn).await?;
         Ok(())
+    }
+
+    /// Moves `runs` (of nodes that left or were adopted, which nobody
+    /// else maintains) under `node`, each to the new id given with it,
+    /// naming the same object; `node` then merges, drops and sweeps them as
+    /// its own. A page of which any run was taken or replaced meanwhile is
+    /// skipped. Returns how many runs moved.
+    pub async fn take_index_runs(
+        &self,
+        node: &str,
+        runs: &[(IndexRun, u64)],
+    ) -> Result<usize, CatalogError> {
+        let mut moved = 0;
+        for page in runs.chunks(TAKE_PAGE) {
+            let mut txn = Txn::new();
+            for (run, id) in page {
+                let old = keys::index_run(&run.node, run.id)?;
+                let new = keys::index_run(node, *id)?;
+                txn = txn
+                    .check(Check::Present { key: old.clone() })
+                    .check(Check::Absent { key: new.clone() })
+                    .delete(old)
+                    .put(new.clone(), encode(&new, &run.record)?);
+            }
+            if self.store.commit(txn).await? == TxnOutcome::Committed {
+                moved += page.len();
+            }
+        }
+        Ok(moved)
     }
 
     /// Every run of every node.
@@ -196,6 +228,38 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn a_node_takes_over_the_runs_of_another_once() {
+        let catalog = Catalog::new(MemoryStore::new());
+        for (id, object) in [(1, "index/gone/1.idx"), (2, "index/gone/2.idx")] {
+            catalog
+                .commit_index_run("gone", Some((id, &record(object))), &[], &[])
+                .await
+                .unwrap();
+        }
+        let runs = catalog.index_runs().await.unwrap();
+        let take: Vec<(IndexRun, u64)> = runs.iter().cloned().zip([10, 11]).collect();
+        assert_eq!(catalog.take_index_runs("n1", &take).await.unwrap(), 2);
+        let taken: Vec<(String, u64, String)> = catalog
+            .index_runs()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.node, r.id, r.record.object))
+            .collect();
+        assert_eq!(
+            taken,
+            [
+                ("n1".to_string(), 10, "index/gone/1.idx".to_string()),
+                ("n1".to_string(), 11, "index/gone/2.idx".to_string())
+            ]
+        );
+        // A second taker, working from the same listing, moves nothing.
+        let again: Vec<(IndexRun, u64)> = runs.into_iter().zip([20, 21]).collect();
+        assert_eq!(catalog.take_index_runs("n2", &again).await.unwrap(), 0);
+        assert_eq!(catalog.index_runs().await.unwrap().len(), 2);
     }
 
     #[tokio::test]
