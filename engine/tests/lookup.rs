@@ -596,3 +596,41 @@ async fn the_runs_of_a_node_that_left_are_taken_over() {
     assert!(catalog.index_runs().await.unwrap().is_empty());
     assert!(b.object_store().list("index/").await.unwrap().is_empty());
 }
+
+/// A run record whose object is gone (a late commit of a node whose
+/// objects were swept meanwhile) does not stop maintenance for good: its
+/// record is dropped and the other runs are kept in shape and found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_object_is_missing_is_dropped_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemoryStore::new();
+    let engine = node_with_orders(dir.path(), &store, 2).await;
+    index_in_runs(&engine, 3, 5).await;
+    let catalog = strata_metadata::Catalog::new(store.clone());
+    let runs = catalog.index_runs().await.unwrap();
+    assert_eq!(runs.len(), 3);
+    // Each run holds five of m-0..m-14.
+    let first = runs[0].clone();
+    engine
+        .object_store()
+        .delete(&first.record.object)
+        .await
+        .unwrap();
+    let done = engine.maintain_message_index().await.unwrap();
+    assert_eq!(done.dropped, 1);
+    let left: Vec<String> = catalog
+        .index_runs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.record.object)
+        .collect();
+    assert_eq!(left.len(), 2);
+    assert!(!left.contains(&first.record.object));
+    let mut found = 0;
+    for n in 0..15 {
+        found += find(&engine, IndexKind::Id, &format!("m-{n}")).await.len();
+    }
+    assert_eq!(found, 10, "the two runs left are read");
+    engine.maintain_message_index().await.unwrap();
+}

@@ -212,21 +212,12 @@ impl Lookup {
             entries: entries.len() as u64,
             created_ms: self.core.clock.now_ms(),
         };
+        // Behind a shut fence this node may have been adopted: its runs
+        // are someone else's to keep now (the entries stay pending).
+        self.core.check_write_fence()?;
         let began = self.core.clock.monotonic();
         self.core.tiers.objects().put(&record.object, bytes).await?;
-        // Sweeps delete unnamed objects older than the grace: commit only
-        // while this one is younger than half of it (the other half is for
-        // the commit itself); the object is then swept as an orphan.
-        let age = self.core.clock.monotonic().saturating_sub(began);
-        let grace = self.core.config.gc_grace;
-        if !grace.is_zero() && age > grace / 2 {
-            return Err(EngineError::Internal(format!(
-                "index run {} was written {:.1} s ago, over half the GC grace: not \
-                 committed; its entries stay pending",
-                record.object,
-                age.as_secs_f64()
-            )));
-        }
+        self.fresh_enough(&record.object, began)?;
         let marks: Vec<(QueueKey, u64)> = marks.iter().map(|(&q, &n)| (q, n)).collect();
         self.core
             .catalog
@@ -333,7 +324,8 @@ impl Lookup {
         let mut done = IndexMaintenance::default();
         // Nodes that left or were adopted more than a grace ago (none
         // outside cluster mode): a run commit they had on its way then has
-        // landed or never will (`write_run` commits only fresh objects).
+        // most likely landed (`write_run` commits only fresh objects; one
+        // held up longer names a swept object and is dropped below).
         let grace_ms = self.grace_ms();
         let now_ms = self.core.clock.now_ms();
         let gone_nodes: HashSet<String> = self
@@ -365,9 +357,31 @@ impl Lookup {
         }
         let mut own: Vec<IndexRun> = runs.into_iter().filter(|r| r.node == node).collect();
 
+        // A record whose object is gone (a late commit of a node whose
+        // objects were swept) names nothing a lookup could read: drop it
+        // rather than fail every pass.
+        let mut missing = Vec::new();
         let mut summaries = Vec::with_capacity(own.len());
         for run in &own {
-            summaries.push(self.summary(&run.record).await?);
+            match self.summary(&run.record).await {
+                Ok(summary) => summaries.push(summary),
+                Err(EngineError::ObjectMissing(object)) => {
+                    tracing::warn!(
+                        object,
+                        "a message index run's object is missing; dropping its record"
+                    );
+                    missing.push(run.id);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !missing.is_empty() {
+            self.core
+                .catalog
+                .commit_index_run(&node, None, &[], &missing)
+                .await?;
+            own.retain(|r| !missing.contains(&r.id));
+            done.dropped += missing.len() as u64;
         }
         let elsewhere = self
             .first_offsets_elsewhere(&live, summaries.iter().flat_map(|s| s.queues.iter()))
@@ -388,7 +402,7 @@ impl Lookup {
                 .commit_index_run(&node, None, &[], &dead)
                 .await?;
             own.retain(|r| !dead.contains(&r.id));
-            done.dropped = dead.len() as u64;
+            done.dropped += dead.len() as u64;
         }
 
         own.sort_by_key(|r| r.record.created_ms);
@@ -401,8 +415,9 @@ impl Lookup {
             let picked = pick_merge(&entries)?;
             Some(picked.into_iter().map(|i| runs[i]).collect::<Vec<_>>())
         });
-        if let Some(inputs) = mergeable {
-            self.merge(&live, &elsewhere, &inputs).await?;
+        if let Some(inputs) = mergeable
+            && self.merge(&live, &elsewhere, &inputs).await?
+        {
             done.merged = inputs.len() as u64;
         }
         done.swept = self.sweep(&gone_nodes).await?;
@@ -467,12 +482,15 @@ impl Lookup {
         Ok(firsts)
     }
 
+    /// Merges `inputs` into one run; `false` when they changed meanwhile
+    /// (taken or replaced) and nothing was committed.
     async fn merge(
         &self,
         live: &HashSet<u64>,
         elsewhere: &FirstOffsets,
         inputs: &[&IndexRun],
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        self.core.check_write_fence()?;
         let objects = self.core.tiers.objects();
         let mut entries = Vec::new();
         let mut ends: HashMap<QueueKey, u64> = HashMap::new();
@@ -523,9 +541,13 @@ impl Lookup {
                 .max()
                 .unwrap_or_default(),
         };
+        let began = self.core.clock.monotonic();
         objects.put(&record.object, bytes).await?;
+        self.fresh_enough(&record.object, began)?;
+        self.core.check_write_fence()?;
         let replaced: Vec<u64> = inputs.iter().map(|r| r.id).collect();
-        self.core
+        let committed = self
+            .core
             .catalog
             .commit_index_run(
                 &self.core.config.node_id,
@@ -534,15 +556,38 @@ impl Lookup {
                 &replaced,
             )
             .await?;
-        tracing::debug!(object = %record.object, runs = inputs.len(), entries, "merged message index runs");
-        Ok(())
+        if committed {
+            tracing::debug!(object = %record.object, runs = inputs.len(), entries, "merged message index runs");
+        } else {
+            tracing::info!(object = %record.object, "the runs of a merge changed meanwhile; not committed (the object is swept)");
+        }
+        Ok(committed)
+    }
+
+    /// Sweeps delete unnamed objects older than the grace: a run is
+    /// committed only while its object, written from `began`, is younger
+    /// than half of it (the other half is for the commit itself); else it
+    /// is left for the sweep.
+    fn fresh_enough(&self, object: &str, began: Duration) -> Result<()> {
+        let age = self.core.clock.monotonic().saturating_sub(began);
+        let grace = self.core.config.gc_grace;
+        if grace.is_zero() || age <= grace / 2 {
+            return Ok(());
+        }
+        Err(EngineError::Internal(format!(
+            "index run {object} was written {:.1} s ago, over half the GC grace: not committed",
+            age.as_secs_f64()
+        )))
     }
 
     /// Deletes the run objects of this node and of the `gone_nodes` that
     /// no record names, once older than the GC grace period.
     async fn sweep(&self, gone_nodes: &HashSet<String>) -> Result<u64> {
         let objects = self.core.tiers.objects();
-        let named: HashSet<String> = self
+        // Records are read in pages: a run taken over (moved to another
+        // node's key) between two pages is seen by neither. Each record
+        // moves once, so one of two reads, before and after listing, names it.
+        let mut named: HashSet<String> = self
             .core
             .catalog
             .index_runs()
@@ -550,19 +595,31 @@ impl Lookup {
             .into_iter()
             .map(|r| r.record.object)
             .collect();
+        let mut listed = Vec::new();
+        for writer in std::iter::once(&self.core.config.node_id).chain(gone_nodes) {
+            listed.extend(
+                objects
+                    .list(&format!("{INDEX_RUN_PREFIX}{writer}/"))
+                    .await?,
+            );
+        }
+        named.extend(
+            self.core
+                .catalog
+                .index_runs()
+                .await?
+                .into_iter()
+                .map(|r| r.record.object),
+        );
         let cutoff = self.core.clock.now_ms().saturating_sub(self.grace_ms());
         let mut swept = 0;
-        let writers = std::iter::once(&self.core.config.node_id).chain(gone_nodes);
-        for writer in writers {
-            let prefix = format!("{INDEX_RUN_PREFIX}{writer}/");
-            for o in objects.list(&prefix).await? {
-                if named.contains(&o.key) || o.last_modified_ms > cutoff {
-                    continue;
-                }
-                match objects.delete(&o.key).await {
-                    Ok(()) | Err(ObjectError::NotFound { .. }) => swept += 1,
-                    Err(e) => return Err(e.into()),
-                }
+        for o in listed {
+            if named.contains(&o.key) || o.last_modified_ms > cutoff {
+                continue;
+            }
+            match objects.delete(&o.key).await {
+                Ok(()) | Err(ObjectError::NotFound { .. }) => swept += 1,
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(swept)

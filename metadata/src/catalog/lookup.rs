@@ -39,6 +39,9 @@ pub struct IndexRun {
 
 /// Keys deleted per transaction when dropping keys by prefix.
 const DROP_PAGE: usize = 1000;
+/// A node record's key and its bytes as read.
+type HeldRecord = (Vec<u8>, Vec<u8>);
+
 /// Runs moved per transaction when a node takes over another's (two
 /// writes each, well under etcd's default of 128 operations).
 const TAKE_PAGE: usize = 32;
@@ -47,13 +50,15 @@ impl Catalog {
     /// Records a new run written by `node` and, in the same transaction,
     /// moves the marks of the queues it covers (queue, first offset not
     /// covered) and forgets the runs it replaces (a merge's inputs).
+    /// `false` (nothing written) when a replaced run is no longer there:
+    /// another node took it over, or it was replaced already.
     pub async fn commit_index_run(
         &self,
         node: &str,
         run: Option<(u64, &IndexRunRecord)>,
         marks: &[(QueueKey, u64)],
         replaced: &[u64],
-    ) -> Result<(), CatalogError> {
+    ) -> Result<bool, CatalogError> {
         let mut txn = Txn::new();
         if let Some((id, record)) = run {
             let key = keys::index_run(node, id)?;
@@ -64,25 +69,56 @@ impl Catalog {
             txn = txn.put(key.clone(), encode(&key, &next)?);
         }
         for &id in replaced {
-            txn = txn.delete(keys::index_run(node, id)?);
+            let key = keys::index_run(node, id)?;
+            txn = txn.check(Check::Present { key: key.clone() }).delete(key);
         }
-        self.store.commit(txn).await?;
-        Ok(())
+        Ok(self.store.commit(txn).await? == TxnOutcome::Committed)
     }
 
     /// Moves `runs` (of nodes that left or were adopted, which nobody
     /// else maintains) under `node`, each to the new id given with it,
     /// naming the same object; `node` then merges, drops and sweeps them as
-    /// its own. A page of which any run was taken or replaced meanwhile is
-    /// skipped. Returns how many runs moved.
+    /// its own. Runs of a node whose record is not gone (it rejoined) stay.
+    /// A page of which any run was taken or replaced meanwhile, or whose
+    /// node's record changed, is skipped. Returns how many runs moved.
     pub async fn take_index_runs(
         &self,
         node: &str,
         runs: &[(IndexRun, u64)],
     ) -> Result<usize, CatalogError> {
+        // The records of the nodes taken from, as read: every take is
+        // conditioned on its node's record staying as it was (gone).
+        let mut gone: HashMap<&str, Option<HeldRecord>> = HashMap::new();
+        for (run, _) in runs {
+            if gone.contains_key(run.node.as_str()) {
+                continue;
+            }
+            let key = keys::node(&run.node)?;
+            let held = self
+                .get_record::<crate::NodeRecord>(&key)
+                .await?
+                .filter(|(record, _)| record.is_gone())
+                .map(|(_, raw)| (key, raw));
+            gone.insert(&run.node, held);
+        }
+        let runs: Vec<&(IndexRun, u64)> = runs
+            .iter()
+            .filter(|(run, _)| gone.get(run.node.as_str()).is_some_and(Option::is_some))
+            .collect();
         let mut moved = 0;
         for page in runs.chunks(TAKE_PAGE) {
             let mut txn = Txn::new();
+            let mut checked = std::collections::HashSet::new();
+            for (run, _) in page {
+                if checked.insert(run.node.as_str())
+                    && let Some(Some((key, raw))) = gone.get(run.node.as_str())
+                {
+                    txn = txn.check(Check::ValueEquals {
+                        key: key.clone(),
+                        value: raw.clone(),
+                    });
+                }
+            }
             for (run, id) in page {
                 let old = keys::index_run(&run.node, run.id)?;
                 let new = keys::index_run(node, *id)?;
@@ -230,9 +266,31 @@ mod tests {
         );
     }
 
+    /// Registers `node` and marks it left.
+    async fn gone_node(catalog: &Catalog, node: &str) {
+        let draft = crate::NodeRecord {
+            node: node.into(),
+            identity: format!("{node}-dir"),
+            data_dir: "/d".into(),
+            grpc_addr: "127.0.0.1:1".into(),
+            http_addr: "127.0.0.1:2".into(),
+            started_ms: 0,
+            expires_ms: 0,
+            upload_lag_bytes: 0,
+            state: crate::NodeState::Live,
+        };
+        let live = catalog.join_cluster(draft, 0, 60_000).await.unwrap();
+        let left = crate::NodeRecord {
+            state: crate::NodeState::Left { at_ms: 1 },
+            ..live.clone()
+        };
+        catalog.update_node(&live, left).await.unwrap().unwrap();
+    }
+
     #[tokio::test]
     async fn a_node_takes_over_the_runs_of_another_once() {
         let catalog = Catalog::new(MemoryStore::new());
+        gone_node(&catalog, "gone").await;
         for (id, object) in [(1, "index/gone/1.idx"), (2, "index/gone/2.idx")] {
             catalog
                 .commit_index_run("gone", Some((id, &record(object))), &[], &[])
@@ -260,6 +318,59 @@ mod tests {
         let again: Vec<(IndexRun, u64)> = runs.into_iter().zip([20, 21]).collect();
         assert_eq!(catalog.take_index_runs("n2", &again).await.unwrap(), 0);
         assert_eq!(catalog.index_runs().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_runs_of_a_node_that_is_not_gone_stay() {
+        let catalog = Catalog::new(MemoryStore::new());
+        catalog
+            .commit_index_run("back", Some((1, &record("index/back/1.idx"))), &[], &[])
+            .await
+            .unwrap();
+        let runs: Vec<(IndexRun, u64)> = catalog
+            .index_runs()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r, 9))
+            .collect();
+        // Unregistered: not taken.
+        assert_eq!(catalog.take_index_runs("n1", &runs).await.unwrap(), 0);
+        gone_node(&catalog, "back").await;
+        // Back again (a restart of its directory takes its record back).
+        let back = catalog.cluster_node("back").await.unwrap().unwrap();
+        let rejoined = catalog.join_cluster(back, 10, 60_000).await.unwrap();
+        assert!(!rejoined.is_gone());
+        assert_eq!(catalog.take_index_runs("n1", &runs).await.unwrap(), 0);
+        let left = crate::NodeRecord {
+            state: crate::NodeState::Left { at_ms: 20 },
+            ..rejoined.clone()
+        };
+        catalog.update_node(&rejoined, left).await.unwrap().unwrap();
+        assert_eq!(catalog.take_index_runs("n1", &runs).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_merge_whose_inputs_are_gone_commits_nothing() {
+        let catalog = Catalog::new(MemoryStore::new());
+        catalog
+            .commit_index_run("n1", Some((1, &record("r1"))), &[], &[])
+            .await
+            .unwrap();
+        assert!(
+            !catalog
+                .commit_index_run("n1", Some((2, &record("r2"))), &[], &[1, 7])
+                .await
+                .unwrap()
+        );
+        let objects: Vec<String> = catalog
+            .index_runs()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.record.object)
+            .collect();
+        assert_eq!(objects, ["r1"]);
     }
 
     #[tokio::test]

@@ -395,3 +395,56 @@ proptest! {
         prop_assert_eq!(parts.concat(), whole.to_vec());
     }
 }
+
+/// Incompressible bytes, the same every run.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A block larger than the largest chunk (4 MiB) gets a part of its own
+/// size, between parts of the blocks around it, and the parts still make
+/// exactly the one-buffer object.
+#[test]
+fn a_block_over_the_chunk_cap_gets_a_part_of_its_own() {
+    let batch = |queue: u32, payload: Vec<u8>| Batch {
+        queue: QueueKey { topic: 9, queue },
+        base: 0,
+        count: 1,
+        ts: 1,
+        payload,
+    };
+    let batches = [
+        batch(0, noise(3 << 20, 1)),
+        batch(1, noise(5 << 20, 2)),
+        batch(2, noise(100 << 10, 3)),
+    ];
+    let (whole, metas) = build(&batches, 8 << 20);
+    let largest = metas.iter().map(|m| m.block.len as usize).max().unwrap();
+    assert!(largest > 5 << 20, "the block compressed: {largest} bytes");
+    let mut b = ObjectBuilder::new(8 << 20);
+    for x in &batches {
+        b.add_batch(x.queue, x.base, x.count, x.ts, &x.payload)
+            .unwrap();
+    }
+    let (parts, part_metas) = b.finish_parts().unwrap();
+    assert_eq!(part_metas, metas);
+    assert!(
+        parts.iter().any(|p| p.len() >= largest),
+        "{:?}",
+        parts.iter().map(|p| p.len()).collect::<Vec<_>>()
+    );
+    assert!(
+        parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= largest.max(4 << 20))
+    );
+    assert_eq!(parts.concat(), whole.to_vec());
+}
