@@ -49,20 +49,31 @@ async fn present(engine: &Engine, keys: &[&str]) -> Vec<bool> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_collects_only_its_own_objects_and_those_of_nodes_gone() {
-    let (dir_b, objects) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+/// node-b on a fresh directory and object store, sharing a metadata store
+/// with the catalog returned; its clock starts at real time, as objects are
+/// dated by the file system.
+async fn node_b() -> (
+    [tempfile::TempDir; 2],
+    Arc<ManualClock>,
+    Arc<Engine>,
+    Catalog,
+) {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let store: Arc<dyn MetaStore> = MemoryStore::new();
-    // Objects are dated by the file system: the clock starts at real time.
     let clock = ManualClock::new(SystemClock.now_ms(), 3);
     let b = Engine::open_with_store(
-        config(dir_b.path(), objects.path(), "node-b"),
+        config(dirs[0].path(), dirs[1].path(), "node-b"),
         clock.clone() as Arc<dyn Clock>,
         store.clone(),
     )
     .await
     .unwrap();
-    let catalog = Catalog::new(store);
+    (dirs, clock, b, Catalog::new(store))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_collects_only_its_own_objects_and_those_of_nodes_gone() {
+    let (_dirs, clock, b, catalog) = node_b().await;
     // node-a is registered and has stopped heartbeating (paused, say); its
     // record has not been adopted.
     let a = catalog
@@ -115,17 +126,7 @@ async fn a_node_collects_only_its_own_objects_and_those_of_nodes_gone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_left_has_its_objects_collected_a_grace_later() {
-    let (dir_b, objects) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let store: Arc<dyn MetaStore> = MemoryStore::new();
-    let clock = ManualClock::new(SystemClock.now_ms(), 3);
-    let b = Engine::open_with_store(
-        config(dir_b.path(), objects.path(), "node-b"),
-        clock.clone() as Arc<dyn Clock>,
-        store.clone(),
-    )
-    .await
-    .unwrap();
-    let catalog = Catalog::new(store);
+    let (_dirs, clock, b, catalog) = node_b().await;
     let key = "seg/node-c/00000000000000000000-00000000000000000100-cc.seg";
     b.object_store()
         .put(key, Bytes::from_static(b"never committed"))

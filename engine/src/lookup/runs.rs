@@ -375,14 +375,7 @@ impl Lookup {
                 Err(e) => return Err(e),
             }
         }
-        if !missing.is_empty() {
-            self.core
-                .catalog
-                .commit_index_run(&node, None, &[], &missing)
-                .await?;
-            own.retain(|r| !missing.contains(&r.id));
-            done.dropped += missing.len() as u64;
-        }
+        done.dropped += self.drop_runs(&mut own, &missing).await?;
         let elsewhere = self
             .first_offsets_elsewhere(&live, summaries.iter().flat_map(|s| s.queues.iter()))
             .await?;
@@ -396,14 +389,7 @@ impl Lookup {
                 dead.push(run.id);
             }
         }
-        if !dead.is_empty() {
-            self.core
-                .catalog
-                .commit_index_run(&node, None, &[], &dead)
-                .await?;
-            own.retain(|r| !dead.contains(&r.id));
-            done.dropped += dead.len() as u64;
-        }
+        done.dropped += self.drop_runs(&mut own, &dead).await?;
 
         own.sort_by_key(|r| r.record.created_ms);
         let mut tiers: HashMap<u32, Vec<&IndexRun>> = HashMap::new();
@@ -426,6 +412,20 @@ impl Lookup {
         c.runs_merged.fetch_add(done.merged, Ordering::Relaxed);
         c.objects_swept.fetch_add(done.swept, Ordering::Relaxed);
         Ok(done)
+    }
+
+    /// Forgets this node's runs `ids` (their objects are swept later) and
+    /// takes them out of `own`; returns how many.
+    async fn drop_runs(&self, own: &mut Vec<IndexRun>, ids: &[u64]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.core
+            .catalog
+            .commit_index_run(&self.core.config.node_id, None, &[], ids)
+            .await?;
+        own.retain(|r| !ids.contains(&r.id));
+        Ok(ids.len() as u64)
     }
 
     /// Whether nothing of `q` that a run covers can be stored: its topic was
