@@ -295,3 +295,112 @@ impl Balancer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_common::ManualClock;
+    use strata_metadata::{MemoryStore, MetaStore, NodeState};
+
+    fn record(node: &str) -> NodeRecord {
+        NodeRecord {
+            node: node.into(),
+            identity: format!("{node}-dir"),
+            data_dir: format!("/data/{node}"),
+            grpc_addr: "127.0.0.1:1".into(),
+            http_addr: "127.0.0.1:2".into(),
+            started_ms: 0,
+            expires_ms: 0,
+            upload_lag_bytes: 0,
+            state: NodeState::Live,
+        }
+    }
+
+    /// A write fence a test opens and shuts.
+    #[derive(Debug)]
+    struct Fence(std::sync::atomic::AtomicBool);
+
+    impl strata_engine::WriteFence for Fence {
+        fn check(&self) -> Result<(), String> {
+            if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err("injected: the heartbeat lapsed".into());
+            }
+            Ok(())
+        }
+    }
+
+    /// A node whose heartbeat lapsed (back from a pause) lets none of its
+    /// tenants go, though the others see it expired: a release would fail
+    /// behind its shut fence and leave them half-released. Once it is live
+    /// and its fence open, it balances again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_whose_heartbeat_lapsed_keeps_its_tenants() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn MetaStore> = MemoryStore::new();
+        let clock = ManualClock::new(1_000_000, 5);
+        let config = Config {
+            node_id: "me".into(),
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let mut engine_config = config.engine_config().unwrap();
+        engine_config.served_tenants = Some(Vec::new());
+        let engine = Engine::open_with_store(
+            engine_config,
+            clock.clone() as Arc<dyn Clock>,
+            store.clone(),
+        )
+        .await
+        .unwrap();
+        let shut = Arc::new(Fence(std::sync::atomic::AtomicBool::new(false)));
+        engine.set_write_fence(shut.clone());
+        let catalog = Catalog::new(store);
+        let now = clock.now_ms();
+        let me = catalog
+            .join_cluster(record("me"), now, 10_000)
+            .await
+            .unwrap();
+        catalog
+            .join_cluster(record("other"), now, 1_000_000)
+            .await
+            .unwrap();
+        for t in ["t1", "t2", "t3", "t4"] {
+            catalog.create_tenant(t, "default", now).await.unwrap();
+            catalog.place_tenant(t, "me").await.unwrap();
+            engine.serve_tenant(t).await.unwrap();
+        }
+        let balancer = Balancer::new(catalog.clone(), engine.clone(), config);
+        let released = |catalog: Catalog| async move {
+            catalog
+                .tenant_placements()
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|p| p.released || p.node != "me")
+                .count()
+        };
+
+        // Its fence shut while its record is live: nothing moves.
+        shut.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        balancer.pass().await.unwrap();
+        assert_eq!(released(catalog.clone()).await, 0);
+
+        // Its record expired too (to the others it looks dead): nothing
+        // moves, and it still serves its tenants once back.
+        clock.advance_ms(20_000);
+        balancer.pass().await.unwrap();
+        assert_eq!(released(catalog.clone()).await, 0);
+        assert!(engine.serves("t1"));
+
+        // Renewed: it gives the other node its share.
+        let renewed = NodeRecord {
+            expires_ms: clock.now_ms() + 10_000,
+            ..me.clone()
+        };
+        catalog.update_node(&me, renewed).await.unwrap().unwrap();
+        shut.0.store(false, std::sync::atomic::Ordering::SeqCst);
+        balancer.pass().await.unwrap();
+        assert!(released(catalog.clone()).await > 0);
+        engine.close().await.unwrap();
+    }
+}
