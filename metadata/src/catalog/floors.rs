@@ -1,7 +1,10 @@
-//! Queue floors: the first offset of a queue whose older data was released.
+//! Queue floors: the first offset of a queue whose older data is gone.
 //!
-//! Written before WAL segments are deleted, so a restart that finds no WAL
-//! data for a queue still continues its offsets instead of reusing them.
+//! Retention writes a queue's floor with the expiry of its ranges
+//! ([`Catalog::expire_ranges`]: the end of the last range expired), so a
+//! node that loads the queue with no range left continues its offsets
+//! instead of reusing them, and readers of other nodes' index runs know
+//! where the queue starts ([`Catalog::queue_floors`]).
 
 use std::collections::HashMap;
 
