@@ -1,9 +1,11 @@
-//! Naming rules for topics and consumer groups.
+//! Naming rules for topics, consumer groups and node ids.
 //!
 //! Names are 1..=127 bytes of ASCII letters, digits, `-` and `_` (RocketMQ's
 //! rule minus `%` and `|`, which RocketMQ reserves for namespaces and
 //! system topics). The restricted alphabet also lets metadata keys use `/`
-//! as a separator without escaping.
+//! as a separator without escaping. Node ids, which also name object
+//! store paths (`seg/<node>/...`), are 1..=64 bytes that may also hold `.`
+//! (host names) but start with a letter or digit (no `.` or `..` segment).
 
 use crate::limits::MAX_NAME_LEN;
 
@@ -12,17 +14,27 @@ use crate::limits::MAX_NAME_LEN;
 pub enum NameError {
     #[error("{kind} name must not be empty")]
     Empty { kind: &'static str },
-    #[error("{kind} name is {len} bytes; the limit is {MAX_NAME_LEN}")]
-    TooLong { kind: &'static str, len: usize },
+    #[error("{kind} name is {len} bytes; the limit is {max}")]
+    TooLong {
+        kind: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error(
-        "{kind} name {name:?} contains {ch:?}; only ASCII letters, digits, '-' and '_' are allowed"
+        "{kind} name {name:?} contains {ch:?}; only ASCII letters, digits, {allowed} are allowed"
     )]
     BadChar {
         kind: &'static str,
         name: String,
         ch: char,
+        allowed: &'static str,
     },
+    #[error("{kind} name {name:?} must start with an ASCII letter or digit")]
+    BadStart { kind: &'static str, name: String },
 }
+
+/// Longest node id accepted.
+pub const MAX_NODE_ID_LEN: usize = 64;
 
 /// Checks a topic name.
 pub fn validate_topic(name: &str) -> Result<(), NameError> {
@@ -34,24 +46,57 @@ pub fn validate_group(name: &str) -> Result<(), NameError> {
     validate("group", name)
 }
 
+/// Checks a node id.
+pub fn validate_node_id(name: &str) -> Result<(), NameError> {
+    let kind = "node id";
+    check(
+        kind,
+        name,
+        MAX_NODE_ID_LEN,
+        &['-', '_', '.'],
+        "'-', '_' and '.'",
+    )?;
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(NameError::BadStart {
+            kind,
+            name: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
 fn validate(kind: &'static str, name: &str) -> Result<(), NameError> {
+    check(kind, name, MAX_NAME_LEN, &['-', '_'], "'-' and '_'")
+}
+
+/// 1..=`max_len` bytes of ASCII letters, digits and `extra` (`allowed`
+/// says which, for the error).
+fn check(
+    kind: &'static str,
+    name: &str,
+    max_len: usize,
+    extra: &[char],
+    allowed: &'static str,
+) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty { kind });
     }
-    if name.len() > MAX_NAME_LEN {
+    if name.len() > max_len {
         return Err(NameError::TooLong {
             kind,
             len: name.len(),
+            max: max_len,
         });
     }
     if let Some(ch) = name
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        .find(|c| !(c.is_ascii_alphanumeric() || extra.contains(c)))
     {
         return Err(NameError::BadChar {
             kind,
             name: name.to_string(),
             ch,
+            allowed,
         });
     }
     Ok(())
@@ -67,6 +112,35 @@ mod tests {
         for ok in ["orders", "a", "Order_Events-2", &"x".repeat(127)] {
             assert_eq!(validate_topic(ok), Ok(()), "{ok}");
         }
+    }
+
+    #[test]
+    fn node_ids_may_hold_dots_but_not_start_with_one() {
+        for ok in ["node-1", "ip-10-0-0-1.ec2.internal", "N_2", &"a".repeat(64)] {
+            assert_eq!(validate_node_id(ok), Ok(()), "{ok}");
+        }
+        assert!(matches!(
+            validate_node_id(&"a".repeat(65)),
+            Err(NameError::TooLong {
+                len: 65,
+                max: 64,
+                ..
+            })
+        ));
+        for bad in [".", "..", "-n"] {
+            assert!(
+                matches!(validate_node_id(bad), Err(NameError::BadStart { .. })),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            validate_node_id("a/b"),
+            Err(NameError::BadChar { ch: '/', .. })
+        ));
+        assert!(matches!(
+            validate_topic("a.b"),
+            Err(NameError::BadChar { ch: '.', .. })
+        ));
     }
 
     #[test]

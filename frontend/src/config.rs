@@ -38,7 +38,8 @@ pub enum ConfigError {
 pub struct Config {
     /// Holds the WAL (`wal/`) and the embedded metadata store (`meta.redb`).
     pub data_dir: PathBuf,
-    /// This node's name in queue ownership records (see [`check_node_id`]).
+    /// This node's name in queue ownership records and object names (see
+    /// `strata_common::names::validate_node_id`).
     pub node_id: String,
     pub http: HttpConfig,
     pub grpc: GrpcConfig,
@@ -607,7 +608,7 @@ impl Config {
         if self.http.max_request_bytes < self.limits.max_message_bytes {
             return bad("http.max_request_bytes must be at least limits.max_message_bytes".into());
         }
-        if let Err(e) = check_node_id(&self.node_id) {
+        if let Err(e) = strata_common::names::validate_node_id(&self.node_id) {
             return bad(format!("node_id: {e}"));
         }
         let t = &self.transactions;
@@ -848,34 +849,6 @@ fn apply_env(
             ),
             _ => toml::Value::String(raw.clone()),
         };
-    }
-    Ok(())
-}
-
-/// Longest node id accepted.
-pub const MAX_NODE_ID_BYTES: usize = 64;
-
-/// A node id names the node's objects (`seg/<node>/...`) and its metadata
-/// keys (`node/<node>`), so it is 1 to 64 ASCII letters, digits, '.', '_'
-/// or '-', starting with a letter or digit: no separator that would credit
-/// its objects to another node, no path segment an object store refuses.
-pub fn check_node_id(id: &str) -> Result<(), String> {
-    if id.is_empty() || id.len() > MAX_NODE_ID_BYTES {
-        return Err(format!(
-            "{id:?} must be 1 to {MAX_NODE_ID_BYTES} characters long"
-        ));
-    }
-    if let Some(c) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!(
-            "{id:?} contains {c:?}; use ASCII letters, digits, '.', '_' and '-'"
-        ));
-    }
-    // Object stores refuse "." and ".." as path segments.
-    if !id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(format!("{id:?} must start with an ASCII letter or digit"));
     }
     Ok(())
 }

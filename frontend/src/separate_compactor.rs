@@ -39,9 +39,8 @@ impl Volume {
     pub fn parse(spec: &str) -> Result<Self, ServerError> {
         match spec.split_once('=') {
             Some((node, dir)) if !node.is_empty() && !dir.is_empty() => {
-                crate::config::check_node_id(node).map_err(|e| {
-                    ServerError::Compactor(format!("--volume {spec:?}: node id {e}"))
-                })?;
+                strata_common::names::validate_node_id(node)
+                    .map_err(|e| ServerError::Compactor(format!("--volume {spec:?}: {e}")))?;
                 Ok(Self {
                     node_id: node.to_string(),
                     data_dir: PathBuf::from(dir),
