@@ -216,7 +216,7 @@ impl Compactor {
     pub(crate) fn fresh_enough(&self, name: &str, began: Duration) -> Result<()> {
         let grace = self.config.gc_grace;
         let age = self.clock.monotonic().saturating_sub(began);
-        if grace.is_zero() || age <= grace / 2 {
+        if crate::gc::commit_in_time(age, grace) {
             return Ok(());
         }
         Err(CompactorError::TooSlow(format!(

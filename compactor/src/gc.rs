@@ -16,6 +16,15 @@
 
 use std::collections::HashSet;
 
+/// Whether an object written `age` ago may still be committed: garbage
+/// collection deletes unreferenced objects older than `grace` (judged from
+/// before it reads the references), so a commit needs the object younger
+/// than half of it, the other half being for the commit itself. A zero
+/// grace (one writer per store, as in tests) turns the rule off.
+pub fn commit_in_time(age: std::time::Duration, grace: std::time::Duration) -> bool {
+    grace.is_zero() || age <= grace / 2
+}
+
 /// An object as listed from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {

@@ -90,14 +90,7 @@ impl Core {
         // over them would restart their offsets below it: finish the
         // release first.
         if self.topics_read().all().any(|t| t.record.tenant == tenant) {
-            let uploads = self.upload_wal(tenant).await?;
-            let topics = self.drop_topics(tenant);
-            tracing::info!(
-                tenant,
-                topics,
-                uploads,
-                "finished a release that had failed before serving the tenant again"
-            );
+            self.finish_release(tenant).await?;
         }
         let floors = self.catalog.queue_floors().await?;
         let mut loaded = Vec::new();
@@ -131,15 +124,13 @@ impl Core {
     /// stay loaded, so a retry can finish the upload.
     pub async fn release_tenant(&self, tenant: &str) -> Result<()> {
         self.served.set(tenant, false);
-        let uploads = self.upload_wal(tenant).await?;
-        let topics = self.drop_topics(tenant);
-        tracing::info!(tenant, topics, uploads, "released tenant");
-        Ok(())
+        self.finish_release(tenant).await
     }
 
-    /// Uploads the whole WAL as of now, after the appends in flight (those
-    /// of `tenant`, unserved, included); returns the uploads it took.
-    async fn upload_wal(&self, tenant: &str) -> Result<usize> {
+    /// The rest of a release, with `tenant` unserved: uploads the whole WAL
+    /// as of now, after the appends in flight (the tenant's last ones
+    /// included), then drops the tenant's topics.
+    async fn finish_release(&self, tenant: &str) -> Result<()> {
         // Appends hold this shared: taking it once waits for those in flight.
         drop(self.appends.write().await);
         // Everything durable now, the tenant's last appends included, must
@@ -157,12 +148,6 @@ impl Core {
             self.upload_once().await?;
             uploads += 1;
         }
-        Ok(uploads)
-    }
-
-    /// Forgets `tenant`'s topics (their data is in object storage); returns
-    /// how many.
-    fn drop_topics(&self, tenant: &str) -> usize {
         let mut map = self.topics_write();
         let names: Vec<String> = map
             .all()
@@ -176,6 +161,7 @@ impl Core {
                 }
             }
         }
-        names.len()
+        tracing::info!(tenant, topics = names.len(), uploads, "released tenant");
+        Ok(())
     }
 }

@@ -40,6 +40,7 @@ use strata_objects::index_run::{
     QueueEnd, RUN_FOOTER_LEN, RunEntry, RunSummary, decode_footer, decode_page, decode_run,
     decode_summary, encode_run,
 };
+use strata_tiering::log::first_stored_offset;
 
 use super::{Lookup, lock};
 use crate::error::{EngineError, Result};
@@ -565,13 +566,12 @@ impl Lookup {
     }
 
     /// Sweeps delete unnamed objects older than the grace: a run is
-    /// committed only while its object, written from `began`, is younger
-    /// than half of it (the other half is for the commit itself); else it
-    /// is left for the sweep.
+    /// committed only while its object, written from `began`, is young
+    /// enough (`commit_in_time`, the uploads' rule); else it is left for
+    /// the sweep.
     fn fresh_enough(&self, object: &str, began: Duration) -> Result<()> {
         let age = self.core.clock.monotonic().saturating_sub(began);
-        let grace = self.core.config.gc_grace;
-        if grace.is_zero() || age <= grace / 2 {
+        if strata_compactor::gc::commit_in_time(age, self.core.config.gc_grace) {
             return Ok(());
         }
         Err(EngineError::Internal(format!(
@@ -629,19 +629,17 @@ impl Lookup {
 /// First offsets of queues, by queue.
 type FirstOffsets = Arc<HashMap<QueueKey, u64>>;
 
-/// Below which offset each queue's messages are gone, as stored: its oldest
-/// range's base where it has ranges (older data expired; newer data is in
-/// ranges or a WAL), else its floor (everything below was released from a
-/// WAL). Queues with neither are left out: nothing says any expired.
+/// Below which offset each queue's messages are gone, as a node loading
+/// the queue would start it (`first_stored_offset`: its oldest range, else
+/// its floor). Queues with neither are left out: nothing says any expired.
 fn stored_first_offsets(
     floors: HashMap<QueueKey, u64>,
     ranges: &BTreeMap<QueueKey, Vec<RangeRecord>>,
 ) -> HashMap<QueueKey, u64> {
     let mut firsts = floors;
-    for (queue, list) in ranges {
-        if let Some(base) = list.iter().map(|r| r.base_offset).min() {
-            firsts.insert(*queue, base);
-        }
+    for (queue, list) in ranges.iter().filter(|(_, list)| !list.is_empty()) {
+        let floor = firsts.get(queue).copied().unwrap_or(0);
+        firsts.insert(*queue, first_stored_offset(list, floor));
     }
     firsts
 }
@@ -669,7 +667,7 @@ mod tests {
         );
         let floors: HashMap<QueueKey, u64> = [(a, 5), (b, 40)].into();
         let ranges: BTreeMap<QueueKey, Vec<RangeRecord>> = [
-            (a, vec![range(a, 30), range(a, 20)]),
+            (a, vec![range(a, 20), range(a, 30)]),
             (c, vec![range(c, 7)]),
         ]
         .into();

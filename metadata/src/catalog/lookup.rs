@@ -86,38 +86,35 @@ impl Catalog {
         node: &str,
         runs: &[(IndexRun, u64)],
     ) -> Result<usize, CatalogError> {
-        // The records of the nodes taken from, as read: every take is
-        // conditioned on its node's record staying as it was (gone).
-        let mut gone: HashMap<&str, Option<HeldRecord>> = HashMap::new();
+        // The records of the gone nodes taken from, as read: every take is
+        // conditioned on its node's record staying as it was.
+        let mut gone: HashMap<&str, HeldRecord> = HashMap::new();
         for (run, _) in runs {
             if gone.contains_key(run.node.as_str()) {
                 continue;
             }
             let key = keys::node(&run.node)?;
-            let held = self
-                .get_record::<crate::NodeRecord>(&key)
-                .await?
-                .filter(|(record, _)| record.is_gone())
-                .map(|(_, raw)| (key, raw));
-            gone.insert(&run.node, held);
+            if let Some((record, raw)) = self.get_record::<crate::NodeRecord>(&key).await?
+                && record.is_gone()
+            {
+                gone.insert(&run.node, (key, raw));
+            }
         }
         let runs: Vec<&(IndexRun, u64)> = runs
             .iter()
-            .filter(|(run, _)| gone.get(run.node.as_str()).is_some_and(Option::is_some))
+            .filter(|(run, _)| gone.contains_key(run.node.as_str()))
             .collect();
         let mut moved = 0;
         for page in runs.chunks(TAKE_PAGE) {
             let mut txn = Txn::new();
-            let mut checked = std::collections::HashSet::new();
-            for (run, _) in page {
-                if checked.insert(run.node.as_str())
-                    && let Some(Some((key, raw))) = gone.get(run.node.as_str())
-                {
-                    txn = txn.check(Check::ValueEquals {
-                        key: key.clone(),
-                        value: raw.clone(),
-                    });
-                }
+            let mut nodes: Vec<&str> = page.iter().map(|(run, _)| run.node.as_str()).collect();
+            nodes.sort_unstable();
+            nodes.dedup();
+            for (key, raw) in nodes.iter().filter_map(|n| gone.get(n)) {
+                txn = txn.check(Check::ValueEquals {
+                    key: key.clone(),
+                    value: raw.clone(),
+                });
             }
             for (run, id) in page {
                 let old = keys::index_run(&run.node, run.id)?;

@@ -63,6 +63,13 @@ pub struct QueueIndex {
     pending: VecDeque<PendingBatch>,
 }
 
+/// The first offset of a queue still stored, from its object ranges
+/// (sorted by offset) and its floor (below which its data is gone): what a
+/// node loading the queue starts it at.
+pub fn first_stored_offset(ranges: &[RangeRecord], floor: u64) -> u64 {
+    ranges.first().map_or(floor, |r| r.base_offset.max(floor))
+}
+
 impl QueueIndex {
     /// Entries holding offsets from `offset` on, in order.
     pub fn entries_from(&self, offset: u64) -> impl Iterator<Item = &IndexEntry> {
@@ -94,7 +101,7 @@ impl QueueIndex {
     pub fn load_cold(&mut self, ranges: Vec<RangeRecord>, floor: u64) {
         let end = ranges.last().map_or(0, |r| r.end_offset).max(floor);
         self.set_floor(end);
-        self.first_offset = ranges.first().map_or(end, |r| r.base_offset.max(floor));
+        self.first_offset = first_stored_offset(&ranges, floor);
         for r in ranges {
             self.cold_bytes += r.stored_bytes;
             self.cold.push_back(Arc::new(r));

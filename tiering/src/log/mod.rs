@@ -33,7 +33,7 @@ use strata_common::{Clock, QueueKey};
 use strata_objects::{ObjectStoreConfig, Objects};
 
 pub use error::TierError;
-pub use index::{BatchRef, IndexEntry, QueueIndex};
+pub use index::{BatchRef, IndexEntry, QueueIndex, first_stored_offset};
 
 use crate::Wal;
 
