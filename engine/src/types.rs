@@ -44,6 +44,9 @@ pub struct EngineConfig {
     pub wal_segment_bytes: u64,
     pub wal_max_bytes: u64,
     pub wal_group_commit_max_bytes: usize,
+    /// Above this share of `wal_max_bytes` appends are paced to the rate
+    /// the WAL drains (100: never).
+    pub wal_pace_above_percent: u8,
     /// How long an append waits for WAL room before failing with WAL_FULL.
     pub append_timeout: Duration,
     pub tail_cache_bytes: usize,
@@ -105,6 +108,7 @@ impl EngineConfig {
             wal_segment_bytes: 64 << 20,
             wal_max_bytes: 2 << 30,
             wal_group_commit_max_bytes: 4 << 20,
+            wal_pace_above_percent: 75,
             append_timeout: Duration::from_secs(10),
             tail_cache_bytes: 256 << 20,
             max_message_bytes: 4 << 20,

@@ -146,6 +146,7 @@ async fn upload_volume(
         max_bytes: engine.wal_max_bytes,
         group_commit_max_bytes: engine.wal_group_commit_max_bytes,
         append_timeout: engine.append_timeout,
+        pace_above_percent: engine.wal_pace_above_percent,
         clock: clock.clone(),
     };
     let recovered = wal_dir.clone();

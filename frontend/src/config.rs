@@ -164,6 +164,7 @@ pub struct WalSection {
     pub max_bytes: u64,
     pub group_commit_max_bytes: usize,
     pub append_timeout_ms: u64,
+    pub pace_above_percent: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -331,6 +332,7 @@ impl Default for Config {
                 max_bytes: engine.wal_max_bytes,
                 group_commit_max_bytes: engine.wal_group_commit_max_bytes,
                 append_timeout_ms: engine.append_timeout.as_millis() as u64,
+                pace_above_percent: engine.wal_pace_above_percent,
             },
             cache: CacheSection {
                 tail_bytes: engine.tail_cache_bytes,
@@ -602,6 +604,12 @@ impl Config {
                 self.wal.segment_bytes, self.wal.max_bytes
             ));
         }
+        if self.wal.pace_above_percent > 100 {
+            return bad(format!(
+                "wal.pace_above_percent must be between 0 and 100 (got {})",
+                self.wal.pace_above_percent
+            ));
+        }
         if self.limits.max_message_bytes as u64 > self.wal.segment_bytes {
             return bad("limits.max_message_bytes must not exceed wal.segment_bytes".into());
         }
@@ -743,6 +751,7 @@ impl Config {
             wal_segment_bytes: self.wal.segment_bytes,
             wal_max_bytes: self.wal.max_bytes,
             wal_group_commit_max_bytes: self.wal.group_commit_max_bytes,
+            wal_pace_above_percent: self.wal.pace_above_percent,
             append_timeout: Duration::from_millis(self.wal.append_timeout_ms),
             tail_cache_bytes: self.cache.tail_bytes,
             max_message_bytes: self.limits.max_message_bytes,
@@ -920,6 +929,25 @@ mod tests {
 
         let env = vec![("STRATA_RETENTION_DEFAULT".to_string(), "soon".to_string())];
         assert!(Config::load(None, env).is_err());
+    }
+
+    #[test]
+    fn wal_pacing_starts_at_a_percentage_of_the_wal() {
+        let mut c = Config::default();
+        assert_eq!(c.wal.pace_above_percent, 75);
+        for good in [0, 50, 100] {
+            c.wal.pace_above_percent = good;
+            c.validate().unwrap();
+            assert_eq!(c.engine_config().unwrap().wal_pace_above_percent, good);
+        }
+        c.wal.pace_above_percent = 101;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("wal.pace_above_percent"), "{e}");
+        let env = vec![(
+            "STRATA_WAL_PACE_ABOVE_PERCENT".to_string(),
+            "90".to_string(),
+        )];
+        assert_eq!(Config::load(None, env).unwrap().wal.pace_above_percent, 90);
     }
 
     #[test]

@@ -144,6 +144,12 @@ pub struct WalJson {
     #[serde(default)]
     pub sync_p999_ms: Option<f64>,
     pub failed: bool,
+    /// Appends that waited for their pace while the WAL was filling (above
+    /// `wal.pace_above_percent`), and how long they waited in all.
+    #[serde(default)]
+    pub paced_appends: u64,
+    #[serde(default)]
+    pub pace_wait_ms: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -124,6 +124,7 @@ impl Core {
             max_bytes: config.wal_max_bytes,
             group_commit_max_bytes: config.wal_group_commit_max_bytes,
             append_timeout: config.append_timeout,
+            pace_above_percent: config.wal_pace_above_percent,
             clock: clock.clone(),
         };
         let by_id = topics.id_map();

@@ -80,13 +80,22 @@ pub async fn run(cli: Cli) -> Result<()> {
                 bytes(status.retained_bytes)
             );
             println!(
-                "wal         {} of {} ({:.1}%), {} segments, {} appends in {} fsyncs{}",
+                "wal         {} of {} ({:.1}%), {} segments, {} appends in {} fsyncs{}{}",
                 bytes(status.wal.used_bytes),
                 bytes(status.wal.max_bytes),
                 status.wal.fill_ratio * 100.0,
                 status.wal.segments,
                 status.wal.appends,
                 status.wal.syncs,
+                if status.wal.paced_appends > 0 {
+                    format!(
+                        ", {} paced while filling ({:.1} s waited)",
+                        status.wal.paced_appends,
+                        status.wal.pace_wait_ms as f64 / 1000.0
+                    )
+                } else {
+                    String::new()
+                },
                 if status.wal.failed { ", FAILED" } else { "" }
             );
             println!(

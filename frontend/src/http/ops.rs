@@ -47,6 +47,8 @@ pub struct Metrics {
     wal_used_bytes: Gauge<i64, AtomicGauge>,
     wal_syncs: Gauge<i64, AtomicGauge>,
     wal_appends: Gauge<i64, AtomicGauge>,
+    wal_paced_appends: Gauge<i64, AtomicGauge>,
+    wal_pace_wait_ms: Gauge<i64, AtomicGauge>,
     wal_sync_seconds: CopiedHistogram,
     retained_messages: Gauge<i64, AtomicGauge>,
     retained_bytes: Gauge<i64, AtomicGauge>,
@@ -141,6 +143,16 @@ impl Metrics {
             "wal_appends",
             "WAL records appended since start",
         );
+        let wal_paced_appends = gauge(
+            &mut registry,
+            "wal_paced_appends",
+            "WAL appends that waited for their pace while the WAL was filling, since start",
+        );
+        let wal_pace_wait_ms = gauge(
+            &mut registry,
+            "wal_pace_wait_ms",
+            "Milliseconds WAL appends waited for their pace in all, since start",
+        );
         let wal_sync_seconds = CopiedHistogram::default();
         registry.register(
             "wal_sync_seconds",
@@ -197,6 +209,8 @@ impl Metrics {
             wal_used_bytes,
             wal_syncs,
             wal_appends,
+            wal_paced_appends,
+            wal_pace_wait_ms,
             wal_sync_seconds,
             retained_messages,
             retained_bytes,
@@ -264,6 +278,8 @@ pub async fn metrics(State(state): State<AppState>, caller: Caller) -> Response 
     m.wal_used_bytes.set(clamp(status.wal.used_bytes));
     m.wal_syncs.set(clamp(status.wal.syncs));
     m.wal_appends.set(clamp(status.wal.appends));
+    m.wal_paced_appends.set(clamp(status.wal.paced_appends));
+    m.wal_pace_wait_ms.set(clamp(status.wal.pace_wait_ms));
     m.wal_sync_seconds.set(status.wal.sync_latency.clone());
     m.retained_messages.set(clamp(status.retained_messages));
     m.retained_bytes.set(clamp(status.retained_bytes));
@@ -366,6 +382,8 @@ pub async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<
             sync_p99_ms: bound_ms(&s.wal.sync_latency, 0.99),
             sync_p999_ms: bound_ms(&s.wal.sync_latency, 0.999),
             failed: s.wal.failed,
+            paced_appends: s.wal.paced_appends,
+            pace_wait_ms: s.wal.pace_wait_ms,
         },
         tail_cache: CacheJson {
             bytes: s.tail_cache.bytes,

@@ -21,6 +21,9 @@
 //! reserved (so it counts records not yet written). An append that would push
 //! it over `max_bytes` waits until [`FileWal::release_before`] deletes old
 //! segments, or fails with [`WalError::Full`] after `append_timeout`.
+//! Before that, above `pace_above_percent` of `max_bytes`, appends are
+//! paced to the rate the WAL drains (see `pace`), so producers see an even
+//! delay rather than stalls each time an upload frees room.
 //! To guarantee that releasing everything releasable always makes room,
 //! `open` requires `segment_bytes <= max_bytes / 2`, and one record may use at
 //! most half of `max_bytes` (see [`FileWal::max_record_len`]).
@@ -28,6 +31,7 @@
 mod error;
 pub mod frame;
 pub mod mark;
+mod pace;
 mod recovery;
 mod segment;
 mod span;
@@ -78,6 +82,10 @@ struct State {
     used_bytes: u64,
     /// `None` once closed.
     sender: Option<mpsc::Sender<Op>>,
+    pacer: pace::Pacer,
+    /// Appends that waited for their pace, and how long in all.
+    paced_appends: u64,
+    pace_wait: std::time::Duration,
 }
 
 /// The write-ahead log. `Send + Sync`; share it via `Arc`.
@@ -156,6 +164,11 @@ impl FileWal {
             .spawn(move || writer.run(rx))
             .map_err(WalError::io(&config.dir))?;
         let used_bytes = segments.iter().map(Segment::file_len).sum();
+        let pacer = pace::Pacer::new(
+            (u128::from(config.max_bytes) * u128::from(config.pace_above_percent.min(100)) / 100)
+                as u64,
+            config.max_bytes,
+        );
         tracing::info!(dir = %config.dir.display(), segments = segments.len(),
             records = report.records, bytes = report.bytes,
             first_lsn = segments.front().map_or(0, |s| s.base_lsn), end_lsn = active.end_lsn,
@@ -167,6 +180,9 @@ impl FileWal {
                 segments,
                 used_bytes,
                 sender: Some(tx),
+                pacer,
+                paced_appends: 0,
+                pace_wait: std::time::Duration::ZERO,
             }),
             io,
             space: Notify::new(),
@@ -208,6 +224,12 @@ impl FileWal {
         // Queueing behind a submitter that waits for space counts as waiting too.
         let turn = strata_common::clock::timeout(clock, left(), self.submit_turn.lock()).await;
         let mut timed_out = turn.is_none();
+        if !timed_out {
+            // Holding the turn while paced makes everyone behind wait too:
+            // that is the pacing. A cancelled wait leaves its slot taken.
+            self.pace((FRAME_HEADER_LEN + payload.len()) as u64, left())
+                .await;
+        }
         loop {
             if !timed_out {
                 if let Some(pending) = self.try_reserve(header, &payload)? {
@@ -237,6 +259,26 @@ impl FileWal {
                 });
             }
         }
+    }
+
+    /// Waits for this append's slot while the WAL fills (at most `limit`).
+    async fn pace(&self, frame_len: u64, limit: std::time::Duration) {
+        let clock = self.config.clock.as_ref();
+        let wait = {
+            let mut st = lock(&self.state);
+            let used = st.used_bytes;
+            st.pacer.admit(clock.monotonic(), used, frame_len)
+        }
+        .min(limit);
+        // Timers tick in milliseconds: a shorter wait would cost a whole
+        // one. The schedule keeps the debt, so a later append waits for it.
+        if wait < std::time::Duration::from_millis(1) {
+            return;
+        }
+        clock.sleep(wait).await;
+        let mut st = lock(&self.state);
+        st.paced_appends += 1;
+        st.pace_wait += wait;
     }
 
     /// Reserves and sends if the frame fits now; `Ok(None)` if it must wait.
@@ -407,6 +449,8 @@ impl FileWal {
             }
         }
         if freed > 0 {
+            let now = self.config.clock.monotonic();
+            lock(&self.state).pacer.released(now, freed);
             if let Err(e) = segment::sync_dir(&self.config.dir) {
                 // The deletions happened; at worst a crash resurrects an old
                 // segment, which recovery replays harmlessly.
@@ -449,6 +493,8 @@ impl FileWal {
             synced_bytes: self.io.synced_bytes.load(Ordering::Relaxed),
             sync_latency: self.io.sync_latency.snapshot(),
             failed: self.io.is_failed(),
+            paced_appends: st.paced_appends,
+            pace_wait_ms: st.pace_wait.as_millis() as u64,
         }
     }
 

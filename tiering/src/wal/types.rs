@@ -24,6 +24,9 @@ pub struct WalConfig {
     pub group_commit_max_bytes: usize,
     /// How long an append may wait for room before [`WalError::Full`].
     pub append_timeout: Duration,
+    /// Above this share of `max_bytes` appends are paced to the rate the
+    /// WAL drains (100: never).
+    pub pace_above_percent: u8,
     /// The clock that wait is measured on.
     pub clock: Arc<dyn Clock>,
 }
@@ -37,6 +40,7 @@ impl WalConfig {
             max_bytes: 4 * 1024 * 1024 * 1024,
             group_commit_max_bytes: 4 * 1024 * 1024,
             append_timeout: Duration::from_secs(5),
+            pace_above_percent: 75,
             clock: Arc::new(SystemClock),
         }
     }
@@ -54,6 +58,12 @@ impl WalConfig {
                 "segment_bytes {} must be at most half of max_bytes {}, or a full \
                  active segment could block appends forever",
                 self.segment_bytes, self.max_bytes
+            )));
+        }
+        if self.pace_above_percent > 100 {
+            return Err(WalError::Config(format!(
+                "pace_above_percent {} must be at most 100",
+                self.pace_above_percent
             )));
         }
         if self.group_commit_max_bytes == 0 {
@@ -117,6 +127,10 @@ pub struct WalStats {
     /// How long each group's write + fdatasync took, since start.
     pub sync_latency: LatencySnapshot,
     pub failed: bool,
+    /// Appends that waited for their pace while the WAL filled, and how
+    /// long they waited in all.
+    pub paced_appends: u64,
+    pub pace_wait_ms: u64,
 }
 
 /// A reserved, handed-off append.

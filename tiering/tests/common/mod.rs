@@ -15,6 +15,8 @@ pub fn config(dir: &Path) -> WalConfig {
         max_bytes: 1024 * 1024,
         group_commit_max_bytes: 256 * 1024,
         append_timeout: Duration::from_secs(5),
+        // Tests of a full WAL want it full; `pacing.rs` turns this on.
+        pace_above_percent: 100,
         clock: Arc::new(strata_common::SystemClock),
     }
 }
