@@ -289,17 +289,26 @@ impl Compactor {
                     continue;
                 }
                 attempted = now;
-                let uploaded = match urgent.as_ref().filter(|_| filling) {
-                    Some(urgent) => {
-                        let upload = this.clone();
-                        urgent
-                            .spawn(async move { upload.upload_once().await })
-                            .await
-                            .unwrap_or_else(|e| {
-                                Err(CompactorError::Internal(format!("upload task failed: {e}")))
-                            })
+                let upload = async {
+                    match urgent.as_ref().filter(|_| filling) {
+                        Some(urgent) => {
+                            let upload = this.clone();
+                            urgent
+                                .spawn(async move { upload.upload_once().await })
+                                .await
+                                .unwrap_or_else(|e| {
+                                    Err(CompactorError::Internal(format!(
+                                        "upload task failed: {e}"
+                                    )))
+                                })
+                        }
+                        None => this.upload_once().await,
                     }
-                    None => this.upload_once().await,
+                };
+                // Abandoned at shutdown, like a maintenance pass (below).
+                let uploaded = tokio::select! {
+                    uploaded = upload => uploaded,
+                    _ = shutdown.wait_for(|down| *down) => break,
                 };
                 if uploaded.is_ok() {
                     last = clock.monotonic();
@@ -326,7 +335,14 @@ impl Compactor {
                 if this.log.strong_count() == 0 {
                     break;
                 }
-                let passed = this.maintain().await;
+                // A pass is abandoned at shutdown (it is crash-safe, so it is
+                // safe to stop anywhere): against an object store that is
+                // down, or a test clock that jumped past a timeout, it
+                // could otherwise retry long after the node was told to stop.
+                let passed = tokio::select! {
+                    passed = this.maintain() => passed,
+                    _ = shutdown.wait_for(|down| *down) => break,
+                };
                 this.note(Pass::Maintenance, passed.map(drop));
             }
         })

@@ -175,7 +175,9 @@ impl Engine {
     /// in-flight appends to become durable, and closes the WAL.
     pub async fn close(&self) -> Result<()> {
         self.begin_shutdown();
-        // A pass in progress finishes; the loops then see the shutdown.
+        // The loops end, abandoning a pass in progress (each is crash-safe):
+        // one retrying against an unreachable object store must not hold
+        // the close up.
         let loops = std::mem::take(&mut *self.lock_loops());
         for looped in loops {
             if let Err(e) = looped.await

@@ -204,7 +204,15 @@ impl Lookup {
                     _ = shutdown.wait_for(|down| *down) => break,
                 }
                 let Some(lookup) = weak.upgrade() else { break };
-                match lookup.index_pass().await {
+                // Abandoned at shutdown: a pass is crash-safe (marks move
+                // only with the runs that cover them), and one retrying
+                // against an object store that is down would hold up the
+                // close for as long as its retries last.
+                let passed = tokio::select! {
+                    passed = lookup.index_pass() => passed,
+                    _ = shutdown.wait_for(|down| *down) => break,
+                };
+                match passed {
                     Ok(()) => *lock(&lookup.stats.last_error) = None,
                     Err(e) if !*lookup.core.shutdown.borrow() => {
                         tracing::warn!(error = %e, "message index pass failed; retrying");
