@@ -5,11 +5,13 @@ use std::path::PathBuf;
 /// Everything that can go wrong opening, appending to or reading the WAL.
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
-    /// Back-pressure gave up: nothing released space within the append timeout.
+    /// Back-pressure gave up: the append found no room, or no turn while
+    /// others were paced or waited for room, within the append timeout.
     #[error(
-        "WAL stayed full for {waited_ms} ms ({used_bytes} of {max_bytes} bytes used); \
-         space is freed only when release_before deletes sealed segments whose \
-         records are stored elsewhere"
+        "WAL append found no room for {waited_ms} ms ({used_bytes} of {max_bytes} bytes \
+         used; appends are paced while it fills and wait once it is full); space is \
+         freed only when release_before deletes sealed segments whose records are \
+         stored elsewhere"
     )]
     Full {
         waited_ms: u64,

@@ -23,7 +23,9 @@
 //! segments, or fails with [`WalError::Full`] after `append_timeout`.
 //! Before that, above `pace_above_percent` of `max_bytes`, appends are
 //! paced to the rate the WAL drains (see `pace`), so producers see an even
-//! delay rather than stalls each time an upload frees room.
+//! delay rather than stalls each time an upload frees room. A paced append
+//! holds the submit turn while it waits, so those behind it wait too: that
+//! queue is what spreads the delay.
 //! To guarantee that releasing everything releasable always makes room,
 //! `open` requires `segment_bytes <= max_bytes / 2`, and one record may use at
 //! most half of `max_bytes` (see [`FileWal::max_record_len`]).
@@ -266,6 +268,10 @@ impl FileWal {
         let clock = self.config.clock.as_ref();
         let wait = {
             let mut st = lock(&self.state);
+            if st.sender.is_none() {
+                // Closed: the reservation says so at once.
+                return;
+            }
             let used = st.used_bytes;
             st.pacer.admit(clock.monotonic(), used, frame_len)
         }

@@ -6,32 +6,37 @@
 //! next upload. Producers see it as stalls of hundreds of milliseconds.
 //!
 //! Above `start_bytes` appends are admitted at the rate the WAL drains
-//! instead: the bytes released over the last [`WINDOW`], slowed further
-//! the closer the WAL is to full (down to half of that rate at
-//! `max_bytes`), so it settles between the two with room to spare. Each
-//! append is given the next slot of that rate (a virtual schedule, like a
-//! token bucket of one append), so the wait is spread evenly over every
-//! append instead of falling whole on the unlucky ones.
+//! instead, slowed further the closer the WAL is to full (down to half of
+//! that rate at `max_bytes`), so it settles just above the start with room
+//! to spare. Each append is given the next slot of that rate (a virtual
+//! schedule, like a token bucket of one append), so the wait is spread
+//! evenly over every append instead of falling whole on the unlucky ones.
 //!
 //! ```text
-//!   rate = drained bytes in window / min(time since first release, WINDOW)
-//!        × (1 − ½ · (used − start) / (max − start))
-//!   wait = max(now, next_slot) − now;   next_slot = that + frame_len / rate
+//!   drain = bytes released after the oldest release kept / (now − that release)
+//!   rate  = drain × (1 − ½ · (used − start) / (max − start))
+//!   wait  = min(max(now, next_slot), now + MAX_WAIT) − now;  next_slot = now + wait + len / rate
 //! ```
 //!
-//! Before anything was released (or for a WINDOW without releases) the
-//! drain is unknown and taken as `max_bytes / 64` per second.
+//! The releases kept are those of the last [`WINDOW`] (at most
+//! [`MAX_RELEASES`]). Measuring from the oldest one, not from the window's
+//! start, keeps an upload that frees a lot at once from reading as a burst
+//! of speed; dividing by the time up to `now` makes the estimate fall when
+//! releases stop. With fewer than two releases kept the drain is unknown,
+//! and nothing is paced: an object store that is down drains nothing, and
+//! pacing cannot help (appends then wait at `max_bytes`, as before).
+//! [`MAX_WAIT`] bounds one append's wait, so a schedule that fell far behind
+//! (a very low rate, a large record) never holds an append for long.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 /// How far back releases count towards the drain rate.
-pub const WINDOW: Duration = Duration::from_secs(10);
-/// The shortest span the drain is averaged over, so the first release after
-/// a quiet spell does not read as an enormous rate.
-const MIN_SPAN: Duration = Duration::from_secs(1);
-/// With no release in the window, `max_bytes / UNKNOWN_DRAIN_DIVISOR` per second.
-const UNKNOWN_DRAIN_DIVISOR: u64 = 64;
+pub const WINDOW: Duration = Duration::from_secs(30);
+/// The most releases kept for the estimate.
+pub const MAX_RELEASES: usize = 64;
+/// The longest one append waits for its slot.
+pub const MAX_WAIT: Duration = Duration::from_millis(200);
 
 /// The pacing state of one WAL.
 #[derive(Debug)]
@@ -40,9 +45,6 @@ pub struct Pacer {
     max_bytes: u64,
     /// (when, bytes) of the releases within [`WINDOW`], oldest first.
     releases: VecDeque<(Duration, u64)>,
-    /// The first release since the WAL last went a whole window without
-    /// one: the drain is averaged over the time since (at most [`WINDOW`]).
-    since: Option<Duration>,
     /// The earliest time the next paced append may go.
     next_slot: Duration,
 }
@@ -54,18 +56,17 @@ impl Pacer {
             start_bytes,
             max_bytes,
             releases: VecDeque::new(),
-            since: None,
             next_slot: Duration::ZERO,
         }
     }
 
     /// Records `bytes` released at `now`.
     pub fn released(&mut self, now: Duration, bytes: u64) {
-        self.forget_before(now);
-        if self.since.is_none() {
-            self.since = Some(now);
-        }
         self.releases.push_back((now, bytes));
+        if self.releases.len() > MAX_RELEASES {
+            self.releases.pop_front();
+        }
+        self.forget_before(now);
     }
 
     fn forget_before(&mut self, now: Duration) {
@@ -73,43 +74,42 @@ impl Pacer {
         while self.releases.front().is_some_and(|(at, _)| *at < cutoff) {
             self.releases.pop_front();
         }
-        if self.releases.is_empty() {
-            self.since = None;
-        }
     }
 
-    /// Bytes per second the WAL drained lately, if anything was released
-    /// within the window.
+    /// Bytes per second the WAL drained lately; `None` with fewer than two
+    /// releases in the window.
     pub fn drain_rate(&mut self, now: Duration) -> Option<f64> {
         self.forget_before(now);
-        let since = self.since?;
-        let bytes: u64 = self.releases.iter().map(|(_, b)| b).sum();
-        let span = now.saturating_sub(since).clamp(MIN_SPAN, WINDOW);
+        let (first, _) = *self.releases.front()?;
+        if self.releases.len() < 2 {
+            return None;
+        }
+        let bytes: u64 = self.releases.iter().skip(1).map(|(_, b)| b).sum();
+        let span = now.saturating_sub(first).max(Duration::from_millis(1));
         Some(bytes as f64 / span.as_secs_f64())
     }
 
-    /// The admission rate with `used` bytes in the WAL; `None` below the
-    /// start (no pacing).
+    /// The admission rate with `used` bytes in the WAL; `None` when nothing
+    /// is paced (below the start, or the drain unknown).
     pub fn rate(&mut self, now: Duration, used: u64) -> Option<f64> {
         if used <= self.start_bytes || self.start_bytes >= self.max_bytes {
             return None;
         }
-        let drain = self
-            .drain_rate(now)
-            .unwrap_or((self.max_bytes / UNKNOWN_DRAIN_DIVISOR) as f64);
+        let drain = self.drain_rate(now)?;
         let depth = (used - self.start_bytes) as f64 / (self.max_bytes - self.start_bytes) as f64;
         let slow = 1.0 - 0.5 * depth.min(1.0);
         Some((drain * slow).max(1.0))
     }
 
     /// Takes the next slot for an append of `len` bytes with `used` bytes
-    /// in the WAL: how long it waits before it may go. Zero below the start.
+    /// in the WAL: how long it waits before it may go, at most
+    /// [`MAX_WAIT`]. Zero when nothing is paced.
     pub fn admit(&mut self, now: Duration, used: u64, len: u64) -> Duration {
         let Some(rate) = self.rate(now, used) else {
             self.next_slot = now;
             return Duration::ZERO;
         };
-        let slot = self.next_slot.max(now);
+        let slot = self.next_slot.max(now).min(now + MAX_WAIT);
         self.next_slot = slot + Duration::from_secs_f64(len as f64 / rate);
         slot - now
     }
@@ -125,49 +125,66 @@ mod tests {
         Duration::from_secs_f64(s)
     }
 
+    /// A pacer that saw `per_s` bytes released every second from 0 to 10 s.
+    fn draining(start: u64, max: u64, per_s: u64) -> Pacer {
+        let mut p = Pacer::new(start, max);
+        for i in 0..=10 {
+            p.released(secs(i as f64), per_s);
+        }
+        p
+    }
+
     #[test]
     fn below_the_start_nothing_waits() {
-        let mut p = Pacer::new(768 * MIB, 1024 * MIB);
+        let mut p = draining(768 * MIB, 1024 * MIB, 10 * MIB);
         for i in 0..100 {
-            assert_eq!(
-                p.admit(secs(i as f64 * 0.001), 768 * MIB, MIB),
-                Duration::ZERO
-            );
+            let now = secs(10.0 + i as f64 * 0.001);
+            assert_eq!(p.admit(now, 768 * MIB, MIB), Duration::ZERO);
         }
     }
 
     #[test]
     fn a_start_at_the_maximum_never_paces() {
-        let mut p = Pacer::new(1024 * MIB, 1024 * MIB);
-        assert_eq!(p.admit(secs(1.0), 1024 * MIB, MIB), Duration::ZERO);
+        let mut p = draining(1024 * MIB, 1024 * MIB, 10 * MIB);
+        assert_eq!(p.admit(secs(10.0), 1024 * MIB, MIB), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_drain_is_what_was_released_over_the_time_it_took() {
+        // 100 MiB a second: measured from the first release, not inflated
+        // by counting it.
+        let mut p = draining(0, 1024 * MIB, 100 * MIB);
+        let rate = p.drain_rate(secs(10.0)).unwrap_or(0.0) / MIB as f64;
+        assert!((rate - 100.0).abs() < 0.1, "{rate}");
+        // Half a second after the last release, a little lower.
+        let rate = p.drain_rate(secs(10.5)).unwrap_or(0.0) / MIB as f64;
+        assert!((rate - 1000.0 / 10.5).abs() < 0.1, "{rate}");
+        // One big release every 5 s is 64 MiB / 5 s, not 64 MiB / 1 s.
+        let mut p = Pacer::new(0, 1024 * MIB);
+        for i in 0..4 {
+            p.released(secs(i as f64 * 5.0), 64 * MIB);
+        }
+        let rate = p.drain_rate(secs(15.0)).unwrap_or(0.0) / MIB as f64;
+        assert!((rate - 12.8).abs() < 0.1, "{rate}");
     }
 
     #[test]
     fn above_the_start_appends_go_at_the_drain_rate() {
-        let mut p = Pacer::new(768 * MIB, 1024 * MIB);
-        // 100 MiB/s drained over the last 10 s.
-        for i in 0..=10 {
-            p.released(secs(i as f64), 100 * MIB);
-        }
+        let mut p = draining(768 * MIB, 1024 * MIB, 100 * MIB);
         let now = secs(10.0);
-        let rate = p.drain_rate(now).unwrap_or(0.0);
-        assert!((rate / MIB as f64 - 110.0).abs() < 1.0, "{rate}");
-        // Just above the start: close to the drain rate; 10 appends of 1 MiB
-        // are spread over about 10 / 110 s, the first going at once.
+        // Just above the start: the drain rate; 10 appends of 1 MiB are
+        // spread over about 10 / 100 s, the first going at once.
         let used = 768 * MIB + 1;
         let waits: Vec<Duration> = (0..10).map(|_| p.admit(now, used, MIB)).collect();
         assert_eq!(waits[0], Duration::ZERO);
         let last = waits[9].as_secs_f64();
-        assert!((last - 9.0 / 110.0).abs() < 0.001, "{last}");
+        assert!((last - 0.09).abs() < 0.001, "{last}");
         assert!(waits.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]
     fn the_fuller_the_slower_down_to_half() {
-        let mut p = Pacer::new(512 * MIB, 1024 * MIB);
-        for i in 0..=10 {
-            p.released(secs(i as f64), 100 * MIB);
-        }
+        let mut p = draining(512 * MIB, 1024 * MIB, 100 * MIB);
         let now = secs(10.0);
         let drain = p.drain_rate(now).unwrap_or(0.0);
         let at = |p: &mut Pacer, used| p.rate(now, used).unwrap_or(0.0) / drain;
@@ -179,35 +196,43 @@ mod tests {
     }
 
     #[test]
-    fn without_releases_the_drain_is_a_sixty_fourth_of_the_wal() {
+    fn without_two_releases_in_the_window_nothing_is_paced() {
         let mut p = Pacer::new(0, 1024 * MIB);
-        assert_eq!(p.drain_rate(secs(5.0)), None);
-        let rate = p.rate(secs(5.0), 1).unwrap_or(0.0);
-        assert!((rate / MIB as f64 - 16.0).abs() < 0.1, "{rate}");
+        assert_eq!(p.admit(secs(1.0), 512 * MIB, MIB), Duration::ZERO);
+        p.released(secs(1.0), 64 * MIB);
+        assert_eq!(p.drain_rate(secs(2.0)), None);
+        assert_eq!(p.admit(secs(2.0), 512 * MIB, MIB), Duration::ZERO);
+        p.released(secs(2.0), 64 * MIB);
+        assert!(p.drain_rate(secs(2.0)).is_some());
+        // Releases stop (the object store went down): the estimate falls,
+        // then, once they are older than the window, nothing is paced.
+        let early = p.drain_rate(secs(3.0)).unwrap_or(0.0);
+        let late = p.drain_rate(secs(20.0)).unwrap_or(f64::MAX);
+        assert!(late < early / 5.0, "{early} {late}");
+        assert_eq!(p.drain_rate(secs(32.0)), None);
+        assert_eq!(p.admit(secs(32.0), 512 * MIB, MIB), Duration::ZERO);
     }
 
     #[test]
-    fn releases_older_than_the_window_are_forgotten() {
-        let mut p = Pacer::new(0, 1024 * MIB);
-        p.released(secs(0.0), 500 * MIB);
-        assert!(p.drain_rate(secs(5.0)).is_some());
-        assert_eq!(p.drain_rate(secs(10.5)), None);
-        // A new release after the quiet spell is averaged over at least
-        // MIN_SPAN, not over the time since the forgotten one.
-        p.released(secs(20.0), 50 * MIB);
-        let rate = p.drain_rate(secs(20.0)).unwrap_or(0.0);
-        assert!((rate / MIB as f64 - 50.0).abs() < 0.1, "{rate}");
+    fn no_append_waits_longer_than_the_bound() {
+        // 1 KiB/s drained; appends of 1 MiB would each need 1000 s.
+        let mut p = draining(0, 1024 * MIB, 1024);
+        let now = secs(10.0);
+        for _ in 0..100 {
+            assert!(p.admit(now, 512 * MIB, MIB) <= MAX_WAIT);
+        }
+        // The debt does not grow either: later appends wait the bound too.
+        assert!(p.admit(secs(11.0), 512 * MIB, MIB) <= MAX_WAIT);
     }
 
     #[test]
     fn falling_below_the_start_clears_the_schedule() {
-        let mut p = Pacer::new(512 * MIB, 1024 * MIB);
-        p.released(secs(0.0), 10 * MIB);
-        let now = secs(1.0);
+        let mut p = draining(512 * MIB, 1024 * MIB, 10 * MIB);
+        let now = secs(10.0);
         for _ in 0..100 {
             p.admit(now, 800 * MIB, MIB);
         }
-        assert!(p.admit(now, 800 * MIB, MIB) > Duration::from_secs(1));
+        assert_eq!(p.admit(now, 800 * MIB, MIB), MAX_WAIT);
         assert_eq!(p.admit(now, 100 * MIB, MIB), Duration::ZERO);
         assert_eq!(p.admit(now, 800 * MIB, MIB), Duration::ZERO);
     }
