@@ -119,6 +119,22 @@ async fn zombie_upload_error(url: &str) -> String {
     }
 }
 
+/// The object PUTs the node at `url` made since start, and its failed
+/// compactor passes.
+async fn zombie_puts_and_failures(url: &str) -> (u64, u64) {
+    let status: serde_json::Value = reqwest::get(format!("{url}/v1/status"))
+        .await
+        .expect("status of the zombie")
+        .json()
+        .await
+        .expect("status json");
+    let tiering = &status["tiering"];
+    (
+        tiering["object_requests"]["puts"].as_u64().expect("puts"),
+        tiering["failed_passes"].as_u64().expect("failed passes"),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_node_whose_volume_was_adopted_elsewhere_is_fenced() {
     let Some(url) = etcd_test_url("cluster-zombie") else {
@@ -255,8 +271,25 @@ async fn a_paused_node_whose_volume_was_adopted_elsewhere_is_fenced() {
             && upload_error.contains("another node adopted this node's WAL"),
         "{upload_error}"
     );
+    // ... and it PUTs nothing meanwhile: two more of its passes fail with
+    // no PUT between them (before the write fence, each retry built and
+    // PUT an orphan object).
+    let (puts, failed) = zombie_puts_and_failures(&a.url).await;
+    let began = Instant::now();
+    loop {
+        let (now_puts, now_failed) = zombie_puts_and_failures(&a.url).await;
+        assert_eq!(now_puts, puts, "the zombie PUT an object");
+        if now_failed >= failed + 2 {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(40),
+            "the zombie's passes stopped failing ({failed} -> {now_failed})"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     eprintln!(
-        "zombie: node-a's {} tenants served by node-b {:.1} s after SIGSTOP; after SIGCONT {} of its sends refused (503), {forwarded} forwarded to node-b; {reads_answered} reads through it answered; {} acknowledged messages all present once; its upload: {upload_error}",
+        "zombie: node-a's {} tenants served by node-b {:.1} s after SIGSTOP; after SIGCONT {} of its sends refused (503), {forwarded} forwarded to node-b; {reads_answered} reads through it answered; {} acknowledged messages all present once; no PUT in its last 2 failed passes; its upload: {upload_error}",
         on_a.len(),
         moved.as_secs_f64(),
         refused.len(),

@@ -233,7 +233,7 @@ impl Compactor {
     }
 
     /// Starts the upload and maintenance loops on `runtime`; they end when
-    /// `shutdown` turns true (a pass in progress finishes first). A node
+    /// `shutdown` turns true (a pass in progress is abandoned). A node
     /// passes its low-priority background runtime: building, compressing
     /// and merging objects then never holds up the workers that serve
     /// requests.
@@ -289,26 +289,30 @@ impl Compactor {
                     continue;
                 }
                 attempted = now;
-                let upload = async {
-                    match urgent.as_ref().filter(|_| filling) {
-                        Some(urgent) => {
-                            let upload = this.clone();
-                            urgent
-                                .spawn(async move { upload.upload_once().await })
-                                .await
-                                .unwrap_or_else(|e| {
-                                    Err(CompactorError::Internal(format!(
-                                        "upload task failed: {e}"
-                                    )))
-                                })
-                        }
-                        None => this.upload_once().await,
+                // Abandoned at shutdown, like a maintenance pass (below). An
+                // urgent upload runs as a task of its own: it is aborted and
+                // awaited, so nothing of it outlives the loop.
+                let uploaded = match urgent.as_ref().filter(|_| filling) {
+                    Some(urgent) => {
+                        let upload = this.clone();
+                        let mut task = urgent.spawn(async move { upload.upload_once().await });
+                        let joined = tokio::select! {
+                            joined = &mut task => Some(joined),
+                            _ = shutdown.wait_for(|down| *down) => None,
+                        };
+                        let Some(joined) = joined else {
+                            task.abort();
+                            let _ = task.await;
+                            break;
+                        };
+                        joined.unwrap_or_else(|e| {
+                            Err(CompactorError::Internal(format!("upload task failed: {e}")))
+                        })
                     }
-                };
-                // Abandoned at shutdown, like a maintenance pass (below).
-                let uploaded = tokio::select! {
-                    uploaded = upload => uploaded,
-                    _ = shutdown.wait_for(|down| *down) => break,
+                    None => tokio::select! {
+                        uploaded = this.upload_once() => uploaded,
+                        _ = shutdown.wait_for(|down| *down) => break,
+                    },
                 };
                 if uploaded.is_ok() {
                     last = clock.monotonic();

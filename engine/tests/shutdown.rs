@@ -16,30 +16,42 @@ use strata_engine::{Engine, EngineConfig, MessageType, PublishMessage, Retention
 
 const T: &str = "default";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn close_abandons_passes_retrying_against_a_store_that_is_down() {
+/// Publishes, takes the object store down, lets the loops reach it, and
+/// closes; then reopens the directory in this process (which fails while
+/// anything of the old engine, an upload task say, still holds its
+/// metadata store) and reads every message back. `filling`: enough to
+/// fill the WAL past half, so uploads run as urgent tasks of their own.
+async fn close_while_retrying(filling: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = EngineConfig::new(dir.path());
-    c.upload_interval = Duration::from_secs(1);
-    c.retention_interval = Duration::from_secs(1);
-    c.block_cache.disk_dir = None;
+    let config = || {
+        let mut c = EngineConfig::new(dir.path());
+        c.upload_interval = Duration::from_secs(1);
+        c.retention_interval = Duration::from_secs(1);
+        c.wal_segment_bytes = 64 * 1024;
+        c.wal_max_bytes = 512 * 1024;
+        c.block_cache.disk_dir = None;
+        c
+    };
     let clock = ManualClock::new(SystemClock.now_ms(), 1);
-    let engine = Engine::open(c, clock.clone() as Arc<dyn Clock>)
+    let engine = Engine::open(config(), clock.clone() as Arc<dyn Clock>)
         .await
         .unwrap();
     engine
         .create_topic(T, "t", 2, MessageType::Normal, Some(Retention::Unlimited))
         .await
         .unwrap();
-    for i in 0..10u32 {
+    let size = if filling { 16 * 1024 } else { 10 };
+    let mut sent = 0;
+    while sent < 10 || (filling && engine.status().wal.used_bytes * 2 <= 512 * 1024) {
         let message = PublishMessage {
-            queue: Some(i % 2),
+            queue: Some(sent % 2),
             message: Message {
-                body: Bytes::from(format!("m{i}")),
+                body: Bytes::from(vec![b'm'; size]),
                 ..Message::default()
             },
         };
         engine.publish(T, "t", vec![message]).await.unwrap();
+        sent += 1;
     }
 
     // Every request fails from now on; the loops' next passes (an upload
@@ -60,18 +72,32 @@ async fn close_abandons_passes_retrying_against_a_store_that_is_down() {
 
     // Nothing acknowledged was lost: it is all in the WAL.
     drop(engine);
-    let mut c = EngineConfig::new(dir.path());
-    c.block_cache.disk_dir = None;
-    let engine = Engine::open(c, Arc::new(SystemClock)).await.unwrap();
+    let engine = Engine::open(config(), Arc::new(SystemClock)).await.unwrap();
     let mut read = 0;
     for queue in 0..2 {
-        read += engine
-            .read(T, "t", queue, 0, 100, Duration::ZERO)
-            .await
-            .unwrap()
-            .messages
-            .len();
+        let mut offset = 0;
+        loop {
+            let got = engine
+                .read(T, "t", queue, offset, 100, Duration::ZERO)
+                .await
+                .unwrap();
+            if got.messages.is_empty() {
+                break;
+            }
+            read += got.messages.len();
+            offset = got.next_offset;
+        }
     }
-    assert_eq!(read, 10);
+    assert_eq!(read, sent as usize);
     engine.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_abandons_passes_retrying_against_a_store_that_is_down() {
+    close_while_retrying(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_abandons_an_urgent_upload_of_a_filling_wal() {
+    close_while_retrying(true).await;
 }

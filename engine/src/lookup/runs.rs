@@ -143,12 +143,13 @@ impl Lookup {
     }
 
     /// Writes the pending set as a run and commits it with the marks it
-    /// moves; returns how many entries it wrote. On failure the entries stay
-    /// pending.
+    /// moves; returns how many entries it wrote. On failure, or if the
+    /// flush is dropped half-way (a pass abandoned at shutdown), the
+    /// entries go back to pending, so a close still writes them.
     pub(super) async fn flush(&self) -> Result<usize> {
         // The entries move from the pending set to `flushing` under one
         // lock, so a lookup finds them on one side or the other throughout.
-        let (unsorted, marks) = {
+        let mut taken = {
             let mut pending = lock(&self.pending);
             if pending.marks.is_empty() {
                 return Ok(0);
@@ -156,37 +157,26 @@ impl Lookup {
             pending.since_ms = None;
             let unsorted = Arc::new(std::mem::take(&mut pending.entries));
             *lock(&self.flushing) = Some(unsorted.clone());
-            (unsorted, std::mem::take(&mut pending.marks))
+            Taken {
+                lookup: self,
+                unsorted,
+                marks: std::mem::take(&mut pending.marks),
+                written: false,
+            }
         };
-        let sorting = unsorted.clone();
+        let sorting = taken.unsorted.clone();
         let sorted = tokio::task::spawn_blocking(move || {
             let mut entries = sorting.to_vec();
             entries.sort_unstable();
             entries.dedup();
             entries
         })
-        .await;
-        let result = match sorted {
-            Ok(entries) => {
-                let entries = Arc::new(entries);
-                self.write_run(&entries, &marks)
-                    .await
-                    .map(|()| entries.len())
-            }
-            Err(e) => Err(EngineError::Internal(format!("sorting index entries: {e}"))),
-        };
-        if result.is_err() {
-            // Back to pending before `flushing` is cleared, for the same reason.
-            let mut pending = lock(&self.pending);
-            pending.entries.extend(unsorted.iter().copied());
-            for (queue, next) in marks {
-                let at = pending.marks.entry(queue).or_insert(next);
-                *at = (*at).max(next);
-            }
-            pending.since_ms.get_or_insert(self.core.clock.now_ms());
-        }
-        *lock(&self.flushing) = None;
-        result
+        .await
+        .map_err(|e| EngineError::Internal(format!("sorting index entries: {e}")))?;
+        let entries = Arc::new(sorted);
+        self.write_run(&entries, &taken.marks).await?;
+        taken.written = true;
+        Ok(entries.len())
     }
 
     async fn write_run(
@@ -623,6 +613,33 @@ impl Lookup {
             }
         }
         Ok(swept)
+    }
+}
+
+/// Entries and marks a flush took from the pending set. Unless the run
+/// holding them was written, dropping this puts them back (before
+/// `flushing` is cleared, so a lookup finds them on one side or the other).
+struct Taken<'a> {
+    lookup: &'a Lookup,
+    unsorted: Arc<Vec<RunEntry>>,
+    marks: HashMap<QueueKey, u64>,
+    written: bool,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if !self.written {
+            let mut pending = lock(&self.lookup.pending);
+            pending.entries.extend(self.unsorted.iter().copied());
+            for (queue, next) in self.marks.drain() {
+                let at = pending.marks.entry(queue).or_insert(next);
+                *at = (*at).max(next);
+            }
+            pending
+                .since_ms
+                .get_or_insert(self.lookup.core.clock.now_ms());
+        }
+        *lock(&self.lookup.flushing) = None;
     }
 }
 
