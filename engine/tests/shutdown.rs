@@ -101,3 +101,56 @@ async fn close_abandons_passes_retrying_against_a_store_that_is_down() {
 async fn close_abandons_an_urgent_upload_of_a_filling_wal() {
     close_while_retrying(true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_gives_up_writing_the_pending_index_to_a_store_that_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = EngineConfig::new(dir.path());
+    c.upload_interval = Duration::from_secs(3600);
+    c.retention_interval = Duration::from_secs(3600);
+    c.block_cache.disk_dir = None;
+    // Retries that would last about an hour of the clock.
+    c.object_store.max_attempts = 1000;
+    let clock = ManualClock::new(SystemClock.now_ms(), 1);
+    let engine = Engine::open(c, clock.clone() as Arc<dyn Clock>)
+        .await
+        .unwrap();
+    engine
+        .create_topic(T, "t", 1, MessageType::Normal, Some(Retention::Unlimited))
+        .await
+        .unwrap();
+    let message = PublishMessage {
+        queue: Some(0),
+        message: Message {
+            body: Bytes::from_static(b"indexed"),
+            ..Message::default()
+        },
+    };
+    engine.publish(T, "t", vec![message]).await.unwrap();
+    // The index task takes it into its pending set (written as a run only
+    // after a minute, or at the close).
+    let mut ticks = 0;
+    while engine.status().message_index.pending_entries == 0 {
+        assert!(ticks < 500, "the message was never indexed");
+        clock.advance_ms(200);
+        SystemClock.sleep(Duration::from_millis(10)).await;
+        ticks += 1;
+    }
+
+    engine.object_store().faults().set_down(true);
+    let closing = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.close().await })
+    };
+    // A minute of the clock, in seconds: the close gives up on the index
+    // after ten of them instead of retrying for the hour.
+    for _ in 0..60 {
+        if closing.is_finished() {
+            break;
+        }
+        clock.advance_ms(1_000);
+        SystemClock.sleep(Duration::from_millis(20)).await;
+    }
+    assert!(closing.is_finished(), "the close still retries the index");
+    closing.await.unwrap().unwrap();
+}

@@ -54,6 +54,8 @@ pub const FLUSH_ENTRIES: usize = 1 << 20;
 pub const FLUSH_AGE: Duration = Duration::from_secs(60);
 /// Messages read back at once where the feed has a gap.
 const READ_BATCH: usize = 4096;
+/// How long a close waits to write the pending index (see `flush_on_close`).
+const CLOSE_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 /// Most messages of one queue a lookup scans past the index's mark. The
 /// index is further behind only while it catches up with a queue written
 /// before it existed.
@@ -160,11 +162,21 @@ impl Lookup {
     }
 
     /// Writes what is pending as a run, so a restart need not index it
-    /// again. Failures are logged: the index task reads it back then.
+    /// again, giving up after [`CLOSE_FLUSH_LIMIT`] (an object store that
+    /// is down would otherwise hold the close for all its retries).
+    /// Failures are logged: the index task reads it back then.
     pub(crate) async fn flush_on_close(&self) {
         let _pass = self.running.lock().await;
-        if let Err(e) = self.flush().await {
-            tracing::warn!(error = %e, "could not write the pending message index at shutdown");
+        let clock = self.core.clock.clone();
+        match strata_common::clock::timeout(clock.as_ref(), CLOSE_FLUSH_LIMIT, self.flush()).await {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "could not write the pending message index at shutdown");
+            }
+            None => tracing::warn!(
+                limit_s = CLOSE_FLUSH_LIMIT.as_secs(),
+                "gave up writing the pending message index at shutdown; it is indexed again after the restart"
+            ),
         }
     }
 
