@@ -91,18 +91,23 @@ fn reattach_elsewhere(dir: &Path, aside: &Path) {
     assert!(copied.success(), "copy the volume back to its path");
 }
 
+/// The `/v1/status` of the node at `url`.
+async fn zombie_status(url: &str) -> serde_json::Value {
+    reqwest::get(format!("{url}/v1/status"))
+        .await
+        .expect("status of the zombie")
+        .json()
+        .await
+        .expect("status json")
+}
+
 /// The failures of the compactor on the node at `url` (its `/v1/status`),
 /// once its upload loop has failed since its heartbeat found its record
 /// adopted (it uploads every 20 s here).
 async fn zombie_upload_error(url: &str) -> String {
     let began = Instant::now();
     loop {
-        let status: serde_json::Value = reqwest::get(format!("{url}/v1/status"))
-            .await
-            .expect("status of the zombie")
-            .json()
-            .await
-            .expect("status json");
+        let status = zombie_status(url).await;
         // Attempts before its heartbeat found its record adopted see only
         // a lapsed lease.
         if let Some(error) = status["tiering"]["last_error"].as_str()
@@ -122,12 +127,7 @@ async fn zombie_upload_error(url: &str) -> String {
 /// The object PUTs the node at `url` made since start, and its failed
 /// compactor passes.
 async fn zombie_puts_and_failures(url: &str) -> (u64, u64) {
-    let status: serde_json::Value = reqwest::get(format!("{url}/v1/status"))
-        .await
-        .expect("status of the zombie")
-        .json()
-        .await
-        .expect("status json");
+    let status = zombie_status(url).await;
     let tiering = &status["tiering"];
     (
         tiering["object_requests"]["puts"].as_u64().expect("puts"),

@@ -16,6 +16,19 @@ use strata_tiering::{FileWal, WalError};
 
 const KIB: u64 = 1024;
 
+/// A 64 KiB WAL of 16 KiB segments, paced above half, on a manual clock.
+fn paced_wal(dir: &std::path::Path) -> (Arc<FileWal>, Arc<ManualClock>) {
+    let clock = ManualClock::new(1_000_000, 7);
+    let mut cfg = config(dir);
+    cfg.segment_bytes = 16 * KIB;
+    cfg.max_bytes = 64 * KIB;
+    cfg.pace_above_percent = 50;
+    cfg.append_timeout = Duration::from_secs(600);
+    cfg.clock = clock.clone();
+    let (wal, _, _) = open(cfg);
+    (wal, clock)
+}
+
 /// Appends `p` until the WAL holds more than `bytes`; none of them may wait.
 async fn fill_past(wal: &Arc<FileWal>, p: &Bytes, bytes: u64) {
     while wal.stats().used_bytes <= bytes {
@@ -52,14 +65,7 @@ async fn fill_and_release(wal: &Arc<FileWal>, p: &Bytes, clock: &ManualClock, ms
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_above_the_start_go_at_the_rate_the_wal_drains() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(1_000_000, 7);
-    let mut cfg = config(dir.path());
-    cfg.segment_bytes = 16 * KIB;
-    cfg.max_bytes = 64 * KIB;
-    cfg.pace_above_percent = 50;
-    cfg.append_timeout = Duration::from_secs(600);
-    cfg.clock = clock.clone();
-    let (wal, _, _) = open(cfg);
+    let (wal, clock) = paced_wal(dir.path());
     let p = Bytes::from(vec![7u8; 1000]);
 
     // Past half of the WAL with nothing released yet: the drain is
@@ -104,14 +110,7 @@ async fn appends_above_the_start_go_at_the_rate_the_wal_drains() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_ends_the_wait_of_appends_queued_behind_a_paced_one() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(1_000_000, 7);
-    let mut cfg = config(dir.path());
-    cfg.segment_bytes = 16 * KIB;
-    cfg.max_bytes = 64 * KIB;
-    cfg.pace_above_percent = 50;
-    cfg.append_timeout = Duration::from_secs(600);
-    cfg.clock = clock.clone();
-    let (wal, _, _) = open(cfg);
+    let (wal, clock) = paced_wal(dir.path());
     let p = Bytes::from(vec![7u8; 1000]);
     // A drain of about 1 KiB/s: each append waits the longest pace.
     fill_past(&wal, &p, 32 * KIB).await;
