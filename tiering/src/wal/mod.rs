@@ -105,6 +105,16 @@ pub struct FileWal {
     io_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// What one reservation attempt came to.
+enum Reserve {
+    /// Reserved and handed to the I/O thread.
+    Sent(PendingAppend),
+    /// No room: wait for a release.
+    Full,
+    /// Wait this long for the append's paced slot, then try again.
+    Pace(std::time::Duration),
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -226,16 +236,21 @@ impl FileWal {
         // Queueing behind a submitter that waits for space counts as waiting too.
         let turn = strata_common::clock::timeout(clock, left(), self.submit_turn.lock()).await;
         let mut timed_out = turn.is_none();
-        if !timed_out {
-            // Holding the turn while paced makes everyone behind wait too:
-            // that is the pacing. A cancelled wait leaves its slot taken.
-            self.pace((FRAME_HEADER_LEN + payload.len()) as u64, left())
-                .await;
-        }
+        // Paced once at most: holding the turn while paced makes everyone
+        // behind wait too, which is the pacing. A cancelled wait leaves its
+        // slot taken.
+        let mut paced = false;
         loop {
             if !timed_out {
-                if let Some(pending) = self.try_reserve(header, &payload)? {
-                    return Ok(pending);
+                let pace_limit = (!paced).then(left);
+                match self.try_reserve(header, &payload, pace_limit)? {
+                    Reserve::Sent(pending) => return Ok(pending),
+                    Reserve::Pace(wait) => {
+                        paced = true;
+                        clock.sleep(wait).await;
+                        continue;
+                    }
+                    Reserve::Full => {}
                 }
                 timed_out = strata_common::clock::timeout(clock, left(), self.space.notified())
                     .await
@@ -263,36 +278,17 @@ impl FileWal {
         }
     }
 
-    /// Waits for this append's slot while the WAL fills (at most `limit`).
-    async fn pace(&self, frame_len: u64, limit: std::time::Duration) {
-        let clock = self.config.clock.as_ref();
-        let wait = {
-            let mut st = lock(&self.state);
-            if st.sender.is_none() {
-                // Closed: the reservation says so at once.
-                return;
-            }
-            let used = st.used_bytes;
-            st.pacer.admit(clock.monotonic(), used, frame_len)
-        }
-        .min(limit);
-        // Timers tick in milliseconds: a shorter wait would cost a whole
-        // one. The schedule keeps the debt, so a later append waits for it.
-        if wait < std::time::Duration::from_millis(1) {
-            return;
-        }
-        clock.sleep(wait).await;
-        let mut st = lock(&self.state);
-        st.paced_appends += 1;
-        st.pace_wait += wait;
-    }
-
-    /// Reserves and sends if the frame fits now; `Ok(None)` if it must wait.
+    /// Reserves and sends if the frame fits now; [`Reserve::Full`] if it
+    /// must wait for room. With a `pace_limit`, an append above the pacing
+    /// start is first given its slot: [`Reserve::Pace`] says how long to
+    /// wait for it (at most the limit; under a millisecond it goes at once,
+    /// since timers tick in milliseconds and the schedule keeps the debt).
     fn try_reserve(
         &self,
         header: [u8; FRAME_HEADER_LEN],
         payload: &Bytes,
-    ) -> Result<Option<PendingAppend>, WalError> {
+        pace_limit: Option<std::time::Duration>,
+    ) -> Result<Reserve, WalError> {
         if let Some(msg) = self.io.failure() {
             return Err(WalError::Failed(msg));
         }
@@ -308,9 +304,20 @@ impl FileWal {
         let lsn = active.end_lsn;
         let roll = active.end_lsn > active.base_lsn
             && active.file_len() + frame_len > self.config.segment_bytes;
+        if let Some(limit) = pace_limit
+            && st.pacer.paces(st.used_bytes)
+        {
+            let now = self.config.clock.monotonic();
+            let wait = st.pacer.admit(now, st.used_bytes, frame_len).min(limit);
+            if wait >= std::time::Duration::from_millis(1) {
+                st.paced_appends += 1;
+                st.pace_wait += wait;
+                return Ok(Reserve::Pace(wait));
+            }
+        }
         let needed = frame_len + if roll { HEADER } else { 0 };
         if st.used_bytes + needed > self.config.max_bytes {
-            return Ok(None);
+            return Ok(Reserve::Full);
         }
         let (done_tx, done_rx) = oneshot::channel();
         let append = Op::Append(AppendOp {
@@ -343,7 +350,7 @@ impl FileWal {
             active.end_lsn += frame_len;
         }
         st.used_bytes += needed;
-        Ok(Some(PendingAppend {
+        Ok(Reserve::Sent(PendingAppend {
             lsn,
             len: frame_len,
             done: done_rx,

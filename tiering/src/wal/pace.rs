@@ -89,6 +89,17 @@ impl Pacer {
         Some(bytes as f64 / span.as_secs_f64())
     }
 
+    /// Whether appends are paced at all with `used` bytes in the WAL (a
+    /// cheap check for every append); below the start the schedule starts
+    /// afresh.
+    pub fn paces(&mut self, used: u64) -> bool {
+        let paces = used > self.start_bytes && self.start_bytes < self.max_bytes;
+        if !paces {
+            self.next_slot = Duration::ZERO;
+        }
+        paces
+    }
+
     /// The admission rate with `used` bytes in the WAL; `None` when nothing
     /// is paced (below the start, or the drain unknown).
     pub fn rate(&mut self, now: Duration, used: u64) -> Option<f64> {
@@ -146,7 +157,21 @@ mod tests {
     #[test]
     fn a_start_at_the_maximum_never_paces() {
         let mut p = draining(1024 * MIB, 1024 * MIB, 10 * MIB);
+        assert!(!p.paces(1024 * MIB));
         assert_eq!(p.admit(secs(10.0), 1024 * MIB, MIB), Duration::ZERO);
+    }
+
+    #[test]
+    fn only_above_the_start_are_appends_paced() {
+        let mut p = draining(768 * MIB, 1024 * MIB, 10 * MIB);
+        assert!(!p.paces(768 * MIB));
+        assert!(p.paces(768 * MIB + 1));
+        // Dipping below the start drops the debt of the schedule.
+        for _ in 0..100 {
+            p.admit(secs(10.0), 800 * MIB, MIB);
+        }
+        assert!(!p.paces(100 * MIB));
+        assert_eq!(p.admit(secs(10.0), 800 * MIB, MIB), Duration::ZERO);
     }
 
     #[test]
