@@ -7,14 +7,49 @@
 
 #![allow(clippy::disallowed_methods)] // tests wait on real tasks
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use strata_common::{Clock, ManualClock, Message, SystemClock};
-use strata_engine::{Engine, EngineConfig, MessageType, PublishMessage, Retention};
+use strata_engine::{Engine, MessageType, PublishMessage, Retention};
 
 const T: &str = "default";
+
+/// Opens an engine on `clock` with topic "t" of `queues` queues.
+async fn engine_with_topic(
+    c: strata_engine::EngineConfig,
+    clock: &Arc<ManualClock>,
+    queues: u32,
+) -> Arc<Engine> {
+    let engine = Engine::open(c, clock.clone() as Arc<dyn Clock>)
+        .await
+        .unwrap();
+    engine
+        .create_topic(
+            T,
+            "t",
+            queues,
+            MessageType::Normal,
+            Some(Retention::Unlimited),
+        )
+        .await
+        .unwrap();
+    engine
+}
+
+async fn publish(engine: &Engine, queue: u32, body: Bytes) {
+    let message = PublishMessage {
+        queue: Some(queue),
+        message: Message {
+            body,
+            ..Message::default()
+        },
+    };
+    engine.publish(T, "t", vec![message]).await.unwrap();
+}
 
 /// Publishes, takes the object store down, lets the loops reach it, and
 /// closes; then reopens the directory in this process (which fails while
@@ -24,33 +59,19 @@ const T: &str = "default";
 async fn close_while_retrying(filling: bool) {
     let dir = tempfile::tempdir().unwrap();
     let config = || {
-        let mut c = EngineConfig::new(dir.path());
+        let mut c = common::config(dir.path());
         c.upload_interval = Duration::from_secs(1);
         c.retention_interval = Duration::from_secs(1);
         c.wal_segment_bytes = 64 * 1024;
         c.wal_max_bytes = 512 * 1024;
-        c.block_cache.disk_dir = None;
         c
     };
     let clock = ManualClock::new(SystemClock.now_ms(), 1);
-    let engine = Engine::open(config(), clock.clone() as Arc<dyn Clock>)
-        .await
-        .unwrap();
-    engine
-        .create_topic(T, "t", 2, MessageType::Normal, Some(Retention::Unlimited))
-        .await
-        .unwrap();
+    let engine = engine_with_topic(config(), &clock, 2).await;
     let size = if filling { 16 * 1024 } else { 10 };
     let mut sent = 0;
     while sent < 10 || (filling && engine.status().wal.used_bytes * 2 <= 512 * 1024) {
-        let message = PublishMessage {
-            queue: Some(sent % 2),
-            message: Message {
-                body: Bytes::from(vec![b'm'; size]),
-                ..Message::default()
-            },
-        };
-        engine.publish(T, "t", vec![message]).await.unwrap();
+        publish(&engine, sent % 2, Bytes::from(vec![b'm'; size])).await;
         sent += 1;
     }
 
@@ -105,28 +126,12 @@ async fn close_abandons_an_urgent_upload_of_a_filling_wal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_gives_up_writing_the_pending_index_to_a_store_that_is_down() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = EngineConfig::new(dir.path());
-    c.upload_interval = Duration::from_secs(3600);
-    c.retention_interval = Duration::from_secs(3600);
-    c.block_cache.disk_dir = None;
+    let mut c = common::config(dir.path());
     // Retries that would last about an hour of the clock.
     c.object_store.max_attempts = 1000;
     let clock = ManualClock::new(SystemClock.now_ms(), 1);
-    let engine = Engine::open(c, clock.clone() as Arc<dyn Clock>)
-        .await
-        .unwrap();
-    engine
-        .create_topic(T, "t", 1, MessageType::Normal, Some(Retention::Unlimited))
-        .await
-        .unwrap();
-    let message = PublishMessage {
-        queue: Some(0),
-        message: Message {
-            body: Bytes::from_static(b"indexed"),
-            ..Message::default()
-        },
-    };
-    engine.publish(T, "t", vec![message]).await.unwrap();
+    let engine = engine_with_topic(c, &clock, 1).await;
+    publish(&engine, 0, Bytes::from_static(b"indexed")).await;
     // The index task takes it into its pending set (written as a run only
     // after a minute, or at the close).
     let mut ticks = 0;

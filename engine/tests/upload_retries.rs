@@ -10,25 +10,26 @@
 
 #![allow(clippy::disallowed_methods)] // tests wait on real tasks
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use strata_common::{Clock, ManualClock, Message, SystemClock};
-use strata_engine::{Engine, EngineConfig, MessageType, PublishMessage, Retention};
+use strata_engine::{Engine, MessageType, PublishMessage, Retention};
 
 const T: &str = "default";
 const TICK_MS: i64 = 200;
 
 async fn engine(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Arc<Engine> {
-    let mut c = EngineConfig::new(dir);
+    // Maintenance stays out of the count of failed passes (its interval is
+    // an hour).
+    let mut c = common::config(dir);
     c.upload_interval = Duration::from_millis(TICK_MS as u64);
     c.upload_trigger_bytes = 1;
-    // Maintenance stays out of the count of failed passes.
-    c.retention_interval = Duration::from_secs(3600);
     c.wal_segment_bytes = 64 * 1024;
     c.wal_max_bytes = 512 * 1024;
-    c.block_cache.disk_dir = None;
     // One attempt per upload: the count of failed passes is the count of PUTs.
     c.object_store.max_attempts = 1;
     let engine = Engine::open(c, clock.clone() as Arc<dyn Clock>)
