@@ -19,8 +19,9 @@
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -40,6 +41,7 @@ pub struct RedbStore {
     /// To the writer thread; taken on drop so the thread ends.
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
+    reads: Arc<Reads>,
     /// Groups of commits the journal replayed at open.
     replayed: u64,
 }
@@ -47,10 +49,64 @@ pub struct RedbStore {
 impl Drop for RedbStore {
     fn drop(&mut self) {
         drop(self.jobs.take());
-        // The thread holds the database: wait for it, so the file can be
-        // opened again as soon as this store is gone.
+        // The writer thread and the reads on the blocking pool hold the
+        // database: wait for them, so the file can be opened again as soon
+        // as this store is gone.
         if let Some(thread) = self.writer.take() {
             let _ = thread.join();
+        }
+        self.reads.wait_for_none();
+    }
+}
+
+/// Reads running (or queued) on the blocking pool. A read whose caller
+/// went away, a pass abandoned at shutdown say, still runs to its end
+/// holding the database, and while it does the file cannot be opened
+/// again (an engine reopened in the same process failed so).
+#[derive(Default)]
+struct Reads {
+    running: Mutex<usize>,
+    none: Condvar,
+}
+
+/// Counts one read from its spawn to the end of its closure.
+struct ReadGuard(Arc<Reads>);
+
+/// How long dropping the store waits for a read: any read ends in
+/// milliseconds unless the disk hangs, and then the drop goes on, warning.
+const READS_WAIT: Duration = Duration::from_secs(30);
+
+impl Reads {
+    fn start(self: &Arc<Self>) -> ReadGuard {
+        *self.running.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        ReadGuard(self.clone())
+    }
+
+    fn wait_for_none(&self) {
+        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let (running, waited) = self
+            .none
+            .wait_timeout_while(running, READS_WAIT, |n| *n > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        if waited.timed_out() {
+            tracing::warn!(
+                reads = *running,
+                "closing the metadata store with reads still running"
+            );
+        }
+    }
+}
+
+impl Drop for ReadGuard {
+    fn drop(&mut self) {
+        let mut running = self
+            .0
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *running -= 1;
+        if *running == 0 {
+            self.0.none.notify_all();
         }
     }
 }
@@ -119,6 +175,7 @@ impl RedbStore {
             path: path.to_path_buf(),
             jobs: Some(jobs),
             writer: Some(writer),
+            reads: Arc::default(),
             replayed,
         }))
     }
@@ -141,9 +198,16 @@ impl RedbStore {
         F: FnOnce(&Database) -> Result<R, MetaError> + Send + 'static,
     {
         let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| MetaError::Backend(format!("redb task failed: {e}")))?
+        let read = self.reads.start();
+        tokio::task::spawn_blocking(move || {
+            let result = f(&db);
+            // The database is let go before the read counts as ended.
+            drop(db);
+            drop(read);
+            result
+        })
+        .await
+        .map_err(|e| MetaError::Backend(format!("redb task failed: {e}")))?
     }
 }
 
@@ -220,4 +284,49 @@ pub fn journal_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".journal");
     PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read whose caller was cancelled holds the database until it ends;
+    /// dropping the store waits for it, and the file opens again at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropping_the_store_waits_for_a_read_whose_caller_went_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        let store = RedbStore::open(&path).unwrap();
+        let (started_tx, started) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let reading = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .blocking(move |_| {
+                        let _ = started_tx.send(());
+                        let _ = released.recv();
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        started.recv().unwrap();
+        reading.abort();
+        assert!(reading.await.unwrap_err().is_cancelled());
+
+        let (dropped_tx, dropped) = mpsc::channel();
+        let reopen = std::thread::spawn(move || {
+            drop(store);
+            let _ = dropped_tx.send(());
+            RedbStore::open(&path).map(drop)
+        });
+        assert_eq!(
+            dropped.recv_timeout(Duration::from_millis(200)),
+            Err(mpsc::RecvTimeoutError::Timeout),
+            "the store was dropped while a read still held its database"
+        );
+        release.send(()).unwrap();
+        reopen.join().unwrap().unwrap();
+    }
 }
