@@ -244,6 +244,10 @@ fn topic_produce_consume_group_status() {
         status.contains("wal") && status.contains("fsyncs"),
         "{status}"
     );
+    assert!(
+        status.contains("metadata    redb") && status.contains(" commits (p50 "),
+        "{status}"
+    );
     // Embedded: a cluster of one, this node, owning every queue.
     let cluster = ok(&cli(&url, &["cluster", "status"], None));
     let row = cluster

@@ -52,13 +52,20 @@ impl LatencyHistogram {
 }
 
 /// A histogram's counts at one moment.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LatencySnapshot {
     /// One count per bucket of [`LATENCY_BOUNDS_US`], then the count above
     /// the largest bound.
     pub counts: Vec<u64>,
     /// Sum of every recorded duration, in microseconds.
     pub sum_us: u64,
+}
+
+/// Nothing recorded: every bucket there, at zero.
+impl Default for LatencySnapshot {
+    fn default() -> Self {
+        LatencyHistogram::new().snapshot()
+    }
 }
 
 impl LatencySnapshot {

@@ -12,6 +12,7 @@ use strata_common::{BackgroundRuntime, Clock};
 use strata_compactor::{MaintenanceSummary, UploadSummary};
 use strata_metadata::{
     Check, GroupSpec, HalfRecord, IndexKind, MessageType, MetaStore, RedbStore, Retention,
+    TimedStore,
 };
 use strata_objects::Objects;
 use tokio::sync::watch;
@@ -62,6 +63,7 @@ impl Engine {
             ))
         })?;
         let store = RedbStore::open(&config.data_dir.join("meta.redb"))?;
+        let store = TimedStore::wrap(store, clock.clone());
         Self::open_with_store(config, clock, store).await
     }
 

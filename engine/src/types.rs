@@ -282,6 +282,9 @@ pub struct NodeStatus {
     pub tiering: TieringStatus,
     pub pop: PopStats,
     pub message_index: IndexStats,
+    /// The metadata store's calls, timed, if the store is a
+    /// [`strata_metadata::TimedStore`] (the node's always is).
+    pub metadata: Option<strata_metadata::MetaTimings>,
 }
 
 /// The message index since start (`crate::lookup`): entries waiting for a

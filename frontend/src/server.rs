@@ -17,7 +17,7 @@ use crate::config::{Config, ConfigError, MetadataUrl};
 use crate::http::{self, AppState, AuthSettings, Handles, Metrics};
 use crate::metering::{MeteringTasks, Operations, TenantCollector};
 use crate::serving::ServingKeeper;
-use strata_metadata::{Catalog, EtcdStore, MetaStore, RedbStore};
+use strata_metadata::{Catalog, EtcdStore, MetaStore, RedbStore, TimedStore};
 use strata_tenancy::{Credentials, MasterKey, UsageLedger};
 
 #[derive(Debug, thiserror::Error)]
@@ -240,7 +240,7 @@ pub async fn start_with_clock(
 ) -> Result<Running, ServerError> {
     config.validate()?;
     let lock = lock_data_dir(&config)?;
-    let store = open_metadata(&config).await?;
+    let store = TimedStore::wrap(open_metadata(&config).await?, clock.clone());
     // Before the serving lease: a node that cannot verify the namespace's
     // keys (a missing master key) must not take the namespace.
     let credentials = open_credentials(&config, store.clone(), clock.clone()).await?;

@@ -523,10 +523,8 @@ async fn healthz_status_and_metrics() {
     assert_eq!(status["queues"], 3);
     assert_eq!(status["retained_messages"], 2);
     assert!(status["retained_bytes"].as_u64().unwrap() > 0);
-    assert_eq!(
-        status["metadata"],
-        json!({"backend": "redb", "serving_lease": null})
-    );
+    assert_eq!(status["metadata"]["backend"], "redb");
+    assert!(status["metadata"]["serving_lease"].is_null(), "{status}");
     let wal = &status["wal"];
     assert_eq!(wal["max_bytes"], json!(s.config.wal.max_bytes));
     assert!(wal["used_bytes"].as_u64().unwrap() > 0);
@@ -623,6 +621,34 @@ async fn healthz_status_and_metrics() {
     let p999 = status["wal"]["sync_p999_ms"].as_f64().unwrap();
     assert!(p50 > 0.0 && p50 <= p999 && p999 <= 2000.0, "{status}");
     assert!(text.contains("strata_retained_messages 2"), "{text}");
+    // The metadata store's calls: the topic, the group and the acks were
+    // commits; every one is in the histogram, none failed.
+    let commits = status["metadata"]["commits"].as_u64().unwrap();
+    assert!(commits >= 3, "{status}");
+    let commit_count: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("strata_metadata_commit_seconds_count "))
+        .unwrap_or_else(|| panic!("no metadata commit histogram in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(commit_count >= commits, "{commit_count} < {commits}");
+    assert!(
+        text.contains("strata_metadata_read_seconds_bucket{le=\"+Inf\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nstrata_metadata_failed_commits 0\n"),
+        "{text}"
+    );
+    let p50 = status["metadata"]["commit_p50_ms"].as_f64().unwrap();
+    let p999 = status["metadata"]["commit_p999_ms"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 <= p999 && p999 <= 2000.0, "{status}");
+    assert!(
+        status["metadata"]["reads"].as_u64().unwrap() > 0,
+        "{status}"
+    );
+    assert_eq!(status["metadata"]["failed_reads"], 0, "{status}");
     s.shutdown().await;
 }
 

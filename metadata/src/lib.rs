@@ -1,7 +1,7 @@
 //! Strata's metadata: the [`MetaStore`] trait (a transactional, ordered
 //! key-value store), its backends ([`RedbStore`] embedded on disk,
 //! [`EtcdStore`] on an etcd v3 cluster, `TikvStore` on TiKV with the
-//! `tikv` feature, [`MemoryStore`] ephemeral), a [`conformance`] suite every backend must
+//! `tikv` feature, [`MemoryStore`] ephemeral), [`TimedStore`] to time any of them, a [`conformance`] suite every backend must
 //! pass, and the [`Catalog`] of tenants, access keys, topics, groups, offsets and queue owners
 //! built on top of any backend.
 
@@ -17,6 +17,7 @@ mod redb_writer;
 pub mod store;
 #[cfg(feature = "tikv")]
 pub mod tikv_store;
+pub mod timed;
 
 pub use address::{EtcdAddress, TikvAddress};
 pub use catalog::{
@@ -32,3 +33,4 @@ pub use redb_store::{Checkpoints, DEFAULT_CACHE_BYTES, RedbStore};
 pub use store::{Check, MetaError, MetaStore, Mutation, Txn, TxnOutcome};
 #[cfg(feature = "tikv")]
 pub use tikv_store::TikvStore;
+pub use timed::{MetaTimings, TimedStore};

@@ -166,6 +166,12 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug + 'static {
     async fn compact_history(&self) -> Result<Option<i64>, MetaError> {
         Ok(None)
     }
+
+    /// What this store counted of its calls, if it counts them (a
+    /// [`crate::TimedStore`] does; the backends themselves do not).
+    fn timings(&self) -> Option<crate::MetaTimings> {
+        None
+    }
 }
 
 /// Lets helpers taking `&S where S: MetaStore` accept an `&Arc<dyn MetaStore>` directly.
@@ -194,6 +200,10 @@ impl<T: MetaStore + ?Sized> MetaStore for Arc<T> {
 
     async fn compact_history(&self) -> Result<Option<i64>, MetaError> {
         (**self).compact_history().await
+    }
+
+    fn timings(&self) -> Option<crate::MetaTimings> {
+        (**self).timings()
     }
 }
 

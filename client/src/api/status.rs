@@ -50,6 +50,33 @@ pub struct MetadataJson {
     pub backend: String,
     /// On shared metadata (etcd): the node serving the namespace.
     pub serving_lease: Option<ServingLeaseJson>,
+    /// Commits this node made since start (committed or not) and how long
+    /// each took, in ms: the upper bound of the histogram bucket holding
+    /// the median, the 99th and the 99.9th percentile (capped at 2000);
+    /// `null` before the first. Absent from older servers.
+    #[serde(default)]
+    pub commits: u64,
+    #[serde(default)]
+    pub commit_p50_ms: Option<f64>,
+    #[serde(default)]
+    pub commit_p99_ms: Option<f64>,
+    #[serde(default)]
+    pub commit_p999_ms: Option<f64>,
+    /// Commits that wrote nothing because a check did not hold (a lost
+    /// race, a fenced owner), and commits that failed with an error.
+    #[serde(default)]
+    pub checks_failed: u64,
+    #[serde(default)]
+    pub failed_commits: u64,
+    /// Gets and scan pages, their latency the same way, and errors.
+    #[serde(default)]
+    pub reads: u64,
+    #[serde(default)]
+    pub read_p50_ms: Option<f64>,
+    #[serde(default)]
+    pub read_p99_ms: Option<f64>,
+    #[serde(default)]
+    pub failed_reads: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

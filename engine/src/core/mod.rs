@@ -475,6 +475,7 @@ impl Core {
             tiering: self.tiering_status(),
             pop: PopStats::default(),
             message_index: Default::default(),
+            metadata: self.catalog.store().timings(),
         }
     }
 

@@ -172,6 +172,20 @@ pub async fn run(cli: Cli) -> Result<()> {
                 ),
                 None => println!("metadata    {}", m.backend),
             }
+            let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v}"));
+            println!(
+                "            {} commits (p50 {} ms, p99 {} ms, p99.9 {} ms; {} checks failed, {} errors), {} reads (p50 {} ms, p99 {} ms; {} errors)",
+                m.commits,
+                ms(m.commit_p50_ms),
+                ms(m.commit_p99_ms),
+                ms(m.commit_p999_ms),
+                m.checks_failed,
+                m.failed_commits,
+                m.reads,
+                ms(m.read_p50_ms),
+                ms(m.read_p99_ms),
+                m.failed_reads
+            );
             Ok(())
         }
     }

@@ -50,6 +50,11 @@ pub struct Metrics {
     wal_paced_appends: Gauge<i64, AtomicGauge>,
     wal_pace_wait_ms: Gauge<i64, AtomicGauge>,
     wal_sync_seconds: CopiedHistogram,
+    metadata_commit_seconds: CopiedHistogram,
+    metadata_read_seconds: CopiedHistogram,
+    metadata_checks_failed: Gauge<i64, AtomicGauge>,
+    metadata_failed_commits: Gauge<i64, AtomicGauge>,
+    metadata_failed_reads: Gauge<i64, AtomicGauge>,
     retained_messages: Gauge<i64, AtomicGauge>,
     retained_bytes: Gauge<i64, AtomicGauge>,
     tail_cache_bytes: Gauge<i64, AtomicGauge>,
@@ -159,6 +164,33 @@ impl Metrics {
             "Duration of each WAL group's write + fdatasync",
             wal_sync_seconds.clone(),
         );
+        let metadata_commit_seconds = CopiedHistogram::default();
+        registry.register(
+            "metadata_commit_seconds",
+            "Duration of each metadata commit this node made (committed or not)",
+            metadata_commit_seconds.clone(),
+        );
+        let metadata_read_seconds = CopiedHistogram::default();
+        registry.register(
+            "metadata_read_seconds",
+            "Duration of each metadata get or scan page this node made",
+            metadata_read_seconds.clone(),
+        );
+        let metadata_checks_failed = gauge(
+            &mut registry,
+            "metadata_checks_failed",
+            "Metadata commits that wrote nothing because a check did not hold, since start",
+        );
+        let metadata_failed_commits = gauge(
+            &mut registry,
+            "metadata_failed_commits",
+            "Metadata commits that returned an error, since start",
+        );
+        let metadata_failed_reads = gauge(
+            &mut registry,
+            "metadata_failed_reads",
+            "Metadata gets and scans that returned an error, since start",
+        );
         let retained_messages = gauge(
             &mut registry,
             "retained_messages",
@@ -212,6 +244,11 @@ impl Metrics {
             wal_paced_appends,
             wal_pace_wait_ms,
             wal_sync_seconds,
+            metadata_commit_seconds,
+            metadata_read_seconds,
+            metadata_checks_failed,
+            metadata_failed_commits,
+            metadata_failed_reads,
             retained_messages,
             retained_bytes,
             tail_cache_bytes,
@@ -281,6 +318,12 @@ pub async fn metrics(State(state): State<AppState>, caller: Caller) -> Response 
     m.wal_paced_appends.set(clamp(status.wal.paced_appends));
     m.wal_pace_wait_ms.set(clamp(status.wal.pace_wait_ms));
     m.wal_sync_seconds.set(status.wal.sync_latency.clone());
+    let timings = status.metadata.clone().unwrap_or_default();
+    m.metadata_commit_seconds.set(timings.commits);
+    m.metadata_read_seconds.set(timings.reads);
+    m.metadata_checks_failed.set(clamp(timings.checks_failed));
+    m.metadata_failed_commits.set(clamp(timings.failed_commits));
+    m.metadata_failed_reads.set(clamp(timings.failed_reads));
     m.retained_messages.set(clamp(status.retained_messages));
     m.retained_bytes.set(clamp(status.retained_bytes));
     m.tail_cache_bytes
@@ -347,6 +390,8 @@ pub async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<
             format!("metadata store: {e}"),
         )
     })?;
+    let s = state.engine.status();
+    let timings = s.metadata.clone().unwrap_or_default();
     let metadata = MetadataJson {
         backend: catalog.store().backend_name().to_string(),
         serving_lease: lease.map(|l| ServingLeaseJson {
@@ -356,8 +401,17 @@ pub async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<
             expires_ms: l.expires_ms,
             released: l.released,
         }),
+        commits: timings.commits.count(),
+        commit_p50_ms: bound_ms(&timings.commits, 0.5),
+        commit_p99_ms: bound_ms(&timings.commits, 0.99),
+        commit_p999_ms: bound_ms(&timings.commits, 0.999),
+        checks_failed: timings.checks_failed,
+        failed_commits: timings.failed_commits,
+        reads: timings.reads.count(),
+        read_p50_ms: bound_ms(&timings.reads, 0.5),
+        read_p99_ms: bound_ms(&timings.reads, 0.99),
+        failed_reads: timings.failed_reads,
     };
-    let s = state.engine.status();
     Ok(Reply(StatusJson {
         node_id: s.node_id,
         version: env!("CARGO_PKG_VERSION").to_string(),
