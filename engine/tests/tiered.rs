@@ -488,6 +488,68 @@ async fn a_read_behind_a_failed_read_ahead_reports_the_missing_object() {
     );
 }
 
+/// A queue whose data lies in several ranges (one per upload): reading the
+/// last block of one range reads ahead the first block of the next, so
+/// the next read finds it in the block cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_ahead_crosses_into_the_next_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.tail_cache_bytes = 0;
+    let engine = Engine::open(c, Arc::new(SystemClock)).await.unwrap();
+    engine
+        .create_topic(T, "t", 1, MessageType::Normal, Some(Retention::Unlimited))
+        .await
+        .unwrap();
+    // Three uploads of 10 messages of 2 KB: ranges of a few 4 KiB blocks,
+    // and more than a WAL segment each, so the first ranges are read from
+    // object storage only.
+    for upload in 0..3 {
+        for i in 0..10 {
+            let message = to_queue(0, body(0, upload * 10 + i, 2000));
+            engine.publish(T, "t", vec![message]).await.unwrap();
+        }
+        upload_all(&engine).await;
+    }
+    assert_eq!(engine.status().tiering.uploads, 3);
+    let prefetched = |engine: &Engine| engine.status().tiering.cold_reader.prefetches_spawned;
+    let cached = |engine: &Engine| engine.status().tiering.block_cache;
+
+    // The first range's last message: its block is the range's last.
+    let last = engine.read(T, "t", 0, 9, 1, Duration::ZERO).await.unwrap();
+    assert_eq!(last.messages[0].offset, 9);
+    assert_eq!(
+        prefetched(&engine),
+        1,
+        "the next range's block was not read ahead"
+    );
+    // The read-ahead runs on the cold runtime: wait until its fetch runs.
+    // The next read then finds the block in the cache, or joins that fetch
+    // if it is still under way; either way it fetches nothing itself.
+    let mut waited = 0;
+    while cached(&engine).misses < 2 {
+        assert!(waited < 500, "the read-ahead never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    let before = cached(&engine);
+    let next = engine.read(T, "t", 0, 10, 1, Duration::ZERO).await.unwrap();
+    assert_eq!(next.messages[0].offset, 10);
+    // (It reads ahead the block after it: a miss, but not its own.)
+    let after = cached(&engine);
+    assert_eq!(
+        after.hits + after.coalesced,
+        before.hits + before.coalesced + 1,
+        "the read-ahead block was fetched again"
+    );
+    // Reading through every range returns every message, once, in order.
+    let all = read_all(&engine, "t", 0).await;
+    assert_eq!(all.len(), 30);
+    for (offset, b) in all {
+        assert_eq!(b, Bytes::from(body(0, offset as usize, 2000)));
+    }
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {

@@ -36,8 +36,19 @@ impl Tiers {
                 break;
             };
             let decoded = self.fetch_block(q, &range.object, block).await?;
-            if let Some(next) = range.blocks.get(i + 1) {
-                self.prefetch_block(q, &range.object, next);
+            // Read ahead: the range's next block, or past its last one the
+            // first block of the next range, so a queue whose data lies in
+            // many small ranges (one per upload) streams like one in a few.
+            match range.blocks.get(i + 1) {
+                Some(next) => self.prefetch_block(q, &range.object, next),
+                None => {
+                    let next = q.lock().cold_range(range.end_offset);
+                    if let Some(next) = next
+                        && let Some(first) = next.blocks.first()
+                    {
+                        self.prefetch_block(q, &next.object, first);
+                    }
+                }
             }
             let corrupt = |e: BatchError| {
                 TierError::Corrupt(format!(
