@@ -283,7 +283,8 @@ pub struct NodeStatus {
     pub pop: PopStats,
     pub message_index: IndexStats,
     /// The metadata store's calls, timed, if the store is a
-    /// [`strata_metadata::TimedStore`] (the node's always is).
+    /// [`strata_metadata::TimedStore`] (`strata serve` and [`crate::Engine::open`]
+    /// wrap theirs; a store passed to `open_with_store` may not be).
     pub metadata: Option<strata_metadata::MetaTimings>,
 }
 

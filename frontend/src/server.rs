@@ -67,6 +67,9 @@ pub struct Running {
     /// The metadata store, to see it closed before the data directory is
     /// given up.
     store: std::sync::Weak<dyn MetaStore>,
+    /// Ends when the embedded store's database is closed (its last holder
+    /// may drop it after `store` reads no holders).
+    store_closed: Option<StoreClosed>,
     /// The serving lease, on shared metadata.
     serving: Option<ServingKeeper>,
     /// This node's registry entry.
@@ -116,6 +119,7 @@ impl Running {
         let Self {
             engine,
             store,
+            store_closed,
             serving,
             node,
             balancer,
@@ -132,7 +136,7 @@ impl Running {
             keeper.finish(uploaded_all).await;
         }
         drop(engine);
-        release_store(&store).await;
+        release_store(&store, store_closed).await;
         drop(lock);
         result
     }
@@ -151,34 +155,61 @@ impl Running {
 // Real time, not the node's clock: this waits on tasks of the runtime, and a
 // test's manual clock would never let it end.
 #[allow(clippy::disallowed_methods)]
-async fn release_store(store: &std::sync::Weak<dyn MetaStore>) {
+async fn release_store(store: &std::sync::Weak<dyn MetaStore>, closed: Option<StoreClosed>) {
+    const LIMIT: Duration = Duration::from_secs(10);
     let started = std::time::Instant::now();
     while store.strong_count() > 0 {
-        if started.elapsed() > std::time::Duration::from_secs(10) {
+        if started.elapsed() > LIMIT {
             tracing::warn!(
                 holders = store.strong_count(),
                 "the metadata store is still held 10 s after shutdown"
             );
             return;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // No holders left, but the last may still be closing it (reads to end,
+    // the writer thread to join).
+    if let Some(closed) = closed {
+        let left = LIMIT.saturating_sub(started.elapsed());
+        if tokio::time::timeout(left, closed.0).await.is_err() {
+            tracing::warn!("the embedded metadata store is still closing 10 s after shutdown");
+        }
+    }
+}
+
+/// A future that ends once a store's database is closed.
+struct StoreClosed(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
+
+impl std::fmt::Debug for StoreClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreClosed")
     }
 }
 
 /// Opens the metadata store `metadata.url` names.
 pub(crate) async fn open_metadata(config: &Config) -> Result<Arc<dyn MetaStore>, ServerError> {
+    Ok(open_metadata_closing(config).await?.0)
+}
+
+/// [`open_metadata`], with what tells when the embedded store is closed.
+async fn open_metadata_closing(
+    config: &Config,
+) -> Result<(Arc<dyn MetaStore>, Option<StoreClosed>), ServerError> {
     Ok(match config.metadata.parse()? {
         MetadataUrl::Embedded => {
             // validate() bounds cache_bytes to at most 1 TiB, which fits usize on 64-bit.
             let cache = usize::try_from(config.metadata.cache_bytes).unwrap_or(usize::MAX);
-            RedbStore::open_with_cache(&config.data_dir.join("meta.redb"), cache)?
+            let store = RedbStore::open_with_cache(&config.data_dir.join("meta.redb"), cache)?;
+            let closed = StoreClosed(Box::pin(store.closed()));
+            (store, Some(closed))
         }
         MetadataUrl::Etcd(address) => {
             let store = EtcdStore::connect(&address).await?;
             tracing::info!(endpoints = %address.endpoints.join(","), namespace = %address.namespace, "metadata on etcd");
-            store
+            (store, None)
         }
-        MetadataUrl::Tikv(address) => open_tikv(&address).await?,
+        MetadataUrl::Tikv(address) => (open_tikv(&address).await?, None),
     })
 }
 
@@ -240,7 +271,8 @@ pub async fn start_with_clock(
 ) -> Result<Running, ServerError> {
     config.validate()?;
     let lock = lock_data_dir(&config)?;
-    let store = TimedStore::wrap(open_metadata(&config).await?, clock.clone());
+    let (store, store_closed) = open_metadata_closing(&config).await?;
+    let store = TimedStore::wrap(store, clock.clone());
     // Before the serving lease: a node that cannot verify the namespace's
     // keys (a missing master key) must not take the namespace.
     let credentials = open_credentials(&config, store.clone(), clock.clone()).await?;
@@ -431,6 +463,7 @@ pub async fn start_with_clock(
         stop,
         task,
         store: weak_store,
+        store_closed,
         serving,
         node,
         balancer: balancer.map(|(b, task)| (b, task, balancer_stop)),

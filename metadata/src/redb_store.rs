@@ -23,7 +23,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use redb::{Database, ReadableDatabase};
 
@@ -44,6 +44,9 @@ pub struct RedbStore {
     reads: Arc<Reads>,
     /// Groups of commits the journal replayed at open.
     replayed: u64,
+    /// Dropped last of all (fields drop in order, after `Drop::drop`), so
+    /// its receivers learn the database is closed and its file free.
+    closed: watch::Sender<()>,
 }
 
 impl Drop for RedbStore {
@@ -69,19 +72,36 @@ struct Reads {
     none: Condvar,
 }
 
-/// Counts one read from its spawn to the end of its closure.
-struct ReadGuard(Arc<Reads>);
+/// One read from its spawn to the end of its closure, holding the
+/// database; whether the closure ran or was dropped unrun (a runtime
+/// shutting down), the database is let go before the read counts as ended.
+struct ReadGuard {
+    db: Option<Arc<Database>>,
+    reads: Arc<Reads>,
+}
+
+impl ReadGuard {
+    fn db(&self) -> &Database {
+        // Taken only in `drop`.
+        self.db.as_deref().unwrap_or_else(|| unreachable!())
+    }
+}
 
 /// How long dropping the store waits for a read: any read ends in
 /// milliseconds unless the disk hangs, and then the drop goes on, warning.
 const READS_WAIT: Duration = Duration::from_secs(30);
 
 impl Reads {
-    fn start(self: &Arc<Self>) -> ReadGuard {
+    fn start(self: &Arc<Self>, db: &Arc<Database>) -> ReadGuard {
         *self.running.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-        ReadGuard(self.clone())
+        ReadGuard {
+            db: Some(db.clone()),
+            reads: self.clone(),
+        }
     }
 
+    /// Real time, not a `Clock`: this bounds a wait on other threads in a
+    /// destructor, which a test's manual clock would never end.
     fn wait_for_none(&self) {
         let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         let (running, waited) = self
@@ -99,14 +119,15 @@ impl Reads {
 
 impl Drop for ReadGuard {
     fn drop(&mut self) {
+        drop(self.db.take());
         let mut running = self
-            .0
+            .reads
             .running
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         *running -= 1;
         if *running == 0 {
-            self.0.none.notify_all();
+            self.reads.none.notify_all();
         }
     }
 }
@@ -177,6 +198,7 @@ impl RedbStore {
             writer: Some(writer),
             reads: Arc::default(),
             replayed,
+            closed: watch::channel(()).0,
         }))
     }
 
@@ -191,18 +213,23 @@ impl RedbStore {
         &self.path
     }
 
+    /// Ends once this store is dropped and its database closed, so its
+    /// file can be opened again: the last holder of the store may be a
+    /// task that drops it a moment after the owner let go.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut closed = self.closed.subscribe();
+        async move { while closed.changed().await.is_ok() {} }
+    }
+
     /// Runs `f` with the database on the blocking pool.
     async fn blocking<R, F>(&self, f: F) -> Result<R, MetaError>
     where
         R: Send + 'static,
         F: FnOnce(&Database) -> Result<R, MetaError> + Send + 'static,
     {
-        let db = Arc::clone(&self.db);
-        let read = self.reads.start();
+        let read = self.reads.start(&self.db);
         tokio::task::spawn_blocking(move || {
-            let result = f(&db);
-            // The database is let go before the read counts as ended.
-            drop(db);
+            let result = f(read.db());
             drop(read);
             result
         })
@@ -328,5 +355,25 @@ mod tests {
         );
         release.send(()).unwrap();
         reopen.join().unwrap().unwrap();
+    }
+
+    /// `closed` ends only once the last holder dropped the store, not when
+    /// the first one let go; the file then opens again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closed_ends_once_the_last_holder_dropped_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        let store = RedbStore::open(&path).unwrap();
+        let mut closed = Box::pin(store.closed());
+        let holder = store.clone();
+        drop(store);
+        tokio::select! {
+            biased;
+            _ = &mut closed => panic!("closed while a holder still has the store"),
+            _ = std::future::ready(()) => {}
+        }
+        std::thread::spawn(move || drop(holder)).join().unwrap();
+        closed.await;
+        RedbStore::open(&path).unwrap();
     }
 }

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use strata_common::{Clock, LatencyHistogram, LatencySnapshot};
 
@@ -27,14 +28,17 @@ struct Counts {
     checks_failed: AtomicU64,
     failed_commits: AtomicU64,
     failed_reads: AtomicU64,
+    cancelled: AtomicU64,
 }
 
-/// What a [`TimedStore`] counted since it was opened.
+/// What a [`TimedStore`] counted since it was opened. A call the caller
+/// gave up on (a pass abandoned at shutdown, a timeout) is timed until
+/// then and counted as cancelled; a request the store refused as invalid
+/// (an empty key, a zero limit) is the caller's error, not the store's,
+/// and is not counted at all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetaTimings {
-    /// The backend's name ("redb", "etcd", ...).
-    pub backend: &'static str,
-    /// Every commit that returned, committed or not, by how long it took.
+    /// Every commit, committed or not, by how long it took.
     pub commits: LatencySnapshot,
     /// Commits that wrote nothing because a check did not hold (a lost
     /// race, a fenced owner).
@@ -45,6 +49,8 @@ pub struct MetaTimings {
     pub reads: LatencySnapshot,
     /// Gets and scans that returned an error.
     pub failed_reads: u64,
+    /// Calls whose caller stopped waiting before they returned.
+    pub cancelled: u64,
 }
 
 impl TimedStore {
@@ -61,12 +67,58 @@ impl TimedStore {
         })
     }
 
-    fn read_done<T>(&self, started: std::time::Duration, result: &Result<T, MetaError>) {
-        self.counts
-            .reads
-            .record(self.clock.monotonic().saturating_sub(started));
-        if result.is_err() {
-            self.counts.failed_reads.fetch_add(1, Ordering::Relaxed);
+    fn start<'a>(&'a self, histogram: &'a LatencyHistogram) -> Call<'a> {
+        Call {
+            store: self,
+            histogram,
+            started: self.clock.monotonic(),
+            failed: None,
+            done: false,
+        }
+    }
+}
+
+/// One call being timed: recorded when it ends, or when the caller drops
+/// it unfinished.
+struct Call<'a> {
+    store: &'a TimedStore,
+    histogram: &'a LatencyHistogram,
+    started: Duration,
+    /// The counter the outcome adds to, if it failed.
+    failed: Option<&'a AtomicU64>,
+    done: bool,
+}
+
+impl<'a> Call<'a> {
+    /// The call returned `result`; `failed` is the counter of an error.
+    fn ended<T>(mut self, result: &Result<T, MetaError>, failed: &'a AtomicU64) {
+        match result {
+            // The caller's mistake, answered before the backend saw it.
+            Err(MetaError::Invalid(_)) => {
+                self.done = true;
+                return;
+            }
+            Err(_) => self.failed = Some(failed),
+            Ok(_) => {}
+        }
+        self.done = true;
+        self.record();
+    }
+
+    fn record(&mut self) {
+        let took = self.store.clock.monotonic().saturating_sub(self.started);
+        self.histogram.record(took);
+        if let Some(failed) = self.failed {
+            failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Call<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.record();
+            self.store.counts.cancelled.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -78,9 +130,9 @@ impl MetaStore for TimedStore {
     }
 
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MetaError> {
-        let started = self.clock.monotonic();
+        let call = self.start(&self.counts.reads);
         let result = self.inner.get(key).await;
-        self.read_done(started, &result);
+        call.ended(&result, &self.counts.failed_reads);
         result
     }
 
@@ -90,26 +142,19 @@ impl MetaStore for TimedStore {
         end: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, MetaError> {
-        let started = self.clock.monotonic();
+        let call = self.start(&self.counts.reads);
         let result = self.inner.scan(start, end, limit).await;
-        self.read_done(started, &result);
+        call.ended(&result, &self.counts.failed_reads);
         result
     }
 
     async fn commit(&self, txn: Txn) -> Result<TxnOutcome, MetaError> {
-        let started = self.clock.monotonic();
+        let call = self.start(&self.counts.commits);
         let result = self.inner.commit(txn).await;
-        self.counts
-            .commits
-            .record(self.clock.monotonic().saturating_sub(started));
-        let failed = match result {
-            Ok(TxnOutcome::Committed) => None,
-            Ok(TxnOutcome::CheckFailed { .. }) => Some(&self.counts.checks_failed),
-            Err(_) => Some(&self.counts.failed_commits),
-        };
-        if let Some(failed) = failed {
-            failed.fetch_add(1, Ordering::Relaxed);
+        if let Ok(TxnOutcome::CheckFailed { .. }) = result {
+            self.counts.checks_failed.fetch_add(1, Ordering::Relaxed);
         }
+        call.ended(&result, &self.counts.failed_commits);
         result
     }
 
@@ -118,13 +163,14 @@ impl MetaStore for TimedStore {
     }
 
     fn timings(&self) -> Option<MetaTimings> {
+        let c = &self.counts;
         Some(MetaTimings {
-            backend: self.inner.backend_name(),
-            commits: self.counts.commits.snapshot(),
-            checks_failed: self.counts.checks_failed.load(Ordering::Relaxed),
-            failed_commits: self.counts.failed_commits.load(Ordering::Relaxed),
-            reads: self.counts.reads.snapshot(),
-            failed_reads: self.counts.failed_reads.load(Ordering::Relaxed),
+            commits: c.commits.snapshot(),
+            checks_failed: c.checks_failed.load(Ordering::Relaxed),
+            failed_commits: c.failed_commits.load(Ordering::Relaxed),
+            reads: c.reads.snapshot(),
+            failed_reads: c.failed_reads.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
         })
     }
 }
@@ -144,7 +190,8 @@ mod tests {
     }
 
     /// Each call lands in its histogram with the time it took on the clock;
-    /// a failed check and an error are counted apart from successes.
+    /// a failed check and an error are counted apart from successes, a
+    /// request refused as invalid not at all.
     #[tokio::test]
     async fn calls_are_timed_and_failures_counted() {
         let clock = ManualClock::new(0, 1);
@@ -171,32 +218,60 @@ mod tests {
         assert!(store.scan(b"a", b"z", 0).await.is_err());
 
         let t = store.timings().unwrap();
-        assert_eq!(t.backend, "memory");
-        assert_eq!(t.commits.count(), 3);
+        assert_eq!(t.commits.count(), 2, "the invalid commit is not counted");
         assert_eq!(t.checks_failed, 1);
-        assert_eq!(t.failed_commits, 1);
-        assert_eq!(t.reads.count(), 2);
-        assert_eq!(t.failed_reads, 1);
-
-        // A call's time is the clock's advance while it ran: a manual clock
-        // that nobody moves records nothing but zeros.
+        assert_eq!(t.failed_commits, 0);
+        assert_eq!(t.reads.count(), 1);
+        assert_eq!((t.failed_reads, t.cancelled), (0, 0));
+        // A manual clock that nobody moves: every call took no time.
         assert_eq!(t.commits.sum_us, 0);
-        let slow = SlowStore {
-            inner: MemoryStore::new(),
-            clock: clock.clone(),
-        };
-        let store = TimedStore::wrap(Arc::new(slow), clock.clone());
-        store.get(b"k").await.unwrap();
-        let t = store.timings().unwrap();
+
+        // The backend's own failure is counted, and timed.
+        let broken = TimedStore::wrap(Arc::new(SlowStore::new(&clock, true)), clock.clone());
+        assert!(broken.get(b"k").await.is_err());
+        let t = broken.timings().unwrap();
+        assert_eq!((t.reads.count(), t.failed_reads), (1, 1));
         assert_eq!(t.reads.sum_us, 3_000);
         assert_eq!(t.reads.counts[6], 1, "3 ms falls in the (2, 5] ms bucket");
     }
 
-    /// A store whose reads take 3 ms of a manual clock.
+    /// A call whose caller stops waiting is timed until then and counted
+    /// as cancelled.
+    #[tokio::test]
+    async fn a_call_given_up_is_counted_as_cancelled() {
+        let clock = ManualClock::new(0, 1);
+        let store = TimedStore::wrap(Arc::new(SlowStore::new(&clock, false)), clock.clone());
+        let mut commit = Box::pin(store.commit(Txn::new().put(b"k".to_vec(), b"v".to_vec())));
+        tokio::select! {
+            biased;
+            _ = &mut commit => panic!("the commit never waits"),
+            _ = std::future::ready(()) => {}
+        }
+        drop(commit);
+        let t = store.timings().unwrap();
+        assert_eq!(
+            (t.commits.count(), t.cancelled, t.failed_commits),
+            (1, 1, 0)
+        );
+    }
+
+    /// A store whose gets take 3 ms of a manual clock (and fail if
+    /// `broken`), and whose commits never end.
     #[derive(Debug)]
     struct SlowStore {
         inner: Arc<MemoryStore>,
         clock: Arc<ManualClock>,
+        broken: bool,
+    }
+
+    impl SlowStore {
+        fn new(clock: &Arc<ManualClock>, broken: bool) -> Self {
+            Self {
+                inner: MemoryStore::new(),
+                clock: clock.clone(),
+                broken,
+            }
+        }
     }
 
     #[async_trait::async_trait]
@@ -206,6 +281,9 @@ mod tests {
         }
         async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MetaError> {
             self.clock.advance_ms(3);
+            if self.broken {
+                return Err(MetaError::Backend("the disk is gone".into()));
+            }
             self.inner.get(key).await
         }
         async fn scan(
@@ -216,8 +294,8 @@ mod tests {
         ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, MetaError> {
             self.inner.scan(start, end, limit).await
         }
-        async fn commit(&self, txn: Txn) -> Result<TxnOutcome, MetaError> {
-            self.inner.commit(txn).await
+        async fn commit(&self, _txn: Txn) -> Result<TxnOutcome, MetaError> {
+            std::future::pending().await
         }
     }
 }

@@ -77,6 +77,10 @@ pub struct MetadataJson {
     pub read_p99_ms: Option<f64>,
     #[serde(default)]
     pub failed_reads: u64,
+    /// Calls whose caller stopped waiting before they returned (a pass
+    /// abandoned at shutdown, a timeout).
+    #[serde(default)]
+    pub cancelled: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

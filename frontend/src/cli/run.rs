@@ -174,7 +174,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v}"));
             println!(
-                "            {} commits (p50 {} ms, p99 {} ms, p99.9 {} ms; {} checks failed, {} errors), {} reads (p50 {} ms, p99 {} ms; {} errors)",
+                "            {} commits (p50 {} ms, p99 {} ms, p99.9 {} ms; {} checks failed, {} errors), {} reads (p50 {} ms, p99 {} ms; {} errors), {} given up",
                 m.commits,
                 ms(m.commit_p50_ms),
                 ms(m.commit_p99_ms),
@@ -184,7 +184,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                 m.reads,
                 ms(m.read_p50_ms),
                 ms(m.read_p99_ms),
-                m.failed_reads
+                m.failed_reads,
+                m.cancelled
             );
             Ok(())
         }

@@ -55,6 +55,7 @@ pub struct Metrics {
     metadata_checks_failed: Gauge<i64, AtomicGauge>,
     metadata_failed_commits: Gauge<i64, AtomicGauge>,
     metadata_failed_reads: Gauge<i64, AtomicGauge>,
+    metadata_cancelled: Gauge<i64, AtomicGauge>,
     retained_messages: Gauge<i64, AtomicGauge>,
     retained_bytes: Gauge<i64, AtomicGauge>,
     tail_cache_bytes: Gauge<i64, AtomicGauge>,
@@ -191,6 +192,11 @@ impl Metrics {
             "metadata_failed_reads",
             "Metadata gets and scans that returned an error, since start",
         );
+        let metadata_cancelled = gauge(
+            &mut registry,
+            "metadata_cancelled",
+            "Metadata calls whose caller stopped waiting before they returned, since start",
+        );
         let retained_messages = gauge(
             &mut registry,
             "retained_messages",
@@ -249,6 +255,7 @@ impl Metrics {
             metadata_checks_failed,
             metadata_failed_commits,
             metadata_failed_reads,
+            metadata_cancelled,
             retained_messages,
             retained_bytes,
             tail_cache_bytes,
@@ -324,6 +331,7 @@ pub async fn metrics(State(state): State<AppState>, caller: Caller) -> Response 
     m.metadata_checks_failed.set(clamp(timings.checks_failed));
     m.metadata_failed_commits.set(clamp(timings.failed_commits));
     m.metadata_failed_reads.set(clamp(timings.failed_reads));
+    m.metadata_cancelled.set(clamp(timings.cancelled));
     m.retained_messages.set(clamp(status.retained_messages));
     m.retained_bytes.set(clamp(status.retained_bytes));
     m.tail_cache_bytes
@@ -411,6 +419,7 @@ pub async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<
         read_p50_ms: bound_ms(&timings.reads, 0.5),
         read_p99_ms: bound_ms(&timings.reads, 0.99),
         failed_reads: timings.failed_reads,
+        cancelled: timings.cancelled,
     };
     Ok(Reply(StatusJson {
         node_id: s.node_id,
