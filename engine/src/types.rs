@@ -124,7 +124,7 @@ impl EngineConfig {
             upload_trigger_bytes: 64 << 20,
             max_object_bytes: 128 << 20,
             target_block_bytes: 256 << 10,
-            merge_small_range_bytes: 4 << 20,
+            merge_small_range_bytes: 512 << 10,
             merge_min_ranges: 8,
             merge_target_bytes: 64 << 20,
             gc_grace: Duration::from_secs(300),
