@@ -24,12 +24,18 @@ pub const GROWTH: u64 = 4;
 pub struct RangeSize {
     pub base_offset: u64,
     pub end_offset: u64,
+    /// Bytes in the object (compressed): what a merge rewrites.
     pub stored_bytes: u64,
+    /// Bytes before compression: what blocks are cut by, so what says
+    /// whether the range is small.
+    pub raw_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MergePolicy {
-    /// Ranges at or above this size are left alone.
+    /// Ranges holding this many bytes or more before compression are
+    /// left alone (blocks are cut by uncompressed size, so this counts
+    /// blocks whatever the data compresses to).
     pub small_range_bytes: u64,
     /// A merge needs at least this many adjacent small ranges.
     pub min_ranges: usize,
@@ -80,7 +86,7 @@ fn small_run_end(ranges: &[RangeSize], usable: usize, start: usize, policy: Merg
     while end < usable {
         let r = &ranges[end];
         let adjacent = end == start || ranges[end - 1].end_offset == r.base_offset;
-        if r.stored_bytes >= policy.small_range_bytes
+        if r.raw_bytes >= policy.small_range_bytes
             || !adjacent
             || (end > start && bytes + r.stored_bytes > policy.target_bytes)
         {
@@ -135,6 +141,7 @@ mod tests {
                 base_offset: i as u64 * 10,
                 end_offset: i as u64 * 10 + 10,
                 stored_bytes: *s,
+                raw_bytes: *s,
             })
             .collect()
     }
@@ -169,6 +176,18 @@ mod tests {
         assert_eq!(plan(&gap, POLICY, 0), None);
     }
 
+    /// Small is judged before compression: ranges that compressed well
+    /// below the threshold but hold enough data are left alone.
+    #[test]
+    fn small_means_small_before_compression() {
+        let mut rs = ranges(&[10, 10, 10]);
+        assert_eq!(plan(&rs, POLICY, 0), Some((0, 3)));
+        for r in &mut rs {
+            r.raw_bytes = POLICY.small_range_bytes;
+        }
+        assert_eq!(plan(&rs, POLICY, 0), None);
+    }
+
     #[test]
     fn a_grown_range_waits_for_enough_new_ones() {
         // 60 with three 10s would grow 60 by less than 2.5x: merge the 10s alone.
@@ -201,6 +220,7 @@ mod tests {
                 base_offset: i,
                 end_offset: i + 1,
                 stored_bytes: 10,
+                raw_bytes: 10,
             });
             written += 10;
             while let Some((s, e)) = plan(&rs, policy, 1) {
@@ -210,6 +230,7 @@ mod tests {
                     base_offset: rs[s].base_offset,
                     end_offset: rs[e - 1].end_offset,
                     stored_bytes: bytes,
+                    raw_bytes: bytes,
                 };
                 rs.splice(s..e, [merged]);
             }
@@ -282,7 +303,7 @@ mod tests {
             if let Some((s, e)) = plan(&rs, POLICY, skip) {
                 prop_assert!(e - s >= POLICY.min_ranges);
                 prop_assert!(e <= rs.len().saturating_sub(skip));
-                prop_assert!(rs[s..e].iter().all(|r| r.stored_bytes < POLICY.small_range_bytes));
+                prop_assert!(rs[s..e].iter().all(|r| r.raw_bytes < POLICY.small_range_bytes));
                 prop_assert!(rs[s..e].iter().map(|r| r.stored_bytes).sum::<u64>() <= POLICY.target_bytes);
                 let total: u64 = rs[s..e].iter().map(|r| r.stored_bytes).sum();
                 prop_assert!(rs[s..e].iter().all(|r| r.stored_bytes * 5 <= total * 2), "every range grows 2.5x");

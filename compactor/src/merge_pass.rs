@@ -66,6 +66,7 @@ impl Compactor {
                     base_offset: r.base_offset,
                     end_offset: r.end_offset,
                     stored_bytes: r.stored_bytes,
+                    raw_bytes: r.blocks.iter().map(|b| u64::from(b.raw_len)).sum(),
                 })
                 .collect();
             // The newest range may still grow by uploads: leave it.

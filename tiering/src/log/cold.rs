@@ -37,16 +37,28 @@ impl Tiers {
             };
             let decoded = self.fetch_block(q, &range.object, block).await?;
             // Read ahead: the range's next block, or past its last one the
-            // first block of the next range, so a queue whose data lies in
-            // many small ranges (one per upload) streams like one in a few.
+            // next range's first, so a reader of a queue whose data lies in
+            // many small ranges (one per upload) does not wait for a GET at
+            // the start of each.
             match range.blocks.get(i + 1) {
                 Some(next) => self.prefetch_block(q, &range.object, next),
                 None => {
-                    let next = q.lock().cold_range(range.end_offset);
-                    if let Some(next) = next
-                        && let Some(first) = next.blocks.first()
-                    {
-                        self.prefetch_block(q, &next.object, first);
+                    // Not when what follows is still in the WAL (the next
+                    // read goes there), and from the block holding the
+                    // range's end: a merge may have replaced the ranges
+                    // meanwhile, and the next range may start earlier.
+                    let at = range.end_offset;
+                    let next = {
+                        let index = q.lock();
+                        index
+                            .cold_range(at)
+                            .filter(|_| index.hot_first().is_none_or(|h| at < h))
+                    };
+                    if let Some(next) = next {
+                        let i = next.blocks.partition_point(|b| b.end_offset <= at);
+                        if let Some(block) = next.blocks.get(i) {
+                            self.prefetch_block(q, &next.object, block);
+                        }
                     }
                 }
             }
