@@ -601,13 +601,7 @@ async fn healthz_status_and_metrics() {
     // Every WAL sync so far is in the histogram, as many as the status counts.
     let syncs = status["wal"]["syncs"].as_u64().unwrap();
     assert!(syncs > 0, "{status}");
-    let sync_count: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("strata_wal_sync_seconds_count "))
-        .unwrap_or_else(|| panic!("no WAL sync histogram in:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap();
+    let sync_count = metric_value(&text, "strata_wal_sync_seconds_count");
     assert!(sync_count >= syncs, "{sync_count} < {syncs}");
     assert!(
         text.contains("strata_wal_sync_seconds_bucket{le=\"0.001\"}"),
@@ -625,13 +619,7 @@ async fn healthz_status_and_metrics() {
     // commits; every one is in the histogram, none failed.
     let commits = status["metadata"]["commits"].as_u64().unwrap();
     assert!(commits >= 3, "{status}");
-    let commit_count: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("strata_metadata_commit_seconds_count "))
-        .unwrap_or_else(|| panic!("no metadata commit histogram in:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap();
+    let commit_count = metric_value(&text, "strata_metadata_commit_seconds_count");
     assert!(commit_count >= commits, "{commit_count} < {commits}");
     assert!(
         text.contains("strata_metadata_read_seconds_bucket{le=\"+Inf\"}"),
@@ -837,4 +825,14 @@ async fn consumer_groups_receive_ack_and_get_redeliveries_over_http() {
     )
     .await
     .expect_error(400, "INVALID_ARGUMENT");
+}
+
+/// The value of the unlabelled metric `name` in a Prometheus text page.
+fn metric_value(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
 }
