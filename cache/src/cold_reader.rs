@@ -26,7 +26,8 @@ use crate::error::CacheError;
 /// Sizing of the cold-read runtime.
 #[derive(Debug, Clone)]
 pub struct ColdReaderConfig {
-    /// Worker threads of the cold runtime. Must be non-zero.
+    /// Worker threads of the cold runtime, and threads of its blocking
+    /// pool. Must be non-zero.
     pub threads: usize,
     /// Fetches allowed to run at once; also the bound on queued prefetches.
     /// Must be non-zero.
@@ -212,8 +213,16 @@ impl ColdReader {
                 "cold reader max_concurrent_fetches must be non-zero".into(),
             ));
         }
-        let runtime = BackgroundRuntime::start("strata-cold-read", config.threads, COLD_READ_NICE)
-            .map_err(CacheError::Runtime)?;
+        // As many blocking threads (encoding replies, a local store's file
+        // reads) as workers: the lowered priority holds only while the
+        // threads doing cold work are few (see `start_bounded`).
+        let runtime = BackgroundRuntime::start_bounded(
+            "strata-cold-read",
+            config.threads,
+            config.threads,
+            COLD_READ_NICE,
+        )
+        .map_err(CacheError::Runtime)?;
         let bucket = match config.bandwidth_bytes_per_sec {
             0 => None,
             rate => Some(TokenBucket::new(rate, clock)),

@@ -29,6 +29,38 @@ impl BackgroundRuntime {
     /// threads too; at most nice 19). Does not need to be called from
     /// inside a runtime.
     pub fn start(name: &str, threads: usize, lower_by: i32) -> std::io::Result<Self> {
+        Self::build(name, threads, None, lower_by)
+    }
+
+    /// As [`BackgroundRuntime::start`], with at most `blocking` threads in
+    /// the blocking pool (work spawned there beyond that waits its turn).
+    ///
+    /// Niceness weighs each runnable thread on its own: a hundred lowered
+    /// threads together outweigh the two that serve producers. A blocking
+    /// pool left at tokio's default (512 threads) grows with the work
+    /// queued on it, so a bound on its threads is what keeps the runtime's
+    /// share of the CPU bounded.
+    pub fn start_bounded(
+        name: &str,
+        threads: usize,
+        blocking: usize,
+        lower_by: i32,
+    ) -> std::io::Result<Self> {
+        if blocking == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("the {name} runtime needs at least one blocking thread"),
+            ));
+        }
+        Self::build(name, threads, Some(blocking), lower_by)
+    }
+
+    fn build(
+        name: &str,
+        threads: usize,
+        blocking: Option<usize>,
+        lower_by: i32,
+    ) -> std::io::Result<Self> {
         if threads == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -39,7 +71,11 @@ impl BackgroundRuntime {
         // nice 15 (or -5) keeps the background that much below it.
         let nice = (current_thread_nice() + lower_by).min(MAX_NICE);
         let runtime_name = name.to_owned();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if let Some(blocking) = blocking {
+            builder.max_blocking_threads(blocking);
+        }
+        let runtime = builder
             .worker_threads(threads)
             .thread_name(name)
             .on_thread_start(move || {
@@ -125,6 +161,44 @@ mod tests {
     fn zero_threads_is_refused() {
         let err = BackgroundRuntime::start("strata-test-bg", 0, 10).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        let err = BackgroundRuntime::start_bounded("strata-test-bg", 1, 0, 10).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    }
+
+    /// With one blocking thread, blocking work runs one piece at a time:
+    /// the second waits until the first is done.
+    #[test]
+    fn a_bounded_blocking_pool_runs_no_more_than_its_threads() {
+        use std::sync::mpsc;
+        use std::time::Duration;
+
+        let bg = BackgroundRuntime::start_bounded("strata-test-bg", 1, 1, 0).unwrap();
+        let (release_first, first_waits) = mpsc::channel::<()>();
+        let (first_started, first_running) = mpsc::channel::<()>();
+        let (second_started, second_running) = mpsc::channel::<()>();
+        let first = bg.handle().spawn_blocking(move || {
+            first_started.send(()).unwrap();
+            first_waits.recv().unwrap();
+        });
+        first_running.recv().unwrap();
+        let second = bg.handle().spawn_blocking(move || {
+            second_started.send(()).unwrap();
+        });
+        assert!(
+            second_running
+                .recv_timeout(Duration::from_millis(100))
+                .is_err(),
+            "a second blocking thread ran beside the first"
+        );
+        release_first.send(()).unwrap();
+        second_running.recv().unwrap();
+        let done = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        done.block_on(async {
+            first.await.unwrap();
+            second.await.unwrap();
+        });
     }
 
     #[cfg(target_os = "linux")]

@@ -532,6 +532,17 @@ async fn read_ahead_crosses_into_the_next_range() {
         tokio::time::sleep(Duration::from_millis(10)).await;
         waited += 1;
     }
+    // Its GET is one of the cold reader's fetches: under its permits and
+    // bandwidth budget, not beside them.
+    let fetches = |engine: &Engine| engine.status().tiering.cold_reader.fetches;
+    while fetches(&engine) < 2 {
+        assert!(
+            waited < 500,
+            "the read-ahead's GET bypassed the cold reader's limits"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
     let before = cached(&engine);
     let next = engine.read(T, "t", 0, 10, 1, Duration::ZERO).await.unwrap();
     assert_eq!(next.messages[0].offset, 10);

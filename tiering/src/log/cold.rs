@@ -172,7 +172,14 @@ impl Tiers {
     }
 
     /// Read-ahead: warms the cache with the block a sequential reader needs
-    /// next, on the cold runtime.
+    /// next. Its GET runs like a read's, through [`ColdReader::run`] (the
+    /// block cache runs a fetch on the runtime that opened it): on the cold
+    /// runtime, under a fetch permit, charged to the bandwidth budget. With
+    /// many readers the read-ahead is most of the GETs, and left outside
+    /// the limits it took the network and the workers the limits keep for
+    /// writes.
+    ///
+    /// [`ColdReader::run`]: strata_cache::ColdReader::run
     fn prefetch_block(&self, q: &QueueLog, object: &str, block: &BlockRef) {
         let key = BlockKey {
             object: object.to_string(),
@@ -180,6 +187,7 @@ impl Tiers {
         };
         let blocks = self.blocks.clone();
         let objects = self.objects.clone();
+        let cold = self.cold.clone();
         let name = object.to_string();
         let range = block.offset..block.offset + u64::from(block.len);
         let meter = self.meter.clone();
@@ -187,11 +195,13 @@ impl Tiers {
         self.cold.spawn_prefetch(async move {
             let fetched = blocks
                 .get_or_fetch(key, move || async move {
-                    meter.add(&tenant, Counter::ObjectGets, 1);
-                    objects
-                        .get_range(&name, range)
-                        .await
-                        .map_err(TierError::from)
+                    cold.run(async move {
+                        meter.add(&tenant, Counter::ObjectGets, 1);
+                        let bytes = objects.get_range(&name, range).await?;
+                        let len = bytes.len() as u64;
+                        Ok::<_, TierError>((bytes, len))
+                    })
+                    .await
                 })
                 .await;
             if let Err(e) = fetched {
