@@ -615,11 +615,16 @@ impl Engine {
         self.core.object_store()
     }
 
-    /// The low-priority runtime of reads: protocol adapters encode read
-    /// replies here, so consumers never compete with producers for the
-    /// async workers.
-    pub fn read_runtime(&self) -> tokio::runtime::Handle {
-        self.core.read_runtime()
+    /// Runs CPU work for readers (protocol adapters encoding a large read
+    /// reply) at low priority: on the cold-read runtime's blocking pool, at
+    /// most `cache.cold_read_threads` pieces at once, so consumers neither
+    /// hold the async workers nor outweigh them with many lowered threads.
+    pub async fn for_readers<F, T>(&self, work: F) -> Result<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.core.for_readers(work).await
     }
 
     /// The node's WAL checkpoint: everything below is in object storage.

@@ -178,8 +178,8 @@ pub struct CacheSection {
     pub block_disk_dir: String,
     /// Write budget of the disk tier, bytes/s (0 = unlimited).
     pub block_disk_write_bytes_per_sec: u64,
-    /// Async workers of the cold-read runtime, and threads of its blocking
-    /// pool.
+    /// Async workers of the cold-read runtime, and readers' CPU tasks
+    /// (encoding large read replies) run at once.
     pub cold_read_threads: usize,
     /// Object-store reads in flight for cold readers, read-ahead included.
     pub cold_read_concurrency: usize,

@@ -278,6 +278,11 @@ pub(crate) fn stored_json(m: StoredMessage, force_base64: bool) -> StoredJson {
     }
 }
 
+/// Read replies with at most this many body bytes are encoded where the
+/// request is served; larger ones at low priority
+/// ([`strata_engine::Engine::for_readers`]).
+const INLINE_ENCODE_BYTES: u64 = 64 << 10;
+
 pub async fn read(
     State(state): State<AppState>,
     caller: Caller,
@@ -328,26 +333,28 @@ pub async fn read(
         read_count.saturating_sub(1),
     );
     caller.charge(&state.limiter, Rate::ConsumeBytes, read_bytes);
-    // Encoding up to a thousand bodies is CPU work: it runs on the
-    // low-priority read runtime, so producers keep the async workers while
-    // a reader catches up.
-    let body = state
-        .engine
-        .read_runtime()
-        .spawn_blocking(move || {
-            serde_json::to_vec(&ReadReply {
-                messages: result
-                    .messages
-                    .into_iter()
-                    .map(|m| stored_json(m, force_base64))
-                    .collect(),
-                next_offset: result.next_offset,
-                first_offset: result.first_offset,
-                end_offset: result.high_watermark,
-            })
+    let encode = move || {
+        serde_json::to_vec(&ReadReply {
+            messages: result
+                .messages
+                .into_iter()
+                .map(|m| stored_json(m, force_base64))
+                .collect(),
+            next_offset: result.next_offset,
+            first_offset: result.first_offset,
+            end_offset: result.high_watermark,
         })
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("encoding task failed: {e}")))?
+    };
+    // Encoding up to a thousand bodies is CPU work: a large reply is
+    // encoded at low priority, so producers keep the async workers while a
+    // reader catches up. A small one (a tail reader's few messages) takes
+    // tens of microseconds, less than the hop would cost it.
+    let encoded = if read_bytes <= INLINE_ENCODE_BYTES {
+        encode()
+    } else {
+        state.engine.for_readers(encode).await?
+    };
+    let body = encoded
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("encoding the reply: {e}")))?;
     Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
 }

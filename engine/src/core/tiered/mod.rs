@@ -24,11 +24,18 @@ impl Core {
         self.tiers.objects()
     }
 
-    /// The low-priority runtime of reads: protocol adapters encode read
-    /// replies here (`spawn_blocking` on it runs on its threads), so
-    /// consumers never compete with producers for the async workers.
-    pub fn read_runtime(&self) -> tokio::runtime::Handle {
-        self.tiers.cold().handle().clone()
+    /// Runs CPU work for readers (encoding a reply) on the cold-read
+    /// runtime, a bounded number of pieces at once.
+    pub async fn for_readers<F, T>(&self, work: F) -> Result<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.tiers
+            .cold()
+            .compute(work)
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))
     }
 
     /// The node's WAL checkpoint: everything below is in object storage.
