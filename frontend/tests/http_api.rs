@@ -307,8 +307,17 @@ async fn small_and_large_read_replies_encode_alike() {
     assert_eq!(s.publish("big", Value::Array(messages)).await.len(), 100);
 
     // 10 bodies (20 KiB) inline; all 100 (200 KiB) on the cold runtime.
+    let cpu_tasks = || async {
+        let status = s.get("/v1/status").await.expect(200);
+        status["tiering"]["cold_reads"]["cpu_tasks"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = cpu_tasks().await;
     let small = s.read("big", 0, "offset=0&limit=10").await;
+    assert_eq!(cpu_tasks().await, before, "a small reply left the worker");
     let large = s.read("big", 0, "offset=0&limit=100").await;
+    assert_eq!(cpu_tasks().await, before + 1, "a large reply stayed inline");
     let (small, large) = (
         small["messages"].as_array().unwrap(),
         large["messages"].as_array().unwrap(),

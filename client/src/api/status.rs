@@ -154,6 +154,10 @@ pub struct ColdReadsJson {
     pub bytes: u64,
     pub throttled_waits: u64,
     pub prefetches: u64,
+    /// Readers' CPU work run at low priority (large HTTP read replies
+    /// encoded). Absent from servers older than the field.
+    #[serde(default)]
+    pub cpu_tasks: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -278,10 +278,10 @@ pub(crate) fn stored_json(m: StoredMessage, force_base64: bool) -> StoredJson {
     }
 }
 
-/// Read replies with at most this many body bytes are encoded where the
-/// request is served; larger ones at low priority
-/// ([`strata_engine::Engine::for_readers`]).
-const INLINE_ENCODE_BYTES: u64 = 64 << 10;
+/// Read replies of at most this many message bytes (bodies, properties,
+/// keys: `Message::approx_size`) are encoded where the request is served;
+/// larger ones at low priority ([`strata_engine::Engine::for_readers`]).
+const INLINE_ENCODE_BYTES: usize = 64 << 10;
 
 pub async fn read(
     State(state): State<AppState>,
@@ -333,6 +333,11 @@ pub async fn read(
         read_count.saturating_sub(1),
     );
     caller.charge(&state.limiter, Rate::ConsumeBytes, read_bytes);
+    let size: usize = result
+        .messages
+        .iter()
+        .map(|m| m.message.approx_size())
+        .sum();
     let encode = move || {
         serde_json::to_vec(&ReadReply {
             messages: result
@@ -349,7 +354,7 @@ pub async fn read(
     // encoded at low priority, so producers keep the async workers while a
     // reader catches up. A small one (a tail reader's few messages) takes
     // tens of microseconds, less than the hop would cost it.
-    let encoded = if read_bytes <= INLINE_ENCODE_BYTES {
+    let encoded = if size <= INLINE_ENCODE_BYTES {
         encode()
     } else {
         state.engine.for_readers(encode).await?

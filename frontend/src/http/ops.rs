@@ -527,6 +527,7 @@ fn tiering_json(t: strata_engine::TieringStatus) -> TieringJson {
             bytes: t.cold_reader.bytes,
             throttled_waits: t.cold_reader.throttled_waits,
             prefetches: t.cold_reader.prefetches_spawned,
+            cpu_tasks: t.cold_reader.cpu_tasks,
         },
     }
 }
