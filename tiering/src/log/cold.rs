@@ -152,58 +152,52 @@ impl Tiers {
         key: BlockKey,
         block: &BlockRef,
     ) -> Result<bytes::Bytes, TierError> {
-        let objects = self.objects.clone();
-        let cold = self.cold.clone();
-        let name = key.object.clone();
-        let range = block.offset..block.offset + u64::from(block.len);
-        let meter = self.meter.clone();
-        let tenant = q.tenant.clone();
-        self.blocks
-            .get_or_fetch(key, move || async move {
-                cold.run(async move {
-                    meter.add(&tenant, Counter::ObjectGets, 1);
-                    let bytes = objects.get_range(&name, range).await?;
-                    let len = bytes.len() as u64;
-                    Ok::<_, TierError>((bytes, len))
-                })
-                .await
-            })
-            .await
+        let fetch = self.ranged_get(q, &key.object, block);
+        self.blocks.get_or_fetch(key, move || fetch).await
     }
 
-    /// Read-ahead: warms the cache with the block a sequential reader needs
-    /// next. Its GET runs like a read's, through [`ColdReader::run`] (the
-    /// block cache runs a fetch on the runtime that opened it): on the cold
-    /// runtime, under a fetch permit, charged to the bandwidth budget. With
-    /// many readers the read-ahead is most of the GETs, and left outside
-    /// the limits it took the network and the workers the limits keep for
-    /// writes.
+    /// A block's ranged GET as the block cache runs it on a miss: through
+    /// [`ColdReader::run`] (the cold runtime, a fetch permit, the bandwidth
+    /// budget), billed to the queue's tenant when it runs.
     ///
     /// [`ColdReader::run`]: strata_cache::ColdReader::run
-    fn prefetch_block(&self, q: &QueueLog, object: &str, block: &BlockRef) {
-        let key = BlockKey {
-            object: object.to_string(),
-            offset: block.offset,
-        };
-        let blocks = self.blocks.clone();
+    fn ranged_get(
+        &self,
+        q: &QueueLog,
+        object: &str,
+        block: &BlockRef,
+    ) -> impl Future<Output = Result<bytes::Bytes, TierError>> + Send + 'static {
         let objects = self.objects.clone();
         let cold = self.cold.clone();
         let name = object.to_string();
         let range = block.offset..block.offset + u64::from(block.len);
         let meter = self.meter.clone();
         let tenant = q.tenant.clone();
+        async move {
+            cold.run(async move {
+                meter.add(&tenant, Counter::ObjectGets, 1);
+                let bytes = objects.get_range(&name, range).await?;
+                let len = bytes.len() as u64;
+                Ok::<_, TierError>((bytes, len))
+            })
+            .await
+        }
+    }
+
+    /// Read-ahead: warms the cache with the block a sequential reader needs
+    /// next. Its GET is a read's (`ranged_get`), under the same permits
+    /// and bandwidth budget: with many readers the read-ahead is most of
+    /// the GETs, and left outside the limits it took the network and the
+    /// workers the limits keep for writes.
+    fn prefetch_block(&self, q: &QueueLog, object: &str, block: &BlockRef) {
+        let key = BlockKey {
+            object: object.to_string(),
+            offset: block.offset,
+        };
+        let blocks = self.blocks.clone();
+        let fetch = self.ranged_get(q, object, block);
         self.cold.spawn_prefetch(async move {
-            let fetched = blocks
-                .get_or_fetch(key, move || async move {
-                    cold.run(async move {
-                        meter.add(&tenant, Counter::ObjectGets, 1);
-                        let bytes = objects.get_range(&name, range).await?;
-                        let len = bytes.len() as u64;
-                        Ok::<_, TierError>((bytes, len))
-                    })
-                    .await
-                })
-                .await;
+            let fetched = blocks.get_or_fetch(key, move || fetch).await;
             if let Err(e) = fetched {
                 tracing::debug!(error = %e, "read-ahead failed");
             }
