@@ -20,11 +20,23 @@ const BUCKET: &str = "outage";
 /// A private SeaweedFS on its own ports, so stopping it disturbs no other test.
 struct Weed {
     child: Child,
+    /// Its output, shown when it does not become ready.
+    log: std::path::PathBuf,
 }
 
 impl Weed {
+    /// Ports `base..base + 6`, and SeaweedFS's gRPC ports 10,000 above
+    /// them: both must stay below the ephemeral range (32768 and up here),
+    /// where another test's listener on port 0 may already sit, and clear
+    /// of the shared SeaweedFS that `scripts/services.sh` starts.
+    fn pick_base() -> u16 {
+        20_000 + fastrand::u16(0..400) * 6
+    }
+
     fn start(weed: &str, dir: &Path, base: u16) -> Weed {
         let port = |offset: u16| (base + offset).to_string();
+        let log = dir.join(format!("weed-{}.log", fastrand::u32(..)));
+        let output = std::fs::File::create(&log).expect("weed log");
         let child = Command::new(weed)
             .arg("mini")
             .arg(format!("-dir={}", dir.display()))
@@ -49,11 +61,18 @@ impl Weed {
             .env("AWS_ACCESS_KEY_ID", "outage")
             .env("AWS_SECRET_ACCESS_KEY", "outage-secret")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(output.try_clone().expect("weed log"))
+            .stderr(output)
             .spawn()
             .expect("start weed");
-        Weed { child }
+        Weed { child, log }
+    }
+
+    /// The last lines of its output.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     fn kill(mut self) {
@@ -80,8 +99,8 @@ fn msg(i: usize) -> PublishMessage {
 }
 
 /// Waits (bounded) until the store accepts a PUT.
-async fn until_ready(engine: &Engine) {
-    for _ in 0..300 {
+async fn until_ready(engine: &Engine, weed: &Weed) {
+    for _ in 0..600 {
         if engine
             .object_store()
             .put("probe/ready", Bytes::from_static(b"1"))
@@ -92,7 +111,10 @@ async fn until_ready(engine: &Engine) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("SeaweedFS did not become ready");
+    panic!(
+        "SeaweedFS did not become ready in 60 s; its log ends:\n{}",
+        weed.log_tail()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,7 +124,7 @@ async fn s3_server_stopped_then_restarted_loses_nothing() {
         return;
     };
     let weed_dir = tempfile::tempdir().unwrap();
-    let base = 20_000 + fastrand::u16(0..4000) * 2;
+    let base = Weed::pick_base();
     let server = Weed::start(&weed, weed_dir.path(), base);
 
     let dir = tempfile::tempdir().unwrap();
@@ -126,7 +148,7 @@ async fn s3_server_stopped_then_restarted_loses_nothing() {
     store.backoff_base = Duration::from_millis(10);
     c.object_store = store;
     let engine = Engine::open(c, Arc::new(SystemClock)).await.unwrap();
-    until_ready(&engine).await;
+    until_ready(&engine, &server).await;
     engine
         .create_topic(T, "t", 1, MessageType::Normal, Some(Retention::Unlimited))
         .await
@@ -160,8 +182,8 @@ async fn s3_server_stopped_then_restarted_loses_nothing() {
     assert_eq!(err.code().as_str(), "WAL_FULL", "{err}");
     assert!(engine.status().tiering.last_error.is_some());
 
-    let _server = Weed::start(&weed, weed_dir.path(), base);
-    until_ready(&engine).await;
+    let server = Weed::start(&weed, weed_dir.path(), base);
+    until_ready(&engine, &server).await;
     let mut resumed = false;
     for _ in 0..300 {
         if engine.publish(T, "t", vec![msg(acked)]).await.is_ok() {
