@@ -321,11 +321,17 @@ pub async fn read(
                 .await?
         }
     };
-    let read_bytes: u64 = result
+    // Bodies are what the quota charges; whole messages are what encoding
+    // costs. One pass for both.
+    let (read_bytes, size) = result
         .messages
         .iter()
-        .map(|m| m.message.body.len() as u64)
-        .sum();
+        .fold((0u64, 0usize), |(bodies, whole), m| {
+            (
+                bodies + m.message.body.len() as u64,
+                whole + m.message.approx_size(),
+            )
+        });
     let read_count = result.messages.len() as u64;
     caller.charge(
         &state.limiter,
@@ -333,11 +339,6 @@ pub async fn read(
         read_count.saturating_sub(1),
     );
     caller.charge(&state.limiter, Rate::ConsumeBytes, read_bytes);
-    let size: usize = result
-        .messages
-        .iter()
-        .map(|m| m.message.approx_size())
-        .sum();
     let encode = move || {
         serde_json::to_vec(&ReadReply {
             messages: result
