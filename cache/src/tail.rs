@@ -115,14 +115,16 @@ impl TailCache {
     }
 
     /// Messages from `offset` (inclusive) up to `end` (exclusive), at most
-    /// `max_messages`, if `offset` lies inside the cached range; `None` on a
-    /// miss (the caller reads the WAL instead).
+    /// `max_messages` and `max_bytes` (`Message::approx_size`; the first
+    /// message is always taken, however large), if `offset` lies inside the
+    /// cached range; `None` on a miss (the caller reads the WAL instead).
     pub fn read(
         &self,
         queue: QueueKey,
         offset: u64,
         end: u64,
         max_messages: usize,
+        max_bytes: u64,
     ) -> Option<Vec<StoredMessage>> {
         let inner = self.lock();
         let batches = inner.queues.get(&queue);
@@ -137,6 +139,7 @@ impl TailCache {
         };
         let start = batches.partition_point(|b| b.end_offset() <= offset);
         let mut out = Vec::new();
+        let mut bytes = 0u64;
         // Offsets ascend within and across batches: stop at the first
         // message past the limit rather than visiting every later batch.
         'batches: for batch in batches.iter().skip(start) {
@@ -145,6 +148,10 @@ impl TailCache {
                     break 'batches;
                 }
                 if m.offset >= offset {
+                    bytes += m.message.approx_size() as u64;
+                    if !out.is_empty() && bytes > max_bytes {
+                        break 'batches;
+                    }
                     out.push(m.clone());
                 }
             }
@@ -238,17 +245,38 @@ mod tests {
         let cache = TailCache::new(1 << 20);
         cache.insert(Q, batch(10, 5, 10));
         cache.insert(Q, batch(15, 5, 10));
-        let got = cache.read(Q, 12, 20, 100).unwrap();
+        let got = cache.read(Q, 12, 20, 100, u64::MAX).unwrap();
         assert_eq!(
             got.iter().map(|m| m.offset).collect::<Vec<_>>(),
             (12..20).collect::<Vec<_>>()
         );
-        assert_eq!(cache.read(Q, 12, 14, 100).unwrap().len(), 2);
-        assert_eq!(cache.read(Q, 12, 20, 3).unwrap().len(), 3);
-        assert!(cache.read(Q, 9, 20, 100).is_none());
-        assert!(cache.read(Q, 20, 25, 100).is_none());
+        assert_eq!(cache.read(Q, 12, 14, 100, u64::MAX).unwrap().len(), 2);
+        assert_eq!(cache.read(Q, 12, 20, 3, u64::MAX).unwrap().len(), 3);
+        assert!(cache.read(Q, 9, 20, 100, u64::MAX).is_none());
+        assert!(cache.read(Q, 20, 25, 100, u64::MAX).is_none());
         let s = cache.stats();
         assert_eq!((s.hits, s.misses), (3, 2));
+    }
+
+    #[test]
+    fn reads_stop_at_the_byte_budget_but_always_take_one() {
+        let cache = TailCache::new(1 << 20);
+        cache.insert(Q, batch(0, 10, 1000));
+        let each = msg(0, 1000).message.approx_size() as u64;
+        let offsets = |got: Vec<StoredMessage>| got.iter().map(|m| m.offset).collect::<Vec<_>>();
+        assert_eq!(
+            offsets(cache.read(Q, 2, 10, 100, 3 * each).unwrap()),
+            [2, 3, 4]
+        );
+        assert_eq!(
+            offsets(cache.read(Q, 2, 10, 100, 3 * each - 1).unwrap()),
+            [2, 3]
+        );
+        assert_eq!(
+            offsets(cache.read(Q, 2, 10, 100, 1).unwrap()),
+            [2],
+            "one, however large"
+        );
     }
 
     #[test]
@@ -261,9 +289,12 @@ mod tests {
         cache.insert(Q, batch(1, 1, 1000));
         cache.insert(Q, batch(2, 1, 1000));
         assert!(cache.stats().bytes <= one * 3);
-        assert!(cache.read(Q, 0, 3, 10).is_none(), "oldest batch evicted");
-        assert!(cache.read(other, 0, 1, 10).is_some());
-        assert_eq!(cache.read(Q, 1, 3, 10).unwrap().len(), 2);
+        assert!(
+            cache.read(Q, 0, 3, 10, u64::MAX).is_none(),
+            "oldest batch evicted"
+        );
+        assert!(cache.read(other, 0, 1, 10, u64::MAX).is_some());
+        assert_eq!(cache.read(Q, 1, 3, 10, u64::MAX).unwrap().len(), 2);
     }
 
     #[test]
@@ -271,10 +302,10 @@ mod tests {
         let cache = TailCache::new(1 << 20);
         cache.insert(Q, batch(0, 3, 1));
         cache.insert(Q, batch(10, 2, 1));
-        assert!(cache.read(Q, 0, 12, 10).is_none());
-        assert_eq!(cache.read(Q, 10, 12, 10).unwrap().len(), 2);
+        assert!(cache.read(Q, 0, 12, 10, u64::MAX).is_none());
+        assert_eq!(cache.read(Q, 10, 12, 10, u64::MAX).unwrap().len(), 2);
         cache.trim_below(Q, 11);
-        assert!(cache.read(Q, 11, 12, 10).is_none());
+        assert!(cache.read(Q, 11, 12, 10, u64::MAX).is_none());
         assert_eq!(cache.stats().bytes, 0);
     }
 
@@ -296,7 +327,7 @@ mod tests {
             for (q, end) in next.iter().enumerate() {
                 let key = QueueKey::new(q as u64, 0);
                 for off in 0..*end {
-                    if let Some(got) = cache.read(key, off, *end, usize::MAX) {
+                    if let Some(got) = cache.read(key, off, *end, usize::MAX, u64::MAX) {
                         let offsets: Vec<u64> = got.iter().map(|m| m.offset).collect();
                         prop_assert_eq!(offsets, (off..*end).collect::<Vec<_>>());
                     }

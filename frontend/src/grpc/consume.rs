@@ -7,7 +7,7 @@ use std::time::Duration;
 use md5::Digest as _;
 use strata_common::MESSAGE_GROUP_PROPERTY;
 use strata_engine::{EngineError, Popped, ReceiveRequest, TagFilter};
-use strata_tenancy::{Permission, Rate};
+use strata_tenancy::Permission;
 use tonic::Request;
 
 use crate::grpc::caller::{Caller, GrpcState};
@@ -185,7 +185,7 @@ impl GrpcState {
         } else {
             r.batch_size as usize
         };
-        caller.take(&self.limiter, Rate::ConsumeMessages, 1).await?;
+        caller.take_consume(&self.limiter).await?;
         let info = self.engine.topic_info(&caller.tenant, &topic)?;
         let receive = self.engine.receive(ReceiveRequest {
             tenant: &caller.tenant,
@@ -247,12 +247,7 @@ impl GrpcState {
             .iter()
             .map(|p| p.message.message.body.len() as u64)
             .sum();
-        if let Some(q) = &caller.quotas {
-            let limiter = &self.limiter;
-            let extra = (popped.len() as u64).saturating_sub(1);
-            limiter.charge(&caller.principal.tenant, Rate::ConsumeMessages, q, extra);
-            limiter.charge(&caller.principal.tenant, Rate::ConsumeBytes, q, bytes);
-        }
+        caller.charge_consumed(&self.limiter, popped.len() as u64, bytes);
     }
 
     pub(crate) async fn change_invisible_inner(

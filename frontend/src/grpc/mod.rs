@@ -8,7 +8,7 @@
 //! check-backs), [`convert`] (messages), [`settings`] (Telemetry settings),
 //! [`failure`] (result codes), [`forward`] (cluster mode: RPCs for a
 //! tenant served elsewhere go there). The RPCs' work is done on `GrpcState` in
-//! [`route`], [`consume`], [`offsets`] and [`txn`]; [`service`] only
+//! [`route`], [`consume`], [`pull`], [`offsets`] and [`txn`]; [`service`] only
 //! implements the tonic trait and answers, so no module imports the one
 //! that uses it.
 
@@ -21,6 +21,7 @@ pub mod failure;
 pub mod forward;
 pub mod offsets;
 pub mod producers;
+pub mod pull;
 pub mod route;
 pub mod service;
 pub mod settings;
@@ -61,6 +62,9 @@ pub async fn serve(
     })
     .max_decoding_message_size(max_request_bytes)
     .max_encoding_message_size(max_request_bytes);
+    // PullMessage is served by the route, with these sizes and, like the
+    // rest, no compression: a setting added above belongs there too.
+    let service = pull::PullRoute::new(service, state.clone(), max_request_bytes);
     let service = forward::Forwarding::new(service, state);
     let served = tonic::transport::Server::builder()
         .add_service(service)

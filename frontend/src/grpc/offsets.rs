@@ -1,21 +1,18 @@
-//! Consumption by offset: PullMessage, UpdateOffset, GetOffset and
-//! QueryOffset, on the engine's reads and committed offsets.
+//! Consumption by offset: UpdateOffset, GetOffset and QueryOffset, on the
+//! engine's committed offsets (PullMessage is in [`crate::grpc::pull`]).
 
-use std::time::Duration;
-
-use strata_tenancy::{Permission, Rate};
+use strata_tenancy::Permission;
 use tonic::Request;
 
 use crate::grpc::caller::{Caller, GrpcState};
 use crate::grpc::failure::{Failure, ok};
 use crate::grpc::pb::{self, Code};
-use crate::grpc::settings::LONG_POLLING_TIMEOUT;
-
-/// Messages per pull when the client does not say, and at most.
-const PULL_BATCH: usize = 32;
 
 /// (topic, queue) named by a message queue in the caller's tenant.
-fn queue_of(caller: &Caller, mq: Option<&pb::MessageQueue>) -> Result<(String, u32), Failure> {
+pub(crate) fn queue_of(
+    caller: &Caller,
+    mq: Option<&pb::MessageQueue>,
+) -> Result<(String, u32), Failure> {
     let mq = mq.ok_or_else(|| Failure::bad_request("the request names no message queue"))?;
     let topic = caller.resource(mq.topic.as_ref(), "topic")?.to_string();
     let queue = u32::try_from(mq.id)
@@ -23,97 +20,15 @@ fn queue_of(caller: &Caller, mq: Option<&pb::MessageQueue>) -> Result<(String, u
     Ok((topic, queue))
 }
 
-fn offset_arg(offset: i64) -> Result<u64, Failure> {
+pub(crate) fn offset_arg(offset: i64) -> Result<u64, Failure> {
     u64::try_from(offset).map_err(|_| Failure::bad_request(format!("offset {offset} is negative")))
 }
 
-fn offset_out(offset: u64) -> i64 {
+pub(crate) fn offset_out(offset: u64) -> i64 {
     i64::try_from(offset).unwrap_or(i64::MAX)
 }
 
 impl GrpcState {
-    /// Messages from an offset, then the next offset, then the status.
-    pub(crate) async fn pull_inner(
-        &self,
-        request: Request<pb::PullMessageRequest>,
-    ) -> Result<Vec<pb::PullMessageResponse>, Failure> {
-        let caller = self.caller(&request, "PullMessage").await?;
-        caller.require(Permission::Consume)?;
-        let r = request.into_inner();
-        caller.resource(r.group.as_ref(), "consumer group")?;
-        let (topic, queue) = queue_of(&caller, r.message_queue.as_ref())?;
-        let filter = crate::grpc::consume::tag_filter(r.filter_expression.as_ref())?;
-        let batch = usize::try_from(r.batch_size)
-            .ok()
-            .filter(|b| *b > 0)
-            .unwrap_or(PULL_BATCH)
-            .min(PULL_BATCH);
-        let wait = r
-            .long_polling_timeout
-            .as_ref()
-            .and_then(|d| Some(Duration::new(u64::try_from(d.seconds).ok()?, 0)))
-            .unwrap_or(Duration::ZERO)
-            .min(LONG_POLLING_TIMEOUT)
-            * 4
-            / 5;
-        caller.take(&self.limiter, Rate::ConsumeMessages, 1).await?;
-        let info = self.engine.topic_info(&caller.tenant, &topic)?;
-        let read = self
-            .engine
-            .read(
-                &caller.tenant,
-                &topic,
-                queue,
-                offset_arg(r.offset)?,
-                batch,
-                wait,
-            )
-            .await?;
-        let resource = pb::Resource {
-            resource_namespace: String::new(),
-            name: topic,
-        };
-        let store_host = self.engine.config().node_id.clone();
-        let mut out: Vec<pb::PullMessageResponse> = read
-            .messages
-            .into_iter()
-            .filter(|m| filter.matches(m.message.tag.as_deref()))
-            .map(|m| {
-                let popped = strata_engine::Popped {
-                    queue,
-                    attempt: 1,
-                    handle: String::new(),
-                    visible_ms: 0,
-                    message: m,
-                };
-                let mut message = crate::grpc::consume::to_pb(
-                    popped,
-                    resource.clone(),
-                    info.message_type,
-                    Duration::ZERO,
-                    &store_host,
-                );
-                if let Some(sys) = message.system_properties.as_mut() {
-                    // Pulled messages have no receipt handle or invisibility.
-                    sys.receipt_handle = None;
-                    sys.invisible_duration = None;
-                }
-                pb::PullMessageResponse {
-                    content: Some(pb::pull_message_response::Content::Message(message)),
-                }
-            })
-            .collect();
-        out.push(pb::PullMessageResponse {
-            content: Some(pb::pull_message_response::Content::NextOffset(offset_out(
-                read.next_offset,
-            ))),
-        });
-        out.push(pb::PullMessageResponse {
-            content: Some(pb::pull_message_response::Content::Status(ok())),
-        });
-        Ok(out)
-    }
-
     pub(crate) async fn update_offset_inner(
         &self,
         request: Request<pb::UpdateOffsetRequest>,

@@ -3,8 +3,9 @@
 //! Every RPC authenticates first (see [`crate::grpc::caller`]); failures are
 //! answered with a result code in the response body, as the protocol
 //! expects — never a hang or a panic. Publishing and routes are here;
-//! consumption by message is in [`crate::grpc::consume`], consumption by offset in
-//! [`crate::grpc::offsets`], transactions in [`crate::grpc::txn`].
+//! consumption by message is in [`crate::grpc::consume`], consumption by
+//! offset in [`crate::grpc::pull`] (PullMessage) and [`crate::grpc::offsets`],
+//! transactions in [`crate::grpc::txn`].
 
 use std::pin::Pin;
 
@@ -259,9 +260,11 @@ impl MessagingService for Service {
         &self,
         request: Request<pb::PullMessageRequest>,
     ) -> Result<Response<Self::PullMessageStream>, Status> {
-        match self.state.pull_inner(request).await {
-            Ok(items) => Ok(Response::new(Box::pin(tokio_stream::iter(
-                items.into_iter().map(Ok),
+        // Served by `pull::PullRoute` with responses encoded ahead; this
+        // answers alike for a server built without the route.
+        match self.state.pull_read(request).await {
+            Ok(pulled) => Ok(Response::new(Box::pin(tokio_stream::iter(
+                pulled.responses().into_iter().map(Ok),
             )))),
             Err(f) => Ok(Response::new(failed_stream(f, |s| {
                 pb::PullMessageResponse {

@@ -6,7 +6,7 @@ use axum::extract::State;
 pub use strata_client::api::lookup::{FindParams, FindReply, FoundJson};
 use strata_common::limits::MAX_KEY_LEN;
 use strata_engine::IndexKind;
-use strata_tenancy::{Permission, Rate};
+use strata_tenancy::Permission;
 
 use super::AppState;
 use super::auth::Caller;
@@ -42,10 +42,7 @@ pub async fn find(
     if params.limit == Some(0) {
         return Err(ApiError::invalid("limit must be at least 1"));
     }
-    // As for reads: one message up front, the rest charged once known.
-    caller
-        .take(&state.limiter, Rate::ConsumeMessages, 1)
-        .await?;
+    caller.take_consume(&state.limiter).await?;
     let found = state
         .engine
         .find_messages(
@@ -60,12 +57,7 @@ pub async fn find(
         .iter()
         .map(|f| f.message.message.body.len() as u64)
         .sum();
-    caller.charge(
-        &state.limiter,
-        Rate::ConsumeMessages,
-        (found.len() as u64).saturating_sub(1),
-    );
-    caller.charge(&state.limiter, Rate::ConsumeBytes, bytes);
+    caller.charge_consumed(&state.limiter, found.len() as u64, bytes);
     Ok(Reply(FindReply {
         messages: found
             .into_iter()

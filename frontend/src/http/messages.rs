@@ -30,7 +30,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Path, Query};
-use strata_tenancy::{Permission, Rate};
+use strata_tenancy::Permission;
 
 pub(crate) fn to_publish(index: usize, m: MessageJson) -> ApiResult<(PublishMessage, Option<i64>)> {
     let body = match (m.body, m.body_base64) {
@@ -278,11 +278,6 @@ pub(crate) fn stored_json(m: StoredMessage, force_base64: bool) -> StoredJson {
     }
 }
 
-/// Read replies of at most this many message bytes (bodies, properties,
-/// keys: `Message::approx_size`) are encoded where the request is served;
-/// larger ones at low priority ([`strata_engine::Engine::for_readers`]).
-const INLINE_ENCODE_BYTES: usize = 64 << 10;
-
 pub async fn read(
     State(state): State<AppState>,
     caller: Caller,
@@ -301,11 +296,7 @@ pub async fn read(
         }
     };
     let limit = params.limit.unwrap_or(100);
-    // One message up front keeps an exhausted consumer out; the rest of
-    // the cost is charged once known.
-    caller
-        .take(&state.limiter, Rate::ConsumeMessages, 1)
-        .await?;
+    caller.take_consume(&state.limiter).await?;
     let wait = Duration::from_millis(params.wait_ms.unwrap_or(0));
     let result = match &params.group {
         Some(group) => {
@@ -321,24 +312,8 @@ pub async fn read(
                 .await?
         }
     };
-    // Bodies are what the quota charges; whole messages are what encoding
-    // costs. One pass for both.
-    let (read_bytes, size) = result
-        .messages
-        .iter()
-        .fold((0u64, 0usize), |(bodies, whole), m| {
-            (
-                bodies + m.message.body.len() as u64,
-                whole + m.message.approx_size(),
-            )
-        });
-    let read_count = result.messages.len() as u64;
-    caller.charge(
-        &state.limiter,
-        Rate::ConsumeMessages,
-        read_count.saturating_sub(1),
-    );
-    caller.charge(&state.limiter, Rate::ConsumeBytes, read_bytes);
+    let (read_bytes, size) = crate::pipeline::reply::sizes(&result.messages);
+    caller.charge_consumed(&state.limiter, result.messages.len() as u64, read_bytes);
     let encode = move || {
         serde_json::to_vec(&ReadReply {
             messages: result
@@ -351,15 +326,7 @@ pub async fn read(
             end_offset: result.high_watermark,
         })
     };
-    // Encoding up to a thousand bodies is CPU work: a large reply is
-    // encoded at low priority, so producers keep the async workers while a
-    // reader catches up. A small one (a tail reader's few messages) takes
-    // tens of microseconds, less than the hop would cost it.
-    let encoded = if size <= INLINE_ENCODE_BYTES {
-        encode()
-    } else {
-        state.engine.for_readers(encode).await?
-    };
+    let encoded = crate::pipeline::reply::encode(&state.engine, size, encode).await?;
     let body = encoded
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("encoding the reply: {e}")))?;
     Ok(([(CONTENT_TYPE, "application/json")], body).into_response())

@@ -11,7 +11,7 @@ pub use strata_client::api::pop::{
 use axum::Json as Reply;
 use axum::extract::State;
 use strata_engine::{ReceiveRequest, TagFilter};
-use strata_tenancy::{Permission, Rate};
+use strata_tenancy::Permission;
 
 use super::AppState;
 use super::auth::Caller;
@@ -30,9 +30,7 @@ pub async fn receive(
 ) -> ApiResult<Reply<ReceiveReply>> {
     caller.require(Permission::Consume)?;
     let filter = TagFilter::parse(req.tags.as_deref().unwrap_or("*"))?;
-    caller
-        .take(&state.limiter, Rate::ConsumeMessages, 1)
-        .await?;
+    caller.take_consume(&state.limiter).await?;
     let popped = state
         .engine
         .receive(ReceiveRequest {
@@ -50,12 +48,7 @@ pub async fn receive(
         .iter()
         .map(|p| p.message.message.body.len() as u64)
         .sum();
-    caller.charge(
-        &state.limiter,
-        Rate::ConsumeMessages,
-        (popped.len() as u64).saturating_sub(1),
-    );
-    caller.charge(&state.limiter, Rate::ConsumeBytes, bytes);
+    caller.charge_consumed(&state.limiter, popped.len() as u64, bytes);
     Ok(Reply(ReceiveReply {
         messages: popped
             .into_iter()

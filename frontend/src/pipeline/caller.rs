@@ -190,6 +190,26 @@ impl Caller {
         }
     }
 
+    /// Admits a request that delivers messages (a read, a receive, a pull,
+    /// a lookup): one message is taken up front, which keeps an exhausted
+    /// consumer out, and the consume-bytes debt earlier deliveries left
+    /// must be paid off. What it delivers is charged afterwards
+    /// ([`Caller::charge_consumed`]), when known.
+    pub async fn take_consume(&self, limiter: &RateLimiter) -> Result<(), ServiceError> {
+        self.take_all(
+            limiter,
+            &[(Rate::ConsumeMessages, 1), (Rate::ConsumeBytes, 0)],
+        )
+        .await
+    }
+
+    /// Charges `messages` delivered (beyond the one [`Caller::take_consume`]
+    /// took) and their body `bytes`.
+    pub fn charge_consumed(&self, limiter: &RateLimiter, messages: u64, bytes: u64) {
+        self.charge(limiter, Rate::ConsumeMessages, messages.saturating_sub(1));
+        self.charge(limiter, Rate::ConsumeBytes, bytes);
+    }
+
     /// Fails with QUOTA_EXCEEDED once the tenant stores more than its plan's
     /// `max_stored_bytes` (as of the last storage sample).
     pub fn within_stored_bytes(&self, stored: impl FnOnce() -> u64) -> Result<(), ServiceError> {

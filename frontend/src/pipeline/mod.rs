@@ -22,6 +22,7 @@
 mod caller;
 mod error;
 pub mod publish;
+pub mod reply;
 
 pub use caller::{Admitted, Caller, Gate};
 pub use error::ServiceError;

@@ -31,7 +31,7 @@ impl Tiers {
         if cold {
             return self.read_cold_off_workers(q, offset, end, max).await;
         }
-        if let Some(hit) = self.tail.read(q.key, offset, end, max) {
+        if let Some(hit) = self.tail.read(q.key, offset, end, max, self.max_read_bytes) {
             return Ok(hit);
         }
         if let Some(hot) = self.read_wal(q, offset, end).await? {
