@@ -284,7 +284,7 @@ async fn binary_bodies_round_trip_through_base64() {
 /// Replies of up to 64 KiB of bodies are encoded where the request is
 /// served, larger ones on the cold-read runtime: both give the same JSON.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn small_and_large_read_replies_encode_alike() {
+async fn small_and_large_message_replies_encode_alike() {
     let s = TestServer::start().await;
     s.create_topic("big", 1).await;
     // 100 bodies of 2 KiB, half of them binary.
@@ -302,9 +302,12 @@ async fn small_and_large_read_replies_encode_alike() {
         .collect();
     let messages: Vec<Value> = bodies
         .iter()
-        .map(|b| json!({"body_base64": b64(b), "queue": 0}))
+        .map(|b| json!({"body_base64": b64(b), "queue": 0, "key": "k"}))
         .collect();
     assert_eq!(s.publish("big", Value::Array(messages)).await.len(), 100);
+    s.post_json("/v1/groups", &json!({"name": "g", "start": "earliest"}))
+        .await
+        .expect(201);
 
     // 10 bodies (20 KiB) inline; all 100 (200 KiB) on the cold runtime.
     let cpu_tasks = || async {
@@ -331,6 +334,61 @@ async fn small_and_large_read_replies_encode_alike() {
         };
         assert_eq!(&got, want);
     }
+
+    // Lookups and receives choose alike: 10 in place, the rest on the pool.
+    let found = |limit: u32| {
+        let s = &s;
+        async move {
+            s.get(&format!("/v1/topics/big/messages?key=k&limit={limit}"))
+                .await
+                .expect(200)["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["offset"].as_u64().unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    let small = found(10).await;
+    assert_eq!(
+        cpu_tasks().await,
+        before + 1,
+        "a small lookup left the worker"
+    );
+    let large = found(100).await;
+    assert_eq!(
+        cpu_tasks().await,
+        before + 2,
+        "a large lookup stayed inline"
+    );
+    assert_eq!((small.len(), large.len()), (10, 100));
+    let receive = |max: u32| {
+        let s = &s;
+        async move {
+            let body = json!({"topic": "big", "max_messages": max, "invisible_ms": 60_000});
+            s.post_json("/v1/groups/g/receive", &body).await.expect(200)["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["message"]["offset"].as_u64().unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    let mut received = receive(10).await;
+    assert_eq!(
+        cpu_tasks().await,
+        before + 2,
+        "a small receive left the worker"
+    );
+    assert_eq!(received.len(), 10);
+    received.extend(receive(100).await);
+    assert_eq!(
+        cpu_tasks().await,
+        before + 3,
+        "a large receive stayed inline"
+    );
+    received.sort_unstable();
+    assert_eq!(received, (0..100).collect::<Vec<_>>());
     s.shutdown().await;
 }
 

@@ -1,8 +1,8 @@
 //! Finding messages by message id or by key:
 //! `GET /v1/topics/{topic}/messages?id=...` or `?key=...`.
 
-use axum::Json as Reply;
 use axum::extract::State;
+use axum::response::Response;
 pub use strata_client::api::lookup::{FindParams, FindReply, FoundJson};
 use strata_common::limits::MAX_KEY_LEN;
 use strata_engine::IndexKind;
@@ -12,7 +12,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Path, Query};
-use super::messages::{force_base64, stored_json};
+use super::messages::{force_base64, json_reply, stored_json};
 
 /// Matches returned when the request names no limit.
 const DEFAULT_LIMIT: usize = 32;
@@ -22,7 +22,7 @@ pub async fn find(
     caller: Caller,
     Path(topic): Path<String>,
     Query(params): Query<FindParams>,
-) -> ApiResult<Reply<FindReply>> {
+) -> ApiResult<Response> {
     caller.require(Permission::Consume)?;
     let force_base64 = force_base64(params.encoding.as_deref())?;
     let (kind, value) = match (params.id, params.key) {
@@ -53,12 +53,9 @@ pub async fn find(
             params.limit.unwrap_or(DEFAULT_LIMIT),
         )
         .await?;
-    let bytes = found
-        .iter()
-        .map(|f| f.message.message.body.len() as u64)
-        .sum();
+    let (bytes, size) = crate::pipeline::reply::sizes(found.iter().map(|f| &f.message));
     caller.charge_consumed(&state.limiter, found.len() as u64, bytes);
-    Ok(Reply(FindReply {
+    json_reply(&state, size, move || FindReply {
         messages: found
             .into_iter()
             .map(|f| FoundJson {
@@ -66,5 +63,6 @@ pub async fn find(
                 message: stored_json(f.message, force_base64),
             })
             .collect(),
-    }))
+    })
+    .await
 }

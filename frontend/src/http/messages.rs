@@ -314,20 +314,30 @@ pub async fn read(
     };
     let (read_bytes, size) = crate::pipeline::reply::sizes(&result.messages);
     caller.charge_consumed(&state.limiter, result.messages.len() as u64, read_bytes);
-    let encode = move || {
-        serde_json::to_vec(&ReadReply {
-            messages: result
-                .messages
-                .into_iter()
-                .map(|m| stored_json(m, force_base64))
-                .collect(),
-            next_offset: result.next_offset,
-            first_offset: result.first_offset,
-            end_offset: result.high_watermark,
-        })
-    };
-    let encoded = crate::pipeline::reply::encode(&state.engine, size, encode).await?;
-    let body = encoded
+    json_reply(&state, size, move || ReadReply {
+        messages: result
+            .messages
+            .into_iter()
+            .map(|m| stored_json(m, force_base64))
+            .collect(),
+        next_offset: result.next_offset,
+        first_offset: result.first_offset,
+        end_offset: result.high_watermark,
+    })
+    .await
+}
+
+/// A JSON reply of messages whose encoding costs `size` bytes: built and
+/// encoded in place when small, on the readers' pool when large
+/// ([`crate::pipeline::reply`]).
+pub(super) async fn json_reply<T, F>(state: &AppState, size: usize, build: F) -> ApiResult<Response>
+where
+    T: serde::Serialize,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let encode = move || serde_json::to_vec(&build());
+    let body = crate::pipeline::reply::encode(&state.engine, size, encode)
+        .await?
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("encoding the reply: {e}")))?;
     Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
 }

@@ -17,7 +17,8 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Json, Path};
-use super::messages::stored_json;
+use super::messages::{json_reply, stored_json};
+use axum::response::Response;
 
 /// Invisible time when a receive does not say.
 const DEFAULT_INVISIBLE_MS: u64 = 30_000;
@@ -27,7 +28,7 @@ pub async fn receive(
     caller: Caller,
     Path(group): Path<String>,
     Json(req): Json<ReceiveJson>,
-) -> ApiResult<Reply<ReceiveReply>> {
+) -> ApiResult<Response> {
     caller.require(Permission::Consume)?;
     let filter = TagFilter::parse(req.tags.as_deref().unwrap_or("*"))?;
     caller.take_consume(&state.limiter).await?;
@@ -44,12 +45,9 @@ pub async fn receive(
             filter: &filter,
         })
         .await?;
-    let bytes: u64 = popped
-        .iter()
-        .map(|p| p.message.message.body.len() as u64)
-        .sum();
+    let (bytes, size) = crate::pipeline::reply::sizes(popped.iter().map(|p| &p.message));
     caller.charge_consumed(&state.limiter, popped.len() as u64, bytes);
-    Ok(Reply(ReceiveReply {
+    json_reply(&state, size, move || ReceiveReply {
         messages: popped
             .into_iter()
             .map(|p| ReceivedJson {
@@ -60,7 +58,8 @@ pub async fn receive(
                 message: stored_json(p.message, false),
             })
             .collect(),
-    }))
+    })
+    .await
 }
 
 /// Most receipt handles per acknowledgement request.

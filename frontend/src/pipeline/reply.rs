@@ -13,8 +13,8 @@ pub const INLINE_ENCODE_BYTES: usize = 64 << 10;
 
 /// The body bytes (what the consume quota charges) and the whole size
 /// (what encoding costs) of `messages`, in one pass.
-pub fn sizes(messages: &[StoredMessage]) -> (u64, usize) {
-    messages.iter().fold((0, 0), |(bodies, whole), m| {
+pub fn sizes<'a>(messages: impl IntoIterator<Item = &'a StoredMessage>) -> (u64, usize) {
+    messages.into_iter().fold((0, 0), |(bodies, whole), m| {
         (
             bodies + m.message.body.len() as u64,
             whole + m.message.approx_size(),
