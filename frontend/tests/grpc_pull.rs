@@ -155,12 +155,7 @@ async fn large_and_small_pulls_answer_alike() {
     let sent = bodies(300, 1024);
     publish(&admin, "big", 2, &sent).await;
     let mut c = client(&s).await;
-    let cpu_tasks = || async {
-        let status = s.get("/v1/status").await.expect(200);
-        status["tiering"]["cold_reads"]["cpu_tasks"]
-            .as_u64()
-            .unwrap()
-    };
+    let cpu_tasks = || s.cold_cpu_tasks();
 
     // 10 messages (10 KiB) are encoded in place.
     let before = cpu_tasks().await;

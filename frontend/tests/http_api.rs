@@ -310,12 +310,7 @@ async fn small_and_large_message_replies_encode_alike() {
         .expect(201);
 
     // 10 bodies (20 KiB) inline; all 100 (200 KiB) on the cold runtime.
-    let cpu_tasks = || async {
-        let status = s.get("/v1/status").await.expect(200);
-        status["tiering"]["cold_reads"]["cpu_tasks"]
-            .as_u64()
-            .unwrap()
-    };
+    let cpu_tasks = || s.cold_cpu_tasks();
     let before = cpu_tasks().await;
     let small = s.read("big", 0, "offset=0&limit=10").await;
     assert_eq!(cpu_tasks().await, before, "a small reply left the worker");

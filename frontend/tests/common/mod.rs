@@ -181,6 +181,15 @@ impl TestServer {
         read_resp(request.send().await.expect("request is answered")).await
     }
 
+    /// `tiering.cold_reads.cpu_tasks` of `/v1/status`: pieces of readers'
+    /// CPU work run on the cold-read pool so far.
+    pub async fn cold_cpu_tasks(&self) -> u64 {
+        let status = self.get("/v1/status").await.expect(200);
+        status["tiering"]["cold_reads"]["cpu_tasks"]
+            .as_u64()
+            .expect("cold_reads.cpu_tasks in /v1/status")
+    }
+
     pub async fn get(&self, path: &str) -> Resp {
         self.send(self.http.get(self.url(path))).await
     }
