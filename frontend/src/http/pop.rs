@@ -17,8 +17,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Json, Path};
-use super::messages::{json_reply, stored_json};
-use axum::response::Response;
+use super::messages::stored_json;
 
 /// Invisible time when a receive does not say.
 const DEFAULT_INVISIBLE_MS: u64 = 30_000;
@@ -28,7 +27,7 @@ pub async fn receive(
     caller: Caller,
     Path(group): Path<String>,
     Json(req): Json<ReceiveJson>,
-) -> ApiResult<Response> {
+) -> ApiResult<Reply<ReceiveReply>> {
     caller.require(Permission::Consume)?;
     let filter = TagFilter::parse(req.tags.as_deref().unwrap_or("*"))?;
     caller.take_consume(&state.limiter).await?;
@@ -45,9 +44,15 @@ pub async fn receive(
             filter: &filter,
         })
         .await?;
-    let (bytes, size) = crate::pipeline::reply::sizes(popped.iter().map(|p| &p.message));
+    let bytes = popped
+        .iter()
+        .map(|p| p.message.message.body.len() as u64)
+        .sum();
     caller.charge_consumed(&state.limiter, popped.len() as u64, bytes);
-    json_reply(&state, size, move || ReceiveReply {
+    // Encoded here, however large: the deliveries are committed, and a
+    // reply waiting its turn on the readers' pool would keep them hidden
+    // (their invisible time running) were the client to leave meanwhile.
+    Ok(Reply(ReceiveReply {
         messages: popped
             .into_iter()
             .map(|p| ReceivedJson {
@@ -58,8 +63,7 @@ pub async fn receive(
                 message: stored_json(p.message, false),
             })
             .collect(),
-    })
-    .await
+    }))
 }
 
 /// Most receipt handles per acknowledgement request.
