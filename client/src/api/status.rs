@@ -154,8 +154,8 @@ pub struct ColdReadsJson {
     pub bytes: u64,
     pub throttled_waits: u64,
     pub prefetches: u64,
-    /// Readers' CPU work run at low priority (large HTTP read replies
-    /// encoded). Absent from servers older than the field.
+    /// Readers' CPU work run at low priority (large HTTP read and lookup
+    /// replies, large gRPC pulls). Absent from servers older than the field.
     #[serde(default)]
     pub cpu_tasks: u64,
 }
