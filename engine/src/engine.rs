@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use crate::core::{Core, WalLayer};
 use crate::delay::Delay;
 use crate::error::{EngineError, Result};
+use crate::filter::TagFilter;
 use crate::lookup::{FoundMessage, IndexMaintenance, Lookup};
 use crate::pop::{Pop, Popped, ReceiveRequest};
 use crate::pull::Pull;
@@ -406,12 +407,40 @@ impl Engine {
         wait: Duration,
     ) -> Result<ReadResult> {
         self.core
-            .read(tenant, topic, queue, offset, max_messages, wait)
+            .read(
+                tenant,
+                topic,
+                queue,
+                offset,
+                max_messages,
+                wait,
+                &TagFilter::All,
+            )
             .await
     }
 
-    /// [`Engine::read`] on behalf of consumer `group` (which must exist):
-    /// messages the group was given before are counted as redeliveries.
+    /// [`Engine::read`] keeping only the messages `filter` matches: up to
+    /// `max_messages` are read, those matched are returned and metered,
+    /// and `next_offset` is past everything read.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn read_matching(
+        &self,
+        tenant: &str,
+        topic: &str,
+        queue: u32,
+        offset: u64,
+        max_messages: usize,
+        wait: Duration,
+        filter: &TagFilter,
+    ) -> Result<ReadResult> {
+        self.core
+            .read(tenant, topic, queue, offset, max_messages, wait, filter)
+            .await
+    }
+
+    /// [`Engine::read_matching`] on behalf of consumer `group` (which must
+    /// exist): messages the group was given before are counted as
+    /// redeliveries.
     #[allow(clippy::too_many_arguments)]
     pub async fn read_for_group(
         &self,
@@ -422,9 +451,19 @@ impl Engine {
         offset: u64,
         max_messages: usize,
         wait: Duration,
+        filter: &TagFilter,
     ) -> Result<ReadResult> {
         self.pull
-            .read_for_group(tenant, group, topic, queue, offset, max_messages, wait)
+            .read_for_group(
+                tenant,
+                group,
+                topic,
+                queue,
+                offset,
+                max_messages,
+                wait,
+                filter,
+            )
             .await
     }
 

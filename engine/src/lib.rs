@@ -22,6 +22,7 @@ mod core;
 pub mod delay;
 mod engine;
 mod error;
+mod filter;
 pub mod lookup;
 pub mod pop;
 mod pull;

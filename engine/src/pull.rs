@@ -12,6 +12,7 @@ use strata_common::usage::Counter;
 
 use crate::core::Core;
 use crate::error::Result;
+use crate::filter::TagFilter;
 use crate::types::ReadResult;
 
 /// (tenant, group, queue) → end of the offsets handed to that group.
@@ -50,6 +51,7 @@ impl Pull {
         offset: u64,
         max_messages: usize,
         wait: Duration,
+        filter: &TagFilter,
     ) -> Result<ReadResult> {
         let core = &self.core;
         core.require_group(tenant, group).await?;
@@ -60,7 +62,7 @@ impl Pull {
             .await?
             .map_or(0, |c| c.offset);
         let result = core
-            .read(tenant, topic, queue, offset, max_messages, wait)
+            .read(tenant, topic, queue, offset, max_messages, wait, filter)
             .await?;
         let again = {
             let mut delivered = self.delivered.lock().unwrap_or_else(|p| p.into_inner());

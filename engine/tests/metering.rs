@@ -8,7 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use strata_common::usage::UsageCounts;
 use strata_common::{Message, SystemClock};
-use strata_engine::{Engine, EngineConfig, MessageType, PublishMessage, Retention};
+use strata_engine::{
+    Engine, EngineConfig, MessageType, PublishMessage, ReadResult, Retention, TagFilter,
+};
 
 fn config(dir: &std::path::Path) -> EngineConfig {
     let mut c = EngineConfig::new(dir);
@@ -141,5 +143,76 @@ async fn object_requests_and_storage_are_billed_to_the_owning_tenant() {
         after.gets - before.gets
     );
     assert_eq!(b_after, b_before, "tenant b paid nothing for a's merge");
+    engine.close().await.unwrap();
+}
+
+/// A read filtered by tag returns only the messages it matches and meters
+/// only those, its next offset past everything it read; reads on behalf of
+/// a group count only what they return as redeliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filtered_reads_meter_only_what_they_return() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path()), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    engine
+        .create_topic("a", "t", 1, MessageType::Normal, None)
+        .await
+        .unwrap();
+    engine.create_group("a", "g").await.unwrap();
+    // Tags x, y and none in turn: offsets 0, 3, 6, ... carry x.
+    let batch = (0..30)
+        .map(|i| {
+            let mut m = message(0, i);
+            m.message.tag = [Some("x"), Some("y"), None][i % 3].map(str::to_string);
+            m
+        })
+        .collect();
+    engine.publish("a", "t", batch).await.unwrap();
+    let x = TagFilter::parse("x || absent").unwrap();
+    let y = TagFilter::parse("y").unwrap();
+    let (wait, offsets) = (Duration::ZERO, |r: &ReadResult| {
+        r.messages.iter().map(|m| m.offset).collect::<Vec<_>>()
+    });
+
+    let before = usage(&engine, "a");
+    let r = engine
+        .read_matching("a", "t", 0, 0, 12, wait, &x)
+        .await
+        .unwrap();
+    assert_eq!(offsets(&r), [0, 3, 6, 9]);
+    assert_eq!(r.next_offset, 12);
+    let after = usage(&engine, "a");
+    assert_eq!(after.delivered_messages - before.delivered_messages, 4);
+    // Metered size: id (6) + tag (1) + body (300).
+    assert_eq!(after.delivered_bytes - before.delivered_bytes, 4 * 307);
+
+    // Nothing matches: nothing returned or metered, and the reader moves on.
+    let none = TagFilter::parse("z").unwrap();
+    let r = engine
+        .read_matching("a", "t", 0, 0, 100, wait, &none)
+        .await
+        .unwrap();
+    assert!(r.messages.is_empty());
+    assert_eq!(r.next_offset, 30);
+    assert_eq!(usage(&engine, "a").delivered_messages, 4);
+
+    // The group is given the ten y messages, then given them again: ten
+    // redeliveries, not thirty.
+    for round in 1..=2 {
+        let r = engine
+            .read_for_group("a", "g", "t", 0, 0, 100, wait, &y)
+            .await
+            .unwrap();
+        assert_eq!(offsets(&r), (1..30).step_by(3).collect::<Vec<_>>());
+        let u = usage(&engine, "a");
+        assert_eq!(u.delivered_messages, 4 + 10 * round);
+        assert_eq!(u.redeliveries, 10 * (round - 1));
+    }
+
+    // Unfiltered, everything is returned and metered.
+    let r = engine.read("a", "t", 0, 0, 100, wait).await.unwrap();
+    assert_eq!(r.messages.len(), 30);
+    assert_eq!(usage(&engine, "a").delivered_messages, 4 + 20 + 30);
     engine.close().await.unwrap();
 }

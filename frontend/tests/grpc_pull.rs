@@ -94,6 +94,17 @@ async fn pull_tagged(
     }
 }
 
+/// The messages metered as delivered to `tenant` since the server started.
+async fn delivered(s: &TestServer, tenant: &str) -> u64 {
+    let name = format!("strata_tenant_delivered_messages_total{{tenant=\"{tenant}\"}} ");
+    s.get("/metrics")
+        .await
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix(&name)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn code(status: &pb::Status) -> Code {
     Code::try_from(status.code).expect("known code")
 }
@@ -252,12 +263,15 @@ async fn pulls_are_charged_per_message_and_per_byte() {
         .expect(200);
         // A tag that no message carries delivers nothing and costs one
         // message, not a hundred.
+        // Nor is it metered: a tenant pays for what it receives.
         let none = pull_tagged(&mut c, &consumer, "t", 0, 0, 1000, "other").await;
         assert_eq!(code(&none.status), Code::Ok, "{tenant}");
         assert_eq!((none.messages.len(), none.next), (0, Some(100)), "{tenant}");
+        assert_eq!(delivered(&s, tenant).await, 0, "{tenant}");
         let first = pull(&mut c, &consumer, "t", 0, 0, 1000).await;
         assert_eq!(code(&first.status), Code::Ok, "{tenant}: {first:?}");
         assert_eq!(first.messages.len(), 100, "{tenant}");
+        assert_eq!(delivered(&s, tenant).await, 100, "{tenant}");
         let second = pull(&mut c, &consumer, "t", 0, 0, 1000).await;
         assert_eq!(code(&second.status), Code::TooManyRequests, "{tenant}");
         let message = &second.status.message;

@@ -178,6 +178,29 @@ async fn publish_json_and_read_by_offset() {
     assert_eq!(bodies, ["body 2", "body 3", "body 4"]);
     assert_eq!(r["next_offset"], 5);
 
+    // A tag filter keeps what it names; the limit counts what was read,
+    // and the next offset is past it, matching or not.
+    let r = s
+        .read("events", 0, "offset=0&limit=4&tags=t1%20||%20t3")
+        .await;
+    let ids: Vec<&str> = r["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["m-1", "m-3"]);
+    assert_eq!(r["next_offset"], 4);
+    let r = s.read("events", 0, "offset=0&tags=nothing").await;
+    assert_eq!((&r["messages"], &r["next_offset"]), (&json!([]), &json!(5)));
+    assert_eq!(
+        s.read("events", 0, "offset=0&tags=*").await["next_offset"],
+        5
+    );
+    s.get("/v1/topics/events/queues/0/messages?tags=a%20b")
+        .await
+        .expect_error(400, "INVALID_ARGUMENT");
+
     let r = s.read("events", 0, "offset=5").await;
     assert_eq!(r["messages"], json!([]));
     assert_eq!(r["next_offset"], 5);

@@ -111,6 +111,15 @@ async fn usage_records_are_exact_across_restarts() {
     .await
     .expect(200);
     assert_eq!(read(&b, "orders", 0, "offset=0").await, 1);
+    // A read filtered by tag returns, and bills, only what matches.
+    b.post_json(
+        "/v1/topics/orders/messages",
+        &json!({ "messages": [message("b-2", 7, json!({"tag": "x"}))] }), // 3+1+7 = 11
+    )
+    .await
+    .expect(200);
+    assert_eq!(read(&b, "orders", 0, "offset=0&tags=x").await, 1);
+    assert_eq!(read(&b, "orders", 0, "offset=0&tags=y%20||%20z").await, 0);
 
     let s = restart(s).await;
     for granularity in ["minute", "hour", "day"] {
@@ -130,13 +139,14 @@ async fn usage_records_are_exact_across_restarts() {
         check(&t, "object_gets", 0);
         assert!(t["hot_byte_seconds"].as_u64().unwrap() > 0, "{t}");
         let t = totals(&s, "bolt", granularity).await;
-        check(&t, "published_messages", 1);
-        check(&t, "published_bytes", 10);
-        check(&t, "delivered_messages", 1);
+        check(&t, "published_messages", 2);
+        check(&t, "published_bytes", 10 + 11);
+        check(&t, "delivered_messages", 2);
+        check(&t, "delivered_bytes", 10 + 11);
         check(&t, "redeliveries", 0);
         assert_eq!(
             t["requests"],
-            json!({"createTopic": 1, "publish": 1, "read": 1})
+            json!({"createTopic": 1, "publish": 2, "read": 3})
         );
     }
 

@@ -76,6 +76,10 @@ pub struct ReadParams {
     /// Consumer group reading (must exist): messages it was given before
     /// are metered as redeliveries.
     pub group: Option<String>,
+    /// Tag filter: `*` or tags joined by `||`. Messages that do not match
+    /// are skipped (neither returned nor metered); `next_offset` is past
+    /// them.
+    pub tags: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

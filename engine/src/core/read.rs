@@ -10,11 +10,19 @@ use strata_tiering::log::TierError;
 use super::Core;
 use super::queue::QueueState;
 use crate::error::{EngineError, Result};
+use crate::filter::TagFilter;
 use crate::types::ReadResult;
 
 impl Core {
-    /// Reads up to `max_messages` from `offset`. When `offset` is the end of
-    /// the queue, waits up to `wait` (capped by config) for new messages.
+    /// Reads up to `max_messages` from `offset` and keeps those `filter`
+    /// matches. When `offset` is the end of the queue, waits up to `wait`
+    /// (capped by config) for new messages.
+    ///
+    /// The bounds count the messages read, not those kept: a filter that
+    /// matches few messages returns few, with `next_offset` past every
+    /// message read, so the reader moves on. Only the kept messages are
+    /// metered as delivered: a tenant pays for what it receives.
+    #[allow(clippy::too_many_arguments)]
     pub async fn read(
         self: &Arc<Self>,
         tenant: &str,
@@ -23,10 +31,16 @@ impl Core {
         offset: u64,
         max_messages: usize,
         wait: Duration,
+        filter: &TagFilter,
     ) -> Result<ReadResult> {
-        let result = self
+        let mut result = self
             .read_inner(tenant, topic, queue, offset, max_messages, wait)
             .await?;
+        if *filter != TagFilter::All {
+            result
+                .messages
+                .retain(|m| filter.matches(m.message.tag.as_deref()));
+        }
         let bytes = result
             .messages
             .iter()

@@ -14,7 +14,6 @@
 //! ones of the same group wait (as attempt-0 in-flight records), while
 //! other groups proceed.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -27,6 +26,7 @@ use strata_metadata::{
 use crate::core::queue::QueueState;
 use crate::core::{Billing, Core};
 use crate::error::{EngineError, Result};
+pub use crate::filter::TagFilter;
 use crate::types::{PopStats, PublishMessage, TopicSpec};
 
 mod ack;
@@ -53,39 +53,6 @@ pub const MAX_INFLIGHT_PER_QUEUE: usize = 65_536;
 /// The dead-letter topic of `group` (in the group's tenant).
 pub fn dead_letter_topic(group: &str) -> String {
     format!("{group}-DLQ")
-}
-
-/// Which tags a consumer wants: `*` (or empty) for all, else `a || b`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TagFilter {
-    All,
-    Tags(BTreeSet<String>),
-}
-
-impl TagFilter {
-    pub fn parse(expression: &str) -> Result<Self> {
-        let e = expression.trim();
-        if e.is_empty() || e == "*" {
-            return Ok(Self::All);
-        }
-        let tags: BTreeSet<String> = e.split("||").map(|t| t.trim().to_string()).collect();
-        if tags
-            .iter()
-            .any(|t| t.is_empty() || t.contains(char::is_whitespace))
-        {
-            return Err(EngineError::InvalidArgument(format!(
-                "tag expression {expression:?} is not `*` or tags joined by `||`"
-            )));
-        }
-        Ok(Self::Tags(tags))
-    }
-
-    pub fn matches(&self, tag: Option<&str>) -> bool {
-        match self {
-            Self::All => true,
-            Self::Tags(set) => tag.is_some_and(|t| set.contains(t)),
-        }
-    }
 }
 
 /// Names one delivery: `<topic>-<queue>-<offset>-<seq>`, hex.
@@ -503,17 +470,5 @@ mod tests {
         for bad in ["", "x", "1-2-3", "1-2-3-4-5", "g-1-1-1", "1-2-3-zz"] {
             assert!(ReceiptHandle::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn tag_filters() {
-        assert_eq!(TagFilter::parse("*").unwrap(), TagFilter::All);
-        assert_eq!(TagFilter::parse("").unwrap(), TagFilter::All);
-        let f = TagFilter::parse("a || b").unwrap();
-        assert!(f.matches(Some("a")) && f.matches(Some("b")));
-        assert!(!f.matches(Some("c")) && !f.matches(None));
-        assert!(TagFilter::parse("a ||").is_err());
-        assert!(TagFilter::parse("a b").is_err());
-        assert!(TagFilter::All.matches(None));
     }
 }

@@ -78,20 +78,21 @@ impl GrpcState {
             / 5;
         caller.take_consume(&self.limiter).await?;
         let info = self.engine.topic_info(&caller.tenant, &topic)?;
+        // The engine keeps and meters only what passes the filter: that is
+        // what is delivered, charged and encoded.
         let read = self
             .engine
-            .read(
+            .read_matching(
                 &caller.tenant,
                 &topic,
                 queue,
                 offset_arg(r.offset)?,
                 batch,
                 wait,
+                &filter,
             )
             .await?;
-        // Only what passes the filter is delivered, charged and encoded.
-        let mut messages = read.messages;
-        messages.retain(|m| filter.matches(m.message.tag.as_deref()));
+        let messages = read.messages;
         let (bodies, size) = crate::pipeline::reply::sizes(&messages);
         caller.charge_consumed(&self.limiter, messages.len() as u64, bodies);
         Ok(Pulled {

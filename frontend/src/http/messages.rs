@@ -24,7 +24,7 @@ use strata_common::limits::MAX_KEY_LEN;
 use strata_common::{
     ErrorCode, MESSAGE_GROUP_PROPERTY, Message, RESERVED_PROPERTY_PREFIX, StoredMessage,
 };
-use strata_engine::{PublishMessage, Published};
+use strata_engine::{PublishMessage, Published, TagFilter};
 
 use super::AppState;
 use super::auth::Caller;
@@ -286,6 +286,7 @@ pub async fn read(
 ) -> ApiResult<Response> {
     caller.require(Permission::Consume)?;
     let force_base64 = force_base64(params.encoding.as_deref())?;
+    let filter = TagFilter::parse(params.tags.as_deref().unwrap_or("*"))?;
     let offset = match params.offset {
         Some(o) => o,
         None => {
@@ -302,13 +303,22 @@ pub async fn read(
         Some(group) => {
             state
                 .engine
-                .read_for_group(&caller.tenant, group, &topic, queue, offset, limit, wait)
+                .read_for_group(
+                    &caller.tenant,
+                    group,
+                    &topic,
+                    queue,
+                    offset,
+                    limit,
+                    wait,
+                    &filter,
+                )
                 .await?
         }
         None => {
             state
                 .engine
-                .read(&caller.tenant, &topic, queue, offset, limit, wait)
+                .read_matching(&caller.tenant, &topic, queue, offset, limit, wait, &filter)
                 .await?
         }
     };
