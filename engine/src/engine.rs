@@ -21,7 +21,6 @@ use tokio::task::JoinHandle;
 use crate::core::{Core, WalLayer};
 use crate::delay::Delay;
 use crate::error::{EngineError, Result};
-use crate::filter::TagFilter;
 use crate::lookup::{FoundMessage, IndexMaintenance, Lookup};
 use crate::pop::{Pop, Popped, ReceiveRequest};
 use crate::pull::Pull;
@@ -406,39 +405,31 @@ impl Engine {
         max_messages: usize,
         wait: Duration,
     ) -> Result<ReadResult> {
+        let limits = ReadLimits::messages(max_messages);
         self.core
-            .read(
-                tenant,
-                topic,
-                queue,
-                offset,
-                max_messages,
-                wait,
-                &TagFilter::All,
-            )
+            .read(tenant, topic, queue, offset, wait, limits)
             .await
     }
 
-    /// [`Engine::read`] keeping only the messages `filter` matches: up to
-    /// `max_messages` are read, those matched are returned and metered,
-    /// and `next_offset` is past everything read.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn read_matching(
+    /// [`Engine::read`] within `limits`: their filter keeps what it
+    /// matches (only that is returned and metered, and `next_offset` is
+    /// past everything read), their body-byte bound cuts what is returned
+    /// (`next_offset` then follows the last message returned).
+    pub async fn read_within(
         &self,
         tenant: &str,
         topic: &str,
         queue: u32,
         offset: u64,
-        max_messages: usize,
         wait: Duration,
-        filter: &TagFilter,
+        limits: ReadLimits<'_>,
     ) -> Result<ReadResult> {
         self.core
-            .read(tenant, topic, queue, offset, max_messages, wait, filter)
+            .read(tenant, topic, queue, offset, wait, limits)
             .await
     }
 
-    /// [`Engine::read_matching`] on behalf of consumer `group` (which must
+    /// [`Engine::read_within`] on behalf of consumer `group` (which must
     /// exist): messages the group was given before are counted as
     /// redeliveries.
     #[allow(clippy::too_many_arguments)]
@@ -449,21 +440,11 @@ impl Engine {
         topic: &str,
         queue: u32,
         offset: u64,
-        max_messages: usize,
         wait: Duration,
-        filter: &TagFilter,
+        limits: ReadLimits<'_>,
     ) -> Result<ReadResult> {
         self.pull
-            .read_for_group(
-                tenant,
-                group,
-                topic,
-                queue,
-                offset,
-                max_messages,
-                wait,
-                filter,
-            )
+            .read_for_group(tenant, group, topic, queue, offset, wait, limits)
             .await
     }
 
@@ -482,7 +463,8 @@ impl Engine {
     }
 
     /// Up to `limit` messages of `topic` whose id (or key) is `value`, in
-    /// (queue, offset) order; counted as delivered.
+    /// (queue, offset) order, within `max_body_bytes` past the first (a
+    /// caller near its consume-bytes quota); counted as delivered.
     pub async fn find_messages(
         &self,
         tenant: &str,
@@ -490,9 +472,10 @@ impl Engine {
         kind: IndexKind,
         value: &str,
         limit: usize,
+        max_body_bytes: Option<u64>,
     ) -> Result<Vec<FoundMessage>> {
         self.lookup
-            .find_messages(tenant, topic, kind, value, limit)
+            .find_messages(tenant, topic, kind, value, limit, max_body_bytes)
             .await
     }
 

@@ -12,8 +12,7 @@ use strata_common::usage::Counter;
 
 use crate::core::Core;
 use crate::error::Result;
-use crate::filter::TagFilter;
-use crate::types::ReadResult;
+use crate::types::{ReadLimits, ReadResult};
 
 /// (tenant, group, queue) → end of the offsets handed to that group.
 type DeliveredMarks = HashMap<(String, String, QueueKey), u64>;
@@ -49,9 +48,8 @@ impl Pull {
         topic: &str,
         queue: u32,
         offset: u64,
-        max_messages: usize,
         wait: Duration,
-        filter: &TagFilter,
+        limits: ReadLimits<'_>,
     ) -> Result<ReadResult> {
         let core = &self.core;
         core.require_group(tenant, group).await?;
@@ -62,7 +60,7 @@ impl Pull {
             .await?
             .map_or(0, |c| c.offset);
         let result = core
-            .read(tenant, topic, queue, offset, max_messages, wait, filter)
+            .read(tenant, topic, queue, offset, wait, limits)
             .await?;
         let again = {
             let mut delivered = self.delivered.lock().unwrap_or_else(|p| p.into_inner());

@@ -6,6 +6,8 @@ use std::time::Duration;
 use strata_common::{Message, StoredMessage, TopicId};
 use strata_metadata::{MessageType, Retention};
 
+use crate::filter::TagFilter;
+
 /// Default first check-back after a half message is sent without an outcome.
 pub const FIRST_CHECK_DELAY: Duration = Duration::from_secs(5);
 /// Default longest wait between check-backs.
@@ -163,6 +165,31 @@ pub struct Published {
     pub queue: u32,
     pub offset: u64,
     pub message_id: String,
+}
+
+/// What one read may return ([`crate::Engine::read_within`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits<'a> {
+    /// Most messages read (capped by `max_read_messages`), whether the
+    /// filter keeps them or not.
+    pub max_messages: usize,
+    /// Most body bytes returned, past the first message (always returned,
+    /// whatever its size); also bounds what is read. `None`: only
+    /// `max_read_bytes` bounds the read.
+    pub max_body_bytes: Option<u64>,
+    /// Which messages are kept.
+    pub filter: &'a TagFilter,
+}
+
+impl ReadLimits<'static> {
+    /// Up to `max_messages`, every tag, no bound but the configured ones.
+    pub fn messages(max_messages: usize) -> Self {
+        Self {
+            max_messages,
+            max_body_bytes: None,
+            filter: &TagFilter::All,
+        }
+    }
 }
 
 /// Messages read from one queue.

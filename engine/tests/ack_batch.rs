@@ -46,6 +46,7 @@ async fn receive(engine: &Arc<Engine>, topic: &str, max: usize) -> Vec<Popped> {
             invisible: INVISIBLE,
             wait: Duration::ZERO,
             filter: &TagFilter::All,
+            max_body_bytes: None,
         })
         .await
         .unwrap()
@@ -246,6 +247,7 @@ async fn a_batch_ack_wakes_a_long_poll_waiting_on_the_fifo_group() {
                     invisible: INVISIBLE,
                     wait: Duration::from_secs(600),
                     filter: &TagFilter::All,
+                    max_body_bytes: None,
                 })
                 .await
         })

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use strata_common::usage::UsageCounts;
 use strata_common::{Message, SystemClock};
 use strata_engine::{
-    Engine, EngineConfig, MessageType, PublishMessage, ReadResult, Retention, TagFilter,
+    Engine, EngineConfig, MessageType, PublishMessage, ReadLimits, ReadResult, Retention, TagFilter,
 };
 
 fn config(dir: &std::path::Path) -> EngineConfig {
@@ -176,8 +176,13 @@ async fn filtered_reads_meter_only_what_they_return() {
     });
 
     let before = usage(&engine, "a");
+    let within = |max_messages, filter| ReadLimits {
+        max_messages,
+        max_body_bytes: None,
+        filter,
+    };
     let r = engine
-        .read_matching("a", "t", 0, 0, 12, wait, &x)
+        .read_within("a", "t", 0, 0, wait, within(12, &x))
         .await
         .unwrap();
     assert_eq!(offsets(&r), [0, 3, 6, 9]);
@@ -190,7 +195,7 @@ async fn filtered_reads_meter_only_what_they_return() {
     // Nothing matches: nothing returned or metered, and the reader moves on.
     let none = TagFilter::parse("z").unwrap();
     let r = engine
-        .read_matching("a", "t", 0, 0, 100, wait, &none)
+        .read_within("a", "t", 0, 0, wait, within(100, &none))
         .await
         .unwrap();
     assert!(r.messages.is_empty());
@@ -201,7 +206,7 @@ async fn filtered_reads_meter_only_what_they_return() {
     // redeliveries, not thirty.
     for round in 1..=2 {
         let r = engine
-            .read_for_group("a", "g", "t", 0, 0, 100, wait, &y)
+            .read_for_group("a", "g", "t", 0, 0, wait, within(100, &y))
             .await
             .unwrap();
         assert_eq!(offsets(&r), (1..30).step_by(3).collect::<Vec<_>>());

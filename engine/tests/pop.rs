@@ -45,6 +45,7 @@ async fn receive(engine: &Arc<Engine>, topic: &str, max: usize, filter: &TagFilt
             invisible: INVISIBLE,
             wait: Duration::ZERO,
             filter,
+            max_body_bytes: None,
         })
         .await
         .unwrap()
@@ -164,6 +165,7 @@ async fn after_the_maximum_attempts_a_message_moves_to_the_dead_letter_topic() {
             invisible: INVISIBLE,
             wait: Duration::ZERO,
             filter: &all,
+            max_body_bytes: None,
         })
         .await
         .unwrap();
@@ -259,6 +261,7 @@ async fn tag_filters_visibility_changes_and_bad_handles() {
             invisible: INVISIBLE,
             wait: Duration::ZERO,
             filter: &TagFilter::All,
+            max_body_bytes: None,
         })
         .await;
     assert!(matches!(e, Err(EngineError::GroupNotFound(_))));
@@ -272,6 +275,7 @@ async fn tag_filters_visibility_changes_and_bad_handles() {
             invisible: Duration::from_millis(10),
             wait: Duration::ZERO,
             filter: &TagFilter::All,
+            max_body_bytes: None,
         })
         .await;
     assert!(matches!(e, Err(EngineError::InvalidArgument(_))));
@@ -367,6 +371,7 @@ async fn receive_as(engine: &Arc<Engine>, group: &str) -> strata_engine::Result<
             invisible: INVISIBLE,
             wait: Duration::ZERO,
             filter: &TagFilter::All,
+            max_body_bytes: None,
         })
         .await
 }

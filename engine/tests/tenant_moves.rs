@@ -201,6 +201,7 @@ async fn pop(engine: &Engine, max: usize, invisible: Duration) -> Vec<Popped> {
             invisible,
             wait: Duration::ZERO,
             filter: &TagFilter::All,
+            max_body_bytes: None,
         })
         .await
         .unwrap()

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use strata_common::{Clock, ManualClock, Message, SystemClock};
-use strata_engine::{Engine, EngineConfig, EngineError, MessageType, PublishMessage, Retention};
+use strata_engine::{
+    Engine, EngineConfig, EngineError, MessageType, PublishMessage, ReadLimits, Retention,
+    TagFilter,
+};
 use strata_objects::{Backend, ObjectStoreConfig};
 
 const T: &str = "default";
@@ -652,4 +655,76 @@ async fn size_retention_keeps_the_newest_bytes() {
     let got = read_all(&engine, "t", 0).await;
     assert_eq!(got.first().map(|(o, _)| *o), Some(after.first_offset));
     assert_eq!(got.len() as u64, 100 - after.first_offset);
+}
+
+/// A read bounded by body bytes (a reader near its consume-bytes quota)
+/// returns a prefix within the bound, at least one message, and
+/// `next_offset` right after it, so reading on visits every message once:
+/// from the tail cache, from the WAL and from object storage alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_byte_bounds_cut_reads_in_every_tier() {
+    for tier in ["tail", "wal", "cold"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path());
+        if tier != "tail" {
+            c.tail_cache_bytes = 0;
+        }
+        let engine = Engine::open(c, Arc::new(SystemClock)).await.unwrap();
+        engine
+            .create_topic(T, "t", 1, MessageType::Normal, Some(Retention::Unlimited))
+            .await
+            .unwrap();
+        // 40 KB: more than two 16 KiB WAL segments, so once uploaded the
+        // first ones are read from object storage only.
+        for i in 0..40 {
+            let message = to_queue(0, body(0, i, 1000));
+            engine.publish(T, "t", vec![message]).await.unwrap();
+        }
+        if tier == "cold" {
+            upload_all(&engine).await;
+            assert!(engine.queue_info(T, "t", 0).unwrap().first_offset == 0);
+        }
+        let limits = |budget| ReadLimits {
+            max_messages: 1000,
+            max_body_bytes: Some(budget),
+            filter: &TagFilter::All,
+        };
+        for budget in [0, 500, 3500, 10_000] {
+            let mut offset = 0;
+            while offset < 40 {
+                let r = engine
+                    .read_within(T, "t", 0, offset, Duration::ZERO, limits(budget))
+                    .await
+                    .unwrap();
+                let offsets: Vec<u64> = r.messages.iter().map(|m| m.offset).collect();
+                let n = offsets.len() as u64;
+                assert!(n >= 1, "{tier} {budget}: nothing at {offset}");
+                assert_eq!(offsets, (offset..offset + n).collect::<Vec<_>>());
+                assert_eq!(r.next_offset, offset + n, "{tier} {budget}");
+                let bytes: usize = r.messages.iter().map(|m| m.message.body.len()).sum();
+                assert!(
+                    n == 1 || bytes as u64 <= budget,
+                    "{tier} {budget}: {n} messages, {bytes} bytes"
+                );
+                for m in &r.messages {
+                    assert_eq!(
+                        m.message.body,
+                        Bytes::from(body(0, m.offset as usize, 1000))
+                    );
+                }
+                offset = r.next_offset;
+            }
+        }
+        if tier == "cold" {
+            let cache = engine.status().tiering.block_cache;
+            assert!(cache.misses > 0, "nothing was read from object storage");
+        }
+        // Unbounded by bytes, one read takes them all.
+        let r = engine
+            .read_within(T, "t", 0, 0, Duration::ZERO, ReadLimits::messages(1000))
+            .await
+            .unwrap();
+        assert_eq!(r.messages.len(), 40, "{tier}");
+        engine.close().await.unwrap();
+    }
 }

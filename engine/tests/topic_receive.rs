@@ -54,6 +54,7 @@ async fn receive(
             invisible: INVISIBLE,
             wait,
             filter: &TagFilter::All,
+            max_body_bytes: None,
         })
         .await
         .unwrap()
@@ -425,4 +426,54 @@ async fn a_batch_over_deep_queues_takes_from_a_few_and_shallow_ones_from_all() {
         16,
         "one receive collects every queue's message"
     );
+}
+
+/// A receive bounded by body bytes (a consumer near its consume-bytes
+/// quota) delivers within the bound across all queues, at least one
+/// message, and leaves what it did not take for the next receive: every
+/// message of every queue is delivered once, redeliveries bounded alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byte_bounded_receive_leaves_the_rest_for_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 9);
+    let engine = open(dir.path(), &clock).await;
+    topic(&engine, "t", 4, MessageType::Normal).await;
+    engine.create_group(T, "g").await.unwrap();
+    for q in 0..4 {
+        let batch = (0..8).map(|i| msg(q, format!("{q}-{i:0>98}"), None));
+        engine.publish(T, "t", batch.collect()).await.unwrap();
+    }
+    let bounded = |budget| ReceiveRequest {
+        tenant: T,
+        group: "g",
+        topic: "t",
+        queue: None,
+        max_messages: 32,
+        invisible: INVISIBLE,
+        wait: Duration::ZERO,
+        filter: &TagFilter::All,
+        max_body_bytes: Some(budget),
+    };
+    // Bodies are 100 bytes: 450 bytes take four, 0 bytes still one.
+    let mut seen = BTreeSet::new();
+    for (budget, expected) in [(450, 4), (0, 1), (1000, 10)] {
+        let got = engine.receive(bounded(budget)).await.unwrap();
+        assert_eq!(got.len(), expected, "budget {budget}");
+        for p in &got {
+            assert!(seen.insert(body(p)), "{} delivered twice", body(p));
+        }
+    }
+    let rest = receive(&engine, "g", "t", 32, Duration::ZERO).await;
+    assert_eq!(rest.len(), 32 - 15);
+    for p in &rest {
+        assert!(seen.insert(body(p)), "{} delivered twice", body(p));
+    }
+    assert_eq!(seen.len(), 32);
+    // All 32 visible again: redeliveries are bounded the same way.
+    clock.advance_ms(INVISIBLE.as_millis() as i64 + 1);
+    let again = engine.receive(bounded(250)).await.unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|p| p.attempt == 2));
+    let rest = receive(&engine, "g", "t", 32, Duration::ZERO).await;
+    assert_eq!(rest.len(), 30);
 }

@@ -321,6 +321,18 @@ impl RateLimiter {
             .map_err(|(e, _)| e)
     }
 
+    /// The whole tokens (`tenant`, `rate`) holds now, 0 while in debt;
+    /// `None` when the plan sets no limit. Takes nothing: a request sizes
+    /// its work by it, then pays with [`charge`](Self::charge).
+    pub fn available(&self, tenant: &str, rate: Rate, quotas: &Quotas) -> Option<u64> {
+        let limit = rate.limit(quotas);
+        if limit == 0 {
+            return None;
+        }
+        let milli = self.with_bucket(tenant, rate, limit, |bucket| bucket.milli_tokens);
+        Some(u64::try_from(milli / 1000).unwrap_or(0))
+    }
+
     /// Takes `amount` unconditionally (may go negative: later calls wait it
     /// off). For costs known only afterwards (bytes read). A limit of 0
     /// charges nothing.
@@ -390,6 +402,23 @@ mod tests {
             serde_json::from_str::<Quotas>(&json).unwrap(),
             Quotas::DEFAULT
         );
+    }
+
+    #[test]
+    fn available_shows_the_level_without_taking() {
+        let (l, clock) = limiter();
+        let q = Quotas {
+            consume_bytes_per_sec: 1000,
+            ..Quotas::UNLIMITED
+        };
+        assert_eq!(l.available("a", Rate::ConsumeBytes, &q), Some(1000));
+        assert_eq!(l.available("a", Rate::ConsumeBytes, &q), Some(1000));
+        assert_eq!(l.available("a", Rate::ConsumeMessages, &q), None);
+        l.charge("a", Rate::ConsumeBytes, &q, 1500);
+        assert_eq!(l.available("a", Rate::ConsumeBytes, &q), Some(0));
+        clock.advance_ms(750);
+        assert_eq!(l.available("a", Rate::ConsumeBytes, &q), Some(250));
+        assert_eq!(l.available("b", Rate::ConsumeBytes, &q), Some(1000));
     }
 
     #[test]

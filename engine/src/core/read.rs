@@ -11,35 +11,56 @@ use super::Core;
 use super::queue::QueueState;
 use crate::error::{EngineError, Result};
 use crate::filter::TagFilter;
-use crate::types::ReadResult;
+use crate::types::{ReadLimits, ReadResult};
 
 impl Core {
-    /// Reads up to `max_messages` from `offset` and keeps those `filter`
-    /// matches. When `offset` is the end of the queue, waits up to `wait`
-    /// (capped by config) for new messages.
+    /// Reads from `offset` within `limits` and keeps the messages its
+    /// filter matches. When `offset` is the end of the queue, waits up to
+    /// `wait` (capped by config) for new messages.
     ///
-    /// The bounds count the messages read, not those kept: a filter that
-    /// matches few messages returns few, with `next_offset` past every
-    /// message read, so the reader moves on. Only the kept messages are
-    /// metered as delivered: a tenant pays for what it receives.
-    #[allow(clippy::too_many_arguments)]
+    /// `limits.max_messages` counts the messages read, not those kept: a
+    /// filter that matches few returns few, with `next_offset` past every
+    /// message read, so the reader moves on. The body-byte bound cuts what
+    /// is kept (the first message always stays), and `next_offset` then
+    /// follows the last one kept. Only the kept messages are metered as
+    /// delivered: a tenant pays for what it receives.
     pub async fn read(
         self: &Arc<Self>,
         tenant: &str,
         topic: &str,
         queue: u32,
         offset: u64,
-        max_messages: usize,
         wait: Duration,
-        filter: &TagFilter,
+        limits: ReadLimits<'_>,
     ) -> Result<ReadResult> {
+        let max_bytes = limits
+            .max_body_bytes
+            .map_or(self.config.max_read_bytes as u64, |b| {
+                b.min(self.config.max_read_bytes as u64)
+            });
         let mut result = self
-            .read_inner(tenant, topic, queue, offset, max_messages, wait)
+            .read_bounded(
+                tenant,
+                topic,
+                queue,
+                offset,
+                limits.max_messages,
+                max_bytes,
+                wait,
+            )
             .await?;
-        if *filter != TagFilter::All {
+        if *limits.filter != TagFilter::All {
             result
                 .messages
-                .retain(|m| filter.matches(m.message.tag.as_deref()));
+                .retain(|m| limits.filter.matches(m.message.tag.as_deref()));
+        }
+        if let Some(budget) = limits.max_body_bytes {
+            let lens = result.messages.iter().map(|m| m.message.body.len());
+            let kept = within_body_bytes(lens, budget);
+            if kept < result.messages.len() {
+                result.messages.truncate(kept);
+                result.next_offset = result.messages.last().map_or(offset, |m| m.offset + 1);
+            }
         }
         let bytes = result
             .messages
@@ -52,7 +73,8 @@ impl Core {
         Ok(result)
     }
 
-    /// [`Core::read`] without metering (POP meters what it delivers).
+    /// [`Core::read`] without filter or metering (POP and lookups meter
+    /// what they deliver), bounded by the configured read bytes.
     pub(crate) async fn read_inner(
         self: &Arc<Self>,
         tenant: &str,
@@ -60,6 +82,24 @@ impl Core {
         queue: u32,
         offset: u64,
         max_messages: usize,
+        wait: Duration,
+    ) -> Result<ReadResult> {
+        let max_bytes = self.config.max_read_bytes as u64;
+        self.read_bounded(tenant, topic, queue, offset, max_messages, max_bytes, wait)
+            .await
+    }
+
+    /// [`Core::read_inner`] with the tiers' byte budget `max_bytes` (whole
+    /// batches and blocks: a read may pass it by one).
+    #[allow(clippy::too_many_arguments)]
+    async fn read_bounded(
+        self: &Arc<Self>,
+        tenant: &str,
+        topic: &str,
+        queue: u32,
+        offset: u64,
+        max_messages: usize,
+        max_bytes: u64,
         wait: Duration,
     ) -> Result<ReadResult> {
         self.check_open()?;
@@ -74,12 +114,18 @@ impl Core {
         let (first_now, hw) = self.bounds(&q, topic, offset)?;
         let first = first.max(first_now);
         let end = hw.min(offset.saturating_add(max_messages as u64));
-        let messages = match self.tiers.read(&q.log, offset, end, max_messages).await {
+        let read = self
+            .tiers
+            .read(&q.log, offset, end, max_messages, max_bytes)
+            .await;
+        let messages = match read {
             // A separate compactor merged a range away and collected its
             // object: take the queue's ranges as they are now, once.
             Err(TierError::ObjectMissing(_)) if self.compactor_is_separate() => {
                 self.sync_queue_cold(&q, None).await?;
-                self.tiers.read(&q.log, offset, end, max_messages).await?
+                self.tiers
+                    .read(&q.log, offset, end, max_messages, max_bytes)
+                    .await?
             }
             read => read?,
         };
@@ -141,5 +187,43 @@ impl Core {
             _ = shutdown.wait_for(|down| *down) => {}
             _ = self.clock.sleep(wait) => {}
         }
+    }
+}
+
+/// How many messages, from the first, whose bodies are `lens` long fit in
+/// `budget` body bytes: at least one (when there is one), so that a
+/// message larger than the budget is not stuck.
+pub(crate) fn within_body_bytes(lens: impl IntoIterator<Item = usize>, budget: u64) -> usize {
+    let mut total = 0u64;
+    let mut any = false;
+    let fit = lens
+        .into_iter()
+        .inspect(|_| any = true)
+        .take_while(|&len| {
+            total = total.saturating_add(len as u64);
+            total <= budget
+        })
+        .count();
+    if any { fit.max(1) } else { 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lens(lens: &[usize]) -> impl Iterator<Item = usize> + '_ {
+        lens.iter().copied()
+    }
+
+    #[test]
+    fn the_body_budget_keeps_a_prefix_and_always_the_first() {
+        let m = [10, 20, 30];
+        assert_eq!(within_body_bytes(lens(&m), 60), 3);
+        assert_eq!(within_body_bytes(lens(&m), 59), 2);
+        assert_eq!(within_body_bytes(lens(&m), 30), 2);
+        assert_eq!(within_body_bytes(lens(&m), 29), 1);
+        assert_eq!(within_body_bytes(lens(&m), 0), 1);
+        assert_eq!(within_body_bytes(lens(&[]), 100), 0);
+        assert_eq!(within_body_bytes(lens(&[100, 1]), 5), 1);
     }
 }

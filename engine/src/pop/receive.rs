@@ -29,7 +29,7 @@
 //! visible again at once, their attempt not counted.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strata_common::StoredMessage;
@@ -76,6 +76,42 @@ pub struct ReceiveRequest<'a> {
     /// Long polling: how long to wait when nothing is deliverable.
     pub wait: Duration,
     pub filter: &'a TagFilter,
+    /// Most body bytes delivered, past the first message (always
+    /// delivered, whatever its size); `None`: no bound.
+    pub max_body_bytes: Option<u64>,
+}
+
+/// The body bytes a receive may still deliver, shared by its queues' takes
+/// (which run at once).
+struct BodyBudget {
+    max: Option<u64>,
+    /// Bytes admitted, and whether anything was.
+    used: Mutex<(u64, bool)>,
+}
+
+impl BodyBudget {
+    fn new(max: Option<u64>) -> Self {
+        Self {
+            max,
+            used: Mutex::new((0, false)),
+        }
+    }
+
+    /// Whether a message of `len` body bytes may be delivered: it fits, or
+    /// it is the receive's first. Admitted bytes are counted.
+    fn admit(&self, len: u64) -> bool {
+        let Some(max) = self.max else {
+            return true;
+        };
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let (bytes, any) = *used;
+        let total = bytes.saturating_add(len);
+        if any && total > max {
+            return false;
+        }
+        *used = (total, true);
+        true
+    }
 }
 
 /// Queues of a pass that failed, and the first error.
@@ -125,11 +161,12 @@ impl Pop {
         let wait = r.wait.min(self.core.config.max_wait);
         let mut shutdown = self.core.shutdown.subscribe();
         let claims = Unclaimed::new(self, r.tenant, r.group);
+        let budget = BodyBudget::new(r.max_body_bytes);
         loop {
             // Subscribed before looking: a change during the pass wakes us.
             let mut activity = topic.activity();
             let next_due_ms = self
-                .receive_pass(&r, &topic, &queues, max, &group, &claims)
+                .receive_pass(&r, &topic, &queues, max, &group, &claims, &budget)
                 .await?;
             let got = claims.take();
             let left = wait.saturating_sub(self.core.clock.monotonic().saturating_sub(started));
@@ -149,6 +186,7 @@ impl Pop {
 
     /// One pass over `queues` (see the module doc). Committed deliveries go
     /// to `claims`; returns the earliest future moment something is due.
+    #[allow(clippy::too_many_arguments)]
     async fn receive_pass(
         self: &Arc<Self>,
         r: &ReceiveRequest<'_>,
@@ -157,6 +195,7 @@ impl Pop {
         max: usize,
         group: &GroupRecord,
         claims: &Unclaimed,
+        budget: &BodyBudget,
     ) -> Result<Option<i64>> {
         // Ordered only when the topic is FIFO and the group consumes in order.
         let fifo = topic.record.message_type == MessageType::Fifo && group.fifo;
@@ -213,7 +252,7 @@ impl Pop {
                 .unzip();
             let results =
                 futures::future::join_all(candidates.iter().zip(&shares).map(|(&i, &share)| {
-                    self.receive_once(r, order[i], fifo, share, group, claims)
+                    self.receive_once(r, order[i], fifo, share, group, claims, budget)
                 }))
                 .await;
             for ((&i, &share), result) in candidates.iter().zip(&shares).zip(results) {
@@ -267,6 +306,7 @@ impl Pop {
     /// Takes up to `max` deliveries from one queue and commits them; they
     /// go to `claims`. Returns how many. (When to wait until comes from the
     /// looks: what this adds is either handed over or not due before them.)
+    #[allow(clippy::too_many_arguments)]
     async fn receive_once(
         self: &Arc<Self>,
         r: &ReceiveRequest<'_>,
@@ -275,6 +315,7 @@ impl Pop {
         max: usize,
         group: &GroupRecord,
         claims: &Unclaimed,
+        budget: &BodyBudget,
     ) -> Result<usize> {
         let retry = &group.retry;
         let slot = self.pop_slot(r.tenant, r.group, q.key);
@@ -327,6 +368,9 @@ impl Pop {
                 dead.push((offset, rec, message));
                 continue;
             }
+            if !budget.admit(message.message.body.len() as u64) {
+                break;
+            }
             let next = InflightRecord {
                 attempt: rec.attempt + 1,
                 visible_ms: now + invisible_ms,
@@ -340,7 +384,9 @@ impl Pop {
         // 2. New messages from the cursor.
         let mut cursor = state.cursor.max(first);
         let mut waiting: Vec<(u64, InflightRecord)> = Vec::new();
-        while out.len() < max
+        let mut out_of_bytes = false;
+        while !out_of_bytes
+            && out.len() < max
             && cursor < hw
             && state.inflight.len() + out.len() + waiting.len() < MAX_INFLIGHT_PER_QUEUE
         {
@@ -363,8 +409,8 @@ impl Pop {
                 if out.len() >= max {
                     break;
                 }
-                cursor = m.offset + 1;
                 if !r.filter.matches(m.message.tag.as_deref()) {
+                    cursor = m.offset + 1;
                     continue;
                 }
                 let message_group = if fifo {
@@ -386,8 +432,15 @@ impl Pop {
                             chosen: false,
                         },
                     ));
+                    cursor = m.offset + 1;
                     continue;
                 }
+                // Past the receive's bytes: the cursor stays at it.
+                if !budget.admit(m.message.body.len() as u64) {
+                    out_of_bytes = true;
+                    break;
+                }
+                cursor = m.offset + 1;
                 let rec = InflightRecord {
                     attempt: 1,
                     visible_ms: now + invisible_ms,

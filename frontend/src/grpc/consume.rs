@@ -185,17 +185,18 @@ impl GrpcState {
         } else {
             r.batch_size as usize
         };
-        caller.take_consume(&self.limiter).await?;
+        let budget = caller.take_consume(&self.limiter).await?;
         let info = self.engine.topic_info(&caller.tenant, &topic)?;
         let receive = self.engine.receive(ReceiveRequest {
             tenant: &caller.tenant,
             group: &group,
             topic: &topic,
             queue: None,
-            max_messages: batch,
+            max_messages: budget.messages(batch),
             invisible,
             wait,
             filter: &filter,
+            max_body_bytes: budget.bytes,
         });
         // A client that announces its termination gets its long polls
         // back at once (deliveries already committed are released).

@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message as _;
 use strata_common::StoredMessage;
-use strata_engine::MessageType;
+use strata_engine::{MessageType, ReadLimits};
 use strata_tenancy::Permission;
 use tonic::body::Body;
 use tonic::codec::{Codec, EncodeBuf, Encoder};
@@ -76,21 +76,19 @@ impl GrpcState {
             .min(LONG_POLLING_TIMEOUT)
             * 4
             / 5;
-        caller.take_consume(&self.limiter).await?;
+        let budget = caller.take_consume(&self.limiter).await?;
         let info = self.engine.topic_info(&caller.tenant, &topic)?;
         // The engine keeps and meters only what passes the filter: that is
         // what is delivered, charged and encoded.
+        let limits = ReadLimits {
+            max_messages: budget.messages(batch),
+            max_body_bytes: budget.bytes,
+            filter: &filter,
+        };
+        let offset = offset_arg(r.offset)?;
         let read = self
             .engine
-            .read_matching(
-                &caller.tenant,
-                &topic,
-                queue,
-                offset_arg(r.offset)?,
-                batch,
-                wait,
-                &filter,
-            )
+            .read_within(&caller.tenant, &topic, queue, offset, wait, limits)
             .await?;
         let messages = read.messages;
         let (bodies, size) = crate::pipeline::reply::sizes(&messages);

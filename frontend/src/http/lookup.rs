@@ -42,7 +42,7 @@ pub async fn find(
     if params.limit == Some(0) {
         return Err(ApiError::invalid("limit must be at least 1"));
     }
-    caller.take_consume(&state.limiter).await?;
+    let budget = caller.take_consume(&state.limiter).await?;
     let found = state
         .engine
         .find_messages(
@@ -50,7 +50,8 @@ pub async fn find(
             &topic,
             kind,
             &value,
-            params.limit.unwrap_or(DEFAULT_LIMIT),
+            budget.messages(params.limit.unwrap_or(DEFAULT_LIMIT)),
+            budget.bytes,
         )
         .await?;
     let (bytes, size) = crate::pipeline::reply::sizes(found.iter().map(|f| &f.message));

@@ -24,7 +24,7 @@ use strata_common::limits::MAX_KEY_LEN;
 use strata_common::{
     ErrorCode, MESSAGE_GROUP_PROPERTY, Message, RESERVED_PROPERTY_PREFIX, StoredMessage,
 };
-use strata_engine::{PublishMessage, Published, TagFilter};
+use strata_engine::{PublishMessage, Published, ReadLimits, TagFilter};
 
 use super::AppState;
 use super::auth::Caller;
@@ -296,29 +296,25 @@ pub async fn read(
                 .first_offset
         }
     };
-    let limit = params.limit.unwrap_or(100);
-    caller.take_consume(&state.limiter).await?;
+    let budget = caller.take_consume(&state.limiter).await?;
+    let limits = ReadLimits {
+        max_messages: budget.messages(params.limit.unwrap_or(100)),
+        max_body_bytes: budget.bytes,
+        filter: &filter,
+    };
     let wait = Duration::from_millis(params.wait_ms.unwrap_or(0));
+    let tenant = &caller.tenant;
     let result = match &params.group {
         Some(group) => {
             state
                 .engine
-                .read_for_group(
-                    &caller.tenant,
-                    group,
-                    &topic,
-                    queue,
-                    offset,
-                    limit,
-                    wait,
-                    &filter,
-                )
+                .read_for_group(tenant, group, &topic, queue, offset, wait, limits)
                 .await?
         }
         None => {
             state
                 .engine
-                .read_matching(&caller.tenant, &topic, queue, offset, limit, wait, &filter)
+                .read_within(tenant, &topic, queue, offset, wait, limits)
                 .await?
         }
     };

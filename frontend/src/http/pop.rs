@@ -30,7 +30,7 @@ pub async fn receive(
 ) -> ApiResult<Reply<ReceiveReply>> {
     caller.require(Permission::Consume)?;
     let filter = TagFilter::parse(req.tags.as_deref().unwrap_or("*"))?;
-    caller.take_consume(&state.limiter).await?;
+    let budget = caller.take_consume(&state.limiter).await?;
     let popped = state
         .engine
         .receive(ReceiveRequest {
@@ -38,10 +38,11 @@ pub async fn receive(
             group: &group,
             topic: &req.topic,
             queue: req.queue,
-            max_messages: req.max_messages.unwrap_or(32),
+            max_messages: budget.messages(req.max_messages.unwrap_or(32)),
             invisible: Duration::from_millis(req.invisible_ms.unwrap_or(DEFAULT_INVISIBLE_MS)),
             wait: Duration::from_millis(req.wait_ms.unwrap_or(0)),
             filter: &filter,
+            max_body_bytes: budget.bytes,
         })
         .await?;
     let bytes = popped

@@ -145,6 +145,33 @@ impl Gate<'_> {
     }
 }
 
+/// What one delivering request may return ([`Caller::take_consume`]): the
+/// consume buckets' levels once its first message was taken. Concurrent
+/// requests of one tenant each see the same levels, so together they may
+/// pass them by their number; the debt is waited off by the next ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumeBudget {
+    /// Most messages (at least one).
+    messages: u64,
+    /// Most body bytes past the first message (which is always
+    /// delivered); `None` when the plan sets no limit.
+    pub bytes: Option<u64>,
+}
+
+impl ConsumeBudget {
+    /// No limit: a caller without quotas (a service admin), or a plan
+    /// without consume rates.
+    pub const UNLIMITED: Self = Self {
+        messages: u64::MAX,
+        bytes: None,
+    };
+
+    /// `asked`, or fewer when the tenant's message rate holds fewer.
+    pub fn messages(&self, asked: usize) -> usize {
+        asked.min(usize::try_from(self.messages).unwrap_or(usize::MAX))
+    }
+}
+
 impl Caller {
     /// Fails with PERMISSION_DENIED unless the caller's role allows `p`.
     pub fn require(&self, p: Permission) -> Result<&Self, ServiceError> {
@@ -193,14 +220,26 @@ impl Caller {
     /// Admits a request that delivers messages (a read, a receive, a pull,
     /// a lookup): one message is taken up front, which keeps an exhausted
     /// consumer out, and the consume-bytes debt earlier deliveries left
-    /// must be paid off. What it delivers is charged afterwards
-    /// ([`Caller::charge_consumed`]), when known.
-    pub async fn take_consume(&self, limiter: &RateLimiter) -> Result<(), ServiceError> {
+    /// must be paid off. The answer is what the request may then deliver:
+    /// what the buckets hold, so that one large read does not run the
+    /// tenant into a debt it waits off for seconds or minutes. What it
+    /// delivers is charged afterwards ([`Caller::charge_consumed`]).
+    pub async fn take_consume(&self, limiter: &RateLimiter) -> Result<ConsumeBudget, ServiceError> {
         self.take_all(
             limiter,
             &[(Rate::ConsumeMessages, 1), (Rate::ConsumeBytes, 0)],
         )
-        .await
+        .await?;
+        let Some(q) = &self.quotas else {
+            return Ok(ConsumeBudget::UNLIMITED);
+        };
+        let tenant = &self.principal.tenant;
+        Ok(ConsumeBudget {
+            messages: limiter
+                .available(tenant, Rate::ConsumeMessages, q)
+                .map_or(u64::MAX, |more| more.saturating_add(1)),
+            bytes: limiter.available(tenant, Rate::ConsumeBytes, q),
+        })
     }
 
     /// Charges `messages` delivered (beyond the one [`Caller::take_consume`]

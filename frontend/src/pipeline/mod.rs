@@ -24,5 +24,5 @@ mod error;
 pub mod publish;
 pub mod reply;
 
-pub use caller::{Admitted, Caller, Gate};
+pub use caller::{Admitted, Caller, ConsumeBudget, Gate};
 pub use error::ServiceError;

@@ -15,15 +15,15 @@ use crate::batch::{BatchError, decode_batch, decode_header};
 
 impl Tiers {
     /// Messages `[offset, end)` from object storage, at most `max`, within
-    /// the read byte budget (at least one block is always read).
+    /// `budget` bytes of batches (at least one is always read).
     pub(crate) async fn read_cold(
         &self,
         q: &QueueLog,
         offset: u64,
         end: u64,
         max: usize,
+        budget: u64,
     ) -> Result<Vec<StoredMessage>, TierError> {
-        let budget = self.max_read_bytes;
         let mut out = Vec::new();
         let mut cursor = offset;
         let mut bytes = 0u64;
@@ -73,12 +73,15 @@ impl Tiers {
             let first = decoded.first_at(cursor);
             let batches = decoded.payloads.iter().zip(&decoded.spans).skip(first);
             for (payload, &(base, count)) in batches {
-                if out.len() >= max {
+                // A small budget (a reader near its consume quota) stops
+                // inside the block rather than decoding all of it.
+                if out.len() >= max || (!out.is_empty() && bytes >= budget) {
                     break;
                 }
                 if base + u64::from(count) <= cursor || base >= end {
                     continue;
                 }
+                bytes += payload.len() as u64;
                 let (header, messages) = decode_batch(payload).map_err(corrupt)?;
                 for (message, at) in messages.into_iter().zip(header.base_offset..) {
                     if at >= cursor && at < end && out.len() < max {
@@ -90,7 +93,6 @@ impl Tiers {
                     }
                 }
             }
-            bytes += u64::from(block.raw_len);
             cursor = block.end_offset;
         }
         Ok(out)

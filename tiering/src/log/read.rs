@@ -10,34 +10,41 @@ use super::{IndexEntry, QueueLog, TierError, Tiers};
 use crate::batch::{decode_batch, decode_header};
 
 impl Tiers {
-    /// Messages `[offset, end)` of `q`, at most `max`, within the read byte
-    /// budget, from whichever tier holds `offset`. `end` must not pass the
-    /// queue's high watermark.
+    /// Messages `[offset, end)` of `q`, at most `max`, within `max_bytes`
+    /// (and the configured read byte budget), from whichever tier holds
+    /// `offset`. `end` must not pass the queue's high watermark. The tiers
+    /// count whole batches and blocks, so a read may pass the bytes by one
+    /// and always returns at least one message.
     pub async fn read(
         self: &Arc<Self>,
         q: &Arc<QueueLog>,
         offset: u64,
         end: u64,
         max: usize,
+        max_bytes: u64,
     ) -> Result<Vec<StoredMessage>, TierError> {
         if offset >= end {
             return Ok(Vec::new());
         }
+        let budget = max_bytes.min(self.max_read_bytes);
         // Offsets below the first hot batch live only in object storage.
         let cold = {
             let index = q.lock();
             index.cold_range(offset).is_some() && index.hot_first().is_none_or(|h| offset < h)
         };
         if cold {
-            return self.read_cold_off_workers(q, offset, end, max).await;
+            return self
+                .read_cold_off_workers(q, offset, end, max, budget)
+                .await;
         }
-        if let Some(hit) = self.tail.read(q.key, offset, end, max, self.max_read_bytes) {
+        if let Some(hit) = self.tail.read(q.key, offset, end, max, budget) {
             return Ok(hit);
         }
-        if let Some(hot) = self.read_wal(q, offset, end).await? {
+        if let Some(hot) = self.read_wal(q, offset, end, budget).await? {
             return Ok(hot);
         }
-        self.read_cold_off_workers(q, offset, end, max).await
+        self.read_cold_off_workers(q, offset, end, max, budget)
+            .await
     }
 
     /// Decompressing and decoding cold blocks is CPU work; it runs on the
@@ -49,17 +56,18 @@ impl Tiers {
         offset: u64,
         end: u64,
         max: usize,
+        budget: u64,
     ) -> Result<Vec<StoredMessage>, TierError> {
         let tiers = self.clone();
         let queue = q.clone();
         self.cold
             .handle()
-            .spawn(async move { tiers.read_cold(&queue, offset, end, max).await })
+            .spawn(async move { tiers.read_cold(&queue, offset, end, max, budget).await })
             .await
             .map_err(task_failed("cold read"))?
     }
 
-    /// Reads [offset, end) from WAL records, within the byte budget.
+    /// Reads [offset, end) from WAL records, within `budget` bytes.
     /// `None` when `offset` left the WAL (its segment was released after an
     /// upload) between routing and reading: the caller reads it cold.
     async fn read_wal(
@@ -67,8 +75,8 @@ impl Tiers {
         q: &Arc<QueueLog>,
         offset: u64,
         end: u64,
+        budget: u64,
     ) -> Result<Option<Vec<StoredMessage>>, TierError> {
-        let budget = self.max_read_bytes;
         let queue = q.clone();
         let wal = self.wal.clone();
         let files = self.files.clone();
