@@ -413,8 +413,9 @@ impl Engine {
 
     /// [`Engine::read`] within `limits`: their filter keeps what it
     /// matches (only that is returned and metered, and `next_offset` is
-    /// past everything read), their body-byte bound cuts what is returned
-    /// (`next_offset` then follows the last message returned).
+    /// past everything read); their bounds on what is returned (a
+    /// reader's quota) cut it, and `next_offset` then follows the last
+    /// message returned.
     pub async fn read_within(
         &self,
         tenant: &str,
@@ -463,8 +464,7 @@ impl Engine {
     }
 
     /// Up to `limit` messages of `topic` whose id (or key) is `value`, in
-    /// (queue, offset) order, within `max_body_bytes` past the first (a
-    /// caller near its consume-bytes quota); counted as delivered.
+    /// (queue, offset) order; counted as delivered.
     pub async fn find_messages(
         &self,
         tenant: &str,
@@ -472,10 +472,9 @@ impl Engine {
         kind: IndexKind,
         value: &str,
         limit: usize,
-        max_body_bytes: Option<u64>,
     ) -> Result<Vec<FoundMessage>> {
         self.lookup
-            .find_messages(tenant, topic, kind, value, limit, max_body_bytes)
+            .find_messages(tenant, topic, kind, value, limit)
             .await
     }
 

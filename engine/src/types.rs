@@ -173,8 +173,11 @@ pub struct ReadLimits<'a> {
     /// Most messages read (capped by `max_read_messages`), whether the
     /// filter keeps them or not.
     pub max_messages: usize,
-    /// Most body bytes returned, past the first message (always returned,
-    /// whatever its size); also bounds what is read. `None`: only
+    /// Most messages returned (a reader's consume quota); `None`: only
+    /// `max_messages` bounds them.
+    pub max_returned: Option<usize>,
+    /// Most body bytes returned: their total stays within it, or the
+    /// read returns just its first message. `None`: only
     /// `max_read_bytes` bounds the read.
     pub max_body_bytes: Option<u64>,
     /// Which messages are kept.
@@ -186,6 +189,7 @@ impl ReadLimits<'static> {
     pub fn messages(max_messages: usize) -> Self {
         Self {
             max_messages,
+            max_returned: None,
             max_body_bytes: None,
             filter: &TagFilter::All,
         }

@@ -55,7 +55,7 @@ fn message(id: &str, key: Option<&str>, body: &str) -> PublishMessage {
 
 async fn find(engine: &Arc<Engine>, kind: IndexKind, value: &str) -> Vec<FoundMessage> {
     engine
-        .find_messages(T, "orders", kind, value, 1000, None)
+        .find_messages(T, "orders", kind, value, 1000)
         .await
         .unwrap()
 }
@@ -130,14 +130,14 @@ async fn found_by_id_and_key_before_and_after_indexing_and_after_a_restart() {
     assert_eq!(find(&engine, IndexKind::Id, "m-7").await, by_id);
     assert_eq!(find(&engine, IndexKind::Key, "k-1").await, by_key);
     let limited = engine
-        .find_messages(T, "orders", IndexKind::Key, "k-1", 4, None)
+        .find_messages(T, "orders", IndexKind::Key, "k-1", 4)
         .await
         .unwrap();
     assert_eq!(limited[..], by_key[..4]);
 
     // Another tenant sees no such topic.
     let err = engine
-        .find_messages("other", "orders", IndexKind::Id, "m-7", 10, None)
+        .find_messages("other", "orders", IndexKind::Id, "m-7", 10)
         .await
         .unwrap_err();
     assert!(matches!(err, EngineError::TopicNotFound(_)), "{err}");
@@ -154,7 +154,7 @@ async fn found_by_id_and_key_before_and_after_indexing_and_after_a_restart() {
     engine.object_store().faults().set_down(true);
     assert!(engine.flush_message_index().await.is_err());
     let err = engine
-        .find_messages(T, "orders", IndexKind::Id, "m-new", 10, None)
+        .find_messages(T, "orders", IndexKind::Id, "m-new", 10)
         .await
         .unwrap_err();
     assert!(

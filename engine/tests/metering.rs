@@ -178,6 +178,7 @@ async fn filtered_reads_meter_only_what_they_return() {
     let before = usage(&engine, "a");
     let within = |max_messages, filter| ReadLimits {
         max_messages,
+        max_returned: None,
         max_body_bytes: None,
         filter,
     };
@@ -215,9 +216,39 @@ async fn filtered_reads_meter_only_what_they_return() {
         assert_eq!(u.redeliveries, 10 * (round - 1));
     }
 
+    // A reader's quota cuts what is returned, not how far it scans: the
+    // next offset follows the last message returned.
+    let quota = |max_returned, max_body_bytes, filter| ReadLimits {
+        max_messages: 30,
+        max_returned,
+        max_body_bytes,
+        filter,
+    };
+    let r = engine
+        .read_within("a", "t", 0, 0, wait, quota(Some(2), None, &x))
+        .await
+        .unwrap();
+    assert_eq!((offsets(&r), r.next_offset), (vec![0, 3], 4));
+    let r = engine
+        .read_within("a", "t", 0, 2, wait, quota(None, Some(650), &y))
+        .await
+        .unwrap();
+    assert_eq!((offsets(&r), r.next_offset), (vec![4, 7], 8));
+    let r = engine
+        .read_within("a", "t", 0, 2, wait, quota(Some(5), Some(0), &y))
+        .await
+        .unwrap();
+    assert_eq!((offsets(&r), r.next_offset), (vec![4], 5));
+    let r = engine
+        .read_within("a", "t", 0, 28, wait, quota(Some(1), Some(0), &none))
+        .await
+        .unwrap();
+    assert_eq!((offsets(&r), r.next_offset), (vec![], 30));
+    assert_eq!(usage(&engine, "a").delivered_messages, 4 + 20 + 2 + 2 + 1);
+
     // Unfiltered, everything is returned and metered.
     let r = engine.read("a", "t", 0, 0, 100, wait).await.unwrap();
     assert_eq!(r.messages.len(), 30);
-    assert_eq!(usage(&engine, "a").delivered_messages, 4 + 20 + 30);
+    assert_eq!(usage(&engine, "a").delivered_messages, 4 + 20 + 5 + 30);
     engine.close().await.unwrap();
 }

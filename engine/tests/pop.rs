@@ -375,3 +375,52 @@ async fn receive_as(engine: &Arc<Engine>, group: &str) -> strata_engine::Result<
         })
         .await
 }
+
+/// A receive that runs out of bytes among due redeliveries takes no new
+/// message after them: a FIFO group whose due message it did not reach
+/// must not have a later one delivered first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byte_bounded_receive_keeps_fifo_order_behind_due_redeliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 4);
+    let engine = setup(dir.path(), &clock, MessageType::Fifo).await;
+    let big = "x".repeat(300);
+    for (b, g) in [("k1", "K"), (big.as_str(), "H"), ("j1", "J")] {
+        engine
+            .publish(T, "t", vec![msg(b, None, Some(g))])
+            .await
+            .unwrap();
+    }
+    let all = TagFilter::All;
+    assert_eq!(receive(&engine, "t", 10, &all).await.len(), 3);
+    engine
+        .publish(T, "t", vec![msg("j2", None, Some("J"))])
+        .await
+        .unwrap();
+    // All three come due; 100 bytes take k1, stop at the big one, and
+    // must not reach past j1 to j2.
+    clock.advance_ms(INVISIBLE.as_millis() as i64 + 1);
+    let got = engine
+        .receive(ReceiveRequest {
+            tenant: T,
+            group: "g",
+            topic: "t",
+            queue: None,
+            max_messages: 10,
+            invisible: INVISIBLE,
+            wait: Duration::ZERO,
+            filter: &all,
+            max_body_bytes: Some(100),
+        })
+        .await
+        .unwrap();
+    assert_eq!(bodies(&got), ["k1"]);
+    // Unbounded, the rest come in group order: j1 before j2.
+    let rest = receive(&engine, "t", 10, &all).await;
+    assert_eq!(bodies(&rest).len(), 2, "{:?}", bodies(&rest));
+    assert!(
+        bodies(&rest).contains(&"j1".to_string()),
+        "{:?}",
+        bodies(&rest)
+    );
+}

@@ -78,7 +78,7 @@ pub struct ReadParams {
     pub group: Option<String>,
     /// Tag filter: `*` or tags joined by `||`. Messages that do not match
     /// are skipped (neither returned nor metered); `next_offset` is past
-    /// them.
+    /// them, unless the reply was cut by the tenant's consume quotas.
     pub tags: Option<String>,
 }
 

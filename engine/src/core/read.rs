@@ -20,10 +20,13 @@ impl Core {
     ///
     /// `limits.max_messages` counts the messages read, not those kept: a
     /// filter that matches few returns few, with `next_offset` past every
-    /// message read, so the reader moves on. The body-byte bound cuts what
-    /// is kept (the first message always stays), and `next_offset` then
-    /// follows the last one kept. Only the kept messages are metered as
-    /// delivered: a tenant pays for what it receives.
+    /// message read, so the reader moves on. The bounds on what is
+    /// returned (a reader's quota) cut what is kept, and `next_offset`
+    /// then follows the last message kept. Without a filter everything
+    /// read is kept, so those bounds also bound the read; with one they do
+    /// not, so that a reader near its quota still scans as far as it asks.
+    /// Only the kept messages are metered as delivered: a tenant pays for
+    /// what it receives.
     pub async fn read(
         self: &Arc<Self>,
         tenant: &str,
@@ -33,34 +36,50 @@ impl Core {
         wait: Duration,
         limits: ReadLimits<'_>,
     ) -> Result<ReadResult> {
-        let max_bytes = limits
-            .max_body_bytes
-            .map_or(self.config.max_read_bytes as u64, |b| {
-                b.min(self.config.max_read_bytes as u64)
-            });
+        let configured = self.config.max_read_bytes as u64;
+        let filtered = *limits.filter != TagFilter::All;
+        let (read_messages, read_bytes) = if filtered {
+            (limits.max_messages, configured)
+        } else {
+            (
+                limits
+                    .max_returned
+                    .map_or(limits.max_messages, |r| r.min(limits.max_messages)),
+                // The tiers count whole messages or batches (ids, keys,
+                // headers besides bodies): a margin lets them read what
+                // the body trim below may keep.
+                limits.max_body_bytes.map_or(configured, |b| {
+                    b.saturating_add(b / 4).saturating_add(4096).min(configured)
+                }),
+            )
+        };
         let mut result = self
             .read_bounded(
                 tenant,
                 topic,
                 queue,
                 offset,
-                limits.max_messages,
-                max_bytes,
+                read_messages,
+                read_bytes,
                 wait,
             )
             .await?;
-        if *limits.filter != TagFilter::All {
+        if filtered {
             result
                 .messages
                 .retain(|m| limits.filter.matches(m.message.tag.as_deref()));
         }
+        let mut kept = result.messages.len();
+        if let Some(max) = limits.max_returned {
+            kept = kept.min(max.max(1));
+        }
         if let Some(budget) = limits.max_body_bytes {
             let lens = result.messages.iter().map(|m| m.message.body.len());
-            let kept = within_body_bytes(lens, budget);
-            if kept < result.messages.len() {
-                result.messages.truncate(kept);
-                result.next_offset = result.messages.last().map_or(offset, |m| m.offset + 1);
-            }
+            kept = kept.min(within_body_bytes(lens, budget));
+        }
+        if kept < result.messages.len() {
+            result.messages.truncate(kept);
+            result.next_offset = result.messages.last().map_or(offset, |m| m.offset + 1);
         }
         let bytes = result
             .messages
@@ -191,9 +210,9 @@ impl Core {
 }
 
 /// How many messages, from the first, whose bodies are `lens` long fit in
-/// `budget` body bytes: at least one (when there is one), so that a
-/// message larger than the budget is not stuck.
-pub(crate) fn within_body_bytes(lens: impl IntoIterator<Item = usize>, budget: u64) -> usize {
+/// `budget` body bytes (their total within it), or one when even the first
+/// does not, so that a message larger than the budget is not stuck.
+fn within_body_bytes(lens: impl IntoIterator<Item = usize>, budget: u64) -> usize {
     let mut total = 0u64;
     let mut any = false;
     let fit = lens

@@ -38,7 +38,6 @@ use strata_metadata::IndexKind;
 use strata_objects::index_run::{RunEntry, ValueKind, entry_hash};
 
 use crate::core::index_feed::FedMessage;
-use crate::core::read::within_body_bytes;
 use crate::core::topic::TopicState;
 use crate::core::{Core, SYSTEM_TOPIC_PREFIX};
 use crate::error::{EngineError, Result};
@@ -384,8 +383,7 @@ impl Lookup {
     }
 
     /// Up to `limit` messages of `topic` whose id (or key) is `value`, in
-    /// (queue, offset) order, within `max_body_bytes` (past the first);
-    /// counted as delivered.
+    /// (queue, offset) order; counted as delivered.
     pub async fn find_messages(
         &self,
         tenant: &str,
@@ -393,7 +391,6 @@ impl Lookup {
         kind: IndexKind,
         value: &str,
         limit: usize,
-        max_body_bytes: Option<u64>,
     ) -> Result<Vec<FoundMessage>> {
         self.core.check_open()?;
         let state = self.core.topic(tenant, topic)?;
@@ -481,10 +478,6 @@ impl Lookup {
         found.sort_by_key(|f| (f.queue, f.message.offset));
         found.dedup_by_key(|f| (f.queue, f.message.offset));
         found.truncate(limit);
-        if let Some(budget) = max_body_bytes {
-            let lens = found.iter().map(|f| f.message.message.body.len());
-            found.truncate(within_body_bytes(lens, budget));
-        }
         let bytes = found
             .iter()
             .map(|f| f.message.message.approx_size() as u64)

@@ -76,8 +76,8 @@ pub struct ReceiveRequest<'a> {
     /// Long polling: how long to wait when nothing is deliverable.
     pub wait: Duration,
     pub filter: &'a TagFilter,
-    /// Most body bytes delivered, past the first message (always
-    /// delivered, whatever its size); `None`: no bound.
+    /// Most body bytes delivered: their total within it, or just one
+    /// message whatever its size. `None`: no bound.
     pub max_body_bytes: Option<u64>,
 }
 
@@ -339,6 +339,7 @@ impl Pop {
         };
         let mut out: Vec<(u64, InflightRecord, StoredMessage)> = Vec::new();
         let mut dead: Vec<(u64, InflightRecord, StoredMessage)> = Vec::new();
+        let mut out_of_bytes = false;
         // 1. In-flight messages that are visible again (or waiting FIFO ones).
         let candidates: Vec<(u64, InflightRecord)> = state
             .inflight
@@ -368,7 +369,11 @@ impl Pop {
                 dead.push((offset, rec, message));
                 continue;
             }
+            // Past the receive's bytes: nothing more, new messages neither.
+            // (A FIFO group whose due message was not reached is not in
+            // `blocked`: a later message of it must not go first.)
             if !budget.admit(message.message.body.len() as u64) {
+                out_of_bytes = true;
                 break;
             }
             let next = InflightRecord {
@@ -384,7 +389,6 @@ impl Pop {
         // 2. New messages from the cursor.
         let mut cursor = state.cursor.max(first);
         let mut waiting: Vec<(u64, InflightRecord)> = Vec::new();
-        let mut out_of_bytes = false;
         while !out_of_bytes
             && out.len() < max
             && cursor < hw

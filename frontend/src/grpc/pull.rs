@@ -81,7 +81,8 @@ impl GrpcState {
         // The engine keeps and meters only what passes the filter: that is
         // what is delivered, charged and encoded.
         let limits = ReadLimits {
-            max_messages: budget.messages(batch),
+            max_messages: batch,
+            max_returned: budget.messages,
             max_body_bytes: budget.bytes,
             filter: &filter,
         };

@@ -42,7 +42,9 @@ pub async fn find(
     if params.limit == Some(0) {
         return Err(ApiError::invalid("limit must be at least 1"));
     }
-    let budget = caller.take_consume(&state.limiter).await?;
+    // Not sized by the consume budget: a lookup has no offset to go on
+    // from, so cutting it would hide matches. It is charged in full after.
+    caller.take_consume(&state.limiter).await?;
     let found = state
         .engine
         .find_messages(
@@ -50,8 +52,7 @@ pub async fn find(
             &topic,
             kind,
             &value,
-            budget.messages(params.limit.unwrap_or(DEFAULT_LIMIT)),
-            budget.bytes,
+            params.limit.unwrap_or(DEFAULT_LIMIT),
         )
         .await?;
     let (bytes, size) = crate::pipeline::reply::sizes(found.iter().map(|f| &f.message));

@@ -298,7 +298,8 @@ pub async fn read(
     };
     let budget = caller.take_consume(&state.limiter).await?;
     let limits = ReadLimits {
-        max_messages: budget.messages(params.limit.unwrap_or(100)),
+        max_messages: params.limit.unwrap_or(100),
+        max_returned: budget.messages,
         max_body_bytes: budget.bytes,
         filter: &filter,
     };

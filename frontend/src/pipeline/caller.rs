@@ -151,10 +151,10 @@ impl Gate<'_> {
 /// pass them by their number; the debt is waited off by the next ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConsumeBudget {
-    /// Most messages (at least one).
-    messages: u64,
-    /// Most body bytes past the first message (which is always
-    /// delivered); `None` when the plan sets no limit.
+    /// Most messages (at least one); `None` when the plan sets no limit.
+    pub messages: Option<usize>,
+    /// Most body bytes: their total within it, or just one message.
+    /// `None` when the plan sets no limit.
     pub bytes: Option<u64>,
 }
 
@@ -162,13 +162,13 @@ impl ConsumeBudget {
     /// No limit: a caller without quotas (a service admin), or a plan
     /// without consume rates.
     pub const UNLIMITED: Self = Self {
-        messages: u64::MAX,
+        messages: None,
         bytes: None,
     };
 
     /// `asked`, or fewer when the tenant's message rate holds fewer.
     pub fn messages(&self, asked: usize) -> usize {
-        asked.min(usize::try_from(self.messages).unwrap_or(usize::MAX))
+        self.messages.map_or(asked, |m| asked.min(m))
     }
 }
 
@@ -237,7 +237,11 @@ impl Caller {
         Ok(ConsumeBudget {
             messages: limiter
                 .available(tenant, Rate::ConsumeMessages, q)
-                .map_or(u64::MAX, |more| more.saturating_add(1)),
+                .map(|more| {
+                    usize::try_from(more)
+                        .unwrap_or(usize::MAX)
+                        .saturating_add(1)
+                }),
             bytes: limiter.available(tenant, Rate::ConsumeBytes, q),
         })
     }
