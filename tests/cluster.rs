@@ -352,3 +352,155 @@ async fn a_tenants_rate_is_counted_once_however_many_nodes_it_reaches() {
         n.stop();
     }
 }
+
+/// A node whose disk is lost for good: SIGKILLed, its data directory gone.
+/// Nobody can adopt its WAL, so its tenants wait (nothing acknowledged is
+/// given up behind an operator's back) until an operator declares the
+/// node lost. Then they are served again by the survivor with every
+/// message that had reached object storage, take new messages, and the
+/// node id may never join again, not even with its directory back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_disk_is_lost_is_forgotten_by_an_operator() {
+    let Some(url) = etcd_test_url("cluster-lost") else {
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, b, on_a) =
+        two_nodes_with_topics([dirs[0].path(), dirs[1].path()], &url, shared.path(), &[]).await;
+    let on_b: Vec<String> = (0..TENANTS)
+        .map(tenant)
+        .filter(|t| !on_a.contains(t))
+        .collect();
+    assert!(!on_a.is_empty() && !on_b.is_empty(), "{on_a:?}");
+
+    // Acknowledged and uploaded: these outlive node-b's disk.
+    let mut uploaded: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for t in (0..TENANTS).map(tenant) {
+        for n in 0..5 {
+            let body = format!("{t}-uploaded-{n}");
+            publish_until_acked(&a.url, &t, &body).await;
+            uploaded.entry(t.clone()).or_default().push(body);
+        }
+    }
+    let began = Instant::now();
+    while upload_lag(&b.url).await > 0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "node-b never uploaded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Acknowledged, perhaps only in node-b's WAL: these may go with it.
+    let mut maybe = std::collections::BTreeSet::new();
+    for t in &on_b {
+        for n in 0..5 {
+            let body = format!("{t}-wal-{n}");
+            publish_until_acked(&a.url, t, &body).await;
+            maybe.insert(body);
+        }
+    }
+    b.kill();
+    let lost_dir = dirs[1].path().with_extension("lost");
+    std::fs::rename(dirs[1].path(), &lost_dir).unwrap();
+
+    // Nobody adopts it: its tenants wait rather than lose messages.
+    let began = Instant::now();
+    while node_state(&a.url, "node-b").await != "expired" {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "node-b never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2 * LEASE_TTL_MS)).await;
+    assert!(!publish(&a.url, &on_b[0], "refused").await);
+    assert_eq!(node_state(&a.url, "node-b").await, "expired");
+
+    // Mistakes are refused, and change nothing.
+    let forget = |node: &str, confirm: bool| {
+        reqwest::Client::new()
+            .post(format!("{}/v1/cluster/nodes/{node}/forget", a.url))
+            .json(&serde_json::json!({ "lose_unuploaded_messages": confirm }))
+            .send()
+    };
+    for (node, confirm, status, code) in [
+        ("node-b", false, 400, "INVALID_ARGUMENT"),
+        ("node-a", true, 409, "CONFLICT"),
+        ("node-z", true, 404, "NOT_FOUND"),
+    ] {
+        let answer = forget(node, confirm).await.unwrap();
+        assert_eq!(answer.status().as_u16(), status, "{node}");
+        let error: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(error["error"]["code"], code, "{node}: {error}");
+    }
+    assert_eq!(node_state(&a.url, "node-b").await, "expired");
+    let cli = |args: &[&str]| {
+        let cwd = tempfile::tempdir().unwrap();
+        std::process::Command::new(common::BIN)
+            .args(args)
+            .env("STRATA_SERVER", &a.url)
+            .env_remove("STRATA_CREDENTIALS_FILE")
+            .current_dir(cwd.path())
+            .output()
+            .expect("strata cluster forget")
+    };
+    let unconfirmed = cli(&["cluster", "forget", "node-b"]);
+    assert!(!unconfirmed.status.success());
+    let said = String::from_utf8_lossy(&unconfirmed.stderr);
+    assert!(said.contains("--lose-unuploaded-messages"), "{said}");
+
+    // The operator declares it lost: its tenants come to node-a.
+    let forgot = cli(&["cluster", "forget", "node-b", "--lose-unuploaded-messages"]);
+    let said = String::from_utf8_lossy(&forgot.stdout);
+    assert!(
+        forgot.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&forgot.stderr)
+    );
+    assert!(said.contains("node node-b declared lost"), "{said}");
+    let forgotten = Instant::now();
+    assert_eq!(node_state(&a.url, "node-b").await, "lost");
+    settled(&a.url, &["node-a"]).await;
+    let took = forgotten.elapsed();
+    for (t, list) in &mut uploaded {
+        let body = format!("{t}-after");
+        publish_until_acked(&a.url, t, &body).await;
+        list.push(body);
+        list.sort();
+        expect_bodies(&a.url, t, list, &maybe, "after node-b was lost").await;
+    }
+    let mut kept = 0;
+    for t in &on_b {
+        kept += bodies(&a.url, t)
+            .await
+            .iter()
+            .filter(|b| maybe.contains(*b))
+            .count();
+    }
+    eprintln!(
+        "cluster: node-b's tenants {on_b:?} served again {:.2} s after it was declared lost; {kept} of {} messages published after its last upload survived",
+        took.as_secs_f64(),
+        maybe.len()
+    );
+
+    // Its directory back, or a fresh one: node-b may not join again.
+    std::fs::rename(&lost_dir, dirs[1].path()).unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    for dir in [dirs[1].path(), fresh.path()] {
+        let refused = refused_start(dir, &url, shared.path(), "node-b");
+        assert!(refused.contains("declared lost"), "{refused}");
+    }
+    a.stop();
+}
+
+/// Node-b's engine upload lag, from its own status.
+async fn upload_lag(url: &str) -> u64 {
+    let status: serde_json::Value = reqwest::get(format!("{url}/v1/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    status["tiering"]["upload_lag_bytes"].as_u64().expect("lag")
+}

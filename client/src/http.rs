@@ -328,6 +328,19 @@ impl Client {
     pub async fn cluster(&self) -> Result<crate::api::status::ClusterJson, ClientError> {
         self.get("/v1/cluster").await
     }
+
+    /// Declares `node` lost, giving up what only its WAL holds (see
+    /// `POST /v1/cluster/nodes/{node}/forget`).
+    pub async fn forget_node(
+        &self,
+        node: &str,
+    ) -> Result<crate::api::status::ClusterJson, ClientError> {
+        let confirm = crate::api::status::ForgetNode {
+            lose_unuploaded_messages: true,
+        };
+        self.post(&format!("/v1/cluster/nodes/{node}/forget"), &confirm)
+            .await
+    }
 }
 
 impl Client {

@@ -185,9 +185,9 @@ impl From<CatalogError> for EngineError {
                 EngineError::Conflict(format!("access key {access_key} already exists"))
             }
             CatalogError::Meta(m) => EngineError::Internal(m.to_string()),
-            CatalogError::NamespaceServed(m) | CatalogError::NodeIdTaken(m) => {
-                EngineError::Internal(m)
-            }
+            CatalogError::NamespaceServed(m)
+            | CatalogError::NodeIdTaken(m)
+            | CatalogError::NodeForgotten(m) => EngineError::Internal(m),
             other @ (CatalogError::TenantAlreadyExists { .. }
             | CatalogError::TenantNotFound { .. }
             | CatalogError::TenantNotEmpty { .. }

@@ -119,6 +119,7 @@ async fn missing_credentials_are_401_on_every_private_route() {
                 ("access_key", "STRAX"),
                 ("transaction_id", "0123456789abcdef0123456789abcdef"),
                 ("plan", "default"),
+                ("node", "node-x"),
             ],
         );
         let m = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();

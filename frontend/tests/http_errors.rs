@@ -754,3 +754,25 @@ async fn unknown_path_is_404_and_wrong_method_is_405() {
     }
     s.shutdown().await;
 }
+
+/// Forgetting a node: a server outside cluster mode has no registry to
+/// forget in, and a body that is not the confirmation is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgetting_a_node_outside_cluster_mode_is_400() {
+    let s = server().await;
+    let path = "/v1/cluster/nodes/node-x/forget";
+    let r = s
+        .post_json(path, &json!({"lose_unuploaded_messages": true}))
+        .await;
+    r.expect_error(400, "INVALID_ARGUMENT");
+    assert!(r.text().contains("not in cluster mode"), "{}", r.text());
+    s.post_json(path, &json!({"lose": true}))
+        .await
+        .expect_error(400, "INVALID_JSON");
+    s.post_json(path, &json!({}))
+        .await
+        .expect_error(400, "INVALID_JSON");
+    // Nothing changed: this node is still in the registry, live.
+    let cluster = s.get("/v1/cluster").await.expect(200);
+    assert_eq!(cluster["nodes"][0]["state"], "live", "{cluster}");
+}

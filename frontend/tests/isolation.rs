@@ -180,6 +180,7 @@ fn case(method: &str, path: &str) -> Case {
         // Service-wide: refused to every tenant key, whatever it names.
         ("get", "/metrics") | ("get", "/v1/status") | ("get", "/v1/tenants") => Case::Resource,
         ("get", "/v1/cluster") => Case::Resource,
+        ("post", "/v1/cluster/nodes/{node}/forget") => Case::Resource,
         ("post", "/v1/tenants") | ("get", "/v1/tenants/{tenant}") => Case::Resource,
         ("delete", "/v1/tenants/{tenant}") => Case::Resource,
         ("post", "/v1/keys") => Case::Resource,
@@ -234,6 +235,7 @@ impl Names {
             ("access_key", self.access_key.as_str()),
             ("transaction_id", "0123456789abcdef0123456789abcdef"),
             ("plan", "default"),
+            ("node", "node-x"),
         ]
     }
 }
@@ -259,6 +261,9 @@ fn request(actor: &Actor, method: &str, template: &str, names: &Names) -> reqwes
         }
         ("post", "/v1/groups/{group}/invisible") => {
             Some(json!({"topic": names.topic, "receipt_handle": "1-0-0-1", "invisible_ms": 5000}))
+        }
+        ("post", "/v1/cluster/nodes/{node}/forget") => {
+            Some(json!({"lose_unuploaded_messages": true}))
         }
         ("post", _) | ("put", _) => Some(json!({})),
         _ => None,

@@ -69,7 +69,7 @@ use crate::store::{MetaError, MetaStore, prefix_end};
 pub use access_keys::{AccessKeyRecord, SealedSecretRecord};
 pub use keys::IndexKind;
 pub use lookup::{IndexRun, IndexRunRecord};
-pub use nodes::{NodeRecord, NodeState};
+pub use nodes::{Forget, NodeRecord, NodeState};
 pub use placement::{Placed, TenantPlacement};
 pub use pop::{InflightRecord, PopChange, PopQueueState};
 pub use ranges::{BlockRef, RangeRecord};
@@ -117,6 +117,9 @@ pub enum CatalogError {
     /// [`NodeRecord`]).
     #[error("{0}")]
     NodeIdTaken(String),
+    /// A node declared lost tried to join again (see [`NodeRecord`]).
+    #[error("{0}")]
+    NodeForgotten(String),
     /// A conditional write kept losing races to concurrent writers; retry later.
     #[error("metadata conflict: {0}")]
     Conflict(String),

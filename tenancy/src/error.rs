@@ -106,7 +106,8 @@ impl TenancyError {
                 }
                 CatalogError::Meta(_)
                 | CatalogError::NamespaceServed(_)
-                | CatalogError::NodeIdTaken(_) => ErrorCode::Internal,
+                | CatalogError::NodeIdTaken(_)
+                | CatalogError::NodeForgotten(_) => ErrorCode::Internal,
             },
             TenancyError::Secrets(_) | TenancyError::CredentialsFile { .. } => ErrorCode::Internal,
         }

@@ -26,21 +26,66 @@ pub fn start_with(
     node: &str,
     extra: &[(&str, &str)],
 ) -> Server {
+    let mut env = node_env(url, shared, node);
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Server::start(dir, &env)
+}
+
+/// The settings of a cluster node `node` on etcd `url`.
+fn node_env(url: &str, shared: &Path, node: &str) -> Vec<(String, String)> {
     let objects = shared.join("objects").display().to_string();
     let key = shared.join("master.key").display().to_string();
-    let ttl = LEASE_TTL_MS.to_string();
-    let mut env = vec![
-        ("STRATA_METADATA_URL", url),
-        ("STRATA_NODE_ID", node),
-        ("STRATA_SERVING_CLUSTER", "true"),
-        ("STRATA_SERVING_LEASE_TTL_MS", ttl.as_str()),
-        ("STRATA_OBJECT_STORE_ROOT", objects.as_str()),
-        ("STRATA_AUTH_MASTER_KEY_FILE", key.as_str()),
-        ("STRATA_AUTH_ANONYMOUS", "true"),
-        ("STRATA_CACHE_BLOCK_DISK_DIR", "none"),
-    ];
-    env.extend_from_slice(extra);
-    Server::start(dir, &env)
+    [
+        ("STRATA_METADATA_URL", url.to_string()),
+        ("STRATA_NODE_ID", node.to_string()),
+        ("STRATA_SERVING_CLUSTER", "true".to_string()),
+        ("STRATA_SERVING_LEASE_TTL_MS", LEASE_TTL_MS.to_string()),
+        ("STRATA_OBJECT_STORE_ROOT", objects),
+        ("STRATA_AUTH_MASTER_KEY_FILE", key),
+        ("STRATA_AUTH_ANONYMOUS", "true".to_string()),
+        ("STRATA_CACHE_BLOCK_DISK_DIR", "none".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Starts node `node` on `dir` expecting it to refuse: waits for it to
+/// exit (failing the test if it serves, or runs a minute) and returns what
+/// it printed.
+pub fn refused_start(dir: &Path, url: &str, shared: &Path, node: &str) -> String {
+    let mut child = std::process::Command::new(super::BIN)
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .envs(node_env(url, shared, node))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn strata serve");
+    let began = Instant::now();
+    while child.try_wait().expect("wait for strata").is_none() {
+        if began.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("node {node} kept running instead of refusing to start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("strata output");
+    assert!(!out.status.success(), "node {node} exited successfully");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// node-a (with `extra_a` settings) and node-b on `dirs`, with every

@@ -228,10 +228,18 @@ pub struct ClusterJson {
 pub struct ClusterNodeJson {
     pub node: String,
     /// "live", "expired" (stopped heartbeating without leaving: its WAL
-    /// awaits adoption or a restart), "left" or "adopted".
+    /// awaits adoption or a restart), "left", "adopted" or "lost" (declared
+    /// lost by an operator, its WAL abandoned: `strata cluster forget`).
     pub state: String,
     /// The node that adopted this one's WAL, when "adopted".
     pub adopted_by: Option<String>,
+    /// Who declared the node lost, when "lost".
+    #[serde(default)]
+    pub lost_by: Option<String>,
+    /// When "lost": the bytes its WAL had not uploaded at its last
+    /// heartbeat, the acknowledged messages given up with it.
+    #[serde(default)]
+    pub lost_bytes: Option<u64>,
     pub grpc_addr: String,
     pub http_addr: String,
     pub data_dir: String,
@@ -244,4 +252,13 @@ pub struct ClusterNodeJson {
     pub queues: usize,
     /// Tenants placed on this node.
     pub tenants: usize,
+}
+
+/// `POST /v1/cluster/nodes/{node}/forget`: the operator confirms that the
+/// acknowledged messages only the node's WAL holds are given up.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgetNode {
+    /// Must be `true`.
+    pub lose_unuploaded_messages: bool,
 }

@@ -105,6 +105,18 @@ pub enum ClusterCommand {
     /// Nodes with their state, addresses, heartbeat and upload lag, and the
     /// queues and tenants each holds, as the metadata store has them.
     Status,
+    /// Declare a node lost whose data directory cannot be reached again
+    /// (a volume destroyed): its tenants move to other nodes, and the
+    /// acknowledged messages only its WAL held (its last reported upload
+    /// lag) are given up. A node whose directory can be re-attached is
+    /// adopted instead, losing nothing: prefer that.
+    Forget {
+        /// The node id.
+        node: String,
+        /// Confirms giving up the messages only the node's WAL holds.
+        #[arg(long)]
+        lose_unuploaded_messages: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

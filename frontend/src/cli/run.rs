@@ -64,6 +64,31 @@ pub async fn run(cli: Cli) -> Result<()> {
             print_cluster(&cluster);
             Ok(())
         }
+        Command::Cluster(ClusterCommand::Forget {
+            node,
+            lose_unuploaded_messages,
+        }) => {
+            if !lose_unuploaded_messages {
+                anyhow::bail!(
+                    "declaring node {node} lost gives up the acknowledged messages only its WAL \
+                     holds (`strata cluster status` shows its upload lag); if its data directory \
+                     can be reached again, let a node adopt it instead. Pass \
+                     --lose-unuploaded-messages to confirm"
+                );
+            }
+            let cluster = client.forget_node(&node).await?;
+            if json {
+                return print_json(&cluster);
+            }
+            if let Some(n) = cluster.nodes.iter().find(|n| n.node == node) {
+                println!(
+                    "node {node} declared lost; {} of acknowledged messages not in object storage were given up with it; its tenants move to the live nodes",
+                    bytes(n.lost_bytes.unwrap_or(n.upload_lag_bytes))
+                );
+            }
+            print_cluster(&cluster);
+            Ok(())
+        }
         Command::Status => {
             let status = client.status().await?;
             if json {
@@ -558,9 +583,10 @@ fn print_cluster(c: &strata_client::api::status::ClusterJson) {
         "NODE", "STATE", "GRPC", "HTTP", "QUEUES", "TENANTS", "LAG", "HEARTBEAT"
     );
     for n in &c.nodes {
-        let state = match &n.adopted_by {
-            Some(by) => format!("adopted by {by}"),
-            None => n.state.clone(),
+        let state = match (&n.adopted_by, &n.lost_by) {
+            (Some(by), _) => format!("adopted by {by}"),
+            (None, Some(_)) => "lost".to_string(),
+            (None, None) => n.state.clone(),
         };
         let heartbeat = if n.state == "live" || n.state == "expired" {
             format!("{} ms", n.expires_in_ms)

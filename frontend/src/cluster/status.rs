@@ -70,17 +70,31 @@ fn node_json(
     owned: &HashMap<String, usize>,
     tenants: &HashMap<String, usize>,
 ) -> ClusterNodeJson {
-    let (state, adopted_by) = match &n.state {
-        NodeState::Live if n.is_live(now_ms) => ("live", None),
-        NodeState::Live => ("expired", None),
-        NodeState::Left { .. } => ("left", None),
-        NodeState::Adopted { by, .. } => ("adopted", Some(by.clone())),
+    let (mut adopted_by, mut lost_by, mut lost_bytes) = (None, None, None);
+    let state = match &n.state {
+        NodeState::Live if n.is_live(now_ms) => "live",
+        NodeState::Live => "expired",
+        NodeState::Left { .. } => "left",
+        NodeState::Adopted { by, .. } => {
+            adopted_by = Some(by.clone());
+            "adopted"
+        }
+        NodeState::Lost {
+            by,
+            lost_bytes: lost,
+            ..
+        } => {
+            (lost_by, lost_bytes) = (Some(by.clone()), Some(*lost));
+            "lost"
+        }
     };
     ClusterNodeJson {
         queues: owned.get(&n.node).copied().unwrap_or(0),
         tenants: tenants.get(&n.node).copied().unwrap_or(0),
         state: state.to_string(),
         adopted_by,
+        lost_by,
+        lost_bytes,
         expires_in_ms: n.expires_ms.saturating_sub(now_ms),
         node: n.node,
         grpc_addr: n.grpc_addr,
@@ -144,6 +158,13 @@ mod tests {
         .unwrap()
         .unwrap();
         c.update_node(&b, adopted).await.unwrap().unwrap();
+        let d = c.join_cluster(draft("d"), 0, 1_000).await.unwrap();
+        let lagging = NodeRecord {
+            upload_lag_bytes: 777,
+            ..d.clone()
+        };
+        c.update_node(&d, lagging).await.unwrap().unwrap();
+        c.forget_node("d", "ops", 4_000).await.unwrap();
         let orders = c.create_topic("t1", "orders", topic(4), 0).await.unwrap();
         c.claim_topic_queues(orders.id, 4, "a").await.unwrap();
         let gone = c.create_topic("t1", "gone", topic(2), 0).await.unwrap();
@@ -160,17 +181,25 @@ mod tests {
             .iter()
             .map(|n| {
                 format!(
-                    "{} {} {:?} queues={} tenants={} expires_in={}",
-                    n.node, n.state, n.adopted_by, n.queues, n.tenants, n.expires_in_ms
+                    "{} {} {:?} {:?} {:?} queues={} tenants={} expires_in={}",
+                    n.node,
+                    n.state,
+                    n.adopted_by,
+                    n.lost_by,
+                    n.lost_bytes,
+                    n.queues,
+                    n.tenants,
+                    n.expires_in_ms
                 )
             })
             .collect();
         assert_eq!(
             view,
             [
-                "a live None queues=4 tenants=1 expires_in=5000",
-                "b adopted Some(\"a\") queues=0 tenants=0 expires_in=-4000",
-                "c expired None queues=0 tenants=0 expires_in=-3000",
+                "a live None None None queues=4 tenants=1 expires_in=5000",
+                "b adopted Some(\"a\") None None queues=0 tenants=0 expires_in=-4000",
+                "c expired None None None queues=0 tenants=0 expires_in=-3000",
+                "d lost None Some(\"ops\") Some(777) queues=0 tenants=0 expires_in=-4000",
             ]
         );
     }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cluster;
 mod error;
 mod extract;
 pub mod groups;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use strata_common::ErrorCode;
 use strata_engine::Engine;
 
@@ -82,6 +83,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/openapi.json"),
     ("get", "/v1/status"),
     ("get", "/v1/cluster"),
+    ("post", "/v1/cluster/nodes/{node}/forget"),
     ("get", "/v1/topics"),
     ("post", "/v1/topics"),
     ("get", "/v1/topics/{topic}"),
@@ -133,6 +135,10 @@ pub fn router(state: AppState, max_request_bytes: usize) -> Router {
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/v1/status", get(ops::status))
         .route("/v1/cluster", get(ops::cluster))
+        .route(
+            "/v1/cluster/nodes/{node}/forget",
+            post(cluster::forget_node),
+        )
         .route("/v1/topics", get(topics::list).post(topics::create))
         .route(
             "/v1/topics/{topic}",

@@ -10,6 +10,12 @@
 //!   that WAL) and marks the record `Adopted`.
 //! - `Left` or `Adopted`: nothing of the node's is only in its WAL any more;
 //!   its tenants may be placed elsewhere.
+//! - `Lost`: an operator declared its data directory gone for good (a
+//!   volume that cannot be re-attached), accepting that the acknowledged
+//!   messages only its WAL held are lost with it ([`Catalog::forget_node`]).
+//!   Its tenants may be placed elsewhere, and the id never joins again: its
+//!   WAL, should the directory come back, holds offsets the new owners
+//!   have since reused.
 //!
 //! A node id belongs to one data directory for good: WAL positions (the
 //! `wal-checkpoint/<node>` key) are tracked per node id, so a second
@@ -39,6 +45,29 @@ pub enum NodeState {
         #[serde(default)]
         at_ms: i64,
     },
+    /// Declared lost by `by` (an operator's principal) at `at_ms`, its WAL
+    /// abandoned; `lost_bytes` is what the WAL had not uploaded at the
+    /// node's last heartbeat.
+    Lost {
+        by: String,
+        at_ms: i64,
+        lost_bytes: u64,
+    },
+}
+
+/// What [`Catalog::forget_node`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forget {
+    /// The node is now (or already was) `Lost`.
+    Forgotten(NodeRecord),
+    /// The node heartbeats: it is running, so nothing is lost; stop it
+    /// first (or let its lease run out).
+    StillLive(NodeRecord),
+    /// It left or was adopted: nothing of it is only in its WAL, and its
+    /// tenants are already free.
+    AlreadyGone(NodeRecord),
+    /// No node of that id is registered.
+    Unknown,
 }
 
 /// A node as registered, with its heartbeat.
@@ -86,7 +115,9 @@ impl NodeRecord {
     pub fn gone_at_ms(&self) -> Option<i64> {
         match self.state {
             NodeState::Live => None,
-            NodeState::Left { at_ms } | NodeState::Adopted { at_ms, .. } => Some(at_ms),
+            NodeState::Left { at_ms }
+            | NodeState::Adopted { at_ms, .. }
+            | NodeState::Lost { at_ms, .. } => Some(at_ms),
         }
     }
 }
@@ -114,6 +145,15 @@ impl Catalog {
                 None => Check::Absent { key: key.clone() },
                 Some(raw) => {
                     let held: NodeRecord = decode(&key, &raw)?;
+                    if let NodeState::Lost { by, at_ms, .. } = &held.state {
+                        return Err(CatalogError::NodeForgotten(format!(
+                            "node {:?} was declared lost by {by} (Unix ms {at_ms}) and its WAL \
+                             abandoned; other nodes have since served its tenants, reusing the \
+                             offsets its WAL holds, so it may not join again. Start this \
+                             server with an empty data directory and a new node_id",
+                            held.node
+                        )));
+                    }
                     if held.identity != joined.identity {
                         return Err(CatalogError::NodeIdTaken(format!(
                             "node id {:?} belongs to another data directory in this \
@@ -168,6 +208,51 @@ impl Catalog {
             TxnOutcome::Committed => Some(next),
             TxnOutcome::CheckFailed { .. } => None,
         })
+    }
+
+    /// Declares `node` lost on behalf of `by` (see the module docs): only a
+    /// node whose heartbeat ran out at `now_ms` without it leaving or being
+    /// adopted. Declaring a lost node lost again changes nothing.
+    pub async fn forget_node(
+        &self,
+        node: &str,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<Forget, CatalogError> {
+        let key = keys::node(node)?;
+        for _ in 0..MAX_ATTEMPTS {
+            let Some((held, raw)) = self.get_record::<NodeRecord>(&key).await? else {
+                return Ok(Forget::Unknown);
+            };
+            match held.state {
+                NodeState::Lost { .. } => return Ok(Forget::Forgotten(held)),
+                NodeState::Left { .. } | NodeState::Adopted { .. } => {
+                    return Ok(Forget::AlreadyGone(held));
+                }
+                NodeState::Live if held.is_live(now_ms) => return Ok(Forget::StillLive(held)),
+                NodeState::Live => {}
+            }
+            let lost = NodeRecord {
+                state: NodeState::Lost {
+                    by: by.to_string(),
+                    at_ms: now_ms,
+                    lost_bytes: held.upload_lag_bytes,
+                },
+                ..held
+            };
+            let txn = Txn::new()
+                .check(Check::ValueEquals {
+                    key: key.clone(),
+                    value: raw,
+                })
+                .put(key.clone(), encode(&key, &lost)?);
+            if self.store.commit(txn).await? == TxnOutcome::Committed {
+                return Ok(Forget::Forgotten(lost));
+            }
+        }
+        Err(CatalogError::Conflict(format!(
+            "node record {node:?} kept changing while it was being declared lost"
+        )))
     }
 
     /// One node's record.
@@ -259,6 +344,68 @@ mod tests {
             .map(|n| n.node)
             .collect();
         assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn only_an_expired_node_is_forgotten_and_it_never_joins_again() {
+        let c = Catalog::new(MemoryStore::new());
+        assert_eq!(c.forget_node("a", "op", 0).await.unwrap(), Forget::Unknown);
+        let a = c
+            .join_cluster(draft("a", "dir-a"), 1_000, TTL)
+            .await
+            .unwrap();
+        let beat = NodeRecord {
+            upload_lag_bytes: 4096,
+            ..a.clone()
+        };
+        let a = c.update_node(&a, beat).await.unwrap().expect("heartbeat");
+        // Heartbeating: refused, and nothing changes.
+        let live = c.forget_node("a", "op", 10_999).await.unwrap();
+        assert_eq!(live, Forget::StillLive(a.clone()));
+        assert_eq!(c.cluster_node("a").await.unwrap(), Some(a.clone()));
+
+        // Expired: lost, with what its WAL had not uploaded.
+        let Forget::Forgotten(lost) = c.forget_node("a", "op", 11_000).await.unwrap() else {
+            panic!("not forgotten");
+        };
+        let expected = NodeState::Lost {
+            by: "op".into(),
+            at_ms: 11_000,
+            lost_bytes: 4096,
+        };
+        assert_eq!(lost.state, expected);
+        assert!(lost.is_gone() && !lost.needs_adoption(20_000));
+        assert_eq!(lost.gone_at_ms(), Some(11_000));
+        // Again: the same record, not a new time.
+        let again = c.forget_node("a", "other", 30_000).await.unwrap();
+        assert_eq!(again, Forget::Forgotten(lost.clone()));
+
+        // Its directory back: refused, whatever the identity.
+        for dir in ["dir-a", "dir-z"] {
+            let refused = c
+                .join_cluster(draft("a", dir), 40_000, TTL)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(refused, CatalogError::NodeForgotten(_)),
+                "{refused}"
+            );
+            assert!(refused.to_string().contains("new node_id"), "{refused}");
+        }
+        assert_eq!(c.cluster_node("a").await.unwrap(), Some(lost));
+
+        // A node that left has nothing to forget.
+        let b = c
+            .join_cluster(draft("b", "dir-b"), 1_000, TTL)
+            .await
+            .unwrap();
+        let left = NodeRecord {
+            state: NodeState::Left { at_ms: 2_000 },
+            ..b.clone()
+        };
+        let left = c.update_node(&b, left).await.unwrap().expect("left");
+        let gone = c.forget_node("b", "op", 50_000).await.unwrap();
+        assert_eq!(gone, Forget::AlreadyGone(left));
     }
 
     #[test]

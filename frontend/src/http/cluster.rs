@@ -1,0 +1,108 @@
+//! Cluster administration over HTTP: declaring a node whose data directory
+//! is gone for good lost, so that its tenants are served again elsewhere.
+
+use axum::Json as Reply;
+use axum::extract::State;
+use strata_client::api::status::{ClusterJson, ForgetNode};
+use strata_common::ErrorCode;
+use strata_metadata::{CatalogError, Forget, NodeState};
+use strata_tenancy::Permission;
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiError, ApiResult};
+use super::extract::{Json, Path};
+
+/// `POST /v1/cluster/nodes/{node}/forget` (service admins): declares a node
+/// that stopped heartbeating lost, its WAL abandoned, and answers the
+/// cluster as it is then. Survivors place its tenants at their next pass;
+/// the acknowledged messages only its WAL held are gone with it, and the
+/// node id may never join again.
+pub async fn forget_node(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(node): Path<String>,
+    Json(req): Json<ForgetNode>,
+) -> ApiResult<Reply<ClusterJson>> {
+    caller.require(Permission::ManageService)?;
+    let Some(cluster) = &state.cluster else {
+        return Err(ApiError::invalid(
+            "this server is not in cluster mode (serving.cluster = false): there is no \
+             node registry to forget a node in",
+        ));
+    };
+    let catalog = state.credentials.catalog();
+    let now_ms = state.engine.clock().now_ms();
+    let held = catalog
+        .cluster_node(&node)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| not_registered(&node))?;
+    if !req.lose_unuploaded_messages {
+        return Err(ApiError::invalid(format!(
+            "declaring node {node:?} lost gives up the acknowledged messages only its WAL \
+             holds ({} bytes not in object storage at its last heartbeat); if its data \
+             directory can be reached again (a volume re-attached), let a node adopt it \
+             instead. Send {{\"lose_unuploaded_messages\": true}} to confirm",
+            held.upload_lag_bytes
+        )));
+    }
+    let by = format!("access key {}", caller.principal.access_key);
+    match catalog
+        .forget_node(&node, &by, now_ms)
+        .await
+        .map_err(unavailable)?
+    {
+        Forget::Forgotten(record) => {
+            if let NodeState::Lost { lost_bytes, .. } = record.state {
+                tracing::warn!(
+                    node,
+                    by,
+                    lost_bytes,
+                    "node declared lost: its WAL is abandoned and its tenants will be placed on other nodes"
+                );
+            }
+            cluster.balancer.kick();
+        }
+        Forget::StillLive(record) => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "node {node:?} is heartbeating (its lease runs {} ms more): it is running, \
+                     and nothing of it is lost. Stop it; a node that can reach its data \
+                     directory then adopts its WAL",
+                    record.expires_ms.saturating_sub(now_ms)
+                ),
+            ));
+        }
+        Forget::AlreadyGone(record) => {
+            let how = match record.state {
+                NodeState::Adopted { by, .. } => format!("was adopted by {by}"),
+                _ => "left".to_string(),
+            };
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "node {node:?} {how}: nothing of it is only in its WAL, and its tenants \
+                     are already free"
+                ),
+            ));
+        }
+        Forget::Unknown => return Err(not_registered(&node)),
+    }
+    crate::cluster::status::cluster_status(catalog, &state.engine.config().node_id, now_ms)
+        .await
+        .map(Reply)
+        .map_err(unavailable)
+}
+
+fn not_registered(node: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no node {node:?} is registered in this cluster"),
+    )
+}
+
+fn unavailable(e: CatalogError) -> ApiError {
+    ApiError::new(ErrorCode::Unavailable, format!("metadata store: {e}"))
+}
