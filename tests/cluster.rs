@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::*;
 use common::etcd_test_url;
+use strata_metadata::LOST_OFFSETS_GAP;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_spread_move_on_a_kill_and_rebalance_on_a_join() {
@@ -400,6 +401,36 @@ async fn a_node_whose_disk_is_lost_is_forgotten_by_an_operator() {
             maybe.insert(body);
         }
     }
+    // A consumer group of one of them names those offsets: committed at
+    // each queue's end, and every message received by POP, unacknowledged.
+    let watched = on_b[0].clone();
+    let group = serde_json::json!({ "name": "g", "start": "earliest" });
+    let post = reqwest::Method::POST;
+    call(
+        post.clone(),
+        &format!("{}/v1/groups", a.url),
+        &watched,
+        Some(group),
+    )
+    .await
+    .expect("group created");
+    let mut committed = Vec::new();
+    for q in 0..QUEUES {
+        let queue = format!("{}/v1/topics/orders/queues/{q}", a.url);
+        let info = call(reqwest::Method::GET, &queue, &watched, None)
+            .await
+            .unwrap();
+        let end = info["end_offset"].as_u64().unwrap();
+        let commit = format!("{}/v1/groups/g/offsets/orders/{q}", a.url);
+        let offset = serde_json::json!({ "offset": end });
+        call(reqwest::Method::PUT, &commit, &watched, Some(offset))
+            .await
+            .expect("offset committed");
+        committed.push(end);
+    }
+    let received = pop_all(&a.url, &watched).await;
+    assert_eq!(received.len(), 10, "{received:?}");
+    assert_eq!(received.iter().filter(|b| maybe.contains(*b)).count(), 5);
     b.kill();
     let lost_dir = dirs[1].path().with_extension("lost");
     std::fs::rename(dirs[1].path(), &lost_dir).unwrap();
@@ -470,6 +501,49 @@ async fn a_node_whose_disk_is_lost_is_forgotten_by_an_operator() {
         list.sort();
         expect_bodies(&a.url, t, list, &maybe, "after node-b was lost").await;
     }
+    // Across the gap: the group's committed offsets lead to the new
+    // messages, and its POP receives get nothing but acknowledged messages,
+    // the new ones included, once the old deliveries' time is up.
+    let after = format!("{watched}-after");
+    let mut read_after = Vec::new();
+    for (q, from) in committed.iter().enumerate() {
+        let mut offset = *from;
+        loop {
+            let path = format!(
+                "{}/v1/topics/orders/queues/{q}/messages?group=g&offset={offset}",
+                a.url
+            );
+            let got = call(reqwest::Method::GET, &path, &watched, None)
+                .await
+                .unwrap();
+            let messages = got["messages"].as_array().unwrap();
+            read_after.extend(
+                messages
+                    .iter()
+                    .map(|m| m["body"].as_str().unwrap().to_string()),
+            );
+            let next = got["next_offset"].as_u64().unwrap();
+            if next == got["end_offset"].as_u64().unwrap() {
+                assert!(
+                    next > LOST_OFFSETS_GAP,
+                    "queue {q} did not go on past the gap: {got}"
+                );
+                break;
+            }
+            assert!(next > offset, "queue {q} stuck at {offset}: {got}");
+            offset = next;
+        }
+    }
+    assert_eq!(read_after, std::slice::from_ref(&after));
+    // (The deliveries before the kill were visible again seconds ago.)
+    let redelivered = pop_all(&a.url, &watched).await;
+    assert!(redelivered.contains(&after), "{redelivered:?}");
+    for body in &redelivered {
+        assert!(
+            uploaded[&watched].contains(body) || maybe.contains(body),
+            "POP delivered {body}, never published"
+        );
+    }
     let mut kept = 0;
     for t in &on_b {
         kept += bodies(&a.url, t)
@@ -503,4 +577,28 @@ async fn upload_lag(url: &str) -> u64 {
         .await
         .unwrap();
     status["tiering"]["upload_lag_bytes"].as_u64().expect("lag")
+}
+
+/// Every message `tenant`'s group "g" receives by POP through `url` (one
+/// second invisible, not acknowledged) until a receive comes back empty.
+async fn pop_all(url: &str, tenant: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    loop {
+        let ask = serde_json::json!({
+            "topic": "orders", "max_messages": 32, "invisible_ms": 1000, "wait_ms": 0
+        });
+        let path = format!("{url}/v1/groups/g/receive");
+        let got = call(reqwest::Method::POST, &path, tenant, Some(ask))
+            .await
+            .expect("receive");
+        let messages = got["messages"].as_array().expect("messages");
+        if messages.is_empty() {
+            return out;
+        }
+        out.extend(
+            messages
+                .iter()
+                .map(|m| m["message"]["body"].as_str().unwrap().to_string()),
+        );
+    }
 }

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use strata_common::{Message, SystemClock};
-use strata_engine::{Engine, EngineConfig, EngineError, MessageType, PublishMessage, Retention};
+use strata_engine::{
+    Engine, EngineConfig, EngineError, MessageType, PublishMessage, ReadLimits, Retention,
+    TagFilter,
+};
 
 const T: &str = "default";
 
@@ -216,6 +219,66 @@ async fn long_poll_wakes_on_publish_and_times_out_when_idle() {
     engine.publish(T, "t", vec![msg("wake")]).await.unwrap();
     let woke = reader.await.unwrap().unwrap();
     assert_eq!(bodies(&woke.messages), ["wake"]);
+}
+
+/// A long poll with a tag filter waits for a message it keeps: one it
+/// drops arriving first does not end the wait.
+#[tokio::test]
+async fn a_filtered_long_poll_waits_past_messages_it_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path()).await;
+    engine
+        .create_topic(T, "t", 1, MessageType::Normal, None)
+        .await
+        .unwrap();
+    let tagged = |body: &str, tag: &str| {
+        let mut m = msg(body);
+        m.message.tag = Some(tag.to_string());
+        m
+    };
+    let reader = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let wanted = TagFilter::parse("x").unwrap();
+            let limits = ReadLimits {
+                max_messages: 10,
+                max_returned: None,
+                max_body_bytes: None,
+                filter: &wanted,
+            };
+            engine
+                .read_within(T, "t", 0, 0, Duration::from_secs(20), limits)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    engine
+        .publish(T, "t", vec![tagged("other", "y")])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!reader.is_finished(), "a message it drops ended the wait");
+    engine
+        .publish(T, "t", vec![tagged("wanted", "x")])
+        .await
+        .unwrap();
+    let woke = reader.await.unwrap().unwrap();
+    assert_eq!(bodies(&woke.messages), ["wanted"]);
+    assert_eq!(woke.next_offset, 2);
+    // With nothing it keeps arriving, it ends when the wait does.
+    let none = TagFilter::parse("z").unwrap();
+    let limits = ReadLimits {
+        max_messages: 10,
+        max_returned: None,
+        max_body_bytes: None,
+        filter: &none,
+    };
+    let idle = engine
+        .read_within(T, "t", 0, 0, Duration::from_millis(50), limits)
+        .await
+        .unwrap();
+    assert!(idle.messages.is_empty());
+    assert_eq!(idle.next_offset, 2);
 }
 
 #[tokio::test]

@@ -67,6 +67,7 @@ use serde::de::DeserializeOwned;
 use crate::store::{MetaError, MetaStore, prefix_end};
 
 pub use access_keys::{AccessKeyRecord, SealedSecretRecord};
+pub use floors::LOST_OFFSETS_GAP;
 pub use keys::IndexKind;
 pub use lookup::{IndexRun, IndexRunRecord};
 pub use nodes::{Forget, NodeRecord, NodeState};

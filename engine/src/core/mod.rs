@@ -97,15 +97,21 @@ impl Core {
         let mut ranges = catalog.all_ranges().await?;
         let mut topics = Topics::default();
         let served = served::Served::new(config.served_tenants.clone());
+        let mut claimed = Vec::new();
         for record in catalog.all_topics().await? {
             if !served.contains(&record.tenant) {
                 continue;
             }
-            let topic = load_topic(&catalog, &config.node_id, record).await?;
+            claimed.push(load_topic(&catalog, &config.node_id, record).await?);
+        }
+        // Read after the claims, which write them for queues of a lost node.
+        let resumes = catalog.queue_resumes().await?;
+        for topic in claimed {
             for q in &topic.queues {
                 let floor = floors.get(&q.key).copied().unwrap_or(0);
+                let resume = resumes.get(&q.key).copied().unwrap_or(0);
                 let cold = ranges.remove(&q.key).unwrap_or_default();
-                q.lock().load_cold(cold, floor);
+                q.lock().load_cold(cold, floor, resume);
             }
             topics.insert(Arc::new(topic));
         }

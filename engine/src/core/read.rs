@@ -16,7 +16,8 @@ use crate::types::{ReadLimits, ReadResult};
 impl Core {
     /// Reads from `offset` within `limits` and keeps the messages its
     /// filter matches. When `offset` is the end of the queue, waits up to
-    /// `wait` (capped by config) for new messages.
+    /// `wait` (capped by config) for new messages, and with a filter for
+    /// new messages it keeps.
     ///
     /// `limits.max_messages` counts the messages read, not those kept: a
     /// filter that matches few returns few, with `next_offset` past every
@@ -53,22 +54,29 @@ impl Core {
                 }),
             )
         };
-        let mut result = self
-            .read_bounded(
-                tenant,
-                topic,
-                queue,
-                offset,
-                read_messages,
-                read_bytes,
-                wait,
-            )
-            .await?;
-        if filtered {
+        // A long poll with a filter waits for a message it keeps: new
+        // messages the filter drops move it on, and it waits again until
+        // `wait` is over.
+        let deadline = self.clock.monotonic() + wait.min(self.config.max_wait);
+        let mut from = offset;
+        let mut result = loop {
+            let left = deadline.saturating_sub(self.clock.monotonic());
+            let mut result = self
+                .read_bounded(tenant, topic, queue, from, read_messages, read_bytes, left)
+                .await?;
+            if !filtered {
+                break result;
+            }
             result
                 .messages
                 .retain(|m| limits.filter.matches(m.message.tag.as_deref()));
-        }
+            let at_end = result.next_offset >= result.high_watermark;
+            let moved = result.next_offset > from;
+            if !result.messages.is_empty() || left.is_zero() || !at_end || !moved {
+                break result;
+            }
+            from = result.next_offset;
+        };
         let mut kept = result.messages.len();
         if let Some(max) = limits.max_returned {
             kept = kept.min(max.max(1));
@@ -132,23 +140,33 @@ impl Core {
         }
         let (first_now, hw) = self.bounds(&q, topic, offset)?;
         let first = first.max(first_now);
-        let end = hw.min(offset.saturating_add(max_messages as u64));
-        let read = self
-            .tiers
-            .read(&q.log, offset, end, max_messages, max_bytes)
-            .await;
-        let messages = match read {
-            // A separate compactor merged a range away and collected its
-            // object: take the queue's ranges as they are now, once.
-            Err(TierError::ObjectMissing(_)) if self.compactor_is_separate() => {
-                self.sync_queue_cold(&q, None).await?;
-                self.tiers
-                    .read(&q.log, offset, end, max_messages, max_bytes)
-                    .await?
+        let mut from = offset;
+        let messages = loop {
+            let end = hw.min(from.saturating_add(max_messages as u64));
+            let read = self
+                .tiers
+                .read(&q.log, from, end, max_messages, max_bytes)
+                .await;
+            let messages = match read {
+                // A separate compactor merged a range away and collected its
+                // object: take the queue's ranges as they are now, once.
+                Err(TierError::ObjectMissing(_)) if self.compactor_is_separate() => {
+                    self.sync_queue_cold(&q, None).await?;
+                    self.tiers
+                        .read(&q.log, from, end, max_messages, max_bytes)
+                        .await?
+                }
+                read => read?,
+            };
+            // Offsets nothing holds (a lost owner's, see `LOST_OFFSETS_GAP`
+            // in the metadata crate): go on from the next stored one.
+            let next = q.lock().next_stored(from).unwrap_or(hw).min(hw);
+            if !messages.is_empty() || from >= hw || next <= from {
+                break messages;
             }
-            read => read?,
+            from = next;
         };
-        let next_offset = messages.last().map_or(offset, |m| m.offset + 1);
+        let next_offset = messages.last().map_or(from, |m| m.offset + 1);
         Ok(ReadResult {
             messages,
             next_offset,

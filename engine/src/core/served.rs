@@ -93,13 +93,19 @@ impl Core {
             self.finish_release(tenant).await?;
         }
         let floors = self.catalog.queue_floors().await?;
-        let mut loaded = Vec::new();
+        let mut claimed = Vec::new();
         for record in self.catalog.list_topics(tenant).await? {
-            let topic = load_topic(&self.catalog, &self.config.node_id, record).await?;
+            claimed.push(load_topic(&self.catalog, &self.config.node_id, record).await?);
+        }
+        // Read after the claims, which write them for queues of a lost node.
+        let resumes = self.catalog.queue_resumes().await?;
+        let mut loaded = Vec::new();
+        for topic in claimed {
             for q in &topic.queues {
                 let cold = self.catalog.queue_ranges(q.key).await?;
                 let floor = floors.get(&q.key).copied().unwrap_or(0);
-                q.lock().load_cold(cold, floor);
+                let resume = resumes.get(&q.key).copied().unwrap_or(0);
+                q.lock().load_cold(cold, floor, resume);
                 let hw = q.lock().high_watermark;
                 q.announce(hw);
             }

@@ -82,7 +82,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             if let Some(n) = cluster.nodes.iter().find(|n| n.node == node) {
                 println!(
-                    "node {node} declared lost; {} of acknowledged messages not in object storage were given up with it; its tenants move to the live nodes",
+                    "node {node} declared lost; at least {} of acknowledged messages not in object storage (its last reported upload lag) were given up with it; its tenants move to the live nodes",
                     bytes(n.lost_bytes.unwrap_or(n.upload_lag_bytes))
                 );
             }

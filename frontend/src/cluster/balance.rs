@@ -95,6 +95,11 @@ impl Balancer {
         self.kick.notify_one();
     }
 
+    /// The heartbeat lease, `serving.lease_ttl_ms`.
+    pub fn lease_ttl_ms(&self) -> u64 {
+        self.config.serving.lease_ttl_ms
+    }
+
     /// This node's id.
     pub fn node_id(&self) -> &str {
         &self.config.node_id

@@ -27,17 +27,39 @@ pub async fn forget_node(
     caller.require(Permission::ManageService)?;
     let Some(cluster) = &state.cluster else {
         return Err(ApiError::invalid(
-            "this server is not in cluster mode (serving.cluster = false): there is no \
-             node registry to forget a node in",
+            "this server is not in cluster mode (serving.cluster = false): only cluster \
+             mode places tenants by node; without it a standby takes over through the \
+             serving lease",
         ));
     };
     let catalog = state.credentials.catalog();
     let now_ms = state.engine.clock().now_ms();
+    if node.contains('/') {
+        return Err(not_registered(&node));
+    }
     let held = catalog
         .cluster_node(&node)
         .await
         .map_err(unavailable)?
         .ok_or_else(|| not_registered(&node))?;
+    // Clocks differ between machines: a node that stopped heartbeating
+    // only just now may be slow rather than dead, its write fence still
+    // open by its own clock. Two leases past its expiry it has shut.
+    let margin = i64::try_from(cluster.balancer.lease_ttl_ms())
+        .unwrap_or(i64::MAX)
+        .saturating_mul(2);
+    let expired = held.expires_ms;
+    if held.needs_adoption(now_ms) && now_ms < expired.saturating_add(margin) {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "node {node:?} stopped heartbeating only {} ms ago, less than two leases \
+                 ({margin} ms): it may be slow rather than dead. Try again in {} ms",
+                now_ms.saturating_sub(expired),
+                expired.saturating_add(margin).saturating_sub(now_ms)
+            ),
+        ));
+    }
     if !req.lose_unuploaded_messages {
         return Err(ApiError::invalid(format!(
             "declaring node {node:?} lost gives up the acknowledged messages only its WAL \

@@ -128,6 +128,22 @@ pub fn parse_floor(key: &[u8]) -> Option<QueueKey> {
     Some(QueueKey::new(topic.parse().ok()?, queue.parse().ok()?))
 }
 
+/// `resume/<topic_id:020>/<queue:010>`: the offset a queue continues from
+/// after its owner was declared lost (see `Catalog::queue_resumes`).
+pub fn resume(key: QueueKey) -> Vec<u8> {
+    format!("resume/{:020}/{:010}", key.topic, key.queue).into_bytes()
+}
+
+/// Prefix of every queue resume point.
+pub const ALL_RESUMES: &[u8] = b"resume/";
+
+/// Parses a [`resume`] key back into its queue.
+pub fn parse_resume(key: &[u8]) -> Option<QueueKey> {
+    let text = std::str::from_utf8(key).ok()?.strip_prefix("resume/")?;
+    let (topic, queue) = text.split_once('/')?;
+    Some(QueueKey::new(topic.parse().ok()?, queue.parse().ok()?))
+}
+
 /// `range/<topic_id:020>/<queue:010>/`: prefix of one queue's ranges.
 pub fn range_prefix(queue: QueueKey) -> Vec<u8> {
     format!("range/{:020}/{:010}/", queue.topic, queue.queue).into_bytes()

@@ -13,9 +13,11 @@
 //! - `Lost`: an operator declared its data directory gone for good (a
 //!   volume that cannot be re-attached), accepting that the acknowledged
 //!   messages only its WAL held are lost with it ([`Catalog::forget_node`]).
-//!   Its tenants may be placed elsewhere, and the id never joins again: its
-//!   WAL, should the directory come back, holds offsets the new owners
-//!   have since reused.
+//!   Its tenants may be placed elsewhere; their queues go on past a gap of
+//!   offsets (`floors::LOST_OFFSETS_GAP`), so that nothing still naming an
+//!   offset of the lost WAL (a committed offset, a POP record, a timer)
+//!   meets a new message there. The id never joins again: its WAL, should
+//!   the directory come back, holds messages no one may upload now.
 //!
 //! A node id belongs to one data directory for good: WAL positions (the
 //! `wal-checkpoint/<node>` key) are tracked per node id, so a second
@@ -273,6 +275,7 @@ impl Catalog {
 mod tests {
     use super::*;
     use crate::MemoryStore;
+    use crate::catalog::floors::LOST_OFFSETS_GAP;
 
     const TTL: i64 = 10_000;
 
@@ -406,6 +409,44 @@ mod tests {
         let left = c.update_node(&b, left).await.unwrap().expect("left");
         let gone = c.forget_node("b", "op", 50_000).await.unwrap();
         assert_eq!(gone, Forget::AlreadyGone(left));
+    }
+
+    #[tokio::test]
+    async fn a_lost_nodes_queues_go_on_past_a_gap_when_claimed() {
+        use crate::{MessageType, NewTopic, Retention};
+        use strata_common::QueueKey;
+        let c = Catalog::new(MemoryStore::new());
+        for node in ["a", "b"] {
+            c.join_cluster(draft(node, &format!("dir-{node}")), 0, TTL)
+                .await
+                .unwrap();
+        }
+        let topic = NewTopic {
+            queues: 2,
+            message_type: MessageType::Normal,
+            retention: Retention::Unlimited,
+            retention_bytes: None,
+        };
+        let t = c.create_topic("t1", "orders", topic, 0).await.unwrap();
+        c.claim_topic_queues(t.id, 2, "a").await.unwrap();
+        let (q0, q1) = (QueueKey::new(t.id, 0), QueueKey::new(t.id, 1));
+        c.set_queue_floors(&[(q1, 100)]).await.unwrap();
+        // A live owner's queues are taken over without a gap.
+        c.claim_topic_queues(t.id, 2, "b").await.unwrap();
+        c.claim_topic_queues(t.id, 2, "a").await.unwrap();
+        assert!(c.queue_resumes().await.unwrap().is_empty());
+        // a is lost: b's claim puts both queues past a gap after their ends.
+        assert!(matches!(
+            c.forget_node("a", "op", TTL).await.unwrap(),
+            Forget::Forgotten(_)
+        ));
+        c.claim_topic_queues(t.id, 2, "b").await.unwrap();
+        let resumes = c.queue_resumes().await.unwrap();
+        assert_eq!(resumes[&q0], LOST_OFFSETS_GAP);
+        assert_eq!(resumes[&q1], 100 + LOST_OFFSETS_GAP);
+        // Later owners keep them.
+        c.claim_topic_queues(t.id, 2, "b").await.unwrap();
+        assert_eq!(c.queue_resumes().await.unwrap(), resumes);
     }
 
     #[test]

@@ -7,11 +7,13 @@
 //! node claims the queue, those commits fail their check instead of
 //! overwriting the new owner's state.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use strata_common::{QueueKey, TopicId};
 
-use super::{Catalog, CatalogError, MAX_ATTEMPTS, OwnerRecord, decode, keys};
+use super::{
+    Catalog, CatalogError, MAX_ATTEMPTS, NodeRecord, NodeState, OwnerRecord, decode, keys,
+};
 use crate::store::{Check, MetaError, Txn, TxnOutcome};
 
 /// The canonical bytes of an owner record. Built by hand rather than by
@@ -36,14 +38,21 @@ impl Catalog {
         let owner_key = keys::owner(key);
         for _ in 0..MAX_ATTEMPTS {
             let previous = self.get_record::<OwnerRecord>(&owner_key).await?;
+            let mut txn = Txn::new();
             let (epoch, check) = match previous {
-                Some((prev, raw)) => (
-                    prev.epoch.saturating_add(1),
-                    Check::ValueEquals {
-                        key: owner_key.clone(),
-                        value: raw,
-                    },
-                ),
+                Some((prev, raw)) => {
+                    if !self.lost_nodes([&prev]).await?.is_empty() {
+                        let (key, value) = self.resume_after_lost(key).await?;
+                        txn = txn.put(key, value);
+                    }
+                    (
+                        prev.epoch.saturating_add(1),
+                        Check::ValueEquals {
+                            key: owner_key.clone(),
+                            value: raw,
+                        },
+                    )
+                }
                 None => (
                     1,
                     Check::Absent {
@@ -55,7 +64,7 @@ impl Catalog {
                 node: node.to_string(),
                 epoch,
             };
-            let txn = Txn::new()
+            let txn = txn
                 .check(check)
                 .put(owner_key.clone(), encode_owner(&record));
             if self.store.commit(txn).await? == TxnOutcome::Committed {
@@ -83,18 +92,26 @@ impl Catalog {
                 let record: OwnerRecord = decode(&key, &raw)?;
                 previous.insert(key, (record, raw));
             }
+            let lost = self.lost_nodes(previous.values().map(|(r, _)| r)).await?;
             let mut txn = Txn::new();
             let mut claimed = Vec::with_capacity(queues as usize);
             for q in 0..queues {
                 let owner_key = keys::owner(QueueKey::new(topic, q));
                 let (epoch, check) = match previous.remove(&owner_key) {
-                    Some((prev, raw)) => (
-                        prev.epoch.saturating_add(1),
-                        Check::ValueEquals {
-                            key: owner_key.clone(),
-                            value: raw,
-                        },
-                    ),
+                    Some((prev, raw)) => {
+                        if lost.contains(&prev.node) {
+                            let queue = QueueKey::new(topic, q);
+                            let (key, value) = self.resume_after_lost(queue).await?;
+                            txn = txn.put(key, value);
+                        }
+                        (
+                            prev.epoch.saturating_add(1),
+                            Check::ValueEquals {
+                                key: owner_key.clone(),
+                                value: raw,
+                            },
+                        )
+                    }
                     None => (
                         1,
                         Check::Absent {
@@ -117,6 +134,27 @@ impl Catalog {
         Err(CatalogError::Conflict(format!(
             "claiming the queues of topic {topic}: other claimers kept winning"
         )))
+    }
+
+    /// Which of the nodes owning `owners` were declared lost: their
+    /// queues go on past a gap when claimed (see `floors`).
+    async fn lost_nodes<'a>(
+        &self,
+        owners: impl IntoIterator<Item = &'a OwnerRecord>,
+    ) -> Result<HashSet<String>, CatalogError> {
+        let nodes: HashSet<&str> = owners.into_iter().map(|o| o.node.as_str()).collect();
+        let mut lost = HashSet::new();
+        for node in nodes {
+            let Ok(key) = keys::node(node) else {
+                continue;
+            };
+            if let Some((record, _)) = self.get_record::<NodeRecord>(&key).await?
+                && matches!(record.state, NodeState::Lost { .. })
+            {
+                lost.insert(node.to_string());
+            }
+        }
+        Ok(lost)
     }
 
     /// The current owner of `key`, if it was ever claimed.

@@ -87,6 +87,18 @@ impl QueueIndex {
         self.index.front().map(|e| e.base_offset)
     }
 
+    /// The first stored offset (in object storage or the WAL) at or after
+    /// `offset`, if any: past a gap, the offsets a lost owner took.
+    pub fn next_stored(&self, offset: u64) -> Option<u64> {
+        let i = self.cold.partition_point(|r| r.end_offset <= offset);
+        let cold = self.cold.get(i).map(|r| r.base_offset.max(offset));
+        let hot = self
+            .entries_from(offset)
+            .next()
+            .map(|e| e.base_offset.max(offset));
+        cold.into_iter().chain(hot).min()
+    }
+
     /// The cold range holding `offset`.
     pub fn cold_range(&self, offset: u64) -> Option<Arc<RangeRecord>> {
         let i = self.cold.partition_point(|r| r.end_offset <= offset);
@@ -97,11 +109,19 @@ impl QueueIndex {
     }
 
     /// Loads the queue's object ranges at startup: offsets continue after
-    /// them (or after `floor`, whichever is later).
-    pub fn load_cold(&mut self, ranges: Vec<RangeRecord>, floor: u64) {
-        let end = ranges.last().map_or(0, |r| r.end_offset).max(floor);
+    /// them, or after `floor` or `resume` (a lost owner's gap), whichever
+    /// is latest.
+    pub fn load_cold(&mut self, ranges: Vec<RangeRecord>, floor: u64, resume: u64) {
+        let end = ranges
+            .last()
+            .map_or(0, |r| r.end_offset)
+            .max(floor)
+            .max(resume);
         self.set_floor(end);
-        self.first_offset = first_stored_offset(&ranges, floor);
+        self.first_offset = match ranges.is_empty() {
+            true => end,
+            false => first_stored_offset(&ranges, floor),
+        };
         for r in ranges {
             self.cold_bytes += r.stored_bytes;
             self.cold.push_back(Arc::new(r));
@@ -314,6 +334,33 @@ mod tests {
         // An older view never moves the start back.
         q.sync_cold(vec![range(0, 10)], Some(0));
         assert_eq!(q.first_offset, 10);
+    }
+
+    #[test]
+    fn a_resume_point_leaves_a_gap_that_reads_step_over() {
+        // Ranges end at 10; a lost owner's offsets follow; the queue goes
+        // on at 1000.
+        let mut q = QueueIndex::default();
+        q.load_cold(vec![range(0, 4), range(4, 10)], 0, 1000);
+        assert_eq!(
+            (q.first_offset, q.next_offset, q.high_watermark),
+            (0, 1000, 1000)
+        );
+        assert_eq!(q.next_stored(2), Some(2));
+        assert_eq!(q.next_stored(10), None);
+        q.append(entry(1000, 5, 0));
+        q.mark_durable(1005);
+        assert_eq!(q.next_stored(10), Some(1000));
+        assert_eq!(q.next_stored(500), Some(1000));
+        assert_eq!(q.next_stored(1002), Some(1002));
+        assert_eq!(q.next_stored(1005), None);
+        // Nothing stored yet: the queue starts at the resume point.
+        let mut empty = QueueIndex::default();
+        empty.load_cold(Vec::new(), 7, 1000);
+        assert_eq!((empty.first_offset, empty.high_watermark), (1000, 1000));
+        let mut plain = QueueIndex::default();
+        plain.load_cold(Vec::new(), 7, 0);
+        assert_eq!((plain.first_offset, plain.high_watermark), (7, 7));
     }
 
     #[test]
