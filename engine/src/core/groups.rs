@@ -93,12 +93,17 @@ impl Core {
             let Some(q) = topic.queues.get(c.queue as usize) else {
                 continue;
             };
-            let end = q.lock().high_watermark;
+            let lag = {
+                let inner = q.lock();
+                let end = inner.high_watermark;
+                end.saturating_sub(c.offset)
+                    .saturating_sub(inner.unstored_between(c.offset, end))
+            };
             offsets.push(GroupOffset {
                 topic: topic.record.name.clone(),
                 queue: c.queue,
                 offset: c.offset,
-                lag: end.saturating_sub(c.offset),
+                lag,
                 updated_ms: c.updated_ms,
             });
         }

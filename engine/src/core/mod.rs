@@ -464,7 +464,8 @@ impl Core {
             for q in &t.queues {
                 let inner = q.lock();
                 queues += 1;
-                messages += inner.high_watermark.saturating_sub(inner.first_offset);
+                messages += inner.high_watermark.saturating_sub(inner.first_offset)
+                    - inner.unstored_between(inner.first_offset, inner.high_watermark);
                 bytes += inner.retained_bytes + inner.cold_bytes;
             }
         }
@@ -599,7 +600,8 @@ pub(crate) fn queue_info(q: &QueueState) -> QueueInfo {
         queue: q.key.queue,
         first_offset: inner.first_offset,
         end_offset: inner.high_watermark,
-        messages: inner.high_watermark.saturating_sub(inner.first_offset),
+        messages: inner.high_watermark.saturating_sub(inner.first_offset)
+            - inner.unstored_between(inner.first_offset, inner.high_watermark),
         bytes: inner.retained_bytes + inner.cold_bytes,
         batches: inner.index.len() as u64,
         oldest_timestamp_ms: inner

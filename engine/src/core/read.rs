@@ -160,8 +160,11 @@ impl Core {
             };
             // Offsets nothing holds (a lost owner's, see `LOST_OFFSETS_GAP`
             // in the metadata crate): go on from the next stored one.
+            if !messages.is_empty() || from >= hw {
+                break messages;
+            }
             let next = q.lock().next_stored(from).unwrap_or(hw).min(hw);
-            if !messages.is_empty() || from >= hw || next <= from {
+            if next <= from {
                 break messages;
             }
             from = next;

@@ -394,7 +394,7 @@ impl Pop {
             && cursor < hw
             && state.inflight.len() + out.len() + waiting.len() < MAX_INFLIGHT_PER_QUEUE
         {
-            let batch = self
+            let read = self
                 .core
                 .read_inner(
                     r.tenant,
@@ -404,9 +404,12 @@ impl Pop {
                     max - out.len(),
                     Duration::ZERO,
                 )
-                .await?
-                .messages;
+                .await?;
+            let batch = read.messages;
             if batch.is_empty() {
+                // Offsets nothing holds (a lost owner's): the cursor goes
+                // past them, or the queue would look deliverable forever.
+                cursor = cursor.max(read.next_offset.min(hw));
                 break;
             }
             for m in batch {

@@ -61,6 +61,8 @@ pub struct QueueIndex {
     /// Bytes of `cold`.
     pub cold_bytes: u64,
     pending: VecDeque<PendingBatch>,
+    /// Loaded past a gap (a lost owner's offsets): counts subtract it.
+    gapped: bool,
 }
 
 /// The first offset of a queue still stored, from its object ranges
@@ -99,6 +101,29 @@ impl QueueIndex {
         cold.into_iter().chain(hot).min()
     }
 
+    /// Offsets in `[from, to)` past the first retained one that nothing
+    /// stores: the gap a lost owner's queue goes on after. Retained counts
+    /// and lags subtract them.
+    pub fn unstored_between(&self, from: u64, to: u64) -> u64 {
+        let from = from.max(self.first_offset);
+        if !self.gapped || from >= to {
+            return 0;
+        }
+        // Cold ranges, then WAL batches (the oldest may overlap the last
+        // ranges), all in offset order: count each offset once.
+        let spans = self.cold.iter().map(|r| (r.base_offset, r.end_offset));
+        let spans = spans.chain(self.index.iter().map(|e| (e.base_offset, e.end_offset())));
+        let (mut at, mut stored) = (from, 0);
+        for (base, end) in spans {
+            let (start, stop) = (base.max(at), end.min(to));
+            if stop > start {
+                stored += stop - start;
+                at = stop;
+            }
+        }
+        (to - from).saturating_sub(stored)
+    }
+
     /// The cold range holding `offset`.
     pub fn cold_range(&self, offset: u64) -> Option<Arc<RangeRecord>> {
         let i = self.cold.partition_point(|r| r.end_offset <= offset);
@@ -118,6 +143,7 @@ impl QueueIndex {
             .max(floor)
             .max(resume);
         self.set_floor(end);
+        self.gapped = !ranges.is_empty() && resume > ranges.last().map_or(0, |r| r.end_offset);
         self.first_offset = match ranges.is_empty() {
             true => end,
             false => first_stored_offset(&ranges, floor),
@@ -354,6 +380,9 @@ mod tests {
         assert_eq!(q.next_stored(500), Some(1000));
         assert_eq!(q.next_stored(1002), Some(1002));
         assert_eq!(q.next_stored(1005), None);
+        assert_eq!(q.unstored_between(0, 1005), 990);
+        assert_eq!(q.unstored_between(5, 1003), 990);
+        assert_eq!(q.unstored_between(1001, 1005), 0);
         // Nothing stored yet: the queue starts at the resume point.
         let mut empty = QueueIndex::default();
         empty.load_cold(Vec::new(), 7, 1000);
