@@ -3,8 +3,10 @@
 //! check every acknowledged message was received once.
 //!
 //! `STRATA_BIN=target/release/strata cargo run --release --example bench --
-//! [producers] [seconds] [queues] [message size] [consumers]`
-//! (defaults 32 10 8 1024 16; starts its own server on loopback).
+//! [producers] [seconds] [queues] [message size] [consumers] [acks in flight]`
+//! (defaults 32 10 8 1024 16 1; starts its own server on loopback). With
+//! acks in flight 1 a consumer acknowledges one message after another; 32
+//! acknowledges a whole received batch at once.
 
 use std::time::Duration;
 
@@ -28,6 +30,7 @@ async fn main() {
         queues: arg(3, 8) as u32,
         message_size: arg(4, 1024),
         consumers: arg(5, 16),
+        acks_in_flight: arg(6, 1),
     };
     let strata = Strata::start("bench");
     let (publisher, reader) = bench::bench_tenant(&strata);

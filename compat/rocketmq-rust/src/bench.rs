@@ -8,9 +8,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::stream::{self, StreamExt};
 use rocketmq::conf::{ClientOption, ProducerOption, SimpleConsumerOption};
 use rocketmq::model::common::{FilterExpression, FilterType};
-use rocketmq::model::message::MessageBuilder;
+use rocketmq::model::message::{MessageBuilder, MessageView};
 use rocketmq::{Producer, SimpleConsumer};
 
 use crate::Strata;
@@ -29,6 +30,10 @@ pub struct BenchOptions {
     pub duration: Duration,
     /// `SimpleConsumer`s draining the topic afterwards.
     pub consumers: usize,
+    /// Acks each consumer has in flight for a received batch: 1 acks one
+    /// message after another; the batch size (32) acks the whole batch at
+    /// once, as an application that handles a batch together would.
+    pub acks_in_flight: usize,
 }
 
 /// What was measured.
@@ -63,7 +68,7 @@ impl BenchReport {
             "| official Rust SDK (rocketmq 5.0.0) | msgs/s | p50 ms | p99 ms | max ms | messages | errors |\n\
              |---|---:|---:|---:|---:|---:|---:|\n\
              | publish, {} producers, {} queues, {} B | {:.0} | {:.2} | {:.2} | {:.2} | {} acknowledged | {} |\n\
-             | receive + ack, {} consumers | {:.0} | | | | {} received, {} duplicates | {} |\n\
+             | receive + ack, {} consumers, {} acks in flight each | {:.0} | | | | {} received, {} duplicates | {} |\n\
              | one receive (batch of up to 32) | | {:.2} | {:.2} | | | |\n\
              | one ack | | {:.2} | {:.2} | | | |\n",
             o.producers,
@@ -76,6 +81,7 @@ impl BenchReport {
             self.acknowledged,
             self.send_errors,
             o.consumers,
+            o.acks_in_flight,
             self.receive_ack_msgs_per_sec,
             self.received,
             self.duplicates,
@@ -97,6 +103,13 @@ pub fn client(strata: &Strata, key: &(String, String)) -> ClientOption {
     c.set_secret_key(key.1.clone());
     c.set_long_polling_timeout(Duration::from_secs(5));
     c
+}
+
+/// Acknowledges `m`: whether it succeeded, and how long it took in µs.
+async fn ack_one(c: &SimpleConsumer, m: &MessageView) -> (bool, u64) {
+    let acking = Instant::now();
+    let acked = c.ack(m).await.is_ok();
+    (acked, acking.elapsed().as_micros() as u64)
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -220,6 +233,7 @@ pub async fn run(
         let mut c = SimpleConsumer::new(co, client(strata, reader)).expect("consumer");
         c.start().await.expect("consumer start");
         let sent = sent.clone();
+        let acks_in_flight = o.acks_in_flight.max(1);
         readers.push(tokio::spawn(async move {
             let all = FilterExpression::new(FilterType::Tag, "*");
             let (mut got, mut last) = (Vec::new(), Instant::now());
@@ -246,19 +260,23 @@ pub async fn run(
                 }
                 receives.push(asked.elapsed().as_micros() as u64);
                 empty = 0;
-                for m in &batch {
-                    let acking = Instant::now();
-                    let acked = c.ack(m).await.is_ok();
-                    acks.push(acking.elapsed().as_micros() as u64);
+                // `ack` takes `&self`, so one consumer can have several in
+                // flight; the server combines those of one queue.
+                let acking: Vec<_> = batch.iter().map(|m| ack_one(&c, m)).collect();
+                let outcomes: Vec<(bool, u64)> = stream::iter(acking)
+                    .buffered(acks_in_flight)
+                    .collect()
+                    .await;
+                for (m, (acked, took)) in batch.iter().zip(outcomes) {
+                    acks.push(took);
                     if !acked {
                         errors += 1;
+                        continue;
                     }
-                    if acked {
-                        let body = String::from_utf8_lossy(m.body());
-                        let tag: String = body.split_inclusive(':').take(2).collect();
-                        if sent.contains(&tag) {
-                            got.push(tag);
-                        }
+                    let body = String::from_utf8_lossy(m.body());
+                    let tag: String = body.split_inclusive(':').take(2).collect();
+                    if sent.contains(&tag) {
+                        got.push(tag);
                     }
                 }
                 last = Instant::now();

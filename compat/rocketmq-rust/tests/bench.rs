@@ -1,5 +1,7 @@
 //! The SDK bench mode, briefly, on a multi-queue topic: what the producers
-//! got acknowledged is what the consumers receive, each message once.
+//! got acknowledged is what the consumers receive, each message once. The
+//! consumers ack several messages at once, so acks of one queue meet in the
+//! server's combined commits (the one-at-a-time case is `consumer.rs`).
 
 use std::time::Duration;
 
@@ -16,6 +18,7 @@ async fn bench_mode_receives_every_acknowledged_message_once() {
         message_size: 256,
         duration: Duration::from_secs(2),
         consumers: 2,
+        acks_in_flight: 8,
     };
     let report = bench::run(&strata, &publisher, &reader, &options).await;
     eprint!("{}", report.markdown(&options));
