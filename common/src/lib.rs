@@ -28,3 +28,9 @@ pub use message::{
 pub use quotas::Quotas;
 pub use retention::Retention;
 pub use start::StartPosition;
+
+/// Prefix of topic names the engine keeps for itself (the schedule of
+/// delayed messages, transactions' half messages): clients cannot create or
+/// name them, lists leave them out, and they do not keep a tenant from
+/// being deleted.
+pub const SYSTEM_TOPIC_PREFIX: &str = "__sys-";

@@ -210,6 +210,7 @@ impl Delay {
                     deliver_at_ms,
                     tenant: tenant.to_string(),
                     offset: p.offset,
+                    message_id: p.message_id.clone(),
                 })
                 .collect();
             self.core.catalog.put_timers(&timers).await?;
@@ -315,7 +316,10 @@ impl Delay {
                 .messages
                 .into_iter()
                 .next()
-                .filter(|m| m.offset == timer.offset),
+                .filter(|m| m.offset == timer.offset)
+                // A schedule topic made again (its tenant deleted and made
+                // again) holds other messages at the same offsets.
+                .filter(|m| timer.message_id.is_empty() || m.message.id == timer.message_id),
             Err(EngineError::TopicNotFound(_) | EngineError::OffsetOutOfRange { .. }) => None,
             Err(e) => return Err(e),
         };

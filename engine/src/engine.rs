@@ -236,6 +236,18 @@ impl Engine {
     }
 }
 
+/// Refuses the engine's own topics (`__sys-*`: the schedule of delayed
+/// messages, transactions' half messages) wherever a caller names a topic:
+/// what they hold is addressed by offset from timers and transaction
+/// records, so reading, writing or deleting them from outside would lose or
+/// misdeliver messages. They are not listed, so they are not found either.
+fn user_topic(name: &str) -> Result<()> {
+    if name.starts_with(crate::SYSTEM_TOPIC_PREFIX) {
+        return Err(EngineError::TopicNotFound(name.to_string()));
+    }
+    Ok(())
+}
+
 /// Topics.
 impl Engine {
     /// Creates a topic with `queues` queues and claims them for this node.
@@ -271,21 +283,33 @@ impl Engine {
     /// A topic's settings, without per-queue statistics (cheap: for
     /// request paths that only need its type and queue count).
     pub fn topic_info(&self, tenant: &str, name: &str) -> Result<TopicInfo> {
+        user_topic(name)?;
         self.core.topic_info(tenant, name)
     }
 
     pub fn describe_topic(&self, tenant: &str, name: &str) -> Result<(TopicInfo, Vec<QueueInfo>)> {
+        user_topic(name)?;
         self.core.describe_topic(tenant, name)
     }
 
     pub fn queue_info(&self, tenant: &str, topic: &str, queue: u32) -> Result<QueueInfo> {
+        user_topic(topic)?;
         self.core.queue_info(tenant, topic, queue)
     }
 
     /// Deletes a topic. Its WAL data is skipped on replay and released by
     /// retention; its committed offsets stop being listed.
     pub async fn delete_topic(&self, tenant: &str, name: &str) -> Result<TopicInfo> {
+        user_topic(name)?;
         self.core.delete_topic(tenant, name).await
+    }
+
+    /// Deletes the tenant's hidden topics (pending delayed messages and
+    /// open transactions of topics already deleted) when it has no topic
+    /// and no group left: the step before deleting the tenant. Returns how
+    /// many were deleted; none while the tenant still has topics or groups.
+    pub async fn delete_hidden_topics(&self, tenant: &str) -> Result<usize> {
+        self.core.delete_hidden_topics(tenant).await
     }
 }
 
@@ -304,6 +328,7 @@ impl Engine {
         topic: &str,
         messages: Vec<PublishMessage>,
     ) -> Result<Vec<Published>> {
+        user_topic(topic)?;
         self.core.publish(tenant, topic, messages).await
     }
 
@@ -316,6 +341,7 @@ impl Engine {
         messages: Vec<PublishMessage>,
         deliver_at_ms: i64,
     ) -> Result<Vec<Published>> {
+        user_topic(topic)?;
         self.delay
             .publish_at(tenant, topic, messages, deliver_at_ms)
             .await
@@ -330,6 +356,7 @@ impl Engine {
         topic: &str,
         messages: Vec<(PublishMessage, i64)>,
     ) -> Result<Vec<Published>> {
+        user_topic(topic)?;
         self.delay.publish_each_at(tenant, topic, messages).await
     }
 
@@ -347,6 +374,7 @@ impl Engine {
         topic: &str,
         message: PublishMessage,
     ) -> Result<(Published, String)> {
+        user_topic(topic)?;
         self.txn.publish_half(tenant, topic, message).await
     }
 
@@ -358,6 +386,7 @@ impl Engine {
         topic: &str,
         messages: Vec<PublishMessage>,
     ) -> Result<Vec<(Published, String)>> {
+        user_topic(topic)?;
         self.txn.publish_halves(tenant, topic, messages).await
     }
 
@@ -369,6 +398,7 @@ impl Engine {
         transaction_id: &str,
         commit: bool,
     ) -> Result<()> {
+        user_topic(topic)?;
         self.txn
             .end_transaction(tenant, topic, transaction_id, commit)
             .await
@@ -376,6 +406,7 @@ impl Engine {
 
     /// The open transactions of `topic` (which must exist), oldest first.
     pub async fn open_transactions(&self, tenant: &str, topic: &str) -> Result<Vec<HalfRecord>> {
+        user_topic(topic)?;
         self.txn.open_transactions(tenant, topic).await
     }
 
@@ -405,6 +436,7 @@ impl Engine {
         max_messages: usize,
         wait: Duration,
     ) -> Result<ReadResult> {
+        user_topic(topic)?;
         let limits = ReadLimits::messages(max_messages);
         self.core
             .read(tenant, topic, queue, offset, wait, limits)
@@ -425,6 +457,7 @@ impl Engine {
         wait: Duration,
         limits: ReadLimits<'_>,
     ) -> Result<ReadResult> {
+        user_topic(topic)?;
         self.core
             .read(tenant, topic, queue, offset, wait, limits)
             .await
@@ -444,6 +477,7 @@ impl Engine {
         wait: Duration,
         limits: ReadLimits<'_>,
     ) -> Result<ReadResult> {
+        user_topic(topic)?;
         self.pull
             .read_for_group(tenant, group, topic, queue, offset, wait, limits)
             .await
@@ -458,6 +492,7 @@ impl Engine {
         queue: u32,
         timestamp_ms: i64,
     ) -> Result<u64> {
+        user_topic(topic)?;
         self.core
             .offset_for_time(tenant, topic, queue, timestamp_ms)
             .await
@@ -473,6 +508,7 @@ impl Engine {
         value: &str,
         limit: usize,
     ) -> Result<Vec<FoundMessage>> {
+        user_topic(topic)?;
         self.lookup
             .find_messages(tenant, topic, kind, value, limit)
             .await
@@ -553,6 +589,7 @@ impl Engine {
         queue: u32,
         offset: u64,
     ) -> Result<()> {
+        user_topic(topic)?;
         self.core
             .commit_offset(tenant, group, topic, queue, offset)
             .await
@@ -566,6 +603,7 @@ impl Engine {
         topic: &str,
         queue: u32,
     ) -> Result<Option<u64>> {
+        user_topic(topic)?;
         self.core
             .committed_offset(tenant, group, topic, queue)
             .await
@@ -579,12 +617,14 @@ impl Engine {
     /// `r.invisible` unless acknowledged; waits up to `r.wait` when nothing
     /// is deliverable.
     pub async fn receive(&self, r: ReceiveRequest<'_>) -> Result<Vec<Popped>> {
+        user_topic(r.topic)?;
         self.pop.receive(r).await
     }
 
     /// Acknowledges one delivery; a malformed, superseded or expired
     /// handle is refused.
     pub async fn ack(&self, tenant: &str, group: &str, topic: &str, handle: &str) -> Result<()> {
+        user_topic(topic)?;
         self.pop.ack(tenant, group, topic, handle).await
     }
 
@@ -597,6 +637,7 @@ impl Engine {
         topic: &str,
         handles: &[String],
     ) -> Result<Vec<Result<()>>> {
+        user_topic(topic)?;
         self.pop.ack_many(tenant, group, topic, handles).await
     }
 
@@ -608,6 +649,7 @@ impl Engine {
         topic: &str,
         handle: &str,
     ) -> Result<()> {
+        user_topic(topic)?;
         self.pop
             .forward_to_dead_letter(tenant, group, topic, handle)
             .await
@@ -623,6 +665,7 @@ impl Engine {
         handle: &str,
         invisible: Duration,
     ) -> Result<String> {
+        user_topic(topic)?;
         self.pop
             .change_invisible(tenant, group, topic, handle, invisible)
             .await

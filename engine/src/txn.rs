@@ -192,7 +192,7 @@ impl Txn {
     async fn deliver_half(&self, record: &HalfRecord) -> Result<()> {
         let Some(stored) = self.half_message(record).await? else {
             return Err(EngineError::InvalidTransaction(format!(
-                "the half message of transaction {:?} is gone (retention)",
+                "the half message of transaction {:?} is no longer stored (its retention passed, or its tenant was deleted)",
                 record.transaction_id
             )));
         };
@@ -228,7 +228,9 @@ impl Txn {
                 .messages
                 .into_iter()
                 .next()
-                .filter(|m| m.offset == record.half_offset)),
+                // The id too: a half topic made again holds other
+                // transactions' messages at the same offsets.
+                .filter(|m| m.offset == record.half_offset && m.message.id == record.message_id)),
             Err(EngineError::TopicNotFound(_) | EngineError::OffsetOutOfRange { .. }) => Ok(None),
             Err(e) => Err(e),
         }

@@ -233,3 +233,69 @@ async fn concurrent_first_delayed_publishes_all_succeed() {
     engine.fire_due_timers().await.unwrap();
     assert_eq!(bodies(&engine, "d").await.len(), 16);
 }
+
+fn is_not_found<T: std::fmt::Debug>(r: Result<T, EngineError>) -> bool {
+    matches!(r, Err(EngineError::TopicNotFound(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedule_topic_cannot_be_named_and_goes_with_an_emptied_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 11);
+    let engine = open(dir.path(), &clock).await;
+    let delay_topic = |engine: Arc<Engine>| async move {
+        engine
+            .create_topic(T, "d", 1, MessageType::Delay, Some(Retention::Unlimited))
+            .await
+            .unwrap();
+    };
+    delay_topic(engine.clone()).await;
+    engine
+        .publish_at(T, "d", vec![msg("a")], START_MS + 6_000)
+        .await
+        .unwrap();
+
+    // Deleting or writing the schedule from outside would lose or misplace
+    // what the timers name: every way of naming a topic refuses it.
+    let s = SCHEDULE_TOPIC;
+    assert!(is_not_found(engine.topic_info(T, s)));
+    assert!(is_not_found(engine.describe_topic(T, s)));
+    assert!(is_not_found(engine.queue_info(T, s, 0)));
+    assert!(is_not_found(engine.delete_topic(T, s).await));
+    assert!(is_not_found(engine.publish(T, s, vec![msg("x")]).await));
+    assert!(is_not_found(
+        engine.read(T, s, 0, 0, 10, Duration::ZERO).await
+    ));
+    assert!(is_not_found(engine.offset_for_time(T, s, 0, 0).await));
+    assert!(is_not_found(engine.commit_offset(T, "g", s, 0, 0).await));
+    assert!(is_not_found(engine.committed_offset(T, "g", s, 0).await));
+    clock.advance_ms(6_000);
+    engine.fire_due_timers().await.unwrap();
+    assert_eq!(bodies(&engine, "d").await, ["a"], "delivered all the same");
+
+    // "b" waits at schedule offset 1. The tenant's hidden topics go only
+    // once it has no topic left (its deletion comes next).
+    engine
+        .publish_at(T, "d", vec![msg("b")], START_MS + 100_000)
+        .await
+        .unwrap();
+    assert_eq!(engine.delete_hidden_topics(T).await.unwrap(), 0);
+    engine.delete_topic(T, "d").await.unwrap();
+    assert_eq!(engine.delete_hidden_topics(T).await.unwrap(), 1);
+
+    // Made again (as by a tenant of the same name made again), the
+    // schedule starts over at offset 0: "b"'s timer finds "c2" at its
+    // offset and must not deliver it, neither early nor twice.
+    delay_topic(engine.clone()).await;
+    engine
+        .publish_at(T, "d", vec![msg("c1"), msg("c2")], START_MS + 200_000)
+        .await
+        .unwrap();
+    clock.advance_ms(100_000);
+    engine.fire_due_timers().await.unwrap();
+    assert!(bodies(&engine, "d").await.is_empty(), "nothing early");
+    clock.advance_ms(100_000);
+    engine.fire_due_timers().await.unwrap();
+    assert_eq!(bodies(&engine, "d").await, ["c1", "c2"]);
+    assert_eq!(engine.fire_due_timers().await.unwrap(), None);
+}

@@ -212,3 +212,38 @@ async fn a_batch_of_half_messages_is_one_wal_append() {
     assert_eq!(engine.status().wal.appends, before);
     assert!(engine.open_transactions(T, "tx").await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_never_commits_another_transactions_message() {
+    let (_dir, _clock, engine) = with_tx_topic().await;
+    let half = strata_engine::txn::HALF_TOPIC;
+    assert!(matches!(
+        engine.delete_topic(T, half).await,
+        Err(EngineError::TopicNotFound(_))
+    ));
+    assert!(matches!(
+        engine.read(T, half, 0, 0, 10, Duration::ZERO).await,
+        Err(EngineError::TopicNotFound(_))
+    ));
+    let (_, first) = engine.publish_half(T, "tx", msg("first")).await.unwrap();
+    // The tenant empties its topics, and its half topic goes with them.
+    engine.delete_topic(T, "tx").await.unwrap();
+    assert_eq!(engine.delete_hidden_topics(T).await.unwrap(), 1);
+    engine
+        .create_topic(T, "tx", 1, MessageType::Transaction, None)
+        .await
+        .unwrap();
+    // The new half topic holds "second" where "first" was.
+    let (_, second) = engine.publish_half(T, "tx", msg("second")).await.unwrap();
+    let stale = engine.end_transaction(T, "tx", &first, true).await;
+    assert!(
+        matches!(stale, Err(EngineError::InvalidTransaction(_))),
+        "{stale:?}"
+    );
+    assert!(bodies(&engine).await.is_empty(), "nothing delivered");
+    engine
+        .end_transaction(T, "tx", &second, true)
+        .await
+        .unwrap();
+    assert_eq!(bodies(&engine).await, ["second"]);
+}

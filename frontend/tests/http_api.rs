@@ -861,6 +861,54 @@ async fn delayed_messages_appear_at_their_time_not_before() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_topics_are_not_found_and_do_not_keep_a_tenant_from_deletion() {
+    let s = TestServer::start().await;
+    s.create_tenant("later-co").await;
+    let t = s.create_key("later-co", "tenant-admin").await;
+    t.post_json(
+        "/v1/topics",
+        &json!({"name": "later", "queues": 4, "type": "delay"}),
+    )
+    .await
+    .expect(201);
+    let in_an_hour = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 3_600_000;
+    t.post_json(
+        "/v1/topics/later/messages",
+        &json!({"messages": [{"body": "one", "deliver_at_ms": in_an_hour}]}),
+    )
+    .await
+    .expect(200);
+    // The schedule exists now, and no request can name it.
+    for path in [
+        "/v1/topics/__sys-schedule",
+        "/v1/topics/__sys-schedule/queues/0",
+        "/v1/topics/__sys-schedule/queues/0/messages?offset=0",
+        "/v1/topics/__sys-schedule/queues/0/offset?timestamp_ms=0",
+    ] {
+        t.get(path).await.expect_error(404, "TOPIC_NOT_FOUND");
+    }
+    t.delete("/v1/topics/__sys-schedule")
+        .await
+        .expect_error(404, "TOPIC_NOT_FOUND");
+    t.post_json(
+        "/v1/topics/__sys-schedule/messages",
+        &json!({"messages": [{"body": "x"}]}),
+    )
+    .await
+    .expect_error(404, "TOPIC_NOT_FOUND");
+    // Its topics keep a tenant; the hidden schedule does not.
+    s.delete("/v1/tenants/later-co")
+        .await
+        .expect_error(409, "TENANT_NOT_EMPTY");
+    t.delete("/v1/topics/later").await.expect(200);
+    s.delete("/v1/tenants/later-co").await.expect(200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_groups_receive_ack_and_get_redeliveries_over_http() {
     let s = TestServer::start().await;
     s.create_topic("jobs", 1).await;

@@ -263,6 +263,10 @@ async fn message_bodies_and_arguments_are_400_invalid_argument() {
             "id too long",
             json!({"messages": [{"body": "x", "id": "i".repeat(129)}]}),
         ),
+        (
+            "tag a filter could never select",
+            json!({"messages": [{"body": "x", "tag": "a||b"}]}),
+        ),
     ];
     for (what, body) in cases {
         s.rejects(
@@ -576,6 +580,7 @@ async fn bad_offsets_and_read_parameters() {
         "offset=",
         "limit=-5",
         "limit=x",
+        "limit=0",
         "wait_ms=-1",
         "wait_ms=soon",
         "encoding=hex",
@@ -597,10 +602,40 @@ async fn bad_offsets_and_read_parameters() {
         s.rejects(&path, s.http.get(s.url(&path)), 416, "OFFSET_OUT_OF_RANGE")
             .await;
     }
+    let at = "/v1/topics/t/queues/0/offset?timestamp_ms=-5";
+    s.rejects(at, s.http.get(s.url(at)), 400, "INVALID_ARGUMENT")
+        .await;
     // The end itself is a valid (empty) read.
     let r = s.read("t", 0, "offset=2").await;
     assert_eq!(r["messages"], json!([]));
     assert_eq!(r["end_offset"], 2);
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receive_of_no_messages_is_400_and_takes_nothing() {
+    let s = server().await;
+    s.post_json("/v1/groups", &json!({"name": "early", "start": "earliest"}))
+        .await
+        .expect(201);
+    s.rejects(
+        "max_messages 0",
+        s.http
+            .post(s.url("/v1/groups/early/receive"))
+            .json(&json!({"topic": "t", "max_messages": 0})),
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    // Nothing was delivered: all three messages are still there to take.
+    let r = s
+        .post_json(
+            "/v1/groups/early/receive",
+            &json!({"topic": "t", "max_messages": 10}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r["messages"].as_array().unwrap().len(), 3, "{r}");
     s.shutdown().await;
 }
 

@@ -36,9 +36,7 @@ pub(crate) use publish::Billing;
 /// tests inject failures this way (see `Engine::open_with_wal_layer`).
 pub type WalLayer = Box<dyn FnOnce(Arc<FileWal>) -> Arc<dyn Wal> + Send>;
 
-/// Prefix of topic names the engine keeps for itself (schedule, half and
-/// other hidden topics): clients cannot create them, lists leave them out.
-pub const SYSTEM_TOPIC_PREFIX: &str = "__sys-";
+pub use strata_common::SYSTEM_TOPIC_PREFIX;
 /// How long hidden topics keep their messages: twice the longest delay
 /// (`delay::MAX_DELAY`), so a scheduled message outlives its wait.
 pub const SYSTEM_TOPIC_RETENTION: std::time::Duration =
@@ -447,6 +445,33 @@ impl Core {
         }
         tracing::info!(tenant, topic = name, "topic deleted");
         Ok(topic_info(&record))
+    }
+
+    /// Deletes the tenant's hidden topics when it has no other topic and
+    /// no group left, ahead of the tenant's own deletion; returns how many.
+    /// Their timers and transaction records then find nothing and are
+    /// dropped. A tenant served by another node keeps them there.
+    pub async fn delete_hidden_topics(&self, tenant: &str) -> Result<usize> {
+        if !self.serves(tenant)
+            || !self.list_topics(tenant).is_empty()
+            || !self.catalog.list_groups(tenant).await?.is_empty()
+        {
+            return Ok(0);
+        }
+        let hidden: Vec<String> = self
+            .topics_read()
+            .all()
+            .filter(|t| t.record.tenant == tenant)
+            .filter(|t| t.record.name.starts_with(SYSTEM_TOPIC_PREFIX))
+            .map(|t| t.record.name.clone())
+            .collect();
+        for name in &hidden {
+            match self.delete_topic(tenant, name).await {
+                Ok(_) | Err(EngineError::TopicNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(hidden.len())
     }
 
     /// A metadata check that holds only while this node still owns `key` at

@@ -319,6 +319,11 @@ impl Core {
         if m.tag.as_ref().is_some_and(|t| t.len() > MAX_TAG_LEN) {
             return bad(format!("tag is longer than {MAX_TAG_LEN} bytes"));
         }
+        // `||` joins tags in a filter expression, so a tag holding `|` could
+        // never be selected (the official clients refuse it too).
+        if m.tag.as_ref().is_some_and(|t| t.contains('|')) {
+            return bad("tag contains `|`, which joins tags in filter expressions".into());
+        }
         if m.properties.len() > MAX_PROPERTIES {
             return bad(format!("has more than {MAX_PROPERTIES} properties"));
         }

@@ -287,6 +287,9 @@ pub async fn read(
     caller.require(Permission::Consume)?;
     let force_base64 = force_base64(params.encoding.as_deref())?;
     let filter = TagFilter::parse(params.tags.as_deref().unwrap_or("*"))?;
+    if params.limit == Some(0) {
+        return Err(ApiError::invalid("limit must be at least 1"));
+    }
     let offset = match params.offset {
         Some(o) => o,
         None => {

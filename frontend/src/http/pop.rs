@@ -30,6 +30,9 @@ pub async fn receive(
 ) -> ApiResult<Reply<ReceiveReply>> {
     caller.require(Permission::Consume)?;
     let filter = TagFilter::parse(req.tags.as_deref().unwrap_or("*"))?;
+    if req.max_messages == Some(0) {
+        return Err(ApiError::invalid("max_messages must be at least 1"));
+    }
     let budget = caller.take_consume(&state.limiter).await?;
     let popped = state
         .engine

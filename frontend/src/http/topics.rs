@@ -146,6 +146,11 @@ pub async fn offset_at_time(
     Query(params): Query<TimeParams>,
 ) -> ApiResult<Reply<OffsetAtTime>> {
     caller.require(Permission::Describe)?;
+    if params.timestamp_ms < 0 {
+        return Err(ApiError::invalid(
+            "timestamp_ms is milliseconds since the Unix epoch and cannot be negative",
+        ));
+    }
     let offset = state
         .engine
         .offset_for_time(&caller.tenant, &topic, queue, params.timestamp_ms)

@@ -158,8 +158,15 @@ impl Catalog {
     }
 
     /// [`CatalogError::TenantNotEmpty`] if the tenant has topics or groups.
+    /// The engine's hidden topics do not count: the tenant cannot see or
+    /// delete them, and what they hold is for topics already deleted.
     async fn ensure_tenant_empty(&self, name: &str) -> Result<(), CatalogError> {
-        let topics = self.list_topics(name).await?.len();
+        let topics = self
+            .list_topics(name)
+            .await?
+            .iter()
+            .filter(|t| !t.name.starts_with(strata_common::SYSTEM_TOPIC_PREFIX))
+            .count();
         let groups = self.list_groups(name).await?.len();
         if topics == 0 && groups == 0 {
             return Ok(());

@@ -1,5 +1,8 @@
 //! Delay timers: one key per delayed message, ordered by due time, so a
-//! restarted node finds every pending delivery with one scan.
+//! restarted node finds every pending delivery with one scan. The value is
+//! the scheduled message's id, so that a timer never delivers another
+//! message found at its offset (timers written before it was kept have an
+//! empty value).
 
 use super::{Catalog, CatalogError, keys};
 use crate::store::{MetaError, Txn};
@@ -10,6 +13,8 @@ pub struct Timer {
     pub deliver_at_ms: i64,
     pub tenant: String,
     pub offset: u64,
+    /// The id of the message the timer delivers; empty when unknown.
+    pub message_id: String,
 }
 
 impl Catalog {
@@ -19,7 +24,7 @@ impl Catalog {
         for t in timers {
             txn = txn.put(
                 keys::timer(t.deliver_at_ms, &t.tenant, t.offset)?,
-                Vec::new(),
+                t.message_id.as_bytes().to_vec(),
             );
         }
         self.store.commit(txn).await?;
@@ -40,7 +45,7 @@ impl Catalog {
     pub async fn all_timers(&self) -> Result<Vec<Timer>, CatalogError> {
         let prefix = keys::ALL_TIMERS;
         let mut out = Vec::new();
-        for (key, _) in self.scan_all(prefix).await? {
+        for (key, value) in self.scan_all(prefix).await? {
             let corrupt = || MetaError::Corrupt {
                 key: keys::display(&key),
                 reason: "timer key is not timer/<ms>/<tenant>/<offset>".into(),
@@ -56,10 +61,15 @@ impl Catalog {
                 .next()
                 .and_then(|p| p.parse().ok())
                 .ok_or_else(corrupt)?;
+            let message_id = String::from_utf8(value).map_err(|_| MetaError::Corrupt {
+                key: keys::display(&key),
+                reason: "timer value is not a message id".into(),
+            })?;
             out.push(Timer {
                 deliver_at_ms: at,
                 tenant: tenant.to_string(),
                 offset,
+                message_id,
             });
         }
         Ok(out)
@@ -70,6 +80,7 @@ impl Catalog {
 mod tests {
     use super::*;
     use crate::MemoryStore;
+    use crate::store::MetaStore;
 
     #[tokio::test]
     async fn timers_come_back_in_due_order() {
@@ -78,6 +89,7 @@ mod tests {
             deliver_at_ms: at,
             tenant: tenant.into(),
             offset,
+            message_id: format!("m-{tenant}-{offset}"),
         };
         catalog
             .put_timers(&[t(2000, "a", 5), t(1000, "b", 9), t(1000, "a", 7)])
@@ -87,5 +99,15 @@ mod tests {
         assert_eq!(all, [t(1000, "a", 7), t(1000, "b", 9), t(2000, "a", 5)]);
         catalog.delete_timers(&[t(1000, "b", 9)]).await.unwrap();
         assert_eq!(catalog.all_timers().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_timer_stored_without_a_message_id_comes_back_with_none() {
+        let store = MemoryStore::new();
+        let key = keys::timer(1000, "a", 3).unwrap();
+        store.commit(Txn::new().put(key, Vec::new())).await.unwrap();
+        let all = Catalog::new(store).all_timers().await.unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].message_id, "");
     }
 }
