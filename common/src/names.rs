@@ -31,6 +31,12 @@ pub enum NameError {
     },
     #[error("{kind} name {name:?} must start with an ASCII letter or digit")]
     BadStart { kind: &'static str, name: String },
+    #[error("{kind} name {name:?} starts with {prefix:?}, which is reserved for the service's own")]
+    Reserved {
+        kind: &'static str,
+        name: String,
+        prefix: &'static str,
+    },
 }
 
 /// Longest node id accepted.
@@ -41,9 +47,18 @@ pub fn validate_topic(name: &str) -> Result<(), NameError> {
     validate("topic", name)
 }
 
-/// Checks a consumer group name.
+/// Checks a consumer group name. A group's dead-letter topic is named
+/// after it, so names that would make that topic a hidden one are refused.
 pub fn validate_group(name: &str) -> Result<(), NameError> {
-    validate("group", name)
+    validate("group", name)?;
+    if name.starts_with(crate::SYSTEM_TOPIC_PREFIX) {
+        return Err(NameError::Reserved {
+            kind: "group",
+            name: name.to_string(),
+            prefix: crate::SYSTEM_TOPIC_PREFIX,
+        });
+    }
+    Ok(())
 }
 
 /// Checks a node id.

@@ -74,6 +74,25 @@ impl Delay {
         self.lock().retain(|t| t.tenant != tenant);
     }
 
+    /// Deletes every timer of a tenant being deleted: what they named is
+    /// gone with its hidden schedule.
+    pub(crate) async fn forget_tenant(&self, tenant: &str) -> Result<()> {
+        let _one_pass = self.firing.lock().await;
+        let timers: Vec<Timer> = self
+            .core
+            .catalog
+            .all_timers()
+            .await?
+            .into_iter()
+            .filter(|t| t.tenant == tenant)
+            .collect();
+        for chunk in timers.chunks(FIRE_BATCH) {
+            self.core.catalog.delete_timers(chunk).await?;
+        }
+        self.drop_tenant(tenant);
+        Ok(())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<Timer>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -143,6 +162,7 @@ impl Delay {
                 t.record.message_type.as_str()
             )));
         }
+        crate::core::publish::check_tags(messages.iter().map(|(m, _)| m))?;
         let now = self.core.clock.now_ms();
         let latest = now.saturating_add(MAX_DELAY.as_millis() as i64);
         for (m, at) in &messages {

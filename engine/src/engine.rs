@@ -305,11 +305,18 @@ impl Engine {
     }
 
     /// Deletes the tenant's hidden topics (pending delayed messages and
-    /// open transactions of topics already deleted) when it has no topic
-    /// and no group left: the step before deleting the tenant. Returns how
-    /// many were deleted; none while the tenant still has topics or groups.
-    pub async fn delete_hidden_topics(&self, tenant: &str) -> Result<usize> {
-        self.core.delete_hidden_topics(tenant).await
+    /// open transactions of topics already deleted), its timers and its
+    /// transaction records, when it has no topic and no group left: the
+    /// step before deleting the tenant, on the node that serves it. How
+    /// many topics were deleted, or `None` (nothing done) while the tenant
+    /// still has topics or groups, or is served by another node.
+    pub async fn delete_hidden_topics(&self, tenant: &str) -> Result<Option<usize>> {
+        let Some(deleted) = self.core.delete_hidden_topics(tenant).await? else {
+            return Ok(None);
+        };
+        self.delay.forget_tenant(tenant).await?;
+        self.txn.forget_tenant(tenant).await?;
+        Ok(Some(deleted))
     }
 }
 

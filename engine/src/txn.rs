@@ -53,6 +53,16 @@ impl Txn {
         Self { core }
     }
 
+    /// Ends every open transaction of a tenant being deleted: their half
+    /// messages are gone with its hidden half topic.
+    pub(crate) async fn forget_tenant(&self, tenant: &str) -> Result<()> {
+        for record in self.core.catalog.tenant_halves(tenant).await? {
+            // Ended meanwhile (false) is as good.
+            self.core.catalog.end_half(&record).await?;
+        }
+        Ok(())
+    }
+
     /// Stores a half message for `topic` (a TRANSACTION topic) and opens a
     /// transaction; returns where the half message is and the transaction id.
     pub async fn publish_half(
@@ -84,6 +94,7 @@ impl Txn {
                 t.record.message_type.as_str()
             )));
         }
+        crate::core::publish::check_tags(&messages)?;
         for m in &messages {
             if let Some(q) = m.queue {
                 t.queue(q)?;

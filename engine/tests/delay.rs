@@ -279,13 +279,14 @@ async fn the_schedule_topic_cannot_be_named_and_goes_with_an_emptied_tenant() {
         .publish_at(T, "d", vec![msg("b")], START_MS + 100_000)
         .await
         .unwrap();
-    assert_eq!(engine.delete_hidden_topics(T).await.unwrap(), 0);
+    assert_eq!(engine.delete_hidden_topics(T).await.unwrap(), None);
     engine.delete_topic(T, "d").await.unwrap();
-    assert_eq!(engine.delete_hidden_topics(T).await.unwrap(), 1);
+    assert_eq!(engine.delete_hidden_topics(T).await.unwrap(), Some(1));
+    assert_eq!(engine.fire_due_timers().await.unwrap(), None, "timers gone");
 
     // Made again (as by a tenant of the same name made again), the
-    // schedule starts over at offset 0: "b"'s timer finds "c2" at its
-    // offset and must not deliver it, neither early nor twice.
+    // schedule starts over at offset 0: "b", gone with its tenant, never
+    // shows up, and "c2" (at "b"'s old offset) comes at its own time.
     delay_topic(engine.clone()).await;
     engine
         .publish_at(T, "d", vec![msg("c1"), msg("c2")], START_MS + 200_000)
@@ -297,5 +298,48 @@ async fn the_schedule_topic_cannot_be_named_and_goes_with_an_emptied_tenant() {
     clock.advance_ms(100_000);
     engine.fire_due_timers().await.unwrap();
     assert_eq!(bodies(&engine, "d").await, ["c1", "c2"]);
+    assert_eq!(engine.fire_due_timers().await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_never_delivers_a_message_with_another_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 12);
+    let store = strata_metadata::MemoryStore::new();
+    let open_on_store = || async {
+        let c: Arc<dyn strata_common::Clock> = clock.clone();
+        Engine::open_with_store(common::config(dir.path()), c, store.clone())
+            .await
+            .unwrap()
+    };
+    let engine = open_on_store().await;
+    engine
+        .create_topic(T, "d", 1, MessageType::Delay, Some(Retention::Unlimited))
+        .await
+        .unwrap();
+    engine
+        .publish_at(T, "d", vec![msg("real")], START_MS + 10_000)
+        .await
+        .unwrap();
+    // A timer naming the same schedule offset for another message (what a
+    // schedule made again would hold there).
+    strata_metadata::Catalog::new(store.clone())
+        .put_timers(&[strata_metadata::Timer {
+            deliver_at_ms: START_MS + 5_000,
+            tenant: T.into(),
+            offset: 0,
+            message_id: "someone-else".into(),
+        }])
+        .await
+        .unwrap();
+    engine.close().await.unwrap();
+    drop(engine);
+    let engine = open_on_store().await;
+    clock.advance_ms(5_000);
+    engine.fire_due_timers().await.unwrap();
+    assert!(bodies(&engine, "d").await.is_empty(), "not early");
+    clock.advance_ms(5_000);
+    engine.fire_due_timers().await.unwrap();
+    assert_eq!(bodies(&engine, "d").await, ["real"], "once");
     assert_eq!(engine.fire_due_timers().await.unwrap(), None);
 }

@@ -226,13 +226,15 @@ async fn a_transaction_never_commits_another_transactions_message() {
         Err(EngineError::TopicNotFound(_))
     ));
     let (_, first) = engine.publish_half(T, "tx", msg("first")).await.unwrap();
-    // The tenant empties its topics, and its half topic goes with them.
+    // The tenant empties its topics: its half topic and open transactions
+    // go with them.
     engine.delete_topic(T, "tx").await.unwrap();
-    assert_eq!(engine.delete_hidden_topics(T).await.unwrap(), 1);
+    assert_eq!(engine.delete_hidden_topics(T).await.unwrap(), Some(1));
     engine
         .create_topic(T, "tx", 1, MessageType::Transaction, None)
         .await
         .unwrap();
+    assert!(engine.open_transactions(T, "tx").await.unwrap().is_empty());
     // The new half topic holds "second" where "first" was.
     let (_, second) = engine.publish_half(T, "tx", msg("second")).await.unwrap();
     let stale = engine.end_transaction(T, "tx", &first, true).await;
@@ -246,4 +248,44 @@ async fn a_transaction_never_commits_another_transactions_message() {
         .await
         .unwrap();
     assert_eq!(bodies(&engine).await, ["second"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_checks_its_half_message_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_800_000_000_000, 6);
+    let store = strata_metadata::MemoryStore::new();
+    let c: Arc<dyn strata_common::Clock> = clock.clone();
+    let engine = Engine::open_with_store(common::config(dir.path()), c, store.clone())
+        .await
+        .unwrap();
+    engine
+        .create_topic(T, "tx", 1, MessageType::Transaction, None)
+        .await
+        .unwrap();
+    let (at, real) = engine.publish_half(T, "tx", msg("real")).await.unwrap();
+    // A record naming the same half offset for another message.
+    strata_metadata::Catalog::new(store.clone())
+        .put_half(&strata_metadata::HalfRecord {
+            tenant: T.into(),
+            transaction_id: "00000000000000000000000000000f00".into(),
+            message_id: "someone-else".into(),
+            topic: "tx".into(),
+            half_offset: at.offset,
+            created_ms: 1_800_000_000_000,
+            checks: 0,
+            next_check_ms: i64::MAX,
+        })
+        .await
+        .unwrap();
+    let forged = engine
+        .end_transaction(T, "tx", "00000000000000000000000000000f00", true)
+        .await;
+    assert!(
+        matches!(forged, Err(EngineError::InvalidTransaction(_))),
+        "{forged:?}"
+    );
+    assert!(bodies(&engine).await.is_empty(), "not delivered by another");
+    engine.end_transaction(T, "tx", &real, true).await.unwrap();
+    assert_eq!(bodies(&engine).await, ["real"]);
 }

@@ -306,6 +306,14 @@ async fn telemetry_answers_settings_at_once() {
         s.backoff_policy.unwrap().strategy,
         Some(pb::retry_policy::Strategy::ExponentialBackoff(_))
     ));
+    // The client has ended its side (as a producer's shutdown does): the
+    // server forgets the producer, so check-backs go to one still there,
+    // and ends its side too (an SDK whose reply stream stays open fails
+    // when the connection drops later). It used to stay open for good.
+    let end = tokio::time::timeout(std::time::Duration::from_secs(30), replies.message())
+        .await
+        .expect("the reply stream ends after the client's");
+    assert!(matches!(end, Ok(None)), "{end:?}");
 
     // Without credentials the stream is refused outright.
     let refused = c
@@ -632,6 +640,10 @@ async fn malformed_sends_are_refused_and_change_nothing() {
         .insert("__mq.group".into(), "x".into());
     let mut no_topic = message("orders", b"x", 0);
     no_topic.topic = None;
+    let mut piped = message("orders", b"x", 0);
+    if let Some(s) = piped.system_properties.as_mut() {
+        s.tag = Some("a||b".into());
+    }
     let cases: Vec<(&str, Vec<pb::Message>, Code)> = vec![
         ("no messages", vec![], Code::BadRequest),
         ("no topic", vec![no_topic], Code::BadRequest),
@@ -650,6 +662,7 @@ async fn malformed_sends_are_refused_and_change_nothing() {
             vec![reserved],
             Code::IllegalMessagePropertyKey,
         ),
+        ("tag holding |", vec![piped], Code::IllegalMessageTag),
         (
             "two topics",
             vec![message("orders", b"x", 0), message("other", b"y", 0)],
@@ -858,6 +871,28 @@ async fn receive_ack_and_change_invisible_duration_over_grpc() {
         .unwrap()
         .into_inner();
     assert_eq!(code(&too_many.status), Code::BadRequest);
+    // One handle refused: the status is its own reason, which is all an
+    // SDK acking one message per call shows.
+    let alone = c
+        .ack_message(request(
+            &auth,
+            None,
+            pb::AckMessageRequest {
+                group: resource("billing"),
+                topic: resource("orders"),
+                entries: vec![pb::AckMessageEntry {
+                    message_id: "m0".into(),
+                    receipt_handle: handle(&got[0]),
+                    lite_topic: None,
+                }],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&alone.status), Code::InvalidReceiptHandle);
+    let message = &alone.status.as_ref().unwrap().message;
+    assert!(message.contains("not in flight"), "{message}");
 
     let changed = change_invisible(
         &mut c,

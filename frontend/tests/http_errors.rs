@@ -335,6 +335,16 @@ async fn invalid_names_are_400_invalid_name() {
         )
         .await;
     }
+    // A group's dead-letter topic is named after it: never a hidden one.
+    s.rejects(
+        "group __sys-x",
+        s.http
+            .post(s.url("/v1/groups"))
+            .json(&json!({ "name": "__sys-x" })),
+        400,
+        "INVALID_NAME",
+    )
+    .await;
     for body in [json!(["arr"]), json!({"name": ["arr"]}), json!({})] {
         s.rejects(
             &format!("group {body}"),

@@ -27,7 +27,7 @@
 //! | `pop-cursor/<tenant>/<group>/<topic_id:020>/<queue:010>` | next offset never handed out |
 //! | `pop-flight/<tenant>/<group>/<topic_id:020>/<queue:010>/<offset:020>` | [`InflightRecord`] (JSON) |
 //! | `half/<tenant>/<transaction_id>`                    | `HalfRecord` (JSON)        |
-//! | `timer/<deliver_at:020>/<tenant>/<offset:020>`       | empty (a delayed message)  |
+//! | `timer/<deliver_at:020>/<tenant>/<offset:020>`       | the delayed message's id   |
 //! | `usage-min/<tenant>/<minute:020>/<node>/<incarnation>` | `UsageCounts` (JSON)     |
 //! | `usage-hour/<tenant>/<hour:020>`                      | `UsageCounts` (JSON)       |
 //! | `usage-dirty/<hour:020>/<tenant>`                     | flush id (roll-up pending) |

@@ -3,7 +3,7 @@
 use strata_common::names;
 use strata_metadata::{GroupRecord, GroupSpec};
 
-use super::Core;
+use super::{Core, SYSTEM_TOPIC_PREFIX};
 use crate::error::{EngineError, Result};
 use crate::types::{GroupInfo, GroupOffset};
 
@@ -86,10 +86,13 @@ impl Core {
         let committed = self.catalog.list_offsets(tenant, name).await?;
         let mut offsets = Vec::new();
         for c in committed {
-            // Offsets of deleted topics are left out.
+            // Offsets of deleted and hidden topics are left out.
             let Some(topic) = self.topics_read().by_id(c.topic_id).cloned() else {
                 continue;
             };
+            if topic.record.name.starts_with(SYSTEM_TOPIC_PREFIX) {
+                continue;
+            }
             let Some(q) = topic.queues.get(c.queue as usize) else {
                 continue;
             };

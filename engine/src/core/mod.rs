@@ -448,22 +448,25 @@ impl Core {
     }
 
     /// Deletes the tenant's hidden topics when it has no other topic and
-    /// no group left, ahead of the tenant's own deletion; returns how many.
-    /// Their timers and transaction records then find nothing and are
-    /// dropped. A tenant served by another node keeps them there.
-    pub async fn delete_hidden_topics(&self, tenant: &str) -> Result<usize> {
+    /// no group left, ahead of the tenant's own deletion: how many, or
+    /// `None` (nothing done) while it has topics or groups, or when another
+    /// node serves it.
+    pub async fn delete_hidden_topics(&self, tenant: &str) -> Result<Option<usize>> {
+        // Not while a first delayed publish or transaction creates one.
+        let _creating = self.system_topics.lock().await;
         if !self.serves(tenant)
             || !self.list_topics(tenant).is_empty()
             || !self.catalog.list_groups(tenant).await?.is_empty()
         {
-            return Ok(0);
+            return Ok(None);
         }
         let hidden: Vec<String> = self
-            .topics_read()
-            .all()
-            .filter(|t| t.record.tenant == tenant)
-            .filter(|t| t.record.name.starts_with(SYSTEM_TOPIC_PREFIX))
-            .map(|t| t.record.name.clone())
+            .catalog
+            .list_topics(tenant)
+            .await?
+            .into_iter()
+            .filter(|t| t.name.starts_with(SYSTEM_TOPIC_PREFIX))
+            .map(|t| t.name)
             .collect();
         for name in &hidden {
             match self.delete_topic(tenant, name).await {
@@ -471,7 +474,7 @@ impl Core {
                 Err(e) => return Err(e),
             }
         }
-        Ok(hidden.len())
+        Ok(Some(hidden.len()))
     }
 
     /// A metadata check that holds only while this node still owns `key` at

@@ -44,6 +44,16 @@ fn tenant_scoped(path: &str) -> bool {
         .any(|p| path == *p || path.starts_with(&format!("{p}/")))
 }
 
+/// The tenant a `DELETE /v1/tenants/{tenant}` names: deleted on the node
+/// that serves it, which deletes its hidden topics first.
+fn deleted_tenant(request: &Request) -> Option<String> {
+    if request.method() != axum::http::Method::DELETE {
+        return None;
+    }
+    let tenant = request.uri().path().strip_prefix("/v1/tenants/")?;
+    (!tenant.is_empty() && !tenant.contains('/')).then(|| tenant.to_string())
+}
+
 /// The middleware: serves here, forwards, or answers 503 (see module docs).
 pub async fn to_tenant_node(
     State(state): State<AppState>,
@@ -53,6 +63,18 @@ pub async fn to_tenant_node(
     let Some(cluster) = state.cluster.clone() else {
         return next.run(request).await;
     };
+    if let Some(tenant) = deleted_tenant(&request) {
+        // Admission checks the service admin wherever it is served.
+        let forwarded = request.headers().contains_key(FORWARDED_HEADER);
+        return match cluster.balancer.route(&tenant) {
+            Route::Node {
+                http_addr, node, ..
+            } if !forwarded => forward(&cluster, &http_addr, &node, request).await,
+            // Served here, or nowhere: the catalog refuses a tenant whose
+            // hidden topics no node could delete.
+            _ => next.run(request).await,
+        };
+    }
     if !tenant_scoped(request.uri().path()) {
         return next.run(request).await;
     }

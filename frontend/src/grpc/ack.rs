@@ -45,7 +45,7 @@ impl GrpcState {
                 Ok(()) => ok(),
                 Err(err) => {
                     let f = consume_failure(err);
-                    failures.push(f.code);
+                    failures.push((f.code, f.message.clone()));
                     f.status()
                 }
             };
@@ -57,8 +57,12 @@ impl GrpcState {
         }
         let status = match failures.first() {
             None => ok(),
-            Some(code) if failures.len() == entries.len() && failures.iter().all(|c| c == code) => {
-                Failure::new(*code, "no entry was acknowledged").status()
+            // The official SDKs ack one handle per call and show only this
+            // status: it carries the entry's own reason.
+            Some((code, message))
+                if failures.len() == entries.len() && failures.iter().all(|(c, _)| c == code) =>
+            {
+                Failure::new(*code, message.clone()).status()
             }
             Some(_) => {
                 Failure::new(Code::MultipleResults, "some entries were not acknowledged").status()

@@ -143,6 +143,12 @@ pub fn to_publish(
     if !sys.born_host.is_empty() {
         properties.push((PROP_BORN_HOST.into(), sys.born_host));
     }
+    if sys.tag.as_ref().is_some_and(|t| t.contains('|')) {
+        return Err(Failure::new(
+            Code::IllegalMessageTag,
+            format!("message {index}: tags may not contain `|`"),
+        ));
+    }
     if sys.keys.iter().any(|k| k.contains(' ')) {
         return Err(Failure::new(
             Code::IllegalMessageKey,

@@ -39,6 +39,12 @@ impl GrpcState {
             Some(Route::Node {
                 node, grpc_addr, ..
             }) => {
+                if name.starts_with(strata_engine::SYSTEM_TOPIC_PREFIX) {
+                    return Err(Failure::service(
+                        ErrorCode::NotFound,
+                        format!("topic {name} not found"),
+                    ));
+                }
                 let record = self
                     .credentials
                     .catalog()

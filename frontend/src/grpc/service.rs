@@ -336,12 +336,18 @@ impl MessagingService for Service {
         let max_body = engine.config().max_message_bytes;
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
+        let stream = producers.stream_id();
         tokio::spawn(async move {
+            // However the loop ends (the client half-closed the stream, the
+            // connection dropped, the reply stream is gone), the producer is
+            // forgotten and every sender is dropped, so the reply stream
+            // ends as the client expects.
+            let _forget = ForgetProducer(producers.clone(), stream);
             while let Ok(Some(command)) = inbound.message().await {
                 if let Some(pb::telemetry_command::Command::Settings(settings)) = command.command {
                     if let Some(pb::settings::PubSub::Publishing(p)) = &settings.pub_sub {
                         let topics = p.topics.iter().map(|t| t.name.clone()).collect();
-                        producers.register(&caller.tenant, topics, tx.clone());
+                        producers.register(stream, &caller.tenant, topics, tx.clone());
                     }
                     let group = match &settings.pub_sub {
                         Some(pb::settings::PubSub::Subscription(sub)) => {
@@ -391,6 +397,15 @@ impl MessagingService for Service {
             "ChangeInvisibleDuration",
             self.state.change_invisible_inner(request).await,
         )
+    }
+}
+
+/// Unregisters a Telemetry stream's producer when its task ends.
+struct ForgetProducer(std::sync::Arc<crate::grpc::producers::Producers>, u64);
+
+impl Drop for ForgetProducer {
+    fn drop(&mut self) {
+        self.0.unregister(self.1);
     }
 }
 

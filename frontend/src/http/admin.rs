@@ -77,8 +77,10 @@ pub async fn delete_tenant(
     Path(tenant): Path<String>,
 ) -> ApiResult<Reply<TenantJson>> {
     caller.require(Permission::ManageService)?;
+    strata_tenancy::validate_tenant(&tenant)?;
     // Its hidden topics (delayed messages and transactions of topics it
-    // already deleted) go first; they do not keep it from being deleted.
+    // already deleted) go first, where it is served (a cluster forwards
+    // this request there).
     state.engine.delete_hidden_topics(&tenant).await?;
     let t = state.credentials.delete_tenant(&tenant).await?;
     Ok(Reply(tenant_json(t)))

@@ -381,8 +381,9 @@ pub const LEGACY_INDEX_PREFIXES: [&[u8]; 3] = [b"msg-pos/", b"msg-id/", b"msg-ke
 
 pub const ALL_TIMERS: &[u8] = b"timer/";
 
-/// `timer/<deliver_at_ms:020>/<tenant>/<schedule_offset:020>` → empty: a
-/// delayed message in the tenant's schedule topic, due at that time.
+/// `timer/<deliver_at_ms:020>/<tenant>/<schedule_offset:020>` → the
+/// message's id (empty in timers written before it was kept): a delayed
+/// message in the tenant's schedule topic, due at that time.
 pub fn timer(deliver_at_ms: i64, tenant: &str, offset: u64) -> Result<Vec<u8>, MetaError> {
     Ok(format!(
         "timer/{}/{}/{offset:020}",

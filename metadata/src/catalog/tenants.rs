@@ -158,24 +158,30 @@ impl Catalog {
     }
 
     /// [`CatalogError::TenantNotEmpty`] if the tenant has topics or groups.
-    /// The engine's hidden topics do not count: the tenant cannot see or
-    /// delete them, and what they hold is for topics already deleted.
+    /// Its hidden topics are named apart: the node serving the tenant
+    /// deletes them (with their timers and transactions) just before, so
+    /// they remain only when that node could not (it serves the tenant no
+    /// more, or not yet).
     async fn ensure_tenant_empty(&self, name: &str) -> Result<(), CatalogError> {
-        let topics = self
-            .list_topics(name)
-            .await?
+        let all = self.list_topics(name).await?;
+        let hidden = all
             .iter()
-            .filter(|t| !t.name.starts_with(strata_common::SYSTEM_TOPIC_PREFIX))
+            .filter(|t| t.name.starts_with(strata_common::SYSTEM_TOPIC_PREFIX))
             .count();
+        let topics = all.len() - hidden;
         let groups = self.list_groups(name).await?.len();
-        if topics == 0 && groups == 0 {
+        let reason = if topics > 0 || groups > 0 {
+            format!(
+                "it still has {topics} topic(s) and {groups} consumer group(s); delete them first"
+            )
+        } else if hidden > 0 {
+            "the delayed messages and transactions of its deleted topics are still being removed by the node that serves it; retry in a moment".to_string()
+        } else {
             return Ok(());
-        }
+        };
         Err(CatalogError::TenantNotEmpty {
             name: name.to_string(),
-            reason: format!(
-                "it still has {topics} topic(s) and {groups} consumer group(s); delete them first"
-            ),
+            reason,
         })
     }
 
