@@ -349,6 +349,52 @@ async fn a_tenants_rate_is_counted_once_however_many_nodes_it_reaches() {
     );
     assert!(throttled > 0, "the plan never throttled");
     assert!(accepted <= bound, "{accepted} accepted, more than {bound}");
+
+    // The tenant is deleted through a node that does not serve it, after a
+    // delayed message of a topic it then deleted: its hidden schedule is
+    // deleted where it is served (the request is forwarded there), or the
+    // catalog would refuse while it remains.
+    let serving = served_by(&nodes[0].url, "capped").await.expect("served");
+    let names = ["node-a", "node-b", "node-c"];
+    let other = &nodes[names.iter().position(|n| *n != serving).unwrap()].url;
+    let admin = |method, path: &str, body| {
+        let url = format!("{other}{path}");
+        async move { call(method, &url, "capped", body).await }
+    };
+    admin(
+        reqwest::Method::POST,
+        "/v1/topics",
+        Some(serde_json::json!({ "name": "later", "type": "delay" })),
+    )
+    .await
+    .expect("delay topic");
+    let in_an_hour = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 3_600_000;
+    admin(
+        reqwest::Method::POST,
+        "/v1/topics/later/messages",
+        Some(serde_json::json!({ "messages": [{ "body": "b", "deliver_at_ms": in_an_hour }] })),
+    )
+    .await
+    .expect("delayed publish");
+    for topic in ["orders", "later"] {
+        admin(
+            reqwest::Method::DELETE,
+            &format!("/v1/topics/{topic}"),
+            None,
+        )
+        .await
+        .expect("topic deleted");
+    }
+    let deleted = client
+        .delete(format!("{other}/v1/tenants/capped"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200, "{:?}", deleted.text().await);
     for n in nodes {
         n.stop();
     }
