@@ -235,7 +235,8 @@ impl Delay {
                 .collect();
             self.core.catalog.put_timers(&timers).await?;
             self.load(timers);
-            for (i, p) in places.into_iter().zip(published) {
+            for ((i, mut p), at) in places.into_iter().zip(published).zip(times) {
+                p.deliver_at_ms = Some(at);
                 out[i] = Some(p);
             }
         }

@@ -165,6 +165,12 @@ pub struct Published {
     pub queue: u32,
     pub offset: u64,
     pub message_id: String,
+    /// Set for a delayed message that waits for its time: it takes its
+    /// place in its topic when delivered, and until then `queue` and
+    /// `offset` are where it waits in the hidden schedule (the engine's
+    /// own; over gRPC they are reported as RocketMQ reports a scheduled
+    /// message's, over HTTP they are left out).
+    pub deliver_at_ms: Option<i64>,
 }
 
 /// What one read may return ([`crate::Engine::read_within`]).

@@ -823,12 +823,21 @@ async fn delayed_messages_appear_at_their_time_not_before() {
         .unwrap()
         .as_millis() as i64;
     let at = now + 1500;
-    s.post_json(
-        "/v1/topics/later/messages",
-        &json!({"messages": [{"body": "wake up", "deliver_at_ms": at}]}),
-    )
-    .await
-    .expect(200);
+    let reply = s
+        .post_json(
+            "/v1/topics/later/messages",
+            &json!({"messages": [{"body": "wake up", "deliver_at_ms": at}]}),
+        )
+        .await
+        .expect(200);
+    // Waiting, it has no place in its topic yet: the reply says when, not
+    // where (where it waits is the service's own).
+    let waiting = &reply["messages"][0];
+    assert_eq!(waiting["deliver_at_ms"], at, "{reply}");
+    assert!(
+        waiting.get("queue").is_none() && waiting.get("offset").is_none(),
+        "{reply}"
+    );
     s.post_json(
         "/v1/topics/later/messages",
         &json!({"messages": [{"body": "a", "deliver_at_ms": at}, {"body": "b"}]}),
@@ -855,6 +864,19 @@ async fn delayed_messages_appear_at_their_time_not_before() {
     assert_eq!(m["body"], "wake up");
     assert!(m["timestamp_ms"].as_i64().unwrap() >= at, "{m}");
     assert_eq!(m["properties"]["__mq.deliver_at_ms"], at.to_string());
+    // A time already past lands at once, where the reply says.
+    let landed = s
+        .post_json(
+            "/v1/topics/later/messages",
+            &json!({"messages": [{"body": "now", "deliver_at_ms": now - 1000}]}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(landed["messages"][0]["offset"], 1, "{landed}");
+    assert!(
+        landed["messages"][0].get("deliver_at_ms").is_none(),
+        "{landed}"
+    );
     // The schedule topic is not listed.
     let topics = s.get("/v1/topics").await.expect(200);
     assert_eq!(topics["topics"].as_array().unwrap().len(), 1, "{topics}");

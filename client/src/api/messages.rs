@@ -52,9 +52,16 @@ pub struct RawParams {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PublishedJson {
-    pub queue: u32,
-    pub offset: u64,
+    /// Where the message landed; absent for a delayed message still
+    /// waiting for its time (it lands when delivered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
     pub id: String,
+    /// For a delayed message still waiting: when it will be delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

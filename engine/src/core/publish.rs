@@ -273,6 +273,7 @@ impl Core {
                         queue: q.key.queue,
                         offset,
                         message_id: m.id.clone(),
+                        deliver_at_ms: None,
                     },
                 )
             })

@@ -402,7 +402,16 @@ async fn produce(client: &Client, json: bool, args: ProduceArgs) -> Result<()> {
             if json {
                 print_json(p)?;
             } else {
-                println!("queue={} offset={} id={}", p.queue, p.offset, p.id);
+                match (p.queue, p.offset, p.deliver_at_ms) {
+                    (Some(queue), Some(offset), _) => {
+                        println!("queue={queue} offset={offset} id={}", p.id);
+                    }
+                    (_, _, at) => println!(
+                        "scheduled deliver_at_ms={} id={}",
+                        at.map_or_else(|| "?".to_string(), |at| at.to_string()),
+                        p.id
+                    ),
+                }
             }
         }
         total += reply.messages.len();

@@ -235,11 +235,15 @@ impl<'de> Visitor<'de> for MessageObjects {
     }
 }
 
+/// Where a message landed, or, for a delayed message still waiting, when
+/// it will be delivered (where it waits is the engine's own business).
 fn published_json(p: Published) -> PublishedJson {
+    let landed = p.deliver_at_ms.is_none();
     PublishedJson {
-        queue: p.queue,
-        offset: p.offset,
+        queue: landed.then_some(p.queue),
+        offset: landed.then_some(p.offset),
         id: p.message_id,
+        deliver_at_ms: p.deliver_at_ms,
     }
 }
 
