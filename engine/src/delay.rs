@@ -74,17 +74,17 @@ impl Delay {
         self.lock().retain(|t| t.tenant != tenant);
     }
 
-    /// Deletes every timer of a tenant being deleted: what they named is
-    /// gone with its hidden schedule.
+    /// Deletes every timer of a tenant being deleted: what they named goes
+    /// with its hidden schedule. The node serving the tenant holds all of
+    /// them (loaded when it took the tenant, added as they are made).
     pub(crate) async fn forget_tenant(&self, tenant: &str) -> Result<()> {
+        // Not while a firing pass holds some of them.
         let _one_pass = self.firing.lock().await;
         let timers: Vec<Timer> = self
-            .core
-            .catalog
-            .all_timers()
-            .await?
-            .into_iter()
+            .lock()
+            .iter()
             .filter(|t| t.tenant == tenant)
+            .cloned()
             .collect();
         for chunk in timers.chunks(FIRE_BATCH) {
             self.core.catalog.delete_timers(chunk).await?;

@@ -309,14 +309,26 @@ impl Engine {
     /// transaction records, when it has no topic and no group left: the
     /// step before deleting the tenant, on the node that serves it. How
     /// many topics were deleted, or `None` (nothing done) while the tenant
-    /// still has topics or groups, or is served by another node.
+    /// still has topics or groups, or is served by another node. No topic
+    /// can be made meanwhile, so no delayed message or transaction is
+    /// accepted and then dropped by it.
     pub async fn delete_hidden_topics(&self, tenant: &str) -> Result<Option<usize>> {
-        let Some(deleted) = self.core.delete_hidden_topics(tenant).await? else {
+        let _no_new_topics = self.core.topics_being_made().await;
+        let Some(hidden) = self.core.hidden_topics_of_emptied(tenant).await? else {
             return Ok(None);
         };
+        // What names the hidden topics goes first: a failure half-way
+        // leaves topics that a retry deletes, never a timer or transaction
+        // whose message is gone.
         self.delay.forget_tenant(tenant).await?;
         self.txn.forget_tenant(tenant).await?;
-        Ok(Some(deleted))
+        for name in &hidden {
+            match self.core.delete_topic(tenant, name).await {
+                Ok(_) | Err(EngineError::TopicNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(hidden.len()))
     }
 }
 

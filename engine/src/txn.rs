@@ -56,9 +56,22 @@ impl Txn {
     /// Ends every open transaction of a tenant being deleted: their half
     /// messages are gone with its hidden half topic.
     pub(crate) async fn forget_tenant(&self, tenant: &str) -> Result<()> {
-        for record in self.core.catalog.tenant_halves(tenant).await? {
-            // Ended meanwhile (false) is as good.
-            self.core.catalog.end_half(&record).await?;
+        for mut record in self.core.catalog.tenant_halves(tenant).await? {
+            // A check-back noted meanwhile changes the record: end the new one.
+            for _ in 0..3 {
+                if self.core.catalog.end_half(&record).await? {
+                    break;
+                }
+                match self
+                    .core
+                    .catalog
+                    .get_half(tenant, &record.transaction_id)
+                    .await?
+                {
+                    Some(now) => record = now,
+                    None => break,
+                }
+            }
         }
         Ok(())
     }

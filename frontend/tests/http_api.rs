@@ -928,6 +928,12 @@ async fn hidden_topics_are_not_found_and_do_not_keep_a_tenant_from_deletion() {
         .expect_error(409, "TENANT_NOT_EMPTY");
     t.delete("/v1/topics/later").await.expect(200);
     s.delete("/v1/tenants/later-co").await.expect(200);
+    s.delete("/v1/tenants/later-co")
+        .await
+        .expect_error(404, "TENANT_NOT_FOUND");
+    s.delete("/v1/tenants/a.b")
+        .await
+        .expect_error(400, "INVALID_NAME");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -328,6 +328,7 @@ impl Core {
                 SYSTEM_TOPIC_PREFIX
             )));
         }
+        let _made_alone = self.topics_being_made().await;
         self.create_topic_unchecked(tenant, name, spec).await
     }
 
@@ -447,34 +448,36 @@ impl Core {
         Ok(topic_info(&record))
     }
 
-    /// Deletes the tenant's hidden topics when it has no other topic and
-    /// no group left, ahead of the tenant's own deletion: how many, or
-    /// `None` (nothing done) while it has topics or groups, or when another
-    /// node serves it.
-    pub async fn delete_hidden_topics(&self, tenant: &str) -> Result<Option<usize>> {
-        // Not while a first delayed publish or transaction creates one.
-        let _creating = self.system_topics.lock().await;
+    /// Held while hidden topics are made (`ensure_system_topic`), while a
+    /// caller's topic is made, and across a tenant's hidden-topic cleanup
+    /// ([`crate::Engine::delete_hidden_topics`]), so that no topic (and so
+    /// no delayed message or transaction) appears while that cleanup runs.
+    pub(crate) async fn topics_being_made(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.system_topics.lock().await
+    }
+
+    /// The names of the tenant's hidden topics when it has no other topic
+    /// and no group left; `None` while it has, or when another node serves
+    /// it. Call under [`Core::topics_being_made`].
+    pub(crate) async fn hidden_topics_of_emptied(
+        &self,
+        tenant: &str,
+    ) -> Result<Option<Vec<String>>> {
         if !self.serves(tenant)
             || !self.list_topics(tenant).is_empty()
             || !self.catalog.list_groups(tenant).await?.is_empty()
         {
             return Ok(None);
         }
-        let hidden: Vec<String> = self
-            .catalog
-            .list_topics(tenant)
-            .await?
-            .into_iter()
-            .filter(|t| t.name.starts_with(SYSTEM_TOPIC_PREFIX))
-            .map(|t| t.name)
-            .collect();
-        for name in &hidden {
-            match self.delete_topic(tenant, name).await {
-                Ok(_) | Err(EngineError::TopicNotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(Some(hidden.len()))
+        Ok(Some(
+            self.catalog
+                .list_topics(tenant)
+                .await?
+                .into_iter()
+                .filter(|t| t.name.starts_with(SYSTEM_TOPIC_PREFIX))
+                .map(|t| t.name)
+                .collect(),
+        ))
     }
 
     /// A metadata check that holds only while this node still owns `key` at

@@ -62,7 +62,11 @@ impl GrpcState {
             Some((code, message))
                 if failures.len() == entries.len() && failures.iter().all(|(c, _)| c == code) =>
             {
-                Failure::new(*code, message.clone()).status()
+                let message = match failures.len() {
+                    1 => message.clone(),
+                    n => format!("none of the {n} entries was acknowledged; the first: {message}"),
+                };
+                Failure::new(*code, message).status()
             }
             Some(_) => {
                 Failure::new(Code::MultipleResults, "some entries were not acknowledged").status()

@@ -78,6 +78,8 @@ pub async fn delete_tenant(
 ) -> ApiResult<Reply<TenantJson>> {
     caller.require(Permission::ManageService)?;
     strata_tenancy::validate_tenant(&tenant)?;
+    // 404 for a tenant that does not exist, before anything is looked at.
+    state.credentials.get_tenant(&tenant).await?;
     // Its hidden topics (delayed messages and transactions of topics it
     // already deleted) go first, where it is served (a cluster forwards
     // this request there).

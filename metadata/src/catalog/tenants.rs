@@ -175,7 +175,7 @@ impl Catalog {
                 "it still has {topics} topic(s) and {groups} consumer group(s); delete them first"
             )
         } else if hidden > 0 {
-            "the delayed messages and transactions of its deleted topics are still being removed by the node that serves it; retry in a moment".to_string()
+            "the delayed messages and transactions of its deleted topics are still held where it is served (it may be moving between nodes); retry in a moment".to_string()
         } else {
             return Ok(());
         };
