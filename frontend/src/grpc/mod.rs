@@ -27,6 +27,11 @@ pub mod service;
 pub mod settings;
 pub mod txn;
 
+/// How often the server pings an idle client connection over HTTP/2.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a ping may go unanswered before the connection is closed.
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// The generated protocol, from `strata-client`.
 pub use strata_client::pb;
 
@@ -66,7 +71,13 @@ pub async fn serve(
     // rest, no compression: a setting added above belongs there too.
     let service = pull::PullRoute::new(service, state.clone(), max_request_bytes);
     let service = forward::Forwarding::new(service, state);
+    // A client whose host went away without closing its connection is found
+    // by HTTP/2 pings: its connection closes, and with it its Telemetry
+    // stream, so transaction check-backs stop going to a producer that is
+    // gone and its waiting receives end.
     let served = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
