@@ -34,3 +34,8 @@ pub use start::StartPosition;
 /// name them, lists leave them out, and they do not keep a tenant from
 /// being deleted.
 pub const SYSTEM_TOPIC_PREFIX: &str = "__sys-";
+
+/// Whether `name` is one of the engine's hidden topics.
+pub fn is_hidden_topic(name: &str) -> bool {
+    name.starts_with(SYSTEM_TOPIC_PREFIX)
+}

@@ -51,7 +51,7 @@ pub fn validate_topic(name: &str) -> Result<(), NameError> {
 /// after it, so names that would make that topic a hidden one are refused.
 pub fn validate_group(name: &str) -> Result<(), NameError> {
     validate("group", name)?;
-    if name.starts_with(crate::SYSTEM_TOPIC_PREFIX) {
+    if crate::is_hidden_topic(name) {
         return Err(NameError::Reserved {
             kind: "group",
             name: name.to_string(),

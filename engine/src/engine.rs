@@ -242,7 +242,7 @@ impl Engine {
 /// records, so reading, writing or deleting them from outside would lose or
 /// misdeliver messages. They are not listed, so they are not found either.
 fn user_topic(name: &str) -> Result<()> {
-    if name.starts_with(crate::SYSTEM_TOPIC_PREFIX) {
+    if strata_common::is_hidden_topic(name) {
         return Err(EngineError::TopicNotFound(name.to_string()));
     }
     Ok(())

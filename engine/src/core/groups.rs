@@ -3,7 +3,9 @@
 use strata_common::names;
 use strata_metadata::{GroupRecord, GroupSpec};
 
-use super::{Core, SYSTEM_TOPIC_PREFIX};
+use strata_common::is_hidden_topic;
+
+use super::Core;
 use crate::error::{EngineError, Result};
 use crate::types::{GroupInfo, GroupOffset};
 
@@ -90,7 +92,7 @@ impl Core {
             let Some(topic) = self.topics_read().by_id(c.topic_id).cloned() else {
                 continue;
             };
-            if topic.record.name.starts_with(SYSTEM_TOPIC_PREFIX) {
+            if is_hidden_topic(&topic.record.name) {
                 continue;
             }
             let Some(q) = topic.queues.get(c.queue as usize) else {

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use strata_common::usage::{Meter, StoredBytes};
-use strata_common::{Clock, QueueKey, TopicId, names};
+use strata_common::{Clock, QueueKey, TopicId, is_hidden_topic, names};
 use strata_metadata::{Catalog, Check, MessageType, MetaStore, NewTopic, Retention, TopicRecord};
 use strata_tiering::batch::{KIND_MESSAGE_BATCH, decode_header, record_kind};
 use strata_tiering::log::{Tiers, TiersConfig};
@@ -322,7 +322,7 @@ impl Core {
         name: &str,
         spec: TopicSpec,
     ) -> Result<TopicInfo> {
-        if name.starts_with(SYSTEM_TOPIC_PREFIX) {
+        if is_hidden_topic(name) {
             return Err(EngineError::InvalidArgument(format!(
                 "topic names starting with {:?} are reserved",
                 SYSTEM_TOPIC_PREFIX
@@ -407,7 +407,7 @@ impl Core {
             .topics_read()
             .all()
             .filter(|t| t.record.tenant == tenant)
-            .filter(|t| !t.record.name.starts_with(SYSTEM_TOPIC_PREFIX))
+            .filter(|t| !is_hidden_topic(&t.record.name))
             .map(|t| topic_info(&t.record))
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
@@ -474,7 +474,7 @@ impl Core {
                 .list_topics(tenant)
                 .await?
                 .into_iter()
-                .filter(|t| t.name.starts_with(SYSTEM_TOPIC_PREFIX))
+                .filter(|t| is_hidden_topic(&t.name))
                 .map(|t| t.name)
                 .collect(),
         ))

@@ -33,13 +33,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use strata_common::usage::Counter;
-use strata_common::{QueueKey, StoredMessage};
+use strata_common::{QueueKey, StoredMessage, is_hidden_topic};
 use strata_metadata::IndexKind;
 use strata_objects::index_run::{RunEntry, ValueKind, entry_hash};
 
+use crate::core::Core;
 use crate::core::index_feed::FedMessage;
 use crate::core::topic::TopicState;
-use crate::core::{Core, SYSTEM_TOPIC_PREFIX};
 use crate::error::{EngineError, Result};
 use crate::types::IndexStats;
 
@@ -285,7 +285,7 @@ impl Lookup {
             .core
             .topics_read()
             .all()
-            .filter(|t| !t.record.name.starts_with(SYSTEM_TOPIC_PREFIX))
+            .filter(|t| !is_hidden_topic(&t.record.name))
             .cloned()
             .collect();
         self.drop_deleted_indexes().await?;

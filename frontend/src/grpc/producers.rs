@@ -79,13 +79,4 @@ impl Producers {
             .find(|s| s.tenant == tenant && s.topics.iter().any(|t| t == topic))
             .map(|s| s.tx.clone())
     }
-
-    /// Producer streams registered now (for tests and status).
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }

@@ -39,7 +39,7 @@ impl GrpcState {
             Some(Route::Node {
                 node, grpc_addr, ..
             }) => {
-                if name.starts_with(strata_engine::SYSTEM_TOPIC_PREFIX) {
+                if strata_common::is_hidden_topic(name) {
                     return Err(Failure::service(
                         ErrorCode::NotFound,
                         format!("topic {name} not found"),

@@ -166,7 +166,7 @@ impl Catalog {
         let all = self.list_topics(name).await?;
         let hidden = all
             .iter()
-            .filter(|t| t.name.starts_with(strata_common::SYSTEM_TOPIC_PREFIX))
+            .filter(|t| strata_common::is_hidden_topic(&t.name))
             .count();
         let topics = all.len() - hidden;
         let groups = self.list_groups(name).await?.len();

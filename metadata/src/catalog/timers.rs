@@ -102,7 +102,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_timer_stored_without_a_message_id_comes_back_with_none() {
+    async fn a_timer_stored_without_a_message_id_comes_back_with_an_empty_one() {
         let store = MemoryStore::new();
         let key = keys::timer(1000, "a", 3).unwrap();
         store.commit(Txn::new().put(key, Vec::new())).await.unwrap();
