@@ -4,14 +4,17 @@
 # message): the SDK bench (compat/rocketmq-rust, `bench` example) publishes
 # for 10 s, then 16 consumers drain; perf samples the node for SECONDS of
 # the drain. Writes a flame graph (inferno) and a breakdown by stage to
-# OUT_DIR.
+# OUT_DIR. ACKS is how many acknowledgements each consumer has in flight (1:
+# one after another, as the SDK's own examples do; 32: a received batch at
+# once).
 #
-# Usage: scripts/profile_receive_ack.sh [OUT_DIR] [SECONDS]
+# Usage: scripts/profile_receive_ack.sh [OUT_DIR] [SECONDS] [ACKS]
 # Needs perf (Debian: linux-perf) and inferno (cargo install inferno).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-docs/benchmarks/profile}"
 secs="${2:-6}"
+acks="${3:-1}"
 # shellcheck source=scripts/profile_lib.sh
 . scripts/profile_lib.sh
 need_profilers
@@ -33,7 +36,7 @@ cleanup() {
 trap cleanup EXIT
 
 STRATA_BIN="${bin}" cargo run -q --release --manifest-path compat/rocketmq-rust/Cargo.toml \
-  --example bench -- 32 10 16 1024 16 >"${work}/bench.log" 2>&1 &
+  --example bench -- 32 10 16 1024 16 "${acks}" >"${work}/bench.log" 2>&1 &
 bench=$!
 node=""
 for _ in $(seq 1 300); do
@@ -50,7 +53,7 @@ perf record -q -F 299 --call-graph dwarf,16384 -p "${node}" -o "${work}/perf.dat
 wait "${bench}"
 bench=""
 render_profile "${work}/perf.data" "${out}" receive-ack-sdk \
-  "strata serve, official Rust SDK draining 16 queues: receive 32, ack each (${secs} s of perf samples)"
+  "strata serve, official Rust SDK draining 16 queues: receive 32, ack each, ${acks} in flight (${secs} s of perf samples)"
 grep '^|' "${work}/bench.log" >"${out}/receive-ack-sdk-bench.md" || true
 log "${out}/receive-ack-sdk.svg, ${out}/receive-ack-sdk-breakdown.md"
 cat "${out}/receive-ack-sdk-bench.md" "${out}/receive-ack-sdk-breakdown.md"
