@@ -422,3 +422,35 @@ fn metadata_bench_measures_the_embedded_store_and_refuses_bad_input() {
         assert!(err.contains(expect), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn forget_node_needs_a_shared_metadata_store() {
+    // The embedded store lives in one node's directory: nobody takes over.
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "metadata",
+            "forget-node",
+            "node-a",
+            "--lose-unuploaded-messages",
+        ])
+        .env_remove("STRATA_METADATA_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("metadata.url is \"embedded\""), "{err}");
+    // A config file that does not exist is named.
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "metadata",
+            "forget-node",
+            "node-a",
+            "--config",
+            "/nonexistent.toml",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent.toml"), "{err}");
+}

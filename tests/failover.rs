@@ -3,7 +3,8 @@
 //! the dead node's data directory (recovering and uploading its WAL), so
 //! every message the dead node acknowledged is served by the survivor. A
 //! node paused past its lease while its data directory is still locked is
-//! not adopted (no two writers on one WAL).
+//! not adopted (no two writers on one WAL); one whose directory is destroyed
+//! is declared lost by an operator, and the standby goes on without it.
 
 #![allow(clippy::disallowed_methods)] // tests wait on real processes, sockets and timers
 
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use common::{
     Acked, Server, create_topic, etcd_test_url, http, publish_until_refused, read_all, verify_acked,
 };
+use strata_metadata::LOST_OFFSETS_GAP;
 
 const TOPIC: &str = "failover";
 const QUEUES: u32 = 4;
@@ -210,4 +212,181 @@ async fn a_paused_node_keeps_its_locked_data_directory_and_a_killed_one_is_adopt
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].1, b"still here");
     b.stop();
+}
+
+/// Node-a's data directory destroyed after a SIGKILL: the standby cannot
+/// adopt it and waits, rather than lose what only that WAL held, until an
+/// operator declares node-a lost with `strata metadata forget-node` (no
+/// node serves HTTP meanwhile). Then it serves every message that had been
+/// uploaded, goes on past a gap of offsets, and node-a may not come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_from_a_serving_node_declared_lost() {
+    let Some(url) = etcd_test_url("failover-lost") else {
+        return;
+    };
+    let Pair { a, standby, _dirs } = pair(&url, QUEUES).await;
+    let [shared, dir_a, _] = &_dirs;
+    let publish = |url: String, queue: u32, body: String| async move {
+        let resp = http()
+            .post(format!("{url}/v1/topics/{TOPIC}/messages"))
+            .json(&serde_json::json!({ "messages": [{ "body": body, "queue": queue }] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status().as_u16(),
+            200,
+            "{}",
+            resp.text().await.unwrap()
+        );
+        let reply: serde_json::Value = resp.json().await.unwrap();
+        reply["messages"][0]["offset"].as_u64().expect("offset")
+    };
+    let mut uploaded = Vec::new();
+    for i in 0..20u32 {
+        let body = format!("uploaded-{i}");
+        publish(a.url.clone(), i % QUEUES, body.clone()).await;
+        uploaded.push((i % QUEUES, body));
+    }
+    let began = Instant::now();
+    while upload_lag(&a.url).await > 0 {
+        assert!(began.elapsed() < Duration::from_secs(30), "never uploaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Acknowledged, perhaps only in node-a's WAL: these may go with it.
+    let mut maybe = std::collections::BTreeSet::new();
+    for i in 0..8u32 {
+        let body = format!("wal-{i}");
+        publish(a.url.clone(), i % QUEUES, body.clone()).await;
+        maybe.insert(body);
+    }
+    a.kill();
+    let lost_dir = dir_a.path().with_extension("lost");
+    std::fs::rename(dir_a.path(), &lost_dir).unwrap();
+
+    let env = node_env(&url, shared.path(), "node-a");
+    let forget = |confirm: bool| {
+        let cwd = tempfile::tempdir().unwrap();
+        let mut args = vec!["metadata", "forget-node", "node-a"];
+        if confirm {
+            args.push("--lose-unuploaded-messages");
+        }
+        let out = std::process::Command::new(common::BIN)
+            .args(&args)
+            .envs(env.iter().cloned())
+            .current_dir(cwd.path())
+            .output()
+            .expect("strata metadata forget-node");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), said)
+    };
+    // Refused while its heartbeat runs, then for two leases more (it may be
+    // slow rather than dead), then unless confirmed.
+    let (done, said) = forget(true);
+    assert!(!done && said.contains("is heartbeating"), "{said}");
+    let (began, mut too_soon) = (Instant::now(), false);
+    loop {
+        let (done, said) = forget(false);
+        assert!(!done, "{said}");
+        if said.contains("--lose-unuploaded-messages") {
+            break;
+        }
+        too_soon |= said.contains("slow rather than dead");
+        assert!(
+            said.contains("is heartbeating") || said.contains("Try again in"),
+            "{said}"
+        );
+        assert!(began.elapsed() < Duration::from_secs(30), "{said}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(too_soon, "never refused as too soon after its lease");
+    assert!(!standby.is_finished(), "node-b took over a lost directory");
+    let (done, said) = forget(true);
+    assert!(done, "{said}");
+    assert!(
+        said.contains("a standby takes the namespace over"),
+        "{said}"
+    );
+    let forgotten = Instant::now();
+    let b = standby.await.unwrap();
+    let took = forgotten.elapsed();
+
+    let mut kept = 0;
+    for queue in 0..QUEUES {
+        let bodies: Vec<String> = read_all(&b.url, TOPIC, queue)
+            .await
+            .into_iter()
+            .map(|(_, body)| String::from_utf8(body).unwrap())
+            .collect();
+        let expected: Vec<&String> = uploaded
+            .iter()
+            .filter(|(q, _)| *q == queue)
+            .map(|(_, body)| body)
+            .collect();
+        // In publishing order, then whatever of the WAL's survived.
+        let (first, rest) = bodies.split_at(expected.len().min(bodies.len()));
+        assert_eq!(first.iter().collect::<Vec<_>>(), expected, "queue {queue}");
+        for body in rest {
+            assert!(maybe.contains(body), "{body} was never published");
+        }
+        kept += bodies.iter().filter(|b| maybe.contains(*b)).count();
+        // New messages go on past the gap: no offset of the lost WAL is
+        // given to a different message.
+        let offset = publish(b.url.clone(), queue, format!("after-{queue}")).await;
+        assert!(offset >= LOST_OFFSETS_GAP, "queue {queue}: offset {offset}");
+    }
+    let cluster: serde_json::Value = http()
+        .get(format!("{}/v1/cluster", b.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cluster["nodes"][0]["node"], "node-a", "{cluster}");
+    assert_eq!(cluster["nodes"][0]["state"], "lost", "{cluster}");
+    eprintln!(
+        "standby: node-b served {:.2} s after node-a was declared lost; {kept} of {} messages \
+         published after its last upload survived",
+        took.as_secs_f64(),
+        maybe.len()
+    );
+
+    // Its directory back: node-a may not join again.
+    std::fs::rename(&lost_dir, dir_a.path()).unwrap();
+    let refused = std::process::Command::new(common::BIN)
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir_a.path())
+        .envs(env.iter().cloned())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("strata serve");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains("declared lost"), "{said}");
+    b.stop();
+}
+
+/// A node's engine upload lag, from its own status.
+async fn upload_lag(url: &str) -> u64 {
+    let status: serde_json::Value = http()
+        .get(format!("{url}/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    status["tiering"]["upload_lag_bytes"].as_u64().expect("lag")
 }

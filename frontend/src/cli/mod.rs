@@ -3,6 +3,7 @@
 
 mod admin;
 mod consume;
+mod forget;
 mod metadata;
 mod output;
 mod run;
@@ -124,6 +125,14 @@ pub enum MetadataCommand {
     /// Measure conditional commits/s and latency of a metadata store
     /// ("embedded" or etcd://...), in a throwaway namespace.
     Bench(metadata::BenchArgs),
+    /// Declare a node lost whose data directory cannot be reached again,
+    /// straight on the metadata store: for a standby (serving.standby)
+    /// waiting on a serving node whose volume was destroyed, when no node
+    /// serves HTTP to take `strata cluster forget`. The lease it held is
+    /// freed, the standby takes over, and the acknowledged messages only its
+    /// WAL held are given up. Uses the nodes' config (metadata.url,
+    /// serving.lease_ttl_ms).
+    ForgetNode(forget::ForgetNodeArgs),
 }
 
 #[derive(Debug, Args)]

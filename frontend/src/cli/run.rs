@@ -29,6 +29,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Metadata(MetadataCommand::Bench(args)) => super::metadata::bench(args, json).await,
+        Command::Metadata(MetadataCommand::ForgetNode(args)) => {
+            super::forget::forget_node(args, json).await
+        }
         Command::Topic(cmd) => topic(&client, json, cmd).await,
         Command::Whoami => {
             let me = client.whoami().await?;

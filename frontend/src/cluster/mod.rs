@@ -3,6 +3,7 @@
 
 pub mod assign;
 pub mod balance;
+pub mod forget;
 pub mod forward;
 pub mod registry;
 pub mod status;

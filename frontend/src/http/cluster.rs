@@ -27,9 +27,10 @@ pub async fn forget_node(
     caller.require(Permission::ManageService)?;
     let Some(cluster) = &state.cluster else {
         return Err(ApiError::invalid(
-            "this server is not in cluster mode (serving.cluster = false): only cluster \
-             mode places tenants by node; without it a standby takes over through the \
-             serving lease",
+            "this server is not in cluster mode (serving.cluster = false): it serves the \
+             whole namespace, and only a node that stopped serving can be declared lost. \
+             To let a standby take over from a serving node whose data directory is gone \
+             for good, run `strata metadata forget-node` against the metadata store",
         ));
     };
     let catalog = state.credentials.catalog();
@@ -42,31 +43,15 @@ pub async fn forget_node(
         .await
         .map_err(unavailable)?
         .ok_or_else(|| not_registered(&node))?;
-    // Clocks differ between machines: a node that stopped heartbeating
-    // only just now may be slow rather than dead, its write fence still
-    // open by its own clock. Two leases past its expiry it has shut.
-    let margin = i64::try_from(cluster.balancer.lease_ttl_ms())
-        .unwrap_or(i64::MAX)
-        .saturating_mul(2);
-    let expired = held.expires_ms;
-    if held.needs_adoption(now_ms) && now_ms < expired.saturating_add(margin) {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!(
-                "node {node:?} stopped heartbeating only {} ms ago, less than two leases \
-                 ({margin} ms): it may be slow rather than dead. Try again in {} ms",
-                now_ms.saturating_sub(expired),
-                expired.saturating_add(margin).saturating_sub(now_ms)
-            ),
-        ));
+    let lease = catalog.serving_lease().await.map_err(unavailable)?;
+    let ttl_ms = cluster.balancer.lease_ttl_ms();
+    if let Some(why) = crate::cluster::forget::not_yet(&held, lease.as_ref(), now_ms, ttl_ms) {
+        return Err(ApiError::new(ErrorCode::Conflict, why));
     }
     if !req.lose_unuploaded_messages {
-        return Err(ApiError::invalid(format!(
-            "declaring node {node:?} lost gives up the acknowledged messages only its WAL \
-             holds ({} bytes not in object storage at its last heartbeat); if its data \
-             directory can be reached again (a volume re-attached), let a node adopt it \
-             instead. Send {{\"lose_unuploaded_messages\": true}} to confirm",
-            held.upload_lag_bytes
+        return Err(ApiError::invalid(crate::cluster::forget::unconfirmed(
+            &held,
+            "Send {\"lose_unuploaded_messages\": true} to confirm",
         )));
     }
     let by = format!("access key {}", caller.principal.access_key);
@@ -89,12 +74,7 @@ pub async fn forget_node(
         Forget::StillLive(record) => {
             return Err(ApiError::new(
                 ErrorCode::Conflict,
-                format!(
-                    "node {node:?} is heartbeating (its lease runs {} ms more): it is running, \
-                     and nothing of it is lost. Stop it; a node that can reach its data \
-                     directory then adopts its WAL",
-                    record.expires_ms.saturating_sub(now_ms)
-                ),
+                crate::cluster::forget::still_live(&record, now_ms),
             ));
         }
         Forget::AlreadyGone(record) => {

@@ -26,7 +26,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Catalog, CatalogError, MAX_ATTEMPTS, decode, encode, keys};
+use super::{Catalog, CatalogError, MAX_ATTEMPTS, ServingLease, decode, encode, keys};
 use crate::store::{Check, Txn, TxnOutcome};
 
 /// What the cluster may do with a node's tenants and WAL (see the module docs).
@@ -214,7 +214,9 @@ impl Catalog {
 
     /// Declares `node` lost on behalf of `by` (see the module docs): only a
     /// node whose heartbeat ran out at `now_ms` without it leaving or being
-    /// adopted. Declaring a lost node lost again changes nothing.
+    /// adopted. Declaring a lost node lost again changes nothing. A serving
+    /// lease (standby mode) the node held on the same data directory is
+    /// freed in the same commit, so a standby takes the namespace over.
     pub async fn forget_node(
         &self,
         node: &str,
@@ -226,28 +228,46 @@ impl Catalog {
             let Some((held, raw)) = self.get_record::<NodeRecord>(&key).await? else {
                 return Ok(Forget::Unknown);
             };
-            match held.state {
-                NodeState::Lost { .. } => return Ok(Forget::Forgotten(held)),
+            let lost = match held.state {
+                NodeState::Lost { .. } => held.clone(),
                 NodeState::Left { .. } | NodeState::Adopted { .. } => {
                     return Ok(Forget::AlreadyGone(held));
                 }
                 NodeState::Live if held.is_live(now_ms) => return Ok(Forget::StillLive(held)),
-                NodeState::Live => {}
-            }
-            let lost = NodeRecord {
-                state: NodeState::Lost {
-                    by: by.to_string(),
-                    at_ms: now_ms,
-                    lost_bytes: held.upload_lag_bytes,
+                NodeState::Live => NodeRecord {
+                    state: NodeState::Lost {
+                        by: by.to_string(),
+                        at_ms: now_ms,
+                        lost_bytes: held.upload_lag_bytes,
+                    },
+                    ..held.clone()
                 },
-                ..held
             };
-            let txn = Txn::new()
-                .check(Check::ValueEquals {
-                    key: key.clone(),
-                    value: raw,
-                })
-                .put(key.clone(), encode(&key, &lost)?);
+            let mut txn = Txn::new();
+            if lost != held {
+                txn = txn
+                    .check(Check::ValueEquals {
+                        key: key.clone(),
+                        value: raw,
+                    })
+                    .put(key.clone(), encode(&key, &lost)?);
+            }
+            if let Some((lease, raw)) = self.serving_lease_held_by(&held).await? {
+                let freed = ServingLease {
+                    released: true,
+                    ..lease
+                };
+                let lease_key = keys::SERVING_LEASE;
+                txn = txn
+                    .check(Check::ValueEquals {
+                        key: lease_key.to_vec(),
+                        value: raw,
+                    })
+                    .put(lease_key, encode(lease_key, &freed)?);
+            }
+            if txn.checks.is_empty() {
+                return Ok(Forget::Forgotten(lost));
+            }
             if self.store.commit(txn).await? == TxnOutcome::Committed {
                 return Ok(Forget::Forgotten(lost));
             }
@@ -255,6 +275,20 @@ impl Catalog {
         Err(CatalogError::Conflict(format!(
             "node record {node:?} kept changing while it was being declared lost"
         )))
+    }
+
+    /// The serving lease, as stored, if `node` holds it on its own data
+    /// directory and has not released it.
+    async fn serving_lease_held_by(
+        &self,
+        node: &NodeRecord,
+    ) -> Result<Option<(ServingLease, Vec<u8>)>, CatalogError> {
+        Ok(self
+            .get_record::<ServingLease>(keys::SERVING_LEASE)
+            .await?
+            .filter(|(lease, _)| {
+                lease.node == node.node && lease.identity == node.identity && !lease.released
+            }))
     }
 
     /// One node's record.
@@ -409,6 +443,75 @@ mod tests {
         let left = c.update_node(&b, left).await.unwrap().expect("left");
         let gone = c.forget_node("b", "op", 50_000).await.unwrap();
         assert_eq!(gone, Forget::AlreadyGone(left));
+    }
+
+    #[tokio::test]
+    async fn forgetting_the_serving_node_frees_its_lease_for_a_standby() {
+        let c = Catalog::new(MemoryStore::new());
+        let a = c.join_cluster(draft("a", "dir-a"), 0, TTL).await.unwrap();
+        c.join_cluster(draft("b", "dir-b"), 0, 10 * TTL)
+            .await
+            .unwrap();
+        let held = c
+            .acquire_serving_lease("a", "dir-a", &a.data_dir, 0, TTL)
+            .await
+            .unwrap();
+        // The standby is refused while the lease is a's, expired or not.
+        let refused = c
+            .acquire_serving_lease("b", "dir-b", "/data/dir-b", 5 * TTL, TTL)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, CatalogError::NamespaceServed(_)));
+
+        // Forgetting b (not the lease holder) leaves the lease alone.
+        let b_live = c.forget_node("b", "op", 5 * TTL).await.unwrap();
+        assert!(matches!(b_live, Forget::StillLive(_)), "{b_live:?}");
+        assert_eq!(c.serving_lease().await.unwrap(), Some(held.clone()));
+
+        assert!(matches!(
+            c.forget_node("a", "op", 5 * TTL).await.unwrap(),
+            Forget::Forgotten(_)
+        ));
+        let freed = ServingLease {
+            released: true,
+            ..held.clone()
+        };
+        assert_eq!(c.serving_lease().await.unwrap(), Some(freed));
+        let taken = c
+            .acquire_serving_lease("b", "dir-b", "/data/dir-b", 5 * TTL, TTL)
+            .await
+            .unwrap();
+        assert_eq!(taken.node, "b");
+        // Forgetting a again does not touch b's lease.
+        c.forget_node("a", "op", 6 * TTL).await.unwrap();
+        assert_eq!(c.serving_lease().await.unwrap(), Some(taken));
+    }
+
+    #[tokio::test]
+    async fn a_lost_node_forgotten_again_frees_a_lease_it_still_holds() {
+        // A node declared lost before forgetting freed leases: a second
+        // forget frees it, leaving the record as it was.
+        let c = Catalog::new(MemoryStore::new());
+        let a = c.join_cluster(draft("a", "dir-a"), 0, TTL).await.unwrap();
+        let Forget::Forgotten(lost) = c.forget_node("a", "op", TTL).await.unwrap() else {
+            panic!("not forgotten");
+        };
+        let stale = ServingLease {
+            node: "a".into(),
+            identity: "dir-a".into(),
+            data_dir: a.data_dir.clone(),
+            expires_ms: TTL,
+            released: false,
+        };
+        let key = keys::SERVING_LEASE;
+        c.store
+            .commit(Txn::new().put(key, encode(key, &stale).unwrap()))
+            .await
+            .unwrap();
+        let again = c.forget_node("a", "other", 3 * TTL).await.unwrap();
+        assert_eq!(again, Forget::Forgotten(lost.clone()));
+        assert!(c.serving_lease().await.unwrap().unwrap().released);
+        assert_eq!(c.cluster_node("a").await.unwrap(), Some(lost));
     }
 
     #[tokio::test]

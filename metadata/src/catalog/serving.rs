@@ -13,7 +13,10 @@
 //!
 //! A node may take the lease when there is none, when it was released, or
 //! when it holds the same identity (the same node restarting, say after a
-//! crash). Anything else is refused with what to do.
+//! crash). Anything else is refused with what to do. A node whose data
+//! directory is gone for good is declared lost ([`Catalog::forget_node`]),
+//! which releases its lease: the next node goes on past a gap of offsets,
+//! as in cluster mode.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +35,8 @@ pub struct ServingLease {
     pub data_dir: String,
     /// Unix ms after which the node is presumed gone, unless renewed.
     pub expires_ms: i64,
-    /// Set by a graceful stop once the node's WAL was all uploaded: any
+    /// Set by a graceful stop once the node's WAL was all uploaded, or by
+    /// an operator declaring the node lost ([`Catalog::forget_node`]): any
     /// node may take over.
     pub released: bool,
 }
