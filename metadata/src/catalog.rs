@@ -70,7 +70,7 @@ pub use access_keys::{AccessKeyRecord, SealedSecretRecord};
 pub use floors::LOST_OFFSETS_GAP;
 pub use keys::IndexKind;
 pub use lookup::{IndexRun, IndexRunRecord};
-pub use nodes::{Forget, NodeRecord, NodeState};
+pub use nodes::{Forget, ForgetRequest, NodeRecord, NodeState};
 pub use placement::{Placed, TenantPlacement};
 pub use pop::{InflightRecord, PopChange, PopQueueState};
 pub use ranges::{BlockRef, RangeRecord};

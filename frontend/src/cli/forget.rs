@@ -10,10 +10,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde::Serialize;
 use strata_common::{Clock, SystemClock};
-use strata_metadata::{Catalog, Forget, NodeState};
+use strata_metadata::{Catalog, NodeState};
 
 use super::output::{bytes, print_json};
-use crate::cluster::forget::{not_yet, still_live, unconfirmed};
+use crate::cluster::forget::forget;
 use crate::config::Config;
 
 #[derive(Debug, Args)]
@@ -36,7 +36,7 @@ struct Forgotten {
     state: &'static str,
     /// Bytes its WAL had not uploaded at its last heartbeat: given up.
     lost_bytes: u64,
-    /// Whether it held the namespace's serving lease, now free.
+    /// Whether the namespace's serving lease it held was released.
     serving_lease_freed: bool,
 }
 
@@ -45,8 +45,8 @@ pub async fn forget_node(args: ForgetNodeArgs, json: bool) -> anyhow::Result<()>
     if !config.metadata.parse()?.is_shared() {
         bail!(
             "metadata.url is \"embedded\": that store lives in one node's data directory, \
-             and no other node shares it to take over. Give --config (or \
-             STRATA_METADATA_URL) the etcd:// or tikv:// URL the nodes use"
+             and no other node shares it to take over. Give --config the nodes' config file \
+             (its metadata.url and serving.lease_ttl_ms are used)"
         );
     }
     let store = crate::server::open_metadata(&config)
@@ -54,52 +54,31 @@ pub async fn forget_node(args: ForgetNodeArgs, json: bool) -> anyhow::Result<()>
         .context("opening the metadata store")?;
     let catalog = Catalog::new(store);
     let node = &args.node;
-    let now_ms = SystemClock.now_ms();
-    let Some(held) = catalog.cluster_node(node).await? else {
-        bail!("no node {node:?} is registered in this metadata namespace");
-    };
-    let lease = catalog.serving_lease().await?;
-    if let Some(why) = not_yet(&held, lease.as_ref(), now_ms, config.serving.lease_ttl_ms) {
-        bail!("{why}");
-    }
-    let holds_lease = lease
-        .as_ref()
-        .is_some_and(|l| l.node == *node && l.identity == held.identity && !l.released);
-    if !args.lose_unuploaded_messages && !matches!(held.state, NodeState::Lost { .. }) {
-        bail!(unconfirmed(
-            &held,
-            "Pass --lose-unuploaded-messages to confirm"
-        ));
-    }
-    let lost = match catalog
-        .forget_node(node, "strata metadata forget-node", now_ms)
-        .await?
-    {
-        Forget::Forgotten(record) => record,
-        Forget::StillLive(record) => bail!(still_live(&record, now_ms)),
-        Forget::AlreadyGone(record) => {
-            let how = match record.state {
-                NodeState::Adopted { by, .. } => format!("was adopted by {by}"),
-                _ => "left".to_string(),
-            };
-            bail!("node {node:?} {how}: nothing of it is only in its WAL")
-        }
-        Forget::Unknown => bail!("no node {node:?} is registered in this metadata namespace"),
-    };
-    let lost_bytes = match lost.state {
+    let forgotten = forget(
+        &catalog,
+        node,
+        "strata metadata forget-node",
+        SystemClock.now_ms(),
+        config.serving.lease_ttl_ms,
+        args.lose_unuploaded_messages,
+        "Pass --lose-unuploaded-messages to confirm",
+    )
+    .await?;
+    let (record, lease_freed) = forgotten.map_err(|why| anyhow::anyhow!("{}", why.message()))?;
+    let lost_bytes = match record.state {
         NodeState::Lost { lost_bytes, .. } => lost_bytes,
-        _ => held.upload_lag_bytes,
+        _ => record.upload_lag_bytes,
     };
     if json {
         return print_json(&Forgotten {
             node: node.clone(),
             state: "lost",
             lost_bytes,
-            serving_lease_freed: holds_lease,
+            serving_lease_freed: lease_freed,
         });
     }
-    let next = if holds_lease {
-        "its serving lease is free: a standby takes the namespace over"
+    let next = if lease_freed {
+        "the serving lease it held is released: a standby takes the namespace over"
     } else if config.serving.cluster {
         "its tenants move to the live nodes"
     } else {

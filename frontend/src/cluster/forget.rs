@@ -1,114 +1,117 @@
-//! When a node may be declared lost: shared by `POST
-//! /v1/cluster/nodes/{node}/forget` (a running cluster) and `strata
-//! metadata forget-node` (straight on the metadata store, for a standby
-//! whose serving node's directory is gone, when no node serves HTTP).
+//! Declaring a node lost, as `POST /v1/cluster/nodes/{node}/forget` (a
+//! running cluster) and `strata metadata forget-node` (straight on the
+//! metadata store, for a standby whose serving node's directory is gone,
+//! when no node serves HTTP) both do it: what is refused, and how it is
+//! said. The rules themselves are `Catalog::forget_node`'s, checked in the
+//! commit that declares the node lost.
 
-use strata_metadata::{NodeRecord, ServingLease};
+use strata_metadata::{Catalog, CatalogError, Forget, ForgetRequest, NodeRecord, NodeState};
 
-/// Why `node` may not be declared lost yet at `now_ms`, if it may not.
-///
-/// A node still heartbeating is running: nothing of it is lost. Clocks
-/// differ between machines: a node that stopped renewing only just now may
-/// be slow rather than dead, its write fence still open by its own clock.
-/// Two leases (`lease_ttl_ms`) past the later of its heartbeat's and its
-/// serving lease's expiry, it has shut.
-pub fn not_yet(
-    node: &NodeRecord,
-    lease: Option<&ServingLease>,
+/// Why a node may not be declared lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No node of that id is registered.
+    Unknown(String),
+    /// It is running, stopped too recently, or nothing of it is lost.
+    Conflict(String),
+    /// The caller did not confirm giving up what only its WAL holds.
+    Unconfirmed(String),
+}
+
+impl Refusal {
+    pub fn message(&self) -> &str {
+        match self {
+            Refusal::Unknown(m) | Refusal::Conflict(m) | Refusal::Unconfirmed(m) => m,
+        }
+    }
+}
+
+/// Declares `node` lost for `by` at `now_ms`: refused while it renews its
+/// heartbeat or serving lease and for two leases (`lease_ttl_ms`) after
+/// (clocks differ between machines: by then its write fence shut by its
+/// own clock), then unless `confirmed` (`confirm_how` says how), in that
+/// order, so an operator first learns whether there is anything to
+/// confirm. Answers the node's record as declared lost, and whether the
+/// serving lease it held was released.
+pub async fn forget(
+    catalog: &Catalog,
+    node: &str,
+    by: &str,
     now_ms: i64,
     lease_ttl_ms: u64,
-) -> Option<String> {
-    if node.is_live(now_ms) {
-        return Some(still_live(node, now_ms));
-    }
-    if !node.needs_adoption(now_ms) {
-        return None;
-    }
-    let margin = i64::try_from(lease_ttl_ms)
+    confirmed: bool,
+    confirm_how: &str,
+) -> Result<Result<(NodeRecord, bool), Refusal>, CatalogError> {
+    let margin_ms = i64::try_from(lease_ttl_ms)
         .unwrap_or(i64::MAX)
         .saturating_mul(2);
-    let held = lease.filter(|l| l.node == node.node && l.identity == node.identity && !l.released);
-    let expired = held.map_or(node.expires_ms, |l| l.expires_ms.max(node.expires_ms));
-    let until = expired.saturating_add(margin);
-    (now_ms < until).then(|| {
-        format!(
-            "node {:?} stopped renewing its lease only {} ms ago, less than two leases \
-             ({margin} ms): it may be slow rather than dead. Try again in {} ms",
-            node.node,
-            now_ms.saturating_sub(expired),
-            until.saturating_sub(now_ms)
-        )
+    let mut req = ForgetRequest {
+        node,
+        by,
+        now_ms,
+        margin_ms,
+        dry_run: true,
+    };
+    if !confirmed {
+        return Ok(Err(match catalog.forget_node(req).await? {
+            Forget::Forgotten { record, .. } => unconfirmed(&record, confirm_how),
+            other => refusal(node, now_ms, other),
+        }));
+    }
+    req.dry_run = false;
+    Ok(match catalog.forget_node(req).await? {
+        Forget::Forgotten {
+            record,
+            lease_freed,
+        } => Ok((record, lease_freed)),
+        other => Err(refusal(node, now_ms, other)),
     })
 }
 
-/// The refusal for a node that still heartbeats.
-pub fn still_live(node: &NodeRecord, now_ms: i64) -> String {
-    format!(
-        "node {:?} is heartbeating (its lease runs {} ms more): it is running, and nothing \
-         of it is lost. Stop it; a node that can reach its data directory then adopts its WAL",
-        node.node,
-        node.expires_ms.saturating_sub(now_ms)
-    )
-}
-
-/// What declaring `node` lost gives up, and how to confirm it.
-pub fn unconfirmed(node: &NodeRecord, confirm: &str) -> String {
-    format!(
+fn unconfirmed(record: &NodeRecord, how: &str) -> Refusal {
+    let lost = match record.state {
+        NodeState::Lost { lost_bytes, .. } => lost_bytes,
+        _ => record.upload_lag_bytes,
+    };
+    Refusal::Unconfirmed(format!(
         "declaring node {:?} lost gives up the acknowledged messages only its WAL holds \
-         ({} bytes not in object storage at its last heartbeat); if its data directory can \
-         be reached again (a volume re-attached), let a node adopt it instead. {confirm}",
-        node.node, node.upload_lag_bytes
-    )
+         ({lost} bytes not in object storage at its last heartbeat); if its data directory \
+         can be reached again (a volume re-attached), let a node adopt it instead. {how}",
+        record.node
+    ))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use strata_metadata::NodeState;
-
-    fn record(expires_ms: i64) -> NodeRecord {
-        NodeRecord {
-            node: "a".into(),
-            identity: "dir-a".into(),
-            data_dir: "/data/a".into(),
-            grpc_addr: String::new(),
-            http_addr: String::new(),
-            started_ms: 0,
-            expires_ms,
-            upload_lag_bytes: 0,
-            state: NodeState::Live,
-        }
-    }
-
-    fn lease(node: &str, identity: &str, expires_ms: i64, released: bool) -> ServingLease {
-        ServingLease {
-            node: node.into(),
-            identity: identity.into(),
-            data_dir: String::new(),
-            expires_ms,
-            released,
-        }
-    }
-
-    #[test]
-    fn not_while_live_nor_two_leases_past_the_later_expiry() {
-        let a = record(1_000);
-        let live = not_yet(&a, None, 500, 1_000).expect("live");
-        assert!(live.contains("is heartbeating"), "{live}");
-        assert!(not_yet(&a, None, 2_999, 1_000).is_some());
-        assert_eq!(not_yet(&a, None, 3_000, 1_000), None);
-        // Its own serving lease ran out later: counted from that.
-        let held = lease("a", "dir-a", 1_500, false);
-        let said = not_yet(&a, Some(&held), 3_000, 1_000).expect("too soon");
-        assert!(said.contains("Try again in 500 ms"), "{said}");
-        assert_eq!(not_yet(&a, Some(&held), 3_500, 1_000), None);
-        // Someone else's lease, or one released, does not count.
-        for other in [
-            lease("b", "dir-b", 9_000, false),
-            lease("a", "dir-z", 9_000, false),
-            lease("a", "dir-a", 9_000, true),
-        ] {
-            assert_eq!(not_yet(&a, Some(&other), 3_000, 1_000), None);
+fn refusal(node: &str, now_ms: i64, outcome: Forget) -> Refusal {
+    match outcome {
+        Forget::Unknown | Forget::Forgotten { .. } => Refusal::Unknown(format!(
+            "no node {node:?} is registered in this metadata namespace"
+        )),
+        Forget::StillLive { until_ms, .. } => Refusal::Conflict(format!(
+            "node {node:?} is renewing its lease (it runs {} ms more): it is running, and \
+             nothing of it is lost. Stop it; a node that can reach its data directory then \
+             adopts its WAL",
+            until_ms.saturating_sub(now_ms)
+        )),
+        Forget::TooSoon {
+            expired_ms,
+            until_ms,
+            ..
+        } => Refusal::Conflict(format!(
+            "node {node:?} stopped renewing its lease only {} ms ago, less than two leases \
+             ({} ms): it may be slow rather than dead. Try again in {} ms",
+            now_ms.saturating_sub(expired_ms),
+            until_ms.saturating_sub(expired_ms),
+            until_ms.saturating_sub(now_ms)
+        )),
+        Forget::AlreadyGone(record) => {
+            let how = match record.state {
+                NodeState::Adopted { by, .. } => format!("was adopted by {by}"),
+                _ => "left".to_string(),
+            };
+            Refusal::Conflict(format!(
+                "node {node:?} {how}: nothing of it is only in its WAL, and whatever it \
+                 served is already free"
+            ))
         }
     }
 }

@@ -164,7 +164,15 @@ mod tests {
             ..d.clone()
         };
         c.update_node(&d, lagging).await.unwrap().unwrap();
-        c.forget_node("d", "ops", 4_000).await.unwrap();
+        c.forget_node(strata_metadata::ForgetRequest {
+            node: "d",
+            by: "ops",
+            now_ms: 4_000,
+            margin_ms: 0,
+            dry_run: false,
+        })
+        .await
+        .unwrap();
         let orders = c.create_topic("t1", "orders", topic(4), 0).await.unwrap();
         c.claim_topic_queues(orders.id, 4, "a").await.unwrap();
         let gone = c.create_topic("t1", "gone", topic(2), 0).await.unwrap();

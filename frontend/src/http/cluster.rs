@@ -5,13 +5,14 @@ use axum::Json as Reply;
 use axum::extract::State;
 use strata_client::api::status::{ClusterJson, ForgetNode};
 use strata_common::ErrorCode;
-use strata_metadata::{CatalogError, Forget, NodeState};
+use strata_metadata::{CatalogError, NodeState};
 use strata_tenancy::Permission;
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Json, Path};
+use crate::cluster::forget::{Refusal, forget};
 
 /// `POST /v1/cluster/nodes/{node}/forget` (service admins): declares a node
 /// that stopped heartbeating lost, its WAL abandoned, and answers the
@@ -38,29 +39,20 @@ pub async fn forget_node(
     if node.contains('/') {
         return Err(not_registered(&node));
     }
-    let held = catalog
-        .cluster_node(&node)
-        .await
-        .map_err(unavailable)?
-        .ok_or_else(|| not_registered(&node))?;
-    let lease = catalog.serving_lease().await.map_err(unavailable)?;
-    let ttl_ms = cluster.balancer.lease_ttl_ms();
-    if let Some(why) = crate::cluster::forget::not_yet(&held, lease.as_ref(), now_ms, ttl_ms) {
-        return Err(ApiError::new(ErrorCode::Conflict, why));
-    }
-    if !req.lose_unuploaded_messages {
-        return Err(ApiError::invalid(crate::cluster::forget::unconfirmed(
-            &held,
-            "Send {\"lose_unuploaded_messages\": true} to confirm",
-        )));
-    }
     let by = format!("access key {}", caller.principal.access_key);
-    match catalog
-        .forget_node(&node, &by, now_ms)
-        .await
-        .map_err(unavailable)?
-    {
-        Forget::Forgotten(record) => {
+    let forgotten = forget(
+        catalog,
+        &node,
+        &by,
+        now_ms,
+        cluster.balancer.lease_ttl_ms(),
+        req.lose_unuploaded_messages,
+        "Send {\"lose_unuploaded_messages\": true} to confirm",
+    )
+    .await
+    .map_err(unavailable)?;
+    match forgotten {
+        Ok((record, _)) => {
             if let NodeState::Lost { lost_bytes, .. } = record.state {
                 tracing::warn!(
                     node,
@@ -71,26 +63,9 @@ pub async fn forget_node(
             }
             cluster.balancer.kick();
         }
-        Forget::StillLive(record) => {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                crate::cluster::forget::still_live(&record, now_ms),
-            ));
-        }
-        Forget::AlreadyGone(record) => {
-            let how = match record.state {
-                NodeState::Adopted { by, .. } => format!("was adopted by {by}"),
-                _ => "left".to_string(),
-            };
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                format!(
-                    "node {node:?} {how}: nothing of it is only in its WAL, and its tenants \
-                     are already free"
-                ),
-            ));
-        }
-        Forget::Unknown => return Err(not_registered(&node)),
+        Err(Refusal::Unknown(_)) => return Err(not_registered(&node)),
+        Err(Refusal::Conflict(why)) => return Err(ApiError::new(ErrorCode::Conflict, why)),
+        Err(Refusal::Unconfirmed(why)) => return Err(ApiError::invalid(why)),
     }
     crate::cluster::status::cluster_status(catalog, &state.engine.config().node_id, now_ms)
         .await

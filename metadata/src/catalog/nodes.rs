@@ -57,19 +57,45 @@ pub enum NodeState {
     },
 }
 
-/// What [`Catalog::forget_node`] did.
+/// What [`Catalog::forget_node`] did, or would do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Forget {
-    /// The node is now (or already was) `Lost`.
-    Forgotten(NodeRecord),
-    /// The node heartbeats: it is running, so nothing is lost; stop it
-    /// first (or let its lease run out).
-    StillLive(NodeRecord),
+    /// The node is now (or already was) `Lost`; `lease_freed` says whether
+    /// the serving lease it held was released with it.
+    Forgotten {
+        record: NodeRecord,
+        lease_freed: bool,
+    },
+    /// The node heartbeats, or renews its serving lease, until `until_ms`:
+    /// it is running, so nothing is lost; stop it first.
+    StillLive { record: NodeRecord, until_ms: i64 },
+    /// It stopped renewing at `expired_ms`, less than the margin ago: it
+    /// may be slow rather than dead, its write fence still open by its own
+    /// clock. It may be declared lost from `until_ms`.
+    TooSoon {
+        record: NodeRecord,
+        expired_ms: i64,
+        until_ms: i64,
+    },
     /// It left or was adopted: nothing of it is only in its WAL, and its
     /// tenants are already free.
     AlreadyGone(NodeRecord),
     /// No node of that id is registered.
     Unknown,
+}
+
+/// How [`Catalog::forget_node`] is asked.
+#[derive(Debug, Clone, Copy)]
+pub struct ForgetRequest<'a> {
+    pub node: &'a str,
+    /// Who declares it lost (recorded).
+    pub by: &'a str,
+    pub now_ms: i64,
+    /// How long after it stopped renewing it may be declared lost (two
+    /// leases: by then its write fence shut by its own clock).
+    pub margin_ms: i64,
+    /// Only say what would be done.
+    pub dry_run: bool,
 }
 
 /// A node as registered, with its heartbeat.
@@ -212,28 +238,56 @@ impl Catalog {
         })
     }
 
-    /// Declares `node` lost on behalf of `by` (see the module docs): only a
-    /// node whose heartbeat ran out at `now_ms` without it leaving or being
-    /// adopted. Declaring a lost node lost again changes nothing. A serving
-    /// lease (standby mode) the node held on the same data directory is
-    /// freed in the same commit, so a standby takes the namespace over.
-    pub async fn forget_node(
-        &self,
-        node: &str,
-        by: &str,
-        now_ms: i64,
-    ) -> Result<Forget, CatalogError> {
+    /// Declares a node lost on behalf of `by` (see the module docs): only a
+    /// node that stopped renewing both its heartbeat and any serving lease
+    /// it holds at least `margin_ms` before `now_ms`, without leaving or
+    /// being adopted. The commit is conditioned on the records it read, so
+    /// a node renewing meanwhile is not forgotten. Declaring a lost node
+    /// lost again changes nothing. A serving lease (standby mode) the node
+    /// held on the same data directory is released in the same commit, so
+    /// a standby takes the namespace over.
+    pub async fn forget_node(&self, req: ForgetRequest<'_>) -> Result<Forget, CatalogError> {
+        let ForgetRequest {
+            node,
+            by,
+            now_ms,
+            margin_ms,
+            dry_run,
+        } = req;
         let key = keys::node(node)?;
         for _ in 0..MAX_ATTEMPTS {
             let Some((held, raw)) = self.get_record::<NodeRecord>(&key).await? else {
                 return Ok(Forget::Unknown);
             };
-            let lost = match held.state {
-                NodeState::Lost { .. } => held.clone(),
-                NodeState::Left { .. } | NodeState::Adopted { .. } => {
-                    return Ok(Forget::AlreadyGone(held));
+            if matches!(
+                held.state,
+                NodeState::Left { .. } | NodeState::Adopted { .. }
+            ) {
+                return Ok(Forget::AlreadyGone(held));
+            }
+            let lease = self.serving_lease_held_by(&held).await?;
+            let live = held.state == NodeState::Live;
+            if live || lease.is_some() {
+                let heartbeat = if live { held.expires_ms } else { i64::MIN };
+                let renewed = lease
+                    .as_ref()
+                    .map_or(heartbeat, |(l, _)| l.expires_ms.max(heartbeat));
+                if renewed > now_ms {
+                    return Ok(Forget::StillLive {
+                        record: held,
+                        until_ms: renewed,
+                    });
                 }
-                NodeState::Live if held.is_live(now_ms) => return Ok(Forget::StillLive(held)),
+                let until_ms = renewed.saturating_add(margin_ms);
+                if now_ms < until_ms {
+                    return Ok(Forget::TooSoon {
+                        record: held,
+                        expired_ms: renewed,
+                        until_ms,
+                    });
+                }
+            }
+            let lost = match held.state {
                 NodeState::Live => NodeRecord {
                     state: NodeState::Lost {
                         by: by.to_string(),
@@ -242,7 +296,9 @@ impl Catalog {
                     },
                     ..held.clone()
                 },
+                _ => held.clone(),
             };
+            let lease_freed = lease.is_some();
             let mut txn = Txn::new();
             if lost != held {
                 txn = txn
@@ -252,7 +308,7 @@ impl Catalog {
                     })
                     .put(key.clone(), encode(&key, &lost)?);
             }
-            if let Some((lease, raw)) = self.serving_lease_held_by(&held).await? {
+            if let Some((lease, raw)) = lease {
                 let freed = ServingLease {
                     released: true,
                     ..lease
@@ -265,11 +321,15 @@ impl Catalog {
                     })
                     .put(lease_key, encode(lease_key, &freed)?);
             }
-            if txn.checks.is_empty() {
-                return Ok(Forget::Forgotten(lost));
+            let forgotten = Forget::Forgotten {
+                record: lost,
+                lease_freed,
+            };
+            if dry_run || txn.checks.is_empty() {
+                return Ok(forgotten);
             }
             if self.store.commit(txn).await? == TxnOutcome::Committed {
-                return Ok(Forget::Forgotten(lost));
+                return Ok(forgotten);
             }
         }
         Err(CatalogError::Conflict(format!(
@@ -312,6 +372,29 @@ mod tests {
     use crate::catalog::floors::LOST_OFFSETS_GAP;
 
     const TTL: i64 = 10_000;
+
+    /// Forgets `node` for `by` at `now_ms`, with no margin.
+    async fn forget(c: &Catalog, node: &str, by: &str, now_ms: i64) -> Forget {
+        forget_after(c, node, by, now_ms, 0).await
+    }
+
+    async fn forget_after(
+        c: &Catalog,
+        node: &str,
+        by: &str,
+        now_ms: i64,
+        margin_ms: i64,
+    ) -> Forget {
+        c.forget_node(ForgetRequest {
+            node,
+            by,
+            now_ms,
+            margin_ms,
+            dry_run: false,
+        })
+        .await
+        .unwrap()
+    }
 
     fn draft(node: &str, identity: &str) -> NodeRecord {
         NodeRecord {
@@ -386,7 +469,7 @@ mod tests {
     #[tokio::test]
     async fn only_an_expired_node_is_forgotten_and_it_never_joins_again() {
         let c = Catalog::new(MemoryStore::new());
-        assert_eq!(c.forget_node("a", "op", 0).await.unwrap(), Forget::Unknown);
+        assert_eq!(forget(&c, "a", "op", 0).await, Forget::Unknown);
         let a = c
             .join_cluster(draft("a", "dir-a"), 1_000, TTL)
             .await
@@ -397,12 +480,30 @@ mod tests {
         };
         let a = c.update_node(&a, beat).await.unwrap().expect("heartbeat");
         // Heartbeating: refused, and nothing changes.
-        let live = c.forget_node("a", "op", 10_999).await.unwrap();
-        assert_eq!(live, Forget::StillLive(a.clone()));
+        let live = forget(&c, "a", "op", 10_999).await;
+        assert_eq!(
+            live,
+            Forget::StillLive {
+                record: a.clone(),
+                until_ms: 11_000
+            }
+        );
+        // Stopped, but within the margin: refused too.
+        let soon = forget_after(&c, "a", "op", 11_500, 1_000).await;
+        let expected = Forget::TooSoon {
+            record: a.clone(),
+            expired_ms: 11_000,
+            until_ms: 12_000,
+        };
+        assert_eq!(soon, expected);
         assert_eq!(c.cluster_node("a").await.unwrap(), Some(a.clone()));
 
         // Expired: lost, with what its WAL had not uploaded.
-        let Forget::Forgotten(lost) = c.forget_node("a", "op", 11_000).await.unwrap() else {
+        let Forget::Forgotten {
+            record: lost,
+            lease_freed: false,
+        } = forget(&c, "a", "op", 11_000).await
+        else {
             panic!("not forgotten");
         };
         let expected = NodeState::Lost {
@@ -414,8 +515,12 @@ mod tests {
         assert!(lost.is_gone() && !lost.needs_adoption(20_000));
         assert_eq!(lost.gone_at_ms(), Some(11_000));
         // Again: the same record, not a new time.
-        let again = c.forget_node("a", "other", 30_000).await.unwrap();
-        assert_eq!(again, Forget::Forgotten(lost.clone()));
+        let again = forget(&c, "a", "other", 30_000).await;
+        let unchanged = Forget::Forgotten {
+            record: lost.clone(),
+            lease_freed: false,
+        };
+        assert_eq!(again, unchanged);
 
         // Its directory back: refused, whatever the identity.
         for dir in ["dir-a", "dir-z"] {
@@ -441,7 +546,7 @@ mod tests {
             ..b.clone()
         };
         let left = c.update_node(&b, left).await.unwrap().expect("left");
-        let gone = c.forget_node("b", "op", 50_000).await.unwrap();
+        let gone = forget(&c, "b", "op", 50_000).await;
         assert_eq!(gone, Forget::AlreadyGone(left));
     }
 
@@ -464,13 +569,49 @@ mod tests {
         assert!(matches!(refused, CatalogError::NamespaceServed(_)));
 
         // Forgetting b (not the lease holder) leaves the lease alone.
-        let b_live = c.forget_node("b", "op", 5 * TTL).await.unwrap();
-        assert!(matches!(b_live, Forget::StillLive(_)), "{b_live:?}");
+        let b_live = forget(&c, "b", "op", 5 * TTL).await;
+        assert!(matches!(b_live, Forget::StillLive { .. }), "{b_live:?}");
         assert_eq!(c.serving_lease().await.unwrap(), Some(held.clone()));
 
+        // a renewed its lease after its last heartbeat: it counts from
+        // there (a paused node back at the last moment is not forgotten).
+        let held = c
+            .renew_serving_lease(&held, 3 * TTL, TTL, false)
+            .await
+            .unwrap()
+            .expect("renewed");
+        let live = forget_after(&c, "a", "op", 3 * TTL + 1, 2 * TTL).await;
+        assert!(matches!(live, Forget::StillLive { until_ms, .. } if until_ms == 4 * TTL));
+        let soon = forget_after(&c, "a", "op", 5 * TTL, 2 * TTL).await;
+        assert!(matches!(soon, Forget::TooSoon { until_ms, .. } if until_ms == 6 * TTL));
+        // A dry run says what would be done, and does nothing.
+        let would = c
+            .forget_node(ForgetRequest {
+                node: "a",
+                by: "op",
+                now_ms: 6 * TTL,
+                margin_ms: 2 * TTL,
+                dry_run: true,
+            })
+            .await
+            .unwrap();
         assert!(matches!(
-            c.forget_node("a", "op", 5 * TTL).await.unwrap(),
-            Forget::Forgotten(_)
+            would,
+            Forget::Forgotten {
+                lease_freed: true,
+                ..
+            }
+        ));
+        assert_eq!(c.serving_lease().await.unwrap(), Some(held.clone()));
+        assert!(c.cluster_node("a").await.unwrap().unwrap().state == NodeState::Live);
+
+        let done = forget_after(&c, "a", "op", 6 * TTL, 2 * TTL).await;
+        assert!(matches!(
+            done,
+            Forget::Forgotten {
+                lease_freed: true,
+                ..
+            }
         ));
         let freed = ServingLease {
             released: true,
@@ -483,7 +624,14 @@ mod tests {
             .unwrap();
         assert_eq!(taken.node, "b");
         // Forgetting a again does not touch b's lease.
-        c.forget_node("a", "op", 6 * TTL).await.unwrap();
+        let again = forget(&c, "a", "op", 7 * TTL).await;
+        assert!(matches!(
+            again,
+            Forget::Forgotten {
+                lease_freed: false,
+                ..
+            }
+        ));
         assert_eq!(c.serving_lease().await.unwrap(), Some(taken));
     }
 
@@ -493,7 +641,7 @@ mod tests {
         // forget frees it, leaving the record as it was.
         let c = Catalog::new(MemoryStore::new());
         let a = c.join_cluster(draft("a", "dir-a"), 0, TTL).await.unwrap();
-        let Forget::Forgotten(lost) = c.forget_node("a", "op", TTL).await.unwrap() else {
+        let Forget::Forgotten { record: lost, .. } = forget(&c, "a", "op", TTL).await else {
             panic!("not forgotten");
         };
         let stale = ServingLease {
@@ -508,8 +656,12 @@ mod tests {
             .commit(Txn::new().put(key, encode(key, &stale).unwrap()))
             .await
             .unwrap();
-        let again = c.forget_node("a", "other", 3 * TTL).await.unwrap();
-        assert_eq!(again, Forget::Forgotten(lost.clone()));
+        let again = forget(&c, "a", "other", 3 * TTL).await;
+        let freed = Forget::Forgotten {
+            record: lost.clone(),
+            lease_freed: true,
+        };
+        assert_eq!(again, freed);
         assert!(c.serving_lease().await.unwrap().unwrap().released);
         assert_eq!(c.cluster_node("a").await.unwrap(), Some(lost));
     }
@@ -540,8 +692,8 @@ mod tests {
         assert!(c.queue_resumes().await.unwrap().is_empty());
         // a is lost: b's claim puts both queues past a gap after their ends.
         assert!(matches!(
-            c.forget_node("a", "op", TTL).await.unwrap(),
-            Forget::Forgotten(_)
+            forget(&c, "a", "op", TTL).await,
+            Forget::Forgotten { .. }
         ));
         c.claim_topic_queues(t.id, 2, "b").await.unwrap();
         let resumes = c.queue_resumes().await.unwrap();
