@@ -454,3 +454,111 @@ fn forget_node_needs_a_shared_metadata_store() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent.toml"), "{err}");
 }
+
+#[test]
+fn key_rotate_and_revoke_act_on_the_key_named_not_the_signing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let url = server.url.clone();
+    let created = ok(&cli(
+        &url,
+        &["key", "create", "--role", "publisher", "--json"],
+        None,
+    ));
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let key = created["access_key"].as_str().unwrap().to_string();
+    let rotated = ok(&cli(&url, &["key", "rotate", &key, "--json"], None));
+    let rotated: serde_json::Value = serde_json::from_str(&rotated).unwrap();
+    assert_eq!(rotated["access_key"], key.as_str());
+    assert_ne!(rotated["secret_key"], created["secret_key"]);
+    let revoked = ok(&cli(&url, &["key", "revoke", &key], None));
+    assert!(revoked.contains(&format!("revoked {key}")), "{revoked}");
+    // The admin key that signed them still works.
+    let me = ok(&cli(&url, &["whoami"], None));
+    assert!(!me.contains(&key), "{me}");
+    let help = ok(&std::process::Command::new(common::BIN)
+        .args(["key", "rotate", "--help"])
+        .output()
+        .unwrap());
+    assert!(
+        help.contains("<ACCESS_KEY>") && help.contains("--access-key"),
+        "{help}"
+    );
+}
+
+#[test]
+fn produce_publishes_to_fifo_and_delay_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let url = server.url.clone();
+    for (name, kind) in [("orders", "fifo"), ("later", "delay")] {
+        let args = ["topic", "create", name, "--queues", "2", "--type", kind];
+        ok(&cli(&url, &args, None));
+    }
+    // A FIFO topic needs a message group; --message-group gives it.
+    let refused = cli(&url, &["produce", "orders"], Some("a\n"));
+    assert!(!refused.status.success());
+    let produced = ok(&cli(
+        &url,
+        &["produce", "orders", "--message-group", "cart-1"],
+        Some("a\nb\n"),
+    ));
+    let queues: Vec<&str> = produced
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or_default())
+        .collect();
+    assert_eq!(queues.len(), 2, "{produced}");
+    assert_eq!(queues[0], queues[1], "one group, one queue: {produced}");
+
+    // A DELAY topic needs a delivery time: --delay or --deliver-at.
+    let scheduled = ok(&cli(
+        &url,
+        &["produce", "later", "--delay", "1h"],
+        Some("x\n"),
+    ));
+    assert!(
+        scheduled.starts_with("scheduled deliver_at_ms="),
+        "{scheduled}"
+    );
+    // 30 days from now, written in UTC+01:00.
+    let now_ms = strata_common::Clock::now_ms(&strata_common::SystemClock);
+    let secs = now_ms as u64 / 1000 + 30 * 86_400;
+    let local_secs = secs + 3600;
+    let (days, rest) = (local_secs / 86_400, local_secs % 86_400);
+    let local = format!(
+        "{}T{:02}:{:02}:{:02}+01:00",
+        civil_date(days),
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    );
+    let utc_ms = secs * 1000;
+    let at = ok(&cli(
+        &url,
+        &["produce", "later", "--deliver-at", &local],
+        Some("y\n"),
+    ));
+    assert!(
+        at.starts_with(&format!("scheduled deliver_at_ms={utc_ms} ")),
+        "{local}: {at}"
+    );
+    let bad = cli(&url, &["produce", "later", "--delay", "soon"], Some("z\n"));
+    assert!(!bad.status.success());
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(said.contains("--delay \"soon\""), "{said}");
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01, as YYYY-MM-DD
+/// (Howard Hinnant's civil_from_days).
+fn civil_date(days: u64) -> String {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}

@@ -14,6 +14,7 @@ pub mod message;
 pub mod names;
 pub mod quotas;
 pub mod retention;
+pub mod rfc3339;
 pub mod start;
 pub mod usage;
 

@@ -47,10 +47,23 @@ pub fn validate_topic(name: &str) -> Result<(), NameError> {
     validate("topic", name)
 }
 
+/// What a group's dead-letter topic adds to the group's name.
+pub const DEAD_LETTER_SUFFIX: &str = "-DLQ";
+
+/// Longest group name: its dead-letter topic's name must be a topic name.
+pub const MAX_GROUP_NAME_LEN: usize = MAX_NAME_LEN - DEAD_LETTER_SUFFIX.len();
+
 /// Checks a consumer group name. A group's dead-letter topic is named
-/// after it, so names that would make that topic a hidden one are refused.
+/// after it, so names that would make that topic too long for a topic
+/// name, or a hidden one, are refused.
 pub fn validate_group(name: &str) -> Result<(), NameError> {
-    validate("group", name)?;
+    check(
+        "group",
+        name,
+        MAX_GROUP_NAME_LEN,
+        &['-', '_'],
+        "'-' and '_'",
+    )?;
     if crate::is_hidden_topic(name) {
         return Err(NameError::Reserved {
             kind: "group",
@@ -164,6 +177,21 @@ mod tests {
         assert!(matches!(
             validate_group(&"x".repeat(128)),
             Err(NameError::TooLong { len: 128, .. })
+        ));
+        // A group's dead-letter topic must be a topic name too.
+        let longest = "x".repeat(MAX_GROUP_NAME_LEN);
+        assert_eq!(validate_group(&longest), Ok(()));
+        assert_eq!(
+            validate_topic(&format!("{longest}{DEAD_LETTER_SUFFIX}")),
+            Ok(())
+        );
+        assert!(matches!(
+            validate_group(&format!("{longest}x")),
+            Err(NameError::TooLong {
+                len: 124,
+                max: 123,
+                ..
+            })
         ));
         assert!(matches!(
             validate_topic("a/b"),

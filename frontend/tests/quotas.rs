@@ -235,6 +235,13 @@ async fn count_quotas_refuse_topics_queues_and_groups_beyond_the_plan() {
     a.post_json("/v1/groups", &json!({ "name": "g2" }))
         .await
         .expect_error(403, "QUOTA_EXCEEDED");
+    // Committing an offset makes a group too: within the quota as well.
+    a.put_json("/v1/groups/g2/offsets/one/0", &json!({ "offset": 0 }))
+        .await
+        .expect_error(403, "QUOTA_EXCEEDED");
+    a.put_json("/v1/groups/g1/offsets/one/0", &json!({ "offset": 0 }))
+        .await
+        .expect(200);
     // The service admin is not limited.
     s.post_json("/v1/topics", &json!({ "name": "many", "queues": 50 }))
         .await

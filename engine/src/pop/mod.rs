@@ -52,7 +52,7 @@ pub const MAX_INFLIGHT_PER_QUEUE: usize = 65_536;
 
 /// The dead-letter topic of `group` (in the group's tenant).
 pub fn dead_letter_topic(group: &str) -> String {
-    format!("{group}-DLQ")
+    format!("{group}{}", strata_common::names::DEAD_LETTER_SUFFIX)
 }
 
 /// Names one delivery: `<topic>-<queue>-<offset>-<seq>`, hex.

@@ -196,7 +196,7 @@ pub async fn quota(client: &Client, json: bool, cmd: QuotaCommand) -> Result<()>
 /// A usage time flag: absolute (RFC 3339 or ms) is passed through; a
 /// duration ("24h") means that long before now.
 fn usage_time(text: &str) -> Result<String> {
-    if text.parse::<i64>().is_ok() || humantime::parse_rfc3339_weak(text).is_ok() {
+    if text.parse::<i64>().is_ok() || strata_common::rfc3339::parse_ms(text).is_ok() {
         return Ok(text.to_string());
     }
     let ago = humantime::parse_duration(text).map_err(|e| {

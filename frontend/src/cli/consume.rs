@@ -199,14 +199,10 @@ fn parse_time(text: &str) -> Result<i64> {
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
     }
-    let t = humantime::parse_rfc3339_weak(text).with_context(|| {
-        format!(
-            "--from-time {text:?} is neither RFC 3339 (2026-11-25T18:00:00Z) nor epoch milliseconds"
+    strata_common::rfc3339::parse_ms(text).map_err(|e| {
+        anyhow::anyhow!(
+            "--from-time {text:?} is neither RFC 3339 (2026-11-25T18:00:00Z) nor epoch \
+             milliseconds: {e}"
         )
-    })?;
-    let ms = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .context("--from-time is before 1970")?
-        .as_millis();
-    Ok(i64::try_from(ms).unwrap_or(i64::MAX))
+    })
 }

@@ -278,9 +278,19 @@ pub enum KeyCommand {
     /// admin every tenant's unless --tenant narrows it.
     List,
     /// Give a key a new secret; the old secret stops working at once.
-    Rotate { access_key: String },
+    Rotate {
+        /// The key to rotate (not the one requests are signed with, which
+        /// is --access-key).
+        #[arg(id = "key", value_name = "ACCESS_KEY")]
+        access_key: String,
+    },
     /// Revoke a key at once.
-    Revoke { access_key: String },
+    Revoke {
+        /// The key to revoke (not the one requests are signed with, which
+        /// is --access-key).
+        #[arg(id = "key", value_name = "ACCESS_KEY")]
+        access_key: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -305,6 +315,16 @@ pub struct ProduceArgs {
     /// Lines per publish request when reading stdin.
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
+    /// FIFO message group (FIFO topics: a group's messages are delivered
+    /// in order, each once the one before it is acknowledged).
+    #[arg(long)]
+    pub message_group: Option<String>,
+    /// Deliver this long from now (DELAY topics): 30s, 5m, 2h...
+    #[arg(long, conflicts_with = "deliver_at")]
+    pub delay: Option<String>,
+    /// Deliver at this time (DELAY topics): RFC 3339 or Unix milliseconds.
+    #[arg(long)]
+    pub deliver_at: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -396,6 +396,8 @@ async fn produce(client: &Client, json: bool, args: ProduceArgs) -> Result<()> {
         tag: args.tag.clone(),
         properties: parse_properties(&args.properties)?,
         queue: args.queue,
+        message_group: args.message_group.clone(),
+        deliver_at_ms: deliver_at_ms(&args)?,
         ..MessageJson::default()
     };
     let mut total = 0usize;
@@ -451,6 +453,26 @@ async fn produce(client: &Client, json: bool, args: ProduceArgs) -> Result<()> {
         eprintln!("published {total} message(s) to {}", args.topic);
     }
     Ok(())
+}
+
+/// When `--delay` or `--deliver-at` asks the messages to be delivered.
+fn deliver_at_ms(args: &ProduceArgs) -> Result<Option<i64>> {
+    if let Some(delay) = &args.delay {
+        let d = humantime::parse_duration(delay)
+            .with_context(|| format!("--delay {delay:?} is not a duration like 30s or 5m"))?;
+        let now = strata_common::Clock::now_ms(&strata_common::SystemClock);
+        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        return Ok(Some(now.saturating_add(ms)));
+    }
+    let Some(at) = &args.deliver_at else {
+        return Ok(None);
+    };
+    if let Ok(ms) = at.parse::<i64>() {
+        return Ok(Some(ms));
+    }
+    strata_common::rfc3339::parse_ms(at).map(Some).map_err(|e| {
+        anyhow::anyhow!("--deliver-at {at:?} is neither RFC 3339 nor Unix milliseconds: {e}")
+    })
 }
 
 async fn group(client: &Client, json: bool, cmd: GroupCommand) -> Result<()> {

@@ -106,6 +106,18 @@ pub async fn commit(
     Json(req): Json<CommitOffset>,
 ) -> ApiResult<Reply<CommittedJson>> {
     caller.require(Permission::Consume)?;
+    // A commit makes the group if it has none: that counts as creating it.
+    if state
+        .engine
+        .require_group(&caller.tenant, &group)
+        .await
+        .is_err()
+    {
+        let groups = state.engine.list_groups(&caller.tenant).await?;
+        if !groups.iter().any(|g| g.name == group) {
+            caller.within("consumer groups", |q| q.max_groups, groups.len() as u64, 1)?;
+        }
+    }
     state
         .engine
         .commit_offset(&caller.tenant, &group, &topic, queue, req.offset)
