@@ -400,6 +400,13 @@ async fn produce(client: &Client, json: bool, args: ProduceArgs) -> Result<()> {
         deliver_at_ms: deliver_at_ms(&args)?,
         ..MessageJson::default()
     };
+    // --delay counts from each message's publish, not from the start.
+    let delayed = |mut m: MessageJson| -> Result<MessageJson> {
+        if args.delay.is_some() {
+            m.deliver_at_ms = deliver_at_ms(&args)?;
+        }
+        Ok(m)
+    };
     let mut total = 0usize;
     let mut send = async |batch: Vec<MessageJson>| -> Result<()> {
         let reply = client.publish(&args.topic, batch).await?;
@@ -440,7 +447,7 @@ async fn produce(client: &Client, json: bool, args: ProduceArgs) -> Result<()> {
             let line = line.context("reading standard input")?;
             let mut m = template.clone();
             m.body = Some(line);
-            batch.push(m);
+            batch.push(delayed(m)?);
             if batch.len() == batch_size {
                 send(std::mem::take(&mut batch)).await?;
             }

@@ -106,7 +106,9 @@ pub async fn commit(
     Json(req): Json<CommitOffset>,
 ) -> ApiResult<Reply<CommittedJson>> {
     caller.require(Permission::Consume)?;
-    // A commit makes the group if it has none: that counts as creating it.
+    // A commit makes the group if it has none: that counts as creating it
+    // (after the name's own check, which says more).
+    strata_common::names::validate_group(&group).map_err(strata_engine::EngineError::from)?;
     if state
         .engine
         .require_group(&caller.tenant, &group)
