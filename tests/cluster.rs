@@ -538,6 +538,11 @@ async fn a_node_whose_disk_is_lost_is_forgotten_by_an_operator() {
     assert!(said.contains("node node-b declared lost"), "{said}");
     let forgotten = Instant::now();
     assert_eq!(node_state(&a.url, "node-b").await, "lost");
+    // Once is enough: again is refused, saying when it was done.
+    let again = cli(&["cluster", "forget", "node-b", "--lose-unuploaded-messages"]);
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success(), "{said}");
+    assert!(said.contains("already declared lost"), "{said}");
     settled(&a.url, &["node-a"]).await;
     let took = forgotten.elapsed();
     for (t, list) in &mut uploaded {

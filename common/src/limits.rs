@@ -10,6 +10,11 @@ pub const MAX_KEY_LEN: usize = 1024;
 pub const MAX_TAG_LEN: usize = 255;
 /// Most user properties on one message.
 pub const MAX_PROPERTIES: usize = 64;
+/// Most properties a stored message holds: its user properties and the
+/// reserved (`__mq.`) ones the server adds (keys, message group, born time
+/// and host, a dead letter's origin, ...), which a user's 64 must not
+/// crowd out.
+pub const MAX_STORED_PROPERTIES: usize = MAX_PROPERTIES + 32;
 /// Longest property name, in bytes.
 pub const MAX_PROPERTY_NAME_LEN: usize = 255;
 /// Longest property value, in bytes.

@@ -1,6 +1,13 @@
 //! RFC 3339 times as Unix milliseconds, with any UTC offset (`Z`,
 //! `+01:00`, `-05:30`); `humantime` alone reads only UTC.
 
+/// Unix milliseconds as an RFC 3339 UTC time with milliseconds (times
+/// before 1970 show as 1970).
+pub fn format_ms(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
 /// Unix milliseconds of an RFC 3339 time (a space may stand for the `T`, and
 /// the offset may be left out for UTC), or why it is not one.
 pub fn parse_ms(text: &str) -> Result<i64, String> {

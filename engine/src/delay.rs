@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_common::Message;
+use strata_common::{ErrorCode, Message};
 use strata_metadata::{MessageType, Timer};
 use tokio::sync::Notify;
 
@@ -395,6 +395,13 @@ impl Delay {
                 Err(EngineError::TopicNotFound(_)) => {
                     tracing::warn!(tenant, topic, "delayed messages' topic is gone; dropped");
                     return timers;
+                }
+                // The node cannot write now (its fence is shut, the WAL is
+                // full or failing): one at a time would fail the same way,
+                // or store copies of what the batch may have stored.
+                Err(e) if matches!(e.code(), ErrorCode::Unavailable | ErrorCode::WalFull) => {
+                    tracing::warn!(tenant, topic, error = %e, "delayed delivery failed; will retry");
+                    return Vec::new();
                 }
                 Err(_) => {}
             }

@@ -156,8 +156,23 @@ impl From<BatchError> for EngineError {
 }
 
 impl From<MetaError> for EngineError {
+    /// A backend that failed (etcd without quorum, a connection reset, a
+    /// timeout) is a retryable outage, not a bug; its details go to the
+    /// log, not to the tenant. Whether a write that failed this way was
+    /// applied is unknown, and the answer says so.
     fn from(e: MetaError) -> Self {
-        EngineError::Internal(e.to_string())
+        match e {
+            MetaError::Backend(detail) => {
+                tracing::warn!(error = %detail, "metadata store request failed");
+                EngineError::Refused {
+                    code: ErrorCode::Unavailable,
+                    message: "the metadata store is unavailable; retry (a change refused this \
+                              way may have been applied)"
+                        .into(),
+                }
+            }
+            other => EngineError::Internal(other.to_string()),
+        }
     }
 }
 
@@ -184,7 +199,7 @@ impl From<CatalogError> for EngineError {
             CatalogError::AccessKeyAlreadyExists { access_key } => {
                 EngineError::Conflict(format!("access key {access_key} already exists"))
             }
-            CatalogError::Meta(m) => EngineError::Internal(m.to_string()),
+            CatalogError::Meta(m) => m.into(),
             CatalogError::NamespaceServed(m)
             | CatalogError::NodeIdTaken(m)
             | CatalogError::NodeForgotten(m) => EngineError::Internal(m),

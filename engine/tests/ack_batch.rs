@@ -288,7 +288,7 @@ async fn a_handle_naming_a_missing_queue_is_refused_alone() {
         .await
         .unwrap();
     assert!(
-        matches!(outcome[0], Err(EngineError::QueueNotFound { .. })),
+        matches!(outcome[0], Err(EngineError::InvalidReceiptHandle(_))),
         "{:?}",
         outcome[0]
     );

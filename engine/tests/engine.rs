@@ -464,3 +464,36 @@ async fn shutdown_ends_long_polls() {
         .unwrap();
     assert!(result.messages.is_empty());
 }
+
+/// A message may carry 64 properties of its own whatever reserved ones the
+/// server adds (keys, message group, born host, a dead letter's origin).
+#[tokio::test]
+async fn reserved_properties_do_not_count_against_the_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path()).await;
+    engine
+        .create_topic(T, "t", 1, MessageType::Normal, None)
+        .await
+        .unwrap();
+    let with = |user: usize, reserved: usize| {
+        let mut m = msg("x");
+        m.message.properties = (0..user)
+            .map(|i| (format!("p{i:02}"), "v".to_string()))
+            .chain((0..reserved).map(|i| (format!("__mq.r{i}"), "v".to_string())))
+            .collect();
+        m
+    };
+    let stored = engine.publish(T, "t", vec![with(64, 8)]).await.unwrap();
+    let read = engine
+        .read(T, "t", 0, stored[0].offset, 1, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(read.messages[0].message.properties.len(), 72);
+    let e = engine.publish(T, "t", vec![with(65, 0)]).await.unwrap_err();
+    assert!(e.to_string().contains("more than 64 properties"), "{e}");
+    let e = engine
+        .publish(T, "t", vec![with(64, 33)])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("reserved ones included"), "{e}");
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{open, open as reopen};
-use strata_common::{MESSAGE_GROUP_PROPERTY, ManualClock, Message};
+use strata_common::{Clock, MESSAGE_GROUP_PROPERTY, ManualClock, Message, SystemClock};
 use strata_engine::{
     Engine, EngineError, GroupSpec, MAX_DELIVERY_ATTEMPTS, MessageType, Popped, PublishMessage,
     ReceiveRequest, Retention, RetryPolicy, TagFilter, dead_letter_topic,
@@ -244,8 +244,27 @@ async fn tag_filters_visibility_changes_and_bad_handles() {
         "x1 is still invisible; y1 was filtered out"
     );
     engine.ack(T, "g", "t", &renewed).await.unwrap();
-    for bad in ["garbage", "1-0-0-0", &got[1].handle.replace('-', "+")] {
+    // The last names a queue the topic does not have: a bad handle too,
+    // not a missing queue.
+    let other_queue = {
+        let mut parts: Vec<&str> = got[1].handle.split('-').collect();
+        parts[1] = "63";
+        parts.join("-")
+    };
+    for bad in [
+        "garbage",
+        "1-0-0-0",
+        &got[1].handle.replace('-', "+"),
+        &other_queue,
+    ] {
         let e = engine.ack(T, "g", "t", bad).await;
+        assert!(
+            matches!(e, Err(EngineError::InvalidReceiptHandle(_))),
+            "{bad}: {e:?}"
+        );
+        let e = engine
+            .change_invisible(T, "g", "t", bad, Duration::from_secs(5))
+            .await;
         assert!(
             matches!(e, Err(EngineError::InvalidReceiptHandle(_))),
             "{bad}: {e:?}"
@@ -423,4 +442,135 @@ async fn a_byte_bounded_receive_keeps_fifo_order_behind_due_redeliveries() {
         "{:?}",
         bodies(&rest)
     );
+}
+
+/// A receive waiting when its group is deleted must not consume for the
+/// deleted group, nor leave state that a group created again under the
+/// same name would inherit (a cursor past messages it never saw).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receive_waiting_while_its_group_is_deleted_takes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 7);
+    let engine = open(dir.path(), &clock).await;
+    engine
+        .create_topic(T, "t", 4, MessageType::Normal, Some(Retention::Unlimited))
+        .await
+        .unwrap();
+    let long_poll = |engine: Arc<Engine>| {
+        tokio::spawn(async move {
+            engine
+                .receive(ReceiveRequest {
+                    tenant: T,
+                    group: "g",
+                    topic: "t",
+                    queue: None,
+                    max_messages: 10,
+                    invisible: INVISIBLE,
+                    wait: Duration::from_secs(600),
+                    filter: &TagFilter::All,
+                    max_body_bytes: None,
+                })
+                .await
+        })
+    };
+    type Poll = tokio::task::JoinHandle<strata_engine::Result<Vec<Popped>>>;
+    let ended = |poll: Poll| async move {
+        strata_common::clock::timeout(&SystemClock, Duration::from_secs(30), poll)
+            .await
+            .expect("the waiting receive ends when a message arrives")
+            .unwrap()
+    };
+
+    // Deleted, and not created again.
+    engine.create_group(T, "g").await.unwrap();
+    let poll = long_poll(engine.clone());
+    SystemClock.sleep(Duration::from_millis(300)).await;
+    engine.delete_group(T, "g").await.unwrap();
+    engine
+        .publish(T, "t", vec![msg("m0", None, None)])
+        .await
+        .unwrap();
+    let got = ended(poll).await;
+    assert!(matches!(got, Err(EngineError::GroupNotFound(_))), "{got:?}");
+
+    // Deleted and created again while the receive waits.
+    engine.create_group(T, "g").await.unwrap();
+    assert_eq!(
+        bodies(&receive(&engine, "t", 10, &TagFilter::All).await),
+        ["m0"]
+    );
+    let poll = long_poll(engine.clone());
+    SystemClock.sleep(Duration::from_millis(300)).await;
+    engine.delete_group(T, "g").await.unwrap();
+    engine.create_group(T, "g").await.unwrap();
+    engine
+        .publish(T, "t", vec![msg("m1", None, None)])
+        .await
+        .unwrap();
+    let got = ended(poll).await;
+    assert!(matches!(got, Err(EngineError::GroupNotFound(_))), "{got:?}");
+    // The new group starts from the beginning: both messages, first
+    // deliveries, and nothing left in flight from the deleted one.
+    let fresh = receive(&engine, "t", 10, &TagFilter::All).await;
+    assert_eq!(bodies(&fresh), ["m0", "m1"]);
+    assert!(fresh.iter().all(|p| p.attempt == 1), "{fresh:?}");
+    clock.advance_ms(INVISIBLE.as_millis() as i64 + 1);
+    let again = receive(&engine, "t", 10, &TagFilter::All).await;
+    assert_eq!(bodies(&again), ["m0", "m1"]);
+    assert!(again.iter().all(|p| p.attempt == 2), "{again:?}");
+}
+
+/// Deleting a topic ends the receives and reads waiting on it with "topic
+/// not found", instead of leaving them to wait out their time on a topic
+/// nobody can write to; one made again under the name is not theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_topic_ends_the_long_polls_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 8);
+    let engine = setup(dir.path(), &clock, MessageType::Normal).await;
+    let waiting_receive = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .receive(ReceiveRequest {
+                    tenant: T,
+                    group: "g",
+                    topic: "t",
+                    queue: None,
+                    max_messages: 10,
+                    invisible: INVISIBLE,
+                    wait: Duration::from_secs(600),
+                    filter: &TagFilter::All,
+                    max_body_bytes: None,
+                })
+                .await
+                .map(|got| got.len())
+        })
+    };
+    let waiting_read = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .read(T, "t", 0, 0, 10, Duration::from_secs(600))
+                .await
+                .map(|r| r.messages.len())
+        })
+    };
+    SystemClock.sleep(Duration::from_millis(300)).await;
+    engine.delete_topic(T, "t").await.unwrap();
+    // Made again at once: the waiters held the deleted one.
+    engine
+        .create_topic(T, "t", 1, MessageType::Normal, Some(Retention::Unlimited))
+        .await
+        .unwrap();
+    for (what, waiting) in [("receive", waiting_receive), ("read", waiting_read)] {
+        let got = strata_common::clock::timeout(&SystemClock, Duration::from_secs(30), waiting)
+            .await
+            .unwrap_or_else(|| panic!("the waiting {what} ends when its topic is deleted"))
+            .unwrap();
+        assert!(
+            matches!(got, Err(EngineError::TopicNotFound(_))),
+            "{what}: {got:?}"
+        );
+    }
 }

@@ -73,7 +73,8 @@ impl FencedBy {
                  writes; stop this node"
             }
             Self::NodeRecord => {
-                "another node adopted this node's WAL and took over its tenants: it \
+                "another node adopted this node's WAL and took over its tenants (or an \
+                 operator declared this node lost, giving up what it had not uploaded): it \
                  acknowledges no more writes; stop this node"
             }
         }

@@ -640,6 +640,10 @@ async fn malformed_sends_are_refused_and_change_nothing() {
         .insert("__mq.group".into(), "x".into());
     let mut no_topic = message("orders", b"x", 0);
     no_topic.topic = None;
+    let mut foreign = message("orders", b"y", 0);
+    if let Some(t) = foreign.topic.as_mut() {
+        t.resource_namespace = "beta".into();
+    }
     let mut piped = message("orders", b"x", 0);
     if let Some(s) = piped.system_properties.as_mut() {
         s.tag = Some("a||b".into());
@@ -663,6 +667,11 @@ async fn malformed_sends_are_refused_and_change_nothing() {
             Code::IllegalMessagePropertyKey,
         ),
         ("tag holding |", vec![piped], Code::IllegalMessageTag),
+        (
+            "a later message in another namespace",
+            vec![message("orders", b"x", 0), foreign],
+            Code::Forbidden,
+        ),
         (
             "two topics",
             vec![message("orders", b"x", 0), message("other", b"y", 0)],

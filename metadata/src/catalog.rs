@@ -68,6 +68,7 @@ use crate::store::{MetaError, MetaStore, prefix_end};
 
 pub use access_keys::{AccessKeyRecord, SealedSecretRecord};
 pub use floors::LOST_OFFSETS_GAP;
+pub use groups::StoredGroup;
 pub use keys::IndexKind;
 pub use lookup::{IndexRun, IndexRunRecord};
 pub use nodes::{Forget, ForgetRequest, NodeRecord, NodeState};
@@ -75,7 +76,7 @@ pub use placement::{Placed, TenantPlacement};
 pub use pop::{InflightRecord, PopChange, PopQueueState};
 pub use ranges::{BlockRef, RangeRecord};
 pub use records::{
-    CommittedOffset, GroupRecord, GroupSpec, MessageType, NewTopic, OwnerRecord,
+    CommittedOffset, GroupRecord, GroupSpec, GroupStamp, MessageType, NewTopic, OwnerRecord,
     ParseMessageTypeError, Retention, RetryPolicy, StartPosition, TopicRecord,
 };
 pub use serving::ServingLease;

@@ -12,6 +12,14 @@ use strata_metadata::{
 use tempfile::TempDir;
 
 /// Each backend, with the temp dir kept alive for the test's duration.
+/// A group created at `now_ms`, its incarnation made from the time.
+fn stamp(now_ms: i64) -> strata_metadata::GroupStamp {
+    strata_metadata::GroupStamp {
+        now_ms,
+        incarnation: now_ms as u64 * 7 + 1,
+    }
+}
+
 fn backends() -> Vec<(Arc<dyn MetaStore>, Option<TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
     let redb = RedbStore::open(&dir.path().join("meta.redb")).unwrap();
@@ -122,11 +130,23 @@ async fn concurrent_creates_get_distinct_ids() {
 async fn groups_and_offsets() {
     for (store, _dir) in backends() {
         let catalog = Catalog::new(store);
-        let g = catalog.create_group("acme", "billing", 5).await.unwrap();
+        let g = catalog
+            .create_group("acme", "billing", stamp(5))
+            .await
+            .unwrap();
         assert_eq!(g.created_ms, 5);
         // Idempotent: the original record comes back.
-        assert_eq!(catalog.create_group("acme", "billing", 9).await.unwrap(), g);
-        catalog.create_group("acme", "audit", 6).await.unwrap();
+        assert_eq!(
+            catalog
+                .create_group("acme", "billing", stamp(9))
+                .await
+                .unwrap(),
+            g
+        );
+        catalog
+            .create_group("acme", "audit", stamp(6))
+            .await
+            .unwrap();
         let names: Vec<_> = catalog
             .list_groups("acme")
             .await
@@ -137,19 +157,19 @@ async fn groups_and_offsets() {
         assert_eq!(names, ["audit", "billing"]);
 
         catalog
-            .commit_offset("acme", "billing", 2, 1, 10, 100)
+            .commit_offset("acme", "billing", 2, 1, 10, stamp(100))
             .await
             .unwrap();
         catalog
-            .commit_offset("acme", "billing", 1, 3, 7, 101)
+            .commit_offset("acme", "billing", 1, 3, 7, stamp(101))
             .await
             .unwrap();
         catalog
-            .commit_offset("acme", "billing", 2, 0, 4, 102)
+            .commit_offset("acme", "billing", 2, 0, 4, stamp(102))
             .await
             .unwrap();
         catalog
-            .commit_offset("acme", "billing", 2, 1, 11, 103)
+            .commit_offset("acme", "billing", 2, 1, 11, stamp(103))
             .await
             .unwrap();
         let got = catalog
@@ -173,7 +193,7 @@ async fn groups_and_offsets() {
 
         // Committing an offset creates a missing group in the same txn.
         catalog
-            .commit_offset("acme", "fresh", 1, 0, 1, 200)
+            .commit_offset("acme", "fresh", 1, 0, 1, stamp(200))
             .await
             .unwrap();
         let fresh = catalog.get_group("acme", "fresh").await.unwrap().unwrap();
@@ -445,7 +465,10 @@ async fn tenant_lifecycle() {
 
         // Topics and groups block deletion until they are gone.
         create(&catalog, "acme", "orders").await.unwrap();
-        catalog.create_group("acme", "billing", 1).await.unwrap();
+        catalog
+            .create_group("acme", "billing", stamp(1))
+            .await
+            .unwrap();
         let err = catalog.delete_tenant("acme").await.unwrap_err();
         assert!(
             matches!(&err, CatalogError::TenantNotEmpty { name, reason }

@@ -215,11 +215,11 @@ fn validate_message(index: usize, m: &Message) -> Result<usize, BatchError> {
     if let Some(tag) = &m.tag {
         size += 2 + check("tag", tag.len(), limits::MAX_TAG_LEN)?;
     }
-    if m.properties.len() > limits::MAX_PROPERTIES {
+    if m.properties.len() > limits::MAX_STORED_PROPERTIES {
         return Err(BatchError::TooManyProperties {
             index,
             count: m.properties.len(),
-            max: limits::MAX_PROPERTIES,
+            max: limits::MAX_STORED_PROPERTIES,
         });
     }
     for (name, value) in &m.properties {
@@ -285,11 +285,11 @@ fn read_message(r: &mut Reader<'_>, index: usize) -> Result<Message, BatchError>
         None
     };
     let prop_count = r.u16("prop_count")? as usize;
-    if prop_count > limits::MAX_PROPERTIES {
+    if prop_count > limits::MAX_STORED_PROPERTIES {
         return Err(BatchError::TooManyProperties {
             index,
             count: prop_count,
-            max: limits::MAX_PROPERTIES,
+            max: limits::MAX_STORED_PROPERTIES,
         });
     }
     r.check_count("property", prop_count, MIN_PROPERTY_LEN)?;
@@ -523,7 +523,7 @@ mod tests {
             })
         ));
         let many_props = Message {
-            properties: vec![(String::new(), String::new()); limits::MAX_PROPERTIES + 1],
+            properties: vec![(String::new(), String::new()); limits::MAX_STORED_PROPERTIES + 1],
             ..Message::default()
         };
         assert!(matches!(

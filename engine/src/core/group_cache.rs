@@ -13,14 +13,14 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use strata_metadata::GroupRecord;
+use strata_metadata::StoredGroup;
 
 /// How long a record read from the store is used without reading it again.
 pub(crate) const TTL: Duration = Duration::from_secs(1);
 /// Most records kept; past it the cache starts over.
 const MAX_ENTRIES: usize = 4096;
 
-type Entry = (GroupRecord, Duration);
+type Entry = (StoredGroup, Duration);
 
 #[derive(Debug, Default)]
 pub(crate) struct GroupCache {
@@ -43,7 +43,7 @@ impl GroupCache {
     }
 
     /// The record of `group`, if read within [`TTL`] of `now`.
-    pub(crate) fn get(&self, tenant: &str, group: &str, now: Duration) -> Option<GroupRecord> {
+    pub(crate) fn get(&self, tenant: &str, group: &str, now: Duration) -> Option<StoredGroup> {
         let inner = self.lock();
         let (record, read) = inner.tenants.get(tenant)?.get(group)?;
         (now.saturating_sub(*read) < TTL).then(|| record.clone())
@@ -57,7 +57,7 @@ impl GroupCache {
     /// Remembers `record`, read from the store at `now` after
     /// [`GroupCache::generation`] said `generation`; unless a group was
     /// forgotten since, as the record may predate that.
-    pub(crate) fn put(&self, tenant: &str, record: GroupRecord, now: Duration, generation: u64) {
+    pub(crate) fn put(&self, tenant: &str, record: StoredGroup, now: Duration, generation: u64) {
         let mut inner = self.lock();
         if inner.generation != generation {
             return;
@@ -90,17 +90,23 @@ impl GroupCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_metadata::GroupSpec;
+    use strata_metadata::{Check, GroupRecord, GroupSpec};
 
-    fn record(name: &str) -> GroupRecord {
+    fn record(name: &str) -> StoredGroup {
         let spec = GroupSpec::default();
-        GroupRecord {
-            tenant: "t".into(),
-            name: name.into(),
-            created_ms: 0,
-            retry: spec.retry,
-            start: spec.start,
-            fifo: spec.fifo,
+        StoredGroup {
+            record: GroupRecord {
+                tenant: "t".into(),
+                name: name.into(),
+                created_ms: 0,
+                incarnation: 1,
+                retry: spec.retry,
+                start: spec.start,
+                fifo: spec.fifo,
+            },
+            fence: Check::Present {
+                key: name.as_bytes().to_vec(),
+            },
         }
     }
 

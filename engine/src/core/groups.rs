@@ -1,7 +1,7 @@
 //! Consumer groups and their committed offsets.
 
 use strata_common::names;
-use strata_metadata::{GroupRecord, GroupSpec};
+use strata_metadata::{GroupSpec, GroupStamp, StoredGroup};
 
 use strata_common::is_hidden_topic;
 
@@ -33,7 +33,7 @@ impl Core {
         }
         let record = self
             .catalog
-            .create_group_with(tenant, name, self.clock.now_ms(), spec)
+            .create_group_with(tenant, name, self.group_stamp(), spec)
             .await?;
         self.group_cache.forget(tenant, name);
         Ok(GroupInfo::new(record, Vec::new()))
@@ -42,7 +42,7 @@ impl Core {
     /// The group's settings (without offsets), or [`EngineError::GroupNotFound`].
     pub async fn group(&self, tenant: &str, name: &str) -> Result<GroupInfo> {
         Ok(GroupInfo::new(
-            self.group_record(tenant, name).await?,
+            self.group_record(tenant, name).await?.record,
             Vec::new(),
         ))
     }
@@ -52,9 +52,17 @@ impl Core {
         self.group_record(tenant, name).await.map(|_| ())
     }
 
+    /// A group created now gets this creation time and incarnation.
+    fn group_stamp(&self) -> GroupStamp {
+        GroupStamp {
+            now_ms: self.clock.now_ms(),
+            incarnation: self.clock.random_u64(),
+        }
+    }
+
     /// The group's record, or [`EngineError::GroupNotFound`]; read from
     /// the store at most once per [`super::group_cache::TTL`].
-    pub(crate) async fn group_record(&self, tenant: &str, name: &str) -> Result<GroupRecord> {
+    pub(crate) async fn group_record(&self, tenant: &str, name: &str) -> Result<StoredGroup> {
         let now = self.clock.monotonic();
         if let Some(record) = self.group_cache.get(tenant, name, now) {
             return Ok(record);
@@ -62,7 +70,7 @@ impl Core {
         let generation = self.group_cache.generation();
         let record = self
             .catalog
-            .get_group(tenant, name)
+            .get_group_stored(tenant, name)
             .await?
             .ok_or_else(|| EngineError::GroupNotFound(name.to_string()))?;
         self.group_cache
@@ -157,7 +165,7 @@ impl Core {
                 t.record.id,
                 queue,
                 offset,
-                self.clock.now_ms(),
+                self.group_stamp(),
             )
             .await?;
         Ok(())

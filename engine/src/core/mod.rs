@@ -296,6 +296,15 @@ impl Core {
             .ok_or_else(|| EngineError::TopicNotFound(name.to_string()))
     }
 
+    /// Why a topic a long poll held is closed: its tenant is no longer
+    /// served here, or it was deleted (perhaps made again: not this one).
+    pub(crate) fn topic_gone(&self, tenant: &str, name: &str) -> EngineError {
+        match self.topic(tenant, name) {
+            Err(e) => e,
+            Ok(_) => EngineError::TopicNotFound(name.to_string()),
+        }
+    }
+
     /// Creates a topic with `queues` queues and claims them for this node.
     pub async fn create_topic(
         &self,

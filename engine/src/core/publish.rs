@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use strata_common::limits::{
-    MAX_KEY_LEN, MAX_PROPERTIES, MAX_PROPERTY_NAME_LEN, MAX_PROPERTY_VALUE_LEN, MAX_TAG_LEN,
+    MAX_KEY_LEN, MAX_PROPERTIES, MAX_PROPERTY_NAME_LEN, MAX_PROPERTY_VALUE_LEN,
+    MAX_STORED_PROPERTIES, MAX_TAG_LEN,
 };
 use strata_common::usage::Counter;
-use strata_common::{Message, StoredMessage};
+use strata_common::{Message, RESERVED_PROPERTY_PREFIX, StoredMessage};
 use strata_tiering::PendingAppend;
 use strata_tiering::batch::encode_batch;
 
@@ -176,6 +177,9 @@ impl Core {
         groups: BTreeMap<u32, Vec<(usize, Message)>>,
         meter: bool,
     ) -> Result<Vec<(usize, Published)>> {
+        // Behind a shut fence nothing is written, so that the refusal means
+        // what it says and a client's retry stores the messages once.
+        self.check_write_fence()?;
         let mut results = Vec::new();
         let mut in_flight = Vec::new();
         let mut first_error = None;
@@ -217,8 +221,18 @@ impl Core {
         }
         if first_error.is_none() {
             // Durable, but a node that may have lost its namespace to
-            // another must not acknowledge: the other did not see it.
-            first_error = self.check_write_fence().err();
+            // another must not acknowledge: the other did not see it. The
+            // fence shut while the write was under way, so it is stored.
+            first_error = self.check_write_fence().err().map(|e| match e {
+                EngineError::Refused { code, message } => EngineError::Refused {
+                    code,
+                    message: format!(
+                        "{message}; these messages were written before the fence shut and \
+                         may still be delivered, so a retry may store them twice"
+                    ),
+                },
+                other => other,
+            });
         }
         if first_error.is_none() && !self.serves(&topic.record.tenant) {
             // Released while this append was in flight (under the appends
@@ -321,8 +335,20 @@ impl Core {
         if m.tag.as_ref().is_some_and(|t| t.len() > MAX_TAG_LEN) {
             return bad(format!("tag is longer than {MAX_TAG_LEN} bytes"));
         }
-        if m.properties.len() > MAX_PROPERTIES {
+        // The reserved properties the server adds do not count against
+        // the user's; the whole stays within what the format holds.
+        let reserved = m
+            .properties
+            .iter()
+            .filter(|(name, _)| name.starts_with(RESERVED_PROPERTY_PREFIX))
+            .count();
+        if m.properties.len() - reserved > MAX_PROPERTIES {
             return bad(format!("has more than {MAX_PROPERTIES} properties"));
+        }
+        if m.properties.len() > MAX_STORED_PROPERTIES {
+            return bad(format!(
+                "has more than {MAX_STORED_PROPERTIES} properties, reserved ones included"
+            ));
         }
         for (name, value) in &m.properties {
             if name.is_empty() || name.len() > MAX_PROPERTY_NAME_LEN {

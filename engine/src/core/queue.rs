@@ -29,21 +29,46 @@ pub(crate) struct QueueState {
 /// may have become deliverable on any queue of a topic: new messages, or
 /// an acknowledgement that frees the next message of a FIFO group.
 /// A waiter subscribes before it looks, so no change between its look and
-/// its wait is missed.
+/// its wait is missed. Closed when the topic leaves this node (deleted, or
+/// its tenant released), so that long polls on it end instead of waiting
+/// out their time on a topic nobody will write to again.
 #[derive(Debug)]
-pub(crate) struct TopicActivity(watch::Sender<u64>);
+pub(crate) struct TopicActivity {
+    changes: watch::Sender<u64>,
+    closed: watch::Sender<bool>,
+}
 
 impl TopicActivity {
     pub fn new() -> Self {
-        Self(watch::Sender::new(0))
+        Self {
+            changes: watch::Sender::new(0),
+            closed: watch::Sender::new(false),
+        }
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.0.subscribe()
+        self.changes.subscribe()
     }
 
     pub fn bump(&self) {
-        self.0.send_modify(|n| *n = n.wrapping_add(1));
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The topic left this node: wakes every waiter for good.
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+        self.bump();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
+    /// Resolves once the topic has left this node.
+    pub async fn wait_closed(&self) {
+        let mut closed = self.closed.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = closed.wait_for(|c| *c).await;
     }
 }
 

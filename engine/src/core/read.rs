@@ -137,6 +137,9 @@ impl Core {
         if offset == hw && !wait.is_zero() {
             self.wait_past(&q, offset, wait.min(self.config.max_wait))
                 .await;
+            if topic_state.is_closed() {
+                return Err(self.topic_gone(tenant, topic));
+            }
         }
         let (first_now, hw) = self.bounds(&q, topic, offset)?;
         let first = first.max(first_now);
@@ -225,6 +228,7 @@ impl Core {
         tokio::select! {
             _ = hw.wait_for(|hw| *hw > offset) => {}
             _ = shutdown.wait_for(|down| *down) => {}
+            _ = q.activity().wait_closed() => {}
             _ = self.clock.sleep(wait) => {}
         }
     }

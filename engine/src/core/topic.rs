@@ -26,6 +26,20 @@ impl TopicState {
         }
     }
 
+    /// Wakes the topic's waiters for good: it left this node.
+    fn close(&self) {
+        for q in &self.queues {
+            q.activity().close();
+        }
+    }
+
+    /// Whether the topic left this node (see [`TopicState::close`]).
+    pub fn is_closed(&self) -> bool {
+        self.queues
+            .first()
+            .is_some_and(|q| q.activity().is_closed())
+    }
+
     /// Subscribes to the topic's activity (see [`crate::core::queue::TopicActivity`]).
     pub fn activity(&self) -> tokio::sync::watch::Receiver<u64> {
         match self.queues.first() {
@@ -82,14 +96,20 @@ impl Topics {
     pub fn insert(&mut self, topic: Arc<TopicState>) {
         let key = (topic.record.tenant.clone(), topic.record.name.clone());
         self.by_id.insert(topic.record.id, topic.clone());
-        self.by_name.insert(key, topic);
+        if let Some(old) = self.by_name.insert(key, topic.clone())
+            && !Arc::ptr_eq(&old, &topic)
+        {
+            old.close();
+        }
     }
 
+    /// Takes a topic off this node; its waiters wake and find it gone.
     pub fn remove(&mut self, tenant: &str, name: &str) -> Option<Arc<TopicState>> {
         let topic = self
             .by_name
             .remove(&(tenant.to_string(), name.to_string()))?;
         self.by_id.remove(&topic.record.id);
+        topic.close();
         Some(topic)
     }
 

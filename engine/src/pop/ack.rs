@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use futures::future::join_all;
 use tokio::sync::oneshot;
 
-use strata_metadata::{GroupRecord, PopChange, PopQueueState};
+use strata_metadata::{PopChange, PopQueueState, StoredGroup};
 
 use super::{Pop, PopSlot, ReceiptHandle};
 use crate::core::queue::QueueState;
@@ -59,7 +59,7 @@ impl Pop {
                         "receipt handle {handle:?} belongs to another topic"
                     )));
                 }
-                Ok((t.queue(h.queue)?.clone(), h))
+                Ok((super::handle_queue(&t, handle, h.queue)?, h))
             });
             match parsed {
                 Ok((q, h)) => {
@@ -89,7 +89,7 @@ impl Pop {
     async fn ack_queue(
         self: &Arc<Self>,
         tenant: &str,
-        group_record: &GroupRecord,
+        group_record: &StoredGroup,
         q: &Arc<QueueState>,
         handles: &[String],
         parsed: &[Parsed],
@@ -118,8 +118,8 @@ impl Pop {
                 slot: slot.clone(),
                 armed: true,
             };
-            let (pop, tenant, q) = (self.clone(), tenant.to_string(), q.clone());
-            tokio::spawn(async move { pop.drain_acks(&tenant, &q, unwind).await });
+            let (pop, q) = (self.clone(), q.clone());
+            tokio::spawn(async move { pop.drain_acks(&q, unwind).await });
         }
         match answer.await {
             Ok(results) => results,
@@ -141,12 +141,7 @@ impl Pop {
     /// each round takes the requests that arrived meanwhile, up to
     /// [`super::MAX_ACK_BATCH`] handles (at least one request), so one
     /// commit stays within what one acknowledgement request may carry.
-    async fn drain_acks(
-        self: &Arc<Self>,
-        tenant: &str,
-        q: &Arc<QueueState>,
-        mut unwind: DrainGuard,
-    ) {
+    async fn drain_acks(self: &Arc<Self>, q: &Arc<QueueState>, mut unwind: DrainGuard) {
         let slot = unwind.slot.clone();
         loop {
             let mut guard = slot.state.lock().await;
@@ -169,7 +164,7 @@ impl Pop {
                     .count();
                 acks.pending.drain(..take).collect::<Vec<_>>()
             };
-            let results = self.ack_locked(&mut guard, tenant, q, &batch).await;
+            let results = self.ack_locked(&mut guard, q, &batch).await;
             drop(guard);
             for (request, results) in batch.into_iter().zip(results) {
                 // The requester may have gone away; its outcome stands.
@@ -183,7 +178,6 @@ impl Pop {
     async fn ack_locked(
         self: &Arc<Self>,
         slot: &mut Option<PopQueueState>,
-        tenant: &str,
         q: &Arc<QueueState>,
         batch: &[AckRequest],
     ) -> Vec<Vec<Result<()>>> {
@@ -242,12 +236,10 @@ impl Pop {
         if change.remove.is_empty() {
             return results;
         }
-        let committed = self.commit_to_slot(slot, tenant, group, q, &change).await;
+        let committed = self.commit_to_slot(slot, &first.group, q, &change).await;
         let failure = match committed {
             Ok(true) => None,
-            Ok(false) => Some(EngineError::Conflict(
-                "POP state changed underneath; retry".into(),
-            )),
+            Ok(false) => Some(self.refused(&first.group).await),
             Err(e) => Some(e),
         };
         if let Some(e) = failure {
@@ -286,7 +278,7 @@ pub(crate) struct AckQueue {
 /// One request's handles of one queue, and where to answer.
 #[derive(Debug)]
 struct AckRequest {
-    group: GroupRecord,
+    group: StoredGroup,
     handles: Vec<(String, ReceiptHandle)>,
     done: oneshot::Sender<Vec<Result<()>>>,
 }

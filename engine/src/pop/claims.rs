@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use strata_common::{QueueKey, StoredMessage};
-use strata_metadata::{InflightRecord, PopChange};
+use strata_metadata::{InflightRecord, PopChange, StoredGroup};
 
 use super::Pop;
 use crate::core::queue::QueueState;
@@ -28,7 +28,8 @@ impl Pop {
     /// records are released only if they are still the ones this receive
     /// committed; otherwise (the commit never landed, say) they are left to
     /// their invisible time.
-    async fn release(self: Arc<Self>, tenant: String, group: String, got: Vec<Delivery>) {
+    async fn release(self: Arc<Self>, group: StoredGroup, got: Vec<Delivery>) {
+        let (tenant, name) = (&group.tenant, &group.name);
         let mut by_queue: HashMap<QueueKey, (Arc<QueueState>, PopChange)> = HashMap::new();
         for d in got {
             let (_, change) = by_queue
@@ -47,16 +48,15 @@ impl Pop {
             change.remove.push((d.offset, d.record));
         }
         for (q, change) in by_queue.into_values() {
-            let slot = self.pop_slot(&tenant, &group, q.key);
+            let slot = self.pop_slot(tenant, name, q.key);
             let mut guard = slot.state.lock().await;
             let released = if guard.is_some() {
-                self.commit_to_slot(&mut guard, &tenant, &group, &q, &change)
-                    .await
+                self.commit_to_slot(&mut guard, &group, &q, &change).await
             } else {
                 let fence = self.core.catalog.owner_check(q.key, &q.owner);
                 self.core
                     .catalog
-                    .commit_pop(&tenant, &group, q.key, &change, fence)
+                    .commit_pop(&group, q.key, &change, fence)
                     .await
                     .map_err(EngineError::from)
             };
@@ -67,7 +67,7 @@ impl Pop {
                 Ok(false) => {}
                 Err(e) => tracing::warn!(
                     tenant,
-                    group,
+                    group = name,
                     error = %e,
                     "releasing undelivered messages failed; they return after their invisible time"
                 ),
@@ -81,17 +81,15 @@ impl Pop {
 /// half-way), it releases them in the background.
 pub(crate) struct Unclaimed {
     pop: Arc<Pop>,
-    tenant: String,
-    group: String,
+    group: StoredGroup,
     got: Mutex<Vec<Delivery>>,
 }
 
 impl Unclaimed {
-    pub fn new(pop: &Arc<Pop>, tenant: &str, group: &str) -> Self {
+    pub fn new(pop: &Arc<Pop>, group: &StoredGroup) -> Self {
         Self {
             pop: pop.clone(),
-            tenant: tenant.to_string(),
-            group: group.to_string(),
+            group: group.clone(),
             got: Mutex::new(Vec::new()),
         }
     }
@@ -127,11 +125,6 @@ impl Drop for Unclaimed {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (pop, tenant, group) = (
-            self.pop.clone(),
-            std::mem::take(&mut self.tenant),
-            std::mem::take(&mut self.group),
-        );
-        runtime.spawn(pop.release(tenant, group, got));
+        runtime.spawn(self.pop.clone().release(self.group.clone(), got));
     }
 }

@@ -175,6 +175,7 @@ mod tests {
             tenant: "t".into(),
             name: "g".into(),
             created_ms: 0,
+            incarnation: 1,
             retry: RetryPolicy::DEFAULT,
             start: strata_metadata::StartPosition::Earliest,
             fifo: true,

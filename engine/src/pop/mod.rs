@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use strata_common::{QueueKey, StoredMessage, TopicId};
 use strata_metadata::{
-    GroupRecord, InflightRecord, MessageType, PopChange, PopQueueState, RetryPolicy, StartPosition,
+    InflightRecord, MessageType, PopChange, PopQueueState, RetryPolicy, StartPosition, StoredGroup,
 };
 
 use crate::core::queue::QueueState;
@@ -154,7 +154,7 @@ impl Pop {
     pub(crate) async fn loaded_pop_state<'s>(
         &self,
         slot: &'s mut Option<PopQueueState>,
-        group: &GroupRecord,
+        group: &StoredGroup,
         q: &Arc<QueueState>,
     ) -> Result<&'s mut PopQueueState> {
         if slot.is_none() {
@@ -175,12 +175,10 @@ impl Pop {
                     if !self
                         .core
                         .catalog
-                        .commit_pop(&group.tenant, &group.name, q.key, &change, fence)
+                        .commit_pop(group, q.key, &change, fence)
                         .await?
                     {
-                        return Err(EngineError::Conflict(
-                            "POP state changed underneath (queue ownership moved?); retry".into(),
-                        ));
+                        return Err(self.refused(group).await);
                     }
                     state.cursor = from;
                 }
@@ -199,8 +197,7 @@ impl Pop {
     pub(crate) async fn commit_to_slot(
         &self,
         slot: &mut Option<PopQueueState>,
-        tenant: &str,
-        group: &str,
+        group: &StoredGroup,
         q: &QueueState,
         change: &PopChange,
     ) -> Result<bool> {
@@ -211,7 +208,7 @@ impl Pop {
         if !self
             .core
             .catalog
-            .commit_pop(tenant, group, q.key, change, fence)
+            .commit_pop(group, q.key, change, fence)
             .await?
         {
             return Ok(false);
@@ -219,6 +216,32 @@ impl Pop {
         apply(&mut state, change);
         *slot = Some(state);
         Ok(true)
+    }
+
+    /// Why a POP commit for `group` wrote nothing: the group was deleted
+    /// (or deleted and created again) since it was read, or else its state
+    /// or the queue's ownership changed underneath.
+    pub(crate) async fn refused(&self, group: &StoredGroup) -> EngineError {
+        let now = match self
+            .core
+            .catalog
+            .get_group_stored(&group.tenant, &group.name)
+            .await
+        {
+            Ok(now) => now,
+            Err(e) => return e.into(),
+        };
+        if now.is_none_or(|now| now.fence != group.fence) {
+            self.core.group_cache.forget(&group.tenant, &group.name);
+            return EngineError::GroupNotFound(group.name.clone());
+        }
+        // Ownership moved (this node's slots are committed one at a time):
+        // the queue is served elsewhere now, or soon; retrying finds it.
+        EngineError::Refused {
+            code: strata_common::ErrorCode::Unavailable,
+            message: "the queue's POP state changed underneath (its ownership moved?); retry"
+                .into(),
+        }
     }
 
     /// The message at `offset`, if the queue still holds it.
@@ -375,7 +398,7 @@ impl Pop {
                 "receipt handle {handle:?} belongs to another topic"
             )));
         }
-        let q = t.queue(h.queue)?.clone();
+        let q = handle_queue(&t, handle, h.queue)?;
         let slot = self.pop_slot(tenant, group, q.key);
         let mut guard = slot.state.lock().await;
         let state = self.loaded_pop_state(&mut guard, &group_record, &q).await?;
@@ -419,12 +442,10 @@ impl Pop {
             }
         }
         if !self
-            .commit_to_slot(&mut guard, tenant, group, &q, &change)
+            .commit_to_slot(&mut guard, &group_record, &q, &change)
             .await?
         {
-            return Err(EngineError::Conflict(
-                "POP state changed underneath; retry".into(),
-            ));
+            return Err(self.refused(&group_record).await);
         }
         // The next message of its FIFO group, or this one, may go out now
         // (or sooner than a waiting receive planned for).
@@ -433,6 +454,20 @@ impl Pop {
         }
         Ok(new_handle)
     }
+}
+
+/// The queue a receipt handle names: one the topic has, or the handle is
+/// invalid (as one naming another topic is), not a missing queue.
+pub(crate) fn handle_queue(
+    topic: &crate::core::topic::TopicState,
+    handle: &str,
+    queue: u32,
+) -> Result<Arc<QueueState>> {
+    topic.queue(queue).cloned().map_err(|_| {
+        EngineError::InvalidReceiptHandle(format!(
+            "receipt handle {handle:?} names queue {queue}, which the topic does not have"
+        ))
+    })
 }
 
 /// What [`Pop::change_delivery`] does with a delivery.

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use strata_common::StoredMessage;
 use strata_common::usage::Counter;
-use strata_metadata::{GroupRecord, InflightRecord, MessageType, PopChange};
+use strata_metadata::{InflightRecord, MessageType, PopChange, StoredGroup};
 
 use super::Pop;
 use super::claims::{Delivery, Unclaimed};
@@ -160,11 +160,16 @@ impl Pop {
         let started = self.core.clock.monotonic();
         let wait = r.wait.min(self.core.config.max_wait);
         let mut shutdown = self.core.shutdown.subscribe();
-        let claims = Unclaimed::new(self, r.tenant, r.group);
+        let claims = Unclaimed::new(self, &group);
         let budget = BodyBudget::new(r.max_body_bytes);
         loop {
             // Subscribed before looking: a change during the pass wakes us.
             let mut activity = topic.activity();
+            // Deleted, or its tenant moved to another node (closing wakes
+            // the subscription above only when it comes after it).
+            if topic.is_closed() {
+                return Err(self.core.topic_gone(r.tenant, r.topic));
+            }
             let next_due_ms = self
                 .receive_pass(&r, &topic, &queues, max, &group, &claims, &budget)
                 .await?;
@@ -193,7 +198,7 @@ impl Pop {
         topic: &TopicState,
         queues: &[Arc<QueueState>],
         max: usize,
-        group: &GroupRecord,
+        group: &StoredGroup,
         claims: &Unclaimed,
         budget: &BodyBudget,
     ) -> Result<Option<i64>> {
@@ -220,6 +225,8 @@ impl Pop {
             for (i, look) in open.into_iter().zip(looks) {
                 let look = match look {
                     Ok(look) => look,
+                    // Deleted while this receive ran: every queue is done.
+                    Err(e @ EngineError::GroupNotFound(_)) => return Err(e),
                     Err(e) => {
                         done[i] = true;
                         failed.note(r, order[i], e);
@@ -258,6 +265,7 @@ impl Pop {
             for ((&i, &share), result) in candidates.iter().zip(&shares).zip(results) {
                 let got = match result {
                     Ok(got) => got,
+                    Err(e @ EngineError::GroupNotFound(_)) => return Err(e),
                     Err(e) => {
                         done[i] = true;
                         failed.note(r, order[i], e);
@@ -284,7 +292,7 @@ impl Pop {
         r: &ReceiveRequest<'_>,
         q: &Arc<QueueState>,
         fifo: bool,
-        group: &GroupRecord,
+        group: &StoredGroup,
     ) -> Result<Look> {
         let slot = self.pop_slot(r.tenant, r.group, q.key);
         let mut guard = slot.state.lock().await;
@@ -313,7 +321,7 @@ impl Pop {
         q: &Arc<QueueState>,
         fifo: bool,
         max: usize,
-        group: &GroupRecord,
+        group: &StoredGroup,
         claims: &Unclaimed,
         budget: &BodyBudget,
     ) -> Result<usize> {
@@ -490,16 +498,12 @@ impl Pop {
             message,
         }));
         if change.cursor.is_some() || !change.put.is_empty() || !change.remove.is_empty() {
-            let committed = self
-                .commit_to_slot(&mut guard, r.tenant, r.group, q, &change)
-                .await;
+            let committed = self.commit_to_slot(&mut guard, group, q, &change).await;
             if !matches!(committed, Ok(true)) {
                 claims.retract(q.key, &seqs);
             }
             if !committed? {
-                return Err(EngineError::Conflict(
-                    "POP state changed underneath (queue ownership moved?); retry".into(),
-                ));
+                return Err(self.refused(group).await);
             }
         }
         Ok(got)

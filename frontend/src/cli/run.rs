@@ -619,32 +619,74 @@ fn print_cluster(c: &strata_client::api::status::ClusterJson) {
             }
         );
     }
-    println!(
-        "{:<16} {:<9} {:<22} {:<22} {:>7} {:>7} {:>10} {:>12}",
-        "NODE", "STATE", "GRPC", "HTTP", "QUEUES", "TENANTS", "LAG", "HEARTBEAT"
-    );
-    for n in &c.nodes {
-        let state = match (&n.adopted_by, &n.lost_by) {
-            (Some(by), _) => format!("adopted by {by}"),
-            (None, Some(_)) => "lost".to_string(),
-            (None, None) => n.state.clone(),
-        };
-        let heartbeat = if n.state == "live" || n.state == "expired" {
-            format!("{} ms", n.expires_in_ms)
-        } else {
-            "-".to_string()
-        };
+    let rows: Vec<[String; 8]> = c
+        .nodes
+        .iter()
+        .map(|n| {
+            let running = n.state == "live" || n.state == "expired";
+            let state = match (&n.adopted_by, &n.lost_by) {
+                (Some(by), _) => format!("adopted by {by}"),
+                (None, Some(_)) => "lost".to_string(),
+                (None, None) => n.state.clone(),
+            };
+            // The registry record's expiry, renewed by each heartbeat.
+            let heartbeat = match n.expires_in_ms {
+                _ if !running => "-".to_string(),
+                left if left >= 0 => format!("expires in {left} ms"),
+                left => format!("expired {} ms ago", -left),
+            };
+            // What a node that left or was adopted had not uploaded was
+            // uploaded since; a lost node's is what was given up.
+            let lag = if running || n.lost_by.is_some() {
+                bytes(n.upload_lag_bytes)
+            } else {
+                "-".to_string()
+            };
+            [
+                n.node.clone(),
+                state,
+                n.grpc_addr.clone(),
+                n.http_addr.clone(),
+                n.queues.to_string(),
+                n.tenants.to_string(),
+                lag,
+                heartbeat,
+            ]
+        })
+        .collect();
+    let headers = [
+        "NODE",
+        "STATE",
+        "GRPC",
+        "HTTP",
+        "QUEUES",
+        "TENANTS",
+        "LAG",
+        "HEARTBEAT",
+    ];
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].len())
+            .chain([headers[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let line = |cells: [&str; 8]| {
+        let [node, state, grpc, http, queues, tenants, lag, heartbeat] = cells;
         println!(
-            "{:<16} {:<9} {:<22} {:<22} {:>7} {:>7} {:>10} {:>12}",
-            n.node,
-            state,
-            n.grpc_addr,
-            n.http_addr,
-            n.queues,
-            n.tenants,
-            bytes(n.upload_lag_bytes),
-            heartbeat
+            "{node:<w0$} {state:<w1$} {grpc:<w2$} {http:<w3$} {queues:>w4$} {tenants:>w5$} {lag:>w6$} {heartbeat}",
+            w0 = width(0),
+            w1 = width(1),
+            w2 = width(2),
+            w3 = width(3),
+            w4 = width(4),
+            w5 = width(5),
+            w6 = width(6),
         );
+    };
+    line(headers);
+    for r in &rows {
+        line(std::array::from_fn(|i| r[i].as_str()));
     }
     if c.queues_unregistered_owner > 0 {
         println!(

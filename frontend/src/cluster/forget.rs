@@ -106,6 +106,14 @@ fn refusal(node: &str, now_ms: i64, outcome: Forget) -> Refusal {
         Forget::AlreadyGone(record) => {
             let how = match record.state {
                 NodeState::Adopted { by, .. } => format!("was adopted by {by}"),
+                NodeState::Lost { by, at_ms, .. } => {
+                    return Refusal::Conflict(format!(
+                        "node {node:?} was already declared lost (by {by}, at {}): what it \
+                         had not uploaded was given up then, and whatever it served is \
+                         already free; nothing changed",
+                        strata_common::rfc3339::format_ms(at_ms)
+                    ));
+                }
                 _ => "left".to_string(),
             };
             Refusal::Conflict(format!(

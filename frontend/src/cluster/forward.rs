@@ -91,6 +91,12 @@ pub async fn to_tenant_node(
         Err(_) => return next.run(request).await,
     };
     let tenant = asked.unwrap_or_else(|| principal.tenant.clone());
+    if !state.gate().may_act_as(&principal, &tenant).await {
+        // Refused by admission where it arrived (403; 404 for a service
+        // admin naming no tenant), and at once: routing first would tell
+        // the caller whether the tenant exists and which node serves it.
+        return next.run(request).await;
+    }
     let forwarded = request.headers().contains_key(FORWARDED_HEADER);
     let route = if forwarded {
         cluster.balancer.route(&tenant)

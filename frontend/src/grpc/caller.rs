@@ -3,9 +3,10 @@
 //!
 //! Clients sign `x-mq-date-time` with HMAC-SHA1 in the `authorization`
 //! header (`MQv2-HMAC-SHA1 Credential=<AK>, SignedHeaders=x-mq-date-time,
-//! Signature=<hex>`); `Bearer <AK>:<SK>` is accepted too. A namespace (the
-//! `x-mq-namespace` header or a resource's `resource_namespace`) must be
-//! the key's tenant; a service admin may name any existing tenant.
+//! Signature=<hex>`); `Bearer <AK>:<SK>` is accepted too. The request acts
+//! in the `x-mq-namespace` header's tenant (the key's own by default): only
+//! a service admin may name another, existing tenant there. Every
+//! resource's `resource_namespace`, when set, must be that same tenant.
 
 use std::sync::Arc;
 

@@ -28,6 +28,28 @@ fn to_duration(d: &prost_types::Duration) -> Option<Duration> {
     Some(Duration::new(secs, nanos))
 }
 
+/// A request's long-polling timeout: `default` when absent, at most the
+/// longest this server waits, and refused when negative.
+pub(crate) fn polling_timeout(
+    d: Option<&prost_types::Duration>,
+    default: Duration,
+) -> Result<Duration, Failure> {
+    match d {
+        None => Ok(default),
+        Some(d) => to_duration(d)
+            .map(|d| d.min(LONG_POLLING_TIMEOUT))
+            .ok_or_else(|| {
+                Failure::new(
+                    Code::IllegalPollingTime,
+                    format!(
+                        "long polling timeout {}s {}ns is negative",
+                        d.seconds, d.nanos
+                    ),
+                )
+            }),
+    }
+}
+
 fn from_duration(d: Duration) -> prost_types::Duration {
     prost_types::Duration {
         seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
@@ -136,6 +158,10 @@ pub fn to_pb(
             invisible_duration: Some(from_duration(invisible)),
             delivery_attempt: Some(i32::try_from(p.attempt).unwrap_or(i32::MAX)),
             message_group: prop(MESSAGE_GROUP_PROPERTY),
+            // A delayed message says when it was due, as RocketMQ's do.
+            delivery_timestamp: prop(strata_engine::delay::PROP_DELIVER_AT)
+                .and_then(|v| v.parse().ok())
+                .map(timestamp),
             ..Default::default()
         }),
         body: m.body.to_vec(),
@@ -172,14 +198,7 @@ impl GrpcState {
         )?;
         // Answer well before the client's own deadline for the call, which
         // SDKs derive from the same timeout.
-        let wait = r
-            .long_polling_timeout
-            .as_ref()
-            .and_then(to_duration)
-            .unwrap_or(LONG_POLLING_TIMEOUT)
-            .min(LONG_POLLING_TIMEOUT)
-            * 4
-            / 5;
+        let wait = polling_timeout(r.long_polling_timeout.as_ref(), LONG_POLLING_TIMEOUT)? * 4 / 5;
         let batch = if r.batch_size <= 0 {
             RECEIVE_BATCH_SIZE as usize
         } else {
@@ -337,5 +356,64 @@ impl GrpcState {
                 })
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delayed_message_says_when_it_was_due() {
+        let popped = |properties: Vec<(String, String)>| Popped {
+            message: strata_common::StoredMessage {
+                offset: 3,
+                timestamp_ms: 5_100,
+                message: strata_common::Message {
+                    properties,
+                    ..Default::default()
+                },
+            },
+            queue: 0,
+            attempt: 1,
+            handle: "h".into(),
+            visible_ms: 0,
+        };
+        let sys = |p: Popped| {
+            let resource = pb::Resource::default();
+            let m = to_pb(
+                p,
+                resource,
+                strata_engine::MessageType::Delay,
+                Duration::ZERO,
+                "",
+            );
+            m.system_properties.unwrap_or_default()
+        };
+        let due = vec![(
+            strata_engine::delay::PROP_DELIVER_AT.to_string(),
+            "5000".to_string(),
+        )];
+        assert_eq!(sys(popped(due)).delivery_timestamp, Some(timestamp(5_000)));
+        assert_eq!(sys(popped(Vec::new())).delivery_timestamp, None);
+    }
+
+    #[test]
+    fn polling_timeouts_keep_fractions_are_capped_and_never_negative() {
+        let d = |seconds, nanos| prost_types::Duration { seconds, nanos };
+        let default = Duration::from_secs(3);
+        assert_eq!(polling_timeout(None, default).unwrap(), default);
+        assert_eq!(
+            polling_timeout(Some(&d(0, 900_000_000)), default).unwrap(),
+            Duration::from_millis(900)
+        );
+        assert_eq!(
+            polling_timeout(Some(&d(3600, 0)), default).unwrap(),
+            LONG_POLLING_TIMEOUT
+        );
+        for bad in [d(-1, 0), d(0, -5)] {
+            let e = polling_timeout(Some(&bad), default).unwrap_err();
+            assert_eq!(e.code, Code::IllegalPollingTime);
+        }
     }
 }

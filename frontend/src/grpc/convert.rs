@@ -133,6 +133,7 @@ pub fn to_publish(
     if sys.keys.len() > 1 {
         properties.push((PROP_KEYS.into(), sys.keys.join(" ")));
     }
+    let grouped = sys.message_group.as_ref().is_some_and(|g| !g.is_empty());
     if let Some(group) = sys.message_group.filter(|g| !g.is_empty()) {
         properties.push((PROP_GROUP.into(), group));
     }
@@ -155,7 +156,13 @@ pub fn to_publish(
             format!("message {index}: keys may not contain spaces"),
         ));
     }
-    let queue = u32::try_from(sys.queue_id).ok().filter(|q| *q < queues);
+    // A message group's queue is the server's to choose, from the group
+    // alone (as RocketMQ's proxy does): producers that pick queues their
+    // own way, or not at all, would otherwise split a group across queues
+    // and its order with it.
+    let queue = u32::try_from(sys.queue_id)
+        .ok()
+        .filter(|q| *q < queues && !grouped);
     let publish = PublishMessage {
         queue,
         message: Message {
@@ -251,6 +258,8 @@ mod tests {
                 .properties
                 .contains(&(PROP_GROUP.into(), "g".into()))
         );
+        // The group picks the queue, not the producer's queue id.
+        assert_eq!(p.queue, None);
         let e = publish(msg(pb::MessageType::Delay, None), MessageType::Delay, 4);
         assert_eq!(
             e.unwrap_err().code,

@@ -3,7 +3,9 @@
 //!
 //! Codes are chosen among those every official SDK knows: the Rust SDK
 //! 5.0.0 panics on codes missing from its enum (40019-40021, 40404, 41302
-//! and newer), so those are never sent.
+//! and newer), so no service error maps to them. One exception: GetOffset
+//! answers OFFSET_NOT_FOUND (40404) for a queue without a committed offset,
+//! because only pull consumers call it, and the Rust SDK 5.0.0 has none.
 
 use strata_common::ErrorCode;
 use strata_engine::EngineError;

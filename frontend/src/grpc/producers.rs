@@ -27,6 +27,8 @@ struct ProducerStream {
 pub struct Producers {
     streams: Mutex<Vec<ProducerStream>>,
     next_stream: AtomicU64,
+    /// Turns taken by check-backs, so they rotate between producers.
+    turns: AtomicU64,
 }
 
 impl Producers {
@@ -64,8 +66,10 @@ impl Producers {
         self.streams.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A live stream of a producer of `topic`, if one is connected: the
-    /// one that registered last.
+    /// A live stream of a producer of `topic`, if one is connected; each
+    /// call takes the next of them in turn, so a producer that cannot
+    /// answer check-backs (one without a transaction checker) does not get
+    /// them all while one that can waits: the check repeats until answered.
     pub(crate) fn find(
         &self,
         tenant: &str,
@@ -73,10 +77,47 @@ impl Producers {
     ) -> Option<mpsc::Sender<Result<pb::TelemetryCommand, Status>>> {
         let mut streams = self.lock();
         streams.retain(|s| !s.tx.is_closed());
-        streams
+        let of_topic: Vec<&ProducerStream> = streams
             .iter()
-            .rev()
-            .find(|s| s.tenant == tenant && s.topics.iter().any(|t| t == topic))
-            .map(|s| s.tx.clone())
+            .filter(|s| s.tenant == tenant && s.topics.iter().any(|t| t == topic))
+            .collect();
+        let turn = self.turns.fetch_add(1, Ordering::Relaxed);
+        let n = u64::try_from(of_topic.len()).ok().filter(|n| *n > 0)?;
+        let pick = usize::try_from(turn % n).ok()?;
+        of_topic.get(pick).map(|s| s.tx.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Tx = mpsc::Sender<Result<pb::TelemetryCommand, Status>>;
+    type Rx = mpsc::Receiver<Result<pb::TelemetryCommand, Status>>;
+
+    fn producer(p: &Producers, tenant: &str, topic: &str) -> (u64, Tx, Rx) {
+        let (tx, rx) = mpsc::channel(1);
+        let stream = p.stream_id();
+        p.register(stream, tenant, vec![topic.to_string()], tx.clone());
+        (stream, tx, rx)
+    }
+
+    #[test]
+    fn check_backs_rotate_between_a_topics_producers_of_its_tenant() {
+        let p = Producers::default();
+        let (_, first, _first_rx) = producer(&p, "acme", "orders");
+        let (second_id, second, _second_rx) = producer(&p, "acme", "orders");
+        let _other_tenant = producer(&p, "beta", "orders");
+        let picked: Vec<Tx> = (0..4).map(|_| p.find("acme", "orders").unwrap()).collect();
+        let to_first = picked.iter().filter(|tx| tx.same_channel(&first)).count();
+        let to_second = picked.iter().filter(|tx| tx.same_channel(&second)).count();
+        assert_eq!((to_first, to_second), (2, 2));
+        assert!(p.find("acme", "invoices").is_none());
+        assert!(p.find("gamma", "orders").is_none());
+        // A producer gone is not picked.
+        p.unregister(second_id);
+        for _ in 0..3 {
+            assert!(p.find("acme", "orders").unwrap().same_channel(&first));
+        }
     }
 }

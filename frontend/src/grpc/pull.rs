@@ -26,11 +26,10 @@ use tonic::{Request, Response, Status};
 use tonic_prost::ProstDecoder;
 
 use crate::grpc::caller::GrpcState;
-use crate::grpc::consume::{tag_filter, to_pb};
+use crate::grpc::consume::{polling_timeout, tag_filter, to_pb};
 use crate::grpc::failure::{Failure, ok};
 use crate::grpc::offsets::{offset_arg, offset_out, queue_of};
 use crate::grpc::pb::{self, pull_message_response::Content};
-use crate::grpc::settings::LONG_POLLING_TIMEOUT;
 
 /// Messages per pull when the client does not say. A client may ask for
 /// more, up to `limits.max_read_messages` (and `max_read_bytes`).
@@ -68,14 +67,7 @@ impl GrpcState {
             .ok()
             .filter(|b| *b > 0)
             .unwrap_or(DEFAULT_PULL_BATCH);
-        let wait = r
-            .long_polling_timeout
-            .as_ref()
-            .and_then(|d| Some(Duration::new(u64::try_from(d.seconds).ok()?, 0)))
-            .unwrap_or(Duration::ZERO)
-            .min(LONG_POLLING_TIMEOUT)
-            * 4
-            / 5;
+        let wait = polling_timeout(r.long_polling_timeout.as_ref(), Duration::ZERO)? * 4 / 5;
         let budget = caller.take_consume(&self.limiter).await?;
         let info = self.engine.topic_info(&caller.tenant, &topic)?;
         // The engine keeps and meters only what passes the filter: that is

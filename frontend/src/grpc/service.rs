@@ -79,6 +79,10 @@ impl Service {
         };
         let topic = first.topic.clone();
         let name = caller.resource(topic.as_ref(), "topic")?.to_string();
+        // Each message's namespace is checked as the first's was.
+        for m in &messages[1..] {
+            caller.resource(m.topic.as_ref(), "topic")?;
+        }
         if messages
             .iter()
             .any(|m| m.topic.as_ref().map(|t| &t.name) != Some(&name))
@@ -346,8 +350,20 @@ impl MessagingService for Service {
             while let Ok(Some(command)) = inbound.message().await {
                 if let Some(pb::telemetry_command::Command::Settings(settings)) = command.command {
                     if let Some(pb::settings::PubSub::Publishing(p)) = &settings.pub_sub {
-                        let topics = p.topics.iter().map(|t| t.name.clone()).collect();
-                        producers.register(stream, &caller.tenant, topics, tx.clone());
+                        // Check-backs carry message bodies, and an answer
+                        // ends a transaction: only a key that may publish
+                        // is sent them.
+                        if caller.principal.require(Permission::Publish).is_ok() {
+                            let topics = p.topics.iter().map(|t| t.name.clone()).collect();
+                            producers.register(stream, &caller.tenant, topics, tx.clone());
+                        } else {
+                            tracing::info!(
+                                tenant = caller.tenant,
+                                access_key = caller.principal.access_key,
+                                "a key without the publish permission declared itself a producer; \
+                                 it gets no transaction check-backs"
+                            );
+                        }
                     }
                     let group = match &settings.pub_sub {
                         Some(pb::settings::PubSub::Subscription(sub)) => {

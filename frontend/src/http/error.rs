@@ -41,7 +41,13 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
-        if let Some(ms) = self.retry_after_ms {
+        // Unavailable is always worth retrying (a tenant moving between
+        // nodes, a shut write fence, the metadata store out of reach): one
+        // second unless the error says when.
+        let retry_after_ms = self
+            .retry_after_ms
+            .or((self.code == ErrorCode::Unavailable).then_some(1000));
+        if let Some(ms) = retry_after_ms {
             // Retry-After is in whole seconds; round up so clients never retry early.
             let secs = ms.div_ceil(1000).max(1);
             if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
@@ -106,3 +112,23 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retry_after(e: ApiError) -> Option<String> {
+        e.into_response()
+            .headers()
+            .get(axum::http::header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap_or_default().to_string())
+    }
+
+    #[test]
+    fn unavailable_answers_say_when_to_retry() {
+        let moving = ApiError::new(ErrorCode::Unavailable, "tenant moving");
+        assert_eq!(retry_after(moving).as_deref(), Some("1"));
+        let missing = ApiError::new(ErrorCode::TopicNotFound, "no such topic");
+        assert_eq!(retry_after(missing), None);
+    }
+}

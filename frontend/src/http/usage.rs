@@ -21,8 +21,7 @@ use super::extract::Query;
 const DEFAULT_RANGE_MS: i64 = 24 * HOUR_MS;
 
 fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
+    strata_common::rfc3339::format_ms(ms)
 }
 
 fn parse_time(name: &str, text: &str) -> ApiResult<i64> {

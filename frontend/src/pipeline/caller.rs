@@ -107,6 +107,13 @@ impl Gate<'_> {
         })
     }
 
+    /// Whether `principal` may act on `tenant`, as [`Gate::act_as`] decides:
+    /// its own, or, for a service admin, any tenant that exists.
+    pub async fn may_act_as(&self, principal: &Principal, tenant: &str) -> bool {
+        tenant == principal.tenant
+            || (principal.role == Role::Admin && self.credentials.get_tenant(tenant).await.is_ok())
+    }
+
     /// The caller acting on `asked` (its own tenant when `None`).
     /// Only a service admin may name another tenant, and it must exist.
     /// `named_by` says where the name came from, for the refusal.

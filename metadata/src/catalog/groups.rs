@@ -3,8 +3,26 @@
 use strata_common::TopicId;
 
 use super::{Catalog, CatalogError, MAX_ATTEMPTS, encode, keys};
-use super::{CommittedOffset, GroupRecord, GroupSpec, RetryPolicy};
+use super::{CommittedOffset, GroupRecord, GroupSpec, GroupStamp, RetryPolicy};
 use crate::store::{Check, Txn, TxnOutcome};
+
+/// A group's record as read, with a check that holds while the group is
+/// the one read. A group's record never changes while it exists (its
+/// settings are fixed at creation), so the stored bytes name this
+/// incarnation; one created again has another random incarnation.
+#[derive(Debug, Clone)]
+pub struct StoredGroup {
+    pub record: GroupRecord,
+    pub fence: Check,
+}
+
+impl std::ops::Deref for StoredGroup {
+    type Target = GroupRecord;
+
+    fn deref(&self) -> &GroupRecord {
+        &self.record
+    }
+}
 
 impl Catalog {
     /// Creates a group, or returns the existing one unchanged (idempotent, so
@@ -13,9 +31,9 @@ impl Catalog {
         &self,
         tenant: &str,
         name: &str,
-        now_ms: i64,
+        stamp: GroupStamp,
     ) -> Result<GroupRecord, CatalogError> {
-        self.create_group_with(tenant, name, now_ms, GroupSpec::default())
+        self.create_group_with(tenant, name, stamp, GroupSpec::default())
             .await
     }
 
@@ -25,14 +43,15 @@ impl Catalog {
         &self,
         tenant: &str,
         name: &str,
-        now_ms: i64,
+        stamp: GroupStamp,
         spec: GroupSpec,
     ) -> Result<GroupRecord, CatalogError> {
         let key = keys::group(tenant, name)?;
         let record = GroupRecord {
             tenant: tenant.to_string(),
             name: name.to_string(),
-            created_ms: now_ms,
+            created_ms: stamp.now_ms,
+            incarnation: stamp.incarnation,
             retry: spec.retry,
             start: spec.start,
             fifo: spec.fifo,
@@ -64,6 +83,23 @@ impl Catalog {
     ) -> Result<Option<GroupRecord>, CatalogError> {
         let key = keys::group(tenant, name)?;
         Ok(self.get_record(&key).await?.map(|(record, _)| record))
+    }
+
+    /// The group's record with the check that it is still this group:
+    /// not deleted, nor deleted and created again under the same name.
+    pub async fn get_group_stored(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<StoredGroup>, CatalogError> {
+        let key = keys::group(tenant, name)?;
+        Ok(self
+            .get_record(&key)
+            .await?
+            .map(|(record, raw)| StoredGroup {
+                record,
+                fence: Check::ValueEquals { key, value: raw },
+            }))
     }
 
     /// One tenant's groups, sorted by name.
@@ -141,8 +177,9 @@ impl Catalog {
         topic_id: TopicId,
         queue: u32,
         offset: u64,
-        now_ms: i64,
+        stamp: GroupStamp,
     ) -> Result<(), CatalogError> {
+        let now_ms = stamp.now_ms;
         let group_key = keys::group(tenant, group)?;
         let offset_key = keys::offset(tenant, group, topic_id, queue)?;
         let value = encode(
@@ -165,6 +202,7 @@ impl Catalog {
                     tenant: tenant.to_string(),
                     name: group.to_string(),
                     created_ms: now_ms,
+                    incarnation: stamp.incarnation,
                     retry: RetryPolicy::DEFAULT,
                     start: GroupSpec::default().start,
                     fifo: GroupSpec::default().fifo,

@@ -242,8 +242,9 @@ impl Catalog {
     /// node that stopped renewing both its heartbeat and any serving lease
     /// it holds at least `margin_ms` before `now_ms`, without leaving or
     /// being adopted. The commit is conditioned on the records it read, so
-    /// a node renewing meanwhile is not forgotten. Declaring a lost node
-    /// lost again changes nothing. A serving lease (standby mode) the node
+    /// a node renewing meanwhile is not forgotten. A node already lost is
+    /// [`Forget::AlreadyGone`], unless it still holds a serving lease,
+    /// which is then released. A serving lease (standby mode) the node
     /// held on the same data directory is released in the same commit, so
     /// a standby takes the namespace over.
     pub async fn forget_node(&self, req: ForgetRequest<'_>) -> Result<Forget, CatalogError> {
@@ -266,6 +267,9 @@ impl Catalog {
                 return Ok(Forget::AlreadyGone(held));
             }
             let lease = self.serving_lease_held_by(&held).await?;
+            if matches!(held.state, NodeState::Lost { .. }) && lease.is_none() {
+                return Ok(Forget::AlreadyGone(held));
+            }
             let live = held.state == NodeState::Live;
             if live || lease.is_some() {
                 let heartbeat = if live { held.expires_ms } else { i64::MIN };
@@ -514,13 +518,9 @@ mod tests {
         assert_eq!(lost.state, expected);
         assert!(lost.is_gone() && !lost.needs_adoption(20_000));
         assert_eq!(lost.gone_at_ms(), Some(11_000));
-        // Again: the same record, not a new time.
+        // Again: nothing to do, and the record keeps who and when.
         let again = forget(&c, "a", "other", 30_000).await;
-        let unchanged = Forget::Forgotten {
-            record: lost.clone(),
-            lease_freed: false,
-        };
-        assert_eq!(again, unchanged);
+        assert_eq!(again, Forget::AlreadyGone(lost.clone()));
 
         // Its directory back: refused, whatever the identity.
         for dir in ["dir-a", "dir-z"] {
@@ -625,13 +625,7 @@ mod tests {
         assert_eq!(taken.node, "b");
         // Forgetting a again does not touch b's lease.
         let again = forget(&c, "a", "op", 7 * TTL).await;
-        assert!(matches!(
-            again,
-            Forget::Forgotten {
-                lease_freed: false,
-                ..
-            }
-        ));
+        assert!(matches!(again, Forget::AlreadyGone(_)), "{again:?}");
         assert_eq!(c.serving_lease().await.unwrap(), Some(taken));
     }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use strata_common::QueueKey;
 
-use super::{Catalog, CatalogError, decode, encode, keys};
+use super::{Catalog, CatalogError, StoredGroup, decode, encode, keys};
 use crate::store::{Check, MetaError, Txn, TxnOutcome};
 
 /// One delivery of one message to a group, awaiting its acknowledgement.
@@ -83,17 +83,21 @@ impl Catalog {
         Ok(PopQueueState { cursor, inflight })
     }
 
-    /// Applies `change` atomically, guarded by `fence` (queue ownership).
-    /// Returns false, writing nothing, if any guard failed.
+    /// Applies `change` atomically, guarded by `fence` (queue ownership)
+    /// and by the group being the one read (`group`'s fence): a receive or
+    /// acknowledgement racing the group's deletion writes nothing, so no
+    /// state of a deleted group outlives it or passes to a group created
+    /// again under its name. Returns false, writing nothing, if any guard
+    /// failed.
     pub async fn commit_pop(
         &self,
-        tenant: &str,
-        group: &str,
+        group: &StoredGroup,
         queue: QueueKey,
         change: &PopChange,
         fence: Check,
     ) -> Result<bool, CatalogError> {
-        let mut txn = Txn::new().check(fence);
+        let (tenant, group_fence, group) = (&group.tenant, group.fence.clone(), &group.name);
+        let mut txn = Txn::new().check(fence).check(group_fence);
         if let Some((old, new)) = change.cursor {
             let key = keys::pop_cursor(tenant, group, queue)?;
             txn = txn.check(if old == 0 {
@@ -152,7 +156,7 @@ fn parse_cursor(key: &[u8], raw: &[u8]) -> Result<u64, MetaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::MemoryStore;
+    use crate::{GroupStamp, MemoryStore};
 
     fn record(seq: u64) -> InflightRecord {
         InflightRecord {
@@ -167,6 +171,18 @@ mod tests {
     #[tokio::test]
     async fn changes_apply_atomically_and_guard_against_stale_records() {
         let catalog = Catalog::new(MemoryStore::new());
+        catalog
+            .create_group(
+                "t",
+                "g",
+                GroupStamp {
+                    now_ms: 1,
+                    incarnation: 1,
+                },
+            )
+            .await
+            .unwrap();
+        let g = catalog.get_group_stored("t", "g").await.unwrap().unwrap();
         let q = QueueKey::new(7, 1);
         let always = Check::Absent {
             key: b"no-such-key".to_vec(),
@@ -178,7 +194,7 @@ mod tests {
         };
         assert!(
             catalog
-                .commit_pop("t", "g", q, &receive, always.clone())
+                .commit_pop(&g, q, &receive, always.clone())
                 .await
                 .unwrap()
         );
@@ -192,7 +208,7 @@ mod tests {
         };
         assert!(
             !catalog
-                .commit_pop("t", "g", q, &stale, always.clone())
+                .commit_pop(&g, q, &stale, always.clone())
                 .await
                 .unwrap()
         );
@@ -206,7 +222,7 @@ mod tests {
         };
         assert!(
             catalog
-                .commit_pop("t", "g", q, &ack, always.clone())
+                .commit_pop(&g, q, &ack, always.clone())
                 .await
                 .unwrap()
         );
@@ -217,16 +233,70 @@ mod tests {
             cursor: Some((0, 5)),
             ..Default::default()
         };
-        assert!(
-            !catalog
-                .commit_pop("t", "g", q, &racing, always)
-                .await
-                .unwrap()
-        );
+        assert!(!catalog.commit_pop(&g, q, &racing, always).await.unwrap());
         catalog.delete_pop_state("t", "g").await.unwrap();
         assert_eq!(
             catalog.pop_state("t", "g", q).await.unwrap(),
             PopQueueState::default()
         );
+    }
+
+    #[tokio::test]
+    async fn nothing_is_written_for_a_deleted_group_nor_for_its_namesake() {
+        let catalog = Catalog::new(MemoryStore::new());
+        catalog
+            .create_group(
+                "t",
+                "g",
+                GroupStamp {
+                    now_ms: 1,
+                    incarnation: 1,
+                },
+            )
+            .await
+            .unwrap();
+        let old = catalog.get_group_stored("t", "g").await.unwrap().unwrap();
+        let q = QueueKey::new(7, 0);
+        let always = Check::Absent {
+            key: b"no-such-key".to_vec(),
+        };
+        let receive = PopChange {
+            cursor: Some((0, 1)),
+            put: vec![(0, record(1))],
+            remove: vec![],
+        };
+        catalog.delete_group("t", "g").await.unwrap();
+        assert!(
+            !catalog
+                .commit_pop(&old, q, &receive, always.clone())
+                .await
+                .unwrap(),
+            "a receive of a deleted group must not commit"
+        );
+        catalog
+            .create_group(
+                "t",
+                "g",
+                GroupStamp {
+                    now_ms: 1,
+                    incarnation: 2,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            !catalog
+                .commit_pop(&old, q, &receive, always.clone())
+                .await
+                .unwrap(),
+            "a receive of the deleted group must not commit into its namesake"
+        );
+        assert_eq!(
+            catalog.pop_state("t", "g", q).await.unwrap(),
+            PopQueueState::default()
+        );
+        let new = catalog.get_group_stored("t", "g").await.unwrap().unwrap();
+        assert!(catalog.commit_pop(&new, q, &receive, always).await.unwrap());
+        assert_eq!(catalog.pop_state("t", "g", q).await.unwrap().cursor, 1);
     }
 }

@@ -90,6 +90,10 @@ pub struct GroupRecord {
     pub tenant: String,
     pub name: String,
     pub created_ms: i64,
+    /// Random at creation: tells a group from one deleted before it under
+    /// the same name (0 for groups stored before it existed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub incarnation: u64,
     /// Groups stored before retry policies existed have the default.
     #[serde(default)]
     pub retry: RetryPolicy,
@@ -100,6 +104,18 @@ pub struct GroupRecord {
     /// `consumeMessageOrderly`). Groups stored before it existed had it on.
     #[serde(default = "fifo_on")]
     pub fifo: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// When a group is created, and its random incarnation
+/// ([`GroupRecord::incarnation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupStamp {
+    pub now_ms: i64,
+    pub incarnation: u64,
 }
 
 fn fifo_on() -> bool {
