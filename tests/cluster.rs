@@ -78,6 +78,23 @@ async fn tenants_spread_move_on_a_kill_and_rebalance_on_a_join() {
         }
     }
 
+    // A tenant that does not exist is refused where the request arrives,
+    // at once (routing first waited for it to be placed and said where
+    // tenants are served).
+    for url in &urls {
+        let answer = reqwest::Client::new()
+            .get(format!("{url}/v1/topics/orders"))
+            .header("x-strata-tenant", "no-such-tenant")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 404, "through {url}");
+        assert!(
+            answer.headers().get("x-strata-served-by").is_none(),
+            "through {url}"
+        );
+    }
+
     // Any RPC through any node: a SendMessage for a tenant served
     // elsewhere is forwarded (a client whose route went stale still works).
     for (i, t) in (0..TENANTS).map(|i| (i, tenant(i))) {

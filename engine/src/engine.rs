@@ -556,7 +556,8 @@ impl Engine {
 impl Engine {
     /// Creates a group with the defaults of [`GroupSpec`] (idempotent).
     pub async fn create_group(&self, tenant: &str, name: &str) -> Result<GroupInfo> {
-        self.core.create_group(tenant, name).await
+        self.create_group_with(tenant, name, GroupSpec::default())
+            .await
     }
 
     /// Creates a group as `spec` says; an existing group is returned
@@ -567,6 +568,12 @@ impl Engine {
         name: &str,
         spec: GroupSpec,
     ) -> Result<GroupInfo> {
+        strata_common::names::validate_group(name)?;
+        // What a deletion cut short left of a group of this name (its POP
+        // state) must not become the new group's.
+        if self.core.catalog.get_group(tenant, name).await?.is_none() {
+            self.pop.forget_group(tenant, name).await?;
+        }
         self.core.create_group_with(tenant, name, spec).await
     }
 
@@ -592,10 +599,15 @@ impl Engine {
     /// Deletes a group: its record and offsets, its POP state, and what
     /// this node remembers handing it.
     pub async fn delete_group(&self, tenant: &str, name: &str) -> Result<()> {
-        self.core.delete_group(tenant, name).await?;
-        self.pop.forget_group(tenant, name).await?;
-        self.pull.forget_group(tenant, name);
-        Ok(())
+        let deleted = self.core.delete_group(tenant, name).await;
+        // After the record, so no POP commit (fenced on it) lands after;
+        // and also when the record was already gone, so that a deletion
+        // cut short (the metadata store failing half-way) can be finished.
+        if matches!(deleted, Ok(()) | Err(EngineError::GroupNotFound(_))) {
+            self.pop.forget_group(tenant, name).await?;
+            self.pull.forget_group(tenant, name);
+        }
+        deleted
     }
 
     /// Commits `offset` (the next offset to consume) for a group on one

@@ -574,3 +574,49 @@ async fn deleting_a_topic_ends_the_long_polls_on_it() {
         );
     }
 }
+
+/// A group deletion cut short (the record gone, the metadata store failing
+/// before its POP state went) is finished by deleting it again, and a group
+/// made again under the name never starts from the leftovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_group_deletion_cut_short_left_is_not_inherited() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 11);
+    let store: Arc<dyn strata_metadata::MetaStore> = strata_metadata::MemoryStore::new();
+    let dyn_clock: Arc<dyn Clock> = clock.clone();
+    let engine = Engine::open_with_store(common::config(dir.path()), dyn_clock, store.clone())
+        .await
+        .unwrap();
+    let catalog = strata_metadata::Catalog::new(store);
+    engine
+        .create_topic(T, "t", 1, MessageType::Normal, Some(Retention::Unlimited))
+        .await
+        .unwrap();
+    let stamp = |n| strata_metadata::GroupStamp {
+        now_ms: START_MS,
+        incarnation: n,
+    };
+    for again in ["delete again", "create again"] {
+        engine.create_group(T, "g").await.unwrap();
+        engine
+            .publish(T, "t", vec![msg(again, None, None)])
+            .await
+            .unwrap();
+        let got = receive(&engine, "t", 10, &TagFilter::All).await;
+        assert!(!got.is_empty(), "{again}");
+        // Cut short: the record goes, its POP state stays.
+        catalog.delete_group(T, "g").await.unwrap();
+        if again == "delete again" {
+            let e = engine.delete_group(T, "g").await;
+            assert!(matches!(e, Err(EngineError::GroupNotFound(_))), "{e:?}");
+            // Made again past the engine: nothing left to inherit.
+            catalog.create_group(T, "g", stamp(1)).await.unwrap();
+        } else {
+            engine.create_group(T, "g").await.unwrap();
+        }
+        let fresh = receive(&engine, "t", 10, &TagFilter::All).await;
+        assert!(!fresh.is_empty(), "{again}: the new group starts over");
+        assert!(fresh.iter().all(|p| p.attempt == 1), "{again}: {fresh:?}");
+        engine.delete_group(T, "g").await.unwrap();
+    }
+}

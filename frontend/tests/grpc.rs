@@ -719,6 +719,29 @@ async fn malformed_sends_are_refused_and_change_nothing() {
         .await
         .unwrap()
         .into_inner();
+    // "orders" takes no transactions: said so, not a bad id.
+    assert_eq!(code(&r.status), Code::MessagePropertyConflictWithType);
+    w.a_admin
+        .post_json(
+            "/v1/topics",
+            &json!({"name": "payments", "queues": 1, "type": "transaction"}),
+        )
+        .await
+        .expect(201);
+    let r = c
+        .end_transaction(request(
+            &auth,
+            None,
+            pb::EndTransactionRequest {
+                topic: resource("payments"),
+                transaction_id: "no-such-transaction".into(),
+                resolution: pb::TransactionResolution::Commit as i32,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(code(&r.status), Code::InvalidTransactionId);
     let r = c
         .query_offset(request(&auth, None, pb::QueryOffsetRequest::default()))

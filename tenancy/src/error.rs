@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use strata_common::ErrorCode;
-use strata_metadata::CatalogError;
+use strata_metadata::{CatalogError, MetaError};
 
 use crate::roles::{Permission, Role};
 use crate::secrets::SecretsError;
@@ -45,6 +45,10 @@ pub enum AuthError {
     /// client's fault.
     #[error("credential store error: {0}")]
     Store(String),
+    /// The credential store could not be reached (the metadata store's
+    /// backend failed); worth retrying. Its details are logged, not told.
+    #[error("the credential store is unavailable; retry")]
+    StoreUnavailable,
 }
 
 impl AuthError {
@@ -53,6 +57,7 @@ impl AuthError {
         match self {
             AuthError::PermissionDenied { .. } => ErrorCode::PermissionDenied,
             AuthError::Store(_) => ErrorCode::Internal,
+            AuthError::StoreUnavailable => ErrorCode::Unavailable,
             _ => ErrorCode::Unauthenticated,
         }
     }
@@ -104,6 +109,7 @@ impl TenancyError {
                 CatalogError::Conflict(_) | CatalogError::AccessKeyAlreadyExists { .. } => {
                     ErrorCode::Conflict
                 }
+                CatalogError::Meta(MetaError::Backend(_)) => ErrorCode::Unavailable,
                 CatalogError::Meta(_)
                 | CatalogError::NamespaceServed(_)
                 | CatalogError::NodeIdTaken(_)
@@ -129,6 +135,7 @@ mod tests {
         assert_eq!(AuthError::BadSignature.code(), ErrorCode::Unauthenticated);
         assert_eq!(AuthError::Revoked.code(), ErrorCode::Unauthenticated);
         assert_eq!(AuthError::Store("x".into()).code(), ErrorCode::Internal);
+        assert_eq!(AuthError::StoreUnavailable.code(), ErrorCode::Unavailable);
         let denied = AuthError::PermissionDenied {
             role: Role::Consumer,
             permission: Permission::Publish,

@@ -10,12 +10,6 @@ use crate::error::{EngineError, Result};
 use crate::types::{GroupInfo, GroupOffset};
 
 impl Core {
-    /// Creates a group with the defaults of [`GroupSpec`] (idempotent).
-    pub async fn create_group(&self, tenant: &str, name: &str) -> Result<GroupInfo> {
-        self.create_group_with(tenant, name, GroupSpec::default())
-            .await
-    }
-
     /// Creates a group as `spec` says; an existing group is returned
     /// unchanged (its settings were fixed when it was created).
     pub async fn create_group_with(
@@ -128,8 +122,11 @@ impl Core {
     /// forget their own state of it (see `Engine::delete_group`).
     pub async fn delete_group(&self, tenant: &str, name: &str) -> Result<()> {
         self.check_open()?;
-        self.catalog.delete_group(tenant, name).await?;
+        let deleted = self.catalog.delete_group(tenant, name).await;
+        // Gone either way (a "not found" may be a deletion finished
+        // elsewhere): a cached record is stale.
         self.group_cache.forget(tenant, name);
+        deleted?;
         Ok(())
     }
 

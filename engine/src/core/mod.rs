@@ -296,11 +296,17 @@ impl Core {
             .ok_or_else(|| EngineError::TopicNotFound(name.to_string()))
     }
 
-    /// Why a topic a long poll held is closed: its tenant is no longer
-    /// served here, or it was deleted (perhaps made again: not this one).
-    pub(crate) fn topic_gone(&self, tenant: &str, name: &str) -> EngineError {
+    /// Why the topic `id` a long poll held is closed: its tenant is no
+    /// longer served here, or it was deleted (perhaps made again: another
+    /// id), or its tenant was released and served here again meanwhile
+    /// (the same id, loaded anew: retrying finds it).
+    pub(crate) fn topic_gone(&self, tenant: &str, name: &str, id: TopicId) -> EngineError {
         match self.topic(tenant, name) {
             Err(e) => e,
+            Ok(t) if t.record.id == id => EngineError::Refused {
+                code: strata_common::ErrorCode::Unavailable,
+                message: format!("topic {name} was reloaded on this node meanwhile; retry"),
+            },
             Ok(_) => EngineError::TopicNotFound(name.to_string()),
         }
     }

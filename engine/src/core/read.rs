@@ -138,7 +138,7 @@ impl Core {
             self.wait_past(&q, offset, wait.min(self.config.max_wait))
                 .await;
             if topic_state.is_closed() {
-                return Err(self.topic_gone(tenant, topic));
+                return Err(self.topic_gone(tenant, topic, topic_state.record.id));
             }
         }
         let (first_now, hw) = self.bounds(&q, topic, offset)?;

@@ -140,10 +140,14 @@ impl Pop {
     }
 
     /// Deletes a deleted group's POP state, stored and cached.
+    /// The cached slots go first, so a failure in between leaves nothing
+    /// cached for a group made again under the name.
     pub(crate) async fn forget_group(&self, tenant: &str, group: &str) -> Result<()> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(t, g, _), _| !(t == tenant && g == group));
         self.core.catalog.delete_pop_state(tenant, group).await?;
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.retain(|(t, g, _), _| !(t == tenant && g == group));
         Ok(())
     }
 
@@ -222,18 +226,8 @@ impl Pop {
     /// (or deleted and created again) since it was read, or else its state
     /// or the queue's ownership changed underneath.
     pub(crate) async fn refused(&self, group: &StoredGroup) -> EngineError {
-        let now = match self
-            .core
-            .catalog
-            .get_group_stored(&group.tenant, &group.name)
-            .await
-        {
-            Ok(now) => now,
-            Err(e) => return e.into(),
-        };
-        if now.is_none_or(|now| now.fence != group.fence) {
-            self.core.group_cache.forget(&group.tenant, &group.name);
-            return EngineError::GroupNotFound(group.name.clone());
+        if let Err(e) = self.check_current(group).await {
+            return e;
         }
         // Ownership moved (this node's slots are committed one at a time):
         // the queue is served elsewhere now, or soon; retrying finds it.
@@ -242,6 +236,22 @@ impl Pop {
             message: "the queue's POP state changed underneath (its ownership moved?); retry"
                 .into(),
         }
+    }
+
+    /// Ok while `group` is still the group read; else GROUP_NOT_FOUND.
+    /// Checked before what its fenced commit cannot undo (a dead letter
+    /// appended to its dead-letter topic).
+    pub(crate) async fn check_current(&self, group: &StoredGroup) -> Result<()> {
+        let now = self
+            .core
+            .catalog
+            .get_group_stored(&group.tenant, &group.name)
+            .await?;
+        if now.is_none_or(|now| now.fence != group.fence) {
+            self.core.group_cache.forget(&group.tenant, &group.name);
+            return Err(EngineError::GroupNotFound(group.name.clone()));
+        }
+        Ok(())
     }
 
     /// The message at `offset`, if the queue still holds it.
@@ -435,6 +445,7 @@ impl Pop {
                 change.put.push((h.offset, next));
             }
             Action::DeadLetter => {
+                self.check_current(&group_record).await?;
                 if let Some(m) = self.read_at(tenant, topic, h.queue, h.offset).await? {
                     self.dead_letter(tenant, group, topic, h.queue, h.offset, &current, &m)
                         .await?;

@@ -168,7 +168,7 @@ impl Pop {
             // Deleted, or its tenant moved to another node (closing wakes
             // the subscription above only when it comes after it).
             if topic.is_closed() {
-                return Err(self.core.topic_gone(r.tenant, r.topic));
+                return Err(self.core.topic_gone(r.tenant, r.topic, topic.record.id));
             }
             let next_due_ms = self
                 .receive_pass(&r, &topic, &queues, max, &group, &claims, &budget)
@@ -465,6 +465,9 @@ impl Pop {
                 };
                 out.push((m.offset, rec, m));
             }
+        }
+        if !dead.is_empty() {
+            self.check_current(group).await?;
         }
         for (offset, rec, message) in &dead {
             self.dead_letter(

@@ -89,6 +89,15 @@ pub async fn consume(client: &Client, json: bool, args: ConsumeArgs) -> Result<(
                             return;
                         }
                     }
+                    // Following, a node answering "unavailable" (its tenant
+                    // moving between nodes, say) is waited out, not fatal.
+                    Err(ClientError::Api { status: 503, .. }) if follow => {
+                        strata_common::Clock::sleep(
+                            &strata_common::SystemClock,
+                            std::time::Duration::from_secs(1),
+                        )
+                        .await;
+                    }
                     Err(e) => {
                         let _ = tx.send(Event::Failed(queue, e)).await;
                         return;

@@ -184,6 +184,11 @@ impl Router {
             return Target::Here(None);
         };
         let tenant = asked.namespace.unwrap_or_else(|| principal.tenant.clone());
+        if !self.state.gate().may_act_as(&principal, &tenant).await {
+            // Refused here, at once: routing first would tell the caller
+            // whether the tenant exists and which node serves it.
+            return Target::Here(Some(principal));
+        }
         let route = if asked.forwarded {
             balancer.route(&tenant)
         } else {

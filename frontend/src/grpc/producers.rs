@@ -20,6 +20,9 @@ struct ProducerStream {
     tenant: String,
     topics: Vec<String>,
     tx: mpsc::Sender<Result<pb::TelemetryCommand, Status>>,
+    /// Check-backs sent on this stream, so they go round its topics'
+    /// producers.
+    checks: u64,
 }
 
 /// Producers connected to this node, by the topics they declared.
@@ -27,8 +30,6 @@ struct ProducerStream {
 pub struct Producers {
     streams: Mutex<Vec<ProducerStream>>,
     next_stream: AtomicU64,
-    /// Turns taken by check-backs, so they rotate between producers.
-    turns: AtomicU64,
 }
 
 impl Producers {
@@ -53,6 +54,7 @@ impl Producers {
             tenant: tenant.to_string(),
             topics,
             tx,
+            checks: 0,
         });
     }
 
@@ -66,10 +68,11 @@ impl Producers {
         self.streams.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A live stream of a producer of `topic`, if one is connected; each
-    /// call takes the next of them in turn, so a producer that cannot
-    /// answer check-backs (one without a transaction checker) does not get
-    /// them all while one that can waits: the check repeats until answered.
+    /// A live stream of a producer of `topic`, if one is connected: the one
+    /// sent the fewest check-backs (the latest of those), so they go round
+    /// the topic's producers and one that cannot answer them (it has no
+    /// transaction checker) does not get them all while one that can waits:
+    /// the check repeats until answered.
     pub(crate) fn find(
         &self,
         tenant: &str,
@@ -77,14 +80,13 @@ impl Producers {
     ) -> Option<mpsc::Sender<Result<pb::TelemetryCommand, Status>>> {
         let mut streams = self.lock();
         streams.retain(|s| !s.tx.is_closed());
-        let of_topic: Vec<&ProducerStream> = streams
-            .iter()
+        let picked = streams
+            .iter_mut()
+            .rev()
             .filter(|s| s.tenant == tenant && s.topics.iter().any(|t| t == topic))
-            .collect();
-        let turn = self.turns.fetch_add(1, Ordering::Relaxed);
-        let n = u64::try_from(of_topic.len()).ok().filter(|n| *n > 0)?;
-        let pick = usize::try_from(turn % n).ok()?;
-        of_topic.get(pick).map(|s| s.tx.clone())
+            .min_by_key(|s| s.checks)?;
+        picked.checks += 1;
+        Some(picked.tx.clone())
     }
 }
 
@@ -112,7 +114,18 @@ mod tests {
         let to_first = picked.iter().filter(|tx| tx.same_channel(&first)).count();
         let to_second = picked.iter().filter(|tx| tx.same_channel(&second)).count();
         assert_eq!((to_first, to_second), (2, 2));
-        assert!(p.find("acme", "invoices").is_none());
+        // Check-backs of another topic in between do not make one of them
+        // always the pick.
+        let _invoices = producer(&p, "acme", "invoices");
+        let picked: Vec<Tx> = (0..4)
+            .map(|_| {
+                p.find("acme", "invoices").unwrap();
+                p.find("acme", "orders").unwrap()
+            })
+            .collect();
+        let to_first = picked.iter().filter(|tx| tx.same_channel(&first)).count();
+        assert_eq!(to_first, 2);
+        assert!(p.find("acme", "payments").is_none());
         assert!(p.find("gamma", "orders").is_none());
         // A producer gone is not picked.
         p.unregister(second_id);

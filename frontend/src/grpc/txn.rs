@@ -99,6 +99,18 @@ impl GrpcState {
                 ));
             }
         };
+        // A topic that is missing or takes no transactions is said so, not
+        // taken for a bad transaction id.
+        let info = self.engine.topic_info(&caller.tenant, &topic)?;
+        if info.message_type != strata_engine::MessageType::Transaction {
+            return Err(Failure::new(
+                Code::MessagePropertyConflictWithType,
+                format!(
+                    "topic {topic} is a {} topic: it has no transactions to end",
+                    info.message_type
+                ),
+            ));
+        }
         self.engine
             .end_transaction(&caller.tenant, &topic, &r.transaction_id, commit)
             .await

@@ -51,6 +51,19 @@ impl From<AuthError> for ServiceError {
 
 impl From<TenancyError> for ServiceError {
     fn from(e: TenancyError) -> Self {
+        // A backend failure's text names the metadata store's endpoints
+        // and its client library's errors: the log gets it, not the caller.
+        if let TenancyError::Catalog(strata_metadata::CatalogError::Meta(
+            strata_metadata::MetaError::Backend(detail),
+        )) = &e
+        {
+            tracing::warn!(error = %detail, "metadata store request failed");
+            return Self::new(
+                e.code(),
+                "the metadata store is unavailable; retry (a change refused this way may have \
+                 been applied)",
+            );
+        }
         Self::new(e.code(), e.to_string())
     }
 }

@@ -10,6 +10,7 @@ use crate::principal::Principal;
 use crate::signature::{
     Authorization, DATE_HEADER, check_skew, parse_authorization, parse_date_time, verify,
 };
+use strata_metadata::{CatalogError, MetaError};
 
 impl Credentials {
     /// Checks a request's `authorization` header (and, for the RocketMQ
@@ -73,7 +74,13 @@ impl Credentials {
             .catalog
             .get_access_key(access_key)
             .await
-            .map_err(|e| AuthError::Store(e.to_string()))?;
+            .map_err(|e| match e {
+                CatalogError::Meta(MetaError::Backend(detail)) => {
+                    tracing::warn!(error = %detail, "reading an access key failed");
+                    AuthError::StoreUnavailable
+                }
+                other => AuthError::Store(other.to_string()),
+            })?;
         let Some(record) = record else {
             self.inner.cache.remove(access_key);
             return Err(AuthError::UnknownKey);
