@@ -607,6 +607,10 @@ impl Engine {
             self.pop.forget_group(tenant, name).await?;
             self.pull.forget_group(tenant, name);
         }
+        if deleted.is_ok() {
+            // Receives waiting for the group find it gone and end.
+            self.core.wake_topics_of(tenant);
+        }
         deleted
     }
 

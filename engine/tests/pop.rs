@@ -477,21 +477,21 @@ async fn a_receive_waiting_while_its_group_is_deleted_takes_nothing() {
     let ended = |poll: Poll| async move {
         strata_common::clock::timeout(&SystemClock, Duration::from_secs(30), poll)
             .await
-            .expect("the waiting receive ends when a message arrives")
+            .expect("the waiting receive ends")
             .unwrap()
     };
 
-    // Deleted, and not created again.
+    // Deleted, and not created again: the deletion ends the wait.
     engine.create_group(T, "g").await.unwrap();
     let poll = long_poll(engine.clone());
     SystemClock.sleep(Duration::from_millis(300)).await;
     engine.delete_group(T, "g").await.unwrap();
+    let got = ended(poll).await;
+    assert!(matches!(got, Err(EngineError::GroupNotFound(_))), "{got:?}");
     engine
         .publish(T, "t", vec![msg("m0", None, None)])
         .await
         .unwrap();
-    let got = ended(poll).await;
-    assert!(matches!(got, Err(EngineError::GroupNotFound(_))), "{got:?}");
 
     // Deleted and created again while the receive waits.
     engine.create_group(T, "g").await.unwrap();

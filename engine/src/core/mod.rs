@@ -296,6 +296,19 @@ impl Core {
             .ok_or_else(|| EngineError::TopicNotFound(name.to_string()))
     }
 
+    /// Wakes every receive waiting on a topic of `tenant`, to look again.
+    pub(crate) fn wake_topics_of(&self, tenant: &str) {
+        for t in self
+            .topics_read()
+            .all()
+            .filter(|t| t.record.tenant == tenant)
+        {
+            if let Some(q) = t.queues.first() {
+                q.activity().bump();
+            }
+        }
+    }
+
     /// Why the topic `id` a long poll held is closed: its tenant is no
     /// longer served here, or it was deleted (perhaps made again: another
     /// id), or its tenant was released and served here again meanwhile

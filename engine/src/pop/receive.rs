@@ -186,6 +186,12 @@ impl Pop {
                 _ = shutdown.wait_for(|down| *down) => {}
                 _ = self.core.clock.sleep(left.min(until_due)) => {}
             }
+            // Deleted (or made again) while waiting: deleting a group wakes
+            // its tenant's topics, and the record is read again at most
+            // once per group cache TTL.
+            if self.core.group_record(r.tenant, r.group).await?.fence != group.fence {
+                return Err(EngineError::GroupNotFound(r.group.to_string()));
+            }
         }
     }
 
