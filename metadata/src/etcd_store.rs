@@ -54,6 +54,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rounds over the members a request makes before it fails.
 const ROUNDS: usize = 2;
+/// Attempts of one request that may end in a timeout before it fails.
+const MAX_TIMEOUTS: usize = 2;
 
 /// A [`MetaStore`] on an etcd v3 cluster.
 ///
@@ -146,7 +148,15 @@ impl EtcdStore {
     {
         let n = self.members.len();
         let mut last = None;
+        // Members that do not answer in time cost a request timeout each:
+        // two at most, so a hung member is passed over while a cluster
+        // without quorum (every member timing out) fails the request in
+        // two timeouts, not one per member and round.
+        let mut timeouts = 0;
         for _ in 0..n * ROUNDS {
+            if timeouts >= MAX_TIMEOUTS {
+                break;
+            }
             let at = self.current.load(Ordering::Relaxed) % n;
             match request(self.members[at].clone()).await {
                 Ok(r) => return Ok(r),
@@ -168,6 +178,7 @@ impl EtcdStore {
                     if !may_retry(&e) {
                         return Err(self.error(what, e));
                     }
+                    timeouts += usize::from(timed_out(&e));
                     last = Some(e);
                 }
             }
@@ -210,6 +221,20 @@ fn never_sent(e: &etcd_client::Error) -> bool {
         etcd_client::Error::GRpcStatus(s) => {
             s.code() == tonic::Code::Unavailable && s.message().contains("connect error")
         }
+        _ => false,
+    }
+}
+
+/// Whether a request ran out of its time (rather than being refused).
+fn timed_out(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => match s.code() {
+            tonic::Code::DeadlineExceeded => true,
+            tonic::Code::Cancelled => s.message().contains("Timeout"),
+            // etcd's own answer when it has no leader to order the request.
+            tonic::Code::Unavailable => s.message().contains("timed out"),
+            _ => false,
+        },
         _ => false,
     }
 }

@@ -212,7 +212,7 @@ async fn back_pressure_waits_then_fails_or_succeeds_after_release() {
         ),
         "{err}"
     );
-    assert!(err.to_string().contains("release_before"));
+    assert!(err.to_string().contains("uploaded to object storage"));
     for a in pending {
         a.durable().await.unwrap();
     }

@@ -41,12 +41,12 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
-        // Unavailable is always worth retrying (a tenant moving between
-        // nodes, a shut write fence, the metadata store out of reach): one
-        // second unless the error says when.
+        // A 503 is always worth retrying (a tenant moving between nodes, a
+        // shut write fence, the metadata store out of reach, a full WAL):
+        // one second unless the error says when.
         let retry_after_ms = self
             .retry_after_ms
-            .or((self.code == ErrorCode::Unavailable).then_some(1000));
+            .or((status == StatusCode::SERVICE_UNAVAILABLE).then_some(1000));
         if let Some(ms) = retry_after_ms {
             // Retry-After is in whole seconds; round up so clients never retry early.
             let secs = ms.div_ceil(1000).max(1);
@@ -128,6 +128,8 @@ mod tests {
     fn unavailable_answers_say_when_to_retry() {
         let moving = ApiError::new(ErrorCode::Unavailable, "tenant moving");
         assert_eq!(retry_after(moving).as_deref(), Some("1"));
+        let full = ApiError::new(ErrorCode::WalFull, "no room");
+        assert_eq!(retry_after(full).as_deref(), Some("1"));
         let missing = ApiError::new(ErrorCode::TopicNotFound, "no such topic");
         assert_eq!(retry_after(missing), None);
     }

@@ -8,10 +8,10 @@ pub enum WalError {
     /// Back-pressure gave up: the append found no room, or no turn while
     /// others were paced or waited for room, within the append timeout.
     #[error(
-        "WAL append found no room for {waited_ms} ms ({used_bytes} of {max_bytes} bytes \
-         used; appends are paced while it fills and wait once it is full); space is \
-         freed only when release_before deletes sealed segments whose records are \
-         stored elsewhere"
+        "the write-ahead log found no room for {waited_ms} ms ({used_bytes} of {max_bytes} \
+         bytes used; appends are paced while it fills and wait once it is full): its space \
+         is freed as its records are uploaded to object storage, so uploads are behind or \
+         failing (see strata status); retry later"
     )]
     Full {
         waited_ms: u64,
