@@ -444,6 +444,30 @@ async fn a_byte_bounded_receive_keeps_fifo_order_behind_due_redeliveries() {
     );
 }
 
+/// A receive still running when it returns.
+type Poll = tokio::task::JoinHandle<strata_engine::Result<Vec<Popped>>>;
+
+/// A receive of group "g" on "t" that waits up to ten minutes (the manual
+/// clock never gets there): only what the test does ends it.
+fn waiting_receive(engine: &Arc<Engine>) -> Poll {
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        engine
+            .receive(ReceiveRequest {
+                tenant: T,
+                group: "g",
+                topic: "t",
+                queue: None,
+                max_messages: 10,
+                invisible: INVISIBLE,
+                wait: Duration::from_secs(600),
+                filter: &TagFilter::All,
+                max_body_bytes: None,
+            })
+            .await
+    })
+}
+
 /// A receive waiting when its group is deleted must not consume for the
 /// deleted group, nor leave state that a group created again under the
 /// same name would inherit (a cursor past messages it never saw).
@@ -456,24 +480,7 @@ async fn a_receive_waiting_while_its_group_is_deleted_takes_nothing() {
         .create_topic(T, "t", 4, MessageType::Normal, Some(Retention::Unlimited))
         .await
         .unwrap();
-    let long_poll = |engine: Arc<Engine>| {
-        tokio::spawn(async move {
-            engine
-                .receive(ReceiveRequest {
-                    tenant: T,
-                    group: "g",
-                    topic: "t",
-                    queue: None,
-                    max_messages: 10,
-                    invisible: INVISIBLE,
-                    wait: Duration::from_secs(600),
-                    filter: &TagFilter::All,
-                    max_body_bytes: None,
-                })
-                .await
-        })
-    };
-    type Poll = tokio::task::JoinHandle<strata_engine::Result<Vec<Popped>>>;
+    let long_poll = |engine: Arc<Engine>| waiting_receive(&engine);
     let ended = |poll: Poll| async move {
         strata_common::clock::timeout(&SystemClock, Duration::from_secs(30), poll)
             .await
@@ -528,25 +535,7 @@ async fn deleting_a_topic_ends_the_long_polls_on_it() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(START_MS, 8);
     let engine = setup(dir.path(), &clock, MessageType::Normal).await;
-    let waiting_receive = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            engine
-                .receive(ReceiveRequest {
-                    tenant: T,
-                    group: "g",
-                    topic: "t",
-                    queue: None,
-                    max_messages: 10,
-                    invisible: INVISIBLE,
-                    wait: Duration::from_secs(600),
-                    filter: &TagFilter::All,
-                    max_body_bytes: None,
-                })
-                .await
-                .map(|got| got.len())
-        })
-    };
+    let waiting_receive = waiting_receive(&engine);
     let waiting_read = {
         let engine = engine.clone();
         tokio::spawn(async move {
@@ -563,6 +552,8 @@ async fn deleting_a_topic_ends_the_long_polls_on_it() {
         .create_topic(T, "t", 1, MessageType::Normal, Some(Retention::Unlimited))
         .await
         .unwrap();
+    let waiting_receive =
+        tokio::spawn(async move { waiting_receive.await.unwrap().map(|got| got.len()) });
     for (what, waiting) in [("receive", waiting_receive), ("read", waiting_read)] {
         let got = strata_common::clock::timeout(&SystemClock, Duration::from_secs(30), waiting)
             .await

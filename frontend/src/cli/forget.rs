@@ -85,8 +85,8 @@ pub async fn forget_node(args: ForgetNodeArgs, json: bool) -> anyhow::Result<()>
         "it held no serving lease"
     };
     println!(
-        "node {node} declared lost; at least {} of acknowledged messages not in object \
-         storage (its last reported upload lag) were given up with it; {next}",
+        "node {node} declared lost; what its WAL held and object storage did not was given \
+         up with it: {} at its last heartbeat, and whatever it acknowledged after that; {next}",
         bytes(lost_bytes)
     );
     Ok(())

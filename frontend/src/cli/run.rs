@@ -85,7 +85,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             if let Some(n) = cluster.nodes.iter().find(|n| n.node == node) {
                 println!(
-                    "node {node} declared lost; at least {} of acknowledged messages not in object storage (its last reported upload lag) were given up with it; its tenants move to the live nodes",
+                    "node {node} declared lost; what its WAL held and object storage did not was given up with it: {} at its last heartbeat, and whatever it acknowledged after that; its tenants move to the live nodes",
                     bytes(n.lost_bytes.unwrap_or(n.upload_lag_bytes))
                 );
             }

@@ -75,7 +75,8 @@ fn unconfirmed(record: &NodeRecord, how: &str) -> Refusal {
     };
     Refusal::Unconfirmed(format!(
         "declaring node {:?} lost gives up the acknowledged messages only its WAL holds \
-         ({lost} bytes not in object storage at its last heartbeat); if its data directory \
+         ({lost} bytes not in object storage at its last heartbeat, and whatever it \
+         acknowledged after that); if its data directory \
          can be reached again (a volume re-attached), let a node adopt it instead. {how}",
         record.node
     ))
