@@ -380,19 +380,22 @@ async fn a_group_retry_policy_backs_off_redeliveries_and_caps_attempts() {
 
 /// One receive of everything deliverable on queue 0 of "t" for `group`.
 async fn receive_as(engine: &Arc<Engine>, group: &str) -> strata_engine::Result<Vec<Popped>> {
-    engine
-        .receive(ReceiveRequest {
-            tenant: T,
-            group,
-            topic: "t",
-            queue: None,
-            max_messages: 10,
-            invisible: INVISIBLE,
-            wait: Duration::ZERO,
-            filter: &TagFilter::All,
-            max_body_bytes: None,
-        })
-        .await
+    engine.receive(request(group, Duration::ZERO)).await
+}
+
+/// A receive of up to 10 messages of "t" for `group`, waiting up to `wait`.
+fn request(group: &str, wait: Duration) -> ReceiveRequest<'_> {
+    ReceiveRequest {
+        tenant: T,
+        group,
+        topic: "t",
+        queue: None,
+        max_messages: 10,
+        invisible: INVISIBLE,
+        wait,
+        filter: &TagFilter::All,
+        max_body_bytes: None,
+    }
 }
 
 /// A receive that runs out of bytes among due redeliveries takes no new
@@ -451,21 +454,7 @@ type Poll = tokio::task::JoinHandle<strata_engine::Result<Vec<Popped>>>;
 /// clock never gets there): only what the test does ends it.
 fn waiting_receive(engine: &Arc<Engine>) -> Poll {
     let engine = engine.clone();
-    tokio::spawn(async move {
-        engine
-            .receive(ReceiveRequest {
-                tenant: T,
-                group: "g",
-                topic: "t",
-                queue: None,
-                max_messages: 10,
-                invisible: INVISIBLE,
-                wait: Duration::from_secs(600),
-                filter: &TagFilter::All,
-                max_body_bytes: None,
-            })
-            .await
-    })
+    tokio::spawn(async move { engine.receive(request("g", Duration::from_secs(600))).await })
 }
 
 /// A receive waiting when its group is deleted must not consume for the
@@ -480,7 +469,6 @@ async fn a_receive_waiting_while_its_group_is_deleted_takes_nothing() {
         .create_topic(T, "t", 4, MessageType::Normal, Some(Retention::Unlimited))
         .await
         .unwrap();
-    let long_poll = |engine: Arc<Engine>| waiting_receive(&engine);
     let ended = |poll: Poll| async move {
         strata_common::clock::timeout(&SystemClock, Duration::from_secs(30), poll)
             .await
@@ -490,7 +478,7 @@ async fn a_receive_waiting_while_its_group_is_deleted_takes_nothing() {
 
     // Deleted, and not created again: the deletion ends the wait.
     engine.create_group(T, "g").await.unwrap();
-    let poll = long_poll(engine.clone());
+    let poll = waiting_receive(&engine);
     SystemClock.sleep(Duration::from_millis(300)).await;
     engine.delete_group(T, "g").await.unwrap();
     let got = ended(poll).await;
@@ -506,7 +494,7 @@ async fn a_receive_waiting_while_its_group_is_deleted_takes_nothing() {
         bodies(&receive(&engine, "t", 10, &TagFilter::All).await),
         ["m0"]
     );
-    let poll = long_poll(engine.clone());
+    let poll = waiting_receive(&engine);
     SystemClock.sleep(Duration::from_millis(300)).await;
     engine.delete_group(T, "g").await.unwrap();
     engine.create_group(T, "g").await.unwrap();

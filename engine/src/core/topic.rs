@@ -26,9 +26,10 @@ impl TopicState {
         }
     }
 
-    /// Wakes the topic's waiters for good: it left this node.
+    /// Wakes the topic's waiters for good: it left this node. Its queues
+    /// share one activity signal.
     fn close(&self) {
-        for q in &self.queues {
+        if let Some(q) = self.queues.first() {
             q.activity().close();
         }
     }
