@@ -303,6 +303,8 @@ pub struct RecoverySummary {
     pub truncated_path: Option<PathBuf>,
     pub truncated_bytes: u64,
     pub truncated_reason: Option<String>,
+    /// The WAL ended below the upload checkpoint and was started again there.
+    pub restarted_at: Option<u64>,
 }
 
 #[derive(Debug, Clone)]

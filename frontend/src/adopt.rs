@@ -148,6 +148,11 @@ async fn upload_volume(
         append_timeout: engine.append_timeout,
         pace_above_percent: engine.wal_pace_above_percent,
         clock: clock.clone(),
+        uploaded_lsn: catalog
+            .wal_checkpoint(held.node)
+            .await
+            .map_err(|e| e.to_string())?
+            .unwrap_or(0),
     };
     let recovered = wal_dir.clone();
     tokio::task::spawn_blocking(move || {

@@ -235,7 +235,7 @@ async fn open_tikv(
 }
 
 /// Takes the data directory's lock so two nodes never share one WAL.
-fn lock_data_dir(config: &Config) -> Result<std::fs::File, ServerError> {
+pub(crate) fn lock_data_dir(config: &Config) -> Result<std::fs::File, ServerError> {
     let dir = config.data_dir.display().to_string();
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
         dir: dir.clone(),

@@ -19,7 +19,9 @@
 //! written when the process died (its commits were never acknowledged), or
 //! it is the zeros ahead of the writer or an older record partly
 //! overwritten. Older records that are whole carry numbers the checkpoint
-//! already covers.
+//! already covers. Each append is synced before the next, so a torn one is
+//! never followed by a record of a later group: when one is (see
+//! [`later_record`]), the end was damage to acknowledged commits.
 
 use crate::store::Mutation;
 
@@ -108,6 +110,23 @@ pub fn decode(bytes: &[u8]) -> Decoded {
         records,
         valid_len: at,
     }
+}
+
+/// The first whole record past `from` of a group numbered above
+/// `after_seq`, with its offset. A record takes at least 20 bytes, which
+/// bounds the numbers that can follow; checking the number before the
+/// checksum keeps the byte-by-byte search cheap.
+pub fn later_record(bytes: &[u8], from: usize, after_seq: u64) -> Option<(usize, u64)> {
+    let most = (bytes.len() / (HEADER + 12)) as u64 + 1;
+    (from.saturating_add(1)..bytes.len()).find_map(|at| {
+        let rest = &bytes[at..];
+        let seq = u64::from_le_bytes(rest.get(HEADER..HEADER + 8)?.try_into().ok()?);
+        if seq <= after_seq || seq > after_seq.saturating_add(most) {
+            return None;
+        }
+        let (record, _) = decode_one(rest)?;
+        Some((at, record.seq))
+    })
 }
 
 /// The record at the start of `bytes` and its length, if whole and valid.
@@ -216,7 +235,8 @@ mod tests {
             prop_assert_eq!(decoded.valid_len, if whole == 0 { 0 } else { ends[whole - 1] });
         }
 
-        /// A flipped bit in a record ends the journal at that record.
+        /// A flipped bit in a record ends the journal at that record, and
+        /// the records of later groups after it are found.
         #[test]
         fn a_corrupt_record_ends_the_journal(groups in groups(), at in any::<prop::sample::Index>(), bit in 0u8..8) {
             let (mut bytes, ends) = journal(&groups);
@@ -225,6 +245,33 @@ mod tests {
             let decoded = decode(&bytes);
             let before = ends.iter().filter(|&&e| e <= at).count();
             prop_assert_eq!(decoded.records.len(), before);
+            let later = later_record(&bytes, decoded.valid_len, before as u64);
+            if before + 1 < groups.len() {
+                prop_assert_eq!(later, Some((ends[before], before as u64 + 2)));
+            } else {
+                prop_assert_eq!(later, None);
+            }
+        }
+
+        /// A torn append has no later group after it, whatever follows:
+        /// zeros ahead of the writer, then older records (of groups the
+        /// last checkpoint covered, written before it).
+        #[test]
+        fn a_torn_append_has_no_later_group_after_it(groups in groups(), cut in any::<prop::sample::Index>(), zeros in 0usize..300) {
+            let checkpointed = groups.len() as u64;
+            let mut bytes = Vec::new();
+            let mut ends = Vec::new();
+            for (i, g) in groups.iter().enumerate() {
+                encode_record(checkpointed + i as u64 + 1, g, &mut bytes).unwrap();
+                ends.push(bytes.len());
+            }
+            let cut = cut.index(bytes.len());
+            let whole = ends.iter().filter(|&&e| e <= cut).count() as u64;
+            let mut torn = bytes[..cut].to_vec();
+            torn.resize(cut + zeros, 0);
+            torn.extend_from_slice(&journal(&groups).0);
+            let decoded = decode(&torn);
+            prop_assert_eq!(later_record(&torn, decoded.valid_len, checkpointed + whole), None);
         }
     }
 

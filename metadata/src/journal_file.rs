@@ -161,6 +161,35 @@ impl JournalFile {
         Ok(())
     }
 
+    /// Keeps the first `records` bytes of records and saves the rest to
+    /// `aside` (both synced) before cutting it off: what a repair that gives
+    /// up a damaged part does.
+    pub(crate) fn cut(&mut self, records: u64, aside: &Path) -> Result<u64, MetaError> {
+        let at = HEADER_LEN + records;
+        let mut rest = Vec::new();
+        if self.file_len > at {
+            rest.resize((self.file_len - at) as usize, 0);
+            self.file
+                .read_exact_at(&mut rest, at)
+                .map_err(|e| io("reading the metadata journal", &self.path, e))?;
+        }
+        std::fs::write(aside, &rest)
+            .and_then(|()| File::open(aside)?.sync_all())
+            .map_err(|e| {
+                io(
+                    "saving the damaged part of the metadata journal to",
+                    aside,
+                    e,
+                )
+            })?;
+        self.file
+            .set_len(at)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| io("cutting the metadata journal", &self.path, e))?;
+        self.file_len = at;
+        Ok(rest.len() as u64)
+    }
+
     /// Writes the next record at the start again: every record in the file
     /// is covered by a synced checkpoint. A file grown far past `keep`
     /// bytes of records (by one huge group) is cut back to it.

@@ -30,7 +30,7 @@ pub use catalog::{
 };
 pub use etcd_store::EtcdStore;
 pub use memory_store::MemoryStore;
-pub use redb_store::{Checkpoints, DEFAULT_CACHE_BYTES, RedbStore};
+pub use redb_store::{Checkpoints, DEFAULT_CACHE_BYTES, JournalCut, RedbStore};
 pub use store::{Check, MetaError, MetaStore, Mutation, Txn, TxnOutcome};
 #[cfg(feature = "tikv")]
 pub use tikv_store::TikvStore;

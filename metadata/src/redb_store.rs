@@ -28,7 +28,8 @@ use tokio::sync::{oneshot, watch};
 use redb::{Database, ReadableDatabase};
 
 pub use crate::redb_writer::Checkpoints;
-use crate::redb_writer::{Job, KV, Writer, backend};
+pub use crate::redb_writer::JournalCut;
+use crate::redb_writer::{Job, KV, Writer, backend, cut_damaged_journal};
 use crate::store::{
     MetaError, MetaStore, Txn, TxnOutcome, range_is_empty, validate_key, validate_scan,
     validate_txn,
@@ -200,6 +201,22 @@ impl RedbStore {
             replayed,
             closed: watch::channel(()).0,
         }))
+    }
+
+    /// Offline repair of a store whose journal is refused as damaged: keeps
+    /// the commits before the damage, saves the rest to `<journal>.damaged`
+    /// and cuts it off, so the store opens with the state as of the last
+    /// commit before the damage. `None` when there was nothing to cut.
+    /// Fails while a process has the store open.
+    pub fn cut_damaged_journal(path: &Path) -> Result<Option<JournalCut>, MetaError> {
+        let db = redb::Builder::new().create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => MetaError::Backend(format!(
+                "{} is open in another process: stop the node first",
+                path.display()
+            )),
+            e => backend(e),
+        })?;
+        cut_damaged_journal(&db, &journal_path(path))
     }
 
     /// How many groups of commits opening replayed from the journal: 0

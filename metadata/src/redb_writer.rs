@@ -23,11 +23,13 @@ use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::{Arc, mpsc};
 
-use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
 use tokio::sync::oneshot;
 
 use crate::journal;
-use crate::journal_file::{AppendError, JournalFile};
+use crate::journal_file::{AppendError, HEADER_LEN, JournalFile};
 use crate::store::{MetaError, Mutation, Txn, TxnOutcome};
 
 /// The one table holding every metadata key.
@@ -146,6 +148,21 @@ impl Writer {
                 last = record.seq;
                 replayed += 1;
             }
+        }
+        if let Some((at, later)) = journal::later_record(bytes, decoded.valid_len, last) {
+            return Err(MetaError::Corrupt {
+                key: journal_path.display().to_string(),
+                reason: format!(
+                    "the record after group {last} (byte {}) is damaged, yet group {later} \
+                     follows at byte {}: appends are synced one after another, so this is no \
+                     torn write, and replaying up to the damage only would drop acknowledged \
+                     commits. Restore the data directory, or give up the commits from group {} \
+                     on and start: strata check --data-dir <data-dir> --cut-damage",
+                    HEADER_LEN + decoded.valid_len as u64,
+                    HEADER_LEN + at as u64,
+                    last + 1
+                ),
+            });
         }
         set_applied(&wtxn, last)?;
         wtxn.commit().map_err(backend)?;
@@ -273,6 +290,63 @@ impl Writer {
 }
 
 /// The database's id, created (durably) on first use.
+/// What [`cut_damaged_journal`] gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalCut {
+    /// The last group kept.
+    pub last_group: u64,
+    /// The group found after the damage.
+    pub later_group: u64,
+    /// Bytes cut off, saved to `saved_to`.
+    pub cut_bytes: u64,
+    pub saved_to: std::path::PathBuf,
+}
+
+/// Cuts a journal that replay refuses as damaged (see
+/// [`journal::later_record`]) back to its records before the damage,
+/// saving the rest beside it. `None` when replay would not refuse it.
+pub(crate) fn cut_damaged_journal(
+    db: &Database,
+    journal_path: &Path,
+) -> Result<Option<JournalCut>, MetaError> {
+    let id = database_id(db)?;
+    let applied = {
+        let rtxn = db.begin_read().map_err(backend)?;
+        match rtxn.open_table(JOURNAL) {
+            Ok(table) => table
+                .get(APPLIED)
+                .map_err(backend)?
+                .map_or(0, |v| v.value()),
+            Err(redb::TableError::TableDoesNotExist(_)) => 0,
+            Err(e) => return Err(backend(e)),
+        }
+    };
+    let (mut journal, bytes) = JournalFile::open(journal_path, id)?;
+    let decoded = journal::decode(&bytes);
+    let last = decoded
+        .records
+        .iter()
+        .filter(|r| r.seq > applied)
+        .map(|r| r.seq)
+        .max()
+        .unwrap_or(applied);
+    let Some((_, later_group)) = journal::later_record(&bytes, decoded.valid_len, last) else {
+        return Ok(None);
+    };
+    let mut saved_to = journal_path.as_os_str().to_owned();
+    saved_to.push(".damaged");
+    let saved_to = std::path::PathBuf::from(saved_to);
+    let cut_bytes = journal.cut(decoded.valid_len as u64, &saved_to)?;
+    tracing::warn!(path = %journal_path.display(), last_group = last, later_group, cut_bytes,
+        saved_to = %saved_to.display(), "cut the metadata journal at its damage");
+    Ok(Some(JournalCut {
+        last_group: last,
+        later_group,
+        cut_bytes,
+        saved_to,
+    }))
+}
+
 fn database_id(db: &Database) -> Result<u64, MetaError> {
     let wtxn = db.begin_write().map_err(backend)?;
     let id = {

@@ -93,6 +93,68 @@ async fn a_torn_record_ends_the_replay() {
     assert_eq!(value(&store, "older").await, None);
 }
 
+/// The durability tester's case: one flipped byte in the middle of the
+/// journal used to end the replay there as if a crash had torn it,
+/// silently dropping the acknowledged groups after it.
+#[tokio::test]
+async fn damage_followed_by_later_groups_is_refused_until_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, header) = five_groups(dir.path()).await;
+    write_journal(
+        &path,
+        &header,
+        &[(6, "c"), (7, "d"), (8, "e"), (9, "f")],
+        &[0; 64],
+    );
+    let journal = journal_path(&path);
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let mut one = Vec::new();
+    encode_record(6, [&put("c", "from 6")], &mut one).unwrap();
+    let seventh = 16 + one.len();
+    bytes[seventh + 20] ^= 0x04;
+    std::fs::write(&journal, &bytes).unwrap();
+
+    let err = RedbStore::open(&path).unwrap_err();
+    let MetaError::Corrupt { reason, .. } = &err else {
+        panic!("{err}");
+    };
+    assert!(
+        reason.contains(&format!(
+            "after group 6 (byte {seventh}) is damaged, yet group 8"
+        )),
+        "{reason}"
+    );
+    assert!(reason.contains("--cut-damage"), "{reason}");
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        bytes,
+        "nothing replayed or cut"
+    );
+
+    let cut = RedbStore::cut_damaged_journal(&path).unwrap().expect("cut");
+    assert_eq!((cut.last_group, cut.later_group), (6, 8));
+    assert_eq!(std::fs::read(&cut.saved_to).unwrap(), bytes[seventh..]);
+    assert_eq!(RedbStore::cut_damaged_journal(&path).unwrap(), None);
+    let store = RedbStore::open(&path).unwrap();
+    assert_eq!(store.replayed_at_open(), 1);
+    assert_eq!(value(&store, "c").await.as_deref(), Some("from 6"));
+    assert_eq!(value(&store, "e").await, None, "given up");
+    store::put(&store, b"g".to_vec(), b"v".to_vec())
+        .await
+        .unwrap();
+    drop(store);
+    assert_eq!(RedbStore::cut_damaged_journal(&path).unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_journal_in_use_is_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = five_groups(dir.path()).await;
+    let _store = RedbStore::open(&path).unwrap();
+    let err = RedbStore::cut_damaged_journal(&path).unwrap_err();
+    assert!(err.to_string().contains("stop the node first"), "{err}");
+}
+
 #[tokio::test]
 async fn a_missing_group_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -203,6 +203,10 @@ pub struct RecoveryJson {
     pub truncated_path: Option<String>,
     pub truncated_bytes: u64,
     pub truncated_reason: Option<String>,
+    /// The WAL ended below the upload checkpoint (damaged or lost with
+    /// everything it held already uploaded) and was started again here.
+    #[serde(default)]
+    pub restarted_at_lsn: Option<u64>,
 }
 
 /// `GET /v1/cluster`: the nodes sharing this metadata namespace, the queues

@@ -130,6 +130,7 @@ impl Core {
             append_timeout: config.append_timeout,
             pace_above_percent: config.wal_pace_above_percent,
             clock: clock.clone(),
+            uploaded_lsn: checkpoint,
         };
         let by_id = topics.id_map();
         let (wal, report) = tokio::task::spawn_blocking(move || {
@@ -150,6 +151,15 @@ impl Core {
         })
         .await
         .map_err(|e| EngineError::Internal(format!("WAL recovery task failed: {e}")))??;
+        if let Some(at) = report.restarted_at {
+            // The replayed records' segments are gone: they are read from
+            // object storage, like released ones.
+            for topic in topics.all() {
+                for q in &topic.queues {
+                    q.lock().release_below(at);
+                }
+            }
+        }
         let wal: Arc<dyn Wal> = match wal_layer {
             Some(layer) => layer(wal),
             None => wal,
@@ -638,6 +648,7 @@ fn summarize(report: &RecoveryReport) -> RecoverySummary {
         truncated_path: report.truncated.as_ref().map(|t| t.path.clone()),
         truncated_bytes: report.truncated.as_ref().map_or(0, |t| t.cut_bytes),
         truncated_reason: report.truncated.as_ref().map(|t| t.reason.clone()),
+        restarted_at: report.restarted_at,
     }
 }
 

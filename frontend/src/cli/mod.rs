@@ -2,6 +2,7 @@
 //! command is an HTTP client of a running node (`--server`, `STRATA_SERVER`).
 
 mod admin;
+mod check;
 mod consume;
 mod forget;
 mod metadata;
@@ -93,6 +94,10 @@ pub enum Command {
     /// Work with a metadata store directly (no running node needed).
     #[command(subcommand)]
     Metadata(MetadataCommand),
+    /// Recover a stopped node's data directory as a start would (replay the
+    /// metadata journal, cut a torn WAL tail) and report what it holds; with
+    /// --cut-damage, give up what a start refuses as damaged.
+    Check(check::CheckArgs),
     /// Print the effective server configuration (defaults < file < STRATA_* env).
     Config {
         /// TOML config file to layer over the defaults.
@@ -437,8 +442,37 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes, leaving out a cause the text already holds:
+/// most wrappers here say what failed *and* print their source, so `{:#}`
+/// would repeat it.
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !out.contains(&cause) {
+            out.push_str(": ");
+            out.push_str(&cause);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let inner = std::io::Error::other("disk on fire");
+        let e = anyhow::Error::new(inner).context("reading the WAL: disk on fire");
+        assert_eq!(describe(&e), "reading the WAL: disk on fire");
+        let e = anyhow::Error::new(std::io::Error::other("no space")).context("writing");
+        assert_eq!(describe(&e), "writing: no space");
     }
 }

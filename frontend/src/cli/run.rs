@@ -28,6 +28,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             print!("{}", toml::to_string(&config)?);
             Ok(())
         }
+        Command::Check(args) => super::check::check(args, json).await,
         Command::Metadata(MetadataCommand::Bench(args)) => super::metadata::bench(args, json).await,
         Command::Metadata(MetadataCommand::ForgetNode(args)) => {
             super::forget::forget_node(args, json).await
@@ -188,6 +189,11 @@ pub async fn run(cli: Cli) -> Result<()> {
                     None => String::new(),
                 }
             );
+            if let Some(at) = r.restarted_at_lsn {
+                println!(
+                    "            the WAL ended below its upload checkpoint and was started again at LSN {at}"
+                );
+            }
             let m = &status.metadata;
             match &m.serving_lease {
                 Some(l) => println!(

@@ -461,6 +461,7 @@ pub async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<
             truncated_path: s.recovery.truncated_path.map(|p| p.display().to_string()),
             truncated_bytes: s.recovery.truncated_bytes,
             truncated_reason: s.recovery.truncated_reason,
+            restarted_at_lsn: s.recovery.restarted_at,
         },
         tiering: tiering_json(s.tiering),
         metadata,

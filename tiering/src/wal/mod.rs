@@ -30,11 +30,13 @@
 //! `open` requires `segment_bytes <= max_bytes / 2`, and one record may use at
 //! most half of `max_bytes` (see [`FileWal::max_record_len`]).
 
+mod damage;
 mod error;
 pub mod frame;
 pub mod mark;
 mod pace;
 mod recovery;
+mod repair;
 mod segment;
 mod span;
 mod types;
@@ -53,6 +55,7 @@ use tokio::sync::{Notify, oneshot};
 
 pub use error::WalError;
 use frame::{FRAME_HEADER_LEN, MAX_PAYLOAD_LEN, SEGMENT_HEADER_LEN};
+pub use repair::{WalCut, cut_damaged};
 pub use span::{SPAN_CHUNK, SegmentRead, read_span};
 pub use types::{PendingAppend, RecoveryReport, SegmentInfo, TruncatedTail, WalConfig, WalStats};
 pub use volume::{
@@ -122,7 +125,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl FileWal {
     /// Creates the dir if missing, replays every valid record through
     /// `visit(lsn, payload)` in LSN order, cuts a torn tail off the last
-    /// segment, refuses damage elsewhere, then starts the I/O thread.
+    /// segment, refuses damage to acknowledged records, then starts the I/O
+    /// thread. When the WAL ended below `config.uploaded_lsn`, its segments
+    /// are replaced by an empty one there (`report.restarted_at`): records
+    /// already visited then live only in object storage.
     /// Blocking: call at startup or from `spawn_blocking`.
     pub fn open<F>(
         config: WalConfig,
@@ -134,7 +140,11 @@ impl FileWal {
         config.validate()?;
         let started = config.clock.monotonic();
         std::fs::create_dir_all(&config.dir).map_err(WalError::io(&config.dir))?;
-        let (recovered, report) = recovery::recover(&config.dir, &mut visit)?;
+        let bounds = recovery::Bounds {
+            uploaded_lsn: config.uploaded_lsn,
+            group_max: config.group_commit_max_bytes as u64,
+        };
+        let (recovered, report) = recovery::recover(&config.dir, bounds, &mut visit)?;
         let mut segments: VecDeque<Segment> = recovered
             .into_iter()
             .map(|s| Segment {
@@ -184,7 +194,7 @@ impl FileWal {
         tracing::info!(dir = %config.dir.display(), segments = segments.len(),
             records = report.records, bytes = report.bytes,
             first_lsn = segments.front().map_or(0, |s| s.base_lsn), end_lsn = active.end_lsn,
-            truncated = report.truncated.is_some(), elapsed_ms = config.clock.monotonic().saturating_sub(started).as_millis() as u64,
+            truncated = report.truncated.is_some(), restarted_at = report.restarted_at, elapsed_ms = config.clock.monotonic().saturating_sub(started).as_millis() as u64,
             "WAL opened");
         let wal = FileWal {
             config,

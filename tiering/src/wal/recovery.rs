@@ -1,22 +1,26 @@
 //! Startup scan of the WAL directory: replay every valid record, cut a torn
-//! tail off the last segment, refuse damage anywhere else.
+//! tail off the last segment, refuse damage to acknowledged records (see
+//! `damage` for how the two are told apart), and start the WAL again at
+//! the upload checkpoint when everything it holds is below that.
 //!
-//! Why only the last segment may be cut: the I/O thread creates segment N+1
-//! only after every record of segment N was written and fdatasync'ed, so a
-//! crash can tear only the newest file. Damage in an older one is real
-//! corruption, and silently dropping acknowledged records would be worse than
-//! refusing to start.
+//! Why the WAL never ends below the checkpoint: the uploader takes every
+//! record below it as uploaded, so LSNs reused below it would never be
+//! uploaded. A WAL ends there only after damage to uploaded records or a
+//! lost volume.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
+use super::damage::{Damage, Verdict, judge};
 use super::frame::{
     FRAME_HEADER_LEN, FrameResult, SEGMENT_HEADER_LEN, decode_frame, decode_segment_header,
     encode_segment_header,
 };
-use super::segment::{list_segments, sync_dir};
+use super::segment::{create_segment, list_segments, sync_dir};
 use super::{RecoveryReport, TruncatedTail, WalError};
+
+const HEADER: u64 = SEGMENT_HEADER_LEN as u64;
 
 /// A segment as recovery found it.
 #[derive(Debug)]
@@ -26,20 +30,35 @@ pub(crate) struct RecoveredSegment {
     pub path: PathBuf,
 }
 
+/// What recovery needs to know besides the files.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// Every record below this LSN is in object storage.
+    pub uploaded_lsn: u64,
+    /// Most bytes one group commit writes (a larger frame is written alone).
+    pub group_max: u64,
+}
+
 /// Scans all segments in `dir` in LSN order, calling `visit` for each record.
 pub(crate) fn recover<F>(
     dir: &Path,
+    bounds: Bounds,
     visit: &mut F,
 ) -> Result<(Vec<RecoveredSegment>, RecoveryReport), WalError>
 where
     F: FnMut(u64, &[u8]) -> Result<(), WalError>,
 {
     let files = list_segments(dir)?;
+    let wal_end_lsn = match files.last() {
+        Some((base, path)) => base + file_len(path)?.saturating_sub(HEADER),
+        None => 0,
+    };
     let mut report = RecoveryReport {
         segments: files.len(),
         records: 0,
         bytes: 0,
         truncated: None,
+        restarted_at: None,
     };
     let mut segments: Vec<RecoveredSegment> = Vec::with_capacity(files.len());
     for (i, (base_lsn, path)) in files.into_iter().enumerate() {
@@ -52,6 +71,9 @@ where
         if let Some(prev) = segments.last()
             && prev.end_lsn != base_lsn
         {
+            if wal_end_lsn <= bounds.uploaded_lsn {
+                break;
+            }
             return Err(corrupt(
                 0,
                 format!(
@@ -67,6 +89,7 @@ where
         let got = read_full(&mut reader, &mut header).map_err(WalError::io(&path))?;
         match decode_segment_header(&header[..got]) {
             Ok(found) if found == base_lsn => {}
+            _ if wal_end_lsn <= bounds.uploaded_lsn => break,
             Ok(found) => {
                 return Err(corrupt(
                     0,
@@ -74,7 +97,7 @@ where
                 ));
             }
             // A crash between creating the newest file and syncing its header.
-            Err(e) if is_last && file_len <= SEGMENT_HEADER_LEN as u64 => {
+            Err(e) if is_last && file_len <= HEADER => {
                 rewrite_header(dir, &path, base_lsn)?;
                 tracing::warn!(path = %path.display(), file_len, reason = %e,
                     "rewrote the header of a WAL segment torn during creation");
@@ -91,21 +114,69 @@ where
         let scan = scan_records(&mut reader, file_len, base_lsn, visit)
             .map_err(|e| e.into_wal_error(&path))?;
         report.records += scan.records;
-        report.bytes += scan.valid_len - SEGMENT_HEADER_LEN as u64;
-        if let Some((offset, reason)) = scan.damage {
-            if !is_last {
-                return Err(corrupt(offset, reason));
+        report.bytes += scan.valid_len - HEADER;
+        let end_lsn = base_lsn + (scan.valid_len - HEADER);
+        if let Some(found) = scan.damage {
+            let damage = Damage {
+                in_last_segment: is_last,
+                at_lsn: end_lsn,
+                segment_end_lsn: base_lsn + file_len.saturating_sub(HEADER),
+                wal_end_lsn,
+                claimed_frame_len: found.claimed_frame_len,
+            };
+            match judge(&damage, bounds.uploaded_lsn, bounds.group_max) {
+                Verdict::TornTail => {
+                    let tail = truncate_tail(&path, scan.valid_len, file_len, found.reason)?;
+                    report.truncated = Some(tail);
+                }
+                Verdict::Uploaded => {
+                    tracing::warn!(path = %path.display(), offset = scan.valid_len,
+                        reason = %found.reason, uploaded_lsn = bounds.uploaded_lsn,
+                        "damaged WAL records are all in object storage already");
+                    break;
+                }
+                Verdict::Refuse(why) => {
+                    return Err(corrupt(scan.valid_len, format!("{}; {why}", found.reason)));
+                }
             }
-            let tail = truncate_tail(&path, offset, file_len, reason)?;
-            report.truncated = Some(tail);
         }
         segments.push(RecoveredSegment {
             base_lsn,
-            end_lsn: base_lsn + (scan.valid_len - SEGMENT_HEADER_LEN as u64),
+            end_lsn,
             path,
         });
     }
+    let end_lsn = segments.last().map_or(0, |s| s.end_lsn);
+    if end_lsn < bounds.uploaded_lsn || segments.len() < report.segments {
+        segments = vec![restart_at(dir, bounds.uploaded_lsn, end_lsn)?];
+        report.restarted_at = Some(bounds.uploaded_lsn);
+    }
     Ok((segments, report))
+}
+
+fn file_len(path: &Path) -> Result<u64, WalError> {
+    Ok(std::fs::metadata(path).map_err(WalError::io(path))?.len())
+}
+
+/// Replaces every segment with an empty one starting at `uploaded_lsn`.
+/// Everything they hold is in object storage. The old files go first, so a
+/// crash part-way leaves a WAL that still ends below the checkpoint and is
+/// started again the same way.
+fn restart_at(dir: &Path, uploaded_lsn: u64, end_lsn: u64) -> Result<RecoveredSegment, WalError> {
+    let old = list_segments(dir)?;
+    for (_, path) in &old {
+        std::fs::remove_file(path).map_err(WalError::io(path))?;
+    }
+    sync_dir(dir)?;
+    let (_, path) = create_segment(dir, uploaded_lsn)?;
+    tracing::warn!(dir = %dir.display(), end_lsn, uploaded_lsn, removed_segments = old.len(),
+        "the WAL ended below its upload checkpoint (damaged or lost, with everything it held \
+         already in object storage): new records start at the checkpoint");
+    Ok(RecoveredSegment {
+        base_lsn: uploaded_lsn,
+        end_lsn: uploaded_lsn,
+        path,
+    })
 }
 
 /// Outcome of scanning one segment's records.
@@ -113,8 +184,15 @@ struct Scan {
     records: u64,
     /// File offset just past the last valid record.
     valid_len: u64,
-    /// Where and why scanning stopped early.
-    damage: Option<(u64, String)>,
+    /// Why scanning stopped early, at `valid_len`.
+    damage: Option<Found>,
+}
+
+/// Damage as the scan saw it.
+struct Found {
+    reason: String,
+    /// Length the frame's header claims, when it looked sane.
+    claimed_frame_len: Option<u64>,
 }
 
 enum ScanError {
@@ -142,7 +220,7 @@ fn scan_records<F>(
 where
     F: FnMut(u64, &[u8]) -> Result<(), WalError>,
 {
-    let mut offset = SEGMENT_HEADER_LEN as u64;
+    let mut offset = HEADER;
     let mut records = 0;
     let mut buf = Vec::new();
     let damage = loop {
@@ -155,45 +233,62 @@ where
         buf.truncate(got);
         let needed = match decode_frame(&buf) {
             FrameResult::Incomplete { needed } => needed,
-            FrameResult::Corrupt { reason } => break Some(reason),
+            FrameResult::Corrupt { reason } => break Some(Found::insane(reason)),
             // Unreachable: a valid frame is longer than its header.
             FrameResult::Complete { .. } => 0,
         };
         if got < FRAME_HEADER_LEN {
-            break Some(format!(
+            break Some(Found::insane(format!(
                 "torn frame header: {got} of {FRAME_HEADER_LEN} bytes"
-            ));
+            )));
         }
+        let claimed = Some((got + needed) as u64);
+        let found = |reason| {
+            Some(Found {
+                reason,
+                claimed_frame_len: claimed,
+            })
+        };
         // Check the claimed length against the file before allocating it.
         let remaining = file_len.saturating_sub(offset + got as u64);
         if needed as u64 > remaining {
-            break Some(format!(
+            break found(format!(
                 "torn record: needs {needed} more bytes, file has {remaining}"
             ));
         }
         buf.resize(got + needed, 0);
         let more = read_full(reader, &mut buf[got..]).map_err(ScanError::Io)?;
         if more < needed {
-            break Some(format!("torn record: read {more} of {needed} bytes"));
+            break found(format!("torn record: read {more} of {needed} bytes"));
         }
         match decode_frame(&buf) {
             FrameResult::Complete { payload, frame_len } => {
-                let lsn = base_lsn + (offset - SEGMENT_HEADER_LEN as u64);
+                let lsn = base_lsn + (offset - HEADER);
                 visit(lsn, &buf[payload]).map_err(ScanError::Visit)?;
                 offset += frame_len as u64;
                 records += 1;
             }
-            FrameResult::Corrupt { reason } => break Some(reason),
+            FrameResult::Corrupt { reason } => break found(reason),
             FrameResult::Incomplete { needed } => {
-                break Some(format!("frame still incomplete, needs {needed} bytes"));
+                break found(format!("frame still incomplete, needs {needed} bytes"));
             }
         }
     };
     Ok(Scan {
         records,
         valid_len: offset,
-        damage: damage.map(|reason| (offset, reason)),
+        damage,
     })
+}
+
+impl Found {
+    /// Damage where not even the frame's length could be trusted.
+    fn insane(reason: String) -> Found {
+        Found {
+            reason,
+            claimed_frame_len: None,
+        }
+    }
 }
 
 /// Cuts the last segment back to its last valid record and makes the cut durable.

@@ -29,6 +29,10 @@ pub struct WalConfig {
     pub pace_above_percent: u8,
     /// The clock that wait is measured on.
     pub clock: Arc<dyn Clock>,
+    /// The upload checkpoint: every record below this LSN is in object
+    /// storage. Damage below it loses nothing, and the WAL never ends below
+    /// it (the uploader would skip LSNs reused there).
+    pub uploaded_lsn: u64,
 }
 
 impl WalConfig {
@@ -42,6 +46,7 @@ impl WalConfig {
             append_timeout: Duration::from_secs(5),
             pace_above_percent: 75,
             clock: Arc::new(SystemClock),
+            uploaded_lsn: 0,
         }
     }
 
@@ -84,6 +89,9 @@ pub struct RecoveryReport {
     /// LSN bytes (frames) of the valid records.
     pub bytes: u64,
     pub truncated: Option<TruncatedTail>,
+    /// Everything the WAL held was below the upload checkpoint and it ended
+    /// below it (damaged or lost): it was started again at this LSN.
+    pub restarted_at: Option<u64>,
 }
 
 /// A torn or corrupt tail that recovery cut off the last segment.

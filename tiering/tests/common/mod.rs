@@ -18,6 +18,7 @@ pub fn config(dir: &Path) -> WalConfig {
         // Tests of a full WAL want it full; `pacing.rs` turns this on.
         pace_above_percent: 100,
         clock: Arc::new(strata_common::SystemClock),
+        uploaded_lsn: 0,
     }
 }
 

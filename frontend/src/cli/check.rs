@@ -1,0 +1,214 @@
+//! `strata check`: recovers a stopped node's data directory the way a start
+//! would (replays the metadata journal, cuts a torn WAL tail, starts a WAL
+//! that ended below its upload checkpoint again there) and says what it
+//! found. With `--cut-damage` it also gives up what a start refuses:
+//! records after damage that no crash can explain, kept beside the files.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Serialize;
+use strata_metadata::{Catalog, MetaError, MetaStore, RedbStore};
+use strata_tiering::wal::cut_damaged;
+use strata_tiering::{FileWal, WalConfig, WalError};
+
+use super::output::print_json;
+use crate::config::{Config, MetadataUrl};
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The node's TOML config file (its data_dir, metadata.url, node_id, wal.*).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The data directory to check [default: the config's data_dir].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Give up what a start refuses: the metadata commits or WAL records
+    /// after damage that no crash can explain. The cut bytes are kept as
+    /// `<file>.damaged*` beside the files. Messages in the cut WAL records
+    /// are lost, and their offsets are used again by new messages.
+    #[arg(long)]
+    pub cut_damage: bool,
+}
+
+/// What `strata check` found and did.
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub data_dir: String,
+    /// "embedded", "etcd" or "tikv".
+    pub metadata: String,
+    /// Metadata journal groups replayed (embedded store).
+    pub journal_groups_replayed: u64,
+    pub journal_cut: Option<String>,
+    /// Every WAL record below this LSN is in object storage.
+    pub uploaded_lsn: u64,
+    pub wal_segments: usize,
+    pub wal_records: u64,
+    pub wal_bytes: u64,
+    pub wal_end_lsn: u64,
+    pub wal_torn_tail_cut_bytes: u64,
+    pub wal_restarted_at_lsn: Option<u64>,
+    pub wal_cut: Option<String>,
+}
+
+pub async fn check(args: CheckArgs, json: bool) -> Result<()> {
+    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    config.validate()?;
+    if !config.data_dir.is_dir() {
+        bail!("{} is not a directory", config.data_dir.display());
+    }
+    let _lock = crate::server::lock_data_dir(&config)?;
+    let mut report = CheckReport {
+        data_dir: config.data_dir.display().to_string(),
+        ..CheckReport::default()
+    };
+    let store = open_metadata(&config, args.cut_damage, &mut report).await?;
+    report.uploaded_lsn = Catalog::new(store)
+        .wal_checkpoint(&config.node_id)
+        .await
+        .context("reading the WAL's upload checkpoint")?
+        .unwrap_or(0);
+    check_wal(&config, args.cut_damage, &mut report).await?;
+    if json {
+        return print_json(&report);
+    }
+    print_report(&report);
+    Ok(())
+}
+
+async fn open_metadata(
+    config: &Config,
+    cut: bool,
+    report: &mut CheckReport,
+) -> Result<Arc<dyn MetaStore>> {
+    let MetadataUrl::Embedded = config.metadata.parse()? else {
+        report.metadata = match config.metadata.parse()? {
+            MetadataUrl::Tikv(_) => "tikv",
+            _ => "etcd",
+        }
+        .into();
+        return Ok(crate::server::open_metadata(config).await?);
+    };
+    report.metadata = "embedded".into();
+    let path = config.data_dir.join("meta.redb");
+    let open = || {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || RedbStore::open(&path))
+    };
+    let store = match open().await? {
+        Err(MetaError::Corrupt { key, reason }) if cut => {
+            let journal_cut = {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || RedbStore::cut_damaged_journal(&path)).await??
+            };
+            let Some(c) = journal_cut else {
+                bail!("metadata store {key}: {reason}");
+            };
+            report.journal_cut = Some(format!(
+                "kept groups up to {}, gave up the rest ({} bytes, group {} among them), saved to {}",
+                c.last_group,
+                c.cut_bytes,
+                c.later_group,
+                c.saved_to.display()
+            ));
+            open().await??
+        }
+        other => other.context("opening the embedded metadata store")?,
+    };
+    report.journal_groups_replayed = store.replayed_at_open();
+    Ok(store)
+}
+
+async fn check_wal(config: &Config, cut: bool, report: &mut CheckReport) -> Result<()> {
+    let engine = config.engine_config()?;
+    let dir = config.data_dir.join("wal");
+    let wal_config = WalConfig {
+        dir: dir.clone(),
+        segment_bytes: engine.wal_segment_bytes,
+        max_bytes: engine.wal_max_bytes,
+        group_commit_max_bytes: engine.wal_group_commit_max_bytes,
+        append_timeout: engine.append_timeout,
+        pace_above_percent: engine.wal_pace_above_percent,
+        clock: Arc::new(strata_common::SystemClock),
+        uploaded_lsn: report.uploaded_lsn,
+    };
+    let open = || {
+        let c = wal_config.clone();
+        tokio::task::spawn_blocking(move || {
+            let (wal, recovered) = FileWal::open(c, |_, _| Ok(()))?;
+            let end = wal.durable_lsn();
+            wal.close()?;
+            Ok::<_, WalError>((recovered, end))
+        })
+    };
+    let (recovered, end) = match open().await? {
+        Err(WalError::Corrupt {
+            path,
+            offset,
+            reason,
+        }) if cut => {
+            let c = {
+                let dir = dir.clone();
+                tokio::task::spawn_blocking(move || cut_damaged(&dir, &path, offset)).await??
+            };
+            // The damage itself, not the advice that led here.
+            let reason = reason.split(';').next().unwrap_or_default();
+            report.wal_cut = Some(format!(
+                "cut {} bytes from {} at offset {offset} ({reason}), saved to {}; {} later segments set aside",
+                c.cut_bytes,
+                c.segment.display(),
+                c.saved_to.display(),
+                c.set_aside.len()
+            ));
+            open().await??
+        }
+        other => other.context("recovering the WAL")?,
+    };
+    report.wal_segments = recovered.segments;
+    report.wal_records = recovered.records;
+    report.wal_bytes = recovered.bytes;
+    report.wal_end_lsn = end;
+    report.wal_torn_tail_cut_bytes = recovered.truncated.map_or(0, |t| t.cut_bytes);
+    report.wal_restarted_at_lsn = recovered.restarted_at;
+    Ok(())
+}
+
+fn print_report(r: &CheckReport) {
+    println!("data directory  {}", r.data_dir);
+    println!(
+        "metadata        {}{}",
+        r.metadata,
+        if r.metadata == "embedded" {
+            format!(", {} journal groups replayed", r.journal_groups_replayed)
+        } else {
+            String::new()
+        }
+    );
+    if let Some(cut) = &r.journal_cut {
+        println!("                journal cut: {cut}");
+    }
+    println!(
+        "WAL             {} records ({} bytes) in {} segments, ending at LSN {}; uploaded below LSN {}",
+        r.wal_records, r.wal_bytes, r.wal_segments, r.wal_end_lsn, r.uploaded_lsn
+    );
+    if r.wal_torn_tail_cut_bytes > 0 {
+        println!(
+            "                cut a torn tail of {} bytes (a write the last crash interrupted)",
+            r.wal_torn_tail_cut_bytes
+        );
+    }
+    if let Some(at) = r.wal_restarted_at_lsn {
+        println!(
+            "                ended below its upload checkpoint: started again at LSN {at} (nothing lost)"
+        );
+    }
+    if let Some(cut) = &r.wal_cut {
+        println!("                {cut}");
+    }
+    println!("ok: a node can start on this directory");
+}

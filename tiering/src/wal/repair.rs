@@ -1,0 +1,88 @@
+//! The offline repair an operator runs when recovery refuses damage to
+//! acknowledged records and they choose to give those records up
+//! (`strata check --cut-damage`). Nothing is deleted: what is cut is kept
+//! beside the WAL for forensics.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use super::WalError;
+use super::frame::SEGMENT_HEADER_LEN;
+use super::segment::{list_segments, sync_dir};
+
+/// What [`cut_damaged`] set aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalCut {
+    /// The segment cut at `offset`.
+    pub segment: PathBuf,
+    pub offset: u64,
+    /// Bytes cut from it, kept in `saved_to`.
+    pub cut_bytes: u64,
+    pub saved_to: PathBuf,
+    /// Later segments, renamed to `<name>.damaged` so recovery skips them.
+    pub set_aside: Vec<PathBuf>,
+}
+
+/// Cuts `segment` (a segment file in `dir`) at file offset `offset`, the
+/// damage recovery reported, and sets every later segment aside. The WAL
+/// then ends at the damage: the next start replays what is before it.
+pub fn cut_damaged(dir: &Path, segment: &Path, offset: u64) -> Result<WalCut, WalError> {
+    let segments = list_segments(dir)?;
+    let Some(at) = segments.iter().position(|(_, p)| p == segment) else {
+        return Err(WalError::Config(format!(
+            "{} is not a segment of the WAL in {}",
+            segment.display(),
+            dir.display()
+        )));
+    };
+    if offset < SEGMENT_HEADER_LEN as u64 {
+        return Err(WalError::Config(format!(
+            "offset {offset} is inside the segment header ({SEGMENT_HEADER_LEN} bytes)"
+        )));
+    }
+    let saved_to = aside(segment, &format!("damaged-at-{offset}"));
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(segment)
+        .map_err(WalError::io(segment))?;
+    let mut rest = Vec::new();
+    file.seek(SeekFrom::Start(offset))
+        .and_then(|_| file.read_to_end(&mut rest))
+        .map_err(WalError::io(segment))?;
+    std::fs::write(&saved_to, &rest)
+        .and_then(|()| File::open(&saved_to)?.sync_all())
+        .map_err(WalError::io(&saved_to))?;
+    let mut set_aside = Vec::new();
+    // Later segments go first: a crash part-way leaves a WAL whose end is
+    // still damaged, which recovery refuses again rather than misreads.
+    for (_, later) in segments[at + 1..].iter().rev() {
+        let to = aside(later, "damaged");
+        std::fs::rename(later, &to).map_err(WalError::io(later))?;
+        set_aside.push(to);
+    }
+    set_aside.reverse();
+    file.set_len(offset)
+        .and_then(|()| file.sync_all())
+        .map_err(WalError::io(segment))?;
+    sync_dir(dir)?;
+    tracing::warn!(segment = %segment.display(), offset, cut_bytes = rest.len(),
+        saved_to = %saved_to.display(), set_aside = set_aside.len(),
+        "cut the WAL at its damage");
+    Ok(WalCut {
+        segment: segment.to_path_buf(),
+        offset,
+        cut_bytes: rest.len() as u64,
+        saved_to,
+        set_aside,
+    })
+}
+
+/// `<path>.<suffix>`, which no longer ends in `.wal`, so recovery ignores it.
+fn aside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".");
+    name.push(suffix);
+    PathBuf::from(name)
+}

@@ -1,0 +1,271 @@
+//! Damage that is not a torn write: refused when it hit acknowledged
+//! records, and the WAL started again at the upload checkpoint when
+//! everything it held is in object storage already.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use common::{append_all, config, open, payload, runtime};
+use strata_tiering::wal::cut_damaged;
+use strata_tiering::{FileWal, WalConfig, WalError};
+
+const HEADER: u64 = 24;
+
+/// Group commits of at most 256 bytes: a crash can tear at most that.
+fn small_groups(dir: &Path) -> WalConfig {
+    let mut c = config(dir);
+    c.group_commit_max_bytes = 256;
+    c
+}
+
+/// Writes `n` records into one segment: (lsn, payload) pairs, the segment,
+/// and the WAL's end LSN.
+fn write_records(c: &WalConfig, n: usize) -> (Vec<(u64, Vec<u8>)>, PathBuf, u64) {
+    let (wal, _, _) = open(c.clone());
+    let payloads: Vec<Bytes> = (0..n).map(payload).collect();
+    let lsns = runtime().block_on(append_all(&wal, &payloads));
+    let path = wal.segments().last().unwrap().path.clone();
+    let end = wal.durable_lsn();
+    wal.close().unwrap();
+    let records = lsns
+        .into_iter()
+        .zip(payloads)
+        .map(|(l, p)| (l, p.to_vec()))
+        .collect();
+    (records, path, end)
+}
+
+fn flip(path: &Path, at: u64) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at as usize] ^= 0x10;
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
+
+fn refusal(c: WalConfig) -> (PathBuf, u64, String) {
+    match FileWal::open(c, |_, _| Ok(())) {
+        Err(WalError::Corrupt {
+            path,
+            offset,
+            reason,
+        }) => (path, offset, reason),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+/// The durability tester's case: one flipped byte early in the last
+/// segment used to cut everything after it as if a crash had torn it.
+#[test]
+fn damage_followed_by_more_than_one_write_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = small_groups(dir.path());
+    let (records, path, end) = write_records(&c, 100);
+    let victim = HEADER + records[10].0;
+    let damaged = flip(&path, victim + 9);
+
+    let (at_path, offset, reason) = refusal(c.clone());
+    assert_eq!((at_path, offset), (path.clone(), victim));
+    assert!(reason.contains("checksum"), "{reason}");
+    assert!(reason.contains("bytes follow it"), "{reason}");
+    assert!(
+        reason.contains(&format!("LSN {} up to {end}", records[10].0)),
+        "{reason}"
+    );
+    assert!(reason.contains("--cut-damage"), "{reason}");
+    assert_eq!(std::fs::read(&path).unwrap(), damaged, "nothing was cut");
+    // Refused again at the next try: the damage was not cut silently.
+    let (_, offset, _) = refusal(c.clone());
+
+    // The operator gives the damaged records up.
+    let cut = cut_damaged(dir.path(), &path, offset).unwrap();
+    assert_eq!(
+        std::fs::read(&cut.saved_to).unwrap(),
+        damaged[offset as usize..]
+    );
+    assert!(cut.set_aside.is_empty());
+    let (wal, report, seen) = open(c.clone());
+    assert_eq!(seen, records[..10]);
+    assert!(report.truncated.is_none() && report.restarted_at.is_none());
+    let lsn = runtime().block_on(append_all(&wal, &[Bytes::from_static(b"after")]))[0];
+    assert_eq!(lsn, records[10].0);
+}
+
+#[test]
+fn cutting_damage_in_an_older_segment_sets_the_later_ones_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.segment_bytes = 200;
+    let (wal, _, _) = open(c.clone());
+    let payloads: Vec<Bytes> = (0..10).map(|i| Bytes::from(vec![i as u8; 60])).collect();
+    runtime().block_on(append_all(&wal, &payloads));
+    let segs = wal.segments();
+    wal.close().unwrap();
+    drop(wal);
+    flip(&segs[1].path, HEADER + 70);
+    let (path, offset, _) = refusal(c.clone());
+    assert_eq!(path, segs[1].path);
+    let cut = cut_damaged(dir.path(), &path, offset).unwrap();
+    assert_eq!(cut.set_aside.len(), segs.len() - 2);
+    let (_wal, report, seen) = open(c);
+    assert_eq!(report.segments, 2);
+    assert_eq!(
+        seen.len(),
+        3,
+        "two records of the first segment, one of the second"
+    );
+    assert!(
+        cut_damaged(dir.path(), &dir.path().join("nope.wal"), 30)
+            .unwrap_err()
+            .to_string()
+            .contains("is not a segment")
+    );
+}
+
+#[test]
+fn damage_within_the_last_write_is_cut_as_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = small_groups(dir.path());
+    let (records, path, end) = write_records(&c, 100);
+    // The first record starting within the last 256 bytes.
+    let k = records.iter().position(|(l, _)| end - l <= 256).unwrap();
+    flip(&path, HEADER + records[k].0 + 9);
+
+    let (_wal, report, seen) = open(c);
+    assert_eq!(seen, records[..k]);
+    let t = report.truncated.expect("cut");
+    assert_eq!(t.valid_len, HEADER + records[k].0);
+    assert!(report.restarted_at.is_none());
+}
+
+#[test]
+fn damage_below_the_checkpoint_is_refused_even_near_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path());
+    let (records, path, _) = write_records(&c, 20);
+    flip(&path, HEADER + records[18].0 + 9);
+    let mut c = c;
+    // Record 18 was uploaded, so it was durable: no crash tore it.
+    c.uploaded_lsn = records[19].0;
+    let (_, offset, reason) = refusal(c);
+    assert_eq!(offset, HEADER + records[18].0);
+    assert!(
+        reason.contains(&format!("below LSN {}", records[19].0)),
+        "{reason}"
+    );
+}
+
+/// Appends one record and checks it lands at `lsn`; a reopen replays
+/// exactly it.
+fn appends_continue_at(c: &WalConfig, lsn: u64) {
+    let (wal, report, _) = open(c.clone());
+    assert!(report.restarted_at.is_none(), "{report:?}");
+    let got = runtime().block_on(append_all(&wal, &[Bytes::from_static(b"after")]))[0];
+    assert_eq!(got, lsn);
+    wal.close().unwrap();
+    drop(wal);
+    let (_wal, report, seen) = open(c.clone());
+    assert_eq!(seen, vec![(lsn, b"after".to_vec())]);
+    assert!(report.restarted_at.is_none() && report.truncated.is_none());
+}
+
+fn segment_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".wal"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn damage_to_uploaded_records_starts_the_wal_again_at_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = small_groups(dir.path());
+    let (records, path, end) = write_records(&c, 100);
+    flip(&path, HEADER + records[10].0 + 9);
+    c.uploaded_lsn = end;
+
+    let (wal, report, seen) = open(c.clone());
+    assert_eq!(report.restarted_at, Some(end));
+    assert_eq!(seen, records[..10], "the valid prefix was replayed");
+    assert_eq!(wal.durable_lsn(), end);
+    drop(wal);
+    assert_eq!(segment_files(dir.path()), vec![format!("{end:020}.wal")]);
+    appends_continue_at(&c, end);
+}
+
+/// The tester's follow-up: a WAL cut below the checkpoint used to reuse
+/// LSNs that the uploader takes as done, so new records were never uploaded.
+#[test]
+fn a_wal_ending_below_the_checkpoint_never_reuses_lsns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    let (records, path, end) = write_records(&c, 30);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(HEADER + records[12].0)
+        .unwrap();
+    c.uploaded_lsn = end;
+    let (wal, report, seen) = open(c.clone());
+    assert_eq!(report.restarted_at, Some(end));
+    assert_eq!(seen, records[..12]);
+    drop(wal);
+    appends_continue_at(&c, end);
+}
+
+#[test]
+fn a_lost_wal_starts_at_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.uploaded_lsn = 5_000;
+    let (wal, report, seen) = open(c.clone());
+    assert_eq!(report.restarted_at, Some(5_000));
+    assert!(seen.is_empty());
+    drop(wal);
+    appends_continue_at(&c, 5_000);
+}
+
+#[test]
+fn damage_and_gaps_in_older_uploaded_segments_start_the_wal_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.segment_bytes = 200;
+    let (wal, _, _) = open(c.clone());
+    let payloads: Vec<Bytes> = (0..10).map(|i| Bytes::from(vec![i as u8; 60])).collect();
+    runtime().block_on(append_all(&wal, &payloads));
+    let segs = wal.segments();
+    let end = wal.durable_lsn();
+    wal.close().unwrap();
+    drop(wal);
+    assert!(segs.len() >= 4);
+    flip(&segs[1].path, HEADER + 20);
+    std::fs::remove_file(&segs[2].path).unwrap();
+
+    // Acknowledged records are damaged while any is not uploaded.
+    c.uploaded_lsn = end - 1;
+    assert!(matches!(
+        FileWal::open(c.clone(), |_, _| Ok(())),
+        Err(WalError::Corrupt { .. })
+    ));
+    c.uploaded_lsn = end;
+    let (wal, report, _) = open(c.clone());
+    assert_eq!(report.restarted_at, Some(end));
+    drop(wal);
+    appends_continue_at(&c, end);
+}
+
+#[test]
+fn an_intact_wal_at_the_checkpoint_is_replayed_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    let (records, _, end) = write_records(&c, 10);
+    c.uploaded_lsn = end;
+    let (_wal, report, seen) = open(c);
+    assert_eq!(seen, records);
+    assert!(report.restarted_at.is_none() && report.truncated.is_none());
+}
