@@ -15,7 +15,8 @@ mod common;
 
 const T: &str = "default";
 
-/// The real WAL, refusing every append once `ok_left` appends have passed.
+/// The real WAL, refusing every append once `ok_left` records have passed
+/// (a call with more records than are left is refused whole).
 #[derive(Debug)]
 struct RefusingWal {
     inner: Arc<FileWal>,
@@ -24,17 +25,24 @@ struct RefusingWal {
 
 #[async_trait::async_trait]
 impl Wal for RefusingWal {
-    async fn submit(&self, payload: Bytes) -> Result<PendingAppend, WalError> {
+    async fn submit_all(
+        &self,
+        payloads: Vec<Bytes>,
+        deadline: std::time::Duration,
+    ) -> Result<Vec<PendingAppend>, WalError> {
+        let n = payloads.len() as u64;
         let allowed = self
             .ok_left
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(n)
+            })
             .is_ok();
         if !allowed {
             return Err(WalError::Failed(
                 "injected: the disk refused the write".into(),
             ));
         }
-        self.inner.submit(payload).await
+        self.inner.submit_all(payloads, deadline).await
     }
     fn read(&self, lsn: u64) -> Result<Bytes, WalError> {
         self.inner.read(lsn)
@@ -127,16 +135,17 @@ async fn refused_appends_store_nothing_and_leave_offsets_dense() {
     assert_eq!(bodies(&e, 0).await, ["a0"]);
     assert_eq!(bodies(&e, 1).await, ["b0"]);
 
-    // The second queue's append refused: a batch across queues is not
-    // atomic (documented), so queue 0 keeps its part; queue 1 shows none.
+    // Room for one record of two: a publish across queues goes to the WAL
+    // whole or not at all, so neither queue keeps a part of it.
     ok_left.store(1, Ordering::SeqCst);
     let err = e
-        .publish(T, "t", vec![to_queue(0, "a1"), to_queue(1, "never")])
+        .publish(T, "t", vec![to_queue(0, "never"), to_queue(1, "never")])
         .await
         .unwrap_err();
     assert_unavailable(err);
-    assert_eq!(bodies(&e, 0).await, ["a0", "a1"]);
+    assert_eq!(bodies(&e, 0).await, ["a0"]);
     assert_eq!(bodies(&e, 1).await, ["b0"]);
+    e.publish(T, "t", vec![to_queue(0, "a1")]).await.unwrap();
 
     // Appends accepted again: offsets continue where they stood, no gap.
     ok_left.store(u64::MAX, Ordering::SeqCst);

@@ -619,6 +619,14 @@ impl Config {
         if self.http.max_request_bytes < self.limits.max_message_bytes {
             return bad("http.max_request_bytes must be at least limits.max_message_bytes".into());
         }
+        if self.http.max_request_bytes as u64 > self.wal.max_bytes / 4 {
+            return bad(format!(
+                "http.max_request_bytes ({}) must be at most a quarter of wal.max_bytes ({}): \
+                 a publish goes into the WAL at once, and may take at most half of it \
+                 (a quarter leaves room for its encoding), or it could never be accepted",
+                self.http.max_request_bytes, self.wal.max_bytes
+            ));
+        }
         if let Err(e) = strata_common::names::validate_node_id(&self.node_id) {
             return bad(format!("node_id: {e}"));
         }
@@ -905,14 +913,14 @@ mod tests {
         )
         .unwrap();
         let env = vec![
-            ("STRATA_WAL_MAX_BYTES".to_string(), "33554432".to_string()),
+            ("STRATA_WAL_MAX_BYTES".to_string(), "67108864".to_string()),
             ("STRATA_HTTP_ADDR".to_string(), "127.0.0.1:0".to_string()),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
         let c = Config::load(Some(&file), env).unwrap();
         assert_eq!(c.node_id, "from-file");
         assert_eq!(c.wal.segment_bytes, 4 << 20);
-        assert_eq!(c.wal.max_bytes, 32 << 20, "env beats file");
+        assert_eq!(c.wal.max_bytes, 64 << 20, "env beats file");
         assert_eq!(c.http.addr, "127.0.0.1:0");
     }
 
@@ -1003,6 +1011,20 @@ mod tests {
             assert!(e.contains("metadata.cache_bytes"), "{e}");
         }
         c.metadata.cache_bytes = 1 << 20;
+        c.validate().unwrap();
+    }
+
+    /// A black-box tester's case: an 8 MiB WAL took 16 MiB requests, and a
+    /// publish larger than half the WAL got a 503 forever.
+    #[test]
+    fn a_request_must_fit_the_wal_at_once() {
+        let mut c = Config::default();
+        c.wal.segment_bytes = 4 << 20;
+        c.wal.max_bytes = 8 << 20;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("at most a quarter of wal.max_bytes"), "{e}");
+        c.http.max_request_bytes = 2 << 20;
+        c.limits.max_message_bytes = 1 << 20;
         c.validate().unwrap();
     }
 

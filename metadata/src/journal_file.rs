@@ -182,6 +182,11 @@ impl JournalFile {
                     e,
                 )
             })?;
+        if let Some(dir) = aside.parent().filter(|p| !p.as_os_str().is_empty()) {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io("syncing", dir, e))?;
+        }
         self.file
             .set_len(at)
             .and_then(|()| self.file.sync_all())

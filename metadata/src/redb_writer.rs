@@ -289,7 +289,6 @@ impl Writer {
     }
 }
 
-/// The database's id, created (durably) on first use.
 /// What [`cut_damaged_journal`] gave up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalCut {
@@ -333,9 +332,19 @@ pub(crate) fn cut_damaged_journal(
     let Some((_, later_group)) = journal::later_record(&bytes, decoded.valid_len, last) else {
         return Ok(None);
     };
-    let mut saved_to = journal_path.as_os_str().to_owned();
-    saved_to.push(".damaged");
-    let saved_to = std::path::PathBuf::from(saved_to);
+    // A name no earlier cut used.
+    let saved_to = (0..)
+        .map(|n| {
+            let mut name = journal_path.as_os_str().to_owned();
+            name.push(if n == 0 {
+                ".damaged".into()
+            } else {
+                format!(".damaged.{n}")
+            });
+            std::path::PathBuf::from(name)
+        })
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| journal_path.with_extension("damaged"));
     let cut_bytes = journal.cut(decoded.valid_len as u64, &saved_to)?;
     tracing::warn!(path = %journal_path.display(), last_group = last, later_group, cut_bytes,
         saved_to = %saved_to.display(), "cut the metadata journal at its damage");
@@ -347,6 +356,7 @@ pub(crate) fn cut_damaged_journal(
     }))
 }
 
+/// The database's id, created (durably) on first use.
 fn database_id(db: &Database) -> Result<u64, MetaError> {
     let wtxn = db.begin_write().map_err(backend)?;
     let id = {

@@ -115,6 +115,13 @@ pub fn record_kind(payload: &[u8]) -> Option<u8> {
     payload.first().copied()
 }
 
+/// Whether `payload` starts like a record this version writes (its kind
+/// and version bytes): the cheap test recovery applies before a checksum
+/// when it looks for whole records among damaged bytes.
+pub fn starts_like_a_record(payload: &[u8]) -> bool {
+    payload.get(..2) == Some(&[KIND_MESSAGE_BATCH, BATCH_VERSION][..])
+}
+
 /// Encodes one queue's batch. Refuses an empty batch and any field longer
 /// than the protocol limits, so nothing the decoder would reject is written.
 pub fn encode_batch(

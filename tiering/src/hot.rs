@@ -14,10 +14,15 @@ use crate::wal::{PendingAppend, SegmentInfo, WalError, WalStats};
 /// [`PendingAppend::durable`], released from the front in whole segments.
 #[async_trait::async_trait]
 pub trait Wal: Send + Sync + std::fmt::Debug + 'static {
-    /// Reserves the next LSN for `payload` and queues it for writing;
-    /// waits while the log is full (back-pressure), up to its append
-    /// timeout. Records become durable in submission order.
-    async fn submit(&self, payload: Bytes) -> Result<PendingAppend, WalError>;
+    /// Reserves consecutive LSNs for `payloads` and queues them for
+    /// writing, all or none; waits while the log has no room for all of
+    /// them (back-pressure), until `deadline` (monotonic time on the log's
+    /// clock). Records become durable in submission order.
+    async fn submit_all(
+        &self,
+        payloads: Vec<Bytes>,
+        deadline: std::time::Duration,
+    ) -> Result<Vec<PendingAppend>, WalError>;
 
     /// The payload of the record at `lsn` (blocking file I/O: call it off
     /// the async workers).
@@ -55,8 +60,12 @@ pub trait Wal: Send + Sync + std::fmt::Debug + 'static {
 
 #[async_trait::async_trait]
 impl Wal for crate::FileWal {
-    async fn submit(&self, payload: Bytes) -> Result<PendingAppend, WalError> {
-        crate::FileWal::submit(self, payload).await
+    async fn submit_all(
+        &self,
+        payloads: Vec<Bytes>,
+        deadline: std::time::Duration,
+    ) -> Result<Vec<PendingAppend>, WalError> {
+        crate::FileWal::submit_all(self, payloads, deadline).await
     }
 
     fn read(&self, lsn: u64) -> Result<Bytes, WalError> {

@@ -20,11 +20,19 @@ fn small_groups(dir: &Path) -> WalConfig {
     c
 }
 
+/// A payload that starts like a message batch (kind 1, version 1), as the
+/// engine's records do: recovery looks for those after damage.
+fn record(i: usize) -> Bytes {
+    let mut p = vec![1u8, 1];
+    p.extend_from_slice(&payload(i));
+    Bytes::from(p)
+}
+
 /// Writes `n` records into one segment: (lsn, payload) pairs, the segment,
 /// and the WAL's end LSN.
 fn write_records(c: &WalConfig, n: usize) -> (Vec<(u64, Vec<u8>)>, PathBuf, u64) {
     let (wal, _, _) = open(c.clone());
-    let payloads: Vec<Bytes> = (0..n).map(payload).collect();
+    let payloads: Vec<Bytes> = (0..n).map(record).collect();
     let lsns = runtime().block_on(append_all(&wal, &payloads));
     let path = wal.segments().last().unwrap().path.clone();
     let end = wal.durable_lsn();
@@ -139,21 +147,76 @@ fn damage_within_the_last_write_is_cut_as_a_torn_tail() {
     assert!(report.restarted_at.is_none());
 }
 
+/// Damage to uploaded records with records that are not uploaded after
+/// it: nothing is lost, replay goes on at the checkpoint.
 #[test]
-fn damage_below_the_checkpoint_is_refused_even_near_the_end() {
+fn damage_below_the_checkpoint_is_skipped_and_replay_goes_on_at_it() {
     let dir = tempfile::tempdir().unwrap();
-    let c = config(dir.path());
-    let (records, path, _) = write_records(&c, 20);
-    flip(&path, HEADER + records[18].0 + 9);
-    let mut c = c;
-    // Record 18 was uploaded, so it was durable: no crash tore it.
-    c.uploaded_lsn = records[19].0;
-    let (_, offset, reason) = refusal(c);
-    assert_eq!(offset, HEADER + records[18].0);
-    assert!(
-        reason.contains(&format!("below LSN {}", records[19].0)),
-        "{reason}"
-    );
+    let mut c = small_groups(dir.path());
+    let (records, path, end) = write_records(&c, 100);
+    flip(&path, HEADER + records[10].0 + 9);
+    flip(&path, HEADER + records[30].0 + 9);
+    c.uploaded_lsn = records[40].0;
+    let (wal, report, seen) = open(c.clone());
+    let mut expected = records[..10].to_vec();
+    expected.extend_from_slice(&records[40..]);
+    assert_eq!(seen, expected);
+    assert!(report.truncated.is_none() && report.restarted_at.is_none());
+    assert_eq!(wal.durable_lsn(), end);
+    let lsn = runtime().block_on(append_all(&wal, &[Bytes::from_static(b"after")]))[0];
+    assert_eq!(lsn, end);
+
+    // Damage after the checkpoint is judged as ever.
+    wal.close().unwrap();
+    drop(wal);
+    flip(&path, HEADER + records[50].0 + 9);
+    let (_, offset, _) = refusal(c);
+    assert_eq!(offset, HEADER + records[50].0);
+}
+
+/// A flipped bit in a frame's length makes it claim up to 64 MiB, more
+/// than the file holds, which looks like a torn write of one large frame:
+/// the whole records after it tell the damage apart.
+#[test]
+fn a_damaged_length_claiming_a_huge_frame_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = small_groups(dir.path());
+    let (records, path, _) = write_records(&c, 60);
+    let lsns: Vec<u64> = records.iter().map(|r| r.0).collect();
+    // Bit 25 of record 5's length field.
+    let at = HEADER + lsns[5] + 4 + 3;
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[at as usize] ^= 0x02;
+    std::fs::write(&path, &bytes).unwrap();
+    let (_, offset, reason) = refusal(c.clone());
+    assert_eq!(offset, HEADER + lsns[5]);
+    assert!(reason.contains("whole records among them"), "{reason}");
+
+    // The same bytes with nothing whole after the damage: one large frame
+    // torn by a crash, cut.
+    bytes.truncate((HEADER + lsns[6]) as usize);
+    bytes.extend(std::iter::repeat_n(0xEE, 2_000));
+    std::fs::write(&path, &bytes).unwrap();
+    let (_wal, report, seen) = open(c);
+    assert_eq!(seen.len(), 5);
+    assert!(report.truncated.is_some());
+}
+
+/// The group commit size a crashed writer used bounds the torn tail, not
+/// the next start's (smaller) one.
+#[test]
+fn the_last_writers_group_size_bounds_the_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.group_commit_max_bytes = 4096;
+    let (records, path, _) = write_records(&c, 100);
+    let k = records.len() - 20;
+    flip(&path, HEADER + records[k].0 + 9);
+    // More than 256 bytes follow the damage, fewer than 4096.
+    c.group_commit_max_bytes = 256;
+    let (_wal, report, seen) = open(c);
+    assert_eq!(seen, records[..k]);
+    assert!(report.truncated.is_some());
 }
 
 /// Appends one record and checks it lands at `lsn`; a reopen replays

@@ -4,14 +4,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use strata_common::clock::timeout;
 use strata_common::limits::{
     MAX_KEY_LEN, MAX_PROPERTIES, MAX_PROPERTY_NAME_LEN, MAX_PROPERTY_VALUE_LEN,
     MAX_STORED_PROPERTIES, MAX_TAG_LEN,
 };
 use strata_common::usage::Counter;
-use strata_common::{Message, RESERVED_PROPERTY_PREFIX, StoredMessage};
-use strata_tiering::PendingAppend;
+use strata_common::{ErrorCode, Message, RESERVED_PROPERTY_PREFIX, StoredMessage};
 use strata_tiering::batch::encode_batch;
+use strata_tiering::{PendingAppend, WalError};
 
 use super::Core;
 use super::queue::{BatchRef, IndexEntry, QueueState};
@@ -180,22 +181,9 @@ impl Core {
         // Behind a shut fence nothing is written, so that the refusal means
         // what it says and a client's retry stores the messages once.
         self.check_write_fence()?;
-        let mut results = Vec::new();
-        let mut in_flight = Vec::new();
+        let deadline = self.clock.monotonic() + self.config.append_timeout;
+        let (in_flight, results) = self.submit(topic, groups, deadline).await?;
         let mut first_error = None;
-        for (queue, messages) in groups {
-            let q = topic.queue(queue)?.clone();
-            match self.submit(&q, messages).await {
-                Ok((batch, published)) => {
-                    in_flight.push(batch);
-                    results.extend(published);
-                }
-                Err(e) => {
-                    first_error = Some(e);
-                    break;
-                }
-            }
-        }
         // Every submitted batch is seen through, even after an error, so
         // high watermarks keep moving.
         for batch in in_flight {
@@ -246,25 +234,107 @@ impl Core {
         }
     }
 
-    /// Assigns offsets and hands one queue's batch to the WAL.
+    /// Assigns offsets and hands every queue's batch to the WAL together:
+    /// all of them are written or none. The wait for the queues' turns
+    /// counts against the append timeout like the wait for WAL room: a
+    /// producer queued behind others that wait for room would otherwise
+    /// wait out each of their timeouts in turn.
     async fn submit(
         &self,
+        topic: &TopicState,
+        groups: BTreeMap<u32, Vec<(usize, Message)>>,
+        deadline: std::time::Duration,
+    ) -> Result<(Vec<InFlight>, Vec<(usize, Published)>)> {
+        let queues = groups
+            .keys()
+            .map(|queue| topic.queue(*queue).cloned())
+            .collect::<Result<Vec<_>>>()?;
+        let started = self.clock.monotonic();
+        // In ascending queue order (the map's), so that two publishes never
+        // hold each other's next lock.
+        let mut turns = Vec::with_capacity(queues.len());
+        for q in &queues {
+            let left = deadline.saturating_sub(self.clock.monotonic());
+            match timeout(self.clock.as_ref(), left, q.append_lock.lock()).await {
+                Some(turn) => turns.push(turn),
+                None => {
+                    let stats = self.wal.stats();
+                    return Err(WalError::Full {
+                        waited_ms: self.clock.monotonic().saturating_sub(started).as_millis()
+                            as u64,
+                        used_bytes: stats.used_bytes,
+                        max_bytes: stats.max_bytes,
+                    }
+                    .into());
+                }
+            }
+        }
+        let mut prepared = Vec::with_capacity(queues.len());
+        let mut payloads = Vec::with_capacity(queues.len());
+        for (q, messages) in queues.iter().zip(groups.into_values()) {
+            let (base_offset, timestamp_ms) = {
+                let inner = q.lock();
+                (
+                    inner.next_offset,
+                    self.clock.now_ms().max(inner.last_timestamp_ms),
+                )
+            };
+            let (indexes, messages): (Vec<usize>, Vec<Message>) = messages.into_iter().unzip();
+            let payload = encode_batch(q.key, q.owner.epoch, base_offset, timestamp_ms, &messages)?;
+            payloads.push(payload);
+            prepared.push((indexes, messages, base_offset, timestamp_ms));
+        }
+        let bytes: Vec<u64> = payloads.iter().map(|p| p.len() as u64).collect();
+        let pending = self
+            .wal
+            .submit_all(payloads, deadline)
+            .await
+            .map_err(|e| match e {
+                WalError::TooLarge { len, max } => EngineError::Refused {
+                    code: ErrorCode::PayloadTooLarge,
+                    message: format!(
+                        "the messages of this publish take {len} bytes in the write-ahead log, \
+                         more than the {max} bytes it takes at once (half of wal.max_bytes); \
+                         send them in smaller publishes"
+                    ),
+                },
+                e => e.into(),
+            })?;
+        let mut in_flight = Vec::with_capacity(queues.len());
+        let mut results = Vec::new();
+        for (((q, (indexes, messages, base_offset, timestamp_ms)), pending), bytes) in
+            queues.iter().zip(prepared).zip(pending).zip(bytes)
+        {
+            let (batch, published) = self.accepted(
+                q,
+                indexes,
+                messages,
+                base_offset,
+                timestamp_ms,
+                bytes,
+                pending,
+            );
+            in_flight.push(batch);
+            results.extend(published);
+        }
+        drop(turns);
+        Ok((in_flight, results))
+    }
+
+    /// Indexes a batch the WAL took and puts it in the tail cache; it is
+    /// read once durable.
+    #[allow(clippy::too_many_arguments)]
+    fn accepted(
+        &self,
         q: &Arc<QueueState>,
-        messages: Vec<(usize, Message)>,
-    ) -> Result<(InFlight, Vec<(usize, Published)>)> {
-        let _order = q.append_lock.lock().await;
-        let (base_offset, timestamp_ms) = {
-            let inner = q.lock();
-            (
-                inner.next_offset,
-                self.clock.now_ms().max(inner.last_timestamp_ms),
-            )
-        };
-        let (indexes, messages): (Vec<usize>, Vec<Message>) = messages.into_iter().unzip();
+        indexes: Vec<usize>,
+        messages: Vec<Message>,
+        base_offset: u64,
+        timestamp_ms: i64,
+        bytes: u64,
+        pending: PendingAppend,
+    ) -> (InFlight, Vec<(usize, Published)>) {
         let metered_bytes = messages.iter().map(|m| m.approx_size() as u64).sum();
-        let payload = encode_batch(q.key, q.owner.epoch, base_offset, timestamp_ms, &messages)?;
-        let bytes = payload.len() as u64;
-        let pending = self.wal.submit(payload).await?;
         let entry = IndexEntry {
             base_offset,
             count: messages.len() as u32,
@@ -309,7 +379,7 @@ impl Core {
             messages: u64::from(entry.count),
             metered_bytes,
         };
-        Ok((batch, published))
+        (batch, published)
     }
 
     fn validate(&self, index: usize, m: &Message) -> Result<()> {

@@ -37,6 +37,8 @@ pub struct CheckArgs {
 #[derive(Debug, Default, Serialize)]
 pub struct CheckReport {
     pub data_dir: String,
+    /// The node whose data directory it is (by its identity file).
+    pub node: String,
     /// "embedded", "etcd" or "tikv".
     pub metadata: String,
     /// Metadata journal groups replayed (embedded store).
@@ -68,8 +70,10 @@ pub async fn check(args: CheckArgs, json: bool) -> Result<()> {
         ..CheckReport::default()
     };
     let store = open_metadata(&config, args.cut_damage, &mut report).await?;
-    report.uploaded_lsn = Catalog::new(store)
-        .wal_checkpoint(&config.node_id)
+    let catalog = Catalog::new(store);
+    report.node = node_of_dir(&catalog, &config).await?;
+    report.uploaded_lsn = catalog
+        .wal_checkpoint(&report.node)
         .await
         .context("reading the WAL's upload checkpoint")?
         .unwrap_or(0);
@@ -79,6 +83,35 @@ pub async fn check(args: CheckArgs, json: bool) -> Result<()> {
     }
     print_report(&report);
     Ok(())
+}
+
+/// The node whose WAL the directory holds, by the identity the directory
+/// keeps: its upload checkpoint decides what of the WAL is in object
+/// storage, so another node's would misjudge it.
+async fn node_of_dir(catalog: &Catalog, config: &Config) -> Result<String> {
+    let identity = std::fs::read_to_string(config.data_dir.join("identity")).unwrap_or_default();
+    let identity = identity.trim();
+    if identity.is_empty() {
+        return Ok(config.node_id.clone());
+    }
+    let nodes = catalog
+        .cluster_nodes()
+        .await
+        .context("reading the node registry")?;
+    if let Some(owner) = nodes.iter().find(|n| n.identity == identity) {
+        return Ok(owner.node.clone());
+    }
+    if let Some(other) = nodes.iter().find(|n| n.node == config.node_id) {
+        bail!(
+            "{} (identity {identity}) is not the data directory of node {} (identity {}, at {}), \
+             and no registered node has it: check it with its own node's config",
+            config.data_dir.display(),
+            other.node,
+            other.identity,
+            other.data_dir
+        );
+    }
+    Ok(config.node_id.clone())
 }
 
 async fn open_metadata(
@@ -179,7 +212,7 @@ async fn check_wal(config: &Config, cut: bool, report: &mut CheckReport) -> Resu
 }
 
 fn print_report(r: &CheckReport) {
-    println!("data directory  {}", r.data_dir);
+    println!("data directory  {} (node {})", r.data_dir, r.node);
     println!(
         "metadata        {}{}",
         r.metadata,

@@ -448,14 +448,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes, leaving out a cause the text already holds:
-/// most wrappers here say what failed *and* print their source, so `{:#}`
-/// would repeat it.
+/// The error and its causes, leaving out a cause the text already ends
+/// with: most wrappers here say what failed *and* print their source, so
+/// `{:#}` would repeat it.
 fn describe(e: &anyhow::Error) -> String {
     let mut out = e.to_string();
     for cause in e.chain().skip(1) {
         let cause = cause.to_string();
-        if !out.contains(&cause) {
+        if !out.ends_with(&cause) {
             out.push_str(": ");
             out.push_str(&cause);
         }
@@ -474,5 +474,7 @@ mod tests {
         assert_eq!(describe(&e), "reading the WAL: disk on fire");
         let e = anyhow::Error::new(std::io::Error::other("no space")).context("writing");
         assert_eq!(describe(&e), "writing: no space");
+        let e = anyhow::Error::new(std::io::Error::other("not found")).context("not found here");
+        assert_eq!(describe(&e), "not found here: not found");
     }
 }

@@ -13,8 +13,15 @@
 //!                           acknowledged records were damaged, refuse
 //! ```
 //!
+//! A frame larger than a group is written alone, so the torn write can be
+//! longer than a group: then damage with no whole record after it is torn
+//! too. Its claimed length is not trusted, since the checksum that failed
+//! covers it (one flipped bit there claims up to 64 MiB).
+//!
 //! Damage to records that are all in object storage already (below the
 //! node's upload checkpoint) loses nothing: the WAL starts again past them.
+
+use super::frame::{FRAME_HEADER_LEN, MAX_PAYLOAD_LEN};
 
 /// Where recovery found damage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,10 +33,13 @@ pub(crate) struct Damage {
     pub segment_end_lsn: u64,
     /// Where the last segment's file ends, as an LSN.
     pub wal_end_lsn: u64,
-    /// Frame length the damaged frame's header claims, when it was
-    /// plausible: a frame longer than a group is written on its own.
-    pub claimed_frame_len: Option<u64>,
+    /// Whether a whole record starts after the damage (looked for only
+    /// when more than a group follows it).
+    pub record_after: bool,
 }
+
+/// The longest frame: the most one write of a single record can tear.
+const MAX_FRAME: u64 = (FRAME_HEADER_LEN + MAX_PAYLOAD_LEN) as u64;
 
 /// What recovery does about [`Damage`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,8 +58,8 @@ pub(crate) fn judge(damage: &Damage, uploaded_lsn: u64, group_max: u64) -> Verdi
         return Verdict::Uploaded;
     }
     let after = damage.segment_end_lsn.saturating_sub(damage.at_lsn);
-    let tear_bound = group_max.max(damage.claimed_frame_len.unwrap_or(0));
-    if damage.in_last_segment && damage.at_lsn >= uploaded_lsn && after <= tear_bound {
+    let one_write = after <= group_max || (after <= MAX_FRAME && !damage.record_after);
+    if damage.in_last_segment && damage.at_lsn >= uploaded_lsn && one_write {
         return Verdict::TornTail;
     }
     let why = if !damage.in_last_segment {
@@ -61,11 +71,13 @@ pub(crate) fn judge(damage: &Damage, uploaded_lsn: u64, group_max: u64) -> Verdi
             "it is below LSN {uploaded_lsn}, which was durable and uploaded, so no crash \
              wrote it"
         )
-    } else {
+    } else if damage.record_after {
         format!(
-            "{after} bytes follow it, more than the {tear_bound} bytes of the one write a \
-             crash can cut short"
+            "{after} bytes follow it, more than the {group_max} bytes of one group commit, \
+             and whole records among them: no crash cut it short"
         )
+    } else {
+        format!("{after} bytes follow it, more than the longest record")
     };
     let uploaded = if uploaded_lsn > 0 {
         format!(" (records below LSN {uploaded_lsn} are in object storage)")
@@ -91,7 +103,7 @@ mod tests {
             at_lsn,
             segment_end_lsn,
             wal_end_lsn: segment_end_lsn,
-            claimed_frame_len: Some(100),
+            record_after: true,
         }
     }
 
@@ -108,8 +120,15 @@ mod tests {
     fn a_frame_larger_than_a_group_may_be_torn_anywhere_in_itself() {
         let mut d = damage(1_000, 10_000);
         assert!(matches!(judge(&d, 0, 1_000), Verdict::Refuse(_)));
-        d.claimed_frame_len = Some(9_000);
+        d.record_after = false;
         assert_eq!(judge(&d, 0, 1_000), Verdict::TornTail);
+        // But no record is longer than MAX_FRAME.
+        d.segment_end_lsn = d.at_lsn + MAX_FRAME + 1;
+        d.wal_end_lsn = d.segment_end_lsn;
+        let Verdict::Refuse(why) = judge(&d, 0, 1_000) else {
+            panic!("must refuse");
+        };
+        assert!(why.contains("more than the longest record"), "{why}");
     }
 
     #[test]

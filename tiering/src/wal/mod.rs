@@ -111,7 +111,7 @@ pub struct FileWal {
 /// What one reservation attempt came to.
 enum Reserve {
     /// Reserved and handed to the I/O thread.
-    Sent(PendingAppend),
+    Sent(Vec<PendingAppend>),
     /// No room: wait for a release.
     Full,
     /// Wait this long for the append's paced slot, then try again.
@@ -140,11 +140,16 @@ impl FileWal {
         config.validate()?;
         let started = config.clock.monotonic();
         std::fs::create_dir_all(&config.dir).map_err(WalError::io(&config.dir))?;
+        let group_max = config.group_commit_max_bytes as u64;
         let bounds = recovery::Bounds {
             uploaded_lsn: config.uploaded_lsn,
-            group_max: config.group_commit_max_bytes as u64,
+            // What the writer that may have crashed committed at.
+            group_max: group_max.max(segment::recorded_group_max(&config.dir).unwrap_or(0)),
         };
         let (recovered, report) = recovery::recover(&config.dir, bounds, &mut visit)?;
+        segment::record_group_max(&config.dir, group_max)?;
+        let end = recovered.last().map_or(0, |s| s.end_lsn);
+        volume::lower_durable_mark(&config.dir, end)?;
         let mut segments: VecDeque<Segment> = recovered
             .into_iter()
             .map(|s| Segment {
@@ -228,20 +233,52 @@ impl FileWal {
     /// [`PendingAppend::durable`] for durability. Cancel-safe: dropping the
     /// future before it returns reserves nothing.
     pub async fn submit(&self, payload: Bytes) -> Result<PendingAppend, WalError> {
+        let deadline = self.config.clock.monotonic() + self.config.append_timeout;
+        let mut pending = self.submit_all(vec![payload], deadline).await?;
+        pending
+            .pop()
+            .ok_or_else(|| WalError::Failed("no record was reserved".into()))
+    }
+
+    /// [`submit`](Self::submit) for several records, all or none: waits
+    /// until there is room for all of them (until `deadline`, on the
+    /// config's clock's monotonic time), then reserves them as consecutive
+    /// records. A publish to several queues is thus written whole or
+    /// refused with nothing written. Together they may take at most half of
+    /// `max_bytes`, like one record.
+    pub async fn submit_all(
+        &self,
+        payloads: Vec<Bytes>,
+        deadline: std::time::Duration,
+    ) -> Result<Vec<PendingAppend>, WalError> {
         let max = self.max_record_len();
-        if payload.is_empty() {
-            return Err(WalError::EmptyRecord);
+        let mut frames = Vec::with_capacity(payloads.len());
+        // Frames, and a segment header each in case each rolls.
+        let mut worst = 0u64;
+        for payload in payloads {
+            if payload.is_empty() {
+                return Err(WalError::EmptyRecord);
+            }
+            if payload.len() > max {
+                return Err(WalError::TooLarge {
+                    len: payload.len(),
+                    max,
+                });
+            }
+            worst += HEADER + (FRAME_HEADER_LEN + payload.len()) as u64;
+            frames.push((frame::frame_header(&payload)?, payload));
         }
-        if payload.len() > max {
+        if frames.is_empty() {
+            return Ok(Vec::new());
+        }
+        if worst > self.config.max_bytes / 2 {
             return Err(WalError::TooLarge {
-                len: payload.len(),
+                len: usize::try_from(worst).unwrap_or(usize::MAX),
                 max,
             });
         }
-        let header = frame::frame_header(&payload)?;
         let clock = self.config.clock.as_ref();
         let started = clock.monotonic();
-        let deadline = started + self.config.append_timeout;
         let left = || deadline.saturating_sub(clock.monotonic());
         // Queueing behind a submitter that waits for space counts as waiting too.
         let turn = strata_common::clock::timeout(clock, left(), self.submit_turn.lock()).await;
@@ -253,7 +290,7 @@ impl FileWal {
         loop {
             if !timed_out {
                 let pace_limit = (!paced).then(left);
-                match self.try_reserve(header, &payload, pace_limit)? {
+                match self.try_reserve(&frames, pace_limit)? {
                     Reserve::Sent(pending) => return Ok(pending),
                     Reserve::Pace(wait) => {
                         paced = true;
@@ -276,7 +313,7 @@ impl FileWal {
                     waited_ms,
                     used_bytes,
                     max_bytes = self.config.max_bytes,
-                    len = payload.len(),
+                    records = frames.len(),
                     "WAL append gave up waiting for space"
                 );
                 return Err(WalError::Full {
@@ -288,15 +325,15 @@ impl FileWal {
         }
     }
 
-    /// Reserves and sends if the frame fits now; [`Reserve::Full`] if it
-    /// must wait for room. With a `pace_limit`, an append above the pacing
-    /// start is first given its slot: [`Reserve::Pace`] says how long to
-    /// wait for it (at most the limit; under a millisecond it goes at once,
-    /// since timers tick in milliseconds and the schedule keeps the debt).
+    /// Reserves and sends the frames if they all fit now; [`Reserve::Full`]
+    /// if they must wait for room. With a `pace_limit`, appends above the
+    /// pacing start are first given their slot: [`Reserve::Pace`] says how
+    /// long to wait for it (at most the limit; under a millisecond they go
+    /// at once, since timers tick in milliseconds and the schedule keeps
+    /// the debt).
     fn try_reserve(
         &self,
-        header: [u8; FRAME_HEADER_LEN],
-        payload: &Bytes,
+        frames: &[([u8; FRAME_HEADER_LEN], Bytes)],
         pace_limit: Option<std::time::Duration>,
     ) -> Result<Reserve, WalError> {
         if let Some(msg) = self.io.failure() {
@@ -310,61 +347,77 @@ impl FileWal {
         let Some(active) = st.segments.back() else {
             return Err(WalError::Failed("no active segment".into()));
         };
-        let frame_len = (FRAME_HEADER_LEN + payload.len()) as u64;
-        let lsn = active.end_lsn;
-        let roll = active.end_lsn > active.base_lsn
-            && active.file_len() + frame_len > self.config.segment_bytes;
+        // Where each frame goes: a frame that would make a non-empty
+        // segment larger than `segment_bytes` starts a new one.
+        let (mut base, mut end) = (active.base_lsn, active.end_lsn);
+        let mut plan = Vec::with_capacity(frames.len());
+        let mut needed = 0;
+        for (_, payload) in frames {
+            let frame_len = (FRAME_HEADER_LEN + payload.len()) as u64;
+            let roll = end > base && HEADER + (end - base) + frame_len > self.config.segment_bytes;
+            if roll {
+                base = end;
+                needed += HEADER;
+            }
+            plan.push((end, frame_len, roll));
+            end += frame_len;
+            needed += frame_len;
+        }
         if let Some(limit) = pace_limit
             && st.pacer.paces(st.used_bytes)
         {
             let now = self.config.clock.monotonic();
-            let wait = st.pacer.admit(now, st.used_bytes, frame_len).min(limit);
+            let wait = st.pacer.admit(now, st.used_bytes, needed).min(limit);
             if wait >= std::time::Duration::from_millis(1) {
                 st.paced_appends += 1;
                 st.pace_wait += wait;
                 return Ok(Reserve::Pace(wait));
             }
         }
-        let needed = frame_len + if roll { HEADER } else { 0 };
         if st.used_bytes + needed > self.config.max_bytes {
             return Ok(Reserve::Full);
         }
-        let (done_tx, done_rx) = oneshot::channel();
-        let append = Op::Append(AppendOp {
-            lsn,
-            header,
-            payload: payload.clone(),
-            done: done_tx,
-        });
-        let sent = if roll {
-            sender
-                .send(Op::Roll { base_lsn: lsn })
-                .and_then(|()| sender.send(append))
-        } else {
-            sender.send(append)
-        };
-        if sent.is_err() {
-            let msg = "WAL I/O thread is gone".to_owned();
-            self.io.fail(msg.clone());
-            return Err(WalError::Failed(msg));
-        }
-        if roll {
-            st.segments.push_back(Segment {
-                base_lsn: lsn,
-                end_lsn: lsn,
-                path: segment::segment_path(&self.config.dir, lsn),
-                reader: None,
+        let mut pending = Vec::with_capacity(frames.len());
+        for ((header, payload), (lsn, frame_len, roll)) in frames.iter().zip(plan) {
+            let (done_tx, done_rx) = oneshot::channel();
+            let append = Op::Append(AppendOp {
+                lsn,
+                header: *header,
+                payload: payload.clone(),
+                done: done_tx,
+            });
+            let sent = if roll {
+                sender
+                    .send(Op::Roll { base_lsn: lsn })
+                    .and_then(|()| sender.send(append))
+            } else {
+                sender.send(append)
+            };
+            if sent.is_err() {
+                // Nothing more is written: the thread that writes is gone.
+                let msg = "WAL I/O thread is gone".to_owned();
+                self.io.fail(msg.clone());
+                return Err(WalError::Failed(msg));
+            }
+            if roll {
+                st.segments.push_back(Segment {
+                    base_lsn: lsn,
+                    end_lsn: lsn,
+                    path: segment::segment_path(&self.config.dir, lsn),
+                    reader: None,
+                });
+            }
+            if let Some(active) = st.segments.back_mut() {
+                active.end_lsn += frame_len;
+            }
+            pending.push(PendingAppend {
+                lsn,
+                len: frame_len,
+                done: done_rx,
             });
         }
-        if let Some(active) = st.segments.back_mut() {
-            active.end_lsn += frame_len;
-        }
         st.used_bytes += needed;
-        Ok(Reserve::Sent(PendingAppend {
-            lsn,
-            len: frame_len,
-            done: done_rx,
-        }))
+        Ok(Reserve::Sent(pending))
     }
 
     /// Reads back the payload of the durable record at `lsn`, verifying its

@@ -9,16 +9,17 @@
 //! lost volume.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::damage::{Damage, Verdict, judge};
 use super::frame::{
-    FRAME_HEADER_LEN, FrameResult, SEGMENT_HEADER_LEN, decode_frame, decode_segment_header,
-    encode_segment_header,
+    FRAME_HEADER_LEN, FrameResult, MAX_PAYLOAD_LEN, SEGMENT_HEADER_LEN, decode_frame,
+    decode_segment_header, encode_segment_header,
 };
 use super::segment::{create_segment, list_segments, sync_dir};
 use super::{RecoveryReport, TruncatedTail, WalError};
+use crate::batch::starts_like_a_record;
 
 const HEADER: u64 = SEGMENT_HEADER_LEN as u64;
 
@@ -61,7 +62,7 @@ where
         restarted_at: None,
     };
     let mut segments: Vec<RecoveredSegment> = Vec::with_capacity(files.len());
-    for (i, (base_lsn, path)) in files.into_iter().enumerate() {
+    'segments: for (i, (base_lsn, path)) in files.into_iter().enumerate() {
         let is_last = i + 1 == report.segments;
         let corrupt = |offset: u64, reason: String| WalError::Corrupt {
             path: path.clone(),
@@ -72,7 +73,7 @@ where
             && prev.end_lsn != base_lsn
         {
             if wal_end_lsn <= bounds.uploaded_lsn {
-                break;
+                break 'segments;
             }
             return Err(corrupt(
                 0,
@@ -89,7 +90,7 @@ where
         let got = read_full(&mut reader, &mut header).map_err(WalError::io(&path))?;
         match decode_segment_header(&header[..got]) {
             Ok(found) if found == base_lsn => {}
-            _ if wal_end_lsn <= bounds.uploaded_lsn => break,
+            _ if wal_end_lsn <= bounds.uploaded_lsn => break 'segments,
             Ok(found) => {
                 return Err(corrupt(
                     0,
@@ -111,35 +112,65 @@ where
             Err(e) => return Err(corrupt(0, e.to_string())),
         }
 
-        let scan = scan_records(&mut reader, file_len, base_lsn, visit)
-            .map_err(|e| e.into_wal_error(&path))?;
-        report.records += scan.records;
-        report.bytes += scan.valid_len - HEADER;
-        let end_lsn = base_lsn + (scan.valid_len - HEADER);
-        if let Some(found) = scan.damage {
+        let segment_end_lsn = base_lsn + (file_len - HEADER);
+        let mut from = HEADER;
+        let end_lsn = loop {
+            let scan = scan_records(&mut reader, file_len, base_lsn, from, visit)
+                .map_err(|e| e.into_wal_error(&path))?;
+            report.records += scan.records;
+            report.bytes += scan.valid_len - from;
+            let end_lsn = base_lsn + (scan.valid_len - HEADER);
+            let Some(reason) = scan.damage else {
+                break end_lsn;
+            };
+            let uploaded = bounds.uploaded_lsn;
+            if end_lsn < uploaded && uploaded < wal_end_lsn {
+                // Damaged records in object storage already, and records
+                // that are not after them: replay goes on at the checkpoint
+                // (a record boundary), or in the next segment.
+                tracing::warn!(path = %path.display(), offset = scan.valid_len, reason = %reason,
+                    uploaded_lsn = uploaded, "damaged WAL records are in object storage already; \
+                    replay goes on at the upload checkpoint");
+                if uploaded >= segment_end_lsn {
+                    break segment_end_lsn;
+                }
+                from = uploaded - base_lsn + HEADER;
+                reader
+                    .seek(SeekFrom::Start(from))
+                    .map_err(WalError::io(&path))?;
+                continue;
+            }
+            let after = file_len - scan.valid_len;
+            // A single frame longer than a group may be torn anywhere in
+            // itself; no whole record can follow it then.
+            let record_after = is_last
+                && after > bounds.group_max
+                && after <= (FRAME_HEADER_LEN + MAX_PAYLOAD_LEN) as u64
+                && record_after(&path, scan.valid_len)?;
             let damage = Damage {
                 in_last_segment: is_last,
                 at_lsn: end_lsn,
-                segment_end_lsn: base_lsn + file_len.saturating_sub(HEADER),
+                segment_end_lsn,
                 wal_end_lsn,
-                claimed_frame_len: found.claimed_frame_len,
+                record_after,
             };
-            match judge(&damage, bounds.uploaded_lsn, bounds.group_max) {
+            match judge(&damage, uploaded, bounds.group_max) {
                 Verdict::TornTail => {
-                    let tail = truncate_tail(&path, scan.valid_len, file_len, found.reason)?;
+                    let tail = truncate_tail(&path, scan.valid_len, file_len, reason)?;
                     report.truncated = Some(tail);
+                    break end_lsn;
                 }
                 Verdict::Uploaded => {
                     tracing::warn!(path = %path.display(), offset = scan.valid_len,
-                        reason = %found.reason, uploaded_lsn = bounds.uploaded_lsn,
+                        reason = %reason, uploaded_lsn = uploaded,
                         "damaged WAL records are all in object storage already");
-                    break;
+                    break 'segments;
                 }
                 Verdict::Refuse(why) => {
-                    return Err(corrupt(scan.valid_len, format!("{}; {why}", found.reason)));
+                    return Err(corrupt(scan.valid_len, format!("{reason}; {why}")));
                 }
             }
-        }
+        };
         segments.push(RecoveredSegment {
             base_lsn,
             end_lsn,
@@ -154,24 +185,51 @@ where
     Ok((segments, report))
 }
 
+/// Whether a whole record starts anywhere in the segment at `path` after
+/// file offset `damage`. At most one frame's length is read. A candidate
+/// needs a sane length and a record's first bytes before its checksum is
+/// computed, which keeps the byte-by-byte search cheap.
+fn record_after(path: &Path, damage: u64) -> Result<bool, WalError> {
+    let mut file = File::open(path).map_err(WalError::io(path))?;
+    let mut rest = Vec::new();
+    file.seek(SeekFrom::Start(damage + 1))
+        .and_then(|_| file.read_to_end(&mut rest))
+        .map_err(WalError::io(path))?;
+    Ok((0..rest.len()).any(|at| {
+        let Some(header) = rest.get(at..at + FRAME_HEADER_LEN) else {
+            return false;
+        };
+        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let payload = at + FRAME_HEADER_LEN;
+        len <= rest.len() - payload
+            && starts_like_a_record(&rest[payload..payload + len])
+            && matches!(decode_frame(&rest[at..]), FrameResult::Complete { .. })
+    }))
+}
+
 fn file_len(path: &Path) -> Result<u64, WalError> {
     Ok(std::fs::metadata(path).map_err(WalError::io(path))?.len())
 }
 
 /// Replaces every segment with an empty one starting at `uploaded_lsn`.
-/// Everything they hold is in object storage. The old files go first, so a
-/// crash part-way leaves a WAL that still ends below the checkpoint and is
-/// started again the same way.
+/// Everything they hold is in object storage, but they are renamed to
+/// `<name>.below-checkpoint` rather than deleted: a checkpoint that is not
+/// this WAL's (a data directory under another node's id) must not destroy
+/// it. The old files go first, so a crash part-way leaves a WAL that still
+/// ends below the checkpoint and is started again the same way.
 fn restart_at(dir: &Path, uploaded_lsn: u64, end_lsn: u64) -> Result<RecoveredSegment, WalError> {
     let old = list_segments(dir)?;
     for (_, path) in &old {
-        std::fs::remove_file(path).map_err(WalError::io(path))?;
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(".below-checkpoint");
+        std::fs::rename(path, &aside).map_err(WalError::io(path))?;
     }
     sync_dir(dir)?;
     let (_, path) = create_segment(dir, uploaded_lsn)?;
-    tracing::warn!(dir = %dir.display(), end_lsn, uploaded_lsn, removed_segments = old.len(),
+    tracing::warn!(dir = %dir.display(), end_lsn, uploaded_lsn, set_aside = old.len(),
         "the WAL ended below its upload checkpoint (damaged or lost, with everything it held \
-         already in object storage): new records start at the checkpoint");
+         already in object storage): new records start at the checkpoint; the old segments \
+         were renamed *.below-checkpoint and may be deleted");
     Ok(RecoveredSegment {
         base_lsn: uploaded_lsn,
         end_lsn: uploaded_lsn,
@@ -185,14 +243,7 @@ struct Scan {
     /// File offset just past the last valid record.
     valid_len: u64,
     /// Why scanning stopped early, at `valid_len`.
-    damage: Option<Found>,
-}
-
-/// Damage as the scan saw it.
-struct Found {
-    reason: String,
-    /// Length the frame's header claims, when it looked sane.
-    claimed_frame_len: Option<u64>,
+    damage: Option<String>,
 }
 
 enum ScanError {
@@ -209,18 +260,19 @@ impl ScanError {
     }
 }
 
-/// Streams the frames after the header. Reads one record at a time, so
+/// Streams the frames from file offset `from` (where `reader` is). Reads one record at a time, so
 /// memory stays bounded by the largest record, not the segment size.
 fn scan_records<F>(
     reader: &mut impl Read,
     file_len: u64,
     base_lsn: u64,
+    from: u64,
     visit: &mut F,
 ) -> Result<Scan, ScanError>
 where
     F: FnMut(u64, &[u8]) -> Result<(), WalError>,
 {
-    let mut offset = HEADER;
+    let mut offset = from;
     let mut records = 0;
     let mut buf = Vec::new();
     let damage = loop {
@@ -233,33 +285,26 @@ where
         buf.truncate(got);
         let needed = match decode_frame(&buf) {
             FrameResult::Incomplete { needed } => needed,
-            FrameResult::Corrupt { reason } => break Some(Found::insane(reason)),
+            FrameResult::Corrupt { reason } => break Some(reason),
             // Unreachable: a valid frame is longer than its header.
             FrameResult::Complete { .. } => 0,
         };
         if got < FRAME_HEADER_LEN {
-            break Some(Found::insane(format!(
+            break Some(format!(
                 "torn frame header: {got} of {FRAME_HEADER_LEN} bytes"
-            )));
+            ));
         }
-        let claimed = Some((got + needed) as u64);
-        let found = |reason| {
-            Some(Found {
-                reason,
-                claimed_frame_len: claimed,
-            })
-        };
         // Check the claimed length against the file before allocating it.
         let remaining = file_len.saturating_sub(offset + got as u64);
         if needed as u64 > remaining {
-            break found(format!(
+            break Some(format!(
                 "torn record: needs {needed} more bytes, file has {remaining}"
             ));
         }
         buf.resize(got + needed, 0);
         let more = read_full(reader, &mut buf[got..]).map_err(ScanError::Io)?;
         if more < needed {
-            break found(format!("torn record: read {more} of {needed} bytes"));
+            break Some(format!("torn record: read {more} of {needed} bytes"));
         }
         match decode_frame(&buf) {
             FrameResult::Complete { payload, frame_len } => {
@@ -268,9 +313,9 @@ where
                 offset += frame_len as u64;
                 records += 1;
             }
-            FrameResult::Corrupt { reason } => break found(reason),
+            FrameResult::Corrupt { reason } => break Some(reason),
             FrameResult::Incomplete { needed } => {
-                break found(format!("frame still incomplete, needs {needed} bytes"));
+                break Some(format!("frame still incomplete, needs {needed} bytes"));
             }
         }
     };
@@ -279,16 +324,6 @@ where
         valid_len: offset,
         damage,
     })
-}
-
-impl Found {
-    /// Damage where not even the frame's length could be trusted.
-    fn insane(reason: String) -> Found {
-        Found {
-            reason,
-            claimed_frame_len: None,
-        }
-    }
 }
 
 /// Cuts the last segment back to its last valid record and makes the cut durable.

@@ -63,10 +63,11 @@ pub fn cut_damaged(dir: &Path, segment: &Path, offset: u64) -> Result<WalCut, Wa
         set_aside.push(to);
     }
     set_aside.reverse();
+    // The copy's entry and the renames are durable before anything is cut.
+    sync_dir(dir)?;
     file.set_len(offset)
         .and_then(|()| file.sync_all())
         .map_err(WalError::io(segment))?;
-    sync_dir(dir)?;
     tracing::warn!(segment = %segment.display(), offset, cut_bytes = rest.len(),
         saved_to = %saved_to.display(), set_aside = set_aside.len(),
         "cut the WAL at its damage");

@@ -57,6 +57,33 @@ pub(crate) fn create_segment(dir: &Path, base_lsn: u64) -> Result<(File, PathBuf
     Ok((file, path))
 }
 
+/// Where the group commit size of the WAL's last writer is kept: how much
+/// a crash of that writer could tear, whatever the next start's config.
+const GROUP_MAX_FILE: &str = "group-commit-max";
+
+/// The group commit size the WAL's last writer recorded, if any.
+pub(crate) fn recorded_group_max(dir: &Path) -> Option<u64> {
+    std::fs::read_to_string(dir.join(GROUP_MAX_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Records `group_max` as the size this writer commits groups at, before
+/// it writes any (a rename, so a crash leaves the old value or the new).
+pub(crate) fn record_group_max(dir: &Path, group_max: u64) -> Result<(), WalError> {
+    if recorded_group_max(dir) == Some(group_max) {
+        return Ok(());
+    }
+    let temp = dir.join(format!("{GROUP_MAX_FILE}.tmp"));
+    std::fs::write(&temp, format!("{group_max}\n"))
+        .and_then(|()| File::open(&temp)?.sync_all())
+        .and_then(|()| std::fs::rename(&temp, dir.join(GROUP_MAX_FILE)))
+        .map_err(WalError::io(&temp))?;
+    sync_dir(dir)
+}
+
 /// fsync of a directory, so created or removed entries survive a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), WalError> {
     File::open(dir)

@@ -38,6 +38,21 @@ pub fn write_durable_mark(dir: &Path, lsn: u64) -> Result<(), WalError> {
         .map_err(WalError::io(&path))
 }
 
+/// Lowers the durable mark of the WAL in `dir` to `end` if it is above it:
+/// after recovery cut records (damage given up, or a restart at the
+/// checkpoint) a separate compactor must not read where new records go
+/// before they are durable.
+pub(crate) fn lower_durable_mark(dir: &Path, end: u64) -> Result<(), WalError> {
+    let path = dir.join(DURABLE_MARK_FILE);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(());
+    };
+    match decode_mark(&bytes) {
+        Some(mark) if mark <= end => Ok(()),
+        _ => write_durable_mark(dir, end),
+    }
+}
+
 /// Takes the compactor lock of the WAL in `dir` (held while the returned
 /// file is open): whoever compacts a WAL, the node itself or a separate
 /// `strata compactor`, holds it, so two never upload the same records.
