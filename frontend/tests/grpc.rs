@@ -8,6 +8,7 @@ mod common;
 
 use common::{Actor, TestServer};
 use serde_json::json;
+use strata_common::ErrorCode;
 use strata_frontend::grpc::pb::messaging_service_client::MessagingServiceClient;
 use strata_frontend::grpc::pb::{self, Code};
 use strata_tenancy::{SecretKey, format_date_time, sign};
@@ -321,6 +322,110 @@ async fn telemetry_answers_settings_at_once() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+}
+
+/// A gRPC tester's findings: a name that cannot exist answered not-found,
+/// a pull named a group that does not exist, and the topics and group a
+/// client declared over Telemetry were not checked against its namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn illegal_names_unknown_groups_and_foreign_settings_are_refused() {
+    let w = world().await;
+    let mut c = client(&w.s).await;
+    let publisher = hmac(&w.a_publisher);
+    let route = c
+        .query_route(request(
+            &publisher,
+            None,
+            pb::QueryRouteRequest {
+                topic: resource("no such/topic"),
+                endpoints: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&route.status), Code::IllegalTopic, "{route:?}");
+    let sent = c
+        .send_message(request(
+            &publisher,
+            None,
+            pb::SendMessageRequest {
+                messages: vec![message("bad%topic", b"x", 0)],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&sent.status), Code::IllegalTopic, "{sent:?}");
+
+    let consumer = hmac(&w.s.create_key("acme", "consumer").await);
+    let assigned = c
+        .query_assignment(request(
+            &consumer,
+            None,
+            pb::QueryAssignmentRequest {
+                topic: resource("orders"),
+                group: resource("bad group"),
+                endpoints: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&assigned.status), Code::IllegalConsumerGroup);
+
+    let mut pulled = c
+        .pull_message(request(
+            &consumer,
+            None,
+            pb::PullMessageRequest {
+                group: resource("nobody"),
+                message_queue: Some(pb::MessageQueue {
+                    topic: resource("orders"),
+                    id: 0,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = pulled.message().await.unwrap().and_then(|m| m.content);
+    let Some(pb::pull_message_response::Content::Status(status)) = first else {
+        panic!("a status first: {first:?}");
+    };
+    let not_found = Code::try_from(ErrorCode::GroupNotFound.rocketmq_code()).unwrap();
+    assert_eq!(
+        Code::try_from(status.code).unwrap(),
+        not_found,
+        "{status:?}"
+    );
+
+    // Settings naming another tenant's topic: refused, and not registered.
+    let foreign = pb::Settings {
+        client_type: Some(pb::ClientType::Producer as i32),
+        pub_sub: Some(pb::settings::PubSub::Publishing(pb::Publishing {
+            topics: vec![pb::Resource {
+                resource_namespace: "bolt".into(),
+                name: "orders".into(),
+            }],
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let outbound = tokio_stream::iter(vec![pb::TelemetryCommand {
+        status: None,
+        command: Some(pb::telemetry_command::Command::Settings(foreign)),
+    }]);
+    let mut replies = c
+        .telemetry(request(&publisher, None, outbound))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.message().await.unwrap().expect("a reply");
+    assert_eq!(code(&reply.status), Code::Forbidden, "{reply:?}");
+    assert!(reply.command.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use strata_common::names;
 use strata_engine::Engine;
 use strata_tenancy::{Credentials, DATE_HEADER, Principal, RateLimiter};
 use tonic::metadata::MetadataMap;
@@ -116,6 +117,15 @@ impl Caller {
                     r.resource_namespace
                 ),
             ));
+        }
+        // A name that cannot exist is an illegal name, not a missing one.
+        let illegal = if what == "topic" {
+            names::validate_topic(&r.name).map_err(|e| (Code::IllegalTopic, e))
+        } else {
+            names::validate_group_reference(&r.name).map_err(|e| (Code::IllegalConsumerGroup, e))
+        };
+        if let Err((code, e)) = illegal {
+            return Err(Failure::new(code, e.to_string()));
         }
         Ok(&r.name)
     }

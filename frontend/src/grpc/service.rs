@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::grpc::caller::GrpcState;
+use crate::grpc::caller::{Caller, GrpcState};
 use crate::grpc::convert::to_publish;
 use crate::grpc::failure::{Failure, WithStatus, ok};
 use crate::grpc::pb::messaging_service_server::MessagingService;
@@ -349,6 +349,16 @@ impl MessagingService for Service {
             let _forget = ForgetProducer(producers.clone(), stream);
             while let Ok(Some(command)) = inbound.message().await {
                 if let Some(pb::telemetry_command::Command::Settings(settings)) = command.command {
+                    if let Err(f) = settings_resources(&caller, &settings) {
+                        let reply = pb::TelemetryCommand {
+                            status: Some(f.status()),
+                            command: None,
+                        };
+                        if tx.send(Ok(reply)).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     if let Some(pb::settings::PubSub::Publishing(p)) = &settings.pub_sub {
                         // Check-backs carry message bodies, and an answer
                         // ends a transaction: only a key that may publish
@@ -414,6 +424,26 @@ impl MessagingService for Service {
             self.state.change_invisible_inner(request).await,
         )
     }
+}
+
+/// The topics and group a client's settings name must be legal names in
+/// the namespace the stream acts in, like every request's resources.
+fn settings_resources(caller: &Caller, settings: &pb::Settings) -> Result<(), Failure> {
+    match &settings.pub_sub {
+        Some(pb::settings::PubSub::Publishing(p)) => {
+            for topic in &p.topics {
+                caller.resource(Some(topic), "topic")?;
+            }
+        }
+        Some(pb::settings::PubSub::Subscription(s)) => {
+            caller.resource(s.group.as_ref(), "consumer group")?;
+            for entry in &s.subscriptions {
+                caller.resource(entry.topic.as_ref(), "topic")?;
+            }
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 /// Unregisters a Telemetry stream's producer when its task ends.
