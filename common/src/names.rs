@@ -93,13 +93,6 @@ pub fn validate_node_id(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-/// Checks a name that refers to an existing group: a group name's rules
-/// without the room kept for its dead-letter topic's suffix, so groups made
-/// before that rule are still reached.
-pub fn validate_group_reference(name: &str) -> Result<(), NameError> {
-    validate("group", name)
-}
-
 fn validate(kind: &'static str, name: &str) -> Result<(), NameError> {
     check(kind, name, MAX_NAME_LEN, &['-', '_'], "'-' and '_'")
 }

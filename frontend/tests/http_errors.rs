@@ -345,6 +345,20 @@ async fn invalid_names_are_400_invalid_name() {
         "INVALID_NAME",
     )
     .await;
+    // A receive names a group no group can have: a bad name, not a
+    // missing group (it answered 404 GROUP_NOT_FOUND).
+    s.create_topic("named-groups", 1).await;
+    for group in ["__sys-x".to_string(), "g".repeat(124)] {
+        s.rejects(
+            &format!("receive for group {group:?}"),
+            s.http
+                .post(s.url(&format!("/v1/groups/{group}/receive")))
+                .json(&json!({ "topic": "named-groups" })),
+            400,
+            "INVALID_NAME",
+        )
+        .await;
+    }
     for body in [json!(["arr"]), json!({"name": ["arr"]}), json!({})] {
         s.rejects(
             &format!("group {body}"),

@@ -131,6 +131,29 @@ fn cutting_damage_in_an_older_segment_sets_the_later_ones_aside() {
     );
 }
 
+/// A tester's case: a damaged segment header had no way out.
+#[test]
+fn a_damaged_segment_header_can_be_given_up_with_what_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.segment_bytes = 200;
+    let (wal, _, _) = open(c.clone());
+    let payloads: Vec<Bytes> = (0..10).map(|i| Bytes::from(vec![i as u8; 60])).collect();
+    runtime().block_on(append_all(&wal, &payloads));
+    let segs = wal.segments();
+    wal.close().unwrap();
+    drop(wal);
+    flip(&segs[2].path, 3);
+    let (path, offset, reason) = refusal(c.clone());
+    assert_eq!((path.clone(), offset), (segs[2].path.clone(), 0));
+    assert!(reason.contains("--cut-damage"), "{reason}");
+    let cut = cut_damaged(dir.path(), &path, offset).unwrap();
+    assert_eq!(cut.set_aside.len(), segs.len() - 3);
+    assert!(cut.saved_to.to_string_lossy().ends_with(".wal.damaged"));
+    let (_wal, report, seen) = open(c);
+    assert_eq!((report.segments, seen.len()), (2, 4));
+}
+
 #[test]
 fn damage_within_the_last_write_is_cut_as_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
@@ -217,6 +240,27 @@ fn the_last_writers_group_size_bounds_the_torn_tail() {
     let (_wal, report, seen) = open(c);
     assert_eq!(seen, records[..k]);
     assert!(report.truncated.is_some());
+}
+
+/// The reverse, which a black-box tester hit: the node refused damage, and
+/// `strata check` run with the default (larger) size cut it as torn,
+/// losing 3,767 acknowledged messages. A start that writes nothing (as
+/// check) does not record its size either.
+#[test]
+fn a_larger_group_size_now_does_not_make_damage_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = small_groups(dir.path());
+    let (records, path, _) = write_records(&c, 100);
+    let mut larger = config(dir.path());
+    larger.group_commit_max_bytes = 1 << 20;
+    let (wal, _, _) = open(larger.clone());
+    wal.close().unwrap();
+    drop(wal);
+    let recorded = dir.path().join("group-commit-max");
+    assert_eq!(std::fs::read_to_string(&recorded).unwrap().trim(), "256");
+    let k = records.len() - 20;
+    flip(&path, HEADER + records[k].0 + 9);
+    refusal(larger);
 }
 
 /// Appends one record and checks it lands at `lsn`; a reopen replays

@@ -57,6 +57,8 @@ impl Core {
     /// The group's record, or [`EngineError::GroupNotFound`]; read from
     /// the store at most once per [`super::group_cache::TTL`].
     pub(crate) async fn group_record(&self, tenant: &str, name: &str) -> Result<StoredGroup> {
+        // A name no group can have is a bad request, not a missing group.
+        names::validate_group(name)?;
         let now = self.clock.monotonic();
         if let Some(record) = self.group_cache.get(tenant, name, now) {
             return Ok(record);

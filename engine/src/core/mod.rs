@@ -133,9 +133,13 @@ impl Core {
             uploaded_lsn: checkpoint,
         };
         let by_id = topics.id_map();
-        let (wal, report) = tokio::task::spawn_blocking(move || {
+        let (wal, report, last_topic_id) = tokio::task::spawn_blocking(move || {
             let mut skipped = 0u64;
+            let mut last_topic_id = 0;
             let opened = FileWal::open(wal_config, |lsn, payload| {
+                if let Ok(header) = decode_header(payload) {
+                    last_topic_id = last_topic_id.max(header.queue.topic);
+                }
                 if !replay(&by_id, lsn, payload) {
                     skipped += 1;
                 }
@@ -147,10 +151,11 @@ impl Core {
                     "WAL records of deleted topics or released offsets skipped"
                 );
             }
-            opened
+            opened.map(|(wal, report)| (wal, report, last_topic_id))
         })
         .await
         .map_err(|e| EngineError::Internal(format!("WAL recovery task failed: {e}")))??;
+        catalog.reserve_topic_ids_through(last_topic_id).await?;
         if let Some(at) = report.restarted_at {
             // The replayed records' segments are gone: they are read from
             // object storage, like released ones.

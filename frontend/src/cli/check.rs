@@ -237,7 +237,7 @@ fn print_report(r: &CheckReport) {
     }
     if let Some(at) = r.wal_restarted_at_lsn {
         println!(
-            "                ended below its upload checkpoint: started again at LSN {at} (nothing lost)"
+            "                started again at its upload checkpoint, LSN {at}: everything below it is in object storage (if the WAL's files were lost, what they alone held after it is lost; see the log)"
         );
     }
     if let Some(cut) = &r.wal_cut {

@@ -122,7 +122,7 @@ impl Caller {
         let illegal = if what == "topic" {
             names::validate_topic(&r.name).map_err(|e| (Code::IllegalTopic, e))
         } else {
-            names::validate_group_reference(&r.name).map_err(|e| (Code::IllegalConsumerGroup, e))
+            names::validate_group(&r.name).map_err(|e| (Code::IllegalConsumerGroup, e))
         };
         if let Err((code, e)) = illegal {
             return Err(Failure::new(code, e.to_string()));

@@ -173,11 +173,17 @@ impl MessagingService for Service {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let result = self
-            .state
-            .caller(&request, "Heartbeat")
-            .await
-            .map(|_| pb::HeartbeatResponse { status: Some(ok()) });
+        let result = match self.state.caller(&request, "Heartbeat").await {
+            // A consumer's heartbeat names its group: a name that cannot be
+            // one is refused like everywhere else.
+            Ok(caller) => match request.get_ref().group.as_ref() {
+                Some(group) if !group.name.is_empty() => caller
+                    .resource(Some(group), "consumer group")
+                    .map(|_| pb::HeartbeatResponse { status: Some(ok()) }),
+                _ => Ok(pb::HeartbeatResponse { status: Some(ok()) }),
+            },
+            Err(f) => Err(f),
+        };
         answer("Heartbeat", result)
     }
 

@@ -75,6 +75,48 @@ impl Catalog {
         )))
     }
 
+    /// Moves the topic id sequence to at least `id`, so no topic created
+    /// later gets an id up to it; true if it moved. The WAL may hold
+    /// records of topics the metadata lost (a damaged journal given up, an
+    /// older copy restored): a new topic with such an id would take them
+    /// over, another tenant's messages among them.
+    pub async fn reserve_topic_ids_through(&self, id: TopicId) -> Result<bool, CatalogError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let seq_raw = self.store.get(keys::TOPIC_SEQ).await?;
+            let last: TopicId = match &seq_raw {
+                Some(raw) => decode(keys::TOPIC_SEQ, raw)?,
+                None => 0,
+            };
+            if last >= id {
+                return Ok(false);
+            }
+            let check = match seq_raw {
+                Some(value) => Check::ValueEquals {
+                    key: keys::TOPIC_SEQ.to_vec(),
+                    value,
+                },
+                None => Check::Absent {
+                    key: keys::TOPIC_SEQ.to_vec(),
+                },
+            };
+            let txn = Txn::new()
+                .check(check)
+                .put(keys::TOPIC_SEQ, encode(keys::TOPIC_SEQ, &id)?);
+            if let TxnOutcome::Committed = self.store.commit(txn).await? {
+                tracing::warn!(
+                    from = last,
+                    to = id,
+                    "moved the topic id sequence past ids \
+                    the WAL holds records of but the metadata does not know"
+                );
+                return Ok(true);
+            }
+        }
+        Err(CatalogError::Conflict(
+            "moving the topic id sequence: it kept changing".into(),
+        ))
+    }
+
     /// The topic named `tenant/name`, if it exists.
     pub async fn get_topic(
         &self,

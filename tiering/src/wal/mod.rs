@@ -140,14 +140,15 @@ impl FileWal {
         config.validate()?;
         let started = config.clock.monotonic();
         std::fs::create_dir_all(&config.dir).map_err(WalError::io(&config.dir))?;
-        let group_max = config.group_commit_max_bytes as u64;
         let bounds = recovery::Bounds {
             uploaded_lsn: config.uploaded_lsn,
-            // What the writer that may have crashed committed at.
-            group_max: group_max.max(segment::recorded_group_max(&config.dir).unwrap_or(0)),
+            // What the last writer, the one that may have crashed,
+            // committed at: neither a larger nor a smaller size now may
+            // judge its tail.
+            group_max: segment::recorded_group_max(&config.dir)
+                .unwrap_or(config.group_commit_max_bytes as u64),
         };
         let (recovered, report) = recovery::recover(&config.dir, bounds, &mut visit)?;
-        segment::record_group_max(&config.dir, group_max)?;
         let end = recovered.last().map_or(0, |s| s.end_lsn);
         volume::lower_durable_mark(&config.dir, end)?;
         let mut segments: VecDeque<Segment> = recovered
@@ -183,6 +184,7 @@ impl FileWal {
             path: active.path.clone(),
             pos: active.file_len(),
             group_max: config.group_commit_max_bytes,
+            unrecorded: true,
             status: io.clone(),
             clock: config.clock.clone(),
         };
@@ -278,7 +280,9 @@ impl FileWal {
             });
         }
         let clock = self.config.clock.as_ref();
-        let started = clock.monotonic();
+        // The deadline is the append timeout from when the caller started
+        // waiting (a publish queued behind others counts its wait there).
+        let started = deadline.saturating_sub(self.config.append_timeout);
         let left = || deadline.saturating_sub(clock.monotonic());
         // Queueing behind a submitter that waits for space counts as waiting too.
         let turn = strata_common::clock::timeout(clock, left(), self.submit_turn.lock()).await;

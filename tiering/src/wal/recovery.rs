@@ -69,19 +69,26 @@ where
             offset,
             reason,
         };
+        // The file cannot be read at all, nor what follows it.
+        let unreadable = |reason: String| WalError::Corrupt {
+            path: path.clone(),
+            offset: 0,
+            reason: format!(
+                "{reason}; the records from LSN {base_lsn} up to {wal_end_lsn} cannot be \
+                 replayed. Restore the volume, or give them up and start: strata check \
+                 --data-dir <data-dir> --cut-damage"
+            ),
+        };
         if let Some(prev) = segments.last()
             && prev.end_lsn != base_lsn
         {
             if wal_end_lsn <= bounds.uploaded_lsn {
                 break 'segments;
             }
-            return Err(corrupt(
-                0,
-                format!(
-                    "segment starts at LSN {base_lsn} but the previous one ends at {}",
-                    prev.end_lsn
-                ),
-            ));
+            return Err(unreadable(format!(
+                "segment starts at LSN {base_lsn} but the previous one ends at {}",
+                prev.end_lsn
+            )));
         }
         let file = File::open(&path).map_err(WalError::io(&path))?;
         let file_len = file.metadata().map_err(WalError::io(&path))?.len();
@@ -92,10 +99,9 @@ where
             Ok(found) if found == base_lsn => {}
             _ if wal_end_lsn <= bounds.uploaded_lsn => break 'segments,
             Ok(found) => {
-                return Err(corrupt(
-                    0,
-                    format!("header says base LSN {found}, file name says {base_lsn}"),
-                ));
+                return Err(unreadable(format!(
+                    "header says base LSN {found}, file name says {base_lsn}"
+                )));
             }
             // A crash between creating the newest file and syncing its header.
             Err(e) if is_last && file_len <= HEADER => {
@@ -109,7 +115,7 @@ where
                 });
                 continue;
             }
-            Err(e) => return Err(corrupt(0, e.to_string())),
+            Err(e) => return Err(unreadable(e.to_string())),
         }
 
         let segment_end_lsn = base_lsn + (file_len - HEADER);
@@ -179,7 +185,8 @@ where
     }
     let end_lsn = segments.last().map_or(0, |s| s.end_lsn);
     if end_lsn < bounds.uploaded_lsn || segments.len() < report.segments {
-        segments = vec![restart_at(dir, bounds.uploaded_lsn, end_lsn)?];
+        let files_short = wal_end_lsn < bounds.uploaded_lsn;
+        segments = vec![restart_at(dir, bounds.uploaded_lsn, end_lsn, files_short)?];
         report.restarted_at = Some(bounds.uploaded_lsn);
     }
     Ok((segments, report))
@@ -217,7 +224,12 @@ fn file_len(path: &Path) -> Result<u64, WalError> {
 /// this WAL's (a data directory under another node's id) must not destroy
 /// it. The old files go first, so a crash part-way leaves a WAL that still
 /// ends below the checkpoint and is started again the same way.
-fn restart_at(dir: &Path, uploaded_lsn: u64, end_lsn: u64) -> Result<RecoveredSegment, WalError> {
+fn restart_at(
+    dir: &Path,
+    uploaded_lsn: u64,
+    end_lsn: u64,
+    files_short: bool,
+) -> Result<RecoveredSegment, WalError> {
     let old = list_segments(dir)?;
     for (_, path) in &old {
         let mut aside = path.as_os_str().to_owned();
@@ -226,10 +238,17 @@ fn restart_at(dir: &Path, uploaded_lsn: u64, end_lsn: u64) -> Result<RecoveredSe
     }
     sync_dir(dir)?;
     let (_, path) = create_segment(dir, uploaded_lsn)?;
-    tracing::warn!(dir = %dir.display(), end_lsn, uploaded_lsn, set_aside = old.len(),
-        "the WAL ended below its upload checkpoint (damaged or lost, with everything it held \
-         already in object storage): new records start at the checkpoint; the old segments \
-         were renamed *.below-checkpoint and may be deleted");
+    if files_short {
+        tracing::warn!(dir = %dir.display(), end_lsn, uploaded_lsn, set_aside = old.len(),
+            "the WAL's files end below its upload checkpoint: they were lost or cut, and \
+             records acknowledged after the checkpoint that only they held are lost; new \
+             records start at the checkpoint");
+    } else {
+        tracing::warn!(dir = %dir.display(), end_lsn, uploaded_lsn, set_aside = old.len(),
+            "everything the damaged WAL held is in object storage: nothing is lost; new \
+             records start at the checkpoint, and the old segments were renamed \
+             *.below-checkpoint (they may be deleted)");
+    }
     Ok(RecoveredSegment {
         base_lsn: uploaded_lsn,
         end_lsn: uploaded_lsn,

@@ -37,9 +37,23 @@ pub fn cut_damaged(dir: &Path, segment: &Path, offset: u64) -> Result<WalCut, Wa
         )));
     };
     if offset < SEGMENT_HEADER_LEN as u64 {
-        return Err(WalError::Config(format!(
-            "offset {offset} is inside the segment header ({SEGMENT_HEADER_LEN} bytes)"
-        )));
+        // The header is damaged, or the file does not follow the one before
+        // it: the whole file goes aside with the later ones.
+        let cut_bytes = std::fs::metadata(segment)
+            .map_err(WalError::io(segment))?
+            .len();
+        let mut set_aside = set_aside_from(&segments[at..])?;
+        sync_dir(dir)?;
+        let saved_to = set_aside.remove(0);
+        tracing::warn!(segment = %segment.display(), saved_to = %saved_to.display(),
+            set_aside = set_aside.len(), "set a damaged WAL segment aside");
+        return Ok(WalCut {
+            segment: segment.to_path_buf(),
+            offset,
+            cut_bytes,
+            saved_to,
+            set_aside,
+        });
     }
     let saved_to = aside(segment, &format!("damaged-at-{offset}"));
     let mut file = OpenOptions::new()
@@ -54,15 +68,7 @@ pub fn cut_damaged(dir: &Path, segment: &Path, offset: u64) -> Result<WalCut, Wa
     std::fs::write(&saved_to, &rest)
         .and_then(|()| File::open(&saved_to)?.sync_all())
         .map_err(WalError::io(&saved_to))?;
-    let mut set_aside = Vec::new();
-    // Later segments go first: a crash part-way leaves a WAL whose end is
-    // still damaged, which recovery refuses again rather than misreads.
-    for (_, later) in segments[at + 1..].iter().rev() {
-        let to = aside(later, "damaged");
-        std::fs::rename(later, &to).map_err(WalError::io(later))?;
-        set_aside.push(to);
-    }
-    set_aside.reverse();
+    let set_aside = set_aside_from(&segments[at + 1..])?;
     // The copy's entry and the renames are durable before anything is cut.
     sync_dir(dir)?;
     file.set_len(offset)
@@ -78,6 +84,20 @@ pub fn cut_damaged(dir: &Path, segment: &Path, offset: u64) -> Result<WalCut, Wa
         saved_to,
         set_aside,
     })
+}
+
+/// Renames `segments` to `<name>.damaged`, the last first: a crash part-way
+/// leaves a WAL whose end is still damaged, which recovery refuses again
+/// rather than misreads. Returns the new names, oldest first.
+fn set_aside_from(segments: &[(u64, PathBuf)]) -> Result<Vec<PathBuf>, WalError> {
+    let mut set_aside = Vec::new();
+    for (_, path) in segments.iter().rev() {
+        let to = aside(path, "damaged");
+        std::fs::rename(path, &to).map_err(WalError::io(path))?;
+        set_aside.push(to);
+    }
+    set_aside.reverse();
+    Ok(set_aside)
 }
 
 /// `<path>.<suffix>`, which no longer ends in `.wal`, so recovery ignores it.

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 
 use super::WalError;
 use super::frame::{FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
-use super::segment::create_segment;
+use super::segment::{create_segment, record_group_max};
 
 /// Work for the I/O thread, in reservation order.
 pub(crate) enum Op {
@@ -105,6 +105,9 @@ pub(crate) struct Writer {
     /// File offset where the next frame goes.
     pub pos: u64,
     pub group_max: usize,
+    /// `group_max` is not yet recorded for recovery (see
+    /// `segment::record_group_max`): it is, before the first group.
+    pub unrecorded: bool,
     pub status: std::sync::Arc<IoStatus>,
     /// Times each write + fdatasync.
     pub clock: std::sync::Arc<dyn Clock>,
@@ -159,6 +162,16 @@ impl Writer {
         if let Some(msg) = self.status.failure() {
             complete_failed(group, &msg);
             return;
+        }
+        if self.unrecorded {
+            if let Err(e) = record_group_max(&self.dir, self.group_max as u64) {
+                let msg = format!("recording the group commit size failed: {e}");
+                tracing::error!(error = %e, "WAL cannot record its group commit size; refusing all appends");
+                self.status.fail(msg.clone());
+                complete_failed(group, &msg);
+                return;
+            }
+            self.unrecorded = false;
         }
         buf.clear();
         for op in &group {
