@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{BIN, Server, create_topic, http, read_all};
+use common::{BIN, Server, bodies, create_topic, http, read_all, wal_segments};
 
 /// One write (group commit) is at most 4 KiB, and nothing is uploaded.
 const ENV: &[(&str, &str)] = &[
@@ -17,16 +17,6 @@ const ENV: &[(&str, &str)] = &[
     ("STRATA_COMPACTOR_UPLOAD_INTERVAL_MS", "3600000"),
     ("STRATA_COMPACTOR_UPLOAD_TRIGGER_BYTES", "1099511627776"),
 ];
-
-fn segments(data_dir: &Path) -> Vec<PathBuf> {
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(data_dir.join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    segments.sort();
-    segments
-}
 
 async fn publish(url: &str, body: &str) {
     let resp = http()
@@ -93,13 +83,6 @@ fn text(out: &Output) -> String {
     )
 }
 
-fn bodies(messages: &[(u64, Vec<u8>)]) -> Vec<String> {
-    messages
-        .iter()
-        .map(|(_, b)| String::from_utf8(b.clone()).unwrap())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wal_damage_before_acknowledged_records_is_refused_until_given_up() {
     let dir = tempfile::tempdir().unwrap();
@@ -112,7 +95,7 @@ async fn wal_damage_before_acknowledged_records_is_refused_until_given_up() {
 
     // One flipped byte in the tenth message's record, with 30 acknowledged
     // messages (about 13 KiB, more than one 4 KiB write) after it.
-    let segment = segments(dir.path()).pop().unwrap();
+    let segment = wal_segments(dir.path()).pop().unwrap();
     let original = std::fs::read(&segment).unwrap();
     let mut bytes = original.clone();
     let tenth = bytes.windows(4).position(|w| w == b"m09-").unwrap();

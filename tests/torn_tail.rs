@@ -7,16 +7,10 @@ mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use common::{Server, create_topic, http, read_all};
+use common::{Server, bodies, create_topic, http, read_all, wal_segments};
 
 fn last_segment(data_dir: &Path) -> PathBuf {
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(data_dir.join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    segments.sort();
-    segments.pop().expect("a WAL segment")
+    wal_segments(data_dir).pop().expect("a WAL segment")
 }
 
 async fn publish(url: &str, body: &str) -> u64 {
@@ -41,13 +35,6 @@ async fn recovery(url: &str) -> serde_json::Value {
         .await
         .unwrap();
     v["recovery"].clone()
-}
-
-fn bodies(messages: &[(u64, Vec<u8>)]) -> Vec<String> {
-    messages
-        .iter()
-        .map(|(_, b)| String::from_utf8(b.clone()).unwrap())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

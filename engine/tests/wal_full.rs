@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 const T: &str = "default";
 
+/// An engine whose WAL fills in 256 KiB, with topic "t" of 2 queues.
 async fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Arc<Engine> {
     let mut c = common::config(dir);
     c.wal_segment_bytes = 64 * 1024;
@@ -26,7 +27,19 @@ async fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Arc<Engine> {
     // full.
     c.append_timeout = Duration::from_millis(50);
     let c_clock: Arc<dyn Clock> = clock.clone();
-    Engine::open(c, c_clock).await.unwrap()
+    let e = Engine::open(c, c_clock).await.unwrap();
+    e.create_topic(T, "t", 2, MessageType::Normal, None)
+        .await
+        .unwrap();
+    e
+}
+
+/// Lets `p` get as far as it can, moves the clock past the append
+/// timeout, and checks `p` gave up with WAL_FULL.
+async fn gives_up(clock: &ManualClock, p: Publish) {
+    settle().await;
+    clock.advance_ms(51);
+    assert_wal_full(outcome(p).await);
 }
 
 fn message(queue: u32, len: usize) -> PublishMessage {
@@ -88,9 +101,6 @@ async fn publishes_queued_behind_a_full_wal_give_up_at_their_own_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(1_700_000_000_000, 7);
     let e = open(dir.path(), &clock).await;
-    e.create_topic(T, "t", 2, MessageType::Normal, None)
-        .await
-        .unwrap();
     let first = fill(&e).await;
     let queued: Vec<Publish> = (0..3)
         .map(|_| spawn_publish(&e, vec![message(0, 10 * 1024)]))
@@ -111,20 +121,13 @@ async fn a_publish_across_queues_is_refused_whole_when_the_wal_is_full() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(1_700_000_000_000, 7);
     let e = open(dir.path(), &clock).await;
-    e.create_topic(T, "t", 2, MessageType::Normal, None)
-        .await
-        .unwrap();
-    let blocked = fill(&e).await;
-    clock.advance_ms(51);
-    assert_wal_full(outcome(blocked).await);
+    gives_up(&clock, fill(&e).await).await;
     let used = e.status().wal.used_bytes;
     let room = (256 * 1024 - used) as usize;
     assert!(room < 10 * 1024, "{room}");
     // Each batch fits alone; the two together do not.
     let both = spawn_publish(&e, vec![message(0, room / 2), message(1, room / 2)]);
-    settle().await;
-    clock.advance_ms(51);
-    assert_wal_full(outcome(both).await);
+    gives_up(&clock, both).await;
     assert_eq!(e.status().wal.used_bytes, used, "nothing was written");
     assert_eq!(e.queue_info(T, "t", 1).unwrap().end_offset, 0);
     // One of them alone goes through.
@@ -141,9 +144,6 @@ async fn a_publish_larger_than_half_the_wal_is_too_large() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(1_700_000_000_000, 7);
     let e = open(dir.path(), &clock).await;
-    e.create_topic(T, "t", 2, MessageType::Normal, None)
-        .await
-        .unwrap();
     let messages = (0..14).map(|i| message(i % 2, 10 * 1024)).collect();
     let err = e.publish(T, "t", messages).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::PayloadTooLarge, "{err}");

@@ -37,16 +37,6 @@ async fn publish(engine: &Engine, from: usize, to: usize) {
     }
 }
 
-async fn upload_all(engine: &Engine) {
-    for _ in 0..100 {
-        if engine.upload_lag_bytes() == 0 {
-            return;
-        }
-        engine.upload_once().await.unwrap();
-    }
-    panic!("upload never caught up");
-}
-
 /// Every message of both queues, in order, as "m<i>" prefixes.
 async fn read_all(engine: &Arc<Engine>) -> Vec<Vec<String>> {
     let mut out = Vec::new();
@@ -101,7 +91,7 @@ async fn a_lost_wal_starts_again_at_the_upload_checkpoint() {
         .await
         .unwrap();
     publish(&engine, 0, 60).await;
-    upload_all(&engine).await;
+    common::upload_all(&engine).await;
     let checkpoint = engine.wal_checkpoint();
     assert!(checkpoint > 0);
     engine.close().await.unwrap();
@@ -119,7 +109,7 @@ async fn a_lost_wal_starts_again_at_the_upload_checkpoint() {
         engine.upload_lag_bytes() > 0,
         "new records are behind the uploader"
     );
-    upload_all(&engine).await;
+    common::upload_all(&engine).await;
     assert!(engine.wal_checkpoint() > checkpoint);
     engine.close().await.unwrap();
     drop(engine);

@@ -132,6 +132,25 @@ pub fn read_credentials(path: &Path) -> (String, String) {
     (ak, sk.expose().to_string())
 }
 
+/// The WAL segment files of a data directory, oldest first.
+pub fn wal_segments(data_dir: &Path) -> Vec<PathBuf> {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(data_dir.join("wal"))
+        .expect("a WAL directory")
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    segments.sort();
+    segments
+}
+
+/// Message bodies as text, from `read_all`.
+pub fn bodies(messages: &[(u64, Vec<u8>)]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|(_, b)| String::from_utf8(b.clone()).expect("a UTF-8 body"))
+        .collect()
+}
+
 /// Runs a client command of the `strata` binary against `url`.
 pub fn cli(url: &str, args: &[&str], stdin: Option<&str>) -> std::process::Output {
     use std::io::Write;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use common::{append_all, config, open, payload, runtime};
 use strata_tiering::wal::cut_damaged;
-use strata_tiering::{FileWal, WalConfig, WalError};
+use strata_tiering::{FileWal, SegmentInfo, WalConfig, WalError};
 
 const HEADER: u64 = 24;
 
@@ -43,6 +43,20 @@ fn write_records(c: &WalConfig, n: usize) -> (Vec<(u64, Vec<u8>)>, PathBuf, u64)
         .map(|(l, p)| (l, p.to_vec()))
         .collect();
     (records, path, end)
+}
+
+/// Ten 68-byte records in 200-byte segments (two each): the config, the
+/// segments and the WAL's end LSN.
+fn small_segments(dir: &Path) -> (WalConfig, Vec<SegmentInfo>, u64) {
+    let mut c = config(dir);
+    c.segment_bytes = 200;
+    let (wal, _, _) = open(c.clone());
+    let payloads: Vec<Bytes> = (0..10).map(|i| Bytes::from(vec![i as u8; 60])).collect();
+    runtime().block_on(append_all(&wal, &payloads));
+    let segs = wal.segments();
+    let end = wal.durable_lsn();
+    wal.close().unwrap();
+    (c, segs, end)
 }
 
 fn flip(path: &Path, at: u64) -> Vec<u8> {
@@ -103,14 +117,7 @@ fn damage_followed_by_more_than_one_write_is_refused_and_left_alone() {
 #[test]
 fn cutting_damage_in_an_older_segment_sets_the_later_ones_aside() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
-    c.segment_bytes = 200;
-    let (wal, _, _) = open(c.clone());
-    let payloads: Vec<Bytes> = (0..10).map(|i| Bytes::from(vec![i as u8; 60])).collect();
-    runtime().block_on(append_all(&wal, &payloads));
-    let segs = wal.segments();
-    wal.close().unwrap();
-    drop(wal);
+    let (c, segs, _) = small_segments(dir.path());
     flip(&segs[1].path, HEADER + 70);
     let (path, offset, _) = refusal(c.clone());
     assert_eq!(path, segs[1].path);
@@ -135,14 +142,7 @@ fn cutting_damage_in_an_older_segment_sets_the_later_ones_aside() {
 #[test]
 fn a_damaged_segment_header_can_be_given_up_with_what_follows() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
-    c.segment_bytes = 200;
-    let (wal, _, _) = open(c.clone());
-    let payloads: Vec<Bytes> = (0..10).map(|i| Bytes::from(vec![i as u8; 60])).collect();
-    runtime().block_on(append_all(&wal, &payloads));
-    let segs = wal.segments();
-    wal.close().unwrap();
-    drop(wal);
+    let (c, segs, _) = small_segments(dir.path());
     flip(&segs[2].path, 3);
     let (path, offset, reason) = refusal(c.clone());
     assert_eq!((path.clone(), offset), (segs[2].path.clone(), 0));
@@ -340,15 +340,7 @@ fn a_lost_wal_starts_at_the_checkpoint() {
 #[test]
 fn damage_and_gaps_in_older_uploaded_segments_start_the_wal_again() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
-    c.segment_bytes = 200;
-    let (wal, _, _) = open(c.clone());
-    let payloads: Vec<Bytes> = (0..10).map(|i| Bytes::from(vec![i as u8; 60])).collect();
-    runtime().block_on(append_all(&wal, &payloads));
-    let segs = wal.segments();
-    let end = wal.durable_lsn();
-    wal.close().unwrap();
-    drop(wal);
+    let (mut c, segs, end) = small_segments(dir.path());
     assert!(segs.len() >= 4);
     flip(&segs[1].path, HEADER + 20);
     std::fs::remove_file(&segs[2].path).unwrap();

@@ -19,6 +19,18 @@ pub fn config(dir: &std::path::Path) -> EngineConfig {
     c
 }
 
+/// Uploads until nothing of the WAL waits (at most 100 passes).
+#[allow(dead_code)] // not every test file uploads
+pub async fn upload_all(engine: &Engine) {
+    for _ in 0..100 {
+        if engine.upload_lag_bytes() == 0 {
+            return;
+        }
+        engine.upload_once().await.unwrap();
+    }
+    panic!("upload never caught up");
+}
+
 /// Opens the engine on `dir`, waiting while a previous engine still lets go
 /// of the directory (its background loops drop their references as they stop).
 #[allow(dead_code)] // not every test file opens on a manual clock
