@@ -114,6 +114,16 @@ impl From<WalError> for EngineError {
         match e {
             WalError::Full { .. } => EngineError::WalFull(e.to_string()),
             WalError::Closed => EngineError::ShuttingDown,
+            // What was submitted at once (one publish) is more than the WAL
+            // takes at once: no retry clears it.
+            WalError::TooLarge { len, max } => EngineError::Refused {
+                code: ErrorCode::PayloadTooLarge,
+                message: format!(
+                    "the messages of this publish take {len} bytes in the write-ahead log, \
+                     more than the {max} bytes it takes at once (half of wal.max_bytes); \
+                     send them in smaller publishes"
+                ),
+            },
             other => EngineError::WalFailed(other.to_string()),
         }
     }

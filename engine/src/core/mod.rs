@@ -137,10 +137,7 @@ impl Core {
             let mut skipped = 0u64;
             let mut last_topic_id = 0;
             let opened = FileWal::open(wal_config, |lsn, payload| {
-                if let Ok(header) = decode_header(payload) {
-                    last_topic_id = last_topic_id.max(header.queue.topic);
-                }
-                if !replay(&by_id, lsn, payload) {
+                if !replay(&by_id, lsn, payload, &mut last_topic_id) {
                     skipped += 1;
                 }
                 Ok(())
@@ -610,8 +607,14 @@ async fn load_topic(catalog: &Catalog, node: &str, record: TopicRecord) -> Resul
     Ok(TopicState::new(record, queues))
 }
 
-/// Applies one replayed WAL record; false when it was skipped.
-fn replay(topics: &HashMap<TopicId, Arc<TopicState>>, lsn: u64, payload: &[u8]) -> bool {
+/// Applies one replayed WAL record; false when it was skipped. Raises
+/// `last_topic_id` to the record's topic, known or not.
+fn replay(
+    topics: &HashMap<TopicId, Arc<TopicState>>,
+    lsn: u64,
+    payload: &[u8],
+    last_topic_id: &mut TopicId,
+) -> bool {
     if record_kind(payload) != Some(KIND_MESSAGE_BATCH) {
         tracing::warn!(lsn, "unknown WAL record kind skipped");
         return false;
@@ -623,6 +626,7 @@ fn replay(topics: &HashMap<TopicId, Arc<TopicState>>, lsn: u64, payload: &[u8]) 
             return false;
         }
     };
+    *last_topic_id = (*last_topic_id).max(header.queue.topic);
     let Some(queue) = topics
         .get(&header.queue.topic)
         .and_then(|t| t.queues.get(header.queue.queue as usize))

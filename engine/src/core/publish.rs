@@ -10,7 +10,7 @@ use strata_common::limits::{
     MAX_STORED_PROPERTIES, MAX_TAG_LEN,
 };
 use strata_common::usage::Counter;
-use strata_common::{ErrorCode, Message, RESERVED_PROPERTY_PREFIX, StoredMessage};
+use strata_common::{Message, RESERVED_PROPERTY_PREFIX, StoredMessage};
 use strata_tiering::batch::encode_batch;
 use strata_tiering::{PendingAppend, WalError};
 
@@ -34,6 +34,17 @@ pub(crate) enum Billing {
     /// Messages billed when they were accepted, delivered now to their
     /// topic (a delay that came due, a committed transaction).
     AlreadyBilled,
+}
+
+/// One queue's batch of a publish, encoded, before the WAL takes it.
+struct Prepared {
+    /// Where each message was in the publish.
+    indexes: Vec<usize>,
+    messages: Vec<Message>,
+    base_offset: u64,
+    timestamp_ms: i64,
+    /// Bytes of the encoded batch.
+    bytes: u64,
 }
 
 /// A batch handed to the WAL, not yet durable.
@@ -249,7 +260,6 @@ impl Core {
             .keys()
             .map(|queue| topic.queue(*queue).cloned())
             .collect::<Result<Vec<_>>>()?;
-        let started = self.clock.monotonic();
         // In ascending queue order (the map's), so that two publishes never
         // hold each other's next lock.
         let mut turns = Vec::with_capacity(queues.len());
@@ -259,9 +269,9 @@ impl Core {
                 Some(turn) => turns.push(turn),
                 None => {
                     let stats = self.wal.stats();
+                    // The whole timeout went by waiting behind others.
                     return Err(WalError::Full {
-                        waited_ms: self.clock.monotonic().saturating_sub(started).as_millis()
-                            as u64,
+                        waited_ms: self.config.append_timeout.as_millis() as u64,
                         used_bytes: stats.used_bytes,
                         max_bytes: stats.max_bytes,
                     }
@@ -281,39 +291,20 @@ impl Core {
             };
             let (indexes, messages): (Vec<usize>, Vec<Message>) = messages.into_iter().unzip();
             let payload = encode_batch(q.key, q.owner.epoch, base_offset, timestamp_ms, &messages)?;
-            payloads.push(payload);
-            prepared.push((indexes, messages, base_offset, timestamp_ms));
-        }
-        let bytes: Vec<u64> = payloads.iter().map(|p| p.len() as u64).collect();
-        let pending = self
-            .wal
-            .submit_all(payloads, deadline)
-            .await
-            .map_err(|e| match e {
-                WalError::TooLarge { len, max } => EngineError::Refused {
-                    code: ErrorCode::PayloadTooLarge,
-                    message: format!(
-                        "the messages of this publish take {len} bytes in the write-ahead log, \
-                         more than the {max} bytes it takes at once (half of wal.max_bytes); \
-                         send them in smaller publishes"
-                    ),
-                },
-                e => e.into(),
-            })?;
-        let mut in_flight = Vec::with_capacity(queues.len());
-        let mut results = Vec::new();
-        for (((q, (indexes, messages, base_offset, timestamp_ms)), pending), bytes) in
-            queues.iter().zip(prepared).zip(pending).zip(bytes)
-        {
-            let (batch, published) = self.accepted(
-                q,
+            prepared.push(Prepared {
                 indexes,
                 messages,
                 base_offset,
                 timestamp_ms,
-                bytes,
-                pending,
-            );
+                bytes: payload.len() as u64,
+            });
+            payloads.push(payload);
+        }
+        let pending = self.wal.submit_all(payloads, deadline).await?;
+        let mut in_flight = Vec::with_capacity(queues.len());
+        let mut results = Vec::new();
+        for ((q, batch), pending) in queues.iter().zip(prepared).zip(pending) {
+            let (batch, published) = self.accepted(q, batch, pending);
             in_flight.push(batch);
             results.extend(published);
         }
@@ -323,17 +314,19 @@ impl Core {
 
     /// Indexes a batch the WAL took and puts it in the tail cache; it is
     /// read once durable.
-    #[allow(clippy::too_many_arguments)]
     fn accepted(
         &self,
         q: &Arc<QueueState>,
-        indexes: Vec<usize>,
-        messages: Vec<Message>,
-        base_offset: u64,
-        timestamp_ms: i64,
-        bytes: u64,
+        batch: Prepared,
         pending: PendingAppend,
     ) -> (InFlight, Vec<(usize, Published)>) {
+        let Prepared {
+            indexes,
+            messages,
+            base_offset,
+            timestamp_ms,
+            bytes,
+        } = batch;
         let metered_bytes = messages.iter().map(|m| m.approx_size() as u64).sum();
         let entry = IndexEntry {
             base_offset,

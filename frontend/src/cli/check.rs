@@ -119,15 +119,15 @@ async fn open_metadata(
     cut: bool,
     report: &mut CheckReport,
 ) -> Result<Arc<dyn MetaStore>> {
-    let MetadataUrl::Embedded = config.metadata.parse()? else {
-        report.metadata = match config.metadata.parse()? {
-            MetadataUrl::Tikv(_) => "tikv",
-            _ => "etcd",
-        }
-        .into();
+    report.metadata = match config.metadata.parse()? {
+        MetadataUrl::Embedded => "embedded",
+        MetadataUrl::Etcd(_) => "etcd",
+        MetadataUrl::Tikv(_) => "tikv",
+    }
+    .into();
+    if report.metadata != "embedded" {
         return Ok(crate::server::open_metadata(config).await?);
-    };
-    report.metadata = "embedded".into();
+    }
     let path = config.data_dir.join("meta.redb");
     let open = || {
         let path = path.clone();
