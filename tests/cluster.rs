@@ -637,6 +637,72 @@ async fn a_node_whose_disk_is_lost_is_forgotten_by_an_operator() {
     a.stop();
 }
 
+/// A node declared lost while it was only paused (its directory still
+/// locked by it, so nobody could adopt it) stops on its own when it runs
+/// again, saying why, instead of staying up behind a shut fence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_declared_lost_while_paused_stops_when_it_resumes() {
+    let Some(url) = etcd_test_url("cluster-lost-paused") else {
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (mut a, b, on_a) =
+        two_nodes_with_topics([dirs[0].path(), dirs[1].path()], &url, shared.path(), &[]).await;
+    assert!(!on_a.is_empty(), "{on_a:?}");
+    let pid = a.child.id().to_string();
+    let signal = |sig: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([sig, pid.as_str()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    let began = Instant::now();
+    while node_state(&b.url, "node-a").await != "expired" {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "node-a never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Forgetting waits two leases past the expiry.
+    tokio::time::sleep(Duration::from_millis(2 * LEASE_TTL_MS + 500)).await;
+    let forgot = reqwest::Client::new()
+        .post(format!("{}/v1/cluster/nodes/node-a/forget", b.url))
+        .json(&serde_json::json!({ "lose_unuploaded_messages": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forgot.status().as_u16(), 200, "{:?}", forgot.text().await);
+    assert_eq!(node_state(&b.url, "node-a").await, "lost");
+    signal("-CONT");
+    let resumed = Instant::now();
+    let status = loop {
+        if let Some(status) = a.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            resumed.elapsed() < Duration::from_secs(20),
+            "node-a kept running after it was declared lost"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success(), "{status:?}");
+    // Its tenants are node-b's now.
+    settled(&b.url, &["node-b"]).await;
+    for t in &on_a {
+        publish_until_acked(&b.url, t, "after").await;
+        assert_eq!(served_by(&b.url, t).await.as_deref(), Some("node-b"));
+    }
+    eprintln!(
+        "cluster: node-a, declared lost while paused, exited {:.1} s after it resumed ({status})",
+        resumed.elapsed().as_secs_f64()
+    );
+    b.stop();
+}
+
 /// Node-b's engine upload lag, from its own status.
 async fn upload_lag(url: &str) -> u64 {
     let status: serde_json::Value = reqwest::get(format!("{url}/v1/status"))

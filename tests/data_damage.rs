@@ -115,6 +115,20 @@ async fn wal_damage_before_acknowledged_records_is_refused_until_given_up() {
     let check = run(&["check"], dir.path());
     assert!(!check.status.success(), "{}", text(&check));
     assert!(text(&check).contains("--cut-damage"), "{}", text(&check));
+    // With --json a refusal is a report too, naming the damage.
+    let refused = run(&["--json", "check"], dir.path());
+    assert!(!refused.status.success(), "{}", text(&refused));
+    let report: serde_json::Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(report["damage"]["store"], "wal", "{report}");
+    assert_eq!(
+        report["damage"]["file"].as_str(),
+        segment.to_str(),
+        "{report}"
+    );
+    let offset = report["damage"]["offset"].as_u64().unwrap();
+    assert!(offset <= (tenth + 100) as u64, "{report}");
+    assert!(report["error"].as_str().unwrap().contains("--cut-damage"));
 
     let cut = run(&["check", "--cut-damage"], dir.path());
     assert!(cut.status.success(), "{}", text(&cut));
@@ -156,6 +170,8 @@ async fn check_reports_a_healthy_directory_and_refuses_a_running_node() {
     assert_eq!(report["metadata"], "embedded");
     assert_eq!(report["wal_records"], 5, "{report}");
     assert_eq!(report["wal_cut"], serde_json::Value::Null);
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["damage"], serde_json::Value::Null);
 
     let missing = run(&["check"], &dir.path().join("nope"));
     assert!(!missing.status.success());
@@ -188,13 +204,18 @@ async fn metadata_journal_damage_before_later_commits_is_refused_until_given_up(
     assert!(refused.contains("--cut-damage"), "{refused}");
     assert_eq!(std::fs::read(&journal).unwrap(), bytes, "nothing replayed");
 
-    let cut = run(&["check", "--cut-damage"], dir.path());
+    let refused = run(&["--json", "check"], dir.path());
+    assert!(!refused.status.success(), "{}", text(&refused));
+    let report: serde_json::Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(report["damage"]["store"], "metadata_journal", "{report}");
+    assert_eq!(report["damage"]["file"].as_str(), journal.to_str());
+
+    let cut = run(&["--json", "check", "--cut-damage"], dir.path());
     assert!(cut.status.success(), "{}", text(&cut));
-    assert!(
-        text(&cut).contains("journal cut: kept groups up to"),
-        "{}",
-        text(&cut)
-    );
+    let report: serde_json::Value = serde_json::from_slice(&cut.stdout).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(report["journal_cut"]["cut_bytes"].as_u64().unwrap() > 0);
+    assert!(report["journal_cut"]["later_group_found"].as_u64().unwrap() > 1);
     let saved = dir.path().join("meta.redb.journal.damaged");
     assert!(std::fs::metadata(saved).unwrap().len() > 0);
     Server::start(dir.path(), ENV).stop();

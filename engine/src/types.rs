@@ -305,6 +305,8 @@ pub struct RecoverySummary {
     pub truncated_reason: Option<String>,
     /// The WAL ended below the upload checkpoint and was started again there.
     pub restarted_at: Option<u64>,
+    /// Damaged records already in object storage, skipped: (file, offset, reason).
+    pub skipped_damage: Vec<(PathBuf, u64, String)>,
 }
 
 #[derive(Debug, Clone)]

@@ -338,3 +338,44 @@ async fn a_tenant_served_again_after_a_failed_release_keeps_its_wal() {
     b.serve_tenant("t1").await.unwrap();
     assert_eq!(bodies(&b, "t1", "orders", 4).await, expected);
 }
+
+/// A node that still thinks it serves a tenant (paused while the tenant
+/// was placed elsewhere) cannot move a consumer group's position: its
+/// offset commit is conditioned on the queue's owner epoch, which the new
+/// node raised. Before, the commit went through and could set the group
+/// back (or forward) behind the new owner's back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseded_owner_cannot_commit_an_offset() {
+    let (a, b, _dirs) = pair(&["t1"]).await;
+    a.create_topic("t1", "orders", 2, MessageType::Normal, None)
+        .await
+        .unwrap();
+    a.publish("t1", "orders", messages(0, 10)).await.unwrap();
+    a.commit_offset("t1", "g", "orders", 0, 3).await.unwrap();
+    a.upload_once().await.unwrap();
+
+    // b takes the tenant over without a's release (a is a zombie).
+    b.serve_tenant("t1").await.unwrap();
+    b.commit_offset("t1", "g", "orders", 0, 5).await.unwrap();
+    let refused = unavailable(
+        a.commit_offset("t1", "g", "orders", 0, 1)
+            .await
+            .unwrap_err(),
+    );
+    assert!(refused.contains("moved to another node"), "{refused}");
+    // A queue the group never committed on is refused too (the commit
+    // would create the offset record).
+    unavailable(
+        a.commit_offset("t1", "g", "orders", 1, 0)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        b.committed_offset("t1", "g", "orders", 0).await.unwrap(),
+        Some(5)
+    );
+    assert_eq!(
+        b.committed_offset("t1", "g", "orders", 1).await.unwrap(),
+        None
+    );
+}

@@ -51,6 +51,9 @@ pub enum ServerError {
     /// `strata compactor` cannot start or run.
     #[error("compactor: {0}")]
     Compactor(String),
+    /// Another node took this node's registry record: it stopped.
+    #[error("stopped: {0}")]
+    TakenOver(String),
 }
 
 /// A running node. Dropping it does not stop it; call [`Running::shutdown`].
@@ -100,6 +103,7 @@ impl Running {
             Err(e) => Err(ServerError::Grpc(e.to_string())),
         };
         let result = result.and(grpc);
+        let taken = self.node.taken();
         // On shared metadata another node may take over after a graceful
         // stop, so nothing may stay only in this node's WAL.
         // A cluster node stops moving tenants before it uploads them all.
@@ -114,7 +118,7 @@ impl Running {
             // whether anything is left only in the WAL.
             false => self.engine.upload_lag_bytes() == 0,
         };
-        self.engine.close().await?;
+        let closed = self.engine.close().await.map_err(ServerError::from);
         self.metering.finish().await;
         let Self {
             engine,
@@ -138,7 +142,13 @@ impl Running {
         drop(engine);
         release_store(&store, store_closed).await;
         drop(lock);
-        result
+        // Taken over at any moment up to now (a stop that raced a shutdown
+        // included): that is why the node stopped, whatever else failed.
+        let taken = taken.borrow().clone();
+        match taken {
+            Some(why) => Err(ServerError::TakenOver(why)),
+            None => result.and(closed),
+        }
     }
 
     /// A handle that asks the server to stop.
@@ -415,6 +425,7 @@ pub async fn start_with_clock(
     let config_max_request_bytes = config.http.max_request_bytes;
     let app = http::router(state, config.http.max_request_bytes);
     let (stop, mut stopped) = watch::channel(false);
+    stop_when_taken(node.taken(), stop.clone());
     let mut grpc_stopped = stopped.clone();
     let mut grpc_engine_down = engine.shutdown_signal();
     let grpc_task = tokio::spawn(async move {
@@ -488,6 +499,16 @@ fn join_host_port(host: &str, port: u16) -> String {
     } else {
         format!("{host}:{port}")
     }
+}
+
+/// Stops the server once another node took this node's registry record:
+/// behind a fence that never opens again it could only answer 503.
+fn stop_when_taken(mut taken: watch::Receiver<Option<String>>, stop: watch::Sender<bool>) {
+    tokio::spawn(async move {
+        if taken.wait_for(Option::is_some).await.is_ok() {
+            stop.send_replace(true);
+        }
+    });
 }
 
 /// Compacts the metadata store's history every `every` while the store

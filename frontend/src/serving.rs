@@ -75,7 +75,7 @@ impl FencedBy {
             Self::NodeRecord => {
                 "another node adopted this node's WAL and took over its tenants (or an \
                  operator declared this node lost, giving up what it had not uploaded): it \
-                 acknowledges no more writes; stop this node"
+                 acknowledges no more writes and stops"
             }
         }
     }

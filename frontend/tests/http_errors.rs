@@ -57,6 +57,22 @@ async fn oversized_request_body_is_413_payload_too_large() {
         )
         .await;
     }
+    // The answer says both sizes and the setting, before the body is read.
+    let answer = s
+        .send(
+            s.http
+                .post(s.url(PUBLISH))
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .body(big.clone()),
+        )
+        .await
+        .json();
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    let sizes = format!(
+        "request body of {} bytes exceeds the limit of {MAX_REQUEST} bytes (http.max_request_bytes)",
+        MAX_REQUEST + 1
+    );
+    assert_eq!(message, sizes, "{answer}");
     // A JSON publish over the request limit whose messages are each small.
     let many: Vec<_> = (0..MAX_BATCH)
         .map(|_| json!({"body": "y".repeat(MAX_MESSAGE)}))

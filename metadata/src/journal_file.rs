@@ -2,12 +2,15 @@
 //! is kept so that appending one costs one data write and one sync.
 //!
 //! ```text
-//! file := magic "SMJ1" | database id: u64 LE | pad: u32 | record* | zeros or older records
+//! file := magic "SMJ1" | database id: u64 LE | header crc: u32 LE | record* | zeros or older records
 //! ```
 //!
 //! The id ties the journal to its database: a `meta.redb` restored from a
 //! copy, or replaced, beside a journal it did not write is refused instead
-//! of having another database's commits replayed into it.
+//! of having another database's commits replayed into it. The header's
+//! crc32c (of magic and id) tells a damaged header from another database's
+//! journal; a header crc of 0 is a journal written before it had one, and
+//! gets one when opened.
 //!
 //! Records start right after the header. After a checkpoint they are
 //! written from there again, over the records the checkpoint made
@@ -29,6 +32,11 @@ const GROW_BYTES: u64 = 1 << 20;
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> MetaError {
     MetaError::Backend(format!("{what} {}: {e}", path.display()))
+}
+
+/// The header's checksum over its magic and id (never 0: 0 means none).
+fn header_crc(magic_and_id: &[u8]) -> u32 {
+    crc32c::crc32c(magic_and_id).max(1)
 }
 
 /// Why an append failed, and whether any of the record may be on disk.
@@ -77,25 +85,42 @@ impl JournalFile {
             journal.create(id)?;
             return Ok((journal, Vec::new()));
         }
-        let (magic, rest) = bytes.split_at(4);
-        if magic != MAGIC {
-            return Err(MetaError::Corrupt {
-                key: path.display().to_string(),
-                reason: format!(
-                    "not a metadata journal: it starts with {magic:02x?}, not {MAGIC:02x?}"
-                ),
-            });
+        let damaged = |reason: String| MetaError::Damaged {
+            file: path.display().to_string(),
+            reason,
+        };
+        let found = u64::from_le_bytes(bytes[4..12].try_into().unwrap_or_default());
+        let stored_crc = u32::from_le_bytes(bytes[12..16].try_into().unwrap_or_default());
+        let crc = header_crc(&bytes[..12]);
+        let keep_or_remove = "Restore the data directory from a copy, or remove the journal to keep \
+             the database as of its last checkpoint (the commits after it are lost)";
+        // Zeros where the id and checksum belong are damage too: no
+        // database has id 0.
+        if (stored_crc != 0 && stored_crc != crc) || (stored_crc == 0 && found == 0) {
+            return Err(damaged(format!(
+                "its header fails its checksum (stored {stored_crc:#x}, computed {crc:#x}), so \
+                 which database it belongs to is unknown. {keep_or_remove}"
+            )));
         }
-        let found = u64::from_le_bytes(rest[..8].try_into().unwrap_or_default());
+        if &bytes[..4] != MAGIC {
+            return Err(damaged(format!(
+                "not a metadata journal: it starts with {:02x?}, not {MAGIC:02x?}. {keep_or_remove}",
+                &bytes[..4]
+            )));
+        }
         if found != id {
-            return Err(MetaError::Corrupt {
-                key: path.display().to_string(),
-                reason: format!(
-                    "this journal belongs to another database (id {found:#x}, the database is {id:#x}): \
-                     the database file was replaced or restored without its journal. Restore both files \
-                     together, or remove the journal to keep the database as it is"
-                ),
-            });
+            return Err(damaged(format!(
+                "this journal belongs to another database (id {found:#x}, the database is {id:#x}): \
+                 the database file was replaced or restored without its journal. Restore both files \
+                 together, or remove the journal to keep the database as it is"
+            )));
+        }
+        if stored_crc == 0 {
+            journal
+                .file
+                .write_all_at(&crc.to_le_bytes(), 12)
+                .and_then(|()| journal.file.sync_data())
+                .map_err(|e| io("writing the metadata journal's header", path, e))?;
         }
         let records = bytes.split_off(HEADER_LEN as usize);
         Ok((journal, records))
@@ -105,7 +130,8 @@ impl JournalFile {
         let mut header = Vec::with_capacity(HEADER_LEN as usize);
         header.extend_from_slice(MAGIC);
         header.extend_from_slice(&id.to_le_bytes());
-        header.extend_from_slice(&[0; 4]);
+        let crc = header_crc(&header);
+        header.extend_from_slice(&crc.to_le_bytes());
         self.file
             .set_len(0)
             .and_then(|()| self.file.write_all_at(&header, 0))

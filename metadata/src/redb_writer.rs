@@ -136,8 +136,8 @@ impl Writer {
             let mut kv = wtxn.open_table(KV).map_err(backend)?;
             for record in decoded.records.iter().filter(|r| r.seq > applied) {
                 if record.seq != last + 1 {
-                    return Err(MetaError::Corrupt {
-                        key: journal_path.display().to_string(),
+                    return Err(MetaError::Damaged {
+                        file: journal_path.display().to_string(),
                         reason: format!(
                             "journal record {} follows group {last}: groups in between are missing",
                             record.seq
@@ -150,8 +150,8 @@ impl Writer {
             }
         }
         if let Some((at, later)) = journal::later_record(bytes, decoded.valid_len, last) {
-            return Err(MetaError::Corrupt {
-                key: journal_path.display().to_string(),
+            return Err(MetaError::Damaged {
+                file: journal_path.display().to_string(),
                 reason: format!(
                     "the record after group {last} (byte {}) is damaged, yet group {later} \
                      follows at byte {}: appends are synced one after another, so this is no \

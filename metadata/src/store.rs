@@ -33,6 +33,10 @@ pub enum MetaError {
     /// A stored value could not be decoded.
     #[error("metadata value at key {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
+    /// A file of the store (the embedded store's journal) is damaged or
+    /// belongs to something else.
+    #[error("metadata file {file} is damaged: {reason}")]
+    Damaged { file: String, reason: String },
     /// The request itself is malformed (empty key, zero limit, ...).
     #[error("invalid metadata request: {0}")]
     Invalid(String),

@@ -26,6 +26,13 @@ fn backends() -> Vec<(Arc<dyn MetaStore>, Option<TempDir>)> {
     vec![(redb, Some(dir)), (MemoryStore::new(), None)]
 }
 
+/// The check of a fresh claim of queue `queue` of topic `topic` by "n".
+async fn owned(catalog: &Catalog, topic: u64, queue: u32) -> strata_metadata::store::Check {
+    let key = QueueKey::new(topic, queue);
+    let owner = catalog.claim_queue(key, "n").await.unwrap();
+    catalog.owner_check(key, &owner)
+}
+
 async fn create(catalog: &Catalog, tenant: &str, name: &str) -> Result<u64, CatalogError> {
     catalog
         .create_topic(
@@ -157,19 +164,51 @@ async fn groups_and_offsets() {
         assert_eq!(names, ["audit", "billing"]);
 
         catalog
-            .commit_offset("acme", "billing", 2, 1, 10, stamp(100))
+            .commit_offset(
+                "acme",
+                "billing",
+                2,
+                1,
+                10,
+                stamp(100),
+                owned(&catalog, 2, 1).await,
+            )
             .await
             .unwrap();
         catalog
-            .commit_offset("acme", "billing", 1, 3, 7, stamp(101))
+            .commit_offset(
+                "acme",
+                "billing",
+                1,
+                3,
+                7,
+                stamp(101),
+                owned(&catalog, 1, 3).await,
+            )
             .await
             .unwrap();
         catalog
-            .commit_offset("acme", "billing", 2, 0, 4, stamp(102))
+            .commit_offset(
+                "acme",
+                "billing",
+                2,
+                0,
+                4,
+                stamp(102),
+                owned(&catalog, 2, 0).await,
+            )
             .await
             .unwrap();
         catalog
-            .commit_offset("acme", "billing", 2, 1, 11, stamp(103))
+            .commit_offset(
+                "acme",
+                "billing",
+                2,
+                1,
+                11,
+                stamp(103),
+                owned(&catalog, 2, 1).await,
+            )
             .await
             .unwrap();
         let got = catalog
@@ -193,7 +232,15 @@ async fn groups_and_offsets() {
 
         // Committing an offset creates a missing group in the same txn.
         catalog
-            .commit_offset("acme", "fresh", 1, 0, 1, stamp(200))
+            .commit_offset(
+                "acme",
+                "fresh",
+                1,
+                0,
+                1,
+                stamp(200),
+                owned(&catalog, 1, 0).await,
+            )
             .await
             .unwrap();
         let fresh = catalog.get_group("acme", "fresh").await.unwrap().unwrap();
@@ -249,6 +296,39 @@ async fn queue_claims_fence_older_owners() {
         assert_eq!(
             catalog.store().commit(fenced).await.unwrap(),
             TxnOutcome::CheckFailed { index: 0 }
+        );
+        // An offset commit by the superseded owner writes nothing, whether
+        // the group exists or its commit would create it.
+        for group in ["g", "g"] {
+            let stale = catalog
+                .commit_offset(
+                    "acme",
+                    group,
+                    7,
+                    3,
+                    5,
+                    stamp(1),
+                    catalog.owner_check(q, &first),
+                )
+                .await
+                .unwrap();
+            assert!(!stale, "a superseded owner committed an offset");
+            assert_eq!(catalog.get_offset("acme", group, 7, 3).await.unwrap(), None);
+            catalog.create_group("acme", group, stamp(2)).await.unwrap();
+        }
+        assert!(
+            catalog
+                .commit_offset(
+                    "acme",
+                    "g",
+                    7,
+                    3,
+                    5,
+                    stamp(3),
+                    catalog.owner_check(q, &third)
+                )
+                .await
+                .unwrap()
         );
         let current = Txn::new().check(catalog.owner_check(q, &third));
         assert_eq!(

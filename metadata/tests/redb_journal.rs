@@ -115,7 +115,7 @@ async fn damage_followed_by_later_groups_is_refused_until_cut() {
     std::fs::write(&journal, &bytes).unwrap();
 
     let err = RedbStore::open(&path).unwrap_err();
-    let MetaError::Corrupt { reason, .. } = &err else {
+    let MetaError::Damaged { reason, .. } = &err else {
         panic!("{err}");
     };
     assert!(
@@ -162,7 +162,7 @@ async fn a_missing_group_is_refused() {
     write_journal(&path, &header, &[(6, "c"), (8, "e")], &[]);
     let err = RedbStore::open(&path).unwrap_err();
     assert!(
-        matches!(&err, MetaError::Corrupt { reason, .. } if reason.contains("missing")),
+        matches!(&err, MetaError::Damaged { reason, .. } if reason.contains("missing")),
         "{err}"
     );
 }
@@ -180,6 +180,45 @@ async fn a_journal_of_another_database_is_refused() {
     std::fs::remove_file(journal_path(&path)).unwrap();
     let store = RedbStore::open(&path).unwrap();
     assert_eq!(value(&store, "k5").await.as_deref(), Some("v"));
+}
+
+#[tokio::test]
+async fn a_damaged_journal_header_is_not_taken_for_another_database() {
+    for byte in [2, 6, 13] {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = five_groups(dir.path()).await;
+        let journal = journal_path(&path);
+        let mut bytes = std::fs::read(&journal).unwrap();
+        bytes[byte] ^= 0x10;
+        std::fs::write(&journal, &bytes).unwrap();
+        let err = RedbStore::open(&path).unwrap_err();
+        let MetaError::Damaged { reason, .. } = &err else {
+            panic!("{err}");
+        };
+        assert!(
+            reason.contains("fails its checksum"),
+            "byte {byte}: {reason}"
+        );
+        assert!(
+            !reason.contains("another database"),
+            "byte {byte}: {reason}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_journal_header_without_a_checksum_gets_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, header) = five_groups(dir.path()).await;
+    // A header as written before it had a checksum.
+    let mut old = header.clone();
+    old[12..16].copy_from_slice(&[0; 4]);
+    write_journal(&path, &old, &[(6, "c")], &[]);
+    let store = RedbStore::open(&path).unwrap();
+    assert_eq!(value(&store, "c").await.as_deref(), Some("from 6"));
+    drop(store);
+    let written = std::fs::read(journal_path(&path)).unwrap();
+    assert_eq!(written[..16], header[..], "the checksum is written");
 }
 
 /// A journal grown by one huge group is cut back at the next checkpoint.

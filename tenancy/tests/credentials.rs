@@ -102,6 +102,49 @@ async fn bootstrap_creates_then_is_idempotent() {
     }
 }
 
+/// A credentials file whose key the store lost (a repaired or restored
+/// store) is kept aside, not overwritten; one whose key was revoked is
+/// replaced.
+#[tokio::test]
+async fn bootstrap_keeps_a_credentials_file_the_store_does_not_know() {
+    for f in fixtures() {
+        let path = f.dir.path().join("admin.credentials");
+        let lost = "access_key=AKLOST\nsecret_key=s\ntenant=default\nrole=admin\n";
+        std::fs::write(&path, lost).unwrap();
+        let issued = f.credentials.bootstrap(&path).await.unwrap().unwrap();
+        let kept: Vec<_> = std::fs::read_dir(f.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("admin.credentials.replaced-"))
+            .collect();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        let kept = f.dir.path().join(&kept[0]);
+        assert_eq!(std::fs::read_to_string(kept).unwrap(), lost);
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains(&issued.access_key)
+        );
+
+        // Revoked: the next start replaces the file without keeping it.
+        f.credentials.revoke_key(&issued.access_key).await.unwrap();
+        let next = f.credentials.bootstrap(&path).await.unwrap().unwrap();
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains(&next.access_key)
+        );
+        let replaced = std::fs::read_dir(f.dir.path())
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().contains(".replaced-")
+            })
+            .count();
+        assert_eq!(replaced, 1);
+    }
+}
+
 /// A node starting on metadata whose keys another master key sealed (a
 /// shared store, the key file not copied) is refused at once, by name.
 #[tokio::test]

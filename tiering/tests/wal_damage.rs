@@ -185,6 +185,16 @@ fn damage_below_the_checkpoint_is_skipped_and_replay_goes_on_at_it() {
     expected.extend_from_slice(&records[40..]);
     assert_eq!(seen, expected);
     assert!(report.truncated.is_none() && report.restarted_at.is_none());
+    // Reported, though nothing was lost (the scan resumed at the
+    // checkpoint, past the second place).
+    let skipped: Vec<u64> = report.skipped_damage.iter().map(|d| d.offset).collect();
+    assert_eq!(
+        skipped,
+        vec![HEADER + records[10].0],
+        "{:?}",
+        report.skipped_damage
+    );
+    assert!(report.skipped_damage.iter().all(|d| d.path == path));
     assert_eq!(wal.durable_lsn(), end);
     let lsn = runtime().block_on(append_all(&wal, &[Bytes::from_static(b"after")]))[0];
     assert_eq!(lsn, end);
@@ -297,6 +307,12 @@ fn damage_to_uploaded_records_starts_the_wal_again_at_the_checkpoint() {
 
     let (wal, report, seen) = open(c.clone());
     assert_eq!(report.restarted_at, Some(end));
+    assert_eq!(
+        report.skipped_damage.len(),
+        1,
+        "{:?}",
+        report.skipped_damage
+    );
     assert_eq!(seen, records[..10], "the valid prefix was replayed");
     assert_eq!(wal.durable_lsn(), end);
     drop(wal);
@@ -354,8 +370,37 @@ fn damage_and_gaps_in_older_uploaded_segments_start_the_wal_again() {
     c.uploaded_lsn = end;
     let (wal, report, _) = open(c.clone());
     assert_eq!(report.restarted_at, Some(end));
+    let skipped: Vec<_> = report.skipped_damage.iter().map(|d| &d.path).collect();
+    assert_eq!(skipped, [&segs[1].path], "{:?}", report.skipped_damage);
     drop(wal);
     appends_continue_at(&c, end);
+}
+
+/// A damaged segment header or a missing segment below the checkpoint is
+/// skipped like damaged records, and listed as such.
+#[test]
+fn skipped_headers_and_gaps_below_the_checkpoint_are_listed() {
+    for damage in ["header", "gap"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut c, segs, end) = small_segments(dir.path());
+        let (at, says) = match damage {
+            "header" => {
+                flip(&segs[1].path, 2);
+                (&segs[1].path, "")
+            }
+            _ => {
+                std::fs::remove_file(&segs[2].path).unwrap();
+                (&segs[3].path, "previous one ends")
+            }
+        };
+        c.uploaded_lsn = end;
+        let (_wal, report, _) = open(c);
+        assert_eq!(report.restarted_at, Some(end), "{damage}");
+        assert_eq!(report.skipped_damage.len(), 1, "{damage}: {report:?}");
+        let d = &report.skipped_damage[0];
+        assert_eq!((&d.path, d.offset), (at, 0), "{damage}: {d:?}");
+        assert!(d.reason.contains(says), "{damage}: {d:?}");
+    }
 }
 
 #[test]

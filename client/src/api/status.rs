@@ -207,6 +207,18 @@ pub struct RecoveryJson {
     /// everything it held already uploaded) and was started again here.
     #[serde(default)]
     pub restarted_at_lsn: Option<u64>,
+    /// Damaged WAL records that were in object storage already, so replay
+    /// skipped them: nothing lost, but the disk deserves a look.
+    #[serde(default)]
+    pub skipped_damage: Vec<SkippedDamageJson>,
+}
+
+/// One damaged place in the WAL that replay skipped.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SkippedDamageJson {
+    pub path: String,
+    pub offset: u64,
+    pub reason: String,
 }
 
 /// `GET /v1/cluster`: the nodes sharing this metadata namespace, the queues

@@ -144,6 +144,8 @@ impl Core {
     ) -> Result<()> {
         self.check_open()?;
         names::validate_group(group)?;
+        // A node whose lease lapsed may have lost the queue already.
+        self.check_write_fence()?;
         let t = self.topic(tenant, topic)?;
         let q = t.queue(queue)?;
         let end = q.lock().high_watermark;
@@ -157,7 +159,9 @@ impl Core {
                 end,
             });
         }
-        self.catalog
+        let fence = self.catalog.owner_check(q.key, &q.owner);
+        let committed = self
+            .catalog
             .commit_offset(
                 tenant,
                 group,
@@ -165,8 +169,19 @@ impl Core {
                 queue,
                 offset,
                 self.group_stamp(),
+                fence,
             )
             .await?;
+        if !committed {
+            // Another node claimed the queue: this one must not move the
+            // group's position there any more.
+            return Err(EngineError::Refused {
+                code: strata_common::ErrorCode::Unavailable,
+                message: format!(
+                    "queue {queue} of topic {topic} moved to another node; retry the commit"
+                ),
+            });
+        }
         Ok(())
     }
 

@@ -658,6 +658,11 @@ fn summarize(report: &RecoveryReport) -> RecoverySummary {
         truncated_bytes: report.truncated.as_ref().map_or(0, |t| t.cut_bytes),
         truncated_reason: report.truncated.as_ref().map(|t| t.reason.clone()),
         restarted_at: report.restarted_at,
+        skipped_damage: report
+            .skipped_damage
+            .iter()
+            .map(|d| (d.path.clone(), d.offset, d.reason.clone()))
+            .collect(),
     }
 }
 

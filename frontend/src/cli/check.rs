@@ -33,9 +33,16 @@ pub struct CheckArgs {
     pub cut_damage: bool,
 }
 
-/// What `strata check` found and did.
+/// What `strata check` found and did. With `--json` it is printed whether
+/// the check passed or not (`ok`); a refusal names its `damage`.
 #[derive(Debug, Default, Serialize)]
 pub struct CheckReport {
+    /// A node can start on the directory (after what the check cut).
+    pub ok: bool,
+    /// Why not, when `ok` is false.
+    pub error: Option<String>,
+    /// The damage that refuses a start, when that is why.
+    pub damage: Option<Damage>,
     pub data_dir: String,
     /// The node whose data directory it is (by its identity file).
     pub node: String,
@@ -43,7 +50,7 @@ pub struct CheckReport {
     pub metadata: String,
     /// Metadata journal groups replayed (embedded store).
     pub journal_groups_replayed: u64,
-    pub journal_cut: Option<String>,
+    pub journal_cut: Option<JournalCutReport>,
     /// Every WAL record below this LSN is in object storage.
     pub uploaded_lsn: u64,
     pub wal_segments: usize,
@@ -52,37 +59,88 @@ pub struct CheckReport {
     pub wal_end_lsn: u64,
     pub wal_torn_tail_cut_bytes: u64,
     pub wal_restarted_at_lsn: Option<u64>,
-    pub wal_cut: Option<String>,
+    /// Damage in records already in object storage: skipped, nothing lost.
+    pub wal_skipped_damage: Vec<Damage>,
+    pub wal_cut: Option<WalCutReport>,
+}
+
+/// Damage a start refuses: where it is and what is wrong.
+#[derive(Debug, Serialize)]
+pub struct Damage {
+    /// "wal" or "metadata_journal".
+    pub store: &'static str,
+    pub file: String,
+    /// Byte offset in `file`, where known.
+    pub offset: Option<u64>,
+    pub reason: String,
+}
+
+/// What `--cut-damage` gave up of the metadata journal.
+#[derive(Debug, Serialize)]
+pub struct JournalCutReport {
+    /// The last group kept; the commits of later groups are given up.
+    pub kept_through_group: u64,
+    /// A group found after the damage (proof that it was no torn write).
+    pub later_group_found: u64,
+    pub cut_bytes: u64,
+    pub saved_to: String,
+}
+
+/// What `--cut-damage` gave up of the WAL.
+#[derive(Debug, Serialize)]
+pub struct WalCutReport {
+    pub segment: String,
+    pub offset: u64,
+    /// The damage found there.
+    pub reason: String,
+    pub cut_bytes: u64,
+    pub saved_to: String,
+    /// Later segments renamed aside (`*.damaged`), whole.
+    pub set_aside: Vec<String>,
 }
 
 pub async fn check(args: CheckArgs, json: bool) -> Result<()> {
-    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
-    if let Some(dir) = args.data_dir {
-        config.data_dir = dir;
+    let mut report = CheckReport::default();
+    if let Some(dir) = &args.data_dir {
+        report.data_dir = dir.display().to_string();
     }
+    let result = load_and_check(&args, &mut report).await;
+    report.ok = result.is_ok();
+    if let Err(e) = &result {
+        report.error = Some(super::describe(e));
+    }
+    if json {
+        print_json(&report)?;
+    } else if report.ok {
+        print_report(&report);
+    }
+    result
+}
+
+async fn load_and_check(args: &CheckArgs, report: &mut CheckReport) -> Result<()> {
+    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    report.data_dir = config.data_dir.display().to_string();
     config.validate()?;
+    check_into(&config, args.cut_damage, report).await
+}
+
+async fn check_into(config: &Config, cut: bool, report: &mut CheckReport) -> Result<()> {
     if !config.data_dir.is_dir() {
         bail!("{} is not a directory", config.data_dir.display());
     }
-    let _lock = crate::server::lock_data_dir(&config)?;
-    let mut report = CheckReport {
-        data_dir: config.data_dir.display().to_string(),
-        ..CheckReport::default()
-    };
-    let store = open_metadata(&config, args.cut_damage, &mut report).await?;
+    let _lock = crate::server::lock_data_dir(config)?;
+    let store = open_metadata(config, cut, report).await?;
     let catalog = Catalog::new(store);
-    report.node = node_of_dir(&catalog, &config).await?;
+    report.node = node_of_dir(&catalog, config).await?;
     report.uploaded_lsn = catalog
         .wal_checkpoint(&report.node)
         .await
         .context("reading the WAL's upload checkpoint")?
         .unwrap_or(0);
-    check_wal(&config, args.cut_damage, &mut report).await?;
-    if json {
-        return print_json(&report);
-    }
-    print_report(&report);
-    Ok(())
+    check_wal(config, cut, report).await
 }
 
 /// The node whose WAL the directory holds, by the identity the directory
@@ -134,22 +192,36 @@ async fn open_metadata(
         tokio::task::spawn_blocking(move || RedbStore::open(&path))
     };
     let store = match open().await? {
-        Err(MetaError::Corrupt { key, reason }) if cut => {
+        Err(MetaError::Damaged { file, reason }) => {
+            let damaged = MetaError::Damaged {
+                file: file.clone(),
+                reason: reason.clone(),
+            };
+            report.damage = Some(Damage {
+                store: "metadata_journal",
+                file,
+                offset: None,
+                reason,
+            });
+            if !cut {
+                return Err(damaged).context("opening the embedded metadata store");
+            }
             let journal_cut = {
                 let path = path.clone();
                 tokio::task::spawn_blocking(move || RedbStore::cut_damaged_journal(&path)).await??
             };
             let Some(c) = journal_cut else {
-                bail!("metadata store {key}: {reason}");
+                return Err(damaged).context("--cut-damage cannot repair this");
             };
-            report.journal_cut = Some(format!(
-                "kept groups up to {}, gave up the rest ({} bytes, group {} among them), saved to {}",
-                c.last_group,
-                c.cut_bytes,
-                c.later_group,
-                c.saved_to.display()
-            ));
-            open().await??
+            report.journal_cut = Some(JournalCutReport {
+                kept_through_group: c.last_group,
+                later_group_found: c.later_group,
+                cut_bytes: c.cut_bytes,
+                saved_to: c.saved_to.display().to_string(),
+            });
+            let store = open().await??;
+            report.damage = None;
+            store
         }
         other => other.context("opening the embedded metadata store")?,
     };
@@ -184,21 +256,41 @@ async fn check_wal(config: &Config, cut: bool, report: &mut CheckReport) -> Resu
             path,
             offset,
             reason,
-        }) if cut => {
+        }) => {
+            report.damage = Some(Damage {
+                store: "wal",
+                file: path.display().to_string(),
+                offset: Some(offset),
+                reason: reason.clone(),
+            });
+            if !cut {
+                return Err(WalError::Corrupt {
+                    path,
+                    offset,
+                    reason,
+                })
+                .context("recovering the WAL");
+            }
             let c = {
                 let dir = dir.clone();
                 tokio::task::spawn_blocking(move || cut_damaged(&dir, &path, offset)).await??
             };
-            // The damage itself, not the advice that led here.
-            let reason = reason.split(';').next().unwrap_or_default();
-            report.wal_cut = Some(format!(
-                "cut {} bytes from {} at offset {offset} ({reason}), saved to {}; {} later segments set aside",
-                c.cut_bytes,
-                c.segment.display(),
-                c.saved_to.display(),
-                c.set_aside.len()
-            ));
-            open().await??
+            report.wal_cut = Some(WalCutReport {
+                segment: c.segment.display().to_string(),
+                offset,
+                // The damage itself, not the advice that led here.
+                reason: reason.split(';').next().unwrap_or_default().to_string(),
+                cut_bytes: c.cut_bytes,
+                saved_to: c.saved_to.display().to_string(),
+                set_aside: c
+                    .set_aside
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+            });
+            let opened = open().await??;
+            report.damage = None;
+            opened
         }
         other => other.context("recovering the WAL")?,
     };
@@ -208,6 +300,16 @@ async fn check_wal(config: &Config, cut: bool, report: &mut CheckReport) -> Resu
     report.wal_end_lsn = end;
     report.wal_torn_tail_cut_bytes = recovered.truncated.map_or(0, |t| t.cut_bytes);
     report.wal_restarted_at_lsn = recovered.restarted_at;
+    report.wal_skipped_damage = recovered
+        .skipped_damage
+        .into_iter()
+        .map(|d| Damage {
+            store: "wal",
+            file: d.path.display().to_string(),
+            offset: Some(d.offset),
+            reason: d.reason,
+        })
+        .collect();
     Ok(())
 }
 
@@ -222,8 +324,11 @@ fn print_report(r: &CheckReport) {
             String::new()
         }
     );
-    if let Some(cut) = &r.journal_cut {
-        println!("                journal cut: {cut}");
+    if let Some(c) = &r.journal_cut {
+        println!(
+            "                journal cut: kept groups up to {}, gave up the rest ({} bytes, group {} among them), saved to {}",
+            c.kept_through_group, c.cut_bytes, c.later_group_found, c.saved_to
+        );
     }
     println!(
         "WAL             {} records ({} bytes) in {} segments, ending at LSN {}; uploaded below LSN {}",
@@ -240,8 +345,24 @@ fn print_report(r: &CheckReport) {
             "                started again at its upload checkpoint, LSN {at}: everything below it is in object storage (if the WAL's files were lost, what they alone held after it is lost; see the log)"
         );
     }
-    if let Some(cut) = &r.wal_cut {
-        println!("                {cut}");
+    for d in &r.wal_skipped_damage {
+        println!(
+            "                skipped damage at offset {} of {} ({}): those records are in object storage already",
+            d.offset.unwrap_or(0),
+            d.file,
+            d.reason
+        );
+    }
+    if let Some(c) = &r.wal_cut {
+        println!(
+            "                cut {} bytes from {} at offset {} ({}), saved to {}; {} later segments set aside",
+            c.cut_bytes,
+            c.segment,
+            c.offset,
+            c.reason,
+            c.saved_to,
+            c.set_aside.len()
+        );
     }
     println!("ok: a node can start on this directory");
 }

@@ -150,7 +150,11 @@ async fn forward(cluster: &Forwarder, addr: &str, node: &str, request: Request) 
         Err(e) => {
             return crate::http::ApiError::new(
                 ErrorCode::PayloadTooLarge,
-                format!("request body could not be read for forwarding: {e}"),
+                format!(
+                    "request body could not be read for forwarding: {e} (the limit is {} bytes, \
+                     http.max_request_bytes)",
+                    cluster.max_request_bytes
+                ),
             )
             .into_response();
         }

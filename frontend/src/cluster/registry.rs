@@ -2,7 +2,8 @@
 //! joined once the node listens, kept alive by a heartbeat that also reports
 //! its upload lag, marked `Left` by a graceful stop that uploaded the whole
 //! WAL. A heartbeat that finds the record changed underneath (adopted by a
-//! survivor) stops heartbeating and says so.
+//! survivor, declared lost by an operator) shuts the write fence and stops
+//! the node, saying why.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -32,6 +33,8 @@ pub struct NodeKeeper {
     fence: Arc<LeaseFence>,
     stop: watch::Sender<bool>,
     task: JoinHandle<Option<NodeRecord>>,
+    /// Why the record was taken from this node, once it was.
+    taken: watch::Receiver<Option<String>>,
     node: String,
     clock: Arc<dyn Clock>,
 }
@@ -70,12 +73,16 @@ impl NodeKeeper {
         tracing::info!(node = %record.node, grpc = %record.grpc_addr, http = %record.http_addr, "joined the node registry");
         let node = record.node.clone();
         let (stop, stopped) = watch::channel(false);
+        let (took, taken) = watch::channel(None);
         let task = tokio::spawn(heartbeat(
-            catalog.clone(),
-            engine,
-            clock.clone(),
-            ttl_ms,
-            fence.clone(),
+            Heartbeat {
+                catalog: catalog.clone(),
+                engine,
+                clock: clock.clone(),
+                ttl_ms,
+                fence: fence.clone(),
+                took,
+            },
             record,
             stopped,
         ));
@@ -84,9 +91,17 @@ impl NodeKeeper {
             fence,
             stop,
             task,
+            taken,
             node,
             clock,
         })
+    }
+
+    /// Says why, once another node took this node's record (adopted its
+    /// WAL, or an operator declared it lost): the node can never commit
+    /// again and should stop.
+    pub fn taken(&self) -> watch::Receiver<Option<String>> {
+        self.taken.clone()
     }
 
     /// The fence that shuts when heartbeats lapse or the record is taken.
@@ -124,17 +139,55 @@ impl NodeKeeper {
     }
 }
 
-/// Pushes the record's expiry forward (with the current upload lag) until
-/// `stopped`; returns the record last held, `None` once it was taken away.
-async fn heartbeat(
+/// Why `node`'s record, read back as `current`, is no longer this node's.
+fn taken_reason(node: &str, current: Option<&NodeRecord>) -> String {
+    match current.map(|c| &c.state) {
+        Some(NodeState::Lost { by, .. }) => format!(
+            "{by} declared node {node} lost while it was unreachable: this id may never serve \
+             again, and this data directory's WAL must not be served again either. To add this \
+             machine back, start it with an empty data directory and a new node_id"
+        ),
+        Some(NodeState::Adopted { by, .. }) => format!(
+            "node {by} adopted node {node}'s WAL while its heartbeats lapsed; start it again to \
+             rejoin"
+        ),
+        Some(NodeState::Left { .. }) => {
+            format!("node {node}'s registry record was marked left by another process")
+        }
+        Some(NodeState::Live) => format!(
+            "node {node}'s registry record now belongs to another start of it (its data \
+             directory started again elsewhere?)"
+        ),
+        None => format!("node {node}'s registry record was removed"),
+    }
+}
+
+/// What the heartbeat task works with.
+struct Heartbeat {
     catalog: Catalog,
     engine: Arc<OnceLock<Arc<Engine>>>,
     clock: Arc<dyn Clock>,
     ttl_ms: u64,
     fence: Arc<LeaseFence>,
+    /// Set with the reason when the record is taken away.
+    took: watch::Sender<Option<String>>,
+}
+
+/// Pushes the record's expiry forward (with the current upload lag) until
+/// `stopped`; returns the record last held, `None` once it was taken away.
+async fn heartbeat(
+    beat: Heartbeat,
     mut record: NodeRecord,
     mut stopped: watch::Receiver<bool>,
 ) -> Option<NodeRecord> {
+    let Heartbeat {
+        catalog,
+        engine,
+        clock,
+        ttl_ms,
+        fence,
+        took,
+    } = beat;
     let every = Duration::from_millis(ttl_ms / 5);
     loop {
         tokio::select! {
@@ -155,18 +208,27 @@ async fn heartbeat(
             Ok(None) => {
                 // A heartbeat whose commit landed but whose answer was lost
                 // finds its own write on the retry: that is not an adoption.
-                if let Ok(Some(current)) = catalog.cluster_node(&record.node).await
+                // Only a record read back and found another's stops the
+                // node; a failed read is retried at the next beat.
+                let current = match catalog.cluster_node(&record.node).await {
+                    Ok(current) => current,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading this node's registry record failed; retrying");
+                        continue;
+                    }
+                };
+                if let Some(current) = &current
                     && current.identity == record.identity
                     && !current.is_gone()
                     && current.started_ms == record.started_ms
                 {
-                    record = current;
+                    record = current.clone();
                     continue;
                 }
                 fence.close();
-                tracing::error!(
-                    "this node's registry record was changed by another node (adopted): heartbeats stop; stop this node"
-                );
+                let why = taken_reason(&record.node, current.as_ref());
+                tracing::error!(reason = %why, "this node's registry record was taken: it stops");
+                took.send_replace(Some(why));
                 return None;
             }
             Err(e) => tracing::warn!(error = %e, "node heartbeat failed; retrying"),

@@ -78,7 +78,7 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Self::new(
                     ErrorCode::PayloadTooLarge,
-                    "request body exceeds the size limit",
+                    "request body exceeds the size limit (http.max_request_bytes)",
                 )
             }
             other => Self::new(ErrorCode::InvalidJson, other.body_text()),
@@ -103,7 +103,7 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Self::new(
                 ErrorCode::PayloadTooLarge,
-                "request body exceeds the size limit",
+                "request body exceeds the size limit (http.max_request_bytes)",
             )
         } else {
             Self::invalid(r.body_text())

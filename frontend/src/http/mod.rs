@@ -232,10 +232,40 @@ pub fn router(state: AppState, max_request_bytes: usize) -> Router {
             state.clone(),
             crate::cluster::forward::to_tenant_node,
         ))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            refuse_declared_oversize(max_request_bytes, request, next)
+        }))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             ops::track_requests,
         ))
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .with_state(state)
+}
+
+/// A request whose `Content-Length` is over the limit is refused before
+/// anything reads it, saying both sizes; a body without a length that turns
+/// out too long is refused where it is read (`error.rs`).
+async fn refuse_declared_oversize(
+    max_request_bytes: usize,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > max_request_bytes as u64 => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "request body of {len} bytes exceeds the limit of {max_request_bytes} bytes \
+                 (http.max_request_bytes)"
+            ),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
 }

@@ -18,7 +18,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 pub use strata_client::api::status::{
     BlockCacheJson, CacheJson, ColdReadsJson, MessageIndexJson, MetadataJson, ObjectRequestsJson,
-    PopJson, RecoveryJson, ServingLeaseJson, StatusJson, TieringJson, WalJson,
+    PopJson, RecoveryJson, ServingLeaseJson, SkippedDamageJson, StatusJson, TieringJson, WalJson,
 };
 
 use super::auth::Caller;
@@ -462,6 +462,16 @@ pub async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<
             truncated_bytes: s.recovery.truncated_bytes,
             truncated_reason: s.recovery.truncated_reason,
             restarted_at_lsn: s.recovery.restarted_at,
+            skipped_damage: s
+                .recovery
+                .skipped_damage
+                .into_iter()
+                .map(|(path, offset, reason)| SkippedDamageJson {
+                    path: path.display().to_string(),
+                    offset,
+                    reason,
+                })
+                .collect(),
         },
         tiering: tiering_json(s.tiering),
         metadata,

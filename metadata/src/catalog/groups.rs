@@ -169,7 +169,10 @@ impl Catalog {
     }
 
     /// Records a group's position in one queue, creating the group in the
-    /// same transaction if it does not exist yet.
+    /// same transaction if it does not exist yet. `fence` is the queue
+    /// owner's check ([`Catalog::owner_check`]): `Ok(false)` when it failed
+    /// (the queue was claimed by another node since) and nothing was written.
+    #[allow(clippy::too_many_arguments)]
     pub async fn commit_offset(
         &self,
         tenant: &str,
@@ -178,7 +181,8 @@ impl Catalog {
         queue: u32,
         offset: u64,
         stamp: GroupStamp,
-    ) -> Result<(), CatalogError> {
+        fence: Check,
+    ) -> Result<bool, CatalogError> {
         let now_ms = stamp.now_ms;
         let group_key = keys::group(tenant, group)?;
         let offset_key = keys::offset(tenant, group, topic_id, queue)?;
@@ -213,9 +217,14 @@ impl Catalog {
                     })
                     .put(group_key.clone(), encode(&group_key, &record)?)
             };
-            let txn = txn.put(offset_key.clone(), value.clone());
-            if self.store.commit(txn).await? == TxnOutcome::Committed {
-                return Ok(());
+            let txn = txn
+                .check(fence.clone())
+                .put(offset_key.clone(), value.clone());
+            match self.store.commit(txn).await? {
+                TxnOutcome::Committed => return Ok(true),
+                // The owner's check is the second of the two.
+                TxnOutcome::CheckFailed { index: 1 } => return Ok(false),
+                TxnOutcome::CheckFailed { .. } => {}
             }
         }
         Err(CatalogError::Conflict(format!(

@@ -66,6 +66,7 @@ impl Credentials {
             tenant: DEFAULT_TENANT.to_string(),
             role: Role::Admin,
         };
+        set_aside_unknown_credentials(credentials_file, &keys, self.now_ms())?;
         // The file first: if storing the key then fails, the next start
         // simply writes a new file. The other order could store a key whose
         // secret nobody ever saw, and the next start would not replace it.
@@ -105,6 +106,47 @@ pub fn parse_credentials(text: &str) -> Option<(String, SecretKey)> {
             .map(|v| v.trim().to_string())
     };
     Some((value("access_key")?, SecretKey::new(value("secret_key")?)))
+}
+
+/// Renames a credentials file aside (to `<file>.replaced-<ms>`) when the
+/// key it holds is not in the store at all: not revoked, but lost with the
+/// metadata (a restored or repaired store). Its secret may be the only copy
+/// of a credential an operator still needs to recognise; a revoked key's
+/// file is simply replaced.
+fn set_aside_unknown_credentials(
+    path: &Path,
+    keys: &[AccessKeyRecord],
+    now_ms: i64,
+) -> Result<(), TenancyError> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let Some((access_key, _)) = parse_credentials(&text) else {
+        return Ok(());
+    };
+    if keys.iter().any(|k| k.access_key == access_key) {
+        return Ok(());
+    }
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".replaced-{now_ms}"));
+    let mut n = 0;
+    while Path::new(&aside).exists() {
+        n += 1;
+        aside = path.as_os_str().to_owned();
+        aside.push(format!(".replaced-{now_ms}-{n}"));
+    }
+    std::fs::rename(path, &aside).map_err(|source| TenancyError::CredentialsFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    tracing::warn!(
+        access_key,
+        kept_as = %Path::new(&aside).display(),
+        "the credentials file names an admin key the metadata store does not have (lost with \
+         restored or repaired metadata, or a start that failed before storing it); kept the file \
+         aside and creating a new bootstrap admin key"
+    );
+    Ok(())
 }
 
 /// Writes `key=value` lines readable only by the owner. An existing file is

@@ -57,7 +57,9 @@ pub use error::WalError;
 use frame::{FRAME_HEADER_LEN, MAX_PAYLOAD_LEN, SEGMENT_HEADER_LEN};
 pub use repair::{WalCut, cut_damaged};
 pub use span::{SPAN_CHUNK, SegmentRead, read_span};
-pub use types::{PendingAppend, RecoveryReport, SegmentInfo, TruncatedTail, WalConfig, WalStats};
+pub use types::{
+    PendingAppend, RecoveryReport, SegmentInfo, SkippedDamage, TruncatedTail, WalConfig, WalStats,
+};
 pub use volume::{
     COMPACTOR_LOCK_FILE, VolumeSegment, WalVolume, lock_compaction, write_durable_mark,
 };

@@ -18,7 +18,7 @@ use super::frame::{
     decode_segment_header, encode_segment_header,
 };
 use super::segment::{create_segment, list_segments, sync_dir};
-use super::{RecoveryReport, TruncatedTail, WalError};
+use super::{RecoveryReport, SkippedDamage, TruncatedTail, WalError};
 use crate::batch::starts_like_a_record;
 
 const HEADER: u64 = SEGMENT_HEADER_LEN as u64;
@@ -60,6 +60,7 @@ where
         bytes: 0,
         truncated: None,
         restarted_at: None,
+        skipped_damage: Vec::new(),
     };
     let mut segments: Vec<RecoveredSegment> = Vec::with_capacity(files.len());
     'segments: for (i, (base_lsn, path)) in files.into_iter().enumerate() {
@@ -82,13 +83,19 @@ where
         if let Some(prev) = segments.last()
             && prev.end_lsn != base_lsn
         {
-            if wal_end_lsn <= bounds.uploaded_lsn {
-                break 'segments;
-            }
-            return Err(unreadable(format!(
+            let gap = format!(
                 "segment starts at LSN {base_lsn} but the previous one ends at {}",
                 prev.end_lsn
-            )));
+            );
+            if wal_end_lsn <= bounds.uploaded_lsn {
+                report.skipped_damage.push(SkippedDamage {
+                    path: path.clone(),
+                    offset: 0,
+                    reason: gap,
+                });
+                break 'segments;
+            }
+            return Err(unreadable(gap));
         }
         let file = File::open(&path).map_err(WalError::io(&path))?;
         let file_len = file.metadata().map_err(WalError::io(&path))?.len();
@@ -97,7 +104,18 @@ where
         let got = read_full(&mut reader, &mut header).map_err(WalError::io(&path))?;
         match decode_segment_header(&header[..got]) {
             Ok(found) if found == base_lsn => {}
-            _ if wal_end_lsn <= bounds.uploaded_lsn => break 'segments,
+            other if wal_end_lsn <= bounds.uploaded_lsn => {
+                let reason = match other {
+                    Ok(found) => format!("header says base LSN {found}, file name says {base_lsn}"),
+                    Err(e) => e.to_string(),
+                };
+                report.skipped_damage.push(SkippedDamage {
+                    path: path.clone(),
+                    offset: 0,
+                    reason,
+                });
+                break 'segments;
+            }
             Ok(found) => {
                 return Err(unreadable(format!(
                     "header says base LSN {found}, file name says {base_lsn}"
@@ -137,6 +155,11 @@ where
                 tracing::warn!(path = %path.display(), offset = scan.valid_len, reason = %reason,
                     uploaded_lsn = uploaded, "damaged WAL records are in object storage already; \
                     replay goes on at the upload checkpoint");
+                report.skipped_damage.push(SkippedDamage {
+                    path: path.clone(),
+                    offset: scan.valid_len,
+                    reason,
+                });
                 if uploaded >= segment_end_lsn {
                     break segment_end_lsn;
                 }
@@ -170,6 +193,11 @@ where
                     tracing::warn!(path = %path.display(), offset = scan.valid_len,
                         reason = %reason, uploaded_lsn = uploaded,
                         "damaged WAL records are all in object storage already");
+                    report.skipped_damage.push(SkippedDamage {
+                        path: path.clone(),
+                        offset: scan.valid_len,
+                        reason,
+                    });
                     break 'segments;
                 }
                 Verdict::Refuse(why) => {

@@ -92,6 +92,18 @@ pub struct RecoveryReport {
     /// Everything the WAL held was below the upload checkpoint and it ended
     /// below it (damaged or lost): it was started again at this LSN.
     pub restarted_at: Option<u64>,
+    /// Damage found in records already in object storage: skipped, nothing
+    /// lost, but a sign of a failing disk.
+    pub skipped_damage: Vec<SkippedDamage>,
+}
+
+/// Damaged WAL records below the upload checkpoint that replay skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedDamage {
+    pub path: PathBuf,
+    /// File offset of the first damaged byte found.
+    pub offset: u64,
+    pub reason: String,
 }
 
 /// A torn or corrupt tail that recovery cut off the last segment.
