@@ -88,3 +88,18 @@ fi
 log "official RocketMQ 5 Node.js SDK against Strata (compat/node)"
 (cd compat/node && npm ci --no-audit --no-fund --loglevel=error \
   && STRATA_BIN="${target_dir}/debug/strata" npm test)
+
+# The official RocketMQ 5 Python SDK (PyPI rocketmq-python-client, pinned in
+# compat/python/requirements.txt), unchanged, in a virtualenv kept beside
+# the build directory so repeated runs do not download it again.
+log "official RocketMQ 5 Python SDK against Strata (compat/python)"
+venv="${HOME}/.cache/strata-compat-python"
+if ! "${venv}/bin/python" -c 'import sys' >/dev/null 2>&1; then
+  if ! python3 -m venv "${venv}" >/dev/null 2>&1; then
+    log "installing python3-venv from Debian"
+    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv "${venv}"
+  fi
+fi
+"${venv}/bin/pip" install --quiet --disable-pip-version-check -r compat/python/requirements.txt
+STRATA_BIN="${target_dir}/debug/strata" "${venv}/bin/python" -m unittest discover -s compat/python -v

@@ -140,6 +140,28 @@ fn topic_produce_consume_group_status() {
         None,
     )));
     assert_eq!(again.len(), 4);
+    // A duration means that long before now: an hour ago, everything.
+    let reset = json_lines(&ok(&cli(
+        &url,
+        &[
+            "group", "reset", "billing", "--topic", "orders", "--to", "1h", "--json",
+        ],
+        None,
+    )));
+    assert_eq!(reset[0]["offsets"][0]["offset"], 0, "{reset:?}");
+    let bad = cli(
+        &url,
+        &[
+            "group", "reset", "billing", "--topic", "orders", "--to", "first",
+        ],
+        None,
+    );
+    assert!(!bad.status.success());
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        said.contains("is not earliest, latest, an offset"),
+        "{said}"
+    );
 
     let since_epoch = json_lines(&ok(&cli(
         &url,

@@ -3,7 +3,9 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::groups::{CommitOffset, CommittedJson, CreateGroup, GroupJson, GroupList};
+use crate::api::groups::{
+    CommitOffset, CommittedJson, CreateGroup, GroupJson, GroupList, ResetJson, ResetOffsets,
+};
 use crate::api::messages::{MessageJson, PublishJson, PublishReply, ReadReply};
 use crate::api::status::StatusJson;
 use crate::api::topics::{CreateTopic, QueueJson, TopicDetail, TopicJson, TopicList};
@@ -309,6 +311,19 @@ impl Client {
             url,
         )
         .await
+    }
+
+    /// Moves `group` on every queue of `topic` at once (see
+    /// [`ResetOffsets`]).
+    pub async fn reset_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        to: &ResetOffsets,
+    ) -> Result<ResetJson, ClientError> {
+        let url = self.url(&format!("/v1/groups/{group}/offsets/{topic}"));
+        self.send(self.request(reqwest::Method::PUT, &url).json(to), url)
+            .await
     }
 
     pub async fn committed_offset(

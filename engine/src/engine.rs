@@ -630,6 +630,20 @@ impl Engine {
             .await
     }
 
+    /// Moves a group's offsets on every queue of `topic` to `to`, all
+    /// queues in one metadata transaction (creating the group if needed);
+    /// returns each queue's new offset.
+    pub async fn reset_offsets(
+        &self,
+        tenant: &str,
+        group: &str,
+        topic: &str,
+        to: OffsetTarget,
+    ) -> Result<Vec<(u32, u64)>> {
+        user_topic(topic)?;
+        self.core.reset_offsets(tenant, group, topic, to).await
+    }
+
     /// A group's committed offset on one queue, if any.
     pub async fn committed_offset(
         &self,

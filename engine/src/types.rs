@@ -259,6 +259,21 @@ pub struct TopicInfo {
     pub created_ms: i64,
 }
 
+/// Where [`Engine::reset_offsets`](crate::Engine::reset_offsets) moves a
+/// group on every queue of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetTarget {
+    /// Each queue's first readable offset.
+    Earliest,
+    /// Each queue's end: only messages published from now on.
+    Latest,
+    /// The same offset on every queue (each must be readable or the end).
+    Offset(u64),
+    /// Each queue's first message appended at or after this Unix ms time
+    /// (its end if none was).
+    Time(i64),
+}
+
 #[derive(Debug, Clone)]
 pub struct GroupOffset {
     pub topic: String,

@@ -56,6 +56,10 @@ pub enum ServerError {
     TakenOver(String),
 }
 
+/// How long a stop waits for gRPC calls to finish before it closes their
+/// connections.
+const GRPC_DRAIN: Duration = Duration::from_secs(10);
+
 /// A running node. Dropping it does not stop it; call [`Running::shutdown`].
 #[derive(Debug)]
 pub struct Running {
@@ -97,10 +101,22 @@ impl Running {
             Err(e) => Err(ServerError::Http(std::io::Error::other(e.to_string()))),
         };
         // The HTTP server stopped: stop gRPC too (it shares the signal).
+        // Its streams end with the engine's shutdown, but a client may hold
+        // one open regardless: the drain is bounded, then connections drop.
         self.stop.send_replace(true);
-        let grpc = match self.grpc_task.await {
-            Ok(r) => r,
-            Err(e) => Err(ServerError::Grpc(e.to_string())),
+        let clock = self.engine.clock().clone();
+        let mut grpc_task = self.grpc_task;
+        let grpc = match strata_common::clock::timeout(&*clock, GRPC_DRAIN, &mut grpc_task).await {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => Err(ServerError::Grpc(e.to_string())),
+            None => {
+                tracing::warn!(
+                    seconds = GRPC_DRAIN.as_secs(),
+                    "gRPC calls still open after the drain; closing their connections"
+                );
+                grpc_task.abort();
+                Ok(())
+            }
         };
         let result = result.and(grpc);
         let taken = self.node.taken();

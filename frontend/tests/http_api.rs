@@ -1037,3 +1037,101 @@ fn metric_value(text: &str, name: &str) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// `PUT /v1/groups/{group}/offsets/{topic}` moves the group on every queue
+/// at once: to the earliest or latest offsets, one offset, or a time; a
+/// target out of one queue's range commits nothing on any queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_resets_on_every_queue_at_once() {
+    let s = TestServer::start().await;
+    s.create_topic("orders", 3).await;
+    let batch = |n: u32| -> Vec<serde_json::Value> {
+        (0..n)
+            .map(|i| serde_json::json!({"body": format!("m{i}"), "queue": i % 3}))
+            .collect()
+    };
+    s.publish("orders", serde_json::json!(batch(7))).await;
+    let reset = |body: serde_json::Value| {
+        let s = &s;
+        async move { s.put_json("/v1/groups/g/offsets/orders", &body).await }
+    };
+    let offsets = |v: &serde_json::Value| -> Vec<(u64, u64)> {
+        v["offsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| (o["queue"].as_u64().unwrap(), o["offset"].as_u64().unwrap()))
+            .collect()
+    };
+    // Queues 0, 1, 2 hold 3, 2, 2 messages. The group does not exist yet:
+    // the reset makes it.
+    let latest = reset(serde_json::json!({"to": "latest"})).await.expect(200);
+    assert_eq!(offsets(&latest), [(0, 3), (1, 2), (2, 2)]);
+    let described = s.get("/v1/groups/g").await.expect(200);
+    assert_eq!(described["offsets"].as_array().unwrap().len(), 3);
+    let earliest = reset(serde_json::json!({"to": "earliest"}))
+        .await
+        .expect(200);
+    assert_eq!(offsets(&earliest), [(0, 0), (1, 0), (2, 0)]);
+    let one = reset(serde_json::json!({"offset": 2})).await.expect(200);
+    assert_eq!(offsets(&one), [(0, 2), (1, 2), (2, 2)]);
+
+    // Past one queue's end: refused, and no queue moved.
+    reset(serde_json::json!({"offset": 3}))
+        .await
+        .expect_error(416, "OFFSET_OUT_OF_RANGE");
+    for q in 0..3 {
+        let got = s.get(&format!("/v1/groups/g/offsets/orders/{q}")).await;
+        assert_eq!(got.expect(200)["offset"], 2, "queue {q}");
+    }
+
+    // A time: messages published after it.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    s.publish("orders", serde_json::json!(batch(3))).await;
+    let timed = reset(serde_json::json!({"timestamp_ms": now_ms}))
+        .await
+        .expect(200);
+    assert_eq!(offsets(&timed), [(0, 3), (1, 2), (2, 2)]);
+    let future = reset(serde_json::json!({"timestamp_ms": now_ms + 3_600_000}))
+        .await
+        .expect(200);
+    assert_eq!(offsets(&future), [(0, 4), (1, 3), (2, 3)], "the ends");
+
+    // Bad requests change nothing.
+    for bad in [
+        serde_json::json!({}),
+        serde_json::json!({"to": "earliest", "offset": 1}),
+        serde_json::json!({"to": "first"}),
+    ] {
+        reset(bad).await.expect_error(400, "INVALID_ARGUMENT");
+    }
+    reset(serde_json::json!({"to": "latest", "extra": 1}))
+        .await
+        .expect_error(400, "INVALID_JSON");
+    s.put_json(
+        "/v1/groups/g/offsets/nowhere",
+        &serde_json::json!({"to": "latest"}),
+    )
+    .await
+    .expect_error(404, "TOPIC_NOT_FOUND");
+    s.put_json(
+        "/v1/groups/bad.name/offsets/orders",
+        &serde_json::json!({"to": "latest"}),
+    )
+    .await
+    .expect_error(400, "INVALID_NAME");
+    let after = s.get("/v1/groups/g").await.expect(200);
+    let kept: Vec<u64> = after["offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept, [4, 3, 3]);
+    s.shutdown().await;
+}

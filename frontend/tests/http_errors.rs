@@ -788,7 +788,7 @@ async fn unknown_path_is_404_and_wrong_method_is_405() {
         "/v1/topic",
         "/v1/topics/t/queues",
         "/v1/topics/t/queues/0/messages/extra",
-        "/v1/groups/g/offsets/t",
+        "/v1/groups/g/offsets",
         "/healthz/x",
     ] {
         s.rejects(path, s.http.get(s.url(path)), 404, "NOT_FOUND")
@@ -812,6 +812,7 @@ async fn unknown_path_is_404_and_wrong_method_is_405() {
         (reqwest::Method::POST, "/v1/topics/t/queues/0/messages"),
         (reqwest::Method::DELETE, "/v1/groups"),
         (reqwest::Method::POST, "/v1/groups/g/offsets/t/0"),
+        (reqwest::Method::GET, "/v1/groups/g/offsets/t"),
         (reqwest::Method::DELETE, "/v1/groups/g/offsets/t/0"),
         (reqwest::Method::POST, "/healthz"),
         (reqwest::Method::POST, "/metrics"),

@@ -200,6 +200,7 @@ fn case(method: &str, path: &str) -> Case {
         ("get", "/v1/groups/{group}") | ("delete", "/v1/groups/{group}") => Case::Resource,
         ("get", "/v1/groups/{group}/offsets/{topic}/{queue}") => Case::Resource,
         ("put", "/v1/groups/{group}/offsets/{topic}/{queue}") => Case::Resource,
+        ("put", "/v1/groups/{group}/offsets/{topic}") => Case::Resource,
         ("post", "/v1/groups/{group}/receive") | ("post", "/v1/groups/{group}/ack") => {
             Case::Resource
         }
@@ -250,6 +251,7 @@ fn request(actor: &Actor, method: &str, template: &str, names: &Names) -> reqwes
         }
         ("post", "/v1/topics/{topic}/transactions") => Some(json!({"body": "from-b"})),
         ("put", "/v1/groups/{group}/offsets/{topic}/{queue}") => Some(json!({"offset": 1})),
+        ("put", "/v1/groups/{group}/offsets/{topic}") => Some(json!({"to": "earliest"})),
         ("post", "/v1/tenants") => Some(json!({"name": names.tenant})),
         ("post", "/v1/keys") => Some(json!({"role": "publisher", "tenant": names.tenant})),
         ("post", "/v1/topics") => Some(json!({"name": names.topic, "queues": 1})),

@@ -197,6 +197,7 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         ("post", "/v1/topics/{topic}/transactions") => Some(json!({"body": "x"})),
         ("post", "/v1/groups") => Some(json!({"name": "walkers"})),
         ("put", "/v1/groups/{group}/offsets/{topic}/{queue}") => Some(json!({"offset": 1})),
+        ("put", "/v1/groups/{group}/offsets/{topic}") => Some(json!({"to": "earliest"})),
         ("post", "/v1/tenants") => Some(json!({"name": "walk-created-tenant"})),
         ("post", "/v1/keys") => Some(json!({"role": "consumer"})),
         ("put", "/v1/plans/{plan}") => Some(json!({"max_topics": 10})),

@@ -68,7 +68,7 @@ use crate::store::{MetaError, MetaStore, prefix_end};
 
 pub use access_keys::{AccessKeyRecord, SealedSecretRecord};
 pub use floors::LOST_OFFSETS_GAP;
-pub use groups::StoredGroup;
+pub use groups::{OffsetCommit, StoredGroup};
 pub use keys::IndexKind;
 pub use lookup::{IndexRun, IndexRunRecord};
 pub use nodes::{Forget, ForgetRequest, NodeRecord, NodeState};

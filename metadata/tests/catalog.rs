@@ -330,6 +330,42 @@ async fn queue_claims_fence_older_owners() {
                 .await
                 .unwrap()
         );
+        // Several queues at once: one stale owner check and none is written.
+        let q9 = QueueKey::new(7, 9);
+        let fresh9 = catalog.claim_queue(q9, "node-a").await.unwrap();
+        let both = |stale: bool| {
+            vec![
+                strata_metadata::OffsetCommit {
+                    queue: 9,
+                    offset: 9,
+                    fence: catalog.owner_check(q9, &fresh9),
+                },
+                strata_metadata::OffsetCommit {
+                    queue: 3,
+                    offset: 9,
+                    fence: catalog.owner_check(q, if stale { &first } else { &third }),
+                },
+            ]
+        };
+        assert!(
+            !catalog
+                .commit_offsets("acme", "g", 7, &both(true), stamp(4))
+                .await
+                .unwrap()
+        );
+        assert_eq!(catalog.get_offset("acme", "g", 7, 9).await.unwrap(), None);
+        let kept = catalog.get_offset("acme", "g", 7, 3).await.unwrap();
+        assert_eq!(kept.map(|o| o.offset), Some(5));
+        assert!(
+            catalog
+                .commit_offsets("acme", "g", 7, &both(false), stamp(5))
+                .await
+                .unwrap()
+        );
+        for queue in [3, 9] {
+            let got = catalog.get_offset("acme", "g", 7, queue).await.unwrap();
+            assert_eq!(got.map(|o| o.offset), Some(9), "queue {queue}");
+        }
         let current = Txn::new().check(catalog.owner_check(q, &third));
         assert_eq!(
             catalog.store().commit(current).await.unwrap(),

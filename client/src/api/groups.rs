@@ -71,6 +71,37 @@ pub struct CommitOffset {
     pub offset: u64,
 }
 
+/// `PUT /v1/groups/{group}/offsets/{topic}`: moves the group on every
+/// queue of the topic at once. Exactly one of the three fields.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetOffsets {
+    /// `earliest` (each queue's first readable offset) or `latest` (each
+    /// queue's end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The same offset on every queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// Each queue's first message appended at or after this Unix ms time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_ms: Option<i64>,
+}
+
+/// The offsets a reset committed, one per queue.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ResetJson {
+    pub group: String,
+    pub topic: String,
+    pub offsets: Vec<QueueOffsetJson>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct QueueOffsetJson {
+    pub queue: u32,
+    pub offset: u64,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CommittedJson {
     pub group: String,

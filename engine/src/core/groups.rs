@@ -1,13 +1,13 @@
 //! Consumer groups and their committed offsets.
 
 use strata_common::names;
-use strata_metadata::{GroupSpec, GroupStamp, StoredGroup};
+use strata_metadata::{GroupSpec, GroupStamp, OffsetCommit, StoredGroup};
 
 use strata_common::is_hidden_topic;
 
 use super::Core;
 use crate::error::{EngineError, Result};
-use crate::types::{GroupInfo, GroupOffset};
+use crate::types::{GroupInfo, GroupOffset, OffsetTarget};
 
 impl Core {
     /// Creates a group as `spec` says; an existing group is returned
@@ -183,6 +183,60 @@ impl Core {
             });
         }
         Ok(())
+    }
+
+    /// Moves a group's offsets on every queue of `topic` to `to`, in one
+    /// metadata transaction: all queues or none (an offset out of one
+    /// queue's range refuses the whole reset). Returns (queue, offset).
+    pub async fn reset_offsets(
+        &self,
+        tenant: &str,
+        group: &str,
+        topic: &str,
+        to: OffsetTarget,
+    ) -> Result<Vec<(u32, u64)>> {
+        self.check_open()?;
+        names::validate_group(group)?;
+        self.check_write_fence()?;
+        let t = self.topic(tenant, topic)?;
+        let mut commits = Vec::with_capacity(t.queues.len());
+        for q in &t.queues {
+            let (first, end) = {
+                let inner = q.lock();
+                (inner.first_offset, inner.high_watermark)
+            };
+            let offset = match to {
+                OffsetTarget::Earliest => first,
+                OffsetTarget::Latest => end,
+                OffsetTarget::Offset(n) => n,
+                OffsetTarget::Time(ms) => self.queue_offset_for_time(q, ms).await?,
+            };
+            if offset > end {
+                return Err(EngineError::OffsetOutOfRange {
+                    topic: topic.to_string(),
+                    queue: q.key.queue,
+                    offset,
+                    first,
+                    end,
+                });
+            }
+            commits.push(OffsetCommit {
+                queue: q.key.queue,
+                offset,
+                fence: self.catalog.owner_check(q.key, &q.owner),
+            });
+        }
+        let committed = self
+            .catalog
+            .commit_offsets(tenant, group, t.record.id, &commits, self.group_stamp())
+            .await?;
+        if !committed {
+            return Err(EngineError::Refused {
+                code: strata_common::ErrorCode::Unavailable,
+                message: format!("a queue of topic {topic} moved to another node; retry the reset"),
+            });
+        }
+        Ok(commits.iter().map(|c| (c.queue, c.offset)).collect())
     }
 
     /// A group's committed offset on one queue, if any.

@@ -415,12 +415,14 @@ pub enum GroupCommand {
         #[arg(long)]
         offset: u64,
     },
-    /// Move a group's offsets on every queue of a topic to earliest, latest or an offset.
+    /// Move a group's offsets on every queue of a topic at once (all queues or
+    /// none) to earliest, latest, an offset, or the first message at or after
+    /// a time. Receives (POP) keep their own position.
     Reset {
         name: String,
         #[arg(long)]
         topic: String,
-        /// earliest, latest, or an offset.
+        /// earliest, latest, an offset, an RFC 3339 time, or a duration before now (90m).
         #[arg(long)]
         to: String,
     },

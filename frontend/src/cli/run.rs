@@ -581,21 +581,17 @@ async fn group(client: &Client, json: bool, cmd: GroupCommand) -> Result<()> {
             println!("group {name} committed {topic} queue {queue} at offset {offset}");
         }
         GroupCommand::Reset { name, topic, to } => {
-            let detail = client.describe_topic(&topic).await?;
-            for q in &detail.queue_stats {
-                let offset = match to.as_str() {
-                    "earliest" => q.first_offset,
-                    "latest" => q.end_offset,
-                    n => n.parse().with_context(|| {
-                        format!("--to {n:?} is not earliest, latest or an offset")
-                    })?,
-                };
-                let c = client.commit_offset(&name, &topic, q.queue, offset).await?;
-                if json {
-                    print_json(&c)?;
-                } else {
-                    println!("group {name}: {topic} queue {} -> offset {offset}", q.queue);
-                }
+            let reset = client
+                .reset_offsets(&name, &topic, &reset_target(&to)?)
+                .await?;
+            if json {
+                return print_json(&reset);
+            }
+            for q in &reset.offsets {
+                println!(
+                    "group {name}: {topic} queue {} -> offset {}",
+                    q.queue, q.offset
+                );
             }
         }
     }
@@ -700,4 +696,39 @@ fn print_cluster(c: &strata_client::api::status::ClusterJson) {
             c.queues_unregistered_owner
         );
     }
+}
+
+/// `--to` of `group reset`: earliest, latest, an offset, an RFC 3339 time,
+/// or a duration before now ("90m").
+fn reset_target(to: &str) -> Result<strata_client::api::groups::ResetOffsets> {
+    use strata_client::api::groups::ResetOffsets;
+    if matches!(to, "earliest" | "latest") {
+        return Ok(ResetOffsets {
+            to: Some(to.to_string()),
+            ..ResetOffsets::default()
+        });
+    }
+    if let Ok(offset) = to.parse::<u64>() {
+        return Ok(ResetOffsets {
+            offset: Some(offset),
+            ..ResetOffsets::default()
+        });
+    }
+    let timestamp_ms = match strata_common::rfc3339::parse_ms(to) {
+        Ok(ms) => ms,
+        Err(_) => {
+            let ago = humantime::parse_duration(to).map_err(|_| {
+                anyhow::anyhow!(
+                    "--to {to:?} is not earliest, latest, an offset, an RFC 3339 time \
+                     (2026-11-25T18:00:00Z) or a duration before now (90m)"
+                )
+            })?;
+            let now = strata_common::Clock::now_ms(&strata_common::SystemClock);
+            now.saturating_sub(i64::try_from(ago.as_millis()).unwrap_or(i64::MAX))
+        }
+    };
+    Ok(ResetOffsets {
+        timestamp_ms: Some(timestamp_ms),
+        ..ResetOffsets::default()
+    })
 }

@@ -259,6 +259,14 @@ impl GrpcState {
         out.push(pb::ReceiveMessageResponse {
             content: Some(pb::receive_message_response::Content::Status(status)),
         });
+        // RocketMQ's proxy ends every receive with the time it delivered;
+        // SDKs time consumption from it (the Python PushConsumer fails every
+        // batch that lacks it).
+        out.push(pb::ReceiveMessageResponse {
+            content: Some(pb::receive_message_response::Content::DeliveryTimestamp(
+                timestamp(self.engine.clock().now_ms()),
+            )),
+        });
         Ok(out)
     }
 

@@ -73,6 +73,7 @@ impl Service {
     ) -> Result<pb::SendMessageResponse, Failure> {
         let caller = self.state.caller(&request, "SendMessage").await?;
         caller.require(Permission::Publish)?;
+        let picks_queues = client_picks_queues(request.metadata());
         let messages = request.into_inner().messages;
         let Some(first) = messages.first() else {
             return Err(Failure::bad_request("SendMessage carries no message"));
@@ -97,6 +98,14 @@ impl Service {
             .into_iter()
             .enumerate()
             .map(|(i, m)| to_publish(i, m, info.message_type, info.queues))
+            .map(|r| {
+                r.map(|(mut p, at)| {
+                    if !picks_queues {
+                        p.queue = None;
+                    }
+                    (p, at)
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let engine = &self.state.engine;
         let limiter = &self.state.limiter;
@@ -347,13 +356,23 @@ impl MessagingService for Service {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let stream = producers.stream_id();
+        let mut down = engine.shutdown_signal();
         tokio::spawn(async move {
             // However the loop ends (the client half-closed the stream, the
-            // connection dropped, the reply stream is gone), the producer is
-            // forgotten and every sender is dropped, so the reply stream
-            // ends as the client expects.
+            // connection dropped, the reply stream is gone, the server is
+            // stopping), the producer is forgotten and every sender is
+            // dropped, so the reply stream ends as the client expects.
+            // Clients hold this stream open for as long as they live: a
+            // stop that waited for it to end would wait for every client.
             let _forget = ForgetProducer(producers.clone(), stream);
-            while let Ok(Some(command)) = inbound.message().await {
+            loop {
+                let command = tokio::select! {
+                    _ = down.wait_for(|d| *d) => return,
+                    command = inbound.message() => command,
+                };
+                let Ok(Some(command)) = command else {
+                    return;
+                };
                 if let Some(pb::telemetry_command::Command::Settings(settings)) = command.command {
                     if let Err(f) = settings_resources(&caller, &settings) {
                         let reply = pb::TelemetryCommand {
@@ -484,4 +503,21 @@ async fn consumer_group(
         fifo: group.fifo && fifo_topic,
         retry: group.retry,
     })
+}
+
+/// Whether a SendMessage's `queue_id` is the client's choice. RocketMQ's
+/// proxy ignores the field and picks the queue itself; the Java, C#,
+/// Node.js and Rust SDKs fill it with the queue they chose from the route,
+/// but the Python and Go SDKs never set it, so their 0 means "unset" and
+/// would put every message of a many-queue topic on queue 0. For them the
+/// server picks, as for an HTTP publish without a queue.
+fn client_picks_queues(metadata: &tonic::metadata::MetadataMap) -> bool {
+    let language = metadata
+        .get("x-mq-language")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    !matches!(
+        language.to_ascii_uppercase().as_str(),
+        "PYTHON" | "GO" | "GOLANG"
+    )
 }

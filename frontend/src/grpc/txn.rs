@@ -20,8 +20,12 @@ pub fn spawn_check_loop(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let clock = engine.clock().clone();
+        let mut down = engine.shutdown_signal();
         loop {
-            clock.sleep(Duration::from_secs(1)).await;
+            tokio::select! {
+                _ = down.wait_for(|d| *d) => return,
+                () = clock.sleep(Duration::from_secs(1)) => {}
+            }
             if let Err(e) = check_once(&engine, &producers).await {
                 tracing::warn!(error = %e, "transaction check-back pass failed");
             }

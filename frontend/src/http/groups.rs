@@ -4,9 +4,10 @@ use axum::Json as Reply;
 use axum::extract::State;
 use axum::http::StatusCode;
 pub use strata_client::api::groups::{
-    CommitOffset, CommittedJson, CreateGroup, GroupJson, GroupList, OffsetJson,
+    CommitOffset, CommittedJson, CreateGroup, GroupJson, GroupList, OffsetJson, QueueOffsetJson,
+    ResetJson, ResetOffsets,
 };
-use strata_engine::{GroupInfo, GroupSpec, RetryPolicy};
+use strata_engine::{EngineError, GroupInfo, GroupSpec, OffsetTarget, RetryPolicy};
 
 use super::AppState;
 use super::auth::Caller;
@@ -106,20 +107,7 @@ pub async fn commit(
     Json(req): Json<CommitOffset>,
 ) -> ApiResult<Reply<CommittedJson>> {
     caller.require(Permission::Consume)?;
-    // A commit makes the group if it has none: that counts as creating it
-    // (after the name's own check, which says more).
-    strata_common::names::validate_group(&group).map_err(strata_engine::EngineError::from)?;
-    if state
-        .engine
-        .require_group(&caller.tenant, &group)
-        .await
-        .is_err()
-    {
-        let groups = state.engine.list_groups(&caller.tenant).await?;
-        if !groups.iter().any(|g| g.name == group) {
-            caller.within("consumer groups", |q| q.max_groups, groups.len() as u64, 1)?;
-        }
-    }
+    within_groups_if_new(&state, &caller, &group).await?;
     state
         .engine
         .commit_offset(&caller.tenant, &group, &topic, queue, req.offset)
@@ -129,6 +117,66 @@ pub async fn commit(
         topic,
         queue,
         offset: Some(req.offset),
+    }))
+}
+
+/// A commit makes the group if it has none: that counts as creating it
+/// (after the name's own check, which says more).
+async fn within_groups_if_new(state: &AppState, caller: &Caller, group: &str) -> ApiResult<()> {
+    strata_common::names::validate_group(group).map_err(EngineError::from)?;
+    if state
+        .engine
+        .require_group(&caller.tenant, group)
+        .await
+        .is_err()
+    {
+        let groups = state.engine.list_groups(&caller.tenant).await?;
+        if !groups.iter().any(|g| g.name == group) {
+            caller.within("consumer groups", |q| q.max_groups, groups.len() as u64, 1)?;
+        }
+    }
+    Ok(())
+}
+
+/// Moves the group on every queue of the topic at once.
+pub async fn reset(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((group, topic)): Path<(String, String)>,
+    Json(req): Json<ResetOffsets>,
+) -> ApiResult<Reply<ResetJson>> {
+    caller.require(Permission::Consume)?;
+    let to = match (req.to.as_deref(), req.offset, req.timestamp_ms) {
+        (Some("earliest"), None, None) => OffsetTarget::Earliest,
+        (Some("latest"), None, None) => OffsetTarget::Latest,
+        (Some(other), None, None) => {
+            return Err(EngineError::InvalidArgument(format!(
+                "to must be \"earliest\" or \"latest\", not {other:?} (or give offset or timestamp_ms)"
+            ))
+            .into());
+        }
+        (None, Some(n), None) => OffsetTarget::Offset(n),
+        (None, None, Some(ms)) => OffsetTarget::Time(ms),
+        _ => {
+            return Err(EngineError::InvalidArgument(
+                "give exactly one of to (\"earliest\" or \"latest\"), offset or timestamp_ms"
+                    .into(),
+            )
+            .into());
+        }
+    };
+    within_groups_if_new(&state, &caller, &group).await?;
+    let offsets = state
+        .engine
+        .reset_offsets(&caller.tenant, &group, &topic, to)
+        .await?;
+    Ok(Reply(ResetJson {
+        group,
+        topic,
+        offsets: offsets
+            .into_iter()
+            .map(|(queue, offset)| QueueOffsetJson { queue, offset })
+            .collect(),
     }))
 }
 

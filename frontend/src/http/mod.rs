@@ -109,6 +109,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/groups/{group}"),
     ("get", "/v1/groups/{group}/offsets/{topic}/{queue}"),
     ("put", "/v1/groups/{group}/offsets/{topic}/{queue}"),
+    ("put", "/v1/groups/{group}/offsets/{topic}"),
     ("get", "/v1/whoami"),
     ("get", "/v1/tenants"),
     ("post", "/v1/tenants"),
@@ -178,6 +179,7 @@ pub fn router(state: AppState, max_request_bytes: usize) -> Router {
             "/v1/groups/{group}/offsets/{topic}/{queue}",
             put(groups::commit).get(groups::get_offset),
         )
+        .route("/v1/groups/{group}/offsets/{topic}", put(groups::reset))
         .route("/v1/whoami", get(admin::whoami))
         .route(
             "/v1/tenants",

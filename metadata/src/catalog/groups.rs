@@ -6,6 +6,15 @@ use super::{Catalog, CatalogError, MAX_ATTEMPTS, encode, keys};
 use super::{CommittedOffset, GroupRecord, GroupSpec, GroupStamp, RetryPolicy};
 use crate::store::{Check, Txn, TxnOutcome};
 
+/// One queue's position in [`Catalog::commit_offsets`], with the check of
+/// the queue's owner ([`Catalog::owner_check`]) that fences the commit.
+#[derive(Debug, Clone)]
+pub struct OffsetCommit {
+    pub queue: u32,
+    pub offset: u64,
+    pub fence: Check,
+}
+
 /// A group's record as read, with a check that holds while the group is
 /// the one read. A group's record never changes while it exists (its
 /// settings are fixed at creation), so the stored bytes name this
@@ -183,21 +192,46 @@ impl Catalog {
         stamp: GroupStamp,
         fence: Check,
     ) -> Result<bool, CatalogError> {
+        let one = [OffsetCommit {
+            queue,
+            offset,
+            fence,
+        }];
+        self.commit_offsets(tenant, group, topic_id, &one, stamp)
+            .await
+    }
+
+    /// Records a group's positions in several queues of one topic at once
+    /// (all or none), creating the group in the same transaction if it does
+    /// not exist yet. `Ok(false)` when a queue owner's check failed and
+    /// nothing was written.
+    pub async fn commit_offsets(
+        &self,
+        tenant: &str,
+        group: &str,
+        topic_id: TopicId,
+        commits: &[OffsetCommit],
+        stamp: GroupStamp,
+    ) -> Result<bool, CatalogError> {
         let now_ms = stamp.now_ms;
         let group_key = keys::group(tenant, group)?;
-        let offset_key = keys::offset(tenant, group, topic_id, queue)?;
-        let value = encode(
-            &offset_key,
-            &CommittedOffset {
-                topic_id,
-                queue,
-                offset,
-                updated_ms: now_ms,
-            },
-        )?;
+        let mut puts = Vec::with_capacity(commits.len());
+        for c in commits {
+            let key = keys::offset(tenant, group, topic_id, c.queue)?;
+            let value = encode(
+                &key,
+                &CommittedOffset {
+                    topic_id,
+                    queue: c.queue,
+                    offset: c.offset,
+                    updated_ms: now_ms,
+                },
+            )?;
+            puts.push((key, value));
+        }
         for _ in 0..MAX_ATTEMPTS {
             let exists = self.store.get(&group_key).await?.is_some();
-            let txn = if exists {
+            let mut txn = if exists {
                 Txn::new().check(Check::Present {
                     key: group_key.clone(),
                 })
@@ -217,18 +251,21 @@ impl Catalog {
                     })
                     .put(group_key.clone(), encode(&group_key, &record)?)
             };
-            let txn = txn
-                .check(fence.clone())
-                .put(offset_key.clone(), value.clone());
+            for c in commits {
+                txn = txn.check(c.fence.clone());
+            }
+            for (key, value) in &puts {
+                txn = txn.put(key.clone(), value.clone());
+            }
             match self.store.commit(txn).await? {
                 TxnOutcome::Committed => return Ok(true),
-                // The owner's check is the second of the two.
-                TxnOutcome::CheckFailed { index: 1 } => return Ok(false),
-                TxnOutcome::CheckFailed { .. } => {}
+                // The group's check is the first; the owners' follow.
+                TxnOutcome::CheckFailed { index: 0 } => {}
+                TxnOutcome::CheckFailed { .. } => return Ok(false),
             }
         }
         Err(CatalogError::Conflict(format!(
-            "committing offset for group {tenant}/{group}: the group kept changing"
+            "committing offsets for group {tenant}/{group}: the group kept changing"
         )))
     }
 
