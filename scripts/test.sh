@@ -94,11 +94,15 @@ log "official RocketMQ 5 Node.js SDK against Strata (compat/node)"
 # the build directory so repeated runs do not download it again.
 log "official RocketMQ 5 Python SDK against Strata (compat/python)"
 venv="${HOME}/.cache/strata-compat-python"
-if ! "${venv}/bin/python" -c 'import sys' >/dev/null 2>&1; then
-  if ! python3 -m venv "${venv}" >/dev/null 2>&1; then
+if [ ! -x "${venv}/bin/pip" ]; then
+  # --clear: a venv left without pip by a failed attempt is made again.
+  if ! python3 -m venv --clear "${venv}" >/dev/null 2>&1; then
     log "installing python3-venv from Debian"
-    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
-    python3 -m venv "${venv}"
+    sudo=()
+    if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    python3 -m venv --clear "${venv}"
   fi
 fi
 "${venv}/bin/pip" install --quiet --disable-pip-version-check -r compat/python/requirements.txt

@@ -48,20 +48,24 @@ class Strata:
              "--data-dir", self.dir],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True, env=env)
-        deadline = time.monotonic() + 60
-        for line in self.proc.stderr:
-            m = re.search(r"serving HTTP on (\S+) and RocketMQ gRPC on (\S+)", line)
-            if m:
-                self.http, self.grpc = m.group(1), m.group(2)
-                break
-            if time.monotonic() > deadline:
-                break
-        else:
-            raise RuntimeError("strata serve exited before it reported its addresses")
         # Keep draining stderr so the server never blocks on a full pipe,
-        # and keep what it said.
+        # keep what it said, and note its addresses when it reports them.
         self.log = []
-        threading.Thread(target=lambda: self.log.extend(self.proc.stderr), daemon=True).start()
+        ready = threading.Event()
+
+        def drain():
+            for line in self.proc.stderr:
+                self.log.append(line)
+                m = re.search(r"serving HTTP on (\S+) and RocketMQ gRPC on (\S+)", line)
+                if m and not ready.is_set():
+                    self.http, self.grpc = m.group(1), m.group(2)
+                    ready.set()
+
+        self.reader = threading.Thread(target=drain, daemon=True)
+        self.reader.start()
+        if not ready.wait(60):
+            self.stop()
+            raise RuntimeError("strata serve did not report its addresses: " + "".join(self.log))
 
     def cli(self, *args):
         env = dict(os.environ, STRATA_SERVER=self.http,
@@ -99,12 +103,9 @@ class PythonSdk(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.strata = Strata()
+        cls.addClassCleanup(cls.strata.stop)
         ak, sk = cls.strata.tenant_key("py")
         cls.config = ClientConfiguration(cls.strata.grpc, Credentials(ak, sk))
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.strata.stop()
 
     def cli(self, *args):
         return self.strata.cli("--tenant", "py", *args)
@@ -198,7 +199,7 @@ class Stop(unittest.TestCase):
             # lives; before, the stop waited for it (minutes). Now the stream
             # ends with the stop, so the bounded drain never runs out.
             self.assertEqual(code, 0)
-            time.sleep(0.2)
+            strata.reader.join(10)
             said = "".join(strata.log)
             self.assertNotIn("still open after the drain", said)
         finally:

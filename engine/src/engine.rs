@@ -173,6 +173,15 @@ impl Engine {
         self.core.begin_shutdown();
     }
 
+    /// [`Engine::begin_shutdown`], then waits for the appends already
+    /// accepted to finish (their callers may still be answering): after it,
+    /// nothing more reaches the WAL, so an upload then takes everything
+    /// acknowledged.
+    pub async fn drain_appends(&self) {
+        self.begin_shutdown();
+        self.core.drain_appends().await;
+    }
+
     /// [`Engine::begin_shutdown`], then waits for the loops to end and for
     /// in-flight appends to become durable, and closes the WAL.
     pub async fn close(&self) -> Result<()> {

@@ -267,7 +267,8 @@ pub enum OffsetTarget {
     Earliest,
     /// Each queue's end: only messages published from now on.
     Latest,
-    /// The same offset on every queue (each must be readable or the end).
+    /// The same offset on every queue (none may be past its queue's end;
+    /// one below a queue's first offset is accepted, as a single commit's).
     Offset(u64),
     /// Each queue's first message appended at or after this Unix ms time
     /// (its end if none was).

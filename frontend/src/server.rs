@@ -56,8 +56,8 @@ pub enum ServerError {
     TakenOver(String),
 }
 
-/// How long a stop waits for gRPC calls to finish before it closes their
-/// connections.
+/// How long a stop waits for gRPC calls to finish before it goes on
+/// without them (appends they started still finish first).
 const GRPC_DRAIN: Duration = Duration::from_secs(10);
 
 /// A running node. Dropping it does not stop it; call [`Running::shutdown`].
@@ -112,12 +112,16 @@ impl Running {
             None => {
                 tracing::warn!(
                     seconds = GRPC_DRAIN.as_secs(),
-                    "gRPC calls still open after the drain; closing their connections"
+                    "gRPC calls still open after the drain; stopping without waiting for them"
                 );
                 grpc_task.abort();
                 Ok(())
             }
         };
+        // Calls still open may have appends under way: they finish before
+        // the upload below, so nothing acknowledged stays only in the WAL
+        // that another node may be handed the tenants of.
+        self.engine.drain_appends().await;
         let result = result.and(grpc);
         let taken = self.node.taken();
         // On shared metadata another node may take over after a graceful

@@ -8,7 +8,7 @@ const test = require('node:test');
 const assert = require('node:assert');
 const os = require('node:os');
 const path = require('node:path');
-const { SimpleConsumer, PushConsumer, ConsumeResult } = require('rocketmq-client-nodejs');
+const { Producer, SimpleConsumer, PushConsumer, ConsumeResult } = require('rocketmq-client-nodejs');
 const { start } = require('../strata');
 
 process.env.HOME = path.join(os.tmpdir(), 'strata-node-sdk-home');
@@ -26,6 +26,33 @@ function spread(strata, topic, count) {
 function within(ms, what, promise) {
   return Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error(what())), ms))]);
 }
+
+// The SDK names queue 0 in every send (its load balancer keeps only the
+// route's queues whose id is 0) and says its language is "HTTP": the
+// server picks the queue for it, so a many-queue topic is used whole.
+test('producer sends are spread over every queue', async () => {
+  const strata = await start('queues-producer');
+  try {
+    const publisher = strata.key('acme', 'publisher');
+    strata.cli('--tenant', 'acme', 'topic', 'create', 'spread', '--queues', '4');
+    const producer = new Producer({
+      endpoints: strata.grpc, namespace: '', requestTimeout: 10000,
+      sessionCredentials: publisher, topics: ['spread'],
+    });
+    await producer.startup();
+    for (let i = 0; i < 8; i++) {
+      await producer.send({ topic: 'spread', body: Buffer.from(`m${i}`) });
+    }
+    await producer.shutdown();
+    const described = JSON.parse(strata.cli('--tenant', 'acme', '--json', 'topic', 'describe', 'spread'));
+    const ends = described.queue_stats.map((q) => q.end_offset);
+    assert.strictEqual(ends.reduce((a, b) => a + b, 0), 8, `${ends}`);
+    assert.ok(ends.every((n) => n > 0), `queues left empty: ${ends}`);
+    await new Promise((resolve) => { setTimeout(resolve, 500); });
+  } finally {
+    strata.stop();
+  }
+});
 
 test('simple consumer gets the messages of every queue', async () => {
   const strata = await start('queues-simple');

@@ -201,16 +201,19 @@ impl Core {
         let t = self.topic(tenant, topic)?;
         let mut commits = Vec::with_capacity(t.queues.len());
         for q in &t.queues {
-            let (first, end) = {
+            let bounds = || {
                 let inner = q.lock();
                 (inner.first_offset, inner.high_watermark)
             };
             let offset = match to {
-                OffsetTarget::Earliest => first,
-                OffsetTarget::Latest => end,
+                OffsetTarget::Earliest => bounds().0,
+                OffsetTarget::Latest => bounds().1,
                 OffsetTarget::Offset(n) => n,
                 OffsetTarget::Time(ms) => self.queue_offset_for_time(q, ms).await?,
             };
+            // Read after the lookup: a time's offset may be an end that
+            // grew meanwhile, and ends only grow.
+            let (first, end) = bounds();
             if offset > end {
                 return Err(EngineError::OffsetOutOfRange {
                     topic: topic.to_string(),

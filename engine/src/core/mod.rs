@@ -568,6 +568,12 @@ impl Core {
         self.shutdown.send_replace(true);
     }
 
+    /// Waits for the appends in flight (shutdown must have begun, so no
+    /// new one starts).
+    pub(crate) async fn drain_appends(&self) {
+        drop(self.appends.write().await);
+    }
+
     /// Waits for in-flight appends to become durable and closes the WAL.
     /// Shutdown must have begun and the loops that use the core ended.
     pub(crate) async fn close(&self) -> Result<()> {

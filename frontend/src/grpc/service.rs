@@ -506,11 +506,12 @@ async fn consumer_group(
 }
 
 /// Whether a SendMessage's `queue_id` is the client's choice. RocketMQ's
-/// proxy ignores the field and picks the queue itself; the Java, C#,
-/// Node.js and Rust SDKs fill it with the queue they chose from the route,
-/// but the Python and Go SDKs never set it, so their 0 means "unset" and
-/// would put every message of a many-queue topic on queue 0. For them the
-/// server picks, as for an HTTP publish without a queue.
+/// proxy ignores the field and picks the queue itself; the Java, C#, C++
+/// and Rust SDKs fill it with the queue they chose from the route. The
+/// Python and Go SDKs never set it, and the Node.js SDK (language "HTTP")
+/// keeps only the route's queues whose id is 0, so their 0 would put every
+/// message of a many-queue topic on queue 0. For them the server picks, as
+/// for an HTTP publish without a queue.
 fn client_picks_queues(metadata: &tonic::metadata::MetadataMap) -> bool {
     let language = metadata
         .get("x-mq-language")
@@ -518,6 +519,6 @@ fn client_picks_queues(metadata: &tonic::metadata::MetadataMap) -> bool {
         .unwrap_or_default();
     !matches!(
         language.to_ascii_uppercase().as_str(),
-        "PYTHON" | "GO" | "GOLANG"
+        "PYTHON" | "GO" | "GOLANG" | "HTTP"
     )
 }
