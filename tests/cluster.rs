@@ -213,19 +213,12 @@ async fn a_paused_node_keeps_its_tenants_and_nothing_is_served_twice() {
     let pause = Duration::from_millis(3 * LEASE_TTL_MS);
     let publisher = publish_for(b.url.clone(), pause + Duration::from_secs(3), "pause");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let pid = a.child.id().to_string();
-    let signal = |sig: &str| {
-        let sent = std::process::Command::new("kill")
-            .args([sig, pid.as_str()])
-            .status()
-            .expect("kill runs");
-        assert!(sent.success(), "kill {sig}");
-    };
-    signal("-STOP");
+    let pid = a.child.id();
+    signal(pid, "-STOP");
     let stopped = Instant::now();
     tokio::time::sleep(pause).await;
     let state = node_state(&b.url, "node-a").await;
-    signal("-CONT");
+    signal(pid, "-CONT");
     let resumed = Instant::now();
     assert_eq!(state, "expired", "node-a paused past its lease");
     let (during, unsure) = publisher.await.unwrap();
@@ -499,14 +492,7 @@ async fn a_node_whose_disk_is_lost_is_forgotten_by_an_operator() {
     std::fs::rename(dirs[1].path(), &lost_dir).unwrap();
 
     // Nobody adopts it: its tenants wait rather than lose messages.
-    let began = Instant::now();
-    while node_state(&a.url, "node-b").await != "expired" {
-        assert!(
-            began.elapsed() < Duration::from_secs(30),
-            "node-b never expired"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_state(&a.url, "node-b", "expired").await;
     tokio::time::sleep(Duration::from_millis(2 * LEASE_TTL_MS)).await;
     assert!(!publish(&a.url, &on_b[0], "refused").await);
     assert_eq!(node_state(&a.url, "node-b").await, "expired");
@@ -650,23 +636,9 @@ async fn a_node_declared_lost_while_paused_stops_when_it_resumes() {
     let (mut a, b, on_a) =
         two_nodes_with_topics([dirs[0].path(), dirs[1].path()], &url, shared.path(), &[]).await;
     assert!(!on_a.is_empty(), "{on_a:?}");
-    let pid = a.child.id().to_string();
-    let signal = |sig: &str| {
-        let sent = std::process::Command::new("kill")
-            .args([sig, pid.as_str()])
-            .status()
-            .expect("kill runs");
-        assert!(sent.success(), "kill {sig}");
-    };
-    signal("-STOP");
-    let began = Instant::now();
-    while node_state(&b.url, "node-a").await != "expired" {
-        assert!(
-            began.elapsed() < Duration::from_secs(30),
-            "node-a never expired"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let pid = a.child.id();
+    signal(pid, "-STOP");
+    wait_for_state(&b.url, "node-a", "expired").await;
     // Forgetting waits two leases past the expiry.
     tokio::time::sleep(Duration::from_millis(2 * LEASE_TTL_MS + 500)).await;
     let forgot = reqwest::Client::new()
@@ -677,7 +649,7 @@ async fn a_node_declared_lost_while_paused_stops_when_it_resumes() {
         .unwrap();
     assert_eq!(forgot.status().as_u16(), 200, "{:?}", forgot.text().await);
     assert_eq!(node_state(&b.url, "node-a").await, "lost");
-    signal("-CONT");
+    signal(pid, "-CONT");
     let resumed = Instant::now();
     let status = loop {
         if let Some(status) = a.child.try_wait().unwrap() {

@@ -71,14 +71,6 @@ async fn publish_direct(url: &str, tenant: &str, body: String) -> Direct {
     }
 }
 
-fn signal(pid: u32, sig: &str) {
-    let sent = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(sent.success(), "kill {sig} {pid}");
-}
-
 /// Moves `dir` aside to `aside` and puts a copy of it back at `dir`.
 fn reattach_elsewhere(dir: &Path, aside: &Path) {
     std::fs::rename(dir, aside).expect("move the paused node's directory aside");

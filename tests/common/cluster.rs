@@ -230,6 +230,27 @@ pub async fn node_state(url: &str, node: &str) -> String {
         .to_string()
 }
 
+/// Waits (up to 30 s) until `url` reports `node` in `state`.
+pub async fn wait_for_state(url: &str, node: &str, state: &str) {
+    let began = Instant::now();
+    while node_state(url, node).await != state {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "{node} never became {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends `sig` ("-STOP", "-CONT", ...) to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill {sig} {pid}");
+}
+
 /// Publishes `body` through `url`, retrying for up to 10 s while the
 /// tenant is refused (moving between nodes, a heartbeat late under load).
 pub async fn publish_until_acked(url: &str, tenant: &str, body: &str) {
