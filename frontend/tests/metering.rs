@@ -211,6 +211,17 @@ async fn usage_is_refused_to_keys_that_may_not_see_it() {
     s.create_tenant("acme").await;
     let admin = s.create_key("acme", "tenant-admin").await;
     admin.get("/v1/usage").await.expect(200);
+    // The range starts where its first bucket does.
+    let hourly = admin
+        .get("/v1/usage?granularity=hour&start=1000&end=7200000")
+        .await
+        .expect(200);
+    assert_eq!(hourly["start"], "1970-01-01T00:00:00.000Z", "{hourly}");
+    let minutes = admin
+        .get("/v1/usage?granularity=minute&start=1970-01-01T00:10:30Z&end=1970-01-01T01:00:00Z")
+        .await
+        .expect(200);
+    assert_eq!(minutes["start"], "1970-01-01T00:10:00.000Z", "{minutes}");
     admin
         .get("/v1/usage?all_tenants=true")
         .await
@@ -226,6 +237,7 @@ async fn usage_is_refused_to_keys_that_may_not_see_it() {
         "format=xml",
         "start=yesterday",
         "start=2000&end=1000",
+        "granularity=hour&start=1000&end=1000",
         "granularity=minute&start=0&end=86400000000",
     ] {
         admin

@@ -66,7 +66,8 @@ impl Granularity {
         }
     }
 
-    fn floor(self, ms: i64) -> i64 {
+    /// The start of the bucket holding `ms`.
+    pub fn floor(self, ms: i64) -> i64 {
         ms.div_euclid(self.millis()) * self.millis()
     }
 }

@@ -89,6 +89,15 @@ pub async fn get_usage(
         Some(t) => parse_time("start", t)?,
         None => end.saturating_sub(DEFAULT_RANGE_MS),
     };
+    if end <= start {
+        return Err(strata_tenancy::TenancyError::InvalidArgument(format!(
+            "end ({end}) must be after start ({start})"
+        ))
+        .into());
+    }
+    // The buckets cover whole minutes, hours or days from the one holding
+    // the start: the reply's start (and its totals') is that bucket's.
+    let start = granularity.floor(start);
     let tenants = if params.all_tenants {
         caller.require(Permission::ManageService)?;
         let mut names: BTreeSet<String> = BTreeSet::new();
