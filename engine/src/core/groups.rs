@@ -142,47 +142,12 @@ impl Core {
         queue: u32,
         offset: u64,
     ) -> Result<()> {
-        self.check_open()?;
-        names::validate_group(group)?;
-        // A node whose lease lapsed may have lost the queue already.
-        self.check_write_fence()?;
+        self.check_offset_commit(group)?;
         let t = self.topic(tenant, topic)?;
         let q = t.queue(queue)?;
-        let end = q.lock().high_watermark;
-        if offset > end {
-            let first = q.lock().first_offset;
-            return Err(EngineError::OffsetOutOfRange {
-                topic: topic.to_string(),
-                queue,
-                offset,
-                first,
-                end,
-            });
-        }
-        let fence = self.catalog.owner_check(q.key, &q.owner);
-        let committed = self
-            .catalog
-            .commit_offset(
-                tenant,
-                group,
-                t.record.id,
-                queue,
-                offset,
-                self.group_stamp(),
-                fence,
-            )
-            .await?;
-        if !committed {
-            // Another node claimed the queue: this one must not move the
-            // group's position there any more.
-            return Err(EngineError::Refused {
-                code: strata_common::ErrorCode::Unavailable,
-                message: format!(
-                    "queue {queue} of topic {topic} moved to another node; retry the commit"
-                ),
-            });
-        }
-        Ok(())
+        let commit = offset_commit(self, q, topic, offset)?;
+        self.commit_offsets(tenant, group, &t, topic, &[commit])
+            .await
     }
 
     /// Moves a group's offsets on every queue of `topic` to `to`, in one
@@ -195,51 +160,56 @@ impl Core {
         topic: &str,
         to: OffsetTarget,
     ) -> Result<Vec<(u32, u64)>> {
-        self.check_open()?;
-        names::validate_group(group)?;
-        self.check_write_fence()?;
+        self.check_offset_commit(group)?;
         let t = self.topic(tenant, topic)?;
         let mut commits = Vec::with_capacity(t.queues.len());
         for q in &t.queues {
-            let bounds = || {
-                let inner = q.lock();
-                (inner.first_offset, inner.high_watermark)
-            };
             let offset = match to {
-                OffsetTarget::Earliest => bounds().0,
-                OffsetTarget::Latest => bounds().1,
+                OffsetTarget::Earliest => q.lock().first_offset,
+                OffsetTarget::Latest => q.lock().high_watermark,
                 OffsetTarget::Offset(n) => n,
                 OffsetTarget::Time(ms) => self.queue_offset_for_time(q, ms).await?,
             };
-            // Read after the lookup: a time's offset may be an end that
+            // Checked after the lookup: a time's offset may be an end that
             // grew meanwhile, and ends only grow.
-            let (first, end) = bounds();
-            if offset > end {
-                return Err(EngineError::OffsetOutOfRange {
-                    topic: topic.to_string(),
-                    queue: q.key.queue,
-                    offset,
-                    first,
-                    end,
-                });
-            }
-            commits.push(OffsetCommit {
-                queue: q.key.queue,
-                offset,
-                fence: self.catalog.owner_check(q.key, &q.owner),
-            });
+            commits.push(offset_commit(self, q, topic, offset)?);
         }
+        self.commit_offsets(tenant, group, &t, topic, &commits)
+            .await?;
+        Ok(commits.iter().map(|c| (c.queue, c.offset)).collect())
+    }
+
+    /// What every offset commit checks first. A node whose lease lapsed
+    /// may have lost the queue already.
+    fn check_offset_commit(&self, group: &str) -> Result<()> {
+        self.check_open()?;
+        names::validate_group(group)?;
+        self.check_write_fence()
+    }
+
+    /// Commits `commits` on queues of `t` in one transaction, each fenced
+    /// on its queue's owner.
+    async fn commit_offsets(
+        &self,
+        tenant: &str,
+        group: &str,
+        t: &super::topic::TopicState,
+        topic: &str,
+        commits: &[OffsetCommit],
+    ) -> Result<()> {
         let committed = self
             .catalog
-            .commit_offsets(tenant, group, t.record.id, &commits, self.group_stamp())
+            .commit_offsets(tenant, group, t.record.id, commits, self.group_stamp())
             .await?;
         if !committed {
+            // Another node claimed a queue: this one must not move the
+            // group's position there any more.
             return Err(EngineError::Refused {
                 code: strata_common::ErrorCode::Unavailable,
-                message: format!("a queue of topic {topic} moved to another node; retry the reset"),
+                message: format!("a queue of topic {topic} moved to another node; retry"),
             });
         }
-        Ok(commits.iter().map(|c| (c.queue, c.offset)).collect())
+        Ok(())
     }
 
     /// A group's committed offset on one queue, if any.
@@ -258,4 +228,32 @@ impl Core {
             .await?;
         Ok(got.map(|c| c.offset))
     }
+}
+
+/// `offset` on queue `q` as a commit fenced on the queue's owner, or
+/// OFFSET_OUT_OF_RANGE past its end.
+fn offset_commit(
+    core: &Core,
+    q: &super::QueueState,
+    topic: &str,
+    offset: u64,
+) -> Result<OffsetCommit> {
+    let (first, end) = {
+        let inner = q.lock();
+        (inner.first_offset, inner.high_watermark)
+    };
+    if offset > end {
+        return Err(EngineError::OffsetOutOfRange {
+            topic: topic.to_string(),
+            queue: q.key.queue,
+            offset,
+            first,
+            end,
+        });
+    }
+    Ok(OffsetCommit {
+        queue: q.key.queue,
+        offset,
+        fence: core.catalog.owner_check(q.key, &q.owner),
+    })
 }

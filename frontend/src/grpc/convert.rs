@@ -107,12 +107,14 @@ fn check_type(index: usize, m: &pb::Message, accepts: MessageType) -> Result<(),
 
 /// A RocketMQ message as a Strata publish, checked against the topic's
 /// message type and its queue count, with its delivery time (Unix ms) if
-/// it is a DELAY message.
+/// it is a DELAY message. Its `queue_id` is kept only when
+/// `client_picks_queues` (see [`client_picks_queues`]).
 pub fn to_publish(
     index: usize,
     m: pb::Message,
     accepts: MessageType,
     queues: u32,
+    client_picks_queues: bool,
 ) -> Result<(PublishMessage, Option<i64>), Failure> {
     check_type(index, &m, accepts)?;
     let sys = m.system_properties.unwrap_or_default();
@@ -162,7 +164,7 @@ pub fn to_publish(
     // and its order with it.
     let queue = u32::try_from(sys.queue_id)
         .ok()
-        .filter(|q| *q < queues && !grouped);
+        .filter(|q| *q < queues && !grouped && client_picks_queues);
     let publish = PublishMessage {
         queue,
         message: Message {
@@ -174,6 +176,24 @@ pub fn to_publish(
         },
     };
     Ok((publish, deliver_at))
+}
+
+/// Whether a SendMessage's `queue_id` is the client's choice. RocketMQ's
+/// proxy ignores the field and picks the queue itself; the Java, C#, C++
+/// and Rust SDKs fill it with the queue they chose from the route. The
+/// Python and Go SDKs never set it, and the Node.js SDK (language "HTTP")
+/// keeps only the route's queues whose id is 0, so their 0 would put every
+/// message of a many-queue topic on queue 0. For them the server picks, as
+/// for an HTTP publish without a queue.
+pub fn client_picks_queues(metadata: &tonic::metadata::MetadataMap) -> bool {
+    let language = metadata
+        .get("x-mq-language")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    !matches!(
+        language.to_ascii_uppercase().as_str(),
+        "PYTHON" | "GO" | "GOLANG" | "HTTP"
+    )
 }
 
 /// The protocol's name for a topic's message type.
@@ -211,7 +231,7 @@ mod tests {
     }
 
     fn publish(m: pb::Message, t: MessageType, queues: u32) -> Result<PublishMessage, Failure> {
-        to_publish(0, m, t, queues).map(|(p, _)| p)
+        to_publish(0, m, t, queues, true).map(|(p, _)| p)
     }
 
     #[test]
@@ -221,6 +241,7 @@ mod tests {
             msg(pb::MessageType::Normal, None),
             MessageType::Normal,
             4,
+            true,
         )
         .unwrap();
         assert_eq!(at, None);
@@ -273,7 +294,7 @@ mod tests {
                 nanos: 2_000_000,
             });
         }
-        let (_, at) = to_publish(0, delayed, MessageType::Delay, 4).unwrap();
+        let (_, at) = to_publish(0, delayed, MessageType::Delay, 4, true).unwrap();
         assert_eq!(at, Some(5002));
         publish(
             msg(pb::MessageType::Transaction, None),

@@ -17,7 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::grpc::caller::{Caller, GrpcState};
-use crate::grpc::convert::to_publish;
+use crate::grpc::convert::{client_picks_queues, to_publish};
 use crate::grpc::failure::{Failure, WithStatus, ok};
 use crate::grpc::pb::messaging_service_server::MessagingService;
 use crate::grpc::pb::{self, Code};
@@ -97,15 +97,7 @@ impl Service {
         let publishes = messages
             .into_iter()
             .enumerate()
-            .map(|(i, m)| to_publish(i, m, info.message_type, info.queues))
-            .map(|r| {
-                r.map(|(mut p, at)| {
-                    if !picks_queues {
-                        p.queue = None;
-                    }
-                    (p, at)
-                })
-            })
+            .map(|(i, m)| to_publish(i, m, info.message_type, info.queues, picks_queues))
             .collect::<Result<Vec<_>, _>>()?;
         let engine = &self.state.engine;
         let limiter = &self.state.limiter;
@@ -503,22 +495,4 @@ async fn consumer_group(
         fifo: group.fifo && fifo_topic,
         retry: group.retry,
     })
-}
-
-/// Whether a SendMessage's `queue_id` is the client's choice. RocketMQ's
-/// proxy ignores the field and picks the queue itself; the Java, C#, C++
-/// and Rust SDKs fill it with the queue they chose from the route. The
-/// Python and Go SDKs never set it, and the Node.js SDK (language "HTTP")
-/// keeps only the route's queues whose id is 0, so their 0 would put every
-/// message of a many-queue topic on queue 0. For them the server picks, as
-/// for an HTTP publish without a queue.
-fn client_picks_queues(metadata: &tonic::metadata::MetadataMap) -> bool {
-    let language = metadata
-        .get("x-mq-language")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    !matches!(
-        language.to_ascii_uppercase().as_str(),
-        "PYTHON" | "GO" | "GOLANG" | "HTTP"
-    )
 }
