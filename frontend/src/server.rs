@@ -101,8 +101,9 @@ impl Running {
             Err(e) => Err(ServerError::Http(std::io::Error::other(e.to_string()))),
         };
         // The HTTP server stopped: stop gRPC too (it shares the signal).
-        // Its streams end with the engine's shutdown, but a client may hold
-        // one open regardless: the drain is bounded, then connections drop.
+        // Its streams end with the engine's shutdown, but a call may still
+        // hang: the wait is bounded (such a call's connection lives on in
+        // its own task until the process exits).
         self.stop.send_replace(true);
         let clock = self.engine.clock().clone();
         let mut grpc_task = self.grpc_task;
