@@ -639,9 +639,11 @@ impl Engine {
             .await
     }
 
-    /// Moves a group's offsets on every queue of `topic` to `to`, all
-    /// queues in one metadata transaction (creating the group if needed);
-    /// returns each queue's new offset.
+    /// Moves a group on every queue of `topic` to `to`: its committed
+    /// offsets and where it receives by message (its POP cursors), all
+    /// queues in one metadata transaction (creating the group if needed).
+    /// Messages in flight to the group are dropped (their receipt handles
+    /// stop working). Returns each queue's new offset.
     pub async fn reset_offsets(
         &self,
         tenant: &str,
@@ -650,7 +652,7 @@ impl Engine {
         to: OffsetTarget,
     ) -> Result<Vec<(u32, u64)>> {
         user_topic(topic)?;
-        self.core.reset_offsets(tenant, group, topic, to).await
+        self.pop.reset(tenant, group, topic, to).await
     }
 
     /// A group's committed offset on one queue, if any.

@@ -379,3 +379,66 @@ async fn a_superseded_owner_cannot_commit_an_offset() {
         None
     );
 }
+
+/// Publishes racing a release: every one the old node acknowledged is on
+/// the new node once, and none it refused is stored (a refusal after the
+/// write made a client's retry store the message twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_in_flight_at_a_release_are_stored_exactly_when_acknowledged() {
+    let (a, b, _dirs) = pair(&["t1"]).await;
+    a.create_topic("t1", "orders", 4, MessageType::Normal, None)
+        .await
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for task in 0..8 {
+        let (a, stop) = (a.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut acked, mut refused) = (Vec::new(), Vec::new());
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let body = format!("p{task}-{i}");
+                i += 1;
+                let m = PublishMessage {
+                    queue: None,
+                    message: Message {
+                        body: Bytes::from(body.clone()),
+                        ..Message::default()
+                    },
+                };
+                match a.publish("t1", "orders", vec![m]).await {
+                    Ok(_) => acked.push(body),
+                    Err(e) => {
+                        unavailable(e);
+                        refused.push(body);
+                        // A refusal does not wait for anything: let the
+                        // test's own task run.
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+            }
+            (acked, refused)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.release_tenant("t1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut acked, mut refused) = (Vec::new(), Vec::new());
+    for t in tasks {
+        let (a, r) = t.await.unwrap();
+        acked.extend(a);
+        refused.extend(r);
+    }
+    assert!(
+        !refused.is_empty(),
+        "the publishers went on past the release"
+    );
+    b.serve_tenant("t1").await.unwrap();
+    acked.sort();
+    assert_eq!(
+        bodies(&b, "t1", "orders", 4).await,
+        acked,
+        "stored: each acknowledged publish once, no refused one"
+    );
+}

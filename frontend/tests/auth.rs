@@ -701,6 +701,9 @@ async fn tenant_admin_manages_its_own_tenant_only() {
     } = acme().await;
     s.create_tenant("other").await;
     let foreign = s.create_key("other", "publisher").await;
+    // A service admin key in acme, which acme's tenant-admin may not
+    // manage (rotate, revoke) and so does not see either.
+    let admin_in_acme = s.create_key("acme", "admin").await;
 
     let t = ta
         .post_json("/v1/topics", &json!({"name": "scratch", "queues": 3}))
@@ -761,6 +764,15 @@ async fn tenant_admin_manages_its_own_tenant_only() {
         "other tenant's key listed"
     );
     assert!(!text.contains(&s.access_key), "service admin key listed");
+    assert!(
+        !text.contains(&admin_in_acme.access_key),
+        "admin key in its tenant listed: {listed}"
+    );
+    ta.delete(&format!("/v1/keys/{}", admin_in_acme.access_key))
+        .await
+        .expect_error(404, "KEY_NOT_FOUND");
+    let all = s.get("/v1/keys?tenant=acme").await.expect(200).to_string();
+    assert!(all.contains(&admin_in_acme.access_key), "{all}");
     ta.get("/v1/keys?tenant=acme").await.expect(200);
     ta.get("/v1/keys?tenant=other")
         .await

@@ -1133,5 +1133,46 @@ async fn a_group_resets_on_every_queue_at_once() {
         .map(|o| o["offset"].as_u64().unwrap())
         .collect();
     assert_eq!(kept, [4, 3, 3]);
+
+    // Receiving by message follows a reset too: back to the earliest, the
+    // group's receives deliver every message again, on every queue.
+    let receive_all = |group: &'static str| {
+        let s = &s;
+        async move {
+            let mut bodies = Vec::new();
+            loop {
+                let got = s
+                    .post_json(
+                        &format!("/v1/groups/{group}/receive"),
+                        &json!({"topic": "orders", "max_messages": 4}),
+                    )
+                    .await
+                    .expect(200);
+                let msgs = got["messages"].as_array().unwrap().clone();
+                if msgs.is_empty() {
+                    bodies.sort();
+                    return bodies;
+                }
+                for m in msgs {
+                    bodies.push(m["message"]["body"].as_str().unwrap().to_string());
+                }
+            }
+        }
+    };
+    s.post_json("/v1/groups", &json!({"name": "pop", "start": "earliest"}))
+        .await
+        .expect(201);
+    let first = receive_all("pop").await;
+    assert_eq!(first.len(), 10, "{first:?}");
+    assert!(receive_all("pop").await.is_empty(), "all in flight");
+    s.put_json("/v1/groups/pop/offsets/orders", &json!({"to": "earliest"}))
+        .await
+        .expect(200);
+    assert_eq!(receive_all("pop").await, first, "everything again, once");
+    s.put_json("/v1/groups/pop/offsets/orders", &json!({"to": "latest"}))
+        .await
+        .expect(200);
+    s.publish("orders", serde_json::json!(batch(3))).await;
+    assert_eq!(receive_all("pop").await, ["m0", "m1", "m2"]);
     s.shutdown().await;
 }

@@ -262,9 +262,13 @@ async fn plans_are_listed_validated_and_assignable_by_admins_only() {
         names.contains(&"default") && names.contains(&"unlimited"),
         "{names:?}"
     );
+    // A plan that does not exist is named as such, and nothing is made.
     s.post_json("/v1/tenants", &json!({ "name": "x", "plan": "nope" }))
         .await
-        .expect_error(400, "INVALID_ARGUMENT");
+        .expect_error(404, "PLAN_NOT_FOUND");
+    s.get("/v1/tenants/x")
+        .await
+        .expect_error(404, "TENANT_NOT_FOUND");
     s.put_json("/v1/plans/bad", &json!({ "requests_per_sec": -1 }))
         .await
         .expect_error(400, "INVALID_JSON");
@@ -280,7 +284,7 @@ async fn plans_are_listed_validated_and_assignable_by_admins_only() {
         .expect_error(403, "PERMISSION_DENIED");
     s.put_json("/v1/tenants/acme/plan", &json!({ "plan": "missing" }))
         .await
-        .expect_error(400, "INVALID_ARGUMENT");
+        .expect_error(404, "PLAN_NOT_FOUND");
 }
 
 /// A request that delivers messages (a read, a receive) returns at most

@@ -25,6 +25,7 @@
 //! | `access-key/<access_key>`                             | [`AccessKeyRecord`] (JSON) |
 //! | `tenant-key/<tenant>/<access_key>`                    | empty (tenant's key index) |
 //! | `pop-cursor/<tenant>/<group>/<topic_id:020>/<queue:010>` | next offset never handed out |
+//! | `pop-floor/<tenant>/<group>/<topic_id:020>/<queue:010>` | where the last reset put the cursor |
 //! | `pop-flight/<tenant>/<group>/<topic_id:020>/<queue:010>/<offset:020>` | [`InflightRecord`] (JSON) |
 //! | `half/<tenant>/<transaction_id>`                    | `HalfRecord` (JSON)        |
 //! | `timer/<deliver_at:020>/<tenant>/<offset:020>`       | the delayed message's id   |
@@ -73,7 +74,7 @@ pub use keys::IndexKind;
 pub use lookup::{IndexRun, IndexRunRecord};
 pub use nodes::{Forget, ForgetRequest, NodeRecord, NodeState};
 pub use placement::{Placed, TenantPlacement};
-pub use pop::{InflightRecord, PopChange, PopQueueState};
+pub use pop::{CursorReset, InflightRecord, PopChange, PopQueueState};
 pub use ranges::{BlockRef, RangeRecord};
 pub use records::{
     CommittedOffset, GroupRecord, GroupSpec, GroupStamp, MessageType, NewTopic, OwnerRecord,

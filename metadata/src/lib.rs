@@ -21,12 +21,12 @@ pub mod timed;
 
 pub use address::{EtcdAddress, TikvAddress};
 pub use catalog::{
-    AccessKeyRecord, BlockRef, Catalog, CatalogError, CommittedOffset, Forget, ForgetRequest,
-    GroupRecord, GroupSpec, GroupStamp, HalfRecord, IndexKind, IndexRun, IndexRunRecord,
-    InflightRecord, LOST_OFFSETS_GAP, MessageType, NewTopic, NodeRecord, NodeState, OffsetCommit,
-    OwnerRecord, ParseMessageTypeError, Placed, PopChange, PopQueueState, RangeRecord, Retention,
-    RetryPolicy, SealedSecretRecord, ServingLease, StartPosition, StoredGroup, TenantPlacement,
-    TenantRecord, Timer, TopicRecord, UsageRollup,
+    AccessKeyRecord, BlockRef, Catalog, CatalogError, CommittedOffset, CursorReset, Forget,
+    ForgetRequest, GroupRecord, GroupSpec, GroupStamp, HalfRecord, IndexKind, IndexRun,
+    IndexRunRecord, InflightRecord, LOST_OFFSETS_GAP, MessageType, NewTopic, NodeRecord, NodeState,
+    OffsetCommit, OwnerRecord, ParseMessageTypeError, Placed, PopChange, PopQueueState,
+    RangeRecord, Retention, RetryPolicy, SealedSecretRecord, ServingLease, StartPosition,
+    StoredGroup, TenantPlacement, TenantRecord, Timer, TopicRecord, UsageRollup,
 };
 pub use etcd_store::EtcdStore;
 pub use memory_store::MemoryStore;

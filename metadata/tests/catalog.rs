@@ -824,3 +824,134 @@ async fn plans_and_tenant_plans() {
         assert_eq!(catalog.get_tenant("nope").await.unwrap(), None);
     }
 }
+
+/// A group reset moves committed offsets and POP cursors together, all or
+/// nothing; what was in flight reads as stale afterwards (outside
+/// `[floor, cursor)`), and records handed out after it are in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_reset_moves_offsets_and_cursors_and_leaves_old_records_stale() {
+    use strata_metadata::{CursorReset, InflightRecord, OffsetCommit, PopChange};
+    let record = |seq: u64| InflightRecord {
+        attempt: 1,
+        visible_ms: 1000,
+        seq,
+        message_group: None,
+        chosen: false,
+    };
+    for (store, _dir) in backends() {
+        let catalog = Catalog::new(store);
+        catalog.create_group("acme", "g", stamp(1)).await.unwrap();
+        let g = catalog
+            .get_group_stored("acme", "g")
+            .await
+            .unwrap()
+            .unwrap();
+        let (q0, q1) = (QueueKey::new(7, 0), QueueKey::new(7, 1));
+        let fence0 = owned(&catalog, 7, 0).await;
+        let fence1 = owned(&catalog, 7, 1).await;
+        // Queue 0 handed out 0..6, 1 and 4 still in flight; queue 1 nothing.
+        let received = PopChange {
+            cursor: Some((0, 6)),
+            put: vec![(1, record(1)), (4, record(4))],
+            remove: vec![],
+        };
+        assert!(
+            catalog
+                .commit_pop(&g, q0, &received, fence0.clone())
+                .await
+                .unwrap()
+        );
+        let commits = |o0: u64, o1: u64| {
+            vec![
+                OffsetCommit {
+                    queue: 0,
+                    offset: o0,
+                    fence: fence0.clone(),
+                },
+                OffsetCommit {
+                    queue: 1,
+                    offset: o1,
+                    fence: fence1.clone(),
+                },
+            ]
+        };
+        let cursors = |old0: u64, new0: u64, new1: u64| {
+            vec![
+                CursorReset {
+                    queue: q0,
+                    old: old0,
+                    new: new0,
+                },
+                CursorReset {
+                    queue: q1,
+                    old: 0,
+                    new: new1,
+                },
+            ]
+        };
+        // A cursor that is not where the caller holds it: nothing moves.
+        assert!(
+            !catalog
+                .reset_group(&g, 7, &commits(3, 0), &cursors(5, 3, 0), 10)
+                .await
+                .unwrap()
+        );
+        assert_eq!(catalog.get_offset("acme", "g", 7, 0).await.unwrap(), None);
+        assert_eq!(catalog.pop_state("acme", "g", q0).await.unwrap().cursor, 6);
+
+        // Back to 3 on queue 0, and 0 on queue 1 (a cursor of 0 is kept as
+        // absent, the floor saying it was reset).
+        assert!(
+            catalog
+                .reset_group(&g, 7, &commits(3, 0), &cursors(6, 3, 0), 10)
+                .await
+                .unwrap()
+        );
+        let s0 = catalog.pop_state("acme", "g", q0).await.unwrap();
+        assert_eq!((s0.cursor, s0.floor), (3, Some(3)));
+        assert!(s0.inflight.is_empty(), "{s0:?}");
+        assert_eq!(s0.stale.keys().copied().collect::<Vec<_>>(), [1, 4]);
+        let s1 = catalog.pop_state("acme", "g", q1).await.unwrap();
+        assert_eq!((s1.cursor, s1.floor), (0, Some(0)));
+        for (queue, offset) in [(0, 3), (1, 0)] {
+            let got = catalog.get_offset("acme", "g", 7, queue).await.unwrap();
+            assert_eq!(got.map(|c| c.offset), Some(offset), "queue {queue}");
+        }
+
+        // Handed out again from 3: offset 4 in flight anew; 1 stays stale.
+        let again = PopChange {
+            cursor: Some((3, 5)),
+            put: vec![(3, record(30)), (4, record(40))],
+            remove: vec![],
+        };
+        assert!(
+            catalog
+                .commit_pop(&g, q0, &again, fence0.clone())
+                .await
+                .unwrap()
+        );
+        let s0 = catalog.pop_state("acme", "g", q0).await.unwrap();
+        assert_eq!(s0.inflight.keys().copied().collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(s0.inflight[&4].seq, 40);
+        assert_eq!(s0.stale.keys().copied().collect::<Vec<_>>(), [1]);
+
+        // A superseded owner's reset writes nothing.
+        let taken = catalog.claim_queue(q1, "other").await.unwrap();
+        assert!(
+            !catalog
+                .reset_group(&g, 7, &commits(0, 0), &cursors(5, 0, 0), 20)
+                .await
+                .unwrap()
+        );
+        assert_eq!(catalog.pop_state("acme", "g", q0).await.unwrap().cursor, 5);
+        drop(taken);
+
+        // Deleting the group takes its floors with it.
+        catalog.delete_group("acme", "g").await.unwrap();
+        catalog.delete_pop_state("acme", "g").await.unwrap();
+        assert_eq!(
+            catalog.pop_state("acme", "g", q1).await.unwrap(),
+            strata_metadata::PopQueueState::default()
+        );
+    }
+}

@@ -562,7 +562,7 @@ async fn plans_and_quotas() {
             ErrorCode::InvalidArgument
         );
         let err = c.create_tenant("acme", "pro").await.unwrap_err();
-        assert_eq!(err.code(), ErrorCode::InvalidArgument);
+        assert_eq!(err.code(), ErrorCode::PlanNotFound);
         assert!(err.to_string().contains("pro"), "{err}");
         assert!(c.catalog().get_tenant("acme").await.unwrap().is_none());
 
@@ -598,7 +598,7 @@ async fn plans_and_quotas() {
         assert_eq!(c.get_tenant("beta").await.unwrap().plan, "unlimited");
         assert_eq!(
             c.set_tenant_plan("beta", "gold").await.unwrap_err().code(),
-            ErrorCode::InvalidArgument
+            ErrorCode::PlanNotFound
         );
         assert_eq!(
             c.set_tenant_plan("nope", "default")

@@ -150,18 +150,15 @@ impl Core {
             .await
     }
 
-    /// Moves a group's offsets on every queue of `topic` to `to`, in one
-    /// metadata transaction: all queues or none (an offset out of one
-    /// queue's range refuses the whole reset). Returns (queue, offset).
-    pub async fn reset_offsets(
+    /// Where `to` is on every queue of `t`, as offset commits fenced on
+    /// each queue's owner: all queues or an error (an offset out of one
+    /// queue's range refuses the whole reset).
+    pub(crate) async fn reset_targets(
         &self,
-        tenant: &str,
-        group: &str,
+        t: &super::topic::TopicState,
         topic: &str,
         to: OffsetTarget,
-    ) -> Result<Vec<(u32, u64)>> {
-        self.check_offset_commit(group)?;
-        let t = self.topic(tenant, topic)?;
+    ) -> Result<Vec<OffsetCommit>> {
         let mut commits = Vec::with_capacity(t.queues.len());
         for q in &t.queues {
             let offset = match to {
@@ -174,14 +171,12 @@ impl Core {
             // grew meanwhile, and ends only grow.
             commits.push(offset_commit(self, q, topic, offset)?);
         }
-        self.commit_offsets(tenant, group, &t, topic, &commits)
-            .await?;
-        Ok(commits.iter().map(|c| (c.queue, c.offset)).collect())
+        Ok(commits)
     }
 
     /// What every offset commit checks first. A node whose lease lapsed
     /// may have lost the queue already.
-    fn check_offset_commit(&self, group: &str) -> Result<()> {
+    pub(crate) fn check_offset_commit(&self, group: &str) -> Result<()> {
         self.check_open()?;
         names::validate_group(group)?;
         self.check_write_fence()

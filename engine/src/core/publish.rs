@@ -233,12 +233,11 @@ impl Core {
                 other => other,
             });
         }
-        if first_error.is_none() && !self.serves(&topic.record.tenant) {
-            // Released while this append was in flight (under the appends
-            // lock the release waits for): it may not be in what the
-            // release uploaded, so it is not acknowledged.
-            first_error = Some(super::served::not_served(&topic.record.tenant));
-        }
+        // A tenant released while this append was in flight is still
+        // acknowledged: the release waits for the appends lock this append
+        // holds until here, then uploads everything durable, this included,
+        // before the tenant goes to another node. Refusing it would make a
+        // client's retry store it twice.
         match first_error {
             Some(e) => Err(e),
             None => Ok(results),

@@ -33,6 +33,7 @@ mod ack;
 mod claims;
 mod look;
 mod receive;
+mod reset;
 pub use receive::{Popped, ReceiveRequest};
 
 /// Deliveries of one message before it goes to the dead-letter topic,
@@ -49,6 +50,8 @@ pub const MAX_ACK_BATCH: usize = 1000;
 /// In-flight messages per group and queue; beyond it receives hand out
 /// only redeliveries until acknowledgements come in.
 pub const MAX_INFLIGHT_PER_QUEUE: usize = 65_536;
+/// Stale records (from before a reset) deleted per metadata commit.
+const STALE_PER_COMMIT: usize = 512;
 
 /// The dead-letter topic of `group` (in the group's tenant).
 pub fn dead_letter_topic(group: &str) -> String {
@@ -167,8 +170,12 @@ impl Pop {
                 .catalog
                 .pop_state(&group.tenant, &group.name, q.key)
                 .await?;
-            // A cursor of 0 is never stored: the group never consumed here.
-            if state.cursor == 0 && group.start == StartPosition::Latest {
+            if !state.stale.is_empty() {
+                self.drop_stale(group, q, &mut state).await?;
+            }
+            // A cursor of 0 is never stored: unless a reset put it there
+            // (the floor says so), the group never consumed here.
+            if state.cursor == 0 && state.floor.is_none() && group.start == StartPosition::Latest {
                 let from = self.core.queue_offset_for_time(q, group.created_ms).await?;
                 if from > 0 {
                     let change = PopChange {
@@ -191,6 +198,34 @@ impl Pop {
         }
         slot.as_mut()
             .ok_or_else(|| EngineError::Internal("POP state not loaded".into()))
+    }
+
+    /// Deletes the records a reset left stale (see
+    /// [`strata_metadata::PopQueueState::stale`]), a chunk per commit.
+    pub(crate) async fn drop_stale(
+        &self,
+        group: &StoredGroup,
+        q: &QueueState,
+        state: &mut PopQueueState,
+    ) -> Result<()> {
+        let stale: Vec<(u64, InflightRecord)> =
+            std::mem::take(&mut state.stale).into_iter().collect();
+        for chunk in stale.chunks(STALE_PER_COMMIT) {
+            let change = PopChange {
+                remove: chunk.to_vec(),
+                ..PopChange::default()
+            };
+            let fence = self.core.catalog.owner_check(q.key, &q.owner);
+            if !self
+                .core
+                .catalog
+                .commit_pop(group, q.key, &change, fence)
+                .await?
+            {
+                return Err(self.refused(group).await);
+            }
+        }
+        Ok(())
     }
 
     /// Commits `change` to a queue's POP state and applies it to the state
@@ -420,7 +455,7 @@ impl Pop {
             .cloned()
             .ok_or_else(|| {
                 EngineError::InvalidReceiptHandle(format!(
-                    "receipt handle {handle:?} is not in flight: acknowledged, redelivered since, or never issued to group {group:?}"
+                    "receipt handle {handle:?} is not in flight: acknowledged, redelivered since, dropped by a reset of the group, or never issued to group {group:?}"
                 ))
             })?;
         if current.visible_ms <= now {

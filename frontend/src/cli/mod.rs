@@ -415,9 +415,10 @@ pub enum GroupCommand {
         #[arg(long)]
         offset: u64,
     },
-    /// Move a group's offsets on every queue of a topic at once (all queues or
-    /// none) to earliest, latest, an offset, or the first message at or after
-    /// a time. Receives (POP) keep their own position.
+    /// Move a group on every queue of a topic at once (all queues or none) to
+    /// earliest, latest, an offset, or the first message at or after a time:
+    /// its committed offsets and where its receives (the SDKs' consumers)
+    /// continue. Messages in flight to the group are dropped.
     Reset {
         name: String,
         #[arg(long)]

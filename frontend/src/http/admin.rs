@@ -152,8 +152,15 @@ pub async fn list_keys(
         (false, None) => Some(caller.principal.tenant.clone()),
     };
     let keys = state.credentials.list_keys(tenant.as_deref()).await?;
+    // A tenant-admin sees the keys it may manage: not service admin keys,
+    // even those issued in its tenant (`manageable` refuses them).
+    let admin = caller.is_admin();
     Ok(Reply(KeyList {
-        keys: keys.into_iter().map(key_json).collect(),
+        keys: keys
+            .into_iter()
+            .filter(|k| admin || k.role != Role::Admin)
+            .map(key_json)
+            .collect(),
     }))
 }
 

@@ -323,10 +323,26 @@ pub fn pop_flight(
     Ok(key)
 }
 
-/// Prefixes of everything POP keeps for one group: cursors, in-flight.
-pub fn pop_group_prefixes(tenant: &str, group: &str) -> Result<[Vec<u8>; 2], MetaError> {
+/// `pop-floor/<tenant>/<group>/<topic_id:020>/<queue:010>` → decimal
+/// offset where the group's last reset put its cursor: in-flight records
+/// below it (or at or past the cursor) are from before that reset.
+pub fn pop_floor(tenant: &str, group: &str, queue: QueueKey) -> Result<Vec<u8>, MetaError> {
+    Ok(format!(
+        "pop-floor/{}/{}/{:020}/{:010}",
+        segment(tenant)?,
+        segment(group)?,
+        queue.topic,
+        queue.queue
+    )
+    .into_bytes())
+}
+
+/// Prefixes of everything POP keeps for one group: cursors, floors,
+/// in-flight.
+pub fn pop_group_prefixes(tenant: &str, group: &str) -> Result<[Vec<u8>; 3], MetaError> {
     Ok([
         format!("pop-cursor/{}/{}/", segment(tenant)?, segment(group)?).into_bytes(),
+        format!("pop-floor/{}/{}/", segment(tenant)?, segment(group)?).into_bytes(),
         format!("pop-flight/{}/{}/", segment(tenant)?, segment(group)?).into_bytes(),
     ])
 }

@@ -3,13 +3,23 @@
 //! message (received, not yet acknowledged). Every receive, acknowledgement
 //! and visibility change is one transaction, so POP state survives a
 //! restart exactly as it was acknowledged to clients.
+//!
+//! A reset ([`Catalog::reset_group`]) moves the group's committed offsets
+//! and its cursors at once, and records where it put each cursor as the
+//! queue's floor. Every in-flight record is then outside `[floor, cursor)`
+//! (below the new cursor's start, or at or past it): such a record is from
+//! before the reset, and [`Catalog::pop_state`] hands it back as stale, to
+//! be deleted, instead of in flight. So a reset costs a few keys per queue
+//! however many messages were in flight.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use strata_common::QueueKey;
+use strata_common::{QueueKey, TopicId};
 
-use super::{Catalog, CatalogError, StoredGroup, decode, encode, keys};
+use super::{
+    Catalog, CatalogError, CommittedOffset, OffsetCommit, StoredGroup, decode, encode, keys,
+};
 use crate::store::{Check, MetaError, Txn, TxnOutcome};
 
 /// One delivery of one message to a group, awaiting its acknowledgement.
@@ -37,6 +47,20 @@ pub struct InflightRecord {
 pub struct PopQueueState {
     pub cursor: u64,
     pub inflight: BTreeMap<u64, InflightRecord>,
+    /// Where the group's last reset put the cursor (`None`: never reset).
+    pub floor: Option<u64>,
+    /// Records from before the last reset (outside `[floor, cursor)`),
+    /// still stored: nothing is delivered or acknowledged from them.
+    pub stale: BTreeMap<u64, InflightRecord>,
+}
+
+/// Where a reset moves a group's cursor on one queue.
+#[derive(Debug, Clone)]
+pub struct CursorReset {
+    pub queue: QueueKey,
+    /// The cursor as this node holds it; the reset fails if it moved.
+    pub old: u64,
+    pub new: u64,
 }
 
 /// One atomic change of a queue's POP state.
@@ -59,16 +83,19 @@ impl Catalog {
         group: &str,
         queue: QueueKey,
     ) -> Result<PopQueueState, CatalogError> {
-        let cursor = match self
-            .store
-            .get(&keys::pop_cursor(tenant, group, queue)?)
-            .await?
-        {
-            Some(raw) => parse_cursor(&keys::pop_cursor(tenant, group, queue)?, &raw)?,
+        let cursor_key = keys::pop_cursor(tenant, group, queue)?;
+        let cursor = match self.store.get(&cursor_key).await? {
+            Some(raw) => parse_offset(&cursor_key, &raw)?,
             None => 0,
+        };
+        let floor_key = keys::pop_floor(tenant, group, queue)?;
+        let floor = match self.store.get(&floor_key).await? {
+            Some(raw) => Some(parse_offset(&floor_key, &raw)?),
+            None => None,
         };
         let prefix = keys::pop_flight_prefix(tenant, group, queue)?;
         let mut inflight = BTreeMap::new();
+        let mut stale = BTreeMap::new();
         for (key, value) in self.scan_all(&prefix).await? {
             let offset = key
                 .get(prefix.len()..)
@@ -78,9 +105,64 @@ impl Catalog {
                     key: keys::display(&key),
                     reason: "in-flight key has no offset".into(),
                 })?;
-            inflight.insert(offset, decode(&key, &value)?);
+            let record = decode(&key, &value)?;
+            if offset >= cursor || floor.is_some_and(|f| offset < f) {
+                stale.insert(offset, record);
+            } else {
+                inflight.insert(offset, record);
+            }
         }
-        Ok(PopQueueState { cursor, inflight })
+        Ok(PopQueueState {
+            cursor,
+            inflight,
+            floor,
+            stale,
+        })
+    }
+
+    /// Resets a group on several queues of one topic at once: `commits`
+    /// become its committed offsets and `cursors` its POP cursors (each
+    /// also the queue's floor), in one transaction guarded by the group
+    /// being the one read, each queue owner's check (in `commits`) and
+    /// each cursor being where this node holds it. `Ok(false)`, writing
+    /// nothing, if a guard failed. In-flight records are left for the
+    /// caller to delete: from now on they read as stale.
+    pub async fn reset_group(
+        &self,
+        group: &StoredGroup,
+        topic_id: TopicId,
+        commits: &[OffsetCommit],
+        cursors: &[CursorReset],
+        now_ms: i64,
+    ) -> Result<bool, CatalogError> {
+        let (tenant, name) = (&group.tenant, &group.name);
+        let mut txn = Txn::new().check(group.fence.clone());
+        for c in commits {
+            let key = keys::offset(tenant, name, topic_id, c.queue)?;
+            let value = encode(
+                &key,
+                &CommittedOffset {
+                    topic_id,
+                    queue: c.queue,
+                    offset: c.offset,
+                    updated_ms: now_ms,
+                },
+            )?;
+            txn = txn.check(c.fence.clone()).put(key, value);
+        }
+        for c in cursors {
+            let key = keys::pop_cursor(tenant, name, c.queue)?;
+            txn = txn.check(cursor_is(&key, c.old));
+            // A cursor of 0 is never written; the floor says it was reset.
+            txn = if c.new == 0 {
+                txn.delete(key)
+            } else {
+                txn.put(key, c.new.to_string().into_bytes())
+            };
+            let floor = keys::pop_floor(tenant, name, c.queue)?;
+            txn = txn.put(floor, c.new.to_string().into_bytes());
+        }
+        Ok(self.store.commit(txn).await? == TxnOutcome::Committed)
     }
 
     /// Applies `change` atomically, guarded by `fence` (queue ownership)
@@ -100,15 +182,8 @@ impl Catalog {
         let mut txn = Txn::new().check(fence).check(group_fence);
         if let Some((old, new)) = change.cursor {
             let key = keys::pop_cursor(tenant, group, queue)?;
-            txn = txn.check(if old == 0 {
-                Check::Absent { key: key.clone() }
-            } else {
-                Check::ValueEquals {
-                    key: key.clone(),
-                    value: old.to_string().into_bytes(),
-                }
-            });
-            // A cursor of 0 is never written, so "absent" means 0.
+            txn = txn.check(cursor_is(&key, old));
+            // Cursors only grow here, so the new one is never 0.
             txn = txn.put(key, new.to_string().into_bytes());
         }
         for (offset, record) in &change.remove {
@@ -143,13 +218,26 @@ impl Catalog {
     }
 }
 
-fn parse_cursor(key: &[u8], raw: &[u8]) -> Result<u64, MetaError> {
+/// Holds while the cursor at `key` is `cursor`. A cursor of 0 is never
+/// written, so "absent" means 0.
+fn cursor_is(key: &[u8], cursor: u64) -> Check {
+    if cursor == 0 {
+        Check::Absent { key: key.to_vec() }
+    } else {
+        Check::ValueEquals {
+            key: key.to_vec(),
+            value: cursor.to_string().into_bytes(),
+        }
+    }
+}
+
+fn parse_offset(key: &[u8], raw: &[u8]) -> Result<u64, MetaError> {
     std::str::from_utf8(raw)
         .ok()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| MetaError::Corrupt {
             key: keys::display(key),
-            reason: "POP cursor is not a number".into(),
+            reason: "POP cursor or floor is not a number".into(),
         })
 }
 

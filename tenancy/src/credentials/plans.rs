@@ -96,7 +96,9 @@ fn decode_plan(name: &str, value: serde_json::Value) -> Result<Quotas, TenancyEr
 }
 
 fn unknown_plan(name: &str) -> TenancyError {
-    TenancyError::InvalidArgument(format!("plan {name:?} does not exist"))
+    TenancyError::PlanNotFound {
+        name: name.to_string(),
+    }
 }
 
 impl Credentials {
@@ -148,9 +150,7 @@ impl Credentials {
         validate_plan_name(name)?;
         self.resolve_plan(name)
             .await?
-            .ok_or_else(|| TenancyError::PlanNotFound {
-                name: name.to_string(),
-            })
+            .ok_or_else(|| unknown_plan(name))
     }
 
     /// Every plan, built-in ones merged with (and overridden by) stored
@@ -170,7 +170,7 @@ impl Credentials {
     }
 
     /// Moves `tenant` to `plan`, which must exist
-    /// ([`TenancyError::InvalidArgument`] otherwise).
+    /// ([`TenancyError::PlanNotFound`] otherwise).
     pub async fn set_tenant_plan(&self, tenant: &str, plan: &str) -> Result<(), TenancyError> {
         validate_tenant(tenant)?;
         self.ensure_plan_exists(plan).await?;
@@ -179,7 +179,7 @@ impl Credentials {
         Ok(())
     }
 
-    /// [`TenancyError::InvalidArgument`] unless `plan` is stored or built in.
+    /// [`TenancyError::PlanNotFound`] unless `plan` is stored or built in.
     pub(super) async fn ensure_plan_exists(&self, plan: &str) -> Result<(), TenancyError> {
         match self.resolve_plan(plan).await? {
             Some(_) => Ok(()),
