@@ -1,7 +1,7 @@
 //! [`Compactor`]: the loops that move a node's data from its WAL to object
 //! storage and keep what is there in shape (see the crate docs).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -43,6 +43,10 @@ pub struct CompactorConfig {
     /// Unreferenced objects younger than this are left alone (an upload
     /// may be about to commit them).
     pub gc_grace: Duration,
+    /// The object store is this node's alone (in its data directory, or in
+    /// memory): no other namespace can share it, so a mark missing on one
+    /// side is written again instead of refused (see `store_mark`).
+    pub private_store: bool,
 }
 
 /// Cumulative counters since start.
@@ -72,6 +76,8 @@ pub struct Compactor {
     pub(crate) lock: tokio::sync::Mutex<()>,
     pub(crate) counters: Counters,
     failures: Mutex<Failures>,
+    /// The object store was found to be this namespace's (`store_mark`).
+    pub(crate) store_verified: AtomicBool,
 }
 
 impl std::fmt::Debug for Compactor {
@@ -105,6 +111,7 @@ impl Compactor {
             lock: tokio::sync::Mutex::new(()),
             counters: Counters::default(),
             failures: Mutex::new(Failures::default()),
+            store_verified: AtomicBool::new(false),
         }
     }
 

@@ -27,6 +27,9 @@ pub enum CompactorError {
     /// An object could not be built.
     #[error("{0}")]
     Internal(String),
+    /// The object store is not this namespace's (see `store_mark`).
+    #[error("{0}")]
+    WrongStore(String),
 }
 
 impl CompactorError {
@@ -44,6 +47,7 @@ impl CompactorError {
             CompactorError::TooSlow(_) => "too_slow",
             CompactorError::Corrupt(_) => "corrupt",
             CompactorError::Internal(_) => "internal",
+            CompactorError::WrongStore(_) => "wrong_object_store",
         }
     }
 }

@@ -40,6 +40,7 @@ mod host;
 mod maintenance;
 pub mod merge;
 mod merge_pass;
+pub mod store_mark;
 mod upload;
 mod volume;
 

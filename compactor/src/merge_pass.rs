@@ -46,6 +46,7 @@ impl Compactor {
     /// Returns how many queues had a run merged.
     pub async fn merge_small_ranges(&self) -> Result<u64> {
         let log = self.log()?;
+        self.verify_store().await?;
         let _exclusive = self.lock.lock().await;
         let policy = MergePolicy {
             small_range_bytes: self.config.merge_small_range_bytes,

@@ -46,6 +46,7 @@ impl Compactor {
     /// publisher records it in the index, and the upload must not skip it.
     pub async fn upload_once(&self) -> Result<UploadSummary> {
         let log = self.log()?;
+        self.verify_store().await?;
         let _one_at_a_time = self.lock.lock().await;
         // Nothing is read or written while this node may no longer own its
         // queues: the commit would be refused after a PUT of an orphan.

@@ -29,6 +29,7 @@ fn config() -> CompactorConfig {
         merge_min_ranges: 2,
         merge_target_bytes: 8 << 20,
         gc_grace: Duration::ZERO,
+        private_store: false,
     }
 }
 

@@ -229,6 +229,12 @@ impl Engine {
         self.core.stored_bytes_by_tenant()
     }
 
+    /// Whether a WAL write or fdatasync failed: every publish is refused
+    /// from then on, until the node restarts and its WAL recovers.
+    pub fn wal_failed(&self) -> bool {
+        self.core.wal.stats().failed
+    }
+
     pub fn status(&self) -> NodeStatus {
         NodeStatus {
             pop: self.pop.stats(),

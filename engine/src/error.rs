@@ -114,6 +114,13 @@ impl From<WalError> for EngineError {
         match e {
             WalError::Full { .. } => EngineError::WalFull(e.to_string()),
             WalError::Closed => EngineError::ShuttingDown,
+            // Only a restart repairs it (the WAL recovers at start); a write
+            // that failed may have left complete records recovery keeps.
+            WalError::Failed(_) => EngineError::WalFailed(format!(
+                "{e}; this node refuses publishes until it restarts (its /healthz fails), and \
+                 messages of the write that failed may still be delivered, so a retry may \
+                 store them twice"
+            )),
             // What was submitted at once (one publish) is more than the WAL
             // takes at once: no retry clears it.
             WalError::TooLarge { len, max } => EngineError::Refused {
@@ -194,7 +201,9 @@ impl From<strata_compactor::CompactorError> for EngineError {
             C::Catalog(e) => e.into(),
             C::Fenced(m) => EngineError::Conflict(m),
             C::Corrupt(m) => EngineError::Corrupt(m),
-            C::Log(m) | C::TooSlow(m) | C::Internal(m) => EngineError::Internal(m),
+            C::Log(m) | C::TooSlow(m) | C::Internal(m) | C::WrongStore(m) => {
+                EngineError::Internal(m)
+            }
         }
     }
 }

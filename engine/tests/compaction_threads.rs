@@ -31,7 +31,10 @@ struct CompactorThreads(Arc<Mutex<Vec<ThreadSeen>>>);
 
 impl<S: tracing::Subscriber> Layer<S> for CompactorThreads {
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        if event.metadata().target().starts_with("strata_compactor") {
+        let target = event.metadata().target();
+        // Verifying the object store happens once, at open, on the
+        // caller's thread: not compactor work.
+        if target.starts_with("strata_compactor") && !target.ends_with("::store_mark") {
             let name = std::thread::current().name().map(str::to_owned);
             let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
             let target = event.metadata().target().to_owned();

@@ -105,8 +105,16 @@ async fn object_requests_and_storage_are_billed_to_the_owning_tenant() {
     assert_eq!(engine.object_store().metrics().puts - puts_before, 1);
     assert_eq!(usage(&engine, "a").object_puts, 1);
     assert_eq!(usage(&engine, "b").object_puts, 1);
+    // Uploaded, the batches are cold only, though their WAL segment (not
+    // full yet) still holds them: stored once, billed once.
     let stored = engine.stored_bytes_by_tenant();
     assert!(stored["a"].cold > 0, "{stored:?}");
+    assert_eq!((stored["a"].hot, stored["b"].hot), (0, 0), "{stored:?}");
+    let queue = engine.describe_topic("a", "t").unwrap().1[0].bytes;
+    assert_eq!(
+        queue, stored["a"].cold,
+        "a queue's bytes count each batch once"
+    );
 
     // A cold read by tenant a: every GET it causes is billed to a alone.
     let gets_before = engine.object_store().metrics().gets;

@@ -321,6 +321,7 @@ async fn retention_expires_old_ranges_and_offsets_never_restart() {
             "nothing expired yet"
         );
         clock.advance_ms(61_000);
+        engine.commit_offset(T, "g", "short", 0, 2).await.unwrap();
         engine
             .publish(T, "short", vec![to_queue(0, b"fresh".to_vec())])
             .await
@@ -329,6 +330,12 @@ async fn retention_expires_old_ranges_and_offsets_never_restart() {
         assert_eq!(engine.enforce_retention().await.unwrap(), 1);
         let q = engine.queue_info(T, "short", 0).unwrap();
         assert_eq!((q.first_offset, q.end_offset), (40, 41));
+        // What expired is not counted, though its WAL segment (not full)
+        // still holds it: one batch of 5 bytes and its framing, once.
+        assert_eq!((q.messages, q.batches), (1, 1), "{q:?}");
+        assert!(q.bytes > 5 && q.bytes < 500, "{q:?}");
+        let lag = engine.describe_group(T, "g").await.unwrap().offsets[0].lag;
+        assert_eq!(lag, 1, "a group behind the expiry lags by what is left");
         let err = engine
             .read(T, "short", 0, 0, 1, Duration::ZERO)
             .await

@@ -399,14 +399,15 @@ async fn a_batch_over_deep_queues_takes_from_a_few_and_shallow_ones_from_all() {
             per_queue.entry(p.queue).or_default().push(p.message.offset);
             assert!(seen.insert(body(p)), "{} twice", body(p));
         }
-        // Every queue holds a multiple of 8, so a pass takes 8 from each of
-        // 4; near the end a queue may be taken from again.
+        // Every queue is deep, so a pass takes 8 from each of 4. Near the
+        // end, with fewer than 4 queues left (which depends on the random
+        // starts), the batch is split over those: more than 8 from each.
         if i == 0 {
             assert_eq!(per_queue.len(), 4, "{per_queue:?}");
+            assert!(per_queue.values().all(|o| o.len() == 8), "{per_queue:?}");
         }
         assert!(per_queue.len() <= 4, "{per_queue:?}");
         for offsets in per_queue.values() {
-            assert_eq!(offsets.len() % 8, 0, "{per_queue:?}");
             assert!(offsets.windows(2).all(|w| w[1] == w[0] + 1), "{offsets:?}");
         }
     }

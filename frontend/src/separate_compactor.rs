@@ -207,6 +207,10 @@ pub(crate) async fn volume_compactor(
             merge_min_ranges: engine.merge_min_ranges,
             merge_target_bytes: engine.merge_target_bytes,
             gc_grace: engine.gc_grace,
+            private_store: strata_compactor::store_mark::is_private(
+                &engine.object_store,
+                &engine.data_dir,
+            ),
         },
         checkpoint,
     );

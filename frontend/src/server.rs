@@ -26,6 +26,9 @@ pub enum ServerError {
     Config(#[from] ConfigError),
     #[error("cannot open the engine: {0}")]
     Engine(#[from] EngineError),
+    /// Closing the engine at a stop failed (what it could upload, it did).
+    #[error("closing the engine: {0}")]
+    Close(EngineError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -139,7 +142,7 @@ impl Running {
             // whether anything is left only in the WAL.
             false => self.engine.upload_lag_bytes() == 0,
         };
-        let closed = self.engine.close().await.map_err(ServerError::from);
+        let closed = self.engine.close().await.map_err(ServerError::Close);
         self.metering.finish().await;
         let Self {
             engine,

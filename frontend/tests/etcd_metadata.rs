@@ -327,7 +327,8 @@ async fn a_node_that_could_not_upload_keeps_the_namespace_until_it_can() {
 
     // The object store breaks (its directory is now a file): the stop
     // cannot upload the WAL, so it does not hand over.
-    std::fs::remove_dir_all(&objects).unwrap();
+    let aside = scratch.path().join("objects.aside");
+    std::fs::rename(&objects, &aside).unwrap();
     std::fs::write(&objects, b"not a directory").unwrap();
     let dir_a = a.shutdown().await;
     share_secrets(&a_config, &b_config);
@@ -340,7 +341,7 @@ async fn a_node_that_could_not_upload_keeps_the_namespace_until_it_can() {
     // node-a, started again on its own data directory, takes the namespace
     // back at once, uploads once the store works, and hands over.
     std::fs::remove_file(&objects).unwrap();
-    std::fs::create_dir(&objects).unwrap();
+    std::fs::rename(&aside, &objects).unwrap();
     let a = TestServer::start_in(dir_a, a_config.clone()).await;
     let _dir_a = a.shutdown().await;
     share_secrets(&a_config, &b_config);

@@ -19,6 +19,7 @@
 //! | `range/<topic_id:020>/<queue:010>/<base:020>`         | [`RangeRecord`] (JSON)     |
 //! | `wal-checkpoint/<node>`                               | uploaded WAL position      |
 //! | `serving-lease`                                       | [`ServingLease`] (JSON)    |
+//! | `store-mark`                                          | [`StoreMark`] (JSON)       |
 //! | `node/<id>`                                           | [`NodeRecord`] (JSON)      |
 //! | `placement/<tenant>`                                  | [`TenantPlacement`] (JSON) |
 //! | `tenant/<name>`                                       | [`TenantRecord`] (JSON)    |
@@ -54,6 +55,7 @@ mod pop;
 mod ranges;
 mod records;
 mod serving;
+mod store_mark;
 mod tenants;
 mod timers;
 mod topics;
@@ -81,6 +83,7 @@ pub use records::{
     ParseMessageTypeError, Retention, RetryPolicy, StartPosition, TopicRecord,
 };
 pub use serving::ServingLease;
+pub use store_mark::StoreMark;
 pub use tenants::TenantRecord;
 pub use timers::Timer;
 pub use txns::HalfRecord;

@@ -26,7 +26,7 @@ pub use catalog::{
     IndexRunRecord, InflightRecord, LOST_OFFSETS_GAP, MessageType, NewTopic, NodeRecord, NodeState,
     OffsetCommit, OwnerRecord, ParseMessageTypeError, Placed, PopChange, PopQueueState,
     RangeRecord, Retention, RetryPolicy, SealedSecretRecord, ServingLease, StartPosition,
-    StoredGroup, TenantPlacement, TenantRecord, Timer, TopicRecord, UsageRollup,
+    StoreMark, StoredGroup, TenantPlacement, TenantRecord, Timer, TopicRecord, UsageRollup,
 };
 pub use etcd_store::EtcdStore;
 pub use memory_store::MemoryStore;

@@ -105,8 +105,10 @@ impl Core {
             let lag = {
                 let inner = q.lock();
                 let end = inner.high_watermark;
-                end.saturating_sub(c.offset)
-                    .saturating_sub(inner.unstored_between(c.offset, end))
+                // What retention removed is not there to consume.
+                let from = c.offset.max(inner.first_offset);
+                end.saturating_sub(from)
+                    .saturating_sub(inner.unstored_between(from, end))
             };
             offsets.push(GroupOffset {
                 topic: topic.record.name.clone(),

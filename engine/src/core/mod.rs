@@ -204,6 +204,10 @@ impl Core {
             merge_min_ranges: config.merge_min_ranges,
             merge_target_bytes: config.merge_target_bytes,
             gc_grace: config.gc_grace,
+            private_store: strata_compactor::store_mark::is_private(
+                &config.object_store,
+                &config.data_dir,
+            ),
         };
         let core = Arc::new_cyclic(|core: &std::sync::Weak<Self>| Self {
             compactor: Arc::new(strata_compactor::Compactor::new(
@@ -232,6 +236,15 @@ impl Core {
             write_fence: std::sync::OnceLock::new(),
             served,
         });
+        // A store that is not this namespace's refuses the start; one that
+        // cannot be read now is verified before the first upload instead.
+        match core.compactor.verify_store().await {
+            Ok(()) => {}
+            Err(e @ strata_compactor::CompactorError::WrongStore(_)) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot verify the object store now; uploads and garbage collection wait until it is verified");
+            }
+        }
         Ok(core)
     }
 
@@ -250,15 +263,16 @@ impl Core {
     }
 
     /// Bytes each tenant stores on this node now: WAL bytes of its queues
-    /// (hot) and bytes of its object ranges (cold). Tenants storing nothing
-    /// are absent.
+    /// not yet uploaded (hot) and bytes of its object ranges (cold), so an
+    /// uploaded batch still in the WAL counts once. Tenants storing
+    /// nothing are absent.
     pub fn stored_bytes_by_tenant(&self) -> HashMap<String, StoredBytes> {
         let mut out: HashMap<String, StoredBytes> = HashMap::new();
         for topic in self.topics_read().all() {
             for q in &topic.queues {
                 let (hot, cold) = {
                     let inner = q.lock();
-                    (inner.retained_bytes, inner.cold_bytes)
+                    (inner.hot_only_bytes(), inner.cold_bytes)
                 };
                 if hot + cold > 0 {
                     let entry = out.entry(topic.record.tenant.clone()).or_default();
@@ -537,7 +551,7 @@ impl Core {
                 queues += 1;
                 messages += inner.high_watermark.saturating_sub(inner.first_offset)
                     - inner.unstored_between(inner.first_offset, inner.high_watermark);
-                bytes += inner.retained_bytes + inner.cold_bytes;
+                bytes += inner.hot_only_bytes() + inner.cold_bytes;
             }
         }
         NodeStatus {
@@ -692,13 +706,16 @@ pub(crate) fn queue_info(q: &QueueState) -> QueueInfo {
         end_offset: inner.high_watermark,
         messages: inner.high_watermark.saturating_sub(inner.first_offset)
             - inner.unstored_between(inner.first_offset, inner.high_watermark),
-        bytes: inner.retained_bytes + inner.cold_bytes,
-        batches: inner.index.len() as u64,
-        oldest_timestamp_ms: inner
-            .cold
-            .front()
-            .map(|r| r.min_timestamp_ms)
-            .or_else(|| inner.index.front().map(|e| e.at.timestamp_ms)),
+        bytes: inner.hot_only_bytes() + inner.cold_bytes,
+        // WAL batches below the first offset are expired, only not yet
+        // released with their segment.
+        batches: inner.entries_from(inner.first_offset).count() as u64,
+        oldest_timestamp_ms: inner.cold.front().map(|r| r.min_timestamp_ms).or_else(|| {
+            inner
+                .entries_from(inner.first_offset)
+                .next()
+                .map(|e| e.at.timestamp_ms)
+        }),
         newest_timestamp_ms: inner.index.back().map(|e| e.at.timestamp_ms),
         owner_node: q.owner.node.clone(),
         owner_epoch: q.owner.epoch,

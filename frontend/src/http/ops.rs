@@ -3,6 +3,7 @@
 
 use axum::Json as Reply;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -45,6 +46,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RequestLabels, Histogram>,
     wal_used_bytes: Gauge<i64, AtomicGauge>,
+    wal_failed: Gauge<i64, AtomicGauge>,
     wal_syncs: Gauge<i64, AtomicGauge>,
     wal_appends: Gauge<i64, AtomicGauge>,
     wal_paced_appends: Gauge<i64, AtomicGauge>,
@@ -143,6 +145,11 @@ impl Metrics {
             "wal_used_bytes",
             "Bytes of WAL segment files",
         );
+        let wal_failed = gauge(
+            &mut registry,
+            "wal_failed",
+            "1 once a WAL write or fdatasync failed: every publish is refused until the node restarts",
+        );
         let wal_syncs = gauge(&mut registry, "wal_syncs", "fdatasync calls since start");
         let wal_appends = gauge(
             &mut registry,
@@ -205,7 +212,7 @@ impl Metrics {
         let retained_bytes = gauge(
             &mut registry,
             "retained_bytes",
-            "WAL bytes held by live queues",
+            "Bytes held by live queues: in object storage, and in the WAL what is not uploaded yet",
         );
         let tail_cache_bytes = gauge(&mut registry, "tail_cache_bytes", "Bytes in the tail cache");
         let pop_acks = gauge(
@@ -245,6 +252,7 @@ impl Metrics {
             requests,
             latency,
             wal_used_bytes,
+            wal_failed,
             wal_syncs,
             wal_appends,
             wal_paced_appends,
@@ -304,8 +312,17 @@ fn bound_ms(latency: &LatencySnapshot, q: f64) -> Option<f64> {
         .map(|d| d.min(Duration::from_micros(largest)).as_secs_f64() * 1e3)
 }
 
-pub async fn healthz() -> &'static str {
-    "ok\n"
+/// Liveness: 503 once the WAL failed, which only a restart repairs (the
+/// WAL recovers at start), so that a supervisor restarts the node.
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    if state.engine.wal_failed() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "wal failed: every publish is refused until this node restarts (see /v1/status wal)\n",
+        )
+            .into_response();
+    }
+    "ok\n".into_response()
 }
 
 pub async fn openapi() -> Response {
@@ -320,6 +337,7 @@ pub async fn metrics(State(state): State<AppState>, caller: Caller) -> Response 
     let m = &state.metrics;
     let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     m.wal_used_bytes.set(clamp(status.wal.used_bytes));
+    m.wal_failed.set(i64::from(status.wal.failed));
     m.wal_syncs.set(clamp(status.wal.syncs));
     m.wal_appends.set(clamp(status.wal.appends));
     m.wal_paced_appends.set(clamp(status.wal.paced_appends));

@@ -15,6 +15,10 @@ pub const TOPIC_SEQ: &[u8] = b"seq/topic";
 /// `serving-lease` → JSON `ServingLease`: the node serving this namespace.
 pub const SERVING_LEASE: &[u8] = b"serving-lease";
 
+/// `store-mark` → JSON `StoreMark`: the id of the object store this
+/// namespace's objects live in, also written into that store.
+pub const STORE_MARK: &[u8] = b"store-mark";
+
 /// Prefix of every node record (`node/<id>` → JSON `NodeRecord`).
 pub const ALL_NODES: &[u8] = b"node/";
 

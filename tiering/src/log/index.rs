@@ -84,6 +84,15 @@ impl QueueIndex {
         self.cold.back().map(|r| r.end_offset)
     }
 
+    /// Bytes of the batches only the WAL holds (not yet in object
+    /// storage) and still retained: what the queue stores hot. Uploaded
+    /// batches stay in the WAL until their segment is released, and are
+    /// counted cold only (or not at all once retention removed them).
+    pub fn hot_only_bytes(&self) -> u64 {
+        let from = self.cold_end().unwrap_or(0).max(self.first_offset);
+        self.entries_from(from).map(|e| e.bytes).sum()
+    }
+
     /// First offset still in the WAL, if any.
     pub fn hot_first(&self) -> Option<u64> {
         self.index.front().map(|e| e.base_offset)

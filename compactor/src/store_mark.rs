@@ -1,0 +1,128 @@
+//! The object store's mark: the namespace's store id
+//! ([`strata_metadata::StoreMark`]) written into the store as
+//! [`MARK_OBJECT`]. Nothing is uploaded, merged or collected until the
+//! store is verified: garbage collection deletes whatever its namespace
+//! does not reference, so a store that is another namespace's (a shared
+//! bucket and prefix) must never be written or swept, and a store that is
+//! not the namespace's (a node configured with another bucket) must not
+//! receive ranges that the other nodes cannot read.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use std::path::Path;
+use strata_common::Clock;
+use strata_metadata::{Catalog, StoreMark};
+use strata_objects::{Backend, ObjectError, ObjectStoreConfig, Objects};
+
+use crate::compactor::Compactor;
+use crate::error::{CompactorError, Result};
+
+/// The object holding the store's id, under the store's prefix.
+pub const MARK_OBJECT: &str = "strata-store-mark";
+
+impl Compactor {
+    /// Verifies the object store once (later calls return at once):
+    /// [`CompactorError::WrongStore`] if it is not this namespace's,
+    /// another error if it could not be read.
+    pub async fn verify_store(&self) -> Result<()> {
+        if self.store_verified.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        verify(
+            &self.catalog,
+            &self.objects,
+            self.clock.as_ref(),
+            self.config.private_store,
+        )
+        .await?;
+        self.store_verified.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// Whether `store` can only be this node's: in memory, or a directory
+/// inside its data directory (which one process at a time holds locked).
+pub fn is_private(store: &ObjectStoreConfig, data_dir: &Path) -> bool {
+    match &store.backend {
+        Backend::Memory => true,
+        Backend::Local { root } => root.starts_with(data_dir),
+        Backend::S3 { .. } => false,
+    }
+}
+
+/// Checks that `objects` is the store of `catalog`'s namespace, marking it
+/// if the namespace has no store yet (its first start, or its first since
+/// marks exist). A `private` store (see [`is_private`]) whose mark is
+/// missing on one side, say after a metadata journal was cut, is marked
+/// again: nothing else can have written it.
+pub async fn verify(
+    catalog: &Catalog,
+    objects: &Objects,
+    clock: &dyn Clock,
+    private: bool,
+) -> Result<()> {
+    let stored = match objects.get(MARK_OBJECT).await {
+        Ok(bytes) => Some(String::from_utf8_lossy(&bytes).trim().to_string()),
+        Err(ObjectError::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let mark = match catalog.store_mark().await? {
+        Some(mark) => mark,
+        None => {
+            if let Some(other) = &stored {
+                if !private {
+                    return Err(foreign(objects, other, None));
+                }
+                let adopted = StoreMark {
+                    id: other.clone(),
+                    marked: true,
+                };
+                catalog.create_store_mark(&adopted).await?;
+                tracing::info!(store = %objects.describe(), id = %other, "this node's own object store's mark recorded again");
+                return Ok(());
+            }
+            let id = format!("{:016x}{:016x}", clock.random_u64(), clock.random_u64());
+            catalog
+                .create_store_mark(&StoreMark { id, marked: false })
+                .await?
+        }
+    };
+    match stored {
+        Some(id) if id == mark.id => {
+            if !mark.marked {
+                catalog.set_store_marked(&mark.id).await?;
+            }
+            Ok(())
+        }
+        Some(other) => Err(foreign(objects, &other, Some(&mark.id))),
+        None if !mark.marked || private => {
+            objects
+                .put(MARK_OBJECT, Bytes::from(mark.id.clone()))
+                .await?;
+            catalog.set_store_marked(&mark.id).await?;
+            tracing::info!(store = %objects.describe(), id = %mark.id, "object store marked as this namespace's");
+            Ok(())
+        }
+        None => Err(CompactorError::WrongStore(format!(
+            "object store {} is not this namespace's: it holds no {MARK_OBJECT} object, while \
+             the namespace's objects are in the store marked {}. Give this node the same \
+             object store settings (bucket, prefix, endpoint) as the namespace's other nodes",
+            objects.describe(),
+            mark.id
+        ))),
+    }
+}
+
+fn foreign(objects: &Objects, other: &str, ours: Option<&str>) -> CompactorError {
+    let ours = ours.map_or_else(
+        || "this namespace has no objects yet".to_string(),
+        |id| format!("this namespace's store is marked {id}"),
+    );
+    CompactorError::WrongStore(format!(
+        "object store {} belongs to another Strata namespace (its {MARK_OBJECT} says {other}; \
+         {ours}). Namespaces sharing a bucket and prefix would delete each other's objects: \
+         give each its own bucket or object_store.prefix",
+        objects.describe()
+    ))
+}

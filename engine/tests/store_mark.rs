@@ -1,0 +1,132 @@
+//! An object store belongs to one namespace. A node of another namespace
+//! on the same store (a shared bucket and prefix) is refused before it can
+//! collect garbage there, which deleted every object it did not know of;
+//! a node whose store is not its namespace's (another bucket) is refused
+//! before it uploads ranges the other nodes cannot read.
+
+#![allow(clippy::disallowed_methods)] // tests wait on real timers
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use strata_common::{Clock, Message, SystemClock};
+use strata_engine::{Engine, EngineConfig, MessageType, PublishMessage, Retention};
+use strata_metadata::{MemoryStore, MetaStore};
+
+mod common;
+
+fn node(dir: &std::path::Path, objects: &std::path::Path) -> EngineConfig {
+    let mut c = common::config(dir);
+    c.object_store = strata_objects::ObjectStoreConfig::local(objects.to_path_buf());
+    c
+}
+
+async fn open(
+    dir: &std::path::Path,
+    objects: &std::path::Path,
+    meta: &Arc<dyn MetaStore>,
+) -> strata_engine::Result<Arc<Engine>> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    Engine::open_with_store(node(dir, objects), clock, meta.clone()).await
+}
+
+fn refusal(opened: strata_engine::Result<Arc<Engine>>) -> String {
+    match opened {
+        Ok(_) => panic!("opened on a store that is not its namespace's"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_serves_one_namespace() {
+    let objects = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b, dir_c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let ns_a: Arc<dyn MetaStore> = MemoryStore::new();
+    let a = open(dir_a.path(), objects.path(), &ns_a).await.unwrap();
+    a.create_topic(
+        "default",
+        "t",
+        2,
+        MessageType::Normal,
+        Some(Retention::Unlimited),
+    )
+    .await
+    .unwrap();
+    let m = PublishMessage {
+        queue: Some(0),
+        message: Message {
+            body: Bytes::from_static(b"kept"),
+            ..Message::default()
+        },
+    };
+    a.publish("default", "t", vec![m]).await.unwrap();
+    common::upload_all(&a).await;
+    let mark = ns_a.get(b"store-mark").await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&mark).contains("\"marked\":true"));
+
+    // Another namespace on the same store: refused, nothing deleted.
+    let ns_b: Arc<dyn MetaStore> = MemoryStore::new();
+    let why = refusal(open(dir_b.path(), objects.path(), &ns_b).await);
+    assert!(why.contains("belongs to another Strata namespace"), "{why}");
+    assert!(why.contains("object_store.prefix"), "{why}");
+
+    // The namespace's node on another (empty) store: refused.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let why = refusal(open(dir_c.path(), elsewhere.path(), &ns_a).await);
+    assert!(why.contains("is not this namespace's"), "{why}");
+    assert!(
+        std::fs::read_dir(elsewhere.path())
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing written to the wrong store"
+    );
+
+    // The namespace's own store still holds everything.
+    a.collect_garbage().await.unwrap();
+    let read = a
+        .read("default", "t", 0, 0, 10, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(read.messages.len(), 1);
+    a.close().await.unwrap();
+    drop(a);
+    let again = open(dir_a.path(), objects.path(), &ns_a).await.unwrap();
+    again.close().await.unwrap();
+}
+
+/// A store inside the node's data directory can be no other namespace's:
+/// a mark lost on either side (a metadata journal cut, say) is recorded
+/// again instead of refusing the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_store_is_marked_again_when_a_side_lost_its_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta: Arc<dyn MetaStore> = MemoryStore::new();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let open = || Engine::open_with_store(common::config(dir.path()), clock.clone(), meta.clone());
+    let engine = open().await.unwrap();
+    engine.close().await.unwrap();
+    drop(engine);
+    let mark_file = dir.path().join("objects").join("strata-store-mark");
+    let id = std::fs::read_to_string(&mark_file).unwrap();
+
+    let forget = strata_metadata::Txn::new().delete(b"store-mark".to_vec());
+    meta.commit(forget).await.unwrap();
+    let engine = open().await.unwrap();
+    let mark = meta.get(b"store-mark").await.unwrap().unwrap();
+    assert!(
+        String::from_utf8_lossy(&mark).contains(&id),
+        "the store's id kept"
+    );
+    engine.close().await.unwrap();
+    drop(engine);
+
+    std::fs::remove_file(&mark_file).unwrap();
+    let engine = open().await.unwrap();
+    assert_eq!(std::fs::read_to_string(&mark_file).unwrap(), id);
+    engine.close().await.unwrap();
+}
