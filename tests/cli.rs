@@ -584,3 +584,49 @@ fn civil_date(days: u64) -> String {
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
 }
+
+/// `consume --group` goes on from the oldest retained message when
+/// retention removed what the group had not read (it failed with
+/// OFFSET_OUT_OF_RANGE), and says what expired.
+#[test]
+#[allow(clippy::disallowed_methods)] // waits on a real server's retention
+fn consume_with_a_group_goes_on_past_expired_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = common::tiny_tiering_env(&[("STRATA_RETENTION_CHECK_INTERVAL_MS", "100")]);
+    let server = Server::start(dir.path(), &env);
+    let url = server.url.clone();
+    let args = [
+        "topic",
+        "create",
+        "brief",
+        "--queues",
+        "1",
+        "--retention",
+        "1s",
+    ];
+    ok(&cli(&url, &args, None));
+    ok(&cli(&url, &["produce", "brief"], Some("a\nb\nc\nd\n")));
+    let commit = [
+        "group", "commit", "readers", "--topic", "brief", "--queue", "0", "--offset", "1",
+    ];
+    ok(&cli(&url, &commit, None));
+    // Until retention removed the four (uploaded, then expired).
+    let mut first = 0;
+    for _ in 0..200 {
+        let described = ok(&cli(&url, &["--json", "topic", "describe", "brief"], None));
+        let v: serde_json::Value = serde_json::from_str(&described).unwrap();
+        first = v["queue_stats"][0]["first_offset"].as_u64().unwrap();
+        if first == 4 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(first, 4, "the four messages never expired");
+    ok(&cli(&url, &["produce", "brief"], Some("e\n")));
+
+    let out = cli(&url, &["consume", "brief", "--group", "readers"], None);
+    let printed = ok(&out);
+    assert!(printed.contains('e') && !printed.contains('b'), "{printed}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("expired; going on from 4"), "{said}");
+}

@@ -71,7 +71,7 @@ impl Compactor {
     pub async fn collect_garbage(&self) -> Result<u64> {
         // Fails once the host is gone, like every pass.
         self.log()?;
-        self.verify_store().await?;
+        self.recheck_store().await?;
         let _exclusive = self.lock.lock().await;
         // Ages are judged from before the ranges are read: an object
         // committed after that read was written at most half the grace

@@ -29,6 +29,14 @@ impl Compactor {
         if self.store_verified.load(Ordering::Acquire) {
             return Ok(());
         }
+        self.recheck_store().await
+    }
+
+    /// Verifies the object store again, whatever an earlier check found:
+    /// before deleting (garbage collection, index sweeps), since two
+    /// namespaces that started at the same moment may both have written
+    /// the mark, and only one write remains.
+    pub async fn recheck_store(&self) -> Result<()> {
         verify(
             &self.catalog,
             &self.objects,
@@ -41,12 +49,25 @@ impl Compactor {
     }
 }
 
-/// Whether `store` can only be this node's: in memory, or a directory
-/// inside its data directory (which one process at a time holds locked).
+/// Whether `store` can only be this node's, with metadata of its own (not
+/// shared): in memory, or a directory inside its data directory (which one
+/// process at a time holds locked). Paths are compared as they resolve,
+/// so `..` and symbolic links do not pass for inside.
 pub fn is_private(store: &ObjectStoreConfig, data_dir: &Path) -> bool {
     match &store.backend {
         Backend::Memory => true,
-        Backend::Local { root } => root.starts_with(data_dir),
+        Backend::Local { root } => {
+            // The store's directory may not exist yet: resolve its parent.
+            let resolved = root.canonicalize().or_else(|_| {
+                let name = root.file_name().ok_or(std::io::ErrorKind::NotFound)?;
+                let parent = root.parent().ok_or(std::io::ErrorKind::NotFound)?;
+                parent.canonicalize().map(|p| p.join(name))
+            });
+            match (resolved, data_dir.canonicalize()) {
+                (Ok(root), Ok(dir)) => root.starts_with(dir),
+                _ => false,
+            }
+        }
         Backend::S3 { .. } => false,
     }
 }
@@ -78,7 +99,10 @@ pub async fn verify(
                     id: other.clone(),
                     marked: true,
                 };
-                catalog.create_store_mark(&adopted).await?;
+                let recorded = catalog.create_store_mark(&adopted).await?;
+                if recorded.id != *other {
+                    return Err(foreign(objects, other, Some(&recorded.id)));
+                }
                 tracing::info!(store = %objects.describe(), id = %other, "this node's own object store's mark recorded again");
                 return Ok(());
             }

@@ -7,8 +7,8 @@ it never sets a message's queue_id (so the server must pick the queue, or
 every message lands on queue 0), and its PushConsumer needs the delivery
 timestamp that ends each receive (without it every batch fails and goes to
 the dead-letter topic). Also: FIFO order per message group through a
-SimpleConsumer, and a stop (SIGTERM) that does not wait for the clients
-that keep their streams open.
+SimpleConsumer, a group reset that a SimpleConsumer follows, and a stop
+(SIGTERM) that does not wait for the clients that keep their streams open.
 """
 
 import json
@@ -178,6 +178,37 @@ class PythonSdk(unittest.TestCase):
                 self.assertEqual(order, list(range(10)), f"group {g}")
         finally:
             producer.shutdown()
+            consumer.shutdown()
+
+    def test_a_group_reset_replays_for_a_simple_consumer(self):
+        self.cli("topic", "create", "replayed", "--queues", "4")
+        self.cli("group", "create", "replayers", "--start", "earliest")
+        producer = Producer(self.config, ("replayed",))
+        producer.startup()
+        try:
+            sent = [f"r{i}" for i in range(24)]
+            for body in sent:
+                producer.send(message("replayed", body))
+        finally:
+            producer.shutdown()
+        consumer = SimpleConsumer(self.config, "replayers", {"replayed": FilterExpression("*")}, 2)
+        consumer.startup()
+        try:
+            def drain():
+                got = []
+                deadline = time.monotonic() + 30
+                while len(got) < len(sent) and time.monotonic() < deadline:
+                    for m in consumer.receive(16, 30):
+                        got.append(m.body.decode())
+                        consumer.ack(m)
+                return sorted(got)
+
+            self.assertEqual(drain(), sorted(sent))
+            # Consumers of the official SDKs receive by message: a reset
+            # of the group's offsets must move where they receive too.
+            self.cli("group", "reset", "replayers", "--topic", "replayed", "--to", "earliest")
+            self.assertEqual(drain(), sorted(sent), "every message once more after the reset")
+        finally:
             consumer.shutdown()
 
 

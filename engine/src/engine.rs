@@ -141,6 +141,10 @@ impl Engine {
     /// Starts serving a tenant placed on this node: claims its queues,
     /// loads its topics from object storage, takes up its timers.
     pub async fn serve_tenant(&self, tenant: &str) -> Result<()> {
+        // POP state cached while the tenant was here before is stale: the
+        // node that served it meanwhile changed it (a reset may even have
+        // moved a cursor back to the value cached here).
+        self.pop.forget_tenant(tenant);
         self.core.serve_tenant(tenant).await?;
         self.delay.load_tenant(tenant).await
     }
@@ -150,7 +154,9 @@ impl Engine {
     /// topics and timers. Then it may be placed on another node.
     pub async fn release_tenant(&self, tenant: &str) -> Result<()> {
         self.delay.drop_tenant(tenant);
-        self.core.release_tenant(tenant).await
+        let released = self.core.release_tenant(tenant).await;
+        self.pop.forget_tenant(tenant);
+        released
     }
 
     /// Why the write fence is shut, if it is.

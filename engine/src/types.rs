@@ -90,6 +90,10 @@ pub struct EngineConfig {
     /// tenant). More are added and removed while it runs
     /// (`Engine::serve_tenant`, `Engine::release_tenant`).
     pub served_tenants: Option<Vec<String>>,
+    /// The metadata store is shared with other nodes (etcd, TiKV), so even
+    /// an object store inside the data directory may be another
+    /// namespace's or not the namespace's (see `strata_compactor::store_mark`).
+    pub shared_metadata: bool,
     pub block_cache: strata_cache::BlockCacheConfig,
     pub cold_reader: strata_cache::ColdReaderConfig,
     /// Transaction check-backs: the first after this long, then doubling
@@ -133,6 +137,7 @@ impl EngineConfig {
             index_flush_entries: crate::lookup::FLUSH_ENTRIES,
             compactor: CompactorPlacement::InProcess,
             served_tenants: None,
+            shared_metadata: false,
             block_cache: strata_cache::BlockCacheConfig {
                 memory_bytes: 64 << 20,
                 disk_dir: Some(data_dir.join("cache")),
@@ -219,8 +224,10 @@ pub struct QueueInfo {
     /// One past the newest readable offset.
     pub end_offset: u64,
     pub messages: u64,
-    /// Bytes of WAL records retained for this queue.
+    /// Bytes the queue stores: its object ranges, and the WAL batches not
+    /// uploaded yet (each retained batch counted once).
     pub bytes: u64,
+    /// Retained batches still in the WAL (uploaded or not).
     pub batches: u64,
     pub oldest_timestamp_ms: Option<i64>,
     pub newest_timestamp_ms: Option<i64>,

@@ -86,6 +86,15 @@ async fn a_store_serves_one_namespace() {
         "nothing written to the wrong store"
     );
 
+    // A node on the namespace's shared metadata left with the default
+    // store in its data directory: not private, so refused as well.
+    let dir_d = tempfile::tempdir().unwrap();
+    let mut defaults = common::config(dir_d.path());
+    defaults.shared_metadata = true;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let why = refusal(Engine::open_with_store(defaults, clock, ns_a.clone()).await);
+    assert!(why.contains("is not this namespace's"), "{why}");
+
     // The namespace's own store still holds everything.
     a.collect_garbage().await.unwrap();
     let read = a

@@ -442,3 +442,42 @@ async fn publishes_in_flight_at_a_release_are_stored_exactly_when_acknowledged()
         "stored: each acknowledged publish once, no refused one"
     );
 }
+
+/// POP state cached on a node is not trusted after its tenant went
+/// elsewhere and came back: the node that served it meanwhile may have
+/// reset the group, moving a cursor back to the very value cached here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_back_on_a_node_reloads_its_consumer_state() {
+    let (a, b, _dirs) = pair(&["t1"]).await;
+    a.create_topic("t1", "orders", 4, MessageType::Normal, None)
+        .await
+        .unwrap();
+    a.create_group("t1", "g").await.unwrap();
+    a.publish("t1", "orders", messages(0, 12)).await.unwrap();
+    // a hands out and acknowledges everything: its cursors are at the ends.
+    let got = pop(&a, 32, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 12);
+    for p in &got {
+        a.ack("t1", "g", "orders", &p.handle).await.unwrap();
+    }
+    assert!(pop(&a, 32, Duration::from_secs(30)).await.is_empty());
+
+    a.release_tenant("t1").await.unwrap();
+    b.serve_tenant("t1").await.unwrap();
+    b.reset_offsets("t1", "g", "orders", strata_engine::OffsetTarget::Earliest)
+        .await
+        .unwrap();
+    // Everything again, left in flight: the cursors are back at the ends.
+    assert_eq!(pop(&b, 32, Duration::from_secs(1)).await.len(), 12);
+
+    b.release_tenant("t1").await.unwrap();
+    a.serve_tenant("t1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let again = pop(&a, 32, Duration::from_secs(30)).await;
+    assert_eq!(
+        again.len(),
+        12,
+        "what b left in flight comes back on a once its invisible time ends"
+    );
+    assert!(again.iter().all(|p| p.attempt == 2));
+}

@@ -786,6 +786,7 @@ impl Config {
             index_flush_entries: strata_engine::lookup::FLUSH_ENTRIES,
             compactor: self.compactor_placement()?,
             served_tenants: None,
+            shared_metadata: self.metadata.parse()?.is_shared(),
             block_cache: BlockCacheConfig {
                 memory_bytes: self.cache.block_memory_bytes,
                 disk_dir: match self.cache.block_disk_dir.as_str() {

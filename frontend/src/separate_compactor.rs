@@ -207,10 +207,8 @@ pub(crate) async fn volume_compactor(
             merge_min_ranges: engine.merge_min_ranges,
             merge_target_bytes: engine.merge_target_bytes,
             gc_grace: engine.gc_grace,
-            private_store: strata_compactor::store_mark::is_private(
-                &engine.object_store,
-                &engine.data_dir,
-            ),
+            // It runs on shared metadata only: no store is private to it.
+            private_store: false,
         },
         checkpoint,
     );

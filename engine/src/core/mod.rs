@@ -204,10 +204,8 @@ impl Core {
             merge_min_ranges: config.merge_min_ranges,
             merge_target_bytes: config.merge_target_bytes,
             gc_grace: config.gc_grace,
-            private_store: strata_compactor::store_mark::is_private(
-                &config.object_store,
-                &config.data_dir,
-            ),
+            private_store: !config.shared_metadata
+                && strata_compactor::store_mark::is_private(&config.object_store, &config.data_dir),
         };
         let core = Arc::new_cyclic(|core: &std::sync::Weak<Self>| Self {
             compactor: Arc::new(strata_compactor::Compactor::new(
@@ -709,7 +707,7 @@ pub(crate) fn queue_info(q: &QueueState) -> QueueInfo {
         bytes: inner.hot_only_bytes() + inner.cold_bytes,
         // WAL batches below the first offset are expired, only not yet
         // released with their segment.
-        batches: inner.entries_from(inner.first_offset).count() as u64,
+        batches: inner.batches_from(inner.first_offset) as u64,
         oldest_timestamp_ms: inner.cold.front().map(|r| r.min_timestamp_ms).or_else(|| {
             inner
                 .entries_from(inner.first_offset)

@@ -206,6 +206,7 @@ impl Lookup {
         // Behind a shut fence this node may have been adopted: its runs
         // are someone else's to keep now (the entries stay pending).
         self.core.check_write_fence()?;
+        self.core.compactor.verify_store().await?;
         let began = self.core.clock.monotonic();
         self.core.tiers.objects().put(&record.object, bytes).await?;
         self.fresh_enough(&record.object, began)?;
@@ -532,6 +533,7 @@ impl Lookup {
                 .max()
                 .unwrap_or_default(),
         };
+        self.core.compactor.verify_store().await?;
         let began = self.core.clock.monotonic();
         objects.put(&record.object, bytes).await?;
         self.fresh_enough(&record.object, began)?;
@@ -573,6 +575,8 @@ impl Lookup {
     /// Deletes the run objects of this node and of the `gone_nodes` that
     /// no record names, once older than the GC grace period.
     async fn sweep(&self, gone_nodes: &HashSet<String>) -> Result<u64> {
+        // Deleting what this namespace does not name: only in its own store.
+        self.core.compactor.recheck_store().await?;
         let objects = self.core.tiers.objects();
         // Records are read in pages: a run taken over (moved to another
         // node's key) between two pages is seen by neither. Each record

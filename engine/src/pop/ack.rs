@@ -218,7 +218,7 @@ impl Pop {
                         "receipt handle {handle:?} appears twice in this acknowledgement"
                     ))),
                     (Some(_), _) | (None, None) => Err(EngineError::InvalidReceiptHandle(format!(
-                        "receipt handle {handle:?} is not in flight: acknowledged, redelivered since, or never issued to group {group:?}"
+                        "receipt handle {handle:?} is not in flight: acknowledged, redelivered since, dropped by a reset of the group, or never issued to group {group:?}"
                     ))),
                     (None, Some(r)) if r.visible_ms <= now => Err(EngineError::InvalidReceiptHandle(format!(
                         "receipt handle {handle:?} expired: its invisible time ended, so the message will be delivered again"

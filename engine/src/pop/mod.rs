@@ -142,6 +142,15 @@ impl Pop {
             .clone()
     }
 
+    /// Forgets the POP state cached for `tenant` (moving to or from this
+    /// node): it is loaded again from the metadata store on next use.
+    pub(crate) fn forget_tenant(&self, tenant: &str) {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(t, _, _), _| t != tenant);
+    }
+
     /// Deletes a deleted group's POP state, stored and cached.
     /// The cached slots go first, so a failure in between leaves nothing
     /// cached for a group made again under the name.

@@ -58,11 +58,23 @@ pub async fn consume(client: &Client, json: bool, args: ConsumeArgs) -> Result<(
                 .parse()
                 .with_context(|| format!("--from {n:?} is not earliest, latest or an offset"))?,
             None => match &args.group {
-                Some(g) => client
-                    .committed_offset(g, &args.topic, q.queue)
-                    .await?
-                    .offset
-                    .unwrap_or(q.first_offset),
+                Some(g) => {
+                    let committed = client
+                        .committed_offset(g, &args.topic, q.queue)
+                        .await?
+                        .offset
+                        .unwrap_or(q.first_offset);
+                    // Retention removed what the group had not read: it
+                    // goes on from the oldest message left.
+                    if committed < q.first_offset {
+                        eprintln!(
+                            "queue {}: group {g} was at offset {committed}, but offsets below {} \
+                             expired; going on from {}",
+                            q.queue, q.first_offset, q.first_offset
+                        );
+                    }
+                    committed.max(q.first_offset)
+                }
                 None => q.first_offset,
             },
         };

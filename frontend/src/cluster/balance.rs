@@ -271,6 +271,22 @@ impl Balancer {
         }
     }
 
+    /// Reads the nodes and placements again for routing, now: a forward to
+    /// a node failed to connect, so it may have stopped and its tenants
+    /// moved since the last pass (which may be a fifth of a lease away).
+    pub async fn refresh_view(&self) -> Result<(), CatalogError> {
+        let now = self.clock.now_ms();
+        let live = self
+            .catalog
+            .cluster_nodes()
+            .await?
+            .into_iter()
+            .filter(|n| n.is_live(now))
+            .map(|n| (n.node.clone(), n))
+            .collect();
+        self.set_view(live).await
+    }
+
     /// Reads the placements again and publishes them with `live` as the
     /// routing view.
     async fn set_view(&self, live: HashMap<String, NodeRecord>) -> Result<(), CatalogError> {

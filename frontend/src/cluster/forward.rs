@@ -176,6 +176,14 @@ async fn forward(cluster: &Forwarder, addr: &str, node: &str, request: Request) 
     let answer = match outgoing.send().await {
         Ok(a) => a,
         Err(e) => {
+            if e.is_connect() {
+                // Nothing was sent. The node may have stopped and its
+                // tenants moved: route the client's retry by what the
+                // metadata store says now, not by the last pass's view.
+                if let Err(why) = cluster.balancer.refresh_view().await {
+                    tracing::debug!(error = %why, "refreshing the routing view failed");
+                }
+            }
             return crate::http::ApiError::new(
                 ErrorCode::Unavailable,
                 format!("forwarding to node {node} at {addr} failed: {e}; retry"),

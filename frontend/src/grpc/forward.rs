@@ -146,6 +146,12 @@ where
                         Ok(()) => channel.call(request).await,
                         Err(e) => Err(e),
                     };
+                    if answer.is_err() {
+                        // The node may have stopped and its tenants moved:
+                        // the retry is routed by the metadata store's
+                        // placements now, not by the last pass's view.
+                        router.refresh().await;
+                    }
                     Ok(answer.unwrap_or_else(|e| {
                         tonic::Status::unavailable(format!(
                             "forwarding to node {node} failed: {e}; retry"
@@ -165,6 +171,14 @@ impl Router {
             .as_ref()
             .map(|b| b.node_id().to_string())
             .unwrap_or_default()
+    }
+
+    async fn refresh(&self) {
+        if let Some(balancer) = self.state.cluster.as_ref()
+            && let Err(e) = balancer.refresh_view().await
+        {
+            tracing::debug!(error = %e, "refreshing the routing view failed");
+        }
     }
 
     async fn target(&self, asked: Asked) -> Target {

@@ -93,6 +93,12 @@ impl QueueIndex {
         self.entries_from(from).map(|e| e.bytes).sum()
     }
 
+    /// How many WAL batches hold offsets from `offset` on (binary search,
+    /// not a walk: the WAL may hold millions).
+    pub fn batches_from(&self, offset: u64) -> usize {
+        self.index.len() - self.index.partition_point(|e| e.end_offset() <= offset)
+    }
+
     /// First offset still in the WAL, if any.
     pub fn hot_first(&self) -> Option<u64> {
         self.index.front().map(|e| e.base_offset)
