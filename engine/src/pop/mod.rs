@@ -191,15 +191,7 @@ impl Pop {
                         cursor: Some((0, from)),
                         ..PopChange::default()
                     };
-                    let fence = self.core.catalog.owner_check(q.key, &q.owner);
-                    if !self
-                        .core
-                        .catalog
-                        .commit_pop(group, q.key, &change, fence)
-                        .await?
-                    {
-                        return Err(self.refused(group).await);
-                    }
+                    self.commit_or_refuse(group, q, &change).await?;
                     state.cursor = from;
                 }
             }
@@ -224,15 +216,27 @@ impl Pop {
                 remove: chunk.to_vec(),
                 ..PopChange::default()
             };
-            let fence = self.core.catalog.owner_check(q.key, &q.owner);
-            if !self
-                .core
-                .catalog
-                .commit_pop(group, q.key, &change, fence)
-                .await?
-            {
-                return Err(self.refused(group).await);
-            }
+            self.commit_or_refuse(group, q, &change).await?;
+        }
+        Ok(())
+    }
+
+    /// Commits `change` (no cached state to update), fenced on the queue's
+    /// owner and the group; refused as [`Pop::refused`] says otherwise.
+    async fn commit_or_refuse(
+        &self,
+        group: &StoredGroup,
+        q: &QueueState,
+        change: &PopChange,
+    ) -> Result<()> {
+        let fence = self.core.catalog.owner_check(q.key, &q.owner);
+        if !self
+            .core
+            .catalog
+            .commit_pop(group, q.key, change, fence)
+            .await?
+        {
+            return Err(self.refused(group).await);
         }
         Ok(())
     }

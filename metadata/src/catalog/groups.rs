@@ -217,17 +217,7 @@ impl Catalog {
         let group_key = keys::group(tenant, group)?;
         let mut puts = Vec::with_capacity(commits.len());
         for c in commits {
-            let key = keys::offset(tenant, group, topic_id, c.queue)?;
-            let value = encode(
-                &key,
-                &CommittedOffset {
-                    topic_id,
-                    queue: c.queue,
-                    offset: c.offset,
-                    updated_ms: now_ms,
-                },
-            )?;
-            puts.push((key, value));
+            puts.push(offset_put(tenant, group, topic_id, c, now_ms)?);
         }
         for _ in 0..MAX_ATTEMPTS {
             let exists = self.store.get(&group_key).await?.is_some();
@@ -291,4 +281,25 @@ impl Catalog {
             .scan_records(&keys::offset_prefix(tenant, group)?)
             .await?)
     }
+}
+
+/// The key and value that record `commit` as the group's offset.
+pub(super) fn offset_put(
+    tenant: &str,
+    group: &str,
+    topic_id: TopicId,
+    commit: &OffsetCommit,
+    now_ms: i64,
+) -> Result<(Vec<u8>, Vec<u8>), CatalogError> {
+    let key = keys::offset(tenant, group, topic_id, commit.queue)?;
+    let value = encode(
+        &key,
+        &CommittedOffset {
+            topic_id,
+            queue: commit.queue,
+            offset: commit.offset,
+            updated_ms: now_ms,
+        },
+    )?;
+    Ok((key, value))
 }

@@ -17,9 +17,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use strata_common::{QueueKey, TopicId};
 
-use super::{
-    Catalog, CatalogError, CommittedOffset, OffsetCommit, StoredGroup, decode, encode, keys,
-};
+use super::{Catalog, CatalogError, OffsetCommit, StoredGroup, decode, encode, keys};
 use crate::store::{Check, MetaError, Txn, TxnOutcome};
 
 /// One delivery of one message to a group, awaiting its acknowledgement.
@@ -138,16 +136,7 @@ impl Catalog {
         let (tenant, name) = (&group.tenant, &group.name);
         let mut txn = Txn::new().check(group.fence.clone());
         for c in commits {
-            let key = keys::offset(tenant, name, topic_id, c.queue)?;
-            let value = encode(
-                &key,
-                &CommittedOffset {
-                    topic_id,
-                    queue: c.queue,
-                    offset: c.offset,
-                    updated_ms: now_ms,
-                },
-            )?;
+            let (key, value) = super::groups::offset_put(tenant, name, topic_id, c, now_ms)?;
             txn = txn.check(c.fence.clone()).put(key, value);
         }
         for c in cursors {
