@@ -146,6 +146,14 @@ impl Engine {
         // moved a cursor back to the value cached here).
         self.pop.forget_tenant(tenant);
         self.core.serve_tenant(tenant).await?;
+        let topics = self
+            .core
+            .topics_read()
+            .all()
+            .filter(|t| t.record.tenant == tenant)
+            .map(|t| t.record.id)
+            .collect();
+        self.lookup.load_marks(&topics).await?;
         self.delay.load_tenant(tenant).await
     }
 

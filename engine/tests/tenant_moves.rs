@@ -481,3 +481,37 @@ async fn a_tenant_back_on_a_node_reloads_its_consumer_state() {
     );
     assert!(again.iter().all(|p| p.attempt == 2));
 }
+
+/// The message index moves with its tenant: the node that let it go keeps
+/// its marks in the metadata store (it dropped them as if the topics were
+/// deleted), and the node that takes it indexes on from them instead of
+/// reading every retained message back from object storage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_message_index_goes_on_where_the_old_node_left_it() {
+    let (a, b, _dirs) = pair(&["t1"]).await;
+    a.create_topic("t1", "orders", 2, MessageType::Normal, None)
+        .await
+        .unwrap();
+    let sent = a.publish("t1", "orders", messages(0, 30)).await.unwrap();
+    assert_eq!(a.index_pending().await.unwrap(), 30);
+    a.flush_message_index().await.unwrap();
+
+    a.release_tenant("t1").await.unwrap();
+    // a's next pass forgets the topics it no longer holds.
+    a.index_pending().await.unwrap();
+    b.serve_tenant("t1").await.unwrap();
+    b.publish("t1", "orders", messages(30, 5)).await.unwrap();
+    assert_eq!(
+        b.index_pending().await.unwrap(),
+        5,
+        "b indexes what is new, not the 30 a indexed"
+    );
+    b.flush_message_index().await.unwrap();
+    // What a indexed is still found, through b.
+    let id = &sent[7].message_id;
+    let found = b
+        .find_messages("t1", "orders", strata_engine::IndexKind::Id, id, 10)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "{id}");
+}

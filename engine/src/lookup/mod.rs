@@ -27,7 +27,7 @@
 
 mod runs;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -134,6 +134,21 @@ impl Lookup {
             stats: Counters::default(),
             running: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// Takes the marks of `topics` from the metadata store (their tenant
+    /// came to this node: the node that served it moved them on since this
+    /// one loaded them, if it ever did).
+    pub(crate) async fn load_marks(&self, topics: &HashSet<u64>) -> Result<()> {
+        let stored = self.core.catalog.index_marks().await?;
+        let mut marks = lock(&self.marks);
+        marks.retain(|q, _| !topics.contains(&q.topic));
+        marks.extend(
+            stored
+                .into_iter()
+                .filter(|(q, _)| topics.contains(&q.topic)),
+        );
+        Ok(())
     }
 
     fn mark(&self, queue: QueueKey) -> u64 {
@@ -353,9 +368,11 @@ impl Lookup {
         Ok(indexed)
     }
 
-    /// Forgets the marks (and pending entries) of every topic that no
-    /// longer exists; its runs' entries go when the runs are merged or
-    /// dropped.
+    /// Forgets the marks (and pending entries) of every topic this node
+    /// no longer holds. A deleted topic's marks go from the metadata store
+    /// too (its runs' entries go when the runs are merged or dropped); a
+    /// topic whose tenant moved to another node keeps them there, and that
+    /// node indexes on from them (what was pending here it indexes again).
     async fn drop_deleted_indexes(&self) -> Result<()> {
         let dead: Vec<u64> = {
             let topics = self.core.topics_read();
@@ -375,9 +392,19 @@ impl Lookup {
                 pending.entries.retain(|e| e.topic != topic);
                 pending.marks.retain(|q, _| q.topic != topic);
             }
-            self.core.catalog.drop_index(topic).await?;
+            let deleted = self.core.catalog.topic_by_id(topic).await?.is_none();
+            if deleted {
+                self.core.catalog.drop_index(topic).await?;
+            }
             lock(&self.marks).retain(|q, _| q.topic != topic);
-            tracing::info!(topic, "dropped the message index marks of a deleted topic");
+            if deleted {
+                tracing::info!(topic, "dropped the message index marks of a deleted topic");
+            } else {
+                tracing::debug!(
+                    topic,
+                    "forgot the message index marks of a topic served elsewhere now"
+                );
+            }
         }
         Ok(())
     }
