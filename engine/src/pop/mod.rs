@@ -229,16 +229,26 @@ impl Pop {
         q: &QueueState,
         change: &PopChange,
     ) -> Result<()> {
-        let fence = self.core.catalog.owner_check(q.key, &q.owner);
-        if !self
-            .core
-            .catalog
-            .commit_pop(group, q.key, change, fence)
-            .await?
-        {
+        if !self.commit_fenced(group, q, change).await? {
             return Err(self.refused(group).await);
         }
         Ok(())
+    }
+
+    /// Commits `change`, fenced on the queue's owner and on the group;
+    /// false if a check failed (nothing written).
+    async fn commit_fenced(
+        &self,
+        group: &StoredGroup,
+        q: &QueueState,
+        change: &PopChange,
+    ) -> Result<bool> {
+        let fence = self.core.catalog.owner_check(q.key, &q.owner);
+        Ok(self
+            .core
+            .catalog
+            .commit_pop(group, q.key, change, fence)
+            .await?)
     }
 
     /// Commits `change` to a queue's POP state and applies it to the state
@@ -256,13 +266,7 @@ impl Pop {
         let Some(mut state) = slot.take() else {
             return Err(EngineError::Internal("POP state not loaded".into()));
         };
-        let fence = self.core.catalog.owner_check(q.key, &q.owner);
-        if !self
-            .core
-            .catalog
-            .commit_pop(group, q.key, change, fence)
-            .await?
-        {
+        if !self.commit_fenced(group, q, change).await? {
             return Ok(false);
         }
         apply(&mut state, change);
