@@ -10,9 +10,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use common::{open, open as reopen};
-use strata_common::{MESSAGE_GROUP_PROPERTY, ManualClock, Message};
+use common::{msg, open, open as reopen};
+use strata_common::ManualClock;
 use strata_engine::{
     Engine, EngineError, MessageType, Popped, PublishMessage, ReceiveRequest, Retention, TagFilter,
 };
@@ -21,19 +20,6 @@ const T: &str = "acme";
 const START_MS: i64 = 1_800_000_000_000;
 const INVISIBLE: Duration = Duration::from_secs(30);
 const QUEUES: u32 = 4;
-
-fn msg(queue: u32, body: String, group: Option<&str>) -> PublishMessage {
-    PublishMessage {
-        queue: Some(queue),
-        message: Message {
-            properties: group
-                .map(|g| vec![(MESSAGE_GROUP_PROPERTY.to_string(), g.to_string())])
-                .unwrap_or_default(),
-            body: Bytes::from(body),
-            ..Message::default()
-        },
-    }
-}
 
 async fn receive(engine: &Arc<Engine>, topic: &str, max: usize) -> Vec<Popped> {
     engine

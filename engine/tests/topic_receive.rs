@@ -12,30 +12,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::open;
-use strata_common::{MESSAGE_GROUP_PROPERTY, ManualClock, Message};
+use common::{msg, open};
+use strata_common::ManualClock;
 use strata_engine::{
-    Engine, GroupSpec, MessageType, Popped, PublishMessage, ReceiveRequest, Retention,
-    StartPosition, TagFilter,
+    Engine, GroupSpec, MessageType, Popped, ReceiveRequest, Retention, StartPosition, TagFilter,
 };
 
 const T: &str = "acme";
 const START_MS: i64 = 1_800_000_000_000;
 const INVISIBLE: Duration = Duration::from_secs(30);
-
-fn msg(queue: u32, body: String, group: Option<&str>) -> PublishMessage {
-    PublishMessage {
-        queue: Some(queue),
-        message: Message {
-            properties: group
-                .map(|g| vec![(MESSAGE_GROUP_PROPERTY.to_string(), g.to_string())])
-                .unwrap_or_default(),
-            body: Bytes::from(body),
-            ..Message::default()
-        },
-    }
-}
 
 async fn receive(
     engine: &Arc<Engine>,

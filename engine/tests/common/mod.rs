@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_common::{Clock, ManualClock};
-use strata_engine::{Engine, EngineConfig};
+use bytes::Bytes;
+use strata_common::{Clock, MESSAGE_GROUP_PROPERTY, ManualClock, Message};
+use strata_engine::{Engine, EngineConfig, PublishMessage};
 
 /// No uploads, no retention runs, no disk block cache.
 pub fn config(dir: &std::path::Path) -> EngineConfig {
@@ -43,4 +44,19 @@ pub async fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Arc<Engine
         }
     }
     panic!("the data directory was never released");
+}
+
+/// A message for `queue`, in FIFO message group `group` if given.
+#[allow(dead_code)] // not every test file publishes to a chosen queue
+pub fn msg(queue: u32, body: String, group: Option<&str>) -> PublishMessage {
+    PublishMessage {
+        queue: Some(queue),
+        message: Message {
+            properties: group
+                .map(|g| vec![(MESSAGE_GROUP_PROPERTY.to_string(), g.to_string())])
+                .unwrap_or_default(),
+            body: Bytes::from(body),
+            ..Message::default()
+        },
+    }
 }
