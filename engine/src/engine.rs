@@ -249,6 +249,11 @@ impl Engine {
         self.core.wal.stats().failed
     }
 
+    /// What made the WAL fail, once it did (see [`Engine::wal_failed`]).
+    pub fn wal_failure(&self) -> Option<String> {
+        self.core.wal.stats().failure
+    }
+
     pub fn status(&self) -> NodeStatus {
         NodeStatus {
             pop: self.pop.stats(),

@@ -117,9 +117,9 @@ impl From<WalError> for EngineError {
             // Only a restart repairs it (the WAL recovers at start); a write
             // that failed may have left complete records recovery keeps.
             WalError::Failed(_) => EngineError::WalFailed(format!(
-                "{e}; this node refuses publishes until it restarts (its /healthz fails), and \
-                 messages of the write that failed may still be delivered, so a retry may \
-                 store them twice"
+                "{e}; this node refuses publishes until it restarts (`strata serve` stops by \
+                 itself for that, and its /healthz fails meanwhile), and messages of the \
+                 write that failed may still be delivered, so a retry may store them twice"
             )),
             // What was submitted at once (one publish) is more than the WAL
             // takes at once: no retry clears it.

@@ -57,6 +57,14 @@ pub enum ServerError {
     /// Another node took this node's registry record: it stopped.
     #[error("stopped: {0}")]
     TakenOver(String),
+    /// The WAL refused a write or an fdatasync (a full disk, an I/O
+    /// error): the node stopped so that a restart recovers it.
+    #[error(
+        "stopped because the write-ahead log failed ({0}); restart the node: recovery at start \
+         repairs the log, and every acknowledged message was made durable before the failure \
+         (messages of the write that failed were never acknowledged but may still be delivered)"
+    )]
+    WalFailed(String),
 }
 
 /// How long a stop waits for gRPC calls to finish before it goes on
@@ -608,12 +616,55 @@ pub async fn run_until_signal(config: Config) -> Result<(), ServerError> {
         credentials_file.display()
     );
     let stop = running.stopper();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown signal received; finishing in-flight requests");
-        stop.send_replace(true);
+    // Weak: the engine must be gone once the node stopped (the embedded
+    // metadata store closes with it).
+    let engine = Arc::downgrade(&running.engine);
+    let watcher = tokio::spawn(async move {
+        tokio::select! {
+            _ = wait_for_signal() => {
+                tracing::info!("shutdown signal received; finishing in-flight requests");
+                stop.send_replace(true);
+                None
+            }
+            Some(cause) = until_wal_fails(engine) => {
+                tracing::error!(
+                    cause = %cause,
+                    "the write-ahead log failed: every publish is refused until the node \
+                     restarts, so it stops now (a supervisor restarts it; recovery repairs the log)"
+                );
+                stop.send_replace(true);
+                Some(cause)
+            }
+        }
     });
-    running.wait().await
+    let result = running.wait().await;
+    // The watcher ended with the stop it asked for; a stop for another
+    // reason (taken over) leaves it waiting for a signal.
+    if watcher.is_finished()
+        && let Ok(Some(cause)) = watcher.await
+    {
+        return Err(ServerError::WalFailed(cause));
+    }
+    result
+}
+
+/// What made the WAL fail, once it did; `None` once the engine is gone. A
+/// failed WAL refuses every append until the process restarts (recovery at
+/// start is what repairs it), so a node that stays up only answers 503 to
+/// producers; stopping hands its tenants to other nodes in a cluster and
+/// lets a supervisor restart it.
+async fn until_wal_fails(engine: std::sync::Weak<Engine>) -> Option<String> {
+    const CHECK_EVERY: Duration = Duration::from_millis(250);
+    loop {
+        let clock = {
+            let engine = engine.upgrade()?;
+            if let Some(cause) = engine.wal_failure() {
+                return Some(cause);
+            }
+            engine.clock().clone()
+        };
+        clock.sleep(CHECK_EVERY).await;
+    }
 }
 
 pub(crate) async fn wait_for_signal() {

@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -22,12 +22,34 @@ pub struct Server {
     /// `host:port` of the RocketMQ gRPC listener.
     pub grpc_addr: String,
     pub data_dir: PathBuf,
+    /// Its last [`STDERR_LINES_KEPT`] lines of stderr.
+    log: Arc<Mutex<Vec<String>>>,
 }
+
+/// How many lines of a server's stderr [`Server::stderr`] keeps.
+pub const STDERR_LINES_KEPT: usize = 200;
 
 impl Server {
     /// Starts `strata serve` and waits until it prints its address.
     pub fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(BIN);
+        Self::start_wrapped(data_dir, extra_env, &[])
+    }
+
+    /// [`Server::start`] run through `sh -c SCRIPT` (the script ends with
+    /// `exec "$0" "$@"`), e.g. to set a resource limit first.
+    pub fn start_in_shell(data_dir: &Path, extra_env: &[(&str, &str)], script: &str) -> Server {
+        Self::start_wrapped(data_dir, extra_env, &["sh", "-c", script])
+    }
+
+    fn start_wrapped(data_dir: &Path, extra_env: &[(&str, &str)], wrapper: &[&str]) -> Server {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(BIN);
+                cmd
+            }
+            None => Command::new(BIN),
+        };
         cmd.args([
             "serve",
             "--http-addr",
@@ -50,10 +72,18 @@ impl Server {
         let mut child = cmd.spawn().expect("spawn strata serve");
         let stderr = child.stderr.take().expect("stderr piped");
         let (tx, rx) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = log.clone();
         // Keep draining stderr so the server never blocks on a full pipe.
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut kept) = kept.lock() {
+                    if kept.len() == STDERR_LINES_KEPT {
+                        kept.remove(0);
+                    }
+                    kept.push(line.clone());
+                }
                 if !sent && let Some(rest) = line.split("serving HTTP on ").nth(1) {
                     let url = rest.split_whitespace().next().unwrap_or("").to_string();
                     let grpc = rest
@@ -75,7 +105,8 @@ impl Server {
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait();
-                panic!("strata serve did not report its address (exit: {status:?})");
+                let said = log.lock().map(|l| l.join("\n")).unwrap_or_default();
+                panic!("strata serve did not report its address (exit: {status:?}):\n{said}");
             }
         };
         // Every later request of this test process signs in as the
@@ -90,7 +121,13 @@ impl Server {
             url,
             grpc_addr,
             data_dir: data_dir.to_path_buf(),
+            log,
         }
+    }
+
+    /// The last lines the server wrote to stderr.
+    pub fn stderr(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     /// SIGKILL: no chance to flush anything.

@@ -575,6 +575,7 @@ impl FileWal {
             synced_bytes: self.io.synced_bytes.load(Ordering::Relaxed),
             sync_latency: self.io.sync_latency.snapshot(),
             failed: self.io.is_failed(),
+            failure: self.io.failure(),
             paced_appends: st.paced_appends,
             pace_wait_ms: st.pace_wait.as_millis() as u64,
         }

@@ -147,6 +147,8 @@ pub struct WalStats {
     /// How long each group's write + fdatasync took, since start.
     pub sync_latency: LatencySnapshot,
     pub failed: bool,
+    /// What made the WAL fail, once it did.
+    pub failure: Option<String>,
     /// Appends that waited for their pace while the WAL filled, and how
     /// long they waited in all.
     pub paced_appends: u64,
