@@ -200,6 +200,9 @@ pub struct MetadataSection {
     pub compact_history_interval_ms: u64,
     /// Page cache of the embedded store (bytes); ignored by etcd and TiKV.
     pub cache_bytes: u64,
+    /// How long a start waits for an unreachable etcd before it gives up
+    /// (nodes and etcd members may start in any order); 0 gives up at once.
+    pub connect_wait_ms: u64,
 }
 
 /// The metadata store [`MetadataSection::url`] names.
@@ -324,6 +327,7 @@ impl Default for Config {
                 url: "embedded".into(),
                 compact_history_interval_ms: 5 * 60 * 1000,
                 cache_bytes: strata_metadata::DEFAULT_CACHE_BYTES as u64,
+                connect_wait_ms: 60_000,
             },
             serving: ServingSection {
                 lease_ttl_ms: 15_000,

@@ -247,7 +247,8 @@ async fn open_metadata_closing(
             (store, Some(closed))
         }
         MetadataUrl::Etcd(address) => {
-            let store = EtcdStore::connect(&address).await?;
+            let wait = Duration::from_millis(config.metadata.connect_wait_ms);
+            let store = EtcdStore::connect_waiting(&address, wait, &SystemClock).await?;
             tracing::info!(endpoints = %address.endpoints.join(","), namespace = %address.namespace, "metadata on etcd");
             (store, None)
         }

@@ -92,6 +92,52 @@ impl std::fmt::Debug for EtcdStore {
 impl EtcdStore {
     /// Connects to the cluster `address` names and checks it answers.
     pub async fn connect(address: &EtcdAddress) -> Result<std::sync::Arc<Self>, MetaError> {
+        Self::connect_once(address)
+            .await
+            .map_err(Refusal::into_error)
+    }
+
+    /// [`EtcdStore::connect`], waiting up to `wait` (on `clock`) while no
+    /// member answers, saying so every few seconds: nodes and etcd members
+    /// may start in any order. Any other error ends the wait at once.
+    pub async fn connect_waiting(
+        address: &EtcdAddress,
+        wait: Duration,
+        clock: &dyn strata_common::Clock,
+    ) -> Result<std::sync::Arc<Self>, MetaError> {
+        const RETRY_EVERY: Duration = Duration::from_secs(2);
+        let started = clock.monotonic();
+        let mut waited_before = false;
+        loop {
+            match Self::connect_once(address).await {
+                Ok(store) => {
+                    if waited_before {
+                        tracing::info!(endpoints = %address.endpoints.join(","), "etcd answers");
+                    }
+                    return Ok(store);
+                }
+                Err(Refusal::Unreachable(e)) => {
+                    let waited = clock.monotonic().saturating_sub(started);
+                    if waited >= wait {
+                        return Err(match waited_before {
+                            true => MetaError::Backend(format!(
+                                "{e} (waited {} s, metadata.connect_wait_ms)",
+                                waited.as_secs()
+                            )),
+                            false => MetaError::Backend(e),
+                        });
+                    }
+                    tracing::warn!(error = %e, waited_s = waited.as_secs(),
+                        left_s = (wait - waited).as_secs(), "waiting for etcd");
+                    waited_before = true;
+                    clock.sleep(RETRY_EVERY.min(wait - waited)).await;
+                }
+                Err(other) => return Err(other.into_error()),
+            }
+        }
+    }
+
+    async fn connect_once(address: &EtcdAddress) -> Result<std::sync::Arc<Self>, Refusal> {
         let endpoints: Vec<String> = address
             .endpoints
             .iter()
@@ -107,7 +153,7 @@ impl EtcdStore {
             // Connects lazily: a member that is down now is tried later.
             let client = Client::connect([endpoint], Some(options.clone()))
                 .await
-                .map_err(|e| backend(&address.endpoints, "connect", e))?;
+                .map_err(|e| Refusal::Other(backend(&address.endpoints, "connect", e)))?;
             members.push(client.kv_client());
         }
         let store = Self {
@@ -117,10 +163,21 @@ impl EtcdStore {
             endpoints: address.endpoints.clone(),
             seen_revision: std::sync::Mutex::new(None),
         };
-        // A cheap linearizable read: fails now, not at the first request,
-        // when no member is reachable.
-        store.get(b"\0probe").await?;
-        Ok(std::sync::Arc::new(store))
+        // A cheap linearizable read on every member in turn: fails now,
+        // not at the first request, when none answers.
+        let mut last = None;
+        for kv in &store.members {
+            match kv.clone().get(store.full_key(b"\0probe"), None).await {
+                Ok(_) => return Ok(std::sync::Arc::new(store)),
+                Err(e) if is_transport(&e) || never_sent(&e) => last = Some(e),
+                Err(e) => return Err(Refusal::Other(store.error("read", e))),
+            }
+        }
+        let why = last.map_or_else(|| "no members configured".to_owned(), |e| root_cause(&e));
+        Err(Refusal::Unreachable(format!(
+            "no etcd member answers at {} ({why})",
+            address.endpoints.join(",")
+        )))
     }
 
     fn full_key(&self, key: &[u8]) -> Vec<u8> {
@@ -199,6 +256,42 @@ impl EtcdStore {
             async move { kv.get(key, options).await }
         })
         .await
+    }
+}
+
+/// Why a connection attempt failed.
+enum Refusal {
+    /// No member answered: worth waiting for.
+    Unreachable(String),
+    Other(MetaError),
+}
+
+impl Refusal {
+    fn into_error(self) -> MetaError {
+        match self {
+            Refusal::Unreachable(e) => MetaError::Backend(e),
+            Refusal::Other(e) => e,
+        }
+    }
+}
+
+/// The innermost error's text ("Connection refused (os error 111)"), with
+/// the outermost when they differ: what an operator can act on, without
+/// tonic's wrappers.
+fn root_cause(e: &etcd_client::Error) -> String {
+    let outer = match e {
+        etcd_client::Error::GRpcStatus(s) => s.message().to_owned(),
+        other => other.to_string(),
+    };
+    let mut inner: &dyn std::error::Error = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    let inner = inner.to_string();
+    if inner == outer || outer.contains(&inner) {
+        outer
+    } else {
+        format!("{outer}: {inner}")
     }
 }
 

@@ -311,3 +311,44 @@ async fn history_is_compacted_to_the_revision_of_the_previous_call() {
     other.compact_history().await.unwrap();
     s.compact_history().await.unwrap();
 }
+
+/// A port nothing listens on (bound, then let go).
+fn dead_endpoint() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = listener.local_addr().expect("its address");
+    drop(listener);
+    addr.to_string()
+}
+
+/// Needs no etcd: a start names the members that do not answer and why,
+/// at once when told not to wait, and after waiting as long as it may.
+#[allow(clippy::disallowed_methods)] // measures the real wait
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_waits_for_etcd_then_says_which_members_do_not_answer() {
+    let dead = dead_endpoint();
+    let address = EtcdAddress::parse(&format!("etcd://{dead}/strata-test")).expect("parses");
+    let clock = strata_common::SystemClock;
+
+    let err = EtcdStore::connect_waiting(&address, std::time::Duration::ZERO, &clock)
+        .await
+        .expect_err("nothing listens there");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("no etcd member answers at {dead}")),
+        "{text}"
+    );
+    assert!(text.contains("refused"), "{text}");
+    assert!(!text.contains("waited"), "{text}");
+
+    let wait = std::time::Duration::from_millis(2500);
+    let started = std::time::Instant::now();
+    let err = EtcdStore::connect_waiting(&address, wait, &clock)
+        .await
+        .expect_err("nothing listens there");
+    assert!(started.elapsed() >= wait, "gave up before the wait ended");
+    let text = err.to_string();
+    assert!(
+        text.contains("no etcd member answers") && text.contains("metadata.connect_wait_ms"),
+        "{text}"
+    );
+}
