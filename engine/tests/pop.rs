@@ -213,6 +213,36 @@ async fn fifo_groups_deliver_in_order_one_at_a_time_and_in_parallel_across_group
     assert_eq!(bodies(&receive(&engine, "t", 10, &all).await), ["a3", "b2"]);
 }
 
+/// Producers naming different queues for one message group (SDKs that
+/// pick queues by their own hash, or an HTTP client) still keep the group
+/// in one queue, so its order holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_group_keeps_to_one_queue_whatever_queue_a_producer_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 3);
+    let engine = open(dir.path(), &clock).await;
+    engine
+        .create_topic(T, "t", 4, MessageType::Fifo, Some(Retention::Unlimited))
+        .await
+        .unwrap();
+    engine.create_group(T, "g").await.unwrap();
+    let mut queues = Vec::new();
+    for (i, queue) in [0, 1, 2, 3, 1].into_iter().enumerate() {
+        let mut m = msg(&format!("g{i}"), None, Some("G"));
+        m.queue = Some(queue);
+        let published = engine.publish(T, "t", vec![m]).await.unwrap();
+        queues.push(published[0].queue);
+    }
+    queues.dedup();
+    assert_eq!(queues.len(), 1, "one queue for the group: {queues:?}");
+    let all = TagFilter::All;
+    for i in 0..5 {
+        let got = receive(&engine, "t", 10, &all).await;
+        assert_eq!(bodies(&got), [format!("g{i}")], "one at a time, in order");
+        engine.ack(T, "g", "t", &got[0].handle).await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_filters_visibility_changes_and_bad_handles() {
     let dir = tempfile::tempdir().unwrap();

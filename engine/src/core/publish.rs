@@ -70,7 +70,7 @@ impl Core {
         self: &Arc<Self>,
         tenant: &str,
         topic_name: &str,
-        messages: Vec<PublishMessage>,
+        mut messages: Vec<PublishMessage>,
     ) -> Result<Vec<Published>> {
         self.check_batch(&messages)?;
         check_tags(&messages)?;
@@ -94,6 +94,13 @@ impl Core {
                     return Err(EngineError::InvalidArgument(format!(
                         "message {i}: topic {topic_name:?} accepts FIFO messages: give each a message group"
                     )));
+                }
+                // A group goes to the queue its name hashes to, whatever
+                // queue a producer named: producers that pick queues their
+                // own way (each SDK hashes groups differently) would
+                // otherwise split one group over queues and lose its order.
+                for m in &mut messages {
+                    m.queue = None;
                 }
             }
             MessageType::Normal => {
