@@ -286,7 +286,10 @@ impl Compactor {
                 drop(log);
                 let now = clock.monotonic();
                 let since = now.saturating_sub(last);
-                if lag == 0 || (lag < trigger && !filling && since < interval) {
+                // With nothing to upload, a filling WAL still needs its
+                // sealed segments released (the pass does that): after a
+                // restart with a smaller wal.max_bytes nothing else frees them.
+                if (lag == 0 && !filling) || (lag < trigger && !filling && since < interval) {
                     continue;
                 }
                 // Backing off never holds up producers waiting for room:

@@ -74,9 +74,10 @@ pub fn is_private(store: &ObjectStoreConfig, data_dir: &Path) -> bool {
 
 /// Checks that `objects` is the store of `catalog`'s namespace, marking it
 /// if the namespace has no store yet (its first start, or its first since
-/// marks exist). A `private` store (see [`is_private`]) whose mark is
-/// missing on one side, say after a metadata journal was cut, is marked
-/// again: nothing else can have written it.
+/// marks exist). A `private` store (see [`is_private`]) whose mark the
+/// metadata lost (a metadata journal cut) is recorded again: nothing else
+/// can have written it. A store without a mark is never taken for one the
+/// namespace marked: an empty directory would pass for it.
 pub async fn verify(
     catalog: &Catalog,
     objects: &Objects,
@@ -120,7 +121,11 @@ pub async fn verify(
             Ok(())
         }
         Some(other) => Err(foreign(objects, &other, Some(&mark.id))),
-        None if !mark.marked || private => {
+        // Marked before, in a store that holds no mark now: another store
+        // (the settings changed, or an empty directory stands in for the
+        // old one), even when private. Re-marking it would serve ranges
+        // that are not there and let the next uploads land apart.
+        None if !mark.marked => {
             objects
                 .put(MARK_OBJECT, Bytes::from(mark.id.clone()))
                 .await?;
@@ -130,10 +135,12 @@ pub async fn verify(
         }
         None => Err(CompactorError::WrongStore(format!(
             "object store {} is not this namespace's: it holds no {MARK_OBJECT} object, while \
-             the namespace's objects are in the store marked {}. Give this node the same \
-             object store settings (bucket, prefix, endpoint) as the namespace's other nodes",
+             the namespace's objects are in the store marked {id}. Start with the object store \
+             settings (bucket, prefix, endpoint, or object_store.root) the namespace's objects \
+             were written with. If this is that store and only its mark was deleted, write \
+             {id} into {MARK_OBJECT} at its root",
             objects.describe(),
-            mark.id
+            id = mark.id
         ))),
     }
 }

@@ -109,10 +109,12 @@ async fn a_store_serves_one_namespace() {
 }
 
 /// A store inside the node's data directory can be no other namespace's:
-/// a mark lost on either side (a metadata journal cut, say) is recorded
-/// again instead of refusing the start.
+/// a mark the metadata lost (a metadata journal cut, say) is recorded
+/// again instead of refusing the start. A mark the store lost is not: an
+/// empty directory looks just like it, so the start is refused, saying
+/// how to restore the mark.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_private_store_is_marked_again_when_a_side_lost_its_mark() {
+async fn a_private_store_is_marked_again_only_when_the_metadata_lost_its_mark() {
     let dir = tempfile::tempdir().unwrap();
     let meta: Arc<dyn MetaStore> = MemoryStore::new();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -135,7 +137,59 @@ async fn a_private_store_is_marked_again_when_a_side_lost_its_mark() {
     drop(engine);
 
     std::fs::remove_file(&mark_file).unwrap();
+    let text = match open().await {
+        Ok(_) => panic!("opened on a store without its mark"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        text.contains(&id) && text.contains("strata-store-mark"),
+        "{text}"
+    );
+    assert!(!mark_file.exists(), "a refused start writes no mark");
+    // Restored as the refusal says, the store serves again.
+    std::fs::write(&mark_file, &id).unwrap();
     let engine = open().await.unwrap();
-    assert_eq!(std::fs::read_to_string(&mark_file).unwrap(), id);
+    engine.close().await.unwrap();
+}
+
+/// A node restarted with other object store settings on the same data
+/// directory (the default store in its data directory instead of the one
+/// it uploaded to) is refused: it served `referenced but missing` errors,
+/// dropped the message index's records and uploaded apart from its data.
+/// Back on its store it reads everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_on_another_store_is_refused_and_reads_all_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let meta: Arc<dyn MetaStore> = MemoryStore::new();
+    let engine = open(dir.path(), elsewhere.path(), &meta).await.unwrap();
+    engine
+        .create_topic("t", "x", 1, MessageType::Normal, Some(Retention::Unlimited))
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let m = PublishMessage {
+            queue: Some(0),
+            message: Message {
+                body: Bytes::from(format!("m{i}")),
+                ..Message::default()
+            },
+        };
+        engine.publish("t", "x", vec![m]).await.unwrap();
+    }
+    engine.upload_once().await.unwrap();
+    engine.close().await.unwrap();
+    drop(engine);
+
+    let default_store = dir.path().join("objects");
+    let text = refusal(open(dir.path(), &default_store, &meta).await);
+    assert!(text.contains("not this namespace's"), "{text}");
+
+    let engine = open(dir.path(), elsewhere.path(), &meta).await.unwrap();
+    let read = engine
+        .read("t", "x", 0, 0, 10, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(read.messages.len(), 3);
     engine.close().await.unwrap();
 }

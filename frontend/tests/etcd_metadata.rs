@@ -181,8 +181,12 @@ async fn bad_metadata_urls_stop_the_start_with_a_clear_error() {
     for (url, expect) in [
         ("redis://x:1", "metadata.url must be \"embedded\", etcd://"),
         ("etcd://nohost", "endpoint \"nohost\" is not host:port"),
-        // Nothing listens on port 1: the start fails, naming the endpoint.
-        ("etcd://127.0.0.1:1/x", "etcd 127.0.0.1:1"),
+        // Nothing listens on port 1: the start fails (told not to wait),
+        // naming the endpoint.
+        (
+            "etcd://127.0.0.1:1/x",
+            "no etcd member answers at 127.0.0.1:1",
+        ),
         ("tikv://pd", "endpoint \"pd\" is not host:port"),
         // Without the `tikv` feature the build says how to get it; with
         // it, the unreachable PD is named.
@@ -197,6 +201,7 @@ async fn bad_metadata_urls_stop_the_start_with_a_clear_error() {
     ] {
         let mut c: Config = common::config(dir.path());
         c.metadata.url = url.into();
+        c.metadata.connect_wait_ms = 0;
         let err = strata_frontend::server::start(c)
             .await
             .expect_err(url)

@@ -171,6 +171,30 @@ impl FileWal {
                 reader: None,
             });
         }
+        // A last segment that is full, or a log over half its room (a
+        // restart with a smaller wal.max_bytes or wal.segment_bytes), is
+        // sealed now: only sealed segments are released, and no append
+        // might fit to roll it while the log is over its room.
+        let used: u64 = segments.iter().map(Segment::file_len).sum();
+        if let Some(last) = segments.back()
+            && last.end_lsn > last.base_lsn
+            && (last.file_len() >= config.segment_bytes || used > config.max_bytes / 2)
+        {
+            let base_lsn = last.end_lsn;
+            let (_, path) = segment::create_segment(&config.dir, base_lsn)?;
+            tracing::info!(
+                base_lsn,
+                used_bytes = used,
+                max_bytes = config.max_bytes,
+                "WAL sealed its last segment at start: it was full, or the log over half its room"
+            );
+            segments.push_back(Segment {
+                base_lsn,
+                end_lsn: base_lsn,
+                path,
+                reader: None,
+            });
+        }
         let Some(active) = segments.back() else {
             return Err(WalError::Failed("no active segment".into()));
         };
