@@ -218,6 +218,22 @@ fn storage_error(operation: &'static str, err: foyer::Error) -> CacheError {
     }
 }
 
+/// Whether a disk tier of `disk_bytes` can be opened: it must hold a few
+/// of its engine's blocks (which grow with the tier). The error says the
+/// minimum, for a config check to name its key.
+pub fn check_disk_bytes(disk_bytes: u64) -> Result<(), String> {
+    let bytes = usize::try_from(disk_bytes)
+        .map_err(|_| format!("{disk_bytes} does not fit in memory addressing"))?;
+    let block_size = engine_block_size(bytes);
+    let minimum = MIN_ENGINE_BLOCKS * block_size;
+    if bytes < minimum {
+        return Err(format!(
+            "{bytes} is below the minimum of {minimum} ({MIN_ENGINE_BLOCKS} engine blocks of {block_size})"
+        ));
+    }
+    Ok(())
+}
+
 impl BlockCache {
     /// Builds the cache, creating `disk_dir` when one is configured. Must be
     /// called inside a tokio runtime: foyer runs its disk flushers and
@@ -249,12 +265,9 @@ impl BlockCache {
                     ))
                 })?;
                 let block_size = engine_block_size(disk_bytes);
-                if disk_bytes < MIN_ENGINE_BLOCKS * block_size {
-                    return Err(CacheError::InvalidConfig(format!(
-                        "block cache disk_bytes {disk_bytes} is below the minimum of {} ({MIN_ENGINE_BLOCKS} engine blocks of {block_size})",
-                        MIN_ENGINE_BLOCKS * block_size
-                    )));
-                }
+                check_disk_bytes(config.disk_bytes).map_err(|e| {
+                    CacheError::InvalidConfig(format!("block cache disk_bytes {e}"))
+                })?;
                 // Create it ourselves: foyer's FsDeviceBuilder unwraps its own
                 // create_dir_all, which would panic instead of erroring.
                 std::fs::create_dir_all(dir).map_err(|source| CacheError::CreateDir {

@@ -10,9 +10,12 @@ pub struct RangeAge {
 }
 
 /// The number of ranges (oldest first) to delete: those whose newest
-/// message is older than the time limit, plus the oldest ones beyond the
-/// size limit (`max_bytes`, counted over these ranges plus `newer_bytes`
-/// still in the WAL). Ranges are removed whole, so retention is a minimum.
+/// message is older than the time limit, plus the oldest ones the size
+/// limit lets go (`max_bytes`, counted over these ranges plus `newer_bytes`
+/// still in the WAL). Ranges are removed whole, so retention is a minimum:
+/// a range goes by size only if what stays still holds `max_bytes`, so a
+/// queue keeps its newest `max_bytes` even when they share a range with
+/// older data (a burst uploaded together went whole, newest included).
 pub fn expired(
     ranges: &[RangeAge],
     policy: Retention,
@@ -35,7 +38,7 @@ pub fn expired(
         Some(limit) => {
             let mut total: u64 = newer_bytes + ranges.iter().map(|r| r.stored_bytes).sum::<u64>();
             let mut n = 0;
-            while n < ranges.len() && total > limit {
+            while n < ranges.len() && total.saturating_sub(ranges[n].stored_bytes) >= limit {
                 total -= ranges[n].stored_bytes;
                 n += 1;
             }
@@ -67,8 +70,24 @@ mod tests {
     #[test]
     fn size_limit_counts_the_wal_too() {
         let rs = [r(0, 10), r(0, 10), r(0, 10)];
-        assert_eq!(expired(&rs, Retention::Unlimited, Some(25), 0, 0), 1);
-        assert_eq!(expired(&rs, Retention::Unlimited, Some(25), 10, 0), 2);
+        assert_eq!(expired(&rs, Retention::Unlimited, Some(20), 0, 0), 1);
+        assert_eq!(expired(&rs, Retention::Unlimited, Some(15), 0, 0), 1);
+        assert_eq!(expired(&rs, Retention::Unlimited, Some(15), 10, 0), 2);
         assert_eq!(expired(&rs, Retention::Unlimited, Some(1000), 0, 0), 0);
+    }
+
+    #[test]
+    fn size_limit_keeps_at_least_the_limit() {
+        // One range holding more than the limit stays: removing it would
+        // leave nothing of the newest data the limit promises.
+        assert_eq!(
+            expired(&[r(0, 100)], Retention::Unlimited, Some(25), 0, 0),
+            0
+        );
+        // Once newer data holds the limit, the old range goes.
+        let rs = [r(0, 100), r(0, 30)];
+        assert_eq!(expired(&rs, Retention::Unlimited, Some(25), 0, 0), 1);
+        assert_eq!(expired(&rs, Retention::Unlimited, Some(40), 0, 0), 0);
+        assert_eq!(expired(&rs, Retention::Unlimited, Some(40), 10, 0), 1);
     }
 }

@@ -599,6 +599,49 @@ impl Config {
                 self.grpc.advertise_addr
             ));
         }
+        // Zero (or near it) passed before, then panicked on every read
+        // (max_read_messages), refused every publish, or spun idle loops.
+        let l = &self.limits;
+        let c = &self.cache;
+        for (key, value, least) in [
+            ("limits.max_message_bytes", l.max_message_bytes as u64, 1),
+            ("limits.max_batch_messages", l.max_batch_messages as u64, 1),
+            (
+                "limits.max_queues_per_topic",
+                u64::from(l.max_queues_per_topic),
+                1,
+            ),
+            ("limits.max_read_messages", l.max_read_messages as u64, 1),
+            ("limits.max_read_bytes", l.max_read_bytes as u64, 1),
+            (
+                "retention.check_interval_ms",
+                self.retention.check_interval_ms,
+                10,
+            ),
+            (
+                "compactor.upload_interval_ms",
+                self.compactor.upload_interval_ms,
+                10,
+            ),
+            ("cache.block_memory_bytes", c.block_memory_bytes as u64, 1),
+            ("cache.cold_read_threads", c.cold_read_threads as u64, 1),
+            (
+                "cache.cold_read_concurrency",
+                c.cold_read_concurrency as u64,
+                1,
+            ),
+        ] {
+            if value < least {
+                return bad(format!("{key} must be at least {least} (got {value})"));
+            }
+        }
+        if c.block_disk_dir != "none"
+            && let Err(e) = strata_cache::block::check_disk_bytes(c.block_disk_bytes)
+        {
+            return bad(format!(
+                "cache.block_disk_bytes {e}; or set cache.block_disk_dir = \"none\" for a memory-only cache"
+            ));
+        }
         if self.metadata.cache_bytes < 1 << 20 || self.metadata.cache_bytes > 1 << 40 {
             return bad(format!(
                 "metadata.cache_bytes must be between 1 MiB and 1 TiB (got {})",
@@ -1003,6 +1046,53 @@ mod tests {
         // One node alone may turn the grace off.
         c.serving.cluster = false;
         c.compactor.gc_grace_ms = 0;
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn zero_limits_intervals_and_caches_are_refused_by_name() {
+        type Set = fn(&mut Config);
+        let cases: [(&str, Set); 11] = [
+            ("limits.max_message_bytes", |c| {
+                c.limits.max_message_bytes = 0
+            }),
+            ("limits.max_batch_messages", |c| {
+                c.limits.max_batch_messages = 0
+            }),
+            ("limits.max_queues_per_topic", |c| {
+                c.limits.max_queues_per_topic = 0
+            }),
+            ("limits.max_read_messages", |c| {
+                c.limits.max_read_messages = 0
+            }),
+            ("limits.max_read_bytes", |c| c.limits.max_read_bytes = 0),
+            ("retention.check_interval_ms", |c| {
+                c.retention.check_interval_ms = 0
+            }),
+            ("compactor.upload_interval_ms", |c| {
+                c.compactor.upload_interval_ms = 9
+            }),
+            ("cache.block_memory_bytes", |c| {
+                c.cache.block_memory_bytes = 0
+            }),
+            ("cache.cold_read_threads", |c| c.cache.cold_read_threads = 0),
+            ("cache.cold_read_concurrency", |c| {
+                c.cache.cold_read_concurrency = 0
+            }),
+            ("cache.block_disk_bytes", |c| {
+                c.cache.block_disk_bytes = 1 << 20
+            }),
+        ];
+        for (key, set) in cases {
+            let mut c = Config::default();
+            set(&mut c);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{key}: {e}");
+        }
+        // A memory-only cache needs no disk size.
+        let mut c = Config::default();
+        c.cache.block_disk_bytes = 0;
+        c.cache.block_disk_dir = "none".into();
         c.validate().unwrap();
     }
 

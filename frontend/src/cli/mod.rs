@@ -206,7 +206,8 @@ pub enum TopicCommand {
         /// [default: the server's retention.default].
         #[arg(long)]
         retention: Option<String>,
-        /// Size limit per queue in bytes; the oldest data goes first [default: none].
+        /// Size limit per queue in bytes: the oldest data goes first, in whole
+        /// stored ranges, keeping at least this much of the newest [default: none].
         #[arg(long)]
         retention_bytes: Option<u64>,
     },
