@@ -83,6 +83,16 @@ class Strata:
         described = json.loads(self.cli("--tenant", tenant, "--json", "topic", "describe", topic))
         return [q["end_offset"] for q in described["queue_stats"]]
 
+    def bodies(self, tenant, topic):
+        """Every message body of a topic (none while it does not exist)."""
+        env = dict(os.environ, STRATA_SERVER=self.http,
+                   STRATA_CREDENTIALS_FILE=os.path.join(self.dir, "admin-credentials"))
+        done = subprocess.run([BIN, "--tenant", tenant, "--json", "consume", topic,
+                               "--from", "earliest"], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            return []
+        return [json.loads(line)["body"] for line in done.stdout.splitlines()]
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.kill()
@@ -176,6 +186,38 @@ class PythonSdk(unittest.TestCase):
                     consumer.ack(m)
             for g, order in seen.items():
                 self.assertEqual(order, list(range(10)), f"group {g}")
+        finally:
+            producer.shutdown()
+            consumer.shutdown()
+
+    def test_a_fifo_push_consumer_gives_up_after_the_groups_attempts(self):
+        self.cli("topic", "create", "stubborn", "--queues", "2", "--type", "fifo")
+        self.cli("group", "create", "failers", "--max-delivery-attempts", "3")
+        calls, lock = [], threading.Lock()
+
+        class Failing(MessageListener):
+            def consume(self, m):
+                with lock:
+                    calls.append(m.body.decode())
+                return ConsumeResult.FAILURE
+
+        consumer = PushConsumer(self.config, "failers", Failing(),
+                                {"stubborn": FilterExpression("*")})
+        consumer.startup()
+        producer = Producer(self.config, ("stubborn",))
+        producer.startup()
+        try:
+            producer.send(message("stubborn", "never-ok", group="g"))
+            dead = []
+            deadline = time.monotonic() + 60
+            while not dead and time.monotonic() < deadline:
+                time.sleep(1)
+                dead = self.strata.bodies("py", "failers-DLQ")
+            self.assertEqual(dead, ["never-ok"], f"listener calls: {calls}")
+            with lock:
+                # The SDK retries a FIFO message itself: with the group's
+                # exponential backoff only, it made 17 attempts.
+                self.assertEqual(calls, ["never-ok"] * 3)
         finally:
             producer.shutdown()
             consumer.shutdown()

@@ -292,6 +292,21 @@ pub struct GroupOffset {
     pub updated_ms: i64,
 }
 
+/// Where a group receives by message (POP, what the RocketMQ SDKs'
+/// consumers do) on one queue of a topic it receives from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupReceiving {
+    pub topic: String,
+    pub queue: u32,
+    /// The first offset never delivered to the group; `None` where it has
+    /// not received yet (it starts where the group's `start` says).
+    pub cursor: Option<u64>,
+    /// Delivered, not yet acknowledged.
+    pub in_flight: u64,
+    /// Not delivered yet: from the cursor (or the start) to the end.
+    pub ready: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct GroupInfo {
     pub name: String,
@@ -302,6 +317,9 @@ pub struct GroupInfo {
     /// Whether FIFO topics are consumed in order.
     pub fifo: bool,
     pub offsets: Vec<GroupOffset>,
+    /// Every queue of every topic the group receives from by message
+    /// (described groups only).
+    pub receiving: Vec<GroupReceiving>,
 }
 
 impl GroupInfo {
@@ -313,6 +331,7 @@ impl GroupInfo {
             start: record.start,
             fifo: record.fifo,
             offsets,
+            receiving: Vec::new(),
         }
     }
 }

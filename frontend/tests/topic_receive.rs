@@ -174,3 +174,59 @@ async fn an_abandoned_long_poll_does_not_take_the_next_message() {
         .expect(200);
     assert_eq!(got["messages"][0]["message"]["body"], "next", "{got}");
 }
+
+/// `GET /v1/groups/{group}` says where a group receiving by message is on
+/// every queue of the topic: what is in flight, what is ready, the lag
+/// (the official SDKs' groups commit no offsets, so it showed nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describing_a_group_shows_what_it_receives_by_message() {
+    let s = TestServer::start().await;
+    s.create_topic("work", 4).await;
+    s.post_json("/v1/groups", &json!({"name": "sdk", "start": "earliest"}))
+        .await
+        .expect(201);
+    let batch: Vec<_> = (0..12)
+        .map(|i| json!({"body": format!("m{i}"), "queue": i % 4}))
+        .collect();
+    s.publish("work", json!(batch)).await;
+    let got = s
+        .post_json(
+            "/v1/groups/sdk/receive",
+            &json!({"topic": "work", "max_messages": 5}),
+        )
+        .await
+        .expect(200);
+    let received = got["messages"].as_array().unwrap().clone();
+    assert_eq!(received.len(), 5, "{got}");
+    let handle = received[0]["receipt_handle"].clone();
+    s.post_json(
+        "/v1/groups/sdk/ack",
+        &json!({"topic": "work", "receipt_handles": [handle]}),
+    )
+    .await
+    .expect(200);
+
+    let g = s.get("/v1/groups/sdk").await.expect(200);
+    let rows = g["receiving"].as_array().expect("receiving listed").clone();
+    assert_eq!(rows.len(), 4, "every queue of the topic: {g}");
+    let sum = |field: &str| rows.iter().map(|r| r[field].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("in_flight"), 4, "{g}");
+    assert_eq!(sum("ready"), 7, "{g}");
+    assert_eq!(sum("lag"), 11, "{g}");
+    for r in &rows {
+        assert_eq!(r["topic"], "work");
+        let queue = r["queue"].as_u64().unwrap();
+        let delivered = received
+            .iter()
+            .filter(|m| m["queue"].as_u64() == Some(queue))
+            .count() as u64;
+        match r.get("cursor").and_then(|c| c.as_u64()) {
+            Some(cursor) => assert_eq!(cursor, delivered, "{r}"),
+            None => assert_eq!(delivered, 0, "{r}"),
+        }
+        assert_eq!(r["ready"].as_u64().unwrap(), 3 - delivered, "{r}");
+    }
+    // Lists stay short: only a description has them.
+    let listed = s.get("/v1/groups").await.expect(200);
+    assert!(listed["groups"][0].get("receiving").is_none(), "{listed}");
+}

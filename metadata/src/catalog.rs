@@ -76,7 +76,7 @@ pub use keys::IndexKind;
 pub use lookup::{IndexRun, IndexRunRecord};
 pub use nodes::{Forget, ForgetRequest, NodeRecord, NodeState};
 pub use placement::{Placed, TenantPlacement};
-pub use pop::{CursorReset, InflightRecord, PopChange, PopQueueState};
+pub use pop::{CursorReset, InflightRecord, PopChange, PopPosition, PopQueueState};
 pub use ranges::{BlockRef, RangeRecord};
 pub use records::{
     CommittedOffset, GroupRecord, GroupSpec, GroupStamp, MessageType, NewTopic, OwnerRecord,

@@ -57,6 +57,27 @@ pub struct GroupJson {
     pub fifo: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offsets: Option<Vec<OffsetJson>>,
+    /// Where the group receives by message (the RocketMQ SDKs' consumers,
+    /// `/receive`), per queue of each topic it receives from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiving: Option<Vec<ReceivingJson>>,
+}
+
+/// One queue of a topic a group receives from by message.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReceivingJson {
+    pub topic: String,
+    pub queue: u32,
+    /// The first offset never delivered to the group; absent where it has
+    /// not received yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<u64>,
+    /// Delivered, not yet acknowledged.
+    pub in_flight: u64,
+    /// Not delivered yet.
+    pub ready: u64,
+    /// `ready + in_flight`: what the group has yet to acknowledge.
+    pub lag: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

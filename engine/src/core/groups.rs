@@ -7,7 +7,7 @@ use strata_common::is_hidden_topic;
 
 use super::Core;
 use crate::error::{EngineError, Result};
-use crate::types::{GroupInfo, GroupOffset, OffsetTarget};
+use crate::types::{GroupInfo, GroupOffset, GroupReceiving, OffsetTarget};
 
 impl Core {
     /// Creates a group as `spec` says; an existing group is returned
@@ -119,7 +119,57 @@ impl Core {
             });
         }
         offsets.sort_by(|a, b| (&a.topic, a.queue).cmp(&(&b.topic, b.queue)));
-        Ok(GroupInfo::new(record, offsets))
+        let receiving = self.receiving(tenant, &record).await?;
+        let mut info = GroupInfo::new(record, offsets);
+        info.receiving = receiving;
+        Ok(info)
+    }
+
+    /// Where the group receives by message, on every queue of each topic
+    /// it has received from (a queue it has not received from yet counts
+    /// from where it would start).
+    async fn receiving(
+        &self,
+        tenant: &str,
+        group: &strata_metadata::GroupRecord,
+    ) -> Result<Vec<GroupReceiving>> {
+        let positions = self.catalog.pop_positions(tenant, &group.name).await?;
+        let topic_ids: std::collections::BTreeSet<_> = positions.keys().map(|q| q.topic).collect();
+        let mut out = Vec::new();
+        for id in topic_ids {
+            let Some(topic) = self.topics_read().by_id(id).cloned() else {
+                continue;
+            };
+            if is_hidden_topic(&topic.record.name) {
+                continue;
+            }
+            for q in &topic.queues {
+                let position = positions.get(&q.key).filter(|p| p.cursor > 0);
+                let from = match position {
+                    Some(p) => p.cursor,
+                    None if group.start == strata_metadata::StartPosition::Latest => {
+                        self.queue_offset_for_time(q, group.created_ms).await?
+                    }
+                    None => 0,
+                };
+                let ready = {
+                    let inner = q.lock();
+                    let end = inner.high_watermark;
+                    let from = from.max(inner.first_offset);
+                    end.saturating_sub(from)
+                        .saturating_sub(inner.unstored_between(from, end))
+                };
+                out.push(GroupReceiving {
+                    topic: topic.record.name.clone(),
+                    queue: q.key.queue,
+                    cursor: position.map(|p| p.cursor),
+                    in_flight: position.map_or(0, |p| p.in_flight),
+                    ready,
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.topic, a.queue).cmp(&(&b.topic, b.queue)));
+        Ok(out)
     }
 
     /// Deletes the group's record and committed offsets; the features

@@ -551,15 +551,37 @@ async fn group(client: &Client, json: bool, cmd: GroupCommand) -> Result<()> {
                 g.start.as_str(),
                 if g.fifo { "in order" } else { "unordered" }
             );
-            println!(
-                "{:<32} {:>6} {:>14} {:>10}",
-                "topic", "queue", "offset", "lag"
-            );
-            for o in g.offsets.unwrap_or_default() {
+            let offsets = g.offsets.unwrap_or_default();
+            let receiving = g.receiving.unwrap_or_default();
+            if offsets.is_empty() && receiving.is_empty() {
+                println!("nothing consumed yet");
+            }
+            if !offsets.is_empty() {
+                println!("committed offsets (reads by offset, `consume --group`):");
                 println!(
                     "{:<32} {:>6} {:>14} {:>10}",
-                    o.topic, o.queue, o.offset, o.lag
+                    "topic", "queue", "offset", "lag"
                 );
+                for o in offsets {
+                    println!(
+                        "{:<32} {:>6} {:>14} {:>10}",
+                        o.topic, o.queue, o.offset, o.lag
+                    );
+                }
+            }
+            if !receiving.is_empty() {
+                println!("receiving by message (the RocketMQ SDKs' consumers, receive/ack):");
+                println!(
+                    "{:<32} {:>6} {:>14} {:>10} {:>10} {:>10}",
+                    "topic", "queue", "cursor", "in flight", "ready", "lag"
+                );
+                for r in receiving {
+                    let cursor = r.cursor.map_or_else(|| "-".to_owned(), |c| c.to_string());
+                    println!(
+                        "{:<32} {:>6} {:>14} {:>10} {:>10} {:>10}",
+                        r.topic, r.queue, cursor, r.in_flight, r.ready, r.lag
+                    );
+                }
             }
         }
         GroupCommand::Delete { name } => {

@@ -50,20 +50,39 @@ pub struct ConsumerGroup {
 /// message its listener failed): the group's policy, in whole seconds of at
 /// least one, since SDKs read only the seconds and the server refuses
 /// invisible durations under a second.
-fn consumer_backoff(retry: &RetryPolicy) -> pb::RetryPolicy {
+///
+/// The Python SDK's push consumer reads only a customized backoff (the
+/// list of waits) and otherwise retries a FIFO message 17 times whatever
+/// the group's maximum; the Node.js SDK ignores a customized one. So
+/// Python clients get the same schedule as a list, the others as an
+/// exponential backoff.
+fn consumer_backoff(retry: &RetryPolicy, language: Option<pb::Language>) -> pb::RetryPolicy {
     let whole_secs = |ms: u64| ms.div_ceil(1000).max(1);
     let initial = whole_secs(retry.initial_backoff_ms);
     let max = whole_secs(retry.max_backoff_ms).max(initial);
     let secs = |s: u64| duration(Duration::from_secs(s));
+    let strategy = match language {
+        Some(pb::Language::Python) => {
+            // initial, doubling, up to max; later attempts wait the last.
+            let mut next = vec![initial];
+            while let Some(&last) = next.last()
+                && last < max
+            {
+                next.push(last.saturating_mul(2).min(max));
+            }
+            pb::retry_policy::Strategy::CustomizedBackoff(pb::CustomizedBackoff {
+                next: next.into_iter().map(secs).collect(),
+            })
+        }
+        _ => pb::retry_policy::Strategy::ExponentialBackoff(pb::ExponentialBackoff {
+            initial: Some(secs(initial)),
+            max: Some(secs(max)),
+            multiplier: 2.0,
+        }),
+    };
     pb::RetryPolicy {
         max_attempts: i32::try_from(retry.max_delivery_attempts).unwrap_or(i32::MAX),
-        strategy: Some(pb::retry_policy::Strategy::ExponentialBackoff(
-            pb::ExponentialBackoff {
-                initial: Some(secs(initial)),
-                max: Some(secs(max)),
-                multiplier: 2.0,
-            },
-        )),
+        strategy: Some(strategy),
     }
 }
 
@@ -83,7 +102,13 @@ pub fn server_settings(
         .filter(|n| *n > 0)
         .unwrap_or(MAX_SEND_ATTEMPTS);
     s.backoff_policy = Some(match (&s.pub_sub, group) {
-        (Some(pb::settings::PubSub::Subscription(_)), Some(g)) => consumer_backoff(&g.retry),
+        (Some(pb::settings::PubSub::Subscription(_)), Some(g)) => {
+            let language = s
+                .user_agent
+                .as_ref()
+                .and_then(|ua| pb::Language::try_from(ua.language).ok());
+            consumer_backoff(&g.retry, language)
+        }
         _ => backoff(attempts),
     });
     s.request_timeout = Some(duration(REQUEST_TIMEOUT));
@@ -170,8 +195,36 @@ mod tests {
     }
 
     #[test]
+    fn python_consumers_get_the_schedule_as_a_list_with_the_groups_maximum() {
+        let retry = RetryPolicy {
+            max_delivery_attempts: 4,
+            initial_backoff_ms: 1500,
+            max_backoff_ms: 10_000,
+        };
+        let p = consumer_backoff(&retry, Some(pb::Language::Python));
+        assert_eq!(p.max_attempts, 4);
+        let Some(pb::retry_policy::Strategy::CustomizedBackoff(c)) = p.strategy else {
+            panic!("customized backoff");
+        };
+        let waits: Vec<i64> = c.next.iter().map(|d| d.seconds).collect();
+        assert_eq!(waits, [2, 4, 8, 10]);
+        let p = consumer_backoff(&RetryPolicy::DEFAULT, Some(pb::Language::Python));
+        let Some(pb::retry_policy::Strategy::CustomizedBackoff(c)) = p.strategy else {
+            panic!("customized backoff");
+        };
+        assert_eq!(c.next.len(), 1);
+        for other in [None, Some(pb::Language::NodeJs), Some(pb::Language::Java)] {
+            let p = consumer_backoff(&retry, other);
+            assert!(matches!(
+                p.strategy,
+                Some(pb::retry_policy::Strategy::ExponentialBackoff(_))
+            ));
+        }
+    }
+
+    #[test]
     fn a_group_without_backoff_still_waits_a_second() {
-        let p = consumer_backoff(&RetryPolicy::DEFAULT);
+        let p = consumer_backoff(&RetryPolicy::DEFAULT, None);
         let Some(pb::retry_policy::Strategy::ExponentialBackoff(e)) = p.strategy else {
             panic!("exponential backoff");
         };

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 pub use strata_client::api::groups::{
     CommitOffset, CommittedJson, CreateGroup, GroupJson, GroupList, OffsetJson, QueueOffsetJson,
-    ResetJson, ResetOffsets,
+    ReceivingJson, ResetJson, ResetOffsets,
 };
 use strata_engine::{EngineError, GroupInfo, GroupSpec, OffsetTarget, RetryPolicy};
 
@@ -33,6 +33,19 @@ fn group_json(g: GroupInfo, with_offsets: bool) -> GroupJson {
                     offset: o.offset,
                     lag: o.lag,
                     updated_ms: o.updated_ms,
+                })
+                .collect()
+        }),
+        receiving: with_offsets.then(|| {
+            g.receiving
+                .into_iter()
+                .map(|r| ReceivingJson {
+                    topic: r.topic,
+                    queue: r.queue,
+                    cursor: r.cursor,
+                    in_flight: r.in_flight,
+                    ready: r.ready,
+                    lag: r.ready.saturating_add(r.in_flight),
                 })
                 .collect()
         }),

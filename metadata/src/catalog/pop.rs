@@ -52,6 +52,15 @@ pub struct PopQueueState {
     pub stale: BTreeMap<u64, InflightRecord>,
 }
 
+/// Where a group receives on one queue (see [`Catalog::pop_positions`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PopPosition {
+    /// The first offset never handed to the group.
+    pub cursor: u64,
+    /// Received and not yet acknowledged.
+    pub in_flight: u64,
+}
+
 /// Where a reset moves a group's cursor on one queue.
 #[derive(Debug, Clone)]
 pub struct CursorReset {
@@ -191,6 +200,41 @@ impl Catalog {
         Ok(self.store.commit(txn).await? == TxnOutcome::Committed)
     }
 
+    /// Where `group` receives on every queue it has POP state on: its
+    /// cursor and how many messages are in flight (received, not yet
+    /// acknowledged; records a reset left stale are not counted). For
+    /// describing a group: one scan of its keys, however many queues.
+    pub async fn pop_positions(
+        &self,
+        tenant: &str,
+        group: &str,
+    ) -> Result<BTreeMap<QueueKey, PopPosition>, CatalogError> {
+        let [cursors, floors, flights] = keys::pop_group_prefixes(tenant, group)?;
+        let mut out: BTreeMap<QueueKey, PopPosition> = BTreeMap::new();
+        for (key, raw) in self.scan_all(&cursors).await? {
+            let (queue, _) = queue_in_key(&key, cursors.len())?;
+            out.entry(queue).or_default().cursor = parse_offset(&key, &raw)?;
+        }
+        let mut floor_of = BTreeMap::new();
+        for (key, raw) in self.scan_all(&floors).await? {
+            let (queue, _) = queue_in_key(&key, floors.len())?;
+            floor_of.insert(queue, parse_offset(&key, &raw)?);
+        }
+        for (key, _) in self.scan_all(&flights).await? {
+            let (queue, offset) = queue_in_key(&key, flights.len())?;
+            let offset = offset.ok_or_else(|| MetaError::Corrupt {
+                key: keys::display(&key),
+                reason: "in-flight key has no offset".into(),
+            })?;
+            let position = out.entry(queue).or_default();
+            let floor = floor_of.get(&queue).copied().unwrap_or(0);
+            if offset < position.cursor && offset >= floor {
+                position.in_flight += 1;
+            }
+        }
+        Ok(out)
+    }
+
     /// Deletes every POP record of `group` (when the group is deleted).
     pub async fn delete_pop_state(&self, tenant: &str, group: &str) -> Result<(), CatalogError> {
         for prefix in keys::pop_group_prefixes(tenant, group)? {
@@ -218,6 +262,33 @@ fn cursor_is(key: &[u8], cursor: u64) -> Check {
             value: cursor.to_string().into_bytes(),
         }
     }
+}
+
+/// The queue a POP key names after its group prefix (`prefix_len` bytes):
+/// `<topic_id:020>/<queue:010>`, then `/<offset>` for in-flight records.
+fn queue_in_key(key: &[u8], prefix_len: usize) -> Result<(QueueKey, Option<u64>), MetaError> {
+    let corrupt = || MetaError::Corrupt {
+        key: keys::display(key),
+        reason: "POP key does not name a queue".into(),
+    };
+    let rest = key
+        .get(prefix_len..)
+        .and_then(|r| std::str::from_utf8(r).ok())
+        .ok_or_else(corrupt)?;
+    let mut parts = rest.split('/');
+    let topic: TopicId = parts
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(corrupt)?;
+    let queue: u32 = parts
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(corrupt)?;
+    let offset = match parts.next() {
+        Some(p) => Some(p.parse().map_err(|_| corrupt())?),
+        None => None,
+    };
+    Ok((QueueKey { topic, queue }, offset))
 }
 
 fn parse_offset(key: &[u8], raw: &[u8]) -> Result<u64, MetaError> {
