@@ -552,6 +552,33 @@ impl Config {
         Ok(config)
     }
 
+    /// The `STRATA_*` variables in `env` that set no config key and are
+    /// none of the CLI's own (credentials, server, tenant): a typo such as
+    /// `STRATA_WAL_MAXBYTES` would otherwise change nothing, silently,
+    /// while an unknown key in a config file is refused. Variables of test
+    /// and service scripts (`STRATA_TEST_*`, `STRATA_SERVICES_*`) pass.
+    pub fn unknown_env(env: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+        const CLI: [&str; 5] = [
+            "STRATA_ACCESS_KEY",
+            "STRATA_SECRET_KEY",
+            "STRATA_CREDENTIALS_FILE",
+            "STRATA_SERVER",
+            "STRATA_TENANT",
+        ];
+        const SCRIPTS: [&str; 3] = ["STRATA_TEST_", "STRATA_SERVICES_", "STRATA_CI_"];
+        let known: std::collections::HashSet<String> =
+            Self::key_paths().iter().map(|p| Self::env_var(p)).collect();
+        let mut unknown: Vec<String> = env
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with("STRATA_"))
+            .filter(|k| !known.contains(k) && !CLI.contains(&k.as_str()))
+            .filter(|k| !SCRIPTS.iter().any(|p| k.starts_with(p)))
+            .collect();
+        unknown.sort();
+        unknown
+    }
+
     /// Every key path, e.g. `wal.max_bytes`, in template order.
     pub fn key_paths() -> Vec<String> {
         let mut out = Vec::new();
@@ -1094,6 +1121,30 @@ mod tests {
         c.cache.block_disk_bytes = 0;
         c.cache.block_disk_dir = "none".into();
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_strata_variables_are_named() {
+        let env = |names: &[&str]| -> Vec<(String, String)> {
+            names
+                .iter()
+                .map(|n| (n.to_string(), "1".to_string()))
+                .collect()
+        };
+        let unknown = Config::unknown_env(env(&[
+            "STRATA_WAL_MAXBYTES",
+            "STRATA_WAL_MAX_BYTES",
+            "STRATA_ACCESS_KEY",
+            "STRATA_TEST_S3_ENDPOINT",
+            "STRATA_CONFIG",
+            "PATH",
+        ]));
+        assert_eq!(unknown, ["STRATA_CONFIG", "STRATA_WAL_MAXBYTES"]);
+        let every_key: Vec<String> = Config::key_paths()
+            .iter()
+            .map(|p| Config::env_var(p))
+            .collect();
+        assert!(Config::unknown_env(every_key.into_iter().map(|k| (k, String::new()))).is_empty());
     }
 
     #[test]

@@ -168,6 +168,11 @@ impl Credentials {
     /// this node at once (elsewhere when their cache entries expire).
     pub async fn delete_tenant(&self, name: &str) -> Result<TenantRecord, TenancyError> {
         validate_tenant(name)?;
+        self.keep_a_service_admin(
+            |k| k.tenant != name,
+            || format!("deleting tenant {name} and its keys"),
+        )
+        .await?;
         let record = self.inner.catalog.delete_tenant(name).await?;
         self.inner.cache.evict_tenant(name);
         self.inner.quotas.remove(name);

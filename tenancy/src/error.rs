@@ -77,6 +77,13 @@ pub enum TenancyError {
     PlanNotFound { name: String },
     #[error("access key {access_key} is revoked")]
     KeyRevoked { access_key: String },
+    /// The change would leave no active service-admin key: nobody could
+    /// manage the service until a restart issued a new bootstrap key.
+    #[error(
+        "{what} would leave no active service-admin key, and nobody could manage the service; \
+         create another service-admin key first"
+    )]
+    LastServiceAdmin { what: String },
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
@@ -97,7 +104,9 @@ impl TenancyError {
             TenancyError::PlanNotFound { .. } => ErrorCode::PlanNotFound,
             // The key's state, not the request, is what is wrong; like a
             // lost race, the caller must look again before retrying.
-            TenancyError::KeyRevoked { .. } => ErrorCode::Conflict,
+            TenancyError::KeyRevoked { .. } | TenancyError::LastServiceAdmin { .. } => {
+                ErrorCode::Conflict
+            }
             TenancyError::Catalog(e) => match e {
                 CatalogError::TenantAlreadyExists { .. } => ErrorCode::TenantAlreadyExists,
                 CatalogError::TenantNotFound { .. } => ErrorCode::TenantNotFound,

@@ -126,8 +126,19 @@ async fn bootstrap_keeps_a_credentials_file_the_store_does_not_know() {
                 .contains(&issued.access_key)
         );
 
-        // Revoked: the next start replaces the file without keeping it.
-        f.credentials.revoke_key(&issued.access_key).await.unwrap();
+        // Revoked (straight in the store: revoke_key keeps the last admin
+        // key, but a store may hold one revoked before that rule): the
+        // next start replaces the file without keeping it.
+        let catalog = f.credentials.catalog();
+        let old = catalog
+            .get_access_key(&issued.access_key)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut revoked = old.clone();
+        revoked.revoked_ms = Some(NOW_MS);
+        revoked.updated_ms = old.updated_ms + 1;
+        catalog.update_access_key(&old, &revoked).await.unwrap();
         let next = f.credentials.bootstrap(&path).await.unwrap().unwrap();
         assert!(
             std::fs::read_to_string(&path)
@@ -669,5 +680,35 @@ async fn plans_and_quotas() {
             c.quotas_for("beta").await.unwrap_err().code(),
             ErrorCode::TenantNotFound
         );
+    }
+}
+
+/// No revocation or tenant deletion may leave the service without an
+/// active service-admin key: nobody could manage it until a restart made
+/// a new bootstrap key. With another admin key, both go through.
+#[tokio::test]
+async fn the_last_service_admin_key_stays() {
+    for f in fixtures() {
+        let c = &f.credentials;
+        c.create_tenant("ops", "default").await.unwrap();
+        let only = c.create_key("ops", Role::Admin, "").await.unwrap();
+        let refused = c.revoke_key(&only.access_key).await.unwrap_err();
+        assert!(
+            matches!(refused, TenancyError::LastServiceAdmin { .. }),
+            "{refused}"
+        );
+        assert_eq!(refused.code(), ErrorCode::Conflict);
+        let refused = c.delete_tenant("ops").await.unwrap_err();
+        assert!(
+            matches!(refused, TenancyError::LastServiceAdmin { .. }),
+            "{refused}"
+        );
+        assert!(auth(c, &bearer(&only), None).await.is_ok(), "still works");
+
+        c.create_tenant("ops2", "default").await.unwrap();
+        let other = c.create_key("ops2", Role::Admin, "").await.unwrap();
+        c.revoke_key(&only.access_key).await.unwrap();
+        c.delete_tenant("ops").await.unwrap();
+        assert!(auth(c, &bearer(&other), None).await.is_ok());
     }
 }

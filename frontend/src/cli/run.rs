@@ -280,6 +280,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     config.validate()?;
     crate::telemetry::init(&config.log.level, &config.log.format);
+    for name in Config::unknown_env(std::env::vars()) {
+        tracing::warn!(variable = %name, "ignoring an environment variable that names no config key (see config/strata.example.toml for every STRATA_* variable)");
+    }
     crate::server::run_until_signal(config).await?;
     Ok(())
 }

@@ -140,6 +140,11 @@ impl Credentials {
             if old.revoked_ms.is_some() {
                 return KeyInfo::from_record(old);
             }
+            self.keep_a_service_admin(
+                |k| k.access_key != access_key,
+                || format!("revoking access key {access_key}"),
+            )
+            .await?;
             let now = self.now_ms();
             let mut new = old.clone();
             new.updated_ms = next_update_ms(&old, now);
@@ -163,6 +168,22 @@ impl Credentials {
             "revoking access key {access_key}: it kept changing"
         ))
         .into())
+    }
+
+    /// Refuses a change after which no active service-admin key would be
+    /// left: `stays` says which keys remain. Checked before the change, not
+    /// with it, so two such changes at once may still both pass.
+    pub(crate) async fn keep_a_service_admin(
+        &self,
+        stays: impl Fn(&KeyInfo) -> bool,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), TenancyError> {
+        let keys = self.list_keys(None).await?;
+        let is_admin = |k: &KeyInfo| k.role == Role::Admin && k.revoked_ms.is_none();
+        if keys.iter().any(is_admin) && !keys.iter().any(|k| is_admin(k) && stays(k)) {
+            return Err(TenancyError::LastServiceAdmin { what: what() });
+        }
+        Ok(())
     }
 
     /// One tenant's keys, or all keys with `None`, sorted by access key.
