@@ -102,14 +102,8 @@ impl Core {
             let Some(q) = topic.queues.get(c.queue as usize) else {
                 continue;
             };
-            let lag = {
-                let inner = q.lock();
-                let end = inner.high_watermark;
-                // What retention removed is not there to consume.
-                let from = c.offset.max(inner.first_offset);
-                end.saturating_sub(from)
-                    .saturating_sub(inner.unstored_between(from, end))
-            };
+            // What retention removed is not there to consume.
+            let lag = q.lock().readable_from(c.offset);
             offsets.push(GroupOffset {
                 topic: topic.record.name.clone(),
                 queue: c.queue,
@@ -152,13 +146,7 @@ impl Core {
                     }
                     None => 0,
                 };
-                let ready = {
-                    let inner = q.lock();
-                    let end = inner.high_watermark;
-                    let from = from.max(inner.first_offset);
-                    end.saturating_sub(from)
-                        .saturating_sub(inner.unstored_between(from, end))
-                };
+                let ready = q.lock().readable_from(from);
                 out.push(GroupReceiving {
                     topic: topic.record.name.clone(),
                     queue: q.key.queue,

@@ -547,8 +547,7 @@ impl Core {
             for q in &t.queues {
                 let inner = q.lock();
                 queues += 1;
-                messages += inner.high_watermark.saturating_sub(inner.first_offset)
-                    - inner.unstored_between(inner.first_offset, inner.high_watermark);
+                messages += inner.readable_from(inner.first_offset);
                 bytes += inner.hot_only_bytes() + inner.cold_bytes;
             }
         }
@@ -702,8 +701,7 @@ pub(crate) fn queue_info(q: &QueueState) -> QueueInfo {
         queue: q.key.queue,
         first_offset: inner.first_offset,
         end_offset: inner.high_watermark,
-        messages: inner.high_watermark.saturating_sub(inner.first_offset)
-            - inner.unstored_between(inner.first_offset, inner.high_watermark),
+        messages: inner.readable_from(inner.first_offset),
         bytes: inner.hot_only_bytes() + inner.cold_bytes,
         // WAL batches below the first offset are expired, only not yet
         // released with their segment.

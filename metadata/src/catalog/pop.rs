@@ -113,10 +113,10 @@ impl Catalog {
                     reason: "in-flight key has no offset".into(),
                 })?;
             let record = decode(&key, &value)?;
-            if offset >= cursor || floor.is_some_and(|f| offset < f) {
-                stale.insert(offset, record);
-            } else {
+            if in_flight_now(offset, cursor, floor) {
                 inflight.insert(offset, record);
+            } else {
+                stale.insert(offset, record);
             }
         }
         Ok(PopQueueState {
@@ -227,8 +227,7 @@ impl Catalog {
                 reason: "in-flight key has no offset".into(),
             })?;
             let position = out.entry(queue).or_default();
-            let floor = floor_of.get(&queue).copied().unwrap_or(0);
-            if offset < position.cursor && offset >= floor {
+            if in_flight_now(offset, position.cursor, floor_of.get(&queue).copied()) {
                 position.in_flight += 1;
             }
         }
@@ -262,6 +261,12 @@ fn cursor_is(key: &[u8], cursor: u64) -> Check {
             value: cursor.to_string().into_bytes(),
         }
     }
+}
+
+/// Whether an in-flight record at `offset` is from the current delivery
+/// round, inside `[floor, cursor)`; outside, a reset left it stale.
+fn in_flight_now(offset: u64, cursor: u64, floor: Option<u64>) -> bool {
+    offset < cursor && floor.is_none_or(|f| offset >= f)
 }
 
 /// The queue a POP key names after its group prefix (`prefix_len` bytes):

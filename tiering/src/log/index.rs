@@ -116,6 +116,16 @@ impl QueueIndex {
         cold.into_iter().chain(hot).min()
     }
 
+    /// Messages readable from `from` to the high watermark: what retention
+    /// removed and what nothing stores (a lost owner's gap) left out. A
+    /// queue's retained count, and the lag of a reader at `from`.
+    pub fn readable_from(&self, from: u64) -> u64 {
+        let from = from.max(self.first_offset);
+        let end = self.high_watermark;
+        end.saturating_sub(from)
+            .saturating_sub(self.unstored_between(from, end))
+    }
+
     /// Offsets in `[from, to)` past the first retained one that nothing
     /// stores: the gap a lost owner's queue goes on after. Retained counts
     /// and lags subtract them.
