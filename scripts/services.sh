@@ -91,7 +91,7 @@ install_etcd() {
 }
 
 # A 3-member etcd cluster on 127.0.0.1: member i serves clients on
-# 12379+100*i and peers on 12380+100*i. Txn limits as docs/operations.md asks.
+# 12379+100*i and peers on 12380+100*i. Txn limits as the README asks.
 ETCD_MEMBERS=3
 _etcd_client_port() { echo $((12379 + 100 * $1)); }
 _etcd_peer_port() { echo $((12380 + 100 * $1)); }

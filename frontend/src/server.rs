@@ -14,7 +14,7 @@ use crate::cluster::balance::Balancer;
 use crate::cluster::forward::Forwarder;
 use crate::cluster::registry::{Advertised, NodeKeeper};
 use crate::config::{Config, ConfigError, MetadataUrl};
-use crate::http::{self, AppState, AuthSettings, Handles, Metrics};
+use crate::http::{self, AppState, AuthSettings, Handles, Metrics, NodeCollector};
 use crate::metering::{MeteringTasks, Operations, TenantCollector};
 use crate::serving::ServingKeeper;
 use strata_metadata::{Catalog, EtcdStore, MetaStore, RedbStore, TimedStore};
@@ -416,19 +416,27 @@ pub async fn start_with_clock(
         clock.clone(),
         &config.metering,
     );
+    let limiter = Arc::new(strata_tenancy::RateLimiter::with_max_delay(
+        rate_clock,
+        config.quotas.max_delay_ms,
+    ));
+    let node_metrics = NodeCollector {
+        engine: engine.clone(),
+        limiter: limiter.clone(),
+    };
     let state = AppState::new(Handles {
         engine: engine.clone(),
-        metrics: Arc::new(Metrics::new(Some(TenantCollector {
-            meter: engine.meter().clone(),
-            max_tenants: config.metering.metrics_max_tenants,
-        }))),
+        metrics: Arc::new(Metrics::new(
+            node_metrics,
+            Some(TenantCollector {
+                meter: engine.meter().clone(),
+                max_tenants: config.metering.metrics_max_tenants,
+            }),
+        )),
         usage: ledger,
         operations: Operations::from_openapi(http::ops::OPENAPI),
         credentials,
-        limiter: Arc::new(strata_tenancy::RateLimiter::with_max_delay(
-            rate_clock,
-            config.quotas.max_delay_ms,
-        )),
+        limiter,
         auth: AuthSettings {
             anonymous: config.auth.anonymous,
             max_clock_skew_ms: i64::try_from(config.auth.max_clock_skew_ms).unwrap_or(i64::MAX),

@@ -694,8 +694,11 @@ async fn healthz_status_and_metrics() {
     );
     let text = m.text();
     assert!(text.contains("strata_http_requests_total"), "{text}");
-    assert!(text.contains("\nstrata_pop_acks 2\n"), "{text}");
-    assert!(text.contains("\nstrata_pop_ack_commits 2\n"), "{text}");
+    assert!(text.contains("\nstrata_pop_acks_total 2\n"), "{text}");
+    assert!(
+        text.contains("\nstrata_pop_ack_commits_total 2\n"),
+        "{text}"
+    );
     assert!(
         text.contains("\nstrata_message_index_pending_entries "),
         "{text}"
@@ -751,7 +754,7 @@ async fn healthz_status_and_metrics() {
         "{text}"
     );
     assert!(
-        text.contains("\nstrata_metadata_failed_commits 0\n"),
+        text.contains("\nstrata_metadata_failed_commits_total 0\n"),
         "{text}"
     );
     for key in ["commit_p50_ms", "commit_p99_ms", "commit_p999_ms"] {

@@ -9,6 +9,7 @@ mod extract;
 pub mod groups;
 pub mod lookup;
 pub mod messages;
+pub mod metrics;
 pub mod ops;
 pub mod pop;
 pub mod topics;
@@ -24,7 +25,7 @@ use strata_common::ErrorCode;
 use strata_engine::Engine;
 
 pub use error::{ApiError, ApiResult};
-pub use ops::Metrics;
+pub use metrics::{Metrics, NodeCollector};
 
 /// Everything a handler needs, behind one `Arc`: axum clones the state for
 /// every extractor and middleware of every request, and a clone of the
@@ -132,7 +133,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub fn router(state: AppState, max_request_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
-        .route("/metrics", get(ops::metrics))
+        .route("/metrics", get(metrics::metrics))
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/v1/status", get(ops::status))
         .route("/v1/cluster", get(ops::cluster))
@@ -239,7 +240,7 @@ pub fn router(state: AppState, max_request_bytes: usize) -> Router {
         }))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            ops::track_requests,
+            metrics::track_requests,
         ))
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .with_state(state)
