@@ -24,7 +24,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use code::ErrorCode;
 pub use histogram::{LatencyHistogram, LatencySnapshot};
 pub use message::{
-    MESSAGE_GROUP_PROPERTY, Message, QueueKey, RESERVED_PROPERTY_PREFIX, StoredMessage, TopicId,
+    KEYS_PROPERTY, MESSAGE_GROUP_PROPERTY, Message, QueueKey, RESERVED_PROPERTY_PREFIX,
+    StoredMessage, TopicId,
 };
 pub use quotas::Quotas;
 pub use retention::Retention;

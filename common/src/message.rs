@@ -62,13 +62,34 @@ pub const RESERVED_PROPERTY_PREFIX: &str = "__mq.";
 /// group in a FIFO topic are delivered to a consumer group in order.
 pub const MESSAGE_GROUP_PROPERTY: &str = "__mq.group";
 
+/// The property holding all of a message's keys, space-separated, when it
+/// has more than one (RocketMQ messages may carry several; `key` is then
+/// the first).
+pub const KEYS_PROPERTY: &str = "__mq.keys";
+
 impl Message {
     /// The FIFO message group, if the message has one.
     pub fn message_group(&self) -> Option<&str> {
+        self.property(MESSAGE_GROUP_PROPERTY)
+    }
+
+    fn property(&self, name: &str) -> Option<&str> {
         self.properties
             .iter()
-            .find(|(k, _)| k == MESSAGE_GROUP_PROPERTY)
+            .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Every key the message is found by: all of [`KEYS_PROPERTY`] when
+    /// it has several, else its `key`.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        let (all, one) = match self.property(KEYS_PROPERTY) {
+            Some(all) => (Some(all), None),
+            None => (None, self.key.as_deref()),
+        };
+        all.into_iter()
+            .flat_map(|all| all.split(' ').filter(|k| !k.is_empty()))
+            .chain(one)
     }
 }
 
@@ -79,4 +100,21 @@ pub struct StoredMessage {
     /// When the server made the message durable (milliseconds since the epoch).
     pub timestamp_ms: i64,
     pub message: Message,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_all_of_the_keys_property_or_the_key() {
+        let mut m = Message {
+            key: Some("a".into()),
+            ..Message::default()
+        };
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["a"]);
+        m.properties.push((KEYS_PROPERTY.into(), "a b  c".into()));
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(Message::default().keys().count(), 0);
+    }
 }

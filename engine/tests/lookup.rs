@@ -415,6 +415,68 @@ async fn an_index_in_the_metadata_store_is_rebuilt_in_object_storage() {
 }
 
 /// Nothing stays in the tail cache, and every upload frees the WAL.
+/// A message with several keys (RocketMQ producers may give several; the
+/// first is its `key`, all are in `__mq.keys`) is found by each of them:
+/// before indexing, from the pending entries, from a run, and from a run
+/// written while the index read the messages back after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_is_found_by_each_of_its_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemoryStore::new();
+    let engine = node_with_orders(dir.path(), &store, 2).await;
+    let mut several = message("m-multi", Some("first"), "several keys");
+    several.message.properties = vec![(
+        strata_common::KEYS_PROPERTY.into(),
+        "first second third".into(),
+    )];
+    let batch = vec![several, message("m-one", Some("second-not"), "one key")];
+    engine.publish(T, "orders", batch).await.unwrap();
+    let all_keys = async |engine: &Arc<Engine>, stage: &str| {
+        for key in ["first", "second", "third"] {
+            let found = find(engine, IndexKind::Key, key).await;
+            assert_eq!(bodies(&found), ["several keys"], "{key} {stage}");
+        }
+        assert!(
+            find(engine, IndexKind::Key, "first second")
+                .await
+                .is_empty()
+        );
+    };
+    all_keys(&engine, "before indexing").await;
+    assert_eq!(engine.index_pending().await.unwrap(), 2);
+    all_keys(&engine, "pending").await;
+    assert_eq!(
+        engine.flush_message_index().await.unwrap(),
+        6,
+        "2 ids, 4 keys"
+    );
+    all_keys(&engine, "in a run").await;
+    engine.close().await.unwrap();
+
+    // After a restart the feed is empty: the index reads the messages back.
+    let dir2 = tempfile::tempdir().unwrap();
+    let store2 = MemoryStore::new();
+    let engine = node_with_orders(dir2.path(), &store2, 1).await;
+    let mut several = message("m-multi", Some("first"), "several keys");
+    several.message.properties = vec![(
+        strata_common::KEYS_PROPERTY.into(),
+        "first second third".into(),
+    )];
+    engine.publish(T, "orders", vec![several]).await.unwrap();
+    engine.close().await.unwrap();
+    let engine =
+        Engine::open_with_store(config(dir2.path()), Arc::new(SystemClock), store2.clone())
+            .await
+            .unwrap();
+    assert_eq!(engine.index_pending().await.unwrap(), 1);
+    assert_eq!(engine.flush_message_index().await.unwrap(), 4);
+    for key in ["first", "second", "third"] {
+        let found = find(&engine, IndexKind::Key, key).await;
+        assert_eq!(bodies(&found), ["several keys"], "{key} read back");
+    }
+    engine.close().await.unwrap();
+}
+
 fn small_caches(dir: &std::path::Path) -> EngineConfig {
     let mut c = config(dir);
     c.tail_cache_bytes = 1;

@@ -18,38 +18,53 @@ use strata_common::{Message, QueueKey};
 use strata_objects::index_run::{ValueKind, entry_hash};
 
 /// Most memory the feed holds (32 MiB, counted as [`FED_BYTES`] per
-/// message): about a million messages, many index passes' worth. Part of
+/// message, more for a message with several keys): about 600,000
+/// messages, many index passes' worth. Part of
 /// the server's memory budget (README).
 pub const MAX_FED_BYTES: usize = 32 << 20;
 
-/// What the index needs of one appended message: the hashes its id and key
-/// are filed under (hashed here, so the feed holds no strings).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the index needs of one appended message: the hashes its id and
+/// keys are filed under (hashed here, so the feed holds no strings).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FedMessage {
     pub offset: u64,
     pub id: Option<u64>,
+    /// The first key's hash: most messages have one key or none.
     pub key: Option<u64>,
+    /// The other keys' hashes, for the few messages with several.
+    pub more_keys: Option<Box<[u64]>>,
 }
 
 impl FedMessage {
     pub(crate) fn new(queue: QueueKey, offset: u64, message: &Message) -> Self {
+        let mut keys = message
+            .keys()
+            .map(|key| entry_hash(queue.topic, ValueKind::Key, key));
+        let key = keys.next();
+        let more: Box<[u64]> = keys.collect();
         Self {
             offset,
             id: (!message.id.is_empty())
                 .then(|| entry_hash(queue.topic, ValueKind::Id, &message.id)),
-            key: message
-                .key
-                .as_deref()
-                .map(|key| entry_hash(queue.topic, ValueKind::Key, key)),
+            key,
+            more_keys: (!more.is_empty()).then_some(more),
         }
+    }
+
+    /// Every hash the message is filed under.
+    pub(crate) fn hashes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.id
+            .into_iter()
+            .chain(self.key)
+            .chain(self.more_keys.iter().flat_map(|more| more.iter().copied()))
     }
 }
 
-/// Bytes one fed message is counted as.
+/// Bytes one fed message is counted as, before its extra keys.
 const FED_BYTES: usize = std::mem::size_of::<FedMessage>();
 
-fn fed_bytes(_: &FedMessage) -> usize {
-    FED_BYTES
+fn fed_bytes(m: &FedMessage) -> usize {
+    FED_BYTES + m.more_keys.as_ref().map_or(0, |more| more.len() * 8)
 }
 
 #[derive(Debug, Default)]
@@ -73,8 +88,7 @@ impl IndexFeed {
     /// Records `messages` of `queue`, the first at `base_offset`; nothing if
     /// the feed is full (the index task then reads them back).
     pub(crate) fn push(&self, queue: QueueKey, base_offset: u64, messages: &[Message]) {
-        let bytes = messages.len() * FED_BYTES;
-        if self.lock().bytes + bytes > MAX_FED_BYTES {
+        if self.lock().bytes + messages.len() * FED_BYTES > MAX_FED_BYTES {
             return;
         }
         // Hashed outside the lock; appends of other queues push meanwhile.
@@ -83,6 +97,7 @@ impl IndexFeed {
             .zip(base_offset..)
             .map(|(m, offset)| FedMessage::new(queue, offset, m))
             .collect();
+        let bytes = entries.iter().map(fed_bytes).sum::<usize>();
         let mut inner = self.lock();
         if inner.bytes + bytes > MAX_FED_BYTES {
             return;

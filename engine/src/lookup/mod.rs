@@ -161,7 +161,7 @@ impl Lookup {
         {
             let mut pending = lock(&self.pending);
             for m in fed {
-                for hash in [m.id, m.key].into_iter().flatten() {
+                for hash in m.hashes() {
                     pending.entries.push(RunEntry {
                         hash,
                         topic: queue.topic,
@@ -425,7 +425,7 @@ impl Lookup {
         let limit = limit.clamp(1, self.core.config.max_read_messages);
         let matches = |m: &StoredMessage| match kind {
             IndexKind::Id => m.message.id == value,
-            IndexKind::Key => m.message.key.as_deref() == Some(value),
+            IndexKind::Key => m.message.keys().any(|key| key == value),
         };
         // The marks first: what moves from past them into the pending set,
         // and from there into a run, meanwhile is then found on one side.

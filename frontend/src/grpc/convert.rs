@@ -15,7 +15,7 @@ use crate::grpc::pb::{self, Code};
 /// Prefix of the properties that hold RocketMQ system properties.
 pub const RESERVED_PREFIX: &str = strata_common::RESERVED_PROPERTY_PREFIX;
 /// All keys, space-separated, when a message has more than one.
-pub const PROP_KEYS: &str = "__mq.keys";
+pub const PROP_KEYS: &str = strata_common::KEYS_PROPERTY;
 /// The FIFO message group.
 pub const PROP_GROUP: &str = strata_common::MESSAGE_GROUP_PROPERTY;
 /// When the producer created the message (Unix ms).
