@@ -187,12 +187,12 @@ async fn a_burst_over_the_rate_is_delayed_up_to_the_maximum_then_refused() {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
     };
-    let delayed = value("strata_quota_delayed_requests");
+    let delayed = value("strata_quota_delayed_requests_total");
     assert!(
         (accepted - 2..=accepted).contains(&delayed),
         "{delayed} delayed of {accepted}"
     );
-    assert_eq!(value("strata_quota_refused_requests"), refused.len());
+    assert_eq!(value("strata_quota_refused_requests_total"), refused.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

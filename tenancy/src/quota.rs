@@ -221,7 +221,9 @@ impl RateLimiter {
     /// Reserves every `(rate, amount)` of `wants` under one lock when each
     /// accrues within `max_wait_ms`, returning the longest wait and its
     /// rate; otherwise reserves nothing and names the rate that waits
-    /// longest. Amounts larger than a bucket count as the whole bucket.
+    /// longest. An amount larger than a bucket needs a full bucket and
+    /// leaves the rest as debt, so the long-run rate stays the limit: a
+    /// 1,000-message batch on a 10/s plan passes, then nothing for 99 s.
     #[allow(clippy::result_large_err)]
     fn reserve_all(
         &self,
@@ -267,8 +269,7 @@ impl RateLimiter {
         for &(rate, amount) in wants {
             let limit = rate.limit(quotas);
             if let Some(bucket) = slots[rate.index()].as_mut().filter(|_| limit > 0) {
-                let capacity = i128::from(limit) * 1000;
-                bucket.milli_tokens -= (i128::from(amount) * 1000).min(capacity);
+                bucket.milli_tokens -= i128::from(amount) * 1000;
             }
         }
         Ok(longest)
@@ -293,7 +294,7 @@ impl RateLimiter {
 
     /// Takes `amount` tokens or fails without taking any. An amount larger
     /// than the capacity is allowed when the bucket is full (so one oversize
-    /// batch can pass), leaving it empty. A limit of 0 always passes.
+    /// batch can pass), leaving the rest as debt. A limit of 0 always passes.
     pub fn try_take(
         &self,
         tenant: &str,
@@ -307,7 +308,8 @@ impl RateLimiter {
     /// Like [`try_take`](Self::try_take), but when the tokens accrue within
     /// `max_wait_ms` they are reserved (the bucket goes negative) and the
     /// wait in milliseconds is returned; the caller must wait that long.
-    /// Amounts larger than the capacity count as the capacity.
+    /// An amount larger than the capacity waits for a full bucket and
+    /// leaves the rest as debt.
     pub fn reserve(
         &self,
         tenant: &str,
@@ -484,21 +486,42 @@ mod tests {
     }
 
     #[test]
-    fn oversize_passes_once_when_full() {
+    fn oversize_passes_when_full_and_leaves_debt() {
         let (l, clock) = limiter();
         let q = quotas(10);
         l.try_take("a", Rate::Requests, &q, 25).unwrap();
+        // 25 from a bucket of 10 leaves a debt of 15: 1.5 s to pay off,
+        // then 1 s to fill up for the next oversize amount.
         let err = l.try_take("a", Rate::Requests, &q, 25).unwrap_err();
-        // An oversize amount waits for a full bucket.
-        assert_eq!(err.retry_after_ms, 1000);
-        clock.advance_ms(999);
+        assert_eq!(err.retry_after_ms, 2500);
+        clock.advance_ms(2499);
         assert!(l.try_take("a", Rate::Requests, &q, 25).is_err());
         clock.advance_ms(1);
         l.try_take("a", Rate::Requests, &q, 25).unwrap();
         assert!(l.try_take("a", Rate::Requests, &q, 1).is_err());
         // Not when the bucket is only partly full.
-        clock.advance_ms(500);
+        clock.advance_ms(2000);
         assert!(l.try_take("a", Rate::Requests, &q, 11).is_err());
+    }
+
+    /// Oversize batches sent as fast as allowed keep to the rate: 1,000
+    /// messages per request on a 10/s plan pass once per 100 s.
+    #[test]
+    fn oversize_batches_keep_to_the_rate_in_the_long_run() {
+        let (l, clock) = limiter();
+        let q = quotas(10);
+        let start = strata_common::Clock::now_ms(clock.as_ref());
+        let mut taken = 0u64;
+        for _ in 0..1000 {
+            match l.try_take("a", Rate::Requests, &q, 1000) {
+                Ok(()) => taken += 1000,
+                Err(e) => clock.advance_ms(e.retry_after_ms as i64),
+            }
+        }
+        let elapsed_s = (strata_common::Clock::now_ms(clock.as_ref()) - start) as u64 / 1000;
+        assert!(elapsed_s > 0);
+        // The first batch rode on the full bucket; the rest paid for theirs.
+        assert!(taken <= 10 * elapsed_s + 1000, "{taken} in {elapsed_s} s");
     }
 
     #[test]
@@ -522,8 +545,11 @@ mod tests {
                 .retry_after_ms,
             100
         );
-        // An oversize amount reserves one full bucket.
+        // An oversize amount waits for a full bucket, and takes all of it.
         assert_eq!(l.reserve("a", Rate::Requests, &q, 50, 1000), Ok(1000));
+        clock.advance_ms(1000);
+        let err = l.reserve("a", Rate::Requests, &q, 1, 0).unwrap_err();
+        assert_eq!(err.retry_after_ms, 4100, "a debt of 40, then one token");
         assert_eq!(
             l.reserve("b", Rate::Requests, &Quotas::UNLIMITED, 50, 0),
             Ok(0)
