@@ -19,12 +19,16 @@ impl TagFilter {
             return Ok(Self::All);
         }
         let tags: BTreeSet<String> = e.split("||").map(|t| t.trim().to_string()).collect();
+        // A tag holds neither whitespace nor `|` (publishes refuse them), so
+        // such a filter would match nothing and a receive with it would
+        // pass over every message of the group: `a|b` is a typo for `a||b`.
         if tags
             .iter()
-            .any(|t| t.is_empty() || t.contains(char::is_whitespace))
+            .any(|t| t.is_empty() || t.contains(|c: char| c.is_whitespace() || c == '|'))
         {
             return Err(EngineError::InvalidArgument(format!(
-                "tag expression {expression:?} is not `*` or tags joined by `||`"
+                "tag expression {expression:?} is not `*` or tags joined by `||` \
+                 (a tag holds no whitespace and no `|`)"
             )));
         }
         Ok(Self::Tags(tags))
@@ -51,6 +55,9 @@ mod tests {
         assert!(!f.matches(Some("c")) && !f.matches(None));
         assert!(TagFilter::parse("a ||").is_err());
         assert!(TagFilter::parse("a b").is_err());
+        assert!(TagFilter::parse("a|b").is_err(), "a typo for a||b");
+        assert!(TagFilter::parse("a|||b").is_err());
+        assert!(TagFilter::parse("a||b|").is_err());
         assert!(TagFilter::All.matches(None));
     }
 }

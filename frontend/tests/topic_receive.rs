@@ -230,3 +230,45 @@ async fn describing_a_group_shows_what_it_receives_by_message() {
     let listed = s.get("/v1/groups").await.expect(200);
     assert!(listed["groups"][0].get("receiving").is_none(), "{listed}");
 }
+
+/// A tag filter that can match nothing (`a|b`, a typo for `a||b`: tags hold
+/// no `|`) is refused, on receive and on read, and passes over nothing:
+/// accepted, it moved the group's cursor past every message undelivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_filter_that_can_match_nothing_is_refused_and_passes_over_nothing() {
+    let s = TestServer::start().await;
+    s.create_topic("rv", 1).await;
+    let batch: Vec<_> = (0..6)
+        .map(|i| json!({"body": format!("m{i}"), "tag": format!("t{}", i % 2)}))
+        .collect();
+    s.publish("rv", json!(batch)).await;
+    s.post_json("/v1/groups", &json!({"name": "rg", "start": "earliest"}))
+        .await
+        .expect(201);
+    for tags in ["a|b", "t0|t1", "t0 ||| t1"] {
+        s.post_json(
+            "/v1/groups/rg/receive",
+            &json!({"topic": "rv", "tags": tags}),
+        )
+        .await
+        .expect_error(400, "INVALID_ARGUMENT");
+        s.get(&format!(
+            "/v1/topics/rv/queues/0/messages?offset=0&tags={}",
+            tags.replace('|', "%7C").replace(' ', "%20")
+        ))
+        .await
+        .expect_error(400, "INVALID_ARGUMENT");
+    }
+    let received = s
+        .post_json(
+            "/v1/groups/rg/receive",
+            &json!({"topic": "rv", "tags": "t0||t1", "max_messages": 10}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        received["messages"].as_array().map(Vec::len),
+        Some(6),
+        "{received}"
+    );
+}
