@@ -498,7 +498,13 @@ pub fn advertised(text: &str) -> Option<(String, u16)> {
     (!host.is_empty()).then(|| (host.to_string(), port))
 }
 
-/// Parses "unlimited" or a human duration ("72h", "7days", "30m").
+/// The longest retention given as a duration: 100 years of 365.25 days
+/// (how humantime counts "100years"). Longer is "unlimited" in effect, and
+/// far longer wrapped around in milliseconds.
+pub const MAX_RETENTION_MS: u64 = 100 * 31_557_600 * 1000;
+
+/// Parses "unlimited" or a human duration ("72h", "7days", "30m") from
+/// 1 ms to [`MAX_RETENTION_MS`].
 pub fn parse_retention(text: &str) -> Result<Retention, String> {
     if text.eq_ignore_ascii_case("unlimited") {
         return Ok(Retention::Unlimited);
@@ -509,7 +515,17 @@ pub fn parse_retention(text: &str) -> Result<Retention, String> {
     if d.is_zero() {
         return Err("retention must be longer than zero".into());
     }
-    Ok(Retention::Ms(d.as_millis() as u64))
+    if d < Duration::from_millis(1) {
+        return Err(format!(
+            "retention {text:?} is shorter than the 1 ms it is counted in"
+        ));
+    }
+    match u64::try_from(d.as_millis()) {
+        Ok(ms) if ms <= MAX_RETENTION_MS => Ok(Retention::Ms(ms)),
+        _ => Err(format!(
+            "retention {text:?} is longer than 100 years: use \"unlimited\""
+        )),
+    }
 }
 
 /// Formats a retention the way [`parse_retention`] reads it.
@@ -1205,6 +1221,20 @@ mod tests {
             assert_eq!(parse_retention(&format_retention(&r)).unwrap(), r);
         }
         assert!(parse_retention("0s").is_err());
+        for (text, why) in [
+            ("1ns", "shorter than the 1 ms"),
+            ("999us", "shorter than the 1 ms"),
+            ("101years", "longer than 100 years"),
+            ("213503982335days", "longer than 100 years"),
+            ("999999999999days", "longer than 100 years"),
+        ] {
+            let e = parse_retention(text).unwrap_err();
+            assert!(e.contains(why), "{text}: {e}");
+        }
+        assert_eq!(
+            parse_retention("100years").unwrap(),
+            Retention::Ms(MAX_RETENTION_MS)
+        );
         assert!(parse_retention("forever").is_err());
     }
 }

@@ -402,6 +402,10 @@ async fn create_topic_argument_errors() {
         json!({"name": "ret", "retention": "forever"}),
         json!({"name": "ret2", "retention": "0s"}),
         json!({"name": "ret3", "retention": ""}),
+        // Wrapped around to 9.5 hours in milliseconds before.
+        json!({"name": "ret4", "retention": "213503982335days"}),
+        json!({"name": "ret5", "retention": "101years"}),
+        json!({"name": "ret6", "retention": "999us"}),
     ];
     for body in invalid_argument {
         s.rejects(
