@@ -299,3 +299,80 @@ async fn stored_bytes_quota_refuses_publishes_once_the_sample_shows_it() {
     // Another tenant is unaffected.
     publish(&other).await.expect(200);
 }
+
+/// A tenant created under the name of a deleted one is not billed for what
+/// the deleted one used: its usage starts at its creation, alone and in
+/// the all-tenants bill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_tenant_is_not_billed_for_the_deleted_ones_usage() {
+    let s = TestServer::start_with(no_uploads).await;
+    let config = s.config.clone();
+    let dir = s.shutdown().await;
+    // A deleted tenant "gamma" published 100 messages an hour ago.
+    {
+        let store = strata_metadata::RedbStore::open(&dir.path().join("meta.redb")).unwrap();
+        let catalog = strata_metadata::Catalog::new(std::sync::Arc::new(store));
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let counts = strata_common::usage::UsageCounts {
+            published_messages: 100,
+            ..Default::default()
+        };
+        let old = strata_common::usage::MinuteUsage {
+            tenant: "gamma".into(),
+            minute_ms: (now_ms - 3_600_000) / 60_000 * 60_000,
+            counts,
+        };
+        catalog
+            .put_usage_minutes("old-node", "old-process", "flush-1", &[old])
+            .await
+            .unwrap();
+    }
+    let s = TestServer::start_in(dir, config).await;
+    s.create_tenant("gamma").await;
+    let gamma = s.create_key("gamma", "tenant-admin").await;
+    gamma
+        .post_json("/v1/topics", &json!({"name": "t", "queues": 1}))
+        .await
+        .expect(201);
+    gamma
+        .post_json(
+            "/v1/topics/t/messages",
+            &json!({"messages": [{"body": "x"}]}),
+        )
+        .await
+        .expect(200);
+    let s = restart(s).await;
+    let gamma = s.actor(
+        &gamma.access_key,
+        &gamma.secret_key,
+        "gamma",
+        "tenant-admin",
+    );
+    for granularity in ["minute", "hour", "day"] {
+        let own = gamma
+            .get(&format!("/v1/usage?granularity={granularity}"))
+            .await;
+        let own = own.expect(200);
+        check(&own["totals"][0], "published_messages", 1);
+        check(
+            &totals(&s, "gamma", granularity).await,
+            "published_messages",
+            1,
+        );
+    }
+    let all = s
+        .get("/v1/usage?all_tenants=true&granularity=day")
+        .await
+        .expect(200);
+    let gamma_total = all["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == "gamma")
+        .unwrap_or_else(|| panic!("no gamma in {all}"))
+        .clone();
+    check(&gamma_total, "published_messages", 1);
+}

@@ -188,20 +188,7 @@ impl UsageLedger {
         end_ms: i64,
         granularity: Granularity,
     ) -> Result<Vec<UsageBucket>, TenancyError> {
-        if end_ms <= start_ms {
-            return Err(TenancyError::InvalidArgument(format!(
-                "end ({end_ms}) must be after start ({start_ms})"
-            )));
-        }
-        let start = granularity.floor(start_ms.max(0));
-        let g = granularity.millis();
-        let buckets = (end_ms - start + g - 1) / g;
-        if buckets > MAX_USAGE_BUCKETS {
-            return Err(TenancyError::InvalidArgument(format!(
-                "the range holds {buckets} {} buckets; at most {MAX_USAGE_BUCKETS} per query",
-                granularity.as_str()
-            )));
-        }
+        let start = check_range(start_ms, end_ms, granularity)?;
         let by_start = match granularity {
             Granularity::Minute => self.catalog.usage_minutes(tenant, start, end_ms).await?,
             Granularity::Hour => self.hours(tenant, start, end_ms).await?,
@@ -220,6 +207,48 @@ impl UsageLedger {
             .filter(|(_, c)| !c.is_empty())
             .map(|(start_ms, counts)| UsageBucket { start_ms, counts })
             .collect())
+    }
+
+    /// [`query`](Self::query) for the tenant of that name created at
+    /// `since_ms`: usage from before its creation minute is a deleted
+    /// tenant's of the same name, and is left out. The bucket holding the
+    /// creation is summed from minute records from that minute (pruned
+    /// ones, older than `metering.minute_retention`, count as none).
+    pub async fn query_since(
+        &self,
+        tenant: &str,
+        since_ms: i64,
+        start_ms: i64,
+        end_ms: i64,
+        granularity: Granularity,
+    ) -> Result<Vec<UsageBucket>, TenancyError> {
+        check_range(start_ms, end_ms, granularity)?;
+        let since = Granularity::Minute.floor(since_ms.max(0));
+        if end_ms <= since {
+            return Ok(Vec::new());
+        }
+        let mut buckets = self
+            .query(tenant, start_ms.max(since), end_ms, granularity)
+            .await?;
+        let first = granularity.floor(since);
+        if first < since
+            && let Some(bucket) = buckets.first_mut().filter(|b| b.start_ms == first)
+        {
+            let bucket_end = (first + granularity.millis()).min(end_ms);
+            let mut counts = UsageCounts::default();
+            for (_, minute) in self
+                .catalog
+                .usage_minutes(tenant, since, bucket_end)
+                .await?
+            {
+                counts.merge(&minute);
+            }
+            bucket.counts = counts;
+            if bucket.counts.is_empty() {
+                buckets.remove(0);
+            }
+        }
+        Ok(buckets)
     }
 
     /// Per-hour usage: the stored roll-up where it is current, otherwise
@@ -250,6 +279,26 @@ impl UsageLedger {
         out.extend(from_minutes);
         Ok(out)
     }
+}
+
+/// The start of the first bucket of `[start_ms, end_ms)`, if the range
+/// is not empty and holds at most [`MAX_USAGE_BUCKETS`] buckets.
+fn check_range(start_ms: i64, end_ms: i64, granularity: Granularity) -> Result<i64, TenancyError> {
+    if end_ms <= start_ms {
+        return Err(TenancyError::InvalidArgument(format!(
+            "end ({end_ms}) must be after start ({start_ms})"
+        )));
+    }
+    let start = granularity.floor(start_ms.max(0));
+    let g = granularity.millis();
+    let buckets = (end_ms - start + g - 1) / g;
+    if buckets > MAX_USAGE_BUCKETS {
+        return Err(TenancyError::InvalidArgument(format!(
+            "the range holds {buckets} {} buckets; at most {MAX_USAGE_BUCKETS} per query",
+            granularity.as_str()
+        )));
+    }
+    Ok(start)
 }
 
 #[cfg(test)]
@@ -321,6 +370,47 @@ mod tests {
                 .await
                 .published_messages,
             16
+        );
+    }
+
+    /// A tenant re-created under a deleted one's name is not billed for
+    /// what the deleted one used, in minute, hour and day answers, rolled
+    /// up or not.
+    #[tokio::test]
+    async fn usage_before_a_tenants_creation_is_not_its() {
+        let clock = ManualClock::new(T0 + 10 * MINUTE_MS, 7);
+        let catalog = Catalog::new(MemoryStore::new());
+        let l = ledger(&clock, &catalog);
+        l.meter().add("a", Counter::PublishedMessages, 100);
+        l.flush().await.unwrap();
+        // Deleted, then created again 20 minutes later in the same hour.
+        clock.set_ms(T0 + 30 * MINUTE_MS);
+        let created = clock.now_ms() + 5;
+        clock.advance_ms(MINUTE_MS);
+        l.meter().add("a", Counter::PublishedMessages, 3);
+        l.flush().await.unwrap();
+        let since = async |g: Granularity, start: i64| -> u64 {
+            l.query_since("a", created, start.max(T0 - HOUR_MS), T0 + 5 * HOUR_MS, g)
+                .await
+                .unwrap()
+                .iter()
+                .map(|b| b.counts.published_messages)
+                .sum()
+        };
+        for g in [Granularity::Minute, Granularity::Hour, Granularity::Day] {
+            assert_eq!(since(g, 0).await, 3, "{g:?}");
+        }
+        // A start after the creation is rounded down as always: to the hour
+        // after it, or to its day.
+        assert_eq!(since(Granularity::Hour, created + HOUR_MS).await, 0);
+        assert_eq!(since(Granularity::Day, created + HOUR_MS).await, 3);
+        clock.set_ms(T0 + 3 * HOUR_MS);
+        l.roll_up(5 * MINUTE_MS, 7 * 24 * HOUR_MS).await.unwrap();
+        assert_eq!(since(Granularity::Hour, 0).await, 3, "rolled up");
+        // Without a creation time, the name's whole usage.
+        assert_eq!(
+            total(&l, "a", Granularity::Hour).await.published_messages,
+            103
         );
     }
 

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 pub use strata_client::api::usage::{UsageParams, UsageReply, UsageRow};
 use strata_common::usage::{Counter, HOUR_MS, UsageCounts};
 use strata_tenancy::{Granularity, Permission, UsageBucket};
@@ -98,20 +98,34 @@ pub async fn get_usage(
     // The buckets cover whole minutes, hours or days from the one holding
     // the start: the reply's start (and its totals') is that bucket's.
     let start = granularity.floor(start);
-    let tenants = if params.all_tenants {
+    // Each tenant with its creation time: what a deleted tenant of the same
+    // name used before is not this tenant's.
+    let tenants: Vec<(String, i64)> = if params.all_tenants {
         caller.require(Permission::ManageService)?;
-        let mut names: BTreeSet<String> = BTreeSet::new();
+        let mut named: BTreeMap<String, i64> = BTreeMap::new();
         for t in state.credentials.list_tenants().await? {
-            names.insert(t.name);
+            named.insert(t.name, t.created_ms);
         }
-        names.into_iter().collect()
+        named.into_iter().collect()
     } else {
-        vec![caller.tenant.clone()]
+        // A deleted tenant (a service admin may still ask for its bill)
+        // has no creation time left: all of its name's usage.
+        let since = match state.credentials.get_tenant(&caller.tenant).await {
+            Ok(t) => t.created_ms,
+            Err(strata_tenancy::TenancyError::Catalog(
+                strata_metadata::CatalogError::TenantNotFound { .. },
+            )) => i64::MIN,
+            Err(e) => return Err(e.into()),
+        };
+        vec![(caller.tenant.clone(), since)]
     };
     let mut usage = Vec::new();
     let mut totals = Vec::new();
-    for tenant in &tenants {
-        let buckets: Vec<UsageBucket> = state.usage.query(tenant, start, end, granularity).await?;
+    for (tenant, since) in &tenants {
+        let buckets: Vec<UsageBucket> = state
+            .usage
+            .query_since(tenant, *since, start, end, granularity)
+            .await?;
         let mut total = UsageCounts::default();
         for b in &buckets {
             total.merge(&b.counts);
