@@ -285,6 +285,55 @@ async fn plans_are_listed_validated_and_assignable_by_admins_only() {
     s.put_json("/v1/tenants/acme/plan", &json!({ "plan": "missing" }))
         .await
         .expect_error(404, "PLAN_NOT_FOUND");
+    // A bad field changes nothing, and no plan is made.
+    s.get("/v1/plans/bad")
+        .await
+        .expect_error(404, "PLAN_NOT_FOUND");
+    s.put_json("/v1/plans/bad", &json!([1, 2]))
+        .await
+        .expect_error(400, "INVALID_JSON");
+}
+
+/// A PUT changes the fields it gives and keeps the others: setting
+/// `max_topics` on `unlimited` leaves its rates unlimited (it used to fill
+/// them in from the default plan), and a new plan starts from `default`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_put_changes_only_the_fields_it_gives() {
+    let s = TestServer::start().await;
+    let unlimited = s
+        .put_json("/v1/plans/unlimited", &json!({ "max_topics": 5 }))
+        .await
+        .expect(200);
+    let read = s.get("/v1/plans/unlimited").await.expect(200);
+    for plan in [&unlimited, &read] {
+        assert_eq!(plan["quotas"]["max_topics"], 5, "{plan}");
+        assert_eq!(plan["quotas"]["requests_per_sec"], 0, "{plan}");
+        assert_eq!(plan["quotas"]["publish_messages_per_sec"], 0, "{plan}");
+    }
+    let default = s.get("/v1/plans/default").await.expect(200);
+    let new = s
+        .put_json("/v1/plans/fresh", &json!({ "requests_per_sec": 7 }))
+        .await
+        .expect(200);
+    assert_eq!(new["quotas"]["requests_per_sec"], 7);
+    assert_eq!(new["quotas"]["max_topics"], default["quotas"]["max_topics"]);
+    let again = s
+        .put_json("/v1/plans/fresh", &json!({ "max_groups": 3 }))
+        .await
+        .expect(200);
+    assert_eq!(
+        (
+            &again["quotas"]["requests_per_sec"],
+            &again["quotas"]["max_groups"]
+        ),
+        (&json!(7), &json!(3))
+    );
+    // A bad field changes nothing.
+    s.put_json("/v1/plans/fresh", &json!({ "max_groups": 1, "nope": 1 }))
+        .await
+        .expect_error(400, "INVALID_JSON");
+    let kept = s.get("/v1/plans/fresh").await.expect(200);
+    assert_eq!(kept["quotas"], again["quotas"]);
 }
 
 /// A request that delivers messages (a read, a receive) returns at most

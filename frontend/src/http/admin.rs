@@ -242,13 +242,30 @@ pub async fn get_plan(
 
 /// Creates or replaces a plan; tenants on it get the new quotas within
 /// seconds (quotas are cached briefly).
+/// `PUT /v1/plans/{plan}`: the fields given replace the plan's; the ones
+/// left out keep their values (a new plan's are the `default` plan's), so
+/// `{"max_topics": 5}` on `unlimited` does not also give it default rates.
 pub async fn put_plan(
     State(state): State<AppState>,
     caller: Caller,
     Path(plan): Path<String>,
-    Json(quotas): Json<Quotas>,
+    Json(fields): Json<serde_json::Map<String, serde_json::Value>>,
 ) -> ApiResult<Reply<PlanJson>> {
     caller.require(Permission::ManageService)?;
+    let current = match state.credentials.get_plan(&plan).await {
+        Ok(quotas) => quotas,
+        Err(strata_tenancy::TenancyError::PlanNotFound { .. }) => {
+            state.credentials.get_plan("default").await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut merged = match serde_json::to_value(current) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => return Err(ApiError::new(ErrorCode::Internal, "cannot encode a plan")),
+    };
+    merged.extend(fields);
+    let quotas: Quotas = serde_json::from_value(serde_json::Value::Object(merged))
+        .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("invalid plan: {e}")))?;
     state.credentials.set_plan(&plan, quotas).await?;
     tracing::info!(plan = %plan, by = %caller.principal.access_key, "plan set");
     Ok(Reply(PlanJson { name: plan, quotas }))
