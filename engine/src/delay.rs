@@ -162,7 +162,7 @@ impl Delay {
                 t.record.message_type.as_str()
             )));
         }
-        crate::core::publish::check_tags(messages.iter().map(|(m, _)| m))?;
+        crate::core::publish::check_client_fields(messages.iter().map(|(m, _)| m))?;
         let now = self.core.clock.now_ms();
         let latest = now.saturating_add(MAX_DELAY.as_millis() as i64);
         for (m, at) in &messages {

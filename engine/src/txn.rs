@@ -107,7 +107,7 @@ impl Txn {
                 t.record.message_type.as_str()
             )));
         }
-        crate::core::publish::check_tags(&messages)?;
+        crate::core::publish::check_client_fields(&messages)?;
         for m in &messages {
             if let Some(q) = m.queue {
                 t.queue(q)?;

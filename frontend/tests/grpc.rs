@@ -741,8 +741,40 @@ async fn malformed_sends_are_refused_and_change_nothing() {
     if let Some(s) = piped.system_properties.as_mut() {
         s.tag = Some("a||b".into());
     }
+    let with_sys = |edit: &dyn Fn(&mut pb::SystemProperties)| {
+        let mut m = message("orders", b"x", 0);
+        if let Some(s) = m.system_properties.as_mut() {
+            edit(s);
+        }
+        m
+    };
+    let long_key = with_sys(&|s| s.keys = vec!["k".repeat(1025)]);
+    let second_key_bad = with_sys(&|s| s.keys = vec!["ok".into(), "a\tb".into()]);
+    let spaced_tag = with_sys(&|s| s.tag = Some("a b".into()));
+    let bad_id = with_sys(&|s| s.message_id = "id\n".into());
+    let mut control_property = message("orders", b"x", 0);
+    control_property
+        .user_properties
+        .insert("p\u{1}".into(), "v".into());
     let cases: Vec<(&str, Vec<pb::Message>, Code)> = vec![
         ("no messages", vec![], Code::BadRequest),
+        ("key too long", vec![long_key], Code::IllegalMessageKey),
+        (
+            "second key bad",
+            vec![second_key_bad],
+            Code::IllegalMessageKey,
+        ),
+        (
+            "tag with a space",
+            vec![spaced_tag],
+            Code::IllegalMessageTag,
+        ),
+        ("id with a newline", vec![bad_id], Code::IllegalMessageId),
+        (
+            "property name with a control character",
+            vec![control_property],
+            Code::IllegalMessagePropertyKey,
+        ),
         ("no topic", vec![no_topic], Code::BadRequest),
         (
             "body over the limit",

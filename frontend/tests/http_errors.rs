@@ -283,6 +283,28 @@ async fn message_bodies_and_arguments_are_400_invalid_argument() {
             "tag a filter could never select",
             json!({"messages": [{"body": "x", "tag": "a||b"}]}),
         ),
+        (
+            "tag with a space",
+            json!({"messages": [{"body": "x", "tag": "a b"}]}),
+        ),
+        ("empty tag", json!({"messages": [{"body": "x", "tag": ""}]})),
+        (
+            "key with a space (gRPC keys are space-separated)",
+            json!({"messages": [{"body": "x", "key": "has space"}]}),
+        ),
+        ("empty key", json!({"messages": [{"body": "x", "key": ""}]})),
+        (
+            "key with a control character",
+            json!({"messages": [{"body": "x", "key": "k\u{0}\n"}]}),
+        ),
+        (
+            "id with a newline",
+            json!({"messages": [{"body": "x", "id": "a\nb"}]}),
+        ),
+        (
+            "property name with a control character",
+            json!({"messages": [{"body": "x", "properties": {"a\u{1}": "v"}}]}),
+        ),
     ];
     for (what, body) in cases {
         s.rejects(

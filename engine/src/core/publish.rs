@@ -73,7 +73,7 @@ impl Core {
         mut messages: Vec<PublishMessage>,
     ) -> Result<Vec<Published>> {
         self.check_batch(&messages)?;
-        check_tags(&messages)?;
+        check_client_fields(&messages)?;
         let topic = self.topic(tenant, topic_name)?;
         match topic.record.message_type {
             MessageType::Delay => {
@@ -444,15 +444,32 @@ impl Core {
     }
 }
 
-/// Refuses tags holding `|` in what a client publishes (`||` joins tags in
-/// filter expressions; RocketMQ refuses any `|` too). Only there: messages
-/// the engine stores again (delayed, committed, dead-lettered) passed it, or
+/// Refuses what a client may not publish: keys, tags, ids and property
+/// names the `strata_common::limits` rules reject (a tag with `|` or
+/// whitespace no filter can name, a key with a space the RocketMQ key list
+/// cannot hold, control characters anywhere). Only there: messages the
+/// engine stores again (delayed, committed, dead-lettered) passed it, or
 /// were stored before it existed, and must not be stuck by it.
-pub(crate) fn check_tags<'a>(messages: impl IntoIterator<Item = &'a PublishMessage>) -> Result<()> {
+pub(crate) fn check_client_fields<'a>(
+    messages: impl IntoIterator<Item = &'a PublishMessage>,
+) -> Result<()> {
+    use strata_common::limits::{id_problem, key_problem, property_name_problem, tag_problem};
     for (index, m) in messages.into_iter().enumerate() {
-        if m.message.tag.as_ref().is_some_and(|t| t.contains('|')) {
+        let m = &m.message;
+        let problem = m
+            .key
+            .as_deref()
+            .and_then(key_problem)
+            .or_else(|| m.tag.as_deref().and_then(tag_problem))
+            .or_else(|| (!m.id.is_empty()).then(|| id_problem(&m.id)).flatten())
+            .or_else(|| {
+                m.properties
+                    .iter()
+                    .find_map(|(name, _)| property_name_problem(name))
+            });
+        if let Some(problem) = problem {
             return Err(EngineError::InvalidArgument(format!(
-                "message {index}: tag contains `|`, which joins tags in filter expressions"
+                "message {index}: {problem}"
             )));
         }
     }

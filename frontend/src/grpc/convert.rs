@@ -6,7 +6,7 @@
 //! not set such properties themselves.
 
 use bytes::Bytes;
-use strata_common::Message;
+use strata_common::{Message, limits};
 use strata_engine::{MessageType, PublishMessage};
 
 use crate::grpc::failure::Failure;
@@ -129,6 +129,12 @@ pub fn to_publish(
                 ),
             ));
         }
+        if let Some(problem) = limits::property_name_problem(&name) {
+            return Err(Failure::new(
+                Code::IllegalMessagePropertyKey,
+                format!("message {index}: {problem}"),
+            ));
+        }
         properties.push((name, value));
     }
     properties.sort();
@@ -146,17 +152,20 @@ pub fn to_publish(
     if !sys.born_host.is_empty() {
         properties.push((PROP_BORN_HOST.into(), sys.born_host));
     }
-    if sys.tag.as_ref().is_some_and(|t| t.contains('|')) {
-        return Err(Failure::new(
-            Code::IllegalMessageTag,
-            format!("message {index}: tags may not contain `|`"),
-        ));
+    // Each field with its own code, as RocketMQ's proxy answers; the
+    // engine would refuse them too, with the generic one.
+    let field_problem = |code: Code, problem: Option<String>| match problem {
+        Some(problem) => Err(Failure::new(code, format!("message {index}: {problem}"))),
+        None => Ok(()),
+    };
+    if let Some(tag) = sys.tag.as_deref().filter(|t| !t.is_empty()) {
+        field_problem(Code::IllegalMessageTag, limits::tag_problem(tag))?;
     }
-    if sys.keys.iter().any(|k| k.contains(' ')) {
-        return Err(Failure::new(
-            Code::IllegalMessageKey,
-            format!("message {index}: keys may not contain spaces"),
-        ));
+    for key in sys.keys.iter().filter(|k| !k.is_empty()) {
+        field_problem(Code::IllegalMessageKey, limits::key_problem(key))?;
+    }
+    if !sys.message_id.is_empty() {
+        field_problem(Code::IllegalMessageId, limits::id_problem(&sys.message_id))?;
     }
     // A message group's queue is the server's to choose, from the group
     // alone (as RocketMQ's proxy does): producers that pick queues their
