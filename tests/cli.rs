@@ -291,6 +291,17 @@ fn topic_produce_consume_group_status() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("TOPIC_NOT_FOUND"));
     let bad = cli(&url, &["topic", "create", "bad.name"], None);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("INVALID_NAME"));
+    // With --json, the error is JSON where the result would have been.
+    let missing = cli(&url, &["--json", "topic", "describe", "nope"], None);
+    assert!(!missing.status.success());
+    let said: serde_json::Value = serde_json::from_slice(&missing.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&missing.stdout)));
+    assert_eq!(said["error"]["code"], "TOPIC_NOT_FOUND", "{said}");
+    assert!(
+        said["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nope"))
+    );
 
     // Usage: a graceful stop writes every count; after a restart the CLI
     // shows the admin tenant's publishes (JSON, table, CSV for all tenants).
@@ -391,6 +402,17 @@ fn config_command_shows_env_overrides() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("max_bytes = 4294967296"), "{text}");
+    // A client's credentials file, not written yet, is no server's concern.
+    let out = std::process::Command::new(common::BIN)
+        .arg("config")
+        .env("STRATA_CREDENTIALS_FILE", "/nonexistent/admin-credentials")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = std::process::Command::new(common::BIN)
         .arg("config")
         .env("STRATA_WAL_MAX_BYTES", "lots")
@@ -572,6 +594,47 @@ fn produce_publishes_to_fifo_and_delay_topics() {
 
 /// The proleptic Gregorian date `days` after 1970-01-01, as YYYY-MM-DD
 /// (Howard Hinnant's civil_from_days).
+/// `consume --group` starts a group that never consumed a queue where the
+/// group says (`start: latest`: after its creation), and says when the
+/// group does not exist (a mistyped name made a new group silently).
+#[test]
+fn consume_with_a_group_starts_where_the_group_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let url = server.url.clone();
+    ok(&cli(
+        &url,
+        &["topic", "create", "feed", "--queues", "2"],
+        None,
+    ));
+    ok(&cli(&url, &["produce", "feed"], Some("old-1\nold-2\n")));
+    ok(&cli(
+        &url,
+        &["group", "create", "tail", "--start", "latest"],
+        None,
+    ));
+    ok(&cli(
+        &url,
+        &["group", "create", "all", "--start", "earliest"],
+        None,
+    ));
+    ok(&cli(&url, &["produce", "feed"], Some("new-1\n")));
+    let bodies = |group: &str| -> (Vec<String>, String) {
+        let out = cli(&url, &["consume", "feed", "--group", group, "--json"], None);
+        let mut got: Vec<String> = json_lines(&ok(&out))
+            .iter()
+            .map(|m| m["body"].as_str().unwrap_or_default().to_string())
+            .collect();
+        got.sort();
+        (got, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert_eq!(bodies("tail").0, ["new-1"]);
+    assert_eq!(bodies("all").0, ["new-1", "old-1", "old-2"]);
+    let (got, said) = bodies("tial");
+    assert_eq!(got, ["new-1", "old-1", "old-2"]);
+    assert!(said.contains("group tial does not exist"), "{said}");
+}
+
 fn civil_date(days: u64) -> String {
     let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);

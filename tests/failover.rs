@@ -294,7 +294,7 @@ async fn a_standby_takes_over_from_a_serving_node_declared_lost() {
     let (done, said) = forget(true);
     assert!(!done, "{said}");
     assert!(
-        said.contains("is renewing its lease") || said.contains("slow rather than dead"),
+        said.contains("holds its lease") || said.contains("slow rather than dead"),
         "{said}"
     );
     let (began, mut too_soon) = (Instant::now(), false);
@@ -306,7 +306,7 @@ async fn a_standby_takes_over_from_a_serving_node_declared_lost() {
         }
         too_soon |= said.contains("slow rather than dead");
         assert!(
-            said.contains("is renewing its lease") || said.contains("Try again in"),
+            said.contains("holds its lease") || said.contains("Try again in"),
             "{said}"
         );
         assert!(began.elapsed() < Duration::from_secs(30), "{said}");

@@ -166,6 +166,11 @@ impl Delay {
         let now = self.core.clock.now_ms();
         let latest = now.saturating_add(MAX_DELAY.as_millis() as i64);
         for (m, at) in &messages {
+            if *at < 0 {
+                return Err(EngineError::InvalidArgument(format!(
+                    "delivery time {at} is before 1970 (Unix milliseconds)"
+                )));
+            }
             if *at > latest {
                 return Err(EngineError::InvalidArgument(format!(
                     "delivery time {at} is more than {} days ahead",

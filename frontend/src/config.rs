@@ -503,6 +503,28 @@ pub fn advertised(text: &str) -> Option<(String, u16)> {
 /// far longer wrapped around in milliseconds.
 pub const MAX_RETENTION_MS: u64 = 100 * 31_557_600 * 1000;
 
+/// Why `level` is not a log filter, if it is not: comma-separated
+/// directives, each a level (`info`) or `target=level`
+/// (`strata_engine=debug`). A bare word that is no level would filter
+/// for a target of that name and silence everything else, so a typo
+/// (`infoo`) is refused rather than taken for one.
+pub fn log_level_problem(level: &str) -> Option<String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for directive in level.split(',').map(str::trim) {
+        let bare_word = !directive.contains(['=', ':', '[']);
+        if bare_word && !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
+            return Some(format!(
+                "log.level {level:?}: {directive:?} is not a level ({}); \
+                 to set a target's level write target=level",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(level)
+        .err()
+        .map(|e| format!("log.level {level:?} is not a log filter: {e}"))
+}
+
 /// Parses "unlimited" or a human duration ("72h", "7days", "30m") from
 /// 1 ms to [`MAX_RETENTION_MS`].
 pub fn parse_retention(text: &str) -> Result<Retention, String> {
@@ -726,6 +748,9 @@ impl Config {
                 "transactions.first_check_delay_ms and transactions.max_checks must be at least 1"
                     .into(),
             );
+        }
+        if let Some(problem) = log_level_problem(&self.log.level) {
+            return bad(problem);
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad(format!(
@@ -1221,6 +1246,12 @@ mod tests {
             assert_eq!(parse_retention(&format_retention(&r)).unwrap(), r);
         }
         assert!(parse_retention("0s").is_err());
+        for ok in ["info", "WARN", "strata_engine=debug,info", "off"] {
+            assert_eq!(log_level_problem(ok), None, "{ok}");
+        }
+        for bad in ["infoo", "verbose", "info,loud", "strata=notalevel"] {
+            assert!(log_level_problem(bad).is_some(), "{bad}");
+        }
         for (text, why) in [
             ("1ns", "shorter than the 1 ms"),
             ("999us", "shorter than the 1 ms"),

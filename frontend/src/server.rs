@@ -107,6 +107,8 @@ impl Running {
 
     /// Waits until the server stops (after [`Running::shutdown`] or a failure).
     pub async fn wait(self) -> Result<(), ServerError> {
+        let clock = self.engine.clock().clone();
+        let (step, _watchdog) = StopWatchdog::start(clock.clone());
         let result = match self.task.await {
             Ok(r) => r,
             Err(e) => Err(ServerError::Http(std::io::Error::other(e.to_string()))),
@@ -116,7 +118,7 @@ impl Running {
         // hang: the wait is bounded (such a call's connection lives on in
         // its own task until the process exits).
         self.stop.send_replace(true);
-        let clock = self.engine.clock().clone();
+        step.set("draining gRPC calls");
         let mut grpc_task = self.grpc_task;
         let grpc = match strata_common::clock::timeout(&*clock, GRPC_DRAIN, &mut grpc_task).await {
             Some(Ok(r)) => r,
@@ -133,6 +135,7 @@ impl Running {
         // Calls still open may have appends under way: they finish before
         // the upload below, so nothing acknowledged stays only in the WAL
         // that another node may be handed the tenants of.
+        step.set("finishing appends under way");
         self.engine.drain_appends().await;
         let result = result.and(grpc);
         let taken = self.node.taken();
@@ -143,6 +146,7 @@ impl Running {
             stop.send_replace(true);
             task.abort();
         }
+        step.set("uploading the WAL");
         let shared = self.serving.is_some() || self.balancer.is_some();
         let uploaded_all = match shared {
             true => crate::serving::upload_everything(&self.engine).await,
@@ -150,7 +154,9 @@ impl Running {
             // whether anything is left only in the WAL.
             false => self.engine.upload_lag_bytes() == 0,
         };
+        step.set("closing the engine");
         let closed = self.engine.close().await.map_err(ServerError::Close);
+        step.set("flushing usage");
         self.metering.finish().await;
         let Self {
             engine,
@@ -162,6 +168,7 @@ impl Running {
             lock,
             ..
         } = self;
+        step.set("handing over tenants and leaving the cluster");
         if let Some((balancer, _, _)) = balancer
             && uploaded_all
         {
@@ -172,6 +179,7 @@ impl Running {
             keeper.finish(uploaded_all).await;
         }
         drop(engine);
+        step.set("closing the metadata store");
         release_store(&store, store_closed).await;
         drop(lock);
         // Taken over at any moment up to now (a stop that raced a shutdown
@@ -695,5 +703,58 @@ pub(crate) async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Logs which step of a stop is still waiting, every [`STOP_REPORT`], so a
+/// stop that hangs says where (a test once timed out in one, silently).
+/// Dropped, it stops reporting.
+struct StopWatchdog(JoinHandle<()>);
+
+impl Drop for StopWatchdog {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How often a stop still under way is reported.
+const STOP_REPORT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+struct StopStep(Arc<std::sync::Mutex<&'static str>>);
+
+impl StopStep {
+    fn set(&self, step: &'static str) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = step;
+    }
+
+    fn get(&self) -> &'static str {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl StopWatchdog {
+    fn start(clock: Arc<dyn Clock>) -> (StopStep, Self) {
+        let step = StopStep(Arc::new(std::sync::Mutex::new("stopping the HTTP server")));
+        let watched = step.clone();
+        let task = tokio::spawn(async move {
+            let mut waited = Duration::ZERO;
+            loop {
+                clock.sleep(STOP_REPORT).await;
+                waited += STOP_REPORT;
+                tracing::warn!(
+                    step = watched.get(),
+                    waited_s = waited.as_secs(),
+                    "the stop is still waiting"
+                );
+            }
+        });
+        (step, Self(task))
     }
 }

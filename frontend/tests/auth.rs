@@ -771,6 +771,9 @@ async fn tenant_admin_manages_its_own_tenant_only() {
     ta.delete(&format!("/v1/keys/{}", admin_in_acme.access_key))
         .await
         .expect_error(404, "KEY_NOT_FOUND");
+    s.get("/v1/keys?tenant=nowhere")
+        .await
+        .expect_error(404, "TENANT_NOT_FOUND");
     let all = s.get("/v1/keys?tenant=acme").await.expect(200).to_string();
     assert!(all.contains(&admin_in_acme.access_key), "{all}");
     ta.get("/v1/keys?tenant=acme").await.expect(200);

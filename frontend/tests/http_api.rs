@@ -519,11 +519,11 @@ async fn consumer_group_lifecycle() {
     assert_eq!(g["name"], "workers");
     assert!(g["created_ms"].as_i64().unwrap() > 0);
     assert!(g.get("offsets").is_none(), "{g}");
-    // Creating again is idempotent.
+    // Creating again is idempotent: the group as it is, 200.
     let again = s
         .post_json("/v1/groups", &json!({"name": "workers"}))
         .await
-        .expect(201);
+        .expect(200);
     assert_eq!(again["name"], "workers");
     s.post_json("/v1/groups", &json!({"name": "others"}))
         .await
@@ -880,6 +880,15 @@ async fn delayed_messages_appear_at_their_time_not_before() {
         landed["messages"][0].get("deliver_at_ms").is_none(),
         "{landed}"
     );
+    // A time before 1970 is a mistake, not "now": refused, nothing stored.
+    s.post_json(
+        "/v1/topics/later/messages",
+        &json!({"messages": [{"body": "never", "deliver_at_ms": -5}]}),
+    )
+    .await
+    .expect_error(400, "INVALID_ARGUMENT");
+    let q = s.get("/v1/topics/later/queues/0").await.expect(200);
+    assert_eq!(q["end_offset"], 2, "{q}");
     // The schedule topic is not listed.
     let topics = s.get("/v1/topics").await.expect(200);
     assert_eq!(topics["topics"].as_array().unwrap().len(), 1, "{topics}");
@@ -919,6 +928,10 @@ async fn hidden_topics_are_not_found_and_do_not_keep_a_tenant_from_deletion() {
     t.delete("/v1/topics/__sys-schedule")
         .await
         .expect_error(404, "TOPIC_NOT_FOUND");
+    // A name no topic can have is a bad name, not a missing topic.
+    for path in ["/v1/topics/bad.name", "/v1/topics/bad.name/queues/0"] {
+        t.get(path).await.expect_error(400, "INVALID_NAME");
+    }
     t.post_json(
         "/v1/topics/__sys-schedule/messages",
         &json!({"messages": [{"body": "x"}]}),
@@ -1110,6 +1123,7 @@ async fn a_group_resets_on_every_queue_at_once() {
         serde_json::json!({}),
         serde_json::json!({"to": "earliest", "offset": 1}),
         serde_json::json!({"to": "first"}),
+        serde_json::json!({"timestamp_ms": -1}),
     ] {
         reset(bad).await.expect_error(400, "INVALID_ARGUMENT");
     }

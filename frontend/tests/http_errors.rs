@@ -547,12 +547,13 @@ async fn unknown_topic_is_404_topic_not_found() {
         "TOPIC_NOT_FOUND",
     )
     .await;
-    // Names that could never exist are simply not found.
+    // A name no topic can have is a bad name, as for groups, not a topic
+    // that happens to be missing.
     s.rejects(
         "unicode topic",
         s.http.get(s.url("/v1/topics/t%C3%B3pico")),
-        404,
-        "TOPIC_NOT_FOUND",
+        400,
+        "INVALID_NAME",
     )
     .await;
     s.shutdown().await;

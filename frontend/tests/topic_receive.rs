@@ -272,3 +272,54 @@ async fn a_tag_filter_that_can_match_nothing_is_refused_and_passes_over_nothing(
         "{received}"
     );
 }
+
+/// Creating a group that exists returns it when the options given match
+/// (200, not 201), and refuses by name the options that differ: they were
+/// kept silently, so `start: earliest` on an existing latest group did
+/// nothing a caller could see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_an_existing_group_with_other_options_is_refused_by_name() {
+    let s = TestServer::start().await;
+    let created = s
+        .post_json(
+            "/v1/groups",
+            &json!({"name": "g", "max_delivery_attempts": 5}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(created["start"], "latest");
+    let again = s
+        .post_json(
+            "/v1/groups",
+            &json!({"name": "g", "max_delivery_attempts": 5}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(again["created_ms"], created["created_ms"]);
+    s.post_json("/v1/groups", &json!({"name": "g"}))
+        .await
+        .expect(200);
+    let refused = s
+        .post_json(
+            "/v1/groups",
+            &json!({"name": "g", "start": "earliest", "max_delivery_attempts": 5, "fifo": false}),
+        )
+        .await;
+    refused.expect_error(409, "CONFLICT");
+    let message = refused.json()["error"]["message"].to_string();
+    assert!(
+        message.contains("start is latest, not earliest")
+            && message.contains("fifo is true, not false")
+            && !message.contains("max_delivery_attempts"),
+        "{message}"
+    );
+    let kept = s.get("/v1/groups/g").await.expect(200);
+    assert_eq!(
+        (
+            &kept["start"],
+            &kept["fifo"],
+            &kept["max_delivery_attempts"]
+        ),
+        (&json!("latest"), &json!(true), &json!(5))
+    );
+}

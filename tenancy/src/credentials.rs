@@ -14,6 +14,7 @@
 //! each attempt with one costs a metadata read.
 
 mod auth;
+pub use auth::RELOAD_AFTER_MS;
 mod bootstrap;
 mod cache;
 mod keys;

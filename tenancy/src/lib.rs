@@ -18,7 +18,7 @@ pub mod usage;
 
 pub use credentials::{
     Credentials, DEFAULT_CACHE_TTL_MS, DEFAULT_PLAN, DEFAULT_TENANT, IssuedKey, KeyInfo,
-    MAX_TENANT_LEN, parse_credentials, validate_tenant,
+    MAX_TENANT_LEN, RELOAD_AFTER_MS, parse_credentials, validate_tenant,
 };
 pub use error::{AuthError, TenancyError};
 pub use principal::Principal;

@@ -9,8 +9,8 @@ use strata_metadata::{
     Catalog, MemoryStore, MessageType, MetaStore, NewTopic, RedbStore, Retention,
 };
 use strata_tenancy::{
-    AuthError, Credentials, IssuedKey, MasterKey, Quotas, Role, TenancyError, format_date_time,
-    sign,
+    AuthError, Credentials, IssuedKey, MasterKey, Quotas, RELOAD_AFTER_MS, Role, TenancyError,
+    format_date_time, sign,
 };
 use tempfile::TempDir;
 
@@ -408,6 +408,46 @@ async fn other_nodes_see_changes_after_the_cache_ttl() {
         assert!(matches!(
             auth(&b, &bearer(&key), None).await,
             Err(AuthError::Revoked)
+        ));
+    }
+}
+
+/// A secret rotated on one node works on the others at once, not only once
+/// their cached copy expires: a mismatch reads the key again, at most once
+/// a second per key, so wrong secrets cannot make every request a read.
+#[tokio::test]
+async fn a_rotated_secret_works_on_other_nodes_within_a_second() {
+    for f in fixtures() {
+        let master = MasterKey::generate().unwrap();
+        let node = || {
+            Credentials::with_cache_ttl_ms(
+                f.credentials.catalog().clone(),
+                master.clone(),
+                f.clock.clone(),
+                10_000,
+            )
+        };
+        let (a, b) = (node(), node());
+        a.create_tenant("acme", "default").await.unwrap();
+        let old = a.create_key("acme", Role::Publisher, "").await.unwrap();
+        assert!(auth(&b, &bearer(&old), None).await.is_ok(), "b caches it");
+        let new = a.rotate_key(&old.access_key).await.unwrap();
+        // Read again by a mismatch only once the copy is a second old.
+        f.clock.advance_ms(RELOAD_AFTER_MS - 1);
+        assert!(matches!(
+            auth(&b, &bearer(&new), None).await,
+            Err(AuthError::BadSignature)
+        ));
+        f.clock.advance_ms(1);
+        let date = "20261125T185600Z";
+        for header in [bearer(&new), hmac_header(&new, date)] {
+            let who = auth(&b, &header, Some(date)).await.unwrap();
+            assert_eq!(who.tenant, "acme");
+        }
+        // The old secret is refused once the key was read again.
+        assert!(matches!(
+            auth(&b, &bearer(&old), None).await,
+            Err(AuthError::BadSignature)
         ));
     }
 }

@@ -317,7 +317,11 @@ impl Core {
         self.topics_read()
             .get(tenant, name)
             .cloned()
-            .ok_or_else(|| EngineError::TopicNotFound(name.to_string()))
+            .ok_or_else(|| match names::validate_topic(name) {
+                // No topic can have this name: say why, not just "missing".
+                Err(e) => EngineError::InvalidName(e),
+                Ok(()) => EngineError::TopicNotFound(name.to_string()),
+            })
     }
 
     /// Wakes every receive waiting on a topic of `tenant`, to look again.

@@ -42,6 +42,24 @@ pub async fn consume(client: &Client, json: bool, args: ConsumeArgs) -> Result<(
         );
     }
     let since = args.from_time.as_deref().map(parse_time).transpose()?;
+    // Where the group starts on a queue it has not consumed: its `start`
+    // (latest: what came after its creation). A group that does not exist
+    // is made by the first commit, from the oldest message; say so, as a
+    // mistyped name would otherwise make a new group silently.
+    let mut group_created_latest = None;
+    if let (Some(g), None, None) = (&args.group, &args.from, &since) {
+        match client.describe_group(g).await {
+            Ok(group) if group.start == strata_common::StartPosition::Latest => {
+                group_created_latest = Some(group.created_ms);
+            }
+            Ok(_) => {}
+            Err(ClientError::Api { status: 404, .. }) => eprintln!(
+                "group {g} does not exist: this consume reads from the oldest message and \
+                 its first commit creates the group (`strata group create` chooses its start)"
+            ),
+            Err(e) => return Err(e.into()),
+        }
+    }
     let mut start = BTreeMap::new();
     for q in &queues {
         if let Some(ts) = since {
@@ -59,11 +77,21 @@ pub async fn consume(client: &Client, json: bool, args: ConsumeArgs) -> Result<(
                 .with_context(|| format!("--from {n:?} is not earliest, latest or an offset"))?,
             None => match &args.group {
                 Some(g) => {
-                    let committed = client
+                    let committed = match client
                         .committed_offset(g, &args.topic, q.queue)
                         .await?
                         .offset
-                        .unwrap_or(q.first_offset);
+                    {
+                        Some(offset) => offset,
+                        None => match group_created_latest {
+                            Some(created_ms) => {
+                                client
+                                    .offset_at_time(&args.topic, q.queue, created_ms)
+                                    .await?
+                            }
+                            None => q.first_offset,
+                        },
+                    };
                     // Retention removed what the group had not read: it
                     // goes on from the oldest message left.
                     if committed < q.first_offset {

@@ -443,13 +443,32 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let json = cli.json;
     match runtime.block_on(run::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if json => {
+            println!("{}", error_json(&e));
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// A failure as `--json` prints it, on standard output where the result
+/// would have been, in the API's error shape: `{"error":{"code","message"}}`.
+/// The code is the server's when it answered, `UNREACHABLE` when it could
+/// not be reached, `CLI_ERROR` for what failed here.
+fn error_json(e: &anyhow::Error) -> serde_json::Value {
+    use strata_client::http::ClientError;
+    let (code, message) = match e.chain().find_map(|c| c.downcast_ref::<ClientError>()) {
+        Some(ClientError::Api { code, message, .. }) => (code.clone(), message.clone()),
+        Some(ClientError::Connect { .. }) => ("UNREACHABLE".to_string(), describe(e)),
+        _ => ("CLI_ERROR".to_string(), describe(e)),
+    };
+    serde_json::json!({"error": {"code": code, "message": message}})
 }
 
 /// The error and its causes, leaving out a cause the text already ends
@@ -470,6 +489,23 @@ fn describe(e: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::describe;
+
+    #[test]
+    fn json_errors_carry_the_servers_code() {
+        use strata_client::http::ClientError;
+        let api = anyhow::Error::new(ClientError::Api {
+            status: 404,
+            code: "TOPIC_NOT_FOUND".into(),
+            message: "topic \"x\" does not exist".into(),
+        })
+        .context("describing x");
+        assert_eq!(
+            super::error_json(&api),
+            serde_json::json!({"error": {"code": "TOPIC_NOT_FOUND", "message": "topic \"x\" does not exist"}})
+        );
+        let local = anyhow::anyhow!("--from \"x\" is not earliest, latest or an offset");
+        assert_eq!(super::error_json(&local)["error"]["code"], "CLI_ERROR");
+    }
 
     #[test]
     fn a_cause_already_in_the_message_is_not_repeated() {

@@ -18,7 +18,22 @@ use crate::http::topics::{CreateTopic, TopicJson};
 use strata_client::http::Client;
 
 pub async fn run(cli: Cli) -> Result<()> {
-    let client = client(&cli)?;
+    // Commands that run a process or read a data directory take no client
+    // credentials: a client's STRATA_CREDENTIALS_FILE naming a file the
+    // first start has yet to write must not stop the server starting.
+    let local = matches!(
+        cli.command,
+        Command::Serve(_)
+            | Command::Compactor(_)
+            | Command::Config { .. }
+            | Command::Check(_)
+            | Command::Metadata(_)
+    );
+    let client = if local {
+        Client::new(&cli.server)
+    } else {
+        client(&cli)?
+    };
     let json = cli.json;
     match cli.command {
         Command::Serve(args) => serve(args).await,

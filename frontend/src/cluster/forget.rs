@@ -88,9 +88,9 @@ fn refusal(node: &str, now_ms: i64, outcome: Forget) -> Refusal {
             "no node {node:?} is registered in this metadata namespace"
         )),
         Forget::StillLive { until_ms, .. } => Refusal::Conflict(format!(
-            "node {node:?} is renewing its lease (it runs {} ms more): it is running, and \
-             nothing of it is lost. Stop it; a node that can reach its data directory then \
-             adopts its WAL",
+            "node {node:?} holds its lease {} ms more: it is running, or stopped less than a \
+             lease ago, and nothing of it is lost. If it runs, stop it; a node that can reach \
+             its data directory then adopts its WAL. Else try again once the lease ran out",
             until_ms.saturating_sub(now_ms)
         )),
         Forget::TooSoon {

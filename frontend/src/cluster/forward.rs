@@ -22,6 +22,13 @@ use super::balance::{Balancer, Route};
 use crate::http::AppState;
 use crate::http::auth::TENANT_HEADER;
 
+/// What a client is told when a forwarded request was sent but no answer
+/// came back: the owner may have done it before it stopped (4 of 4 such
+/// publishes had been stored, in a tester's kills), so a blind retry may
+/// do it twice.
+pub const MAY_HAVE_BEEN_DONE: &str = "the node may have carried it out before it stopped \
+     (a publish may be stored, and a retry may store it again)";
+
 /// Names the node that forwarded a request.
 pub const FORWARDED_HEADER: &str = "x-strata-forwarded-by";
 /// Names the node that served a tenant's request (on the answer), so a
@@ -176,17 +183,20 @@ async fn forward(cluster: &Forwarder, addr: &str, node: &str, request: Request) 
     let answer = match outgoing.send().await {
         Ok(a) => a,
         Err(e) => {
-            if e.is_connect() {
+            let outcome = if e.is_connect() {
                 // Nothing was sent. The node may have stopped and its
                 // tenants moved: route the client's retry by what the
                 // metadata store says now, not by the last pass's view.
                 if let Err(why) = cluster.balancer.refresh_view().await {
                     tracing::debug!(error = %why, "refreshing the routing view failed");
                 }
-            }
+                "nothing was sent; retry"
+            } else {
+                MAY_HAVE_BEEN_DONE
+            };
             return crate::http::ApiError::new(
                 ErrorCode::Unavailable,
-                format!("forwarding to node {node} at {addr} failed: {e}; retry"),
+                format!("forwarding to node {node} at {addr} failed: {e}; {outcome}"),
             )
             .into_response();
         }
@@ -198,7 +208,7 @@ async fn forward(cluster: &Forwarder, addr: &str, node: &str, request: Request) 
         Err(e) => {
             return crate::http::ApiError::new(
                 ErrorCode::Unavailable,
-                format!("reading node {node}'s answer failed: {e}; retry"),
+                format!("reading node {node}'s answer failed: {e}; {MAY_HAVE_BEEN_DONE}"),
             )
             .into_response();
         }

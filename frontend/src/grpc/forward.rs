@@ -154,7 +154,8 @@ where
                     }
                     Ok(answer.unwrap_or_else(|e| {
                         tonic::Status::unavailable(format!(
-                            "forwarding to node {node} failed: {e}; retry"
+                            "forwarding to node {node} failed: {e}; if it was sent, {}",
+                            crate::cluster::forward::MAY_HAVE_BEEN_DONE
                         ))
                         .into_http()
                     }))

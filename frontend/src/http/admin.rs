@@ -151,6 +151,11 @@ pub async fn list_keys(
         }
         (false, None) => Some(caller.principal.tenant.clone()),
     };
+    if let Some(t) = &tenant {
+        // A tenant that does not exist has no keys to list: say so, as
+        // every other request naming it does.
+        state.credentials.get_tenant(t).await?;
+    }
     let keys = state.credentials.list_keys(tenant.as_deref()).await?;
     // A tenant-admin sees the keys it may manage: not service admin keys,
     // even those issued in its tenant (`manageable` refuses them).

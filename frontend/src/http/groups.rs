@@ -59,7 +59,8 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Reply<GroupJson>)> {
     caller.require(Permission::Consume)?;
     let groups = state.engine.list_groups(&caller.tenant).await?;
-    if !groups.iter().any(|g| g.name == req.name) {
+    let existed = groups.iter().any(|g| g.name == req.name);
+    if !existed {
         caller.within("consumer groups", |q| q.max_groups, groups.len() as u64, 1)?;
     }
     let d = GroupSpec::default();
@@ -82,7 +83,63 @@ pub async fn create(
         .engine
         .create_group_with(&caller.tenant, &req.name, spec)
         .await?;
-    Ok((StatusCode::CREATED, Reply(group_json(group, false))))
+    // Creating a group that exists is fine when it asks for nothing else;
+    // options it would change are refused by name rather than kept
+    // silently (there is no update: delete and create again).
+    let differ = options_that_differ(&req, &group);
+    if !differ.is_empty() {
+        return Err(super::ApiError::new(
+            strata_common::ErrorCode::Conflict,
+            format!(
+                "group {:?} exists with other options ({}); delete it to create it with these",
+                req.name,
+                differ.join(", ")
+            ),
+        ));
+    }
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Reply(group_json(group, false))))
+}
+
+/// The options `req` gives that `group` does not have, as "name: has, asked".
+fn options_that_differ(req: &CreateGroup, group: &GroupInfo) -> Vec<String> {
+    let mut differ = Vec::new();
+    let mut check = |name: &str, has: String, asked: Option<String>| {
+        if let Some(asked) = asked.filter(|asked| *asked != has) {
+            differ.push(format!("{name} is {has}, not {asked}"));
+        }
+    };
+    let retry = &group.retry;
+    check(
+        "max_delivery_attempts",
+        retry.max_delivery_attempts.to_string(),
+        req.max_delivery_attempts.map(|v| v.to_string()),
+    );
+    check(
+        "retry_initial_backoff_ms",
+        retry.initial_backoff_ms.to_string(),
+        req.retry_initial_backoff_ms.map(|v| v.to_string()),
+    );
+    check(
+        "retry_max_backoff_ms",
+        retry.max_backoff_ms.to_string(),
+        req.retry_max_backoff_ms.map(|v| v.to_string()),
+    );
+    check(
+        "start",
+        group.start.as_str().to_string(),
+        req.start.map(|v| v.as_str().to_string()),
+    );
+    check(
+        "fifo",
+        group.fifo.to_string(),
+        req.fifo.map(|v| v.to_string()),
+    );
+    differ
 }
 
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Reply<GroupList>> {
@@ -169,6 +226,12 @@ pub async fn reset(
             .into());
         }
         (None, Some(n), None) => OffsetTarget::Offset(n),
+        (None, None, Some(ms)) if ms < 0 => {
+            return Err(EngineError::InvalidArgument(format!(
+                "timestamp_ms {ms} cannot be negative (Unix milliseconds)"
+            ))
+            .into());
+        }
         (None, None, Some(ms)) => OffsetTarget::Time(ms),
         _ => {
             return Err(EngineError::InvalidArgument(

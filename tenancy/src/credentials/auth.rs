@@ -32,10 +32,9 @@ impl Credentials {
             .ok_or(AuthError::MissingCredentials)?;
         match parse_authorization(header)? {
             Authorization::Bearer { access_key, secret } => {
-                let entry = self.lookup(&access_key).await?;
-                if !entry.secret.ct_eq(secret.expose()) {
-                    return Err(AuthError::BadSignature);
-                }
+                let entry = self
+                    .lookup_matching(&access_key, |e| e.secret.ct_eq(secret.expose()))
+                    .await?;
                 finish(access_key, &entry)
             }
             Authorization::Hmac {
@@ -49,12 +48,37 @@ impl Credentials {
                 let date_time = date_time.ok_or(AuthError::MissingDateHeader)?;
                 let date_ms = parse_date_time(date_time)?;
                 check_skew(date_ms, self.now_ms(), max_skew_ms)?;
-                let entry = self.lookup(&access_key).await?;
-                if !verify(&entry.secret, date_time, &signature) {
-                    return Err(AuthError::BadSignature);
-                }
+                let entry = self
+                    .lookup_matching(&access_key, |e| verify(&e.secret, date_time, &signature))
+                    .await?;
                 finish(access_key, &entry)
             }
+        }
+    }
+
+    /// The opened key if `matches` (the request's secret or signature)
+    /// holds for it. A cached key that does not match is read again once
+    /// it is [`RELOAD_AFTER_MS`] old: its secret may have been rotated on
+    /// another node, and the new one would otherwise be refused until the
+    /// cache entry expired. Wrong secrets thereby cost at most one catalog
+    /// read per key per that time.
+    async fn lookup_matching(
+        &self,
+        access_key: &str,
+        matches: impl Fn(&Entry) -> bool,
+    ) -> Result<Arc<Entry>, AuthError> {
+        let entry = self.lookup(access_key).await?;
+        if matches(&entry) {
+            return Ok(entry);
+        }
+        if self.now_ms().saturating_sub(entry.loaded_ms) < RELOAD_AFTER_MS {
+            return Err(AuthError::BadSignature);
+        }
+        let entry = self.load(access_key).await?;
+        if matches(&entry) {
+            Ok(entry)
+        } else {
+            Err(AuthError::BadSignature)
         }
     }
 
@@ -64,6 +88,12 @@ impl Credentials {
         if let Some(entry) = self.inner.cache.get_fresh(access_key, now) {
             return Ok(entry);
         }
+        self.load(access_key).await
+    }
+
+    /// The opened key from the catalog, cached.
+    async fn load(&self, access_key: &str) -> Result<Arc<Entry>, AuthError> {
+        let now = self.now_ms();
         // '/' cannot occur in a key we issued, and the catalog would refuse
         // it as an invalid request; it is just an unknown key.
         if access_key.contains('/') {
@@ -104,6 +134,10 @@ impl Credentials {
         ))
     }
 }
+
+/// How old a cached key must be before a request whose secret does not
+/// match it makes it be read again (see `lookup_matching`).
+pub const RELOAD_AFTER_MS: i64 = 1000;
 
 fn finish(access_key: String, entry: &Entry) -> Result<Principal, AuthError> {
     if entry.revoked {
