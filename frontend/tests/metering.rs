@@ -302,7 +302,7 @@ async fn stored_bytes_quota_refuses_publishes_once_the_sample_shows_it() {
 
 /// A tenant created under the name of a deleted one is not billed for what
 /// the deleted one used: its usage starts at its creation, alone and in
-/// the all-tenants bill.
+/// the all-tenants bill, which bills the deleted one apart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recreated_tenant_is_not_billed_for_the_deleted_ones_usage() {
     let s = TestServer::start_with(no_uploads).await;
@@ -327,6 +327,14 @@ async fn a_recreated_tenant_is_not_billed_for_the_deleted_ones_usage() {
         };
         catalog
             .put_usage_minutes("old-node", "old-process", "flush-1", &[old])
+            .await
+            .unwrap();
+        catalog
+            .create_tenant("gamma", "default", now_ms - 2 * 3_600_000)
+            .await
+            .unwrap();
+        catalog
+            .delete_tenant("gamma", now_ms - 1_800_000)
             .await
             .unwrap();
     }
@@ -367,12 +375,17 @@ async fn a_recreated_tenant_is_not_billed_for_the_deleted_ones_usage() {
         .get("/v1/usage?all_tenants=true&granularity=day")
         .await
         .expect(200);
-    let gamma_total = all["totals"]
+    let gammas: Vec<&Value> = all["totals"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|t| t["tenant"] == "gamma")
-        .unwrap_or_else(|| panic!("no gamma in {all}"))
-        .clone();
-    check(&gamma_total, "published_messages", 1);
+        .filter(|t| t["tenant"] == "gamma")
+        .collect();
+    assert_eq!(gammas.len(), 2, "{all}");
+    // The deleted one is billed too, and says so; the new one is apart.
+    let (deleted, live): (Vec<&Value>, Vec<&Value>) = gammas
+        .into_iter()
+        .partition(|t| t.get("tenant_deleted_ms").is_some());
+    check(deleted[0], "published_messages", 100);
+    check(live[0], "published_messages", 1);
 }

@@ -23,6 +23,7 @@
 //! | `node/<id>`                                           | [`NodeRecord`] (JSON)      |
 //! | `placement/<tenant>`                                  | [`TenantPlacement`] (JSON) |
 //! | `tenant/<name>`                                       | [`TenantRecord`] (JSON)    |
+//! | `tenant-deleted/<name>/<created_ms>`                  | [`DeletedTenant`] (JSON)   |
 //! | `access-key/<access_key>`                             | [`AccessKeyRecord`] (JSON) |
 //! | `tenant-key/<tenant>/<access_key>`                    | empty (tenant's key index) |
 //! | `pop-cursor/<tenant>/<group>/<topic_id:020>/<queue:010>` | next offset never handed out |
@@ -84,7 +85,7 @@ pub use records::{
 };
 pub use serving::ServingLease;
 pub use store_mark::StoreMark;
-pub use tenants::TenantRecord;
+pub use tenants::{DeletedTenant, TenantRecord};
 pub use timers::Timer;
 pub use txns::HalfRecord;
 pub use usage::UsageRollup;

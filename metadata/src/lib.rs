@@ -21,8 +21,8 @@ pub mod timed;
 
 pub use address::{EtcdAddress, TikvAddress};
 pub use catalog::{
-    AccessKeyRecord, BlockRef, Catalog, CatalogError, CommittedOffset, CursorReset, Forget,
-    ForgetRequest, GroupRecord, GroupSpec, GroupStamp, HalfRecord, IndexKind, IndexRun,
+    AccessKeyRecord, BlockRef, Catalog, CatalogError, CommittedOffset, CursorReset, DeletedTenant,
+    Forget, ForgetRequest, GroupRecord, GroupSpec, GroupStamp, HalfRecord, IndexKind, IndexRun,
     IndexRunRecord, InflightRecord, LOST_OFFSETS_GAP, MessageType, NewTopic, NodeRecord, NodeState,
     OffsetCommit, OwnerRecord, ParseMessageTypeError, Placed, PopChange, PopPosition,
     PopQueueState, RangeRecord, Retention, RetryPolicy, SealedSecretRecord, ServingLease,

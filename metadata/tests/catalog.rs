@@ -585,7 +585,7 @@ async fn tenant_lifecycle() {
             .create_group("acme", "billing", stamp(1))
             .await
             .unwrap();
-        let err = catalog.delete_tenant("acme").await.unwrap_err();
+        let err = catalog.delete_tenant("acme", 7).await.unwrap_err();
         assert!(
             matches!(&err, CatalogError::TenantNotEmpty { name, reason }
                 if name == "acme" && reason.contains("1 topic") && reason.contains("1 consumer group")),
@@ -593,7 +593,7 @@ async fn tenant_lifecycle() {
         );
         catalog.delete_topic("acme", "orders").await.unwrap();
         assert!(matches!(
-            catalog.delete_tenant("acme").await,
+            catalog.delete_tenant("acme", 7).await,
             Err(CatalogError::TenantNotEmpty { .. })
         ));
         catalog.delete_group("acme", "billing").await.unwrap();
@@ -610,9 +610,20 @@ async fn tenant_lifecycle() {
             .create_access_key(&key_record("K3", "zeta"))
             .await
             .unwrap();
-        let deleted = catalog.delete_tenant("acme").await.unwrap();
+        assert!(catalog.list_deleted_tenants().await.unwrap().is_empty());
+        let deleted = catalog.delete_tenant("acme", 7).await.unwrap();
         assert_eq!(deleted.name, "acme");
         assert_eq!(catalog.get_tenant("acme").await.unwrap(), None);
+        // Kept for billing: when it lived, apart from a later "acme".
+        assert_eq!(
+            catalog.list_deleted_tenants().await.unwrap(),
+            [strata_metadata::DeletedTenant {
+                name: "acme".into(),
+                plan: "free".into(),
+                created_ms: 6,
+                deleted_ms: 7,
+            }]
+        );
         assert_eq!(catalog.get_access_key("K1").await.unwrap(), None);
         assert_eq!(catalog.get_access_key("K2").await.unwrap(), None);
         assert!(
@@ -631,7 +642,7 @@ async fn tenant_lifecycle() {
         assert_eq!(index.len(), 1);
         assert_eq!(keys::parse_tenant_key(&index[0].0), Some("K3"));
         assert!(matches!(
-            catalog.delete_tenant("acme").await,
+            catalog.delete_tenant("acme", 7).await,
             Err(CatalogError::TenantNotFound { name }) if name == "acme"
         ));
     }

@@ -165,6 +165,13 @@ impl Credentials {
         Ok(self.inner.catalog.list_tenants().await?)
     }
 
+    /// Every deleted tenant, by name then creation (for billing).
+    pub async fn list_deleted_tenants(
+        &self,
+    ) -> Result<Vec<strata_metadata::DeletedTenant>, TenancyError> {
+        Ok(self.inner.catalog.list_deleted_tenants().await?)
+    }
+
     /// Deletes an empty tenant and its keys; its keys stop authenticating on
     /// this node at once (elsewhere when their cache entries expire).
     pub async fn delete_tenant(&self, name: &str) -> Result<TenantRecord, TenancyError> {
@@ -174,7 +181,11 @@ impl Credentials {
             || format!("deleting tenant {name} and its keys"),
         )
         .await?;
-        let record = self.inner.catalog.delete_tenant(name).await?;
+        let record = self
+            .inner
+            .catalog
+            .delete_tenant(name, self.now_ms())
+            .await?;
         self.inner.cache.evict_tenant(name);
         self.inner.quotas.remove(name);
         Ok(record)

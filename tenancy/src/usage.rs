@@ -209,45 +209,58 @@ impl UsageLedger {
             .collect())
     }
 
-    /// [`query`](Self::query) for the tenant of that name created at
-    /// `since_ms`: usage from before its creation minute is a deleted
-    /// tenant's of the same name, and is left out. The bucket holding the
-    /// creation is summed from minute records from that minute (pruned
-    /// ones, older than `metering.minute_retention`, count as none).
+    /// [`query`](Self::query) for the tenant of that name that lived from
+    /// `since_ms` (its creation) until `until_ms` (its deletion, if it was
+    /// deleted): usage from before its creation minute is an earlier
+    /// tenant's of the same name, usage after its deletion minute a later
+    /// one's. A bucket holding the creation or the deletion is summed from
+    /// the minute records within the tenant's life (pruned ones, older
+    /// than `metering.minute_retention`, count as none).
     pub async fn query_since(
         &self,
         tenant: &str,
         since_ms: i64,
+        until_ms: Option<i64>,
         start_ms: i64,
         end_ms: i64,
         granularity: Granularity,
     ) -> Result<Vec<UsageBucket>, TenancyError> {
         check_range(start_ms, end_ms, granularity)?;
-        let since = Granularity::Minute.floor(since_ms.max(0));
-        if end_ms <= since {
+        let minute = Granularity::Minute;
+        let since = minute.floor(since_ms.max(0));
+        // The end of the deletion minute, when it cuts the range short.
+        let cut = until_ms
+            .map(|until| minute.floor(until) + MINUTE_MS)
+            .filter(|&cut| cut < end_ms);
+        let end = cut.unwrap_or(end_ms);
+        if end <= since || end <= start_ms {
             return Ok(Vec::new());
         }
         let mut buckets = self
-            .query(tenant, start_ms.max(since), end_ms, granularity)
+            .query(tenant, start_ms.max(since), end, granularity)
             .await?;
-        let first = granularity.floor(since);
-        if first < since
-            && let Some(bucket) = buckets.first_mut().filter(|b| b.start_ms == first)
-        {
-            let bucket_end = (first + granularity.millis()).min(end_ms);
+        let g = granularity.millis();
+        let mut edges = Vec::new();
+        if granularity.floor(since) < since {
+            edges.push(granularity.floor(since));
+        }
+        if let Some(cut) = cut.filter(|&cut| granularity.floor(cut) < cut) {
+            edges.push(granularity.floor(cut));
+        }
+        edges.dedup();
+        for bucket_start in edges {
+            let Some(bucket) = buckets.iter_mut().find(|b| b.start_ms == bucket_start) else {
+                continue;
+            };
+            let from = bucket_start.max(since);
+            let to = (bucket_start + g).min(cut.unwrap_or(i64::MAX));
             let mut counts = UsageCounts::default();
-            for (_, minute) in self
-                .catalog
-                .usage_minutes(tenant, since, bucket_end)
-                .await?
-            {
-                counts.merge(&minute);
+            for (_, m) in self.catalog.usage_minutes(tenant, from, to).await? {
+                counts.merge(&m);
             }
             bucket.counts = counts;
-            if bucket.counts.is_empty() {
-                buckets.remove(0);
-            }
         }
+        buckets.retain(|b| !b.counts.is_empty());
         Ok(buckets)
     }
 
@@ -390,12 +403,19 @@ mod tests {
         l.meter().add("a", Counter::PublishedMessages, 3);
         l.flush().await.unwrap();
         let since = async |g: Granularity, start: i64| -> u64 {
-            l.query_since("a", created, start.max(T0 - HOUR_MS), T0 + 5 * HOUR_MS, g)
-                .await
-                .unwrap()
-                .iter()
-                .map(|b| b.counts.published_messages)
-                .sum()
+            l.query_since(
+                "a",
+                created,
+                None,
+                start.max(T0 - HOUR_MS),
+                T0 + 5 * HOUR_MS,
+                g,
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.counts.published_messages)
+            .sum()
         };
         for g in [Granularity::Minute, Granularity::Hour, Granularity::Day] {
             assert_eq!(since(g, 0).await, 3, "{g:?}");
@@ -412,6 +432,24 @@ mod tests {
             total(&l, "a", Granularity::Hour).await.published_messages,
             103
         );
+        // The deleted one: until its deletion minute, rolled up or not.
+        for g in [Granularity::Minute, Granularity::Hour, Granularity::Day] {
+            let deleted: u64 = l
+                .query_since(
+                    "a",
+                    T0,
+                    Some(T0 + 30 * MINUTE_MS - 1),
+                    T0 - HOUR_MS,
+                    T0 + 5 * HOUR_MS,
+                    g,
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|b| b.counts.published_messages)
+                .sum();
+            assert_eq!(deleted, 100, "{g:?}");
+        }
     }
 
     #[tokio::test]

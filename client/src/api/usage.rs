@@ -23,6 +23,10 @@ pub struct UsageParams {
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct UsageRow {
     pub tenant: String,
+    /// When the tenant was deleted, for a deleted tenant's rows (an
+    /// all-tenants bill lists them, apart from a later tenant of the name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_deleted_ms: Option<i64>,
     /// Bucket start, RFC 3339 UTC.
     pub start: String,
     pub start_ms: i64,

@@ -80,6 +80,9 @@ pub(crate) struct Core {
     pub(crate) group_cache: group_cache::GroupCache,
 }
 
+/// How long a start waits for the object store to say whose it is.
+const START_VERIFY_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Core {
     /// Opens the core on a metadata store: loads topics, claims their
     /// queues, loads their object ranges and replays the WAL. The
@@ -235,12 +238,28 @@ impl Core {
             served,
         });
         // A store that is not this namespace's refuses the start; one that
-        // cannot be read now is verified before the first upload instead.
-        match core.compactor.verify_store().await {
-            Ok(()) => {}
-            Err(e @ strata_compactor::CompactorError::WrongStore(_)) => return Err(e.into()),
-            Err(e) => {
+        // cannot be read now (or within START_VERIFY_LIMIT: a hung endpoint
+        // held the start for the retries' 150 s) is verified before the
+        // first upload instead, and the node serves meanwhile.
+        let verified = strata_common::clock::timeout(
+            &*clock,
+            START_VERIFY_LIMIT,
+            core.compactor.verify_store(),
+        )
+        .await;
+        match verified {
+            Some(Ok(())) => {}
+            Some(Err(e @ strata_compactor::CompactorError::WrongStore(_))) => {
+                return Err(e.into());
+            }
+            Some(Err(e)) => {
                 tracing::warn!(error = %e, "cannot verify the object store now; uploads and garbage collection wait until it is verified");
+            }
+            None => {
+                tracing::warn!(
+                    seconds = START_VERIFY_LIMIT.as_secs(),
+                    "the object store did not answer; uploads and garbage collection wait until it is verified"
+                );
             }
         }
         Ok(core)

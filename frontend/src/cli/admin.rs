@@ -266,9 +266,14 @@ fn print_usage_table(reply: &crate::http::usage::UsageReply) {
     );
     let gb_hours = |byte_hours: f64| byte_hours / 1e9;
     let line = |r: &crate::http::usage::UsageRow, start: &str| {
+        // A deleted tenant's rows say so: a later tenant may have its name.
+        let tenant = match r.tenant_deleted_ms {
+            Some(_) => format!("{} (deleted)", r.tenant),
+            None => r.tenant.clone(),
+        };
         println!(
             "{:<24} {:<24} {:>9} {:>10} {:>12} {:>10} {:>12} {:>8} {:>12.6} {:>12.6} {:>6} {:>6}",
-            r.tenant,
+            tenant,
             start,
             r.requests_total,
             r.published_messages,

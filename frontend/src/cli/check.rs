@@ -111,7 +111,10 @@ pub async fn check(args: CheckArgs, json: bool) -> Result<()> {
     }
     if json {
         print_json(&report)?;
-    } else if report.ok {
+        // The report holds the error: nothing more is printed for it.
+        return result.context(super::Reported);
+    }
+    if report.ok {
         print_report(&report);
     }
     result

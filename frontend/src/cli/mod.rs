@@ -446,6 +446,7 @@ pub fn main() -> ExitCode {
     let json = cli.json;
     match runtime.block_on(run::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<Reported>().is_some() => ExitCode::FAILURE,
         Err(e) if json => {
             println!("{}", error_json(&e));
             ExitCode::FAILURE
@@ -454,6 +455,17 @@ pub fn main() -> ExitCode {
             eprintln!("error: {}", describe(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A failure a command already printed in its own `--json` report
+/// (`check`): the exit code says it failed, and nothing more is printed.
+#[derive(Debug)]
+pub struct Reported;
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the report says why")
     }
 }
 

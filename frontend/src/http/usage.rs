@@ -38,9 +38,17 @@ fn parse_time(name: &str, text: &str) -> ApiResult<i64> {
     })
 }
 
-fn row(tenant: &str, start_ms: i64, c: &UsageCounts) -> UsageRow {
+/// Whose usage a row is: a tenant's name, and when it was deleted if it was.
+#[derive(Debug, Clone, Copy)]
+struct Whose<'a> {
+    tenant: &'a str,
+    deleted_ms: Option<i64>,
+}
+
+fn row(whose: Whose<'_>, start_ms: i64, c: &UsageCounts) -> UsageRow {
     UsageRow {
-        tenant: tenant.to_string(),
+        tenant: whose.tenant.to_string(),
+        tenant_deleted_ms: whose.deleted_ms,
         start: rfc3339(start_ms),
         start_ms,
         requests: c.requests.clone(),
@@ -98,15 +106,23 @@ pub async fn get_usage(
     // The buckets cover whole minutes, hours or days from the one holding
     // the start: the reply's start (and its totals') is that bucket's.
     let start = granularity.floor(start);
-    // Each tenant with its creation time: what a deleted tenant of the same
-    // name used before is not this tenant's.
-    let tenants: Vec<(String, i64)> = if params.all_tenants {
+    // Each tenant with its life: what a deleted tenant of the same name
+    // used before (or a later one after) is not this tenant's. The bill of
+    // all tenants lists deleted ones too, each row saying when it was.
+    let tenants: Vec<(String, i64, Option<i64>)> = if params.all_tenants {
         caller.require(Permission::ManageService)?;
-        let mut named: BTreeMap<String, i64> = BTreeMap::new();
+        let mut all: BTreeMap<(String, i64), Option<i64>> = BTreeMap::new();
         for t in state.credentials.list_tenants().await? {
-            named.insert(t.name, t.created_ms);
+            all.insert((t.name, t.created_ms), None);
         }
-        named.into_iter().collect()
+        for t in state.credentials.list_deleted_tenants().await? {
+            if t.deleted_ms >= start {
+                all.insert((t.name, t.created_ms), Some(t.deleted_ms));
+            }
+        }
+        all.into_iter()
+            .map(|((name, created), deleted)| (name, created, deleted))
+            .collect()
     } else {
         // A deleted tenant (a service admin may still ask for its bill)
         // has no creation time left: all of its name's usage.
@@ -117,21 +133,28 @@ pub async fn get_usage(
             )) => i64::MIN,
             Err(e) => return Err(e.into()),
         };
-        vec![(caller.tenant.clone(), since)]
+        vec![(caller.tenant.clone(), since, None)]
     };
     let mut usage = Vec::new();
     let mut totals = Vec::new();
-    for (tenant, since) in &tenants {
+    for (tenant, since, deleted_ms) in &tenants {
+        let whose = Whose {
+            tenant,
+            deleted_ms: *deleted_ms,
+        };
         let buckets: Vec<UsageBucket> = state
             .usage
-            .query_since(tenant, *since, start, end, granularity)
+            .query_since(tenant, *since, *deleted_ms, start, end, granularity)
             .await?;
+        if deleted_ms.is_some() && buckets.is_empty() {
+            continue;
+        }
         let mut total = UsageCounts::default();
         for b in &buckets {
             total.merge(&b.counts);
-            usage.push(row(tenant, b.start_ms, &b.counts));
+            usage.push(row(whose, b.start_ms, &b.counts));
         }
-        totals.push(row(tenant, start, &total));
+        totals.push(row(whose, start, &total));
     }
     if csv {
         let mut response = to_csv(granularity, &usage).into_response();
@@ -160,7 +183,7 @@ fn to_csv(granularity: Granularity, rows: &[UsageRow]) -> String {
         out.push(',');
         out.push_str(c.name());
     }
-    out.push_str(",hot_byte_hours,cold_byte_hours");
+    out.push_str(",hot_byte_hours,cold_byte_hours,tenant_deleted_ms");
     for op in &ops {
         out.push_str(",requests.");
         out.push_str(op);
@@ -190,8 +213,11 @@ fn to_csv(granularity: Granularity, rows: &[UsageRow]) -> String {
             out.push_str(&format!(",{v}"));
         }
         out.push_str(&format!(
-            ",{:.6},{:.6}",
-            r.hot_byte_hours, r.cold_byte_hours
+            ",{:.6},{:.6},{}",
+            r.hot_byte_hours,
+            r.cold_byte_hours,
+            r.tenant_deleted_ms
+                .map_or(String::new(), |ms| ms.to_string())
         ));
         for op in &ops {
             out.push_str(&format!(",{}", r.requests.get(*op).copied().unwrap_or(0)));
@@ -210,7 +236,11 @@ mod tests {
         let mut c = UsageCounts::default();
         c.add_request("publish");
         c.add(Counter::PublishedMessages, 2);
-        let text = to_csv(Granularity::Hour, &[row("a", 0, &c)]);
+        let whose = Whose {
+            tenant: "a",
+            deleted_ms: Some(9),
+        };
+        let text = to_csv(Granularity::Hour, &[row(whose, 0, &c)]);
         let mut lines = text.lines();
         let header: Vec<_> = lines.next().unwrap().split(',').collect();
         let values: Vec<_> = lines.next().unwrap().split(',').collect();
@@ -219,6 +249,7 @@ mod tests {
         assert_eq!(at("published_messages"), "2");
         assert_eq!(at("requests.publish"), "1");
         assert_eq!(at("start"), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at("tenant_deleted_ms"), "9");
     }
 
     #[test]

@@ -180,6 +180,21 @@ pub fn tenant(name: &str) -> Result<Vec<u8>, MetaError> {
     Ok(format!("tenant/{}", segment(name)?).into_bytes())
 }
 
+/// Prefix of every deleted tenant's record.
+pub const ALL_DELETED_TENANTS: &[u8] = b"tenant-deleted/";
+
+/// `tenant-deleted/<name>/<created_ms, 20 digits>` → JSON
+/// `DeletedTenant`: kept so a deleted tenant's usage can still be billed,
+/// apart from a later tenant of the same name.
+pub fn deleted_tenant(name: &str, created_ms: i64) -> Result<Vec<u8>, MetaError> {
+    Ok(format!(
+        "tenant-deleted/{}/{:020}",
+        segment(name)?,
+        created_ms.max(0)
+    )
+    .into_bytes())
+}
+
 /// Prefix of every access key record, across all tenants.
 pub const ALL_ACCESS_KEYS: &[u8] = b"access-key/";
 

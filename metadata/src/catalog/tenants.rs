@@ -15,6 +15,16 @@ pub struct TenantRecord {
     pub created_ms: i64,
 }
 
+/// A tenant that was deleted: what billing needs to tell its usage from a
+/// later tenant's of the same name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedTenant {
+    pub name: String,
+    pub plan: String,
+    pub created_ms: i64,
+    pub deleted_ms: i64,
+}
+
 impl Catalog {
     /// Creates a tenant; [`CatalogError::TenantAlreadyExists`] if it exists.
     pub async fn create_tenant(
@@ -52,6 +62,11 @@ impl Catalog {
     /// Every tenant, sorted by name.
     pub async fn list_tenants(&self) -> Result<Vec<TenantRecord>, CatalogError> {
         Ok(self.scan_records(keys::ALL_TENANTS).await?)
+    }
+
+    /// Every deleted tenant, by name then creation.
+    pub async fn list_deleted_tenants(&self) -> Result<Vec<DeletedTenant>, CatalogError> {
+        Ok(self.scan_records(keys::ALL_DELETED_TENANTS).await?)
     }
 
     /// Moves a tenant to `plan`, returning the updated record;
@@ -129,7 +144,11 @@ impl Catalog {
     /// The keys are listed before the delete commits; a key created in
     /// between fails its own tenant check unless it committed first, and a
     /// second pass removes such a key while the tenant is still absent.
-    pub async fn delete_tenant(&self, name: &str) -> Result<TenantRecord, CatalogError> {
+    pub async fn delete_tenant(
+        &self,
+        name: &str,
+        now_ms: i64,
+    ) -> Result<TenantRecord, CatalogError> {
         let key = keys::tenant(name)?;
         let index = keys::tenant_key_prefix(name)?;
         for _ in 0..MAX_ATTEMPTS {
@@ -139,12 +158,20 @@ impl Catalog {
                 });
             };
             self.ensure_tenant_empty(name).await?;
+            let deleted_key = keys::deleted_tenant(name, record.created_ms)?;
+            let deleted = DeletedTenant {
+                name: name.to_string(),
+                plan: record.plan.clone(),
+                created_ms: record.created_ms,
+                deleted_ms: now_ms,
+            };
             let mut txn = Txn::new()
                 .check(Check::ValueEquals {
                     key: key.clone(),
                     value: raw,
                 })
-                .delete(key.clone());
+                .delete(key.clone())
+                .put(deleted_key.clone(), encode(&deleted_key, &deleted)?);
             txn = self.delete_tenant_keys(txn, &index).await?;
             if self.store.commit(txn).await? == TxnOutcome::Committed {
                 self.remove_orphan_keys(&key, &index).await?;
