@@ -122,10 +122,13 @@ fn topic_produce_consume_group_status() {
         &["group", "describe", "billing", "--json"],
         None,
     )));
+    // Every queue of the topic is listed; the messages went to one.
     let offsets = group[0]["offsets"].as_array().unwrap();
-    assert_eq!(offsets.len(), 1);
-    assert_eq!(offsets[0]["offset"], 4);
-    assert_eq!(offsets[0]["lag"], 0);
+    let on_queue: Vec<_> = offsets.iter().filter(|o| o["queue"] == queue).collect();
+    assert_eq!(on_queue.len(), 1, "{offsets:?}");
+    assert_eq!(on_queue[0]["offset"], 4);
+    assert_eq!(on_queue[0]["lag"], 0);
+    assert!(offsets.iter().all(|o| o["lag"] == 0), "{offsets:?}");
 
     ok(&cli(
         &url,
@@ -633,6 +636,63 @@ fn consume_with_a_group_starts_where_the_group_says() {
     let (got, said) = bodies("tial");
     assert_eq!(got, ["new-1", "old-1", "old-2"]);
     assert!(said.contains("group tial does not exist"), "{said}");
+}
+
+/// `consume --follow --group` commits what it printed as it goes, and on
+/// Ctrl-C or SIGTERM: it committed nothing, so every follow started over.
+#[test]
+#[allow(clippy::disallowed_methods)] // waits on a real client process
+fn consume_follow_commits_what_it_printed() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let url = server.url.clone();
+    ok(&cli(&url, &["topic", "create", "f", "--queues", "1"], None));
+    ok(&cli(&url, &["produce", "f"], Some("one\ntwo\n")));
+    ok(&cli(
+        &url,
+        &["group", "create", "gf", "--start", "earliest"],
+        None,
+    ));
+    let mut follow = std::process::Command::new(common::BIN);
+    if let Some(file) = common::credentials_file() {
+        follow.env("STRATA_CREDENTIALS_FILE", file);
+    }
+    let mut child = follow
+        .args(["consume", "f", "--group", "gf", "--follow", "--json"])
+        .env("STRATA_SERVER", &url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for _ in 0..2 {
+        lines.next().unwrap().unwrap();
+    }
+    // Printed while following: committed without waiting for the end.
+    let committed = |url: &str| -> serde_json::Value {
+        let out = ok(&cli(url, &["--json", "group", "describe", "gf"], None));
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["offsets"][0]["offset"].clone()
+    };
+    let mut seen = serde_json::Value::Null;
+    for _ in 0..100 {
+        seen = committed(&url);
+        if seen == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(seen, 2);
+    ok(&cli(&url, &["produce", "f"], Some("three\n")));
+    lines.next().unwrap().unwrap();
+    // SIGTERM ends the follow with what it printed committed.
+    // SAFETY: kill(2) on the child this test started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(committed(&url), 3);
 }
 
 fn civil_date(days: u64) -> String {

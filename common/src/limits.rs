@@ -74,6 +74,20 @@ pub fn property_name_problem(name: &str) -> Option<String> {
     None
 }
 
+/// Why `group` cannot be a FIFO message group, if it cannot: 1 to
+/// [`MAX_KEY_LEN`] bytes without control characters.
+pub fn message_group_problem(group: &str) -> Option<String> {
+    if group.is_empty() || group.len() > MAX_KEY_LEN {
+        return Some(format!(
+            "a message group must be 1 to {MAX_KEY_LEN} bytes long"
+        ));
+    }
+    if group.chars().any(char::is_control) {
+        return Some(format!("message group {group:?} holds a control character"));
+    }
+    None
+}
+
 /// Why `id` cannot be a message id a client gives, if it cannot: no
 /// whitespace or control characters (the length is the engine's limit).
 pub fn id_problem(id: &str) -> Option<String> {
@@ -107,6 +121,10 @@ mod tests {
         assert_eq!(property_name_problem("with space"), None);
         for bad in ["", "a\u{1}", &"p".repeat(MAX_PROPERTY_NAME_LEN + 1)] {
             assert!(property_name_problem(bad).is_some(), "{bad:?}");
+        }
+        assert_eq!(message_group_problem("order 7"), None);
+        for bad in ["", "g\u{1}", &"g".repeat(MAX_KEY_LEN + 1)] {
+            assert!(message_group_problem(bad).is_some(), "{bad:?}");
         }
         assert_eq!(id_problem("MSG0001"), None);
         assert!(id_problem("a\nb").is_some());

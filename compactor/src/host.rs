@@ -73,8 +73,6 @@ pub trait TieredLog: Send + Sync {
     fn queues(&self) -> Vec<LiveQueue>;
     /// A queue's cold ranges, oldest first.
     fn cold_ranges(&self, key: QueueKey) -> Vec<Arc<RangeRecord>>;
-    /// Bytes of a queue's batches still only in the WAL.
-    fn wal_only_bytes(&self, key: QueueKey) -> u64;
 
     /// Committed upload ranges join their queues' cold ranges.
     fn ranges_uploaded(&self, ranges: &[RangeRecord]);

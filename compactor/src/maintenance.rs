@@ -49,9 +49,7 @@ impl Compactor {
                     stored_bytes: r.stored_bytes,
                 })
                 .collect();
-            // Only WAL data not yet uploaded is "newer"; the rest is in `ages`.
-            let newer = log.wal_only_bytes(q.key);
-            let n = expiry::expired(&ages, q.retention, q.retention_bytes, newer, now);
+            let n = expiry::expired(&ages, q.retention, q.retention_bytes, now);
             let old: Vec<RangeRecord> = cold.iter().take(n).map(|r| (**r).clone()).collect();
             let Some(last) = old.last() else { continue };
             let floor = last.end_offset;

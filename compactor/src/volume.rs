@@ -16,9 +16,7 @@ use strata_common::usage::{Counter, Meter};
 use strata_common::{QueueKey, TopicId};
 use strata_metadata::{Catalog, RangeRecord};
 use strata_tiering::WalError;
-use strata_tiering::batch::{KIND_MESSAGE_BATCH, decode_header, record_kind};
 use strata_tiering::wal::WalVolume;
-use strata_tiering::wal::frame::FRAME_HEADER_LEN;
 
 use crate::error::{CompactorError, Result};
 use crate::host::{LiveQueue, Refresh, TieredLog};
@@ -29,7 +27,6 @@ struct Snapshot {
     queues: HashMap<QueueKey, LiveQueue>,
     topics: HashSet<TopicId>,
     ranges: HashMap<QueueKey, Vec<Arc<RangeRecord>>>,
-    wal_only: HashMap<QueueKey, u64>,
 }
 
 /// One node's WAL volume, compacted by a process other than the node.
@@ -93,28 +90,6 @@ impl VolumeLog {
             .map_err(|e| CompactorError::Log(format!("WAL volume task failed: {e}")))?
             .map_err(wal_error)
     }
-
-    /// Bytes of each queue's batches between the node's checkpoint and the
-    /// durable mark: what retention by size counts besides the cold ranges.
-    async fn wal_only(&self) -> Result<HashMap<QueueKey, u64>> {
-        let from = self.catalog.wal_checkpoint(&self.node).await?.unwrap_or(0);
-        self.blocking(move |volume| {
-            let mut out: HashMap<QueueKey, u64> = HashMap::new();
-            let mut lsn = from.max(volume.first_lsn()?);
-            let until = volume.durable_lsn()?;
-            while lsn < until {
-                let payload = volume.read(lsn)?;
-                lsn += (FRAME_HEADER_LEN + payload.len()) as u64;
-                if record_kind(&payload) == Some(KIND_MESSAGE_BATCH)
-                    && let Ok(header) = decode_header(&payload)
-                {
-                    *out.entry(header.queue).or_default() += payload.len() as u64;
-                }
-            }
-            Ok(out)
-        })
-        .await
-    }
 }
 
 #[async_trait::async_trait]
@@ -143,15 +118,16 @@ impl TieredLog for VolumeLog {
                 );
             }
         }
-        let (ranges, wal_only) = match scope {
-            Refresh::Queues => (None, None),
+        let ranges = match scope {
+            Refresh::Queues => None,
             Refresh::Everything => {
                 let ranges = self.catalog.all_ranges().await?;
-                let ranges = ranges
-                    .into_iter()
-                    .map(|(k, v)| (k, v.into_iter().map(Arc::new).collect()))
-                    .collect();
-                (Some(ranges), Some(self.wal_only().await?))
+                Some(
+                    ranges
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_iter().map(Arc::new).collect()))
+                        .collect(),
+                )
             }
         };
         let mut snapshot = self.write();
@@ -159,9 +135,6 @@ impl TieredLog for VolumeLog {
         snapshot.topics = topics.iter().map(|t| t.id).collect();
         if let Some(ranges) = ranges {
             snapshot.ranges = ranges;
-        }
-        if let Some(wal_only) = wal_only {
-            snapshot.wal_only = wal_only;
         }
         Ok(())
     }
@@ -208,10 +181,6 @@ impl TieredLog for VolumeLog {
 
     fn cold_ranges(&self, key: QueueKey) -> Vec<Arc<RangeRecord>> {
         self.read().ranges.get(&key).cloned().unwrap_or_default()
-    }
-
-    fn wal_only_bytes(&self, key: QueueKey) -> u64 {
-        self.read().wal_only.get(&key).copied().unwrap_or(0)
     }
 
     fn ranges_uploaded(&self, ranges: &[RangeRecord]) {

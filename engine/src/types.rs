@@ -289,6 +289,8 @@ pub struct GroupOffset {
     pub offset: u64,
     /// Messages between the committed offset and the queue's end.
     pub lag: u64,
+    /// When the offset was committed; 0 on a queue of the topic the group
+    /// never committed on, whose `offset` is where the group starts.
     pub updated_ms: i64,
 }
 

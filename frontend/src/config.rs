@@ -503,6 +503,9 @@ pub fn advertised(text: &str) -> Option<(String, u16)> {
 /// far longer wrapped around in milliseconds.
 pub const MAX_RETENTION_MS: u64 = 100 * 31_557_600 * 1000;
 
+/// The largest memory cache a config may ask for.
+const MAX_CACHE_BYTES: u64 = 1 << 40;
+
 /// Why `level` is not a log filter, if it is not: comma-separated
 /// directives, each a level (`info`) or `target=level`
 /// (`strata_engine=debug`). A bare word that is no level would filter
@@ -691,6 +694,43 @@ impl Config {
             ("cache.block_memory_bytes", c.block_memory_bytes as u64, 1),
             ("cache.cold_read_threads", c.cold_read_threads as u64, 1),
             (
+                "wal.group_commit_max_bytes",
+                self.wal.group_commit_max_bytes as u64,
+                1,
+            ),
+            ("wal.append_timeout_ms", self.wal.append_timeout_ms, 1),
+            ("object_store.timeout_ms", self.object_store.timeout_ms, 1),
+            (
+                "object_store.max_attempts",
+                u64::from(self.object_store.max_attempts),
+                1,
+            ),
+            (
+                "compactor.upload_trigger_bytes",
+                self.compactor.upload_trigger_bytes,
+                1,
+            ),
+            (
+                "compactor.merge_target_bytes",
+                self.compactor.merge_target_bytes,
+                1,
+            ),
+            (
+                "compactor.merge_min_ranges",
+                self.compactor.merge_min_ranges as u64,
+                2,
+            ),
+            (
+                "transactions.max_check_interval_ms",
+                self.transactions.max_check_interval_ms,
+                1,
+            ),
+            (
+                "metering.minute_retention_hours",
+                self.metering.minute_retention_hours,
+                1,
+            ),
+            (
                 "cache.cold_read_concurrency",
                 c.cold_read_concurrency as u64,
                 1,
@@ -698,6 +738,18 @@ impl Config {
         ] {
             if value < least {
                 return bad(format!("{key} must be at least {least} (got {value})"));
+            }
+        }
+        // Caches beyond any machine's memory were taken, and failed later
+        // (or never) without naming the key.
+        for (key, value) in [
+            ("cache.tail_bytes", c.tail_bytes as u64),
+            ("cache.block_memory_bytes", c.block_memory_bytes as u64),
+        ] {
+            if value > MAX_CACHE_BYTES {
+                return bad(format!(
+                    "{key} must be at most {MAX_CACHE_BYTES} (1 TiB; got {value})"
+                ));
             }
         }
         if c.block_disk_dir != "none"
@@ -1120,7 +1172,7 @@ mod tests {
     #[test]
     fn zero_limits_intervals_and_caches_are_refused_by_name() {
         type Set = fn(&mut Config);
-        let cases: [(&str, Set); 11] = [
+        let cases: [(&str, Set); 22] = [
             ("limits.max_message_bytes", |c| {
                 c.limits.max_message_bytes = 0
             }),
@@ -1149,6 +1201,33 @@ mod tests {
             }),
             ("cache.block_disk_bytes", |c| {
                 c.cache.block_disk_bytes = 1 << 20
+            }),
+            ("wal.group_commit_max_bytes", |c| {
+                c.wal.group_commit_max_bytes = 0
+            }),
+            ("wal.append_timeout_ms", |c| c.wal.append_timeout_ms = 0),
+            ("object_store.timeout_ms", |c| c.object_store.timeout_ms = 0),
+            ("object_store.max_attempts", |c| {
+                c.object_store.max_attempts = 0
+            }),
+            ("compactor.upload_trigger_bytes", |c| {
+                c.compactor.upload_trigger_bytes = 0
+            }),
+            ("compactor.merge_target_bytes", |c| {
+                c.compactor.merge_target_bytes = 0
+            }),
+            ("compactor.merge_min_ranges", |c| {
+                c.compactor.merge_min_ranges = 1
+            }),
+            ("transactions.max_check_interval_ms", |c| {
+                c.transactions.max_check_interval_ms = 0
+            }),
+            ("metering.minute_retention_hours", |c| {
+                c.metering.minute_retention_hours = 0
+            }),
+            ("cache.tail_bytes", |c| c.cache.tail_bytes = usize::MAX / 2),
+            ("cache.block_memory_bytes", |c| {
+                c.cache.block_memory_bytes = usize::MAX / 2
             }),
         ];
         for (key, set) in cases {

@@ -108,11 +108,13 @@ impl Running {
     /// Waits until the server stops (after [`Running::shutdown`] or a failure).
     pub async fn wait(self) -> Result<(), ServerError> {
         let clock = self.engine.clock().clone();
-        let (step, _watchdog) = StopWatchdog::start(clock.clone());
         let result = match self.task.await {
             Ok(r) => r,
             Err(e) => Err(ServerError::Http(std::io::Error::other(e.to_string()))),
         };
+        // The HTTP server stopped: the stop has begun (a serving node waits
+        // above for as long as it serves).
+        let (step, _watchdog) = StopWatchdog::start(clock.clone());
         // The HTTP server stopped: stop gRPC too (it shares the signal).
         // Its streams end with the engine's shutdown, but a call may still
         // hang: the wait is bounded (such a call's connection lives on in
@@ -741,7 +743,7 @@ impl StopStep {
 
 impl StopWatchdog {
     fn start(clock: Arc<dyn Clock>) -> (StopStep, Self) {
-        let step = StopStep(Arc::new(std::sync::Mutex::new("stopping the HTTP server")));
+        let step = StopStep(Arc::new(std::sync::Mutex::new("draining gRPC calls")));
         let watched = step.clone();
         let task = tokio::spawn(async move {
             let mut waited = Duration::ZERO;

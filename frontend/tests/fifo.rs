@@ -43,12 +43,14 @@ async fn message_groups_keep_to_one_queue_and_are_delivered_in_order() {
     )
     .await
     .expect_error(400, "INVALID_ARGUMENT");
-    s.post_json(
-        "/v1/topics/orders/messages",
-        &json!({"messages": [{"body": "x", "message_group": ""}]}),
-    )
-    .await
-    .expect_error(400, "INVALID_ARGUMENT");
+    for group in ["", "g\u{1}"] {
+        s.post_json(
+            "/v1/topics/orders/messages",
+            &json!({"messages": [{"body": "x", "message_group": group}]}),
+        )
+        .await
+        .expect_error(400, "INVALID_ARGUMENT");
+    }
     s.post_json(
         "/v1/topics/plain/messages",
         &json!({"messages": [{"body": "x", "message_group": "a"}]}),

@@ -553,12 +553,22 @@ async fn consumer_group_lifecycle() {
 
     let described = s.get("/v1/groups/workers").await.expect(200);
     let offsets = described["offsets"].as_array().expect("offsets");
-    assert_eq!(offsets.len(), 1, "{described}");
+    // Every queue of the topic: queue 1, never committed on, shows where
+    // the group starts (latest: after its creation, so no lag there).
+    assert_eq!(offsets.len(), 2, "{described}");
     assert_eq!(offsets[0]["topic"], "work");
     assert_eq!(offsets[0]["queue"], 0);
     assert_eq!(offsets[0]["offset"], 3);
     assert_eq!(offsets[0]["lag"], 1);
     assert!(offsets[0]["updated_ms"].as_i64().unwrap() > 0);
+    assert_eq!(
+        (
+            &offsets[1]["queue"],
+            &offsets[1]["lag"],
+            &offsets[1]["updated_ms"]
+        ),
+        (&json!(1), &json!(0), &json!(0))
+    );
 
     // Committing the end is allowed and leaves no lag; the typed client agrees.
     let c = s.client();

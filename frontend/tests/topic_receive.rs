@@ -323,3 +323,41 @@ async fn creating_an_existing_group_with_other_options_is_refused_by_name() {
         (&json!("latest"), &json!(true), &json!(5))
     );
 }
+
+/// A group's offsets list every queue of a topic it commits on: a queue it
+/// never committed on shows where the group starts and all from there as
+/// lag (listing only committed queues hid part of the backlog).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_lag_counts_the_queues_it_never_committed_on() {
+    let s = TestServer::start().await;
+    s.create_topic("td", 2).await;
+    s.publish(
+        "td",
+        json!([
+            {"body": "a", "queue": 0}, {"body": "b", "queue": 0}, {"body": "c", "queue": 0},
+            {"body": "d", "queue": 1}, {"body": "e", "queue": 1}
+        ]),
+    )
+    .await;
+    s.post_json("/v1/groups", &json!({"name": "ge", "start": "earliest"}))
+        .await
+        .expect(201);
+    s.put_json("/v1/groups/ge/offsets/td/0", &json!({"offset": 1}))
+        .await
+        .expect(200);
+    let described = s.get("/v1/groups/ge").await.expect(200);
+    let offsets: Vec<(u64, u64, u64, bool)> = described["offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["queue"].as_u64().unwrap(),
+                o["offset"].as_u64().unwrap(),
+                o["lag"].as_u64().unwrap(),
+                o["updated_ms"].as_i64().unwrap() > 0,
+            )
+        })
+        .collect();
+    assert_eq!(offsets, [(0, 1, 2, true), (1, 0, 2, false)], "{described}");
+}

@@ -91,6 +91,7 @@ impl Core {
             .ok_or_else(|| EngineError::GroupNotFound(name.to_string()))?;
         let committed = self.catalog.list_offsets(tenant, name).await?;
         let mut offsets = Vec::new();
+        let mut topics_committed = std::collections::BTreeMap::new();
         for c in committed {
             // Offsets of deleted and hidden topics are left out.
             let Some(topic) = self.topics_read().by_id(c.topic_id).cloned() else {
@@ -111,6 +112,39 @@ impl Core {
                 lag,
                 updated_ms: c.updated_ms,
             });
+            topics_committed
+                .entry(c.topic_id)
+                .or_insert_with(|| (topic.clone(), std::collections::BTreeSet::new()))
+                .1
+                .insert(c.queue);
+        }
+        // The other queues of a topic the group commits on: it has read
+        // nothing there, so all from where it starts is its lag (listing
+        // only committed queues showed a part of the backlog).
+        for (topic, queues) in topics_committed.into_values() {
+            for q in topic
+                .queues
+                .iter()
+                .filter(|q| !queues.contains(&q.key.queue))
+            {
+                let from = match record.start {
+                    strata_metadata::StartPosition::Latest => {
+                        self.queue_offset_for_time(q, record.created_ms).await?
+                    }
+                    strata_metadata::StartPosition::Earliest => 0,
+                };
+                let (lag, from) = {
+                    let inner = q.lock();
+                    (inner.readable_from(from), from.max(inner.first_offset))
+                };
+                offsets.push(GroupOffset {
+                    topic: topic.record.name.clone(),
+                    queue: q.key.queue,
+                    offset: from,
+                    lag,
+                    updated_ms: 0,
+                });
+            }
         }
         offsets.sort_by(|a, b| (&a.topic, a.queue).cmp(&(&b.topic, b.queue)));
         let receiving = self.receiving(tenant, &record).await?;

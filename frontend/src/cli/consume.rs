@@ -149,10 +149,20 @@ pub async fn consume(client: &Client, json: bool, args: ConsumeArgs) -> Result<(
     drop(tx);
 
     let mut printed: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut committed: BTreeMap<u32, u64> = BTreeMap::new();
     let mut total = 0u64;
     let limit = args.count.unwrap_or(u64::MAX);
     let mut failure = None;
-    'outer: while let Some(event) = rx.recv().await {
+    // Following runs until Ctrl-C or SIGTERM, which end it like a count
+    // does: what was printed is committed.
+    let stopped = crate::server::wait_for_signal();
+    tokio::pin!(stopped);
+    'outer: loop {
+        let event = tokio::select! {
+            event = rx.recv() => event,
+            () = &mut stopped, if args.follow => None,
+        };
+        let Some(event) = event else { break };
         match event {
             Event::Batch(queue, messages) => {
                 for m in &messages {
@@ -166,6 +176,11 @@ pub async fn consume(client: &Client, json: bool, args: ConsumeArgs) -> Result<(
                 if total >= limit {
                     break;
                 }
+                // Following, each batch printed is committed as it goes: a
+                // follow that is killed resumes after what it showed.
+                if args.follow {
+                    commit(client, &args, &printed, &mut committed).await?;
+                }
             }
             Event::Failed(queue, e) => {
                 failure = Some(anyhow::Error::new(e).context(format!("reading queue {queue}")));
@@ -176,14 +191,7 @@ pub async fn consume(client: &Client, json: bool, args: ConsumeArgs) -> Result<(
     for r in readers {
         r.abort();
     }
-    if let Some(group) = &args.group {
-        for (queue, next) in &printed {
-            client
-                .commit_offset(group, &args.topic, *queue, *next)
-                .await
-                .with_context(|| format!("committing group {group} on queue {queue}"))?;
-        }
-    }
+    commit(client, &args, &printed, &mut committed).await?;
     if !json {
         eprintln!("consumed {total} message(s) from {}", args.topic);
     }
@@ -191,6 +199,30 @@ pub async fn consume(client: &Client, json: bool, args: ConsumeArgs) -> Result<(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Commits the group's offsets on the queues printed from since the last
+/// commit (nothing without `--group`).
+async fn commit(
+    client: &Client,
+    args: &ConsumeArgs,
+    printed: &BTreeMap<u32, u64>,
+    committed: &mut BTreeMap<u32, u64>,
+) -> Result<()> {
+    let Some(group) = &args.group else {
+        return Ok(());
+    };
+    for (queue, next) in printed {
+        if committed.get(queue) == Some(next) {
+            continue;
+        }
+        client
+            .commit_offset(group, &args.topic, *queue, *next)
+            .await
+            .with_context(|| format!("committing group {group} on queue {queue}"))?;
+        committed.insert(*queue, *next);
+    }
+    Ok(())
 }
 
 /// `strata find`: messages by id or key, from every queue.

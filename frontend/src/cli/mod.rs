@@ -206,8 +206,9 @@ pub enum TopicCommand {
         /// [default: the server's retention.default].
         #[arg(long)]
         retention: Option<String>,
-        /// Size limit per queue in bytes: the oldest data goes first, in whole
-        /// stored ranges, keeping at least this much of the newest [default: none].
+        /// Size limit per queue in bytes as stored (compressed): the oldest data goes
+        /// first, in whole stored ranges, keeping at least this much of the newest,
+        /// plus what is not uploaded yet [default: none].
         #[arg(long)]
         retention_bytes: Option<u64>,
     },

@@ -138,6 +138,17 @@ pub fn to_publish(
         properties.push((name, value));
     }
     properties.sort();
+    if let Some(problem) = sys
+        .message_group
+        .as_deref()
+        .filter(|g| !g.is_empty())
+        .and_then(limits::message_group_problem)
+    {
+        return Err(Failure::new(
+            Code::IllegalMessageGroup,
+            format!("message {index}: {problem}"),
+        ));
+    }
     if sys.keys.len() > 1 {
         properties.push((PROP_KEYS.into(), sys.keys.join(" ")));
     }

@@ -20,7 +20,6 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use strata_common::limits::MAX_KEY_LEN;
 use strata_common::{
     ErrorCode, MESSAGE_GROUP_PROPERTY, Message, RESERVED_PROPERTY_PREFIX, StoredMessage,
 };
@@ -84,10 +83,10 @@ pub(crate) fn to_publish(index: usize, m: MessageJson) -> ApiResult<(PublishMess
 fn group_property(index: usize, group: Option<String>) -> ApiResult<Option<(String, String)>> {
     match group {
         None => Ok(None),
-        Some(g) if g.is_empty() || g.len() > MAX_KEY_LEN => Err(ApiError::invalid(format!(
-            "message {index}: message_group must be 1 to {MAX_KEY_LEN} bytes long"
-        ))),
-        Some(g) => Ok(Some((MESSAGE_GROUP_PROPERTY.to_string(), g))),
+        Some(g) => match strata_common::limits::message_group_problem(&g) {
+            Some(problem) => Err(ApiError::invalid(format!("message {index}: {problem}"))),
+            None => Ok(Some((MESSAGE_GROUP_PROPERTY.to_string(), g))),
+        },
     }
 }
 

@@ -115,20 +115,6 @@ impl TieredLog for Core {
             .unwrap_or_default()
     }
 
-    fn wal_only_bytes(&self, key: QueueKey) -> u64 {
-        let Some(q) = self.queue_state(key) else {
-            return 0;
-        };
-        let inner = q.lock();
-        let cold_end = inner.cold_end().unwrap_or(0);
-        inner
-            .index
-            .iter()
-            .filter(|e| e.base_offset >= cold_end)
-            .map(|e| e.bytes)
-            .sum()
-    }
-
     fn ranges_uploaded(&self, ranges: &[RangeRecord]) {
         for range in ranges {
             if let Some(q) = self.queue_state(range.queue) {
