@@ -224,6 +224,11 @@ fn topic_produce_consume_group_status() {
         None,
     )));
     assert_eq!(capped[0]["retention_bytes"], 1048576);
+    let described = ok(&cli(&url, &["topic", "describe", "capped"], None));
+    assert!(
+        described.contains("retention_bytes=1048576 per queue"),
+        "{described}"
+    );
 
     let plan = json_lines(&ok(&cli(
         &url,
@@ -405,6 +410,18 @@ fn config_command_shows_env_overrides() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("max_bytes = 4294967296"), "{text}");
+    // JSON when asked; a variable that names no key is pointed out.
+    let out = std::process::Command::new(common::BIN)
+        .args(["--json", "config"])
+        .env("STRATA_WAL_MAX_BYTES", "4294967296")
+        .env("STRATA_WAL_MAXBYTES", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(config["wal"]["max_bytes"], 4294967296u64);
+    let warnings = String::from_utf8_lossy(&out.stderr);
+    assert!(warnings.contains("STRATA_WAL_MAXBYTES"), "{warnings}");
     // A client's credentials file, not written yet, is no server's concern.
     let out = std::process::Command::new(common::BIN)
         .arg("config")

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use crate::core::{Core, WalLayer};
 use crate::delay::Delay;
 use crate::error::{EngineError, Result};
-use crate::lookup::{FoundMessage, IndexMaintenance, Lookup};
+use crate::lookup::{FoundMessages, IndexMaintenance, Lookup};
 use crate::pop::{Pop, Popped, ReceiveRequest};
 use crate::pull::Pull;
 use crate::txn::{DueCheck, Txn};
@@ -552,7 +552,7 @@ impl Engine {
     }
 
     /// Up to `limit` messages of `topic` whose id (or key) is `value`, in
-    /// (queue, offset) order; counted as delivered.
+    /// (queue, offset) order, and whether more match; counted as delivered.
     pub async fn find_messages(
         &self,
         tenant: &str,
@@ -560,7 +560,7 @@ impl Engine {
         kind: IndexKind,
         value: &str,
         limit: usize,
-    ) -> Result<Vec<FoundMessage>> {
+    ) -> Result<FoundMessages> {
         user_topic(topic)?;
         self.lookup
             .find_messages(tenant, topic, kind, value, limit)

@@ -32,7 +32,7 @@ mod types;
 pub use crate::core::{SYSTEM_TOPIC_PREFIX, SYSTEM_TOPIC_RETENTION, WalLayer};
 pub use engine::{COMPACTION_NICE, Engine};
 pub use error::{EngineError, Result};
-pub use lookup::{FoundMessage, IndexMaintenance};
+pub use lookup::{FoundMessage, FoundMessages, IndexMaintenance};
 pub use pop::{
     MAX_DELIVERY_ATTEMPTS, Popped, ReceiptHandle, ReceiveRequest, TagFilter, dead_letter_topic,
 };

@@ -58,6 +58,7 @@ async fn find(engine: &Arc<Engine>, kind: IndexKind, value: &str) -> Vec<FoundMe
         .find_messages(T, "orders", kind, value, 1000)
         .await
         .unwrap()
+        .messages
 }
 
 fn bodies(found: &[FoundMessage]) -> Vec<String> {
@@ -133,7 +134,13 @@ async fn found_by_id_and_key_before_and_after_indexing_and_after_a_restart() {
         .find_messages(T, "orders", IndexKind::Key, "k-1", 4)
         .await
         .unwrap();
-    assert_eq!(limited[..], by_key[..4]);
+    assert_eq!(limited.messages[..], by_key[..4]);
+    assert!(limited.more, "the limit cut the answer");
+    let all = engine
+        .find_messages(T, "orders", IndexKind::Key, "k-1", by_key.len())
+        .await
+        .unwrap();
+    assert_eq!((all.messages.len(), all.more), (by_key.len(), false));
 
     // Another tenant sees no such topic.
     let err = engine

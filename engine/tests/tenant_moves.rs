@@ -513,5 +513,5 @@ async fn the_message_index_goes_on_where_the_old_node_left_it() {
         .find_messages("t1", "orders", strata_engine::IndexKind::Id, id, 10)
         .await
         .unwrap();
-    assert_eq!(found.len(), 1, "{id}");
+    assert_eq!(found.messages.len(), 1, "{id}");
 }

@@ -646,6 +646,9 @@ impl Config {
                     .into(),
             );
         }
+        if let Err(e) = strata_objects::normalize_prefix(&self.object_store.prefix) {
+            return bad(format!("object_store.prefix: {e}"));
+        }
         if self.grpc.addr.parse::<SocketAddr>().is_err() {
             return bad(format!("grpc.addr {:?} is not HOST:PORT", self.grpc.addr));
         }
@@ -1172,7 +1175,7 @@ mod tests {
     #[test]
     fn zero_limits_intervals_and_caches_are_refused_by_name() {
         type Set = fn(&mut Config);
-        let cases: [(&str, Set); 22] = [
+        let cases: [(&str, Set); 23] = [
             ("limits.max_message_bytes", |c| {
                 c.limits.max_message_bytes = 0
             }),
@@ -1226,6 +1229,9 @@ mod tests {
                 c.metering.minute_retention_hours = 0
             }),
             ("cache.tail_bytes", |c| c.cache.tail_bytes = usize::MAX / 2),
+            ("object_store.prefix", |c| {
+                c.object_store.prefix = "../../escape".into()
+            }),
             ("cache.block_memory_bytes", |c| {
                 c.cache.block_memory_bytes = usize::MAX / 2
             }),

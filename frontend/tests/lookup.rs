@@ -54,12 +54,14 @@ async fn messages_are_found_by_id_and_by_key_with_clear_errors() {
         .map(|m| m["body"].as_str().unwrap())
         .collect();
     assert_eq!(bodies, ["first", "second"]);
+    assert_eq!(found["more"], false);
     let found = s
         .get("/v1/topics/orders/messages?key=customer-7&limit=1&encoding=base64")
         .await
         .expect(200);
     assert_eq!(found["messages"].as_array().unwrap().len(), 1);
     assert_eq!(found["messages"][0]["body_base64"], "Zmlyc3Q=");
+    assert_eq!(found["more"], true, "the limit cut the answer");
     let none = s
         .get("/v1/topics/orders/messages?key=nobody")
         .await

@@ -166,8 +166,9 @@ pub(crate) fn build_store(
     }
 }
 
-/// Trims surrounding slashes and rejects prefixes that are not valid keys.
-pub(crate) fn normalize_prefix(prefix: &str) -> Result<String, ObjectError> {
+/// Trims surrounding slashes and rejects prefixes that are not valid keys
+/// (empty segments, `.` or `..`, control characters).
+pub fn normalize_prefix(prefix: &str) -> Result<String, ObjectError> {
     let trimmed = prefix.trim_matches('/');
     if !trimmed.is_empty() {
         let parsed = object_store::path::Path::parse(trimmed)

@@ -25,7 +25,7 @@ mod local;
 pub mod metrics;
 mod store;
 
-pub use config::{Backend, ObjectStoreConfig};
+pub use config::{Backend, ObjectStoreConfig, normalize_prefix};
 pub use format::{BlockMeta, FOOTER_LEN, Footer, FormatError, ObjectBuilder};
 #[cfg(any(test, feature = "faults"))]
 pub use layers::faults::Faults;

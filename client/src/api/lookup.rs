@@ -10,7 +10,8 @@ pub struct FindParams {
     pub id: Option<String>,
     /// The message key to find.
     pub key: Option<String>,
-    /// Most messages to return (capped by the server's read limit).
+    /// Most messages to return (default 32, capped by the server's read
+    /// limit); the reply's `more` says whether the limit cut the answer.
     pub limit: Option<usize>,
     /// "auto" or "base64", as for reads.
     pub encoding: Option<String>,
@@ -26,4 +27,7 @@ pub struct FoundJson {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct FindReply {
     pub messages: Vec<FoundJson>,
+    /// More messages match than `messages` holds (the limit cut them).
+    #[serde(default)]
+    pub more: bool,
 }

@@ -68,6 +68,15 @@ pub struct FoundMessage {
     pub message: StoredMessage,
 }
 
+/// The messages a lookup found, oldest first per queue, and whether it
+/// found more than it returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FoundMessages {
+    pub messages: Vec<FoundMessage>,
+    /// More messages match than were returned (the limit cut them).
+    pub more: bool,
+}
+
 /// Entries not in a run yet.
 #[derive(Debug, Default)]
 struct Pending {
@@ -418,11 +427,13 @@ impl Lookup {
         kind: IndexKind,
         value: &str,
         limit: usize,
-    ) -> Result<Vec<FoundMessage>> {
+    ) -> Result<FoundMessages> {
         self.core.check_open()?;
         let state = self.core.topic(tenant, topic)?;
         let topic_id = state.record.id;
         let limit = limit.clamp(1, self.core.config.max_read_messages);
+        // One past the limit tells whether the limit cut the answer.
+        let wanted_count = limit + 1;
         let matches = |m: &StoredMessage| match kind {
             IndexKind::Id => m.message.id == value,
             IndexKind::Key => m.message.keys().any(|key| key == value),
@@ -448,7 +459,7 @@ impl Lookup {
 
         let mut found = Vec::new();
         for (queue, offset) in hits {
-            if found.len() >= limit {
+            if found.len() >= wanted_count {
                 break;
             }
             match self
@@ -504,6 +515,7 @@ impl Lookup {
         }
         found.sort_by_key(|f| (f.queue, f.message.offset));
         found.dedup_by_key(|f| (f.queue, f.message.offset));
+        let more = found.len() > limit;
         found.truncate(limit);
         let bytes = found
             .iter()
@@ -513,6 +525,9 @@ impl Lookup {
             .meter
             .add(tenant, Counter::DeliveredMessages, found.len() as u64);
         self.core.meter.add(tenant, Counter::DeliveredBytes, bytes);
-        Ok(found)
+        Ok(FoundMessages {
+            messages: found,
+            more,
+        })
     }
 }

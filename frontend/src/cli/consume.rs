@@ -239,8 +239,13 @@ pub async fn find(client: &Client, json: bool, args: FindArgs) -> Result<()> {
         print_message(json, &args.topic, found.queue, &found.message)?;
     }
     if !json {
+        let more = if reply.more {
+            " (more match: raise --limit)"
+        } else {
+            ""
+        };
         eprintln!(
-            "found {} message(s) with {by} {value:?} in {}",
+            "found {} message(s) with {by} {value:?} in {}{more}",
             reply.messages.len(),
             args.topic
         );

@@ -40,6 +40,14 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Compactor(args) => compactor(args).await,
         Command::Config { config } => {
             let config = Config::load(config.as_deref(), std::env::vars())?;
+            for name in Config::unknown_env(std::env::vars()) {
+                eprintln!(
+                    "warning: {name} names no config key and is ignored (config/strata.example.toml lists every STRATA_* variable)"
+                );
+            }
+            if json {
+                return print_json(&config);
+            }
             print!("{}", toml::to_string(&config)?);
             Ok(())
         }
@@ -321,8 +329,12 @@ async fn compactor(args: CompactorArgs) -> Result<()> {
 }
 
 fn print_topic_line(t: &TopicJson) {
+    let per_queue = t
+        .retention_bytes
+        .map(|b| format!(" retention_bytes={b} per queue"))
+        .unwrap_or_default();
     println!(
-        "{:<32} {:>6} queues  type={:<11} retention={}",
+        "{:<32} {:>6} queues  type={:<11} retention={}{per_queue}",
         t.name, t.queues, t.message_type, t.retention
     );
 }

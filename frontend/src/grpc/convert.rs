@@ -117,7 +117,43 @@ pub fn to_publish(
     client_picks_queues: bool,
 ) -> Result<(PublishMessage, Option<i64>), Failure> {
     check_type(index, &m, accepts)?;
-    let sys = m.system_properties.unwrap_or_default();
+    // RocketMQ's proxy refuses these; the engine would refuse the
+    // properties too, with the generic code. An empty body is BAD_REQUEST,
+    // not MESSAGE_BODY_EMPTY (41302): the Rust SDK 5.0.0 panics on that
+    // code (see `failure.rs`).
+    if m.body.is_empty() {
+        return Err(Failure::new(
+            Code::BadRequest,
+            format!("message {index}: the body is empty"),
+        ));
+    }
+    if m.user_properties.len() > limits::MAX_PROPERTIES {
+        return Err(Failure::new(
+            Code::MessagePropertiesTooLarge,
+            format!(
+                "message {index}: has {} properties, more than {}",
+                m.user_properties.len(),
+                limits::MAX_PROPERTIES
+            ),
+        ));
+    }
+    if let Some((name, _)) = m
+        .user_properties
+        .iter()
+        .find(|(_, value)| value.len() > limits::MAX_PROPERTY_VALUE_LEN)
+    {
+        return Err(Failure::new(
+            Code::MessagePropertiesTooLarge,
+            format!(
+                "message {index}: property {name:?} is longer than {} bytes",
+                limits::MAX_PROPERTY_VALUE_LEN
+            ),
+        ));
+    }
+    let mut sys = m.system_properties.unwrap_or_default();
+    // Some SDKs (Node.js) send empty strings among the keys; they name
+    // nothing a lookup could find.
+    sys.keys.retain(|k| !k.is_empty());
     let deliver_at = sys.delivery_timestamp.as_ref().map(timestamp_ms);
     let mut properties: Vec<(String, String)> = Vec::with_capacity(m.user_properties.len() + 3);
     for (name, value) in m.user_properties {
@@ -172,7 +208,7 @@ pub fn to_publish(
     if let Some(tag) = sys.tag.as_deref().filter(|t| !t.is_empty()) {
         field_problem(Code::IllegalMessageTag, limits::tag_problem(tag))?;
     }
-    for key in sys.keys.iter().filter(|k| !k.is_empty()) {
+    for key in &sys.keys {
         field_problem(Code::IllegalMessageKey, limits::key_problem(key))?;
     }
     if !sys.message_id.is_empty() {
@@ -189,7 +225,7 @@ pub fn to_publish(
         queue,
         message: Message {
             id: sys.message_id,
-            key: sys.keys.into_iter().next().filter(|k| !k.is_empty()),
+            key: sys.keys.into_iter().next(),
             tag: sys.tag.filter(|t| !t.is_empty()),
             properties,
             body: Bytes::from(m.body),
@@ -328,6 +364,54 @@ mod tests {
             4,
         );
         assert_eq!(e.unwrap_err().code, conflict);
+    }
+
+    #[test]
+    fn empty_bodies_and_large_properties_get_their_own_codes() {
+        let mut m = msg(pb::MessageType::Normal, None);
+        m.body.clear();
+        let e = publish(m, MessageType::Normal, 4).unwrap_err();
+        assert_eq!(e.code, Code::BadRequest);
+        assert!(e.message.contains("empty"), "{}", e.message);
+
+        let mut m = msg(pb::MessageType::Normal, None);
+        m.user_properties = (0..limits::MAX_PROPERTIES)
+            .map(|i| (format!("p{i}"), "v".to_string()))
+            .collect();
+        publish(m.clone(), MessageType::Normal, 4).unwrap();
+        m.user_properties.insert("one-more".into(), "v".into());
+        let e = publish(m, MessageType::Normal, 4).unwrap_err();
+        assert_eq!(e.code, Code::MessagePropertiesTooLarge);
+
+        let mut m = msg(pb::MessageType::Normal, None);
+        let longest = "v".repeat(limits::MAX_PROPERTY_VALUE_LEN);
+        m.user_properties.insert("long".into(), longest.clone());
+        publish(m.clone(), MessageType::Normal, 4).unwrap();
+        m.user_properties.insert("long".into(), longest + "v");
+        let e = publish(m, MessageType::Normal, 4).unwrap_err();
+        assert_eq!(e.code, Code::MessagePropertiesTooLarge);
+    }
+
+    #[test]
+    fn empty_keys_are_dropped() {
+        let mut m = msg(pb::MessageType::Normal, None);
+        if let Some(s) = m.system_properties.as_mut() {
+            s.keys = vec!["".into(), "k1".into(), "".into(), "k2".into()];
+        }
+        let p = publish(m, MessageType::Normal, 4).unwrap();
+        assert_eq!(p.message.key.as_deref(), Some("k1"));
+        assert!(
+            p.message
+                .properties
+                .contains(&(PROP_KEYS.into(), "k1 k2".into()))
+        );
+        let mut m = msg(pb::MessageType::Normal, None);
+        if let Some(s) = m.system_properties.as_mut() {
+            s.keys = vec!["".into(), "k1".into()];
+        }
+        let p = publish(m, MessageType::Normal, 4).unwrap();
+        assert_eq!(p.message.key.as_deref(), Some("k1"));
+        assert!(p.message.properties.iter().all(|(k, _)| k != PROP_KEYS));
     }
 
     #[test]

@@ -55,10 +55,12 @@ pub async fn find(
             params.limit.unwrap_or(DEFAULT_LIMIT),
         )
         .await?;
-    let (bytes, size) = crate::pipeline::reply::sizes(found.iter().map(|f| &f.message));
-    caller.charge_consumed(&state.limiter, found.len() as u64, bytes);
+    let (bytes, size) = crate::pipeline::reply::sizes(found.messages.iter().map(|f| &f.message));
+    caller.charge_consumed(&state.limiter, found.messages.len() as u64, bytes);
     json_reply(&state, size, move || FindReply {
+        more: found.more,
         messages: found
+            .messages
             .into_iter()
             .map(|f| FoundJson {
                 queue: f.queue,
