@@ -712,6 +712,41 @@ fn consume_follow_commits_what_it_printed() {
     assert_eq!(committed(&url), 3);
 }
 
+/// `strata consume … | head -1`: the reader going away ends the CLI the
+/// way it ends other Unix tools (SIGPIPE), not with a panic and its
+/// backtrace.
+#[test]
+fn a_closed_pipe_ends_the_cli_quietly() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let url = server.url.clone();
+    ok(&cli(&url, &["topic", "create", "p", "--queues", "1"], None));
+    ok(&cli(&url, &["produce", "p"], Some("one\n")));
+    let mut follow = std::process::Command::new(common::BIN);
+    if let Some(file) = common::credentials_file() {
+        follow.env("STRATA_CREDENTIALS_FILE", file);
+    }
+    let mut child = follow
+        .args(["consume", "p", "--from", "earliest", "--follow"])
+        .env("STRATA_SERVER", &url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    lines.next().unwrap().unwrap();
+    drop(lines);
+    // Its next line goes to a pipe nobody reads.
+    ok(&cli(&url, &["produce", "p"], Some("two\nthree\n")));
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+}
+
 fn civil_date(days: u64) -> String {
     let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);

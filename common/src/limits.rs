@@ -6,6 +6,8 @@
 pub const MAX_NAME_LEN: usize = 127;
 /// Longest message key or tag, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
+/// Longest message id a producer may give, in bytes.
+pub const MAX_MESSAGE_ID_LEN: usize = 128;
 /// Longest tag, in bytes.
 pub const MAX_TAG_LEN: usize = 255;
 /// Most user properties on one message.

@@ -453,7 +453,23 @@ impl Engine {
     ) -> Result<()> {
         user_topic(topic)?;
         self.txn
-            .end_transaction(tenant, topic, transaction_id, commit)
+            .end_transaction(tenant, topic, transaction_id, None, commit)
+            .await
+    }
+
+    /// [`Engine::end_transaction`] of a transaction that must hold the
+    /// message `message_id` (RocketMQ's EndTransaction names both).
+    pub async fn end_transaction_of(
+        &self,
+        tenant: &str,
+        topic: &str,
+        transaction_id: &str,
+        message_id: &str,
+        commit: bool,
+    ) -> Result<()> {
+        user_topic(topic)?;
+        self.txn
+            .end_transaction(tenant, topic, transaction_id, Some(message_id), commit)
             .await
     }
 

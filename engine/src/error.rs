@@ -23,7 +23,10 @@ pub enum EngineError {
     TopicNotFound(String),
     #[error("topic {0:?} already exists")]
     TopicAlreadyExists(String),
-    #[error("topic {topic:?} has queues 0..{queues}; queue {queue} does not exist")]
+    #[error(
+        "topic {topic:?} has {queues} queue(s), numbered 0 to {}; queue {queue} does not exist",
+        queues.saturating_sub(1)
+    )]
     QueueNotFound {
         topic: String,
         queue: u32,
@@ -32,7 +35,8 @@ pub enum EngineError {
     #[error("consumer group {0:?} does not exist")]
     GroupNotFound(String),
     #[error(
-        "offset {offset} is outside queue {queue} of topic {topic:?}: readable offsets are {first}..{end}"
+        "offset {offset} is outside queue {queue} of topic {topic:?}: {}",
+        readable(*first, *end)
     )]
     OffsetOutOfRange {
         topic: String,
@@ -242,3 +246,43 @@ impl From<CatalogError> for EngineError {
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// The readable offsets of a queue whose first is `first` and whose next
+/// message gets `end`, in words (`first..end` read as inclusive).
+fn readable(first: u64, end: u64) -> String {
+    if first >= end {
+        format!("it holds no message; the next one gets offset {end}")
+    } else {
+        format!(
+            "readable offsets are {first} to {}; the next message gets offset {end}",
+            end - 1
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_read_as_what_exists() {
+        let missing = EngineError::QueueNotFound {
+            topic: "t".into(),
+            queue: 1,
+            queues: 1,
+        };
+        assert!(missing.to_string().contains("1 queue(s), numbered 0 to 0"));
+        let out = |first, end| {
+            EngineError::OffsetOutOfRange {
+                topic: "t".into(),
+                queue: 0,
+                offset: 5000,
+                first,
+                end,
+            }
+            .to_string()
+        };
+        assert!(out(0, 1019).contains("readable offsets are 0 to 1018"));
+        assert!(out(7, 7).contains("holds no message; the next one gets offset 7"));
+    }
+}

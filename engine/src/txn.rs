@@ -160,12 +160,13 @@ impl Txn {
     }
 
     /// Commits (the message enters its topic) or rolls back an open
-    /// transaction of `topic`.
+    /// transaction of `topic` (holding `message_id`, when one is given).
     pub async fn end_transaction(
         &self,
         tenant: &str,
         topic: &str,
         transaction_id: &str,
+        message_id: Option<&str>,
         commit: bool,
     ) -> Result<()> {
         // Ids this server hands out are hex; anything else names nothing
@@ -189,6 +190,12 @@ impl Txn {
                     "no open transaction {transaction_id:?} on topic {topic:?} (ended already, rolled back after unanswered checks, or never opened)"
                 ))
             })?;
+        if let Some(id) = message_id.filter(|id| *id != record.message_id) {
+            return Err(EngineError::InvalidTransaction(format!(
+                "transaction {transaction_id:?} holds message {:?}, not {id:?}",
+                record.message_id
+            )));
+        }
         if commit {
             self.deliver_half(&record).await?;
         }

@@ -106,7 +106,7 @@ async fn delayed_messages_arrive_when_due_and_survive_a_restart() {
     let reserved = engine
         .create_topic(T, "__sys-mine", 1, MessageType::Normal, None)
         .await;
-    assert!(matches!(reserved, Err(EngineError::InvalidArgument(_))));
+    assert!(matches!(reserved, Err(EngineError::InvalidName(_))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

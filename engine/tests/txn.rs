@@ -53,7 +53,7 @@ async fn commit_rollback_and_check_backs() {
     let (dir, clock, engine) = with_tx_topic().await;
     let plain = engine.publish(T, "tx", vec![msg("x")]).await;
     assert!(matches!(plain, Err(EngineError::InvalidArgument(_))));
-    let (_, commit_id) = engine
+    let (half, commit_id) = engine
         .publish_half(T, "tx", msg("committed"))
         .await
         .unwrap();
@@ -69,8 +69,13 @@ async fn commit_rollback_and_check_backs() {
         bodies(&engine).await.is_empty(),
         "half messages are invisible"
     );
+    // Named with another message's id, it stays open.
+    let wrong = engine
+        .end_transaction_of(T, "tx", &commit_id, "someone-else", true)
+        .await;
+    assert!(matches!(wrong, Err(EngineError::InvalidTransaction(_))));
     engine
-        .end_transaction(T, "tx", &commit_id, true)
+        .end_transaction_of(T, "tx", &commit_id, &half.message_id, true)
         .await
         .unwrap();
     engine

@@ -684,6 +684,10 @@ impl Config {
             ),
             ("limits.max_read_messages", l.max_read_messages as u64, 1),
             ("limits.max_read_bytes", l.max_read_bytes as u64, 1),
+            ("limits.max_wait_ms", l.max_wait_ms, 1),
+            // A tighter window refuses clients whose clocks drift by
+            // ordinary amounts.
+            ("auth.max_clock_skew_ms", self.auth.max_clock_skew_ms, 1000),
             (
                 "retention.check_interval_ms",
                 self.retention.check_interval_ms,
@@ -813,7 +817,8 @@ impl Config {
                 self.log.format
             ));
         }
-        parse_retention(&self.retention.default).map_err(ConfigError::Invalid)?;
+        parse_retention(&self.retention.default)
+            .map_err(|e| ConfigError::Invalid(format!("retention.default: {e}")))?;
         self.metadata.parse()?;
         match self.object_store.kind.as_str() {
             "local" => {}
@@ -1175,7 +1180,7 @@ mod tests {
     #[test]
     fn zero_limits_intervals_and_caches_are_refused_by_name() {
         type Set = fn(&mut Config);
-        let cases: [(&str, Set); 23] = [
+        let cases: [(&str, Set); 26] = [
             ("limits.max_message_bytes", |c| {
                 c.limits.max_message_bytes = 0
             }),
@@ -1189,6 +1194,11 @@ mod tests {
                 c.limits.max_read_messages = 0
             }),
             ("limits.max_read_bytes", |c| c.limits.max_read_bytes = 0),
+            ("limits.max_wait_ms", |c| c.limits.max_wait_ms = 0),
+            ("auth.max_clock_skew_ms", |c| c.auth.max_clock_skew_ms = 999),
+            ("retention.default", |c| {
+                c.retention.default = "forever".into()
+            }),
             ("retention.check_interval_ms", |c| {
                 c.retention.check_interval_ms = 0
             }),

@@ -253,6 +253,40 @@ async fn route_and_send_with_hmac_then_read_over_http() {
     assert_eq!(got[0]["tag"], "TagA");
     assert_eq!(got[0]["properties"]["color"], "red");
 
+    // A GZIP body, as the Java SDK sends bodies over 4 KiB, is stored
+    // inflated: an HTTP reader and a RocketMQ consumer (told IDENTITY) get
+    // the producer's bytes.
+    let text = "compressed by the producer ".repeat(400);
+    let mut zipped = message(
+        "orders",
+        &{
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(text.as_bytes()).unwrap();
+            e.finish().unwrap()
+        },
+        2,
+    );
+    zipped.system_properties.as_mut().unwrap().body_encoding = pb::Encoding::Gzip as i32;
+    let sent = c
+        .send_message(request(
+            &auth,
+            None,
+            pb::SendMessageRequest {
+                messages: vec![zipped],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&sent.status), Code::Ok, "{sent:?}");
+    let read = w
+        .a_admin
+        .get("/v1/topics/orders/queues/2/messages?offset=2")
+        .await
+        .expect(200);
+    assert_eq!(read["messages"][0]["body"], json!(text));
+
     // Uppercase hex signatures (the Node.js SDK) and bearer tokens work too.
     let upper = Auth::Hmac {
         ak: w.a_publisher.access_key.clone(),
@@ -267,9 +301,9 @@ async fn route_and_send_with_hmac_then_read_over_http() {
         .into_inner();
     assert_eq!(code(&r.status), Code::Ok);
     let usage = w.s.running().engine.meter().totals();
-    assert_eq!(usage["acme"].requests["SendMessage"], 1);
+    assert_eq!(usage["acme"].requests["SendMessage"], 2);
     assert_eq!(usage["acme"].requests["QueryRoute"], 1);
-    assert_eq!(usage["acme"].published_messages, 2);
+    assert_eq!(usage["acme"].published_messages, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1340,6 +1374,21 @@ async fn receive_spans_the_topic_and_a_terminating_client_gets_its_long_poll_bac
         ))
         .await;
     assert!(other.is_ok());
+    // Nor by naming this tenant's group from its own namespace.
+    let foreign = c
+        .notify_client_termination(with_client(
+            &hmac(&w.b_consumer),
+            pb::NotifyClientTerminationRequest {
+                group: Some(pb::Resource {
+                    resource_namespace: "acme".into(),
+                    name: "spread".into(),
+                }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&foreign.status), Code::Forbidden);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(
         !waiting.is_finished(),

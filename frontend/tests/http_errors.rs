@@ -373,6 +373,16 @@ async fn invalid_names_are_400_invalid_name() {
         )
         .await;
     }
+    // The service's own topics' prefix is a name no topic can have.
+    s.rejects(
+        "topic __sys-x",
+        s.http
+            .post(s.url("/v1/topics"))
+            .json(&json!({ "name": "__sys-x" })),
+        400,
+        "INVALID_NAME",
+    )
+    .await;
     // A group's dead-letter topic is named after it: never a hidden one.
     s.rejects(
         "group __sys-x",

@@ -35,18 +35,41 @@ fn days_in_month(year: i64, month: u32) -> u32 {
 }
 
 /// Parses an `x-mq-date-time` value to milliseconds since the epoch. Two
-/// shapes are accepted, both UTC: the compact `yyyyMMddTHHmmssZ` (the Java
-/// SDK's), and RFC 3339 with an optional fraction
-/// (`2026-11-25T18:56:00.123456789Z`) as the Rust SDK sends. The fraction
-/// is dropped: the skew check works in seconds.
+/// shapes are accepted: the compact `yyyyMMddTHHmmssZ` in UTC (the Java
+/// SDK's), and RFC 3339 with an optional fraction and `Z` or an offset
+/// (`2026-11-25T18:56:00.123456789Z`, `2026-11-26T02:56:00+08:00`), as the
+/// Rust SDK sends its local time. The fraction is dropped: the skew check
+/// works in seconds.
 pub fn parse_date_time(text: &str) -> Result<i64, AuthError> {
     let malformed = |why: &str| {
         AuthError::Malformed(format!(
-            "{} value {text:?} {why}; expected yyyyMMddTHHmmssZ in UTC (e.g. 20261125T185600Z) or RFC 3339 in UTC",
+            "{} value {text:?} {why}; expected yyyyMMddTHHmmssZ in UTC (e.g. 20261125T185600Z) or RFC 3339",
             crate::signature::DATE_HEADER
         ))
     };
     let b = text.as_bytes();
+    // An RFC 3339 time's offset from UTC, in minutes, and where it starts:
+    // `Z`, or `+HH:MM` / `-HH:MM` (the Rust SDK 5.0.0 writes local time so).
+    let zone = |b: &[u8]| -> Option<(usize, i64)> {
+        if b.last() == Some(&b'Z') {
+            return Some((b.len() - 1, 0));
+        }
+        let at = b.len().checked_sub(6)?;
+        let z = &b[at..];
+        let sign = match z[0] {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        let digits = [z[1], z[2], z[4], z[5]];
+        if z[3] != b':' || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let [h1, h2, m1, m2] = digits.map(|d| i64::from(d - b'0'));
+        let (hours, minutes) = (h1 * 10 + h2, m1 * 10 + m2);
+        (hours <= 23 && minutes <= 59).then_some((at, sign * (hours * 60 + minutes)))
+    };
+    let mut offset_minutes = 0;
     // Byte offsets of year, month, day, hour, minute, second.
     let fields: [std::ops::Range<usize>; 6] = if b.len() == 16 && b[8] == b'T' && b[15] == b'Z' {
         [0..4, 4..6, 6..8, 9..11, 11..13, 13..15]
@@ -56,9 +79,11 @@ pub fn parse_date_time(text: &str) -> Result<i64, AuthError> {
         && b[10] == b'T'
         && b[13] == b':'
         && b[16] == b':'
-        && b.last() == Some(&b'Z')
+        && let Some((zone_at, minutes)) = zone(b)
+        && zone_at >= 19
     {
-        let fraction = &b[19..b.len() - 1];
+        offset_minutes = minutes;
+        let fraction = &b[19..zone_at];
         let valid_fraction = fraction.is_empty()
             || (fraction[0] == b'.'
                 && (2..=10).contains(&fraction.len())
@@ -90,7 +115,8 @@ pub fn parse_date_time(text: &str) -> Result<i64, AuthError> {
         return Err(malformed("is not a time of day"));
     }
     let secs = i64::from(hour * 3600 + minute * 60 + second);
-    Ok(days_from_civil(year, month, day) * MS_PER_DAY + secs * 1000)
+    // Local time = UTC + offset.
+    Ok(days_from_civil(year, month, day) * MS_PER_DAY + secs * 1000 - offset_minutes * 60_000)
 }
 
 #[cfg(test)]
@@ -107,10 +133,26 @@ mod tests {
         );
         assert_eq!(parse_date_time("2026-11-25T20:59:11Z").unwrap(), compact);
         assert_eq!(parse_date_time("2026-11-25T20:59:11.1Z").unwrap(), compact);
+        // Local time with its offset, as the Rust SDK 5.0.0 sends it off UTC.
+        assert_eq!(
+            parse_date_time("2026-11-26T04:59:11.5+08:00").unwrap(),
+            compact
+        );
+        assert_eq!(
+            parse_date_time("2026-11-25T15:29:11-05:30").unwrap(),
+            compact
+        );
+        assert_eq!(
+            parse_date_time("2026-11-25T20:59:11+00:00").unwrap(),
+            compact
+        );
         for bad in [
             "2026-11-25T20:59:11.Z",
             "2026-11-25T20:59:11.12345678901Z",
-            "2026-11-25T20:59:11+01:00",
+            "2026-11-25T20:59:11+24:00",
+            "2026-11-25T20:59:11+0100",
+            "2026-11-25T20:59:11.+01:00",
+            "2026-11-25T20:59+01:00",
             "2026-11-25 20:59:11Z",
             "2026-13-25T20:59:11Z",
             "2026-11-25T20:59:1xZ",

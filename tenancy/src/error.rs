@@ -35,9 +35,7 @@ pub enum AuthError {
     BadSignature,
     #[error("access key has been revoked")]
     Revoked,
-    #[error(
-        "request time differs from server time by {skew_ms} ms; at most {max_ms} ms is allowed (check the client's clock)"
-    )]
+    #[error("{}", clock_skew_message(*skew_ms, *max_ms))]
     ClockSkew { skew_ms: i64, max_ms: i64 },
     #[error("role {role} does not allow {permission}")]
     PermissionDenied { role: Role, permission: Permission },
@@ -135,9 +133,61 @@ impl From<strata_metadata::MetaError> for TenancyError {
     }
 }
 
+/// The skew error's text. A skew of whole quarter hours (within the skew
+/// allowed) up to 14 hours is a time zone's offset, not a wrong clock: the
+/// client wrote its local time as UTC, as the RocketMQ Python SDK 5.1.2
+/// does (`datetime.now()` with a `Z`).
+fn clock_skew_message(skew_ms: i64, max_ms: i64) -> String {
+    const QUARTER_HOUR_MS: i64 = 15 * 60 * 1000;
+    let mut text = format!(
+        "request time differs from server time by {skew_ms} ms; at most {max_ms} ms is allowed"
+    );
+    let quarters = (skew_ms as f64 / QUARTER_HOUR_MS as f64).round() as i64;
+    let zone_ms = quarters * QUARTER_HOUR_MS;
+    let looks_like_a_zone = quarters != 0
+        && zone_ms.abs() <= 14 * 3_600_000
+        && (skew_ms - zone_ms).abs() <= max_ms.abs();
+    if looks_like_a_zone {
+        let minutes = zone_ms.abs() / 60_000;
+        text.push_str(&format!(
+            ": {}{}:{:02} is a time zone's offset, so the client wrote its local time as UTC \
+             (the RocketMQ Python SDK 5.1.2 does); run it with TZ=UTC",
+            if zone_ms > 0 { "+" } else { "-" },
+            minutes / 60,
+            minutes % 60
+        ));
+    } else {
+        text.push_str(" (check the client's clock)");
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_skew_of_a_time_zone_says_so() {
+        let eight_hours = 8 * 3_600_000;
+        let text = AuthError::ClockSkew {
+            skew_ms: eight_hours + 1_234,
+            max_ms: 900_000,
+        }
+        .to_string();
+        assert!(text.contains("+8:00") && text.contains("TZ=UTC"), "{text}");
+        let text = AuthError::ClockSkew {
+            skew_ms: -(5 * 3_600_000 + 30 * 60_000),
+            max_ms: 900_000,
+        }
+        .to_string();
+        assert!(text.contains("-5:30"), "{text}");
+        let text = AuthError::ClockSkew {
+            skew_ms: 3 * 86_400_000,
+            max_ms: 900_000,
+        }
+        .to_string();
+        assert!(text.contains("check the client's clock"), "{text}");
+    }
 
     #[test]
     fn codes() {

@@ -398,10 +398,12 @@ impl Core {
         spec: TopicSpec,
     ) -> Result<TopicInfo> {
         if is_hidden_topic(name) {
-            return Err(EngineError::InvalidArgument(format!(
-                "topic names starting with {:?} are reserved",
-                SYSTEM_TOPIC_PREFIX
-            )));
+            return Err(strata_common::names::NameError::Reserved {
+                kind: "topic",
+                name: name.to_string(),
+                prefix: SYSTEM_TOPIC_PREFIX,
+            }
+            .into());
         }
         let _made_alone = self.topics_being_made().await;
         self.create_topic_unchecked(tenant, name, spec).await

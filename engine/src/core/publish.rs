@@ -21,8 +21,7 @@ use crate::error::{EngineError, Result};
 use crate::types::{PublishMessage, Published};
 use strata_metadata::MessageType;
 
-/// Longest producer-supplied message id.
-pub const MAX_MESSAGE_ID_LEN: usize = 128;
+use strata_common::limits::MAX_MESSAGE_ID_LEN;
 
 /// Whether an append is billed as published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -434,6 +434,9 @@ pub enum GroupCommand {
 /// Entry point of the `strata` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_) | Command::Compactor(_)) {
+        restore_sigpipe();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -456,6 +459,19 @@ pub fn main() -> ExitCode {
             eprintln!("error: {}", describe(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Rust ignores SIGPIPE, so a client command writing to a closed pipe
+/// (`strata consume … | head -1`) panicked on its next line. With the
+/// default action it ends as other Unix tools do. Sockets are unaffected
+/// (they are written with `MSG_NOSIGNAL`); the server processes keep
+/// ignoring it.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: resets one signal's disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

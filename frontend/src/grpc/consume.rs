@@ -89,6 +89,10 @@ pub(crate) fn tag_filter(f: Option<&pb::FilterExpression>) -> Result<TagFilter, 
             Code::IllegalFilterExpression,
             "SQL filter expressions are not supported; use tags (`a || b`)",
         )),
+        Some(f) if pb::FilterType::try_from(f.r#type).is_err() => Err(Failure::new(
+            Code::IllegalFilterExpression,
+            format!("filter type {} is neither TAG nor SQL", f.r#type),
+        )),
         Some(f) => TagFilter::parse(&f.expression)
             .map_err(|e| Failure::new(Code::IllegalFilterExpression, e.to_string())),
         None => Ok(TagFilter::All),
@@ -370,6 +374,19 @@ impl GrpcState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_filter_types_are_refused() {
+        let filter = |r#type: i32| pb::FilterExpression {
+            r#type,
+            expression: "a".into(),
+        };
+        assert!(tag_filter(Some(&filter(pb::FilterType::Tag as i32))).is_ok());
+        for bad in [pb::FilterType::Sql as i32, 77] {
+            let e = tag_filter(Some(&filter(bad))).unwrap_err();
+            assert_eq!(e.code, Code::IllegalFilterExpression);
+        }
+    }
 
     #[test]
     fn a_delayed_message_says_when_it_was_due() {

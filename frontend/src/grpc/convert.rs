@@ -31,18 +31,26 @@ pub fn timestamp_ms(t: &prost_types::Timestamp) -> i64 {
         .saturating_add(i64::from(t.nanos / 1_000_000))
 }
 
-fn declared_type(m: &pb::Message) -> pb::MessageType {
-    m.system_properties
-        .as_ref()
-        .and_then(|s| pb::MessageType::try_from(s.message_type).ok())
-        .unwrap_or(pb::MessageType::Unspecified)
+fn declared_type(index: usize, m: &pb::Message) -> Result<pb::MessageType, Failure> {
+    let Some(sys) = m.system_properties.as_ref() else {
+        return Ok(pb::MessageType::Unspecified);
+    };
+    pb::MessageType::try_from(sys.message_type).map_err(|_| {
+        Failure::bad_request(format!(
+            "message {index}: message type {} is none of NORMAL, FIFO, DELAY and TRANSACTION",
+            sys.message_type
+        ))
+    })
 }
 
-/// Checks that `m` may be published to a topic accepting `accepts`.
+/// Checks that `m` may be published to a topic accepting `accepts`. An
+/// empty message group is no group, as everywhere else.
 fn check_type(index: usize, m: &pb::Message, accepts: MessageType) -> Result<(), Failure> {
     let sys = m.system_properties.as_ref();
-    let declared = declared_type(m);
-    let has_group = sys.and_then(|s| s.message_group.as_ref()).is_some();
+    let declared = declared_type(index, m)?;
+    let has_group = sys
+        .and_then(|s| s.message_group.as_deref())
+        .is_some_and(|g| !g.is_empty());
     let has_delivery = sys.and_then(|s| s.delivery_timestamp.as_ref()).is_some();
     let conflict = |why: String| {
         Err(Failure::new(
@@ -105,6 +113,65 @@ fn check_type(index: usize, m: &pb::Message, accepts: MessageType) -> Result<(),
     }
 }
 
+/// How far the GZIP bodies of one SendMessage may inflate: each to the
+/// message limit, all together to the request limit (a request of small
+/// bombs must not take gigabytes).
+#[derive(Debug, Clone, Copy)]
+pub struct InflateBudget {
+    pub per_message: usize,
+    pub remaining: usize,
+}
+
+/// A body as the client encoded it, as Strata stores it: GZIP inflated
+/// (the Java SDK compresses bodies over 4 KiB; consumers get them as
+/// IDENTITY), within `budget`.
+fn decoded_body(
+    index: usize,
+    body: Vec<u8>,
+    encoding: i32,
+    budget: &mut InflateBudget,
+) -> Result<Vec<u8>, Failure> {
+    use std::io::Read;
+    match pb::Encoding::try_from(encoding) {
+        Ok(pb::Encoding::Unspecified | pb::Encoding::Identity) => Ok(body),
+        Ok(pb::Encoding::Gzip) => {
+            let cap = budget.per_message.min(budget.remaining);
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .take(cap as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| {
+                    Failure::new(
+                        Code::MessageCorrupted,
+                        format!("message {index}: its GZIP body does not inflate: {e}"),
+                    )
+                })?;
+            if out.len() > budget.per_message {
+                return Err(Failure::new(
+                    Code::MessageBodyTooLarge,
+                    format!(
+                        "message {index}: its body inflates to more than {} bytes",
+                        budget.per_message
+                    ),
+                ));
+            }
+            if out.len() > budget.remaining {
+                return Err(Failure::new(
+                    Code::PayloadTooLarge,
+                    format!(
+                        "message {index}: the request's bodies inflate past the request size limit"
+                    ),
+                ));
+            }
+            budget.remaining -= out.len();
+            Ok(out)
+        }
+        Err(_) => Err(Failure::bad_request(format!(
+            "message {index}: body encoding {encoding} is neither IDENTITY nor GZIP"
+        ))),
+    }
+}
+
 /// A RocketMQ message as a Strata publish, checked against the topic's
 /// message type and its queue count, with its delivery time (Unix ms) if
 /// it is a DELAY message. Its `queue_id` is kept only when
@@ -115,6 +182,7 @@ pub fn to_publish(
     accepts: MessageType,
     queues: u32,
     client_picks_queues: bool,
+    budget: &mut InflateBudget,
 ) -> Result<(PublishMessage, Option<i64>), Failure> {
     check_type(index, &m, accepts)?;
     // RocketMQ's proxy refuses these; the engine would refuse the
@@ -151,6 +219,7 @@ pub fn to_publish(
         ));
     }
     let mut sys = m.system_properties.unwrap_or_default();
+    let body = decoded_body(index, m.body, sys.body_encoding, budget)?;
     // Some SDKs (Node.js) send empty strings among the keys; they name
     // nothing a lookup could find.
     sys.keys.retain(|k| !k.is_empty());
@@ -186,7 +255,17 @@ pub fn to_publish(
         ));
     }
     if sys.keys.len() > 1 {
-        properties.push((PROP_KEYS.into(), sys.keys.join(" ")));
+        let joined = sys.keys.join(" ");
+        if joined.len() > limits::MAX_PROPERTY_VALUE_LEN {
+            return Err(Failure::new(
+                Code::IllegalMessageKey,
+                format!(
+                    "message {index}: its keys, joined with spaces, are longer than {} bytes",
+                    limits::MAX_PROPERTY_VALUE_LEN
+                ),
+            ));
+        }
+        properties.push((PROP_KEYS.into(), joined));
     }
     let grouped = sys.message_group.as_ref().is_some_and(|g| !g.is_empty());
     if let Some(group) = sys.message_group.filter(|g| !g.is_empty()) {
@@ -213,6 +292,15 @@ pub fn to_publish(
     }
     if !sys.message_id.is_empty() {
         field_problem(Code::IllegalMessageId, limits::id_problem(&sys.message_id))?;
+        if sys.message_id.len() > limits::MAX_MESSAGE_ID_LEN {
+            field_problem(
+                Code::IllegalMessageId,
+                Some(format!(
+                    "message id is longer than {} bytes",
+                    limits::MAX_MESSAGE_ID_LEN
+                )),
+            )?;
+        }
     }
     // A message group's queue is the server's to choose, from the group
     // alone (as RocketMQ's proxy does): producers that pick queues their
@@ -228,7 +316,7 @@ pub fn to_publish(
             key: sys.keys.into_iter().next(),
             tag: sys.tag.filter(|t| !t.is_empty()),
             properties,
-            body: Bytes::from(m.body),
+            body: Bytes::from(body),
         },
     };
     Ok((publish, deliver_at))
@@ -286,8 +374,60 @@ mod tests {
         }
     }
 
+    fn budget() -> InflateBudget {
+        InflateBudget {
+            per_message: 1 << 20,
+            remaining: 1 << 24,
+        }
+    }
+
     fn publish(m: pb::Message, t: MessageType, queues: u32) -> Result<PublishMessage, Failure> {
-        to_publish(0, m, t, queues, true).map(|(p, _)| p)
+        to_publish(0, m, t, queues, true, &mut budget()).map(|(p, _)| p)
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_bodies_are_stored_inflated_within_the_budget() {
+        let gzipped = |data: &[u8]| {
+            let mut m = msg(pb::MessageType::Normal, None);
+            m.body = gzip(data);
+            if let Some(s) = m.system_properties.as_mut() {
+                s.body_encoding = pb::Encoding::Gzip as i32;
+            }
+            m
+        };
+        let p = publish(gzipped(b"hello, gzip"), MessageType::Normal, 4).unwrap();
+        assert_eq!(&p.message.body[..], b"hello, gzip");
+
+        // Each body to the message limit, all of them to the request's.
+        let mut b = InflateBudget {
+            per_message: 1000,
+            remaining: 1500,
+        };
+        let mut send = |m| to_publish(0, m, MessageType::Normal, 4, true, &mut b);
+        let e = send(gzipped(&[7; 1001])).unwrap_err();
+        assert_eq!(e.code, Code::MessageBodyTooLarge);
+        send(gzipped(&[7; 1000])).unwrap();
+        let e = send(gzipped(&[7; 501])).unwrap_err();
+        assert_eq!(e.code, Code::PayloadTooLarge);
+        send(gzipped(&[7; 500])).unwrap();
+
+        let mut bad = gzipped(b"x");
+        bad.body = b"not gzip at all".to_vec();
+        let e = publish(bad, MessageType::Normal, 4).unwrap_err();
+        assert_eq!(e.code, Code::MessageCorrupted);
+        let mut unknown = msg(pb::MessageType::Normal, None);
+        if let Some(s) = unknown.system_properties.as_mut() {
+            s.body_encoding = 9;
+        }
+        let e = publish(unknown, MessageType::Normal, 4).unwrap_err();
+        assert_eq!(e.code, Code::BadRequest);
     }
 
     #[test]
@@ -298,6 +438,7 @@ mod tests {
             MessageType::Normal,
             4,
             true,
+            &mut budget(),
         )
         .unwrap();
         assert_eq!(at, None);
@@ -350,7 +491,7 @@ mod tests {
                 nanos: 2_000_000,
             });
         }
-        let (_, at) = to_publish(0, delayed, MessageType::Delay, 4, true).unwrap();
+        let (_, at) = to_publish(0, delayed, MessageType::Delay, 4, true, &mut budget()).unwrap();
         assert_eq!(at, Some(5002));
         publish(
             msg(pb::MessageType::Transaction, None),
@@ -390,6 +531,49 @@ mod tests {
         m.user_properties.insert("long".into(), longest + "v");
         let e = publish(m, MessageType::Normal, 4).unwrap_err();
         assert_eq!(e.code, Code::MessagePropertiesTooLarge);
+    }
+
+    #[test]
+    fn each_field_gets_its_own_code() {
+        // An empty message group is no group.
+        let e = publish(msg(pb::MessageType::Fifo, Some("")), MessageType::Fifo, 4).unwrap_err();
+        assert_eq!(e.code, Code::MessagePropertyConflictWithType);
+        publish(
+            msg(pb::MessageType::Normal, Some("")),
+            MessageType::Normal,
+            4,
+        )
+        .unwrap();
+        // A type no client can mean.
+        let mut m = msg(pb::MessageType::Normal, None);
+        if let Some(s) = m.system_properties.as_mut() {
+            s.message_type = 99;
+        }
+        assert_eq!(
+            publish(m, MessageType::Normal, 4).unwrap_err().code,
+            Code::BadRequest
+        );
+        // Keys that together outgrow the property that holds them.
+        let mut m = msg(pb::MessageType::Normal, None);
+        if let Some(s) = m.system_properties.as_mut() {
+            s.keys = (0..10_000).map(|i| format!("k{i}")).collect();
+        }
+        let e = publish(m, MessageType::Normal, 4).unwrap_err();
+        assert_eq!(e.code, Code::IllegalMessageKey);
+        assert!(!e.message.contains("__mq"), "{}", e.message);
+        // Ids to 128 bytes.
+        let mut m = msg(pb::MessageType::Normal, None);
+        if let Some(s) = m.system_properties.as_mut() {
+            s.message_id = "i".repeat(limits::MAX_MESSAGE_ID_LEN);
+        }
+        publish(m.clone(), MessageType::Normal, 4).unwrap();
+        if let Some(s) = m.system_properties.as_mut() {
+            s.message_id.push('i');
+        }
+        assert_eq!(
+            publish(m, MessageType::Normal, 4).unwrap_err().code,
+            Code::IllegalMessageId
+        );
     }
 
     #[test]

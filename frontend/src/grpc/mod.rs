@@ -64,6 +64,7 @@ pub async fn serve(
     });
     let service = MessagingServiceServer::new(service::Service {
         state: state.clone(),
+        max_request_bytes,
     })
     .max_decoding_message_size(max_request_bytes)
     .max_encoding_message_size(max_request_bytes);

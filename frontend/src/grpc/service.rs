@@ -17,7 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::grpc::caller::{Caller, GrpcState};
-use crate::grpc::convert::{client_picks_queues, to_publish};
+use crate::grpc::convert::{InflateBudget, client_picks_queues, to_publish};
 use crate::grpc::failure::{Failure, WithStatus, ok};
 use crate::grpc::pb::messaging_service_server::MessagingService;
 use crate::grpc::pb::{self, Code};
@@ -29,6 +29,8 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 #[derive(Debug, Clone)]
 pub struct Service {
     pub state: GrpcState,
+    /// Bounds one decoded request, and what its GZIP bodies inflate to.
+    pub max_request_bytes: usize,
 }
 
 /// Answers a unary RPC: the result, or the failure in the body status.
@@ -94,10 +96,23 @@ impl Service {
             ));
         }
         let info = self.state.engine.topic_info(&caller.tenant, &name)?;
+        let mut budget = InflateBudget {
+            per_message: self.state.engine.config().max_message_bytes,
+            remaining: self.max_request_bytes,
+        };
         let publishes = messages
             .into_iter()
             .enumerate()
-            .map(|(i, m)| to_publish(i, m, info.message_type, info.queues, picks_queues))
+            .map(|(i, m)| {
+                to_publish(
+                    i,
+                    m,
+                    info.message_type,
+                    info.queues,
+                    picks_queues,
+                    &mut budget,
+                )
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let engine = &self.state.engine;
         let limiter = &self.state.limiter;
@@ -422,12 +437,22 @@ impl MessagingService for Service {
             .state
             .caller(&request, "NotifyClientTermination")
             .await
-            .map(|caller| {
+            .and_then(|caller| {
+                // A consumer names its group (a producer none); like every
+                // other RPC, a group of another namespace is refused.
+                if let Some(group) = request
+                    .get_ref()
+                    .group
+                    .as_ref()
+                    .filter(|g| !g.name.is_empty())
+                {
+                    caller.resource(Some(group), "group")?;
+                }
                 if let Some(id) = client {
                     let ended = self.state.clients.terminate(&caller.tenant, &id);
                     tracing::debug!(client = id, ended, "client terminated");
                 }
-                pb::NotifyClientTerminationResponse { status: Some(ok()) }
+                Ok(pb::NotifyClientTerminationResponse { status: Some(ok()) })
             });
         answer("NotifyClientTermination", result)
     }

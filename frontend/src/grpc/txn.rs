@@ -115,13 +115,27 @@ impl GrpcState {
                 ),
             ));
         }
-        self.engine
-            .end_transaction(&caller.tenant, &topic, &r.transaction_id, commit)
-            .await
-            .map_err(|e| match e {
-                EngineError::InvalidTransaction(m) => Failure::new(Code::InvalidTransactionId, m),
-                other => other.into(),
-            })?;
+        // Some clients leave the message id out; one that names it must
+        // name the transaction's.
+        let ended = if r.message_id.is_empty() {
+            self.engine
+                .end_transaction(&caller.tenant, &topic, &r.transaction_id, commit)
+                .await
+        } else {
+            self.engine
+                .end_transaction_of(
+                    &caller.tenant,
+                    &topic,
+                    &r.transaction_id,
+                    &r.message_id,
+                    commit,
+                )
+                .await
+        };
+        ended.map_err(|e| match e {
+            EngineError::InvalidTransaction(m) => Failure::new(Code::InvalidTransactionId, m),
+            other => other.into(),
+        })?;
         Ok(pb::EndTransactionResponse { status: Some(ok()) })
     }
 }
