@@ -170,6 +170,21 @@ async fn after_the_maximum_attempts_a_message_moves_to_the_dead_letter_topic() {
         .await
         .unwrap();
     assert_eq!(g2.len(), 1);
+    // Named as a dead-letter topic, a topic holds NORMAL messages only:
+    // dead letters carry no delivery time or type of their own.
+    for t in [
+        MessageType::Fifo,
+        MessageType::Delay,
+        MessageType::Transaction,
+    ] {
+        let other = engine
+            .create_topic(T, &dead_letter_topic("g2"), 1, t, None)
+            .await;
+        assert!(
+            matches!(other, Err(EngineError::InvalidArgument(_))),
+            "{t}: {other:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1529,3 +1529,74 @@ async fn the_pipeline_refuses_alike_over_http_and_grpc() {
         "{grpc_refusal}"
     );
 }
+
+/// A receive's answer that the transport drops before taking its messages
+/// (the client cancelled after the receive committed them) hands them back
+/// to the group at once; they stayed invisible for their whole invisible
+/// time, up to 12 hours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_a_receive_never_sent_go_back_to_the_group_at_once() {
+    use strata_engine::{PublishMessage, ReceiveRequest, TagFilter};
+    use strata_frontend::grpc::unsent::ReceiveStream;
+    use tokio_stream::StreamExt;
+    let w = world().await;
+    let engine = w.s.running().engine.clone();
+    engine.create_group("acme", "unsent").await.unwrap();
+    let messages = ["taken", "left"]
+        .into_iter()
+        .map(|body| PublishMessage {
+            queue: Some(1),
+            message: strata_common::Message {
+                body: bytes::Bytes::from(body),
+                ..Default::default()
+            },
+        })
+        .collect();
+    engine.publish("acme", "orders", messages).await.unwrap();
+    let filter = TagFilter::All;
+    let receive = || {
+        engine.receive(ReceiveRequest {
+            tenant: "acme",
+            group: "unsent",
+            topic: "orders",
+            queue: None,
+            max_messages: 10,
+            invisible: std::time::Duration::from_secs(3600),
+            wait: std::time::Duration::ZERO,
+            filter: &filter,
+            max_body_bytes: None,
+        })
+    };
+    let popped = receive().await.unwrap();
+    assert_eq!(popped.len(), 2);
+    let items = popped
+        .iter()
+        .map(|p| pb::ReceiveMessageResponse {
+            content: Some(pb::receive_message_response::Content::Message(
+                pb::Message {
+                    topic: resource("orders"),
+                    system_properties: Some(pb::SystemProperties {
+                        receipt_handle: Some(p.handle.clone()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )),
+        })
+        .collect();
+    let mut answer = ReceiveStream::new(items, engine.clone(), "acme", "unsent");
+    // The transport takes the first message, then the client is gone.
+    assert!(answer.next().await.is_some());
+    drop(answer);
+    let mut again = Vec::new();
+    for _ in 0..200 {
+        again = receive().await.unwrap();
+        if !again.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let bodies: Vec<_> = again.iter().map(|p| &p.message.message.body[..]).collect();
+    assert_eq!(bodies, [b"left"], "only the unsent message comes back");
+    assert_eq!(again[0].attempt, 2);
+}

@@ -405,6 +405,18 @@ impl Core {
             }
             .into());
         }
+        // Dead letters keep their source's properties but no delivery time
+        // or type of their own: a `<group>-DLQ` that were FIFO, DELAY or
+        // TRANSACTION would deliver messages its type does not describe.
+        if name.ends_with(strata_common::names::DEAD_LETTER_SUFFIX)
+            && spec.message_type != MessageType::Normal
+        {
+            return Err(EngineError::InvalidArgument(format!(
+                "topic {name:?} is named as a consumer group's dead-letter topic (<group>{}), which holds NORMAL messages only, not {}",
+                strata_common::names::DEAD_LETTER_SUFFIX,
+                spec.message_type
+            )));
+        }
         let _made_alone = self.topics_being_made().await;
         self.create_topic_unchecked(tenant, name, spec).await
     }

@@ -86,12 +86,18 @@ impl ReceiptHandle {
         if parts.next().is_some() {
             return Err(bad());
         }
-        Ok(Self {
+        let handle = Self {
             topic,
             queue,
             offset,
             seq,
-        })
+        };
+        // One spelling per delivery (hex parsing takes `+`, upper case and
+        // leading zeros too): a handle is the text this server handed out.
+        if handle.encode() != text {
+            return Err(bad());
+        }
+        Ok(handle)
     }
 }
 
@@ -567,6 +573,16 @@ mod tests {
         assert_eq!(ReceiptHandle::parse(&h.encode()).unwrap(), h);
         for bad in ["", "x", "1-2-3", "1-2-3-4-5", "g-1-1-1", "1-2-3-zz"] {
             assert!(ReceiptHandle::parse(bad).is_err(), "{bad}");
+        }
+        // Other spellings of a real handle are not it.
+        let text = h.encode();
+        for other in [
+            format!("+{text}"),
+            text.to_uppercase(),
+            format!("0{text}"),
+            text.replacen("-3-", "-03-", 1),
+        ] {
+            assert!(ReceiptHandle::parse(&other).is_err(), "{other}");
         }
     }
 }

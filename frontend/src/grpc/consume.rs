@@ -18,6 +18,7 @@ use crate::grpc::convert::{
 use crate::grpc::failure::{Failure, ok};
 use crate::grpc::pb::{self, Code};
 use crate::grpc::settings::{LONG_POLLING_TIMEOUT, RECEIVE_BATCH_SIZE};
+use crate::grpc::unsent::ReceiveStream;
 
 /// Invisible duration when a receive does not say.
 pub const DEFAULT_INVISIBLE: Duration = Duration::from_secs(30);
@@ -173,11 +174,12 @@ pub fn to_pb(
 }
 
 impl GrpcState {
-    /// The messages of one receive, then the closing status.
+    /// The messages of one receive, then the closing status; those the
+    /// transport never takes go back to the group ([`ReceiveStream`]).
     pub(crate) async fn receive_inner(
         &self,
         request: Request<pb::ReceiveMessageRequest>,
-    ) -> Result<Vec<pb::ReceiveMessageResponse>, Failure> {
+    ) -> Result<ReceiveStream, Failure> {
         let caller = self.caller(&request, "ReceiveMessage").await?;
         caller.require(Permission::Consume)?;
         let client = client_id(request.metadata());
@@ -271,7 +273,12 @@ impl GrpcState {
                 timestamp(self.engine.clock().now_ms()),
             )),
         });
-        Ok(out)
+        Ok(ReceiveStream::new(
+            out,
+            self.engine.clone(),
+            &caller.tenant,
+            &group,
+        ))
     }
 
     fn charge_consumed(&self, caller: &Caller, popped: &[Popped]) {

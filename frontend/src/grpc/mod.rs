@@ -8,7 +8,8 @@
 //! check-backs), [`convert`] (messages), [`settings`] (Telemetry settings),
 //! [`failure`] (result codes), [`forward`] (cluster mode: RPCs for a
 //! tenant served elsewhere go there). The RPCs' work is done on `GrpcState` in
-//! [`route`], [`consume`], [`pull`], [`offsets`] and [`txn`]; [`service`] only
+//! [`route`], [`consume`], [`pull`], [`offsets`] and [`txn`] ([`unsent`]: a
+//! receive's answer that hands back what it never sent); [`service`] only
 //! implements the tonic trait and answers, so no module imports the one
 //! that uses it.
 
@@ -26,6 +27,7 @@ pub mod route;
 pub mod service;
 pub mod settings;
 pub mod txn;
+pub mod unsent;
 
 /// How often the server pings an idle client connection over HTTP/2.
 const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);

@@ -227,9 +227,7 @@ impl MessagingService for Service {
         request: Request<pb::ReceiveMessageRequest>,
     ) -> Result<Response<Self::ReceiveMessageStream>, Status> {
         match self.state.receive_inner(request).await {
-            Ok(items) => Ok(Response::new(Box::pin(tokio_stream::iter(
-                items.into_iter().map(Ok),
-            )))),
+            Ok(answer) => Ok(Response::new(Box::pin(answer))),
             Err(f) => Ok(Response::new(failed_stream(f, |s| {
                 pb::ReceiveMessageResponse {
                     content: Some(pb::receive_message_response::Content::Status(s)),
