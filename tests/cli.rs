@@ -655,6 +655,22 @@ fn consume_with_a_group_starts_where_the_group_says() {
     assert!(said.contains("group tial does not exist"), "{said}");
 }
 
+/// A client command left running, its standard output piped to the test.
+fn spawn_cli(url: &str, args: &[&str], stderr: std::process::Stdio) -> std::process::Child {
+    let mut command = std::process::Command::new(common::BIN);
+    if let Some(file) = common::credentials_file() {
+        command.env("STRATA_CREDENTIALS_FILE", file);
+    }
+    command
+        .args(args)
+        .env("STRATA_SERVER", url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
 /// `consume --follow --group` commits what it printed as it goes, and on
 /// Ctrl-C or SIGTERM: it committed nothing, so every follow started over.
 #[test]
@@ -671,18 +687,11 @@ fn consume_follow_commits_what_it_printed() {
         &["group", "create", "gf", "--start", "earliest"],
         None,
     ));
-    let mut follow = std::process::Command::new(common::BIN);
-    if let Some(file) = common::credentials_file() {
-        follow.env("STRATA_CREDENTIALS_FILE", file);
-    }
-    let mut child = follow
-        .args(["consume", "f", "--group", "gf", "--follow", "--json"])
-        .env("STRATA_SERVER", &url)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_cli(
+        &url,
+        &["consume", "f", "--group", "gf", "--follow", "--json"],
+        std::process::Stdio::null(),
+    );
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     for _ in 0..2 {
         lines.next().unwrap().unwrap();
@@ -724,18 +733,11 @@ fn a_closed_pipe_ends_the_cli_quietly() {
     let url = server.url.clone();
     ok(&cli(&url, &["topic", "create", "p", "--queues", "1"], None));
     ok(&cli(&url, &["produce", "p"], Some("one\n")));
-    let mut follow = std::process::Command::new(common::BIN);
-    if let Some(file) = common::credentials_file() {
-        follow.env("STRATA_CREDENTIALS_FILE", file);
-    }
-    let mut child = follow
-        .args(["consume", "p", "--from", "earliest", "--follow"])
-        .env("STRATA_SERVER", &url)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_cli(
+        &url,
+        &["consume", "p", "--from", "earliest", "--follow"],
+        std::process::Stdio::piped(),
+    );
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     lines.next().unwrap().unwrap();
     drop(lines);
