@@ -122,15 +122,30 @@ impl RetryStore {
             }
             let delay = self.backoff(tries);
             self.metrics.retry();
-            tracing::warn!(
-                op,
-                key = what,
-                attempt = tries,
-                max_attempts,
-                delay_ms = delay.as_millis() as u64,
-                error = %failure,
-                "object store request failed; retrying"
-            );
+            // The first failure of a call is worth a warning; its further
+            // retries are counted (strata_object_request_retries) and only
+            // logged at debug, so a store that is down logs a few lines per
+            // call, not one per attempt.
+            if tries == 1 {
+                tracing::warn!(
+                    op,
+                    key = what,
+                    max_attempts,
+                    delay_ms = delay.as_millis() as u64,
+                    error = %failure,
+                    "object store request failed; retrying"
+                );
+            } else {
+                tracing::debug!(
+                    op,
+                    key = what,
+                    attempt = tries,
+                    max_attempts,
+                    delay_ms = delay.as_millis() as u64,
+                    error = %failure,
+                    "object store request failed again; retrying"
+                );
+            }
             self.clock.sleep(delay).await;
         }
     }
