@@ -1,6 +1,7 @@
 //! What `GET /v1/cluster` (and `strata cluster status`) shows: every
 //! registered node with its state, addresses, heartbeat and upload lag, and
-//! how many queues and tenants each holds, all read from the metadata store.
+//! how many queues and tenants each holds (without per-tenant placement,
+//! the node serving holds them all), all read from the metadata store.
 
 use std::collections::{HashMap, HashSet};
 
@@ -32,10 +33,30 @@ pub async fn cluster_status(
         }
     }
     let mut tenants: HashMap<String, usize> = HashMap::new();
-    for p in catalog.tenant_placements().await? {
+    let placements = catalog.tenant_placements().await?;
+    for p in &placements {
         if !p.released {
-            *tenants.entry(p.node).or_default() += 1;
+            *tenants.entry(p.node.clone()).or_default() += 1;
         }
+    }
+    let lease = catalog.serving_lease().await?;
+    // Without placements (one node on its own store, or one node holding
+    // the serving lease) the node that serves serves every tenant.
+    let sole_server = match &lease {
+        Some(l) if !l.released && l.expires_ms > now_ms => Some(l.node.clone()),
+        Some(_) => None,
+        None => {
+            let mut live = nodes.iter().filter(|n| n.is_live(now_ms));
+            match (live.next(), live.next()) {
+                (Some(only), None) => Some(only.node.clone()),
+                _ => None,
+            }
+        }
+    };
+    if placements.is_empty()
+        && let Some(node) = sole_server
+    {
+        tenants.insert(node, catalog.list_tenants().await?.len());
     }
     let registered: HashSet<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
     let queues_unregistered_owner = owned
@@ -43,7 +64,7 @@ pub async fn cluster_status(
         .filter(|(node, _)| !registered.contains(node.as_str()))
         .map(|(_, n)| n)
         .sum();
-    let serving_lease = catalog.serving_lease().await?.map(|l| ServingLeaseJson {
+    let serving_lease = lease.map(|l| ServingLeaseJson {
         node: l.node,
         identity: l.identity,
         data_dir: l.data_dir,
@@ -210,5 +231,20 @@ mod tests {
                 "d lost None Some(\"ops\") Some(777) queues=0 tenants=0 expires_in=-4000",
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_node_serving_alone_serves_every_tenant() {
+        let c = Catalog::new(MemoryStore::new());
+        c.join_cluster(draft("solo"), 0, 10_000).await.unwrap();
+        for t in ["t1", "t2", "t3"] {
+            c.create_tenant(t, "default", 0).await.unwrap();
+        }
+        let s = cluster_status(&c, "solo", 5_000).await.unwrap();
+        assert_eq!(s.nodes[0].tenants, 3);
+        // Two live nodes without placements: neither is known to serve all.
+        c.join_cluster(draft("other"), 0, 10_000).await.unwrap();
+        let s = cluster_status(&c, "solo", 5_000).await.unwrap();
+        assert!(s.nodes.iter().all(|n| n.tenants == 0), "{:?}", s.nodes);
     }
 }
