@@ -644,3 +644,66 @@ async fn what_a_group_deletion_cut_short_left_is_not_inherited() {
         engine.delete_group(T, "g").await.unwrap();
     }
 }
+
+/// A group's first dead letters, on many queues at once, all move: the
+/// receives that did not create `<group>-DLQ` found it committed but not
+/// loaded yet, and failed with TOPIC_NOT_FOUND for a topic they never named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_dead_letters_on_many_queues_at_once_all_move() {
+    const QUEUES: u32 = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 1);
+    let engine = open(dir.path(), &clock).await;
+    engine
+        .create_topic(T, "wide", QUEUES, MessageType::Normal, None)
+        .await
+        .unwrap();
+    let once = GroupSpec {
+        retry: RetryPolicy {
+            max_delivery_attempts: 1,
+            ..RetryPolicy::DEFAULT
+        },
+        start: strata_engine::StartPosition::Earliest,
+        ..GroupSpec::default()
+    };
+    engine.create_group_with(T, "once", once).await.unwrap();
+    let messages = (0..QUEUES)
+        .map(|q| PublishMessage {
+            queue: Some(q),
+            ..msg(&format!("m{q}"), None, None)
+        })
+        .collect();
+    engine.publish(T, "wide", messages).await.unwrap();
+    let all = TagFilter::All;
+    let request = |queue| ReceiveRequest {
+        tenant: T,
+        group: "once",
+        topic: "wide",
+        queue,
+        max_messages: QUEUES as usize,
+        invisible: INVISIBLE,
+        wait: Duration::ZERO,
+        filter: &all,
+        max_body_bytes: None,
+    };
+    let first = engine.receive(request(None)).await.unwrap();
+    assert_eq!(first.len(), QUEUES as usize);
+    clock.advance_ms(INVISIBLE.as_millis() as i64 + 1);
+    let receives = (0..QUEUES).map(|q| engine.receive(request(Some(q))));
+    for (q, result) in futures::future::join_all(receives)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert!(
+            result.unwrap().is_empty(),
+            "queue {q}: its one attempt is spent"
+        );
+    }
+    let dead = engine
+        .read(T, &dead_letter_topic("once"), 0, 0, 100, Duration::ZERO)
+        .await
+        .unwrap()
+        .messages;
+    assert_eq!(dead.len(), QUEUES as usize);
+}

@@ -114,6 +114,21 @@ async fn message_groups_keep_to_one_queue_and_are_delivered_in_order() {
         .await
         .expect(200);
     assert!(bodies(&none).is_empty(), "a2 waits for a1: {none}");
+    // Described, a1 is in flight and the three behind it are ready (they
+    // were counted as in flight).
+    let g = s.get("/v1/groups/shippers").await.expect(200);
+    let row = g["receiving"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["queue"].as_u64() == Some(queue))
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&row["in_flight"], &row["ready"], &row["lag"]),
+        (&json!(1), &json!(3), &json!(4)),
+        "{g}"
+    );
     let handle = first["messages"][0]["receipt_handle"].as_str().unwrap();
     s.post_json(
         "/v1/groups/shippers/ack",

@@ -180,7 +180,10 @@ impl Core {
                     }
                     None => 0,
                 };
-                let ready = q.lock().readable_from(from);
+                // FIFO messages waiting behind their message group's are
+                // past the cursor but not delivered: ready, not in flight.
+                let waiting = position.map_or(0, |p| p.waiting);
+                let ready = q.lock().readable_from(from).saturating_add(waiting);
                 out.push(GroupReceiving {
                     topic: topic.record.name.clone(),
                     queue: q.key.queue,

@@ -469,22 +469,35 @@ impl Core {
     /// Creates one of the engine's hidden per-tenant topics if missing:
     /// one queue, kept [`SYSTEM_TOPIC_RETENTION`].
     pub(crate) async fn ensure_system_topic(&self, tenant: &str, name: &str) -> Result<()> {
-        if self.topic(tenant, name).is_ok() {
-            return Ok(());
-        }
-        // A concurrent caller may have committed the topic without having
-        // loaded it yet: "already exists" would then be answered before
-        // the topic can take appends.
-        let _creating = self.system_topics.lock().await;
-        if self.topic(tenant, name).is_ok() {
-            return Ok(());
-        }
         let spec = TopicSpec {
             queues: 1,
             message_type: MessageType::Normal,
             retention: Some(Retention::Ms(SYSTEM_TOPIC_RETENTION.as_millis() as u64)),
             retention_bytes: None,
         };
+        self.ensure_topic(tenant, name, spec).await
+    }
+
+    /// Creates a topic the engine writes to if it is missing (a hidden
+    /// topic, a group's dead-letter topic), and returns once it takes
+    /// appends.
+    pub(crate) async fn ensure_topic(
+        &self,
+        tenant: &str,
+        name: &str,
+        spec: TopicSpec,
+    ) -> Result<()> {
+        if self.topic(tenant, name).is_ok() {
+            return Ok(());
+        }
+        // A concurrent caller may have committed the topic without having
+        // loaded it yet: "already exists" would then be answered before
+        // the topic can take appends (concurrent first dead letters of a
+        // group failed their receives with TOPIC_NOT_FOUND for <group>-DLQ).
+        let _creating = self.system_topics.lock().await;
+        if self.topic(tenant, name).is_ok() {
+            return Ok(());
+        }
         match self.create_topic_unchecked(tenant, name, spec).await {
             Ok(_) | Err(EngineError::TopicAlreadyExists(_)) => Ok(()),
             Err(e) => Err(e),

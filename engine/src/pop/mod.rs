@@ -345,25 +345,13 @@ impl Pop {
         m: &StoredMessage,
     ) -> Result<()> {
         let dlq = dead_letter_topic(group);
-        if self.core.topic(tenant, &dlq).is_err() {
-            match self
-                .core
-                .create_topic_unchecked(
-                    tenant,
-                    &dlq,
-                    TopicSpec {
-                        queues: 1,
-                        message_type: MessageType::Normal,
-                        retention: None,
-                        retention_bytes: None,
-                    },
-                )
-                .await
-            {
-                Ok(_) | Err(EngineError::TopicAlreadyExists(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let spec = TopicSpec {
+            queues: 1,
+            message_type: MessageType::Normal,
+            retention: None,
+            retention_bytes: None,
+        };
+        self.core.ensure_topic(tenant, &dlq, spec).await?;
         let mut message = m.message.clone();
         message.properties.extend([
             ("__mq.dlq.topic".to_string(), topic.to_string()),

@@ -59,6 +59,9 @@ pub struct PopPosition {
     pub cursor: u64,
     /// Received and not yet acknowledged.
     pub in_flight: u64,
+    /// FIFO messages the cursor passed that wait for an earlier message of
+    /// their message group: not delivered yet.
+    pub waiting: u64,
 }
 
 /// Where a reset moves a group's cursor on one queue.
@@ -201,8 +204,9 @@ impl Catalog {
     }
 
     /// Where `group` receives on every queue it has POP state on: its
-    /// cursor and how many messages are in flight (received, not yet
-    /// acknowledged; records a reset left stale are not counted). For
+    /// cursor, how many messages are in flight (received, not yet
+    /// acknowledged; records a reset left stale are not counted) and how
+    /// many FIFO messages wait behind their group's. For
     /// describing a group: one scan of its keys, however many queues.
     pub async fn pop_positions(
         &self,
@@ -220,7 +224,7 @@ impl Catalog {
             let (queue, _) = queue_in_key(&key, floors.len())?;
             floor_of.insert(queue, parse_offset(&key, &raw)?);
         }
-        for (key, _) in self.scan_all(&flights).await? {
+        for (key, raw) in self.scan_all(&flights).await? {
             let (queue, offset) = queue_in_key(&key, flights.len())?;
             let offset = offset.ok_or_else(|| MetaError::Corrupt {
                 key: keys::display(&key),
@@ -228,7 +232,12 @@ impl Catalog {
             })?;
             let position = out.entry(queue).or_default();
             if in_flight_now(offset, position.cursor, floor_of.get(&queue).copied()) {
-                position.in_flight += 1;
+                let record: InflightRecord = decode(&key, &raw)?;
+                if record.attempt == 0 {
+                    position.waiting += 1;
+                } else {
+                    position.in_flight += 1;
+                }
             }
         }
         Ok(out)
