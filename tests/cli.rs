@@ -402,6 +402,34 @@ fn help_explains_every_command() {
 }
 
 #[test]
+fn a_command_line_that_does_not_parse_answers_json_when_asked() {
+    let out = std::process::Command::new(common::BIN)
+        .args(["--json", "topic", "list", "--bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["error"]["code"], "USAGE_ERROR", "{reply}");
+    let message = reply["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("--bogus"), "{message}");
+    // Without --json clap's own text, on standard error.
+    let out = std::process::Command::new(common::BIN)
+        .args(["topic", "list", "--bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Usage:"));
+    // Help stays help.
+    let out = std::process::Command::new(common::BIN)
+        .args(["--json", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage:"));
+}
+
+#[test]
 fn config_command_shows_env_overrides() {
     let out = std::process::Command::new(common::BIN)
         .arg("config")

@@ -628,11 +628,16 @@ async fn open_credentials(
 pub async fn run_until_signal(config: Config) -> Result<(), ServerError> {
     let credentials_file = config.credentials_path();
     let running = start(config).await?;
+    // On shared metadata only the node that started first wrote the file.
+    let where_admin = match credentials_file.exists() {
+        true => format!("admin credential in {}", credentials_file.display()),
+        false => "admin credential in the admin-credentials file of the node that first \
+                  started on this metadata store"
+            .to_string(),
+    };
     eprintln!(
-        "Strata is serving HTTP on http://{} and RocketMQ gRPC on {} (Ctrl-C to stop); admin credential in {}",
-        running.http_addr,
-        running.grpc_addr,
-        credentials_file.display()
+        "Strata is serving HTTP on http://{} and RocketMQ gRPC on {} (Ctrl-C to stop); {where_admin}",
+        running.http_addr, running.grpc_addr,
     );
     let stop = running.stopper();
     // Weak: the engine must be gone once the node stopped (the embedded

@@ -433,7 +433,10 @@ pub enum GroupCommand {
 
 /// Entry point of the `strata` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e, std::env::args_os()),
+    };
     if !matches!(cli.command, Command::Serve(_) | Command::Compactor(_)) {
         restore_sigpipe();
     }
@@ -460,6 +463,44 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A command line clap refused. Asked for `--json`, a script gets the
+/// refusal as the JSON error every other failure prints (code
+/// `USAGE_ERROR`, exit status 2 as clap's); help and version print as
+/// usual.
+fn usage_error(e: clap::Error, args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    use clap::error::ErrorKind;
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if informational || !asks_for_json(args) {
+        e.exit();
+    }
+    println!("{}", usage_error_json(&e));
+    ExitCode::from(2)
+}
+
+/// Whether a command line clap could not parse still says `--json`
+/// (before a bare `--`, after which everything is a value).
+fn asks_for_json(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    args.into_iter()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
+fn usage_error_json(e: &clap::Error) -> serde_json::Value {
+    // clap's own text on one line, without its "error: " lead and the
+    // tips, usage and help hints after its first blank line.
+    let rendered = e.render().to_string();
+    let head = rendered.split("\n\n").next().unwrap_or_default();
+    let head = head.strip_prefix("error: ").unwrap_or(head);
+    let message = head.split_whitespace().collect::<Vec<_>>().join(" ");
+    serde_json::json!({"error": {"code": "USAGE_ERROR", "message": message}})
 }
 
 /// Rust ignores SIGPIPE, so a client command writing to a closed pipe
@@ -518,6 +559,32 @@ fn describe(e: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::describe;
+
+    #[test]
+    fn usage_errors_print_as_json_when_asked() {
+        use clap::Parser;
+        fn args(line: &str) -> Vec<std::ffi::OsString> {
+            line.split(' ').map(std::ffi::OsString::from).collect()
+        }
+        assert!(super::asks_for_json(args(
+            "strata --json topic list --bogus"
+        )));
+        assert!(!super::asks_for_json(
+            args("strata topic list --bogus").into_iter()
+        ));
+        assert!(!super::asks_for_json(
+            args("strata publish t -- --json").into_iter()
+        ));
+        let e = super::Cli::try_parse_from(args("strata --json topic create")).unwrap_err();
+        let json = super::usage_error_json(&e);
+        assert_eq!(json["error"]["code"], "USAGE_ERROR");
+        let message = json["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("required") && message.contains("<NAME>"),
+            "{message}"
+        );
+        assert!(!message.starts_with("error"), "{message}");
+    }
 
     #[test]
     fn json_errors_carry_the_servers_code() {
