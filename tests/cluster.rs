@@ -216,12 +216,30 @@ async fn a_paused_node_keeps_its_tenants_and_nothing_is_served_twice() {
     let pid = a.child.id();
     signal(pid, "-STOP");
     let stopped = Instant::now();
+    // A publish forwarded to the paused node, by a client that would wait
+    // two minutes: node-b gives up on it once node-a's heartbeat lapses.
+    let probe_body = "forwarded-into-the-pause";
+    let probe = tokio::spawn(forwarded_into_the_pause(
+        b.url.clone(),
+        on_a[0].clone(),
+        probe_body,
+    ));
     tokio::time::sleep(pause).await;
     let state = node_state(&b.url, "node-a").await;
+    let probe_answered_in_the_pause = probe.is_finished();
     signal(pid, "-CONT");
     let resumed = Instant::now();
     assert_eq!(state, "expired", "node-a paused past its lease");
-    let (during, unsure) = publisher.await.unwrap();
+    let (status, text) = probe.await.unwrap();
+    assert!(
+        probe_answered_in_the_pause,
+        "a request forwarded to the paused node waited for it ({status} {text})"
+    );
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("stopped heartbeating"), "{text}");
+    let (during, mut unsure) = publisher.await.unwrap();
+    // Sent before node-a stopped reading: it may still store it.
+    unsure.insert(probe_body.to_string());
 
     // node-b's tenants were served while node-a was stopped.
     for (t, list) in &during {
@@ -258,6 +276,24 @@ async fn a_paused_node_keeps_its_tenants_and_nothing_is_served_twice() {
     );
     b.stop();
     a.stop();
+}
+
+/// One publish for `tenant` through `url`, by a client that waits two
+/// minutes for the answer: its status and text.
+async fn forwarded_into_the_pause(url: String, tenant: String, body: &str) -> (u16, String) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let answer = client
+        .post(format!("{url}/v1/topics/orders/messages"))
+        .header("x-strata-tenant", &tenant)
+        .json(&serde_json::json!({ "messages": [{ "body": body }] }))
+        .send()
+        .await
+        .expect("node-b answers");
+    let status = answer.status().as_u16();
+    (status, answer.text().await.unwrap_or_default())
 }
 
 /// A tenant's plan holds across the cluster: publishing through three

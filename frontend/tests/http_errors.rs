@@ -885,6 +885,20 @@ async fn forgetting_a_node_outside_cluster_mode_is_400() {
     s.post_json(path, &json!({}))
         .await
         .expect_error(400, "INVALID_JSON");
+    // A node id no node can have is refused as a name.
+    s.post_json(
+        "/v1/cluster/nodes/bad%20id!/forget",
+        &json!({"lose_unuploaded_messages": true}),
+    )
+    .await
+    .expect_error(400, "INVALID_NAME");
+    // A key that may not forget nodes hears that, whatever its body.
+    s.create_tenant("acme").await;
+    let tenant_admin = s.create_key("acme", "tenant-admin").await;
+    tenant_admin
+        .send(tenant_admin.request("post", path))
+        .await
+        .expect_error(403, "PERMISSION_DENIED");
     // Nothing changed: this node is still in the registry, live.
     let cluster = s.get("/v1/cluster").await.expect(200);
     assert_eq!(cluster["nodes"][0]["state"], "live", "{cluster}");

@@ -118,6 +118,23 @@ impl Balancer {
         )
     }
 
+    /// Returns once `node` is not among the live nodes of the routing view:
+    /// its heartbeat lapsed (paused, cut off, dead). A request forwarded to
+    /// it stops waiting then, instead of for [`Balancer::forward_timeout`]
+    /// or until a paused node runs again.
+    pub async fn until_not_live(&self, node: &str) {
+        loop {
+            let live = {
+                let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+                view.live.contains_key(node)
+            };
+            if !live {
+                return;
+            }
+            self.clock.sleep(self.every).await;
+        }
+    }
+
     /// Where `tenant` is served, waiting up to [`PLACEMENT_WAIT`] (and
     /// asking for a pass) while nobody serves it.
     pub async fn wait_placed(&self, tenant: &str) -> Route {

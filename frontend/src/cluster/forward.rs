@@ -180,8 +180,29 @@ async fn forward(cluster: &Forwarder, addr: &str, node: &str, request: Request) 
             outgoing = outgoing.header(name, value);
         }
     }
-    let answer = match outgoing.send().await {
-        Ok(a) => a,
+    // The exchange, given up if the node's heartbeat lapses meanwhile.
+    let exchange = async {
+        let answer = outgoing.send().await?;
+        let status = answer.status();
+        let headers = answer.headers().clone();
+        answer.bytes().await.map(|bytes| (status, headers, bytes))
+    };
+    let outcome = tokio::select! {
+        outcome = exchange => outcome,
+        () = cluster.balancer.until_not_live(node) => {
+            return crate::http::ApiError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "node {node} at {addr} stopped heartbeating while it had the request \
+                     (paused, cut off or stopped); its tenants move once its WAL is \
+                     adopted; {MAY_HAVE_BEEN_DONE}"
+                ),
+            )
+            .into_response();
+        }
+    };
+    let (status, headers, bytes) = match outcome {
+        Ok(answer) => answer,
         Err(e) => {
             let outcome = if e.is_connect() {
                 // Nothing was sent. The node may have stopped and its
@@ -197,18 +218,6 @@ async fn forward(cluster: &Forwarder, addr: &str, node: &str, request: Request) 
             return crate::http::ApiError::new(
                 ErrorCode::Unavailable,
                 format!("forwarding to node {node} at {addr} failed: {e}; {outcome}"),
-            )
-            .into_response();
-        }
-    };
-    let status = answer.status();
-    let headers = answer.headers().clone();
-    let bytes = match answer.bytes().await {
-        Ok(b) => b,
-        Err(e) => {
-            return crate::http::ApiError::new(
-                ErrorCode::Unavailable,
-                format!("reading node {node}'s answer failed: {e}; {MAY_HAVE_BEEN_DONE}"),
             )
             .into_response();
         }

@@ -141,10 +141,28 @@ where
                         request.headers_mut().insert(FORWARDED_HEADER, v);
                     }
                     // A channel is a buffer: it takes a call once ready.
-                    let ready = std::future::poll_fn(|cx| channel.poll_ready(cx)).await;
-                    let answer = match ready {
-                        Ok(()) => channel.call(request).await,
-                        Err(e) => Err(e),
+                    let exchange = async {
+                        std::future::poll_fn(|cx| channel.poll_ready(cx)).await?;
+                        channel.call(request).await
+                    };
+                    // Given up if the node's heartbeat lapses meanwhile
+                    // (paused, cut off), instead of waiting it out.
+                    let lapsed = async {
+                        match router.state.cluster.as_ref() {
+                            Some(balancer) => balancer.until_not_live(&node).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    let answer = tokio::select! {
+                        answer = exchange => answer,
+                        () = lapsed => {
+                            return Ok(tonic::Status::unavailable(format!(
+                                "node {node} stopped heartbeating while it had the call \
+                                 (paused, cut off or stopped); {}",
+                                crate::cluster::forward::MAY_HAVE_BEEN_DONE
+                            ))
+                            .into_http());
+                        }
                     };
                     if answer.is_err() {
                         // The node may have stopped and its tenants moved:

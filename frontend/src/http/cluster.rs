@@ -2,7 +2,7 @@
 //! is gone for good lost, so that its tenants are served again elsewhere.
 
 use axum::Json as Reply;
-use axum::extract::State;
+use axum::extract::{FromRequest, State};
 use strata_client::api::status::{ClusterJson, ForgetNode};
 use strata_common::ErrorCode;
 use strata_metadata::{CatalogError, NodeState};
@@ -23,9 +23,15 @@ pub async fn forget_node(
     State(state): State<AppState>,
     caller: Caller,
     Path(node): Path<String>,
-    Json(req): Json<ForgetNode>,
+    body: axum::extract::Request,
 ) -> ApiResult<Reply<ClusterJson>> {
     caller.require(Permission::ManageService)?;
+    // Who may ask and what it names are checked before the body: a key
+    // that may not forget nodes is told so, not that its body is wrong.
+    if let Err(e) = strata_common::names::validate_node_id(&node) {
+        return Err(ApiError::new(ErrorCode::InvalidName, e.to_string()));
+    }
+    let Json(req) = Json::<ForgetNode>::from_request(body, &()).await?;
     let Some(cluster) = &state.cluster else {
         return Err(ApiError::invalid(
             "this server is not in cluster mode (serving.cluster = false): it serves the \
@@ -36,9 +42,6 @@ pub async fn forget_node(
     };
     let catalog = state.credentials.catalog();
     let now_ms = state.engine.clock().now_ms();
-    if node.contains('/') {
-        return Err(not_registered(&node));
-    }
     let by = format!("access key {}", caller.principal.access_key);
     let forgotten = forget(
         catalog,
