@@ -40,7 +40,8 @@ pub struct Message {
 
 impl Message {
     /// Bytes this message occupies in memory and on the wire, roughly:
-    /// the number quotas, caches and metering count.
+    /// the number quotas and caches count (billing counts
+    /// [`Message::metered_size`]).
     pub fn approx_size(&self) -> usize {
         self.id.len()
             + self.key.as_ref().map_or(0, String::len)
@@ -50,6 +51,34 @@ impl Message {
                 .iter()
                 .map(|(k, v)| k.len() + v.len())
                 .sum::<usize>()
+            + self.body.len()
+    }
+}
+
+impl Message {
+    /// Bytes a tenant is billed for, published or delivered: the id, the
+    /// keys, the tag, the message group, the producer's own properties
+    /// (names and values) and the body. The system properties the service
+    /// keeps beside them (`__mq.*`: where and when a message was born, its
+    /// delivery time, its dead-letter origin, a transaction's state) are not
+    /// billed, so a message costs the same however it was sent and however
+    /// it was stored.
+    pub fn metered_size(&self) -> usize {
+        let keys: usize = self.keys().map(str::len).sum();
+        let mut group = 0;
+        let mut user = 0;
+        for (name, value) in &self.properties {
+            if name == MESSAGE_GROUP_PROPERTY {
+                group = value.len();
+            } else if !name.starts_with(RESERVED_PROPERTY_PREFIX) {
+                user += name.len() + value.len();
+            }
+        }
+        self.id.len()
+            + keys
+            + self.tag.as_ref().map_or(0, String::len)
+            + group
+            + user
             + self.body.len()
     }
 }
@@ -116,5 +145,29 @@ mod tests {
         m.properties.push((KEYS_PROPERTY.into(), "a b  c".into()));
         assert_eq!(m.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
         assert_eq!(Message::default().keys().count(), 0);
+    }
+
+    #[test]
+    fn the_metered_size_leaves_out_system_properties() {
+        let mut m = Message {
+            id: "id-1".into(),
+            key: Some("ka".into()),
+            tag: Some("red".into()),
+            properties: vec![("color".into(), "blue".into())],
+            body: Bytes::from_static(b"hello"),
+        };
+        let billed = 4 + 2 + 3 + (5 + 4) + 5;
+        assert_eq!(m.metered_size(), billed);
+        // What the service keeps beside a message costs nothing...
+        m.properties
+            .push(("__mq.born_ms".into(), "1796641151144".into()));
+        m.properties
+            .push(("__mq.deliver_at_ms".into(), "1796641151144".into()));
+        assert_eq!(m.metered_size(), billed);
+        // ...but every key and the message group are the producer's.
+        m.properties.push((KEYS_PROPERTY.into(), "kbb ka".into()));
+        m.properties
+            .push((MESSAGE_GROUP_PROPERTY.into(), "g1".into()));
+        assert_eq!(m.metered_size(), billed + 3 + 2);
     }
 }

@@ -264,3 +264,40 @@ async fn filtered_reads_meter_only_what_they_return() {
     assert_eq!(usage(&engine, "a").delivered_messages, 4 + 20 + 5 + 30);
     engine.close().await.unwrap();
 }
+
+/// A message is billed the same published and delivered: its id, keys,
+/// tag, message group, the producer's properties and its body, not the
+/// system properties (`__mq.*`) the service keeps beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_and_delivered_bytes_leave_out_system_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path()), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    engine
+        .create_topic("a", "t", 1, MessageType::Normal, None)
+        .await
+        .unwrap();
+    let mut m = message(0, 7);
+    m.message.key = Some("kbb".into());
+    m.message.properties = vec![
+        ("color".into(), "blue".into()),
+        (
+            strata_common::message::KEYS_PROPERTY.into(),
+            "kbb ka".into(),
+        ),
+        ("__mq.born_ms".into(), "1796641151144".into()),
+        ("__mq.born_host".into(), "192.0.2.2".into()),
+    ];
+    engine.publish("a", "t", vec![m]).await.unwrap();
+    // id (6) + keys (3 + 2) + "color" + "blue" (9) + body (300).
+    let billed = 6 + 5 + 9 + 300;
+    assert_eq!(usage(&engine, "a").published_bytes, billed);
+    let r = engine
+        .read("a", "t", 0, 0, 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(r.messages.len(), 1);
+    assert_eq!(usage(&engine, "a").delivered_bytes, billed);
+    engine.close().await.unwrap();
+}

@@ -226,6 +226,14 @@ async fn usage_is_refused_to_keys_that_may_not_see_it() {
         .get("/v1/usage?all_tenants=true")
         .await
         .expect_error(403, "PERMISSION_DENIED");
+    // Every tenant's usage or one's, not both at once.
+    s.send(
+        s.http
+            .get(s.url("/v1/usage?all_tenants=true"))
+            .header("x-strata-tenant", "acme"),
+    )
+    .await
+    .expect_error(400, "INVALID_ARGUMENT");
     for role in ["publisher", "consumer"] {
         let k = s.create_key("acme", role).await;
         k.get("/v1/usage")
@@ -388,4 +396,47 @@ async fn a_recreated_tenant_is_not_billed_for_the_deleted_ones_usage() {
         .partition(|t| t.get("tenant_deleted_ms").is_some());
     check(deleted[0], "published_messages", 100);
     check(live[0], "published_messages", 1);
+}
+
+/// A tenant deleted and made again at once (most likely within one
+/// minute): the bill of all tenants counts each message once, whichever
+/// life of the name a shared minute's record is billed to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_and_making_a_tenant_again_at_once_bills_its_usage_once() {
+    let s = TestServer::start().await;
+    let publish = |actor: Actor, n: usize| async move {
+        actor
+            .post_json("/v1/topics", &json!({"name": "t", "queues": 1}))
+            .await
+            .expect(201);
+        let batch: Vec<Value> = (0..n).map(|i| json!({"body": format!("m{i}")})).collect();
+        actor
+            .post_json("/v1/topics/t/messages", &json!({ "messages": batch }))
+            .await
+            .expect(200);
+        actor
+    };
+    s.create_tenant("delta").await;
+    let first = publish(s.create_key("delta", "tenant-admin").await, 3).await;
+    first.delete("/v1/topics/t").await.expect(200);
+    s.delete("/v1/tenants/delta").await.expect(200);
+    s.create_tenant("delta").await;
+    publish(s.create_key("delta", "tenant-admin").await, 1).await;
+    let s = restart(s).await;
+    for granularity in ["minute", "hour", "day"] {
+        let all = s
+            .get(&format!(
+                "/v1/usage?all_tenants=true&granularity={granularity}"
+            ))
+            .await
+            .expect(200);
+        let billed: u64 = all["usage"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|row| row["tenant"] == "delta")
+            .map(|row| row["published_messages"].as_u64().unwrap_or(0))
+            .sum();
+        assert_eq!(billed, 4, "{granularity}: {all}");
+    }
 }

@@ -332,7 +332,7 @@ impl Core {
             timestamp_ms,
             bytes,
         } = batch;
-        let metered_bytes = messages.iter().map(|m| m.approx_size() as u64).sum();
+        let metered_bytes = messages.iter().map(|m| m.metered_size() as u64).sum();
         let entry = IndexEntry {
             base_offset,
             count: messages.len() as u32,

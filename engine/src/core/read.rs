@@ -92,7 +92,7 @@ impl Core {
         let bytes = result
             .messages
             .iter()
-            .map(|m| m.message.approx_size() as u64)
+            .map(|m| m.message.metered_size() as u64)
             .sum();
         let count = result.messages.len() as u64;
         self.meter.add(tenant, Counter::DeliveredMessages, count);

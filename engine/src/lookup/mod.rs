@@ -519,7 +519,7 @@ impl Lookup {
         found.truncate(limit);
         let bytes = found
             .iter()
-            .map(|f| f.message.message.approx_size() as u64)
+            .map(|f| f.message.message.metered_size() as u64)
             .sum();
         self.core
             .meter

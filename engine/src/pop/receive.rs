@@ -538,7 +538,7 @@ impl Pop {
             .collect();
         let bytes = popped
             .iter()
-            .map(|p| p.message.message.approx_size() as u64)
+            .map(|p| p.message.message.metered_size() as u64)
             .sum();
         let again = popped.iter().filter(|p| p.attempt > 1).count() as u64;
         self.core

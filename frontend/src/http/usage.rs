@@ -38,6 +38,46 @@ fn parse_time(name: &str, text: &str) -> ApiResult<i64> {
     })
 }
 
+/// One life of a tenant's name, and the usage records that are its own.
+#[derive(Debug, PartialEq)]
+struct Life {
+    tenant: String,
+    /// When it was created.
+    since: i64,
+    /// When it was deleted, if it was.
+    deleted_ms: Option<i64>,
+    /// The last moment whose minute is its own: its deletion, or just
+    /// before the minute a later tenant of the name was created when that
+    /// is the deletion minute (the minute's record is the later tenant's,
+    /// so it is billed once).
+    until: Option<i64>,
+}
+
+/// The lives of every tenant, keyed by name and creation time, each with
+/// its deletion time if it was deleted.
+fn lives(all: BTreeMap<(String, i64), Option<i64>>) -> Vec<Life> {
+    let mut out: Vec<Life> = Vec::with_capacity(all.len());
+    for ((tenant, since), deleted_ms) in all {
+        // The previous life of the same name ends before this one's first
+        // minute if it was deleted within it.
+        if let Some(previous) = out.last_mut()
+            && previous.tenant == tenant
+        {
+            let first_minute = Granularity::Minute.floor(since);
+            if previous.until.is_none_or(|u| u >= first_minute) {
+                previous.until = Some(first_minute - 1);
+            }
+        }
+        out.push(Life {
+            tenant,
+            since,
+            deleted_ms,
+            until: deleted_ms,
+        });
+    }
+    out
+}
+
 /// Whose usage a row is: a tenant's name, and when it was deleted if it was.
 #[derive(Debug, Clone, Copy)]
 struct Whose<'a> {
@@ -109,8 +149,15 @@ pub async fn get_usage(
     // Each tenant with its life: what a deleted tenant of the same name
     // used before (or a later one after) is not this tenant's. The bill of
     // all tenants lists deleted ones too, each row saying when it was.
-    let tenants: Vec<(String, i64, Option<i64>)> = if params.all_tenants {
+    let tenants: Vec<Life> = if params.all_tenants {
         caller.require(Permission::ManageService)?;
+        if headers.contains_key(super::auth::TENANT_HEADER) {
+            return Err(ApiError::invalid(format!(
+                "all_tenants=true (the CLI's --all-tenants) asks for every tenant's usage; \
+                 it cannot be combined with {} (--tenant), which asks for one tenant's",
+                super::auth::TENANT_HEADER
+            )));
+        }
         let mut all: BTreeMap<(String, i64), Option<i64>> = BTreeMap::new();
         for t in state.credentials.list_tenants().await? {
             all.insert((t.name, t.created_ms), None);
@@ -120,33 +167,43 @@ pub async fn get_usage(
                 all.insert((t.name, t.created_ms), Some(t.deleted_ms));
             }
         }
-        all.into_iter()
-            .map(|((name, created), deleted)| (name, created, deleted))
-            .collect()
+        lives(all)
     } else {
         // A deleted tenant (a service admin may still ask for its bill)
         // has no creation time left: all of its name's usage.
-        let since = match state.credentials.get_tenant(&caller.tenant).await {
+        let since_ms = match state.credentials.get_tenant(&caller.tenant).await {
             Ok(t) => t.created_ms,
             Err(strata_tenancy::TenancyError::Catalog(
                 strata_metadata::CatalogError::TenantNotFound { .. },
             )) => i64::MIN,
             Err(e) => return Err(e.into()),
         };
-        vec![(caller.tenant.clone(), since, None)]
+        vec![Life {
+            tenant: caller.tenant.clone(),
+            since: since_ms,
+            deleted_ms: None,
+            until: None,
+        }]
     };
     let mut usage = Vec::new();
     let mut totals = Vec::new();
-    for (tenant, since, deleted_ms) in &tenants {
+    for life in &tenants {
         let whose = Whose {
-            tenant,
-            deleted_ms: *deleted_ms,
+            tenant: &life.tenant,
+            deleted_ms: life.deleted_ms,
         };
         let buckets: Vec<UsageBucket> = state
             .usage
-            .query_since(tenant, *since, *deleted_ms, start, end, granularity)
+            .query_since(
+                &life.tenant,
+                life.since,
+                life.until,
+                start,
+                end,
+                granularity,
+            )
             .await?;
-        if deleted_ms.is_some() && buckets.is_empty() {
+        if life.deleted_ms.is_some() && buckets.is_empty() {
             continue;
         }
         let mut total = UsageCounts::default();
@@ -230,6 +287,32 @@ fn to_csv(granularity: Granularity, rows: &[UsageRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_minute_shared_by_two_lives_of_a_name_is_the_later_ones() {
+        const M: i64 = 60_000;
+        let mut all = BTreeMap::new();
+        // "a": deleted in minute 10 and made again in it, deleted in minute
+        // 20, made again in minute 25 and alive.
+        all.insert(("a".to_string(), M), Some(10 * M + 5));
+        all.insert(("a".to_string(), 10 * M + 30), Some(20 * M));
+        all.insert(("a".to_string(), 25 * M + 1), None);
+        all.insert(("b".to_string(), 3 * M), None);
+        let lives = lives(all);
+        let until: Vec<(&str, Option<i64>)> =
+            lives.iter().map(|l| (l.tenant.as_str(), l.until)).collect();
+        assert_eq!(
+            until,
+            [
+                ("a", Some(10 * M - 1)),
+                ("a", Some(20 * M)),
+                ("a", None),
+                ("b", None)
+            ]
+        );
+        // The rows still say when each was deleted.
+        assert_eq!(lives[0].deleted_ms, Some(10 * M + 5));
+    }
 
     #[test]
     fn csv_columns_follow_the_counters() {
