@@ -180,6 +180,17 @@ async fn check_reports_a_healthy_directory_and_refuses_a_running_node() {
         "{}",
         text(&missing)
     );
+    // A directory no node ran in (a mistyped path, a volume not mounted):
+    // refused, and left as it was.
+    let empty = tempfile::tempdir().unwrap();
+    let nothing = run(&["check"], empty.path());
+    assert!(!nothing.status.success());
+    assert!(
+        text(&nothing).contains("holds no Strata data"),
+        "{}",
+        text(&nothing)
+    );
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

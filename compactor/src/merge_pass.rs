@@ -133,6 +133,7 @@ impl Compactor {
         for tenant in tenants {
             log.object_put(tenant);
         }
+        self.confirm_store_holds(&name).await?;
         let name = &name;
         let commits = kept.into_iter().zip(merged).map(|(run, new)| async move {
             self.fresh_enough(name, began)?;

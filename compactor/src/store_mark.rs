@@ -5,7 +5,11 @@
 //! does not reference, so a store that is another namespace's (a shared
 //! bucket and prefix) must never be written or swept, and a store that is
 //! not the namespace's (a node configured with another bucket) must not
-//! receive ranges that the other nodes cannot read.
+//! receive ranges that the other nodes cannot read. Every object written
+//! is checked again before a reference to it is committed
+//! ([`Compactor::confirm_store_holds`]): a store swapped under a running
+//! node stops its uploads instead of taking data whose WAL copy the
+//! commit would release.
 
 use std::sync::atomic::Ordering;
 
@@ -37,15 +41,38 @@ impl Compactor {
     /// namespaces that started at the same moment may both have written
     /// the mark, and only one write remains.
     pub async fn recheck_store(&self) -> Result<()> {
-        verify(
+        let checked = verify(
             &self.catalog,
             &self.objects,
             self.clock.as_ref(),
             self.config.private_store,
         )
-        .await?;
-        self.store_verified.store(true, Ordering::Release);
-        Ok(())
+        .await;
+        match &checked {
+            Ok(()) => self.store_verified.store(true, Ordering::Release),
+            // Swapped under a running node (another volume mounted, a
+            // bucket emptied): every later write checks again.
+            Err(CompactorError::WrongStore(_)) => {
+                self.store_verified.store(false, Ordering::Release)
+            }
+            Err(_) => {}
+        }
+        checked
+    }
+
+    /// Checks, after writing an object and before committing a reference
+    /// to it, that the store it went to is still the namespace's. A
+    /// reference into a store that was swapped under the running node
+    /// would point at nothing once the right one is back, and the upload's
+    /// commit releases the WAL that held the only other copy. One small GET
+    /// per object written.
+    pub async fn confirm_store_holds(&self, object: &str) -> Result<()> {
+        self.recheck_store().await.map_err(|e| match e {
+            CompactorError::WrongStore(why) => CompactorError::WrongStore(format!(
+                "{why}; {object} was written there and is not committed"
+            )),
+            other => other,
+        })
     }
 }
 

@@ -117,6 +117,7 @@ impl Compactor {
                 .map(|q| self.catalog.owner_check(q.key, &q.owner))
                 .collect();
             self.fresh_enough(&name, began)?;
+            self.confirm_store_holds(&name).await?;
             if !self
                 .catalog
                 .commit_upload(node, checkpoint, &ranges, fences)

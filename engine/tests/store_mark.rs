@@ -193,3 +193,63 @@ async fn a_node_restarted_on_another_store_is_refused_and_reads_all_on_its_own()
     assert_eq!(read.messages.len(), 3);
     engine.close().await.unwrap();
 }
+
+/// The store swapped under a running node (another volume mounted, the
+/// bucket emptied): its uploads stop, keeping the WAL, instead of putting
+/// ranges into a store that holds nothing else of the namespace, whose
+/// commit would release the WAL's copy. With the right store back, they
+/// go on and every message reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_swapped_under_a_running_node_takes_no_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = tempfile::tempdir().unwrap();
+    let (store, aside) = (parent.path().join("store"), parent.path().join("aside"));
+    let meta: Arc<dyn MetaStore> = MemoryStore::new();
+    let engine = open(dir.path(), &store, &meta).await.unwrap();
+    engine
+        .create_topic("t", "x", 1, MessageType::Normal, Some(Retention::Unlimited))
+        .await
+        .unwrap();
+    let publish = |i: usize| PublishMessage {
+        queue: Some(0),
+        message: Message {
+            body: Bytes::from(format!("m{i}")),
+            ..Message::default()
+        },
+    };
+    engine.publish("t", "x", vec![publish(0)]).await.unwrap();
+    common::upload_all(&engine).await;
+
+    // Swapped for an empty store.
+    std::fs::rename(&store, &aside).unwrap();
+    std::fs::create_dir(&store).unwrap();
+    engine.publish("t", "x", vec![publish(1)]).await.unwrap();
+    for _ in 0..2 {
+        let refused = engine
+            .upload_once()
+            .await
+            .expect_err("uploaded to a foreign store");
+        assert!(
+            refused.to_string().contains("not this namespace's"),
+            "{refused}"
+        );
+        assert!(
+            engine.upload_lag_bytes() > 0,
+            "the WAL keeps what was not uploaded"
+        );
+    }
+    let merged = engine.merge_small_ranges().await;
+    assert!(merged.is_err() || merged.is_ok_and(|n| n == 0));
+
+    // The right store back: the upload goes on, nothing lost.
+    std::fs::remove_dir_all(&store).unwrap();
+    std::fs::rename(&aside, &store).unwrap();
+    common::upload_all(&engine).await;
+    let read = engine
+        .read("t", "x", 0, 0, 10, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let bodies: Vec<&[u8]> = read.messages.iter().map(|m| &m.message.body[..]).collect();
+    assert_eq!(bodies, [b"m0".as_slice(), b"m1".as_slice()]);
+    engine.close().await.unwrap();
+}

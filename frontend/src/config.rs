@@ -827,7 +827,7 @@ impl Config {
                     "object_store.bucket is required when object_store.kind = \"s3\"".into(),
                 );
             }
-            "s3" => {}
+            "s3" => check_s3_store(&self.object_store)?,
             other => {
                 return bad(format!(
                     "object_store.kind must be \"local\" or \"s3\", got {other:?}"
@@ -1049,6 +1049,54 @@ fn apply_env(
     Ok(())
 }
 
+/// What an S3 store's settings must be for any request to work: a bucket
+/// name S3 accepts, and an endpoint that is an `http(s)://` URL (`http`
+/// only with `allow_http`). Refused at start, naming the key: the client
+/// otherwise fails on every request, or panics on an endpoint it cannot
+/// parse.
+fn check_s3_store(o: &ObjectStoreSection) -> Result<(), ConfigError> {
+    let bad = |why: String| Err(ConfigError::Invalid(why));
+    let bucket = o.bucket.as_str();
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-';
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !(3..=63).contains(&bucket.len())
+        || !bucket.chars().all(allowed)
+        || !edge(bucket.chars().next())
+        || !edge(bucket.chars().last())
+    {
+        return bad(format!(
+            "object_store.bucket {bucket:?} is not an S3 bucket name: 3-63 lower-case letters, \
+             digits, '.' or '-', starting and ending with a letter or digit"
+        ));
+    }
+    if o.endpoint.is_empty() {
+        return Ok(());
+    }
+    let url = match reqwest::Url::parse(&o.endpoint) {
+        Ok(url) if url.has_host() => url,
+        Ok(_) | Err(_) => {
+            return bad(format!(
+                "object_store.endpoint {:?} is not a URL such as http://127.0.0.1:8333 or \
+                 https://s3.example.com",
+                o.endpoint
+            ));
+        }
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if o.allow_http => Ok(()),
+        "http" => bad(format!(
+            "object_store.endpoint {:?} is plain HTTP: set object_store.allow_http = true to \
+             allow it (local and test stores), or use https://",
+            o.endpoint
+        )),
+        other => bad(format!(
+            "object_store.endpoint {:?} has scheme {other:?}: it must be http:// or https://",
+            o.endpoint
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1135,6 +1183,37 @@ mod tests {
             "90".to_string(),
         )];
         assert_eq!(Config::load(None, env).unwrap().wal.pace_above_percent, 90);
+    }
+
+    #[test]
+    fn an_s3_store_needs_a_bucket_name_and_endpoint_s3_accepts() {
+        let mut c = Config::default();
+        c.object_store.kind = "s3".into();
+        c.object_store.bucket = "strata-test".into();
+        c.validate().unwrap();
+        for (bucket, endpoint, allow_http, key) in [
+            ("tb", "", false, "object_store.bucket"),
+            ("Upper", "", false, "object_store.bucket"),
+            ("-dash", "", false, "object_store.bucket"),
+            ("ok-bucket", "not a url", true, "object_store.endpoint"),
+            ("ok-bucket", "ftp://127.0.0.1:21", true, "scheme"),
+            ("ok-bucket", "http://127.0.0.1:8333", false, "allow_http"),
+        ] {
+            c.object_store.bucket = bucket.into();
+            c.object_store.endpoint = endpoint.into();
+            c.object_store.allow_http = allow_http;
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{bucket} {endpoint}: {e}");
+        }
+        for (endpoint, allow_http) in [
+            ("http://127.0.0.1:8333", true),
+            ("https://s3.example.com", false),
+        ] {
+            c.object_store.bucket = "ok-bucket".into();
+            c.object_store.endpoint = endpoint.into();
+            c.object_store.allow_http = allow_http;
+            c.validate().unwrap();
+        }
     }
 
     #[test]

@@ -210,6 +210,10 @@ impl Lookup {
         let began = self.core.clock.monotonic();
         self.core.tiers.objects().put(&record.object, bytes).await?;
         self.fresh_enough(&record.object, began)?;
+        self.core
+            .compactor
+            .confirm_store_holds(&record.object)
+            .await?;
         let marks: Vec<(QueueKey, u64)> = marks.iter().map(|(&q, &n)| (q, n)).collect();
         self.core
             .catalog
@@ -537,6 +541,10 @@ impl Lookup {
         let began = self.core.clock.monotonic();
         objects.put(&record.object, bytes).await?;
         self.fresh_enough(&record.object, began)?;
+        self.core
+            .compactor
+            .confirm_store_holds(&record.object)
+            .await?;
         self.core.check_write_fence()?;
         let replaced: Vec<u64> = inputs.iter().map(|r| r.id).collect();
         let committed = self

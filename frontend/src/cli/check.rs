@@ -134,6 +134,19 @@ async fn check_into(config: &Config, cut: bool, report: &mut CheckReport) -> Res
     if !config.data_dir.is_dir() {
         bail!("{} is not a directory", config.data_dir.display());
     }
+    // Checking a directory no node ran in would create a node's files in it
+    // and call it fine: a mistyped path or an unmounted volume.
+    let dir = &config.data_dir;
+    let ran_here = ["wal", "meta.redb", "identity"]
+        .iter()
+        .any(|name| dir.join(name).exists());
+    if !ran_here {
+        bail!(
+            "{} holds no Strata data (no wal/, meta.redb or identity): no node has run here. Check the \
+             path, and that the node's volume is mounted",
+            dir.display()
+        );
+    }
     let _lock = crate::server::lock_data_dir(config)?;
     let store = open_metadata(config, cut, report).await?;
     let catalog = Catalog::new(store);
