@@ -55,6 +55,18 @@ fn usage(engine: &Engine, tenant: &str) -> UsageCounts {
         .unwrap_or_default()
 }
 
+/// An engine in `dir` with tenant a's one-queue topic t.
+async fn with_one_queue_topic(dir: &std::path::Path) -> Arc<Engine> {
+    let engine = Engine::open(config(dir), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    engine
+        .create_topic("a", "t", 1, MessageType::Normal, None)
+        .await
+        .unwrap();
+    engine
+}
+
 async fn upload_all(engine: &Engine) {
     while engine.upload_lag_bytes() > 0 {
         engine.upload_once().await.unwrap();
@@ -166,13 +178,7 @@ async fn object_requests_and_storage_are_billed_to_the_owning_tenant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filtered_reads_meter_only_what_they_return() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path()), Arc::new(SystemClock))
-        .await
-        .unwrap();
-    engine
-        .create_topic("a", "t", 1, MessageType::Normal, None)
-        .await
-        .unwrap();
+    let engine = with_one_queue_topic(dir.path()).await;
     engine.create_group("a", "g").await.unwrap();
     // Tags x, y and none in turn: offsets 0, 3, 6, ... carry x.
     let batch = (0..30)
@@ -273,13 +279,7 @@ async fn filtered_reads_meter_only_what_they_return() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_and_delivered_bytes_leave_out_system_properties() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(config(dir.path()), Arc::new(SystemClock))
-        .await
-        .unwrap();
-    engine
-        .create_topic("a", "t", 1, MessageType::Normal, None)
-        .await
-        .unwrap();
+    let engine = with_one_queue_topic(dir.path()).await;
     let mut m = message(0, 7);
     m.message.key = Some("kbb".into());
     m.message.properties = vec![

@@ -299,16 +299,33 @@ impl Objects {
                         op: op.name(),
                         key: key.to_string(),
                         attempts: gave_up.attempts,
-                        reason: gave_up.last.to_string(),
+                        reason: with_causes(&gave_up.last),
                     },
-                    Err(source) => unavailable(op, key, &source.to_string()),
+                    Err(source) => unavailable(op, key, &with_causes(source.as_ref())),
                 }
             }
-            e if crate::layers::retry::is_permanent(&e) => rejected(op, key, &e.to_string()),
+            e if crate::layers::retry::is_permanent(&e) => rejected(op, key, &with_causes(&e)),
             // The retry layer names its attempts; anything else failed once.
-            e => unavailable(op, key, &e.to_string()),
+            e => unavailable(op, key, &with_causes(&e)),
         })
     }
+}
+
+/// An error's text with the causes it does not already end with: the
+/// HTTP client's own says only "error sending request", its causes say
+/// why (connection refused, a DNS name that does not resolve).
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 fn unavailable(op: Op, key: &str, reason: &str) -> ObjectError {
@@ -333,5 +350,27 @@ fn info(key: String, meta: &ObjectMeta) -> ObjectInfo {
         key,
         size: meta.size,
         last_modified_ms: meta.last_modified.timestamp_millis(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_causes;
+
+    #[test]
+    fn an_error_text_names_its_causes_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("error sending request")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connection refused",
+        ));
+        assert_eq!(with_causes(&e), "error sending request: connection refused");
+        #[derive(Debug, thiserror::Error)]
+        #[error("request failed: connection refused")]
+        struct Repeats(#[source] std::io::Error);
+        let e = Repeats(std::io::Error::other("connection refused"));
+        assert_eq!(with_causes(&e), "request failed: connection refused");
     }
 }
