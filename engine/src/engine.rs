@@ -335,6 +335,11 @@ impl Engine {
     /// retention; its committed offsets stop being listed.
     pub async fn delete_topic(&self, tenant: &str, name: &str) -> Result<TopicInfo> {
         user_topic(name)?;
+        // Not while a topic is made: a delete between a create's commit and
+        // its loading found nothing loaded to drop, and the create then
+        // loaded a topic the catalog no longer had (listed, counted against
+        // quotas, never deletable).
+        let _alone = self.core.topics_being_made().await;
         self.core.delete_topic(tenant, name).await
     }
 
@@ -578,6 +583,14 @@ impl Engine {
         limit: usize,
     ) -> Result<FoundMessages> {
         user_topic(topic)?;
+        // A key or id no message can have is a mistake, not "none found".
+        let problem = match kind {
+            IndexKind::Key => strata_common::limits::key_problem(value),
+            IndexKind::Id => strata_common::limits::id_problem(value),
+        };
+        if let Some(problem) = problem {
+            return Err(EngineError::InvalidArgument(problem));
+        }
         self.lookup
             .find_messages(tenant, topic, kind, value, limit)
             .await
@@ -618,6 +631,17 @@ impl Engine {
         name: &str,
         spec: GroupSpec,
     ) -> Result<GroupInfo> {
+        Ok(self.create_group_reporting(tenant, name, spec).await?.0)
+    }
+
+    /// [`Engine::create_group_with`], and whether this call created the
+    /// group (false: it existed, or a concurrent call created it first).
+    pub async fn create_group_reporting(
+        &self,
+        tenant: &str,
+        name: &str,
+        spec: GroupSpec,
+    ) -> Result<(GroupInfo, bool)> {
         strata_common::names::validate_group(name)?;
         // What a deletion cut short left of a group of this name (its POP
         // state) must not become the new group's.

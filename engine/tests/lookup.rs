@@ -443,11 +443,13 @@ async fn a_message_is_found_by_each_of_its_keys() {
             let found = find(engine, IndexKind::Key, key).await;
             assert_eq!(bodies(&found), ["several keys"], "{key} {stage}");
         }
-        assert!(
-            find(engine, IndexKind::Key, "first second")
-                .await
-                .is_empty()
-        );
+        // The keys joined are no key: a whitespace is refused.
+        assert!(matches!(
+            engine
+                .find_messages(T, "orders", IndexKind::Key, "first second", 10)
+                .await,
+            Err(strata_engine::EngineError::InvalidArgument(_))
+        ));
     };
     all_keys(&engine, "before indexing").await;
     assert_eq!(engine.index_pending().await.unwrap(), 2);

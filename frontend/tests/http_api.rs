@@ -539,6 +539,33 @@ async fn consumer_group_lifecycle() {
         none,
         json!({"group": "workers", "topic": "work", "queue": 0, "offset": null})
     );
+    // No offset of a group that does not exist; a name no group can have
+    // (124 bytes: its dead-letter topic's would be too long) is refused.
+    s.get("/v1/groups/nobody/offsets/work/0")
+        .await
+        .expect_error(404, "GROUP_NOT_FOUND");
+    let too_long = "g".repeat(124);
+    for path in [
+        format!("/v1/groups/{too_long}"),
+        format!("/v1/groups/{too_long}/offsets/work/0"),
+    ] {
+        s.get(&path).await.expect_error(400, "INVALID_NAME");
+    }
+    s.delete(&format!("/v1/groups/{too_long}"))
+        .await
+        .expect_error(400, "INVALID_NAME");
+
+    // Of concurrent creates of one group exactly one made it.
+    let racers = json!({"name": "racers"});
+    let creates = (0..8).map(|_| s.post_json("/v1/groups", &racers));
+    let mut statuses: Vec<u16> = futures::future::join_all(creates)
+        .await
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 200, 201]);
+    s.delete("/v1/groups/racers").await;
 
     let committed = s
         .put_json("/v1/groups/workers/offsets/work/0", &json!({"offset": 3}))

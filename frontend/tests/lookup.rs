@@ -75,6 +75,9 @@ async fn messages_are_found_by_id_and_by_key_with_clear_errors() {
         "?key=x&limit=0",
         "?key=x&encoding=hex",
         "?key=x&offset=3",
+        // No message can have these: publishing refuses them.
+        "?key=a%20b",
+        "?id=a%09b",
     ] {
         s.get(&format!("/v1/topics/orders/messages{bad}"))
             .await

@@ -342,7 +342,7 @@ async fn a_recreated_tenant_is_not_billed_for_the_deleted_ones_usage() {
             .await
             .unwrap();
         catalog
-            .delete_tenant("gamma", now_ms - 1_800_000)
+            .delete_tenant("gamma", now_ms - 1_800_000, None)
             .await
             .unwrap();
     }

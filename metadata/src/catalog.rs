@@ -26,6 +26,7 @@
 //! | `tenant-deleted/<name>/<created_ms>`                  | [`DeletedTenant`] (JSON)   |
 //! | `access-key/<access_key>`                             | [`AccessKeyRecord`] (JSON) |
 //! | `tenant-key/<tenant>/<access_key>`                    | empty (tenant's key index) |
+//! | `guard/service-admins`                                | changes that removed admin keys |
 //! | `pop-cursor/<tenant>/<group>/<topic_id:020>/<queue:010>` | next offset never handed out |
 //! | `pop-floor/<tenant>/<group>/<topic_id:020>/<queue:010>` | where the last reset put the cursor |
 //! | `pop-flight/<tenant>/<group>/<topic_id:020>/<queue:010>/<offset:020>` | [`InflightRecord`] (JSON) |
@@ -70,7 +71,7 @@ use serde::de::DeserializeOwned;
 
 use crate::store::{MetaError, MetaStore, prefix_end};
 
-pub use access_keys::{AccessKeyRecord, SealedSecretRecord};
+pub use access_keys::{AccessKeyRecord, AdminKeysGuard, SealedSecretRecord};
 pub use floors::LOST_OFFSETS_GAP;
 pub use groups::{OffsetCommit, StoredGroup};
 pub use keys::IndexKind;

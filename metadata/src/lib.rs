@@ -21,13 +21,13 @@ pub mod timed;
 
 pub use address::{EtcdAddress, TikvAddress};
 pub use catalog::{
-    AccessKeyRecord, BlockRef, Catalog, CatalogError, CommittedOffset, CursorReset, DeletedTenant,
-    Forget, ForgetRequest, GroupRecord, GroupSpec, GroupStamp, HalfRecord, IndexKind, IndexRun,
-    IndexRunRecord, InflightRecord, LOST_OFFSETS_GAP, MessageType, NewTopic, NodeRecord, NodeState,
-    OffsetCommit, OwnerRecord, ParseMessageTypeError, Placed, PopChange, PopPosition,
-    PopQueueState, RangeRecord, Retention, RetryPolicy, SealedSecretRecord, ServingLease,
-    StartPosition, StoreMark, StoredGroup, TenantPlacement, TenantRecord, Timer, TopicRecord,
-    UsageRollup,
+    AccessKeyRecord, AdminKeysGuard, BlockRef, Catalog, CatalogError, CommittedOffset, CursorReset,
+    DeletedTenant, Forget, ForgetRequest, GroupRecord, GroupSpec, GroupStamp, HalfRecord,
+    IndexKind, IndexRun, IndexRunRecord, InflightRecord, LOST_OFFSETS_GAP, MessageType, NewTopic,
+    NodeRecord, NodeState, OffsetCommit, OwnerRecord, ParseMessageTypeError, Placed, PopChange,
+    PopPosition, PopQueueState, RangeRecord, Retention, RetryPolicy, SealedSecretRecord,
+    ServingLease, StartPosition, StoreMark, StoredGroup, TenantPlacement, TenantRecord, Timer,
+    TopicRecord, UsageRollup,
 };
 pub use etcd_store::EtcdStore;
 pub use memory_store::MemoryStore;

@@ -585,7 +585,7 @@ async fn tenant_lifecycle() {
             .create_group("acme", "billing", stamp(1))
             .await
             .unwrap();
-        let err = catalog.delete_tenant("acme", 7).await.unwrap_err();
+        let err = catalog.delete_tenant("acme", 7, None).await.unwrap_err();
         assert!(
             matches!(&err, CatalogError::TenantNotEmpty { name, reason }
                 if name == "acme" && reason.contains("1 topic") && reason.contains("1 consumer group")),
@@ -593,7 +593,7 @@ async fn tenant_lifecycle() {
         );
         catalog.delete_topic("acme", "orders").await.unwrap();
         assert!(matches!(
-            catalog.delete_tenant("acme", 7).await,
+            catalog.delete_tenant("acme", 7, None).await,
             Err(CatalogError::TenantNotEmpty { .. })
         ));
         catalog.delete_group("acme", "billing").await.unwrap();
@@ -611,7 +611,7 @@ async fn tenant_lifecycle() {
             .await
             .unwrap();
         assert!(catalog.list_deleted_tenants().await.unwrap().is_empty());
-        let deleted = catalog.delete_tenant("acme", 7).await.unwrap();
+        let deleted = catalog.delete_tenant("acme", 7, None).await.unwrap();
         assert_eq!(deleted.name, "acme");
         assert_eq!(catalog.get_tenant("acme").await.unwrap(), None);
         // Kept for billing: when it lived, apart from a later "acme".
@@ -642,7 +642,7 @@ async fn tenant_lifecycle() {
         assert_eq!(index.len(), 1);
         assert_eq!(keys::parse_tenant_key(&index[0].0), Some("K3"));
         assert!(matches!(
-            catalog.delete_tenant("acme", 7).await,
+            catalog.delete_tenant("acme", 7, None).await,
             Err(CatalogError::TenantNotFound { name }) if name == "acme"
         ));
     }
@@ -700,7 +700,10 @@ async fn access_key_lifecycle() {
         let mut revoked = k1.clone();
         revoked.revoked_ms = Some(20);
         revoked.updated_ms = 20;
-        catalog.update_access_key(&k1, &revoked).await.unwrap();
+        catalog
+            .update_access_key(&k1, &revoked, None)
+            .await
+            .unwrap();
         assert_eq!(
             catalog.get_access_key("K1").await.unwrap(),
             Some(revoked.clone())
@@ -708,7 +711,7 @@ async fn access_key_lifecycle() {
         let mut other = k1.clone();
         other.description = "late writer".into();
         assert!(matches!(
-            catalog.update_access_key(&k1, &other).await,
+            catalog.update_access_key(&k1, &other, None).await,
             Err(CatalogError::Conflict(_))
         ));
         assert_eq!(
@@ -719,10 +722,15 @@ async fn access_key_lifecycle() {
         // Keys and tenants are immutable; missing keys are named.
         let mut moved = revoked.clone();
         moved.tenant = "acme-2".into();
-        assert!(catalog.update_access_key(&revoked, &moved).await.is_err());
+        assert!(
+            catalog
+                .update_access_key(&revoked, &moved, None)
+                .await
+                .is_err()
+        );
         let ghost = key_record("K9", "acme");
         assert!(matches!(
-            catalog.update_access_key(&ghost, &ghost).await,
+            catalog.update_access_key(&ghost, &ghost, None).await,
             Err(CatalogError::KeyNotFound { access_key }) if access_key == "K9"
         ));
     }
@@ -742,7 +750,7 @@ async fn concurrent_access_key_updates_have_one_winner() {
                 tokio::spawn(async move {
                     let mut new = old.clone();
                     new.description = format!("writer {i}");
-                    catalog.update_access_key(&old, &new).await
+                    catalog.update_access_key(&old, &new, None).await
                 })
             })
             .collect();

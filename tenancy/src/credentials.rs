@@ -176,16 +176,33 @@ impl Credentials {
     /// this node at once (elsewhere when their cache entries expire).
     pub async fn delete_tenant(&self, name: &str) -> Result<TenantRecord, TenancyError> {
         validate_tenant(name)?;
-        self.keep_a_service_admin(
-            |k| k.tenant != name,
-            || format!("deleting tenant {name} and its keys"),
-        )
-        .await?;
-        let record = self
-            .inner
-            .catalog
-            .delete_tenant(name, self.now_ms())
-            .await?;
+        let mut attempts = 0;
+        let record = loop {
+            attempts += 1;
+            let guard = self
+                .keep_a_service_admin(
+                    |k| k.tenant != name,
+                    || format!("deleting tenant {name} and its keys"),
+                )
+                .await?;
+            // Guarded only when the tenant holds admin keys: deleting any
+            // other tenant cannot leave the service without one.
+            let holds_admin = self
+                .list_keys(Some(name))
+                .await?
+                .iter()
+                .any(|k| k.role == Role::Admin && k.revoked_ms.is_none());
+            let guard = holds_admin.then_some(guard);
+            match self
+                .inner
+                .catalog
+                .delete_tenant(name, self.now_ms(), guard.as_ref())
+                .await
+            {
+                Err(CatalogError::Conflict(_)) if guard.is_some() && attempts < 3 => continue,
+                other => break other?,
+            }
+        };
         self.inner.cache.evict_tenant(name);
         self.inner.quotas.remove(name);
         Ok(record)

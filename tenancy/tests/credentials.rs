@@ -138,7 +138,10 @@ async fn bootstrap_keeps_a_credentials_file_the_store_does_not_know() {
         let mut revoked = old.clone();
         revoked.revoked_ms = Some(NOW_MS);
         revoked.updated_ms = old.updated_ms + 1;
-        catalog.update_access_key(&old, &revoked).await.unwrap();
+        catalog
+            .update_access_key(&old, &revoked, None)
+            .await
+            .unwrap();
         let next = f.credentials.bootstrap(&path).await.unwrap().unwrap();
         assert!(
             std::fs::read_to_string(&path)
@@ -550,6 +553,15 @@ async fn tenant_and_key_management() {
                 .code(),
             ErrorCode::InvalidArgument
         );
+        for two_lines in ["a\nb", "a\u{0}b", "a\tb"] {
+            assert_eq!(
+                c.create_key("acme", Role::Admin, two_lines)
+                    .await
+                    .unwrap_err()
+                    .code(),
+                ErrorCode::InvalidArgument
+            );
+        }
         let a1 = c.create_key("acme", Role::Publisher, "a1").await.unwrap();
         let a2 = c.create_key("acme", Role::Consumer, "a2").await.unwrap();
         let b1 = c
@@ -751,4 +763,91 @@ async fn the_last_service_admin_key_stays() {
         c.delete_tenant("ops").await.unwrap();
         assert!(auth(c, &bearer(&other), None).await.is_ok());
     }
+}
+
+/// A store whose first two commits wait for each other: two changes that
+/// both counted the keys before either committed.
+#[derive(Debug)]
+struct CommitsMeet {
+    inner: Arc<dyn MetaStore>,
+    commits: std::sync::atomic::AtomicUsize,
+    meet: tokio::sync::Barrier,
+}
+
+#[async_trait::async_trait]
+impl MetaStore for CommitsMeet {
+    fn backend_name(&self) -> &'static str {
+        "commits-meet"
+    }
+
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, strata_metadata::MetaError> {
+        self.inner.get(key).await
+    }
+
+    async fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, strata_metadata::MetaError> {
+        self.inner.scan(start, end, limit).await
+    }
+
+    async fn commit(
+        &self,
+        txn: strata_metadata::Txn,
+    ) -> Result<strata_metadata::TxnOutcome, strata_metadata::MetaError> {
+        if self
+            .commits
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            < 2
+        {
+            self.meet.wait().await;
+        }
+        self.inner.commit(txn).await
+    }
+}
+
+/// Two service-admin keys revoking each other at once: one goes through,
+/// the other is refused (a black-box run revoked both, leaving none).
+#[tokio::test]
+async fn concurrent_revocations_leave_a_service_admin_key() {
+    let catalog = Catalog::new(MemoryStore::new());
+    let c = Credentials::new(
+        catalog.clone(),
+        MasterKey::generate().unwrap(),
+        ManualClock::new(NOW_MS, 1),
+    );
+    c.create_tenant("ops", "default").await.unwrap();
+    let a = c.create_key("ops", Role::Admin, "").await.unwrap();
+    let b = c.create_key("ops", Role::Admin, "").await.unwrap();
+    let store: Arc<dyn MetaStore> = Arc::new(CommitsMeet {
+        inner: catalog.store().clone(),
+        commits: Default::default(),
+        meet: tokio::sync::Barrier::new(2),
+    });
+    let racing = Credentials::new(
+        Catalog::new(store),
+        MasterKey::generate().unwrap(),
+        ManualClock::new(NOW_MS, 1),
+    );
+    let (ra, rb) = tokio::join!(
+        racing.revoke_key(&a.access_key),
+        racing.revoke_key(&b.access_key)
+    );
+    let refused: Vec<_> = [ra, rb].into_iter().filter_map(Result::err).collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        matches!(refused[0], TenancyError::LastServiceAdmin { .. }),
+        "{}",
+        refused[0]
+    );
+    let active = c
+        .list_keys(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.role == Role::Admin && k.revoked_ms.is_none())
+        .count();
+    assert_eq!(active, 1);
 }

@@ -17,7 +17,7 @@ impl Core {
         tenant: &str,
         name: &str,
         spec: GroupSpec,
-    ) -> Result<GroupInfo> {
+    ) -> Result<(GroupInfo, bool)> {
         self.check_open()?;
         names::validate_group(name)?;
         if let Some(problem) = spec.retry.problem() {
@@ -25,12 +25,16 @@ impl Core {
                 "retry policy of group {name:?}: {problem}"
             )));
         }
+        let stamp = self.group_stamp();
+        let incarnation = stamp.incarnation;
         let record = self
             .catalog
-            .create_group_with(tenant, name, self.group_stamp(), spec)
+            .create_group_with(tenant, name, stamp, spec)
             .await?;
         self.group_cache.forget(tenant, name);
-        Ok(GroupInfo::new(record, Vec::new()))
+        // Of concurrent creators only the one whose record was stored made it.
+        let created = record.incarnation == incarnation;
+        Ok((GroupInfo::new(record, Vec::new()), created))
     }
 
     /// The group's settings (without offsets), or [`EngineError::GroupNotFound`].
@@ -84,6 +88,8 @@ impl Core {
 
     /// A group with its committed offsets and lag per queue.
     pub async fn describe_group(&self, tenant: &str, name: &str) -> Result<GroupInfo> {
+        // A name no group can have is a bad request, not a missing group.
+        names::validate_group(name)?;
         let record = self
             .catalog
             .get_group(tenant, name)
@@ -201,6 +207,7 @@ impl Core {
     /// forget their own state of it (see `Engine::delete_group`).
     pub async fn delete_group(&self, tenant: &str, name: &str) -> Result<()> {
         self.check_open()?;
+        names::validate_group(name)?;
         let deleted = self.catalog.delete_group(tenant, name).await;
         // Gone either way (a "not found" may be a deletion finished
         // elsewhere): a cached record is stale.
@@ -292,6 +299,7 @@ impl Core {
         topic: &str,
         queue: u32,
     ) -> Result<Option<u64>> {
+        names::validate_group(group)?;
         let t = self.topic(tenant, topic)?;
         t.queue(queue)?;
         let got = self

@@ -193,25 +193,12 @@ pub async fn quota(client: &Client, json: bool, cmd: QuotaCommand) -> Result<()>
     Ok(())
 }
 
-/// A usage time flag: absolute (RFC 3339 or ms) is passed through; a
-/// duration ("24h") means that long before now.
-fn usage_time(text: &str) -> Result<String> {
-    if text.parse::<i64>().is_ok() || strata_common::rfc3339::parse_ms(text).is_ok() {
-        return Ok(text.to_string());
-    }
-    let ago = humantime::parse_duration(text).map_err(|e| {
-        anyhow::anyhow!("{text:?} is not an RFC 3339 time, Unix milliseconds or a duration: {e}")
-    })?;
-    let now = strata_common::Clock::now_ms(&strata_common::SystemClock).max(0) as u128;
-    Ok(now.saturating_sub(ago.as_millis()).to_string())
-}
-
 pub async fn usage(client: &Client, json: bool, args: UsageArgs) -> Result<()> {
     let mut query = format!("granularity={}", args.granularity);
+    let now = strata_common::Clock::now_ms(&strata_common::SystemClock);
     for (name, value) in [("start", &args.start), ("end", &args.end)] {
         if let Some(v) = value {
-            let v = usage_time(v)?;
-            query.push_str(&format!("&{name}={}", url_encode(&v)));
+            query.push_str(&format!("&{name}={}", v.to_ms(now)));
         }
     }
     if args.all_tenants {
@@ -224,24 +211,12 @@ pub async fn usage(client: &Client, json: bool, args: UsageArgs) -> Result<()> {
             Ok(())
         }
         "json" => print_json(&client.usage(&query).await?),
-        "table" => {
+        _ => {
             let reply = client.usage(&query).await?;
             print_usage_table(&reply);
             Ok(())
         }
-        other => anyhow::bail!("--format {other:?} is not one of table, json, csv"),
     }
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn print_usage_table(reply: &crate::http::usage::UsageReply) {

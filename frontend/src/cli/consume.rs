@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use super::args::StartAt;
 use super::output::print_json;
 use super::{ConsumeArgs, FindArgs};
 use crate::http::messages::StoredJson;
@@ -41,22 +42,31 @@ pub async fn consume(client: &Client, json: bool, args: ConsumeArgs) -> Result<(
             args.queue.unwrap_or_default()
         );
     }
-    let since = args.from_time.as_deref().map(parse_time).transpose()?;
+    let since = args.from_time;
     // Where the group starts on a queue it has not consumed: its `start`
     // (latest: what came after its creation). A group that does not exist
     // is made by the first commit, from the oldest message; say so, as a
     // mistyped name would otherwise make a new group silently.
     let mut group_created_latest = None;
-    if let (Some(g), None, None) = (&args.group, &args.from, &since) {
+    let mut group_missing = false;
+    if let Some(g) = &args.group {
+        // Asked even when --from says where to start: a name no group can
+        // have is refused before anything is read.
         match client.describe_group(g).await {
             Ok(group) if group.start == strata_common::StartPosition::Latest => {
                 group_created_latest = Some(group.created_ms);
             }
             Ok(_) => {}
-            Err(ClientError::Api { status: 404, .. }) => eprintln!(
-                "group {g} does not exist: this consume reads from the oldest message and \
-                 its first commit creates the group (`strata group create` chooses its start)"
-            ),
+            Err(ClientError::Api { status: 404, .. }) => {
+                group_missing = true;
+                if args.from.is_none() && since.is_none() {
+                    eprintln!(
+                        "group {g} does not exist: this consume reads from the oldest message \
+                         and its first commit creates the group (`strata group create` \
+                         chooses its start)"
+                    );
+                }
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -69,19 +79,22 @@ pub async fn consume(client: &Client, json: bool, args: ConsumeArgs) -> Result<(
             );
             continue;
         }
-        let from = match args.from.as_deref() {
-            Some("earliest") => q.first_offset,
-            Some("latest") => q.end_offset,
-            Some(n) => n
-                .parse()
-                .with_context(|| format!("--from {n:?} is not earliest, latest or an offset"))?,
+        let from = match args.from {
+            Some(StartAt::Earliest) => q.first_offset,
+            Some(StartAt::Latest) => q.end_offset,
+            Some(StartAt::Offset(n)) => n,
             None => match &args.group {
                 Some(g) => {
-                    let committed = match client
-                        .committed_offset(g, &args.topic, q.queue)
-                        .await?
-                        .offset
-                    {
+                    let stored = match group_missing {
+                        true => None,
+                        false => {
+                            client
+                                .committed_offset(g, &args.topic, q.queue)
+                                .await?
+                                .offset
+                        }
+                    };
+                    let committed = match stored {
                         Some(offset) => offset,
                         None => match group_created_latest {
                             Some(created_ms) => {
@@ -278,17 +291,4 @@ fn print_message(json: bool, topic: &str, queue: u32, m: &StoredJson) -> Result<
     }
     println!("{line}");
     Ok(())
-}
-
-/// RFC 3339 or milliseconds since the Unix epoch.
-fn parse_time(text: &str) -> Result<i64> {
-    if let Ok(ms) = text.parse::<i64>() {
-        return Ok(ms);
-    }
-    strata_common::rfc3339::parse_ms(text).map_err(|e| {
-        anyhow::anyhow!(
-            "--from-time {text:?} is neither RFC 3339 (2026-11-25T18:00:00Z) nor epoch \
-             milliseconds: {e}"
-        )
-    })
 }

@@ -27,10 +27,10 @@ pub struct BenchArgs {
     #[arg(long, env = "STRATA_METADATA_URL", default_value = "embedded")]
     pub url: String,
     /// How long to commit for, in seconds.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub seconds: u64,
     /// Concurrent committers (Strata commits from many queues at once).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = at_least_one)]
     pub concurrency: usize,
     /// Bytes of each value (POP state of a queue is a few hundred).
     #[arg(long, default_value_t = 256)]
@@ -56,9 +56,6 @@ pub struct BenchReport {
 }
 
 pub async fn bench(args: BenchArgs, json: bool) -> anyhow::Result<()> {
-    if args.concurrency == 0 || args.seconds == 0 {
-        bail!("--concurrency and --seconds must be at least 1");
-    }
     let nanos = std::time::SystemTime::UNIX_EPOCH
         .elapsed()
         .map_or(0, |d| d.as_nanos());
@@ -110,6 +107,13 @@ pub async fn bench(args: BenchArgs, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{text:?} is not a whole number of at least 1")),
+    }
 }
 
 fn worker_key(worker: usize) -> Vec<u8> {

@@ -2,6 +2,7 @@
 //! command is an HTTP client of a running node (`--server`, `STRATA_SERVER`).
 
 mod admin;
+pub mod args;
 mod check;
 mod consume;
 mod forget;
@@ -33,14 +34,26 @@ pub struct Cli {
         long,
         global = true,
         env = "STRATA_SERVER",
-        default_value = "http://127.0.0.1:8080"
+        default_value = "http://127.0.0.1:8080",
+        value_parser = args::server_url
     )]
     pub server: String,
     /// Access key to sign requests with (with --secret-key).
-    #[arg(long, global = true, env = "STRATA_ACCESS_KEY")]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_ACCESS_KEY",
+        requires = "secret_key"
+    )]
     pub access_key: Option<String>,
     /// Secret key of --access-key; never sent, only used to sign.
-    #[arg(long, global = true, env = "STRATA_SECRET_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_SECRET_KEY",
+        hide_env_values = true,
+        requires = "access_key"
+    )]
     pub secret_key: Option<String>,
     /// File with access_key=/secret_key= lines, used when no keys are given
     /// [default: ./strata-data/admin-credentials, if it exists].
@@ -144,19 +157,19 @@ pub enum MetadataCommand {
 pub struct UsageArgs {
     /// Range start: RFC 3339 (2026-11-25T00:00:00Z), Unix milliseconds, or
     /// a duration before now ("24h", "7days") [default: 24h].
-    #[arg(long)]
-    pub start: Option<String>,
+    #[arg(long, value_parser = args::when)]
+    pub start: Option<args::When>,
     /// Range end, same forms [default: now].
-    #[arg(long)]
-    pub end: Option<String>,
+    #[arg(long, value_parser = args::when)]
+    pub end: Option<args::When>,
     /// minute, hour or day.
-    #[arg(long, default_value = "hour")]
+    #[arg(long, default_value = "hour", value_parser = ["minute", "hour", "day"])]
     pub granularity: String,
     /// Every tenant (service admins).
     #[arg(long)]
     pub all_tenants: bool,
     /// table (default), json or csv.
-    #[arg(long, default_value = "table")]
+    #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
     pub format: String,
 }
 
@@ -200,7 +213,11 @@ pub enum TopicCommand {
         #[arg(long, default_value_t = 4)]
         queues: u32,
         /// Message type the topic accepts: normal, fifo, delay or transaction.
-        #[arg(long = "type", default_value = "normal")]
+        #[arg(
+            long = "type",
+            default_value = "normal",
+            value_parser = ["normal", "fifo", "delay", "transaction"]
+        )]
         message_type: String,
         /// How long messages are kept: a duration like 72h or 7days, or "unlimited"
         /// [default: the server's retention.default].
@@ -311,8 +328,8 @@ pub struct ProduceArgs {
     #[arg(long)]
     pub tag: Option<String>,
     /// User property NAME=VALUE; repeat for more.
-    #[arg(long = "property", value_name = "NAME=VALUE")]
-    pub properties: Vec<String>,
+    #[arg(long = "property", value_name = "NAME=VALUE", value_parser = args::property)]
+    pub properties: Vec<(String, String)>,
     /// Publish to this queue instead of routing by key / round robin.
     #[arg(long)]
     pub queue: Option<u32>,
@@ -327,11 +344,11 @@ pub struct ProduceArgs {
     #[arg(long)]
     pub message_group: Option<String>,
     /// Deliver this long from now (DELAY topics): 30s, 5m, 2h...
-    #[arg(long, conflicts_with = "deliver_at")]
-    pub delay: Option<String>,
+    #[arg(long, conflicts_with = "deliver_at", value_parser = args::duration)]
+    pub delay: Option<std::time::Duration>,
     /// Deliver at this time (DELAY topics): RFC 3339 or Unix milliseconds.
-    #[arg(long)]
-    pub deliver_at: Option<String>,
+    #[arg(long, value_parser = args::time_ms)]
+    pub deliver_at: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -359,12 +376,12 @@ pub struct ConsumeArgs {
     pub group: Option<String>,
     /// Where to start: earliest, latest, or an offset (applied to every queue read).
     /// Default: the group's committed offset, else earliest.
-    #[arg(long, conflicts_with = "from_time")]
-    pub from: Option<String>,
+    #[arg(long, conflicts_with = "from_time", value_parser = args::start_at)]
+    pub from: Option<args::StartAt>,
     /// Start at the first message appended at or after this time: RFC 3339
     /// (2026-11-25T18:00:00Z) or milliseconds since the Unix epoch.
-    #[arg(long)]
-    pub from_time: Option<String>,
+    #[arg(long, value_parser = args::time_ms)]
+    pub from_time: Option<i64>,
     /// Stop after this many messages.
     #[arg(long)]
     pub count: Option<u64>,
@@ -426,8 +443,8 @@ pub enum GroupCommand {
         #[arg(long)]
         topic: String,
         /// earliest, latest, an offset, an RFC 3339 time, or a duration before now (90m).
-        #[arg(long)]
-        to: String,
+        #[arg(long, value_parser = args::reset_to)]
+        to: args::ResetTo,
     },
 }
 

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
+use super::args::ResetTo;
 use super::{
     Cli, ClusterCommand, Command, CompactorArgs, GroupCommand, MetadataCommand, ProduceArgs,
     ServeArgs, TopicCommand,
@@ -415,31 +416,20 @@ async fn topic(client: &Client, json: bool, cmd: TopicCommand) -> Result<()> {
     Ok(())
 }
 
-fn parse_properties(raw: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
-    let mut out = std::collections::BTreeMap::new();
-    for p in raw {
-        let Some((k, v)) = p.split_once('=') else {
-            bail!("--property {p:?} must be NAME=VALUE");
-        };
-        out.insert(k.to_string(), v.to_string());
-    }
-    Ok(out)
-}
-
 async fn produce(client: &Client, json: bool, args: ProduceArgs) -> Result<()> {
     let template = MessageJson {
         key: args.key.clone(),
         tag: args.tag.clone(),
-        properties: parse_properties(&args.properties)?,
+        properties: args.properties.iter().cloned().collect(),
         queue: args.queue,
         message_group: args.message_group.clone(),
-        deliver_at_ms: deliver_at_ms(&args)?,
+        deliver_at_ms: deliver_at_ms(&args),
         ..MessageJson::default()
     };
     // --delay counts from each message's publish, not from the start.
     let delayed = |mut m: MessageJson| -> Result<MessageJson> {
         if args.delay.is_some() {
-            m.deliver_at_ms = deliver_at_ms(&args)?;
+            m.deliver_at_ms = deliver_at_ms(&args);
         }
         Ok(m)
     };
@@ -499,23 +489,14 @@ async fn produce(client: &Client, json: bool, args: ProduceArgs) -> Result<()> {
 }
 
 /// When `--delay` or `--deliver-at` asks the messages to be delivered.
-fn deliver_at_ms(args: &ProduceArgs) -> Result<Option<i64>> {
-    if let Some(delay) = &args.delay {
-        let d = humantime::parse_duration(delay)
-            .with_context(|| format!("--delay {delay:?} is not a duration like 30s or 5m"))?;
-        let now = strata_common::Clock::now_ms(&strata_common::SystemClock);
-        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        return Ok(Some(now.saturating_add(ms)));
+fn deliver_at_ms(args: &ProduceArgs) -> Option<i64> {
+    match args.delay {
+        Some(delay) => {
+            let now = strata_common::Clock::now_ms(&strata_common::SystemClock);
+            Some(now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)))
+        }
+        None => args.deliver_at,
     }
-    let Some(at) = &args.deliver_at else {
-        return Ok(None);
-    };
-    if let Ok(ms) = at.parse::<i64>() {
-        return Ok(Some(ms));
-    }
-    strata_common::rfc3339::parse_ms(at).map(Some).map_err(|e| {
-        anyhow::anyhow!("--deliver-at {at:?} is neither RFC 3339 nor Unix milliseconds: {e}")
-    })
 }
 
 async fn group(client: &Client, json: bool, cmd: GroupCommand) -> Result<()> {
@@ -634,7 +615,7 @@ async fn group(client: &Client, json: bool, cmd: GroupCommand) -> Result<()> {
         }
         GroupCommand::Reset { name, topic, to } => {
             let reset = client
-                .reset_offsets(&name, &topic, &reset_target(&to)?)
+                .reset_offsets(&name, &topic, &reset_target(&to))
                 .await?;
             if json {
                 return print_json(&reset);
@@ -750,37 +731,29 @@ fn print_cluster(c: &strata_client::api::status::ClusterJson) {
     }
 }
 
-/// `--to` of `group reset`: earliest, latest, an offset, an RFC 3339 time,
-/// or a duration before now ("90m").
-fn reset_target(to: &str) -> Result<strata_client::api::groups::ResetOffsets> {
+/// `--to` of `group reset` as the API takes it.
+fn reset_target(to: &ResetTo) -> strata_client::api::groups::ResetOffsets {
     use strata_client::api::groups::ResetOffsets;
-    if matches!(to, "earliest" | "latest") {
-        return Ok(ResetOffsets {
-            to: Some(to.to_string()),
+    let now = strata_common::Clock::now_ms(&strata_common::SystemClock);
+    match to {
+        ResetTo::Earliest | ResetTo::Latest => ResetOffsets {
+            to: Some(
+                if *to == ResetTo::Earliest {
+                    "earliest"
+                } else {
+                    "latest"
+                }
+                .to_string(),
+            ),
             ..ResetOffsets::default()
-        });
-    }
-    if let Ok(offset) = to.parse::<u64>() {
-        return Ok(ResetOffsets {
-            offset: Some(offset),
+        },
+        ResetTo::Offset(offset) => ResetOffsets {
+            offset: Some(*offset),
             ..ResetOffsets::default()
-        });
+        },
+        ResetTo::Time(when) => ResetOffsets {
+            timestamp_ms: Some(when.to_ms(now)),
+            ..ResetOffsets::default()
+        },
     }
-    let timestamp_ms = match strata_common::rfc3339::parse_ms(to) {
-        Ok(ms) => ms,
-        Err(_) => {
-            let ago = humantime::parse_duration(to).map_err(|_| {
-                anyhow::anyhow!(
-                    "--to {to:?} is not earliest, latest, an offset, an RFC 3339 time \
-                     (2026-11-25T18:00:00Z) or a duration before now (90m)"
-                )
-            })?;
-            let now = strata_common::Clock::now_ms(&strata_common::SystemClock);
-            now.saturating_sub(i64::try_from(ago.as_millis()).unwrap_or(i64::MAX))
-        }
-    };
-    Ok(ResetOffsets {
-        timestamp_ms: Some(timestamp_ms),
-        ..ResetOffsets::default()
-    })
 }

@@ -79,9 +79,9 @@ pub async fn create(
         start: req.start.unwrap_or(d.start),
         fifo: req.fifo.unwrap_or(d.fifo),
     };
-    let group = state
+    let (group, created) = state
         .engine
-        .create_group_with(&caller.tenant, &req.name, spec)
+        .create_group_reporting(&caller.tenant, &req.name, spec)
         .await?;
     // Creating a group that exists is fine when it asks for nothing else;
     // options it would change are refused by name rather than kept
@@ -97,10 +97,10 @@ pub async fn create(
             ),
         ));
     }
-    let status = if existed {
-        StatusCode::OK
-    } else {
+    let status = if created {
         StatusCode::CREATED
+    } else {
+        StatusCode::OK
     };
     Ok((status, Reply(group_json(group, false))))
 }
@@ -266,6 +266,10 @@ pub async fn get_offset(
         .engine
         .committed_offset(&caller.tenant, &group, &topic, queue)
         .await?;
+    if offset.is_none() {
+        // No offset of a group that does not exist: say which.
+        state.engine.require_group(&caller.tenant, &group).await?;
+    }
     Ok(Reply(CommittedJson {
         group,
         topic,

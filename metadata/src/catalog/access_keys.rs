@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Catalog, CatalogError, encode, keys};
+use super::{Catalog, CatalogError, decode, encode, keys};
 use crate::store::{Check, MetaError, Txn, TxnOutcome};
 
 /// A secret key encrypted under the service's master key. Hex so the JSON
@@ -33,7 +33,43 @@ pub struct AccessKeyRecord {
     pub revoked_ms: Option<i64>,
 }
 
+/// What a change that may leave fewer active service-admin keys is
+/// conditioned on: the `guard/service-admins` counter as it was before the
+/// caller counted those keys. Each such change moves the counter in its own
+/// transaction, so of two concurrent revocations that each leave the other's
+/// key as the last, the second fails its check, counts again and is refused.
+#[derive(Debug, Clone)]
+pub struct AdminKeysGuard {
+    raw: Option<Vec<u8>>,
+}
+
+impl AdminKeysGuard {
+    /// `txn` conditioned on the counter being unchanged, moving it on.
+    pub(super) fn apply(&self, txn: Txn) -> Result<Txn, CatalogError> {
+        let key = keys::ADMIN_KEYS_GUARD;
+        let (check, next) = match &self.raw {
+            Some(raw) => (
+                Check::ValueEquals {
+                    key: key.to_vec(),
+                    value: raw.clone(),
+                },
+                decode::<u64>(key, raw)?.wrapping_add(1),
+            ),
+            None => (Check::Absent { key: key.to_vec() }, 1),
+        };
+        Ok(txn.check(check).put(key, encode(key, &next)?))
+    }
+}
+
 impl Catalog {
+    /// The guard to pass to a change that may remove active service-admin
+    /// keys; read it before counting them.
+    pub async fn admin_keys_guard(&self) -> Result<AdminKeysGuard, CatalogError> {
+        Ok(AdminKeysGuard {
+            raw: self.store.get(keys::ADMIN_KEYS_GUARD).await?,
+        })
+    }
+
     /// Stores a new access key and its tenant index entry in one txn.
     /// [`CatalogError::TenantNotFound`] if the tenant does not exist (checked
     /// in the same txn, so a concurrent tenant deletion cannot orphan it),
@@ -98,10 +134,15 @@ impl Catalog {
     /// The check compares the stored bytes, read here, rather than a fresh
     /// encoding of `old`: a record written by an older version may encode
     /// differently while decoding to the same value.
+    ///
+    /// With `guard` (a revocation of a service-admin key) the change is
+    /// also conditioned on it: [`CatalogError::Conflict`] if another change
+    /// that could remove admin keys committed since it was read.
     pub async fn update_access_key(
         &self,
         old: &AccessKeyRecord,
         new: &AccessKeyRecord,
+        guard: Option<&AdminKeysGuard>,
     ) -> Result<(), CatalogError> {
         if old.access_key != new.access_key || old.tenant != new.tenant {
             return Err(MetaError::Invalid(format!(
@@ -126,12 +167,15 @@ impl Catalog {
         if current != *old {
             return Err(lost_race());
         }
-        let txn = Txn::new()
+        let mut txn = Txn::new()
             .check(Check::ValueEquals {
                 key: key.clone(),
                 value: raw,
             })
             .put(key.clone(), encode(&key, new)?);
+        if let Some(guard) = guard {
+            txn = guard.apply(txn)?;
+        }
         match self.store.commit(txn).await? {
             TxnOutcome::Committed => Ok(()),
             TxnOutcome::CheckFailed { .. } => Err(lost_race()),

@@ -12,6 +12,10 @@ use crate::store::MetaError;
 /// The topic-id sequence: the last id handed out.
 pub const TOPIC_SEQ: &[u8] = b"seq/topic";
 
+/// `guard/service-admins` → the number of changes made so far that could
+/// remove active service-admin keys ([`super::AdminKeysGuard`]).
+pub const ADMIN_KEYS_GUARD: &[u8] = b"guard/service-admins";
+
 /// `serving-lease` → JSON `ServingLease`: the node serving this namespace.
 pub const SERVING_LEASE: &[u8] = b"serving-lease";
 

@@ -144,10 +144,13 @@ impl Catalog {
     /// The keys are listed before the delete commits; a key created in
     /// between fails its own tenant check unless it committed first, and a
     /// second pass removes such a key while the tenant is still absent.
+    /// With `guard` (the tenant holds service-admin keys) the delete is
+    /// conditioned on it too ([`super::AdminKeysGuard`]).
     pub async fn delete_tenant(
         &self,
         name: &str,
         now_ms: i64,
+        guard: Option<&super::AdminKeysGuard>,
     ) -> Result<TenantRecord, CatalogError> {
         let key = keys::tenant(name)?;
         let index = keys::tenant_key_prefix(name)?;
@@ -173,6 +176,9 @@ impl Catalog {
                 .delete(key.clone())
                 .put(deleted_key.clone(), encode(&deleted_key, &deleted)?);
             txn = self.delete_tenant_keys(txn, &index).await?;
+            if let Some(guard) = guard {
+                txn = guard.apply(txn)?;
+            }
             if self.store.commit(txn).await? == TxnOutcome::Committed {
                 self.remove_orphan_keys(&key, &index).await?;
                 tracing::info!(tenant = name, "deleted tenant");

@@ -1,6 +1,6 @@
 //! Creating, rotating, revoking and listing access keys.
 
-use strata_metadata::{AccessKeyRecord, CatalogError, MetaError};
+use strata_metadata::{AccessKeyRecord, AdminKeysGuard, CatalogError, MetaError};
 
 use super::cache::Entry;
 use super::{Credentials, IssuedKey, KeyInfo, validate_tenant};
@@ -59,6 +59,12 @@ impl Credentials {
                 "description is longer than {MAX_DESCRIPTION_LEN} characters"
             )));
         }
+        // One line of text: `strata key list` prints it in a table row.
+        if description.chars().any(char::is_control) {
+            return Err(TenancyError::InvalidArgument(format!(
+                "description {description:?} holds a control character (a newline, a tab, NUL...)"
+            )));
+        }
         let secret = generate_secret_key()?;
         let mut last_error = None;
         // A fresh access key colliding is astronomically unlikely; retrying
@@ -110,7 +116,7 @@ impl Credentials {
             let mut new = old.clone();
             new.sealed_secret = self.inner.master.seal(&secret, access_key)?;
             new.updated_ms = next_update_ms(&old, now);
-            match self.inner.catalog.update_access_key(&old, &new).await {
+            match self.inner.catalog.update_access_key(&old, &new, None).await {
                 Ok(()) => {
                     let role = parse_role(&new)?;
                     self.cache_record(&new, secret.clone(), now);
@@ -140,16 +146,24 @@ impl Credentials {
             if old.revoked_ms.is_some() {
                 return KeyInfo::from_record(old);
             }
-            self.keep_a_service_admin(
-                |k| k.access_key != access_key,
-                || format!("revoking access key {access_key}"),
-            )
-            .await?;
+            let guard = self
+                .keep_a_service_admin(
+                    |k| k.access_key != access_key,
+                    || format!("revoking access key {access_key}"),
+                )
+                .await?;
+            // Only a service-admin key's revocation can leave none.
+            let guard = (parse_role(&old)? == Role::Admin).then_some(guard);
             let now = self.now_ms();
             let mut new = old.clone();
             new.updated_ms = next_update_ms(&old, now);
             new.revoked_ms = Some(now);
-            match self.inner.catalog.update_access_key(&old, &new).await {
+            match self
+                .inner
+                .catalog
+                .update_access_key(&old, &new, guard.as_ref())
+                .await
+            {
                 Ok(()) => {
                     // Keep the secret in the entry: authentication reports
                     // Revoked only to callers who prove they hold it.
@@ -171,19 +185,22 @@ impl Credentials {
     }
 
     /// Refuses a change after which no active service-admin key would be
-    /// left: `stays` says which keys remain. Checked before the change, not
-    /// with it, so two such changes at once may still both pass.
+    /// left: `stays` says which keys remain. The change must then commit
+    /// under the returned guard (read before the keys were counted), so two
+    /// such changes at once cannot both pass: the second's commit fails,
+    /// and counting again refuses it.
     pub(crate) async fn keep_a_service_admin(
         &self,
         stays: impl Fn(&KeyInfo) -> bool,
         what: impl FnOnce() -> String,
-    ) -> Result<(), TenancyError> {
+    ) -> Result<AdminKeysGuard, TenancyError> {
+        let guard = self.inner.catalog.admin_keys_guard().await?;
         let keys = self.list_keys(None).await?;
         let is_admin = |k: &KeyInfo| k.role == Role::Admin && k.revoked_ms.is_none();
         if keys.iter().any(is_admin) && !keys.iter().any(|k| is_admin(k) && stays(k)) {
             return Err(TenancyError::LastServiceAdmin { what: what() });
         }
-        Ok(())
+        Ok(guard)
     }
 
     /// One tenant's keys, or all keys with `None`, sorted by access key.
