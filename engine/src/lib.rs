@@ -34,7 +34,8 @@ pub use engine::{COMPACTION_NICE, Engine};
 pub use error::{EngineError, Result};
 pub use lookup::{FoundMessage, FoundMessages, IndexMaintenance};
 pub use pop::{
-    MAX_DELIVERY_ATTEMPTS, Popped, ReceiptHandle, ReceiveRequest, TagFilter, dead_letter_topic,
+    DELIVERED_ALONE_FROM, MAX_DELIVERY_ATTEMPTS, Popped, ReceiptHandle, ReceiveRequest, TagFilter,
+    dead_letter_topic,
 };
 pub use strata_compactor::{MaintenanceSummary, UploadSummary};
 pub use strata_metadata::{

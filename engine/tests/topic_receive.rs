@@ -463,3 +463,58 @@ async fn a_byte_bounded_receive_leaves_the_rest_for_the_next() {
     let rest = receive(&engine, "g", "t", 32, Duration::ZERO).await;
     assert_eq!(rest.len(), 30);
 }
+
+/// A message too large for a gRPC client's default 4 MiB reply limit goes
+/// out alone, so a client that refuses it loses no other message with it
+/// (the Node.js SDK failed whole receives, and the small messages in them
+/// went to the dead-letter topic unseen); the messages around it come in
+/// receives of their own, in order, and so do its redeliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_near_4_mib_is_delivered_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS, 9);
+    let engine = open(dir.path(), &clock).await;
+    topic(&engine, "t", 2, MessageType::Normal).await;
+    engine.create_group(T, "g").await.unwrap();
+    let big = "B".repeat(strata_engine::DELIVERED_ALONE_FROM);
+    let mut batch: Vec<_> = (0..3)
+        .map(|i| msg(0, format!("before-{i}"), None))
+        .collect();
+    batch.push(msg(0, big.clone(), None));
+    batch.extend((0..3).map(|i| msg(0, format!("after-{i}"), None)));
+    batch.extend((0..3).map(|i| msg(1, format!("other-{i}"), None)));
+    engine.publish(T, "t", batch).await.unwrap();
+    let sorted = |got: &[Popped]| {
+        let mut bodies: Vec<String> = got.iter().map(body).collect();
+        bodies.sort();
+        bodies
+    };
+    // The small ones of both queues up to it; then it alone; then the rest.
+    let first = receive(&engine, "g", "t", 32, Duration::ZERO).await;
+    assert_eq!(
+        sorted(&first),
+        [
+            "before-0", "before-1", "before-2", "other-0", "other-1", "other-2"
+        ]
+    );
+    let alone = receive(&engine, "g", "t", 32, Duration::ZERO).await;
+    assert_eq!(alone.len(), 1);
+    assert_eq!(alone[0].message.message.body.len(), big.len());
+    let rest = receive(&engine, "g", "t", 32, Duration::ZERO).await;
+    assert_eq!(sorted(&rest), ["after-0", "after-1", "after-2"]);
+    // Unacknowledged, all come back: the large one still alone.
+    clock.advance_ms(INVISIBLE.as_millis() as i64 + 1);
+    let mut sizes = Vec::new();
+    for _ in 0..3 {
+        let got = receive(&engine, "g", "t", 32, Duration::ZERO).await;
+        assert!(got.iter().all(|p| p.attempt == 2));
+        let large = got
+            .iter()
+            .filter(|p| p.message.message.body.len() == big.len());
+        if large.count() == 1 {
+            assert_eq!(got.len(), 1, "the large one shares a receive");
+        }
+        sizes.push(got.len());
+    }
+    assert_eq!(sizes.iter().sum::<usize>(), 10, "{sizes:?}");
+}

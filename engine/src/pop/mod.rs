@@ -34,7 +34,7 @@ mod claims;
 mod look;
 mod receive;
 mod reset;
-pub use receive::{Popped, ReceiveRequest};
+pub use receive::{DELIVERED_ALONE_FROM, Popped, ReceiveRequest};
 
 /// Deliveries of one message before it goes to the dead-letter topic,
 /// unless the group's retry policy says otherwise.

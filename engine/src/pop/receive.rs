@@ -81,35 +81,53 @@ pub struct ReceiveRequest<'a> {
     pub max_body_bytes: Option<u64>,
 }
 
+/// A message at least this large (body, properties, keys) is delivered in a
+/// receive of its own. gRPC clients refuse a reply message over 4 MiB unless
+/// told otherwise (the Node.js SDK 1.0.8 does not raise it), and one refused
+/// message fails the client's whole receive: the messages delivered with it
+/// were each charged an attempt and, receive after receive, went to the
+/// dead-letter topic unseen. Alone, only the message the client cannot take
+/// does.
+pub const DELIVERED_ALONE_FROM: usize = 4 * 1024 * 1024 - 16 * 1024;
+
 /// The body bytes a receive may still deliver, shared by its queues' takes
-/// (which run at once).
+/// (which run at once), and whether it delivers a message that goes alone.
 struct BodyBudget {
     max: Option<u64>,
-    /// Bytes admitted, and whether anything was.
-    used: Mutex<(u64, bool)>,
+    used: Mutex<Used>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Used {
+    bytes: u64,
+    any: bool,
+    alone: bool,
 }
 
 impl BodyBudget {
     fn new(max: Option<u64>) -> Self {
         Self {
             max,
-            used: Mutex::new((0, false)),
+            used: Mutex::new(Used::default()),
         }
     }
 
-    /// Whether a message of `len` body bytes may be delivered: it fits, or
-    /// it is the receive's first. Admitted bytes are counted.
-    fn admit(&self, len: u64) -> bool {
-        let Some(max) = self.max else {
-            return true;
-        };
+    /// Whether `message` may be delivered: it fits, or it is the receive's
+    /// first; and neither it nor one delivered before goes alone
+    /// ([`DELIVERED_ALONE_FROM`]). Admitted bytes are counted.
+    fn admit(&self, message: &strata_common::Message) -> bool {
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        let (bytes, any) = *used;
-        let total = bytes.saturating_add(len);
-        if any && total > max {
+        let len = message.body.len() as u64;
+        let alone = message.approx_size() >= DELIVERED_ALONE_FROM;
+        let total = used.bytes.saturating_add(len);
+        if used.any && (used.alone || alone || self.max.is_some_and(|max| total > max)) {
             return false;
         }
-        *used = (total, true);
+        *used = Used {
+            bytes: total,
+            any: true,
+            alone,
+        };
         true
     }
 }
@@ -386,7 +404,7 @@ impl Pop {
             // Past the receive's bytes: nothing more, new messages neither.
             // (A FIFO group whose due message was not reached is not in
             // `blocked`: a later message of it must not go first.)
-            if !budget.admit(message.message.body.len() as u64) {
+            if !budget.admit(&message.message) {
                 out_of_bytes = true;
                 break;
             }
@@ -457,7 +475,7 @@ impl Pop {
                     continue;
                 }
                 // Past the receive's bytes: the cursor stays at it.
-                if !budget.admit(m.message.body.len() as u64) {
+                if !budget.admit(&m.message) {
                     out_of_bytes = true;
                     break;
                 }

@@ -8,6 +8,7 @@
 //! transactions in [`crate::grpc::txn`].
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use futures::Stream;
 use strata_common::ErrorCode;
@@ -362,6 +363,7 @@ impl MessagingService for Service {
         let (tx, rx) = mpsc::channel(16);
         let stream = producers.stream_id();
         let mut down = engine.shutdown_signal();
+        let clock = engine.clock().clone();
         tokio::spawn(async move {
             // However the loop ends (the client half-closed the stream, the
             // connection dropped, the reply stream is gone, the server is
@@ -370,10 +372,21 @@ impl MessagingService for Service {
             // Clients hold this stream open for as long as they live: a
             // stop that waited for it to end would wait for every client.
             let _forget = ForgetProducer(producers.clone(), stream);
+            let mut again = SettingsAgain::default();
             loop {
                 let command = tokio::select! {
                     _ = down.wait_for(|d| *d) => return,
-                    command = inbound.message() => command,
+                    reply = again.due() => Err(reply),
+                    command = inbound.message() => Ok(command),
+                };
+                let command = match command {
+                    Ok(command) => command,
+                    Err(reply) => {
+                        if tx.send(Ok(reply)).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                 };
                 let Ok(Some(command)) = command else {
                     return;
@@ -417,6 +430,7 @@ impl MessagingService for Service {
                             settings, max_body, group,
                         ))),
                     };
+                    again.answered(&reply, clock.as_ref());
                     if tx.send(Ok(reply)).await.is_err() {
                         return;
                     }
@@ -484,6 +498,53 @@ fn settings_resources(caller: &Caller, settings: &pb::Settings) -> Result<(), Fa
         None => {}
     }
     Ok(())
+}
+
+/// When a stream's first Settings answer is sent again. The Node.js SDK
+/// (1.0.8) starts waiting for that answer only after it has fetched the
+/// routes of all its topics and misses one that came sooner: a producer of
+/// four topics never finished starting on this server, which answers in
+/// about a millisecond. Settings are idempotent; other clients apply them
+/// again.
+const SETTINGS_AGAIN_AFTER: [Duration; 3] = [
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+];
+
+/// The answer to a stream's first Settings, and the sleeps until it goes
+/// out again ([`SETTINGS_AGAIN_AFTER`]).
+#[derive(Default)]
+struct SettingsAgain {
+    reply: Option<pb::TelemetryCommand>,
+    sleeps: std::collections::VecDeque<strata_common::clock::Sleep>,
+}
+
+impl SettingsAgain {
+    /// Notes an answer: the first one is sent again, later ones are not
+    /// (the client got the first, or asked again and gets this one).
+    fn answered(&mut self, reply: &pb::TelemetryCommand, clock: &dyn strata_common::Clock) {
+        if self.reply.is_none() {
+            self.reply = Some(reply.clone());
+            let mut elapsed = Duration::ZERO;
+            for at in SETTINGS_AGAIN_AFTER {
+                self.sleeps.push_back(clock.sleep(at - elapsed));
+                elapsed = at;
+            }
+        }
+    }
+
+    /// The answer, when it is next due; never, once it went out each time.
+    async fn due(&mut self) -> pb::TelemetryCommand {
+        match (self.sleeps.front_mut(), &self.reply) {
+            (Some(sleep), Some(reply)) => {
+                sleep.await;
+                self.sleeps.pop_front();
+                reply.clone()
+            }
+            _ => std::future::pending().await,
+        }
+    }
 }
 
 /// Unregisters a Telemetry stream's producer when its task ends.
