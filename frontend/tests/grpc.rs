@@ -306,13 +306,8 @@ async fn route_and_send_with_hmac_then_read_over_http() {
     assert_eq!(usage["acme"].published_messages, 3);
 }
 
-/// The answer to a stream's first Settings comes again a little later: the
-/// Node.js SDK waits for it only after fetching all its topics' routes, and
-/// a producer of four topics never finished starting when it came sooner.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn telemetry_sends_the_first_settings_answer_again() {
-    let w = world().await;
-    let mut c = client(&w.s).await;
+/// The Settings a producer of topic "orders" sends on its Telemetry stream.
+fn orders_producer_settings() -> pb::TelemetryCommand {
     let settings = pb::Settings {
         client_type: Some(pb::ClientType::Producer as i32),
         pub_sub: Some(pb::settings::PubSub::Publishing(pb::Publishing {
@@ -321,13 +316,21 @@ async fn telemetry_sends_the_first_settings_answer_again() {
         })),
         ..Default::default()
     };
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(pb::TelemetryCommand {
+    pb::TelemetryCommand {
         status: None,
         command: Some(pb::telemetry_command::Command::Settings(settings)),
-    })
-    .await
-    .unwrap();
+    }
+}
+
+/// The answer to a stream's first Settings comes again a little later: the
+/// Node.js SDK waits for it only after fetching all its topics' routes, and
+/// a producer of four topics never finished starting when it came sooner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_sends_the_first_settings_answer_again() {
+    let w = world().await;
+    let mut c = client(&w.s).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(orders_producer_settings()).await.unwrap();
     let outbound = tokio_stream::wrappers::ReceiverStream::new(rx);
     let mut replies = c
         .telemetry(request(&hmac(&w.a_publisher), None, outbound))
@@ -352,18 +355,7 @@ async fn telemetry_sends_the_first_settings_answer_again() {
 async fn telemetry_answers_settings_at_once() {
     let w = world().await;
     let mut c = client(&w.s).await;
-    let settings = pb::Settings {
-        client_type: Some(pb::ClientType::Producer as i32),
-        pub_sub: Some(pb::settings::PubSub::Publishing(pb::Publishing {
-            topics: vec![resource("orders").unwrap()],
-            ..Default::default()
-        })),
-        ..Default::default()
-    };
-    let outbound = tokio_stream::iter(vec![pb::TelemetryCommand {
-        status: None,
-        command: Some(pb::telemetry_command::Command::Settings(settings)),
-    }]);
+    let outbound = tokio_stream::iter(vec![orders_producer_settings()]);
     let mut replies = c
         .telemetry(request(&hmac(&w.a_publisher), None, outbound))
         .await
