@@ -348,6 +348,23 @@ async fn telemetry_sends_the_first_settings_answer_again() {
         again.command,
         Some(pb::telemetry_command::Command::Settings(_))
     ));
+    // Settings changed since: their answer at once, and only it again
+    // (the first answer would undo the change on the client).
+    let mut changed = orders_producer_settings();
+    if let Some(pb::telemetry_command::Command::Settings(s)) = &mut changed.command
+        && let Some(pb::settings::PubSub::Publishing(p)) = &mut s.pub_sub
+    {
+        p.topics.push(resource("payments").unwrap());
+    }
+    tx.send(changed).await.unwrap();
+    let latest = replies.message().await.unwrap().expect("the new answer");
+    assert_ne!(latest, first);
+    let later = tokio::time::timeout(std::time::Duration::from_secs(30), replies.message())
+        .await
+        .expect("the answer comes again")
+        .unwrap()
+        .expect("the stream is open");
+    assert_eq!(later, latest);
     drop(tx);
 }
 

@@ -85,14 +85,13 @@ pub async fn consume(client: &Client, json: bool, args: ConsumeArgs) -> Result<(
             Some(StartAt::Offset(n)) => n,
             None => match &args.group {
                 Some(g) => {
-                    let stored = match group_missing {
-                        true => None,
-                        false => {
-                            client
-                                .committed_offset(g, &args.topic, q.queue)
-                                .await?
-                                .offset
-                        }
+                    let stored = if group_missing {
+                        None
+                    } else {
+                        client
+                            .committed_offset(g, &args.topic, q.queue)
+                            .await?
+                            .offset
                     };
                     let committed = match stored {
                         Some(offset) => offset,

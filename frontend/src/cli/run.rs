@@ -736,15 +736,12 @@ fn reset_target(to: &ResetTo) -> strata_client::api::groups::ResetOffsets {
     use strata_client::api::groups::ResetOffsets;
     let now = strata_common::Clock::now_ms(&strata_common::SystemClock);
     match to {
-        ResetTo::Earliest | ResetTo::Latest => ResetOffsets {
-            to: Some(
-                if *to == ResetTo::Earliest {
-                    "earliest"
-                } else {
-                    "latest"
-                }
-                .to_string(),
-            ),
+        ResetTo::Earliest => ResetOffsets {
+            to: Some("earliest".to_string()),
+            ..ResetOffsets::default()
+        },
+        ResetTo::Latest => ResetOffsets {
+            to: Some("latest".to_string()),
             ..ResetOffsets::default()
         },
         ResetTo::Offset(offset) => ResetOffsets {

@@ -512,8 +512,8 @@ const SETTINGS_AGAIN_AFTER: [Duration; 3] = [
     Duration::from_secs(5),
 ];
 
-/// The answer to a stream's first Settings, and the sleeps until it goes
-/// out again ([`SETTINGS_AGAIN_AFTER`]).
+/// The stream's latest Settings answer, and the sleeps until it goes out
+/// again, timed from the first answer ([`SETTINGS_AGAIN_AFTER`]).
 #[derive(Default)]
 struct SettingsAgain {
     reply: Option<pb::TelemetryCommand>,
@@ -521,17 +521,17 @@ struct SettingsAgain {
 }
 
 impl SettingsAgain {
-    /// Notes an answer: the first one is sent again, later ones are not
-    /// (the client got the first, or asked again and gets this one).
+    /// Notes an answer. What goes out again is always the latest: a client
+    /// that changed its settings since must not get the old ones back.
     fn answered(&mut self, reply: &pb::TelemetryCommand, clock: &dyn strata_common::Clock) {
         if self.reply.is_none() {
-            self.reply = Some(reply.clone());
             let mut elapsed = Duration::ZERO;
             for at in SETTINGS_AGAIN_AFTER {
                 self.sleeps.push_back(clock.sleep(at - elapsed));
                 elapsed = at;
             }
         }
+        self.reply = Some(reply.clone());
     }
 
     /// The answer, when it is next due; never, once it went out each time.

@@ -70,6 +70,15 @@ impl Catalog {
         })
     }
 
+    /// Whether a change that may remove admin keys committed since `guard`
+    /// was read: the caller must count the keys again, not retry as it was.
+    pub(super) async fn admin_keys_guard_moved(
+        &self,
+        guard: &AdminKeysGuard,
+    ) -> Result<bool, CatalogError> {
+        Ok(self.store.get(keys::ADMIN_KEYS_GUARD).await? != guard.raw)
+    }
+
     /// Stores a new access key and its tenant index entry in one txn.
     /// [`CatalogError::TenantNotFound`] if the tenant does not exist (checked
     /// in the same txn, so a concurrent tenant deletion cannot orphan it),

@@ -145,7 +145,8 @@ impl Catalog {
     /// between fails its own tenant check unless it committed first, and a
     /// second pass removes such a key while the tenant is still absent.
     /// With `guard` (the tenant holds service-admin keys) the delete is
-    /// conditioned on it too ([`super::AdminKeysGuard`]).
+    /// conditioned on it too ([`super::AdminKeysGuard`]); once it moved,
+    /// [`CatalogError::Conflict`] at once, for the caller to count again.
     pub async fn delete_tenant(
         &self,
         name: &str,
@@ -183,6 +184,13 @@ impl Catalog {
                 self.remove_orphan_keys(&key, &index).await?;
                 tracing::info!(tenant = name, "deleted tenant");
                 return Ok(record);
+            }
+            if let Some(guard) = guard
+                && self.admin_keys_guard_moved(guard).await?
+            {
+                return Err(CatalogError::Conflict(format!(
+                    "deleting tenant {name}: service-admin keys changed meanwhile"
+                )));
             }
         }
         Err(CatalogError::Conflict(format!(
