@@ -27,6 +27,7 @@
 //! | `access-key/<access_key>`                             | [`AccessKeyRecord`] (JSON) |
 //! | `tenant-key/<tenant>/<access_key>`                    | empty (tenant's key index) |
 //! | `guard/service-admins`                                | changes that removed admin keys |
+//! | `guard/tenant/<name>`                                 | last topic or group created |
 //! | `pop-cursor/<tenant>/<group>/<topic_id:020>/<queue:010>` | next offset never handed out |
 //! | `pop-floor/<tenant>/<group>/<topic_id:020>/<queue:010>` | where the last reset put the cursor |
 //! | `pop-flight/<tenant>/<group>/<topic_id:020>/<queue:010>/<offset:020>` | [`InflightRecord`] (JSON) |
@@ -58,6 +59,7 @@ mod ranges;
 mod records;
 mod serving;
 mod store_mark;
+mod tenant_fence;
 mod tenants;
 mod timers;
 mod topics;
@@ -86,6 +88,7 @@ pub use records::{
 };
 pub use serving::ServingLease;
 pub use store_mark::StoreMark;
+pub use tenant_fence::TenantFence;
 pub use tenants::{DeletedTenant, TenantRecord};
 pub use timers::Timer;
 pub use txns::HalfRecord;

@@ -35,7 +35,9 @@ impl std::ops::Deref for StoredGroup {
 
 impl Catalog {
     /// Creates a group, or returns the existing one unchanged (idempotent, so
-    /// consumers may call it on every start).
+    /// consumers may call it on every start). Conditioned on the tenant
+    /// ([`super::TenantFence`]): [`CatalogError::TenantNotFound`] if it was
+    /// deleted.
     pub async fn create_group(
         &self,
         tenant: &str,
@@ -70,14 +72,18 @@ impl Catalog {
             if let Some((existing, _)) = self.get_record::<GroupRecord>(&key).await? {
                 return Ok(existing);
             }
+            let fence = self.tenant_fence(tenant).await?;
             let txn = Txn::new()
                 .check(Check::Absent { key: key.clone() })
                 .put(key.clone(), value.clone());
+            let created = format!("group {name} {:016x}", stamp.incarnation);
+            let txn = fence.apply(txn, tenant, &created)?;
             if self.store.commit(txn).await? == TxnOutcome::Committed {
                 tracing::info!(tenant, name, "created consumer group");
                 return Ok(record);
             }
-            // Someone created it first: the next read returns theirs.
+            // Someone created it first (the next read returns theirs), or
+            // the tenant changed (the next fence reads it again).
         }
         Err(CatalogError::Conflict(format!(
             "creating group {tenant}/{name}: it kept changing"

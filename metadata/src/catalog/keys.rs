@@ -16,6 +16,12 @@ pub const TOPIC_SEQ: &[u8] = b"seq/topic";
 /// remove active service-admin keys ([`super::AdminKeysGuard`]).
 pub const ADMIN_KEYS_GUARD: &[u8] = b"guard/service-admins";
 
+/// `guard/tenant/<name>` → the last topic or group created for the tenant
+/// ([`super::TenantFence`]): moved by every creation, checked by deletion.
+pub fn tenant_contents_guard(name: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("guard/tenant/{}", segment(name)?).into_bytes())
+}
+
 /// `serving-lease` → JSON `ServingLease`: the node serving this namespace.
 pub const SERVING_LEASE: &[u8] = b"serving-lease";
 
@@ -186,6 +192,11 @@ pub fn tenant(name: &str) -> Result<Vec<u8>, MetaError> {
 
 /// Prefix of every deleted tenant's record.
 pub const ALL_DELETED_TENANTS: &[u8] = b"tenant-deleted/";
+
+/// Prefix of the deleted records of every tenant once called `name`.
+pub fn deleted_tenant_prefix(name: &str) -> Result<Vec<u8>, MetaError> {
+    Ok(format!("tenant-deleted/{}/", segment(name)?).into_bytes())
+}
 
 /// `tenant-deleted/<name>/<created_ms, 20 digits>` → JSON
 /// `DeletedTenant`: kept so a deleted tenant's usage can still be billed,

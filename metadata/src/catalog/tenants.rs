@@ -137,9 +137,9 @@ impl Catalog {
     ///
     /// Refused with [`CatalogError::TenantNotEmpty`] while the tenant has
     /// topics or groups: deleting those is a deliberate, separate step, so a
-    /// mistyped tenant name cannot take data with it. Topic and group
-    /// creation do not check the tenant, so one created during this call can
-    /// survive it; callers create them only for existing tenants.
+    /// mistyped tenant name cannot take data with it. A topic or group
+    /// created while this call runs either makes it refuse or is refused
+    /// itself ([`super::TenantFence`]).
     ///
     /// The keys are listed before the delete commits; a key created in
     /// between fails its own tenant check unless it committed first, and a
@@ -161,6 +161,7 @@ impl Catalog {
                     name: name.to_string(),
                 });
             };
+            let contents = self.tenant_contents_check(name).await?;
             self.ensure_tenant_empty(name).await?;
             let deleted_key = keys::deleted_tenant(name, record.created_ms)?;
             let deleted = DeletedTenant {
@@ -174,7 +175,9 @@ impl Catalog {
                     key: key.clone(),
                     value: raw,
                 })
+                .check(contents)
                 .delete(key.clone())
+                .delete(keys::tenant_contents_guard(name)?)
                 .put(deleted_key.clone(), encode(&deleted_key, &deleted)?);
             txn = self.delete_tenant_keys(txn, &index).await?;
             if let Some(guard) = guard {

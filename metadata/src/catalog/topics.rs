@@ -10,7 +10,9 @@ impl Catalog {
     /// Creates a topic, allocating its id from the `seq/topic` sequence
     /// (first id 1) in the same transaction, so an id is handed out exactly
     /// once even across deletions and concurrent creators. Retries when
-    /// another creator advanced the sequence first.
+    /// another creator advanced the sequence first. Conditioned on the
+    /// tenant ([`super::TenantFence`]): [`CatalogError::TenantNotFound`] if it
+    /// was deleted.
     pub async fn create_topic(
         &self,
         tenant: &str,
@@ -27,6 +29,7 @@ impl Catalog {
             if self.store.get(&key).await?.is_some() {
                 return Err(exists());
             }
+            let fence = self.tenant_fence(tenant).await?;
             let seq_raw = self.store.get(keys::TOPIC_SEQ).await?;
             let last: TopicId = match &seq_raw {
                 Some(raw) => decode(keys::TOPIC_SEQ, raw)?,
@@ -61,12 +64,14 @@ impl Catalog {
                 .put(keys::TOPIC_SEQ, encode(keys::TOPIC_SEQ, &id)?)
                 .put(key.clone(), encode(&key, &record)?)
                 .put(keys::topic_id(id), keys::topic_id_value(tenant, name)?);
+            let txn = fence.apply(txn, tenant, &format!("topic {id}"))?;
             match self.store.commit(txn).await? {
                 TxnOutcome::Committed => {
                     tracing::info!(tenant, name, id, queues = topic.queues, "created topic");
                     return Ok(record);
                 }
                 TxnOutcome::CheckFailed { index: 0 } => return Err(exists()),
+                // The sequence or the tenant changed: read both again.
                 TxnOutcome::CheckFailed { .. } => continue,
             }
         }
