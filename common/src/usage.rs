@@ -181,7 +181,7 @@ impl StoredBytes {
 }
 
 /// One tenant's usage in one minute, as taken by [`Meter::snapshot`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MinuteUsage {
     pub tenant: String,
     pub minute_ms: i64,

@@ -203,6 +203,8 @@ async fn upload_volume(
     if let Err(e) = ledger.flush().await {
         tracing::warn!(error = %e, "flushing the adoption's usage failed");
     }
+    // And what the node itself could not write when it stopped.
+    crate::metering::unflushed::write_kept(&ledger, &dir).await;
     tracing::warn!(node = %held.node, uploads, checkpoint = compactor.checkpoint(), "adopted its data directory: everything it held is in object storage");
     Ok(lock)
 }

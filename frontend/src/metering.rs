@@ -2,7 +2,10 @@
 //! usage records and roll them up; the operation names requests are
 //! counted under; and the per-tenant Prometheus series.
 
+pub mod unflushed;
+
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,6 +67,7 @@ pub struct MeteringTasks {
     tasks: Vec<JoinHandle<()>>,
     sampler: StorageSampler,
     ledger: Arc<UsageLedger>,
+    data_dir: PathBuf,
 }
 
 /// Charges stored bytes for the time since the previous sample.
@@ -89,12 +93,14 @@ impl StorageSampler {
 }
 
 impl MeteringTasks {
-    /// Starts sampling, flushing and rolling up.
+    /// Starts sampling, flushing and rolling up; first writes the usage
+    /// an earlier process kept in `data_dir`.
     pub fn start(
         engine: Arc<Engine>,
         ledger: Arc<UsageLedger>,
         clock: Arc<dyn Clock>,
         settings: &MeteringSection,
+        data_dir: PathBuf,
     ) -> Self {
         let sampler = StorageSampler {
             engine,
@@ -115,10 +121,15 @@ impl MeteringTasks {
                 s.sample();
             }
         });
-        let (l, c) = (ledger.clone(), clock.clone());
+        let (l, c, dir) = (ledger.clone(), clock.clone(), data_dir.clone());
         let flushing = tokio::spawn(async move {
+            // Usage an earlier process kept because it could not write it.
+            let mut kept_left = !unflushed::write_kept(&l, &dir).await;
             loop {
                 c.sleep(flush_every).await;
+                if kept_left {
+                    kept_left = !unflushed::write_kept(&l, &dir).await;
+                }
                 if let Err(e) = l.flush().await {
                     tracing::warn!(error = %e, "usage flush failed; will retry");
                 }
@@ -139,22 +150,19 @@ impl MeteringTasks {
             tasks: vec![sampling, flushing, rolling],
             sampler,
             ledger,
+            data_dir,
         }
     }
 
     /// Stops the loops, takes a last storage sample and writes everything
-    /// counted so far. Call after the engine stopped serving.
+    /// counted so far, or keeps it in the data directory for the next start
+    /// if the metadata store refuses. Call after the engine stopped serving.
     pub async fn finish(self) {
         for t in &self.tasks {
             t.abort();
         }
         self.sampler.sample();
-        match self.ledger.flush().await {
-            Ok(s) => tracing::info!(records = s.records, "final usage flush"),
-            Err(e) => {
-                tracing::error!(error = %e, "final usage flush failed; this node's usage since the last flush is lost")
-            }
-        }
+        unflushed::flush_or_keep(&self.ledger, &self.data_dir).await;
     }
 }
 

@@ -425,6 +425,7 @@ pub async fn start_with_clock(
         ledger.clone(),
         clock.clone(),
         &config.metering,
+        config.data_dir.clone(),
     );
     let limiter = Arc::new(strata_tenancy::RateLimiter::with_max_delay(
         rate_clock,

@@ -29,4 +29,6 @@ pub use signature::{
     Authorization, DATE_HEADER, check_skew, format_date_time, parse_authorization, parse_date_time,
     sign, verify,
 };
-pub use usage::{FlushSummary, Granularity, MAX_USAGE_BUCKETS, UsageBucket, UsageLedger};
+pub use usage::{
+    FlushSummary, Granularity, MAX_USAGE_BUCKETS, UnflushedUsage, UsageBucket, UsageLedger,
+};

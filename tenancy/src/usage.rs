@@ -10,16 +10,20 @@
 //! adds, and a restarted process writes under a new key: nothing is ever
 //! counted twice. A minute's value becomes final once the meter seals it
 //! (the first flush after the minute ends). A graceful shutdown flushes
-//! everything. A crash (SIGKILL, power loss) loses what was counted since
-//! the last successful flush: at most one flush interval of the node's
-//! usage, never more, and never anything already written.
+//! everything; if that last flush fails (the metadata store unreachable),
+//! the node keeps what it holds as [`UnflushedUsage`] in its data directory
+//! and a later start, or the node adopting that directory, writes it under
+//! the same node and incarnation. A crash (SIGKILL, power loss) loses what
+//! was counted since the last successful flush: at most one flush interval
+//! of the node's usage, never more, and never anything already written.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use serde::{Deserialize, Serialize};
 use strata_common::Clock;
-use strata_common::usage::{HOUR_MS, MINUTE_MS, Meter, UsageCounts, hour_of};
+use strata_common::usage::{HOUR_MS, MINUTE_MS, Meter, MinuteUsage, UsageCounts, hour_of};
 use strata_metadata::Catalog;
 
 use crate::error::TenancyError;
@@ -86,6 +90,16 @@ pub struct FlushSummary {
     pub records: usize,
     /// Of those, minutes now final.
     pub sealed: usize,
+}
+
+/// Usage a process could not write when it stopped: its absolute minute
+/// values, written later under the same node and incarnation, so writing
+/// them twice (or after part of them was written) changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnflushedUsage {
+    pub node: String,
+    pub incarnation: String,
+    pub records: Vec<MinuteUsage>,
 }
 
 /// Writes this node's usage records and reads everyone's.
@@ -155,6 +169,32 @@ impl UsageLedger {
                 Err(e.into())
             }
         }
+    }
+
+    /// Everything the meter holds, to keep when the last flush failed.
+    pub fn unflushed(&self) -> UnflushedUsage {
+        let snapshot = self.meter.snapshot();
+        let records = snapshot
+            .sealed
+            .into_iter()
+            .chain(snapshot.open)
+            .filter(|m| !m.counts.is_empty())
+            .collect();
+        UnflushedUsage {
+            node: self.node.clone(),
+            incarnation: self.incarnation.clone(),
+            records,
+        }
+    }
+
+    /// Writes usage an earlier process could not ([`UsageLedger::unflushed`]).
+    pub async fn write_unflushed(&self, left: &UnflushedUsage) -> Result<(), TenancyError> {
+        // Marks the hours for a new roll-up, as any flush does.
+        let flush_id = format!("{}-written-by-{}", left.incarnation, self.incarnation);
+        self.catalog
+            .put_usage_minutes(&left.node, &left.incarnation, &flush_id, &left.records)
+            .await?;
+        Ok(())
     }
 
     /// Rolls up every hour that ended at least `grace_ms` ago and changed

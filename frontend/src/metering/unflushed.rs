@@ -1,0 +1,255 @@
+//! Usage a node could not write when it stopped (the metadata store
+//! unreachable at its last flush), kept in its data directory until a later
+//! start, or the node adopting the directory, writes it.
+//!
+//! One file per process incarnation: `<data_dir>/usage-unflushed/<incarnation>.json`,
+//! a JSON [`UnflushedUsage`] written to a temporary name, synced and renamed,
+//! so a file is either whole or absent. Its values are absolute per minute
+//! under the stopped process's own node and incarnation, so writing a file
+//! twice (a crash between writing it and removing it) changes nothing.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use strata_tenancy::{UnflushedUsage, UsageLedger};
+
+/// The directory under a data directory that holds unflushed usage.
+const DIR: &str = "usage-unflushed";
+
+/// Flushes everything `ledger` holds; if that fails, keeps it in `data_dir`.
+/// What a stopping node calls last.
+pub async fn flush_or_keep(ledger: &UsageLedger, data_dir: &Path) {
+    let error = match ledger.flush().await {
+        Ok(s) => {
+            tracing::info!(records = s.records, "final usage flush");
+            return;
+        }
+        Err(e) => e,
+    };
+    let left = ledger.unflushed();
+    if left.records.is_empty() {
+        return;
+    }
+    let records = left.records.len();
+    let dir = data_dir.join(DIR);
+    match tokio::task::spawn_blocking(move || keep(&dir, &left)).await {
+        Ok(Ok(path)) => tracing::warn!(
+            error = %error,
+            records,
+            file = %path.display(),
+            "final usage flush failed; kept the usage in the data directory for the next start to write"
+        ),
+        Ok(Err(e)) => tracing::error!(
+            flush_error = %error,
+            error = %e,
+            records,
+            "final usage flush failed and keeping it in the data directory failed too; this node's usage since its last flush is lost"
+        ),
+        Err(e) => tracing::error!(error = %e, "keeping unflushed usage panicked"),
+    }
+}
+
+/// Writes every file of unflushed usage in `data_dir` through `ledger`,
+/// removing each once written. True when none is left.
+pub async fn write_kept(ledger: &UsageLedger, data_dir: &Path) -> bool {
+    let dir = data_dir.join(DIR);
+    let files = match tokio::task::spawn_blocking(move || read_all(&dir)).await {
+        Ok(Ok(files)) => files,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "reading unflushed usage failed; will retry");
+            return false;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reading unflushed usage panicked");
+            return false;
+        }
+    };
+    let mut all = true;
+    for (path, left) in files {
+        if let Err(e) = ledger.write_unflushed(&left).await {
+            tracing::warn!(error = %e, file = %path.display(), "writing unflushed usage failed; will retry");
+            all = false;
+            continue;
+        }
+        let shown = path.display().to_string();
+        match tokio::task::spawn_blocking(move || remove(&path)).await {
+            Ok(Ok(())) => tracing::info!(
+                file = %shown,
+                records = left.records.len(),
+                "wrote usage a stopped process could not"
+            ),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, file = %shown, "removing written usage failed (writing it again changes nothing)");
+                all = false;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "removing written usage panicked");
+                all = false;
+            }
+        }
+    }
+    all
+}
+
+fn keep(dir: &Path, left: &UnflushedUsage) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{}.json", left.incarnation));
+    let tmp = dir.join(format!("{}.json.tmp", left.incarnation));
+    let body = serde_json::to_vec(left).map_err(std::io::Error::other)?;
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(&body)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(path)
+}
+
+/// Every whole file (temporaries of an interrupted write are skipped: the
+/// usage they hold was lost with that process, as in any crash).
+fn read_all(dir: &Path) -> std::io::Result<Vec<(PathBuf, UnflushedUsage)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let body = std::fs::read(&path)?;
+        match serde_json::from_slice::<UnflushedUsage>(&body) {
+            Ok(left) => out.push((path, left)),
+            Err(e) => tracing::error!(
+                error = %e,
+                file = %path.display(),
+                "unflushed usage file is not readable; left in place"
+            ),
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+fn remove(path: &Path) -> std::io::Result<()> {
+    std::fs::remove_file(path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use strata_common::usage::{Counter, Meter};
+    use strata_common::{Clock, ManualClock};
+    use strata_metadata::{Catalog, MemoryStore, MetaError, MetaStore, Txn, TxnOutcome};
+    use strata_tenancy::Granularity;
+
+    use super::*;
+
+    /// A store whose commits fail while `down` is set (an unreachable etcd).
+    #[derive(Debug)]
+    struct Outage {
+        inner: Arc<dyn MetaStore>,
+        down: AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl MetaStore for Outage {
+        fn backend_name(&self) -> &'static str {
+            "outage"
+        }
+
+        async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MetaError> {
+            self.inner.get(key).await
+        }
+
+        async fn scan(
+            &self,
+            start: &[u8],
+            end: &[u8],
+            limit: usize,
+        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, MetaError> {
+            self.inner.scan(start, end, limit).await
+        }
+
+        async fn commit(&self, txn: Txn) -> Result<TxnOutcome, MetaError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(MetaError::Backend("connection refused".into()));
+            }
+            self.inner.commit(txn).await
+        }
+    }
+
+    const NOW_MS: i64 = 1_700_000_000_000;
+
+    async fn published(ledger: &UsageLedger, clock: &Arc<ManualClock>) -> u64 {
+        let counts = ledger
+            .query(
+                "acme",
+                NOW_MS - 3_600_000,
+                clock.now_ms() + 60_000,
+                Granularity::Hour,
+            )
+            .await
+            .unwrap();
+        counts.iter().map(|b| b.counts.published_messages).sum()
+    }
+
+    #[tokio::test]
+    async fn usage_of_a_stop_during_an_outage_is_written_by_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(NOW_MS, 1);
+        let store = Arc::new(Outage {
+            inner: MemoryStore::new(),
+            down: AtomicBool::new(false),
+        });
+        let ledger = |store: Arc<dyn MetaStore>| {
+            let meter = Arc::new(Meter::new(clock.clone() as Arc<dyn Clock>));
+            UsageLedger::new(
+                Catalog::new(store),
+                meter,
+                clock.clone() as Arc<dyn Clock>,
+                "n1",
+            )
+        };
+        let stopping = ledger(store.clone());
+        stopping.meter().add("acme", Counter::PublishedMessages, 5);
+        stopping.flush().await.unwrap();
+        // Two minutes more: one sealed by the failed flush, one still open.
+        stopping.meter().add("acme", Counter::PublishedMessages, 7);
+        clock.advance_ms(60_000);
+        stopping.meter().add("acme", Counter::PublishedMessages, 11);
+        store.down.store(true, Ordering::SeqCst);
+        flush_or_keep(&stopping, dir.path()).await;
+        assert_eq!(std::fs::read_dir(dir.path().join(DIR)).unwrap().count(), 1);
+
+        let file = std::fs::read_dir(dir.path().join(DIR))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let copy: UnflushedUsage = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+
+        // A start while the store is still down writes nothing and keeps the file.
+        let started = ledger(store.clone());
+        assert!(!write_kept(&started, dir.path()).await);
+        assert!(file.exists());
+        store.down.store(false, Ordering::SeqCst);
+        assert_eq!(published(&started, &clock).await, 5);
+        assert!(write_kept(&started, dir.path()).await);
+        assert_eq!(published(&started, &clock).await, 23);
+        assert!(!file.exists());
+
+        // Written twice (a crash before the removal): counted once.
+        keep(&dir.path().join(DIR), &copy).unwrap();
+        assert!(write_kept(&started, dir.path()).await);
+        assert_eq!(published(&started, &clock).await, 23);
+    }
+}
