@@ -160,3 +160,32 @@ async fn a_failing_object_store_shows_as_errors_and_a_failing_compactor() {
     assert_eq!(read["messages"][0]["body"], "kept", "{read}");
     s.shutdown().await;
 }
+
+/// Methods a client makes up are counted under `other`: a label per
+/// invented method let anyone, without credentials, add series without end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invented_methods_add_no_series() {
+    let s = TestServer::start().await;
+    let http = s.anonymous_http();
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("X{i:05}").as_bytes()).unwrap();
+        for path in ["/healthz", "/v1/topics"] {
+            http.request(method.clone(), s.url(path))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let text = metrics(&s).await;
+    assert!(!text.contains("X0000"), "{text}");
+    let others: Vec<_> = text
+        .lines()
+        .filter(|l| l.starts_with("strata_http_requests_total{") && l.contains("method=\"other\""))
+        .collect();
+    let counted: f64 = others
+        .iter()
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(counted, 40.0, "{others:?}");
+    assert!(others.len() <= 4, "{others:?}");
+}

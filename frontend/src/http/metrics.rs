@@ -35,6 +35,7 @@ use super::auth::Caller;
 pub struct RequestLabels {
     /// The route template (bounded), never the raw path.
     pub route: String,
+    /// A standard method's name or `other` (bounded).
     pub method: String,
     pub status: u16,
 }
@@ -450,6 +451,24 @@ pub async fn metrics(State(state): State<AppState>, caller: Caller) -> Response 
         .into_response()
 }
 
+/// The `method` label: the standard methods by name, any other as `other`,
+/// so that a client inventing methods cannot add series.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// Middleware: counts and times every request under its route template.
 pub async fn track_requests(
     State(state): State<AppState>,
@@ -460,7 +479,7 @@ pub async fn track_requests(
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method()).to_string();
     let clock = state.engine.clock();
     let started = clock.monotonic();
     let response = next.run(request).await;
