@@ -47,6 +47,10 @@ use crate::error::{EngineError, Result};
 
 /// Where runs live in the object store (`index/<node>/<run id>.idx`).
 pub const INDEX_RUN_PREFIX: &str = "index/";
+
+/// How the names of index run objects end.
+const RUN_SUFFIX: &str = ".idx";
+
 /// Runs merged at once, and the size ratio between tiers.
 pub const MERGE_FANIN: usize = 8;
 /// Merges stop at this many entries: a 112 MiB run. A merge holds the
@@ -137,7 +141,7 @@ fn pick_merge(entries: &[u64]) -> Option<Vec<usize>> {
 impl Lookup {
     fn run_object(&self, id: u64) -> String {
         format!(
-            "{INDEX_RUN_PREFIX}{}/{id:016x}.idx",
+            "{INDEX_RUN_PREFIX}{}/{id:016x}{RUN_SUFFIX}",
             self.core.config.node_id
         )
     }
@@ -616,7 +620,9 @@ impl Lookup {
         let cutoff = self.core.clock.now_ms().saturating_sub(self.grace_ms());
         let mut swept = 0;
         for o in listed {
-            if named.contains(&o.key) || o.last_modified_ms > cutoff {
+            // A namespace nested under `index/<writer>` is not ours to sweep.
+            let ours = strata_compactor::gc::ours(&o.key, RUN_SUFFIX);
+            if !ours || named.contains(&o.key) || o.last_modified_ms > cutoff {
                 continue;
             }
             match objects.delete(&o.key).await {
