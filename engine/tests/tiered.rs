@@ -190,6 +190,25 @@ async fn s3_uploads_then_cold_reads_are_byte_identical() {
     uploads_then_cold_reads_are_byte_identical(c, dir.path()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_refusing_the_credentials_refuses_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut c) = s3_config(dir.path()) else {
+        eprintln!("SKIPPED: STRATA_TEST_S3_ENDPOINT not set (scripts/test.sh starts SeaweedFS)");
+        return;
+    };
+    if let Backend::S3 {
+        secret_access_key, ..
+    } = &mut c.object_store.backend
+    {
+        *secret_access_key = Some("not-the-secret".into());
+    }
+    let Err(err) = Engine::open(c, Arc::new(SystemClock)).await else {
+        panic!("an engine started on an object store that refuses its credentials");
+    };
+    assert!(err.to_string().contains("credentials"), "{err}");
+}
+
 async fn objects_in_store(engine: &Engine) -> BTreeSet<String> {
     let mut keys = BTreeSet::new();
     for prefix in ["seg/", "merged/"] {

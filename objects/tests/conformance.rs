@@ -95,6 +95,28 @@ async fn s3_backend_conforms() {
     );
 }
 
+/// A secret the server does not accept is refused for good, not an outage
+/// to wait out: a node started with it must say so instead of serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_wrong_credentials_are_rejected_not_unavailable() {
+    let Some((mut config, _)) = s3_config("strata-objects-credentials") else {
+        return;
+    };
+    if let Backend::S3 {
+        secret_access_key, ..
+    } = &mut config.backend
+    {
+        *secret_access_key = Some("not-the-secret".into());
+    }
+    let objects = Objects::open(&config, clock()).unwrap();
+    let err = objects.get("strata-store-mark").await.unwrap_err();
+    assert!(
+        matches!(err, strata_objects::ObjectError::Rejected { .. }),
+        "{err:?}"
+    );
+    assert_eq!(objects.metrics().retries, 0, "{:?}", objects.metrics());
+}
+
 /// The compactor and the cold reader call the store from low-priority
 /// runtimes of one thread. A connection one of them opened must not be
 /// driven by that thread when the server's runtime reuses it.

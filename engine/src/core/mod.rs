@@ -237,8 +237,8 @@ impl Core {
             write_fence: std::sync::OnceLock::new(),
             served,
         });
-        // A store that is not this namespace's refuses the start; one that
-        // cannot be read now (or within START_VERIFY_LIMIT: a hung endpoint
+        // A store that is not this namespace's, or that refuses this node
+        // for good, refuses the start; one that cannot be read now (or within START_VERIFY_LIMIT: a hung endpoint
         // held the start for the retries' 150 s) is verified before the
         // first upload instead, and the node serves meanwhile.
         let verified = strata_common::clock::timeout(
@@ -251,6 +251,17 @@ impl Core {
             Some(Ok(())) => {}
             Some(Err(e @ strata_compactor::CompactorError::WrongStore(_))) => {
                 return Err(e.into());
+            }
+            // Refused for good (credentials, permissions, configuration):
+            // waiting would only fill the WAL with data that cannot leave.
+            Some(Err(strata_compactor::CompactorError::Objects(
+                e @ (strata_objects::ObjectError::Rejected { .. }
+                | strata_objects::ObjectError::Config(_)),
+            ))) => {
+                return Err(EngineError::ObjectStore(format!(
+                    "{e}; the object store refuses this node's requests, so it does not \
+                     start: check the object store's credentials, permissions, bucket and region"
+                )));
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "cannot verify the object store now; uploads and garbage collection wait until it is verified");
