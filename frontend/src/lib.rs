@@ -6,6 +6,7 @@ pub mod adopt;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod disk_space;
 pub mod grpc;
 pub mod http;
 pub mod metering;

@@ -324,6 +324,8 @@ pub async fn start_with_clock(
 ) -> Result<Running, ServerError> {
     config.validate()?;
     let lock = lock_data_dir(&config)?;
+    let mut config = config;
+    crate::disk_space::prepare_block_cache(&mut config);
     let (store, store_closed) = open_metadata_closing(&config).await?;
     let store = TimedStore::wrap(store, clock.clone());
     // Before the serving lease: a node that cannot verify the namespace's
