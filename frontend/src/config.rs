@@ -637,7 +637,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.http.addr.parse::<SocketAddr>().is_err() {
-            return bad(format!("http.addr {:?} is not HOST:PORT", self.http.addr));
+            return bad(format!(
+                "http.addr {:?} is not IP:PORT (an IP address to listen on and a port, e.g. 127.0.0.1:8080)",
+                self.http.addr
+            ));
         }
         let m = &self.metering;
         if m.flush_interval_ms == 0 || m.storage_sample_interval_ms == 0 {
@@ -650,7 +653,22 @@ impl Config {
             return bad(format!("object_store.prefix: {e}"));
         }
         if self.grpc.addr.parse::<SocketAddr>().is_err() {
-            return bad(format!("grpc.addr {:?} is not HOST:PORT", self.grpc.addr));
+            return bad(format!(
+                "grpc.addr {:?} is not IP:PORT (an IP address to listen on and a port, e.g. 127.0.0.1:8081)",
+                self.grpc.addr
+            ));
+        }
+        if let (Ok(http), Ok(grpc)) = (
+            self.http.addr.parse::<SocketAddr>(),
+            self.grpc.addr.parse::<SocketAddr>(),
+        ) && http.port() != 0
+            && http.port() == grpc.port()
+            && (http.ip() == grpc.ip() || http.ip().is_unspecified() || grpc.ip().is_unspecified())
+        {
+            return bad(format!(
+                "http.addr {:?} and grpc.addr {:?} use the same port; give each its own",
+                self.http.addr, self.grpc.addr
+            ));
         }
         if !self.http.advertise_addr.is_empty() && advertised(&self.http.advertise_addr).is_none() {
             return bad(format!(
@@ -1360,6 +1378,29 @@ mod tests {
             .map(|p| Config::env_var(p))
             .collect();
         assert!(Config::unknown_env(every_key.into_iter().map(|k| (k, String::new()))).is_empty());
+    }
+
+    #[test]
+    fn listen_addresses_are_ip_and_port_and_apart() {
+        let mut c = Config::default();
+        c.http.addr = "localhost:8080".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("http.addr") && e.contains("IP:PORT"), "{e}");
+        for (http, grpc, refused) in [
+            ("127.0.0.1:9000", "127.0.0.1:9000", true),
+            ("0.0.0.0:9000", "127.0.0.1:9000", true),
+            ("127.0.0.1:9000", "127.0.0.2:9000", false),
+            ("127.0.0.1:9000", "127.0.0.1:9001", false),
+            ("127.0.0.1:0", "127.0.0.1:0", false),
+        ] {
+            c.http.addr = http.into();
+            c.grpc.addr = grpc.into();
+            let result = c.validate();
+            assert_eq!(result.is_err(), refused, "{http} {grpc}: {result:?}");
+            if let Err(e) = result {
+                assert!(e.to_string().contains("same port"), "{e}");
+            }
+        }
     }
 
     #[test]

@@ -290,6 +290,15 @@ async fn open_tikv(
 /// Takes the data directory's lock so two nodes never share one WAL.
 pub(crate) fn lock_data_dir(config: &Config) -> Result<std::fs::File, ServerError> {
     let dir = config.data_dir.display().to_string();
+    if config.data_dir.exists() && !config.data_dir.is_dir() {
+        return Err(ServerError::DataDir {
+            dir,
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                "it exists and is not a directory",
+            ),
+        });
+    }
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
         dir: dir.clone(),
         source,
@@ -766,5 +775,23 @@ impl StopWatchdog {
             }
         });
         (step, Self(task))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_dir_that_is_a_file_is_refused_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+        let config = Config {
+            data_dir: file,
+            ..Config::default()
+        };
+        let err = lock_data_dir(&config).unwrap_err().to_string();
+        assert!(err.contains("not a directory"), "{err}");
     }
 }
