@@ -617,10 +617,26 @@ async fn open_credentials(
     let ttl_ms = i64::try_from(config.auth.key_cache_ttl_ms).unwrap_or(i64::MAX);
     let credentials = Credentials::with_cache_ttl_ms(Catalog::new(store), master, clock, ttl_ms);
     let file = config.credentials_path();
-    let issued = credentials
-        .bootstrap(&file)
-        .await
-        .map_err(|e| ServerError::Credentials(e.to_string()))?;
+    let issued = match credentials.bootstrap(&file).await {
+        Ok(issued) => issued,
+        Err(e) => {
+            // A key made by this start that opens none of the stored
+            // secrets (a mistyped auth.master_key_file) would only be in
+            // the way of the next attempt: nothing was sealed with it.
+            if created
+                && matches!(
+                    e,
+                    strata_tenancy::TenancyError::Secrets(
+                        strata_tenancy::SecretsError::ForeignMasterKey { .. }
+                    )
+                )
+                && let Err(remove) = std::fs::remove_file(&key_path)
+            {
+                tracing::warn!(error = %remove, path = %key_path.display(), "removing the master key this start created failed");
+            }
+            return Err(ServerError::Credentials(e.to_string()));
+        }
+    };
     if let Some(key) = issued {
         tracing::warn!(
             file = %file.display(),

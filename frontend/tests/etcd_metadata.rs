@@ -251,6 +251,8 @@ async fn a_second_node_waits_until_the_first_hands_the_namespace_over() {
         .expect_err("no master key")
         .to_string();
     assert!(keyless.contains("master key does not open"), "{keyless}");
+    // The key that start made opened nothing, and is not left behind.
+    assert!(!b_config.master_key_path().exists());
     let catalog = strata_metadata::Catalog::new(
         strata_metadata::EtcdStore::connect(&strata_metadata::EtcdAddress::parse(&url).unwrap())
             .await
@@ -270,7 +272,6 @@ async fn a_second_node_waits_until_the_first_hands_the_namespace_over() {
     );
     let a_http = a.url.trim_start_matches("http://").to_string();
     assert_eq!(nodes[0]["http_addr"], json!(a_http), "{cluster}");
-    std::fs::remove_file(b_config.master_key_path()).unwrap();
     share_secrets(&a_config, &b_config);
 
     // While node-a serves the namespace, another data directory is refused.

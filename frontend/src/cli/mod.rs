@@ -558,14 +558,14 @@ fn error_json(e: &anyhow::Error) -> serde_json::Value {
     serde_json::json!({"error": {"code": code, "message": message}})
 }
 
-/// The error and its causes, leaving out a cause the text already ends
-/// with: most wrappers here say what failed *and* print their source, so
-/// `{:#}` would repeat it.
+/// The error and its causes, leaving out a cause the text already gives
+/// (at its end, or after a colon): most wrappers here say what failed *and*
+/// print their source, so `{:#}` would repeat it.
 fn describe(e: &anyhow::Error) -> String {
     let mut out = e.to_string();
     for cause in e.chain().skip(1) {
         let cause = cause.to_string();
-        if !out.ends_with(&cause) {
+        if !out.ends_with(&cause) && !out.contains(&format!(": {cause}")) {
             out.push_str(": ");
             out.push_str(&cause);
         }
@@ -629,5 +629,10 @@ mod tests {
         assert_eq!(describe(&e), "writing: no space");
         let e = anyhow::Error::new(std::io::Error::other("not found")).context("not found here");
         assert_eq!(describe(&e), "not found here: not found");
+        // A wrapper that names its source mid-sentence (the client's
+        // "cannot reach ...: <cause>. Is ... running?") gets it once.
+        let e = anyhow::Error::new(std::io::Error::other("refused"))
+            .context("cannot reach x: refused. Is it running?");
+        assert_eq!(describe(&e), "cannot reach x: refused. Is it running?");
     }
 }
