@@ -1,7 +1,8 @@
 //! Strata's metadata: the [`MetaStore`] trait (a transactional, ordered
 //! key-value store), its backends ([`RedbStore`] embedded on disk,
 //! [`EtcdStore`] on an etcd v3 cluster, `TikvStore` on TiKV with the
-//! `tikv` feature, [`MemoryStore`] ephemeral), [`TimedStore`] to time any of them, a [`conformance`] suite every backend must
+//! `tikv` feature, [`MemoryStore`] ephemeral), [`TimedStore`] to time any of them, [`HookedStore`] to interpose on
+//! commits in tests, a [`conformance`] suite every backend must
 //! pass, and the [`Catalog`] of tenants, access keys, topics, groups, offsets and queue owners
 //! built on top of any backend.
 
@@ -9,6 +10,7 @@ pub mod address;
 pub mod catalog;
 pub mod conformance;
 pub mod etcd_store;
+pub mod hooked;
 pub mod journal;
 mod journal_file;
 pub mod memory_store;
@@ -30,6 +32,7 @@ pub use catalog::{
     TopicRecord, UsageRollup,
 };
 pub use etcd_store::EtcdStore;
+pub use hooked::{CommitHook, HookedStore};
 pub use memory_store::MemoryStore;
 pub use redb_store::{Checkpoints, DEFAULT_CACHE_BYTES, JournalCut, RedbStore};
 pub use store::{Check, MetaError, MetaStore, Mutation, Txn, TxnOutcome};

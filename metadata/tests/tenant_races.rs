@@ -7,8 +7,8 @@
 use std::sync::{Arc, Mutex};
 
 use strata_metadata::{
-    Catalog, CatalogError, GroupStamp, MemoryStore, MessageType, MetaError, MetaStore, Mutation,
-    NewTopic, RedbStore, Retention, Txn, TxnOutcome,
+    Catalog, CatalogError, CommitHook, GroupStamp, HookedStore, MemoryStore, MessageType,
+    MetaError, MetaStore, NewTopic, RedbStore, Retention, Txn,
 };
 use tempfile::TempDir;
 
@@ -20,58 +20,39 @@ enum Racer {
     DeleteTenant,
 }
 
-/// Runs `racer` once on the inner store, just before the first commit
-/// that writes `trigger`.
+/// Runs `racer` once on the store underneath, just before the first
+/// commit that writes `trigger`.
 #[derive(Debug)]
 struct RaceAt {
-    inner: Arc<dyn MetaStore>,
     trigger: Vec<u8>,
     racer: Mutex<Option<Racer>>,
 }
 
 #[async_trait::async_trait]
-impl MetaStore for RaceAt {
-    fn backend_name(&self) -> &'static str {
-        "race-at"
-    }
-
-    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MetaError> {
-        self.inner.get(key).await
-    }
-
-    async fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, MetaError> {
-        self.inner.scan(start, end, limit).await
-    }
-
-    async fn commit(&self, txn: Txn) -> Result<TxnOutcome, MetaError> {
-        let writes_trigger = txn.mutations.iter().any(|m| match m {
-            Mutation::Put { key, .. } | Mutation::Delete { key } => *key == self.trigger,
-        });
+impl CommitHook for RaceAt {
+    async fn before_commit(&self, inner: &Arc<dyn MetaStore>, txn: &Txn) -> Result<(), MetaError> {
+        let writes_trigger = txn.mutations.iter().any(|m| m.key() == self.trigger);
         let racer = if writes_trigger {
             self.racer.lock().unwrap().take()
         } else {
             None
         };
-        if let Some(racer) = racer {
-            let other = Catalog::new(self.inner.clone());
-            match racer {
-                Racer::CreateTopic => {
-                    create_topic(&other).await.unwrap();
-                }
-                Racer::CreateGroup => {
-                    create_group(&other).await.unwrap();
-                }
-                Racer::DeleteTenant => {
-                    other.delete_tenant("acme", 9, None).await.unwrap();
-                }
+        let Some(racer) = racer else {
+            return Ok(());
+        };
+        let other = Catalog::new(inner.clone());
+        match racer {
+            Racer::CreateTopic => {
+                create_topic(&other).await.unwrap();
+            }
+            Racer::CreateGroup => {
+                create_group(&other).await.unwrap();
+            }
+            Racer::DeleteTenant => {
+                other.delete_tenant("acme", 9, None).await.unwrap();
             }
         }
-        self.inner.commit(txn).await
+        Ok(())
     }
 }
 
@@ -103,11 +84,13 @@ async fn create_group(catalog: &Catalog) -> Result<(), CatalogError> {
 
 /// A catalog whose store runs `racer` inside the first commit writing `trigger`.
 async fn racing(store: &Arc<dyn MetaStore>, trigger: &[u8], racer: Racer) -> Catalog {
-    Catalog::new(Arc::new(RaceAt {
-        inner: store.clone(),
-        trigger: trigger.to_vec(),
-        racer: Mutex::new(Some(racer)),
-    }))
+    Catalog::new(HookedStore::new(
+        store.clone(),
+        RaceAt {
+            trigger: trigger.to_vec(),
+            racer: Mutex::new(Some(racer)),
+        },
+    ))
 }
 
 #[tokio::test]

@@ -765,38 +765,21 @@ async fn the_last_service_admin_key_stays() {
     }
 }
 
-/// A store whose first two commits wait for each other: two changes that
+/// Makes a store's first two commits wait for each other: two changes that
 /// both counted the keys before either committed.
 #[derive(Debug)]
 struct CommitsMeet {
-    inner: Arc<dyn MetaStore>,
     commits: std::sync::atomic::AtomicUsize,
     meet: tokio::sync::Barrier,
 }
 
 #[async_trait::async_trait]
-impl MetaStore for CommitsMeet {
-    fn backend_name(&self) -> &'static str {
-        "commits-meet"
-    }
-
-    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, strata_metadata::MetaError> {
-        self.inner.get(key).await
-    }
-
-    async fn scan(
+impl strata_metadata::CommitHook for CommitsMeet {
+    async fn before_commit(
         &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, strata_metadata::MetaError> {
-        self.inner.scan(start, end, limit).await
-    }
-
-    async fn commit(
-        &self,
-        txn: strata_metadata::Txn,
-    ) -> Result<strata_metadata::TxnOutcome, strata_metadata::MetaError> {
+        _: &Arc<dyn MetaStore>,
+        _: &strata_metadata::Txn,
+    ) -> Result<(), strata_metadata::MetaError> {
         if self
             .commits
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
@@ -804,7 +787,7 @@ impl MetaStore for CommitsMeet {
         {
             self.meet.wait().await;
         }
-        self.inner.commit(txn).await
+        Ok(())
     }
 }
 
@@ -821,11 +804,13 @@ async fn concurrent_revocations_leave_a_service_admin_key() {
     c.create_tenant("ops", "default").await.unwrap();
     let a = c.create_key("ops", Role::Admin, "").await.unwrap();
     let b = c.create_key("ops", Role::Admin, "").await.unwrap();
-    let store: Arc<dyn MetaStore> = Arc::new(CommitsMeet {
-        inner: catalog.store().clone(),
-        commits: Default::default(),
-        meet: tokio::sync::Barrier::new(2),
-    });
+    let store = strata_metadata::HookedStore::new(
+        catalog.store().clone(),
+        CommitsMeet {
+            commits: Default::default(),
+            meet: tokio::sync::Barrier::new(2),
+        },
+    );
     let racing = Credentials::new(
         Catalog::new(store),
         MasterKey::generate().unwrap(),

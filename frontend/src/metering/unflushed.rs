@@ -147,42 +147,26 @@ mod tests {
 
     use strata_common::usage::{Counter, Meter};
     use strata_common::{Clock, ManualClock};
-    use strata_metadata::{Catalog, MemoryStore, MetaError, MetaStore, Txn, TxnOutcome};
+    use strata_metadata::{
+        Catalog, CommitHook, HookedStore, MemoryStore, MetaError, MetaStore, Txn,
+    };
     use strata_tenancy::Granularity;
 
     use super::*;
 
-    /// A store whose commits fail while `down` is set (an unreachable etcd).
-    #[derive(Debug)]
+    /// Commits fail while `down` is set (an unreachable etcd).
+    #[derive(Debug, Default)]
     struct Outage {
-        inner: Arc<dyn MetaStore>,
         down: AtomicBool,
     }
 
     #[async_trait::async_trait]
-    impl MetaStore for Outage {
-        fn backend_name(&self) -> &'static str {
-            "outage"
-        }
-
-        async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MetaError> {
-            self.inner.get(key).await
-        }
-
-        async fn scan(
-            &self,
-            start: &[u8],
-            end: &[u8],
-            limit: usize,
-        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, MetaError> {
-            self.inner.scan(start, end, limit).await
-        }
-
-        async fn commit(&self, txn: Txn) -> Result<TxnOutcome, MetaError> {
+    impl CommitHook for Outage {
+        async fn before_commit(&self, _: &Arc<dyn MetaStore>, _: &Txn) -> Result<(), MetaError> {
             if self.down.load(Ordering::SeqCst) {
                 return Err(MetaError::Backend("connection refused".into()));
             }
-            self.inner.commit(txn).await
+            Ok(())
         }
     }
 
@@ -205,10 +189,7 @@ mod tests {
     async fn usage_of_a_stop_during_an_outage_is_written_by_the_next_start() {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(NOW_MS, 1);
-        let store = Arc::new(Outage {
-            inner: MemoryStore::new(),
-            down: AtomicBool::new(false),
-        });
+        let store = HookedStore::new(MemoryStore::new(), Outage::default());
         let ledger = |store: Arc<dyn MetaStore>| {
             let meter = Arc::new(Meter::new(clock.clone() as Arc<dyn Clock>));
             UsageLedger::new(
@@ -225,7 +206,7 @@ mod tests {
         stopping.meter().add("acme", Counter::PublishedMessages, 7);
         clock.advance_ms(60_000);
         stopping.meter().add("acme", Counter::PublishedMessages, 11);
-        store.down.store(true, Ordering::SeqCst);
+        store.hook().down.store(true, Ordering::SeqCst);
         flush_or_keep(&stopping, dir.path()).await;
         assert_eq!(std::fs::read_dir(dir.path().join(DIR)).unwrap().count(), 1);
 
@@ -241,7 +222,7 @@ mod tests {
         let started = ledger(store.clone());
         assert!(!write_kept(&started, dir.path()).await);
         assert!(file.exists());
-        store.down.store(false, Ordering::SeqCst);
+        store.hook().down.store(false, Ordering::SeqCst);
         assert_eq!(published(&started, &clock).await, 5);
         assert!(write_kept(&started, dir.path()).await);
         assert_eq!(published(&started, &clock).await, 23);
