@@ -238,9 +238,10 @@ impl Core {
             served,
         });
         // A store that is not this namespace's, or that refuses this node
-        // for good, refuses the start; one that cannot be read now (or within START_VERIFY_LIMIT: a hung endpoint
-        // held the start for the retries' 150 s) is verified before the
-        // first upload instead, and the node serves meanwhile.
+        // for good, refuses the start; one that cannot be read now (or
+        // within START_VERIFY_LIMIT: a hung endpoint held the start for the
+        // retries' 150 s) is verified before the first upload instead, and
+        // the node serves meanwhile.
         let verified = strata_common::clock::timeout(
             &*clock,
             START_VERIFY_LIMIT,
