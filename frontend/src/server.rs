@@ -335,19 +335,8 @@ pub async fn start_with_clock(
     let lock = lock_data_dir(&config)?;
     let mut config = config;
     crate::disk_space::prepare_block_cache(&mut config);
-    let (store, store_closed) = open_metadata_closing(&config).await?;
-    let store = TimedStore::wrap(store, clock.clone());
-    // Before the serving lease: a node that cannot verify the namespace's
-    // keys (a missing master key) must not take the namespace.
-    let credentials = open_credentials(&config, store.clone(), clock.clone()).await?;
-    let identity =
-        crate::serving::data_dir_identity(&config.data_dir, clock.as_ref()).map_err(|source| {
-            ServerError::DataDir {
-                dir: config.data_dir.display().to_string(),
-                source,
-            }
-        })?;
-    // Listening first: the node registers its addresses before it serves.
+    // Listening first: the node registers its addresses before it serves,
+    // and a port in use stops the start before anything is written.
     let listener = TcpListener::bind(&config.http.addr)
         .await
         .map_err(|source| ServerError::Bind {
@@ -362,6 +351,18 @@ pub async fn start_with_clock(
             source,
         })?;
     let grpc_addr = grpc_listener.local_addr().map_err(ServerError::Http)?;
+    let (store, store_closed) = open_metadata_closing(&config).await?;
+    let store = TimedStore::wrap(store, clock.clone());
+    // Before the serving lease: a node that cannot verify the namespace's
+    // keys (a missing master key) must not take the namespace.
+    let credentials = open_credentials(&config, store.clone(), clock.clone()).await?;
+    let identity =
+        crate::serving::data_dir_identity(&config.data_dir, clock.as_ref()).map_err(|source| {
+            ServerError::DataDir {
+                dir: config.data_dir.display().to_string(),
+                source,
+            }
+        })?;
     let advertised = advertised_addr(&config.grpc.advertise_addr, grpc_addr);
     let (http_host, http_port) = advertised_addr(&config.http.advertise_addr, http_addr);
     let catalog = Catalog::new(store.clone());
@@ -809,5 +810,24 @@ mod tests {
         };
         let err = lock_data_dir(&config).unwrap_err().to_string();
         assert!(err.contains("not a directory"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_port_in_use_stops_the_start_before_any_key_is_written() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        config.http.addr = taken.local_addr().unwrap().to_string();
+        config.grpc.addr = "127.0.0.1:0".into();
+        let Err(err) = start(config.clone()).await else {
+            panic!("started on a port in use");
+        };
+        assert!(matches!(err, ServerError::Bind { .. }), "{err}");
+        assert!(!config.master_key_path().exists());
+        assert!(!config.credentials_path().exists());
+        assert!(!dir.path().join("meta.redb").exists());
     }
 }
