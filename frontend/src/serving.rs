@@ -289,15 +289,36 @@ async fn renew(
                 lease = next;
                 fence.renewed(started, ttl_ms);
             }
-            Ok(None) => {
-                fence.close();
-                tracing::error!(
-                    "the serving lease was taken by another node: this node acknowledges no more writes; stop it"
-                );
-            }
+            Ok(None) => match catalog.serving_lease().await {
+                // A renewal of ours that timed out (a metadata outage) was
+                // applied after all: the record is still this node's, so
+                // renew from it. Read as a takeover, it shut a single node
+                // for good once quorum came back.
+                Ok(Some(stored)) if still_ours(&lease, &stored) => {
+                    tracing::info!(
+                        "the serving lease holds a renewal whose answer was lost; renewing from it"
+                    );
+                    lease = stored;
+                }
+                Ok(_) => {
+                    fence.close();
+                    tracing::error!(
+                        "the serving lease was taken by another node: this node acknowledges no more writes; stop it"
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "reading the serving lease failed; retrying"),
+            },
             Err(e) => tracing::warn!(error = %e, "renewing the serving lease failed; retrying"),
         }
     }
+}
+
+/// Whether the stored lease is still the one `held` renews: the same node
+/// and data directory (only this process can hold that directory's lock),
+/// not released. Another node taking over writes its own name; an
+/// operator's `forget` releases it.
+fn still_ours(held: &ServingLease, stored: &ServingLease) -> bool {
+    stored.node == held.node && stored.identity == held.identity && !stored.released
 }
 
 /// Uploads until the WAL holds nothing that is not in object storage;
@@ -318,7 +339,97 @@ pub async fn upload_everything(engine: &Engine) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_common::ManualClock;
+    use strata_common::{ManualClock, SystemClock};
+    use strata_metadata::{CommitHook, HookedStore, MemoryStore, MetaError, MetaStore, Txn};
+
+    /// Applies the first commit after `armed` but answers it with a
+    /// timeout, as etcd did for a renewal during a quorum loss.
+    #[derive(Debug, Default)]
+    struct LostAnswer {
+        armed: std::sync::atomic::AtomicBool,
+        lost: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl CommitHook for LostAnswer {
+        async fn before_commit(
+            &self,
+            inner: &Arc<dyn MetaStore>,
+            txn: &Txn,
+        ) -> Result<(), MetaError> {
+            if self.armed.swap(false, Ordering::SeqCst) {
+                inner.commit(txn.clone()).await?;
+                self.lost.store(true, Ordering::SeqCst);
+                return Err(MetaError::Backend("etcdserver: request timed out".into()));
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    #[allow(clippy::disallowed_methods)]
+    async fn a_renewal_applied_after_its_timeout_is_not_a_takeover() {
+        let store = HookedStore::new(MemoryStore::new(), LostAnswer::default());
+        let catalog = Catalog::new(store.clone());
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let ttl_ms = 100;
+        let lease = catalog
+            .acquire_serving_lease("n1", "id-1", "/d", clock.now_ms(), ttl_ms as i64)
+            .await
+            .unwrap();
+        let fence = Arc::new(LeaseFence::new(clock.clone(), FencedBy::ServingLease));
+        let (stop, stopped) = watch::channel(false);
+        store.hook().armed.store(true, Ordering::SeqCst);
+        let task = tokio::spawn(renew(
+            catalog.clone(),
+            clock.clone(),
+            ttl_ms,
+            fence.clone(),
+            lease,
+            stopped,
+        ));
+        // Bounded wait for the lost answer and a renewal after it.
+        let mut renewed_after = false;
+        for _ in 0..500 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if store.hook().lost.load(Ordering::SeqCst) && fence.check().is_ok() {
+                renewed_after = true;
+                break;
+            }
+        }
+        stop.send_replace(true);
+        let held = task.await.unwrap();
+        assert!(renewed_after, "{:?}", fence.check());
+        assert!(!fence.taken.load(Ordering::SeqCst));
+        assert_eq!(catalog.serving_lease().await.unwrap(), Some(held));
+    }
+
+    #[test]
+    fn a_lease_is_ours_while_it_names_this_directory_unreleased() {
+        let held = ServingLease {
+            node: "n1".into(),
+            identity: "id-1".into(),
+            data_dir: "/d".into(),
+            expires_ms: 10,
+            released: false,
+        };
+        let later = ServingLease {
+            expires_ms: 20,
+            ..held.clone()
+        };
+        assert!(still_ours(&held, &later));
+        let other = ServingLease {
+            node: "n2".into(),
+            identity: "id-2".into(),
+            ..later.clone()
+        };
+        assert!(!still_ours(&held, &other));
+        let released = ServingLease {
+            released: true,
+            ..later
+        };
+        assert!(!still_ours(&held, &released));
+    }
 
     #[test]
     fn the_fence_opens_on_renewal_lapses_and_stays_shut_once_taken() {
