@@ -102,6 +102,21 @@ pub struct UnflushedUsage {
     pub records: Vec<MinuteUsage>,
 }
 
+/// Sealed minutes taken from the meter by a flush, put back when the flush
+/// ends without writing them (failed, or dropped mid-write).
+struct Unwritten<'a> {
+    meter: &'a Meter,
+    sealed: Option<Vec<MinuteUsage>>,
+}
+
+impl Drop for Unwritten<'_> {
+    fn drop(&mut self) {
+        if let Some(sealed) = self.sealed.take() {
+            self.meter.restore(sealed);
+        }
+    }
+}
+
 /// Writes this node's usage records and reads everyone's.
 #[derive(Debug)]
 pub struct UsageLedger {
@@ -147,7 +162,16 @@ impl UsageLedger {
             .filter(|m| !m.counts.is_empty())
             .cloned()
             .collect();
+        // A flush dropped before its write answered (its task aborted by a
+        // stop while the metadata store hung) hands the sealed minutes back
+        // too: they had left the meter, and the stop's own flush then lost
+        // them. Written twice, absolute values count once.
+        let mut unwritten = Unwritten {
+            meter: &self.meter,
+            sealed: Some(snapshot.sealed),
+        };
         if records.is_empty() {
+            unwritten.sealed = None;
             return Ok(FlushSummary::default());
         }
         let flush_id = format!(
@@ -160,14 +184,15 @@ impl UsageLedger {
             .put_usage_minutes(&self.node, &self.incarnation, &flush_id, &records)
             .await
         {
-            Ok(()) => Ok(FlushSummary {
-                records: records.len(),
-                sealed,
-            }),
-            Err(e) => {
-                self.meter.restore(snapshot.sealed);
-                Err(e.into())
+            Ok(()) => {
+                unwritten.sealed = None;
+                Ok(FlushSummary {
+                    records: records.len(),
+                    sealed,
+                })
             }
+            // `unwritten` hands the sealed minutes back as it drops.
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -379,6 +404,57 @@ mod tests {
             sum.merge(&b.counts);
         }
         sum
+    }
+
+    /// Commits wait until `hung` is cleared, telling `entered` first.
+    #[derive(Debug, Default)]
+    struct Hang {
+        hung: std::sync::atomic::AtomicBool,
+        entered: tokio::sync::Notify,
+        released: tokio::sync::Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl strata_metadata::CommitHook for Hang {
+        async fn before_commit(
+            &self,
+            _: &Arc<dyn strata_metadata::MetaStore>,
+            _: &strata_metadata::Txn,
+        ) -> Result<(), strata_metadata::MetaError> {
+            if self.hung.load(Ordering::SeqCst) {
+                self.entered.notify_one();
+                self.released.notified().await;
+            }
+            Ok(())
+        }
+    }
+
+    /// A stop aborts the periodic flush while the metadata store hangs; the
+    /// minutes it had sealed must still reach the stop's own flush (a
+    /// black-box run lost a whole minute of a tenant's usage this way).
+    #[tokio::test]
+    async fn a_flush_dropped_mid_write_hands_its_minutes_back() {
+        let clock = ManualClock::new(T0, 7);
+        let store = strata_metadata::HookedStore::new(MemoryStore::new(), Hang::default());
+        let catalog = Catalog::new(store.clone());
+        let l = Arc::new(ledger(&clock, &catalog));
+        l.meter().add("a", Counter::PublishedMessages, 200);
+        clock.advance_ms(MINUTE_MS);
+        l.meter().add("a", Counter::PublishedMessages, 3);
+        store.hook().hung.store(true, Ordering::SeqCst);
+        let flushing = tokio::spawn({
+            let l = l.clone();
+            async move { l.flush().await }
+        });
+        store.hook().entered.notified().await;
+        flushing.abort();
+        assert!(flushing.await.unwrap_err().is_cancelled());
+        store.hook().hung.store(false, Ordering::SeqCst);
+        l.flush().await.unwrap();
+        assert_eq!(
+            total(&l, "a", Granularity::Minute).await.published_messages,
+            203
+        );
     }
 
     #[tokio::test]
