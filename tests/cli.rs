@@ -278,6 +278,10 @@ fn topic_produce_consume_group_status() {
         status.contains("metadata    redb") && status.contains(" commits (p50 "),
         "{status}"
     );
+    assert!(
+        status.contains("ready       yes: accepting publishes"),
+        "{status}"
+    );
     // Embedded: a cluster of one, this node, owning every queue.
     let cluster = ok(&cli(&url, &["cluster", "status"], None));
     let row = cluster

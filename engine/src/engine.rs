@@ -172,6 +172,25 @@ impl Engine {
         self.core.check_write_fence().err().map(|e| e.to_string())
     }
 
+    /// Why this node refuses publishes now, if it does: its WAL failed, it
+    /// is shutting down, or its write fence is shut. `None` while it
+    /// accepts them (what `/readyz` answers).
+    pub fn not_ready(&self) -> Option<String> {
+        let wal = self.core.wal.stats();
+        if wal.failed {
+            let why = wal
+                .failure
+                .unwrap_or_else(|| "a write or fdatasync failed".into());
+            return Some(format!(
+                "wal failed ({why}): every publish is refused until this node restarts"
+            ));
+        }
+        if let Err(e) = self.core.check_open() {
+            return Some(e.to_string());
+        }
+        self.write_fence_shut()
+    }
+
     pub fn set_write_fence(&self, fence: Arc<dyn crate::WriteFence>) {
         let _ = self.core.write_fence.set(fence);
     }

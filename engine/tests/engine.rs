@@ -506,7 +506,10 @@ async fn shutdown_ends_long_polls() {
         tokio::spawn(async move { engine.read(T, "t", 0, 0, 10, Duration::from_secs(25)).await })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(engine.not_ready(), None);
     engine.begin_shutdown();
+    let why = engine.not_ready().expect("not ready once shutting down");
+    assert!(why.contains("shutting down"), "{why}");
     // A hang guard, not a latency assertion: the poll must end, not run 25 s.
     let result = tokio::time::timeout(Duration::from_secs(20), reader)
         .await

@@ -198,7 +198,11 @@ async fn a_closed_write_fence_acknowledges_nothing() {
         closed: closed.clone(),
     }));
     e.publish(T, "t", vec![to_queue(0, "a0")]).await.unwrap();
+    assert_eq!(e.not_ready(), None);
     closed.store(true, Ordering::SeqCst);
+    // What `/readyz` answers: the fence's own reason.
+    let why = e.not_ready().expect("not ready behind a shut fence");
+    assert!(why.contains("the serving lease lapsed"), "{why}");
     let err = e
         .publish(T, "t", vec![to_queue(0, "unacknowledged")])
         .await
@@ -217,6 +221,7 @@ async fn a_closed_write_fence_acknowledges_nothing() {
     assert!(err.to_string().contains("write fence is shut"), "{err}");
     assert_eq!(e.status().tiering.objects.puts, puts);
     closed.store(false, Ordering::SeqCst);
+    assert_eq!(e.not_ready(), None, "ready again once the fence opens");
     let published = e.publish(T, "t", vec![to_queue(0, "a1")]).await.unwrap();
     // Refused before it was written: a client retrying the refused
     // publish stores it once.

@@ -409,6 +409,26 @@ async fn a_node_whose_lease_was_taken_acknowledges_no_more_writes() {
     }
     let refused = refused.expect("node-a kept acknowledging writes after losing its lease");
     assert!(refused.contains("serving lease"), "{refused}");
+    // A load balancer sees it (readiness), a supervisor does not restart it
+    // (liveness), and the status says why.
+    let probe = |path: &'static str| {
+        let request = a.anonymous_http().get(a.url(path));
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, text) = probe("/readyz").await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("serving lease"), "{text}");
+    assert_eq!(probe("/healthz").await.0, 200);
+    let not_ready = a.get("/v1/status").await.json()["not_ready"].clone();
+    assert!(
+        not_ready
+            .as_str()
+            .is_some_and(|w| w.contains("serving lease")),
+        "{not_ready}"
+    );
     // Reads still work.
     assert_eq!(
         a.read("orders", 0, "offset=0&limit=10").await["messages"][0]["offset"],

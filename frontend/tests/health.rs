@@ -1,7 +1,8 @@
 //! `/healthz` is a liveness check a supervisor can act on: once the WAL
 //! failed (a write or fdatasync refused, as on a full disk) every publish
 //! is refused until the node restarts, so the check fails too, and
-//! `/metrics` says why (`strata_wal_failed`).
+//! `/metrics` says why (`strata_wal_failed`). `/readyz` and the status's
+//! `not_ready` say it as well (a shut write fence is in `etcd_metadata.rs`).
 
 mod common;
 
@@ -29,15 +30,9 @@ fn limit_file_size(bytes: u64) {
 async fn a_failed_wal_fails_the_health_check() {
     let s = TestServer::start().await;
     s.create_topic("t", 1).await;
-    assert_eq!(
-        s.anonymous_http()
-            .get(s.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(probe(&s, "/healthz").await, (200, "ok\n".to_string()));
+    assert_eq!(probe(&s, "/readyz").await, (200, "ready\n".to_string()));
+    assert!(s.get("/v1/status").await.json()["not_ready"].is_null());
 
     limit_file_size(2 << 20);
     let body = common::b64(&vec![7u8; 512 * 1024]);
@@ -57,15 +52,23 @@ async fn a_failed_wal_fails_the_health_check() {
     let refused = refused.expect("a WAL write past the limit is refused");
     refused.expect_error(503, "UNAVAILABLE");
 
-    let health = s
-        .anonymous_http()
-        .get(s.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 503);
-    let text = health.text().await.unwrap();
+    let (status, text) = probe(&s, "/healthz").await;
+    assert_eq!(status, 503);
     assert!(text.contains("wal failed"), "{text}");
+    let (status, text) = probe(&s, "/readyz").await;
+    assert_eq!(status, 503);
+    assert!(text.starts_with("not ready: wal failed"), "{text}");
+    let not_ready = s.get("/v1/status").await.json()["not_ready"].clone();
+    assert!(
+        not_ready.as_str().is_some_and(|w| w.contains("wal failed")),
+        "{not_ready}"
+    );
     let metrics = s.get("/metrics").await.text();
     assert!(metrics.contains("strata_wal_failed 1"), "{metrics}");
+}
+
+/// A public probe's status and text, asked without credentials.
+async fn probe(s: &TestServer, path: &str) -> (u16, String) {
+    let r = s.anonymous_http().get(s.url(path)).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
 }

@@ -172,7 +172,7 @@ enum Case {
 /// The isolation case of every route. A route missing here fails the test.
 fn case(method: &str, path: &str) -> Case {
     match (method, path) {
-        ("get", "/healthz") | ("get", "/v1/openapi.json") => Case::Public,
+        ("get", "/healthz") | ("get", "/readyz") | ("get", "/v1/openapi.json") => Case::Public,
         ("get", "/v1/topics") | ("get", "/v1/groups") | ("get", "/v1/keys") => Case::Own,
         ("get", "/v1/whoami") => Case::Own,
         // A tenant's own usage; all_tenants is refused (tests/metering.rs).

@@ -126,6 +126,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                 "node        {} (version {})",
                 status.node_id, status.version
             );
+            match &status.not_ready {
+                Some(why) => println!("ready       NO: {why}"),
+                None => println!("ready       yes: accepting publishes"),
+            }
             println!("topics      {} ({} queues)", status.topics, status.queues);
             println!(
                 "retained    {} messages, {}",

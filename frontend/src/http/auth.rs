@@ -27,7 +27,7 @@ use super::error::ApiError;
 pub use strata_client::http::TENANT_HEADER;
 
 /// Paths anyone may call.
-const PUBLIC: &[&str] = &["/healthz", "/v1/openapi.json"];
+const PUBLIC: &[&str] = &["/healthz", "/readyz", "/v1/openapi.json"];
 
 impl AppState {
     /// The pipeline's admission stage over this server's credentials.

@@ -119,7 +119,7 @@ enum Value {
 }
 
 /// Every unlabelled series of the node, from one status snapshot.
-fn node_series(s: NodeStatus) -> Vec<Series> {
+fn node_series(s: NodeStatus, ready: bool) -> Vec<Series> {
     use Series::{Counter as C, Gauge as G, Histogram as H};
     let n = Value::Count;
     let flag = |b: bool| Value::Count(u64::from(b));
@@ -129,6 +129,11 @@ fn node_series(s: NodeStatus) -> Vec<Series> {
     let o = t.objects;
     let meta = s.metadata.unwrap_or_default();
     vec![
+        G(
+            "ready",
+            "1 while the node accepts publishes, 0 while /readyz answers 503 (WAL failed, shutting down, write fence shut)",
+            flag(ready),
+        ),
         G(
             "wal_used_bytes",
             "Bytes of WAL segment files",
@@ -363,7 +368,8 @@ impl Collector for NodeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let status = self.engine.status();
         let objects = status.tiering.objects;
-        for series in node_series(status) {
+        let ready = self.engine.not_ready().is_none();
+        for series in node_series(status, ready) {
             match series {
                 Series::Counter(name, help, Value::Count(v)) => {
                     encode_one(&mut encoder, name, help, &ConstCounter::new(v))?;

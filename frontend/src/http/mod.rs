@@ -80,6 +80,7 @@ pub struct AuthSettings {
 /// against the document; `router` registers exactly these.
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
+    ("get", "/readyz"),
     ("get", "/metrics"),
     ("get", "/v1/openapi.json"),
     ("get", "/v1/status"),
@@ -133,6 +134,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub fn router(state: AppState, max_request_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
         .route("/metrics", get(metrics::metrics))
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/v1/status", get(ops::status))

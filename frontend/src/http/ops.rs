@@ -42,6 +42,21 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     "ok\n".into_response()
 }
 
+/// Readiness: 503 with the reason while this node refuses publishes (WAL
+/// failed, shutting down, serving lease or cluster heartbeat lapsed or
+/// taken), so that a load balancer sends no traffic to it. Unlike
+/// `/healthz`, a lapsed lease may come back: a restart is not the cure.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.engine.not_ready() {
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
+        None => "ready\n".into_response(),
+    }
+}
+
 pub async fn openapi() -> Response {
     ([(CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
@@ -103,6 +118,7 @@ pub async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult<
     Ok(Reply(StatusJson {
         node_id: s.node_id,
         version: env!("CARGO_PKG_VERSION").to_string(),
+        not_ready: state.engine.not_ready(),
         started_ms: s.started_ms,
         topics: s.topics,
         queues: s.queues,
