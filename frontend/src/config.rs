@@ -174,7 +174,7 @@ pub struct CacheSection {
     pub block_memory_bytes: usize,
     pub block_disk_bytes: u64,
     /// Directory of the block cache's disk tier; empty = `<data_dir>/cache`,
-    /// "none" = memory only.
+    /// "none" = memory only. Locked by the node using it.
     pub block_disk_dir: String,
     /// Write budget of the disk tier, bytes/s (0 = unlimited).
     pub block_disk_write_bytes_per_sec: u64,

@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
+use crate::server::ServerError;
 
 /// Below this much free space on the data directory's filesystem, the
 /// cache's disk tier is emptied at start.
@@ -31,6 +32,34 @@ fn cache_dir(config: &Config) -> Option<PathBuf> {
         "" => Some(config.data_dir.join("cache")),
         "none" => None,
         dir => Some(PathBuf::from(dir)),
+    }
+}
+
+/// Locks the disk tier's directory when it is not under the data directory
+/// (whose own lock covers the default), so that two nodes configured with
+/// one `cache.block_disk_dir` do not write, size and empty one cache: the
+/// second start is refused. The directory itself is locked (`flock` on its
+/// descriptor), so nothing is added to what the cache stores there. Held
+/// until the returned file is dropped.
+pub fn lock_block_disk_dir(config: &Config) -> Result<Option<std::fs::File>, ServerError> {
+    let Some(dir) = cache_dir(config) else {
+        return Ok(None);
+    };
+    if dir.starts_with(&config.data_dir) {
+        return Ok(None);
+    }
+    let error = |source: std::io::Error| ServerError::CacheDir {
+        dir: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(error)?;
+    let handle = std::fs::File::open(&dir).map_err(error)?;
+    match handle.try_lock() {
+        Ok(()) => Ok(Some(handle)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::CacheDirLocked {
+            dir: dir.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(error(source)),
     }
 }
 

@@ -40,6 +40,12 @@ pub enum ServerError {
     Locked { dir: String, lock: String },
     #[error("data directory {dir}: {source}")]
     DataDir { dir: String, source: std::io::Error },
+    #[error(
+        "cache.block_disk_dir {dir} is in use by another Strata process; give each node a directory of its own, or \"none\" for a memory-only cache"
+    )]
+    CacheDirLocked { dir: String },
+    #[error("cache.block_disk_dir {dir}: {source}")]
+    CacheDir { dir: String, source: std::io::Error },
     #[error("HTTP server failed: {0}")]
     Http(std::io::Error),
     #[error("gRPC server failed: {0}")]
@@ -95,6 +101,8 @@ pub struct Running {
     /// In cluster mode: the balancer, its task and its stop signal.
     balancer: Option<(Arc<Balancer>, JoinHandle<()>, watch::Sender<bool>)>,
     lock: std::fs::File,
+    /// The block cache's disk tier directory, when outside the data directory.
+    cache_lock: Option<std::fs::File>,
 }
 
 impl Running {
@@ -168,6 +176,7 @@ impl Running {
             node,
             balancer,
             lock,
+            cache_lock,
             ..
         } = self;
         step.set("handing over tenants and leaving the cluster");
@@ -183,6 +192,7 @@ impl Running {
         drop(engine);
         step.set("closing the metadata store");
         release_store(&store, store_closed).await;
+        drop(cache_lock);
         drop(lock);
         // Taken over at any moment up to now (a stop that raced a shutdown
         // included): that is why the node stopped, whatever else failed.
@@ -333,6 +343,8 @@ pub async fn start_with_clock(
 ) -> Result<Running, ServerError> {
     config.validate()?;
     let lock = lock_data_dir(&config)?;
+    // Before the cache is sized or emptied: it may be another node's.
+    let cache_lock = crate::disk_space::lock_block_disk_dir(&config)?;
     let mut config = config;
     crate::disk_space::prepare_block_cache(&mut config);
     // Listening first: the node registers its addresses before it serves,
@@ -543,6 +555,7 @@ pub async fn start_with_clock(
         node,
         balancer: balancer.map(|(b, task)| (b, task, balancer_stop)),
         lock,
+        cache_lock,
     })
 }
 
@@ -829,5 +842,43 @@ mod tests {
         assert!(!config.master_key_path().exists());
         assert!(!config.credentials_path().exists());
         assert!(!dir.path().join("meta.redb").exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_node_on_one_cache_directory_is_refused_and_leaves_it_alone() {
+        let cache = tempfile::tempdir().unwrap();
+        let node = |dir: &std::path::Path| {
+            let mut config = Config {
+                data_dir: dir.to_path_buf(),
+                ..Config::default()
+            };
+            config.http.addr = "127.0.0.1:0".into();
+            config.grpc.addr = "127.0.0.1:0".into();
+            config.cache.block_disk_dir = cache.path().display().to_string();
+            config
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let first = start(node(a.path())).await.unwrap();
+        let held: Vec<_> = std::fs::read_dir(cache.path()).unwrap().collect();
+        let Err(err) = start(node(b.path())).await else {
+            panic!("two nodes started on one cache directory");
+        };
+        assert!(matches!(err, ServerError::CacheDirLocked { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&cache.path().display().to_string())
+        );
+        // Refused before it sized, emptied or opened the cache, or wrote
+        // anything of its own.
+        assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), held.len());
+        assert!(!b.path().join("meta.redb").exists());
+        first.shutdown().await.unwrap();
+        // Free again once the first node stopped.
+        start(node(b.path()))
+            .await
+            .unwrap()
+            .shutdown()
+            .await
+            .unwrap();
     }
 }
