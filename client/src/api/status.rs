@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 pub struct StatusJson {
     pub node_id: String,
     pub version: String,
-    /// Why the node refuses publishes now (what `/readyz` says); absent
-    /// while it accepts them, and from servers older than `/readyz`.
+    /// Why the node refuses publishes now (what `/readyz` says); null
+    /// while it accepts them, absent from servers older than `/readyz`.
     #[serde(default)]
     pub not_ready: Option<String>,
     pub started_ms: i64,
