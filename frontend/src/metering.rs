@@ -156,13 +156,14 @@ impl MeteringTasks {
 
     /// Stops the loops, takes a last storage sample and writes everything
     /// counted so far, or keeps it in the data directory for the next start
-    /// if the metadata store refuses. Call after the engine stopped serving.
-    pub async fn finish(self) {
+    /// if the metadata store refuses or `give_up` ends first. Call after
+    /// the engine stopped serving.
+    pub async fn finish(self, give_up: impl std::future::Future<Output = ()>) {
         for t in &self.tasks {
             t.abort();
         }
         self.sampler.sample();
-        unflushed::flush_or_keep(&self.ledger, &self.data_dir).await;
+        unflushed::flush_or_keep(&self.ledger, &self.data_dir, give_up).await;
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_common::{Clock, SystemClock};
-use strata_engine::{Engine, EngineError};
+use strata_engine::{Engine, EngineError, WriteFence};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -16,7 +16,7 @@ use crate::cluster::registry::{Advertised, NodeKeeper};
 use crate::config::{Config, ConfigError, MetadataUrl};
 use crate::http::{self, AppState, AuthSettings, Handles, Metrics, NodeCollector};
 use crate::metering::{MeteringTasks, Operations, TenantCollector};
-use crate::serving::ServingKeeper;
+use crate::serving::{LeaseFence, ServingKeeper};
 use strata_metadata::{Catalog, EtcdStore, MetaStore, RedbStore, TimedStore};
 use strata_tenancy::{Credentials, MasterKey, UsageLedger};
 
@@ -157,17 +157,41 @@ impl Running {
             task.abort();
         }
         step.set("uploading the WAL");
-        let shared = self.serving.is_some() || self.balancer.is_some();
-        let uploaded_all = match shared {
-            true => crate::serving::upload_everything(&self.engine).await,
+        // The fence the engine acknowledges behind, on shared metadata. Once
+        // it shuts, this node can commit nothing more (its lease lapsed in a
+        // metadata outage, or was taken): the steps below that wait on the
+        // store are abandoned, as a crash would abandon them (each is
+        // crash-safe), instead of waiting out the store's timeouts.
+        let fence = match (&self.serving, &self.balancer) {
+            (Some(keeper), _) => Some(keeper.fence()),
+            (None, Some(_)) => Some(self.node.fence()),
+            (None, None) => None,
+        };
+        let uploaded_all = match &fence {
+            Some(fence) => unless_fenced(
+                fence,
+                LeaseFence::is_shut,
+                crate::serving::upload_everything(&self.engine),
+            )
+            .await
+            .unwrap_or(false),
             // Embedded: nobody else can take over; the record says
             // whether anything is left only in the WAL.
-            false => self.engine.upload_lag_bytes() == 0,
+            None => self.engine.upload_lag_bytes() == 0,
         };
         step.set("closing the engine");
         let closed = self.engine.close().await.map_err(ServerError::Close);
         step.set("flushing usage");
-        self.metering.finish().await;
+        // Only a lapse gives up: a node whose lease was taken can still
+        // reach the store, and the usage kept here would wait for a start
+        // that must never come.
+        let lapsed = async {
+            match &fence {
+                Some(fence) => fence.until(LeaseFence::lapsed).await,
+                None => std::future::pending().await,
+            }
+        };
+        self.metering.finish(lapsed).await;
         let Self {
             engine,
             store,
@@ -180,14 +204,22 @@ impl Running {
             ..
         } = self;
         step.set("handing over tenants and leaving the cluster");
-        if let Some((balancer, _, _)) = balancer
-            && uploaded_all
-        {
-            balancer.release_all().await;
-        }
-        node.leave(uploaded_all).await;
-        if let Some(keeper) = serving {
-            keeper.finish(uploaded_all).await;
+        let hand_over = async {
+            if let Some((balancer, _, _)) = balancer
+                && uploaded_all
+            {
+                balancer.release_all().await;
+            }
+            node.leave(uploaded_all).await;
+            if let Some(keeper) = serving {
+                keeper.finish(uploaded_all).await;
+            }
+        };
+        match &fence {
+            Some(fence) => {
+                unless_fenced(fence, LeaseFence::is_shut, hand_over).await;
+            }
+            None => hand_over.await,
         }
         drop(engine);
         step.set("closing the metadata store");
@@ -206,6 +238,26 @@ impl Running {
     /// A handle that asks the server to stop.
     pub fn stopper(&self) -> watch::Sender<bool> {
         self.stop.clone()
+    }
+}
+
+/// Runs `step` of a stop unless `shut` holds for `fence` first; `None` when
+/// the step was abandoned for that, which is said in the log.
+async fn unless_fenced<T>(
+    fence: &LeaseFence,
+    shut: fn(&LeaseFence) -> bool,
+    step: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        done = step => Some(done),
+        () = fence.until(shut) => {
+            tracing::warn!(
+                reason = %fence.check().err().unwrap_or_default(),
+                "the write fence shut during the stop: leaving what is not yet in object storage in the WAL, for the next start or the node adopting this directory"
+            );
+            None
+        }
     }
 }
 
@@ -811,6 +863,32 @@ impl StopWatchdog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_stop_step_is_abandoned_once_the_write_fence_shuts() {
+        let clock = strata_common::ManualClock::new(0, 1);
+        let fence = LeaseFence::new(clock.clone(), crate::serving::FencedBy::NodeRecord);
+        fence.renewed(clock.monotonic(), 10_000);
+        // A step the store never answers ends when the fence shuts, which
+        // here is when its renewal is eight seconds old.
+        let stuck = unless_fenced(&fence, LeaseFence::is_shut, std::future::pending::<()>());
+        tokio::pin!(stuck);
+        assert!(futures::poll!(&mut stuck).is_pending());
+        clock.advance_ms(7_900);
+        tokio::task::yield_now().await;
+        assert!(futures::poll!(&mut stuck).is_pending());
+        clock.advance_ms(200);
+        assert_eq!(stuck.await, None);
+        assert!(fence.lapsed());
+        // A step that finishes is taken, even with the fence shut.
+        assert_eq!(
+            unless_fenced(&fence, LeaseFence::is_shut, async { 7 }).await,
+            Some(7)
+        );
+        // A taken lease has not lapsed: usage is still flushed then.
+        fence.close();
+        assert!(fence.is_shut() && !fence.lapsed());
+    }
 
     #[test]
     fn a_data_dir_that_is_a_file_is_refused_as_such() {

@@ -134,6 +134,46 @@ impl LeaseFence {
         self.taken.store(true, Ordering::Release);
         self.open_until_ms.store(0, Ordering::Release);
     }
+
+    /// Shut, for whatever reason.
+    pub(crate) fn is_shut(&self) -> bool {
+        self.check().is_err()
+    }
+
+    /// Shut because renewals lapsed (the metadata store unreachable, or
+    /// this process paused), not because the lease was taken.
+    pub(crate) fn lapsed(&self) -> bool {
+        !self.taken.load(Ordering::Acquire) && self.is_shut()
+    }
+
+    /// Ends once `shut` holds for this fence, looking every 100 ms.
+    pub(crate) async fn until(&self, shut: fn(&Self) -> bool) {
+        while !shut(self) {
+            self.clock.sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A task's handle that aborts the task when dropped: a stop that gives up
+/// waiting for a renewal (the metadata store unreachable) must not leave
+/// the task renewing on after the node stopped.
+pub(crate) struct AbortOnDrop<T>(pub(crate) JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
 }
 
 impl WriteFence for LeaseFence {
@@ -239,19 +279,23 @@ impl ServingKeeper {
     /// lease to lapse, naming this node as the one to restart.
     pub async fn finish(self, uploaded_all: bool) {
         self.stop.send_replace(true);
-        let lease = match self.task.await {
+        let task = AbortOnDrop(self.task);
+        if !uploaded_all {
+            // Nothing to write: a renewal under way (it may be waiting on an
+            // unreachable store) is abandoned, not waited for.
+            drop(task);
+            tracing::warn!(
+                "the WAL holds data not yet in object storage: the serving lease is not handed over; start this node again to upload it"
+            );
+            return;
+        }
+        let lease = match task.await {
             Ok(lease) => lease,
             Err(e) => {
                 tracing::error!(error = %e, "the serving lease task failed");
                 return;
             }
         };
-        if !uploaded_all {
-            tracing::warn!(
-                "the WAL holds data not yet in object storage: the serving lease is not handed over; start this node again to upload it"
-            );
-            return;
-        }
         match self
             .catalog
             .renew_serving_lease(&lease, self.clock.now_ms(), self.ttl_ms as i64, true)

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::server::ServerError;
-use crate::serving::{FencedBy, LeaseFence};
+use crate::serving::{AbortOnDrop, FencedBy, LeaseFence};
 
 /// Where this node can be reached, as registered.
 #[derive(Debug, Clone)]
@@ -119,12 +119,15 @@ impl NodeKeeper {
     /// its WAL gets adopted or the node restarted.
     pub async fn leave(self, uploaded_all: bool) {
         self.stop.send_replace(true);
-        let Ok(Some(record)) = self.task.await else {
-            return;
-        };
+        let task = AbortOnDrop(self.task);
         if !uploaded_all {
+            // Nothing to write: a heartbeat under way (it may be waiting on
+            // an unreachable store) is abandoned, not waited for.
             return;
         }
+        let Ok(Some(record)) = task.await else {
+            return;
+        };
         let left = NodeRecord {
             state: NodeState::Left {
                 at_ms: self.clock.now_ms(),
@@ -233,5 +236,79 @@ async fn heartbeat(
             }
             Err(e) => tracing::warn!(error = %e, "node heartbeat failed; retrying"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use strata_common::SystemClock;
+    use strata_metadata::{CommitHook, HookedStore, MemoryStore, MetaError, MetaStore, Txn};
+
+    use super::*;
+
+    /// Once `stalled` is set, commits never answer (etcd without quorum),
+    /// and each one that tried is counted.
+    #[derive(Debug, Default)]
+    struct Stall {
+        stalled: AtomicBool,
+        waiting: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl CommitHook for Stall {
+        async fn before_commit(&self, _: &Arc<dyn MetaStore>, _: &Txn) -> Result<(), MetaError> {
+            if self.stalled.load(Ordering::SeqCst) {
+                self.waiting.fetch_add(1, Ordering::SeqCst);
+                std::future::pending::<()>().await;
+            }
+            Ok(())
+        }
+    }
+
+    // Real time: the heartbeat runs on its own task, and the test bounds
+    // how long the leave may block (forever, without the fix).
+    #[allow(clippy::disallowed_methods)]
+    #[tokio::test]
+    async fn leaving_with_the_wal_not_uploaded_does_not_wait_for_a_heartbeat_stuck_in_the_store() {
+        let store = HookedStore::new(MemoryStore::new(), Stall::default());
+        let mut config = Config {
+            node_id: "n1".into(),
+            ..Config::default()
+        };
+        config.serving.lease_ttl_ms = 100;
+        let keeper = NodeKeeper::join(
+            Catalog::new(store.clone()),
+            &config,
+            Arc::new(SystemClock),
+            "id-1",
+            Advertised {
+                grpc: "127.0.0.1:1".into(),
+                http: "127.0.0.1:2".into(),
+            },
+            Arc::default(),
+        )
+        .await
+        .unwrap();
+        store.hook().stalled.store(true, Ordering::SeqCst);
+        for _ in 0..500 {
+            if store.hook().waiting.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(store.hook().waiting.load(Ordering::SeqCst), 1);
+        tokio::time::timeout(Duration::from_secs(10), keeper.leave(false))
+            .await
+            .expect("the leave waited for the stuck heartbeat");
+        // The heartbeat task is gone: no heartbeat after the leave.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(store.hook().waiting.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            Arc::strong_count(&store),
+            1,
+            "the heartbeat task still holds the store"
+        );
     }
 }

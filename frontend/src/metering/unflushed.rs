@@ -16,15 +16,27 @@ use strata_tenancy::{UnflushedUsage, UsageLedger};
 /// The directory under a data directory that holds unflushed usage.
 const DIR: &str = "usage-unflushed";
 
-/// Flushes everything `ledger` holds; if that fails, keeps it in `data_dir`.
-/// What a stopping node calls last.
-pub async fn flush_or_keep(ledger: &UsageLedger, data_dir: &Path) {
-    let error = match ledger.flush().await {
-        Ok(s) => {
-            tracing::info!(records = s.records, "final usage flush");
-            return;
-        }
-        Err(e) => e,
+/// Flushes everything `ledger` holds; if that fails, or `give_up` ends
+/// first (the store unreachable: a flush would wait out its timeouts), keeps
+/// it in `data_dir`. What a stopping node calls last.
+pub async fn flush_or_keep(
+    ledger: &UsageLedger,
+    data_dir: &Path,
+    give_up: impl std::future::Future<Output = ()>,
+) {
+    // A flush dropped mid-write puts what it took back (`UsageLedger`), and
+    // values are absolute per minute, so keeping after a write that landed
+    // after all counts nothing twice.
+    let error = tokio::select! {
+        biased;
+        flushed = ledger.flush() => match flushed {
+            Ok(s) => {
+                tracing::info!(records = s.records, "final usage flush");
+                return;
+            }
+            Err(e) => e.to_string(),
+        },
+        () = give_up => "the metadata store did not answer before this node's lease lapsed".to_string(),
     };
     let left = ledger.unflushed();
     if left.records.is_empty() {
@@ -154,15 +166,20 @@ mod tests {
 
     use super::*;
 
-    /// Commits fail while `down` is set (an unreachable etcd).
+    /// Commits fail while `down` is set (an unreachable etcd), and never
+    /// answer while `stalled` is (etcd without quorum).
     #[derive(Debug, Default)]
     struct Outage {
         down: AtomicBool,
+        stalled: AtomicBool,
     }
 
     #[async_trait::async_trait]
     impl CommitHook for Outage {
         async fn before_commit(&self, _: &Arc<dyn MetaStore>, _: &Txn) -> Result<(), MetaError> {
+            if self.stalled.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
             if self.down.load(Ordering::SeqCst) {
                 return Err(MetaError::Backend("connection refused".into()));
             }
@@ -207,7 +224,7 @@ mod tests {
         clock.advance_ms(60_000);
         stopping.meter().add("acme", Counter::PublishedMessages, 11);
         store.hook().down.store(true, Ordering::SeqCst);
-        flush_or_keep(&stopping, dir.path()).await;
+        flush_or_keep(&stopping, dir.path(), std::future::pending()).await;
         assert_eq!(std::fs::read_dir(dir.path().join(DIR)).unwrap().count(), 1);
 
         let file = std::fs::read_dir(dir.path().join(DIR))
@@ -232,5 +249,38 @@ mod tests {
         keep(&dir.path().join(DIR), &copy).unwrap();
         assert!(write_kept(&started, dir.path()).await);
         assert_eq!(published(&started, &clock).await, 23);
+    }
+
+    #[tokio::test]
+    async fn a_flush_the_store_never_answers_is_given_up_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(NOW_MS, 1);
+        let store = HookedStore::new(MemoryStore::new(), Outage::default());
+        let ledger = UsageLedger::new(
+            Catalog::new(store.clone()),
+            Arc::new(Meter::new(clock.clone() as Arc<dyn Clock>)),
+            clock.clone() as Arc<dyn Clock>,
+            "n1",
+        );
+        ledger.meter().add("acme", Counter::PublishedMessages, 5);
+        clock.advance_ms(60_000);
+        ledger.meter().add("acme", Counter::PublishedMessages, 7);
+        store.hook().stalled.store(true, Ordering::SeqCst);
+        // The lease lapsed while the flush waits: without giving up, this
+        // would wait for as long as the store does not answer.
+        let (lapsed, lapse) = tokio::sync::oneshot::channel::<()>();
+        let stop = flush_or_keep(&ledger, dir.path(), async {
+            let _ = lapse.await;
+        });
+        tokio::pin!(stop);
+        assert!(futures::poll!(&mut stop).is_pending());
+        lapsed.send(()).unwrap();
+        stop.await;
+        assert_eq!(std::fs::read_dir(dir.path().join(DIR)).unwrap().count(), 1);
+
+        store.hook().stalled.store(false, Ordering::SeqCst);
+        assert_eq!(published(&ledger, &clock).await, 0);
+        assert!(write_kept(&ledger, dir.path()).await);
+        assert_eq!(published(&ledger, &clock).await, 12);
     }
 }
