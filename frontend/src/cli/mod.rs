@@ -448,9 +448,45 @@ pub enum GroupCommand {
     },
 }
 
+/// The client flags: global, so that every client command takes them
+/// anywhere on the line, but meaningless to the server commands.
+const CLIENT_FLAGS: [&str; 5] = [
+    "server",
+    "access_key",
+    "secret_key",
+    "credentials_file",
+    "tenant",
+];
+
+/// The command line, with the client flags left out of the server
+/// commands' help (they still parse there, as globals do).
+pub fn command() -> clap::Command {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    // A subcommand that has an argument of a global's id keeps its own
+    // when the globals are copied down: give these a hidden copy.
+    let hidden: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| CLIENT_FLAGS.contains(&a.get_id().as_str()))
+        .map(|a| a.clone().hide(true))
+        .collect();
+    ["serve", "compactor"].into_iter().fold(cmd, |cmd, server| {
+        cmd.mut_subcommand(server, |sub| sub.args(hidden.clone()))
+    })
+}
+
+/// Parses `args` (the program name first) with [`command`].
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = command().try_get_matches_from(args)?;
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+}
+
 /// Entry point of the `strata` binary.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse_from(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => return usage_error(e, std::env::args_os()),
     };
@@ -576,6 +612,43 @@ fn describe(e: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::describe;
+
+    #[test]
+    fn server_help_leaves_out_the_client_flags_that_still_parse() {
+        let help = |sub: &str| {
+            let mut cmd = super::command();
+            cmd.build();
+            cmd.find_subcommand_mut(sub)
+                .map(|c| c.render_long_help().to_string())
+                .unwrap_or_default()
+        };
+        for server in ["serve", "compactor"] {
+            let text = help(server);
+            assert!(
+                text.contains("--data-dir") || text.contains("--config"),
+                "{text}"
+            );
+            for flag in [
+                "--server",
+                "--access-key",
+                "--secret-key",
+                "--credentials-file",
+                "--tenant",
+            ] {
+                assert!(!text.contains(flag), "{server}: {flag} in {text}");
+            }
+        }
+        let produce = help("produce");
+        assert!(
+            produce.contains("--server") && produce.contains("--tenant"),
+            "{produce}"
+        );
+        // Hidden, not removed: a line that names one still parses.
+        let cli = super::parse_from(["strata", "serve", "--server", "http://127.0.0.1:9"]).unwrap();
+        assert!(matches!(cli.command, super::Command::Serve(_)));
+        let cli = super::parse_from(["strata", "topic", "list", "--tenant", "acme"]).unwrap();
+        assert_eq!(cli.tenant.as_deref(), Some("acme"));
+    }
 
     #[test]
     fn usage_errors_print_as_json_when_asked() {
