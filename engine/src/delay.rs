@@ -173,8 +173,11 @@ impl Delay {
             }
             if *at > latest {
                 return Err(EngineError::InvalidArgument(format!(
-                    "delivery time {at} is more than {} days ahead",
-                    MAX_DELAY.as_secs() / 86_400
+                    "delivery time {at} (Unix milliseconds: {}) is more than {} days after the \
+                     server's time ({})",
+                    readable_ms(*at),
+                    MAX_DELAY.as_secs() / 86_400,
+                    strata_common::rfc3339::format_ms(now)
                 )));
             }
             if let Some(q) = m.queue {
@@ -433,5 +436,16 @@ impl Delay {
             }
         }
         done
+    }
+}
+
+/// `ms` as an RFC 3339 time, or past the last year one can show: a time in
+/// microseconds, or seconds scaled twice, is far beyond it.
+fn readable_ms(ms: i64) -> String {
+    // 9999-12-31T23:59:59.999Z
+    const LAST: i64 = 253_402_300_799_999;
+    match ms {
+        ..=LAST => strata_common::rfc3339::format_ms(ms),
+        _ => "after the year 9999".into(),
     }
 }

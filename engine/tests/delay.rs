@@ -197,10 +197,21 @@ async fn a_batch_with_a_time_per_message_is_stored_as_one_batch() {
             ],
         )
         .await;
+    let Err(EngineError::InvalidArgument(why)) = bad else {
+        panic!("{bad:?}");
+    };
+    // The refusal shows both times as dates, so a unit mix-up shows.
     assert!(
-        matches!(bad, Err(EngineError::InvalidArgument(_))),
-        "{bad:?}"
+        why.contains("366 days") && why.contains("2028-02-") && why.contains("2027-01-"),
+        "{why}"
     );
+    let micros = engine
+        .publish_each_at(T, "d", vec![(msg("micros"), START_MS * 1000)])
+        .await;
+    let Err(EngineError::InvalidArgument(why)) = micros else {
+        panic!("{micros:?}");
+    };
+    assert!(why.contains("after the year 9999"), "{why}");
     assert_eq!(engine.status().wal.appends, before);
     clock.advance_ms(120_000);
     engine.fire_due_timers().await.unwrap();

@@ -23,6 +23,11 @@ pub const PROP_BORN_MS: &str = "__mq.born_ms";
 /// The producer's host.
 pub const PROP_BORN_HOST: &str = "__mq.born_host";
 
+/// Seconds past which a delivery time is a millisecond value sent as
+/// seconds: the year 5138. Now in milliseconds is about 1.8e12, and a real
+/// delivery time in seconds, at most 366 days ahead, about 1.8e9.
+const MILLISECONDS_AS_SECONDS: i64 = 100_000_000_000;
+
 /// A protobuf timestamp in Unix milliseconds, saturating: a far-off
 /// time from a client must not wrap into the past.
 pub fn timestamp_ms(t: &prost_types::Timestamp) -> i64 {
@@ -223,6 +228,16 @@ pub fn to_publish(
     // Some SDKs (Node.js) send empty strings among the keys; they name
     // nothing a lookup could find.
     sys.keys.retain(|k| !k.is_empty());
+    if let Some(t) = &sys.delivery_timestamp
+        && t.seconds > MILLISECONDS_AS_SECONDS
+    {
+        return Err(Failure::bad_request(format!(
+            "message {index}: delivery_timestamp.seconds {} is a time in milliseconds: the \
+             protobuf Timestamp counts seconds (the Python SDK 5.1.2 sends \
+             Message.delivery_timestamp as given: set it in seconds)",
+            t.seconds
+        )));
+    }
     let deliver_at = sys.delivery_timestamp.as_ref().map(timestamp_ms);
     let mut properties: Vec<(String, String)> = Vec::with_capacity(m.user_properties.len() + 3);
     for (name, value) in m.user_properties {
@@ -493,6 +508,25 @@ mod tests {
         }
         let (_, at) = to_publish(0, delayed, MessageType::Delay, 4, true, &mut budget()).unwrap();
         assert_eq!(at, Some(5002));
+        // Milliseconds in the seconds field (the Python SDK 5.1.2) are
+        // refused saying so; the year 5138 is the first such time.
+        for (seconds, refused) in [
+            (1_796_678_253_599, true),
+            (MILLISECONDS_AS_SECONDS + 1, true),
+            (MILLISECONDS_AS_SECONDS, false),
+            (1_796_678_253, false),
+        ] {
+            let mut delayed = msg(pb::MessageType::Delay, None);
+            if let Some(s) = delayed.system_properties.as_mut() {
+                s.delivery_timestamp = Some(prost_types::Timestamp { seconds, nanos: 0 });
+            }
+            let e = to_publish(0, delayed, MessageType::Delay, 4, true, &mut budget()).err();
+            assert_eq!(e.is_some(), refused, "{seconds}: {e:?}");
+            if let Some(e) = e {
+                assert_eq!(e.code, Code::BadRequest);
+                assert!(e.message.contains("in milliseconds"), "{}", e.message);
+            }
+        }
         publish(
             msg(pb::MessageType::Transaction, None),
             MessageType::Transaction,
