@@ -261,7 +261,7 @@ async fn unless_fenced<T>(
     }
 }
 
-/// Waits (up to 10 s) until nothing holds the metadata store any more. The
+/// Waits (up to 10 s) until nothing holds the embedded metadata store any more. The
 /// last clones go with tasks that end a moment after shutdown (a
 /// connection's task drops its copy of the router just after it reports
 /// itself closed); a node restarted in the same process must find the
@@ -271,6 +271,12 @@ async fn unless_fenced<T>(
 #[allow(clippy::disallowed_methods)]
 async fn release_store(store: &std::sync::Weak<dyn MetaStore>, closed: Option<StoreClosed>) {
     const LIMIT: Duration = Duration::from_secs(10);
+    // Only the embedded store must be closed before another opens it. A
+    // shared one's last holder may be a call waiting out an unreachable
+    // store (history compaction, a heartbeat): not worth waiting for.
+    let Some(closed) = closed else {
+        return;
+    };
     let started = std::time::Instant::now();
     while store.strong_count() > 0 {
         if started.elapsed() > LIMIT {
@@ -284,11 +290,9 @@ async fn release_store(store: &std::sync::Weak<dyn MetaStore>, closed: Option<St
     }
     // No holders left, but the last may still be closing it (reads to end,
     // the writer thread to join).
-    if let Some(closed) = closed {
-        let left = LIMIT.saturating_sub(started.elapsed());
-        if tokio::time::timeout(left, closed.0).await.is_err() {
-            tracing::warn!("the embedded metadata store is still closing 10 s after shutdown");
-        }
+    let left = LIMIT.saturating_sub(started.elapsed());
+    if tokio::time::timeout(left, closed.0).await.is_err() {
+        tracing::warn!("the embedded metadata store is still closing 10 s after shutdown");
     }
 }
 

@@ -1,7 +1,8 @@
 //! [`HookedStore`]: any store with a [`CommitHook`] run before each commit,
 //! which may fail it or change the store first. Tests use it to make a
 //! commit meet another change at the one moment that matters, or to cut
-//! the store off (an unreachable etcd); reads pass straight through.
+//! the store off (an unreachable etcd). Reads pass straight through unless
+//! the hook's [`CommitHook::before_read`] holds them up.
 
 use std::sync::Arc;
 
@@ -14,6 +15,11 @@ use crate::store::{MetaError, MetaStore, Txn, TxnOutcome};
 pub trait CommitHook: Send + Sync + std::fmt::Debug + 'static {
     /// An error fails the commit with it, unapplied.
     async fn before_commit(&self, inner: &Arc<dyn MetaStore>, txn: &Txn) -> Result<(), MetaError>;
+
+    /// Runs before each read; an error fails it. Reads pass by default.
+    async fn before_read(&self) -> Result<(), MetaError> {
+        Ok(())
+    }
 }
 
 /// `inner` with `hook` run before each commit.
@@ -40,6 +46,7 @@ impl<H: CommitHook> MetaStore for HookedStore<H> {
     }
 
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MetaError> {
+        self.hook.before_read().await?;
         self.inner.get(key).await
     }
 
@@ -49,6 +56,7 @@ impl<H: CommitHook> MetaStore for HookedStore<H> {
         end: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, MetaError> {
+        self.hook.before_read().await?;
         self.inner.scan(start, end, limit).await
     }
 

@@ -12,6 +12,17 @@
 //! [`Credentials::with_cache_ttl_ms`]; that is the bound on how long a key
 //! revoked elsewhere keeps working here. Unknown keys are not cached, so
 //! each attempt with one costs a metadata read.
+//!
+//! While the metadata store does not answer (an etcd without quorum
+//! answers a read only after its timeouts, 20 s and more), an expired key or
+//! plan read from it within [`STALE_LIMIT_MS`] is used as it is once its
+//! refresh waited [`REFRESH_WAIT`], and for [`OUTAGE_BACKOFF_MS`] after that
+//! without asking again: requests keep being served, or refused for what
+//! they are (a node's shut write fence), instead of each waiting out the
+//! store. During such an outage the revocation bound is therefore that
+//! limit, not the TTL; no revocation can be written meanwhile.
+
+mod outage;
 
 mod auth;
 pub use auth::RELOAD_AFTER_MS;
@@ -19,6 +30,7 @@ mod bootstrap;
 mod cache;
 mod keys;
 mod plans;
+pub use outage::{OUTAGE_BACKOFF_MS, REFRESH_WAIT, STALE_LIMIT_MS};
 
 use std::sync::Arc;
 
@@ -95,6 +107,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     cache: cache::KeyCache,
     quotas: plans::QuotaCache,
+    outage: outage::Outage,
 }
 
 impl Credentials {
@@ -117,6 +130,7 @@ impl Credentials {
                 clock,
                 cache: cache::KeyCache::new(cache_ttl_ms),
                 quotas: plans::QuotaCache::default(),
+                outage: outage::Outage::default(),
             }),
         }
     }

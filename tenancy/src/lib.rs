@@ -18,7 +18,8 @@ pub mod usage;
 
 pub use credentials::{
     Credentials, DEFAULT_CACHE_TTL_MS, DEFAULT_PLAN, DEFAULT_TENANT, IssuedKey, KeyInfo,
-    MAX_TENANT_LEN, RELOAD_AFTER_MS, parse_credentials, validate_tenant,
+    MAX_TENANT_LEN, OUTAGE_BACKOFF_MS, REFRESH_WAIT, RELOAD_AFTER_MS, STALE_LIMIT_MS,
+    parse_credentials, validate_tenant,
 };
 pub use error::{AuthError, TenancyError};
 pub use principal::Principal;

@@ -836,3 +836,120 @@ async fn concurrent_revocations_leave_a_service_admin_key() {
         .count();
     assert_eq!(active, 1);
 }
+
+/// Reads and commits never answer while `stalled` is set: an etcd without
+/// quorum, which answers only after its timeouts.
+#[derive(Debug, Default)]
+struct Stalled {
+    stalled: std::sync::atomic::AtomicBool,
+}
+
+impl Stalled {
+    async fn wait_if_stalled(&self) {
+        if self.stalled.load(std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl strata_metadata::CommitHook for Stalled {
+    async fn before_commit(
+        &self,
+        _: &Arc<dyn MetaStore>,
+        _: &strata_metadata::Txn,
+    ) -> Result<(), strata_metadata::MetaError> {
+        self.wait_if_stalled().await;
+        Ok(())
+    }
+
+    async fn before_read(&self) -> Result<(), strata_metadata::MetaError> {
+        self.wait_if_stalled().await;
+        Ok(())
+    }
+}
+
+/// Runs `f` while moving `clock` on by `step_ms` until it ends (each
+/// refresh of a stale entry waits one second of the clock).
+async fn with_clock_moving<T>(
+    clock: &ManualClock,
+    step_ms: i64,
+    f: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(f);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut f => return out,
+            () = tokio::task::yield_now() => clock.advance_ms(step_ms),
+        }
+    }
+}
+
+#[tokio::test]
+async fn keys_and_plans_read_before_a_store_outage_keep_serving_within_the_limit() {
+    use std::sync::atomic::Ordering;
+    use strata_tenancy::{OUTAGE_BACKOFF_MS, STALE_LIMIT_MS};
+
+    let store = strata_metadata::HookedStore::new(MemoryStore::new(), Stalled::default());
+    let clock = ManualClock::new(NOW_MS, 1);
+    let c = Credentials::new(
+        Catalog::new(store.clone()),
+        MasterKey::generate().unwrap(),
+        clock.clone(),
+    );
+    c.create_tenant("acme", "default").await.unwrap();
+    let key = c.create_key("acme", Role::Admin, "").await.unwrap();
+    let unread = c.create_key("acme", Role::Admin, "").await.unwrap();
+    let header = bearer(&key);
+    auth(&c, &header, None).await.unwrap();
+    let quotas = c.quotas_for("acme").await.unwrap();
+
+    store.hook().stalled.store(true, Ordering::SeqCst);
+    clock.advance_ms(60_000);
+    // Expired, refreshed in vain for a second, then used as read.
+    let who = with_clock_moving(&clock, 100, auth(&c, &header, None))
+        .await
+        .unwrap();
+    assert_eq!(who.tenant, "acme");
+    assert_eq!(
+        with_clock_moving(&clock, 100, c.quotas_for("acme"))
+            .await
+            .unwrap(),
+        quotas
+    );
+    // Within the backoff nothing waits on the store: these end without
+    // the clock moving.
+    auth(&c, &header, None).await.unwrap();
+    c.quotas_for("acme").await.unwrap();
+    // A wrong secret for a held key is refused, not waited on.
+    let wrong = format!("Bearer {}:{}", key.access_key, "x".repeat(40));
+    assert!(matches!(
+        auth(&c, &wrong, None).await,
+        Err(AuthError::BadSignature)
+    ));
+    clock.advance_ms(OUTAGE_BACKOFF_MS);
+    with_clock_moving(&clock, 100, auth(&c, &header, None))
+        .await
+        .unwrap();
+
+    // Past the limit the key is not used: the request waits on the store.
+    clock.advance_ms(STALE_LIMIT_MS);
+    let expired = auth(&c, &header, None);
+    tokio::pin!(expired);
+    for _ in 0..20 {
+        assert!(futures::poll!(&mut expired).is_pending());
+        clock.advance_ms(1_000);
+        tokio::task::yield_now().await;
+    }
+    // Nor is a key this node never read.
+    let unread_header = bearer(&unread);
+    let never = auth(&c, &unread_header, None);
+    tokio::pin!(never);
+    assert!(futures::poll!(&mut never).is_pending());
+
+    // Back: both are read again.
+    store.hook().stalled.store(false, Ordering::SeqCst);
+    auth(&c, &header, None).await.unwrap();
+    auth(&c, &bearer(&unread), None).await.unwrap();
+}

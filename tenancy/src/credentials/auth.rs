@@ -5,6 +5,7 @@ use std::sync::Arc;
 use super::Credentials;
 use super::cache::Entry;
 use super::keys::parse_role;
+use super::outage::{Refreshed, STALE_LIMIT_MS};
 use crate::error::AuthError;
 use crate::principal::Principal;
 use crate::signature::{
@@ -71,10 +72,15 @@ impl Credentials {
         if matches(&entry) {
             return Ok(entry);
         }
-        if self.now_ms().saturating_sub(entry.loaded_ms) < RELOAD_AFTER_MS {
+        let now = self.now_ms();
+        if now.saturating_sub(entry.loaded_ms) < RELOAD_AFTER_MS || self.inner.outage.ongoing(now) {
             return Err(AuthError::BadSignature);
         }
-        let entry = self.load(access_key).await?;
+        let entry = match self.refresh(access_key).await {
+            Refreshed::Answered(entry) => entry?,
+            // The key as held is all there is to check against.
+            Refreshed::Unavailable => return Err(AuthError::BadSignature),
+        };
         if matches(&entry) {
             Ok(entry)
         } else {
@@ -82,13 +88,35 @@ impl Credentials {
         }
     }
 
-    /// The opened key, from the cache or else from the catalog.
+    /// The opened key, from the cache or else from the catalog; an expired
+    /// one read within [`STALE_LIMIT_MS`] while the catalog does not answer
+    /// (see the [module docs](super)).
     async fn lookup(&self, access_key: &str) -> Result<Arc<Entry>, AuthError> {
         let now = self.now_ms();
         if let Some(entry) = self.inner.cache.get_fresh(access_key, now) {
             return Ok(entry);
         }
-        self.load(access_key).await
+        let Some(stale) = self.inner.cache.get_within(access_key, now, STALE_LIMIT_MS) else {
+            return self.load(access_key).await;
+        };
+        if self.inner.outage.ongoing(now) {
+            return Ok(stale);
+        }
+        match self.refresh(access_key).await {
+            Refreshed::Answered(entry) => entry,
+            Refreshed::Unavailable => Ok(stale),
+        }
+    }
+
+    /// [`Credentials::load`], bounded by the outage rules.
+    async fn refresh(&self, access_key: &str) -> Refreshed<Arc<Entry>, AuthError> {
+        let clock = self.inner.clock.clone();
+        self.inner
+            .outage
+            .refresh(clock.as_ref(), self.load(access_key), |e| {
+                matches!(e, AuthError::StoreUnavailable)
+            })
+            .await
     }
 
     /// The opened key from the catalog, cached.

@@ -51,6 +51,14 @@ impl KeyCache {
         (0..self.ttl_ms).contains(&age).then_some(entry)
     }
 
+    /// The entry for `access_key` if it was loaded less than `limit_ms`
+    /// ago, however stale (for use while the store does not answer).
+    pub fn get_within(&self, access_key: &str, now_ms: i64, limit_ms: i64) -> Option<Arc<Entry>> {
+        let entry = self.read().get(access_key).cloned()?;
+        let age = now_ms.saturating_sub(entry.loaded_ms);
+        (0..limit_ms).contains(&age).then_some(entry)
+    }
+
     /// Stores `entry` unless the cache already holds a newer version of the
     /// key. This stops a slow catalog read that started before a local
     /// rotate or revoke from putting the superseded secret back.

@@ -7,9 +7,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use strata_metadata::MetaError;
 use strata_metadata::catalog::keys;
+use strata_metadata::{CatalogError, MetaError};
 
+use super::outage::{Refreshed, STALE_LIMIT_MS};
 use super::{Credentials, MAX_TENANT_LEN, tenant_not_found, validate_tenant};
 use crate::error::TenancyError;
 use crate::quota::{BUILTIN_PLANS, Quotas, builtin_plan};
@@ -44,6 +45,14 @@ impl QuotaCache {
         let age = now_ms.saturating_sub(*loaded_ms);
         // A clock that went backwards also counts as expired.
         (0..QUOTA_CACHE_TTL_MS).contains(&age).then_some(*quotas)
+    }
+
+    /// Quotas read less than `limit_ms` ago, however stale.
+    fn get_within(&self, tenant: &str, now_ms: i64, limit_ms: i64) -> Option<Quotas> {
+        let state = self.lock();
+        let (quotas, loaded_ms) = state.entries.get(tenant)?;
+        let age = now_ms.saturating_sub(*loaded_ms);
+        (0..limit_ms).contains(&age).then_some(*quotas)
     }
 
     fn generation(&self) -> u64 {
@@ -110,9 +119,37 @@ impl Credentials {
     /// [`CatalogError::TenantNotFound`]: strata_metadata::CatalogError::TenantNotFound
     pub async fn quotas_for(&self, tenant: &str) -> Result<Quotas, TenancyError> {
         let cache = &self.inner.quotas;
-        if let Some(quotas) = cache.get_fresh(tenant, self.now_ms()) {
+        let now = self.now_ms();
+        if let Some(quotas) = cache.get_fresh(tenant, now) {
             return Ok(quotas);
         }
+        // While the catalog does not answer, what was read within the
+        // limit (see the [module docs](super)).
+        let Some(stale) = cache.get_within(tenant, now, STALE_LIMIT_MS) else {
+            return self.read_quotas(tenant).await;
+        };
+        if self.inner.outage.ongoing(now) {
+            return Ok(stale);
+        }
+        let clock = self.inner.clock.clone();
+        let unavailable = |e: &TenancyError| {
+            matches!(
+                e,
+                TenancyError::Catalog(CatalogError::Meta(MetaError::Backend(_)))
+            )
+        };
+        match (self.inner.outage)
+            .refresh(clock.as_ref(), self.read_quotas(tenant), unavailable)
+            .await
+        {
+            Refreshed::Answered(quotas) => quotas,
+            Refreshed::Unavailable => Ok(stale),
+        }
+    }
+
+    /// The quotas of `tenant`'s plan from the catalog, cached.
+    async fn read_quotas(&self, tenant: &str) -> Result<Quotas, TenancyError> {
+        let cache = &self.inner.quotas;
         validate_tenant(tenant)?;
         let generation = cache.generation();
         let record = self
