@@ -118,6 +118,12 @@ pub fn server_url(text: &str) -> Result<String, String> {
     }
 }
 
+/// A node id, by the rule `serve` applies to `node_id`.
+pub fn node_id(text: &str) -> Result<String, String> {
+    strata_common::names::validate_node_id(text).map_err(|e| e.to_string())?;
+    Ok(text.to_string())
+}
+
 /// A user property, `NAME=VALUE` (the value may contain '=').
 pub fn property(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -163,6 +169,13 @@ mod tests {
             Ok(ResetTo::Time(When::Ago(Duration::from_secs(7200))))
         );
         assert!(reset_to("soon").unwrap_err().contains("earliest, latest"));
+    }
+
+    #[test]
+    fn node_ids_follow_the_serve_rule() {
+        assert_eq!(node_id("node-1").as_deref(), Ok("node-1"));
+        let e = node_id("node-1/x").unwrap_err();
+        assert!(e.contains("node id"), "{e}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::config::Config;
 #[derive(Debug, Args)]
 pub struct ForgetNodeArgs {
     /// The node id.
+    #[arg(value_parser = super::args::node_id)]
     pub node: String,
     /// Confirms giving up the messages only the node's WAL holds.
     #[arg(long)]

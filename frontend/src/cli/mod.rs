@@ -131,6 +131,7 @@ pub enum ClusterCommand {
     /// adopted instead, losing nothing: prefer that.
     Forget {
         /// The node id.
+        #[arg(value_parser = args::node_id)]
         node: String,
         /// Confirms giving up the messages only the node's WAL holds.
         #[arg(long)]
