@@ -659,6 +659,34 @@ async fn a_node_whose_disk_is_lost_is_forgotten_by_an_operator() {
     a.stop();
 }
 
+/// A node whose object store is not the namespace's is refused before it
+/// joins the node registry: a node that joined was handed tenants, which
+/// then waited for its record to expire (a black-box run saw a tenant
+/// answer "moving between nodes" for seconds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_another_object_store_is_refused_before_it_joins() {
+    let Some(url) = etcd_test_url("cluster-wrong-store") else {
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let a_dir = tempfile::tempdir().unwrap();
+    let a = start(a_dir.path(), &url, shared.path(), "node-a");
+    let other = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let root = other.path().join("objects").display().to_string();
+    let refused = refused_start_with(
+        b_dir.path(),
+        &url,
+        shared.path(),
+        "node-b",
+        &[("STRATA_OBJECT_STORE_ROOT", root.as_str())],
+    );
+    assert!(refused.contains("not this namespace's"), "{refused}");
+    assert_eq!(node_state(&a.url, "node-b").await, "absent");
+    assert_eq!(node_state(&a.url, "node-a").await, "live");
+    a.stop();
+}
+
 /// A node declared lost while it was only paused (its directory still
 /// locked by it, so nobody could adopt it) stops on its own when it runs
 /// again, saying why, instead of staying up behind a shut fence.

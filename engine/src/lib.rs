@@ -29,7 +29,9 @@ mod pull;
 pub mod txn;
 mod types;
 
-pub use crate::core::{SYSTEM_TOPIC_PREFIX, SYSTEM_TOPIC_RETENTION, WalLayer};
+pub use crate::core::{
+    SYSTEM_TOPIC_PREFIX, SYSTEM_TOPIC_RETENTION, WalLayer, check_object_store_for_start,
+};
 pub use engine::{COMPACTION_NICE, Engine};
 pub use error::{EngineError, Result};
 pub use lookup::{FoundMessage, FoundMessages, IndexMaintenance};

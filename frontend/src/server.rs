@@ -434,6 +434,14 @@ pub async fn start_with_clock(
     let advertised = advertised_addr(&config.grpc.advertise_addr, grpc_addr);
     let (http_host, http_port) = advertised_addr(&config.http.advertise_addr, http_addr);
     let catalog = Catalog::new(store.clone());
+    let cluster = config.serving.cluster;
+    // A node that joined is handed tenants: one its object store refuses
+    // (another bucket, wrong credentials) must be refused before it joins.
+    if cluster {
+        let engine_config = config.engine_config()?;
+        strata_engine::check_object_store_for_start(&engine_config, &catalog, clock.clone())
+            .await?;
+    }
     let engine_slot: Arc<std::sync::OnceLock<Arc<Engine>>> = Arc::default();
     // Every node registers, embedded ones too: `strata cluster status`
     // then reads the same way everywhere. In cluster mode the heartbeat is
@@ -451,7 +459,6 @@ pub async fn start_with_clock(
         engine_slot.clone(),
     )
     .await?;
-    let cluster = config.serving.cluster;
     let serving = match config.metadata.parse()?.is_shared() && !cluster {
         false => None,
         true => {

@@ -55,6 +55,17 @@ fn node_env(url: &str, shared: &Path, node: &str) -> Vec<(String, String)> {
 /// exit (failing the test if it serves, or runs a minute) and returns what
 /// it printed.
 pub fn refused_start(dir: &Path, url: &str, shared: &Path, node: &str) -> String {
+    refused_start_with(dir, url, shared, node, &[])
+}
+
+/// [`refused_start`] with `extra` settings.
+pub fn refused_start_with(
+    dir: &Path,
+    url: &str,
+    shared: &Path,
+    node: &str,
+    extra: &[(&str, &str)],
+) -> String {
     let mut child = std::process::Command::new(super::BIN)
         .args([
             "serve",
@@ -66,6 +77,7 @@ pub fn refused_start(dir: &Path, url: &str, shared: &Path, node: &str) -> String
         .arg("--data-dir")
         .arg(dir)
         .envs(node_env(url, shared, node))
+        .envs(extra.iter().copied())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

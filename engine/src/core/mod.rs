@@ -83,6 +83,63 @@ pub(crate) struct Core {
 /// How long a start waits for the object store to say whose it is.
 const START_VERIFY_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Whether a start's check of the object store (`None`: it did not answer
+/// within [`START_VERIFY_LIMIT`]) refuses the start. A store that is not
+/// this namespace's, or that refuses this node for good, does; one that
+/// cannot be read now (a hung endpoint held the start for the retries'
+/// 150 s) is verified before the first upload instead, and the node serves
+/// meanwhile.
+fn start_refusal(
+    verified: Option<std::result::Result<(), strata_compactor::CompactorError>>,
+) -> Result<()> {
+    match verified {
+        Some(Ok(())) => {}
+        Some(Err(e @ strata_compactor::CompactorError::WrongStore(_))) => {
+            return Err(e.into());
+        }
+        // Refused for good (credentials, permissions, configuration):
+        // waiting would only fill the WAL with data that cannot leave.
+        Some(Err(strata_compactor::CompactorError::Objects(
+            e @ (strata_objects::ObjectError::Rejected { .. }
+            | strata_objects::ObjectError::Config(_)),
+        ))) => {
+            return Err(EngineError::ObjectStore(format!(
+                "{e}; the object store refuses this node's requests, so it does not \
+                 start: check the object store's credentials, permissions, bucket and region"
+            )));
+        }
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "cannot verify the object store now; uploads and garbage collection wait until it is verified");
+        }
+        None => {
+            tracing::warn!(
+                seconds = START_VERIFY_LIMIT.as_secs(),
+                "the object store did not answer; uploads and garbage collection wait until it is verified"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The start's check of the object store ([`start_refusal`]) on its own,
+/// for a cluster node to make before it joins the node registry: a node
+/// that joined is handed tenants, and one refused afterwards held them up.
+pub async fn check_object_store_for_start(
+    config: &EngineConfig,
+    catalog: &Catalog,
+    clock: Arc<dyn Clock>,
+) -> Result<()> {
+    let objects = strata_objects::Objects::open(&config.object_store, clock.clone())
+        .map_err(|e| EngineError::ObjectStore(format!("object store: {e}")))?;
+    let verified = strata_common::clock::timeout(
+        &*clock,
+        START_VERIFY_LIMIT,
+        strata_compactor::store_mark::verify(catalog, &objects, clock.as_ref(), false),
+    )
+    .await;
+    start_refusal(verified)
+}
+
 impl Core {
     /// Opens the core on a metadata store: loads topics, claims their
     /// queues, loads their object ranges and replays the WAL. The
@@ -248,32 +305,7 @@ impl Core {
             core.compactor.verify_store(),
         )
         .await;
-        match verified {
-            Some(Ok(())) => {}
-            Some(Err(e @ strata_compactor::CompactorError::WrongStore(_))) => {
-                return Err(e.into());
-            }
-            // Refused for good (credentials, permissions, configuration):
-            // waiting would only fill the WAL with data that cannot leave.
-            Some(Err(strata_compactor::CompactorError::Objects(
-                e @ (strata_objects::ObjectError::Rejected { .. }
-                | strata_objects::ObjectError::Config(_)),
-            ))) => {
-                return Err(EngineError::ObjectStore(format!(
-                    "{e}; the object store refuses this node's requests, so it does not \
-                     start: check the object store's credentials, permissions, bucket and region"
-                )));
-            }
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "cannot verify the object store now; uploads and garbage collection wait until it is verified");
-            }
-            None => {
-                tracing::warn!(
-                    seconds = START_VERIFY_LIMIT.as_secs(),
-                    "the object store did not answer; uploads and garbage collection wait until it is verified"
-                );
-            }
-        }
+        start_refusal(verified)?;
         Ok(core)
     }
 
