@@ -15,7 +15,8 @@ pub async fn cluster_status(
     answered_by: &str,
     now_ms: i64,
 ) -> Result<ClusterJson, CatalogError> {
-    let nodes = catalog.cluster_nodes().await?;
+    let mut nodes = catalog.cluster_nodes().await?;
+    nodes.sort_by(|a, b| natural_order(&a.node, &b.node));
     let topics: HashMap<TopicId, u32> = catalog
         .all_topics()
         .await?
@@ -85,6 +86,37 @@ pub async fn cluster_status(
     })
 }
 
+/// Orders ids as people number them: node-2 before node-10 (the store
+/// lists them by bytes). Leading zeros do not count, then decide a tie.
+fn natural_order(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let digits = |s: &[u8]| s.iter().take_while(|c| c.is_ascii_digit()).count();
+    let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (x.first(), y.first()) {
+            (None, None) => return a.cmp(b),
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(c), Some(d)) if c.is_ascii_digit() && d.is_ascii_digit() => {
+                let (n, m) = (digits(x), digits(y));
+                let strip = |s: &[u8]| -> usize { s.iter().take_while(|c| **c == b'0').count() };
+                let (p, q) = (&x[strip(&x[..n])..n], &y[strip(&y[..m])..m]);
+                let by_value = p.len().cmp(&q.len()).then_with(|| p.cmp(q));
+                if by_value != Ordering::Equal {
+                    return by_value;
+                }
+                (x, y) = (&x[n..], &y[m..]);
+            }
+            (Some(c), Some(d)) => {
+                if c != d {
+                    return c.cmp(d);
+                }
+                (x, y) = (&x[1..], &y[1..]);
+            }
+        }
+    }
+}
+
 fn node_json(
     n: NodeRecord,
     now_ms: i64,
@@ -129,6 +161,20 @@ fn node_json(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodes_are_listed_as_people_number_them() {
+        let mut ids = vec![
+            "node-10", "node-2", "node-1", "b", "node-02", "a-3", "node-1a", "a-20",
+        ];
+        ids.sort_by(|a, b| natural_order(a, b));
+        assert_eq!(
+            ids,
+            [
+                "a-3", "a-20", "b", "node-1", "node-1a", "node-02", "node-2", "node-10"
+            ]
+        );
+    }
     use strata_metadata::{MemoryStore, MessageType, NewTopic, Retention};
 
     fn topic(queues: u32) -> NewTopic {
