@@ -22,13 +22,12 @@
 //! store. During such an outage the revocation bound is therefore that
 //! limit, not the TTL; no revocation can be written meanwhile.
 
-mod outage;
-
 mod auth;
 pub use auth::RELOAD_AFTER_MS;
 mod bootstrap;
 mod cache;
 mod keys;
+mod outage;
 mod plans;
 pub use outage::{OUTAGE_BACKOFF_MS, REFRESH_WAIT, STALE_LIMIT_MS};
 
