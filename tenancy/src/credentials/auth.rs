@@ -73,13 +73,17 @@ impl Credentials {
             return Ok(entry);
         }
         let now = self.now_ms();
-        if now.saturating_sub(entry.loaded_ms) < RELOAD_AFTER_MS || self.inner.outage.ongoing(now) {
+        if now.saturating_sub(entry.loaded_ms) < RELOAD_AFTER_MS {
             return Err(AuthError::BadSignature);
+        }
+        // A secret that matches no held key may be one rotated elsewhere:
+        // while the store does not answer, say so rather than "wrong".
+        if self.inner.outage.ongoing(now) {
+            return Err(AuthError::StoreUnavailable);
         }
         let entry = match self.refresh(access_key).await {
             Refreshed::Answered(entry) => entry?,
-            // The key as held is all there is to check against.
-            Refreshed::Unavailable => return Err(AuthError::BadSignature),
+            Refreshed::Unavailable => return Err(AuthError::StoreUnavailable),
         };
         if matches(&entry) {
             Ok(entry)
