@@ -16,6 +16,7 @@ pub mod quotas;
 pub mod retention;
 pub mod rfc3339;
 pub mod start;
+pub mod task;
 pub mod usage;
 
 pub use background::BackgroundRuntime;

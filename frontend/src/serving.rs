@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use strata_common::Clock;
+use strata_common::task::AbortOnDrop;
 use strata_engine::{Engine, WriteFence};
 use strata_metadata::{Catalog, ServingLease};
 
@@ -151,28 +152,6 @@ impl LeaseFence {
         while !shut(self) {
             self.clock.sleep(Duration::from_millis(100)).await;
         }
-    }
-}
-
-/// A task's handle that aborts the task when dropped: a stop that gives up
-/// waiting for a renewal (the metadata store unreachable) must not leave
-/// the task renewing on after the node stopped.
-pub(crate) struct AbortOnDrop<T>(pub(crate) JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl<T> std::future::Future for AbortOnDrop<T> {
-    type Output = Result<T, tokio::task::JoinError>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(cx)
     }
 }
 

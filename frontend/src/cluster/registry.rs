@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use strata_common::Clock;
+use strata_common::task::AbortOnDrop;
 use strata_engine::Engine;
 use strata_metadata::{Catalog, NodeRecord, NodeState};
 use tokio::sync::watch;
@@ -16,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::server::ServerError;
-use crate::serving::{AbortOnDrop, FencedBy, LeaseFence};
+use crate::serving::{FencedBy, LeaseFence};
 
 /// Where this node can be reached, as registered.
 #[derive(Debug, Clone)]
