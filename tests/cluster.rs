@@ -739,6 +739,101 @@ async fn a_node_declared_lost_while_paused_stops_when_it_resumes() {
     b.stop();
 }
 
+/// A node gone longer than `serving.gone_node_retention_ms` is pruned
+/// from the registry, with its WAL checkpoint; its data directory started
+/// again takes the checkpoint back from its hand-over mark, so the records
+/// its WAL still holds are not uploaded a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_pruned_from_the_registry_comes_back_without_uploading_twice() {
+    let Some(url) = etcd_test_url("cluster-prune") else {
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let prune = [
+        ("STRATA_SERVING_GONE_NODE_RETENTION_MS", "6000"),
+        ("STRATA_COMPACTOR_GC_GRACE_MS", "6000"),
+    ];
+    let a = start_with(dirs[0].path(), &url, shared.path(), "node-a", &prune);
+    let b = start_with(dirs[1].path(), &url, shared.path(), "node-b", &prune);
+    create_tenants(&[a.url.clone(), b.url.clone()]).await;
+    settled(&a.url, &["node-a", "node-b"]).await;
+    let mut sent: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut on_a = Vec::new();
+    for t in (0..TENANTS).map(tenant) {
+        create_topic(&b.url, &t).await;
+        if served_by(&b.url, &t).await.as_deref() == Some("node-a") {
+            on_a.push(t.clone());
+        }
+        for n in 0..10 {
+            let body = format!("{t}-before-{n}");
+            publish_until_acked(&a.url, &t, &body).await;
+            sent.entry(t.clone()).or_default().push(body);
+        }
+    }
+    assert!(!on_a.is_empty(), "no tenant on node-a");
+    // A graceful stop uploads its WAL and leaves; the WAL's last segment
+    // keeps the records.
+    assert!(a.stop().success());
+    assert!(!common::wal_segments(dirs[0].path()).is_empty());
+    let mark: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dirs[0].path().join("handed-over")).unwrap())
+            .unwrap();
+    let handed_over = mark["wal_checkpoint"].as_u64().expect("checkpoint");
+    assert!(handed_over > 0, "{mark}");
+    let before = uploads_of_node_a(shared.path());
+    assert!(!before.is_empty());
+    assert_eq!(node_state(&b.url, "node-a").await, "left");
+    wait_for_state(&b.url, "node-a", "absent").await;
+
+    // Its first upload comes once it serves tenants again, whose queues
+    // the old records are of.
+    let late_upload = [
+        prune.as_slice(),
+        &[("STRATA_COMPACTOR_UPLOAD_INTERVAL_MS", "6000")],
+    ]
+    .concat();
+    let a = start_with(dirs[0].path(), &url, shared.path(), "node-a", &late_upload);
+    settled(&b.url, &["node-a", "node-b"]).await;
+    for t in (0..TENANTS).map(tenant) {
+        let body = format!("{t}-after");
+        publish_until_acked(&b.url, &t, &body).await;
+        sent.entry(t).or_default().push(body);
+    }
+    let began = Instant::now();
+    while upload_lag(&a.url).await > 0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "node-a never uploaded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (t, bodies_sent) in &sent {
+        let mut want = bodies_sent.clone();
+        want.sort();
+        assert_eq!(&bodies(&a.url, t).await, &want, "{t}");
+    }
+    // Nothing below the hand-over position was uploaded again.
+    for key in uploads_of_node_a(shared.path()).difference(&before) {
+        let name = key.rsplit('/').next().unwrap_or_default();
+        let from: u64 = name.split('-').next().unwrap().parse().unwrap();
+        assert!(
+            from >= handed_over,
+            "{key} re-uploads WAL below {handed_over}"
+        );
+    }
+    a.stop();
+    b.stop();
+}
+
+/// node-a's upload objects in the shared local object store.
+fn uploads_of_node_a(shared: &std::path::Path) -> std::collections::BTreeSet<String> {
+    let root = shared.join("objects");
+    let mut out = std::collections::BTreeSet::new();
+    common::files_under(&root.join("seg/node-a"), &root, &mut out);
+    out
+}
+
 /// Node-b's engine upload lag, from its own status.
 async fn upload_lag(url: &str) -> u64 {
     let status: serde_json::Value = reqwest::get(format!("{url}/v1/status"))

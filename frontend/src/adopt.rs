@@ -37,7 +37,7 @@ pub async fn adopt(
         identity: &held.identity,
         data_dir: &held.data_dir,
     };
-    let lock = upload_volume(config, catalog, &adoptee, clock.clone()).await?;
+    let (lock, _) = upload_volume(config, catalog, &adoptee, clock.clone()).await?;
     match catalog
         .renew_serving_lease(held, clock.now_ms(), 0, true)
         .await
@@ -67,7 +67,16 @@ pub async fn adopt_node(
         identity: &dead.identity,
         data_dir: &dead.data_dir,
     };
-    let lock = upload_volume(config, catalog, &adoptee, clock.clone()).await?;
+    let (lock, checkpoint) = upload_volume(config, catalog, &adoptee, clock.clone()).await?;
+    // Before the record says adopted (and may be pruned): see
+    // `cluster::handed_over`.
+    crate::cluster::handed_over::write(
+        PathBuf::from(&dead.data_dir),
+        &dead.node,
+        &dead.identity,
+        checkpoint,
+    )
+    .await?;
     let adopted = NodeRecord {
         state: NodeState::Adopted {
             by: config.node_id.clone(),
@@ -98,13 +107,13 @@ struct Adoptee<'a> {
 
 /// Locks the adoptee's data directory, recovers its WAL and uploads all of
 /// it under the adoptee's node id; returns the lock, held until the caller
-/// has recorded the adoption.
+/// has recorded the adoption, and the WAL position uploaded through.
 async fn upload_volume(
     config: &Config,
     catalog: &Catalog,
     held: &Adoptee<'_>,
     clock: Arc<dyn Clock>,
-) -> Result<std::fs::File, String> {
+) -> Result<(std::fs::File, u64), String> {
     let dir = PathBuf::from(held.data_dir);
     if held.data_dir.is_empty() || !dir.is_dir() {
         return Err(format!(
@@ -205,8 +214,9 @@ async fn upload_volume(
     }
     // And what the node itself could not write when it stopped.
     crate::metering::unflushed::write_kept(&ledger, &dir).await;
-    tracing::warn!(node = %held.node, uploads, checkpoint = compactor.checkpoint(), "adopted its data directory: everything it held is in object storage");
-    Ok(lock)
+    let checkpoint = compactor.checkpoint();
+    tracing::warn!(node = %held.node, uploads, checkpoint, "adopted its data directory: everything it held is in object storage");
+    Ok((lock, checkpoint))
 }
 
 /// Records in the node registry that `node`'s WAL was adopted by `by`, so

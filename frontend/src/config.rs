@@ -69,6 +69,9 @@ pub struct ServingSection {
     pub standby: bool,
     /// Cluster mode: every node serves, each the tenants placed on it.
     pub cluster: bool,
+    /// Cluster mode: how long the registry keeps the record of a node that
+    /// left or was adopted before pruning it; 0 keeps them all.
+    pub gone_node_retention_ms: u64,
 }
 
 /// Check-backs of unresolved transactions.
@@ -333,6 +336,7 @@ impl Default for Config {
                 lease_ttl_ms: 15_000,
                 standby: false,
                 cluster: false,
+                gone_node_retention_ms: 24 * 60 * 60 * 1000,
             },
             wal: WalSection {
                 segment_bytes: engine.wal_segment_bytes,
@@ -872,6 +876,15 @@ impl Config {
                 self.compactor.gc_grace_ms, self.serving.lease_ttl_ms
             ));
         }
+        let retention = self.serving.gone_node_retention_ms;
+        if self.serving.cluster && retention != 0 && retention < self.compactor.gc_grace_ms {
+            // A gone node's objects are spared, and its index runs taken
+            // over, by its record for that grace.
+            return bad(format!(
+                "serving.gone_node_retention_ms must be 0 (keep every record) or at least                  compactor.gc_grace_ms ({} ms): got {retention}",
+                self.compactor.gc_grace_ms
+            ));
+        }
         if self.serving.cluster && !self.metadata.parse()?.is_shared() {
             return bad(
                 "serving.cluster = true needs a metadata store the nodes share: set \
@@ -1267,6 +1280,14 @@ mod tests {
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("compactor.gc_grace_ms"), "{e}");
         c.compactor.gc_grace_ms = 30_000;
+        c.validate().unwrap();
+        // A gone node's record outlasts that grace, unless kept for good.
+        c.serving.gone_node_retention_ms = 29_999;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("serving.gone_node_retention_ms"), "{e}");
+        c.serving.gone_node_retention_ms = 0;
+        c.validate().unwrap();
+        c.serving.gone_node_retention_ms = 30_000;
         c.validate().unwrap();
         // One node alone may turn the grace off.
         c.serving.cluster = false;

@@ -55,6 +55,7 @@ mod nodes;
 mod owners;
 mod placement;
 mod pop;
+mod prune_nodes;
 mod ranges;
 mod records;
 mod serving;

@@ -325,33 +325,39 @@ impl Lookup {
         // Nodes that left or were adopted more than a grace ago (none
         // outside cluster mode): a run commit they had on its way then has
         // most likely landed (`write_run` commits only fresh objects; one
-        // held up longer names a swept object and is dropped below).
+        // held up longer names a swept object and is dropped below). And
+        // nodes no longer registered: their records were pruned, a
+        // retention of at least that grace after they left.
         let grace_ms = self.grace_ms();
         let now_ms = self.core.clock.now_ms();
-        let gone_nodes: HashSet<String> = self
-            .core
-            .catalog
-            .cluster_nodes()
-            .await?
-            .into_iter()
-            .filter(|n| n.node != node)
+        let registered = self.core.catalog.cluster_nodes().await?;
+        let kept: HashSet<&str> = registered
+            .iter()
             .filter(|n| {
-                n.gone_at_ms()
-                    .is_some_and(|at| at <= now_ms.saturating_sub(grace_ms))
+                n.node == node
+                    || n.gone_at_ms()
+                        .is_none_or(|at| at > now_ms.saturating_sub(grace_ms))
             })
-            .map(|n| n.node)
+            .map(|n| n.node.as_str())
             .collect();
         let mut runs = self.core.catalog.index_runs().await?;
+        // Whose index objects the sweep below also deletes when unnamed.
+        let mut gone_nodes: HashSet<String> = registered
+            .iter()
+            .filter(|n| !kept.contains(n.node.as_str()))
+            .map(|n| n.node.clone())
+            .collect();
         let orphaned: Vec<(IndexRun, u64)> = runs
             .iter()
-            .filter(|r| gone_nodes.contains(&r.node))
+            .filter(|r| r.node != node && !kept.contains(r.node.as_str()))
             .map(|r| (r.clone(), self.core.clock.random_u64()))
             .collect();
+        gone_nodes.extend(orphaned.iter().map(|(r, _)| r.node.clone()));
         if !orphaned.is_empty() {
             done.taken = self.core.catalog.take_index_runs(&node, &orphaned).await? as u64;
             tracing::info!(
                 runs = done.taken,
-                "took over the message index runs of nodes that left or were adopted"
+                "took over the message index runs of nodes that left, were adopted or were pruned"
             );
             runs = self.core.catalog.index_runs().await?;
         }

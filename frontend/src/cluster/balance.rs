@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use strata_common::Clock;
 use strata_engine::Engine;
-use strata_metadata::{Catalog, CatalogError, NodeRecord, Placed, TenantPlacement};
+use strata_metadata::{Catalog, CatalogError, NodeRecord, NodeState, Placed, TenantPlacement};
 use tokio::sync::{Notify, watch};
 
 use super::assign::{TenantAt, assign};
@@ -54,6 +54,8 @@ pub struct Balancer {
     every: Duration,
     kick: Notify,
     view: RwLock<View>,
+    /// When (monotonic) this node last pruned gone nodes' records.
+    pruned_at: std::sync::Mutex<Option<Duration>>,
 }
 
 impl Balancer {
@@ -67,6 +69,7 @@ impl Balancer {
             clock,
             kick: Notify::new(),
             view: RwLock::new(View::default()),
+            pruned_at: std::sync::Mutex::new(None),
         })
     }
 
@@ -192,6 +195,7 @@ impl Balancer {
         if adopted {
             nodes = self.catalog.cluster_nodes().await?;
         }
+        self.prune_gone_nodes(&nodes, now).await;
         let live: HashMap<String, NodeRecord> = nodes
             .into_iter()
             .filter(|n| n.is_live(now))
@@ -270,6 +274,43 @@ impl Balancer {
             }
         }
         self.set_view(live).await
+    }
+
+    /// Prunes the records of nodes gone longer than
+    /// `serving.gone_node_retention_ms` (`Catalog::prune_gone_nodes`), when
+    /// `nodes` has any, at most every quarter of the retention (between a
+    /// lease and a minute): every node does it, and the commits are
+    /// conditioned, so one prune wins.
+    async fn prune_gone_nodes(&self, nodes: &[NodeRecord], now_ms: i64) {
+        let retention = self.config.serving.gone_node_retention_ms;
+        let retention_ms = i64::try_from(retention).unwrap_or(i64::MAX);
+        let due = |n: &NodeRecord| {
+            matches!(n.state, NodeState::Left { .. } | NodeState::Adopted { .. })
+                && n.gone_at_ms()
+                    .is_some_and(|at| at > 0 && at <= now_ms.saturating_sub(retention_ms))
+        };
+        if retention == 0 || !nodes.iter().any(due) {
+            return;
+        }
+        let every =
+            Duration::from_millis((retention / 4).clamp(self.config.serving.lease_ttl_ms, 60_000));
+        let at = self.clock.monotonic();
+        {
+            let mut last = self.pruned_at.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|last| at.saturating_sub(last) < every) {
+                return;
+            }
+            *last = Some(at);
+        }
+        match self.catalog.prune_gone_nodes(now_ms, retention_ms).await {
+            Ok(pruned) if !pruned.is_empty() => {
+                tracing::info!(nodes = ?pruned, "pruned the registry records of nodes gone past serving.gone_node_retention_ms")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "pruning gone nodes' registry records failed; retrying later")
+            }
+        }
     }
 
     /// Stops serving the tenants served here without a placement naming

@@ -5,5 +5,6 @@ pub mod assign;
 pub mod balance;
 pub mod forget;
 pub mod forward;
+pub mod handed_over;
 pub mod registry;
 pub mod status;

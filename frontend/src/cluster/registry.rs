@@ -5,6 +5,7 @@
 //! survivor, declared lost by an operator) shuts the write fence and stops
 //! the node, saying why.
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use strata_metadata::{Catalog, NodeRecord, NodeState};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::handed_over;
 use crate::config::Config;
 use crate::server::ServerError;
 use crate::serving::{FencedBy, LeaseFence};
@@ -38,6 +40,10 @@ pub struct NodeKeeper {
     taken: watch::Receiver<Option<String>>,
     node: String,
     clock: Arc<dyn Clock>,
+    engine: Arc<OnceLock<Arc<Engine>>>,
+    /// This node's data directory and its identity, for the hand-over mark.
+    data_dir: PathBuf,
+    identity: String,
 }
 
 impl NodeKeeper {
@@ -66,8 +72,11 @@ impl NodeKeeper {
             upload_lag_bytes: 0,
             state: NodeState::Live,
         };
+        let handed_over = handed_over::read(config.data_dir.clone(), &config.node_id, identity)
+            .await
+            .map_err(ServerError::Serving)?;
         let record = catalog
-            .join_cluster(draft, clock.now_ms(), ttl_ms as i64)
+            .join_cluster_handed_over(draft, clock.now_ms(), ttl_ms as i64, handed_over)
             .await
             .map_err(|e| ServerError::Serving(e.to_string()))?;
         fence.renewed(started, ttl_ms);
@@ -78,7 +87,7 @@ impl NodeKeeper {
         let task = tokio::spawn(heartbeat(
             Heartbeat {
                 catalog: catalog.clone(),
-                engine,
+                engine: engine.clone(),
                 clock: clock.clone(),
                 ttl_ms,
                 fence: fence.clone(),
@@ -95,6 +104,9 @@ impl NodeKeeper {
             taken,
             node,
             clock,
+            engine,
+            data_dir: config.data_dir.clone(),
+            identity: identity.to_string(),
         })
     }
 
@@ -129,6 +141,22 @@ impl NodeKeeper {
         let Ok(Some(record)) = task.await else {
             return;
         };
+        // The mark first: a record marked left may be pruned, and the
+        // directory must then know its WAL is uploaded without it.
+        let Some(checkpoint) = self.engine.get().map(|e| e.wal_checkpoint()) else {
+            return;
+        };
+        if let Err(e) = handed_over::write(
+            self.data_dir.clone(),
+            &self.node,
+            &self.identity,
+            checkpoint,
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "cannot mark the WAL handed over; leaving the record to expire, for a restart or an adoption");
+            return;
+        }
         let left = NodeRecord {
             state: NodeState::Left {
                 at_ms: self.clock.now_ms(),

@@ -161,7 +161,24 @@ impl Catalog {
         now_ms: i64,
         ttl_ms: i64,
     ) -> Result<NodeRecord, CatalogError> {
+        self.join_cluster_handed_over(node, now_ms, ttl_ms, None)
+            .await
+    }
+
+    /// [`Self::join_cluster`] for a data directory that says it handed its
+    /// whole WAL over up to `handed_over` when it last left or was adopted:
+    /// if its record was pruned since (see [`Self::prune_gone_nodes`]), the
+    /// join puts that position back as its WAL checkpoint (pruned with the
+    /// record), so the directory's WAL is not uploaded a second time.
+    pub async fn join_cluster_handed_over(
+        &self,
+        node: NodeRecord,
+        now_ms: i64,
+        ttl_ms: i64,
+        handed_over: Option<u64>,
+    ) -> Result<NodeRecord, CatalogError> {
         let key = keys::node(&node.node)?;
+        let checkpoint_key = keys::wal_checkpoint(&node.node)?;
         let joined = NodeRecord {
             started_ms: now_ms,
             expires_ms: now_ms.saturating_add(ttl_ms),
@@ -169,8 +186,20 @@ impl Catalog {
             ..node
         };
         for _ in 0..MAX_ATTEMPTS {
+            let mut txn = Txn::new();
             let check = match self.store.get(&key).await? {
-                None => Check::Absent { key: key.clone() },
+                None => {
+                    if let Some(lsn) = handed_over
+                        && self.store.get(&checkpoint_key).await?.is_none()
+                    {
+                        txn = txn
+                            .check(Check::Absent {
+                                key: checkpoint_key.clone(),
+                            })
+                            .put(checkpoint_key.clone(), encode(&checkpoint_key, &lsn)?);
+                    }
+                    Check::Absent { key: key.clone() }
+                }
                 Some(raw) => {
                     let held: NodeRecord = decode(&key, &raw)?;
                     if let NodeState::Lost { by, at_ms, .. } = &held.state {
@@ -196,9 +225,7 @@ impl Catalog {
                     }
                 }
             };
-            let txn = Txn::new()
-                .check(check)
-                .put(key.clone(), encode(&key, &joined)?);
+            let txn = txn.check(check).put(key.clone(), encode(&key, &joined)?);
             if self.store.commit(txn).await? == TxnOutcome::Committed {
                 return Ok(joined);
             }
