@@ -17,7 +17,7 @@ use crate::config::{Config, ConfigError, MetadataUrl};
 use crate::http::{self, AppState, AuthSettings, Handles, Metrics, NodeCollector};
 use crate::metering::{MeteringTasks, Operations, TenantCollector};
 use crate::serving::{LeaseFence, ServingKeeper};
-use strata_metadata::{Catalog, EtcdStore, MetaStore, RedbStore, TimedStore};
+use strata_metadata::{Catalog, EtcdStore, FailFastStore, MetaStore, RedbStore, TimedStore};
 use strata_tenancy::{Credentials, MasterKey, UsageLedger};
 
 #[derive(Debug, thiserror::Error)]
@@ -420,6 +420,12 @@ pub async fn start_with_clock(
         })?;
     let grpc_addr = grpc_listener.local_addr().map_err(ServerError::Http)?;
     let (store, store_closed) = open_metadata_closing(&config).await?;
+    // A shared store that stops answering fails calls at once, not each
+    // after the backend's timeouts (see `FailFastStore`).
+    let store = match config.metadata.parse()?.is_shared() {
+        true => FailFastStore::wrap(store, clock.clone()),
+        false => store,
+    };
     let store = TimedStore::wrap(store, clock.clone());
     // Before the serving lease: a node that cannot verify the namespace's
     // keys (a missing master key) must not take the namespace.

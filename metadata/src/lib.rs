@@ -10,6 +10,7 @@ pub mod address;
 pub mod catalog;
 pub mod conformance;
 pub mod etcd_store;
+pub mod fail_fast;
 pub mod hooked;
 pub mod journal;
 mod journal_file;
@@ -32,6 +33,7 @@ pub use catalog::{
     TopicRecord, UsageRollup,
 };
 pub use etcd_store::EtcdStore;
+pub use fail_fast::FailFastStore;
 pub use hooked::{CommitHook, HookedStore};
 pub use memory_store::MemoryStore;
 pub use redb_store::{Checkpoints, DEFAULT_CACHE_BYTES, JournalCut, RedbStore};
