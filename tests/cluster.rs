@@ -754,17 +754,11 @@ async fn a_node_pruned_from_the_registry_comes_back_without_uploading_twice() {
         ("STRATA_SERVING_GONE_NODE_RETENTION_MS", "6000"),
         ("STRATA_COMPACTOR_GC_GRACE_MS", "6000"),
     ];
-    let a = start_with(dirs[0].path(), &url, shared.path(), "node-a", &prune);
-    let b = start_with(dirs[1].path(), &url, shared.path(), "node-b", &prune);
-    create_tenants(&[a.url.clone(), b.url.clone()]).await;
-    settled(&a.url, &["node-a", "node-b"]).await;
+    let paths = [dirs[0].path(), dirs[1].path()];
+    let (a, b, on_a) =
+        two_nodes_with_topics_and(paths, &url, shared.path(), [&prune[..], &prune[..]]).await;
     let mut sent: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut on_a = Vec::new();
     for t in (0..TENANTS).map(tenant) {
-        create_topic(&b.url, &t).await;
-        if served_by(&b.url, &t).await.as_deref() == Some("node-a") {
-            on_a.push(t.clone());
-        }
         for n in 0..10 {
             let body = format!("{t}-before-{n}");
             publish_until_acked(&a.url, &t, &body).await;

@@ -37,7 +37,8 @@ pub async fn adopt(
         identity: &held.identity,
         data_dir: &held.data_dir,
     };
-    let (lock, _) = upload_volume(config, catalog, &adoptee, clock.clone()).await?;
+    let (lock, checkpoint) = upload_volume(config, catalog, &adoptee, clock.clone()).await?;
+    mark_handed_over(&adoptee, checkpoint).await?;
     match catalog
         .renew_serving_lease(held, clock.now_ms(), 0, true)
         .await
@@ -68,15 +69,7 @@ pub async fn adopt_node(
         data_dir: &dead.data_dir,
     };
     let (lock, checkpoint) = upload_volume(config, catalog, &adoptee, clock.clone()).await?;
-    // Before the record says adopted (and may be pruned): see
-    // `cluster::handed_over`.
-    crate::cluster::handed_over::write(
-        PathBuf::from(&dead.data_dir),
-        &dead.node,
-        &dead.identity,
-        checkpoint,
-    )
-    .await?;
+    mark_handed_over(&adoptee, checkpoint).await?;
     let adopted = NodeRecord {
         state: NodeState::Adopted {
             by: config.node_id.clone(),
@@ -217,6 +210,18 @@ async fn upload_volume(
     let checkpoint = compactor.checkpoint();
     tracing::warn!(node = %held.node, uploads, checkpoint, "adopted its data directory: everything it held is in object storage");
     Ok((lock, checkpoint))
+}
+
+/// Writes the adoptee's hand-over mark, before its record says adopted
+/// (and may be pruned): see `cluster::handed_over`.
+async fn mark_handed_over(held: &Adoptee<'_>, checkpoint: u64) -> Result<(), String> {
+    crate::cluster::handed_over::write(
+        PathBuf::from(held.data_dir),
+        held.node,
+        held.identity,
+        checkpoint,
+    )
+    .await
 }
 
 /// Records in the node registry that `node`'s WAL was adopted by `by`, so

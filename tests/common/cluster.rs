@@ -109,8 +109,18 @@ pub async fn two_nodes_with_topics(
     shared: &Path,
     extra_a: &[(&str, &str)],
 ) -> (Server, Server, Vec<String>) {
-    let a = start_with(dirs[0], url, shared, "node-a", extra_a);
-    let b = start(dirs[1], url, shared, "node-b");
+    two_nodes_with_topics_and(dirs, url, shared, [extra_a, &[]]).await
+}
+
+/// [`two_nodes_with_topics`] with settings for each node.
+pub async fn two_nodes_with_topics_and(
+    dirs: [&Path; 2],
+    url: &str,
+    shared: &Path,
+    extra: [&[(&str, &str)]; 2],
+) -> (Server, Server, Vec<String>) {
+    let a = start_with(dirs[0], url, shared, "node-a", extra[0]);
+    let b = start_with(dirs[1], url, shared, "node-b", extra[1]);
     create_tenants(&[a.url.clone(), b.url.clone()]).await;
     settled(&a.url, &["node-a", "node-b"]).await;
     let mut on_a = Vec::new();
