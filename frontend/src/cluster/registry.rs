@@ -72,9 +72,14 @@ impl NodeKeeper {
             upload_lag_bytes: 0,
             state: NodeState::Live,
         };
-        let handed_over = handed_over::read(config.data_dir.clone(), &config.node_id, identity)
-            .await
-            .map_err(ServerError::Serving)?;
+        // Only cluster mode prunes records; elsewhere a record that is
+        // missing was lost with its store, and the mark must not stand in.
+        let handed_over = match config.serving.cluster {
+            true => handed_over::read(config.data_dir.clone(), &config.node_id, identity)
+                .await
+                .map_err(ServerError::Serving)?,
+            false => None,
+        };
         let record = catalog
             .join_cluster_handed_over(draft, clock.now_ms(), ttl_ms as i64, handed_over)
             .await
