@@ -397,7 +397,7 @@ impl Catalog {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::MemoryStore;
     use crate::catalog::floors::LOST_OFFSETS_GAP;
@@ -427,7 +427,8 @@ mod tests {
         .unwrap()
     }
 
-    fn draft(node: &str, identity: &str) -> NodeRecord {
+    /// A live record of `node` on directory `identity`, to join with.
+    pub(crate) fn draft(node: &str, identity: &str) -> NodeRecord {
         NodeRecord {
             node: node.into(),
             identity: identity.into(),

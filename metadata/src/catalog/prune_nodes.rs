@@ -88,25 +88,12 @@ impl Catalog {
 mod tests {
     use super::*;
     use crate::MemoryStore;
+    use crate::catalog::nodes::tests::draft;
     use crate::catalog::{ForgetRequest, IndexRunRecord, Placed};
     use strata_common::QueueKey;
 
     const TTL: i64 = 1_000;
     const RETENTION: i64 = 60_000;
-
-    fn draft(node: &str, identity: &str) -> NodeRecord {
-        NodeRecord {
-            node: node.into(),
-            identity: identity.into(),
-            data_dir: format!("/data/{identity}"),
-            grpc_addr: "127.0.0.1:1".into(),
-            http_addr: "127.0.0.1:2".into(),
-            started_ms: 0,
-            expires_ms: 0,
-            upload_lag_bytes: 0,
-            state: NodeState::Live,
-        }
-    }
 
     /// Joins `node` at 0, commits an upload to checkpoint 100 and marks it
     /// `state` (with `at_ms` given by the caller).
